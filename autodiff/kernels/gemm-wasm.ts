@@ -1,0 +1,360 @@
+/**
+ * The float64 GEMM kernel as a WebAssembly SIMD128 module, emitted from TypeScript.
+ *
+ * Structure (GotoBLAS / BLIS): C += A·B over matrices that already sit in the module's memory,
+ * each addressed by a byte base and element strides (so transposes are just strides).
+ *
+ * ```
+ * gemm:  for jc in N step nc            ── B block kc×nc lives in L2/L3, packed once per (jc,pc)
+ *          for pc in K step kc
+ *            pack_b  B[pc:pc+kc, jc:jc+nc] → NR-wide column panels, k-major, zero-padded
+ *            for ic in M step mc
+ *              pack_a  A[ic:ic+mc, pc:pc+kc] → MR-tall row panels, k-major, zero-padded
+ *              macro   C[ic:, jc:] += packedA · packedB
+ * macro: for jr in nb step NR             ── one B micro-panel (kc×NR) stays in L1
+ *          for ir in mb step MR           ── A micro-panels stream from L2
+ *            micro: MR×NR accumulators in registers, then added to C
+ * ```
+ *
+ * The micro-kernel holds the MR×NR block of C in MR·NR/2 `v128` locals (f64x2 each). One step of
+ * k is, with `bp` and `ap` the panel cursors:
+ *
+ * ```
+ * b_j   = v128.load        bp + 16·j            j < NR/2    (two adjacent columns of B)
+ * a_i   = v128.load64_splat ap + 8·i            i < MR      (A[i,k] in both lanes)
+ * acc_ij = f64x2.add(acc_ij, f64x2.mul(a_i, b_j))
+ * ```
+ *
+ * unrolled `unroll` times with the step folded into the load offsets, so the loop pays one
+ * pointer update per `unroll` steps. There is no FMA: relaxed-simd's `f64x2.relaxed_madd` is not
+ * available in Node 20 without a V8 flag, and a separate multiply and add round twice, exactly as
+ * the naive loop does. Edge blocks (fewer than MR rows or NR columns) go through a small tile
+ * buffer so that padding lanes never reach C; padding is zeros in the packed panels and only ever
+ * multiplies into discarded lanes, so a NaN or Inf in A or B reaches exactly the C entries it
+ * should. Summation order per C entry: k ascending within each kc block, each block's partial
+ * sum added to C — the same K terms as the naive loop, in a blocked order.
+ *
+ * Tasks: `run(thread)` takes task records from a shared counter (`i32.atomic.rmw.add`), so the
+ * main thread and workers that share this memory split a batch of sub-GEMMs dynamically.
+ */
+import { FunctionBuilder, ModuleBuilder, type Label } from "./wasm-emit.js";
+
+/** Byte layout of the first 64 KiB page, shared with the JS side (see `pool.ts`). */
+export const LAYOUT = {
+  /** i32: next task index, taken with an atomic add. */
+  nextTask: 0,
+  /** i32: number of task records. */
+  taskCount: 4,
+  /** i32 block sizes in elements: mc, kc, nc. */
+  mc: 8,
+  kc: 12,
+  nc: 16,
+  /** Per thread t: i32 byte addresses of its packed-A buffer, packed-B buffer, edge tile. */
+  threadBuffers: 64,
+  threadBufferStride: 16,
+  maxThreads: 16,
+  /** Per thread t: i32 count of tasks it has run (diagnostics: proves workers took part). */
+  tasksRun: 256,
+  /** i32 words the JS side uses to hand out jobs and collect completions. */
+  sync: 512,
+  /** Task records, `taskFields` i32 each. */
+  tasks: 4096,
+  taskStride: 64,
+  maxTasks: Math.floor((65536 - 4096) / 64),
+  /** Bytes reserved before the first thread buffer. */
+  reserved: 65536,
+} as const;
+
+/** Fields of one task record, in order (addresses in bytes, strides in elements). */
+export const TASK_FIELDS = ["M", "N", "K", "A", "rsA", "csA", "B", "rsB", "csB", "C", "ldc"] as const;
+
+export interface GemmKernelShape {
+  /** Rows of the register block. */
+  MR: number;
+  /** Columns of the register block; even (f64x2 lanes). */
+  NR: number;
+  /** k steps per loop iteration of the micro-kernel. */
+  unroll: number;
+}
+
+/** The register block used by default: 4×4 keeps 8 accumulators + 2 B vectors + 1 A splat +
+ *  1 product in registers (x64 has 16 XMM registers; V8 reserves one as scratch). */
+export const DEFAULT_SHAPE: GemmKernelShape = { MR: 4, NR: 4, unroll: 1 };
+
+/** Emits the kernel module. Its memory is imported as `env.memory` (shared, up to `maxPages`). */
+export function buildGemmModule(shape: GemmKernelShape = DEFAULT_SHAPE, maxPages = 32768): Uint8Array {
+  const { MR, NR, unroll } = shape;
+  if (!Number.isInteger(MR) || MR < 1 || MR > 8) throw new RangeError(`MR must be an integer in [1, 8], got ${MR}`);
+  if (!Number.isInteger(NR) || NR < 2 || NR > 8 || NR % 2 !== 0) throw new RangeError(`NR must be 2, 4, 6 or 8, got ${NR}`);
+  if (!Number.isInteger(unroll) || unroll < 1 || unroll > 8) throw new RangeError(`unroll must be an integer in [1, 8], got ${unroll}`);
+
+  const mod = new ModuleBuilder({ module: "env", name: "memory", initial: 1, maximum: maxPages, shared: true });
+  const packA = emitPack(mod, "pack_a", MR);
+  const packB = emitPack(mod, "pack_b", NR);
+  const macro = emitMacro(mod, shape);
+  const gemm = emitGemm(mod, packA, packB, macro);
+  emitRun(mod, gemm);
+  return mod.encode();
+}
+
+/** `dst = min(a, b)` for i32 locals. */
+function min(f: FunctionBuilder, a: number, b: number): FunctionBuilder {
+  return f.get(a).get(b).get(a).get(b).op("i32.lt_s").op("select");
+}
+
+/** `while (cond()) body()` as block/loop with the test at the top. */
+function whileLoop(f: FunctionBuilder, cond: () => void, body: (exit: Label) => void): void {
+  f.block((exit) => {
+    f.loop((top) => {
+      cond();
+      f.op("i32.eqz").brIf(exit);
+      body(exit);
+      f.br(top);
+    });
+  });
+}
+
+/**
+ * pack(src, ws, ls, count, len, dst): copies a count×len block into W-wide panels.
+ * Element (w, l) of the block is at `src + w·ws + l·ls` (byte strides); panel p holds members
+ * p·W … p·W+W−1, stored l-major: dst[p·W·len + l·W + r]. Members past `count` are zeros.
+ * For A: members are rows (ws = row stride), l is k. For B: members are columns, l is k.
+ */
+function emitPack(mod: ModuleBuilder, name: string, W: number): FunctionBuilder {
+  const f = mod.func(name, ["i32", "i32", "i32", "i32", "i32", "i32"], [], false);
+  const [src, ws, ls, count, len, dst] = [0, 1, 2, 3, 4, 5];
+  const p = f.local("i32");
+  const l = f.local("i32");
+  const q = f.local("i32");
+  const d = f.local("i32");
+  const r = f.local("i32");
+  const end = f.local("i32");
+  const ptr = Array.from({ length: W }, () => f.local("i32"));
+
+  f.i32(0).set(p);
+  whileLoop(f, () => f.get(p).get(count).op("i32.lt_s"), () => {
+    f.get(count).get(p).op("i32.sub").i32(W).op("i32.ge_s");
+    f.if(
+      () => {
+        // Full panel: one cursor per member, each advancing by ls per step of l.
+        for (let m = 0; m < W; m++) {
+          f.get(src).get(p).i32(m).op("i32.add").get(ws).op("i32.mul").op("i32.add").set(ptr[m]!);
+        }
+        f.get(len).set(l);
+        whileLoop(f, () => f.get(l).i32(0).op("i32.gt_s"), () => {
+          for (let m = 0; m < W; m++) {
+            f.get(dst).get(ptr[m]!).mem("f64.load").mem("f64.store", 8 * m);
+            f.inc(ptr[m]!, { local: ls });
+          }
+          f.inc(dst, 8 * W);
+          f.inc(l, -1);
+        });
+      },
+      () => {
+        // Partial panel: zero it, then copy the members that exist.
+        f.get(dst).get(len).i32(8 * W).op("i32.mul").op("i32.add").set(end);
+        f.get(dst).set(d);
+        whileLoop(f, () => f.get(d).get(end).op("i32.lt_u"), () => {
+          f.get(d).f64(0).mem("f64.store");
+          f.inc(d, 8);
+        });
+        f.i32(0).set(r);
+        whileLoop(f, () => f.get(r).get(count).get(p).op("i32.sub").op("i32.lt_s"), () => {
+          f.get(src).get(p).get(r).op("i32.add").get(ws).op("i32.mul").op("i32.add").set(q);
+          f.get(dst).get(r).i32(3).op("i32.shl").op("i32.add").set(d);
+          whileLoop(f, () => f.get(d).get(end).op("i32.lt_u"), () => {
+            f.get(d).get(q).mem("f64.load").mem("f64.store");
+            f.inc(q, { local: ls });
+            f.inc(d, 8 * W);
+          });
+          f.inc(r, 1);
+        });
+        f.get(end).set(dst);
+      },
+    );
+    f.inc(p, W);
+  });
+  return f;
+}
+
+/**
+ * macro(mb, nb, kb, pa, pb, c, ldc, tile): C[0:mb, 0:nb] += packedA · packedB, where C's rows
+ * are `ldc` bytes apart, packedA holds ⌈mb/MR⌉ panels of MR×kb and packedB ⌈nb/NR⌉ panels of kb×NR.
+ */
+function emitMacro(mod: ModuleBuilder, { MR, NR, unroll }: GemmKernelShape): FunctionBuilder {
+  const f = mod.func("macro", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], [], false);
+  const [mb, nb, kb, pa, pb, c, ldc, tile] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const jr = f.local("i32");
+  const ir = f.local("i32");
+  const bpanel = f.local("i32");
+  const ap = f.local("i32");
+  const bp = f.local("i32");
+  const kk = f.local("i32");
+  const cp = f.local("i32");
+  const rows = f.local("i32");
+  const cols = f.local("i32");
+  const i = f.local("i32");
+  const j = f.local("i32");
+  const t = f.local("i32");
+  const NV = NR / 2;
+  const acc: number[][] = Array.from({ length: MR }, () => Array.from({ length: NV }, () => f.local("v128")));
+  const bv = Array.from({ length: NV }, () => f.local("v128"));
+  const a = f.local("v128");
+
+  /** One step of k: B row loads, then for each row of A a splat and NR/2 multiply-adds. */
+  const step = (u: number): void => {
+    for (let v = 0; v < NV; v++) f.get(bp).mem("v128.load", 8 * NR * u + 16 * v).set(bv[v]!);
+    for (let m = 0; m < MR; m++) {
+      f.get(ap).mem("v128.load64_splat", 8 * MR * u + 8 * m).set(a);
+      for (let v = 0; v < NV; v++) {
+        f.get(acc[m]![v]!).get(a).get(bv[v]!).op("f64x2.mul").op("f64x2.add").set(acc[m]![v]!);
+      }
+    }
+  };
+
+  f.i32(0).set(jr);
+  whileLoop(f, () => f.get(jr).get(nb).op("i32.lt_s"), () => {
+    f.get(nb).get(jr).op("i32.sub").set(cols);
+    f.get(pb).get(jr).get(kb).op("i32.mul").i32(3).op("i32.shl").op("i32.add").set(bpanel);
+    f.i32(0).set(ir);
+    whileLoop(f, () => f.get(ir).get(mb).op("i32.lt_s"), () => {
+      f.get(mb).get(ir).op("i32.sub").set(rows);
+      f.get(pa).get(ir).get(kb).op("i32.mul").i32(3).op("i32.shl").op("i32.add").set(ap);
+      f.get(bpanel).set(bp);
+      for (const row of acc) for (const x of row) f.f64x2(0).set(x);
+      f.get(kb).set(kk);
+      if (unroll > 1) {
+        whileLoop(f, () => f.get(kk).i32(unroll).op("i32.ge_s"), () => {
+          for (let u = 0; u < unroll; u++) step(u);
+          f.inc(ap, 8 * MR * unroll);
+          f.inc(bp, 8 * NR * unroll);
+          f.inc(kk, -unroll);
+        });
+      }
+      whileLoop(f, () => f.get(kk).i32(0).op("i32.gt_s"), () => {
+        step(0);
+        f.inc(ap, 8 * MR);
+        f.inc(bp, 8 * NR);
+        f.inc(kk, -1);
+      });
+
+      f.get(c).get(ir).get(ldc).op("i32.mul").op("i32.add").get(jr).i32(3).op("i32.shl").op("i32.add").set(cp);
+      f.get(rows).i32(MR).op("i32.ge_s").get(cols).i32(NR).op("i32.ge_s").op("i32.and");
+      f.if(
+        () => {
+          // Full block: C row m, vector v += acc[m][v].
+          for (let m = 0; m < MR; m++) {
+            for (let v = 0; v < NV; v++) {
+              f.get(cp).get(cp).mem("v128.load", 16 * v).get(acc[m]![v]!).op("f64x2.add").mem("v128.store", 16 * v);
+            }
+            if (m < MR - 1) f.inc(cp, { local: ldc });
+          }
+        },
+        () => {
+          // Edge block: spill the accumulators to the tile, add only the rows and columns that exist.
+          for (let m = 0; m < MR; m++) {
+            for (let v = 0; v < NV; v++) f.get(tile).get(acc[m]![v]!).mem("v128.store", 8 * (m * NR + 2 * v));
+          }
+          f.i32(0).set(i);
+          whileLoop(f, () => f.get(i).get(rows).op("i32.lt_s").get(i).i32(MR).op("i32.lt_s").op("i32.and"), () => {
+            f.get(tile).get(i).i32(8 * NR).op("i32.mul").op("i32.add").set(t);
+            f.i32(0).set(j);
+            whileLoop(f, () => f.get(j).get(cols).op("i32.lt_s").get(j).i32(NR).op("i32.lt_s").op("i32.and"), () => {
+              f.get(cp).get(j).i32(3).op("i32.shl").op("i32.add");
+              f.get(cp).get(j).i32(3).op("i32.shl").op("i32.add").mem("f64.load");
+              f.get(t).get(j).i32(3).op("i32.shl").op("i32.add").mem("f64.load");
+              f.op("f64.add").mem("f64.store");
+              f.inc(j, 1);
+            });
+            f.inc(cp, { local: ldc });
+            f.inc(i, 1);
+          });
+        },
+      );
+      f.inc(ir, MR);
+    });
+    f.inc(jr, NR);
+  });
+  return f;
+}
+
+/**
+ * gemm(M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, pa, pb, tile): C += A·B with A[i,k] at
+ * A + 8(i·rsA + k·csA), B[k,j] at B + 8(k·rsB + j·csB), C[i,j] at C + 8(i·ldc + j); block sizes
+ * mc, kc, nc read from the layout header; pa, pb, tile are this thread's buffers.
+ */
+function emitGemm(mod: ModuleBuilder, packA: FunctionBuilder, packB: FunctionBuilder, macro: FunctionBuilder): FunctionBuilder {
+  const f = mod.func("gemm", Array<"i32">(14).fill("i32"), [], true);
+  const [M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, pa, pb, tile] = Array.from({ length: 14 }, (_, k) => k) as [
+    number, number, number, number, number, number, number, number, number, number, number, number, number, number,
+  ];
+  const mc = f.local("i32");
+  const kc = f.local("i32");
+  const nc = f.local("i32");
+  const jc = f.local("i32");
+  const pc = f.local("i32");
+  const ic = f.local("i32");
+  const mbk = f.local("i32");
+  const nbk = f.local("i32");
+  const kbk = f.local("i32");
+  const rem = f.local("i32");
+
+  f.i32(0).mem("i32.load", LAYOUT.mc).set(mc);
+  f.i32(0).mem("i32.load", LAYOUT.kc).set(kc);
+  f.i32(0).mem("i32.load", LAYOUT.nc).set(nc);
+  // Element strides → byte strides.
+  for (const s of [rsA, csA, rsB, csB, ldc]) f.get(s).i32(3).op("i32.shl").set(s);
+
+  f.i32(0).set(jc);
+  whileLoop(f, () => f.get(jc).get(N).op("i32.lt_s"), () => {
+    f.get(N).get(jc).op("i32.sub").set(rem);
+    min(f, nc, rem).set(nbk);
+    f.i32(0).set(pc);
+    whileLoop(f, () => f.get(pc).get(K).op("i32.lt_s"), () => {
+      f.get(K).get(pc).op("i32.sub").set(rem);
+      min(f, kc, rem).set(kbk);
+      // pack_b(B + pc·rsB + jc·csB, ws = csB, ls = rsB, count = nb, len = kb, pb)
+      f.get(B).get(pc).get(rsB).op("i32.mul").op("i32.add").get(jc).get(csB).op("i32.mul").op("i32.add");
+      f.get(csB).get(rsB).get(nbk).get(kbk).get(pb).call(packB);
+      f.i32(0).set(ic);
+      whileLoop(f, () => f.get(ic).get(M).op("i32.lt_s"), () => {
+        f.get(M).get(ic).op("i32.sub").set(rem);
+        min(f, mc, rem).set(mbk);
+        // pack_a(A + ic·rsA + pc·csA, ws = rsA, ls = csA, count = mb, len = kb, pa)
+        f.get(A).get(ic).get(rsA).op("i32.mul").op("i32.add").get(pc).get(csA).op("i32.mul").op("i32.add");
+        f.get(rsA).get(csA).get(mbk).get(kbk).get(pa).call(packA);
+        // macro(mb, nb, kb, pa, pb, C + ic·ldc + 8·jc, ldc, tile)
+        f.get(mbk).get(nbk).get(kbk).get(pa).get(pb);
+        f.get(C).get(ic).get(ldc).op("i32.mul").op("i32.add").get(jc).i32(3).op("i32.shl").op("i32.add");
+        f.get(ldc).get(tile).call(macro);
+        f.get(ic).get(mc).op("i32.add").set(ic);
+      });
+      f.get(pc).get(kc).op("i32.add").set(pc);
+    });
+    f.get(jc).get(nc).op("i32.add").set(jc);
+  });
+  return f;
+}
+
+/** run(thread): take task records until none are left, running each with this thread's buffers. */
+function emitRun(mod: ModuleBuilder, gemm: FunctionBuilder): void {
+  const f = mod.func("run", ["i32"], [], true);
+  const thread = 0;
+  const t = f.local("i32");
+  const rec = f.local("i32");
+  const buf = f.local("i32");
+  f.i32(LAYOUT.threadBuffers).get(thread).i32(LAYOUT.threadBufferStride).op("i32.mul").op("i32.add").set(buf);
+  f.loop((top) => {
+    f.i32(0).i32(1).mem("i32.atomic.rmw.add", LAYOUT.nextTask).tee(t);
+    f.i32(0).mem("i32.load", LAYOUT.taskCount).op("i32.ge_s");
+    f.if(() => f.op("return"));
+    // tasksRun[thread] += 1 (each thread owns its word, so no atomic is needed)
+    f.get(thread).i32(2).op("i32.shl").get(thread).i32(2).op("i32.shl").mem("i32.load", LAYOUT.tasksRun).i32(1).op("i32.add");
+    f.mem("i32.store", LAYOUT.tasksRun);
+    f.i32(LAYOUT.tasks).get(t).i32(LAYOUT.taskStride).op("i32.mul").op("i32.add").set(rec);
+    for (let k = 0; k < TASK_FIELDS.length; k++) f.get(rec).mem("i32.load", 4 * k);
+    f.get(buf).mem("i32.load", 0).get(buf).mem("i32.load", 4).get(buf).mem("i32.load", 8);
+    f.call(gemm);
+    f.br(top);
+  });
+}

@@ -1,0 +1,289 @@
+/**
+ * The GEMM runtime: one shared WebAssembly memory, the kernel instance on the calling thread,
+ * and a lazily started pool of worker threads that instantiate the same module over the same
+ * memory.
+ *
+ * A job is a list of task records (sub-GEMMs on data already staged in the memory). The caller
+ * writes the records, hands the job number to each ready worker through its own mailbox word
+ * (`Atomics.notify`), runs `run(0)` itself, then blocks in `Atomics.wait` until every worker it
+ * handed the job to has posted that job number as done. Tasks are taken dynamically with an
+ * atomic counter inside the module, so a busy core just takes fewer of them.
+ *
+ * Workers are started on the first job that asks for more than one thread, without waiting for
+ * them: they boot on their own threads and join jobs once they have set their ready word. They
+ * are `unref`'d, so they never keep the process alive.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule } from "./gemm-wasm.js";
+import { wasm, type WasmMemory, type WasmModule } from "./wasm-api.js";
+
+/** One sub-GEMM: C += A·B on staged data. Addresses in bytes, strides in elements. */
+export interface GemmTask {
+  M: number;
+  N: number;
+  K: number;
+  A: number;
+  rsA: number;
+  csA: number;
+  B: number;
+  rsB: number;
+  csB: number;
+  C: number;
+  ldc: number;
+}
+
+/** Cache blocking (elements): A block mc×kc in L2, B block kc×nc in L3, B micro-panel kc×NR in L1.
+ *  Measured flat within ±2% for mc 64–256, kc 128–512, nc ≥ 512 at 512³ (see RESULTS.md). */
+export const BLOCKING = { mc: 128, kc: 256, nc: 2048 } as const;
+
+const PAGE = 65536;
+const MAX_PAGES = 32768; // 2 GiB of address space reserved; pages are committed only as staging grows
+const align64 = (n: number): number => Math.ceil(n / 64) * 64;
+const THREAD_BUFFER_BYTES =
+  align64(BLOCKING.mc * BLOCKING.kc * 8) + align64(BLOCKING.kc * BLOCKING.nc * 8) + align64(DEFAULT_SHAPE.MR * DEFAULT_SHAPE.NR * 8);
+
+/** i32 word indices of the synchronisation area (per thread t ≥ 1). */
+const SYNC = {
+  job: (t: number) => LAYOUT.sync / 4 + t,
+  done: (t: number) => LAYOUT.sync / 4 + 16 + t,
+  ready: (t: number) => LAYOUT.sync / 4 + 32 + t,
+  error: (t: number) => LAYOUT.sync / 4 + 48 + t,
+  /** Byte offset and length of thread t's error text. */
+  textAt: (t: number) => 1024 + 160 * t,
+  textBytes: 160,
+} as const;
+
+/**
+ * Worker body, plain CommonJS so it runs in any worker without a TypeScript loader. It mirrors
+ * the caller's half of the protocol described at the top of this file.
+ */
+const WORKER_SOURCE = `
+const { workerData } = require("node:worker_threads");
+const { module, memory, thread, JOB, DONE, READY, ERROR, TEXT_AT, TEXT_BYTES } = workerData;
+const ctl = new Int32Array(memory.buffer, 0, ${LAYOUT.tasks / 4});
+const run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
+// The caller set JOB to 0 before starting this worker and changes it only after READY is set.
+let job = 0;
+Atomics.store(ctl, READY, 1);
+for (;;) {
+  Atomics.wait(ctl, JOB, job);
+  const next = Atomics.load(ctl, JOB);
+  if (next === job) continue;
+  job = next;
+  if (job < 0) break;
+  try {
+    run(thread);
+  } catch (e) {
+    const text = new TextEncoder().encode(String(e && e.stack || e)).subarray(0, TEXT_BYTES);
+    new Uint8Array(memory.buffer, TEXT_AT, TEXT_BYTES).fill(0).set(text);
+    Atomics.store(ctl, ERROR, 1);
+  }
+  Atomics.store(ctl, DONE, job);
+  Atomics.notify(ctl, DONE);
+}
+`;
+
+/** The process-wide GEMM runtime (created on first use). */
+export class GemmRuntime {
+  readonly memory: WasmMemory;
+  private readonly module: WasmModule;
+  private readonly runMain: (thread: number) => void;
+  private readonly workers: (Worker | undefined)[] = [];
+  private ctl: Int32Array;
+  private threads = 1;
+  private job = 0;
+  private view: Float64Array;
+
+  constructor() {
+    this.module = new wasm.Module(buildGemmModule(DEFAULT_SHAPE, MAX_PAGES));
+    this.memory = new wasm.Memory({ initial: Math.ceil(LAYOUT.reserved / PAGE), maximum: MAX_PAGES, shared: true });
+    const exports = new wasm.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as { run: (t: number) => void };
+    this.runMain = exports.run;
+    this.ctl = new Int32Array(this.memory.buffer, 0, LAYOUT.reserved / 4);
+    this.view = new Float64Array(this.memory.buffer);
+    this.ctl[LAYOUT.mc / 4] = BLOCKING.mc;
+    this.ctl[LAYOUT.kc / 4] = BLOCKING.kc;
+    this.ctl[LAYOUT.nc / 4] = BLOCKING.nc;
+    this.layThreadBuffers(1);
+  }
+
+  /** First byte free for staging: after the reserved page and every thread's buffers. */
+  get heapStart(): number {
+    return LAYOUT.reserved + this.threads * THREAD_BUFFER_BYTES;
+  }
+
+  /** A Float64Array over the whole memory (renewed after growth). */
+  get f64(): Float64Array {
+    if (this.view.buffer.byteLength !== this.memory.buffer.byteLength) this.view = new Float64Array(this.memory.buffer);
+    return this.view;
+  }
+
+  /** Makes sure staging bytes [heapStart, heapStart + bytes) exist. */
+  reserve(bytes: number): void {
+    const need = this.heapStart + bytes;
+    const have = this.memory.buffer.byteLength;
+    if (need > have) {
+      const pages = Math.ceil((need - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) throw new RangeError(`matmul: staging needs ${need} bytes, more than the ${MAX_PAGES * PAGE}-byte kernel memory`);
+      this.memory.grow(pages);
+    }
+  }
+
+  /** Number of threads (caller included) jobs may use; workers beyond the first job start lazily. */
+  setThreads(threads: number): void {
+    if (!Number.isInteger(threads) || threads < 1 || threads > LAYOUT.maxThreads) {
+      throw new RangeError(`matmul threads must be an integer in [1, ${LAYOUT.maxThreads}], got ${threads}`);
+    }
+    this.layThreadBuffers(threads);
+  }
+
+  get threadCount(): number {
+    return this.threads;
+  }
+
+  /** Workers (not counting the caller) that have booted and take jobs. */
+  get readyWorkers(): number {
+    let n = 0;
+    for (let t = 1; t < this.threads; t++) if (this.workers[t] !== undefined && Atomics.load(this.ctl, SYNC.ready(t)) === 1) n++;
+    return n;
+  }
+
+  /** Tasks run so far by thread t (0 is the caller). */
+  tasksRunBy(t: number): number {
+    return Atomics.load(this.ctl, LAYOUT.tasksRun / 4 + t);
+  }
+
+  /**
+   * Runs the tasks to completion. `parallel` allows handing them to workers (started now if
+   * they do not exist yet); otherwise the caller runs them alone.
+   */
+  execute(tasks: readonly GemmTask[], parallel: boolean): void {
+    for (let start = 0; start < tasks.length; start += LAYOUT.maxTasks) {
+      this.executeBatch(tasks.slice(start, start + LAYOUT.maxTasks), parallel);
+    }
+  }
+
+  private executeBatch(tasks: readonly GemmTask[], parallel: boolean): void {
+    const ctl = this.ctl;
+    for (let i = 0; i < tasks.length; i++) {
+      const task = tasks[i]!;
+      const base = (LAYOUT.tasks + i * LAYOUT.taskStride) / 4;
+      for (let f = 0; f < TASK_FIELDS.length; f++) ctl[base + f] = task[TASK_FIELDS[f]!];
+    }
+    ctl[LAYOUT.taskCount / 4] = tasks.length;
+    Atomics.store(ctl, LAYOUT.nextTask / 4, 0);
+
+    const helpers: number[] = [];
+    if (parallel && tasks.length > 1 && this.threads > 1) {
+      this.startWorkers();
+      const job = (this.job = this.job >= 0x3fffffff ? 1 : this.job + 1);
+      for (let t = 1; t < this.threads; t++) {
+        if (Atomics.load(ctl, SYNC.ready(t)) !== 1) continue;
+        helpers.push(t);
+        Atomics.store(ctl, SYNC.job(t), job);
+        Atomics.notify(ctl, SYNC.job(t));
+      }
+    }
+    let mainError: unknown;
+    try {
+      this.runMain(0);
+    } catch (e) {
+      mainError = e;
+    }
+    for (const t of helpers) {
+      for (;;) {
+        const done = Atomics.load(ctl, SYNC.done(t));
+        if (done === this.job) break;
+        Atomics.wait(ctl, SYNC.done(t), done, 1000);
+      }
+    }
+    if (mainError !== undefined) throw mainError;
+    for (const t of helpers) {
+      if (Atomics.load(ctl, SYNC.error(t)) !== 0) {
+        const bytes = new Uint8Array(this.memory.buffer, SYNC.textAt(t), SYNC.textBytes).slice();
+        const end = bytes.indexOf(0);
+        Atomics.store(ctl, SYNC.error(t), 0);
+        throw new Error(`matmul worker ${t} failed: ${new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end))}`);
+      }
+    }
+  }
+
+  /** Stops and forgets every worker (they restart lazily on the next parallel job). */
+  shutdown(): Promise<void> {
+    const ended: Promise<number>[] = [];
+    for (let t = 1; t < this.workers.length; t++) {
+      const w = this.workers[t];
+      if (w === undefined) continue;
+      Atomics.store(this.ctl, SYNC.job(t), -1);
+      Atomics.notify(this.ctl, SYNC.job(t));
+      Atomics.store(this.ctl, SYNC.ready(t), 0);
+      ended.push(w.terminate());
+      this.workers[t] = undefined;
+    }
+    return Promise.all(ended).then(() => undefined);
+  }
+
+  private startWorkers(): void {
+    for (let t = 1; t < this.threads; t++) {
+      if (this.workers[t] !== undefined) continue;
+      Atomics.store(this.ctl, SYNC.ready(t), 0);
+      Atomics.store(this.ctl, SYNC.error(t), 0);
+      Atomics.store(this.ctl, SYNC.job(t), 0);
+      Atomics.store(this.ctl, SYNC.done(t), 0);
+      const worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: {
+          module: this.module,
+          memory: this.memory,
+          thread: t,
+          JOB: SYNC.job(t),
+          DONE: SYNC.done(t),
+          READY: SYNC.ready(t),
+          ERROR: SYNC.error(t),
+          TEXT_AT: SYNC.textAt(t),
+          TEXT_BYTES: SYNC.textBytes,
+        },
+      });
+      worker.unref();
+      // A worker that fails to boot never sets its ready word, so jobs simply go on without it.
+      worker.on("error", () => {
+        Atomics.store(this.ctl, SYNC.ready(t), 0);
+        this.workers[t] = undefined;
+      });
+      this.workers[t] = worker;
+    }
+  }
+
+  private layThreadBuffers(threads: number): void {
+    this.threads = threads;
+    const end = LAYOUT.reserved + threads * THREAD_BUFFER_BYTES;
+    if (end > this.memory.buffer.byteLength) this.memory.grow(Math.ceil((end - this.memory.buffer.byteLength) / PAGE));
+    for (let t = 0; t < threads; t++) {
+      const base = LAYOUT.reserved + t * THREAD_BUFFER_BYTES;
+      const pa = base;
+      const pb = pa + align64(BLOCKING.mc * BLOCKING.kc * 8);
+      const tile = pb + align64(BLOCKING.kc * BLOCKING.nc * 8);
+      const w = (LAYOUT.threadBuffers + t * LAYOUT.threadBufferStride) / 4;
+      this.ctl[w] = pa;
+      this.ctl[w + 1] = pb;
+      this.ctl[w + 2] = tile;
+    }
+  }
+}
+
+let runtime: GemmRuntime | undefined;
+
+/** The shared runtime, created on first call with one thread per available core. */
+export function gemmRuntime(): GemmRuntime {
+  if (runtime === undefined) {
+    runtime = new GemmRuntime();
+    runtime.setThreads(Math.min(availableParallelism(), LAYOUT.maxThreads));
+  }
+  return runtime;
+}
+
+/** True once `gemmRuntime()` has been called (for tests of lazy start). */
+export function gemmRuntimeStarted(): boolean {
+  return runtime !== undefined;
+}
