@@ -1,10 +1,11 @@
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { getEncoding } from "js-tiktoken";
 import { describe, expect, it } from "vitest";
 import { bytesToUnicode } from "./bytes.js";
 import { Tokenizer } from "./bpe.js";
 import type { BpeModelJSON } from "./bpe.js";
-import { base64ToBytes, mergesFromRanks, parseTiktokenRanks } from "./gpt2.js";
+import { base64ToBytes, loadGpt2Model, mergesFromRanks, parseTiktokenRanks } from "./gpt2.js";
 
 const tok = Tokenizer.gpt2();
 const tiktoken = getEncoding("gpt2");
@@ -228,5 +229,32 @@ describe("gpt2 data helpers", () => {
       [97, 98],
       [256, 99],
     ]);
+  });
+});
+
+describe("speed (bounds far above measured times, to catch accidental quadratic work)", () => {
+  const corpus = readFileSync(new URL("../data/corpus.txt", import.meta.url), "utf8");
+
+  it("loads GPT-2 in under a second", () => {
+    const t0 = performance.now();
+    const fresh = new Tokenizer(loadGpt2Model());
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(fresh.vocabSize).toBe(50257);
+  });
+
+  it("encodes 100 kB of English in under a second with a cold cache", () => {
+    const fresh = Tokenizer.fromJSON(tok.toJSON());
+    const text = corpus.slice(0, 100_000);
+    const t0 = performance.now();
+    fresh.encode(text);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it("encodes a 100,000-byte single pre-token in under a second", () => {
+    const fresh = Tokenizer.fromJSON(tok.toJSON());
+    const t0 = performance.now();
+    const ids = fresh.encode("a".repeat(100_000));
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(fresh.decode(ids)).toBe("a".repeat(100_000));
   });
 });
