@@ -1,0 +1,230 @@
+/**
+ * Formula definitions and the registry. A formula is declared once: its description, arguments,
+ * outputs and hyperparameters (the public names of docs/NAMES.md), dim relations, and a `build`
+ * function composing primitives and other formulas. Everything else — evaluation, gradients,
+ * rendering, golden and property checks — interprets that declaration.
+ */
+import { dim, dimToString, type Dim, type SymShape } from "./dims.js";
+import { Expr, input, make, param } from "./expr.js";
+import type { Config, HyperValue, Label, Node } from "./node.js";
+import { withScope } from "./shape.js";
+
+export class FormulaError extends Error {
+  override name = "FormulaError";
+}
+
+export interface ArgSpec {
+  readonly name: string;
+  /** Symbolic shape, e.g. `["...", "n", "d_model"]`. */
+  readonly shape: readonly string[];
+  readonly role: "input" | "param";
+  /** Integer ids (tokens, targets): never differentiated. */
+  readonly int?: boolean;
+  readonly doc: string;
+  /** Display symbol, default the name (`\gamma` for gamma, `W_Q` → `W_Q`). */
+  readonly latex?: string;
+}
+
+export interface OutputSpec {
+  readonly name: string;
+  readonly shape: readonly string[];
+  readonly doc: string;
+}
+
+export interface HyperSpec {
+  readonly name: string;
+  readonly kind: "number" | "integer" | "boolean" | "enum";
+  readonly default?: HyperValue;
+  readonly choices?: readonly string[];
+  readonly doc: string;
+  /** The hyperparameter is also a dim of the same name (H, n, d_model...). */
+  readonly dim?: boolean;
+}
+
+/** A custom VJP written as spec graph (JAX's custom_vjp): gradients for each differentiable argument. */
+export type CustomVjp = (ctx: {
+  readonly args: Readonly<Record<string, Expr>>;
+  readonly out: Expr;
+  readonly cot: Expr;
+  readonly config: Config;
+}) => Readonly<Record<string, Expr | undefined>>;
+
+export interface FormulaDef {
+  readonly name: string;
+  /** One line. */
+  readonly description: string;
+  readonly category: "core" | "position" | "block" | "model";
+  readonly hyper: readonly HyperSpec[];
+  readonly args: (cfg: Config) => readonly ArgSpec[];
+  readonly outputs: (cfg: Config) => readonly OutputSpec[];
+  /** Dim relations such as `d_model = H*d_k` (checked, and solved in either direction, at binding). */
+  readonly relations?: (cfg: Config) => readonly string[];
+  readonly build: (args: Readonly<Record<string, Expr>>, cfg: Config) => Readonly<Record<string, Expr>>;
+  /** How a call to this formula is displayed (`\mathrm{softmax}`, `M`); default `\mathrm{name}`. */
+  readonly symbol?: Label;
+  /** Display a call as this symbol alone, without arguments (the mask `M`). */
+  readonly symbolOnly?: boolean;
+  /** A VJP rule in spec terms; the composition's own gradient is used when absent. */
+  readonly vjp?: CustomVjp;
+  /** Notes shown in rendered documents (fully-masked rows, conventions). */
+  readonly notes?: readonly string[];
+}
+
+const REGISTRY = new Map<string, FormulaDef>();
+
+export function defineFormula(def: FormulaDef): FormulaDef {
+  if (REGISTRY.has(def.name)) throw new FormulaError(`formula ${def.name} is defined twice`);
+  REGISTRY.set(def.name, def);
+  return def;
+}
+
+export function getFormula(name: string): FormulaDef {
+  const f = REGISTRY.get(name);
+  if (f === undefined) {
+    const known = [...REGISTRY.keys()].sort();
+    const close = known.filter((k) => k.includes(name) || name.includes(k));
+    throw new FormulaError(`unknown formula "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; known formulas: ${known.join(", ")}`);
+  }
+  return f;
+}
+
+export function hasFormula(name: string): boolean {
+  return REGISTRY.has(name);
+}
+
+export function formulaNames(): string[] {
+  return [...REGISTRY.keys()];
+}
+
+/** Fill defaults and validate a configuration against the formula's hyperparameters. */
+export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
+  const out: Record<string, HyperValue> = {};
+  const known = new Map(def.hyper.map((h) => [h.name, h]));
+  for (const k of Object.keys(cfg)) {
+    if (!known.has(k)) {
+      throw new FormulaError(`formula ${def.name} has no hyperparameter "${k}"; it takes ${def.hyper.map((h) => h.name).join(", ") || "none"}`);
+    }
+  }
+  for (const h of def.hyper) {
+    const v = cfg[h.name] ?? h.default;
+    if (v === undefined) continue;
+    const bad = (want: string) => new FormulaError(`formula ${def.name}: hyperparameter ${h.name} must be ${want}, got ${JSON.stringify(v)}`);
+    if (h.dim === true && typeof v === "string") {
+      // Inside another formula's body a dim hyperparameter may name the caller's dim ("n", "p+n").
+      try {
+        dim(v);
+      } catch {
+        throw bad("a non-negative integer or a dim expression");
+      }
+      out[h.name] = v;
+      continue;
+    }
+    switch (h.kind) {
+      case "number":
+        if (typeof v !== "number" || !Number.isFinite(v)) throw bad("a finite number");
+        break;
+      case "integer":
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw bad("a non-negative integer");
+        break;
+      case "boolean":
+        if (typeof v !== "boolean") throw bad("true or false");
+        break;
+      case "enum":
+        if (typeof v !== "string" || !(h.choices ?? []).includes(v)) throw bad(`one of ${(h.choices ?? []).join(", ")}`);
+        break;
+    }
+    out[h.name] = v;
+  }
+  return out;
+}
+
+/** Hyperparameters that are dims, as a binding (`H = 8`). */
+export function hyperDims(def: FormulaDef, cfg: Config): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const h of def.hyper) {
+    const v = cfg[h.name];
+    if (h.dim === true && typeof v === "number") m.set(h.name, v);
+  }
+  return m;
+}
+
+export interface BuiltFormula {
+  readonly def: FormulaDef;
+  readonly config: Config;
+  /** Input and parameter leaves, by argument name. */
+  readonly args: Readonly<Record<string, Expr>>;
+  readonly outputs: Readonly<Record<string, Expr>>;
+  readonly relations: readonly { a: Dim; b: Dim; why: string }[];
+}
+
+/** Build a formula's graph over fresh input leaves. */
+export function buildFormula(name: string, cfg: Config = {}): BuiltFormula {
+  const def = getFormula(name);
+  const config = resolveConfig(def, cfg);
+  return withScope(name, () => {
+    const args: Record<string, Expr> = {};
+    for (const a of def.args(config)) {
+      const label = { latex: a.latex ?? latexName(a.name), text: a.name };
+      args[a.name] = a.role === "param" ? param(a.name, a.shape, { label }) : input(a.name, a.shape, { int: a.int === true, label });
+    }
+    const outputs = def.build(args, config);
+    return { def, config, args, outputs, relations: parseRelations(def, config) };
+  });
+}
+
+export function parseRelations(def: FormulaDef, cfg: Config): { a: Dim; b: Dim; why: string }[] {
+  return (def.relations?.(cfg) ?? []).map((r) => {
+    const [l, rhs, ...rest] = r.split("=");
+    if (l === undefined || rhs === undefined || rest.length > 0) throw new FormulaError(`formula ${def.name}: relation "${r}" must be "a = b"`);
+    return { a: dim(l), b: dim(rhs), why: `relation ${r.trim()} of formula ${def.name}` };
+  });
+}
+
+/**
+ * Apply a formula inside another formula's body: builds the callee's graph over the given
+ * argument expressions and wraps each output in a `call` node.
+ */
+export function callFormula(name: string, args: Readonly<Record<string, Expr>>, cfg: Config = {}): Record<string, Expr> {
+  const def = getFormula(name);
+  const config = resolveConfig(def, cfg);
+  const specs = def.args(config);
+  for (const s of specs) {
+    if (!(s.name in args)) throw new FormulaError(`call to ${name}: missing argument ${s.name}`);
+  }
+  for (const k of Object.keys(args)) {
+    if (!specs.some((s) => s.name === k)) throw new FormulaError(`call to ${name}: unknown argument ${k}; it takes ${specs.map((s) => s.name).join(", ")}`);
+  }
+  return withScope(name, () => {
+    const outs = def.build(args, config);
+    const argNodes: Record<string, Node> = {};
+    for (const [k, v] of Object.entries(args)) argNodes[k] = v.node;
+    const wrapped: Record<string, Expr> = {};
+    for (const [o, body] of Object.entries(outs)) {
+      wrapped[o] = make({ op: "call", formula: name, config, args: argNodes, output: o, body: body.node });
+    }
+    return wrapped;
+  });
+}
+
+/** `callFormula` for single-output formulas. */
+export function call1<S extends readonly string[] = readonly string[]>(name: string, args: Readonly<Record<string, Expr>>, cfg: Config = {}): Expr<S> {
+  const outs = callFormula(name, args, cfg);
+  const vals = Object.values(outs);
+  if (vals.length !== 1) throw new FormulaError(`formula ${name} has ${vals.length} outputs; use callFormula`);
+  return vals[0] as Expr<S>;
+}
+
+const GREEK = new Set(["alpha", "beta", "gamma", "delta", "epsilon", "mu", "sigma", "phi", "theta", "lambda"]);
+
+/** `W_Q` → `W_Q`, `gamma` → `\gamma`, `b_1` → `b_1`, `h.0.ln_1.weight` → `\mathtt{h.0.ln\_1.weight}`. */
+export function latexName(name: string): string {
+  if (GREEK.has(name)) return `\\${name}`;
+  if (/^[A-Za-z]$/.test(name)) return name;
+  const m = /^([A-Za-z])_([A-Za-z0-9]+)$/.exec(name);
+  if (m) return `${m[1]}_{${m[2]}}`;
+  return `\\mathtt{${name.replace(/_/g, "\\_")}}`;
+}
+
+export function symShapeStrings(s: SymShape): string[] {
+  return s.map(dimToString);
+}

@@ -1,0 +1,568 @@
+/**
+ * The core formulas of the GPT pipeline, each built only from primitives and other formulas.
+ * Argument and output names are the public contract of docs/NAMES.md.
+ */
+import { dim, dimToString, divDim, mulDim, subDim, type Dim } from "../dims.js";
+import {
+  add, concat, constant, dimValue, displayAs, div, eq, exp, gather, iota, le, log, matmul, maxLast, meanLast, mul,
+  named, neg, pow, reduce, reshape, rsqrt, sin, cos, slice, sqrt, square, stopGradient, sub, sumAll, sumLast,
+  transpose, unary, where, Expr,
+} from "../expr.js";
+import { call1, defineFormula, type HyperSpec } from "../formula.js";
+import type { Config } from "../node.js";
+
+const NEG_INF = Number.NEGATIVE_INFINITY;
+const last = (x: Expr): Dim => x.shape[x.shape.length - 1]!;
+const at = (x: Expr, i: number): Dim => x.shape[x.shape.length + i]!;
+/** A dim hyperparameter's value as a Dim (a number, or the caller's dim expression). */
+const dimOf = (cfg: Config, k: string): Dim => {
+  const v = cfg[k];
+  if (typeof v === "number") return v;
+  if (typeof v === "string") return dim(v);
+  throw new Error(`hyperparameter ${k} is required`);
+};
+
+// ---------------------------------------------------------------------------------------------
+// softmax family
+
+/** Max over the last axis with fully masked rows (max = −∞) mapped to 0, so exp(x − m) stays NaN-free. */
+function safeRowMax(x: Expr): Expr {
+  const m = stopGradient(maxLast(x));
+  return displayAs(where(eq(m, NEG_INF), 0, m), m);
+}
+
+defineFormula({
+  name: "softmax",
+  description: "softmax over the last axis, max-subtracted; a row that is entirely −∞ gives zeros",
+  category: "core",
+  hyper: [],
+  args: () => [{ name: "x", shape: ["...", "m"], role: "input", doc: "scores" }],
+  outputs: () => [{ name: "y", shape: ["...", "m"], doc: "probabilities; rows sum to 1" }],
+  build: ({ x }) => {
+    const e = named(exp(sub(x!, safeRowMax(x!))), "e", "e");
+    const s = sumLast(e);
+    // A fully masked row has s = 0; dividing by 1 there returns the zeros e already holds.
+    const sSafe = displayAs(add(s, eq(s, 0)), s);
+    return { y: div(e, sSafe) };
+  },
+  // x̄ = y ⊙ (ȳ − Σ_j ȳ ⊙ y)
+  vjp: ({ out, cot }) => ({ x: mul(out, sub(cot, sumLast(mul(cot, out)))) }),
+  notes: ["A row whose entries are all −∞ (a query that may see no key) gives an all-zero row and zero gradient, never NaN."],
+});
+
+defineFormula({
+  name: "logsumexp",
+  description: "log Σ exp over the last axis, max-subtracted",
+  category: "core",
+  hyper: [],
+  args: () => [{ name: "x", shape: ["...", "m"], role: "input", doc: "scores" }],
+  outputs: () => [{ name: "y", shape: ["..."], doc: "log-partition per row" }],
+  build: ({ x }) => {
+    const m = safeRowMax(x!);
+    const lse = add(m, log(sumLast(exp(sub(x!, m)))));
+    return { y: reshape(lse, x!.shape.slice(0, -1).map(dimToString) as string[]) };
+  },
+  // x̄ = ȳ ⊙ exp(x − y)  (= ȳ ⊙ softmax(x))
+  vjp: ({ args, out, cot }) => {
+    const x = args["x"]!;
+    const keep = x.shape.slice(0, -1).map(dimToString).concat("1");
+    return { x: mul(reshape(cot, keep as string[]), exp(sub(x, reshape(out, keep as string[])))) };
+  },
+});
+
+defineFormula({
+  name: "log_softmax",
+  description: "log softmax over the last axis: x − logsumexp(x)",
+  category: "core",
+  hyper: [],
+  args: () => [{ name: "x", shape: ["...", "m"], role: "input", doc: "scores" }],
+  outputs: () => [{ name: "y", shape: ["...", "m"], doc: "log-probabilities" }],
+  build: ({ x }) => {
+    const lse = call1("logsumexp", { x: x! });
+    const keep = x!.shape.slice(0, -1).map(dimToString).concat("1");
+    return { y: sub(x!, reshape(lse, keep as string[])) };
+  },
+  // x̄ = ȳ − softmax(x) Σ_j ȳ
+  vjp: ({ out, cot }) => ({ x: sub(cot, mul(exp(out), sumLast(cot))) }),
+});
+
+// ---------------------------------------------------------------------------------------------
+// masks and attention
+
+const dimHyper = (name: string, doc: string, dflt?: number): HyperSpec => ({ name, kind: "integer", dim: true, doc, ...(dflt !== undefined ? { default: dflt } : {}) });
+
+/** M[i, j] = 0 if j ≤ i + (m − n) else −∞ (bottom-right aligned for a KV cache). */
+function causalMask(n: Dim, m: Dim): Expr {
+  const i = iota([dimToString(n), dimToString(m)] as const, 0);
+  const j = iota([dimToString(n), dimToString(m)] as const, 1);
+  return where(le(j, add(i, dimValue(subDim(m, n)))), 0, NEG_INF);
+}
+
+defineFormula({
+  name: "causal_mask",
+  description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n), −∞ elsewhere",
+  category: "core",
+  hyper: [dimHyper("n", "queries"), dimHyper("m", "keys (m ≥ n with a KV cache; default n)")],
+  args: () => [],
+  outputs: () => [{ name: "y", shape: ["n", "m"], doc: "0 / −∞" }],
+  build: (_, cfg) => ({ y: causalMask(dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m")) }),
+  symbol: { latex: "M", text: "M" },
+  symbolOnly: true,
+});
+
+/** ALiBi slopes (Press et al.): 2^(−8(h+1)/c) for the closest power of two c ≤ H, then every other slope of the 2c schedule. */
+function alibiSlopes(H: number): Expr {
+  const c = 2 ** Math.floor(Math.log2(H));
+  const h = iota([String(H)] as const, 0);
+  const first = pow(2, mul(-8 / c, add(h, 1)));
+  // head h ≥ c takes slope 2^(−8(2(h−c)+1)/(2c)) = 2^(−4(2(h−c)+1)/c)
+  const extra = pow(2, mul(-4 / c, add(mul(2, sub(h, c)), 1)));
+  return c === H ? first : where(le(h, c - 1), first, extra);
+}
+
+function alibiBias(H: number, n: Dim, m: Dim, form: string): Expr {
+  const shape = [String(H), dimToString(n), dimToString(m)] as const;
+  const s = reshape(alibiSlopes(H), [String(H), "1", "1"] as const);
+  const j = iota(shape, 2);
+  if (form === "absolute") return mul(s, j);
+  const i = iota(shape, 1);
+  return mul(s, sub(j, add(i, dimValue(subDim(m, n)))));
+}
+
+defineFormula({
+  name: "alibi_bias",
+  description: "ALiBi attention bias s_h·(j − i − (m − n)) (relative) or s_h·j (absolute; equal after softmax)",
+  category: "position",
+  hyper: [
+    { name: "H", kind: "integer", doc: "heads (sets the slope schedule)" },
+    dimHyper("n", "queries"),
+    dimHyper("m", "keys (default n)"),
+    { name: "form", kind: "enum", choices: ["relative", "absolute"], default: "relative", doc: "bias form" },
+  ],
+  args: () => [],
+  outputs: () => [{ name: "y", shape: ["H", "n", "m"], doc: "bias per head" }],
+  build: (_, cfg) => ({ y: alibiBias(cfg["H"] as number, dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg["form"] as string) }),
+  symbol: { latex: "B_{\\mathrm{ALiBi}}", text: "B_ALiBi" },
+  symbolOnly: true,
+});
+
+defineFormula({
+  name: "attention",
+  description: "scaled dot-product attention softmax(QKᵀ/√d_k + M)V, optionally causal (and ALiBi-biased)",
+  category: "core",
+  hyper: [
+    { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M" },
+    { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
+    { name: "H", kind: "integer", doc: "heads, for the ALiBi slopes" },
+  ],
+  args: () => [
+    { name: "Q", shape: ["...", "n", "d_k"], role: "input", doc: "queries" },
+    { name: "K", shape: ["...", "m", "d_k"], role: "input", doc: "keys" },
+    { name: "V", shape: ["...", "m", "d_v"], role: "input", doc: "values" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "n", "d_v"], doc: "attended values" }],
+  build: ({ Q, K, V }, cfg) => {
+    const n = at(Q!, -2);
+    const m = at(K!, -2);
+    let scores: Expr = div(matmul(Q!, transpose(K!)), sqrt(dimValue(last(Q!))));
+    if (cfg["alibi"] === true) {
+      const H = cfg["H"];
+      if (typeof H !== "number") throw new Error("attention with alibi needs the head count H");
+      scores = add(scores, call1("alibi_bias", {}, { H, n: dimToString(n), m: dimToString(m) }));
+    }
+    if (cfg["causal"] === true) scores = add(scores, call1("causal_mask", {}, { n: dimToString(n), m: dimToString(m) }));
+    const P = call1("softmax", { x: scores });
+    return { y: matmul(P, V!) };
+  },
+  notes: ["The causal mask is bottom-right aligned: with m keys and n queries, query i sees keys j ≤ i + m − n.", "A query that sees no key (n > m) gets zero weights and output 0."],
+});
+
+defineFormula({
+  name: "mha",
+  description: "multi-head causal self-attention: heads are column blocks of W_Q, W_K, W_V; Concat(heads) W_O",
+  category: "core",
+  hyper: [
+    { name: "H", kind: "integer", dim: true, doc: "query heads" },
+    { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
+    { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
+    { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
+    { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
+    { name: "offset", kind: "integer", dim: true, default: 0, doc: "position of the first query (KV-cache decoding)" },
+    { name: "bias", kind: "boolean", default: true, doc: "projections have biases" },
+    { name: "kv_cache", kind: "boolean", default: false, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
+  ],
+  relations: (cfg) => ["d_model = H*d_k", `d_kv = ${cfg["H_kv"] ?? cfg["H"] ?? "H"}*d_k`],
+  args: (cfg) => [
+    { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "token representations" },
+    { name: "W_Q", shape: ["d_model", "d_model"], role: "param", doc: "query projection, head h = columns h·d_k…" },
+    { name: "W_K", shape: ["d_model", "d_kv"], role: "param", doc: "key projection (d_kv = H_kv·d_k)" },
+    { name: "W_V", shape: ["d_model", "d_kv"], role: "param", doc: "value projection" },
+    { name: "W_O", shape: ["d_model", "d_model"], role: "param", doc: "output projection" },
+    ...(cfg["bias"] === false
+      ? []
+      : ([
+          { name: "b_Q", shape: ["d_model"], role: "param", doc: "query bias" },
+          { name: "b_K", shape: ["d_kv"], role: "param", doc: "key bias" },
+          { name: "b_V", shape: ["d_kv"], role: "param", doc: "value bias" },
+          { name: "b_O", shape: ["d_model"], role: "param", doc: "output bias" },
+        ] as const)),
+    ...(cfg["kv_cache"] === true
+      ? ([
+          { name: "past_k", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached keys (after RoPE)" },
+          { name: "past_v", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached values" },
+        ] as const)
+      : []),
+  ],
+  outputs: (cfg) => [
+    { name: "y", shape: ["...", "n", "d_model"], doc: "attention branch output" },
+    ...(cfg["kv_cache"] === true
+      ? [
+          { name: "k", shape: ["...", "H_kv", "p+n", "d_k"], doc: "keys incl. the new rows" },
+          { name: "v", shape: ["...", "H_kv", "p+n", "d_k"], doc: "values incl. the new rows" },
+        ]
+      : []),
+  ],
+  build: (a, cfg) => {
+    if (cfg["kv_cache"] !== true) return { y: mhaBody(a, cfg).y } as Record<string, Expr>;
+    const { y, k, v } = mhaBody(a, { ...cfg, offset: cfg["offset"] === 0 ? dimToString(at(a["past_k"]!, -2)) : cfg["offset"]! }, { k: a["past_k"]!, v: a["past_v"]! });
+    return { y, k, v };
+  },
+});
+
+/** Shared by mha and the KV-cache step: returns y and the full K, V (heads split). */
+export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: { k: Expr; v: Expr }): { y: Expr; k: Expr; v: Expr } {
+  const x = a["x"]!;
+  const H = cfg["H"];
+  if (typeof H !== "number") throw new Error("mha needs the head count H");
+  const Hkv = typeof cfg["H_kv"] === "number" ? (cfg["H_kv"] as number) : H;
+  if (H % Hkv !== 0) throw new Error(`mha: H = ${H} is not a multiple of H_kv = ${Hkv}`);
+  const lin = (W: string, b: string) => (a[b] === undefined ? matmul(x as Expr<["n", "d"]>, a[W]! as Expr<["d", "e"]>) : call1("linear", { x, W: a[W]!, b: a[b]! }, {}));
+  const positions = cfg["positions"] as string;
+  const rope = positions === "rope" || positions === "rope_interleaved";
+  const ropeCfg = { base: cfg["rope_base"] as number, offset: cfg["offset"] as number | string, convention: positions === "rope" ? "half" : "interleaved" };
+  // (..., n, d_model) → (..., H, n, d_k)
+  let Q: Expr = splitCols(lin("W_Q", "b_Q"), String(H), "d_k");
+  let K: Expr = splitCols(lin("W_K", "b_K"), String(Hkv), "d_k");
+  let V: Expr = splitCols(lin("W_V", "b_V"), String(Hkv), "d_k");
+  if (rope) {
+    Q = call1("rope", { x: Q }, ropeCfg);
+    K = call1("rope", { x: K }, ropeCfg);
+  }
+  if (past !== undefined) {
+    // (..., H_kv, p, d_k) ++ (..., H_kv, n, d_k) → (..., H_kv, p + n, d_k)
+    K = concat([past.k, K], -2);
+    V = concat([past.v, V], -2);
+  }
+  const kFull = K;
+  const vFull = V;
+  if (Hkv !== H) {
+    // query head h uses KV head ⌊h / G⌋, G = H / H_kv: (..., H_kv, m, d_k) → (..., H_kv, G, m, d_k) → (..., H, m, d_k)
+    K = repeatHeads(K, H / Hkv);
+    V = repeatHeads(V, H / Hkv);
+  }
+  const heads = call1("attention", { Q, K, V }, { causal: cfg["causal"] as boolean, alibi: positions === "alibi", H });
+  // (..., H, n, d_k) → (..., n, d_model): heads concatenated as column blocks
+  const O = mergeCols(heads, dimToString(last(x)));
+  const y = a["b_O"] === undefined ? matmul(O as Expr<["n", "d"]>, a["W_O"]! as Expr<["d", "e"]>) : call1("linear", { x: O, W: a["W_O"]!, b: a["b_O"]! }, {});
+  return { y, k: kFull, v: vFull };
+}
+
+/** (..., n, D) → (..., heads, n, size): column block h is head h. */
+function splitCols(x: Expr, heads: string, size: string): Expr {
+  const s = x.shape.map(dimToString);
+  const pre = s.slice(0, -2);
+  const r = reshape(x, [...pre, s[s.length - 2]!, heads, size] as string[]);
+  const k = pre.length;
+  return permuteExpr(r, [...pre.map((_, i) => i), k + 1, k, k + 2]);
+}
+
+/** (..., heads, n, size) → (..., n, D). */
+function mergeCols(x: Expr, D: string): Expr {
+  const s = x.shape.map(dimToString);
+  const k = s.length - 3;
+  const p = permuteExpr(x, [...s.slice(0, k).map((_, i) => i), k + 1, k, k + 2]);
+  return reshape(p, [...s.slice(0, k), s[k + 1]!, D] as string[]);
+}
+
+function repeatHeads(x: Expr, G: number): Expr {
+  const s = x.shape.map(dimToString);
+  const k = s.length - 3;
+  const pre = s.slice(0, k);
+  const [hkv, m, dk] = [s[k]!, s[k + 1]!, s[k + 2]!];
+  const r = reshape(x, [...pre, hkv, "1", m, dk] as string[]);
+  const b = broadcastExpr(r, [...pre, hkv, String(G), m, dk]);
+  return reshape(b, [...pre, dimToString(mulDim(dim(hkv), G)), m, dk] as string[]);
+}
+
+import { permute as permuteRaw, broadcastTo as broadcastRaw } from "../expr.js";
+const permuteExpr = (x: Expr, perm: number[]): Expr => permuteRaw(x, perm) as Expr;
+const broadcastExpr = (x: Expr, shape: string[]): Expr => broadcastRaw(x, shape as string[]) as Expr;
+
+// ---------------------------------------------------------------------------------------------
+// normalisation
+
+defineFormula({
+  name: "layer_norm",
+  description: "LayerNorm over the last axis: γ ⊙ (x − μ)/√(σ² + ε) + β, biased variance, ε inside the square root",
+  category: "core",
+  hyper: [{ name: "eps", kind: "number", default: 1e-5, doc: "ε added to the variance" }],
+  args: () => [
+    { name: "x", shape: ["...", "d"], role: "input", doc: "rows to normalise" },
+    { name: "gamma", shape: ["d"], role: "param", doc: "scale γ" },
+    { name: "beta", shape: ["d"], role: "param", doc: "shift β" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "d"], doc: "normalised rows" }],
+  build: ({ x, gamma, beta }, cfg) => {
+    const mu = named(meanLast(x!), "\\mu", "μ");
+    const xc = sub(x!, mu);
+    const var_ = named(meanLast(square(xc)), "\\sigma^2", "σ²");
+    const xhat = named(mul(xc, rsqrt(add(var_, named(constant(cfg["eps"] as number), "\\varepsilon", "ε")))), "\\hat{x}", "x̂");
+    return { y: add(mul(gamma!, xhat), beta!) };
+  },
+  // x̄ = (1/σ)(ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)), ĝ = ȳ ⊙ γ;  γ̄ = Σ_rows ȳ ⊙ x̂;  β̄ = Σ_rows ȳ
+  vjp: ({ args, cot, config }) => {
+    const x = args["x"]!;
+    const gamma = args["gamma"]!;
+    const mu = named(meanLast(x), "\\mu", "μ");
+    const xc = sub(x, mu);
+    const rstd = named(rsqrt(add(meanLast(square(xc)), config["eps"] as number)), "\\frac{1}{\\sigma}", "1/σ");
+    const xhat = named(mul(xc, rstd), "\\hat{x}", "x̂");
+    const gh = named(mul(cot, gamma), "\\hat{g}", "ĝ");
+    const dx = mul(rstd, sub(sub(gh, meanLast(gh)), mul(xhat, meanLast(mul(gh, xhat)))));
+    const rows = x.shape.slice(0, -1).map((_, i) => i);
+    return {
+      x: dx,
+      gamma: reduce("sum", mul(cot, xhat), rows),
+      beta: reduce("sum", cot, rows),
+    };
+  },
+});
+
+defineFormula({
+  name: "rms_norm",
+  description: "RMSNorm over the last axis: γ ⊙ x/√(mean(x²) + ε)",
+  category: "core",
+  hyper: [{ name: "eps", kind: "number", default: 1e-6, doc: "ε added to the mean square" }],
+  args: () => [
+    { name: "x", shape: ["...", "d"], role: "input", doc: "rows to normalise" },
+    { name: "gamma", shape: ["d"], role: "param", doc: "scale γ" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "d"], doc: "normalised rows" }],
+  build: ({ x, gamma }, cfg) => {
+    const ms = named(meanLast(square(x!)), "\\overline{x^2}", "mean(x²)");
+    return { y: mul(gamma!, mul(x!, rsqrt(add(ms, named(constant(cfg["eps"] as number), "\\varepsilon", "ε"))))) };
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// activations
+
+const activation = (name: "gelu" | "gelu_tanh" | "relu" | "silu", description: string) =>
+  defineFormula({
+    name,
+    description,
+    category: "core",
+    hyper: [],
+    args: () => [{ name: "x", shape: ["..."], role: "input", doc: "any tensor" }],
+    outputs: () => [{ name: "y", shape: ["..."], doc: "elementwise" }],
+    build: ({ x }) => ({ y: unary(name, x!) }),
+  });
+activation("gelu", "GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)) (PyTorch default)");
+activation("gelu_tanh", "GELU, tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2 gelu_new)");
+activation("relu", "ReLU: max(x, 0)");
+activation("silu", "SiLU (swish): x·σ(x)");
+
+// ---------------------------------------------------------------------------------------------
+// linear layers
+
+defineFormula({
+  name: "linear",
+  description: "affine map x W + b (W stored (in, out), the GPT-2 Conv1D layout)",
+  category: "core",
+  hyper: [],
+  args: () => [
+    { name: "x", shape: ["...", "d_in"], role: "input", doc: "rows" },
+    { name: "W", shape: ["d_in", "d_out"], role: "param", doc: "weight (in, out)" },
+    { name: "b", shape: ["d_out"], role: "param", doc: "bias" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "d_out"], doc: "x W + b" }],
+  build: ({ x, W, b }) => ({ y: add(matmul(x! as Expr<["n", "i"]>, W! as Expr<["i", "o"]>), b!) }),
+});
+
+const ACTIVATIONS = ["gelu", "gelu_tanh", "relu", "silu"] as const;
+
+defineFormula({
+  name: "ffn",
+  description: "position-wise feed-forward network φ(xW₁ + b₁)W₂ + b₂",
+  category: "core",
+  hyper: [{ name: "activation", kind: "enum", choices: ACTIVATIONS, default: "gelu", doc: "φ" }],
+  args: () => [
+    { name: "x", shape: ["...", "d_model"], role: "input", doc: "token representations" },
+    { name: "W_1", shape: ["d_model", "d_ff"], role: "param", doc: "expansion" },
+    { name: "b_1", shape: ["d_ff"], role: "param", doc: "expansion bias" },
+    { name: "W_2", shape: ["d_ff", "d_model"], role: "param", doc: "contraction" },
+    { name: "b_2", shape: ["d_model"], role: "param", doc: "contraction bias" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "d_model"], doc: "FFN output" }],
+  build: ({ x, W_1, b_1, W_2, b_2 }, cfg) => {
+    const h = callAs(cfg["activation"] as string, { x: call1("linear", { x: x!, W: W_1!, b: b_1! }) }, { latex: "\\phi", text: "φ" });
+    return { y: call1("linear", { x: h, W: W_2!, b: b_2! }) };
+  },
+});
+
+import { callFormula } from "../formula.js";
+import { make } from "../expr.js";
+import type { Label, Node } from "../node.js";
+/** Call a single-output formula displayed under another function symbol (φ). */
+function callAs(name: string, args: Record<string, Expr>, symbol: Label): Expr {
+  const out = Object.values(callFormula(name, args))[0]!;
+  const n = out.node as Extract<Node, { op: "call" }>;
+  return make({ op: "call", formula: n.formula, config: n.config, args: n.args, output: n.output, body: n.body, symbol });
+}
+
+defineFormula({
+  name: "swiglu",
+  description: "SwiGLU feed-forward (LLaMA): (SiLU(x W_gate) ⊙ x W_up) W_down, no biases",
+  category: "core",
+  hyper: [],
+  args: () => [
+    { name: "x", shape: ["...", "d_model"], role: "input", doc: "token representations" },
+    { name: "W_gate", shape: ["d_model", "d_ff"], role: "param", doc: "gate projection", latex: "W_{\\mathrm{gate}}" },
+    { name: "W_up", shape: ["d_model", "d_ff"], role: "param", doc: "up projection", latex: "W_{\\mathrm{up}}" },
+    { name: "W_down", shape: ["d_ff", "d_model"], role: "param", doc: "down projection", latex: "W_{\\mathrm{down}}" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "d_model"], doc: "FFN output" }],
+  build: ({ x, W_gate, W_up, W_down }) => {
+    const xm = x! as Expr<["n", "d"]>;
+    const g = call1("silu", { x: matmul(xm, W_gate! as Expr<["d", "f"]>) });
+    return { y: matmul(mul(g, matmul(xm, W_up! as Expr<["d", "f"]>)) as Expr<["n", "f"]>, W_down! as Expr<["f", "d"]>) };
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// embeddings and positions
+
+defineFormula({
+  name: "embedding",
+  description: "token embedding e_i = E[t_i]",
+  category: "core",
+  hyper: [],
+  args: () => [
+    { name: "tokens", shape: ["...", "n"], role: "input", int: true, doc: "token ids", latex: "t" },
+    { name: "E", shape: ["V", "d_model"], role: "param", doc: "embedding matrix" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "n", "d_model"], doc: "embeddings" }],
+  build: ({ tokens, E }) => ({ y: gather(E! as Expr<["V", "d"]>, tokens!) }),
+});
+
+/** p[i, 2k] = sin(i / 10000^(2k/d_model)), p[i, 2k+1] = cos(i / 10000^(2k/d_model)), i counted from offset. */
+function sinusoid(n: Dim, d: Dim, offset: Dim): Expr {
+  const shape = [dimToString(n), dimToString(d)] as const;
+  const i = add(iota(shape, 0), dimValue(offset));
+  const col = iota(shape, 1);
+  const half = unary("floor", div(col, 2));
+  const angle = div(i, pow(10000, div(mul(2, half), dimValue(d))));
+  const isEven = eq(sub(col, mul(2, half)), 0);
+  return where(isEven, sin(angle), cos(angle));
+}
+
+defineFormula({
+  name: "positional_sinusoidal",
+  description: "fixed sinusoidal positions p_{i,2k} = sin(i/10000^{2k/d_model}), p_{i,2k+1} = cos(…)",
+  category: "position",
+  hyper: [dimHyper("n", "positions"), dimHyper("d_model", "width"), dimHyper("offset", "first position", 0)],
+  args: () => [],
+  outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P" }],
+  build: (_, cfg) => ({ y: sinusoid(dimOf(cfg, "n"), dimOf(cfg, "d_model"), dimOf(cfg, "offset")) }),
+  symbol: { latex: "P", text: "P" },
+  symbolOnly: true,
+});
+
+defineFormula({
+  name: "positional_learned",
+  description: "learned positions: rows offset … offset+n−1 of P",
+  category: "position",
+  hyper: [dimHyper("n", "positions"), dimHyper("offset", "first position", 0)],
+  args: () => [{ name: "P", shape: ["n_ctx", "d_model"], role: "param", doc: "position table (wpe)" }],
+  outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P rows" }],
+  build: ({ P }, cfg) => ({ y: slice(P!, 0, dimOf(cfg, "offset"), dimOf(cfg, "n")) }),
+});
+
+defineFormula({
+  name: "rope",
+  description: "rotary position embedding: rotate pairs of x by angle p·base^(−2i/d_k)",
+  category: "position",
+  hyper: [
+    { name: "base", kind: "number", default: 10000, doc: "frequency base" },
+    dimHyper("offset", "position of the first row", 0),
+    { name: "convention", kind: "enum", choices: ["half", "interleaved"], default: "half", doc: "half: pairs (i, i + d_k/2) (GPT-NeoX, HF); interleaved: pairs (2i, 2i+1) (RoFormer, GPT-J)" },
+  ],
+  args: () => [{ name: "x", shape: ["...", "n", "d_k"], role: "input", doc: "queries or keys, per head" }],
+  outputs: () => [{ name: "y", shape: ["...", "n", "d_k"], doc: "rotated" }],
+  build: ({ x }, cfg) => {
+    const n = at(x!, -2);
+    const dk = last(x!);
+    const h = divDim(dk, 2);
+    const shape = [dimToString(n), dimToString(h)] as const;
+    const pos = add(iota(shape, 0), dimValue(dimOf(cfg, "offset")));
+    const i = iota(shape, 1);
+    const theta = named(mul(pos, pow(cfg["base"] as number, div(mul(-2, i), dimValue(dk)))), "\\theta", "θ");
+    const c = cos(theta);
+    const s = sin(theta);
+    const pre = x!.shape.slice(0, -2).map(dimToString);
+    if (cfg["convention"] === "half") {
+      const x1 = slice(x!, -1, 0, h);
+      const x2 = slice(x!, -1, h, h);
+      return { y: concat([sub(mul(x1, c), mul(x2, s)), add(mul(x2, c), mul(x1, s))], -1) };
+    }
+    // (..., n, d_k) → (..., n, d_k/2, 2): pairs (2i, 2i+1)
+    const xp = reshape(x!, [...pre, dimToString(n), dimToString(h), "2"] as string[]);
+    const xe = slice(xp, -1, 0, 1);
+    const xo = slice(xp, -1, 1, 1);
+    const c3 = reshape(c, [dimToString(n), dimToString(h), "1"] as const);
+    const s3 = reshape(s, [dimToString(n), dimToString(h), "1"] as const);
+    const yp = concat([sub(mul(xe, c3), mul(xo, s3)), add(mul(xo, c3), mul(xe, s3))], -1);
+    return { y: reshape(yp, [...pre, dimToString(n), dimToString(dk)] as string[]) };
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// output
+
+defineFormula({
+  name: "logits",
+  description: "vocabulary logits Z W_vocabᵀ (W_vocab = E when tied)",
+  category: "core",
+  hyper: [],
+  args: () => [
+    { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "final representations Z" },
+    { name: "W_vocab", shape: ["V", "d_model"], role: "param", doc: "vocabulary matrix", latex: "W_{\\mathrm{vocab}}" },
+  ],
+  outputs: () => [{ name: "y", shape: ["...", "n", "V"], doc: "logits" }],
+  build: ({ x, W_vocab }) => ({ y: matmul(x! as Expr<["n", "d"]>, transpose(W_vocab! as Expr<["V", "d"]>)) }),
+});
+
+defineFormula({
+  name: "cross_entropy",
+  description: "mean over positions of logsumexp(z) − z[target]",
+  category: "core",
+  hyper: [],
+  args: () => [
+    { name: "logits", shape: ["...", "n", "V"], role: "input", doc: "logits z" },
+    { name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids", latex: "t" },
+  ],
+  outputs: () => [{ name: "loss", shape: [], doc: "mean negative log-likelihood" }],
+  build: ({ logits, targets }) => {
+    const z = logits!;
+    const V = dimToString(last(z));
+    const rows = z.shape.slice(0, -1).map(dimToString);
+    // one-hot of the targets: [..., n, V]
+    const onehot = eq(iota([V] as const, 0), reshape(targets!, [...rows, "1"] as string[]));
+    const picked = reduce("sum", mul(z, onehot), [-1]);
+    const lse = call1("logsumexp", { x: z });
+    const N = mulDim(dim("..."), at(z, -2));
+    return { loss: div(sumAll(sub(lse, picked)), dimValue(N)) };
+  },
+});
+
+export { causalMask, alibiBias, sinusoid, splitCols, mergeCols, repeatHeads, ACTIVATIONS, neg };

@@ -1,0 +1,337 @@
+/**
+ * Blocks and the whole model, assembled from the core formulas. Parameter names are those of a
+ * Hugging Face GPT-2 checkpoint (`ln_1.weight`, `attn.c_attn.weight` stored (in, out) with Q|K|V
+ * column blocks, ...) so real checkpoints map one to one; variants extend the scheme (docs/NAMES.md).
+ */
+import { dimToString, type Dim } from "../dims.js";
+import { add, slice, Expr, matmul } from "../expr.js";
+import { call1, callFormula, defineFormula, FormulaError, type ArgSpec, type HyperSpec, type OutputSpec } from "../formula.js";
+import type { Config, HyperValue } from "../node.js";
+
+export const NORMS = ["layer_norm", "rms_norm"] as const;
+export const PLACEMENTS = ["post", "pre", "sandwich"] as const;
+export const BLOCK_ACTIVATIONS = ["gelu", "gelu_tanh", "relu", "swiglu"] as const;
+export const ATTN_POSITIONS = ["none", "rope", "rope_interleaved", "alibi"] as const;
+export const MODEL_POSITIONS = ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi", "none"] as const;
+
+const BLOCK_HYPER: readonly HyperSpec[] = [
+  { name: "H", kind: "integer", dim: true, doc: "query heads" },
+  { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H)" },
+  { name: "eps", kind: "number", default: 1e-5, doc: "norm ε" },
+  { name: "causal", kind: "boolean", default: true, doc: "causal attention" },
+  { name: "norm", kind: "enum", choices: NORMS, default: "layer_norm", doc: "normalisation" },
+  { name: "placement", kind: "enum", choices: PLACEMENTS, default: "post", doc: "post-LN (seed), pre-LN (GPT-2), sandwich" },
+  { name: "activation", kind: "enum", choices: BLOCK_ACTIVATIONS, default: "gelu", doc: "FFN activation (swiglu: gated FFN without biases)" },
+  { name: "positions", kind: "enum", choices: ATTN_POSITIONS, default: "none", doc: "positions inside attention" },
+  { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
+  { name: "bias", kind: "boolean", default: true, doc: "linear layers have biases" },
+  { name: "parallel", kind: "boolean", default: false, doc: "GPT-J form x + attn(ln_1 x) + mlp(ln_1 x) (pre placement only)" },
+  { name: "kv_cache", kind: "boolean", default: false, doc: "take past_k/past_v and also return k, v" },
+];
+
+/** The parameters of one block, named as in a GPT-2 checkpoint (no `h.{l}.` prefix). */
+export function blockParams(cfg: Config): ArgSpec[] {
+  const ln = cfg["norm"] === "layer_norm";
+  const bias = cfg["bias"] !== false;
+  const norm = (k: string): ArgSpec[] => [
+    { name: `${k}.weight`, shape: ["d_model"], role: "param", doc: `${k} scale γ` },
+    ...(ln ? [{ name: `${k}.bias`, shape: ["d_model"], role: "param", doc: `${k} shift β` } as ArgSpec] : []),
+  ];
+  const qkv = "(H+2*H_kv)*d_k";
+  const out: ArgSpec[] = [
+    ...norm("ln_1"),
+    { name: "attn.c_attn.weight", shape: ["d_model", qkv], role: "param", doc: "W_Q | W_K | W_V, (in, out)" },
+    ...(bias ? [{ name: "attn.c_attn.bias", shape: [qkv], role: "param", doc: "b_Q | b_K | b_V" } as ArgSpec] : []),
+    { name: "attn.c_proj.weight", shape: ["d_model", "d_model"], role: "param", doc: "W_O" },
+    ...(bias ? [{ name: "attn.c_proj.bias", shape: ["d_model"], role: "param", doc: "b_O" } as ArgSpec] : []),
+  ];
+  if (cfg["parallel"] !== true) out.push(...norm("ln_2"));
+  if (cfg["activation"] === "swiglu") {
+    out.push(
+      { name: "mlp.gate_proj.weight", shape: ["d_model", "d_ff"], role: "param", doc: "W_gate" },
+      { name: "mlp.up_proj.weight", shape: ["d_model", "d_ff"], role: "param", doc: "W_up" },
+      { name: "mlp.down_proj.weight", shape: ["d_ff", "d_model"], role: "param", doc: "W_down" },
+    );
+  } else {
+    out.push({ name: "mlp.c_fc.weight", shape: ["d_model", "d_ff"], role: "param", doc: "W_1" });
+    if (bias) out.push({ name: "mlp.c_fc.bias", shape: ["d_ff"], role: "param", doc: "b_1" });
+    out.push({ name: "mlp.c_proj.weight", shape: ["d_ff", "d_model"], role: "param", doc: "W_2" });
+    if (bias) out.push({ name: "mlp.c_proj.bias", shape: ["d_model"], role: "param", doc: "b_2" });
+  }
+  if (cfg["placement"] === "sandwich") out.push(...norm("ln_3"), ...norm("ln_4"));
+  return out;
+}
+
+function checkBlockConfig(cfg: Config, where: string): void {
+  if (cfg["parallel"] === true && cfg["placement"] !== "pre") {
+    throw new FormulaError(`${where}: parallel attention + FFN is defined for placement "pre" only (GPT-J), got "${String(cfg["placement"])}"`);
+  }
+  if (typeof cfg["H"] !== "number") throw new FormulaError(`${where}: hyperparameter H (heads) is required`);
+}
+
+/** The block body over named parameters `p` (names without prefix). */
+export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Config, past?: { k: Expr; v: Expr }): { y: Expr; k?: Expr; v?: Expr } {
+  const H = cfg["H"] as number;
+  const Hkv = typeof cfg["H_kv"] === "number" ? (cfg["H_kv"] as number) : H;
+  const eps = cfg["eps"] as number;
+  const norm = (k: string, h: Expr): Expr =>
+    cfg["norm"] === "layer_norm"
+      ? call1("layer_norm", { x: h, gamma: p[`${k}.weight`]!, beta: p[`${k}.bias`]! }, { eps })
+      : call1("rms_norm", { x: h, gamma: p[`${k}.weight`]! }, { eps });
+
+  const D: Dim = x.shape[x.shape.length - 1]!;
+  const Dkv = `${Hkv}*(${dimToString(D)}/${H})`;
+  const Ds = dimToString(D);
+  const cAttn = p["attn.c_attn.weight"]!;
+  const cAttnB = p["attn.c_attn.bias"];
+  const cols = (t: Expr, start: string, size: string) => slice(t, -1, start, size);
+  let kv: { k: Expr; v: Expr } | undefined;
+  const attn = (h: Expr): Expr => {
+    const args: Record<string, Expr> = {
+      x: h,
+      W_Q: cols(cAttn, "0", Ds),
+      W_K: cols(cAttn, Ds, Dkv),
+      W_V: cols(cAttn, `${Ds}+${Dkv}`, Dkv),
+      W_O: p["attn.c_proj.weight"]!,
+    };
+    if (cAttnB !== undefined) {
+      args["b_Q"] = cols(cAttnB, "0", Ds);
+      args["b_K"] = cols(cAttnB, Ds, Dkv);
+      args["b_V"] = cols(cAttnB, `${Ds}+${Dkv}`, Dkv);
+      args["b_O"] = p["attn.c_proj.bias"]!;
+    }
+    const mhaCfg: Record<string, HyperValue> = {
+      H,
+      H_kv: Hkv,
+      causal: cfg["causal"] as boolean,
+      positions: cfg["positions"] as string,
+      rope_base: cfg["rope_base"] as number,
+      bias: cAttnB !== undefined,
+    };
+    if (past === undefined) return call1("mha", args, mhaCfg);
+    const outs = callFormula("mha", { ...args, past_k: past.k, past_v: past.v }, { ...mhaCfg, kv_cache: true });
+    kv = { k: outs["k"]!, v: outs["v"]! };
+    return outs["y"]!;
+  };
+  const mlp = (h: Expr): Expr => {
+    if (cfg["activation"] === "swiglu") {
+      return call1("swiglu", { x: h, W_gate: p["mlp.gate_proj.weight"]!, W_up: p["mlp.up_proj.weight"]!, W_down: p["mlp.down_proj.weight"]! });
+    }
+    if (p["mlp.c_fc.bias"] !== undefined) {
+      return call1("ffn", { x: h, W_1: p["mlp.c_fc.weight"]!, b_1: p["mlp.c_fc.bias"]!, W_2: p["mlp.c_proj.weight"]!, b_2: p["mlp.c_proj.bias"]! }, { activation: cfg["activation"] as string });
+    }
+    // bias-free FFN: φ(x W_1) W_2
+    const a = call1(cfg["activation"] as string, { x: matmul(h as Expr<["n", "d"]>, p["mlp.c_fc.weight"]! as Expr<["d", "f"]>) });
+    return matmul(a as Expr<["n", "f"]>, p["mlp.c_proj.weight"]! as Expr<["f", "d"]>);
+  };
+
+  let y: Expr;
+  if (cfg["parallel"] === true) {
+    const h = norm("ln_1", x);
+    y = add(add(x, attn(h)), mlp(h));
+  } else {
+    switch (cfg["placement"]) {
+      case "post": {
+        const x1 = norm("ln_1", add(x, attn(x)));
+        y = norm("ln_2", add(x1, mlp(x1)));
+        break;
+      }
+      case "pre": {
+        const x1 = add(x, attn(norm("ln_1", x)));
+        y = add(x1, mlp(norm("ln_2", x1)));
+        break;
+      }
+      case "sandwich": {
+        const x1 = add(x, norm("ln_3", attn(norm("ln_1", x))));
+        y = add(x1, norm("ln_4", mlp(norm("ln_2", x1))));
+        break;
+      }
+      default:
+        throw new FormulaError(`unknown placement ${String(cfg["placement"])}`);
+    }
+  }
+  const res: { y: Expr; k?: Expr; v?: Expr } = { y };
+  if (kv !== undefined) Object.assign(res, kv);
+  return res;
+}
+
+const blockRelations = (cfg: Config) => [`d_model = ${typeof cfg["H"] === "number" ? cfg["H"] : "H"}*d_k`];
+
+function blockOutputs(cfg: Config): OutputSpec[] {
+  return [
+    { name: "y", shape: ["...", "n", "d_model"], doc: "block output" },
+    ...(cfg["kv_cache"] === true
+      ? [
+          { name: "k", shape: ["...", "H_kv", "p+n", "d_k"], doc: "keys incl. the new rows" },
+          { name: "v", shape: ["...", "H_kv", "p+n", "d_k"], doc: "values incl. the new rows" },
+        ]
+      : []),
+  ];
+}
+
+function blockArgs(cfg: Config): ArgSpec[] {
+  return [
+    { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "block input" },
+    ...(cfg["kv_cache"] === true
+      ? ([
+          { name: "past_k", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached keys" },
+          { name: "past_v", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached values" },
+        ] as ArgSpec[])
+      : []),
+    ...blockParams(cfg),
+  ];
+}
+
+function blockBuild(name: string) {
+  return (a: Readonly<Record<string, Expr>>, cfg: Config) => {
+    checkBlockConfig(cfg, `formula ${name}`);
+    const past = cfg["kv_cache"] === true ? { k: a["past_k"]!, v: a["past_v"]! } : undefined;
+    const r = blockBody(a["x"]!, a, cfg, past);
+    const out: Record<string, Expr> = { y: r.y };
+    if (r.k !== undefined) Object.assign(out, { k: r.k, v: r.v! });
+    return out;
+  };
+}
+
+defineFormula({
+  name: "block",
+  description: "one transformer block: multi-head self-attention and FFN, each with a residual connection and a norm, in the chosen placement",
+  category: "block",
+  hyper: BLOCK_HYPER,
+  relations: blockRelations,
+  args: blockArgs,
+  outputs: blockOutputs,
+  build: blockBuild("block"),
+});
+
+const fixed = (placement: "post" | "pre"): readonly HyperSpec[] =>
+  BLOCK_HYPER.filter((h) => !["placement", "norm", "parallel"].includes(h.name));
+
+defineFormula({
+  name: "block_post_ln",
+  description: "the seed's block: Z' = LN(Z + MHA(Z)), Z_out = LN(Z' + FFN(Z'))",
+  category: "block",
+  hyper: fixed("post"),
+  relations: blockRelations,
+  args: (cfg) => blockArgs({ ...cfg, placement: "post", norm: "layer_norm" }),
+  outputs: blockOutputs,
+  build: (a, cfg) => blockBuild("block_post_ln")(a, { ...cfg, placement: "post", norm: "layer_norm", parallel: false }),
+});
+
+defineFormula({
+  name: "block_pre_ln",
+  description: "GPT-2's block: Z' = Z + MHA(LN(Z)), Z_out = Z' + FFN(LN(Z'))",
+  category: "block",
+  hyper: fixed("pre"),
+  relations: blockRelations,
+  args: (cfg) => blockArgs({ ...cfg, placement: "pre", norm: "layer_norm" }),
+  outputs: blockOutputs,
+  build: (a, cfg) => blockBuild("block_pre_ln")(a, { ...cfg, placement: "pre", norm: "layer_norm", parallel: false }),
+});
+
+// ---------------------------------------------------------------------------------------------
+// the model
+
+const GPT_HYPER: readonly HyperSpec[] = [
+  { name: "V", kind: "integer", dim: true, doc: "vocabulary size" },
+  { name: "n_ctx", kind: "integer", dim: true, doc: "maximum context (rows of wpe)" },
+  { name: "d_model", kind: "integer", dim: true, doc: "width" },
+  { name: "L", kind: "integer", doc: "blocks" },
+  { name: "d_ff", kind: "integer", dim: true, doc: "FFN hidden size" },
+  ...BLOCK_HYPER.filter((h) => h.name !== "positions" && h.name !== "kv_cache"),
+  { name: "positions", kind: "enum", choices: MODEL_POSITIONS, default: "learned", doc: "learned/sinusoidal are added to the embedding; rope/alibi act inside attention" },
+  { name: "tied", kind: "boolean", default: true, doc: "logits use the embedding matrix (W_vocab = E)" },
+  { name: "kv_cache", kind: "boolean", default: false, doc: "decoding step: take past.{l}.k/v, return present.{l}.k/v, no targets or loss" },
+];
+
+function finalNorm(cfg: Config): boolean {
+  return cfg["placement"] === "pre" || cfg["placement"] === "sandwich";
+}
+
+export function gptParams(cfg: Config): ArgSpec[] {
+  const L = cfg["L"];
+  if (typeof L !== "number") throw new FormulaError("formula gpt: hyperparameter L (number of blocks) is required");
+  const out: ArgSpec[] = [{ name: "wte.weight", shape: ["V", "d_model"], role: "param", doc: "token embedding E", latex: "E" }];
+  if (cfg["positions"] === "learned") out.push({ name: "wpe.weight", shape: ["n_ctx", "d_model"], role: "param", doc: "learned positions P" });
+  const block = blockParams(cfg);
+  for (let l = 0; l < L; l++) for (const p of block) out.push({ ...p, name: `h.${l}.${p.name}` });
+  if (finalNorm(cfg)) {
+    out.push({ name: "ln_f.weight", shape: ["d_model"], role: "param", doc: "final norm γ" });
+    if (cfg["norm"] === "layer_norm") out.push({ name: "ln_f.bias", shape: ["d_model"], role: "param", doc: "final norm β" });
+  }
+  if (cfg["tied"] === false) out.push({ name: "lm_head.weight", shape: ["V", "d_model"], role: "param", doc: "W_vocab (untied)" });
+  return out;
+}
+
+function attnPositions(cfg: Config): string {
+  const p = cfg["positions"] as string;
+  return p === "rope" || p === "rope_interleaved" || p === "alibi" ? p : "none";
+}
+
+defineFormula({
+  name: "gpt",
+  description: "the whole model: tokens → E[t] (+ P) → L blocks → (final norm) → logits Z W_vocabᵀ → mean cross-entropy against the targets",
+  category: "model",
+  hyper: GPT_HYPER,
+  relations: (cfg) => [`d_model = ${typeof cfg["H"] === "number" ? cfg["H"] : "H"}*d_k`],
+  args: (cfg) => [
+    { name: "tokens", shape: ["...", "n"], role: "input", int: true, doc: "token ids t", latex: "t" },
+    ...(cfg["kv_cache"] === true
+      ? Array.from({ length: cfg["L"] as number }, (_, l) => [
+          { name: `past.${l}.k`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached keys` } as ArgSpec,
+          { name: `past.${l}.v`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached values` } as ArgSpec,
+        ]).flat()
+      : [{ name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids (already shifted)" } as ArgSpec]),
+    ...gptParams(cfg),
+  ],
+  outputs: (cfg) =>
+    cfg["kv_cache"] === true
+      ? [
+          { name: "logits", shape: ["...", "n", "V"], doc: "next-token logits" },
+          ...Array.from({ length: cfg["L"] as number }, (_, l) => [
+            { name: `present.${l}.k`, shape: ["...", "H_kv", "p+n", "d_k"], doc: `block ${l} keys` },
+            { name: `present.${l}.v`, shape: ["...", "H_kv", "p+n", "d_k"], doc: `block ${l} values` },
+          ]).flat(),
+        ]
+      : [
+          { name: "logits", shape: ["...", "n", "V"], doc: "next-token logits" },
+          { name: "loss", shape: [], doc: "mean cross-entropy" },
+        ],
+  build: (a, cfg) => {
+    checkBlockConfig(cfg, "formula gpt");
+    const L = cfg["L"] as number;
+    const cache = cfg["kv_cache"] === true;
+    const tokens = a["tokens"]!;
+    const n = dimToString(tokens.shape[tokens.shape.length - 1]!);
+    const offset = cache ? dimToString(a["past.0.k"]!.shape[a["past.0.k"]!.shape.length - 2]!) : "0";
+    let x: Expr = call1("embedding", { tokens, E: a["wte.weight"]! });
+    if (cfg["positions"] === "learned") x = add(x, call1("positional_learned", { P: a["wpe.weight"]! }, { n, offset }));
+    if (cfg["positions"] === "sinusoidal") x = add(x, call1("positional_sinusoidal", {}, { n, d_model: "d_model", offset }));
+    const blockCfg: Record<string, HyperValue> = {};
+    for (const h of BLOCK_HYPER) if (cfg[h.name] !== undefined) blockCfg[h.name] = cfg[h.name]!;
+    blockCfg["positions"] = attnPositions(cfg);
+    const outs: Record<string, Expr> = {};
+    for (let l = 0; l < L; l++) {
+      const p: Record<string, Expr> = { x };
+      for (const s of blockParams(cfg)) p[s.name] = a[`h.${l}.${s.name}`]!;
+      if (cache) {
+        const r = callFormula("block", { ...p, past_k: a[`past.${l}.k`]!, past_v: a[`past.${l}.v`]! }, { ...blockCfg, kv_cache: true });
+        x = r["y"]!;
+        outs[`present.${l}.k`] = r["k"]!;
+        outs[`present.${l}.v`] = r["v"]!;
+      } else {
+        x = call1("block", p, blockCfg);
+      }
+    }
+    if (finalNorm(cfg)) {
+      const eps = cfg["eps"] as number;
+      x =
+        cfg["norm"] === "layer_norm"
+          ? call1("layer_norm", { x, gamma: a["ln_f.weight"]!, beta: a["ln_f.bias"]! }, { eps })
+          : call1("rms_norm", { x, gamma: a["ln_f.weight"]! }, { eps });
+    }
+    const logits = call1("logits", { x, W_vocab: cfg["tied"] === false ? a["lm_head.weight"]! : a["wte.weight"]! });
+    if (cache) return { logits, ...outs } as Record<string, Expr>;
+    return { logits, loss: call1("cross_entropy", { logits, targets: a["targets"]! }) };
+  },
+});

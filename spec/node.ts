@@ -1,0 +1,168 @@
+/**
+ * The expression graph as plain data: a closed set of primitive ops over symbolically shaped
+ * tensors, plus `call` — a transparent marker that a subgraph is the application of a registry
+ * formula (so renderers print `softmax(…)`, fused kernels can replace the body, and verifiers can
+ * localise errors by formula).
+ *
+ * Every pass (shape rule, kernel, VJP, render, JSON) dispatches over `Node["op"]` with
+ * ts-pattern's `.exhaustive()`, so a new op cannot be half-supported.
+ */
+import type { Dim, SymShape } from "./dims.js";
+import type { ScalarFnName } from "./scalar.js";
+
+export type ElemType = "float" | "int";
+export type BinaryFn = "add" | "sub" | "mul" | "div" | "pow" | "max" | "min" | "eq" | "lt" | "le";
+export type ReduceFn = "sum" | "max";
+export type ArgRole = "input" | "param";
+export type HyperValue = number | string | boolean;
+export type Config = Readonly<Record<string, HyperValue>>;
+
+/** An equality between dims that could not be decided symbolically; checked when sizes are bound. */
+export interface Constraint {
+  readonly a: Dim;
+  readonly b: Dim;
+  /** Where it comes from, e.g. `matmul inner dims in formula attention`. */
+  readonly why: string;
+}
+
+/** Display name of a node in rendered formulas (`\mu`, `σ²`). */
+export interface Label {
+  readonly latex: string;
+  readonly text: string;
+}
+
+interface Base {
+  readonly id: number;
+  readonly shape: SymShape;
+  readonly dtype: ElemType;
+  readonly constraints?: readonly Constraint[];
+  readonly label?: Label;
+  /** The formula being built when this node was made (for messages). */
+  readonly scope?: string;
+  /**
+   * Render this node as another (e.g. the max-subtracted, zero-safe denominator of softmax is
+   * displayed as the plain sum). Presentation only: values and gradients use the node itself.
+   */
+  readonly display?: Node;
+}
+
+export type Node =
+  | (Base & { readonly op: "input"; readonly name: string; readonly role: ArgRole })
+  /** A scalar constant (shape []), broadcast by the ops that use it. */
+  | (Base & { readonly op: "const"; readonly value: number })
+  /** A scalar holding a bound dim's size (`d_k` in `1/√d_k`). */
+  | (Base & { readonly op: "dim"; readonly dim: Dim })
+  /** Index along `axis`, broadcast over the rest of `shape` (positions, masks). */
+  | (Base & { readonly op: "iota"; readonly axis: number })
+  | (Base & { readonly op: "unary"; readonly fn: ScalarFnName; readonly x: Node })
+  | (Base & { readonly op: "binary"; readonly fn: BinaryFn; readonly a: Node; readonly b: Node })
+  /** Reduce over symbolic axes (index 0 may be the batch prefix). */
+  | (Base & { readonly op: "reduce"; readonly fn: ReduceFn; readonly x: Node; readonly axes: readonly number[]; readonly keepdims: boolean })
+  | (Base & { readonly op: "reshape"; readonly x: Node })
+  | (Base & { readonly op: "permute"; readonly x: Node; readonly perm: readonly number[] })
+  | (Base & { readonly op: "broadcast"; readonly x: Node })
+  /** Elements `start … start + shape[axis] − 1` along `axis`. */
+  | (Base & { readonly op: "slice"; readonly x: Node; readonly axis: number; readonly start: Dim })
+  | (Base & { readonly op: "concat"; readonly xs: readonly Node[]; readonly axis: number })
+  /** Batched matrix product over the last two axes, batch axes broadcast. */
+  | (Base & { readonly op: "matmul"; readonly a: Node; readonly b: Node })
+  /** Rows of `table` picked by integer `indices`: shape = indices.shape ++ table.shape[1:]. */
+  | (Base & { readonly op: "gather"; readonly table: Node; readonly indices: Node })
+  /** The transpose of gather: rows of `updates` summed into a zero table of this node's shape. */
+  | (Base & { readonly op: "scatter_add"; readonly updates: Node; readonly indices: Node })
+  | (Base & { readonly op: "where"; readonly cond: Node; readonly a: Node; readonly b: Node })
+  /** Identity in value, zero in derivative. */
+  | (Base & { readonly op: "stopgrad"; readonly x: Node })
+  /** The application of registry formula `formula` to `args`; its value is `body`'s. */
+  | (Base & {
+      readonly op: "call";
+      readonly formula: string;
+      readonly config: Config;
+      readonly args: Readonly<Record<string, Node>>;
+      readonly output: string;
+      readonly body: Node;
+      /** Display the call with this function symbol (φ for the FFN's activation). */
+      readonly symbol?: Label;
+    });
+
+export type Op = Node["op"];
+export type NodeOf<K extends Op> = Extract<Node, { op: K }>;
+
+export const OPS: readonly Op[] = [
+  "input", "const", "dim", "iota", "unary", "binary", "reduce", "reshape", "permute", "broadcast",
+  "slice", "concat", "matmul", "gather", "scatter_add", "where", "stopgrad", "call",
+];
+
+/** Direct operands of a node, in a fixed order. */
+export function operands(n: Node): readonly Node[] {
+  switch (n.op) {
+    case "input":
+    case "const":
+    case "dim":
+    case "iota":
+      return [];
+    case "unary":
+    case "reduce":
+    case "reshape":
+    case "permute":
+    case "broadcast":
+    case "slice":
+    case "stopgrad":
+      return [n.x];
+    case "binary":
+    case "matmul":
+      return [n.a, n.b];
+    case "concat":
+      return n.xs;
+    case "gather":
+      return [n.table, n.indices];
+    case "scatter_add":
+      return [n.updates, n.indices];
+    case "where":
+      return [n.cond, n.a, n.b];
+    case "call":
+      return [n.body];
+  }
+}
+
+/** Every node reachable from the roots, operands before users (post-order, deterministic). */
+export function topoSort(roots: readonly Node[]): Node[] {
+  const seen = new Set<Node>();
+  const order: Node[] = [];
+  // Iterative DFS: graphs of deep models (L blocks × hundreds of nodes) overflow recursion.
+  const stack: Array<[Node, number]> = [];
+  for (const r of roots) {
+    if (seen.has(r)) continue;
+    stack.push([r, 0]);
+    seen.add(r);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const ops = operands(top[0]);
+      if (top[1] < ops.length) {
+        const child = ops[top[1]++]!;
+        if (!seen.has(child)) {
+          seen.add(child);
+          stack.push([child, 0]);
+        }
+      } else {
+        stack.pop();
+        order.push(top[0]);
+      }
+    }
+  }
+  return order;
+}
+
+/** Input nodes reachable from the roots, by name (two distinct input nodes with one name is an error). */
+export function collectInputs(roots: readonly Node[]): Map<string, NodeOf<"input">> {
+  const out = new Map<string, NodeOf<"input">>();
+  for (const n of topoSort(roots)) {
+    if (n.op !== "input") continue;
+    const prev = out.get(n.name);
+    if (prev !== undefined && prev !== n) {
+      throw new Error(`two different inputs are both named "${n.name}"`);
+    }
+    out.set(n.name, n);
+  }
+  return out;
+}
