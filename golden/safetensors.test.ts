@@ -182,6 +182,36 @@ describe("a file written by Python's struct + json", () => {
   });
 });
 
+const PY_LIB = new URL("./specformer_golden.py", import.meta.url).pathname;
+
+describe.skipIf(!existsSync(PYTHON) || !existsSync(PY_LIB))("agreement with golden/specformer_golden.py", () => {
+  it("writes the same bytes as its encode_safetensors for the same tensors and metadata", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "st-py-")), "py.safetensors");
+    const metadata = { specformer: '{"k": 1}', a: 'ü " \\ \n\u0001' };
+    const script = [
+      "import sys, json, numpy as np",
+      `sys.path.insert(0, ${JSON.stringify(join(PY_LIB, ".."))})`,
+      "from specformer_golden import encode_safetensors",
+      't = {"out.y": np.array([[0.5, -2.0, np.inf]], dtype="<f8"), "in.x": np.array([1.25, -0.0], dtype="<f4"),',
+      '     "in.tokens": np.array([3, 50256], dtype="<i4"), "w" + chr(0xe9): np.zeros((0, 2), dtype="<f8"), "s": np.array(7.0)}',
+      'open(sys.argv[1], "wb").write(encode_safetensors(t, json.loads(sys.argv[2])))',
+    ].join("\n");
+    execFileSync(PYTHON, ["-c", script, out, JSON.stringify(metadata)]);
+    const ours = writeSafetensors(
+      {
+        "out.y": Tensor.from([[0.5, -2, Infinity]]),
+        "in.x": Tensor.from([1.25, -0], "f32"),
+        "in.tokens": Tensor.from([3, 50256], "i32"),
+        "wé": new Tensor("f64", [0, 2]),
+        s: Tensor.scalar(7),
+      },
+      metadata,
+    );
+    expect(new TextDecoder().decode(ours.subarray(8, 200))).toBe(new TextDecoder().decode(readFileSync(out).subarray(8, 200)));
+    expect(ours).toEqual(new Uint8Array(readFileSync(out)));
+  });
+});
+
 describe("dtype conversion limits", () => {
   const i64 = (values: bigint[]): Uint8Array => new Uint8Array(new BigInt64Array(values).buffer);
 

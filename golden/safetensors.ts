@@ -603,8 +603,9 @@ export function compareCodePoints(a: string, b: string): number {
  * Serialise tensors (and optional string metadata) as safetensors.
  *
  * Tensors are laid out in code-point-sorted name order with ascending offsets and no gaps; the
- * header is compact JSON with `__metadata__` first (as the Hugging Face writer does), padded with
- * spaces so that the byte buffer starts at a multiple of 8.
+ * header is compact JSON with `__metadata__` first (its keys sorted), then the tensors in the same
+ * order, padded with spaces so that the byte buffer starts at a multiple of 8 — the same bytes
+ * golden/specformer_golden.py's `encode_safetensors` produces for the same tensors and metadata.
  *
  * @throws GoldenFormatError for a reserved name, a non-Tensor value or a non-string metadata value.
  * @example writeSafetensors({ x: Tensor.from([1, 2]) }).length // 8 + 64-byte header + 16 bytes of data
@@ -619,7 +620,7 @@ export function writeSafetensors(
   const names = [...map.keys()].sort(compareCodePoints);
   const parts: string[] = [];
   if (metadata !== undefined) {
-    const keys = Object.keys(metadata);
+    const keys = Object.keys(metadata).sort(compareCodePoints); // as Python's dict(sorted(...))
     const fields: string[] = [];
     for (const k of keys) {
       const v = metadata[k];
