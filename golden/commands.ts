@@ -8,7 +8,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { shapeToString, specialCounts } from "../autodiff/tensor.js";
 import type { Tensor } from "../autodiff/tensor.js";
-import { compareNamed, formatError, formatReport, formatValue, reportToJSON } from "./compare.js";
+import { compareNamed, formatError, formatReport, reportToJSON } from "./compare.js";
 import type { Tolerance } from "./compare.js";
 import { MANIFEST_FILE, listCases, loadCase, loadManifest, parseCase, summarizeCase } from "./cases-io.js";
 import type { GoldenCase } from "./cases-io.js";
@@ -133,8 +133,8 @@ function tensorRows(tensors: Iterable<[string, Tensor]>): string[][] {
       name,
       t.dtype,
       shapeToString(t.shape),
-      none ? "-" : formatValue(s.min, t.dtype),
-      none ? "-" : formatValue(s.max, t.dtype),
+      none ? "-" : t.dtype === "i32" ? String(s.min) : formatError(s.min),
+      none ? "-" : t.dtype === "i32" ? String(s.max) : formatError(s.max),
       none ? "-" : t.dtype === "i32" ? s.mean.toFixed(3) : formatError(s.mean),
       nonFinite,
     ];
