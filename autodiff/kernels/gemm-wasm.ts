@@ -75,27 +75,35 @@ export interface GemmKernelShape {
   NR: number;
   /** k steps per loop iteration of the micro-kernel. */
   unroll: number;
+  /** Panels filled per pass when packing members adjacent in memory (see `emitPack`). */
+  packGroup: number;
 }
 
 /** The register block used by default: 4×4 keeps 8 accumulators + 2 B vectors + 1 A splat +
  *  1 product in registers (x64 has 16 XMM registers; V8 reserves one as scratch). */
-export const DEFAULT_SHAPE: GemmKernelShape = { MR: 4, NR: 4, unroll: 1 };
+export const DEFAULT_SHAPE: GemmKernelShape = { MR: 4, NR: 4, unroll: 1, packGroup: 4 };
 
 /** Emits the kernel module. Its memory is imported as `env.memory` (shared, up to `maxPages`). */
 export function buildGemmModule(shape: GemmKernelShape = DEFAULT_SHAPE, maxPages = 32768): Uint8Array {
-  const { MR, NR, unroll } = shape;
-  if (!Number.isInteger(MR) || MR < 1 || MR > 8) throw new RangeError(`MR must be an integer in [1, 8], got ${MR}`);
+  const { MR, NR, unroll, packGroup } = shape;
+  // Packing copies members in pairs (v128 = two f64), so both block dimensions are even.
+  if (!Number.isInteger(MR) || MR < 2 || MR > 8 || MR % 2 !== 0) throw new RangeError(`MR must be 2, 4, 6 or 8, got ${MR}`);
   if (!Number.isInteger(NR) || NR < 2 || NR > 8 || NR % 2 !== 0) throw new RangeError(`NR must be 2, 4, 6 or 8, got ${NR}`);
   if (!Number.isInteger(unroll) || unroll < 1 || unroll > 8) throw new RangeError(`unroll must be an integer in [1, 8], got ${unroll}`);
+  if (!Number.isInteger(packGroup) || packGroup < 1 || packGroup > 8) throw new RangeError(`packGroup must be an integer in [1, 8], got ${packGroup}`);
 
   const mod = new ModuleBuilder({ module: "env", name: "memory", initial: 1, maximum: maxPages, shared: true });
-  const packA = emitPack(mod, "pack_a", MR);
-  const packB = emitPack(mod, "pack_b", NR);
+  const packA = emitPack(mod, "pack_a", MR, packGroup);
+  const packB = emitPack(mod, "pack_b", NR, packGroup);
   const macro = emitMacro(mod, shape);
   const gemm = emitGemm(mod, packA, packB, macro);
   emitRun(mod, gemm);
   return mod.encode();
 }
+
+/** i8x16.shuffle lanes picking the low f64 of each operand, and the high f64 of each. */
+const LOW_LANES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const HIGH_LANES = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
 
 /** `dst = min(a, b)` for i32 locals. */
 function min(f: FunctionBuilder, a: number, b: number): FunctionBuilder {
@@ -119,9 +127,16 @@ function whileLoop(f: FunctionBuilder, cond: () => void, body: (exit: Label) => 
  * Element (w, l) of the block is at `src + w·ws + l·ls` (byte strides); panel p holds members
  * p·W … p·W+W−1, stored l-major: dst[p·W·len + l·W + r]. Members past `count` are zeros.
  * For A: members are rows (ws = row stride), l is k. For B: members are columns, l is k.
+ *
+ * Three copy loops for full panels, chosen at run time from the strides:
+ * - ws = 8 (members adjacent: B row-major, A transposed): G panels at a time, so that each
+ *   step of l reads whole cache lines, with W/2 v128 moves per panel;
+ * - ls = 8 (each member contiguous along l: A row-major, B transposed): per panel, transpose
+ *   2×2 blocks with two shuffles;
+ * - otherwise one value at a time.
  */
-function emitPack(mod: ModuleBuilder, name: string, W: number): FunctionBuilder {
-  const f = mod.func(name, ["i32", "i32", "i32", "i32", "i32", "i32"], [], false);
+function emitPack(mod: ModuleBuilder, name: string, W: number, G: number): FunctionBuilder {
+  const f = mod.func(name, ["i32", "i32", "i32", "i32", "i32", "i32"], [], true);
   const [src, ws, ls, count, len, dst] = [0, 1, 2, 3, 4, 5];
   const p = f.local("i32");
   const l = f.local("i32");
@@ -129,18 +144,54 @@ function emitPack(mod: ModuleBuilder, name: string, W: number): FunctionBuilder 
   const d = f.local("i32");
   const r = f.local("i32");
   const end = f.local("i32");
-  const ptr = Array.from({ length: W }, () => f.local("i32"));
+  const panelBytes = f.local("i32");
+  const ptr = Array.from({ length: Math.max(W, G) }, () => f.local("i32"));
 
   f.i32(0).set(p);
+  f.get(ws).i32(8).op("i32.eq");
+  f.if(() => {
+    // G panels at a time: each step of l reads G·W adjacent values (whole cache lines) and
+    // deals W of them to each of the G panels, which are W·len·8 bytes apart.
+    f.get(len).i32(8 * W).op("i32.mul").set(panelBytes);
+    whileLoop(f, () => f.get(count).get(p).op("i32.sub").i32(G * W).op("i32.ge_s"), () => {
+      f.get(src).get(p).i32(3).op("i32.shl").op("i32.add").set(q);
+      for (let g = 0; g < G; g++) f.get(dst).get(panelBytes).i32(g).op("i32.mul").op("i32.add").set(ptr[g]!);
+      f.get(len).set(l);
+      whileLoop(f, () => f.get(l).i32(0).op("i32.gt_s"), () => {
+        for (let g = 0; g < G; g++) {
+          for (let v = 0; v < W / 2; v++) f.get(ptr[g]!).get(q).mem("v128.load", 8 * W * g + 16 * v).mem("v128.store", 16 * v);
+          f.inc(ptr[g]!, 8 * W);
+        }
+        f.inc(q, { local: ls });
+        f.inc(l, -1);
+      });
+      f.inc(p, G * W);
+      f.get(dst).get(panelBytes).i32(G).op("i32.mul").op("i32.add").set(dst);
+    });
+  });
   whileLoop(f, () => f.get(p).get(count).op("i32.lt_s"), () => {
     f.get(count).get(p).op("i32.sub").i32(W).op("i32.ge_s");
     f.if(
       () => {
-        // Full panel: one cursor per member, each advancing by ls per step of l.
         for (let m = 0; m < W; m++) {
           f.get(src).get(p).i32(m).op("i32.add").get(ws).op("i32.mul").op("i32.add").set(ptr[m]!);
         }
         f.get(len).set(l);
+        f.get(ls).i32(8).op("i32.eq");
+        f.if(() => {
+          // x = (m,l),(m,l+1) and y = (m+1,l),(m+1,l+1) become (m,l),(m+1,l) = low lanes of x
+          // and y, and (m,l+1),(m+1,l+1) = high lanes.
+          whileLoop(f, () => f.get(l).i32(2).op("i32.ge_s"), () => {
+            for (let m = 0; m < W; m += 2) {
+              f.get(dst).get(ptr[m]!).mem("v128.load").get(ptr[m + 1]!).mem("v128.load").shuffle(LOW_LANES).mem("v128.store", 8 * m);
+              f.get(dst).get(ptr[m]!).mem("v128.load").get(ptr[m + 1]!).mem("v128.load").shuffle(HIGH_LANES).mem("v128.store", 8 * (W + m));
+            }
+            for (let m = 0; m < W; m++) f.inc(ptr[m]!, 16);
+            f.inc(dst, 16 * W);
+            f.inc(l, -2);
+          });
+        });
+        // Any stride (and the odd last step of the transposing copy): one value at a time.
         whileLoop(f, () => f.get(l).i32(0).op("i32.gt_s"), () => {
           for (let m = 0; m < W; m++) {
             f.get(dst).get(ptr[m]!).mem("f64.load").mem("f64.store", 8 * m);
@@ -182,7 +233,7 @@ function emitPack(mod: ModuleBuilder, name: string, W: number): FunctionBuilder 
  * are `ldc` bytes apart, packedA holds ⌈mb/MR⌉ panels of MR×kb and packedB ⌈nb/NR⌉ panels of kb×NR.
  */
 function emitMacro(mod: ModuleBuilder, { MR, NR, unroll }: GemmKernelShape): FunctionBuilder {
-  const f = mod.func("macro", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], [], false);
+  const f = mod.func("macro", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], [], true);
   const [mb, nb, kb, pa, pb, c, ldc, tile] = [0, 1, 2, 3, 4, 5, 6, 7];
   const jr = f.local("i32");
   const ir = f.local("i32");

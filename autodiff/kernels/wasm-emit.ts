@@ -74,6 +74,7 @@ const SIMPLE: Record<string, readonly number[]> = {
   "i32.sub": [0x6b],
   "i32.mul": [0x6c],
   "i32.div_s": [0x6d],
+  "i32.rem_u": [0x70],
   "i32.and": [0x71],
   "i32.or": [0x72],
   "i32.shl": [0x74],
@@ -191,6 +192,15 @@ export class FunctionBuilder {
   f64x2(value: number): this {
     const bytes = new Uint8Array(new Float64Array([value, value]).buffer);
     this.code.push(0xfd, ...uleb(0x0c), ...bytes);
+    return this;
+  }
+
+  /** `i8x16.shuffle`: byte i of the result is byte lanes[i] of (first ++ second), lanes < 32. */
+  shuffle(lanes: readonly number[]): this {
+    if (lanes.length !== 16 || lanes.some((l) => !Number.isInteger(l) || l < 0 || l > 31)) {
+      throw new RangeError(`${this.name}: i8x16.shuffle needs 16 lane indices in [0, 31]`);
+    }
+    this.code.push(0xfd, ...uleb(0x0d), ...lanes);
     return this;
   }
 
