@@ -386,7 +386,9 @@ function coerceInput(t: Tensor, want: DType, int: boolean, name: string, formula
 }
 
 /** Batched matmul with NumPy batch broadcasting; transposes arrive as flags. */
-function matmulStep(a: Arr, aShape: readonly number[], transA: boolean, b: Arr, bShape: readonly number[], transB: boolean, out: Arr, outShape: readonly number[], dtype: FloatDType): void {
+function matmulStep(a: Arr, aShape: readonly number[],  transA: boolean, b: Arr, bShape: readonly number[], transB: boolean, out: Arr, outShape: readonly number[], dtype: FloatDType): void {
+  // a vector (its rows carried by an empty batch prefix) multiplies as one row
+  if (aShape.length === 1) aShape = [1, aShape[0]!];
   // logical shapes: the operand node's shape is the permuted one; the stored one is aShape
   const ra = aShape.length, rb = bShape.length;
   const M = transA ? aShape[ra - 1]! : aShape[ra - 2]!;

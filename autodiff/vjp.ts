@@ -6,7 +6,7 @@
  * gradient). Broadcast operands get their cotangent summed back to their shape (`unbroadcast`).
  */
 import { match } from "ts-pattern";
-import { BATCH, dimConstant, dimsEqual, subDim, addDim, mulDim, type Dim, type SymShape } from "../spec/dims.js";
+import { BATCH, BATCH_ROWS, dimConstant, dimsEqual, subDim, addDim, mulDim, type Dim, type SymShape } from "../spec/dims.js";
 import {
   Expr, add, constant, div, eq, exp, lt, make, mul, neg, reduce, sqrt, square, sub, tanh, unary, where, matmul, transpose,
   cos, sin, concat, slice, gather,
@@ -161,7 +161,34 @@ function expandReduced(g: Expr, n: NodeOf<"reduce">): Expr {
 function leadingProduct(s: SymShape): Dim {
   let p: Dim = 1;
   for (const d of s.slice(0, -1)) p = mulDim(p, d);
-  return p;
+  return p === BATCH ? BATCH_ROWS : p;
+}
+
+/** A replacement rule (tests plant wrong rules through it); undefined falls back to the table. */
+export type VjpOverride = (n: Node, g: Expr) => (Expr | undefined)[] | undefined;
+let override: VjpOverride | undefined;
+
+/**
+ * Run `f` with `o` consulted before the rule table (for planting bugs in tests). When `f`
+ * returns a promise the override stays in place until it settles.
+ */
+export function withVjpOverride<T>(o: VjpOverride, f: () => T): T {
+  const prev = override;
+  override = o;
+  let result: T;
+  try {
+    result = f();
+  } catch (e) {
+    override = prev;
+    throw e;
+  }
+  if (result instanceof Promise) {
+    return result.finally(() => {
+      override = prev;
+    }) as T;
+  }
+  override = prev;
+  return result;
 }
 
 /**
@@ -169,6 +196,10 @@ function leadingProduct(s: SymShape): Dim {
  * Returns cotangents for `gradOperands(node)`, in order.
  */
 export function vjpRule(n: Node, g: Expr): (Expr | undefined)[] {
+  if (override !== undefined) {
+    const r = override(n, g);
+    if (r !== undefined) return r;
+  }
   const y = E(n);
   return match<Node, (Expr | undefined)[]>(n)
     .with({ op: "input" }, { op: "const" }, { op: "dim" }, { op: "iota" }, { op: "stopgrad" }, () => [])
@@ -243,7 +274,7 @@ export function vjpRule(n: Node, g: Expr): (Expr | undefined)[] {
       const ga = unbroadcast(matmul(g, transpose(b)), n.a.shape);
       // b̄ = aᵀ ȳ; a weight shared over batch rows folds those rows into one product
       let gb: Expr;
-      if (explicitDims(n.b.shape).length === 2 && !hasBatch(n.b.shape) && n.a.shape.length > 2) {
+      if (explicitDims(n.b.shape).length === 2 && !hasBatch(n.b.shape) && (n.a.shape.length > 2 || hasBatch(n.a.shape))) {
         const N = leadingProduct(n.a.shape);
         const aFlat = reshapeTo(a, [N, n.a.shape[n.a.shape.length - 1]!]);
         const gFlat = reshapeTo(g, [N, n.shape[n.shape.length - 1]!]);

@@ -79,6 +79,9 @@ function parseDimExpr(src: string): Dim {
   return e;
 }
 
+/** The number of rows of a shape's batch prefix, as a dim (usable as an explicit axis). */
+export const BATCH_ROWS: Dim = { op: "*", a: BATCH, b: 1 };
+
 export const mulDim = (a: Dim, b: Dim): Dim => (a === 1 ? b : b === 1 ? a : { op: "*", a, b });
 export const divDim = (a: Dim, b: Dim): Dim => (b === 1 ? a : { op: "/", a, b });
 export const addDim = (a: Dim, b: Dim): Dim => (a === 0 ? b : b === 0 ? a : { op: "+", a, b });

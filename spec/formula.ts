@@ -68,6 +68,10 @@ export interface FormulaDef {
   readonly vjp?: CustomVjp;
   /** Notes shown in rendered documents (fully-masked rows, conventions). */
   readonly notes?: readonly string[];
+  /** A small configuration that runs (tests, docs, gradcheck); merged over the defaults. */
+  readonly example?: Config;
+  /** Sizes for the example when the defaults do not fit (RoPE needs an even d_k). */
+  readonly exampleDims?: Readonly<Record<string, number>>;
 }
 
 const REGISTRY = new Map<string, FormulaDef>();
@@ -227,4 +231,66 @@ export function latexName(name: string): string {
 
 export function symShapeStrings(s: SymShape): string[] {
   return s.map(dimToString);
+}
+
+/** Sizes used for examples when nothing else fixes a dim: small, odd where allowed. */
+export const EXAMPLE_DIMS: Readonly<Record<string, number>> = {
+  n: 5, m: 5, d: 7, d_k: 3, d_v: 3, d_in: 5, d_out: 4, V: 11, n_ctx: 9, p: 3, d_ff: 10,
+};
+
+/**
+ * Concrete argument shapes for a formula: dims from the configuration, then `dims`, then the
+ * declared relations (d_model = H*d_k), then EXAMPLE_DIMS.
+ */
+export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Record<string, number>> = {}): Record<string, number[]> {
+  const def = getFormula(name);
+  const config = resolveConfig(def, { ...(def.example ?? {}), ...cfg });
+  const env = new Map<string, number>([...hyperDims(def, config)]);
+  for (const [k, v] of Object.entries({ ...(def.exampleDims ?? {}), ...dims })) env.set(k, v);
+  const rels = parseRelations(def, config);
+  const fill = (defaults: boolean) => {
+    for (let pass = 0; pass < 4; pass++) {
+      for (const r of rels) {
+        if (typeof r.a === "string" && !env.has(r.a)) {
+          const v = evalDimSafe(r.b, env);
+          if (v !== undefined) env.set(r.a, v);
+        }
+      }
+    }
+    if (defaults) for (const [k, v] of Object.entries(EXAMPLE_DIMS)) if (!env.has(k)) env.set(k, v);
+  };
+  fill(false);
+  // d_k first (so d_model follows H·d_k), then everything else
+  if (!env.has("d_k")) env.set("d_k", EXAMPLE_DIMS["d_k"]!);
+  fill(true);
+  fill(false);
+  if (!env.has("d_model")) env.set("d_model", 6);
+  if (!env.has("d_kv")) env.set("d_kv", env.get("d_model")!);
+  if (!env.has("H_kv") && env.has("H")) env.set("H_kv", env.get("H")!);
+  const out: Record<string, number[]> = {};
+  for (const a of def.args(config)) {
+    out[a.name] = a.shape
+      .filter((d) => d !== "...")
+      .map((d) => {
+        const v = evalDimSafe(dim(d), env);
+        if (v === undefined) throw new FormulaError(`exampleShapes(${name}): cannot size ${d} of ${a.name}`);
+        return v;
+      });
+  }
+  return out;
+}
+
+import { evalDim } from "./dims.js";
+function evalDimSafe(d: Dim, env: ReadonlyMap<string, number>): number | undefined {
+  try {
+    return evalDim(d, env);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The formula's example configuration merged with `cfg`, defaults filled. */
+export function exampleConfig(name: string, cfg: Config = {}): Config {
+  const def = getFormula(name);
+  return resolveConfig(def, { ...(def.example ?? {}), ...cfg });
 }

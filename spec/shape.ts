@@ -140,11 +140,13 @@ export function shapeRule(r: NodeRequest): ShapeResult {
     })
     .with({ op: "reshape" }, (r) => {
       const t = r.target ?? [];
-      if (hasBatch(t) !== hasBatch(r.x.shape)) {
-        throw new ShapeError(`reshape${where()}: ${shapeToString(r.x.shape)} → ${shapeToString(t)} must keep (or not have) the batch prefix "..."`);
+      if (hasBatch(t) && !hasBatch(r.x.shape)) {
+        throw new ShapeError(`reshape${where()}: ${shapeToString(r.x.shape)} → ${shapeToString(t)} cannot introduce a batch prefix "..."`);
       }
       if (t.slice(1).includes(BATCH)) throw new ShapeError(`reshape${where()}: "..." may only lead a shape`);
-      unify(productDim(explicitDims(r.x.shape)), productDim(explicitDims(t)), `reshape ${shapeToString(r.x.shape)} → ${shapeToString(t)} (element counts)`, constraints);
+      // Flattening the batch prefix into an axis is allowed: "..." counts as a dim (the number of batch rows).
+      const count = (s: SymShape) => (hasBatch(s) && !hasBatch(t) ? productDim(s) : productDim(explicitDims(s)));
+      unify(count(r.x.shape), productDim(explicitDims(t)), `reshape ${shapeToString(r.x.shape)} → ${shapeToString(t)} (element counts)`, constraints);
       return res(t, r.x.dtype);
     })
     .with({ op: "permute" }, (r) => {
@@ -190,6 +192,11 @@ export function shapeRule(r: NodeRequest): ShapeResult {
     .with({ op: "matmul" }, (r) => {
       const a = r.a.shape;
       const b = r.b.shape;
+      if (hasBatch(a) && explicitDims(a).length === 1 && explicitDims(b).length === 2 && !hasBatch(b)) {
+        // rows carried entirely by the batch prefix: [..., k] · [k, m] → [..., m]
+        unify(a[a.length - 1]!, b[0]!, `matmul inner dims of ${shapeToString(a)} · ${shapeToString(b)}`, constraints);
+        return res([BATCH, b[1]!]);
+      }
       if (explicitDims(a).length < 2 || explicitDims(b).length < 2) {
         throw new ShapeError(`matmul${where()}: operands need at least 2 axes, got ${shapeToString(a)} and ${shapeToString(b)}`);
       }

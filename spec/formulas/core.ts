@@ -100,6 +100,7 @@ function causalMask(n: Dim, m: Dim): Expr {
 
 defineFormula({
   name: "causal_mask",
+  example: { n: 4 },
   description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n), −∞ elsewhere",
   category: "core",
   hyper: [dimHyper("n", "queries"), dimHyper("m", "keys (m ≥ n with a KV cache; default n)")],
@@ -131,6 +132,7 @@ function alibiBias(H: number, n: Dim, m: Dim, form: string): Expr {
 
 defineFormula({
   name: "alibi_bias",
+  example: { H: 3, n: 4 },
   description: "ALiBi attention bias s_h·(j − i − (m − n)) (relative) or s_h·j (absolute; equal after softmax)",
   category: "position",
   hyper: [
@@ -179,6 +181,7 @@ defineFormula({
 
 defineFormula({
   name: "mha",
+  example: { H: 2 },
   description: "multi-head causal self-attention: heads are column blocks of W_Q, W_K, W_V; Concat(heads) W_O",
   category: "core",
   hyper: [
@@ -468,6 +471,7 @@ function sinusoid(n: Dim, d: Dim, offset: Dim): Expr {
 
 defineFormula({
   name: "positional_sinusoidal",
+  example: { n: 5, d_model: 6 },
   description: "fixed sinusoidal positions p_{i,2k} = sin(i/10000^{2k/d_model}), p_{i,2k+1} = cos(…)",
   category: "position",
   hyper: [dimHyper("n", "positions"), dimHyper("d_model", "width"), dimHyper("offset", "first position", 0)],
@@ -480,6 +484,7 @@ defineFormula({
 
 defineFormula({
   name: "positional_learned",
+  example: { n: 4 },
   description: "learned positions: rows offset … offset+n−1 of P",
   category: "position",
   hyper: [dimHyper("n", "positions"), dimHyper("offset", "first position", 0)],
@@ -490,6 +495,7 @@ defineFormula({
 
 defineFormula({
   name: "rope",
+  exampleDims: { d_k: 4 },
   description: "rotary position embedding: rotate pairs of x by angle p·base^(−2i/d_k)",
   category: "position",
   hyper: [

@@ -195,6 +195,7 @@ function blockBuild(name: string) {
 
 defineFormula({
   name: "block",
+  example: { H: 2 },
   description: "one transformer block: multi-head self-attention and FFN, each with a residual connection and a norm, in the chosen placement",
   category: "block",
   hyper: BLOCK_HYPER,
@@ -209,6 +210,7 @@ const fixed = (placement: "post" | "pre"): readonly HyperSpec[] =>
 
 defineFormula({
   name: "block_post_ln",
+  example: { H: 2 },
   description: "the seed's block: Z' = LN(Z + MHA(Z)), Z_out = LN(Z' + FFN(Z'))",
   category: "block",
   hyper: fixed("post"),
@@ -220,6 +222,7 @@ defineFormula({
 
 defineFormula({
   name: "block_pre_ln",
+  example: { H: 2 },
   description: "GPT-2's block: Z' = Z + MHA(LN(Z)), Z_out = Z' + FFN(LN(Z'))",
   category: "block",
   hyper: fixed("pre"),
@@ -270,6 +273,7 @@ function attnPositions(cfg: Config): string {
 
 defineFormula({
   name: "gpt",
+  example: { V: 11, n_ctx: 9, d_model: 6, L: 2, d_ff: 10, H: 2 },
   description: "the whole model: tokens → E[t] (+ P) → L blocks → (final norm) → logits Z W_vocabᵀ → mean cross-entropy against the targets",
   category: "model",
   hyper: GPT_HYPER,
