@@ -49,33 +49,47 @@ const SYNC = {
   done: (t: number) => LAYOUT.sync / 4 + 16 + t,
   ready: (t: number) => LAYOUT.sync / 4 + 32 + t,
   error: (t: number) => LAYOUT.sync / 4 + 48 + t,
+  /** Job j offered (j), claimed by the worker (−j), or withdrawn by the caller (0). */
+  state: (t: number) => LAYOUT.sync / 4 + 64 + t,
   /** Byte offset and length of thread t's error text. */
   textAt: (t: number) => 1024 + 160 * t,
   textBytes: 160,
 } as const;
 
 /**
+ * How long an idle thread polls before sleeping in `Atomics.wait`. A futex wake-up costs about
+ * 55 µs on this 2-vCPU VM (measured; RESULTS.md), as long as a whole 128×256·256×256 product, and
+ * the engine issues matmuls back to back with little JS between them.
+ */
+export const SPIN_MS = 0.5;
+
+/**
  * Worker body, plain CommonJS so it runs in any worker without a TypeScript loader. It mirrors
- * the caller's half of the protocol described at the top of this file.
+ * the caller's half of the protocol described at the top of this file: wait for a new job
+ * number (polling for SPIN_MS, then sleeping), claim it unless the caller has withdrawn it
+ * (compare-and-swap on the state word), run tasks, post the job number as done.
  */
 const WORKER_SOURCE = `
 const { workerData } = require("node:worker_threads");
-const { module, memory, thread, JOB, DONE, READY, ERROR, TEXT_AT, TEXT_BYTES } = workerData;
+const { module, memory, thread, JOB, DONE, READY, ERROR, STATE, TEXT_AT, TEXT_BYTES, SPIN_MS } = workerData;
 const ctl = new Int32Array(memory.buffer, 0, ${LAYOUT.tasks / 4});
 const run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
 // The caller set JOB to 0 before starting this worker and changes it only after READY is set.
 let job = 0;
 Atomics.store(ctl, READY, 1);
 for (;;) {
-  Atomics.wait(ctl, JOB, job);
-  const next = Atomics.load(ctl, JOB);
-  if (next === job) continue;
+  let next;
+  const until = performance.now() + SPIN_MS;
+  for (let spins = 0; (next = Atomics.load(ctl, JOB)) === job; spins++) {
+    if (spins > 1000 && performance.now() > until) Atomics.wait(ctl, JOB, job);
+  }
   job = next;
   if (job < 0) break;
+  if (Atomics.compareExchange(ctl, STATE, job, -job) !== job) continue;
   try {
     run(thread);
   } catch (e) {
-    const text = new TextEncoder().encode(String(e && e.stack || e)).subarray(0, TEXT_BYTES);
+    const text = new TextEncoder().encode(String((e && e.stack) || e)).subarray(0, TEXT_BYTES);
     new Uint8Array(memory.buffer, TEXT_AT, TEXT_BYTES).fill(0).set(text);
     Atomics.store(ctl, ERROR, 1);
   }
@@ -175,12 +189,13 @@ export class GemmRuntime {
     Atomics.store(ctl, LAYOUT.nextTask / 4, 0);
 
     const helpers: number[] = [];
+    const job = (this.job = this.job >= 0x3fffffff ? 1 : this.job + 1);
     if (parallel && tasks.length > 1 && this.threads > 1) {
       this.startWorkers();
-      const job = (this.job = this.job >= 0x3fffffff ? 1 : this.job + 1);
       for (let t = 1; t < this.threads; t++) {
         if (Atomics.load(ctl, SYNC.ready(t)) !== 1) continue;
         helpers.push(t);
+        Atomics.store(ctl, SYNC.state(t), job);
         Atomics.store(ctl, SYNC.job(t), job);
         Atomics.notify(ctl, SYNC.job(t));
       }
@@ -192,21 +207,27 @@ export class GemmRuntime {
       mainError = e;
     }
     for (const t of helpers) {
-      for (;;) {
+      // A worker that has not claimed the job yet (still waking up) is withdrawn: every task is
+      // done, so there is nothing to wait for. A worker that claimed it may be mid-task.
+      if (Atomics.compareExchange(ctl, SYNC.state(t), job, 0) === job) continue;
+      const until = performance.now() + SPIN_MS;
+      for (let spins = 0; ; spins++) {
         const done = Atomics.load(ctl, SYNC.done(t));
-        if (done === this.job) break;
-        Atomics.wait(ctl, SYNC.done(t), done, 1000);
+        if (done === job) break;
+        if (spins > 1000 && performance.now() > until) Atomics.wait(ctl, SYNC.done(t), done, 1000);
       }
+    }
+    // Collect (and clear) every worker's error before throwing, so none leaks into a later job.
+    let workerError: Error | undefined;
+    for (const t of helpers) {
+      if (Atomics.load(ctl, SYNC.error(t)) === 0) continue;
+      const bytes = new Uint8Array(this.memory.buffer, SYNC.textAt(t), SYNC.textBytes).slice();
+      const end = bytes.indexOf(0);
+      Atomics.store(ctl, SYNC.error(t), 0);
+      workerError ??= new Error(`matmul worker ${t} failed: ${new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end))}`);
     }
     if (mainError !== undefined) throw mainError;
-    for (const t of helpers) {
-      if (Atomics.load(ctl, SYNC.error(t)) !== 0) {
-        const bytes = new Uint8Array(this.memory.buffer, SYNC.textAt(t), SYNC.textBytes).slice();
-        const end = bytes.indexOf(0);
-        Atomics.store(ctl, SYNC.error(t), 0);
-        throw new Error(`matmul worker ${t} failed: ${new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end))}`);
-      }
-    }
+    if (workerError !== undefined) throw workerError;
   }
 
   /** Stops and forgets every worker (they restart lazily on the next parallel job). */
@@ -231,6 +252,7 @@ export class GemmRuntime {
       Atomics.store(this.ctl, SYNC.error(t), 0);
       Atomics.store(this.ctl, SYNC.job(t), 0);
       Atomics.store(this.ctl, SYNC.done(t), 0);
+      Atomics.store(this.ctl, SYNC.state(t), 0);
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         workerData: {
@@ -241,6 +263,8 @@ export class GemmRuntime {
           DONE: SYNC.done(t),
           READY: SYNC.ready(t),
           ERROR: SYNC.error(t),
+          STATE: SYNC.state(t),
+          SPIN_MS,
           TEXT_AT: SYNC.textAt(t),
           TEXT_BYTES: SYNC.textBytes,
         },
