@@ -239,11 +239,11 @@ def _prepare(name: str, value: Any, dtype: str) -> np.ndarray:
         nan = np.argwhere(np.isnan(arr))
         if len(nan):
             raise GoldenFormatError(f"tensor {name!r} contains NaN (first at index {tuple(int(i) for i in nan[0])})")
-        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        return np.array(arr, dtype=arr.dtype.newbyteorder("<"), order="C")  # keeps 0-d scalars 0-d (ascontiguousarray would make them 1-d)
     if arr.dtype.kind in "iu":
         if arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
             raise GoldenFormatError(f"tensor {name!r}: integer values outside the int32 range cannot be stored as I32")
-        return np.ascontiguousarray(arr, dtype="<i4")
+        return np.array(arr, dtype="<i4", order="C")
     raise GoldenFormatError(f"tensor {name!r}: dtype {arr.dtype} is neither float ({dtype}) nor integer (stored as i32)")
 
 

@@ -1,0 +1,183 @@
+/**
+ * Autoregressive generation: logits for the last position → softmax → next token, repeated.
+ * Decoding either recomputes the whole prefix each step or reuses a KV cache (the `gpt` formula
+ * with `kv_cache`: past keys/values in, present keys/values out; masks bottom-right aligned).
+ * Sampling: greedy, or temperature + top-k + top-p with a seeded generator.
+ */
+import "../spec/index.js";
+import { exampleConfig, getFormula, resolveConfig } from "../spec/formula.js";
+import type { Config } from "../spec/node.js";
+import { formulaGraph, type Graph } from "../autodiff/graph.js";
+import { evaluate } from "../autodiff/evaluate.js";
+import { Rng } from "../autodiff/random.js";
+import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
+
+export class GenerateError extends Error {
+  override name = "GenerateError";
+}
+
+export interface SamplingOptions {
+  /** 0 (or undefined with no top-k/top-p) means greedy. */
+  readonly temperature?: number;
+  readonly topK?: number;
+  readonly topP?: number;
+  readonly seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  readonly maxNewTokens: number;
+  /** Stop after emitting any of these ids. */
+  readonly stop?: readonly number[];
+  /** Reuse keys/values across steps (default true). */
+  readonly cache?: boolean;
+  readonly dtype?: FloatDType;
+  /** Called with each new token as it is chosen (streaming). */
+  readonly onToken?: (token: number, step: number) => void;
+}
+
+export interface GenerateResult {
+  /** Prompt followed by the generated ids. */
+  readonly tokens: number[];
+  /** The logits that chose each new token, [steps, V]. */
+  readonly stepLogits: Float64Array[];
+  readonly stopped: "max_tokens" | "stop_token" | "context";
+}
+
+const graphCache = new Map<string, Graph>();
+function graphFor(config: Config, cache: boolean): Graph {
+  const key = JSON.stringify([config, cache]);
+  let g = graphCache.get(key);
+  if (g === undefined) {
+    g = formulaGraph("gpt", { ...config, kv_cache: cache });
+    if (!cache) g = { ...g, outputs: { logits: g.outputs["logits"]! } };
+    graphCache.set(key, g);
+  }
+  return g;
+}
+
+/**
+ * Choose the next token from one row of logits. Greedy picks the first maximum; sampling
+ * divides by the temperature, keeps the top-k ids and the smallest set whose probability
+ * reaches top-p, renormalises, and draws with `rng`.
+ */
+export function chooseToken(logits: ArrayLike<number>, opts: SamplingOptions, rng: Rng): number {
+  const V = logits.length;
+  const greedy = opts.temperature === undefined || opts.temperature === 0;
+  if (greedy) {
+    let best = 0;
+    for (let i = 1; i < V; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  }
+  const T = opts.temperature!;
+  if (!(T > 0) || !Number.isFinite(T)) throw new GenerateError(`temperature must be a positive number, got ${T}`);
+  let ids = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+  if (opts.topK !== undefined) {
+    if (!Number.isInteger(opts.topK) || opts.topK < 1) throw new GenerateError(`top-k must be a positive integer, got ${opts.topK}`);
+    ids = ids.slice(0, opts.topK);
+  }
+  const m = logits[ids[0]!]! / T;
+  let p = ids.map((i) => Math.exp(logits[i]! / T - m));
+  let s = p.reduce((a, b) => a + b, 0);
+  p = p.map((x) => x / s);
+  if (opts.topP !== undefined) {
+    if (!(opts.topP > 0 && opts.topP <= 1)) throw new GenerateError(`top-p must be in (0, 1], got ${opts.topP}`);
+    let c = 0;
+    let keep = 0;
+    while (keep < p.length && c < opts.topP) c += p[keep++]!;
+    ids = ids.slice(0, keep);
+    p = p.slice(0, keep);
+    s = p.reduce((a, b) => a + b, 0);
+    p = p.map((x) => x / s);
+  }
+  let u = rng.uniform();
+  for (let k = 0; k < ids.length; k++) {
+    u -= p[k]!;
+    if (u < 0) return ids[k]!;
+  }
+  return ids[ids.length - 1]!;
+}
+
+/** Generate from a prompt with the model `config` and its weights (parameter names of `gpt`). */
+export function generate(config: Config, weights: NamedTensors, prompt: readonly number[], opts: GenerateOptions): GenerateResult {
+  const def = getFormula("gpt");
+  const cfg = resolveConfig(def, config);
+  const V = cfg["V"] as number;
+  const nCtx = cfg["n_ctx"] as number;
+  const L = cfg["L"] as number;
+  const dtype = opts.dtype ?? "f64";
+  if (prompt.length === 0) throw new GenerateError("the prompt must hold at least one token");
+  for (const [i, t] of prompt.entries()) {
+    if (!Number.isInteger(t) || t < 0 || t >= V) throw new GenerateError(`prompt token ${t} at position ${i} is outside the vocabulary of ${V}`);
+  }
+  const learned = cfg["positions"] === "learned";
+  const cache = opts.cache ?? true;
+  const rng = new Rng(opts.seed ?? 0);
+  const tokens = [...prompt];
+  const stepLogits: Float64Array[] = [];
+  const H = cfg["H"] as number;
+  const Hkv = (cfg["H_kv"] as number | undefined) ?? H;
+  const dk = (cfg["d_model"] as number) / H;
+  let past: NamedTensors = {};
+  if (cache) for (let l = 0; l < L; l++) {
+    past[`past.${l}.k`] = Tensor.zeros([Hkv, 0, dk], dtype);
+    past[`past.${l}.v`] = Tensor.zeros([Hkv, 0, dk], dtype);
+  }
+  let fed = 0; // tokens already in the cache
+  let stopped: GenerateResult["stopped"] = "max_tokens";
+  for (let step = 0; step < opts.maxNewTokens; step++) {
+    if (learned && tokens.length > nCtx) {
+      stopped = "context";
+      break;
+    }
+    let row: Float64Array;
+    if (cache) {
+      const fresh = tokens.slice(fed);
+      const out = evaluate(graphFor(cfg, true), { tokens: Tensor.from(fresh, "i32"), ...past, ...weights }, { dtype });
+      const logits = out["logits"]!;
+      row = Float64Array.from(logits.data.subarray((fresh.length - 1) * V, fresh.length * V));
+      past = {};
+      for (let l = 0; l < L; l++) {
+        past[`past.${l}.k`] = out[`present.${l}.k`]!;
+        past[`past.${l}.v`] = out[`present.${l}.v`]!;
+      }
+      fed = tokens.length;
+    } else {
+      const logits = evaluate(graphFor(cfg, false), { tokens: Tensor.from(tokens, "i32"), ...weights }, { dtype })["logits"]!;
+      row = Float64Array.from(logits.data.subarray((tokens.length - 1) * V, tokens.length * V));
+    }
+    const next = chooseToken(row, opts, rng);
+    stepLogits.push(row);
+    tokens.push(next);
+    opts.onToken?.(next, step);
+    if (opts.stop?.includes(next)) {
+      stopped = "stop_token";
+      break;
+    }
+  }
+  return { tokens, stepLogits, stopped };
+}
+
+/** The `gpt_generate` golden formula: greedy steps from `tokens` with the given parameters. */
+export function generateGreedyCase(inputs: NamedTensors, config: Config): NamedTensors {
+  const steps = config["steps"];
+  if (typeof steps !== "number") throw new GenerateError("gpt_generate needs config.steps");
+  const names = new Set(getFormula("gpt").hyper.map((h) => h.name));
+  const cfg: Record<string, Config[string]> = {};
+  for (const [k, v] of Object.entries(config)) if (names.has(k) && k !== "kv_cache") cfg[k] = v;
+  const prompt = inputs["tokens"];
+  if (prompt === undefined) throw new GenerateError("gpt_generate needs the prompt as input tokens");
+  const weights: NamedTensors = {};
+  let dtype: FloatDType = "f64";
+  for (const [k, v] of Object.entries(inputs)) {
+    if (k === "tokens") continue;
+    weights[k] = v;
+    if (v.dtype === "f32") dtype = "f32";
+  }
+  const r = generate(cfg, weights, Array.from(prompt.data), { maxNewTokens: steps, dtype, cache: true });
+  const V = cfg["V"] as number;
+  const logits = Tensor.zeros([r.stepLogits.length, V], dtype);
+  r.stepLogits.forEach((row, i) => logits.data.set(row, i * V));
+  return { tokens: Tensor.from(r.tokens, "i32"), step_logits: logits };
+}
+
+export { exampleConfig };
