@@ -1,0 +1,26 @@
+/**
+ * Named model configurations (hyperparameters of the `gpt` formula). The parameter counts in
+ * the comments are what `specformer spec --config NAME` reports from the formula's arguments.
+ */
+import type { Config } from "./node.js";
+
+export const PRESETS: Readonly<Record<string, Config>> = {
+  /** A model small enough for tests and gradient checks. */
+  tiny: { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 64, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true },
+  /** The seed's model: post-LN blocks, sinusoidal positions, GELU, tied logits. */
+  "seed-post-ln": { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 64, placement: "post", activation: "gelu", positions: "sinusoidal", tied: true },
+  /** GPT-2 small's shape: 124,439,808 parameters with tied embeddings. */
+  "gpt2-small": { V: 50257, n_ctx: 1024, d_model: 768, H: 12, L: 12, d_ff: 3072, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true, eps: 1e-5 },
+  /** A LLaMA-style small model: RMSNorm, SwiGLU, RoPE, no biases, untied. */
+  "llama-tiny": { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 44, placement: "pre", norm: "rms_norm", activation: "swiglu", positions: "rope", bias: false, tied: false, eps: 1e-6 },
+};
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS);
+}
+
+export function getPreset(name: string): Config {
+  const p = PRESETS[name];
+  if (p === undefined) throw new Error(`unknown preset "${name}"; presets: ${presetNames().join(", ")}`);
+  return p;
+}
