@@ -1,0 +1,654 @@
+/**
+ * `ProcessImplementation`: any program that speaks the JSON-lines protocol (`docs/PROTOCOL.md`)
+ * as an `Implementation`. specformer starts the program through the shell, writes one request
+ * per line to its stdin and reads one response per line from its stdout; stderr is kept (the
+ * last few kB) for reports.
+ *
+ * Faults never hang or crash the caller: a timeout, an exit or crash, a non-JSON line, a wrong
+ * or repeated id, an `error` answer and a malformed tensor each reject the request concerned
+ * with an `ImplementationError` that says what happened, quoting the offending line or the
+ * stderr tail. After a fault that leaves the stream unusable (timeout, exit, garbage, wrong id)
+ * the process is stopped and later requests fail fast, saying why.
+ */
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { ImplementationError } from "../autodiff/implementation.js";
+import type {
+  BackwardRequest,
+  BackwardResult,
+  ForwardRequest,
+  ForwardResult,
+  Implementation,
+} from "../autodiff/implementation.js";
+import type { DType, NamedTensors } from "../autodiff/tensor.js";
+import {
+  PROTOCOL_VERSION,
+  ProtocolError,
+  checkHello,
+  checkResponse,
+  encodeConfig,
+  encodeNamedTensors,
+  encodeRequest,
+  namedTensorsFromJSON,
+  quoteLine,
+} from "./protocol.js";
+import type { HelloResult, Method } from "./protocol.js";
+
+/** Options of `ProcessImplementation.start`. */
+export interface ProcessOptions {
+  /** Longest wait for the answer to one `forward` / `backward` request, in ms. */
+  readonly timeoutMs: number;
+  /** Longest wait for the `hello` answer (program start-up included). Default `max(timeoutMs, 30 000)`. */
+  readonly startupTimeoutMs?: number;
+  /** Working directory of the program. Default: this process's. */
+  readonly cwd?: string;
+  /** Variables added to (or, with value `undefined`, removed from) this process's environment. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** How long `close()` waits for the program to exit after stdin is closed, and again after SIGTERM, before SIGKILL. Default 2000 ms. */
+  readonly graceMs?: number;
+  /** Longest response line accepted, in bytes. Default `DEFAULT_MAX_LINE_BYTES` (256 MiB). */
+  readonly maxLineBytes?: number;
+  /** Bytes of stderr kept for reports. Default 4096. */
+  readonly stderrTailBytes?: number;
+}
+
+/**
+ * Default bound on one response line: 256 MiB, about 13 million float64 numbers at 20 bytes
+ * each. V8 cannot hold a string beyond ~512 MiB, so a line that long could not be parsed anyway.
+ */
+export const DEFAULT_MAX_LINE_BYTES = 256 * 1024 * 1024;
+
+const DEFAULT_GRACE_MS = 2000;
+const DEFAULT_STDERR_TAIL = 4096;
+const MIN_STARTUP_MS = 30_000;
+/** After the program exits, how long to wait for the rest of its stderr before reporting. */
+const STDERR_DRAIN_MS = 200;
+
+/** Why the process no longer takes requests. */
+interface Stopped {
+  readonly kind: "timeout" | "exit" | "protocol" | "closed" | "spawn";
+  /** The message of the fault that stopped it (already reported to the request that met it). */
+  readonly message: string;
+}
+
+interface Pending {
+  readonly id: number;
+  readonly method: Method;
+  readonly what: string;
+  readonly resolve: (result: Record<string, unknown>) => void;
+  readonly reject: (e: ImplementationError) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** An `Implementation` backed by a program speaking the JSON-lines protocol. */
+export class ProcessImplementation implements Implementation {
+  readonly name: string;
+  readonly formulas: readonly string[];
+  readonly backward: boolean | readonly string[];
+  readonly dtypes: readonly DType[];
+  /** The validated `hello` answer (with every field the program sent under `raw`). */
+  readonly hello: HelloResult;
+
+  private constructor(private readonly conn: Connection, hello: HelloResult) {
+    this.hello = hello;
+    this.name = hello.name;
+    this.formulas = hello.formulas;
+    this.backward = hello.backward;
+    this.dtypes = hello.dtypes;
+  }
+
+  /**
+   * Start `command` through the shell (`/bin/sh -c`), send `hello` and validate the answer.
+   * Rejects with an `ImplementationError` (program exits, hangs past `startupTimeoutMs`, prints
+   * garbage, or answers `hello` wrongly); the program is stopped before the promise rejects.
+   *
+   * @example
+   * const impl = await ProcessImplementation.start("python3 examples/numpy/impl.py", { timeoutMs: 10_000 });
+   * try { const { outputs } = await impl.forward({ formula: "softmax", config: {}, inputs: { x } }); }
+   * finally { await impl.close(); }
+   */
+  static async start(command: string, opts: ProcessOptions): Promise<ProcessImplementation> {
+    if (typeof command !== "string" || command.trim().length === 0) {
+      throw new ImplementationError(`ProcessImplementation.start: command must be a non-empty shell command string, got ${JSON.stringify(command)}`);
+    }
+    if (!(Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0)) {
+      throw new ImplementationError(`ProcessImplementation.start: timeoutMs must be a positive number of milliseconds, got ${String(opts.timeoutMs)}`);
+    }
+    const conn = new Connection(command, opts);
+    const startup = opts.startupTimeoutMs ?? Math.max(opts.timeoutMs, MIN_STARTUP_MS);
+    let hello: HelloResult;
+    try {
+      const result = await conn.request("hello", { protocol: String(PROTOCOL_VERSION) }, "hello", startup);
+      hello = checkHello(result, `${conn.label}: answer to hello`);
+    } catch (e) {
+      await conn.close(false);
+      throw e;
+    }
+    conn.supportsShutdown = hello.shutdown;
+    return new ProcessImplementation(conn, hello);
+  }
+
+  /** The shell command the program was started with. */
+  get command(): string {
+    return this.conn.command;
+  }
+
+  /** Process id of the started shell (the program or its parent), while it runs. */
+  get pid(): number | undefined {
+    return this.conn.pid;
+  }
+
+  /** The last bytes the program wrote to stderr (at most `stderrTailBytes`), decoded as UTF-8. */
+  stderrTail(): string {
+    return this.conn.stderrTail();
+  }
+
+  /** Exit code and signal once the program has exited, else `undefined`. */
+  get exit(): { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined {
+    return this.conn.exitInfo;
+  }
+
+  /** Compute a formula's outputs. Unknown extra outputs in the answer are kept. */
+  async forward(req: ForwardRequest): Promise<ForwardResult> {
+    const where = `formula ${req.formula}`;
+    this.checkRequest(req, "forward");
+    const params = {
+      formula: JSON.stringify(req.formula),
+      config: encodeConfig(req.config, where),
+      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`),
+    };
+    const result = await this.conn.request("forward", params, `forward ${req.formula}`);
+    return {
+      outputs: this.conn.decode(() =>
+        namedTensorsFromJSON(result["outputs"], `${this.conn.label}: "outputs" of ${where}`, (n) => `${this.conn.label}: output ${n} of ${where}`),
+      ),
+    };
+  }
+
+  /** Gradient of Σ_out Σ(out ⊙ cotangent) with respect to each float argument. */
+  async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
+    const where = `formula ${req.formula}`;
+    this.checkRequest(req, "backward");
+    const params = {
+      formula: JSON.stringify(req.formula),
+      config: encodeConfig(req.config, where),
+      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`),
+      cotangents: encodeNamedTensors(req.cotangents, (n) => `cotangent ${n} of ${where}`),
+    };
+    const result = await this.conn.request("backward", params, `backward ${req.formula}`);
+    return {
+      grads: this.conn.decode(() =>
+        namedTensorsFromJSON(result["grads"], `${this.conn.label}: "grads" of ${where} (backward)`, (n) => `${this.conn.label}: grad ${n} of ${where} (backward)`),
+      ),
+    };
+  }
+
+  /**
+   * Stop the program: send `shutdown` if it offered one, close its stdin, wait `graceMs` for it
+   * to exit, then SIGTERM, then SIGKILL (children before parents, so none is left a zombie).
+   * Idempotent; resolves once the program has exited and every handle is released.
+   */
+  close(): Promise<void> {
+    return this.conn.close(true);
+  }
+
+  private checkRequest(req: ForwardRequest, method: "forward" | "backward"): void {
+    if (!this.formulas.includes(req.formula)) {
+      throw new ImplementationError(`${this.conn.label} does not implement formula ${JSON.stringify(req.formula)} (its hello lists: ${this.formulas.join(", ") || "nothing"})`);
+    }
+    if (method === "backward") {
+      const ok = this.backward === true || (Array.isArray(this.backward) && this.backward.includes(req.formula));
+      if (!ok) throw new ImplementationError(`${this.conn.label} declares no backward for formula ${req.formula} (hello "backward": ${JSON.stringify(this.backward)})`);
+    }
+    for (const [name, t] of Object.entries(req.inputs)) {
+      if (t !== undefined && t.dtype !== "i32" && !this.dtypes.includes(t.dtype)) {
+        throw new ImplementationError(
+          `${this.conn.label} computes in ${this.dtypes.join(", ")} only; input ${name} of formula ${req.formula} is ${t.dtype}`,
+        );
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ the connection
+
+/** One running program: spawning, line framing, request/response matching, fault handling, shutdown. */
+class Connection {
+  readonly command: string;
+  readonly label: string;
+  supportsShutdown = false;
+  exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  private readonly child: ChildProcess;
+  private readonly timeoutMs: number;
+  private readonly graceMs: number;
+  private readonly maxLineBytes: number;
+  private readonly stderrLimit: number;
+
+  private nextId = 1;
+  private readonly answered = new Set<number>();
+  private pending: Pending | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private stopped: Stopped | undefined;
+
+  private lineChunks: Buffer[] = [];
+  private lineBytes = 0;
+  private stderrChunks: Buffer[] = [];
+  private stderrBytes = 0;
+
+  private readonly exited: Promise<void>;
+  private closing: Promise<void> | undefined;
+  private terminating: Promise<void> | undefined;
+
+  constructor(command: string, opts: ProcessOptions) {
+    this.command = command;
+    this.label = `implementation \`${command.length > 120 ? `${command.slice(0, 120)}…` : command}\``;
+    this.timeoutMs = opts.timeoutMs;
+    this.graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+    this.maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+    this.stderrLimit = opts.stderrTailBytes ?? DEFAULT_STDERR_TAIL;
+
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const [k, v] of Object.entries(opts.env ?? {})) {
+      if (v === undefined) delete env[k];
+      else env[k] = v;
+    }
+    // detached: the program leads its own process group, so it can be stopped with everything
+    // it started and does not receive the terminal's Ctrl-C meant for specformer.
+    this.child = spawn(command, { shell: true, cwd: opts.cwd, env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+    if (this.child.pid !== undefined) liveGroups.add(this.child.pid);
+    registerExitHook();
+
+    let onExited!: () => void;
+    this.exited = new Promise<void>((resolve) => (onExited = resolve));
+
+    this.child.stdout!.on("data", (chunk: Buffer) => this.onStdout(chunk));
+    this.child.stderr!.on("data", (chunk: Buffer) => this.onStderr(chunk));
+    // Writing to a program that has exited raises EPIPE here; the exit itself is what gets reported.
+    this.child.stdin!.on("error", () => {});
+    this.child.stdout!.on("error", () => {});
+    this.child.stderr!.on("error", () => {});
+    this.child.on("error", (err: NodeJS.ErrnoException) => {
+      // spawn itself failed (e.g. cwd does not exist): no exit event will follow.
+      const message = `${this.label} could not be started: ${err.message}${opts.cwd !== undefined ? ` (cwd ${JSON.stringify(opts.cwd)})` : ""}`;
+      if (this.exitInfo === undefined) this.exitInfo = { code: null, signal: null };
+      this.fail({ kind: "spawn", message }, false);
+      this.releaseHandles();
+      onExited();
+    });
+    this.child.on("exit", (code, signal) => {
+      this.exitInfo = { code, signal };
+      if (this.child.pid !== undefined) liveGroups.delete(this.child.pid);
+      // stderr may still hold the crash message: let it drain (bounded) before reporting.
+      const stderrDone = new Promise<void>((resolve) => {
+        const stderr = this.child.stderr!;
+        if (stderr.readableEnded || stderr.destroyed) return resolve();
+        const t = setTimeout(resolve, STDERR_DRAIN_MS);
+        stderr.once("close", () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      void stderrDone.then(() => {
+        if (this.stopped === undefined || this.pending !== undefined) {
+          this.fail({ kind: "exit", message: this.exitMessage() }, false);
+        }
+        this.releaseHandles();
+        onExited();
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.exitInfo === undefined ? this.child.pid : undefined;
+  }
+
+  stderrTail(): string {
+    const buf = Buffer.concat(this.stderrChunks);
+    const text = buf.subarray(Math.max(0, buf.length - this.stderrLimit)).toString("utf8");
+    // a cut through a multi-byte character decodes as U+FFFD at the start
+    return text.replace(/^\uFFFD+/, "");
+  }
+
+  /** Send one request and resolve with its `result`; requests are sent one at a time, in call order. */
+  request(method: Method, params: { readonly [key: string]: string | readonly string[] }, what: string, timeoutMs = this.timeoutMs): Promise<Record<string, unknown>> {
+    const run = (): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        if (this.stopped !== undefined) return reject(this.stoppedError(what));
+        const id = this.nextId++;
+        const described = `${what} (request ${id})`;
+        const pending: Pending = { id, method, what: described, resolve, reject, timer: undefined };
+        this.pending = pending;
+        pending.timer = setTimeout(() => {
+          this.fail(
+            {
+              kind: "timeout",
+              message: `${this.label} did not answer ${described} within ${timeoutMs} ms; the process was stopped${this.tailSuffix()}`,
+            },
+            true,
+          );
+        }, timeoutMs);
+        const parts = encodeRequest(id, method, params);
+        parts.push("\n");
+        const stdin = this.child.stdin!;
+        if (!stdin.writable) return; // the exit handler reports it
+        for (const p of parts) stdin.write(p);
+      });
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Run a decoder of a result; its ProtocolError gains the stderr tail and stays an ImplementationError. */
+  decode<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof ProtocolError) throw new ProtocolError(e.message, { stderrTail: this.stderrTail() });
+      throw e;
+    }
+  }
+
+  // ---------------------------------------------------------------------------- input
+
+  private onStdout(chunk: Buffer): void {
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, start);
+      if (nl < 0) break;
+      this.pushLinePart(chunk.subarray(start, nl));
+      if (this.stopped?.kind === "protocol") return;
+      const line = Buffer.concat(this.lineChunks, this.lineBytes).toString("utf8");
+      this.lineChunks = [];
+      this.lineBytes = 0;
+      this.onLine(line);
+      start = nl + 1;
+    }
+    if (start < chunk.length) this.pushLinePart(chunk.subarray(start));
+  }
+
+  private pushLinePart(part: Buffer): void {
+    if (part.length === 0) return;
+    this.lineBytes += part.length;
+    if (this.lineBytes > this.maxLineBytes) {
+      const head = Buffer.concat(this.lineChunks.concat(part)).subarray(0, 200).toString("utf8");
+      this.lineChunks = [];
+      this.lineBytes = 0;
+      this.fail(
+        {
+          kind: "protocol",
+          message: `${this.label} sent a line longer than ${this.maxLineBytes} bytes (the limit; see docs/PROTOCOL.md, "Message size") while answering ${this.pending?.what ?? "nothing"}; it starts ${quoteLine(head)}`,
+        },
+        true,
+      );
+      return;
+    }
+    this.lineChunks.push(part); // stream chunks are fresh buffers: keeping a view is safe
+  }
+
+  private onLine(raw: string): void {
+    if (this.stopped !== undefined) return; // the stream is no longer trusted (or no longer wanted)
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (line.trim().length === 0) return; // blank lines carry nothing; tolerated
+    const waiting = this.pending === undefined ? "while no request was pending" : `while waiting for ${this.pending.what}`;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      return this.protocolFault(
+        `${this.label} printed a line on stdout that is not JSON (${why}) ${waiting}: ${quoteLine(line)}. stdout must carry only protocol lines; print logs to stderr`,
+        line,
+      );
+    }
+    const checked = checkResponse(parsed);
+    if ("problem" in checked) {
+      return this.protocolFault(`${this.label} printed a line that is not a protocol response (${checked.problem}) ${waiting}: ${quoteLine(line)}`, line);
+    }
+    const { response } = checked;
+    const pending = this.pending;
+    if (pending === undefined) {
+      const what = this.answered.has(response.id) ? `answered request ${response.id} twice` : `sent response id ${response.id}, which no request has`;
+      return this.protocolFault(`${this.label} ${what} (arrived while no request was pending): ${quoteLine(line)}`, line);
+    }
+    if (response.id !== pending.id) {
+      const what = this.answered.has(response.id)
+        ? `answered request ${response.id} twice (the second answer arrived while waiting for ${pending.what})`
+        : `answered with id ${response.id} while waiting for ${pending.what}`;
+      return this.protocolFault(`${this.label} ${what}: ${quoteLine(line)}`, line);
+    }
+    this.pending = undefined;
+    clearTimeout(pending.timer);
+    this.answered.add(response.id);
+    if ("error" in response) {
+      pending.reject(
+        new ImplementationError(`${this.label} reported an error for ${pending.what}: ${response.error.message}`, {
+          stderrTail: this.stderrTail(),
+          line: line.slice(0, 200),
+        }),
+      );
+    } else {
+      pending.resolve(response.result);
+    }
+  }
+
+  private onStderr(chunk: Buffer): void {
+    this.stderrChunks.push(chunk);
+    this.stderrBytes += chunk.length;
+    // keep at least the last stderrLimit bytes, dropping whole old chunks
+    while (this.stderrChunks.length > 1 && this.stderrBytes - this.stderrChunks[0]!.length >= this.stderrLimit) {
+      this.stderrBytes -= this.stderrChunks.shift()!.length;
+    }
+  }
+
+  // ---------------------------------------------------------------------------- faults
+
+  private protocolFault(message: string, line: string): void {
+    this.fail({ kind: "protocol", message: `${message}${this.tailSuffix()}` }, true, line);
+  }
+
+  /** Record the fault that stops the process, reject the pending request with it, and (if asked) stop the process. */
+  private fail(stopped: Stopped, terminate: boolean, line?: string): void {
+    if (this.stopped === undefined || (this.stopped.kind === "closed" && stopped.kind !== "closed")) this.stopped = stopped;
+    const pending = this.pending;
+    if (pending !== undefined) {
+      this.pending = undefined;
+      clearTimeout(pending.timer);
+      pending.reject(new ImplementationError(stopped.message, { stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) }));
+    }
+    if (terminate) void this.terminate();
+  }
+
+  private stoppedError(what: string): ImplementationError {
+    const s = this.stopped!;
+    const after =
+      s.kind === "timeout" ? "a timeout" : s.kind === "exit" ? "it exited" : s.kind === "protocol" ? "a protocol error" : s.kind === "spawn" ? "it failed to start" : "close()";
+    return new ImplementationError(`${this.label}: cannot send ${what}: implementation was stopped after ${after}: ${s.message}`, {
+      stderrTail: this.stderrTail(),
+    });
+  }
+
+  private exitMessage(): string {
+    const { code, signal } = this.exitInfo!;
+    const how = signal !== null ? `was killed by signal ${signal}` : `exited with code ${String(code)}`;
+    const p = this.pending;
+    const when = p === undefined ? (this.answered.size === 0 ? " before answering hello" : "") : p.method === "hello" ? " before answering hello" : ` while computing ${p.what}`;
+    const hint = code === 127 ? " (the shell could not find the command)" : code === 126 ? " (the command is not executable)" : signalHint(code);
+    return `${this.label} ${how}${when}${hint}${this.tailSuffix()}`;
+  }
+
+  private tailSuffix(): string {
+    const tail = this.stderrTail().trimEnd();
+    return tail.length > 0 ? `\nstderr tail:\n${tail}` : " (stderr was empty)";
+  }
+
+  // ---------------------------------------------------------------------------- shutdown
+
+  close(polite: boolean): Promise<void> {
+    if (this.closing === undefined) this.closing = this.doClose(polite);
+    return this.closing;
+  }
+
+  private async doClose(polite: boolean): Promise<void> {
+    if (polite && this.supportsShutdown && this.stopped === undefined) {
+      const sent = this.request("shutdown", {}, "shutdown", this.graceMs).catch(() => undefined);
+      await sent;
+    }
+    this.fail({ kind: "closed", message: `${this.label} was closed` }, false);
+    if (this.exitInfo === undefined) {
+      this.child.stdin!.end();
+      if (!(await this.waitExit(this.graceMs))) await this.terminate();
+    }
+    await this.exited;
+  }
+
+  /** SIGTERM, then after `graceMs` SIGKILL; children before parents. Resolves when the program has exited. */
+  private terminate(): Promise<void> {
+    if (this.terminating === undefined) {
+      this.terminating = (async () => {
+        if (this.exitInfo !== undefined) return;
+        this.child.stdin!.destroy();
+        await signalTree(this.child, "SIGTERM");
+        if (await this.waitExit(this.graceMs)) return;
+        await signalTree(this.child, "SIGKILL");
+        await this.exited;
+      })();
+    }
+    return this.terminating;
+  }
+
+  private async waitExit(ms: number): Promise<boolean> {
+    if (this.exitInfo !== undefined) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+    ]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  private releaseHandles(): void {
+    this.child.stdin?.destroy();
+    this.child.stdout?.destroy();
+    this.child.stderr?.destroy();
+    if (this.child.pid !== undefined) liveGroups.delete(this.child.pid);
+  }
+}
+
+// ------------------------------------------------------------------------------ process trees
+
+/**
+ * Signal the program and everything it started, deepest first, waiting for each level to be
+ * gone before signalling its parents: a parent still alive reaps its dying child, so no process
+ * is orphaned into a zombie (a container's PID 1 often reaps nothing). With SIGTERM the climb
+ * stops at a level that survives (its parents must outlive it); SIGKILL always reaches the top,
+ * then sweeps the process group for anything that left the tree. Linux reads the tree from
+ * /proc; elsewhere the process group is signalled at once.
+ */
+async function signalTree(child: ChildProcess, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+  const root = child.pid;
+  if (root === undefined) return;
+  const levels = descendantLevels(root);
+  if (levels === undefined) {
+    killQuietly(-root, signal);
+    return;
+  }
+  for (let depth = levels.length - 1; depth >= 1; depth--) {
+    const pids = levels[depth]!;
+    for (const pid of pids) killQuietly(pid, signal);
+    const gone = await waitGone(pids, LEVEL_WAIT_MS);
+    if (!gone && signal === "SIGTERM") return;
+  }
+  killQuietly(root, signal);
+  if (signal === "SIGKILL") killQuietly(-root, signal);
+}
+
+/** How long a level of the process tree gets to disappear after a signal before its parents are signalled. */
+const LEVEL_WAIT_MS = 100;
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone (ESRCH), or not ours to signal (EPERM)
+  }
+}
+
+/** Pids by depth below `root` (`[[root], children, grandchildren, ...]`), or undefined without /proc. */
+function descendantLevels(root: number): number[][] | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return undefined;
+  }
+  const children = new Map<number, number[]>();
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, "latin1");
+    } catch {
+      continue;
+    }
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ppid = Number(rest[1]);
+    const list = children.get(ppid);
+    if (list) list.push(Number(e));
+    else children.set(ppid, [Number(e)]);
+  }
+  const levels: number[][] = [[root]];
+  for (;;) {
+    const next = levels[levels.length - 1]!.flatMap((p) => children.get(p) ?? []);
+    if (next.length === 0 || levels.length > 64) break;
+    levels.push(next);
+  }
+  return levels;
+}
+
+/** Wait (at most `ms`) until none of `pids` exists any more, i.e. each has exited and been reaped. */
+async function waitGone(pids: readonly number[], ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const alive = pids.some((p) => {
+      try {
+        process.kill(p, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (!alive) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** The shell reports a program killed by signal N as exit code 128 + N: name the signal. */
+function signalHint(code: number | null): string {
+  if (code === null || code <= 128 || code > 128 + 64) return "";
+  const name = Object.entries(osConstants.signals).find(([, n]) => n === code - 128)?.[0];
+  return name === undefined ? "" : ` (the shell's code for a program killed by signal ${name})`;
+}
+
+/** Process groups of programs still running, killed if the Node process exits without close(). */
+const liveGroups = new Set<number>();
+let exitHookRegistered = false;
+
+function registerExitHook(): void {
+  if (exitHookRegistered) return;
+  exitHookRegistered = true;
+  process.on("exit", () => {
+    for (const pgid of liveGroups) {
+      try {
+        process.kill(-pgid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+}

@@ -1,0 +1,210 @@
+import { describe, expect, it } from "vitest";
+import { ImplementationError } from "../autodiff/implementation.js";
+import { Tensor } from "../autodiff/tensor.js";
+import {
+  ProtocolError,
+  checkHello,
+  checkResponse,
+  encodeConfig,
+  encodeRequest,
+  encodeTensor,
+  quoteLine,
+  tensorFromJSON,
+  tensorToJSON,
+  wireFloat,
+} from "./protocol.js";
+
+const W = "output y of formula softmax";
+
+function problem(obj: unknown): string {
+  try {
+    tensorFromJSON(obj, W);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ProtocolError);
+    expect(e).toBeInstanceOf(ImplementationError);
+    return (e as Error).message;
+  }
+  throw new Error("expected tensorFromJSON to throw");
+}
+
+describe("tensorFromJSON", () => {
+  it("decodes the documented example", () => {
+    const t = tensorFromJSON({ dtype: "f64", shape: [2], data: [1, "NaN"] }, "input x");
+    expect(t.dtype).toBe("f64");
+    expect(Array.from(t.data)).toEqual([1, NaN]);
+  });
+
+  it("decodes the three non-finite spellings and keeps -0", () => {
+    const t = tensorFromJSON(JSON.parse('{"dtype":"f64","shape":[4],"data":["NaN","Infinity","-Infinity",-0.0]}'), W);
+    expect(Array.from(t.data)).toEqual([NaN, Infinity, -Infinity, -0]);
+    expect(Object.is(t.data[3], -0)).toBe(true);
+  });
+
+  it("rounds f32 data written with float64 precision to nearest float32", () => {
+    const t = tensorFromJSON({ dtype: "f32", shape: [3], data: [0.1, 1 + 2 ** -30, 3.4028235677973366e38] }, W);
+    expect(t.data).toBeInstanceOf(Float32Array);
+    expect(t.data[0]).toBe(Math.fround(0.1));
+    expect(t.data[1]).toBe(1);
+    expect(t.data[2]).toBe(Infinity); // above the largest float32 by more than half an ulp: rounds to ∞
+  });
+
+  it("accepts scalars and empty tensors", () => {
+    expect(tensorFromJSON({ dtype: "f64", shape: [], data: [2.5] }, W).size).toBe(1);
+    expect(tensorFromJSON({ dtype: "f32", shape: [0, 3], data: [] }, W).shape).toEqual([0, 3]);
+  });
+
+  it.each([
+    [{ dtype: "f64", shape: [3, 4], data: Array.from({ length: 11 }, () => 0) }, `${W}: data has 11 numbers but shape [3, 4] needs 12`],
+    [{ dtype: "float64", shape: [1], data: [1] }, `${W}: dtype is the string "float64"; it must be one of "f64", "f32", "i32"`],
+    [{ shape: [1], data: [1] }, `${W}: dtype is missing; it must be one of "f64", "f32", "i32"`],
+    [{ dtype: "f64", shape: "3", data: [1] }, `${W}: shape must be a list of non-negative integers, got the string "3"`],
+    [{ dtype: "f64", shape: [2, 1.5], data: [1] }, `${W}: shape [2,1.5] is not a list of non-negative integers (axis 1 is number 1.5)`],
+    [{ dtype: "f64", shape: [-1], data: [] }, `${W}: shape [-1] is not a list of non-negative integers (axis 0 is number -1)`],
+    [{ dtype: "f64", shape: [2], data: [1, null] }, `${W}: data entry 1 is null; entries must be numbers or one of "NaN", "Infinity", "-Infinity"`],
+    [{ dtype: "f64", shape: [2], data: [1, "nan"] }, `${W}: data entry 1 is the string "nan"; entries must be numbers or one of "NaN", "Infinity", "-Infinity"`],
+    [{ dtype: "f64", shape: [2], data: [1, [2]] }, `${W}: data entry 1 is an array of 1; entries must be numbers or one of "NaN", "Infinity", "-Infinity" (data must be flat, row-major)`],
+    [{ dtype: "f64", shape: [2, 2], data: [[1, 2], [3, 4]] }, `${W}: data has 2 numbers but shape [2, 2] needs 4 (data must be flat, row-major; nested lists are not accepted)`],
+    [{ dtype: "f64", shape: [1], data: { 0: 1 } }, `${W}: data must be a flat list of numbers (row-major), got an object {"0":1}`],
+    [{ dtype: "i32", shape: [2], data: [1, "NaN"] }, `${W}: i32 data entry 1 is the string "NaN"; i32 tensors hold integers in [-2147483648, 2147483647]`],
+    [{ dtype: "i32", shape: [1], data: [2147483648] }, `${W}: i32 data entry 0 is number 2147483648; i32 tensors hold integers in [-2147483648, 2147483647]`],
+    [{ dtype: "f64", shape: [1], data: [1], name: "y" }, `${W}: unknown key "name" in a tensor (allowed: "dtype", "shape", "data")`],
+    [[1, 2, 3], `${W}: a tensor must be an object {"dtype", "shape", "data"}, got an array of 3`],
+  ])("rejects %j", (obj, message) => {
+    expect(problem(obj)).toBe(message);
+  });
+});
+
+describe("encoding", () => {
+  it("spells floats so that every float64 survives JSON.parse bit for bit", () => {
+    expect([NaN, Infinity, -Infinity, -0, 0, 0.1, 1e21, 5e-324].map(wireFloat)).toEqual([
+      '"NaN"',
+      '"Infinity"',
+      '"-Infinity"',
+      "-0.0",
+      "0",
+      "0.1",
+      "1e+21",
+      "5e-324",
+    ]);
+    // random bit patterns (all exponents): decode(encode(x)) === x
+    const bits = new BigUint64Array(20_000);
+    let s = 0x9e3779b97f4a7c15n;
+    for (let i = 0; i < bits.length; i++) {
+      s ^= s << 13n;
+      s &= (1n << 64n) - 1n;
+      s ^= s >> 7n;
+      s ^= s << 17n;
+      s &= (1n << 64n) - 1n;
+      bits[i] = s;
+    }
+    const x = new Tensor("f64", [bits.length], new Float64Array(bits.buffer));
+    const back = tensorFromJSON(JSON.parse(encodeTensor(x)), W);
+    for (let i = 0; i < x.size; i++) {
+      const a = x.data[i]!;
+      const b = back.data[i]!;
+      if (!(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b)))) throw new Error(`element ${i}: ${a} came back as ${b}`);
+    }
+  });
+
+  it("writes f32 values as the float64 they equal, and i32 as integers", () => {
+    const f = new Tensor("f32", [2], Float32Array.from([0.1, -2]));
+    expect(encodeTensor(f)).toBe('{"dtype":"f32","shape":[2],"data":[0.10000000149011612,-2]}');
+    expect(tensorFromJSON(JSON.parse(encodeTensor(f)), W).data).toEqual(f.data);
+    const i = new Tensor("i32", [1, 2], Int32Array.from([-5, 7]));
+    expect(encodeTensor(i)).toBe('{"dtype":"i32","shape":[1,2],"data":[-5,7]}');
+  });
+
+  it("tensorToJSON gives the plain-object form", () => {
+    expect(tensorToJSON(new Tensor("f64", [3], Float64Array.from([NaN, 1.5, -Infinity])))).toEqual({ dtype: "f64", shape: [3], data: ["NaN", 1.5, "-Infinity"] });
+  });
+
+  it("builds request lines from pieces", () => {
+    const x = Tensor.scalar(1);
+    const line = encodeRequest(3, "forward", { formula: '"relu"', config: encodeConfig({ eps: 1e-5, causal: true }, "formula relu"), inputs: ['{"x":', encodeTensor(x), "}"] }).join("");
+    expect(JSON.parse(line)).toEqual({
+      id: 3,
+      method: "forward",
+      params: { formula: "relu", config: { eps: 1e-5, causal: true }, inputs: { x: { dtype: "f64", shape: [], data: [1] } } },
+    });
+  });
+
+  it("refuses configs JSON cannot carry", () => {
+    expect(() => encodeConfig({ eps: Infinity }, "formula layer_norm")).toThrow("formula layer_norm: config eps is Infinity; hyperparameters must be finite numbers, strings or booleans");
+  });
+
+  it("quotes at most 200 characters of an offending line", () => {
+    expect(quoteLine("abc")).toBe('"abc"');
+    const long = "x".repeat(250);
+    expect(quoteLine(long)).toBe(`"${"x".repeat(200)}"… (250 characters in all)`);
+  });
+});
+
+describe("responses and hello", () => {
+  it.each([
+    ["[1]", "a response must be a JSON object, got an array of 1"],
+    ['{"result":{}}', 'a response needs an integer "id", got nothing'],
+    ['{"id":"1","result":{}}', 'a response needs an integer "id", got the string "1"'],
+    ['{"id":1}', 'response 1 must have exactly one of "result" and "error" (it has neither)'],
+    ['{"id":1,"result":{},"error":{"message":"x"}}', 'response 1 must have exactly one of "result" and "error" (it has both)'],
+    ['{"id":1,"result":[]}', 'response 1: "result" must be an object, got an array of 0'],
+  ])("finds the problem in %s", (line, message) => {
+    expect(checkResponse(JSON.parse(line))).toEqual({ problem: message });
+  });
+
+  it("passes on a malformed error as text", () => {
+    expect(checkResponse({ id: 2, error: "out of memory" })).toEqual({ response: { id: 2, error: { message: "out of memory" } } });
+  });
+
+  it("validates hello", () => {
+    const ok = checkHello({ name: "n", formulas: ["softmax", "gelu"], backward: ["gelu"], dtypes: ["f32"], extra: 1 }, "hello");
+    expect(ok.backward).toEqual(["gelu"]);
+    expect(ok.shutdown).toBe(false);
+    expect(ok.raw["extra"]).toBe(1);
+    expect(() => checkHello({ name: "n", formulas: ["a", "a"], backward: true, dtypes: ["f64"] }, "hello")).toThrow('hello: "formulas" lists "a" twice');
+    expect(() => checkHello({ name: "n", formulas: ["a"], backward: "yes", dtypes: ["f64"] }, "hello")).toThrow(
+      'hello: "backward" must be true, false or a list of formula names, got the string "yes"',
+    );
+    expect(() => checkHello({ name: "n", formulas: ["a"], backward: true, dtypes: [] }, "hello")).toThrow(
+      'hello: "dtypes" must be a non-empty list of dtype names ("f64", "f32", "i32"), got an array of 0',
+    );
+    expect(() => checkHello({ name: "n", formulas: [1], backward: true, dtypes: ["f64"] }, "hello")).toThrow(
+      'hello: "formulas" must be a list of formula names (strings); entry 0 is number 1',
+    );
+  });
+});
+
+describe("throughput", () => {
+  it("encodes and decodes 10 MB of float64 (1.25 M numbers) at tens of MB/s", () => {
+    const n = 1_250_000;
+    const data = new Float64Array(n);
+    let s = 7;
+    for (let i = 0; i < n; i++) {
+      s = (s * 48271) % 2147483647;
+      data[i] = (s / 2147483647 - 0.5) * 10 ** ((i % 7) - 3);
+    }
+    const x = new Tensor("f64", [n], data);
+    const t0 = performance.now();
+    const text = encodeTensor(x);
+    const t1 = performance.now();
+    const back = tensorFromJSON(JSON.parse(text), W);
+    const t2 = performance.now();
+    expect(back.data).toEqual(x.data);
+    // with one NaN the encoder takes its per-element path
+    data[n >> 1] = NaN;
+    const t3 = performance.now();
+    const text2 = encodeTensor(x);
+    const t4 = performance.now();
+    expect(text2).toContain('"NaN"');
+    const binMB = (n * 8) / 1e6;
+    const jsonMB = text.length / 1e6;
+    const rate = (ms: number): string => `${(binMB / (ms / 1000)).toFixed(0)} MB/s of float64 (${(jsonMB / (ms / 1000)).toFixed(0)} MB/s of JSON)`;
+    console.log(
+      `tensor JSON, ${n} float64 = ${binMB} MB binary, ${jsonMB.toFixed(1)} MB JSON: encode ${(t1 - t0).toFixed(0)} ms = ${rate(t1 - t0)}; ` +
+        `decode (JSON.parse + validate) ${(t2 - t1).toFixed(0)} ms = ${rate(t2 - t1)}; encode with non-finite values ${(t4 - t3).toFixed(0)} ms = ${rate(t4 - t3)}`,
+    );
+    // generous bounds (a loaded 2-core machine), still an order of magnitude below a naive approach
+    expect(t1 - t0).toBeLessThan(3000);
+    expect(t2 - t1).toBeLessThan(3000);
+    expect(t4 - t3).toBeLessThan(4000);
+  });
+});
