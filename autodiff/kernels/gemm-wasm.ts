@@ -34,17 +34,20 @@
  * should. Summation order per C entry: k ascending within each kc block, each block's partial
  * sum added to C — the same K terms as the naive loop, in a blocked order.
  *
- * Tasks: `run(thread)` takes task records from a shared counter (`i32.atomic.rmw.add`), so the
- * main thread and workers that share this memory split a batch of sub-GEMMs dynamically.
+ * Tasks: `run(thread, tag)` claims task records one at a time from a shared, job-tagged counter
+ * (`i32.atomic.rmw.cmpxchg`), so the calling thread and the workers that share this memory split
+ * a job of sub-GEMMs dynamically, and a late worker can never take a task of a newer job.
  */
 import { FunctionBuilder, ModuleBuilder, type Label } from "./wasm-emit.js";
 
 /** Byte layout of the first 64 KiB page, shared with the JS side (see `pool.ts`). */
 export const LAYOUT = {
-  /** i32: next task index, taken with an atomic add. */
+  /** i32: job tag · 2¹⁶ + index of the next task, claimed by compare-and-swap (see `run`). */
   nextTask: 0,
   /** i32: number of task records. */
   taskCount: 4,
+  /** i32: tasks of the current job finished so far. */
+  tasksDone: 20,
   /** i32 block sizes in elements: mc, kc, nc. */
   mc: 8,
   kc: 12,
@@ -387,18 +390,29 @@ function emitGemm(mod: ModuleBuilder, packA: FunctionBuilder, packB: FunctionBui
   return f;
 }
 
-/** run(thread): take task records until none are left, running each with this thread's buffers. */
+/**
+ * run(thread, tag): take task records until none of job `tag` are left, running each with this
+ * thread's buffers. The word at `nextTask` is tag·2¹⁶ + next index; a task is claimed by
+ * compare-and-swap of that word, so a thread still holding an old tag can never claim a task of
+ * a newer job. Each finished task adds one to `tasksDone`, which is what the caller waits on.
+ */
 function emitRun(mod: ModuleBuilder, gemm: FunctionBuilder): void {
-  const f = mod.func("run", ["i32"], [], true);
-  const thread = 0;
+  const f = mod.func("run", ["i32", "i32"], [], true);
+  const [thread, tag] = [0, 1];
+  const w = f.local("i32");
   const t = f.local("i32");
   const rec = f.local("i32");
   const buf = f.local("i32");
   f.i32(LAYOUT.threadBuffers).get(thread).i32(LAYOUT.threadBufferStride).op("i32.mul").op("i32.add").set(buf);
   f.loop((top) => {
-    f.i32(0).i32(1).mem("i32.atomic.rmw.add", LAYOUT.nextTask).tee(t);
-    f.i32(0).mem("i32.load", LAYOUT.taskCount).op("i32.ge_s");
+    f.i32(0).mem("i32.atomic.load", LAYOUT.nextTask).set(w);
+    f.get(w).i32(16).op("i32.shr_u").get(tag).op("i32.ne");
     f.if(() => f.op("return"));
+    f.get(w).i32(0xffff).op("i32.and").tee(t);
+    f.i32(0).mem("i32.load", LAYOUT.taskCount).op("i32.ge_u");
+    f.if(() => f.op("return"));
+    // Claim index t: nextTask w → w + 1, or retry if another thread moved it first.
+    f.i32(0).get(w).get(w).i32(1).op("i32.add").mem("i32.atomic.rmw.cmpxchg", LAYOUT.nextTask).get(w).op("i32.ne").brIf(top);
     // tasksRun[thread] += 1 (each thread owns its word, so no atomic is needed)
     f.get(thread).i32(2).op("i32.shl").get(thread).i32(2).op("i32.shl").mem("i32.load", LAYOUT.tasksRun).i32(1).op("i32.add");
     f.mem("i32.store", LAYOUT.tasksRun);
@@ -406,6 +420,7 @@ function emitRun(mod: ModuleBuilder, gemm: FunctionBuilder): void {
     for (let k = 0; k < TASK_FIELDS.length; k++) f.get(rec).mem("i32.load", 4 * k);
     f.get(buf).mem("i32.load", 0).get(buf).mem("i32.load", 4).get(buf).mem("i32.load", 8);
     f.call(gemm);
+    f.i32(0).i32(1).mem("i32.atomic.rmw.add", LAYOUT.tasksDone).op("drop");
     f.br(top);
   });
 }

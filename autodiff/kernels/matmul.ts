@@ -49,7 +49,7 @@ export interface MatmulArgs {
 export const SMALL_WORK = 64 ** 3;
 
 /** A staging round with at least this many multiply-adds is split across threads. */
-export const PARALLEL_WORK = 2 ** 20;
+export const PARALLEL_WORK = 2 ** 19;
 
 /** Staging budget in float64 elements (A, B and C blocks of one round together): 32 MiB. */
 export const STAGE_ELEMENTS = 4 * 1024 * 1024;

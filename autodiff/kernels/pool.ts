@@ -4,10 +4,11 @@
  * memory.
  *
  * A job is a list of task records (sub-GEMMs on data already staged in the memory). The caller
- * writes the records, hands the job number to each ready worker through its own mailbox word
- * (`Atomics.notify`), runs `run(0)` itself, then blocks in `Atomics.wait` until every worker it
- * handed the job to has posted that job number as done. Tasks are taken dynamically with an
- * atomic counter inside the module, so a busy core just takes fewer of them.
+ * writes the records, opens the job-tagged task counter, posts the job number in each ready
+ * worker's mailbox word (with `Atomics.notify` only if that worker sleeps), runs tasks itself,
+ * then waits until the count of finished tasks reaches the job's size. Tasks are claimed one at
+ * a time inside the module (`run`), so a busy or late core just takes fewer of them, and the
+ * caller never waits for a worker that has not claimed a task.
  *
  * Workers are started on the first job that asks for more than one thread, without waiting for
  * them: they boot on their own threads and join jobs once they have set their ready word. They
@@ -45,33 +46,40 @@ const THREAD_BUFFER_BYTES =
 
 /** i32 word indices of the synchronisation area (per thread t ≥ 1). */
 const SYNC = {
+  /** Mailbox: the last job number posted to worker t (−1: stop). */
   job: (t: number) => LAYOUT.sync / 4 + t,
-  done: (t: number) => LAYOUT.sync / 4 + 16 + t,
+  /** 1 while worker t is inside `run`. */
+  busy: (t: number) => LAYOUT.sync / 4 + 16 + t,
   ready: (t: number) => LAYOUT.sync / 4 + 32 + t,
   error: (t: number) => LAYOUT.sync / 4 + 48 + t,
-  /** Job j offered (j), claimed by the worker (−j), or withdrawn by the caller (0). */
-  state: (t: number) => LAYOUT.sync / 4 + 64 + t,
+  /** 1 while worker t sleeps in `Atomics.wait` (so a post must notify it). */
+  sleeping: (t: number) => LAYOUT.sync / 4 + 64 + t,
   /** Byte offset and length of thread t's error text. */
   textAt: (t: number) => 1024 + 160 * t,
   textBytes: 160,
 } as const;
 
 /**
- * How long an idle thread polls before sleeping in `Atomics.wait`. A futex wake-up costs about
- * 55 µs on this 2-vCPU VM (measured; RESULTS.md), as long as a whole 128×256·256×256 product, and
- * the engine issues matmuls back to back with little JS between them.
+ * How long an idle worker polls its mailbox before sleeping, and how long the caller polls for
+ * workers' last tasks. A futex wake-up costs about 55 µs on this 2-vCPU VM (measured;
+ * RESULTS.md), and the engine issues matmuls back to back with little JS between them, so a
+ * worker that polls briefly joins the next product at once. Polling is kept short because when
+ * other processes hold one core, the caller and the worker share the other, and a polling thread
+ * then steals time from the one doing the work.
  */
-export const SPIN_MS = 0.5;
+export const SPIN_MS = 0.3;
+export const WAIT_SPIN_MS = 0.05;
 
 /**
- * Worker body, plain CommonJS so it runs in any worker without a TypeScript loader. It mirrors
- * the caller's half of the protocol described at the top of this file: wait for a new job
- * number (polling for SPIN_MS, then sleeping), claim it unless the caller has withdrawn it
- * (compare-and-swap on the state word), run tasks, post the job number as done.
+ * Worker body, plain CommonJS so it runs in any worker without a TypeScript loader: wait for a
+ * new job number in the mailbox (polling for SPIN_MS, then sleeping), run its tasks, repeat.
+ * `sleeping` and the mailbox are a Dekker pair: the worker sets `sleeping` and re-reads the
+ * mailbox before waiting; the caller writes the mailbox and then reads `sleeping`, so one of
+ * them always sees the other (all accesses sequentially consistent).
  */
 const WORKER_SOURCE = `
 const { workerData } = require("node:worker_threads");
-const { module, memory, thread, JOB, DONE, READY, ERROR, STATE, TEXT_AT, TEXT_BYTES, SPIN_MS } = workerData;
+const { module, memory, thread, JOB, BUSY, READY, ERROR, SLEEPING, DONE, TEXT_AT, TEXT_BYTES, SPIN_MS } = workerData;
 const ctl = new Int32Array(memory.buffer, 0, ${LAYOUT.tasks / 4});
 const run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
 // The caller set JOB to 0 before starting this worker and changes it only after READY is set.
@@ -81,19 +89,25 @@ for (;;) {
   let next;
   const until = performance.now() + SPIN_MS;
   for (let spins = 0; (next = Atomics.load(ctl, JOB)) === job; spins++) {
-    if (spins > 1000 && performance.now() > until) Atomics.wait(ctl, JOB, job);
+    if (spins > 1000 && performance.now() > until) {
+      Atomics.store(ctl, SLEEPING, 1);
+      if (Atomics.load(ctl, JOB) === job) Atomics.wait(ctl, JOB, job);
+      Atomics.store(ctl, SLEEPING, 0);
+    }
   }
-  job = next;
-  if (job < 0) break;
-  if (Atomics.compareExchange(ctl, STATE, job, -job) !== job) continue;
+  if (next < 0) break;
+  // BUSY is set before the job number is read again, so a caller that has seen BUSY = 0 after
+  // closing a job knows this worker will only ever run a later job's tag.
+  Atomics.store(ctl, BUSY, 1);
+  job = Atomics.load(ctl, JOB);
   try {
-    run(thread);
+    run(thread, ((job - 1) % 0x7fff) + 1);
   } catch (e) {
     const text = new TextEncoder().encode(String((e && e.stack) || e)).subarray(0, TEXT_BYTES);
     new Uint8Array(memory.buffer, TEXT_AT, TEXT_BYTES).fill(0).set(text);
     Atomics.store(ctl, ERROR, 1);
   }
-  Atomics.store(ctl, DONE, job);
+  Atomics.store(ctl, BUSY, 0);
   Atomics.notify(ctl, DONE);
 }
 `;
@@ -102,7 +116,7 @@ for (;;) {
 export class GemmRuntime {
   readonly memory: WasmMemory;
   private readonly module: WasmModule;
-  private readonly runMain: (thread: number) => void;
+  private readonly runMain: (thread: number, tag: number) => void;
   private readonly workers: (Worker | undefined)[] = [];
   private ctl: Int32Array;
   private threads = 1;
@@ -112,7 +126,7 @@ export class GemmRuntime {
   constructor() {
     this.module = new wasm.Module(buildGemmModule(DEFAULT_SHAPE, MAX_PAGES));
     this.memory = new wasm.Memory({ initial: Math.ceil(LAYOUT.reserved / PAGE), maximum: MAX_PAGES, shared: true });
-    const exports = new wasm.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as { run: (t: number) => void };
+    const exports = new wasm.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as { run: (t: number, tag: number) => void };
     this.runMain = exports.run;
     this.ctl = new Int32Array(this.memory.buffer, 0, LAYOUT.reserved / 4);
     this.view = new Float64Array(this.memory.buffer);
@@ -185,37 +199,42 @@ export class GemmRuntime {
       const base = (LAYOUT.tasks + i * LAYOUT.taskStride) / 4;
       for (let f = 0; f < TASK_FIELDS.length; f++) ctl[base + f] = task[TASK_FIELDS[f]!];
     }
+    // Job tags run 1…0x7fff; tag 0 never matches a job, so storing it closes the counter.
+    const job = (this.job = this.job >= 0x3fffffff ? 1 : this.job + 1);
+    const tag = jobTag(job);
     ctl[LAYOUT.taskCount / 4] = tasks.length;
-    Atomics.store(ctl, LAYOUT.nextTask / 4, 0);
+    Atomics.store(ctl, LAYOUT.tasksDone / 4, 0);
+    Atomics.store(ctl, LAYOUT.nextTask / 4, tag * 0x10000);
 
     const helpers: number[] = [];
-    const job = (this.job = this.job >= 0x3fffffff ? 1 : this.job + 1);
     if (parallel && tasks.length > 1 && this.threads > 1) {
       this.startWorkers();
       for (let t = 1; t < this.threads; t++) {
         if (Atomics.load(ctl, SYNC.ready(t)) !== 1) continue;
         helpers.push(t);
-        Atomics.store(ctl, SYNC.state(t), job);
         Atomics.store(ctl, SYNC.job(t), job);
-        Atomics.notify(ctl, SYNC.job(t));
+        if (Atomics.load(ctl, SYNC.sleeping(t)) === 1) Atomics.notify(ctl, SYNC.job(t));
       }
     }
     let mainError: unknown;
     try {
-      this.runMain(0);
+      this.runMain(0, tag);
     } catch (e) {
       mainError = e;
     }
-    for (const t of helpers) {
-      // A worker that has not claimed the job yet (still waking up) is withdrawn: every task is
-      // done, so there is nothing to wait for. A worker that claimed it may be mid-task.
-      if (Atomics.compareExchange(ctl, SYNC.state(t), job, 0) === job) continue;
-      const until = performance.now() + SPIN_MS;
+    if (mainError === undefined) {
+      // Wait for tasks that workers claimed and are still running (poll, then sleep).
+      const until = performance.now() + WAIT_SPIN_MS;
       for (let spins = 0; ; spins++) {
-        const done = Atomics.load(ctl, SYNC.done(t));
-        if (done === job) break;
-        if (spins > 1000 && performance.now() > until) Atomics.wait(ctl, SYNC.done(t), done, 1000);
+        const done = Atomics.load(ctl, LAYOUT.tasksDone / 4);
+        if (done === tasks.length || helpers.some((t) => Atomics.load(ctl, SYNC.error(t)) !== 0)) break;
+        if (spins > 100 && performance.now() > until) Atomics.wait(ctl, LAYOUT.tasksDone / 4, done, 100);
       }
+    }
+    // Close the counter and let every worker leave `run` before the memory is reused.
+    Atomics.store(ctl, LAYOUT.nextTask / 4, 0);
+    for (const t of helpers) {
+      while (Atomics.load(ctl, SYNC.busy(t)) !== 0) Atomics.wait(ctl, SYNC.busy(t), 1, 1);
     }
     // Collect (and clear) every worker's error before throwing, so none leaks into a later job.
     let workerError: Error | undefined;
@@ -251,8 +270,8 @@ export class GemmRuntime {
       Atomics.store(this.ctl, SYNC.ready(t), 0);
       Atomics.store(this.ctl, SYNC.error(t), 0);
       Atomics.store(this.ctl, SYNC.job(t), 0);
-      Atomics.store(this.ctl, SYNC.done(t), 0);
-      Atomics.store(this.ctl, SYNC.state(t), 0);
+      Atomics.store(this.ctl, SYNC.busy(t), 0);
+      Atomics.store(this.ctl, SYNC.sleeping(t), 0);
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         workerData: {
@@ -260,10 +279,11 @@ export class GemmRuntime {
           memory: this.memory,
           thread: t,
           JOB: SYNC.job(t),
-          DONE: SYNC.done(t),
+          BUSY: SYNC.busy(t),
           READY: SYNC.ready(t),
           ERROR: SYNC.error(t),
-          STATE: SYNC.state(t),
+          SLEEPING: SYNC.sleeping(t),
+          DONE: LAYOUT.tasksDone / 4,
           SPIN_MS,
           TEXT_AT: SYNC.textAt(t),
           TEXT_BYTES: SYNC.textBytes,
@@ -294,6 +314,12 @@ export class GemmRuntime {
       this.ctl[w + 2] = tile;
     }
   }
+}
+
+/** The tag of job number `job` ≥ 1: 1…0x7fff, different for any 0x7fff consecutive jobs (the
+ *  worker computes it the same way). */
+function jobTag(job: number): number {
+  return ((job - 1) % 0x7fff) + 1;
 }
 
 let runtime: GemmRuntime | undefined;

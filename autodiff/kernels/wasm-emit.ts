@@ -107,6 +107,7 @@ const MEMORY: Record<string, { code: readonly number[]; align: number }> = {
   "i32.atomic.load": { code: [0xfe, ...uleb(0x10)], align: 2 },
   "i32.atomic.store": { code: [0xfe, ...uleb(0x17)], align: 2 },
   "i32.atomic.rmw.add": { code: [0xfe, ...uleb(0x1e)], align: 2 },
+  "i32.atomic.rmw.cmpxchg": { code: [0xfe, ...uleb(0x48)], align: 2 },
 };
 
 export type SimpleOp = keyof typeof SIMPLE & string;
