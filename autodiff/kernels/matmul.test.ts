@@ -1,8 +1,9 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TensorError } from "../tensor.js";
-import { PARALLEL_WORK, SMALL_WORK, configureMatmul, matmul, shutdownMatmulWorkers, stageBlocks, taskGrid, type MatmulArgs } from "./matmul.js";
-import { gemmRuntime } from "./pool.js";
+import { LAYOUT } from "./gemm-wasm.js";
+import { PARALLEL_WORK, SMALL_WORK, STAGE_ELEMENTS, configureMatmul, matmul, shutdownMatmulWorkers, stageBlocks, taskGrid, type MatmulArgs } from "./matmul.js";
+import { THREAD_BUFFER_BYTES, gemmRuntime } from "./pool.js";
 
 /** Unit roundoff of float64 and the smallest subnormal (the absolute error floor of a product). */
 const u = 2 ** -53;
@@ -271,6 +272,46 @@ describe("threads", () => {
     const mt = Math.ceil(Math.ceil(8 / gm) / 4) * 4;
     const nt = Math.ceil(Math.ceil(400 / gn) / 4) * 4;
     expect(Math.ceil(8 / mt) * Math.ceil(400 / nt)).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe("GPT-2-small-sized operands", () => {
+  it("are computed block by block with the kernel memory bounded by the staging budget", () => {
+    // logits = X · W_teᵀ with X 64×768 and W_te 50257×768 (f32, so the test's own arrays stay
+    // at 150 MiB), then the FFN's 64×768 · 768×3072 and its weight gradient Xᵀ · dY.
+    const next = rng(77);
+    const shapes = [
+      { M: 64, N: 50257, K: 768, transA: false, transB: true },
+      { M: 64, N: 3072, K: 768, transA: false, transB: false },
+      { M: 768, N: 3072, K: 64, transA: true, transB: false },
+    ];
+    for (const { M, N, K, transA, transB } of shapes) {
+      const a = new Float32Array(M * K);
+      const b = new Float32Array(K * N);
+      for (let x = 0; x < a.length; x++) a[x] = next();
+      for (let x = 0; x < b.length; x++) b[x] = next();
+      const c = new Float32Array(M * N);
+      matmul({ dtype: "f32", a, b, c, batch: 1, M, N, K, transA, transB });
+      // 300 sampled entries against the naive float64 dot product, with the f32 bound of check().
+      for (let s = 0; s < 300; s++) {
+        const i = Math.floor(((next() + 1) / 2) * M);
+        const j = Math.floor(((next() + 1) / 2) * N);
+        let sum = 0;
+        let mag = 0;
+        for (let k = 0; k < K; k++) {
+          const p = a[transA ? k * M + i : i * K + k]! * b[transB ? j * K + k : k * N + j]!;
+          sum += p;
+          mag += Math.abs(p);
+        }
+        const delta = K * u * mag + K * eta;
+        const bound = delta + 2 ** -24 * (Math.abs(sum) + delta) + 2 ** -150;
+        expect(Math.abs(c[i * N + j]! - sum), `${M}×${N}×${K} C[${i}][${j}]`).toBeLessThanOrEqual(bound);
+      }
+    }
+    const rt = gemmRuntime();
+    const limit = LAYOUT.reserved + rt.threadCount * THREAD_BUFFER_BYTES + STAGE_ELEMENTS * 8;
+    expect(rt.memory.buffer.byteLength).toBeLessThanOrEqual(Math.ceil(limit / 65536) * 65536);
+    expect(rt.memory.buffer.byteLength).toBeLessThan(64 * 2 ** 20);
   });
 });
 

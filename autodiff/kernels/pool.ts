@@ -41,7 +41,8 @@ export const BLOCKING = { mc: 128, kc: 256, nc: 2048 } as const;
 const PAGE = 65536;
 const MAX_PAGES = 32768; // 2 GiB of address space reserved; pages are committed only as staging grows
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
-const THREAD_BUFFER_BYTES =
+/** Bytes of packing buffers each thread owns. */
+export const THREAD_BUFFER_BYTES =
   align64(BLOCKING.mc * BLOCKING.kc * 8) + align64(BLOCKING.kc * BLOCKING.nc * 8) + align64(DEFAULT_SHAPE.MR * DEFAULT_SHAPE.NR * 8);
 
 /** i32 word indices of the synchronisation area (per thread t ≥ 1). */
