@@ -164,6 +164,11 @@ function polyMul(p: Poly, q: Poly): Poly {
   return r;
 }
 
+/** The canonical polynomial of a dim (monomial key → coefficient), or null when not polynomial. */
+export function canonicalPoly(d: Dim): ReadonlyMap<string, number> | null {
+  return canon(d);
+}
+
 function canon(d: Dim): Poly | null {
   if (typeof d === "number") return d === 0 ? new Map() : new Map([["", d]]);
   if (typeof d === "string") return new Map([[`${d}^1`, 1]]);

@@ -31,6 +31,12 @@ let nextId = 1;
 
 /** Make a node: run its shape rule and wrap it. */
 export function make<S extends Dims = Dims>(req: NodeRequest, label?: Label): Expr<S> {
+  if (req.op === "permute") {
+    // permute ∘ permute composes; the identity permutation is no node at all (Kᵀᵀ = K)
+    const inner = req.x;
+    if (inner.op === "permute" && inner.label === undefined) return make({ op: "permute", x: inner.x, perm: req.perm.map((p) => inner.perm[p]!) }, label);
+    if (label === undefined && req.perm.every((p, i) => p === i) && req.perm.length === req.x.shape.length) return new Expr<S>(req.x);
+  }
   const { shape, dtype, constraints } = shapeRule(req);
   const { target: _t, elem: _e, ...fields } = req;
   const scope = currentScope();

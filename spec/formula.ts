@@ -171,7 +171,13 @@ export function buildFormula(name: string, cfg: Config = {}): BuiltFormula {
       const label = { latex: a.latex ?? latexName(a.name), text: a.name };
       args[a.name] = a.role === "param" ? param(a.name, a.shape, { label }) : input(a.name, a.shape, { int: a.int === true, label });
     }
-    const outputs = def.build(args, config);
+    // Each output is a call of the formula on its leaves, so its custom VJP and fused kernel apply
+    // at the top level too; renderers print the call's body as the definition.
+    const body = def.build(args, config);
+    const argNodes: Record<string, Node> = {};
+    for (const [k, v] of Object.entries(args)) argNodes[k] = v.node;
+    const outputs: Record<string, Expr> = {};
+    for (const [o, b] of Object.entries(body)) outputs[o] = make({ op: "call", formula: name, config, args: argNodes, output: o, body: b.node });
     return { def, config, args, outputs, relations: parseRelations(def, config) };
   });
 }

@@ -39,7 +39,7 @@ defineFormula({
   args: () => [{ name: "x", shape: ["...", "m"], role: "input", doc: "scores" }],
   outputs: () => [{ name: "y", shape: ["...", "m"], doc: "probabilities; rows sum to 1" }],
   build: ({ x }) => {
-    const e = named(exp(sub(x!, safeRowMax(x!))), "e", "e");
+    const e = exp(sub(x!, safeRowMax(x!)));
     const s = sumLast(e);
     // A fully masked row has s = 0; dividing by 1 there returns the zeros e already holds.
     const sSafe = displayAs(add(s, eq(s, 0)), s);
@@ -174,10 +174,38 @@ defineFormula({
       scores = add(scores, call1("alibi_bias", {}, { H, n: dimToString(n), m: dimToString(m) }));
     }
     if (cfg["causal"] === true) scores = add(scores, call1("causal_mask", {}, { n: dimToString(n), m: dimToString(m) }));
-    const P = call1("softmax", { x: scores });
+    const P = named(call1("softmax", { x: scores }), "P", "P");
     return { y: matmul(P, V!) };
   },
   notes: ["The causal mask is bottom-right aligned: with m keys and n queries, query i sees keys j ≤ i + m − n.", "A query that sees no key (n > m) gets zero weights and output 0."],
+});
+
+defineFormula({
+  name: "split_heads",
+  description: "split the columns into H heads: [..., n, H·d_k] → [..., H, n, d_k], head h = columns h·d_k … (h+1)·d_k − 1",
+  category: "core",
+  example: { H: 2 },
+  hyper: [{ name: "H", kind: "integer", dim: true, doc: "heads" }],
+  args: () => [{ name: "x", shape: ["...", "n", "H*d_k"], role: "input", doc: "projected rows" }],
+  outputs: () => [{ name: "y", shape: ["...", "H", "n", "d_k"], doc: "per-head rows" }],
+  build: ({ x }, cfg) => ({ y: splitCols(x!, String(cfg["H"]), "d_k") }),
+  symbol: { latex: "\\mathrm{heads}", text: "heads" },
+});
+
+defineFormula({
+  name: "merge_heads",
+  description: "concatenate heads as column blocks: [..., H, n, d_k] → [..., n, H·d_k] (the seed's Concat)",
+  category: "core",
+  example: {},
+  hyper: [],
+  args: () => [{ name: "x", shape: ["...", "H", "n", "d_k"], role: "input", doc: "per-head outputs" }],
+  outputs: () => [{ name: "y", shape: ["...", "n", "H*d_k"], doc: "concatenated" }],
+  build: ({ x }) => {
+    const s = x!.shape;
+    // H·d_k kept as a product even when H = 1, so it stays comparable with d_model through d_model = H·d_k
+    return { y: mergeCols(x!, dimToString({ op: "*", a: s[s.length - 3]!, b: s[s.length - 1]! })) };
+  },
+  symbol: { latex: "\\mathrm{Concat}_h", text: "Concat_h" },
 });
 
 defineFormula({
@@ -245,9 +273,10 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
   const rope = positions === "rope" || positions === "rope_interleaved";
   const ropeCfg = { base: cfg["rope_base"] as number, offset: cfg["offset"] as number | string, convention: positions === "rope" ? "half" : "interleaved" };
   // (..., n, d_model) → (..., H, n, d_k)
-  let Q: Expr = splitCols(lin("W_Q", "b_Q"), String(H), "d_k");
-  let K: Expr = splitCols(lin("W_K", "b_K"), String(Hkv), "d_k");
-  let V: Expr = splitCols(lin("W_V", "b_V"), String(Hkv), "d_k");
+  const split = (t: Expr, heads: number) => call1("split_heads", { x: t }, { H: heads });
+  let Q: Expr = split(lin("W_Q", "b_Q"), H);
+  let K: Expr = split(lin("W_K", "b_K"), Hkv);
+  let V: Expr = split(lin("W_V", "b_V"), Hkv);
   if (rope) {
     Q = call1("rope", { x: Q }, ropeCfg);
     K = call1("rope", { x: K }, ropeCfg);
@@ -266,7 +295,7 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
   }
   const heads = call1("attention", { Q, K, V }, { causal: cfg["causal"] as boolean, alibi: positions === "alibi", H });
   // (..., H, n, d_k) → (..., n, d_model): heads concatenated as column blocks
-  const O = mergeCols(heads, dimToString(last(x)));
+  const O = call1("merge_heads", { x: heads });
   const y = a["b_O"] === undefined ? matmul(O as Expr<["n", "d"]>, a["W_O"]! as Expr<["d", "e"]>) : call1("linear", { x: O, W: a["W_O"]!, b: a["b_O"]! }, {});
   return { y, k: kFull, v: vFull };
 }
@@ -564,11 +593,12 @@ defineFormula({
     const V = dimToString(last(z));
     const rows = z.shape.slice(0, -1).map(dimToString);
     // one-hot of the targets: [..., n, V]
-    const onehot = eq(iota([V] as const, 0), reshape(targets!, [...rows, "1"] as string[]));
-    const picked = reduce("sum", mul(z, onehot), [-1]);
+    const onehot = named(eq(iota([V] as const, 0), reshape(targets!, [...rows, "1"] as string[])), "\\mathbb{1}_{t}", "onehot(t)");
+    const picked = named(reduce("sum", mul(z, onehot), [-1]), "z_{t}", "z_t");
     const lse = call1("logsumexp", { x: z });
-    const N = mulDim(dim("..."), at(z, -2));
-    return { loss: div(sumAll(sub(lse, picked)), dimValue(N)) };
+    // N = number of positions (batch rows × n)
+    const N = named(dimValue(mulDim(dim("..."), at(z, -2))), "N", "N");
+    return { loss: div(sumAll(sub(lse, picked)), N) };
   },
 });
 

@@ -4,7 +4,7 @@
  * column blocks, ...) so real checkpoints map one to one; variants extend the scheme (docs/NAMES.md).
  */
 import { dimToString, type Dim } from "../dims.js";
-import { add, slice, Expr, matmul } from "../expr.js";
+import { add, slice, Expr, matmul, named } from "../expr.js";
 import { call1, callFormula, defineFormula, FormulaError, type ArgSpec, type HyperSpec, type OutputSpec } from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 
@@ -131,18 +131,19 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Confi
     y = add(add(x, attn(h)), mlp(h));
   } else {
     switch (cfg["placement"]) {
+      // Z' names the intermediate as the seed does (Z'^{(l)})
       case "post": {
-        const x1 = norm("ln_1", add(x, attn(x)));
+        const x1 = named(norm("ln_1", add(x, attn(x))), "Z'", "Z'");
         y = norm("ln_2", add(x1, mlp(x1)));
         break;
       }
       case "pre": {
-        const x1 = add(x, attn(norm("ln_1", x)));
+        const x1 = named(add(x, attn(norm("ln_1", x))), "Z'", "Z'");
         y = add(x1, mlp(norm("ln_2", x1)));
         break;
       }
       case "sandwich": {
-        const x1 = add(x, norm("ln_3", attn(norm("ln_1", x))));
+        const x1 = named(add(x, norm("ln_3", attn(norm("ln_1", x)))), "Z'", "Z'");
         y = add(x1, norm("ln_4", mlp(norm("ln_2", x1))));
         break;
       }
@@ -311,6 +312,7 @@ defineFormula({
     let x: Expr = call1("embedding", { tokens, E: a["wte.weight"]! });
     if (cfg["positions"] === "learned") x = add(x, call1("positional_learned", { P: a["wpe.weight"]! }, { n, offset }));
     if (cfg["positions"] === "sinusoidal") x = add(x, call1("positional_sinusoidal", {}, { n, d_model: "d_model", offset }));
+    x = named(x, "Z^{(0)}", "Z⁽⁰⁾");
     const blockCfg: Record<string, HyperValue> = {};
     for (const h of BLOCK_HYPER) if (cfg[h.name] !== undefined) blockCfg[h.name] = cfg[h.name]!;
     blockCfg["positions"] = attnPositions(cfg);
@@ -324,7 +326,7 @@ defineFormula({
         outs[`present.${l}.k`] = r["k"]!;
         outs[`present.${l}.v`] = r["v"]!;
       } else {
-        x = call1("block", p, blockCfg);
+        x = named(call1("block", p, blockCfg), `Z^{(${l + 1})}`, `Z⁽${superscript(l + 1)}⁾`);
       }
     }
     if (finalNorm(cfg)) {
@@ -339,3 +341,7 @@ defineFormula({
     return { logits, loss: call1("cross_entropy", { logits, targets: a["targets"]! }) };
   },
 });
+
+function superscript(k: number): string {
+  return String(k).replace(/\d/g, (d) => "⁰¹²³⁴⁵⁶⁷⁸⁹"[Number(d)]!);
+}
