@@ -80,11 +80,13 @@ export interface GemmKernelShape {
   unroll: number;
   /** Panels filled per pass when packing members adjacent in memory (see `emitPack`). */
   packGroup: number;
+  /** f64x2 accumulators (true), or scalar f64 ones (a variant kept to measure what SIMD buys). */
+  simd: boolean;
 }
 
 /** The register block used by default: 4×4 keeps 8 accumulators + 2 B vectors + 1 A splat +
  *  1 product in registers (x64 has 16 XMM registers; V8 reserves one as scratch). */
-export const DEFAULT_SHAPE: GemmKernelShape = { MR: 4, NR: 4, unroll: 1, packGroup: 4 };
+export const DEFAULT_SHAPE: GemmKernelShape = { MR: 4, NR: 4, unroll: 1, packGroup: 4, simd: true };
 
 /** Emits the kernel module. Its memory is imported as `env.memory` (shared, up to `maxPages`). */
 export function buildGemmModule(shape: GemmKernelShape = DEFAULT_SHAPE, maxPages = 32768): Uint8Array {
@@ -235,7 +237,7 @@ function emitPack(mod: ModuleBuilder, name: string, W: number, G: number): Funct
  * macro(mb, nb, kb, pa, pb, c, ldc, tile): C[0:mb, 0:nb] += packedA · packedB, where C's rows
  * are `ldc` bytes apart, packedA holds ⌈mb/MR⌉ panels of MR×kb and packedB ⌈nb/NR⌉ panels of kb×NR.
  */
-function emitMacro(mod: ModuleBuilder, { MR, NR, unroll }: GemmKernelShape): FunctionBuilder {
+function emitMacro(mod: ModuleBuilder, { MR, NR, unroll, simd }: GemmKernelShape): FunctionBuilder {
   const f = mod.func("macro", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], [], true);
   const [mb, nb, kb, pa, pb, c, ldc, tile] = [0, 1, 2, 3, 4, 5, 6, 7];
   const jr = f.local("i32");
@@ -250,18 +252,24 @@ function emitMacro(mod: ModuleBuilder, { MR, NR, unroll }: GemmKernelShape): Fun
   const i = f.local("i32");
   const j = f.local("i32");
   const t = f.local("i32");
-  const NV = NR / 2;
-  const acc: number[][] = Array.from({ length: MR }, () => Array.from({ length: NV }, () => f.local("v128")));
-  const bv = Array.from({ length: NV }, () => f.local("v128"));
-  const a = f.local("v128");
+  // Lanes per accumulator: 2 with SIMD (f64x2), 1 for the scalar variant kept for comparison.
+  const V = simd ? 2 : 1;
+  const NV = NR / V;
+  const T = simd ? "v128" : "f64";
+  const load = simd ? "v128.load" : "f64.load";
+  const store = simd ? "v128.store" : "f64.store";
+  const [mul, add] = simd ? (["f64x2.mul", "f64x2.add"] as const) : (["f64.mul", "f64.add"] as const);
+  const acc: number[][] = Array.from({ length: MR }, () => Array.from({ length: NV }, () => f.local(T)));
+  const bv = Array.from({ length: NV }, () => f.local(T));
+  const a = f.local(T);
 
-  /** One step of k: B row loads, then for each row of A a splat and NR/2 multiply-adds. */
+  /** One step of k: B row loads, then for each row of A a splat and NR/V multiply-adds. */
   const step = (u: number): void => {
-    for (let v = 0; v < NV; v++) f.get(bp).mem("v128.load", 8 * NR * u + 16 * v).set(bv[v]!);
+    for (let v = 0; v < NV; v++) f.get(bp).mem(load, 8 * NR * u + 8 * V * v).set(bv[v]!);
     for (let m = 0; m < MR; m++) {
-      f.get(ap).mem("v128.load64_splat", 8 * MR * u + 8 * m).set(a);
+      f.get(ap).mem(simd ? "v128.load64_splat" : "f64.load", 8 * MR * u + 8 * m).set(a);
       for (let v = 0; v < NV; v++) {
-        f.get(acc[m]![v]!).get(a).get(bv[v]!).op("f64x2.mul").op("f64x2.add").set(acc[m]![v]!);
+        f.get(acc[m]![v]!).get(a).get(bv[v]!).op(mul).op(add).set(acc[m]![v]!);
       }
     }
   };
@@ -275,7 +283,7 @@ function emitMacro(mod: ModuleBuilder, { MR, NR, unroll }: GemmKernelShape): Fun
       f.get(mb).get(ir).op("i32.sub").set(rows);
       f.get(pa).get(ir).get(kb).op("i32.mul").i32(3).op("i32.shl").op("i32.add").set(ap);
       f.get(bpanel).set(bp);
-      for (const row of acc) for (const x of row) f.f64x2(0).set(x);
+      for (const row of acc) for (const x of row) (simd ? f.f64x2(0) : f.f64(0)).set(x);
       f.get(kb).set(kk);
       if (unroll > 1) {
         whileLoop(f, () => f.get(kk).i32(unroll).op("i32.ge_s"), () => {
@@ -299,7 +307,7 @@ function emitMacro(mod: ModuleBuilder, { MR, NR, unroll }: GemmKernelShape): Fun
           // Full block: C row m, vector v += acc[m][v].
           for (let m = 0; m < MR; m++) {
             for (let v = 0; v < NV; v++) {
-              f.get(cp).get(cp).mem("v128.load", 16 * v).get(acc[m]![v]!).op("f64x2.add").mem("v128.store", 16 * v);
+              f.get(cp).get(cp).mem(load, 8 * V * v).get(acc[m]![v]!).op(add).mem(store, 8 * V * v);
             }
             if (m < MR - 1) f.inc(cp, { local: ldc });
           }
@@ -307,7 +315,7 @@ function emitMacro(mod: ModuleBuilder, { MR, NR, unroll }: GemmKernelShape): Fun
         () => {
           // Edge block: spill the accumulators to the tile, add only the rows and columns that exist.
           for (let m = 0; m < MR; m++) {
-            for (let v = 0; v < NV; v++) f.get(tile).get(acc[m]![v]!).mem("v128.store", 8 * (m * NR + 2 * v));
+            for (let v = 0; v < NV; v++) f.get(tile).get(acc[m]![v]!).mem(store, 8 * (m * NR + V * v));
           }
           f.i32(0).set(i);
           whileLoop(f, () => f.get(i).get(rows).op("i32.lt_s").get(i).i32(MR).op("i32.lt_s").op("i32.and"), () => {
