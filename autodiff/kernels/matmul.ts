@@ -4,7 +4,7 @@
  * Three paths, chosen by size; every path computes each C entry as the same K products
  * summed in float64, so they differ only by summation order (within K·u·Σ|a·b|, u = 2⁻⁵³):
  *
- * - **small** (batch·M·N·K < `SMALL_WORK`): a plain JS loop over the caller's arrays, k ascending
+ * - **small** (batch·M·N·K < `SMALL_WORK`, about 10³): a plain JS loop over the caller's arrays, k ascending
  *   from 0 exactly like the naive triple loop; no copies, no WebAssembly.
  * - **kernel**: blocks of A, B and C are staged into the WebAssembly memory (memcpy-speed
  *   `TypedArray.set`, O(n²)), then a packed, register-blocked SIMD128 kernel (`gemm-wasm.ts`)
@@ -45,8 +45,12 @@ export interface MatmulArgs {
   accumulate?: boolean;
 }
 
-/** Below this many multiply-adds (batch·M·N·K) the plain JS loop is used. */
-export const SMALL_WORK = 64 ** 3;
+/**
+ * Below this many multiply-adds (batch·M·N·K) the plain JS loop is used. Measured crossover
+ * (RESULTS.md): 8³ = 512 takes 2.3 µs either way, 16³ takes 8.2 µs in JS and 3.1 µs staged
+ * through the kernel, so the kernel wins from about a thousand multiply-adds.
+ */
+export const SMALL_WORK = 1024;
 
 /** A staging round with at least this many multiply-adds is split across threads. */
 export const PARALLEL_WORK = 2 ** 19;
