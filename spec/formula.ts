@@ -241,7 +241,7 @@ export function symShapeStrings(s: SymShape): string[] {
 
 /** Sizes used for examples when nothing else fixes a dim: small, odd where allowed. */
 export const EXAMPLE_DIMS: Readonly<Record<string, number>> = {
-  n: 5, m: 5, d: 7, d_k: 3, d_v: 3, d_in: 5, d_out: 4, V: 11, n_ctx: 9, p: 3, d_ff: 10,
+  n: 5, m: 5, d: 7, d_k: 3, d_v: 3, d_in: 5, d_out: 4, V: 11, n_ctx: 9, p: 3, d_ff: 10, H: 2,
 };
 
 /**
@@ -251,8 +251,9 @@ export const EXAMPLE_DIMS: Readonly<Record<string, number>> = {
 export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Record<string, number>> = {}): Record<string, number[]> {
   const def = getFormula(name);
   const config = resolveConfig(def, { ...(def.example ?? {}), ...cfg });
-  const env = new Map<string, number>([...hyperDims(def, config)]);
-  for (const [k, v] of Object.entries({ ...(def.exampleDims ?? {}), ...dims })) env.set(k, v);
+  // sizes fixed by the configuration win over requested example dims
+  const env = new Map<string, number>(Object.entries({ ...(def.exampleDims ?? {}), ...dims }));
+  for (const [k, v] of hyperDims(def, config)) env.set(k, v);
   const rels = parseRelations(def, config);
   const fill = (defaults: boolean) => {
     for (let pass = 0; pass < 4; pass++) {

@@ -157,7 +157,7 @@ export class Renderer {
     return match<Node, R>(n)
       .with({ op: "input" }, (n) => ({ s: n.label ? L(n.label.latex, n.label.text) : L(latexName(n.name), n.name), p: 3 }))
       .with({ op: "const" }, (n) => ({ s: num(n.value, this.fmt), p: n.value < 0 ? 0 : 3 }))
-      .with({ op: "dim" }, (n) => ({ s: L(dimLatex(n.dim), dimToString(n.dim)), p: typeof n.dim === "object" ? 0 : 3 }))
+      .with({ op: "dim" }, (n) => ({ s: L(dimLatex(n.dim), dimToString(n.dim).replace("...", "B")), p: typeof n.dim === "object" ? 0 : 3 }))
       .with({ op: "iota" }, (n) => ({ s: ["i", "j", "k", "l"][n.axis] ?? `\\iota_{${n.axis}}`, p: 3 }))
       .with({ op: "unary" }, (n) => {
         const f = SCALAR_FNS[n.fn];

@@ -156,7 +156,8 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Confi
   return res;
 }
 
-const blockRelations = (cfg: Config) => [`d_model = ${typeof cfg["H"] === "number" ? cfg["H"] : "H"}*d_k`];
+/** d_model = H·d_k, and H_kv = H unless grouped-query attention is asked for. */
+const blockRelations = (cfg: Config) => [`d_model = ${typeof cfg["H"] === "number" ? cfg["H"] : "H"}*d_k`, ...(cfg["H_kv"] === undefined ? ["H_kv = H"] : [])];
 
 function blockOutputs(cfg: Config): OutputSpec[] {
   return [
@@ -278,7 +279,7 @@ defineFormula({
   description: "the whole model: tokens → E[t] (+ P) → L blocks → (final norm) → logits Z W_vocabᵀ → mean cross-entropy against the targets",
   category: "model",
   hyper: GPT_HYPER,
-  relations: (cfg) => [`d_model = ${typeof cfg["H"] === "number" ? cfg["H"] : "H"}*d_k`],
+  relations: blockRelations,
   args: (cfg) => [
     { name: "tokens", shape: ["...", "n"], role: "input", int: true, doc: "token ids t", latex: "t" },
     ...(cfg["kv_cache"] === true
