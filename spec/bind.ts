@@ -98,7 +98,62 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
 
   for (const [k, v] of opts.hyper ?? []) set(k, v, `hyperparameter ${k} = ${v}`);
 
+  /** Solve `side = value` (from the equation a = b) for its one unknown; the source quotes the equation. */
+  const deriveFrom = (side: Dim, value: number, a: Dim, b: Dim): boolean => {
+    if (typeof side === "string" && !env.has(side)) {
+      const other = side === a ? b : a;
+      set(side, value, `from ${dimToString(side)} = ${dimToString(other)}${describe(other) ? ` with ${describe(other)}` : ""}`);
+      return true;
+    }
+    let solved: [string, number] | undefined;
+    try {
+      solved = solveFor(side, value, env);
+    } catch (e) {
+      throw new BindError(`${dimToString(a)} = ${dimToString(b)}: ${(e as DimError).message}`);
+    }
+    if (solved === undefined) return false;
+    const known = [describe(a), describe(b)].filter(Boolean).join(", ");
+    set(solved[0], solved[1], `from ${dimToString(a)} = ${dimToString(b)}${known ? ` with ${known}` : ""}`);
+    return true;
+  };
+
+  /** Solve the pending equations until nothing changes (relations first: they were pushed first). */
+  const solvePending = (): void => {
+
+    let progress = true;
+    while (pending.length > 0 && progress) {
+      progress = false;
+      for (let i = 0; i < pending.length; i++) {
+        const { a, b, why } = pending[i]!;
+        let va: number | undefined;
+        let vb: number | undefined;
+        try {
+          va = evalDim(a, env);
+          vb = evalDim(b, env);
+        } catch (e) {
+          throw new BindError(`${why}: ${(e as Error).message}`);
+        }
+        let done = false;
+        if (va !== undefined && vb !== undefined) {
+          if (va !== vb) {
+            throw new BindError(`${why}: ${dimToString(a)} = ${va} but ${dimToString(b)} = ${vb} (${[...new Set([...dimNames(a), ...dimNames(b)])].map((k) => `${k} = ${env.get(k)} from ${sources.get(k)}`).join("; ")})`);
+          }
+          done = true;
+        } else if (va !== undefined) done = deriveFrom(b, va, a, b);
+        else if (vb !== undefined) done = deriveFrom(a, vb, a, b);
+        if (done) {
+          pending.splice(i, 1);
+          i--;
+          progress = true;
+        }
+      }
+    }
+  };
+
+
   const nodes = topoSort(roots);
+  for (const n of nodes) for (const c of n.constraints ?? []) pending.push(c);
+  solvePending();
   // Inputs first, in a stable order, so messages name the first tensor that disagrees.
   for (const n of nodes) {
     if (n.op !== "input") continue;
@@ -128,39 +183,10 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
       const what = `${n.role} ${n.name}${f} (shape [${actual.join(", ")}]) at axis ${axis}`;
       if (!unifyValue(d, actual[axis]!, what)) pending.push({ a: d, b: actual[axis]!, why: what });
     });
+    // derive what this tensor implies now, so a later disagreement names the derivation
+    solvePending();
   }
-
-  for (const n of nodes) for (const c of n.constraints ?? []) pending.push(c);
-
-  // Solve the remaining equations until nothing changes.
-  let progress = true;
-  while (pending.length > 0 && progress) {
-    progress = false;
-    for (let i = 0; i < pending.length; i++) {
-      const { a, b, why } = pending[i]!;
-      let va: number | undefined;
-      let vb: number | undefined;
-      try {
-        va = evalDim(a, env);
-        vb = evalDim(b, env);
-      } catch (e) {
-        throw new BindError(`${why}: ${(e as Error).message}`);
-      }
-      let done = false;
-      if (va !== undefined && vb !== undefined) {
-        if (va !== vb) {
-          throw new BindError(`${why}: ${dimToString(a)} = ${va} but ${dimToString(b)} = ${vb} (${[...new Set([...dimNames(a), ...dimNames(b)])].map((k) => `${k} = ${env.get(k)} from ${sources.get(k)}`).join("; ")})`);
-        }
-        done = true;
-      } else if (va !== undefined) done = unifyValue(b, va, `${dimToString(a)} = ${va} (${why})`);
-      else if (vb !== undefined) done = unifyValue(a, vb, `${dimToString(b)} = ${vb} (${why})`);
-      if (done) {
-        pending.splice(i, 1);
-        i--;
-        progress = true;
-      }
-    }
-  }
+  solvePending();
 
   // Every dim a node needs must now be known.
   const need = new Set<string>();

@@ -8,9 +8,14 @@ import { BATCH, dim, dimToString, type Dim, type SymShape } from "./dims.js";
 import type { BinaryFn, Label, Node, ReduceFn } from "./node.js";
 import { SCALAR_FNS, type ScalarFnName } from "./scalar.js";
 import { currentScope, explicitDims, hasBatch, normAxis, shapeRule, ShapeError, type NodeRequest } from "./shape.js";
-import type { Broadcast, CheckBroadcast, Dims, DropLast, KeepLast, Permute, SwapLast, WideOnly } from "./types.js";
+import type { Broadcast, CheckBroadcast, Dims, DropLast, KeepLast, Mutable, Permute, SameBatch, SwapLast, WideOnly } from "./types.js";
 
 declare const SHAPE: unique symbol;
+
+/** The shape type of an expression, as a value for type tests (`expectTypeOf(shapeOf(e))`). */
+export function shapeOf<S extends Dims>(e: Expr<S>): S {
+  return e.shape as unknown as S;
+}
 
 /** A typed handle on a graph node. `S` is the shape as dim names; it exists only for the compiler. */
 export class Expr<S extends Dims = Dims> {
@@ -69,13 +74,13 @@ const lift = (x: Operand): Expr => (typeof x === "number" ? constant(x) : x);
 // Leaves
 
 /** A named formula input, e.g. `input("x", ["...", "n", "d_model"])`. */
-export function input<const S extends Dims>(name: string, shape: S, opts: { int?: boolean; label?: Label } = {}): Expr<S> {
-  return make<S>({ op: "input", name, role: "input", target: parseShape(shape), elem: opts.int ? "int" : "float" }, opts.label);
+export function input<const S extends Dims>(name: string, shape: S, opts: { int?: boolean; label?: Label } = {}): Expr<Mutable<S>> {
+  return make<Mutable<S>>({ op: "input", name, role: "input", target: parseShape(shape), elem: opts.int ? "int" : "float" }, opts.label);
 }
 
 /** A named parameter (weights), e.g. `param("W_Q", ["d_model", "d_model"])`. */
-export function param<const S extends Dims>(name: string, shape: S, opts: { label?: Label } = {}): Expr<S> {
-  return make<S>({ op: "input", name, role: "param", target: parseShape(shape), elem: "float" }, opts.label);
+export function param<const S extends Dims>(name: string, shape: S, opts: { label?: Label } = {}): Expr<Mutable<S>> {
+  return make<Mutable<S>>({ op: "input", name, role: "param", target: parseShape(shape), elem: "float" }, opts.label);
 }
 
 export function constant(value: number): Expr<[]> {
@@ -241,9 +246,9 @@ export function matmul<B extends Dims, I extends string, J extends string, K ext
   a: Expr<readonly [...B, I, J]>,
   b: Expr<readonly [NoInfer<J>, K]>,
 ): Expr<[...B, I, K]>;
-export function matmul<B extends Dims, I extends string, J extends string, K extends string>(
+export function matmul<B extends Dims, B2 extends Dims, I extends string, J extends string, K extends string>(
   a: Expr<readonly [...B, I, J]>,
-  b: Expr<readonly [...NoInfer<B>, NoInfer<J>, K]>,
+  b: Expr<readonly [...B2, NoInfer<J>, K]> & SameBatch<B, B2>,
 ): Expr<[...B, I, K]>;
 export function matmul<A extends Dims, B extends Dims>(a: Expr<A> & WideOnly<A, B>, b: Expr<B>): Expr<Dims>;
 export function matmul(a: Expr, b: Expr): Expr {

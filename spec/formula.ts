@@ -255,6 +255,13 @@ export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Rec
   const env = new Map<string, number>(Object.entries({ ...(def.exampleDims ?? {}), ...dims }));
   for (const [k, v] of hyperDims(def, config)) env.set(k, v);
   const rels = parseRelations(def, config);
+  // a relation whose one side the configuration fixes decides its other side (d_k from d_model, H)
+  const fixed = hyperDims(def, config);
+  for (const r of rels) {
+    const sideFixed = (d: Dim) => [...dimNames(d)].every((k) => fixed.has(k));
+    if (sideFixed(r.a)) for (const k of dimNames(r.b)) if (!fixed.has(k)) env.delete(k);
+    if (sideFixed(r.b)) for (const k of dimNames(r.a)) if (!fixed.has(k)) env.delete(k);
+  }
   const fill = (defaults: boolean) => {
     for (let pass = 0; pass < 4; pass++) {
       for (const r of rels) {
@@ -287,7 +294,7 @@ export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Rec
   return out;
 }
 
-import { evalDim } from "./dims.js";
+import { evalDim, dimNames } from "./dims.js";
 function evalDimSafe(d: Dim, env: ReadonlyMap<string, number>): number | undefined {
   try {
     return evalDim(d, env);

@@ -24,6 +24,9 @@ export type BroadcastDim<X extends string, Y extends string> =
   : Y extends "1" ? X
   : never;
 
+/** A tuple without `readonly` (shapes are compared as plain tuples). */
+export type Mutable<T extends Dims> = [...T];
+
 /** True for a shape whose rank the type system does not know (`string[]`). */
 export type IsWide<S extends Dims> = number extends S["length"] ? true : false;
 
@@ -31,7 +34,8 @@ export type IsWide<S extends Dims> = number extends S["length"] ? true : false;
 export type Broadcast<A extends Dims, B extends Dims> =
   IsWide<A> extends true ? Dims
   : IsWide<B> extends true ? Dims
-  : BroadcastTuples<A, B>;
+  : [BroadcastTuples<A, B>] extends [never] ? never
+  : Mutable<BroadcastTuples<A, B>>;
 
 type BroadcastTuples<A extends Dims, B extends Dims> =
   A extends readonly [...infer AR extends Dims, infer AL extends string]
@@ -66,3 +70,7 @@ export type SwapLast<S extends Dims> = S extends readonly [...infer B extends Di
 /** `unknown` when either shape is untracked (wide), an error otherwise: guards fallback overloads. */
 export type WideOnly<A extends Dims, B extends Dims> =
   IsWide<A> extends true ? unknown : IsWide<B> extends true ? unknown : ShapeMismatch<"shapes are tracked but do not fit", A, B>;
+
+/** `unknown` when two batch prefixes are the same dims, an error otherwise. */
+export type SameBatch<A extends Dims, B extends Dims> =
+  [A] extends [B] ? ([B] extends [A] ? unknown : ShapeMismatch<"batch axes differ", A, B>) : ShapeMismatch<"batch axes differ", A, B>;
