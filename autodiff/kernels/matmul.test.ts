@@ -126,7 +126,7 @@ const flags: [boolean, boolean][] = [
 ];
 
 beforeAll(() => {
-  configureMatmul({ threads: 2 });
+  configureMatmul({ threads: 2, workers: "always" });
 });
 
 afterAll(async () => {

@@ -4,8 +4,8 @@
  * Three paths, chosen by size; every path computes each C entry as the same K products
  * summed in float64, so they differ only by summation order (within K·u·Σ|a·b|, u = 2⁻⁵³):
  *
- * - **small** (batch·M·N·K < `SMALL_WORK`, about 10³): a plain JS loop over the caller's arrays, k ascending
- *   from 0 exactly like the naive triple loop; no copies, no WebAssembly.
+ * - **small** (batch·M·N·K < `SMALL_WORK`, about 10³): a plain JS loop over the caller's
+ *   arrays, k ascending from 0 exactly like the naive triple loop; no copies, no WebAssembly.
  * - **kernel**: blocks of A, B and C are staged into the WebAssembly memory (memcpy-speed
  *   `TypedArray.set`, O(n²)), then a packed, register-blocked SIMD128 kernel (`gemm-wasm.ts`)
  *   computes C += A·B (O(n³)). Staging is bounded by `STAGE_ELEMENTS`; larger problems are
@@ -16,7 +16,8 @@
  *
  * **f32 semantics.** Inputs are float32; products and sums are formed in float64 (a product of
  * two float32 values is exact in float64) and each result element is rounded to float32 once,
- * when stored. With `accumulate`, C's old value is added in float64 before that rounding.
+ * when stored (round to nearest, ties to even). With `accumulate`, C's old value is added in
+ * float64 before that rounding.
  * This makes the f32 result the float32 rounding of the f64 computation on the same inputs.
  */
 import { TensorError } from "../tensor.js";
@@ -52,7 +53,10 @@ export interface MatmulArgs {
  */
 export const SMALL_WORK = 1024;
 
-/** A staging round with at least this many multiply-adds is split across threads. */
+/**
+ * A staging round with at least this many multiply-adds (≈ 80³, about 30 µs on one core) is
+ * split across threads; below it, handing tiles out costs about what a second core saves.
+ */
 export const PARALLEL_WORK = 2 ** 19;
 
 /** Staging budget in float64 elements (A, B and C blocks of one round together): 32 MiB. */
@@ -95,9 +99,17 @@ let stageElements = STAGE_ELEMENTS;
  * kernel even for small problems, `"auto"` restores the size rule. `threads` (≥ 1) caps the
  * threads a call may use, the caller included (default: one per available core).
  * `stageElements` shrinks the staging budget so that small problems exercise block staging.
+ * `workers`: `"adaptive"` (default) uses the worker pool only while it makes products of that
+ * size faster; `"always"` uses it for every product large enough (tests of the parallel path).
  */
-export function configureMatmul(options: { path?: "auto" | "js" | "kernel"; threads?: number; stageElements?: number }): void {
+export function configureMatmul(options: {
+  path?: "auto" | "js" | "kernel";
+  threads?: number;
+  stageElements?: number;
+  workers?: "adaptive" | "always";
+}): void {
   if (options.path !== undefined) forcedPath = options.path;
+  if (options.workers !== undefined) gemmRuntime().policy = options.workers;
   if (options.threads !== undefined) gemmRuntime().setThreads(options.threads);
   if (options.stageElements !== undefined) {
     if (!Number.isSafeInteger(options.stageElements) || options.stageElements < 3) {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { configureMatmul, matmul, shutdownMatmulWorkers } from "./matmul.js";
-import { gemmRuntime, gemmRuntimeStarted } from "./pool.js";
+import { ModeChooser, gemmRuntime, gemmRuntimeStarted } from "./pool.js";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -18,6 +18,39 @@ function square(n: number, value: number): Float64Array {
   return new Float64Array(n * n).fill(value);
 }
 
+describe("ModeChooser", () => {
+  it("tries workers first, then serial, then keeps the faster way and re-checks every 8th job", () => {
+    const chooser = new ModeChooser();
+    const work = 1e6;
+    const choices: boolean[] = [];
+    // Workers take 2 ms per job, the caller alone 1 ms (a machine busy with other processes).
+    for (let job = 0; job < 24; job++) {
+      const parallel = chooser.parallel(work);
+      choices.push(parallel);
+      chooser.record(work, parallel, parallel ? 2 : 1);
+    }
+    expect(choices.slice(0, 2)).toEqual([true, false]);
+    // Jobs 8, 16, 24 (1-based) re-check the slower way; all others run serially.
+    expect(choices.map((p, i) => (p ? i + 1 : 0)).filter((i) => i > 0)).toEqual([1, 8, 16, 24]);
+    // Other size classes are judged separately.
+    expect(chooser.parallel(work * 4)).toBe(true);
+  });
+
+  it("switches back to workers once they are faster again", () => {
+    const chooser = new ModeChooser();
+    const work = 1e6;
+    let serialMs = 1;
+    const choices: boolean[] = [];
+    for (let job = 0; job < 40; job++) {
+      if (job === 10) serialMs = 3; // the other processes are gone: workers (2 ms) now win
+      const parallel = chooser.parallel(work);
+      choices.push(parallel);
+      chooser.record(work, parallel, parallel ? 2 : serialMs);
+    }
+    expect(choices.slice(30)).toEqual(choices.slice(30).map((_, i) => (31 + i) % 8 !== 0));
+  });
+});
+
 // The tests below share one runtime and run in order.
 describe("worker pool", () => {
   it("is not created by small products (lazy start)", () => {
@@ -28,7 +61,7 @@ describe("worker pool", () => {
   });
 
   it("starts workers on the first parallel product, and they take tasks", async () => {
-    configureMatmul({ threads: 2 });
+    configureMatmul({ threads: 2, workers: "always" });
     expect(gemmRuntime().readyWorkers).toBe(0);
     const n = 300;
     const c = new Float64Array(n * n);

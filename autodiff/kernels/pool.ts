@@ -61,26 +61,34 @@ const SYNC = {
 } as const;
 
 /**
- * How long an idle worker polls its mailbox before sleeping, and how long the caller polls for
- * workers' last tasks. A futex wake-up costs about 55 µs on this 2-vCPU VM (measured;
- * RESULTS.md), and the engine issues matmuls back to back with little JS between them, so a
- * worker that polls briefly joins the next product at once. Polling is kept short because when
- * other processes hold one core, the caller and the worker share the other, and a polling thread
- * then steals time from the one doing the work.
+ * How an idle worker waits for the next job, in three stages:
+ * - it polls its mailbox for `SPIN_MS` (the engine issues matmuls back to back with little JS
+ *   between them, so a polling worker joins the next product at once);
+ * - then naps in `NAP_MS` slices (`Atomics.wait` with a timeout) until `DEEP_SLEEP_MS` of idleness,
+ *   so the caller need not wake it;
+ * - then sleeps until notified.
+ * Waking a sleeping thread from the caller (`Atomics.notify`) costs 50–500 µs of the caller's
+ * time on this 2-vCPU VM (measured: RESULTS.md), partly because Linux may run the woken worker on
+ * the caller's CPU and preempt the caller; a worker that finds the job by itself costs nothing.
+ * Polling is kept short because when other processes hold one core, the caller and the worker
+ * share the other, and a polling thread then steals time from the one doing the work.
  */
 export const SPIN_MS = 0.3;
+export const NAP_MS = 0.25;
+export const DEEP_SLEEP_MS = 50;
+/** How long the caller polls for workers' last tasks before sleeping. */
 export const WAIT_SPIN_MS = 0.05;
 
 /**
  * Worker body, plain CommonJS so it runs in any worker without a TypeScript loader: wait for a
- * new job number in the mailbox (polling for SPIN_MS, then sleeping), run its tasks, repeat.
+ * new job number in the mailbox (polling, napping, then sleeping), run its tasks, repeat.
  * `sleeping` and the mailbox are a Dekker pair: the worker sets `sleeping` and re-reads the
  * mailbox before waiting; the caller writes the mailbox and then reads `sleeping`, so one of
  * them always sees the other (all accesses sequentially consistent).
  */
 const WORKER_SOURCE = `
 const { workerData } = require("node:worker_threads");
-const { module, memory, thread, JOB, BUSY, READY, ERROR, SLEEPING, DONE, TEXT_AT, TEXT_BYTES, SPIN_MS } = workerData;
+const { module, memory, thread, JOB, BUSY, READY, ERROR, SLEEPING, DONE, TEXT_AT, TEXT_BYTES, SPIN_MS, NAP_MS, DEEP_SLEEP_MS } = workerData;
 const ctl = new Int32Array(memory.buffer, 0, ${LAYOUT.tasks / 4});
 const run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
 // The caller set JOB to 0 before starting this worker and changes it only after READY is set.
@@ -88,13 +96,18 @@ let job = 0;
 Atomics.store(ctl, READY, 1);
 for (;;) {
   let next;
-  const until = performance.now() + SPIN_MS;
+  const start = performance.now();
   for (let spins = 0; (next = Atomics.load(ctl, JOB)) === job; spins++) {
-    if (spins > 1000 && performance.now() > until) {
-      Atomics.store(ctl, SLEEPING, 1);
-      if (Atomics.load(ctl, JOB) === job) Atomics.wait(ctl, JOB, job);
-      Atomics.store(ctl, SLEEPING, 0);
+    if (spins < 1000) continue;
+    const idle = performance.now() - start;
+    if (idle < SPIN_MS) continue;
+    if (idle < DEEP_SLEEP_MS) {
+      Atomics.wait(ctl, JOB, job, NAP_MS);
+      continue;
     }
+    Atomics.store(ctl, SLEEPING, 1);
+    if (Atomics.load(ctl, JOB) === job) Atomics.wait(ctl, JOB, job);
+    Atomics.store(ctl, SLEEPING, 0);
   }
   if (next < 0) break;
   // BUSY is set before the job number is read again, so a caller that has seen BUSY = 0 after
@@ -113,6 +126,40 @@ for (;;) {
 }
 `;
 
+/**
+ * Decides whether a job that may use workers should, judged by how fast jobs of its size class
+ * (⌊log₂ multiply-adds⌋) ran each way: moving averages of ns per multiply-add. On a machine
+ * where other processes hold cores, a worker gets descheduled holding a task, or the caller and
+ * a worker share one core, and a parallel job can take several times as long as a serial one
+ * (measured: RESULTS.md); so parallel is chosen only while it is not slower, and every 8th job
+ * of a class runs the other way to keep both measurements current. Results do not depend on
+ * the choice: the tiles are the same either way.
+ */
+export class ModeChooser {
+  private readonly classes = new Map<number, { serial: number; parallel: number; jobs: number }>();
+
+  /** Whether the next job of `work` multiply-adds should use workers. */
+  parallel(work: number): boolean {
+    const key = Math.floor(Math.log2(work));
+    let c = this.classes.get(key);
+    if (c === undefined) this.classes.set(key, (c = { serial: NaN, parallel: NaN, jobs: 0 }));
+    c.jobs++;
+    if (Number.isNaN(c.parallel)) return true;
+    if (Number.isNaN(c.serial)) return false;
+    const better = c.parallel <= c.serial;
+    return c.jobs % 8 === 0 ? !better : better;
+  }
+
+  /** Records that a job of `work` multiply-adds took `ms`, with workers or without. */
+  record(work: number, parallel: boolean, ms: number): void {
+    const c = this.classes.get(Math.floor(Math.log2(work)));
+    if (c === undefined) return;
+    const nsPerMac = (ms * 1e6) / work;
+    const key = parallel ? "parallel" : "serial";
+    c[key] = Number.isNaN(c[key]) ? nsPerMac : 0.75 * c[key] + 0.25 * nsPerMac;
+  }
+}
+
 /** The process-wide GEMM runtime (created on first use). */
 export class GemmRuntime {
   readonly memory: WasmMemory;
@@ -123,6 +170,12 @@ export class GemmRuntime {
   private threads = 1;
   private job = 0;
   private view: Float64Array;
+  private readonly chooser = new ModeChooser();
+  /** `"adaptive"`: use workers while they make jobs faster (see `chooseParallel`);
+   *  `"always"`: for every job that qualifies (tests of the parallel path). */
+  policy: "adaptive" | "always" = "adaptive";
+  /** Jobs run with workers, and jobs that could have used them but ran on the caller alone. */
+  readonly stats = { parallelJobs: 0, serialJobs: 0 };
 
   constructor() {
     this.module = new wasm.Module(buildGemmModule(DEFAULT_SHAPE, MAX_PAGES));
@@ -207,9 +260,13 @@ export class GemmRuntime {
     Atomics.store(ctl, LAYOUT.tasksDone / 4, 0);
     Atomics.store(ctl, LAYOUT.nextTask / 4, tag * 0x10000);
 
+    const t0 = performance.now();
     const helpers: number[] = [];
-    if (parallel && tasks.length > 1 && this.threads > 1) {
-      this.startWorkers();
+    const eligible = parallel && tasks.length > 1 && this.threads > 1;
+    let work = 0;
+    for (const task of tasks) work += task.M * task.N * task.K;
+    if (eligible) this.startWorkers();
+    if (eligible && (this.policy === "always" || this.chooser.parallel(work))) {
       for (let t = 1; t < this.threads; t++) {
         if (Atomics.load(ctl, SYNC.ready(t)) !== 1) continue;
         helpers.push(t);
@@ -223,19 +280,33 @@ export class GemmRuntime {
     } catch (e) {
       mainError = e;
     }
-    if (mainError === undefined) {
+    let failed = mainError !== undefined;
+    if (!failed) {
       // Wait for tasks that workers claimed and are still running (poll, then sleep).
       const until = performance.now() + WAIT_SPIN_MS;
       for (let spins = 0; ; spins++) {
         const done = Atomics.load(ctl, LAYOUT.tasksDone / 4);
-        if (done === tasks.length || helpers.some((t) => Atomics.load(ctl, SYNC.error(t)) !== 0)) break;
+        if (done === tasks.length) break;
+        if (helpers.some((t) => Atomics.load(ctl, SYNC.error(t)) !== 0)) {
+          failed = true;
+          break;
+        }
         if (spins > 100 && performance.now() > until) Atomics.wait(ctl, LAYOUT.tasksDone / 4, done, 100);
       }
     }
-    // Close the counter and let every worker leave `run` before the memory is reused.
+    // Close the counter: a worker still in `run` can then claim nothing (its compare-and-swap
+    // carries this job's tag). With every task done nothing of this job is in flight; after a
+    // failure some task may be, so wait for every worker to leave `run`.
     Atomics.store(ctl, LAYOUT.nextTask / 4, 0);
-    for (const t of helpers) {
-      while (Atomics.load(ctl, SYNC.busy(t)) !== 0) Atomics.wait(ctl, SYNC.busy(t), 1, 1);
+    if (failed) {
+      for (const t of helpers) {
+        while (Atomics.load(ctl, SYNC.busy(t)) !== 0) Atomics.wait(ctl, SYNC.busy(t), 1, 1);
+      }
+    } else if (eligible) {
+      // A job offered to no ready worker (still booting) ran serially, and counts as such.
+      this.chooser.record(work, helpers.length > 0, performance.now() - t0);
+      if (helpers.length > 0) this.stats.parallelJobs++;
+      else this.stats.serialJobs++;
     }
     // Collect (and clear) every worker's error before throwing, so none leaks into a later job.
     let workerError: Error | undefined;
@@ -286,6 +357,8 @@ export class GemmRuntime {
           SLEEPING: SYNC.sleeping(t),
           DONE: LAYOUT.tasksDone / 4,
           SPIN_MS,
+          NAP_MS,
+          DEEP_SLEEP_MS,
           TEXT_AT: SYNC.textAt(t),
           TEXT_BYTES: SYNC.textBytes,
         },

@@ -115,7 +115,7 @@ export function unaryLoop(fn: ScalarFnName): Loop {
 export function scalarKernel(fn: ScalarFnName): Fn1 {
   let f = scalars.get(fn);
   if (f === undefined) {
-    f = compile<Fn1>(`return function ${fn}(x) { return ${SCALAR_KERNELS[fn]}; };`);
+    f = compile<Fn1>(`return function ${fn}Kernel(x) { return ${SCALAR_KERNELS[fn]}; };`);
     scalars.set(fn, f);
   }
   return f;
