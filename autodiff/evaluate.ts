@@ -462,13 +462,10 @@ export function plan(graph: Graph, inputs: Readonly<Record<string, { shape: read
     }
     void t;
   }
-  const roots = Object.values(graph.outputs).map((e) => e.node);
-  let binding: Binding;
-  try {
-    binding = bindDims(roots, inputs, { formula: graph.name, hyper: graph.hyper, relations: graph.relations });
-  } catch (e) {
-    throw e;
-  }
+  // every given argument takes part in binding, even one the outputs do not read (a zero gradient
+  // still needs its shape)
+  const roots = [...Object.values(graph.outputs).map((e) => e.node), ...Object.entries(graph.args).filter(([k]) => k in inputs).map(([, e]) => e.node)];
+  const binding: Binding = bindDims(roots, inputs, { formula: graph.name, hyper: graph.hyper, relations: graph.relations });
   const p = new Plan(graph, binding, dtype, opts);
   if (byKey.size > 16) byKey.clear();
   byKey.set(key, p);
