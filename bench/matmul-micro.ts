@@ -3,14 +3,17 @@
  *   naive    — the textbook i-j-k triple loop in JS,
  *   js       — the library's small-problem path (i-k-j loop, float64 row accumulator),
  *   kernel×1 — the WebAssembly SIMD kernel on the calling thread only,
- *   kernel×T — the same kernel with the worker pool (T threads, caller included),
+ *   kernel×T — the same kernel with the worker pool (T threads, caller included) on every
+ *              product large enough to split,
+ *   auto     — the default: the pool only while it makes products of that size faster,
  * for square sizes (A·B, A·Bᵀ, Aᵀ·B; f64 and f32) and the GPT shapes.
  *
  * Each cell is the median of ≥ 5 timed repetitions after warm-up runs (which also let V8 tier
  * the WebAssembly up from its baseline compiler). Run: `npx tsx bench/matmul-micro.ts`
  * Options: `--quick` (3 warm-ups, 5 repetitions, square sizes only), `--no-naive`,
  * `--steps` (only the kernel-variant table: what SIMD, the register block, unrolling, cache
- * blocking and SIMD packing each buy, measured on data already in the module's memory).
+ * blocking and SIMD packing each buy, measured on data already in the module's memory),
+ * `--block` (only the 18 products of one GPT block's forward and backward pass).
  */
 import { readFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -22,6 +25,7 @@ import { wasm } from "../autodiff/kernels/wasm-api.js";
 const quick = process.argv.includes("--quick");
 const noNaive = process.argv.includes("--no-naive");
 const stepsOnly = process.argv.includes("--steps");
+const blockOnly = process.argv.includes("--block");
 const REPS = 5;
 const threads = availableParallelism();
 
@@ -185,11 +189,61 @@ function kernelSteps(): void {
   console.log();
 }
 
+/**
+ * The 18 products of one GPT block's forward and backward pass (d_model 256, n 128, H 8,
+ * d_k 32, d_ff 1024; fused QKV): for Y = A·B the backward pass needs dA = dY·Bᵀ and dB = Aᵀ·dY.
+ */
+const GPT_BLOCK: Shape[] = (() => {
+  const n = 128;
+  const d = 256;
+  const H = 8;
+  const dk = d / H;
+  const ff = 4 * d;
+  const forward: Shape[] = [
+    { name: "QKV", batch: 1, M: n, N: 3 * d, K: d, transA: false, transB: false },
+    { name: "scores", batch: H, M: n, N: n, K: dk, transA: false, transB: true },
+    { name: "P·V", batch: H, M: n, N: dk, K: n, transA: false, transB: false },
+    { name: "out", batch: 1, M: n, N: d, K: d, transA: false, transB: false },
+    { name: "FFN up", batch: 1, M: n, N: ff, K: d, transA: false, transB: false },
+    { name: "FFN down", batch: 1, M: n, N: d, K: ff, transA: false, transB: false },
+  ];
+  const backward = forward.flatMap((f): Shape[] => [
+    // dA (M×K) = dY (M×N) · Bᵀ: B is K×N as stored (or N×K when f.transB).
+    { name: `d${f.name} dA`, batch: f.batch, M: f.M, N: f.K, K: f.N, transA: false, transB: !f.transB },
+    // dB (K×N) = Aᵀ (K×M) · dY (M×N); when f.transB, dBᵀ (N×K) = dYᵀ · A instead.
+    f.transB
+      ? { name: `d${f.name} dB`, batch: f.batch, M: f.N, N: f.K, K: f.M, transA: true, transB: false }
+      : { name: `d${f.name} dB`, batch: f.batch, M: f.K, N: f.N, K: f.M, transA: true, transB: false },
+  ]);
+  return [...forward, ...backward];
+})();
+
+function gptBlock(): void {
+  const mats = GPT_BLOCK.map((s) => args(s, "f64"));
+  const flops = GPT_BLOCK.reduce((sum, s) => sum + 2 * s.batch * s.M * s.N * s.K, 0);
+  const all = (): void => {
+    for (const p of mats) matmul(p);
+  };
+  console.log(`load average: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  console.log(`\n## one GPT block, forward + backward products (${GPT_BLOCK.length} calls, ${(flops / 1e6).toFixed(0)} MFLOP, f64)\n`);
+  console.log("| path | ms | GFLOP/s |");
+  console.log("|---|---:|---:|");
+  for (const [label, options] of [
+    ["kernel×1", { path: "kernel", threads: 1 }],
+    [`kernel×${threads}`, { path: "auto", threads, workers: "always" }],
+    ["auto", { path: "auto", threads, workers: "adaptive" }],
+  ] as const) {
+    configureMatmul(options);
+    const gflops = measure(all, flops, 5, 9);
+    console.log(`| ${label} | ${(flops / gflops / 1e6).toFixed(2)} | ${gflops.toFixed(2)} |`);
+  }
+}
+
 async function main(): Promise<void> {
   console.log(`# matmul micro-benchmark, ${new Date().toISOString().slice(0, 10)}`);
   console.log(`node ${process.version}, ${cpus()[0]?.model ?? "unknown cpu"}, ${threads} threads available`);
   console.log(`GFLOP/s, median of ${REPS} after warm-up\n`);
-  kernelSteps();
+  if (!blockOnly) kernelSteps();
   if (stepsOnly) return;
 
   // Start the workers and wait until they have booted, so the threaded column measures work.
@@ -217,11 +271,16 @@ async function main(): Promise<void> {
     shapes.push({ name: "8 × 128×32 · 32×128 (scores)", batch: 8, M: 128, N: 128, K: 32, transA: false, transB: false });
   }
 
+  if (blockOnly) {
+    gptBlock();
+    await shutdownMatmulWorkers();
+    return;
+  }
   console.log(`load average before: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
   console.log("(others: cores busy with other processes during the row, from /proc/stat)\n");
-  const header = `| shape | dtype | naive | js | kernel×1 | kernel×${threads} | others |`;
+  const header = `| shape | dtype | naive | js | kernel×1 | kernel×${threads} | auto | others |`;
   console.log(header);
-  console.log("|---|---|---:|---:|---:|---:|---:|");
+  console.log("|---|---|---:|---:|---:|---:|---:|---:|");
   for (const s of shapes) {
     for (const dtype of ["f64", "f32"] as const) {
       const p = args(s, dtype);
@@ -235,12 +294,15 @@ async function main(): Promise<void> {
       cells.push(noNaive ? "–" : measure(() => matmul(p), flops, big ? 1 : 2).toFixed(2));
       configureMatmul({ path: "kernel", threads: 1 });
       cells.push(measure(() => matmul(p), flops, warm).toFixed(2));
-      configureMatmul({ path: "auto", threads });
+      configureMatmul({ path: "auto", threads, workers: "always" });
+      cells.push(measure(() => matmul(p), flops, warm).toFixed(2));
+      configureMatmul({ workers: "adaptive" });
       cells.push(measure(() => matmul(p), flops, warm).toFixed(2));
       cells.push(others());
       console.log(`| ${s.name} | ${dtype} | ${cells.join(" | ")} |`);
     }
   }
+  gptBlock();
   const mem = rt.memory.buffer.byteLength / 2 ** 20;
   console.log(`\nkernel memory after the run: ${mem.toFixed(1)} MiB`);
   await shutdownMatmulWorkers();

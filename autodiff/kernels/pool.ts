@@ -114,6 +114,7 @@ for (;;) {
   // closing a job knows this worker will only ever run a later job's tag.
   Atomics.store(ctl, BUSY, 1);
   job = Atomics.load(ctl, JOB);
+  if (job < 0) break;
   try {
     run(thread, ((job - 1) % 0x7fff) + 1);
   } catch (e) {
