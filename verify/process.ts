@@ -240,6 +240,8 @@ class Connection {
 
   private readonly exited: Promise<void>;
   private closing: Promise<void> | undefined;
+  /** close() was called: an exit from now on is expected, not a fault (unless a request was waiting). */
+  private closeRequested = false;
   private terminating: Promise<void> | undefined;
 
   constructor(command: string, opts: ProcessOptions) {
@@ -292,7 +294,7 @@ class Connection {
         });
       });
       void stderrDone.then(() => {
-        if (this.stopped === undefined || this.pending !== undefined) {
+        if ((this.stopped === undefined && !this.closeRequested) || this.pending !== undefined) {
           this.fail({ kind: "exit", message: this.exitMessage() }, false);
         }
         this.releaseHandles();
@@ -451,7 +453,7 @@ class Connection {
 
   /** Record the fault that stops the process, reject the pending request with it, and (if asked) stop the process. */
   private fail(stopped: Stopped, terminate: boolean, line?: string): void {
-    if (this.stopped === undefined || (this.stopped.kind === "closed" && stopped.kind !== "closed")) this.stopped = stopped;
+    if (this.stopped === undefined) this.stopped = stopped; // the first fault is the reason
     const pending = this.pending;
     if (pending !== undefined) {
       this.pending = undefined;
@@ -492,9 +494,14 @@ class Connection {
   }
 
   private async doClose(polite: boolean): Promise<void> {
-    if (polite && this.supportsShutdown && this.stopped === undefined) {
-      const sent = this.request("shutdown", {}, "shutdown", this.graceMs).catch(() => undefined);
-      await sent;
+    this.closeRequested = true;
+    if (this.pending !== undefined) {
+      // close() does not wait for work in flight: that request fails now, the program is stopped
+      this.fail({ kind: "closed", message: `${this.label} was closed while computing ${this.pending.what}` }, false);
+    } else if (polite && this.supportsShutdown && this.stopped === undefined) {
+      await this.request("shutdown", {}, "shutdown", this.graceMs).catch(() => undefined);
+      // how the program ended its shutdown (exit, or no answer) is no fault of a later request
+      this.stopped = undefined;
     }
     this.fail({ kind: "closed", message: `${this.label} was closed` }, false);
     if (this.exitInfo === undefined) {
