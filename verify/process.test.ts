@@ -54,6 +54,20 @@ describe("ProcessImplementation with a well-behaved program", () => {
     });
   });
 
+  it("starts the command through the shell in the given cwd, with env added", async () => {
+    process.env["ECHO_DROP"] = "1";
+    const cmd = `ECHO_TAG="$ECHO_TAG-\${ECHO_DROP:-gone}" ${JSON.stringify(process.execPath)} echo.mjs`;
+    try {
+      await withImpl(cmd, async (impl) => {
+        expect(impl.hello.raw["cwd"]).toBe(join(here, "fixtures"));
+        expect(impl.hello.raw["tag"]).toBe("tagged-gone");
+        expect(impl.command).toBe(cmd);
+      }, { ...FAST, cwd: join(here, "fixtures"), env: { ECHO_TAG: "tagged", ECHO_DROP: undefined } });
+    } finally {
+      delete process.env["ECHO_DROP"];
+    }
+  });
+
   it("round-trips every float64 bit for bit, including NaN, ±Infinity, -0 and extremes", async () => {
     const values = [0, -0, NaN, Infinity, -Infinity, 0.1, 0.1 + 0.2, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1e21, 123456789.12345679, 1 / 3];
     const x = new Tensor("f64", [values.length], Float64Array.from(values));
