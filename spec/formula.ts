@@ -86,7 +86,7 @@ export function getFormula(name: string): FormulaDef {
   const f = REGISTRY.get(name);
   if (f === undefined) {
     const known = [...REGISTRY.keys()].sort();
-    const close = known.filter((k) => k.includes(name) || name.includes(k));
+    const close = known.filter((k) => k.includes(name) || name.includes(k) || editDistance(k, name) <= 2);
     throw new FormulaError(`unknown formula "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; known formulas: ${known.join(", ")}`);
   }
   return f;
@@ -307,4 +307,19 @@ function evalDimSafe(d: Dim, env: ReadonlyMap<string, number>): number | undefin
 export function exampleConfig(name: string, cfg: Config = {}): Config {
   const def = getFormula(name);
   return resolveConfig(def, { ...(def.example ?? {}), ...cfg });
+}
+
+/** Levenshtein distance (for "did you mean" suggestions). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length]!;
 }

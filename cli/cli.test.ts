@@ -1,0 +1,112 @@
+/**
+ * The command as users run it: a child process of bin/specformer.mjs, checking output and exit
+ * codes (0 ok, 1 a check failed, 2 bad input).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, copyFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { formulaNames } from "../spec/formula.js";
+import "../spec/index.js";
+import { readSafetensorsFile, writeSafetensorsFile } from "../golden/safetensors.js";
+
+const BIN = join(__dirname, "..", "bin", "specformer.mjs");
+
+function run(args: string[]): { code: number; out: string; err: string } {
+  try {
+    const out = execFileSync(process.execPath, [BIN, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    return { code: 0, out, err: "" };
+  } catch (e) {
+    const x = e as { status: number; stdout: string; stderr: string };
+    return { code: x.status, out: x.stdout, err: x.stderr };
+  }
+}
+
+describe("specformer spec", () => {
+  test("attention as LaTeX contains \\sqrt{d_k} and softmax", () => {
+    const r = run(["spec", "attention", "--format", "latex"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("\\sqrt{d_k}");
+    expect(r.out).toContain("softmax");
+  });
+  test("--format json parses and lists every formula with its arguments", () => {
+    const r = run(["spec", "--format", "json"]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { formulas: { name: string; inputs: unknown[]; parameters: unknown[]; outputs: unknown[]; hyperparameters: unknown[] }[] };
+    const names = j.formulas.map((f) => f.name);
+    for (const f of formulaNames()) expect(names).toContain(f);
+    for (const f of ["softmax", "log_softmax", "causal_mask", "attention", "mha", "layer_norm", "rms_norm", "gelu", "gelu_tanh", "relu", "silu", "linear", "ffn", "embedding", "positional_sinusoidal", "positional_learned", "block_post_ln", "block_pre_ln", "logits", "cross_entropy", "gpt"]) expect(names).toContain(f);
+  }, 60_000);
+  test("--config gpt2-small reports 124,439,808 parameters", () => {
+    const r = run(["spec", "--config", "gpt2-small"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("124,439,808 parameters");
+  }, 60_000);
+  test("one formula as JSON names its inputs, parameters, outputs and hyperparameters", () => {
+    const j = JSON.parse(run(["spec", "layer_norm", "--format", "json"]).out);
+    expect(j.inputs.map((a: { name: string }) => a.name)).toEqual(["x"]);
+    expect(j.parameters.map((a: { name: string }) => a.name)).toEqual(["gamma", "beta"]);
+    expect(j.outputs.map((a: { name: string }) => a.name)).toEqual(["y"]);
+    expect(j.hyperparameters).toEqual([{ name: "eps", kind: "number", default: 1e-5, doc: "ε added to the variance" }]);
+  });
+  test("--grad renders the backward pass: softmax's is y ⊙ (ȳ − Σ ȳ⊙y)", () => {
+    const r = run(["spec", "softmax", "--grad", "--format", "latex"]);
+    expect(r.out).toContain("\\bar{x} = y \\odot \\left(\\bar{y} - \\sum_{j} \\bar{y} \\odot y\\right)");
+  });
+  test("an unknown formula or bad dims exit 2 with a clear message", () => {
+    const a = run(["spec", "atention"]);
+    expect(a.code).toBe(2);
+    expect(a.err).toContain('unknown formula "atention" (did you mean attention?)');
+    const b = run(["spec", "mha", "--dims", "H"]);
+    expect(b.code).toBe(2);
+    expect(b.err).toContain('"H" is not of the form name=value');
+    const c = run(["spec", "mha", "--dims", "heads=4"]);
+    expect(c.code).toBe(2);
+    expect(c.err).toContain('formula mha has no hyperparameter "heads"');
+    expect(run(["spec", "--format", "pdf"]).code).toBe(2);
+  });
+});
+
+describe("other commands", () => {
+  test("tokenize gives GPT-2's ids for the seed's example", () => {
+    const r = run(["tokenize", "Hello, world!", "--json"]);
+    expect(JSON.parse(r.out).ids).toEqual([15496, 11, 995, 0]);
+  });
+  test("gradcheck all --json reports ok for every formula", () => {
+    const r = run(["gradcheck", "all", "--json"]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { ok: boolean; results: { formula: string; ok: boolean }[] };
+    expect(j.ok).toBe(true);
+    const checked = new Set(j.results.map((x) => x.formula));
+    for (const f of formulaNames()) expect(checked.has(f)).toBe(true);
+    expect(j.results.every((x) => x.ok)).toBe(true);
+  }, 120_000);
+  test("compare names the changed element and exits 1", () => {
+    const dir = mkdtempSync(join(tmpdir(), "specformer-cli-"));
+    const src = join(__dirname, "..", "golden", "cases", "layer_norm", "f64", "n7_d12.safetensors");
+    const a = join(dir, "a.safetensors");
+    const b = join(dir, "b.safetensors");
+    copyFileSync(src, a);
+    const st = readSafetensorsFile(a);
+    const y = st.tensors.get("out.y")!.clone();
+    y.data[17] = y.data[17]! + 1e-4; // [1, 5] in a 7×12 tensor
+    const tensors: Record<string, typeof y> = {};
+    for (const [k, v] of st.tensors) tensors[k] = v;
+    tensors["out.y"] = y;
+    writeSafetensorsFile(b, tensors, st.metadata);
+    const r = run(["compare", a, b]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("[1, 5]");
+    expect(run(["compare", a, a]).code).toBe(0);
+    expect(run(["compare", a, join(dir, "missing.safetensors")]).code).toBe(2);
+  });
+  test("golden list shows the bundled cases", () => {
+    const r = run(["golden", "list"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("layer_norm/f64/n7_d12");
+  });
+  test("an unknown command exits 2", () => {
+    expect(run(["frobnicate"]).code).toBe(2);
+  });
+});
