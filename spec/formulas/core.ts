@@ -156,7 +156,7 @@ defineFormula({
   hyper: [
     { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M" },
     { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
-    { name: "H", kind: "integer", doc: "heads, for the ALiBi slopes" },
+    { name: "H", kind: "integer", doc: "heads, for the ALiBi slopes (only needed with alibi)" },
   ],
   args: () => [
     { name: "Q", shape: ["...", "n", "d_k"], role: "input", doc: "queries" },
