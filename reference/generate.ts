@@ -97,64 +97,86 @@ export function chooseToken(logits: ArrayLike<number>, opts: SamplingOptions, rn
   return ids[ids.length - 1]!;
 }
 
-/** Generate from a prompt with the model `config` and its weights (parameter names of `gpt`). */
-export function generate(config: Config, weights: NamedTensors, prompt: readonly number[], opts: GenerateOptions): GenerateResult {
+/** One decoding step: the chosen token and the logits row it was chosen from. */
+export interface DecodeStep {
+  readonly step: number;
+  readonly token: number;
+  readonly logits: Float64Array;
+}
+
+/**
+ * Decode step by step (a generator, so callers can stream): each step evaluates the `gpt` formula
+ * on the new tokens only, with the keys/values of the earlier ones (`cache`, default), or on the
+ * whole sequence; picks a token with {@link chooseToken}; stops after `maxNewTokens`, after a
+ * stop token, or when learned positions run out (n_ctx). Returns how it stopped.
+ */
+export function* decodeSteps(config: Config, weights: NamedTensors, prompt: readonly number[], opts: GenerateOptions): Generator<DecodeStep, GenerateResult["stopped"]> {
   const def = getFormula("gpt");
   const cfg = resolveConfig(def, config);
   const V = cfg["V"] as number;
   const nCtx = cfg["n_ctx"] as number;
   const L = cfg["L"] as number;
   const dtype = opts.dtype ?? "f64";
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new GenerateError(`maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
   if (prompt.length === 0) throw new GenerateError("the prompt must hold at least one token");
   for (const [i, t] of prompt.entries()) {
     if (!Number.isInteger(t) || t < 0 || t >= V) throw new GenerateError(`prompt token ${t} at position ${i} is outside the vocabulary of ${V}`);
   }
+  for (const t of opts.stop ?? []) if (!Number.isInteger(t) || t < 0 || t >= V) throw new GenerateError(`stop token ${t} is outside the vocabulary of ${V}`);
   const learned = cfg["positions"] === "learned";
+  if (learned && prompt.length > nCtx) throw new GenerateError(`the prompt has ${prompt.length} tokens but learned positions hold n_ctx = ${nCtx}`);
   const cache = opts.cache ?? true;
   const rng = new Rng(opts.seed ?? 0);
   const tokens = [...prompt];
-  const stepLogits: Float64Array[] = [];
   const H = cfg["H"] as number;
   const Hkv = (cfg["H_kv"] as number | undefined) ?? H;
   const dk = (cfg["d_model"] as number) / H;
   let past: NamedTensors = {};
   if (cache) for (let l = 0; l < L; l++) {
+    // (H_kv, 0, d_k): nothing cached yet
     past[`past.${l}.k`] = Tensor.zeros([Hkv, 0, dk], dtype);
     past[`past.${l}.v`] = Tensor.zeros([Hkv, 0, dk], dtype);
   }
   let fed = 0; // tokens already in the cache
-  let stopped: GenerateResult["stopped"] = "max_tokens";
   for (let step = 0; step < opts.maxNewTokens; step++) {
-    if (learned && tokens.length > nCtx) {
-      stopped = "context";
-      break;
-    }
+    if (learned && tokens.length > nCtx) return "context";
     let row: Float64Array;
     if (cache) {
       const fresh = tokens.slice(fed);
       const out = evaluate(graphFor(cfg, true), { tokens: Tensor.from(fresh, "i32"), ...past, ...weights }, { dtype });
-      const logits = out["logits"]!;
+      const logits = out["logits"]!; // (fresh, V)
       row = Float64Array.from(logits.data.subarray((fresh.length - 1) * V, fresh.length * V));
       past = {};
       for (let l = 0; l < L; l++) {
+        // (H_kv, fed + fresh, d_k)
         past[`past.${l}.k`] = out[`present.${l}.k`]!;
         past[`past.${l}.v`] = out[`present.${l}.v`]!;
       }
       fed = tokens.length;
     } else {
-      const logits = evaluate(graphFor(cfg, false), { tokens: Tensor.from(tokens, "i32"), ...weights }, { dtype })["logits"]!;
+      const logits = evaluate(graphFor(cfg, false), { tokens: Tensor.from(tokens, "i32"), ...weights }, { dtype })["logits"]!; // (n, V)
       row = Float64Array.from(logits.data.subarray((tokens.length - 1) * V, tokens.length * V));
     }
     const next = chooseToken(row, opts, rng);
-    stepLogits.push(row);
     tokens.push(next);
-    opts.onToken?.(next, step);
-    if (opts.stop?.includes(next)) {
-      stopped = "stop_token";
-      break;
-    }
+    yield { step, token: next, logits: row };
+    if (opts.stop?.includes(next)) return "stop_token";
   }
-  return { tokens, stepLogits, stopped };
+  return "max_tokens";
+}
+
+/** Generate from a prompt with the model `config` and its weights (parameter names of `gpt`). */
+export function generate(config: Config, weights: NamedTensors, prompt: readonly number[], opts: GenerateOptions): GenerateResult {
+  const tokens = [...prompt];
+  const stepLogits: Float64Array[] = [];
+  const it = decodeSteps(config, weights, prompt, opts);
+  for (;;) {
+    const r = it.next();
+    if (r.done === true) return { tokens, stepLogits, stopped: r.value };
+    stepLogits.push(r.value.logits);
+    tokens.push(r.value.token);
+    opts.onToken?.(r.value.token, r.value.step);
+  }
 }
 
 /** The `gpt_generate` golden formula: greedy steps from `tokens` with the given parameters. */

@@ -22,6 +22,7 @@ import { evaluate } from "../autodiff/evaluate.js";
 import { valueAndGrad, vjp } from "../autodiff/grad.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
+import { generate, type GenerateOptions, type GenerateResult } from "./generate.js";
 
 /** Any problem with a model configuration, its weights or its inputs. */
 export class ModelError extends Error {
@@ -474,6 +475,11 @@ export class GPT {
       if (v !== undefined) cots[k] = v;
     }
     return vjp(gptGraphs(this.config).full, { tokens: t, targets: y, ...this.weights }, cots, { dtype: this.config.dtype, wrt: Object.keys(this.weights) });
+  }
+
+  /** Autoregressive decoding from `prompt` (see generate.ts); computes in the model's dtype. */
+  generate(prompt: readonly number[], opts: Omit<GenerateOptions, "dtype">): GenerateResult {
+    return generate(this.formulaConfig, this.weights, prompt, { ...opts, dtype: this.config.dtype });
   }
 
   /** The same configuration with other weights (checked). */

@@ -11,20 +11,12 @@ import { evaluate } from "../autodiff/evaluate.js";
 import { gradcheckGraph } from "../autodiff/gradcheck.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
-import { countParameters, formulaConfig, GPT, initWeights, resolveModelConfig, type GPTConfig } from "./model.js";
+import { countParameters, formulaConfig, GPT, resolveModelConfig, type GPTConfig } from "./model.js";
+import { livelyWeights } from "./testing.js";
 
 const U64 = 2 ** -53;
 
-/** Weights with every part switched on: Xavier matrices, biases N(0, 0.1²), norm scales 1 + N(0, 0.1²). */
-export function lively(config: GPTConfig, seed: number): NamedTensors {
-  const w = initWeights(config, { seed, init: "xavier" });
-  const rng = new Rng(seed + 1000);
-  for (const [k, t] of Object.entries(w)) {
-    if (k.endsWith(".bias")) for (let i = 0; i < t.size; i++) t.data[i] = 0.1 * rng.normal();
-    if (/ln_(\d|f)\.weight$/.test(k)) for (let i = 0; i < t.size; i++) t.data[i] = 1 + 0.1 * rng.normal();
-  }
-  return w;
-}
+const lively = livelyWeights;
 
 // ---------------------------------------------------------------------------------------------
 // a pairwise covering set of the switches
