@@ -245,6 +245,19 @@ describe("ProcessImplementation faults", () => {
     }
   });
 
+  it("delivers an answer written just before the program exits, then reports the exit", async () => {
+    const impl = await ProcessImplementation.start(fixture("crash.mjs", "--at", "forward", "--answer-first"), FAST);
+    try {
+      const y = (await impl.forward({ formula: "identity", config: {}, inputs: { x: x23 } })).outputs["y"]!;
+      expect(Array.from(y.data)).toEqual(Array.from(x23.data));
+      for (let i = 0; i < 100 && impl.exit === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+      const later = await rejection(impl.forward({ formula: "identity", config: {}, inputs: { x: x23 } }));
+      expect(later.message).toMatch(/cannot send forward identity: implementation was stopped after it exited: .* exited with code 0 \(stderr was empty\)$/);
+    } finally {
+      await impl.close();
+    }
+  });
+
   it("names the signal of a program killed by one", async () => {
     const impl = await ProcessImplementation.start(fixture("crash.mjs", "--at", "forward", "--signal"), FAST);
     try {
@@ -381,6 +394,8 @@ describe("ProcessImplementation shutdown", () => {
       for (const r of process.getActiveResourcesInfo()) if (r in c) c[r]!++;
       return c;
     };
+    // earlier tests' process handles close on later turns of the event loop: let them go first
+    for (let i = 0; i < 100 && count()["ProcessWrap"]! > 0; i++) await new Promise((r) => setTimeout(r, 5));
     const before = count();
     const impl = await ProcessImplementation.start(fixture("echo.mjs"), FAST);
     await impl.forward({ formula: "identity", config: {}, inputs: { x: x23 } });

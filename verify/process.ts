@@ -63,7 +63,7 @@ export const DEFAULT_MAX_LINE_BYTES = 256 * 1024 * 1024;
 const DEFAULT_GRACE_MS = 2000;
 const DEFAULT_STDERR_TAIL = 4096;
 const MIN_STARTUP_MS = 30_000;
-/** After the program exits, how long to wait for the rest of its stderr before reporting. */
+/** After the program exits, how long to wait for the rest of its stdout and stderr before reporting. */
 const STDERR_DRAIN_MS = 200;
 
 /** Why the process no longer takes requests. */
@@ -283,17 +283,18 @@ class Connection {
     this.child.on("exit", (code, signal) => {
       this.exitInfo = { code, signal };
       if (this.child.pid !== undefined) liveGroups.delete(this.child.pid);
-      // stderr may still hold the crash message: let it drain (bounded) before reporting.
-      const stderrDone = new Promise<void>((resolve) => {
-        const stderr = this.child.stderr!;
-        if (stderr.readableEnded || stderr.destroyed) return resolve();
-        const t = setTimeout(resolve, STDERR_DRAIN_MS);
-        stderr.once("close", () => {
-          clearTimeout(t);
-          resolve();
+      // stdout may still hold a last answer and stderr the crash message: let both drain
+      // (bounded: a grandchild may keep the pipes open) before reporting.
+      const drained = (stream: NodeJS.ReadableStream & { readableEnded: boolean; destroyed: boolean }): Promise<void> =>
+        new Promise<void>((resolve) => {
+          if (stream.readableEnded || stream.destroyed) return resolve();
+          const t = setTimeout(resolve, STDERR_DRAIN_MS);
+          stream.once("close", () => {
+            clearTimeout(t);
+            resolve();
+          });
         });
-      });
-      void stderrDone.then(() => {
+      void Promise.all([drained(this.child.stdout!), drained(this.child.stderr!)]).then(() => {
         if ((this.stopped === undefined && !this.closeRequested) || this.pending !== undefined) {
           this.fail({ kind: "exit", message: this.exitMessage() }, false);
         }
