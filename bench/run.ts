@@ -1,0 +1,481 @@
+/**
+ * `npm run bench` (`tsx bench/run.ts`): specformer's engine against TensorFlow.js (CPU and
+ * WebAssembly backends) and PyTorch, side by side in one run, on the same workloads with the same
+ * seeded values. Every engine's result is checked against specformer's float64 result before its
+ * time is counted. Writes `bench/results.json` and `bench/RESULTS.md`.
+ *
+ * Workloads: matmul (256, 512; f64, f32; A·B, A·Bᵀ, Aᵀ·B), one GPT block forward + backward at two
+ * sizes, a GPT-2-small-shaped model forward + backward on 64 tokens (each engine in a process of
+ * its own, for its peak memory), gradcheck (fast mode) on the tiny GPT, and laws checked per
+ * second.
+ *
+ * Options: `--quick` (fewer repetitions), `--smoke` (every workload at a tiny size, once; what the
+ * test runs), `--out DIR` (default: bench/), `--only matmul,block,gpt,gradcheck,laws`,
+ * `--no-tfjs-cpu-gpt` (skip tfjs's CPU backend on the GPT-2 shape, which takes minutes).
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { availableParallelism, cpus, freemem, loadavg, totalmem } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import "../spec/index.js";
+import { formulaGraph } from "../autodiff/graph.js";
+import { evaluate } from "../autodiff/evaluate.js";
+import { vjp } from "../autodiff/grad.js";
+import { gemm } from "../autodiff/gemm.js";
+import { gradcheckGraph } from "../autodiff/gradcheck.js";
+import { shutdownMatmulWorkers } from "../autodiff/kernels/matmul.js";
+import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
+import { getPreset } from "../spec/presets.js";
+import { hashUniform } from "./seeded.js";
+import {
+  BLOCK_SIZES, GPT2_SMALL, SEED, agree, agreementTolerance, blockConfig, blockLabel, blockTensors, gptConfig, gptTensors, makeTensors, summarize,
+  summarizeAll, timeIt, timingOf, type Agreement, type BlockSize, type GptSize, type Summary, type Timing,
+} from "./workloads.js";
+import { TorchPeer, torchUnavailable } from "./peers/torch.js";
+import type { GptChildResult, GptJob } from "./gpt-child.js";
+import { renderMarkdown } from "./report.js";
+
+export type Engine = "specformer" | "tfjs-cpu" | "tfjs-wasm" | "torch";
+export const ENGINES: readonly Engine[] = ["specformer", "tfjs-cpu", "tfjs-wasm", "torch"];
+
+export interface Row {
+  readonly workload: string;
+  readonly engine: Engine;
+  readonly dtype: FloatDType;
+  /** Set when this engine did not run this workload, with the reason. */
+  readonly skipped?: string;
+  readonly timing?: Timing;
+  /** Forward pass alone (block workloads). */
+  readonly forward?: Timing;
+  readonly gflops?: number;
+  /** Share of the machine's SIMD128 peak (matmul). */
+  readonly peakShare?: number;
+  /** Agreement with specformer's float64 result. */
+  readonly agreement?: Agreement;
+  /** This engine's median time over specformer's (float64) median: > 1 means specformer is faster. */
+  readonly ratioToSpecformer?: number;
+  readonly peakRssBytes?: number;
+  readonly heapUsedBytes?: number;
+  readonly arrayBuffersBytes?: number;
+}
+
+export interface Machine {
+  readonly cpu: string;
+  readonly cores: number;
+  readonly mhz: number;
+  readonly memoryGiB: number;
+  readonly loadavgBefore: readonly number[];
+  readonly loadavgAfter?: readonly number[];
+  readonly node: string;
+  readonly tfjs?: string;
+  readonly tfjsWasm?: { simd: boolean; threads: boolean };
+  readonly torch?: { version: string; threads: number; blas: string; blasLibraries: readonly string[]; numpy: string };
+  readonly torchSkipped?: string;
+  /** 2 cores × clock × FLOPs per cycle: SIMD128 (what WebAssembly can use) and AVX2. */
+  readonly peakGflops: { readonly simd128: Record<FloatDType, number>; readonly avx2: Record<FloatDType, number> };
+}
+
+export interface Results {
+  readonly date: string;
+  readonly mode: "full" | "quick" | "smoke";
+  readonly machine: Machine;
+  readonly rows: Row[];
+  readonly gradcheck?: { readonly formula: string; readonly tokens: number; readonly ok: boolean; readonly timing: Timing; readonly directions: number };
+  readonly laws?: { readonly available: boolean; readonly note?: string; readonly runs?: number; readonly timeMs?: number; readonly perSecond?: number; readonly passed?: number; readonly failed?: number; readonly skipped?: number };
+  readonly targets: { readonly name: string; readonly value: number | undefined; readonly goal: string; readonly met: boolean | undefined }[];
+  readonly notes: string[];
+}
+
+export interface RunOptions {
+  readonly mode?: "full" | "quick" | "smoke";
+  readonly outDir?: string;
+  readonly only?: readonly string[];
+  readonly tfjsCpuGpt?: boolean;
+  readonly log?: (line: string) => void;
+}
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+// tiny sizes for the smoke run
+const SMOKE_BLOCK: BlockSize = { d_model: 8, n: 5, H: 2, d_ff: 12 };
+const SMOKE_GPT: GptSize = { name: "gpt-smoke", V: 40, n_ctx: 12, d_model: 8, H: 2, L: 2, d_ff: 12, tokens: 6 };
+
+function reps(mode: RunOptions["mode"], full: number): { warmup: number; reps: number } {
+  if (mode === "smoke") return { warmup: 0, reps: 1 };
+  if (mode === "quick") return { warmup: 2, reps: Math.max(3, Math.ceil(full / 3)) };
+  return { warmup: 3, reps: full };
+}
+
+function machineInfo(): Omit<Machine, "torch" | "torchSkipped" | "tfjs" | "tfjsWasm" | "loadavgAfter"> {
+  let cpu = cpus()[0]?.model ?? "unknown";
+  let mhz = cpus()[0]?.speed ?? 0;
+  try {
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    const model = /model name\s*:\s*(.*)/.exec(info);
+    if (model) cpu = model[1]!.trim();
+    const m = /cpu MHz\s*:\s*([\d.]+)/.exec(info);
+    if (m) mhz = Number(m[1]);
+  } catch {
+    // not Linux: os.cpus() is the best available
+  }
+  const cores = availableParallelism();
+  const ghz = mhz / 1000;
+  // two FMA pipes per core: SIMD128 = 2 lanes f64 (4 f32) × 2 FLOPs × 2 pipes; AVX2 twice that
+  const simd128 = { f64: cores * ghz * 8, f32: cores * ghz * 16 };
+  return {
+    cpu,
+    cores,
+    mhz,
+    memoryGiB: totalmem() / 2 ** 30,
+    loadavgBefore: loadavg(),
+    node: process.version,
+    peakGflops: { simd128, avx2: { f64: simd128.f64 * 2, f32: simd128.f32 * 2 } },
+  };
+}
+
+function blasName(libs: readonly string[], config: string | null): string {
+  if (config) return config;
+  if (libs.some((l) => l.includes("openblas"))) return `OpenBLAS (${libs.join(", ")})`;
+  if (libs.length > 0) return libs.join(", ");
+  return "unknown (no BLAS library mapped)";
+}
+
+async function runChild(job: GptJob): Promise<GptChildResult> {
+  const tsx = path.join(HERE, "..", "node_modules", ".bin", "tsx");
+  const cmd = existsSync(tsx) ? tsx : "tsx";
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, [path.join(HERE, "gpt-child.ts"), JSON.stringify(job)], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "", err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    child.on("exit", (code) => {
+      const line = out.trim().split("\n").at(-1) ?? "";
+      if (code === 0 && line.startsWith("{")) resolve(JSON.parse(line) as GptChildResult);
+      else reject(new Error(`gpt-child (${job.engine}) exited with code ${code}: ${err.trim().split("\n").slice(-5).join(" | ")}`));
+    });
+  });
+}
+
+/** Run the benchmark; returns the results and writes results.json and RESULTS.md (not in smoke mode unless outDir is given). */
+export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
+  const mode = opts.mode ?? "full";
+  const smoke = mode === "smoke";
+  const log = opts.log ?? ((l: string) => process.stdout.write(l + "\n"));
+  const only = (w: string) => opts.only === undefined || opts.only.includes(w);
+  const base = machineInfo();
+  const rows: Row[] = [];
+  const notes: string[] = [];
+
+  const noTorch = torchUnavailable();
+  const torch = noTorch === undefined ? new TorchPeer() : undefined;
+  let torchInfo: Machine["torch"];
+  if (torch) {
+    const info = await torch.request<{ torch: string; numpy: string; threads: number; blas: { libraries: string[]; openblas_config: string | null } }>({ kind: "info", threads: base.cores });
+    torchInfo = { version: info.torch, threads: info.threads, blas: blasName(info.blas.libraries, info.blas.openblas_config), blasLibraries: info.blas.libraries, numpy: info.numpy };
+    log(`torch ${info.torch}, ${info.threads} threads, BLAS: ${torchInfo.blas}`);
+  } else {
+    notes.push(`PyTorch skipped: ${noTorch}`);
+    log(`torch skipped: ${noTorch}`);
+  }
+  const tfp = await import("./peers/tfjs.js");
+  const tfBackends: { engine: Engine; backend: "cpu" | "wasm" }[] = [
+    { engine: "tfjs-cpu", backend: "cpu" },
+    { engine: "tfjs-wasm", backend: "wasm" },
+  ];
+
+  try {
+    // -------------------------------------------------------------------------------- matmul
+    if (only("matmul")) {
+      const sizes = smoke ? [16] : [256, 512];
+      const variants = [
+        { name: "A·B", key: "AB", transA: false, transB: false },
+        { name: "A·Bᵀ", key: "ABt", transA: false, transB: true },
+        { name: "Aᵀ·B", key: "AtB", transA: true, transB: false },
+      ] as const;
+      for (const m of sizes) {
+        for (const dtype of ["f64", "f32"] as const) {
+          for (const v of variants) {
+            const workload = `matmul ${m} ${v.name}`;
+            const flops = 2 * m * m * m;
+            const a = hashUniform("A", SEED, [m, m], 1, dtype).data as Float64Array | Float32Array;
+            const b = hashUniform("B", SEED, [m, m], 1, dtype).data as Float64Array | Float32Array;
+            const c = dtype === "f64" ? new Float64Array(m * m) : new Float32Array(m * m);
+            const { warmup, reps: r } = reps(mode, 15);
+            const run = () => gemm({ dtype, a, b, c, batch: 1, M: m, N: m, K: m, transA: v.transA, transB: v.transB });
+            run();
+            const ref = { C: summarize("C", c) };
+            const tol = agreementTolerance(dtype, dtype, m);
+            const timing = await timeIt(run, warmup, r);
+            const peak = base.peakGflops.simd128[dtype];
+            const gf = (t: Timing) => flops / (t.medianMs * 1e6);
+            rows.push({ workload, engine: "specformer", dtype, timing, gflops: gf(timing), peakShare: gf(timing) / peak, agreement: agree(ref, ref, tol) });
+            const specMs = timing.medianMs;
+            log(`${workload} ${dtype} specformer ${gf(timing).toFixed(1)} GFLOP/s`);
+            for (const { engine, backend } of tfBackends) {
+              if (dtype === "f64") {
+                rows.push({ workload, engine, dtype, skipped: "tfjs has no float64" });
+                continue;
+              }
+              await tfp.useBackend(backend);
+              const p = tfp.prepareMatmul(a as Float32Array, b as Float32Array, m, v.transA, v.transB);
+              const agreement = agree(ref, { C: summarize("C", p.run()) }, tol);
+              const t = await timeIt(() => p.run(), warmup, backend === "cpu" ? Math.max(1, Math.ceil(r / 3)) : r);
+              p.dispose();
+              rows.push({ workload, engine, dtype, timing: t, gflops: gf(t), peakShare: gf(t) / peak, agreement, ratioToSpecformer: t.medianMs / specMs });
+              log(`${workload} ${dtype} ${engine} ${gf(t).toFixed(1)} GFLOP/s`);
+            }
+            if (torch) {
+              const res = await torch.request<{ timesMs: number[]; summaries: Record<string, Summary> }>({ kind: "matmul", size: m, dtype, variant: v.key, seed: SEED, warmup, reps: r });
+              const t = timingOf(res.timesMs);
+              rows.push({ workload, engine: "torch", dtype, timing: t, gflops: gf(t), peakShare: gf(t) / peak, agreement: agree(ref, res.summaries, tol), ratioToSpecformer: t.medianMs / specMs });
+              log(`${workload} ${dtype} torch ${gf(t).toFixed(1)} GFLOP/s`);
+            } else rows.push({ workload, engine: "torch", dtype, skipped: noTorch! });
+          }
+        }
+      }
+    }
+
+    // -------------------------------------------------------------------------------- block
+    if (only("block")) {
+      for (const size of smoke ? [SMOKE_BLOCK] : BLOCK_SIZES) {
+        const workload = `${blockLabel(size)} fwd+bwd`;
+        const { inputs: inSpecs, cot: cotSpec } = blockTensors(size);
+        const cfg = blockConfig(size);
+        const g = formulaGraph("block", cfg);
+        const eps = cfg["eps"] as number;
+        // stages that sum terms on the longest path (LN, QKV, QKᵀ, softmax, ·V, proj, LN, fc, proj), twice for the backward pass
+        const K = Math.max(size.d_model, size.n, size.d_ff);
+        const depth = 18;
+        const { warmup, reps: r } = reps(mode, size.d_model >= 256 ? 15 : 25);
+        let ref: Record<string, Summary> | undefined;
+        let specMs = NaN;
+        for (const dtype of ["f64", "f32"] as const) {
+          const inputs = makeTensors(inSpecs, dtype);
+          const cot = makeTensors([cotSpec], dtype);
+          const run = () => vjp(g, inputs, { y: cot["cot.y"]! }, { dtype });
+          const res = run();
+          const sums = summarizeAll({ y: res.outputs["y"]!, ...prefixed(res.grads) });
+          ref ??= sums;
+          const timing = await timeIt(run, warmup, r);
+          const forward = await timeIt(() => evaluate(g, inputs, { dtype }), warmup, r);
+          if (dtype === "f64") specMs = timing.medianMs;
+          rows.push({ workload, engine: "specformer", dtype, timing, forward, agreement: agree(ref, sums, agreementTolerance("f64", dtype, K, depth)), ratioToSpecformer: timing.medianMs / specMs });
+          log(`${workload} ${dtype} specformer ${timing.medianMs.toFixed(1)} ms (fwd ${forward.medianMs.toFixed(1)} ms)`);
+        }
+        const f32In = makeTensors(inSpecs, "f32");
+        const f32Cot = makeTensors([cotSpec], "f32");
+        for (const { engine, backend } of tfBackends) {
+          await tfp.useBackend(backend);
+          const p = tfp.prepareBlock(size, f32In, f32Cot, eps);
+          const agreement = agree(ref!, summarizeAll32(p.run().values), agreementTolerance("f64", "f32", K, depth));
+          const slow = backend === "cpu" && !smoke;
+          const timing = await timeIt(() => p.run(), slow ? 1 : warmup, slow ? Math.max(3, Math.ceil(r / 3)) : r);
+          const forward = await timeIt(() => p.forward(), slow ? 1 : warmup, slow ? Math.max(3, Math.ceil(r / 3)) : r);
+          p.dispose();
+          rows.push({ workload, engine, dtype: "f32", timing, forward, agreement, ratioToSpecformer: timing.medianMs / specMs });
+          log(`${workload} f32 ${engine} ${timing.medianMs.toFixed(1)} ms (agreement ${agreement.worst.toExponential(1)})`);
+        }
+        for (const dtype of ["f64", "f32"] as const) {
+          if (!torch) {
+            rows.push({ workload, engine: "torch", dtype, skipped: noTorch! });
+            continue;
+          }
+          const res = await torch.request<{ timesMs: number[]; forwardMs: number[]; summaries: Record<string, Summary> }>({
+            kind: "block", size, dtype, inputs: inSpecs, cot: cotSpec, eps, seed: SEED, warmup, reps: r,
+          });
+          const timing = timingOf(res.timesMs);
+          const agreement = agree(ref!, res.summaries, agreementTolerance("f64", dtype, K, depth));
+          rows.push({ workload, engine: "torch", dtype, timing, forward: timingOf(res.forwardMs), agreement, ratioToSpecformer: timing.medianMs / specMs });
+          log(`${workload} ${dtype} torch ${timing.medianMs.toFixed(1)} ms (agreement ${agreement.worst.toExponential(1)})`);
+        }
+      }
+    }
+
+    // -------------------------------------------------------------------------------- GPT-2 small
+    if (only("gpt")) {
+      const size = smoke ? SMOKE_GPT : GPT2_SMALL;
+      const workload = `${size.name} (${size.tokens} tokens) fwd+bwd`;
+      const { warmup, reps: r } = smoke ? { warmup: 0, reps: 1 } : mode === "quick" ? { warmup: 1, reps: 2 } : { warmup: 1, reps: 3 };
+      // L blocks of 9 summing stages, final norm, logits, cross-entropy; twice for the backward pass
+      const K = Math.max(size.V, size.d_ff, size.d_model, size.tokens);
+      const depth = 2 * (9 * size.L + 3);
+      const spec = await runChild({ engine: "specformer", size, dtype: "f64", warmup, reps: r });
+      const ref = spec.summaries;
+      const specT = timingOf(spec.timesMs);
+      rows.push({ workload, engine: "specformer", dtype: "f64", timing: specT, agreement: agree(ref, ref, 0), ratioToSpecformer: 1, peakRssBytes: spec.peakRssBytes, heapUsedBytes: spec.heapUsedBytes, arrayBuffersBytes: spec.arrayBuffersBytes });
+      log(`${workload} f64 specformer ${specT.medianMs.toFixed(0)} ms, peak RSS ${(spec.peakRssBytes / 2 ** 30).toFixed(2)} GiB, loss ${spec.loss}`);
+      for (const engine of ["tfjs-wasm", "tfjs-cpu"] as const) {
+        if (engine === "tfjs-cpu" && !smoke && opts.tfjsCpuGpt === false) {
+          rows.push({ workload, engine, dtype: "f32", skipped: "skipped with --no-tfjs-cpu-gpt" });
+          continue;
+        }
+        try {
+          const slow = engine === "tfjs-cpu" && !smoke;
+          const res = await runChild({ engine, size, dtype: "f32", warmup: slow ? 0 : warmup, reps: slow ? 1 : r });
+          const t = timingOf(res.timesMs);
+          rows.push({ workload, engine, dtype: "f32", timing: t, agreement: agree(ref, res.summaries, agreementTolerance("f64", "f32", K, depth)), ratioToSpecformer: t.medianMs / specT.medianMs, peakRssBytes: res.peakRssBytes, heapUsedBytes: res.heapUsedBytes, arrayBuffersBytes: res.arrayBuffersBytes });
+          log(`${workload} f32 ${engine} ${t.medianMs.toFixed(0)} ms`);
+        } catch (e) {
+          rows.push({ workload, engine, dtype: "f32", skipped: `failed: ${(e as Error).message}` });
+          log(`${workload} ${engine} failed: ${(e as Error).message}`);
+        }
+      }
+      if (noTorch === undefined) {
+        // a process of its own, so its peak RSS is this workload's
+        const peer = new TorchPeer();
+        try {
+          await peer.request({ kind: "info", threads: base.cores });
+          const res = await peer.request<{ timesMs: number[]; summaries: Record<string, Summary>; peakRssBytes: number; loss: number }>({
+            kind: "gpt", size, dtype: "f64", tensors: gptTensors(size), eps: gptConfig(size)["eps"], seed: SEED, warmup, reps: r,
+          });
+          const t = timingOf(res.timesMs);
+          rows.push({ workload, engine: "torch", dtype: "f64", timing: t, agreement: agree(ref, res.summaries, agreementTolerance("f64", "f64", K, depth)), ratioToSpecformer: t.medianMs / specT.medianMs, peakRssBytes: res.peakRssBytes });
+          log(`${workload} f64 torch ${t.medianMs.toFixed(0)} ms, peak RSS ${(res.peakRssBytes / 2 ** 30).toFixed(2)} GiB, loss ${res.loss}`);
+        } finally {
+          await peer.close();
+        }
+      } else rows.push({ workload, engine: "torch", dtype: "f64", skipped: noTorch });
+    }
+
+    // -------------------------------------------------------------------------------- gradcheck
+    let gradcheck: Results["gradcheck"];
+    if (only("gradcheck")) {
+      const tiny = getPreset("tiny");
+      const size: GptSize = {
+        name: "tiny", V: tiny["V"] as number, n_ctx: tiny["n_ctx"] as number, d_model: tiny["d_model"] as number, H: tiny["H"] as number, L: tiny["L"] as number, d_ff: tiny["d_ff"] as number,
+        tokens: smoke ? 4 : 16,
+      };
+      const g = formulaGraph("gpt", gptConfig(size));
+      const inputs = makeTensors(gptTensors(size), "f64");
+      let ok = true;
+      let directions = 0;
+      const { warmup, reps: r } = reps(mode, 5);
+      const timing = await timeIt(async () => {
+        const res = await gradcheckGraph(g, inputs, { mode: "fast", seed: 1 });
+        ok &&= res.ok;
+        directions = res.checked.length;
+      }, Math.min(warmup, 1), r);
+      gradcheck = { formula: `gpt (preset tiny, ${size.tokens} tokens)`, tokens: size.tokens, ok, timing, directions };
+      log(`gradcheck fast, tiny GPT: ${timing.medianMs.toFixed(0)} ms, ok ${ok}`);
+    }
+
+    // -------------------------------------------------------------------------------- laws
+    let laws: Results["laws"];
+    if (only("laws")) laws = await lawsPerSecond(smoke ? 1 : mode === "quick" ? 5 : 20, log);
+
+    const after = loadavg();
+    const tfjsVersion = tfp.tfjsVersion();
+    await tfp.useBackend("wasm");
+    const machine: Machine = { ...base, loadavgAfter: after, tfjs: tfjsVersion, tfjsWasm: tfp.wasmInfo(), ...(torchInfo ? { torch: torchInfo } : {}), ...(noTorch ? { torchSkipped: noTorch } : {}) };
+    if (after[0]! > base.cores * 0.75 || base.loadavgBefore[0]! > base.cores * 0.75) {
+      notes.push(`The machine was busy (load average ${base.loadavgBefore[0]!.toFixed(1)} before, ${after[0]!.toFixed(1)} after, on ${base.cores} cores): other processes competed for the cores, so times are slower and noisier than on an idle machine; the ranges show how much.`);
+    }
+    const results: Results = { date: new Date().toISOString(), mode, machine, rows, ...(gradcheck ? { gradcheck } : {}), ...(laws ? { laws } : {}), targets: targetsOf(rows, machine), notes };
+    if (opts.outDir !== undefined || !smoke) {
+      const out = opts.outDir ?? HERE;
+      mkdirSync(out, { recursive: true });
+      writeFileSync(path.join(out, "results.json"), JSON.stringify(results, null, 1) + "\n");
+      const logPath = path.join(HERE, "OPTIMISATION.md");
+      writeFileSync(path.join(out, "RESULTS.md"), renderMarkdown(results, existsSync(logPath) ? readFileSync(logPath, "utf8") : ""));
+    }
+    return results;
+  } finally {
+    await torch?.close();
+    await shutdownMatmulWorkers();
+  }
+}
+
+function prefixed(grads: NamedTensors): NamedTensors {
+  const out: NamedTensors = {};
+  for (const [k, v] of Object.entries(grads)) out[`grad.${k}`] = v;
+  return out;
+}
+
+function summarizeAll32(values: Readonly<Record<string, Float32Array>>): Record<string, Summary> {
+  const out: Record<string, Summary> = {};
+  for (const [k, v] of Object.entries(values)) out[k] = summarize(k, v);
+  return out;
+}
+
+/** Laws checked per second by properties/run.ts's runLaws on the reference, when that module exists. */
+async function lawsPerSecond(runs: number, log: (l: string) => void): Promise<Results["laws"]> {
+  // resolved at run time: the law runner is another part of the project and may be absent
+  const spec = "../properties/run.js";
+  let mod: { runLaws?: (impl: unknown, opts: Record<string, unknown>) => Promise<{ timeMs: number; passed: number; failed: number; skipped: number; results: readonly { runs: number }[] }> };
+  try {
+    mod = (await import(spec)) as typeof mod;
+  } catch (e) {
+    const note = `properties/run.ts could not be loaded (${(e as Error).message.split("\n")[0]}): laws per second not measured`;
+    log(note);
+    return { available: false, note };
+  }
+  if (typeof mod.runLaws !== "function") return { available: false, note: "properties/run.ts has no runLaws export" };
+  const { referenceImplementation } = await import("../reference/implementation.js");
+  const report = await mod.runLaws(referenceImplementation(), { runs, seed: 1 });
+  const total = report.results.reduce((s, r) => s + r.runs, 0);
+  const perSecond = total / (report.timeMs / 1000);
+  log(`laws: ${total} cases in ${report.timeMs.toFixed(0)} ms = ${perSecond.toFixed(1)} cases/s (${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped)`);
+  return { available: true, runs: total, timeMs: report.timeMs, perSecond, passed: report.passed, failed: report.failed, skipped: report.skipped };
+}
+
+function targetsOf(rows: readonly Row[], machine: Machine): Results["targets"] {
+  const find = (w: (s: string) => boolean, engine: Engine, dtype: FloatDType) => rows.find((r) => w(r.workload) && r.engine === engine && r.dtype === dtype && r.timing);
+  const bigBlock = (s: string) => s.startsWith("block d_model=256 n=128 H=8");
+  const spec = find(bigBlock, "specformer", "f64");
+  const wasm = find(bigBlock, "tfjs-wasm", "f32");
+  const torch = find(bigBlock, "torch", "f64");
+  const gptSpec = find((s) => s.startsWith("gpt2-small"), "specformer", "f64");
+  const gptTorch = find((s) => s.startsWith("gpt2-small"), "torch", "f64");
+  const mm = rows.filter((r) => r.workload.startsWith("matmul 512") && r.engine === "specformer" && r.dtype === "f64" && r.gflops !== undefined);
+  const ratio = (a: Row | undefined, b: Row | undefined) => (a?.timing && b?.timing ? b.timing.medianMs / a.timing.medianMs : undefined);
+  const vsWasm = ratio(spec, wasm);
+  const vsTorch = ratio(spec, torch);
+  const gptRatio = gptSpec && gptTorch ? gptSpec.timing!.medianMs / gptTorch.timing!.medianMs : undefined;
+  const mmMin = mm.length > 0 ? Math.min(...mm.map((r) => r.gflops!)) : undefined;
+  const mem = gptSpec?.peakRssBytes;
+  void machine;
+  return [
+    { name: "GPT block (256, 128, 8) f64 fwd+bwd: tfjs-wasm (f32) time / specformer time", value: vsWasm, goal: "≥ 5", met: vsWasm === undefined ? undefined : vsWasm >= 5 },
+    { name: "GPT block (256, 128, 8) f64 fwd+bwd: torch f64 time / specformer time", value: vsTorch, goal: "≥ 0.5 (within 2×)", met: vsTorch === undefined ? undefined : vsTorch >= 0.5 },
+    { name: "matmul 512 f64 (slowest of A·B, A·Bᵀ, Aᵀ·B), GFLOP/s", value: mmMin, goal: "≥ 10", met: mmMin === undefined ? undefined : mmMin >= 10 },
+    { name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer time / torch time", value: gptRatio, goal: "≤ 3", met: gptRatio === undefined ? undefined : gptRatio <= 3 },
+    { name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer peak RSS, GiB", value: mem === undefined ? undefined : mem / 2 ** 30, goal: "< 3", met: mem === undefined ? undefined : mem < 3 * 2 ** 30 },
+  ];
+}
+
+function parseArgs(argv: readonly string[]): RunOptions {
+  const opts: { mode?: RunOptions["mode"]; outDir?: string; only?: string[]; tfjsCpuGpt?: boolean } = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--quick") opts.mode = "quick";
+    else if (a === "--smoke") opts.mode = "smoke";
+    else if (a === "--out") opts.outDir = argv[++i];
+    else if (a === "--only") opts.only = (argv[++i] ?? "").split(",");
+    else if (a === "--no-tfjs-cpu-gpt") opts.tfjsCpuGpt = false;
+    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,gradcheck,laws, --no-tfjs-cpu-gpt`);
+  }
+  const known = ["matmul", "block", "gpt", "gradcheck", "laws"];
+  for (const w of opts.only ?? []) if (!known.includes(w)) throw new Error(`--only: unknown workload "${w}"; workloads: ${known.join(", ")}`);
+  return opts;
+}
+
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  let opts: RunOptions;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    process.exit(2);
+  }
+  runBenchmarks(opts).then(
+    (r) => {
+      process.stdout.write(`wrote ${path.join(opts.outDir ?? HERE, "results.json")} and RESULTS.md (${r.rows.length} rows); free memory ${(freemem() / 2 ** 30).toFixed(1)} GiB\n`);
+      process.exit(0);
+    },
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}
