@@ -81,6 +81,37 @@ describe("loading the Hugging Face GPT-2 layout", () => {
     expect(Object.keys(loadCheckpoint(dir).model.weights)).not.toContain("h.0.attn.bias");
   });
 
+  it("reads checkpoints whose mask buffers are BOOL (which the tensor reader does not convert)", () => {
+    // a hand-built file: every tensor of the tiny checkpoint as F32, and h.{l}.attn.bias as BOOL
+    const src = readSafetensorsFile(join(TINY, "model.safetensors")).tensors;
+    const entries: string[] = [];
+    const spans: Uint8Array[] = [];
+    let offset = 0;
+    const mask = (name: string) => /^h\.\d+\.attn\.bias$/.test(name);
+    for (const [name, t] of src) {
+      const span = mask(name) ? new Uint8Array(t.size).fill(1) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      entries.push(`${JSON.stringify(`transformer.${name}`)}:${JSON.stringify({ dtype: mask(name) ? "BOOL" : "F32", shape: t.shape, data_offsets: [offset, offset + span.length] })}`);
+      spans.push(span);
+      offset += span.length;
+    }
+    const head = new TextEncoder().encode(`{${entries.join(",")}}`.padEnd(Math.ceil((entries.join(",").length + 2) / 8) * 8, " "));
+    const bytes = new Uint8Array(8 + head.length + offset);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(head.length), true);
+    bytes.set(head, 8);
+    let at = 8 + head.length;
+    for (const sp of spans) {
+      bytes.set(sp, at);
+      at += sp.length;
+    }
+    const dir = fresh();
+    mkdirSync(dir);
+    writeFileSync(join(dir, "model.safetensors"), bytes);
+    copyFileSync(join(TINY, "config.json"), join(dir, "config.json"));
+    expect(() => readSafetensorsFile(join(dir, "model.safetensors"))).toThrow(/unsupported dtype BOOL/);
+    const ids = [1, 2, 3];
+    expect(loadCheckpoint(dir).model.forward(ids).data).toEqual(loadCheckpoint(TINY).model.forward(ids).data);
+  });
+
   it("maps activation_function and n_inner, and refuses what the gpt formula cannot compute", () => {
     const base = JSON.parse(readFileSync(join(TINY, "config.json"), "utf8")) as Record<string, never>;
     expect(configFromHf({ ...base, activation_function: "gelu" }).activation).toBe("gelu");

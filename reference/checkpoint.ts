@@ -12,7 +12,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { GoldenFormatError, isJsonObject, parseStrictJson, readSafetensorsFile, writeSafetensorsFile, type JsonValue } from "../golden/safetensors.js";
+import { GoldenFormatError, isJsonObject, parseStrictJson, readFileBytes, readSafetensors, readSafetensorsHeader, writeSafetensorsFile, type JsonValue } from "../golden/safetensors.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { Tokenizer } from "./tokenizer/index.js";
 import { GPT, ModelError, parameterShapes, resolveModelConfig, type GPTConfig } from "./model.js";
@@ -151,6 +151,40 @@ export function checkpointPaths(path: string): { weights: string; config: string
 }
 
 const MASK_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
+const isMaskBuffer = (name: string): boolean => MASK_BUFFER.test(name.startsWith("transformer.") ? name.slice("transformer.".length) : name);
+
+/**
+ * The tensors of a checkpoint file. Mask buffers are cut out before decoding: they may be stored
+ * as BOOL or U8, which the golden reader does not convert, and they carry no parameters.
+ */
+export function readCheckpointTensors(path: string): Map<string, Tensor> {
+  const bytes = readFileBytes(path);
+  const h = readSafetensorsHeader(bytes, path);
+  if (!h.entries.some((e) => isMaskBuffer(e.name))) return readSafetensors(bytes, path).tensors;
+  // the same file without the buffers: kept entries laid out contiguously, header padded to 8 bytes
+  const kept = h.entries.filter((e) => !isMaskBuffer(e.name));
+  const fields: string[] = [];
+  const spans: Uint8Array[] = [];
+  let offset = 0;
+  for (const e of kept) {
+    const span = bytes.subarray(h.dataStart + e.dataOffsets[0], h.dataStart + e.dataOffsets[1]);
+    fields.push(`${JSON.stringify(e.name)}:${JSON.stringify({ dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + span.length] })}`);
+    spans.push(span);
+    offset += span.length;
+  }
+  let header = `{${fields.join(",")}}`;
+  header += " ".repeat((8 - (new TextEncoder().encode(header).length % 8)) % 8);
+  const head = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + head.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
+  out.set(head, 8);
+  let at = 8 + head.length;
+  for (const s of spans) {
+    out.set(s, at);
+    at += s.length;
+  }
+  return readSafetensors(out, path).tensors;
+}
 
 /**
  * Our parameters from a checkpoint's tensors: `transformer.` stripped, mask buffers dropped,
@@ -162,7 +196,7 @@ export function weightsFromHf(tensors: ReadonlyMap<string, Tensor>, config: GPTC
   const out: NamedTensors = {};
   for (const [raw, t] of tensors) {
     const name = raw.startsWith("transformer.") ? raw.slice("transformer.".length) : raw;
-    if (MASK_BUFFER.test(name)) continue;
+    if (isMaskBuffer(raw)) continue;
     if (out[name] !== undefined) throw new CheckpointError(`${source}: tensor ${name} appears twice (with and without the "transformer." prefix)`);
     out[name] = t.dtype === config.dtype ? t : t.to(config.dtype);
   }
@@ -217,11 +251,11 @@ export function loadCheckpoint(path: string, opts: { dtype?: FloatDType } = {}):
     throw e;
   }
   if (!isJsonObject(hf)) throw new CheckpointError(`${paths.config}: expected a JSON object`);
-  const contents = readSafetensorsFile(paths.weights);
-  const stored = [...contents.tensors.entries()].filter(([k]) => !MASK_BUFFER.test(k.replace(/^transformer\./, "")));
-  const dtype = opts.dtype ?? (stored.length > 0 && stored.every(([, t]) => t.dtype === "f64") ? "f64" : "f32");
+  const tensors = readCheckpointTensors(paths.weights);
+  const stored = [...tensors.values()];
+  const dtype = opts.dtype ?? (stored.length > 0 && stored.every((t) => t.dtype === "f64") ? "f64" : "f32");
   const config = configFromHf(hf, paths.config, dtype);
-  const weights = weightsFromHf(contents.tensors, config, paths.weights);
+  const weights = weightsFromHf(tensors, config, paths.weights);
   let tokenizer: Tokenizer | undefined;
   if (existsSync(paths.tokenizer)) {
     try {

@@ -370,6 +370,7 @@ export function shiftTargets(t: Tensor): { tokens: Tensor; targets: Tensor } {
   if (n1 < 2) throw new ModelError(`the loss needs at least 2 tokens per sequence (inputs 0…n−2 predict 1…n−1), got ${n1}`);
   const rows = t.size / n1;
   const lead = t.shape.slice(0, -1);
+  // (..., n+1) → (..., n) inputs [0, n) and (..., n) targets [1, n+1)
   const tokens = Tensor.zeros([...lead, n1 - 1], "i32");
   const targets = Tensor.zeros([...lead, n1 - 1], "i32");
   for (let r = 0; r < rows; r++) {
@@ -389,7 +390,7 @@ export class GPT {
 
   /** @throws ModelError for a missing, extra or misshaped weight. */
   constructor(config: GPTConfig, weights: NamedTensors) {
-    this.config = config;
+    this.config = resolveModelConfig(config); // validated even when built by hand
     checkWeights(config, weights);
     this.weights = weights;
   }
