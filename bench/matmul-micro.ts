@@ -176,7 +176,11 @@ function kernelSteps(): void {
     { label: "any stride (scalar loop)", group: 4, ws: 16, ls: 4608 * 8 },
   ];
   for (const c of cases) {
-    const { exports } = instantiate({ ...DEFAULT_SHAPE, packGroup: c.group });
+    const { memory, exports } = instantiate({ ...DEFAULT_SHAPE, packGroup: c.group });
+    // Real data in the source: untouched pages all map the kernel's shared zero page, which
+    // would make every read a cache hit.
+    const src = new Float64Array(memory.buffer, 1 << 20, kb * 4608);
+    for (let i = 0; i < src.length; i++) src[i] = i;
     const packB = exports.pack_b!;
     let best = Infinity;
     for (let rep = 0; rep < 40; rep++) {
