@@ -19,7 +19,7 @@ describe("every registry formula passes gradcheck in float64", () => {
       expect(full.error).toBeUndefined();
       expect(full.failures).toEqual([]);
       expect(full.ok).toBe(true);
-      const big = name === "gpt" ? { d_ff: 24, n: 7 } : { n: 9, m: 9, d: 13, d_k: 6, d_v: 5, d_ff: 17, V: 19, d_in: 11, d_out: 7 };
+      const big: Record<string, number> = name === "gpt" ? { d_ff: 24, n: 7 } : { n: 9, m: 9, d: 13, d_k: 6, d_v: 5, d_ff: 17, V: 19, d_in: 11, d_out: 7 };
       const fast = await gradcheckGraph(g, sampleInputs(name, cfg, { seed: 2, dims: big, batch: getFormula(name).args(cfg).some((a) => a.shape[0] === "...") ? [2] : [] }), { mode: "fast" });
       expect(fast.ok, JSON.stringify(fast.failures)).toBe(true);
     });

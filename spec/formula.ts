@@ -265,9 +265,14 @@ export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Rec
   const fill = (defaults: boolean) => {
     for (let pass = 0; pass < 4; pass++) {
       for (const r of rels) {
-        if (typeof r.a === "string" && !env.has(r.a)) {
-          const v = evalDimSafe(r.b, env);
-          if (v !== undefined) env.set(r.a, v);
+        // solve either side for its one unknown (d_model = H·d_k gives d_k from d_model and H)
+        const va = evalDimSafe(r.a, env);
+        const vb = evalDimSafe(r.b, env);
+        try {
+          const s = va !== undefined && vb === undefined ? solveFor(r.b, va, env) : vb !== undefined && va === undefined ? solveFor(r.a, vb, env) : undefined;
+          if (s !== undefined) env.set(s[0], s[1]);
+        } catch {
+          // an indivisible example size: leave it to the defaults (binding will report it)
         }
       }
     }
@@ -294,7 +299,7 @@ export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Rec
   return out;
 }
 
-import { evalDim, dimNames } from "./dims.js";
+import { evalDim, dimNames, solveFor } from "./dims.js";
 function evalDimSafe(d: Dim, env: ReadonlyMap<string, number>): number | undefined {
   try {
     return evalDim(d, env);
