@@ -106,6 +106,15 @@ describe("other commands", () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain("layer_norm/f64/n7_d12");
   });
+  test("generate is deterministic for a seed and streams text", () => {
+    const args = ["generate", "--preset", "tiny", "--seed", "7", "--prompt", "Hello", "--max-tokens", "8", "--json"];
+    const a = run(args);
+    const b = run(args);
+    expect(a.code).toBe(0);
+    expect(a.out).toBe(b.out);
+    expect(JSON.parse(a.out).ids).toHaveLength(8);
+    expect(run(["generate", "--prompt", "Hello", "--preset", "nope"]).code).toBe(2);
+  }, 60_000);
   test("an unknown command exits 2", () => {
     expect(run(["frobnicate"]).code).toBe(2);
   });
