@@ -1,7 +1,7 @@
 /**
  * The float64 GEMM kernel as a WebAssembly SIMD128 module, emitted from TypeScript.
  *
- * Structure (GotoBLAS / BLIS): C += A·B over matrices that already sit in the module's memory,
+ * Structure (GotoBLAS / BLIS): C += A·B in float64 over matrices that already sit in the module's memory,
  * each addressed by a byte base and element strides (so transposes are just strides).
  *
  * ```
@@ -25,8 +25,9 @@
  * acc_ij = f64x2.add(acc_ij, f64x2.mul(a_i, b_j))
  * ```
  *
- * unrolled `unroll` times with the step folded into the load offsets, so the loop pays one
- * pointer update per `unroll` steps. There is no FMA: relaxed-simd's `f64x2.relaxed_madd` is not
+ * The step can be unrolled (`unroll`, folding the step into the load offsets), but the default
+ * is 1: unrolled ×4, V8 hoists the loads of several steps and spills (14 vs 21 GFLOP/s,
+ * RESULTS.md). The cursors advance by 8·MR and 8·NR bytes per step. There is no FMA: relaxed-simd's `f64x2.relaxed_madd` is not
  * available in Node 20 without a V8 flag, and a separate multiply and add round twice, exactly as
  * the naive loop does. Edge blocks (fewer than MR rows or NR columns) go through a small tile
  * buffer so that padding lanes never reach C; padding is zeros in the packed panels and only ever
