@@ -1,0 +1,308 @@
+/**
+ * Tolerances of the laws, derived from the dtype's unit roundoff and the reduction lengths of
+ * the formula — never a knob.
+ *
+ * Notation (Higham, *Accuracy and Stability of Numerical Algorithms*, ch. 2–3):
+ *
+ * - `u` is the unit roundoff: 2⁻⁵³ for float64, 2⁻²⁴ for float32. One correctly rounded
+ *   operation returns `x(1 + δ)`, `|δ| ≤ u`.
+ * - `γ_k = k·u / (1 − k·u)` bounds the relative error accumulated by `k` roundings in sequence;
+ *   a sum or dot product of length `k` computed in any order satisfies
+ *   `|fl(Σ a_i) − Σ a_i| ≤ γ_{k−1} Σ|a_i|`.
+ *
+ * Laws that compare a computed value with an exact mathematical constant or relation (softmax
+ * rows sum to 1, LayerNorm output variance, GELU symmetry) state their own bound in the law,
+ * from these two facts.
+ *
+ * Laws that compare **two evaluations of the same quantity** (prefix consistency, batch
+ * independence, head permutation, KV cache against recomputation) — and the float32-vs-float64
+ * oracle law — use the *conditioned bound* of this module:
+ *
+ *     |ŷ₁ − ŷ₂| ≤ 2·γ_K·(S + κ̂)
+ *
+ * - `K` = {@link roundingDepth}: the roundings on the longest path from an argument to an output
+ *   element — the sum over the stages of the formula of its reduction length plus the
+ *   elementwise roundings of the stage (exp, division, square root, …). Each computation is
+ *   within `γ_K` (relative) of exact on every stage's terms; two computations differ by at most
+ *   twice that: the factor 2.
+ * - `S` = max |ŷ| over the output: the magnitude the final rounding acts on.
+ * - `κ̂` = the measured amplification of the instance: rounding anywhere on the path acts, to
+ *   first order, like a relative perturbation of size ≤ γ_K of the stage's operands; how far that
+ *   moves the output depends on the conditioning of the instance (a LayerNorm over a row whose
+ *   spread is small next to its mean amplifies by |γ|/σ, a softmax by its scores' magnitude).
+ *   The law measures it with one probe ({@link sensitivity}): every float argument is scaled by
+ *   `1 + η·r_i` with random signs `r_i` and `η = √u` (the step that balances the probe's
+ *   truncation error η² against rounding u/η), and `Δ = max |f(x̃) − f(x)|`. A sum of N
+ *   random-sign terms has mean magnitude ≥ ‖a‖₂/√2 (Khintchine's inequality, sharp constant)
+ *   while the worst-case alignment is ‖a‖₁ ≤ √N‖a‖₂, so `κ̂ = √(2N)·Δ/η` estimates the
+ *   worst-case response per unit relative perturbation.
+ *
+ * The bound is an estimate, not a proof: the first-order model ignores O(u²) terms, and one
+ * probe can underestimate a response that cancels by chance. The deep run (properties/deep.ts,
+ * ≥ 1,000 runs per law on the reference in both dtypes) measures how close the reference comes
+ * to it; a wrong formula (missing mask, wrong scale, swapped heads) moves outputs by O(1), far
+ * outside it.
+ */
+import { Rng } from "../autodiff/random.js";
+import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
+import type { BackwardRequest, FormulaConfig, ForwardRequest, Implementation } from "../autodiff/implementation.js";
+
+/** Unit roundoff u of a float dtype: 2⁻⁵³ (f64), 2⁻²⁴ (f32). */
+export function unitRoundoff(dtype: FloatDType): number {
+  return dtype === "f64" ? 2 ** -53 : 2 ** -24;
+}
+
+/** γ_k = k·u/(1 − k·u): the relative error bound of k roundings in sequence. */
+export function gamma(k: number, dtype: FloatDType): number {
+  const ku = k * unitRoundoff(dtype);
+  if (ku >= 0.5) throw new RangeError(`gamma: k = ${k} roundings is too many for ${dtype} (k·u = ${ku} ≥ 1/2): the first-order bound is meaningless`);
+  return ku / (1 - ku);
+}
+
+/**
+ * Allowance for results below the normal range, where rounding is absolute, not relative: an
+ * implementation may round them to a subnormal or flush them to zero (GPUs commonly do), an
+ * error up to the smallest normal number per operation, which later operations may multiply by
+ * factors up to `amp`. A relative bound k·u·|x| cannot cover it, so laws add
+ * `K·smallestNormal·amp` for K operations (1.2e-38·K·amp for float32, 2.2e-308·K·amp for float64:
+ * far below any error a wrong formula makes on values of normal size).
+ */
+export function underflowAllowance(dtype: FloatDType, K: number, amp = 1): number {
+  return K * smallestNormal(dtype) * amp;
+}
+
+/** Smallest positive normal number: below it, absolute (not relative) rounding errors rule. */
+export function smallestNormal(dtype: FloatDType): number {
+  return dtype === "f64" ? 2 ** -1022 : 2 ** -126;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounding depth K of each formula
+
+const last = (t: Tensor | undefined): number => (t === undefined ? 0 : t.shape[t.shape.length - 1] ?? 1);
+const rowsOf = (t: Tensor | undefined, axis = -2): number => (t === undefined ? 0 : t.shape[t.shape.length + axis] ?? 1);
+
+/** softmax over m: x − max (1), exp (1), the sum (m − 1), the division (1), +1 for a reciprocal-then-multiply variant. */
+export const softmaxDepth = (m: number): number => m + 3;
+/** logsumexp over m: x − max, exp, sum (m − 1), log, + max. */
+export const logsumexpDepth = (m: number): number => m + 3;
+/** A projection x W + b with fan-in k: the dot product (k − 1) and the bias (1). */
+export const projDepth = (k: number): number => k;
+/** LayerNorm over d: mean (d), subtract (1), mean of squares (d + 1), + ε, √, divide, ×γ, +β. */
+export const layerNormDepth = (d: number): number => 2 * d + 6;
+/** RMSNorm over d: mean of squares (d + 1), + ε, √, divide, ×γ. */
+export const rmsNormDepth = (d: number): number => d + 5;
+/**
+ * An activation: the libm function (erf, tanh, exp: ≤ 1 ulp each, counted 2) and at most five
+ * arithmetic roundings (GELU tanh: x³, 0.044715·x³, +x, ·√(2/π), 1 +, ½x·).
+ */
+export const activationDepth = 8;
+/**
+ * Sin/cos of the angle θ = p·ω at position p ≤ pMax: ω = base^(−2i/d) (pow ≤ 1 ulp, division),
+ * the product p·ω (1): θ carries a relative error ≤ 3u, an absolute error ≤ 3u·θ ≤ 3u·pMax·ω ≤
+ * 3u·pMax, which sin and cos (Lipschitz 1, ≤ 1 ulp themselves) pass on as absolute error.
+ */
+export const angleDepth = (pMax: number): number => 2 + 3 * Math.max(1, pMax);
+/** RoPE: the angle, then x₁cos − x₂sin (two products and a difference). */
+export const ropeDepth = (pMax: number): number => angleDepth(pMax) + 3;
+/** Attention: scores (d_k − 1, scale 1, bias/mask 1), softmax over m, P·V (m − 1). */
+export const attentionDepth = (d_k: number, m: number): number => d_k + 1 + softmaxDepth(m) + m;
+
+export interface DepthContext {
+  readonly formula: string;
+  readonly config: FormulaConfig;
+  readonly inputs: NamedTensors;
+}
+
+function mhaDepth(d_model: number, H: number, m: number, pMax: number, positions: string): number {
+  const d_k = Math.max(1, Math.round(d_model / Math.max(1, H)));
+  const rope = positions === "rope" || positions === "rope_interleaved" ? ropeDepth(pMax) : 0;
+  return projDepth(d_model) + rope + attentionDepth(d_k, m) + projDepth(d_model);
+}
+
+function blockDepth(cfg: FormulaConfig, d_model: number, d_ff: number, m: number, pMax: number): number {
+  const norm = cfg["norm"] === "rms_norm" ? rmsNormDepth(d_model) : layerNormDepth(d_model);
+  const mha = mhaDepth(d_model, Number(cfg["H"] ?? 1), m, pMax, String(cfg["positions"] ?? "none"));
+  const ffn = cfg["activation"] === "swiglu" ? projDepth(d_model) + activationDepth + 1 + projDepth(d_ff) : projDepth(d_model) + activationDepth + projDepth(d_ff);
+  const norms = cfg["placement"] === "sandwich" ? 4 : 2;
+  return norms * norm + mha + ffn + 2;
+}
+
+/**
+ * K: roundings on the longest path from an argument to an output element of the formula, for
+ * the sizes of these inputs (see the module comment). Formulas outside the registry's list get
+ * the conservative sum of every input's size.
+ */
+export function roundingDepth(ctx: DepthContext): number {
+  const { formula, config: cfg, inputs: a } = ctx;
+  const dimCfg = (k: string, dflt: number): number => (typeof cfg[k] === "number" ? (cfg[k] as number) : dflt);
+  switch (formula) {
+    case "softmax":
+    case "log_softmax":
+      return softmaxDepth(last(a["x"]));
+    case "logsumexp":
+      return logsumexpDepth(last(a["x"]));
+    case "causal_mask":
+    case "embedding":
+      return 1;
+    case "alibi_bias":
+      return 4 + 2 * dimCfg("m", dimCfg("n", 1));
+    case "attention":
+      return attentionDepth(last(a["Q"]), rowsOf(a["K"]));
+    case "mha": {
+      const n = rowsOf(a["x"]);
+      const p = rowsOf(a["past_k"]);
+      return mhaDepth(last(a["x"]), dimCfg("H", 1), n + p, dimCfg("offset", 0) + p + n, String(cfg["positions"] ?? "none"));
+    }
+    case "layer_norm":
+      return layerNormDepth(last(a["x"]));
+    case "rms_norm":
+      return rmsNormDepth(last(a["x"]));
+    case "gelu":
+    case "gelu_tanh":
+    case "relu":
+    case "silu":
+      return activationDepth;
+    case "linear":
+      return projDepth(last(a["x"]));
+    case "logits":
+      return projDepth(last(a["x"]));
+    case "ffn":
+      return projDepth(last(a["x"])) + activationDepth + projDepth(last(a["W_1"]));
+    case "swiglu":
+      return projDepth(last(a["x"])) + activationDepth + 1 + projDepth(last(a["W_up"]));
+    case "positional_sinusoidal":
+      return angleDepth(dimCfg("offset", 0) + dimCfg("n", 1));
+    case "positional_learned":
+      return 1;
+    case "rope":
+      return ropeDepth(dimCfg("offset", 0) + rowsOf(a["x"]));
+    case "cross_entropy": {
+      const z = a["logits"];
+      const N = z === undefined || last(z) === 0 ? 1 : z.size / last(z);
+      return logsumexpDepth(last(z)) + 1 + N;
+    }
+    case "block":
+    case "block_post_ln":
+    case "block_pre_ln": {
+      const x = a["x"];
+      const d_ff = last(a["mlp.c_fc.weight"] ?? a["mlp.up_proj.weight"]);
+      const n = rowsOf(x);
+      const p = rowsOf(a["past_k"]);
+      const placement = formula === "block_pre_ln" ? "pre" : formula === "block_post_ln" ? "post" : cfg["placement"];
+      return blockDepth({ ...cfg, placement: placement ?? "post" }, last(x), d_ff, n + p, n + p);
+    }
+    case "gpt": {
+      const L = dimCfg("L", 1);
+      const wte = a["wte.weight"];
+      const d_model = last(wte);
+      const V = rowsOf(wte);
+      const d_ff = last(a["h.0.mlp.c_fc.weight"] ?? a["h.0.mlp.up_proj.weight"]);
+      const tokens = a["tokens"];
+      const n = last(tokens);
+      const p = rowsOf(a["past.0.k"]);
+      const pMax = n + p;
+      const positions = String(cfg["positions"] ?? "learned");
+      const attnPos = positions === "rope" || positions === "rope_interleaved" || positions === "alibi" ? positions : "none";
+      const body = blockDepth({ ...cfg, positions: attnPos }, d_model, d_ff, n + p, pMax);
+      const embed = positions === "sinusoidal" ? angleDepth(pMax) + 1 : 1;
+      const finalNorm = cfg["placement"] === "pre" || cfg["placement"] === "sandwich" ? layerNormDepth(d_model) : 0;
+      const N = tokens === undefined ? 1 : tokens.size;
+      return embed + L * body + finalNorm + projDepth(d_model) + logsumexpDepth(V) + 1 + N;
+    }
+    default: {
+      let s = 8;
+      for (const t of Object.values(a)) s += t.size;
+      return s;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The measured amplification
+
+/** The probe's relative step: η = √u (2⁻¹² for float32, 2⁻²⁶·⁵ ≈ 1.05e-8 for float64). */
+export function probeStep(dtype: FloatDType): number {
+  return Math.sqrt(unitRoundoff(dtype));
+}
+
+export interface OutputScale {
+  /** max |ŷ| over the output. */
+  readonly S: number;
+  /** κ̂ = √(2N)·Δ/η, the measured response to a unit relative perturbation of every float argument. */
+  readonly kappa: number;
+  /** Float arguments perturbed (N). */
+  readonly perturbed: number;
+}
+
+/**
+ * Measure how strongly the outputs of one request respond to rounding-sized relative
+ * perturbations of its float arguments (see the module comment). `base` are the outputs of the
+ * unperturbed request. The random signs are seeded, so a replay measures the same κ̂.
+ */
+export async function sensitivity(impl: Implementation, req: ForwardRequest, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
+  return sensitivityOf(async (inputs) => (await impl.forward({ ...req, inputs })).outputs, req.inputs, base, dtype, seed);
+}
+
+/** {@link sensitivity} of a backward pass: the gradients' response to perturbed arguments (cotangents fixed). */
+export async function gradSensitivity(impl: Implementation, req: BackwardRequest, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
+  const run = impl.backwardPass;
+  if (run === undefined) throw new Error(`${impl.name} has no backward pass`);
+  return sensitivityOf(async (inputs) => (await run.call(impl, { ...req, inputs })).grads, req.inputs, base, dtype, seed);
+}
+
+/** The probe itself, over any evaluation of named arguments to named results. */
+export async function sensitivityOf(evaluate: (inputs: NamedTensors) => Promise<NamedTensors>, inputs: NamedTensors, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
+  const eta = probeStep(dtype);
+  const rng = new Rng(seed);
+  const perturbed: NamedTensors = {};
+  let N = 0;
+  for (const [k, t] of Object.entries(inputs)) {
+    if (t.dtype === "i32") {
+      perturbed[k] = t;
+      continue;
+    }
+    const p = t.clone();
+    for (let i = 0; i < p.size; i++) {
+      const v = t.data[i]!;
+      if (v === 0 || !Number.isFinite(v)) continue;
+      p.data[i] = v * (1 + (rng.uniform() < 0.5 ? -eta : eta));
+      N++;
+    }
+    perturbed[k] = p;
+  }
+  const out: Record<string, OutputScale> = {};
+  const moved: NamedTensors = N > 0 ? await evaluate(perturbed) : {};
+  for (const [k, y] of Object.entries(base)) {
+    let S = 0;
+    let delta = 0;
+    const z = moved[k];
+    for (let i = 0; i < y.size; i++) {
+      const v = y.data[i]!;
+      if (!Number.isFinite(v)) continue;
+      S = Math.max(S, Math.abs(v));
+      const w = z !== undefined && z.size === y.size ? z.data[i]! : v;
+      // a perturbation that turns a finite output non-finite says nothing about rounding
+      if (Number.isFinite(w)) delta = Math.max(delta, Math.abs(w - v));
+    }
+    out[k] = { S, kappa: N === 0 ? 0 : (Math.sqrt(2 * N) * delta) / eta, perturbed: N };
+  }
+  return out;
+}
+
+/**
+ * The conditioned bound for two computations of the same output: `2·γ_K·(S + κ̂)` plus K
+ * half-units of the smallest normal (rounding below the normal range is absolute, not relative).
+ */
+export function conditionedBound(dtype: FloatDType, K: number, scale: OutputScale): number {
+  return 2 * gamma(K, dtype) * (scale.S + scale.kappa) + K * smallestNormal(dtype);
+}
+
+/** Text of the conditioned bound with its numbers, for reports. */
+export function conditionedReason(dtype: FloatDType, K: number, scale: OutputScale): string {
+  return `2·γ_K·(S + κ̂) with ${dtype} u = 2^${Math.log2(unitRoundoff(dtype))}, K = ${K}, S = ${fmt(scale.S)}, κ̂ = √(2N)·Δ/η = ${fmt(scale.kappa)} (N = ${scale.perturbed})`;
+}
+
+function fmt(x: number): string {
+  return x === 0 ? "0" : Math.abs(x) >= 1e-3 && Math.abs(x) < 1e4 ? x.toPrecision(4) : x.toExponential(3);
+}
