@@ -1,0 +1,420 @@
+/**
+ * The law runner: every law (or one) against an Implementation, with fast-check's seed and
+ * path reported for each failure and the exact command that replays it.
+ *
+ * A run has two phases per law: `runs` generated cases without shrinking (stopping at the first
+ * failure), then shrinking from that failure's path within a time budget. The reported path
+ * replays the shrunk counterexample exactly: `fc.check(..., { seed, path, endOnFailure })`
+ * regenerates the same case from the same seed, and the laws' checks are deterministic.
+ */
+import fc from "fast-check";
+import "../spec/index.js";
+import { formulaNames, hasFormula } from "../spec/formula.js";
+import type { Implementation } from "../autodiff/implementation.js";
+import { supportsBackward } from "../autodiff/implementation.js";
+import { shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
+import { referenceImplementation } from "../reference/implementation.js";
+import { LawUsageError, fmt, runCheck, type Law, type LawCase, type LawFailure } from "./law.js";
+import { getLaw, LAWS } from "./registry.js";
+import { isBatched } from "./laws/generic.js";
+import { PLANTED, plantedImplementation } from "./planted.js";
+
+export interface RunOptions {
+  /** Only cases of this formula. */
+  readonly formula?: string;
+  /** Only this law. */
+  readonly law?: string;
+  /** Generated cases per law (default 100). */
+  readonly runs?: number;
+  /** fast-check seed (default: time-based, reported). */
+  readonly seed?: number;
+  /** Replay this fast-check path (needs `seed` and `law`). */
+  readonly path?: string;
+  readonly dtype?: FloatDType;
+  /** Time budget for shrinking one failure, in ms (default 10 000). */
+  readonly shrinkTimeMs?: number;
+  /** How the replay command names the implementation (e.g. `--planted mask_missing`). */
+  readonly implementationArgs?: string;
+}
+
+export interface ReplayInfo {
+  readonly seed: number;
+  readonly path: string;
+  readonly numShrinks: number;
+  /** Shrinking stopped at the time budget (the counterexample is the smallest found by then). */
+  readonly shrinkInterrupted: boolean;
+  /** `npx specformer properties --law L --seed S --path P …` */
+  readonly command: string;
+}
+
+export interface LawResult {
+  readonly law: string;
+  readonly statement: string;
+  readonly status: "passed" | "failed" | "skipped";
+  /** Formulas the cases were drawn from. */
+  readonly formulas: readonly string[];
+  /** Cases run (passed ones, or up to and including the first failure). */
+  readonly runs: number;
+  readonly timeMs: number;
+  /** Why the law did not run. */
+  readonly skipped?: string;
+  /** Formulas left out and why (missing companion formula, no backward pass). */
+  readonly excluded?: readonly string[];
+  readonly failure?: LawFailure;
+  readonly replay?: ReplayInfo;
+  /** Arguments of the shrunk counterexample: shapes, and values of small tensors. */
+  readonly counterexample?: CaseSummary;
+  readonly tolerance: { readonly derivation: string; readonly scale: string };
+}
+
+export interface CaseSummary {
+  readonly formula: string;
+  readonly config: Readonly<Record<string, number | string | boolean>>;
+  readonly dtype: FloatDType;
+  readonly shapes: Readonly<Record<string, readonly number[]>>;
+  /** Values of arguments with at most 64 elements. */
+  readonly values: Readonly<Record<string, readonly number[]>>;
+  /** Total elements of the arguments (the counterexample's size). */
+  readonly elements: number;
+}
+
+export interface LawReport {
+  readonly implementation: string;
+  readonly dtype: FloatDType;
+  readonly seed: number;
+  readonly runs: number;
+  readonly ok: boolean;
+  readonly passed: number;
+  readonly failed: number;
+  readonly skipped: number;
+  readonly timeMs: number;
+  readonly results: readonly LawResult[];
+}
+
+/** Where a law's cases may come from for this implementation, and what was left out. */
+export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula">): { formulas: string[]; excluded: string[]; reason?: string } {
+  const declared = new Set(impl.formulas);
+  let candidates: string[];
+  if (law.formulas === "all") candidates = formulaNames();
+  else if (law.formulas === "batched") candidates = formulaNames().filter(isBatched);
+  else candidates = [...law.formulas];
+  if (opts.formula !== undefined) {
+    if (!candidates.includes(opts.formula)) return { formulas: [], excluded: [], reason: `the law does not apply to ${opts.formula} (it applies to ${describeList(candidates)})` };
+    candidates = [opts.formula];
+  }
+  const excluded: string[] = [];
+  const formulas: string[] = [];
+  for (const f of candidates) {
+    if (!declared.has(f)) continue;
+    const missing = (law.requires?.(f) ?? []).filter((r) => !declared.has(r));
+    if (missing.length > 0) {
+      excluded.push(`${f}: needs ${missing.join(", ")}`);
+      continue;
+    }
+    const needs = typeof law.backward === "function" ? law.backward(f) : law.backward;
+    if (needs === "required" && !supportsBackward(impl, f)) {
+      excluded.push(`${f}: needs its backward pass`);
+      continue;
+    }
+    formulas.push(f);
+  }
+  if (formulas.length === 0) {
+    const declaredNone = candidates.every((f) => !declared.has(f));
+    const reason = declaredNone ? `the implementation declares none of ${describeList(candidates)}` : `no applicable formula (${excluded.join("; ")})`;
+    return { formulas, excluded, reason };
+  }
+  return { formulas, excluded };
+}
+
+function describeList(xs: readonly string[]): string {
+  return xs.length > 8 ? `${xs.slice(0, 8).join(", ")} … (${xs.length} formulas)` : xs.join(", ");
+}
+
+/** Summary of a case for reports. */
+export function summarizeCase(c: LawCase): CaseSummary {
+  const shapes: Record<string, number[]> = {};
+  const values: Record<string, number[]> = {};
+  let elements = 0;
+  for (const [k, t] of Object.entries(c.inputs)) {
+    shapes[k] = [...t.shape];
+    elements += t.size;
+    if (t.size <= 64) values[k] = Array.from(t.data);
+  }
+  return { formula: c.formula, config: c.config, dtype: c.dtype, shapes, values, elements };
+}
+
+function replayCommand(law: string, seed: number, path: string, opts: RunOptions): string {
+  const parts = ["npx specformer properties", `--law ${law}`, `--seed ${seed}`, `--path ${path}`];
+  if (opts.formula !== undefined) parts.push(`--formula ${opts.formula}`);
+  if ((opts.dtype ?? "f64") !== "f64") parts.push(`--dtype ${opts.dtype}`);
+  if (opts.implementationArgs !== undefined && opts.implementationArgs !== "") parts.push(opts.implementationArgs);
+  return parts.join(" ");
+}
+
+/** Run one law (see {@link runLaws}). */
+export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & { seed: number }): Promise<LawResult> {
+  const t0 = performance.now();
+  const dtype = opts.dtype ?? "f64";
+  const base = { law: law.name, statement: law.statement, tolerance: { derivation: law.tolerance.derivation, scale: law.tolerance.scale } };
+  if (!impl.dtypes.includes(dtype)) {
+    return { ...base, status: "skipped", formulas: [], runs: 0, timeMs: 0, skipped: `the implementation does not compute ${dtype} (it declares ${impl.dtypes.join(", ")})` };
+  }
+  const scope = lawScope(law, impl, opts);
+  if (scope.formulas.length === 0) {
+    return { ...base, status: "skipped", formulas: [], runs: 0, timeMs: 0, skipped: scope.reason ?? "no applicable formula", excluded: scope.excluded };
+  }
+  const arb = law.arbitrary({ formulas: scope.formulas, dtype, declared: impl.formulas, backward: impl.formulas.filter((f) => supportsBackward(impl, f)) });
+  const property = fc.asyncProperty(arb, async (c) => (await runCheck(law, impl, c)).ok);
+  const runs = opts.runs ?? 100;
+  let details: fc.RunDetails<[LawCase]>;
+  let shrinkInterrupted = false;
+  if (opts.path !== undefined) {
+    details = await fc.check(property, { seed: opts.seed, path: opts.path, numRuns: runs, endOnFailure: true });
+  } else {
+    details = await fc.check(property, { seed: opts.seed, numRuns: runs, endOnFailure: true });
+    if (details.failed && details.counterexamplePath !== null) {
+      const firstRuns = details.numRuns;
+      const shrunk = await fc.check(property, { seed: opts.seed, path: details.counterexamplePath, plugins: [fc.interruptAfterTimeLimit(opts.shrinkTimeMs ?? 10_000)] });
+      if (shrunk.failed && shrunk.counterexamplePath !== null) {
+        shrinkInterrupted = shrunk.interrupted;
+        details = { ...shrunk, numRuns: firstRuns } as fc.RunDetails<[LawCase]>;
+      }
+    }
+  }
+  const timeMs = performance.now() - t0;
+  const extra = scope.excluded.length > 0 ? { excluded: scope.excluded } : {};
+  if (!details.failed) return { ...base, ...extra, status: "passed", formulas: scope.formulas, runs: details.numRuns, timeMs };
+  if (details.counterexample === null || details.counterexamplePath === null) {
+    const why = details.interrupted ? "the run was interrupted before a case ran" : `too many cases were rejected by preconditions (${details.numSkips})`;
+    return { ...base, ...extra, status: "failed", formulas: scope.formulas, runs: details.numRuns, timeMs, failure: { law: law.name, formula: "", config: {}, dtype, shapes: {}, message: why } };
+  }
+  const c = details.counterexample[0];
+  const verdict = await runCheck(law, impl, c);
+  const failure: LawFailure = verdict.ok
+    ? { law: law.name, formula: c.formula, config: c.config, dtype, shapes: shapesOf(c.inputs), message: "the counterexample passed when checked again: the implementation is not deterministic (see the determinism law)" }
+    : verdict.failure;
+  return {
+    ...base,
+    ...extra,
+    status: "failed",
+    formulas: scope.formulas,
+    runs: details.numRuns,
+    timeMs,
+    failure,
+    counterexample: summarizeCase(c),
+    replay: {
+      seed: details.seed,
+      path: details.counterexamplePath,
+      numShrinks: details.numShrinks,
+      shrinkInterrupted,
+      command: replayCommand(law.name, details.seed, details.counterexamplePath, opts),
+    },
+  };
+}
+
+function shapesOf(ts: NamedTensors): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const [k, v] of Object.entries(ts)) out[k] = [...v.shape];
+  return out;
+}
+
+/**
+ * Run the laws (all, or `opts.law`) against an implementation. Laws whose formulas the
+ * implementation does not declare (or whose companion formulas or backward pass it lacks) are
+ * reported as skipped, not passed.
+ */
+export async function runLaws(impl: Implementation, opts: RunOptions = {}): Promise<LawReport> {
+  if (opts.formula !== undefined && !hasFormula(opts.formula)) throw new LawUsageError(`unknown formula "${opts.formula}"; known formulas: ${formulaNames().join(", ")}`);
+  if (opts.runs !== undefined && (!Number.isInteger(opts.runs) || opts.runs < 1)) throw new LawUsageError(`runs must be a positive integer, got ${opts.runs}`);
+  if (opts.path !== undefined) {
+    if (opts.law === undefined) throw new LawUsageError("--path replays one law's counterexample: give --law too");
+    if (opts.seed === undefined) throw new LawUsageError("--path replays a counterexample from its seed: give --seed too");
+    if (!/^\d+(:\d+)*$/.test(opts.path)) throw new LawUsageError(`--path must look like 12:0:3 (fast-check's counterexample path), got "${opts.path}"`);
+  }
+  const laws = opts.law !== undefined ? [getLaw(opts.law)] : LAWS;
+  const seed = opts.seed ?? (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 1;
+  const t0 = performance.now();
+  const results: LawResult[] = [];
+  for (const law of laws) results.push(await runLaw(impl, law, { ...opts, seed }));
+  const count = (s: LawResult["status"]) => results.filter((r) => r.status === s).length;
+  return {
+    implementation: impl.name,
+    dtype: opts.dtype ?? "f64",
+    seed,
+    runs: opts.runs ?? 100,
+    ok: count("failed") === 0,
+    passed: count("passed"),
+    failed: count("failed"),
+    skipped: count("skipped"),
+    timeMs: performance.now() - t0,
+    results,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
+  const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+}
+
+function seconds(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** Failure details as indented lines. */
+export function formatFailure(r: LawResult): string[] {
+  const f = r.failure;
+  if (f === undefined) return [];
+  const lines = [`FAILED ${r.law}: ${r.statement}`, `  ${f.message}`];
+  if (f.formula !== "") lines.push(`  formula: ${f.formula}  dtype: ${f.dtype}  config: ${configText(f.config)}`);
+  const shapes = Object.entries(f.shapes).map(([k, s]) => `${k}${shapeToString(s)}`);
+  if (shapes.length > 0) lines.push(`  shapes: ${shapes.length > 12 ? `${shapes.slice(0, 12).join(" ")} … (${shapes.length} arguments)` : shapes.join(" ")}`);
+  if (f.quantity !== undefined) {
+    const where = f.index !== undefined ? ` at ${JSON.stringify(f.index)}` : "";
+    lines.push(`  ${f.quantity}${where}: expected ${f.expected !== undefined ? fmt(f.expected) : "?"}, actual ${f.actual !== undefined ? fmt(f.actual) : "?"}`);
+    if (f.absError !== undefined) lines.push(`  abs error ${fmt(f.absError)}, rel error ${f.relError !== undefined ? fmt(f.relError) : "?"}, allowed ${f.allowed !== undefined ? fmt(f.allowed) : "?"}`);
+  }
+  if (f.toleranceReason !== undefined) lines.push(`  bound: ${f.toleranceReason}`);
+  if (f.values !== undefined) for (const [k, v] of Object.entries(f.values)) lines.push(`  ${k}: ${JSON.stringify(v)}`);
+  if (r.counterexample !== undefined) {
+    const small = Object.entries(r.counterexample.values).filter(([, v]) => v.length <= 16);
+    for (const [k, v] of small.slice(0, 8)) lines.push(`  ${k} = ${JSON.stringify(v.map((x) => Number(fmt(x)) || x))}`);
+    lines.push(`  counterexample size: ${r.counterexample.elements} elements`);
+  }
+  if (r.replay !== undefined) {
+    lines.push(`  seed ${r.replay.seed}, path ${r.replay.path}, ${r.replay.numShrinks} shrinks${r.replay.shrinkInterrupted ? " (shrinking stopped at its time budget)" : ""}`);
+    lines.push(`  replay: ${r.replay.command}`);
+  }
+  return lines;
+}
+
+function configText(c: Readonly<Record<string, number | string | boolean>>): string {
+  const parts = Object.entries(c).map(([k, v]) => `${k}=${String(v)}`);
+  return parts.length === 0 ? "(none)" : parts.join(" ");
+}
+
+/** The report as a table (one row per law) followed by the failures in detail. */
+export function formatLawReport(report: LawReport): string {
+  const rows = report.results.map((r) => [
+    r.law,
+    r.status === "skipped" ? "-" : describeList(r.formulas).slice(0, 48),
+    String(r.runs),
+    r.status === "passed" ? "passed" : r.status === "failed" ? "FAILED" : "skipped",
+    r.status === "skipped" ? (r.skipped ?? "") : seconds(r.timeMs),
+  ]);
+  const lines = [
+    `laws against ${report.implementation} (${report.dtype}, seed ${report.seed}, ${report.runs} runs per law)`,
+    "",
+    ...table(["law", "formulas", "runs", "result", "time / reason"], rows),
+    "",
+    `${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped in ${seconds(report.timeMs)}`,
+  ];
+  for (const r of report.results) if (r.status === "failed") lines.push("", ...formatFailure(r));
+  return lines.join("\n") + "\n";
+}
+
+/** The report as JSON (non-finite numbers as strings, so the document stays valid JSON). */
+export function lawReportToJSON(report: LawReport): string {
+  return (
+    JSON.stringify(
+      report,
+      (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v),
+      2,
+    ) + "\n"
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command
+
+const USAGE = `usage: specformer properties [--formula F] [--law L] [--runs N] [--seed S] [--path P] [--dtype f64|f32] [--planted BUG] [--json] [--list]`;
+
+export interface PropertiesCommandOptions {
+  /** The implementation to check (default: the reference, or the planted bug named by --planted). */
+  readonly implementation?: Implementation;
+  /** How replay commands name that implementation. */
+  readonly implementationArgs?: string;
+}
+
+/**
+ * `specformer properties`: run the laws and return the report text and the exit code (0 every
+ * law passed or was skipped, 1 a law failed, 2 bad input). Never prints and never exits.
+ */
+export async function propertiesCommand(args: readonly string[], opts: PropertiesCommandOptions = {}): Promise<{ exitCode: number; text: string }> {
+  const bad = (msg: string) => ({ exitCode: 2, text: `specformer properties: ${msg}\n${USAGE}\n` });
+  const o: { formula?: string; law?: string; runs?: number; seed?: number; path?: string; dtype?: FloatDType; planted?: string; json: boolean; list: boolean } = { json: false, list: false };
+  const valueOf = (i: number): string | undefined => {
+    const v = args[i + 1];
+    return v === undefined || v.startsWith("--") ? undefined : v;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--json") {
+      o.json = true;
+      continue;
+    }
+    if (a === "--list") {
+      o.list = true;
+      continue;
+    }
+    if (!["--formula", "--law", "--runs", "--seed", "--path", "--dtype", "--planted"].includes(a)) return bad(`unknown argument "${a}"`);
+    const v = valueOf(i);
+    if (v === undefined) return bad(`${a} needs a value`);
+    i++;
+    switch (a) {
+      case "--formula":
+        o.formula = v;
+        break;
+      case "--law":
+        o.law = v;
+        break;
+      case "--path":
+        o.path = v;
+        break;
+      case "--planted":
+        o.planted = v;
+        break;
+      case "--runs": {
+        const n = Number(v);
+        if (!/^\d+$/.test(v) || n < 1) return bad(`--runs must be a positive integer, got "${v}"`);
+        o.runs = n;
+        break;
+      }
+      case "--seed": {
+        const n = Number(v);
+        if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n)) return bad(`--seed must be an integer, got "${v}"`);
+        o.seed = n;
+        break;
+      }
+      case "--dtype":
+        if (v !== "f64" && v !== "f32") return bad(`--dtype must be f64 or f32, got "${v}"`);
+        o.dtype = v;
+        break;
+    }
+  }
+  if (o.list) {
+    const rows = LAWS.map((l) => [l.name, typeof l.formulas === "string" ? l.formulas : describeList(l.formulas), l.statement]);
+    return { exitCode: 0, text: table(["law", "formulas", "statement"], rows).join("\n") + "\n" };
+  }
+  let impl = opts.implementation;
+  let implArgs = opts.implementationArgs;
+  if (o.planted !== undefined) {
+    if (impl !== undefined) return bad("--planted cannot be combined with another implementation");
+    if (!PLANTED.some((p) => p.name === o.planted)) return bad(`unknown planted bug "${o.planted}"; planted bugs: ${PLANTED.map((p) => p.name).join(", ")}`);
+    impl = plantedImplementation(o.planted);
+    implArgs = `--planted ${o.planted}`;
+  }
+  impl ??= referenceImplementation();
+  try {
+    const report = await runLaws(impl, { ...o, ...(implArgs !== undefined ? { implementationArgs: implArgs } : {}) });
+    return { exitCode: report.ok ? 0 : 1, text: o.json ? lawReportToJSON(report) : formatLawReport(report) };
+  } catch (e) {
+    if (e instanceof LawUsageError) return bad(e.message);
+    throw e;
+  } finally {
+    if (opts.implementation === undefined) await impl.close?.();
+  }
+}
