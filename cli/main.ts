@@ -29,6 +29,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   tokenize: async () => (await import("./tokenize.js")).tokenizeCli,
   golden: async () => (await import("./golden.js")).goldenCli,
   compare: async () => (await import("./golden.js")).compareCli,
+  verify: async () => (await import("./verify.js")).verifyCommand,
   generate: async () => (await import("./generate.js")).generateCli,
 };
 

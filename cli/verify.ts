@@ -1,0 +1,152 @@
+/**
+ * `specformer verify`: check an implementation (default: the built-in reference) against the
+ * PyTorch goldens, finite-difference gradients and the invariant laws; localise and explain
+ * what fails. Exit codes: 0 every check passed, 1 a check failed, 2 the implementation could not
+ * be driven, nothing could be checked, or the arguments are wrong.
+ */
+import { writeFileSync } from "node:fs";
+import "../spec/index.js";
+import { getFormula } from "../spec/formula.js";
+import type { Implementation } from "../autodiff/implementation.js";
+import { ImplementationError } from "../autodiff/implementation.js";
+import { GoldenFormatError } from "../golden/safetensors.js";
+import { referenceImplementation } from "../reference/implementation.js";
+import { ProcessImplementation } from "../verify/process.js";
+import { renderHtmlReport } from "../verify/html.js";
+import { verifyJUnit } from "../verify/junit.js";
+import { exitCodeOf, formatVerifyReport, progressLine, verifyReportToJSON, wantColour } from "../verify/report.js";
+import { knownFormula, verify } from "../verify/run.js";
+import type { VerifyOptions } from "../verify/run.js";
+import { intFlag, numFlag, parse, processIo, UsageError, type Io } from "./io.js";
+
+export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
+                         [--properties] [--runs N] [--seed S] [--timeout S]
+                         [--json] [--junit FILE] [--html FILE]
+
+  Runs every golden case of the formulas the implementation declares, in the dtypes it supports
+  (outputs, and gradients where it has a backward pass), finite-difference checks of its backward
+  pass, and with --properties the invariant laws. A failing composite (gpt, a block, mha,
+  attention) is localised: the first diverging formula and tensor, local or inherited, with
+  diagnosis hints. Without --impl it verifies the built-in reference, laws included.
+
+  --impl "COMMAND"   a program speaking the process protocol (docs/PROTOCOL.md), started by the shell
+  --cases PATH...    golden case files or folders (golden/FORMAT.md) instead of the bundled set
+  --formulas a,b     only these formulas
+  --dtype f64|f32    only cases of this dtype
+  --properties       also run the invariant laws (default for the built-in reference)
+  --runs N           fast-check runs per law (default 50)
+  --seed S           seed of the laws and gradient checks (default 1)
+  --timeout S        seconds to wait for one answer of the implementation (default 60)
+  --json             print the report as JSON
+  --junit FILE       also write a JUnit XML report
+  --html FILE        also write a self-contained HTML report (heatmaps of the failing tensors)
+
+  Exit 0 every check passed, 1 a check failed, 2 the implementation could not be driven or the
+  arguments are wrong.`;
+
+/** Whether stderr is a terminal (progress is drawn there only then). */
+function stderrIsTty(io: Io): boolean {
+  return io === processIo && process.stderr.isTTY === true;
+}
+
+export async function verifyCommand(argv: readonly string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      impl: { type: "string" },
+      cases: { type: "string", multiple: true },
+      formulas: { type: "string" },
+      dtype: { type: "string" },
+      properties: { type: "boolean" },
+      runs: { type: "string" },
+      seed: { type: "string" },
+      timeout: { type: "string" },
+      json: { type: "boolean" },
+      junit: { type: "string" },
+      html: { type: "string" },
+    },
+    VERIFY_USAGE,
+  );
+  // `--cases a b c`: the paths after --cases are positionals
+  const casePaths: string[] = [...((values.cases as string[] | undefined) ?? [])];
+  if (positionals.length > 0) {
+    if (casePaths.length === 0) throw new UsageError(`unexpected argument${positionals.length > 1 ? "s" : ""} ${positionals.map((p) => JSON.stringify(p)).join(", ")}\n\n${VERIFY_USAGE}`);
+    casePaths.push(...positionals);
+  }
+  const dtype = values.dtype as string | undefined;
+  if (dtype !== undefined && dtype !== "f64" && dtype !== "f32") throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
+  let formulas: string[] | undefined;
+  if (values.formulas !== undefined) {
+    formulas = String(values.formulas).split(",").map((f) => f.trim()).filter(Boolean);
+    if (formulas.length === 0) throw new UsageError(`--formulas needs at least one formula name`);
+    // custom golden sets may name formulas outside the registry
+    if (casePaths.length === 0) {
+      for (const f of formulas) {
+        if (knownFormula(f)) continue;
+        try {
+          getFormula(f);
+        } catch (e) {
+          throw new UsageError(`--formulas: ${(e as Error).message}`);
+        }
+      }
+    }
+  }
+  const timeout = numFlag(values.timeout as string | undefined, "--timeout") ?? 60;
+  if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got "${String(values.timeout)}"`);
+  const runs = intFlag(values.runs as string | undefined, "--runs", 50);
+  if (runs < 1) throw new UsageError(`--runs must be a positive integer, got "${String(values.runs)}"`);
+  const seed = intFlag(values.seed as string | undefined, "--seed", 1);
+  const command = values.impl as string | undefined;
+  if (command !== undefined && command.trim() === "") throw new UsageError(`--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`);
+
+  const start = async (): Promise<Implementation> => ProcessImplementation.start(command!, { timeoutMs: timeout * 1000, startupTimeoutMs: Math.max(timeout * 1000, 30_000) });
+  let impl: Implementation;
+  if (command === undefined) impl = referenceImplementation();
+  else {
+    try {
+      impl = await start();
+    } catch (e) {
+      if (!(e instanceof ImplementationError)) throw e;
+      const tail = e.detail?.stderrTail?.trim();
+      const text = `specformer verify: the implementation could not be started: ${e.message}${tail !== undefined && tail !== "" && !e.message.includes(tail.slice(-40)) ? `\nstderr:\n${tail}` : ""}`;
+      if (values.json === true) {
+        io.out(JSON.stringify({ ok: false, exit_code: 2, implementation: { name: null, command }, error: e.message, stderr_tail: tail ?? null, results: [], first_divergence: null }, null, 2));
+      } else io.err(text);
+      return 2;
+    }
+  }
+
+  const progress = stderrIsTty(io) && values.json !== true ? progressLine((s) => void process.stderr.write(s)) : undefined;
+  const opts: VerifyOptions = {
+    ...(casePaths.length > 0 ? { cases: casePaths } : {}),
+    ...(formulas !== undefined ? { formulas } : {}),
+    ...(dtype !== undefined ? { dtype: dtype as "f64" | "f32" } : {}),
+    properties: values.properties === true || command === undefined,
+    lawRuns: runs,
+    seed,
+    ...(command !== undefined ? { command, restart: start } : {}),
+    ...(progress !== undefined ? { onProgress: progress.update } : {}),
+  };
+  let report;
+  try {
+    report = await verify(impl, opts);
+  } catch (e) {
+    if (e instanceof GoldenFormatError) throw new UsageError(e.message);
+    throw e;
+  } finally {
+    progress?.clear();
+    await impl.close?.();
+  }
+  // a restarted program is closed by the run; the last one is the report's
+  if (values.junit !== undefined) {
+    writeFileSync(String(values.junit), verifyJUnit(report));
+    io.err(`specformer verify: wrote JUnit report ${String(values.junit)}`);
+  }
+  if (values.html !== undefined) {
+    writeFileSync(String(values.html), await renderHtmlReport(report));
+    io.err(`specformer verify: wrote HTML report ${String(values.html)}`);
+  }
+  if (values.json === true) io.out(verifyReportToJSON(report));
+  else io.out(formatVerifyReport(report, { colour: wantColour(io.tty) }));
+  return exitCodeOf(report);
+}

@@ -1,0 +1,127 @@
+/**
+ * The verify report as JUnit XML, the format CI systems (GitHub Actions reporters, GitLab,
+ * Jenkins, Azure) read: one `<testsuite>` per kind and formula, one `<testcase>` per golden case,
+ * gradient check or law. A failing check is a `<failure>`, an implementation that could not be
+ * driven an `<error>`, a declined or skipped check `<skipped>`.
+ */
+import { formatError } from "../golden/compare.js";
+import { firstDivergenceText } from "./report.js";
+import type { VerifyReport, VerifyResult } from "./run.js";
+import { formulaOrder } from "./run.js";
+
+/** Characters XML 1.0 cannot hold at all (control characters other than tab, newline, return). */
+// eslint-disable-next-line no-control-regex
+const INVALID_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;
+
+/** Text or attribute value escaped for XML; characters XML cannot hold become U+FFFD. */
+export function xmlEscape(s: string): string {
+  return s
+    .replace(INVALID_XML, "\uFFFD")
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&apos;");
+}
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
+function detail(r: VerifyResult): string {
+  const lines: string[] = [];
+  if (r.message !== undefined) lines.push(r.message);
+  for (const t of r.tensors ?? []) {
+    if (t.ok) continue;
+    lines.push(t.problem ?? `${t.name}: ${t.mismatched} of ${t.size} elements outside |a - e| <= atol + rtol*|e| (rtol ${formatError(t.tolerance.rtol)}, atol ${formatError(t.tolerance.atol)}); max abs err ${formatError(t.maxAbsError)}, max rel err ${formatError(t.maxRelError)}`);
+    if (t.worst !== null) lines.push(`  worst element [${t.worst.index.join(", ")}]: expected ${t.worst.expected}, actual ${t.worst.actual}`);
+  }
+  const d = r.localisation?.divergence;
+  if (d !== null && d !== undefined) {
+    lines.push(`localised: ${d.tensor} (${d.formula}, ${d.origin}): ${d.explanation}`);
+    for (const h of d.hints) lines.push(`  hint: ${h.message}`);
+  }
+  for (const h of r.hints ?? []) lines.push(`hint: ${h.message}`);
+  if (r.law?.failure !== undefined) {
+    const f = r.law.failure;
+    lines.push(`${f.formula} ${JSON.stringify(f.config)} ${f.dtype}`);
+    if (f.quantity !== undefined) lines.push(`${f.quantity}: expected ${f.expected}, actual ${f.actual}, abs err ${f.absError}, allowed ${f.allowed}`);
+  }
+  if (r.law?.replay !== undefined) lines.push(`replay: ${r.law.replay.command}`);
+  for (const f of r.gradcheck?.failures ?? []) lines.push(`${f.input}: analytic ${f.analytic}, numeric ${f.numeric}, abs err ${f.absErr}, allowed ${f.allowed}`);
+  if (r.fault?.line !== undefined) lines.push(`line: ${r.fault.line}`);
+  if (r.fault?.stderrTail !== undefined) lines.push("stderr:", r.fault.stderrTail);
+  return lines.join("\n");
+}
+
+function testcase(r: VerifyResult, classname: string): string {
+  const name = r.kind === "golden" ? r.case : r.kind === "gradient" ? `gradcheck ${r.formula} (${r.case})` : `law ${r.case}${r.dtype !== null ? ` (${r.dtype})` : ""}`;
+  const open = `    <testcase classname="${xmlEscape(classname)}" name="${xmlEscape(name)}" time="${seconds(r.timeMs)}"`;
+  const firstLine = (s: string) => s.split("\n")[0]!.slice(0, 300);
+  switch (r.status) {
+    case "pass":
+      return `${open}/>`;
+    case "fail": {
+      const text = detail(r);
+      return `${open}>\n      <failure type="mismatch" message="${xmlEscape(firstLine(text || "failed"))}">${xmlEscape(text)}</failure>\n    </testcase>`;
+    }
+    case "fault": {
+      const text = detail(r);
+      return `${open}>\n      <error type="ImplementationError" message="${xmlEscape(firstLine(r.fault?.message ?? r.message ?? "fault"))}">${xmlEscape(text)}</error>\n    </testcase>`;
+    }
+    case "declined":
+    case "skipped":
+      return `${open}>\n      <skipped message="${xmlEscape(`${r.status}: ${firstLine(r.message ?? "")}`)}"/>\n    </testcase>`;
+  }
+}
+
+/**
+ * The report as a JUnit XML document (the schema Jenkins and most CI reporters validate against:
+ * `testsuites` › `testsuite` › `properties`, `testcase` › `failure` | `error` | `skipped`).
+ */
+export function verifyJUnit(report: VerifyReport): string {
+  const groups = new Map<string, VerifyResult[]>();
+  const kindName = (r: VerifyResult) => (r.kind === "property" ? "law" : r.kind);
+  for (const r of report.results) {
+    const key = `${kindName(r)}.${r.kind === "property" ? r.case : r.formula}`;
+    const list = groups.get(key) ?? [];
+    list.push(r);
+    groups.set(key, list);
+  }
+  // golden suites in pipeline order, then gradient checks, then laws
+  const order = (name: string): number => ["golden", "gradient", "law"].indexOf(name.slice(0, name.indexOf(".")));
+  const byFormula = formulaOrder(report.results.map((r) => r.formula));
+  const keys = [...groups.keys()].sort((a, b) => {
+    const d = order(a) - order(b);
+    if (d !== 0) return d;
+    const fa = a.slice(a.indexOf(".") + 1);
+    const fb = b.slice(b.indexOf(".") + 1);
+    return a.startsWith("law.") ? (fa < fb ? -1 : fa > fb ? 1 : 0) : byFormula.indexOf(fa) - byFormula.indexOf(fb);
+  });
+  const count = (rs: readonly VerifyResult[], s: string) => rs.filter((r) => r.status === s).length;
+  const impl = report.implementation;
+  const props = [
+    ["implementation", impl.name],
+    ["command", impl.command ?? "(built-in reference)"],
+    ["seed", String(report.seed)],
+    ...(report.firstDivergence !== null ? [["first_divergence", firstDivergenceText(report.firstDivergence).join("\n")]] : []),
+  ];
+  const properties = `    <properties>\n${props.map(([k, v]) => `      <property name="${xmlEscape(k!)}" value="${xmlEscape(v!)}"/>`).join("\n")}\n    </properties>`;
+  const suites = keys.map((name) => {
+    const rs = groups.get(name)!;
+    const time = rs.reduce((s, r) => s + r.timeMs, 0);
+    return (
+      `  <testsuite name="${xmlEscape(name)}" tests="${rs.length}" failures="${count(rs, "fail")}" errors="${count(rs, "fault")}" skipped="${count(rs, "skipped") + count(rs, "declined")}" time="${seconds(time)}">\n` +
+      `${properties}\n` +
+      rs.map((r) => testcase(r, `specformer.verify.${name}`)).join("\n") +
+      `\n  </testsuite>`
+    );
+  });
+  const all = report.results;
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?>\n` +
+    `<testsuites name="specformer verify" tests="${all.length}" failures="${count(all, "fail")}" errors="${count(all, "fault")}" skipped="${count(all, "skipped") + count(all, "declined")}" time="${seconds(report.timeMs)}">\n` +
+    suites.map((x) => `${x}\n`).join("") +
+    `</testsuites>\n`
+  );
+}

@@ -1,0 +1,423 @@
+/**
+ * Localisation: when a formula's golden case fails, find the first formula and tensor in
+ * pipeline order that diverges, and say whether the error there is local (its inputs still
+ * matched) or inherited (an input already diverged).
+ *
+ * Two sources of evidence, both compared with tolerances derived like the goldens' own
+ * (verify/tolerance.ts):
+ *
+ * 1. **Intermediate values** the implementation returned with a `gpt` answer (docs/NAMES.md:
+ *    `embed`, `h.{l}.x`, `h.{l}.attn`, `h.{l}.mlp`, `h.{l}.y`, `ln_f`), against the reference's
+ *    values of the same tensors. Each diverging one is local when every tensor feeding it
+ *    matched, inherited when one of them diverged.
+ * 2. **Parts in isolation**: the reference traces the failing case (verify/trace.ts); every
+ *    formula applied inside it that the implementation also declares is fed the reference's
+ *    values of its arguments, in pipeline order. The first part that answers wrongly has correct
+ *    inputs by construction, so its error is local; the search descends into it (a block's
+ *    `mha`, the `mha`'s `attention`, the `attention`'s `causal_mask`) until no declared part
+ *    of the diverging one diverges.
+ *
+ * The divergence found is then explained by diagnosis hints (verify/diagnose.ts).
+ */
+import { ImplementationError } from "../autodiff/implementation.js";
+import type { FormulaConfig, ForwardRequest, ForwardResult } from "../autodiff/implementation.js";
+import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
+import { compareNamed, compareTensors } from "../golden/compare.js";
+import type { TensorReport } from "../golden/compare.js";
+import type { Node } from "../spec/node.js";
+import { diagnose } from "./diagnose.js";
+import type { Hint } from "./diagnose.js";
+import { depthOf, derivedTolerance } from "./tolerance.js";
+import type { DerivedTolerance } from "./tolerance.js";
+import { ReferenceTrace } from "./trace.js";
+import type { CallSite } from "./trace.js";
+
+export type StepStatus = "match" | "diverges" | "declined" | "not declared";
+
+/** One comparison made while localising. */
+export interface LocalisationStep {
+  /** `intermediate`: a value the implementation returned; `isolated`: a part fed the reference's inputs. */
+  readonly how: "intermediate" | "isolated";
+  /** The formula that produces the tensor. */
+  readonly formula: string;
+  /** `h.0.attn` (intermediate) or `h.0/mha/attention:y` (isolated: the site path and the output). */
+  readonly tensor: string;
+  readonly status: StepStatus;
+  /** For a diverging tensor: were its inputs still right (`local`) or already wrong (`inherited`)? */
+  readonly origin?: "local" | "inherited";
+  readonly report?: TensorReport;
+  /** Why a part was not checked (an error answer, not declared). */
+  readonly message?: string;
+}
+
+/** The first diverging formula and tensor of a failing case. */
+export interface Divergence {
+  readonly formula: string;
+  readonly tensor: string;
+  /** Site path from the case's formula: `["gpt", "h.0", "mha", "attention"]`. */
+  readonly path: readonly string[];
+  readonly origin: "local" | "inherited";
+  /** How it was found: a part in isolation, an intermediate value, or only the case's output. */
+  readonly how: "isolated" | "intermediate" | "output";
+  /** One or two sentences for the report. */
+  readonly explanation: string;
+  readonly report: TensorReport | null;
+  readonly hints: readonly Hint[];
+  /** The diverging tensor's expected (reference or golden) and actual values, for heatmaps. */
+  readonly values?: { readonly expected: Tensor; readonly actual: Tensor };
+}
+
+export interface Localisation {
+  readonly steps: readonly LocalisationStep[];
+  readonly divergence: Divergence | null;
+  /** Requests sent to the implementation while localising. */
+  readonly requests: number;
+  /** Set when the implementation failed while localising (a fault cuts the search short). */
+  readonly fault?: ImplementationError;
+}
+
+/** What localisation needs to know about one failing case. */
+export interface LocaliseInput {
+  /** Sends one forward request to the implementation (the runner's, which survives restarts). */
+  readonly forward: (req: ForwardRequest) => Promise<ForwardResult>;
+  /** Does the implementation compute this formula in this dtype? */
+  readonly declares: (formula: string, dtype: FloatDType) => boolean;
+  readonly formula: string;
+  readonly config: FormulaConfig;
+  readonly inputs: NamedTensors;
+  readonly dtype: FloatDType;
+  /** Everything the implementation's forward answer held (outputs and intermediates). */
+  readonly actual: NamedTensors;
+  /** The golden outputs, and the comparator's report of each (from the golden check). */
+  readonly expected: NamedTensors;
+  readonly reports: Readonly<Record<string, TensorReport>>;
+  /** Case sizes (`H`, `d_model`), for diagnosis. */
+  readonly dims?: Readonly<Record<string, number>>;
+}
+
+/** An error answer: the implementation declined the request and keeps running. */
+export function isDeclined(e: unknown): e is ImplementationError {
+  return e instanceof ImplementationError && / reported an error for /.test(e.message);
+}
+
+interface Intermediate {
+  readonly name: string;
+  readonly node: Node;
+  readonly formula: string;
+  /** Names of the intermediate values this one is computed from (`[]`: the case's inputs). */
+  readonly feeds: readonly string[];
+  /** The site whose output this is (for diagnosis with its formula), when it is exactly one. */
+  readonly site?: CallSite;
+}
+
+const BLOCKS = new Set(["block", "block_post_ln", "block_pre_ln"]);
+
+/** The documented intermediate values of a `gpt` trace, in pipeline order (docs/NAMES.md). */
+function gptIntermediates(trace: ReferenceTrace): Intermediate[] {
+  const out: Intermediate[] = [];
+  const kids = trace.root.children;
+  const embedding = kids.find((s) => s.formula === "embedding");
+  if (embedding !== undefined) out.push({ name: "embed", node: embedding.outputs["y"]!, formula: "embedding", feeds: [], site: embedding });
+  let prev = "embed";
+  for (const b of kids.filter((s) => BLOCKS.has(s.formula))) {
+    const l = b.name; // h.{l}
+    out.push({ name: `${l}.x`, node: b.args["x"]!, formula: "gpt", feeds: [prev] });
+    // the residual additions at the block's own level: x + attn, then x' + mlp (GPT-J: (x + attn) + mlp)
+    const adds = trace.ownNodes(b).filter((n) => n.op === "binary" && n.fn === "add");
+    const parallel = b.config["parallel"] === true;
+    if (adds.length === 2) {
+      const [a1, a2] = adds as [Extract<Node, { op: "binary" }>, Extract<Node, { op: "binary" }>];
+      const site = (node: Node): CallSite | undefined => b.children.find((c) => Object.values(c.outputs).includes(node as never));
+      const attnSite = site(a1.b);
+      const mlpSite = site(a2.b);
+      out.push({ name: `${l}.attn`, node: a1.b, formula: attnSite?.formula ?? "mha", feeds: [`${l}.x`], ...(attnSite ? { site: attnSite } : {}) });
+      out.push({ name: `${l}.mlp`, node: a2.b, formula: mlpSite?.formula ?? "ffn", feeds: parallel ? [`${l}.x`] : [`${l}.x`, `${l}.attn`], ...(mlpSite ? { site: mlpSite } : {}) });
+      out.push({ name: `${l}.y`, node: b.outputs["y"]!, formula: b.formula, feeds: [`${l}.x`, `${l}.attn`, `${l}.mlp`], site: b });
+    } else {
+      out.push({ name: `${l}.y`, node: b.outputs["y"]!, formula: b.formula, feeds: [`${l}.x`], site: b });
+    }
+    prev = `${l}.y`;
+  }
+  const lnf = kids.find((s) => s.name === "ln_f");
+  if (lnf !== undefined) {
+    out.push({ name: "ln_f", node: lnf.outputs["y"]!, formula: lnf.formula, feeds: [prev], site: lnf });
+    prev = "ln_f";
+  }
+  return out.map((x) => ({ ...x })).concat(finalOutputs(trace, prev));
+}
+
+/** The gpt's own outputs close the pipeline (they are compared by the golden check). */
+function finalOutputs(trace: ReferenceTrace, prev: string): Intermediate[] {
+  const logits = trace.root.outputs["logits"];
+  const loss = trace.root.outputs["loss"];
+  const out: Intermediate[] = [];
+  if (logits !== undefined) out.push({ name: "logits", node: logits, formula: "logits", feeds: [prev] });
+  if (loss !== undefined) out.push({ name: "loss", node: loss, formula: "cross_entropy", feeds: ["logits"] });
+  return out;
+}
+
+function sitePath(site: CallSite): string {
+  return site.path.slice(1).join("/");
+}
+
+/**
+ * Find the first diverging formula and tensor of a failing case (see the module comment).
+ * Never throws for an implementation fault: it is returned in `fault` with the steps so far.
+ */
+export async function localise(input: LocaliseInput): Promise<Localisation> {
+  const steps: LocalisationStep[] = [];
+  let requests = 0;
+  const firstFailing = Object.values(input.reports).find((r) => !r.ok && r.name.startsWith("out."));
+  const outputName = firstFailing?.name.slice(4) ?? Object.keys(input.expected)[0] ?? "y";
+
+  let trace: ReferenceTrace;
+  try {
+    trace = ReferenceTrace.build(input.formula, input.config, input.inputs, input.dtype);
+  } catch (e) {
+    const hints = await outputHints(input, outputName);
+    return {
+      steps,
+      requests,
+      divergence: {
+        formula: input.formula,
+        tensor: `out.${outputName}`,
+        path: [input.formula],
+        origin: "local",
+        how: "output",
+        explanation: `the reference cannot trace ${input.formula} (${(e as Error).message}); only the case's outputs were compared`,
+        report: firstFailing ?? null,
+        hints,
+        ...valuesOf(input, outputName),
+      },
+    };
+  }
+  const K = depthOf(input.formula, trace.config as FormulaConfig, input.inputs);
+  const toleranceOf = (node: Node, depth: number): DerivedTolerance =>
+    derivedTolerance(input.dtype, trace.value(node, "request"), trace.value(node, "f64"), depth, input.dtype === "f64" ? trace.value(node, "f64-unfused") : undefined);
+
+  // 1. the implementation's own intermediate values
+  let firstIntermediate: { step: LocalisationStep; item: Intermediate; tolerance: DerivedTolerance } | undefined;
+  if (input.formula === "gpt") {
+    const items = gptIntermediates(trace);
+    trace.track(items.map((x) => x.node));
+    const status = new Map<string, "match" | "diverges">();
+    const resolve = (names: readonly string[], seen = new Set<string>()): string[] => {
+      const out: string[] = [];
+      for (const n of names) {
+        if (seen.has(n)) continue;
+        seen.add(n);
+        if (status.has(n)) out.push(n);
+        else out.push(...resolve(items.find((x) => x.name === n)?.feeds ?? [], seen));
+      }
+      return out;
+    };
+    for (const item of items) {
+      const final = item.name === "logits" || item.name === "loss";
+      const actual = input.actual[item.name];
+      let report: TensorReport | undefined;
+      let tolerance: DerivedTolerance | undefined;
+      if (final) report = input.reports[`out.${item.name}`];
+      else if (actual !== undefined) {
+        tolerance = toleranceOf(item.node, K);
+        report = compareTensors(trace.value(item.node, "request"), actual, { name: item.name, rtol: tolerance.rtol, atol: tolerance.atol });
+      }
+      if (report === undefined) continue;
+      const ok = report.ok;
+      status.set(item.name, ok ? "match" : "diverges");
+      const feeders = resolve(item.feeds);
+      const origin = feeders.some((f) => status.get(f) === "diverges") ? "inherited" : "local";
+      const step: LocalisationStep = { how: "intermediate", formula: item.formula, tensor: item.name, status: ok ? "match" : "diverges", ...(ok ? {} : { origin }), report };
+      steps.push(step);
+      if (!ok && firstIntermediate === undefined && !final && tolerance !== undefined) firstIntermediate = { step, item, tolerance };
+    }
+  }
+
+  // 2. the declared parts, fed the reference's inputs, descending into the first that diverges
+  let deepest: { site: CallSite; output: string; actual: Tensor; report: TensorReport; tolerance: DerivedTolerance; inputs: NamedTensors; checkedParts: string[] } | undefined;
+  let fault: ImplementationError | undefined;
+  const descend = async (site: CallSite): Promise<boolean> => {
+    for (const child of site.children) {
+      const tensor = `${sitePath(child)}`;
+      if (!input.declares(child.formula, input.dtype)) {
+        steps.push({ how: "isolated", formula: child.formula, tensor, status: "not declared", message: `the implementation does not declare ${child.formula} (in ${input.dtype})` });
+        continue;
+      }
+      const inputs = trace.argValues(child, "request");
+      let answer: ForwardResult;
+      try {
+        requests++;
+        answer = await input.forward({ formula: child.formula, config: { ...child.config, dtype: input.dtype }, inputs });
+      } catch (e) {
+        if (isDeclined(e)) {
+          steps.push({ how: "isolated", formula: child.formula, tensor, status: "declined", message: e.message });
+          continue;
+        }
+        if (e instanceof ImplementationError) {
+          fault = e;
+          return false;
+        }
+        throw e;
+      }
+      let diverged: { output: string; report: TensorReport; tolerance: DerivedTolerance } | undefined;
+      const depth = depthOf(child.formula, child.config, inputs);
+      for (const [o, node] of Object.entries(child.outputs)) {
+        const tolerance = toleranceOf(node, depth);
+        const got = answer.outputs[o];
+        const name = `${tensor}:${o}`;
+        if (got === undefined) {
+          const missing = compareNamed({ [name]: trace.value(node, "request") }, {}).tensors[0]!;
+          steps.push({ how: "isolated", formula: child.formula, tensor: name, status: "diverges", origin: "local", report: missing });
+          diverged ??= { output: o, report: missing, tolerance };
+          continue;
+        }
+        const report = compareTensors(trace.value(node, "request"), got, { name, rtol: tolerance.rtol, atol: tolerance.atol });
+        if (!report.ok && onlyWhereRowsUndefined(trace.value(node, "request"), got, inputs["x"], tolerance)) {
+          // softmax of a row that is all −∞ (a query that sees no key): the spec defines 0, torch
+          // gives NaN; the case's own formula decides what such rows become, so it is no divergence
+          steps.push({ how: "isolated", formula: child.formula, tensor: name, status: "match", report, message: "differs only in rows whose arguments are all ±∞ or NaN (e.g. fully masked attention rows), where the spec defines the value and many implementations give NaN" });
+          continue;
+        }
+        steps.push({ how: "isolated", formula: child.formula, tensor: `${tensor}:${o}`, status: report.ok ? "match" : "diverges", ...(report.ok ? {} : { origin: "local" as const }), report });
+        if (!report.ok) diverged ??= { output: o, report, tolerance };
+      }
+      if (diverged === undefined) continue;
+      const actual = answer.outputs[diverged.output];
+      const before = steps.length;
+      const deeper = await descend(child);
+      if (fault !== undefined) return false;
+      if (!deeper && actual !== undefined) {
+        const checkedParts = steps.slice(before).filter((s) => s.status === "match").map((s) => s.tensor);
+        deepest = { site: child, output: diverged.output, actual, report: diverged.report, tolerance: diverged.tolerance, inputs, checkedParts };
+      }
+      return true;
+    }
+    return false;
+  };
+  await descend(trace.root);
+
+  let divergence: Divergence | null = null;
+  if (deepest !== undefined) {
+    const d = deepest;
+    const node = d.site.outputs[d.output]!;
+    const hints = await diagnose({
+      formula: d.site.formula,
+      config: d.site.config,
+      inputs: d.inputs,
+      dtype: input.dtype,
+      output: d.output,
+      expected: trace.value(node, "request"),
+      actual: d.actual,
+      tolerance: d.tolerance,
+      ...(input.dims !== undefined ? { dims: input.dims } : {}),
+    });
+    const parts = d.checkedParts.length > 0 ? `; its parts ${d.checkedParts.map((p) => p.split("/").pop()).join(", ")} match in isolation, so the error is in ${d.site.formula} itself` : "";
+    divergence = {
+      formula: d.site.formula,
+      tensor: `${sitePath(d.site)}:${d.output}`,
+      path: d.site.path,
+      origin: "local",
+      how: "isolated",
+      explanation: `${d.site.formula} (at ${d.site.path.join(" › ")}) gives a wrong ${d.output} when fed the reference's values of its arguments: the error is local to it${parts}`,
+      report: d.report,
+      hints,
+      values: { expected: trace.value(node, "request"), actual: d.actual },
+    };
+  } else if (firstIntermediate !== undefined) {
+    const { step, item, tolerance } = firstIntermediate;
+    const site = item.site;
+    const actual = input.actual[item.name]!;
+    const hints =
+      site !== undefined && Object.keys(site.outputs).length === 1
+        ? await diagnose({
+            formula: site.formula,
+            config: site.config,
+            inputs: trace.argValues(site, "request"),
+            dtype: input.dtype,
+            output: Object.keys(site.outputs)[0]!,
+            expected: trace.value(item.node, "request"),
+            actual,
+            tolerance,
+            ...(input.dims !== undefined ? { dims: input.dims } : {}),
+          })
+        : [];
+    const feeds = item.feeds.length === 0 ? "the case's inputs" : item.feeds.join(", ");
+    divergence = {
+      formula: item.formula,
+      tensor: item.name,
+      path: site?.path ?? [input.formula, item.name],
+      origin: step.origin ?? "local",
+      how: "intermediate",
+      explanation:
+        step.origin === "inherited"
+          ? `${item.name} is the first intermediate value that diverges, but a tensor it is computed from already diverged`
+          : `${item.name} (${item.formula}) is the first intermediate value that diverges while what it is computed from (${feeds}) still matches: the error is local to it`,
+      report: step.report ?? null,
+      hints,
+      values: { expected: trace.value(item.node, "request"), actual },
+    };
+  } else if (firstFailing !== undefined) {
+    const parts = steps.filter((s) => s.how === "isolated" && s.status === "match").map((s) => s.tensor);
+    const hints = await outputHints(input, outputName);
+    divergence = {
+      formula: input.formula,
+      tensor: firstFailing.name,
+      path: [input.formula],
+      origin: "local",
+      how: "output",
+      explanation:
+        parts.length > 0
+          ? `every part of ${input.formula} the implementation declares matches in isolation (${parts.join(", ")}): the error is in how ${input.formula} combines them`
+          : trace.root.children.length === 0
+            ? `${input.formula} is computed directly from the case's inputs, so the error is local to it`
+            : `the implementation declares no part of ${input.formula} and returns no intermediate values: the error is somewhere inside ${input.formula}`,
+      report: firstFailing,
+      hints,
+      ...valuesOf(input, outputName),
+    };
+  }
+  return { steps, divergence, requests, ...(fault !== undefined ? { fault } : {}) };
+}
+
+function valuesOf(input: LocaliseInput, output: string): { values?: { expected: Tensor; actual: Tensor } } {
+  const expected = input.expected[output];
+  const actual = input.actual[output];
+  return expected !== undefined && actual !== undefined ? { values: { expected, actual } } : {};
+}
+
+/** Hints for a failing output of the case itself. */
+async function outputHints(input: LocaliseInput, output: string): Promise<Hint[]> {
+  const expected = input.expected[output];
+  const actual = input.actual[output];
+  const report = input.reports[`out.${output}`];
+  if (expected === undefined || actual === undefined || report === undefined) return [];
+  return diagnose({
+    formula: input.formula,
+    config: input.config,
+    inputs: input.inputs,
+    dtype: input.dtype,
+    output,
+    expected,
+    actual,
+    tolerance: report.tolerance,
+    ...(input.dims !== undefined ? { dims: input.dims } : {}),
+  });
+}
+
+/**
+ * Every mismatch lies in a row (last axis) of `x` that holds no finite value. Such rows are
+ * ill-defined for softmax-like formulas; the formula that produced them handles them itself.
+ */
+function onlyWhereRowsUndefined(expected: Tensor, actual: Tensor, x: Tensor | undefined, tol: { rtol: number; atol: number }): boolean {
+  if (x === undefined || x.size !== expected.size || actual.size !== expected.size || expected.rank === 0) return false;
+  const m = expected.shape[expected.rank - 1]!;
+  if (m === 0) return false;
+  for (let i = 0; i < expected.size; i++) {
+    const e = expected.data[i]!;
+    const a = actual.data[i]!;
+    const ok = e === a || (Number.isNaN(e) && Number.isNaN(a)) || (Number.isFinite(e) && Number.isFinite(a) && Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e));
+    if (ok) continue;
+    const row = Math.floor(i / m) * m;
+    for (let j = 0; j < m; j++) if (Number.isFinite(x.data[row + j]!)) return false;
+  }
+  return true;
+}
