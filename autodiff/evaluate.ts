@@ -11,7 +11,7 @@ import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { FUSED } from "./kernels/fused.js";
 import { gemm } from "./gemm.js";
-import { Tensor, TensorError, arrayFor, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
+import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
 
 export class EvalError extends Error {
   override name = "EvalError";
@@ -26,6 +26,12 @@ export interface EvalOptions {
   readonly checkFinite?: boolean;
   /** Also return the value of every `call` node, keyed `formula#id` (for localisation). */
   readonly keepCalls?: boolean;
+  /**
+   * Buffer reuse, in-place steps and the rewrites that avoid materialising values (transposed
+   * products, accumulation into a sum) — default true. `false` runs every primitive into a
+   * fresh array, the plain interpretation the optimised one is tested against.
+   */
+  readonly optimize?: boolean;
 }
 
 type Arr = K.Arr;
@@ -34,9 +40,17 @@ interface Step {
   readonly node: Node;
   readonly shape: readonly number[];
   readonly dtype: DType;
+  readonly size: number;
   /** Indices of the steps whose values this step reads. */
   readonly deps: readonly number[];
-  run(vals: (Arr | undefined)[]): Arr;
+  /**
+   * `input`: given by the caller; `alias`: the value is deps[0]'s buffer (reshape, stopgrad, an
+   * unfused call); `compute`: `run` writes every element of a buffer the run loop hands it.
+   */
+  readonly kind: "input" | "alias" | "compute";
+  /** Operand positions whose buffer `run` may also write into (elementwise at identical indices). */
+  readonly inPlace: readonly number[];
+  run(vals: (Arr | undefined)[], out: Arr): void;
 }
 
 /** Is `n` a permute that swaps exactly the last two axes? */
@@ -68,6 +82,16 @@ export class Plan {
   readonly inputSteps: { name: string; step: number; int: boolean }[] = [];
   private readonly lastUse: number[] = [];
   private readonly keep = new Set<number>();
+  /** Step whose computation allocated the buffer a step's value lives in (itself, or an aliased or overwritten operand's owner). */
+  private readonly owner: number[] = [];
+  /** For a step computed in place: the operand step whose buffer it overwrites, else −1. */
+  private readonly inPlaceFrom: number[] = [];
+  /** Buffers (by owner) that are dead after step i and go back to the pool. */
+  private readonly releaseAt: number[][] = [];
+  /** Swap-last permutes of a matmul computed as the transposed product. */
+  private readonly transposedProduct = new Set<Node>();
+  /** Adds computed by adding a concat's or scatter_add's pieces into the other operand. */
+  private readonly accumulations = new Map<Node, Accumulation>();
 
   constructor(
     readonly graph: Graph,
@@ -76,8 +100,9 @@ export class Plan {
     readonly opts: EvalOptions,
   ) {
     const roots = Object.values(graph.outputs).map((e) => e.node);
+    const outputNodes = new Set(roots);
     // Dependencies after planning decisions: transposes folded into matmul, fused calls read their args.
-    const depsOf = (n: Node): Node[] => {
+    const baseDeps = (n: Node): Node[] => {
       if (n.op === "matmul") return [isSwapLast(n.a) ? n.a.x : n.a, isSwapLast(n.b) ? n.b.x : n.b];
       if (n.op === "call") {
         const f = opts.fused !== false ? FUSED[n.formula] : undefined;
@@ -85,27 +110,27 @@ export class Plan {
       }
       return [...operandsOf(n)];
     };
-    // iterative post-order over planned deps
-    const order: Node[] = [];
-    const seen = new Set<Node>();
-    for (const r of roots) {
-      if (seen.has(r)) continue;
-      const stack: [Node, number, Node[]][] = [[r, 0, depsOf(r)]];
-      seen.add(r);
-      while (stack.length > 0) {
-        const top = stack[stack.length - 1]!;
-        if (top[1] < top[2].length) {
-          const c = top[2][top[1]++]!;
-          if (!seen.has(c)) {
-            seen.add(c);
-            stack.push([c, 0, depsOf(c)]);
-          }
-        } else {
-          stack.pop();
-          order.push(top[0]);
-        }
+    // How often each value is read; a value read once by a rewritten step need not exist.
+    const uses = new Map<Node, number>();
+    for (const n of postOrder(roots, baseDeps)) for (const d of baseDeps(n)) uses.set(d, (uses.get(d) ?? 0) + 1);
+    const private1 = (n: Node) => uses.get(n) === 1 && !outputNodes.has(n);
+    const depsOf = (n: Node): Node[] => {
+      if (opts.optimize === false) return baseDeps(n);
+      // (A·B)ᵀ = Bᵀ·Aᵀ: a transposed product is computed transposed, never copied
+      if (isSwapLast(n) && n.x.op === "matmul" && private1(n.x) && this.shapeOf(n.x.a).length >= 2 && this.shapeOf(n.x.b).length >= 2) {
+        const m = n.x;
+        this.transposedProduct.add(n);
+        return [isSwapLast(m.b) ? m.b.x : m.b, isSwapLast(m.a) ? m.a.x : m.a];
       }
-    }
+      // X + concat(…) and X + scatter_add(…) add the pieces into X (the backward pass of slice and gather)
+      const acc = accumulation(n, private1, (x) => this.shapeOf(x));
+      if (acc !== undefined) {
+        this.accumulations.set(n, acc);
+        return [acc.x, ...acc.pieces];
+      }
+      return baseDeps(n);
+    };
+    const order = postOrder(roots, depsOf);
     for (const n of order) {
       const i = this.steps.length;
       this.index.set(n, i);
@@ -121,6 +146,55 @@ export class Plan {
       this.keep.add(i);
     }
     if (opts.keepCalls) this.steps.forEach((s, i) => s.node.op === "call" && this.keep.add(i));
+    this.planBuffers();
+  }
+
+  /**
+   * Buffer lifetimes. A buffer belongs to the step that allocated it (its owner) and to every
+   * alias of it; it dies after the last step that reads any of them, unless one of them is an
+   * output (or a kept call) or the caller's input. An elementwise step may write into an
+   * operand's buffer that dies at that step (the cotangent sums of the backward pass, activation
+   * chains): same dtype and size, so each element is read before it is overwritten at the same
+   * index. Not with `checkFinite`, which inspects the operands after the step.
+   */
+  private planBuffers(): void {
+    const n = this.steps.length;
+    const maxUse: number[] = new Array<number>(n).fill(-1);
+    const pinned: boolean[] = new Array<boolean>(n).fill(false);
+    const inPlaceOk = this.opts.checkFinite !== true && this.opts.optimize !== false;
+    for (let i = 0; i < n; i++) {
+      const s = this.steps[i]!;
+      let o = i;
+      if (s.kind === "input") pinned[i] = true;
+      else if (s.kind === "alias") o = this.owner[s.deps[0]!]!;
+      else if (inPlaceOk) {
+        for (const k of s.inPlace) {
+          const d = s.deps[k]!;
+          const od = this.owner[d]!;
+          const ds = this.steps[d]!;
+          if (!pinned[od] && maxUse[od] === i && ds.dtype === s.dtype && ds.size === s.size) {
+            o = od;
+            break;
+          }
+        }
+      }
+      this.owner.push(o);
+      this.inPlaceFrom.push(o !== i && s.kind === "compute" ? this.dataStepOf(i, o) : -1);
+      maxUse[o] = Math.max(maxUse[o]!, this.lastUse[i]!);
+      if (this.keep.has(i)) pinned[o] = true;
+    }
+    for (let i = 0; i < n; i++) this.releaseAt.push([]);
+    if (this.opts.optimize === false) return;
+    for (let o = 0; o < n; o++) {
+      if (this.owner[o] === o && this.steps[o]!.kind === "compute" && !pinned[o]) this.releaseAt[maxUse[o]!]!.push(o);
+    }
+  }
+
+  /** The operand of step i whose buffer (owned by o) it overwrites. */
+  private dataStepOf(i: number, o: number): number {
+    const s = this.steps[i]!;
+    for (const k of s.inPlace) if (this.owner[s.deps[k]!] === o) return s.deps[k]!;
+    throw new EvalError(`internal: step ${i} has no operand in buffer ${o}`);
   }
 
   private shapeOf(n: Node): number[] {
@@ -131,7 +205,6 @@ export class Plan {
     const shape = this.shapeOf(n);
     const dtype: DType = n.dtype === "int" ? "i32" : this.dtype;
     const size = K.sizeOf(shape);
-    const alloc = (): Arr => arrayFor(dtype, size) as Arr;
     const b = this.binding;
     const st = this.steps;
     const shp = (k: number): readonly number[] => st[deps[k]!]!.shape;
@@ -140,127 +213,117 @@ export class Plan {
       if (v === undefined) throw new EvalError(`dim ${dimToString(d)} is not bound`);
       return v;
     };
-    const run = match<Node, (v: (Arr | undefined)[]) => Arr>(n)
+    type Run = (v: (Arr | undefined)[], o: Arr) => void;
+    const compute = (run: Run, inPlace: readonly number[] = []): Pick<Step, "kind" | "run" | "inPlace"> => ({ kind: "compute", run, inPlace });
+    const alias: Pick<Step, "kind" | "run" | "inPlace"> = { kind: "alias", run: () => {}, inPlace: [] };
+    const elementwise = (k: number): readonly number[] => Array.from({ length: k }, (_, i) => i);
+    const how = match<Node, Pick<Step, "kind" | "run" | "inPlace">>(n)
       .with({ op: "input" }, (n) => {
         this.inputSteps.push({ name: n.name, step: st.length, int: n.dtype === "int" });
-        return () => {
-          throw new EvalError(`input ${n.name} was not provided`);
-        };
+        return { kind: "input", run: () => {}, inPlace: [] };
       })
-      .with({ op: "const" }, (n) => () => {
-        const o = alloc();
-        o[0] = n.value;
-        return o;
-      })
+      .with({ op: "const" }, (n) => compute((_v, o) => void (o[0] = n.value)))
       .with({ op: "dim" }, (n) => {
         const v = dimVal(n.dim);
-        return () => {
-          const o = alloc();
-          o[0] = v;
-          return o;
-        };
+        return compute((_v, o) => void (o[0] = v));
       })
-      .with({ op: "iota" }, (n) => () => {
-        const o = alloc();
-        K.iota(o, shape, n.axis);
-        return o;
-      })
-      .with({ op: "unary" }, (n) => (v) => {
-        const o = alloc();
-        K.unary(n.fn, v[deps[0]!]!, o);
-        return o;
-      })
-      .with({ op: "binary" }, (n) => (v) => {
-        const o = alloc();
-        K.binary(n.fn, v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), o, shape);
-        return o;
+      .with({ op: "iota" }, (n) => compute((_v, o) => K.iota(o, shape, n.axis)))
+      .with({ op: "unary" }, (n) => compute((v, o) => K.unary(n.fn, v[deps[0]!]!, o), [0]))
+      .with({ op: "binary" }, (n) => {
+        const acc = this.accumulations.get(n);
+        if (acc !== undefined) return compute(this.accumulateStep(acc, deps), [0]);
+        return compute((v, o) => K.binary(n.fn, v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), o, shape), elementwise(2));
       })
       .with({ op: "reduce" }, (n) => {
         const axes = concreteAxes(n.x.shape, n.axes, b.batch.length);
-        return (v) => {
-          const o = alloc();
-          K.reduce(n.fn, v[deps[0]!]!, shp(0), axes, o);
-          return o;
-        };
+        return compute((v, o) => K.reduce(n.fn, v[deps[0]!]!, shp(0), axes, o));
       })
-      .with({ op: "reshape" }, () => (v) => v[deps[0]!]!)
-      .with({ op: "stopgrad" }, () => (v) => v[deps[0]!]!)
+      .with({ op: "reshape" }, () => alias)
+      .with({ op: "stopgrad" }, () => alias)
       .with({ op: "call" }, (n) => {
         const f = this.opts.fused !== false ? FUSED[n.formula] : undefined;
-        if (f === undefined) return (v) => v[deps[0]!]!;
-        return (v) => {
-          const o = alloc();
-          f.run(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), o, n.config);
-          return o;
-        };
+        if (f === undefined) return alias;
+        return compute((v, o) => f.run(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), o, n.config), f.inPlace ?? []);
       })
       .with({ op: "permute" }, (n) => {
+        if (this.transposedProduct.has(n)) {
+          // n = (op(A)·op(B))ᵀ = op(B)ᵀ·op(A)ᵀ with deps [B, A]; a transposed operand is read untransposed
+          const m = n.x as NodeOf<"matmul">;
+          const transA = !isSwapLast(m.b), transB = !isSwapLast(m.a);
+          return compute((v, o) => matmulStep(v[deps[0]!]!, shp(0), transA, v[deps[1]!]!, shp(1), transB, o, shape, this.dtype));
+        }
         const perm = n.x.shape[0] === BATCH ? concretePerm(n.perm, b.batch.length) : [...n.perm];
-        return (v) => {
-          const o = alloc();
-          K.permute(v[deps[0]!]!, shp(0), perm, o);
-          return o;
-        };
+        return compute((v, o) => K.permute(v[deps[0]!]!, shp(0), perm, o));
       })
-      .with({ op: "broadcast" }, () => (v) => {
-        const o = alloc();
-        K.broadcast(v[deps[0]!]!, shp(0), o, shape);
-        return o;
-      })
+      .with({ op: "broadcast" }, () => compute((v, o) => K.broadcast(v[deps[0]!]!, shp(0), o, shape)))
       .with({ op: "slice" }, (n) => {
         const axis = n.x.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
         const start = dimVal(n.start);
-        return (v) => {
+        return compute((v, o) => {
           const xs = shp(0);
           const size = shape[axis]!;
           if (start < 0 || start + size > xs[axis]!) {
             throw new EvalError(`slice of ${n.scope ?? "graph"}: elements ${start}…${start + size - 1} along axis ${axis} are outside [0, ${xs[axis]})`);
           }
-          const o = alloc();
           K.slice(v[deps[0]!]!, xs, axis, start, size, o);
-          return o;
-        };
+        });
       })
       .with({ op: "concat" }, (n) => {
         const axis = n.xs[0]!.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
-        return (v) => {
-          const o = alloc();
-          K.concat(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), axis, o);
-          return o;
-        };
+        return compute((v, o) => K.concat(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), axis, o));
       })
       .with({ op: "matmul" }, (n) => {
         const transA = isSwapLast(n.a);
         const transB = isSwapLast(n.b);
-        return (v) => {
-          const o = alloc();
-          matmulStep(v[deps[0]!]!, shp(0), transA, v[deps[1]!]!, shp(1), transB, o, shape, this.dtype);
-          return o;
-        };
+        return compute((v, o) => matmulStep(v[deps[0]!]!, shp(0), transA, v[deps[1]!]!, shp(1), transB, o, shape, this.dtype));
       })
-      .with({ op: "gather" }, (n) => () => {
-        throw new EvalError(`internal: gather ${n.id} not planned`);
+      .with({ op: "gather" }, (n) => {
+        const what = `gather${n.scope ? ` in ${n.scope}` : ""}`;
+        return compute((v, o) => K.gather(v[deps[0]!]!, shp(0), v[deps[1]!]!, o, `${what} (token ids into a table of ${shp(0)[0]} rows)`));
       })
-      .with({ op: "scatter_add" }, () => (v) => {
-        const o = alloc();
-        K.scatterAdd(v[deps[0]!]!, v[deps[1]!]!, o, shape, `scatter_add${n.scope ? ` in ${n.scope}` : ""}`);
-        return o;
-      })
-      .with({ op: "where" }, () => (v) => {
-        const o = alloc();
-        K.where(v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), v[deps[2]!]!, shp(2), o, shape);
-        return o;
-      })
+      .with({ op: "scatter_add" }, () => compute((v, o) => K.scatterAdd(v[deps[0]!]!, v[deps[1]!]!, o, shape, `scatter_add${n.scope ? ` in ${n.scope}` : ""}`)))
+      .with({ op: "where" }, () => compute((v, o) => K.where(v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), v[deps[2]!]!, shp(2), o, shape), elementwise(3)))
       .exhaustive();
-    const gatherRun =
-      n.op === "gather"
-        ? (v: (Arr | undefined)[]) => {
-            const o = alloc();
-            K.gather(v[deps[0]!]!, shp(0), v[deps[1]!]!, o, `gather${n.scope ? ` in ${n.scope}` : ""} (token ids into a table of ${shp(0)[0]} rows)`);
-            return o;
-          }
-        : run;
-    return { node: n, shape, dtype, deps, run: gatherRun };
+    return { node: n, shape, dtype, size, deps, ...how };
+  }
+
+  /**
+   * out = X + concat(parts) or X + scatter_add(updates, indices), deps [X, ...pieces], with the
+   * composition's exact values: a concat adds each part into its slab (a zero part adds +0,
+   * which only turns −0 into +0); a scatter sums each id's update rows from 0 in order, rounds
+   * that sum to the dtype as scatter_add's output would be, then adds it to X's row.
+   */
+  private accumulateStep(acc: Accumulation, deps: readonly number[]): (v: (Arr | undefined)[], o: Arr) => void {
+    const shape = this.shapeOf(acc.node);
+    const f32 = this.dtype === "f32";
+    if (acc.kind === "concat") {
+      const c = acc.node as NodeOf<"concat">;
+      const axis = c.xs[0]!.shape[0] === BATCH ? c.axis - 1 + this.binding.batch.length : c.axis;
+      const outer = K.sizeOf(shape.slice(0, axis));
+      const inner = K.sizeOf(shape.slice(axis + 1));
+      const total = shape[axis]!;
+      let at = 0;
+      let next = 1;
+      const slabs = c.xs.map((x) => {
+        const d = this.shapeOf(x)[axis]!;
+        const slab = { at, d, dep: isZeroFill(x) ? -1 : deps[next++]! };
+        at += d;
+        return slab;
+      });
+      return (v, o) => {
+        const x = v[deps[0]!]!;
+        if (o !== x) o.set(x);
+        for (const { at, d, dep } of slabs) K.addSlab(o, dep < 0 ? undefined : v[dep]!, outer, total * inner, at * inner, d * inner);
+      };
+    }
+    const rowShape = shape.slice(1);
+    const row = K.sizeOf(rowShape);
+    const what = `scatter_add${acc.node.scope ? ` in ${acc.node.scope}` : ""}`;
+    return (v, o) => {
+      const x = v[deps[0]!]!;
+      if (o !== x) o.set(x);
+      K.addScatter(o, v[deps[1]!]!, v[deps[2]!]!, shape[0]!, row, f32, what);
+    };
   }
 
   /** Run the plan on named input tensors. */
@@ -274,16 +337,31 @@ export class Plan {
     }
     const calls = new Map<Node, Tensor>();
     const n = this.steps.length;
-    for (let i = 0; i < n; i++) {
-      const s = this.steps[i]!;
-      if (s.node.op !== "input") {
-        const out = s.run(vals);
-        if (this.opts.checkFinite) this.checkFinite(s, out, vals);
-        vals[i] = out;
-        if (this.opts.keepCalls && s.node.op === "call") calls.set(s.node, new Tensor(s.dtype, s.shape, out));
+    const bufs: (Arr | undefined)[] = new Array(n);
+    try {
+      for (let i = 0; i < n; i++) {
+        const s = this.steps[i]!;
+        if (s.kind === "compute") {
+          const from = this.inPlaceFrom[i]!;
+          const out = from >= 0 ? vals[from]! : (bufs[i] = this.opts.optimize === false ? (arrayFor(s.dtype, s.size) as Arr) : POOL.take(s.dtype, s.size));
+          if (profiler !== undefined) {
+            const t0 = performance.now();
+            s.run(vals, out);
+            profiler(s, performance.now() - t0, from >= 0);
+          } else s.run(vals, out);
+          if (this.opts.checkFinite) this.checkFinite(s, out, vals);
+          vals[i] = out;
+        } else if (s.kind === "alias") vals[i] = vals[s.deps[0]!];
+        if (this.opts.keepCalls && s.node.op === "call") calls.set(s.node, new Tensor(s.dtype, s.shape, vals[i]!));
+        // operands read for the last time: drop the reference; dead buffers go back to the pool
+        for (const d of s.deps) if (this.lastUse[d] === i && !this.keep.has(d)) vals[d] = undefined;
+        for (const o of this.releaseAt[i]!) {
+          POOL.give(bufs[o]!);
+          bufs[o] = undefined;
+        }
       }
-      // free operands whose last use was this step (views share buffers: reshape keeps its source alive)
-      for (const d of s.deps) if (this.lastUse[d] === i && !this.keep.has(d) && !aliases(this.steps, d, i)) vals[d] = undefined;
+    } finally {
+      POOL.trim();
     }
     const outputs: NamedTensors = {};
     for (const [name, i] of Object.entries(this.outputIndex)) {
@@ -323,12 +401,60 @@ function firstNonFinite(a: Arr): number {
   return -1;
 }
 
-/** A reshape/stopgrad/fusable call returns its operand's buffer: the operand must outlive it. */
-function aliases(steps: readonly Step[], d: number, i: number): boolean {
-  const op = steps[i]!.node.op;
-  return (op === "reshape" || op === "stopgrad" || (op === "call" && steps[i]!.deps.length === 1 && !FUSED_KEYS.has((steps[i]!.node as NodeOf<"call">).formula))) && steps[i]!.deps[0] === d;
+/** Post-order (operands first) of the nodes reachable from `roots` through `depsOf`; iterative, for deep graphs. */
+function postOrder(roots: readonly Node[], depsOf: (n: Node) => Node[]): Node[] {
+  const order: Node[] = [];
+  const seen = new Set<Node>();
+  for (const r of roots) {
+    if (seen.has(r)) continue;
+    const stack: [Node, number, Node[]][] = [[r, 0, depsOf(r)]];
+    seen.add(r);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top[1] < top[2].length) {
+        const c = top[2][top[1]++]!;
+        if (!seen.has(c)) {
+          seen.add(c);
+          stack.push([c, 0, depsOf(c)]);
+        }
+      } else {
+        stack.pop();
+        order.push(top[0]);
+      }
+    }
+  }
+  return order;
 }
-const FUSED_KEYS = new Set(Object.keys(FUSED));
+
+/** An add whose operand `node` (a concat or scatter_add read only there) is added piecewise into `x`. */
+interface Accumulation {
+  readonly kind: "concat" | "scatter_add";
+  readonly node: Node;
+  readonly x: Node;
+  /** Planned operands besides x: the concat's non-zero parts, or scatter_add's updates and indices. */
+  readonly pieces: readonly Node[];
+}
+
+/** A broadcast of the constant 0 (the zero parts of a slice's cotangent). */
+function isZeroFill(n: Node): boolean {
+  return n.op === "broadcast" && n.x.op === "const" && n.x.value === 0;
+}
+
+function accumulation(n: Node, privateUse: (n: Node) => boolean, shapeOf: (n: Node) => number[]): Accumulation | undefined {
+  if (n.op !== "binary" || n.fn !== "add" || n.dtype !== "float") return undefined;
+  const out = shapeOf(n);
+  const full = (x: Node) => {
+    const s = shapeOf(x);
+    return s.length === out.length && s.every((d, i) => d === out[i]);
+  };
+  if (!full(n.a) || !full(n.b)) return undefined;
+  for (const [c, x] of [[n.b, n.a], [n.a, n.b]] as const) {
+    if (!privateUse(c)) continue;
+    if (c.op === "concat" && c.xs.length > 0) return { kind: "concat", node: c, x, pieces: c.xs.filter((p) => !isZeroFill(p)) };
+    if (c.op === "scatter_add" && out.length >= 1) return { kind: "scatter_add", node: c, x, pieces: [c.updates, c.indices] };
+  }
+  return undefined;
+}
 
 function operandsOf(n: Node): readonly Node[] {
   switch (n.op) {
@@ -443,12 +569,75 @@ function matmulStep(a: Arr, aShape: readonly number[],  transA: boolean, b: Arr,
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Typed arrays of dead intermediate values, by dtype and length, for the next step that needs
+ * one: a fresh large array costs zeroing and page faults, and V8 counts it as external memory
+ * that triggers garbage collections. Every compute kernel writes all of its output, so a reused
+ * array needs no clearing. The pool holds at most `RUN_CAP` bytes during a run and `IDLE_CAP`
+ * bytes between runs (what a repeated evaluation of a small graph needs); the rest is left to
+ * the garbage collector. Evaluation is synchronous, so one pool serves every plan.
+ */
+class BufferPool {
+  static readonly RUN_CAP = 1024 * 2 ** 20;
+  static readonly IDLE_CAP = 64 * 2 ** 20;
+  private readonly free = new Map<string, Arr[]>();
+  private bytes = 0;
+
+  take(dtype: DType, size: number): Arr {
+    const list = this.free.get(`${dtype}:${size}`);
+    const a = list?.pop();
+    if (a !== undefined) {
+      this.bytes -= a.byteLength;
+      return a;
+    }
+    return arrayFor(dtype, size) as Arr;
+  }
+
+  give(a: Arr): void {
+    if (a.length === 0 || this.bytes + a.byteLength > BufferPool.RUN_CAP) return;
+    const key = `${dtypeOfArray(a)}:${a.length}`;
+    let list = this.free.get(key);
+    if (list === undefined) this.free.set(key, (list = []));
+    list.push(a);
+    this.bytes += a.byteLength;
+  }
+
+  /** Drop the largest arrays until at most IDLE_CAP bytes are held. */
+  trim(): void {
+    if (this.bytes <= BufferPool.IDLE_CAP) return;
+    const all = [...this.free.values()].flat().sort((x, y) => x.byteLength - y.byteLength);
+    this.free.clear();
+    this.bytes = 0;
+    for (const a of all) {
+      if (this.bytes + a.byteLength > BufferPool.IDLE_CAP) break;
+      this.give(a);
+    }
+  }
+}
+
+const POOL = new BufferPool();
+
+/** What a step profiler sees: the step's node, concrete shape and operand steps. */
+export interface ProfiledStep {
+  readonly node: Node;
+  readonly shape: readonly number[];
+  readonly deps: readonly number[];
+}
+let profiler: ((step: ProfiledStep, ms: number, inPlace: boolean) => void) | undefined;
+
+/** Time every computed step of every run (bench/profile.ts); undefined switches it off. */
+export function setStepProfiler(f: ((step: ProfiledStep, ms: number, inPlace: boolean) => void) | undefined): void {
+  profiler = f;
+}
+
+// ---------------------------------------------------------------------------------------------
+
 const planCache = new WeakMap<Graph, Map<string, Plan>>();
 
 /** Bind the graph's dims to the given tensors and plan it (cached per graph, shapes and options). */
 export function plan(graph: Graph, inputs: Readonly<Record<string, { shape: readonly number[]; dtype: string }>>, opts: EvalOptions = {}): Plan {
   const dtype = opts.dtype ?? "f64";
-  const key = `${dtype}|${opts.fused !== false}|${opts.checkFinite === true}|${opts.keepCalls === true}|${Object.entries(inputs)
+  const key = `${dtype}|${opts.fused !== false}|${opts.checkFinite === true}|${opts.keepCalls === true}|${opts.optimize !== false}|${Object.entries(inputs)
     .map(([k, t]) => `${k}:${t.shape.join("x")}`)
     .sort()
     .join(",")}`;

@@ -11,6 +11,11 @@ export interface FusedKernel {
   /** Argument names, in the order `run` receives them. */
   readonly args: readonly string[];
   run(args: readonly Arr[], shapes: readonly (readonly number[])[], out: Arr, config: Config): void;
+  /**
+   * Argument positions whose buffer may also be the output: the kernel reads each element (or
+   * the whole row) of that argument before writing the output at the same place.
+   */
+  readonly inPlace?: readonly number[];
 }
 
 function safeMax(x: Arr, o: number, m: number): number {
@@ -25,6 +30,7 @@ function safeMax(x: Arr, o: number, m: number): number {
 export const FUSED: Readonly<Record<string, FusedKernel>> = {
   softmax: {
     args: ["x"],
+    inPlace: [0],
     run([x], [shape], out) {
       const m = shape![shape!.length - 1]!;
       if (m === 0) return;
@@ -60,6 +66,7 @@ export const FUSED: Readonly<Record<string, FusedKernel>> = {
   },
   layer_norm: {
     args: ["x", "gamma", "beta"],
+    inPlace: [0],
     run([x, gamma, beta], [shape], out, config) {
       const d = shape![shape!.length - 1]!;
       if (d === 0) return;

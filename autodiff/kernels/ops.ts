@@ -348,6 +348,53 @@ export function scatterAdd(upd: Arr, idx: Arr, out: Arr, outShape: readonly numb
 }
 
 // ---------------------------------------------------------------------------------------------
+// accumulation (X + concat(…), X + scatter_add(…) without building the concat or the table)
+
+/**
+ * out[o·stride + offset + j] += part[o·len + j] for o < outer, j < len: one concat part added
+ * into its slab. Without a part (a zero part) adds +0, which changes only −0 into +0.
+ */
+export function addSlab(out: Arr, part: Arr | undefined, outer: number, stride: number, offset: number, len: number): void {
+  for (let o = 0; o < outer; o++) {
+    const base = o * stride + offset;
+    if (part === undefined) {
+      for (let j = 0; j < len; j++) if (out[base + j] === 0) out[base + j] = 0;
+    } else {
+      const pb = o * len;
+      for (let j = 0; j < len; j++) out[base + j]! += part[pb + j]!;
+    }
+  }
+}
+
+/**
+ * out += scatter_add(upd, idx) with scatter_add's exact values: each id's rows summed from 0 in
+ * order in float64, rounded to float32 once when `f32` (as scatterAdd stores them), then added.
+ * Rows no id names get +0 (only −0 changes).
+ */
+export function addScatter(out: Arr, upd: Arr, idx: Arr, V: number, row: number, f32: boolean, what = "scatter_add"): void {
+  const first = new Map<number, number[]>();
+  for (let i = 0; i < idx.length; i++) {
+    const t = checkIndex(idx[i]!, V, i, what);
+    const list = first.get(t);
+    if (list === undefined) first.set(t, [i]);
+    else list.push(i);
+  }
+  for (let t = 0; t < V; t++) {
+    if (first.has(t)) continue;
+    const b = t * row;
+    for (let j = 0; j < row; j++) if (out[b + j] === 0) out[b + j] = 0;
+  }
+  const acc = new Float64Array(row);
+  for (const [t, rows] of first) {
+    acc.fill(0);
+    for (const i of rows) for (let j = 0; j < row; j++) acc[j]! += upd[i * row + j]!;
+    const b = t * row;
+    if (f32) for (let j = 0; j < row; j++) out[b + j]! += Math.fround(acc[j]!);
+    else for (let j = 0; j < row; j++) out[b + j]! += acc[j]!;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // matmul fallback (the fast kernels live in matmul.ts)
 
 /** C[b] = op(A[b]) op(B[b]) with row-major M×K / K×N; f64 accumulation, one rounding on store. */

@@ -1,0 +1,80 @@
+/**
+ * Where the interpreter's time goes: every computed step of a forward + backward pass timed and
+ * grouped by op and shapes. `npx tsx bench/profile.ts [block|block-small|gpt2] [--reps N] [--top N]`
+ * (block: d_model 256, n 128, H 8; gpt2: the GPT-2-small shape on 64 tokens; f64).
+ */
+import "../spec/index.js";
+import { formulaGraph } from "../autodiff/graph.js";
+import { gradGraph, vjp } from "../autodiff/grad.js";
+import { plan, setStepProfiler, type ProfiledStep } from "../autodiff/evaluate.js";
+import { shutdownMatmulWorkers } from "../autodiff/kernels/matmul.js";
+import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
+import { BLOCK_SIZES, GPT2_SMALL, blockConfig, blockTensors, gptConfig, gptTensors, makeTensors } from "./workloads.js";
+
+const argv = process.argv.slice(2);
+const which = argv.find((a) => !a.startsWith("--")) ?? "block";
+const opt = (name: string, d: number) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? Number(argv[i + 1]) : d;
+};
+const reps = opt("--reps", which === "gpt2" ? 2 : 10);
+const top = opt("--top", 40);
+
+let g, inputs: NamedTensors, cot: NamedTensors;
+if (which === "gpt2") {
+  g = formulaGraph("gpt", gptConfig(GPT2_SMALL));
+  inputs = makeTensors(gptTensors(GPT2_SMALL), "f64");
+  cot = { loss: Tensor.scalar(1) };
+} else {
+  const size = which === "block-small" ? BLOCK_SIZES[0]! : BLOCK_SIZES[1]!;
+  g = formulaGraph("block", blockConfig(size));
+  const t = blockTensors(size);
+  inputs = makeTensors(t.inputs, "f64");
+  cot = { y: makeTensors([t.cot], "f64")["cot.y"]! };
+}
+vjp(g, inputs, cot); // plan and warm up
+const gg = gradGraph(g, { of: Object.keys(cot), withValues: true });
+const all: NamedTensors = { ...inputs };
+for (const [k, v] of Object.entries(cot)) all[`cot.${k}`] = v;
+const steps = plan(gg, all).steps;
+void steps;
+
+const acc = new Map<string, { ms: number; count: number; inPlace: number }>();
+const shapeOf = (p: ProfiledStep, k: number, list: readonly ProfiledStep[]) => list[p.deps[k]!]?.shape.join("×") ?? "?";
+const keyOf = (s: ProfiledStep, list: readonly ProfiledStep[]): string => {
+  const n = s.node;
+  const out = s.shape.join("×");
+  switch (n.op) {
+    case "unary":
+      return `unary ${n.fn} ${out}`;
+    case "binary":
+      return `binary ${n.fn} ${shapeOf(s, 0, list)}, ${shapeOf(s, 1, list)}`;
+    case "call":
+      return `fused ${n.formula} ${out}`;
+    case "matmul":
+      return `matmul ${shapeOf(s, 0, list)}${n.a.op === "permute" ? "ᵀ" : ""} · ${shapeOf(s, 1, list)}${n.b.op === "permute" ? "ᵀ" : ""} → ${out}`;
+    case "reduce":
+      return `reduce ${n.fn} ${shapeOf(s, 0, list)} → ${out}`;
+    default:
+      return `${n.op} ${out}`;
+  }
+};
+const planned = plan(gg, all).steps as readonly ProfiledStep[];
+let total = 0;
+setStepProfiler((s, ms, inPlace) => {
+  const k = keyOf(s, planned);
+  const e = acc.get(k) ?? { ms: 0, count: 0, inPlace: 0 };
+  e.ms += ms / reps;
+  e.count += 1 / reps;
+  if (inPlace) e.inPlace += 1 / reps;
+  acc.set(k, e);
+  total += ms / reps;
+});
+const t0 = performance.now();
+for (let i = 0; i < reps; i++) vjp(g, inputs, cot);
+const wall = (performance.now() - t0) / reps;
+setStepProfiler(undefined);
+console.log(`${which}: ${wall.toFixed(1)} ms per forward + backward (wall, with profiling), ${total.toFixed(1)} ms in steps, ${planned.length} planned steps`);
+const rows = [...acc.entries()].sort((a, b) => b[1].ms - a[1].ms);
+for (const [k, e] of rows.slice(0, top)) console.log(`${e.ms.toFixed(2).padStart(9)} ms ${String(Math.round(e.count)).padStart(4)}× ${e.inPlace > 0 ? `(${Math.round(e.inPlace)} in place) ` : ""}${k}`);
+await shutdownMatmulWorkers();
