@@ -76,7 +76,7 @@ export interface Symptom {
 }
 
 function fmt(x: number): string {
-  return Number(x.toPrecision(4)).toString();
+  return Math.abs(x) >= 1e5 || (x !== 0 && Math.abs(x) < 1e-4) ? x.toExponential(2) : Number(x.toPrecision(4)).toString();
 }
 
 function within(expected: Tensor, actual: Tensor, tol: { rtol: number; atol: number }): boolean {

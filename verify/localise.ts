@@ -32,7 +32,11 @@ import type { DerivedTolerance } from "./tolerance.js";
 import { ReferenceTrace } from "./trace.js";
 import type { CallSite } from "./trace.js";
 
-export type StepStatus = "match" | "diverges" | "declined" | "not declared";
+/**
+ * `failed`: the request raised an implementation error other than an error answer (a malformed
+ * answer, an exception of an in-process implementation); the part is not checked.
+ */
+export type StepStatus = "match" | "diverges" | "declined" | "failed" | "not declared";
 
 /** One comparison made while localising. */
 export interface LocalisationStep {
@@ -252,11 +256,13 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
           steps.push({ how: "isolated", formula: child.formula, tensor, status: "declined", message: e.message });
           continue;
         }
-        if (e instanceof ImplementationError) {
+        if (!(e instanceof ImplementationError)) throw e;
+        if (/implementation was stopped after|cannot be restarted|was not restarted/.test(e.message)) {
           fault = e;
           return false;
         }
-        throw e;
+        steps.push({ how: "isolated", formula: child.formula, tensor, status: "failed", message: e.message });
+        continue;
       }
       let diverged: { output: string; report: TensorReport; tolerance: DerivedTolerance } | undefined;
       const depth = depthOf(child.formula, child.config, inputs);
@@ -356,20 +362,31 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       values: { expected: trace.value(item.node, "request"), actual },
     };
   } else if (firstFailing !== undefined) {
-    const parts = steps.filter((s) => s.how === "isolated" && s.status === "match").map((s) => s.tensor);
+    // the case formula's own parts (its direct children) decide what can be said
+    const direct = new Set(trace.root.children.map((c) => sitePath(c)));
+    const own = steps.filter((s) => s.how === "isolated" && direct.has(s.tensor.split(":")[0]!));
+    const matched = [...new Set(own.filter((s) => s.status === "match").map((s) => s.tensor.split(":")[0]!))];
+    const unchecked = own.filter((s) => s.status === "declined" || s.status === "failed").map((s) => `${s.tensor} (${s.status})`);
+    const notDeclared = own.filter((s) => s.status === "not declared").map((s) => s.tensor);
     const hints = await outputHints(input, outputName);
+    let explanation: string;
+    if (trace.root.children.length === 0) explanation = `${input.formula} is computed directly from the case's inputs, so the error is local to it`;
+    else if (matched.length > 0 && unchecked.length === 0 && notDeclared.length === 0) {
+      explanation = `every part of ${input.formula} matches in isolation (${matched.join(", ")}): the error is in how ${input.formula} combines them (residuals, norm placement, head layout)`;
+    } else if (matched.length > 0) {
+      explanation = `the parts of ${input.formula} that could be checked match in isolation (${matched.join(", ")}); not checked: ${[...unchecked, ...notDeclared.map((x) => `${x} (not declared)`)].join(", ")}: the error is in one of those or in how ${input.formula} combines its parts`;
+    } else if (firstIntermediate === undefined && input.formula === "gpt" && !steps.some((s) => s.how === "intermediate" && s.tensor !== "logits" && s.tensor !== "loss")) {
+      explanation = `the implementation declares no part of gpt it could be checked by and returns no intermediate values (embed, h.{l}.x, h.{l}.attn, h.{l}.mlp, h.{l}.y, ln_f): the error is somewhere inside gpt`;
+    } else {
+      explanation = `no part of ${input.formula} could be checked in isolation${unchecked.length > 0 ? ` (${unchecked.join(", ")})` : " (the implementation declares none)"}: the error is somewhere inside ${input.formula}`;
+    }
     divergence = {
       formula: input.formula,
       tensor: firstFailing.name,
       path: [input.formula],
       origin: "local",
       how: "output",
-      explanation:
-        parts.length > 0
-          ? `every part of ${input.formula} the implementation declares matches in isolation (${parts.join(", ")}): the error is in how ${input.formula} combines them`
-          : trace.root.children.length === 0
-            ? `${input.formula} is computed directly from the case's inputs, so the error is local to it`
-            : `the implementation declares no part of ${input.formula} and returns no intermediate values: the error is somewhere inside ${input.formula}`,
+      explanation,
       report: firstFailing,
       hints,
       ...valuesOf(input, outputName),

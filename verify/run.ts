@@ -281,7 +281,11 @@ class Driver {
   async call<T>(f: (impl: Implementation) => Promise<T>): Promise<T> {
     if (this.dead !== undefined) throw new ImplementationError(this.dead);
     try {
-      return await f(this.impl);
+      return await f(this.impl).catch((e: unknown) => {
+        // an in-process implementation's own exception is its fault, reported like a process's
+        if (e instanceof ImplementationError || !(e instanceof Error)) throw e;
+        throw new ImplementationError(`${this.impl.name} threw ${e.name}: ${e.message}`);
+      });
     } catch (e) {
       if (!isStopped(e)) throw e;
       const max = this.opts.maxRestarts ?? 3;
@@ -686,9 +690,9 @@ async function lawChecks(
 
 /**
  * The first divergence of the run: among failing checks, forward values before gradients before
- * laws; then the formula nearest the start of the pipeline (least nested) where the error is
- * local; then a case of that formula itself over a composite localised to it; float64 first;
- * then by case name.
+ * laws; localised failures first; then the least nested diverging formula, a local error
+ * before an inherited one, the least nested case formula (the smallest case showing it), float64
+ * first, then by case name.
  */
 export function pickFirstDivergence(results: readonly VerifyResult[]): FirstDivergence | null {
   const candidates: Array<{ key: (number | string)[]; d: FirstDivergence }> = [];
@@ -714,7 +718,7 @@ export function pickFirstDivergence(results: readonly VerifyResult[]): FirstDive
               maxAbsErr: failing?.maxAbsError ?? r.maxAbsErr, budget: failing?.budgetUsed ?? r.budget, hints: r.hints ?? [], report: failing ?? null,
               ...valuesFor(r, failing?.name),
             };
-      const key = [forward ? 0 : 1, div === undefined ? 1 : 0, formulaLevel(d.formula), d.origin === "local" ? 0 : 1, d.formula === r.formula ? 0 : 1, r.dtype === "f64" ? 0 : 1, r.case];
+      const key = [forward ? 0 : 1, div === undefined ? 1 : 0, formulaLevel(d.formula), d.origin === "local" ? 0 : 1, formulaLevel(r.formula), r.dtype === "f64" ? 0 : 1, r.case];
       candidates.push({ key, d });
     } else if (r.kind === "gradient") {
       const f = r.gradcheck?.failures[0];
