@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import "../spec/index.js";
 import { exampleConfig, formulaNames, getFormula } from "../spec/formula.js";
 import { formulaGraph } from "./graph.js";
-import { gradcheckGraph } from "./gradcheck.js";
+import { gradcheckGraph, gradgradcheckGraph } from "./gradcheck.js";
 import { grad, gradGraph, hvp, jvp, valueAndGrad, vjp } from "./grad.js";
 import { evaluate } from "./evaluate.js";
 import { Rng, sampleInputs } from "./random.js";
@@ -87,6 +87,12 @@ describe("second order", () => {
       for (const [k, o] of Object.entries(out)) inputs[`cot.${k}`] = rng.normalTensor(o.shape);
       const r = await gradcheckGraph(gg, inputs, { mode: "full", maxElements: 64 });
       expect(r.ok, `${name}: ${JSON.stringify(r.failures[0] ?? r.error)}`).toBe(true);
+    }
+  });
+  test("gradgradcheckGraph (the API form) passes for GELU-tanh and LayerNorm", async () => {
+    for (const name of ["gelu_tanh", "layer_norm", "rms_norm"]) {
+      const r = await gradgradcheckGraph(formulaGraph(name, exampleConfig(name)), sampleInputs(name, {}, { seed: 6 }), { mode: "full" });
+      expect(r.ok, name).toBe(true);
     }
   });
   test("hvp API equals the VJP of the gradient", () => {

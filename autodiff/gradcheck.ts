@@ -13,6 +13,12 @@
  * ε_round = 4u·Σ|out ⊙ c| / h, rtol = 1e-5 and atol = 1e-12·Σ|out ⊙ c|. A wrong rule
  * (dropped term, wrong sign or axis) moves the gradient by O(|grad|) and is caught.
  *
+ * With `dtype: "f32"` the analytic gradient is computed in float32 and the allowance adds its own
+ * rounding: 8× its measured change when every input moves by one float32 ulp, plus
+ * 16·u₃₂·Σ|out ⊙ c| (the rounding of float32 sums whose terms are as large as the checked
+ * scalar's) per entry. float32 checks are therefore weaker than float64 ones; rules are proven in
+ * float64.
+ *
  * Modes: `full` perturbs every element (small inputs); `fast` compares uᵀJv along random
  * directions (cost independent of input size); `bisect` re-checks each node's local VJP in
  * isolation and names the first that disagrees.
@@ -26,7 +32,7 @@ import { dimToString } from "../spec/dims.js";
 import { topoSort, type Node } from "../spec/node.js";
 import type { Graph } from "./graph.js";
 import { evaluate, plan, type EvalOptions } from "./evaluate.js";
-import { vjp as graphVjp } from "./grad.js";
+import { gradGraph, vjp as graphVjp } from "./grad.js";
 import { gradOperands } from "./vjp.js";
 import { Rng } from "./random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "./tensor.js";
@@ -169,6 +175,33 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
   } catch (e) {
     return { ...base, error: `${f.name}: ${(e as Error).message}` };
   }
+  // A float32 analytic gradient carries float32 rounding, which central differences in float64
+  // do not: measure it — the change of the gradient when every input moves by one float32 ulp
+  // in a random direction — and allow 8× that on top of the float64 bound.
+  const noise: NamedTensors = {};
+  if (opts.dtype === "f32") {
+    const nudged: NamedTensors = {};
+    for (const [k, v] of Object.entries(inputs)) {
+      if (v.dtype === "i32") nudged[k] = v;
+      else {
+        const c = new Tensor("f32", v.shape, Float32Array.from(v.data));
+        for (let i = 0; i < c.size; i++) c.data[i] = c.data[i]! * (1 + 2 ** -23 * (rng.uniform() < 0.5 ? -1 : 1));
+        nudged[k] = c;
+      }
+    }
+    try {
+      const again = await f.vjp(nudged, cots);
+      for (const [k, g] of Object.entries(analytic)) {
+        const h = again[k];
+        if (h === undefined) continue;
+        const d = Tensor.zeros(g.shape);
+        for (let i = 0; i < g.size; i++) d.data[i] = Math.abs(g.data[i]! - h.data[i]!) + 2 ** -24 * Math.abs(g.data[i]!);
+        noise[k] = d;
+      }
+    } catch (e) {
+      return { ...base, error: `${f.name}: ${(e as Error).message}` };
+    }
+  }
   for (const w of wrt) {
     const g = analytic[w];
     if (g === undefined) return { ...base, error: `${f.name}: the VJP returned no gradient for ${w}` };
@@ -177,13 +210,16 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
     }
   }
   const s0 = sumProduct(outs, cots);
+  // float32 sums whose terms are as large as the checked scalar's terms round to about
+  // u₃₂·Σ|out ⊙ c|; allow 16× that per gradient entry in float32 mode
+  const f32Sum = opts.dtype === "f32" ? 16 * 2 ** -24 * s0.abs : 0;
   const S = async (x: NamedTensors) => sumProduct(await f.value(x), cots).s;
 
   const failures: GradcheckFailure[] = [];
   let maxAbs = 0, maxRel = 0, nFail = 0;
-  const compare = (input: string, index: readonly number[], a: number, n: number, trunc: number, h: number) => {
+  const compare = (input: string, index: readonly number[], a: number, n: number, trunc: number, h: number, f32noise = 0) => {
     const round = (4 * U64 * s0.abs) / h;
-    const allowed = rtol * Math.max(Math.abs(a), Math.abs(n)) + 4 * (trunc + round) + 1e-12 * s0.abs;
+    const allowed = rtol * Math.max(Math.abs(a), Math.abs(n)) + 4 * (trunc + round) + 1e-12 * s0.abs + f32noise;
     const absErr = Math.abs(a - n);
     // relative to the larger magnitude, never below the finite-difference noise floor
     const relErr = absErr / Math.max(Math.abs(a), Math.abs(n), 4 * (trunc + round) + 1e-12 * s0.abs, Number.MIN_VALUE);
@@ -208,7 +244,7 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
         const [p1, m1, p2, m2] = await Promise.all([S(perturbed(x64, w, i, h)), S(perturbed(x64, w, i, -h)), S(perturbed(x64, w, i, 2 * h)), S(perturbed(x64, w, i, -2 * h))]);
         const d1 = (p1 - m1) / (2 * h);
         const d2 = (p2 - m2) / (4 * h);
-        compare(w, x.unravel(i), g.data[i]!, d1, Math.abs(d2 - d1) / 3, h);
+        compare(w, x.unravel(i), g.data[i]!, d1, Math.abs(d2 - d1) / 3, h, noise[w] === undefined ? 0 : 8 * noise[w]!.data[i]! + f32Sum);
       }
       checked.push({ input: w, elements: idx.length });
     }
@@ -223,12 +259,14 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
     }
     for (let k = 0; k < dirSets.length; k++) {
       const d = dirSets[k]!;
-      let a = 0, scaleX = 0, scaleV = 0, n = 0;
+      let a = 0, scaleX = 0, scaleV = 0, n = 0, f32noise = 0;
       for (const [w, v] of Object.entries(d)) {
         const g = analytic[w]!;
         const x = x64[w]!;
+        const nz = noise[w];
         for (let i = 0; i < v.size; i++) {
           a += g.data[i]! * v.data[i]!;
+          if (nz !== undefined) f32noise += (8 * nz.data[i]! + f32Sum) * Math.abs(v.data[i]!);
           if (Number.isFinite(x.data[i]!)) scaleX = Math.max(scaleX, Math.abs(x.data[i]!));
           scaleV = Math.max(scaleV, Math.abs(v.data[i]!));
           n++;
@@ -240,7 +278,7 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
       const d1 = (p1 - m1) / (2 * h);
       const d2 = (p2 - m2) / (4 * h);
       const names = Object.keys(d);
-      compare(names.length === 1 ? `direction over ${names[0]}` : `joint direction over ${names.length} arguments`, [], a, d1, Math.abs(d2 - d1) / 3, h * scaleV);
+      compare(names.length === 1 ? `direction over ${names[0]}` : `joint direction over ${names.length} arguments`, [], a, d1, Math.abs(d2 - d1) / 3, h * scaleV, f32noise);
       checked.push({ input: names.length === 1 ? names[0]! : "joint", elements: n });
     }
   }
@@ -275,6 +313,19 @@ export async function gradcheckGraph(g: Graph, inputs: NamedTensors, opts: Gradc
   if (opts.mode !== "bisect") return result;
   const finding = bisect(g, inputs, opts);
   return { ...result, mode: "bisect", ok: result.ok && finding === null, bisect: finding };
+}
+
+/**
+ * Second order (PyTorch's gradgradcheck): the gradient formula itself, with its cotangents as
+ * extra inputs, checked against central differences.
+ */
+export async function gradgradcheckGraph(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = {}): Promise<GradcheckResult> {
+  const gg = gradGraph(g);
+  const out = evaluate(g, inputs);
+  const rng = new Rng((opts.seed ?? 0) ^ 0x2d2);
+  const all: NamedTensors = { ...inputs };
+  for (const [k, o] of Object.entries(out)) if (o.dtype !== "i32") all[`cot.${k}`] = randomCotangent(rng, o);
+  return gradcheckGraph(gg, all, opts);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -91,6 +91,14 @@ describe("planted VJP bugs are caught and located", () => {
       expect(r.bisect).toBeNull();
     }
   });
+  test("float32 gradient checks still catch a dropped term", async () => {
+    const cfg = exampleConfig("swiglu");
+    const x = sampleInputs("swiglu", cfg, { seed: 3 });
+    const bad = await withVjpOverride(PLANTS[0]!.rule, () => gradcheckGraph(formulaGraph("swiglu", cfg), x, { mode: "full", dtype: "f32" }));
+    expect(bad.ok).toBe(false);
+    const good = await gradcheckGraph(formulaGraph("swiglu", cfg), x, { mode: "full", dtype: "f32" });
+    expect(good.ok, JSON.stringify(good.failures[0])).toBe(true);
+  });
   test("a wrong rule deep inside gpt is named by bisect", async () => {
     const cfg = exampleConfig("gpt", { activation: "swiglu", placement: "pre" });
     const x = sampleInputs("gpt", cfg, { seed: 2 });
