@@ -187,16 +187,19 @@ export function formulaLevel(name: string): number {
     try {
       const g = formulaGraph(name, exampleConfig(name));
       const depth = new Map<Node, number>();
-      // depth of the calls nested inside a node, not counting the node itself
-      const nested = (root: Node): number => {
+      // depth of the calls nested inside a call, not counting the call itself: its body is
+      // searched up to its arguments (computed by the caller); a nested call's arguments belong
+      // to this level, its body to the next
+      const nested = (call: Extract<Node, { op: "call" }>): number => {
+        const stop = new Set(Object.values(call.args));
         let best = 0;
         const seen = new Set<Node>();
-        const stack: Node[] = [root];
+        const stack: Node[] = [call.body];
         while (stack.length > 0) {
           const n = stack.pop()!;
-          if (seen.has(n)) continue;
+          if (seen.has(n) || stop.has(n)) continue;
           seen.add(n);
-          if (n.op === "call" && n !== root) {
+          if (n.op === "call") {
             let d = depth.get(n);
             if (d === undefined) {
               d = 1 + nested(n);
@@ -206,12 +209,11 @@ export function formulaLevel(name: string): number {
             stack.push(...Object.values(n.args));
             continue;
           }
-          if (n.op === "call") stack.push(n.body);
-          else stack.push(...operands(n));
+          stack.push(...operands(n));
         }
         return best;
       };
-      level = Math.max(...Object.values(g.outputs).map((e) => nested(e.node)));
+      level = Math.max(...Object.values(g.outputs).map((e) => (e.node.op === "call" ? nested(e.node) : 0)));
     } catch {
       level = 99;
     }
@@ -259,6 +261,11 @@ function faultInfo(e: ImplementationError): FaultInfo {
   };
 }
 
+/** The implementation is stopped for good: the check was not run (it is skipped, not failed again). */
+class StoppedForGood extends ImplementationError {
+  override name = "StoppedForGood";
+}
+
 /** A program that was stopped after a fault answers every later request with this. */
 function isStopped(e: unknown): boolean {
   return e instanceof ImplementationError && /implementation was stopped after/.test(e.message);
@@ -279,7 +286,7 @@ class Driver {
   }
 
   async call<T>(f: (impl: Implementation) => Promise<T>): Promise<T> {
-    if (this.dead !== undefined) throw new ImplementationError(this.dead);
+    if (this.dead !== undefined) throw new StoppedForGood(this.dead);
     try {
       return await f(this.impl).catch((e: unknown) => {
         // an in-process implementation's own exception is its fault, reported like a process's
@@ -293,9 +300,9 @@ class Driver {
         this.dead =
           this.opts.restart === undefined
             ? `the implementation was stopped by an earlier fault and cannot be restarted: ${(e as Error).message}`
-            : `the implementation was stopped by an earlier fault and was not restarted again (${max} restarts already): ${(e as Error).message}`;
+            : `the implementation was stopped by an earlier fault and was not restarted again (${max} restart${max === 1 ? "" : "s"} already): ${(e as Error).message}`;
         this.notes.push(this.dead);
-        throw new ImplementationError(this.dead);
+        throw new StoppedForGood(this.dead);
       }
       this.restarts++;
       const old = this.impl;
@@ -305,7 +312,7 @@ class Driver {
       } catch (err) {
         this.dead = `the implementation could not be restarted after a fault: ${(err as Error).message}`;
         this.notes.push(this.dead);
-        throw new ImplementationError(this.dead);
+        throw new StoppedForGood(this.dead);
       }
       this.notes.push(`restarted the implementation after it was stopped (${(e as Error).message.split("\n")[0]})`);
       return await f(this.impl);
@@ -425,6 +432,10 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
         if (wantGrads) grads = (await driver.call((i) => i.backwardPass!({ formula: m.formula, config, inputs: c.inputs, cotangents: c.cotangents }))).grads;
       } catch (e) {
         if (!(e instanceof ImplementationError)) throw e;
+        if (e instanceof StoppedForGood) {
+          skip(e.message);
+          continue;
+        }
         const declined = isDeclined(e);
         results.push({
           ...base,
@@ -607,6 +618,10 @@ async function gradientChecks(
       if (!(e instanceof ImplementationError)) throw e;
       lastError = e;
       g = { formula: f, ok: false, mode: "fast", checked: [], maxAbsErr: 0, maxRelErr: 0, failures: [], error: e.message, seed };
+    }
+    if (g.error !== undefined && lastError instanceof StoppedForGood) {
+      results.push({ ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: lastError.message, timeMs: performance.now() - t });
+      continue;
     }
     if (g.error !== undefined && lastError !== undefined) {
       const declined = isDeclined(lastError);
