@@ -86,7 +86,7 @@ function divisors(H: number): number[] {
 }
 
 /**
- * Dims with n ∈ [1, 4], d_k ∈ [1, 4] (odd included; {2, 4} when even), H ∈ [1, 3], H_kv a
+ * Dims with n ∈ [1, 4], d_k ∈ [1, 4] (odd included; {2, 4} when even), H ∈ [1, 4], H_kv a
  * divisor of H, d_model = H·d_k, d_kv = H_kv·d_k, d ∈ [1, 6], d_ff ∈ [1, 5], V ∈ [2, 7],
  * n_ctx ≥ n + p, L ∈ [1, 2].
  */
@@ -110,7 +110,7 @@ export function dimsArb(opts: DimsOptions = {}): fc.Arbitrary<Dims> {
       d_v: fc.integer({ min: 1, max: 4 }),
       d_in: fc.integer({ min: 1, max: 5 }),
       d_out: fc.integer({ min: 1, max: 4 }),
-      H: fc.integer({ min: opts.minH ?? 1, max: Math.max(opts.minH ?? 1, opts.maxH ?? 3) }),
+      H: fc.integer({ min: opts.minH ?? 1, max: Math.max(opts.minH ?? 1, opts.maxH ?? 4) }),
       kvPick: fc.nat({ max: 3 }),
       d_ff: fc.integer({ min: 1, max: 5 }),
       V: fc.integer({ min: opts.minV ?? 2, max: 7 }),

@@ -65,6 +65,8 @@ export interface LawScope {
   readonly declared: readonly string[];
   /** Formulas whose backward pass the implementation provides. */
   readonly backward: readonly string[];
+  /** fc.commands' replay hint when replaying a model-based law's counterexample. */
+  readonly replayPath?: string;
 }
 
 export interface Law<C extends LawCase = LawCase> {
@@ -211,6 +213,9 @@ export class Check {
       return;
     }
     // one bound per element: find the element using the largest share of its bound
+    for (let i = 0; i < e.size; i++) {
+      if (!(allowed[i]! >= 0)) this.fail(`${quantity}: the derived bound at element ${JSON.stringify(e.unravel(i))} is ${allowed[i]} (it depends on values that are not finite); ${reason}`, { quantity, index: e.unravel(i) });
+    }
     let worst = -1;
     let worstShare = 1;
     let count = 0;

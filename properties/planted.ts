@@ -281,6 +281,11 @@ export interface PlantedBug {
   readonly description: string;
   /** The formulas whose hand-written version carries the bug. */
   readonly formulas: readonly string[];
+  /**
+   * Laws (oracle excluded) that caught it in the run recorded in docs/PLANTED-BUGS.md;
+   * planted.test.ts asserts that at least one of them still does.
+   */
+  readonly caughtBy: readonly string[];
   /** A broken forward, or undefined to use the reference. */
   readonly forward?: (req: ForwardRequest, ref: Implementation) => Promise<NamedTensors | undefined>;
   /** A broken backward, or undefined to use the reference. */
@@ -381,24 +386,28 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "causal_mask_off_by_one",
     description: "attention: query i also sees key i + 1 (mask j > i + 1 instead of j > i)",
     formulas: ["attention"],
+    caughtBy: ["causality", "prefix_consistency", "masked_zero", "mha_decomposition", "uniform_keys"],
     forward: attentionBug(1, "config"),
   },
   {
     name: "causal_mask_missing",
     description: "attention: the causal mask is never applied",
     formulas: ["attention"],
+    caughtBy: ["causality", "prefix_consistency", "masked_zero", "mha_decomposition", "uniform_keys"],
     forward: attentionBug(0, "never"),
   },
   {
     name: "scale_sqrt_d_model",
     description: "mha: scores scaled by 1/√d_model instead of 1/√d_k",
     formulas: ["mha"],
+    caughtBy: ["mha_decomposition"],
     forward: mhaBug({ scaleByDModel: true }),
   },
   {
     name: "softmax_no_max_subtraction",
     description: "softmax: exp(x)/Σexp(x) without subtracting the row max (overflows to ∞/∞ = NaN for large scores)",
     formulas: ["softmax"],
+    caughtBy: ["softmax_simplex", "softmax_shift"],
     forward: async (req) => {
       if (req.formula !== "softmax") return undefined;
       const x = req.inputs["x"]!;
@@ -409,36 +418,42 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "layer_norm_unbiased_variance",
     description: "layer_norm: variance divided by d − 1 (unbiased) instead of d",
     formulas: ["layer_norm"],
+    caughtBy: ["norm_moments", "norm_gradient", "zero_branches"],
     forward: layerNormBug({ unbiased: true }),
   },
   {
     name: "layer_norm_eps_outside_sqrt",
     description: "layer_norm: (x − μ)/(σ + ε) instead of (x − μ)/√(σ² + ε)",
     formulas: ["layer_norm"],
+    caughtBy: ["norm_moments", "norm_gradient", "zero_branches"],
     forward: layerNormBug({ epsOutsideSqrt: true }),
   },
   {
     name: "heads_interleaved",
     description: "mha: head h takes columns h, h + H, h + 2H, … instead of the column block h·d_k … (h+1)·d_k − 1",
     formulas: ["mha"],
+    caughtBy: ["heads_permutation", "mha_decomposition", "grouped_query"],
     forward: mhaBug({ interleavedHeads: true }),
   },
   {
     name: "positions_not_added",
     description: "gpt: learned/sinusoidal position vectors are computed but never added to the embeddings",
     formulas: ["gpt"],
+    caughtBy: ["positions_break_equivariance"],
     forward: async (req, ref) => (req.formula === "gpt" ? composedGpt(req, ref, "skipped") : undefined),
   },
   {
     name: "rope_on_values",
     description: "mha: RoPE rotates the values as well as the queries and keys",
     formulas: ["mha"],
+    caughtBy: ["mha_decomposition", "rope_relative"],
     forward: mhaBug({ ropeOnValues: true }),
   },
   {
     name: "sinusoidal_sin_cos_swapped",
     description: "positional_sinusoidal: cos in the even columns and sin in the odd ones",
     formulas: ["positional_sinusoidal"],
+    caughtBy: ["sinusoidal_rotation"],
     forward: async (req) => {
       if (req.formula !== "positional_sinusoidal") return undefined;
       const n = Number(req.config["n"]);
@@ -450,12 +465,14 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "gqa_heads_tiled",
     description: "mha with H_kv < H: query head h uses KV head h mod H_kv (tiled) instead of ⌊h/(H/H_kv)⌋ (repeated)",
     formulas: ["mha"],
+    caughtBy: ["grouped_query"],
     forward: mhaBug({ tiledKvHeads: true }),
   },
   {
     name: "cross_entropy_summed",
     description: "cross_entropy: the loss is summed over positions instead of averaged",
     formulas: ["cross_entropy"],
+    caughtBy: ["batch_independence", "cross_entropy"],
     forward: async (req) => {
       if (req.formula !== "cross_entropy") return undefined;
       const z = req.inputs["logits"]!;
@@ -476,6 +493,7 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "softmax_grad_no_subtraction",
     description: "softmax backward: x̄ = y ⊙ ȳ, missing the − y·⟨ȳ, y⟩ term",
     formulas: ["softmax"],
+    caughtBy: ["softmax_gradient"],
     backward: async (req, ref) => {
       if (req.formula !== "softmax") return undefined;
       const y = (await ref.forward(req)).outputs["y"]!;
@@ -487,6 +505,7 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "layer_norm_grad_missing_term",
     description: "layer_norm backward: x̄ = (ĝ − mean ĝ)/σ, missing the − x̂·mean(ĝ ⊙ x̂) term",
     formulas: ["layer_norm"],
+    caughtBy: ["norm_gradient"],
     backward: async (req) => {
       if (req.formula !== "layer_norm") return undefined;
       const { x, gamma } = req.inputs as Record<string, Tensor>;
@@ -497,6 +516,7 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "tied_grad_one_use",
     description: "gpt backward with tied embeddings: ∂L/∂E keeps the embedding use only and drops the logits use (x W_vocabᵀ)",
     formulas: ["gpt"],
+    caughtBy: ["tied_embedding"],
     backward: async (req, ref) => {
       if (req.formula !== "gpt" || req.config["tied"] === false || req.config["kv_cache"] === true) return undefined;
       const untied = await ref.backwardPass!({ ...req, config: { ...req.config, tied: false }, inputs: { ...req.inputs, "lm_head.weight": req.inputs["wte.weight"]! } });
@@ -509,6 +529,7 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "rope_sin_cos_swapped",
     description: "rope: sin and cos exchanged in the rotation (still orthogonal, but position 0 is no longer the identity)",
     formulas: ["rope"],
+    caughtBy: ["mha_decomposition", "rope_relative"],
     forward: async (req) => {
       if (req.formula !== "rope") return undefined;
       const x = req.inputs["x"]!;
@@ -520,12 +541,14 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "kv_positions_from_zero",
     description: "gpt with a KV cache: the new tokens get learned/sinusoidal positions 0, 1, … instead of p, p + 1, …",
     formulas: ["gpt"],
+    caughtBy: ["kv_cache"],
     forward: async (req, ref) => (req.formula === "gpt" && req.config["kv_cache"] === true ? composedGpt(req, ref, "from_zero") : undefined),
   },
   {
     name: "rms_norm_centred",
     description: "rms_norm: subtracts the row mean before normalising (LayerNorm without β under RMSNorm's name)",
     formulas: ["rms_norm"],
+    caughtBy: ["norm_moments", "norm_invariance", "norm_gradient", "zero_branches"],
     forward: async (req) => {
       if (req.formula !== "rms_norm") return undefined;
       const { x, gamma } = req.inputs as Record<string, Tensor>;

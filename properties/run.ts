@@ -12,7 +12,7 @@ import "../spec/index.js";
 import { formulaNames, hasFormula } from "../spec/formula.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { supportsBackward } from "../autodiff/implementation.js";
-import { shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
+import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { LawUsageError, fmt, runCheck, type Law, type LawCase, type LawFailure } from "./law.js";
 import { getLaw, LAWS } from "./registry.js";
@@ -31,7 +31,7 @@ export interface RunOptions {
   /** Replay this fast-check path (needs `seed` and `law`). */
   readonly path?: string;
   readonly dtype?: FloatDType;
-  /** Time budget for shrinking one failure, in ms (default 10 000). */
+  /** Time budget for shrinking one failure, in ms (default 10 000; 0 reports the first failing case unshrunk). */
   readonly shrinkTimeMs?: number;
   /** How the replay command names the implementation (e.g. `--planted mask_missing`). */
   readonly implementationArgs?: string;
@@ -76,6 +76,8 @@ export interface CaseSummary {
   readonly values: Readonly<Record<string, readonly number[]>>;
   /** Total elements of the arguments (the counterexample's size). */
   readonly elements: number;
+  /** The law's own choices beyond the arguments (a position, a permutation, the commands run). */
+  readonly choices: Readonly<Record<string, string>>;
 }
 
 export interface LawReport {
@@ -140,7 +142,13 @@ export function summarizeCase(c: LawCase): CaseSummary {
     elements += t.size;
     if (t.size <= 64) values[k] = Array.from(t.data);
   }
-  return { formula: c.formula, config: c.config, dtype: c.dtype, shapes, values, elements };
+  const choices: Record<string, string> = {};
+  for (const [k, v] of Object.entries(c as unknown as Record<string, unknown>)) {
+    if (["formula", "config", "dtype", "dims", "inputs"].includes(k)) continue;
+    const text = describeValue(v);
+    choices[k] = text.length > 300 ? `${text.slice(0, 300)}…` : text;
+  }
+  return { formula: c.formula, config: c.config, dtype: c.dtype, shapes, values, elements, choices };
 }
 
 function replayCommand(law: string, seed: number, path: string, opts: RunOptions): string {
@@ -163,16 +171,24 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
   if (scope.formulas.length === 0) {
     return { ...base, status: "skipped", formulas: [], runs: 0, timeMs: 0, skipped: scope.reason ?? "no applicable formula", excluded: scope.excluded };
   }
-  const arb = law.arbitrary({ formulas: scope.formulas, dtype, declared: impl.formulas, backward: impl.formulas.filter((f) => supportsBackward(impl, f)) });
+  // a path may carry fc.commands' replay hint after "@" (model-based laws shrink by the commands that ran)
+  const [fcPath, commandsReplay] = opts.path === undefined ? [undefined, undefined] : splitPath(opts.path);
+  const arb = law.arbitrary({
+    formulas: scope.formulas,
+    dtype,
+    declared: impl.formulas,
+    backward: impl.formulas.filter((f) => supportsBackward(impl, f)),
+    ...(commandsReplay !== undefined ? { replayPath: commandsReplay } : {}),
+  });
   const property = fc.asyncProperty(arb, async (c) => (await runCheck(law, impl, c)).ok);
   const runs = opts.runs ?? 100;
   let details: fc.RunDetails<[LawCase]>;
   let shrinkInterrupted = false;
-  if (opts.path !== undefined) {
-    details = await fc.check(property, { seed: opts.seed, path: opts.path, numRuns: runs, endOnFailure: true });
+  if (fcPath !== undefined) {
+    details = await fc.check(property, { seed: opts.seed, path: fcPath, numRuns: runs, endOnFailure: true });
   } else {
     details = await fc.check(property, { seed: opts.seed, numRuns: runs, endOnFailure: true });
-    if (details.failed && details.counterexamplePath !== null) {
+    if (details.failed && details.counterexamplePath !== null && (opts.shrinkTimeMs ?? 10_000) > 0) {
       const firstRuns = details.numRuns;
       const shrunk = await fc.check(property, { seed: opts.seed, path: details.counterexamplePath, plugins: [fc.interruptAfterTimeLimit(opts.shrinkTimeMs ?? 10_000)] });
       if (shrunk.failed && shrunk.counterexamplePath !== null) {
@@ -189,6 +205,8 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
     return { ...base, ...extra, status: "failed", formulas: scope.formulas, runs: details.numRuns, timeMs, failure: { law: law.name, formula: "", config: {}, dtype, shapes: {}, message: why } };
   }
   const c = details.counterexample[0];
+  const hint = commandsReplayOf(c);
+  const path = hint === undefined ? details.counterexamplePath : `${details.counterexamplePath}@${hint}`;
   const verdict = await runCheck(law, impl, c);
   const failure: LawFailure = verdict.ok
     ? { law: law.name, formula: c.formula, config: c.config, dtype, shapes: shapesOf(c.inputs), message: "the counterexample passed when checked again: the implementation is not deterministic (see the determinism law)" }
@@ -204,12 +222,40 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
     counterexample: summarizeCase(c),
     replay: {
       seed: details.seed,
-      path: details.counterexamplePath,
+      path,
       numShrinks: details.numShrinks,
       shrinkInterrupted,
-      command: replayCommand(law.name, details.seed, details.counterexamplePath, opts),
+      command: replayCommand(law.name, details.seed, path, opts),
     },
   };
+}
+
+/** A law's extra case value as text: small tensors by value, records of tensors by shape, commands by their own text. */
+function describeValue(v: unknown): string {
+  if (v instanceof Tensor) return v.size <= 16 ? JSON.stringify(Array.from(v.data)) : `${v.dtype}${shapeToString(v.shape)}`;
+  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? String(v);
+  if (Array.isArray(v)) return JSON.stringify(v);
+  const own = (v as { toString?: unknown }).toString;
+  if (typeof own === "function" && own !== Object.prototype.toString) return String(v);
+  return `{${Object.entries(v as Record<string, unknown>)
+    .map(([k, x]) => `${k}: ${x instanceof Tensor ? `${x.dtype}${shapeToString(x.shape)}` : describeValue(x)}`)
+    .join(", ")}}`;
+}
+
+/** "12:0:3" → ["12:0:3"], "12:0:3@CJ:C" → ["12:0:3", "CJ:C"]. */
+function splitPath(path: string): [string, string | undefined] {
+  const at = path.indexOf("@");
+  return at < 0 ? [path, undefined] : [path.slice(0, at), path.slice(at + 1)];
+}
+
+/** fc.commands prints its replay hint as a comment: `append([0]) /*replayPath="CJ:C"*\/`. */
+function commandsReplayOf(c: LawCase): string | undefined {
+  for (const v of Object.values(c as unknown as Record<string, unknown>)) {
+    if (v === null || typeof v !== "object" || v instanceof Tensor) continue;
+    const m = /\/\*replayPath="([^"]*)"\*\//.exec(describeValue(v));
+    if (m !== null) return m[1];
+  }
+  return undefined;
 }
 
 function shapesOf(ts: NamedTensors): Record<string, number[]> {
@@ -229,7 +275,7 @@ export async function runLaws(impl: Implementation, opts: RunOptions = {}): Prom
   if (opts.path !== undefined) {
     if (opts.law === undefined) throw new LawUsageError("--path replays one law's counterexample: give --law too");
     if (opts.seed === undefined) throw new LawUsageError("--path replays a counterexample from its seed: give --seed too");
-    if (!/^\d+(:\d+)*$/.test(opts.path)) throw new LawUsageError(`--path must look like 12:0:3 (fast-check's counterexample path), got "${opts.path}"`);
+    if (!/^\d+(:\d+)*(@[A-Za-z0-9+/=:]*)?$/.test(opts.path)) throw new LawUsageError(`--path must look like 12:0:3 (fast-check's counterexample path, with @hint for model-based laws), got "${opts.path}"`);
   }
   const laws = opts.law !== undefined ? [getLaw(opts.law)] : LAWS;
   const seed = opts.seed ?? (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 1;
@@ -282,6 +328,7 @@ export function formatFailure(r: LawResult): string[] {
   if (r.counterexample !== undefined) {
     const small = Object.entries(r.counterexample.values).filter(([, v]) => v.length <= 16);
     for (const [k, v] of small.slice(0, 8)) lines.push(`  ${k} = ${JSON.stringify(v.map((x) => Number(fmt(x)) || x))}`);
+    for (const [k, v] of Object.entries(r.counterexample.choices)) lines.push(`  ${k}: ${v}`);
     lines.push(`  counterexample size: ${r.counterexample.elements} elements`);
   }
   if (r.replay !== undefined) {

@@ -160,7 +160,7 @@ export const kvCache: Law<KvCase> = {
         const ids = fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 1, maxLength: 3 });
         const commands = fc.commands(
           [ids.map((a) => new AppendCommand(a, nCtx)), fc.constant(new DecodeCommand(nCtx)), fc.nat({ max: 8 }).map((t) => new TruncateCommand(t))],
-          { maxCommands: 6 },
+          { maxCommands: 6, ...(scope.replayPath !== undefined ? { replayPath: scope.replayPath } : {}) },
         );
         return commands.map((cmds) => ({ ...c, commands: cmds }));
       }),
@@ -298,7 +298,9 @@ export const zeroBranches: Law<FormulaCase> = {
     const params = (l: string): NamedTensors =>
       norm === "layer_norm" ? { gamma: inputs[`${l}.weight`]!, beta: inputs[`${l}.bias`]! } : { gamma: inputs[`${l}.weight`]! };
     const n1 = await k.output(k.request(norm, { eps }, { x, ...params("ln_1") }), "y", "N₁(x) with the implementation's norm");
+    k.expectFinite(`${norm}(x)`, n1);
     const n2 = await k.output(k.request(norm, { eps }, { x: n1, ...params("ln_2") }), "y", "N₂(N₁(x))");
+    k.expectFinite(`${norm}(${norm}(x))`, n2);
     const rms = norm === "rms_norm";
     const g2 = inputs["ln_2.weight"]!;
     const g2max = maxAbs(g2);

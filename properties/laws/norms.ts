@@ -250,6 +250,7 @@ export const normGradient: Law<NormGradCase> = {
     const u = unitRoundoff(c.dtype);
     const req = k.request(c.formula, c.config, inputs);
     const y = await k.output(req, "y");
+    k.expectFinite("y", y);
     const grads = await k.backward({ ...req, cotangents: { y: c.cot } });
     const gx = grads["x"];
     const gg = grads["gamma"];

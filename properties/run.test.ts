@@ -1,0 +1,141 @@
+import { describe, expect, it } from "vitest";
+import { referenceImplementation } from "../reference/implementation.js";
+import type { Implementation } from "../autodiff/implementation.js";
+import { plantedImplementation } from "./planted.js";
+import { lawNames } from "./registry.js";
+import { formatLawReport, lawReportToJSON, propertiesCommand, runLaws, type LawResult } from "./run.js";
+
+const ref = referenceImplementation();
+
+/** An implementation that computes softmax only, forward only. */
+const softmaxOnly: Implementation = {
+  name: "softmax only",
+  formulas: ["softmax"],
+  backward: false,
+  dtypes: ["f64"],
+  forward: (req) => ref.forward(req),
+};
+
+describe("skipping", () => {
+  it("reports laws for undeclared formulas, or needing a missing backward pass, as skipped — never passed", async () => {
+    const report = await runLaws(softmaxOnly, { runs: 5, seed: 1 });
+    const byName = new Map(report.results.map((r) => [r.law, r]));
+    expect(byName.get("softmax_simplex")).toMatchObject({ status: "passed", formulas: ["softmax"], runs: 5 });
+    expect(byName.get("causality")).toMatchObject({ status: "skipped", runs: 0, skipped: "the implementation declares none of attention, mha, block, block_post_ln, block_pre_ln, gpt" });
+    expect(byName.get("softmax_gradient")).toMatchObject({ status: "skipped", skipped: "no applicable formula (softmax: needs its backward pass)" });
+    // alibi_forms needs softmax and alibi_bias: the implementation lacks the formula itself
+    expect(byName.get("alibi_forms")!.status).toBe("skipped");
+    for (const r of report.results) if (r.status === "passed") expect(r.runs).toBeGreaterThan(0);
+    expect(report.ok).toBe(true);
+    expect(report.skipped).toBe(report.results.filter((r) => r.status === "skipped").length);
+    expect(report.skipped).toBeGreaterThan(20);
+  });
+
+  it("skips everything for a dtype the implementation does not compute", async () => {
+    const report = await runLaws(softmaxOnly, { runs: 5, seed: 1, dtype: "f32", law: "softmax_simplex" });
+    expect(report.results[0]).toMatchObject({ status: "skipped", skipped: "the implementation does not compute f32 (it declares f64)" });
+  });
+
+  it("names the formula a law does not apply to", async () => {
+    const report = await runLaws(ref, { runs: 5, seed: 1, law: "kv_cache", formula: "softmax" });
+    expect(report.results[0]!.skipped).toBe("the law does not apply to softmax (it applies to gpt)");
+  });
+});
+
+describe("failures and replay", () => {
+  let first: LawResult;
+
+  it("reports the shrunk counterexample with its seed, path and replay command", async () => {
+    const report = await runLaws(plantedImplementation("causal_mask_missing"), { law: "causality", runs: 50, seed: 7, shrinkTimeMs: 3000, implementationArgs: "--planted causal_mask_missing" });
+    expect(report.ok).toBe(false);
+    first = report.results[0]!;
+    expect(first.status).toBe("failed");
+    expect(first.failure!.formula).toBe("attention");
+    expect(first.failure!.message).toMatch(/^y rows 0\.\.\d+ after changing rows/);
+    expect(first.replay!.seed).toBe(7);
+    expect(first.replay!.command).toBe(`npx specformer properties --law causality --seed 7 --path ${first.replay!.path} --planted causal_mask_missing`);
+    // shrinking reaches the smallest case that shows a leak: two queries, one key
+    expect(first.counterexample!.shapes["Q"]![0]).toBe(2);
+    const text = formatLawReport(report);
+    expect(text).toContain("FAILED causality");
+    expect(text).toContain(`replay: ${first.replay!.command}`);
+    expect(text).toMatch(/causality +attention, mha, block, block_post_ln, block_pre_ +\d+ +FAILED/);
+  });
+
+  it("replays the same counterexample from the seed and path", async () => {
+    const again = await runLaws(plantedImplementation("causal_mask_missing"), { law: "causality", seed: first.replay!.seed, path: first.replay!.path });
+    const r = again.results[0]!;
+    expect(r.status).toBe("failed");
+    expect(r.failure).toEqual(first.failure);
+    expect(r.counterexample).toEqual(first.counterexample);
+    expect(r.replay!.path).toBe(first.replay!.path);
+  });
+
+  it("replays through the command, from the printed arguments", async () => {
+    const args = first.replay!.command.replace(/^npx specformer properties /, "").split(" ");
+    const out = await propertiesCommand(args);
+    expect(out.exitCode).toBe(1);
+    expect(out.text).toContain(first.failure!.message);
+  });
+
+  it("replays a model-based (fc.commands) counterexample", async () => {
+    const impl = plantedImplementation("kv_positions_from_zero");
+    const report = await runLaws(impl, { law: "kv_cache", runs: 30, seed: 3, shrinkTimeMs: 4000 });
+    const r = report.results[0]!;
+    expect(r.status).toBe("failed");
+    expect(r.replay!.path).toMatch(/^[\d:]+@\S+$/);
+    expect(r.counterexample!.choices["commands"]).toMatch(/append\(\[/);
+    const again = (await runLaws(impl, { law: "kv_cache", seed: r.replay!.seed, path: r.replay!.path })).results[0]!;
+    expect(again.failure).toEqual(r.failure);
+    expect(again.counterexample!.choices).toEqual(r.counterexample!.choices);
+  });
+
+  it("writes valid JSON with non-finite numbers as strings", async () => {
+    const report = await runLaws(plantedImplementation("softmax_no_max_subtraction"), { law: "softmax_simplex", runs: 50, seed: 2, shrinkTimeMs: 1000 });
+    const json = JSON.parse(lawReportToJSON(report)) as { ok: boolean; results: { status: string; failure: { actual?: unknown } }[] };
+    expect(json.ok).toBe(false);
+    expect(json.results[0]!.status).toBe("failed");
+    expect(json.results[0]!.failure.actual).toBe("NaN");
+  });
+});
+
+describe("propertiesCommand", () => {
+  const bad = async (args: string[], message: string | RegExp) => {
+    const out = await propertiesCommand(args);
+    expect(out.exitCode).toBe(2);
+    const line = out.text.split("\n")[0]!;
+    if (typeof message === "string") expect(line).toBe(`specformer properties: ${message}`);
+    else expect(line.replace(/^specformer properties: /, "")).toMatch(message);
+    expect(out.text).toContain("usage: specformer properties");
+  };
+
+  it("rejects bad arguments with exit code 2 and a message", async () => {
+    await bad(["--bogus"], 'unknown argument "--bogus"');
+    await bad(["--law"], "--law needs a value");
+    await bad(["--runs", "0"], '--runs must be a positive integer, got "0"');
+    await bad(["--runs", "ten"], '--runs must be a positive integer, got "ten"');
+    await bad(["--seed", "1.5"], '--seed must be an integer, got "1.5"');
+    await bad(["--dtype", "f16"], '--dtype must be f64 or f32, got "f16"');
+    await bad(["--path", "1:2", "--seed", "3"], "--path replays one law's counterexample: give --law too");
+    await bad(["--path", "1:2", "--law", "causality"], "--path replays a counterexample from its seed: give --seed too");
+    await bad(["--path", "1;2", "--law", "causality", "--seed", "3"], '--path must look like 12:0:3 (fast-check\'s counterexample path, with @hint for model-based laws), got "1;2"');
+    await bad(["--law", "causal"], `unknown law "causal" (did you mean causality?); laws: ${lawNames().join(", ")}`);
+    await bad(["--formula", "softmx"], /^unknown formula "softmx"; known formulas: softmax, /);
+    await bad(["--planted", "nope"], /^unknown planted bug "nope"; planted bugs: causal_mask_off_by_one, /);
+  });
+
+  it("lists the laws", async () => {
+    const out = await propertiesCommand(["--list"]);
+    expect(out.exitCode).toBe(0);
+    for (const name of lawNames()) expect(out.text).toContain(name);
+  });
+
+  it("exits 0 when the laws pass and 1 when one fails", async () => {
+    const pass = await propertiesCommand(["--law", "softmax_simplex", "--runs", "5", "--seed", "1"]);
+    expect(pass.exitCode).toBe(0);
+    expect(pass.text).toContain("1 passed, 0 failed, 0 skipped");
+    const fail = await propertiesCommand(["--law", "cross_entropy", "--runs", "30", "--seed", "1", "--planted", "cross_entropy_summed", "--json"]);
+    expect(fail.exitCode).toBe(1);
+    expect((JSON.parse(fail.text) as { failed: number }).failed).toBe(1);
+  });
+});

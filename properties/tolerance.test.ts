@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { Tensor } from "../autodiff/tensor.js";
+import type { Implementation } from "../autodiff/implementation.js";
+import { conditionedBound, gamma, probeStep, roundingDepth, sensitivity, underflowAllowance, unitRoundoff } from "./tolerance.js";
+
+describe("unit roundoff and γ_k", () => {
+  it("uses u = 2^-53 (f64) and 2^-24 (f32)", () => {
+    expect(unitRoundoff("f64")).toBe(2 ** -53);
+    expect(unitRoundoff("f32")).toBe(2 ** -24);
+    expect(probeStep("f32")).toBe(2 ** -12);
+  });
+
+  it("computes γ_k = k·u/(1 − k·u)", () => {
+    const u = 2 ** -24;
+    expect(gamma(10, "f32")).toBe((10 * u) / (1 - 10 * u));
+  });
+
+  it("refuses a depth for which the first-order bound is meaningless", () => {
+    expect(() => gamma(2 ** 23, "f32")).toThrow("gamma: k = 8388608 roundings is too many for f32 (k·u = 0.5 ≥ 1/2): the first-order bound is meaningless");
+  });
+
+  it("allows the smallest normal per operation below the normal range", () => {
+    expect(underflowAllowance("f32", 3, 2)).toBe(3 * 2 ** -126 * 2);
+  });
+});
+
+describe("rounding depth K", () => {
+  const t = (shape: number[]) => Tensor.zeros(shape);
+  it("counts reductions and elementwise roundings on the longest path", () => {
+    expect(roundingDepth({ formula: "softmax", config: {}, inputs: { x: t([2, 5]) } })).toBe(5 + 3);
+    // scores d_k + 1, softmax m + 3, P·V m
+    expect(roundingDepth({ formula: "attention", config: {}, inputs: { Q: t([3, 3]), K: t([4, 3]), V: t([4, 2]) } })).toBe(3 + 1 + 7 + 4);
+    expect(roundingDepth({ formula: "layer_norm", config: {}, inputs: { x: t([2, 7]) } })).toBe(2 * 7 + 6);
+    // cross-entropy: logsumexp over V, the subtraction, the mean over N rows
+    expect(roundingDepth({ formula: "cross_entropy", config: {}, inputs: { logits: t([3, 11]) } })).toBe(11 + 3 + 1 + 3);
+  });
+
+  it("grows with the depth of a model", () => {
+    const inputs = (L: number) => ({ formula: "gpt", config: { L, H: 2, positions: "learned", placement: "pre" }, inputs: { tokens: Tensor.zeros([4], "i32"), "wte.weight": t([11, 6]), "h.0.mlp.c_fc.weight": t([6, 10]) } });
+    expect(roundingDepth(inputs(2))).toBeGreaterThan(roundingDepth(inputs(1)));
+  });
+});
+
+describe("the sensitivity probe", () => {
+  // y = 3x: perturbing x_i by a factor 1 ± η moves y_i by 3η|x_i|
+  const triple: Implementation = {
+    name: "triple",
+    formulas: ["relu"],
+    backward: false,
+    dtypes: ["f64"],
+    async forward(req) {
+      const x = req.inputs["x"]!;
+      return { outputs: { y: new Tensor("f64", x.shape, Float64Array.from(x.data, (v) => 3 * v)) } };
+    },
+  };
+
+  it("measures κ̂ = √(2N)·Δ/η for a linear map, deterministically, skipping zeros and ids", async () => {
+    const x = Tensor.from([0, -2, 1, 0.5]);
+    const req = { formula: "relu", config: {}, inputs: { x, ids: Tensor.from([1, 2], "i32") } };
+    const base = (await triple.forward(req)).outputs;
+    const s = await sensitivity(triple, req, base, "f64");
+    // N = 3 non-zero floats; the largest move is 3·η·2
+    expect(s["y"]!.perturbed).toBe(3);
+    expect(s["y"]!.S).toBe(6);
+    expect(s["y"]!.kappa).toBeCloseTo(Math.sqrt(6) * 6, 6);
+    expect(await sensitivity(triple, req, base, "f64")).toEqual(s);
+  });
+
+  it("gives the conditioned bound 2·γ_K·(S + κ̂) plus K smallest normals", () => {
+    expect(conditionedBound("f64", 4, { S: 2, kappa: 1, perturbed: 1 })).toBe(2 * gamma(4, "f64") * 3 + 4 * 2 ** -1022);
+  });
+});
