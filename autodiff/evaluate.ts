@@ -28,10 +28,27 @@ export interface EvalOptions {
   readonly keepCalls?: boolean;
   /**
    * Buffer reuse, in-place steps and the rewrites that avoid materialising values (transposed
-   * products, accumulation into a sum) — default true. `false` runs every primitive into a
-   * fresh array, the plain interpretation the optimised one is tested against.
+   * products, accumulation into a sum) — default true (all). `false` runs every primitive into a
+   * fresh array, the plain interpretation the optimised one is tested against; an object picks
+   * (benchmarks measure what each buys).
    */
-  readonly optimize?: boolean;
+  readonly optimize?: boolean | Optimizations;
+}
+
+/** The interpreter's optimisations, each of which leaves every value unchanged. */
+export interface Optimizations {
+  /** Dead intermediate arrays are reused by later steps of the same dtype and size. */
+  readonly reuse: boolean;
+  /** An elementwise step writes into an operand's array when that operand dies at the step. */
+  readonly inPlace: boolean;
+  /** (A·B)ᵀ as Bᵀ·Aᵀ; X + concat(…) and X + scatter_add(…) added piecewise into X. */
+  readonly rewrites: boolean;
+}
+
+function optimizations(o: EvalOptions["optimize"]): Optimizations {
+  if (o === undefined || o === true) return { reuse: true, inPlace: true, rewrites: true };
+  if (o === false) return { reuse: false, inPlace: false, rewrites: false };
+  return o;
 }
 
 type Arr = K.Arr;
@@ -92,6 +109,7 @@ export class Plan {
   private readonly transposedProduct = new Set<Node>();
   /** Adds computed by adding a concat's or scatter_add's pieces into the other operand. */
   private readonly accumulations = new Map<Node, Accumulation>();
+  private readonly optimizations: Optimizations;
 
   constructor(
     readonly graph: Graph,
@@ -99,6 +117,7 @@ export class Plan {
     readonly dtype: FloatDType,
     readonly opts: EvalOptions,
   ) {
+    this.optimizations = optimizations(opts.optimize);
     const roots = Object.values(graph.outputs).map((e) => e.node);
     const outputNodes = new Set(roots);
     // Dependencies after planning decisions: transposes folded into matmul, fused calls read their args.
@@ -115,7 +134,7 @@ export class Plan {
     for (const n of postOrder(roots, baseDeps)) for (const d of baseDeps(n)) uses.set(d, (uses.get(d) ?? 0) + 1);
     const private1 = (n: Node) => uses.get(n) === 1 && !outputNodes.has(n);
     const depsOf = (n: Node): Node[] => {
-      if (opts.optimize === false) return baseDeps(n);
+      if (!this.optimizations.rewrites) return baseDeps(n);
       // (A·B)ᵀ = Bᵀ·Aᵀ: a transposed product is computed transposed, never copied
       if (isSwapLast(n) && n.x.op === "matmul" && private1(n.x) && this.shapeOf(n.x.a).length >= 2 && this.shapeOf(n.x.b).length >= 2) {
         const m = n.x;
@@ -161,7 +180,7 @@ export class Plan {
     const n = this.steps.length;
     const maxUse: number[] = new Array<number>(n).fill(-1);
     const pinned: boolean[] = new Array<boolean>(n).fill(false);
-    const inPlaceOk = this.opts.checkFinite !== true && this.opts.optimize !== false;
+    const inPlaceOk = this.opts.checkFinite !== true && this.optimizations.inPlace;
     for (let i = 0; i < n; i++) {
       const s = this.steps[i]!;
       let o = i;
@@ -184,7 +203,7 @@ export class Plan {
       if (this.keep.has(i)) pinned[o] = true;
     }
     for (let i = 0; i < n; i++) this.releaseAt.push([]);
-    if (this.opts.optimize === false) return;
+    if (!this.optimizations.reuse) return;
     for (let o = 0; o < n; o++) {
       if (this.owner[o] === o && this.steps[o]!.kind === "compute" && !pinned[o]) this.releaseAt[maxUse[o]!]!.push(o);
     }
@@ -343,7 +362,7 @@ export class Plan {
         const s = this.steps[i]!;
         if (s.kind === "compute") {
           const from = this.inPlaceFrom[i]!;
-          const out = from >= 0 ? vals[from]! : (bufs[i] = this.opts.optimize === false ? (arrayFor(s.dtype, s.size) as Arr) : POOL.take(s.dtype, s.size));
+          const out = from >= 0 ? vals[from]! : (bufs[i] = this.optimizations.reuse ? POOL.take(s.dtype, s.size) : (arrayFor(s.dtype, s.size) as Arr));
           if (profiler !== undefined) {
             const t0 = performance.now();
             s.run(vals, out);
@@ -637,7 +656,7 @@ const planCache = new WeakMap<Graph, Map<string, Plan>>();
 /** Bind the graph's dims to the given tensors and plan it (cached per graph, shapes and options). */
 export function plan(graph: Graph, inputs: Readonly<Record<string, { shape: readonly number[]; dtype: string }>>, opts: EvalOptions = {}): Plan {
   const dtype = opts.dtype ?? "f64";
-  const key = `${dtype}|${opts.fused !== false}|${opts.checkFinite === true}|${opts.keepCalls === true}|${opts.optimize !== false}|${Object.entries(inputs)
+  const key = `${dtype}|${opts.fused !== false}|${opts.checkFinite === true}|${opts.keepCalls === true}|${JSON.stringify(optimizations(opts.optimize))}|${Object.entries(inputs)
     .map(([k, t]) => `${k}:${t.shape.join("x")}`)
     .sort()
     .join(",")}`;

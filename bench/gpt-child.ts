@@ -15,6 +15,8 @@ export interface GptJob {
   readonly dtype: FloatDType;
   readonly warmup: number;
   readonly reps: number;
+  /** specformer only: the interpreter's optimisations (default all). */
+  readonly optimize?: boolean;
 }
 
 export interface GptChildResult {
@@ -46,7 +48,7 @@ async function main(job: GptJob): Promise<GptChildResult> {
     const g = formulaGraph("gpt", gptConfig(job.size));
     const cot = { loss: Tensor.scalar(1, job.dtype) };
     pass = () => {
-      const r = vjp(g, inputs, cot, { dtype: job.dtype });
+      const r = vjp(g, inputs, cot, { dtype: job.dtype, optimize: job.optimize ?? true });
       const out: Record<string, ArrayLike<number>> = { loss: r.outputs["loss"]!.data };
       for (const [k, t] of Object.entries(r.grads)) out[`grad.${k}`] = t.data;
       return out;

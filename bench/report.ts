@@ -111,6 +111,10 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
     }
   }
 
+  if (res.interpreter && res.interpreter.length > 0) {
+    out.push(`## What each interpreter optimisation buys`, "", "The same specformer pass with the optimisations switched on one after another (every configuration computes bit-identical values; autodiff/evaluate.test.ts). Block configurations are timed interleaved, repetition by repetition.", "");
+    out.push(table(["workload", "configuration", "time", "peak RSS"], res.interpreter.map((x) => [x.workload, x.config, `${ms(x.timing.medianMs)} (${ms(x.timing.minMs)}–${ms(x.timing.maxMs)}, ${x.timing.reps} reps)`, gib(x.peakRssBytes)])), "");
+  }
   if (res.gradcheck) {
     const g = res.gradcheck;
     out.push(`## Gradient check`, "", `\`gradcheckGraph\` in fast mode (${g.directions} checked directions) on ${g.formula}: ${ms(g.timing.medianMs)} median (${ms(g.timing.minMs)}–${ms(g.timing.maxMs)}, ${g.timing.reps} reps); ${g.ok ? "passed" : "**failed**"}.`, "");

@@ -7,10 +7,11 @@
  * Workloads: matmul (256, 512; f64, f32; A·B, A·Bᵀ, Aᵀ·B), one GPT block forward + backward at two
  * sizes, a GPT-2-small-shaped model forward + backward on 64 tokens (each engine in a process of
  * its own, for its peak memory), gradcheck (fast mode) on the tiny GPT, and laws checked per
- * second.
+ * second; and what each of the interpreter's optimisations buys (the same pass with them switched
+ * on one by one).
  *
  * Options: `--quick` (fewer repetitions), `--smoke` (every workload at a tiny size, once; what the
- * test runs), `--out DIR` (default: bench/), `--only matmul,block,gpt,gradcheck,laws`,
+ * test runs), `--out DIR` (default: bench/), `--only matmul,block,gpt,interpreter,gradcheck,laws`,
  * `--no-tfjs-cpu-gpt` (skip tfjs's CPU backend on the GPT-2 shape, which takes minutes).
  */
 import { spawn } from "node:child_process";
@@ -20,7 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import "../spec/index.js";
 import { formulaGraph } from "../autodiff/graph.js";
-import { evaluate } from "../autodiff/evaluate.js";
+import { evaluate, type Optimizations } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import { gemm } from "../autodiff/gemm.js";
 import { gradcheckGraph } from "../autodiff/gradcheck.js";
@@ -82,6 +83,8 @@ export interface Results {
   readonly machine: Machine;
   readonly rows: Row[];
   readonly gradcheck?: { readonly formula: string; readonly tokens: number; readonly ok: boolean; readonly timing: Timing; readonly directions: number };
+  /** The same pass with the interpreter's optimisations switched on one by one (what each buys). */
+  readonly interpreter?: readonly { readonly workload: string; readonly config: string; readonly timing: Timing; readonly peakRssBytes?: number }[];
   readonly laws?: { readonly available: boolean; readonly note?: string; readonly runs?: number; readonly timeMs?: number; readonly perSecond?: number; readonly passed?: number; readonly failed?: number; readonly skipped?: number };
   readonly targets: { readonly name: string; readonly value: number | undefined; readonly goal: string; readonly met: boolean | undefined }[];
   readonly notes: string[];
@@ -338,6 +341,45 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       } else rows.push({ workload, engine: "torch", dtype: "f64", skipped: noTorch });
     }
 
+    // -------------------------------------------------------------------------------- interpreter steps
+    const interpreter: { workload: string; config: string; timing: Timing; peakRssBytes?: number }[] = [];
+    if (only("interpreter")) {
+      const size = smoke ? SMOKE_BLOCK : BLOCK_SIZES[1]!;
+      const workload = `${blockLabel(size)} fwd+bwd f64`;
+      const { inputs: inSpecs, cot: cotSpec } = blockTensors(size);
+      const g = formulaGraph("block", blockConfig(size));
+      const inputs = makeTensors(inSpecs, "f64");
+      const cot = { y: makeTensors([cotSpec], "f64")["cot.y"]! };
+      const { warmup, reps: r } = reps(mode, 15);
+      const configs: [string, Optimizations | boolean][] = [
+        ["plain (fresh arrays)", false],
+        ["+ reuse of dead arrays", { reuse: true, inPlace: false, rewrites: false }],
+        ["+ in-place elementwise steps", { reuse: true, inPlace: true, rewrites: false }],
+        ["+ rewrites (transposed products, accumulation into sums)", true],
+      ];
+      // interleaved repetitions, so that a change in the machine's load falls on every configuration alike
+      const samples = configs.map(() => [] as number[]);
+      for (const [, o] of configs) for (let i = 0; i < warmup; i++) vjp(g, inputs, cot, { optimize: o });
+      for (let k = 0; k < r; k++) {
+        configs.forEach(([, o], c) => {
+          const t0 = performance.now();
+          vjp(g, inputs, cot, { optimize: o });
+          samples[c]!.push(performance.now() - t0);
+        });
+      }
+      configs.forEach(([name], c) => interpreter.push({ workload, config: name, timing: timingOf(samples[c]!) }));
+      log(`interpreter, ${workload}: ${interpreter.map((x) => `${x.config} ${x.timing.medianMs.toFixed(1)} ms`).join("; ")}`);
+      if (only("gpt")) {
+        const gsize = smoke ? SMOKE_GPT : GPT2_SMALL;
+        const { warmup: w, reps: rr } = smoke ? { warmup: 0, reps: 1 } : { warmup: 1, reps: 2 };
+        const plain = await runChild({ engine: "specformer", size: gsize, dtype: "f64", warmup: w, reps: rr, optimize: false });
+        interpreter.push({ workload: `${gsize.name} (${gsize.tokens} tokens) fwd+bwd f64`, config: "plain (fresh arrays)", timing: timingOf(plain.timesMs), peakRssBytes: plain.peakRssBytes });
+        const gptRow = rows.find((x) => x.workload.startsWith(gsize.name) && x.engine === "specformer");
+        if (gptRow?.timing) interpreter.push({ workload: `${gsize.name} (${gsize.tokens} tokens) fwd+bwd f64`, config: "all optimisations", timing: gptRow.timing, ...(gptRow.peakRssBytes ? { peakRssBytes: gptRow.peakRssBytes } : {}) });
+        log(`interpreter, ${gsize.name}: plain ${timingOf(plain.timesMs).medianMs.toFixed(0)} ms, peak RSS ${(plain.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
+      }
+    }
+
     // -------------------------------------------------------------------------------- gradcheck
     let gradcheck: Results["gradcheck"];
     if (only("gradcheck")) {
@@ -371,7 +413,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     if (after[0]! > base.cores * 0.75 || base.loadavgBefore[0]! > base.cores * 0.75) {
       notes.push(`The machine was busy (load average ${base.loadavgBefore[0]!.toFixed(1)} before, ${after[0]!.toFixed(1)} after, on ${base.cores} cores): other processes competed for the cores, so times are slower and noisier than on an idle machine; the ranges show how much.`);
     }
-    const results: Results = { date: new Date().toISOString(), mode, machine, rows, ...(gradcheck ? { gradcheck } : {}), ...(laws ? { laws } : {}), targets: targetsOf(rows, machine), notes };
+    const results: Results = { date: new Date().toISOString(), mode, machine, rows, ...(gradcheck ? { gradcheck } : {}), ...(interpreter.length > 0 ? { interpreter } : {}), ...(laws ? { laws } : {}), targets: targetsOf(rows, machine), notes };
     if (opts.outDir !== undefined || !smoke) {
       const out = opts.outDir ?? HERE;
       mkdirSync(out, { recursive: true });
@@ -453,9 +495,9 @@ function parseArgs(argv: readonly string[]): RunOptions {
     else if (a === "--out") opts.outDir = argv[++i];
     else if (a === "--only") opts.only = (argv[++i] ?? "").split(",");
     else if (a === "--no-tfjs-cpu-gpt") opts.tfjsCpuGpt = false;
-    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,gradcheck,laws, --no-tfjs-cpu-gpt`);
+    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,interpreter,gradcheck,laws, --no-tfjs-cpu-gpt`);
   }
-  const known = ["matmul", "block", "gpt", "gradcheck", "laws"];
+  const known = ["matmul", "block", "gpt", "interpreter", "gradcheck", "laws"];
   for (const w of opts.only ?? []) if (!known.includes(w)) throw new Error(`--only: unknown workload "${w}"; workloads: ${known.join(", ")}`);
   return opts;
 }
