@@ -1,0 +1,120 @@
+/**
+ * What every study is: a named computation over the reference model that returns its numbers as
+ * files (CSV, SVG) and a Markdown summary, plus the checks that compare the numbers with what
+ * the literature leads one to expect. `writeReport` puts the files in a folder.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { Progress } from "./progress.js";
+
+export class StudyError extends Error {
+  override name = "StudyError";
+}
+
+export interface StudyOptions {
+  /** Independent repetitions (weights and data drawn from seeds 0 … seeds − 1); default per study. */
+  readonly seeds?: number;
+  /** The reduced size the tests use (seconds instead of minutes). */
+  readonly quick?: boolean;
+  readonly progress?: Progress;
+}
+
+/** One comparison of a measured number with an expectation from the literature. */
+export interface StudyCheck {
+  readonly name: string;
+  /** The expectation and where it comes from. */
+  readonly expected: string;
+  readonly measured: string;
+  readonly ok: boolean;
+}
+
+export interface StudyReport {
+  readonly study: string;
+  /** File name → content (CSV, SVG), written beside `summary.md`. */
+  readonly files: Readonly<Record<string, string>>;
+  /** The Markdown summary (`summary.md`). */
+  readonly summary: string;
+  readonly checks: readonly StudyCheck[];
+}
+
+export interface Study {
+  readonly name: string;
+  /** One line for `specformer research --help`. */
+  readonly description: string;
+  readonly defaultSeeds: number;
+  run(opts: StudyOptions): Promise<StudyReport>;
+}
+
+/** Number of seeds from the options, validated (a positive integer). */
+export function seedCount(opts: StudyOptions, dflt: number): number {
+  const s = opts.seeds ?? dflt;
+  if (!Number.isInteger(s) || s < 1) throw new StudyError(`seeds must be a positive integer, got ${s}`);
+  return s;
+}
+
+/** Write the report's files and `summary.md` into `dir` (created if missing); returns the paths written. */
+export function writeReport(dir: string, report: StudyReport): string[] {
+  mkdirSync(dir, { recursive: true });
+  const paths: string[] = [];
+  for (const [name, content] of Object.entries({ ...report.files, "summary.md": report.summary })) {
+    if (name.includes("/") || name.includes("\\") || name.startsWith(".")) throw new StudyError(`report file name "${name}" must be a plain file name`);
+    const p = join(dir, name);
+    writeFileSync(p, content);
+    paths.push(p);
+  }
+  return paths;
+}
+
+/** Where and when a run happened, for the summary. */
+export interface RunInfo {
+  readonly date: string;
+  readonly cpu: string;
+  readonly cores: number;
+  readonly memoryGiB: number;
+  readonly node: string;
+  readonly seconds: number;
+}
+
+export function runInfo(startedMs: number): RunInfo {
+  const c = cpus();
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    cpu: c[0]?.model.trim() ?? "unknown",
+    cores: c.length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    seconds: (performance.now() - startedMs) / 1000,
+  };
+}
+
+/** The run's provenance as one Markdown line. */
+export function runInfoLine(r: RunInfo): string {
+  return `Run ${r.date} on ${r.cpu} (${r.cores} cores, ${r.memoryGiB} GiB), Node ${r.node}; ${r.seconds.toFixed(1)} s.`;
+}
+
+/** A Markdown table. */
+export function mdTable(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
+  const esc = (v: string | number) => String(v).replace(/\|/g, "\\|");
+  return [`| ${header.map(esc).join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.map(esc).join(" | ")} |`)].join("\n");
+}
+
+/** The checks as a Markdown table with ✓ / ✗. */
+export function checksTable(checks: readonly StudyCheck[]): string {
+  return mdTable(
+    ["check", "expected (source)", "measured", ""],
+    checks.map((c) => [c.name, c.expected, c.measured, c.ok ? "✓" : "✗"]),
+  );
+}
+
+/** `x` to `digits` significant figures, as text. */
+export function sig(x: number, digits = 3): string {
+  if (!Number.isFinite(x)) return String(x);
+  return Number(x.toPrecision(digits)).toString();
+}
+
+/** A signed number with its standard error: "−0.48 ± 0.03". */
+export function withSE(x: number, se: number, digits = 2): string {
+  const f = (v: number) => v.toFixed(digits).replace(/^-/, "−");
+  return Number.isFinite(se) ? `${f(x)} ± ${Math.abs(se).toFixed(digits)}` : f(x);
+}
