@@ -66,7 +66,7 @@ describe("ln-placement: the measurement", () => {
     const ids = corpusTokenizer(s.V).encode(corpusText());
     const batch = new TokenWindows(ids, s.n + 1, 0x1a7e).next(s.batch);
     const g = model.lossAndGrads(batch).grads["h.1.mlp.c_proj.weight"]!;
-    const norm = Math.sqrt(g.data.reduce((a, v) => a + v * v, 0));
+    const norm = Math.sqrt(Array.from(g.data).reduce((a, v) => a + v * v, 0));
     const row = r.rows.find((x) => x.init === "xavier" && x.placement === "pre" && x.L === 2 && x.layer === 2)!;
     // same graph and inputs, different wrt lists: equal up to float64 summation order
     expect(Math.abs(row.perSeed[0]! - norm) / norm).toBeLessThan(1e-12);
