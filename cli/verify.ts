@@ -64,9 +64,14 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
       json: { type: "boolean" },
       junit: { type: "string" },
       html: { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
     VERIFY_USAGE,
   );
+  if (values.help === true) {
+    io.out(VERIFY_USAGE);
+    return 0;
+  }
   // `--cases a b c`: the paths after --cases are positionals
   const casePaths: string[] = [...((values.cases as string[] | undefined) ?? [])];
   if (positionals.length > 0) {
