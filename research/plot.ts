@@ -17,7 +17,8 @@ export const PLOT_CONFIG = {
   font: "Helvetica, Arial, sans-serif",
   view: { stroke: "#ccc" },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: "#eee" },
-  legend: { labelFontSize: 11, titleFontSize: 12 },
+  // long variant names are the point of a legend here: do not truncate them
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 400 },
   title: { fontSize: 14, anchor: "start" },
 } as const;
 
