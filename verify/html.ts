@@ -25,11 +25,30 @@ const MAX_CELLS = 64;
 /** Highest log10 budget shown; NaN/±Inf mismatches are drawn at this value. */
 const LOG_BUDGET_CAP = 16;
 
+let svgCount = 0;
+
+/**
+ * Vega numbers the ids inside each SVG from 0 (`gradient_0`, `clip1`); inlined in one page they
+ * would collide, so each SVG's ids (and the references to them) get a prefix of their own.
+ */
+function uniqueIds(svg: string, prefix: string): string {
+  const ids = [...svg.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1]!);
+  let out = svg;
+  for (const id of new Set(ids)) {
+    const q = id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    out = out
+      .replace(new RegExp(`(\\sid=")${q}"`, "g"), `$1${prefix}-${id}"`)
+      .replace(new RegExp(`url\\(#${q}\\)`, "g"), `url(#${prefix}-${id})`)
+      .replace(new RegExp(`href="#${q}"`, "g"), `href="#${prefix}-${id}"`);
+  }
+  return out;
+}
+
 async function toSvg(spec: vl.TopLevelSpec): Promise<string> {
   const compiled = vl.compile(spec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: "none" });
   try {
-    return await view.toSVG();
+    return uniqueIds(await view.toSVG(), `v${++svgCount}`);
   } finally {
     view.finalize();
   }
@@ -73,56 +92,71 @@ export async function heatmapSvg(expected: Tensor, actual: Tensor, rtol: number,
   }
   const nr = Math.ceil(rows / pr);
   const nc = Math.ceil(cols / pc);
-  const cell = Math.max(4, Math.min(22, Math.floor(420 / Math.max(nr, nc, 1))));
+  const cell = Math.max(4, Math.min(30, Math.floor(420 / Math.max(nr, nc, 1))));
   const hi = Math.max(1, ...values.map((x) => x.v));
   const pooled = pr > 1 || pc > 1 ? ` (max over ${pr}×${pc} blocks)` : "";
   return toSvg({
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: { text: title, subtitle: `log10 share of the tolerance budget |a − e| / (atol + rtol·|e|)${pooled}`, fontSize: 13, subtitleFontSize: 11 },
+    title: { text: title, subtitle: `log10 of |a − e| / (atol + rtol·|e|)${pooled}`, fontSize: 13, subtitleFontSize: 11 },
     width: nc * cell,
     height: nr * cell,
     data: { values },
     mark: { type: "rect" },
     encoding: {
-      x: { field: "col", type: "ordinal", title: pc > 1 ? `last axis (÷${pc})` : "last axis", axis: { labelOverlap: true } },
-      y: { field: "row", type: "ordinal", title: pr > 1 ? `rows (÷${pr})` : "rows (leading axes flattened)", axis: { labelOverlap: true } },
+      x: { field: "col", type: "ordinal", title: pc > 1 ? `column (÷${pc})` : "column", axis: { labelOverlap: true } },
+      y: { field: "row", type: "ordinal", title: pr > 1 ? `row (÷${pr})` : "row", axis: { labelOverlap: true } },
       color: {
         field: "v",
         type: "quantitative",
-        title: "log10 budget",
+        title: "log10",
         scale: { domain: [-6, 0, hi], range: ["#f7fbff", "#fff5b0", "#b30000"], interpolate: "rgb" },
       },
     },
-    config: { view: { stroke: null } },
+    config: { view: { stroke: null }, background: "transparent" },
   } as vl.TopLevelSpec);
 }
 
-/** Histogram of log10 relative error |a − e|/|e| over elements with e ≠ 0 (exact ones at the floor). */
-export async function histogramSvg(expected: Tensor, actual: Tensor, rtol: number, title: string): Promise<string> {
+/**
+ * Histogram of log10 relative error |a − e|/|e| over elements with e ≠ 0 (exact ones at the
+ * floor). When no element has a finite e ≠ 0 (a 0/−∞ mask), the absolute error |a − e| instead;
+ * `null` when no finite pair is left (every mismatch is NaN or ±∞).
+ */
+export async function histogramSvg(expected: Tensor, actual: Tensor, rtol: number, title: string): Promise<string | null> {
   const floor = expected.dtype === "f32" ? -9 : -18;
-  const values: Array<{ lr: number }> = [];
+  const rel: Array<{ lr: number }> = [];
+  const abs: Array<{ lr: number }> = [];
   let skipped = 0;
   for (let i = 0; i < expected.size; i++) {
     const e = expected.data[i]!;
     const a = actual.data[i]!;
-    if (!Number.isFinite(e) || !Number.isFinite(a) || e === 0) {
+    if (!Number.isFinite(e) || !Number.isFinite(a)) {
       skipped++;
       continue;
     }
-    const rel = Math.abs(a - e) / Math.abs(e);
-    values.push({ lr: rel === 0 ? floor : Math.max(floor, Math.log10(rel)) });
+    const d = Math.abs(a - e);
+    abs.push({ lr: d === 0 ? floor : Math.max(floor, Math.log10(d)) });
+    if (e === 0) {
+      skipped++;
+      continue;
+    }
+    rel.push({ lr: d === 0 ? floor : Math.max(floor, Math.log10(d / Math.abs(e))) });
   }
-  const note = `${values.length} elements${skipped > 0 ? `; ${skipped} with e = 0 or non-finite not shown` : ""}; exact matches at ${floor}`;
+  const relative = rel.length > 0;
+  const values = relative ? rel : abs;
+  if (values.length === 0) return null;
+  const what = relative ? "log10 |a − e| / |e|" : "log10 |a − e| (no element has a finite e ≠ 0)";
+  const notShown = relative ? `${skipped} with e = 0 or non-finite not shown` : `${expected.size - abs.length} non-finite not shown`;
+  const note = `${values.length} elements${(relative ? skipped : expected.size - abs.length) > 0 ? `; ${notShown}` : ""}; exact matches at ${floor}`;
   const layers: unknown[] = [
     {
       mark: { type: "bar", color: "#6a51a3" },
       encoding: {
-        x: { field: "lr", type: "quantitative", bin: { maxbins: 40, extent: [floor, Math.max(2, ...values.map((v) => Math.ceil(v.lr)))] }, title: "log10 |a − e| / |e|" },
+        x: { field: "lr", type: "quantitative", bin: { maxbins: 40, extent: [floor, Math.max(2, ...values.map((v) => Math.ceil(v.lr)))] }, title: what },
         y: { aggregate: "count", type: "quantitative", title: "elements" },
       },
     },
   ];
-  if (rtol > 0) {
+  if (rtol > 0 && relative) {
     layers.push({
       data: { values: [{ x: Math.log10(rtol), label: "rtol" }] },
       layer: [
@@ -133,11 +167,12 @@ export async function histogramSvg(expected: Tensor, actual: Tensor, rtol: numbe
   }
   return toSvg({
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: { text: title, subtitle: note, fontSize: 13, subtitleFontSize: 11 },
-    width: 360,
-    height: 180,
+    title: { text: `${title}: ${relative ? "relative" : "absolute"} error`, subtitle: note, fontSize: 13, subtitleFontSize: 11 },
+    width: 320,
+    height: 170,
     data: { values },
     layer: layers,
+    config: { background: "transparent" },
   } as vl.TopLevelSpec);
 }
 
@@ -159,8 +194,8 @@ function tensorSummary(t: TensorReport): string {
 
 async function chartsHtml(expected: Tensor, actual: Tensor, rtol: number, atol: number, title: string): Promise<string> {
   if (expected.size !== actual.size || expected.size === 0) return "";
-  const [h, g] = await Promise.all([heatmapSvg(expected, actual, rtol, atol, `${title}: error`), histogramSvg(expected, actual, rtol, `${title}: relative error`)]);
-  return `<div class="charts"><figure class="heatmap">${h}</figure><figure class="histogram">${g}</figure></div>`;
+  const [h, g] = await Promise.all([heatmapSvg(expected, actual, rtol, atol, `${title}: error`), histogramSvg(expected, actual, rtol, title)]);
+  return `<div class="charts"><figure class="heatmap">${h}</figure>${g === null ? `<p class="meta">every mismatch is NaN or ±∞: no error histogram</p>` : `<figure class="histogram">${g}</figure>`}</div>`;
 }
 
 async function divergenceHtml(d: FirstDivergence): Promise<string> {
@@ -221,7 +256,7 @@ th { background: #fafafa; } tr.bad td:first-child code { background: #ffd6d6; }
 .first-divergence h2 { color: #c62828; }
 .hints { padding-left: 18px; } .tag { font-size: 11px; padding: 1px 6px; border-radius: 8px; color: white; }
 .tag.match { background: #c62828; } .tag.pattern { background: #a36b00; }
-.charts { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; } figure { margin: 6px 0; }
+.charts { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; } figure { margin: 6px 0; background: white; border: 1px solid #eee; border-radius: 4px; padding: 4px; }
 .failure { border-top: 1px solid #e2e2e2; padding-top: 4px; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
 `;
@@ -253,7 +288,11 @@ export async function renderHtmlReport(report: VerifyReport, opts: { maxCharts?:
       const items: string[] = [`<div class="failure"><h3><code>${esc(r.kind === "golden" ? r.case : `${r.kind} ${r.case}`)}</code> <span class="meta">${esc(r.formula)}</span></h3>`];
       for (const t of (r.tensors ?? []).filter((x) => !x.ok)) items.push(`<p class="tensor">${tensorSummary(t)}</p>`);
       const d = r.localisation?.divergence;
-      if (d !== null && d !== undefined) items.push(`<p>localised: <code>${esc(d.tensor)}</code> (${esc(d.formula)}, ${esc(d.origin)}) — ${esc(d.explanation)}</p>`, hintsHtml(d.hints));
+      if (d !== null && d !== undefined) {
+        // a case of the diverging formula itself says no more than its own tensors and hints
+        if (d.formula !== r.formula || d.how !== "output") items.push(`<p>localised: <code>${esc(d.tensor)}</code> (${esc(d.formula)}, ${esc(d.origin)}) — ${esc(d.explanation)}</p>`);
+        items.push(hintsHtml(d.hints));
+      }
       items.push(hintsHtml(r.hints ?? []));
       if (r.message !== undefined && r.kind !== "golden") items.push(`<p>${esc(r.message)}</p>`);
       if (r.law?.replay !== undefined) items.push(`<p>replay: <code>${esc(r.law.replay.command)}</code></p>`);
