@@ -1,0 +1,97 @@
+/** `specformer research STUDY [--seeds N] [--out DIR] [--quick]` */
+import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import { getStudy, STUDIES } from "../research/index.js";
+import { Progress, type ProgressSink } from "../research/progress.js";
+import { StudyError, writeReport, type Study, type StudyOptions } from "../research/study.js";
+import { parse, processIo, UsageError, type Io } from "./io.js";
+
+const studyLines = () =>
+  Object.values(STUDIES)
+    .map((s) => `  ${s.name.padEnd(14)} ${s.description} (default ${s.defaultSeeds} seed${s.defaultSeeds === 1 ? "" : "s"})`)
+    .join("\n");
+
+export const RESEARCH_USAGE = () => `usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]
+
+  Runs a study of architectural variants on the reference model and writes its numbers (CSV), a
+  plot (SVG) and summary.md with the measured numbers into DIR (default ./research-out/STUDY).
+  Exit 1 when a measured number falls outside what the paper leads one to expect.
+
+studies:
+${studyLines()}
+
+options:
+  --seeds N   independent repetitions (weights and data from seeds 0 … N−1)
+  --out DIR   output folder (created if missing)
+  --quick     reduced sizes: seconds instead of minutes (what the tests run)`;
+
+/** Progress on stderr: a bar on a terminal, one line per stage otherwise. */
+function progressSink(io: Io): ProgressSink {
+  if (io === processIo) return { write: (s) => void process.stderr.write(s), tty: process.stderr.isTTY === true };
+  return { write: (s) => io.err(s.replace(/\n$/, "")), tty: false };
+}
+
+/** A folder we can write into: created if missing; an existing file or an unwritable folder is bad input. */
+function prepareOut(dir: string): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--out ${dir}: exists and is not a folder`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw new UsageError(`--out ${dir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+export async function researchCommand(argv: readonly string[], io: Io): Promise<number> {
+  const usage = RESEARCH_USAGE();
+  const { values, positionals } = parse(argv, { seeds: { type: "string" }, out: { type: "string" }, quick: { type: "boolean" }, help: { type: "boolean", short: "h" } }, usage);
+  if (values.help) {
+    io.out(usage);
+    return 0;
+  }
+  if (positionals.length === 0) throw new UsageError(`which study? name one of ${Object.keys(STUDIES).join(", ")}\n\n${usage}`);
+  if (positionals.length > 1) throw new UsageError(`research takes one study, got ${positionals.length}: ${positionals.join(" ")}\n\n${usage}`);
+  const name = positionals[0]!;
+  let study;
+  try {
+    study = getStudy(name);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  let seeds: number | undefined;
+  if (values.seeds !== undefined) {
+    const v = String(values.seeds);
+    seeds = /^\d+$/.test(v.trim()) ? Number(v) : Number.NaN;
+    if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`--seeds must be a positive integer, got "${v}"`);
+  }
+  const out = resolve(values.out !== undefined ? String(values.out) : `research-out/${name}`);
+  if (values.out === "") throw new UsageError("--out needs a folder");
+  prepareOut(out);
+
+  return runStudy(study, { quick: values.quick === true, ...(seeds !== undefined ? { seeds } : {}) }, out, io);
+}
+
+/**
+ * Run one study, write its files into `out` and print what was written and each check.
+ * @returns 0 when every check agrees with the literature, 1 otherwise.
+ */
+export async function runStudy(study: Study, opts: Omit<StudyOptions, "progress">, out: string, io: Io): Promise<number> {
+  const progress = new Progress(progressSink(io), study.name);
+  let report;
+  try {
+    report = await study.run({ ...opts, progress });
+  } catch (e) {
+    if (e instanceof StudyError) throw new UsageError(e.message);
+    throw e;
+  }
+  const paths = writeReport(out, report);
+  const failed = report.checks.filter((c) => !c.ok);
+  const lines = [`${study.name}: wrote ${paths.join(", ")}`, ...report.checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.measured} (expected ${c.expected})`)];
+  lines.push(
+    failed.length === 0
+      ? `${study.name}: all ${report.checks.length} checks agree with the literature`
+      : `${study.name}: ${failed.length} of ${report.checks.length} checks disagree with the literature (see ${resolve(out, "summary.md")})`,
+  );
+  io.out(lines.join("\n"));
+  return failed.length === 0 ? 0 : 1;
+}

@@ -1,0 +1,47 @@
+/**
+ * The studies, by the name `specformer research STUDY` takes.
+ *
+ * ```ts
+ * import { getStudy } from "./research/index.js";
+ * import { writeReport } from "./research/study.js";
+ * const report = await getStudy("rank-collapse").run({ quick: true });
+ * writeReport("/tmp/rank-collapse", report); // rank-collapse.csv, rank-collapse.svg, summary.md
+ * ```
+ */
+import { lnPlacementStudy } from "./ln-placement.js";
+import { rankCollapseStudy } from "./rank-collapse.js";
+import { StudyError, type Study } from "./study.js";
+import { variantsStudy } from "./variants.js";
+
+export const STUDIES: Readonly<Record<string, Study>> = {
+  "ln-placement": lnPlacementStudy,
+  "rank-collapse": rankCollapseStudy,
+  variants: variantsStudy,
+};
+
+/** Levenshtein distance, for "did you mean". */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length]!;
+}
+
+/**
+ * A study by name.
+ * @throws StudyError naming the unknown study, the closest names and every study.
+ */
+export function getStudy(name: string): Study {
+  const s = STUDIES[name];
+  if (s !== undefined) return s;
+  const names = Object.keys(STUDIES);
+  const close = names.filter((k) => editDistance(k, name) <= 3 || k.includes(name) || (name.length > 0 && name.includes(k)));
+  throw new StudyError(`unknown study "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; studies: ${names.join(", ")}`);
+}
