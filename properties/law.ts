@@ -15,7 +15,7 @@ import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../au
 import { compareTensors } from "../golden/compare.js";
 import type { FormulaCase } from "./arbitraries.js";
 import { conditionedBound, conditionedReason, roundingDepth, sensitivity, type OutputScale } from "./tolerance.js";
-import { shapesOf, toF64 } from "./tensor-ops.js";
+import { shapesOf } from "./tensor-ops.js";
 
 /** Every law case names its formula, configuration, dtype, dims and arguments. */
 export type LawCase = FormulaCase;
@@ -336,7 +336,3 @@ export function fmt(x: number): string {
   return a >= 1e-3 && a < 1e5 ? String(Number(x.toPrecision(6))) : x.toExponential(3);
 }
 
-/** Float64 values of a tensor as a plain array (for failure excerpts). */
-export function excerpt(t: Tensor, max = 16): number[] {
-  return Array.from(toF64(t).subarray(0, max));
-}

@@ -2,7 +2,10 @@
  * Generates docs/PLANTED-BUGS.md from a real run: every planted bug against every law (and the
  * bug-free control), which laws catch which bug, and the shrunk counterexample of each catch.
  *
- *     npx tsx properties/planted-doc.ts [--runs N] [--seed S] [--shrink-ms T] [--dtype f64|f32] [--out FILE] [--only BUG,…]
+ *     npx tsx properties/planted-doc.ts [--runs N] [--seed S] [--shrink-ms T] [--dtype f64|f32|both] [--out FILE] [--only BUG,…]
+ *
+ * With both dtypes (the default) the document has one table per dtype and the float64
+ * counterexamples.
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -17,14 +20,14 @@ interface Options {
   runs: number;
   seed: number;
   shrinkMs: number;
-  dtype: FloatDType;
+  dtypes: FloatDType[];
   out: string;
   only?: string[];
 }
 
 function parse(argv: readonly string[]): Options {
   const here = dirname(fileURLToPath(import.meta.url));
-  const o: Options = { runs: 100, seed: 20240601, shrinkMs: 5000, dtype: "f64", out: join(here, "..", "docs", "PLANTED-BUGS.md") };
+  const o: Options = { runs: 100, seed: 20240601, shrinkMs: 5000, dtypes: ["f64", "f32"], out: join(here, "..", "docs", "PLANTED-BUGS.md") };
   for (let i = 0; i < argv.length; i += 2) {
     const v = argv[i + 1];
     if (v === undefined) throw new Error(`${argv[i]} needs a value`);
@@ -39,8 +42,8 @@ function parse(argv: readonly string[]): Options {
         o.shrinkMs = Number(v);
         break;
       case "--dtype":
-        if (v !== "f64" && v !== "f32") throw new Error(`--dtype must be f64 or f32, got ${v}`);
-        o.dtype = v;
+        if (v !== "f64" && v !== "f32" && v !== "both") throw new Error(`--dtype must be f64, f32 or both, got ${v}`);
+        o.dtypes = v === "both" ? ["f64", "f32"] : [v];
         break;
       case "--out":
         o.out = v;
@@ -63,25 +66,37 @@ interface BugRow {
   readonly timeMs: number;
 }
 
-async function main(): Promise<void> {
-  const o = parse(process.argv.slice(2));
-  const t0 = performance.now();
+interface DtypeRun {
+  readonly dtype: FloatDType;
+  readonly control: readonly LawResult[];
+  readonly rows: readonly BugRow[];
+}
+
+async function runDtype(o: Options, dtype: FloatDType): Promise<DtypeRun> {
   const control = controlImplementation();
   const controlResults: LawResult[] = [];
-  for (const law of LAWS) controlResults.push(await runLaw(control, law, { runs: o.runs, seed: o.seed, dtype: o.dtype, shrinkTimeMs: o.shrinkMs }));
-  process.stderr.write(`control: ${controlResults.filter((r) => r.status === "failed").length} failures\n`);
+  for (const law of LAWS) controlResults.push(await runLaw(control, law, { runs: o.runs, seed: o.seed, dtype, shrinkTimeMs: o.shrinkMs }));
+  process.stderr.write(`${dtype} control: ${controlResults.filter((r) => r.status === "failed").length} failures\n`);
   const rows: BugRow[] = [];
   for (const bug of PLANTED) {
     if (o.only !== undefined && !o.only.includes(bug.name)) continue;
     const impl = plantedImplementation(bug.name);
     const t = performance.now();
     const results: LawResult[] = [];
-    for (const law of LAWS) results.push(await runLaw(impl, law, { runs: o.runs, seed: o.seed, dtype: o.dtype, shrinkTimeMs: o.shrinkMs, implementationArgs: `--planted ${bug.name}` }));
+    for (const law of LAWS) results.push(await runLaw(impl, law, { runs: o.runs, seed: o.seed, dtype, shrinkTimeMs: o.shrinkMs, implementationArgs: `--planted ${bug.name}` }));
     rows.push({ bug: bug.name, description: bug.description, formulas: bug.formulas, results, timeMs: performance.now() - t });
     const caught = results.filter((r) => r.status === "failed").map((r) => r.law);
-    process.stderr.write(`${bug.name}: ${caught.join(", ") || "NOT CAUGHT"} (${((performance.now() - t) / 1000).toFixed(1)} s)\n`);
+    process.stderr.write(`${dtype} ${bug.name}: ${caught.join(", ") || "NOT CAUGHT"} (${((performance.now() - t) / 1000).toFixed(1)} s)\n`);
   }
-  writeFileSync(o.out, render(o, controlResults, rows, performance.now() - t0));
+  return { dtype, control: controlResults, rows };
+}
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  const t0 = performance.now();
+  const runs: DtypeRun[] = [];
+  for (const dtype of o.dtypes) runs.push(await runDtype(o, dtype));
+  writeFileSync(o.out, render(o, runs, performance.now() - t0));
   process.stderr.write(`wrote ${o.out}\n`);
 }
 
@@ -89,31 +104,49 @@ function cell(s: string): string {
   return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 }
 
-function render(o: Options, control: readonly LawResult[], rows: readonly BugRow[], ms: number): string {
-  const oracle = "reference_error_bound";
-  const lines: string[] = [
-    "# Planted bugs: which law catches which bug",
+const ORACLE = "reference_error_bound";
+
+function table(run: DtypeRun): string[] {
+  const control = run.control;
+  const lines = [
+    `### ${run.dtype}`,
     "",
-    `Generated by \`npx tsx properties/planted-doc.ts\` on ${new Date().toISOString().slice(0, 10)}: every planted bug of \`properties/planted.ts\` run against every law (${o.runs} cases per law, ${o.dtype}, fast-check seed ${o.seed}, shrinking up to ${o.shrinkMs / 1000} s per failure), in ${(ms / 1000).toFixed(0)} s. No golden file is used. \`${oracle}\` is the one law that compares with the float64 reference (an oracle); the column "caught without the oracle" counts the others.`,
-    "",
-    "Each planted implementation delegates to the reference except the broken formula(s), written by hand in plain TypeScript with the bug. The same hand-written kernels with every bug switched off (`controlImplementation()`) are the control: " +
+    "Control (the hand-written kernels with every bug switched off): " +
       (control.every((r) => r.status !== "failed")
-        ? `it passes all ${control.filter((r) => r.status === "passed").length} laws that apply (${control.filter((r) => r.status === "skipped").length} skipped), so each failure below is the bug's, not the harness's.`
-        : `**it fails ${control.filter((r) => r.status === "failed").map((r) => r.law).join(", ")}** — the table below is not trustworthy until that is fixed.`),
+        ? `passes all ${control.filter((r) => r.status === "passed").length} laws that apply (${control.filter((r) => r.status === "skipped").length} skipped), so each failure below is the bug's, not the harness's.`
+        : `**fails ${control.filter((r) => r.status === "failed").map((r) => r.law).join(", ")}** — this table is not trustworthy until that is fixed.`),
     "",
     "| bug | broken formula | caught by | caught without the oracle | smallest counterexample (elements) |",
     "|---|---|---|---|---|",
   ];
-  for (const r of rows) {
+  for (const r of run.rows) {
     const caught = r.results.filter((x) => x.status === "failed");
-    const nonOracle = caught.filter((x) => x.law !== oracle);
+    const nonOracle = caught.filter((x) => x.law !== ORACLE);
     const smallest = caught.reduce<LawResult | undefined>((best, x) => ((x.counterexample?.elements ?? Infinity) < (best?.counterexample?.elements ?? Infinity) ? x : best), undefined);
     lines.push(
       `| \`${r.bug}\` | ${r.formulas.map((f) => `\`${f}\``).join(", ")} | ${caught.map((x) => `\`${x.law}\``).join(", ") || "**none**"} | ${nonOracle.length > 0 ? `yes (${nonOracle.length})` : "**no**"} | ${smallest?.counterexample !== undefined ? `${smallest.counterexample.elements} (\`${smallest.law}\`)` : "—"} |`,
     );
   }
-  lines.push("", "## Counterexamples", "", "The shrunk counterexample of every catch, with the command that replays it.", "");
-  for (const r of rows) {
+  lines.push("");
+  return lines;
+}
+
+function render(o: Options, runs: readonly DtypeRun[], ms: number): string {
+  const lines: string[] = [
+    "# Planted bugs: which law catches which bug",
+    "",
+    `Generated by \`npx tsx properties/planted-doc.ts\` on ${new Date().toISOString().slice(0, 10)}: every planted bug of \`properties/planted.ts\` run against every law (${o.runs} cases per law, fast-check seed ${o.seed}, shrinking up to ${o.shrinkMs / 1000} s per failure), in ${(ms / 1000).toFixed(0)} s. No golden file is used. \`${ORACLE}\` is the one law that compares with the float64 reference (an oracle); the column "caught without the oracle" counts the others.`,
+    "",
+    "Each planted implementation delegates to the reference except the broken formula(s), written by hand in plain TypeScript (float64 arithmetic, rounded to the requested dtype) with the bug. `properties/planted.test.ts` checks in `npm test` that every bug is still caught by one of the laws listed here (without the oracle) and that the control passes every law.",
+    "",
+    "## Which law catches which bug",
+    "",
+  ];
+  for (const run of runs) lines.push(...table(run));
+  const detail = runs[0];
+  if (detail === undefined) return lines.join("\n") + "\n";
+  lines.push(`## Counterexamples (${detail.dtype})`, "", "The shrunk counterexample of every catch, with the command that replays it.", "");
+  for (const r of detail.rows) {
     lines.push(`### \`${r.bug}\``, "", cell(r.description), "");
     const caught = r.results.filter((x) => x.status === "failed");
     if (caught.length === 0) {
@@ -127,6 +160,10 @@ function render(o: Options, control: readonly LawResult[], rows: readonly BugRow
       if (x.counterexample !== undefined) {
         const cfg = Object.entries(x.counterexample.config).map(([k, v]) => `${k}=${String(v)}`).join(" ");
         lines.push(`  - ${x.counterexample.formula} ${x.counterexample.dtype}${cfg !== "" ? ` (${cell(cfg)})` : ""}, ${x.counterexample.elements} elements: ${shapes.length > 8 ? `${shapes.slice(0, 8).join(" ")} …` : shapes.join(" ")}`);
+        const small = Object.entries(x.counterexample.values).filter(([, v]) => v.length <= 8);
+        if (small.length > 0 && small.length <= 4) lines.push(`  - values: ${small.map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(", ")}`);
+        const choices = Object.entries(x.counterexample.choices);
+        if (choices.length > 0) lines.push(`  - ${choices.map(([k, v]) => `${k}: ${cell(v)}`).join("; ")}`);
       }
       if (f.quantity !== undefined && f.expected !== undefined) lines.push(`  - ${cell(f.quantity)}${f.index !== undefined ? ` at ${JSON.stringify(f.index)}` : ""}: expected ${f.expected}, actual ${f.actual}${f.allowed !== undefined ? `, allowed ${f.allowed.toExponential(3)}` : ""}`);
       if (x.replay !== undefined) lines.push(`  - replay: \`${x.replay.command}\``);

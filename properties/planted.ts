@@ -633,4 +633,3 @@ export function controlImplementation(): Implementation {
   };
 }
 
-export { composedGpt };

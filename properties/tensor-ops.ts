@@ -3,20 +3,13 @@
  * stacks, repeated head blocks) and to inspect results (row sums, norms). They never compute a
  * formula of the model: what a law knows about the model it learns from the implementation.
  */
-import { Tensor, shapeToString, sizeOf, type DType, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
+import { Tensor, shapeToString, sizeOf, type DType, type NamedTensors } from "../autodiff/tensor.js";
 
 /** Float64 copy of a tensor's values (ints included). */
 export function toF64(t: Tensor): Float64Array {
   return Float64Array.from(t.data);
 }
 
-/** A tensor of `dtype` from float64 values (rounded to nearest when dtype is f32). */
-export function fromF64(shape: readonly number[], values: ArrayLike<number>, dtype: DType): Tensor {
-  const t = Tensor.zeros(shape, dtype);
-  if (values.length !== t.size) throw new RangeError(`fromF64: ${values.length} values for shape ${shapeToString(shape)}`);
-  for (let i = 0; i < t.size; i++) t.data[i] = values[i]!;
-  return t;
-}
 
 /** Normalise a possibly negative axis. */
 export function axisOf(t: { shape: readonly number[] }, axis: number): number {
@@ -123,11 +116,6 @@ export function lastAxisRows(t: Tensor): Float64Array[] {
   return rows;
 }
 
-/** Every finite? Returns the first offending flat index, or -1. */
-export function firstNonFinite(t: Tensor): number {
-  for (let i = 0; i < t.size; i++) if (!Number.isFinite(t.data[i]!)) return i;
-  return -1;
-}
 
 /**
  * `a [..., n, k] · b [k, m] → [..., n, m]` in float64 (the law's own arithmetic when it must
@@ -149,12 +137,6 @@ export function matmulLast(a: Tensor, b: Tensor, dtype: DType = "f64"): Tensor {
   return out;
 }
 
-/** Copy a set of named tensors (the law never lets an implementation see its own buffers twice). */
-export function cloneNamed(ts: NamedTensors): NamedTensors {
-  const out: NamedTensors = {};
-  for (const [k, v] of Object.entries(ts)) out[k] = v.clone();
-  return out;
-}
 
 /** Shapes of named tensors, for reports. */
 export function shapesOf(ts: NamedTensors): Record<string, number[]> {
@@ -175,7 +157,3 @@ export function firstBitDifference(a: Tensor, b: Tensor): number {
   return -1;
 }
 
-/** Float dtype of a request's float tensors. */
-export function isFloat(dtype: DType): dtype is FloatDType {
-  return dtype === "f64" || dtype === "f32";
-}

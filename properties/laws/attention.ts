@@ -9,7 +9,7 @@ import { Tensor, sizeOf, type FloatDType, type NamedTensors } from "../../autodi
 import { formulaCaseArb, inputsArb, permutationArb, seedArb, seededCaseArb, type FormulaCase } from "../arbitraries.js";
 import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
 import { concatAxis, gatherAxis, mapT, matmulLast, maxAbs, sliceAxis, toF64 } from "../tensor-ops.js";
-import { attentionDepth, conditionedBound, gamma, ropeDepth, roundingDepth, softmaxDepth, underflowAllowance, unitRoundoff } from "../tolerance.js";
+import { conditionedBound, gamma, ropeDepth, roundingDepth, underflowAllowance, unitRoundoff } from "../tolerance.js";
 import { oneOfFormulas } from "./generic.js";
 import { Rng } from "../../autodiff/random.js";
 
@@ -696,4 +696,3 @@ export const uniformKeys: Law<FormulaCase> = {
   }),
 };
 
-export { attentionDepth, softmaxDepth };

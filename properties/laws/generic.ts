@@ -8,7 +8,7 @@ import { exampleConfig, getFormula } from "../../spec/formula.js";
 import type { FormulaConfig, Implementation } from "../../autodiff/implementation.js";
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
 import { referenceImplementation } from "../../reference/implementation.js";
-import { argShapes, formulaCaseArb, inputsArb, type Dims, type FormulaCase } from "../arbitraries.js";
+import { formulaCaseArb, inputsArb, type Dims, type FormulaCase } from "../arbitraries.js";
 import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
 import { firstBitDifference, stack, unstackAt } from "../tensor-ops.js";
 import { gamma, roundingDepth, sensitivity, smallestNormal, unitRoundoff } from "../tolerance.js";
@@ -261,4 +261,3 @@ export const referenceErrorBound: Law = {
   }),
 };
 
-export { argShapes };

@@ -4,10 +4,10 @@
  * with zeroed branch outputs reduce to the identity (pre-LN) or to their norms (post-LN).
  */
 import fc from "fast-check";
-import { Tensor, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
+import { Tensor, type NamedTensors } from "../../autodiff/tensor.js";
 import type { FormulaConfig } from "../../autodiff/implementation.js";
 import { formulaCaseArb, seededCaseArb, type FormulaCase } from "../arbitraries.js";
-import { Check, Violation, checked, fmt, type Law, type LawScope } from "../law.js";
+import { Check, Violation, checked, type Law, type LawScope } from "../law.js";
 import { firstBitDifference, lastAxisRows, maxAbs, sliceAxis } from "../tensor-ops.js";
 import { conditionedBound, conditionedReason, gamma, gradSensitivity, roundingDepth, unitRoundoff } from "../tolerance.js";
 import { oneOfFormulas } from "./generic.js";
@@ -320,4 +320,3 @@ export const zeroBranches: Law<FormulaCase> = {
   }),
 };
 
-export { fmt };
