@@ -33,7 +33,7 @@ export interface RankCollapseSizes {
   readonly seeds: number;
 }
 
-export const RANK_COLLAPSE_DEFAULT: RankCollapseSizes = { d_model: 64, H: 4, n: 32, depth: 24, seeds: 10 };
+export const RANK_COLLAPSE_DEFAULT: RankCollapseSizes = { d_model: 64, H: 4, n: 32, depth: 24, seeds: 20 };
 export const RANK_COLLAPSE_QUICK: RankCollapseSizes = { d_model: 32, H: 4, n: 16, depth: 12, seeds: 3 };
 
 /** How one layer maps X (every variant's attention is `mha` without biases). */
