@@ -11,7 +11,7 @@ import type { Tensor } from "../autodiff/tensor.js";
 import { formatError, formatValue } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
 import type { Hint } from "./diagnose.js";
-import { budgetText, countsOf, exitCodeOf } from "./report.js";
+import { budgetText, countsOf, exitCodeOf, outputsFirst } from "./report.js";
 import type { FirstDivergence, VerifyReport, VerifyResult } from "./run.js";
 import { formulaOrder } from "./run.js";
 
@@ -208,6 +208,7 @@ ${d.path.length > 1 ? `<p class="path">${d.path.map((p) => `<code>${esc(p)}</cod
 <p>${esc(d.explanation)}</p>
 ${r !== null ? `<p class="tensor">${tensorSummary(r)}</p>` : ""}
 ${hintsHtml(d.hints)}
+${d.replay !== undefined ? `<p>replay: <code>${esc(d.replay)}</code></p>` : ""}
 ${charts}
 </section>`;
 }
@@ -286,7 +287,7 @@ export async function renderHtmlReport(report: VerifyReport, opts: { maxCharts?:
     let charts = 0;
     for (const r of failing) {
       const items: string[] = [`<div class="failure"><h3><code>${esc(r.kind === "golden" ? r.case : `${r.kind} ${r.case}`)}</code> <span class="meta">${esc(r.formula)}</span></h3>`];
-      for (const t of (r.tensors ?? []).filter((x) => !x.ok)) items.push(`<p class="tensor">${tensorSummary(t)}</p>`);
+      for (const t of outputsFirst((r.tensors ?? []).filter((x) => !x.ok))) items.push(`<p class="tensor">${tensorSummary(t)}</p>`);
       const d = r.localisation?.divergence;
       if (d !== null && d !== undefined) {
         // a case of the diverging formula itself says no more than its own tensors and hints

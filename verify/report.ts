@@ -139,7 +139,7 @@ function formulaRows(report: VerifyReport): FormulaRow[] {
     } else if (r.kind === "gradient") {
       const x = row(r.formula);
       x.gradient = r.status;
-    } else if (r.law !== undefined && r.status !== "skipped") {
+    } else if (r.law !== undefined && (r.status === "pass" || r.status === "fail")) {
       for (const f of r.law.formulas) {
         if (!rows.has(f) && !report.implementation.formulas.includes(f)) continue;
         const x = row(f);
@@ -191,13 +191,25 @@ export function firstDivergenceText(d: FirstDivergence, st: Style = style(false)
     }
   } else if (d.maxAbsErr !== null) lines.push(`  max abs err ${err(d.maxAbsErr)}, budget ${budgetText(d.budget)}`);
   lines.push(...hintLines(d.hints, "  ", st));
+  if (d.replay !== undefined) lines.push(`  replay: ${d.replay}`);
   return lines;
+}
+
+/** One failing tensor in a few words: `out.y 96/120 mismatched, max abs err 1.4e+00, budget ×5.0e+4`. */
+function compactTensor(t: TensorReport): string {
+  if (t.problem !== null) return `${t.name}: ${t.problem}`;
+  return `${t.name} ${t.mismatched}/${t.size} mismatched, max abs err ${err(t.maxAbsError)}, budget ${budgetText(t.budgetUsed)}`;
 }
 
 function tensorLine(t: TensorReport): string {
   if (t.problem !== null) return `${t.name}: ${t.problem}`;
   const worst = t.worst !== null ? `, worst at ${shapeToString(t.worst.index)}: expected ${formatValue(t.worst.expected, t.expectedDtype, t.worst.actual)}, actual ${formatValue(t.worst.actual, t.actualDtype, t.worst.expected)}` : "";
   return `${t.name}: ${t.mismatched} of ${t.size} mismatched, max abs err ${err(t.maxAbsError)}, budget ${budgetText(t.budgetUsed)}${worst}`;
+}
+
+/** Outputs before gradients (a wrong output explains wrong gradients, not the reverse). */
+export function outputsFirst(ts: readonly TensorReport[]): TensorReport[] {
+  return [...ts].sort((a, b) => Number(b.name.startsWith("out.")) - Number(a.name.startsWith("out.")));
 }
 
 export interface TextOptions {
@@ -238,20 +250,37 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
   const failing = report.results.filter((r) => r.status === "fail");
   if (failing.length > 0) {
     out.push(st.bold(`failures (${failing.length}):`));
+    const goldenRows: string[][] = [];
+    const others: string[] = [];
     for (const r of failing.slice(0, maxListed)) {
-      const what = r.kind === "golden" ? r.case : r.kind === "gradient" ? `gradient check of ${r.formula} (${r.case})` : `law ${r.case} (${r.formula})`;
-      out.push(`  ${st.red("FAIL")} ${what}`);
-      for (const t of (r.tensors ?? []).filter((x) => !x.ok).slice(0, 3)) out.push(`       ${tensorLine(t)}`);
-      const div = r.localisation?.divergence;
-      if (div !== null && div !== undefined && (div.formula !== r.formula || div.how !== "output")) out.push(`       → ${div.tensor} (${div.formula}, ${div.origin})`);
-      if (r.kind === "gradient") out.push(`       ${r.message ?? ""}`);
-      if (r.kind === "property" && r.law !== undefined) {
-        out.push(`       ${r.law.failure?.message ?? r.message ?? ""}`);
-        if (r.law.replay !== undefined) out.push(`       replay: ${r.law.replay.command}`);
+      if (r.kind === "golden") {
+        const bad = outputsFirst((r.tensors ?? []).filter((x) => !x.ok));
+        const first = bad[0];
+        const more = bad.length > 1 ? `; +${bad.length - 1} more tensor${bad.length > 2 ? "s" : ""}` : "";
+        const div = r.localisation?.divergence;
+        const where = div !== null && div !== undefined && (div.formula !== r.formula || div.how !== "output") ? ` → ${div.tensor} (${div.formula}, ${div.origin})` : "";
+        goldenRows.push([`  ${st.red("FAIL")} ${r.case}`, `${first === undefined ? "" : compactTensor(first)}${more}${where}`]);
+        continue;
       }
-      out.push(...hintLines(r.hints ?? [], "       ", st));
+      const what = r.kind === "gradient" ? `gradient check of ${r.formula} (${r.case})` : `law ${r.case} (${r.formula}, ${r.dtype ?? ""})`;
+      others.push(`  ${st.red("FAIL")} ${what}`);
+      if (r.kind === "gradient") others.push(`       ${r.message ?? ""}`);
+      if (r.kind === "property" && r.law !== undefined) {
+        others.push(`       ${r.law.failure?.message ?? r.message ?? ""}`);
+        if (r.law.replay !== undefined) others.push(`       replay: ${r.law.replay.command}`);
+      }
+      others.push(...hintLines(r.hints ?? [], "       ", st));
     }
+    const w = Math.max(0, ...goldenRows.map((x) => width(x[0]!)));
+    out.push(...goldenRows.map(([a, b]) => `${pad(a!, w)}  ${b}`), ...others);
     if (failing.length > maxListed) out.push(`  … and ${failing.length - maxListed} more (--json, --junit or --html list them all)`);
+    // where the localised failures point
+    const at = new Map<string, number>();
+    for (const r of failing) {
+      const d = r.localisation?.divergence;
+      if (d !== null && d !== undefined) at.set(d.formula, (at.get(d.formula) ?? 0) + 1);
+    }
+    if (at.size > 0) out.push(`  localised failures diverge first at: ${[...at].sort((a, b) => b[1] - a[1]).map(([f, n]) => `${f} (${n} case${n > 1 ? "s" : ""})`).join(", ")}`);
     out.push("");
   }
 
@@ -433,6 +462,7 @@ export function verifyReportToJSON(report: VerifyReport): string {
             budget: num(d.budget),
             hints: hintsJSON(d.hints),
             ...(d.report !== null ? { report: tensorJSON(d.report) } : {}),
+            ...(d.replay !== undefined ? { replay: d.replay } : {}),
           },
     notes: report.notes,
     restarts: report.restarts,

@@ -104,6 +104,8 @@ export interface FirstDivergence {
   readonly report: TensorReport | null;
   /** Its expected and actual values, when kept (for heatmaps). */
   readonly values?: { readonly expected: Tensor; readonly actual: Tensor };
+  /** For a law: the command that replays its shrunk counterexample. */
+  readonly replay?: string;
 }
 
 export interface ImplementationInfo {
@@ -662,42 +664,69 @@ async function lawChecks(
   const dtypes: FloatDType[] = opts.dtype !== undefined ? [opts.dtype] : driver.impl.dtypes.includes("f64") ? ["f64"] : driver.impl.dtypes.includes("f32") ? ["f32"] : [];
   const formulas = opts.formulas === undefined ? [undefined] : opts.formulas.filter((f) => hasFormula(f) && wanted(f));
   const impl = driver.asImplementation();
+  const lawOpts = (dtype: FloatDType) => ({
+    runs: opts.lawRuns ?? 50,
+    seed,
+    dtype,
+    shrinkTimeMs: 5000,
+    ...(opts.command !== undefined ? { implementationArgs: `--impl ${JSON.stringify(opts.command)}` } : {}),
+  });
+  const push = (r: LawResult, dtype: FloatDType, formula: string | undefined): void => {
+    const f = r.failure;
+    const budget = f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0 ? f.absError / f.allowed : null;
+    // a case the implementation answered with an error (a configuration it does not support)
+    // says nothing about the law: declined, like a golden case it declines
+    const declined = r.status === "failed" && f !== undefined && / reported an error for /.test(f.message);
+    results.push({
+      kind: "property",
+      formula: f !== undefined && f.formula !== "" ? f.formula : formula ?? (r.formulas.join(", ") || "-"),
+      case: r.law,
+      dtype,
+      status: r.status === "passed" ? "pass" : declined ? "declined" : r.status === "failed" ? "fail" : "skipped",
+      ok: r.status !== "failed" || declined,
+      maxAbsErr: declined ? null : (f?.absError ?? null),
+      maxRelErr: declined ? null : (f?.relError ?? null),
+      budget: declined ? null : budget,
+      message:
+        r.status === "skipped"
+          ? (r.skipped ?? "skipped")
+          : declined
+            ? `not checked: a case the law generated was declined by the implementation — ${f!.message}`
+            : r.status === "failed"
+              ? (f?.message ?? "failed")
+              : r.statement,
+      law: r,
+      timeMs: r.timeMs,
+    });
+  };
   let done = 0;
   for (const dtype of dtypes) {
     for (const formula of formulas) {
       progress({ phase: "property", done: done++, total: dtypes.length * formulas.length, label: `${formula ?? "all formulas"} (${dtype})` });
       let report: LawReport;
       try {
-        report = await run.runLaws(impl, {
-          runs: opts.lawRuns ?? 50,
-          seed,
-          dtype,
-          shrinkTimeMs: 5000,
-          ...(formula !== undefined ? { formula } : {}),
-          ...(opts.command !== undefined ? { implementationArgs: `--impl ${JSON.stringify(opts.command)}` } : {}),
-        });
+        report = await run.runLaws(impl, { ...lawOpts(dtype), ...(formula !== undefined ? { formula } : {}) });
       } catch (e) {
         notes.push(`the laws${formula !== undefined ? ` of ${formula}` : ""} could not be run: ${(e as Error).message}`);
         continue;
       }
       for (const r of report.results) {
         if (formula !== undefined && r.status === "skipped") continue;
+        push(r, dtype, formula);
+        // a law stops at its first failing case: when that case was declined, run the law again
+        // on each of its other formulas, so what the implementation does support is still checked
         const f = r.failure;
-        const budget = f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0 ? f.absError / f.allowed : null;
-        results.push({
-          kind: "property",
-          formula: f !== undefined && f.formula !== "" ? f.formula : r.formulas.join(", ") || (formula ?? "-"),
-          case: r.law,
-          dtype,
-          status: r.status === "passed" ? "pass" : r.status === "failed" ? "fail" : "skipped",
-          ok: r.status !== "failed",
-          maxAbsErr: f?.absError ?? null,
-          maxRelErr: f?.relError ?? null,
-          budget,
-          message: r.status === "skipped" ? (r.skipped ?? "skipped") : r.status === "failed" ? (f?.message ?? "failed") : r.statement,
-          law: r,
-          timeMs: r.timeMs,
-        });
+        if (r.status !== "failed" || f === undefined || !/ reported an error for /.test(f.message) || formula !== undefined) continue;
+        for (const g of r.formulas) {
+          if (g === f.formula) continue;
+          progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length, label: `${r.law} on ${g} (${dtype})` });
+          try {
+            const again = await run.runLaws(impl, { ...lawOpts(dtype), law: r.law, formula: g });
+            for (const x of again.results) if (x.status !== "skipped") push(x, dtype, g);
+          } catch (e) {
+            notes.push(`law ${r.law} on ${g} could not be run: ${(e as Error).message}`);
+          }
+        }
       }
     }
   }
@@ -750,8 +779,9 @@ export function pickFirstDivergence(results: readonly VerifyResult[]): FirstDive
         key: [3, 0, formulaLevel(f?.formula ?? r.formula), 0, 0, r.dtype === "f64" ? 0 : 1, r.case],
         d: {
           formula: f?.formula || r.formula, case: r.case, tensor: f?.quantity ?? "law", kind: "property", origin: "local", path: [f?.formula || r.formula],
-          explanation: `law ${r.case} fails: ${f?.message ?? r.message ?? ""}${r.law?.replay !== undefined ? ` (replay: ${r.law.replay.command})` : ""}`,
+          explanation: `law ${r.case} fails: ${f?.message ?? r.message ?? ""}`,
           maxAbsErr: r.maxAbsErr, budget: r.budget, hints: [], report: null,
+          ...(r.law?.replay !== undefined ? { replay: r.law.replay.command } : {}),
         },
       });
     }
