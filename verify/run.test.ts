@@ -16,7 +16,7 @@ import { plantedImplementation } from "../properties/planted.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { ProcessImplementation } from "./process.js";
 import { countsOf, exitCodeOf, formatVerifyReport, verifyReportToJSON } from "./report.js";
-import { formulaLevel, verify } from "./run.js";
+import { BUNDLED_CASES, formulaLevel, verify } from "./run.js";
 import type { ProgressEvent, VerifyOptions, VerifyReport } from "./run.js";
 import { plantedGraphImplementation, plantMaskShift } from "./testing.js";
 
@@ -74,6 +74,24 @@ describe("the reference", () => {
     expect(laws.every((x) => x.status === "pass")).toBe(true);
     expect(laws.map((x) => x.case)).toContain("softmax_simplex");
   });
+  test("a law whose case the implementation declines is declined, and re-run on the law's other formulas", async () => {
+    const ref = referenceImplementation();
+    const impl: Implementation = {
+      ...ref,
+      name: "no mha",
+      forward: async (req) => {
+        if (req.formula === "mha") throw new ImplementationError("implementation `no mha` reported an error for forward mha (request 7): mha is not implemented");
+        return ref.forward(req);
+      },
+    };
+    const r = await verify(impl, { cases: [join(BUNDLED_CASES, "relu")], properties: true, lawRuns: 5, gradients: false, dtype: "f64" });
+    const causality = r.results.filter((x) => x.kind === "property" && x.case === "causality");
+    expect(causality.find((x) => x.formula === "mha")?.status).toBe("declined");
+    expect(causality.find((x) => x.formula === "mha")?.message).toContain("not checked: a case the law generated was declined by the implementation");
+    expect(causality.find((x) => x.formula === "attention")?.status).toBe("pass");
+    expect(r.results.filter((x) => x.kind === "property").every((x) => x.status !== "fail")).toBe(true);
+    expect(exitCodeOf(r)).toBe(0);
+  }, 60_000);
   test("progress reports each phase", async () => {
     const events: ProgressEvent[] = [];
     await verify(referenceImplementation(), { formulas: ["relu"], onProgress: (e) => events.push(e) });
