@@ -63,6 +63,12 @@ describe("specformer verify: arguments", () => {
     const timeout = await run(["verify", "--timeout", "0"]);
     expect(timeout.code).toBe(2);
     expect(timeout.err).toContain("--timeout must be a positive number of seconds");
+    const law = await run(["verify", "--law", "nosuchlaw"]);
+    expect(law.code).toBe(2);
+    expect(law.err).toContain('unknown law "nosuchlaw"');
+    const path = await run(["verify", "--path", "1:2"]);
+    expect(path.code).toBe(2);
+    expect(path.err).toContain("--path replays one law's counterexample: give --law and --seed too");
     const stray = await run(["verify", "golden/cases"]);
     expect(stray.code).toBe(2);
     expect(stray.err).toContain('unexpected argument "golden/cases"');

@@ -20,7 +20,7 @@ import type { VerifyOptions } from "../verify/run.js";
 import { intFlag, numFlag, parse, processIo, UsageError, type Io } from "./io.js";
 
 export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
-                         [--properties] [--runs N] [--seed S] [--timeout S]
+                         [--properties] [--runs N] [--seed S] [--law NAME [--path P]] [--timeout S]
                          [--json] [--junit FILE] [--html FILE]
 
   Runs every golden case of the formulas the implementation declares, in the dtypes it supports
@@ -36,6 +36,8 @@ export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--case
   --properties       also run the invariant laws (default for the built-in reference)
   --runs N           fast-check runs per law (default 50)
   --seed S           seed of the laws and gradient checks (default 1)
+  --law NAME         only this law (no golden cases); with --seed and --path, replay the shrunk
+                     counterexample a report printed
   --timeout S        seconds to wait for one answer of the implementation (default 60)
   --json             print the report as JSON
   --junit FILE       also write a JUnit XML report
@@ -60,6 +62,8 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
       properties: { type: "boolean" },
       runs: { type: "string" },
       seed: { type: "string" },
+      law: { type: "string" },
+      path: { type: "string" },
       timeout: { type: "string" },
       json: { type: "boolean" },
       junit: { type: "string" },
@@ -101,6 +105,10 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
   const runs = intFlag(values.runs as string | undefined, "--runs", 50);
   if (runs < 1) throw new UsageError(`--runs must be a positive integer, got "${String(values.runs)}"`);
   const seed = intFlag(values.seed as string | undefined, "--seed", 1);
+  const law = values.law as string | undefined;
+  const lawPath = values.path as string | undefined;
+  if (lawPath !== undefined && (law === undefined || values.seed === undefined)) throw new UsageError(`--path replays one law's counterexample: give --law and --seed too (the report's replay command has all three)`);
+  if (lawPath !== undefined && !/^\d+(:\d+)*$/.test(lawPath)) throw new UsageError(`--path must look like 12:0:3 (fast-check's counterexample path), got "${lawPath}"`);
   const command = values.impl as string | undefined;
   if (command !== undefined && command.trim() === "") throw new UsageError(`--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`);
 
@@ -126,7 +134,9 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
     ...(casePaths.length > 0 ? { cases: casePaths } : {}),
     ...(formulas !== undefined ? { formulas } : {}),
     ...(dtype !== undefined ? { dtype: dtype as "f64" | "f32" } : {}),
-    properties: values.properties === true || command === undefined,
+    properties: values.properties === true || command === undefined || law !== undefined,
+    ...(law !== undefined ? { law } : {}),
+    ...(lawPath !== undefined ? { lawPath } : {}),
     lawRuns: runs,
     seed,
     ...(command !== undefined ? { command, restart: start } : {}),
@@ -136,7 +146,7 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
   try {
     report = await verify(impl, opts);
   } catch (e) {
-    if (e instanceof GoldenFormatError) throw new UsageError(e.message);
+    if (e instanceof GoldenFormatError || (e instanceof Error && e.name === "LawUsageError")) throw new UsageError(e.message);
     throw e;
   } finally {
     progress?.clear();

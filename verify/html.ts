@@ -296,7 +296,7 @@ export async function renderHtmlReport(report: VerifyReport, opts: { maxCharts?:
       }
       items.push(hintsHtml(r.hints ?? []));
       if (r.message !== undefined && r.kind !== "golden") items.push(`<p>${esc(r.message)}</p>`);
-      if (r.law?.replay !== undefined) items.push(`<p>replay: <code>${esc(r.law.replay.command)}</code></p>`);
+      if (r.replay !== undefined) items.push(`<p>replay: <code>${esc(r.replay)}</code></p>`);
       for (const v of r.values ?? []) {
         if (charts >= (opts.maxCharts ?? 24)) break;
         charts++;

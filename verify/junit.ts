@@ -47,7 +47,7 @@ function detail(r: VerifyResult): string {
     lines.push(`${f.formula} ${JSON.stringify(f.config)} ${f.dtype}`);
     if (f.quantity !== undefined) lines.push(`${f.quantity}: expected ${f.expected}, actual ${f.actual}, abs err ${f.absError}, allowed ${f.allowed}`);
   }
-  if (r.law?.replay !== undefined) lines.push(`replay: ${r.law.replay.command}`);
+  if (r.replay !== undefined) lines.push(`replay: ${r.replay}`);
   for (const f of r.gradcheck?.failures ?? []) lines.push(`${f.input}: analytic ${f.analytic}, numeric ${f.numeric}, abs err ${f.absErr}, allowed ${f.allowed}`);
   if (r.fault?.line !== undefined) lines.push(`line: ${r.fault.line}`);
   if (r.fault?.stderrTail !== undefined) lines.push("stderr:", r.fault.stderrTail);

@@ -267,7 +267,7 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
       if (r.kind === "gradient") others.push(`       ${r.message ?? ""}`);
       if (r.kind === "property" && r.law !== undefined) {
         others.push(`       ${r.law.failure?.message ?? r.message ?? ""}`);
-        if (r.law.replay !== undefined) others.push(`       replay: ${r.law.replay.command}`);
+        if (r.replay !== undefined) others.push(`       replay: ${r.replay}`);
       }
       others.push(...hintLines(r.hints ?? [], "       ", st));
     }
@@ -421,7 +421,8 @@ export function resultJSON(r: VerifyResult): Record<string, unknown> {
       formulas: r.law.formulas,
       runs: r.law.runs,
       ...(r.law.failure !== undefined ? { failure: r.law.failure } : {}),
-      ...(r.law.replay !== undefined ? { replay: r.law.replay.command, seed: r.law.replay.seed, path: r.law.replay.path } : {}),
+      ...(r.law.replay !== undefined ? { seed: r.law.replay.seed, path: r.law.replay.path } : {}),
+      ...(r.replay !== undefined ? { replay: r.replay } : {}),
       ...(r.law.counterexample !== undefined ? { counterexample: r.law.counterexample } : {}),
       tolerance: r.law.tolerance,
     };

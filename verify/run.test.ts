@@ -128,14 +128,20 @@ describe("planted mistakes", () => {
   });
   test("a broken attention (properties' planted bug) fails its cases, and the laws catch it too", async () => {
     const impl = plantedImplementation("causal_mask_off_by_one");
-    const r = await verify(impl, { formulas: ["attention"], dtype: "f64", properties: true, lawRuns: 20, gradients: false });
+    const r = await verify(impl, { formulas: ["attention"], dtype: "f64", properties: true, lawRuns: 20, gradients: false, seed: 1 });
     const d = r.firstDivergence!;
     expect(d.formula).toBe("attention");
     expect(d.kind).toBe("golden");
     expect(d.hints.map((h) => [h.id, h.evidence])).toContainEqual(["mask-off-by-one", "match"]);
     const causality = r.results.find((x) => x.kind === "property" && x.case === "causality");
     expect(causality?.status).toBe("fail");
-    expect(causality?.law?.replay?.command).toContain("--law causality");
+    // the replay command names the law, seed, path, formula scope and dtype, and replays the same failure
+    const replay = causality!.replay!;
+    expect(replay).toMatch(/^npx specformer verify --law causality --seed 1 --path [\d:]+ --formulas attention --dtype f64$/);
+    const path = /--path (\S+)/.exec(replay)![1]!;
+    const again = await verify(impl, { formulas: ["attention"], dtype: "f64", law: "causality", seed: 1, lawPath: path });
+    expect(again.results.map((x) => `${x.kind}:${x.case}:${x.status}`)).toEqual(["property:causality:fail"]);
+    expect(again.results[0]!.law?.failure?.message).toBe(causality!.law?.failure?.message);
   });
   test("a wrong backward pass: outputs match, grad.* and the finite-difference check fail", async () => {
     const impl = plantedImplementation("softmax_grad_no_subtraction");

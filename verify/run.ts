@@ -82,6 +82,8 @@ export interface VerifyResult {
   /** Hints for the case's own failing tensors. */
   readonly hints?: readonly Hint[];
   readonly law?: LawResult;
+  /** Laws: `specformer verify` arguments that replay the shrunk counterexample. */
+  readonly replay?: string;
   readonly gradcheck?: GradcheckResult;
   /** Golden checks: values of the failing tensors (kept for the first failing results only). */
   readonly values?: readonly FailingValues[];
@@ -150,6 +152,12 @@ export interface VerifyOptions {
   readonly gradients?: boolean;
   /** fast-check runs per law (default 50). */
   readonly lawRuns?: number;
+  /**
+   * Only this law (with `properties`); no golden cases or gradient checks. With `lawPath` (and
+   * `seed`) it replays one shrunk counterexample, as the replay commands of a report do.
+   */
+  readonly law?: string;
+  readonly lawPath?: string;
   /** Seed of the laws and gradient checks (default 1). */
   readonly seed?: number;
   /** Failing cases localised per formula and dtype (default 2; localisation costs requests). */
@@ -386,7 +394,8 @@ export function loadCases(paths: readonly string[]): GoldenCase[] {
 
 /**
  * Verify an implementation (see the module comment). Never throws for an implementation fault;
- * throws `GoldenFormatError` for unreadable golden files and `Error` for bad options.
+ * throws `GoldenFormatError` for unreadable golden files and `LawUsageError` for an unknown law
+ * or a malformed replay path.
  */
 export async function verify(impl: Implementation, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const t0 = performance.now();
@@ -399,7 +408,8 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
   const declares = (f: string) => driver.impl.formulas.includes(f);
   const computes = (d: FloatDType) => driver.impl.dtypes.includes(d);
 
-  const cases = loadCases(opts.cases ?? [BUNDLED_CASES]).filter((c) => wanted(c.meta.formula) && (opts.dtype === undefined || c.meta.dtype === opts.dtype));
+  const replaying = opts.law !== undefined;
+  const cases = replaying ? [] : loadCases(opts.cases ?? [BUNDLED_CASES]).filter((c) => wanted(c.meta.formula) && (opts.dtype === undefined || c.meta.dtype === opts.dtype));
   cases.sort((a, b) => formulaLevel(a.meta.formula) - formulaLevel(b.meta.formula) || (a.meta.case < b.meta.case ? -1 : 1));
   const localised = new Map<string, number>();
   let kept = 0;
@@ -518,10 +528,10 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
     progress({ phase: "golden", done: cases.length, total: cases.length, label: "" });
 
     // ------------------------------------------------------------------ gradient checks
-    if (opts.gradients !== false) await gradientChecks(driver, cases, opts, seed, results, wanted, progress);
+    if (opts.gradients !== false && !replaying) await gradientChecks(driver, cases, opts, seed, results, wanted, progress);
 
     // ------------------------------------------------------------------ laws
-    if (opts.properties === true) await lawChecks(driver, opts, seed, results, notes, wanted, progress);
+    if (opts.properties === true || replaying) await lawChecks(driver, opts, seed, results, notes, wanted, progress);
 
   } finally {
     // the caller closes the implementation it passed in; restarted copies are the run's to close
@@ -669,8 +679,23 @@ async function lawChecks(
     seed,
     dtype,
     shrinkTimeMs: 5000,
-    ...(opts.command !== undefined ? { implementationArgs: `--impl ${JSON.stringify(opts.command)}` } : {}),
+    ...(opts.law !== undefined ? { law: opts.law } : {}),
+    ...(opts.lawPath !== undefined ? { path: opts.lawPath } : {}),
   });
+  // a law's counterexample is replayed by the same generator: the same law, seed, path, dtype
+  // and formula scope, against the same implementation
+  const replayOf = (r: LawResult, dtype: FloatDType, formula: string | undefined): string | undefined =>
+    r.replay === undefined
+      ? undefined
+      : [
+          "npx specformer verify",
+          ...(opts.command !== undefined ? [`--impl ${JSON.stringify(opts.command)}`] : []),
+          `--law ${r.law}`,
+          `--seed ${r.replay.seed}`,
+          `--path ${r.replay.path}`,
+          ...(formula !== undefined ? [`--formulas ${formula}`] : []),
+          `--dtype ${dtype}`,
+        ].join(" ");
   const push = (r: LawResult, dtype: FloatDType, formula: string | undefined): void => {
     const f = r.failure;
     const budget = f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0 ? f.absError / f.allowed : null;
@@ -696,6 +721,7 @@ async function lawChecks(
               ? (f?.message ?? "failed")
               : r.statement,
       law: r,
+      ...(replayOf(r, dtype, formula) !== undefined ? { replay: replayOf(r, dtype, formula)! } : {}),
       timeMs: r.timeMs,
     });
   };
@@ -707,6 +733,8 @@ async function lawChecks(
       try {
         report = await run.runLaws(impl, { ...lawOpts(dtype), ...(formula !== undefined ? { formula } : {}) });
       } catch (e) {
+        // an unknown law or a malformed replay path is bad input, not a finding
+        if (e instanceof Error && e.name === "LawUsageError") throw e;
         notes.push(`the laws${formula !== undefined ? ` of ${formula}` : ""} could not be run: ${(e as Error).message}`);
         continue;
       }
@@ -716,7 +744,7 @@ async function lawChecks(
         // a law stops at its first failing case: when that case was declined, run the law again
         // on each of its other formulas, so what the implementation does support is still checked
         const f = r.failure;
-        if (r.status !== "failed" || f === undefined || !/ reported an error for /.test(f.message) || formula !== undefined) continue;
+        if (r.status !== "failed" || f === undefined || !/ reported an error for /.test(f.message) || formula !== undefined || opts.lawPath !== undefined) continue;
         for (const g of r.formulas) {
           if (g === f.formula) continue;
           progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length, label: `${r.law} on ${g} (${dtype})` });
@@ -781,7 +809,7 @@ export function pickFirstDivergence(results: readonly VerifyResult[]): FirstDive
           formula: f?.formula || r.formula, case: r.case, tensor: f?.quantity ?? "law", kind: "property", origin: "local", path: [f?.formula || r.formula],
           explanation: `law ${r.case} fails: ${f?.message ?? r.message ?? ""}`,
           maxAbsErr: r.maxAbsErr, budget: r.budget, hints: [], report: null,
-          ...(r.law?.replay !== undefined ? { replay: r.law.replay.command } : {}),
+          ...(r.replay !== undefined ? { replay: r.replay } : {}),
         },
       });
     }
