@@ -172,6 +172,8 @@ export class GemmRuntime {
   private job = 0;
   private view: Float64Array;
   private readonly chooser = new ModeChooser();
+  /** Why workers are no longer started, after one died; undefined while all is well. */
+  workerFailure: string | undefined;
   /** `"adaptive"`: use workers while they make jobs faster (see `chooseParallel`);
    *  `"always"`: for every job that qualifies (tests of the parallel path). */
   policy: "adaptive" | "always" = "adaptive";
@@ -338,6 +340,7 @@ export class GemmRuntime {
   }
 
   private startWorkers(): void {
+    if (this.workerFailure !== undefined) return;
     for (let t = 1; t < this.threads; t++) {
       if (this.workers[t] !== undefined) continue;
       Atomics.store(this.ctl, SYNC.ready(t), 0);
@@ -366,9 +369,12 @@ export class GemmRuntime {
       });
       worker.unref();
       // A worker that fails to boot never sets its ready word, so jobs simply go on without it.
-      worker.on("error", () => {
+      // A worker that dies (it cannot instantiate the module, say) stops taking jobs, and no
+      // new ones are started: products go on, on the calling thread alone.
+      worker.on("error", (e: unknown) => {
         Atomics.store(this.ctl, SYNC.ready(t), 0);
         this.workers[t] = undefined;
+        this.workerFailure ??= e instanceof Error ? e.message : String(e);
       });
       this.workers[t] = worker;
     }
