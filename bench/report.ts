@@ -9,7 +9,8 @@ const ms = (v: number): string => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : v 
 const gib = (b: number | undefined): string => (b === undefined ? "" : `${(b / 2 ** 30).toFixed(2)} GiB`);
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const line = (r: readonly string[]) => `| ${r.join(" | ")} |`;
+  // a cell's own "|" (an error message) would split the row
+  const line = (r: readonly string[]) => `| ${r.map((c) => c.replace(/\|/g, "\\|").replace(/\s+/g, " ")).join(" | ")} |`;
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
 }
 

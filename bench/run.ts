@@ -155,7 +155,12 @@ async function runChild(job: GptJob): Promise<GptChildResult> {
     child.on("exit", (code) => {
       const line = out.trim().split("\n").at(-1) ?? "";
       if (code === 0 && line.startsWith("{")) resolve(JSON.parse(line) as GptChildResult);
-      else reject(new Error(`gpt-child (${job.engine}) exited with code ${code}: ${err.trim().split("\n").slice(-5).join(" | ")}`));
+      else {
+        // the error's message line, not the stack under it
+        const lines = err.trim().split("\n");
+        const message = lines.find((l) => /Error\b|error:/.test(l)) ?? lines.at(-1) ?? "";
+        reject(new Error(`gpt-child (${job.engine}) exited with code ${code}: ${message.trim()}`));
+      }
     });
   });
 }
@@ -369,9 +374,10 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       }
       configs.forEach(([name], c) => interpreter.push({ workload, config: name, timing: timingOf(samples[c]!) }));
       log(`interpreter, ${workload}: ${interpreter.map((x) => `${x.config} ${x.timing.medianMs.toFixed(1)} ms`).join("; ")}`);
-      if (only("gpt")) {
-        const gsize = smoke ? SMOKE_GPT : GPT2_SMALL;
-        const { warmup: w, reps: rr } = smoke ? { warmup: 0, reps: 1 } : { warmup: 1, reps: 2 };
+      // (the smoke run skips this second GPT process: its plain path is the tested block's)
+      if (only("gpt") && !smoke) {
+        const gsize = GPT2_SMALL;
+        const { warmup: w, reps: rr } = { warmup: 1, reps: 2 };
         const plain = await runChild({ engine: "specformer", size: gsize, dtype: "f64", warmup: w, reps: rr, optimize: false });
         interpreter.push({ workload: `${gsize.name} (${gsize.tokens} tokens) fwd+bwd f64`, config: "plain (fresh arrays)", timing: timingOf(plain.timesMs), peakRssBytes: plain.peakRssBytes });
         const gptRow = rows.find((x) => x.workload.startsWith(gsize.name) && x.engine === "specformer");
