@@ -32,22 +32,26 @@ import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
 import { referenceImplementation } from "../reference/implementation.js";
 
-export type HintId =
-  | "mask-off-by-one"
-  | "mask-missing"
-  | "mask-diagonal"
-  | "mask-unexpected"
-  | "masked-positions"
-  | "attention-scale"
-  | "constant-factor"
-  | "row-offset"
-  | "transposed"
-  | "column-major"
-  | "weight-transposed"
-  | "gelu-tanh"
-  | "gelu-erf"
-  | "sin-cos-swapped"
-  | "placement";
+/** Every hint a diagnosis can give (docs/VERIFY.md has a row for each). */
+export const HINT_IDS = [
+  "mask-off-by-one",
+  "mask-missing",
+  "mask-diagonal",
+  "mask-unexpected",
+  "masked-positions",
+  "attention-scale",
+  "constant-factor",
+  "row-offset",
+  "transposed",
+  "column-major",
+  "weight-transposed",
+  "gelu-tanh",
+  "gelu-erf",
+  "sin-cos-swapped",
+  "placement",
+] as const;
+
+export type HintId = (typeof HINT_IDS)[number];
 
 export interface Hint {
   readonly id: HintId;
