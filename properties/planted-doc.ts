@@ -159,7 +159,8 @@ function render(o: Options, runs: readonly DtypeRun[], ms: number): string {
       lines.push(`- **${x.law}** after ${x.runs} case${x.runs === 1 ? "" : "s"}, ${x.replay?.numShrinks ?? 0} shrinks${x.replay?.shrinkInterrupted === true ? " (stopped at the time budget)" : ""}: ${cell(f.message)}`);
       if (x.counterexample !== undefined) {
         const cfg = Object.entries(x.counterexample.config).map(([k, v]) => `${k}=${String(v)}`).join(" ");
-        lines.push(`  - ${x.counterexample.formula} ${x.counterexample.dtype}${cfg !== "" ? ` (${cell(cfg)})` : ""}, ${x.counterexample.elements} elements: ${shapes.length > 8 ? `${shapes.slice(0, 8).join(" ")} …` : shapes.join(" ")}`);
+        const args = shapes.length === 0 ? "no arguments (the configuration is the whole case)" : `${x.counterexample.elements} elements: ${shapes.length > 8 ? `${shapes.slice(0, 8).join(" ")} …` : shapes.join(" ")}`;
+        lines.push(`  - ${x.counterexample.formula} ${x.counterexample.dtype}${cfg !== "" ? ` (${cell(cfg)})` : ""}, ${args}`);
         const small = Object.entries(x.counterexample.values).filter(([, v]) => v.length <= 8);
         if (small.length > 0 && small.length <= 4) lines.push(`  - values: ${small.map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(", ")}`);
         const choices = Object.entries(x.counterexample.choices);
