@@ -330,7 +330,8 @@ export function rankCollapsePlot(r: RankCollapseResult): TopLevelSpec {
     hi: Math.min(10 ** (row.log10_residual_mean + row.log10_residual_std), 1),
   }));
   const order = RANK_VARIANTS.map((v) => v.label);
-  const color = { field: "variant", type: "nominal", title: "layer", scale: { domain: order, scheme: "tableau10" } } as const;
+  // the legend is shared with the faint bands: draw its swatches as opaque line strokes
+  const color = { field: "variant", type: "nominal", title: "layer", scale: { domain: order, scheme: "tableau10" }, legend: { symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 2 } } as const;
   const x = { field: "depth", type: "quantitative", title: "depth (layers applied)", scale: { domain: [0, r.sizes.depth], nice: false } } as const;
   const y = { type: "quantitative", scale: { type: "log", domain: [1e-17, 1] }, axis: { format: ".0e" }, title: "‖X − 1x̄ᵀ‖_F / ‖X‖_F" } as const;
   return {
