@@ -477,12 +477,15 @@ export function verifyReportToJSON(report: VerifyReport): string {
 // Progress
 
 /** A one-line progress display rewritten in place (for stderr on a terminal). */
-export function progressLine(write: (s: string) => void): { update: (e: { phase: string; done: number; total: number; label: string }) => void; clear: () => void } {
+export function progressLine(
+  write: (s: string) => void,
+  clock: () => number = Date.now,
+): { update: (e: { phase: string; done: number; total: number; label: string }) => void; clear: () => void } {
   let shown = false;
-  let last = 0;
+  let last = -Infinity;
   return {
     update(e) {
-      const now = Date.now();
+      const now = clock();
       if (now - last < 80 && e.done !== e.total) return; // at most ~12 redraws a second
       last = now;
       const label = e.label.length > 60 ? `${e.label.slice(0, 57)}…` : e.label;

@@ -1,0 +1,56 @@
+/**
+ * The terminal report's pieces: colour only where wanted, the progress line (stderr on a
+ * terminal), budget shares as people read them, and the exit-code rule.
+ */
+import { describe, expect, test } from "vitest";
+import { budgetText, exitCodeOf, progressLine, wantColour } from "./report.js";
+import type { VerifyReport, VerifyResult } from "./run.js";
+
+function report(statuses: VerifyResult["status"][], faulted = false): VerifyReport {
+  return {
+    ok: false,
+    implementation: { name: "x", formulas: [], dtypes: [], backward: false },
+    results: statuses.map((status) => ({ kind: "golden", formula: "f", case: "f/f64/c", dtype: "f64", status, ok: status !== "fail" && status !== "fault", maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0 })),
+    firstDivergence: null,
+    notes: [],
+    faulted,
+    restarts: 0,
+    seed: 1,
+    timeMs: 0,
+  };
+}
+
+describe("terminal report", () => {
+  test("colour on a terminal, unless NO_COLOR; FORCE_COLOR anywhere", () => {
+    expect(wantColour(true, {})).toBe(true);
+    expect(wantColour(false, {})).toBe(false);
+    expect(wantColour(true, { NO_COLOR: "1" })).toBe(false);
+    expect(wantColour(false, { FORCE_COLOR: "1" })).toBe(true);
+    expect(wantColour(false, { FORCE_COLOR: "0" })).toBe(false);
+  });
+  test("the progress line rewrites itself and is cleared at the end", () => {
+    const written: string[] = [];
+    let t = 1000;
+    const p = progressLine((s) => written.push(s), () => t);
+    p.update({ phase: "golden", done: 0, total: 330, label: "softmax/f64/n7_m12" });
+    t += 50;
+    p.update({ phase: "golden", done: 1, total: 330, label: "too soon: dropped" });
+    t += 50;
+    p.update({ phase: "golden", done: 2, total: 330, label: "softmax/f64/vec_m9" });
+    t += 1;
+    p.update({ phase: "golden", done: 330, total: 330, label: "" });
+    p.clear();
+    expect(written).toEqual(["\r\x1b[Kgolden 0/330 softmax/f64/n7_m12", "\r\x1b[Kgolden 2/330 softmax/f64/vec_m9", "\r\x1b[Kgolden 330/330 ", "\r\x1b[K"]);
+  });
+  test("budget shares", () => {
+    expect([budgetText(null), budgetText(0), budgetText(0.0000004), budgetText(0.0072), budgetText(0.684), budgetText(1.2939), budgetText(3e12), budgetText(Infinity)]).toEqual([
+      "-", "0 %", "4e-5 %", "0.72 %", "68 %", "130 %", "×3.0e+12", "×inf",
+    ]);
+  });
+  test("exit codes: 0 all pass, 1 a failure, 2 a fault or nothing checked", () => {
+    expect(exitCodeOf(report(["pass", "declined", "skipped"]))).toBe(0);
+    expect(exitCodeOf(report(["pass", "fail"]))).toBe(1);
+    expect(exitCodeOf(report(["pass", "fail", "fault"], true))).toBe(2);
+    expect(exitCodeOf(report(["declined", "skipped"]))).toBe(2);
+  });
+});
