@@ -161,16 +161,19 @@ describe("planted mistakes", () => {
       name: "moody",
       forward: async (req) => {
         if (req.formula === "relu") throw new TypeError("Cannot read properties of undefined (reading 'shape')");
+        // eslint-disable-next-line @typescript-eslint/only-throw-error
+        if (req.formula === "gelu_tanh") throw "out of memory";
         if (req.formula === "silu") throw new ImplementationError("implementation `moody` reported an error for forward silu (request 3): silu is not supported");
         return ref.forward(req);
       },
     };
-    const r = await verify(impl, { formulas: ["relu", "silu", "gelu"], dtype: "f64", gradients: false });
+    const r = await verify(impl, { formulas: ["relu", "silu", "gelu", "gelu_tanh"], dtype: "f64", gradients: false });
     const relu = r.results.filter((x) => x.formula === "relu");
     expect(relu.every((x) => x.status === "fault")).toBe(true);
     expect(relu[0]!.message).toBe("moody threw TypeError: Cannot read properties of undefined (reading 'shape')");
     expect(r.results.filter((x) => x.formula === "silu").every((x) => x.status === "declined" && x.ok)).toBe(true);
     expect(r.results.filter((x) => x.formula === "gelu").every((x) => x.status === "pass")).toBe(true);
+    expect(r.results.find((x) => x.formula === "gelu_tanh")?.message).toBe("moody threw a non-Error value: out of memory");
     expect(exitCodeOf(r)).toBe(2);
   });
 });

@@ -300,8 +300,8 @@ class Driver {
     try {
       return await f(this.impl).catch((e: unknown) => {
         // an in-process implementation's own exception is its fault, reported like a process's
-        if (e instanceof ImplementationError || !(e instanceof Error)) throw e;
-        throw new ImplementationError(`${this.impl.name} threw ${e.name}: ${e.message}`);
+        if (e instanceof ImplementationError) throw e;
+        throw new ImplementationError(`${this.impl.name} threw ${e instanceof Error ? `${e.name}: ${e.message}` : `a non-Error value: ${String(e)}`}`);
       });
     } catch (e) {
       if (!isStopped(e)) throw e;
