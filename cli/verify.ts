@@ -51,6 +51,11 @@ function stderrIsTty(io: Io): boolean {
   return io === processIo && process.stderr.isTTY === true;
 }
 
+/**
+ * `specformer verify ARGS`: start the implementation (or take the reference), run the checks,
+ * print the report (and write the JUnit/HTML files asked for); returns the exit code.
+ * @throws UsageError for bad arguments and unreadable golden files (the caller prints it, exit 2).
+ */
 export async function verifyCommand(argv: readonly string[], io: Io): Promise<number> {
   const { values, positionals } = parse(
     argv,

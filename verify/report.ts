@@ -87,6 +87,7 @@ export interface Counts {
   skipped: number;
 }
 
+/** How many results (of one kind, or all) ended in each status. */
 export function countsOf(results: readonly VerifyResult[], kind?: ResultKind): Counts {
   const c: Counts = { pass: 0, fail: 0, declined: 0, fault: 0, skipped: 0 };
   for (const r of results) if (kind === undefined || r.kind === kind) c[r.status]++;
