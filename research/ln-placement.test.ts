@@ -99,6 +99,17 @@ describe("ln-placement: the measurement", () => {
     expect(svg).toContain("post-LN");
     expect(svg).toContain("pre-LN");
   });
+  it("with one seed the sign decides the per-layer checks, and the report says there is no standard error", () => {
+    const one = runLnPlacement({ quick: true, seeds: 1, sizes: { depths: [2, 4, 8], perLayerDepth: 8 } });
+    expect(Number.isNaN(one.fits.xavier.post.perLayerVsFromTop.se)).toBe(true);
+    const perLayer = one.checks.filter((c) => c.name.includes("depth from the top"));
+    expect(perLayer).toHaveLength(2);
+    for (const c of perLayer) {
+      expect(c.measured).toContain("(one seed: no standard error)");
+      expect(c.measured).not.toContain("±");
+    }
+    expect(perLayer[0]!.ok).toBe(one.fits.xavier.post.perLayerVsFromTop.fit.slope < 0);
+  });
   it("names bad sizes", () => {
     expect(() => runLnPlacement({ quick: true, sizes: { perLayerDepth: 5 } })).toThrow("perLayerDepth 5 is not one of the depths 2, 4, 8, 16");
     expect(() => runLnPlacement({ quick: true, sizes: { depths: [4] } })).toThrow("a slope against depth needs at least 2 depths, got 1");

@@ -320,6 +320,7 @@ function rankCollapseChecks(rows: readonly RankCollapseRow[], s: RankCollapseSiz
 // ---------------------------------------------------------------------------------------------
 // report
 
+/** Relative residual against depth, one line per variant, on a log axis down to the float64 floor. */
 export function rankCollapsePlot(r: RankCollapseResult): TopLevelSpec {
   const values = r.rows.map((row) => ({
     variant: LABEL[row.variant],
@@ -350,6 +351,7 @@ export function rankCollapsePlot(r: RankCollapseResult): TopLevelSpec {
   } as unknown as TopLevelSpec;
 }
 
+/** The CSV of {@link RANK_COLLAPSE_COLUMNS}. */
 export function rankCollapseCsv(r: RankCollapseResult): string {
   return toCsv(
     RANK_COLLAPSE_COLUMNS,
@@ -368,6 +370,7 @@ export function rankCollapseCsv(r: RankCollapseResult): string {
   );
 }
 
+/** summary.md: setting, the residual table, the checks and the reading of the curves. */
 export function rankCollapseSummary(r: RankCollapseResult, startedMs: number): string {
   const s = r.sizes;
   const shown = [1, 2, 3, 4, 6, 8, 12, 16, 24].filter((dd) => dd <= s.depth);

@@ -6,9 +6,8 @@
  * parameter counts. Training is `reference/train.ts` (the engine's gradients of the `gpt` formula).
  */
 import { corpusText, corpusTokenizer } from "../reference/corpus.js";
-import { countParameters, resolveModelConfig, type GPTConfig, type ModelConfigInput } from "../reference/model.js";
+import { countParameters, GPT, resolveModelConfig, type GPTConfig, type ModelConfigInput } from "../reference/model.js";
 import { evalLoss, train } from "../reference/train.js";
-import { GPT } from "../reference/model.js";
 import { toCsv } from "./csv.js";
 import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
@@ -212,6 +211,7 @@ function smoothWindow(s: VariantsSizes): number {
   return Math.max(1, Math.round(s.steps / 20));
 }
 
+/** The table of {@link VARIANTS_COLUMNS}. */
 export function variantsCsv(r: VariantsResult): string {
   return toCsv(
     VARIANTS_COLUMNS,
@@ -231,6 +231,7 @@ export function variantsCsv(r: VariantsResult): string {
   );
 }
 
+/** The loss curves of {@link CURVE_COLUMNS} (batch loss of each step, mean over the shared seeds, and its trailing mean). */
 export function curvesCsv(r: VariantsResult): string {
   const w = smoothWindow(r.sizes);
   return toCsv(
@@ -242,6 +243,7 @@ export function curvesCsv(r: VariantsResult): string {
   );
 }
 
+/** Loss curves per switch group (the baseline in every panel) above a bar chart of the final losses. */
 export function variantsPlot(r: VariantsResult): TopLevelSpec {
   const w = smoothWindow(r.sizes);
   const groups = ["placement", "norm", "activation", "positions", "attention"] as const;
@@ -307,6 +309,7 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
   } as unknown as TopLevelSpec;
 }
 
+/** summary.md: setting, the table sorted by held-out loss, the check, seed noise and the scale reading. */
 export function variantsSummary(r: VariantsResult, startedMs: number): string {
   const s = r.sizes;
   const baseline = r.variants.find((v) => v.spec.id === "baseline");
