@@ -35,3 +35,9 @@ describe("toCsv / parseCsv", () => {
     expect(() => parseCsv("")).toThrow("empty CSV: no header row");
   });
 });
+
+describe("the TSDoc example", () => {
+  it("holds as written", () => {
+    expect(toCsv(["a", "b"], [{ a: 1, b: "x,y" }])).toBe('a,b\n1,"x,y"\n');
+  });
+});

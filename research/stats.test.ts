@@ -57,3 +57,12 @@ describe("logLogFit", () => {
     expect(() => logLogFit([1, 2], [1, -1])).toThrow("y value 1 is -1; a power law needs y > 0");
   });
 });
+
+describe("the TSDoc examples", () => {
+  it("hold as written", () => {
+    expect(mean([1, 2, 6])).toBe(3);
+    expect(std([1, 3])).toBe(Math.SQRT2);
+    expect(linearFit([0, 1, 2], [1, 3, 5]).slope).toBe(2);
+    expect(logLogFit([1, 4, 16], [2, 1, 0.5]).slope).toBeCloseTo(-0.5, 15);
+  });
+});
