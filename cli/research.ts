@@ -15,7 +15,8 @@ export const RESEARCH_USAGE = () => `usage: specformer research STUDY [--seeds N
 
   Runs a study of architectural variants on the reference model and writes its numbers (CSV), a
   plot (SVG) and summary.md with the measured numbers into DIR (default ./research-out/STUDY).
-  Exit 1 when a measured number falls outside what the paper leads one to expect.
+  Exit 1 when a check fails: a measured number outside what the paper leads one to expect (or, for
+  variants, a model that did not train); the files are written either way.
 
 studies:
 ${studyLines()}
@@ -42,6 +43,7 @@ function prepareOut(dir: string): void {
   }
 }
 
+/** The `research` command: parse, validate (exit 2 before any work), run, write, report each check. */
 export async function researchCommand(argv: readonly string[], io: Io): Promise<number> {
   const usage = RESEARCH_USAGE();
   const { values, positionals } = parse(argv, { seeds: { type: "string" }, out: { type: "string" }, quick: { type: "boolean" }, help: { type: "boolean", short: "h" } }, usage);
@@ -73,7 +75,7 @@ export async function researchCommand(argv: readonly string[], io: Io): Promise<
 
 /**
  * Run one study, write its files into `out` and print what was written and each check.
- * @returns 0 when every check agrees with the literature, 1 otherwise.
+ * @returns 0 when every check passes, 1 otherwise.
  */
 export async function runStudy(study: Study, opts: Omit<StudyOptions, "progress">, out: string, io: Io): Promise<number> {
   const progress = new Progress(progressSink(io), study.name);
@@ -87,11 +89,8 @@ export async function runStudy(study: Study, opts: Omit<StudyOptions, "progress"
   const paths = writeReport(out, report);
   const failed = report.checks.filter((c) => !c.ok);
   const lines = [`${study.name}: wrote ${paths.join(", ")}`, ...report.checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.measured} (expected ${c.expected})`)];
-  lines.push(
-    failed.length === 0
-      ? `${study.name}: all ${report.checks.length} checks agree with the literature`
-      : `${study.name}: ${failed.length} of ${report.checks.length} checks disagree with the literature (see ${resolve(out, "summary.md")})`,
-  );
+  const n = report.checks.length;
+  lines.push(failed.length === 0 ? `${study.name}: ${n === 1 ? "the check passes" : `all ${n} checks pass`}` : `${study.name}: ${failed.length} of ${n} check${n === 1 ? "" : "s"} failed (see ${resolve(out, "summary.md")})`);
   io.out(lines.join("\n"));
   return failed.length === 0 ? 0 : 1;
 }

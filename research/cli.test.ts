@@ -1,5 +1,5 @@
 /**
- * `specformer research`: exit codes (0 ok, 1 a check disagrees with the literature, 2 bad input),
+ * `specformer research`: exit codes (0 ok, 1 a check failed, 2 bad input),
  * messages, and the files a run writes — in process through `main`, and once as users run it.
  */
 import { execFileSync } from "node:child_process";
@@ -76,7 +76,7 @@ describe("specformer research rank-collapse --quick", () => {
     const out = tmp();
     const r = await run(["rank-collapse", "--quick", "--seeds", "2", "--out", out]);
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toContain("rank-collapse: all 4 checks agree with the literature");
+    expect(r.out).toContain("rank-collapse: all 4 checks pass");
     expect(r.err.trim().split("\n")).toHaveLength(8); // one finished stage per variant
     expect(r.err).not.toContain("\r");
     const csv = parseCsv(readFileSync(join(out, "rank-collapse.csv"), "utf8"));
@@ -91,7 +91,7 @@ describe("specformer research rank-collapse --quick", () => {
   });
 });
 
-describe("exit code 1 when a measured number disagrees with the literature", () => {
+describe("exit code 1 when a check fails", () => {
   const fake = (ok: boolean): Study => ({
     name: "fake",
     description: "a study whose check is set",
@@ -103,11 +103,11 @@ describe("exit code 1 when a measured number disagrees with the literature", () 
     const io = capture();
     expect(await runStudy(fake(false), {}, out, io)).toBe(1);
     expect(io.stdout).toContain("FAIL the slope: 0.1 (expected −1/2)");
-    expect(io.stdout).toContain("fake: 1 of 1 checks disagree with the literature");
+    expect(io.stdout).toContain("fake: 1 of 1 check failed");
     expect(existsSync(join(out, "fake.csv"))).toBe(true);
     expect(existsSync(join(out, "summary.md"))).toBe(true);
   });
-  it("returns 0 when every check agrees", async () => {
+  it("returns 0 when every check passes", async () => {
     expect(await runStudy(fake(true), {}, tmp(), capture())).toBe(0);
   });
 });
@@ -117,7 +117,7 @@ describe("as users run it", () => {
     const out = tmp();
     const bin = join(__dirname, "..", "bin", "specformer.mjs");
     const stdout = execFileSync(process.execPath, [bin, "research", "ln-placement", "--quick", "--out", out], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-    expect(stdout).toContain("ln-placement: all 4 checks agree with the literature");
+    expect(stdout).toContain("ln-placement: all 4 checks pass");
     const csv = parseCsv(readFileSync(join(out, "ln-placement.csv"), "utf8"));
     expect(csv.columns).toEqual([...LN_PLACEMENT_COLUMNS]);
     const svg = parseXml(readFileSync(join(out, "ln-placement.svg"), "utf8"));
