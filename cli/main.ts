@@ -54,7 +54,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     if (rest.includes("--help") || rest.includes("-h")) {
       return await run(["--help"], io).catch((e: unknown) => {
         if (e instanceof UsageError) {
-          io.out(e.message.replace(/^.*\n\n/s, ""));
+          io.out(e.message.replace(/^.*?\n\n/s, ""));
           return 0;
         }
         throw e;

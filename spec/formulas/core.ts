@@ -156,14 +156,18 @@ defineFormula({
   hyper: [
     { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M" },
     { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
-    { name: "H", kind: "integer", doc: "heads, for the ALiBi slopes (only needed with alibi)" },
+    { name: "H", kind: "integer", dim: true, doc: "heads, for the ALiBi slopes (only needed with alibi)" },
   ],
-  args: () => [
-    { name: "Q", shape: ["...", "n", "d_k"], role: "input", doc: "queries" },
-    { name: "K", shape: ["...", "m", "d_k"], role: "input", doc: "keys" },
-    { name: "V", shape: ["...", "m", "d_v"], role: "input", doc: "values" },
-  ],
-  outputs: () => [{ name: "y", shape: ["...", "n", "d_v"], doc: "attended values" }],
+  // with ALiBi the head axis carries the per-head slopes, so it is an explicit axis
+  args: (cfg) => {
+    const h = cfg["alibi"] === true ? ["H"] : [];
+    return [
+      { name: "Q", shape: ["...", ...h, "n", "d_k"], role: "input", doc: "queries" },
+      { name: "K", shape: ["...", ...h, "m", "d_k"], role: "input", doc: "keys" },
+      { name: "V", shape: ["...", ...h, "m", "d_v"], role: "input", doc: "values" },
+    ];
+  },
+  outputs: (cfg) => [{ name: "y", shape: ["...", ...(cfg["alibi"] === true ? ["H"] : []), "n", "d_v"], doc: "attended values" }],
   build: ({ Q, K, V }, cfg) => {
     const n = at(Q!, -2);
     const m = at(K!, -2);
