@@ -31,6 +31,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   compare: async () => (await import("./golden.js")).compareCli,
   verify: async () => (await import("./verify.js")).verifyCommand,
   generate: async () => (await import("./generate.js")).generateCli,
+  properties: async () => (await import("./properties.js")).propertiesCli,
   research: async () => (await import("./research.js")).researchCommand,
 };
 
