@@ -19,19 +19,19 @@ function square(n: number, value: number): Float64Array {
 }
 
 describe("ModeChooser", () => {
-  it("tries workers first, then serial, then keeps the faster way and re-checks every 8th job", () => {
+  it("tries workers first, then serial, then keeps the faster way and re-checks every 16th job", () => {
     const chooser = new ModeChooser();
     const work = 1e6;
     const choices: boolean[] = [];
     // Workers take 2 ms per job, the caller alone 1 ms (a machine busy with other processes).
-    for (let job = 0; job < 24; job++) {
+    for (let job = 0; job < 48; job++) {
       const parallel = chooser.parallel(work);
       choices.push(parallel);
       chooser.record(work, parallel, parallel ? 2 : 1);
     }
     expect(choices.slice(0, 2)).toEqual([true, false]);
-    // Jobs 8, 16, 24 (1-based) re-check the slower way; all others run serially.
-    expect(choices.map((p, i) => (p ? i + 1 : 0)).filter((i) => i > 0)).toEqual([1, 8, 16, 24]);
+    // Jobs 16, 32, 48 (1-based) re-check the slower way; all others run serially.
+    expect(choices.map((p, i) => (p ? i + 1 : 0)).filter((i) => i > 0)).toEqual([1, 16, 32, 48]);
     // Other size classes are judged separately.
     expect(chooser.parallel(work * 4)).toBe(true);
   });
@@ -41,13 +41,13 @@ describe("ModeChooser", () => {
     const work = 1e6;
     let serialMs = 1;
     const choices: boolean[] = [];
-    for (let job = 0; job < 40; job++) {
+    for (let job = 0; job < 60; job++) {
       if (job === 10) serialMs = 3; // the other processes are gone: workers (2 ms) now win
       const parallel = chooser.parallel(work);
       choices.push(parallel);
       chooser.record(work, parallel, parallel ? 2 : serialMs);
     }
-    expect(choices.slice(30)).toEqual(choices.slice(30).map((_, i) => (31 + i) % 8 !== 0));
+    expect(choices.slice(40)).toEqual(choices.slice(40).map((_, i) => (41 + i) % 16 !== 0));
   });
 });
 

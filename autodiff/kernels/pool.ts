@@ -132,11 +132,13 @@ for (;;) {
  * (⌊log₂ multiply-adds⌋) ran each way: moving averages of ns per multiply-add. On a machine
  * where other processes hold cores, a worker gets descheduled holding a task, or the caller and
  * a worker share one core, and a parallel job can take several times as long as a serial one
- * (measured: RESULTS.md); so parallel is chosen only while it is not slower, and every 8th job
- * of a class runs the other way to keep both measurements current. Results do not depend on
+ * (measured: RESULTS.md); so parallel is chosen only while it is not slower, and every
+ * `RECHECK`-th job of a class runs the other way to keep both measurements current (each
+ * re-check costs the difference once: about 4% of an idle machine's speed at 16). Results do not depend on
  * the choice: the tiles are the same either way.
  */
 export class ModeChooser {
+  static readonly RECHECK = 16;
   private readonly classes = new Map<number, { serial: number; parallel: number; jobs: number }>();
 
   /** Whether the next job of `work` multiply-adds should use workers. */
@@ -148,7 +150,7 @@ export class ModeChooser {
     if (Number.isNaN(c.parallel)) return true;
     if (Number.isNaN(c.serial)) return false;
     const better = c.parallel <= c.serial;
-    return c.jobs % 8 === 0 ? !better : better;
+    return c.jobs % ModeChooser.RECHECK === 0 ? !better : better;
   }
 
   /** Records that a job of `work` multiply-adds took `ms`, with workers or without. */
