@@ -24,7 +24,12 @@ interface Case {
   bStride: undefined | 0 | "gap";
   accumulate: boolean;
   seed: number;
+  /** Extra elements per stored row (lda, ldb, ldc = row length + pad); NaN in A and B's pads,
+   *  a sentinel in C's that must survive. */
+  pad?: number;
 }
+
+const SENTINEL = 12345;
 
 /** Deterministic values in [-1, 1) from a seed (mulberry32). */
 function rng(seed: number): () => number {
@@ -44,31 +49,43 @@ interface Built {
   A: (b: number, i: number, k: number) => number;
   B: (b: number, k: number, j: number) => number;
   cOld: Float64Array;
+  /** Index of C[b][i][j] in the output array. */
+  cAt: (b: number, i: number, j: number) => number;
 }
 
 function build(c: Case): Built {
   const next = rng(c.seed);
   const Arr = c.dtype === "f64" ? Float64Array : Float32Array;
-  const aMat = c.M * c.K;
-  const bMat = c.K * c.N;
+  const pad = c.pad ?? 0;
+  const [rowsA, colsA] = c.transA ? [c.K, c.M] : [c.M, c.K];
+  const [rowsB, colsB] = c.transB ? [c.N, c.K] : [c.K, c.N];
+  const lda = colsA + pad;
+  const ldb = colsB + pad;
+  const ldc = c.N + pad;
+  const aMat = rowsA * lda;
+  const bMat = rowsB * ldb;
   const sA = c.aStride === undefined ? aMat : c.aStride === 0 ? 0 : aMat + 3;
   const sB = c.bStride === undefined ? bMat : c.bStride === 0 ? 0 : bMat + 3;
+  const sC = c.M * ldc;
   const aLen = c.batch === 0 ? 0 : (c.batch - 1) * sA + aMat;
   const bLen = c.batch === 0 ? 0 : (c.batch - 1) * sB + bMat;
-  // Gaps between strided matrices hold NaN: a kernel that reads outside its matrix shows it.
+  // Gaps between strided matrices and row pads hold NaN: a kernel that reads outside its
+  // matrix shows it.
   const a = new Arr(aLen).fill(NaN);
   const b = new Arr(bLen).fill(NaN);
-  for (let bi = 0; bi < (sA === 0 ? 1 : c.batch); bi++) for (let x = 0; x < aMat; x++) a[bi * sA + x] = next();
-  for (let bi = 0; bi < (sB === 0 ? 1 : c.batch); bi++) for (let x = 0; x < bMat; x++) b[bi * sB + x] = next();
-  const cArr = new Arr(c.batch * c.M * c.N);
-  for (let x = 0; x < cArr.length; x++) cArr[x] = c.accumulate ? next() : NaN;
+  for (let bi = 0; bi < (sA === 0 ? 1 : c.batch); bi++) for (let r = 0; r < rowsA; r++) for (let x = 0; x < colsA; x++) a[bi * sA + r * lda + x] = next();
+  for (let bi = 0; bi < (sB === 0 ? 1 : c.batch); bi++) for (let r = 0; r < rowsB; r++) for (let x = 0; x < colsB; x++) b[bi * sB + r * ldb + x] = next();
+  const cArr = new Arr(c.batch * sC).fill(SENTINEL);
+  const cAt = (bi: number, i: number, j: number): number => bi * sC + i * ldc + j;
+  for (let bi = 0; bi < c.batch; bi++) for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) cArr[cAt(bi, i, j)] = c.accumulate ? next() : NaN;
   const cOld = Float64Array.from(cArr);
-  const A = (bi: number, i: number, k: number): number => a[bi * sA + (c.transA ? k * c.M + i : i * c.K + k)]!;
-  const B = (bi: number, k: number, j: number): number => b[bi * sB + (c.transB ? j * c.K + k : k * c.N + j)]!;
+  const A = (bi: number, i: number, k: number): number => a[bi * sA + (c.transA ? k * lda + i : i * lda + k)]!;
+  const B = (bi: number, k: number, j: number): number => b[bi * sB + (c.transB ? j * ldb + k : k * ldb + j)]!;
   const args: MatmulArgs = { dtype: c.dtype, a, b, c: cArr, batch: c.batch, M: c.M, N: c.N, K: c.K, transA: c.transA, transB: c.transB, accumulate: c.accumulate };
   if (c.aStride !== undefined) args.aBatchStride = sA;
   if (c.bStride !== undefined) args.bBatchStride = sB;
-  return { args, A, B, cOld };
+  if (pad > 0) Object.assign(args, { lda, ldb, ldc });
+  return { args, A, B, cOld, cAt };
 }
 
 /**
@@ -84,7 +101,7 @@ function check(c: Case, built: Built): string | undefined {
   for (let bi = 0; bi < c.batch; bi++) {
     for (let i = 0; i < c.M; i++) {
       for (let j = 0; j < c.N; j++) {
-        const at = (bi * c.M + i) * c.N + j;
+        const at = built.cAt(bi, i, j);
         const old = c.accumulate ? built.cOld[at]! : 0;
         let s = old;
         let mag = Math.abs(old);
@@ -102,6 +119,9 @@ function check(c: Case, built: Built): string | undefined {
         }
       }
     }
+  }
+  for (let x = 0; x < out.length; x++) {
+    if (built.cOld[x] === SENTINEL && out[x] !== SENTINEL) return `${JSON.stringify(c)}: C element ${x} outside every C[b] was written (${out[x]})`;
   }
   return undefined;
 }
@@ -165,6 +185,7 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
       bStride: fc.constantFrom(undefined, 0 as const, "gap" as const),
       accumulate: fc.boolean(),
       seed: fc.integer(),
+      pad: fc.constantFrom(0, 0, 2),
     });
     fc.assert(
       fc.property(caseArb, fc.constantFrom<Path>("js", "kernel"), (c, path) => {
@@ -173,6 +194,57 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("reads and writes strided views (attention heads of an n×d_model activation) on every path", () => {
+    // Q, K, V: n×d with H heads of d_k columns; head h is rows of d_k values at offset h·d_k,
+    // ld = d. scores_h = Q_h·K_hᵀ (n×n, contiguous), out_h = P_h·V_h written back interleaved.
+    const H = 3;
+    const dk = 5;
+    const d = H * dk + 2; // two extra columns that must be neither read nor written
+    for (const [n, path] of [
+      [4, "js"],
+      [37, "kernel"],
+      [150, "kernel"],
+    ] as const) {
+      const next = rng(n);
+      const q = Float64Array.from({ length: n * d }, next);
+      const k = Float64Array.from({ length: n * d }, next);
+      const v = Float64Array.from({ length: n * d }, next);
+      for (let i = 0; i < n; i++) for (const x of [q, k, v]) x.fill(NaN, i * d + H * dk, (i + 1) * d);
+      const scores = new Float64Array(H * n * n);
+      const out = new Float64Array(n * d).fill(7);
+      configureMatmul({ path });
+      matmul({ dtype: "f64", a: q, b: k, c: scores, batch: H, M: n, N: n, K: dk, transB: true, lda: d, ldb: d, aBatchStride: dk, bBatchStride: dk });
+      matmul({ dtype: "f64", a: scores, b: v, c: out, batch: H, M: n, N: dk, K: n, ldb: d, bBatchStride: dk, ldc: d, cBatchStride: dk });
+      configureMatmul({ path: "auto" });
+      for (let h = 0; h < H; h++) {
+        for (let i = 0; i < n; i++) {
+          for (let j = 0; j < n; j++) {
+            let s = 0;
+            let mag = 0;
+            for (let x = 0; x < dk; x++) {
+              const p = q[i * d + h * dk + x]! * k[j * d + h * dk + x]!;
+              s += p;
+              mag += Math.abs(p);
+            }
+            expect(Math.abs(scores[(h * n + i) * n + j]! - s), `${path} n=${n} scores[${h}][${i}][${j}]`).toBeLessThanOrEqual(dk * u * mag);
+          }
+          for (let j = 0; j < dk; j++) {
+            let s = 0;
+            let mag = 0;
+            for (let x = 0; x < n; x++) {
+              const p = scores[(h * n + i) * n + x]! * v[x * d + h * dk + j]!;
+              s += p;
+              mag += Math.abs(p);
+            }
+            expect(Math.abs(out[i * d + h * dk + j]! - s), `${path} n=${n} out[${i}][${h * dk + j}]`).toBeLessThanOrEqual(n * u * mag);
+          }
+        }
+      }
+      // The two columns past the heads are untouched.
+      for (let i = 0; i < n; i++) expect([out[i * d + H * dk], out[i * d + H * dk + 1]]).toEqual([7, 7]);
+    }
   });
 
   it("uses the JS loop below SMALL_WORK and the kernel above, both correct at the boundary", () => {
@@ -213,7 +285,7 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
       for (const dtype of ["f64", "f32"] as const) {
         for (const [transA, transB] of flags) {
           for (const accumulate of [false, true]) {
-            const c = { ...base, dtype, M: 100, N: 90, K: 150, transA, transB, accumulate, seed: seed++ };
+            const c = { ...base, dtype, M: 100, N: 90, K: 150, transA, transB, accumulate, seed: seed++, pad: accumulate ? 3 : 0 };
             expect(run(c, "kernel")).toBeUndefined();
           }
         }
@@ -240,7 +312,8 @@ describe("threads", () => {
       for (const dtype of ["f64", "f32"] as const) {
         // 131·133·67 > PARALLEL_WORK multiply-adds, so the round is split into tiles.
         expect(131 * 133 * 67).toBeGreaterThan(PARALLEL_WORK);
-        expect(run({ ...base, dtype, M: 131, N: 133, K: 67, transA, transB, accumulate: seed % 2 === 0, seed: seed++ }, "kernel")).toBeUndefined();
+        const pad = seed % 3 === 0 ? 5 : 0;
+        expect(run({ ...base, dtype, M: 131, N: 133, K: 67, transA, transB, accumulate: seed % 2 === 0, seed: seed++, pad }, "kernel")).toBeUndefined();
       }
     }
     // Batched: 8 × 65×67×33 splits by batch item.
@@ -442,11 +515,29 @@ describe("bad input", () => {
   });
 
   it("says how many elements each operand needs", () => {
-    expect(() => matmul({ ...ok(), a: new Float64Array(5) })).toThrow("matmul: a has 5 elements, but batch 1 × (2×3) with aBatchStride 6 needs 6");
-    expect(() => matmul({ ...ok(), transB: true, b: new Float64Array(11) })).toThrow("matmul: b has 11 elements, but batch 1 × (4×3) with bBatchStride 12 needs 12");
-    expect(() => matmul({ ...ok(), batch: 2, aBatchStride: 0, b: new Float64Array(24) })).toThrow(
-      "matmul: c has 8 elements, but batch 2 × (2×4) with its batch stride M·N = 8 needs 16",
+    expect(() => matmul({ ...ok(), a: new Float64Array(5) })).toThrow("matmul: a has 5 elements, but batch 1 × (2×3) with lda 3 and aBatchStride 6 needs 6");
+    expect(() => matmul({ ...ok(), transB: true, b: new Float64Array(11) })).toThrow(
+      "matmul: b has 11 elements, but batch 1 × (4×3) with ldb 3 and bBatchStride 12 needs 12",
     );
+    expect(() => matmul({ ...ok(), batch: 2, aBatchStride: 0, b: new Float64Array(24) })).toThrow(
+      "matmul: c has 8 elements, but batch 2 × (2×4) with ldc 4 and cBatchStride 8 needs 16",
+    );
+    // A strided view needs (rows − 1)·ld + cols elements, not rows·ld.
+    expect(() => matmul({ ...ok(), lda: 5, a: new Float64Array(7) })).toThrow("matmul: a has 7 elements, but batch 1 × (2×3) with lda 5 and aBatchStride 10 needs 8");
+    expect(() => matmul({ ...ok(), lda: 5, a: new Float64Array(8) })).not.toThrow();
+  });
+
+  it("rejects leading dimensions shorter than a row, and C[b] that overlap", () => {
+    expect(() => matmul({ ...ok(), lda: 2 })).toThrow("matmul: lda (2) must be at least the row length of the stored A, K (3)");
+    expect(() => matmul({ ...ok(), transB: true, ldb: 2 })).toThrow("matmul: ldb (2) must be at least the row length of the stored Bᵀ, K (3)");
+    expect(() => matmul({ ...ok(), ldc: 3 })).toThrow("matmul: ldc (3) must be at least the row length of the stored C, N (4)");
+    const c = new Float64Array(64);
+    const b = new Float64Array(24);
+    expect(() => matmul({ ...ok(), b, c, batch: 2, aBatchStride: 0, cBatchStride: 4 })).toThrow(
+      "matmul: the C[b] overlap: with cBatchStride 4, ldc 4 and M×N = 2×4, batch 2 outputs would share elements",
+    );
+    // Interleaved within rows (two heads side by side) is fine.
+    expect(() => matmul({ ...ok(), b, c, batch: 2, aBatchStride: 0, cBatchStride: 4, ldc: 8 })).not.toThrow();
   });
 
   it("refuses an output that aliases an input", () => {

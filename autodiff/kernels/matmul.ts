@@ -38,10 +38,21 @@ export interface MatmulArgs {
   K: number;
   transA?: boolean;
   transB?: boolean;
-  /** Elements between consecutive A[b]; 0 broadcasts one A over the batch. Default M·K. */
+  /** Elements between consecutive A[b]; 0 broadcasts one A over the batch. Default: rows·lda. */
   aBatchStride?: number;
-  /** Elements between consecutive B[b]; 0 broadcasts one B over the batch. Default K·N. */
+  /** Elements between consecutive B[b]; 0 broadcasts one B over the batch. Default: rows·ldb. */
   bBatchStride?: number;
+  /** Elements between consecutive C[b]. Default: M·ldc. */
+  cBatchStride?: number;
+  /**
+   * Leading dimensions (BLAS): elements between consecutive stored rows of A[b], B[b], C[b].
+   * Defaults: the row lengths (K, or M when `transA`; N, or K when `transB`; N), i.e.
+   * contiguous matrices. Larger values address a strided view, e.g. one head of an n×d_model
+   * activation: rows of d_k values, `ld` = d_model, batch stride d_k.
+   */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
   /** C += instead of C =. */
   accumulate?: boolean;
 }
@@ -66,9 +77,10 @@ export const STAGE_ELEMENTS = 4 * 1024 * 1024;
  * `C[b] (+)= op(A[b]) · op(B[b])` for `b < batch`; `op` transposes when the flag is set.
  *
  * `A[b]` is M×K (K×M when `transA`), `B[b]` is K×N (N×K when `transB`), `C[b]` is M×N; all
- * row-major and contiguous; `A[b]` starts at `b·aBatchStride`, `B[b]` at `b·bBatchStride`,
- * `C[b]` at `b·M·N`. Synchronous; uses worker threads for large problems. K = 0 gives C = 0
- * (or leaves C unchanged with `accumulate`). `c` must not overlap `a` or `b`.
+ * row-major, contiguous unless `lda`/`ldb`/`ldc` say otherwise; `A[b]` starts at
+ * `b·aBatchStride`, `B[b]` at `b·bBatchStride`, `C[b]` at `b·cBatchStride` (default `b·M·N`).
+ * Synchronous; uses worker threads for large problems. K = 0 gives C = 0 (or leaves C unchanged
+ * with `accumulate`). `c` must not overlap `a` or `b`, and the C[b] must not overlap each other.
  *
  * @example
  * const a = new Float64Array([1, 2, 3, 4]);        // [[1, 2], [3, 4]]
@@ -82,7 +94,9 @@ export function matmul(args: MatmulArgs): void {
   const { batch, M, N, K } = p;
   if (batch === 0 || M === 0 || N === 0) return;
   if (K === 0) {
-    if (!p.accumulate) p.c.fill(0, 0, batch * M * N);
+    if (!p.accumulate) {
+      for (let bi = 0; bi < batch; bi++) for (let i = 0; i < M; i++) p.c.fill(0, bi * p.sC + i * p.ldc, bi * p.sC + i * p.ldc + N);
+    }
     return;
   }
   const small = batch * M * N * K < SMALL_WORK;
@@ -138,6 +152,10 @@ interface Problem {
   transB: boolean;
   sA: number;
   sB: number;
+  sC: number;
+  lda: number;
+  ldb: number;
+  ldc: number;
   accumulate: boolean;
 }
 
@@ -161,28 +179,50 @@ function validate(args: MatmulArgs): Problem {
   const M = dim("M", args.M);
   const N = dim("N", args.N);
   const K = dim("K", args.K);
-  const sA = dim("aBatchStride", args.aBatchStride ?? M * K);
-  const sB = dim("bBatchStride", args.bBatchStride ?? K * N);
   const transA = args.transA === true;
   const transB = args.transB === true;
-  const need = (name: string, arr: FloatArray, stride: number, rows: number, cols: number, strideName: string): void => {
-    const n = batch === 0 ? 0 : (batch - 1) * stride + rows * cols;
+  // Stored shapes: A[b] is rowsA×colsA, B[b] rowsB×colsB.
+  const [rowsA, colsA] = transA ? [K, M] : [M, K];
+  const [rowsB, colsB] = transB ? [N, K] : [K, N];
+  const ld = (name: string, v: unknown, cols: number, what: string): number => {
+    const x = dim(name, v ?? cols);
+    if (x < cols) throw new TensorError(`matmul: ${name} (${x}) must be at least the row length of the stored ${what} (${cols})`);
+    return x;
+  };
+  const lda = ld("lda", args.lda, colsA, transA ? "Aᵀ, M" : "A, K");
+  const ldb = ld("ldb", args.ldb, colsB, transB ? "Bᵀ, K" : "B, N");
+  const ldc = ld("ldc", args.ldc, N, "C, N");
+  const sA = dim("aBatchStride", args.aBatchStride ?? rowsA * lda);
+  const sB = dim("bBatchStride", args.bBatchStride ?? rowsB * ldb);
+  const sC = dim("cBatchStride", args.cBatchStride ?? M * ldc);
+  const need = (name: string, arr: FloatArray, stride: number, rows: number, cols: number, ldName: string, ldv: number, strideName: string): void => {
+    const n = batch === 0 || rows === 0 || cols === 0 ? 0 : (batch - 1) * stride + (rows - 1) * ldv + cols;
     if (arr.length < n) {
       throw new TensorError(
-        `matmul: ${name} has ${arr.length} elements, but batch ${batch} × (${rows}×${cols}) with ${strideName} ${stride} needs ${n}`,
+        `matmul: ${name} has ${arr.length} elements, but batch ${batch} × (${rows}×${cols}) with ${ldName} ${ldv} and ${strideName} ${stride} needs ${n}`,
       );
     }
   };
-  need("a", a, sA, transA ? K : M, transA ? M : K, "aBatchStride");
-  need("b", b, sB, transB ? N : K, transB ? K : N, "bBatchStride");
-  need("c", c, M * N, M, N, "its batch stride M·N =");
+  need("a", a, sA, rowsA, colsA, "lda", lda, "aBatchStride");
+  need("b", b, sB, rowsB, colsB, "ldb", ldb, "bBatchStride");
+  need("c", c, sC, M, N, "ldc", ldc, "cBatchStride");
+  // The C[b] must be disjoint: one after another, or interleaved within each row (heads).
+  if (batch > 1 && M > 0 && N > 0) {
+    const sequential = sC >= (M - 1) * ldc + N;
+    const interleaved = sC >= N && (batch - 1) * sC + N <= ldc;
+    if (!sequential && !interleaved) {
+      throw new TensorError(
+        `matmul: the C[b] overlap: with cBatchStride ${sC}, ldc ${ldc} and M×N = ${M}×${N}, batch ${batch} outputs would share elements`,
+      );
+    }
+  }
   const overlaps = (x: FloatArray, y: FloatArray): boolean =>
     x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
   if (batch > 0 && M * N > 0 && K > 0) {
     if (overlaps(c, a)) throw new TensorError("matmul: c overlaps a (same buffer); the output must not alias an input");
     if (overlaps(c, b)) throw new TensorError("matmul: c overlaps b (same buffer); the output must not alias an input");
   }
-  return { dtype, a, b, c, batch, M, N, K, transA, transB, sA, sB, accumulate: args.accumulate === true };
+  return { dtype, a, b, c, batch, M, N, K, transA, transB, sA, sB, sC, lda, ldb, ldc, accumulate: args.accumulate === true };
 }
 
 /**
@@ -192,19 +232,19 @@ function validate(args: MatmulArgs): Problem {
 function matmulJS(p: Problem): void {
   const { a, b, c, M, N, K } = p;
   // Element (i, k) of A[b] is at aOff + i·rsA + k·csA; likewise for B.
-  const rsA = p.transA ? 1 : K;
-  const csA = p.transA ? M : 1;
+  const rsA = p.transA ? 1 : p.lda;
+  const csA = p.transA ? p.lda : 1;
   const row = new Float64Array(N);
   for (let bi = 0; bi < p.batch; bi++) {
     const aOff = bi * p.sA;
     const bOff = bi * p.sB;
-    const cOff = bi * M * N;
+    const cOff = bi * p.sC;
     for (let i = 0; i < M; i++) {
       if (p.transB) {
         // B[b] is N×K: B(k, j) = b[bOff + j·K + k]; dot products along its rows.
         for (let j = 0; j < N; j++) {
           let s = 0;
-          const bRow = bOff + j * K;
+          const bRow = bOff + j * p.ldb;
           for (let k = 0; k < K; k++) s += a[aOff + i * rsA + k * csA]! * b[bRow + k]!;
           row[j] = s;
         }
@@ -213,11 +253,11 @@ function matmulJS(p: Problem): void {
         row.fill(0);
         for (let k = 0; k < K; k++) {
           const aik = a[aOff + i * rsA + k * csA]!;
-          const bRow = bOff + k * N;
+          const bRow = bOff + k * p.ldb;
           for (let j = 0; j < N; j++) row[j]! += aik * b[bRow + j]!;
         }
       }
-      const cRow = cOff + i * N;
+      const cRow = cOff + i * p.ldc;
       if (p.accumulate) for (let j = 0; j < N; j++) c[cRow + j] = c[cRow + j]! + row[j]!;
       else c.set(row, cRow);
     }
@@ -238,28 +278,28 @@ export function stageBlocks(M: number, N: number, K: number, budget: number): { 
 }
 
 /**
- * Copies rows r0…r0+rows, columns c0…c0+cols of a row-major matrix (row length `srcCols`,
+ * Copies rows r0…r0+rows, columns c0…c0+cols of a row-major matrix (rows `ld` elements apart,
  * starting at `srcOff`) to `dst[at…]` as a contiguous rows×cols matrix. Float32 sources are
  * widened exactly by `TypedArray.set`.
  */
-function stageIn(src: FloatArray, srcOff: number, srcCols: number, r0: number, rows: number, c0: number, cols: number, dst: Float64Array, at: number): void {
-  if (cols === srcCols) {
-    dst.set(src.subarray(srcOff + r0 * srcCols, srcOff + (r0 + rows) * srcCols), at);
+function stageIn(src: FloatArray, srcOff: number, ld: number, r0: number, rows: number, c0: number, cols: number, dst: Float64Array, at: number): void {
+  if (cols === ld) {
+    dst.set(src.subarray(srcOff + r0 * ld, srcOff + (r0 + rows) * ld), at);
     return;
   }
   for (let r = 0; r < rows; r++) {
-    const from = srcOff + (r0 + r) * srcCols + c0;
+    const from = srcOff + (r0 + r) * ld + c0;
     dst.set(src.subarray(from, from + cols), at + r * cols);
   }
 }
 
 /** The inverse of `stageIn`; a Float32Array destination rounds each element once (ties to even). */
-function stageOut(src: Float64Array, at: number, dst: FloatArray, dstOff: number, dstCols: number, r0: number, rows: number, c0: number, cols: number): void {
-  if (cols === dstCols) {
-    dst.set(src.subarray(at, at + rows * cols), dstOff + r0 * dstCols);
+function stageOut(src: Float64Array, at: number, dst: FloatArray, dstOff: number, ld: number, r0: number, rows: number, c0: number, cols: number): void {
+  if (cols === ld) {
+    dst.set(src.subarray(at, at + rows * cols), dstOff + r0 * ld);
     return;
   }
-  for (let r = 0; r < rows; r++) dst.set(src.subarray(at + r * cols, at + (r + 1) * cols), dstOff + (r0 + r) * dstCols + c0);
+  for (let r = 0; r < rows; r++) dst.set(src.subarray(at + r * cols, at + (r + 1) * cols), dstOff + (r0 + r) * ld + c0);
 }
 
 function matmulKernel(p: Problem, rt: GemmRuntime): void {
@@ -288,7 +328,7 @@ function matmulKernel(p: Problem, rt: GemmRuntime): void {
         const cAt = base / 8;
         for (let t = 0; t < items; t++) {
           const at = cAt + t * ms * ns;
-          if (p.accumulate) stageIn(p.c, (b0 + t) * M * N, N, i0, ms, j0, ns, f64, at);
+          if (p.accumulate) stageIn(p.c, (b0 + t) * p.sC, p.ldc, i0, ms, j0, ns, f64, at);
           else f64.fill(0, at, at + ms * ns);
         }
         for (let k0 = 0; k0 < K; k0 += Ks) {
@@ -300,13 +340,13 @@ function matmulKernel(p: Problem, rt: GemmRuntime): void {
           const bCount = bShared ? 1 : items;
           for (let t = 0; t < aCount; t++) {
             const off = (b0 + t) * p.sA;
-            if (p.transA) stageIn(p.a, off, M, k0, ks, i0, ms, f64, aAt + t * ms * ks);
-            else stageIn(p.a, off, K, i0, ms, k0, ks, f64, aAt + t * ms * ks);
+            if (p.transA) stageIn(p.a, off, p.lda, k0, ks, i0, ms, f64, aAt + t * ms * ks);
+            else stageIn(p.a, off, p.lda, i0, ms, k0, ks, f64, aAt + t * ms * ks);
           }
           for (let t = 0; t < bCount; t++) {
             const off = (b0 + t) * p.sB;
-            if (p.transB) stageIn(p.b, off, K, j0, ns, k0, ks, f64, bAt + t * ks * ns);
-            else stageIn(p.b, off, N, k0, ks, j0, ns, f64, bAt + t * ks * ns);
+            if (p.transB) stageIn(p.b, off, p.ldb, j0, ns, k0, ks, f64, bAt + t * ks * ns);
+            else stageIn(p.b, off, p.ldb, k0, ks, j0, ns, f64, bAt + t * ks * ns);
           }
           const work = items * ms * ns * ks;
           const parallel = threads > 1 && work >= PARALLEL_WORK;
@@ -342,7 +382,7 @@ function matmulKernel(p: Problem, rt: GemmRuntime): void {
           rt.execute(tasks, parallel);
         }
         f64 = rt.f64;
-        for (let t = 0; t < items; t++) stageOut(f64, cAt + t * ms * ns, p.c, (b0 + t) * M * N, N, i0, ms, j0, ns);
+        for (let t = 0; t < items; t++) stageOut(f64, cAt + t * ms * ns, p.c, (b0 + t) * p.sC, p.ldc, i0, ms, j0, ns);
       }
     }
   }
