@@ -6,7 +6,7 @@
 import { match } from "ts-pattern";
 import { bindDims, concreteShape, type Binding } from "../spec/bind.js";
 import { BATCH, evalDim, dimToString } from "../spec/dims.js";
-import { topoSort, type Node, type NodeOf } from "../spec/node.js";
+import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/node.js";
 import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { FUSED } from "./kernels/fused.js";
@@ -127,7 +127,7 @@ export class Plan {
         const f = opts.fused !== false ? FUSED[n.formula] : undefined;
         return f !== undefined ? f.args.map((a) => n.args[a]!) : [n.body];
       }
-      return [...operandsOf(n)];
+      return [...operands(n)];
     };
     // How often each value is read; a value read once by a rewritten step need not exist.
     const uses = new Map<Node, number>();
@@ -420,30 +420,6 @@ function firstNonFinite(a: Arr): number {
   return -1;
 }
 
-/** Post-order (operands first) of the nodes reachable from `roots` through `depsOf`; iterative, for deep graphs. */
-function postOrder(roots: readonly Node[], depsOf: (n: Node) => Node[]): Node[] {
-  const order: Node[] = [];
-  const seen = new Set<Node>();
-  for (const r of roots) {
-    if (seen.has(r)) continue;
-    const stack: [Node, number, Node[]][] = [[r, 0, depsOf(r)]];
-    seen.add(r);
-    while (stack.length > 0) {
-      const top = stack[stack.length - 1]!;
-      if (top[1] < top[2].length) {
-        const c = top[2][top[1]++]!;
-        if (!seen.has(c)) {
-          seen.add(c);
-          stack.push([c, 0, depsOf(c)]);
-        }
-      } else {
-        stack.pop();
-        order.push(top[0]);
-      }
-    }
-  }
-  return order;
-}
 
 /** An add whose operand `node` (a concat or scatter_add read only there) is added piecewise into `x`. */
 interface Accumulation {
@@ -475,36 +451,6 @@ function accumulation(n: Node, privateUse: (n: Node) => boolean, shapeOf: (n: No
   return undefined;
 }
 
-function operandsOf(n: Node): readonly Node[] {
-  switch (n.op) {
-    case "input":
-    case "const":
-    case "dim":
-    case "iota":
-      return [];
-    case "unary":
-    case "reduce":
-    case "reshape":
-    case "permute":
-    case "broadcast":
-    case "slice":
-    case "stopgrad":
-      return [n.x];
-    case "binary":
-    case "matmul":
-      return [n.a, n.b];
-    case "concat":
-      return n.xs;
-    case "gather":
-      return [n.table, n.indices];
-    case "scatter_add":
-      return [n.updates, n.indices];
-    case "where":
-      return [n.cond, n.a, n.b];
-    case "call":
-      return [n.body];
-  }
-}
 
 /** Symbolic axis 0 is the batch prefix "..." (it stays first): expand it to its concrete axes. */
 function concretePerm(perm: readonly number[], batchRank: number): number[] {

@@ -5,7 +5,7 @@
  */
 import { add, Expr, input } from "../spec/expr.js";
 import { dimToString } from "../spec/dims.js";
-import { topoSort, type Node } from "../spec/node.js";
+import { postOrder, topoSort, type Node } from "../spec/node.js";
 import type { Graph } from "./graph.js";
 import { evaluate, type EvalOptions } from "./evaluate.js";
 import { gradOperands, vjpRule } from "./vjp.js";
@@ -22,26 +22,7 @@ export class GradError extends Error {
 export function backprop(outputs: readonly { node: Node; cot: Expr }[], wrt: readonly Node[]): Map<Node, Expr> {
   const wrtSet = new Set(wrt);
   // order over the gradient dependencies (a call with a custom VJP skips its body)
-  const order: Node[] = [];
-  const seen = new Set<Node>();
-  for (const { node } of outputs) {
-    if (seen.has(node)) continue;
-    seen.add(node);
-    const stack: [Node, number, readonly Node[]][] = [[node, 0, gradOperands(node)]];
-    while (stack.length > 0) {
-      const top = stack[stack.length - 1]!;
-      if (top[1] < top[2].length) {
-        const c = top[2][top[1]++]!;
-        if (!seen.has(c)) {
-          seen.add(c);
-          stack.push([c, 0, gradOperands(c)]);
-        }
-      } else {
-        stack.pop();
-        order.push(top[0]);
-      }
-    }
-  }
+  const order = postOrder(outputs.map((o) => o.node), gradOperands);
   const needs = new Set<Node>();
   for (const n of order) {
     if (n.dtype === "int") continue;

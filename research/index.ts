@@ -8,6 +8,7 @@
  * writeReport("/tmp/rank-collapse", report); // rank-collapse.csv, rank-collapse.svg, summary.md
  * ```
  */
+import { editDistance } from "../spec/formula.js";
 import { lnPlacementStudy } from "./ln-placement.js";
 import { rankCollapseStudy } from "./rank-collapse.js";
 import { StudyError, type Study } from "./study.js";
@@ -19,20 +20,6 @@ export const STUDIES: Readonly<Record<string, Study>> = {
   variants: variantsStudy,
 };
 
-/** Levenshtein distance, for "did you mean". */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return d[b.length]!;
-}
 
 /**
  * A study by name.

@@ -315,7 +315,7 @@ export function exampleConfig(name: string, cfg: Config = {}): Config {
 }
 
 /** Levenshtein distance (for "did you mean" suggestions). */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const d = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let prev = d[0]!;

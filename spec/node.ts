@@ -125,24 +125,24 @@ export function operands(n: Node): readonly Node[] {
   }
 }
 
-/** Every node reachable from the roots, operands before users (post-order, deterministic). */
-export function topoSort(roots: readonly Node[]): Node[] {
+/**
+ * Post-order (children before parents) of the nodes reachable from `roots` through `children`;
+ * iterative, since graphs of deep models (L blocks × hundreds of nodes) overflow recursion.
+ */
+export function postOrder(roots: readonly Node[], children: (n: Node) => readonly Node[]): Node[] {
   const seen = new Set<Node>();
   const order: Node[] = [];
-  // Iterative DFS: graphs of deep models (L blocks × hundreds of nodes) overflow recursion.
-  const stack: Array<[Node, number]> = [];
   for (const r of roots) {
     if (seen.has(r)) continue;
-    stack.push([r, 0]);
     seen.add(r);
+    const stack: [Node, number, readonly Node[]][] = [[r, 0, children(r)]];
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!;
-      const ops = operands(top[0]);
-      if (top[1] < ops.length) {
-        const child = ops[top[1]++]!;
-        if (!seen.has(child)) {
-          seen.add(child);
-          stack.push([child, 0]);
+      if (top[1] < top[2].length) {
+        const c = top[2][top[1]++]!;
+        if (!seen.has(c)) {
+          seen.add(c);
+          stack.push([c, 0, children(c)]);
         }
       } else {
         stack.pop();
@@ -151,6 +151,11 @@ export function topoSort(roots: readonly Node[]): Node[] {
     }
   }
   return order;
+}
+
+/** Every node reachable from the roots, operands before users (post-order, deterministic). */
+export function topoSort(roots: readonly Node[]): Node[] {
+  return postOrder(roots, operands);
 }
 
 /** Input nodes reachable from the roots, by name (two distinct input nodes with one name is an error). */

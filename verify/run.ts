@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import "../spec/index.js";
 import { exampleConfig, formulaNames, hasFormula } from "../spec/formula.js";
-import type { Node } from "../spec/node.js";
+import { operands, type Node } from "../spec/node.js";
 import { formulaGraph } from "../autodiff/graph.js";
 import { gradcheckFunction, implementationFunction } from "../autodiff/gradcheck.js";
 import type { DiffFunction, GradcheckResult } from "../autodiff/gradcheck.js";
@@ -232,36 +232,6 @@ export function formulaLevel(name: string): number {
   return level;
 }
 
-function operands(n: Node): readonly Node[] {
-  switch (n.op) {
-    case "input":
-    case "const":
-    case "dim":
-    case "iota":
-      return [];
-    case "unary":
-    case "reduce":
-    case "reshape":
-    case "permute":
-    case "broadcast":
-    case "slice":
-    case "stopgrad":
-      return [n.x];
-    case "binary":
-    case "matmul":
-      return [n.a, n.b];
-    case "concat":
-      return n.xs;
-    case "gather":
-      return [n.table, n.indices];
-    case "scatter_add":
-      return [n.updates, n.indices];
-    case "where":
-      return [n.cond, n.a, n.b];
-    case "call":
-      return [n.body];
-  }
-}
 
 function faultInfo(e: ImplementationError): FaultInfo {
   return {

@@ -13,7 +13,7 @@ import { getFormula, hasFormula, resolveConfig } from "../spec/formula.js";
 import { dim, evalDim } from "../spec/dims.js";
 import { Expr } from "../spec/expr.js";
 import type { Config, Node, NodeOf } from "../spec/node.js";
-import { topoSort } from "../spec/node.js";
+import { operands, topoSort } from "../spec/node.js";
 import { plan } from "../autodiff/evaluate.js";
 import type { Graph } from "../autodiff/graph.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
@@ -126,7 +126,7 @@ export class ReferenceTrace {
       const n = stack.pop()!;
       if (seen.has(n) || argSet.has(n)) continue;
       seen.add(n);
-      stack.push(...(n.op === "call" ? Object.values(n.args) : operandsOf(n)));
+      stack.push(...(n.op === "call" ? Object.values(n.args) : operands(n)));
     }
     return [...seen].sort((a, b) => this.order(a) - this.order(b));
   }
@@ -216,7 +216,7 @@ export class ReferenceTrace {
         stack.push(...Object.values(n.args));
         continue;
       }
-      stack.push(...operandsOf(n));
+      stack.push(...operands(n));
     }
     const groups = [...found.values()].map((g) => g.sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0)));
     groups.sort((a, b) => (order.get(a[0]!) ?? 0) - (order.get(b[0]!) ?? 0));
@@ -237,36 +237,6 @@ export class ReferenceTrace {
   }
 }
 
-function operandsOf(n: Node): readonly Node[] {
-  switch (n.op) {
-    case "input":
-    case "const":
-    case "dim":
-    case "iota":
-      return [];
-    case "unary":
-    case "reduce":
-    case "reshape":
-    case "permute":
-    case "broadcast":
-    case "slice":
-    case "stopgrad":
-      return [n.x];
-    case "binary":
-    case "matmul":
-      return [n.a, n.b];
-    case "concat":
-      return n.xs;
-    case "gather":
-      return [n.table, n.indices];
-    case "scatter_add":
-      return [n.updates, n.indices];
-    case "where":
-      return [n.cond, n.a, n.b];
-    case "call":
-      return [n.body];
-  }
-}
 
 const BLOCKS = new Set(["block", "block_post_ln", "block_pre_ln"]);
 const NORMS = new Set(["layer_norm", "rms_norm"]);
