@@ -57,8 +57,14 @@ const SQRT1_2 = Math.SQRT1_2;
 const SQRT_2_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-/** Per-element expressions in `x` (helpers in scope: erf, and the constants above). */
-export const SCALAR_KERNELS: Record<ScalarFnName, string> = {
+/**
+ * Per-element code in `x` (helpers in scope: erf, and the constants above): an expression, or
+ * statements binding temporaries followed by the expression (`{ pre, expr }`), which the loop
+ * compiles inline — no per-element function call.
+ */
+export type ScalarKernel = string | { readonly pre: string; readonly expr: string };
+
+export const SCALAR_KERNELS: Record<ScalarFnName, ScalarKernel> = {
   neg: "-x",
   exp: "Math.exp(x)",
   log: "Math.log(x)",
@@ -82,12 +88,14 @@ export const SCALAR_KERNELS: Record<ScalarFnName, string> = {
   gelu_grad: "0.5 * (1 + erf(x * SQRT1_2)) + x * Math.exp(-0.5 * x * x) * INV_SQRT_2PI",
   gelu_tanh: "0.5 * x * (1 + Math.tanh(SQRT_2_PI * (x + 0.044715 * x * x * x)))",
   // ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²), t = tanh(√(2/π)(x + 0.044715x³))
-  gelu_tanh_grad:
-    "(t => 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_PI * (1 + 0.134145 * x * x))(Math.tanh(SQRT_2_PI * (x + 0.044715 * x * x * x)))",
+  gelu_tanh_grad: {
+    pre: "const t = Math.tanh(SQRT_2_PI * (x + 0.044715 * x * x * x));",
+    expr: "0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_PI * (1 + 0.134145 * x * x)",
+  },
   // x·σ(x)
   silu: "x >= 0 ? x / (1 + Math.exp(-x)) : x * Math.exp(x) / (1 + Math.exp(x))",
   // σ(x)(1 + x(1 − σ(x)))
-  silu_grad: "(s => s * (1 + x * (1 - s)))(x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))",
+  silu_grad: { pre: "const s = x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));", expr: "s * (1 + x * (1 - s))" },
 };
 
 type Loop = (inp: ArrayLike<number>, out: { [i: number]: number; length: number }, n: number) => void;
@@ -105,7 +113,9 @@ function compile<T>(body: string): T {
 export function unaryLoop(fn: ScalarFnName): Loop {
   let l = loops.get(fn);
   if (l === undefined) {
-    l = compile<Loop>(`return function ${fn}Loop(inp, out, n) { for (let i = 0; i < n; i++) { const x = inp[i]; out[i] = ${SCALAR_KERNELS[fn]}; } };`);
+    const k = SCALAR_KERNELS[fn];
+    const [pre, expr] = typeof k === "string" ? ["", k] : [k.pre, k.expr];
+    l = compile<Loop>(`return function ${fn}Loop(inp, out, n) { for (let i = 0; i < n; i++) { const x = inp[i]; ${pre} out[i] = ${expr}; } };`);
     loops.set(fn, l);
   }
   return l;
@@ -115,7 +125,9 @@ export function unaryLoop(fn: ScalarFnName): Loop {
 export function scalarKernel(fn: ScalarFnName): Fn1 {
   let f = scalars.get(fn);
   if (f === undefined) {
-    f = compile<Fn1>(`return function ${fn}Kernel(x) { return ${SCALAR_KERNELS[fn]}; };`);
+    const k = SCALAR_KERNELS[fn];
+    const [pre, expr] = typeof k === "string" ? ["", k] : [k.pre, k.expr];
+    f = compile<Fn1>(`return function ${fn}Kernel(x) { ${pre} return ${expr}; };`);
     scalars.set(fn, f);
   }
   return f;
