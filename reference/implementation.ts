@@ -38,12 +38,28 @@ function dtypeOf(inputs: NamedTensors, config: Config): FloatDType {
   return "f64";
 }
 
-/** Configuration keys the registry knows for this formula (golden metadata may carry more, e.g. notes). */
+/** Keys a request's configuration may carry besides the formula's hyperparameters. */
+const REQUEST_KEYS = new Set(["dtype"]);
+/** Hyperparameters a fixed-placement block implies; a request may state them if it states them right. */
+const IMPLIED: Readonly<Record<string, Config>> = {
+  block_post_ln: { placement: "post", norm: "layer_norm", parallel: false },
+  block_pre_ln: { placement: "pre", norm: "layer_norm", parallel: false },
+};
+
+/**
+ * The formula's hyperparameters from a request's configuration. An unknown key is an error, not
+ * silently ignored: a misspelt `causl` must not run the default.
+ */
 function knownConfig(formula: string, config: Config): Config {
   const def = getFormula(formula);
   const names = new Set(def.hyper.map((h) => h.name));
   const out: Record<string, Config[string]> = {};
-  for (const [k, v] of Object.entries(config)) if (names.has(k)) out[k] = v;
+  for (const [k, v] of Object.entries(config)) {
+    if (names.has(k)) out[k] = v;
+    else if (REQUEST_KEYS.has(k)) continue;
+    else if (IMPLIED[formula]?.[k] === v) continue;
+    else resolveConfig(def, { [k]: v }); // throws: formula F has no hyperparameter "k"; it takes …
+  }
   resolveConfig(def, out);
   return out;
 }
