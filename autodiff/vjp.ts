@@ -12,7 +12,7 @@ import {
   cos, sin, concat, slice, gather,
 } from "../spec/expr.js";
 import { getFormula } from "../spec/formula.js";
-import type { Node, NodeOf } from "../spec/node.js";
+import { operands, type Node, type NodeOf } from "../spec/node.js";
 import type { ScalarFnName } from "../spec/scalar.js";
 import { explicitDims, hasBatch } from "../spec/shape.js";
 
@@ -100,38 +100,25 @@ export function scalarDerivative(fn: ScalarFnName, x: Expr, y: Expr): Expr | nul
   return d === null ? null : d(x, y);
 }
 
-/** Operands whose cotangents a node's rule produces (a call with a custom VJP goes to its args). */
+/**
+ * Operands whose cotangents a node's rule produces: the node's operands, except that stop-gradient
+ * has none, integer indices and where's condition get none, and a call with a custom VJP
+ * differentiates to its arguments instead of its body.
+ */
 export function gradOperands(n: Node): readonly Node[] {
-  if (n.op === "call") {
-    const def = getFormula(n.formula);
-    if (def.vjp !== undefined) return Object.values(n.args);
-    return [n.body];
-  }
   switch (n.op) {
-    case "input":
-    case "const":
-    case "dim":
-    case "iota":
     case "stopgrad":
       return [];
-    case "unary":
-    case "reduce":
-    case "reshape":
-    case "permute":
-    case "broadcast":
-    case "slice":
-      return [n.x];
-    case "binary":
-    case "matmul":
-      return [n.a, n.b];
-    case "concat":
-      return n.xs;
     case "gather":
       return [n.table];
     case "scatter_add":
       return [n.updates];
     case "where":
       return [n.a, n.b];
+    case "call":
+      return getFormula(n.formula).vjp !== undefined ? Object.values(n.args) : [n.body];
+    default:
+      return operands(n);
   }
 }
 
