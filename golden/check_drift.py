@@ -8,16 +8,19 @@ Rules (numpy only):
 
 - every case present on one side must be present on the other, with the same tensors,
   shapes and dtypes, and the same case/formula/dtype/config/dims/seed metadata;
-- float64 tensors must agree within 4 ULP elementwise;
-- float32 outputs and gradients must agree within the committed case's tolerance
-  (|fresh − committed| <= atol + rtol·|committed|); float32 inputs and cotangents, which are
-  seeded draws, must be identical;
-- integer tensors and non-finite entries must be identical;
+- inputs and cotangents (``in.*``, ``cot.*``), which are seeded draws, must be identical in
+  both dtypes, and so must integer tensors and the positions and values of non-finite entries;
+- float outputs and gradients, float64 and float32 alike, must agree with the committed
+  tensor within the committed case's own tolerance: |fresh − committed| <= atol + rtol·|committed|.
+  The tolerance is read from the committed file and never recomputed: a fresh case whose
+  generator measured another tolerance on this machine is noted, not judged by it;
 - each manifest.json must list exactly its folder's case files with matching sha256, and
-  checkpoint files must be byte-identical.
+  checkpoint files (seeded draws, no arithmetic) must be byte-identical.
 
-Prints the largest drift of every case (ULP for float64, share of the tolerance for
-float32) and the worst overall; exits 1 on any violation, 0 otherwise, 2 on bad usage.
+Float results depend on the CPU's vector width, the BLAS and the thread count, so bit-exact
+reproduction is information, not a rule: the distance in ULP of every float64 tensor is
+reported beside its share of the tolerance. Prints the largest drift of every case and the
+worst overall; exits 1 on any violation, 0 otherwise, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ sys.dont_write_bytecode = True  # keep golden/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import specformer_golden as sg  # noqa: E402
 
-MAX_ULP_F64 = 4
 IDENTITY_KEYS = ("format", "case", "formula", "dtype", "config", "dims", "seed")
 
 
@@ -64,9 +66,11 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass
 class CaseReport:
     case: str
-    unit: str  # "ulp" or "tol"
-    worst: float = 0.0
+    dtype: str = ""
+    worst: float = 0.0  # largest |fresh − committed| as a share of the committed tolerance
     worst_at: str = ""
+    max_ulp: int = 0  # float64 only: largest distance in ULP (information, not a rule)
+    max_ulp_at: str = ""
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -118,19 +122,20 @@ def _check_manifest(root: str, files: dict[str, str]) -> list[str]:
 def compare_case(name: str, old_path: str, new_path: str) -> CaseReport:
     old = sg.read_case(old_path)
     new = sg.read_case(new_path)
-    dtype = old.meta["dtype"]
-    rep = CaseReport(name, "ulp" if dtype == "f64" else "tol")
+    rep = CaseReport(name, str(old.meta.get("dtype", "")))
     for k in IDENTITY_KEYS:
         if old.meta.get(k) != new.meta.get(k):
             rep.violations.append(f"metadata {k!r} changed: {old.meta.get(k)!r} -> {new.meta.get(k)!r}")
     for k in sorted(set(old.meta) | set(new.meta)):
         if k not in IDENTITY_KEYS and old.meta.get(k) != new.meta.get(k):
-            rep.notes.append(f"metadata {k!r} differs")
+            why = " (the committed tolerance is the one applied)" if k == "tolerance" else ""
+            rep.notes.append(f"metadata {k!r} differs{why}")
     a_names, b_names = set(old.tensors), set(new.tensors)
     for t in sorted(a_names - b_names):
         rep.violations.append(f"{t} missing from the fresh case")
     for t in sorted(b_names - a_names):
         rep.violations.append(f"{t} is new in the fresh case")
+    tolerances = old.meta.get("tolerance") or {}
     for t in sorted(a_names & b_names):
         a, b = old.tensors[t], new.tensors[t]
         if a.shape != b.shape or a.dtype != b.dtype:
@@ -138,11 +143,11 @@ def compare_case(name: str, old_path: str, new_path: str) -> CaseReport:
             continue
         if a.size == 0:
             continue
-        if a.dtype.kind != "f" or (dtype == "f32" and t.split(".")[0] in ("in", "cot")):
+        if a.dtype.kind != "f" or t.split(".")[0] in ("in", "cot"):
             bad = np.argwhere(a != b)
             if len(bad):
                 i = tuple(int(j) for j in bad[0])
-                rep.violations.append(f"{t}: must be identical, differs at {list(i)}: {a[i]!r} -> {b[i]!r}")
+                rep.violations.append(f"{t}: must be identical (a seeded draw or integers), differs at {list(i)}: {a[i]!r} -> {b[i]!r}")
             continue
         fa, fb = np.isfinite(a), np.isfinite(b)
         nonfinite = np.argwhere((fa != fb) | (~fa & (a != b)))
@@ -150,39 +155,38 @@ def compare_case(name: str, old_path: str, new_path: str) -> CaseReport:
             i = tuple(int(j) for j in nonfinite[0])
             rep.violations.append(f"{t}: non-finite entries differ at {list(i)}: {a[i]!r} -> {b[i]!r}")
             continue
-        if dtype == "f64":
+        if a.dtype == np.float64:
             d = ulp_distance(np.where(fa, a, 0.0), np.where(fb, b, 0.0))
-            j = int(np.argmax(d))
-            worst = float(d.flat[j])
-            if worst > MAX_ULP_F64:
-                i = np.unravel_index(j, a.shape)
-                tol = old.meta["tolerance"].get(t)
-                share = ""
-                if tol is not None:  # context for a reader: ULP drift near zero can be harmless
-                    allowed = tol["atol"] + tol["rtol"] * np.abs(a[fa])
-                    share = f" (largest drift is {float(np.max(np.abs(a[fa] - b[fa]) / allowed)):.3g} of the case tolerance)"
-                rep.violations.append(f"{t}: {worst:.0f} ULP > {MAX_ULP_F64} at {[int(x) for x in i]}: {a[i]!r} -> {b[i]!r}{share}")
-        else:
-            tol = old.meta["tolerance"].get(t)
-            if tol is None:
-                rep.violations.append(f"{t}: the committed case has no tolerance for it")
-                continue
-            allowed = tol["atol"] + tol["rtol"] * np.abs(a[fa].astype(np.float64))
-            diff = np.abs(a[fa].astype(np.float64) - b[fa].astype(np.float64))
-            share = diff / allowed if np.all(allowed > 0) else np.where(diff > 0, np.inf, 0.0)
-            j = int(np.argmax(share)) if share.size else 0
-            worst = float(share[j]) if share.size else 0.0
-            if worst > 1:
-                rep.violations.append(f"{t}: drift {diff[j]:.3g} is {worst:.3g}x its tolerance (atol {tol['atol']:.3g}, rtol {tol['rtol']:.3g})")
+            ulp = int(d.max())
+            if ulp > rep.max_ulp:
+                rep.max_ulp, rep.max_ulp_at = ulp, t
+        tol = tolerances.get(t)
+        if tol is None:
+            rep.violations.append(f"{t}: the committed case has no tolerance for it")
+            continue
+        ca, cb = a[fa].astype(np.float64), b[fa].astype(np.float64)
+        allowed = tol["atol"] + tol["rtol"] * np.abs(ca)
+        diff = np.abs(ca - cb)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(allowed > 0, diff / np.where(allowed > 0, allowed, 1.0), np.where(diff > 0, np.inf, 0.0))
+        j = int(np.argmax(share)) if share.size else 0
+        worst = float(share[j]) if share.size else 0.0
+        if worst > 1:
+            i = [int(x) for x in np.unravel_index(int(np.flatnonzero(fa.ravel())[j]), a.shape)]
+            rep.violations.append(
+                f"{t}: drift {diff[j]:.3g} at {i} is {worst:.3g}x the committed tolerance "
+                f"(atol {tol['atol']:.3g}, rtol {tol['rtol']:.3g}): {ca[j]!r} -> {cb[j]!r}"
+            )
         if worst > rep.worst or not rep.worst_at:
             rep.worst, rep.worst_at = worst, t
     return rep
 
 
 def _fmt(rep: CaseReport) -> str:
-    if rep.unit == "ulp":
-        return f"{rep.worst:.0f} ulp" + (f" ({rep.worst_at})" if rep.worst else "")
-    return f"{rep.worst:.3g} of tolerance" + (f" ({rep.worst_at})" if rep.worst else "")
+    out = f"{rep.worst:.3g} of tolerance" + (f" ({rep.worst_at})" if rep.worst else "")
+    if rep.max_ulp:
+        out += f"; {rep.max_ulp} ulp ({rep.max_ulp_at})"
+    return out
 
 
 def _compare_tree(old_root: str, new_root: str, sub: str) -> list[str]:
@@ -228,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     problems += _compare_tree(opt.committed, opt.fresh, "checkpoints")
 
     worst: dict[str, CaseReport] = {}
+    most_ulp: CaseReport | None = None
     n_viol = 0
     for name in sorted(set(old) & set(new)):
         rep = compare_case(name, old[name], new[name])
@@ -237,8 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         for v in rep.violations:
             print(f"     {v}")
         n_viol += len(rep.violations)
-        if rep.unit not in worst or rep.worst > worst[rep.unit].worst:
-            worst[rep.unit] = rep
+        label = {"f32": "float32", "f64": "float64"}.get(rep.dtype, rep.dtype)
+        if label not in worst or rep.worst > worst[label].worst:
+            worst[label] = rep
+        if rep.max_ulp and (most_ulp is None or rep.max_ulp > most_ulp.max_ulp):
+            most_ulp = rep
     for p in problems:
         print(f"FAIL {p}")
     same_manifest = False
@@ -247,9 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         with open(mo, "rb") as f1, open(mn, "rb") as f2:
             same_manifest = f1.read() == f2.read()
     print(f"{len(set(old) & set(new))} cases compared; manifest.json {'byte-identical' if same_manifest else 'differs'}")
-    for unit, rep in sorted(worst.items()):
-        label = "float64" if unit == "ulp" else "float32"
-        print(f"worst {label} drift: {_fmt(rep)} in {rep.case}")
+    for label, rep in sorted(worst.items()):
+        print(f"worst {label} drift: {rep.worst:.3g} of its tolerance ({rep.worst_at or '-'}) in {rep.case}")
+    if most_ulp is not None:
+        print(f"largest float64 distance (information only): {most_ulp.max_ulp} ulp ({most_ulp.max_ulp_at}) in {most_ulp.case}")
+    else:
+        print("float64 tensors bit-identical")
     total = n_viol + len(problems)
     print(f"{total} violation(s)")
     return 1 if total else 0
@@ -265,9 +276,10 @@ def _self_test() -> int:
 
     failures, tests = doctest.testmod()
 
-    def build(root: str, y64: np.ndarray, y32: np.ndarray, extra: bool = False) -> None:
-        x = np.array([[0.5, -1.0, 2.0]])
-        tol64 = {"out.y": {"rtol": 1e-13, "atol": 1e-13, "reason": "test"}}
+    def build(root: str, y64: np.ndarray, y32: np.ndarray, extra: bool = False, x64: np.ndarray | None = None,
+              atol64: float = 1e-13) -> None:
+        x = np.array([[0.5, -1.0, 2.0]]) if x64 is None else x64
+        tol64 = {"out.y": {"rtol": 1e-13, "atol": atol64, "reason": "test"}}
         sg.write_case(os.path.join(root, "cases/relu/f64/a.safetensors"), case="relu/f64/a", formula="relu", config={}, dims={"n": 1},
                       dtype="f64", seed=1, inputs={"x": x}, outputs={"y": y64}, tolerance=tol64, oracle="t", torch_version="t")
         tol32 = {"out.y": {"rtol": 0.0, "atol": 1e-3, "reason": "test"}}
@@ -279,21 +291,28 @@ def _self_test() -> int:
         sg.write_manifest(root)
 
     y = np.array([[0.5, 0.0, 2.0]])
-    scenarios = [  # (description, fresh y64, fresh y32, extra case, expected exit, expected text)
-        ("identical", y, y.astype(np.float32), False, 0, "0 violation(s)"),
-        ("4 ulp", y.copy() + np.array([[4 * 2.0**-53, 0, 0]]), y.astype(np.float32), False, 0, "4 ulp"),
-        ("5 ulp", np.array([[0.5 + 5 * 2.0**-53, 0, 2.0]]), y.astype(np.float32), False, 1, "5 ULP > 4"),
-        ("f32 within", y, (y + 9e-4).astype(np.float32), False, 0, "of tolerance"),
-        ("f32 beyond", y, (y + 2e-3).astype(np.float32), False, 1, "its tolerance"),
-        ("extra case", y, y.astype(np.float32), True, 1, "regenerated but not committed"),
+    y32 = y.astype(np.float32)
+    x_other = np.array([[0.5, -1.0, np.nextafter(2.0, 3.0)]])
+    # (description, fresh y64, fresh y32, extra case, fresh x64, fresh atol64, expected exit, expected text)
+    scenarios = [
+        ("identical", y, y32, False, None, 1e-13, 0, "float64 tensors bit-identical"),
+        ("4 ulp", y + np.array([[4 * 2.0**-53, 0, 0]]), y32, False, None, 1e-13, 0, "4 ulp"),
+        ("many ulp within tolerance", y + np.array([[5e-14, 0, 0]]), y32, False, None, 1e-13, 0, "0 violation(s)"),
+        ("across zero within tolerance", y + np.array([[0, -3e-17, 0]]), y32, False, None, 1e-13, 0, "0 violation(s)"),
+        ("f64 beyond", y + np.array([[0, 0, 1e-12]]), y32, False, None, 1e-13, 1, "the committed tolerance"),
+        ("recomputed tolerance ignored", y + np.array([[0, 0, 1e-12]]), y32, False, None, 1e-9, 1, "committed tolerance is the one applied"),
+        ("input redrawn", y, y32, False, x_other, 1e-13, 1, "in.x: must be identical"),
+        ("f32 within", y, (y + 9e-4).astype(np.float32), False, None, 1e-13, 0, "of its tolerance"),
+        ("f32 beyond", y, (y + 2e-3).astype(np.float32), False, None, 1e-13, 1, "the committed tolerance"),
+        ("extra case", y, y32, True, None, 1e-13, 1, "regenerated but not committed"),
     ]
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         committed = os.path.join(tmp, "committed")
         build(committed, y, y.astype(np.float32))
-        for desc, y64, y32, extra, code, text in scenarios:
+        for desc, y64, y32f, extra, x64, atol64, code, text in scenarios:
             fresh = os.path.join(tmp, desc.replace(" ", "_"))
-            build(fresh, y64, y32, extra)
+            build(fresh, y64, y32f, extra, x64, atol64)
             buf = io.StringIO()
             with contextlib.redirect_stdout(buf):
                 got = main(["--committed", committed, "--fresh", fresh])
