@@ -20,7 +20,7 @@
  * The same options and seed give the same output.
  */
 import { GoldenFormatError } from "../golden/safetensors.js";
-import { PRESETS, presetNames } from "../spec/presets.js";
+import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import { Tokenizer } from "./tokenizer/index.js";
 import { CheckpointError, loadCheckpoint, TOKENIZER_FILE } from "./checkpoint.js";
 import { corpusTokenizer } from "./corpus.js";
@@ -124,8 +124,8 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
     modelSource = opts.weights;
   } else {
     const name = opts.preset ?? "tiny";
-    const preset = PRESETS[name];
-    if (preset === undefined) return fail(`unknown preset "${name}"; presets: ${presetNames().join(", ")}`);
+    const preset = findPreset(name);
+    if (preset === undefined) return fail(unknownPresetMessage(name));
     const t = presetTokenizer(preset["V"] as number);
     tokenizer = t.tokenizer;
     tokenizerName = t.name;
