@@ -44,6 +44,26 @@ describe("numerics a reference must get right", () => {
     for (const k of ["Q", "K", "V"]) expect(allFinite(grads[k]!), k).toBe(true);
     expect(Array.from(grads["Q"]!.data.subarray(0, 8))).toEqual(new Array(8).fill(0));
   });
+  test("log_softmax of a fully masked row follows softmax's choice: −∞ entries (log 0), gradient ȳ, never NaN", () => {
+    for (const dtype of ["f64", "f32"] as const) {
+      const x = Tensor.from([[-Infinity, -Infinity, -Infinity], [-Infinity, 0, 1]], dtype);
+      const cot = Tensor.from([[1, 2, 3], [1, 2, 3]], dtype);
+      const { outputs, grads } = vjp(formulaGraph("log_softmax"), { x }, { y: cot }, { dtype });
+      const y = outputs["y"]!;
+      expect(Array.from(y.data.subarray(0, 3)), dtype).toEqual([-Infinity, -Infinity, -Infinity]);
+      expect(Array.from(grads["x"]!.data.subarray(0, 3)), dtype).toEqual([1, 2, 3]);
+      // the partly masked row as PyTorch gives it: [−∞, −1.3133, −0.3133], gradient [1, 0.3864, −1.3864]
+      expect(y.data[3]).toBe(-Infinity);
+      expect(y.data[4]).toBeCloseTo(-Math.log(1 + Math.E), dtype === "f64" ? 14 : 6);
+      expect(grads["x"]!.data[3]).toBe(1);
+      expect(grads["x"]!.data[5]).toBeCloseTo(3 - 6 * Math.E / (1 + Math.E), dtype === "f64" ? 14 : 5);
+      expect(Array.from(grads["x"]!.data).some(Number.isNaN)).toBe(false);
+      // the same row through softmax: zeros, zero gradient; exp(log_softmax) = softmax there too
+      const sm = evaluate(formulaGraph("softmax"), { x }, { dtype })["y"]!;
+      expect(Array.from(sm.data.subarray(0, 3))).toEqual(Array.from(y.data.subarray(0, 3)).map(Math.exp));
+    }
+  });
+
   test("checkFinite names the first node that produced a NaN or Inf from finite operands", () => {
     const x = input("x", ["n"]);
     const y = sub(call1("softmax", { x }), log(x));

@@ -1,5 +1,5 @@
 /** `specformer research STUDY [--seeds N] [--out DIR] [--quick]` */
-import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
+import { checkFolderTarget, FileAccessError } from "../golden/files.js";
 import { resolve } from "node:path";
 import { getStudy, STUDIES } from "../research/index.js";
 import { Progress, type ProgressSink } from "../research/progress.js";
@@ -32,14 +32,16 @@ function progressSink(io: Io): ProgressSink {
   return { write: (s) => io.err(s.replace(/\n$/, "")), tty: false };
 }
 
-/** A folder we can write into: created if missing; an existing file or an unwritable folder is bad input. */
-function prepareOut(dir: string): void {
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--out ${dir}: exists and is not a folder`);
+/**
+ * A folder we can write into, checked without creating anything: the folder is made only when the
+ * study has run and its files are written (after every option was validated).
+ */
+function checkOut(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
-    accessSync(dir, constants.W_OK);
+    checkFolderTarget(dir);
   } catch (e) {
-    throw new UsageError(`--out ${dir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    if (e instanceof FileAccessError) throw new UsageError(`--out ${e.message}`);
+    throw e;
   }
 }
 
@@ -68,7 +70,7 @@ export async function researchCommand(argv: readonly string[], io: Io): Promise<
   }
   const out = resolve(values.out !== undefined ? String(values.out) : `research-out/${name}`);
   if (values.out === "") throw new UsageError("--out needs a folder");
-  prepareOut(out);
+  checkOut(out);
 
   return runStudy(study, { quick: values.quick === true, ...(seeds !== undefined ? { seeds } : {}) }, out, io);
 }
@@ -86,7 +88,13 @@ export async function runStudy(study: Study, opts: Omit<StudyOptions, "progress"
     if (e instanceof StudyError) throw new UsageError(e.message);
     throw e;
   }
-  const paths = writeReport(out, report);
+  let paths: string[];
+  try {
+    paths = writeReport(out, report);
+  } catch (e) {
+    if (e instanceof FileAccessError) throw new UsageError(`--out ${e.message}`);
+    throw e;
+  }
   const failed = report.checks.filter((c) => !c.ok);
   const lines = [`${study.name}: wrote ${paths.join(", ")}`, ...report.checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.measured} (expected ${c.expected})`)];
   const n = report.checks.length;

@@ -102,6 +102,17 @@ describe("compareFiles", () => {
     expect(JSON.parse(compareFiles(path, bad, { json: true }).text)).toEqual({ error: `${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix` });
     expect(compareFiles(path, path, { rtol: -1 }).exitCode).toBe(2);
   });
+
+  it("exits 2 at once for /dev/zero and a folder (never reads an endless or non-regular file)", () => {
+    const { dir } = golden();
+    const start = performance.now();
+    expect(compareFiles("/dev/zero", "/dev/zero")).toEqual({
+      exitCode: 2,
+      text: "error: /dev/zero: cannot read: is a character device, not a regular file (only regular files are read)\n",
+    });
+    expect(performance.now() - start).toBeLessThan(1000);
+    expect(compareFiles(dir, dir)).toEqual({ exitCode: 2, text: `error: ${dir}: cannot read: is a directory, not a file\n` });
+  });
 });
 
 describe("goldenList and goldenShow", () => {

@@ -16,7 +16,8 @@ import { GoldenFormatError, compareCodePoints, readSafetensorsFile } from "./saf
 import type { SafetensorsContents } from "./safetensors.js";
 
 function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
+  // a reduce, not Math.max(...rows): a spread of many rows overflows the call stack
+  const widths = header.map((h, c) => rows.reduce((w, r) => Math.max(w, (r[c] ?? "").length), h.length));
   const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }

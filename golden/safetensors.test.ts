@@ -7,6 +7,7 @@ import { Tensor } from "../autodiff/tensor.js";
 import {
   GoldenFormatError,
   MAX_HEADER_BYTES,
+  MAX_TENSORS,
   compareCodePoints,
   firstInvalidUtf8,
   parseStrictJson,
@@ -332,6 +333,44 @@ describe("hardening: every malformed file gets a clear GoldenFormatError", () =>
   ];
   it.each(cases)("%s", (_label, bytes, message) => {
     expect(formatError(() => readSafetensors(bytes, SRC)).message).toBe(message);
+  });
+
+  it("refuses a header with more than MAX_TENSORS tensors, quickly (a million zero-size tensors)", () => {
+    const entries = (n: number): string => {
+      const parts: string[] = [];
+      for (let i = 0; i < n; i++) parts.push(`"t${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`);
+      return `{${parts.join(",")}}`;
+    };
+    const start = performance.now();
+    expect(formatError(() => readSafetensors(craft(entries(1_000_000)), SRC)).message).toBe(
+      `case.safetensors: header has more than ${MAX_TENSORS + 1} entries (at most ${MAX_TENSORS} tensors and "__metadata__")`,
+    );
+    expect(performance.now() - start).toBeLessThan(20_000); // was 73 s and 2.3 GB, then a stack overflow
+    // exactly the bound is accepted, with metadata beside it
+    const atBound = entries(MAX_TENSORS).replace(/^\{/, '{"__metadata__":{"a":"b"},');
+    expect(readSafetensorsHeader(craft(atBound), SRC).entries).toHaveLength(MAX_TENSORS);
+  }, 60_000);
+
+  it("parses without recursion: a million open brackets are a clean error, not a stack overflow", () => {
+    const text = `{"__metadata__": ${"[".repeat(1_000_000)}`;
+    expect(formatError(() => parseStrictJson(text, SRC, "header")).message).toBe("case.safetensors: header is not valid JSON: nesting deeper than 64 levels at character 80");
+    const deep = `${"[".repeat(65)}${"]".repeat(65)}`;
+    expect(() => parseStrictJson(deep)).toThrow("nesting deeper than 64 levels at character 64");
+    const ok = `${"[".repeat(64)}1${"]".repeat(64)}`;
+    expect(JSON.stringify(parseStrictJson(ok))).toBe(ok);
+  });
+
+  it("reads only regular files: a folder, a FIFO and /dev/zero are refused before reading", () => {
+    const dir = mkdtempSync(join(tmpdir(), "st-"));
+    expect(formatError(() => readSafetensorsFile(dir)).message).toBe(`${dir}: cannot read: is a directory, not a file`);
+    expect(formatError(() => readSafetensorsFile("/dev/zero")).message).toBe(
+      "/dev/zero: cannot read: is a character device, not a regular file (only regular files are read)",
+    );
+    const fifo = join(dir, "pipe.safetensors");
+    execFileSync("mkfifo", [fifo]);
+    expect(formatError(() => readSafetensorsFile(fifo)).message).toBe(
+      `${fifo}: cannot read: is a FIFO (named pipe), not a regular file (only regular files are read)`,
+    );
   });
 
   it("reports the first invalid UTF-8 byte of the header", () => {

@@ -14,10 +14,13 @@
  *
  * Data is little-endian. Big-endian hosts are out of scope: both functions refuse to run there.
  */
-import { readFileSync, writeFileSync, mkdirSync, renameSync } from "node:fs";
+import { writeFileSync, mkdirSync, renameSync } from "node:fs";
 import { dirname } from "node:path";
 import { Tensor, shapeToString } from "../autodiff/tensor.js";
 import type { DType, TensorData } from "../autodiff/tensor.js";
+import { FileAccessError, readRegularFile } from "./files.js";
+
+export { MAX_FILE_BYTES } from "./files.js";
 
 /** The error raised for every problem with a golden file or its contents. */
 export class GoldenFormatError extends Error {
@@ -38,6 +41,12 @@ export class GoldenFormatError extends Error {
 
 /** Largest header accepted, in bytes (the bound the Hugging Face implementation uses). */
 export const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * Most tensors accepted in one file. GPT-2 has 149; the largest public checkpoints hold a few
+ * thousand per file. The bound refuses a hostile header (a million zero-size tensors) as soon as
+ * its parse reaches the entry past it, in time and memory proportional to the bound.
+ */
+export const MAX_TENSORS = 65_536;
 /** Deepest JSON nesting accepted in a header (ours needs 3; the bound keeps the parser's stack small). */
 export const MAX_JSON_DEPTH = 64;
 /** Keys refused anywhere in a header: they are how prototype pollution gets in. */
@@ -118,13 +127,19 @@ function describeChar(text: string, pos: number): string {
 /**
  * Parse JSON strictly: standard grammar only (RFC 8259), objects built with a null prototype,
  * duplicate keys and the keys `__proto__`, `constructor`, `prototype` refused, nesting bounded
- * by {@link MAX_JSON_DEPTH}. Runs in time linear in the text.
+ * by {@link MAX_JSON_DEPTH}. Runs in time linear in the text, without recursion.
  *
  * @param what  names the text in messages, e.g. `"header"`.
+ * @param limits  `maxRootKeys`: refuse a top-level object with more keys, as soon as the next one starts.
  * @throws GoldenFormatError naming `source`, `what` and the character position.
  * @example parseStrictJson('{"a": [1, 2]}', "x.json").a // [1, 2]
  */
-export function parseStrictJson(text: string, source = "<json>", what = "JSON"): JsonValue {
+export function parseStrictJson(
+  text: string,
+  source = "<json>",
+  what = "JSON",
+  limits: { readonly maxRootKeys?: { readonly max: number; readonly why?: string } } = {},
+): JsonValue {
   let pos = 0;
   const fail = (problem: string): never => {
     throw new GoldenFormatError(source, `${what} is not valid JSON: ${problem} at character ${pos}`);
@@ -181,71 +196,8 @@ export function parseStrictJson(text: string, source = "<json>", what = "JSON"):
     }
   };
   const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-  const parseValue = (depth: number): JsonValue => {
-    skipWs();
+  const parseScalar = (): JsonValue => {
     const c = text[pos];
-    if (c === "{" || c === "[") {
-      if (depth >= MAX_JSON_DEPTH) fail(`nesting deeper than ${MAX_JSON_DEPTH} levels`);
-    }
-    if (c === "{") {
-      pos++;
-      const obj = Object.create(null) as { [key: string]: JsonValue };
-      skipWs();
-      if (text[pos] === "}") {
-        pos++;
-        return obj;
-      }
-      for (;;) {
-        skipWs();
-        if (text[pos] !== '"') fail(`expected a string key, found ${describeChar(text, pos)}`);
-        const keyPos = pos;
-        const key = parseString();
-        if (RESERVED_KEYS.includes(key)) {
-          pos = keyPos;
-          fail(`reserved key ${JSON.stringify(key)} (refused: it could pollute object prototypes)`);
-        }
-        if (Object.prototype.hasOwnProperty.call(obj, key)) {
-          pos = keyPos;
-          fail(`duplicate key ${JSON.stringify(key)} (a plain JSON.parse would silently keep the last one)`);
-        }
-        skipWs();
-        if (text[pos] !== ":") fail(`expected ':' after key ${JSON.stringify(key)}, found ${describeChar(text, pos)}`);
-        pos++;
-        obj[key] = parseValue(depth + 1);
-        skipWs();
-        if (text[pos] === ",") {
-          pos++;
-          continue;
-        }
-        if (text[pos] === "}") {
-          pos++;
-          return obj;
-        }
-        fail(`expected ',' or '}', found ${describeChar(text, pos)}`);
-      }
-    }
-    if (c === "[") {
-      pos++;
-      const arr: JsonValue[] = [];
-      skipWs();
-      if (text[pos] === "]") {
-        pos++;
-        return arr;
-      }
-      for (;;) {
-        arr.push(parseValue(depth + 1));
-        skipWs();
-        if (text[pos] === ",") {
-          pos++;
-          continue;
-        }
-        if (text[pos] === "]") {
-          pos++;
-          return arr;
-        }
-        fail(`expected ',' or ']', found ${describeChar(text, pos)}`);
-      }
-    }
     if (c === '"') return parseString();
     if (text.startsWith("true", pos)) {
       pos += 4;
@@ -267,7 +219,97 @@ export function parseStrictJson(text: string, source = "<json>", what = "JSON"):
     }
     return fail(`unexpected ${describeChar(text, pos)}`);
   };
-  const value = parseValue(0);
+  /** An object key and its ':' (pos at the key's opening quote after whitespace). */
+  const parseKey = (obj: { [key: string]: JsonValue }): string => {
+    skipWs();
+    if (text[pos] !== '"') fail(`expected a string key, found ${describeChar(text, pos)}`);
+    const keyPos = pos;
+    const key = parseString();
+    if (RESERVED_KEYS.includes(key)) {
+      pos = keyPos;
+      fail(`reserved key ${JSON.stringify(key)} (refused: it could pollute object prototypes)`);
+    }
+    if (Object.prototype.hasOwnProperty.call(obj, key)) {
+      pos = keyPos;
+      fail(`duplicate key ${JSON.stringify(key)} (a plain JSON.parse would silently keep the last one)`);
+    }
+    skipWs();
+    if (text[pos] !== ":") fail(`expected ':' after key ${JSON.stringify(key)}, found ${describeChar(text, pos)}`);
+    pos++;
+    return key;
+  };
+  // Iterative: open containers live on an explicit stack, so no input can overflow the call stack.
+  type Open = { obj: { [key: string]: JsonValue }; key: string; keys: number } | { arr: JsonValue[] };
+  const stack: Open[] = [];
+  let value: JsonValue;
+  const rootKeyLimit = limits.maxRootKeys;
+  parse: for (;;) {
+    skipWs();
+    const c = text[pos];
+    let v: JsonValue;
+    if (c === "{" || c === "[") {
+      if (stack.length >= MAX_JSON_DEPTH) fail(`nesting deeper than ${MAX_JSON_DEPTH} levels`);
+      pos++;
+      skipWs();
+      if (c === "{") {
+        const obj = Object.create(null) as { [key: string]: JsonValue };
+        if (text[pos] === "}") {
+          pos++;
+          v = obj;
+        } else {
+          stack.push({ obj, key: parseKey(obj), keys: 1 });
+          continue;
+        }
+      } else if (text[pos] === "]") {
+        pos++;
+        v = [];
+      } else {
+        stack.push({ arr: [] });
+        continue;
+      }
+    } else v = parseScalar();
+    // v is complete: store it in the innermost open container, closing those that end here
+    for (;;) {
+      const top = stack[stack.length - 1];
+      if (top === undefined) {
+        value = v;
+        break parse;
+      }
+      skipWs();
+      if ("obj" in top) {
+        top.obj[top.key] = v;
+        if (text[pos] === ",") {
+          pos++;
+          if (stack.length === 1 && rootKeyLimit !== undefined && top.keys >= rootKeyLimit.max) {
+            throw new GoldenFormatError(source, `${what} has more than ${rootKeyLimit.max} entries${rootKeyLimit.why === undefined ? "" : ` (${rootKeyLimit.why})`}`);
+          }
+          top.key = parseKey(top.obj);
+          top.keys++;
+          continue parse;
+        }
+        if (text[pos] === "}") {
+          pos++;
+          stack.pop();
+          v = top.obj;
+          continue;
+        }
+        fail(`expected ',' or '}', found ${describeChar(text, pos)}`);
+      } else {
+        top.arr.push(v);
+        if (text[pos] === ",") {
+          pos++;
+          continue parse;
+        }
+        if (text[pos] === "]") {
+          pos++;
+          stack.pop();
+          v = top.arr;
+          continue;
+        }
+        fail(`expected ',' or ']', found ${describeChar(text, pos)}`);
+      }
+    }
+  }
   skipWs();
   if (pos !== text.length) fail(`unexpected ${describeChar(text, pos)} after the JSON value`);
   return value;
@@ -380,7 +422,9 @@ export function readSafetensorsHeader(bytes: Uint8Array, source = "<bytes>"): Sa
   if (text[0] !== "{") {
     throw new GoldenFormatError(source, `header must start with '{', found ${describeChar(text, 0)}`);
   }
-  const header = parseStrictJson(text, source, "header");
+  const header = parseStrictJson(text, source, "header", {
+    maxRootKeys: { max: MAX_TENSORS + 1, why: `at most ${MAX_TENSORS} tensors and "__metadata__"` },
+  });
   if (!isJsonObject(header)) throw new GoldenFormatError(source, `header must be a JSON object, found ${typeName(header)}`);
 
   const dataStart = 8 + headerLength;
@@ -571,14 +615,17 @@ export function readSafetensorsFile(path: string): SafetensorsContents {
   return readSafetensors(readFileBytes(path), path);
 }
 
-/** Read a file's bytes, turning file-system errors into a {@link GoldenFormatError} naming the path. */
-export function readFileBytes(path: string): Uint8Array {
+/**
+ * Read a file's bytes: regular files only (a folder, FIFO or device is refused before it is
+ * opened), at most `maxBytes` (default {@link MAX_FILE_BYTES}) checked before reading; every
+ * problem is a {@link GoldenFormatError} naming the path.
+ */
+export function readFileBytes(path: string, opts: { maxBytes?: number; what?: string } = {}): Uint8Array {
   try {
-    return readFileSync(path);
+    return readRegularFile(path, opts);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory, not a file" : String((err as Error).message);
-    throw new GoldenFormatError(path, `cannot read: ${why}`);
+    if (err instanceof FileAccessError) throw new GoldenFormatError(path, err.problem);
+    throw err;
   }
 }
 

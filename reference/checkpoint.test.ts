@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,8 +7,8 @@ import { Tensor } from "../autodiff/tensor.js";
 import { loadCase } from "../golden/cases-io.js";
 import { compareCase, formatReport } from "../golden/compare.js";
 import { readSafetensorsFile, writeSafetensorsFile } from "../golden/safetensors.js";
-import { trainBpe } from "./tokenizer/index.js";
-import { checkpointPaths, configFromHf, configToHf, loadCheckpoint, saveCheckpoint, TOKENIZER_FILE } from "./checkpoint.js";
+import { Tokenizer, trainBpe } from "./tokenizer/index.js";
+import { CheckpointError, checkpointPaths, configFromHf, configToHf, loadCheckpoint, saveCheckpoint, TOKENIZER_FILE } from "./checkpoint.js";
 import { GPT, resolveModelConfig } from "./model.js";
 
 const golden = join(import.meta.dirname, "..", "golden");
@@ -140,7 +141,126 @@ describe("loading the Hugging Face GPT-2 layout", () => {
   });
 });
 
+describe("a checkpoint is untrusted data: every failure is a CheckpointError naming the file", () => {
+  const fails = (dir: string): string => {
+    try {
+      loadCheckpoint(dir);
+    } catch (e) {
+      expect(e).toBeInstanceOf(CheckpointError);
+      return (e as Error).message;
+    }
+    throw new Error(`${dir} loaded`);
+  };
+  const tinyWith = (files: Record<string, string | null>): string => {
+    const dir = fresh();
+    mkdirSync(dir);
+    for (const f of ["model.safetensors", "config.json"]) if (!(f in files)) copyFileSync(join(TINY, f), join(dir, f));
+    for (const [f, text] of Object.entries(files)) {
+      if (text === null) mkdirSync(join(dir, f));
+      else writeFileSync(join(dir, f), text);
+    }
+    return dir;
+  };
+
+  it("config.json or model.safetensors that is a folder", () => {
+    const a = tinyWith({ "config.json": null });
+    expect(fails(a)).toBe(`${join(a, "config.json")}: cannot read: is a directory, not a file`);
+    const b = tinyWith({ "model.safetensors": null });
+    expect(fails(b)).toBe(`${join(b, "model.safetensors")}: cannot read: is a directory, not a file`);
+  });
+
+  it("model.safetensors that is a FIFO is refused without blocking", () => {
+    const dir = fresh();
+    mkdirSync(dir);
+    copyFileSync(join(TINY, "config.json"), join(dir, "config.json"));
+    execFileSync("mkfifo", [join(dir, "model.safetensors")]);
+    expect(fails(dir)).toBe(`${join(dir, "model.safetensors")}: cannot read: is a FIFO (named pipe), not a regular file (only regular files are read)`);
+  });
+
+  it("config.json that is not JSON, not an object, or too large", () => {
+    const a = tinyWith({ "config.json": '{"n_embd": 16,' });
+    expect(fails(a)).toBe(`${join(a, "config.json")}: config is not valid JSON: expected a string key, found end of input at character 14`);
+    const b = tinyWith({ "config.json": "[1, 2]" });
+    expect(fails(b)).toBe(`${join(b, "config.json")}: expected a JSON object`);
+    const c = tinyWith({ "config.json": " ".repeat(2 << 20) });
+    expect(fails(c)).toBe(`${join(c, "config.json")}: cannot read: 2.0 MiB is larger than the 1.0 MiB a config.json may be`);
+  });
+
+  it("a truncated or malformed model.safetensors", () => {
+    const bytes = readFileSync(join(TINY, "model.safetensors"));
+    const a = tinyWith({});
+    writeFileSync(join(a, "model.safetensors"), bytes.subarray(0, bytes.length - 5));
+    expect(fails(a)).toMatch(new RegExp(`^${join(a, "model.safetensors")}: bytes \\[\\d+, \\d+\\) at the end of the data buffer belong to no tensor$|run past the end`));
+    const b = tinyWith({ "model.safetensors": "garbage" });
+    expect(fails(b)).toBe(`${join(b, "model.safetensors")}: file is 7 bytes long, shorter than the 8-byte header length prefix`);
+  });
+
+  it("wrong dtypes: integer or unconvertible parameters", () => {
+    const ints = variant((t) => t.set("ln_f.bias", Tensor.from(Array.from({ length: 16 }, () => 0), "i32")));
+    expect(fails(ints)).toBe(`${join(ints, "model.safetensors")}: tensor ln_f.bias holds integers; parameters are float tensors`);
+    // a U8 parameter: hand-patch the dtype of ln_f.bias (16 f32 = 64 bytes) to U8 with 64 elements
+    const dir = variant(() => undefined);
+    const file = join(dir, "model.safetensors");
+    const raw = readFileSync(file);
+    const n = Number(raw.readBigUInt64LE(0));
+    const header = raw.subarray(8, 8 + n).toString("utf8");
+    const patched = header.replace(/"ln_f\.bias":\{"dtype":"F32","shape":\[16\]/, '"ln_f.bias":{"dtype":"U8","shape":[64]');
+    expect(patched).not.toBe(header);
+    writeFileSync(file, Buffer.concat([raw.subarray(0, 8), Buffer.from(patched + " ", "utf8"), raw.subarray(8 + n)])); // "U8" is one byte shorter
+    expect(fails(dir)).toBe(`${file}: tensor "ln_f.bias": unsupported dtype U8 (this reader converts F64, F32, I32, I64, F16, BF16)`);
+  });
+
+  it("NaN or ±Inf in a parameter: an error naming the tensor and the first bad index, unless allowed", () => {
+    const nan = variant((t) => {
+      const w = t.get("h.1.mlp.c_fc.weight")!;
+      const c = new Tensor(w.dtype, w.shape, Float32Array.from(w.data));
+      c.data[2 * w.shape[1]! + 5] = Number.NaN;
+      c.data[3 * w.shape[1]!] = Number.NaN;
+      t.set("h.1.mlp.c_fc.weight", c);
+    });
+    expect(fails(nan)).toBe(
+      `${join(nan, "model.safetensors")}: tensor h.1.mlp.c_fc.weight holds NaN at index [2, 5] (the first non-finite value); parameters must be finite — allow them explicitly (allowNonFinite, --allow-non-finite) to load it anyway`,
+    );
+    const m = loadCheckpoint(nan, { allowNonFinite: true }).model;
+    expect(Number.isNaN(m.weights["h.1.mlp.c_fc.weight"]!.data[2 * 64 + 5]!)).toBe(true);
+    const inf = variant((t) => {
+      const w = t.get("wte.weight")!;
+      const c = new Tensor(w.dtype, w.shape, Float32Array.from(w.data));
+      c.data[17] = -Infinity;
+      t.set("wte.weight", c);
+    });
+    expect(fails(inf)).toMatch(/model\.safetensors: tensor wte\.weight holds -Infinity at index \[1, 1\] \(the first non-finite value\)/);
+    // finite in the file, infinite once read as f32
+    const big = variant((t) => {
+      for (const [k, w] of [...t]) t.set(k, w.to("f64"));
+      t.get("ln_f.weight")!.data[3] = 1e300;
+    });
+    expect(() => loadCheckpoint(big, { dtype: "f32" })).toThrow(/tensor ln_f\.weight holds 1e\+300, which overflows f32 to Infinity at index \[3\]/);
+    expect(loadCheckpoint(big).model.weights["ln_f.weight"]!.data[3]).toBe(1e300);
+  });
+
+  it("a tokenizer whose pattern is not a known one is refused before it is compiled", () => {
+    const tok = Tokenizer.fromJSON({ format: "specformer-bpe", version: 1, pattern: "\\S+|\\s+", merges: [], specialTokens: {} });
+    const json = { ...tok.toJSON(), pattern: "(?:a+)+b|[\\s\\S]" };
+    const dir = tinyWith({ [TOKENIZER_FILE]: JSON.stringify(json) });
+    const start = performance.now();
+    expect(fails(dir)).toBe(
+      `${join(dir, TOKENIZER_FILE)}: Tokenizer.fromJSON: the pattern "(?:a+)+b|[\\\\s\\\\S]" is not one of the known pre-tokenization patterns (gpt2, whitespace, lines); a tokenizer file may not bring its own regular expression`,
+    );
+    expect(performance.now() - start).toBeLessThan(2000);
+    const folder = tinyWith({ [TOKENIZER_FILE]: null });
+    expect(fails(folder)).toBe(`${join(folder, TOKENIZER_FILE)}: cannot read: is a directory, not a file`);
+  });
+});
+
 describe("saveCheckpoint", () => {
+  it("refuses a tokenizer whose pattern loadCheckpoint would refuse", () => {
+    const tok = trainBpe("ab ab\nab ab\n", 257, { pattern: "[^\\n]+\\n?" });
+    expect(() => saveCheckpoint(fresh(), GPT.init(resolveModelConfig({ preset: "tiny", V: 300 })), { tokenizer: tok })).toThrow(
+      'saveCheckpoint: the pattern "[^\\\\n]+\\\\n?" is not one of the known pre-tokenization patterns (gpt2, whitespace, lines)',
+    );
+  });
+
   it("writes a GPT-2 model that reads back identically, as model_type gpt2", () => {
     const m = GPT.init(resolveModelConfig({ preset: "tiny", dtype: "f32" }), { seed: 3 });
     const dir = fresh();

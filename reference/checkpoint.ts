@@ -10,11 +10,13 @@
  * `specformer` section of config.json, and such a checkpoint says `"model_type": "specformer"`
  * so that Hugging Face tools do not mistake it for a GPT-2.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync, renameSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { GoldenFormatError, isJsonObject, parseStrictJson, readFileBytes, readSafetensors, readSafetensorsHeader, writeSafetensorsFile, type JsonValue } from "../golden/safetensors.js";
+import { FileAccessError, readRegularText } from "../golden/files.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { Tokenizer } from "./tokenizer/index.js";
+import { checkKnownPattern } from "./tokenizer/pretokenize.js";
 import { GPT, ModelError, parameterShapes, resolveModelConfig, type GPTConfig } from "./model.js";
 
 export class CheckpointError extends Error {
@@ -189,15 +191,20 @@ export function readCheckpointTensors(path: string): Map<string, Tensor> {
 /**
  * Our parameters from a checkpoint's tensors: `transformer.` stripped, mask buffers dropped,
  * a tied `lm_head.weight` accepted only when it equals `wte.weight`; then every parameter of
- * `config` present with its shape, and nothing else.
+ * `config` present with its shape, float, and nothing else; every value finite unless
+ * `allowNonFinite` (the error names the tensor and the index of the first NaN or ±Inf).
  * @throws CheckpointError naming the tensor.
  */
-export function weightsFromHf(tensors: ReadonlyMap<string, Tensor>, config: GPTConfig, source = "model.safetensors"): NamedTensors {
+export function weightsFromHf(tensors: ReadonlyMap<string, Tensor>, config: GPTConfig, source = "model.safetensors", opts: { allowNonFinite?: boolean } = {}): NamedTensors {
   const out: NamedTensors = {};
+  const stored = new Map<string, Tensor>();
   for (const [raw, t] of tensors) {
     const name = raw.startsWith("transformer.") ? raw.slice("transformer.".length) : raw;
     if (isMaskBuffer(raw)) continue;
     if (out[name] !== undefined) throw new CheckpointError(`${source}: tensor ${name} appears twice (with and without the "transformer." prefix)`);
+    // integers are refused before any conversion could turn them into floats unnoticed
+    if (t.dtype === "i32") throw new CheckpointError(`${source}: tensor ${name} holds integers; parameters are float tensors`);
+    stored.set(name, t);
     out[name] = t.dtype === config.dtype ? t : t.to(config.dtype);
   }
   const shapes = parameterShapes(config);
@@ -220,7 +227,25 @@ export function weightsFromHf(tensors: ReadonlyMap<string, Tensor>, config: GPTC
       throw new CheckpointError(`${source}: tensor ${k} has shape [${t.shape.join(", ")}] but the configuration needs [${s.join(", ")}]`);
     }
   }
+  if (opts.allowNonFinite !== true) for (const k of Object.keys(shapes)) checkFinite(out[k]!, stored.get(k)!, k, config.dtype, source);
   return out;
+}
+
+/**
+ * Refuse a parameter holding NaN or ±Inf (stored so, or a finite f64 too large for f32): such a
+ * model computes NaN logits and samples garbage without a word.
+ */
+function checkFinite(t: Tensor, stored: Tensor, name: string, dtype: FloatDType, source: string): void {
+  const d = t.data;
+  for (let i = 0; i < d.length; i++) {
+    if (Number.isFinite(d[i]!)) continue;
+    const at = `[${t.unravel(i).join(", ")}]`;
+    const was = stored.data[i]!;
+    const what = Number.isFinite(was) ? `${was}, which overflows ${dtype} to ${d[i]}` : String(was);
+    throw new CheckpointError(
+      `${source}: tensor ${name} holds ${what} at index ${at} (the first non-finite value); parameters must be finite — allow them explicitly (allowNonFinite, --allow-non-finite) to load it anyway`,
+    );
+  }
 }
 
 export interface LoadedCheckpoint {
@@ -238,35 +263,53 @@ export interface LoadedCheckpoint {
  * every stored tensor is f64, else f32 — the precision the weights were trained in).
  * @throws CheckpointError (or GoldenFormatError for an unreadable safetensors file) naming the file and what is wrong.
  */
-export function loadCheckpoint(path: string, opts: { dtype?: FloatDType } = {}): LoadedCheckpoint {
+export function loadCheckpoint(path: string, opts: { dtype?: FloatDType; allowNonFinite?: boolean } = {}): LoadedCheckpoint {
   if (!existsSync(path)) throw new CheckpointError(`${path}: no such file or folder (a checkpoint is a folder holding model.safetensors and config.json, or the .safetensors file with config.json beside it)`);
   const paths = checkpointPaths(path);
   if (!existsSync(paths.weights)) throw new CheckpointError(`${paths.weights}: no such file (a checkpoint is model.safetensors with config.json beside it)`);
   if (!existsSync(paths.config)) throw new CheckpointError(`${paths.config}: no such file (the configuration must sit beside ${paths.weights})`);
   let hf: JsonValue;
   try {
-    hf = parseStrictJson(readFileSync(paths.config, "utf8"), paths.config, "config");
+    hf = parseStrictJson(readRegularText(paths.config, { maxBytes: MAX_CONFIG_BYTES, what: "config.json" }), paths.config, "config");
+  } catch (e) {
+    if (e instanceof GoldenFormatError || e instanceof FileAccessError) throw new CheckpointError(e.message);
+    throw e;
+  }
+  if (!isJsonObject(hf)) throw new CheckpointError(`${paths.config}: expected a JSON object`);
+  let tensors: Map<string, Tensor>;
+  try {
+    tensors = readCheckpointTensors(paths.weights);
   } catch (e) {
     if (e instanceof GoldenFormatError) throw new CheckpointError(e.message);
     throw e;
   }
-  if (!isJsonObject(hf)) throw new CheckpointError(`${paths.config}: expected a JSON object`);
-  const tensors = readCheckpointTensors(paths.weights);
   const stored = [...tensors.values()];
   const dtype = opts.dtype ?? (stored.length > 0 && stored.every((t) => t.dtype === "f64") ? "f64" : "f32");
   const config = configFromHf(hf, paths.config, dtype);
-  const weights = weightsFromHf(tensors, config, paths.weights);
+  const weights = weightsFromHf(tensors, config, paths.weights, { allowNonFinite: opts.allowNonFinite === true });
   let tokenizer: Tokenizer | undefined;
   if (existsSync(paths.tokenizer)) {
     try {
-      tokenizer = Tokenizer.fromJSON(readFileSync(paths.tokenizer, "utf8"));
+      // fromJSON accepts only known pre-tokenization patterns: a checkpoint brings no regex of its own
+      tokenizer = Tokenizer.fromJSON(readRegularText(paths.tokenizer, { maxBytes: MAX_TOKENIZER_BYTES, what: "tokenizer" }));
     } catch (e) {
+      if (e instanceof FileAccessError) throw new CheckpointError(e.message);
       throw new CheckpointError(`${paths.tokenizer}: ${(e as Error).message}`);
     }
     if (tokenizer.vocabSize > config.V) throw new CheckpointError(`${paths.tokenizer}: the tokenizer has ${tokenizer.vocabSize} ids but the model's vocabulary is V = ${config.V}`);
   }
-  return { model: new GPT(config, weights), hfConfig: hf, ...(tokenizer !== undefined ? { tokenizer } : {}), paths };
+  try {
+    return { model: new GPT(config, weights), hfConfig: hf, ...(tokenizer !== undefined ? { tokenizer } : {}), paths };
+  } catch (e) {
+    if (e instanceof ModelError) throw new CheckpointError(`${paths.weights}: ${e.message}`);
+    throw e;
+  }
 }
+
+/** Largest config.json read (GPT-2's is under 1 KiB). */
+const MAX_CONFIG_BYTES = 1 << 20;
+/** Largest tokenizer file read (GPT-2's 50,000 merges take about 0.7 MB as specformer-bpe JSON). */
+const MAX_TOKENIZER_BYTES = 64 << 20;
 
 /**
  * Save a model in the HF layout: `model.safetensors` at `path` (or inside `path` when it is a
@@ -277,6 +320,14 @@ export function loadCheckpoint(path: string, opts: { dtype?: FloatDType } = {}):
 export function saveCheckpoint(path: string, model: GPT, opts: { dtype?: FloatDType; tokenizer?: Tokenizer } = {}): { weights: string; config: string } {
   if (opts.tokenizer !== undefined && opts.tokenizer.vocabSize > model.config.V) {
     throw new CheckpointError(`saveCheckpoint: the tokenizer has ${opts.tokenizer.vocabSize} ids but the model's vocabulary is V = ${model.config.V}`);
+  }
+  if (opts.tokenizer !== undefined) {
+    // what loadCheckpoint would refuse is not written
+    try {
+      checkKnownPattern(opts.tokenizer.pattern, "saveCheckpoint");
+    } catch (e) {
+      throw new CheckpointError((e as Error).message);
+    }
   }
   const weightsPath = path.endsWith(".safetensors") ? path : join(path, "model.safetensors");
   const dir = dirname(weightsPath);

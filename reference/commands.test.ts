@@ -106,8 +106,30 @@ describe("generateCommand", () => {
     await bad({ weights: missing }, `${missing}: no such file or folder (a checkpoint is a folder holding model.safetensors and config.json, or the .safetensors file with config.json beside it)`);
     const tiny = join(import.meta.dirname, "..", "golden", "checkpoints", "tiny-gpt2");
     await bad({ weights: tiny }, `${tiny}: no tokenizer for V = 80: put specformer-tokenizer.json beside the weights (saveCheckpoint writes it), or use GPT-2's vocabulary (V = 50257)`);
+    await bad({ temperature: 1e-310 }, "--temperature 1e-310 is below the smallest normal number 2.2250738585072014e-308 (2^-1022), where every probability becomes NaN; use 0 for greedy decoding");
+    await bad({ temperature: Number.NaN }, "--temperature must be a number ≥ 0 (0 is greedy), got NaN");
+    await bad({ topP: 1.5 }, "--top-p must be in (0, 1], got 1.5");
     const j = await runGenerateCommand({ prompt: "hi", topK: 0, json: true });
     expect(JSON.parse(j.text)).toEqual({ error: "--top-k must be a positive integer, got 0" });
+  });
+
+  it("refuses NaN weights naming the tensor and index; allowed, decoding stops at the NaN step with exit 2", async () => {
+    const tok = corpusTokenizer(300);
+    const m = GPT.init(resolveModelConfig({ preset: "llama-tiny", V: 300 }), { seed: 2 });
+    const w = m.weights["wte.weight"]!;
+    w.data[7 * w.shape[1]! + 3] = Number.NaN; // the embedding of id 7, so every logit of id 7 … once it is read
+    const dir = join(tmp, "nan");
+    saveCheckpoint(dir, m, { tokenizer: tok });
+    const r = await runGenerateCommand({ prompt: "The", weights: dir, maxTokens: 2 });
+    expect(r).toEqual({
+      exitCode: 2,
+      text: `error: ${join(dir, "model.safetensors")}: tensor wte.weight holds NaN at index [7, 3] (the first non-finite value); parameters must be finite — allow them explicitly (allowNonFinite, --allow-non-finite) to load it anyway\n`,
+    });
+    // llama-tiny is untied, so the NaN embedding reaches the logits only through a prompt holding id 7
+    const prompt = tok.decode([7]);
+    const allowed = await runGenerateCommand({ prompt, weights: dir, maxTokens: 2, allowNonFinite: true });
+    expect(allowed.exitCode).toBe(2);
+    expect(allowed.text).toBe("error: step 0 (position 1): the logit of id 0 is NaN: the probabilities would be NaN\n");
   });
 
   it("stops at the context of learned positions", async () => {

@@ -20,11 +20,11 @@
  * The same options and seed give the same output.
  */
 import { GoldenFormatError } from "../golden/safetensors.js";
-import { PRESETS, presetNames } from "../spec/presets.js";
+import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import { Tokenizer } from "./tokenizer/index.js";
 import { CheckpointError, loadCheckpoint, TOKENIZER_FILE } from "./checkpoint.js";
 import { corpusTokenizer } from "./corpus.js";
-import { decodeSteps, GenerateError, type GenerateResult } from "./generate.js";
+import { decodeSteps, GenerateError, MIN_TEMPERATURE, type GenerateResult } from "./generate.js";
 import { GPT, ModelError, resolveModelConfig } from "./model.js";
 
 /** Bad input for a command: the CLI prints the message and exits with {@link exitCode}. */
@@ -48,6 +48,8 @@ export interface GenerateCommandOptions {
   readonly topK?: number;
   readonly topP?: number;
   readonly json?: boolean;
+  /** Load a checkpoint whose parameters hold NaN or ±Inf (refused by default). */
+  readonly allowNonFinite?: boolean;
 }
 
 /** What a generate command will run, after its options are checked. */
@@ -92,6 +94,7 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
   if (!Number.isInteger(maxTokens) || maxTokens < 0) fail(`--max-tokens must be a non-negative integer, got ${opts.maxTokens}`);
   const temperature = opts.temperature ?? 1;
   if (!Number.isFinite(temperature) || temperature < 0) fail(`--temperature must be a number ≥ 0 (0 is greedy), got ${opts.temperature}`);
+  if (temperature > 0 && temperature < MIN_TEMPERATURE) fail(`--temperature ${temperature} is below the smallest normal number ${MIN_TEMPERATURE} (2^-1022), where every probability becomes NaN; use 0 for greedy decoding`);
   if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1)) fail(`--top-k must be a positive integer, got ${opts.topK}`);
   if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) fail(`--top-p must be in (0, 1], got ${opts.topP}`);
   if (opts.preset !== undefined && opts.weights !== undefined) fail("give --preset or --weights, not both");
@@ -102,7 +105,7 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
   let tokenizerName: string;
   if (opts.weights !== undefined) {
     try {
-      const ck = loadCheckpoint(opts.weights);
+      const ck = loadCheckpoint(opts.weights, { allowNonFinite: opts.allowNonFinite === true });
       model = ck.model;
       if (ck.tokenizer !== undefined) {
         tokenizer = ck.tokenizer;
@@ -121,8 +124,8 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
     modelSource = opts.weights;
   } else {
     const name = opts.preset ?? "tiny";
-    const preset = PRESETS[name];
-    if (preset === undefined) return fail(`unknown preset "${name}"; presets: ${presetNames().join(", ")}`);
+    const preset = findPreset(name);
+    if (preset === undefined) return fail(unknownPresetMessage(name));
     const t = presetTokenizer(preset["V"] as number);
     tokenizer = t.tokenizer;
     tokenizerName = t.name;
@@ -131,7 +134,12 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
   }
   const eot = tokenizer.specialTokens.get("<|endoftext|>");
   const stop = eot === undefined ? [] : [eot];
-  let promptIds = tokenizer.encodeOrdinary(opts.prompt);
+  let promptIds: number[];
+  try {
+    promptIds = tokenizer.encodeOrdinary(opts.prompt);
+  } catch (e) {
+    return fail(`the prompt cannot be tokenized with ${tokenizerName}: ${(e as Error).message}`);
+  }
   if (promptIds.length === 0) {
     // GPT-2 starts documents after <|endoftext|>; other tokenizers have no such token
     if (eot === undefined) fail("the prompt is empty; give at least one character");

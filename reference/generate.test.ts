@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { Rng } from "../autodiff/random.js";
 import { loadCase } from "../golden/cases-io.js";
 import { compareCase, formatReport } from "../golden/compare.js";
-import { chooseToken, decodeSteps, generate, generateGreedyCase, GenerateError } from "./generate.js";
+import { Tensor } from "../autodiff/tensor.js";
+import { chooseToken, decodeSteps, generate, generateGreedyCase, GenerateError, MIN_TEMPERATURE } from "./generate.js";
 import { GPT, resolveModelConfig, type GPTConfig } from "./model.js";
 import { livelyWeights as lively } from "./testing.js";
 
@@ -125,6 +126,50 @@ describe("chooseToken", () => {
     expect(() => chooseToken(logits, { temperature: Number.NaN }, rng)).toThrow("temperature must be a positive number, got NaN");
     expect(() => chooseToken(logits, { temperature: 1, topK: 0 }, rng)).toThrow("top-k must be a positive integer, got 0");
     expect(() => chooseToken(logits, { temperature: 1, topP: 1.5 }, rng)).toThrow("top-p must be in (0, 1], got 1.5");
+    expect(() => chooseToken(logits, { temperature: 1, topP: Number.NaN }, rng)).toThrow("top-p must be in (0, 1], got NaN");
+    expect(() => chooseToken(logits, { temperature: 1, topK: 2.5 }, rng)).toThrow("top-k must be a positive integer, got 2.5");
+    expect(() => chooseToken(logits, { temperature: Infinity }, rng)).toThrow("temperature must be a positive number, got Infinity");
+    // options are checked in greedy mode too, not only when they are used
+    expect(() => chooseToken(logits, { temperature: 0, topK: -1 }, rng)).toThrow("top-k must be a positive integer, got -1");
+  });
+
+  it("refuses a subnormal temperature (1/T overflows and every probability would be NaN)", () => {
+    const rng = new Rng(0);
+    expect(() => chooseToken(logits, { temperature: 1e-310 }, rng)).toThrow(
+      "temperature 1e-310 is below the smallest normal number 2.2250738585072014e-308 (2^-1022); use 0 for greedy decoding",
+    );
+    expect(() => chooseToken(logits, { temperature: Number.MIN_VALUE }, rng)).toThrow(GenerateError);
+  });
+
+  it("the smallest normal temperature samples like greedy, never from NaN (the least likely id was chosen before)", () => {
+    const rng = new Rng(0);
+    const wide = [0.5, 2, -1e300, 2.5, 1, -Infinity];
+    for (const T of [MIN_TEMPERATURE, 1e-300, 1e-200]) {
+      for (let i = 0; i < 20; i++) expect(chooseToken(wide, { temperature: T }, rng)).toBe(3);
+    }
+  });
+
+  it("never picks from NaN probabilities: NaN or +Inf logits, or no finite logit, are errors", () => {
+    const rng = new Rng(0);
+    expect(() => chooseToken([0, Number.NaN, 1], { temperature: 1 }, rng)).toThrow("the logit of id 1 is NaN: the probabilities would be NaN");
+    expect(() => chooseToken([0, Number.NaN, 1], {}, rng)).toThrow("the logit of id 1 is NaN");
+    expect(() => chooseToken([0, Infinity], { temperature: 1 }, rng)).toThrow("the logit of id 1 is Infinity: the probabilities would be NaN");
+    expect(() => chooseToken([-Infinity, -Infinity], { temperature: 1 }, rng)).toThrow("every logit is −Infinity (or there are none, V = 2): no token can be chosen");
+    // −∞ marks an id that may not be chosen
+    for (let i = 0; i < 20; i++) expect(chooseToken([-Infinity, 0, -Infinity], { temperature: 1 }, rng)).toBe(1);
+  });
+
+  it("decoding names the step whose logits are NaN, and checks options before the first step", () => {
+    const m = model({});
+    const w = { ...m.weights };
+    const wte = w["wte.weight"]!;
+    const bad = new Tensor(wte.dtype, wte.shape, Float64Array.from(wte.data));
+    bad.data[5 * wte.shape[1]!] = Number.NaN; // token 5's embedding: its logit (tied) is NaN everywhere
+    w["wte.weight"] = bad;
+    const steps = decodeSteps(m.formulaConfig, w, [1, 2], { maxNewTokens: 3, temperature: 1 });
+    expect(() => steps.next()).toThrow("step 0 (position 2): the logit of id 5 is NaN: the probabilities would be NaN");
+    expect(() => decodeSteps(m.formulaConfig, m.weights, [1], { maxNewTokens: 3, temperature: 1e-310 }).next()).toThrow("temperature 1e-310 is below the smallest normal number");
+    expect(() => decodeSteps(m.formulaConfig, m.weights, [1], { maxNewTokens: 3, topP: 2 }).next()).toThrow("top-p must be in (0, 1], got 2");
   });
 });
 

@@ -55,32 +55,53 @@ function graphFor(config: Config, cache: boolean): Graph {
   return g;
 }
 
+/** The smallest positive normal double, 2^−1022: below it 1/T overflows and the logits/T lose all precision. */
+export const MIN_TEMPERATURE = 2 ** -1022;
+
+/**
+ * Check sampling options: temperature exactly 0 (greedy) or a finite positive normal number (a
+ * subnormal such as 1e-310 makes 1/T infinite and every probability NaN); top-k a positive
+ * integer; top-p in (0, 1].
+ * @throws GenerateError naming the option and the value.
+ */
+export function checkSampling(opts: SamplingOptions): void {
+  const T = opts.temperature;
+  if (T !== undefined && T !== 0) {
+    if (!(T > 0) || !Number.isFinite(T)) throw new GenerateError(`temperature must be a positive number, got ${T}`);
+    if (T < MIN_TEMPERATURE) throw new GenerateError(`temperature ${T} is below the smallest normal number ${MIN_TEMPERATURE} (2^-1022); use 0 for greedy decoding`);
+  }
+  if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1)) throw new GenerateError(`top-k must be a positive integer, got ${opts.topK}`);
+  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new GenerateError(`top-p must be in (0, 1], got ${opts.topP}`);
+}
+
 /**
  * Choose the next token from one row of logits. Greedy picks the first maximum; sampling
  * divides by the temperature, keeps the top-k ids and the smallest set whose probability
- * reaches top-p, renormalises, and draws with `rng`.
+ * reaches top-p, renormalises, and draws with `rng`. Logits may be −∞ (a masked id) but not NaN
+ * or +∞, and at least one must be finite: nothing is ever chosen from NaN probabilities.
+ * @throws GenerateError for bad options ({@link checkSampling}) or logits that give no distribution.
  */
 export function chooseToken(logits: ArrayLike<number>, opts: SamplingOptions, rng: Rng): number {
+  checkSampling(opts);
   const V = logits.length;
+  let best = -1;
+  for (let i = 0; i < V; i++) {
+    const z = logits[i]!;
+    if (Number.isNaN(z) || z === Infinity) throw new GenerateError(`the logit of id ${i} is ${z}: the probabilities would be NaN`);
+    if (z !== -Infinity && (best < 0 || z > logits[best]!)) best = i;
+  }
+  if (best < 0) throw new GenerateError(`every logit is −Infinity (or there are none, V = ${V}): no token can be chosen`);
   const greedy = opts.temperature === undefined || opts.temperature === 0;
-  if (greedy) {
-    let best = 0;
-    for (let i = 1; i < V; i++) if (logits[i]! > logits[best]!) best = i;
-    return best;
-  }
+  if (greedy) return best;
   const T = opts.temperature!;
-  if (!(T > 0) || !Number.isFinite(T)) throw new GenerateError(`temperature must be a positive number, got ${T}`);
   let ids = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
-  if (opts.topK !== undefined) {
-    if (!Number.isInteger(opts.topK) || opts.topK < 1) throw new GenerateError(`top-k must be a positive integer, got ${opts.topK}`);
-    ids = ids.slice(0, opts.topK);
-  }
-  const m = logits[ids[0]!]! / T;
-  let p = ids.map((i) => Math.exp(logits[i]! / T - m));
+  if (opts.topK !== undefined) ids = ids.slice(0, opts.topK);
+  // exp((z − max z) / T): the largest term is exp(0) = 1, so no T ≥ 2^−1022 can give ∞ − ∞
+  const m = logits[best]!;
+  let p = ids.map((i) => Math.exp((logits[i]! - m) / T));
   let s = p.reduce((a, b) => a + b, 0);
   p = p.map((x) => x / s);
   if (opts.topP !== undefined) {
-    if (!(opts.topP > 0 && opts.topP <= 1)) throw new GenerateError(`top-p must be in (0, 1], got ${opts.topP}`);
     let c = 0;
     let keep = 0;
     while (keep < p.length && c < opts.topP) c += p[keep++]!;
@@ -89,6 +110,7 @@ export function chooseToken(logits: ArrayLike<number>, opts: SamplingOptions, rn
     s = p.reduce((a, b) => a + b, 0);
     p = p.map((x) => x / s);
   }
+  if (!(s > 0) || p.some((x) => Number.isNaN(x))) throw new GenerateError(`the sampling probabilities are not a distribution (sum ${s}) at temperature ${T}`);
   let u = rng.uniform();
   for (let k = 0; k < ids.length; k++) {
     u -= p[k]!;
@@ -123,6 +145,7 @@ export function* decodeSteps(config: Config, weights: NamedTensors, prompt: read
     if (!Number.isInteger(t) || t < 0 || t >= V) throw new GenerateError(`prompt token ${t} at position ${i} is outside the vocabulary of ${V}`);
   }
   for (const t of opts.stop ?? []) if (!Number.isInteger(t) || t < 0 || t >= V) throw new GenerateError(`stop token ${t} is outside the vocabulary of ${V}`);
+  checkSampling(opts);
   const learned = cfg["positions"] === "learned";
   if (learned && prompt.length > nCtx) throw new GenerateError(`the prompt has ${prompt.length} tokens but learned positions hold n_ctx = ${nCtx}`);
   const cache = opts.cache ?? true;
@@ -157,7 +180,13 @@ export function* decodeSteps(config: Config, weights: NamedTensors, prompt: read
       const logits = evaluate(graphFor(cfg, false), { tokens: Tensor.from(tokens, "i32"), ...weights }, { dtype })["logits"]!; // (n, V)
       row = Float64Array.from(logits.data.subarray((tokens.length - 1) * V, tokens.length * V));
     }
-    const next = chooseToken(row, opts, rng);
+    let next: number;
+    try {
+      next = chooseToken(row, opts, rng);
+    } catch (e) {
+      if (e instanceof GenerateError) throw new GenerateError(`step ${step} (position ${tokens.length}): ${e.message}`);
+      throw e;
+    }
     tokens.push(next);
     yield { step, token: next, logits: row };
     if (opts.stop?.includes(next)) return "stop_token";

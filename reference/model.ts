@@ -15,7 +15,7 @@ import "../spec/index.js";
 import { dim, evalDim } from "../spec/dims.js";
 import { getFormula, resolveConfig } from "../spec/formula.js";
 import { gptParams, BLOCK_ACTIVATIONS, MODEL_POSITIONS, NORMS, PLACEMENTS } from "../spec/formulas/model.js";
-import { PRESETS, presetNames } from "../spec/presets.js";
+import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import type { Config, HyperValue } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
@@ -107,10 +107,9 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
   delete fields["preset"];
   let base: Config = {};
   if (presetName !== undefined) {
-    if (typeof presetName !== "string" || PRESETS[presetName] === undefined) {
-      throw new ModelError(`unknown preset ${JSON.stringify(presetName)}; presets: ${presetNames().join(", ")}`);
-    }
-    base = PRESETS[presetName]!;
+    const preset = findPreset(presetName);
+    if (preset === undefined) throw new ModelError(unknownPresetMessage(presetName));
+    base = preset;
   }
   for (const k of Object.keys(fields)) {
     if (!(CONFIG_KEYS as readonly string[]).includes(k)) throw new ModelError(`unknown model configuration field "${k}"; fields: ${CONFIG_KEYS.join(", ")}, preset`);

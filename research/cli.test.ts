@@ -50,6 +50,9 @@ describe("specformer research: bad input exits 2 with a message", () => {
     [["rank-collapse", "--seeds", "many"], '--seeds must be a positive integer, got "many"'],
     [["rank-collapse", "--sedes", "3"], "Unknown option '--sedes'"],
     [["rank-collapse", "--quick=yes"], "Option '--quick' does not take an argument"],
+    [["constructor"], 'unknown study "constructor"; studies: ln-placement, rank-collapse, variants'],
+    [["__proto__"], 'unknown study "__proto__"; studies: ln-placement, rank-collapse, variants'],
+    [["toString"], 'unknown study "toString"; studies: ln-placement, rank-collapse, variants'],
   ])("%j", async (args, message) => {
     const r = await run(args);
     expect(r.code).toBe(2);
@@ -62,6 +65,21 @@ describe("specformer research: bad input exits 2 with a message", () => {
     const r = await run(["rank-collapse", "--quick", "--out", f]);
     expect(r.code).toBe(2);
     expect(r.err).toContain(`--out ${f}: exists and is not a folder`);
+  });
+  it("nothing is created before every option is validated (an unknown study, bad seeds)", async () => {
+    const parent = tmp();
+    for (const args of [["constructor"], ["rank-collapse", "--seeds", "0"], ["nope"]]) {
+      const r = await run([...args, "--out", join(parent, "a", "b")]);
+      expect(r.code).toBe(2);
+    }
+    expect(existsSync(join(parent, "a"))).toBe(false);
+  });
+  it("an --out under /proc fails fast instead of hanging in a recursive mkdir", async () => {
+    const start = performance.now();
+    const r = await run(["rank-collapse", "--quick", "--out", "/proc/nope/x"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe("specformer research: --out /proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)\n");
+    expect(performance.now() - start).toBeLessThan(5000);
   });
   it("--help lists the studies and exits 0", async () => {
     const r = await run(["--help"]);

@@ -3,9 +3,10 @@
  * files (CSV, SVG) and a Markdown summary, plus the checks that compare the numbers with what
  * the literature leads one to expect. `writeReport` puts the files in a folder.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { makeFolders } from "../golden/files.js";
 import { Progress } from "./progress.js";
 
 export class StudyError extends Error {
@@ -55,7 +56,8 @@ export function seedCount(opts: StudyOptions, dflt: number): number {
 
 /** Write the report's files and `summary.md` into `dir` (created if missing); returns the paths written. */
 export function writeReport(dir: string, report: StudyReport): string[] {
-  mkdirSync(dir, { recursive: true });
+  makeFolders(dir); // one level at a time: a recursive mkdir can loop forever under /proc
+
   const paths: string[] = [];
   for (const [name, content] of Object.entries({ ...report.files, "summary.md": report.summary })) {
     if (name.includes("/") || name.includes("\\") || name.startsWith(".")) throw new StudyError(`report file name "${name}" must be a plain file name`);

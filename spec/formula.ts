@@ -39,7 +39,16 @@ export interface HyperSpec {
   readonly doc: string;
   /** The hyperparameter is also a dim of the same name (H, n, d_model...). */
   readonly dim?: boolean;
+  /** Largest value accepted (integers; default {@link MAX_DIM_SIZE} for a dim), with why in `doc`. */
+  readonly max?: number;
 }
+
+/**
+ * Largest size of any integer dim hyperparameter: 2^20 = 1,048,576 (GPT-2's V is 50,257, the
+ * widest public models have d_model 16,384). Checked before a graph is built, so that a typo
+ * (`d_model=1e9`) is an error naming the bound rather than minutes of work and gigabytes.
+ */
+export const MAX_DIM_SIZE = 2 ** 20;
 
 /** A custom VJP written as spec graph (JAX's custom_vjp): gradients for each differentiable argument. */
 export type CustomVjp = (ctx: {
@@ -127,9 +136,14 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
       case "number":
         if (typeof v !== "number" || !Number.isFinite(v)) throw bad("a finite number");
         break;
-      case "integer":
+      case "integer": {
         if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw bad("a non-negative integer");
+        const max = h.max ?? (h.dim === true ? MAX_DIM_SIZE : undefined);
+        if (max !== undefined && v > max) {
+          throw new FormulaError(`formula ${def.name}: hyperparameter ${h.name} (${h.doc}) is ${v}, above the limit of ${max}${h.max === undefined ? " for any dim" : ""}`);
+        }
         break;
+      }
       case "boolean":
         if (typeof v !== "boolean") throw bad("true or false");
         break;

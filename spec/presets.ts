@@ -2,6 +2,7 @@
  * Named model configurations (hyperparameters of the `gpt` formula). The parameter counts in
  * the comments are what `specformer spec --config NAME` reports from the formula's arguments.
  */
+import { editDistance } from "./formula.js";
 import type { Config } from "./node.js";
 
 export const PRESETS: Readonly<Record<string, Config>> = {
@@ -19,8 +20,21 @@ export function presetNames(): string[] {
   return Object.keys(PRESETS);
 }
 
+/** The preset of that name, or undefined: own keys only, so `__proto__` or `constructor` is no preset. */
+export function findPreset(name: unknown): Config | undefined {
+  return typeof name === "string" && Object.hasOwn(PRESETS, name) ? PRESETS[name] : undefined;
+}
+
+/** `unknown preset "tiy" (did you mean tiny?); presets: …` */
+export function unknownPresetMessage(name: unknown): string {
+  const names = presetNames();
+  const s = typeof name === "string" ? name : "";
+  const close = s === "" ? [] : names.filter((k) => k.includes(s) || s.includes(k) || editDistance(k, s) <= 2);
+  return `unknown preset ${JSON.stringify(name) ?? String(name)}${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; presets: ${names.join(", ")}`;
+}
+
 export function getPreset(name: string): Config {
-  const p = PRESETS[name];
-  if (p === undefined) throw new Error(`unknown preset "${name}"; presets: ${presetNames().join(", ")}`);
+  const p = findPreset(name);
+  if (p === undefined) throw new Error(unknownPresetMessage(name));
   return p;
 }

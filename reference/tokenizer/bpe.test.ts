@@ -196,7 +196,17 @@ describe("toJSON / fromJSON", () => {
       "BPE model: bytes 0 and 1 both have id 0; byteIds must be a permutation of 0 … 255",
     ],
     ["byteIds of the wrong length", (j) => ({ ...j, byteIds: [0, 1] }), "BPE model: byteIds has 2 entries, not 256"],
-    ["an invalid pattern", (j) => ({ ...j, pattern: "[" }), 'pre-tokenization pattern "[" is not a valid regular expression'],
+    [
+      "an invalid pattern",
+      (j) => ({ ...j, pattern: "[" }),
+      'Tokenizer.fromJSON: the pattern "[" is not one of the known pre-tokenization patterns (gpt2, whitespace, lines); a tokenizer file may not bring its own regular expression',
+    ],
+    [
+      "a pattern with catastrophic backtracking (data, not code: never compiled)",
+      (j) => ({ ...j, pattern: "(?:a+)+b|[\\s\\S]" }),
+      'Tokenizer.fromJSON: the pattern "(?:a+)+b|[\\\\s\\\\S]" is not one of the known pre-tokenization patterns',
+    ],
+    ["a pattern that does not cover the text", (j) => ({ ...j, pattern: "[a-z]+" }), 'Tokenizer.fromJSON: the pattern "[a-z]+" is not one of the known pre-tokenization patterns'],
   ];
   for (const [what, make, message] of bad) {
     it(`rejects ${what}`, () => {

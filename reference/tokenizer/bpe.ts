@@ -23,7 +23,7 @@
 import { bytesToDisplay, bytesToGpt2String, firstLoneSurrogate, utf8Decode, utf8Encode } from "./bytes.js";
 import { loadGpt2Model } from "./gpt2.js";
 import { MAX_VOCAB, mergeIds, pairKey } from "./merge.js";
-import { compilePattern, GPT2_PATTERN } from "./pretokenize.js";
+import { checkKnownPattern, compilePattern, GPT2_PATTERN } from "./pretokenize.js";
 
 export { GPT2_PATTERN };
 
@@ -154,7 +154,10 @@ export class Tokenizer {
     return gpt2Singleton;
   }
 
-  /** Rebuilds a tokenizer from {@link toJSON}'s output (an object or its JSON text). */
+  /**
+   * Rebuilds a tokenizer from {@link toJSON}'s output (an object or its JSON text). The input is
+   * data: its pattern must be one of the known patterns (`KNOWN_PATTERNS` of pretokenize.ts).
+   */
   static fromJSON(json: unknown): Tokenizer {
     return new Tokenizer(parseModelJSON(typeof json === "string" ? parseJSONText(json) : json));
   }
@@ -398,6 +401,7 @@ function parseModelJSON(json: unknown): BpeModel {
   if (o.format !== "specformer-bpe") throw new Error(`${where}: "format" is ${describe(o.format)}, expected "specformer-bpe"`);
   if (o.version !== 1) throw new Error(`${where}: "version" is ${describe(o.version)}, this reader knows version 1`);
   if (typeof o.pattern !== "string") throw new Error(`${where}: "pattern" is ${describe(o.pattern)}, expected a string`);
+  checkKnownPattern(o.pattern, where);
   if (!Array.isArray(o.merges)) throw new Error(`${where}: "merges" is ${describe(o.merges)}, expected an array of [a, b] pairs`);
   const merges = o.merges.map((m: unknown, r: number): [number, number] => {
     if (!Array.isArray(m) || m.length !== 2 || !m.every((x) => typeof x === "number")) {

@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
-import { assertCovers, compilePattern, GPT2_PATTERN, pretokenize } from "./pretokenize.js";
+import fc from "fast-check";
+import { assertCovers, checkKnownPattern, compilePattern, GPT2_PATTERN, KNOWN_PATTERNS, pretokenize } from "./pretokenize.js";
 
 const gpt2 = compilePattern(GPT2_PATTERN);
 
@@ -50,6 +51,37 @@ describe("GPT2_PATTERN", () => {
 
   it("tiles any text", () => {
     expect(() => assertCovers("any\u0000text \uD800 😀\r\n", gpt2)).not.toThrow();
+  });
+});
+
+describe("KNOWN_PATTERNS (the patterns a tokenizer file may use)", () => {
+  it("each tiles every string, lone surrogates included, so encoding cannot drop or crash", () => {
+    for (const pattern of KNOWN_PATTERNS.values()) {
+      const re = compilePattern(pattern);
+      fc.assert(
+        fc.property(fc.string({ unit: fc.constantFrom("a", " ", "\n", "\r", "\t", "7", "é", "😀", "\uD800", "\uDC00", "\u0085", "\uFEFF", "!", "'s") }), (text) => {
+          assertCovers(text, re);
+        }),
+        { seed: 15, numRuns: 300 },
+      );
+    }
+  });
+
+  it("each runs in linear time on text that makes backtracking regexes explode", () => {
+    const text = "a".repeat(20_000) + " ".repeat(20_000) + "x";
+    for (const pattern of KNOWN_PATTERNS.values()) {
+      const start = performance.now();
+      assertCovers(text, compilePattern(pattern));
+      expect(performance.now() - start).toBeLessThan(500);
+    }
+  });
+
+  it("checkKnownPattern accepts exactly the set, naming the pattern otherwise", () => {
+    expect(() => checkKnownPattern(GPT2_PATTERN)).not.toThrow();
+    expect(() => checkKnownPattern("[^\\n]+|\\n")).not.toThrow();
+    expect(() => checkKnownPattern(" ?\\p{L}+", "here")).toThrow(
+      'here: the pattern " ?\\\\p{L}+" is not one of the known pre-tokenization patterns (gpt2, whitespace, lines); a tokenizer file may not bring its own regular expression',
+    );
   });
 });
 

@@ -28,6 +28,39 @@ export const GPT2_PATTERN =
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /**
+ * The pre-tokenization patterns a tokenizer read from a file may use. A file is data, not code:
+ * a regex of its choosing can take exponential time (`(?:a+)+b`) or leave text uncovered, so
+ * {@link Tokenizer.fromJSON} accepts only these, each of which matches every string as a tiling
+ * of pieces in time linear in its length:
+ *
+ * | name | pattern | pieces |
+ * |---|---|---|
+ * | `gpt2` | {@link GPT2_PATTERN} | GPT-2's (and tiktoken's r50k_base) |
+ * | `whitespace` | `\S+\|\s+` | runs of non-space and runs of space |
+ * | `lines` | `[^\n]+\|\n` | lines and their newlines |
+ *
+ * Code may still build a {@link Tokenizer} with any pattern (`trainBpe(text, V, { pattern })`);
+ * only such a tokenizer cannot be saved beside a checkpoint.
+ */
+export const KNOWN_PATTERNS: ReadonlyMap<string, string> = new Map([
+  ["gpt2", GPT2_PATTERN],
+  ["whitespace", "\\S+|\\s+"],
+  ["lines", "[^\\n]+|\\n"],
+]);
+
+/**
+ * Throws unless `pattern` is one of {@link KNOWN_PATTERNS}, naming the pattern and the set.
+ * @param where  prefixes the message (`Tokenizer.fromJSON`).
+ */
+export function checkKnownPattern(pattern: unknown, where = "pre-tokenization pattern"): void {
+  for (const known of KNOWN_PATTERNS.values()) if (pattern === known) return;
+  const shown = typeof pattern === "string" ? (pattern.length > 80 ? `${JSON.stringify(pattern.slice(0, 77))}...` : JSON.stringify(pattern)) : String(pattern);
+  throw new Error(
+    `${where}: the pattern ${shown} is not one of the known pre-tokenization patterns (${[...KNOWN_PATTERNS.keys()].join(", ")}); a tokenizer file may not bring its own regular expression`,
+  );
+}
+
+/**
  * Compiles a pre-tokenization pattern with the flags it is always used with (`g` to scan,
  * `u` for code points and `\p{…}`). Throws a message naming the pattern when it is not a
  * valid regex or can match the empty string (which would make pre-tokenization loop or drop

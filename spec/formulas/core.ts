@@ -81,10 +81,16 @@ defineFormula({
   // numbers, which in float32 would lose the ulp of |max x| (6e-5 at 1e3) in every entry.
   build: ({ x }) => {
     const z = named(sub(x!, safeRowMax(x!)), "z", "z");
-    return { y: sub(z, log(sumLast(exp(z)))) };
+    const s = sumLast(exp(z));
+    // A fully masked row has s = 0; log(1) = 0 there leaves z = −∞ (log of softmax's zeros), not −∞ − (−∞).
+    const sSafe = displayAs(add(s, eq(s, 0)), s);
+    return { y: sub(z, log(sSafe)) };
   },
-  // x̄ = ȳ − softmax(x) Σ_j ȳ
+  // x̄ = ȳ − softmax(x) Σ_j ȳ  (softmax = e^y, 0 at every −∞ entry)
   vjp: ({ out, cot }) => ({ x: sub(cot, mul(exp(out), sumLast(cot))) }),
+  notes: [
+    "A row whose entries are all −∞ gives −∞ in every entry (the log of softmax's zeros) and the gradient ȳ, never NaN: each entry is treated as a masked entry of a partly masked row, whose gradient ȳ_j − softmax_j Σȳ is ȳ_j. PyTorch gives NaN in value and gradient for such a row.",
+  ],
 });
 
 // ---------------------------------------------------------------------------------------------
