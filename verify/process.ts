@@ -16,6 +16,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { ImplementationError } from "../autodiff/implementation.js";
 import type {
+  ImplementationErrorKind,
   BackwardRequest,
   BackwardResult,
   ForwardRequest,
@@ -72,6 +73,15 @@ interface Stopped {
   /** The message of the fault that stopped it (already reported to the request that met it). */
   readonly message: string;
 }
+
+/** The error kind a request meets when the process stops for this reason while it waits. */
+const ERROR_KIND: Readonly<Record<Stopped["kind"], ImplementationErrorKind>> = {
+  timeout: "timeout",
+  exit: "crash",
+  spawn: "crash",
+  protocol: "protocol",
+  closed: "stopped",
+};
 
 interface Pending {
   readonly id: number;
@@ -428,6 +438,7 @@ class Connection {
     if ("error" in response) {
       pending.reject(
         new ImplementationError(`${this.label} reported an error for ${pending.what}: ${response.error.message}`, {
+          kind: "declined",
           stderrTail: this.stderrTail(),
           line: line.slice(0, 200),
         }),
@@ -459,7 +470,9 @@ class Connection {
     if (pending !== undefined) {
       this.pending = undefined;
       clearTimeout(pending.timer);
-      pending.reject(new ImplementationError(stopped.message, { stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) }));
+      pending.reject(
+        new ImplementationError(stopped.message, { kind: ERROR_KIND[stopped.kind], stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) }),
+      );
     }
     if (terminate) void this.terminate();
   }
@@ -469,6 +482,7 @@ class Connection {
     const after =
       s.kind === "timeout" ? "a timeout" : s.kind === "exit" ? "it exited" : s.kind === "protocol" ? "a protocol error" : s.kind === "spawn" ? "it failed to start" : "close()";
     return new ImplementationError(`${this.label}: cannot send ${what}: implementation was stopped after ${after}: ${s.message}`, {
+      kind: "stopped",
       stderrTail: this.stderrTail(),
     });
   }
