@@ -3,6 +3,7 @@
  * a terminal), the first divergence spelled out, faults with the program's own words, and the
  * same facts as JSON. JUnit XML and HTML live in junit.ts and html.ts.
  */
+import { REPORT_MARKER } from "./report-files.js";
 import { shapeToString } from "../autodiff/tensor.js";
 import { formatError, formatValue } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
@@ -449,6 +450,8 @@ export function resultJSON(r: VerifyResult): Record<string, unknown> {
 export function verifyReportToJSON(report: VerifyReport): string {
   const d = report.firstDivergence;
   const doc = {
+    // first, so that an earlier report is recognised from the file's start (verify/report-files.ts)
+    report: `${REPORT_MARKER}: specformer verify`,
     ok: report.ok,
     exit_code: exitCodeOf(report),
     implementation: {

@@ -289,6 +289,12 @@ function isStopped(e: unknown): e is ImplementationError {
   return e instanceof ImplementationError && e.kind === "stopped" && !(e instanceof StoppedForGood);
 }
 
+/** The fault an implementation met while no request was waiting (process implementations record one). */
+function lateFault(impl: Implementation): ImplementationError | undefined {
+  const f = (impl as { readonly fault?: unknown }).fault;
+  return f instanceof ImplementationError && f.kind !== "declined" ? f : undefined;
+}
+
 /**
  * The implementation as the run drives it: requests go to the current program; when it has been
  * stopped by an earlier fault, a fresh one is started (if allowed) and the request retried once.
@@ -297,6 +303,7 @@ class Driver {
   impl: Implementation;
   restarts = 0;
   dead: string | undefined;
+  lateFault: ImplementationError | undefined;
   readonly notes: string[] = [];
 
   constructor(impl: Implementation, private readonly opts: VerifyOptions) {
@@ -542,14 +549,18 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
     if (opts.properties === true || replaying) await lawChecks(driver, opts, seed, results, notes, wanted, progress);
 
   } finally {
+    // a fault that no request met (an exit or a stray line after the last answer) still counts
+    const late = lateFault(driver.impl);
+    if (late !== undefined) driver.lateFault = late;
     // the caller closes the implementation it passed in; restarted copies are the run's to close
     if (driver.impl !== impl) await driver.impl.close?.().catch(() => undefined);
   }
+  if (driver.lateFault !== undefined) notes.push(`the implementation faulted while no request was waiting: ${driver.lateFault.message.split("\n")[0]}`);
   notes.push(...driver.notes);
   const firstDivergence = pickFirstDivergence(results);
   const checked = results.filter((r) => r.status === "pass" || r.status === "fail").length;
   // a restart follows a fault, even when every check after it passed
-  const faulted = results.some((r) => r.status === "fault") || driver.dead !== undefined || driver.restarts > 0;
+  const faulted = results.some((r) => r.status === "fault") || driver.dead !== undefined || driver.restarts > 0 || driver.lateFault !== undefined;
   if (checked === 0) notes.push("nothing was checked: no golden case, gradient check or law applies to the formulas and dtypes the implementation declares");
   const declines = declineSummary(results, opts.strict === true);
   if (declines.failsRun) {
