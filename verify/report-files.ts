@@ -12,7 +12,8 @@ import { basename, dirname, join, resolve } from "node:path";
 /** The text every report file carries within its first `MARKER_WINDOW` bytes. */
 export const REPORT_MARKER = "specformer-report";
 /** An XML/HTML comment holding the marker, placed right after the XML declaration or doctype. */
-export const REPORT_MARKER_COMMENT = `<!-- ${REPORT_MARKER}: written by specformer verify; specformer replaces this file without --force -->`;
+// no "--" inside: XML comments cannot hold it
+export const REPORT_MARKER_COMMENT = `<!-- ${REPORT_MARKER}: written by specformer verify, which may replace this file -->`;
 const MARKER_WINDOW = 4096;
 
 /** A report file the command was asked to write: the flag that named it and its path. */
