@@ -58,10 +58,40 @@ export function supportsBackward(impl: Implementation, formula: string): boolean
   return impl.backward.includes(formula);
 }
 
-/** The error an Implementation raises when it cannot be driven (crashed, hung, answered garbage). */
+/**
+ * What went wrong with a request, decided where it happened (never from message text):
+ * - `declined`: the implementation answered with an error (an unsupported configuration) and
+ *   keeps running;
+ * - `protocol`: it answered something the protocol does not allow (garbage, a malformed tensor,
+ *   a wrong or repeated id);
+ * - `crash`: it exited, was killed, or could not be started;
+ * - `timeout`: it did not answer in time;
+ * - `stopped`: the request was not sent because the implementation had been stopped (by an
+ *   earlier fault, or by `close()`);
+ * - `failed`: anything else it raised (an in-process implementation's exception, a request it
+ *   cannot take).
+ * All but `declined` are faults.
+ */
+export type ImplementationErrorKind = "declined" | "protocol" | "crash" | "timeout" | "stopped" | "failed";
+
+export interface ImplementationErrorDetail {
+  readonly kind?: ImplementationErrorKind;
+  readonly stderrTail?: string;
+  readonly line?: string;
+}
+
+/** The error an Implementation raises when it declines a request or cannot be driven. */
 export class ImplementationError extends Error {
   override name = "ImplementationError";
-  constructor(message: string, readonly detail?: { stderrTail?: string; line?: string }) {
+  /** How the request failed; `failed` unless the raiser says otherwise. */
+  readonly kind: ImplementationErrorKind;
+  constructor(message: string, readonly detail?: ImplementationErrorDetail) {
     super(message);
+    this.kind = detail?.kind ?? "failed";
   }
+}
+
+/** An implementation error that is a fault (anything but a decline). */
+export function isFault(e: unknown): e is ImplementationError {
+  return e instanceof ImplementationError && e.kind !== "declined";
 }

@@ -5,7 +5,7 @@
  * bin/specformer.mjs as a child process, as `npx specformer` does.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, copyFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
@@ -73,6 +73,51 @@ describe("specformer verify: arguments", () => {
     expect(stray.code).toBe(2);
     expect(stray.err).toContain('unexpected argument "golden/cases"');
   }, 60_000);
+  test("a timeout beyond Node's timer limit is bad input, not a 1 ms timer", async () => {
+    for (const t of ["2147484", "1e7"]) {
+      const r = await run(["verify", "--impl", "true", "--timeout", t]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`--timeout must be at most 2147483 seconds (Node's timer limit, 2^31 − 1 ms), got "${t}"`);
+    }
+  });
+  test("report paths are checked before the run: folder, missing folder, shared path, golden file, someone else's file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "specformer-cli-verify-"));
+    const golden = join(dir, "n1_d5.safetensors");
+    copyFileSync(join(ROOT, "golden", "cases", "relu", "f64", "n1_d5.safetensors"), golden);
+    const before = readFileSync(golden);
+    writeFileSync(join(dir, "notes.txt"), "my notes\n");
+    const cases: Array<[string[], string]> = [
+      [["--html", dir], `--html ${JSON.stringify(dir)}: is a folder`],
+      [["--junit", join(dir, "nope", "r.xml")], `the folder ${join(dir, "nope")} does not exist`],
+      [["--junit", join(dir, "r.xml"), "--html", join(dir, ".", "r.xml")], "the same file as --junit"],
+      [["--junit", golden], "a .safetensors file is a golden case or tensor file, not a report"],
+      [["--html", join(dir, "notes.txt")], "the file exists and is not a specformer report; give --force to replace it"],
+    ];
+    for (const [args, message] of cases) {
+      const r = await run(["verify", "--formulas", "relu", ...args]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(message);
+      expect(r.out).toBe(""); // nothing ran
+    }
+    expect(readFileSync(golden)).toEqual(before);
+    expect(readFileSync(join(dir, "notes.txt"), "utf8")).toBe("my notes\n");
+  });
+  test("reports replace earlier reports, and other files only with --force; the written files carry the marker", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "specformer-cli-verify-"));
+    writeFileSync(join(dir, "r.json"), "mine\n");
+    const args = ["verify", "--formulas", "relu", "--dtype", "f64", "--runs", "2", "--junit", join(dir, "r.xml"), "--json-file", join(dir, "r.json")];
+    const refused = await run(args);
+    expect(refused.code).toBe(2);
+    const forced = await run([...args, "--force"]);
+    expect(forced.code).toBe(0);
+    expect(forced.out).toContain("— OK");
+    expect(readFileSync(join(dir, "r.xml"), "utf8")).toContain("<!-- specformer-report:");
+    expect(JSON.parse(readFileSync(join(dir, "r.json"), "utf8")).report).toContain("specformer-report");
+    const again = await run(args); // both are specformer reports now
+    expect(again.code).toBe(0);
+    expect(again.err).toContain(`wrote JSON report ${join(dir, "r.json")}`);
+    expect(readdirSync(dir).sort()).toEqual(["r.json", "r.xml"]); // no temporary files left
+  }, 120_000);
   test("--help prints the usage", async () => {
     const r = await run(["verify", "--help"]);
     expect(r.code).toBe(0);

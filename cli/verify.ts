@@ -4,24 +4,26 @@
  * what fails. Exit codes: 0 every check passed, 1 a check failed, 2 the implementation could not
  * be driven, nothing could be checked, or the arguments are wrong.
  */
-import { writeFileSync } from "node:fs";
 import "../spec/index.js";
 import { getFormula } from "../spec/formula.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { ImplementationError } from "../autodiff/implementation.js";
 import { GoldenFormatError } from "../golden/safetensors.js";
 import { referenceImplementation } from "../reference/implementation.js";
-import { ProcessImplementation } from "../verify/process.js";
+import { MAX_TIMER_MS, ProcessImplementation } from "../verify/process.js";
+import type { ProcessOptions } from "../verify/process.js";
+import { checkReportPaths, ReportPathError, writeFileAtomically } from "../verify/report-files.js";
+import type { ReportTarget } from "../verify/report-files.js";
 import { renderHtmlReport } from "../verify/html.js";
 import { verifyJUnit } from "../verify/junit.js";
 import { exitCodeOf, formatVerifyReport, progressLine, verifyReportToJSON, wantColour } from "../verify/report.js";
 import { knownFormula, verify } from "../verify/run.js";
-import type { VerifyOptions } from "../verify/run.js";
+import type { VerifyOptions, VerifyReport } from "../verify/run.js";
 import { intFlag, numFlag, parse, processIo, UsageError, type Io } from "./io.js";
 
 export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
                          [--properties] [--runs N] [--seed S] [--law NAME [--path P]] [--timeout S]
-                         [--json] [--junit FILE] [--html FILE]
+                         [--strict] [--json] [--junit FILE] [--html FILE] [--json-file FILE] [--force]
 
   Runs every golden case of the formulas the implementation declares, in the dtypes it supports
   (outputs, and gradients where it has a backward pass), finite-difference checks of its backward
@@ -38,13 +40,22 @@ export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--case
   --seed S           seed of the laws and gradient checks (default 1)
   --law NAME         only this law (no golden cases); with --seed and --path, replay the shrunk
                      counterexample a report printed
-  --timeout S        seconds to wait for one answer of the implementation (default 60)
+  --timeout S        seconds to wait for one answer of the implementation (default 60, at most
+                     2147483: Node's timer limit)
+  --strict           any declined check fails the run (without it: more than half of them)
   --json             print the report as JSON
   --junit FILE       also write a JUnit XML report
   --html FILE        also write a self-contained HTML report (heatmaps of the failing tensors)
+  --json-file FILE   also write the JSON report to FILE
+  --force            replace report files that specformer did not write
 
-  Exit 0 every check passed, 1 a check failed, 2 the implementation could not be driven or the
-  arguments are wrong.`;
+  Report files are checked before the run (folder exists and is writable, not a folder, distinct,
+  not a .safetensors file; an existing file only if it is an earlier specformer report, or with
+  --force) and written atomically after it, once the report has been printed.
+
+  Exit 0 every check passed, 1 a check failed or more than half were declined, 2 the
+  implementation faulted (crash, hang, garbage), nothing was checked, a report file could not
+  be written, or the arguments are wrong.`;
 
 /** Whether stderr is a terminal (progress is drawn there only then). */
 function stderrIsTty(io: Io): boolean {
@@ -56,7 +67,7 @@ function stderrIsTty(io: Io): boolean {
  * print the report (and write the JUnit/HTML files asked for); returns the exit code.
  * @throws UsageError for bad arguments and unreadable golden files (the caller prints it, exit 2).
  */
-export async function verifyCommand(argv: readonly string[], io: Io): Promise<number> {
+export async function verifyCommand(argv: readonly string[], io: Io, processOverrides: Partial<ProcessOptions> = {}): Promise<number> {
   const { values, positionals } = parse(
     argv,
     {
@@ -70,9 +81,12 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
       law: { type: "string" },
       path: { type: "string" },
       timeout: { type: "string" },
+      strict: { type: "boolean" },
       json: { type: "boolean" },
       junit: { type: "string" },
       html: { type: "string" },
+      "json-file": { type: "string" },
+      force: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     VERIFY_USAGE,
@@ -107,6 +121,9 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
   }
   const timeout = numFlag(values.timeout as string | undefined, "--timeout") ?? 60;
   if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got "${String(values.timeout)}"`);
+  // Node fires a longer timer after 1 ms: refuse it rather than time out at once
+  const maxTimeout = Math.floor(MAX_TIMER_MS / 1000);
+  if (timeout > maxTimeout) throw new UsageError(`--timeout must be at most ${maxTimeout} seconds (Node's timer limit, 2^31 − 1 ms), got "${String(values.timeout)}"`);
   const runs = intFlag(values.runs as string | undefined, "--runs", 50);
   if (runs < 1) throw new UsageError(`--runs must be a positive integer, got "${String(values.runs)}"`);
   const seed = intFlag(values.seed as string | undefined, "--seed", 1);
@@ -117,7 +134,19 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
   const command = values.impl as string | undefined;
   if (command !== undefined && command.trim() === "") throw new UsageError(`--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`);
 
-  const start = async (): Promise<Implementation> => ProcessImplementation.start(command!, { timeoutMs: timeout * 1000, startupTimeoutMs: Math.max(timeout * 1000, 30_000) });
+  const reports: Array<ReportTarget & { readonly render: (r: VerifyReport) => string | Promise<string>; readonly what: string }> = [];
+  if (values.junit !== undefined) reports.push({ flag: "--junit", path: String(values.junit), what: "JUnit report", render: verifyJUnit });
+  if (values.html !== undefined) reports.push({ flag: "--html", path: String(values.html), what: "HTML report", render: renderHtmlReport });
+  if (values["json-file"] !== undefined) reports.push({ flag: "--json-file", path: String(values["json-file"]), what: "JSON report", render: verifyReportToJSON });
+  try {
+    checkReportPaths(reports, { force: values.force === true });
+  } catch (e) {
+    if (e instanceof ReportPathError) throw new UsageError(`report files:\n  ${e.message.split("\n").join("\n  ")}`);
+    throw e;
+  }
+
+  const start = async (): Promise<Implementation> =>
+    ProcessImplementation.start(command!, { timeoutMs: timeout * 1000, startupTimeoutMs: Math.min(Math.max(timeout * 1000, 30_000), MAX_TIMER_MS), ...processOverrides });
   let impl: Implementation;
   if (command === undefined) impl = referenceImplementation();
   else {
@@ -145,6 +174,7 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
     lawRuns: runs,
     seed,
     ...(command !== undefined ? { command, restart: start } : {}),
+    ...(values.strict === true ? { strict: true } : {}),
     ...(progress !== undefined ? { onProgress: progress.update } : {}),
   };
   let report;
@@ -157,16 +187,19 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
     progress?.clear();
     await impl.close?.();
   }
-  // a restarted program is closed by the run; the last one is the report's
-  if (values.junit !== undefined) {
-    writeFileSync(String(values.junit), verifyJUnit(report));
-    io.err(`specformer verify: wrote JUnit report ${String(values.junit)}`);
-  }
-  if (values.html !== undefined) {
-    writeFileSync(String(values.html), await renderHtmlReport(report));
-    io.err(`specformer verify: wrote HTML report ${String(values.html)}`);
-  }
+  // a restarted program is closed by the run; the last one is the report's.
+  // The report is printed first: whatever happens to the files, it is not lost.
   if (values.json === true) io.out(verifyReportToJSON(report));
   else io.out(formatVerifyReport(report, { colour: wantColour(io.tty) }));
-  return exitCodeOf(report);
+  let unwritten = 0;
+  for (const r of reports) {
+    try {
+      writeFileAtomically(r.path, await r.render(report));
+      io.err(`specformer verify: wrote ${r.what} ${r.path}`);
+    } catch (e) {
+      unwritten++;
+      io.err(`specformer verify: could not write the ${r.what} ${r.flag} ${JSON.stringify(r.path)}: ${(e as Error).message}`);
+    }
+  }
+  return unwritten > 0 ? 2 : exitCodeOf(report);
 }

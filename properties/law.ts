@@ -10,7 +10,7 @@
  * names (max |V|, ‖q‖·‖k‖, the measured conditioning κ̂ — see tolerance.ts).
  */
 import type fc from "fast-check";
-import { ImplementationError, supportsBackward, type BackwardRequest, type FormulaConfig, type ForwardRequest, type Implementation } from "../autodiff/implementation.js";
+import { ImplementationError, supportsBackward, type BackwardRequest, type FormulaConfig, type ForwardRequest, type Implementation, type ImplementationErrorKind } from "../autodiff/implementation.js";
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
 import type { FormulaCase } from "./arbitraries.js";
@@ -44,6 +44,8 @@ export interface LawFailure {
   readonly toleranceReason?: string;
   /** Small excerpts of the offending values (an input row, the weights of a row…). */
   readonly values?: Readonly<Record<string, unknown>>;
+  /** Set when the check stopped because the implementation raised an error: that error's kind (`declined` says nothing about the law). */
+  readonly errorKind?: ImplementationErrorKind;
 }
 
 export type LawVerdict = { readonly ok: true } | { readonly ok: false; readonly failure: LawFailure };
@@ -139,7 +141,7 @@ export class Check {
     try {
       outs = (await this.impl.forward(req)).outputs;
     } catch (e) {
-      this.fail(`${what}: the implementation threw on ${req.formula} with inputs ${describeShapes(req.inputs)}: ${errorText(e)}`);
+      this.fail(`${what}: the implementation threw on ${req.formula} with inputs ${describeShapes(req.inputs)}: ${errorText(e)}`, errorDetail(e));
     }
     if (outs === undefined || outs === null || typeof outs !== "object") this.fail(`${what}: ${req.formula} returned no outputs`);
     return outs;
@@ -163,7 +165,7 @@ export class Check {
     try {
       return (await this.impl.backwardPass(req)).grads;
     } catch (e) {
-      this.fail(`${what}: the implementation threw on the backward pass of ${req.formula} with inputs ${describeShapes(req.inputs)}: ${errorText(e)}`);
+      this.fail(`${what}: the implementation threw on the backward pass of ${req.formula} with inputs ${describeShapes(req.inputs)}: ${errorText(e)}`, errorDetail(e));
     }
   }
 
@@ -279,7 +281,7 @@ export class Check {
       try {
         s = await sensitivity(this.impl, req, base, this.c.dtype);
       } catch (e) {
-        this.fail(`sensitivity probe: the implementation threw on ${req.formula} with slightly perturbed inputs ${describeShapes(req.inputs)}: ${errorText(e)}`);
+        this.fail(`sensitivity probe: the implementation threw on ${req.formula} with slightly perturbed inputs ${describeShapes(req.inputs)}: ${errorText(e)}`, errorDetail(e));
       }
       this.scales.set(req, s);
     }
@@ -306,7 +308,7 @@ export async function runCheck<C extends LawCase>(law: Law<C>, impl: Implementat
   } catch (e) {
     if (e instanceof Violation) return { ok: false, failure: e.failure };
     const base = { law: law.name, formula: c.formula, config: c.config, dtype: c.dtype, shapes: shapesOf(c.inputs) };
-    if (e instanceof ImplementationError) return { ok: false, failure: { ...base, message: `the implementation failed: ${e.message}` } };
+    if (e instanceof ImplementationError) return { ok: false, failure: { ...base, message: `the implementation failed: ${e.message}`, errorKind: e.kind } };
     return { ok: false, failure: { ...base, message: `the check raised ${errorText(e)}` } };
   }
 }
@@ -322,6 +324,11 @@ export function checked<C extends LawCase>(name: string, body: (k: Check, c: C) 
 export function describeShapes(ts: NamedTensors): string {
   const parts = Object.entries(ts).map(([k, v]) => `${k} ${v.dtype}${shapeToString(v.shape)}`);
   return parts.length > 6 ? `${parts.slice(0, 6).join(", ")} … (${parts.length} tensors)` : parts.join(", ");
+}
+
+/** The kind of an implementation error, carried into the failure it causes. */
+function errorDetail(e: unknown): FailureDetail {
+  return e instanceof ImplementationError ? { errorKind: e.kind } : {};
 }
 
 function errorText(e: unknown): string {

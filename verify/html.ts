@@ -4,6 +4,7 @@
  * error. Charts are Vega-Lite specs rendered to SVG here, in Node (`vega.View.toSVG`), and
  * inlined: the page has no script and loads nothing from the network.
  */
+import { REPORT_MARKER_COMMENT } from "./report-files.js";
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { shapeToString } from "../autodiff/tensor.js";
@@ -319,6 +320,7 @@ export async function renderHtmlReport(report: VerifyReport, opts: { maxCharts?:
   }
   if (report.notes.length > 0) body.push(`<h2>Notes</h2><ul>${report.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
   return `<!doctype html>
+${REPORT_MARKER_COMMENT}
 <html lang="en">
 <head>
 <meta charset="utf-8">

@@ -46,7 +46,7 @@ describe("JUnit XML", () => {
       ...planted,
       name: "mask off by one & <friends>",
       forward: async (req) => {
-        if (req.formula === "relu") throw new ImplementationError("implementation `x` reported an error for forward relu (request 4): relu <not> \"here\" \u0007");
+        if (req.formula === "relu") throw new ImplementationError("implementation `x` reported an error for forward relu (request 4): relu <not> \"here\" \u0007", { kind: "declined" });
         if (req.formula === "silu") throw new RangeError("index 9 out of range \u0000");
         return planted.forward(req);
       },

@@ -4,6 +4,7 @@
  * gradient check or law. A failing check is a `<failure>`, an implementation that could not be
  * driven an `<error>`, a declined or skipped check `<skipped>`.
  */
+import { REPORT_MARKER_COMMENT } from "./report-files.js";
 import { formatError } from "../golden/compare.js";
 import { firstDivergenceText } from "./report.js";
 import type { VerifyReport, VerifyResult } from "./run.js";
@@ -119,7 +120,7 @@ export function verifyJUnit(report: VerifyReport): string {
   });
   const all = report.results;
   return (
-    `<?xml version="1.0" encoding="UTF-8"?>\n` +
+    `<?xml version="1.0" encoding="UTF-8"?>\n${REPORT_MARKER_COMMENT}\n` +
     `<testsuites name="specformer verify" tests="${all.length}" failures="${count(all, "fail")}" errors="${count(all, "fault")}" skipped="${count(all, "skipped") + count(all, "declined")}" time="${seconds(report.timeMs)}">\n` +
     suites.map((x) => `${x}\n`).join("") +
     `</testsuites>\n`

@@ -131,7 +131,7 @@ describe("implementation errors while localising", () => {
   test("an error answer for a part is recorded as declined and the search goes on", async () => {
     const impl = plantedGraphImplementation("mask off by one", plantMaskShift(1));
     const forward = async (req: ForwardRequest) => {
-      if (req.formula === "linear") throw new ImplementationError(`implementation \`x\` reported an error for forward linear (request 9): linear is not supported here`);
+      if (req.formula === "linear") throw new ImplementationError(`implementation \`x\` reported an error for forward linear (request 9): linear is not supported here`, { kind: "declined" });
       return impl.forward(req);
     };
     const loc = await localiseCase(impl, golden("mha/f64/n7_d12_h3_causal"), forward);
@@ -143,11 +143,23 @@ describe("implementation errors while localising", () => {
     const impl = plantedGraphImplementation("mask off by one", plantMaskShift(1));
     let calls = 0;
     const forward = async (req: ForwardRequest) => {
-      if (++calls > 2) throw new ImplementationError("implementation `x`: cannot send forward mha (request 5): implementation was stopped after it exited: exited with code 1");
+      if (++calls > 2) throw new ImplementationError("implementation `x`: cannot send forward mha (request 5): implementation was stopped after it exited: exited with code 1", { kind: "stopped" });
       return impl.forward(req);
     };
     const loc = await localiseCase(impl, golden("block/f64/post_n7_d12_h3"), forward);
     expect(loc.fault?.message).toContain("was stopped after it exited");
     expect(loc.requests).toBe(3);
+  });
+  test("the kind decides, not the text: a decline quoting the stop phrase is declined, a fault quoting the decline phrase is a failed step", async () => {
+    const impl = plantedGraphImplementation("mask off by one", plantMaskShift(1));
+    const forward = async (req: ForwardRequest) => {
+      if (req.formula === "linear") throw new ImplementationError("implementation `x` reported an error for forward linear (request 9): implementation was stopped after a timeout", { kind: "declined" });
+      if (req.formula === "split_heads") throw new ImplementationError("implementation `x` exited with code 1\nstderr tail:\nx reported an error for forward", { kind: "crash" });
+      return impl.forward(req);
+    };
+    const loc = await localiseCase(impl, golden("mha/f64/n7_d12_h3_causal"), forward);
+    expect(loc.fault).toBeUndefined();
+    expect(loc.steps.filter((s) => s.status === "declined").map((s) => s.tensor)).toEqual(["linear[W_Q]", "linear[W_K]", "linear[W_V]"]);
+    expect(loc.steps.filter((s) => s.formula === "split_heads").map((s) => s.status)).not.toContain("declined");
   });
 });

@@ -99,9 +99,9 @@ export interface LocaliseInput {
   readonly dims?: Readonly<Record<string, number>>;
 }
 
-/** An error answer: the implementation declined the request and keeps running. */
+/** An error answer: the implementation declined the request and keeps running (read from the error's kind, never its text). */
 export function isDeclined(e: unknown): e is ImplementationError {
-  return e instanceof ImplementationError && / reported an error for /.test(e.message);
+  return e instanceof ImplementationError && e.kind === "declined";
 }
 
 interface Intermediate {
@@ -257,7 +257,7 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
           continue;
         }
         if (!(e instanceof ImplementationError)) throw e;
-        if (/implementation was stopped after|cannot be restarted|was not restarted/.test(e.message)) {
+        if (e.kind === "stopped") {
           fault = e;
           return false;
         }

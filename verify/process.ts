@@ -16,6 +16,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { ImplementationError } from "../autodiff/implementation.js";
 import type {
+  ImplementationErrorKind,
   BackwardRequest,
   BackwardResult,
   ForwardRequest,
@@ -61,6 +62,14 @@ export interface ProcessOptions {
 export const DEFAULT_MAX_LINE_BYTES = 256 * 1024 * 1024;
 
 const DEFAULT_GRACE_MS = 2000;
+/** Longest delay Node's timers honour (2^31 − 1 ms, about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checkDelay(ms: number, name: string): void {
+  if (!(Number.isFinite(ms) && ms > 0 && ms <= MAX_TIMER_MS)) {
+    throw new ImplementationError(`ProcessImplementation.start: ${name} must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's timer limit), got ${String(ms)}`);
+  }
+}
 const DEFAULT_STDERR_TAIL = 4096;
 const MIN_STARTUP_MS = 30_000;
 /** After the program exits, how long to wait for the rest of its stdout and stderr before reporting. */
@@ -72,6 +81,15 @@ interface Stopped {
   /** The message of the fault that stopped it (already reported to the request that met it). */
   readonly message: string;
 }
+
+/** The error kind a request meets when the process stops for this reason while it waits. */
+const ERROR_KIND: Readonly<Record<Stopped["kind"], ImplementationErrorKind>> = {
+  timeout: "timeout",
+  exit: "crash",
+  spawn: "crash",
+  protocol: "protocol",
+  closed: "stopped",
+};
 
 interface Pending {
   readonly id: number;
@@ -113,9 +131,10 @@ export class ProcessImplementation implements Implementation {
     if (typeof command !== "string" || command.trim().length === 0) {
       throw new ImplementationError(`ProcessImplementation.start: command must be a non-empty shell command string, got ${JSON.stringify(command)}`);
     }
-    if (!(Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0)) {
-      throw new ImplementationError(`ProcessImplementation.start: timeoutMs must be a positive number of milliseconds, got ${String(opts.timeoutMs)}`);
-    }
+    checkDelay(opts.timeoutMs, "timeoutMs");
+    if (opts.startupTimeoutMs !== undefined) checkDelay(opts.startupTimeoutMs, "startupTimeoutMs");
+    if (opts.graceMs !== undefined) checkDelay(opts.graceMs, "graceMs");
+    if (stopping) throw new ImplementationError(`ProcessImplementation.start: not starting ${command}: this process is stopping (it received a signal)`, { kind: "stopped" });
     const conn = new Connection(command, opts);
     const startup = opts.startupTimeoutMs ?? Math.max(opts.timeoutMs, MIN_STARTUP_MS);
     let hello: HelloResult;
@@ -148,6 +167,15 @@ export class ProcessImplementation implements Implementation {
   /** Exit code and signal once the program has exited, else `undefined`. */
   get exit(): { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined {
     return this.conn.exitInfo;
+  }
+
+  /**
+   * A fault no request met: the program exited, or printed garbage or a duplicate answer, while
+   * no request was waiting (after its last answer, say). Such a program still faulted; the
+   * verify run reports it.
+   */
+  get fault(): ImplementationError | undefined {
+    return this.conn.unreported;
   }
 
   /** Compute a formula's outputs. Unknown extra outputs in the answer are kept. */
@@ -219,6 +247,8 @@ class Connection {
   readonly command: string;
   readonly label: string;
   supportsShutdown = false;
+  /** The first fault that stopped the program while no request was pending (see `ProcessImplementation.fault`). */
+  unreported: ImplementationError | undefined;
   exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
   private readonly child: ChildProcess;
@@ -260,7 +290,7 @@ class Connection {
     // detached: the program leads its own process group, so it can be stopped with everything
     // it started and does not receive the terminal's Ctrl-C meant for specformer.
     this.child = spawn(command, { shell: true, cwd: opts.cwd, env, stdio: ["pipe", "pipe", "pipe"], detached: true });
-    if (this.child.pid !== undefined) liveGroups.add(this.child.pid);
+    if (this.child.pid !== undefined) liveGroups.set(this.child.pid, this.graceMs);
     registerExitHook();
 
     let onExited!: () => void;
@@ -282,7 +312,6 @@ class Connection {
     });
     this.child.on("exit", (code, signal) => {
       this.exitInfo = { code, signal };
-      if (this.child.pid !== undefined) liveGroups.delete(this.child.pid);
       // stdout may still hold a last answer and stderr the crash message: let both drain
       // (bounded: a grandchild may keep the pipes open) before reporting.
       const drained = (stream: NodeJS.ReadableStream & { readableEnded: boolean; destroyed: boolean }): Promise<void> =>
@@ -428,6 +457,7 @@ class Connection {
     if ("error" in response) {
       pending.reject(
         new ImplementationError(`${this.label} reported an error for ${pending.what}: ${response.error.message}`, {
+          kind: "declined",
           stderrTail: this.stderrTail(),
           line: line.slice(0, 200),
         }),
@@ -456,10 +486,15 @@ class Connection {
   private fail(stopped: Stopped, terminate: boolean, line?: string): void {
     if (this.stopped === undefined) this.stopped = stopped; // the first fault is the reason
     const pending = this.pending;
+    if (pending === undefined && stopped.kind !== "closed" && !this.closeRequested && this.unreported === undefined) {
+      this.unreported = new ImplementationError(stopped.message, { kind: ERROR_KIND[stopped.kind], stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) });
+    }
     if (pending !== undefined) {
       this.pending = undefined;
       clearTimeout(pending.timer);
-      pending.reject(new ImplementationError(stopped.message, { stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) }));
+      pending.reject(
+        new ImplementationError(stopped.message, { kind: ERROR_KIND[stopped.kind], stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) }),
+      );
     }
     if (terminate) void this.terminate();
   }
@@ -469,6 +504,7 @@ class Connection {
     const after =
       s.kind === "timeout" ? "a timeout" : s.kind === "exit" ? "it exited" : s.kind === "protocol" ? "a protocol error" : s.kind === "spawn" ? "it failed to start" : "close()";
     return new ImplementationError(`${this.label}: cannot send ${what}: implementation was stopped after ${after}: ${s.message}`, {
+      kind: "stopped",
       stderrTail: this.stderrTail(),
     });
   }
@@ -510,6 +546,8 @@ class Connection {
       if (!(await this.waitExit(this.graceMs))) await this.terminate();
     }
     await this.exited;
+    // whatever the program started and left behind (a forked worker, a `sleep`) is in its group
+    if (this.child.pid !== undefined) await stopGroup(this.child.pid, this.graceMs);
   }
 
   /** SIGTERM, then after `graceMs` SIGKILL; children before parents. Resolves when the program has exited. */
@@ -522,7 +560,7 @@ class Connection {
         if (await this.waitExit(this.graceMs)) return;
         await signalTree(this.child, "SIGKILL");
         await this.exited;
-      })();
+      })().then(() => (this.child.pid !== undefined ? stopGroup(this.child.pid, this.graceMs) : undefined));
     }
     return this.terminating;
   }
@@ -542,7 +580,6 @@ class Connection {
     this.child.stdin?.destroy();
     this.child.stdout?.destroy();
     this.child.stderr?.destroy();
-    if (this.child.pid !== undefined) liveGroups.delete(this.child.pid);
   }
 }
 
@@ -643,20 +680,106 @@ function signalHint(code: number | null): string {
   return name === undefined ? "" : ` (the shell's code for a program killed by signal ${name})`;
 }
 
-/** Process groups of programs still running, killed if the Node process exits without close(). */
-const liveGroups = new Set<number>();
+// ------------------------------------------------------------------------------ process groups
+
+/**
+ * Process groups of programs started and not yet stopped (group id → grace period in ms). Each
+ * program leads its own group (`detached`), and whatever it forks stays in that group unless it
+ * calls setsid itself; so signalling the group reaches grandchildren that outlived their parent.
+ */
+const liveGroups = new Map<number, number>();
+/** A signal arrived: no new program is started from now on. */
+let stopping = false;
+/** How long a group gets to disappear after SIGKILL before it is given up on. */
+const KILL_WAIT_MS = 2000;
+
+/** Does any process of group `pgid` still run? Zombies (exited, not yet reaped) do not count. */
+function groupAlive(pgid: number): boolean {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, "latin1");
+    } catch {
+      continue;
+    }
+    // "pid (comm) state ppid pgrp ...": parse after the last ')'
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") return true;
+  }
+  return false;
+}
+
+async function waitGroupGone(pgid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (!groupAlive(pgid)) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** SIGTERM to the whole group, SIGKILL after `graceMs`, and wait until none of it runs. */
+async function stopGroup(pgid: number, graceMs: number): Promise<void> {
+  if (groupAlive(pgid)) {
+    killQuietly(-pgid, "SIGTERM");
+    if (!(await waitGroupGone(pgid, graceMs))) {
+      killQuietly(-pgid, "SIGKILL");
+      await waitGroupGone(pgid, KILL_WAIT_MS);
+    }
+  }
+  liveGroups.delete(pgid);
+}
+
+/** Stop every program still running (SIGTERM, SIGKILL after its grace period) and wait for them. */
+export async function stopAllImplementations(): Promise<void> {
+  await Promise.all([...liveGroups].map(([pgid, grace]) => stopGroup(pgid, grace)));
+}
+
+/** The same, synchronously, for the `exit` event (nothing asynchronous runs there). */
+function stopAllNow(): void {
+  const groups = [...liveGroups];
+  if (groups.length === 0) return;
+  for (const [pgid] of groups) killQuietly(-pgid, "SIGTERM");
+  const grace = Math.min(Math.max(...groups.map(([, g]) => g)), KILL_WAIT_MS);
+  const deadline = Date.now() + grace;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  while (groups.some(([pgid]) => groupAlive(pgid)) && Date.now() < deadline) Atomics.wait(nap, 0, 0, 10);
+  for (const [pgid] of groups) if (groupAlive(pgid)) killQuietly(-pgid, "SIGKILL");
+  liveGroups.clear();
+}
+
 let exitHookRegistered = false;
 
+/**
+ * On every way out of this process, its programs are stopped: the `exit` event (normal end,
+ * `process.exit`, an uncaught error) stops them synchronously; SIGINT, SIGTERM and SIGHUP stop
+ * them (TERM, then KILL after the grace period), then the signal takes its default course —
+ * unless the host program listens for it too, in which case the host decides.
+ */
 function registerExitHook(): void {
   if (exitHookRegistered) return;
   exitHookRegistered = true;
-  process.on("exit", () => {
-    for (const pgid of liveGroups) {
-      try {
-        process.kill(-pgid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-  });
+  process.on("exit", stopAllNow);
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const onSignal = (): void => {
+      stopping = true;
+      void stopAllImplementations().finally(() => {
+        process.removeListener(signal, onSignal);
+        if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+      });
+    };
+    process.on(signal, onSignal);
+  }
 }

@@ -52,6 +52,9 @@ export interface HelloResult {
  */
 export class ProtocolError extends ImplementationError {
   override name = "ProtocolError";
+  constructor(message: string, detail?: { stderrTail?: string; line?: string }) {
+    super(message, { ...detail, kind: "protocol" });
+  }
 }
 
 /** Largest count of characters quoted from an offending line in an error message. */

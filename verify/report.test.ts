@@ -4,16 +4,19 @@
  */
 import { describe, expect, test } from "vitest";
 import { budgetText, exitCodeOf, progressLine, wantColour } from "./report.js";
+import { declineSummary } from "./run.js";
 import type { VerifyReport, VerifyResult } from "./run.js";
 
-function report(statuses: VerifyResult["status"][], faulted = false): VerifyReport {
+function report(statuses: VerifyResult["status"][], faulted = false, strict = false): VerifyReport {
+  const results: VerifyResult[] = statuses.map((status) => ({ kind: "golden", formula: "f", case: "f/f64/c", dtype: "f64", status, ok: status !== "fail" && status !== "fault", maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0 }));
   return {
     ok: false,
     implementation: { name: "x", formulas: [], dtypes: [], backward: false },
-    results: statuses.map((status) => ({ kind: "golden", formula: "f", case: "f/f64/c", dtype: "f64", status, ok: status !== "fail" && status !== "fault", maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0 })),
+    results,
     firstDivergence: null,
     notes: [],
     faulted,
+    declines: declineSummary(results, strict),
     restarts: 0,
     seed: 1,
     timeMs: 0,
@@ -52,5 +55,12 @@ describe("terminal report", () => {
     expect(exitCodeOf(report(["pass", "fail"]))).toBe(1);
     expect(exitCodeOf(report(["pass", "fail", "fault"], true))).toBe(2);
     expect(exitCodeOf(report(["declined", "skipped"]))).toBe(2);
+  });
+  test("exit codes: a fault result is 2 even when the run did not flag it; more than half declined, or any under strict, is 1", () => {
+    expect(exitCodeOf(report(["pass", "fault"]))).toBe(2);
+    expect(exitCodeOf(report(["pass", "declined"]))).toBe(0);
+    expect(exitCodeOf(report(["pass", "declined", "declined"]))).toBe(1);
+    expect(exitCodeOf(report(["pass", "pass", "declined", "skipped", "skipped"], false, true))).toBe(1);
+    expect(declineSummary(report(["pass", "declined", "declined", "skipped"]).results, false)).toEqual({ count: 2, asked: 3, share: 2 / 3, failsRun: true });
   });
 });

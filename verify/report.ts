@@ -3,12 +3,13 @@
  * a terminal), the first divergence spelled out, faults with the program's own words, and the
  * same facts as JSON. JUnit XML and HTML live in junit.ts and html.ts.
  */
+import { REPORT_MARKER } from "./report-files.js";
 import { shapeToString } from "../autodiff/tensor.js";
 import { formatError, formatValue } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
 import type { Hint } from "./diagnose.js";
 import type { FirstDivergence, ResultKind, ResultStatus, VerifyReport, VerifyResult } from "./run.js";
-import { formulaOrder } from "./run.js";
+import { DECLINE_LIMIT, formulaOrder } from "./run.js";
 
 // ---------------------------------------------------------------------------------------------
 // Colour
@@ -94,12 +95,22 @@ export function countsOf(results: readonly VerifyResult[], kind?: ResultKind): C
   return c;
 }
 
-/** The exit code of a report: 0 every check passed, 1 a check failed, 2 the implementation could not be driven (or nothing was checked). */
+/**
+ * The exit code of a report: 0 every check passed, 1 a check failed or too many were declined
+ * (`DeclineSummary.failsRun`), 2 the implementation faulted (or nothing was checked).
+ */
 export function exitCodeOf(report: VerifyReport): number {
-  if (report.faulted) return 2;
   const c = countsOf(report.results);
+  if (report.faulted || c.fault > 0) return 2;
   if (c.pass + c.fail === 0) return 2;
-  return c.fail > 0 ? 1 : 0;
+  return c.fail > 0 || report.declines.failsRun ? 1 : 0;
+}
+
+/** "3 of 20 checks declined (15 %)", with what that does to the run. */
+export function declinedText(report: VerifyReport): string {
+  const d = report.declines;
+  const pct = `${Math.round(d.share * 1000) / 10} %`;
+  return `${d.count} of ${d.asked} check${d.asked === 1 ? "" : "s"} declined (${pct})${d.failsRun ? " — too many: the run fails" : ""}`;
 }
 
 interface FormulaRow {
@@ -330,6 +341,7 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
   }
   const code = exitCodeOf(report);
   const verdict = code === 0 ? st.green(st.bold("OK")) : code === 1 ? st.red(st.bold("FAILED")) : st.red(st.bold("COULD NOT VERIFY"));
+  if (report.declines.count > 0) parts.push(report.declines.failsRun ? st.red(declinedText(report)) : st.yellow(declinedText(report)));
   out.push(`${parts.join("; ")} — ${verdict} in ${(report.timeMs / 1000).toFixed(1)} s${report.restarts > 0 ? ` (${report.restarts} restart${report.restarts > 1 ? "s" : ""})` : ""}`);
   return out.join("\n") + "\n";
 }
@@ -438,6 +450,8 @@ export function resultJSON(r: VerifyResult): Record<string, unknown> {
 export function verifyReportToJSON(report: VerifyReport): string {
   const d = report.firstDivergence;
   const doc = {
+    // first, so that an earlier report is recognised from the file's start (verify/report-files.ts)
+    report: `${REPORT_MARKER}: specformer verify`,
     ok: report.ok,
     exit_code: exitCodeOf(report),
     implementation: {
@@ -447,7 +461,12 @@ export function verifyReportToJSON(report: VerifyReport): string {
       dtypes: report.implementation.dtypes,
       backward: report.implementation.backward,
     },
-    summary: { golden: countsOf(report.results, "golden"), gradient: countsOf(report.results, "gradient"), property: countsOf(report.results, "property") },
+    summary: {
+      golden: countsOf(report.results, "golden"),
+      gradient: countsOf(report.results, "gradient"),
+      property: countsOf(report.results, "property"),
+      declined: { count: report.declines.count, asked: report.declines.asked, share: report.declines.share, limit: DECLINE_LIMIT, fails_run: report.declines.failsRun },
+    },
     results: report.results.map(resultJSON),
     first_divergence:
       d === null

@@ -80,7 +80,7 @@ describe("the reference", () => {
       ...ref,
       name: "no mha",
       forward: async (req) => {
-        if (req.formula === "mha") throw new ImplementationError("implementation `no mha` reported an error for forward mha (request 7): mha is not implemented");
+        if (req.formula === "mha") throw new ImplementationError("implementation `no mha` reported an error for forward mha (request 7): mha is not implemented", { kind: "declined" });
         return ref.forward(req);
       },
     };
@@ -163,7 +163,7 @@ describe("planted mistakes", () => {
         if (req.formula === "relu") throw new TypeError("Cannot read properties of undefined (reading 'shape')");
         // eslint-disable-next-line @typescript-eslint/only-throw-error
         if (req.formula === "gelu_tanh") throw "out of memory";
-        if (req.formula === "silu") throw new ImplementationError("implementation `moody` reported an error for forward silu (request 3): silu is not supported");
+        if (req.formula === "silu") throw new ImplementationError("implementation `moody` reported an error for forward silu (request 3): silu is not supported", { kind: "declined" });
         return ref.forward(req);
       },
     };
@@ -175,6 +175,53 @@ describe("planted mistakes", () => {
     expect(r.results.filter((x) => x.formula === "gelu").every((x) => x.status === "pass")).toBe(true);
     expect(r.results.find((x) => x.formula === "gelu_tanh")?.message).toBe("moody threw a non-Error value: out of memory");
     expect(exitCodeOf(r)).toBe(2);
+  });
+  test("the error's kind decides, never its text: a fault quoting the decline phrase is a fault, a decline quoting the stop phrase is declined", async () => {
+    const ref = referenceImplementation();
+    let restarts = 0;
+    const impl: Implementation = {
+      ...ref,
+      name: "tricky",
+      forward: async (req) => {
+        if (req.formula === "relu") throw new ImplementationError("implementation `tricky` exited with code 1\nstderr tail:\nx reported an error for forward relu", { kind: "crash" });
+        if (req.formula === "silu") throw new ImplementationError("implementation `tricky` reported an error for forward silu (request 3): implementation was stopped after a timeout", { kind: "declined" });
+        return ref.forward(req);
+      },
+    };
+    const r = await verify(impl, { formulas: ["relu", "silu", "gelu"], dtype: "f64", gradients: false, restart: async () => (restarts++, impl) });
+    expect(new Set(r.results.filter((x) => x.formula === "relu").map((x) => x.status))).toEqual(new Set(["fault"]));
+    expect(new Set(r.results.filter((x) => x.formula === "silu").map((x) => x.status))).toEqual(new Set(["declined"]));
+    expect(restarts).toBe(0);
+    expect(r.restarts).toBe(0);
+    expect(r.ok).toBe(false);
+    expect(exitCodeOf(r)).toBe(2);
+  });
+  test("declines: more than half of the checks declined fails the run (exit 1), any decline under strict does; the summary states the share", async () => {
+    const ref = referenceImplementation();
+    const impl: Implementation = {
+      ...ref,
+      name: "shy",
+      forward: async (req) => {
+        if (req.formula !== "gelu") throw new ImplementationError(`implementation \`shy\` reported an error for forward ${req.formula}: not supported`, { kind: "declined" });
+        return ref.forward(req);
+      },
+    };
+    const mostly = await verify(impl, { formulas: ["relu", "silu", "gelu"], dtype: "f64", gradients: false });
+    expect(mostly.declines.count).toBeGreaterThan(mostly.declines.asked / 2);
+    expect(mostly.declines.failsRun).toBe(true);
+    expect(mostly.ok).toBe(false);
+    expect(exitCodeOf(mostly)).toBe(1);
+    expect(formatVerifyReport(mostly)).toMatch(/\d+ of \d+ checks declined \(\d+(\.\d)? %\) — too many: the run fails — FAILED/);
+    const j = JSON.parse(verifyReportToJSON(mostly));
+    expect(j.summary.declined).toMatchObject({ count: mostly.declines.count, asked: mostly.declines.asked, limit: 0.5, fails_run: true });
+    const few = await verify(impl, { formulas: ["relu", "gelu"], dtype: "f64", gradients: false });
+    expect(few.declines.share).toBeLessThanOrEqual(0.5);
+    expect(exitCodeOf(few)).toBe(0);
+    expect(formatVerifyReport(few)).toMatch(/checks declined \(\d+(\.\d)? %\) — OK/);
+    const strict = await verify(impl, { formulas: ["relu", "gelu"], dtype: "f64", gradients: false, strict: true });
+    expect(strict.ok).toBe(false);
+    expect(exitCodeOf(strict)).toBe(1);
+    expect(strict.notes.join("\n")).toContain("--strict: the implementation declined");
   });
 });
 
@@ -259,7 +306,7 @@ describe("reports", () => {
     const impl = plantedGraphImplementation("mask off by one", plantMaskShift(1));
     const r = await verify(impl, { formulas: ["causal_mask", "attention"], dtype: "f64", gradients: false });
     const j = JSON.parse(verifyReportToJSON(r));
-    expect(Object.keys(j)).toEqual(["ok", "exit_code", "implementation", "summary", "results", "first_divergence", "notes", "restarts", "seed", "time_ms"]);
+    expect(Object.keys(j)).toEqual(["report", "ok", "exit_code", "implementation", "summary", "results", "first_divergence", "notes", "restarts", "seed", "time_ms"]);
     expect(j.ok).toBe(false);
     expect(j.implementation.name).toBe("mask off by one");
     for (const x of j.results) for (const k of ["kind", "formula", "case", "ok", "max_abs_err", "max_rel_err"]) expect(x).toHaveProperty(k);

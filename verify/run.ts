@@ -127,9 +127,39 @@ export interface VerifyReport {
   readonly notes: readonly string[];
   /** The implementation could not be driven for some checks (exit code 2). */
   readonly faulted: boolean;
+  /** How many checks the implementation declined, and whether that fails the run. */
+  readonly declines: DeclineSummary;
   readonly restarts: number;
   readonly seed: number;
   readonly timeMs: number;
+}
+
+/** Declined checks among those sent to the implementation (pass, fail, declined or fault). */
+export interface DeclineSummary {
+  readonly count: number;
+  readonly asked: number;
+  /** count / asked (0 when nothing was asked). */
+  readonly share: number;
+  /** More than `DECLINE_LIMIT` of the checks were declined, or any was under `strict`: the run fails (exit 1). */
+  readonly failsRun: boolean;
+}
+
+/**
+ * Largest share of declined checks a run may have and still pass. An implementation that
+ * declines most of what it declared has not shown that it computes those formulas.
+ */
+export const DECLINE_LIMIT = 0.5;
+
+/** Count the declined checks and decide whether they fail the run. */
+export function declineSummary(results: readonly VerifyResult[], strict: boolean): DeclineSummary {
+  const asked = results.filter((r) => r.status !== "skipped").length;
+  const count = results.filter((r) => r.status === "declined").length;
+  const share = asked === 0 ? 0 : count / asked;
+  return { count, asked, share, failsRun: count > 0 && (strict || share > DECLINE_LIMIT) };
+}
+
+function percent(x: number): string {
+  return `${Math.round(x * 1000) / 10} %`;
 }
 
 export interface ProgressEvent {
@@ -164,6 +194,11 @@ export interface VerifyOptions {
   readonly localiseLimit?: number;
   /** Starts a fresh copy of the implementation after it stopped (a crash or timeout). */
   readonly restart?: () => Promise<Implementation>;
+  /**
+   * Any declined check fails the run (without it, only more than `DECLINE_LIMIT` of them do).
+   * Additive: other strictness rules may join it.
+   */
+  readonly strict?: boolean;
   /** Restarts allowed in one run (default 3). */
   readonly maxRestarts?: number;
   /** How the implementation was started (shown in reports and replay commands). */
@@ -244,11 +279,20 @@ function faultInfo(e: ImplementationError): FaultInfo {
 /** The implementation is stopped for good: the check was not run (it is skipped, not failed again). */
 class StoppedForGood extends ImplementationError {
   override name = "StoppedForGood";
+  constructor(message: string) {
+    super(message, { kind: "stopped" });
+  }
 }
 
-/** A program that was stopped after a fault answers every later request with this. */
-function isStopped(e: unknown): boolean {
-  return e instanceof ImplementationError && /implementation was stopped after/.test(e.message);
+/** A program that was stopped after a fault answers every later request with an error of kind `stopped`. */
+function isStopped(e: unknown): e is ImplementationError {
+  return e instanceof ImplementationError && e.kind === "stopped" && !(e instanceof StoppedForGood);
+}
+
+/** The fault an implementation met while no request was waiting (process implementations record one). */
+function lateFault(impl: Implementation): ImplementationError | undefined {
+  const f = (impl as { readonly fault?: unknown }).fault;
+  return f instanceof ImplementationError && f.kind !== "declined" ? f : undefined;
 }
 
 /**
@@ -259,6 +303,7 @@ class Driver {
   impl: Implementation;
   restarts = 0;
   dead: string | undefined;
+  lateFault: ImplementationError | undefined;
   readonly notes: string[] = [];
 
   constructor(impl: Implementation, private readonly opts: VerifyOptions) {
@@ -271,7 +316,7 @@ class Driver {
       return await f(this.impl).catch((e: unknown) => {
         // an in-process implementation's own exception is its fault, reported like a process's
         if (e instanceof ImplementationError) throw e;
-        throw new ImplementationError(`${this.impl.name} threw ${e instanceof Error ? `${e.name}: ${e.message}` : `a non-Error value: ${String(e)}`}`);
+        throw new ImplementationError(`${this.impl.name} threw ${e instanceof Error ? `${e.name}: ${e.message}` : `a non-Error value: ${String(e)}`}`, { kind: "failed" });
       });
     } catch (e) {
       if (!isStopped(e)) throw e;
@@ -504,15 +549,28 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
     if (opts.properties === true || replaying) await lawChecks(driver, opts, seed, results, notes, wanted, progress);
 
   } finally {
+    // a fault that no request met (an exit or a stray line after the last answer) still counts
+    const late = lateFault(driver.impl);
+    if (late !== undefined) driver.lateFault = late;
     // the caller closes the implementation it passed in; restarted copies are the run's to close
     if (driver.impl !== impl) await driver.impl.close?.().catch(() => undefined);
   }
+  if (driver.lateFault !== undefined) notes.push(`the implementation faulted while no request was waiting: ${driver.lateFault.message.split("\n")[0]}`);
   notes.push(...driver.notes);
   const firstDivergence = pickFirstDivergence(results);
   const checked = results.filter((r) => r.status === "pass" || r.status === "fail").length;
-  const faulted = results.some((r) => r.status === "fault") || driver.dead !== undefined;
+  // a restart follows a fault, even when every check after it passed
+  const faulted = results.some((r) => r.status === "fault") || driver.dead !== undefined || driver.restarts > 0 || driver.lateFault !== undefined;
   if (checked === 0) notes.push("nothing was checked: no golden case, gradient check or law applies to the formulas and dtypes the implementation declares");
-  const ok = checked > 0 && results.every((r) => r.ok) && !faulted;
+  const declines = declineSummary(results, opts.strict === true);
+  if (declines.failsRun) {
+    notes.push(
+      opts.strict === true
+        ? `--strict: the implementation declined ${declines.count} of the ${declines.asked} checks sent to it; any decline fails the run`
+        : `the implementation declined ${declines.count} of the ${declines.asked} checks sent to it (${percent(declines.share)}); more than ${percent(DECLINE_LIMIT)} fails the run`,
+    );
+  }
+  const ok = checked > 0 && results.every((r) => r.ok) && !faulted && !declines.failsRun;
   const cur = driver.impl;
   return {
     ok,
@@ -521,6 +579,7 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
     firstDivergence,
     notes,
     faulted,
+    declines,
     restarts: driver.restarts,
     seed,
     timeMs: performance.now() - t0,
@@ -671,13 +730,15 @@ async function lawChecks(
     const budget = f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0 ? f.absError / f.allowed : null;
     // a case the implementation answered with an error (a configuration it does not support)
     // says nothing about the law: declined, like a golden case it declines
-    const declined = r.status === "failed" && f !== undefined && / reported an error for /.test(f.message);
+    const declined = r.status === "failed" && f?.errorKind === "declined";
+    // a case the implementation could not be driven through (crash, timeout, garbage) is a fault
+    const fault = r.status === "failed" && f?.errorKind !== undefined && !declined;
     results.push({
       kind: "property",
       formula: f !== undefined && f.formula !== "" ? f.formula : formula ?? (r.formulas.join(", ") || "-"),
       case: r.law,
       dtype,
-      status: r.status === "passed" ? "pass" : declined ? "declined" : r.status === "failed" ? "fail" : "skipped",
+      status: r.status === "passed" ? "pass" : declined ? "declined" : fault ? "fault" : r.status === "failed" ? "fail" : "skipped",
       ok: r.status !== "failed" || declined,
       maxAbsErr: declined ? null : (f?.absError ?? null),
       maxRelErr: declined ? null : (f?.relError ?? null),
@@ -714,7 +775,7 @@ async function lawChecks(
         // a law stops at its first failing case: when that case was declined, run the law again
         // on each of its other formulas, so what the implementation does support is still checked
         const f = r.failure;
-        if (r.status !== "failed" || f === undefined || !/ reported an error for /.test(f.message) || formula !== undefined || opts.lawPath !== undefined) continue;
+        if (r.status !== "failed" || f?.errorKind !== "declined" || formula !== undefined || opts.lawPath !== undefined) continue;
         for (const g of r.formulas) {
           if (g === f.formula) continue;
           progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length, label: `${r.law} on ${g} (${dtype})` });
