@@ -9,6 +9,7 @@
  * ```
  */
 import { editDistance } from "../spec/formula.js";
+import { lengthExtrapolationStudy } from "./length-extrapolation.js";
 import { lnPlacementStudy } from "./ln-placement.js";
 import { rankCollapseStudy } from "./rank-collapse.js";
 import { StudyError, type Study } from "./study.js";
@@ -16,6 +17,7 @@ import { variantsStudy } from "./variants.js";
 
 export const STUDIES: Readonly<Record<string, Study>> = {
   "ln-placement": lnPlacementStudy,
+  "length-extrapolation": lengthExtrapolationStudy,
   "rank-collapse": rankCollapseStudy,
   variants: variantsStudy,
 };
