@@ -11,6 +11,7 @@
 import { editDistance } from "../spec/formula.js";
 import { lengthExtrapolationStudy } from "./length-extrapolation.js";
 import { lnPlacementStudy } from "./ln-placement.js";
+import { mupStudy } from "./mup.js";
 import { rankCollapseStudy } from "./rank-collapse.js";
 import { StudyError, type Study } from "./study.js";
 import { variantsStudy } from "./variants.js";
@@ -20,6 +21,7 @@ export const STUDIES: Readonly<Record<string, Study>> = {
   "length-extrapolation": lengthExtrapolationStudy,
   "rank-collapse": rankCollapseStudy,
   variants: variantsStudy,
+  mup: mupStudy,
 };
 
 
