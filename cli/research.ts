@@ -8,7 +8,7 @@ import { parse, processIo, UsageError, type Io } from "./io.js";
 
 const studyLines = () =>
   Object.values(STUDIES)
-    .map((s) => `  ${s.name.padEnd(14)} ${s.description} (default ${s.defaultSeeds} seed${s.defaultSeeds === 1 ? "" : "s"})`)
+    .map((s) => `  ${s.name.padEnd(21)} ${s.description} (default ${s.defaultSeeds} seed${s.defaultSeeds === 1 ? "" : "s"})`)
     .join("\n");
 
 export const RESEARCH_USAGE = () => `usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]

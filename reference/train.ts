@@ -24,6 +24,12 @@ export interface AdamOptions {
    * grouping. Default 0 (plain Adam).
    */
   readonly weightDecay?: number;
+  /**
+   * Per-parameter step-size multipliers, by name: a number for the whole tensor or one factor per
+   * element (e.g. W_Q's columns inside the fused `attn.c_attn.weight`). Parameters not named take
+   * 1. This is how μP's per-layer learning rates are applied (reference/mup.ts).
+   */
+  readonly lrScale?: Readonly<Record<string, number | Float64Array>>;
 }
 
 /**
@@ -40,6 +46,7 @@ export class Adam {
   readonly eps: number;
   readonly weightDecay: number;
   readonly lr: number;
+  readonly lrScale: Readonly<Record<string, number | Float64Array>>;
   /** Steps taken. */
   t = 0;
   private readonly m = new Map<string, Float64Array>();
@@ -51,6 +58,7 @@ export class Adam {
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
+    this.lrScale = opts.lrScale ?? {};
     const check = (name: string, v: number, ok: boolean, want: string) => {
       if (!ok) throw new TrainError(`Adam: ${name} must be ${want}, got ${v}`);
     };
@@ -83,15 +91,18 @@ export class Adam {
         this.m.set(k, m);
         this.v.set(k, v);
       }
-      const decay = p.shape.length >= 2 ? 1 - lr * this.weightDecay : 1;
+      const scale = this.lrScale[k] ?? 1;
+      if (typeof scale !== "number" && scale.length !== p.size) throw new TrainError(`Adam: lrScale of ${k} has ${scale.length} factors but the parameter has ${p.size} elements`);
       const pd = p.data;
       const gd = g.data;
       for (let i = 0; i < pd.length; i++) {
+        const lr_i = typeof scale === "number" ? lr * scale : lr * scale[i]!;
+        const decay = p.shape.length >= 2 ? 1 - lr_i * this.weightDecay : 1;
         const gi = gd[i]!;
         if (!Number.isFinite(gi)) throw new TrainError(`Adam: gradient of ${k} is ${gi} at index [${p.unravel(i).join(", ")}] (step ${this.t})`);
         const mi = (m[i] = this.beta1 * m[i]! + (1 - this.beta1) * gi);
         const vi = (v[i] = this.beta2 * v[i]! + (1 - this.beta2) * gi * gi);
-        pd[i] = pd[i]! * decay - (lr * (mi / bc1)) / (Math.sqrt(vi / bc2) + this.eps);
+        pd[i] = pd[i]! * decay - (lr_i * (mi / bc1)) / (Math.sqrt(vi / bc2) + this.eps);
       }
     }
   }
@@ -156,6 +167,8 @@ export interface TrainOptions {
   /** Clip the global gradient norm to this value. */
   readonly clip?: number;
   readonly weightDecay?: number;
+  /** Per-parameter step-size multipliers (see {@link AdamOptions.lrScale}). */
+  readonly lrScale?: AdamOptions["lrScale"];
   readonly beta1?: number;
   readonly beta2?: number;
   readonly eps?: number;
@@ -210,6 +223,7 @@ export function train(config: ModelConfigInput | GPTConfig, tokens: ArrayLike<nu
     ...(opts.beta2 !== undefined ? { beta2: opts.beta2 } : {}),
     ...(opts.eps !== undefined ? { eps: opts.eps } : {}),
     ...(opts.weightDecay !== undefined ? { weightDecay: opts.weightDecay } : {}),
+    ...(opts.lrScale !== undefined ? { lrScale: opts.lrScale } : {}),
   });
   const losses: number[] = [];
   const gradNorms: number[] = [];

@@ -41,9 +41,9 @@ const tmp = () => mkdtempSync(join(tmpdir(), "specformer-research-"));
 
 describe("specformer research: bad input exits 2 with a message", () => {
   it.each([
-    [["lnplacement"], 'unknown study "lnplacement" (did you mean ln-placement?); studies: ln-placement, rank-collapse, variants'],
+    [["lnplacement"], 'unknown study "lnplacement" (did you mean ln-placement?); studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
     [["attention-collapse"], 'unknown study "attention-collapse"'],
-    [[], "which study? name one of ln-placement, rank-collapse, variants"],
+    [[], "which study? name one of ln-placement, length-extrapolation, rank-collapse, variants, mup"],
     [["rank-collapse", "variants"], "research takes one study, got 2: rank-collapse variants"],
     [["rank-collapse", "--seeds", "0"], '--seeds must be a positive integer, got "0"'],
     [["rank-collapse", "--seeds", "2.5"], '--seeds must be a positive integer, got "2.5"'],
@@ -85,7 +85,7 @@ describe("specformer research: bad input exits 2 with a message", () => {
     const r = await run(["--help"]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]");
-    for (const s of ["ln-placement", "rank-collapse", "variants"]) expect(r.out).toContain(`  ${s}`);
+    for (const s of ["ln-placement", "length-extrapolation", "rank-collapse", "variants", "mup"]) expect(r.out).toContain(`  ${s}`);
   });
 });
 

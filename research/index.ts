@@ -9,15 +9,19 @@
  * ```
  */
 import { editDistance } from "../spec/formula.js";
+import { lengthExtrapolationStudy } from "./length-extrapolation.js";
 import { lnPlacementStudy } from "./ln-placement.js";
+import { mupStudy } from "./mup.js";
 import { rankCollapseStudy } from "./rank-collapse.js";
 import { StudyError, type Study } from "./study.js";
 import { variantsStudy } from "./variants.js";
 
 export const STUDIES: Readonly<Record<string, Study>> = {
   "ln-placement": lnPlacementStudy,
+  "length-extrapolation": lengthExtrapolationStudy,
   "rank-collapse": rankCollapseStudy,
   variants: variantsStudy,
+  mup: mupStudy,
 };
 
 

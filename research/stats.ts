@@ -107,3 +107,52 @@ export function logLogFit(xs: readonly number[], ys: readonly number[]): LineFit
   });
   return linearFit(lx, ly);
 }
+
+/**
+ * Two-sided 95% quantile t₀.₉₇₅ of Student's t distribution with `df` degrees of freedom
+ * (the standard table, e.g. NIST/SEMATECH e-Handbook 1.3.6.7.2, for df ≤ 30; beyond, Cornish–Fisher
+ * from the normal z = 1.959964: z + (z³ + z)/(4·df), within 2e-3 of the table at df = 30).
+ * @example tQuantile975(4) // 2.776
+ */
+export function tQuantile975(df: number): number {
+  if (!Number.isInteger(df) || df < 1) throw new StatsError(`tQuantile975: degrees of freedom must be a positive integer, got ${df}`);
+  const table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
+  if (df <= table.length) return table[df - 1]!;
+  const z = 1.959964;
+  return z + (z ** 3 + z) / (4 * df);
+}
+
+/** A mean difference with its 95% confidence interval. */
+export interface PairedInterval {
+  /** Mean of the per-pair differences a − b. */
+  readonly mean: number;
+  /** Half-width t₀.₉₇₅(n − 1)·s/√n (NaN for a single pair). */
+  readonly halfWidth: number;
+  readonly low: number;
+  readonly high: number;
+  /** Standard deviation of the differences. */
+  readonly sd: number;
+  readonly n: number;
+  /** The interval excludes 0. */
+  readonly significant: boolean;
+}
+
+/**
+ * The paired t interval of a − b over matched pairs (e.g. the same seed for two variants): the
+ * differences d_i = a_i − b_i, mean ± t₀.₉₇₅(n − 1)·sd(d)/√n. Pairing removes what the two share
+ * (initial weights and data order), which an unpaired spread of a alone would count as noise.
+ * @throws StatsError for unequal lengths, no pairs or non-finite values.
+ * @example pairedInterval([2, 3, 4], [1, 1, 1]).mean // 2
+ */
+export function pairedInterval(a: readonly number[], b: readonly number[]): PairedInterval {
+  if (a.length !== b.length) throw new StatsError(`pairedInterval: ${a.length} values against ${b.length}; pairs need equal lengths`);
+  if (a.length === 0) throw new StatsError("pairedInterval: no pairs");
+  checkFinite(a, "pairedInterval a");
+  checkFinite(b, "pairedInterval b");
+  const d = a.map((x, i) => x - b[i]!);
+  const m = mean(d);
+  const n = d.length;
+  const sd = std(d);
+  const halfWidth = n > 1 ? (tQuantile975(n - 1) * sd) / Math.sqrt(n) : Number.NaN;
+  return { mean: m, halfWidth, low: m - halfWidth, high: m + halfWidth, sd, n, significant: n > 1 && (m - halfWidth > 0 || m + halfWidth < 0) };
+}

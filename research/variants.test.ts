@@ -5,7 +5,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseCsv } from "./csv.js";
 import { renderSvg } from "./plot.js";
-import { BASELINE_SEEDS, CURVE_COLUMNS, curvesCsv, runVariants, schedule, smooth, variantConfig, VARIANTS, VARIANTS_COLUMNS, VARIANTS_QUICK, variantsCsv, variantsPlot, type VariantsResult } from "./variants.js";
+import { pairedInterval } from "./stats.js";
+import { BASELINE_SEEDS, CURVE_COLUMNS, curvesCsv, LITERATURE, runVariants, schedule, SEED_COLUMNS, seedsCsv, smooth, variantConfig, VARIANTS, VARIANTS_COLUMNS, VARIANTS_QUICK, variantsCsv, variantsPlot, variantsSummary, verdict, type VariantsResult } from "./variants.js";
 import { parseXml } from "./xml.js";
 
 let r: VariantsResult;
@@ -125,5 +126,59 @@ describe("variants: files", () => {
     const rects = elements.filter((e) => cls(e).includes("mark-rect") && cls(e).includes("role-mark"));
     expect(rects.map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length)).toEqual([VARIANTS.length, VARIANTS.length]);
     for (const v of VARIANTS) expect(svg).toContain(`>${v.id}<`);
+  });
+});
+
+describe("variants: paired differences over seeds", () => {
+  let p: VariantsResult;
+  beforeAll(() => {
+    p = runVariants({ quick: true, seeds: 3, only: ["baseline", "swiglu", "rmsnorm", "post-ln"] });
+  });
+  it("reports each difference as the paired t interval of the per-seed runs it writes", () => {
+    const seeds = parseCsv(seedsCsv(p));
+    expect(seeds.columns).toEqual([...SEED_COLUMNS]);
+    expect(seeds.rows).toHaveLength(4 * 3);
+    const held = (id: string) => seeds.rows.filter((x) => x["variant"] === id).map((x) => Number(x["heldout_loss"]));
+    const table = parseCsv(variantsCsv(p)).rows;
+    for (const id of ["swiglu", "rmsnorm", "post-ln"]) {
+      const row = table.find((x) => x["variant"] === id)!;
+      const d = pairedInterval(held(id), held("baseline"));
+      expect(Number(row["delta"])).toBe(d.mean);
+      expect(Number(row["delta_low"])).toBe(d.low);
+      expect(Number(row["delta_high"])).toBe(d.high);
+      expect(row["significant"]).toBe(String(d.significant));
+    }
+    const base = table.find((x) => x["variant"] === "baseline")!;
+    expect([Number(base["delta"]), Number(base["delta_low"]), Number(base["delta_high"])]).toEqual([0, 0, 0]);
+  });
+  it("checks each literature direction it has the variant for, and says which way the interval points", () => {
+    const names = p.checks.map((c) => c.name);
+    for (const lit of LITERATURE.filter((l) => ["swiglu", "rmsnorm", "post-ln"].includes(l.variant))) {
+      expect(names.some((n) => n.startsWith(`${lit.variant} vs baseline`))).toBe(true);
+    }
+    expect(names.some((n) => n.startsWith("relu"))).toBe(false);
+    const summary = variantsSummary(p, performance.now());
+    expect(summary).toContain("## Against the literature");
+    expect(summary).toContain("Shazeer 2020, Table 1");
+  });
+  it("reads an interval against a direction: agrees, unresolved or disagrees", () => {
+    const iv = (low: number, high: number) => ({ mean: (low + high) / 2, halfWidth: (high - low) / 2, low, high, sd: 1, n: 5, significant: low > 0 || high < 0 });
+    expect(verdict(iv(-0.3, -0.1), "lower")).toBe("agrees");
+    expect(verdict(iv(-0.3, 0.1), "lower")).toBe("unresolved");
+    expect(verdict(iv(0.1, 0.3), "lower")).toBe("disagrees");
+    expect(verdict(iv(0.1, 0.3), "higher")).toBe("agrees");
+    expect(verdict(iv(-0.1, 0.1), "comparable")).toBe("agrees");
+    expect(verdict(iv(-0.3, -0.1), "comparable")).toBe("agrees");
+    expect(verdict(iv(0.1, 0.3), "comparable")).toBe("disagrees");
+  });
+  it("draws the intervals: one rule and one point per variant besides the baseline", async () => {
+    const { svg, warnings } = await renderSvg(variantsPlot(p));
+    expect(warnings).toEqual([]);
+    const { elements } = parseXml(svg);
+    const cls = (e: { attrs: Readonly<Record<string, string>> }) => (e.attrs["class"] ?? "").split(" ");
+    const kids = (kind: string) => elements.filter((e) => cls(e).includes(kind) && cls(e).includes("role-mark")).map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length);
+    expect(kids("mark-symbol")).toEqual([3]);
+    // the zero line (one) and the intervals (three)
+    expect(kids("mark-rule").sort()).toEqual([1, 3]);
   });
 });

@@ -11,7 +11,7 @@ import { evalLoss, train } from "../reference/train.js";
 import { toCsv } from "./csv.js";
 import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
-import { mean, median, std } from "./stats.js";
+import { mean, median, pairedInterval, std, type PairedInterval } from "./stats.js";
 import { checksTable, mdTable, runInfo, runInfoLine, seedCount, sig, StudyError, type Study, type StudyCheck, type StudyOptions, type StudyReport } from "./study.js";
 
 export interface VariantsSizes {
@@ -35,10 +35,13 @@ export interface VariantsSizes {
 }
 
 /**
- * Default: 300 steps of 16 × 32 tokens for 12 models. The engine takes ≈ 40–60 ms per step for
- * these models on 2 cores (measured before choosing), so the study runs in ≈ 3–4 minutes.
+ * Default: 300 steps of 16 × 32 tokens for 12 models × 5 seeds. The engine takes ≈ 40–60 ms per
+ * step for these models on an idle core (measured before choosing), so the 60 runs take ≈ 15
+ * minutes; more steps per run would not fit the 30-minute budget with five seeds. Five seeds are
+ * what a paired interval needs to resolve differences of a few hundredths of a nat (see the
+ * summary's noise paragraph).
  */
-export const VARIANTS_DEFAULT: VariantsSizes = { d_model: 32, H: 4, L: 2, n: 32, batch: 16, V: 512, steps: 300, lr: 3e-3, warmup: 30, clip: 1, evalBatches: 8, seeds: 1 };
+export const VARIANTS_DEFAULT: VariantsSizes = { d_model: 32, H: 4, L: 2, n: 32, batch: 16, V: 512, steps: 300, lr: 3e-3, warmup: 30, clip: 1, evalBatches: 8, seeds: 5 };
 export const VARIANTS_QUICK: VariantsSizes = { d_model: 16, H: 4, L: 1, n: 16, batch: 4, V: 512, steps: 12, lr: 3e-3, warmup: 3, clip: 1, evalBatches: 2, seeds: 1 };
 
 /** The baseline is trained with at least this many seeds: its spread is the yardstick for every difference. */
@@ -73,7 +76,9 @@ export const VARIANTS: readonly VariantSpec[] = [
 ];
 
 /** Columns of `variants.csv`: one row per variant. */
-export const VARIANTS_COLUMNS = ["variant", "group", "change", "params", "initial_loss", "train_loss", "heldout_loss", "heldout_loss_std", "ms_per_step", "steps", "seeds"] as const;
+export const VARIANTS_COLUMNS = ["variant", "group", "change", "params", "initial_loss", "train_loss", "heldout_loss", "heldout_loss_std", "delta", "delta_low", "delta_high", "significant", "ms_per_step", "steps", "seeds"] as const;
+/** Columns of `variants-seeds.csv`: one row per (variant, seed) run, the numbers the paired intervals come from. */
+export const SEED_COLUMNS = ["variant", "seed", "train_loss", "heldout_loss"] as const;
 /** Columns of `variants-curves.csv`: one row per (variant, step). */
 export const CURVE_COLUMNS = ["variant", "step", "loss", "loss_smoothed"] as const;
 
@@ -89,10 +94,42 @@ export interface VariantResult {
   readonly heldoutLoss: readonly number[];
   /** Held-out loss of every seed run (the baseline runs BASELINE_SEEDS or more, as a yardstick of seed noise). */
   readonly heldoutAllSeeds: readonly number[];
+  /** Train loss of every seed run. */
+  readonly trainAllSeeds: readonly number[];
   /** Batch loss of each step, mean over seeds. */
   readonly curve: readonly number[];
   /** Median milliseconds per step (forward, backward, Adam), the first step (graph building) left out. */
   readonly msPerStep: number;
+}
+
+/**
+ * A direction the literature reports for one switch, at its scale: `lower` — the variant's loss is
+ * below the baseline's; `higher` — above; `comparable` — not worse (the interval reaches 0 or lies below it).
+ */
+export interface LiteratureDirection {
+  readonly variant: string;
+  readonly expect: "lower" | "higher" | "comparable";
+  readonly source: string;
+}
+
+/** What the papers report for the switches the baseline differs in (held-out loss of the variant vs the baseline's). */
+export const LITERATURE: readonly LiteratureDirection[] = [
+  { variant: "swiglu", expect: "lower", source: "Shazeer 2020, Table 1: FFN_SwiGLU log-perplexity 1.944 vs FFN_GELU 1.983 (T5 base, 65k steps)" },
+  { variant: "relu", expect: "higher", source: "Shazeer 2020, Table 1: FFN_ReLU 1.997 vs FFN_GELU 1.983" },
+  { variant: "rmsnorm", expect: "comparable", source: "Zhang & Sennrich 2019, Tables 1–4: RMSNorm matches LayerNorm's quality (BLEU, accuracy) at lower cost" },
+  { variant: "post-ln", expect: "higher", source: "Xiong et al. 2020, Figures 4–5: pre-LN reaches a given validation loss in fewer updates than post-LN" },
+];
+
+/** The paired difference of a variant's held-out loss from the baseline's over the shared seeds. */
+export function pairedDelta(v: VariantResult, baseline: VariantResult): PairedInterval {
+  return pairedInterval(v.heldoutLoss, baseline.heldoutAllSeeds.slice(0, v.heldoutLoss.length));
+}
+
+/** Whether a paired interval agrees with a literature direction: `agrees`, `unresolved` (not significant), or `disagrees`. */
+export function verdict(d: PairedInterval, expect: LiteratureDirection["expect"]): "agrees" | "unresolved" | "disagrees" {
+  if (expect === "comparable") return d.significant && d.low > 0 ? "disagrees" : "agrees";
+  if (!d.significant) return "unresolved";
+  return (expect === "lower") === d.mean < 0 ? "agrees" : "disagrees";
 }
 
 export interface VariantsResult {
@@ -188,6 +225,7 @@ export function runVariants(opts: StudyOptions & { sizes?: Partial<VariantsSizes
       trainLoss: trainLoss.slice(0, shared),
       heldoutLoss: heldoutLoss.slice(0, shared),
       heldoutAllSeeds: heldoutLoss,
+      trainAllSeeds: trainLoss,
       curve,
       msPerStep: median(ms.length > 0 ? ms : [Number.NaN]),
     });
@@ -201,21 +239,46 @@ export function runVariants(opts: StudyOptions & { sizes?: Partial<VariantsSizes
       ok: results.every((v) => mean(v.heldoutLoss) < v.initialLoss),
     },
   ];
+  const baseline = results.find((v) => v.spec.id === "baseline");
+  if (baseline !== undefined && sizes.seeds > 1) {
+    for (const lit of LITERATURE) {
+      const v = results.find((x) => x.spec.id === lit.variant);
+      if (v === undefined) continue;
+      const d = pairedDelta(v, baseline);
+      const word = verdict(d, lit.expect);
+      checks.push({
+        name: `${lit.variant} vs baseline, paired Δ held-out (${sizes.seeds} seeds)`,
+        expected: `${lit.expect === "comparable" ? "not worse (95% CI reaches 0 or lies below)" : `${lit.expect} (95% CI excludes 0)`} — ${lit.source}`,
+        measured: `${fmtDelta(d)}: ${word}`,
+        ok: word === "agrees",
+      });
+    }
+  }
   return { sizes, variants: results, trainTokens: trainIds.length, heldoutTokens: heldIds.length, checks, seconds: (performance.now() - started) / 1000 };
 }
 
 // ---------------------------------------------------------------------------------------------
 // report
 
+const signed = (x: number, digits = 3) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(digits)}`;
+
+/** "−0.041 [−0.060, −0.022]" (a single seed: the difference alone). */
+export function fmtDelta(d: PairedInterval): string {
+  return d.n > 1 ? `${signed(d.mean)} [${signed(d.low)}, ${signed(d.high)}]` : signed(d.mean);
+}
+
 function smoothWindow(s: VariantsSizes): number {
   return Math.max(1, Math.round(s.steps / 20));
 }
 
-/** The table of {@link VARIANTS_COLUMNS}. */
+/** The table of {@link VARIANTS_COLUMNS}; `delta*` are the paired difference from the baseline and its 95% interval (NaN with one seed). */
 export function variantsCsv(r: VariantsResult): string {
+  const baseline = r.variants.find((v) => v.spec.id === "baseline");
   return toCsv(
     VARIANTS_COLUMNS,
-    r.variants.map((v) => ({
+    r.variants.map((v) => {
+      const d = baseline === undefined ? undefined : pairedDelta(v, baseline);
+      return {
       variant: v.spec.id,
       group: v.spec.group,
       change: v.spec.label,
@@ -224,10 +287,23 @@ export function variantsCsv(r: VariantsResult): string {
       train_loss: mean(v.trainLoss),
       heldout_loss: mean(v.heldoutLoss),
       heldout_loss_std: std(v.heldoutLoss),
+      delta: d?.mean ?? Number.NaN,
+      delta_low: d?.low ?? Number.NaN,
+      delta_high: d?.high ?? Number.NaN,
+      significant: d?.significant ?? false,
       ms_per_step: v.msPerStep,
       steps: r.sizes.steps,
       seeds: v.heldoutLoss.length,
-    })),
+      };
+    }),
+  );
+}
+
+/** Every run's final losses ({@link SEED_COLUMNS}), the baseline's extra seeds included. */
+export function seedsCsv(r: VariantsResult): string {
+  return toCsv(
+    SEED_COLUMNS,
+    r.variants.flatMap((v) => v.heldoutAllSeeds.map((h, seed) => ({ variant: v.spec.id, seed, train_loss: v.trainAllSeeds[seed]!, heldout_loss: h }))),
   );
 }
 
@@ -258,6 +334,16 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
     }
   }
   const bars = r.variants.map((v) => ({ variant: v.spec.id, group: v.spec.group, heldout: mean(v.heldoutLoss), train: mean(v.trainLoss) }));
+  const base = r.variants.find((v) => v.spec.id === "baseline");
+  const deltas =
+    base === undefined || r.sizes.seeds < 2
+      ? []
+      : r.variants
+          .filter((v) => v !== base)
+          .map((v) => {
+            const d = pairedDelta(v, base);
+            return { variant: v.spec.id, delta: d.mean, low: d.low, high: d.high, significant: d.significant };
+          });
   const domain = r.variants.map((v) => v.spec.id);
   const color = { field: "variant", type: "nominal", title: "variant", scale: { domain, scheme: "tableau20" } } as const;
   const lo = Math.min(...bars.map((b) => Math.min(b.heldout, b.train)));
@@ -305,6 +391,37 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
           },
         ],
       },
+      ...(deltas.length === 0
+        ? []
+        : [
+            {
+              data: { values: deltas },
+              title: `held-out loss minus the baseline's, paired over ${r.sizes.seeds} seeds: mean and 95% CI (filled: excludes 0)`,
+              width: 520,
+              height: 18 * deltas.length,
+              layer: [
+                { data: { values: [{ zero: 0 }] }, mark: { type: "rule", color: "#888", strokeDash: [3, 3] }, encoding: { x: { field: "zero", type: "quantitative" } } },
+                {
+                  mark: { type: "rule", strokeWidth: 1.5 },
+                  encoding: {
+                    y: { field: "variant", type: "nominal", sort: { field: "delta", op: "min", order: "ascending" }, title: null },
+                    x: { field: "low", type: "quantitative", title: "Δ loss (nats)" },
+                    x2: { field: "high" },
+                    color,
+                  },
+                },
+                {
+                  mark: { type: "point", size: 50 },
+                  encoding: {
+                    y: { field: "variant", type: "nominal", sort: { field: "delta", op: "min", order: "ascending" } },
+                    x: { field: "delta", type: "quantitative" },
+                    color,
+                    fill: { condition: { test: "datum.significant", field: "variant", type: "nominal", scale: { domain, scheme: "tableau20" } }, value: "white" },
+                  },
+                },
+              ],
+            },
+          ]),
     ],
   } as unknown as TopLevelSpec;
 }
@@ -331,15 +448,34 @@ export function variantsSummary(r: VariantsResult, startedMs: number): string {
     lagging.length === 0
       ? "Here neither ends more than three baseline standard deviations behind the baseline."
       : `Here ${lagging.map((id) => `${id} ends ${sig(behind(id), 2)} nats (${sig(behind(id) / sd, 2)} baseline standard deviations) behind the baseline`).join(" and ")}, as that imbalance would make one expect.`;
-  const rows = sorted.map((v) => [
-    v.spec.id,
-    v.spec.label,
-    v.params.toLocaleString("en-US"),
-    sig(mean(v.trainLoss), 4),
-    s.seeds > 1 ? `${sig(mean(v.heldoutLoss), 4)} ± ${sig(std(v.heldoutLoss), 2)}` : sig(mean(v.heldoutLoss), 4),
-    baseline === undefined ? "" : `${mean(v.heldoutLoss) - mean(baseline.heldoutLoss) >= 0 ? "+" : "−"}${Math.abs(mean(v.heldoutLoss) - mean(baseline.heldoutLoss)).toFixed(3)}`,
-    sig(v.msPerStep, 3),
-  ]);
+  const deltaOf = (v: VariantResult) => (baseline === undefined ? undefined : pairedDelta(v, baseline));
+  const rows = sorted.map((v) => {
+    const d = deltaOf(v);
+    return [
+      v.spec.id,
+      v.spec.label,
+      v.params.toLocaleString("en-US"),
+      sig(mean(v.trainLoss), 4),
+      s.seeds > 1 ? `${sig(mean(v.heldoutLoss), 4)} ± ${sig(std(v.heldoutLoss), 2)}` : sig(mean(v.heldoutLoss), 4),
+      d === undefined || v === baseline ? (v === baseline ? "0" : "") : fmtDelta(d),
+      d === undefined || v === baseline || s.seeds < 2 ? "" : d.significant ? "**yes**" : "no",
+      sig(v.msPerStep, 3),
+    ];
+  });
+  const others = baseline === undefined || s.seeds < 2 ? [] : r.variants.filter((v) => v !== baseline).map((v) => ({ v, d: pairedDelta(v, baseline) }));
+  const nSig = others.filter((o) => o.d.significant).length;
+  const pairedSds = others.map((o) => o.d.sd);
+  const absDeltas = others.map((o) => Math.abs(o.d.mean));
+  const pairedNoise =
+    others.length === 0
+      ? "With one seed there are no intervals: run with `--seeds 5` or more."
+      : `Paired over the same seeds (the same shared initial weights and data windows), the differences scatter far less: the standard deviation of a variant's per-seed difference from the baseline has median ${sig(median(pairedSds), 2)} nats (range ${sig(Math.min(...pairedSds), 2)}–${sig(Math.max(...pairedSds), 2)}), against a median |Δ| of ${sig(median(absDeltas), 2)}. ${nSig} of ${others.length} differences have a 95% interval that excludes 0 (marked **yes**); the others are not evidence either way at this budget.`;
+  const litRows = LITERATURE.flatMap((lit) => {
+    const v = r.variants.find((x) => x.spec.id === lit.variant);
+    if (v === undefined || baseline === undefined || s.seeds < 2) return [];
+    const d = pairedDelta(v, baseline);
+    return [[lit.variant, lit.expect, lit.source, fmtDelta(d), verdict(d, lit.expect)]];
+  });
   return `# variants — tiny GPTs, one switch at a time
 
 Every model is the \`gpt\` formula trained by \`reference/train.ts\` from GPT-2's initialisation (seed
@@ -355,17 +491,27 @@ indicative only.
 
 ![loss curves and final losses](variants.svg)
 
-${mdTable(["variant", "change from the baseline", "parameters", "train loss", "held-out loss", "Δ held-out vs baseline", "ms / step"], rows)}
+Held-out loss: mean ± standard deviation over seeds. Δ: the variant's held-out loss minus the
+baseline's, seed by seed, averaged, with its paired 95% t interval over the ${s.seeds} seed${s.seeds === 1 ? "" : "s"}
+(\`variants-seeds.csv\` holds every run's numbers).
+
+${mdTable(["variant", "change from the baseline", "parameters", "train loss", "held-out loss", "Δ held-out vs baseline [95% CI]", "significant", "ms / step"], rows)}
 
 ## Checks
 
 ${checksTable(r.checks)}
 
+## Against the literature
+
+${litRows.length === 0 ? "(needs the baseline and at least two seeds)" : mdTable(["variant", "literature (variant vs baseline)", "source", "Δ here [95% CI]", "here"], litRows)}
+
+The papers measure models of 10⁸ parameters trained for 10⁴–10⁵ steps; these have ${sig((baseline?.params ?? 0) / 1000, 2)} k parameters
+and ${s.steps} steps. "unresolved" means the interval includes 0: this budget cannot tell.
+
 ## Reading
 
 **Seed noise.** ${noise}
-Differences smaller than a few times that spread say nothing at this budget (run with \`--seeds N\` to
-average every variant over N seeds).
+An unpaired comparison would need differences several times that spread. ${pairedNoise}
 
 **Scale at initialisation.** Under GPT-2's initialisation a token embedding has norm ≈ 0.02·√d_model =
 ${sig(embNorm, 2)}, while a sinusoidal position vector has norm √(d_model/2) = ${sig(sinNorm, 2)}, and in the sandwich
@@ -389,6 +535,6 @@ export const variantsStudy: Study = {
     const started = performance.now();
     const r = runVariants(opts);
     const { svg } = await renderSvg(variantsPlot(r));
-    return { study: "variants", files: { "variants.csv": variantsCsv(r), "variants-curves.csv": curvesCsv(r), "variants.svg": svg }, summary: variantsSummary(r, started), checks: r.checks };
+    return { study: "variants", files: { "variants.csv": variantsCsv(r), "variants-seeds.csv": seedsCsv(r), "variants-curves.csv": curvesCsv(r), "variants.svg": svg }, summary: variantsSummary(r, started), checks: r.checks };
   },
 };
