@@ -380,6 +380,22 @@ async function composedGpt(req: ForwardRequest, ref: Implementation, positions: 
   return res;
 }
 
+/**
+ * Softmax rows with the running maximum seeded at −10000 instead of −∞ (a C kernel's
+ * `float m = -10000.f;`): a row whose entries all lie below −10000 gives exp(x + 10000) = 0 and 0/0.
+ */
+function softmaxRowsSeeded(x: ArrayLike<number>, m: number, seed: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let o = 0; o < x.length; o += m) {
+    let mx = seed;
+    for (let j = 0; j < m; j++) mx = Math.max(mx, x[o + j]!);
+    let s = 0;
+    for (let j = 0; j < m; j++) s += (y[o + j] = Math.exp(x[o + j]! - mx));
+    for (let j = 0; j < m; j++) y[o + j] = y[o + j]! / s;
+  }
+  return y;
+}
+
 /** Every planted bug. */
 export const PLANTED: readonly PlantedBug[] = [
   {
@@ -553,6 +569,31 @@ export const PLANTED: readonly PlantedBug[] = [
       if (req.formula !== "rms_norm") return undefined;
       const { x, gamma } = req.inputs as Record<string, Tensor>;
       return { y: out(x!.shape, rmsNormCentred(x!, gamma!, Number(req.config["eps"] ?? 1e-6)), floatDtype(req)) };
+    },
+  },
+  {
+    name: "softmax_running_max_minus_10000",
+    description: "softmax and cross_entropy: the running maximum starts at −10000 instead of −∞ (rows entirely below −1e4 give 0/0, a loss of −∞)",
+    formulas: ["softmax", "cross_entropy"],
+    caughtBy: ["softmax_simplex", "cross_entropy"],
+    forward: async (req): Promise<NamedTensors | undefined> => {
+      if (req.formula === "softmax") {
+        const x = req.inputs["x"]!;
+        return { y: out(x.shape, softmaxRowsSeeded(x.data, x.shape.at(-1)!, -10000), floatDtype(req)) };
+      }
+      if (req.formula !== "cross_entropy") return undefined;
+      const z = req.inputs["logits"]!;
+      const t = req.inputs["targets"]!;
+      const V = z.shape.at(-1)!;
+      let s = 0;
+      for (let r = 0; r < t.size; r++) {
+        let mx = -10000;
+        for (let j = 0; j < V; j++) mx = Math.max(mx, z.data[r * V + j]!);
+        let e = 0;
+        for (let j = 0; j < V; j++) e += Math.exp(z.data[r * V + j]! - mx);
+        s += mx + Math.log(e) - z.data[r * V + t.data[r]!]!;
+      }
+      return { loss: out([], [s / Math.max(1, t.size)], floatDtype(req)) };
     },
   },
 ];

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import type { Implementation } from "../autodiff/implementation.js";
+import { referenceImplementation } from "../reference/implementation.js";
+import { getLaw } from "./registry.js";
+import { runLaw } from "./run.js";
 import { conditionedBound, gamma, probeStep, roundingDepth, sensitivity, underflowAllowance, unitRoundoff } from "./tolerance.js";
 
 describe("unit roundoff and γ_k", () => {
@@ -69,4 +72,29 @@ describe("the sensitivity probe", () => {
   it("gives the conditioned bound 2·γ_K·(S + κ̂) plus K smallest normals", () => {
     expect(conditionedBound("f64", 4, { S: 2, kappa: 1, perturbed: 1 })).toBe(2 * gamma(4, "f64") * 3 + 4 * 2 ** -1022);
   });
+});
+
+describe("the cancelled magnitudes Z of the oracle law still catch the smallest precision bug", () => {
+  // A float64 request computed in float32 (errors ~u₃₂·|z| = 6e-8·|z|): the loosening Z allows
+  // γ_K(f64)·Z ≈ K·1e-16·|z|, nine orders of magnitude less.
+  const ref = referenceImplementation();
+  const inFloat32: Implementation = {
+    ...ref,
+    name: "float64 requests computed in float32",
+    async forward(req) {
+      const inputs: Record<string, Tensor> = {};
+      for (const [k, t] of Object.entries(req.inputs)) inputs[k] = t.dtype === "f64" ? t.to("f32") : t;
+      const outs = (await ref.forward({ ...req, config: { ...req.config, dtype: "f32" }, inputs })).outputs;
+      const back: Record<string, Tensor> = {};
+      for (const [k, t] of Object.entries(outs)) back[k] = t.dtype === "f32" ? t.to("f64") : t;
+      return { outputs: back };
+    },
+  };
+  for (const formula of ["cross_entropy", "layer_norm", "gelu"]) {
+    it(`fails reference_error_bound on ${formula}`, async () => {
+      const r = await runLaw(inFloat32, getLaw("reference_error_bound"), { formula, runs: 40, seed: 7, shrinkTimeMs: 0, dtype: "f64" });
+      expect(r.status, formula).toBe("failed");
+      expect(r.failure!.message).toContain("vs the float64 reference");
+    });
+  }
 });

@@ -45,19 +45,36 @@ function maxSpread(t: Tensor): number {
   return s;
 }
 
+/**
+ * Row offsets the generators add now and then: rows entirely below −1e4 (masked or saturated
+ * scores), where a kernel that seeds its running maximum at −10000 instead of −∞ divides 0 by 0.
+ * One case in four is moved; 0 first so that shrinking returns to ordinary rows.
+ */
+export const EXTREME_OFFSETS = [0, 0, 0, -3e4, -1e5] as const;
+
+/** The case with every float of `name` moved by `offset` (rounded to the dtype: the laws read the moved values). */
+export function offsetCase<C extends FormulaCase>(c: C, name: string, offset: number): C {
+  if (offset === 0) return c;
+  const t = c.inputs[name]!;
+  return { ...c, inputs: { ...c.inputs, [name]: mapT(t, (v) => v + offset) } };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export const softmaxSimplex: Law = {
   name: "softmax_simplex",
   formulas: ["softmax", "log_softmax"],
-  statement: "0 ≤ softmax(x)_j ≤ 1 and |Σ_j softmax(x)_j − 1| ≤ 2(m + 2)u; log_softmax(x) ≤ 0 and Σ_j exp(log_softmax(x)_j) = 1 within the same bound (scores up to ±1000 included)",
+  statement: "0 ≤ softmax(x)_j ≤ 1 and |Σ_j softmax(x)_j − 1| ≤ 2(m + 2)u; log_softmax(x) ≤ 0 and Σ_j exp(log_softmax(x)_j) = 1 within the same bound (scores up to ±1000 included, and rows moved below −1e4: −3e4, −1e5)",
   tolerance: {
     derivation:
       "[0, 1] and ≤ 0 are exact: every term e_j ≤ fl(Σ e) (monotone rounding of non-negative partial sums), so e_j/Σe ≤ 1, and z_j − log Σe ≤ 0. Row sum: Σ_j ŷ_j = Σ ê_j(1 + δ_j)/Σ ê_k(1 + θ_k) with |θ_k| ≤ γ_{m−1}, |δ_j| ≤ u — the exp errors cancel between numerator and denominator — so |Σŷ − 1| ≤ (m + 1)u; c = 2 leaves room for a reciprocal-then-multiply and for log_softmax's e^{ŷ_j} = p_j(1 + O(u|z_j| + u|y_j|)) with Σ p_j(|z_j| + |y_j|) ≤ 4 ln m. The law's own float64 sum adds (m + 1)u₆₄. The bound is that of the spec's max-subtracted form: exp(x − logsumexp(x)) loses u·|logsumexp| in every entry and fails it for large scores, as an inaccurate float32 softmax should",
     bound: (dtype, s) => 2 * ((s["m"] ?? 1) + 2) * unitRoundoff(dtype),
     scale: "1",
   },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", crossM: true } })),
+  arbitrary: (scope) =>
+    oneOfFormulas(scope, (f) =>
+      fc.tuple(formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", crossM: true } }), fc.constantFrom(...EXTREME_OFFSETS)).map(([c, o]) => offsetCase(c, "x", o)),
+    ),
   check: checked("softmax_simplex", async (k: Check, c: FormulaCase) => {
     const x = c.inputs["x"]!;
     const m = x.shape.at(-1)!;
@@ -233,7 +250,7 @@ export const crossEntropy: Law<CeCase> = {
   name: "cross_entropy",
   formulas: ["cross_entropy"],
   statement:
-    "CE(z, t) = mean_rows(logsumexp(z) − z_t) ≥ 0, CE(z + c·1) = CE(z), CE = ln V for uniform logits, and ∂CE/∂z = (softmax(z) − onehot(t))/N with rows summing to 0",
+    "CE(z, t) = mean_rows(logsumexp(z) − z_t) ≥ 0, CE(z + c·1) = CE(z), CE = ln V for uniform logits, and ∂CE/∂z = (softmax(z) − onehot(t))/N with rows summing to 0 (logits up to ±50, and rows moved below −1e4: −3e4, −1e5)",
   tolerance: {
     derivation:
       "a computed loss is within E(z) = u·(3max|z| + 2 ln V) + (V + 2 + 2 ln V)u + N·u·CE of exact: each row's logsumexp (E of softmax.ts, |lse| ≤ max|z| + ln V), the subtraction of z_t (u·(lse − z_t) ≤ u(2max|z| + ln V)), the mean over N rows (γ_N relative, the terms are ≥ 0). Shift: 2u·max|z + c| + E(z) + E(z'). Gradient: the backward may form p_j = exp(z_j − logsumexp z), off by p_j(u·|lse| + (V + 3)u), the forward softmax by (V + 4)u: each entry within ((2V + 9)u + u·(max|z| + ln V))/N; row sums within ((5V + 8)u + 2u·(max|z| + ln V))/N",
@@ -243,7 +260,8 @@ export const crossEntropy: Law<CeCase> = {
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", minV: 2 } }).chain((c) => {
+      fc.tuple(formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", minV: 2 } }), fc.constantFrom(...EXTREME_OFFSETS)).chain(([c0, o]) => {
+        const c = offsetCase(c0, "logits", o);
         const rowsShape = c.inputs["logits"]!.shape.slice(0, -1);
         return fc
           .tuple(floatTensorArb(rowsShape, scope.dtype, { min: -100, max: 100 }), floatTensorArb(rowsShape, scope.dtype, { min: -50, max: 50 }))

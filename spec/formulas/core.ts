@@ -62,11 +62,12 @@ defineFormula({
     const lse = add(m, log(sumLast(exp(sub(x!, m)))));
     return { y: reshape(lse, x!.shape.slice(0, -1).map(dimToString) as string[]) };
   },
-  // x̄ = ȳ ⊙ exp(x − y)  (= ȳ ⊙ softmax(x))
-  vjp: ({ args, out, cot }) => {
+  // x̄ = ȳ ⊙ softmax(x) (= ȳ ⊙ exp(x − y), but exp(x − y) loses u·|y| in every entry: 0.6 % in
+  // float32 for rows near −1e5; the max-subtracted softmax keeps it to a few u)
+  vjp: ({ args, cot }) => {
     const x = args["x"]!;
     const keep = x.shape.slice(0, -1).map(dimToString).concat("1");
-    return { x: mul(reshape(cot, keep as string[]), exp(sub(x, reshape(out, keep as string[])))) };
+    return { x: mul(reshape(cot, keep as string[]), call1("softmax", { x })) };
   },
 });
 
@@ -604,7 +605,8 @@ defineFormula({
     const rows = z.shape.slice(0, -1).map(dimToString);
     // one-hot of the targets: [..., n, V]
     const onehot = named(eq(iota([V] as const, 0), reshape(targets!, [...rows, "1"] as string[])), "\\mathbb{1}_{t}", "onehot(t)");
-    const picked = named(reduce("sum", mul(z, onehot), [-1]), "z_{t}", "z_t");
+    // where, not z ⊙ onehot: a masked logit (−∞) off the target must give 0, not −∞·0 = NaN
+    const picked = named(reduce("sum", where(onehot, z, 0), [-1]), "z_{t}", "z_t");
     const lse = call1("logsumexp", { x: z });
     // N = number of positions (batch rows × n)
     const N = named(dimValue(mulDim(dim("..."), at(z, -2))), "N", "N");
