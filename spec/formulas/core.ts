@@ -295,6 +295,8 @@ defineFormula({
     { name: "H", kind: "integer", dim: true, doc: "query heads" },
     { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
     { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
+    { name: "window", kind: "integer", default: 0, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
+    { name: "softcap", kind: "number", default: 0, doc: "attention score cap c (Gemma 2); 0 = none" },
     { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
     { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
     { name: "offset", kind: "integer", dim: true, default: 0, doc: "position of the first query (KV-cache decoding)" },
@@ -371,7 +373,7 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
     K = repeatHeads(K, H / Hkv);
     V = repeatHeads(V, H / Hkv);
   }
-  const heads = call1("attention", { Q, K, V }, { causal: cfg["causal"] as boolean, alibi: positions === "alibi", H });
+  const heads = call1("attention", { Q, K, V }, { causal: cfg["causal"] as boolean, window: (cfg["window"] as number | undefined) ?? 0, softcap: (cfg["softcap"] as number | undefined) ?? 0, alibi: positions === "alibi", H });
   // (..., H, n, d_k) → (..., n, d_model): heads concatenated as column blocks
   const O = call1("merge_heads", { x: heads });
   const y = a["b_O"] === undefined ? matmul(O as Expr<["n", "d"]>, a["W_O"]! as Expr<["d", "e"]>) : call1("linear", { x: O, W: a["W_O"]!, b: a["b_O"]! }, {});
