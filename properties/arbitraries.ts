@@ -350,7 +350,8 @@ export function configWithDims(def: FormulaDef, config: FormulaConfig, dims: Dim
   for (const h of def.hyper) {
     if (h.name === "offset" || h.name === "kv_cache") continue;
     if (h.name === "H_kv") {
-      if (dims.H_kv !== dims.H) out["H_kv"] = dims.H_kv;
+      // attention's H_kv gives K and V their own head axis: laws about grouped heads state it (grouped_heads)
+      if (dims.H_kv !== dims.H && def.name !== "attention") out["H_kv"] = dims.H_kv;
       continue;
     }
     if (h.name === "L") {
