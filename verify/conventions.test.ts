@@ -51,7 +51,7 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
           if (mx === -Infinity) continue; // no visible key: a zero row
           let sum = 0;
           for (let j = 0; j < m; j++) sum += s[j] = Math.exp(s[j]! - mx);
-          for (let j = 0; j < m; j++) for (let e = 0; e < dv; e++) y[(b * n + i) * dv + e] += (s[j]! / sum) * V!.data[(b * m + j) * dv + e]!;
+          for (let j = 0; j < m; j++) for (let e = 0; e < dv; e++) y[(b * n + i) * dv + e] = y[(b * n + i) * dv + e]! + (s[j]! / sum) * V!.data[(b * m + j) * dv + e]!;
         }
       const out = new Tensor("f64", [...Q!.shape.slice(0, -1), dv], y);
       return { outputs: { y: Q!.dtype === "f32" ? out.to("f32") : out } };
