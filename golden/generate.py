@@ -846,6 +846,29 @@ def cross_entropy_family() -> None:
              notes={"scale1e3": "logits of magnitude 1e3", "near1e3": "logits 1e3 + 2·N(0,1)"}.get(kind))
 
 
+# ---------------------------------------------------------------------------- cross-entropy conventions (issue 13)
+
+
+def cross_entropy_conventions_family() -> None:
+    for slug, lead, V, ignore, ignored in [
+        ("ignore_default_b2_n5_V7", (2, 5), 7, -100, [(0, 1), (0, 4), (1, 0)]),
+        ("ignore_minus1_n6_V9", (6,), 9, -1, [(2,), (3,)]),
+    ]:
+        def make(r: Draw, lead=lead, V=V, ignore=ignore, ignored=ignored) -> Args:
+            t = r.tokens(V, *lead)
+            for pos in ignored:
+                t[pos] = ignore
+            return {"logits": r.normal(*lead, V), "targets": t}
+
+        N = math.prod(lead)
+        spec(formula="cross_entropy", slug=slug, dims={**lead_dims(lead[:-1], "B"), "n": lead[-1], "V": V},
+             config={} if ignore == -100 else {"ignore_index": ignore}, make=make,
+             oracle=lambda a, ig=ignore: {"loss": F.cross_entropy(a["logits"].reshape(-1, a["logits"].shape[-1]), a["targets"].reshape(-1).long(), ignore_index=ig)},
+             oracle_name=f"torch.nn.functional.cross_entropy(ignore_index={ignore}) (mean over counted positions)",
+             K=(V + N, f"V + positions averaged = {V} + {N}"),
+             notes=f"{len(ignored)} of {N} targets are ignore_index = {ignore}: left out of the loss and of its mean; their logits get zero gradient")
+
+
 def causal_mask_family() -> None:
     for n, m in [(1, 1), (7, 7), (5, 5), (3, 8), (6, 3)]:
         spec(formula="causal_mask", slug=f"n{n}_m{m}", dims={"n": n, "m": m}, config={"n": n, "m": m},
@@ -1301,6 +1324,7 @@ def all_specs() -> list[Spec]:
     if not SPECS:
         softmax_family()
         cross_entropy_family()
+        cross_entropy_conventions_family()
         causal_mask_family()
         attention_family()
         attention_conventions_family()

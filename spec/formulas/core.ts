@@ -660,26 +660,40 @@ defineFormula({
 
 defineFormula({
   name: "cross_entropy",
-  description: "mean over positions of logsumexp(z) − z[target]",
+  description: "mean over the counted positions of logsumexp(z) − z[target]; targets equal to ignore_index are not counted",
   category: "core",
-  hyper: [],
+  hyper: [
+    { name: "ignore_index", kind: "number", default: -100, doc: "a target id that marks a position to leave out of the loss and its mean (PyTorch's default −100; HF labels use −100 for padding)" },
+  ],
   args: () => [
     { name: "logits", shape: ["...", "n", "V"], role: "input", doc: "logits z" },
-    { name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids", latex: "t" },
+    { name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids in [0, V), or ignore_index", latex: "t" },
   ],
-  outputs: () => [{ name: "loss", shape: [], doc: "mean negative log-likelihood" }],
-  build: ({ logits, targets }) => {
+  outputs: () => [{ name: "loss", shape: [], doc: "mean negative log-likelihood over the counted positions" }],
+  build: ({ logits, targets }, cfg) => {
     const z = logits!;
+    const t = targets!;
+    const ignoreIndex = cfg["ignore_index"] as number;
+    if (!Number.isInteger(ignoreIndex)) throw new Error(`cross_entropy: ignore_index must be an integer, got ${ignoreIndex}`);
     const V = dimToString(last(z));
     const rows = z.shape.slice(0, -1).map(dimToString);
-    // one-hot of the targets: [..., n, V]
-    const onehot = named(eq(iota([V] as const, 0), reshape(targets!, [...rows, "1"] as string[])), "\\mathbb{1}_{t}", "onehot(t)");
+    const ignored = eq(t, ignoreIndex);
+    const keep = named(sub(1, ignored), "\\kappa", "κ");
+    // one-hot rows of the identity, gathered by target: an id outside [0, V) other than ignore_index
+    // is refused by the gather with its position and value (ignored positions pick row 0, weighted 0)
+    const eye = eq(iota([V, V] as const, 0), iota([V, V] as const, 1));
+    const ids = where(ignored, sub(t, t), t);
+    const onehot = named(reshape(gather(eye as Expr<["V", "V"]>, ids), [...rows, V] as string[]), "\\mathbb{1}_{t}", "onehot(t)");
     const picked = named(reduce("sum", mul(z, onehot), [-1]), "z_{t}", "z_t");
     const lse = call1("logsumexp", { x: z });
-    // N = number of positions (batch rows × n)
-    const N = named(dimValue(mulDim(dim("..."), at(z, -2))), "N", "N");
-    return { loss: div(sumAll(sub(lse, picked)), N) };
+    // N = number of counted positions (all of them when no target is ignore_index)
+    const N = named(sumAll(keep), "N", "N");
+    return { loss: div(sumAll(mul(sub(lse, picked), keep)), N) };
   },
+  notes: [
+    "A target outside [0, V) that is not ignore_index is an error naming its position and value.",
+    "When every target is ignore_index the mean is 0/0 = NaN, as in PyTorch.",
+  ],
 });
 
 export { causalMask, alibiBias, sinusoid, splitCols, mergeCols, repeatHeads, ACTIVATIONS, neg };
