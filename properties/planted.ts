@@ -482,6 +482,21 @@ export const PLANTED: readonly PlantedBug[] = [
     },
   },
   {
+    name: "ignored_targets_counted",
+    description: "cross_entropy: positions with target = ignore_index add nothing to the sum but are still counted in the mean",
+    formulas: ["cross_entropy"],
+    caughtBy: ["ignored_targets"],
+    forward: async (req, ref) => {
+      if (req.formula !== "cross_entropy") return undefined;
+      const t = req.inputs["targets"]!;
+      const ignore = Number(req.config["ignore_index"] ?? -100);
+      const counted = Array.from(t.data).filter((v) => v !== ignore).length;
+      if (counted === t.size) return undefined;
+      const loss = (await ref.forward(req)).outputs["loss"]!;
+      return { loss: mapT(loss, (v) => (v * counted) / t.size) };
+    },
+  },
+  {
     name: "scale_sqrt_d_model",
     description: "mha: scores scaled by 1/√d_model instead of 1/√d_k",
     formulas: ["mha"],

@@ -3,7 +3,7 @@
  */
 import { LawUsageError, type Law, type LawCase } from "./law.js";
 import { alibiForms, causality, groupedQuery, headsPermutation, maskedZero, mhaDecomposition, permutationEquivariance, positionsBreakEquivariance, prefixConsistency, ropeRelative, uniformKeys } from "./laws/attention.js";
-import { causalAlignment, groupedHeads, maskPadding, softcapLimit, windowLimit } from "./laws/conventions.js";
+import { causalAlignment, groupedHeads, ignoredTargets, maskPadding, softcapLimit, windowLimit } from "./laws/conventions.js";
 import { activationLimits, activationOddPart, exactLookups, headsLayout, sinusoidalRotation } from "./laws/elementwise.js";
 import { batchIndependence, determinism, referenceErrorBound, shapeAlgebra } from "./laws/generic.js";
 import { kvCache, tiedEmbedding, zeroBranches } from "./laws/model.js";
@@ -36,6 +36,7 @@ export const LAWS: readonly Law<LawCase>[] = [
   windowLimit,
   softcapLimit,
   groupedHeads,
+  ignoredTargets,
   batchIndependence,
   tiedEmbedding,
   crossEntropy,

@@ -253,3 +253,52 @@ export const groupedHeads: Law<FormulaCase> = {
     await k.expectTwin(`y grouped (H_kv = ${Hkv}) vs K/V heads repeated to H = ${H}`, y, y2, req, out, "y", { heads: idx });
   }),
 };
+
+// ---------------------------------------------------------------------------------------------
+
+interface IgnoreCase extends FormulaCase {
+  /** Flat positions whose targets become ignore_index. */
+  readonly ignored: readonly number[];
+  readonly ignoreIndex: number;
+}
+
+export const ignoredTargets: Law<IgnoreCase> = {
+  name: "ignored_targets",
+  formulas: ["cross_entropy"],
+  statement:
+    "positions whose target is ignore_index contribute nothing: the loss equals the loss over the other positions alone (their mean, not over all positions), and the logits of ignored positions get exactly zero gradient",
+  tolerance: {
+    derivation: "two evaluations of the same counted rows, summed in another order and divided by the same count: 2·γ_K·(S + κ̂) (tolerance.ts); the zero gradients are exact (weight 0)",
+    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
+    scale: "S + κ̂ (the zeros: 0)",
+  },
+  backward: "optional",
+  arbitrary: (scope) =>
+    oneOfFormulas(scope, (f) =>
+      fc.constantFrom(-100, -1).chain((ignoreIndex) =>
+        formulaCaseArb(f, { dtype: scope.dtype, fixed: { ignore_index: ignoreIndex }, dims: { batch: "none", minN: 2 } }).chain((c) =>
+          fc.uniqueArray(fc.nat({ max: c.dims.n - 1 }), { minLength: 1, maxLength: c.dims.n - 1 }).map((ignored) => ({ ...c, ignored, ignoreIndex })),
+        ),
+      ),
+    ),
+  check: checked("ignored_targets", async (k: Check, c: IgnoreCase) => {
+    const z = c.inputs["logits"]!;
+    const t = c.inputs["targets"]!.clone();
+    for (const p of c.ignored) t.data[p] = c.ignoreIndex;
+    const req = k.request(c.formula, c.config, { logits: z, targets: t });
+    const out = await k.forward(req, `forward with targets ${c.ignored.join(", ")} = ${c.ignoreIndex}`);
+    const loss = k.pick(out, "loss", c.formula, "forward");
+    const keep = Array.from({ length: t.size }, (_, i) => i).filter((i) => !c.ignored.includes(i));
+    const kept = { logits: gatherAxis(z, -2, keep), targets: gatherAxis(c.inputs["targets"]!, -1, keep) };
+    const loss2 = await k.output(k.request(c.formula, c.config, kept), "loss", "forward over the counted positions alone");
+    await k.expectTwin(`loss with positions ${c.ignored.join(", ")} ignored vs the loss over the other ${keep.length} positions`, loss2, loss, req, out, "loss", { ignored: c.ignored });
+    if (!k.supportsBackward(c.formula)) return;
+    const grads = await k.backward({ ...req, cotangents: { loss: Tensor.scalar(1, c.dtype) } });
+    const g = grads["logits"];
+    if (g === undefined) k.fail("backward returned no gradient for logits", { quantity: "grad logits" });
+    for (const p of c.ignored) {
+      const row = sliceAxis(g, -2, p, 1);
+      k.expectEqual(`grad logits row ${p} (target = ignore_index)`, Tensor.zeros(row.shape, "f64"), row, "exact: an ignored position has weight 0 in the loss");
+    }
+  }),
+};
