@@ -59,6 +59,49 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
   };
 }
 
+/** Mean cross-entropy over the positions whose target is not `ignore_index` (config, default −100), or over all when `honourIgnore` is false. */
+function crossEntropyPort(name: string, honourIgnore: boolean): Implementation {
+  return {
+    name,
+    formulas: ["cross_entropy"],
+    backward: false,
+    dtypes: ["f64", "f32"],
+    async forward(req: ForwardRequest) {
+      const { logits: z, targets: t } = req.inputs as Record<string, Tensor>;
+      const V = z!.shape.at(-1)!;
+      const ignore = typeof req.config["ignore_index"] === "number" ? req.config["ignore_index"] : -100;
+      let sum = 0;
+      let count = 0;
+      for (let r = 0; r < t!.size; r++) {
+        const target = t!.data[r]!;
+        if (honourIgnore && target === ignore) continue;
+        let mx = -Infinity;
+        for (let j = 0; j < V; j++) mx = Math.max(mx, z!.data[r * V + j]!);
+        let e = 0;
+        for (let j = 0; j < V; j++) e += Math.exp(z!.data[r * V + j]! - mx);
+        sum += mx + Math.log(e) - (z!.data[r * V + target] ?? 0);
+        count++;
+      }
+      const loss = Tensor.scalar(sum / count, "f64");
+      return { outputs: { loss: z!.dtype === "f32" ? loss.to("f32") : loss } };
+    },
+  };
+}
+
+describe("a port verified by stating its cross-entropy convention", () => {
+  test("ignore_index = −100 (and −1) pass when the port leaves those positions out of the mean", async () => {
+    const r = await verify(crossEntropyPort("port", true), { formulas: ["cross_entropy"], dtype: "f64", gradients: false });
+    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status).toBe("pass");
+    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_minus1_n6_V9")?.status).toBe("pass");
+    expect(r.ok).toBe(true);
+  });
+  test("a port that averages over every position fails the ignore_index cases", async () => {
+    const r = await verify(crossEntropyPort("no ignore_index", false), { formulas: ["cross_entropy"], dtype: "f64", gradients: false });
+    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status).toBe("fail");
+    expect(r.results.find((x) => x.case === "cross_entropy/f64/n7_V11")?.status).toBe("pass");
+  });
+});
+
 describe("a port verified by stating its attention conventions", () => {
   test("top-left with n ≠ m, padding masks and additive masks pass; conventions the port lacks are declined", async () => {
     const r = await verify(attentionPort("port", { alwaysTopLeft: false }), { formulas: ["attention"], dtype: "f64", gradients: false });
