@@ -852,6 +852,29 @@ def cross_entropy_family() -> None:
              notes={"scale1e3": "logits of magnitude 1e3", "near1e3": "logits 1e3 + 2·N(0,1)"}.get(kind))
 
 
+# ---------------------------------------------------------------------------- cross-entropy conventions (issue 13)
+
+
+def cross_entropy_conventions_family() -> None:
+    for slug, lead, V, ignore, ignored in [
+        ("ignore_default_b2_n5_V7", (2, 5), 7, -100, [(0, 1), (0, 4), (1, 0)]),
+        ("ignore_minus1_n6_V9", (6,), 9, -1, [(2,), (3,)]),
+    ]:
+        def make(r: Draw, lead=lead, V=V, ignore=ignore, ignored=ignored) -> Args:
+            t = r.tokens(V, *lead)
+            for pos in ignored:
+                t[pos] = ignore
+            return {"logits": r.normal(*lead, V), "targets": t}
+
+        N = math.prod(lead)
+        spec(formula="cross_entropy", slug=slug, dims={**lead_dims(lead[:-1], "B"), "n": lead[-1], "V": V},
+             config={} if ignore == -100 else {"ignore_index": ignore}, make=make,
+             oracle=lambda a, ig=ignore: {"loss": F.cross_entropy(a["logits"].reshape(-1, a["logits"].shape[-1]), a["targets"].reshape(-1).long(), ignore_index=ig)},
+             oracle_name=f"torch.nn.functional.cross_entropy(ignore_index={ignore}) (mean over counted positions)",
+             K=(V + N, f"V + positions averaged = {V} + {N}"),
+             notes=f"{len(ignored)} of {N} targets are ignore_index = {ignore}: left out of the loss and of its mean; their logits get zero gradient")
+
+
 def causal_mask_family() -> None:
     for n, m in [(1, 1), (7, 7), (5, 5), (3, 8), (6, 3)]:
         spec(formula="causal_mask", slug=f"n{n}_m{m}", dims={"n": n, "m": m}, config={"n": n, "m": m},
@@ -885,6 +908,116 @@ def attention_family() -> None:
              alt_name="nn.MultiheadAttention, H = 1, identity projections",
              notes=("queries 0…2 see no key (n > m): zero weights, output 0, gradient 0" if n > m else
                     "KV-cache shape (n < m), causal mask bottom-right aligned" if n < m and causal else None))
+
+
+# ---------------------------------------------------------------------------- attention conventions (issue 13)
+
+
+def causal_allowed_aligned(n: int, m: int, align: str, window: int) -> torch.Tensor:
+    """bool [n, m]: query i at position i' = i + (m - n) (bottom_right) or i (top_left) sees keys
+    j <= i', and with a window w >= 1 only i' - w < j <= i' (HF Mistral sliding_window)."""
+    i = torch.arange(n)[:, None]
+    j = torch.arange(m)[None, :]
+    pos = i + (m - n) if align == "bottom_right" else i
+    ok = j <= pos
+    return ok & (j > pos - window) if window > 0 else ok
+
+
+def attention_conventions(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, *, causal: bool = True, align: str = "bottom_right",
+                          window: int = 0, mask_kind: str = "none", mask: torch.Tensor | None = None,
+                          scale: float | None = None, softcap: float = 0.0, groups: int = 1) -> torch.Tensor:
+    """torch 2's F.scaled_dot_product_attention semantics in torch 1.13 ops, plus HF's conventions.
+
+    Scores s·Q Kᵀ (s = scale, default 1/sqrt(d_k)); soft cap c·tanh(scores/c) (HF Gemma 2);
+    a boolean mask (nonzero = attend, SDPA's bool attn_mask) or an additive one (SDPA's float
+    attn_mask); the causal mask top-left (SDPA is_causal) or bottom-right (FlashAttention >= 2.1),
+    optionally windowed; K/V heads repeated for grouped-query attention (HF repeat_kv). Rows that
+    see no key get zero weights (SDPA would give NaN), as the spec documents.
+    """
+    if groups > 1:
+        K = K.repeat_interleave(groups, dim=-3)  # HF repeat_kv: query head h uses K/V head h // groups
+        V = V.repeat_interleave(groups, dim=-3)
+    n, m, d_k = Q.shape[-2], K.shape[-2], Q.shape[-1]
+    qk = Q @ K.transpose(-1, -2)
+    scores = qk / math.sqrt(d_k) if scale is None else qk * scale
+    if softcap > 0:
+        scores = softcap * torch.tanh(scores / softcap)
+    allowed = torch.ones(scores.shape, dtype=torch.bool)
+    if mask_kind == "boolean":
+        allowed = allowed & (mask != 0)
+    elif mask_kind == "additive":
+        scores = scores + mask
+    if causal:
+        allowed = allowed & causal_allowed_aligned(n, m, align, window)
+    scores = scores.masked_fill(~allowed, NEG_INF)
+    empty = (scores == NEG_INF).all(dim=-1, keepdim=True)
+    zero = torch.zeros((), dtype=scores.dtype)
+    w = torch.where(empty, zero, F.softmax(torch.where(empty, zero, scores), dim=-1))
+    return w @ V
+
+
+def attention_conventions_family() -> None:
+    sdpa = "explicit torch ops with torch 2 F.scaled_dot_product_attention semantics (torch 1.13 has no fused op)"
+    cases: list[tuple[str, tuple[int, ...], int, int, int, int, dict[str, Any], str, str | None]] = [
+        # slug, lead, n, m, d_k, d_v, config, mask kind, notes
+        ("top_left_n3_m7_dk4", (), 3, 7, 4, 4, {"causal": True, "causal_align": "top_left"}, "none",
+         "top-left causal with n < m: query i sees keys 0..i (SDPA is_causal=True); bottom-right would differ"),
+        ("top_left_b2_n6_m4_dk3", (2,), 6, 4, 3, 5, {"causal": True, "causal_align": "top_left"}, "none",
+         "top-left causal with n > m: rows 3..5 see every key"),
+        ("top_left_n5_dk4", (), 5, 5, 4, 4, {"causal": True, "causal_align": "top_left"}, "none", "n = m: equal to bottom-right"),
+        ("window3_n7_dk4", (), 7, 7, 4, 3, {"causal": True, "window": 3}, "none", "sliding window w = 3: keys i − 2 … i (HF Mistral sliding_window = 3)"),
+        ("window2_top_left_b2_n4_m6_dk3", (2,), 4, 6, 3, 3, {"causal": True, "causal_align": "top_left", "window": 2}, "none", None),
+        ("window1_n3_m5_dk2", (), 3, 5, 2, 2, {"causal": True, "window": 1}, "none", "w = 1: each query sees only its own position"),
+        ("mask_bool_padding_b2_n5_dk4", (2,), 5, 5, 4, 4, {"causal": False, "mask": "boolean"}, "padding",
+         "boolean padding mask (i32, nonzero = attend): batch 0 pads keys 3, 4, batch 1 pads key 0; batch 1 row 2 sees no key (output 0, gradient 0)"),
+        ("mask_bool_causal_b2_h2_n4_m6_dk3", (2, 2), 4, 6, 3, 2, {"causal": True, "mask": "boolean"}, "random", "boolean mask and the causal mask together"),
+        ("mask_additive_b2_n4_m6_dk3", (2,), 4, 6, 3, 3, {"causal": False, "mask": "additive"}, "additive",
+         "additive float mask with −inf entries (SDPA's float attn_mask; a fully −inf row gives output 0)"),
+        ("scale0.25_n4_m5_dk4", (), 4, 5, 4, 4, {"causal": True, "scale": 0.25}, "none", "scale s = 0.25 instead of 1/√d_k = 0.5"),
+        ("softcap2_n5_dk4", (), 5, 5, 4, 4, {"causal": True, "softcap": 2.0}, "wide", "soft cap c = 2 (Gemma 2 attn_logit_softcapping), queries of scale 3"),
+        ("softcap50_top_left_n3_m6_dk3", (), 3, 6, 3, 3, {"causal": True, "causal_align": "top_left", "softcap": 50.0}, "wide", None),
+        ("gqa_b2_h4_hkv2_n5_dk3", (2,), 5, 5, 3, 3, {"causal": True, "H": 4, "H_kv": 2}, "none", "grouped-query: query head h uses K/V head h // 2 (HF repeat_kv)"),
+        ("mqa_h3_hkv1_n4_m6_dk2", (), 4, 6, 2, 4, {"causal": True, "H": 3, "H_kv": 1}, "none", "multi-query: every query head uses the one K/V head"),
+        ("gemma_like_h4_hkv2_n6_dk4", (), 6, 6, 4, 4, {"causal": True, "H": 4, "H_kv": 2, "softcap": 20.0, "window": 4, "mask": "boolean"}, "padding",
+         "grouped heads, soft cap, window and a padding mask together"),
+    ]
+    for slug, lead, n, m, d_k, d_v, config, kind, notes in cases:
+        H, Hkv = config.get("H"), config.get("H_kv")
+        groups = 1 if Hkv is None else H // Hkv
+        qlead = lead if H is None else (*lead, H)
+        kvlead = lead if Hkv is None else (*lead, Hkv)
+
+        def make(r: Draw, qlead=qlead, kvlead=kvlead, n=n, m=m, d_k=d_k, d_v=d_v, kind=kind, config=config) -> Args:
+            qscale = 3.0 if kind == "wide" else 1.0
+            a = {"Q": r.normal(*qlead, n, d_k, scale=qscale), "K": r.normal(*kvlead, m, d_k), "V": r.normal(*kvlead, m, d_v)}
+            mshape = (*qlead, n, m)
+            if kind == "padding":
+                keep = torch.ones(mshape, dtype=torch.int64)
+                if len(qlead) >= 1 and qlead[0] == 2:
+                    keep[0, ..., 3:] = 0
+                    keep[1, ..., 0] = 0
+                    keep[1, ..., 2, :] = 0
+                else:
+                    keep[..., 0] = 0
+                    keep[..., 1, :] = 0
+                a["mask"] = keep
+            elif kind == "random":
+                a["mask"] = (r.uniform(*mshape, lo=0, hi=1) < 0.7).to(torch.int64)
+            elif kind == "additive":
+                add = r.normal(*mshape)
+                hide = r.uniform(*mshape, lo=0, hi=1) < 0.3
+                add = torch.where(hide, torch.full((), NEG_INF, dtype=add.dtype), add)
+                add[0, 1, :] = NEG_INF  # a row that sees no key
+                a["mask"] = add
+            return a
+
+        Kdepth = d_k + m + (3 if config.get("softcap") else 0)
+        spec(formula="attention", slug=slug, dims={**lead_dims(lead, "B"), **({"H": H, "H_kv": Hkv} if H else {}), "n": n, "m": m, "d_k": d_k, "d_v": d_v},
+             config=config, make=make,
+             oracle=lambda a, c=config, g=groups: attention_conventions(
+                 a["Q"], a["K"], a["V"], causal=c.get("causal", True), align=c.get("causal_align", "bottom_right"), window=c.get("window", 0),
+                 mask_kind=c.get("mask", "none"), mask=a.get("mask"), scale=c.get("scale"), softcap=c.get("softcap", 0.0), groups=g),
+             oracle_name=sdpa, K=(Kdepth, f"d_k + m = {d_k} + {m}" + (" + 3 (soft cap)" if config.get("softcap") else "")), notes=notes)
 
 
 def mha_family() -> None:
@@ -1324,8 +1457,10 @@ def all_specs() -> list[Spec]:
     if not SPECS:
         softmax_family()
         cross_entropy_family()
+        cross_entropy_conventions_family()
         causal_mask_family()
         attention_family()
+        attention_conventions_family()
         mha_family()
         norm_family()
         activation_family()

@@ -230,7 +230,16 @@ export const NUMBER_CHOICES: Readonly<Record<string, readonly number[]>> = {
 };
 
 /** Hyperparameters the generic configuration arbitrary leaves at their default unless a law chooses them. */
-const HELD: Readonly<Record<string, boolean | number | string>> = { kv_cache: false, alibi: false, offset: 0 };
+const HELD: Readonly<Record<string, boolean | number | string>> = {
+  kv_cache: false,
+  alibi: false,
+  offset: 0,
+  // attention conventions: the laws of issue 13 choose them; the older laws state the defaults
+  causal_align: "bottom_right",
+  mask: "none",
+  softcap: 0,
+  window: 0,
+};
 
 export interface ConfigArbOptions {
   /** Fixed values (win over everything). */
@@ -267,7 +276,11 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
     }
     if (h.kind === "enum") parts[h.name] = fc.constantFrom(...orderDefaultFirst(h.choices ?? [], h.default));
     else if (h.kind === "boolean") parts[h.name] = fc.constantFrom(h.default ?? false, !(h.default ?? false));
-    else if (h.kind === "number") parts[h.name] = fc.constantFrom(...(NUMBER_CHOICES[h.name] ?? (h.default !== undefined ? [h.default as number] : [1])));
+    else if (h.kind === "number") {
+      // a number without a default (attention's scale: 1/√d_k when absent) stays absent unless stated
+      const values = NUMBER_CHOICES[h.name] ?? (h.default !== undefined ? [h.default as number] : []);
+      if (values.length > 0) parts[h.name] = fc.constantFrom(...values);
+    }
     else if (h.name === "L") parts[h.name] = fc.constantFrom(1, 2);
   }
   return fc.record(parts).map((c) => {
@@ -337,7 +350,8 @@ export function configWithDims(def: FormulaDef, config: FormulaConfig, dims: Dim
   for (const h of def.hyper) {
     if (h.name === "offset" || h.name === "kv_cache") continue;
     if (h.name === "H_kv") {
-      if (dims.H_kv !== dims.H) out["H_kv"] = dims.H_kv;
+      // attention's H_kv gives K and V their own head axis: laws about grouped heads state it (grouped_heads)
+      if (dims.H_kv !== dims.H && def.name !== "attention") out["H_kv"] = dims.H_kv;
       continue;
     }
     if (h.name === "L") {

@@ -52,7 +52,7 @@ describe("the registry", () => {
   });
 
   it("names the known laws when asked for an unknown one", () => {
-    expect(() => getLaw("causal")).toThrow(/unknown law "causal" \(did you mean causality\?\); laws: causality, prefix_consistency/);
+    expect(() => getLaw("causal")).toThrow(/unknown law "causal" \(did you mean causality, causal_alignment\?\); laws: causality, prefix_consistency/);
   });
 });
 

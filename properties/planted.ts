@@ -8,6 +8,7 @@ import "../spec/index.js";
 import type { BackwardRequest, BackwardResult, FormulaConfig, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
 import { Tensor, sizeOf, type DType, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { referenceImplementation } from "../reference/implementation.js";
+import { gatherAxis, mapT } from "./tensor-ops.js";
 
 // ---------------------------------------------------------------------------------------------
 // Hand-written kernels (float64), each with switches for the planted mistakes
@@ -57,6 +58,9 @@ interface AttentionOptions {
   readonly peek: number;
   /** Per-head ALiBi slopes (head = index along the axis before n), or none. */
   readonly slopes?: readonly number[];
+  /** Soft cap c (0 = none): scores c·tanh(s/c), or c·tanh(s) when `capWithoutDivision`. */
+  readonly softcap?: number;
+  readonly capWithoutDivision?: boolean;
 }
 
 /** softmax(s·Q Kᵀ + bias + M) V over leading batch axes, bottom-right aligned mask. */
@@ -75,7 +79,9 @@ function attention(Q: Tensor, K: Tensor, V: Tensor, o: AttentionOptions): Float6
         let dot = 0;
         for (let k = 0; k < d; k++) dot += Q.data[(b * n + i) * d + k]! * K.data[(b * m + j) * d + k]!;
         const hidden = o.causal && j > i + (m - n) + o.peek;
-        s[j] = hidden ? -Infinity : o.scale * dot + slope * (j - i - (m - n));
+        const c = o.softcap ?? 0;
+        const sc = c > 0 ? c * Math.tanh(o.capWithoutDivision === true ? o.scale * dot : (o.scale * dot) / c) : o.scale * dot;
+        s[j] = hidden ? -Infinity : sc + slope * (j - i - (m - n));
       }
       const p = softmaxRows(s, m, true);
       for (let c = 0; c < dv; c++) {
@@ -298,9 +304,14 @@ const cast = (outs: NamedTensors, dtype: FloatDType): NamedTensors => {
   return r;
 };
 
-function attentionBug(peek: number, causal: "config" | "never") {
+/** Conventions the hand-written attention does not implement (it leaves them to the reference). */
+function otherConventions(c: FormulaConfig): boolean {
+  return (c["mask"] ?? "none") !== "none" || (c["causal_align"] ?? "bottom_right") !== "bottom_right" || Number(c["window"] ?? 0) > 0 || c["scale"] !== undefined || c["H_kv"] !== undefined;
+}
+
+function attentionBug(peek: number, causal: "config" | "never", capWithoutDivision = false) {
   return async (req: ForwardRequest): Promise<NamedTensors | undefined> => {
-    if (req.formula !== "attention") return undefined;
+    if (req.formula !== "attention" || otherConventions(req.config)) return undefined;
     const { Q, K, V } = req.inputs as Record<string, Tensor>;
     const c = req.config;
     const H = Number(c["H"] ?? 1);
@@ -308,6 +319,8 @@ function attentionBug(peek: number, causal: "config" | "never") {
       causal: causal === "config" ? c["causal"] !== false : false,
       scale: 1 / Math.sqrt(Q!.shape.at(-1)!),
       peek,
+      softcap: Number(c["softcap"] ?? 0),
+      capWithoutDivision,
       ...(c["alibi"] === true ? { slopes: alibiSlopes(H) } : {}),
     });
     return { y: out([...Q!.shape.slice(0, -1), V!.shape.at(-1)!], y, floatDtype(req)) };
@@ -396,6 +409,30 @@ function softmaxRowsSeeded(x: ArrayLike<number>, m: number, seed: number): Float
   return y;
 }
 
+/** The reference's attention on other arguments or another configuration (a convention misread). */
+async function refAttention(ref: Implementation, req: ForwardRequest, config: FormulaConfig, inputs: NamedTensors): Promise<NamedTensors> {
+  return (await ref.forward({ ...req, config, inputs })).outputs;
+}
+
+/** attention with a window, where each query sees i' − w < j < i' (its own key dropped), as an explicit additive mask. */
+async function windowWithoutOwnKey(req: ForwardRequest, ref: Implementation): Promise<NamedTensors | undefined> {
+  const c = req.config;
+  const w = Number(c["window"] ?? 0);
+  if (req.formula !== "attention" || w === 0 || c["causal"] === false || (c["mask"] ?? "none") !== "none") return undefined;
+  const { Q, K } = req.inputs as Record<string, Tensor>;
+  const n = Q!.shape.at(-2)!;
+  const m = K!.shape.at(-2)!;
+  const shift = c["causal_align"] === "top_left" ? 0 : m - n;
+  const mask = Tensor.zeros([...Q!.shape.slice(0, -1), m], Q!.dtype);
+  for (let f = 0; f < mask.size; f++) {
+    const j = f % m;
+    const i = Math.floor(f / m) % n + shift;
+    mask.data[f] = i - w < j && j < i ? 0 : -Infinity;
+  }
+  const { window: _w, ...rest } = c;
+  return refAttention(ref, req, { ...rest, causal: false, mask: "additive" }, { ...req.inputs, mask });
+}
+
 /** Every planted bug. */
 export const PLANTED: readonly PlantedBug[] = [
   {
@@ -411,6 +448,69 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["attention"],
     caughtBy: ["causality", "prefix_consistency", "masked_zero", "mha_decomposition", "uniform_keys"],
     forward: attentionBug(0, "never"),
+  },
+  {
+    name: "top_left_as_bottom_right",
+    description: "attention: causal_align top_left is computed bottom-right aligned (query i sees j ≤ i + m − n instead of j ≤ i)",
+    formulas: ["attention"],
+    caughtBy: ["causal_alignment"],
+    forward: async (req, ref) =>
+      req.formula === "attention" && req.config["causal_align"] === "top_left" && req.config["causal"] !== false
+        ? refAttention(ref, req, { ...req.config, causal_align: "bottom_right" }, req.inputs)
+        : undefined,
+  },
+  {
+    name: "boolean_mask_inverted",
+    description: "attention: a boolean mask read with true = masked (nn.MultiheadAttention's key_padding_mask sense) instead of true = attend",
+    formulas: ["attention"],
+    caughtBy: ["mask_padding"],
+    forward: async (req, ref) => {
+      if (req.formula !== "attention" || req.config["mask"] !== "boolean") return undefined;
+      const mask = req.inputs["mask"]!;
+      return refAttention(ref, req, req.config, { ...req.inputs, mask: mapT(mask, (v) => (v !== 0 ? 0 : 1)) });
+    },
+  },
+  {
+    name: "window_drops_own_key",
+    description: "attention with a sliding window: each query sees i' − w < j < i', dropping its own key",
+    formulas: ["attention"],
+    caughtBy: ["window_limit"],
+    forward: windowWithoutOwnKey,
+  },
+  {
+    name: "softcap_without_division",
+    description: "attention: the soft cap computed as c·tanh(s) instead of c·tanh(s/c)",
+    formulas: ["attention"],
+    caughtBy: ["softcap_limit"],
+    forward: async (req) => (Number(req.config["softcap"] ?? 0) > 0 ? attentionBug(0, "config", true)(req) : undefined),
+  },
+  {
+    name: "attention_kv_heads_tiled",
+    description: "attention with H_kv < H: query head h uses K/V head h mod H_kv (tiled) instead of ⌊h/(H/H_kv)⌋ (repeated)",
+    formulas: ["attention"],
+    caughtBy: ["grouped_heads"],
+    forward: async (req, ref) => {
+      const { H, H_kv, ...rest } = req.config;
+      if (req.formula !== "attention" || typeof H_kv !== "number" || H_kv === H) return undefined;
+      const idx = Array.from({ length: Number(H) }, (_, h) => h % H_kv);
+      const { K, V } = req.inputs as Record<string, Tensor>;
+      return refAttention(ref, req, { ...rest, H: H! }, { ...req.inputs, K: gatherAxis(K!, -3, idx), V: gatherAxis(V!, -3, idx) });
+    },
+  },
+  {
+    name: "ignored_targets_counted",
+    description: "cross_entropy: positions with target = ignore_index add nothing to the sum but are still counted in the mean",
+    formulas: ["cross_entropy"],
+    caughtBy: ["ignored_targets"],
+    forward: async (req, ref) => {
+      if (req.formula !== "cross_entropy") return undefined;
+      const t = req.inputs["targets"]!;
+      const ignore = Number(req.config["ignore_index"] ?? -100);
+      const counted = Array.from(t.data).filter((v) => v !== ignore).length;
+      if (counted === t.size) return undefined;
+      const loss = (await ref.forward(req)).outputs["loss"]!;
+      return { loss: mapT(loss, (v) => (v * counted) / t.size) };
+    },
   },
   {
     name: "scale_sqrt_d_model",

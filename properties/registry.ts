@@ -3,6 +3,7 @@
  */
 import { LawUsageError, type Law, type LawCase } from "./law.js";
 import { alibiForms, causality, groupedQuery, headsPermutation, maskedZero, mhaDecomposition, permutationEquivariance, positionsBreakEquivariance, prefixConsistency, ropeRelative, uniformKeys } from "./laws/attention.js";
+import { causalAlignment, groupedHeads, ignoredTargets, maskPadding, softcapLimit, windowLimit } from "./laws/conventions.js";
 import { activationLimits, activationOddPart, exactLookups, headsLayout, sinusoidalRotation } from "./laws/elementwise.js";
 import { batchIndependence, determinism, referenceErrorBound, shapeAlgebra } from "./laws/generic.js";
 import { kvCache, tiedEmbedding, zeroBranches } from "./laws/model.js";
@@ -30,6 +31,12 @@ export const LAWS: readonly Law<LawCase>[] = [
   sinusoidalRotation,
   alibiForms,
   groupedQuery,
+  causalAlignment,
+  maskPadding,
+  windowLimit,
+  softcapLimit,
+  groupedHeads,
+  ignoredTargets,
   batchIndependence,
   tiedEmbedding,
   crossEntropy,

@@ -120,7 +120,7 @@ describe("propertiesCommand", () => {
     await bad(["--path", "1:2", "--seed", "3"], "--path replays one law's counterexample: give --law too");
     await bad(["--path", "1:2", "--law", "causality"], "--path replays a counterexample from its seed: give --seed too");
     await bad(["--path", "1;2", "--law", "causality", "--seed", "3"], '--path must look like 12:0:3 (fast-check\'s counterexample path, with @hint for model-based laws), got "1;2"');
-    await bad(["--law", "causal"], `unknown law "causal" (did you mean causality?); laws: ${lawNames().join(", ")}`);
+    await bad(["--law", "causal"], `unknown law "causal" (did you mean causality, causal_alignment?); laws: ${lawNames().join(", ")}`);
     await bad(["--formula", "softmx"], /^unknown formula "softmx"; known formulas: softmax, /);
     await bad(["--planted", "nope"], /^unknown planted bug "nope"; planted bugs: causal_mask_off_by_one, /);
   });

@@ -148,7 +148,8 @@ export function roundingDepth(ctx: DepthContext): number {
     case "alibi_bias":
       return 4 + 2 * dimCfg("m", dimCfg("n", 1));
     case "attention":
-      return attentionDepth(last(a["Q"]), rowsOf(a["K"]));
+      // a soft cap adds s/c, tanh and c·(…) to every score
+      return attentionDepth(last(a["Q"]), rowsOf(a["K"])) + (dimCfg("softcap", 0) > 0 ? 3 : 0);
     case "mha": {
       const n = rowsOf(a["x"]);
       const p = rowsOf(a["past_k"]);

@@ -35,7 +35,7 @@ describe("loading the Hugging Face GPT-2 layout", () => {
     const ck = loadCheckpoint(TINY);
     expect(ck.model.config).toEqual({
       V: 80, n_ctx: 32, d_model: 16, H: 4, H_kv: 4, L: 2, d_ff: 64, eps: 1e-5, dtype: "f32",
-      norm: "layer_norm", placement: "pre", activation: "gelu_tanh", positions: "learned", rope_base: 10000, tied: true, parallel: false, bias: true,
+      norm: "layer_norm", placement: "pre", activation: "gelu_tanh", positions: "learned", rope_base: 10000, tied: true, parallel: false, bias: true, window: 0, softcap: 0,
     });
     const g = loadCase(join(golden, "cases", "gpt", "f32", "checkpoint-tiny-gpt2.safetensors"));
     const report = compareCase(g, ck.model.vjp(g.inputs["tokens"]!, g.inputs["targets"]!, g.cotangents));

@@ -33,7 +33,9 @@ const HF_ACTIVATIONS: Readonly<Record<string, GPTConfig["activation"]>> = {
 const ACTIVATION_TO_HF: Readonly<Record<string, string>> = { gelu_tanh: "gelu_new", gelu: "gelu", relu: "relu" };
 
 /** Fields of our configuration stored in config.json's `specformer` section. */
-const SPECFORMER_FIELDS = ["V", "n_ctx", "d_model", "H", "H_kv", "L", "d_ff", "eps", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias"] as const;
+const SPECFORMER_FIELDS = ["V", "n_ctx", "d_model", "H", "H_kv", "L", "d_ff", "eps", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias", "window", "softcap"] as const;
+/** Fields written only when they differ from their default (0 = off), so older config.json files stay as they were. */
+const OPTIONAL_FIELDS: ReadonlySet<string> = new Set(["window", "softcap"]);
 
 /** The file holding a trained model's tokenizer (the `specformer-bpe` JSON of reference/tokenizer), beside the weights. */
 export const TOKENIZER_FILE = "specformer-tokenizer.json";
@@ -42,7 +44,7 @@ export const TOKENIZER_FILE = "specformer-tokenizer.json";
 export function isGpt2Architecture(c: GPTConfig): boolean {
   return (
     c.placement === "pre" && c.norm === "layer_norm" && c.positions === "learned" && c.activation in ACTIVATION_TO_HF &&
-    c.bias && c.H_kv === c.H && !c.parallel && c.tied
+    c.bias && c.H_kv === c.H && !c.parallel && c.tied && c.window === 0 && c.softcap === 0
   );
 }
 
@@ -125,7 +127,7 @@ export function configFromHf(hf: Readonly<Record<string, JsonValue>>, source = "
 export function configToHf(c: GPTConfig): Record<string, JsonValue> {
   const gpt2 = isGpt2Architecture(c);
   const section: Record<string, JsonValue> = {};
-  for (const k of SPECFORMER_FIELDS) section[k] = c[k];
+  for (const k of SPECFORMER_FIELDS) if (!(OPTIONAL_FIELDS.has(k) && c[k] === 0)) section[k] = c[k];
   return {
     architectures: gpt2 ? ["GPT2LMHeadModel"] : [],
     model_type: gpt2 ? "gpt2" : "specformer",

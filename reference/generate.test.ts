@@ -41,6 +41,26 @@ describe("KV-cache decoding", () => {
     expect(m.generate(prompt, { ...s, cache: true }).tokens).toEqual(m.generate(prompt, { ...s, cache: false }).tokens);
   });
 
+  it.each([
+    ["rope", 3, 0],
+    ["learned", 2, 30],
+    ["alibi", 1, 5],
+  ] as const)("positions %s, sliding window %i, softcap %d: cached decoding equals full recomputation (f64, 1e-12 relative)", (positions, window, softcap) => {
+    const m = model({ positions, window, softcap, H_kv: 2 }, 5);
+    const prompt = [5, 17, 2, 33, 8];
+    const cached = m.generate(prompt, { maxNewTokens: 8, cache: true });
+    const full = m.generate(prompt, { maxNewTokens: 8, cache: false });
+    expect(cached.tokens).toEqual(full.tokens);
+    cached.stepLogits.forEach((row, i) => expect(relDiff(row, full.stepLogits[i]!), `step ${i}`).toBeLessThanOrEqual(1e-12));
+    // the window limits what the last position sees: a window no shorter than the sequence is no window
+    const seq = cached.tokens.slice(0, 12);
+    const wide = model({ positions, window: seq.length, softcap, H_kv: 2 }, 5).forward(seq);
+    const none = model({ positions, window: 0, softcap, H_kv: 2 }, 5).forward(seq);
+    expect(relDiff(wide.data as Float64Array, none.data as Float64Array)).toBeLessThanOrEqual(1e-14);
+    const narrow = m.forward(seq);
+    expect(relDiff(narrow.data as Float64Array, none.data as Float64Array)).toBeGreaterThan(1e-6);
+  });
+
   it("feeds a one-token prompt (n = 1, cache empty at the first step)", () => {
     const m = model({ positions: "rope" });
     const a = m.generate([7], { maxNewTokens: 5 });

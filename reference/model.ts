@@ -67,13 +67,17 @@ export interface GPTConfig {
   readonly parallel: boolean;
   /** Linear layers have biases. */
   readonly bias: boolean;
+  /** Sliding-window attention: each position sees its `window` most recent positions (0 = none). */
+  readonly window: number;
+  /** Attention score cap c·tanh(s/c) (0 = none). */
+  readonly softcap: number;
 }
 
 /** A partial configuration, optionally on top of a named preset of spec/presets.ts. */
 export type ModelConfigInput = string | (Partial<GPTConfig> & { readonly preset?: string });
 
 const SIZE_KEYS = ["V", "n_ctx", "d_model", "H", "H_kv", "L", "d_ff"] as const;
-const CONFIG_KEYS: readonly (keyof GPTConfig)[] = [...SIZE_KEYS, "eps", "dtype", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias"];
+const CONFIG_KEYS: readonly (keyof GPTConfig)[] = [...SIZE_KEYS, "eps", "dtype", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias", "window", "softcap"];
 
 /**
  * LLaMA's FFN hidden size for SwiGLU: two thirds of 4·d_model (so the three SwiGLU matrices hold
@@ -152,6 +156,7 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     throw new ModelError(`parallel attention + FFN is defined for placement "pre" only (GPT-J), got "${String(cfg["placement"])}"`);
   }
   if (!((cfg["eps"] as number) >= 0)) throw new ModelError(`eps must be a non-negative number, got ${String(cfg["eps"])}`);
+  if (!((cfg["softcap"] as number) >= 0)) throw new ModelError(`softcap must be ≥ 0 (0 = no cap), got ${String(cfg["softcap"])}`);
   return {
     V: cfg["V"] as number,
     n_ctx: cfg["n_ctx"] as number,
@@ -170,6 +175,8 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     tied: cfg["tied"] as boolean,
     parallel: cfg["parallel"] as boolean,
     bias: cfg["bias"] as boolean,
+    window: cfg["window"] as number,
+    softcap: cfg["softcap"] as number,
   };
 }
 

@@ -34,6 +34,16 @@ describe("docs/NAMES.md agrees with the registry", () => {
       expect(def.outputs(cfg).map((o) => o.name)).toEqual(docOuts);
     });
   }
+  test("every hyperparameter the registry declares is named on the page", () => {
+    const named = new Set(ticks(doc));
+    const missing = formulaNames().flatMap((f) => getFormula(f).hyper.filter((h) => !named.has(h.name)).map((h) => `${f}.${h.name}`));
+    expect(missing).toEqual([]);
+  });
+  test("the attention conventions table names the PyTorch, Hugging Face and ONNX spellings", () => {
+    const table = section("## Attention conventions");
+    for (const name of ["causal_align", "top_left", "bottom_right", "window", "mask", "scale", "softcap", "H_kv"]) expect(ticks(table)).toContain(name);
+    for (const name of ["is_causal=True", "attn_mask", "sliding_window", "attn_logit_softcapping", "num_key_value_heads", "key_padding_mask"]) expect(table).toContain(name);
+  });
   test("block parameter names are the documented ones, and every documented one is used", () => {
     const documented = new Set(ticks(section("## Blocks").split("Block hyperparameters")[0]!).filter((t) => /\.(weight|bias)$/.test(t)));
     const seen = new Set<string>();

@@ -753,13 +753,26 @@ def f_positional_learned(a, cfg, dtype):
 
 
 def f_causal_mask(a, cfg, dtype):
+    only_default_conventions(cfg, "causal_mask")
     n = cfg.int("n")
     m = cfg.int("m", n)
     y = np.where(causal_allowed(n, m), dtype(0), dtype(-np.inf)).astype(dtype)
     return {"y": y}, lambda cot: {}
 
 
+def only_default_conventions(cfg: Config, formula: str) -> None:
+    """Conventions this implementation does not compute are declined, never read as their default."""
+    defaults = {"causal_align": "bottom_right", "window": 0, "mask": "none", "softcap": 0}
+    for key, default in defaults.items():
+        if key in cfg.raw and cfg.raw[key] != default:
+            raise FormulaError(f"{formula}: {key} = {cfg.raw[key]!r} is not implemented by this implementation")
+    for key in ("scale", "H_kv"):
+        if key in cfg.raw and formula == "attention":
+            raise FormulaError(f"{formula}: {key} is not implemented by this implementation")
+
+
 def f_attention(a, cfg, dtype):
+    only_default_conventions(cfg, "attention")
     if cfg.bool("alibi", False):
         raise FormulaError("alibi = true is not implemented by this implementation")
     y, back = attention(need(a, "Q"), need(a, "K"), need(a, "V"), cfg.bool("causal", True))
@@ -767,6 +780,7 @@ def f_attention(a, cfg, dtype):
 
 
 def f_mha(a, cfg, dtype):
+    only_default_conventions(cfg, "mha")
     H = cfg.int("H")
     H_kv = cfg.int("H_kv", H)
     cfg.choice("positions", ("none",), "none")

@@ -4,9 +4,9 @@
  */
 import { dim, dimToString, divDim, mulDim, subDim, type Dim } from "../dims.js";
 import {
-  add, concat, constant, dimValue, displayAs, div, eq, exp, gather, iota, le, log, matmul, maxLast, meanLast, mul,
+  add, concat, constant, dimValue, displayAs, div, eq, exp, gather, iota, le, log, lt, matmul, maxLast, meanLast, mul,
   named, neg, pow, reduce, reshape, rsqrt, sin, cos, slice, sqrt, square, stopGradient, sub, sumAll, sumLast,
-  transpose, unary, where, Expr,
+  tanh, transpose, unary, where, Expr,
 } from "../expr.js";
 import { call1, defineFormula, type HyperSpec } from "../formula.js";
 import type { Config } from "../node.js";
@@ -99,24 +99,52 @@ defineFormula({
 
 const dimHyper = (name: string, doc: string, dflt?: number): HyperSpec => ({ name, kind: "integer", dim: true, doc, ...(dflt !== undefined ? { default: dflt } : {}) });
 
-/** M[i, j] = 0 if j ≤ i + (m − n) else −∞ (bottom-right aligned for a KV cache). */
-function causalMask(n: Dim, m: Dim): Expr {
+/** Where a causal mask puts the last key query 0 may see (docs/NAMES.md, "Attention conventions"). */
+export const CAUSAL_ALIGNMENTS = ["bottom_right", "top_left"] as const;
+
+/**
+ * M[i, j] = 0 if key j is visible to query i, else −∞. Query i stands at position
+ * i' = i + (m − n) (bottom-right: the last query sees the last key, a KV cache) or i' = i
+ * (top-left: query i sees keys 0 … i whatever m is); it sees j ≤ i', and with a window w ≥ 1
+ * only the w most recent of those: i' − w < j ≤ i'.
+ */
+function causalMask(n: Dim, m: Dim, align: string = "bottom_right", window: number = 0): Expr {
   const i = iota([dimToString(n), dimToString(m)] as const, 0);
   const j = iota([dimToString(n), dimToString(m)] as const, 1);
-  return where(le(j, add(i, dimValue(subDim(m, n)))), 0, NEG_INF);
+  const pos = align === "top_left" ? i : add(i, dimValue(subDim(m, n)));
+  const seen = le(j, pos);
+  return where(window > 0 ? mul(seen, lt(sub(pos, window), j)) : seen, 0, NEG_INF);
 }
+
+const causalHyper: readonly HyperSpec[] = [
+  {
+    name: "causal_align",
+    kind: "enum",
+    choices: CAUSAL_ALIGNMENTS,
+    default: "bottom_right",
+    doc: "bottom_right: query i sees keys j ≤ i + m − n (FlashAttention ≥ 2.1, KV-cache decoding, HF with a cache); top_left: j ≤ i (PyTorch scaled_dot_product_attention is_causal, ONNX Attention without a cache); equal when n = m",
+  },
+  { name: "window", kind: "integer", default: 0, doc: "sliding window w: each query sees only its w most recent visible keys, itself included (Mistral sliding_window); 0 = no window" },
+];
 
 defineFormula({
   name: "causal_mask",
   example: { n: 4 },
-  description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n), −∞ elsewhere",
+  description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n, or j ≤ i top-left; within the window), −∞ elsewhere",
   category: "core",
-  hyper: [dimHyper("n", "queries"), dimHyper("m", "keys (m ≥ n with a KV cache; default n)")],
+  hyper: [dimHyper("n", "queries"), dimHyper("m", "keys (m ≥ n with a KV cache; default n)"), ...causalHyper],
   args: () => [],
   outputs: (cfg) => [{ name: "y", shape: ["n", cfg["m"] === undefined ? "n" : "m"], doc: "0 / −∞" }],
-  build: (_, cfg) => ({ y: causalMask(dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m")) }),
+  build: (_, cfg) => ({
+    y: causalMask(dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg["causal_align"] as string, cfg["window"] as number),
+  }),
   symbol: { latex: "M", text: "M" },
   symbolOnly: true,
+  notes: [
+    "bottom_right (default): query i sees key j iff j ≤ i + m − n; with n > m the first n − m rows see no key and are all −∞.",
+    "top_left: query i sees key j iff j ≤ i, whatever m is.",
+    "window w ≥ 1: additionally j > i' − w, i' the aligned query position; w ≥ m is no restriction.",
+  ],
 });
 
 /** ALiBi slopes (Press et al.): 2^(−8(h+1)/c) for the closest power of two c ≤ H, then every other slope of the 2c schedule. */
@@ -156,39 +184,85 @@ defineFormula({
   symbolOnly: true,
 });
 
+/** How an attention mask input is read (docs/NAMES.md, "Attention conventions"). */
+export const MASK_KINDS = ["none", "boolean", "additive"] as const;
+
 defineFormula({
   name: "attention",
-  description: "scaled dot-product attention softmax(QKᵀ/√d_k + M)V, optionally causal (and ALiBi-biased)",
+  description: "scaled dot-product attention softmax(s·QKᵀ + B + M)V: optionally causal (aligned, windowed), masked, soft-capped, ALiBi-biased, with grouped K/V heads",
   category: "core",
   hyper: [
-    { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M" },
+    { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M (causal_mask)" },
+    ...causalHyper,
+    { name: "mask", kind: "enum", choices: MASK_KINDS, default: "none", doc: "mask input: boolean (i32, nonzero = attend, PyTorch's bool attn_mask) or additive (float added to the scores, −∞ = masked); none = no mask argument" },
+    { name: "scale", kind: "number", doc: "score scale s (default 1/√d_k)" },
+    { name: "softcap", kind: "number", default: 0, doc: "cap c: scores become c·tanh(scores/c) before masking (Gemma 2 attn_logit_softcapping); 0 = no cap (FlashAttention's softcap = 0.0)" },
     { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
-    { name: "H", kind: "integer", dim: true, doc: "heads, for the ALiBi slopes (only needed with alibi)" },
+    { name: "H", kind: "integer", dim: true, doc: "query heads (needed with alibi or H_kv)" },
+    { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads: K, V are [..., H_kv, m, ·] and query head h uses K/V head ⌊h·H_kv/H⌋ (grouped-query); H must be a multiple" },
   ],
-  // with ALiBi the head axis carries the per-head slopes, so it is an explicit axis
+  // with ALiBi or grouped heads the head axis is an explicit axis (per-head slopes, K/V head sharing)
   args: (cfg) => {
-    const h = cfg["alibi"] === true ? ["H"] : [];
+    const heads = cfg["alibi"] === true || cfg["H_kv"] !== undefined;
+    const h = heads ? ["H"] : [];
+    const hkv = cfg["H_kv"] !== undefined ? ["H_kv"] : h;
+    const mask = cfg["mask"] === "boolean" || cfg["mask"] === "additive";
     return [
       { name: "Q", shape: ["...", ...h, "n", "d_k"], role: "input", doc: "queries" },
-      { name: "K", shape: ["...", ...h, "m", "d_k"], role: "input", doc: "keys" },
-      { name: "V", shape: ["...", ...h, "m", "d_v"], role: "input", doc: "values" },
+      { name: "K", shape: ["...", ...hkv, "m", "d_k"], role: "input", doc: "keys" },
+      { name: "V", shape: ["...", ...hkv, "m", "d_v"], role: "input", doc: "values" },
+      ...(mask
+        ? [{ name: "mask", shape: ["...", ...h, "n", "m"], role: "input", int: cfg["mask"] === "boolean", doc: cfg["mask"] === "boolean" ? "1 (nonzero) where query i may attend to key j, 0 where not" : "added to the scores (0 keeps, −∞ masks)", latex: "A" } as const]
+        : []),
     ];
   },
-  outputs: (cfg) => [{ name: "y", shape: ["...", ...(cfg["alibi"] === true ? ["H"] : []), "n", "d_v"], doc: "attended values" }],
-  build: ({ Q, K, V }, cfg) => {
+  outputs: (cfg) => [{ name: "y", shape: ["...", ...(cfg["alibi"] === true || cfg["H_kv"] !== undefined ? ["H"] : []), "n", "d_v"], doc: "attended values" }],
+  build: ({ Q, K, V, mask }, cfg) => {
     const n = at(Q!, -2);
     const m = at(K!, -2);
-    let scores: Expr = div(matmul(Q!, transpose(K!)), sqrt(dimValue(last(Q!))));
+    let k = K!;
+    let v = V!;
+    if (cfg["H_kv"] !== undefined) {
+      const H = cfg["H"];
+      const Hkv = cfg["H_kv"];
+      if (typeof H !== "number" || typeof Hkv !== "number") throw new Error("attention with grouped heads needs the head counts H and H_kv as numbers");
+      if (Hkv < 1 || H % Hkv !== 0) throw new Error(`attention: H = ${H} is not a multiple of H_kv = ${Hkv}`);
+      // query head h uses K/V head ⌊h / G⌋, G = H / H_kv: (..., H_kv, m, ·) → (..., H, m, ·)
+      const asQueryHeads = (t: Expr) => {
+        const s = repeatHeads(t, H / Hkv).shape.map(dimToString);
+        return reshape(repeatHeads(t, H / Hkv), [...s.slice(0, -3), dimToString(at(Q!, -3)), ...s.slice(-2)] as string[]);
+      };
+      k = asQueryHeads(k);
+      v = asQueryHeads(v);
+    }
+    const qk = matmul(Q!, transpose(k));
+    let scores: Expr = cfg["scale"] === undefined ? div(qk, sqrt(dimValue(last(Q!)))) : mul(qk, named(constant(cfg["scale"] as number), "s", "s"));
+    const cap = cfg["softcap"] as number;
+    if (cap < 0) throw new Error(`attention: softcap must be ≥ 0 (0 = no cap), got ${cap}`);
+    if (cap > 0) {
+      const c = named(constant(cap), "c", "c");
+      scores = mul(c, tanh(div(scores, c)));
+    }
     if (cfg["alibi"] === true) {
       const H = cfg["H"];
       if (typeof H !== "number") throw new Error("attention with alibi needs the head count H");
       scores = add(scores, call1("alibi_bias", {}, { H, n: dimToString(n), m: dimToString(m) }));
     }
-    if (cfg["causal"] === true) scores = add(scores, call1("causal_mask", {}, { n: dimToString(n), m: dimToString(m) }));
+    if (cfg["mask"] === "boolean") scores = where(mask!, scores, NEG_INF);
+    if (cfg["mask"] === "additive") scores = add(scores, mask!);
+    if (cfg["causal"] === true) {
+      scores = add(scores, call1("causal_mask", {}, { n: dimToString(n), m: dimToString(m), causal_align: cfg["causal_align"]!, window: cfg["window"]! }));
+    } else if ((cfg["window"] as number) > 0) {
+      throw new Error("attention: a sliding window needs causal = true (it limits how far back a causal query sees)");
+    }
     const P = named(call1("softmax", { x: scores }), "P", "P");
-    return { y: matmul(P, V!) };
+    return { y: matmul(P, v) };
   },
-  notes: ["The causal mask is bottom-right aligned: with m keys and n queries, query i sees keys j ≤ i + m − n.", "A query that sees no key (n > m) gets zero weights and output 0."],
+  notes: [
+    "The causal mask is bottom-right aligned by default: with m keys and n queries, query i sees keys j ≤ i + m − n; causal_align = top_left gives j ≤ i.",
+    "A query that sees no key (n > m bottom-right, a window, or a mask row with no key) gets zero weights, output 0 and gradient 0.",
+    "Order: scores s·QKᵀ, then the soft cap, then the ALiBi bias, the mask input and the causal mask.",
+  ],
 });
 
 defineFormula({
@@ -228,6 +302,8 @@ defineFormula({
     { name: "H", kind: "integer", dim: true, doc: "query heads" },
     { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
     { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
+    { name: "window", kind: "integer", default: 0, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
+    { name: "softcap", kind: "number", default: 0, doc: "attention score cap c (Gemma 2); 0 = none" },
     { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
     { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
     { name: "offset", kind: "integer", dim: true, default: 0, doc: "position of the first query (KV-cache decoding)" },
@@ -304,7 +380,7 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
     K = repeatHeads(K, H / Hkv);
     V = repeatHeads(V, H / Hkv);
   }
-  const heads = call1("attention", { Q, K, V }, { causal: cfg["causal"] as boolean, alibi: positions === "alibi", H });
+  const heads = call1("attention", { Q, K, V }, { causal: cfg["causal"] as boolean, window: (cfg["window"] as number | undefined) ?? 0, softcap: (cfg["softcap"] as number | undefined) ?? 0, alibi: positions === "alibi", H });
   // (..., H, n, d_k) → (..., n, d_model): heads concatenated as column blocks
   const O = call1("merge_heads", { x: heads });
   const y = a["b_O"] === undefined ? matmul(O as Expr<["n", "d"]>, a["W_O"]! as Expr<["d", "e"]>) : call1("linear", { x: O, W: a["W_O"]!, b: a["b_O"]! }, {});
@@ -591,27 +667,41 @@ defineFormula({
 
 defineFormula({
   name: "cross_entropy",
-  description: "mean over positions of logsumexp(z) − z[target]",
+  description: "mean over the counted positions of logsumexp(z) − z[target]; targets equal to ignore_index are not counted",
   category: "core",
-  hyper: [],
+  hyper: [
+    { name: "ignore_index", kind: "number", default: -100, doc: "a target id that marks a position to leave out of the loss and its mean (PyTorch's default −100; HF labels use −100 for padding)" },
+  ],
   args: () => [
     { name: "logits", shape: ["...", "n", "V"], role: "input", doc: "logits z" },
-    { name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids", latex: "t" },
+    { name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids in [0, V), or ignore_index", latex: "t" },
   ],
-  outputs: () => [{ name: "loss", shape: [], doc: "mean negative log-likelihood" }],
-  build: ({ logits, targets }) => {
+  outputs: () => [{ name: "loss", shape: [], doc: "mean negative log-likelihood over the counted positions" }],
+  build: ({ logits, targets }, cfg) => {
     const z = logits!;
+    const t = targets!;
+    const ignoreIndex = cfg["ignore_index"] as number;
+    if (!Number.isInteger(ignoreIndex)) throw new Error(`cross_entropy: ignore_index must be an integer, got ${ignoreIndex}`);
     const V = dimToString(last(z));
     const rows = z.shape.slice(0, -1).map(dimToString);
-    // one-hot of the targets: [..., n, V]
-    const onehot = named(eq(iota([V] as const, 0), reshape(targets!, [...rows, "1"] as string[])), "\\mathbb{1}_{t}", "onehot(t)");
+    const ignored = eq(t, ignoreIndex);
+    const keep = named(sub(1, ignored), "\\kappa", "κ");
+    // one-hot rows of the identity, gathered by target: an id outside [0, V) other than ignore_index
+    // is refused by the gather with its position and value (ignored positions pick row 0, weighted 0)
+    const eye = eq(iota([V, V] as const, 0), iota([V, V] as const, 1));
+    const ids = where(ignored, sub(t, t), t);
+    const onehot = named(reshape(gather(eye as Expr<["V", "V"]>, ids), [...rows, V] as string[]), "\\mathbb{1}_{t}", "onehot(t)");
     // where, not z ⊙ onehot: a masked logit (−∞) off the target must give 0, not −∞·0 = NaN
     const picked = named(reduce("sum", where(onehot, z, 0), [-1]), "z_{t}", "z_t");
     const lse = call1("logsumexp", { x: z });
-    // N = number of positions (batch rows × n)
-    const N = named(dimValue(mulDim(dim("..."), at(z, -2))), "N", "N");
-    return { loss: div(sumAll(sub(lse, picked)), N) };
+    // N = number of counted positions (all of them when no target is ignore_index)
+    const N = named(sumAll(keep), "N", "N");
+    return { loss: div(sumAll(mul(sub(lse, picked), keep)), N) };
   },
+  notes: [
+    "A target outside [0, V) that is not ignore_index is an error naming its position and value.",
+    "When every target is ignore_index the mean is 0/0 = NaN, as in PyTorch.",
+  ],
 });
 
 export { causalMask, alibiBias, sinusoid, splitCols, mergeCols, repeatHeads, ACTIVATIONS, neg };
