@@ -57,7 +57,7 @@ export const softmaxSimplex: Law = {
     bound: (dtype, s) => 2 * ((s["m"] ?? 1) + 2) * unitRoundoff(dtype),
     scale: "1",
   },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", crossM: true } })),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", crossM: true } })),
   check: checked("softmax_simplex", async (k: Check, c: FormulaCase) => {
     const x = c.inputs["x"]!;
     const m = x.shape.at(-1)!;
@@ -155,7 +155,7 @@ export const softmaxGradient: Law<GradCase> = {
   backward: "required",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", crossM: true }, range: () => ({ min: -60, max: 60 }) }).chain((c) => {
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", crossM: true }, range: () => ({ min: -60, max: 60 }) }).chain((c) => {
         const x = c.inputs["x"]!;
         const shape = f === "logsumexp" ? x.shape.slice(0, -1) : x.shape;
         return floatTensorArb(shape, scope.dtype, { min: -3, max: 3 }).map((cot) => ({ ...c, cot }));
@@ -243,7 +243,7 @@ export const crossEntropy: Law<CeCase> = {
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", minV: 2 } }).chain((c) => {
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", minV: 2 } }).chain((c) => {
         const rowsShape = c.inputs["logits"]!.shape.slice(0, -1);
         return fc
           .tuple(floatTensorArb(rowsShape, scope.dtype, { min: -100, max: 100 }), floatTensorArb(rowsShape, scope.dtype, { min: -50, max: 50 }))
