@@ -22,7 +22,7 @@ export interface FormulaCoverage {
   readonly golden: KindCount;
   readonly gradient: KindCount;
   readonly property: KindCount;
-  /** Kinds with applicable checks of which none ran. */
+  /** Kinds with checks (applicable or outside the capability) of which none ran. */
   readonly unchecked: readonly ResultKind[];
 }
 
@@ -96,7 +96,7 @@ export function coverageOf(results: readonly VerifyResult[], formulas: readonly 
   }
   const out: FormulaCoverage[] = [];
   for (const [formula, row] of rows) {
-    const unchecked = (["golden", "gradient", "property"] as const).filter((k) => row[k].applicable > 0 && row[k].ran === 0);
+    const unchecked = (["golden", "gradient", "property"] as const).filter((k) => row[k].applicable + row[k].outside > 0 && row[k].ran === 0);
     out.push({ formula, ...row, unchecked });
   }
   return { formulas: out, lawPairs: { applicable, ran } };
