@@ -416,8 +416,9 @@ function configForArgs(def: FormulaDef, config: FormulaConfig): FormulaConfig {
 }
 
 /**
- * Dim options narrowed to a capability's dim rules: `n` and `H` ranges, `H_kv = H` (no grouped
- * heads) and `m = n` (self-attention only). Other dim rules are left to the runner's filter.
+ * Dim options narrowed to a capability's dim rules: `n` and `H` ranges and `m = n` (self-attention
+ * only). Other dim rules (`H_kv = H` among them: a law that filters for grouped heads would never
+ * find one) are left to the runner's filter, which rejects within a budget.
  */
 function withinDims(cap: FormulaCapability | undefined, o: DimsOptions): DimsOptions {
   const r = cap?.dims;
@@ -429,7 +430,6 @@ function withinDims(cap: FormulaCapability | undefined, o: DimsOptions): DimsOpt
   const H = r["H"];
   if (H?.max !== undefined) out.maxH = Math.max(1, Math.min(o.maxH ?? 4, H.max));
   if (H?.min !== undefined && H.min <= 4) out.minH = Math.max(o.minH ?? 1, H.min);
-  if (r["H_kv"]?.equals === "H") out.gqa = false;
   if (r["m"]?.equals === "n") {
     out.crossM = false;
     out.maxP = 0;
