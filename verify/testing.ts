@@ -175,8 +175,8 @@ export function declinedError(impl: string, what: string, message: string): Impl
 
 /**
  * One configuration per formula, derived from the registry: every hyperparameter with a default
- * at that default, except GPT-2's choices (tanh GELU, pre-LN), with self-attention only (m = n)
- * and no grouped heads (H_kv = H).
+ * at that default, except GPT-2's choices (tanh GELU, pre-LN), with self-attention only (m = n
+ * for the formulas with a causal switch) and no grouped heads (H_kv = H).
  */
 export function oneConfigurationCapabilities(): Capabilities {
   const overrides: Readonly<Record<string, number | string | boolean>> = { activation: "gelu_tanh", placement: "pre" };
@@ -187,7 +187,9 @@ export function oneConfigurationCapabilities(): Capabilities {
       const v = overrides[h.name] !== undefined && (h.choices === undefined || h.choices.includes(String(overrides[h.name]))) ? overrides[h.name] : h.default;
       if (v !== undefined) config[h.name] = [v];
     }
-    out[f] = { config, dims: { m: { equals: "n" }, H_kv: { equals: "H" } } };
+    // self-attention only: for the formulas with a causal switch (softmax's m is its row length)
+    const causal = getFormula(f).hyper.some((h) => h.name === "causal");
+    out[f] = { config, dims: { ...(causal ? { m: { equals: "n" } } : {}), H_kv: { equals: "H" } } };
   }
   return out;
 }
