@@ -7,6 +7,7 @@
  * Golden checks and property laws take any Implementation and never ask who computed the numbers.
  */
 import type { DType, NamedTensors } from "./tensor.js";
+import type { Capabilities } from "./capabilities.js";
 
 /** Hyperparameters of one formula call (`H`, `eps`, `causal`, `activation`, variant switches...). */
 export type FormulaConfig = Readonly<Record<string, number | string | boolean>>;
@@ -45,6 +46,11 @@ export interface Implementation {
   /** `true`: every formula has a VJP; `false`: none; a list: those formulas do. */
   readonly backward: boolean | readonly string[];
   readonly dtypes: readonly DType[];
+  /**
+   * Per formula, the configurations it supports (dtypes, hyperparameter values, dim limits);
+   * absent: everything. See autodiff/capabilities.ts.
+   */
+  readonly capabilities?: Capabilities;
   forward(req: ForwardRequest): Promise<ForwardResult>;
   backwardPass?(req: BackwardRequest): Promise<BackwardResult>;
   /** Release resources (an external process, workers). Idempotent. */

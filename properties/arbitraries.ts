@@ -23,6 +23,7 @@ import { getFormula, type FormulaDef } from "../spec/formula.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
+import { valueAllowed, type Capabilities, type FormulaCapability } from "../autodiff/capabilities.js";
 
 /** Tensors with at most this many elements are generated (and shrunk) element by element. */
 export const ELEMENTWISE_LIMIT = 64;
@@ -246,6 +247,27 @@ export interface ConfigArbOptions {
   readonly fixed?: FormulaConfig;
   /** The values to choose from for some hyperparameters (default: the registry's choices). */
   readonly choose?: Readonly<Record<string, readonly (number | string | boolean)[]>>;
+  /**
+   * What the implementation declares it supports, per formula (autodiff/capabilities.ts):
+   * choices are narrowed to the declared values, so cases are generated inside the declared
+   * space rather than rejected after. `fixed` values still win (a law that needs a value the
+   * implementation does not support then generates nothing it can run).
+   */
+  readonly capabilities?: Capabilities | undefined;
+}
+
+/** The values of `values` a capability allows for a hyperparameter (all of them when it says nothing, or allows none). */
+function narrow<T extends number | string | boolean>(cap: FormulaCapability | undefined, name: string, values: readonly T[]): readonly T[] {
+  const rule = cap?.config?.[name];
+  if (rule === undefined) return values;
+  const kept = values.filter((v) => valueAllowed(rule, v));
+  if (kept.length > 0) return kept;
+  // a numeric hyperparameter declared at values outside the stated choices: generate those
+  if (Array.isArray(rule)) {
+    const own = (rule as readonly (number | string | boolean)[]).filter((v) => typeof v === typeof values[0]) as T[];
+    if (own.length > 0) return own;
+  }
+  return values;
 }
 
 /**
@@ -264,21 +286,22 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
       parts[h.name] = fc.constant(fixed);
       continue;
     }
+    const cap = opts.capabilities?.[formula];
     const chosen = opts.choose?.[h.name];
     if (chosen !== undefined) {
       if (chosen.length === 0) throw new RangeError(`configArb(${formula}): no values to choose for ${h.name}`);
-      parts[h.name] = fc.constantFrom(...chosen);
+      parts[h.name] = fc.constantFrom(...narrow(cap, h.name, chosen));
       continue;
     }
     if (h.name in HELD) {
       if (h.default !== undefined || HELD[h.name] !== undefined) parts[h.name] = fc.constant(h.default ?? HELD[h.name]!);
       continue;
     }
-    if (h.kind === "enum") parts[h.name] = fc.constantFrom(...orderDefaultFirst(h.choices ?? [], h.default));
-    else if (h.kind === "boolean") parts[h.name] = fc.constantFrom(h.default ?? false, !(h.default ?? false));
+    if (h.kind === "enum") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, orderDefaultFirst(h.choices ?? [], h.default)));
+    else if (h.kind === "boolean") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, [(h.default ?? false) as boolean, !(h.default ?? false)]));
     else if (h.kind === "number") {
       // a number without a default (attention's scale: 1/√d_k when absent) stays absent unless stated
-      const values = NUMBER_CHOICES[h.name] ?? (h.default !== undefined ? [h.default as number] : []);
+      const values = narrow(cap, h.name, NUMBER_CHOICES[h.name] ?? (h.default !== undefined ? [h.default as number] : []));
       if (values.length > 0) parts[h.name] = fc.constantFrom(...values);
     }
     else if (h.name === "L") parts[h.name] = fc.constantFrom(1, 2);
@@ -407,6 +430,28 @@ function configForArgs(def: FormulaDef, config: FormulaConfig): FormulaConfig {
 }
 
 /**
+ * Dim options narrowed to a capability's dim rules: `n` and `H` ranges and `m = n` (self-attention
+ * only). Other dim rules (`H_kv = H` among them: a law that filters for grouped heads would never
+ * find one) are left to the runner's filter, which rejects within a budget.
+ */
+function withinDims(cap: FormulaCapability | undefined, o: DimsOptions): DimsOptions {
+  const r = cap?.dims;
+  if (r === undefined) return o;
+  const out: { -readonly [K in keyof DimsOptions]: DimsOptions[K] } = { ...o };
+  const n = r["n"];
+  if (n?.max !== undefined) out.maxN = Math.max(1, Math.min(o.maxN ?? 4, n.max));
+  if (n?.min !== undefined && n.min <= 4) out.minN = Math.max(o.minN ?? 1, n.min);
+  const H = r["H"];
+  if (H?.max !== undefined) out.maxH = Math.max(1, Math.min(o.maxH ?? 4, H.max));
+  if (H?.min !== undefined && H.min <= 4) out.minH = Math.max(o.minH ?? 1, H.min);
+  if (r["m"]?.equals === "n") {
+    out.crossM = false;
+    out.maxP = 0;
+  }
+  return out;
+}
+
+/**
  * A whole case of one formula: a configuration (variants from the registry), dims (n = 1, H = 1
  * and odd d_k included; even d_k when RoPE is on) and every argument.
  */
@@ -414,7 +459,7 @@ export function formulaCaseArb(formula: string, opts: FormulaCaseOptions): fc.Ar
   const def = getFormula(formula);
   return configArb(formula, opts).chain((cfg0) => {
     const rope = formula === "rope" || cfg0["positions"] === "rope" || cfg0["positions"] === "rope_interleaved";
-    const dimsOpts: DimsOptions = { ...(opts.dims ?? {}), ...(rope ? { evenDk: true } : {}) };
+    const dimsOpts: DimsOptions = withinDims(opts.capabilities?.[formula], { ...(opts.dims ?? {}), ...(rope ? { evenDk: true } : {}) });
     return dimsArb(dimsOpts).chain((dims) => {
       let config = configWithDims(def, cfg0, dims);
       if (opts.configFromDims !== undefined) config = { ...config, ...opts.configFromDims(dims, config) };
@@ -476,7 +521,7 @@ export function seededCaseArb(formula: string, opts: Omit<FormulaCaseOptions, "r
   const def = getFormula(formula);
   return configArb(formula, opts).chain((cfg0) => {
     const rope = formula === "rope" || cfg0["positions"] === "rope" || cfg0["positions"] === "rope_interleaved";
-    const dimsOpts: DimsOptions = { ...(opts.dims ?? {}), ...(rope ? { evenDk: true } : {}) };
+    const dimsOpts: DimsOptions = withinDims(opts.capabilities?.[formula], { ...(opts.dims ?? {}), ...(rope ? { evenDk: true } : {}) });
     return fc.tuple(dimsArb(dimsOpts), seedArb).map(([dims, seed]) => {
       let config = configWithDims(def, cfg0, dims);
       if (opts.configFromDims !== undefined) config = { ...config, ...opts.configFromDims(dims, config) };

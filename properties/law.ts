@@ -14,6 +14,7 @@ import { ImplementationError, supportsBackward, type BackwardRequest, type Formu
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
 import type { FormulaCase } from "./arbitraries.js";
+import type { Capabilities } from "../autodiff/capabilities.js";
 import { conditionedBound, conditionedReason, roundingDepth, sensitivity, type OutputScale } from "./tolerance.js";
 import { shapesOf } from "./tensor-ops.js";
 
@@ -69,6 +70,8 @@ export interface LawScope {
   readonly backward: readonly string[];
   /** fc.commands' replay hint when replaying a model-based law's counterexample. */
   readonly replayPath?: string;
+  /** What the implementation declares it supports per formula: generate inside it (arbitraries.ts). */
+  readonly capabilities?: Capabilities;
 }
 
 export interface Law<C extends LawCase = LawCase> {

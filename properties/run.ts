@@ -11,6 +11,7 @@ import fc from "fast-check";
 import "../spec/index.js";
 import { formulaNames, hasFormula } from "../spec/formula.js";
 import type { Implementation } from "../autodiff/implementation.js";
+import { outsideCapability } from "../autodiff/capabilities.js";
 import { supportsBackward } from "../autodiff/implementation.js";
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { referenceImplementation } from "../reference/implementation.js";
@@ -35,6 +36,23 @@ export interface RunOptions {
   readonly shrinkTimeMs?: number;
   /** How the replay command names the implementation (e.g. `--planted mask_missing`). */
   readonly implementationArgs?: string;
+  /**
+   * Recognises an error answer (the implementation declined a configuration it does not
+   * support). When given, a declined case is a filter, not a failure: it is counted and
+   * generation goes on with other cases, within {@link RunOptions.skipBudget}.
+   */
+  readonly declined?: (e: unknown) => boolean;
+  /** Rejected cases (declined or outside the declared capability) allowed per run (default 20). */
+  readonly skipBudget?: number;
+}
+
+/** Cases of one formula a law generated: run, declined by the implementation, outside its declared capability. */
+export interface FormulaCoverage {
+  ran: number;
+  declined: number;
+  outside: number;
+  /** The first decline's or capability's reason. */
+  reason?: string;
 }
 
 export interface ReplayInfo {
@@ -65,6 +83,8 @@ export interface LawResult {
   /** Arguments of the shrunk counterexample: shapes, and values of small tensors. */
   readonly counterexample?: CaseSummary;
   readonly tolerance: { readonly derivation: string; readonly scale: string };
+  /** Per formula, the generated cases that ran, were declined, or lay outside the declared capability. */
+  readonly coverage?: Readonly<Record<string, FormulaCoverage>>;
 }
 
 export interface CaseSummary {
@@ -94,7 +114,7 @@ export interface LawReport {
 }
 
 /** Where a law's cases may come from for this implementation, and what was left out. */
-export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula">): { formulas: string[]; excluded: string[]; reason?: string } {
+export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula" | "dtype">): { formulas: string[]; excluded: string[]; reason?: string } {
   const declared = new Set(impl.formulas);
   let candidates: string[];
   if (law.formulas === "all") candidates = formulaNames();
@@ -108,6 +128,11 @@ export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, 
   const formulas: string[] = [];
   for (const f of candidates) {
     if (!declared.has(f)) continue;
+    const dtypes = impl.capabilities?.[f]?.dtypes;
+    if (opts.dtype !== undefined && dtypes !== undefined && !dtypes.includes(opts.dtype)) {
+      excluded.push(`${f}: declared for ${dtypes.join(", ")} only`);
+      continue;
+    }
     const missing = (law.requires?.(f) ?? []).filter((r) => !declared.has(r));
     if (missing.length > 0) {
       excluded.push(`${f}: needs ${missing.join(", ")}`);
@@ -167,7 +192,7 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
   if (!impl.dtypes.includes(dtype)) {
     return { ...base, status: "skipped", formulas: [], runs: 0, timeMs: 0, skipped: `the implementation does not compute ${dtype} (it declares ${impl.dtypes.join(", ")})` };
   }
-  const scope = lawScope(law, impl, opts);
+  const scope = lawScope(law, impl, { ...opts, dtype });
   if (scope.formulas.length === 0) {
     return { ...base, status: "skipped", formulas: [], runs: 0, timeMs: 0, skipped: scope.reason ?? "no applicable formula", excluded: scope.excluded };
   }
@@ -179,15 +204,39 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
     declared: impl.formulas,
     backward: impl.formulas.filter((f) => supportsBackward(impl, f)),
     ...(commandsReplay !== undefined ? { replayPath: commandsReplay } : {}),
+    ...(impl.capabilities !== undefined ? { capabilities: impl.capabilities } : {}),
   });
-  const property = fc.asyncProperty(arb, async (c) => (await runCheck(law, impl, c)).ok);
+  // cases outside the declared capability, or declined, are preconditions that did not hold
+  // (fc.pre): fast-check draws another case, up to skipBudget rejections per run
+  const coverage: Record<string, FormulaCoverage> = {};
+  const cover = (f: string): FormulaCoverage => (coverage[f] ??= { ran: 0, declined: 0, outside: 0 });
+  let counting = true;
+  const filtering = impl.capabilities !== undefined || opts.declined !== undefined;
+  const property = fc.asyncProperty(arb, async (c) => {
+    const outside = outsideCapability(impl, { formula: c.formula, config: c.config, dtype: c.dtype, dims: numericDims(c.dims) });
+    if (outside !== undefined) {
+      if (counting) (cover(c.formula).outside++, (cover(c.formula).reason ??= outside));
+      fc.pre(false);
+    }
+    let declined: unknown;
+    const target = opts.declined === undefined ? impl : watchDeclines(impl, opts.declined, (e) => (declined ??= e));
+    const verdict = await runCheck(law, target, c);
+    if (!verdict.ok && declined !== undefined) {
+      if (counting) (cover(c.formula).declined++, (cover(c.formula).reason ??= (declined as Error).message));
+      fc.pre(false);
+    }
+    if (counting) cover(c.formula).ran++;
+    return verdict.ok;
+  });
   const runs = opts.runs ?? 100;
+  const budget = filtering ? { maxSkipsPerRun: opts.skipBudget ?? 20 } : {};
   let details: fc.RunDetails<[LawCase]>;
   let shrinkInterrupted = false;
   if (fcPath !== undefined) {
-    details = await fc.check(property, { seed: opts.seed, path: fcPath, numRuns: runs, endOnFailure: true });
+    details = await fc.check(property, { seed: opts.seed, path: fcPath, numRuns: runs, endOnFailure: true, ...budget });
   } else {
-    details = await fc.check(property, { seed: opts.seed, numRuns: runs, endOnFailure: true });
+    details = await fc.check(property, { seed: opts.seed, numRuns: runs, endOnFailure: true, ...budget });
+    counting = false;
     if (details.failed && details.counterexamplePath !== null && (opts.shrinkTimeMs ?? 10_000) > 0) {
       const firstRuns = details.numRuns;
       const shrunk = await fc.check(property, { seed: opts.seed, path: details.counterexamplePath, plugins: [fc.interruptAfterTimeLimit(opts.shrinkTimeMs ?? 10_000)] });
@@ -197,9 +246,18 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
       }
     }
   }
+  counting = false;
   const timeMs = performance.now() - t0;
-  const extra = scope.excluded.length > 0 ? { excluded: scope.excluded } : {};
+  const extra = { ...(scope.excluded.length > 0 ? { excluded: scope.excluded } : {}), ...(filtering ? { coverage } : {}) };
   if (!details.failed) return { ...base, ...extra, status: "passed", formulas: scope.formulas, runs: details.numRuns, timeMs };
+  const ran = Object.values(coverage).reduce((s, x) => s + x.ran, 0);
+  if (filtering && details.counterexample === null && !details.interrupted) {
+    // the rejection budget ran out: what ran passed; when nothing ran, the law was not checked
+    const rejected = Object.entries(coverage).filter(([, x]) => x.declined + x.outside > 0);
+    const why = rejected.map(([f, x]) => `${f}: ${x.declined} declined, ${x.outside} outside the declared capability${x.reason !== undefined ? ` (${x.reason.split("\n")[0]})` : ""}`).join("; ");
+    if (ran > 0) return { ...base, ...extra, status: "passed", formulas: scope.formulas, runs: ran, timeMs };
+    return { ...base, ...extra, status: "skipped", formulas: scope.formulas, runs: 0, timeMs, skipped: `no generated case could be run: ${why || "every case was rejected"}` };
+  }
   if (details.counterexample === null || details.counterexamplePath === null) {
     const why = details.interrupted ? "the run was interrupted before a case ran" : `too many cases were rejected by preconditions (${details.numSkips})`;
     return { ...base, ...extra, status: "failed", formulas: scope.formulas, runs: details.numRuns, timeMs, failure: { law: law.name, formula: "", config: {}, dtype, shapes: {}, message: why } };
@@ -228,6 +286,38 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
       command: replayCommand(law.name, details.seed, path, opts),
     },
   };
+}
+
+/** The numeric dims of a law case (batch axes left out). */
+function numericDims(d: LawCase["dims"]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(d)) if (typeof v === "number") out[k] = v;
+  return out;
+}
+
+/** The implementation with every error it raises shown to `seen` first when `declined` recognises it. */
+function watchDeclines(impl: Implementation, declined: (e: unknown) => boolean, seen: (e: unknown) => void): Implementation {
+  const watch = async <T>(p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } catch (e) {
+      if (declined(e)) seen(e);
+      throw e;
+    }
+  };
+  const out: Implementation = {
+    name: impl.name,
+    formulas: impl.formulas,
+    backward: impl.backward,
+    dtypes: impl.dtypes,
+    ...(impl.capabilities !== undefined ? { capabilities: impl.capabilities } : {}),
+    forward: (req) => watch(impl.forward(req)),
+  };
+  if (impl.backwardPass !== undefined) {
+    const bw = impl.backwardPass.bind(impl);
+    (out as { backwardPass?: Implementation["backwardPass"] }).backwardPass = (req) => watch(bw(req));
+  }
+  return out;
 }
 
 /** A law's extra case value as text: small tensors by value, records of tensors by shape, commands by their own text. */

@@ -36,6 +36,7 @@ import {
   quoteLine,
 } from "./protocol.js";
 import type { HelloResult, Method } from "./protocol.js";
+import type { Capabilities } from "../autodiff/capabilities.js";
 
 /** Options of `ProcessImplementation.start`. */
 export interface ProcessOptions {
@@ -106,6 +107,7 @@ export class ProcessImplementation implements Implementation {
   readonly formulas: readonly string[];
   readonly backward: boolean | readonly string[];
   readonly dtypes: readonly DType[];
+  readonly capabilities?: Capabilities;
   /** The validated `hello` answer (with every field the program sent under `raw`). */
   readonly hello: HelloResult;
 
@@ -115,6 +117,7 @@ export class ProcessImplementation implements Implementation {
     this.formulas = hello.formulas;
     this.backward = hello.backward;
     this.dtypes = hello.dtypes;
+    if (hello.capabilities !== undefined) this.capabilities = hello.capabilities;
   }
 
   /**

@@ -11,7 +11,8 @@
 import { ImplementationError } from "../autodiff/implementation.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
 import { DTYPES, Tensor, arrayFor, isDType, shapeToString } from "../autodiff/tensor.js";
-import type { DType, NamedTensors } from "../autodiff/tensor.js";
+import type { DType, FloatDType, NamedTensors } from "../autodiff/tensor.js";
+import type { Capabilities, DimRule, FormulaCapability, ValueRule } from "../autodiff/capabilities.js";
 
 /** The protocol version this client speaks; sent in `hello` as `{"protocol": 1}`. */
 export const PROTOCOL_VERSION = 1;
@@ -41,6 +42,8 @@ export interface HelloResult {
   readonly dtypes: readonly DType[];
   /** The program answers a `shutdown` request before exiting (optional, default false). */
   readonly shutdown: boolean;
+  /** Per formula, the configurations it supports (optional; absent: everything). */
+  readonly capabilities?: Capabilities;
   /** Every field of the answer as sent, including ones this client does not know. */
   readonly raw: Readonly<Record<string, unknown>>;
 }
@@ -301,7 +304,7 @@ export function checkResponse(v: unknown): { response: Response } | { problem: s
  * `protocol` (when present) equal to `PROTOCOL_VERSION`, `shutdown` (when present) a boolean.
  */
 export function checkHello(result: Record<string, unknown>, where: string): HelloResult {
-  const { name, formulas, backward, dtypes, protocol, shutdown } = result;
+  const { name, formulas, backward, dtypes, protocol, shutdown, capabilities } = result;
   if (protocol !== undefined && protocol !== PROTOCOL_VERSION) {
     throw new ProtocolError(`${where}: protocol ${describeValue(protocol)} is not supported (this client speaks protocol ${PROTOCOL_VERSION})`);
   }
@@ -343,12 +346,72 @@ export function checkHello(result: Record<string, unknown>, where: string): Hell
   if (shutdown !== undefined && typeof shutdown !== "boolean") {
     throw new ProtocolError(`${where}: "shutdown" must be a boolean when present, got ${describeValue(shutdown)}`);
   }
+  const caps = capabilities === undefined ? undefined : checkCapabilities(capabilities, formulaList, dtypes as DType[], where);
   return {
     name,
+    ...(caps !== undefined ? { capabilities: caps } : {}),
     formulas: Object.freeze([...formulaList]),
     backward: typeof backwardValue === "boolean" ? backwardValue : Object.freeze([...backwardValue]),
     dtypes: Object.freeze([...(dtypes as DType[])]),
     shutdown: shutdown === true,
     raw: result,
   };
+}
+
+/**
+ * A `hello` answer's `capabilities`: an object from listed formula names to
+ * `{"dtypes": [...], "config": {name: [values] | {"min", "max"}}, "dims": {dim: {"min", "max", "equals"}}}`,
+ * every part optional (docs/PROTOCOL.md).
+ */
+function checkCapabilities(v: unknown, formulas: readonly string[], dtypes: readonly DType[], where: string): Capabilities {
+  const at = `${where}: "capabilities"`;
+  if (!isPlainObject(v)) throw new ProtocolError(`${at} must be an object from formula names to capabilities, got ${describeValue(v)}`);
+  const out: Record<string, FormulaCapability> = {};
+  const range = (r: Record<string, unknown>, what: string, keys: readonly string[]): void => {
+    for (const k of Object.keys(r)) if (!keys.includes(k)) throw new ProtocolError(`${what} has an unknown field ${JSON.stringify(k)} (known: ${keys.join(", ")})`);
+    for (const k of ["min", "max"]) {
+      if (r[k] !== undefined && (typeof r[k] !== "number" || !Number.isFinite(r[k]))) throw new ProtocolError(`${what}: "${k}" must be a finite number, got ${describeValue(r[k])}`);
+    }
+  };
+  for (const [f, c] of Object.entries(v)) {
+    const fat = `${at}.${f}`;
+    if (!formulas.includes(f)) throw new ProtocolError(`${at} names ${JSON.stringify(f)}, not in "formulas"`);
+    if (!isPlainObject(c)) throw new ProtocolError(`${fat} must be an object with "dtypes", "config" and/or "dims", got ${describeValue(c)}`);
+    for (const k of Object.keys(c)) if (!["dtypes", "config", "dims"].includes(k)) throw new ProtocolError(`${fat} has an unknown field ${JSON.stringify(k)} (known: dtypes, config, dims)`);
+    const cap: { dtypes?: FloatDType[]; config?: Record<string, ValueRule>; dims?: Record<string, DimRule> } = {};
+    if (c["dtypes"] !== undefined) {
+      const ds = c["dtypes"];
+      if (!Array.isArray(ds) || ds.length === 0 || !ds.every((d) => (d === "f64" || d === "f32") && dtypes.includes(d))) {
+        throw new ProtocolError(`${fat}.dtypes must be a non-empty list of dtypes from "dtypes" (${dtypes.join(", ")}), got ${describeValue(ds)}`);
+      }
+      cap.dtypes = ds as FloatDType[];
+    }
+    if (c["config"] !== undefined) {
+      if (!isPlainObject(c["config"])) throw new ProtocolError(`${fat}.config must be an object from hyperparameter names to value lists or ranges, got ${describeValue(c["config"])}`);
+      cap.config = {};
+      for (const [k, rule] of Object.entries(c["config"])) {
+        if (Array.isArray(rule)) {
+          if (rule.length === 0 || !rule.every((x) => typeof x === "number" || typeof x === "string" || typeof x === "boolean")) {
+            throw new ProtocolError(`${fat}.config.${k} must be a non-empty list of numbers, strings or booleans, got ${describeValue(rule)}`);
+          }
+          cap.config[k] = rule as ValueRule;
+        } else if (isPlainObject(rule)) {
+          range(rule, `${fat}.config.${k}`, ["min", "max"]);
+          cap.config[k] = rule as ValueRule;
+        } else throw new ProtocolError(`${fat}.config.${k} must be a list of values or {"min", "max"}, got ${describeValue(rule)}`);
+      }
+    }
+    if (c["dims"] !== undefined) {
+      if (!isPlainObject(c["dims"])) throw new ProtocolError(`${fat}.dims must be an object from dim names to {"min", "max", "equals"}, got ${describeValue(c["dims"])}`);
+      cap.dims = {};
+      for (const [k, rule] of Object.entries(c["dims"])) {
+        if (!isPlainObject(rule)) throw new ProtocolError(`${fat}.dims.${k} must be an object {"min", "max", "equals"}, got ${describeValue(rule)}`);
+        range(rule, `${fat}.dims.${k}`, ["min", "max", "equals"]);
+        if (rule["equals"] !== undefined && typeof rule["equals"] !== "string") throw new ProtocolError(`${fat}.dims.${k}: "equals" must be a dim name, got ${describeValue(rule["equals"])}`);
+        cap.dims[k] = rule as DimRule;
+      }
+    }
+    out[f] = cap;
+  }
+  return out;
 }

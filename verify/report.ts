@@ -241,7 +241,11 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
   out.push(`  declares ${impl.formulas.length} formulas, dtypes ${impl.dtypes.join(", ")}, backward: ${back}`);
   out.push("");
 
-  const rows = formulaRows(report).map((r) => {
+  // formulas the implementation does not declare are one line, not a table row each
+  const all = formulaRows(report);
+  const declared = all.filter((r) => impl.formulas.includes(r.formula) || r.golden.pass + r.golden.fail + r.golden.declined + r.golden.fault > 0);
+  const undeclared = all.filter((r) => !declared.includes(r));
+  const rows = declared.map((r) => {
     const g = r.golden;
     const ran = g.pass + g.fail;
     const golden = ran + g.fault === 0 ? st.dim("-") : g.fail + g.fault > 0 ? st.red(`${g.pass}/${ran + g.fault}`) : st.green(`${g.pass}/${ran}`);
@@ -249,9 +253,18 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
     const laws = r.laws.pass + r.laws.fail === 0 ? st.dim("-") : r.laws.fail > 0 ? st.red(`${r.laws.pass}/${r.laws.pass + r.laws.fail}`) : st.green(`${r.laws.pass}/${r.laws.pass}`);
     const bad = g.fail + g.fault > 0 || r.gradient === "fail" || r.gradient === "fault" || r.laws.fail > 0;
     const budget = r.budget === null ? st.dim("-") : r.budget > 1 ? st.red(budgetText(r.budget)) : budgetText(r.budget);
-    return [bad ? st.red(r.formula) : r.formula, golden, other, err(r.maxAbs), err(r.maxRel), budget, statusWord(r.gradient, st), laws];
+    // a passing row's errors are within their tolerances (its budget says how far): the raw
+    // relative error of a near-zero element would only alarm
+    const failing = g.fail > 0;
+    return [bad ? st.red(r.formula) : r.formula, golden, other, failing ? err(r.maxAbs) : st.dim("ok"), failing ? err(r.maxRel) : st.dim("ok"), budget, statusWord(r.gradient, st), laws];
   });
   out.push(...table(["formula", "golden", "not run", "max abs err", "max rel err", "budget", "gradient", "laws"], rows, st));
+  if (undeclared.length > 0) out.push(st.dim(`not declared (not checked): ${undeclared.map((r) => r.formula).join(", ")}`));
+  out.push(
+    st.dim("golden: cases within tolerance / run. budget: the largest share of its tolerance any element used, |a − e| / (atol + rtol·|e|); > 100 % fails."),
+    st.dim("max abs / rel err: shown for failing rows only (\"ok\": every element within tolerance). gradient: backward pass vs central differences of the forward"),
+    st.dim("pass, on the smallest supported float64 case, one random direction per argument (fast mode). laws: laws passed / run on the formula."),
+  );
   out.push("");
 
   if (report.firstDivergence !== null) {
@@ -395,6 +408,8 @@ export function resultJSON(r: VerifyResult): Record<string, unknown> {
     time_ms: Math.round(r.timeMs),
   };
   if (r.message !== undefined) out["message"] = r.message;
+  if (r.outside === true) out["outside"] = true;
+  if (r.law?.coverage !== undefined) out["law_coverage"] = r.law.coverage;
   if (r.tensors !== undefined) out["tensors"] = r.tensors.map(tensorJSON);
   if (r.fault !== undefined) out["fault"] = { message: r.fault.message, stderr_tail: r.fault.stderrTail ?? null, line: r.fault.line ?? null };
   if (r.hints !== undefined) out["hints"] = hintsJSON(r.hints);
@@ -485,6 +500,8 @@ export function verifyReportToJSON(report: VerifyReport): string {
             ...(d.report !== null ? { report: tensorJSON(d.report) } : {}),
             ...(d.replay !== undefined ? { replay: d.replay } : {}),
           },
+    ...(report.coverage !== undefined ? { coverage: { law_pairs: report.coverage.lawPairs, formulas: report.coverage.formulas } } : {}),
+    ...(report.unchecked !== undefined && report.unchecked.length > 0 ? { unchecked: report.unchecked } : {}),
     notes: report.notes,
     restarts: report.restarts,
     seed: report.seed,

@@ -87,7 +87,9 @@ describe("the reference", () => {
     const r = await verify(impl, { cases: [join(BUNDLED_CASES, "relu")], properties: true, lawRuns: 5, gradients: false, dtype: "f64" });
     const causality = r.results.filter((x) => x.kind === "property" && x.case === "causality");
     expect(causality.find((x) => x.formula === "mha")?.status).toBe("declined");
-    expect(causality.find((x) => x.formula === "mha")?.message).toContain("not checked: a case the law generated was declined by the implementation");
+    // every mha case was declined: a filter that left nothing to run, not a failure
+    expect(causality.find((x) => x.formula === "mha")?.message).toContain("no generated case could be run: mha: ");
+    expect(causality.find((x) => x.formula === "mha")?.law?.coverage?.["mha"]?.ran).toBe(0);
     expect(causality.find((x) => x.formula === "attention")?.status).toBe("pass");
     expect(r.results.filter((x) => x.kind === "property").every((x) => x.status !== "fail")).toBe(true);
     expect(exitCodeOf(r)).toBe(0);
@@ -306,7 +308,7 @@ describe("reports", () => {
     const impl = plantedGraphImplementation("mask off by one", plantMaskShift(1));
     const r = await verify(impl, { formulas: ["causal_mask", "attention"], dtype: "f64", gradients: false });
     const j = JSON.parse(verifyReportToJSON(r));
-    expect(Object.keys(j)).toEqual(["report", "ok", "exit_code", "implementation", "summary", "results", "first_divergence", "notes", "restarts", "seed", "time_ms"]);
+    expect(Object.keys(j)).toEqual(["report", "ok", "exit_code", "implementation", "summary", "results", "first_divergence", "coverage", "notes", "restarts", "seed", "time_ms"]);
     expect(j.ok).toBe(false);
     expect(j.implementation.name).toBe("mask off by one");
     for (const x of j.results) for (const k of ["kind", "formula", "case", "ok", "max_abs_err", "max_rel_err"]) expect(x).toHaveProperty(k);

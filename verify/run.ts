@@ -18,6 +18,7 @@ import { formulaGraph } from "../autodiff/graph.js";
 import { gradcheckFunction, implementationFunction } from "../autodiff/gradcheck.js";
 import type { DiffFunction, GradcheckResult } from "../autodiff/gradcheck.js";
 import { ImplementationError, supportsBackward } from "../autodiff/implementation.js";
+import { outsideCapability } from "../autodiff/capabilities.js";
 import type { BackwardRequest, ForwardRequest, Implementation } from "../autodiff/implementation.js";
 import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
 import { listCases, loadCase } from "../golden/cases-io.js";
@@ -26,6 +27,8 @@ import { compareCase } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
 import { GoldenFormatError } from "../golden/safetensors.js";
 import type { LawReport, LawResult } from "../properties/run.js";
+import { coverageOf, uncheckedLines } from "./coverage.js";
+import type { CoverageSummary } from "./coverage.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint } from "./diagnose.js";
 import { isDeclined, localise } from "./localise.js";
@@ -78,6 +81,8 @@ export interface VerifyResult {
   /** Golden checks: the comparator's report of every tensor. */
   readonly tensors?: readonly TensorReport[];
   readonly fault?: FaultInfo;
+  /** Skipped because the case lies outside what the implementation declares it supports. */
+  readonly outside?: boolean;
   readonly localisation?: Localisation;
   /** Hints for the case's own failing tensors. */
   readonly hints?: readonly Hint[];
@@ -132,6 +137,10 @@ export interface VerifyReport {
   readonly restarts: number;
   readonly seed: number;
   readonly timeMs: number;
+  /** Per declared formula and kind of check: what ran, was declined, lay outside the capability. */
+  readonly coverage?: CoverageSummary;
+  /** Set by `strict`: declared formulas left with no check of some kind (each fails the run). */
+  readonly unchecked?: readonly string[];
 }
 
 /** Declined checks among those sent to the implementation (pass, fail, declined or fault). */
@@ -195,8 +204,8 @@ export interface VerifyOptions {
   /** Starts a fresh copy of the implementation after it stopped (a crash or timeout). */
   readonly restart?: () => Promise<Implementation>;
   /**
-   * Any declined check fails the run (without it, only more than `DECLINE_LIMIT` of them do).
-   * Additive: other strictness rules may join it.
+   * Any declined check fails the run (without it, only more than `DECLINE_LIMIT` of them do), and so
+   * does a declared formula left with no check of some kind (golden, gradient, law).
    */
   readonly strict?: boolean;
   /** Restarts allowed in one run (default 3). */
@@ -353,6 +362,7 @@ class Driver {
       formulas: base.formulas,
       backward: base.backward,
       dtypes: base.dtypes,
+      ...(base.capabilities !== undefined ? { capabilities: base.capabilities } : {}),
       forward: (req: ForwardRequest) => self.call((i) => i.forward(req)),
     };
     if (base.backwardPass !== undefined) {
@@ -443,6 +453,11 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
       }
       if (!computes(m.dtype)) {
         skip(`the implementation computes ${driver.impl.dtypes.join(", ")} only`);
+        continue;
+      }
+      const outside = outsideCapability(driver.impl, { formula: m.formula, config: m.config, dtype: m.dtype, dims: m.dims, inputs: c.inputs });
+      if (outside !== undefined) {
+        results.push({ ...base, status: "skipped", outside: true, ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: `outside the declared capability: ${outside}`, timeMs: 0 });
         continue;
       }
       if (driver.dead !== undefined) {
@@ -570,7 +585,10 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
         : `the implementation declined ${declines.count} of the ${declines.asked} checks sent to it (${percent(declines.share)}); more than ${percent(DECLINE_LIMIT)} fails the run`,
     );
   }
-  const ok = checked > 0 && results.every((r) => r.ok) && !faulted && !declines.failsRun;
+  const coverage = coverageOf(results, formulaOrder(driver.impl.formulas.filter((f) => wanted(f) && knownFormula(f))));
+  const unchecked = uncheckedLines(coverage);
+  if (unchecked.length > 0) notes.push(`${opts.strict === true ? "strict: " : ""}${unchecked.length} declared formula${unchecked.length > 1 ? "s were" : " was"} left with no check of some kind: ${unchecked.join("; ")}`);
+  const ok = checked > 0 && results.every((r) => r.ok) && !faulted && !declines.failsRun && !(opts.strict === true && unchecked.length > 0);
   const cur = driver.impl;
   return {
     ok,
@@ -583,6 +601,8 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
     restarts: driver.restarts,
     seed,
     timeMs: performance.now() - t0,
+    coverage,
+    unchecked: opts.strict === true ? unchecked : [],
   };
 }
 
@@ -600,18 +620,22 @@ async function gradientChecks(
   wanted: (f: string) => boolean,
   progress: (e: ProgressEvent) => void,
 ): Promise<void> {
-  // one case per formula: the smallest float64 case with a float argument
-  const pick = new Map<string, GoldenCase>();
+  // per formula, its float64 cases with a float argument, smallest first: the first one the
+  // implementation supports is checked (cases outside its declared capability are not sent, a
+  // declined one passes the turn to the next)
+  const byFormula = new Map<string, GoldenCase[]>();
   for (const c of cases) {
     if (c.meta.dtype !== "f64" || !Object.values(c.inputs).some((t) => t.dtype !== "i32")) continue;
-    const prev = pick.get(c.meta.formula);
-    if (prev === undefined || elements(c.inputs) < elements(prev.inputs)) pick.set(c.meta.formula, c);
+    const list = byFormula.get(c.meta.formula) ?? [];
+    list.push(c);
+    byFormula.set(c.meta.formula, list);
   }
-  const formulas = formulaOrder(pick.keys()).filter((f) => wanted(f) && driver.impl.formulas.includes(f) && supportsBackward(driver.impl, f));
+  for (const list of byFormula.values()) list.sort((a, b) => elements(a.inputs) - elements(b.inputs) || (a.meta.case < b.meta.case ? -1 : 1));
+  const formulas = formulaOrder(byFormula.keys()).filter((f) => wanted(f) && driver.impl.formulas.includes(f) && supportsBackward(driver.impl, f));
   if (formulas.length > 0 && !driver.impl.dtypes.includes("f64")) {
     for (const f of formulas) {
       results.push({
-        kind: "gradient", formula: f, case: pick.get(f)!.meta.case, dtype: null, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0,
+        kind: "gradient", formula: f, case: byFormula.get(f)![0]!.meta.case, dtype: null, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0,
         message: `finite differences need float64 values and the implementation computes ${driver.impl.dtypes.join(", ")} only; its gradients are still checked against the golden grad.* tensors`,
       });
     }
@@ -619,69 +643,85 @@ async function gradientChecks(
   }
   let done = 0;
   for (const f of formulas) {
-    const c = pick.get(f)!;
     progress({ phase: "gradient", done: done++, total: formulas.length, label: f });
-    const base = { kind: "gradient" as const, formula: f, case: c.meta.case, dtype: "f64" as const };
-    if (driver.dead !== undefined) {
-      results.push({ ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: driver.dead, timeMs: 0 });
+    const candidates = byFormula.get(f)!;
+    const inside = candidates.filter((c) => outsideCapability(driver.impl, { formula: f, config: c.meta.config, dtype: "f64", dims: c.meta.dims, inputs: c.inputs }) === undefined);
+    if (inside.length === 0) {
+      const why = outsideCapability(driver.impl, { formula: f, config: candidates[0]!.meta.config, dtype: "f64", dims: candidates[0]!.meta.dims, inputs: candidates[0]!.inputs })!;
+      results.push({ kind: "gradient", formula: f, case: candidates[0]!.meta.case, dtype: "f64", status: "skipped", outside: true, ok: true, maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0, message: `no float64 case lies inside the declared capability (${candidates.length} tried; e.g. ${why})` });
       continue;
     }
-    const t = performance.now();
-    const outs = differentiableOutputs(c);
-    let lastError: ImplementationError | undefined;
-    const impl = driver.asImplementation();
-    const inner = implementationFunction(impl, f, { ...c.meta.config, dtype: "f64" });
-    const fn: DiffFunction = {
-      name: inner.name,
-      value: async (x) => {
-        try {
-          return only(await inner.value(x), outs);
-        } catch (e) {
-          if (e instanceof ImplementationError) lastError = e;
-          throw e;
-        }
-      },
-      vjp: async (x, cot) => {
-        try {
-          return await inner.vjp(x, cot);
-        } catch (e) {
-          if (e instanceof ImplementationError) lastError = e;
-          throw e;
-        }
-      },
-    };
-    let g: GradcheckResult;
-    try {
-      // one direction per argument (names the wrong gradient) up to 8 arguments, else 4 joint ones
-      const args = Object.values(c.inputs).filter((x) => x.dtype !== "i32").length;
-      g = await gradcheckFunction(fn, c.inputs, { mode: "fast", seed, ...(args > 8 ? { directions: 4 } : {}) });
-    } catch (e) {
-      if (!(e instanceof ImplementationError)) throw e;
-      lastError = e;
-      g = { formula: f, ok: false, mode: "fast", checked: [], maxAbsErr: 0, maxRelErr: 0, failures: [], error: e.message, seed };
+    let declinedTries = 0;
+    let last: VerifyResult | undefined;
+    for (const c of inside) {
+      last = await gradientCheck(driver, c, f, seed);
+      if (last.status !== "declined") break;
+      declinedTries++;
     }
-    if (g.error !== undefined && lastError instanceof StoppedForGood) {
-      results.push({ ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: lastError.message, timeMs: performance.now() - t });
-      continue;
-    }
-    if (g.error !== undefined && lastError !== undefined) {
-      const declined = isDeclined(lastError);
-      results.push({ ...base, status: declined ? "declined" : "fault", ok: declined, maxAbsErr: null, maxRelErr: null, budget: null, message: lastError.message, fault: faultInfo(lastError), gradcheck: g, timeMs: performance.now() - t });
-      continue;
-    }
-    const worst = g.failures.reduce((b, x) => Math.max(b, x.allowed > 0 ? x.absErr / x.allowed : Infinity), 0);
-    results.push({
-      ...base,
-      status: g.ok ? "pass" : "fail",
-      ok: g.ok,
-      maxAbsErr: g.maxAbsErr,
-      maxRelErr: g.maxRelErr,
-      budget: g.ok ? null : worst,
-      ...(g.error !== undefined ? { message: g.error } : g.ok ? {} : { message: `the backward pass disagrees with central differences along ${g.failures.map((x) => x.input).join(", ")}` }),
-      gradcheck: g,
-      timeMs: performance.now() - t,
-    });
+    const skippedOutside = candidates.length - inside.length;
+    const tried = declinedTries > 0 || skippedOutside > 0 ? ` (${[declinedTries > 0 && last!.status !== "declined" ? `${declinedTries} smaller case${declinedTries > 1 ? "s" : ""} declined` : "", skippedOutside > 0 ? `${skippedOutside} outside the declared capability` : ""].filter((x) => x !== "").join(", ")})` : "";
+    if (last!.status === "declined") results.push({ ...last!, message: `every float64 case was declined (${declinedTries} tried): ${last!.message ?? ""}` });
+    else results.push(tried === "" ? last! : { ...last!, message: `${last!.message ?? (last!.status === "pass" ? "checked" : "")}${tried}`.trim() });
   }
+}
+
+/** The finite-difference check of one formula on one case's inputs. */
+async function gradientCheck(driver: Driver, c: GoldenCase, f: string, seed: number): Promise<VerifyResult> {
+  const base = { kind: "gradient" as const, formula: f, case: c.meta.case, dtype: "f64" as const };
+  if (driver.dead !== undefined) return { ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: driver.dead, timeMs: 0 };
+  const t = performance.now();
+  const outs = differentiableOutputs(c);
+  let lastError: ImplementationError | undefined;
+  const impl = driver.asImplementation();
+  const inner = implementationFunction(impl, f, { ...c.meta.config, dtype: "f64" });
+  const fn: DiffFunction = {
+    name: inner.name,
+    value: async (x) => {
+      try {
+        return only(await inner.value(x), outs);
+      } catch (e) {
+        if (e instanceof ImplementationError) lastError = e;
+        throw e;
+      }
+    },
+    vjp: async (x, cot) => {
+      try {
+        return await inner.vjp(x, cot);
+      } catch (e) {
+        if (e instanceof ImplementationError) lastError = e;
+        throw e;
+      }
+    },
+  };
+  let g: GradcheckResult;
+  try {
+    // one direction per argument (names the wrong gradient) up to 8 arguments, else 4 joint ones
+    const args = Object.values(c.inputs).filter((x) => x.dtype !== "i32").length;
+    g = await gradcheckFunction(fn, c.inputs, { mode: "fast", seed, ...(args > 8 ? { directions: 4 } : {}) });
+  } catch (e) {
+    if (!(e instanceof ImplementationError)) throw e;
+    lastError = e;
+    g = { formula: f, ok: false, mode: "fast", checked: [], maxAbsErr: 0, maxRelErr: 0, failures: [], error: e.message, seed };
+  }
+  if (g.error !== undefined && lastError instanceof StoppedForGood) {
+    return { ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: lastError.message, timeMs: performance.now() - t };
+  }
+  if (g.error !== undefined && lastError !== undefined) {
+    const declined = isDeclined(lastError);
+    return { ...base, status: declined ? "declined" : "fault", ok: declined, maxAbsErr: null, maxRelErr: null, budget: null, message: lastError.message, fault: faultInfo(lastError), gradcheck: g, timeMs: performance.now() - t };
+  }
+  const worst = g.failures.reduce((b, x) => Math.max(b, x.allowed > 0 ? x.absErr / x.allowed : Infinity), 0);
+  return {
+    ...base,
+    status: g.ok ? "pass" : "fail",
+    ok: g.ok,
+    maxAbsErr: g.maxAbsErr,
+    maxRelErr: g.maxRelErr,
+    budget: g.ok ? null : worst,
+    ...(g.error !== undefined ? { message: g.error } : g.ok ? {} : { message: `the backward pass disagrees with central differences along ${g.failures.map((x) => x.input).join(", ")}` }),
+    gradcheck: g,
+    timeMs: performance.now() - t,
+  };
 }
 
 async function lawChecks(
@@ -707,6 +747,7 @@ async function lawChecks(
     runs: opts.lawRuns ?? 50,
     seed,
     dtype,
+    declined: isDeclined,
     shrinkTimeMs: 5000,
     ...(opts.law !== undefined ? { law: opts.law } : {}),
     ...(opts.lawPath !== undefined ? { path: opts.lawPath } : {}),
@@ -730,9 +771,10 @@ async function lawChecks(
     const budget = f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0 ? f.absError / f.allowed : null;
     // a case the implementation answered with an error (a configuration it does not support)
     // says nothing about the law: declined, like a golden case it declines
-    const declined = r.status === "failed" && f?.errorKind === "declined";
+    const declined = (r.status === "failed" && f?.errorKind === "declined") || (r.status === "skipped" && Object.values(r.coverage ?? {}).some((x) => x.declined > 0));
     // a case the implementation could not be driven through (crash, timeout, garbage) is a fault
-    const fault = r.status === "failed" && f?.errorKind !== undefined && !declined;
+    const fault = r.status === "failed" && f?.errorKind !== undefined && f.errorKind !== "declined";
+    const outside = r.status === "skipped" && !declined && Object.values(r.coverage ?? {}).some((x) => x.outside > 0);
     results.push({
       kind: "property",
       formula: f !== undefined && f.formula !== "" ? f.formula : formula ?? (r.formulas.join(", ") || "-"),
@@ -743,11 +785,12 @@ async function lawChecks(
       maxAbsErr: declined ? null : (f?.absError ?? null),
       maxRelErr: declined ? null : (f?.relError ?? null),
       budget: declined ? null : budget,
+      ...(outside ? { outside: true } : {}),
       message:
         r.status === "skipped"
           ? (r.skipped ?? "skipped")
-          : declined
-            ? `not checked: a case the law generated was declined by the implementation — ${f!.message}`
+          : declined && f !== undefined
+            ? `not checked: a case the law generated was declined by the implementation — ${f.message}`
             : r.status === "failed"
               ? (f?.message ?? "failed")
               : r.statement,
@@ -772,16 +815,16 @@ async function lawChecks(
       for (const r of report.results) {
         if (formula !== undefined && r.status === "skipped") continue;
         push(r, dtype, formula);
-        // a law stops at its first failing case: when that case was declined, run the law again
-        // on each of its other formulas, so what the implementation does support is still checked
-        const f = r.failure;
-        if (r.status !== "failed" || f?.errorKind !== "declined" || formula !== undefined || opts.lawPath !== undefined) continue;
+        // a law stops at its first failing case, and a formula whose cases were mostly declined
+        // may get none run in a joint run: run the law again on each formula that got no case,
+        // so what the implementation does support is still checked
+        if (r.status === "skipped" || formula !== undefined || opts.lawPath !== undefined) continue;
         for (const g of r.formulas) {
-          if (g === f.formula) continue;
+          if (g === r.failure?.formula || (r.coverage?.[g]?.ran ?? 0) > 0) continue;
           progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length, label: `${r.law} on ${g} (${dtype})` });
           try {
             const again = await run.runLaws(impl, { ...lawOpts(dtype), law: r.law, formula: g });
-            for (const x of again.results) if (x.status !== "skipped") push(x, dtype, g);
+            for (const x of again.results) push(x, dtype, g);
           } catch (e) {
             notes.push(`law ${r.law} on ${g} could not be run: ${(e as Error).message}`);
           }

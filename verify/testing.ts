@@ -9,7 +9,7 @@
  * fused kernel would compute the original formula from its arguments).
  */
 import "../spec/index.js";
-import { callFormula } from "../spec/formula.js";
+import { callFormula, formulaNames, getFormula } from "../spec/formula.js";
 import { subDim, dimToString } from "../spec/dims.js";
 import { add, constant, dimValue, div, Expr, iota, le, matmul, mul, sqrt, transpose, where } from "../spec/expr.js";
 import type { Node, NodeOf } from "../spec/node.js";
@@ -17,7 +17,11 @@ import { topoSort } from "../spec/node.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import type { Graph } from "../autodiff/graph.js";
+import { ImplementationError } from "../autodiff/implementation.js";
 import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
+import { outsideCapability } from "../autodiff/capabilities.js";
+import type { Capabilities, FormulaCapability } from "../autodiff/capabilities.js";
+import { referenceImplementation } from "../reference/implementation.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { referenceGraph } from "../reference/implementation.js";
 import { knownConfig } from "./trace.js";
@@ -163,3 +167,60 @@ export const plantPrePlacement: Plant = (call) => {
   for (const [k, v] of Object.entries(call.args)) args[k] = new Expr(v);
   return callFormula("block", args, { ...call.config, placement: "pre" })[call.output];
 };
+
+/** An error answer as a process's would read (the implementation declines the request and keeps running). */
+export function declinedError(impl: string, what: string, message: string): ImplementationError {
+  return new ImplementationError(`implementation \`${impl}\` reported an error for ${what} (request 0): ${message}`);
+}
+
+/**
+ * One configuration per formula, derived from the registry: every hyperparameter with a default
+ * at that default, except GPT-2's choices (tanh GELU, pre-LN), with self-attention only (m = n
+ * for the formulas with a causal switch) and no grouped heads (H_kv = H).
+ */
+export function oneConfigurationCapabilities(): Capabilities {
+  const overrides: Readonly<Record<string, number | string | boolean>> = { activation: "gelu_tanh", placement: "pre" };
+  const out: Record<string, FormulaCapability> = {};
+  for (const f of formulaNames()) {
+    const config: Record<string, readonly (number | string | boolean)[]> = {};
+    for (const h of getFormula(f).hyper) {
+      const v = overrides[h.name] !== undefined && (h.choices === undefined || h.choices.includes(String(overrides[h.name]))) ? overrides[h.name] : h.default;
+      if (v !== undefined) config[h.name] = [v];
+    }
+    // self-attention only: for the formulas with a causal switch (softmax's m is its row length)
+    const causal = getFormula(f).hyper.some((h) => h.name === "causal");
+    out[f] = { config, dims: { ...(causal ? { m: { equals: "n" } } : {}), H_kv: { equals: "H" } } };
+  }
+  return out;
+}
+
+/**
+ * The reference restricted to `capabilities`: it declines every request outside them, as a port
+ * that supports one configuration per formula does. With `declare: false` it does not say so in
+ * advance (every limit shows up only as a decline).
+ */
+export function restrictedImplementation(capabilities: Capabilities = oneConfigurationCapabilities(), opts: { declare?: boolean; dtypes?: readonly FloatDType[] } = {}): Implementation {
+  const ref = referenceImplementation();
+  const name = "restricted";
+  const check = (req: ForwardRequest, what: string): void => {
+    const dtype = dtypeOf(req.inputs, req.config);
+    if (opts.dtypes !== undefined && !opts.dtypes.includes(dtype)) throw declinedError(name, `${what} ${req.formula}`, `${dtype} is not supported`);
+    const why = outsideCapability({ capabilities }, { formula: req.formula, config: req.config, dtype, inputs: req.inputs });
+    if (why !== undefined) throw declinedError(name, `${what} ${req.formula}`, why);
+  };
+  return {
+    name,
+    formulas: ref.formulas,
+    backward: ref.backward,
+    dtypes: opts.dtypes ?? ["f64", "f32"],
+    ...(opts.declare === false ? {} : { capabilities }),
+    async forward(req: ForwardRequest): Promise<ForwardResult> {
+      check(req, "forward");
+      return ref.forward(req);
+    },
+    async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
+      check(req, "backward");
+      return ref.backwardPass!(req);
+    },
+  };
+}

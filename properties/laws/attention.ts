@@ -51,7 +51,7 @@ export const causality: Law<CausalCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, fixed: { causal: true }, dims: { minN: 2, batch: "any", crossM: f === "attention" } }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: true }, dims: { minN: 2, batch: "any", crossM: f === "attention" } }).chain((c) =>
         fc.tuple(fc.nat(), inputsArb(f, c.config, c.dims, { dtype: scope.dtype })).map(([i, replacement]) => ({ ...c, i: i % (c.dims.n - 1), replacement })),
       ),
     ),
@@ -98,7 +98,7 @@ export const prefixConsistency: Law<PrefixCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, fixed: { causal: true }, dims: { batch: "any" } }).chain((c) => fc.nat().map((t) => ({ ...c, t: 1 + (t % c.dims.n) }))),
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: true }, dims: { batch: "any" } }).chain((c) => fc.nat().map((t) => ({ ...c, t: 1 + (t % c.dims.n) }))),
     ),
   check: checked("prefix_consistency", async (k: Check, c: PrefixCase) => {
     const { queries, keys, axis } = rowArgs(c.formula);
@@ -136,7 +136,7 @@ export const maskedZero: Law<MaskCase> = {
   backward: (f) => (f === "attention" || f === "causal_mask" ? "optional" : "required"),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, fixed: { causal: true }, dims: { batch: f === "causal_mask" ? "none" : "any", crossM: f === "attention" || f === "causal_mask" } }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: true }, dims: { batch: f === "causal_mask" ? "none" : "any", crossM: f === "attention" || f === "causal_mask" } }).chain((c) =>
         fc.tuple(fc.nat(), seedArb).map(([i, seed]) => ({ ...c, i: i % c.dims.n, seed })),
       ),
     ),
@@ -224,7 +224,7 @@ export const permutationEquivariance: Law<PermCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, fixed: { causal: false, positions: "none" }, dims: { batch: "any", crossM: f === "attention" } }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: false, positions: "none" }, dims: { batch: "any", crossM: f === "attention" } }).chain((c) =>
         fc.tuple(permutationArb(c.dims.n), permutationArb(c.dims.m)).map(([perm, keyPerm]) => ({ ...c, perm, keyPerm })),
       ),
     ),
@@ -260,6 +260,7 @@ export const positionsBreakEquivariance: Law<FormulaCase> = {
     oneOfFormulas(scope, (f) =>
       seededCaseArb(f, {
         dtype: scope.dtype,
+        capabilities: scope.capabilities,
         fixed: { causal: false },
         choose: { positions: f === "gpt" ? ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi"] : ["rope", "rope_interleaved", "alibi"] },
         dims: { minN: 3, maxN: 5, batch: "none", minV: 5 },
@@ -330,7 +331,7 @@ export const headsPermutation: Law<HeadPermCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, choose: { positions: ["none", "rope", "rope_interleaved"] }, dims: { minH: 2, batch: "any" } }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { positions: ["none", "rope", "rope_interleaved"] }, dims: { minH: 2, batch: "any" } }).chain((c) =>
         fc.tuple(permutationArb(c.dims.H_kv), permutationArb(c.dims.H / c.dims.H_kv)).map(([groups, within]) => ({ ...c, groups, within })),
       ),
     ),
@@ -415,7 +416,7 @@ export const mhaDecomposition: Law<FormulaCase> = {
     oneOfFormulas(scope, (f) =>
       // ALiBi is left out: the registry's attention formula with alibi: true cannot be evaluated on
       // its own ([H, n, m] bias against [..., n, m] scores is rejected by the shape rules)
-      formulaCaseArb(f, { dtype: scope.dtype, choose: { positions: scope.declared.includes("rope") ? ["none", "rope", "rope_interleaved"] : ["none"] }, dims: { batch: "any" } }),
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { positions: scope.declared.includes("rope") ? ["none", "rope", "rope_interleaved"] : ["none"] }, dims: { batch: "any" } }),
     ),
   check: checked("mha_decomposition", async (k: Check, c: FormulaCase) => {
     const { H, H_kv } = c.dims;
@@ -465,12 +466,12 @@ export const ropeRelative: Law<RopeCase> = {
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
       f === "rope"
-        ? formulaCaseArb(f, { dtype: scope.dtype, choose: { offset: [0] }, dims: { batch: "any" } }).chain((c) =>
+        ? formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { offset: [0] }, dims: { batch: "any" } }).chain((c) =>
             fc
               .tuple(inputsArb(f, c.config, c.dims, { dtype: scope.dtype }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 40 }))
               .map(([z, a, b, s]) => ({ ...c, z: z["x"]!, a, b, s })),
           )
-        : formulaCaseArb(f, { dtype: scope.dtype, choose: { positions: ["rope", "rope_interleaved"] }, dims: { batch: "any" } }).chain((c) =>
+        : formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { positions: ["rope", "rope_interleaved"] }, dims: { batch: "any" } }).chain((c) =>
             fc.integer({ min: 1, max: 40 }).map((s) => ({ ...c, z: c.inputs["x"]!, a: 0, b: 0, s })),
           ),
     ),
@@ -579,7 +580,7 @@ export const alibiForms: Law<AlibiCase> = {
   requires: () => ["softmax"],
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { crossM: true, maxH: 8 } }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { crossM: true, maxH: 8 } }).chain((c) =>
         fc.tuple(fc.constant(c), floatScores(c, scope.dtype)).map(([cc, scores]) => ({ ...cc, scores })),
       ),
     ),
@@ -621,7 +622,7 @@ export const groupedQuery: Law<FormulaCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { minH: 2, maxH: 4, batch: "any" } }).filter((c) => c.dims.H_kv < c.dims.H || c.dims.H === 1),
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { minH: 2, maxH: 4, batch: "any" } }).filter((c) => c.dims.H_kv < c.dims.H || c.dims.H === 1),
     ),
   check: checked("grouped_query", async (k: Check, c: FormulaCase) => {
     const { H, H_kv, d_k } = c.dims;
@@ -658,7 +659,7 @@ export const uniformKeys: Law<FormulaCase> = {
     bound: (dtype, s) => (2 * (s["m"] ?? 1) + 4) * unitRoundoff(dtype),
     scale: "max|V|",
   },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", crossM: true } })),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", crossM: true } })),
   check: checked("uniform_keys", async (k: Check, c: FormulaCase) => {
     const Q = c.inputs["Q"]!;
     const K0 = c.inputs["K"]!;

@@ -24,7 +24,7 @@ export const activationOddPart: Law = {
     bound: (dtype) => 2 * activationDepth * unitRoundoff(dtype),
     scale: "|x|",
   },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any" } })),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any" } })),
   check: checked("activation_odd_part", async (k: Check, c: FormulaCase) => {
     const x = c.inputs["x"]!;
     const f = async (t: Tensor, what: string) => k.output(k.request(c.formula, c.config, { x: t }), "y", what);
@@ -97,7 +97,7 @@ export const sinusoidalRotation: Law<SinCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { maxN: 6 } }).chain((c) => fc.integer({ min: 0, max: 30 }).map((offset) => ({ ...c, offset }))),
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { maxN: 6 } }).chain((c) => fc.integer({ min: 0, max: 30 }).map((offset) => ({ ...c, offset }))),
     ),
   check: checked("sinusoidal_rotation", async (k: Check, c: SinCase) => {
     const n = Number(c.config["n"]);
@@ -146,8 +146,8 @@ export const exactLookups: Law<LookupCase> = {
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
       f === "embedding"
-        ? formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any" } }).map((c) => ({ ...c, offset: 0 }))
-        : formulaCaseArb(f, { dtype: scope.dtype, dims: {} }).chain((c) =>
+        ? formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any" } }).map((c) => ({ ...c, offset: 0 }))
+        : formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: {} }).chain((c) =>
             fc.nat({ max: 3 }).map((extra) => {
               // n_ctx ≥ offset + n: grow the table to fit
               const offset = extra;
@@ -187,7 +187,7 @@ export const headsLayout: Law<HeadsCase> = {
   tolerance: { derivation: "exact: splitting and merging move values without arithmetic", bound: () => 0, scale: "1" },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any" } }).chain((c) => permutationArb(c.dims.H).map((perm) => ({ ...c, perm }))),
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any" } }).chain((c) => permutationArb(c.dims.H).map((perm) => ({ ...c, perm }))),
     ),
   check: checked("heads_layout", async (k: Check, c: HeadsCase) => {
     const { H, d_k } = c.dims;

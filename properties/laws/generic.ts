@@ -9,6 +9,7 @@ import type { FormulaConfig, Implementation } from "../../autodiff/implementatio
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
 import { referenceGraph, referenceImplementation } from "../../reference/implementation.js";
 import { topoSort } from "../../spec/node.js";
+import type { Capabilities } from "../../autodiff/capabilities.js";
 import { formulaCaseArb, inputsArb, type Dims, type FormulaCase } from "../arbitraries.js";
 import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
 import { firstBitDifference, stack, unstackAt } from "../tensor-ops.js";
@@ -28,9 +29,10 @@ function hasKvCache(formula: string): boolean {
 }
 
 /** Dim options a formula needs for its generic cases (keys independent of queries for attention, a cache for kv formulas). */
-function genericCase(formula: string, dtype: FloatDType, extra: { batch?: "any" | "none" } = {}): fc.Arbitrary<FormulaCase> {
+function genericCase(formula: string, dtype: FloatDType, extra: { batch?: "any" | "none" } = {}, capabilities?: Capabilities): fc.Arbitrary<FormulaCase> {
   return formulaCaseArb(formula, {
     dtype,
+    capabilities,
     ...(hasKvCache(formula) ? { choose: KV_CHOICES } : {}),
     dims: { batch: extra.batch ?? "any", crossM: formula === "attention", maxP: hasKvCache(formula) ? 3 : 0 },
   });
@@ -56,7 +58,7 @@ export const shapeAlgebra: Law = {
   formulas: "all",
   statement: "shape(f(x)) = the spec's symbolic output shapes at the dim binding (batch axes, n = 1, H = 1, odd d_k included)",
   tolerance: { derivation: "exact: shapes and dtypes are integers and names", bound: () => 0, scale: "1" },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype)),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
   check: checked("shape_algebra", async (k: Check, c: FormulaCase) => {
     const def = getFormula(c.formula);
     const outs = await k.forward(k.request(c.formula, c.config, c.inputs));
@@ -107,7 +109,7 @@ export const determinism: Law = {
   formulas: "all",
   statement: "f(x) computed twice is bitwise identical (−0 ≠ +0), and f never modifies its arguments",
   tolerance: { derivation: "exact: the same operations on the same operands round the same way", bound: () => 0, scale: "1" },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype)),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
   check: checked("determinism", async (k: Check, c: FormulaCase) => {
     const keep: NamedTensors = {};
     for (const [name, t] of Object.entries(c.inputs)) keep[name] = t.clone();
@@ -173,7 +175,7 @@ export const batchIndependence: Law<BatchCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, ...(hasKvCache(f) ? { choose: KV_CHOICES } : {}), dims: { batch: "none", crossM: f === "attention", maxP: hasKvCache(f) ? 2 : 0 } }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, ...(hasKvCache(f) ? { choose: KV_CHOICES } : {}), dims: { batch: "none", crossM: f === "attention", maxP: hasKvCache(f) ? 2 : 0 } }).chain((c) =>
         fc.array(inputsArb(c.formula, c.config, c.dims, { dtype: c.dtype }), { minLength: 1, maxLength: 2 }).map((others) => ({ ...c, others })),
       ),
     ),
@@ -245,7 +247,7 @@ export const referenceErrorBound: Law = {
     scale: "S + κ̂ + Z",
   },
   requires: () => [],
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype).filter((c) => !(c.dims.d_model === 1 && normalisesModelWidth(c)))),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities).filter((c) => !(c.dims.d_model === 1 && normalisesModelWidth(c)))),
   check: checked("reference_error_bound", async (k: Check, c: FormulaCase) => {
     const ref = reference();
     if (!ref.formulas.includes(c.formula)) k.fail(`the reference does not compute ${c.formula}`);

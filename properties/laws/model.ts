@@ -154,7 +154,7 @@ export const kvCache: Law<KvCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      seededCaseArb(f, { dtype: scope.dtype, fixed: { causal: true, kv_cache: false }, dims: { batch: "none", maxN: 1, minV: 3 }, configFromDims: (d) => ({ n_ctx: d.n_ctx + 5 }) }).chain((c) => {
+      seededCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: true, kv_cache: false }, dims: { batch: "none", maxN: 1, minV: 3 }, configFromDims: (d) => ({ n_ctx: d.n_ctx + 5 }) }).chain((c) => {
         const V = Number(c.config["V"]);
         const nCtx = Number(c.config["n_ctx"]);
         const ids = fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 1, maxLength: 3 });
@@ -200,7 +200,7 @@ export const tiedEmbedding: Law<TiedCase> = {
   backward: "required",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      seededCaseArb(f, { dtype: scope.dtype, fixed: { tied: true, kv_cache: false }, dims: { batch: "any" } }).chain((c) => fc.integer({ min: 0, max: 0x7fffffff }).map((cotSeed) => ({ ...c, cotSeed }))),
+      seededCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { tied: true, kv_cache: false }, dims: { batch: "any" } }).chain((c) => fc.integer({ min: 0, max: 0x7fffffff }).map((cotSeed) => ({ ...c, cotSeed }))),
     ),
   check: checked("tied_embedding", async (k: Check, c: TiedCase) => {
     const req = k.request("gpt", c.config, c.inputs);
@@ -260,7 +260,7 @@ export const zeroBranches: Law<FormulaCase> = {
       const norms = ["layer_norm", "rms_norm"].filter((n) => scope.declared.includes(n));
       const placements = ["pre", "sandwich", ...(norms.length > 0 ? ["post"] : [])];
       const choose: Record<string, readonly (string | number | boolean)[]> = f === "block" ? { placement: placements, norm: norms.length > 0 ? norms : ["layer_norm", "rms_norm"] } : {};
-      return formulaCaseArb(f, { dtype: scope.dtype, choose, dims: { batch: "any" } }).filter(
+      return formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose, dims: { batch: "any" } }).filter(
         (c) => (c.formula !== "block_post_ln" || scope.declared.includes("layer_norm")) && !(c.formula === "block" && c.config["placement"] === "post" && !scope.declared.includes(String(c.config["norm"]))),
       );
     }),

@@ -76,7 +76,7 @@ export const normMoments: Law = {
     bound: (dtype, s) => ((s["d"] ?? 1) + 7) * unitRoundoff(dtype),
     scale: "1 + A² (A = max|x|/√(v + ε))",
   },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any" } })),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any" } })),
   check: checked("norm_moments", async (k: Check, c: FormulaCase) => {
     const rms = c.formula === "rms_norm";
     const eps = Number(c.config["eps"]);
@@ -155,7 +155,7 @@ export const normInvariance: Law<ScaleCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, choose: { eps: [0, 1e-5, 0.1] }, dims: { batch: "any", minD: 2 } }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { eps: [0, 1e-5, 0.1] }, dims: { batch: "any", minD: 2 } }).chain((c) =>
         fc
           .tuple(fc.integer({ min: -6, max: 6 }).filter((e) => e !== 0), floatTensorArb(c.inputs["x"]!.shape.slice(0, -1), scope.dtype, { min: -100, max: 100 }))
           .map(([e, shifts]) => ({ ...c, inputs: { ...c.inputs, x: spreadRows(c.inputs["x"]!) }, k: e, shifts })),
@@ -235,7 +235,7 @@ export const normGradient: Law<NormGradCase> = {
   backward: "required",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any" }, range: (a) => (a.name === "x" ? { min: -10, max: 10 } : undefined) }).chain((c) =>
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any" }, range: (a) => (a.name === "x" ? { min: -10, max: 10 } : undefined) }).chain((c) =>
         floatTensorArb(c.inputs["x"]!.shape, scope.dtype, { min: -3, max: 3 }).map((cot) => ({ ...c, cot })),
       ),
     ),

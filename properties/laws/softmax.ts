@@ -73,7 +73,7 @@ export const softmaxSimplex: Law = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      fc.tuple(formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", crossM: true } }), fc.constantFrom(...EXTREME_OFFSETS)).map(([c, o]) => offsetCase(c, "x", o)),
+      fc.tuple(formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", crossM: true } }), fc.constantFrom(...EXTREME_OFFSETS)).map(([c, o]) => offsetCase(c, "x", o)),
     ),
   check: checked("softmax_simplex", async (k: Check, c: FormulaCase) => {
     const x = c.inputs["x"]!;
@@ -172,7 +172,7 @@ export const softmaxGradient: Law<GradCase> = {
   backward: "required",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", crossM: true }, range: () => ({ min: -60, max: 60 }) }).chain((c) => {
+      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", crossM: true }, range: () => ({ min: -60, max: 60 }) }).chain((c) => {
         const x = c.inputs["x"]!;
         const shape = f === "logsumexp" ? x.shape.slice(0, -1) : x.shape;
         return floatTensorArb(shape, scope.dtype, { min: -3, max: 3 }).map((cot) => ({ ...c, cot }));
@@ -260,7 +260,7 @@ export const crossEntropy: Law<CeCase> = {
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      fc.tuple(formulaCaseArb(f, { dtype: scope.dtype, dims: { batch: "any", minV: 2 } }), fc.constantFrom(...EXTREME_OFFSETS)).chain(([c0, o]) => {
+      fc.tuple(formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", minV: 2 } }), fc.constantFrom(...EXTREME_OFFSETS)).chain(([c0, o]) => {
         const c = offsetCase(c0, "logits", o);
         const rowsShape = c.inputs["logits"]!.shape.slice(0, -1);
         return fc
