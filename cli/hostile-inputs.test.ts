@@ -46,7 +46,7 @@ const cases: Array<[string, string[], string]> = [
   ["spec constructor", ["spec", "constructor"], 'specformer spec: unknown formula "constructor"'],
   ["spec gpt --dims L=3200", ["spec", "gpt", "--dims", "L=3200"], "specformer spec: formula gpt: hyperparameter L (blocks) is 3200, above the limit of 256\n"],
   ["spec gpt --dims L=100000", ["spec", "gpt", "--dims", "L=100000"], "specformer spec: formula gpt: hyperparameter L (blocks) is 100000, above the limit of 256\n"],
-  ["research constructor", ["research", "constructor"], 'specformer research: unknown study "constructor"; studies: ln-placement, rank-collapse, variants\n'],
+  ["research constructor", ["research", "constructor"], 'specformer research: unknown study "constructor"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup\n'],
   ["research --out /proc/nope/x", ["research", "rank-collapse", "--quick", "--out", "/proc/nope/x"], "specformer research: --out /proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)\n"],
 ];
 

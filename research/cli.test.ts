@@ -50,9 +50,9 @@ describe("specformer research: bad input exits 2 with a message", () => {
     [["rank-collapse", "--seeds", "many"], '--seeds must be a positive integer, got "many"'],
     [["rank-collapse", "--sedes", "3"], "Unknown option '--sedes'"],
     [["rank-collapse", "--quick=yes"], "Option '--quick' does not take an argument"],
-    [["constructor"], 'unknown study "constructor"; studies: ln-placement, rank-collapse, variants'],
-    [["__proto__"], 'unknown study "__proto__"; studies: ln-placement, rank-collapse, variants'],
-    [["toString"], 'unknown study "toString"; studies: ln-placement, rank-collapse, variants'],
+    [["constructor"], 'unknown study "constructor"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
+    [["__proto__"], 'unknown study "__proto__"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
+    [["toString"], 'unknown study "toString"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
   ])("%j", async (args, message) => {
     const r = await run(args);
     expect(r.code).toBe(2);

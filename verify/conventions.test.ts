@@ -22,7 +22,7 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
       const c = req.config;
       for (const k of ["window", "softcap", "H_kv", "alibi"]) {
         const v = c[k];
-        if (v !== undefined && v !== 0 && v !== false) throw new ImplementationError(`${name} reported an error for forward attention: ${k} is not implemented`);
+        if (v !== undefined && v !== 0 && v !== false) throw new ImplementationError(`${name} reported an error for forward attention: ${k} is not implemented`, { kind: "declined" });
       }
       const { Q, K, V, mask } = req.inputs as Record<string, Tensor | undefined>;
       const n = Q!.shape.at(-2)!;

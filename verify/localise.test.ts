@@ -50,7 +50,8 @@ describe("the reference trace", () => {
     const mask = mha.children.find((s) => s.name === "attention")!.children[0]!;
     expect(mask.path).toEqual(["gpt", "h.0", "mha", "attention", "causal_mask"]);
     // dim hyperparameters given as dim expressions inside the graph become sizes
-    expect(mask.config).toEqual({ n: 8, m: 8 });
+    // (with the mask's own conventions at their defaults: bottom-right alignment, no window)
+    expect(mask.config).toEqual({ n: 8, m: 8, causal_align: "bottom_right", window: 0 });
   });
   test("values: the root equals the reference's answer, and block 1 reads block 0's output", async () => {
     const ref = (await referenceImplementation().forward({ formula: "gpt", config: { ...c.meta.config, dtype: "f64" }, inputs: c.inputs })).outputs;

@@ -170,7 +170,7 @@ export const plantPrePlacement: Plant = (call) => {
 
 /** An error answer as a process's would read (the implementation declines the request and keeps running). */
 export function declinedError(impl: string, what: string, message: string): ImplementationError {
-  return new ImplementationError(`implementation \`${impl}\` reported an error for ${what} (request 0): ${message}`);
+  return new ImplementationError(`implementation \`${impl}\` reported an error for ${what} (request 0): ${message}`, { kind: "declined" });
 }
 
 /**

@@ -148,9 +148,11 @@ def f_cross_entropy(a: Args, cfg: Config) -> Args:
     z, t = need(a, "logits"), need(a, "targets")
     if tuple(t.shape) != tuple(z.shape[:-1]):
         raise FormulaError(f"targets have shape {list(t.shape)} but logits {list(z.shape)} need {list(z.shape[:-1])}")
-    check_ids(t, z.shape[-1], "targets")
-    # nn.CrossEntropyLoss (mean over every position) on [positions, V]
-    loss = functional_call(module(("ce",), nn.CrossEntropyLoss), {}, (z.reshape(-1, z.shape[-1]), t.reshape(-1).long()))
+    ignore = cfg.int("ignore_index", -100)
+    check_ids(torch.where(t == ignore, torch.zeros_like(t), t), z.shape[-1], "targets")
+    # nn.CrossEntropyLoss (mean over the positions whose target is not ignore_index) on [positions, V]
+    ce = module(("ce", ignore), lambda: nn.CrossEntropyLoss(ignore_index=ignore))
+    loss = functional_call(ce, {}, (z.reshape(-1, z.shape[-1]), t.reshape(-1).long()))
     return {"loss": loss}
 
 
@@ -167,9 +169,15 @@ def causal_allowed(n: int, m: int) -> T:
 def f_causal_mask(a: Args, cfg: Config, dtype: torch.dtype) -> Args:
     n = cfg.int("n")
     m = cfg.int("m", n)
-    if n == m:
+    align = cfg.choice("causal_align", ("bottom_right", "top_left"), "bottom_right")
+    window = cfg.int("window", 0)
+    if n == m and window == 0:
         return {"y": nn.Transformer.generate_square_subsequent_mask(n).to(dtype)}  # torch's own mask
-    return {"y": torch.triu(torch.full((n, m), NEG_INF, dtype=dtype), diagonal=m - n + 1)}
+    shift = 0 if align == "top_left" else m - n
+    y = torch.triu(torch.full((n, m), NEG_INF, dtype=dtype), diagonal=shift + 1)
+    if window > 0:  # keys older than the window: j ≤ i + shift − w
+        y = y + torch.tril(torch.full((n, m), NEG_INF, dtype=dtype), diagonal=shift - window)
+    return {"y": y}
 
 
 def alibi_slopes(H: int) -> List[float]:
@@ -249,22 +257,47 @@ def f_rope(a: Args, cfg: Config) -> Args:
 # ============================================================================ attention
 
 
-def attention(Q: T, K: T, V: T, causal: bool, bias: Optional[T] = None) -> T:
-    """softmax(Q Kᵀ/√d_k + bias + M) V in explicit ops (torch 1.13 has no
-    scaled_dot_product_attention); a query that sees no key gets zero weights and gradients."""
+def attention(Q: T, K: T, V: T, causal: bool, bias: Optional[T] = None, *, align: str = "bottom_right", window: int = 0,
+              scale: Optional[float] = None, softcap: float = 0.0, mask_kind: str = "none", mask: Optional[T] = None) -> T:
+    """softmax(cap(s·Q Kᵀ) + bias + mask + M) V in explicit ops (torch 1.13 has no
+    scaled_dot_product_attention): s = scale (default 1/√d_k), cap the soft cap c·tanh(·/c),
+    a boolean mask (nonzero = attend) or an additive one, M the causal mask aligned top-left
+    (SDPA is_causal) or bottom-right (FlashAttention ≥ 2.1), optionally a sliding window of w keys;
+    a query that sees no key gets zero weights and gradients."""
     n, m, d_k = Q.shape[-2], K.shape[-2], Q.shape[-1]
     if K.shape[-1] != d_k:
         raise FormulaError(f"Q has d_k = {d_k} but K has {K.shape[-1]} columns")
     if V.shape[-2] != m:
         raise FormulaError(f"K has m = {m} rows but V has {V.shape[-2]}")
-    scores = Q @ K.transpose(-1, -2) / math.sqrt(d_k)
+    qk = Q @ K.transpose(-1, -2)
+    scores = qk / math.sqrt(d_k) if scale is None else qk * scale
+    if softcap > 0:
+        scores = softcap * torch.tanh(scores / softcap)
     if bias is not None:
         scores = scores + bias
-    if not causal:
+    allowed = torch.ones(scores.shape, dtype=torch.bool)
+    if mask_kind != "none":
+        if mask is None:
+            raise FormulaError(f"mask = {mask_kind} needs a mask argument")
+        if tuple(mask.shape) != tuple(scores.shape):
+            raise FormulaError(f"mask has shape {list(mask.shape)} but the scores have {list(scores.shape)}")
+        if mask_kind == "boolean":
+            allowed = allowed & (mask != 0)
+        else:
+            scores = scores + mask
+    if causal:
+        i = torch.arange(n)[:, None] + (0 if align == "top_left" else m - n)
+        j = torch.arange(m)[None, :]
+        band = j <= i
+        if window > 0:
+            band = band & (j > i - window)
+        allowed = allowed & band
+    elif window > 0:
+        raise FormulaError("window needs causal = true")
+    if bool(allowed.all()) and mask_kind != "additive":
         return softmax(scores) @ V
-    allowed = causal_allowed(n, m)
     scores = scores.masked_fill(~allowed, NEG_INF)
-    empty = ~allowed.any(dim=-1, keepdim=True)
+    empty = (scores == NEG_INF).all(dim=-1, keepdim=True)
     if bool(empty.any()):
         zero = torch.zeros((), dtype=scores.dtype)
         # finite scores in empty rows keep softmax and its backward free of NaN; the rows are then zero
@@ -274,12 +307,22 @@ def attention(Q: T, K: T, V: T, causal: bool, bias: Optional[T] = None) -> T:
 
 def f_attention(a: Args, cfg: Config) -> Args:
     Q, K, V = need(a, "Q"), need(a, "K"), need(a, "V")
+    if "H_kv" in cfg.raw:
+        H, H_kv = cfg.int("H", Q.shape[-3] if Q.dim() >= 3 else 1), cfg.int("H_kv")
+        if Q.dim() < 3 or K.dim() < 3 or Q.shape[-3] != H or K.shape[-3] != H_kv or H_kv <= 0 or H % H_kv != 0:
+            raise FormulaError(f"grouped heads need Q [..., H={H}, n, d_k] and K, V [..., H_kv={H_kv}, m, ·] with H a multiple of H_kv")
+        # HF repeat_kv: query head h uses K/V head h // (H / H_kv)
+        K, V = K.repeat_interleave(H // H_kv, dim=-3), V.repeat_interleave(H // H_kv, dim=-3)
     bias = None
     if cfg.bool("alibi", False):
         if Q.dim() < 3:
             raise FormulaError("attention with alibi needs Q shaped [..., H, n, d_k]")
         bias = alibi_bias(cfg.int("H", Q.shape[-3]), Q.shape[-2], K.shape[-2], "relative", Q.dtype)
-    return {"y": attention(Q, K, V, cfg.bool("causal", True), bias)}
+    scale = cfg.num("scale") if "scale" in cfg.raw else None
+    y = attention(Q, K, V, cfg.bool("causal", True), bias, align=cfg.choice("causal_align", ("bottom_right", "top_left"), "bottom_right"),
+                  window=cfg.int("window", 0), scale=scale, softcap=cfg.num("softcap", 0.0),
+                  mask_kind=cfg.choice("mask", ("none", "boolean", "additive"), "none"), mask=a.get("mask"))
+    return {"y": y}
 
 
 def split_heads(t: T, heads: int) -> T:
@@ -747,6 +790,8 @@ def handle(method: str, params: Dict[str, Any]) -> str:
         raise FormulaError(f"unknown method {method!r}")
     formula = params.get("formula")
     cfg = Config(params.get("config", {}))
+    if formula not in ("attention", "causal_mask") and (cfg.raw.get("window") or cfg.raw.get("softcap")):
+        raise FormulaError(f"{formula}: this adapter implements window and softcap only in attention and causal_mask")
     inputs = {k: decode_tensor(v, f"input {k}") for k, v in params.get("inputs", {}).items()}
     dtype = request_dtype(inputs, cfg)
     if formula in NO_FLOAT_ARGS:
