@@ -1,11 +1,10 @@
 /** `specformer golden list|show CASE` and `specformer compare EXPECTED ACTUAL [--rtol R --atol A] [--json]` */
-import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
+import { packageFile } from "../autodiff/assets.js";
 import { goldenList, goldenShow, compareFiles } from "../golden/commands.js";
 import { numFlag, parse, UsageError, type Io } from "./io.js";
 
 /** The bundled golden folder (next to this package's golden/ code). */
-export const BUNDLED_GOLDEN = join(dirname(fileURLToPath(import.meta.url)), "..", "golden");
+export const BUNDLED_GOLDEN = packageFile("golden");
 
 export const GOLDEN_USAGE = `usage: specformer golden list [--dir DIR] [--json]
        specformer golden show CASE [--dir DIR] [--json]
