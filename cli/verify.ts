@@ -16,12 +16,12 @@ import { renderHtmlReport } from "../verify/html.js";
 import { verifyJUnit } from "../verify/junit.js";
 import { exitCodeOf, formatVerifyReport, progressLine, verifyReportToJSON, wantColour } from "../verify/report.js";
 import { knownFormula, verify } from "../verify/run.js";
-import type { VerifyOptions } from "../verify/run.js";
+import type { Shard, VerifyOptions } from "../verify/run.js";
 import { intFlag, numFlag, parse, processIo, UsageError, type Io } from "./io.js";
 
 export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
                          [--properties] [--runs N] [--seed S] [--law NAME [--path P]] [--timeout S]
-                         [--json] [--junit FILE] [--html FILE]
+                         [--shard K/N] [--json] [--junit FILE] [--html FILE]
 
   Runs every golden case of the formulas the implementation declares, in the dtypes it supports
   (outputs, and gradients where it has a backward pass), finite-difference checks of its backward
@@ -39,12 +39,24 @@ export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--case
   --law NAME         only this law (no golden cases); with --seed and --path, replay the shrunk
                      counterexample a report printed
   --timeout S        seconds to wait for one answer of the implementation (default 60)
+  --shard K/N        run only the K-th of N disjoint parts of the checks (golden cases, gradient
+                     checks and laws dealt round-robin), for a CI matrix; merge the shards' JUnit
+                     reports with "specformer junit-merge"
   --json             print the report as JSON
   --junit FILE       also write a JUnit XML report
   --html FILE        also write a self-contained HTML report (heatmaps of the failing tensors)
 
   Exit 0 every check passed, 1 a check failed, 2 the implementation could not be driven or the
   arguments are wrong.`;
+
+/** `--shard K/N`: the K-th (1-based) of N parts. */
+export function parseShard(v: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!(count >= 1 && index >= 1 && index <= count)) throw new UsageError(`--shard must be K/N with 1 ≤ K ≤ N (e.g. --shard 2/4), got "${v}"`);
+  return { index, count };
+}
 
 /** Whether stderr is a terminal (progress is drawn there only then). */
 function stderrIsTty(io: Io): boolean {
@@ -73,6 +85,7 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
       json: { type: "boolean" },
       junit: { type: "string" },
       html: { type: "string" },
+      shard: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     VERIFY_USAGE,
@@ -114,6 +127,7 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
   const lawPath = values.path as string | undefined;
   if (lawPath !== undefined && (law === undefined || values.seed === undefined)) throw new UsageError(`--path replays one law's counterexample: give --law and --seed too (the report's replay command has all three)`);
   if (lawPath !== undefined && !/^\d+(:\d+)*$/.test(lawPath)) throw new UsageError(`--path must look like 12:0:3 (fast-check's counterexample path), got "${lawPath}"`);
+  const shard = values.shard === undefined ? undefined : parseShard(String(values.shard));
   const command = values.impl as string | undefined;
   if (command !== undefined && command.trim() === "") throw new UsageError(`--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`);
 
@@ -146,6 +160,7 @@ export async function verifyCommand(argv: readonly string[], io: Io): Promise<nu
     seed,
     ...(command !== undefined ? { command, restart: start } : {}),
     ...(progress !== undefined ? { onProgress: progress.update } : {}),
+    ...(shard !== undefined ? { shard } : {}),
   };
   let report;
   try {
