@@ -41,6 +41,8 @@ export async function compareCli(argv: readonly string[], io: Io): Promise<numbe
   if (rtol !== undefined) opts.rtol = rtol;
   if (atol !== undefined) opts.atol = atol;
   const r = compareFiles(positionals[0]!, positionals[1]!, opts);
-  (r.exitCode === 2 ? io.err : io.out)(r.text);
+  // unreadable input: on stderr, prefixed with the command like every other command's errors
+  if (r.exitCode === 2 && !opts.json) io.err(`specformer compare: ${r.text.replace(/^error: /, "")}`);
+  else (r.exitCode === 2 ? io.err : io.out)(r.text);
   return r.exitCode;
 }
