@@ -11,5 +11,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // the bin, when a test starts it, runs the sources (bin/specformer.mjs), never a stale dist/
+    env: { SPECFORMER_SOURCE: "1" },
   },
 });

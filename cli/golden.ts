@@ -1,11 +1,10 @@
 /** `specformer golden list|show CASE` and `specformer compare EXPECTED ACTUAL [--rtol R --atol A] [--json]` */
-import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
+import { packageFile } from "../autodiff/assets.js";
 import { goldenList, goldenShow, compareFiles } from "../golden/commands.js";
 import { numFlag, parse, UsageError, type Io } from "./io.js";
 
 /** The bundled golden folder (next to this package's golden/ code). */
-export const BUNDLED_GOLDEN = join(dirname(fileURLToPath(import.meta.url)), "..", "golden");
+export const BUNDLED_GOLDEN = packageFile("golden");
 
 export const GOLDEN_USAGE = `usage: specformer golden list [--dir DIR] [--json]
        specformer golden show CASE [--dir DIR] [--json]
@@ -42,6 +41,8 @@ export async function compareCli(argv: readonly string[], io: Io): Promise<numbe
   if (rtol !== undefined) opts.rtol = rtol;
   if (atol !== undefined) opts.atol = atol;
   const r = compareFiles(positionals[0]!, positionals[1]!, opts);
-  (r.exitCode === 2 ? io.err : io.out)(r.text);
+  // unreadable input: on stderr, prefixed with the command like every other command's errors
+  if (r.exitCode === 2 && !opts.json) io.err(`specformer compare: ${r.text.replace(/^error: /, "")}`);
+  else (r.exitCode === 2 ? io.err : io.out)(r.text);
   return r.exitCode;
 }

@@ -7,6 +7,7 @@ import { processIo, UsageError, type Io } from "./io.js";
 const USAGE = `specformer — the GPT transformer as an executable, verified specification
 
 usage: specformer <command> [options]
+       specformer --version
 
 commands:
   verify      verify an implementation (default: the built-in reference) against the PyTorch goldens and the laws
@@ -18,6 +19,7 @@ commands:
   tokenize    show the GPT-2 tokens of a text
   generate    generate text from a model
   research    run a study of architectural variants
+  junit-merge merge the JUnit reports of verify --shard runs into one
 
 Run "specformer <command> --help" for a command's options.`;
 
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   generate: async () => (await import("./generate.js")).generateCli,
   properties: async () => (await import("./properties.js")).propertiesCli,
   research: async () => (await import("./research.js")).researchCommand,
+  "junit-merge": async () => (await import("./junit-merge.js")).junitMergeCommand,
 };
 
 export function registerCommand(name: string, load: () => Promise<Command>): void {
@@ -41,9 +44,18 @@ export function registerCommand(name: string, load: () => Promise<Command>): voi
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+  if (cmd === "--version" || cmd === "-V") {
+    io.out((await import("../autodiff/assets.js")).packageVersion());
+    return 0;
+  }
+  // asked for: usage on stdout, exit 0; not given a command: usage on stderr, exit 2
+  if (cmd === "--help" || cmd === "-h" || cmd === "help") {
     io.out(USAGE);
-    return cmd === undefined ? 2 : 0;
+    return 0;
+  }
+  if (cmd === undefined) {
+    io.err(USAGE);
+    return 2;
   }
   const load = COMMANDS[cmd];
   if (load === undefined) {

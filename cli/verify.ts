@@ -18,12 +18,12 @@ import { renderHtmlReport } from "../verify/html.js";
 import { verifyJUnit } from "../verify/junit.js";
 import { exitCodeOf, formatVerifyReport, progressLine, verifyReportToJSON, wantColour } from "../verify/report.js";
 import { knownFormula, verify } from "../verify/run.js";
-import type { VerifyOptions, VerifyReport } from "../verify/run.js";
+import type { Shard, VerifyOptions, VerifyReport } from "../verify/run.js";
 import { intFlag, numFlag, parse, processIo, UsageError, type Io } from "./io.js";
 
 export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
                          [--properties] [--runs N] [--seed S] [--law NAME [--path P]] [--timeout S]
-                         [--strict] [--json] [--junit FILE] [--html FILE] [--json-file FILE] [--force]
+                         [--shard K/N] [--strict] [--json] [--junit FILE] [--html FILE] [--json-file FILE] [--force]
 
   Runs every golden case of the formulas the implementation declares, in the dtypes it supports
   (outputs, and gradients where it has a backward pass), finite-difference checks of its backward
@@ -43,6 +43,9 @@ export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--case
   --timeout S        seconds to wait for one answer of the implementation (default 60, at most
                      2147483: Node's timer limit)
   --strict           any declined check fails the run (without it: more than half of them)
+  --shard K/N        run only the K-th of N disjoint parts of the checks (golden cases, gradient
+                     checks and laws dealt round-robin), for a CI matrix; merge the shards' JUnit
+                     reports with "specformer junit-merge"
   --json             print the report as JSON
   --junit FILE       also write a JUnit XML report
   --html FILE        also write a self-contained HTML report (heatmaps of the failing tensors)
@@ -56,6 +59,15 @@ export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--case
   Exit 0 every check passed, 1 a check failed or more than half were declined, 2 the
   implementation faulted (crash, hang, garbage), nothing was checked, a report file could not
   be written, or the arguments are wrong.`;
+
+/** `--shard K/N`: the K-th (1-based) of N parts. */
+export function parseShard(v: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!(count >= 1 && index >= 1 && index <= count)) throw new UsageError(`--shard must be K/N with 1 ≤ K ≤ N (e.g. --shard 2/4), got "${v}"`);
+  return { index, count };
+}
 
 /** Whether stderr is a terminal (progress is drawn there only then). */
 function stderrIsTty(io: Io): boolean {
@@ -87,6 +99,7 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
       html: { type: "string" },
       "json-file": { type: "string" },
       force: { type: "boolean" },
+      shard: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     VERIFY_USAGE,
@@ -131,6 +144,7 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
   const lawPath = values.path as string | undefined;
   if (lawPath !== undefined && (law === undefined || values.seed === undefined)) throw new UsageError(`--path replays one law's counterexample: give --law and --seed too (the report's replay command has all three)`);
   if (lawPath !== undefined && !/^\d+(:\d+)*$/.test(lawPath)) throw new UsageError(`--path must look like 12:0:3 (fast-check's counterexample path), got "${lawPath}"`);
+  const shard = values.shard === undefined ? undefined : parseShard(String(values.shard));
   const command = values.impl as string | undefined;
   if (command !== undefined && command.trim() === "") throw new UsageError(`--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`);
 
@@ -176,6 +190,7 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
     ...(command !== undefined ? { command, restart: start } : {}),
     ...(values.strict === true ? { strict: true } : {}),
     ...(progress !== undefined ? { onProgress: progress.update } : {}),
+    ...(shard !== undefined ? { shard } : {}),
   };
   let report;
   try {

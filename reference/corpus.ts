@@ -4,10 +4,10 @@
  * needs V = 50,257, far more than a small model has.
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { packageFile } from "../autodiff/assets.js";
 import { Tokenizer, trainBpe } from "./tokenizer/index.js";
 
-export const CORPUS_PATH = join(import.meta.dirname, "data", "corpus.txt");
+export const CORPUS_PATH = packageFile("reference", "data", "corpus.txt");
 
 let text: string | undefined;
 /** The corpus text (read once). */

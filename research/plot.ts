@@ -3,8 +3,7 @@
  * headless by a vega View (`renderer: "none"`, `toSVG()`): no network, no browser. Text widths are
  * vega's estimate without a canvas, so the same data always gives the same bytes.
  */
-import { parse, View } from "vega";
-import { compile, type TopLevelSpec } from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
 
 export type { TopLevelSpec };
 
@@ -57,6 +56,8 @@ function collectingLogger(warnings: string[]) {
 export async function renderSvg(spec: TopLevelSpec): Promise<RenderedPlot> {
   const warnings: string[] = [];
   const logger = collectingLogger(warnings);
+  // loaded on first use, so importing research/ (or the CLI) does not pay for vega
+  const [{ parse, View }, { compile }] = await Promise.all([import("vega"), import("vega-lite")]);
   let vg;
   try {
     vg = compile({ config: PLOT_CONFIG, ...spec } as TopLevelSpec, { logger: logger as never }).spec;

@@ -3,8 +3,6 @@
  * renders and (in tests) differentiates symbolically. The engine's fast kernels and derivative
  * rules live in autodiff/ and are checked against these strings.
  */
-import { parse } from "mathjs";
-
 export interface ScalarFn {
   readonly name: string;
   /** The function of `x` as a mathjs expression. */
@@ -79,7 +77,11 @@ export function isScalarFnName(s: string): s is ScalarFnName {
   return Object.prototype.hasOwnProperty.call(SCALAR_FNS, s);
 }
 
-/** LaTeX of the function's defining math string, via mathjs (`f(x) = ...`). */
-export function scalarDefinitionLatex(name: ScalarFnName): string {
+/**
+ * LaTeX of the function's defining math string, via mathjs (`f(x) = ...`). mathjs loads on the
+ * first call: formulas render without it, and it costs seconds to import.
+ */
+export async function scalarDefinitionLatex(name: ScalarFnName): Promise<string> {
+  const { parse } = await import("mathjs");
   return parse(SCALAR_FNS[name].math).toTex({ parenthesis: "auto", implicit: "hide" });
 }

@@ -5,8 +5,7 @@
  * inlined: the page has no script and loads nothing from the network.
  */
 import { REPORT_MARKER_COMMENT } from "./report-files.js";
-import * as vega from "vega";
-import * as vl from "vega-lite";
+import type * as vl from "vega-lite";
 import { shapeToString } from "../autodiff/tensor.js";
 import type { Tensor } from "../autodiff/tensor.js";
 import { formatError, formatValue } from "../golden/compare.js";
@@ -46,7 +45,9 @@ function uniqueIds(svg: string, prefix: string): string {
 }
 
 async function toSvg(spec: vl.TopLevelSpec): Promise<string> {
-  const compiled = vl.compile(spec).spec;
+  // vega and vega-lite load here, on the first chart: `verify` without --html never pays for them
+  const [vega, vegaLite] = await Promise.all([import("vega"), import("vega-lite")]);
+  const compiled = vegaLite.compile(spec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: "none" });
   try {
     return uniqueIds(await view.toSVG(), `v${++svgCount}`);

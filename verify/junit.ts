@@ -76,6 +76,20 @@ function testcase(r: VerifyResult, classname: string): string {
   }
 }
 
+/** Suite names (`kind.formula`, `law.name`): golden suites in pipeline order, then gradient checks, then laws by name. */
+function sortSuiteNames(names: readonly string[]): string[] {
+  const order = (name: string): number => ["golden", "gradient", "law"].indexOf(name.slice(0, name.indexOf(".")));
+  const rest = (name: string) => name.slice(name.indexOf(".") + 1);
+  const byFormula = formulaOrder(names.filter((n) => !n.startsWith("law.")).map(rest));
+  return [...names].sort((a, b) => {
+    const d = order(a) - order(b);
+    if (d !== 0) return d;
+    const fa = rest(a);
+    const fb = rest(b);
+    return a.startsWith("law.") ? (fa < fb ? -1 : fa > fb ? 1 : 0) : byFormula.indexOf(fa) - byFormula.indexOf(fb);
+  });
+}
+
 /**
  * The report as a JUnit XML document (the schema Jenkins and most CI reporters validate against:
  * `testsuites` › `testsuite` › `properties`, `testcase` › `failure` | `error` | `skipped`).
@@ -89,16 +103,7 @@ export function verifyJUnit(report: VerifyReport): string {
     list.push(r);
     groups.set(key, list);
   }
-  // golden suites in pipeline order, then gradient checks, then laws
-  const order = (name: string): number => ["golden", "gradient", "law"].indexOf(name.slice(0, name.indexOf(".")));
-  const byFormula = formulaOrder(report.results.map((r) => r.formula));
-  const keys = [...groups.keys()].sort((a, b) => {
-    const d = order(a) - order(b);
-    if (d !== 0) return d;
-    const fa = a.slice(a.indexOf(".") + 1);
-    const fb = b.slice(b.indexOf(".") + 1);
-    return a.startsWith("law.") ? (fa < fb ? -1 : fa > fb ? 1 : 0) : byFormula.indexOf(fa) - byFormula.indexOf(fb);
-  });
+  const keys = sortSuiteNames([...groups.keys()]);
   const count = (rs: readonly VerifyResult[], s: string) => rs.filter((r) => r.status === s).length;
   const impl = report.implementation;
   const props = [
@@ -123,6 +128,59 @@ export function verifyJUnit(report: VerifyReport): string {
     `<?xml version="1.0" encoding="UTF-8"?>\n${REPORT_MARKER_COMMENT}\n` +
     `<testsuites name="specformer verify" tests="${all.length}" failures="${count(all, "fail")}" errors="${count(all, "fault")}" skipped="${count(all, "skipped") + count(all, "declined")}" time="${seconds(report.timeMs)}">\n` +
     suites.map((x) => `${x}\n`).join("") +
+    `</testsuites>\n`
+  );
+}
+
+/** A JUnit document that is not one `specformer verify --junit` writes. */
+export class JUnitMergeError extends Error {
+  override name = "JUnitMergeError";
+}
+
+const SUITE = /<testsuite name="([^"]*)" tests="(\d+)" failures="(\d+)" errors="(\d+)" skipped="(\d+)" time="([\d.]+)">\n( {4}<properties>[\s\S]*?<\/properties>)\n([\s\S]*?)\n? {2}<\/testsuite>/g;
+
+/**
+ * Merge the JUnit reports of `verify --shard K/N` runs into one document: suites of the same name
+ * (a formula whose golden cases were dealt to several shards) become one suite holding every
+ * shard's test cases, with the counts and times summed; the root's counts are recomputed.
+ * @throws JUnitMergeError naming the document that is not a `verify --junit` report.
+ */
+export function mergeJUnit(documents: readonly { readonly source: string; readonly xml: string }[]): string {
+  if (documents.length === 0) throw new JUnitMergeError("no JUnit reports to merge");
+  interface Suite { tests: number; failures: number; errors: number; skipped: number; time: number; properties: string; cases: string[] }
+  const suites = new Map<string, Suite>();
+  let time = 0;
+  for (const { source, xml } of documents) {
+    const root = /<testsuites name="specformer verify" tests="(\d+)" failures="\d+" errors="\d+" skipped="\d+" time="([\d.]+)">/.exec(xml);
+    if (root === null || !xml.trimEnd().endsWith("</testsuites>")) throw new JUnitMergeError(`${source}: not a JUnit report of specformer verify (no <testsuites name="specformer verify" …> … </testsuites>)`);
+    time = Math.max(time, Number(root[2]));
+    let n = 0;
+    for (const m of xml.matchAll(SUITE)) {
+      const [, name, tests, failures, errors, skipped, t, properties, body] = m;
+      const s = suites.get(name!) ?? { tests: 0, failures: 0, errors: 0, skipped: 0, time: 0, properties: properties!, cases: [] };
+      s.tests += Number(tests);
+      s.failures += Number(failures);
+      s.errors += Number(errors);
+      s.skipped += Number(skipped);
+      s.time += Number(t);
+      if (body!.trim() !== "") s.cases.push(body!.replace(/\n$/, ""));
+      suites.set(name!, s);
+      n += Number(tests);
+    }
+    if (n !== Number(root[1])) throw new JUnitMergeError(`${source}: its root counts ${root[1]} tests but its suites hold ${n}: the file was cut short or edited`);
+  }
+  const names = sortSuiteNames([...suites.keys()]);
+  const total = (k: "tests" | "failures" | "errors" | "skipped") => names.reduce((a, n) => a + suites.get(n)![k], 0);
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?>\n` +
+    // the shards ran in parallel: the wall time is the slowest shard's
+    `<testsuites name="specformer verify" tests="${total("tests")}" failures="${total("failures")}" errors="${total("errors")}" skipped="${total("skipped")}" time="${time.toFixed(3)}">\n` +
+    names
+      .map((name) => {
+        const s = suites.get(name)!;
+        return `  <testsuite name="${name}" tests="${s.tests}" failures="${s.failures}" errors="${s.errors}" skipped="${s.skipped}" time="${s.time.toFixed(3)}">\n${s.properties}\n${s.cases.map((c) => `${c}\n`).join("")}  </testsuite>\n`;
+      })
+      .join("") +
     `</testsuites>\n`
   );
 }

@@ -9,8 +9,7 @@
  * tensor), a stopped program is restarted (at most `maxRestarts` times) and the run goes on with
  * what can still be checked.
  */
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { packageFile } from "../autodiff/assets.js";
 import "../spec/index.js";
 import { exampleConfig, formulaNames, hasFormula } from "../spec/formula.js";
 import { operands, type Node } from "../spec/node.js";
@@ -35,7 +34,7 @@ import { isDeclined, localise } from "./localise.js";
 import type { Divergence, Localisation } from "./localise.js";
 
 /** The bundled golden cases (`golden/cases`). */
-export const BUNDLED_CASES = join(fileURLToPath(new URL(".", import.meta.url)), "..", "golden", "cases");
+export const BUNDLED_CASES = packageFile("golden", "cases");
 
 export type ResultKind = "golden" | "property" | "gradient";
 /**
@@ -213,6 +212,28 @@ export interface VerifyOptions {
   /** How the implementation was started (shown in reports and replay commands). */
   readonly command?: string;
   readonly onProgress?: (e: ProgressEvent) => void;
+  /**
+   * Run only shard `index` of `count` (1-based, `verify --shard K/N`): golden cases, gradient
+   * checks and laws are dealt round-robin in the report's order, so the N shards together run
+   * exactly the checks of the unsharded run, each once.
+   */
+  readonly shard?: Shard;
+}
+
+/** One of `count` disjoint parts of a verify run (`index` is 1-based). */
+export interface Shard {
+  readonly index: number;
+  readonly count: number;
+}
+
+function ordinal(n: number): string {
+  const t = n % 100;
+  return `${n}${t >= 11 && t <= 13 ? "th" : (["th", "st", "nd", "rd"][n % 10] ?? "th")}`;
+}
+
+/** The items of `list` that belong to `shard` (every item when there is no shard). */
+export function inShard<T>(list: readonly T[], shard: Shard | undefined): T[] {
+  return shard === undefined ? [...list] : list.filter((_, i) => i % shard.count === shard.index - 1);
 }
 
 /** The formula order of reports: the registry's (pipeline) order, then others by name. */
@@ -434,8 +455,9 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
   const computes = (d: FloatDType) => driver.impl.dtypes.includes(d);
 
   const replaying = opts.law !== undefined;
-  const cases = replaying ? [] : loadCases(opts.cases ?? [BUNDLED_CASES]).filter((c) => wanted(c.meta.formula) && (opts.dtype === undefined || c.meta.dtype === opts.dtype));
-  cases.sort((a, b) => formulaLevel(a.meta.formula) - formulaLevel(b.meta.formula) || (a.meta.case < b.meta.case ? -1 : 1));
+  const allCases = replaying ? [] : loadCases(opts.cases ?? [BUNDLED_CASES]).filter((c) => wanted(c.meta.formula) && (opts.dtype === undefined || c.meta.dtype === opts.dtype));
+  allCases.sort((a, b) => formulaLevel(a.meta.formula) - formulaLevel(b.meta.formula) || (a.meta.case < b.meta.case ? -1 : 1));
+  const cases = inShard(allCases, opts.shard);
   const localised = new Map<string, number>();
   let kept = 0;
 
@@ -558,7 +580,7 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
     progress({ phase: "golden", done: cases.length, total: cases.length, label: "" });
 
     // ------------------------------------------------------------------ gradient checks
-    if (opts.gradients !== false && !replaying) await gradientChecks(driver, cases, opts, seed, results, wanted, progress);
+    if (opts.gradients !== false && !replaying) await gradientChecks(driver, allCases, opts, seed, results, wanted, progress);
 
     // ------------------------------------------------------------------ laws
     if (opts.properties === true || replaying) await lawChecks(driver, opts, seed, results, notes, wanted, progress);
@@ -572,6 +594,7 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
   }
   if (driver.lateFault !== undefined) notes.push(`the implementation faulted while no request was waiting: ${driver.lateFault.message.split("\n")[0]}`);
   notes.push(...driver.notes);
+  if (opts.shard !== undefined) notes.push(`shard ${opts.shard.index}/${opts.shard.count}: this run holds every ${opts.shard.count === 1 ? "" : `${ordinal(opts.shard.count)} `}golden case, gradient check and law, from the ${ordinal(opts.shard.index)}`);
   const firstDivergence = pickFirstDivergence(results);
   const checked = results.filter((r) => r.status === "pass" || r.status === "fail").length;
   // a restart follows a fault, even when every check after it passed
@@ -631,7 +654,7 @@ async function gradientChecks(
     byFormula.set(c.meta.formula, list);
   }
   for (const list of byFormula.values()) list.sort((a, b) => elements(a.inputs) - elements(b.inputs) || (a.meta.case < b.meta.case ? -1 : 1));
-  const formulas = formulaOrder(byFormula.keys()).filter((f) => wanted(f) && driver.impl.formulas.includes(f) && supportsBackward(driver.impl, f));
+  const formulas = inShard(formulaOrder(byFormula.keys()).filter((f) => wanted(f) && driver.impl.formulas.includes(f) && supportsBackward(driver.impl, f)), opts.shard);
   if (formulas.length > 0 && !driver.impl.dtypes.includes("f64")) {
     for (const f of formulas) {
       results.push({
@@ -742,6 +765,8 @@ async function lawChecks(
   }
   const dtypes: FloatDType[] = opts.dtype !== undefined ? [opts.dtype] : driver.impl.dtypes.includes("f64") ? ["f64"] : driver.impl.dtypes.includes("f32") ? ["f32"] : [];
   const formulas = opts.formulas === undefined ? [undefined] : opts.formulas.filter((f) => hasFormula(f) && wanted(f));
+  // sharded: each law by itself (same seed, so the same cases as in one run of all laws)
+  const laws: (string | undefined)[] = opts.shard === undefined || opts.law !== undefined ? [opts.law] : inShard((await import("../properties/registry.js")).lawNames(), opts.shard);
   const impl = driver.asImplementation();
   const lawOpts = (dtype: FloatDType) => ({
     runs: opts.lawRuns ?? 50,
@@ -801,11 +826,11 @@ async function lawChecks(
   };
   let done = 0;
   for (const dtype of dtypes) {
-    for (const formula of formulas) {
-      progress({ phase: "property", done: done++, total: dtypes.length * formulas.length, label: `${formula ?? "all formulas"} (${dtype})` });
+    for (const formula of formulas) for (const law of laws) {
+      progress({ phase: "property", done: done++, total: dtypes.length * formulas.length * laws.length, label: `${law !== undefined ? `${law}, ` : ""}${formula ?? "all formulas"} (${dtype})` });
       let report: LawReport;
       try {
-        report = await run.runLaws(impl, { ...lawOpts(dtype), ...(formula !== undefined ? { formula } : {}) });
+        report = await run.runLaws(impl, { ...lawOpts(dtype), ...(law !== undefined ? { law } : {}), ...(formula !== undefined ? { formula } : {}) });
       } catch (e) {
         // an unknown law or a malformed replay path is bad input, not a finding
         if (e instanceof Error && e.name === "LawUsageError") throw e;
@@ -821,7 +846,7 @@ async function lawChecks(
         if (r.status === "skipped" || formula !== undefined || opts.lawPath !== undefined) continue;
         for (const g of r.formulas) {
           if (g === r.failure?.formula || (r.coverage?.[g]?.ran ?? 0) > 0) continue;
-          progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length, label: `${r.law} on ${g} (${dtype})` });
+          progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length * laws.length, label: `${r.law} on ${g} (${dtype})` });
           try {
             const again = await run.runLaws(impl, { ...lawOpts(dtype), law: r.law, formula: g });
             for (const x of again.results) push(x, dtype, g);

@@ -3,7 +3,9 @@
 
 specformer runs it as the shell command ``python3 examples/numpy/impl.py``: it reads JSON
 requests on stdin, one per line, and answers each with one JSON line on stdout (see
-docs/PROTOCOL.md and examples/numpy/README.md).
+docs/PROTOCOL.md and examples/numpy/README.md). The protocol itself is ``serve`` from the
+specformer Python package (``pip install ./python``; in a checkout it is found without
+installing); this file is the math.
 
 Every formula is written from the math in docs/NAMES.md: a forward function returns its output
 and a ``back`` closure, and ``back(dy)`` returns the gradients by the chain rule written out by
@@ -21,11 +23,9 @@ i see key i + 1), used to prove that the verifier catches it (see impl_buggy.py)
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
-import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -34,14 +34,16 @@ np.seterr(all="ignore")  # IEEE semantics: overflow gives inf, 0/0 gives NaN, si
 
 PLANT = os.environ.get("SPECFORMER_PLANT", "")
 PLANTS = ("", "mask_off_by_one")
-PROTOCOL = 1
 
 Array = np.ndarray
 Back = Callable[[Array], Any]
 
 
-class FormulaError(Exception):
-    """Bad input to a formula: reported to specformer as an error answer."""
+try:
+    from specformer import Formula as Served, FormulaError, serve
+except ImportError:  # a checkout without `pip install ./python`: the package's sources
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python", "src"))
+    from specformer import Formula as Served, FormulaError, serve  # noqa: E402
 
 
 # ============================================================================ small helpers
@@ -877,57 +879,13 @@ FORMULAS: Dict[str, Formula] = {
 }
 
 # ============================================================================ the wire
+# The protocol (hello, tensor encoding, errors, shutdown) is the specformer Python package's
+# serve(); this file adds what is particular to it: a request's dtype, and cotangents of the
+# intermediate outputs of gpt, which it refuses.
 
 
-DTYPES = {"f64": np.float64, "f32": np.float32, "i32": np.int32}
-NAMES_OF = {np.dtype(np.float64): "f64", np.dtype(np.float32): "f32", np.dtype(np.int32): "i32"}
-SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def decode_tensor(obj: Any, where: str) -> Array:
-    """A wire tensor {"dtype", "shape", "data"} as an array (data flat, row-major)."""
-    if not isinstance(obj, dict) or not {"dtype", "shape", "data"} <= obj.keys():
-        raise FormulaError(f"{where}: a tensor must be an object with dtype, shape and data")
-    dtype, shape, data = obj["dtype"], obj["shape"], obj["data"]
-    if dtype not in DTYPES:
-        raise FormulaError(f"{where}: dtype {dtype!r} is not one of f64, f32, i32")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise FormulaError(f"{where}: shape {shape!r} is not a list of non-negative integers")
-    size = math.prod(shape)
-    if not isinstance(data, list) or len(data) != size:
-        raise FormulaError(f"{where}: data has {len(data) if isinstance(data, list) else 'no'} numbers but shape {shape} needs {size}")
-    if any(type(v) is str for v in data):
-        if dtype == "i32":
-            raise FormulaError(f"{where}: i32 data cannot hold NaN or infinities")
-        try:
-            data = [SPECIAL[v] if type(v) is str else v for v in data]
-        except KeyError as e:
-            raise FormulaError(f"{where}: data entry {e.args[0]!r} is not a number, \"NaN\", \"Infinity\" or \"-Infinity\"") from None
-    # float64 first: f32 values arrive with float64 precision and are rounded once
-    arr = np.array(data, dtype=np.float64 if dtype != "i32" else np.int64).reshape(shape)
-    if dtype == "i32" and arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
-        raise FormulaError(f"{where}: i32 data out of range")
-    return arr.astype(DTYPES[dtype])
-
-
-def encode_tensor(a: Array) -> str:
-    """JSON text of a tensor; floats in their shortest round-trip spelling, non-finite as strings."""
-    a = np.asarray(a)
-    name = NAMES_OF.get(a.dtype)
-    if name is None:
-        raise FormulaError(f"internal: cannot send an array of dtype {a.dtype}")
-    flat = a.reshape(-1)
-    text = flat.astype(str)  # NumPy's shortest repr per dtype: float32 0.1 is "0.1"
-    if name != "i32" and not np.isfinite(flat).all():
-        text = text.astype("<U16")
-        text[np.isnan(flat)] = '"NaN"'
-        text[flat == np.inf] = '"Infinity"'
-        text[flat == -np.inf] = '"-Infinity"'
-    return '{"dtype":"%s","shape":%s,"data":[%s]}' % (name, json.dumps(list(a.shape)), ",".join(text.tolist()))
-
-
-def encode_named(tensors: Dict[str, Array]) -> str:
-    return "{" + ",".join(f"{json.dumps(k)}:{encode_tensor(v)}" for k, v in tensors.items()) + "}"
+DTYPES = {"f64": np.float64, "f32": np.float32}
+NAMES_OF = {np.dtype(np.float64): "f64", np.dtype(np.float32): "f32"}
 
 
 def is_intermediate(name: str) -> bool:
@@ -948,72 +906,36 @@ def request_dtype(inputs: Dict[str, Array], cfg: Config) -> Any:
     return DTYPES[floats.pop()] if floats else np.float64
 
 
-def handle(method: str, params: Dict[str, Any]) -> str:
-    """The JSON text of a request's result."""
-    if method == "hello":
-        return json.dumps(
-            {
-                "name": "numpy-reference" + (f" (planted bug: {PLANT})" if PLANT else ""),
-                "formulas": list(FORMULAS),
-                "backward": True,
-                "dtypes": ["f64", "f32"],
-                "protocol": PROTOCOL,
-                "shutdown": True,
-                "numpy": np.__version__,
-            }
-        )
-    if method == "shutdown":
-        return "{}"
-    if method not in ("forward", "backward"):
-        raise FormulaError(f"unknown method {method!r}")
-    formula = params.get("formula")
-    if formula not in FORMULAS:
-        raise FormulaError(f"formula {formula!r} is not implemented here")
-    cfg = Config(params.get("config", {}))
-    inputs = {k: decode_tensor(v, f"input {k}") for k, v in params.get("inputs", {}).items()}
-    dtype = request_dtype(inputs, cfg)
-    outputs, back = FORMULAS[formula](inputs, cfg, dtype)
-    if method == "forward":
-        return '{"outputs":' + encode_named(outputs) + "}"
-    cot = {k: decode_tensor(v, f"cotangent {k}") for k, v in params.get("cotangents", {}).items()}
-    for k, c in cot.items():
-        if k not in outputs:
-            raise FormulaError(f"cotangent {k} names no output of {formula} (outputs: {', '.join(outputs)})")
-        if is_intermediate(k):
-            raise FormulaError(f"cotangent {k}: gradients of intermediate outputs are not supported (give cotangents of {', '.join(o for o in outputs if not is_intermediate(o))})")
-        if c.shape != np.shape(outputs[k]):
-            raise FormulaError(f"cotangent {k} has shape {list(c.shape)} but output {k} has {list(np.shape(outputs[k]))}")
-    # an output without a cotangent contributes nothing: its cotangent is zero
-    full = {k: cot.get(k, np.zeros_like(v)).astype(np.asarray(v).dtype) for k, v in outputs.items() if not is_intermediate(k)}
-    grads = back(full)
-    float_args = {k for k, v in inputs.items() if v.dtype != np.int32}
-    return '{"grads":' + encode_named({k: np.asarray(g, dtype=dtype) for k, g in grads.items() if k in float_args}) + "}"
+def served(name: str, formula: Formula) -> Served:
+    """One formula of FORMULAS as serve() takes it: forward, and backward through its ``back``."""
+
+    def forward(inputs: Dict[str, Array], config: Dict[str, Any]) -> Dict[str, Array]:
+        cfg = Config(dict(config))
+        return formula(inputs, cfg, request_dtype(inputs, cfg))[0]
+
+    def backward(inputs: Dict[str, Array], cot: Dict[str, Array], config: Dict[str, Any]) -> Dict[str, Array]:
+        cfg = Config(dict(config))
+        outputs, back = formula(inputs, cfg, request_dtype(inputs, cfg))
+        for k, c in cot.items():
+            if k not in outputs:
+                raise FormulaError(f"cotangent {k} names no output of {name} (outputs: {', '.join(outputs)})")
+            if is_intermediate(k):
+                raise FormulaError(f"cotangent {k}: gradients of intermediate outputs are not supported (give cotangents of {', '.join(o for o in outputs if not is_intermediate(o))})")
+            if c.shape != np.shape(outputs[k]):
+                raise FormulaError(f"cotangent {k} has shape {list(c.shape)} but output {k} has {list(np.shape(outputs[k]))}")
+        # an output without a cotangent contributes nothing: its cotangent is zero
+        full = {k: cot.get(k, np.zeros_like(v)).astype(np.asarray(v).dtype) for k, v in outputs.items() if not is_intermediate(k)}
+        return back(full)
+
+    return Served(forward, backward)
 
 
 def main() -> None:
     if PLANT not in PLANTS:
         sys.stderr.write(f"SPECFORMER_PLANT={PLANT!r} is not one of {PLANTS[1:]}\n")
         sys.exit(2)
-    out = sys.stdout
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        req: Any = None
-        req_id: Any = None
-        try:
-            req = json.loads(line)
-            req_id = req.get("id")
-            text = '{"id":%s,"result":%s}' % (json.dumps(req_id), handle(req.get("method"), req.get("params") or {}))
-        except FormulaError as e:
-            what = f"{req.get('method')} {req.get('params', {}).get('formula', '')}".strip() if isinstance(req, dict) else "request"
-            text = json.dumps({"id": req_id, "error": {"message": f"{what}: {e}"}})
-        except Exception as e:  # a bug here: report it, with the traceback on stderr
-            traceback.print_exc(file=sys.stderr)
-            text = json.dumps({"id": req_id, "error": {"message": f"{type(e).__name__}: {e}"}})
-        out.write(text + "\n")
-        out.flush()
-        if isinstance(req, dict) and req.get("method") == "shutdown":
-            break
+    name = "numpy-reference" + (f" (planted bug: {PLANT})" if PLANT else "")
+    serve({f: served(f, formula) for f, formula in FORMULAS.items()}, name=name, numpy=np.__version__)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { bytesToUnicode } from "./bytes.js";
 import { Tokenizer } from "./bpe.js";
 import type { BpeModelJSON } from "./bpe.js";
-import { base64ToBytes, loadGpt2Model, mergesFromRanks, parseTiktokenRanks } from "./gpt2.js";
+import { GPT2_RANKS_PATH, base64ToBytes, loadGpt2Model, mergesFromRanks, parseTiktokenRanks } from "./gpt2.js";
 
 const tok = Tokenizer.gpt2();
 const tiktoken = getEncoding("gpt2");
@@ -32,6 +32,12 @@ describe("Tokenizer.gpt2()", () => {
     }
     expect(tok.tokenString(995)).toBe("Ġworld");
     expect(tok.tokenString(50256)).toBe("<|endoftext|>");
+  });
+
+  it("ships reference/data/gpt2-ranks.json equal to js-tiktoken's ranks/gpt2 (the oracle is only a dev dependency)", () => {
+    const oracle = createRequire(import.meta.url)("js-tiktoken/ranks/gpt2") as Record<string, unknown>;
+    const shipped = JSON.parse(readFileSync(GPT2_RANKS_PATH, "utf8")) as Record<string, unknown>;
+    expect(shipped).toEqual({ ...oracle });
   });
 
   it("derives merges whose tokens are js-tiktoken's tokens, byte for byte", () => {

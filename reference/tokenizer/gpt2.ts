@@ -1,6 +1,8 @@
 /**
- * GPT-2's vocabulary, read from the data js-tiktoken ships (`js-tiktoken/ranks/gpt2`), turned
- * into the byte ids and merge list our {@link BpeModel} uses.
+ * GPT-2's vocabulary, read from `reference/data/gpt2-ranks.json` (js-tiktoken's
+ * `js-tiktoken/ranks/gpt2`, shipped as data with its licence: see reference/data/README.md),
+ * turned into the byte ids and merge list our {@link BpeModel} uses. js-tiktoken itself is only
+ * the test oracle (a dev dependency).
  *
  * The file format (js-tiktoken's compact form of tiktoken's `.tiktoken` files): a JSON object
  * with `pat_str`, `special_tokens` and `bpe_ranks`, a string of lines
@@ -17,7 +19,8 @@
  * token is checked: if BPE with the earlier merges does not leave exactly two parts, loading
  * fails with the rank and bytes of the token.
  */
-import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+import { packageFile } from "../../autodiff/assets.js";
 import { mergeClassic, pairKey } from "./merge.js";
 import { GPT2_PATTERN } from "./pretokenize.js";
 import type { BpeModel } from "./bpe.js";
@@ -112,19 +115,20 @@ export function mergesFromRanks(tokens: readonly Uint8Array[]): { byteIds: numbe
   return { byteIds, merges };
 }
 
+/** The bundled GPT-2 ranks file (js-tiktoken's `ranks/gpt2` as JSON). */
+export const GPT2_RANKS_PATH = packageFile("reference", "data", "gpt2-ranks.json");
+
 /**
- * Reads js-tiktoken's GPT-2 data (synchronously, on first use) and returns it as a
+ * Reads the bundled GPT-2 ranks (synchronously, on first use) and returns them as a
  * {@link BpeModel}: 256 byte tokens, 50,000 merges, `<|endoftext|>` = 50256.
  */
 export function loadGpt2Model(): BpeModel {
-  const require = createRequire(import.meta.url);
-  const mod = require("js-tiktoken/ranks/gpt2") as { default?: TiktokenRanks } & Partial<TiktokenRanks>;
-  const data = (mod.bpe_ranks !== undefined ? mod : mod.default) as TiktokenRanks | undefined;
-  if (data === undefined || typeof data.bpe_ranks !== "string" || typeof data.pat_str !== "string") {
-    throw new Error("js-tiktoken/ranks/gpt2 does not have the expected {pat_str, special_tokens, bpe_ranks} shape");
+  const data = JSON.parse(readFileSync(GPT2_RANKS_PATH, "utf8")) as Partial<TiktokenRanks> | null;
+  if (data === null || typeof data.bpe_ranks !== "string" || typeof data.pat_str !== "string" || typeof data.special_tokens !== "object") {
+    throw new Error(`${GPT2_RANKS_PATH} does not have the expected {pat_str, special_tokens, bpe_ranks} shape`);
   }
   if (data.pat_str !== GPT2_PATTERN) {
-    throw new Error(`js-tiktoken's GPT-2 pattern ${JSON.stringify(data.pat_str)} differs from GPT2_PATTERN ${JSON.stringify(GPT2_PATTERN)}`);
+    throw new Error(`the GPT-2 pattern of ${GPT2_RANKS_PATH}, ${JSON.stringify(data.pat_str)}, differs from GPT2_PATTERN ${JSON.stringify(GPT2_PATTERN)}`);
   }
   const { byteIds, merges } = mergesFromRanks(parseTiktokenRanks(data.bpe_ranks));
   return { pattern: GPT2_PATTERN, byteIds, merges, specialTokens: { ...data.special_tokens } };
