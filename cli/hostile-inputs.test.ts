@@ -38,7 +38,7 @@ mkdirSync(join(configFolder, "config.json"), { recursive: true });
 copyFileSync(join(TINY, "model.safetensors"), join(configFolder, "model.safetensors"));
 
 const cases: Array<[string, string[], string]> = [
-  ["compare /dev/zero /dev/zero", ["compare", "/dev/zero", "/dev/zero"], "error: /dev/zero: cannot read: is a character device, not a regular file (only regular files are read)\n"],
+  ["compare /dev/zero /dev/zero", ["compare", "/dev/zero", "/dev/zero"], "specformer compare: /dev/zero: cannot read: is a character device, not a regular file (only regular files are read)\n"],
   ["generate --temperature 1e-310", ["generate", "--prompt", "hi", "--temperature", "1e-310"], "specformer generate: --temperature 1e-310 is below the smallest normal number 2.2250738585072014e-308 (2^-1022), where every probability becomes NaN; use 0 for greedy decoding\n"],
   ["generate --weights with config.json a folder", ["generate", "--prompt", "hi", "--weights", configFolder], `specformer generate: ${join(configFolder, "config.json")}: cannot read: is a directory, not a file\n`],
   ["generate --preset __proto__", ["generate", "--prompt", "hi", "--preset", "__proto__"], 'specformer generate: unknown preset "__proto__"; presets: tiny, seed-post-ln, gpt2-small, llama-tiny\n'],
