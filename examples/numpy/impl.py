@@ -40,10 +40,10 @@ Back = Callable[[Array], Any]
 
 
 try:
-    from specformer import Formula as Served, FormulaError, serve
+    from specformer import Config, Formula as Served, FormulaError, serve
 except ImportError:  # a checkout without `pip install ./python`: the package's sources
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python", "src"))
-    from specformer import Formula as Served, FormulaError, serve  # noqa: E402
+    from specformer import Config, Formula as Served, FormulaError, serve  # noqa: E402
 
 
 # ============================================================================ small helpers
@@ -574,7 +574,7 @@ def gpt(args: Dict[str, Array], cfg: "Config", dtype: Any) -> Tuple[Dict[str, Ar
         x = x + P[:n]
     elif positions == "sinusoidal":
         x = x + sinusoidal(n, d_model, 0, dtype)
-    block_cfg = cfg.without("positions", "V", "d_model", "L", "n_ctx", "d_ff", "tied")
+    block_cfg = Config({k: v for k, v in cfg.items() if k not in ("positions", "V", "d_model", "L", "n_ctx", "d_ff", "tied")})
     backs = []
     for l in range(L):
         prefix = f"h.{l}."
@@ -626,49 +626,6 @@ def final_norm(args: Dict[str, Array], cfg: "Config", x: Array) -> Tuple[Array, 
 
 
 # ============================================================================ requests
-
-
-class Config:
-    """Typed access to a request's hyperparameters, with errors naming the key."""
-
-    def __init__(self, raw: Dict[str, Any]):
-        if not isinstance(raw, dict):
-            raise FormulaError(f"config must be an object, got {type(raw).__name__}")
-        self.raw = raw
-
-    def without(self, *keys: str) -> "Config":
-        return Config({k: v for k, v in self.raw.items() if k not in keys})
-
-    def _get(self, key: str, default: Any) -> Any:
-        if key in self.raw:
-            return self.raw[key]
-        if default is None:
-            raise FormulaError(f"hyperparameter {key} is required")
-        return default
-
-    def int(self, key: str, default: Optional[int] = None) -> int:
-        v = self._get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
-            raise FormulaError(f"hyperparameter {key} must be an integer, got {v!r}")
-        return int(v)
-
-    def num(self, key: str, default: Optional[float] = None) -> float:
-        v = self._get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise FormulaError(f"hyperparameter {key} must be a number, got {v!r}")
-        return float(v)
-
-    def bool(self, key: str, default: Optional[bool] = None) -> bool:
-        v = self._get(key, default)
-        if not isinstance(v, bool):
-            raise FormulaError(f"hyperparameter {key} must be true or false, got {v!r}")
-        return v
-
-    def choice(self, key: str, choices: Tuple[str, ...], default: Optional[str] = None) -> str:
-        v = self._get(key, default)
-        if v not in choices:
-            raise FormulaError(f"hyperparameter {key} = {v!r} is not supported here (supported: {', '.join(choices)})")
-        return v
 
 
 def need(args: Dict[str, Array], name: str) -> Array:
@@ -766,10 +723,10 @@ def only_default_conventions(cfg: Config, formula: str) -> None:
     """Conventions this implementation does not compute are declined, never read as their default."""
     defaults = {"causal_align": "bottom_right", "window": 0, "mask": "none", "softcap": 0}
     for key, default in defaults.items():
-        if key in cfg.raw and cfg.raw[key] != default:
-            raise FormulaError(f"{formula}: {key} = {cfg.raw[key]!r} is not implemented by this implementation")
+        if key in cfg and cfg[key] != default:
+            raise FormulaError(f"{formula}: {key} = {cfg[key]!r} is not implemented by this implementation")
     for key in ("scale", "H_kv"):
-        if key in cfg.raw and formula == "attention":
+        if key in cfg and formula == "attention":
             raise FormulaError(f"{formula}: {key} is not implemented by this implementation")
 
 
@@ -896,7 +853,7 @@ def is_intermediate(name: str) -> bool:
 def request_dtype(inputs: Dict[str, Array], cfg: Config) -> Any:
     """config.dtype when given (formulas without float arguments need it), else the float inputs' dtype."""
     floats = {NAMES_OF[v.dtype] for v in inputs.values() if v.dtype != np.int32}
-    if "dtype" in cfg.raw:
+    if "dtype" in cfg:
         d = cfg.choice("dtype", ("f64", "f32"))
         if floats and floats != {d}:
             raise FormulaError(f"config dtype is {d} but float arguments are {', '.join(sorted(floats))}")

@@ -47,51 +47,14 @@ T = torch.Tensor
 Args = Dict[str, T]
 
 
-class FormulaError(Exception):
-    """Bad input or an unsupported configuration: answered as an error, the program keeps running."""
+try:  # Config (typed getters over a request's hyperparameters) and FormulaError (an error answer)
+    from specformer import Config, FormulaError
+except ImportError:  # a checkout without `pip install ./python`: the package's sources
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python", "src"))
+    from specformer import Config, FormulaError  # noqa: E402
 
 
 # ============================================================================ requests
-
-
-class Config:
-    """Typed access to a request's hyperparameters, with errors naming the key."""
-
-    def __init__(self, raw: Dict[str, Any]):
-        if not isinstance(raw, dict):
-            raise FormulaError(f"config must be an object, got {type(raw).__name__}")
-        self.raw = raw
-
-    def _get(self, key: str, default: Any) -> Any:
-        if key in self.raw:
-            return self.raw[key]
-        if default is None:
-            raise FormulaError(f"hyperparameter {key} is required")
-        return default
-
-    def int(self, key: str, default: Optional[int] = None) -> int:
-        v = self._get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
-            raise FormulaError(f"hyperparameter {key} must be an integer, got {v!r}")
-        return int(v)
-
-    def num(self, key: str, default: Optional[float] = None) -> float:
-        v = self._get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise FormulaError(f"hyperparameter {key} must be a number, got {v!r}")
-        return float(v)
-
-    def bool(self, key: str, default: Optional[bool] = None) -> bool:
-        v = self._get(key, default)
-        if not isinstance(v, bool):
-            raise FormulaError(f"hyperparameter {key} must be true or false, got {v!r}")
-        return v
-
-    def choice(self, key: str, choices: Tuple[str, ...], default: Optional[str] = None) -> str:
-        v = self._get(key, default)
-        if v not in choices:
-            raise FormulaError(f"hyperparameter {key} = {v!r} is not supported (supported: {', '.join(choices)})")
-        return v
 
 
 def need(a: Args, name: str) -> T:
@@ -307,7 +270,7 @@ def attention(Q: T, K: T, V: T, causal: bool, bias: Optional[T] = None, *, align
 
 def f_attention(a: Args, cfg: Config) -> Args:
     Q, K, V = need(a, "Q"), need(a, "K"), need(a, "V")
-    if "H_kv" in cfg.raw:
+    if "H_kv" in cfg:
         H, H_kv = cfg.int("H", Q.shape[-3] if Q.dim() >= 3 else 1), cfg.int("H_kv")
         if Q.dim() < 3 or K.dim() < 3 or Q.shape[-3] != H or K.shape[-3] != H_kv or H_kv <= 0 or H % H_kv != 0:
             raise FormulaError(f"grouped heads need Q [..., H={H}, n, d_k] and K, V [..., H_kv={H_kv}, m, ·] with H a multiple of H_kv")
@@ -318,7 +281,7 @@ def f_attention(a: Args, cfg: Config) -> Args:
         if Q.dim() < 3:
             raise FormulaError("attention with alibi needs Q shaped [..., H, n, d_k]")
         bias = alibi_bias(cfg.int("H", Q.shape[-3]), Q.shape[-2], K.shape[-2], "relative", Q.dtype)
-    scale = cfg.num("scale") if "scale" in cfg.raw else None
+    scale = cfg.num("scale") if "scale" in cfg else None
     y = attention(Q, K, V, cfg.bool("causal", True), bias, align=cfg.choice("causal_align", ("bottom_right", "top_left"), "bottom_right"),
                   window=cfg.int("window", 0), scale=scale, softcap=cfg.num("softcap", 0.0),
                   mask_kind=cfg.choice("mask", ("none", "boolean", "additive"), "none"), mask=a.get("mask"))
@@ -625,7 +588,7 @@ def f_gpt(a: Args, cfg: Config) -> Args:
         x = x + need(a, "wpe.weight")[p : p + n]
     elif positions == "sinusoidal":
         x = x + sinusoidal(n, d_model, p, wte.dtype)
-    raw = {k: cfg.raw[k] for k in BLOCK_KEYS if k in cfg.raw}
+    raw = {k: cfg[k] for k in BLOCK_KEYS if k in cfg}
     raw["positions"] = positions if positions in ("rope", "rope_interleaved", "alibi") else "none"
     bcfg = Config(raw)
     out: Args = {}
@@ -653,7 +616,7 @@ def f_gpt_generate(a: Args, cfg: Config) -> Args:
     appends the argmax of the last position's logits. Returns the prompt plus ``steps`` tokens
     and the [steps, V] logits that chose them (forward only)."""
     steps = cfg.int("steps")
-    raw = {k: v for k, v in cfg.raw.items() if k not in ("steps", "kv_cache", "dtype")}
+    raw = {k: v for k, v in cfg.items() if k not in ("steps", "kv_cache", "dtype")}
     toks = need(a, "tokens").long()
     if toks.dim() != 1:
         raise FormulaError(f"gpt_generate takes one prompt [n], got tokens {list(toks.shape)}")
@@ -760,7 +723,7 @@ def encode_named(tensors: Args) -> str:
 
 def request_dtype(inputs: Args, cfg: Config) -> torch.dtype:
     floats = {NAMES_OF[v.dtype] for v in inputs.values() if v.is_floating_point()}
-    if "dtype" in cfg.raw:
+    if "dtype" in cfg:
         d = cfg.choice("dtype", ("f64", "f32"))
         if floats and floats != {d}:
             raise FormulaError(f"config dtype is {d} but float arguments are {', '.join(sorted(floats))}")
@@ -789,8 +752,11 @@ def handle(method: str, params: Dict[str, Any]) -> str:
     if method not in ("forward", "backward"):
         raise FormulaError(f"unknown method {method!r}")
     formula = params.get("formula")
-    cfg = Config(params.get("config", {}))
-    if formula not in ("attention", "causal_mask") and (cfg.raw.get("window") or cfg.raw.get("softcap")):
+    raw = params.get("config", {})
+    if not isinstance(raw, dict):
+        raise FormulaError(f"config must be an object, got {type(raw).__name__}")
+    cfg = Config(raw)
+    if formula not in ("attention", "causal_mask") and (cfg.get("window") or cfg.get("softcap")):
         raise FormulaError(f"{formula}: this adapter implements window and softcap only in attention and causal_mask")
     inputs = {k: decode_tensor(v, f"input {k}") for k, v in params.get("inputs", {}).items()}
     dtype = request_dtype(inputs, cfg)
