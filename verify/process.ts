@@ -625,29 +625,47 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** Pids by depth below `root` (`[[root], children, grandchildren, ...]`), or undefined without /proc. */
-function descendantLevels(root: number): number[][] | undefined {
+/** One line of /proc/PID/stat, the fields this module reads. */
+interface ProcStat {
+  readonly pid: number;
+  readonly state: string;
+  readonly ppid: number;
+  readonly pgrp: number;
+}
+
+/** Every process's state, parent and group from /proc, or undefined where there is no /proc. */
+function procStats(): ProcStat[] | undefined {
   let entries: string[];
   try {
     entries = readdirSync("/proc");
   } catch {
     return undefined;
   }
-  const children = new Map<number, number[]>();
+  const out: ProcStat[] = [];
   for (const e of entries) {
     if (!/^\d+$/.test(e)) continue;
     let stat: string;
     try {
       stat = readFileSync(`/proc/${e}/stat`, "latin1");
     } catch {
-      continue;
+      continue; // exited meanwhile
     }
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so parse after the last ')'
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ppid = Number(rest[1]);
+    out.push({ pid: Number(e), state: rest[0] ?? "", ppid: Number(rest[1]), pgrp: Number(rest[2]) });
+  }
+  return out;
+}
+
+/** Pids by depth below `root` (`[[root], children, grandchildren, ...]`), or undefined without /proc. */
+function descendantLevels(root: number): number[][] | undefined {
+  const stats = procStats();
+  if (stats === undefined) return undefined;
+  const children = new Map<number, number[]>();
+  for (const { pid, ppid } of stats) {
     const list = children.get(ppid);
-    if (list) list.push(Number(e));
-    else children.set(ppid, [Number(e)]);
+    if (list) list.push(pid);
+    else children.set(ppid, [pid]);
   }
   const levels: number[][] = [[root]];
   for (;;) {
@@ -698,10 +716,8 @@ const KILL_WAIT_MS = 2000;
 
 /** Does any process of group `pgid` still run? Zombies (exited, not yet reaped) do not count. */
 function groupAlive(pgid: number): boolean {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
+  const stats = procStats();
+  if (stats === undefined) {
     try {
       process.kill(-pgid, 0);
       return true;
@@ -709,19 +725,7 @@ function groupAlive(pgid: number): boolean {
       return false;
     }
   }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${e}/stat`, "latin1");
-    } catch {
-      continue;
-    }
-    // "pid (comm) state ppid pgrp ...": parse after the last ')'
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") return true;
-  }
-  return false;
+  return stats.some((p) => p.pgrp === pgid && p.state !== "Z" && p.state !== "X");
 }
 
 async function waitGroupGone(pgid: number, ms: number): Promise<boolean> {
