@@ -107,12 +107,14 @@ export function readRegularText(path: string, opts: { maxBytes?: number; what?: 
 }
 
 /**
- * Check, without creating anything, that `dir` is or can become a folder we may write into: it is
- * a folder, or its nearest existing ancestor is one, and that one is writable.
- * @throws FileAccessError naming the path and the reason.
+ * Walk up from `dir` to the nearest folder that exists: that folder (the root when nothing exists)
+ * and the missing levels below it, deepest first.
+ * @throws FileAccessError when a level exists but is not a folder, or cannot be examined
+ * (`statFailure` starts that message).
  */
-export function checkFolderTarget(dir: string): void {
+function nearestExistingFolder(dir: string, statFailure: string): { existing: string; missing: string[] } {
   const abs = resolve(dir);
+  const missing: string[] = [];
   let p = abs;
   for (;;) {
     let st: Stats | undefined;
@@ -120,16 +122,26 @@ export function checkFolderTarget(dir: string): void {
       st = statSync(p);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw new FileAccessError(dir, `cannot create or use this folder: ${p}: ${errnoText(err)}`);
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw new FileAccessError(dir, `${statFailure}: ${p}: ${errnoText(err)}`);
     }
     if (st !== undefined) {
       if (!st.isDirectory()) throw new FileAccessError(dir, p === abs ? "exists and is not a folder" : `cannot create this folder: ${p} is ${kindOf(st)}, not a folder`);
-      break;
+      return { existing: p, missing };
     }
     const up = dirname(p);
-    if (up === p) break;
+    if (up === p) return { existing: p, missing };
+    missing.push(p);
     p = up;
   }
+}
+
+/**
+ * Check, without creating anything, that `dir` is or can become a folder we may write into: it is
+ * a folder, or its nearest existing ancestor is one, and that one is writable.
+ * @throws FileAccessError naming the path and the reason.
+ */
+export function checkFolderTarget(dir: string): void {
+  const p = nearestExistingFolder(dir, "cannot create or use this folder").existing;
   // The nearest existing folder must accept a new entry. A probe folder, removed at once, is the
   // only honest test: access(W_OK) says yes to root on /proc, where mkdir then fails.
   const probe = `${p}/.specformer-probe-${process.pid}`;
@@ -148,26 +160,7 @@ export function checkFolderTarget(dir: string): void {
  * @throws FileAccessError naming the level that could not be made.
  */
 export function makeFolders(dir: string): void {
-  const abs = resolve(dir);
-  const missing: string[] = [];
-  let p = abs;
-  for (;;) {
-    let st: Stats | undefined;
-    try {
-      st = statSync(p);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw new FileAccessError(dir, `cannot create this folder: ${p}: ${errnoText(err)}`);
-    }
-    if (st !== undefined) {
-      if (!st.isDirectory()) throw new FileAccessError(dir, p === abs ? "exists and is not a folder" : `cannot create this folder: ${p} is ${kindOf(st)}, not a folder`);
-      break;
-    }
-    missing.push(p);
-    const up = dirname(p);
-    if (up === p) break;
-    p = up;
-  }
+  const { missing } = nearestExistingFolder(dir, "cannot create this folder");
   for (const m of missing.reverse()) {
     try {
       mkdirSync(m);
