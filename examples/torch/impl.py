@@ -48,10 +48,10 @@ Args = Dict[str, T]
 
 
 try:  # Config (typed getters over a request's hyperparameters) and FormulaError (an error answer)
-    from specformer import Config, FormulaError
+    from specformer import Config, FormulaError, decode_tensor as decode_array, encode_tensor as encode_array
 except ImportError:  # a checkout without `pip install ./python`: the package's sources
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python", "src"))
-    from specformer import Config, FormulaError  # noqa: E402
+    from specformer import Config, FormulaError, decode_tensor as decode_array, encode_tensor as encode_array  # noqa: E402
 
 
 # ============================================================================ requests
@@ -673,48 +673,18 @@ FORWARD_ONLY: Dict[str, Callable[[Args, Config], Args]] = {"gpt_generate": f_gpt
 
 
 DTYPES = {"f64": torch.float64, "f32": torch.float32}
-NP_DTYPES = {"f64": np.float64, "f32": np.float32, "i32": np.int32}
 NAMES_OF = {torch.float64: "f64", torch.float32: "f32", torch.int32: "i32", torch.int64: "i32"}
-SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def decode_tensor(obj: Any, where: str) -> T:
-    """A wire tensor {"dtype", "shape", "data"} (data flat, row-major) as a torch tensor."""
-    if not isinstance(obj, dict) or not {"dtype", "shape", "data"} <= obj.keys():
-        raise FormulaError(f"{where}: a tensor must be an object with dtype, shape and data")
-    dtype, shape, data = obj["dtype"], obj["shape"], obj["data"]
-    if dtype not in NP_DTYPES:
-        raise FormulaError(f"{where}: dtype {dtype!r} is not one of f64, f32, i32")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise FormulaError(f"{where}: shape {shape!r} is not a list of non-negative integers")
-    size = math.prod(shape)
-    if not isinstance(data, list) or len(data) != size:
-        raise FormulaError(f"{where}: data has {len(data) if isinstance(data, list) else 'no'} numbers but shape {shape} needs {size}")
-    if any(type(v) is str for v in data):
-        if dtype == "i32":
-            raise FormulaError(f"{where}: i32 data cannot hold NaN or infinities")
-        try:
-            data = [SPECIAL[v] if type(v) is str else v for v in data]
-        except KeyError as e:
-            raise FormulaError(f"{where}: data entry {e.args[0]!r} is not a number, \"NaN\", \"Infinity\" or \"-Infinity\"") from None
-    # float64 first: f32 values arrive with float64 precision and are rounded once
-    arr = np.array(data, dtype=np.float64 if dtype != "i32" else np.int64).reshape(shape)
-    if dtype == "i32" and arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
-        raise FormulaError(f"{where}: i32 data out of range")
-    return torch.from_numpy(arr.astype(NP_DTYPES[dtype]))
+    """A wire tensor {"dtype", "shape", "data"} as a torch tensor (decoded by the helper package)."""
+    return torch.from_numpy(decode_array(obj, where))
 
 
 def encode_tensor(t: T, name: str) -> str:
-    """JSON text of a tensor; floats in their shortest round-trip spelling, non-finite as strings."""
+    """JSON text of a tensor (the helper package's encoding); token ids go out as i32."""
     a = t.detach().numpy()
-    flat = a.reshape(-1)
-    text = flat.astype(str)  # NumPy's shortest repr per dtype
-    if name != "i32" and not np.isfinite(flat).all():
-        text = text.astype("<U16")
-        text[np.isnan(flat)] = '"NaN"'
-        text[flat == np.inf] = '"Infinity"'
-        text[flat == -np.inf] = '"-Infinity"'
-    return '{"dtype":"%s","shape":%s,"data":[%s]}' % (name, json.dumps(list(a.shape)), ",".join(text.tolist()))
+    return encode_array(a.astype(np.int32) if name == "i32" and a.dtype != np.int32 else a)
 
 
 def encode_named(tensors: Args) -> str:
