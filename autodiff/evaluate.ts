@@ -9,7 +9,7 @@ import { BATCH, evalDim, dimToString } from "../spec/dims.js";
 import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/node.js";
 import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
-import { FUSED } from "./kernels/fused.js";
+import { fusedKernel } from "./kernels/fused.js";
 import { gemm } from "./gemm.js";
 import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
 
@@ -124,7 +124,7 @@ export class Plan {
     const baseDeps = (n: Node): Node[] => {
       if (n.op === "matmul") return [isSwapLast(n.a) ? n.a.x : n.a, isSwapLast(n.b) ? n.b.x : n.b];
       if (n.op === "call") {
-        const f = opts.fused !== false ? FUSED[n.formula] : undefined;
+        const f = opts.fused !== false ? fusedKernel(n.formula, n.config) : undefined;
         return f !== undefined ? f.args.map((a) => n.args[a]!) : [n.body];
       }
       return [...operands(n)];
@@ -260,7 +260,7 @@ export class Plan {
       .with({ op: "reshape" }, () => alias)
       .with({ op: "stopgrad" }, () => alias)
       .with({ op: "call" }, (n) => {
-        const f = this.opts.fused !== false ? FUSED[n.formula] : undefined;
+        const f = this.opts.fused !== false ? fusedKernel(n.formula, n.config) : undefined;
         if (f === undefined) return alias;
         return compute((v, o) => f.run(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), o, n.config), f.inPlace ?? []);
       })

@@ -12,6 +12,27 @@ import { log, sub } from "../spec/expr.js";
 const allFinite = (t: Tensor) => Array.from(t.data).every(Number.isFinite);
 
 describe("numerics a reference must get right", () => {
+  test("logsumexp of a fully masked row: −∞, and a zero gradient (no NaN), fused and unfused, in both dtypes", () => {
+    // y = −∞ for the row of −∞; x̄ = ȳ ⊙ softmax(x), and softmax of a row of −∞ is defined as 0,
+    // so the row's gradient is 0. The second row: x̄ = softmax([1, −∞, 2]) = [1/(1+e), 0, e/(1+e)].
+    for (const dtype of ["f64", "f32"] as const) {
+      const A = dtype === "f64" ? Float64Array : Float32Array;
+      const x = new Tensor(dtype, [2, 3], A.from([-Infinity, -Infinity, -Infinity, 1, -Infinity, 2]));
+      const cot = { y: new Tensor(dtype, [2], A.from([1, 1])) };
+      for (const fused of [true, false]) {
+        const { outputs, grads } = vjp(formulaGraph("logsumexp"), { x }, cot, { dtype, fused });
+        expect(outputs["y"]!.data[0]).toBe(-Infinity);
+        const g = Array.from(grads["x"]!.data);
+        expect(g.slice(0, 3)).toEqual([0, 0, 0]);
+        const e = Math.E;
+        // a few rounding steps (exp, sum, divide) of unit roundoff u each
+        const tol = 4 * (dtype === "f64" ? 2 ** -53 : 2 ** -24);
+        expect(Math.abs(g[3]! - 1 / (1 + e))).toBeLessThan(tol);
+        expect(g[4]).toBe(0);
+        expect(Math.abs(g[5]! - e / (1 + e))).toBeLessThan(tol);
+      }
+    }
+  });
   test("cross-entropy and log-softmax stay finite and exact for logits of magnitude 1e4", () => {
     const rng = new Rng(1);
     const z = rng.normalTensor([4, 7], 1e4);

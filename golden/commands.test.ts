@@ -62,9 +62,9 @@ describe("compareFiles", () => {
     const worst = r.text.split("\n").find((l) => l.trim().startsWith("[1, 2]"));
     expect(worst).toBeDefined();
     expect(worst).toContain("1.000000e-04");
-    const json = JSON.parse(compareFiles(path, actual, { json: true }).text) as { ok: boolean; tensors: Array<{ name: string; firstMismatches: Array<{ index: number[] }> }> };
+    const json = JSON.parse(compareFiles(path, actual, { json: true }).text) as { ok: boolean; tensors: Array<{ name: string; first_mismatches: Array<{ index: number[] }> }> };
     expect(json.ok).toBe(false);
-    expect(json.tensors.find((t) => t.name === "out.y")!.firstMismatches.map((m) => m.index)).toEqual([[1, 2]]);
+    expect(json.tensors.find((t) => t.name === "out.y")!.first_mismatches.map((m) => m.index)).toEqual([[1, 2]]);
     // a caller tolerance wide enough makes it pass
     expect(compareFiles(path, actual, { atol: 2e-4 }).exitCode).toBe(0);
   });
@@ -99,7 +99,7 @@ describe("compareFiles", () => {
     writeFileSync(bad, new Uint8Array([1, 2, 3]));
     expect(compareFiles(path, bad)).toEqual({ exitCode: 2, text: `error: ${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix\n` });
     expect(compareFiles(join(dir, "none.safetensors"), path)).toEqual({ exitCode: 2, text: `error: ${join(dir, "none.safetensors")}: cannot read: no such file\n` });
-    expect(JSON.parse(compareFiles(path, bad, { json: true }).text)).toEqual({ error: `${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix` });
+    expect(JSON.parse(compareFiles(path, bad, { json: true }).text)).toEqual({ schema_version: 1, ok: false, error: `${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix` });
     expect(compareFiles(path, path, { rtol: -1 }).exitCode).toBe(2);
   });
 

@@ -8,6 +8,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { shapeToString, specialCounts } from "../autodiff/tensor.js";
 import type { Tensor } from "../autodiff/tensor.js";
+import { wireJSON } from "../autodiff/wire.js";
 import { compareNamed, formatError, formatReport, reportToJSON } from "./compare.js";
 import type { Tolerance } from "./compare.js";
 import { MANIFEST_FILE, listCases, loadCase, loadManifest, parseCase, summarizeCase } from "./cases-io.js";
@@ -162,7 +163,7 @@ export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { js
   if (opts.json === true) {
     const num = (x: number): number | string => (Number.isFinite(x) ? x : String(x));
     return (
-      JSON.stringify(
+      wireJSON(
         {
           path,
           meta: c.meta,
@@ -172,8 +173,6 @@ export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { js
           }),
           tolerance: c.tolerance,
         },
-        null,
-        2,
       ) + "\n"
     );
   }
@@ -222,7 +221,7 @@ export interface CompareFilesResult {
 export function compareFiles(expectedPath: string, actualPath: string, opts: { rtol?: number; atol?: number; json?: boolean } = {}): CompareFilesResult {
   const unreadable = (err: unknown): CompareFilesResult => {
     if (err instanceof GoldenFormatError || err instanceof RangeError) {
-      return { exitCode: 2, text: opts.json === true ? JSON.stringify({ error: err.message }, null, 2) + "\n" : `error: ${err.message}\n` };
+      return { exitCode: 2, text: opts.json === true ? wireJSON({ ok: false, error: err.message }) + "\n" : `error: ${err.message}\n` };
     }
     throw err;
   };

@@ -306,9 +306,10 @@ describe("formatReport and reportToJSON", () => {
   it("never masks NaN, infinities or −0 in the report", () => {
     const r = compareTensors(Tensor.from([NaN, -0, 1]), Tensor.from([1, -0, Infinity]), { name: "out.y" });
     const json = JSON.parse(reportToJSON(r)) as Record<string, unknown>;
-    expect(json.maxAbsError).toBe("Infinity");
-    expect(json.specials).toEqual({ expected: { nan: 1, posInf: 0, negInf: 0, negZero: 1 }, actual: { nan: 0, posInf: 1, negInf: 0, negZero: 1 } });
-    expect((json.firstMismatches as Array<Record<string, unknown>>)[0]).toMatchObject({ index: [0], expected: "NaN", actual: 1 });
+    expect(json.max_abs_error).toBe("Infinity");
+    expect(json.schema_version).toBe(1);
+    expect(json.specials).toEqual({ expected: { nan: 1, pos_inf: 0, neg_inf: 0, neg_zero: 1 }, actual: { nan: 0, pos_inf: 1, neg_inf: 0, neg_zero: 1 } });
+    expect((json.first_mismatches as Array<Record<string, unknown>>)[0]).toMatchObject({ index: [0], expected: "NaN", actual: 1 });
     const text = formatReport(r);
     expect(text).toContain("specials  expected: NaN 1, +Inf 0, -Inf 0, -0 1");
     expect(text).toContain("actual:   NaN 0, +Inf 1, -Inf 0, -0 1");

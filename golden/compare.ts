@@ -11,6 +11,7 @@
  * Dtype and shape are checked first; a mismatch there skips the value comparison. The
  * arithmetic of the rule is done in float64 for every dtype.
  */
+import { finiteOrString, wireJSON } from "../autodiff/wire.js";
 import { sameShape, shapeToString, specialCounts } from "../autodiff/tensor.js";
 import type { DType, NamedTensors, Tensor } from "../autodiff/tensor.js";
 import { compareCodePoints } from "./safetensors.js";
@@ -584,21 +585,10 @@ export function formatReport(report: CaseReport | TensorReport): string {
 }
 
 /**
- * The report as JSON text. Numbers JSON cannot hold are strings: `"NaN"`, `"Infinity"`,
+ * The report as JSON text: `schema_version` first, keys in snake_case (docs/schema/compare.schema.json).
+ * Numbers JSON cannot hold are strings: `"NaN"`, `"Infinity"`,
  * `"-Infinity"`, and `"-0"` for negative zero (so specials are never masked).
  */
 export function reportToJSON(report: CaseReport | TensorReport): string {
-  return JSON.stringify(
-    report,
-    (_key, v: unknown) => {
-      if (typeof v === "number") {
-        if (Number.isNaN(v)) return "NaN";
-        if (v === Infinity) return "Infinity";
-        if (v === -Infinity) return "-Infinity";
-        if (Object.is(v, -0)) return "-0";
-      }
-      return v;
-    },
-    2,
-  );
+  return wireJSON(report, (v) => (Object.is(v, -0) ? "-0" : finiteOrString(v)));
 }

@@ -875,6 +875,216 @@ def cross_entropy_conventions_family() -> None:
              notes=f"{len(ignored)} of {N} targets are ignore_index = {ignore}: left out of the loss and of its mean; their logits get zero gradient")
 
 
+
+# ---------------------------------------------------------------------------- loss, normalisation and product conventions (issue 13)
+
+
+def cross_entropy_explicit_full(z: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, eps: float, reduction: str, ignore: int) -> torch.Tensor:
+    """PyTorch's documented cross-entropy in explicit torch ops, differentiable in the class weights:
+    loss_i = (1 − ε)·w[t_i]·(−log p_{i,t_i}) + (ε/V)·Σ_c w_c·(−log p_{i,c}), 0 where t_i = ignore;
+    mean = Σ loss_i / Σ_{counted} w[t_i] (the count without weights)."""
+    V = z.shape[-1]
+    logp = F.log_softmax(z, dim=-1)
+    keep = t != ignore
+    ids = torch.where(keep, t, torch.zeros_like(t)).long()
+    wv = torch.ones(V, dtype=z.dtype) if w is None else w
+    wt = wv[ids] * keep
+    nll = -logp.gather(-1, ids[..., None])[..., 0]
+    smooth = -(logp * wv).sum(-1)
+    loss = torch.where(keep, (1 - eps) * wv[ids] * nll + (eps / V) * smooth, torch.zeros_like(nll))
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / wt.sum()
+
+
+def cross_entropy_torch(z: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, eps: float, reduction: str, ignore: int) -> torch.Tensor:
+    """F.cross_entropy on [positions, V] (per-position losses reshaped back to the targets' shape).
+    torch 1.13's nll_loss does not differentiate the weight: its gradient is added from the explicit
+    ops as (e − e.detach()), exactly 0 in value, so values and logit gradients stay F.cross_entropy's."""
+    V = z.shape[-1]
+    out = F.cross_entropy(z.reshape(-1, V), t.reshape(-1).long(), weight=None if w is None else w.detach(),
+                          ignore_index=ignore, reduction=reduction, label_smoothing=eps)
+    if reduction == "none":
+        out = out.reshape(t.shape)
+    if w is not None and w.requires_grad:
+        e = cross_entropy_explicit_full(z.detach(), t, w, eps, reduction, ignore)
+        out = out + (e - e.detach())
+    return out
+
+
+def cross_entropy_options_family() -> None:
+    cases = [
+        # slug, lead, V, config, ignored positions, weight
+        ("smooth0.1_n7_V11", (7,), 11, {"label_smoothing": 0.1}, [], False),
+        ("smooth0.25_ignore_b2_n5_V7", (2, 5), 7, {"label_smoothing": 0.25}, [(0, 1), (1, 3)], False),
+        ("smooth1_n4_V5", (4,), 5, {"label_smoothing": 1.0}, [], False),
+        ("sum_b2_n3_V13", (2, 3), 13, {"reduction": "sum"}, [], False),
+        ("sum_ignore_n6_V9", (6,), 9, {"reduction": "sum"}, [(2,), (4,)], False),
+        ("none_b2_n4_V7", (2, 4), 7, {"reduction": "none"}, [(1, 2)], False),
+        ("none_n1_V5", (1,), 5, {"reduction": "none"}, [], False),
+        ("weight_n7_V11", (7,), 11, {"weight": True}, [], True),
+        ("weight_ignore_b2_n5_V7", (2, 5), 7, {"weight": True}, [(0, 0), (1, 4)], True),
+        ("weight_smooth0.2_ignore_n6_V9", (6,), 9, {"weight": True, "label_smoothing": 0.2}, [(3,)], True),
+        ("weight_sum_n5_V6", (5,), 6, {"weight": True, "reduction": "sum"}, [(1,)], True),
+        ("weight_none_smooth0.1_b2_n3_V5", (2, 3), 5, {"weight": True, "reduction": "none", "label_smoothing": 0.1}, [(0, 2)], True),
+    ]
+    for slug, lead, V, config, ignored, weighted in cases:
+        def make(r: Draw, lead=lead, V=V, ignored=ignored, weighted=weighted) -> Args:
+            t = r.tokens(V, *lead)
+            for pos in ignored:
+                t[pos] = -100
+            a = {"logits": r.normal(*lead, V), "targets": t}
+            if weighted:
+                a["weight"] = r.uniform(V, lo=0.2, hi=2.0)
+            return a
+
+        eps = float(config.get("label_smoothing", 0.0))
+        red = str(config.get("reduction", "mean"))
+        N = math.prod(lead)
+
+        def oracle(a: Args, eps=eps, red=red) -> Args:
+            return {"loss": cross_entropy_torch(a["logits"], a["targets"], a.get("weight"), eps, red, -100)}
+
+        def alt(a: Args, eps=eps, red=red) -> Args:
+            return {"loss": cross_entropy_explicit_full(a["logits"], a["targets"], a.get("weight"), eps, red, -100)}
+
+        what = [f"label_smoothing={eps}"] if eps else []
+        what += [f"reduction={red!r}"] if red != "mean" else []
+        what += ["weight=w (its gradient from explicit torch ops: nll_loss does not differentiate it)"] if weighted else []
+        spec(formula="cross_entropy", slug=slug, dims={**lead_dims(lead[:-1], "B"), "n": lead[-1], "V": V}, config=config, make=make,
+             oracle=oracle, oracle_name=f"torch.nn.functional.cross_entropy({', '.join(what)})",
+             K=(2 * V + N, f"2·V + positions = 2·{V} + {N} (smoothing sums over V classes)"), params=("weight",) if weighted else (), rows=N,
+             alt=alt, alt_name="explicit log_softmax, gather and weighted sums (PyTorch's documented formula)",
+             notes=(f"{len(ignored)} of {N} targets are ignore_index = −100" if ignored else "no ignored targets")
+             + (": weights uniform in [0.2, 2]" if weighted else ""))
+
+
+def softmax_axis_family() -> None:
+    for formula in ("softmax", "log_softmax"):
+        fn = F.softmax if formula == "softmax" else F.log_softmax
+        for slug, shape, axis in [
+            ("axis-2_n5_m4", (5, 4), -2),
+            ("axis-2_b2_m3_r7", (2, 3, 7), -2),
+            ("axis-3_m4_r3_r2", (4, 3, 2), -3),
+            ("axis-3_b2_m5_r1_r3", (2, 5, 1, 3), -3),
+            ("axis-2_m1_r6", (1, 6), -2),
+        ]:
+            k = -axis
+            m = shape[-k]
+            dims = {**lead_dims(shape[:-k], "B"), "m": m, **{f"r_{i}": shape[-k + i] for i in range(1, k)}}
+            oname = f"torch.nn.functional.{formula}(dim={axis})"
+            spec(formula=formula, slug=slug, dims=dims, config={"axis": axis}, make=x_maker(shape),
+                 oracle=lambda a, fn=fn, axis=axis: fn(a["x"], dim=axis), oracle_name=oname, K=(m, f"m = {m}"),
+                 alt=lambda a, fn=fn, axis=axis: fn(a["x"].movedim(axis, -1), dim=-1).movedim(-1, axis),
+                 alt_name=f"{formula} over the last axis of x.movedim({axis}, -1), moved back")
+
+
+def layer_norm_explicit_k(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None, eps: float, k: int) -> torch.Tensor:
+    axes = tuple(range(-k, 0))
+    mu = x.mean(axes, keepdim=True)
+    var = ((x - mu) ** 2).mean(axes, keepdim=True)
+    y = (x - mu) / torch.sqrt(var + eps) * gamma
+    return y if beta is None else y + beta
+
+
+def norm_options_family() -> None:
+    for slug, shape, k, bias in [
+        ("nobias_n7_d12", (7, 12), 1, False),
+        ("nobias_b2_n3_d9", (2, 3, 9), 1, False),
+        ("nobias_n3_d1", (3, 1), 1, False),
+        ("axes2_n4_r3_d5", (4, 3, 5), 2, True),
+        ("axes2_b2_n3_r2_d7", (2, 3, 2, 7), 2, True),
+        ("axes3_n2_r2_r3_d4", (2, 2, 3, 4), 3, True),
+        ("axes2_nobias_n5_r4_d3", (5, 4, 3), 2, False),
+        ("axes2_n1_r1_d6", (1, 1, 6), 2, True),
+    ]:
+        ns = shape[-k:]
+
+        def make(r: Draw, shape=shape, ns=ns, bias=bias) -> Args:
+            a = {"x": r.normal(*shape), "gamma": r.normal(*ns, scale=0.1, shift=1.0)}
+            if bias:
+                a["beta"] = r.normal(*ns, scale=0.1)
+            return a
+
+        config: dict[str, Any] = {"eps": 1e-5}
+        if not bias:
+            config["bias"] = False
+        if k > 1:
+            config["normalized_axes"] = k
+        count = math.prod(ns)
+        lead = shape[:-k]
+        dims = {**lead_dims(lead[:-1], "B"), "n": lead[-1], **{f"r_{i}": ns[i - 1] for i in range(1, k)}, "d": ns[-1]}
+        spec(formula="layer_norm", slug=slug, dims=dims, config=config, make=make,
+             oracle=lambda a, ns=ns: F.layer_norm(a["x"], ns, a["gamma"], a.get("beta"), 1e-5),
+             oracle_name=f"torch.nn.functional.layer_norm(normalized_shape={list(ns)}{', bias=None' if not bias else ''})",
+             K=(count, f"normalised elements = {count}"), params=("gamma", "beta") if bias else ("gamma",), rows=math.prod(lead),
+             alt=lambda a, k=k: layer_norm_explicit_k(a["x"], a["gamma"], a.get("beta"), 1e-5, k),
+             alt_name=f"explicit mean and biased variance over the last {k} axes",
+             # d = 1: x̂ = (x − μ)/√ε is 0 only up to the rounding of μ, which 1/√ε ≈ 316 amplifies;
+             # in float32 that is ~1e-5 and depends on the kernel's summation, not on correctness
+             dtypes=("f64",) if count == 1 else ("f64", "f32"),
+             notes=("no beta (nanoGPT LayerNorm(bias=False))" if not bias else None))
+
+
+def linear_options_family() -> None:
+    for slug, lead, d_in, d_out in [("nobias_n7_din12_dout5", (7,), 12, 5), ("nobias_b2_n3_din8_dout6", (2, 3), 8, 6), ("nobias_n1_din1_dout3", (1,), 1, 3)]:
+        def make(r: Draw, lead=lead, d_in=d_in, d_out=d_out) -> Args:
+            return {"x": r.normal(*lead, d_in), "W": r.normal(d_in, d_out, scale=1 / math.sqrt(d_in))}
+
+        spec(formula="linear", slug=slug, dims={**lead_dims(lead[:-1], "B"), "n": lead[-1], "d_in": d_in, "d_out": d_out}, config={"bias": False},
+             make=make, oracle=lambda a: linear(a["x"], a["W"]), oracle_name="torch.nn.functional.linear(x, Wᵀ) (no bias)",
+             K=(d_in, f"d_in = {d_in}"), params=("W",), rows=math.prod(lead),
+             alt=lambda a: linear_sum(a["x"], a["W"]), alt_name="broadcast multiply and sum")
+
+
+def matmul_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch.matmul as a broadcast multiply and sum: a 1-D a is a row [1, k], a 1-D b a column [k, 1]."""
+    a2 = a[None, :] if a.dim() == 1 else a
+    b2 = b[:, None] if b.dim() == 1 else b
+    y = (a2.unsqueeze(-1) * b2.unsqueeze(-3)).sum(-2)
+    if b.dim() == 1:
+        y = y[..., 0]
+    if a.dim() == 1:
+        y = y[..., 0] if b.dim() == 1 else y[..., 0, :]
+    return y
+
+
+def matmul_family() -> None:
+    # slug, a shape, b shape, config (a_batch, b_batch, vector)
+    for slug, sa, sb, config in [
+        ("n5_k3_p4", (5, 3), (3, 4), {"a_batch": "none", "b_batch": "none"}),
+        ("batch_b2_n3_k4_p5", (2, 3, 4), (2, 4, 5), {}),
+        ("bcast_B2x1_H3_n4_k3_p2", (2, 1, 4, 3), (3, 3, 2), {"a_batch": "B,1", "b_batch": "H"}),
+        ("bcast_1xH_Bx1_n2_k5_p3", (1, 3, 2, 5), (2, 1, 5, 3), {"a_batch": "1,H", "b_batch": "B,1"}),
+        ("weight_b2_n3_k4_p6", (2, 3, 4), (4, 6), {"b_batch": "none"}),
+        ("vec_a_k4_b2_p3", (4,), (2, 4, 3), {"a_batch": "none", "vector": "a"}),
+        ("vec_b_b2_n3_k5", (2, 3, 5), (5,), {"b_batch": "none", "vector": "b"}),
+        ("dot_k7", (7,), (7,), {"a_batch": "none", "b_batch": "none", "vector": "both"}),
+        ("n1_k1_p1", (1, 1), (1, 1), {"a_batch": "none", "b_batch": "none"}),
+    ]:
+        def make(r: Draw, sa=sa, sb=sb) -> Args:
+            return {"a": r.normal(*sa), "b": r.normal(*sb)}
+
+        k = sa[-1]
+        rows = math.prod(torch.broadcast_shapes(sa[:-2], sb[:-2])) * (sa[-2] if len(sa) > 1 else 1) * (sb[-1] if len(sb) > 1 else 1)
+        names: dict[str, int] = {"d_in": k}
+        if len(sa) > 1:
+            names["n"] = sa[-2]
+        if len(sb) > 1:
+            names["d_out"] = sb[-1]
+        for bname, bshape in (("a_batch", sa[:-2]), ("b_batch", sb[:-2])):
+            spec_dims = str(config.get(bname, "...")).split(",")
+            if spec_dims != ["..."] and spec_dims != ["none"]:
+                names.update({d: n for d, n in zip(spec_dims, bshape) if not d.isdigit()})
+        spec(formula="matmul", slug=slug, dims={**names}, config=config, make=make,
+             oracle=lambda a: torch.matmul(a["a"], a["b"]), oracle_name="torch.matmul",
+             K=(k, f"d_in = {k}"), params=("a", "b"), rows=rows,
+             alt=lambda a: matmul_sum(a["a"], a["b"]),
+             alt_name="broadcast multiply and sum")
+
+
 def causal_mask_family() -> None:
     for n, m in [(1, 1), (7, 7), (5, 5), (3, 8), (6, 3)]:
         spec(formula="causal_mask", slug=f"n{n}_m{m}", dims={"n": n, "m": m}, config={"n": n, "m": m},
@@ -1218,6 +1428,175 @@ def rope_family() -> None:
                  notes=("non-power-of-two H: slopes of 2^⌊log2 H⌋ heads then every other slope of the 2× schedule" if H & (H - 1) else None))
 
 
+# ---------------------------------------------------------------------------- broadcast masks, partial RoPE, dropout
+
+
+def attention_mask_broadcast_family() -> None:
+    """Masks of another shape than the scores, broadcast by torch's (NumPy's) rules, as SDPA's attn_mask is."""
+    sdpa = "explicit torch ops with torch 2 F.scaled_dot_product_attention semantics (torch 1.13 has no fused op); the mask broadcast by torch"
+    cases: list[tuple[str, tuple[int, ...], int | None, int, int, int, int, dict[str, Any], tuple[int, ...], str, str | None]] = [
+        # slug, batch lead, H (explicit head axis), n, m, d_k, d_v, config, mask shape, mask kind, notes
+        ("pad_b2_h3_n4_dk3", (2,), 3, 4, 4, 3, 3, {"causal": True, "mask": "boolean", "mask_shape": "...,1,1,m"}, (2, 1, 1, 4), "leftpad",
+         "HF padding mask [B, 1, 1, m] with causal attention: batch 1 is left-padded by 2, so its rows 0 and 1 see no key (output 0, gradient 0)"),
+        ("pad_additive_b2_h2_n3_m5_dk4", (2,), 2, 3, 5, 4, 2, {"causal": True, "mask": "additive", "mask_shape": "...,1,1,m"}, (2, 1, 1, 5), "padadd",
+         "additive padding mask [B, 1, 1, m] of 0 / −inf (HF's expanded 4-D mask uses the dtype's min instead of −inf)"),
+        ("per_head_additive_h3_n4_m5_dk3", (), 3, 4, 5, 3, 3, {"causal": False, "mask": "additive", "mask_shape": "H,n,m"}, (3, 4, 5), "additive",
+         "per-head additive mask [H, n, m] with −inf entries; head 0 row 1 sees no key"),
+        ("keys_b2_h2_n4_m6_dk3", (2, 2), None, 4, 6, 3, 2, {"causal": True, "mask": "boolean", "mask_shape": "m"}, (6,), "keys",
+         "one boolean row [m] for every batch row, head and query (keys 2 and 5 hidden), with the causal mask"),
+        ("bias_b2_n5_dk4", (2,), None, 5, 5, 4, 4, {"causal": False, "mask": "additive", "mask_shape": "n,m"}, (5, 5), "finite",
+         "a finite additive bias [n, m] shared by the batch (T5-like position bias); its gradient sums over the batch"),
+        ("batch_keys_b3_n3_m4_dk2", (3,), None, 3, 4, 2, 3, {"causal": False, "mask": "boolean", "mask_shape": "...,1,m"}, (3, 1, 4), "rowpad",
+         "a key mask per batch row [B, 1, m] (no head axis): batch 2 hides every key, so all its rows are 0"),
+        ("shared_rows_b2_h3_n4_m4_dk3", (2,), 3, 4, 4, 3, 3, {"causal": False, "mask": "additive", "mask_shape": "1,n,m"}, (1, 4, 4), "finite",
+         "one additive [1, n, m] mask for every batch row and head"),
+        ("head_keys_b2_h2_n3_m5_dk3", (2,), 2, 3, 5, 3, 3, {"causal": False, "mask": "boolean", "mask_shape": "...,H,1,m"}, (2, 2, 1, 5), "random",
+         "a key mask per batch row and head [B, H, 1, m]"),
+        ("gqa_rows_b2_h4_hkv2_n4_dk3", (2,), 4, 4, 4, 3, 3, {"causal": True, "H": 4, "H_kv": 2, "mask": "boolean", "mask_shape": "...,1,n,m"}, (2, 1, 4, 4), "random",
+         "grouped heads with a per-batch mask [B, 1, n, m] shared by the heads"),
+    ]
+    for slug, lead, H, n, m, d_k, d_v, config, mshape, kind, notes in cases:
+        Hkv = config.get("H_kv")
+        groups = 1 if Hkv is None else H // Hkv
+        qlead = lead if H is None else (*lead, H)
+        kvlead = qlead if Hkv is None else (*lead, Hkv)
+
+        def make(r: Draw, qlead=qlead, kvlead=kvlead, n=n, m=m, d_k=d_k, d_v=d_v, kind=kind, mshape=mshape) -> Args:
+            a = {"Q": r.normal(*qlead, n, d_k), "K": r.normal(*kvlead, m, d_k), "V": r.normal(*kvlead, m, d_v)}
+            if kind == "leftpad":  # batch 0 unpadded, batch 1 left-padded by 2
+                keep = torch.ones(mshape, dtype=torch.int64)
+                keep[1, ..., :2] = 0
+            elif kind == "padadd":  # batch 0 pads the last key, batch 1 the first two
+                keep = torch.ones(mshape, dtype=torch.int64)
+                keep[0, ..., -1] = 0
+                keep[1, ..., :2] = 0
+                a["mask"] = torch.where(keep != 0, torch.zeros((), dtype=F64), torch.full((), NEG_INF, dtype=F64))
+                return a
+            elif kind == "keys":
+                keep = torch.ones(mshape, dtype=torch.int64)
+                keep[2] = 0
+                keep[5] = 0
+            elif kind == "rowpad":
+                keep = torch.ones(mshape, dtype=torch.int64)
+                keep[0, 0, 1] = 0
+                keep[2] = 0
+            elif kind == "random":
+                keep = (r.uniform(*mshape, lo=0, hi=1) < 0.7).to(torch.int64)
+            elif kind == "additive":
+                add = r.normal(*mshape)
+                add = torch.where(r.uniform(*mshape, lo=0, hi=1) < 0.3, torch.full((), NEG_INF, dtype=F64), add)
+                add[0, 1, :] = NEG_INF
+                a["mask"] = add
+                return a
+            elif kind == "finite":
+                a["mask"] = r.normal(*mshape)
+                return a
+            else:
+                raise ValueError(kind)
+            a["mask"] = keep
+            return a
+
+        dims = {**lead_dims(lead, "B"), **({"H": H} if H is not None else {}), **({"H_kv": Hkv} if Hkv is not None else {}), "n": n, "m": m, "d_k": d_k, "d_v": d_v}
+        spec(formula="attention", slug=f"mask_{slug}", dims=dims, config=config, make=make,
+             oracle=lambda a, c=config, g=groups: attention_conventions(
+                 a["Q"], a["K"], a["V"], causal=c.get("causal", True), mask_kind=c["mask"], mask=a["mask"], groups=g),
+             oracle_name=sdpa, K=(d_k + m, f"d_k + m = {d_k} + {m}"), notes=notes)
+
+
+def rope_partial(x: torch.Tensor, base: float, rotary_dims: int, convention: str, offset: int = 0,
+                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """HF GPT-NeoX / Phi partial rotary: the first r = rotary_dims dims rotate with inv_freq over r
+    (NeoX rotary_ndims = int(rotary_pct·head_size)), the rest pass through; cos and sin are rows of
+    a table gathered by position_ids (HF apply_rotary_pos_emb), default offset … offset + n − 1."""
+    n = x.shape[-2]
+    pos = torch.arange(offset, offset + n) if position_ids is None else position_ids
+    x_rot, x_pass = x[..., :rotary_dims], x[..., rotary_dims:]
+    if rotary_dims == 0:
+        return x
+    table_len = int(pos.max()) + 1
+    inv_freq = 1.0 / (base ** (torch.arange(0, rotary_dims, 2, dtype=x.dtype) / rotary_dims))
+    freqs = torch.outer(torch.arange(table_len, dtype=x.dtype), inv_freq)  # [positions, r/2]
+    if convention == "half":
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[pos], emb.sin()[pos]  # [..., n, r]
+        x1, x2 = x_rot[..., : rotary_dims // 2], x_rot[..., rotary_dims // 2 :]
+        rotated = x_rot * cos + torch.cat((-x2, x1), dim=-1) * sin
+    else:  # GPT-J: pairs (2i, 2i+1), rotate_every_two
+        emb = torch.repeat_interleave(freqs, 2, dim=-1)
+        cos, sin = emb.cos()[pos], emb.sin()[pos]
+        x1, x2 = x_rot[..., ::2], x_rot[..., 1::2]
+        rotated = x_rot * cos + torch.stack((-x2, x1), dim=-1).flatten(-2) * sin
+    return torch.cat((rotated, x_pass), dim=-1)
+
+
+def rope_conventions_family() -> None:
+    for slug, lead, n, d_k, cfg, ids in [
+        # GPT-NeoX-20B: rotary_pct 0.25 of head size 96 → 24; here 0.25 of 8 → 2
+        ("half_r2_n5_dk8", (), 5, 8, {"rotary_dims": 2}, None),
+        ("half_r4_b2_h3_n4_dk6", (2, 3), 4, 6, {"rotary_dims": 4, "offset": 3}, None),
+        ("interleaved_r4_n5_dk7", (), 5, 7, {"rotary_dims": 4, "convention": "interleaved"}, None),
+        ("half_r0_n3_dk4", (), 3, 4, {"rotary_dims": 0}, None),
+        ("half_ids_leftpad_b2_n5_dk4", (2,), 5, 4, {"position_ids": True}, [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]),
+        ("half_ids_packed_n6_dk6_r4", (), 6, 6, {"position_ids": True, "rotary_dims": 4}, [0, 1, 2, 0, 1, 2]),
+        ("interleaved_ids_b2_h2_n3_dk4", (2, 2), 3, 4, {"position_ids": True, "convention": "interleaved"}, [[[5, 6, 7], [5, 6, 7]], [[0, 9, 30], [0, 9, 30]]]),
+    ]:
+        def make(r: Draw, lead=lead, n=n, d_k=d_k, ids=ids) -> Args:
+            a = {"x": r.normal(*lead, n, d_k)}
+            if ids is not None:
+                a["position_ids"] = torch.tensor(ids, dtype=torch.int64)
+            return a
+
+        full = {"base": 10000, "offset": 0, "convention": "half", **cfg}
+        rd = cfg.get("rotary_dims", d_k)
+        spec(formula="rope", slug=slug, dims={**lead_dims(lead, "B H"), "n": n, "d_k": d_k}, config=cfg, make=make,
+             oracle=lambda a, f=full, rd=rd: rope_partial(a["x"], f["base"], rd, f["convention"], f["offset"], a.get("position_ids")),
+             oracle_name="explicit torch ops, HF GPT-NeoX partial rotary (cos/sin table rows gathered by position_ids)"
+             if full["convention"] == "half" else "explicit torch ops, HF GPT-J rotate_every_two on the first rotary_dim dims",
+             K=(2, "x·cos + rot(x)·sin"),
+             notes=("rotary_dims 0: no dim rotates (y = x)" if rd == 0 else
+                    "left padding: batch 0 has two pad rows at position 0 (HF position_ids = cumsum(attention_mask) − 1, clamped)" if "leftpad" in slug else
+                    "two packed sequences of 3 rows, positions restart at 0" if "packed" in slug else None))
+
+
+def dropout_family() -> None:
+    explicit = "explicit torch ops x·mask/(1 − p) (the keep mask drawn with torch.Generator: rand ≥ p)"
+    for slug, shape, p in [
+        ("p0.1_b2_n3_d5", (2, 3, 5), 0.1),
+        ("p0.5_n7", (7,), 0.5),
+        ("p0_n4_d3", (4, 3), 0.0),
+        ("p0.9_b2_h2_n3_m3", (2, 2, 3, 3), 0.9),
+    ]:
+        def make(r: Draw, shape=shape, p=p) -> Args:
+            return {"x": r.normal(*shape), "keep_mask": (r.uniform(*shape, lo=0, hi=1) >= p).to(torch.int64)}
+
+        spec(formula="dropout", slug=slug, dims={}, config={"p": p}, make=make,
+             oracle=lambda a, p=p: a["x"] * a["keep_mask"].to(a["x"].dtype) / (1 - p),
+             oracle_name=explicit, K=(2, "1/(1 − p) and one product"))
+
+    # the mask F.dropout itself draws, recovered from its output where x ≠ 0 (x ~ N(0, 1) has no zeros)
+    seed, p, shape = 1234, 0.3, (3, 4, 5)
+
+    def f_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return F.dropout(x, p, training=True)
+
+    def make_f(r: Draw) -> Args:
+        x = r.normal(*shape)
+        return {"x": x, "keep_mask": (f_dropout(x, p, seed) != 0).to(torch.int64)}
+
+    spec(formula="dropout", slug="p0.3_torch_seed1234_n3_m4_d5", dims={}, config={"p": p}, make=make_f,
+         oracle=lambda a: a["x"] * a["keep_mask"].to(a["x"].dtype) / (1 - p),
+         oracle_name="explicit torch ops x·mask/(1 − p), the mask recovered from torch.nn.functional.dropout(x, 0.3, training=True) after torch.manual_seed(1234) where x ≠ 0",
+         K=(2, "1/(1 − p) and one product"),
+         alt=lambda a: f_dropout(a["x"], p, seed), alt_name="torch.nn.functional.dropout itself with the same seed (the same mask)",
+         notes="cross-check against PyTorch's own dropout: its mask, its scaling")
+    # p = 1: PyTorch drops everything and returns zeros (x·mask/(1 − p) would be 0/0)
+    spec(formula="dropout", slug="p1_n3_d4", dims={}, config={"p": 1.0},
+         make=lambda r: {"x": r.normal(3, 4), "keep_mask": torch.zeros(3, 4, dtype=torch.int64)},
+         oracle=lambda a: F.dropout(a["x"], 1.0, training=True), oracle_name="torch.nn.functional.dropout(x, p=1, training=True): zeros",
+         K=(1, "no arithmetic"), notes="p = 1 gives zeros in value and gradient, no NaN")
+
+
 # ---------------------------------------------------------------------------- extreme magnitudes
 # Rows a kernel meets in practice (masked or saturated scores, confident logits) at magnitudes
 # where a hand-written kernel's shortcuts break: a running maximum seeded at −10000 instead of
@@ -1458,6 +1837,11 @@ def all_specs() -> list[Spec]:
         softmax_family()
         cross_entropy_family()
         cross_entropy_conventions_family()
+        cross_entropy_options_family()
+        softmax_axis_family()
+        norm_options_family()
+        linear_options_family()
+        matmul_family()
         causal_mask_family()
         attention_family()
         attention_conventions_family()
@@ -1467,6 +1851,9 @@ def all_specs() -> list[Spec]:
         linear_family()
         embedding_family()
         rope_family()
+        attention_mask_broadcast_family()
+        rope_conventions_family()
+        dropout_family()
         block_family()
         gpt_family()
         extreme_magnitude_family()

@@ -96,6 +96,15 @@ describe("configurations", () => {
     }
   });
 
+  it("narrow a law's chosen values to a capability but never replace them with values the law excludes", () => {
+    // a port declaring only positions = none must not get positions = none from a law that needs positions
+    const only = { mha: { config: { positions: ["none"] } } };
+    const seen = new Set(fc.sample(configArb("mha", { choose: { positions: ["rope", "alibi"] }, capabilities: only }), { numRuns: 60, seed: 12 }).map((c) => c["positions"]));
+    expect([...seen].sort()).toEqual(["alibi", "rope"]);
+    const some = { mha: { config: { positions: ["none", "alibi"] } } };
+    for (const c of fc.sample(configArb("mha", { choose: { positions: ["rope", "alibi"] }, capabilities: some }), { numRuns: 30, seed: 13 })) expect(c["positions"]).toBe("alibi");
+  });
+
   it("size every argument from the dims, grouped-query attention included", () => {
     const dims = { n: 3, m: 3, p: 0, d: 1, d_k: 2, d_v: 1, d_in: 1, d_out: 1, H: 2, H_kv: 1, d_model: 4, d_kv: 2, d_ff: 3, V: 5, n_ctx: 5, L: 1, batch: [2] };
     const s = argShapes("gpt", { L: 1, V: 5, n_ctx: 5, d_model: 4, d_ff: 3, H: 2, H_kv: 1, placement: "post", norm: "layer_norm", activation: "gelu", positions: "learned", bias: true, tied: true }, dims);

@@ -228,6 +228,8 @@ export const NUMBER_CHOICES: Readonly<Record<string, readonly number[]>> = {
   eps: [1e-5, 1e-3, 0.1],
   rope_base: [10000, 100],
   base: [10000, 100],
+  // dropout: the identity, GPT-2's rate, PyTorch's default, everything dropped
+  p: [0.5, 0.1, 0, 1],
 };
 
 /** Hyperparameters the generic configuration arbitrary leaves at their default unless a law chooses them. */
@@ -238,8 +240,22 @@ const HELD: Readonly<Record<string, boolean | number | string>> = {
   // attention conventions: the laws of issue 13 choose them; the older laws state the defaults
   causal_align: "bottom_right",
   mask: "none",
+  mask_shape: "scores",
+  position_ids: false,
   softcap: 0,
   window: 0,
+  // loss and product conventions (issue 13): their laws choose them
+  reduction: "mean",
+  weight: false,
+  label_smoothing: 0,
+  axis: -1,
+  vector: "none",
+};
+
+/** Per formula: hyperparameters held at their default there only (`bias` varies in blocks, not in LayerNorm or linear). */
+const HELD_IN: Readonly<Record<string, Readonly<Record<string, boolean | number | string>>>> = {
+  layer_norm: { bias: true },
+  linear: { bias: true },
 };
 
 export interface ConfigArbOptions {
@@ -256,12 +272,17 @@ export interface ConfigArbOptions {
   readonly capabilities?: Capabilities | undefined;
 }
 
-/** The values of `values` a capability allows for a hyperparameter (all of them when it says nothing, or allows none). */
-function narrow<T extends number | string | boolean>(cap: FormulaCapability | undefined, name: string, values: readonly T[]): readonly T[] {
+/**
+ * The values of `values` a capability allows for a hyperparameter (all of them when it says
+ * nothing, or allows none). `required`: the values are a law's own choice (`choose`), which the
+ * capability may narrow but never replace — a law that needs positions ≠ none on a port declaring
+ * only none gets cases outside the capability (not sent), not cases that defeat the law.
+ */
+function narrow<T extends number | string | boolean>(cap: FormulaCapability | undefined, name: string, values: readonly T[], required = false): readonly T[] {
   const rule = cap?.config?.[name];
   if (rule === undefined) return values;
   const kept = values.filter((v) => valueAllowed(rule, v));
-  if (kept.length > 0) return kept;
+  if (kept.length > 0 || required) return kept.length > 0 ? kept : values;
   // a numeric hyperparameter declared at values outside the stated choices: generate those
   if (Array.isArray(rule)) {
     const own = (rule as readonly (number | string | boolean)[]).filter((v) => typeof v === typeof values[0]) as T[];
@@ -290,7 +311,12 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
     const chosen = opts.choose?.[h.name];
     if (chosen !== undefined) {
       if (chosen.length === 0) throw new RangeError(`configArb(${formula}): no values to choose for ${h.name}`);
-      parts[h.name] = fc.constantFrom(...narrow(cap, h.name, chosen));
+      parts[h.name] = fc.constantFrom(...narrow(cap, h.name, chosen, true));
+      continue;
+    }
+    const held = HELD_IN[formula]?.[h.name];
+    if (held !== undefined) {
+      parts[h.name] = fc.constant(held);
       continue;
     }
     if (h.name in HELD) {

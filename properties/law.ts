@@ -15,7 +15,7 @@ import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../au
 import { compareTensors } from "../golden/compare.js";
 import type { FormulaCase } from "./arbitraries.js";
 import type { Capabilities } from "../autodiff/capabilities.js";
-import { conditionedBound, conditionedReason, roundingDepth, sensitivity, type OutputScale } from "./tolerance.js";
+import { cancelledMagnitude, conditionedBound, conditionedReason, roundingDepth, sensitivity, type OutputScale } from "./tolerance.js";
 import { shapesOf } from "./tensor-ops.js";
 
 /** Every law case names its formula, configuration, dtype, dims and arguments. */
@@ -292,14 +292,16 @@ export class Check {
   }
 
   /**
-   * Two evaluations of the same quantity agree within the conditioned bound 2·γ_K·(S + κ̂) of
-   * `req` (whose outputs `base` are the reference point of the probe).
+   * Two evaluations of the same quantity agree within the conditioned bound 2·γ_K·(S + κ̂ + Z) of
+   * `req` (whose outputs `base` are the reference point of the probe; Z its cancelled magnitude).
    */
   async expectTwin(quantity: string, expected: Tensor, actual: Tensor, req: ForwardRequest, base: NamedTensors, output: string, values?: Record<string, unknown>): Promise<void> {
     const scale = (await this.scaleOf(req, base))[output];
     if (scale === undefined) this.fail(`${quantity}: output ${output} is missing`);
-    const K = roundingDepth({ formula: req.formula, config: req.config, inputs: req.inputs });
-    this.expectClose(quantity, expected, actual, conditionedBound(this.c.dtype, K, scale), conditionedReason(this.c.dtype, K, scale), values);
+    const ctx = { formula: req.formula, config: req.config, inputs: req.inputs };
+    const K = roundingDepth(ctx);
+    const Z = cancelledMagnitude(ctx, base)[output] ?? 0;
+    this.expectClose(quantity, expected, actual, conditionedBound(this.c.dtype, K, scale, Z), conditionedReason(this.c.dtype, K, scale, Z), values);
   }
 }
 

@@ -115,6 +115,72 @@ function rope(x: Tensor, offset: number, base: number, convention: string, swapS
   return y;
 }
 
+interface RopeOptions {
+  readonly offset: number;
+  readonly base: number;
+  readonly convention: string;
+  /** Leading dims that rotate (default all). */
+  readonly rotaryDims?: number;
+  /** Position of each row ([..., n], flattened), instead of offset + row. */
+  readonly ids?: Tensor;
+  /** Frequencies base^(−2i/d_k) over the whole head instead of over the rotated dims (the bug). */
+  readonly freqOverDk?: boolean;
+  /** position_ids read but not used: rows at offset + row (the bug). */
+  readonly ignoreIds?: boolean;
+}
+
+/** RoPE on [..., n, d] rows, the first r dims rotating (GPT-NeoX partial rotary), positions from ids or the offset. */
+function ropeRows(x: Tensor, o: RopeOptions): Tensor {
+  const n = x.shape.at(-2)!;
+  const d = x.shape.at(-1)!;
+  const r = o.rotaryDims ?? d;
+  const h = r / 2;
+  const y = x.to("f64").clone();
+  const rowsPerId = o.ids === undefined ? 1 : x.size / d / o.ids.size;
+  for (let row = 0; row < x.size / d; row++) {
+    // ids [..., n] are shared by any axes x has between their batch and its rows (heads)
+    const idRow = Math.floor(row / n / rowsPerId) * n + (row % n);
+    const pos = o.ids === undefined || o.ignoreIds === true ? o.offset + (row % n) : o.ids.data[idRow]!;
+    for (let i = 0; i < h; i++) {
+      const theta = pos * o.base ** ((-2 * i) / (o.freqOverDk === true ? d : r));
+      const [a, b] = o.convention === "half" ? [i, i + h] : [2 * i, 2 * i + 1];
+      const x1 = x.data[row * d + a]!;
+      const x2 = x.data[row * d + b]!;
+      y.data[row * d + a] = x1 * Math.cos(theta) - x2 * Math.sin(theta);
+      y.data[row * d + b] = x2 * Math.cos(theta) + x1 * Math.sin(theta);
+    }
+  }
+  return y;
+}
+
+function ropeBug(bugs: Pick<RopeOptions, "freqOverDk" | "ignoreIds">) {
+  return async (req: ForwardRequest): Promise<NamedTensors | undefined> => {
+    if (req.formula !== "rope") return undefined;
+    const c = req.config;
+    const x = req.inputs["x"]!;
+    const y = ropeRows(x, {
+      offset: Number(c["offset"] ?? 0),
+      base: Number(c["base"] ?? 10000),
+      convention: String(c["convention"] ?? "half"),
+      ...(typeof c["rotary_dims"] === "number" ? { rotaryDims: c["rotary_dims"] } : {}),
+      ...(req.inputs["position_ids"] !== undefined ? { ids: req.inputs["position_ids"] } : {}),
+      ...bugs,
+    });
+    return { y: y.to(floatDtype(req)) };
+  };
+}
+
+/** dropout y = m ⊙ x/(1 − p), or m ⊙ x without the scale (the original paper's training-time form) when `unscaled`. */
+function dropoutBug(unscaled: boolean) {
+  return async (req: ForwardRequest): Promise<NamedTensors | undefined> => {
+    if (req.formula !== "dropout") return undefined;
+    const { x, keep_mask } = req.inputs as Record<string, Tensor>;
+    const p = Number(req.config["p"] ?? 0.5);
+    const s = unscaled ? 1 : p < 1 ? 1 / (1 - p) : 0;
+    return { y: out(x!.shape, Array.from(x!.data, (v, i) => (keep_mask!.data[i] !== 0 ? v * s : 0)), floatDtype(req)) };
+  };
+}
+
 /** x W (+ b) over the last axis. */
 function linear(x: Tensor, W: Tensor, b: Tensor | undefined): Tensor {
   const k = W.shape[0]!;
@@ -304,6 +370,9 @@ const cast = (outs: NamedTensors, dtype: FloatDType): NamedTensors => {
   return r;
 };
 
+/** The hand-written softmax runs over the last axis; another axis is left to the reference. */
+const lastAxis = (c: FormulaConfig): boolean => Number(c["axis"] ?? -1) === -1;
+
 /** Conventions the hand-written attention does not implement (it leaves them to the reference). */
 function otherConventions(c: FormulaConfig): boolean {
   return (c["mask"] ?? "none") !== "none" || (c["causal_align"] ?? "bottom_right") !== "bottom_right" || Number(c["window"] ?? 0) > 0 || c["scale"] !== undefined || c["H_kv"] !== undefined;
@@ -333,7 +402,7 @@ function mhaBug(bugs: MhaBugs) {
 
 function layerNormBug(bugs: NormBugs) {
   return async (req: ForwardRequest): Promise<NamedTensors | undefined> => {
-    if (req.formula !== "layer_norm") return undefined;
+    if (req.formula !== "layer_norm" || req.config["bias"] === false || Number(req.config["normalized_axes"] ?? 1) !== 1) return undefined;
     const { x, gamma, beta } = req.inputs as Record<string, Tensor>;
     return { y: out(x!.shape, layerNorm(x!, gamma!, beta!, Number(req.config["eps"] ?? 1e-5), bugs), floatDtype(req)) };
   };
@@ -498,6 +567,40 @@ export const PLANTED: readonly PlantedBug[] = [
     },
   },
   {
+    name: "broadcast_mask_ignored",
+    description: "attention: a mask of another shape than the scores (a padding mask [B, 1, 1, m], a key row [m]) is silently skipped; only full-shape masks are applied",
+    formulas: ["attention"],
+    caughtBy: ["mask_padding"],
+    forward: async (req, ref) => {
+      const c = req.config;
+      if (req.formula !== "attention" || (c["mask"] ?? "none") === "none" || (c["mask_shape"] ?? "scores") === "scores") return undefined;
+      const { mask: _m, mask_shape: _s, ...rest } = c;
+      const { mask: _t, ...inputs } = req.inputs;
+      return refAttention(ref, req, { ...rest, mask: "none" }, inputs);
+    },
+  },
+  {
+    name: "rope_partial_freq_over_dk",
+    description: "rope with rotary_dims r < d_k: the frequencies base^(−2i/d_k) are taken over the whole head instead of over the r rotated dims (HF GPT-NeoX uses r)",
+    formulas: ["rope"],
+    caughtBy: ["rope_fraction"],
+    forward: ropeBug({ freqOverDk: true }),
+  },
+  {
+    name: "position_ids_ignored",
+    description: "rope: position_ids are accepted but the rows are rotated at offset, offset + 1, … (left padding and packed sequences get the wrong positions)",
+    formulas: ["rope"],
+    caughtBy: ["rope_position_ids"],
+    forward: ropeBug({ ignoreIds: true }),
+  },
+  {
+    name: "dropout_unscaled",
+    description: "dropout: kept entries are not scaled by 1/(1 − p) (the non-inverted dropout of the original paper, whose eval pass must scale by 1 − p instead)",
+    formulas: ["dropout"],
+    caughtBy: ["dropout_scaling"],
+    forward: dropoutBug(true),
+  },
+  {
     name: "ignored_targets_counted",
     description: "cross_entropy: positions with target = ignore_index add nothing to the sum but are still counted in the mean",
     formulas: ["cross_entropy"],
@@ -525,7 +628,7 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["softmax"],
     caughtBy: ["softmax_simplex", "softmax_shift"],
     forward: async (req) => {
-      if (req.formula !== "softmax") return undefined;
+      if (req.formula !== "softmax" || !lastAxis(req.config)) return undefined;
       const x = req.inputs["x"]!;
       return { y: out(x.shape, softmaxRows(x.data, x.shape.at(-1)!, false), floatDtype(req)) };
     },
@@ -611,7 +714,7 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["softmax"],
     caughtBy: ["softmax_gradient"],
     backward: async (req, ref) => {
-      if (req.formula !== "softmax") return undefined;
+      if (req.formula !== "softmax" || !lastAxis(req.config)) return undefined;
       const y = (await ref.forward(req)).outputs["y"]!;
       const cot = req.cotangents["y"]!;
       return { x: out(y.shape, Array.from(y.data, (v, i) => v * cot.data[i]!), y.dtype) };
@@ -677,7 +780,7 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["softmax", "cross_entropy"],
     caughtBy: ["softmax_simplex", "cross_entropy"],
     forward: async (req): Promise<NamedTensors | undefined> => {
-      if (req.formula === "softmax") {
+      if (req.formula === "softmax" && lastAxis(req.config)) {
         const x = req.inputs["x"]!;
         return { y: out(x.shape, softmaxRowsSeeded(x.data, x.shape.at(-1)!, -10000), floatDtype(req)) };
       }
@@ -694,6 +797,82 @@ export const PLANTED: readonly PlantedBug[] = [
         s += mx + Math.log(e) - z.data[r * V + t.data[r]!]!;
       }
       return { loss: out([], [s / Math.max(1, t.size)], floatDtype(req)) };
+    },
+  },
+  {
+    name: "softmax_axis_ignored",
+    description: "softmax: the axis hyperparameter is ignored, every call normalises over the last axis",
+    formulas: ["softmax"],
+    caughtBy: ["softmax_axis"],
+    forward: async (req, ref) => {
+      if (req.formula !== "softmax" || lastAxis(req.config)) return undefined;
+      const { axis: _, ...rest } = req.config;
+      return (await ref.forward({ ...req, config: rest })).outputs;
+    },
+  },
+  {
+    name: "label_smoothing_over_other_classes",
+    description: "cross_entropy: label smoothing spreads ε over the V − 1 other classes (ε/(V − 1) each) instead of ε/V over all V, as some hand-written losses do",
+    formulas: ["cross_entropy"],
+    caughtBy: ["loss_conventions"],
+    forward: async (req, ref) => {
+      const eps = Number(req.config["label_smoothing"] ?? 0);
+      const V = req.inputs["logits"]?.shape.at(-1) ?? 1;
+      if (req.formula !== "cross_entropy" || eps === 0 || V < 2) return undefined;
+      // L0 = w_t·nll, L1 = (1/V)·Σ_c w_c·nll_c (per position, or reduced alike): the bug is
+      // (1 − ε)·L0 + ε/(V − 1)·(Σ_c w_c·nll_c − w_t·nll)
+      const at = async (e: number) => (await ref.forward({ ...req, config: { ...req.config, label_smoothing: e } })).outputs["loss"]!;
+      const L0 = await at(0);
+      const L1 = await at(1);
+      return { loss: mapT(L0, (v, i) => (1 - eps) * v + (eps / (V - 1)) * (V * L1.data[i]! - v)) };
+    },
+  },
+  {
+    name: "weighted_mean_by_count",
+    description: "cross_entropy: with class weights the mean divides by the number of counted positions instead of Σ w[t_i]",
+    formulas: ["cross_entropy"],
+    caughtBy: ["loss_conventions"],
+    forward: async (req, ref) => {
+      if (req.formula !== "cross_entropy" || req.config["weight"] !== true || (req.config["reduction"] ?? "mean") !== "mean") return undefined;
+      const ignore = Number(req.config["ignore_index"] ?? -100);
+      const counted = Array.from(req.inputs["targets"]!.data).filter((v) => v !== ignore).length;
+      const sum = (await ref.forward({ ...req, config: { ...req.config, reduction: "sum" } })).outputs["loss"]!;
+      return { loss: mapT(sum, (v) => v / counted) };
+    },
+  },
+  {
+    name: "layer_norm_last_axis_only",
+    description: "layer_norm: normalized_axes is ignored, each last-axis row is normalised on its own (γ and β still applied over the k axes)",
+    formulas: ["layer_norm"],
+    caughtBy: ["affine_options"],
+    forward: async (req, ref) => {
+      const k = Number(req.config["normalized_axes"] ?? 1);
+      if (req.formula !== "layer_norm" || k === 1) return undefined;
+      const { x, gamma, beta } = req.inputs as Record<string, Tensor>;
+      const d = x!.shape.at(-1)!;
+      const dtype = floatDtype(req);
+      const unit = { x: x!, gamma: Tensor.full([d], 1, dtype), beta: Tensor.zeros([d], dtype) };
+      const y1 = (await ref.forward({ ...req, config: { ...req.config, normalized_axes: 1, bias: true }, inputs: unit })).outputs["y"]!;
+      const g = gamma!.size;
+      return { y: mapT(y1, (v, i) => v * gamma!.data[i % g]! + (beta === undefined ? 0 : beta.data[i % g]!)) };
+    },
+  },
+  {
+    name: "matmul_broadcast_grad_first_copy",
+    description: "matmul: the gradient of an operand broadcast over batch axes is the gradient of its first copy, not the sum over the copies",
+    formulas: ["matmul"],
+    caughtBy: ["matmul_broadcast"],
+    backward: async (req, ref) => {
+      const a = req.inputs["a"];
+      const b = req.inputs["b"];
+      if (req.formula !== "matmul" || a === undefined || b === undefined || a.shape.length !== 2 || b.shape.length <= 2 || req.config["a_batch"] !== "none") return undefined;
+      const copies = sizeOf(b.shape.slice(0, -2));
+      const repeated = gatherAxis(a.reshape([1, ...a.shape]), 0, Array(copies).fill(0)).reshape([...b.shape.slice(0, -2), ...a.shape]);
+      const { a_batch: _, ...rest } = req.config;
+      const g = (await ref.backwardPass!({ ...req, config: rest, inputs: { a: repeated, b } })).grads;
+      const first = Tensor.zeros(a.shape, a.dtype);
+      for (let i = 0; i < first.size; i++) first.data[i] = g["a"]!.data[i]!;
+      return { a: first, b: g["b"]! };
     },
   },
 ];
@@ -735,6 +914,7 @@ export function controlImplementation(): Implementation {
     mha: mhaBug({}),
     layer_norm: layerNormBug({}),
     softmax: async (req) => {
+      if (!lastAxis(req.config)) return undefined;
       const x = req.inputs["x"]!;
       return { y: out(x.shape, softmaxRows(x.data, x.shape.at(-1)!, true), floatDtype(req)) };
     },
@@ -743,7 +923,8 @@ export function controlImplementation(): Implementation {
       const d = Number(req.config["d_model"]);
       return { y: out([n, d], sinusoidal(n, d, Number(req.config["offset"] ?? 0), false), floatDtype(req)) };
     },
-    rope: async (req) => ({ y: rope(req.inputs["x"]!, Number(req.config["offset"] ?? 0), Number(req.config["base"] ?? 10000), String(req.config["convention"] ?? "half"), false).to(floatDtype(req)) }),
+    rope: ropeBug({}),
+    dropout: dropoutBug(false),
     rms_norm: async (req) => {
       const { x, gamma } = req.inputs as Record<string, Tensor>;
       const d = x!.shape.at(-1)!;

@@ -3,11 +3,12 @@
  */
 import { LawUsageError, type Law, type LawCase } from "./law.js";
 import { alibiForms, causality, groupedQuery, headsPermutation, maskedZero, mhaDecomposition, permutationEquivariance, positionsBreakEquivariance, prefixConsistency, ropeRelative, uniformKeys } from "./laws/attention.js";
-import { causalAlignment, groupedHeads, ignoredTargets, maskPadding, softcapLimit, windowLimit } from "./laws/conventions.js";
+import { affineOptions, causalAlignment, groupedHeads, ignoredTargets, lossConventions, maskPadding, matmulBroadcast, softcapLimit, softmaxAxis, windowLimit } from "./laws/conventions.js";
 import { activationLimits, activationOddPart, exactLookups, headsLayout, sinusoidalRotation } from "./laws/elementwise.js";
 import { batchIndependence, determinism, referenceErrorBound, shapeAlgebra } from "./laws/generic.js";
 import { kvCache, tiedEmbedding, zeroBranches } from "./laws/model.js";
 import { normGradient, normInvariance, normMoments } from "./laws/norms.js";
+import { dropoutScaling, ropeFraction, ropePositionIds } from "./laws/rope-dropout.js";
 import { crossEntropy, softmaxGradient, softmaxShift, softmaxSimplex } from "./laws/softmax.js";
 
 /** Every law. The reference-oracle law comes last: the others never consult the reference. */
@@ -28,6 +29,8 @@ export const LAWS: readonly Law<LawCase>[] = [
   mhaDecomposition,
   headsLayout,
   ropeRelative,
+  ropeFraction,
+  ropePositionIds,
   sinusoidalRotation,
   alibiForms,
   groupedQuery,
@@ -37,6 +40,11 @@ export const LAWS: readonly Law<LawCase>[] = [
   softcapLimit,
   groupedHeads,
   ignoredTargets,
+  softmaxAxis,
+  lossConventions,
+  affineOptions,
+  matmulBroadcast,
+  dropoutScaling,
   batchIndependence,
   tiedEmbedding,
   crossEntropy,

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { referenceImplementation } from "../reference/implementation.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { plantedImplementation } from "./planted.js";
-import { lawNames } from "./registry.js";
-import { formatLawReport, lawReportToJSON, propertiesCommand, runLaws, type LawResult } from "./run.js";
+import { main } from "../cli/main.js";
+import { formatLawReport, lawReportToJSON, runLaws, type LawResult } from "./run.js";
 
 const ref = referenceImplementation();
 
@@ -73,9 +73,10 @@ describe("failures and replay", () => {
 
   it("replays through the command, from the printed arguments", async () => {
     const args = first.replay!.command.replace(/^npx specformer properties /, "").split(" ");
-    const out = await propertiesCommand(args);
-    expect(out.exitCode).toBe(1);
-    expect(out.text).toContain(first.failure!.message);
+    let text = "";
+    const code = await main(["properties", ...args], { out: (s) => void (text += s), err: (s) => void (text += s), tty: false });
+    expect(code).toBe(1);
+    expect(text).toContain(first.failure!.message);
   });
 
   it("replays a model-based (fc.commands) counterexample", async () => {
@@ -97,46 +98,5 @@ describe("failures and replay", () => {
     expect(json.ok).toBe(false);
     expect(json.results[0]!.status).toBe("failed");
     expect(json.results[0]!.failure.actual).toBe("NaN");
-  });
-});
-
-describe("propertiesCommand", () => {
-  const bad = async (args: string[], message: string | RegExp) => {
-    const out = await propertiesCommand(args);
-    expect(out.exitCode).toBe(2);
-    const line = out.text.split("\n")[0]!;
-    if (typeof message === "string") expect(line).toBe(`specformer properties: ${message}`);
-    else expect(line.replace(/^specformer properties: /, "")).toMatch(message);
-    expect(out.text).toContain("usage: specformer properties");
-  };
-
-  it("rejects bad arguments with exit code 2 and a message", async () => {
-    await bad(["--bogus"], 'unknown argument "--bogus"');
-    await bad(["--law"], "--law needs a value");
-    await bad(["--runs", "0"], '--runs must be a positive integer, got "0"');
-    await bad(["--runs", "ten"], '--runs must be a positive integer, got "ten"');
-    await bad(["--seed", "1.5"], '--seed must be an integer, got "1.5"');
-    await bad(["--dtype", "f16"], '--dtype must be f64 or f32, got "f16"');
-    await bad(["--path", "1:2", "--seed", "3"], "--path replays one law's counterexample: give --law too");
-    await bad(["--path", "1:2", "--law", "causality"], "--path replays a counterexample from its seed: give --seed too");
-    await bad(["--path", "1;2", "--law", "causality", "--seed", "3"], '--path must look like 12:0:3 (fast-check\'s counterexample path, with @hint for model-based laws), got "1;2"');
-    await bad(["--law", "causal"], `unknown law "causal" (did you mean causality, causal_alignment?); laws: ${lawNames().join(", ")}`);
-    await bad(["--formula", "softmx"], /^unknown formula "softmx"; known formulas: softmax, /);
-    await bad(["--planted", "nope"], /^unknown planted bug "nope"; planted bugs: causal_mask_off_by_one, /);
-  });
-
-  it("lists the laws", async () => {
-    const out = await propertiesCommand(["--list"]);
-    expect(out.exitCode).toBe(0);
-    for (const name of lawNames()) expect(out.text).toContain(name);
-  });
-
-  it("exits 0 when the laws pass and 1 when one fails", async () => {
-    const pass = await propertiesCommand(["--law", "softmax_simplex", "--runs", "5", "--seed", "1"]);
-    expect(pass.exitCode).toBe(0);
-    expect(pass.text).toContain("1 passed, 0 failed, 0 skipped");
-    const fail = await propertiesCommand(["--law", "cross_entropy", "--runs", "30", "--seed", "1", "--planted", "cross_entropy_summed", "--json"]);
-    expect(fail.exitCode).toBe(1);
-    expect((JSON.parse(fail.text) as { failed: number }).failed).toBe(1);
   });
 });

@@ -14,14 +14,15 @@ import type { Implementation } from "../autodiff/implementation.js";
 import { outsideCapability } from "../autodiff/capabilities.js";
 import { supportsBackward } from "../autodiff/implementation.js";
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
-import { referenceImplementation } from "../reference/implementation.js";
 import { LawUsageError, fmt, runCheck, type Law, type LawCase, type LawFailure } from "./law.js";
 import { getLaw, LAWS } from "./registry.js";
 import { isBatched } from "./laws/generic.js";
-import { PLANTED, plantedImplementation } from "./planted.js";
+import { wireJSON } from "../autodiff/wire.js";
 
 export interface RunOptions {
-  /** Only cases of this formula. */
+  /** Only cases of these formulas. */
+  readonly formulas?: readonly string[];
+  /** Only cases of this formula (the same as `formulas: [formula]`). */
   readonly formula?: string;
   /** Only this law. */
   readonly law?: string;
@@ -114,15 +115,17 @@ export interface LawReport {
 }
 
 /** Where a law's cases may come from for this implementation, and what was left out. */
-export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula" | "dtype">): { formulas: string[]; excluded: string[]; reason?: string } {
+export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula" | "formulas" | "dtype">): { formulas: string[]; excluded: string[]; reason?: string } {
   const declared = new Set(impl.formulas);
   let candidates: string[];
   if (law.formulas === "all") candidates = formulaNames();
   else if (law.formulas === "batched") candidates = formulaNames().filter(isBatched);
   else candidates = [...law.formulas];
-  if (opts.formula !== undefined) {
-    if (!candidates.includes(opts.formula)) return { formulas: [], excluded: [], reason: `the law does not apply to ${opts.formula} (it applies to ${describeList(candidates)})` };
-    candidates = [opts.formula];
+  const only = chosenFormulas(opts);
+  if (only !== undefined) {
+    const applicable = candidates.filter((f) => only.includes(f));
+    if (applicable.length === 0) return { formulas: [], excluded: [], reason: `the law does not apply to ${describeList(only)} (it applies to ${describeList(candidates)})` };
+    candidates = applicable;
   }
   const excluded: string[] = [];
   const formulas: string[] = [];
@@ -153,6 +156,12 @@ export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, 
   return { formulas, excluded };
 }
 
+/** `formulas` and `formula` together, or undefined when neither restricts the run. */
+function chosenFormulas(opts: Pick<RunOptions, "formula" | "formulas">): readonly string[] | undefined {
+  if (opts.formula === undefined) return opts.formulas;
+  return [...(opts.formulas ?? []), opts.formula];
+}
+
 function describeList(xs: readonly string[]): string {
   return xs.length > 8 ? `${xs.slice(0, 8).join(", ")} … (${xs.length} formulas)` : xs.join(", ");
 }
@@ -178,7 +187,8 @@ export function summarizeCase(c: LawCase): CaseSummary {
 
 function replayCommand(law: string, seed: number, path: string, opts: RunOptions): string {
   const parts = ["npx specformer properties", `--law ${law}`, `--seed ${seed}`, `--path ${path}`];
-  if (opts.formula !== undefined) parts.push(`--formula ${opts.formula}`);
+  const only = chosenFormulas(opts);
+  if (only !== undefined) parts.push(`--formulas ${only.join(",")}`);
   if ((opts.dtype ?? "f64") !== "f64") parts.push(`--dtype ${opts.dtype}`);
   if (opts.implementationArgs !== undefined && opts.implementationArgs !== "") parts.push(opts.implementationArgs);
   return parts.join(" ");
@@ -360,7 +370,7 @@ function shapesOf(ts: NamedTensors): Record<string, number[]> {
  * reported as skipped, not passed.
  */
 export async function runLaws(impl: Implementation, opts: RunOptions = {}): Promise<LawReport> {
-  if (opts.formula !== undefined && !hasFormula(opts.formula)) throw new LawUsageError(`unknown formula "${opts.formula}"; known formulas: ${formulaNames().join(", ")}`);
+  for (const f of chosenFormulas(opts) ?? []) if (!hasFormula(f)) throw new LawUsageError(`unknown formula "${f}"; known formulas: ${formulaNames().join(", ")}`);
   if (opts.runs !== undefined && (!Number.isInteger(opts.runs) || opts.runs < 1)) throw new LawUsageError(`runs must be a positive integer, got ${opts.runs}`);
   if (opts.path !== undefined) {
     if (opts.law === undefined) throw new LawUsageError("--path replays one law's counterexample: give --law too");
@@ -453,105 +463,16 @@ export function formatLawReport(report: LawReport): string {
   return lines.join("\n") + "\n";
 }
 
-/** The report as JSON (non-finite numbers as strings, so the document stays valid JSON). */
-export function lawReportToJSON(report: LawReport): string {
-  return (
-    JSON.stringify(
-      report,
-      (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v),
-      2,
-    ) + "\n"
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The command
-
-const USAGE = `usage: specformer properties [--formula F] [--law L] [--runs N] [--seed S] [--path P] [--dtype f64|f32] [--planted BUG] [--json] [--list]`;
-
-export interface PropertiesCommandOptions {
-  /** The implementation to check (default: the reference, or the planted bug named by --planted). */
-  readonly implementation?: Implementation;
-  /** How replay commands name that implementation. */
-  readonly implementationArgs?: string;
-}
-
 /**
- * `specformer properties`: run the laws and return the report text and the exit code (0 every
- * law passed or was skipped, 1 a law failed, 2 bad input). Never prints and never exits.
+ * The report as JSON: `schema_version` first, keys in snake_case (`time_ms`, `num_shrinks`),
+ * non-finite numbers as strings so the document stays valid JSON (docs/schema/properties.schema.json).
  */
-export async function propertiesCommand(args: readonly string[], opts: PropertiesCommandOptions = {}): Promise<{ exitCode: number; text: string }> {
-  const bad = (msg: string) => ({ exitCode: 2, text: `specformer properties: ${msg}\n${USAGE}\n` });
-  const o: { formula?: string; law?: string; runs?: number; seed?: number; path?: string; dtype?: FloatDType; planted?: string; json: boolean; list: boolean } = { json: false, list: false };
-  const valueOf = (i: number): string | undefined => {
-    const v = args[i + 1];
-    return v === undefined || v.startsWith("--") ? undefined : v;
-  };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === "--json") {
-      o.json = true;
-      continue;
-    }
-    if (a === "--list") {
-      o.list = true;
-      continue;
-    }
-    if (!["--formula", "--law", "--runs", "--seed", "--path", "--dtype", "--planted"].includes(a)) return bad(`unknown argument "${a}"`);
-    const v = valueOf(i);
-    if (v === undefined) return bad(`${a} needs a value`);
-    i++;
-    switch (a) {
-      case "--formula":
-        o.formula = v;
-        break;
-      case "--law":
-        o.law = v;
-        break;
-      case "--path":
-        o.path = v;
-        break;
-      case "--planted":
-        o.planted = v;
-        break;
-      case "--runs": {
-        const n = Number(v);
-        if (!/^\d+$/.test(v) || n < 1) return bad(`--runs must be a positive integer, got "${v}"`);
-        o.runs = n;
-        break;
-      }
-      case "--seed": {
-        const n = Number(v);
-        if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n)) return bad(`--seed must be an integer, got "${v}"`);
-        o.seed = n;
-        break;
-      }
-      case "--dtype":
-        if (v !== "f64" && v !== "f32") return bad(`--dtype must be f64 or f32, got "${v}"`);
-        o.dtype = v;
-        break;
-    }
-  }
-  if (o.list) {
-    const rows = LAWS.map((l) => [l.name, typeof l.formulas === "string" ? l.formulas : describeList(l.formulas), l.statement]);
-    return { exitCode: 0, text: table(["law", "formulas", "statement"], rows).join("\n") + "\n" };
-  }
-  let impl = opts.implementation;
-  let implArgs = opts.implementationArgs;
-  if (o.planted !== undefined) {
-    if (impl !== undefined) return bad("--planted cannot be combined with another implementation");
-    if (!PLANTED.some((p) => p.name === o.planted)) return bad(`unknown planted bug "${o.planted}"; planted bugs: ${PLANTED.map((p) => p.name).join(", ")}`);
-    impl = plantedImplementation(o.planted);
-    implArgs = `--planted ${o.planted}`;
-  }
-  impl ??= referenceImplementation();
-  try {
-    const report = await runLaws(impl, { ...o, ...(implArgs !== undefined ? { implementationArgs: implArgs } : {}) });
-    return { exitCode: report.ok ? 0 : 1, text: o.json ? lawReportToJSON(report) : formatLawReport(report) };
-  } catch (e) {
-    if (e instanceof LawUsageError) return bad(e.message);
-    throw e;
-  } finally {
-    if (opts.implementation === undefined) await impl.close?.();
-  }
+export function lawReportToJSON(report: LawReport): string {
+  return wireJSON(report) + "\n";
+}
+
+/** The laws as a table: name, the formulas they apply to, statement. */
+export function formatLawList(): string {
+  const rows = LAWS.map((l) => [l.name, typeof l.formulas === "string" ? l.formulas : describeList(l.formulas), l.statement]);
+  return table(["law", "formulas", "statement"], rows).join("\n") + "\n";
 }

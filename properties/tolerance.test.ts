@@ -72,6 +72,15 @@ describe("the sensitivity probe", () => {
   it("gives the conditioned bound 2·γ_K·(S + κ̂) plus K smallest normals", () => {
     expect(conditionedBound("f64", 4, { S: 2, kappa: 1, perturbed: 1 })).toBe(2 * gamma(4, "f64") * 3 + 4 * 2 ** -1022);
   });
+
+  it("adds the cancelled magnitude Z to the scale of the conditioned bound: 2·γ_K·(S + κ̂ + Z)", () => {
+    // PyTorch float32 gelu(−2.75) batched (vectorised erf) vs alone (scalar erf): 1.64e-7 apart,
+    // above 2·γ_8·(S + κ̂) = 9.0e-8 (S = 0.0082, κ̂ = 0.086) but within the bound with Z = |x| = 2.75
+    const scale = { S: 0.008194, kappa: 0.08571, perturbed: 1 };
+    expect(conditionedBound("f32", 8, scale)).toBeLessThan(1.64e-7);
+    expect(conditionedBound("f32", 8, scale, 2.75)).toBeGreaterThan(1.64e-7);
+    expect(conditionedBound("f32", 8, scale, 2.75)).toBe(2 * gamma(8, "f32") * (scale.S + scale.kappa + 2.75) + 8 * 2 ** -126);
+  });
 });
 
 describe("the cancelled magnitudes Z of the oracle law still catch the smallest precision bug", () => {

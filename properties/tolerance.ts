@@ -176,8 +176,14 @@ export function roundingDepth(ctx: DepthContext): number {
       return angleDepth(dimCfg("offset", 0) + dimCfg("n", 1));
     case "positional_learned":
       return 1;
-    case "rope":
-      return ropeDepth(dimCfg("offset", 0) + rowsOf(a["x"]));
+    case "rope": {
+      // the largest position: the last row after the offset, or the largest of position_ids
+      const ids = a["position_ids"];
+      return ropeDepth(ids === undefined ? dimCfg("offset", 0) + rowsOf(a["x"]) : Math.max(1, ...Array.from(ids.data, (v) => Math.abs(v) + 1)));
+    }
+    case "dropout":
+      // 1/(1 − p) rounded, then one product
+      return 2;
     case "cross_entropy": {
       const z = a["logits"];
       const N = z === undefined || last(z) === 0 ? 1 : z.size / last(z);
@@ -363,16 +369,21 @@ export async function sensitivityOf(evaluate: (inputs: NamedTensors) => Promise<
 }
 
 /**
- * The conditioned bound for two computations of the same output: `2·γ_K·(S + κ̂)` plus K
+ * The conditioned bound for two computations of the same output: `2·γ_K·(S + κ̂ + Z)` plus K
  * half-units of the smallest normal (rounding below the normal range is absolute, not relative).
+ * Z ({@link cancelledMagnitude}, default 0) is the magnitude a last stage cancels, whose absolute
+ * rounding each of the two computations may carry where κ̂ does not see it (two GELU kernels,
+ * a vectorised and a scalar erf, differ by ulps of erf in 1 + erf ≈ 0).
  */
-export function conditionedBound(dtype: FloatDType, K: number, scale: OutputScale): number {
-  return 2 * gamma(K, dtype) * (scale.S + scale.kappa) + K * smallestNormal(dtype);
+export function conditionedBound(dtype: FloatDType, K: number, scale: OutputScale, Z = 0): number {
+  return 2 * gamma(K, dtype) * (scale.S + scale.kappa + Z) + K * smallestNormal(dtype);
 }
 
 /** Text of the conditioned bound with its numbers, for reports. */
-export function conditionedReason(dtype: FloatDType, K: number, scale: OutputScale): string {
-  return `2·γ_K·(S + κ̂) with ${dtype} u = 2^${Math.log2(unitRoundoff(dtype))}, K = ${K}, S = ${fmt(scale.S)}, κ̂ = √(2N)·Δ/η = ${fmt(scale.kappa)} (N = ${scale.perturbed})`;
+export function conditionedReason(dtype: FloatDType, K: number, scale: OutputScale, Z = 0): string {
+  const z = Z > 0 ? ` + Z` : "";
+  const zText = Z > 0 ? `, Z = ${fmt(Z)} (cancelled magnitude)` : "";
+  return `2·γ_K·(S + κ̂${z}) with ${dtype} u = 2^${Math.log2(unitRoundoff(dtype))}, K = ${K}, S = ${fmt(scale.S)}, κ̂ = √(2N)·Δ/η = ${fmt(scale.kappa)} (N = ${scale.perturbed})${zText}`;
 }
 
 function fmt(x: number): string {

@@ -110,7 +110,7 @@ describe("generateCommand", () => {
     await bad({ temperature: Number.NaN }, "--temperature must be a number ≥ 0 (0 is greedy), got NaN");
     await bad({ topP: 1.5 }, "--top-p must be in (0, 1], got 1.5");
     const j = await runGenerateCommand({ prompt: "hi", topK: 0, json: true });
-    expect(JSON.parse(j.text)).toEqual({ error: "--top-k must be a positive integer, got 0" });
+    expect(JSON.parse(j.text)).toEqual({ schema_version: 1, error: "--top-k must be a positive integer, got 0" });
   });
 
   it("refuses NaN weights naming the tensor and index; allowed, decoding stops at the NaN step with exit 2", async () => {

@@ -19,6 +19,7 @@
  * a character split across tokens wait for the rest); `--json` yields one JSON line at the end.
  * The same options and seed give the same output.
  */
+import { SCHEMA_VERSION } from "../autodiff/wire.js";
 import { GoldenFormatError } from "../golden/safetensors.js";
 import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import { Tokenizer } from "./tokenizer/index.js";
@@ -37,6 +38,8 @@ export interface GenerateCommandOptions {
   readonly prompt: string;
   /** A preset of spec/presets.ts (default `tiny` when no weights are given). */
   readonly preset?: string;
+  /** Hyperparameters overriding the preset's (`--config tiny,L=1`). */
+  readonly config?: Readonly<Record<string, number | string | boolean>>;
   /** A checkpoint: the .safetensors file (config.json beside it) or its folder. */
   readonly weights?: string;
   /** Seeds the initial weights of a preset and the sampling (default 0). */
@@ -126,11 +129,20 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
     const name = opts.preset ?? "tiny";
     const preset = findPreset(name);
     if (preset === undefined) return fail(unknownPresetMessage(name));
-    const t = presetTokenizer(preset["V"] as number);
+    const asked = { ...preset, ...(opts.config ?? {}) };
+    if (typeof asked["V"] !== "number" || !Number.isInteger(asked["V"]) || asked["V"] < 1) fail(`V must be a positive integer, got ${JSON.stringify(asked["V"])}`);
+    const t = presetTokenizer(asked["V"] as number);
     tokenizer = t.tokenizer;
     tokenizerName = t.name;
-    model = GPT.init(resolveModelConfig({ preset: name, V: t.V }), { seed });
-    modelSource = `preset ${name}${t.V !== preset["V"] ? ` with V = ${t.V}` : ""}`;
+    try {
+      model = GPT.init(resolveModelConfig({ preset: name, ...(opts.config ?? {}), V: t.V }), { seed });
+    } catch (e) {
+      if (e instanceof ModelError) return fail(e.message);
+      throw e;
+    }
+    const changed = Object.entries(opts.config ?? {}).filter(([k]) => k !== "V").map(([k, v]) => `${k} = ${String(v)}`);
+    if (t.V !== preset["V"]) changed.push(`V = ${t.V}`);
+    modelSource = `preset ${name}${changed.length > 0 ? ` with ${changed.join(", ")}` : ""}`;
   }
   const eot = tokenizer.specialTokens.get("<|endoftext|>");
   const stop = eot === undefined ? [] : [eot];
@@ -203,6 +215,7 @@ export async function* generateCommand(opts: GenerateCommandOptions): AsyncGener
   }
   const promptText = opts.prompt === "" ? "" : p.tokenizer.decode(p.promptIds);
   yield JSON.stringify({
+    schema_version: SCHEMA_VERSION,
     prompt: promptText,
     completion,
     text: promptText + completion,
@@ -224,7 +237,7 @@ export async function runGenerateCommand(opts: GenerateCommandOptions): Promise<
     for await (const piece of generateCommand(opts)) text += piece;
     return { text, exitCode: 0 };
   } catch (e) {
-    if (e instanceof CommandError) return { text: opts.json === true ? JSON.stringify({ error: e.message }) + "\n" : `error: ${e.message}\n`, exitCode: 2 };
+    if (e instanceof CommandError) return { text: opts.json === true ? JSON.stringify({ schema_version: SCHEMA_VERSION, error: e.message }) + "\n" : `error: ${e.message}\n`, exitCode: 2 };
     throw e;
   }
 }

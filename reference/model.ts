@@ -71,13 +71,24 @@ export interface GPTConfig {
   readonly window: number;
   /** Attention score cap c·tanh(s/c) (0 = none). */
   readonly softcap: number;
+  /**
+   * RoPE on a fraction of each head (GPT-NeoX `rotary_pct`, HF `partial_rotary_factor`): the first
+   * r = ⌊rotary_pct·d_k⌋ dims rotate (r even), the rest pass through. Absent: 1 (every dim).
+   */
+  readonly rotary_pct?: number;
+  /**
+   * Dropout p at GPT-2's places (embedding, attention weights, both residual branches) while
+   * training: `lossAndGrads` with a generator draws the keep masks; evaluation never drops.
+   * Absent: 0.
+   */
+  readonly dropout?: number;
 }
 
 /** A partial configuration, optionally on top of a named preset of spec/presets.ts. */
 export type ModelConfigInput = string | (Partial<GPTConfig> & { readonly preset?: string });
 
 const SIZE_KEYS = ["V", "n_ctx", "d_model", "H", "H_kv", "L", "d_ff"] as const;
-const CONFIG_KEYS: readonly (keyof GPTConfig)[] = [...SIZE_KEYS, "eps", "dtype", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias", "window", "softcap"];
+const CONFIG_KEYS: readonly (keyof GPTConfig)[] = [...SIZE_KEYS, "eps", "dtype", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias", "window", "softcap", "rotary_pct", "dropout"];
 
 /**
  * LLaMA's FFN hidden size for SwiGLU: two thirds of 4·d_model (so the three SwiGLU matrices hold
@@ -121,6 +132,13 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
   }
   const dtype = fields["dtype"] ?? "f64";
   delete fields["dtype"];
+  const rotaryPct = fields["rotary_pct"];
+  delete fields["rotary_pct"];
+  const dropout = fields["dropout"];
+  delete fields["dropout"];
+  if (dropout !== undefined && (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1))) {
+    throw new ModelError(`dropout must be a number in [0, 1) (1 would drop every activation), got ${JSON.stringify(dropout)}`);
+  }
   if (dtype !== "f64" && dtype !== "f32") throw new ModelError(`dtype must be "f64" or "f32", got ${JSON.stringify(dtype)}`);
   const merged: Record<string, HyperValue> = { ...base };
   for (const [k, v] of Object.entries(fields)) merged[k] = v as HyperValue;
@@ -152,6 +170,12 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
   if ((positions === "rope" || positions === "rope_interleaved") && (d_model / H) % 2 !== 0) {
     throw new ModelError(`positions "${positions}" rotates pairs of coordinates: d_k = d_model / H = ${d_model / H} must be even`);
   }
+  if (rotaryPct !== undefined) {
+    if (typeof rotaryPct !== "number" || !(rotaryPct >= 0 && rotaryPct <= 1)) throw new ModelError(`rotary_pct must be a number in [0, 1], got ${JSON.stringify(rotaryPct)}`);
+    if (positions !== "rope" && positions !== "rope_interleaved") throw new ModelError(`rotary_pct applies to RoPE positions, but positions is "${positions}"`);
+    const r = Math.floor(rotaryPct * (d_model / H));
+    if (r % 2 !== 0) throw new ModelError(`rotary_pct = ${rotaryPct} rotates ⌊${rotaryPct}·d_k⌋ = ${r} dims of d_k = ${d_model / H}; RoPE rotates pairs, so it must be even`);
+  }
   if (cfg["parallel"] === true && cfg["placement"] !== "pre") {
     throw new ModelError(`parallel attention + FFN is defined for placement "pre" only (GPT-J), got "${String(cfg["placement"])}"`);
   }
@@ -177,13 +201,19 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     bias: cfg["bias"] as boolean,
     window: cfg["window"] as number,
     softcap: cfg["softcap"] as number,
+    ...(rotaryPct !== undefined ? { rotary_pct: rotaryPct as number } : {}),
+    ...(dropout !== undefined ? { dropout: dropout as number } : {}),
   };
 }
 
 /** The hyperparameters of the `gpt` formula for a model configuration (everything but dtype). */
 export function formulaConfig(c: GPTConfig): Config {
-  const { dtype: _dtype, ...rest } = c;
-  return { ...rest, causal: true };
+  // dropout is a training switch (trainingGraph); the model's own formula evaluates without it
+  const { dtype: _dtype, rotary_pct: pct, dropout: _dropout, ...rest } = c;
+  // GPT-NeoX: rotary_ndims = int(rotary_pct · head_size)
+  const out: Record<string, HyperValue> = { ...rest, causal: true };
+  if (pct !== undefined && pct !== 1) out["rotary_dims"] = Math.floor(pct * (c.d_model / c.H));
+  return out;
 }
 
 /** Sizes of the named dims of a configuration, for evaluating symbolic argument shapes. */
@@ -212,6 +242,39 @@ export function parameterShapes(config: GPTConfig): Record<string, number[]> {
       if (v === undefined) throw new ModelError(`parameter ${a.name}: cannot size dim ${s}`);
       return v;
     });
+  }
+  return out;
+}
+
+const trainingGraphs = new Map<string, Graph>();
+
+/** The `gpt` formula with dropout p at GPT-2's places: keep masks are inputs (dropout.embd, h.{l}.dropout.*). */
+function trainingGraph(config: GPTConfig): Graph {
+  const key = JSON.stringify(config);
+  let g = trainingGraphs.get(key);
+  if (g === undefined) {
+    g = formulaGraph("gpt", { ...formulaConfig(config), dropout: config.dropout! });
+    trainingGraphs.set(key, g);
+  }
+  return g;
+}
+
+/** Keep masks for every dropout input of the training graph, P(keep) = 1 − p, drawn from `rng`. */
+export function dropoutMasks(config: GPTConfig, lead: readonly number[], rng: Rng): NamedTensors {
+  const p = config.dropout ?? 0;
+  const n = lead[lead.length - 1]!;
+  const rows = lead.slice(0, -1);
+  const out: NamedTensors = {};
+  const draw = (name: string, shape: number[]) => {
+    const t = Tensor.zeros(shape, "i32");
+    for (let i = 0; i < t.size; i++) t.data[i] = rng.uniform() >= p ? 1 : 0;
+    out[name] = t;
+  };
+  draw("dropout.embd", [...rows, n, config.d_model]);
+  for (let l = 0; l < config.L; l++) {
+    draw(`h.${l}.dropout.attn`, [...rows, config.H, n, n]);
+    draw(`h.${l}.dropout.attn_out`, [...rows, n, config.d_model]);
+    draw(`h.${l}.dropout.mlp_out`, [...rows, n, config.d_model]);
   }
   return out;
 }
@@ -449,18 +512,25 @@ export class GPT {
     return this.evaluate(x, targets).loss;
   }
 
-  /** The loss of {@link loss} and its gradient with respect to every parameter (by name). */
-  lossAndGrads(tokens: TokenInput): { loss: number; grads: NamedTensors } {
+  /** The loss of {@link loss} and its gradient with respect to every parameter (by name); with `rng`, a training step (dropout on). */
+  lossAndGrads(tokens: TokenInput, rng?: Rng): { loss: number; grads: NamedTensors } {
     const { tokens: x, targets } = shiftTargets(tokenTensor(tokens, this.config.V));
-    return this.lossAndGradsFor(x, targets);
+    return this.lossAndGradsFor(x, targets, rng);
   }
 
-  /** Loss and parameter gradients against explicit (already shifted) targets. */
-  lossAndGradsFor(tokens: TokenInput, targets: TokenInput): { loss: number; grads: NamedTensors } {
+  /**
+   * Loss and parameter gradients against explicit (already shifted) targets. With `dropout` in
+   * the configuration and a generator `rng` (training), keep masks are drawn from it and the loss
+   * is that of the dropped-out model; without `rng` nothing is dropped.
+   */
+  lossAndGradsFor(tokens: TokenInput, targets: TokenInput, rng?: Rng): { loss: number; grads: NamedTensors } {
     const t = tokenTensor(tokens, this.config.V);
     const y = tokenTensor(targets, this.config.V, "targets");
     this.checkLength(t, "lossAndGrads");
-    const r = valueAndGrad(gptGraphs(this.config).full, { tokens: t, targets: y, ...this.weights }, {
+    const train = rng !== undefined && (this.config.dropout ?? 0) > 0;
+    const graph = train ? trainingGraph(this.config) : gptGraphs(this.config).full;
+    const masks = train ? dropoutMasks(this.config, t.shape, rng) : {};
+    const r = valueAndGrad(graph, { tokens: t, targets: y, ...masks, ...this.weights }, {
       output: "loss",
       dtype: this.config.dtype,
       wrt: Object.keys(this.weights),

@@ -216,6 +216,8 @@ export function train(config: ModelConfigInput | GPTConfig, tokens: ArrayLike<nu
     if (!Number.isInteger(t) || t < 0 || t >= c.V) throw new ModelError(`train: token ${t} at position ${i} is outside the vocabulary 0…${c.V - 1}`);
   }
   const data = new TokenWindows(tokens, seqLen + 1, seed ^ 0x7a11);
+  // dropout masks (when the configuration has dropout) come from their own seeded stream
+  const dropRng = new Rng(seed ^ 0x0d20);
   const lrOf = typeof opts.lr === "function" ? opts.lr : () => opts.lr as number;
   const adam = new Adam({
     lr: typeof opts.lr === "number" ? opts.lr : 1,
@@ -231,7 +233,7 @@ export function train(config: ModelConfigInput | GPTConfig, tokens: ArrayLike<nu
   for (let step = 0; step < opts.steps; step++) {
     const t0 = performance.now();
     const batch = data.next(opts.batch);
-    const { loss, grads } = model.lossAndGrads(batch);
+    const { loss, grads } = model.lossAndGrads(batch, dropRng);
     if (!Number.isFinite(loss)) throw new TrainError(`train: loss is ${loss} at step ${step}`);
     const gradNorm = opts.clip !== undefined ? clipGradNorm(grads, opts.clip) : globalNorm(grads);
     const lr = lrOf(step);

@@ -33,7 +33,8 @@ export interface OutputSpec {
 
 export interface HyperSpec {
   readonly name: string;
-  readonly kind: "number" | "integer" | "boolean" | "enum";
+  /** `dims`: a comma- or space-separated list of dims ("B,1,H"; "" or "none": no axes; "..." the batch prefix, first only). */
+  readonly kind: "number" | "integer" | "boolean" | "enum" | "dims";
   readonly default?: HyperValue;
   readonly choices?: readonly string[];
   readonly doc: string;
@@ -150,10 +151,38 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
       case "enum":
         if (typeof v !== "string" || !(h.choices ?? []).includes(v)) throw bad(`one of ${(h.choices ?? []).join(", ")}`);
         break;
+      case "dims":
+        // a single size given as a number on a command line ("a_batch=1") is that dim
+        if (typeof v === "number" && Number.isInteger(v) && v >= 0) {
+          out[h.name] = String(v);
+          continue;
+        }
+        if (typeof v !== "string") throw bad(`a comma-separated list of dims ("B,1,H", "..." first for the batch prefix, "" or "none" for none)`);
+        try {
+          parseDimList(v);
+        } catch (e) {
+          throw bad(`a comma-separated list of dims ("B,1,H", "..." first for the batch prefix, "" or "none" for none): ${(e as Error).message}`);
+        }
+        break;
     }
     out[h.name] = v;
   }
   return out;
+}
+
+/** The dims of a `dims` hyperparameter, comma- or space-separated: `"..., H, 1"` → `["...", "H", "1"]`; `""` or `"none"` → `[]`. */
+export function parseDimList(v: string): string[] {
+  if (v.trim() === "" || v.trim() === "none") return [];
+  const items = v.trim().split(/\s*,\s*|\s+/);
+  items.forEach((t, i) => {
+    if (t === "...") {
+      if (i > 0) throw new FormulaError(`"..." (the batch prefix) may only come first, in "${v}"`);
+      return;
+    }
+    if (t === "") throw new FormulaError(`empty dim in "${v}"`);
+    dim(t);
+  });
+  return items;
 }
 
 /** Hyperparameters that are dims, as a binding (`H = 8`). */

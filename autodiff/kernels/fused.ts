@@ -16,7 +16,17 @@ export interface FusedKernel {
    * the whole row) of that argument before writing the output at the same place.
    */
   readonly inPlace?: readonly number[];
+  /** Configurations the kernel computes (default all): softmax over another axis, LayerNorm without β. */
+  readonly applies?: (config: Config) => boolean;
 }
+
+/** The fused kernel of a call of `formula` with `config`, if one exists and computes that configuration. */
+export function fusedKernel(formula: string, config: Config): FusedKernel | undefined {
+  const f = FUSED[formula];
+  return f !== undefined && (f.applies === undefined || f.applies(config)) ? f : undefined;
+}
+
+const lastAxis = (config: Config) => config["axis"] === undefined || config["axis"] === -1;
 
 function safeMax(x: Arr, o: number, m: number): number {
   let mx = -Infinity;
@@ -31,6 +41,7 @@ export const FUSED: Readonly<Record<string, FusedKernel>> = {
   softmax: {
     args: ["x"],
     inPlace: [0],
+    applies: lastAxis,
     run([x], [shape], out) {
       const m = shape![shape!.length - 1]!;
       if (m === 0) return;
@@ -67,6 +78,7 @@ export const FUSED: Readonly<Record<string, FusedKernel>> = {
   layer_norm: {
     args: ["x", "gamma", "beta"],
     inPlace: [0],
+    applies: (config) => config["bias"] !== false && (config["normalized_axes"] === undefined || config["normalized_axes"] === 1),
     run([x, gamma, beta], [shape], out, config) {
       const d = shape![shape!.length - 1]!;
       if (d === 0) return;

@@ -86,6 +86,100 @@ class ServeTest(unittest.TestCase):
             serve({"square": square}, dtypes=["f16"], stdin=io.StringIO(""), stdout=io.StringIO())
 
 
+def binary_exchange(formulas, messages, **kw):
+    """Drive serve() over byte streams: messages are (request, [frame bytes]); answers come back
+    as (response, [frame bytes]) read the way specformer reads them."""
+    data = b""
+    for req, frames in messages:
+        if frames:
+            req = {**req, "frames": [len(f) for f in frames]}
+        data += json.dumps(req).encode() + b"\n" + b"".join(frames)
+    out = io.BytesIO()
+    serve(formulas, stdin=io.BytesIO(data), stdout=out, **kw)
+    raw = io.BytesIO(out.getvalue())
+    answers = []
+    while True:
+        line = raw.readline()
+        if not line:
+            return answers
+        msg = json.loads(line)
+        answers.append((msg, [raw.read(n) for n in msg.get("frames", [])]))
+
+
+HELLO_BINARY = {"id": 1, "method": "hello", "params": {"protocol": 1, "binary": True}}
+
+
+def ft(dtype, shape, frame):
+    return {"dtype": dtype, "shape": shape, "frame": frame}
+
+
+class BinaryTest(unittest.TestCase):
+    def test_hello_accepts_binary_only_when_offered(self):
+        [(r, _)] = binary_exchange({"id": lambda a, c: a["x"]}, [(HELLO_BINARY, [])])
+        self.assertIs(r["result"]["binary"], True)
+        [(r, _)] = binary_exchange({"id": lambda a, c: a["x"]}, [({"id": 1, "method": "hello", "params": {"protocol": 1}}, [])])
+        self.assertNotIn("binary", r["result"])
+        [(r, _)] = binary_exchange({"id": lambda a, c: a["x"]}, [(HELLO_BINARY, [])], binary=False)
+        self.assertNotIn("binary", r["result"])
+        # a text stream cannot carry frames: JSON numbers only
+        [r] = exchange({"id": lambda a, c: a["x"]}, [HELLO_BINARY])
+        self.assertNotIn("binary", r["result"])
+
+    def test_frames_both_ways_keep_every_bit(self):
+        # quiet NaN with payload 1, negative NaN, -0, +inf, the smallest subnormal
+        bits = np.array([0x7FF8000000000001, 0xFFF8000000000000, 0x8000000000000000, 0x7FF0000000000000, 1], dtype="<u8")
+        x = bits.tobytes()
+        x32 = np.array([0.1, -2.5, np.inf], dtype="<f4").tobytes()
+        rs = binary_exchange(
+            {"id": Formula(lambda a, c: a["x"], lambda a, cot, c: {"x": cot["y"]})},
+            [
+                (HELLO_BINARY, []),
+                ({"id": 2, "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f64", [5], 0)}}}, [x]),
+                ({"id": 3, "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f32", [1, 3], 0)}}}, [x32]),
+                ({"id": 4, "method": "backward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f32", [1, 3], 0)}, "cotangents": {"y": ft("f32", [1, 3], 1)}}}, [x32, x32[::-1]]),
+                # JSON numbers are still accepted after binary was negotiated
+                ({"id": 5, "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": t("f64", [2], [1.5, "NaN"])}}}, []),
+            ],
+        )
+        (r2, f2), (r3, f3), (r4, f4), (r5, f5) = rs[1:]
+        self.assertEqual(r2, {"id": 2, "frames": [40], "result": {"outputs": {"y": ft("f64", [5], 0)}}})
+        self.assertEqual(f2, [x])
+        self.assertEqual(r3["result"]["outputs"]["y"], ft("f32", [1, 3], 0))
+        self.assertEqual(f3, [x32])
+        self.assertEqual(r4["result"]["grads"]["x"], ft("f32", [1, 3], 0))
+        self.assertEqual(f4, [x32[::-1]])
+        self.assertEqual(r5["frames"], [16])
+        self.assertEqual(np.frombuffer(f5[0], "<f8")[0], 1.5)
+
+    def test_bad_binary_tensors_are_errors_naming_them(self):
+        rs = binary_exchange(
+            {"id": lambda a, c: a["x"]},
+            [
+                (HELLO_BINARY, []),
+                ({"id": 2, "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f64", [3, 4], 0)}}}, [bytes(80)]),
+                ({"id": 3, "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f16", [3], 0)}}}, [bytes(6)]),
+                ({"id": 4, "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f64", [1], 3)}}}, [bytes(8)]),
+                ({"id": 5, "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f64", [1], 0)}}}, [bytes(8)]),
+            ],
+        )
+        self.assertEqual(rs[1][0], {"id": 2, "error": {"message": "forward id: input x: frame 0 has 80 bytes but f64 shape [3, 4] needs 96 (12 × 8)"}})
+        self.assertEqual(rs[2][0], {"id": 3, "error": {"message": "forward id: input x: dtype 'f16' is not one of f64, f32, i32"}})
+        self.assertEqual(rs[3][0], {"id": 4, "error": {"message": "forward id: input x: frame 3 is not the index of a frame that follows the line (1 frames)"}})
+        self.assertEqual(rs[4][0]["frames"], [8])  # the stream stayed in step
+
+    def test_truncated_frame_stops_serving_with_a_message(self):
+        data = json.dumps(HELLO_BINARY).encode() + b"\n"
+        data += json.dumps({"id": 2, "frames": [80], "method": "forward", "params": {"formula": "id", "config": {}, "inputs": {"x": ft("f64", [10], 0)}}}).encode() + b"\n" + bytes(40)
+        out, err = io.BytesIO(), io.StringIO()
+        old, sys.stderr = sys.stderr, err
+        try:
+            serve({"id": lambda a, c: a["x"]}, stdin=io.BytesIO(data), stdout=out)
+        finally:
+            sys.stderr = old
+        self.assertEqual(len(out.getvalue().splitlines()), 1)  # hello only
+        self.assertIn("input ended inside a binary frame: 40 of 80 bytes arrived", err.getvalue())
+
+
 class DoctestTest(unittest.TestCase):
     def test_doctests_pass_with_or_without_torch(self):
         import specformer.golden

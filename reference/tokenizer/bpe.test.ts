@@ -248,29 +248,22 @@ describe("gpt2 data helpers", () => {
   });
 });
 
-describe("speed (bounds far above measured times, to catch accidental quadratic work)", () => {
+describe("large inputs (their speed is measured by bench/timings.ts: npm run bench -- --only timings)", () => {
   const corpus = readFileSync(new URL("../data/corpus.txt", import.meta.url), "utf8");
 
-  it("loads GPT-2 in under a second", () => {
-    const t0 = performance.now();
-    const fresh = new Tokenizer(loadGpt2Model());
-    expect(performance.now() - t0).toBeLessThan(1000);
-    expect(fresh.vocabSize).toBe(50257);
+  it("loads GPT-2's ranks", () => {
+    expect(new Tokenizer(loadGpt2Model()).vocabSize).toBe(50257);
   });
 
-  it("encodes 100 kB of English in under a second with a cold cache", () => {
+  it("encodes 100 kB of English with a cold cache as the warm tokenizer does", () => {
     const fresh = Tokenizer.fromJSON(tok.toJSON());
     const text = corpus.slice(0, 100_000);
-    const t0 = performance.now();
-    fresh.encode(text);
-    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(fresh.encode(text)).toEqual(tok.encode(text));
   });
 
-  it("encodes a 100,000-byte single pre-token in under a second", () => {
+  it("encodes a 100,000-byte single pre-token and decodes it back", () => {
     const fresh = Tokenizer.fromJSON(tok.toJSON());
-    const t0 = performance.now();
     const ids = fresh.encode("a".repeat(100_000));
-    expect(performance.now() - t0).toBeLessThan(1000);
     expect(fresh.decode(ids)).toBe("a".repeat(100_000));
   });
 });

@@ -21,7 +21,7 @@ describe("visibleWhitespace", () => {
 describe("tokenizeCommand", () => {
   it("renders JSON with text, ids and raw pieces (the doc example)", () => {
     expect(tokenizeCommand("Hello, world!", { json: true })).toBe(
-      '{"text":"Hello, world!","ids":[15496,11,995,0],"pieces":["Hello",","," world","!"]}',
+      '{"schema_version":1,"text":"Hello, world!","ids":[15496,11,995,0],"pieces":["Hello",","," world","!"]}',
     );
   });
 
@@ -57,18 +57,18 @@ describe("tokenizeCommand", () => {
 
   it("renders empty text", () => {
     expect(tokenizeCommand("", { json: false })).toBe("index  id  piece\n0 tokens, 0 characters, 0 bytes");
-    expect(tokenizeCommand("", { json: true })).toBe('{"text":"","ids":[],"pieces":[]}');
+    expect(tokenizeCommand("", { json: true })).toBe('{"schema_version":1,"text":"","ids":[],"pieces":[]}');
   });
 
   it("passes special-token handling through", () => {
     expect(() => tokenizeCommand("<|endoftext|>", { json: true })).toThrow('the special token "<|endoftext|>" at index 0, which is not allowed');
     expect(tokenizeCommand("<|endoftext|>", { json: true, allowedSpecial: "all" })).toBe(
-      '{"text":"<|endoftext|>","ids":[50256],"pieces":["<|endoftext|>"]}',
+      '{"schema_version":1,"text":"<|endoftext|>","ids":[50256],"pieces":["<|endoftext|>"]}',
     );
   });
 
   it("uses another tokenizer when given one", () => {
     const t = trainBpe("aaabdaaabac", 259);
-    expect(tokenizeCommand("aaab", { json: true, tokenizer: t })).toBe('{"text":"aaab","ids":[258],"pieces":["aaab"]}');
+    expect(tokenizeCommand("aaab", { json: true, tokenizer: t })).toBe('{"schema_version":1,"text":"aaab","ids":[258],"pieces":["aaab"]}');
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Rendering for `specformer tokenize`: the CLI parses arguments and prints what this returns.
  */
+import { SCHEMA_VERSION } from "../../autodiff/wire.js";
 import { Tokenizer } from "./bpe.js";
 import type { EncodeOptions } from "./bpe.js";
 
@@ -46,7 +47,7 @@ export function tokenizeCommand(text: string, opts: TokenizeCommandOptions): str
   const tokenizer = opts.tokenizer ?? Tokenizer.gpt2();
   const ids = tokenizer.encode(text, opts.allowedSpecial !== undefined ? { allowedSpecial: opts.allowedSpecial } : {});
   const pieces = tokenizer.decodePieces(ids);
-  if (opts.json) return JSON.stringify({ text, ids, pieces });
+  if (opts.json) return JSON.stringify({ schema_version: SCHEMA_VERSION, text, ids, pieces });
 
   const header = ["index", "id", "piece"] as const;
   const indexWidth = Math.max(header[0].length, String(Math.max(ids.length - 1, 0)).length);

@@ -8,7 +8,7 @@ import {
   named, neg, pow, reduce, reshape, rsqrt, sin, cos, slice, sqrt, square, stopGradient, sub, sumAll, sumLast,
   tanh, transpose, unary, where, Expr,
 } from "../expr.js";
-import { call1, defineFormula, type HyperSpec } from "../formula.js";
+import { call1, defineFormula, FormulaError, parseDimList, type HyperSpec } from "../formula.js";
 import type { Config } from "../node.js";
 
 const NEG_INF = Number.NEGATIVE_INFINITY;
@@ -31,22 +31,68 @@ function safeRowMax(x: Expr): Expr {
   return displayAs(where(eq(m, NEG_INF), 0, m), m);
 }
 
+/**
+ * Softmax-family `axis`: counted from the end (−1 = last, PyTorch's `dim=-1`). A non-negative axis
+ * counts from the front and so depends on the rank, which a formula's symbolic shape leaves open
+ * (the batch prefix "..."): it is refused with the negative axis to state instead.
+ */
+const axisHyper = (what: string): HyperSpec => ({
+  name: "axis",
+  kind: "number",
+  default: -1,
+  doc: `axis the ${what} runs over, counted from the end: −1 = last (PyTorch dim=-1), −2 = the one before, …; x needs at least −axis axes`,
+});
+
+/** The axis hyperparameter as k ≥ 1 (the k-th axis from the end), or an error saying what to give. */
+function axisFromEnd(cfg: Config, formula: string): number {
+  const a = cfg["axis"] ?? -1;
+  if (typeof a !== "number" || !Number.isInteger(a) || a === 0 || a > 0) {
+    const hint = typeof a === "number" && Number.isInteger(a) && a >= 0 ? ` (axis ${a} counts from the front; give it from the end, axis − rank: −${3 - a} for axis ${a} of a rank-3 tensor)` : "";
+    throw new FormulaError(`formula ${formula}: hyperparameter axis must be a negative integer (−1 = last axis), got ${JSON.stringify(a)}${hint}`);
+  }
+  if (-a > MAX_AXES) throw new FormulaError(`formula ${formula}: axis ${a} is beyond the ${MAX_AXES} trailing axes a formula may name`);
+  return -a;
+}
+const MAX_AXES = 8;
+
+/** Names of the k − 1 axes after the reduced one: r_1 … r_{k−1} (sized by exampleDims). */
+const trailing = (k: number): string[] => Array.from({ length: k - 1 }, (_, i) => `r_${i + 1}`);
+const TRAILING_EXAMPLE: Readonly<Record<string, number>> = { r_1: 2, r_2: 3, r_3: 2, r_4: 3, r_5: 2, r_6: 2, r_7: 2 };
+
+/** Permutations moving the k-th axis from the end of a rank-r shape to the end, and back. */
+function axisPerms(r: number, k: number): { perm: number[]; inv: number[] } {
+  const ia = r - k;
+  const perm = [...Array(r).keys()].filter((i) => i !== ia).concat(ia);
+  return { perm, inv: perm.map((_, i) => perm.indexOf(i)) };
+}
+
+/** Apply `f` to tensors with their k-th axis from the end moved last, and move it back in the result. */
+function overAxis(xs: readonly Expr[], k: number, f: (...xs: Expr[]) => Expr): Expr {
+  if (k === 1) return f(...xs);
+  const { perm, inv } = axisPerms(xs[0]!.shape.length, k);
+  return permuteExpr(f(...xs.map((x) => permuteExpr(x, perm))), inv);
+}
+
 defineFormula({
   name: "softmax",
-  description: "softmax over the last axis, max-subtracted; a row that is entirely −∞ gives zeros",
+  description: "softmax over one axis (default the last), max-subtracted; a row that is entirely −∞ gives zeros",
   category: "core",
-  hyper: [],
-  args: () => [{ name: "x", shape: ["...", "m"], role: "input", doc: "scores" }],
-  outputs: () => [{ name: "y", shape: ["...", "m"], doc: "probabilities; rows sum to 1" }],
-  build: ({ x }) => {
+  hyper: [axisHyper("softmax")],
+  exampleDims: TRAILING_EXAMPLE,
+  args: (cfg) => [{ name: "x", shape: ["...", "m", ...trailing(axisFromEnd(cfg, "softmax"))], role: "input", doc: "scores" }],
+  outputs: (cfg) => [{ name: "y", shape: ["...", "m", ...trailing(axisFromEnd(cfg, "softmax"))], doc: "probabilities; rows along the axis sum to 1" }],
+  build: ({ x }, cfg) => {
+    const k = axisFromEnd(cfg, "softmax");
+    // another axis is the last-axis softmax of the tensor with that axis moved last
+    if (k > 1) return { y: overAxis([x!], k, (t) => call1("softmax", { x: t })) };
     const e = exp(sub(x!, safeRowMax(x!)));
     const s = sumLast(e);
     // A fully masked row has s = 0; dividing by 1 there returns the zeros e already holds.
     const sSafe = displayAs(add(s, eq(s, 0)), s);
     return { y: div(e, sSafe) };
   },
-  // x̄ = y ⊙ (ȳ − Σ_j ȳ ⊙ y)
-  vjp: ({ out, cot }) => ({ x: mul(out, sub(cot, sumLast(mul(cot, out)))) }),
+  // x̄ = y ⊙ (ȳ − Σ_j ȳ ⊙ y), the sum along the axis
+  vjp: ({ out, cot, config }) => ({ x: overAxis([out, cot], axisFromEnd(config, "softmax"), (y, g) => mul(y, sub(g, sumLast(mul(g, y))))) }),
   notes: ["A row whose entries are all −∞ (a query that may see no key) gives an all-zero row and zero gradient, never NaN."],
 });
 
@@ -73,22 +119,25 @@ defineFormula({
 
 defineFormula({
   name: "log_softmax",
-  description: "log softmax over the last axis: (x − max x) − log Σ exp(x − max x)",
+  description: "log softmax over one axis (default the last): (x − max x) − log Σ exp(x − max x)",
   category: "core",
-  hyper: [],
-  args: () => [{ name: "x", shape: ["...", "m"], role: "input", doc: "scores" }],
-  outputs: () => [{ name: "y", shape: ["...", "m"], doc: "log-probabilities" }],
+  hyper: [axisHyper("log softmax")],
+  exampleDims: TRAILING_EXAMPLE,
+  args: (cfg) => [{ name: "x", shape: ["...", "m", ...trailing(axisFromEnd(cfg, "log_softmax"))], role: "input", doc: "scores" }],
+  outputs: (cfg) => [{ name: "y", shape: ["...", "m", ...trailing(axisFromEnd(cfg, "log_softmax"))], doc: "log-probabilities" }],
   // Shift first, then subtract the (small) log-sum: never forms x − logsumexp(x) from two large
   // numbers, which in float32 would lose the ulp of |max x| (6e-5 at 1e3) in every entry.
-  build: ({ x }) => {
+  build: ({ x }, cfg) => {
+    const k = axisFromEnd(cfg, "log_softmax");
+    if (k > 1) return { y: overAxis([x!], k, (t) => call1("log_softmax", { x: t })) };
     const z = named(sub(x!, safeRowMax(x!)), "z", "z");
     const s = sumLast(exp(z));
     // A fully masked row has s = 0; log(1) = 0 there leaves z = −∞ (log of softmax's zeros), not −∞ − (−∞).
     const sSafe = displayAs(add(s, eq(s, 0)), s);
     return { y: sub(z, log(sSafe)) };
   },
-  // x̄ = ȳ − softmax(x) Σ_j ȳ  (softmax = e^y, 0 at every −∞ entry)
-  vjp: ({ out, cot }) => ({ x: sub(cot, mul(exp(out), sumLast(cot))) }),
+  // x̄ = ȳ − softmax(x) Σ_j ȳ  (softmax = e^y, 0 at every −∞ entry; the sum along the axis)
+  vjp: ({ out, cot, config }) => ({ x: overAxis([out, cot], axisFromEnd(config, "log_softmax"), (y, g) => sub(g, mul(exp(y), sumLast(g)))) }),
   notes: [
     "A row whose entries are all −∞ gives −∞ in every entry (the log of softmax's zeros) and the gradient ȳ, never NaN: each entry is treated as a masked entry of a partly masked row, whose gradient ȳ_j − softmax_j Σȳ is ȳ_j. PyTorch gives NaN in value and gradient for such a row.",
   ],
@@ -187,6 +236,20 @@ defineFormula({
 /** How an attention mask input is read (docs/NAMES.md, "Attention conventions"). */
 export const MASK_KINDS = ["none", "boolean", "additive"] as const;
 
+/**
+ * Shapes an attention mask may have, written as axes of the scores [..., (H,) n, m] it broadcasts
+ * against by NumPy rules: "scores" is the scores' own shape; "1" is an axis of size 1 broadcast
+ * over; "..." is the batch prefix of Q. A padding mask [B, 1, 1, m] is "...,1,1,m" (B leads Q
+ * [B, H, n, d_k]); a per-head mask [H, n, m] is "H,n,m"; one row of keys for every query is "m".
+ */
+export const MASK_SHAPES = ["scores", "m", "n,m", "1,m", "1,n,m", "H,n,m", "1,1,m", "H,1,m", "...,1,m", "...,1,n,m", "...,1,1,m", "...,H,1,m"] as const;
+
+/** The mask's declared shape; a pattern with three explicit axes makes the head axis of Q explicit. */
+function maskShape(pattern: string, heads: readonly string[]): string[] {
+  return pattern === "scores" ? ["...", ...heads, "n", "m"] : pattern.split(",");
+}
+const maskNeedsHeads = (pattern: string): boolean => pattern !== "scores" && pattern.split(",").filter((t) => t !== "...").length === 3;
+
 defineFormula({
   name: "attention",
   description: "scaled dot-product attention softmax(s·QKᵀ + B + M)V: optionally causal (aligned, windowed), masked, soft-capped, ALiBi-biased, with grouped K/V heads",
@@ -195,29 +258,32 @@ defineFormula({
     { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M (causal_mask)" },
     ...causalHyper,
     { name: "mask", kind: "enum", choices: MASK_KINDS, default: "none", doc: "mask input: boolean (i32, nonzero = attend, PyTorch's bool attn_mask) or additive (float added to the scores, −∞ = masked); none = no mask argument" },
+    { name: "mask_shape", kind: "enum", choices: MASK_SHAPES, default: "scores", doc: "the mask's shape as axes of the scores [..., (H,) n, m], broadcast by NumPy rules: scores = the same shape; 1 = an axis broadcast over; ... = Q's batch prefix (padding mask [B, 1, 1, m] = ...,1,1,m; per-head [H, n, m] = H,n,m); three explicit axes make Q's head axis explicit" },
     { name: "scale", kind: "number", doc: "score scale s (default 1/√d_k)" },
     { name: "softcap", kind: "number", default: 0, doc: "cap c: scores become c·tanh(scores/c) before masking (Gemma 2 attn_logit_softcapping); 0 = no cap (FlashAttention's softcap = 0.0)" },
-    { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
+    { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p (GPT-2 attn_pdrop): P becomes dropout(P, dropout_mask; p), with the keep mask an input; 0 = none" },
+        { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
     { name: "H", kind: "integer", dim: true, doc: "query heads (needed with alibi or H_kv)" },
     { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads: K, V are [..., H_kv, m, ·] and query head h uses K/V head ⌊h·H_kv/H⌋ (grouped-query); H must be a multiple" },
   ],
   // with ALiBi or grouped heads the head axis is an explicit axis (per-head slopes, K/V head sharing)
   args: (cfg) => {
-    const heads = cfg["alibi"] === true || cfg["H_kv"] !== undefined;
+    const mask = cfg["mask"] === "boolean" || cfg["mask"] === "additive";
+    const heads = attentionHeads(cfg);
     const h = heads ? ["H"] : [];
     const hkv = cfg["H_kv"] !== undefined ? ["H_kv"] : h;
-    const mask = cfg["mask"] === "boolean" || cfg["mask"] === "additive";
     return [
       { name: "Q", shape: ["...", ...h, "n", "d_k"], role: "input", doc: "queries" },
       { name: "K", shape: ["...", ...hkv, "m", "d_k"], role: "input", doc: "keys" },
       { name: "V", shape: ["...", ...hkv, "m", "d_v"], role: "input", doc: "values" },
       ...(mask
-        ? [{ name: "mask", shape: ["...", ...h, "n", "m"], role: "input", int: cfg["mask"] === "boolean", doc: cfg["mask"] === "boolean" ? "1 (nonzero) where query i may attend to key j, 0 where not" : "added to the scores (0 keeps, −∞ masks)", latex: "A" } as const]
+        ? [{ name: "mask", shape: maskShape(cfg["mask_shape"] as string, h), role: "input", int: cfg["mask"] === "boolean", doc: cfg["mask"] === "boolean" ? "1 (nonzero) where query i may attend to key j, 0 where not" : "added to the scores (0 keeps, −∞ masks)", latex: "A" } as const]
         : []),
+      ...((cfg["dropout"] as number) > 0 ? [{ name: "dropout_mask", shape: ["...", ...h, "n", "m"], role: "input", int: true, doc: "keep mask of the attention weights (nonzero keeps)" } as const] : []),
     ];
   },
-  outputs: (cfg) => [{ name: "y", shape: ["...", ...(cfg["alibi"] === true || cfg["H_kv"] !== undefined ? ["H"] : []), "n", "d_v"], doc: "attended values" }],
-  build: ({ Q, K, V, mask }, cfg) => {
+  outputs: (cfg) => [{ name: "y", shape: ["...", ...(attentionHeads(cfg) ? ["H"] : []), "n", "d_v"], doc: "attended values" }],
+  build: ({ Q, K, V, mask, dropout_mask }, cfg) => {
     const n = at(Q!, -2);
     const m = at(K!, -2);
     let k = K!;
@@ -248,6 +314,7 @@ defineFormula({
       if (typeof H !== "number") throw new Error("attention with alibi needs the head count H");
       scores = add(scores, call1("alibi_bias", {}, { H, n: dimToString(n), m: dimToString(m) }));
     }
+    if (cfg["mask_shape"] !== "scores" && mask === undefined) throw new Error(`attention: mask_shape ${String(cfg["mask_shape"])} describes a mask input, but mask is none`);
     if (cfg["mask"] === "boolean") scores = where(mask!, scores, NEG_INF);
     if (cfg["mask"] === "additive") scores = add(scores, mask!);
     if (cfg["causal"] === true) {
@@ -255,15 +322,24 @@ defineFormula({
     } else if ((cfg["window"] as number) > 0) {
       throw new Error("attention: a sliding window needs causal = true (it limits how far back a causal query sees)");
     }
-    const P = named(call1("softmax", { x: scores }), "P", "P");
+    let P: Expr = named(call1("softmax", { x: scores }), "P", "P");
+    const pDrop = cfg["dropout"] as number;
+    if (pDrop > 0) P = call1("dropout", { x: P, keep_mask: dropout_mask! }, { p: pDrop });
     return { y: matmul(P, v) };
   },
   notes: [
     "The causal mask is bottom-right aligned by default: with m keys and n queries, query i sees keys j ≤ i + m − n; causal_align = top_left gives j ≤ i.",
     "A query that sees no key (n > m bottom-right, a window, or a mask row with no key) gets zero weights, output 0 and gradient 0.",
     "Order: scores s·QKᵀ, then the soft cap, then the ALiBi bias, the mask input and the causal mask.",
+    "A mask of another shape than the scores (mask_shape) broadcasts against them by NumPy rules: a padding mask [B, 1, 1, m] hides the same keys from every head and query of batch row b.",
   ],
 });
+
+/** With ALiBi, grouped heads or a mask that names a head axis, Q's head axis is an explicit axis. */
+function attentionHeads(cfg: Config): boolean {
+  const masked = cfg["mask"] === "boolean" || cfg["mask"] === "additive";
+  return cfg["alibi"] === true || cfg["H_kv"] !== undefined || (masked && maskNeedsHeads(cfg["mask_shape"] as string));
+}
 
 defineFormula({
   name: "split_heads",
@@ -306,8 +382,11 @@ defineFormula({
     { name: "softcap", kind: "number", default: 0, doc: "attention score cap c (Gemma 2); 0 = none" },
     { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
     { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
+    dimHyper("rotary_dims", "RoPE on the first r dims of each head only (rope rotary_dims; GPT-NeoX rotary_ndims); default d_k"),
+    { name: "position_ids", kind: "boolean", default: false, doc: "RoPE positions from the input position_ids [..., n] (HF position_ids) instead of offset … offset + n − 1" },
     { name: "offset", kind: "integer", dim: true, default: 0, doc: "position of the first query (KV-cache decoding)" },
     { name: "bias", kind: "boolean", default: true, doc: "projections have biases" },
+    { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p with the keep mask attn_dropout_mask [..., H, n, n] as an input (training; not with kv_cache); 0 = none" },
     { name: "kv_cache", kind: "boolean", default: false, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
   ],
   relations: (cfg) => ["d_model = H*d_k", `d_kv = ${cfg["H_kv"] ?? cfg["H"] ?? "H"}*d_k`],
@@ -325,6 +404,8 @@ defineFormula({
           { name: "b_V", shape: ["d_kv"], role: "param", doc: "value bias" },
           { name: "b_O", shape: ["d_model"], role: "param", doc: "output bias" },
         ] as const)),
+    ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "RoPE position of each row", latex: "p" }] as const) : []),
+    ...(((cfg["dropout"] as number | undefined) ?? 0) > 0 ? ([{ name: "attn_dropout_mask", shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights" }] as const) : []),
     ...(cfg["kv_cache"] === true
       ? ([
           { name: "past_k", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached keys (after RoPE)" },
@@ -358,15 +439,25 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
   const lin = (W: string, b: string) => (a[b] === undefined ? matmul(x as Expr<["n", "d"]>, a[W]! as Expr<["d", "e"]>) : call1("linear", { x, W: a[W]!, b: a[b]! }, {}));
   const positions = cfg["positions"] as string;
   const rope = positions === "rope" || positions === "rope_interleaved";
-  const ropeCfg = { base: cfg["rope_base"] as number, offset: cfg["offset"] as number | string, convention: positions === "rope" ? "half" : "interleaved" };
+  const ropeCfg: Config = {
+    base: cfg["rope_base"] as number,
+    offset: cfg["offset"] as number | string,
+    convention: positions === "rope" ? "half" : "interleaved",
+    ...(cfg["rotary_dims"] !== undefined ? { rotary_dims: cfg["rotary_dims"] } : {}),
+    ...(cfg["position_ids"] === true ? { position_ids: true } : {}),
+  };
+  if (!rope && (cfg["position_ids"] === true || cfg["rotary_dims"] !== undefined)) {
+    throw new Error(`mha: position_ids and rotary_dims apply to RoPE positions, but positions is ${positions}`);
+  }
+  const ids: Record<string, Expr> = cfg["position_ids"] === true ? { position_ids: a["position_ids"]! } : {};
   // (..., n, d_model) → (..., H, n, d_k)
   const split = (t: Expr, heads: number) => call1("split_heads", { x: t }, { H: heads });
   let Q: Expr = split(lin("W_Q", "b_Q"), H);
   let K: Expr = split(lin("W_K", "b_K"), Hkv);
   let V: Expr = split(lin("W_V", "b_V"), Hkv);
   if (rope) {
-    Q = call1("rope", { x: Q }, ropeCfg);
-    K = call1("rope", { x: K }, ropeCfg);
+    Q = call1("rope", { x: Q, ...ids }, ropeCfg);
+    K = call1("rope", { x: K, ...ids }, ropeCfg);
   }
   if (past !== undefined) {
     // (..., H_kv, p, d_k) ++ (..., H_kv, n, d_k) → (..., H_kv, p + n, d_k)
@@ -380,7 +471,10 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
     K = repeatHeads(K, H / Hkv);
     V = repeatHeads(V, H / Hkv);
   }
-  const heads = call1("attention", { Q, K, V }, { causal: cfg["causal"] as boolean, window: (cfg["window"] as number | undefined) ?? 0, softcap: (cfg["softcap"] as number | undefined) ?? 0, alibi: positions === "alibi", H });
+  const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+  if (pDrop > 0 && past !== undefined) throw new Error("mha: dropout is a training-time switch; it does not combine with kv_cache decoding");
+  const drop: Record<string, Expr> = pDrop > 0 ? { dropout_mask: a["attn_dropout_mask"]! } : {};
+  const heads = call1("attention", { Q, K, V, ...drop }, { dropout: pDrop, causal: cfg["causal"] as boolean, window: (cfg["window"] as number | undefined) ?? 0, softcap: (cfg["softcap"] as number | undefined) ?? 0, alibi: positions === "alibi", H });
   // (..., H, n, d_k) → (..., n, d_model): heads concatenated as column blocks
   const O = call1("merge_heads", { x: heads });
   const y = a["b_O"] === undefined ? matmul(O as Expr<["n", "d"]>, a["W_O"]! as Expr<["d", "e"]>) : call1("linear", { x: O, W: a["W_O"]!, b: a["b_O"]! }, {});
@@ -421,48 +515,85 @@ const broadcastExpr = (x: Expr, shape: string[]): Expr => broadcastRaw(x, shape 
 // ---------------------------------------------------------------------------------------------
 // normalisation
 
+/** Mean over the last k axes, kept (k = 1: meanLast, the graph every existing case was made with). */
+function meanLastK(x: Expr, k: number): Expr {
+  if (k === 1) return meanLast(x);
+  const axes = Array.from({ length: k }, (_, i) => i - k);
+  const count = x.shape.slice(-k).reduce<Dim>((p, d) => mulDim(p, d), 1);
+  return mul(div(1, dimValue(count)), reduce("sum", x, axes, true));
+}
+
+/** LayerNorm's normalized_axes as k ≥ 1, or an error. */
+function normAxes(cfg: Config): number {
+  const k = (cfg["normalized_axes"] ?? 1) as number;
+  if (!Number.isInteger(k) || k < 1 || k > MAX_AXES) throw new FormulaError(`formula layer_norm: hyperparameter normalized_axes must be an integer from 1 to ${MAX_AXES} (the number of trailing axes normalised together), got ${k}`);
+  return k;
+}
+
+/** The normalised shape r_1 … r_{k−1}, d (PyTorch's normalized_shape). */
+const normShape = (k: number): string[] => [...trailing(k), "d"];
+
 defineFormula({
   name: "layer_norm",
-  description: "LayerNorm over the last axis: γ ⊙ (x − μ)/√(σ² + ε) + β, biased variance, ε inside the square root",
+  description: "LayerNorm over the last axis (or the last k): γ ⊙ (x − μ)/√(σ² + ε) + β, biased variance, ε inside the square root; β optional",
   category: "core",
-  hyper: [{ name: "eps", kind: "number", default: 1e-5, doc: "ε added to the variance" }],
-  args: () => [
-    { name: "x", shape: ["...", "d"], role: "input", doc: "rows to normalise" },
-    { name: "gamma", shape: ["d"], role: "param", doc: "scale γ" },
-    { name: "beta", shape: ["d"], role: "param", doc: "shift β" },
+  hyper: [
+    { name: "eps", kind: "number", default: 1e-5, doc: "ε added to the variance (PyTorch nn.LayerNorm eps = 1e-5; HF GPT-2 layer_norm_epsilon = 1e-5)" },
+    { name: "bias", kind: "boolean", default: true, doc: "with the shift β (false: no beta argument, nanoGPT's LayerNorm(bias=False), torch ≥ 2.1 nn.LayerNorm(bias=False))" },
+    { name: "normalized_axes", kind: "integer", default: 1, max: MAX_AXES, doc: "k: normalise over the last k axes together (PyTorch normalized_shape of length k); gamma and beta have those k axes' shape" },
   ],
-  outputs: () => [{ name: "y", shape: ["...", "d"], doc: "normalised rows" }],
-  build: ({ x, gamma, beta }, cfg) => {
-    const mu = named(meanLast(x!), "\\mu", "μ");
-    const xc = sub(x!, mu);
-    const var_ = named(meanLast(square(xc)), "\\sigma^2", "σ²");
-    const xhat = named(mul(xc, rsqrt(add(var_, named(constant(cfg["eps"] as number), "\\varepsilon", "ε")))), "\\hat{x}", "x̂");
-    return { y: add(mul(gamma!, xhat), beta!) };
+  exampleDims: TRAILING_EXAMPLE,
+  args: (cfg) => {
+    const ns = normShape(normAxes(cfg));
+    return [
+      { name: "x", shape: ["...", ...ns], role: "input", doc: "rows to normalise" },
+      { name: "gamma", shape: ns, role: "param", doc: "scale γ" },
+      ...(cfg["bias"] === false ? [] : [{ name: "beta", shape: ns, role: "param", doc: "shift β" } as const]),
+    ];
   },
-  // x̄ = (1/σ)(ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)), ĝ = ȳ ⊙ γ;  γ̄ = Σ_rows ȳ ⊙ x̂;  β̄ = Σ_rows ȳ
+  outputs: (cfg) => [{ name: "y", shape: ["...", ...normShape(normAxes(cfg))], doc: "normalised rows" }],
+  build: ({ x, gamma, beta }, cfg) => {
+    const k = normAxes(cfg);
+    const mu = named(meanLastK(x!, k), "\\mu", "μ");
+    const xc = sub(x!, mu);
+    const var_ = named(meanLastK(square(xc), k), "\\sigma^2", "σ²");
+    const xhat = named(mul(xc, rsqrt(add(var_, named(constant(cfg["eps"] as number), "\\varepsilon", "ε")))), "\\hat{x}", "x̂");
+    const scaled = mul(gamma!, xhat);
+    return { y: beta === undefined ? scaled : add(scaled, beta) };
+  },
+  // x̄ = (1/σ)(ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)), ĝ = ȳ ⊙ γ, means over the k normalised axes;
+  // γ̄ = Σ_rows ȳ ⊙ x̂;  β̄ = Σ_rows ȳ
   vjp: ({ args, cot, config }) => {
+    const k = normAxes(config);
     const x = args["x"]!;
     const gamma = args["gamma"]!;
-    const mu = named(meanLast(x), "\\mu", "μ");
+    const mu = named(meanLastK(x, k), "\\mu", "μ");
     const xc = sub(x, mu);
-    const rstd = named(rsqrt(add(meanLast(square(xc)), config["eps"] as number)), "\\frac{1}{\\sigma}", "1/σ");
+    const rstd = named(rsqrt(add(meanLastK(square(xc), k), config["eps"] as number)), "\\frac{1}{\\sigma}", "1/σ");
     const xhat = named(mul(xc, rstd), "\\hat{x}", "x̂");
     const gh = named(mul(cot, gamma), "\\hat{g}", "ĝ");
-    const dx = mul(rstd, sub(sub(gh, meanLast(gh)), mul(xhat, meanLast(mul(gh, xhat)))));
-    const rows = x.shape.slice(0, -1).map((_, i) => i);
+    const dx = mul(rstd, sub(sub(gh, meanLastK(gh, k)), mul(xhat, meanLastK(mul(gh, xhat), k))));
+    const rows = x.shape.slice(0, -k).map((_, i) => i);
     return {
       x: dx,
       gamma: reduce("sum", mul(cot, xhat), rows),
-      beta: reduce("sum", cot, rows),
+      ...(args["beta"] === undefined ? {} : { beta: reduce("sum", cot, rows) }),
     };
   },
 });
 
 defineFormula({
   name: "rms_norm",
-  description: "RMSNorm over the last axis: γ ⊙ x/√(mean(x²) + ε)",
+  description: "RMSNorm over the last axis: γ ⊙ x/√(mean(x²) + ε), ε = 1e-6 unless stated",
   category: "core",
-  hyper: [{ name: "eps", kind: "number", default: 1e-6, doc: "ε added to the mean square" }],
+  hyper: [
+    {
+      name: "eps",
+      kind: "number",
+      default: 1e-6,
+      doc: "ε added to the mean square; default 1e-6 = HF LlamaRMSNorm and T5LayerNorm (some configs set rms_norm_eps = 1e-5, e.g. Llama 2); torch.nn.RMSNorm (torch ≥ 2.4) with eps=None uses torch.finfo(dtype).eps (2.2e-16 float64, 1.2e-7 float32): state eps explicitly",
+    },
+  ],
   args: () => [
     { name: "x", shape: ["...", "d"], role: "input", doc: "rows to normalise" },
     { name: "gamma", shape: ["d"], role: "param", doc: "scale γ" },
@@ -472,6 +603,9 @@ defineFormula({
     const ms = named(meanLast(square(x!)), "\\overline{x^2}", "mean(x²)");
     return { y: mul(gamma!, mul(x!, rsqrt(add(ms, named(constant(cfg["eps"] as number), "\\varepsilon", "ε"))))) };
   },
+  notes: [
+    "The eps default differs between libraries: 1e-6 here and in Hugging Face LlamaRMSNorm / T5LayerNorm; many configs set rms_norm_eps = 1e-5 (Llama 2, Mistral); torch.nn.RMSNorm (torch ≥ 2.4) defaults to eps = None, meaning torch.finfo(x.dtype).eps. Declare the value the port uses.",
+  ],
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -493,20 +627,119 @@ activation("relu", "ReLU: max(x, 0)");
 activation("silu", "SiLU (swish): x·σ(x)");
 
 // ---------------------------------------------------------------------------------------------
+// dropout
+
+defineFormula({
+  name: "dropout",
+  example: { p: 0.25 },
+  description: "inverted dropout with the keep mask as an input: y = m ⊙ x/(1 − p), m = 1 keeps an entry and 0 drops it; p = 1 gives zeros",
+  category: "core",
+  hyper: [
+    { name: "p", kind: "number", default: 0.5, doc: "drop probability p ∈ [0, 1] (PyTorch F.dropout p, default 0.5; HF GPT-2 embd_pdrop, attn_pdrop, resid_pdrop, 0.1); kept entries are scaled by 1/(1 − p)" },
+  ],
+  args: () => [
+    { name: "x", shape: ["..."], role: "input", doc: "any tensor" },
+    { name: "keep_mask", shape: ["..."], role: "input", int: true, doc: "nonzero keeps the entry, 0 drops it (drawn with P(keep) = 1 − p by the caller)", latex: "m" },
+  ],
+  outputs: () => [{ name: "y", shape: ["..."], doc: "m ⊙ x/(1 − p)" }],
+  build: ({ x, keep_mask }, cfg) => {
+    const p = cfg["p"] as number;
+    if (!(p >= 0 && p <= 1)) throw new Error(`dropout: p must lie in [0, 1], got ${p}`);
+    // p = 1 drops every entry: the scale 1/(1 − p) = ∞ is never formed, so a kept entry gives 0, not ∞ or NaN
+    const s = named(constant(p < 1 ? 1 / (1 - p) : 0), "\\tfrac{1}{1-p}", "1/(1−p)");
+    return { y: where(keep_mask!, mul(x!, s), 0) };
+  },
+  notes: [
+    "p = 0 is the identity for a mask of ones; p = 1 gives zeros in value and gradient whatever the mask (PyTorch F.dropout(p=1) gives zeros).",
+    "A dropped entry is 0 even when x is ±∞ or NaN (PyTorch's x·m/(1 − p) gives NaN there).",
+  ],
+});
+
+// ---------------------------------------------------------------------------------------------
 // linear layers
 
 defineFormula({
   name: "linear",
-  description: "affine map x W + b (W stored (in, out), the GPT-2 Conv1D layout)",
+  description: "affine map x W + b (W stored (in, out), the GPT-2 Conv1D layout); b optional",
   category: "core",
-  hyper: [],
-  args: () => [
+  hyper: [{ name: "bias", kind: "boolean", default: true, doc: "with the bias b (false: x W, no b argument; nn.Linear(bias=False), LLaMA projections)" }],
+  args: (cfg) => [
     { name: "x", shape: ["...", "d_in"], role: "input", doc: "rows" },
     { name: "W", shape: ["d_in", "d_out"], role: "param", doc: "weight (in, out)" },
-    { name: "b", shape: ["d_out"], role: "param", doc: "bias" },
+    ...(cfg["bias"] === false ? [] : [{ name: "b", shape: ["d_out"], role: "param", doc: "bias" } as const]),
   ],
-  outputs: () => [{ name: "y", shape: ["...", "d_out"], doc: "x W + b" }],
-  build: ({ x, W, b }) => ({ y: add(matmul(x! as Expr<["n", "i"]>, W! as Expr<["i", "o"]>), b!) }),
+  outputs: (cfg) => [{ name: "y", shape: ["...", "d_out"], doc: cfg["bias"] === false ? "x W" : "x W + b" }],
+  build: ({ x, W, b }) => {
+    const xW = matmul(x! as Expr<["n", "i"]>, W! as Expr<["i", "o"]>);
+    return { y: b === undefined ? xW : add(xW, b) };
+  },
+});
+
+/** Which matmul operands are 1-D (torch.matmul / NumPy semantics). */
+export const MATMUL_VECTORS = ["none", "a", "b", "both"] as const;
+
+/** NumPy broadcasting of two dim lists (right-aligned; "1" gives way; "..." leads the result if either has it). */
+function broadcastDimLists(a: readonly string[], b: readonly string[]): string[] {
+  const batch = a[0] === "..." || b[0] === "...";
+  const ea = a.filter((d) => d !== "...");
+  const eb = b.filter((d) => d !== "...");
+  const n = Math.max(ea.length, eb.length);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = ea[ea.length - n + i];
+    const y = eb[eb.length - n + i];
+    out.push(x === undefined ? y! : y === undefined ? x : x === "1" ? y : x);
+  }
+  return batch ? ["...", ...out] : out;
+}
+
+/** Operand shapes and result shape of matmul under its configuration. */
+function matmulShapes(cfg: Config): { a: string[]; b: string[]; y: string[] } {
+  const vec = (cfg["vector"] ?? "none") as string;
+  const va = vec === "a" || vec === "both";
+  const vb = vec === "b" || vec === "both";
+  const ba = parseDimList((cfg["a_batch"] ?? "...") as string);
+  const bb = parseDimList((cfg["b_batch"] ?? "...") as string);
+  if (va && ba.length > 0) throw new FormulaError(`formula matmul: a 1-D operand a (vector = ${vec}) has no batch axes; set a_batch = "" (got "${cfg["a_batch"]}")`);
+  if (vb && bb.length > 0) throw new FormulaError(`formula matmul: a 1-D operand b (vector = ${vec}) has no batch axes; set b_batch = "" (got "${cfg["b_batch"]}")`);
+  const batch = broadcastDimLists(ba, bb);
+  return {
+    a: va ? ["d_in"] : [...ba, "n", "d_in"],
+    b: vb ? ["d_in"] : [...bb, "d_in", "d_out"],
+    y: [...batch, ...(va ? [] : ["n"]), ...(vb ? [] : ["d_out"])],
+  };
+}
+
+defineFormula({
+  name: "matmul",
+  description: "matrix product a b over the last two axes with NumPy/torch.matmul broadcasting of the batch axes; a 1-D operand is a row (a) or column (b) vector whose axis is dropped",
+  category: "core",
+  exampleDims: { B: 2 },
+  hyper: [
+    { name: "a_batch", kind: "dims", default: "...", doc: "batch axes of a before its [n, d_in]: \"...\" the shared batch prefix (default), \"\" or \"none\" for none, or dims such as \"B,1\" (a 1 broadcasts against b's axis)" },
+    { name: "b_batch", kind: "dims", default: "...", doc: "batch axes of b before its [d_in, d_out], as a_batch (\"none\" for a plain weight matrix)" },
+    { name: "vector", kind: "enum", choices: MATMUL_VECTORS, default: "none", doc: "1-D operands as in torch.matmul: a = a is [d_in] (a row, its axis dropped from y), b = b is [d_in] (a column), both = the dot product" },
+  ],
+  args: (cfg) => {
+    const s = matmulShapes(cfg);
+    return [
+      { name: "a", shape: s.a, role: "input", doc: "left operand" },
+      { name: "b", shape: s.b, role: "input", doc: "right operand" },
+    ];
+  },
+  outputs: (cfg) => [{ name: "y", shape: matmulShapes(cfg).y, doc: "a b, batch axes broadcast" }],
+  build: ({ a, b }, cfg) => {
+    const s = matmulShapes(cfg);
+    const a2 = s.a.length === 1 ? reshape(a!, ["1", "d_in"] as const) : a!;
+    const b2 = s.b.length === 1 ? reshape(b!, ["d_in", "1"] as const) : b!;
+    const y = matmul(a2 as Expr<["n", "k"]>, b2 as Expr<["k", "p"]>);
+    // the gradient of a broadcast batch axis sums over it (the matmul rule unbroadcasts)
+    return { y: s.a.length === 1 || s.b.length === 1 ? reshape(y, s.y) : y };
+  },
+  notes: [
+    "Batch axes broadcast as in NumPy: right-aligned, a 1 gives way to the other operand's size; the gradient of a broadcast operand sums over the axes it was broadcast along.",
+    "A 1-D a is treated as [1, d_in] and a 1-D b as [d_in, 1]; the added axis is removed from y (torch.matmul).",
+  ],
 });
 
 const ACTIVATIONS = ["gelu", "gelu_tanh", "relu", "silu"] as const;
@@ -613,41 +846,69 @@ defineFormula({
 defineFormula({
   name: "rope",
   exampleDims: { d_k: 4 },
-  description: "rotary position embedding: rotate pairs of x by angle p·base^(−2i/d_k)",
+  description: "rotary position embedding: rotate pairs of the first r dims of x by angle p·base^(−2i/r), p the row's position; dims r … d_k − 1 pass through",
   category: "position",
   hyper: [
     { name: "base", kind: "number", default: 10000, doc: "frequency base" },
-    dimHyper("offset", "position of the first row", 0),
-    { name: "convention", kind: "enum", choices: ["half", "interleaved"], default: "half", doc: "half: pairs (i, i + d_k/2) (GPT-NeoX, HF); interleaved: pairs (2i, 2i+1) (RoFormer, GPT-J)" },
+    dimHyper("offset", "position of the first row (without position_ids)", 0),
+    { name: "convention", kind: "enum", choices: ["half", "interleaved"], default: "half", doc: "half: pairs (i, i + r/2) (GPT-NeoX, HF); interleaved: pairs (2i, 2i+1) (RoFormer, GPT-J)" },
+    dimHyper("rotary_dims", "r, the leading dims of each head that rotate (even, ≤ d_k; default d_k): GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF int(partial_rotary_factor·head_dim), GPT-J rotary_dim; the frequencies are over r"),
+    { name: "position_ids", kind: "boolean", default: false, doc: "take the rows' positions as an integer input position_ids [..., n] (HF position_ids: packed or left-padded sequences) instead of offset … offset + n − 1" },
   ],
-  args: () => [{ name: "x", shape: ["...", "n", "d_k"], role: "input", doc: "queries or keys, per head" }],
+  args: (cfg) => [
+    { name: "x", shape: ["...", "n", "d_k"], role: "input", doc: "queries or keys, per head" },
+    ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "position of each row", latex: "p" }] as const) : []),
+  ],
   outputs: () => [{ name: "y", shape: ["...", "n", "d_k"], doc: "rotated" }],
-  build: ({ x }, cfg) => {
+  build: ({ x, position_ids }, cfg) => {
     const n = at(x!, -2);
     const dk = last(x!);
-    const h = divDim(dk, 2);
-    const shape = [dimToString(n), dimToString(h)] as const;
-    const pos = add(iota(shape, 0), dimValue(dimOf(cfg, "offset")));
-    const i = iota(shape, 1);
-    const theta = named(mul(pos, pow(cfg["base"] as number, div(mul(-2, i), dimValue(dk)))), "\\theta", "θ");
+    const r: Dim = cfg["rotary_dims"] === undefined ? dk : dimOf(cfg, "rotary_dims");
+    if (typeof r === "number" && r % 2 !== 0) throw new Error(`rope: rotary_dims must be even (dims rotate in pairs), got ${r}`);
+    // r = 0 rotates nothing: y = x (GPT-NeoX rotary_pct = 0)
+    if (r === 0) return { y: mul(x!, 1) };
+    const h = divDim(r, 2);
+    const i = iota([dimToString(h)] as const, 0);
+    const freq = named(pow(cfg["base"] as number, div(mul(-2, i), dimValue(r))), "\omega", "ω");
+    const pre = x!.shape.slice(0, -2).map(dimToString);
+    let pos: Expr;
+    if (position_ids === undefined) pos = reshape(add(iota([dimToString(n)] as const, 0), dimValue(dimOf(cfg, "offset"))), [dimToString(n), "1"] as const);
+    else {
+      // [..., n] → [..., 1 (per explicit axis of x before n), n, 1]: one position per row, shared by x's extra axes (heads)
+      const ids = position_ids.shape.map(dimToString);
+      const extra = explicitCount(x!.shape) - 2 - (explicitCount(position_ids.shape) - 1);
+      if (extra < 0) throw new Error(`rope: position_ids ${JSON.stringify(ids)} has more axes than x ${JSON.stringify(x!.shape.map(dimToString))} before its rows`);
+      pos = reshape(position_ids, [...ids.slice(0, -1), ...Array<string>(extra).fill("1"), ids.at(-1)!, "1"] as string[]);
+    }
+    const theta = named(mul(pos, freq), "\theta", "θ");
     const c = cos(theta);
     const s = sin(theta);
-    const pre = x!.shape.slice(0, -2).map(dimToString);
+    const xr = dimsEqualLoose(r, dk) ? x! : slice(x!, -1, 0, r);
+    let yr: Expr;
     if (cfg["convention"] === "half") {
-      const x1 = slice(x!, -1, 0, h);
-      const x2 = slice(x!, -1, h, h);
-      return { y: concat([sub(mul(x1, c), mul(x2, s)), add(mul(x2, c), mul(x1, s))], -1) };
+      const x1 = slice(xr, -1, 0, h);
+      const x2 = slice(xr, -1, h, h);
+      yr = concat([sub(mul(x1, c), mul(x2, s)), add(mul(x2, c), mul(x1, s))], -1);
+    } else {
+      // (..., n, r) → (..., n, r/2, 2): pairs (2i, 2i+1)
+      const xp = reshape(xr, [...pre, dimToString(n), dimToString(h), "2"] as string[]);
+      const xe = slice(xp, -1, 0, 1);
+      const xo = slice(xp, -1, 1, 1);
+      const c3 = reshape(c, [...c.shape.map(dimToString), "1"] as string[]);
+      const s3 = reshape(s, [...s.shape.map(dimToString), "1"] as string[]);
+      const yp = concat([sub(mul(xe, c3), mul(xo, s3)), add(mul(xo, c3), mul(xe, s3))], -1);
+      yr = reshape(yp, [...pre, dimToString(n), dimToString(r)] as string[]);
     }
-    // (..., n, d_k) → (..., n, d_k/2, 2): pairs (2i, 2i+1)
-    const xp = reshape(x!, [...pre, dimToString(n), dimToString(h), "2"] as string[]);
-    const xe = slice(xp, -1, 0, 1);
-    const xo = slice(xp, -1, 1, 1);
-    const c3 = reshape(c, [dimToString(n), dimToString(h), "1"] as const);
-    const s3 = reshape(s, [dimToString(n), dimToString(h), "1"] as const);
-    const yp = concat([sub(mul(xe, c3), mul(xo, s3)), add(mul(xo, c3), mul(xe, s3))], -1);
-    return { y: reshape(yp, [...pre, dimToString(n), dimToString(dk)] as string[]) };
+    return { y: xr === x! ? yr : concat([yr, slice(x!, -1, r, subDim(dk, r))], -1) };
   },
+  notes: [
+    "With rotary_dims r < d_k only dims 0 … r − 1 rotate, with frequencies base^(−2i/r) over r (GPT-NeoX, HF partial_rotary_factor); dims r … d_k − 1 pass through unchanged.",
+    "position_ids [..., n] give each row its position (left padding, packed sequences); without them row i has position offset + i.",
+  ],
 });
+
+const explicitCount = (s: readonly Dim[]): number => s.filter((d) => d !== "...").length;
+const dimsEqualLoose = (a: Dim, b: Dim): boolean => dimToString(a) === dimToString(b);
 
 // ---------------------------------------------------------------------------------------------
 // output
@@ -665,23 +926,36 @@ defineFormula({
   build: ({ x, W_vocab }) => ({ y: matmul(x! as Expr<["n", "d"]>, transpose(W_vocab! as Expr<["V", "d"]>)) }),
 });
 
+/** How cross_entropy reduces its per-position losses (PyTorch's `reduction`). */
+export const CE_REDUCTIONS = ["mean", "sum", "none"] as const;
+
 defineFormula({
   name: "cross_entropy",
-  description: "mean over the counted positions of logsumexp(z) − z[target]; targets equal to ignore_index are not counted",
+  description: "cross-entropy of logits against target ids: per position logsumexp(z) − z[target] (weighted, label-smoothed), reduced by the (weighted) mean over the counted positions, their sum, or none; targets equal to ignore_index are not counted",
   category: "core",
   hyper: [
     { name: "ignore_index", kind: "number", default: -100, doc: "a target id that marks a position to leave out of the loss and its mean (PyTorch's default −100; HF labels use −100 for padding)" },
+    { name: "label_smoothing", kind: "number", default: 0, doc: "ε in [0, 1]: the target distribution is (1 − ε)·onehot + ε/V (PyTorch label_smoothing, HF label_smoothing_factor); each counted position adds ε/V·Σ_c w_c(logsumexp(z) − z_c)" },
+    { name: "reduction", kind: "enum", choices: CE_REDUCTIONS, default: "mean", doc: "mean: Σ losses / Σ w[target] over counted positions (the count without weights); sum: Σ losses; none: the loss of every position, 0 where ignored (PyTorch reduction)" },
+    { name: "weight", kind: "boolean", default: false, doc: "take a class-weight argument weight [V] (PyTorch weight): position i's loss is scaled by w[t_i] (the smoothing term by each w_c), and the mean divides by Σ w[t_i] over counted positions" },
   ],
-  args: () => [
+  args: (cfg) => [
     { name: "logits", shape: ["...", "n", "V"], role: "input", doc: "logits z" },
     { name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids in [0, V), or ignore_index", latex: "t" },
+    ...(cfg["weight"] === true ? [{ name: "weight", shape: ["V"], role: "input", doc: "class weights w (PyTorch does not differentiate them; the formula does)", latex: "w" } as const] : []),
   ],
-  outputs: () => [{ name: "loss", shape: [], doc: "mean negative log-likelihood over the counted positions" }],
-  build: ({ logits, targets }, cfg) => {
+  outputs: (cfg) => [
+    cfg["reduction"] === "none"
+      ? { name: "loss", shape: ["...", "n"], doc: "negative log-likelihood of every position (0 where ignored)" }
+      : { name: "loss", shape: [], doc: cfg["reduction"] === "sum" ? "summed negative log-likelihood of the counted positions" : "mean negative log-likelihood over the counted positions" },
+  ],
+  build: ({ logits, targets, weight }, cfg) => {
     const z = logits!;
     const t = targets!;
     const ignoreIndex = cfg["ignore_index"] as number;
     if (!Number.isInteger(ignoreIndex)) throw new Error(`cross_entropy: ignore_index must be an integer, got ${ignoreIndex}`);
+    const eps = cfg["label_smoothing"] as number;
+    if (!(eps >= 0 && eps <= 1)) throw new FormulaError(`formula cross_entropy: label_smoothing must be in [0, 1] (PyTorch's range), got ${eps}`);
     const V = dimToString(last(z));
     const rows = z.shape.slice(0, -1).map(dimToString);
     const ignored = eq(t, ignoreIndex);
@@ -694,13 +968,29 @@ defineFormula({
     // where, not z ⊙ onehot: a masked logit (−∞) off the target must give 0, not −∞·0 = NaN
     const picked = named(reduce("sum", where(onehot, z, 0), [-1]), "z_{t}", "z_t");
     const lse = call1("logsumexp", { x: z });
-    // N = number of counted positions (all of them when no target is ignore_index)
-    const N = named(sumAll(keep), "N", "N");
-    return { loss: div(sumAll(mul(sub(lse, picked), keep)), N) };
+    let perPos: Expr = sub(lse, picked);
+    // w[t_i], the weight of each position's target (read off the one-hot row)
+    const wt = weight === undefined ? undefined : named(reduce("sum", where(onehot, weight, 0), [-1]), "w_{t}", "w_t");
+    if (wt !== undefined) perPos = mul(wt, perPos);
+    if (eps > 0) {
+      // Σ_c w_c (logsumexp(z) − z_c): the cross-entropy against the uniform distribution, weighted
+      const lseCol = reshape(lse, [...rows, "1"] as string[]);
+      const gap = sub(lseCol, z);
+      const smooth = named(reduce("sum", weight === undefined ? gap : mul(weight, gap), [-1]), "u", "u");
+      perPos = add(mul(1 - eps, perPos), mul(div(eps, dimValue(V)), smooth));
+    }
+    const counted = mul(perPos, keep);
+    const reduction = cfg["reduction"] as string;
+    if (reduction === "none") return { loss: counted };
+    if (reduction === "sum") return { loss: sumAll(counted) };
+    // N = number of counted positions (all of them when no target is ignore_index), or their weight
+    const N = named(sumAll(wt === undefined ? keep : mul(wt, keep)), "N", "N");
+    return { loss: div(sumAll(counted), N) };
   },
   notes: [
     "A target outside [0, V) that is not ignore_index is an error naming its position and value.",
     "When every target is ignore_index the mean is 0/0 = NaN, as in PyTorch.",
+    "label_smoothing ε with weights follows PyTorch: loss_i = (1 − ε)·w[t_i]·(lse_i − z_{i,t_i}) + (ε/V)·Σ_c w_c (lse_i − z_{i,c}); the mean divides the sum by Σ w[t_i] over counted positions.",
   ],
 });
 

@@ -26,8 +26,11 @@ const BLOCK_HYPER: readonly HyperSpec[] = [
   { name: "activation", kind: "enum", choices: BLOCK_ACTIVATIONS, default: "gelu", doc: "FFN activation (swiglu: gated FFN without biases)" },
   { name: "positions", kind: "enum", choices: ATTN_POSITIONS, default: "none", doc: "positions inside attention" },
   { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
+  { name: "rotary_dims", kind: "integer", dim: true, doc: "RoPE on the first r dims of each head only (GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF partial_rotary_factor); default d_k" },
+  { name: "position_ids", kind: "boolean", default: false, doc: "RoPE (and learned) positions from the input position_ids [..., n] (HF position_ids: left padding, packed sequences)" },
   { name: "bias", kind: "boolean", default: true, doc: "linear layers have biases" },
   { name: "parallel", kind: "boolean", default: false, doc: "GPT-J form x + attn(ln_1 x) + mlp(ln_1 x) (pre placement only)" },
+  { name: "dropout", kind: "number", default: 0, doc: "dropout p at GPT-2's places (attention weights, both residual branches; gpt: also the embedding) with the keep masks as inputs (training); 0 = none" },
   { name: "kv_cache", kind: "boolean", default: false, doc: "take past_k/past_v and also return k, v" },
 ];
 
@@ -111,13 +114,27 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Confi
       positions: cfg["positions"] as string,
       rope_base: cfg["rope_base"] as number,
       bias: cAttnB !== undefined,
+      ...(cfg["rotary_dims"] !== undefined ? { rotary_dims: cfg["rotary_dims"]! } : {}),
+      ...(cfg["position_ids"] === true ? { position_ids: true } : {}),
     };
-    if (past === undefined) return call1("mha", args, mhaCfg);
+    if (cfg["position_ids"] === true) args["position_ids"] = p["position_ids"]!;
+    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+    if (pDrop > 0) {
+      mhaCfg["dropout"] = pDrop;
+      args["attn_dropout_mask"] = p["dropout.attn"]!;
+    }
+    if (past === undefined) return dropBranch(call1("mha", args, mhaCfg), "dropout.attn_out");
     const outs = callFormula("mha", { ...args, past_k: past.k, past_v: past.v }, { ...mhaCfg, kv_cache: true });
     kv = { k: outs["k"]!, v: outs["v"]! };
     return outs["y"]!;
   };
-  const mlp = (h: Expr): Expr => {
+  // GPT-2's resid_dropout on each branch output before the residual sum
+  const dropBranch = (y: Expr, mask: string): Expr => {
+    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+    return pDrop > 0 ? call1("dropout", { x: y, keep_mask: p[mask]! }, { p: pDrop }) : y;
+  };
+  const mlp = (h: Expr): Expr => dropBranch(mlpBody(h), "dropout.mlp_out");
+  const mlpBody = (h: Expr): Expr => {
     if (cfg["activation"] === "swiglu") {
       return call1("swiglu", { x: h, W_gate: p["mlp.gate_proj.weight"]!, W_up: p["mlp.up_proj.weight"]!, W_down: p["mlp.down_proj.weight"]! });
     }
@@ -175,9 +192,21 @@ function blockOutputs(cfg: Config): OutputSpec[] {
   ];
 }
 
+/** Keep masks of a block's dropout (training): attention weights [..., H, n, n] and the two branch outputs. */
+function blockDropoutArgs(cfg: Config, prefix: string): ArgSpec[] {
+  if (!(((cfg["dropout"] as number | undefined) ?? 0) > 0)) return [];
+  return [
+    { name: `${prefix}dropout.attn`, shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights (attn_pdrop)" },
+    { name: `${prefix}dropout.attn_out`, shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the attention branch output (resid_pdrop)" },
+    { name: `${prefix}dropout.mlp_out`, shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the FFN branch output (resid_pdrop)" },
+  ];
+}
+
 function blockArgs(cfg: Config): ArgSpec[] {
   return [
     { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "block input" },
+    ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "RoPE position of each row" }] as ArgSpec[]) : []),
+    ...blockDropoutArgs(cfg, ""),
     ...(cfg["kv_cache"] === true
       ? ([
           { name: "past_k", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached keys" },
@@ -287,12 +316,19 @@ defineFormula({
   relations: blockRelations,
   args: (cfg) => [
     { name: "tokens", shape: ["...", "n"], role: "input", int: true, doc: "token ids t", latex: "t" },
+    ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "position of each token (learned positions: the wpe row; RoPE: the angle)" }] as ArgSpec[]) : []),
     ...(cfg["kv_cache"] === true
       ? Array.from({ length: cfg["L"] as number }, (_, l) => [
           { name: `past.${l}.k`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached keys` } as ArgSpec,
           { name: `past.${l}.v`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached values` } as ArgSpec,
         ]).flat()
       : [{ name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids (already shifted)" } as ArgSpec]),
+    ...(((cfg["dropout"] as number | undefined) ?? 0) > 0 && cfg["kv_cache"] !== true
+      ? [
+          { name: "dropout.embd", shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the embedding (embd_pdrop)" } as ArgSpec,
+          ...Array.from({ length: cfg["L"] as number }, (_, l) => blockDropoutArgs(cfg, `h.${l}.`)).flat(),
+        ]
+      : []),
     ...gptParams(cfg),
   ],
   outputs: (cfg) =>
@@ -316,16 +352,27 @@ defineFormula({
     const n = dimToString(tokens.shape[tokens.shape.length - 1]!);
     const offset = cache ? dimToString(a["past.0.k"]!.shape[a["past.0.k"]!.shape.length - 2]!) : "0";
     let x: Expr = call1("embedding", { tokens, E: a["wte.weight"]! });
-    if (cfg["positions"] === "learned") x = add(x, call1("positional_learned", { P: a["wpe.weight"]! }, { n, offset }));
+    const ids = cfg["position_ids"] === true;
+    if (ids && cfg["positions"] !== "learned" && cfg["positions"] !== "rope" && cfg["positions"] !== "rope_interleaved") {
+      throw new FormulaError(`formula gpt: position_ids apply to learned and RoPE positions, not ${String(cfg["positions"])}`);
+    }
+    // learned positions with ids are the wpe rows the ids pick (HF GPT-2's wpe(position_ids))
+    if (cfg["positions"] === "learned") x = add(x, ids ? call1("embedding", { tokens: a["position_ids"]!, E: a["wpe.weight"]! }) : call1("positional_learned", { P: a["wpe.weight"]! }, { n, offset }));
     if (cfg["positions"] === "sinusoidal") x = add(x, call1("positional_sinusoidal", {}, { n, d_model: "d_model", offset }));
-    x = named(x, "Z^{(0)}", "Z⁽⁰⁾");
+    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+    if (pDrop > 0 && cache) throw new FormulaError("formula gpt: dropout is a training-time switch; it does not combine with kv_cache decoding");
+    if (pDrop > 0) x = call1("dropout", { x, keep_mask: a["dropout.embd"]! }, { p: pDrop });
+        x = named(x, "Z^{(0)}", "Z⁽⁰⁾");
     const blockCfg: Record<string, HyperValue> = {};
     for (const h of BLOCK_HYPER) if (cfg[h.name] !== undefined) blockCfg[h.name] = cfg[h.name]!;
     blockCfg["positions"] = attnPositions(cfg);
+    // position_ids reach the blocks only for RoPE (learned positions took them above)
+    blockCfg["position_ids"] = ids && cfg["positions"] !== "learned";
     const outs: Record<string, Expr> = {};
     for (let l = 0; l < L; l++) {
-      const p: Record<string, Expr> = { x };
+      const p: Record<string, Expr> = { x, ...(ids && cfg["positions"] !== "learned" ? { position_ids: a["position_ids"]! } : {}) };
       for (const s of blockParams(cfg)) p[s.name] = a[`h.${l}.${s.name}`]!;
+      for (const s of blockDropoutArgs(cfg, "")) p[s.name] = a[`h.${l}.${s.name}`]!;
       if (cache) {
         const r = callFormula("block", { ...p, past_k: a[`past.${l}.k`]!, past_v: a[`past.${l}.v`]! }, { ...blockCfg, kv_cache: true });
         x = r["y"]!;

@@ -14,7 +14,10 @@ and ``specformer verify --impl "python3 my_adapter.py"`` checks it. :func:`serve
 ``hello`` from the formulas it is given, decodes and encodes tensors (row-major, NaN and
 infinities as strings, float32 kept float32), turns a :class:`FormulaError` or any exception
 into an ``error`` answer that names the request (tracebacks of unexpected exceptions go to
-stderr), and exits at end of input or on ``shutdown``.
+stderr), and exits at end of input or on ``shutdown``. When specformer offers binary tensors in
+``hello`` and the streams are byte streams (the default ``sys.stdin``/``sys.stdout``), tensors
+travel as raw little-endian frames after each line instead of JSON numbers (docs/PROTOCOL.md,
+"Binary tensors"): same arrays, bit for bit, about a hundred times faster for large ones.
 
 A formula is a function ``forward(inputs, config)`` returning its outputs (a dict by output
 name, or one array, which is output ``y``), or a :class:`Formula` with a ``backward(inputs,
@@ -40,12 +43,13 @@ cotangents, config)`` too, returning the gradient of each float argument.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, TextIO, Union
+from typing import Any, Callable, Dict, IO, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -119,6 +123,41 @@ class Config(dict):
 DTYPES = {"f64": np.float64, "f32": np.float32, "i32": np.int32}
 _NAMES = {np.dtype(np.float64): "f64", np.dtype(np.float32): "f32", np.dtype(np.int32): "i32"}
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_LE = {"f64": np.dtype("<f8"), "f32": np.dtype("<f4"), "i32": np.dtype("<i4")}
+
+
+def decode_frame(obj: Any, frames: Sequence[Any], where: str) -> np.ndarray:
+    """A binary tensor ``{"dtype", "shape", "frame": k}`` as an array over frame ``k``'s bytes
+    (little-endian, row-major); the bits are kept as sent, NaN payloads included.
+
+    >>> decode_frame({"dtype": "f32", "shape": [2], "frame": 0}, [bytearray(b"\\x00\\x00\\xc0\\x7f\\x00\\x00\\x80\\xff")], "input x")
+    array([ nan, -inf], dtype=float32)
+    >>> decode_frame({"dtype": "f64", "shape": [3, 4], "frame": 0}, [bytearray(80)], "input x")
+    Traceback (most recent call last):
+    ...
+    specformer.protocol.FormulaError: input x: frame 0 has 80 bytes but f64 shape [3, 4] needs 96 (12 × 8)
+    """
+    if not isinstance(obj, dict) or not {"dtype", "shape", "frame"} <= obj.keys() or "data" in obj:
+        raise FormulaError(f"{where}: a binary tensor must be an object with dtype, shape and frame (and no data)")
+    dtype, shape, k = obj["dtype"], obj["shape"], obj["frame"]
+    if dtype not in DTYPES:
+        raise FormulaError(f"{where}: dtype {dtype!r} is not one of f64, f32, i32")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise FormulaError(f"{where}: shape {shape!r} is not a list of non-negative integers")
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(frames):
+        raise FormulaError(f"{where}: frame {k!r} is not the index of a frame that follows the line ({len(frames)} frames)")
+    size = math.prod(shape)
+    le = _LE[dtype]
+    frame = frames[k]
+    if len(frame) != size * le.itemsize:
+        raise FormulaError(f"{where}: frame {k} has {len(frame)} bytes but {dtype} shape {shape} needs {size * le.itemsize} ({size} × {le.itemsize})")
+    return np.frombuffer(frame, dtype=le).reshape(shape).astype(DTYPES[dtype], copy=False)
+
+
+def frame_of(a: np.ndarray) -> memoryview:
+    """The bytes of an array as a frame: little-endian, row-major (a view when it already is)."""
+    le = _LE[_NAMES[a.dtype]]
+    return memoryview(np.ascontiguousarray(a, dtype=le)).cast("B")
 
 
 def decode_tensor(obj: Any, where: str) -> np.ndarray:
@@ -175,8 +214,27 @@ def encode_tensor(a: Any, where: str = "output") -> str:
     return '{"dtype":"%s","shape":%s,"data":[%s]}' % (name, json.dumps(list(a.shape), separators=(",", ":")), ",".join(text.tolist()))
 
 
-def _encode_named(tensors: Mapping[str, Any], what: str) -> str:
+def _encode_frame_tensor(a: Any, where: str, frames: List[memoryview]) -> str:
+    a = np.asarray(a)
+    name = _NAMES.get(a.dtype)
+    if name is None:
+        raise FormulaError(f"{where}: arrays of dtype {a.dtype} cannot be sent (send float64, float32 or int32)")
+    frames.append(frame_of(a))
+    return '{"dtype":"%s","shape":%s,"frame":%d}' % (name, json.dumps(list(a.shape), separators=(",", ":")), len(frames) - 1)
+
+
+def _encode_named(tensors: Mapping[str, Any], what: str, frames: Optional[List[memoryview]] = None) -> str:
+    if frames is not None:
+        return "{" + ",".join(f"{json.dumps(k)}:{_encode_frame_tensor(v, f'{what} {k}', frames)}" for k, v in tensors.items()) + "}"
     return "{" + ",".join(f"{json.dumps(k)}:{encode_tensor(v, f'{what} {k}')}" for k, v in tensors.items()) + "}"
+
+
+def _decode_named(obj: Any, what: str, frames: Optional[Sequence[Any]]) -> Arrays:
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise FormulaError(f"{what}s must be an object {{name: tensor}}")
+    return {k: decode_frame(v, frames, f"{what} {k}") if frames is not None and isinstance(v, dict) and "frame" in v else decode_tensor(v, f"{what} {k}") for k, v in obj.items()}
 
 
 def _request_dtype(inputs: Arrays, cfg: Config) -> Any:
@@ -214,7 +272,8 @@ class _Server:
             **extra,
         }
 
-    def result(self, method: Any, params: Dict[str, Any]) -> str:
+    def result(self, method: Any, params: Dict[str, Any], frames: Optional[Sequence[Any]] = None, out_frames: Optional[List[memoryview]] = None) -> str:
+        """The JSON text of a request's result; with ``out_frames`` (binary negotiated) tensors go there."""
         if method == "hello":
             return json.dumps(self.hello)
         if method == "shutdown":
@@ -226,21 +285,21 @@ class _Server:
         if impl is None:
             raise FormulaError(f"formula {formula!r} is not served here (served: {', '.join(self.formulas)})")
         cfg = Config(params.get("config") or {})
-        inputs = {k: decode_tensor(v, f"input {k}") for k, v in (params.get("inputs") or {}).items()}
+        inputs = _decode_named(params.get("inputs"), "input", frames)
         dtype = _request_dtype(inputs, cfg)
         if method == "forward":
             out = impl.forward(inputs, cfg)
             outputs = {"y": out} if not isinstance(out, Mapping) else out
-            return '{"outputs":' + _encode_named({k: np.asarray(v, dtype=dtype) if np.asarray(v).dtype.kind == "f" else np.asarray(v) for k, v in outputs.items()}, "output") + "}"
+            return '{"outputs":' + _encode_named({k: np.asarray(v, dtype=dtype) if np.asarray(v).dtype.kind == "f" else np.asarray(v) for k, v in outputs.items()}, "output", out_frames) + "}"
         if impl.backward is None:
             raise FormulaError("this formula has no backward pass here")
-        cot = {k: decode_tensor(v, f"cotangent {k}") for k, v in (params.get("cotangents") or {}).items()}
+        cot = _decode_named(params.get("cotangents"), "cotangent", frames)
         grads = impl.backward(inputs, cot, cfg)
         floats = {k for k, v in inputs.items() if v.dtype != np.int32}
         missing = sorted(floats - set(grads))
         if missing:
             raise FormulaError(f"the backward pass returned no gradient for {', '.join(missing)}")
-        return '{"grads":' + _encode_named({k: np.asarray(g, dtype=dtype) for k, g in grads.items() if k in floats}, "gradient") + "}"
+        return '{"grads":' + _encode_named({k: np.asarray(g, dtype=dtype) for k, g in grads.items() if k in floats}, "gradient", out_frames) + "}"
 
 
 def serve(
@@ -248,37 +307,134 @@ def serve(
     *,
     name: str = "python adapter",
     dtypes: Iterable[str] = ("f64", "f32"),
-    stdin: Optional[TextIO] = None,
-    stdout: Optional[TextIO] = None,
+    stdin: Optional[IO[Any]] = None,
+    stdout: Optional[IO[Any]] = None,
+    binary: bool = True,
     **hello: Any,
 ) -> None:
     """Answer specformer's requests on ``stdin`` with ``formulas`` until end of input or ``shutdown``.
 
     ``formulas`` maps formula names (docs/NAMES.md) to a forward function or a :class:`Formula`.
     ``name`` and any extra keyword arguments go into the ``hello`` answer (e.g. ``version="1.2"``).
+    Binary tensors are accepted when ``hello`` offers them, ``binary`` is true and both streams
+    carry bytes (``sys.stdin``/``sys.stdout`` do, through their ``.buffer``; an ``io.StringIO``
+    does not, so a text stream keeps to JSON numbers).
     """
     server = _Server(formulas, name, dtypes, hello)
-    inp = sys.stdin if stdin is None else stdin
-    out = sys.stdout if stdout is None else stdout
+    inp: Any = sys.stdin if stdin is None else stdin
+    out: Any = sys.stdout if stdout is None else stdout
+    # byte streams: a text stream's .buffer, or a stream that is bytes already (io.BytesIO, a pipe)
+    inb = getattr(inp, "buffer", None) if isinstance(inp, io.TextIOBase) else inp
+    outb = getattr(out, "buffer", None) if isinstance(out, io.TextIOBase) else out
+    can_binary = binary and inb is not None and outb is not None
+    if inb is not None and outb is not None:
+        if out is sys.stdout or isinstance(out, io.TextIOBase):
+            out.flush()  # nothing written as text may follow bytes written below it
+        _serve_bytes(server, inb, outb, can_binary)
+        return
+    _serve_text(server, inp, out)
+
+
+def _serve_text(server: "_Server", inp: Any, out: Any) -> None:
     np.seterr(all="ignore")  # IEEE semantics: overflow gives inf, 0/0 gives NaN, silently
     for line in inp:
         if not line.strip():
             continue
-        req: Any = None
-        req_id: Any = None
-        try:
-            req = json.loads(line)
-            if not isinstance(req, dict):
-                raise FormulaError("a request must be a JSON object")
-            req_id = req.get("id")
-            text = '{"id":%s,"result":%s}' % (json.dumps(req_id), server.result(req.get("method"), req.get("params") or {}))
-        except FormulaError as e:
-            text = json.dumps({"id": req_id, "error": {"message": f"{_what(req)}: {e}"}})
-        except Exception as e:  # a bug in the adapter: answer, and leave the traceback on stderr
-            traceback.print_exc(file=sys.stderr)
-            text = json.dumps({"id": req_id, "error": {"message": f"{_what(req)}: {type(e).__name__}: {e}"}})
+        req, text = _answer(server, line, None, None)
         out.write(text + "\n")
         out.flush()
+        if isinstance(req, dict) and req.get("method") == "shutdown":
+            break
+
+
+def _answer(server: "_Server", line: Any, frames: Optional[Sequence[Any]], out_frames: Optional[List[memoryview]], parsed: Any = None) -> Any:
+    """The parsed request (or None) and the text of its answer line (``parsed``: the line already parsed)."""
+    req: Any = None
+    req_id: Any = None
+    try:
+        req = json.loads(line) if parsed is None else parsed
+        if not isinstance(req, dict):
+            raise FormulaError("a request must be a JSON object")
+        req_id = req.get("id")
+        result = server.result(req.get("method"), req.get("params") or {}, frames, out_frames)
+        declared = ',"frames":%s' % json.dumps([f.nbytes for f in out_frames]) if out_frames else ""
+        text = '{"id":%s%s,"result":%s}' % (json.dumps(req_id), declared, result)
+    except FormulaError as e:
+        text = json.dumps({"id": req_id, "error": {"message": f"{_what(req)}: {e}"}})
+    except Exception as e:  # a bug in the adapter: answer, and leave the traceback on stderr
+        traceback.print_exc(file=sys.stderr)
+        text = json.dumps({"id": req_id, "error": {"message": f"{_what(req)}: {type(e).__name__}: {e}"}})
+    else:
+        return req, text
+    if out_frames is not None:
+        out_frames.clear()  # an error answer carries no frames
+    return req, text
+
+
+def _declared_frames(req: Any) -> Optional[List[int]]:
+    """The byte counts a request declares in its top-level "frames" (None: it declares none)."""
+    if not isinstance(req, dict) or "frames" not in req:
+        return None
+    fr = req["frames"]
+    if not isinstance(fr, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in fr):
+        raise FormulaError(f'"frames" must be a list of byte counts, got {fr!r}; the stream cannot be read further')
+    return fr
+
+
+def _read_frame(inb: Any, n: int) -> bytearray:
+    """Exactly ``n`` bytes from ``inb`` into a writable buffer (so arrays over it are writable)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = inb.readinto(view[got:])
+        if not k:
+            raise EOFError(f"input ended inside a binary frame: {got} of {n} bytes arrived")
+        got += k
+    return buf
+
+
+def _serve_bytes(server: "_Server", inb: Any, outb: Any, can_binary: bool) -> None:
+    np.seterr(all="ignore")  # IEEE semantics: overflow gives inf, 0/0 gives NaN, silently
+    negotiated = False
+    while True:
+        line = inb.readline()
+        if not line:
+            return
+        if not line.strip():
+            continue
+        try:
+            parsed: Any = json.loads(line)
+        except ValueError:
+            parsed = None  # _answer parses it again and answers with the error
+        frames: Optional[List[bytearray]] = None
+        try:
+            declared = _declared_frames(parsed)
+            if declared is not None:
+                # read them even when not negotiated: the stream stays in step, and the tensors
+                # that name them are refused (decode_tensor wants "data")
+                frames = [_read_frame(inb, n) for n in declared]
+        except EOFError as e:
+            print(f"specformer.serve: {e}; stopping", file=sys.stderr)
+            return
+        except FormulaError as e:
+            outb.write((json.dumps({"id": parsed.get("id"), "error": {"message": f"{_what(parsed)}: {e}"}}) + "\n").encode())
+            outb.flush()
+            print(f"specformer.serve: {e}; stopping", file=sys.stderr)
+            return
+        is_hello = isinstance(parsed, dict) and parsed.get("method") == "hello"
+        if is_hello:
+            params = parsed.get("params")
+            negotiated = can_binary and isinstance(params, dict) and params.get("binary") is True
+            server.hello = {k: v for k, v in server.hello.items() if k != "binary"}
+            if negotiated:
+                server.hello["binary"] = True  # from the next request on, tensors travel as frames both ways
+        out_frames: Optional[List[memoryview]] = [] if negotiated and not is_hello else None
+        req, text = _answer(server, line, frames if negotiated else None, out_frames, parsed)
+        outb.write(text.encode("utf-8") + b"\n")
+        for f in out_frames or ():
+            outb.write(f)
+        outb.flush()
         if isinstance(req, dict) and req.get("method") == "shutdown":
             break
 
