@@ -24,6 +24,8 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
         const v = c[k];
         if (v !== undefined && v !== 0 && v !== false) throw new ImplementationError(`${name} reported an error for forward attention: ${k} is not implemented`, { kind: "declined" });
       }
+      // masks of the scores' own shape only: a broadcast mask is declined, not indexed as a full one
+      if ((c["mask_shape"] ?? "scores") !== "scores") throw new ImplementationError(`${name} reported an error for forward attention: mask_shape ${String(c["mask_shape"])} is not implemented`, { kind: "declined" });
       const { Q, K, V, mask } = req.inputs as Record<string, Tensor | undefined>;
       const n = Q!.shape.at(-2)!;
       const d = Q!.shape.at(-1)!;

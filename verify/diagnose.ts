@@ -18,19 +18,26 @@
  * found, matches first.
  */
 import "../spec/index.js";
-import { hasFormula } from "../spec/formula.js";
-import { call1 } from "../spec/formula.js";
-import { subDim } from "../spec/dims.js";
+import { callFormula, hasFormula } from "../spec/formula.js";
+import { dim, dimToString, evalDim, subDim } from "../spec/dims.js";
+import type { Dim } from "../spec/dims.js";
 import {
-  add, constant, cos, dimValue, div, eq, Expr, floor, input, iota, le, matmul, mul, pow, sin, sqrt, sub, transpose, where,
+  add, constant, cos, dimValue, div, eq, exp, Expr, floor, iota, le, log, maximum, maxLast, meanLast, mul, pow, reshape, rsqrt, sin, sqrt, square,
+  stopGradient, sub, sumLast, where,
 } from "../spec/expr.js";
+import type { Config, Node } from "../spec/node.js";
 import { evaluate, plan } from "../autodiff/evaluate.js";
+import { vjp } from "../autodiff/grad.js";
 import type { Graph } from "../autodiff/graph.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
 import { Tensor, sameShape, shapeToString } from "../autodiff/tensor.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
-import { referenceImplementation } from "../reference/implementation.js";
+import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
+import { plantInGraph } from "./plant.js";
+import type { CallNode, Plant } from "./plant.js";
+import { knownConfig, ReferenceTrace } from "./trace.js";
+import type { CallSite } from "./trace.js";
 
 /** Every hint a diagnosis can give (docs/VERIFY.md has a row for each). */
 export const HINT_IDS = [
@@ -49,6 +56,15 @@ export const HINT_IDS = [
   "gelu-erf",
   "sin-cos-swapped",
   "placement",
+  "max-seed",
+  "layernorm-unbiased",
+  "eps-outside-sqrt",
+  "scale-factor",
+  "bias-dropped",
+  "loss-summed",
+  "positions-missing",
+  "tied-gradient",
+  "part-skipped",
 ] as const;
 
 export type HintId = (typeof HINT_IDS)[number];
@@ -77,6 +93,8 @@ export interface Symptom {
   readonly tolerance: { readonly rtol: number; readonly atol: number };
   /** Sizes stated by a golden case (`H`, `d_model`), when there is one. */
   readonly dims?: Readonly<Record<string, number>>;
+  /** For a gradient (`formula` = `grad(f)`, `output` = the argument): the cotangents it was taken with. */
+  readonly cotangents?: NamedTensors;
 }
 
 function fmt(x: number): string {
@@ -103,42 +121,6 @@ async function referenceOutput(formula: string, config: FormulaConfig, inputs: N
   }
 }
 
-function graphOf(name: string, args: Record<string, Expr>, y: Expr): Graph {
-  return { name, config: {}, args, outputs: { y }, relations: [], hyper: new Map() };
-}
-
-function run(g: Graph, inputs: NamedTensors, dtype: FloatDType): Tensor | undefined {
-  try {
-    return evaluate(g, inputs, { dtype }).y;
-  } catch {
-    return undefined;
-  }
-}
-
-interface AttentionVariant {
-  /** Keys visible to query i: j ≤ i + (m − n) + shift; null: no mask. */
-  readonly shift: number | null;
-  /** Multiplies the scores QKᵀ/√d_k. */
-  readonly factor: number;
-}
-
-/** softmax(QKᵀ/√d_k · factor + M_shift) V, built from the spec's primitives and its softmax. */
-function attentionVariant(v: AttentionVariant): Graph {
-  const Q = input("Q", ["...", "n", "d_k"] as const);
-  const K = input("K", ["...", "m", "d_k"] as const);
-  const V = input("V", ["...", "m", "d_v"] as const);
-  let scores: Expr = div(matmul(Q, transpose(K)), sqrt(dimValue("d_k")));
-  if (v.factor !== 1) scores = mul(scores, constant(v.factor));
-  if (v.shift !== null) {
-    const i = iota(["n", "m"] as const, 0);
-    const j = iota(["n", "m"] as const, 1);
-    const mask = where(le(j, add(i, add(dimValue(subDim("m", "n")), constant(v.shift)))), 0, Number.NEGATIVE_INFINITY);
-    scores = add(scores, mask);
-  }
-  const P = call1("softmax", { x: scores });
-  return graphOf("attention (hypothesis)", { Q, K, V }, matmul(P, V));
-}
-
 /** Heads H for the scale hypothesis: the config's (attention inside MHA carries it), the case's, or Q's head axis of [b, H, n, d_k]. */
 function headsOf(s: Symptom): number | undefined {
   const h = s.config["H"] ?? s.dims?.["H"];
@@ -151,51 +133,330 @@ function headsOf(s: Symptom): number | undefined {
   return undefined;
 }
 
-async function attentionHypotheses(s: Symptom): Promise<Hint[]> {
-  const { Q, K, V } = s.inputs;
-  if (s.formula !== "attention" || Q === undefined || K === undefined || V === undefined || s.config["alibi"] === true) return [];
-  const causal = s.config["causal"] !== false;
-  const d_k = Q.shape[Q.rank - 1]!;
-  const hints: Hint[] = [];
-  const test = (v: AttentionVariant): boolean => {
-    const y = run(attentionVariant(v), { Q, K, V }, s.dtype);
-    return y !== undefined && within(y, s.actual, s.tolerance);
+// ---------------------------------------------------------------------------------------------
+// Named mistakes inside the call tree ("match" evidence at every level)
+
+/** The running maximum a kernel seeds its max-subtraction with instead of −∞ (llm.c's −10000.0f). */
+export const MAX_SEED = -10000;
+
+/** Sizes of the symptom's formula on its inputs: dims of the graph bound to numbers. */
+interface VariantContext {
+  readonly s: Symptom;
+  readonly size: (d: Dim) => number | undefined;
+}
+
+/** A named mistake: the variant of some formula applications, tried wherever they occur in the symptom's call tree. */
+interface Variant {
+  readonly id: HintId;
+  /** The mistake, completing "the output equals <formula> with …" (given the applications it replaced). */
+  readonly what: string | ((calls: readonly CallNode[]) => string);
+  readonly plant: Plant;
+}
+
+const NEG_INF = Number.NEGATIVE_INFINITY;
+const argExprs = (call: CallNode): Record<string, Expr> => Object.fromEntries(Object.entries(call.args).map(([k, v]) => [k, new Expr(v)]));
+const lastDim = (e: Expr): Dim => e.shape[e.shape.length - 1]!;
+
+/** The causal mask with `shift` extra visible keys (null: nothing masked); sliding windows are left alone. */
+function maskVariant(shift: number | null): Plant {
+  return (call) => {
+    if (call.formula !== "causal_mask" || (call.config["window"] ?? 0) !== 0) return undefined;
+    const [n, m] = call.shape as readonly [Dim, Dim];
+    const shape = [dimToString(n), dimToString(m)] as const;
+    const i = iota(shape, 0);
+    const j = iota(shape, 1);
+    if (shift === null) return mul(i, constant(0));
+    const align = call.config["causal_align"] === "top_left" ? constant(0) : dimValue(subDim(m, n));
+    return where(le(j, add(i, add(align, constant(shift)))), 0, NEG_INF);
   };
-  const shift = causal ? 0 : null;
-  if (causal) {
-    const offByOne = test({ shift: 1, factor: 1 });
-    const none = test({ shift: null, factor: 1 });
-    if (offByOne) {
-      hints.push({
-        id: "mask-off-by-one",
-        evidence: "match",
-        message:
-          "the output equals attention whose causal mask lets query i also see key i + 1 (one future token): an off-by-one in the mask (j ≤ i + 1 + m − n instead of j ≤ i + m − n)" +
-          (none ? "; at these sizes that is the same as no mask at all" : ""),
-      });
-    } else if (none) {
-      hints.push({ id: "mask-missing", evidence: "match", message: "the output equals attention without the causal mask: every query sees every key, including future ones" });
-    } else if (test({ shift: -1, factor: 1 })) {
-      hints.push({ id: "mask-diagonal", evidence: "match", message: "the output equals attention whose mask also hides the diagonal: query i cannot see its own key (j < i + m − n instead of j ≤ i + m − n)" });
+}
+
+/** Attention applications with their score scale multiplied by `factor(call)` (undefined: leave the application alone). */
+function attentionScaled(ctx: VariantContext, factor: (call: CallNode) => number | undefined): Plant {
+  return (call) => {
+    if (call.formula !== "attention") return undefined;
+    const f = factor(call);
+    const d_k = ctx.size(lastDim(new Expr(call.args["Q"]!)));
+    if (f === undefined || d_k === undefined) return undefined;
+    const scale = typeof call.config["scale"] === "number" ? call.config["scale"] : 1 / Math.sqrt(d_k);
+    return callFormula("attention", argExprs(call), { ...call.config, scale: scale * f })[call.output];
+  };
+}
+
+/** Formula applications replaced by another formula on the same arguments (or the same formula with another configuration). */
+function swapped(from: string, to: string, config: (cfg: Config) => Config | undefined = (c) => c): Plant {
+  return (call) => {
+    if (call.formula !== from) return undefined;
+    const cfg = config(call.config);
+    return cfg === undefined ? undefined : callFormula(to, argExprs(call), to === from ? cfg : {})[call.output];
+  };
+}
+
+/** max(max_j x_j, −10000): the seeded running maximum, finite even where the row is far below it. */
+const seededMax = (x: Expr): Expr => maximum(maxLast(x), constant(MAX_SEED));
+
+/** softmax, logsumexp and log_softmax with a running maximum seeded at −10000; `guard`: a row whose exponentials all underflow gives 0 (llm.c's expsum == 0 ? 0 : 1/expsum). */
+function seededSoftmax(guard: boolean): Plant {
+  return (call) => {
+    const x = call.args["x"] !== undefined ? new Expr(call.args["x"]) : undefined;
+    if (x === undefined) return undefined;
+    const z = sub(x, seededMax(x));
+    const s = sumLast(exp(z));
+    switch (call.formula) {
+      case "softmax":
+        return guard ? where(eq(s, 0), 0, div(exp(z), add(s, eq(s, 0)))) : div(exp(z), s);
+      case "log_softmax":
+        return guard ? undefined : sub(z, log(s));
+      case "logsumexp":
+        return guard ? undefined : reshape(add(seededMax(x), log(s)), x.shape.slice(0, -1).map(dimToString) as string[]);
+      default:
+        return undefined;
     }
-  } else if (test({ shift: 0, factor: 1 })) {
-    hints.push({ id: "mask-unexpected", evidence: "match", message: "the output equals causal attention, but this case is non-causal (causal = false): the mask is applied regardless of the configuration" });
+  };
+}
+
+/** LayerNorm with the variance divided by d − 1 (unbiased, torch.var's default) or with ε added to σ instead of σ². */
+function layerNormVariant(kind: "unbiased" | "eps-outside"): Plant {
+  return (call) => {
+    if (call.formula !== "layer_norm") return undefined;
+    const { x, gamma, beta } = argExprs(call) as Record<string, Expr>;
+    const eps = constant(call.config["eps"] as number);
+    const xc = sub(x!, meanLast(x!));
+    let xhat: Expr;
+    if (kind === "unbiased") xhat = mul(xc, rsqrt(add(div(sumLast(square(xc)), sub(dimValue(lastDim(x!)), 1)), eps)));
+    else xhat = div(xc, add(sqrt(meanLast(square(xc))), eps));
+    return add(mul(gamma!, xhat), beta!);
+  };
+}
+
+/** Heads H of an attention application: its own configuration (inside mha), else the symptom's. */
+function headsAt(ctx: VariantContext, call: CallNode, root: boolean): number | undefined {
+  const H = call.config["H"];
+  if (typeof H === "number") return H;
+  if (typeof H === "string") return ctx.size(dim(H));
+  return root ? headsOf(ctx.s) : undefined;
+}
+
+function variants(ctx: VariantContext, g: Graph): Variant[] {
+  const s = ctx.s;
+  const roots = new Set(Object.values(g.outputs).map((e) => e.node));
+  const isRoot = (call: CallNode): boolean => roots.has(call);
+  const out: Variant[] = [];
+  // the mask's own cases: the pattern of its mismatches says more than the mask's variant
+  if (s.formula !== "causal_mask") out.push(
+    { id: "mask-off-by-one", what: "a causal mask that lets query i also see key i + 1 (one future token): an off-by-one in the mask (j ≤ i + 1 + m − n instead of j ≤ i + m − n)", plant: maskVariant(1) },
+    { id: "mask-missing", what: "no causal mask: every query sees every key, including future ones", plant: maskVariant(null) },
+    { id: "mask-diagonal", what: "a mask that also hides the diagonal: query i cannot see its own key (j < i + m − n instead of j ≤ i + m − n)", plant: maskVariant(-1) },
+    {
+      id: "mask-unexpected",
+      what: "the causal mask, but the attention here is non-causal (causal = false): the mask is applied regardless of the configuration",
+      plant: swapped("attention", "attention", (c) => (c["causal"] === false && c["window"] === 0 ? { ...c, causal: true } : undefined)),
+    },
+  );
+  const dk = (call: CallNode): number | undefined => ctx.size(lastDim(new Expr(call.args["Q"]!)));
+  const heads = (call: CallNode): number | undefined => headsAt(ctx, call, isRoot(call));
+  const scale = (what: (d_k: number, H: number | undefined) => string, f: (call: CallNode) => number | undefined): Variant => ({
+    id: "attention-scale",
+    what: (calls) => `${what(dk(calls[0]!) ?? Number.NaN, heads(calls[0]!))}: a wrong attention scale`,
+    plant: attentionScaled(ctx, f),
+  });
+  out.push(
+    scale(
+      (d_k, H) => `the scores scaled by 1/√d_model (d_model = H·d_k = ${(H ?? 1) * d_k}) instead of 1/√d_k (d_k = ${d_k}): ${fmt(Math.sqrt(H ?? 1))} = √(d_model/d_k) times too small`,
+      (call) => {
+        const H = heads(call);
+        return H !== undefined && H > 1 ? 1 / Math.sqrt(H) : undefined;
+      },
+    ),
+    scale((d_k) => `unscaled scores (1 instead of 1/√d_k, d_k = ${d_k})`, (call) => ((dk(call) ?? 1) > 1 && call.config["scale"] === undefined ? Math.sqrt(dk(call)!) : undefined)),
+    scale((d_k) => `the scores scaled by 1/d_k instead of 1/√d_k (d_k = ${d_k})`, (call) => ((dk(call) ?? 1) > 1 && call.config["scale"] === undefined ? 1 / Math.sqrt(dk(call)!) : undefined)),
+  );
+  if (s.formula !== "gelu" && s.formula !== "gelu_tanh") {
+    out.push(
+      { id: "gelu-tanh", what: "GELU's tanh approximation (GPT-2's gelu_new) where the erf form is configured (activation = gelu)", plant: swapped("gelu", "gelu_tanh") },
+      { id: "gelu-erf", what: "the erf form of GELU where the tanh approximation is configured (activation = gelu_tanh)", plant: swapped("gelu_tanh", "gelu") },
+    );
   }
-  const H = headsOf(s);
-  const scales: Array<[number, string]> = [];
-  if (H !== undefined) scales.push([1 / Math.sqrt(H), `the scores scaled by 1/√d_model (d_model = H·d_k = ${H * d_k}) instead of 1/√d_k (d_k = ${d_k}): ${fmt(Math.sqrt(H))} = √(d_model/d_k) times too small`]);
-  if (d_k > 1) {
-    scales.push([Math.sqrt(d_k), `unscaled scores (1 instead of 1/√d_k, d_k = ${d_k})`]);
-    scales.push([1 / Math.sqrt(d_k), `the scores scaled by 1/d_k instead of 1/√d_k (d_k = ${d_k})`]);
+  for (const [from, to] of [["post", "pre"], ["pre", "post"]] as const) {
+    out.push({
+      id: "placement",
+      what: `${to}-LN blocks where placement = ${from}: LayerNorm is applied at the other place`,
+      plant: swapped("block", "block", (c) => (c["placement"] === from && c["parallel"] !== true && c["kv_cache"] !== true ? { ...c, placement: to } : undefined)),
+    });
   }
-  for (const [factor, what] of scales) {
-    if (test({ shift, factor })) {
-      hints.push({ id: "attention-scale", evidence: "match", message: `the output equals attention with ${what}: a wrong attention scale` });
-      break;
-    }
+  out.push(
+    { id: "layernorm-unbiased", what: "LayerNorm dividing the variance by d − 1 (unbiased, torch.var's default) instead of d (biased, what LayerNorm uses)", plant: layerNormVariant("unbiased") },
+    { id: "eps-outside-sqrt", what: "LayerNorm adding ε to the standard deviation, (x − μ)/(√σ² + ε), instead of inside the square root, (x − μ)/√(σ² + ε)", plant: layerNormVariant("eps-outside") },
+    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞: rows entirely below ${MAX_SEED} underflow to exp(x − m) = 0 and give 0/0 = NaN`, plant: seededSoftmax(false) },
+    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞, with an empty sum mapped to 0: rows entirely below ${MAX_SEED} underflow and give zeros`, plant: seededSoftmax(true) },
+    {
+      id: "positions-missing",
+      what: "no position embedding added: the first block's input is the token embedding alone",
+      plant: (call) => (call.formula === "positional_learned" || call.formula === "positional_sinusoidal" ? mul(new Expr(call), constant(0)) : undefined),
+    },
+    {
+      id: "scale-factor",
+      what: "the token embedding multiplied by √d_model (the original Transformer's embedding scale, which GPT does not use)",
+      plant: (call) => (call.formula === "embedding" && !isRoot(call) ? mul(new Expr(call), sqrt(dimValue(call.shape[call.shape.length - 1]!))) : undefined),
+    },
+  );
+  return out;
+}
+
+/** The symptom's formula computed with `plant`; undefined when the plant applies nowhere or the variant cannot be evaluated. */
+function plantedOutput(g: Graph, plant: Plant, s: Symptom): { y: Tensor; planted: CallNode[] } | undefined {
+  const planted: CallNode[] = [];
+  const counted: Plant = (call, original) => {
+    const e = plant(call, original);
+    if (e !== undefined) planted.push(call);
+    return e;
+  };
+  try {
+    const pg = plantInGraph(g, counted);
+    if (planted.length === 0) return undefined;
+    const y = evaluate(pg, s.inputs, { dtype: s.dtype, fused: false })[s.output];
+    return y === undefined ? undefined : { y, planted };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a variant acted, for the message: nothing when it replaced the formula itself. */
+function whereText(s: Symptom, planted: readonly CallNode[]): string {
+  const inner = [...new Set(planted.map((c) => c.formula))].filter((f) => f !== s.formula);
+  if (inner.length === 0) return "";
+  return ` (${inner.join(", ")} inside ${s.formula}, ${planted.length} application${planted.length === 1 ? "" : "s"})`;
+}
+
+/** The graph of the symptom's formula and a size lookup for its dims, or undefined outside the registry. */
+function graphOfSymptom(s: Symptom): { g: Graph; ctx: VariantContext } | undefined {
+  if (!hasFormula(s.formula)) return undefined;
+  try {
+    const g = referenceGraph(s.formula, knownConfig(s.formula, s.config));
+    const dims = plan(g, s.inputs, { dtype: s.dtype }).binding.dims;
+    return { g, ctx: { s, size: (d) => evalDim(d, dims) } };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Each named mistake, wherever its formula occurs in the call tree, against the actual output. */
+function variantHypotheses(s: Symptom): Hint[] {
+  const gc = graphOfSymptom(s);
+  if (gc === undefined) return [];
+  const hints: Hint[] = [];
+  const matched = new Set<HintId>();
+  for (const v of variants(gc.ctx, gc.g)) {
+    if (matched.has(v.id)) continue;
+    const r = plantedOutput(gc.g, v.plant, s);
+    if (r === undefined || !within(r.y, s.actual, s.tolerance)) continue;
+    matched.add(v.id);
+    const what = typeof v.what === "string" ? v.what : v.what(r.planted);
+    hints.push({ id: v.id, evidence: "match", message: `the output equals ${s.formula} with ${what}${whereText(s, r.planted)}` });
+  }
+  // the mask: an off-by-one that at these sizes equals no mask at all is named once, as the off-by-one
+  if (matched.has("mask-off-by-one") && matched.has("mask-missing")) {
+    const i = hints.findIndex((h) => h.id === "mask-missing");
+    hints.splice(i, 1);
+    const j = hints.findIndex((h) => h.id === "mask-off-by-one");
+    hints[j] = { ...hints[j]!, message: `${hints[j]!.message}; at these sizes that is the same as no mask at all` };
   }
   return hints;
 }
+
+const NORM_FORMULAS = new Set(["layer_norm", "rms_norm"]);
+const BLOCK_FORMULAS = new Set(["block", "block_post_ln", "block_pre_ln"]);
+
+/**
+ * A composite that skips one of its parts: a norm (every block's `ln_1`, or `ln_f`) or a block
+ * replaced by its input. The hint names the composite that skipped it: the part itself, fed its
+ * arguments, is right.
+ */
+function skippedPartHypotheses(s: Symptom): Hint[] {
+  if (!hasFormula(s.formula) || !(BLOCK_FORMULAS.has(s.formula) || s.formula === "gpt")) return [];
+  let trace: ReferenceTrace;
+  try {
+    trace = ReferenceTrace.build(s.formula, s.config, s.inputs, s.dtype);
+  } catch {
+    return [];
+  }
+  // norms grouped by their place in a block (h.0/ln_1 and h.1/ln_1 together), blocks one by one
+  const groups = new Map<string, CallSite[]>();
+  for (const site of trace.sites.slice(1)) {
+    const one = Object.keys(site.outputs).length === 1 && site.args["x"] !== undefined;
+    if (!one || !(NORM_FORMULAS.has(site.formula) || BLOCK_FORMULAS.has(site.formula))) continue;
+    const key = NORM_FORMULAS.has(site.formula) ? site.path.slice(1).map((p) => (/^h\.\d+$/.test(p) ? "h.*" : p)).join("/") : site.path.slice(1).join("/");
+    groups.set(key, [...(groups.get(key) ?? []), site]);
+  }
+  for (const sites of groups.values()) {
+    const nodes = new Set<Node>(sites.flatMap((x) => Object.values(x.outputs)));
+    const plant: Plant = (call, original) => (nodes.has(original) ? new Expr(call.args["x"]!) : undefined);
+    const r = plantedOutput(trace.graph, plant, s);
+    if (r === undefined || !within(r.y, s.actual, s.tolerance)) continue;
+    const site = sites[0]!;
+    const parent = site.path[site.path.length - 2]!;
+    const parentFormula = parent.startsWith("h.") ? `the block ${parent}` : parent;
+    const which = sites.length > 1 ? `${site.name} in every block (${sites.map((x) => x.path.slice(1).join("/")).join(", ")})` : `${site.path.slice(1).join("/")} (${site.formula})`;
+    const owner = sites.length > 1 ? "the block" : parentFormula;
+    return [{
+      id: "part-skipped",
+      evidence: "match",
+      message: `the output equals ${s.formula} with ${which} skipped, its output equal to its input: ${owner} does not apply this part — the mistake is in ${owner}, not in ${site.formula}`,
+    }];
+  }
+  return [];
+}
+
+/** A bias (or LayerNorm β) left out: the formula with one bias parameter zero (the same one in every block) equals the actual output. */
+async function biasHypotheses(s: Symptom): Promise<Hint[]> {
+  if (!hasFormula(s.formula)) return [];
+  const isBias = (name: string, t: Tensor): boolean => t.rank === 1 && t.dtype !== "i32" && /(^|\.)(bias|beta|b|b_[A-Za-z0-9]+)$/.test(name);
+  const groups = new Map<string, string[]>();
+  for (const [name, t] of Object.entries(s.inputs)) {
+    if (!isBias(name, t)) continue;
+    const role = name.replace(/^h\.\d+\./, "");
+    groups.set(role, [...(groups.get(role) ?? []), name]);
+  }
+  if (groups.size > 16) return [];
+  for (const [role, names] of groups) {
+    const inputs: Record<string, Tensor> = { ...s.inputs };
+    for (const n of names) inputs[n] = new Tensor(s.inputs[n]!.dtype, s.inputs[n]!.shape);
+    const y = await referenceOutput(s.formula, s.config, inputs, s.dtype, s.output);
+    if (y === undefined || !within(y, s.actual, s.tolerance)) continue;
+    const where = names.length > 1 ? ` in every block (${names.length} of them)` : "";
+    return [{ id: "bias-dropped", evidence: "match", message: `the output equals ${s.formula} with ${role} left out (zero)${where}: a bias dropped` }];
+  }
+  return [];
+}
+
+/** A tied embedding (gpt, tied = true) whose gradient misses one of its two uses: the token lookup or the output projection. */
+function tiedGradientHypotheses(s: Symptom, formula: string): Hint[] {
+  if (formula !== "gpt" || s.cotangents === undefined || s.config["tied"] === false || s.output !== "wte.weight" || !hasFormula(formula)) return [];
+  let g: Graph;
+  try {
+    g = referenceGraph(formula, knownConfig(formula, s.config));
+  } catch {
+    return [];
+  }
+  const uses: Array<[string, string, string]> = [
+    ["logits", "W_vocab", "its use as the output projection (logits = x Eᵀ)"],
+    ["embedding", "E", "its use as the token embedding lookup (E[t])"],
+  ];
+  for (const [f, arg, what] of uses) {
+    const plant: Plant = (call) => (call.formula === f ? callFormula(f, { ...argExprs(call), [arg]: stopGradient(new Expr(call.args[arg]!)) })[call.output] : undefined);
+    try {
+      const pg = plantInGraph(g, plant);
+      const grad = vjp(pg, s.inputs, s.cotangents, { dtype: s.dtype, fused: false }).grads[s.output];
+      if (grad !== undefined && within(grad, s.actual, s.tolerance)) {
+        return [{ id: "tied-gradient", evidence: "match", message: `the gradient of the tied embedding wte.weight equals the one that misses ${what}: the two contributions of a shared weight must be added` }];
+      }
+    } catch {
+      // the variant could not be evaluated: no hint
+    }
+  }
+  return [];
+}
+
 
 /** Config and formula swaps the reference can evaluate directly. */
 async function swapHypotheses(s: Symptom): Promise<Hint[]> {
@@ -214,29 +475,9 @@ async function swapHypotheses(s: Symptom): Promise<Hint[]> {
   if (f === "gelu_tanh" && (await tryVariant("gelu", {}))) {
     hints.push({ id: "gelu-erf", evidence: "match", message: `the output equals the erf form of GELU (PyTorch's default, formula gelu) where the tanh approximation ${gapText(s)} is expected` });
   }
-  const act = cfg["activation"];
-  if ((act === "gelu" || act === "gelu_tanh") && ["ffn", "block", "block_post_ln", "block_pre_ln", "gpt"].includes(f)) {
-    const other = act === "gelu" ? "gelu_tanh" : "gelu";
-    if (await tryVariant(f, { ...cfg, activation: other })) {
-      hints.push(
-        act === "gelu"
-          ? { id: "gelu-tanh", evidence: "match", message: `the output equals ${f} with GELU's tanh approximation (gelu_new) where the erf form is configured (activation = gelu)` }
-          : { id: "gelu-erf", evidence: "match", message: `the output equals ${f} with the erf form of GELU where the tanh approximation is configured (activation = gelu_tanh)` },
-      );
-    }
-  }
-  if (["mha", "block", "block_post_ln", "block_pre_ln", "gpt"].includes(f) && cfg["causal"] !== false && cfg["kv_cache"] !== true) {
-    if (await tryVariant(f, { ...cfg, causal: false })) {
-      hints.push({ id: "mask-missing", evidence: "match", message: `the output equals ${f} without the causal mask (causal = false): every position sees the future` });
-    }
-  }
   const placements: Array<[string, FormulaConfig, string]> = [];
   if (f === "block_post_ln") placements.push(["block_pre_ln", cfg, "pre-LN (GPT-2's) block where the post-LN (the seed's) block"]);
   if (f === "block_pre_ln") placements.push(["block_post_ln", cfg, "post-LN (the seed's) block where the pre-LN (GPT-2's) block"]);
-  if ((f === "block" || f === "gpt") && cfg["parallel"] !== true && (cfg["placement"] === "post" || cfg["placement"] === "pre")) {
-    const other = cfg["placement"] === "post" ? "pre" : "post";
-    placements.push([f, { ...cfg, placement: other }, `${other}-LN placement where placement = ${String(cfg["placement"])}`]);
-  }
   for (const [pf, pc, what] of placements) {
     if (await tryVariant(pf, pc)) hints.push({ id: "placement", evidence: "match", message: `the output equals the ${what} is expected: LayerNorm is applied at the other place` });
   }
@@ -405,7 +646,7 @@ function maskPatterns(s: Symptom): Hint[] {
 }
 
 /** actual ≈ c·expected for one constant c (least squares), named when c is √(d_model/d_k) or its inverse. */
-function factorPattern(s: Symptom): Hint[] {
+function factorPattern(s: Symptom, formula: string): Hint[] {
   const { expected: e, actual: a } = s;
   if (!sameShape(e.shape, a.shape) || e.size < 2) return [];
   let ea = 0, ee = 0;
@@ -430,15 +671,147 @@ function factorPattern(s: Symptom): Hint[] {
     // both the actual value and c·expected carry rounding: twice the tolerance of the scaled value
     if (Math.abs(av - c * ev) > 2 * (atol + rtol * Math.abs(c * ev))) return [];
   }
-  const H = typeof s.config["H"] === "number" ? s.config["H"] : s.dims?.["H"];
-  const named: Array<[number, string]> = [[-1, "the sign is flipped"], [2, "a factor 2"], [0.5, "a factor 1/2"]];
-  if (typeof H === "number" && H > 1) {
-    named.unshift([Math.sqrt(H), `√(d_model/d_k) = √H = ${fmt(Math.sqrt(H))}: the attention scale 1/√d_k was replaced by 1/√d_model (or the reverse)`]);
-    named.unshift([1 / Math.sqrt(H), `√(d_k/d_model) = 1/√H = ${fmt(1 / Math.sqrt(H))}: the attention scale 1/√d_model was used instead of 1/√d_k`]);
+  const { H, d_k, d_model } = sizesOf(s);
+  const named: Array<[number, string, HintId]> = [[-1, "the sign is flipped", "constant-factor"], [2, "a factor 2", "constant-factor"], [0.5, "a factor 1/2", "constant-factor"]];
+  const scaling = (v: number, what: string): void => {
+    if (v !== 1) named.push([v, `${what}: a scaling mistake (a scale applied where it does not belong, or missing where it does)`, "scale-factor"]);
+  };
+  if (d_k !== undefined) {
+    scaling(Math.sqrt(d_k), `√d_k = ${fmt(Math.sqrt(d_k))} (d_k = ${d_k})`);
+    scaling(1 / Math.sqrt(d_k), `1/√d_k = ${fmt(1 / Math.sqrt(d_k))} (d_k = ${d_k})`);
   }
+  if (d_model !== undefined) {
+    scaling(Math.sqrt(d_model), `√d_model = ${fmt(Math.sqrt(d_model))} (d_model = ${d_model})`);
+    scaling(1 / Math.sqrt(d_model), `1/√d_model = ${fmt(1 / Math.sqrt(d_model))} (d_model = ${d_model})`);
+  }
+  if (H !== undefined && H > 1) {
+    named.unshift([Math.sqrt(H), `√(d_model/d_k) = √H = ${fmt(Math.sqrt(H))}: the attention scale 1/√d_k was replaced by 1/√d_model (or the reverse)`, "attention-scale"]);
+    named.unshift([1 / Math.sqrt(H), `√(d_k/d_model) = 1/√H = ${fmt(1 / Math.sqrt(H))}: the attention scale 1/√d_model was used instead of 1/√d_k`, "attention-scale"]);
+  }
+  // the gradient of a summed loss is the averaged one's times the number of counted targets
+  const N = countedTargets(s, formula);
+  if (N !== undefined && N > 1) named.unshift([N, `N = ${N}, the number of counted targets: the loss is summed instead of averaged`, "loss-summed"]);
   const hit = named.find(([v]) => Math.abs(c - v) <= 1e-3 * Math.abs(v));
-  const id: HintId = hit !== undefined && hit[1].includes("attention scale") ? "attention-scale" : "constant-factor";
+  const id: HintId = hit?.[2] ?? "constant-factor";
   return [{ id, evidence: "pattern", message: `the output is the expected one times a constant c = ${fmt(c)}${hit !== undefined ? ` — ${hit[1]}` : ""}` }];
+}
+
+/** Sizes a factor can be named by: heads H, head width d_k and model width d_model, from the configuration, the case or the inputs. */
+function sizesOf(s: Symptom): { H?: number; d_k?: number; d_model?: number } {
+  const num = (v: unknown): number | undefined => (typeof v === "number" && v > 0 ? v : undefined);
+  const H = num(s.config["H"]) ?? num(s.dims?.["H"]) ?? headsOf(s);
+  const x = s.inputs["x"];
+  const d_model =
+    num(s.config["d_model"]) ?? num(s.dims?.["d_model"]) ?? (x !== undefined && ["mha", "block", "block_post_ln", "block_pre_ln"].includes(s.formula) ? x.shape[x.rank - 1] : undefined);
+  const Q = s.inputs["Q"];
+  const d_k = num(s.dims?.["d_k"]) ?? (Q !== undefined ? Q.shape[Q.rank - 1] : d_model !== undefined && H !== undefined && d_model % H === 0 ? d_model / H : undefined);
+  return { ...(H !== undefined ? { H } : {}), ...(d_k !== undefined ? { d_k } : {}), ...(d_model !== undefined ? { d_model } : {}) };
+}
+
+/** Targets a mean loss is taken over (cross_entropy, gpt): those other than ignore_index. */
+function countedTargets(s: Symptom, formula: string): number | undefined {
+  const t = s.inputs["targets"];
+  if ((formula !== "cross_entropy" && formula !== "gpt") || t === undefined) return undefined;
+  const ignore = typeof s.config["ignore_index"] === "number" ? s.config["ignore_index"] : -100;
+  let N = 0;
+  for (let i = 0; i < t.size; i++) if (t.data[i] !== ignore) N++;
+  return N;
+}
+
+/** A scalar loss that is N times the expected one: summed over the N counted targets instead of averaged. */
+function lossSumPattern(s: Symptom, formula: string): Hint[] {
+  const { expected: e, actual: a } = s;
+  const N = countedTargets(s, formula);
+  if (N === undefined || N < 2 || e.size !== 1 || a.size !== 1 || s.formula.startsWith("grad(")) return [];
+  const ev = e.data[0]!;
+  const av = a.data[0]!;
+  const { rtol, atol } = s.tolerance;
+  const rows = t2rows(s.inputs["targets"]!);
+  const factors: Array<[number, string]> = [[N, `N = ${N}, the number of counted targets`]];
+  if (rows.n !== N) factors.push([rows.n, `n = ${rows.n} (summed over positions, averaged over the ${rows.b} sequences)`]);
+  for (const [k, what] of factors) {
+    if (k < 2) continue;
+    // both the actual value and k·expected carry rounding: twice the tolerance of the scaled value
+    if (Number.isFinite(av) && Math.abs(av - k * ev) <= 2 * k * (atol + rtol * Math.abs(ev))) {
+      return [{ id: "loss-summed", evidence: "pattern", message: `the loss is ${fmt(av)}, the expected ${fmt(ev)} times ${what}: the loss is summed instead of averaged` }];
+    }
+  }
+  return [];
+}
+
+function t2rows(t: Tensor): { n: number; b: number } {
+  const n = t.rank === 0 ? 1 : t.shape[t.rank - 1]!;
+  return { n, b: t.size / Math.max(n, 1) };
+}
+
+/**
+ * actual − expected is one vector v (along the last axis) repeated in every row, v not constant:
+ * a bias added twice or left out.
+ */
+function columnOffsetPattern(s: Symptom): Hint[] {
+  const { expected: e, actual: a } = s;
+  if (!sameShape(e.shape, a.shape) || e.rank < 2) return [];
+  const m = e.shape[e.rank - 1]!;
+  const rows = e.size / m;
+  if (m < 2 || rows < 2) return [];
+  const { rtol, atol } = s.tolerance;
+  const v = new Float64Array(m);
+  const emax = new Float64Array(m);
+  for (let k = 0; k < e.size; k++) {
+    const ev = e.data[k]!;
+    const av = a.data[k]!;
+    if (!Number.isFinite(ev) || !Number.isFinite(av)) return [];
+    v[k % m] = v[k % m]! + (av - ev) / rows;
+    emax[k % m] = Math.max(emax[k % m]!, Math.abs(ev));
+  }
+  for (let k = 0; k < e.size; k++) {
+    const j = k % m;
+    if (Math.abs(a.data[k]! - e.data[k]! - v[j]!) > 2 * (atol + rtol * emax[j]!)) return [];
+  }
+  let lo = Infinity, hi = -Infinity, off = 0;
+  for (let j = 0; j < m; j++) {
+    lo = Math.min(lo, v[j]!);
+    hi = Math.max(hi, v[j]!);
+    if (Math.abs(v[j]!) > atol + rtol * emax[j]!) off++;
+  }
+  // nothing off, or one constant everywhere (the row-offset pattern says that)
+  if (off === 0 || hi - lo <= 2 * (atol + rtol * Math.max(Math.abs(lo), Math.abs(hi)))) return [];
+  return [{
+    id: "bias-dropped",
+    evidence: "pattern",
+    message: `actual − expected is the same vector in every one of the ${rows} rows (entries from ${fmt(lo)} to ${fmt(hi)}, ${off} of ${m} columns off): a bias vector left out or added twice`,
+  }];
+}
+
+/** Softmax-family formulas (softmax, log_softmax, logsumexp): every mismatch lies in a row whose entries all lie below −10000. */
+function maxSeedPattern(s: Symptom): Hint[] {
+  const x = s.inputs["x"];
+  const { expected: e, actual: a } = s;
+  if (!["softmax", "log_softmax", "logsumexp"].includes(s.formula) || x === undefined || x.rank < 1) return [];
+  const m = x.shape[x.rank - 1]!;
+  const rows = x.size / Math.max(m, 1);
+  const perRow = e.size / Math.max(rows, 1);
+  if (m < 1 || !Number.isInteger(perRow) || e.size !== a.size) return [];
+  const { rtol, atol } = s.tolerance;
+  let bad = 0, worst = -Infinity;
+  for (let k = 0; k < e.size; k++) {
+    const ev = e.data[k]!;
+    const av = a.data[k]!;
+    const same = ev === av || (Number.isNaN(ev) && Number.isNaN(av)) || (Number.isFinite(ev) && Number.isFinite(av) && Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
+    if (same) continue;
+    const r = Math.floor(k / perRow);
+    let max = -Infinity;
+    for (let j = 0; j < m; j++) max = Math.max(max, x.data[r * m + j]!);
+    if (!(max < MAX_SEED) || max === -Infinity) return [];
+    bad++;
+    worst = Math.max(worst, max);
+  }
+  if (bad === 0) return [];
+  return [{
+    id: "max-seed",
+    evidence: "pattern",
+    message: `all ${bad} mismatches lie in rows whose entries are all below ${MAX_SEED} (the largest row maximum among them is ${fmt(worst)}): a running maximum seeded at a finite floor such as ${MAX_SEED} instead of −∞ makes exp(x − m) underflow there`,
+  }];
 }
 
 /** actual − expected constant along the last axis (per row), but not zero. */
@@ -497,13 +870,25 @@ export async function diagnose(s: Symptom): Promise<Hint[]> {
   const add = (hs: Hint[]): void => {
     for (const h of hs) if (!hints.some((x) => x.id === h.id)) hints.push(h);
   };
+  // a hint explains a mismatch: an actual value within tolerance has none
+  if (within(s.expected, s.actual, s.tolerance)) return [];
+  const grad = /^grad\((.+)\)$/.exec(s.formula)?.[1];
   if (sameShape(s.expected.shape, s.actual.shape) && s.expected.dtype === s.actual.dtype) {
-    add(await attentionHypotheses(s));
-    add(await swapHypotheses(s));
-    add(await sinusoidHypotheses(s));
-    add(await weightHypotheses(s));
+    if (grad === undefined) {
+      add(variantHypotheses(s));
+      add(await swapHypotheses(s));
+      add(await sinusoidHypotheses(s));
+      add(await weightHypotheses(s));
+      add(await biasHypotheses(s));
+      add(skippedPartHypotheses(s));
+      add(maxSeedPattern(s));
+    } else {
+      add(tiedGradientHypotheses(s, grad));
+    }
     add(maskPatterns(s));
-    add(factorPattern(s));
+    add(lossSumPattern(s, grad ?? s.formula));
+    add(factorPattern(s, grad ?? s.formula));
+    add(columnOffsetPattern(s));
     add(rowOffsetPattern(s));
   }
   add(layoutPatterns(s));

@@ -1,7 +1,8 @@
 /**
  * The HTML report in a real browser (Debian's Chromium, driven by playwright-core): no console
- * errors, no network, the heatmaps render (SVG rect marks of non-zero size), the first divergence
- * is highlighted. Saves a screenshot (to $SPECFORMER_SCREENSHOT, e.g. docs/img/verify-report.png,
+ * errors, no network, the heatmaps render (SVG rect marks of non-zero size), the layout follows
+ * the terminal report (origins, formula table, collapsed undeclared formulas, legend) and the
+ * first divergence is highlighted. Saves a screenshot (to $SPECFORMER_SCREENSHOT, e.g. docs/img/verify-report.png,
  * or the temp folder). Skipped, saying why, without /usr/bin/chromium.
  */
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -53,8 +54,9 @@ describe("charts rendered in Node", () => {
 
 describe.skipIf(!hasChromium)("the page in headless Chromium", () => {
   test("no console errors, no network, heatmaps render, the first divergence is highlighted; screenshot", async () => {
-    const impl = plantedGraphImplementation("GPT port with an off-by-one causal mask", plantMaskShift(1));
-    const report = await verify(impl, { formulas: ["causal_mask", "attention", "block_pre_ln"], dtype: "f64", gradients: false });
+    // block_pre_ln is not declared: the report collapses it to one line
+    const impl = plantedGraphImplementation("GPT port with an off-by-one causal mask", plantMaskShift(1), ["causal_mask", "softmax", "attention"]);
+    const report = await verify(impl, { formulas: ["softmax", "causal_mask", "attention", "block_pre_ln"], dtype: "f64", gradients: false });
     const html = await renderHtmlReport(report);
     // nothing to fetch: no script, stylesheet link, source or external url(); SVG-internal url(#id) only
     expect(html).not.toMatch(/<script|<link|src=|@import|url\((?!#)/i);
@@ -107,7 +109,24 @@ describe.skipIf(!hasChromium)("the page in headless Chromium", () => {
       expect(first!.text).toContain("just above the causal diagonal");
       expect(first!.border).toBe("rgb(198, 40, 40)");
       expect(first!.heatmaps).toBe(1);
-      expect(first!.top).toBeLessThan(400); // in view at the top of the page
+      // laid out as the terminal report: origins at the top, then the formula table (undeclared
+      // formulas on one line, the legend), then the headline's details, all in the first screen
+      const layout = await page.evaluate(() => {
+        const top = (sel: string) => document.querySelector(sel)?.getBoundingClientRect().top ?? null;
+        const headline = document.querySelector("section.origins li.headline");
+        const okCells = [...document.querySelectorAll("table.formulas tr:not(.bad) td.ok")].length;
+        return { origins: top("section.origins"), table: top("table.formulas"), undeclared: top("p.undeclared"), legend: top("p.legend"), headline: headline?.textContent ?? "", okCells };
+      });
+      expect(layout.origins).not.toBeNull();
+      expect(layout.origins!).toBeLessThan(200);
+      expect(layout.headline).toContain("causal_mask (forward)");
+      expect(layout.table!).toBeGreaterThan(layout.origins!);
+      expect(layout.undeclared!).toBeGreaterThan(layout.table!);
+      expect(layout.legend!).toBeGreaterThan(layout.undeclared!);
+      expect(first!.top).toBeGreaterThan(layout.legend!);
+      expect(first!.top).toBeLessThan(1500); // in the first screen (the screenshot's viewport)
+      // passing rows show "ok" in both error columns rather than a raw relative error
+      expect(layout.okCells).toBeGreaterThan(0);
       const shot = process.env["SPECFORMER_SCREENSHOT"] ?? join(dir, "verify-report.png");
       await page.screenshot({ path: shot });
       expect(existsSync(shot)).toBe(true);

@@ -1,7 +1,8 @@
 /**
- * The verify report as one self-contained HTML page: the summary, the first divergence
- * highlighted, and for each failing tensor an error heatmap and a histogram of log10 relative
- * error. Charts are Vega-Lite specs rendered to SVG here, in Node (`vega.View.toSVG`), and
+ * The verify report as one self-contained HTML page, laid out as the terminal report: the
+ * summary, the origins of the failures (the headline first), the formula table with undeclared
+ * formulas collapsed and its legend, the first divergence highlighted, and for each failing
+ * tensor an error heatmap and a histogram of log10 relative error. Charts are Vega-Lite specs rendered to SVG here, in Node (`vega.View.toSVG`), and
  * inlined: the page has no script and loads nothing from the network.
  */
 import { REPORT_MARKER_COMMENT } from "./report-files.js";
@@ -11,9 +12,8 @@ import type { Tensor } from "../autodiff/tensor.js";
 import { formatError, formatValue } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
 import type { Hint } from "./diagnose.js";
-import { budgetText, countsOf, exitCodeOf, outputsFirst } from "./report.js";
-import type { FirstDivergence, VerifyReport, VerifyResult } from "./run.js";
-import { formulaOrder } from "./run.js";
+import { budgetText, countsOf, exitCodeOf, LEGEND, originErrorText, originWhereText, outputsFirst, splitDeclared } from "./report.js";
+import type { FirstDivergence, Origin, VerifyReport } from "./run.js";
 
 /** HTML-escaped text. */
 export function esc(s: string): string {
@@ -219,30 +219,34 @@ function statusCell(s: string): string {
   return `<td class="st-${s}">${esc(s)}</td>`;
 }
 
+/** The terminal report's table: declared formulas, then the others on one line, then the legend. */
 function formulaTable(report: VerifyReport): string {
-  const by = new Map<string, VerifyResult[]>();
-  for (const r of report.results) {
-    if (r.kind === "property") continue;
-    const list = by.get(r.formula) ?? [];
-    list.push(r);
-    by.set(r.formula, list);
-  }
-  const rows = formulaOrder(by.keys()).map((f) => {
-    const rs = by.get(f)!;
-    const golden = rs.filter((r) => r.kind === "golden");
-    const c = countsOf(golden);
-    const ran = golden.filter((r) => r.status === "pass" || r.status === "fail");
-    const maxOf = (k: "maxAbsErr" | "maxRelErr" | "budget") => {
-      const xs = ran.map((r) => r[k]).filter((x): x is number => x !== null);
-      return xs.length === 0 ? null : Math.max(...xs);
-    };
-    const grad = rs.find((r) => r.kind === "gradient");
-    const bad = c.fail + c.fault > 0 || grad?.status === "fail" || grad?.status === "fault";
-    const abs = maxOf("maxAbsErr");
-    const rel = maxOf("maxRelErr");
-    return `<tr class="${bad ? "bad" : ""}"><td><code>${esc(f)}</code></td><td>${c.pass}/${c.pass + c.fail + c.fault}</td><td>${c.fail}</td><td>${c.declined + c.skipped}</td><td>${abs === null ? "-" : esc(formatError(abs))}</td><td>${rel === null ? "-" : esc(formatError(rel))}</td><td>${esc(budgetText(maxOf("budget")))}</td>${grad === undefined ? "<td>-</td>" : statusCell(grad.status)}</tr>`;
+  const { declared, undeclared } = splitDeclared(report);
+  const rows = declared.map((r) => {
+    const g = r.golden;
+    const ran = g.pass + g.fail;
+    const golden = ran + g.fault === 0 ? "-" : `${g.pass}/${ran + g.fault}`;
+    const other = [g.declined > 0 ? `${g.declined} declined` : "", g.fault > 0 ? `${g.fault} fault` : "", g.skipped > 0 ? `${g.skipped} skipped` : ""].filter(Boolean).join(", ");
+    const laws = r.laws.pass + r.laws.fail === 0 ? "-" : `${r.laws.pass}/${r.laws.pass + r.laws.fail}`;
+    const bad = g.fail + g.fault > 0 || r.gradient === "fail" || r.gradient === "fault" || r.laws.fail > 0;
+    // a passing row's errors are within tolerance (its budget says how far): shown as "ok"
+    const errCell = (x: number | null) => (g.fail > 0 ? `<td>${x === null ? "-" : esc(formatError(x))}</td>` : `<td class="ok">ok</td>`);
+    const budget = `<td${r.budget !== null && r.budget > 1 ? ` class="st-fail"` : ""}>${esc(budgetText(r.budget))}</td>`;
+    return `<tr class="${bad ? "bad" : ""}"><td><code>${esc(r.formula)}</code></td><td${g.fail + g.fault > 0 ? ` class="st-fail"` : ""}>${golden}</td><td>${esc(other)}</td>${errCell(r.maxAbs)}${errCell(r.maxRel)}${budget}${r.gradient === null ? "<td>-</td>" : statusCell(r.gradient)}<td${r.laws.fail > 0 ? ` class="st-fail"` : ""}>${laws}</td></tr>`;
   });
-  return `<table class="formulas"><thead><tr><th>formula</th><th>golden pass</th><th>fail</th><th>not run</th><th>max abs err</th><th>max rel err</th><th>budget</th><th>gradient</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  const table = `<table class="formulas"><thead><tr><th>formula</th><th>golden</th><th>not run</th><th>max abs err</th><th>max rel err</th><th>budget</th><th>gradient</th><th>laws</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  const collapsed = undeclared.length > 0 ? `<p class="meta undeclared">not declared (not checked): ${undeclared.map((r) => `<code>${esc(r.formula)}</code>`).join(", ")}</p>` : "";
+  return `${table}\n${collapsed}\n<p class="meta legend">${LEGEND.map(esc).join(" ")}</p>`;
+}
+
+/** The failures grouped by origin, the headline (most upstream) first. */
+function originsHtml(origins: readonly Origin[]): string {
+  const items = origins.map((o, i) => {
+    const explains = `explains ${o.count} failing check${o.count === 1 ? "" : "s"}${o.presumed > 0 ? ` (${o.presumed} by their formula, not localised themselves)` : ""}`;
+    const e = originErrorText(o);
+    return `<li class="${i === 0 ? "headline" : ""}"><strong><code>${esc(o.formula)}</code> (${esc(o.kind)})</strong> — ${esc(originWhereText(o))}; first in <code>${esc(o.firstCase)}</code>; ${esc(explains)}${e !== "" ? `<br><span class="meta">${esc(e)}</span>` : ""}<br>${esc(o.explanation)}${hintsHtml(o.hints)}</li>`;
+  });
+  return `<section class="origins" id="origins"><h2>Origins of the failures (${origins.length}), most upstream first</h2><ol>${items.join("")}</ol></section>`;
 }
 
 const CSS = `
@@ -257,6 +261,8 @@ th { background: #fafafa; } tr.bad td:first-child code { background: #ffd6d6; }
 .st-pass { color: #2e7d32; } .st-fail, .st-fault { color: #c62828; font-weight: 700; } .st-declined { color: #a36b00; } .st-skipped { color: #888; }
 .first-divergence { border: 2px solid #c62828; background: #fff5f5; border-radius: 6px; padding: 4px 18px 14px; margin-top: 18px; }
 .first-divergence h2 { color: #c62828; }
+.origins ol { padding-left: 22px; } .origins li { margin-bottom: 8px; } .origins li.headline { border-left: 4px solid #c62828; padding-left: 8px; }
+td.ok { color: #888; } .legend { font-size: 12px; }
 .hints { padding-left: 18px; } .tag { font-size: 11px; padding: 1px 6px; border-radius: 8px; color: white; }
 .tag.match { background: #c62828; } .tag.pattern { background: #a36b00; }
 .charts { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; } figure { margin: 6px 0; background: white; border: 1px solid #eee; border-radius: 4px; padding: 4px; }
@@ -280,8 +286,11 @@ export async function renderHtmlReport(report: VerifyReport, opts: { maxCharts?:
   body.push(`<h1>specformer verify ${verdict}</h1>`);
   body.push(`<p class="meta">${esc(impl.name)}${impl.command !== undefined ? ` — <code>${esc(impl.command)}</code>` : ""}; ${impl.formulas.length} formulas, dtypes ${esc(impl.dtypes.join(", "))}; seed ${report.seed}; ${(report.timeMs / 1000).toFixed(1)} s</p>`);
   body.push(`<p>${esc(parts.join("; "))}</p>`);
-  if (report.firstDivergence !== null) body.push(await divergenceHtml(report.firstDivergence));
+  // the terminal report's order: origins, the formula table (undeclared ones collapsed, legend), the headline's details
+  const origins = report.origins ?? [];
+  if (origins.length > 0) body.push(originsHtml(origins));
   body.push(`<h2>Formulas</h2>`, formulaTable(report));
+  if (report.firstDivergence !== null) body.push(await divergenceHtml(report.firstDivergence));
 
   const failing = report.results.filter((r) => r.status === "fail");
   if (failing.length > 0) {
@@ -293,7 +302,7 @@ export async function renderHtmlReport(report: VerifyReport, opts: { maxCharts?:
       const d = r.localisation?.divergence;
       if (d !== null && d !== undefined) {
         // a case of the diverging formula itself says no more than its own tensors and hints
-        if (d.formula !== r.formula || d.how !== "output") items.push(`<p>localised: <code>${esc(d.tensor)}</code> (${esc(d.formula)}, ${esc(d.origin)}) — ${esc(d.explanation)}</p>`);
+        if (d.formula !== r.formula || d.how !== "output") items.push(`<p>localised: <code>${esc(d.tensor)}</code> (${esc(d.formula)}${d.kind === "backward" ? ", backward" : ""}, ${esc(d.origin)}) — ${esc(d.explanation)}</p>`);
         items.push(hintsHtml(d.hints));
       }
       items.push(hintsHtml(r.hints ?? []));

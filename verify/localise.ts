@@ -63,6 +63,10 @@ export interface Divergence {
   readonly origin: "local" | "inherited";
   /** How it was found: a part in isolation, an intermediate value, or only the case's output. */
   readonly how: "isolated" | "intermediate" | "output";
+  /** A wrong value (`forward`) or a wrong vector-Jacobian product (`backward`, verify/localise-backward.ts). */
+  readonly kind: "forward" | "backward";
+  /** For `backward`: the argument whose gradient is wrong. */
+  readonly input?: string;
   /** One or two sentences for the report. */
   readonly explanation: string;
   readonly report: TensorReport | null;
@@ -188,6 +192,7 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
         path: [input.formula],
         origin: "local",
         how: "output",
+        kind: "forward",
         explanation: `the reference cannot trace ${input.formula} (${(e as Error).message}); only the case's outputs were compared`,
         report: firstFailing ?? null,
         hints,
@@ -323,6 +328,7 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       path: d.site.path,
       origin: "local",
       how: "isolated",
+      kind: "forward",
       explanation: `${d.site.formula} (at ${d.site.path.join(" › ")}) gives a wrong ${d.output} when fed the reference's values of its arguments: the error is local to it${parts}`,
       report: d.report,
       hints,
@@ -353,6 +359,7 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       path: site?.path ?? [input.formula, item.name],
       origin: step.origin ?? "local",
       how: "intermediate",
+      kind: "forward",
       explanation:
         step.origin === "inherited"
           ? `${item.name} is the first intermediate value that diverges, but a tensor it is computed from already diverged`
@@ -386,6 +393,7 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       path: [input.formula],
       origin: "local",
       how: "output",
+      kind: "forward",
       explanation,
       report: firstFailing,
       hints,

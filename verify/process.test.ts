@@ -166,7 +166,7 @@ describe("ProcessImplementation with a well-behaved program", () => {
     expect(e.message).toMatch(/cannot send forward identity: implementation was stopped after close\(\)/);
   });
 
-  it("moves a 10 MB tensor (1.25 M float64) through the pipe both ways, exactly", async () => {
+  it("moves a 10 MB tensor (1.25 M float64) through the pipe both ways as JSON numbers, exactly", async () => {
     const n = 1_250_000;
     const data = new Float64Array(n);
     let s = 12345;
@@ -178,17 +178,131 @@ describe("ProcessImplementation with a well-behaved program", () => {
     await withImpl(
       fixture("echo.mjs"),
       async (impl) => {
-        const t0 = performance.now();
+        // its time is measured by bench/timings.ts, not asserted here
         const y = (await impl.forward({ formula: "identity", config: {}, inputs: { x } })).outputs["y"]!;
-        const ms = performance.now() - t0;
         let same = true;
         for (let i = 0; i < n; i++) if (y.data[i] !== data[i]) same = false;
         expect(same).toBe(true);
-        console.log(`10 MB f64 round trip through a Node echo program: ${ms.toFixed(0)} ms`);
-        expect(ms).toBeLessThan(8000);
       },
-      { ...FAST, timeoutMs: 10_000 },
+      // a generous timeout: this checks exactness, not speed (bench/timings.ts measures the time)
+      { ...FAST, timeoutMs: 60_000, binary: false },
     );
+  });
+});
+
+describe("ProcessImplementation with binary tensors", () => {
+  /** A float64 tensor from raw bit patterns (hex, 16 digits each), NaN payloads and signs kept. */
+  const fromBits = (bits: readonly bigint[]): Tensor => new Tensor("f64", [bits.length], new Float64Array(BigUint64Array.from(bits).buffer));
+  const bitsOf = (t: Tensor): bigint[] => Array.from(new BigUint64Array(t.data.buffer, t.data.byteOffset, t.size));
+
+  it("negotiates binary in hello when both sides offer it, and keeps to JSON otherwise", async () => {
+    await withImpl(fixture("echo.mjs"), async (impl) => {
+      expect(impl.transport).toBe("binary");
+      expect(impl.hello.binary).toBe(true);
+    });
+    await withImpl(fixture("echo.mjs", "--no-binary"), async (impl) => {
+      expect(impl.transport).toBe("json");
+      const y = (await impl.forward({ formula: "identity", config: {}, inputs: { x: x23 } })).outputs["y"]!;
+      expect(Array.from(y.data)).toEqual(Array.from(x23.data));
+    });
+    await withImpl(fixture("echo.mjs"), async (impl) => {
+      expect(impl.transport).toBe("json");
+      expect(impl.hello.raw["binary"]).toBeUndefined(); // not offered, so not accepted
+    }, { ...FAST, binary: false });
+  });
+
+  it("moves f64, f32 and i32 data bit for bit: NaN payloads, -0, infinities, subnormals", async () => {
+    // quiet NaN, NaN with payload 1, negative NaN, signalling-pattern NaN (V8 may quieten it when read as a number), -0, ±Infinity, the smallest subnormal
+    const bits = [0x7ff8000000000000n, 0x7ff8000000000001n, 0xfff8000000000000n, 0x7ff0000000000001n, 0x8000000000000000n, 0x7ff0000000000000n, 0xfff0000000000000n, 1n];
+    const x = fromBits(bits);
+    const f32 = new Tensor("f32", [2, 3], new Float32Array(new Uint32Array([0x7fc00001, 0xff800000, 0x80000000, 1, 0x3f800000, 0x7f7fffff]).buffer));
+    await withImpl(fixture("echo.mjs"), async (impl) => {
+      expect(impl.transport).toBe("binary");
+      const y = (await impl.forward({ formula: "identity", config: {}, inputs: { x } })).outputs["y"]!;
+      expect(y.dtype).toBe("f64");
+      expect(bitsOf(y)).toEqual(bits);
+      const y32 = (await impl.forward({ formula: "identity", config: {}, inputs: { x: f32 } })).outputs["y"]!;
+      expect(y32.dtype).toBe("f32");
+      expect(y32.shape).toEqual([2, 3]);
+      expect(Array.from(new Uint32Array(y32.data.buffer, y32.data.byteOffset, 6))).toEqual([0x7fc00001, 0xff800000, 0x80000000, 1, 0x3f800000, 0x7f7fffff]);
+      // a scalar and an empty tensor: frames of 8 and 0 bytes
+      const s = (await impl.forward({ formula: "identity", config: {}, inputs: { x: new Tensor("f64", [], Float64Array.of(-2.5)) } })).outputs["y"]!;
+      expect(s.shape).toEqual([]);
+      expect(Array.from(s.data)).toEqual([-2.5]);
+      const e = (await impl.forward({ formula: "identity", config: {}, inputs: { x: new Tensor("f64", [0, 3]) } })).outputs["y"]!;
+      expect(e.shape).toEqual([0, 3]);
+      const ints = new Tensor("i32", [3], Int32Array.of(-2147483648, 0, 2147483647));
+      const yi = (await impl.forward({ formula: "identity", config: {}, inputs: { x: ints } })).outputs["y"]!;
+      expect(yi.dtype).toBe("i32");
+      expect(Array.from(yi.data)).toEqual([-2147483648, 0, 2147483647]);
+      // backward: the cotangent travels as a frame too (scale: dx = c·dy)
+      const g = (await impl.backwardPass({ formula: "scale", config: { c: 3 }, inputs: { x: x23 }, cotangents: { y: x23 } })).grads["x"]!;
+      expect(Array.from(g.data)).toEqual(Array.from(x23.data, (v) => 3 * v));
+      // an output sent inline (JSON numbers) beside a frame is accepted as well
+      const extra = (await impl.forward({ formula: "extra", config: {}, inputs: { x: x23 } })).outputs;
+      expect(Array.from(extra["h.0.y"]!.data)).toEqual([42]);
+      expect(Array.from(extra["y"]!.data)).toEqual(Array.from(x23.data));
+    });
+  });
+
+  it("moves a 10 MB tensor (1.25 M float64) through the pipe both ways as frames, exactly", async () => {
+    const n = 1_250_000;
+    const data = Float64Array.from({ length: n }, (_, i) => Math.sin(i) * 10 ** ((i % 9) - 4));
+    const x = new Tensor("f64", [1000, 1250], data);
+    await withImpl(fixture("echo.mjs"), async (impl) => {
+      expect(impl.transport).toBe("binary");
+      const t0 = performance.now();
+      const y = (await impl.forward({ formula: "identity", config: {}, inputs: { x } })).outputs["y"]!;
+      console.log(`10 MB f64 round trip through a Node echo program, binary frames: ${(performance.now() - t0).toFixed(0)} ms`);
+      // where the time went: the request's and the answer's bytes are counted exactly
+      const tm = impl.lastTiming!;
+      expect(tm.requestBytes).toBeGreaterThan(10_000_000);
+      expect(tm.answerBytes).toBeGreaterThan(10_000_000);
+      expect(tm.requestBytes).toBeLessThan(10_000_400);
+      for (const v of [tm.encodeMs, tm.writeMs, tm.waitMs, tm.readMs, tm.decodeMs]) expect(v).toBeGreaterThanOrEqual(0);
+      expect(Buffer.compare(Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength), Buffer.from(data.buffer))).toBe(0);
+    }, { ...FAST, timeoutMs: 30_000 });
+  });
+
+  it.each([
+    ["short", "output y of formula short: frame 0 has 16 bytes but f64 shape [3] needs 24 (3 × 8)"],
+    ["f16", `output y of formula f16: dtype is the string "f16"; it must be one of "f64", "f32", "i32"`],
+    ["index", `output y of formula index: "frame" is number 5; it must be the index of a frame that follows the line (the message has frames 0 to 0)`],
+  ])("rejects a malformed binary tensor (%s) and keeps the program", async (formula, message) => {
+    await withImpl(fixture("bad-frames.mjs"), async (impl) => {
+      expect(impl.transport).toBe("binary");
+      const e = await rejection(impl.forward({ formula, config: {}, inputs: { x: x23 } }));
+      expect(e).toBeInstanceOf(ProtocolError);
+      expect(e.kind).toBe("protocol");
+      expect(e.message).toBe(`implementation \`${fixture("bad-frames.mjs")}\`: ${message}`);
+      // the stream stayed in step: the next request is answered
+      const again = await rejection(impl.forward({ formula, config: {}, inputs: { x: x23 } }));
+      expect(again.message).toBe(e.message);
+    });
+  });
+
+  it("reports a frame cut short by an exit, with how much of it arrived", async () => {
+    await withImpl(fixture("bad-frames.mjs"), async (impl) => {
+      const e = await rejection(impl.forward({ formula: "cut", config: {}, inputs: { x: x23 } }));
+      expect(e.kind).toBe("crash");
+      expect(e.message).toBe(
+        `implementation \`${fixture("bad-frames.mjs")}\` exited with code 3 while computing forward cut (request 2); its answer was cut short: 40 of the 80 bytes of binary frames its line declared arrived (frame 0 of 1 incomplete)\nstderr tail:\nbad-frames: sending half a frame`,
+      );
+    });
+  });
+
+  it("stops a program whose frames list is malformed, or that sends frames it did not negotiate", async () => {
+    await withImpl(fixture("bad-frames.mjs"), async (impl) => {
+      const e = await rejection(impl.forward({ formula: "frames-list", config: {}, inputs: { x: x23 } }));
+      expect(e.kind).toBe("protocol");
+      expect(e.message).toMatch(/sent a line while waiting for forward frames-list \(request 2\) whose: "frames" must be a list of byte counts, got the string "8": /);
+    });
+    await withImpl(fixture("bad-frames.mjs", "--no-negotiate"), async (impl) => {
+      expect(impl.transport).toBe("json");
+      const e = await rejection(impl.forward({ formula: "short", config: {}, inputs: { x: x23 } }));
+      expect(e.kind).toBe("protocol");
+      expect(e.message).toMatch(/sent a line declaring binary "frames" while waiting for forward short \(request 2\), but binary tensors were not negotiated in hello/);
+    });
   });
 });
 
@@ -209,7 +323,9 @@ describe("ProcessImplementation faults", () => {
 
   it("times out a program that never answers hello", async () => {
     const e = await rejection(ProcessImplementation.start(fixture("hang.mjs", "--at", "hello"), { ...FAST, startupTimeoutMs: 300 }));
-    expect(e.message).toMatch(/did not answer hello \(request 1\) within 300 ms; the process was stopped\nstderr tail:\nhang: started$/);
+    // on a loaded machine node may not have started the script (and written its line) within 300 ms:
+    // the timeout is what is tested here; stderr tails are tested with the crash fixture below
+    expect(e.message).toMatch(/did not answer hello \(request 1\) within 300 ms; the process was stopped(\nstderr tail:\nhang: started| \(stderr was empty\))$/);
   });
 
   it("reports a program that exits before hello, with its stderr", async () => {
@@ -307,7 +423,7 @@ describe("ProcessImplementation faults", () => {
         const e = await rejection(impl.forward({ formula: "identity", config: {}, inputs: { x } }));
         expect(e.message).toMatch(/sent a line longer than 4000 bytes \(the limit; see docs\/PROTOCOL.md, "Message size"\) while answering forward identity \(request 2\); it starts "\{\\"id\\":2,/);
       },
-      { ...FAST, maxLineBytes: 4000 },
+      { ...FAST, maxLineBytes: 4000, binary: false }, // JSON numbers: binary frames are not lines
     );
   });
 

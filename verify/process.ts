@@ -13,6 +13,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { constants as bufferConstants } from "node:buffer";
 import { constants as osConstants } from "node:os";
 import { ImplementationError } from "../autodiff/implementation.js";
 import type {
@@ -25,8 +26,10 @@ import type {
 } from "../autodiff/implementation.js";
 import type { DType, NamedTensors } from "../autodiff/tensor.js";
 import {
+  BINARY_HOST,
   PROTOCOL_VERSION,
   ProtocolError,
+  checkFrameLengths,
   checkHello,
   checkResponse,
   encodeConfig,
@@ -54,6 +57,13 @@ export interface ProcessOptions {
   readonly maxLineBytes?: number;
   /** Bytes of stderr kept for reports. Default 4096. */
   readonly stderrTailBytes?: number;
+  /**
+   * Offer binary tensors in `hello` (docs/PROTOCOL.md, "Binary tensors"); the program decides.
+   * Default true (on a little-endian host). `false`: JSON numbers only.
+   */
+  readonly binary?: boolean;
+  /** Largest binary frame accepted, in bytes. Default (and ceiling): Node's largest Buffer. */
+  readonly maxFrameBytes?: number;
 }
 
 /**
@@ -75,6 +85,8 @@ const DEFAULT_STDERR_TAIL = 4096;
 const MIN_STARTUP_MS = 30_000;
 /** After the program exits, how long to wait for the rest of its stdout and stderr before reporting. */
 const STDERR_DRAIN_MS = 200;
+/** Characters per pipe write: far below V8's string limit, large enough that a typical request is one write. */
+const WRITE_CHUNK_CHARS = 1 << 22;
 
 /** Why the process no longer takes requests. */
 interface Stopped {
@@ -92,13 +104,55 @@ const ERROR_KIND: Readonly<Record<Stopped["kind"], ImplementationErrorKind>> = {
   closed: "stopped",
 };
 
+/** A response's result and the binary frames that followed its line (empty without binary tensors). */
+interface Reply {
+  readonly result: Record<string, unknown>;
+  readonly frames: readonly Uint8Array[];
+  readonly timing: Omit<RequestTiming, "encodeMs" | "decodeMs">;
+}
+
+/**
+ * Where the wall time of the last `forward` / `backwardPass` went, in ms: encoding the request,
+ * writing it until the pipe took the last byte (the program reads meanwhile), waiting for the
+ * first byte of the answer (the program computing, and encoding its answer), receiving the rest
+ * of it, and decoding it. Transport is everything but `waitMs`.
+ */
+export interface RequestTiming {
+  readonly encodeMs: number;
+  readonly writeMs: number;
+  readonly waitMs: number;
+  readonly readMs: number;
+  readonly decodeMs: number;
+  readonly requestBytes: number;
+  readonly answerBytes: number;
+}
+
+/** A response line whose declared frames are still arriving. */
+interface FrameWait {
+  readonly parsed: unknown;
+  readonly line: string;
+  readonly lengths: readonly number[];
+  readonly frames: Uint8Array[];
+  /** Bytes of the current frame (`frames.length - 1`) received so far. */
+  filled: number;
+  /** Bytes of every frame received so far, and in all. */
+  received: number;
+  readonly total: number;
+}
+
 interface Pending {
   readonly id: number;
   readonly method: Method;
   readonly what: string;
-  readonly resolve: (result: Record<string, unknown>) => void;
+  readonly resolve: (reply: Reply) => void;
   readonly reject: (e: ImplementationError) => void;
   timer: NodeJS.Timeout | undefined;
+  /** performance.now() when the request was sent, its last byte taken by the pipe, and the answer's first byte arrived. */
+  readonly sentAt: number;
+  writtenAt?: number;
+  firstByteAt?: number;
+  requestBytes: number;
+  answerBytes: number;
 }
 
 /** An `Implementation` backed by a program speaking the JSON-lines protocol. */
@@ -141,15 +195,26 @@ export class ProcessImplementation implements Implementation {
     const conn = new Connection(command, opts);
     const startup = opts.startupTimeoutMs ?? Math.max(opts.timeoutMs, MIN_STARTUP_MS);
     let hello: HelloResult;
+    const offerBinary = opts.binary !== false && BINARY_HOST;
     try {
-      const result = await conn.request("hello", { protocol: String(PROTOCOL_VERSION) }, "hello", startup);
+      const params: Record<string, string> = offerBinary ? { protocol: String(PROTOCOL_VERSION), binary: "true" } : { protocol: String(PROTOCOL_VERSION) };
+      const { result } = await conn.request("hello", params, "hello", startup);
       hello = checkHello(result, `${conn.label}: answer to hello`);
     } catch (e) {
       await conn.close(false);
       throw e;
     }
     conn.supportsShutdown = hello.shutdown;
+    conn.binary = offerBinary && hello.binary;
     return new ProcessImplementation(conn, hello);
+  }
+
+  /** Where the time of the last forward or backward request went (see `RequestTiming`). */
+  lastTiming: RequestTiming | undefined;
+
+  /** How tensors travel: `"binary"` frames (negotiated in hello) or `"json"` numbers. */
+  get transport(): "binary" | "json" {
+    return this.conn.binary ? "binary" : "json";
   }
 
   /** The shell command the program was started with. */
@@ -185,35 +250,48 @@ export class ProcessImplementation implements Implementation {
   async forward(req: ForwardRequest): Promise<ForwardResult> {
     const where = `formula ${req.formula}`;
     this.checkRequest(req, "forward");
+    const t0 = performance.now();
+    const sent = this.conn.binary ? [] : undefined;
     const params = {
       formula: JSON.stringify(req.formula),
       config: encodeConfig(req.config, where),
-      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`),
+      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent),
     };
-    const result = await this.conn.request("forward", params, `forward ${req.formula}`);
-    return {
-      outputs: this.conn.decode(() =>
-        namedTensorsFromJSON(result["outputs"], `${this.conn.label}: "outputs" of ${where}`, (n) => `${this.conn.label}: output ${n} of ${where}`),
-      ),
-    };
+    const encodeMs = performance.now() - t0;
+    const reply = await this.conn.request("forward", params, `forward ${req.formula}`, undefined, sent);
+    const t1 = performance.now();
+    const outputs = this.conn.decode(() =>
+      namedTensorsFromJSON(reply.result["outputs"], `${this.conn.label}: "outputs" of ${where}`, (n) => `${this.conn.label}: output ${n} of ${where}`, this.conn.binary ? reply.frames : undefined),
+    );
+    this.lastTiming = { encodeMs, ...reply.timing, decodeMs: performance.now() - t1 };
+    return { outputs };
   }
 
   /** Gradient of Σ_out Σ(out ⊙ cotangent) with respect to each float argument. */
   async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
     const where = `formula ${req.formula}`;
     this.checkRequest(req, "backward");
+    const t0 = performance.now();
+    const sent = this.conn.binary ? [] : undefined;
     const params = {
       formula: JSON.stringify(req.formula),
       config: encodeConfig(req.config, where),
-      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`),
-      cotangents: encodeNamedTensors(req.cotangents, (n) => `cotangent ${n} of ${where}`),
+      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent),
+      cotangents: encodeNamedTensors(req.cotangents, (n) => `cotangent ${n} of ${where}`, sent),
     };
-    const result = await this.conn.request("backward", params, `backward ${req.formula}`);
-    return {
-      grads: this.conn.decode(() =>
-        namedTensorsFromJSON(result["grads"], `${this.conn.label}: "grads" of ${where} (backward)`, (n) => `${this.conn.label}: grad ${n} of ${where} (backward)`),
+    const encodeMs = performance.now() - t0;
+    const reply = await this.conn.request("backward", params, `backward ${req.formula}`, undefined, sent);
+    const t1 = performance.now();
+    const grads = this.conn.decode(() =>
+      namedTensorsFromJSON(
+        reply.result["grads"],
+        `${this.conn.label}: "grads" of ${where} (backward)`,
+        (n) => `${this.conn.label}: grad ${n} of ${where} (backward)`,
+        this.conn.binary ? reply.frames : undefined,
       ),
-    };
+    );
+    this.lastTiming = { encodeMs, ...reply.timing, decodeMs: performance.now() - t1 };
+    return { grads };
   }
 
   /**
@@ -250,6 +328,8 @@ class Connection {
   readonly command: string;
   readonly label: string;
   supportsShutdown = false;
+  /** Binary tensors were negotiated in hello: requests and answers may carry frames. */
+  binary = false;
   /** The first fault that stopped the program while no request was pending (see `ProcessImplementation.fault`). */
   unreported: ImplementationError | undefined;
   exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -258,7 +338,10 @@ class Connection {
   private readonly timeoutMs: number;
   private readonly graceMs: number;
   private readonly maxLineBytes: number;
+  private readonly maxFrameBytes: number;
   private readonly stderrLimit: number;
+  /** The frames of the last response line, while they arrive. */
+  private frameWait: FrameWait | undefined;
 
   private nextId = 1;
   private readonly answered = new Set<number>();
@@ -283,6 +366,7 @@ class Connection {
     this.timeoutMs = opts.timeoutMs;
     this.graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
     this.maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+    this.maxFrameBytes = Math.min(opts.maxFrameBytes ?? bufferConstants.MAX_LENGTH, bufferConstants.MAX_LENGTH);
     this.stderrLimit = opts.stderrTailBytes ?? DEFAULT_STDERR_TAIL;
 
     const env: NodeJS.ProcessEnv = { ...process.env };
@@ -348,28 +432,43 @@ class Connection {
   }
 
   /** Send one request and resolve with its `result`; requests are sent one at a time, in call order. */
-  request(method: Method, params: { readonly [key: string]: string | readonly string[] }, what: string, timeoutMs = this.timeoutMs): Promise<Record<string, unknown>> {
-    const run = (): Promise<Record<string, unknown>> =>
+  request(
+    method: Method,
+    params: { readonly [key: string]: string | readonly string[] },
+    what: string,
+    timeoutMs = this.timeoutMs,
+    frames?: readonly Uint8Array[],
+  ): Promise<Reply> {
+    const run = (): Promise<Reply> =>
       new Promise((resolve, reject) => {
         if (this.stopped !== undefined) return reject(this.stoppedError(what));
         const id = this.nextId++;
         const described = `${what} (request ${id})`;
-        const pending: Pending = { id, method, what: described, resolve, reject, timer: undefined };
+        const pending: Pending = { id, method, what: described, resolve, reject, timer: undefined, sentAt: performance.now(), requestBytes: 0, answerBytes: 0 };
         this.pending = pending;
         pending.timer = setTimeout(() => {
           this.fail(
             {
               kind: "timeout",
-              message: `${this.label} did not answer ${described} within ${timeoutMs} ms; the process was stopped${this.tailSuffix()}`,
+              message: `${this.label} did not answer ${described} within ${timeoutMs} ms${this.cutSuffix()}; the process was stopped${this.tailSuffix()}`,
             },
             true,
           );
         }, timeoutMs);
-        const parts = encodeRequest(id, method, params);
+        const parts = encodeRequest(id, method, params, frames);
         parts.push("\n");
         const stdin = this.child.stdin!;
         if (!stdin.writable) return; // the exit handler reports it
-        for (const p of parts) stdin.write(p);
+        for (const chunk of coalesce(parts)) {
+          pending.requestBytes += Buffer.byteLength(chunk);
+          stdin.write(chunk);
+        }
+        // the frames follow the line; written as views, so the tensors must not change until sent
+        for (const f of frames ?? []) {
+          pending.requestBytes += f.byteLength;
+          if (f.byteLength > 0) stdin.write(f);
+        }
+        stdin.write("", () => (pending.writtenAt = performance.now()));
       });
     const result = this.queue.then(run, run);
     this.queue = result.catch(() => undefined);
@@ -389,8 +488,17 @@ class Connection {
   // ---------------------------------------------------------------------------- input
 
   private onStdout(chunk: Buffer): void {
+    const p = this.pending;
+    if (p !== undefined) {
+      p.firstByteAt ??= performance.now();
+      p.answerBytes += chunk.length;
+    }
     let start = 0;
-    for (;;) {
+    while (start < chunk.length) {
+      if (this.frameWait !== undefined) {
+        start = this.fillFrames(chunk, start);
+        continue;
+      }
       const nl = chunk.indexOf(10, start);
       if (nl < 0) break;
       this.pushLinePart(chunk.subarray(start, nl));
@@ -402,6 +510,38 @@ class Connection {
       start = nl + 1;
     }
     if (start < chunk.length) this.pushLinePart(chunk.subarray(start));
+  }
+
+  /** Copy the bytes of `chunk` from `start` into the frames being received; returns where they end. */
+  private fillFrames(chunk: Buffer, start: number): number {
+    const w = this.frameWait!;
+    let at = start;
+    while (w.received < w.total && at < chunk.length) {
+      const k = w.frames.length - 1;
+      const cur = w.frames[k]!;
+      const n = Math.min(cur.byteLength - w.filled, chunk.length - at);
+      cur.set(chunk.subarray(at, at + n), w.filled);
+      w.filled += n;
+      w.received += n;
+      at += n;
+      if (w.filled === cur.byteLength) this.nextFrame(w);
+    }
+    if (w.received === w.total) {
+      this.frameWait = undefined;
+      this.onResponse(w.parsed, w.line, w.frames);
+    }
+    return at;
+  }
+
+  /** Open the next frame of `w` that has bytes (empty frames are complete at once). */
+  private nextFrame(w: FrameWait): void {
+    w.filled = 0;
+    while (w.frames.length < w.lengths.length) {
+      const len = w.lengths[w.frames.length]!;
+      // a buffer of its own (not from Node's pool): tensors view it at offset 0
+      w.frames.push(len === 0 ? new Uint8Array(0) : new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len));
+      if (len > 0) return;
+    }
   }
 
   private pushLinePart(part: Buffer): void {
@@ -438,6 +578,36 @@ class Connection {
         line,
       );
     }
+    const declared = typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)["frames"] : undefined;
+    if (declared !== undefined) {
+      if (!this.binary) {
+        return this.protocolFault(
+          `${this.label} sent a line declaring binary "frames" ${waiting}, but binary tensors were not negotiated in hello (it must answer hello with "binary": true first): ${quoteLine(line)}`,
+          line,
+        );
+      }
+      let lengths: number[];
+      try {
+        lengths = checkFrameLengths(declared, `${this.label} sent a line ${waiting} whose`, this.maxFrameBytes);
+      } catch (e) {
+        return this.protocolFault(`${(e as Error).message}: ${quoteLine(line)}`, line);
+      }
+      const total = lengths.reduce((a, b) => a + b, 0);
+      if (total > 0) {
+        const w: FrameWait = { parsed, line, lengths, frames: [], filled: 0, received: 0, total };
+        this.nextFrame(w);
+        this.frameWait = w;
+        return;
+      }
+      return this.onResponse(parsed, line, lengths.map(() => new Uint8Array(0)));
+    }
+    this.onResponse(parsed, line, []);
+  }
+
+  /** A complete response: its parsed line and the frames that followed it. */
+  private onResponse(parsed: unknown, line: string, frames: readonly Uint8Array[]): void {
+    if (this.stopped !== undefined) return;
+    const waiting = this.pending === undefined ? "while no request was pending" : `while waiting for ${this.pending.what}`;
     const checked = checkResponse(parsed);
     if ("problem" in checked) {
       return this.protocolFault(`${this.label} printed a line that is not a protocol response (${checked.problem}) ${waiting}: ${quoteLine(line)}`, line);
@@ -466,7 +636,14 @@ class Connection {
         }),
       );
     } else {
-      pending.resolve(response.result);
+      const now = performance.now();
+      const written = pending.writtenAt ?? pending.sentAt;
+      const first = pending.firstByteAt ?? now;
+      pending.resolve({
+        result: response.result,
+        frames,
+        timing: { writeMs: written - pending.sentAt, waitMs: Math.max(0, first - written), readMs: now - first, requestBytes: pending.requestBytes, answerBytes: pending.answerBytes },
+      });
     }
   }
 
@@ -518,7 +695,14 @@ class Connection {
     const p = this.pending;
     const when = p === undefined ? (this.answered.size === 0 ? " before answering hello" : "") : p.method === "hello" ? " before answering hello" : ` while computing ${p.what}`;
     const hint = code === 127 ? " (the shell could not find the command)" : code === 126 ? " (the command is not executable)" : signalHint(code);
-    return `${this.label} ${how}${when}${hint}${this.tailSuffix()}`;
+    return `${this.label} ${how}${when}${hint}${this.cutSuffix()}${this.tailSuffix()}`;
+  }
+
+  /** When an answer's binary frames are still arriving: how much of them came (a truncated frame). */
+  private cutSuffix(): string {
+    const w = this.frameWait;
+    if (w === undefined) return "";
+    return `; its answer was cut short: ${w.received} of the ${w.total} bytes of binary frames its line declared arrived (frame ${w.frames.length - 1} of ${w.lengths.length} incomplete)`;
   }
 
   private tailSuffix(): string {
@@ -789,4 +973,24 @@ function registerExitHook(): void {
     };
     process.on(signal, onSignal);
   }
+}
+
+/** Pieces of text joined into few chunks of at most about `limit` characters each. */
+export function coalesce(parts: readonly string[], limit = WRITE_CHUNK_CHARS): string[] {
+  // every pipe write is a system call and a wake-up of the reader: a request of many small pieces
+  // (a block's dozen tensors, names and separators) goes out in one write, a huge one in a few
+  const out: string[] = [];
+  let run: string[] = [];
+  let size = 0;
+  for (const p of parts) {
+    if (size > 0 && size + p.length > limit) {
+      out.push(run.join(""));
+      run = [];
+      size = 0;
+    }
+    run.push(p);
+    size += p.length;
+  }
+  if (run.length > 0) out.push(run.join(""));
+  return out;
 }

@@ -7,7 +7,13 @@
  * `"NaN"`, `"Infinity"`, `"-Infinity"`. Numbers are written in their shortest round-trip form
  * (ECMAScript `Number.prototype.toString`), so every float64 survives the trip bit for bit;
  * `-0` is written `-0.0` because some JSON readers (Python's) turn `-0` into the integer 0.
+ *
+ * Binary tensors (negotiated in `hello`, docs/PROTOCOL.md "Binary tensors"): a message line may
+ * carry a top-level `"frames": [bytes, ...]`; that many raw byte frames follow the line's newline,
+ * back to back, and a tensor `{"dtype", "shape", "frame": k}` takes its data from frame `k`
+ * (little-endian, row-major, exactly `product(shape)` × 8, 4 or 4 bytes).
  */
+import { endianness } from "node:os";
 import { ImplementationError } from "../autodiff/implementation.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
 import { DTYPES, Tensor, arrayFor, isDType, shapeToString } from "../autodiff/tensor.js";
@@ -16,6 +22,15 @@ import type { Capabilities, DimRule, FormulaCapability, ValueRule } from "../aut
 
 /** The protocol version this client speaks; sent in `hello` as `{"protocol": 1}`. */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * This host can read and write little-endian frames without swapping bytes, so it offers binary
+ * tensors in `hello`. (A big-endian host keeps to JSON.)
+ */
+export const BINARY_HOST = endianness() === "LE";
+
+/** Bytes per element of each dtype in a binary frame. */
+export const ITEM_BYTES: Readonly<Record<DType, number>> = { f64: 8, f32: 4, i32: 4 };
 
 /** Methods a request may name. `shutdown` is optional for implementations (see `HelloResult.shutdown`). */
 export type Method = "hello" | "forward" | "backward" | "shutdown";
@@ -42,6 +57,8 @@ export interface HelloResult {
   readonly dtypes: readonly DType[];
   /** The program answers a `shutdown` request before exiting (optional, default false). */
   readonly shutdown: boolean;
+  /** The program accepted binary tensors (`"binary": true`; optional, default false: JSON numbers). */
+  readonly binary: boolean;
   /** Per formula, the configurations it supports (optional; absent: everything). */
   readonly capabilities?: Capabilities;
   /** Every field of the answer as sent, including ones this client does not know. */
@@ -89,6 +106,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 // ------------------------------------------------------------------------------ decoding
 
 const TENSOR_KEYS = new Set(["dtype", "shape", "data"]);
+const FRAME_TENSOR_KEYS = new Set(["dtype", "shape", "data", "frame"]);
 
 /**
  * A tensor from its wire form, validated. Every problem throws a `ProtocolError` whose message
@@ -103,13 +121,15 @@ const TENSOR_KEYS = new Set(["dtype", "shape", "data"]);
  *
  * @example tensorFromJSON({ dtype: "f64", shape: [2], data: [1, "NaN"] }, "input x").data // Float64Array [1, NaN]
  */
-export function tensorFromJSON(obj: unknown, where: string): Tensor {
+export function tensorFromJSON(obj: unknown, where: string, frames?: readonly Uint8Array[]): Tensor {
   if (!isPlainObject(obj)) {
-    throw new ProtocolError(`${where}: a tensor must be an object {"dtype", "shape", "data"}, got ${describeValue(obj)}`);
+    throw new ProtocolError(`${where}: a tensor must be an object {"dtype", "shape", "data"${frames ? ' or "frame"' : ""}}, got ${describeValue(obj)}`);
   }
+  const keys = frames ? FRAME_TENSOR_KEYS : TENSOR_KEYS;
   for (const key of Object.keys(obj)) {
-    if (!TENSOR_KEYS.has(key)) {
-      throw new ProtocolError(`${where}: unknown key ${JSON.stringify(key)} in a tensor (allowed: "dtype", "shape", "data")`);
+    if (!keys.has(key)) {
+      const hint = key === "frame" ? ' ("frame" needs binary tensors, which were not negotiated in hello)' : "";
+      throw new ProtocolError(`${where}: unknown key ${JSON.stringify(key)} in a tensor (allowed: ${[...keys].map((k) => `"${k}"`).join(", ")})${hint}`);
     }
   }
   const { dtype, shape, data } = obj;
@@ -128,6 +148,10 @@ export function tensorFromJSON(obj: unknown, where: string): Tensor {
       throw new ProtocolError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers (axis ${i} is ${describeValue(d)})`);
     }
     size *= d;
+  }
+  if (frames !== undefined && "frame" in obj) {
+    if (data !== undefined) throw new ProtocolError(`${where}: a tensor has either "data" or "frame", not both`);
+    return tensorFromFrame(obj["frame"], dtype, shape as number[], size, frames, where);
   }
   if (!Array.isArray(data)) {
     throw new ProtocolError(`${where}: data must be a flat list of numbers (row-major), got ${describeValue(data)}`);
@@ -163,14 +187,59 @@ export function tensorFromJSON(obj: unknown, where: string): Tensor {
 }
 
 /**
- * Every tensor of a `{name: tensor}` object, each validated with `where(name)` as its location.
- * `what` names the object itself in errors (e.g. `"outputs of formula softmax"`).
+ * A tensor whose data is binary frame `index`: its bytes, little-endian, must be exactly
+ * `size × ITEM_BYTES[dtype]` long. The bits are kept as sent (NaN payloads included). The
+ * tensor's data is a view on the frame when it is aligned, else a copy.
  */
-export function namedTensorsFromJSON(obj: unknown, what: string, where: (name: string) => string): NamedTensors {
+function tensorFromFrame(index: unknown, dtype: DType, shape: number[], size: number, frames: readonly Uint8Array[], where: string): Tensor {
+  if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 0 || index >= frames.length) {
+    const have = frames.length === 0 ? "the message has no frames" : `the message has frames 0 to ${frames.length - 1}`;
+    throw new ProtocolError(`${where}: "frame" is ${describeValue(index)}; it must be the index of a frame that follows the line (${have})`);
+  }
+  const bytes = frames[index]!;
+  const item = ITEM_BYTES[dtype];
+  if (bytes.byteLength !== size * item) {
+    throw new ProtocolError(
+      `${where}: frame ${index} has ${bytes.byteLength} bytes but ${dtype} shape ${shapeToString(shape)} needs ${size * item} (${size} × ${item})`,
+    );
+  }
+  let buffer = bytes.buffer;
+  let offset = bytes.byteOffset;
+  if (offset % item !== 0) {
+    const copy = new Uint8Array(bytes.byteLength);
+    copy.set(bytes);
+    buffer = copy.buffer;
+    offset = 0;
+  }
+  const data = dtype === "f64" ? new Float64Array(buffer, offset, size) : dtype === "f32" ? new Float32Array(buffer, offset, size) : new Int32Array(buffer, offset, size);
+  return new Tensor(dtype, shape, data);
+}
+
+/**
+ * Every tensor of a `{name: tensor}` object, each validated with `where(name)` as its location.
+ * `what` names the object itself in errors (e.g. `"outputs of formula softmax"`). With `frames`
+ * (binary tensors negotiated), a tensor may take its data from a frame.
+ */
+export function namedTensorsFromJSON(obj: unknown, what: string, where: (name: string) => string, frames?: readonly Uint8Array[]): NamedTensors {
   if (!isPlainObject(obj)) throw new ProtocolError(`${what} must be an object {name: tensor}, got ${describeValue(obj)}`);
   const out: NamedTensors = {};
-  for (const [name, value] of Object.entries(obj)) out[name] = tensorFromJSON(value, where(name));
+  for (const [name, value] of Object.entries(obj)) out[name] = tensorFromJSON(value, where(name), frames);
   return out;
+}
+
+/**
+ * A message's top-level `"frames"`, validated: a list of byte counts, each a non-negative integer
+ * no larger than `maxFrameBytes`. `where` starts the error message.
+ */
+export function checkFrameLengths(v: unknown, where: string, maxFrameBytes: number): number[] {
+  if (!Array.isArray(v)) throw new ProtocolError(`${where}: "frames" must be a list of byte counts, got ${describeValue(v)}`);
+  v.forEach((n: unknown, i) => {
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+      throw new ProtocolError(`${where}: "frames" entry ${i} is ${describeValue(n)}; it must be a byte count (a non-negative integer)`);
+    }
+    if (n > maxFrameBytes) throw new ProtocolError(`${where}: "frames" entry ${i} is ${n} bytes, more than the limit of ${maxFrameBytes} bytes per frame`);
+  });
+  return v as number[];
 }
 
 // ------------------------------------------------------------------------------ encoding
@@ -221,17 +290,33 @@ export function tensorToJSON(t: Tensor): TensorJSON {
   return { dtype: t.dtype, shape: [...t.shape], data };
 }
 
+/** The bytes of a tensor's data as they go into a frame (a view, no copy; little-endian on a `BINARY_HOST`). */
+export function frameOf(t: Tensor): Uint8Array {
+  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+/** The wire form of a tensor whose data is frame `index`. */
+export function encodeFrameTensor(t: Tensor, index: number): string {
+  return `{"dtype":"${t.dtype}","shape":${JSON.stringify(t.shape)},"frame":${index}}`;
+}
+
 /**
  * The JSON text of `{name: tensor}` as a list of pieces whose concatenation is the object. Kept
  * in pieces so a request can be written to a pipe without building one string larger than
- * V8's string limit (~512 MiB).
+ * V8's string limit (~512 MiB). With `frames` (binary tensors negotiated), each tensor's data is
+ * appended to `frames` and the tensor refers to it by index.
  */
-export function encodeNamedTensors(tensors: NamedTensors, where: (name: string) => string): string[] {
+export function encodeNamedTensors(tensors: NamedTensors, where: (name: string) => string, frames?: Uint8Array[]): string[] {
   const parts: string[] = ["{"];
   let first = true;
   for (const [name, t] of Object.entries(tensors)) {
     if (!(t instanceof Tensor)) throw new ProtocolError(`${where(name)}: expected a Tensor, got ${describeValue(t)}`);
-    parts.push(`${first ? "" : ","}${JSON.stringify(name)}:`, encodeTensor(t));
+    let text: string;
+    if (frames !== undefined) {
+      text = encodeFrameTensor(t, frames.length);
+      frames.push(frameOf(t));
+    } else text = encodeTensor(t);
+    parts.push(`${first ? "" : ","}${JSON.stringify(name)}:`, text);
     first = false;
   }
   parts.push("}");
@@ -252,10 +337,14 @@ export function encodeConfig(config: FormulaConfig, where: string): string {
   return JSON.stringify(config);
 }
 
-/** The pieces of one request line (without the newline). */
-export function encodeRequest(id: number, method: Method, params: { readonly [key: string]: string | readonly string[] }): string[] {
+/**
+ * The pieces of one request line (without the newline). With `frames`, the line declares their
+ * byte counts (`"frames": [...]`); the frames themselves follow the newline.
+ */
+export function encodeRequest(id: number, method: Method, params: { readonly [key: string]: string | readonly string[] }, frames?: readonly Uint8Array[]): string[] {
   // params values are already JSON text (or pieces of it): tensors are large, the rest is small.
-  const parts: string[] = [`{"id":${id},"method":${JSON.stringify(method)},"params":{`];
+  const declared = frames !== undefined && frames.length > 0 ? `"frames":${JSON.stringify(frames.map((f) => f.byteLength))},` : "";
+  const parts: string[] = [`{"id":${id},${declared}"method":${JSON.stringify(method)},"params":{`];
   let first = true;
   for (const [key, value] of Object.entries(params)) {
     parts.push(`${first ? "" : ","}${JSON.stringify(key)}:`);
@@ -304,7 +393,7 @@ export function checkResponse(v: unknown): { response: Response } | { problem: s
  * `protocol` (when present) equal to `PROTOCOL_VERSION`, `shutdown` (when present) a boolean.
  */
 export function checkHello(result: Record<string, unknown>, where: string): HelloResult {
-  const { name, formulas, backward, dtypes, protocol, shutdown, capabilities } = result;
+  const { name, formulas, backward, dtypes, protocol, shutdown, capabilities, binary } = result;
   if (protocol !== undefined && protocol !== PROTOCOL_VERSION) {
     throw new ProtocolError(`${where}: protocol ${describeValue(protocol)} is not supported (this client speaks protocol ${PROTOCOL_VERSION})`);
   }
@@ -346,6 +435,9 @@ export function checkHello(result: Record<string, unknown>, where: string): Hell
   if (shutdown !== undefined && typeof shutdown !== "boolean") {
     throw new ProtocolError(`${where}: "shutdown" must be a boolean when present, got ${describeValue(shutdown)}`);
   }
+  if (binary !== undefined && typeof binary !== "boolean") {
+    throw new ProtocolError(`${where}: "binary" must be a boolean when present, got ${describeValue(binary)}`);
+  }
   const caps = capabilities === undefined ? undefined : checkCapabilities(capabilities, formulaList, dtypes as DType[], where);
   return {
     name,
@@ -354,6 +446,7 @@ export function checkHello(result: Record<string, unknown>, where: string): Hell
     backward: typeof backwardValue === "boolean" ? backwardValue : Object.freeze([...backwardValue]),
     dtypes: Object.freeze([...(dtypes as DType[])]),
     shutdown: shutdown === true,
+    binary: binary === true,
     raw: result,
   };
 }

@@ -3,7 +3,7 @@
  * terminal), budget shares as people read them, and the exit-code rule.
  */
 import { describe, expect, test } from "vitest";
-import { budgetText, exitCodeOf, progressLine, wantColour } from "./report.js";
+import { budgetText, exitCodeOf, formulaRows, formatVerifyReport, progressLine, wantColour } from "./report.js";
 import { declineSummary } from "./run.js";
 import type { VerifyReport, VerifyResult } from "./run.js";
 
@@ -62,5 +62,25 @@ describe("terminal report", () => {
     expect(exitCodeOf(report(["pass", "declined", "declined"]))).toBe(1);
     expect(exitCodeOf(report(["pass", "pass", "declined", "skipped", "skipped"], false, true))).toBe(1);
     expect(declineSummary(report(["pass", "declined", "declined", "skipped"]).results, false)).toEqual({ count: 2, asked: 3, share: 2 / 3, failsRun: true });
+  });
+});
+
+describe("the formula table's error columns", () => {
+  // a passing case's near-zero element has a relative error of 1e3 inside its tolerance (budget
+  // 40 %); the failing case of the same formula has relative error 2 (budget 300 %)
+  const golden = (formula: string, status: "pass" | "fail", maxRelErr: number, budget: number): VerifyResult => ({
+    kind: "golden", formula, case: `${formula}/f64/c-${status}`, dtype: "f64", status, ok: status === "pass", maxAbsErr: maxRelErr / 10, maxRelErr, budget, timeMs: 0,
+  });
+  const r: VerifyReport = {
+    ...report([]),
+    implementation: { name: "x", formulas: ["softmax", "attention"], dtypes: ["f64"], backward: false },
+    results: [golden("softmax", "pass", 1e3, 0.4), golden("attention", "pass", 1e3, 0.4), golden("attention", "fail", 2, 3)],
+  };
+  test("a failing row shows the errors of its failing cases only; a passing row says ok", () => {
+    const rows = formulaRows(r);
+    expect(rows.map((x) => [x.formula, x.maxRel, x.budget])).toEqual([["softmax", null, 0.4], ["attention", 2, 3]]);
+    const lines = formatVerifyReport(r).split("\n");
+    expect(lines.find((l) => l.startsWith("softmax "))).toMatch(/^softmax\s+1\/1\s+ok\s+ok\s+40 %/);
+    expect(lines.find((l) => l.startsWith("attention "))).toMatch(/^attention\s+1\/2\s+2\.0e-01\s+2\.0e\+00\s+300 %/);
   });
 });

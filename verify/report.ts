@@ -4,11 +4,12 @@
  * same facts as JSON. JUnit XML and HTML live in junit.ts and html.ts.
  */
 import { REPORT_MARKER } from "./report-files.js";
+import { SCHEMA_VERSION, toWire } from "../autodiff/wire.js";
 import { shapeToString } from "../autodiff/tensor.js";
 import { formatError, formatValue } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
 import type { Hint } from "./diagnose.js";
-import type { FirstDivergence, ResultKind, ResultStatus, VerifyReport, VerifyResult } from "./run.js";
+import type { FirstDivergence, Origin, ResultKind, ResultStatus, VerifyReport, VerifyResult } from "./run.js";
 import { DECLINE_LIMIT, formulaOrder } from "./run.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -113,7 +114,7 @@ export function declinedText(report: VerifyReport): string {
   return `${d.count} of ${d.asked} check${d.asked === 1 ? "" : "s"} declined (${pct})${d.failsRun ? " — too many: the run fails" : ""}`;
 }
 
-interface FormulaRow {
+export interface FormulaRow {
   formula: string;
   golden: Counts;
   maxAbs: number | null;
@@ -129,7 +130,8 @@ function max(a: number | null, b: number | null): number | null {
   return Math.max(a, b);
 }
 
-function formulaRows(report: VerifyReport): FormulaRow[] {
+/** Per formula (pipeline order): golden counts, errors of the failing cases, budget, gradient check, laws. */
+export function formulaRows(report: VerifyReport): FormulaRow[] {
   const rows = new Map<string, FormulaRow>();
   const row = (f: string): FormulaRow => {
     let r = rows.get(f);
@@ -143,10 +145,12 @@ function formulaRows(report: VerifyReport): FormulaRow[] {
     if (r.kind === "golden") {
       const x = row(r.formula);
       x.golden[r.status]++;
-      if (r.status === "pass" || r.status === "fail") {
+      if (r.status === "pass" || r.status === "fail") x.budget = max(x.budget, r.budget);
+      // errors of failing cases only: a passing case's near-zero element has a large relative
+      // error well inside its tolerance, which would only alarm next to a real failure
+      if (r.status === "fail") {
         x.maxAbs = max(x.maxAbs, r.maxAbsErr);
         x.maxRel = max(x.maxRel, r.maxRelErr);
-        x.budget = max(x.budget, r.budget);
       }
     } else if (r.kind === "gradient") {
       const x = row(r.formula);
@@ -162,6 +166,23 @@ function formulaRows(report: VerifyReport): FormulaRow[] {
   }
   return formulaOrder(rows.keys()).map((f) => rows.get(f)!);
 }
+
+/**
+ * The table's rows: formulas the implementation declares (or that ran a golden case), and the
+ * rest, which reports collapse to one line.
+ */
+export function splitDeclared(report: VerifyReport): { declared: FormulaRow[]; undeclared: FormulaRow[] } {
+  const all = formulaRows(report);
+  const declared = all.filter((r) => report.implementation.formulas.includes(r.formula) || r.golden.pass + r.golden.fail + r.golden.declined + r.golden.fault > 0);
+  return { declared, undeclared: all.filter((r) => !declared.includes(r)) };
+}
+
+/** What the formula table's columns mean (terminal and HTML reports). */
+export const LEGEND: readonly string[] = [
+  "golden: cases within tolerance / run. budget: the largest share of its tolerance any element used, |a − e| / (atol + rtol·|e|); > 100 % fails.",
+  "max abs / rel err: of the failing cases only (\"ok\": every element within tolerance). gradient: backward pass vs central differences of the forward",
+  "pass, on the smallest supported float64 case, one random direction per argument (fast mode). laws: laws passed / run on the formula.",
+];
 
 function statusWord(s: ResultStatus | null, st: Style): string {
   switch (s) {
@@ -182,6 +203,34 @@ function statusWord(s: ResultStatus | null, st: Style): string {
 
 function hintLines(hints: readonly Hint[], indent: string, st: Style): string[] {
   return hints.map((h) => `${indent}${st.yellow(h.evidence === "match" ? "hint (match):" : "hint:")} ${h.message}`);
+}
+
+/** One origin's error against its tolerance: `×4.1e+3 of its tolerance (max abs err …, rtol …, atol …)`. */
+export function originErrorText(o: Origin): string {
+  const r = o.report;
+  if (r === null) return "";
+  if (r.problem !== null) return r.problem;
+  return `error ${budgetText(r.budgetUsed)} of its tolerance (max abs err ${err(r.maxAbsError)}; rtol ${formatError(r.tolerance.rtol)}, atol ${formatError(r.tolerance.atol)})`;
+}
+
+/** Where an origin was found, in words: `grad.Q of attention at gpt › h.0 › mha › attention`. */
+export function originWhereText(o: Origin): string {
+  const what = o.kind === "backward" ? `its gradient of ${o.input ?? "an argument"}` : `its output (${o.tensor})`;
+  return o.path.length > 1 ? `${what}, at ${o.path.join(" › ")}` : what;
+}
+
+/** The failures grouped by origin, the headline (most upstream) first. */
+export function originsText(origins: readonly Origin[], st: Style = style(false)): string[] {
+  const lines = [st.bold(st.red(`origins of the failures (${origins.length}), most upstream first:`))];
+  origins.forEach((o, i) => {
+    const explains = `explains ${o.count} failing check${o.count === 1 ? "" : "s"}${o.presumed > 0 ? ` (${o.presumed} by their formula, not localised themselves)` : ""}`;
+    lines.push(`  ${i + 1}. ${st.bold(`${o.formula} (${o.kind})`)} — ${originWhereText(o)}; first in ${o.firstCase}; ${explains}`);
+    const e = originErrorText(o);
+    if (e !== "") lines.push(`     ${e}`);
+    lines.push(`     ${o.explanation}`);
+    lines.push(...hintLines(o.hints, "     ", st));
+  });
+  return lines;
 }
 
 /** The first divergence in a few lines. */
@@ -241,10 +290,10 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
   out.push(`  declares ${impl.formulas.length} formulas, dtypes ${impl.dtypes.join(", ")}, backward: ${back}`);
   out.push("");
 
-  // formulas the implementation does not declare are one line, not a table row each
-  const all = formulaRows(report);
-  const declared = all.filter((r) => impl.formulas.includes(r.formula) || r.golden.pass + r.golden.fail + r.golden.declined + r.golden.fault > 0);
-  const undeclared = all.filter((r) => !declared.includes(r));
+  const origins = report.origins ?? [];
+  if (origins.length > 0) out.push(...originsText(origins, st), "");
+
+  const { declared, undeclared } = splitDeclared(report);
   const rows = declared.map((r) => {
     const g = r.golden;
     const ran = g.pass + g.fail;
@@ -260,11 +309,7 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
   });
   out.push(...table(["formula", "golden", "not run", "max abs err", "max rel err", "budget", "gradient", "laws"], rows, st));
   if (undeclared.length > 0) out.push(st.dim(`not declared (not checked): ${undeclared.map((r) => r.formula).join(", ")}`));
-  out.push(
-    st.dim("golden: cases within tolerance / run. budget: the largest share of its tolerance any element used, |a − e| / (atol + rtol·|e|); > 100 % fails."),
-    st.dim("max abs / rel err: shown for failing rows only (\"ok\": every element within tolerance). gradient: backward pass vs central differences of the forward"),
-    st.dim("pass, on the smallest supported float64 case, one random direction per argument (fast mode). laws: laws passed / run on the formula."),
-  );
+  out.push(...LEGEND.map((l) => st.dim(l)));
   out.push("");
 
   if (report.firstDivergence !== null) {
@@ -283,7 +328,7 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
         const first = bad[0];
         const more = bad.length > 1 ? `; +${bad.length - 1} more tensor${bad.length > 2 ? "s" : ""}` : "";
         const div = r.localisation?.divergence;
-        const where = div !== null && div !== undefined && (div.formula !== r.formula || div.how !== "output") ? ` → ${div.tensor} (${div.formula}, ${div.origin})` : "";
+        const where = div !== null && div !== undefined && (div.formula !== r.formula || div.how !== "output") ? ` → ${div.tensor} (${div.formula}${div.kind === "backward" ? ", backward" : ""}, ${div.origin})` : "";
         goldenRows.push([`  ${st.red("FAIL")} ${r.case}`, `${first === undefined ? "" : compactTensor(first)}${more}${where}`]);
         continue;
       }
@@ -305,7 +350,7 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
       const d = r.localisation?.divergence;
       if (d !== null && d !== undefined) at.set(d.formula, (at.get(d.formula) ?? 0) + 1);
     }
-    if (at.size > 0) out.push(`  localised failures diverge first at: ${[...at].sort((a, b) => b[1] - a[1]).map(([f, n]) => `${f} (${n} case${n > 1 ? "s" : ""})`).join(", ")}`);
+    if (at.size > 0 && (report.origins ?? []).length === 0) out.push(`  localised failures diverge first at: ${[...at].sort((a, b) => b[1] - a[1]).map(([f, n]) => `${f} (${n} case${n > 1 ? "s" : ""})`).join(", ")}`);
     out.push("");
   }
 
@@ -393,6 +438,26 @@ function hintsJSON(hints: readonly Hint[]): Array<Record<string, string>> {
   return hints.map((h) => ({ id: h.id, evidence: h.evidence, message: h.message }));
 }
 
+/** One origin as the JSON report holds it (`origins`, most upstream first). */
+export function originJSON(o: Origin): Record<string, unknown> {
+  return {
+    formula: o.formula,
+    kind: o.kind,
+    first_case: o.firstCase,
+    count: o.count,
+    presumed: o.presumed,
+    path: o.path,
+    tensor: o.tensor,
+    input: o.input ?? null,
+    explanation: o.explanation,
+    max_abs_err: num(o.report?.maxAbsError),
+    budget: num(o.report?.budgetUsed),
+    rtol: o.report?.tolerance.rtol ?? null,
+    atol: o.report?.tolerance.atol ?? null,
+    hints: hintsJSON(o.hints),
+  };
+}
+
 /** One result as the JSON report holds it. */
 export function resultJSON(r: VerifyResult): Record<string, unknown> {
   const out: Record<string, unknown> = {
@@ -426,9 +491,13 @@ export function resultJSON(r: VerifyResult): Record<string, unknown> {
               path: l.divergence.path,
               origin: l.divergence.origin,
               how: l.divergence.how,
+              kind: l.divergence.kind,
+              ...(l.divergence.input !== undefined ? { input: l.divergence.input } : {}),
               explanation: l.divergence.explanation,
               max_abs_err: num(l.divergence.report?.maxAbsError),
               budget: num(l.divergence.report?.budgetUsed),
+              rtol: l.divergence.report?.tolerance.rtol ?? null,
+              atol: l.divergence.report?.tolerance.atol ?? null,
               hints: hintsJSON(l.divergence.hints),
             },
       steps: l.steps.map((s) => ({
@@ -461,12 +530,16 @@ export function resultJSON(r: VerifyResult): Record<string, unknown> {
   return out;
 }
 
-/** The report as JSON text: `{ok, implementation, summary, results, first_divergence, notes, ...}`. */
+/**
+ * The report as JSON text: `{report, schema_version, ok, implementation, summary, results,
+ * first_divergence, notes, ...}`, snake_case throughout (docs/schema/verify.schema.json).
+ */
 export function verifyReportToJSON(report: VerifyReport): string {
   const d = report.firstDivergence;
   const doc = {
     // first, so that an earlier report is recognised from the file's start (verify/report-files.ts)
     report: `${REPORT_MARKER}: specformer verify`,
+    schema_version: SCHEMA_VERSION,
     ok: report.ok,
     exit_code: exitCodeOf(report),
     implementation: {
@@ -500,6 +573,7 @@ export function verifyReportToJSON(report: VerifyReport): string {
             ...(d.report !== null ? { report: tensorJSON(d.report) } : {}),
             ...(d.replay !== undefined ? { replay: d.replay } : {}),
           },
+    ...(report.origins !== undefined ? { origins: report.origins.map(originJSON) } : {}),
     ...(report.coverage !== undefined ? { coverage: { law_pairs: report.coverage.lawPairs, formulas: report.coverage.formulas } } : {}),
     ...(report.unchecked !== undefined && report.unchecked.length > 0 ? { unchecked: report.unchecked } : {}),
     notes: report.notes,
@@ -507,7 +581,8 @@ export function verifyReportToJSON(report: VerifyReport): string {
     seed: report.seed,
     time_ms: Math.round(report.timeMs),
   };
-  return JSON.stringify(doc, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v), 2) + "\n";
+  // toWire: the law failures and gradient checks carried over from properties/ and autodiff/ in snake_case too
+  return JSON.stringify(toWire(doc), null, 2) + "\n";
 }
 
 // ---------------------------------------------------------------------------------------------

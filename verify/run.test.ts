@@ -314,7 +314,7 @@ describe("reports", () => {
     const impl = plantedGraphImplementation("mask off by one", plantMaskShift(1));
     const r = await verify(impl, { formulas: ["causal_mask", "attention"], dtype: "f64", gradients: false });
     const j = JSON.parse(verifyReportToJSON(r));
-    expect(Object.keys(j)).toEqual(["report", "ok", "exit_code", "implementation", "summary", "results", "first_divergence", "coverage", "notes", "restarts", "seed", "time_ms"]);
+    expect(Object.keys(j)).toEqual(["report", "schema_version", "ok", "exit_code", "implementation", "summary", "results", "first_divergence", "origins", "coverage", "notes", "restarts", "seed", "time_ms"]);
     expect(j.ok).toBe(false);
     expect(j.implementation.name).toBe("mask off by one");
     for (const x of j.results) for (const k of ["kind", "formula", "case", "ok", "max_abs_err", "max_rel_err"]) expect(x).toHaveProperty(k);

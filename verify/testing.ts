@@ -11,12 +11,14 @@
 import "../spec/index.js";
 import { callFormula, formulaNames, getFormula } from "../spec/formula.js";
 import { subDim, dimToString } from "../spec/dims.js";
-import { add, constant, dimValue, div, Expr, iota, le, matmul, mul, sqrt, transpose, where } from "../spec/expr.js";
-import type { Node, NodeOf } from "../spec/node.js";
-import { topoSort } from "../spec/node.js";
+import {
+  add, constant, dimValue, div, eq, exp, Expr, iota, le, log, lt, matmul, maxLast, meanLast, mul, reshape, sqrt, square, stopGradient, sub, sumAll, sumLast, transpose, where,
+} from "../spec/expr.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import type { Graph } from "../autodiff/graph.js";
+import { plantInGraph } from "./plant.js";
+import type { Plant } from "./plant.js";
 import { ImplementationError } from "../autodiff/implementation.js";
 import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
 import { outsideCapability } from "../autodiff/capabilities.js";
@@ -26,73 +28,8 @@ import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { referenceGraph } from "../reference/implementation.js";
 import { knownConfig } from "./trace.js";
 
-type CallNode = NodeOf<"call">;
-
-/** A planted mistake: for an application of a formula, the expression that replaces it (or undefined to keep it). */
-export type Plant = (call: CallNode) => Expr | undefined;
-
-/** Rebuild a node with new operands (same id, label and shape). */
-function withOperands(n: Node, m: (x: Node) => Node): Node {
-  switch (n.op) {
-    case "input":
-    case "const":
-    case "dim":
-    case "iota":
-      return n;
-    case "unary":
-    case "reduce":
-    case "reshape":
-    case "permute":
-    case "broadcast":
-    case "slice":
-    case "stopgrad":
-      return m(n.x) === n.x ? n : { ...n, x: m(n.x) };
-    case "binary":
-    case "matmul":
-      return m(n.a) === n.a && m(n.b) === n.b ? n : { ...n, a: m(n.a), b: m(n.b) };
-    case "concat":
-      return n.xs.every((x) => m(x) === x) ? n : { ...n, xs: n.xs.map(m) };
-    case "gather":
-      return m(n.table) === n.table && m(n.indices) === n.indices ? n : { ...n, table: m(n.table), indices: m(n.indices) };
-    case "scatter_add":
-      return m(n.updates) === n.updates && m(n.indices) === n.indices ? n : { ...n, updates: m(n.updates), indices: m(n.indices) };
-    case "where":
-      return m(n.cond) === n.cond && m(n.a) === n.a && m(n.b) === n.b ? n : { ...n, cond: m(n.cond), a: m(n.a), b: m(n.b) };
-    case "call": {
-      const args: Record<string, Node> = {};
-      let changed = m(n.body) !== n.body;
-      for (const [k, v] of Object.entries(n.args)) {
-        args[k] = m(v);
-        if (args[k] !== v) changed = true;
-      }
-      return changed ? { ...n, args, body: m(n.body) } : n;
-    }
-  }
-}
-
-function argNodes(n: Node): readonly Node[] {
-  return n.op === "call" ? Object.values(n.args) : [];
-}
-
-/** The graph with every call the plant answers replaced (its arguments rewritten first). */
-export function plantInGraph(g: Graph, plant: Plant): Graph {
-  const roots = Object.values(g.outputs).map((e) => e.node);
-  // call arguments are reached through the body, but list them too so they are mapped first
-  const order = topoSort([...roots, ...roots.flatMap(argNodes)]);
-  const memo = new Map<Node, Node>();
-  const m = (x: Node): Node => memo.get(x) ?? x;
-  for (const n of order) {
-    let out = withOperands(n, m);
-    if (out.op === "call") {
-      const replaced = plant(out);
-      if (replaced !== undefined) out = replaced.node;
-    }
-    memo.set(n, out);
-  }
-  const outputs: Record<string, Expr> = {};
-  for (const [k, e] of Object.entries(g.outputs)) outputs[k] = new Expr(m(e.node));
-  return { ...g, name: `${g.name} (planted)`, outputs };
-}
+export { plantInGraph } from "./plant.js";
+export type { CallNode, Plant } from "./plant.js";
 
 function dtypeOf(inputs: NamedTensors, config: Readonly<Record<string, unknown>>): FloatDType {
   const d = config["dtype"];
@@ -166,6 +103,91 @@ export const plantPrePlacement: Plant = (call) => {
   const args: Record<string, Expr> = {};
   for (const [k, v] of Object.entries(call.args)) args[k] = new Expr(v);
   return callFormula("block", args, { ...call.config, placement: "pre" })[call.output];
+};
+
+/**
+ * softmax, log_softmax and logsumexp with the running maximum seeded at −10000 instead of −∞ (a C
+ * kernel's `float m = -10000.f;`): rows entirely below −10000 underflow to exp(x − m) = 0, giving
+ * 0/0 (softmax), +∞ (log_softmax) or −∞ (logsumexp, and so cross_entropy's loss).
+ */
+export const plantMaxSeed: Plant = (call) => {
+  if (call.formula !== "softmax" && call.formula !== "log_softmax" && call.formula !== "logsumexp") return undefined;
+  const x = new Expr(call.args["x"]!);
+  const rowMax = maxLast(x);
+  const m = where(lt(rowMax, -10000), -10000, rowMax);
+  const z = sub(x, m);
+  const total = sumLast(exp(z));
+  if (call.formula === "softmax") return div(exp(z), total);
+  if (call.formula === "log_softmax") return sub(z, log(total));
+  return reshape(add(m, log(total)), x.shape.slice(0, -1).map(dimToString) as string[]);
+};
+
+/** LayerNorm with the unbiased variance: Σ(x − μ)²/(d − 1), written as the biased one times d/(d − 1). */
+export const plantUnbiasedVariance: Plant = (call) => {
+  if (call.formula !== "layer_norm") return undefined;
+  const x = new Expr(call.args["x"]!);
+  const d = dimValue(x.shape[x.shape.length - 1]!);
+  const xc = sub(x, meanLast(x));
+  const variance = mul(meanLast(square(xc)), div(d, sub(d, 1)));
+  return add(mul(new Expr(call.args["gamma"]!), div(xc, sqrt(add(variance, constant(call.config["eps"] as number))))), new Expr(call.args["beta"]!));
+};
+
+/** LayerNorm with ε added to the standard deviation: (x − μ)/(σ + ε). */
+export const plantEpsOutsideSqrt: Plant = (call) => {
+  if (call.formula !== "layer_norm") return undefined;
+  const x = new Expr(call.args["x"]!);
+  const xc = sub(x, meanLast(x));
+  const sigma = sqrt(meanLast(square(xc)));
+  return add(mul(new Expr(call.args["gamma"]!), div(xc, add(sigma, constant(call.config["eps"] as number)))), new Expr(call.args["beta"]!));
+};
+
+/** `formula` applied with its argument `arg` (a bias) replaced by zeros: the bias left out. */
+export function plantDropArgument(formula: string, arg: string): Plant {
+  return (call) => {
+    if (call.formula !== formula || call.args[arg] === undefined) return undefined;
+    const args: Record<string, Expr> = {};
+    for (const [k, v] of Object.entries(call.args)) args[k] = new Expr(v);
+    args[arg] = sub(args[arg]!, args[arg]!);
+    return callFormula(formula, args, call.config)[call.output];
+  };
+}
+
+/** cross_entropy summed over the counted targets instead of averaged. */
+export const plantLossSummed: Plant = (call) => {
+  if (call.formula !== "cross_entropy") return undefined;
+  const counted = sumAll(sub(1, eq(new Expr(call.args["targets"]!), call.config["ignore_index"] as number)));
+  return mul(new Expr(call), counted);
+};
+
+/** Position embeddings computed but not added (x − x: zeros of their shape). */
+export const plantNoPositions: Plant = (call) =>
+  call.formula === "positional_learned" || call.formula === "positional_sinusoidal" ? sub(new Expr(call), new Expr(call)) : undefined;
+
+/** The token embedding multiplied by √d_model (the original Transformer's scale). */
+export const plantEmbeddingScaled: Plant = (call) => {
+  if (call.formula !== "embedding") return undefined;
+  const d = call.shape[call.shape.length - 1]!;
+  return mul(new Expr(call), sqrt(dimValue(d)));
+};
+
+/** Logits divided by √d_model (a rescaling before a tied output projection, as T5 does). */
+export const plantLogitsScaled: Plant = (call) => {
+  if (call.formula !== "logits") return undefined;
+  const x = new Expr(call.args["x"]!);
+  return div(new Expr(call), sqrt(dimValue(x.shape[x.shape.length - 1]!)));
+};
+
+/** Tied embeddings whose gradient misses the logits use: the output projection x Eᵀ does not pass a gradient to E. */
+export const plantTiedLogitsNoGrad: Plant = (call) => {
+  if (call.formula !== "logits") return undefined;
+  return matmul(new Expr(call.args["x"]!), transpose(stopGradient(new Expr(call.args["W_vocab"]!))));
+};
+
+/** A gpt that skips its final LayerNorm (ln_f): the norm whose γ is the input `ln_f.weight` returns its input. */
+export const plantSkipFinalNorm: Plant = (call) => {
+  const gamma = call.args["gamma"];
+  if (call.formula !== "layer_norm" || gamma === undefined || gamma.op !== "input" || gamma.name !== "ln_f.weight") return undefined;
+  return new Expr(call.args["x"]!);
 };
 
 /** An error answer as a process's would read (the implementation declines the request and keeps running). */

@@ -10,11 +10,12 @@
  */
 import "../spec/index.js";
 import { getFormula, hasFormula, resolveConfig } from "../spec/formula.js";
-import { dim, evalDim } from "../spec/dims.js";
-import { Expr } from "../spec/expr.js";
+import { dim, dimToString, evalDim } from "../spec/dims.js";
+import { Expr, input } from "../spec/expr.js";
 import type { Config, Node, NodeOf } from "../spec/node.js";
 import { operands, topoSort } from "../spec/node.js";
 import { plan } from "../autodiff/evaluate.js";
+import { backprop } from "../autodiff/grad.js";
 import type { Graph } from "../autodiff/graph.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
 import { Tensor } from "../autodiff/tensor.js";
@@ -159,6 +160,58 @@ export class ReferenceTrace {
       added = true;
     }
     if (added) this.values.clear();
+  }
+
+  /**
+   * The reference's cotangent of every site output (ȳ of each application) when the case's
+   * outputs get `cotangents` (output name → tensor, as a backward request carries them), in a
+   * precision. A site inside a formula that the reference differentiates as one piece (a custom
+   * VJP: softmax, layer_norm) gets none; neither does an output the case's outputs do not depend on.
+   */
+  siteCotangents(site: CallSite, cotangents: NamedTensors, precision: Precision = "request"): NamedTensors {
+    const all = this.cotangentValues(cotangents, precision);
+    const out: NamedTensors = {};
+    for (const [o, node] of Object.entries(site.outputs)) {
+      const t = all.get(node);
+      if (t !== undefined) out[o] = t;
+    }
+    return out;
+  }
+
+  private readonly cotangentCache = new Map<string, { cots: NamedTensors; values: Map<Node, Tensor> }>();
+
+  private cotangentValues(cotangents: NamedTensors, precision: Precision): Map<Node, Tensor> {
+    const hit = this.cotangentCache.get(precision);
+    if (hit !== undefined && hit.cots === cotangents) return hit.values;
+    const args: Record<string, Expr> = { ...this.graph.args };
+    const outs: { node: Node; cot: Expr }[] = [];
+    const feed: Record<string, Tensor> = { ...(precision === "request" ? this.inputs : upcast(this.inputs)) };
+    for (const [name, t] of Object.entries(cotangents)) {
+      const out = this.graph.outputs[name];
+      if (out === undefined) throw new Error(`ReferenceTrace: ${this.formula} has no output "${name}" to take a cotangent for; outputs: ${Object.keys(this.graph.outputs).join(", ")}`);
+      const cot = input(`cot.${name}`, out.node.shape.map(dimToString) as readonly string[]);
+      args[`cot.${name}`] = cot;
+      outs.push({ node: out.node, cot });
+      feed[`cot.${name}`] = precision === "request" || t.dtype !== "f32" ? t : t.to("f64");
+    }
+    const wrt = this.sites.flatMap((s) => Object.values(s.outputs));
+    const grads = backprop(outs, wrt);
+    const keyed: Record<string, Expr> = {};
+    const names = new Map<Node, string>();
+    for (const [node, g] of grads) {
+      const k = `c${names.size}`;
+      names.set(node, k);
+      keyed[k] = g;
+    }
+    const values = new Map<Node, Tensor>();
+    if (names.size > 0) {
+      const aux: Graph = { ...this.graph, name: `${this.graph.name} (cotangents)`, args, outputs: keyed };
+      const dtype = precision === "request" ? this.dtype : "f64";
+      const got = plan(aux, feed, { dtype, fused: precision !== "f64-unfused" }).run(feed).outputs;
+      for (const [node, k] of names) values.set(node, got[k]!);
+    }
+    this.cotangentCache.set(precision, { cots: cotangents, values });
+    return values;
   }
 
   private evaluate(precision: Precision): NamedTensors {

@@ -647,11 +647,15 @@ def unary(fn: Callable[[Array], Tuple[Array, Back]]) -> Formula:
 
 
 def f_layer_norm(a, cfg, dtype):
-    x, gamma, beta = need(a, "x"), need(a, "gamma"), need(a, "beta")
+    decline_unless(cfg, "layer_norm", {"normalized_axes": 1})
+    bias = cfg.bool("bias", True)
+    x, gamma, beta = need(a, "x"), need(a, "gamma"), (need(a, "beta") if bias else None)
     check_last(x, gamma, "gamma")
-    check_last(x, beta, "beta")
+    if beta is not None:
+        check_last(x, beta, "beta")
     y, back = layer_norm(x, gamma, beta, cfg.num("eps", 1e-5))
-    return {"y": y}, lambda cot: dict(zip(("x", "gamma", "beta"), back(cot["y"])))
+    names = ("x", "gamma", "beta") if bias else ("x", "gamma")
+    return {"y": y}, lambda cot: dict(zip(names, back(cot["y"])))
 
 
 def f_rms_norm(a, cfg, dtype):
@@ -667,9 +671,24 @@ def check_last(x: Array, v: Array, name: str) -> None:
 
 
 def f_linear(a, cfg, dtype):
-    y, back = linear(need(a, "x"), need(a, "W"), a.get("b"))
-    names = ("x", "W", "b") if "b" in a else ("x", "W")
+    bias = cfg.bool("bias", True)
+    y, back = linear(need(a, "x"), need(a, "W"), need(a, "b") if bias else None)
+    names = ("x", "W", "b") if bias else ("x", "W")
     return {"y": y}, lambda cot: dict(zip(names, back(cot["y"])))
+
+
+def f_dropout(a, cfg, dtype):
+    """y = m·x/(1 − p) with the given keep mask m (nonzero keeps); p = 1 gives zeros; ∂x = m·ȳ/(1 − p)."""
+    x, keep = need(a, "x"), need(a, "keep_mask")
+    p = cfg.num("p", 0.5)
+    if not 0 <= p <= 1:
+        raise FormulaError(f"dropout: p must lie in [0, 1], got {p}")
+    if keep.shape != x.shape:
+        raise FormulaError(f"keep_mask has shape {list(keep.shape)} but x has {list(x.shape)}")
+    scale = x.dtype.type(0 if p == 1 else 1 / (1 - p))
+    kept = keep != 0
+    y = np.where(kept, x * scale, x.dtype.type(0))
+    return {"y": y}, lambda cot: {"x": np.where(kept, cot["y"] * scale, x.dtype.type(0))}
 
 
 def f_ffn(a, cfg, dtype):
@@ -721,7 +740,7 @@ def f_causal_mask(a, cfg, dtype):
 
 def only_default_conventions(cfg: Config, formula: str) -> None:
     """Conventions this implementation does not compute are declined, never read as their default."""
-    defaults = {"causal_align": "bottom_right", "window": 0, "mask": "none", "softcap": 0}
+    defaults = {"causal_align": "bottom_right", "window": 0, "mask": "none", "mask_shape": "scores", "softcap": 0}
     for key, default in defaults.items():
         if key in cfg and cfg[key] != default:
             raise FormulaError(f"{formula}: {key} = {cfg[key]!r} is not implemented by this implementation")
@@ -780,7 +799,29 @@ def f_logits(a, cfg, dtype):
     return {"y": y}, back
 
 
+def decline_unless(cfg: Config, formula: str, defaults: Dict[str, Any]) -> None:
+    """Hyperparameters this implementation does not compute are declined, never read as their default."""
+    for key, default in defaults.items():
+        if key in cfg and cfg[key] != default:
+            raise FormulaError(f"{formula}: {key} = {cfg[key]!r} is not implemented by this implementation")
+
+
+def over_axis(fn: Callable[[Array], Tuple[Array, Back]]) -> Formula:
+    """A last-axis softmax-family function over config.axis (negative): the axis moved last and back."""
+
+    def f(a: Dict[str, Array], cfg: Config, dtype: Any):
+        x = need(a, "x")
+        axis = cfg.int("axis", -1)
+        if axis >= 0 or -axis > x.ndim:
+            raise FormulaError(f"axis = {axis} must be negative and name one of the {x.ndim} axes of x {list(x.shape)}")
+        y, back = fn(np.moveaxis(x, axis, -1))
+        return {"y": np.moveaxis(y, -1, axis)}, lambda cot: {"x": np.moveaxis(back(np.moveaxis(cot["y"], axis, -1)), -1, axis)}
+
+    return f
+
+
 def f_cross_entropy(a, cfg, dtype):
+    decline_unless(cfg, "cross_entropy", {"label_smoothing": 0, "reduction": "mean", "weight": False})
     loss, back = cross_entropy(need(a, "logits"), need(a, "targets"))
     return {"loss": loss}, lambda cot: {"logits": back(cot["loss"])}
 
@@ -809,8 +850,8 @@ def f_gpt(a, cfg, dtype):
 
 
 FORMULAS: Dict[str, Formula] = {
-    "softmax": unary(softmax),
-    "log_softmax": unary(log_softmax),
+    "softmax": over_axis(softmax),
+    "log_softmax": over_axis(log_softmax),
     "logsumexp": unary(logsumexp),
     "causal_mask": f_causal_mask,
     "attention": f_attention,
@@ -822,6 +863,7 @@ FORMULAS: Dict[str, Formula] = {
     "relu": unary(relu),
     "silu": unary(silu),
     "linear": f_linear,
+    "dropout": f_dropout,
     "ffn": f_ffn,
     "swiglu": f_swiglu,
     "embedding": f_embedding,
@@ -863,15 +905,26 @@ def request_dtype(inputs: Dict[str, Array], cfg: Config) -> Any:
     return DTYPES[floats.pop()] if floats else np.float64
 
 
+def decline_unsupported(name: str, cfg: Config) -> None:
+    """Partial RoPE, position ids and attention/residual dropout are declined, never read as their default."""
+    if name != "dropout" and cfg.get("dropout", 0) not in (0, 0.0):
+        raise FormulaError(f"{name}: dropout = {cfg['dropout']!r} is not implemented by this implementation")
+    for key in ("rotary_dims", "position_ids"):
+        if cfg.get(key) not in (None, False):
+            raise FormulaError(f"{name}: {key} = {cfg[key]!r} is not implemented by this implementation")
+
+
 def served(name: str, formula: Formula) -> Served:
     """One formula of FORMULAS as serve() takes it: forward, and backward through its ``back``."""
 
     def forward(inputs: Dict[str, Array], config: Dict[str, Any]) -> Dict[str, Array]:
         cfg = Config(dict(config))
+        decline_unsupported(name, cfg)
         return formula(inputs, cfg, request_dtype(inputs, cfg))[0]
 
     def backward(inputs: Dict[str, Array], cot: Dict[str, Array], config: Dict[str, Any]) -> Dict[str, Array]:
         cfg = Config(dict(config))
+        decline_unsupported(name, cfg)
         outputs, back = formula(inputs, cfg, request_dtype(inputs, cfg))
         for k, c in cot.items():
             if k not in outputs:
@@ -887,12 +940,30 @@ def served(name: str, formula: Formula) -> Served:
     return Served(forward, backward)
 
 
+# The configurations this example declines, declared in hello (docs/PROTOCOL.md, "Capabilities"):
+# the verifier then sends nothing outside them and its laws generate inside them, instead of
+# drawing thousands of cases this program can only refuse. Each entry mirrors a FormulaError of
+# the formulas above; examples/numpy/impl.test.ts sends a request just outside every entry and
+# expects it declined, so a convention implemented later fails that test until it is listed here.
+NO_KV_CACHE = {"kv_cache": [False]}
+CAPABILITIES = {
+    "causal_mask": {"config": {"causal_align": ["bottom_right"], "window": [0]}},
+    "attention": {"config": {"causal_align": ["bottom_right"], "window": [0], "mask": ["none"], "softcap": [0], "alibi": [False]}},
+    "mha": {"config": {"window": [0], "softcap": [0], "positions": ["none"], "offset": [0], **NO_KV_CACHE}},
+    "block": {"config": {"positions": ["none"], **NO_KV_CACHE}},
+    "block_pre_ln": {"config": {"positions": ["none"], **NO_KV_CACHE}},
+    "block_post_ln": {"config": {"positions": ["none"], **NO_KV_CACHE}},
+    "gpt": {"config": {"positions": ["learned", "sinusoidal", "none"], **NO_KV_CACHE}},
+}
+
+
 def main() -> None:
     if PLANT not in PLANTS:
         sys.stderr.write(f"SPECFORMER_PLANT={PLANT!r} is not one of {PLANTS[1:]}\n")
         sys.exit(2)
     name = "numpy-reference" + (f" (planted bug: {PLANT})" if PLANT else "")
-    serve({f: served(f, formula) for f, formula in FORMULAS.items()}, name=name, numpy=np.__version__)
+    capabilities = {f: c for f, c in CAPABILITIES.items() if f in FORMULAS}
+    serve({f: served(f, formula) for f, formula in FORMULAS.items()}, name=name, numpy=np.__version__, capabilities=capabilities)
 
 
 if __name__ == "__main__":

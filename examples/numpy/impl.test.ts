@@ -10,6 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Tensor } from "../../autodiff/tensor.js";
 import type { FloatDType } from "../../autodiff/tensor.js";
 import { ProcessImplementation } from "../../verify/process.js";
+import { outsideCapability } from "../../autodiff/capabilities.js";
+import { loadCase } from "../../golden/cases-io.js";
+import { getFormula } from "../../spec/formula.js";
+import { readFileSync } from "node:fs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
@@ -219,6 +223,34 @@ describe.skipIf(skipReason !== undefined)("examples/numpy/impl.py through the pr
     } finally {
       await buggy.close();
     }
+  });
+
+  it("declines a request just outside every capability it declares, naming the hyperparameter", async () => {
+    // hello's capabilities must say what the program refuses, no more: a convention implemented
+    // later but still declared away would never be checked by the laws, so this fails until the
+    // declaration is widened
+    const caps = impl.capabilities ?? {};
+    expect(Object.keys(caps).length).toBeGreaterThan(0);
+    const manifest = JSON.parse(readFileSync(join(repo, "golden", "manifest.json"), "utf8")) as { cases: { formula: string; dtype: string; file: string }[] };
+    let tried = 0;
+    for (const [formula, cap] of Object.entries(caps)) {
+      // a golden case the program supports, to move one hyperparameter out of the declared space
+      const inside = manifest.cases
+        .filter((c) => c.formula === formula && c.dtype === "f64")
+        .map((c) => loadCase(join(repo, "golden", c.file)))
+        .find((c) => outsideCapability(impl, { formula, config: c.meta.config, dtype: "f64", inputs: c.inputs }) === undefined);
+      expect(inside, `a golden case of ${formula} inside its declared capability`).toBeDefined();
+      for (const [key, rule] of Object.entries(cap.config ?? {})) {
+        const h = getFormula(formula).hyper.find((x) => x.name === key)!;
+        const candidates = h.kind === "enum" ? (h.choices ?? []) : h.kind === "boolean" ? [true, false] : [1, 2, 7];
+        const outside = candidates.find((v) => Array.isArray(rule) && !(rule as unknown[]).includes(v));
+        expect(outside, `a value of ${formula}.${key} outside ${JSON.stringify(rule)}`).toBeDefined();
+        const request = { formula, config: { ...inside!.meta.config, [key]: outside! }, inputs: inside!.inputs };
+        await expect(impl.forward(request), `${formula} with ${key} = ${String(outside)}`).rejects.toThrow(new RegExp(`${formula}.*${key}`));
+        tried++;
+      }
+    }
+    expect(tried).toBeGreaterThanOrEqual(Object.keys(caps).length);
   });
 
   it("answers bad input with an error naming the formula and the problem", async () => {

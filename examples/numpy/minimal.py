@@ -8,6 +8,7 @@ from specformer import Formula, serve
 
 
 def softmax(a, cfg):
+    cfg.choice("axis", [-1], -1)  # the last axis only: another is declined
     e = np.exp(a["x"] - a["x"].max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
@@ -18,6 +19,7 @@ def softmax_backward(a, cot, cfg):  # dx = y ⊙ (dy − Σ dy ⊙ y)
 
 
 def layer_norm(a, cfg):  # biased variance, eps inside the square root (PyTorch)
+    cfg.choice("bias", [True], True), cfg.choice("normalized_axes", [1], 1)  # others are declined
     x = a["x"]
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)

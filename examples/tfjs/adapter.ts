@@ -36,6 +36,20 @@ class FormulaError extends Error {}
 
 // ------------------------------------------------------------------------------ config
 
+/**
+ * Conventions this adapter does not compute are declined, never read as their default
+ * (docs/PROTOCOL.md: a top-left request answered bottom-right is a wrong answer). `keys`: the
+ * convention hyperparameters the formula takes (docs/NAMES.md).
+ */
+function onlyDefaultConventions(cfg: FormulaConfig, formula: string, keys: readonly string[]): void {
+  const defaults: Record<string, unknown> = { causal_align: "bottom_right", window: 0, mask: "none", softcap: 0, kv_cache: false };
+  for (const key of keys) {
+    if (key in defaults) {
+      if (cfg[key] !== undefined && cfg[key] !== defaults[key]) throw new FormulaError(`${formula}: ${key} = ${JSON.stringify(cfg[key])} is not implemented here`);
+    } else if (cfg[key] !== undefined) throw new FormulaError(`${formula}: ${key} is not implemented here`);
+  }
+}
+
 function num(cfg: FormulaConfig, key: string, fallback?: number): number {
   const v = cfg[key] ?? fallback;
   if (typeof v !== "number") throw new FormulaError(`hyperparameter ${key} must be a number, got ${JSON.stringify(v)}`);
@@ -207,6 +221,9 @@ const FORMULAS: Record<string, Formula> = {
   attention: {
     run: (a, cfg) => {
       if (flag(cfg, "alibi", false)) throw new FormulaError("alibi = true is not implemented here");
+      onlyDefaultConventions(cfg, "attention", ["causal_align", "window", "mask", "softcap", "scale"]);
+      // the heads are a batch axis here: grouped K/V heads (H_kv < H) would need repeating
+      if (cfg["H_kv"] !== undefined && cfg["H_kv"] !== cfg["H"]) throw new FormulaError("attention: H_kv ≠ H (grouped K/V heads) is not implemented here");
       return { y: attention(need(a, "Q"), need(a, "K"), need(a, "V"), flag(cfg, "causal", true)) };
     },
   },
@@ -215,6 +232,7 @@ const FORMULAS: Record<string, Formula> = {
       const H = int(cfg, "H");
       const H_kv = int(cfg, "H_kv", H);
       choice(cfg, "positions", ["none"], "none");
+      onlyDefaultConventions(cfg, "mha", ["window", "softcap"]);
       if (flag(cfg, "kv_cache", false) || int(cfg, "offset", 0) !== 0) throw new FormulaError("KV-cache decoding is not implemented here");
       const bias = flag(cfg, "bias", true);
       const x = need(a, "x");
@@ -250,6 +268,7 @@ const FORMULAS: Record<string, Formula> = {
       const act = ACTIVATIONS[choice(cfg, "activation", ["gelu", "gelu_tanh", "relu"] as const, "gelu")];
       choice(cfg, "positions", ["none"], "none");
       if (flag(cfg, "parallel", false)) throw new FormulaError("parallel = true is not implemented here");
+      onlyDefaultConventions(cfg, "block_pre_ln", ["window", "softcap", "kv_cache"]);
       const N = (t: TF.Tensor, name: string): TF.Tensor =>
         norm === "layer_norm" ? layerNorm(t, need(a, `${name}.weight`), need(a, `${name}.bias`), eps) : rmsNorm(t, need(a, `${name}.weight`), eps);
       const x = need(a, "x");

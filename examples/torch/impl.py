@@ -95,12 +95,23 @@ def softmax(x: T) -> T:
     return F.softmax(x, dim=-1)
 
 
+def softmax_axis(x: T, cfg: Config) -> int:
+    """The axis hyperparameter (negative, counted from the end) checked against x's rank."""
+    axis = cfg.int("axis", -1)
+    if axis >= 0 or -axis > x.dim():
+        raise FormulaError(f"axis = {axis} must be negative and name one of the {x.dim()} axes of x {list(x.shape)}")
+    return axis
+
+
 def f_softmax(a: Args, cfg: Config) -> Args:
-    return {"y": softmax(need(a, "x"))}
+    x = need(a, "x")
+    axis = softmax_axis(x, cfg)
+    return {"y": softmax(x) if axis == -1 else softmax(x.movedim(axis, -1)).movedim(-1, axis)}
 
 
 def f_log_softmax(a: Args, cfg: Config) -> Args:
-    return {"y": F.log_softmax(need(a, "x"), dim=-1)}
+    x = need(a, "x")
+    return {"y": F.log_softmax(x, dim=softmax_axis(x, cfg))}
 
 
 def f_logsumexp(a: Args, cfg: Config) -> Args:
@@ -112,10 +123,28 @@ def f_cross_entropy(a: Args, cfg: Config) -> Args:
     if tuple(t.shape) != tuple(z.shape[:-1]):
         raise FormulaError(f"targets have shape {list(t.shape)} but logits {list(z.shape)} need {list(z.shape[:-1])}")
     ignore = cfg.int("ignore_index", -100)
-    check_ids(torch.where(t == ignore, torch.zeros_like(t), t), z.shape[-1], "targets")
-    # nn.CrossEntropyLoss (mean over the positions whose target is not ignore_index) on [positions, V]
-    ce = module(("ce", ignore), lambda: nn.CrossEntropyLoss(ignore_index=ignore))
-    loss = functional_call(ce, {}, (z.reshape(-1, z.shape[-1]), t.reshape(-1).long()))
+    eps = cfg.num("label_smoothing", 0.0)
+    reduction = cfg.choice("reduction", ("mean", "sum", "none"), "mean")
+    V = z.shape[-1]
+    check_ids(torch.where(t == ignore, torch.zeros_like(t), t), V, "targets")
+    w = need(a, "weight") if cfg.bool("weight", False) else None
+    if w is not None and tuple(w.shape) != (V,):
+        raise FormulaError(f"weight has shape {list(w.shape)} but logits need [{V}]")
+    # nn.CrossEntropyLoss on [positions, V]: mean over the positions whose target is not ignore_index
+    # (weighted: divided by Σ weight[target]), their sum, or one loss per position
+    ce = module(("ce", ignore, eps, reduction, w is not None), lambda: nn.CrossEntropyLoss(weight=None if w is None else torch.ones(V), ignore_index=ignore, label_smoothing=eps, reduction=reduction))
+    loss = functional_call(ce, {} if w is None else {"weight": w.detach()}, (z.reshape(-1, V), t.reshape(-1).long()))
+    if reduction == "none":
+        loss = loss.reshape(t.shape)
+    if w is not None and w.requires_grad:
+        # nll_loss does not differentiate the weight: add its gradient (and exactly 0 in value) from
+        # the weighted sums written out, l_i = w[t_i]((1 − ε) nll_i) + (ε/V) Σ_c w_c (−log p_ic)
+        logp = F.log_softmax(z.detach(), dim=-1)
+        keep = t != ignore
+        ids = torch.where(keep, t, torch.zeros_like(t)).long()
+        per = torch.where(keep, (1 - eps) * w[ids] * -logp.gather(-1, ids[..., None])[..., 0] + (eps / V) * -(logp * w).sum(-1), torch.zeros_like(logp[..., 0]))
+        e = per if reduction == "none" else per.sum() if reduction == "sum" else per.sum() / (w[ids] * keep).sum()
+        loss = loss + (e - e.detach())
     return {"loss": loss}
 
 
@@ -195,26 +224,56 @@ def f_positional_learned(a: Args, cfg: Config) -> Args:
     return {"y": P[offset : offset + n]}
 
 
-def rope(x: T, base: float, offset: int, convention: str) -> T:
-    """Rotate pairs by p·base^(−2i/d_k): ``half`` pairs (i, i + d_k/2) as HF LLaMA's rotate_half,
-    ``interleaved`` pairs (2i, 2i+1) as complex numbers (Meta LLaMA, RoFormer)."""
+def rope(x: T, base: float, offset: int, convention: str, rotary_dims: Optional[int] = None, position_ids: Optional[T] = None) -> T:
+    """Rotate pairs of the first r = rotary_dims dims (default all) by p·base^(−2i/r): ``half``
+    pairs (i, i + r/2) as HF LLaMA's rotate_half, ``interleaved`` pairs (2i, 2i+1) as complex
+    numbers (Meta LLaMA, RoFormer); dims r … d_k − 1 pass through (HF GPT-NeoX partial rotary).
+    Positions are position_ids [..., n] (shared by x's axes between their batch and the rows),
+    else offset … offset + n − 1."""
     n, d_k = x.shape[-2], x.shape[-1]
-    if d_k % 2:
-        raise FormulaError(f"rope needs an even d_k, got {d_k}")
-    inv_freq = 1.0 / (base ** (torch.arange(0, d_k, 2, dtype=x.dtype) / d_k))
-    t = torch.arange(offset, offset + n, dtype=x.dtype)
-    freqs = torch.outer(t, inv_freq)  # [n, d_k/2]
+    r = d_k if rotary_dims is None else rotary_dims
+    if r % 2 or r < 0 or r > d_k:
+        raise FormulaError(f"rope rotates an even number of dims r ≤ d_k = {d_k}, got {r}")
+    if r == 0:
+        return x * 1
+    inv_freq = 1.0 / (base ** (torch.arange(0, r, 2, dtype=x.dtype) / r))
+    if position_ids is None:
+        t = torch.arange(offset, offset + n, dtype=x.dtype)
+    else:
+        if position_ids.shape[-1] != n or position_ids.dim() > x.dim() - 1:
+            raise FormulaError(f"position_ids has shape {list(position_ids.shape)} but x has {n} rows and shape {list(x.shape)}")
+        t = position_ids.to(x.dtype)
+        t = t.reshape(*t.shape[:-1], *([1] * (x.dim() - 1 - t.dim())), n)  # [..., 1 (heads), n]
+    freqs = t[..., None] * inv_freq  # [..., n, r/2]
+    xr, xp = x[..., :r], x[..., r:]
     if convention == "half":
         emb = torch.cat((freqs, freqs), dim=-1)
-        x1, x2 = x[..., : d_k // 2], x[..., d_k // 2 :]
-        return x * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()
-    xc = torch.view_as_complex(x.contiguous().reshape(*x.shape[:-1], d_k // 2, 2))
-    return torch.view_as_real(xc * torch.polar(torch.ones_like(freqs), freqs)).flatten(-2)
+        x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]
+        y = xr * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()
+    else:
+        xc = torch.view_as_complex(xr.contiguous().reshape(*xr.shape[:-1], r // 2, 2))
+        y = torch.view_as_real(xc * torch.polar(torch.ones_like(freqs), freqs)).flatten(-2)
+    return torch.cat((y, xp), dim=-1) if r < d_k else y
 
 
 def f_rope(a: Args, cfg: Config) -> Args:
     conv = cfg.choice("convention", ("half", "interleaved"), "half")
-    return {"y": rope(need(a, "x"), cfg.num("base", 10000), cfg.int("offset", 0), conv)}
+    ids = need(a, "position_ids") if cfg.bool("position_ids", False) else None
+    r = cfg.int("rotary_dims") if "rotary_dims" in cfg else None
+    return {"y": rope(need(a, "x"), cfg.num("base", 10000), cfg.int("offset", 0), conv, r, ids)}
+
+
+def f_dropout(a: Args, cfg: Config) -> Args:
+    """y = x·m/(1 − p) in explicit ops with the given keep mask (F.dropout draws its own); p = 1 gives zeros."""
+    x, keep = need(a, "x"), need(a, "keep_mask")
+    p = cfg.num("p", 0.5)
+    if not 0 <= p <= 1:
+        raise FormulaError(f"dropout: p must lie in [0, 1], got {p}")
+    if tuple(keep.shape) != tuple(x.shape):
+        raise FormulaError(f"keep_mask has shape {list(keep.shape)} but x has {list(x.shape)}")
+    if p == 1:
+        return {"y": x * 0}
+    return {"y": torch.where(keep != 0, x / (1 - p), torch.zeros((), dtype=x.dtype))}
 
 
 # ============================================================================ attention
@@ -242,8 +301,9 @@ def attention(Q: T, K: T, V: T, causal: bool, bias: Optional[T] = None, *, align
     if mask_kind != "none":
         if mask is None:
             raise FormulaError(f"mask = {mask_kind} needs a mask argument")
-        if tuple(mask.shape) != tuple(scores.shape):
-            raise FormulaError(f"mask has shape {list(mask.shape)} but the scores have {list(scores.shape)}")
+        # a mask of another shape broadcasts against the scores by NumPy rules (SDPA's attn_mask)
+        if mask.dim() > scores.dim() or tuple(torch.broadcast_shapes(mask.shape, scores.shape)) != tuple(scores.shape):
+            raise FormulaError(f"mask has shape {list(mask.shape)}, which does not broadcast to the scores' {list(scores.shape)}")
         if mask_kind == "boolean":
             allowed = allowed & (mask != 0)
         else:
@@ -268,6 +328,9 @@ def attention(Q: T, K: T, V: T, causal: bool, bias: Optional[T] = None, *, align
     return softmax(scores) @ V
 
 
+MASK_SHAPES = ("scores", "m", "n,m", "1,m", "1,n,m", "H,n,m", "1,1,m", "H,1,m", "...,1,m", "...,1,n,m", "...,1,1,m", "...,H,1,m")
+
+
 def f_attention(a: Args, cfg: Config) -> Args:
     Q, K, V = need(a, "Q"), need(a, "K"), need(a, "V")
     if "H_kv" in cfg:
@@ -282,6 +345,7 @@ def f_attention(a: Args, cfg: Config) -> Args:
             raise FormulaError("attention with alibi needs Q shaped [..., H, n, d_k]")
         bias = alibi_bias(cfg.int("H", Q.shape[-3]), Q.shape[-2], K.shape[-2], "relative", Q.dtype)
     scale = cfg.num("scale") if "scale" in cfg else None
+    cfg.choice("mask_shape", MASK_SHAPES, "scores")
     y = attention(Q, K, V, cfg.bool("causal", True), bias, align=cfg.choice("causal_align", ("bottom_right", "top_left"), "bottom_right"),
                   window=cfg.int("window", 0), scale=scale, softcap=cfg.num("softcap", 0.0),
                   mask_kind=cfg.choice("mask", ("none", "boolean", "additive"), "none"), mask=a.get("mask"))
@@ -402,12 +466,17 @@ def f_mha(a: Args, cfg: Config) -> Args:
 # ============================================================================ norms, linear, FFN
 
 
-def layer_norm(x: T, gamma: T, beta: T, eps: float) -> T:
-    """nn.LayerNorm (biased variance, ε inside the square root)."""
-    d = x.shape[-1]
-    if tuple(gamma.shape) != (d,) or tuple(beta.shape) != (d,):
-        raise FormulaError(f"gamma {list(gamma.shape)} and beta {list(beta.shape)} must have shape [{d}]")
-    mod = module(("ln", d, eps, x.dtype), lambda: nn.LayerNorm(d, eps=eps, dtype=x.dtype))
+def layer_norm(x: T, gamma: T, beta: Optional[T], eps: float, k: int = 1) -> T:
+    """nn.LayerNorm over the last k axes (biased variance, ε inside the square root); without β,
+    F.layer_norm with bias=None (torch 1.13's nn.LayerNorm has no bias=False)."""
+    ns = tuple(x.shape[-k:]) if 1 <= k <= x.dim() else None
+    if ns is None:
+        raise FormulaError(f"normalized_axes = {k} must be from 1 to the rank of x {list(x.shape)}")
+    if tuple(gamma.shape) != ns or (beta is not None and tuple(beta.shape) != ns):
+        raise FormulaError(f"gamma {list(gamma.shape)}{'' if beta is None else f' and beta {list(beta.shape)}'} must have shape {list(ns)}")
+    if beta is None:
+        return F.layer_norm(x, ns, gamma, None, eps)
+    mod = module(("ln", ns, eps, x.dtype), lambda: nn.LayerNorm(ns, eps=eps, dtype=x.dtype))
     return functional_call(mod, {"weight": gamma, "bias": beta}, (x,))
 
 
@@ -417,7 +486,8 @@ def rms_norm(x: T, gamma: T, eps: float) -> T:
 
 
 def f_layer_norm(a: Args, cfg: Config) -> Args:
-    return {"y": layer_norm(need(a, "x"), need(a, "gamma"), need(a, "beta"), cfg.num("eps", 1e-5))}
+    beta = need(a, "beta") if cfg.bool("bias", True) else None
+    return {"y": layer_norm(need(a, "x"), need(a, "gamma"), beta, cfg.num("eps", 1e-5), cfg.int("normalized_axes", 1))}
 
 
 def f_rms_norm(a: Args, cfg: Config) -> Args:
@@ -446,7 +516,27 @@ def linear(x: T, W: T, b: Optional[T]) -> T:
 
 
 def f_linear(a: Args, cfg: Config) -> Args:
-    return {"y": linear(need(a, "x"), need(a, "W"), a.get("b"))}
+    return {"y": linear(need(a, "x"), need(a, "W"), need(a, "b") if cfg.bool("bias", True) else None)}
+
+
+def batch_axes(cfg: Config, key: str) -> Optional[List[str]]:
+    """A matmul batch hyperparameter as a list of dims ("B,1" → ["B", "1"]); None for "..." (any)."""
+    v = cfg.get(key, "...")
+    items = [] if str(v).strip() in ("", "none") else [p for p in str(v).replace(",", " ").split()]
+    return None if items == ["..."] else items
+
+
+def f_matmul(a: Args, cfg: Config) -> Args:
+    """torch.matmul: batch axes broadcast, a 1-D operand a row (a) or column (b) vector."""
+    x, y = need(a, "a"), need(a, "b")
+    vec = cfg.choice("vector", ("none", "a", "b", "both"), "none")
+    for name, t, is_vec, key in (("a", x, vec in ("a", "both"), "a_batch"), ("b", y, vec in ("b", "both"), "b_batch")):
+        want = batch_axes(cfg, key)
+        if is_vec and t.dim() != 1:
+            raise FormulaError(f"vector = {vec}: {name} must be 1-D, got {list(t.shape)}")
+        if not is_vec and (t.dim() < 2 or (want is not None and t.dim() != len(want) + 2)):
+            raise FormulaError(f"{name} has shape {list(t.shape)} but {key} = {cfg.get(key, '...')!r} needs {'at least 2' if want is None else len(want) + 2} axes")
+    return {"y": torch.matmul(x, y)}
 
 
 def ffn(x: T, W_1: T, b_1: Optional[T], W_2: T, b_2: Optional[T], activation: str) -> T:
@@ -653,11 +743,13 @@ FORMULAS: Dict[str, Callable[[Args, Config], Args]] = {
     "relu": unary(ACT["relu"]),
     "silu": unary(ACT["silu"]),
     "linear": f_linear,
+    "matmul": f_matmul,
     "ffn": f_ffn,
     "swiglu": f_swiglu,
     "embedding": f_embedding,
     "positional_learned": f_positional_learned,
     "rope": f_rope,
+    "dropout": f_dropout,
     "logits": f_logits,
     "cross_entropy": f_cross_entropy,
     "block": block_formula(None),
@@ -728,6 +820,10 @@ def handle(method: str, params: Dict[str, Any]) -> str:
     cfg = Config(raw)
     if formula not in ("attention", "causal_mask") and (cfg.get("window") or cfg.get("softcap")):
         raise FormulaError(f"{formula}: this adapter implements window and softcap only in attention and causal_mask")
+    if formula != "rope" and (cfg.get("rotary_dims") is not None or cfg.get("position_ids")):
+        raise FormulaError(f"{formula}: this adapter implements rotary_dims and position_ids only in rope")
+    if formula != "dropout" and cfg.get("dropout"):
+        raise FormulaError(f"{formula}: this adapter implements dropout only as the dropout formula")
     inputs = {k: decode_tensor(v, f"input {k}") for k, v in params.get("inputs", {}).items()}
     dtype = request_dtype(inputs, cfg)
     if formula in NO_FLOAT_ARGS:
