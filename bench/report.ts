@@ -20,6 +20,10 @@ function timeCell(r: Row): string {
   return t.reps > 1 ? `${ms(t.medianMs)} (${ms(t.minMs)}–${ms(t.maxMs)}, ${t.reps} reps)` : `${ms(t.medianMs)} (1 rep)`;
 }
 
+function agreeText(a: NonNullable<Row["agreement"]>): string {
+  return `${a.ok ? "ok" : "**DISAGREES**"} ${a.worst.toExponential(1)} ≤ ${a.tolerance.toExponential(1)}${a.missing.length ? `, missing ${a.missing.join(", ")}` : ""}`;
+}
+
 function agreeCell(r: Row): string {
   const a = r.agreement;
   if (a === undefined) return "";
@@ -124,6 +128,40 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
     const l = res.laws;
     out.push(`## Laws`, "");
     out.push(l.available ? `\`runLaws(referenceImplementation(), …)\`: ${l.runs} cases in ${ms(l.timeMs!)} = **${l.perSecond!.toFixed(1)} cases/s** (${l.passed} laws passed, ${l.failed} failed, ${l.skipped} skipped).` : `Not available: ${l.note}.`, "");
+  }
+  if (res.transport) {
+    const t = res.transport;
+    const cell = (x: (typeof t.rows)[number]) => (x.skipped !== undefined ? `— (${x.skipped})` : `${ms(x.timing!.medianMs)} (${ms(x.timing!.minMs)}–${ms(x.timing!.maxMs)}, ${x.timing!.reps} reps)`);
+    out.push(
+      `## Process protocol transport`,
+      "",
+      `Run ${t.date.slice(0, 16)}Z, load average ${t.loadavg.map((v) => v.toFixed(1)).join(", ")} before it${t.loadavg[0]! > 1 ? " (**a loaded machine**: other processes shared the cores)" : ""}. ` +
+        `${(t.rows[0]?.elements ?? 0).toLocaleString("en")} float64 sent to the program and answered back, the answer compared bit for bit before its time counts: the Node echo fixture answers \`identity\` (transport alone), examples/numpy answers \`relu\` through specformer.serve (transport and Python's handling). JSON: numbers in the line; binary: raw little-endian frames after it (docs/PROTOCOL.md, "Binary tensors").`,
+      "",
+    );
+    out.push(table(["peer", "JSON numbers", "binary frames", "JSON / binary"], (["node-echo", "numpy"] as const).map((peer) => {
+      const j = t.rows.find((r) => r.peer === peer && r.transport === "json");
+      const b = t.rows.find((r) => r.peer === peer && r.transport === "binary");
+      const sp = t.speedup[peer];
+      return [peer === "node-echo" ? "Node echo (verify/fixtures/echo.mjs)" : "NumPy (examples/numpy/impl.py)", j ? cell(j) : "", b ? cell(b) : "", sp === undefined ? "" : `**${sp.toFixed(1)}×**`];
+    })), "");
+    if (t.numpyBlas) out.push(`BLAS mapped by the NumPy peer: ${t.numpyBlas.libraries.join(", ") || "none found"}${t.numpyBlas.netlib ? " — **the reference netlib BLAS: not a fair peer** (bench/README.md)" : ""}.`, "");
+  }
+  if (res.gptProcess) {
+    const g = res.gptProcess;
+    const sec = (v: number | undefined) => (v === undefined ? "" : ms(v));
+    out.push(`## GPT-2 small verified through the process protocol`, "");
+    out.push(g.skipped !== undefined
+      ? `Skipped: ${g.skipped}.`
+      : `Run ${g.date.slice(0, 16)}Z, load average ${g.loadavg.map((v) => v.toFixed(1)).join(", ")} before it${g.loadavg[0]! > 1 ? " (**a loaded machine**)" : ""}. The \`gpt\` formula at GPT-2-small size (d_model 768, 12 layers, 12 heads, V 50257, 64 tokens), float32, forward then backward (cotangent 1 on the loss), answered by examples/numpy/impl.py over ${g.transport} tensors; every weight travels with each request (bench/gpt-process.ts). ` +
+        `Wall time **${sec(g.wallMs)}** (forward ${sec(g.forwardMs)}, backward ${sec(g.backwardMs)}); ${g.requestMiB!.toFixed(0)} MiB sent, ${g.answerMiB!.toFixed(0)} MiB answered; transport (encode, write until the program has read it, receive, decode) ${sec(g.transportMs)} = **${(100 * g.transportShare!).toFixed(1)} %** of the wall time. ` +
+        `Loss ${g.loss}; loss and every gradient against PyTorch's float64 result on the same values: ${g.agreement ? agreeText(g.agreement) : "not checked (no PyTorch)"}.`, "");
+  }
+  if (res.startup) {
+    const st = res.startup;
+    out.push(`## \`npm start\``, "", st.timing
+      ? `\`node bin/specformer.mjs verify\` (compiled dist/: every golden case, gradient check and law on the reference), run ${st.date.slice(0, 16)}Z, load average ${st.loadavg.map((v) => v.toFixed(1)).join(", ")} before it${st.loadavg[0]! > 1 ? " (**a loaded machine**)" : ""}: **${ms(st.timing.medianMs)}** median (${ms(st.timing.minMs)}–${ms(st.timing.maxMs)}, ${st.timing.reps} runs). Its last line: \`${st.summary ?? ""}\`.`
+      : `Skipped: ${st.skipped}.`, "");
   }
   if (res.notes.length > 0) out.push(`## Notes`, "", ...res.notes.map((n) => `- ${n}`), "");
   if (optimisationLog.trim() !== "") out.push(optimisationLog.trim(), "");

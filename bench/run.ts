@@ -10,11 +10,17 @@
  * second; and what each of the interpreter's optimisations buys (the same pass with them switched
  * on one by one).
  *
+ * Also: the process protocol's transport (JSON numbers against binary frames, through the Node echo
+ * fixture and the NumPy example; bench/transport.ts) and the wall time of `npm start` (`specformer
+ * verify` on the reference; needs `npm run build`).
+ *
  * Options: `--quick` (fewer repetitions), `--smoke` (every workload at a tiny size, once; what the
- * test runs), `--out DIR` (default: bench/), `--only matmul,block,gpt,interpreter,gradcheck,laws`,
+ * test runs), `--out DIR` (default: bench/), `--only matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup`
+ * (a partial run keeps the other parts of the previous bench/results.json in the report; also
+ * `cli-startup` and `timings`, which print their figures only),
  * `--no-tfjs-cpu-gpt` (skip tfjs's CPU backend on the GPT-2 shape, which takes minutes).
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { availableParallelism, cpus, freemem, loadavg, totalmem } from "node:os";
 import path from "node:path";
@@ -36,6 +42,8 @@ import {
 import { TorchPeer, torchUnavailable } from "./peers/torch.js";
 import type { GptChildResult, GptJob } from "./gpt-child.js";
 import { renderMarkdown } from "./report.js";
+import { PYTHON, transportBench, type TransportResults } from "./transport.js";
+import { gptThroughProcess } from "./gpt-process.js";
 
 export type Engine = "specformer" | "tfjs-cpu" | "tfjs-wasm" | "torch";
 export const ENGINES: readonly Engine[] = ["specformer", "tfjs-cpu", "tfjs-wasm", "torch"];
@@ -85,6 +93,15 @@ export interface Results {
   readonly gradcheck?: { readonly formula: string; readonly tokens: number; readonly ok: boolean; readonly timing: Timing; readonly directions: number };
   /** The same pass with the interpreter's optimisations switched on one by one (what each buys). */
   readonly interpreter?: readonly { readonly workload: string; readonly config: string; readonly timing: Timing; readonly peakRssBytes?: number }[];
+  /** The process protocol's transport: JSON numbers against binary frames (bench/transport.ts). */
+  readonly transport?: TransportResults & { readonly date: string; readonly loadavg: readonly number[] };
+  /** GPT-2-small shape verified through the process protocol with examples/numpy as the peer (bench/gpt-process.ts). */
+  readonly gptProcess?: {
+    readonly date: string; readonly loadavg: readonly number[]; readonly transport?: string; readonly wallMs?: number; readonly forwardMs?: number; readonly backwardMs?: number;
+    readonly transportMs?: number; readonly transportShare?: number; readonly requestMiB?: number; readonly answerMiB?: number; readonly agreement?: Agreement; readonly loss?: number; readonly skipped?: string;
+  };
+  /** Wall time of `npm start` (`node bin/specformer.mjs verify`, compiled). */
+  readonly startup?: { readonly date: string; readonly loadavg: readonly number[]; readonly timing?: Timing; readonly summary?: string; readonly skipped?: string };
   readonly laws?: { readonly available: boolean; readonly note?: string; readonly runs?: number; readonly timeMs?: number; readonly perSecond?: number; readonly passed?: number; readonly failed?: number; readonly skipped?: number };
   readonly targets: { readonly name: string; readonly value: number | undefined; readonly goal: string; readonly met: boolean | undefined }[];
   readonly notes: string[];
@@ -412,6 +429,67 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     let laws: Results["laws"];
     if (only("laws")) laws = await lawsPerSecond(smoke ? 1 : mode === "quick" ? 5 : 20, log);
 
+    // -------------------------------------------------------------------------------- transport
+    let transport: Results["transport"];
+    if (only("transport")) {
+      const before = loadavg();
+      const numpy = pythonHasNumpy();
+      const res = await transportBench({
+        elements: smoke ? 1000 : 1_250_000,
+        repsJson: smoke || mode === "quick" ? 1 : 3,
+        repsBinary: smoke ? 1 : mode === "quick" ? 3 : 7,
+        numpy,
+        log,
+      });
+      transport = { ...res, date: new Date().toISOString(), loadavg: before };
+      if (res.numpyBlas?.netlib) {
+        const w = `WARNING: the NumPy peer runs on the reference netlib BLAS (${res.numpyBlas.libraries.join(", ")}), about 10× slower than OpenBLAS: install libopenblas0-openmp (see bench/README.md) for a fair peer.`;
+        notes.push(w);
+        log(w);
+      }
+    }
+
+    // -------------------------------------------------------------------------------- gpt through the process protocol
+    let gptProcess: Results["gptProcess"];
+    if (only("gpt-process")) {
+      const before = loadavg();
+      const date = new Date().toISOString();
+      const size = smoke ? SMOKE_GPT : GPT2_SMALL;
+      if (!pythonHasNumpy()) gptProcess = { date, loadavg: before, skipped: `${PYTHON} with numpy not available` };
+      else {
+        try {
+          const res = await gptThroughProcess(size, log);
+          const K = Math.max(size.V, size.d_ff, size.d_model, size.tokens);
+          const depth = 2 * (9 * size.L + 3);
+          // the reference: PyTorch in float64 on the same seeded values (a process of its own; at
+          // full size specformer's own engine needs several GiB more than this check is worth)
+          let agreement: Agreement | undefined;
+          if (noTorch === undefined) {
+            const peer = new TorchPeer();
+            try {
+              await peer.request({ kind: "info", threads: base.cores });
+              const ref = await peer.request<{ summaries: Record<string, Summary> }>({ kind: "gpt", size, dtype: "f64", tensors: gptTensors(size), eps: gptConfig(size)["eps"], seed: SEED, warmup: 0, reps: 1 });
+              agreement = agree(ref.summaries, res.summaries, agreementTolerance("f64", "f32", K, depth));
+            } finally {
+              await peer.close();
+            }
+          } else notes.push(`GPT-2 small through the process protocol: not checked against PyTorch (${noTorch})`);
+          gptProcess = {
+            date, loadavg: before, transport: res.transport, wallMs: res.wallMs, forwardMs: res.forward.wallMs, backwardMs: res.backward.wallMs, transportMs: res.transportMs, transportShare: res.transportShare,
+            requestMiB: (res.forward.requestBytes + res.backward.requestBytes) / 2 ** 20, answerMiB: (res.forward.answerBytes + res.backward.answerBytes) / 2 ** 20, ...(agreement ? { agreement } : {}), loss: res.loss,
+          };
+          log(`gpt through numpy: ${res.wallMs.toFixed(0)} ms wall, transport ${(100 * res.transportShare).toFixed(1)} %, agreement with PyTorch f64 ${agreement === undefined ? "not checked" : `${agreement.ok ? "ok" : "DISAGREES"} (${agreement.worst.toExponential(1)} ≤ ${agreement.tolerance.toExponential(1)})`}`);
+        } catch (e) {
+          gptProcess = { date, loadavg: before, skipped: `failed: ${(e as Error).message.split("\n")[0]}` };
+          log(`gpt through numpy failed: ${(e as Error).message}`);
+        }
+      }
+    }
+
+    // -------------------------------------------------------------------------------- startup
+    let startup: Results["startup"];
+    if (only("startup")) startup = await startupTiming(smoke ? 1 : mode === "quick" ? 2 : 3, smoke, log);
+
     const after = loadavg();
     const tfjsVersion = tfp.tfjsVersion();
     await tfp.useBackend("wasm");
@@ -419,19 +497,105 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     if (after[0]! > base.cores * 0.75 || base.loadavgBefore[0]! > base.cores * 0.75) {
       notes.push(`The machine was busy (load average ${base.loadavgBefore[0]!.toFixed(1)} before, ${after[0]!.toFixed(1)} after, on ${base.cores} cores): other processes competed for the cores, so times are slower and noisier than on an idle machine; the ranges show how much.`);
     }
-    const results: Results = { date: new Date().toISOString(), mode, machine, rows, ...(gradcheck ? { gradcheck } : {}), ...(interpreter.length > 0 ? { interpreter } : {}), ...(laws ? { laws } : {}), targets: targetsOf(rows, machine), notes };
+    if (torchInfo && isNetlibName(torchInfo.blasLibraries)) {
+      const w = `WARNING: PyTorch runs on the reference netlib BLAS (${torchInfo.blasLibraries.join(", ")}), about 10× slower than OpenBLAS: install libopenblas0-openmp (see bench/README.md) for a fair peer.`;
+      notes.push(w);
+      log(w);
+    }
+    let results: Results = {
+      date: new Date().toISOString(), mode, machine, rows, ...(gradcheck ? { gradcheck } : {}), ...(interpreter.length > 0 ? { interpreter } : {}), ...(laws ? { laws } : {}),
+      ...(transport ? { transport } : {}), ...(gptProcess ? { gptProcess } : {}), ...(startup ? { startup } : {}), targets: targetsOf(rows, machine, transport, startup, gptProcess), notes,
+    };
     if (opts.outDir !== undefined || !smoke) {
       const out = opts.outDir ?? HERE;
       mkdirSync(out, { recursive: true });
+      if (opts.only !== undefined && existsSync(path.join(out, "results.json"))) results = mergeWithPrevious(JSON.parse(readFileSync(path.join(out, "results.json"), "utf8")) as Results, results, opts.only);
       writeFileSync(path.join(out, "results.json"), JSON.stringify(results, null, 1) + "\n");
-      const logPath = path.join(HERE, "OPTIMISATION.md");
-      writeFileSync(path.join(out, "RESULTS.md"), renderMarkdown(results, existsSync(logPath) ? readFileSync(logPath, "utf8") : ""));
+      // hand-written notes appended to the generated report
+      const notesText = ["OPTIMISATION.md", "STARTUP.md"].map((f) => path.join(HERE, f)).filter((f) => existsSync(f)).map((f) => readFileSync(f, "utf8")).join("\n");
+      writeFileSync(path.join(out, "RESULTS.md"), renderMarkdown(results, notesText));
     }
     return results;
   } finally {
     await torch?.close();
     await shutdownMatmulWorkers();
   }
+}
+
+/** Workloads that produce rows of the main table (the rest have sections of their own). */
+const ROW_WORKLOADS = ["matmul", "block", "gpt"];
+
+/**
+ * A partial run (`--only`) merged into the previous results: the parts it ran replace theirs,
+ * the rest (and their dates) are kept, so RESULTS.md stays whole. Rows are replaced when any
+ * row-producing workload ran.
+ */
+export function mergeWithPrevious(prev: Results, cur: Results, only: readonly string[]): Results {
+  const ranRows = only.some((w) => ROW_WORKLOADS.includes(w));
+  const pick = <K extends "gradcheck" | "interpreter" | "laws" | "transport" | "gptProcess" | "startup">(k: K, w: string): Partial<Results> =>
+    (only.includes(w) ? (cur[k] !== undefined ? { [k]: cur[k] } : {}) : prev[k] !== undefined ? { [k]: prev[k] } : {}) as Partial<Results>;
+  const rows = ranRows ? cur.rows : prev.rows;
+  const machine = ranRows ? cur.machine : { ...cur.machine, ...(prev.machine.torch ? { torch: prev.machine.torch } : {}) };
+  const merged: Results = {
+    ...cur,
+    date: ranRows ? cur.date : prev.date,
+    mode: ranRows ? cur.mode : prev.mode,
+    machine,
+    rows,
+    ...pick("gradcheck", "gradcheck"),
+    ...pick("interpreter", "interpreter"),
+    ...pick("laws", "laws"),
+    ...pick("transport", "transport"),
+    ...pick("gptProcess", "gpt-process"),
+    ...pick("startup", "startup"),
+    // a note of an earlier run of the same parts goes with the figures it was about
+    notes: [...(ranRows ? [] : prev.notes.filter((n) => !cur.notes.includes(n) && !n.includes(`(--only ${only.join(",")}): `))), ...cur.notes.map((n) => `${cur.date.slice(0, 16)}Z (--only ${only.join(",")}): ${n}`)],
+    targets: [],
+  };
+  return { ...merged, targets: targetsOf(merged.rows, merged.machine, merged.transport, merged.startup, merged.gptProcess) };
+}
+
+function isNetlibName(libs: readonly string[]): boolean {
+  const blas = libs.filter((l) => /blas/i.test(path.basename(l)));
+  return blas.length > 0 && blas.every((l) => !/openblas|blis|mkl|atlas/i.test(l));
+}
+
+function pythonHasNumpy(): boolean {
+  try {
+    execFileSync(PYTHON, ["-c", "import numpy"], { stdio: "pipe" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Wall time of `node bin/specformer.mjs verify` (what `npm start` runs) on the compiled dist/. */
+async function startupTiming(runs: number, smoke: boolean, log: (l: string) => void): Promise<Results["startup"]> {
+  const before = loadavg();
+  const date = new Date().toISOString();
+  const root = path.join(HERE, "..");
+  if (!existsSync(path.join(root, "dist", "cli", "main.js"))) {
+    const skipped = "dist/ is missing: run `npm run build` first";
+    log(`startup skipped: ${skipped}`);
+    return { date, loadavg: before, skipped };
+  }
+  const args = [path.join(root, "bin", "specformer.mjs"), "verify", ...(smoke ? ["--formulas", "softmax"] : [])];
+  const times: number[] = [];
+  let summary = "";
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SPECFORMER_SOURCE: "" } });
+      let text = "";
+      child.stdout.on("data", (d: Buffer) => (text += d.toString()));
+      child.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`specformer verify exited with code ${code}: ${text.trim().split("\n").at(-1) ?? ""}`))));
+    });
+    times.push(performance.now() - t0);
+    summary = out.trim().split("\n").at(-1) ?? "";
+  }
+  const timing = timingOf(times);
+  log(`npm start (specformer verify): ${timing.medianMs.toFixed(0)} ms median of ${runs}; ${summary}`);
+  return { date, loadavg: before, timing, summary };
 }
 
 function prefixed(grads: NamedTensors): NamedTensors {
@@ -467,7 +631,7 @@ async function lawsPerSecond(runs: number, log: (l: string) => void): Promise<Re
   return { available: true, runs: total, timeMs: report.timeMs, perSecond, passed: report.passed, failed: report.failed, skipped: report.skipped };
 }
 
-function targetsOf(rows: readonly Row[], machine: Machine): Results["targets"] {
+function targetsOf(rows: readonly Row[], machine: Machine, transport?: Results["transport"], startup?: Results["startup"], gptProcess?: Results["gptProcess"]): Results["targets"] {
   const find = (w: (s: string) => boolean, engine: Engine, dtype: FloatDType) => rows.find((r) => w(r.workload) && r.engine === engine && r.dtype === dtype && r.timing);
   const bigBlock = (s: string) => s.startsWith("block d_model=256 n=128 H=8");
   const spec = find(bigBlock, "specformer", "f64");
@@ -489,6 +653,12 @@ function targetsOf(rows: readonly Row[], machine: Machine): Results["targets"] {
     { name: "matmul 512 f64 (slowest of A·B, A·Bᵀ, Aᵀ·B), GFLOP/s", value: mmMin, goal: "≥ 10", met: mmMin === undefined ? undefined : mmMin >= 10 },
     { name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer time / torch time", value: gptRatio, goal: "≤ 3", met: gptRatio === undefined ? undefined : gptRatio <= 3 },
     { name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer peak RSS, GiB", value: mem === undefined ? undefined : mem / 2 ** 30, goal: "< 3", met: mem === undefined ? undefined : mem < 3 * 2 ** 30 },
+    ...(["node-echo", "numpy"] as const).map((peer) => {
+      const v = transport?.speedup[peer];
+      return { name: `1.25 M float64 round trip through ${peer === "node-echo" ? "the Node echo program" : "examples/numpy (relu)"}: JSON time / binary time`, value: v, goal: "≥ 10", met: v === undefined ? undefined : v >= 10 };
+    }),
+    { name: "GPT-2 small through the process protocol (NumPy peer, f32 fwd+bwd): transport share of wall time", value: gptProcess?.transportShare, goal: "≤ 0.25", met: gptProcess?.transportShare === undefined ? undefined : gptProcess.transportShare <= 0.25 },
+    { name: "npm start (specformer verify on the reference), wall s", value: startup?.timing ? startup.timing.medianMs / 1000 : undefined, goal: "≤ 5", met: startup?.timing ? startup.timing.medianMs <= 5000 : undefined },
   ];
 }
 
@@ -501,11 +671,29 @@ function parseArgs(argv: readonly string[]): RunOptions {
     else if (a === "--out") opts.outDir = argv[++i];
     else if (a === "--only") opts.only = (argv[++i] ?? "").split(",");
     else if (a === "--no-tfjs-cpu-gpt") opts.tfjsCpuGpt = false;
-    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,interpreter,gradcheck,laws, --no-tfjs-cpu-gpt`);
+    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup,cli-startup,timings, --no-tfjs-cpu-gpt`);
   }
-  const known = ["matmul", "block", "gpt", "interpreter", "gradcheck", "laws"];
+  const known = ["matmul", "block", "gpt", "interpreter", "gradcheck", "laws", "transport", "gpt-process", "startup", ...STANDALONE];
   for (const w of opts.only ?? []) if (!known.includes(w)) throw new Error(`--only: unknown workload "${w}"; workloads: ${known.join(", ")}`);
   return opts;
+}
+
+/**
+ * Workloads that print their figures instead of writing results.json and RESULTS.md: `cli-startup`
+ * (bench/startup.mjs, the compiled command beside `node -e 0`; needs `npm run build`) and
+ * `timings` (bench/timings.ts, the bounds that left the unit tests).
+ */
+const STANDALONE = ["cli-startup", "timings"];
+
+async function runStandalone(only: readonly string[]): Promise<number> {
+  let code = 0;
+  if (only.includes("cli-startup")) {
+    const { spawnSync } = await import("node:child_process");
+    const r = spawnSync(process.execPath, [path.join(HERE, "startup.mjs")], { stdio: "inherit" });
+    code = Math.max(code, r.status ?? 1);
+  }
+  if (only.includes("timings")) for (const l of await (await import("./timings.js")).runTimings()) process.stdout.write(`${l}\n`);
+  return code;
 }
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -515,6 +703,12 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n`);
     process.exit(2);
+  }
+  const standalone = (opts.only ?? []).filter((w) => STANDALONE.includes(w));
+  if (standalone.length > 0) {
+    const code = await runStandalone(standalone);
+    opts = { ...opts, only: opts.only!.filter((w) => !STANDALONE.includes(w)) };
+    if (opts.only!.length === 0) process.exit(code);
   }
   runBenchmarks(opts).then(
     (r) => {

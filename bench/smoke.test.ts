@@ -8,12 +8,34 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ENGINES, runBenchmarks, type Results } from "./run.js";
+import { ENGINES, mergeWithPrevious, runBenchmarks, type Results } from "./run.js";
+import { isNetlib } from "./transport.js";
 import { agree, agreementTolerance, summarize } from "./workloads.js";
 import { hashTokens, hashUniform } from "./seeded.js";
 import { TorchPeer, torchUnavailable } from "./peers/torch.js";
 
 const noTorch = torchUnavailable();
+
+describe("bench transport and partial runs", () => {
+  test("a partial run replaces only the parts it ran, and keeps the rest of the report", () => {
+    const base = { date: "2026-01-01T00:00:00.000Z", mode: "full", machine: { cores: 2 }, rows: [{ workload: "matmul 512", engine: "specformer", dtype: "f64" }], targets: [], notes: ["old note"] };
+    const prev = { ...base, laws: { available: true, runs: 10 }, startup: { date: "x", loadavg: [0], skipped: "old" } } as unknown as Results;
+    const cur = { ...base, date: "2026-02-02T00:00:00.000Z", mode: "quick", rows: [], notes: ["new note"], startup: { date: "y", loadavg: [1], skipped: "new" } } as unknown as Results;
+    const m = mergeWithPrevious(prev, cur, ["startup"]);
+    expect(m.rows).toEqual(prev.rows);
+    expect(m.date).toBe(prev.date);
+    expect(m.laws).toEqual(prev.laws);
+    expect(m.startup).toEqual(cur.startup);
+    expect(m.notes).toEqual(["old note", "2026-02-02T00:00Z (--only startup): new note"]);
+  });
+
+  test("tells the reference netlib BLAS from optimised ones", () => {
+    expect(isNetlib(["/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"])).toBe(true);
+    expect(isNetlib(["/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"])).toBe(false);
+    expect(isNetlib(["/usr/lib/x86_64-linux-gnu/libopenblas.so.0"])).toBe(false);
+    expect(isNetlib([])).toBe(false);
+  });
+});
 
 describe("bench smoke run", () => {
   let results: Results;
@@ -22,6 +44,18 @@ describe("bench smoke run", () => {
     dir = mkdtempSync(path.join(tmpdir(), "specformer-bench-"));
     results = await runBenchmarks({ mode: "smoke", outDir: dir, log: () => {} });
   }, 120_000);
+
+  test("the transport part checked every answer bit for bit with both transports", () => {
+    const t = results.transport!;
+    const echo = t.rows.filter((r) => r.peer === "node-echo");
+    expect(echo.map((r) => r.transport)).toEqual(["json", "binary"]);
+    for (const r of t.rows) expect(r.skipped === undefined || r.peer === "numpy").toBe(true);
+    expect(t.speedup["node-echo"]).toBeGreaterThan(0);
+    // the tiny GPT through the NumPy example agrees with specformer's float64 result (or says why it did not run)
+    const g = results.gptProcess!;
+    if (g.skipped === undefined && noTorch === undefined) expect(g.agreement?.ok).toBe(true);
+    else expect(g.skipped).toMatch(/numpy not available/);
+  });
 
   test("results.json has the run's structure", () => {
     const onDisk = JSON.parse(readFileSync(path.join(dir, "results.json"), "utf8")) as Results;
@@ -42,9 +76,10 @@ describe("bench smoke run", () => {
     }
     expect(onDisk.gradcheck?.ok).toBe(true);
     expect(onDisk.laws).toBeDefined();
-    expect(onDisk.targets.map((t) => t.name)).toHaveLength(5);
+    // 5 engine targets, 2 transport speed-ups (Node echo, NumPy), GPT through the protocol, npm start's wall time
+    expect(onDisk.targets.map((t) => t.name)).toHaveLength(9);
     const md = readFileSync(path.join(dir, "RESULTS.md"), "utf8");
-    for (const h of ["## Machine", "## Targets", "## Matrix multiply", "## GPT block forward + backward", "## GPT-2-small-shaped model", "## Gradient check", "## Laws"]) expect(md).toContain(h);
+    for (const h of ["## Machine", "## Targets", "## Matrix multiply", "## GPT block forward + backward", "## GPT-2-small-shaped model", "## Gradient check", "## Laws", "## Process protocol transport", "## GPT-2 small verified through the process protocol", "## `npm start`"]) expect(md).toContain(h);
   });
 
   test("every engine that ran agrees with specformer's float64 result; skips say why", () => {

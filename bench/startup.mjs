@@ -2,7 +2,7 @@
 // Start-up of the compiled `specformer` command, side by side with `node -e 0` in one run:
 // `--help`, `spec softmax`, and `verify` of the reference on one formula (its wall time minus
 // the checking time the report states is the command's overhead). Needs `npm run build` first.
-// Usage: node bench/startup.mjs [--runs N]
+// Usage: node bench/startup.mjs [--runs N]   (or npm run bench -- --only cli-startup)
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";

@@ -1,16 +1,24 @@
-/** `specformer gradcheck [FORMULA|all] [--mode full|fast|bisect] [--dtype f64|f32] [--seed N] [--json]` */
+/** `specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode full|fast|bisect] [--dtype f64|f32] [--seed N] [--config NAME,k=v,...] [--json]` */
 import "../spec/index.js";
 import { exampleConfig, exampleShapes, formulaNames, getFormula, hasFormula } from "../spec/formula.js";
 import { formulaGraph } from "../autodiff/graph.js";
 import { gradcheckGraph, type GradcheckResult } from "../autodiff/gradcheck.js";
 import { Rng, sampleInputs } from "../autodiff/random.js";
-import { intFlag, parse, parseAssignments, UsageError, type Io } from "./io.js";
+import { wireJSON } from "../autodiff/wire.js";
+import { configFlag } from "./config.js";
+import { DEFAULT_SEED, formulasFlag, parse, seedFlag, UsageError, type Io } from "./io.js";
 
-export const GRADCHECK_USAGE = `usage: specformer gradcheck [FORMULA|all] [--mode full|fast|bisect] [--dtype f64|f32] [--seed N] [--config k=v,...] [--json]
+export const GRADCHECK_USAGE = `usage: specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode full|fast|bisect] [--dtype f64|f32]
+                            [--seed N] [--config NAME,k=v,...] [--json]
 
   Checks each formula's gradient (its VJP rules, as the engine composes them) against central
   differences in float64. Default: every formula, full mode at small random sizes and fast mode
-  (random directions) at larger ones. Exit 1 if any check fails.`;
+  (random directions) at larger ones. Exit 1 if any check fails.
+
+  FORMULA, --formulas a,b  only these formulas ("all" or none: every formula)
+  --config NAME,k=v,...    a preset (its hyperparameters each formula has) and/or hyperparameters
+                           (H=2,causal=false) every checked formula must have
+  --seed N                 seed of the sizes, inputs and directions (default ${DEFAULT_SEED})`;
 
 /** Random small sizes for a check (seeded); RoPE needs an even d_k. */
 function randomDims(rng: Rng, scale: number): Record<string, number> {
@@ -28,29 +36,33 @@ interface Row {
 }
 
 export async function gradcheckCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { mode: { type: "string" }, dtype: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" }, config: { type: "string" } }, GRADCHECK_USAGE);
-  const target = positionals[0] ?? "all";
-  if (positionals.length > 1) throw new UsageError(`gradcheck takes one formula or "all"\n\n${GRADCHECK_USAGE}`);
+  const { values, positionals } = parse(argv, { mode: { type: "string" }, dtype: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" }, config: { type: "string" }, formulas: { type: "string" } }, GRADCHECK_USAGE);
+  const chosen = formulasFlag([{ flag: "--formulas", value: values.formulas }], positionals.length === 1 && positionals[0] === "all" ? [] : positionals);
   const mode = values.mode;
   if (mode !== undefined && !["full", "fast", "bisect"].includes(mode)) throw new UsageError(`--mode must be full, fast or bisect, got "${mode}"`);
   const dtype = values.dtype ?? "f64";
   if (dtype !== "f64" && dtype !== "f32") throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
-  const seed = intFlag(values.seed, "--seed", 0);
-  const cfgOverride = values.config ? parseAssignments(values.config, "--config") : {};
-  if (target !== "all" && !hasFormula(target)) {
+  const seed = seedFlag(values.seed);
+  const config = configFlag(values.config);
+  for (const f of chosen ?? []) {
+    if (f === "all") throw new UsageError(`"all" stands alone: give it, or formula names, not both`);
+    if (hasFormula(f)) continue;
     try {
-      getFormula(target);
+      getFormula(f);
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
   }
-  const names = target === "all" ? formulaNames() : [target];
+  const names = chosen ?? formulaNames();
   const rng = new Rng(seed);
   const rows: Row[] = [];
   for (const name of names) {
     let cfg;
     try {
-      cfg = exampleConfig(name, cfgOverride);
+      // a preset names model hyperparameters: a formula takes the ones it has
+      const known = new Set(getFormula(name).hyper.map((h) => h.name));
+      const fromPreset = Object.fromEntries(Object.entries(config.presetValues).filter(([k]) => known.has(k)));
+      cfg = exampleConfig(name, { ...fromPreset, ...config.overrides });
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
@@ -75,7 +87,7 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
   const ok = rows.every((r) => r.skipped !== undefined || r.result!.ok);
   if (values.json) {
     io.out(
-      JSON.stringify(
+      wireJSON(
         {
           ok,
           dtype,
@@ -96,8 +108,6 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
                 },
           ),
         },
-        null,
-        2,
       ),
     );
     return ok ? 0 : 1;

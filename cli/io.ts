@@ -1,8 +1,13 @@
 /**
- * CLI plumbing: argument parsing (node:util parseArgs), output, and the exit-code contract —
- * 0 ok, 1 a check failed, 2 bad input (unknown formula, malformed file, bad flag).
+ * CLI plumbing: the one argument parser of every command (node:util parseArgs, so `--flag=v`
+ * and `--flag v` both work), the options several commands share (`--formulas`, `--config`,
+ * `--seed`; `--config` in cli/config.ts), output, and the exit-code contract — 0 ok, 1 a check failed, 2 bad input (unknown
+ * formula, malformed file, bad flag).
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** The seed of every command that draws random numbers, unless `--seed` says otherwise. */
+export const DEFAULT_SEED = 1;
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -64,4 +69,40 @@ export function numFlag(v: string | undefined, flag: string): number | undefined
   const n = Number(v);
   if (!Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got "${v}"`);
   return n;
+}
+
+/**
+ * `--seed N`: a non-negative integer (fast-check, the weight initialisers and the samplers all
+ * take 32-bit seeds), {@link DEFAULT_SEED} when absent.
+ */
+export function seedFlag(v: string | undefined): number {
+  if (v === undefined) return DEFAULT_SEED;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n > 0xffffffff) throw new UsageError(`--seed must be an integer in 0 … 4294967295, got "${v}"`);
+  return n;
+}
+
+/**
+ * The formulas a command was asked for: `--formulas a,b` (the one spelling every command
+ * shares), an old alias such as properties' `--formula F`, or positionals where a command reads
+ * naturally with one (`spec softmax`). Undefined when none was named; never an empty list.
+ */
+export function formulasFlag(sources: { readonly flag: string; readonly value: string | undefined }[], positionals: readonly string[] = []): string[] | undefined {
+  const given = sources.filter((s) => s.value !== undefined);
+  if (given.length > 0 && positionals.length > 0) throw new UsageError(`name the formulas either with ${given[0]!.flag} or as arguments, not both (got ${given[0]!.flag} ${given[0]!.value} and ${positionals.join(" ")})`);
+  if (given.length > 1) throw new UsageError(`${given.map((s) => s.flag).join(" and ")} say the same thing: give one of them`);
+  if (positionals.length > 0) return [...positionals];
+  if (given.length === 0) return undefined;
+  const { flag, value } = given[0]!;
+  const names = value!.split(",").map((f) => f.trim()).filter(Boolean);
+  if (names.length === 0) throw new UsageError(`${flag} needs at least one formula name, e.g. ${flag} softmax,layer_norm`);
+  return names;
+}
+
+/** An option's old spelling: the value of whichever was given, refused when both were. */
+export function aliasFlag(values: Record<string, unknown>, name: string, alias: string): string | undefined {
+  const a = values[name] as string | undefined;
+  const b = values[alias] as string | undefined;
+  if (a !== undefined && b !== undefined) throw new UsageError(`--${alias} is another spelling of --${name}: give one of them`);
+  return a ?? b;
 }

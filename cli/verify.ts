@@ -14,12 +14,13 @@ import { MAX_TIMER_MS, ProcessImplementation } from "../verify/process.js";
 import type { ProcessOptions } from "../verify/process.js";
 import { checkReportPaths, ReportPathError, writeFileAtomically } from "../verify/report-files.js";
 import type { ReportTarget } from "../verify/report-files.js";
+import { SCHEMA_VERSION } from "../autodiff/wire.js";
 import { renderHtmlReport } from "../verify/html.js";
 import { verifyJUnit } from "../verify/junit.js";
 import { exitCodeOf, formatVerifyReport, progressLine, verifyReportToJSON, wantColour } from "../verify/report.js";
 import { knownFormula, verify } from "../verify/run.js";
 import type { Shard, VerifyOptions, VerifyReport } from "../verify/run.js";
-import { intFlag, numFlag, parse, processIo, UsageError, type Io } from "./io.js";
+import { DEFAULT_SEED, formulasFlag, intFlag, numFlag, parse, processIo, seedFlag, UsageError, type Io } from "./io.js";
 
 export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
                          [--properties] [--runs N] [--seed S] [--law NAME [--path P]] [--timeout S]
@@ -37,7 +38,7 @@ export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--case
   --dtype f64|f32    only cases of this dtype
   --properties       also run the invariant laws (default for the built-in reference)
   --runs N           fast-check runs per law (default 50)
-  --seed S           seed of the laws and gradient checks (default 1)
+  --seed S           seed of the laws and gradient checks (default ${DEFAULT_SEED})
   --law NAME         only this law (no golden cases); with --seed and --path, replay the shrunk
                      counterexample a report printed
   --timeout S        seconds to wait for one answer of the implementation (default 60, at most
@@ -116,10 +117,8 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
   }
   const dtype = values.dtype as string | undefined;
   if (dtype !== undefined && dtype !== "f64" && dtype !== "f32") throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
-  let formulas: string[] | undefined;
-  if (values.formulas !== undefined) {
-    formulas = String(values.formulas).split(",").map((f) => f.trim()).filter(Boolean);
-    if (formulas.length === 0) throw new UsageError(`--formulas needs at least one formula name`);
+  const formulas = formulasFlag([{ flag: "--formulas", value: values.formulas as string | undefined }]);
+  if (formulas !== undefined) {
     // custom golden sets may name formulas outside the registry
     if (casePaths.length === 0) {
       for (const f of formulas) {
@@ -139,7 +138,7 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
   if (timeout > maxTimeout) throw new UsageError(`--timeout must be at most ${maxTimeout} seconds (Node's timer limit, 2^31 − 1 ms), got "${String(values.timeout)}"`);
   const runs = intFlag(values.runs as string | undefined, "--runs", 50);
   if (runs < 1) throw new UsageError(`--runs must be a positive integer, got "${String(values.runs)}"`);
-  const seed = intFlag(values.seed as string | undefined, "--seed", 1);
+  const seed = seedFlag(values.seed as string | undefined);
   const law = values.law as string | undefined;
   const lawPath = values.path as string | undefined;
   if (lawPath !== undefined && (law === undefined || values.seed === undefined)) throw new UsageError(`--path replays one law's counterexample: give --law and --seed too (the report's replay command has all three)`);
@@ -171,7 +170,7 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
       const tail = e.detail?.stderrTail?.trim();
       const text = `specformer verify: the implementation could not be started: ${e.message}${tail !== undefined && tail !== "" && !e.message.includes(tail.slice(-40)) ? `\nstderr:\n${tail}` : ""}`;
       if (values.json === true) {
-        io.out(JSON.stringify({ ok: false, exit_code: 2, implementation: { name: null, command }, error: e.message, stderr_tail: tail ?? null, results: [], first_divergence: null }, null, 2));
+        io.out(JSON.stringify({ schema_version: SCHEMA_VERSION, ok: false, exit_code: 2, implementation: { name: null, command }, error: e.message, stderr_tail: tail ?? null, results: [], first_divergence: null }, null, 2));
       } else io.err(text);
       return 2;
     }

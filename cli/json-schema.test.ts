@@ -1,0 +1,130 @@
+/**
+ * Every JSON document specformer writes, from the real commands (in-process, as the bin runs
+ * them) and from the in-process serialisers, validated against its schema in docs/schema/, with
+ * one naming style (snake_case) outside the data maps.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { SCHEMA_VERSION } from "../autodiff/wire.js";
+import { plantedImplementation } from "../properties/planted.js";
+import { lawReportToJSON, runLaws } from "../properties/run.js";
+import { runGenerateCommand } from "../reference/commands.js";
+import { verifyReportToJSON } from "../verify/report.js";
+import { verify } from "../verify/run.js";
+import { validate, type Schema } from "./json-schema.js";
+import { main } from "./main.js";
+
+const ROOT = join(__dirname, "..");
+const schema = (name: string): Schema => JSON.parse(readFileSync(join(ROOT, "docs", "schema", `${name}.schema.json`), "utf8")) as Schema;
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s), tty: false });
+  return { code, out, err };
+}
+
+/** Names from the data (hyperparameters such as `V`, arguments such as `W_Q`, formulas) sit under these keys. */
+const DATA_MAPS = new Set(["config", "values", "shapes", "coverage", "law_coverage", "choices"]);
+
+/** Keys outside the data maps that are not snake_case (lower case, digits, underscores). */
+function notSnake(v: unknown, path = "$", dataMap = false): string[] {
+  if (Array.isArray(v)) return v.flatMap((x, i) => notSnake(x, `${path}[${i}]`));
+  if (v === null || typeof v !== "object") return [];
+  return Object.entries(v).flatMap(([k, x]) => [...(dataMap || /^[a-z][a-z0-9_]*$/.test(k) ? [] : [`${path}.${k}`]), ...notSnake(x, `${path}.${k}`, DATA_MAPS.has(k))]);
+}
+
+function conforms(text: string, name: string): Record<string, unknown> {
+  const doc = JSON.parse(text) as Record<string, unknown>;
+  expect(validate(doc, schema(name)), `${name}: ${text.slice(0, 200)}`).toEqual([]);
+  expect(notSnake(doc)).toEqual([]);
+  expect(doc["schema_version"]).toBe(SCHEMA_VERSION);
+  return doc;
+}
+
+describe("the schema validator", () => {
+  const s: Schema = { $defs: { n: { type: "integer", minimum: 0 } }, type: "object", properties: { a: { $ref: "#/$defs/n" }, b: { enum: ["x", "y"] }, c: { anyOf: [{ type: "null" }, { type: "array", items: { type: "string" } }] } }, required: ["a"], additionalProperties: false };
+  it("accepts a conforming document", () => {
+    expect(validate({ a: 3, b: "x", c: null }, s)).toEqual([]);
+    expect(validate({ a: 0, c: ["p"] }, s)).toEqual([]);
+  });
+  it("names every violation with its path", () => {
+    expect(validate({ b: "z", d: 1 }, s)).toEqual(['$: missing required "a"', '$.b: "z" is not one of ["x","y"]', '$: unexpected property "d"']);
+    expect(validate({ a: -1 }, s)).toEqual(["$.a: -1 is below the minimum 0"]);
+    expect(validate({ a: 1.5 }, s)).toEqual(["$.a: expected integer, got number"]);
+    expect(validate({ a: 1, c: [2] }, s)).toEqual(["$.c: matches none of anyOf ($.c: expected null, got array | $.c[0]: expected string, got integer)"]);
+  });
+  it("refuses keywords outside its subset rather than ignore them", () => {
+    expect(() => validate("x", { pattern: "^a" })).toThrow('keyword "pattern" at $ is outside the supported subset');
+    expect(() => validate(1, { $ref: "#/$defs/nope" })).toThrow('$ref "#/$defs/nope" at $ names no definition');
+  });
+  it("the shipped schemas use only that subset", () => {
+    // validating an empty object walks the top-level keywords of each schema; the real documents below walk the rest
+    for (const name of ["verify", "properties", "gradcheck", "compare", "spec", "tokenize", "generate"]) expect(() => validate({}, schema(name))).not.toThrow();
+  });
+});
+
+describe("real outputs conform to docs/schema/", () => {
+  it("verify --json: the reference, passing", async () => {
+    const r = await run(["verify", "--formulas", "softmax", "--json"]);
+    expect(r.code).toBe(0);
+    conforms(r.out, "verify");
+  });
+  it("verify --json: an implementation that cannot start", async () => {
+    const r = await run(["verify", "--impl", "/nonexistent/specformer-impl", "--json"]);
+    expect(r.code).toBe(2);
+    expect(conforms(r.out, "verify")["error"]).toEqual(expect.any(String));
+  });
+  it("verifyReportToJSON of a failing run (localised, with law failures) has the CLI's shape", async () => {
+    const report = await verify(plantedImplementation("causal_mask_missing"), { formulas: ["attention", "mha"], dtype: "f64", properties: true, lawRuns: 10, seed: 1 });
+    expect(report.ok).toBe(false);
+    const doc = conforms(verifyReportToJSON(report), "verify");
+    const results = doc["results"] as { status: string; kind: string }[];
+    expect(results.some((x) => x.kind === "property" && x.status === "fail")).toBe(true);
+    expect(results.some((x) => x.kind === "golden" && x.status === "fail")).toBe(true);
+  });
+  it("properties --json, passing and failing (counterexample, replay), and lawReportToJSON alike", async () => {
+    const pass = await run(["properties", "--law", "softmax_simplex", "--runs", "3", "--json"]);
+    expect(pass.code).toBe(0);
+    conforms(pass.out, "properties");
+    const fail = await run(["properties", "--law", "cross_entropy", "--runs", "30", "--planted", "cross_entropy_summed", "--json"]);
+    expect(fail.code).toBe(1);
+    const doc = conforms(fail.out, "properties");
+    expect((doc["results"] as { replay?: { num_shrinks: number } }[])[0]!.replay!.num_shrinks).toEqual(expect.any(Number));
+    const direct = await runLaws(plantedImplementation("cross_entropy_summed"), { law: "cross_entropy", runs: 30, seed: 1, implementationArgs: "--planted cross_entropy_summed" });
+    const same = conforms(lawReportToJSON(direct), "properties");
+    expect(Object.keys(same)).toEqual(Object.keys(doc));
+  });
+  it("gradcheck --json", async () => {
+    const r = await run(["gradcheck", "softmax", "causal_mask", "--json"]);
+    expect(r.code).toBe(0);
+    conforms(r.out, "gradcheck");
+  });
+  it("compare --json: equal, different, unreadable", async () => {
+    const a = join(ROOT, "golden", "cases", "layer_norm", "f64", "n7_d12.safetensors");
+    const b = join(ROOT, "golden", "cases", "layer_norm", "f32", "n7_d12.safetensors");
+    const same = await run(["compare", a, a, "--json"]);
+    expect(same.code).toBe(0);
+    conforms(same.out, "compare");
+    const diff = await run(["compare", a, b, "--json"]);
+    expect(diff.code).toBe(1);
+    conforms(diff.out, "compare");
+    const bad = await run(["compare", a, join(ROOT, "no-such.safetensors"), "--json"]);
+    expect(bad.code).toBe(2);
+    conforms(bad.out + bad.err, "compare");
+  });
+  it("spec --format json: one formula, several, the pipeline", async () => {
+    conforms((await run(["spec", "attention", "--grad", "--format", "json"])).out, "spec");
+    conforms((await run(["spec", "--formulas", "softmax,gpt", "--format", "json"])).out, "spec");
+    conforms((await run(["spec", "--config", "tiny", "--format", "json"])).out, "spec");
+  });
+  it("tokenize --json and generate --json", async () => {
+    conforms((await run(["tokenize", "Hello, world!", "--json"])).out, "tokenize");
+    const g = await runGenerateCommand({ prompt: "Hi", preset: "tiny", maxTokens: 3, json: true });
+    expect(g.exitCode).toBe(0);
+    conforms(g.text, "generate");
+    const bad = await runGenerateCommand({ prompt: "Hi", topK: 0, json: true });
+    conforms(bad.text, "generate");
+  });
+});
