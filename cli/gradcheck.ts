@@ -77,6 +77,9 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
       const dims = randomDims(rng, m === "fast" && !mode ? 3 : 1);
       // a configured width fixes the head size through d_model = H·d_k
       if (typeof cfg["d_model"] === "number") delete dims["d_k"];
+      // a context length the configuration fixes bounds the sequence (learned positions hold n_ctx rows)
+      const nCtx = cfg["n_ctx"];
+      if (typeof nCtx === "number" && dims["n"]! > nCtx) dims["n"] = dims["m"] = nCtx;
       if (name === "rope" || (typeof cfg["positions"] === "string" && (cfg["positions"] as string).startsWith("rope"))) dims["d_k"] = 2 * Math.max(1, Math.round(dims["d_k"]! / 2));
       const shapes = exampleShapes(name, cfg, dims);
       const inputs = sampleInputs(name, cfg, { seed: seed + rows.length, dims });

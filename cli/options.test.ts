@@ -61,7 +61,7 @@ describe("spec", () => {
     const b = await run(["spec", "--formulas", "softmax,relu"]);
     expect(a.code).toBe(0);
     expect(b.out).toBe(a.out);
-    expect(a.out).toContain("softmax(x) → y");
+    expect(a.out).toContain("softmax(x; axis) → y");
     expect(a.out).toContain("relu(x) → y");
   });
   it("--config takes a preset's hyperparameters the formula has, and pairs; --dims is the pairs' other spelling", async () => {
@@ -73,7 +73,8 @@ describe("spec", () => {
     expect(heads(JSON.parse(pairs.out))).toBe(4);
     // gpt2-small has eps = 1e-5 and H = 12 (and d_model, V … that layer_norm does not take)
     const preset = JSON.parse((await run(["spec", "layer_norm", "--config", "gpt2-small,eps=0.001", "--format", "json"])).out);
-    expect(preset.hyperparameters).toEqual([{ name: "eps", kind: "number", default: 0.001, doc: "ε added to the variance" }]);
+    expect(preset.hyperparameters.map((h: { name: string }) => h.name)).toEqual(["eps", "bias", "normalized_axes"]);
+    expect(preset.hyperparameters[0]).toMatchObject({ name: "eps", kind: "number", default: 0.001 });
   });
   it("--config on the pipeline: a preset with pairs over it", async () => {
     const r = await run(["spec", "--config", "tiny,L=1"]);
