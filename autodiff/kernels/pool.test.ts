@@ -3,9 +3,16 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
-import { configureMatmul, matmul, shutdownMatmulWorkers } from "./matmul.js";
-import { ModeChooser, gemmRuntime, gemmRuntimeStarted } from "./pool.js";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { ModeChooser } from "./pool.js";
+
+// The worker-pool tests need a runtime nobody started: test files may share a module instance
+// (vitest's isolate: false), so they load fresh copies of matmul.js and pool.js.
+let configureMatmul: typeof import("./matmul.js").configureMatmul;
+let matmul: typeof import("./matmul.js").matmul;
+let shutdownMatmulWorkers: typeof import("./matmul.js").shutdownMatmulWorkers;
+let gemmRuntime: typeof import("./pool.js").gemmRuntime;
+let gemmRuntimeStarted: typeof import("./pool.js").gemmRuntimeStarted;
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -53,6 +60,11 @@ describe("ModeChooser", () => {
 
 // The tests below share one runtime and run in order.
 describe("worker pool", () => {
+  beforeAll(async () => {
+    vi.resetModules();
+    ({ configureMatmul, matmul, shutdownMatmulWorkers } = await import("./matmul.js"));
+    ({ gemmRuntime, gemmRuntimeStarted } = await import("./pool.js"));
+  });
   it("is not created by small products (lazy start)", () => {
     const c = new Float64Array(4);
     matmul({ dtype: "f64", a: square(2, 1), b: square(2, 2), c, batch: 1, M: 2, N: 2, K: 2 });
