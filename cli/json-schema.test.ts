@@ -3,10 +3,12 @@
  * them) and from the in-process serialisers, validated against its schema in docs/schema/, with
  * one naming style (snake_case) outside the data maps.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SCHEMA_VERSION } from "../autodiff/wire.js";
+import { loadCase, saveCase } from "../golden/cases-io.js";
 import { plantedImplementation } from "../properties/planted.js";
 import { lawReportToJSON, runLaws } from "../properties/run.js";
 import { runGenerateCommand } from "../reference/commands.js";
@@ -25,20 +27,32 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
   return { code, out, err };
 }
 
-/** Names from the data (hyperparameters such as `V`, arguments such as `W_Q`, formulas) sit under these keys. */
-const DATA_MAPS = new Set(["config", "values", "shapes", "coverage", "law_coverage", "choices"]);
+/**
+ * Names from the data (hyperparameters such as `V`, dimensions such as `H_kv`, arguments such as
+ * `W_Q`, formulas, a golden file's own metadata fields) sit under these keys.
+ */
+const DATA_MAPS = new Set(["config", "values", "shapes", "coverage", "law_coverage", "choices", "dims", "extra"]);
+
+/**
+ * Data maps of one document only, by path: golden show's tolerances are keyed by tensor name
+ * (`out.y`), while elsewhere (compare, verify, properties) `tolerance` is a record of fixed fields.
+ */
+const DATA_MAP_PATHS: Readonly<Record<string, readonly string[]>> = { "golden-show": ["$.tolerance", "$.meta.tolerance"] };
 
 /** Keys outside the data maps that are not snake_case (lower case, digits, underscores). */
-function notSnake(v: unknown, path = "$", dataMap = false): string[] {
-  if (Array.isArray(v)) return v.flatMap((x, i) => notSnake(x, `${path}[${i}]`));
+function notSnake(v: unknown, dataPaths: readonly string[] = [], path = "$", dataMap = false): string[] {
+  if (Array.isArray(v)) return v.flatMap((x, i) => notSnake(x, dataPaths, `${path}[${i}]`));
   if (v === null || typeof v !== "object") return [];
-  return Object.entries(v).flatMap(([k, x]) => [...(dataMap || /^[a-z][a-z0-9_]*$/.test(k) ? [] : [`${path}.${k}`]), ...notSnake(x, `${path}.${k}`, DATA_MAPS.has(k))]);
+  return Object.entries(v).flatMap(([k, x]) => [
+    ...(dataMap || /^[a-z][a-z0-9_]*$/.test(k) ? [] : [`${path}.${k}`]),
+    ...notSnake(x, dataPaths, `${path}.${k}`, DATA_MAPS.has(k) || dataPaths.includes(`${path}.${k}`)),
+  ]);
 }
 
 function conforms(text: string, name: string): Record<string, unknown> {
   const doc = JSON.parse(text) as Record<string, unknown>;
   expect(validate(doc, schema(name)), `${name}: ${text.slice(0, 200)}`).toEqual([]);
-  expect(notSnake(doc)).toEqual([]);
+  expect(notSnake(doc, DATA_MAP_PATHS[name])).toEqual([]);
   expect(doc["schema_version"]).toBe(SCHEMA_VERSION);
   return doc;
 }
@@ -61,7 +75,7 @@ describe("the schema validator", () => {
   });
   it("the shipped schemas use only that subset", () => {
     // validating an empty object walks the top-level keywords of each schema; the real documents below walk the rest
-    for (const name of ["verify", "properties", "gradcheck", "compare", "spec", "tokenize", "generate"]) expect(() => validate({}, schema(name))).not.toThrow();
+    for (const name of ["verify", "properties", "gradcheck", "compare", "spec", "tokenize", "generate", "golden-list", "golden-show"]) expect(() => validate({}, schema(name))).not.toThrow();
   });
 });
 
@@ -126,5 +140,39 @@ describe("real outputs conform to docs/schema/", () => {
     conforms(g.text, "generate");
     const bad = await runGenerateCommand({ prompt: "Hi", topK: 0, json: true });
     conforms(bad.text, "generate");
+  });
+  it("golden list --json: the bundled cases, and an empty folder", async () => {
+    const r = await run(["golden", "list", "--json"]);
+    expect(r.code).toBe(0);
+    const doc = conforms(r.out, "golden-list");
+    const cases = doc["cases"] as { case: string; dims: Record<string, number> }[];
+    expect(doc["count"]).toBe(cases.length);
+    expect(cases.map((c) => c.case)).toContain("layer_norm/f64/n7_d12");
+    expect(cases.some((c) => "H_kv" in c.dims)).toBe(true); // dimension names as the cases spell them
+    const empty = await run(["golden", "list", "--dir", mkdtempSync(join(tmpdir(), "golden-empty-")), "--json"]);
+    expect(empty.code).toBe(0);
+    expect(conforms(empty.out, "golden-list")["cases"]).toEqual([]);
+  });
+  it("golden show --json: a case with a config, a generation case with steps, a case with extra metadata, non-finite tensors", async () => {
+    const shown: Record<string, Record<string, unknown>> = {};
+    for (const name of ["layer_norm/f64/n7_d12", "gpt_generate/f64/gpt2_pre_ln_V64_d16_h4_L2_prompt4", "gpt/f32/checkpoint-tiny-gpt2", "causal_mask/f32/n5_m5"]) {
+      const r = await run(["golden", "show", name, "--json"]);
+      expect(r.code).toBe(0);
+      shown[name] = conforms(r.out, "golden-show")["meta"] as Record<string, unknown>;
+    }
+    expect(shown["layer_norm/f64/n7_d12"]!["config"]).toEqual({ eps: expect.any(Number) });
+    expect(shown["gpt_generate/f64/gpt2_pre_ln_V64_d16_h4_L2_prompt4"]!["steps"]).toEqual(expect.any(Array));
+    expect(shown["gpt/f32/checkpoint-tiny-gpt2"]!["extra"]).toEqual({ checkpoint: expect.any(String) });
+    // a tensor without a finite value: min, max and mean as strings
+    const dir = mkdtempSync(join(tmpdir(), "golden-show-"));
+    const c = loadCase(join(ROOT, "golden", "cases", "causal_mask", "f32", "n5_m5.safetensors"));
+    const y = c.outputs["y"]!.clone();
+    y.data.fill(-Infinity);
+    const file = join(dir, "all-inf.safetensors");
+    saveCase(file, { meta: { ...c.meta, tolerance: {} }, inputs: c.inputs, outputs: { y } });
+    const r = await run(["golden", "show", file, "--json"]);
+    expect(r.code).toBe(0);
+    const t = (conforms(r.out, "golden-show")["tensors"] as Record<string, unknown>[]).find((x) => x["name"] === "out.y")!;
+    expect([t["min"], t["max"], t["mean"], t["neg_inf"]]).toEqual(["Infinity", "-Infinity", "NaN", 25]);
   });
 });

@@ -3,6 +3,7 @@ import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tensor } from "../autodiff/tensor.js";
+import { SCHEMA_VERSION } from "../autodiff/wire.js";
 import { loadCase, saveCase, writeManifest } from "./cases-io.js";
 import type { CaseToSave } from "./cases-io.js";
 import { compareFiles, formatBytes, goldenList, goldenShow } from "./commands.js";
@@ -124,10 +125,19 @@ describe("goldenList and goldenShow", () => {
     expect(lines[2]).toMatch(/^layer_norm\/f64\/n3_d5\s+layer_norm\s+f64\s+d=5 n=3\s+9\s+\d+\.\d KiB$/);
     expect(lines[3]).toMatch(/^relu\/f64\/n2\s+relu\s+f64\s+n=2\s+2\s+\d+ B$/);
     expect(text).toContain("2 cases");
-    const json = JSON.parse(goldenList(dir, { json: true })) as Array<{ case: string; tensors: string[] }>;
-    expect(json.map((c) => c.case)).toEqual(["layer_norm/f64/n3_d5", "relu/f64/n2"]);
-    expect(json[1]!.tensors).toEqual(["in.x", "out.y"]);
-    expect(goldenList(mkdtempSync(join(tmpdir(), "empty-")))).toMatch(/^no golden cases under /);
+    const json = JSON.parse(goldenList(dir, { json: true })) as { schema_version: number; dir: string; count: number; cases: Array<{ case: string; file: string; dims: object; tensors: string[] }> };
+    expect(Object.keys(json)).toEqual(["schema_version", "dir", "count", "cases"]);
+    expect(json.schema_version).toBe(SCHEMA_VERSION);
+    expect(json.dir).toBe(dir);
+    expect(json.count).toBe(2);
+    expect(json.cases.map((c) => c.case)).toEqual(["layer_norm/f64/n3_d5", "relu/f64/n2"]);
+    expect(Object.keys(json.cases[0]!)).toEqual(["case", "file", "formula", "dtype", "dims", "tensors", "bytes"]);
+    expect(json.cases[0]!.file).toBe(join(dir, "cases/layer_norm/f64/n3_d5.safetensors"));
+    expect(json.cases[0]!.dims).toEqual({ d: 5, n: 3 });
+    expect(json.cases[1]!.tensors).toEqual(["in.x", "out.y"]);
+    const empty = mkdtempSync(join(tmpdir(), "empty-"));
+    expect(goldenList(empty)).toMatch(/^no golden cases under /);
+    expect(JSON.parse(goldenList(empty, { json: true }))).toEqual({ schema_version: SCHEMA_VERSION, dir: empty, count: 0, cases: [] });
   });
 
   it("shows metadata, tensor statistics and tolerances, found by name or path", () => {
@@ -150,8 +160,25 @@ describe("goldenList and goldenShow", () => {
     expect(text).toMatch(/^out\.y\s+1\.000000e-12\s+1\.000000e-12\s+case\s+K = d = 5$/m);
     expect(text).toMatch(/^grad\.x\s+1\.000000e-07\s+1\.000000e-07\s+default\s+torch\.testing default for float64 \(the case states none\)$/m);
     const json = JSON.parse(goldenShow("relu/f64/n2", dir, { json: true })) as { meta: { case: string }; tensors: Array<{ name: string }> };
+    expect(Object.keys(json)).toEqual(["schema_version", "path", "meta", "tensors", "tolerance"]);
     expect(json.meta.case).toBe("relu/f64/n2");
     expect(json.tensors.map((t) => t.name)).toEqual(["in.x", "out.y"]);
+    expect(Object.keys(json.tensors[0]!)).toEqual(["name", "dtype", "shape", "min", "max", "mean", "nan", "pos_inf", "neg_inf"]);
+  });
+
+  it("shows non-finite statistics as strings and the metadata as the file holds it", () => {
+    const { dir, c } = golden();
+    const x = new Tensor("f64", [2, 2]);
+    x.data.set([NaN, Infinity, -Infinity, NaN]);
+    const path = join(dir, "odd.safetensors");
+    const steps = [{ step: 0, runnerUp: 3 }];
+    saveCase(path, { meta: { ...c.meta, case: "relu/f64/odd", formula: "relu", tolerance: {}, steps, extra: { sourceModel: "m", checkpoint: "x/y" } }, inputs: { x }, outputs: { y: ramp([2]) } });
+    const json = JSON.parse(goldenShow(path, dir, { json: true })) as { meta: Record<string, unknown>; tensors: Array<Record<string, unknown>> };
+    expect(json.tensors[0]).toEqual({ name: "in.x", dtype: "f64", shape: [2, 2], min: "Infinity", max: "-Infinity", mean: "NaN", nan: 2, pos_inf: 1, neg_inf: 1 });
+    // names inside extra and steps are the file's data: not converted to snake_case
+    expect(json.meta["extra"]).toEqual({ checkpoint: "x/y", sourceModel: "m" });
+    expect(json.meta["steps"]).toEqual(steps);
+    expect(json.meta["config"]).toEqual({ eps: 1e-5 });
   });
 
   it("says what it tried when a case is not found", () => {

@@ -8,7 +8,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { shapeToString, specialCounts } from "../autodiff/tensor.js";
 import type { Tensor } from "../autodiff/tensor.js";
-import { wireJSON } from "../autodiff/wire.js";
+import { SCHEMA_VERSION, toWire, wireJSON } from "../autodiff/wire.js";
 import { compareNamed, formatError, formatReport, reportToJSON } from "./compare.js";
 import type { Tolerance } from "./compare.js";
 import { MANIFEST_FILE, listCases, loadCase, loadManifest, parseCase, summarizeCase } from "./cases-io.js";
@@ -49,7 +49,7 @@ function casesRoot(goldenDir: string): string {
 
 /**
  * `specformer golden list`: one row per case (case, formula, dtype, dims, tensors, size), or the
- * same as JSON.
+ * same as JSON: `{schema_version, dir, count, cases}` (docs/schema/golden-list.schema.json).
  * @throws GoldenFormatError for a missing folder or an unreadable case.
  */
 export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): string {
@@ -57,8 +57,10 @@ export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): st
   const cases = files.map(summarizeCase).sort((a, b) => compareCodePoints(a.meta.case, b.meta.case));
   if (opts.json === true) {
     return (
-      JSON.stringify(
-        cases.map((c) => ({
+      wireJSON({
+        dir: goldenDir,
+        count: cases.length,
+        cases: cases.map((c) => ({
           case: c.meta.case,
           file: c.path,
           formula: c.meta.formula,
@@ -67,9 +69,7 @@ export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): st
           tensors: c.tensors.map((t) => t.name),
           bytes: c.bytes,
         })),
-        null,
-        2,
-      ) + "\n"
+      }) + "\n"
     );
   }
   if (cases.length === 0) return `no golden cases under ${goldenDir}\n`;
@@ -153,7 +153,8 @@ function caseTensors(c: GoldenCase): Array<[string, Tensor]> {
 
 /**
  * `specformer golden show CASE`: metadata, every tensor (name, dtype, shape, min, max, mean over
- * finite values, non-finite counts) and the tolerances, as text or JSON.
+ * finite values, non-finite counts) and the tolerances, as text or JSON
+ * (docs/schema/golden-show.schema.json).
  * @throws GoldenFormatError when the case cannot be found or read.
  */
 export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { json?: boolean } = {}): string {
@@ -161,20 +162,18 @@ export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { js
   const c = loadCase(path);
   const tensors = caseTensors(c);
   if (opts.json === true) {
-    const num = (x: number): number | string => (Number.isFinite(x) ? x : String(x));
-    return (
-      wireJSON(
-        {
-          path,
-          meta: c.meta,
-          tensors: tensors.map(([name, t]) => {
-            const s = stats(t);
-            return { name, dtype: t.dtype, shape: t.shape, min: num(s.min), max: num(s.max), mean: num(s.mean), nan: s.nan, posInf: s.posInf, negInf: s.negInf };
-          }),
-          tolerance: c.tolerance,
-        },
-      ) + "\n"
-    );
+    const document = toWire({
+      tensors: tensors.map(([name, t]) => {
+        const s = stats(t);
+        return { name, dtype: t.dtype, shape: t.shape, min: s.min, max: s.max, mean: s.mean, nan: s.nan, pos_inf: s.posInf, neg_inf: s.negInf };
+      }),
+      tolerance: c.tolerance,
+    }) as object;
+    // The metadata goes out as the file holds it, not through toWire: its fields are snake_case
+    // by the format (golden/FORMAT.md), and the names inside `extra` (the file's other fields) and
+    // `steps` (free-form) are the file's data, which toWire would convert. Read from JSON, it holds
+    // no non-finite numbers.
+    return JSON.stringify({ schema_version: SCHEMA_VERSION, path, meta: c.meta, ...document }, null, 2) + "\n";
   }
   const m = c.meta;
   const fields: Array<[string, string]> = [
