@@ -107,6 +107,14 @@ describe("bad configurations get errors that say what to give", () => {
   test("label smoothing outside [0, 1]", () => {
     expect(err("cross_entropy", { label_smoothing: 1.5 })).toBe("formula cross_entropy: label_smoothing must be in [0, 1] (PyTorch's range), got 1.5");
   });
+  test("a target outside [0, V) that is not ignore_index is refused with its position and value", () => {
+    const ce = (targets: number[], cfg: Config = {}) => () => evaluate(formulaGraph("cross_entropy", cfg), { logits: Tensor.zeros([3, 5]), targets: Tensor.from(targets, "i32") });
+    expect(ce([1, 5, 0])).toThrow(/index 5 at position 1 is outside the table's 5 rows/);
+    // −1 is refused under the default ignore_index (−100) and ignored when stated
+    expect(ce([1, 0, -1])).toThrow(/index -1 at position 2 is outside the table's 5 rows/);
+    expect(ce([1, 0, -1], { ignore_index: -1 })).not.toThrow();
+    expect(ce([-100, 2, 3])).not.toThrow();
+  });
   test("normalized_axes 0", () => {
     expect(err("layer_norm", { normalized_axes: 0 })).toBe("formula layer_norm: hyperparameter normalized_axes must be an integer from 1 to 8 (the number of trailing axes normalised together), got 0");
   });
