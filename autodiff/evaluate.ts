@@ -13,10 +13,16 @@ import { fusedKernel } from "./kernels/fused.js";
 import { gemm } from "./gemm.js";
 import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
 
+/**
+ * Evaluation cannot proceed: an input is missing or names no argument of the graph, an integer input holds non-integers, a
+ * float input is i32, inner dims of a product differ, or a slice leaves its operand. Shapes that contradict the declared
+ * dims are a `BindError` instead.
+ */
 export class EvalError extends Error {
   override name = "EvalError";
 }
 
+/** Options of {@link evaluate} and of everything that evaluates a graph (gradients, gradient checks, the reference implementation). */
 export interface EvalOptions {
   /** Float precision of every float node (default f64). */
   readonly dtype?: FloatDType;
@@ -405,8 +411,13 @@ export class Plan {
   }
 }
 
+/**
+ * With `checkFinite`, the first node that produced NaN or ±Inf from finite operands; the message names the node, its
+ * formula, the element's index and the shape.
+ */
 export class NonFiniteError extends Error {
   override name = "NonFiniteError";
+  /** @param node The node whose result was not finite. */
   constructor(message: string, readonly node: Node) {
     super(message);
   }

@@ -11,6 +11,10 @@ import { evaluate, type EvalOptions } from "./evaluate.js";
 import { gradOperands, vjpRule } from "./vjp.js";
 import { Tensor, type NamedTensors } from "./tensor.js";
 
+/**
+ * A gradient cannot be formed: an unknown output or argument, an integer argument (token ids have no gradient), or `grad`
+ * of a graph without exactly one scalar output and no `output` option naming one.
+ */
 export class GradError extends Error {
   override name = "GradError";
 }
@@ -177,6 +181,12 @@ export function jvpGraph(g: Graph, wrt: readonly string[], of?: readonly string[
   return { ...fwd, name: `jvp(${g.name})` };
 }
 
+/**
+ * Jacobian-vector product (forward mode, by transposing the VJP): `tangents` holds a tangent per argument, keyed by
+ * argument name and shaped like it; the result holds the outputs (or those named in `of`) and their tangents J·t, keyed
+ * by output name.
+ * @throws GradError for an unknown output or argument, or an integer argument.
+ */
 export function jvp(g: Graph, inputs: Readonly<Record<string, Tensor>>, tangents: Readonly<Record<string, Tensor>>, opts: EvalOptions & { of?: readonly string[] } = {}): { outputs: NamedTensors; tangents: NamedTensors } {
   const wrt = Object.keys(tangents);
   const jg = jvpGraph(g, wrt, opts.of);
@@ -210,6 +220,11 @@ export function hvpGraph(g: Graph, wrt: readonly string[], output?: string): Gra
   return { ...gradGraph(first, { wrt, of: wrt.map((w) => `grad.${w}`) }), name: `hvp(${g.name})` };
 }
 
+/**
+ * Hessian-vector product H·v of a scalar output (the one scalar output, or `output`): `v` is keyed by argument name and
+ * shaped like each argument; the result is keyed the same way.
+ * @throws GradError if the scalar output is ambiguous or missing, or an argument is unknown or integer.
+ */
 export function hvp(g: Graph, inputs: Readonly<Record<string, Tensor>>, v: Readonly<Record<string, Tensor>>, opts: EvalOptions & { output?: string } = {}): NamedTensors {
   const wrt = Object.keys(v);
   const hg = hvpGraph(g, wrt, opts.output);

@@ -47,8 +47,11 @@ export interface DiffFunction {
   vjp(inputs: NamedTensors, cotangents: NamedTensors): NamedTensors | Promise<NamedTensors>;
 }
 
+/** Options of the gradient checks. */
 export interface GradcheckOptions {
+  /** `full`: every element (sampled beyond `maxElements`); `fast` (default): random directions; `bisect`: fast, then the first wrong node (graphs only). */
   readonly mode?: "full" | "fast" | "bisect";
+  /** Seed of the random cotangents, directions and samples (default 0). */
   readonly seed?: number;
   /** Relative tolerance on top of the estimated finite-difference error (default 1e-5). */
   readonly rtol?: number;
@@ -64,8 +67,9 @@ export interface GradcheckOptions {
   readonly maxFailures?: number;
 }
 
+/** One comparison that failed: the analytic and numeric derivative, their differences, and the allowance they exceeded. */
 export interface GradcheckFailure {
-  /** The argument (or `direction <k>` in fast mode). */
+  /** The argument, or the direction in fast mode (`direction over x`, `joint direction over 3 arguments`, `direction <k>`). */
   readonly input: string;
   /** Multi-index of the element (full mode), or [] for a direction. */
   readonly index: readonly number[];
@@ -73,6 +77,7 @@ export interface GradcheckFailure {
   readonly numeric: number;
   readonly absErr: number;
   readonly relErr: number;
+  /** The largest |analytic − numeric| the derived tolerance allows here. */
   readonly allowed: number;
 }
 
@@ -86,13 +91,17 @@ export interface BisectFinding {
   readonly detail: string;
 }
 
+/** The outcome of a gradient check: whether it passed, what was compared, the largest errors, and the first failures. */
 export interface GradcheckResult {
+  /** The checked function's or graph's name. */
   readonly formula: string;
   readonly ok: boolean;
   readonly mode: "full" | "fast" | "bisect";
+  /** Elements compared per argument (full mode), or per direction (fast mode; `joint` for the joint direction). */
   readonly checked: readonly { input: string; elements: number }[];
   readonly maxAbsErr: number;
   readonly maxRelErr: number;
+  /** The first failures (at most `maxFailures`). */
   readonly failures: readonly GradcheckFailure[];
   /** Set when the check could not run (a VJP that throws or returns a wrong shape). */
   readonly error?: string;

@@ -8,13 +8,19 @@ import type { Expr } from "../spec/expr.js";
 import type { Dim } from "../spec/dims.js";
 import type { Config } from "../spec/node.js";
 
+/**
+ * A graph to evaluate: named leaves (inputs, parameters, cotangents), named output expressions, and the dim facts that bind
+ * sizes (relations, hyperparameter dims). A built formula is one, and so is its gradient graph.
+ */
 export interface Graph {
   /** Formula name (or a description such as `grad(softmax)`), for messages and rendering. */
   readonly name: string;
+  /** The formula's resolved hyperparameters. */
   readonly config: Config;
   /** Leaves by name: inputs, parameters, and (for gradient graphs) cotangents. */
   readonly args: Readonly<Record<string, Expr>>;
   readonly outputs: Readonly<Record<string, Expr>>;
+  /** Pairs of dims that must be equal (`why` says where the relation comes from, for messages). */
   readonly relations: readonly { a: Dim; b: Dim; why: string }[];
   /** Dims fixed by hyperparameters. */
   readonly hyper: ReadonlyMap<string, number>;

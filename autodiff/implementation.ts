@@ -12,14 +12,20 @@ import type { Capabilities } from "./capabilities.js";
 /** Hyperparameters of one formula call (`H`, `eps`, `causal`, `activation`, variant switches...). */
 export type FormulaConfig = Readonly<Record<string, number | string | boolean>>;
 
+/** A request to compute one formula's outputs for the given configuration and arguments. */
 export interface ForwardRequest {
   /** Registry name, e.g. `"layer_norm"`. */
   readonly formula: string;
+  /**
+   * The formula's hyperparameters; an absent one takes its docs/NAMES.md default. `dtype` (`f64`/`f32`) is present when no
+   * float argument carries the precision (`causal_mask`); otherwise compute in the float arguments' dtype.
+   */
   readonly config: FormulaConfig;
   /** Every argument of the formula (inputs and parameters alike), by registry name. */
   readonly inputs: NamedTensors;
 }
 
+/** The answer to a {@link ForwardRequest}. */
 export interface ForwardResult {
   /**
    * Every output of the formula by registry name. An implementation may add intermediate
@@ -29,34 +35,45 @@ export interface ForwardResult {
   readonly outputs: NamedTensors;
 }
 
+/** A request for the vector-Jacobian product of one formula: its forward request plus cotangents of its outputs. */
 export interface BackwardRequest extends ForwardRequest {
   /** A cotangent for each output that the gradient is taken of: grads = Σ out ⊙ cot, differentiated. */
   readonly cotangents: NamedTensors;
 }
 
+/** The answer to a {@link BackwardRequest}. */
 export interface BackwardResult {
   /** Gradient with respect to each differentiable argument, by argument name. */
   readonly grads: NamedTensors;
 }
 
+/**
+ * An implementation under test: the formulas it computes, a forward function and, optionally, a vector-Jacobian
+ * product (`backwardPass`). Requests and results name tensors by the registry's argument and output names.
+ */
 export interface Implementation {
+  /** Shown in reports. */
   readonly name: string;
   /** Formula names this implementation computes. */
   readonly formulas: readonly string[];
   /** `true`: every formula has a VJP; `false`: none; a list: those formulas do. */
   readonly backward: boolean | readonly string[];
+  /** The float precisions it computes in (`f64`, `f32`). */
   readonly dtypes: readonly DType[];
   /**
    * Per formula, the configurations it supports (dtypes, hyperparameter values, dim limits);
    * absent: everything. See autodiff/capabilities.ts.
    */
   readonly capabilities?: Capabilities;
+  /** Compute a formula's outputs. */
   forward(req: ForwardRequest): Promise<ForwardResult>;
+  /** Compute the gradients of Σ out ⊙ cot with respect to the formula's differentiable arguments. */
   backwardPass?(req: BackwardRequest): Promise<BackwardResult>;
   /** Release resources (an external process, workers). Idempotent. */
   close?(): Promise<void>;
 }
 
+/** Whether `impl` computes a VJP for `formula`: it has a `backwardPass`, and `backward` covers the formula. */
 export function supportsBackward(impl: Implementation, formula: string): boolean {
   if (impl.backwardPass === undefined) return false;
   if (impl.backward === true) return impl.formulas.includes(formula);

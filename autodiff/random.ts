@@ -6,6 +6,7 @@ import { exampleConfig, exampleShapes, getFormula } from "../spec/formula.js";
 import type { Config } from "../spec/node.js";
 import { Tensor, type FloatDType, type NamedTensors } from "./tensor.js";
 
+/** A seeded random number generator (xoshiro128**): the same seed gives the same sequence on every platform. */
 export class Rng {
   private s0: number;
   private s1: number;
@@ -13,6 +14,7 @@ export class Rng {
   private s3: number;
   private spare: number | undefined;
 
+  /** @param seed Any number; only its conversion to an unsigned 32-bit integer (`seed >>> 0`) matters. */
   constructor(seed: number) {
     // splitmix32 expands the seed into the four state words
     let x = seed >>> 0;
@@ -70,12 +72,14 @@ export class Rng {
     return Math.floor(this.uniform() * n);
   }
 
+  /** A tensor of independent normal draws with standard deviation `scale`. */
   normalTensor(shape: readonly number[], scale = 1, dtype: FloatDType = "f64"): Tensor {
     const t = Tensor.zeros(shape, dtype);
     for (let i = 0; i < t.size; i++) t.data[i] = scale * this.normal();
     return t;
   }
 
+  /** An i32 tensor of independent integers in [0, n) (token ids for a vocabulary of size n). */
   intTensor(shape: readonly number[], n: number): Tensor {
     const t = Tensor.zeros(shape, "i32");
     for (let i = 0; i < t.size; i++) t.data[i] = this.int(n);

@@ -8,8 +8,10 @@
  */
 
 export type DType = "f64" | "f32" | "i32";
+/** The float element types: `f64` (reference precision) and `f32` (every primitive's result rounded to float32). */
 export type FloatDType = "f64" | "f32";
 export type TensorData = Float64Array | Float32Array | Int32Array;
+/** A tensor's size along each axis, outermost first; `[]` is a scalar. */
 export type Shape = readonly number[];
 
 /** The error every tensor misuse raises: it says what was wrong and where. */
@@ -77,11 +79,21 @@ function checkShape(shape: Shape, where: string): void {
   }
 }
 
+/**
+ * A dense row-major tensor: a dtype, a shape, and its elements in one flat typed array (Float64Array, Float32Array or
+ * Int32Array). Shapes and data are checked on construction; misuse throws a {@link TensorError}.
+ */
 export class Tensor {
   readonly dtype: DType;
+  /** Frozen copy of the shape given to the constructor. */
   readonly shape: readonly number[];
+  /** The elements in row-major order (last axis fastest); its array type matches `dtype`. */
   readonly data: TensorData;
 
+  /**
+   * A tensor over `data` (not copied), or zero-filled when `data` is omitted.
+   * @throws TensorError if a size is not a non-negative integer, or `data` has the wrong array type or length.
+   */
   constructor(dtype: DType, shape: Shape, data?: TensorData) {
     checkShape(shape, "Tensor");
     const size = sizeOf(shape);
@@ -233,6 +245,7 @@ export class Tensor {
   }
 }
 
+/** Tensors by name: a graph's inputs or outputs, a case's tensors, gradients keyed by argument. */
 export type NamedTensors = Record<string, Tensor>;
 
 /** Count NaN, +/-Inf and -0 (reports never mask these). */

@@ -67,6 +67,10 @@ export interface ElementReport {
  */
 export type TensorStatus = "ok" | "values" | "dtype" | "shape" | "missing" | "extra";
 
+/**
+ * The comparison of one tensor: status, dtypes and shapes on both sides, the tolerance used and where it came from, and
+ * error statistics (absolute, relative, ULP, share of the tolerance budget) with the worst and first mismatching elements.
+ */
 export interface TensorReport {
   readonly name: string;
   readonly ok: boolean;
@@ -80,7 +84,9 @@ export interface TensorReport {
   readonly tolerance: { readonly rtol: number; readonly atol: number; readonly reason: string; readonly source: ToleranceSource };
   /** Elements compared (0 when the values were not compared). */
   readonly size: number;
+  /** Elements outside tolerance. */
   readonly mismatched: number;
+  /** `mismatched` as a percentage of `size` (0 to 100). */
   readonly mismatchedPercent: number;
   readonly maxAbsError: number;
   /**
@@ -100,15 +106,20 @@ export interface TensorReport {
   readonly specials: { readonly expected: SpecialCounts; readonly actual: SpecialCounts } | null;
 }
 
+/** The comparison of a set of tensors (a golden case's outputs and gradients): a report per tensor and the counts. */
 export interface CaseReport {
   /** Case name or other title. */
   readonly name: string;
   readonly ok: boolean;
+  /** Expected tensors in code-point order of names, then extra ones. */
   readonly tensors: readonly TensorReport[];
+  /** Tensors that pass. */
   readonly passed: number;
+  /** Tensors that fail. */
   readonly failed: number;
 }
 
+/** Options of {@link compareTensors}: tolerance overrides (the caller's win over the case's, which win over the dtype defaults) and the report's name. */
 export interface CompareOptions {
   /** Overrides the case's and the default rtol. */
   readonly rtol?: number;

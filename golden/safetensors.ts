@@ -105,6 +105,7 @@ export interface SafetensorsHeader {
   readonly dataLength: number;
 }
 
+/** What a safetensors file holds: its tensors and its string metadata. */
 export interface SafetensorsContents {
   /** Tensors by name, in file (header) order. */
   readonly tensors: Map<string, Tensor>;

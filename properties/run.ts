@@ -19,6 +19,7 @@ import { getLaw, LAWS } from "./registry.js";
 import { isBatched } from "./laws/generic.js";
 import { wireJSON } from "../autodiff/wire.js";
 
+/** Options of a law run (exported as `LawRunOptions`): which laws and formulas, how many cases, the seed, the dtype, shrinking. */
 export interface RunOptions {
   /** Only cases of these formulas. */
   readonly formulas?: readonly string[];
@@ -32,6 +33,7 @@ export interface RunOptions {
   readonly seed?: number;
   /** Replay this fast-check path (needs `seed` and `law`). */
   readonly path?: string;
+  /** Precision of the generated cases (default f64); every law is skipped if the implementation does not compute it. */
   readonly dtype?: FloatDType;
   /** Time budget for shrinking one failure, in ms (default 10 000; 0 reports the first failing case unshrunk). */
   readonly shrinkTimeMs?: number;
@@ -66,14 +68,17 @@ export interface ReplayInfo {
   readonly command: string;
 }
 
+/** The outcome of one law: passed, failed (with the shrunk counterexample and the command that replays it) or skipped (with why). */
 export interface LawResult {
   readonly law: string;
+  /** The law in words. */
   readonly statement: string;
   readonly status: "passed" | "failed" | "skipped";
   /** Formulas the cases were drawn from. */
   readonly formulas: readonly string[];
   /** Cases run (passed ones, or up to and including the first failure). */
   readonly runs: number;
+  /** Wall-clock time of the law, in milliseconds. */
   readonly timeMs: number;
   /** Why the law did not run. */
   readonly skipped?: string;
@@ -83,6 +88,7 @@ export interface LawResult {
   readonly replay?: ReplayInfo;
   /** Arguments of the shrunk counterexample: shapes, and values of small tensors. */
   readonly counterexample?: CaseSummary;
+  /** The law's tolerance: how its bound is derived, and what the bound multiplies. */
   readonly tolerance: { readonly derivation: string; readonly scale: string };
   /** Per formula, the generated cases that ran, were declined, or lay outside the declared capability. */
   readonly coverage?: Readonly<Record<string, FormulaCoverage>>;
@@ -101,15 +107,20 @@ export interface CaseSummary {
   readonly choices: Readonly<Record<string, string>>;
 }
 
+/** The report of a law run: the implementation, dtype, seed and cases per law, a result per law and the counts. */
 export interface LawReport {
+  /** The implementation's name. */
   readonly implementation: string;
   readonly dtype: FloatDType;
+  /** The fast-check seed every law used (given, or chosen from the time). */
   readonly seed: number;
+  /** Generated cases per law. */
   readonly runs: number;
   readonly ok: boolean;
   readonly passed: number;
   readonly failed: number;
   readonly skipped: number;
+  /** Wall-clock time of the run, in milliseconds. */
   readonly timeMs: number;
   readonly results: readonly LawResult[];
 }

@@ -12,34 +12,47 @@ import { evaluate } from "../autodiff/evaluate.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 
+/**
+ * Generation cannot proceed: a bad option (temperature, top-k, top-p, maxNewTokens), a prompt or stop token outside the
+ * vocabulary, a prompt longer than learned positions allow, or logits that give no distribution.
+ */
 export class GenerateError extends Error {
   override name = "GenerateError";
 }
 
+/** How the next token is chosen: greedy (the default), or sampled with a temperature and optional top-k and top-p. */
 export interface SamplingOptions {
   /** 0 (or undefined with no top-k/top-p) means greedy. */
   readonly temperature?: number;
+  /** Sample among the k most likely ids only (a positive integer). */
   readonly topK?: number;
+  /** Sample among the smallest set of most likely ids whose probability reaches p, in (0, 1]. */
   readonly topP?: number;
+  /** Seed of the sampling draws (default 0). */
   readonly seed?: number;
 }
 
+/** Options of {@link generate}: sampling, how many tokens, when to stop, caching and precision. */
 export interface GenerateOptions extends SamplingOptions {
+  /** Generate at most this many tokens (a non-negative integer). */
   readonly maxNewTokens: number;
   /** Stop after emitting any of these ids. */
   readonly stop?: readonly number[];
   /** Reuse keys/values across steps (default true). */
   readonly cache?: boolean;
+  /** Precision of the forward passes (default f64). */
   readonly dtype?: FloatDType;
   /** Called with each new token as it is chosen (streaming). */
   readonly onToken?: (token: number, step: number) => void;
 }
 
+/** The result of {@link generate}: the tokens, the logits of each step, and why generation stopped. */
 export interface GenerateResult {
   /** Prompt followed by the generated ids. */
   readonly tokens: number[];
   /** The logits that chose each new token, [steps, V]. */
   readonly stepLogits: Float64Array[];
+  /** `max_tokens`: maxNewTokens were generated; `stop_token`: a stop id was emitted; `context`: learned positions ran out (n_ctx). */
   readonly stopped: "max_tokens" | "stop_token" | "context";
 }
 

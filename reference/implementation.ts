@@ -64,11 +64,17 @@ function knownConfig(formula: string, config: Config): Config {
   return out;
 }
 
+/** Options of {@link referenceImplementation}. */
 export interface ReferenceOptions {
   /** Use fused kernels (default true). */
   readonly fused?: boolean;
 }
 
+/**
+ * The reference as an {@link Implementation}: every registry formula (plus `gpt_generate`, greedy decoding) evaluated
+ * and differentiated by the engine, in f64, or in f32 when a float input is f32 or `config.dtype` says so. A request
+ * whose configuration has a key the formula does not take is rejected with a FormulaError.
+ */
 export function referenceImplementation(opts: ReferenceOptions = {}): Implementation {
   const formulas = [...formulaNames(), "gpt_generate"];
   return {

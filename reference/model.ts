@@ -303,9 +303,11 @@ export function countParameters(config: GPTConfig): number {
  */
 export type InitScheme = "gpt2" | "xavier";
 
+/** Options of {@link initWeights}: the seed and the initialisation scheme. */
 export interface InitOptions {
   /** Seed of every draw (default 0). Each parameter has its own stream, so a variant that adds or drops parameters leaves the others' values unchanged. */
   readonly seed?: number;
+  /** The scheme (default `gpt2`); see {@link InitScheme}. */
   readonly init?: InitScheme;
   /** xavier only: W_Q = W_K = 0. */
   readonly zeroQK?: boolean;

@@ -9,33 +9,40 @@ import { Expr, input, make, param } from "./expr.js";
 import type { Config, HyperValue, Label, Node } from "./node.js";
 import { withScope } from "./shape.js";
 
+/** A formula declaration or call is invalid: unknown formula or hyperparameter, bad value, missing or unknown argument, malformed relation. */
 export class FormulaError extends Error {
   override name = "FormulaError";
 }
 
+/** One argument of a formula: an input (data) or a param (learned weight), with its symbolic shape. */
 export interface ArgSpec {
   readonly name: string;
   /** Symbolic shape, e.g. `["...", "n", "d_model"]`. */
   readonly shape: readonly string[];
+  /** `input`: data fed to the formula; `param`: a learned weight. */
   readonly role: "input" | "param";
   /** Integer ids (tokens, targets): never differentiated. */
   readonly int?: boolean;
+  /** One-line description, shown in rendered documents. */
   readonly doc: string;
   /** Display symbol, default the name (`\gamma` for gamma, `W_Q` → `W_Q`). */
   readonly latex?: string;
 }
 
+/** One output of a formula, with its symbolic shape (same conventions as {@link ArgSpec.shape}). */
 export interface OutputSpec {
   readonly name: string;
   readonly shape: readonly string[];
   readonly doc: string;
 }
 
+/** One hyperparameter of a formula: its kind, default, accepted values and documentation. */
 export interface HyperSpec {
   readonly name: string;
   /** `dims`: a comma- or space-separated list of dims ("B,1,H"; "" or "none": no axes; "..." the batch prefix, first only). */
   readonly kind: "number" | "integer" | "boolean" | "enum" | "dims";
   readonly default?: HyperValue;
+  /** The accepted values of an `enum`. */
   readonly choices?: readonly string[];
   readonly doc: string;
   /** The hyperparameter is also a dim of the same name (H, n, d_model...). */
@@ -59,6 +66,10 @@ export type CustomVjp = (ctx: {
   readonly config: Config;
 }) => Readonly<Record<string, Expr | undefined>>;
 
+/**
+ * A formula's declaration: name, description, hyperparameters, arguments and outputs (as functions of the
+ * resolved configuration), dim relations, and the `build` function composing primitives and other formulas.
+ */
 export interface FormulaDef {
   readonly name: string;
   /** One line. */
@@ -69,6 +80,7 @@ export interface FormulaDef {
   readonly outputs: (cfg: Config) => readonly OutputSpec[];
   /** Dim relations such as `d_model = H*d_k` (checked, and solved in either direction, at binding). */
   readonly relations?: (cfg: Config) => readonly string[];
+  /** The formula's body: spec expressions for each output, given the argument expressions and the resolved configuration. */
   readonly build: (args: Readonly<Record<string, Expr>>, cfg: Config) => Readonly<Record<string, Expr>>;
   /** How a call to this formula is displayed (`\mathrm{softmax}`, `M`); default `\mathrm{name}`. */
   readonly symbol?: Label;
@@ -86,12 +98,20 @@ export interface FormulaDef {
 
 const REGISTRY = new Map<string, FormulaDef>();
 
+/**
+ * Register a formula and return its declaration unchanged.
+ * @throws FormulaError if a formula of the same name is already registered.
+ */
 export function defineFormula(def: FormulaDef): FormulaDef {
   if (REGISTRY.has(def.name)) throw new FormulaError(`formula ${def.name} is defined twice`);
   REGISTRY.set(def.name, def);
   return def;
 }
 
+/**
+ * The registered formula of this name.
+ * @throws FormulaError if there is none; the message lists close and known names.
+ */
 export function getFormula(name: string): FormulaDef {
   const f = REGISTRY.get(name);
   if (f === undefined) {
@@ -102,10 +122,12 @@ export function getFormula(name: string): FormulaDef {
   return f;
 }
 
+/** Whether a formula of this name is registered. */
 export function hasFormula(name: string): boolean {
   return REGISTRY.has(name);
 }
 
+/** The names of all registered formulas, in registration order. */
 export function formulaNames(): string[] {
   return [...REGISTRY.keys()];
 }
@@ -195,12 +217,15 @@ export function hyperDims(def: FormulaDef, cfg: Config): Map<string, number> {
   return m;
 }
 
+/** A formula's graph built by {@link buildFormula}: its declaration, resolved configuration, leaves, outputs and parsed dim relations. */
 export interface BuiltFormula {
   readonly def: FormulaDef;
   readonly config: Config;
   /** Input and parameter leaves, by argument name. */
   readonly args: Readonly<Record<string, Expr>>;
+  /** Output expressions, by output name; each is a `call` node of the formula on its leaves. */
   readonly outputs: Readonly<Record<string, Expr>>;
+  /** The declared dim relations, as pairs of dims that must be equal. */
   readonly relations: readonly { a: Dim; b: Dim; why: string }[];
 }
 

@@ -93,6 +93,11 @@ export interface PipelineDocument {
   readonly parameters: { readonly symbolic: string; readonly latex: string; readonly value: number | undefined };
 }
 
+/**
+ * The pipeline document for a model configuration: each step's formulas rendered, the whole `gpt` formula, and its
+ * parameter count (symbolic, and evaluated when every dim is bound). `configName` only labels the document.
+ * @throws FormulaError if `model` is not a valid configuration of the `gpt` formula.
+ */
 export function pipelineDocument(configName: string, model: Config): PipelineDocument {
   const gpt = getFormula("gpt");
   const cfg = resolveConfig(gpt, model);

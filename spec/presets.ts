@@ -5,6 +5,7 @@
 import { editDistance } from "./formula.js";
 import type { Config } from "./node.js";
 
+/** The model presets, by name: hyperparameters of the `gpt` formula (unset ones take the formula's defaults). */
 export const PRESETS: Readonly<Record<string, Config>> = {
   /** A model small enough for tests and gradient checks. */
   tiny: { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 64, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true },
@@ -16,6 +17,7 @@ export const PRESETS: Readonly<Record<string, Config>> = {
   "llama-tiny": { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 44, placement: "pre", norm: "rms_norm", activation: "swiglu", positions: "rope", bias: false, tied: false, eps: 1e-6 },
 };
 
+/** The names of the presets, in declaration order. */
 export function presetNames(): string[] {
   return Object.keys(PRESETS);
 }
@@ -33,6 +35,10 @@ export function unknownPresetMessage(name: unknown): string {
   return `unknown preset ${JSON.stringify(name) ?? String(name)}${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; presets: ${names.join(", ")}`;
 }
 
+/**
+ * The preset of that name.
+ * @throws Error if there is none; the message suggests close names and lists the presets.
+ */
 export function getPreset(name: string): Config {
   const p = findPreset(name);
   if (p === undefined) throw new Error(unknownPresetMessage(name));

@@ -247,10 +247,12 @@ export class Renderer {
 // ---------------------------------------------------------------------------------------------
 // Formula documents
 
+/** A formula rendered for documents: its signature, arguments, hyperparameters, equations (LaTeX and Unicode text) and parameter count. */
 export interface RenderedFormula {
   readonly name: string;
   readonly description: string;
   readonly category: string;
+  /** One line, e.g. `mha(x, W_Q, …; H) → y`. */
   readonly signature: string;
   readonly inputs: readonly RenderedArg[];
   readonly parameters: readonly RenderedArg[];
@@ -260,11 +262,13 @@ export interface RenderedFormula {
   readonly notes: readonly string[];
   /** Equations, the last one(s) defining the outputs. */
   readonly latex: readonly string[];
+  /** The same equations as Unicode text. */
   readonly text: readonly string[];
   /** Σ over parameters of Π shape, symbolically (null when there are none). */
   readonly parameterCount: { readonly symbolic: string; readonly latex: string; readonly value?: number } | null;
 }
 
+/** One argument of a rendered formula: its symbolic shape, whether it holds floats or integer ids, and its description. */
 export interface RenderedArg {
   readonly name: string;
   readonly shape: string[];

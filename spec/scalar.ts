@@ -70,7 +70,9 @@ export const SCALAR_FNS = {
   silu_grad: fn("silu_grad", "(1+exp(-x)+x*exp(-x))/(1+exp(-x))^2", "SiLU'(x) = σ(x)(1 + x(1 − σ(x)))", mrm("SiLU'"), call("SiLU'")),
 } as const satisfies Record<string, ScalarFn>;
 
+/** The name of a scalar elementwise function: a key of {@link SCALAR_FNS}. */
 export type ScalarFnName = keyof typeof SCALAR_FNS;
+/** The names of all scalar elementwise functions, in declaration order. */
 export const SCALAR_FN_NAMES = Object.keys(SCALAR_FNS) as ScalarFnName[];
 
 export function isScalarFnName(s: string): s is ScalarFnName {

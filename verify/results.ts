@@ -40,11 +40,16 @@ export interface FailingValues {
   readonly atol: number;
 }
 
+/**
+ * The result of one check of a verify run: a golden case, a gradient check or a law, for one formula and dtype, with its
+ * status, error statistics and the details of its kind (tensor reports, gradcheck result, law result, localisation).
+ */
 export interface VerifyResult {
   readonly kind: ResultKind;
   readonly formula: string;
   /** The golden case, or the law's name, or (gradient checks) the case whose inputs were used. */
   readonly case: string;
+  /** The precision checked (null for a check skipped before a dtype was chosen). */
   readonly dtype: FloatDType | null;
   readonly status: ResultStatus;
   /** Not failed: `pass`, `declined` and `skipped` are ok, `fail` and `fault` are not. */
@@ -71,6 +76,7 @@ export interface VerifyResult {
   readonly gradcheck?: GradcheckResult;
   /** Golden checks: values of the failing tensors (kept for the first failing results only). */
   readonly values?: readonly FailingValues[];
+  /** Wall-clock time of the check, in milliseconds. */
   readonly timeMs: number;
 }
 
@@ -131,6 +137,11 @@ export interface ImplementationInfo {
   readonly backward: boolean | readonly string[];
 }
 
+/**
+ * The report of a verify run: every check's result, the origins of the failures, faults, declines and coverage. It is
+ * `ok` when some check ran, none failed or faulted, declines stay within their limit, and (under `strict`) every declared
+ * formula was checked.
+ */
 export interface VerifyReport {
   readonly ok: boolean;
   readonly implementation: ImplementationInfo;
@@ -145,8 +156,11 @@ export interface VerifyReport {
   readonly faulted: boolean;
   /** How many checks the implementation declined, and whether that fails the run. */
   readonly declines: DeclineSummary;
+  /** Fresh copies of the implementation started after it stopped. */
   readonly restarts: number;
+  /** Seed of the laws and gradient checks. */
   readonly seed: number;
+  /** Wall-clock time of the run, in milliseconds. */
   readonly timeMs: number;
   /** Per declared formula and kind of check: what ran, was declined, lay outside the capability. */
   readonly coverage?: CoverageSummary;
@@ -189,6 +203,7 @@ export interface ProgressEvent {
   readonly label: string;
 }
 
+/** Options of `verify`: which cases, formulas and dtype; which kinds of check; seeds, limits, restarts and sharding. */
 export interface VerifyOptions {
   /** Golden case files or folders (default: the bundled cases). */
   readonly cases?: readonly string[];
@@ -207,6 +222,7 @@ export interface VerifyOptions {
    * `seed`) it replays one shrunk counterexample, as the replay commands of a report do.
    */
   readonly law?: string;
+  /** fast-check path of the counterexample to replay (with `law` and `seed`). */
   readonly lawPath?: string;
   /** Seed of the laws and gradient checks (default 1). */
   readonly seed?: number;
@@ -223,6 +239,7 @@ export interface VerifyOptions {
   readonly maxRestarts?: number;
   /** How the implementation was started (shown in reports and replay commands). */
   readonly command?: string;
+  /** Called as checks complete, for progress display. */
   readonly onProgress?: (e: ProgressEvent) => void;
   /**
    * Run only shard `index` of `count` (1-based, `verify --shard K/N`): golden cases, gradient
