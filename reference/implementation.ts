@@ -50,7 +50,7 @@ const IMPLIED: Readonly<Record<string, Config>> = {
  * The formula's hyperparameters from a request's configuration. An unknown key is an error, not
  * silently ignored: a misspelt `causl` must not run the default.
  */
-function knownConfig(formula: string, config: Config): Config {
+export function knownConfig(formula: string, config: Config): Config {
   const def = getFormula(formula);
   const names = new Set(def.hyper.map((h) => h.name));
   const out: Record<string, Config[string]> = {};

@@ -15,7 +15,7 @@ import { localise } from "./localise.js";
 import type { Localisation } from "./localise.js";
 import { BUNDLED_CASES } from "./run.js";
 import { plantedGraphImplementation, plantGeluTanh, plantMaskShift, plantPrePlacement, plantScaleDModel } from "./testing.js";
-import { ReferenceTrace } from "./trace.js";
+import { knownConfig, ReferenceTrace } from "./trace.js";
 
 const golden = (name: string): GoldenCase => loadCase(join(BUNDLED_CASES, `${name}.safetensors`));
 
@@ -39,6 +39,11 @@ async function localiseCase(impl: Implementation, c: GoldenCase, forward: (req: 
 }
 
 describe("the reference trace", () => {
+  test("reads a configuration as the reference does: defaults filled, request keys dropped, a misspelt key refused", () => {
+    expect(knownConfig("layer_norm", { dtype: "f32" })).toMatchObject({ eps: 1e-5, bias: true });
+    expect(knownConfig("block_pre_ln", { placement: "pre", H: 2 })["H"]).toBe(2);
+    expect(() => knownConfig("attention", { causl: false })).toThrow(/has no hyperparameter "causl"/);
+  });
   const c = golden("gpt/f64/gpt2_pre_ln_V64_d16_h4_L2_n8");
   const trace = ReferenceTrace.build("gpt", c.meta.config, c.inputs, "f64");
   test("sites in pipeline order, named as docs/NAMES.md names them", () => {

@@ -20,7 +20,7 @@ import type { Graph } from "../autodiff/graph.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
 import { Tensor } from "../autodiff/tensor.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
-import { referenceGraph } from "../reference/implementation.js";
+import { knownConfig as requestConfig, referenceGraph } from "../reference/implementation.js";
 
 export type CallNode = NodeOf<"call">;
 
@@ -45,13 +45,13 @@ export interface CallSite {
   readonly order: number;
 }
 
-/** Drop configuration keys the formula does not know (golden metadata may carry more) and fill defaults. */
+/**
+ * A request's configuration as the reference reads it (reference/implementation.ts: request keys
+ * such as `dtype` and a fixed block's implied hyperparameters dropped, an unknown key an error),
+ * with defaults filled in.
+ */
 export function knownConfig(formula: string, config: FormulaConfig): Config {
-  const def = getFormula(formula);
-  const names = new Set(def.hyper.map((h) => h.name));
-  const out: Record<string, Config[string]> = {};
-  for (const [k, v] of Object.entries(config)) if (names.has(k)) out[k] = v;
-  return resolveConfig(def, out);
+  return resolveConfig(getFormula(formula), requestConfig(formula, config as Config));
 }
 
 function upcast(inputs: NamedTensors): NamedTensors {
