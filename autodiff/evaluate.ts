@@ -3,7 +3,6 @@
  * transposes absorbed into matmul, fused kernels), then run the plan — one kernel per primitive,
  * dispatched exhaustively over the op set.
  */
-import { match } from "ts-pattern";
 import { bindDims, concreteShape, type Binding } from "../spec/bind.js";
 import { BATCH, evalDim, dimToString } from "../spec/dims.js";
 import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/node.js";
@@ -242,35 +241,46 @@ export class Plan {
     const compute = (run: Run, inPlace: readonly number[] = []): Pick<Step, "kind" | "run" | "inPlace"> => ({ kind: "compute", run, inPlace });
     const alias: Pick<Step, "kind" | "run" | "inPlace"> = { kind: "alias", run: () => {}, inPlace: [] };
     const elementwise = (k: number): readonly number[] => Array.from({ length: k }, (_, i) => i);
-    const how = match<Node, Pick<Step, "kind" | "run" | "inPlace">>(n)
-      .with({ op: "input" }, (n) => {
+    const how = ((): Pick<Step, "kind" | "run" | "inPlace"> => {
+      switch (n.op) {
+      case "input": {
         this.inputSteps.push({ name: n.name, step: st.length, int: n.dtype === "int" });
         return { kind: "input", run: () => {}, inPlace: [] };
-      })
-      .with({ op: "const" }, (n) => compute((_v, o) => void (o[0] = n.value)))
-      .with({ op: "dim" }, (n) => {
+      }
+      case "const": {
+        return compute((_v, o) => void (o[0] = n.value));
+      }
+      case "dim": {
         const v = dimVal(n.dim);
         return compute((_v, o) => void (o[0] = v));
-      })
-      .with({ op: "iota" }, (n) => compute((_v, o) => K.iota(o, shape, n.axis)))
-      .with({ op: "unary" }, (n) => compute((v, o) => K.unary(n.fn, v[deps[0]!]!, o), [0]))
-      .with({ op: "binary" }, (n) => {
+      }
+      case "iota": {
+        return compute((_v, o) => K.iota(o, shape, n.axis));
+      }
+      case "unary": {
+        return compute((v, o) => K.unary(n.fn, v[deps[0]!]!, o), [0]);
+      }
+      case "binary": {
         const acc = this.accumulations.get(n);
         if (acc !== undefined) return compute(this.accumulateStep(acc, deps), [0]);
         return compute((v, o) => K.binary(n.fn, v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), o, shape), elementwise(2));
-      })
-      .with({ op: "reduce" }, (n) => {
+      }
+      case "reduce": {
         const axes = concreteAxes(n.x.shape, n.axes, b.batch.length);
         return compute((v, o) => K.reduce(n.fn, v[deps[0]!]!, shp(0), axes, o));
-      })
-      .with({ op: "reshape" }, () => alias)
-      .with({ op: "stopgrad" }, () => alias)
-      .with({ op: "call" }, (n) => {
+      }
+      case "reshape": {
+        return alias;
+      }
+      case "stopgrad": {
+        return alias;
+      }
+      case "call": {
         const f = this.opts.fused !== false ? fusedKernel(n.formula, n.config) : undefined;
         if (f === undefined) return alias;
         return compute((v, o) => f.run(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), o, n.config), f.inPlace ?? []);
-      })
-      .with({ op: "permute" }, (n) => {
+      }
+      case "permute": {
         if (this.transposedProduct.has(n)) {
           // n = (op(A)·op(B))ᵀ = op(B)ᵀ·op(A)ᵀ with deps [B, A]; a transposed operand is read untransposed
           const m = n.x as NodeOf<"matmul">;
@@ -279,9 +289,11 @@ export class Plan {
         }
         const perm = n.x.shape[0] === BATCH ? concretePerm(n.perm, b.batch.length) : [...n.perm];
         return compute((v, o) => K.permute(v[deps[0]!]!, shp(0), perm, o));
-      })
-      .with({ op: "broadcast" }, () => compute((v, o) => K.broadcast(v[deps[0]!]!, shp(0), o, shape)))
-      .with({ op: "slice" }, (n) => {
+      }
+      case "broadcast": {
+        return compute((v, o) => K.broadcast(v[deps[0]!]!, shp(0), o, shape));
+      }
+      case "slice": {
         const axis = n.x.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
         const start = dimVal(n.start);
         return compute((v, o) => {
@@ -292,23 +304,32 @@ export class Plan {
           }
           K.slice(v[deps[0]!]!, xs, axis, start, size, o);
         });
-      })
-      .with({ op: "concat" }, (n) => {
+      }
+      case "concat": {
         const axis = n.xs[0]!.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
         return compute((v, o) => K.concat(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), axis, o));
-      })
-      .with({ op: "matmul" }, (n) => {
+      }
+      case "matmul": {
         const transA = isSwapLast(n.a);
         const transB = isSwapLast(n.b);
         return compute((v, o) => matmulStep(v[deps[0]!]!, shp(0), transA, v[deps[1]!]!, shp(1), transB, o, shape, this.dtype));
-      })
-      .with({ op: "gather" }, (n) => {
+      }
+      case "gather": {
         const what = `gather${n.scope ? ` in ${n.scope}` : ""}`;
         return compute((v, o) => K.gather(v[deps[0]!]!, shp(0), v[deps[1]!]!, o, `${what} (token ids into a table of ${shp(0)[0]} rows)`));
-      })
-      .with({ op: "scatter_add" }, () => compute((v, o) => K.scatterAdd(v[deps[0]!]!, v[deps[1]!]!, o, shape, `scatter_add${n.scope ? ` in ${n.scope}` : ""}`)))
-      .with({ op: "where" }, () => compute((v, o) => K.where(v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), v[deps[2]!]!, shp(2), o, shape), elementwise(3)))
-      .exhaustive();
+      }
+      case "scatter_add": {
+        return compute((v, o) => K.scatterAdd(v[deps[0]!]!, v[deps[1]!]!, o, shape, `scatter_add${n.scope ? ` in ${n.scope}` : ""}`));
+      }
+      case "where": {
+        return compute((v, o) => K.where(v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), v[deps[2]!]!, shp(2), o, shape), elementwise(3));
+      }
+      default: {
+        const unknown: never = n;
+        throw new EvalError(`no step for op ${(unknown as { op: string }).op}`);
+      }
+      }
+    })();
     return { node: n, shape, dtype, size, deps, ...how };
   }
 

@@ -4,8 +4,11 @@
  * formula (so renderers print `softmax(…)`, fused kernels can replace the body, and verifiers can
  * localise errors by formula).
  *
- * Every pass (shape rule, kernel, VJP, render, JSON) dispatches over `Node["op"]` with
- * ts-pattern's `.exhaustive()`, so a new op cannot be half-supported.
+ * Every pass (shape rule, kernel, VJP, render, JSON) dispatches exhaustively over `Node["op"]`:
+ * with ts-pattern's `.exhaustive()`, or, in the two passes run once per node of every graph built
+ * (the shape rule and the planner's step choice), with a `switch` whose `default` assigns the node
+ * to `never` — the same compile-time guarantee without a matcher's allocations per node. A new
+ * op cannot be half-supported.
  */
 import type { Dim, SymShape } from "./dims.js";
 import type { ScalarFnName } from "./scalar.js";

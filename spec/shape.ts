@@ -3,7 +3,6 @@
  * symbolic shape, element type and the dim equalities left to check at binding. Mismatches that are
  * certain (two different constants, two different plain dim names) are errors at build time.
  */
-import { match } from "ts-pattern";
 import { BATCH, addDim, dimConstant, dimToString, dimsCompatible, mulDim, shapeToString, type Dim, type SymShape } from "./dims.js";
 import type { Constraint, ElemType, Node } from "./node.js";
 
@@ -107,23 +106,31 @@ export function normAxis(s: SymShape, axis: number): number {
 export function shapeRule(r: NodeRequest): ShapeResult {
   const constraints: Constraint[] = [];
   const res = (shape: SymShape, dtype: ElemType = "float"): ShapeResult => ({ shape, dtype, constraints });
-  return match(r)
-    .with({ op: "input" }, (r) => res(r.target ?? [], r.elem ?? "float"))
-    .with({ op: "const" }, () => res([]))
-    .with({ op: "dim" }, () => res([]))
-    .with({ op: "iota" }, (r) => {
+  switch (r.op) {
+    case "input": {
+      return res(r.target ?? [], r.elem ?? "float");
+    }
+    case "const": {
+      return res([]);
+    }
+    case "dim": {
+      return res([]);
+    }
+    case "iota": {
       const s = r.target ?? [];
       if (hasBatch(s)) throw new ShapeError(`iota${where()}: shape ${shapeToString(s)} must not have a batch prefix`);
       checkAxis(s, r.axis, "iota");
       return res(s);
-    })
-    .with({ op: "unary" }, (r) => res(r.x.shape))
-    .with({ op: "binary" }, (r) => {
+    }
+    case "unary": {
+      return res(r.x.shape);
+    }
+    case "binary": {
       const shape = broadcastShapes([r.a.shape, r.b.shape], `${r.fn}`, constraints);
       const intOp = r.a.dtype === "int" && r.b.dtype === "int" && ["add", "sub", "mul", "max", "min"].includes(r.fn);
       return res(shape, intOp ? "int" : "float");
-    })
-    .with({ op: "reduce" }, (r) => {
+    }
+    case "reduce": {
       const s = r.x.shape;
       const axes = new Set(r.axes);
       if (axes.size !== r.axes.length) throw new ShapeError(`reduce ${r.fn}${where()}: repeated axis in ${JSON.stringify(r.axes)}`);
@@ -137,8 +144,8 @@ export function shapeRule(r: NodeRequest): ShapeResult {
         else if (r.keepdims) out.push(1);
       });
       return res(out, r.x.dtype);
-    })
-    .with({ op: "reshape" }, (r) => {
+    }
+    case "reshape": {
       const t = r.target ?? [];
       if (hasBatch(t) && !hasBatch(r.x.shape)) {
         throw new ShapeError(`reshape${where()}: ${shapeToString(r.x.shape)} → ${shapeToString(t)} cannot introduce a batch prefix "..."`);
@@ -148,21 +155,21 @@ export function shapeRule(r: NodeRequest): ShapeResult {
       const count = (s: SymShape) => (hasBatch(s) && !hasBatch(t) ? productDim(s) : productDim(explicitDims(s)));
       unify(count(r.x.shape), productDim(explicitDims(t)), `reshape ${shapeToString(r.x.shape)} → ${shapeToString(t)} (element counts)`, constraints);
       return res(t, r.x.dtype);
-    })
-    .with({ op: "permute" }, (r) => {
+    }
+    case "permute": {
       const s = r.x.shape;
       const ok = r.perm.length === s.length && [...r.perm].sort((a, b) => a - b).every((v, i) => v === i);
       if (!ok) throw new ShapeError(`permute${where()}: ${JSON.stringify(r.perm)} is not a permutation of the ${s.length} axes of ${shapeToString(s)}`);
       if (hasBatch(s) && r.perm[0] !== 0) throw new ShapeError(`permute${where()}: the batch prefix "..." must stay first`);
       return res(r.perm.map((p) => s[p]!), r.x.dtype);
-    })
-    .with({ op: "broadcast" }, (r) => {
+    }
+    case "broadcast": {
       const t = r.target ?? [];
       const out = broadcastShapes([r.x.shape, t], `broadcast ${shapeToString(r.x.shape)} to ${shapeToString(t)}`, constraints);
       if (out.length !== t.length) throw new ShapeError(`broadcast${where()}: ${shapeToString(r.x.shape)} has more axes than ${shapeToString(t)}`);
       return res(t, r.x.dtype);
-    })
-    .with({ op: "slice" }, (r) => {
+    }
+    case "slice": {
       const s = r.x.shape;
       checkAxis(s, r.axis, "slice");
       const size = r.target?.[0];
@@ -170,8 +177,8 @@ export function shapeRule(r: NodeRequest): ShapeResult {
       const out = [...s];
       out[r.axis] = size;
       return res(out, r.x.dtype);
-    })
-    .with({ op: "concat" }, (r) => {
+    }
+    case "concat": {
       if (r.xs.length === 0) throw new ShapeError(`concat${where()}: nothing to concatenate`);
       const first = r.xs[0]!.shape;
       checkAxis(first, r.axis, "concat");
@@ -188,8 +195,8 @@ export function shapeRule(r: NodeRequest): ShapeResult {
       const out = [...first];
       out[r.axis] = total;
       return res(out, r.xs[0]!.dtype);
-    })
-    .with({ op: "matmul" }, (r) => {
+    }
+    case "matmul": {
       const a = r.a.shape;
       const b = r.b.shape;
       if (hasBatch(a) && explicitDims(a).length === 1 && explicitDims(b).length === 2 && !hasBatch(b)) {
@@ -203,14 +210,14 @@ export function shapeRule(r: NodeRequest): ShapeResult {
       unify(a[a.length - 1]!, b[b.length - 2]!, `matmul inner dims of ${shapeToString(a)} · ${shapeToString(b)}`, constraints);
       const batch = broadcastShapes([a.slice(0, -2), b.slice(0, -2)], `matmul batch axes of ${shapeToString(a)} · ${shapeToString(b)}`, constraints);
       return res([...batch, a[a.length - 2]!, b[b.length - 1]!]);
-    })
-    .with({ op: "gather" }, (r) => {
+    }
+    case "gather": {
       const t = r.table.shape;
       if (t.length < 1 || hasBatch(t)) throw new ShapeError(`gather${where()}: table ${shapeToString(t)} needs at least one axis and no batch prefix`);
       if (r.indices.dtype !== "int") throw new ShapeError(`gather${where()}: indices must be integers (token ids), got float`);
       return res([...r.indices.shape, ...t.slice(1)], r.table.dtype);
-    })
-    .with({ op: "scatter_add" }, (r) => {
+    }
+    case "scatter_add": {
       const t = r.target ?? [];
       if (t.length < 1 || hasBatch(t)) throw new ShapeError(`scatter_add${where()}: table shape ${shapeToString(t)} needs at least one axis and no batch prefix`);
       if (r.indices.dtype !== "int") throw new ShapeError(`scatter_add${where()}: indices must be integers`);
@@ -221,14 +228,22 @@ export function shapeRule(r: NodeRequest): ShapeResult {
         if (d !== BATCH || expect[i] !== BATCH) unify(d, expect[i]!, `scatter_add updates axis ${i}`, constraints);
       });
       return res(t);
-    })
-    .with({ op: "where" }, (r) => {
+    }
+    case "where": {
       const shape = broadcastShapes([r.cond.shape, r.a.shape, r.b.shape], "where", constraints);
       return res(shape, r.a.dtype === "int" && r.b.dtype === "int" ? "int" : "float");
-    })
-    .with({ op: "stopgrad" }, (r) => res(r.x.shape, r.x.dtype))
-    .with({ op: "call" }, (r) => res(r.body.shape, r.body.dtype))
-    .exhaustive();
+    }
+    case "stopgrad": {
+      return res(r.x.shape, r.x.dtype);
+    }
+    case "call": {
+      return res(r.body.shape, r.body.dtype);
+    }
+    default: {
+      const unknown: never = r;
+      throw new ShapeError(`no shape rule for op ${(unknown as { op: string }).op}`);
+    }
+  }
 }
 
 export { dimToString };
