@@ -129,6 +129,49 @@ export function operands(n: Node): readonly Node[] {
 }
 
 /**
+ * The node with each operand replaced by `m(operand)` (a call's arguments and body alike), keeping
+ * its id, label and shape; the node itself when `m` changes none. The rewriting counterpart of
+ * {@link operands}: graph rewrites (planted mistakes, diagnosis hypotheses) map a graph with it.
+ */
+export function mapOperands(n: Node, m: (x: Node) => Node): Node {
+  switch (n.op) {
+    case "input":
+    case "const":
+    case "dim":
+    case "iota":
+      return n;
+    case "unary":
+    case "reduce":
+    case "reshape":
+    case "permute":
+    case "broadcast":
+    case "slice":
+    case "stopgrad":
+      return m(n.x) === n.x ? n : { ...n, x: m(n.x) };
+    case "binary":
+    case "matmul":
+      return m(n.a) === n.a && m(n.b) === n.b ? n : { ...n, a: m(n.a), b: m(n.b) };
+    case "concat":
+      return n.xs.every((x) => m(x) === x) ? n : { ...n, xs: n.xs.map(m) };
+    case "gather":
+      return m(n.table) === n.table && m(n.indices) === n.indices ? n : { ...n, table: m(n.table), indices: m(n.indices) };
+    case "scatter_add":
+      return m(n.updates) === n.updates && m(n.indices) === n.indices ? n : { ...n, updates: m(n.updates), indices: m(n.indices) };
+    case "where":
+      return m(n.cond) === n.cond && m(n.a) === n.a && m(n.b) === n.b ? n : { ...n, cond: m(n.cond), a: m(n.a), b: m(n.b) };
+    case "call": {
+      const args: Record<string, Node> = {};
+      let changed = m(n.body) !== n.body;
+      for (const [k, v] of Object.entries(n.args)) {
+        args[k] = m(v);
+        if (args[k] !== v) changed = true;
+      }
+      return changed ? { ...n, args, body: m(n.body) } : n;
+    }
+  }
+}
+
+/**
  * Post-order (children before parents) of the nodes reachable from `roots` through `children`;
  * iterative, since graphs of deep models (L blocks × hundreds of nodes) overflow recursion.
  */
