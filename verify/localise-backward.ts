@@ -32,7 +32,7 @@ import type { Divergence, Localisation, LocalisationStep } from "./localise.js";
 import { depthOf, derivedTolerance } from "./tolerance.js";
 import type { DerivedTolerance } from "./tolerance.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
-import type { CallSite } from "./trace.js";
+import { sitePath, type CallSite } from "./trace.js";
 
 /** What backward localisation needs to know about one case whose gradients fail. */
 export interface LocaliseBackwardInput {
@@ -89,10 +89,6 @@ function gradientDepth(formula: string, config: FormulaConfig, inputs: NamedTens
   const x = first === undefined ? undefined : inputs[first.name];
   const rows = x === undefined || x.rank === 0 ? 1 : x.size / x.shape[x.rank - 1]!;
   return K + rows;
-}
-
-function sitePath(site: CallSite): string {
-  return site.path.slice(1).join("/");
 }
 
 /**

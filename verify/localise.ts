@@ -30,7 +30,7 @@ import type { Hint } from "./diagnose.js";
 import { depthOf, derivedTolerance } from "./tolerance.js";
 import type { DerivedTolerance } from "./tolerance.js";
 import { ReferenceTrace } from "./trace.js";
-import type { CallSite } from "./trace.js";
+import { sitePath, type CallSite } from "./trace.js";
 
 /**
  * `failed`: the request raised an implementation error other than an error answer (a malformed
@@ -162,10 +162,6 @@ function finalOutputs(trace: ReferenceTrace, prev: string): Intermediate[] {
   if (logits !== undefined) out.push({ name: "logits", node: logits, formula: "logits", feeds: [prev] });
   if (loss !== undefined) out.push({ name: "loss", node: loss, formula: "cross_entropy", feeds: ["logits"] });
   return out;
-}
-
-function sitePath(site: CallSite): string {
-  return site.path.slice(1).join("/");
 }
 
 /**

@@ -27,6 +27,11 @@ export type CallNode = NodeOf<"call">;
 /** How a value is computed: in the request's dtype, exactly (float64), or float64 without fused kernels. */
 export type Precision = "request" | "f64" | "f64-unfused";
 
+/** A site's path below the traced formula, `/`-joined (`h.0/mha/attention`): how reports name its tensors. */
+export function sitePath(site: CallSite): string {
+  return site.path.slice(1).join("/");
+}
+
 /** One application of a formula inside another: all output nodes of one call (they share `args`). */
 export interface CallSite {
   readonly formula: string;
