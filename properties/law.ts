@@ -47,6 +47,11 @@ export interface LawFailure {
   readonly values?: Readonly<Record<string, unknown>>;
   /** Set when the check stopped because the implementation raised an error: that error's kind (`declined` says nothing about the law). */
   readonly errorKind?: ImplementationErrorKind;
+  /**
+   * Set when the check had requested a backward pass since its last forward request: the failing
+   * comparison (or call) concerns gradients, so the failure belongs to the backward pass.
+   */
+  readonly afterBackward?: boolean;
 }
 
 export type LawVerdict = { readonly ok: true } | { readonly ok: false; readonly failure: LawFailure };
@@ -122,6 +127,8 @@ type FailureDetail = Omit<LawFailure, "law" | "formula" | "config" | "dtype" | "
  */
 export class Check {
   private readonly scales = new WeakMap<object, Record<string, OutputScale>>();
+  /** Whether the latest request was a backward pass (failures then concern gradients). */
+  private afterBackward = false;
 
   constructor(
     readonly law: string,
@@ -140,6 +147,7 @@ export class Check {
 
   /** Forward; a throw or a missing output becomes a failure naming the request. */
   async forward(req: ForwardRequest, what = "forward"): Promise<NamedTensors> {
+    this.afterBackward = false;
     let outs: NamedTensors;
     try {
       outs = (await this.impl.forward(req)).outputs;
@@ -164,6 +172,7 @@ export class Check {
 
   /** Backward; a throw or a missing gradient becomes a failure. */
   async backward(req: BackwardRequest, what = "backward"): Promise<NamedTensors> {
+    this.afterBackward = true;
     if (this.impl.backwardPass === undefined) this.fail(`${what}: the implementation has no backwardPass`);
     try {
       return (await this.impl.backwardPass(req)).grads;
@@ -186,6 +195,7 @@ export class Check {
       shapes: shapesOf(this.c.inputs),
       message,
       ...detail,
+      ...(this.afterBackward ? { afterBackward: true } : {}),
     });
   }
 

@@ -65,8 +65,6 @@ export async function lawChecks(
       return false;
     }
   };
-  // a law whose backward pass is optional fails on gradients when the quantity it compared is one
-  const comparesGradients = (f: LawResult["failure"]): boolean => f !== undefined && /^grad\b/.test(f.quantity ?? f.message);
   const push = (r: LawResult, dtype: FloatDType, formula: string | undefined): void => {
     const f = r.failure;
     const budget = f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0 ? f.absError / f.allowed : null;
@@ -96,7 +94,7 @@ export async function lawChecks(
               ? (f?.message ?? "failed")
               : r.statement,
       law: r,
-      ...(r.status === "failed" && (needsBackward(r.law, f !== undefined && f.formula !== "" ? f.formula : (formula ?? r.formulas[0] ?? "")) || comparesGradients(f))
+      ...(r.status === "failed" && (needsBackward(r.law, f !== undefined && f.formula !== "" ? f.formula : (formula ?? r.formulas[0] ?? "")) || f?.afterBackward === true)
         ? { checksGradients: true }
         : {}),
       ...(replayOf(r, dtype, formula) !== undefined ? { replay: replayOf(r, dtype, formula)! } : {}),
