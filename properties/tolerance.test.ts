@@ -1,7 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { referenceImplementation } from "../reference/implementation.js";
+import { sampleInputs } from "../autodiff/random.js";
 import { getLaw } from "./registry.js";
 import { runLaw } from "./run.js";
 import { conditionedBound, gamma, probeStep, roundingDepth, sensitivity, underflowAllowance, unitRoundoff } from "./tolerance.js";
@@ -29,18 +30,63 @@ describe("unit roundoff and γ_k", () => {
 
 describe("rounding depth K", () => {
   const t = (shape: number[]) => Tensor.zeros(shape);
-  it("counts reductions and elementwise roundings on the longest path", () => {
-    expect(roundingDepth({ formula: "softmax", config: {}, inputs: { x: t([2, 5]) } })).toBe(5 + 3);
-    // scores d_k + 1, softmax m + 3, P·V m
-    expect(roundingDepth({ formula: "attention", config: {}, inputs: { Q: t([3, 3]), K: t([4, 3]), V: t([4, 2]) } })).toBe(3 + 1 + 7 + 4);
-    expect(roundingDepth({ formula: "layer_norm", config: {}, inputs: { x: t([2, 7]) } })).toBe(2 * 7 + 6);
-    // cross-entropy: logsumexp over V, the subtraction, the mean over N rows
-    expect(roundingDepth({ formula: "cross_entropy", config: {}, inputs: { logits: t([3, 11]) } })).toBe(11 + 3 + 1 + 3);
+  it("is the interpreter of spec/rounding.ts over the formula's graph", () => {
+    // softmax over m = 5: x − max (1), exp (2), Σ (4), + [s = 0] (1), ÷ (1)
+    expect(roundingDepth({ formula: "softmax", config: {}, inputs: { x: t([2, 5]) } })).toBe(5 + 4);
+    // cross-entropy over V = 11, N = 3 rows: logsumexp (V + 5), − z_t (1), ×κ (1),
+    // Σ over rows (N − 1), ÷ N (1)
+    const ce = { logits: t([3, 11]), targets: Tensor.zeros([3], "i32") };
+    const K = roundingDepth({ formula: "cross_entropy", config: {}, inputs: ce });
+    expect(K).toBe(11 + 5 + 1 + 1 + 2 + 1);
+    // a request's own keys (dtype) are not hyperparameters, and do not change the graph
+    const f32 = { formula: "softmax", config: { dtype: "f32" }, inputs: { x: t([2, 5]) } };
+    expect(roundingDepth(f32)).toBe(5 + 4);
+  });
+
+  it("takes position ids from the data: a later position rotates by a larger angle", () => {
+    const at = (p: number) => {
+      const inputs = { x: t([2, 4]), position_ids: Tensor.from([0, p], "i32") };
+      return roundingDepth({ formula: "rope", config: { position_ids: true }, inputs });
+    };
+    expect(at(50)).toBeGreaterThan(at(5));
   });
 
   it("grows with the depth of a model", () => {
-    const inputs = (L: number) => ({ formula: "gpt", config: { L, H: 2, positions: "learned", placement: "pre" }, inputs: { tokens: Tensor.zeros([4], "i32"), "wte.weight": t([11, 6]), "h.0.mlp.c_fc.weight": t([6, 10]) } });
-    expect(roundingDepth(inputs(2))).toBeGreaterThan(roundingDepth(inputs(1)));
+    const depth = (L: number) => {
+      const config = { L, H: 2, positions: "learned", placement: "pre" };
+      const inputs = sampleInputs("gpt", config, { seed: 1 });
+      return roundingDepth({ formula: "gpt", config, inputs });
+    };
+    expect(depth(2)).toBeGreaterThan(depth(1));
+  });
+});
+
+// A copy of a registry formula under another name must get the same depth: a table keyed by formula
+// name (the switch this analysis replaced) would give the original a depth its copy does not get.
+// The copies live in a registry loaded afresh for this block, so no other test file sees them.
+describe("rounding depth of renamed copies of every formula", () => {
+  let spec: typeof import("../spec/index.js");
+  let tol: typeof import("./tolerance.js");
+  let rnd: typeof import("../autodiff/random.js");
+  beforeAll(async () => {
+    vi.resetModules();
+    spec = await import("../spec/index.js");
+    tol = await import("./tolerance.js");
+    rnd = await import("../autodiff/random.js");
+  });
+  afterAll(() => vi.resetModules());
+
+  it("equals the original's, for every formula of the registry", () => {
+    const names = spec.formulaNames();
+    for (const name of names) {
+      spec.defineFormula({ ...spec.getFormula(name), name: `${name}_renamed` });
+    }
+    for (const name of names) {
+      const config = spec.exampleConfig(name);
+      const inputs = rnd.sampleInputs(name, config, { seed: 3 });
+      const depth = (formula: string) => tol.roundingDepth({ formula, config, inputs });
+      expect(depth(`${name}_renamed`), name).toBe(depth(name));
+    }
   });
 });
 

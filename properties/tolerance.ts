@@ -22,9 +22,10 @@
  *
  * - `K` = {@link roundingDepth}: the roundings on the longest path from an argument to an output
  *   element — the sum over the stages of the formula of its reduction length plus the
- *   elementwise roundings of the stage (exp, division, square root, …). Each computation is
- *   within `γ_K` (relative) of exact on every stage's terms; two computations differ by at most
- *   twice that: the factor 2.
+ *   elementwise roundings of the stage (exp, division, square root, …), counted by the
+ *   interpreter of spec/rounding.ts over the formula's graph (docs/ROUNDING-DEPTH.md). Each
+ *   computation is within `γ_K` (relative) of exact on every stage's terms; two computations
+ *   differ by at most twice that: the factor 2.
  * - `S` = max |ŷ| over the output: the magnitude the final rounding acts on.
  * - `κ̂` = the measured amplification of the instance: rounding anywhere on the path acts, to
  *   first order, like a relative perturbation of size ≤ γ_K of the stage's operands; how far that
@@ -46,6 +47,9 @@
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import type { BackwardRequest, FormulaConfig, ForwardRequest, Implementation } from "../autodiff/implementation.js";
+import { hasFormula } from "../spec/formula.js";
+import { graphDepth, type ValueRange } from "../spec/rounding.js";
+import { knownConfig, referenceGraph } from "../reference/implementation.js";
 
 /** Unit roundoff u of a float dtype: 2⁻⁵³ (f64), 2⁻²⁴ (f32). */
 export function unitRoundoff(dtype: FloatDType): number {
@@ -80,18 +84,7 @@ export function smallestNormal(dtype: FloatDType): number {
 // Rounding depth K of each formula
 
 const last = (t: Tensor | undefined): number => (t === undefined ? 0 : t.shape[t.shape.length - 1] ?? 1);
-const rowsOf = (t: Tensor | undefined, axis = -2): number => (t === undefined ? 0 : t.shape[t.shape.length + axis] ?? 1);
 
-/** softmax over m: x − max (1), exp (1), the sum (m − 1), the division (1), +1 for a reciprocal-then-multiply variant. */
-export const softmaxDepth = (m: number): number => m + 3;
-/** logsumexp over m: x − max, exp, sum (m − 1), log, + max. */
-export const logsumexpDepth = (m: number): number => m + 3;
-/** A projection x W + b with fan-in k: the dot product (k − 1) and the bias (1). */
-export const projDepth = (k: number): number => k;
-/** LayerNorm over d: mean (d), subtract (1), mean of squares (d + 1), + ε, √, divide, ×γ, +β. */
-export const layerNormDepth = (d: number): number => 2 * d + 6;
-/** RMSNorm over d: mean of squares (d + 1), + ε, √, divide, ×γ. */
-export const rmsNormDepth = (d: number): number => d + 5;
 /**
  * An activation: the libm function (erf, tanh, exp: ≤ 1 ulp each, counted 2) and at most five
  * arithmetic roundings (GELU tanh: x³, 0.044715·x³, +x, ·√(2/π), 1 +, ½x·).
@@ -105,8 +98,6 @@ export const activationDepth = 8;
 export const angleDepth = (pMax: number): number => 2 + 3 * Math.max(1, pMax);
 /** RoPE: the angle, then x₁cos − x₂sin (two products and a difference). */
 export const ropeDepth = (pMax: number): number => angleDepth(pMax) + 3;
-/** Attention: scores (d_k − 1, scale 1, bias/mask 1), softmax over m, P·V (m − 1). */
-export const attentionDepth = (d_k: number, m: number): number => d_k + 1 + softmaxDepth(m) + m;
 
 export interface DepthContext {
   readonly formula: string;
@@ -114,115 +105,33 @@ export interface DepthContext {
   readonly inputs: NamedTensors;
 }
 
-function mhaDepth(d_model: number, H: number, m: number, pMax: number, positions: string): number {
-  const d_k = Math.max(1, Math.round(d_model / Math.max(1, H)));
-  const rope = positions === "rope" || positions === "rope_interleaved" ? ropeDepth(pMax) : 0;
-  return projDepth(d_model) + rope + attentionDepth(d_k, m) + projDepth(d_model);
-}
-
-function blockDepth(cfg: FormulaConfig, d_model: number, d_ff: number, m: number, pMax: number): number {
-  const norm = cfg["norm"] === "rms_norm" ? rmsNormDepth(d_model) : layerNormDepth(d_model);
-  const mha = mhaDepth(d_model, Number(cfg["H"] ?? 1), m, pMax, String(cfg["positions"] ?? "none"));
-  const ffn = cfg["activation"] === "swiglu" ? projDepth(d_model) + activationDepth + 1 + projDepth(d_ff) : projDepth(d_model) + activationDepth + projDepth(d_ff);
-  const norms = cfg["placement"] === "sandwich" ? 4 : 2;
-  return norms * norm + mha + ffn + 2;
+/** [min, max] of an int tensor's entries (positions, ids): where the depth analysis starts. */
+function intRange(t: Tensor): ValueRange {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < t.size; i++) {
+    lo = Math.min(lo, t.data[i]!);
+    hi = Math.max(hi, t.data[i]!);
+  }
+  return t.size === 0 ? { lo: 0, hi: 0, int: true } : { lo, hi, int: true };
 }
 
 /**
  * K: roundings on the longest path from an argument to an output element of the formula, for
- * the sizes of these inputs (see the module comment). Formulas outside the registry's list get
- * the conservative sum of every input's size.
+ * the sizes of these inputs (see the module comment) — the interpreter of spec/rounding.ts over
+ * the formula's graph, with int arguments' values (positions) bounding the angles they feed. A
+ * name outside the registry (no graph to read) gets the conservative sum of every input's size.
  */
 export function roundingDepth(ctx: DepthContext): number {
-  const { formula, config: cfg, inputs: a } = ctx;
-  const dimCfg = (k: string, dflt: number): number => (typeof cfg[k] === "number" ? (cfg[k] as number) : dflt);
-  switch (formula) {
-    case "softmax":
-    case "log_softmax":
-      return softmaxDepth(last(a["x"]));
-    case "logsumexp":
-      return logsumexpDepth(last(a["x"]));
-    case "causal_mask":
-    case "embedding":
-      return 1;
-    case "alibi_bias":
-      return 4 + 2 * dimCfg("m", dimCfg("n", 1));
-    case "attention":
-      // a soft cap adds s/c, tanh and c·(…) to every score
-      return attentionDepth(last(a["Q"]), rowsOf(a["K"])) + (dimCfg("softcap", 0) > 0 ? 3 : 0);
-    case "mha": {
-      const n = rowsOf(a["x"]);
-      const p = rowsOf(a["past_k"]);
-      return mhaDepth(last(a["x"]), dimCfg("H", 1), n + p, dimCfg("offset", 0) + p + n, String(cfg["positions"] ?? "none"));
-    }
-    case "layer_norm":
-      return layerNormDepth(last(a["x"]));
-    case "rms_norm":
-      return rmsNormDepth(last(a["x"]));
-    case "gelu":
-    case "gelu_tanh":
-    case "relu":
-    case "silu":
-      return activationDepth;
-    case "linear":
-      return projDepth(last(a["x"]));
-    case "logits":
-      return projDepth(last(a["x"]));
-    case "ffn":
-      return projDepth(last(a["x"])) + activationDepth + projDepth(last(a["W_1"]));
-    case "swiglu":
-      return projDepth(last(a["x"])) + activationDepth + 1 + projDepth(last(a["W_up"]));
-    case "positional_sinusoidal":
-      return angleDepth(dimCfg("offset", 0) + dimCfg("n", 1));
-    case "positional_learned":
-      return 1;
-    case "rope": {
-      // the largest position: the last row after the offset, or the largest of position_ids
-      const ids = a["position_ids"];
-      return ropeDepth(ids === undefined ? dimCfg("offset", 0) + rowsOf(a["x"]) : Math.max(1, ...Array.from(ids.data, (v) => Math.abs(v) + 1)));
-    }
-    case "dropout":
-      // 1/(1 − p) rounded, then one product
-      return 2;
-    case "cross_entropy": {
-      const z = a["logits"];
-      const N = z === undefined || last(z) === 0 ? 1 : z.size / last(z);
-      return logsumexpDepth(last(z)) + 1 + N;
-    }
-    case "block":
-    case "block_post_ln":
-    case "block_pre_ln": {
-      const x = a["x"];
-      const d_ff = last(a["mlp.c_fc.weight"] ?? a["mlp.up_proj.weight"]);
-      const n = rowsOf(x);
-      const p = rowsOf(a["past_k"]);
-      const placement = formula === "block_pre_ln" ? "pre" : formula === "block_post_ln" ? "post" : cfg["placement"];
-      return blockDepth({ ...cfg, placement: placement ?? "post" }, last(x), d_ff, n + p, n + p);
-    }
-    case "gpt": {
-      const L = dimCfg("L", 1);
-      const wte = a["wte.weight"];
-      const d_model = last(wte);
-      const V = rowsOf(wte);
-      const d_ff = last(a["h.0.mlp.c_fc.weight"] ?? a["h.0.mlp.up_proj.weight"]);
-      const tokens = a["tokens"];
-      const n = last(tokens);
-      const p = rowsOf(a["past.0.k"]);
-      const pMax = n + p;
-      const positions = String(cfg["positions"] ?? "learned");
-      const attnPos = positions === "rope" || positions === "rope_interleaved" || positions === "alibi" ? positions : "none";
-      const body = blockDepth({ ...cfg, positions: attnPos }, d_model, d_ff, n + p, pMax);
-      const embed = positions === "sinusoidal" ? angleDepth(pMax) + 1 : 1;
-      const finalNorm = cfg["placement"] === "pre" || cfg["placement"] === "sandwich" ? layerNormDepth(d_model) : 0;
-      const N = tokens === undefined ? 1 : tokens.size;
-      return embed + L * body + finalNorm + projDepth(d_model) + logsumexpDepth(V) + 1 + N;
-    }
-    default: {
-      let s = 8;
-      for (const t of Object.values(a)) s += t.size;
-      return s;
-    }
+  const { formula, config, inputs } = ctx;
+  if (!hasFormula(formula)) {
+    let s = 8;
+    for (const t of Object.values(inputs)) s += t.size;
+    return s;
   }
+  const ranges: Record<string, ValueRange> = {};
+  for (const [k, t] of Object.entries(inputs)) if (t.dtype === "i32") ranges[k] = intRange(t);
+  return graphDepth(referenceGraph(formula, knownConfig(formula, config)), inputs, ranges);
 }
 
 // ---------------------------------------------------------------------------------------------
