@@ -50,6 +50,17 @@ describe("parameter counts", () => {
     expect(r.parameterCount!.value).toBe(124_439_808);
     expect(r.parameterCount!.symbolic).toContain("V·d_model");
   });
+  test("grouped K/V heads: d_kv = H_kv·d_k and d_k = d_model/H come from mha's relations", () => {
+    // W_Q, W_O: d_model² each; W_K, W_V: d_model·d_kv each; biases 2·d_model + 2·d_kv
+    const r = renderFormula("mha", { H: 4, H_kv: 2 }).parameterCount!;
+    expect(r.symbolic).toBe("2·H^-1·H_kv·d_model^2 + 2·d_model^2 + 2·H^-1·H_kv·d_model + 2·d_model");
+  });
+  test("a model's L blocks count once, times L (their parameters named by spec/layers.ts)", () => {
+    const one = renderFormula("gpt", { ...getPreset("gpt2-small"), L: 1 }).parameterCount!.value!;
+    const two = renderFormula("gpt", { ...getPreset("gpt2-small"), L: 2 }).parameterCount!.value!;
+    // one GPT-2 small block: 4·768² + 2·768·3072 + 9·768 + 3072
+    expect(two - one).toBe(7_087_872);
+  });
   test("untying adds V·d_model", () => {
     const tied = renderFormula("gpt", getPreset("gpt2-small")).parameterCount!.value!;
     const untied = renderFormula("gpt", { ...getPreset("gpt2-small"), tied: false }).parameterCount!.value!;

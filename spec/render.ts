@@ -7,10 +7,17 @@
  * equations; movement ops that only rearrange memory are transparent.
  */
 import { match } from "ts-pattern";
-import { BATCH, canonicalPoly, dimConstant, dimToString, type Dim, type SymShape } from "./dims.js";
-import { Expr } from "./expr.js";
-import { buildFormula, getFormula, latexName, resolveConfig, type ArgSpec, type FormulaDef } from "./formula.js";
-import type { Config, Node } from "./node.js";
+import {
+  BATCH, canonicalPoly, dim as dimFromString, dimConstant, dimNames, dimToString, evalDim,
+  type Dim, type SymShape,
+} from "./dims.js";
+import {
+  buildFormula, exampleConfig, getFormula, hyperDims, latexName, parseRelations, resolveConfig,
+  type ArgSpec, type FormulaDef,
+} from "./formula.js";
+import { LAYERS } from "./layers.js";
+import type { Config, HyperValue, Node } from "./node.js";
+import { polynomial } from "./poly.js";
 import { SCALAR_FNS } from "./scalar.js";
 
 export type Format = "latex" | "text";
@@ -293,10 +300,6 @@ export function formulaEquations(def: FormulaDef, config: Config, fmt: Format): 
   return lines;
 }
 
-import { exampleConfig, hyperDims, parseRelations } from "./formula.js";
-import { evalDim, dimNames, BATCH_ROWS } from "./dims.js";
-import { polynomial } from "./poly.js";
-
 /** Render one formula. `config` fills hyperparameters (the formula's example when omitted). */
 export function renderFormula(name: string, config?: Config): RenderedFormula {
   const def = getFormula(name);
@@ -328,41 +331,82 @@ export function renderFormula(name: string, config?: Config): RenderedFormula {
 export function parameterCount(def: FormulaDef, cfg: Config): RenderedFormula["parameterCount"] {
   const params = def.args(cfg).filter((a) => a.role === "param");
   if (params.length === 0) return null;
-  // head sizes through the model width: d_k = d_model/H, d_kv = H_kv·d_k
-  const subst = new Map<string, Dim>();
-  if (def.hyper.some((h) => h.name === "H")) {
-    subst.set("d_k", { op: "/", a: "d_model", b: "H" });
-    subst.set("d_kv", { op: "*", a: "H_kv", b: { op: "/", a: "d_model", b: "H" } });
-  }
-  // H_kv defaults to H (plain multi-head attention)
-  if (cfg["H_kv"] === undefined) subst.set("H_kv", "H");
-  const resolve = (d: Dim): Dim => substituteAll(substituteAll(d, subst), subst);
+  const subst = derivedDims(def, cfg, params);
+  const resolve = (d: Dim): Dim => substituteAll(d, subst);
   const prod = (p: ArgSpec): Dim => p.shape.reduce<Dim>((acc, d) => ({ op: "*", a: acc, b: dimFromString(d) }), 1);
   const sum = (ds: Dim[]): Dim => ds.reduce<Dim>((a, b) => ({ op: "+", a, b }), 0);
   // the L blocks of a model count once, times the symbol L
-  const layered = params.filter((p) => /^h\.\d+\./.test(p.name));
-  const rest = params.filter((p) => !/^h\.\d+\./.test(p.name));
-  const block = layered.filter((p) => p.name.startsWith("h.0."));
-  const total: Dim = layered.length > 0 ? { op: "+", a: sum(rest.map(prod)), b: { op: "*", a: "L", b: sum(block.map(prod)) } } : sum(params.map(prod));
+  const L = cfg[LAYERS.count];
+  const blocks = typeof L === "number" ? Array.from({ length: L }, (_, l) => LAYERS.prefix(l)) : [];
+  const layered = params.filter((p) => blocks.some((b) => p.name.startsWith(b)));
+  const rest = params.filter((p) => !layered.includes(p));
+  const block = layered.filter((p) => p.name.startsWith(LAYERS.prefix(0)));
+  const perBlock: Dim = { op: "*", a: LAYERS.count, b: sum(block.map(prod)) };
+  const total: Dim =
+    layered.length > 0 ? { op: "+", a: sum(rest.map(prod)), b: perBlock } : sum(params.map(prod));
   const poly = polynomial(resolve(total));
   const env = new Map<string, number>(hyperDims(def, cfg));
-  if (typeof cfg["L"] === "number") env.set("L", cfg["L"] as number);
+  if (typeof L === "number") env.set(LAYERS.count, L);
   let value: number | undefined;
   try {
     value = evalDim(resolve(total), env);
   } catch {
     value = undefined;
   }
-  void dimNames;
-  void BATCH_ROWS;
   return { symbolic: poly.text, latex: poly.latex, ...(value !== undefined ? { value } : {}) };
 }
 
-import { dim as dimFromString } from "./dims.js";
+/**
+ * Dims the declared relations derive, as expressions in the others (d_k = d_model/H,
+ * d_kv = H_kv·d_model/H, H_kv = H when unset). The relations are stated with every dim
+ * hyperparameter as its name, so the count stays symbolic in H; each relation eliminates one dim
+ * that the configuration does not set — the one the fewest parameters are declared in (d_k, not
+ * d_model).
+ */
+function derivedDims(def: FormulaDef, cfg: Config, params: readonly ArgSpec[]): Map<string, Dim> {
+  const symbolic: Record<string, HyperValue> = { ...cfg };
+  for (const h of def.hyper) {
+    if (h.dim === true && typeof cfg[h.name] === "number") symbolic[h.name] = h.name;
+  }
+  const set = hyperDims(def, cfg);
+  const declares = (p: ArgSpec, k: string) =>
+    p.shape.some((d) => dimNames(dimFromString(d)).has(k));
+  const uses = (name: string) => params.filter((p) => declares(p, name)).length;
+  const subst = new Map<string, Dim>();
+  for (const r of parseRelations(def, symbolic)) {
+    const a = substituteAll(r.a, subst);
+    const b = substituteAll(r.b, subst);
+    const free = [...dimNames(a), ...dimNames(b)].filter((k) => !set.has(k) && !subst.has(k));
+    if (free.length === 0) continue;
+    const name = free.reduce((x, y) => (uses(y) < uses(x) ? y : x));
+    const value = dimNames(a).has(name) ? solveDim(a, b, name) : solveDim(b, a, name);
+    if (value === undefined) continue;
+    for (const [k, v] of subst) subst.set(k, substituteAll(v, new Map([[name, value]])));
+    subst.set(name, value);
+  }
+  return subst;
+}
+
+/** `side = other` solved for `name`, which occurs once in `side`: H·d_k = d_model → d_model/H. */
+function solveDim(side: Dim, other: Dim, name: string): Dim | undefined {
+  if (side === name) return other;
+  if (typeof side !== "object") return undefined;
+  const inA = dimNames(side.a).has(name);
+  const [x, y] = inA ? [side.a, side.b] : [side.b, side.a];
+  switch (side.op) {
+    case "+":
+      return solveDim(x, { op: "-", a: other, b: y }, name);
+    case "-":
+      return solveDim(x, inA ? { op: "+", a: other, b: y } : { op: "-", a: y, b: other }, name);
+    case "*":
+      return solveDim(x, { op: "/", a: other, b: y }, name);
+    case "/":
+      return solveDim(x, inA ? { op: "*", a: other, b: y } : { op: "/", a: y, b: other }, name);
+  }
+}
+
 function substituteAll(d: Dim, s: ReadonlyMap<string, Dim>): Dim {
   if (typeof d === "string") return s.get(d) ?? d;
   if (typeof d === "number") return d;
   return { op: d.op, a: substituteAll(d.a, s), b: substituteAll(d.b, s) };
 }
-
-export { Expr };

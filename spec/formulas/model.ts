@@ -7,6 +7,7 @@ import { dimToString, type Dim } from "../dims.js";
 import { add, slice, Expr, matmul, named } from "../expr.js";
 import { call1, callFormula, defineFormula, FormulaError, type ArgSpec, type HyperSpec, type OutputSpec } from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
+import { LAYERS } from "../layers.js";
 
 export const NORMS = ["layer_norm", "rms_norm"] as const;
 export const PLACEMENTS = ["post", "pre", "sandwich"] as const;
@@ -293,7 +294,9 @@ export function gptParams(cfg: Config): ArgSpec[] {
   const out: ArgSpec[] = [{ name: "wte.weight", shape: ["V", "d_model"], role: "param", doc: "token embedding E", latex: "E" }];
   if (cfg["positions"] === "learned") out.push({ name: "wpe.weight", shape: ["n_ctx", "d_model"], role: "param", doc: "learned positions P" });
   const block = blockParams(cfg);
-  for (let l = 0; l < L; l++) for (const p of block) out.push({ ...p, name: `h.${l}.${p.name}` });
+  for (let l = 0; l < L; l++) {
+    for (const p of block) out.push({ ...p, name: LAYERS.prefix(l) + p.name });
+  }
   if (finalNorm(cfg)) {
     out.push({ name: "ln_f.weight", shape: ["d_model"], role: "param", doc: "final norm γ" });
     if (cfg["norm"] === "layer_norm") out.push({ name: "ln_f.bias", shape: ["d_model"], role: "param", doc: "final norm β" });
@@ -326,7 +329,9 @@ defineFormula({
     ...(((cfg["dropout"] as number | undefined) ?? 0) > 0 && cfg["kv_cache"] !== true
       ? [
           { name: "dropout.embd", shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the embedding (embd_pdrop)" } as ArgSpec,
-          ...Array.from({ length: cfg["L"] as number }, (_, l) => blockDropoutArgs(cfg, `h.${l}.`)).flat(),
+          ...Array.from({ length: cfg["L"] as number }, (_, l) =>
+            blockDropoutArgs(cfg, LAYERS.prefix(l)),
+          ).flat(),
         ]
       : []),
     ...gptParams(cfg),
@@ -371,8 +376,8 @@ defineFormula({
     const outs: Record<string, Expr> = {};
     for (let l = 0; l < L; l++) {
       const p: Record<string, Expr> = { x, ...(ids && cfg["positions"] !== "learned" ? { position_ids: a["position_ids"]! } : {}) };
-      for (const s of blockParams(cfg)) p[s.name] = a[`h.${l}.${s.name}`]!;
-      for (const s of blockDropoutArgs(cfg, "")) p[s.name] = a[`h.${l}.${s.name}`]!;
+      for (const s of blockParams(cfg)) p[s.name] = a[LAYERS.prefix(l) + s.name]!;
+      for (const s of blockDropoutArgs(cfg, "")) p[s.name] = a[LAYERS.prefix(l) + s.name]!;
       if (cache) {
         const r = callFormula("block", { ...p, past_k: a[`past.${l}.k`]!, past_v: a[`past.${l}.v`]! }, { ...blockCfg, kv_cache: true });
         x = r["y"]!;
