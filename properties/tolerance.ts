@@ -131,8 +131,19 @@ export function roundingDepth(ctx: DepthContext): number {
   }
   const ranges: Record<string, ValueRange> = {};
   for (const [k, t] of Object.entries(inputs)) if (t.dtype === "i32") ranges[k] = intRange(t);
-  return graphDepth(referenceGraph(formula, knownConfig(formula, config)), inputs, ranges);
+  const cfg = knownConfig(formula, config);
+  // a law asks once per check: the same graph at the same sizes gives the same K
+  const shapes = Object.entries(inputs).map(([k, t]) => [k, t.shape]);
+  const key = JSON.stringify([formula, cfg, shapes, ranges]);
+  let K = depths.get(key);
+  if (K === undefined) {
+    K = graphDepth(referenceGraph(formula, cfg), inputs, ranges);
+    if (depths.size > 1024) depths.clear();
+    depths.set(key, K);
+  }
+  return K;
 }
+const depths = new Map<string, number>();
 
 // ---------------------------------------------------------------------------------------------
 // Cancelled magnitudes: rounding the probe cannot see

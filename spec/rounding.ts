@@ -223,10 +223,14 @@ const RANGE_RULES: { readonly [K in Op]: RangeRule<K> } = {
 };
 
 /** The interval of every node reachable from `roots` (children first, iteratively). */
-export function valueRanges(roots: readonly Node[], env: DepthEnv): Map<Node, ValueRange> {
+export function valueRanges(
+  roots: readonly Node[],
+  env: DepthEnv,
+  order: readonly Node[] = topoSort(roots),
+): Map<Node, ValueRange> {
   const out = new Map<Node, ValueRange>();
   const r = (x: Node): ValueRange => out.get(x)!;
-  for (const n of topoSort(roots)) {
+  for (const n of order) {
     out.set(n, (RANGE_RULES[n.op] as RangeRule<Op>)(n as never, r, env));
   }
   return out;
@@ -291,10 +295,11 @@ const DEPTH_RULES: { readonly [K in Op]: DepthRule<K> } = {
  * any element of the node. Integer results below 2^24 are exact (0).
  */
 export function roundingDepths(roots: readonly Node[], env: DepthEnv): Map<Node, number> {
-  const ranges = valueRanges(roots, env);
+  const order = topoSort(roots);
+  const ranges = valueRanges(roots, env, order);
   const out = new Map<Node, number>();
   const ctx: DepthCtx = { d: (x) => out.get(x)!, r: (x) => ranges.get(x)!, env };
-  for (const n of topoSort(roots)) {
+  for (const n of order) {
     const v = ranges.get(n)!;
     const exact = v.int && Math.max(Math.abs(v.lo), Math.abs(v.hi)) <= EXACT_INTEGERS;
     out.set(n, exact ? 0 : (DEPTH_RULES[n.op] as DepthRule<Op>)(n as never, ctx));
