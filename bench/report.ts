@@ -60,7 +60,8 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
   );
   out.push(
     "Every engine runs on the same seeded values (bench/seeded.ts, mirrored in torch_peer.py). Before its time counts, each result is compared with specformer's float64 result: " +
-      "the column gives the estimated relative error ‖a − b‖/‖a‖ (norms and a seeded random projection) against the tolerance depth·K·u (u of the less precise dtype, K the longest sum, depth the summing stages on the longest path). " +
+      "the column gives the estimated relative error ‖a − b‖/‖a‖ (norms and a seeded random projection) against the tolerance K·u (u of the less precise dtype, K the roundings on the longest chain of the forward and backward pass, " +
+      "counted over the gradient graph by spec/rounding.ts; runs before 2026-12-06 used depth·K·u, K the longest sum and depth the summing stages). " +
       "Times are medians after warm-up, with the range; ratios are the engine's median over specformer's float64 median (> 1: specformer is faster).",
     "",
   );

@@ -37,6 +37,7 @@ import { getPreset } from "../spec/presets.js";
 import { hashUniform } from "./seeded.js";
 import {
   BLOCK_SIZES, GPT2_SMALL, SEED, agree, agreementTolerance, blockConfig, blockLabel, blockTensors, gptConfig, gptTensors, makeTensors, summarize,
+  fwdBwdDepth, gptDepth,
   summarizeAll, timeIt, timingOf, type Agreement, type BlockSize, type GptSize, type Summary, type Timing,
 } from "./workloads.js";
 import { TorchPeer, torchUnavailable } from "./peers/torch.js";
@@ -269,9 +270,9 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
         const cfg = blockConfig(size);
         const g = formulaGraph("block", cfg);
         const eps = cfg["eps"] as number;
-        // stages that sum terms on the longest path (LN, QKV, QKᵀ, softmax, ·V, proj, LN, fc, proj), twice for the backward pass
-        const K = Math.max(size.d_model, size.n, size.d_ff);
-        const depth = 18;
+        // the roundings on the longest chain of the forward and backward pass
+        const K = fwdBwdDepth(g, ["y"], [...inSpecs, cotSpec]);
+        const depth = 1;
         const { warmup, reps: r } = reps(mode, size.d_model >= 256 ? 15 : 25);
         let ref: Record<string, Summary> | undefined;
         let specMs = NaN;
@@ -322,9 +323,9 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       const size = smoke ? SMOKE_GPT : GPT2_SMALL;
       const workload = `${size.name} (${size.tokens} tokens) fwd+bwd`;
       const { warmup, reps: r } = smoke ? { warmup: 0, reps: 1 } : mode === "quick" ? { warmup: 1, reps: 2 } : { warmup: 1, reps: 3 };
-      // L blocks of 9 summing stages, final norm, logits, cross-entropy; twice for the backward pass
-      const K = Math.max(size.V, size.d_ff, size.d_model, size.tokens);
-      const depth = 2 * (9 * size.L + 3);
+      // the roundings on the longest chain of the loss's forward and backward pass
+      const K = gptDepth(size);
+      const depth = 1;
       const spec = await runChild({ engine: "specformer", size, dtype: "f64", warmup, reps: r });
       const ref = spec.summaries;
       const specT = timingOf(spec.timesMs);
@@ -459,8 +460,8 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       else {
         try {
           const res = await gptThroughProcess(size, log);
-          const K = Math.max(size.V, size.d_ff, size.d_model, size.tokens);
-          const depth = 2 * (9 * size.L + 3);
+          const K = gptDepth(size);
+          const depth = 1;
           // the reference: PyTorch in float64 on the same seeded values (a process of its own; at
           // full size specformer's own engine needs several GiB more than this check is worth)
           let agreement: Agreement | undefined;

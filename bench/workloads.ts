@@ -14,6 +14,9 @@ import "../spec/index.js";
 import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
 import { formulaConfig, parameterShapes, resolveModelConfig, type GPTConfig } from "../reference/model.js";
 import { hashTokens, hashUniform, nameKey } from "./seeded.js";
+import { gradGraph } from "../autodiff/grad.js";
+import { formulaGraph, type Graph } from "../autodiff/graph.js";
+import { graphDepth } from "../spec/rounding.js";
 
 /** How a tensor is made: uniform in center ± halfWidth, or token ids below V. */
 export interface TensorSpec {
@@ -101,6 +104,12 @@ export function gptConfig(s: GptSize): Config {
   return formulaConfig(gptModelConfig(s));
 }
 
+/** {@link fwdBwdDepth} of the `gpt` formula's loss at these sizes. */
+export function gptDepth(s: GptSize): number {
+  const loss = { name: "cot.loss", shape: [], halfWidth: 0, center: 0 };
+  return fwdBwdDepth(formulaGraph("gpt", gptConfig(s)), ["loss"], [...gptTensors(s), loss]);
+}
+
 /** Tokens, shifted targets and every parameter (GPT-2 names) of the `gpt` formula. */
 export function gptTensors(s: GptSize): TensorSpec[] {
   const out: TensorSpec[] = [
@@ -161,10 +170,28 @@ export function unitRoundoff(dtype: FloatDType): number {
 /**
  * Tolerance on the relative error ‖a − b‖/‖a‖ between two engines: depth · K · u, the worst-case
  * growth of rounding error through `depth` sequential stages each summing at most K terms,
- * with u the roundoff of the less precise engine.
+ * with u the roundoff of the less precise engine. With K from {@link fwdBwdDepth} (the roundings
+ * on the longest chain, every stage's sum included) depth is 1.
  */
 export function agreementTolerance(dtypeA: FloatDType, dtypeB: FloatDType, K: number, depth = 1): number {
   return depth * K * Math.max(unitRoundoff(dtypeA), unitRoundoff(dtypeB));
+}
+
+/**
+ * K of a forward and backward pass: the roundings on the longest chain from an argument to a
+ * value or gradient of `outputs` (spec/rounding.ts over the gradient graph with the forward
+ * outputs kept), at the sizes of these tensors (`cot.<output>` for the cotangents).
+ */
+export function fwdBwdDepth(
+  g: Graph,
+  outputs: readonly string[],
+  specs: readonly TensorSpec[],
+): number {
+  const shapes: Record<string, { shape: readonly number[]; dtype: string }> = {};
+  for (const s of specs) {
+    shapes[s.name] = { shape: s.shape, dtype: s.V === undefined ? "f64" : "i32" };
+  }
+  return graphDepth(gradGraph(g, { of: outputs, withValues: true }), shapes);
 }
 
 export interface Agreement {
