@@ -1,5 +1,5 @@
 /** `specformer research STUDY [--seeds N] [--out DIR] [--quick]` */
-import { checkFolderTarget, FileAccessError } from "../golden/files.js";
+import { checkFolderTarget, FileAccessError } from "../io/files.js";
 import { resolve } from "node:path";
 import { getStudy, STUDIES } from "../research/index.js";
 import { Progress, type ProgressSink } from "../research/progress.js";

@@ -8,7 +8,7 @@ import "../spec/index.js";
 import { getFormula } from "../spec/formula.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { ImplementationError } from "../autodiff/implementation.js";
-import { GoldenFormatError } from "../golden/safetensors.js";
+import { GoldenFormatError } from "../golden/error.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { MAX_TIMER_MS, ProcessImplementation } from "../verify/process.js";
 import type { ProcessOptions } from "../verify/process.js";

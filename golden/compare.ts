@@ -14,7 +14,7 @@
 import { finiteOrString, wireJSON } from "../autodiff/wire.js";
 import { sameShape, shapeToString, specialCounts } from "../autodiff/tensor.js";
 import type { DType, NamedTensors, Tensor } from "../autodiff/tensor.js";
-import { compareCodePoints } from "./safetensors.js";
+import { compareCodePoints } from "../io/safetensors.js";
 
 /** A tolerance for one tensor; `reason` says how it was derived. */
 export interface Tolerance {
