@@ -123,8 +123,3 @@ export class ImplementationError extends Error {
     this.kind = detail?.kind ?? "failed";
   }
 }
-
-/** An implementation error that is a fault (anything but a decline). */
-export function isFault(e: unknown): e is ImplementationError {
-  return e instanceof ImplementationError && e.kind !== "declined";
-}

@@ -11,7 +11,7 @@ const studyLines = () =>
     .map((s) => `  ${s.name.padEnd(21)} ${s.description} (default ${s.defaultSeeds} seed${s.defaultSeeds === 1 ? "" : "s"})`)
     .join("\n");
 
-export const RESEARCH_USAGE = () => `usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]
+const RESEARCH_USAGE = () => `usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]
 
   Runs a study of architectural variants on the reference model and writes its numbers (CSV), a
   plot (SVG) and summary.md with the measured numbers into DIR (default ./research-out/STUDY).

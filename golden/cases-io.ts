@@ -36,7 +36,7 @@ const parseJson = (text: string, source: string, what: string): JsonValue =>
 export const GOLDEN_FORMAT = "specformer-golden/1";
 
 /** The four roles a tensor of a case can have, by name prefix. */
-export const ROLES = ["in", "out", "cot", "grad"] as const;
+const ROLES = ["in", "out", "cot", "grad"] as const;
 export type Role = (typeof ROLES)[number];
 
 /** A tolerance a case states for one tensor. */
@@ -114,7 +114,7 @@ function kind(v: unknown): string {
  * Validate the parsed `__metadata__.specformer` object.
  * @throws GoldenFormatError naming `source` and the field.
  */
-export function validateMeta(raw: JsonValue, source: string): CaseMeta {
+function validateMeta(raw: JsonValue, source: string): CaseMeta {
   const fail = (problem: string): never => {
     throw new GoldenFormatError(source, `metadata ${problem}`);
   };

@@ -83,7 +83,7 @@ export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): st
  * Find a case by file path, by name under `<goldenDir>/cases/`, or by name in the manifest.
  * @throws GoldenFormatError naming what was tried, with similar case names when there are some.
  */
-export function resolveCase(caseNameOrPath: string, goldenDir: string): string {
+function resolveCase(caseNameOrPath: string, goldenDir: string): string {
   if (existsSync(caseNameOrPath) && statSync(caseNameOrPath).isFile()) return caseNameOrPath;
   const direct = join(goldenDir, "cases", `${caseNameOrPath}.safetensors`);
   if (existsSync(direct)) return direct;

@@ -25,7 +25,7 @@ export class JsonFormatError extends Error {
 }
 
 /** Deepest nesting accepted (a safetensors header needs 3; the bound keeps the stack small). */
-export const MAX_JSON_DEPTH = 64;
+const MAX_JSON_DEPTH = 64;
 /** Keys refused anywhere in a document: they are how prototype pollution gets in. */
 export const RESERVED_KEYS: readonly string[] = ["__proto__", "constructor", "prototype"];
 

@@ -164,7 +164,7 @@ const isMaskBuffer = (name: string): boolean => MASK_BUFFER.test(name.startsWith
  * the reader does not convert, and they carry no parameters.
  * @throws CheckpointError naming the file, the tensor and the problem.
  */
-export function readCheckpointTensors(path: string): Map<string, Tensor> {
+function readCheckpointTensors(path: string): Map<string, Tensor> {
   try {
     return readSafetensorsFile(path, { skip: isMaskBuffer }).tensors;
   } catch (e) {

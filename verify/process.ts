@@ -71,7 +71,7 @@ export interface ProcessOptions {
  * Default bound on one response line: 256 MiB, about 13 million float64 numbers at 20 bytes
  * each. V8 cannot hold a string beyond ~512 MiB, so a line that long could not be parsed anyway.
  */
-export const DEFAULT_MAX_LINE_BYTES = 256 * 1024 * 1024;
+const DEFAULT_MAX_LINE_BYTES = 256 * 1024 * 1024;
 
 const DEFAULT_GRACE_MS = 2000;
 /** Longest delay Node's timers honour (2^31 − 1 ms, about 24.8 days); a longer one fires after 1 ms. */
@@ -779,7 +779,7 @@ function signalHint(code: number | null): string {
 }
 
 /** Pieces of text joined into few chunks of at most about `limit` characters each. */
-export function coalesce(parts: readonly string[], limit = WRITE_CHUNK_CHARS): string[] {
+function coalesce(parts: readonly string[], limit = WRITE_CHUNK_CHARS): string[] {
   // every pipe write is a system call and a wake-up of the reader: a request of many small pieces
   // (a block's dozen tensors, names and separators) goes out in one write, a huge one in a few
   const out: string[] = [];
