@@ -82,7 +82,9 @@ function unusedExports(
   });
   const checker = program.getTypeChecker();
   const rel = (sf: ts.SourceFile): string => relative(root, sf.fileName);
-  const ours = program.getSourceFiles().filter((sf) => !sf.isDeclarationFile && files.includes(sf.fileName));
+  const ours = program
+    .getSourceFiles()
+    .filter((sf) => !sf.isDeclarationFile && files.includes(sf.fileName));
 
   // the exports to account for: symbols declared (or re-exported by name) in each file
   const declaredIn = new Map<ts.Symbol, { file: string; name: string }>();
@@ -95,7 +97,8 @@ function unusedExports(
       // `export * from` brings in symbols declared elsewhere: they are accounted for there
       const here = (exported.declarations ?? []).some((d) => d.getSourceFile() === sf);
       if (!here || (opts.entries?.[file] ?? []).includes(exported.name)) continue;
-      const target = exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
+      const target =
+        exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
       if (!(target.flags & ts.SymbolFlags.Value)) continue; // types: see the header
       declaredIn.set(exported, { file, name: exported.name });
     }
@@ -136,7 +139,7 @@ function unusedExports(
 }
 
 describe("unused exports", () => {
-  test("the check finds planted unused exports: never referenced, and referenced only by its own test", () => {
+  test("the check finds planted unused exports: unreferenced, or used by its own test only", () => {
     const dir = mkdtempSync(join(tmpdir(), "unused-exports-"));
     const write = (name: string, text: string): string => {
       writeFileSync(join(dir, name), text);

@@ -18,15 +18,17 @@ function caught(err: Error): unknown {
 
 describe("readingGolden: what the io layer raises for a golden file is a GoldenFormatError", () => {
   it("keeps the source, the tensor and the problem of a SafetensorsFormatError", () => {
-    const e = caught(new SafetensorsFormatError("c.safetensors", "shape [3] needs 12 bytes", "in.x", 90));
+    const problem = "shape [3] needs 12 bytes";
+    const e = caught(new SafetensorsFormatError("c.safetensors", problem, "in.x", 90));
     expect(e).toBeInstanceOf(GoldenFormatError);
     const g = e as GoldenFormatError;
-    expect([g.source, g.tensor, g.problem]).toEqual(["c.safetensors", "in.x", "shape [3] needs 12 bytes"]);
+    expect([g.source, g.tensor, g.problem]).toEqual(["c.safetensors", "in.x", problem]);
     expect(g.message).toBe('c.safetensors: tensor "in.x": shape [3] needs 12 bytes');
   });
 
   it("says the same as a JsonFormatError and a FileAccessError", () => {
-    const json = new JsonFormatError("manifest.json", "manifest is not valid JSON: x at character 3", 3);
+    const problem = "manifest is not valid JSON: x at character 3";
+    const json = new JsonFormatError("manifest.json", problem, 3);
     expect(caught(json)).toEqual(new GoldenFormatError("manifest.json", json.problem));
     expect((caught(json) as Error).message).toBe(json.message);
     const file = new FileAccessError("/g/c.safetensors", "cannot read: no such file");

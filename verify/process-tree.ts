@@ -76,7 +76,7 @@ function procStats(): ProcStat[] | undefined {
   return out;
 }
 
-/** Pids by depth below `root` (`[[root], children, grandchildren, ...]`); undefined without /proc. */
+/** Pids by depth below `root`: `[[root], children, ...]`, or undefined without /proc. */
 function descendantLevels(root: number): number[][] | undefined {
   const stats = procStats();
   if (stats === undefined) return undefined;
