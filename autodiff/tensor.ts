@@ -8,6 +8,7 @@
  */
 import { sizeOf } from "./kernels/ops.js";
 
+/** A tensor's element type: `f64` (reference precision), `f32` (rounded as float32), `i32`. */
 export type DType = "f64" | "f32" | "i32";
 /** The float element types: `f64` (reference precision) and `f32` (every primitive's result rounded to float32). */
 export type FloatDType = "f64" | "f32";
