@@ -100,10 +100,12 @@ export { Tokenizer, trainBpe } from "./reference/tokenizer/index.js";
 
 // ── Golden cases ─────────────────────────────────────────────────────────────────────────────
 
-/** Read and write safetensors files; malformed files are a GoldenFormatError naming what is wrong. */
-export { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile, GoldenFormatError } from "./golden/safetensors.js";
-/** The contents of a safetensors file. */
-export type { SafetensorsContents } from "./golden/safetensors.js";
+/** Read and write safetensors files; a malformed file is a SafetensorsFormatError naming what is wrong. */
+export { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile, SafetensorsFormatError } from "./io/safetensors.js";
+/** The contents of a safetensors file, and the reader's options (tensors to skip). */
+export type { SafetensorsContents, ReadOptions as SafetensorsReadOptions } from "./io/safetensors.js";
+/** The error of golden cases and their manifest (what the io layer raises, said for a golden file). */
+export { GoldenFormatError } from "./golden/error.js";
 /** Golden cases: load, list and save the PyTorch-made cases (safetensors + manifest). */
 export { loadCase, listCases, saveCase, GOLDEN_FORMAT } from "./golden/cases-io.js";
 /** A golden case and its metadata. */

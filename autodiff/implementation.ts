@@ -6,7 +6,7 @@
  * functions, a tfjs model and an external process speaking the JSON-lines protocol are others.
  * Golden checks and property laws take any Implementation and never ask who computed the numbers.
  */
-import type { DType, NamedTensors } from "./tensor.js";
+import type { DType, FloatDType, NamedTensors } from "./tensor.js";
 import type { Capabilities } from "./capabilities.js";
 
 /** Hyperparameters of one formula call (`H`, `eps`, `causal`, `activation`, variant switches...). */
@@ -23,6 +23,16 @@ export interface ForwardRequest {
   readonly config: FormulaConfig;
   /** Every argument of the formula (inputs and parameters alike), by registry name. */
   readonly inputs: NamedTensors;
+}
+
+/**
+ * The precision a request asks for: `config.dtype` when given (formulas without float inputs,
+ * such as causal_mask, need it), else float32 when any float input is float32, else float64.
+ */
+export function requestDType(req: Pick<ForwardRequest, "config" | "inputs">): FloatDType {
+  const d = req.config["dtype"];
+  if (d === "f32" || d === "f64") return d;
+  return Object.values(req.inputs).some((t) => t.dtype === "f32") ? "f32" : "f64";
 }
 
 /** The answer to a {@link ForwardRequest}. */
@@ -112,9 +122,4 @@ export class ImplementationError extends Error {
     super(message);
     this.kind = detail?.kind ?? "failed";
   }
-}
-
-/** An implementation error that is a fault (anything but a decline). */
-export function isFault(e: unknown): e is ImplementationError {
-  return e instanceof ImplementationError && e.kind !== "declined";
 }

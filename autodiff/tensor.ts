@@ -6,7 +6,9 @@
  *   primitive's result to float32.
  * - `i32` (Int32Array) holds token ids and other indices.
  */
+import { sizeOf } from "./kernels/ops.js";
 
+/** A tensor's element type: `f64` (reference precision), `f32` (rounded as float32), `i32`. */
 export type DType = "f64" | "f32" | "i32";
 /** The float element types: `f64` (reference precision) and `f32` (every primitive's result rounded to float32). */
 export type FloatDType = "f64" | "f32";
@@ -42,23 +44,8 @@ export function dtypeOfArray(data: TensorData): DType {
   return "i32";
 }
 
-/** Number of elements of a shape (1 for a scalar `[]`). */
-export function sizeOf(shape: Shape): number {
-  let s = 1;
-  for (const d of shape) s *= d;
-  return s;
-}
-
-/** Row-major strides of a shape. */
-export function stridesOf(shape: Shape): number[] {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = s;
-    s *= shape[i]!;
-  }
-  return st;
-}
+/** Number of elements of a shape (1 for a scalar `[]`); the kernels' own, re-exported. */
+export { sizeOf };
 
 export function shapeToString(shape: Shape): string {
   return `[${shape.join(", ")}]`;

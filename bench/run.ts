@@ -20,7 +20,7 @@
  * `cli-startup` and `timings`, which print their figures only),
  * `--no-tfjs-cpu-gpt` (skip tfjs's CPU backend on the GPT-2 shape, which takes minutes).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { availableParallelism, cpus, freemem, loadavg, totalmem } from "node:os";
 import path from "node:path";
@@ -34,6 +34,8 @@ import { gradcheckGraph } from "../autodiff/gradcheck.js";
 import { shutdownMatmulWorkers } from "../autodiff/kernels/matmul.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { getPreset } from "../spec/presets.js";
+import { runLaws } from "../properties/run.js";
+import { referenceImplementation } from "../reference/implementation.js";
 import { hashUniform } from "./seeded.js";
 import {
   BLOCK_SIZES, GPT2_SMALL, SEED, agree, agreementTolerance, blockConfig, blockLabel, blockTensors, gptConfig, gptTensors, makeTensors, summarize,
@@ -45,6 +47,7 @@ import type { GptChildResult, GptJob } from "./gpt-child.js";
 import { renderMarkdown } from "./report.js";
 import { PYTHON, transportBench, type TransportResults } from "./transport.js";
 import { gptThroughProcess } from "./gpt-process.js";
+import { runTimings } from "./timings.js";
 
 export type Engine = "specformer" | "tfjs-cpu" | "tfjs-wasm" | "torch";
 export const ENGINES: readonly Engine[] = ["specformer", "tfjs-cpu", "tfjs-wasm", "torch"];
@@ -204,6 +207,8 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     notes.push(`PyTorch skipped: ${noTorch}`);
     log(`torch skipped: ${noTorch}`);
   }
+  // loaded here, not at the top: tfjs takes seconds to load and `--only cli-startup,timings`
+  // (runStandalone) never needs it
   const tfp = await import("./peers/tfjs.js");
   const tfBackends: { engine: Engine; backend: "cpu" | "wasm" }[] = [
     { engine: "tfjs-cpu", backend: "cpu" },
@@ -611,21 +616,9 @@ function summarizeAll32(values: Readonly<Record<string, Float32Array>>): Record<
   return out;
 }
 
-/** Laws checked per second by properties/run.ts's runLaws on the reference, when that module exists. */
+/** Laws checked per second by properties/run.ts's runLaws on the reference. */
 async function lawsPerSecond(runs: number, log: (l: string) => void): Promise<Results["laws"]> {
-  // resolved at run time: the law runner is another part of the project and may be absent
-  const spec = "../properties/run.js";
-  let mod: { runLaws?: (impl: unknown, opts: Record<string, unknown>) => Promise<{ timeMs: number; passed: number; failed: number; skipped: number; results: readonly { runs: number }[] }> };
-  try {
-    mod = (await import(spec)) as typeof mod;
-  } catch (e) {
-    const note = `properties/run.ts could not be loaded (${(e as Error).message.split("\n")[0]}): laws per second not measured`;
-    log(note);
-    return { available: false, note };
-  }
-  if (typeof mod.runLaws !== "function") return { available: false, note: "properties/run.ts has no runLaws export" };
-  const { referenceImplementation } = await import("../reference/implementation.js");
-  const report = await mod.runLaws(referenceImplementation(), { runs, seed: 1 });
+  const report = await runLaws(referenceImplementation(), { runs, seed: 1 });
   const total = report.results.reduce((s, r) => s + r.runs, 0);
   const perSecond = total / (report.timeMs / 1000);
   log(`laws: ${total} cases in ${report.timeMs.toFixed(0)} ms = ${perSecond.toFixed(1)} cases/s (${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped)`);
@@ -689,11 +682,10 @@ const STANDALONE = ["cli-startup", "timings"];
 async function runStandalone(only: readonly string[]): Promise<number> {
   let code = 0;
   if (only.includes("cli-startup")) {
-    const { spawnSync } = await import("node:child_process");
     const r = spawnSync(process.execPath, [path.join(HERE, "startup.mjs")], { stdio: "inherit" });
     code = Math.max(code, r.status ?? 1);
   }
-  if (only.includes("timings")) for (const l of await (await import("./timings.js")).runTimings()) process.stdout.write(`${l}\n`);
+  if (only.includes("timings")) for (const l of await runTimings()) process.stdout.write(`${l}\n`);
   return code;
 }
 

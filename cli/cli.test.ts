@@ -12,7 +12,7 @@ import { describe, expect, test } from "vitest";
 import { formulaNames } from "../spec/formula.js";
 import "../spec/index.js";
 import { main } from "./main.js";
-import { readSafetensorsFile, writeSafetensorsFile } from "../golden/safetensors.js";
+import { readSafetensorsFile, writeSafetensorsFile } from "../io/safetensors.js";
 
 const BIN = join(__dirname, "..", "bin", "specformer.mjs");
 

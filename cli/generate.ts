@@ -3,7 +3,7 @@ import { CommandError, generateCommand, type GenerateCommandOptions } from "../r
 import { configFlag } from "./config.js";
 import { aliasFlag, DEFAULT_SEED, intFlag, numFlag, parse, processIo, seedFlag, UsageError, type Io } from "./io.js";
 
-export const GENERATE_USAGE = `usage: specformer generate --prompt TEXT [--config NAME,k=v,... | --weights FILE] [--seed N] [--max-tokens N]
+const GENERATE_USAGE = `usage: specformer generate --prompt TEXT [--config NAME,k=v,... | --weights FILE] [--seed N] [--max-tokens N]
                            [--temperature T] [--top-k K] [--top-p P] [--json] [--allow-non-finite]
 
   Autoregressive generation with the reference model (KV cache), streaming tokens as they come.

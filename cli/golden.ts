@@ -4,14 +4,14 @@ import { goldenList, goldenShow, compareFiles } from "../golden/commands.js";
 import { numFlag, parse, UsageError, type Io } from "./io.js";
 
 /** The bundled golden folder (next to this package's golden/ code). */
-export const BUNDLED_GOLDEN = packageFile("golden");
+const BUNDLED_GOLDEN = packageFile("golden");
 
-export const GOLDEN_USAGE = `usage: specformer golden list [--dir DIR] [--json]
+const GOLDEN_USAGE = `usage: specformer golden list [--dir DIR] [--json]
        specformer golden show CASE [--dir DIR] [--json]
 
   The golden cases made by PyTorch (default: the bundled set).`;
 
-export const COMPARE_USAGE = `usage: specformer compare EXPECTED.safetensors ACTUAL.safetensors [--rtol R --atol A] [--json]
+const COMPARE_USAGE = `usage: specformer compare EXPECTED.safetensors ACTUAL.safetensors [--rtol R --atol A] [--json]
 
   Compares every tensor: dtype and shape, then values (|a − e| ≤ atol + rtol·|e|), with max abs/rel
   error, ULP distance, the worst element and the first mismatches. Exit 0 pass, 1 mismatch,

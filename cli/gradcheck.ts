@@ -8,7 +8,7 @@ import { wireJSON } from "../autodiff/wire.js";
 import { configFlag } from "./config.js";
 import { DEFAULT_SEED, formulasFlag, parse, seedFlag, UsageError, type Io } from "./io.js";
 
-export const GRADCHECK_USAGE = `usage: specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode full|fast|bisect] [--dtype f64|f32]
+const GRADCHECK_USAGE = `usage: specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode full|fast|bisect] [--dtype f64|f32]
                             [--seed N] [--config NAME,k=v,...] [--json]
 
   Checks each formula's gradient (its VJP rules, as the engine composes them) against central

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { JUnitMergeError, mergeJUnit } from "../verify/junit.js";
 import { parse, UsageError, type Io } from "./io.js";
 
-export const JUNIT_MERGE_USAGE = `usage: specformer junit-merge SHARD.xml... [--out FILE]
+const JUNIT_MERGE_USAGE = `usage: specformer junit-merge SHARD.xml... [--out FILE]
 
   Merges the JUnit reports that "specformer verify --shard K/N --junit SHARD.xml" wrote, one per
   shard, into one report: the same test cases as one unsharded run, suites of the same formula

@@ -38,10 +38,6 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   "junit-merge": async () => (await import("./junit-merge.js")).junitMergeCommand,
 };
 
-export function registerCommand(name: string, load: () => Promise<Command>): void {
-  COMMANDS[name] = load;
-}
-
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === "--version" || cmd === "-V") {

@@ -3,7 +3,7 @@ import type { Implementation } from "../autodiff/implementation.js";
 import { ImplementationError } from "../autodiff/implementation.js";
 import { DEFAULT_SEED, formulasFlag, intFlag, parse, seedFlag, UsageError, type Io } from "./io.js";
 
-export const PROPERTIES_USAGE = `usage: specformer properties [--impl COMMAND] [--formulas a,b] [--law L] [--runs N] [--seed S] [--path P]
+const PROPERTIES_USAGE = `usage: specformer properties [--impl COMMAND] [--formulas a,b] [--law L] [--runs N] [--seed S] [--path P]
                              [--dtype f64|f32] [--planted BUG] [--json] [--list]
 
   Runs the invariant laws (causality, prefix consistency, KV cache = recomputation, softmax

@@ -1,5 +1,5 @@
 /** `specformer research STUDY [--seeds N] [--out DIR] [--quick]` */
-import { checkFolderTarget, FileAccessError } from "../golden/files.js";
+import { checkFolderTarget, FileAccessError } from "../io/files.js";
 import { resolve } from "node:path";
 import { getStudy, STUDIES } from "../research/index.js";
 import { Progress, type ProgressSink } from "../research/progress.js";
@@ -11,7 +11,7 @@ const studyLines = () =>
     .map((s) => `  ${s.name.padEnd(21)} ${s.description} (default ${s.defaultSeeds} seed${s.defaultSeeds === 1 ? "" : "s"})`)
     .join("\n");
 
-export const RESEARCH_USAGE = () => `usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]
+const RESEARCH_USAGE = () => `usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]
 
   Runs a study of architectural variants on the reference model and writes its numbers (CSV), a
   plot (SVG) and summary.md with the measured numbers into DIR (default ./research-out/STUDY).

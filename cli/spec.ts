@@ -10,7 +10,7 @@ import { Tokenizer } from "../reference/tokenizer/index.js";
 import { configFlag } from "./config.js";
 import { formulasFlag, parse, parseAssignments, UsageError, type Io } from "./io.js";
 
-export const SPEC_USAGE = `usage: specformer spec [FORMULA... | --formulas a,b] [--format text|latex|json|markdown] [--config NAME,k=v,...] [--grad]
+const SPEC_USAGE = `usage: specformer spec [FORMULA... | --formulas a,b] [--format text|latex|json|markdown] [--config NAME,k=v,...] [--grad]
 
   Without a formula: the whole pipeline document (text → tokens → … → sampling) with the
   parameter count of the configuration (default gpt2-small).

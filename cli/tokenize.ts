@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { tokenizeCommand } from "../reference/tokenizer/cli.js";
 import { parse, UsageError, type Io } from "./io.js";
 
-export const TOKENIZE_USAGE = `usage: specformer tokenize TEXT [--json]
+const TOKENIZE_USAGE = `usage: specformer tokenize TEXT [--json]
        specformer tokenize --file FILE [--json]
        specformer tokenize - [--json]          (the text from standard input)
        specformer tokenize [--json] -- TEXT    (TEXT may start with "-")

@@ -8,7 +8,7 @@ import "../spec/index.js";
 import { getFormula } from "../spec/formula.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { ImplementationError } from "../autodiff/implementation.js";
-import { GoldenFormatError } from "../golden/safetensors.js";
+import { GoldenFormatError } from "../golden/error.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { MAX_TIMER_MS, ProcessImplementation } from "../verify/process.js";
 import type { ProcessOptions } from "../verify/process.js";
@@ -22,7 +22,7 @@ import { knownFormula, verify } from "../verify/run.js";
 import type { Shard, VerifyOptions, VerifyReport } from "../verify/run.js";
 import { DEFAULT_SEED, formulasFlag, intFlag, numFlag, parse, processIo, seedFlag, UsageError, type Io } from "./io.js";
 
-export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
+const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
                          [--properties] [--runs N] [--seed S] [--law NAME [--path P]] [--timeout S]
                          [--shard K/N] [--strict] [--json] [--junit FILE] [--html FILE] [--json-file FILE] [--force]
 
@@ -62,7 +62,7 @@ export const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--case
   be written, or the arguments are wrong.`;
 
 /** `--shard K/N`: the K-th (1-based) of N parts. */
-export function parseShard(v: string): Shard {
+function parseShard(v: string): Shard {
   const m = /^(\d+)\/(\d+)$/.exec(v.trim());
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;

@@ -17,7 +17,8 @@ import {
   writeManifest,
 } from "./cases-io.js";
 import type { CaseMeta, CaseToSave } from "./cases-io.js";
-import { GoldenFormatError, writeSafetensorsFile } from "./safetensors.js";
+import { writeSafetensorsFile } from "../io/safetensors.js";
+import { GoldenFormatError } from "./error.js";
 
 const PYTHON = "/usr/bin/python3";
 const PY_LIB = new URL("./specformer_golden.py", import.meta.url).pathname;

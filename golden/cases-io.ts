@@ -11,23 +11,32 @@ import { shapeToString, sameShape } from "../autodiff/tensor.js";
 import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
 import { defaultTolerance } from "./compare.js";
 import type { Tolerance, ToleranceSource } from "./compare.js";
+import { readRegularFile } from "../io/files.js";
+import { isJsonObject, parseStrictJson } from "../io/json.js";
+import type { JsonValue } from "../io/json.js";
 import {
-  GoldenFormatError,
   compareCodePoints,
-  isJsonObject,
-  parseStrictJson,
-  readFileBytes,
   readSafetensors,
   readSafetensorsHeader,
   writeSafetensors,
-} from "./safetensors.js";
-import type { JsonValue, SafetensorsContents } from "./safetensors.js";
+} from "../io/safetensors.js";
+import type { SafetensorsContents } from "../io/safetensors.js";
+import { GoldenFormatError, readingGolden } from "./error.js";
+
+/** A golden file's bytes: regular files only, size bounded (io/files.ts). */
+const readBytes = (path: string): Uint8Array => readingGolden(() => readRegularFile(path));
+/** A golden file's tensors and metadata. */
+const readContents = (bytes: Uint8Array, path: string): SafetensorsContents =>
+  readingGolden(() => readSafetensors(bytes, path));
+/** JSON text of a golden file (a case's metadata, the manifest), parsed strictly. */
+const parseJson = (text: string, source: string, what: string): JsonValue =>
+  readingGolden(() => parseStrictJson(text, source, what));
 
 /** The `format` of every case's metadata and of the manifest. */
 export const GOLDEN_FORMAT = "specformer-golden/1";
 
 /** The four roles a tensor of a case can have, by name prefix. */
-export const ROLES = ["in", "out", "cot", "grad"] as const;
+const ROLES = ["in", "out", "cot", "grad"] as const;
 export type Role = (typeof ROLES)[number];
 
 /** A tolerance a case states for one tensor. */
@@ -105,7 +114,7 @@ function kind(v: unknown): string {
  * Validate the parsed `__metadata__.specformer` object.
  * @throws GoldenFormatError naming `source` and the field.
  */
-export function validateMeta(raw: JsonValue, source: string): CaseMeta {
+function validateMeta(raw: JsonValue, source: string): CaseMeta {
   const fail = (problem: string): never => {
     throw new GoldenFormatError(source, `metadata ${problem}`);
   };
@@ -207,7 +216,7 @@ export function parseCase(contents: SafetensorsContents, source: string): Golden
   if (text === undefined) {
     throw new GoldenFormatError(source, `not a specformer golden case: __metadata__ has no "specformer" entry`);
   }
-  const meta = validateMeta(parseStrictJson(text, source, "__metadata__.specformer"), source);
+  const meta = validateMeta(parseJson(text, source, "__metadata__.specformer"), source);
   const byRole: Record<Role, NamedTensors> = { in: {}, out: {}, cot: {}, grad: {} };
   const unknown: string[] = [];
   for (const [name, t] of contents.tensors) {
@@ -280,7 +289,7 @@ export function parseCase(contents: SafetensorsContents, source: string): Golden
  * @throws GoldenFormatError naming the file, the tensor or field, and the problem.
  */
 export function loadCase(path: string): GoldenCase {
-  return parseCase(readSafetensors(readFileBytes(path), path), path);
+  return parseCase(readContents(readBytes(path), path), path);
 }
 
 /** Recursively sort object keys (code-point order), as Python's `json.dumps(sort_keys=True)`. */
@@ -317,8 +326,9 @@ export function saveCase(path: string, c: CaseToSave): void {
   add("out", c.outputs);
   add("cot", c.cotangents);
   add("grad", c.grads);
-  const bytes = writeSafetensors(tensors, { specformer: metaToJSON(c.meta) }, path);
-  parseCase(readSafetensors(bytes, path), path);
+  const meta = { specformer: metaToJSON(c.meta) };
+  const bytes = readingGolden(() => writeSafetensors(tensors, meta, path));
+  parseCase(readContents(bytes, path), path);
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, bytes);
@@ -359,11 +369,11 @@ export interface CaseSummary {
 
 /** Read a case's header and metadata only (fast listing). */
 export function summarizeCase(path: string): CaseSummary {
-  const bytes = readFileBytes(path);
-  const h = readSafetensorsHeader(bytes, path);
+  const bytes = readBytes(path);
+  const h = readingGolden(() => readSafetensorsHeader(bytes, path));
   const text = h.metadata.specformer;
   if (text === undefined) throw new GoldenFormatError(path, `not a specformer golden case: __metadata__ has no "specformer" entry`);
-  const meta = validateMeta(parseStrictJson(text, path, "__metadata__.specformer"), path);
+  const meta = validateMeta(parseJson(text, path, "__metadata__.specformer"), path);
   return {
     path,
     meta,
@@ -400,8 +410,8 @@ export const MANIFEST_FILE = "manifest.json";
  */
 export function loadManifest(goldenDir: string): Manifest {
   const path = join(goldenDir, MANIFEST_FILE);
-  const text = new TextDecoder().decode(readFileBytes(path));
-  const raw = parseStrictJson(text, path, "manifest");
+  const text = new TextDecoder().decode(readBytes(path));
+  const raw = parseJson(text, path, "manifest");
   const fail = (problem: string): never => {
     throw new GoldenFormatError(path, problem);
   };
@@ -457,8 +467,8 @@ export function buildManifest(goldenDir: string): Manifest {
   const versions = new Set<string | null>();
   const seen = new Map<string, string>();
   for (const f of files) {
-    const bytes = readFileBytes(f);
-    const c = parseCase(readSafetensors(bytes, f), f);
+    const bytes = readBytes(f);
+    const c = parseCase(readContents(bytes, f), f);
     const rel = relPath(goldenDir, f);
     const other = seen.get(c.meta.case);
     if (other !== undefined) throw new GoldenFormatError(f, `case ${JSON.stringify(c.meta.case)} is also in ${other}`);
@@ -514,7 +524,7 @@ export function verifyManifest(goldenDir: string): ManifestCheck {
       problems.push(`${e.file}: missing (listed for case ${JSON.stringify(e.case)})`);
       continue;
     }
-    const bytes = readFileBytes(path);
+    const bytes = readBytes(path);
     total += bytes.length;
     if (bytes.length !== e.bytes) problems.push(`${e.file}: stale: ${bytes.length} bytes on disk, ${e.bytes} in the manifest`);
     const digest = sha256(bytes);
@@ -522,7 +532,7 @@ export function verifyManifest(goldenDir: string): ManifestCheck {
       problems.push(`${e.file}: stale: sha256 ${digest.slice(0, 12)}… on disk, ${e.sha256.slice(0, 12)}… in the manifest`);
     }
     try {
-      const c = parseCase(readSafetensors(bytes, path), path);
+      const c = parseCase(readContents(bytes, path), path);
       for (const [field, want, got] of [
         ["case", e.case, c.meta.case],
         ["formula", e.formula, c.meta.formula],

@@ -7,7 +7,8 @@ import { SCHEMA_VERSION } from "../autodiff/wire.js";
 import { loadCase, saveCase, writeManifest } from "./cases-io.js";
 import type { CaseToSave } from "./cases-io.js";
 import { compareFiles, formatBytes, goldenList, goldenShow } from "./commands.js";
-import { GoldenFormatError, writeSafetensorsFile } from "./safetensors.js";
+import { writeSafetensorsFile } from "../io/safetensors.js";
+import { GoldenFormatError } from "./error.js";
 
 function ramp(shape: number[], scale = 1): Tensor {
   const t = new Tensor("f64", shape);

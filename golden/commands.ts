@@ -13,8 +13,9 @@ import { compareNamed, formatError, formatReport, reportToJSON } from "./compare
 import type { Tolerance } from "./compare.js";
 import { MANIFEST_FILE, listCases, loadCase, loadManifest, parseCase, summarizeCase } from "./cases-io.js";
 import type { GoldenCase } from "./cases-io.js";
-import { GoldenFormatError, compareCodePoints, readSafetensorsFile } from "./safetensors.js";
-import type { SafetensorsContents } from "./safetensors.js";
+import { SafetensorsFormatError, compareCodePoints, readSafetensorsFile } from "../io/safetensors.js";
+import type { SafetensorsContents } from "../io/safetensors.js";
+import { GoldenFormatError } from "./error.js";
 
 function table(header: string[], rows: string[][]): string[] {
   // a reduce, not Math.max(...rows): a spread of many rows overflows the call stack
@@ -82,7 +83,7 @@ export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): st
  * Find a case by file path, by name under `<goldenDir>/cases/`, or by name in the manifest.
  * @throws GoldenFormatError naming what was tried, with similar case names when there are some.
  */
-export function resolveCase(caseNameOrPath: string, goldenDir: string): string {
+function resolveCase(caseNameOrPath: string, goldenDir: string): string {
   if (existsSync(caseNameOrPath) && statSync(caseNameOrPath).isFile()) return caseNameOrPath;
   const direct = join(goldenDir, "cases", `${caseNameOrPath}.safetensors`);
   if (existsSync(direct)) return direct;
@@ -219,7 +220,8 @@ export interface CompareFilesResult {
  */
 export function compareFiles(expectedPath: string, actualPath: string, opts: { rtol?: number; atol?: number; json?: boolean } = {}): CompareFilesResult {
   const unreadable = (err: unknown): CompareFilesResult => {
-    if (err instanceof GoldenFormatError || err instanceof RangeError) {
+    const bad = err instanceof GoldenFormatError || err instanceof SafetensorsFormatError;
+    if (bad || err instanceof RangeError) {
       return { exitCode: 2, text: opts.json === true ? wireJSON({ ok: false, error: err.message }) + "\n" : `error: ${err.message}\n` };
     }
     throw err;

@@ -14,7 +14,7 @@
 import { finiteOrString, wireJSON } from "../autodiff/wire.js";
 import { sameShape, shapeToString, specialCounts } from "../autodiff/tensor.js";
 import type { DType, NamedTensors, Tensor } from "../autodiff/tensor.js";
-import { compareCodePoints } from "./safetensors.js";
+import { compareCodePoints } from "../io/safetensors.js";
 
 /** A tolerance for one tensor; `reason` says how it was derived. */
 export interface Tolerance {
@@ -34,7 +34,7 @@ export const DEFAULT_TOLERANCE: Readonly<Record<DType, Required<Tolerance>>> = O
 });
 
 /** How many mismatches a report lists individually (the count covers all of them). */
-export const LISTED_MISMATCHES = 5;
+const LISTED_MISMATCHES = 5;
 
 export interface SpecialCounts {
   readonly nan: number;
@@ -192,7 +192,7 @@ function checkTol(value: number | undefined, what: string, name: string): void {
 }
 
 /** Resolve the tolerance: the caller's values, then the case's, then the dtype default. */
-export function resolveTolerance(
+function resolveTolerance(
   dtype: DType,
   name: string,
   caller: { rtol?: number | undefined; atol?: number | undefined },

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Tensor } from "../autodiff/tensor.js";
 import { loadCase, metaToJSON, saveCase } from "./cases-io.js";
 import type { CaseMeta, CaseToSave } from "./cases-io.js";
-import { readSafetensorsFile } from "./safetensors.js";
+import { readSafetensorsFile } from "../io/safetensors.js";
 
 const DOC = readFileSync(new URL("./FORMAT.md", import.meta.url), "utf8");
 

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Tensor } from "../autodiff/tensor.js";
 import { loadCase } from "../golden/cases-io.js";
 import { compareCase, formatReport } from "../golden/compare.js";
-import { readSafetensorsFile, writeSafetensorsFile } from "../golden/safetensors.js";
+import { readSafetensorsFile, writeSafetensorsFile } from "../io/safetensors.js";
 import { Tokenizer, trainBpe } from "./tokenizer/index.js";
 import { CheckpointError, checkpointPaths, configFromHf, configToHf, loadCheckpoint, saveCheckpoint, TOKENIZER_FILE } from "./checkpoint.js";
 import { GPT, resolveModelConfig } from "./model.js";

@@ -12,13 +12,15 @@
  */
 import { existsSync, mkdirSync, statSync, writeFileSync, renameSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { GoldenFormatError, isJsonObject, parseStrictJson, readFileBytes, readSafetensors, readSafetensorsHeader, writeSafetensorsFile, type JsonValue } from "../golden/safetensors.js";
-import { FileAccessError, readRegularText } from "../golden/files.js";
+import { FileAccessError, readRegularText } from "../io/files.js";
+import { JsonFormatError, isJsonObject, parseStrictJson, type JsonValue } from "../io/json.js";
+import { SafetensorsFormatError, readSafetensorsFile, writeSafetensorsFile } from "../io/safetensors.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { Tokenizer } from "./tokenizer/index.js";
 import { checkKnownPattern } from "./tokenizer/pretokenize.js";
 import { GPT, ModelError, parameterShapes, resolveModelConfig, type GPTConfig } from "./model.js";
 
+/** The error for every problem with a checkpoint: its weights, config.json or tokenizer file. */
 export class CheckpointError extends Error {
   override name = "CheckpointError";
 }
@@ -158,36 +160,17 @@ const MASK_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 const isMaskBuffer = (name: string): boolean => MASK_BUFFER.test(name.startsWith("transformer.") ? name.slice("transformer.".length) : name);
 
 /**
- * The tensors of a checkpoint file. Mask buffers are cut out before decoding: they may be stored
- * as BOOL or U8, which the golden reader does not convert, and they carry no parameters.
+ * The tensors of a checkpoint file, mask buffers skipped: they may be stored as BOOL or U8, which
+ * the reader does not convert, and they carry no parameters.
+ * @throws CheckpointError naming the file, the tensor and the problem.
  */
-export function readCheckpointTensors(path: string): Map<string, Tensor> {
-  const bytes = readFileBytes(path);
-  const h = readSafetensorsHeader(bytes, path);
-  if (!h.entries.some((e) => isMaskBuffer(e.name))) return readSafetensors(bytes, path).tensors;
-  // the same file without the buffers: kept entries laid out contiguously, header padded to 8 bytes
-  const kept = h.entries.filter((e) => !isMaskBuffer(e.name));
-  const fields: string[] = [];
-  const spans: Uint8Array[] = [];
-  let offset = 0;
-  for (const e of kept) {
-    const span = bytes.subarray(h.dataStart + e.dataOffsets[0], h.dataStart + e.dataOffsets[1]);
-    fields.push(`${JSON.stringify(e.name)}:${JSON.stringify({ dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + span.length] })}`);
-    spans.push(span);
-    offset += span.length;
+function readCheckpointTensors(path: string): Map<string, Tensor> {
+  try {
+    return readSafetensorsFile(path, { skip: isMaskBuffer }).tensors;
+  } catch (e) {
+    if (e instanceof SafetensorsFormatError) throw new CheckpointError(e.message);
+    throw e;
   }
-  let header = `{${fields.join(",")}}`;
-  header += " ".repeat((8 - (new TextEncoder().encode(header).length % 8)) % 8);
-  const head = new TextEncoder().encode(header);
-  const out = new Uint8Array(8 + head.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
-  out.set(head, 8);
-  let at = 8 + head.length;
-  for (const s of spans) {
-    out.set(s, at);
-    at += s.length;
-  }
-  return readSafetensors(out, path).tensors;
 }
 
 /**
@@ -263,7 +246,7 @@ export interface LoadedCheckpoint {
  * Load a checkpoint: a folder holding `model.safetensors` and `config.json`, or the path of the
  * .safetensors file with `config.json` beside it. The model computes in `dtype` (default: f64 when
  * every stored tensor is f64, else f32 — the precision the weights were trained in).
- * @throws CheckpointError (or GoldenFormatError for an unreadable safetensors file) naming the file and what is wrong.
+ * @throws CheckpointError naming the file and what is wrong.
  */
 export function loadCheckpoint(path: string, opts: { dtype?: FloatDType; allowNonFinite?: boolean } = {}): LoadedCheckpoint {
   if (!existsSync(path)) throw new CheckpointError(`${path}: no such file or folder (a checkpoint is a folder holding model.safetensors and config.json, or the .safetensors file with config.json beside it)`);
@@ -274,17 +257,11 @@ export function loadCheckpoint(path: string, opts: { dtype?: FloatDType; allowNo
   try {
     hf = parseStrictJson(readRegularText(paths.config, { maxBytes: MAX_CONFIG_BYTES, what: "config.json" }), paths.config, "config");
   } catch (e) {
-    if (e instanceof GoldenFormatError || e instanceof FileAccessError) throw new CheckpointError(e.message);
+    if (e instanceof JsonFormatError || e instanceof FileAccessError) throw new CheckpointError(e.message);
     throw e;
   }
   if (!isJsonObject(hf)) throw new CheckpointError(`${paths.config}: expected a JSON object`);
-  let tensors: Map<string, Tensor>;
-  try {
-    tensors = readCheckpointTensors(paths.weights);
-  } catch (e) {
-    if (e instanceof GoldenFormatError) throw new CheckpointError(e.message);
-    throw e;
-  }
+  const tensors = readCheckpointTensors(paths.weights);
   const stored = [...tensors.values()];
   const dtype = opts.dtype ?? (stored.length > 0 && stored.every((t) => t.dtype === "f64") ? "f64" : "f32");
   const config = configFromHf(hf, paths.config, dtype);

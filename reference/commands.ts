@@ -20,7 +20,6 @@
  * The same options and seed give the same output.
  */
 import { SCHEMA_VERSION } from "../autodiff/wire.js";
-import { GoldenFormatError } from "../golden/safetensors.js";
 import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import { Tokenizer } from "./tokenizer/index.js";
 import { CheckpointError, loadCheckpoint, TOKENIZER_FILE } from "./checkpoint.js";
@@ -120,7 +119,7 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
         return fail(`${opts.weights}: no tokenizer for V = ${model.config.V}: put ${TOKENIZER_FILE} beside the weights (saveCheckpoint writes it), or use GPT-2's vocabulary (V = ${GPT2_V})`);
       }
     } catch (e) {
-      if (e instanceof CheckpointError || e instanceof GoldenFormatError || e instanceof ModelError) fail(e.message);
+      if (e instanceof CheckpointError || e instanceof ModelError) fail(e.message);
       throw e;
     }
     if (tokenizer.vocabSize !== model.config.V) fail(`${opts.weights}: the tokenizer has ${tokenizer.vocabSize} ids but the model's V = ${model.config.V}`);

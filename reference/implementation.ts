@@ -10,7 +10,7 @@ import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
-import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
+import { requestDType } from "../autodiff/implementation.js";
 import { generateGreedyCase } from "./generate.js";
 
 const graphs = new Map<string, Graph>();
@@ -25,17 +25,6 @@ export function referenceGraph(formula: string, config: Config): Graph {
     graphs.set(key, g);
   }
   return g;
-}
-
-/**
- * Precision of a request: `config.dtype` when given (formulas without float inputs, such as
- * causal_mask, need it), else float32 when any float input is float32.
- */
-function dtypeOf(inputs: NamedTensors, config: Config): FloatDType {
-  const d = config["dtype"];
-  if (d === "f32" || d === "f64") return d;
-  for (const t of Object.values(inputs)) if (t.dtype === "f32") return "f32";
-  return "f64";
 }
 
 /** Keys a request's configuration may carry besides the formula's hyperparameters. */
@@ -85,11 +74,11 @@ export function referenceImplementation(opts: ReferenceOptions = {}): Implementa
     async forward(req: ForwardRequest): Promise<ForwardResult> {
       if (req.formula === "gpt_generate") return { outputs: generateGreedyCase(req.inputs, req.config) };
       const g = referenceGraph(req.formula, knownConfig(req.formula, req.config));
-      return { outputs: evaluate(g, req.inputs, { dtype: dtypeOf(req.inputs, req.config), fused: opts.fused ?? true }) };
+      return { outputs: evaluate(g, req.inputs, { dtype: requestDType(req), fused: opts.fused ?? true }) };
     },
     async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
       const g = referenceGraph(req.formula, knownConfig(req.formula, req.config));
-      return { grads: vjp(g, req.inputs, req.cotangents, { dtype: dtypeOf(req.inputs, req.config), fused: opts.fused ?? true }).grads };
+      return { grads: vjp(g, req.inputs, req.cotangents, { dtype: requestDType(req), fused: opts.fused ?? true }).grads };
     },
   };
 }

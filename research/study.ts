@@ -6,7 +6,7 @@
 import { writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
-import { makeFolders } from "../golden/files.js";
+import { makeFolders } from "../io/files.js";
 import { Progress } from "./progress.js";
 
 export class StudyError extends Error {

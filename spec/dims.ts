@@ -117,6 +117,13 @@ export function dimNames(d: Dim, into: Set<string> = new Set()): Set<string> {
   return into;
 }
 
+/** `d` with every name that `s` maps replaced by its dim (once: the result is not rescanned). */
+export function substituteDims(d: Dim, s: ReadonlyMap<string, Dim>): Dim {
+  if (typeof d === "string") return s.get(d) ?? d;
+  if (typeof d === "number") return d;
+  return { op: d.op, a: substituteDims(d.a, s), b: substituteDims(d.b, s) };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Canonical form: a polynomial with rational coefficients over monomials of names with integer
 // (possibly negative) exponents. Equal canonical forms ⇒ equal dims for every binding.

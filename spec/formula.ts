@@ -4,7 +4,7 @@
  * function composing primitives and other formulas. Everything else — evaluation, gradients,
  * rendering, golden and property checks — interprets that declaration.
  */
-import { dim, dimToString, type Dim, type SymShape } from "./dims.js";
+import { dim, type Dim } from "./dims.js";
 import { Expr, input, make, param } from "./expr.js";
 import type { Config, HyperValue, Label, Node } from "./node.js";
 import { withScope } from "./shape.js";
@@ -301,10 +301,6 @@ export function latexName(name: string): string {
   const m = /^([A-Za-z])_([A-Za-z0-9]+)$/.exec(name);
   if (m) return `${m[1]}_{${m[2]}}`;
   return `\\mathtt{${name.replace(/_/g, "\\_")}}`;
-}
-
-export function symShapeStrings(s: SymShape): string[] {
-  return s.map(dimToString);
 }
 
 /** Sizes used for examples when nothing else fixes a dim: small, odd where allowed. */

@@ -91,11 +91,6 @@ export type Node =
 export type Op = Node["op"];
 export type NodeOf<K extends Op> = Extract<Node, { op: K }>;
 
-export const OPS: readonly Op[] = [
-  "input", "const", "dim", "iota", "unary", "binary", "reduce", "reshape", "permute", "broadcast",
-  "slice", "concat", "matmul", "gather", "scatter_add", "where", "stopgrad", "call",
-];
-
 /** Direct operands of a node, in a fixed order. */
 export function operands(n: Node): readonly Node[] {
   switch (n.op) {
@@ -204,16 +199,3 @@ export function topoSort(roots: readonly Node[]): Node[] {
   return postOrder(roots, operands);
 }
 
-/** Input nodes reachable from the roots, by name (two distinct input nodes with one name is an error). */
-export function collectInputs(roots: readonly Node[]): Map<string, NodeOf<"input">> {
-  const out = new Map<string, NodeOf<"input">>();
-  for (const n of topoSort(roots)) {
-    if (n.op !== "input") continue;
-    const prev = out.get(n.name);
-    if (prev !== undefined && prev !== n) {
-      throw new Error(`two different inputs are both named "${n.name}"`);
-    }
-    out.set(n.name, n);
-  }
-  return out;
-}

@@ -2,14 +2,8 @@
  * Printing dim polynomials: `4 d_model^2 + 2 d_model d_ff + 9 d_model + d_ff`, in text and LaTeX,
  * highest degree first. Used for symbolic parameter counts.
  */
-import { canonicalPoly, type Dim } from "./dims.js";
+import { canonicalPoly, substituteDims, type Dim } from "./dims.js";
 import { dimLatex } from "./render.js";
-
-function substitute(d: Dim, s: ReadonlyMap<string, Dim>): Dim {
-  if (typeof d === "string") return s.get(d) ?? d;
-  if (typeof d === "number") return d;
-  return { op: d.op, a: substitute(d.a, s), b: substitute(d.b, s) };
-}
 
 export interface PolyText {
   readonly text: string;
@@ -18,7 +12,7 @@ export interface PolyText {
 
 /** Canonical polynomial of `d` after substituting `subst`, printed. */
 export function polynomial(d: Dim, subst: ReadonlyMap<string, Dim> = new Map(), _keep?: ReadonlyMap<string, number>): PolyText {
-  const p = canonicalPoly(substitute(d, subst));
+  const p = canonicalPoly(substituteDims(d, subst));
   if (p === null) return { text: String(d), latex: String(d) };
   const terms = [...p.entries()].map(([mono, c]) => {
     const factors = mono === "" ? [] : mono.split("*").map((f) => {

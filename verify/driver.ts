@@ -24,7 +24,7 @@ export class StoppedForGood extends ImplementationError {
 }
 
 /** A program that was stopped after a fault answers every later request with an error of kind `stopped`. */
-export function isStopped(e: unknown): e is ImplementationError {
+function isStopped(e: unknown): e is ImplementationError {
   return e instanceof ImplementationError && e.kind === "stopped" && !(e instanceof StoppedForGood);
 }
 

@@ -5,6 +5,8 @@
  */
 import { hasFormula } from "../spec/formula.js";
 import type { FloatDType } from "../autodiff/tensor.js";
+import { getLaw, lawNames } from "../properties/registry.js";
+import { runLaws } from "../properties/run.js";
 import type { LawReport, LawResult } from "../properties/run.js";
 import type { Driver } from "./driver.js";
 import { isDeclined } from "./localise.js";
@@ -20,17 +22,10 @@ export async function lawChecks(
   wanted: (f: string) => boolean,
   progress: (e: ProgressEvent) => void,
 ): Promise<void> {
-  let run: typeof import("../properties/run.js");
-  try {
-    run = await import("../properties/run.js");
-  } catch (e) {
-    notes.push(`the invariant laws could not be run: properties/run.ts failed to load (${(e as Error).message.split("\n")[0]})`);
-    return;
-  }
   const dtypes: FloatDType[] = opts.dtype !== undefined ? [opts.dtype] : driver.impl.dtypes.includes("f64") ? ["f64"] : driver.impl.dtypes.includes("f32") ? ["f32"] : [];
   const formulas = opts.formulas === undefined ? [undefined] : opts.formulas.filter((f) => hasFormula(f) && wanted(f));
   // sharded: each law by itself (same seed, so the same cases as in one run of all laws)
-  const laws: (string | undefined)[] = opts.shard === undefined || opts.law !== undefined ? [opts.law] : inShard((await import("../properties/registry.js")).lawNames(), opts.shard);
+  const laws: (string | undefined)[] = opts.shard === undefined || opts.law !== undefined ? [opts.law] : inShard(lawNames(), opts.shard);
   const impl = driver.asImplementation();
   const lawOpts = (dtype: FloatDType) => ({
     runs: opts.lawRuns ?? 50,
@@ -56,10 +51,9 @@ export async function lawChecks(
           `--dtype ${dtype}`,
         ].join(" ");
   // a law that needs its formula's backward pass checks gradients (origins tell values from gradients)
-  const registry = await import("../properties/registry.js").catch(() => undefined);
   const needsBackward = (law: string, f: string): boolean => {
     try {
-      const b = registry?.getLaw(law).backward;
+      const b = getLaw(law).backward;
       return (typeof b === "function" ? b(f) : b) === "required";
     } catch {
       return false;
@@ -107,7 +101,7 @@ export async function lawChecks(
       progress({ phase: "property", done: done++, total: dtypes.length * formulas.length * laws.length, label: `${law !== undefined ? `${law}, ` : ""}${formula ?? "all formulas"} (${dtype})` });
       let report: LawReport;
       try {
-        report = await run.runLaws(impl, { ...lawOpts(dtype), ...(law !== undefined ? { law } : {}), ...(formula !== undefined ? { formula } : {}) });
+        report = await runLaws(impl, { ...lawOpts(dtype), ...(law !== undefined ? { law } : {}), ...(formula !== undefined ? { formula } : {}) });
       } catch (e) {
         // an unknown law or a malformed replay path is bad input, not a finding
         if (e instanceof Error && e.name === "LawUsageError") throw e;
@@ -125,7 +119,7 @@ export async function lawChecks(
           if (g === r.failure?.formula || (r.coverage?.[g]?.ran ?? 0) > 0) continue;
           progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length * laws.length, label: `${r.law} on ${g} (${dtype})` });
           try {
-            const again = await run.runLaws(impl, { ...lawOpts(dtype), law: r.law, formula: g });
+            const again = await runLaws(impl, { ...lawOpts(dtype), law: r.law, formula: g });
             for (const x of again.results) push(x, dtype, g);
           } catch (e) {
             notes.push(`law ${r.law} on ${g} could not be run: ${(e as Error).message}`);

@@ -8,11 +8,11 @@
  * or repeated id, an `error` answer and a malformed tensor each reject the request concerned
  * with an `ImplementationError` that says what happened, quoting the offending line or the
  * stderr tail. After a fault that leaves the stream unusable (timeout, exit, garbage, wrong id)
- * the process is stopped and later requests fail fast, saying why.
+ * the process is stopped and later requests fail fast, saying why. Stopping the program with
+ * everything it started (process trees, process groups, exit hooks) is verify/process-tree.ts.
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { constants as bufferConstants } from "node:buffer";
 import { constants as osConstants } from "node:os";
 import { ImplementationError } from "../autodiff/implementation.js";
@@ -40,6 +40,7 @@ import {
 } from "./protocol.js";
 import type { HelloResult, Method } from "./protocol.js";
 import type { Capabilities } from "../autodiff/capabilities.js";
+import { isStopping, signalTree, stopGroup, trackGroup } from "./process-tree.js";
 
 /** Options of `ProcessImplementation.start`. */
 export interface ProcessOptions {
@@ -70,7 +71,7 @@ export interface ProcessOptions {
  * Default bound on one response line: 256 MiB, about 13 million float64 numbers at 20 bytes
  * each. V8 cannot hold a string beyond ~512 MiB, so a line that long could not be parsed anyway.
  */
-export const DEFAULT_MAX_LINE_BYTES = 256 * 1024 * 1024;
+const DEFAULT_MAX_LINE_BYTES = 256 * 1024 * 1024;
 
 const DEFAULT_GRACE_MS = 2000;
 /** Longest delay Node's timers honour (2^31 − 1 ms, about 24.8 days); a longer one fires after 1 ms. */
@@ -191,7 +192,7 @@ export class ProcessImplementation implements Implementation {
     checkDelay(opts.timeoutMs, "timeoutMs");
     if (opts.startupTimeoutMs !== undefined) checkDelay(opts.startupTimeoutMs, "startupTimeoutMs");
     if (opts.graceMs !== undefined) checkDelay(opts.graceMs, "graceMs");
-    if (stopping) throw new ImplementationError(`ProcessImplementation.start: not starting ${command}: this process is stopping (it received a signal)`, { kind: "stopped" });
+    if (isStopping()) throw new ImplementationError(`ProcessImplementation.start: not starting ${command}: this process is stopping (it received a signal)`, { kind: "stopped" });
     const conn = new Connection(command, opts);
     const startup = opts.startupTimeoutMs ?? Math.max(opts.timeoutMs, MIN_STARTUP_MS);
     let hello: HelloResult;
@@ -377,8 +378,7 @@ class Connection {
     // detached: the program leads its own process group, so it can be stopped with everything
     // it started and does not receive the terminal's Ctrl-C meant for specformer.
     this.child = spawn(command, { shell: true, cwd: opts.cwd, env, stdio: ["pipe", "pipe", "pipe"], detached: true });
-    if (this.child.pid !== undefined) liveGroups.set(this.child.pid, this.graceMs);
-    registerExitHook();
+    if (this.child.pid !== undefined) trackGroup(this.child.pid, this.graceMs);
 
     let onExited!: () => void;
     this.exited = new Promise<void>((resolve) => (onExited = resolve));
@@ -743,9 +743,10 @@ class Connection {
       this.terminating = (async () => {
         if (this.exitInfo !== undefined) return;
         this.child.stdin!.destroy();
-        await signalTree(this.child, "SIGTERM");
+        const pid = this.child.pid;
+        if (pid !== undefined) await signalTree(pid, "SIGTERM");
         if (await this.waitExit(this.graceMs)) return;
-        await signalTree(this.child, "SIGKILL");
+        if (pid !== undefined) await signalTree(pid, "SIGKILL");
         await this.exited;
       })().then(() => (this.child.pid !== undefined ? stopGroup(this.child.pid, this.graceMs) : undefined));
     }
@@ -770,114 +771,6 @@ class Connection {
   }
 }
 
-// ------------------------------------------------------------------------------ process trees
-
-/**
- * Signal the program and everything it started, deepest first, waiting for each level to be
- * gone before signalling its parents: a parent still alive reaps its dying child, so no process
- * is orphaned into a zombie (a container's PID 1 often reaps nothing). With SIGTERM the climb
- * stops at a level that survives (its parents must outlive it); SIGKILL always reaches the top,
- * then sweeps the process group for anything that left the tree. Linux reads the tree from
- * /proc; elsewhere the process group is signalled at once.
- */
-async function signalTree(child: ChildProcess, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
-  const root = child.pid;
-  if (root === undefined) return;
-  const levels = descendantLevels(root);
-  if (levels === undefined) {
-    killQuietly(-root, signal);
-    return;
-  }
-  for (let depth = levels.length - 1; depth >= 1; depth--) {
-    const pids = levels[depth]!;
-    for (const pid of pids) killQuietly(pid, signal);
-    const gone = await waitGone(pids, LEVEL_WAIT_MS);
-    if (!gone && signal === "SIGTERM") return;
-  }
-  killQuietly(root, signal);
-  if (signal === "SIGKILL") killQuietly(-root, signal);
-}
-
-/** How long a level of the process tree gets to disappear after a signal before its parents are signalled. */
-const LEVEL_WAIT_MS = 100;
-
-function killQuietly(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone (ESRCH), or not ours to signal (EPERM)
-  }
-}
-
-/** One line of /proc/PID/stat, the fields this module reads. */
-interface ProcStat {
-  readonly pid: number;
-  readonly state: string;
-  readonly ppid: number;
-  readonly pgrp: number;
-}
-
-/** Every process's state, parent and group from /proc, or undefined where there is no /proc. */
-function procStats(): ProcStat[] | undefined {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return undefined;
-  }
-  const out: ProcStat[] = [];
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${e}/stat`, "latin1");
-    } catch {
-      continue; // exited meanwhile
-    }
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so parse after the last ')'
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    out.push({ pid: Number(e), state: rest[0] ?? "", ppid: Number(rest[1]), pgrp: Number(rest[2]) });
-  }
-  return out;
-}
-
-/** Pids by depth below `root` (`[[root], children, grandchildren, ...]`), or undefined without /proc. */
-function descendantLevels(root: number): number[][] | undefined {
-  const stats = procStats();
-  if (stats === undefined) return undefined;
-  const children = new Map<number, number[]>();
-  for (const { pid, ppid } of stats) {
-    const list = children.get(ppid);
-    if (list) list.push(pid);
-    else children.set(ppid, [pid]);
-  }
-  const levels: number[][] = [[root]];
-  for (;;) {
-    const next = levels[levels.length - 1]!.flatMap((p) => children.get(p) ?? []);
-    if (next.length === 0 || levels.length > 64) break;
-    levels.push(next);
-  }
-  return levels;
-}
-
-/** Wait (at most `ms`) until none of `pids` exists any more, i.e. each has exited and been reaped. */
-async function waitGone(pids: readonly number[], ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const alive = pids.some((p) => {
-      try {
-        process.kill(p, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    if (!alive) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** The shell reports a program killed by signal N as exit code 128 + N: name the signal. */
 function signalHint(code: number | null): string {
   if (code === null || code <= 128 || code > 128 + 64) return "";
@@ -885,98 +778,8 @@ function signalHint(code: number | null): string {
   return name === undefined ? "" : ` (the shell's code for a program killed by signal ${name})`;
 }
 
-// ------------------------------------------------------------------------------ process groups
-
-/**
- * Process groups of programs started and not yet stopped (group id → grace period in ms). Each
- * program leads its own group (`detached`), and whatever it forks stays in that group unless it
- * calls setsid itself; so signalling the group reaches grandchildren that outlived their parent.
- */
-const liveGroups = new Map<number, number>();
-/** A signal arrived: no new program is started from now on. */
-let stopping = false;
-/** How long a group gets to disappear after SIGKILL before it is given up on. */
-const KILL_WAIT_MS = 2000;
-
-/** Does any process of group `pgid` still run? Zombies (exited, not yet reaped) do not count. */
-function groupAlive(pgid: number): boolean {
-  const stats = procStats();
-  if (stats === undefined) {
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  return stats.some((p) => p.pgrp === pgid && p.state !== "Z" && p.state !== "X");
-}
-
-async function waitGroupGone(pgid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (!groupAlive(pgid)) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** SIGTERM to the whole group, SIGKILL after `graceMs`, and wait until none of it runs. */
-async function stopGroup(pgid: number, graceMs: number): Promise<void> {
-  if (groupAlive(pgid)) {
-    killQuietly(-pgid, "SIGTERM");
-    if (!(await waitGroupGone(pgid, graceMs))) {
-      killQuietly(-pgid, "SIGKILL");
-      await waitGroupGone(pgid, KILL_WAIT_MS);
-    }
-  }
-  liveGroups.delete(pgid);
-}
-
-/** Stop every program still running (SIGTERM, SIGKILL after its grace period) and wait for them. */
-export async function stopAllImplementations(): Promise<void> {
-  await Promise.all([...liveGroups].map(([pgid, grace]) => stopGroup(pgid, grace)));
-}
-
-/** The same, synchronously, for the `exit` event (nothing asynchronous runs there). */
-function stopAllNow(): void {
-  const groups = [...liveGroups];
-  if (groups.length === 0) return;
-  for (const [pgid] of groups) killQuietly(-pgid, "SIGTERM");
-  const grace = Math.min(Math.max(...groups.map(([, g]) => g)), KILL_WAIT_MS);
-  const deadline = Date.now() + grace;
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  while (groups.some(([pgid]) => groupAlive(pgid)) && Date.now() < deadline) Atomics.wait(nap, 0, 0, 10);
-  for (const [pgid] of groups) if (groupAlive(pgid)) killQuietly(-pgid, "SIGKILL");
-  liveGroups.clear();
-}
-
-let exitHookRegistered = false;
-
-/**
- * On every way out of this process, its programs are stopped: the `exit` event (normal end,
- * `process.exit`, an uncaught error) stops them synchronously; SIGINT, SIGTERM and SIGHUP stop
- * them (TERM, then KILL after the grace period), then the signal takes its default course —
- * unless the host program listens for it too, in which case the host decides.
- */
-function registerExitHook(): void {
-  if (exitHookRegistered) return;
-  exitHookRegistered = true;
-  process.on("exit", stopAllNow);
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const onSignal = (): void => {
-      stopping = true;
-      void stopAllImplementations().finally(() => {
-        process.removeListener(signal, onSignal);
-        if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-      });
-    };
-    process.on(signal, onSignal);
-  }
-}
-
 /** Pieces of text joined into few chunks of at most about `limit` characters each. */
-export function coalesce(parts: readonly string[], limit = WRITE_CHUNK_CHARS): string[] {
+function coalesce(parts: readonly string[], limit = WRITE_CHUNK_CHARS): string[] {
   // every pipe write is a system call and a wake-up of the reader: a request of many small pieces
   // (a block's dozen tensors, names and separators) goes out in one write, a huge one in a few
   const out: string[] = [];

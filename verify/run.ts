@@ -22,7 +22,7 @@ import { listCases, loadCase } from "../golden/cases-io.js";
 import type { GoldenCase } from "../golden/cases-io.js";
 import { compareCase } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
-import { GoldenFormatError } from "../golden/safetensors.js";
+import { GoldenFormatError } from "../golden/error.js";
 import { coverageOf, uncheckedLines } from "./coverage.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint } from "./diagnose.js";

@@ -14,7 +14,7 @@ import type { NodeOf } from "../spec/node.js";
 import { vjp } from "../autodiff/grad.js";
 import type { Graph } from "../autodiff/graph.js";
 import type { BackwardRequest, BackwardResult, Implementation } from "../autodiff/implementation.js";
-import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
+import { requestDType } from "../autodiff/implementation.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
 import { plantInGraph } from "./testing.js";
@@ -80,12 +80,6 @@ export const plantLossSummed: Plant = (call) => {
   return loss;
 };
 
-function dtypeOf(inputs: NamedTensors, config: Readonly<Record<string, unknown>>): FloatDType {
-  const d = config["dtype"];
-  if (d === "f32" || d === "f64") return d;
-  return Object.values(inputs).some((t) => t.dtype === "f32") ? "f32" : "f64";
-}
-
 /**
  * The reference's forward pass with `plant`'s mistakes in the backward pass only; with
  * `forwardPlant`, a second, independent mistake in both passes (forward values and the gradients
@@ -109,9 +103,9 @@ export function backwardPlantedImplementation(name: string, plant: Plant, opts: 
     backward: true,
     dtypes: ["f64", "f32"],
     forward: async (req) =>
-      fwd === undefined ? ref.forward(req) : { outputs: evaluate(graphOf(req.formula, req.config, "forward"), req.inputs, { dtype: dtypeOf(req.inputs, req.config), fused: false }) },
+      fwd === undefined ? ref.forward(req) : { outputs: evaluate(graphOf(req.formula, req.config, "forward"), req.inputs, { dtype: requestDType(req), fused: false }) },
     async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
-      return { grads: vjp(graphOf(req.formula, req.config, "backward"), req.inputs, req.cotangents, { dtype: dtypeOf(req.inputs, req.config), fused: false }).grads };
+      return { grads: vjp(graphOf(req.formula, req.config, "backward"), req.inputs, req.cotangents, { dtype: requestDType(req), fused: false }).grads };
     },
   };
 }

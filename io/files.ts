@@ -24,10 +24,10 @@ export class FileAccessError extends Error {
 }
 
 /** Largest file read by default: 4 GiB (a GPT-2 large checkpoint in float32 is 3.1 GB). */
-export const MAX_FILE_BYTES = 4 * 2 ** 30;
+const MAX_FILE_BYTES = 4 * 2 ** 30;
 
 /** What a stat says a path is, in words, for messages. */
-export function kindOf(s: Stats): string {
+function kindOf(s: Stats): string {
   if (s.isDirectory()) return "a folder";
   if (s.isFIFO()) return "a FIFO (named pipe)";
   if (s.isCharacterDevice()) return "a character device";

@@ -4,20 +4,20 @@
  * Valid files are written with our writer, then damaged: truncated, bytes flipped, numbers in
  * the header changed, keys deleted or inserted, entries duplicated, dtypes swapped, data bytes
  * added or removed. Every damaged file must either parse consistently (all invariants below
- * hold) or raise our own {@link GoldenFormatError}: never another exception, never a hang.
+ * hold) or raise our own {@link SafetensorsFormatError}: never another exception, never a hang.
  *
- * `npm test` runs 500 cases (golden/fuzz.test.ts). The deep run:
+ * `npm test` runs 500 cases (io/fuzz.test.ts). The deep run:
  *
- *     npx tsx golden/fuzz.ts --runs 20000 [--seed N]
+ *     npx tsx io/fuzz.ts --runs 20000 [--seed N]
  *
- * prints runs, outcomes and timing, and appends a dated line to golden/FUZZ.md.
+ * prints runs, outcomes and timing, and appends a dated line to io/FUZZ.md.
  */
 import fc from "fast-check";
 import { appendFileSync, existsSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Tensor, sizeOf } from "../autodiff/tensor.js";
 import type { DType } from "../autodiff/tensor.js";
-import { GoldenFormatError, readSafetensors, readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
+import { SafetensorsFormatError, readSafetensors, readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
 
 /** A case slower than this counts as a hang (the reader is linear; real cases take well under 1 ms). */
 export const HANG_MS = 2000;
@@ -237,7 +237,7 @@ function sameBits(a: Tensor, b: Tensor): boolean {
 
 /**
  * The fuzz property for one (possibly damaged) file: a parse must be consistent, a rejection must
- * be a GoldenFormatError, and either must come quickly. Throws (failing the property) otherwise.
+ * be a SafetensorsFormatError, and either must come quickly. Throws (failing the property) otherwise.
  */
 export function checkFile(bytes: Uint8Array, stats?: FuzzStats): void {
   const t0 = performance.now();
@@ -245,8 +245,12 @@ export function checkFile(bytes: Uint8Array, stats?: FuzzStats): void {
   try {
     contents = readSafetensors(bytes, "fuzz.safetensors");
   } catch (err) {
-    if (!(err instanceof GoldenFormatError)) throw new Error(`reader raised ${String(err)} instead of a GoldenFormatError`);
+    if (!(err instanceof SafetensorsFormatError)) throw new Error(`reader raised ${String(err)} instead of a SafetensorsFormatError`);
     if (!err.message.startsWith("fuzz.safetensors: ")) throw new Error(`error does not name the file: ${err.message}`);
+    const at = err.byteOffset;
+    if (at !== undefined && !(Number.isInteger(at) && at >= 0 && at <= bytes.length)) {
+      throw new Error(`byte offset ${at} is outside the ${bytes.length}-byte file: ${err.message}`);
+    }
     if (stats) {
       stats.rejected++;
       const kind = err.problem.replace(/"(?:[^"\\]|\\.)*"|'[^']*'|U\+[0-9A-F]+|0x[0-9a-f]+|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|\[[^\]]*\]/g, "_");
@@ -301,7 +305,7 @@ function parseArgs(argv: string[]): { runs: number; seed: number } {
     }
     if (a === "--runs") runs = Number(v);
     else if (a === "--seed") seed = Number(v);
-    else throw new Error(`unknown argument ${JSON.stringify(a)} (usage: npx tsx golden/fuzz.ts [--runs N] [--seed S])`);
+    else throw new Error(`unknown argument ${JSON.stringify(a)} (usage: npx tsx io/fuzz.ts [--runs N] [--seed S])`);
     i++;
   }
   return { runs, seed };
@@ -317,7 +321,7 @@ function main(): number {
   const lines = [
     `safetensors fuzz: ${ok ? "PASS" : "FAIL"}`,
     `runs ${details.numRuns}, seed ${seed}, ${seconds.toFixed(1)} s (${((seconds * 1e6) / Math.max(1, stats.runs)).toFixed(0)} µs per case, slowest ${stats.maxCaseMs.toFixed(1)} ms)`,
-    `parsed consistently: ${stats.parsed}, rejected with GoldenFormatError: ${stats.rejected}`,
+    `parsed consistently: ${stats.parsed}, rejected with SafetensorsFormatError: ${stats.rejected}`,
     "most frequent problems:",
     ...[...stats.problems.entries()]
       .sort((a, b) => b[1] - a[1])
@@ -331,14 +335,14 @@ function main(): number {
   if (!existsSync(fuzzMd)) {
     writeFileSync(
       fuzzMd,
-      "# Safetensors reader fuzz runs\n\nEach line is one deep run of `npx tsx golden/fuzz.ts --runs N` (see golden/fuzz.ts): mutated valid files that must parse consistently or raise GoldenFormatError.\n\n",
+      "# Safetensors reader fuzz runs\n\nEach line is one deep run of `npx tsx io/fuzz.ts --runs N` (see io/fuzz.ts): mutated valid files that must parse consistently or raise SafetensorsFormatError.\n\n",
     );
   }
   const date = new Date().toISOString().slice(0, 10);
   appendFileSync(
     fuzzMd,
     `- ${date}: ${ok ? "pass" : "FAIL"}, ${details.numRuns} runs, seed ${seed}, ${seconds.toFixed(1)} s, slowest case ${stats.maxCaseMs.toFixed(1)} ms; ` +
-      `${stats.parsed} parsed consistently, ${stats.rejected} rejected with GoldenFormatError (${stats.problems.size} distinct problems); node ${process.version}\n`,
+      `${stats.parsed} parsed consistently, ${stats.rejected} rejected with SafetensorsFormatError (${stats.problems.size} distinct problems); node ${process.version}\n`,
   );
   return ok ? 0 : 1;
 }

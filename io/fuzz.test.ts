@@ -10,7 +10,7 @@ describe("safetensors reader under mutation fuzzing", () => {
     expect(stats.rejected).toBe(0);
   });
 
-  it("500 mutated files: each parses consistently or raises GoldenFormatError, quickly", () => {
+  it("500 mutated files: each parses consistently or raises SafetensorsFormatError, quickly", () => {
     const stats = newStats();
     fc.assert(fuzzProperty(stats), { numRuns: 500 });
     expect(stats.runs).toBe(500);

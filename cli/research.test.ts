@@ -7,14 +7,14 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Io } from "../cli/io.js";
-import { main } from "../cli/main.js";
-import { runStudy } from "../cli/research.js";
-import { parseCsv } from "./csv.js";
-import { LN_PLACEMENT_COLUMNS } from "./ln-placement.js";
-import { RANK_COLLAPSE_COLUMNS } from "./rank-collapse.js";
-import type { Study } from "./study.js";
-import { parseXml } from "./xml.js";
+import type { Io } from "./io.js";
+import { main } from "./main.js";
+import { runStudy } from "./research.js";
+import { parseCsv } from "../research/csv.js";
+import { LN_PLACEMENT_COLUMNS } from "../research/ln-placement.js";
+import { RANK_COLLAPSE_COLUMNS } from "../research/rank-collapse.js";
+import type { Study } from "../research/study.js";
+import { parseXml } from "../research/xml.js";
 
 function capture(): Io & { stdout: string; stderr: string } {
   const io = {
