@@ -135,7 +135,8 @@ function cachedGradGraph(g: Graph, opts: GradGraphOptions): Graph {
     r = { ...s.grad, name: `grad(${g.name})`, config: g.config, relations: g.relations, hyper: g.hyper };
   } else {
     r = gradGraph(g, opts);
-    shared.set(key, { args: g.args, grad: r });
+    // a copy: plans are cached per Graph object, and the shared entry must not keep r's alive
+    shared.set(key, { args: g.args, grad: { ...r } });
   }
   m.set(key, r);
   return r;

@@ -15,8 +15,10 @@ import { generateGreedyCase } from "./generate.js";
 
 const sizeFree = new Map<string, Graph>();
 const graphs = new Map<string, Graph>();
-/** Bound on each cache (a law run draws ~1,100 structural configurations; a graph is ~100 kB). */
-const MAX_CACHED = 2048;
+/** Bound on the size-free graphs (`npm start` draws ~1,100 structural configurations). */
+const MAX_SIZE_FREE = 2048;
+/** Bound on the graphs by full configuration (each holds its plans and gradient graphs). */
+const MAX_CACHED = 256;
 
 const configKey = (config: Config): string =>
   JSON.stringify(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : 1)));
@@ -38,7 +40,7 @@ export function referenceGraph(formula: string, config: Config): Graph {
   let base = sizeFree.get(freeKey);
   if (base === undefined) {
     base = formulaGraph(formula, sizeFreeConfig(def, resolved));
-    if (sizeFree.size >= MAX_CACHED) sizeFree.clear();
+    if (sizeFree.size >= MAX_SIZE_FREE) sizeFree.clear();
     sizeFree.set(freeKey, base);
   }
   g = { ...base, config: resolved, hyper: hyperDims(def, resolved) };
