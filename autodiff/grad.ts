@@ -132,7 +132,8 @@ function cachedGradGraph(g: Graph, opts: GradGraphOptions): Graph {
   if (shared === undefined) gradByNodes.set(g.outputs, (shared = new Map()));
   const s = shared.get(key);
   if (s !== undefined && s.args === g.args) {
-    r = { ...s.grad, name: `grad(${g.name})`, config: g.config, relations: g.relations, hyper: g.hyper };
+    const name = `grad(${g.name})`;
+    r = { ...s.grad, name, config: g.config, relations: g.relations, hyper: g.hyper };
   } else {
     r = gradGraph(g, opts);
     // a copy: plans are cached per Graph object, and the shared entry must not keep r's alive

@@ -512,7 +512,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       if (opts.only !== undefined && existsSync(path.join(out, "results.json"))) results = mergeWithPrevious(JSON.parse(readFileSync(path.join(out, "results.json"), "utf8")) as Results, results, opts.only);
       writeFileSync(path.join(out, "results.json"), JSON.stringify(results, null, 1) + "\n");
       // hand-written notes appended to the generated report
-      const notesText = ["OPTIMISATION.md", "STARTUP.md"].map((f) => path.join(HERE, f)).filter((f) => existsSync(f)).map((f) => readFileSync(f, "utf8")).join("\n");
+      const notesText = ["OPTIMISATION.md", "STARTUP.md", "TRANSPORT.md"].map((f) => path.join(HERE, f)).filter((f) => existsSync(f)).map((f) => readFileSync(f, "utf8")).join("\n");
       writeFileSync(path.join(out, "RESULTS.md"), renderMarkdown(results, notesText));
     }
     return results;

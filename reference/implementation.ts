@@ -4,7 +4,9 @@
  * Float inputs decide the precision: f32 inputs run the float32 mode.
  */
 import "../spec/index.js";
-import { formulaNames, getFormula, hyperDims, resolveConfig, sizeFreeConfig } from "../spec/formula.js";
+import {
+  formulaNames, getFormula, hyperDims, resolveConfig, sizeFreeConfig,
+} from "../spec/formula.js";
 import type { Config } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";

@@ -230,7 +230,9 @@ export function hyperDims(def: FormulaDef, cfg: Config): Map<string, number> {
  */
 export function sizeFreeConfig(def: FormulaDef, cfg: Config): Config {
   const out: Record<string, HyperValue> = { ...resolveConfig(def, cfg) };
-  for (const h of def.hyper) if (h.sizeOnly === true && typeof out[h.name] === "number") out[h.name] = h.name;
+  for (const h of def.hyper) {
+    if (h.sizeOnly === true && typeof out[h.name] === "number") out[h.name] = h.name;
+  }
   return out;
 }
 

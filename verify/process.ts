@@ -198,7 +198,9 @@ export class ProcessImplementation implements Implementation {
     let hello: HelloResult;
     const offerBinary = opts.binary !== false && BINARY_HOST;
     try {
-      const params: Record<string, string> = offerBinary ? { protocol: String(PROTOCOL_VERSION), binary: "true", keep: "true" } : { protocol: String(PROTOCOL_VERSION) };
+      const protocol = String(PROTOCOL_VERSION);
+      // kept tensors ride on binary frames, so they are offered with them
+      const params: Record<string, string> = offerBinary ? { protocol, binary: "true", keep: "true" } : { protocol };
       const { result } = await conn.request("hello", params, "hello", startup);
       hello = checkHello(result, `${conn.label}: answer to hello`);
     } catch (e) {
@@ -490,7 +492,12 @@ class Connection {
   }
 
   /** `request`, then tell the kept tensors whether the program took the request's keeps. */
-  async requestKeeping(method: Method, params: { readonly [key: string]: string | readonly string[] }, what: string, frames?: readonly Uint8Array[]): Promise<Reply> {
+  async requestKeeping(
+    method: Method,
+    params: { readonly [key: string]: string | readonly string[] },
+    what: string,
+    frames?: readonly Uint8Array[],
+  ): Promise<Reply> {
     try {
       const reply = await this.request(method, params, what, undefined, frames);
       this.kept?.settle(true);

@@ -59,7 +59,10 @@ export interface HelloResult {
   readonly shutdown: boolean;
   /** The program accepted binary tensors (`"binary": true`; optional, default false: JSON numbers). */
   readonly binary: boolean;
-  /** The program keeps tensors between requests (`"keep": true`, with binary; docs/PROTOCOL.md "Kept tensors"). */
+  /**
+   * The program keeps tensors between requests (`"keep": true`, with binary; docs/PROTOCOL.md
+   * "Kept tensors").
+   */
   readonly keep: boolean;
   /** Per formula, the configurations it supports (optional; absent: everything). */
   readonly capabilities?: Capabilities;
@@ -309,7 +312,12 @@ export function encodeFrameTensor(t: Tensor, index: number): string {
  * appended to `frames` and the tensor refers to it by index; with `kept` too (negotiated), a
  * large tensor the program still keeps from the last request is sent as a reference instead.
  */
-export function encodeNamedTensors(tensors: NamedTensors, where: (name: string) => string, frames?: Uint8Array[], kept?: KeptTensors): string[] {
+export function encodeNamedTensors(
+  tensors: NamedTensors,
+  where: (name: string) => string,
+  frames?: Uint8Array[],
+  kept?: KeptTensors,
+): string[] {
   const parts: string[] = ["{"];
   let first = true;
   for (const [name, t] of Object.entries(tensors)) {
@@ -327,6 +335,14 @@ export function encodeNamedTensors(tensors: NamedTensors, where: (name: string) 
   return parts;
 }
 
+/** What the client remembers of a tensor it asked the program to keep. */
+interface KeptEntry {
+  readonly id: string;
+  readonly dtype: DType;
+  readonly shape: string;
+  readonly digest: string;
+}
+
 /**
  * The client's side of kept tensors (docs/PROTOCOL.md, "Kept tensors"): a tensor of at least
  * `minBytes` goes in a frame with `"keep": id` the first time, and as `{"dtype", "shape", "ref":
@@ -336,7 +352,7 @@ export function encodeNamedTensors(tensors: NamedTensors, where: (name: string) 
  */
 export class KeptTensors {
   private nextId = 1;
-  private readonly seen = new WeakMap<ArrayBufferView, { id: string; dtype: DType; shape: string; digest: string }>();
+  private readonly seen = new WeakMap<ArrayBufferView, KeptEntry>();
   /** Ids the program keeps after the last answered request. */
   private held = new Set<string>();
   /** Ids the request being encoded keeps or references. */
@@ -344,7 +360,7 @@ export class KeptTensors {
 
   constructor(readonly minBytes = KEEP_MIN_BYTES) {}
 
-  /** The wire text of `t` in the request being encoded (its frame, if any, appended to `frames`). */
+  /** The wire text of `t` in the request being encoded (its frame, if any, goes into `frames`). */
   encode(t: Tensor, frames: Uint8Array[]): string {
     if (t.data.byteLength < this.minBytes) {
       frames.push(frameOf(t));
@@ -353,7 +369,8 @@ export class KeptTensors {
     const shape = JSON.stringify(t.shape);
     const digest = contentDigest(t.data);
     const prev = this.seen.get(t.data);
-    if (prev !== undefined && this.held.has(prev.id) && prev.dtype === t.dtype && prev.shape === shape && prev.digest === digest) {
+    const same = prev !== undefined && prev.dtype === t.dtype && prev.shape === shape && prev.digest === digest;
+    if (same && this.held.has(prev.id)) {
       this.using.add(prev.id);
       return `{"dtype":"${t.dtype}","shape":${shape},"ref":"${prev.id}"}`;
     }

@@ -148,7 +148,8 @@ defineFormula({
 
 const dimHyper = (name: string, doc: string, dflt?: number): HyperSpec => ({ name, kind: "integer", dim: true, doc, ...(dflt !== undefined ? { default: dflt } : {}) });
 /** A dim hyperparameter the build uses only as a dim (HyperSpec.sizeOnly). */
-const sizeHyper = (name: string, doc: string, dflt?: number): HyperSpec => ({ ...dimHyper(name, doc, dflt), sizeOnly: true });
+const sizeHyper = (name: string, doc: string, dflt?: number): HyperSpec =>
+  ({ ...dimHyper(name, doc, dflt), sizeOnly: true });
 
 /** Where a causal mask puts the last key query 0 may see (docs/NAMES.md, "Attention conventions"). */
 export const CAUSAL_ALIGNMENTS = ["bottom_right", "top_left"] as const;
@@ -183,7 +184,11 @@ defineFormula({
   example: { n: 4 },
   description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n, or j ≤ i top-left; within the window), −∞ elsewhere",
   category: "core",
-  hyper: [sizeHyper("n", "queries"), sizeHyper("m", "keys (m ≥ n with a KV cache; default n)"), ...causalHyper],
+  hyper: [
+    sizeHyper("n", "queries"),
+    sizeHyper("m", "keys (m ≥ n with a KV cache; default n)"),
+    ...causalHyper,
+  ],
   args: () => [],
   outputs: (cfg) => [{ name: "y", shape: ["n", cfg["m"] === undefined ? "n" : "m"], doc: "0 / −∞" }],
   build: (_, cfg) => ({
@@ -826,7 +831,11 @@ defineFormula({
   example: { n: 5, d_model: 6 },
   description: "fixed sinusoidal positions p_{i,2k} = sin(i/10000^{2k/d_model}), p_{i,2k+1} = cos(…)",
   category: "position",
-  hyper: [sizeHyper("n", "positions"), sizeHyper("d_model", "width"), sizeHyper("offset", "first position", 0)],
+  hyper: [
+    sizeHyper("n", "positions"),
+    sizeHyper("d_model", "width"),
+    sizeHyper("offset", "first position", 0),
+  ],
   args: () => [],
   outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P" }],
   build: (_, cfg) => ({ y: sinusoid(dimOf(cfg, "n"), dimOf(cfg, "d_model"), dimOf(cfg, "offset")) }),

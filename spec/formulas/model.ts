@@ -272,7 +272,9 @@ defineFormula({
 
 const GPT_HYPER: readonly HyperSpec[] = [
   { name: "V", kind: "integer", dim: true, sizeOnly: true, doc: "vocabulary size" },
-  { name: "n_ctx", kind: "integer", dim: true, sizeOnly: true, doc: "maximum context (rows of wpe)" },
+  {
+    name: "n_ctx", kind: "integer", dim: true, sizeOnly: true, doc: "maximum context (rows of wpe)",
+  },
   { name: "d_model", kind: "integer", dim: true, sizeOnly: true, doc: "width" },
   // the graph, its passes and the reference model grow with L; the deepest public GPTs have ~100 blocks
   { name: "L", kind: "integer", doc: "blocks", max: 256 },

@@ -246,10 +246,14 @@ def decode_ref(obj: Any, kept: Mapping[str, np.ndarray], where: str) -> np.ndarr
     specformer.protocol.FormulaError: input W: kept tensor 't1' is f32 [2, 3], not f32 [3, 2]
     """
     if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "ref"}:
-        raise FormulaError(f'{where}: a kept-tensor reference is {{"dtype", "shape", "ref"}} and nothing else, got keys {sorted(obj) if isinstance(obj, dict) else obj!r}')
+        got = sorted(obj) if isinstance(obj, dict) else obj
+        raise FormulaError(f'{where}: a kept-tensor reference is {{"dtype", "shape", "ref"}} and nothing else, got keys {got!r}')
     rid = obj["ref"]
     if not isinstance(rid, str) or rid not in kept:
-        raise FormulaError(f"{where}: no kept tensor {rid!r} (kept: {', '.join(sorted(kept)) or 'none'}); a reference names a tensor that the previous request kept or referenced")
+        held = ", ".join(sorted(kept)) or "none"
+        raise FormulaError(
+            f"{where}: no kept tensor {rid!r} (kept: {held}); a reference names a tensor that the previous request kept or referenced"
+        )
     a = kept[rid]
     have = f"{_NAMES[np.dtype(a.dtype).newbyteorder('=')]} {list(a.shape)}"
     want = f"{obj['dtype']} {obj['shape']}"
@@ -258,7 +262,13 @@ def decode_ref(obj: Any, kept: Mapping[str, np.ndarray], where: str) -> np.ndarr
     return a
 
 
-def _decode_named(obj: Any, what: str, frames: Optional[Sequence[Any]], kept: Optional[Mapping[str, np.ndarray]] = None, keeping: Optional[Dict[str, np.ndarray]] = None) -> Arrays:
+def _decode_named(
+    obj: Any,
+    what: str,
+    frames: Optional[Sequence[Any]],
+    kept: Optional[Mapping[str, np.ndarray]] = None,
+    keeping: Optional[Dict[str, np.ndarray]] = None,
+) -> Arrays:
     """Tensors of a request; with ``kept`` (kept tensors negotiated) references are resolved and
     every tensor kept or referenced goes into ``keeping``, read-only (it may be read again)."""
     if obj is None:
@@ -338,7 +348,9 @@ class _Server:
         cfg = Config(params.get("config") or {})
         keeping: Optional[Dict[str, np.ndarray]] = None if self.kept is None else {}
         inputs = _decode_named(params.get("inputs"), "input", frames, self.kept, keeping)
-        cot = _decode_named(params.get("cotangents"), "cotangent", frames, self.kept, keeping) if method == "backward" else {}
+        cot: Arrays = {}
+        if method == "backward":
+            cot = _decode_named(params.get("cotangents"), "cotangent", frames, self.kept, keeping)
         if keeping is not None:
             self.kept = keeping  # what this request kept or referenced; the rest is dropped
         dtype = _request_dtype(inputs, cfg)
