@@ -116,12 +116,30 @@ function latexOf(name: string): string {
 }
 
 const gradCache = new WeakMap<Graph, Map<string, Graph>>();
+/**
+ * Gradient graphs by the nodes they differentiate: graphs that share their args and outputs and
+ * differ only in their dim bindings (`hyper`: one graph serving several sizes, as the reference's
+ * cache makes) share one backward graph, re-bound to each graph's sizes.
+ */
+const gradByNodes = new WeakMap<object, Map<string, { args: Graph["args"]; grad: Graph }>>();
 function cachedGradGraph(g: Graph, opts: GradGraphOptions): Graph {
   const key = JSON.stringify([opts.wrt ?? null, opts.of ?? null, opts.withValues ?? false]);
   let m = gradCache.get(g);
   if (m === undefined) gradCache.set(g, (m = new Map()));
   let r = m.get(key);
-  if (r === undefined) m.set(key, (r = gradGraph(g, opts)));
+  if (r !== undefined) return r;
+  let shared = gradByNodes.get(g.outputs);
+  if (shared === undefined) gradByNodes.set(g.outputs, (shared = new Map()));
+  const s = shared.get(key);
+  if (s !== undefined && s.args === g.args) {
+    const name = `grad(${g.name})`;
+    r = { ...s.grad, name, config: g.config, relations: g.relations, hyper: g.hyper };
+  } else {
+    r = gradGraph(g, opts);
+    // a copy: plans are cached per Graph object, and the shared entry must not keep r's alive
+    shared.set(key, { args: g.args, grad: { ...r } });
+  }
+  m.set(key, r);
   return r;
 }
 

@@ -1,9 +1,9 @@
 /**
  * Verifying a GPT-2-small-shaped implementation end to end through the process protocol: the
  * `gpt` formula at full size (d_model 768, 12 layers, 12 heads, V 50257, 64 tokens) in float32,
- * forward and backward, answered by examples/numpy/impl.py over binary frames. Every weight is
- * sent with each request (the protocol has no state), so a pass moves ~500 MB each way per
- * request. Reports the wall time and the transport's share of it (`ProcessImplementation.
+ * forward and backward, answered by examples/numpy/impl.py over binary frames. The weights
+ * (~500 MB) go with the forward request and are kept by the program (docs/PROTOCOL.md, "Kept
+ * tensors"), so the backward request references them; its answer brings ~500 MB of gradients. Reports the wall time and the transport's share of it (`ProcessImplementation.
  * lastTiming`: encoding, writing until the program has read the request, receiving and decoding
  * the answer), and (in bench/run.ts) checks the loss and every gradient against PyTorch's float64 result.
  */
@@ -18,6 +18,8 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export interface GptProcessResult {
   readonly transport: "binary" | "json";
+  /** The program kept the weights of the forward request, so the backward one referenced them. */
+  readonly kept: boolean;
   readonly forward: RequestTiming & { readonly wallMs: number };
   readonly backward: RequestTiming & { readonly wallMs: number };
   readonly wallMs: number;
@@ -49,7 +51,7 @@ export async function gptThroughProcess(size: GptSize, log: (l: string) => void)
     for (const [k, t] of Object.entries(grads)) summaries[`grad.${k}`] = summarize(`grad.${k}`, t.data);
     const wallMs = fwdWall + bwdWall;
     const transportMs = transportOf(forward) + transportOf(backward);
-    return { transport: impl.transport, forward, backward, wallMs, transportMs, transportShare: transportMs / wallMs, summaries, loss: Number(outputs["loss"]!.data[0]) };
+    return { transport: impl.transport, kept: impl.hello.keep, forward, backward, wallMs, transportMs, transportShare: transportMs / wallMs, summaries, loss: Number(outputs["loss"]!.data[0]) };
   } finally {
     await impl.close();
   }

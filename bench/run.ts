@@ -102,7 +102,7 @@ export interface Results {
   /** GPT-2-small shape verified through the process protocol with examples/numpy as the peer (bench/gpt-process.ts). */
   readonly gptProcess?: {
     readonly date: string; readonly loadavg: readonly number[]; readonly transport?: string; readonly wallMs?: number; readonly forwardMs?: number; readonly backwardMs?: number;
-    readonly transportMs?: number; readonly transportShare?: number; readonly requestMiB?: number; readonly answerMiB?: number; readonly agreement?: Agreement; readonly loss?: number; readonly skipped?: string;
+    readonly transportMs?: number; readonly transportShare?: number; readonly kept?: boolean; readonly requestMiB?: number; readonly answerMiB?: number; readonly agreement?: Agreement; readonly loss?: number; readonly skipped?: string;
   };
   /** Wall time of `npm start` (`node bin/specformer.mjs verify`, compiled). */
   readonly startup?: { readonly date: string; readonly loadavg: readonly number[]; readonly timing?: Timing; readonly summary?: string; readonly skipped?: string };
@@ -482,7 +482,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
           } else notes.push(`GPT-2 small through the process protocol: not checked against PyTorch (${noTorch})`);
           gptProcess = {
             date, loadavg: before, transport: res.transport, wallMs: res.wallMs, forwardMs: res.forward.wallMs, backwardMs: res.backward.wallMs, transportMs: res.transportMs, transportShare: res.transportShare,
-            requestMiB: (res.forward.requestBytes + res.backward.requestBytes) / 2 ** 20, answerMiB: (res.forward.answerBytes + res.backward.answerBytes) / 2 ** 20, ...(agreement ? { agreement } : {}), loss: res.loss,
+            kept: res.kept, requestMiB: (res.forward.requestBytes + res.backward.requestBytes) / 2 ** 20, answerMiB: (res.forward.answerBytes + res.backward.answerBytes) / 2 ** 20, ...(agreement ? { agreement } : {}), loss: res.loss,
           };
           log(`gpt through numpy: ${res.wallMs.toFixed(0)} ms wall, transport ${(100 * res.transportShare).toFixed(1)} %, agreement with PyTorch f64 ${agreement === undefined ? "not checked" : `${agreement.ok ? "ok" : "DISAGREES"} (${agreement.worst.toExponential(1)} ≤ ${agreement.tolerance.toExponential(1)})`}`);
         } catch (e) {
@@ -518,7 +518,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       if (opts.only !== undefined && existsSync(path.join(out, "results.json"))) results = mergeWithPrevious(JSON.parse(readFileSync(path.join(out, "results.json"), "utf8")) as Results, results, opts.only);
       writeFileSync(path.join(out, "results.json"), JSON.stringify(results, null, 1) + "\n");
       // hand-written notes appended to the generated report
-      const notesText = ["OPTIMISATION.md", "STARTUP.md"].map((f) => path.join(HERE, f)).filter((f) => existsSync(f)).map((f) => readFileSync(f, "utf8")).join("\n");
+      const notesText = ["OPTIMISATION.md", "STARTUP.md", "TRANSPORT.md"].map((f) => path.join(HERE, f)).filter((f) => existsSync(f)).map((f) => readFileSync(f, "utf8")).join("\n");
       writeFileSync(path.join(out, "RESULTS.md"), renderMarkdown(results, notesText));
     }
     return results;

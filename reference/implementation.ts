@@ -4,7 +4,9 @@
  * Float inputs decide the precision: f32 inputs run the float32 mode.
  */
 import "../spec/index.js";
-import { formulaNames, getFormula, resolveConfig } from "../spec/formula.js";
+import {
+  formulaNames, getFormula, hyperDims, resolveConfig, sizeFreeConfig,
+} from "../spec/formula.js";
 import type { Config } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
@@ -13,17 +15,39 @@ import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Im
 import { requestDType } from "../autodiff/implementation.js";
 import { generateGreedyCase } from "./generate.js";
 
+const sizeFree = new Map<string, Graph>();
 const graphs = new Map<string, Graph>();
+/** Bound on the size-free graphs (`npm start` draws ~1,100 structural configurations). */
+const MAX_SIZE_FREE = 2048;
+/** Bound on the graphs by full configuration (each holds its plans and gradient graphs). */
+const MAX_CACHED = 256;
 
-/** The graph of a formula for a configuration (cached by formula and configuration). */
+const configKey = (config: Config): string =>
+  JSON.stringify(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : 1)));
+
+/**
+ * The graph of a formula for a configuration. Its nodes are built once per size-free
+ * configuration (spec/formula.ts `sizeFreeConfig`: sizes such as `n` or `V` left as dims) and
+ * shared by every size, which the returned graph binds through its `hyper` dims; so a law that
+ * draws new sizes plans a cached graph instead of building one. Cached by configuration too, so a
+ * repeated request gets the same Graph object (and so the gradient graphs and plans cached on it).
+ */
 export function referenceGraph(formula: string, config: Config): Graph {
-  const key = `${formula}|${JSON.stringify(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
+  const key = `${formula}|${configKey(config)}`;
   let g = graphs.get(key);
-  if (g === undefined) {
-    g = formulaGraph(formula, config);
-    if (graphs.size > 256) graphs.clear();
-    graphs.set(key, g);
+  if (g !== undefined) return g;
+  const def = getFormula(formula);
+  const resolved = resolveConfig(def, config);
+  const freeKey = `${formula}|${configKey(sizeFreeConfig(def, resolved))}`;
+  let base = sizeFree.get(freeKey);
+  if (base === undefined) {
+    base = formulaGraph(formula, sizeFreeConfig(def, resolved));
+    if (sizeFree.size >= MAX_SIZE_FREE) sizeFree.clear();
+    sizeFree.set(freeKey, base);
   }
+  g = { ...base, config: resolved, hyper: hyperDims(def, resolved) };
+  if (graphs.size >= MAX_CACHED) graphs.clear();
+  graphs.set(key, g);
   return g;
 }
 

@@ -49,6 +49,12 @@ export interface HyperSpec {
   readonly dim?: boolean;
   /** Largest value accepted (integers; default {@link MAX_DIM_SIZE} for a dim), with why in `doc`. */
   readonly max?: number;
+  /**
+   * A dim hyperparameter the build uses only as a dim (in shapes and dim values), never as a
+   * number it branches on or computes with: built with its own name in place of the size, the
+   * graph is the same for every size, and the size is bound when planning ({@link sizeFreeConfig}).
+   */
+  readonly sizeOnly?: boolean;
 }
 
 /**
@@ -215,6 +221,19 @@ export function hyperDims(def: FormulaDef, cfg: Config): Map<string, number> {
     if (h.dim === true && typeof v === "number") m.set(h.name, v);
   }
   return m;
+}
+
+/**
+ * The configuration with every numeric `sizeOnly` dim hyperparameter replaced by its own name
+ * (`n: 5` → `n: "n"`), defaults filled: one graph built from it serves every size, the sizes
+ * coming from {@link hyperDims} of the concrete configuration when the graph is planned.
+ */
+export function sizeFreeConfig(def: FormulaDef, cfg: Config): Config {
+  const out: Record<string, HyperValue> = { ...resolveConfig(def, cfg) };
+  for (const h of def.hyper) {
+    if (h.sizeOnly === true && typeof out[h.name] === "number") out[h.name] = h.name;
+  }
+  return out;
 }
 
 /** A formula's graph built by {@link buildFormula}: its declaration, resolved configuration, leaves, outputs and parsed dim relations. */

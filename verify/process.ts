@@ -27,6 +27,7 @@ import type {
 import type { DType, NamedTensors } from "../autodiff/tensor.js";
 import {
   BINARY_HOST,
+  KeptTensors,
   PROTOCOL_VERSION,
   ProtocolError,
   checkFrameLengths,
@@ -198,7 +199,9 @@ export class ProcessImplementation implements Implementation {
     let hello: HelloResult;
     const offerBinary = opts.binary !== false && BINARY_HOST;
     try {
-      const params: Record<string, string> = offerBinary ? { protocol: String(PROTOCOL_VERSION), binary: "true" } : { protocol: String(PROTOCOL_VERSION) };
+      const protocol = String(PROTOCOL_VERSION);
+      // kept tensors ride on binary frames, so they are offered with them
+      const params: Record<string, string> = offerBinary ? { protocol, binary: "true", keep: "true" } : { protocol };
       const { result } = await conn.request("hello", params, "hello", startup);
       hello = checkHello(result, `${conn.label}: answer to hello`);
     } catch (e) {
@@ -207,6 +210,7 @@ export class ProcessImplementation implements Implementation {
     }
     conn.supportsShutdown = hello.shutdown;
     conn.binary = offerBinary && hello.binary;
+    if (conn.binary && hello.keep) conn.kept = new KeptTensors();
     return new ProcessImplementation(conn, hello);
   }
 
@@ -253,13 +257,13 @@ export class ProcessImplementation implements Implementation {
     this.checkRequest(req, "forward");
     const t0 = performance.now();
     const sent = this.conn.binary ? [] : undefined;
-    const params = {
+    const params = this.conn.encoding(() => ({
       formula: JSON.stringify(req.formula),
       config: encodeConfig(req.config, where),
-      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent),
-    };
+      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent, this.conn.kept),
+    }));
     const encodeMs = performance.now() - t0;
-    const reply = await this.conn.request("forward", params, `forward ${req.formula}`, undefined, sent);
+    const reply = await this.conn.requestKeeping("forward", params, `forward ${req.formula}`, sent);
     const t1 = performance.now();
     const outputs = this.conn.decode(() =>
       namedTensorsFromJSON(reply.result["outputs"], `${this.conn.label}: "outputs" of ${where}`, (n) => `${this.conn.label}: output ${n} of ${where}`, this.conn.binary ? reply.frames : undefined),
@@ -274,14 +278,14 @@ export class ProcessImplementation implements Implementation {
     this.checkRequest(req, "backward");
     const t0 = performance.now();
     const sent = this.conn.binary ? [] : undefined;
-    const params = {
+    const params = this.conn.encoding(() => ({
       formula: JSON.stringify(req.formula),
       config: encodeConfig(req.config, where),
-      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent),
-      cotangents: encodeNamedTensors(req.cotangents, (n) => `cotangent ${n} of ${where}`, sent),
-    };
+      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent, this.conn.kept),
+      cotangents: encodeNamedTensors(req.cotangents, (n) => `cotangent ${n} of ${where}`, sent, this.conn.kept),
+    }));
     const encodeMs = performance.now() - t0;
-    const reply = await this.conn.request("backward", params, `backward ${req.formula}`, undefined, sent);
+    const reply = await this.conn.requestKeeping("backward", params, `backward ${req.formula}`, sent);
     const t1 = performance.now();
     const grads = this.conn.decode(() =>
       namedTensorsFromJSON(
@@ -331,6 +335,8 @@ class Connection {
   supportsShutdown = false;
   /** Binary tensors were negotiated in hello: requests and answers may carry frames. */
   binary = false;
+  /** Kept tensors were negotiated in hello (docs/PROTOCOL.md, "Kept tensors"). */
+  kept: KeptTensors | undefined;
   /** The first fault that stopped the program while no request was pending (see `ProcessImplementation.fault`). */
   unreported: ImplementationError | undefined;
   exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -473,6 +479,33 @@ class Connection {
     const result = this.queue.then(run, run);
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /** Encode a request; if that fails, the kept tensors forget the half-encoded one. */
+  encoding<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      this.kept?.settle(false);
+      throw e;
+    }
+  }
+
+  /** `request`, then tell the kept tensors whether the program took the request's keeps. */
+  async requestKeeping(
+    method: Method,
+    params: { readonly [key: string]: string | readonly string[] },
+    what: string,
+    frames?: readonly Uint8Array[],
+  ): Promise<Reply> {
+    try {
+      const reply = await this.request(method, params, what, undefined, frames);
+      this.kept?.settle(true);
+      return reply;
+    } catch (e) {
+      this.kept?.settle(false);
+      throw e;
+    }
   }
 
   /** Run a decoder of a result; its ProtocolError gains the stderr tail and stays an ImplementationError. */

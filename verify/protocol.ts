@@ -59,6 +59,11 @@ export interface HelloResult {
   readonly shutdown: boolean;
   /** The program accepted binary tensors (`"binary": true`; optional, default false: JSON numbers). */
   readonly binary: boolean;
+  /**
+   * The program keeps tensors between requests (`"keep": true`, with binary; docs/PROTOCOL.md
+   * "Kept tensors").
+   */
+  readonly keep: boolean;
   /** Per formula, the configurations it supports (optional; absent: everything). */
   readonly capabilities?: Capabilities;
   /** Every field of the answer as sent, including ones this client does not know. */
@@ -304,15 +309,22 @@ export function encodeFrameTensor(t: Tensor, index: number): string {
  * The JSON text of `{name: tensor}` as a list of pieces whose concatenation is the object. Kept
  * in pieces so a request can be written to a pipe without building one string larger than
  * V8's string limit (~512 MiB). With `frames` (binary tensors negotiated), each tensor's data is
- * appended to `frames` and the tensor refers to it by index.
+ * appended to `frames` and the tensor refers to it by index; with `kept` too (negotiated), a
+ * large tensor the program still keeps from the last request is sent as a reference instead.
  */
-export function encodeNamedTensors(tensors: NamedTensors, where: (name: string) => string, frames?: Uint8Array[]): string[] {
+export function encodeNamedTensors(
+  tensors: NamedTensors,
+  where: (name: string) => string,
+  frames?: Uint8Array[],
+  kept?: KeptTensors,
+): string[] {
   const parts: string[] = ["{"];
   let first = true;
   for (const [name, t] of Object.entries(tensors)) {
     if (!(t instanceof Tensor)) throw new ProtocolError(`${where(name)}: expected a Tensor, got ${describeValue(t)}`);
     let text: string;
-    if (frames !== undefined) {
+    if (frames !== undefined && kept !== undefined) text = kept.encode(t, frames);
+    else if (frames !== undefined) {
       text = encodeFrameTensor(t, frames.length);
       frames.push(frameOf(t));
     } else text = encodeTensor(t);
@@ -321,6 +333,77 @@ export function encodeNamedTensors(tensors: NamedTensors, where: (name: string) 
   }
   parts.push("}");
   return parts;
+}
+
+/** What the client remembers of a tensor it asked the program to keep. */
+interface KeptEntry {
+  readonly id: string;
+  readonly dtype: DType;
+  readonly shape: string;
+  readonly digest: string;
+}
+
+/**
+ * The client's side of kept tensors (docs/PROTOCOL.md, "Kept tensors"): a tensor of at least
+ * `minBytes` goes in a frame with `"keep": id` the first time, and as `{"dtype", "shape", "ref":
+ * id}` while the program keeps it: from the request that sent it until the first request that
+ * neither keeps nor references it. A tensor is "the same" when its data is the same typed array
+ * with the same dtype, shape and content digest, so one changed in place is sent again.
+ */
+export class KeptTensors {
+  private nextId = 1;
+  private readonly seen = new WeakMap<ArrayBufferView, KeptEntry>();
+  /** Ids the program keeps after the last answered request. */
+  private held = new Set<string>();
+  /** Ids the request being encoded keeps or references. */
+  private using = new Set<string>();
+
+  constructor(readonly minBytes = KEEP_MIN_BYTES) {}
+
+  /** The wire text of `t` in the request being encoded (its frame, if any, goes into `frames`). */
+  encode(t: Tensor, frames: Uint8Array[]): string {
+    if (t.data.byteLength < this.minBytes) {
+      frames.push(frameOf(t));
+      return encodeFrameTensor(t, frames.length - 1);
+    }
+    const shape = JSON.stringify(t.shape);
+    const digest = contentDigest(t.data);
+    const prev = this.seen.get(t.data);
+    const same = prev !== undefined && prev.dtype === t.dtype && prev.shape === shape && prev.digest === digest;
+    if (same && this.held.has(prev.id)) {
+      this.using.add(prev.id);
+      return `{"dtype":"${t.dtype}","shape":${shape},"ref":"${prev.id}"}`;
+    }
+    const id = `t${this.nextId++}`;
+    this.seen.set(t.data, { id, dtype: t.dtype, shape, digest });
+    this.using.add(id);
+    frames.push(frameOf(t));
+    return `{"dtype":"${t.dtype}","shape":${shape},"frame":${frames.length - 1},"keep":"${id}"}`;
+  }
+
+  /**
+   * The request was answered (`ok`) or failed: the program now keeps what it kept or referenced,
+   * or, after a failure, nothing this client will reference again.
+   */
+  settle(ok: boolean): void {
+    this.held = ok ? this.using : new Set();
+    this.using = new Set();
+  }
+}
+
+/** Tensors below 1 MiB always travel in full: a reference would save little. */
+export const KEEP_MIN_BYTES = 1 << 20;
+
+/** A 64-bit digest (two 32-bit multiplicative hashes) of an array's bytes, as 16 hex digits. */
+function contentDigest(a: ArrayBufferView): string {
+  const w = new Int32Array(a.buffer, a.byteOffset, a.byteLength >>> 2);
+  let h1 = 0x811c9dc5 ^ a.byteLength, h2 = 0x9e3779b9;
+  for (let i = 0; i < w.length; i++) {
+    const x = w[i]!;
+    h1 = Math.imul(h1 ^ x, 0x01000193);
+    h2 = Math.imul(h2 + x, 0x85ebca77) ^ (h2 >>> 13);
+  }
+  return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
 }
 
 /** The JSON text of a config, refusing values JSON cannot carry (NaN, ±Infinity, non-scalars). */
@@ -393,7 +476,7 @@ export function checkResponse(v: unknown): { response: Response } | { problem: s
  * `protocol` (when present) equal to `PROTOCOL_VERSION`, `shutdown` (when present) a boolean.
  */
 export function checkHello(result: Record<string, unknown>, where: string): HelloResult {
-  const { name, formulas, backward, dtypes, protocol, shutdown, capabilities, binary } = result;
+  const { name, formulas, backward, dtypes, protocol, shutdown, capabilities, binary, keep } = result;
   if (protocol !== undefined && protocol !== PROTOCOL_VERSION) {
     throw new ProtocolError(`${where}: protocol ${describeValue(protocol)} is not supported (this client speaks protocol ${PROTOCOL_VERSION})`);
   }
@@ -438,6 +521,9 @@ export function checkHello(result: Record<string, unknown>, where: string): Hell
   if (binary !== undefined && typeof binary !== "boolean") {
     throw new ProtocolError(`${where}: "binary" must be a boolean when present, got ${describeValue(binary)}`);
   }
+  if (keep !== undefined && typeof keep !== "boolean") {
+    throw new ProtocolError(`${where}: "keep" must be a boolean when present, got ${describeValue(keep)}`);
+  }
   const caps = capabilities === undefined ? undefined : checkCapabilities(capabilities, formulaList, dtypes as DType[], where);
   return {
     name,
@@ -447,6 +533,7 @@ export function checkHello(result: Record<string, unknown>, where: string): Hell
     dtypes: Object.freeze([...(dtypes as DType[])]),
     shutdown: shutdown === true,
     binary: binary === true,
+    keep: keep === true,
     raw: result,
   };
 }

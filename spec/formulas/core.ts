@@ -147,6 +147,9 @@ defineFormula({
 // masks and attention
 
 const dimHyper = (name: string, doc: string, dflt?: number): HyperSpec => ({ name, kind: "integer", dim: true, doc, ...(dflt !== undefined ? { default: dflt } : {}) });
+/** A dim hyperparameter the build uses only as a dim (HyperSpec.sizeOnly). */
+const sizeHyper = (name: string, doc: string, dflt?: number): HyperSpec =>
+  ({ ...dimHyper(name, doc, dflt), sizeOnly: true });
 
 /** Where a causal mask puts the last key query 0 may see (docs/NAMES.md, "Attention conventions"). */
 export const CAUSAL_ALIGNMENTS = ["bottom_right", "top_left"] as const;
@@ -181,7 +184,11 @@ defineFormula({
   example: { n: 4 },
   description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n, or j ≤ i top-left; within the window), −∞ elsewhere",
   category: "core",
-  hyper: [dimHyper("n", "queries"), dimHyper("m", "keys (m ≥ n with a KV cache; default n)"), ...causalHyper],
+  hyper: [
+    sizeHyper("n", "queries"),
+    sizeHyper("m", "keys (m ≥ n with a KV cache; default n)"),
+    ...causalHyper,
+  ],
   args: () => [],
   outputs: (cfg) => [{ name: "y", shape: ["n", cfg["m"] === undefined ? "n" : "m"], doc: "0 / −∞" }],
   build: (_, cfg) => ({
@@ -222,8 +229,8 @@ defineFormula({
   category: "position",
   hyper: [
     { name: "H", kind: "integer", doc: "heads (sets the slope schedule)" },
-    dimHyper("n", "queries"),
-    dimHyper("m", "keys (default n)"),
+    sizeHyper("n", "queries"),
+    sizeHyper("m", "keys (default n)"),
     { name: "form", kind: "enum", choices: ["relative", "absolute"], default: "relative", doc: "bias form" },
   ],
   args: () => [],
@@ -824,7 +831,11 @@ defineFormula({
   example: { n: 5, d_model: 6 },
   description: "fixed sinusoidal positions p_{i,2k} = sin(i/10000^{2k/d_model}), p_{i,2k+1} = cos(…)",
   category: "position",
-  hyper: [dimHyper("n", "positions"), dimHyper("d_model", "width"), dimHyper("offset", "first position", 0)],
+  hyper: [
+    sizeHyper("n", "positions"),
+    sizeHyper("d_model", "width"),
+    sizeHyper("offset", "first position", 0),
+  ],
   args: () => [],
   outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P" }],
   build: (_, cfg) => ({ y: sinusoid(dimOf(cfg, "n"), dimOf(cfg, "d_model"), dimOf(cfg, "offset")) }),
@@ -837,7 +848,7 @@ defineFormula({
   example: { n: 4 },
   description: "learned positions: rows offset … offset+n−1 of P",
   category: "position",
-  hyper: [dimHyper("n", "positions"), dimHyper("offset", "first position", 0)],
+  hyper: [sizeHyper("n", "positions"), sizeHyper("offset", "first position", 0)],
   args: () => [{ name: "P", shape: ["n_ctx", "d_model"], role: "param", doc: "position table (wpe)" }],
   outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P rows" }],
   build: ({ P }, cfg) => ({ y: slice(P!, 0, dimOf(cfg, "offset"), dimOf(cfg, "n")) }),
@@ -850,7 +861,7 @@ defineFormula({
   category: "position",
   hyper: [
     { name: "base", kind: "number", default: 10000, doc: "frequency base" },
-    dimHyper("offset", "position of the first row (without position_ids)", 0),
+    sizeHyper("offset", "position of the first row (without position_ids)", 0),
     { name: "convention", kind: "enum", choices: ["half", "interleaved"], default: "half", doc: "half: pairs (i, i + r/2) (GPT-NeoX, HF); interleaved: pairs (2i, 2i+1) (RoFormer, GPT-J)" },
     dimHyper("rotary_dims", "r, the leading dims of each head that rotate (even, ≤ d_k; default d_k): GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF int(partial_rotary_factor·head_dim), GPT-J rotary_dim; the frequencies are over r"),
     { name: "position_ids", kind: "boolean", default: false, doc: "take the rows' positions as an integer input position_ids [..., n] (HF position_ids: packed or left-padded sequences) instead of offset … offset + n − 1" },

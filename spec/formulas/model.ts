@@ -272,12 +272,14 @@ defineFormula({
 // the model
 
 const GPT_HYPER: readonly HyperSpec[] = [
-  { name: "V", kind: "integer", dim: true, doc: "vocabulary size" },
-  { name: "n_ctx", kind: "integer", dim: true, doc: "maximum context (rows of wpe)" },
-  { name: "d_model", kind: "integer", dim: true, doc: "width" },
+  { name: "V", kind: "integer", dim: true, sizeOnly: true, doc: "vocabulary size" },
+  {
+    name: "n_ctx", kind: "integer", dim: true, sizeOnly: true, doc: "maximum context (rows of wpe)",
+  },
+  { name: "d_model", kind: "integer", dim: true, sizeOnly: true, doc: "width" },
   // the graph, its passes and the reference model grow with L; the deepest public GPTs have ~100 blocks
   { name: "L", kind: "integer", doc: "blocks", max: 256 },
-  { name: "d_ff", kind: "integer", dim: true, doc: "FFN hidden size" },
+  { name: "d_ff", kind: "integer", dim: true, sizeOnly: true, doc: "FFN hidden size" },
   ...BLOCK_HYPER.filter((h) => h.name !== "positions" && h.name !== "kv_cache"),
   { name: "positions", kind: "enum", choices: MODEL_POSITIONS, default: "learned", doc: "learned/sinusoidal are added to the embedding; rope/alibi act inside attention" },
   { name: "tied", kind: "boolean", default: true, doc: "logits use the embedding matrix (W_vocab = E)" },

@@ -229,12 +229,71 @@ def _encode_named(tensors: Mapping[str, Any], what: str, frames: Optional[List[m
     return "{" + ",".join(f"{json.dumps(k)}:{encode_tensor(v, f'{what} {k}')}" for k, v in tensors.items()) + "}"
 
 
-def _decode_named(obj: Any, what: str, frames: Optional[Sequence[Any]]) -> Arrays:
+def decode_ref(obj: Any, kept: Mapping[str, np.ndarray], where: str) -> np.ndarray:
+    """A kept-tensor reference ``{"dtype", "shape", "ref": id}``: the array kept under ``id``,
+    whose dtype and shape it must restate (docs/PROTOCOL.md, "Kept tensors").
+
+    >>> kept = {"t1": np.zeros((2, 3), dtype="<f4")}
+    >>> decode_ref({"dtype": "f32", "shape": [2, 3], "ref": "t1"}, kept, "input W").shape
+    (2, 3)
+    >>> decode_ref({"dtype": "f32", "shape": [2, 3], "ref": "t2"}, kept, "input W")
+    Traceback (most recent call last):
+    ...
+    specformer.protocol.FormulaError: input W: no kept tensor 't2' (kept: t1); a reference names a tensor that the previous request kept or referenced
+    >>> decode_ref({"dtype": "f32", "shape": [3, 2], "ref": "t1"}, kept, "input W")
+    Traceback (most recent call last):
+    ...
+    specformer.protocol.FormulaError: input W: kept tensor 't1' is f32 [2, 3], not f32 [3, 2]
+    """
+    if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "ref"}:
+        got = sorted(obj) if isinstance(obj, dict) else obj
+        raise FormulaError(f'{where}: a kept-tensor reference is {{"dtype", "shape", "ref"}} and nothing else, got keys {got!r}')
+    rid = obj["ref"]
+    if not isinstance(rid, str) or rid not in kept:
+        held = ", ".join(sorted(kept)) or "none"
+        raise FormulaError(
+            f"{where}: no kept tensor {rid!r} (kept: {held}); a reference names a tensor that the previous request kept or referenced"
+        )
+    a = kept[rid]
+    have = f"{_NAMES[np.dtype(a.dtype).newbyteorder('=')]} {list(a.shape)}"
+    want = f"{obj['dtype']} {obj['shape']}"
+    if have != want:
+        raise FormulaError(f"{where}: kept tensor {rid!r} is {have}, not {want}")
+    return a
+
+
+def _decode_named(
+    obj: Any,
+    what: str,
+    frames: Optional[Sequence[Any]],
+    kept: Optional[Mapping[str, np.ndarray]] = None,
+    keeping: Optional[Dict[str, np.ndarray]] = None,
+) -> Arrays:
+    """Tensors of a request; with ``kept`` (kept tensors negotiated) references are resolved and
+    every tensor kept or referenced goes into ``keeping``, read-only (it may be read again)."""
     if obj is None:
         return {}
     if not isinstance(obj, dict):
         raise FormulaError(f"{what}s must be an object {{name: tensor}}")
-    return {k: decode_frame(v, frames, f"{what} {k}") if frames is not None and isinstance(v, dict) and "frame" in v else decode_tensor(v, f"{what} {k}") for k, v in obj.items()}
+    out: Arrays = {}
+    for k, v in obj.items():
+        where = f"{what} {k}"
+        if isinstance(v, dict) and ("ref" in v or "keep" in v) and (kept is None or keeping is None):
+            raise FormulaError(f'{where}: "ref" and "keep" need kept tensors, which were not negotiated in hello')
+        if kept is not None and keeping is not None and isinstance(v, dict) and "ref" in v:
+            a = decode_ref(v, kept, where)
+            keeping[v["ref"]] = a
+        elif frames is not None and isinstance(v, dict) and "frame" in v:
+            a = decode_frame({f: x for f, x in v.items() if f != "keep"}, frames, where)
+            if keeping is not None and "keep" in v:
+                if not isinstance(v["keep"], str) or not v["keep"]:
+                    raise FormulaError(f'{where}: "keep" must be a non-empty string id, got {v["keep"]!r}')
+                a.flags.writeable = False
+                keeping[v["keep"]] = a
+        else:
+            a = decode_tensor(v, where)
+        out[k] = a
+    return out
 
 
 def _request_dtype(inputs: Arrays, cfg: Config) -> Any:
@@ -257,6 +316,8 @@ class _Server:
                 self.formulas[f] = Formula(impl)
             else:
                 raise TypeError(f"serve: formula {f!r} must be a function or a Formula, got {type(impl).__name__}")
+        # kept tensors (docs/PROTOCOL.md "Kept tensors"): None until negotiated in hello
+        self.kept: Optional[Dict[str, np.ndarray]] = None
         self.dtypes = list(dtypes)
         bad = [d for d in self.dtypes if d not in ("f64", "f32")]
         if bad or not self.dtypes:
@@ -285,7 +346,13 @@ class _Server:
         if impl is None:
             raise FormulaError(f"formula {formula!r} is not served here (served: {', '.join(self.formulas)})")
         cfg = Config(params.get("config") or {})
-        inputs = _decode_named(params.get("inputs"), "input", frames)
+        keeping: Optional[Dict[str, np.ndarray]] = None if self.kept is None else {}
+        inputs = _decode_named(params.get("inputs"), "input", frames, self.kept, keeping)
+        cot: Arrays = {}
+        if method == "backward":
+            cot = _decode_named(params.get("cotangents"), "cotangent", frames, self.kept, keeping)
+        if keeping is not None:
+            self.kept = keeping  # what this request kept or referenced; the rest is dropped
         dtype = _request_dtype(inputs, cfg)
         if method == "forward":
             out = impl.forward(inputs, cfg)
@@ -293,7 +360,6 @@ class _Server:
             return '{"outputs":' + _encode_named({k: np.asarray(v, dtype=dtype) if np.asarray(v).dtype.kind == "f" else np.asarray(v) for k, v in outputs.items()}, "output", out_frames) + "}"
         if impl.backward is None:
             raise FormulaError("this formula has no backward pass here")
-        cot = _decode_named(params.get("cotangents"), "cotangent", frames)
         grads = impl.backward(inputs, cot, cfg)
         floats = {k for k, v in inputs.items() if v.dtype != np.int32}
         missing = sorted(floats - set(grads))
@@ -426,9 +492,13 @@ def _serve_bytes(server: "_Server", inb: Any, outb: Any, can_binary: bool) -> No
         if is_hello:
             params = parsed.get("params")
             negotiated = can_binary and isinstance(params, dict) and params.get("binary") is True
-            server.hello = {k: v for k, v in server.hello.items() if k != "binary"}
+            server.hello = {k: v for k, v in server.hello.items() if k not in ("binary", "keep")}
+            server.kept = None
             if negotiated:
                 server.hello["binary"] = True  # from the next request on, tensors travel as frames both ways
+                if params.get("keep") is True:
+                    server.hello["keep"] = True  # and a request may keep tensors for the next one
+                    server.kept = {}
         out_frames: Optional[List[memoryview]] = [] if negotiated and not is_hello else None
         req, text = _answer(server, line, frames if negotiated else None, out_frames, parsed)
         outb.write(text.encode("utf-8") + b"\n")
