@@ -1,9 +1,10 @@
 /**
  * The maximal-update parametrisation (μP) of Yang et al. 2022, "Tensor Programs V: Tuning Large
  * Neural Networks via Zero-Shot Hyperparameter Transfer", for Adam (their Table 3, with the
- * recipe of their Appendix D.2: zero-initialised queries, attention logits scaled by 1/d_k instead
- * of 1/√d_k, and optionally a zero readout), relative to a base width d₀ at which μP equals the standard
- * parametrisation (GPT-2's initialisation, one step size). With m = d_model / d₀:
+ * recipe of their Appendix D.2: zero-initialised queries, attention logits scaled by 1/d_k
+ * instead of 1/√d_k, and optionally a zero readout), relative to a base width d₀ at which μP
+ * equals the standard parametrisation (GPT-2's initialisation, one step size) but for W_Q = 0.
+ * With m = d_model / d₀:
  *
  * | parameters | initial std | Adam step size |
  * |---|---|---|
@@ -40,7 +41,7 @@ export interface MupOptions {
   readonly readout?: MupReadout;
 }
 
-/** μP's initial readout: Table 3's std ∝ 1/m, equal to SP's at the base width, or Appendix D.2's 0. */
+/** μP's initial readout: Table 3's std ∝ 1/m (SP's at the base width), or Appendix D.2's 0. */
 export type MupReadout = "scaled" | "zero";
 export const MUP_READOUTS: readonly MupReadout[] = ["scaled", "zero"];
 
@@ -65,7 +66,9 @@ function isQueryColumn(config: GPTConfig, col: number): boolean {
 export function mupInit(config: GPTConfig, opts: MupOptions): NamedTensors {
   const m = widthMultiplier(config, opts.baseWidth);
   const readout = opts.readout ?? "scaled";
-  if (!MUP_READOUTS.includes(readout)) throw new ModelError(`μP: readout must be "scaled" or "zero", got ${JSON.stringify(readout)}`);
+  if (!MUP_READOUTS.includes(readout)) {
+    throw new ModelError(`μP: readout must be "scaled" or "zero", got ${JSON.stringify(readout)}`);
+  }
   const w = initWeights(config, { seed: opts.seed ?? 0 });
   for (const [name, t] of Object.entries(w)) {
     if (name === "lm_head.weight") {

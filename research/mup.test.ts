@@ -9,7 +9,23 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { GPT, initWeights } from "../reference/model.js";
 import { mupInit } from "../reference/mup.js";
 import { parseCsv } from "./csv.js";
-import { MUP_COLUMNS, MUP_QUICK, MUP_SEED_COLUMNS, mupChecks, mupConfig, mupCsv, mupPlot, mupSeedsCsv, mupSummary, runMup, spreadRange, tiedWithOptimum, widthsOf, type MupPoint, type MupResult } from "./mup.js";
+import {
+  MUP_COLUMNS,
+  MUP_QUICK,
+  MUP_SEED_COLUMNS,
+  mupChecks,
+  mupConfig,
+  mupCsv,
+  mupPlot,
+  mupSeedsCsv,
+  mupSummary,
+  runMup,
+  spreadRange,
+  tiedWithOptimum,
+  widthsOf,
+  type MupPoint,
+  type MupResult,
+} from "./mup.js";
 import { renderSvg } from "./plot.js";
 import { parseXml } from "./xml.js";
 
@@ -18,10 +34,11 @@ beforeAll(() => {
   r = runMup({ quick: true });
 });
 
-const nRuns = (2 * MUP_QUICK.widths.length + MUP_QUICK.zeroReadoutWidths.length) * MUP_QUICK.log2Lrs.length;
+const nLines = 2 * MUP_QUICK.widths.length + MUP_QUICK.zeroReadoutWidths.length;
+const nRuns = nLines * MUP_QUICK.log2Lrs.length;
 
 describe("mup: runs", () => {
-  it("trains every (parametrisation, width, learning rate) and picks each width's lowest seed mean", () => {
+  it("trains every (parametrisation, width, rate) and picks each width's lowest seed mean", () => {
     expect(r.points).toHaveLength(nRuns);
     for (const p of ["SP", "μP", "μP, zero readout"] as const) {
       widthsOf(p, MUP_QUICK).forEach((w, i) => {
@@ -50,13 +67,18 @@ describe("mup: runs", () => {
     const q = sp["h.0.attn.c_attn.weight"]!;
     const cols = q.shape[1]!;
     for (let i = 0; i < q.size; i++) if (i % cols < base) q.data[i] = 0;
-    for (const [k, t] of Object.entries(sp)) expect(Array.from(mu[k]!.data), k).toEqual(Array.from(t.data));
+    for (const [k, t] of Object.entries(sp)) {
+      expect(Array.from(mu[k]!.data), k).toEqual(Array.from(t.data));
+    }
     const zero = new GPT(c, mupInit(c, { baseWidth: base, seed: 0, readout: "zero" }));
     expect(zero.loss([1, 2, 3, 4, 5])).toBeCloseTo(Math.log(MUP_QUICK.V), 12);
   });
 });
 
-const pt = (log2Lr: number, seedLosses: number[]): MupPoint => ({ param: "μP", width: 8, log2Lr, seedLosses, loss: seedLosses.reduce((a, b) => a + b, 0) / seedLosses.length, diverged: false });
+const pt = (log2Lr: number, seedLosses: number[]): MupPoint => {
+  const loss = seedLosses.reduce((a, b) => a + b, 0) / seedLosses.length;
+  return { param: "μP", width: 8, log2Lr, seedLosses, loss, diverged: false };
+};
 
 describe("mup: ties within the seed spread", () => {
   it("ties a learning rate whose seed range overlaps the optimum's, centred on the means", () => {
@@ -65,7 +87,8 @@ describe("mup: ties within the seed spread", () => {
     expect(tiedWithOptimum(row)).toEqual([-7, -6]);
     // one seed: no spread, only the optimum itself
     expect(tiedWithOptimum([pt(-8, [2.1]), pt(-7, [2.0]), pt(-6, [2.05])])).toEqual([-7]);
-    expect(tiedWithOptimum([{ ...pt(-8, [2.0, 2.0]), diverged: true, loss: Infinity }, pt(-7, [2.0, 2.2])])).toEqual([-7]);
+    const diverged = { ...pt(-8, [2.0, 2.0]), diverged: true, loss: Infinity };
+    expect(tiedWithOptimum([diverged, pt(-7, [2.0, 2.2])])).toEqual([-7]);
   });
   it("spreadRange: the least and greatest spread of one pick per set", () => {
     expect(spreadRange([[-7], [-7], [-7]])).toEqual([0, 0]);
@@ -86,13 +109,21 @@ describe("mup: checks", () => {
   });
   it("say whether a choice within the ties would change the verdict, without changing it", () => {
     const optimum = { SP: [-6, -7, -8, -9], μP: [-7, -9, -8, -7] };
-    const firm = mupChecks(sizes, optimum, { SP: [[-6], [-7], [-8], [-9]], μP: [[-7], [-9], [-8], [-7]] });
-    const loose = mupChecks(sizes, optimum, { SP: [[-6, -7], [-7], [-8], [-9, -8]], μP: [[-7], [-9, -8], [-8], [-7]] });
+    const firm = mupChecks(sizes, optimum, {
+      SP: [[-6], [-7], [-8], [-9]],
+      μP: [[-7], [-9], [-8], [-7]],
+    });
+    const loose = mupChecks(sizes, optimum, {
+      SP: [[-6, -7], [-7], [-8], [-9, -8]],
+      μP: [[-7], [-9, -8], [-8], [-7]],
+    });
     expect(firm.map((x) => x.ok)).toEqual([true, false]);
     expect(loose.map((x) => x.ok)).toEqual([true, false]);
-    expect(firm[1]!.measured).toContain("every choice within the seed spread gives the same verdict (spread 2 … 2)");
-    expect(loose[0]!.measured).toContain("within the seed spread the verdict could differ** (shift 1 … 3)");
-    expect(loose[1]!.measured).toContain("within the seed spread the verdict could differ** (spread 1 … 2)");
+    const same = "every choice within the seed spread gives the same verdict";
+    const differ = "within the seed spread the verdict could differ**";
+    expect(firm[1]!.measured).toContain(`${same} (spread 2 … 2)`);
+    expect(loose[0]!.measured).toContain(`${differ} (shift 1 … 3)`);
+    expect(loose[1]!.measured).toContain(`${differ} (spread 1 … 2)`);
   });
 });
 
@@ -101,7 +132,8 @@ describe("mup: files", () => {
     const { columns, rows } = parseCsv(mupCsv(r));
     expect(columns).toEqual([...MUP_COLUMNS]);
     expect(rows).toHaveLength(r.points.length);
-    expect(new Set(rows.map((x) => x["parametrisation"]))).toEqual(new Set(["SP", "μP", "μP, zero readout"]));
+    const params = new Set(rows.map((x) => x["parametrisation"]));
+    expect(params).toEqual(new Set(["SP", "μP", "μP, zero readout"]));
     for (const x of rows) {
       expect(Number(x["lr"])).toBe(2 ** Number(x["log2_lr"]));
       if (x["diverged"] === "false") {
@@ -112,12 +144,18 @@ describe("mup: files", () => {
     const seeds = parseCsv(mupSeedsCsv(r));
     expect(seeds.columns).toEqual([...MUP_SEED_COLUMNS]);
     expect(seeds.rows).toHaveLength(nRuns * MUP_QUICK.seeds);
-    const sp8 = seeds.rows.filter((x) => x["parametrisation"] === "SP" && x["width"] === "8" && x["log2_lr"] === "-6");
-    expect(sp8.map((x) => Number(x["heldout_loss"]))).toEqual(r.points.find((p) => p.param === "SP" && p.width === 8 && p.log2Lr === -6)!.seedLosses);
+    const sp8 = seeds.rows.filter(
+      (x) => x["parametrisation"] === "SP" && x["width"] === "8" && x["log2_lr"] === "-6",
+    );
+    const point = r.points.find((p) => p.param === "SP" && p.width === 8 && p.log2Lr === -6)!;
+    expect(sp8.map((x) => Number(x["heldout_loss"]))).toEqual(point.seedLosses);
   });
   it("summarises every point, the checks and the run's CPU time", () => {
     const md = mupSummary(r, performance.now(), process.cpuUsage());
-    for (const p of ["### SP", "### μP", "### μP, zero readout", "## Checks", "CPU", "load average"]) expect(md).toContain(p);
+    const parts = ["### SP", "### μP", "### μP, zero readout", "## Checks", "CPU", "load average"];
+    for (const p of parts) {
+      expect(md).toContain(p);
+    }
     expect(md).toContain("Zero readout minus Table 3's readout, μP at the base width 8");
   });
   it("plots well-formed SVG: a line and range bars per width in each panel", async () => {
@@ -125,9 +163,10 @@ describe("mup: files", () => {
     expect(warnings).toEqual([]);
     const { elements } = parseXml(svg);
     const cls = (e: { attrs: Readonly<Record<string, string>> }) => (e.attrs["class"] ?? "").split(" ");
-    const lines = 2 * MUP_QUICK.widths.length + MUP_QUICK.zeroReadoutWidths.length;
-    expect(elements.filter((e) => cls(e).includes("mark-line") && cls(e).includes("role-mark"))).toHaveLength(lines);
-    expect(elements.filter((e) => cls(e).includes("mark-rule") && cls(e).includes("role-mark")).length).toBeGreaterThanOrEqual(3);
+    const marks = (kind: string) =>
+      elements.filter((e) => cls(e).includes(kind) && cls(e).includes("role-mark"));
+    expect(marks("mark-line")).toHaveLength(nLines);
+    expect(marks("mark-rule").length).toBeGreaterThanOrEqual(3);
     expect(svg).toContain(">μP<");
     expect(svg).toContain(">μP, zero readout<");
   });

@@ -59,7 +59,20 @@ export const MUP_DEFAULT: MupSizes = {
   zeroReadoutWidths: [32],
 };
 /** Quick (tests): seconds. */
-export const MUP_QUICK: MupSizes = { widths: [8, 16], H: 2, L: 1, n: 8, batch: 4, V: 256, steps: 6, warmup: 1, log2Lrs: [-8, -6, -4], evalBatches: 1, seeds: 2, zeroReadoutWidths: [8] };
+export const MUP_QUICK: MupSizes = {
+  widths: [8, 16],
+  H: 2,
+  L: 1,
+  n: 8,
+  batch: 4,
+  V: 256,
+  steps: 6,
+  warmup: 1,
+  log2Lrs: [-8, -6, -4],
+  evalBatches: 1,
+  seeds: 2,
+  zeroReadoutWidths: [8],
+};
 
 /** SP; μP with Table 3's readout (std 0.02/m); μP with a zero readout (Appendix D.2). */
 export const PARAMETRISATIONS = ["SP", "μP", "μP, zero readout"] as const;
@@ -69,9 +82,27 @@ export const COMPARED = ["SP", "μP"] as const;
 export type Compared = (typeof COMPARED)[number];
 
 /** Columns of `mup.csv`: one row per (parametrisation, width, learning rate). */
-export const MUP_COLUMNS = ["parametrisation", "width", "log2_lr", "lr", "heldout_loss", "heldout_loss_min", "heldout_loss_max", "diverged", "tied_with_optimum", "seeds"] as const;
+export const MUP_COLUMNS = [
+  "parametrisation",
+  "width",
+  "log2_lr",
+  "lr",
+  "heldout_loss",
+  "heldout_loss_min",
+  "heldout_loss_max",
+  "diverged",
+  "tied_with_optimum",
+  "seeds",
+] as const;
 /** Columns of `mup-seeds.csv`: every run. */
-export const MUP_SEED_COLUMNS = ["parametrisation", "width", "log2_lr", "seed", "heldout_loss", "diverged"] as const;
+export const MUP_SEED_COLUMNS = [
+  "parametrisation",
+  "width",
+  "log2_lr",
+  "seed",
+  "heldout_loss",
+  "diverged",
+] as const;
 
 export interface MupPoint {
   readonly param: Parametrisation;
@@ -89,7 +120,7 @@ export interface MupResult {
   readonly points: readonly MupPoint[];
   /** log2 of the loss-optimal learning rate (lowest seed mean) per parametrisation and width. */
   readonly optimum: Readonly<Record<Parametrisation, readonly number[]>>;
-  /** Per parametrisation and width, the learning rates tied with the optimum (see {@link tiedWithOptimum}). */
+  /** Per parametrisation and width, the learning rates tied with the optimum. */
   readonly ties: Readonly<Record<Parametrisation, readonly (readonly number[])[]>>;
   readonly checks: readonly StudyCheck[];
 }
@@ -116,7 +147,8 @@ function halfRange(p: MupPoint): number {
  */
 export function tiedWithOptimum(row: readonly MupPoint[]): number[] {
   const best = row.reduce((a, b) => (b.loss < a.loss ? b : a));
-  return row.filter((p) => !p.diverged && p.loss - best.loss <= halfRange(p) + halfRange(best)).map((p) => p.log2Lr);
+  const tied = (p: MupPoint) => p.loss - best.loss <= halfRange(p) + halfRange(best);
+  return row.filter((p) => !p.diverged && tied(p)).map((p) => p.log2Lr);
 }
 
 export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}): MupResult {
@@ -124,7 +156,9 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
   const sizes: MupSizes = { ...base, ...opts.sizes, seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds) };
   if (sizes.widths.length < 2 || sizes.log2Lrs.length < 3) throw new StudyError("mup: needs at least 2 widths and 3 learning rates");
   if (sizes.widths.some((w) => w % sizes.H !== 0)) throw new StudyError(`mup: every width must be a multiple of H = ${sizes.H}`);
-  if (sizes.zeroReadoutWidths.some((w) => !sizes.widths.includes(w))) throw new StudyError("mup: the zero-readout widths must be among the widths");
+  if (sizes.zeroReadoutWidths.some((w) => !sizes.widths.includes(w))) {
+    throw new StudyError("mup: the zero-readout widths must be among the widths");
+  }
   const progress = opts.progress ?? Progress.silent();
   const ids = corpusTokenizer(sizes.V).encode(corpusText());
   const cut = Math.floor(ids.length * (1 - HELD_OUT_FRACTION));
@@ -142,7 +176,10 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
         for (let seed = 0; seed < sizes.seeds; seed++) {
           // seed k: the same initial weights (up to μP's rescaling) and data windows at every
           // learning rate and in every parametrisation
-          const model = param === "SP" ? GPT.init(config, { seed }) : new GPT(config, mupInit(config, { baseWidth, seed, readout }));
+          const model =
+            param === "SP"
+              ? GPT.init(config, { seed })
+              : new GPT(config, mupInit(config, { baseWidth, seed, readout }));
           const lr = schedule({ ...VARIANTS_DEFAULT, lr: 2 ** log2Lr, warmup: sizes.warmup, steps: sizes.steps });
           try {
             train(config, trainIds, {
@@ -163,15 +200,21 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
           }
         }
         const diverged = seedLosses.some((l) => !Number.isFinite(l));
-        points.push({ param, width, log2Lr, loss: diverged ? Number.POSITIVE_INFINITY : mean(seedLosses), seedLosses, diverged });
+        const loss = diverged ? Number.POSITIVE_INFINITY : mean(seedLosses);
+        points.push({ param, width, log2Lr, loss, seedLosses, diverged });
       }
     }
   }
   progress.end();
-  const rows = (p: Parametrisation) => widthsOf(p, sizes).map((w) => points.filter((x) => x.param === p && x.width === w));
-  const optimum = Object.fromEntries(PARAMETRISATIONS.map((p) => [p, rows(p).map((row) => row.reduce((a, b) => (b.loss < a.loss ? b : a)).log2Lr)])) as Record<Parametrisation, number[]>;
-  const ties = Object.fromEntries(PARAMETRISATIONS.map((p) => [p, rows(p).map(tiedWithOptimum)])) as Record<Parametrisation, number[][]>;
-  return { sizes, points, optimum, ties, checks: mupChecks(sizes, optimum, ties) };
+  const rows = (p: Parametrisation) =>
+    widthsOf(p, sizes).map((w) => points.filter((x) => x.param === p && x.width === w));
+  const argmin = (row: readonly MupPoint[]) =>
+    row.reduce((a, b) => (b.loss < a.loss ? b : a)).log2Lr;
+  const optimum = Object.fromEntries(PARAMETRISATIONS.map((p) => [p, rows(p).map(argmin)]));
+  const ties = Object.fromEntries(PARAMETRISATIONS.map((p) => [p, rows(p).map(tiedWithOptimum)]));
+  const o = optimum as Record<Parametrisation, number[]>;
+  const t = ties as Record<Parametrisation, number[][]>;
+  return { sizes, points, optimum: o, ties: t, checks: mupChecks(sizes, o, t) };
 }
 
 /** SP's optimum must move at least this many sweep steps (factors of 2) from the narrowest to the widest width. */
@@ -213,12 +256,16 @@ export function mupChecks(
   const sp = optimum["SP"];
   const mu = optimum["μP"];
   const at = (o: readonly number[]) => s.widths.map((w, i) => `${w}: 2^${o[i]}`).join(", ");
-  const edge = (o: readonly number[]) => o.some((x) => x === s.log2Lrs[0] || x === s.log2Lrs[s.log2Lrs.length - 1]);
+  const ends = [s.log2Lrs[0], s.log2Lrs[s.log2Lrs.length - 1]];
+  const edge = (o: readonly number[]) => o.some((x) => ends.includes(x));
+  const edgeNote = (o: readonly number[]) =>
+    edge(o) ? "; an optimum sits at the sweep's edge" : "";
   const spShift = sp[0]! - sp[sp.length - 1]!;
   const muSpread = Math.max(...mu) - Math.min(...mu);
   const spOk = spShift >= SP_SHIFT_MIN;
   const muOk = muSpread <= MUP_SPREAD_MAX && !edge(mu);
-  const verdict = (ok: boolean, lo: number, hi: number, pass: (x: number) => boolean, what: string) =>
+  type Pass = (x: number) => boolean;
+  const verdict = (ok: boolean, lo: number, hi: number, pass: Pass, what: string) =>
     pass(lo) === ok && pass(hi) === ok
       ? `; every choice within the seed spread gives the same verdict (${what} ${lo} … ${hi})`
       : `; **within the seed spread the verdict could differ** (${what} ${lo} … ${hi})`;
@@ -227,21 +274,22 @@ export function mupChecks(
   if (ties !== undefined) {
     const a = ties["SP"][0]!;
     const b = ties["SP"][ties["SP"].length - 1]!;
-    spTies = verdict(spOk, Math.min(...a) - Math.max(...b), Math.max(...a) - Math.min(...b), (x) => x >= SP_SHIFT_MIN, "shift");
-    const [lo, hi] = spreadRange(ties["μP"]);
-    muTies = verdict(muSpread <= MUP_SPREAD_MAX, lo, hi, (x) => x <= MUP_SPREAD_MAX, "spread");
+    const [lo, hi] = [Math.min(...a) - Math.max(...b), Math.max(...a) - Math.min(...b)];
+    spTies = verdict(spOk, lo, hi, (x) => x >= SP_SHIFT_MIN, "shift");
+    const [mlo, mhi] = spreadRange(ties["μP"]);
+    muTies = verdict(muSpread <= MUP_SPREAD_MAX, mlo, mhi, (x) => x <= MUP_SPREAD_MAX, "spread");
   }
   return [
     {
       name: `SP: loss-optimal learning rate, narrowest minus widest (sweep steps of ×2)`,
       expected: `≥ ${SP_SHIFT_MIN} (falls with width; Yang et al. 2022, Figure 1 left: η ∝ 1/width for Adam's hidden matrices)`,
-      measured: `${spShift} (${at(sp)})${edge(sp) ? "; an optimum sits at the sweep's edge" : ""}${spTies}`,
+      measured: `${spShift} (${at(sp)})${edgeNote(sp)}${spTies}`,
       ok: spOk,
     },
     {
       name: `μP: spread of the loss-optimal learning rate over widths (sweep steps)`,
       expected: `≤ ${MUP_SPREAD_MAX} and not at the sweep's edge (Yang et al. 2022, Figure 1 right: the optimum stays put)`,
-      measured: `${muSpread} (${at(mu)})${edge(mu) ? "; an optimum sits at the sweep's edge" : ""}${muTies}`,
+      measured: `${muSpread} (${at(mu)})${edgeNote(mu)}${muTies}`,
       ok: muOk,
     },
   ];
@@ -251,7 +299,8 @@ export function mupChecks(
 // report
 
 export function mupCsv(r: MupResult): string {
-  const tied = (p: MupPoint) => r.ties[p.param][widthsOf(p.param, r.sizes).indexOf(p.width)]!.includes(p.log2Lr);
+  const tied = (p: MupPoint) =>
+    r.ties[p.param][widthsOf(p.param, r.sizes).indexOf(p.width)]!.includes(p.log2Lr);
   return toCsv(
     MUP_COLUMNS,
     r.points.map((p) => ({
@@ -273,7 +322,16 @@ export function mupCsv(r: MupResult): string {
 export function mupSeedsCsv(r: MupResult): string {
   return toCsv(
     MUP_SEED_COLUMNS,
-    r.points.flatMap((p) => p.seedLosses.map((l, seed) => ({ parametrisation: p.param, width: p.width, log2_lr: p.log2Lr, seed, heldout_loss: l, diverged: !Number.isFinite(l) }))),
+    r.points.flatMap((p) =>
+      p.seedLosses.map((l, seed) => ({
+        parametrisation: p.param,
+        width: p.width,
+        log2_lr: p.log2Lr,
+        seed,
+        heldout_loss: l,
+        diverged: !Number.isFinite(l),
+      })),
+    ),
   );
 }
 
@@ -287,9 +345,21 @@ export function mupPlot(r: MupResult): TopLevelSpec {
   const lo = Math.min(...finite.map((p) => Math.min(...p.seedLosses)));
   const cap = Math.min(hi, lo + 2);
   const c = (x: number) => Math.min(x, cap);
-  const values = finite.map((p) => ({ parametrisation: p.param, width: p.width, log2_lr: p.log2Lr, loss: c(p.loss), low: c(Math.min(...p.seedLosses)), high: c(Math.max(...p.seedLosses)) }));
+  const values = finite.map((p) => ({
+    parametrisation: p.param,
+    width: p.width,
+    log2_lr: p.log2Lr,
+    loss: c(p.loss),
+    low: c(Math.min(...p.seedLosses)),
+    high: c(Math.max(...p.seedLosses)),
+  }));
+  const at = (p: Parametrisation, w: number, l: number) =>
+    finite.find((x) => x.param === p && x.width === w && x.log2Lr === l);
   const best = PARAMETRISATIONS.flatMap((p) =>
-    widthsOf(p, r.sizes).map((w, i) => ({ parametrisation: p, width: w, log2_lr: r.optimum[p][i]!, loss: c(finite.find((x) => x.param === p && x.width === w && x.log2Lr === r.optimum[p][i])?.loss ?? cap) })),
+    widthsOf(p, r.sizes).map((w, i) => {
+      const l = r.optimum[p][i]!;
+      return { parametrisation: p, width: w, log2_lr: l, loss: c(at(p, w, l)?.loss ?? cap) };
+    }),
   );
   const color = { field: "width", type: "ordinal", title: "d_model", scale: { scheme: "viridis" } } as const;
   const x = { field: "log2_lr", type: "quantitative", title: "log2 learning rate" } as const;
@@ -311,7 +381,10 @@ export function mupPlot(r: MupResult): TopLevelSpec {
           transform: [{ filter: "datum.kind === 'sweep'" }],
           layer: [
             { mark: { type: "line", point: { size: 20 } }, encoding: { x, y, color } },
-            { mark: { type: "rule" }, encoding: { x, y: { ...y, field: "low" }, y2: { field: "high" }, color } },
+            {
+              mark: { type: "rule" },
+              encoding: { x, y: { ...y, field: "low" }, y2: { field: "high" }, color },
+            },
           ],
         },
         { transform: [{ filter: "datum.kind === 'best'" }], mark: { type: "point", size: 120, strokeWidth: 2 }, encoding: { x, y, color } },
@@ -325,24 +398,28 @@ export function mupSummary(r: MupResult, startedMs: number, startedCpu?: NodeJS.
   const cell = (p: Parametrisation, w: number, l: number) => {
     const pt = r.points.find((x) => x.param === p && x.width === w && x.log2Lr === l)!;
     const i = widthsOf(p, s).indexOf(w);
-    const txt = pt.diverged ? "diverged" : s.seeds > 1 ? `${pt.loss.toFixed(3)} ± ${halfRange(pt).toFixed(3)}` : pt.loss.toFixed(3);
+    const spread = s.seeds > 1 ? ` ± ${halfRange(pt).toFixed(3)}` : "";
+    const txt = pt.diverged ? "diverged" : `${pt.loss.toFixed(3)}${spread}`;
     const tie = r.ties[p][i]!.includes(l) && r.optimum[p][i] !== l ? " ~" : "";
     return r.optimum[p][i] === l ? `**${txt}**` : txt + tie;
   };
-  const tables = PARAMETRISATIONS.map(
-    (p) => `### ${p}\n\n${mdTable(["d_model", ...s.log2Lrs.map((l) => `2^${l}`)], widthsOf(p, s).map((w) => [String(w), ...s.log2Lrs.map((l) => cell(p, w, l))]))}`,
-  ).join("\n\n");
+  const header = ["d_model", ...s.log2Lrs.map((l) => `2^${l}`)];
+  const table = (p: Parametrisation) =>
+    mdTable(header, widthsOf(p, s).map((w) => [String(w), ...s.log2Lrs.map((l) => cell(p, w, l))]));
+  const tables = PARAMETRISATIONS.map((p) => `### ${p}\n\n${table(p)}`).join("\n\n");
+  const point = (p: Parametrisation, w: number, l: number) =>
+    r.points.find((x) => x.param === p && x.width === w && x.log2Lr === l);
   const bestLoss = (p: Parametrisation) =>
     widthsOf(p, s)
-      .map((w, i) => `${w}: ${r.points.find((x) => x.param === p && x.width === w && x.log2Lr === r.optimum[p][i])!.loss.toFixed(3)}`)
+      .map((w, i) => `${w}: ${point(p, w, r.optimum[p][i]!)!.loss.toFixed(3)}`)
       .join(", ");
   const base = s.widths[0]!;
-  const zeroAt = (l: number) => r.points.find((x) => x.param === "μP, zero readout" && x.width === base && x.log2Lr === l);
-  const scaledAt = (l: number) => r.points.find((x) => x.param === "μP" && x.width === base && x.log2Lr === l);
+  const gap = (l: number) => point("μP, zero readout", base, l)!.loss - point("μP", base, l)!.loss;
+  const signed = (x: number) => (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(3);
   const readoutGap = s.zeroReadoutWidths.includes(base)
     ? s.log2Lrs
-        .filter((l) => !zeroAt(l)!.diverged && !scaledAt(l)!.diverged)
-        .map((l) => `2^${l}: ${(zeroAt(l)!.loss - scaledAt(l)!.loss >= 0 ? "+" : "−") + Math.abs(zeroAt(l)!.loss - scaledAt(l)!.loss).toFixed(3)}`)
+        .filter((l) => Number.isFinite(gap(l)))
+        .map((l) => `2^${l}: ${signed(gap(l))}`)
         .join(", ")
     : "";
   return `# mup — Yang et al. 2022 (μTransfer), Figure 1

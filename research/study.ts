@@ -100,9 +100,14 @@ export function runInfo(startedMs: number, startedCpu?: NodeJS.CpuUsage): RunInf
 
 /** The run's provenance as one Markdown line. */
 export function runInfoLine(r: RunInfo): string {
-  const cpu = r.cpuSeconds === undefined ? "" : `, CPU ${r.cpuSeconds.toFixed(1)} s (user + system, all threads)`;
+  const cpu =
+    r.cpuSeconds === undefined
+      ? ""
+      : `, CPU ${r.cpuSeconds.toFixed(1)} s (user + system, all threads)`;
   const load = r.load.map((x) => x.toFixed(1)).join(" / ");
-  return `Run ${r.date} on ${r.cpu} (${r.cores} cores, ${r.memoryGiB} GiB), Node ${r.node}; wall ${r.seconds.toFixed(1)} s${cpu}; load average ${load} (1 / 5 / 15 min) at the end.`;
+  const where = `${r.cpu} (${r.cores} cores, ${r.memoryGiB} GiB), Node ${r.node}`;
+  const wall = `wall ${r.seconds.toFixed(1)} s${cpu}`;
+  return `Run ${r.date} on ${where}; ${wall}; load average ${load} (1 / 5 / 15 min) at the end.`;
 }
 
 /** A Markdown table. */
