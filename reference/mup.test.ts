@@ -12,26 +12,41 @@ const cfg = (d_model: number) => resolveModelConfig({ V: 40, n_ctx: 8, d_model, 
 const rms = (t: Tensor) => Math.sqrt(Array.from(t.data).reduce((a, x) => a + x * x, 0) / t.size);
 
 describe("mupInit", () => {
-  it("at the base width equals GPT-2's initialisation except the zero readout and W_Q", () => {
+  it("at the base width equals GPT-2's initialisation except W_Q (SP's readout there)", () => {
     const c = cfg(16);
     const sp = initWeights(c, { seed: 3 });
     const mu = mupInit(c, { baseWidth: 16, seed: 3 });
     for (const [k, t] of Object.entries(sp)) {
-      if (k === "lm_head.weight") expect(rms(mu[k]!)).toBe(0);
-      else if (!k.endsWith("attn.c_attn.weight")) expect(Array.from(mu[k]!.data), k).toEqual(Array.from(t.data));
+      if (k.endsWith("attn.c_attn.weight")) continue;
+      expect(Array.from(mu[k]!.data), k).toEqual(Array.from(t.data));
     }
+    expect(rms(mu["lm_head.weight"]!)).toBeGreaterThan(0.015);
     // c_attn [d_model, 3·d_model]: the first d_model columns (W_Q) zero, W_K and W_V as SP
     const w = mu["h.0.attn.c_attn.weight"]!;
     const s = sp["h.0.attn.c_attn.weight"]!;
     for (let i = 0; i < w.size; i++) expect(w.data[i]).toBe(i % 48 < 16 ? 0 : s.data[i]);
   });
-  it("at 4× the base width shrinks hidden matrices by 1/√4 and leaves embeddings and biases", () => {
+  it("with readout: zero (Appendix D.2) differs from the default only in a zero readout", () => {
+    const c = cfg(32);
+    const scaled = mupInit(c, { baseWidth: 8, seed: 2 });
+    const zero = mupInit(c, { baseWidth: 8, seed: 2, readout: "zero" });
+    for (const [k, t] of Object.entries(scaled)) {
+      if (k === "lm_head.weight") expect(rms(zero[k]!)).toBe(0);
+      else expect(Array.from(zero[k]!.data), k).toEqual(Array.from(t.data));
+    }
+    const bad = () => mupInit(c, { baseWidth: 8, readout: "small" as "zero" });
+    expect(bad).toThrow('readout must be "scaled" or "zero"');
+  });
+  it("at 4× the base width shrinks hidden matrices by ½, the readout by ¼, not embeddings", () => {
     const c = cfg(32);
     const sp = initWeights(c, { seed: 1 });
     const mu = mupInit(c, { baseWidth: 8, seed: 1 });
     for (const k of ["h.0.attn.c_proj.weight", "h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"]) {
       for (let i = 0; i < 5; i++) expect(mu[k]!.data[i]).toBeCloseTo(sp[k]!.data[i]! / 2, 15);
     }
+    // the readout: std ∝ 1/fan_in (Table 3's variance 1/fan_in²), so 1/4 at m = 4
+    const [muHead, spHead] = [mu["lm_head.weight"]!, sp["lm_head.weight"]!];
+    for (let i = 0; i < 5; i++) expect(muHead.data[i]).toBeCloseTo(spHead.data[i]! / 4, 15);
     expect(Array.from(mu["wte.weight"]!.data)).toEqual(Array.from(sp["wte.weight"]!.data));
     expect(Array.from(mu["wpe.weight"]!.data)).toEqual(Array.from(sp["wpe.weight"]!.data));
   });

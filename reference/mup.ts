@@ -1,9 +1,10 @@
 /**
  * The maximal-update parametrisation (μP) of Yang et al. 2022, "Tensor Programs V: Tuning Large
  * Neural Networks via Zero-Shot Hyperparameter Transfer", for Adam (their Table 3, with the
- * recipe of their Appendix D.2: zero-initialised readout and queries, attention logits scaled by
- * 1/d_k instead of 1/√d_k), relative to a base width d₀ at which μP equals the standard
- * parametrisation (GPT-2's initialisation, one step size). With m = d_model / d₀:
+ * recipe of their Appendix D.2: zero-initialised queries, attention logits scaled by 1/d_k
+ * instead of 1/√d_k, and optionally a zero readout), relative to a base width d₀ at which μP
+ * equals the standard parametrisation (GPT-2's initialisation, one step size) but for W_Q = 0.
+ * With m = d_model / d₀:
  *
  * | parameters | initial std | Adam step size |
  * |---|---|---|
@@ -11,7 +12,15 @@
  * | hidden matrices (`c_attn` W_K, W_V; `attn.c_proj`; `mlp.*`) | GPT-2's / √m | η / m |
  * | W_Q (columns of `c_attn`) | 0 | η / m · 1/√m |
  * | b_Q | 0 | η · 1/√m |
- * | readout `lm_head` (untied) | 0 | η / m |
+ * | readout `lm_head` (untied) | GPT-2's / m (`readout: "scaled"`) or 0 (`"zero"`) | η / m |
+ *
+ * The readout: Table 3 gives it initial variance ∝ 1/fan_in², i.e. std ∝ 1/m; matching SP at the
+ * base width fixes the constant, std = 0.02 / m (`"scaled"`, the default). Appendix D.2 suggests
+ * the limit of that family, 0 (`"zero"`). Both are μP; they differ at the base width, where
+ * `"scaled"` is SP's readout. At a budget of a few hundred Adam steps the zero readout starts
+ * slowly (research/mup.ts measures it): no layer below it gets a gradient at the first step, and
+ * the readout holds only what its updates put there, none of the random directions SP's starts
+ * with.
  *
  * The 1/d_k attention scale: the `gpt` formula divides QKᵀ by √d_k. Dividing by d_k·/√d_k₀
  * instead is the same model as multiplying W_Q and b_Q by α = √(d_k₀/d_k) = 1/√m (H fixed), and
@@ -28,7 +37,13 @@ export interface MupOptions {
   /** Width d₀ at which μP and the standard parametrisation coincide. */
   readonly baseWidth: number;
   readonly seed?: number;
+  /** Initial readout: std 0.02 / m (Table 3's 1/fan_in² variance, SP's at the base width) or 0. */
+  readonly readout?: MupReadout;
 }
+
+/** μP's initial readout: Table 3's std ∝ 1/m (SP's at the base width), or Appendix D.2's 0. */
+export type MupReadout = "scaled" | "zero";
+export const MUP_READOUTS: readonly MupReadout[] = ["scaled", "zero"];
 
 const HIDDEN = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.[a-z_]+)\.weight$/;
 const QKV = /^h\.\d+\.attn\.c_attn\.(weight|bias)$/;
@@ -44,12 +59,22 @@ function isQueryColumn(config: GPTConfig, col: number): boolean {
   return col < config.d_model;
 }
 
-/** μP initial weights: GPT-2's, hidden matrices shrunk by 1/√m, W_Q, b_Q and the readout zero. */
+/**
+ * μP initial weights: GPT-2's, hidden matrices shrunk by 1/√m, W_Q and b_Q zero, the readout
+ * shrunk by 1/m (or zero).
+ */
 export function mupInit(config: GPTConfig, opts: MupOptions): NamedTensors {
   const m = widthMultiplier(config, opts.baseWidth);
+  const readout = opts.readout ?? "scaled";
+  if (!MUP_READOUTS.includes(readout)) {
+    throw new ModelError(`μP: readout must be "scaled" or "zero", got ${JSON.stringify(readout)}`);
+  }
   const w = initWeights(config, { seed: opts.seed ?? 0 });
   for (const [name, t] of Object.entries(w)) {
-    if (name === "lm_head.weight") t.data.fill(0);
+    if (name === "lm_head.weight") {
+      if (readout === "zero") t.data.fill(0);
+      else for (let i = 0; i < t.size; i++) t.data[i] = t.data[i]! / m;
+    }
     else if (HIDDEN.test(name)) for (let i = 0; i < t.size; i++) t.data[i] = t.data[i]! / Math.sqrt(m);
     if (QKV.test(name)) {
       const cols = t.shape[t.shape.length - 1]!;

@@ -33,21 +33,76 @@ export interface MupSizes {
   readonly log2Lrs: readonly number[];
   readonly evalBatches: number;
   readonly seeds: number;
+  /** Widths at which μP with Appendix D.2's zero readout is also swept (the readout ablation). */
+  readonly zeroReadoutWidths: readonly number[];
 }
 
 /**
- * Default: widths 32 … 256, learning rates 2⁻¹² … 2⁻⁵, 150 steps of 8 × 32 tokens: 2 × 4 × 8 = 64
- * runs, ≈ 10 minutes on an idle core (50–100 ms a step from width 32 to 256, measured first).
+ * Default: widths 32 … 256, learning rates 2⁻¹¹ … 2⁻⁵, 100 steps of 8 × 32 tokens, 2 seeds:
+ * 2 × 4 × 7 × 2 = 112 runs, plus μP with a zero readout at the base width (14 runs). A step costs
+ * ≈ 40 ms of CPU at width 32 and ≈ 350 ms at width 256 (profiled: the engine's matmuls, which
+ * already use both cores, then GELU and Adam), so width 256 is about half the run; 100 steps
+ * instead of 150 is what pays for the second seed.
  */
-export const MUP_DEFAULT: MupSizes = { widths: [32, 64, 128, 256], H: 4, L: 2, n: 32, batch: 8, V: 256, steps: 150, warmup: 15, log2Lrs: [-12, -11, -10, -9, -8, -7, -6, -5], evalBatches: 4, seeds: 1 };
+export const MUP_DEFAULT: MupSizes = {
+  widths: [32, 64, 128, 256],
+  H: 4,
+  L: 2,
+  n: 32,
+  batch: 8,
+  V: 256,
+  steps: 100,
+  warmup: 10,
+  log2Lrs: [-11, -10, -9, -8, -7, -6, -5],
+  evalBatches: 4,
+  seeds: 2,
+  zeroReadoutWidths: [32],
+};
 /** Quick (tests): seconds. */
-export const MUP_QUICK: MupSizes = { widths: [8, 16], H: 2, L: 1, n: 8, batch: 4, V: 256, steps: 6, warmup: 1, log2Lrs: [-8, -6, -4], evalBatches: 1, seeds: 1 };
+export const MUP_QUICK: MupSizes = {
+  widths: [8, 16],
+  H: 2,
+  L: 1,
+  n: 8,
+  batch: 4,
+  V: 256,
+  steps: 6,
+  warmup: 1,
+  log2Lrs: [-8, -6, -4],
+  evalBatches: 1,
+  seeds: 2,
+  zeroReadoutWidths: [8],
+};
 
-export const PARAMETRISATIONS = ["SP", "μP"] as const;
+/** SP; μP with Table 3's readout (std 0.02/m); μP with a zero readout (Appendix D.2). */
+export const PARAMETRISATIONS = ["SP", "μP", "μP, zero readout"] as const;
 export type Parametrisation = (typeof PARAMETRISATIONS)[number];
+/** The two parametrisations the checks compare (Figure 1's two panels). */
+export const COMPARED = ["SP", "μP"] as const;
+export type Compared = (typeof COMPARED)[number];
 
 /** Columns of `mup.csv`: one row per (parametrisation, width, learning rate). */
-export const MUP_COLUMNS = ["parametrisation", "width", "log2_lr", "lr", "heldout_loss", "diverged", "seeds"] as const;
+export const MUP_COLUMNS = [
+  "parametrisation",
+  "width",
+  "log2_lr",
+  "lr",
+  "heldout_loss",
+  "heldout_loss_min",
+  "heldout_loss_max",
+  "diverged",
+  "tied_with_optimum",
+  "seeds",
+] as const;
+/** Columns of `mup-seeds.csv`: every run. */
+export const MUP_SEED_COLUMNS = [
+  "parametrisation",
+  "width",
+  "log2_lr",
+  "seed",
+  "heldout_loss",
+  "diverged",
+] as const;
 
 export interface MupPoint {
   readonly param: Parametrisation;
@@ -55,14 +110,18 @@ export interface MupPoint {
   readonly log2Lr: number;
   /** Mean held-out loss over seeds; Infinity when a run diverged (a non-finite loss or gradient). */
   readonly loss: number;
+  /** Held-out loss of each seed (Infinity for a diverged run). */
+  readonly seedLosses: readonly number[];
   readonly diverged: boolean;
 }
 
 export interface MupResult {
   readonly sizes: MupSizes;
   readonly points: readonly MupPoint[];
-  /** log2 of the loss-optimal learning rate per parametrisation and width. */
+  /** log2 of the loss-optimal learning rate (lowest seed mean) per parametrisation and width. */
   readonly optimum: Readonly<Record<Parametrisation, readonly number[]>>;
+  /** Per parametrisation and width, the learning rates tied with the optimum. */
+  readonly ties: Readonly<Record<Parametrisation, readonly (readonly number[])[]>>;
   readonly checks: readonly StudyCheck[];
 }
 
@@ -71,11 +130,35 @@ export function mupConfig(width: number, s: MupSizes): GPTConfig {
   return resolveModelConfig({ V: s.V, n_ctx: s.n, d_model: width, H: s.H, L: s.L, placement: "pre", norm: "layer_norm", activation: "gelu", positions: "learned", tied: false });
 }
 
+/** The widths a parametrisation is swept at. */
+export function widthsOf(param: Parametrisation, s: MupSizes): readonly number[] {
+  return param === "μP, zero readout" ? s.zeroReadoutWidths : s.widths;
+}
+
+/** Half the range of a point's seed losses: its seed spread (0 for one seed). */
+function halfRange(p: MupPoint): number {
+  return (Math.max(...p.seedLosses) - Math.min(...p.seedLosses)) / 2;
+}
+
+/**
+ * The learning rates of one sweep whose seed mean is within the seed spread of the optimum's:
+ * mean(l) − mean(best) ≤ halfRange(l) + halfRange(best), i.e. the two points' seed ranges,
+ * centred on their means, overlap. The optimum itself is always in the set; diverged points never.
+ */
+export function tiedWithOptimum(row: readonly MupPoint[]): number[] {
+  const best = row.reduce((a, b) => (b.loss < a.loss ? b : a));
+  const tied = (p: MupPoint) => p.loss - best.loss <= halfRange(p) + halfRange(best);
+  return row.filter((p) => !p.diverged && tied(p)).map((p) => p.log2Lr);
+}
+
 export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}): MupResult {
   const base = opts.quick ? MUP_QUICK : MUP_DEFAULT;
   const sizes: MupSizes = { ...base, ...opts.sizes, seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds) };
   if (sizes.widths.length < 2 || sizes.log2Lrs.length < 3) throw new StudyError("mup: needs at least 2 widths and 3 learning rates");
   if (sizes.widths.some((w) => w % sizes.H !== 0)) throw new StudyError(`mup: every width must be a multiple of H = ${sizes.H}`);
+  if (sizes.zeroReadoutWidths.some((w) => !sizes.widths.includes(w))) {
+    throw new StudyError("mup: the zero-readout widths must be among the widths");
+  }
   const progress = opts.progress ?? Progress.silent();
   const ids = corpusTokenizer(sizes.V).encode(corpusText());
   const cut = Math.floor(ids.length * (1 - HELD_OUT_FRACTION));
@@ -84,14 +167,19 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
   const baseWidth = sizes.widths[0]!;
   const points: MupPoint[] = [];
   for (const param of PARAMETRISATIONS) {
-    for (const width of sizes.widths) {
+    for (const width of widthsOf(param, sizes)) {
       const config = mupConfig(width, sizes);
+      const readout = param === "μP, zero readout" ? "zero" : "scaled";
       progress.stage(`${param}, width ${width}`, sizes.log2Lrs.length * sizes.seeds * sizes.steps);
       for (const log2Lr of sizes.log2Lrs) {
-        const losses: number[] = [];
-        let diverged = false;
+        const seedLosses: number[] = [];
         for (let seed = 0; seed < sizes.seeds; seed++) {
-          const model = param === "SP" ? GPT.init(config, { seed }) : new GPT(config, mupInit(config, { baseWidth, seed }));
+          // seed k: the same initial weights (up to μP's rescaling) and data windows at every
+          // learning rate and in every parametrisation
+          const model =
+            param === "SP"
+              ? GPT.init(config, { seed })
+              : new GPT(config, mupInit(config, { baseWidth, seed, readout }));
           const lr = schedule({ ...VARIANTS_DEFAULT, lr: 2 ** log2Lr, warmup: sizes.warmup, steps: sizes.steps });
           try {
             train(config, trainIds, {
@@ -101,32 +189,32 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
               batch: sizes.batch,
               seqLen: sizes.n,
               seed,
-              ...(param === "μP" ? { lrScale: mupLrScale(config, { baseWidth }) } : {}),
+              ...(param === "SP" ? {} : { lrScale: mupLrScale(config, { baseWidth }) }),
               onStep: (i) => progress.tick(`lr 2^${log2Lr}, seed ${seed}, loss ${i.loss.toFixed(3)}`),
             });
             const l = evalLoss(model, heldIds, { batches: sizes.evalBatches, batch: sizes.batch, seqLen: sizes.n, seed: 0x4e1d });
-            if (!Number.isFinite(l)) diverged = true;
-            losses.push(l);
+            seedLosses.push(Number.isFinite(l) ? l : Number.POSITIVE_INFINITY);
           } catch (e) {
             if (!(e instanceof TrainError)) throw e;
-            diverged = true;
+            seedLosses.push(Number.POSITIVE_INFINITY);
           }
         }
-        points.push({ param, width, log2Lr, loss: diverged ? Number.POSITIVE_INFINITY : mean(losses), diverged });
+        const diverged = seedLosses.some((l) => !Number.isFinite(l));
+        const loss = diverged ? Number.POSITIVE_INFINITY : mean(seedLosses);
+        points.push({ param, width, log2Lr, loss, seedLosses, diverged });
       }
     }
   }
   progress.end();
-  const optimum = Object.fromEntries(
-    PARAMETRISATIONS.map((p) => [
-      p,
-      sizes.widths.map((w) => {
-        const row = points.filter((x) => x.param === p && x.width === w);
-        return row.reduce((a, b) => (b.loss < a.loss ? b : a)).log2Lr;
-      }),
-    ]),
-  ) as Record<Parametrisation, number[]>;
-  return { sizes, points, optimum, checks: mupChecks(sizes, optimum) };
+  const rows = (p: Parametrisation) =>
+    widthsOf(p, sizes).map((w) => points.filter((x) => x.param === p && x.width === w));
+  const argmin = (row: readonly MupPoint[]) =>
+    row.reduce((a, b) => (b.loss < a.loss ? b : a)).log2Lr;
+  const optimum = Object.fromEntries(PARAMETRISATIONS.map((p) => [p, rows(p).map(argmin)]));
+  const ties = Object.fromEntries(PARAMETRISATIONS.map((p) => [p, rows(p).map(tiedWithOptimum)]));
+  const o = optimum as Record<Parametrisation, number[]>;
+  const t = ties as Record<Parametrisation, number[][]>;
+  return { sizes, points, optimum: o, ties: t, checks: mupChecks(sizes, o, t) };
 }
 
 /** SP's optimum must move at least this many sweep steps (factors of 2) from the narrowest to the widest width. */
@@ -135,31 +223,74 @@ export const SP_SHIFT_MIN = 2;
 export const MUP_SPREAD_MAX = 1;
 
 /**
+ * The smallest and largest spread (max − min) of one value picked per width from each width's set.
+ * The smallest: for each candidate lower end lo, pick per width the least value ≥ lo.
+ */
+export function spreadRange(sets: readonly (readonly number[])[]): [number, number] {
+  const all = sets.flat();
+  let lo = Number.POSITIVE_INFINITY;
+  for (const a of all) {
+    const picks = sets.map((set) => Math.min(...set.filter((x) => x >= a)));
+    if (picks.every(Number.isFinite)) lo = Math.min(lo, Math.max(...picks) - a);
+  }
+  return [lo, Math.max(...all) - Math.min(...all)];
+}
+
+/**
  * Yang et al. 2022, Figure 1 (Transformers on WikiText-2, widths 128 … 8192, Adam): under SP the
  * optimal log2 learning rate falls as the width grows — Adam's update of a hidden matrix moves its
  * output by ∝ η·fan_in, so the stable η ∝ 1/width, 3 sweep steps over our ×8 in width; the range
  * allows one step less for the width-independent embedding and norm parameters that dominate at
  * this size — while under μP the optimum stays put (within one sweep step).
+ *
+ * The optimum is the learning rate of lowest seed-mean loss; the checks' verdicts use it alone.
+ * With `ties` (per width, the learning rates within the seed spread of the optimum,
+ * {@link tiedWithOptimum}) each check also says whether another choice inside the ties would
+ * change the verdict — reported, never used to pass.
  */
-export function mupChecks(s: MupSizes, optimum: Readonly<Record<Parametrisation, readonly number[]>>): StudyCheck[] {
+export function mupChecks(
+  s: MupSizes,
+  optimum: Readonly<Record<Compared, readonly number[]>>,
+  ties?: Readonly<Record<Compared, readonly (readonly number[])[]>>,
+): StudyCheck[] {
   const sp = optimum["SP"];
   const mu = optimum["μP"];
   const at = (o: readonly number[]) => s.widths.map((w, i) => `${w}: 2^${o[i]}`).join(", ");
-  const edge = (o: readonly number[]) => o.some((x) => x === s.log2Lrs[0] || x === s.log2Lrs[s.log2Lrs.length - 1]);
+  const ends = [s.log2Lrs[0], s.log2Lrs[s.log2Lrs.length - 1]];
+  const edge = (o: readonly number[]) => o.some((x) => ends.includes(x));
+  const edgeNote = (o: readonly number[]) =>
+    edge(o) ? "; an optimum sits at the sweep's edge" : "";
   const spShift = sp[0]! - sp[sp.length - 1]!;
   const muSpread = Math.max(...mu) - Math.min(...mu);
+  const spOk = spShift >= SP_SHIFT_MIN;
+  const muOk = muSpread <= MUP_SPREAD_MAX && !edge(mu);
+  type Pass = (x: number) => boolean;
+  const verdict = (ok: boolean, lo: number, hi: number, pass: Pass, what: string) =>
+    pass(lo) === ok && pass(hi) === ok
+      ? `; every choice within the seed spread gives the same verdict (${what} ${lo} … ${hi})`
+      : `; **within the seed spread the verdict could differ** (${what} ${lo} … ${hi})`;
+  let spTies = "";
+  let muTies = "";
+  if (ties !== undefined) {
+    const a = ties["SP"][0]!;
+    const b = ties["SP"][ties["SP"].length - 1]!;
+    const [lo, hi] = [Math.min(...a) - Math.max(...b), Math.max(...a) - Math.min(...b)];
+    spTies = verdict(spOk, lo, hi, (x) => x >= SP_SHIFT_MIN, "shift");
+    const [mlo, mhi] = spreadRange(ties["μP"]);
+    muTies = verdict(muSpread <= MUP_SPREAD_MAX, mlo, mhi, (x) => x <= MUP_SPREAD_MAX, "spread");
+  }
   return [
     {
       name: `SP: loss-optimal learning rate, narrowest minus widest (sweep steps of ×2)`,
       expected: `≥ ${SP_SHIFT_MIN} (falls with width; Yang et al. 2022, Figure 1 left: η ∝ 1/width for Adam's hidden matrices)`,
-      measured: `${spShift} (${at(sp)})${edge(sp) ? "; an optimum sits at the sweep's edge" : ""}`,
-      ok: spShift >= SP_SHIFT_MIN,
+      measured: `${spShift} (${at(sp)})${edgeNote(sp)}${spTies}`,
+      ok: spOk,
     },
     {
       name: `μP: spread of the loss-optimal learning rate over widths (sweep steps)`,
       expected: `≤ ${MUP_SPREAD_MAX} and not at the sweep's edge (Yang et al. 2022, Figure 1 right: the optimum stays put)`,
-      measured: `${muSpread} (${at(mu)})`,
-      ok: muSpread <= MUP_SPREAD_MAX && !edge(mu),
+      measured: `${muSpread} (${at(mu)})${edgeNote(mu)}${muTies}`,
+      ok: muOk,
     },
   ];
 }
@@ -168,74 +299,162 @@ export function mupChecks(s: MupSizes, optimum: Readonly<Record<Parametrisation,
 // report
 
 export function mupCsv(r: MupResult): string {
+  const tied = (p: MupPoint) =>
+    r.ties[p.param][widthsOf(p.param, r.sizes).indexOf(p.width)]!.includes(p.log2Lr);
   return toCsv(
     MUP_COLUMNS,
-    r.points.map((p) => ({ parametrisation: p.param, width: p.width, log2_lr: p.log2Lr, lr: 2 ** p.log2Lr, heldout_loss: p.loss, diverged: p.diverged, seeds: r.sizes.seeds })),
+    r.points.map((p) => ({
+      parametrisation: p.param,
+      width: p.width,
+      log2_lr: p.log2Lr,
+      lr: 2 ** p.log2Lr,
+      heldout_loss: p.loss,
+      heldout_loss_min: Math.min(...p.seedLosses),
+      heldout_loss_max: Math.max(...p.seedLosses),
+      diverged: p.diverged,
+      tied_with_optimum: tied(p),
+      seeds: r.sizes.seeds,
+    })),
   );
 }
 
-/** Figure 1 at this scale: loss against log2 learning rate, a line per width, SP and μP side by side. */
+/** Every run: the numbers the means, ranges and ties come from. */
+export function mupSeedsCsv(r: MupResult): string {
+  return toCsv(
+    MUP_SEED_COLUMNS,
+    r.points.flatMap((p) =>
+      p.seedLosses.map((l, seed) => ({
+        parametrisation: p.param,
+        width: p.width,
+        log2_lr: p.log2Lr,
+        seed,
+        heldout_loss: l,
+        diverged: !Number.isFinite(l),
+      })),
+    ),
+  );
+}
+
+/**
+ * Figure 1 at this scale: loss against log2 learning rate, a line per width (seed mean) with the
+ * seeds' range as a bar, one panel per parametrisation.
+ */
 export function mupPlot(r: MupResult): TopLevelSpec {
   const finite = r.points.filter((p) => !p.diverged);
-  const hi = Math.max(...finite.map((p) => p.loss));
-  const lo = Math.min(...finite.map((p) => p.loss));
+  const hi = Math.max(...finite.map((p) => Math.max(...p.seedLosses)));
+  const lo = Math.min(...finite.map((p) => Math.min(...p.seedLosses)));
   const cap = Math.min(hi, lo + 2);
-  const values = finite.map((p) => ({ parametrisation: p.param, width: p.width, log2_lr: p.log2Lr, loss: Math.min(p.loss, cap) }));
-  const best = PARAMETRISATIONS.flatMap((p) => r.sizes.widths.map((w, i) => ({ parametrisation: p, width: w, log2_lr: r.optimum[p][i]!, loss: finite.find((x) => x.param === p && x.width === w && x.log2Lr === r.optimum[p][i])?.loss ?? cap })));
+  const c = (x: number) => Math.min(x, cap);
+  const values = finite.map((p) => ({
+    parametrisation: p.param,
+    width: p.width,
+    log2_lr: p.log2Lr,
+    loss: c(p.loss),
+    low: c(Math.min(...p.seedLosses)),
+    high: c(Math.max(...p.seedLosses)),
+  }));
+  const at = (p: Parametrisation, w: number, l: number) =>
+    finite.find((x) => x.param === p && x.width === w && x.log2Lr === l);
+  const best = PARAMETRISATIONS.flatMap((p) =>
+    widthsOf(p, r.sizes).map((w, i) => {
+      const l = r.optimum[p][i]!;
+      return { parametrisation: p, width: w, log2_lr: l, loss: c(at(p, w, l)?.loss ?? cap) };
+    }),
+  );
   const color = { field: "width", type: "ordinal", title: "d_model", scale: { scheme: "viridis" } } as const;
   const x = { field: "log2_lr", type: "quantitative", title: "log2 learning rate" } as const;
   const y = { field: "loss", type: "quantitative", title: `held-out loss (nats, capped at ${sig(cap, 3)})`, scale: { zero: false } } as const;
+  const seeds = r.sizes.seeds;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title: {
       text: "Learning-rate sweeps across widths: standard parametrisation vs μP",
-      subtitle: `H = ${r.sizes.H}, L = ${r.sizes.L}, ${r.sizes.steps} Adam steps of ${r.sizes.batch}×${r.sizes.n} tokens; μP base width ${r.sizes.widths[0]}; circles: each width's optimum`,
+      subtitle: `H = ${r.sizes.H}, L = ${r.sizes.L}, ${r.sizes.steps} Adam steps of ${r.sizes.batch}×${r.sizes.n} tokens; μP base width ${r.sizes.widths[0]}; mean of ${seeds} seed${seeds === 1 ? "" : "s"}, bars: their range; circles: each width's optimum`,
     },
     facet: { column: { field: "parametrisation", type: "nominal", title: null, sort: [...PARAMETRISATIONS] } },
     data: { values: [...values.map((v) => ({ ...v, kind: "sweep" })), ...best.map((b) => ({ ...b, kind: "best" }))] },
     spec: {
-      width: 260,
+      width: 220,
       height: 220,
       layer: [
-        { transform: [{ filter: "datum.kind === 'sweep'" }], mark: { type: "line", point: { size: 20 } }, encoding: { x, y, color } },
+        {
+          transform: [{ filter: "datum.kind === 'sweep'" }],
+          layer: [
+            { mark: { type: "line", point: { size: 20 } }, encoding: { x, y, color } },
+            {
+              mark: { type: "rule" },
+              encoding: { x, y: { ...y, field: "low" }, y2: { field: "high" }, color },
+            },
+          ],
+        },
         { transform: [{ filter: "datum.kind === 'best'" }], mark: { type: "point", size: 120, strokeWidth: 2 }, encoding: { x, y, color } },
       ],
     },
   } as unknown as TopLevelSpec;
 }
 
-export function mupSummary(r: MupResult, startedMs: number): string {
+export function mupSummary(r: MupResult, startedMs: number, startedCpu?: NodeJS.CpuUsage): string {
   const s = r.sizes;
   const cell = (p: Parametrisation, w: number, l: number) => {
     const pt = r.points.find((x) => x.param === p && x.width === w && x.log2Lr === l)!;
-    const txt = pt.diverged ? "diverged" : sig(pt.loss, 4);
-    return r.optimum[p][s.widths.indexOf(w)] === l ? `**${txt}**` : txt;
+    const i = widthsOf(p, s).indexOf(w);
+    const spread = s.seeds > 1 ? ` ± ${halfRange(pt).toFixed(3)}` : "";
+    const txt = pt.diverged ? "diverged" : `${pt.loss.toFixed(3)}${spread}`;
+    const tie = r.ties[p][i]!.includes(l) && r.optimum[p][i] !== l ? " ~" : "";
+    return r.optimum[p][i] === l ? `**${txt}**` : txt + tie;
   };
-  const tables = PARAMETRISATIONS.map((p) => `### ${p}\n\n${mdTable(["d_model", ...s.log2Lrs.map((l) => `2^${l}`)], s.widths.map((w) => [String(w), ...s.log2Lrs.map((l) => cell(p, w, l))]))}`).join("\n\n");
+  const header = ["d_model", ...s.log2Lrs.map((l) => `2^${l}`)];
+  const table = (p: Parametrisation) =>
+    mdTable(header, widthsOf(p, s).map((w) => [String(w), ...s.log2Lrs.map((l) => cell(p, w, l))]));
+  const tables = PARAMETRISATIONS.map((p) => `### ${p}\n\n${table(p)}`).join("\n\n");
+  const point = (p: Parametrisation, w: number, l: number) =>
+    r.points.find((x) => x.param === p && x.width === w && x.log2Lr === l);
+  const bestLoss = (p: Parametrisation) =>
+    widthsOf(p, s)
+      .map((w, i) => `${w}: ${point(p, w, r.optimum[p][i]!)!.loss.toFixed(3)}`)
+      .join(", ");
+  const base = s.widths[0]!;
+  const gap = (l: number) => point("μP, zero readout", base, l)!.loss - point("μP", base, l)!.loss;
+  const signed = (x: number) => (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(3);
+  const readoutGap = s.zeroReadoutWidths.includes(base)
+    ? s.log2Lrs
+        .filter((l) => Number.isFinite(gap(l)))
+        .map((l) => `2^${l}: ${signed(gap(l))}`)
+        .join(", ")
+    : "";
   return `# mup — Yang et al. 2022 (μTransfer), Figure 1
 
 \`gpt\` models of width d_model ∈ {${s.widths.join(", ")}}, H = ${s.H} (d_k = d_model / ${s.H}), L = ${s.L}, d_ff = 4·d_model, pre-LN,
 GELU, learned positions, **untied** embeddings, byte-level corpus tokens (V = ${s.V}). Each is trained by
 \`reference/train.ts\` for ${s.steps} Adam steps of ${s.batch} × ${s.n} tokens (no clipping; peak step size η warmed up over ${s.warmup}
-steps, cosine-decayed to η/10) at η = 2^k for k ∈ {${s.log2Lrs.join(", ")}}, seed${s.seeds === 1 ? " 0" : `s 0 … ${s.seeds - 1}`}, in two parametrisations:
+steps, cosine-decayed to η/10) at η = 2^k for k ∈ {${s.log2Lrs.join(", ")}}, seed${s.seeds === 1 ? " 0" : `s 0 … ${s.seeds - 1}`} (seed k: the same
+initial weights — up to μP's rescaling — and data windows at every learning rate), in three parametrisations:
 
 - **SP**: GPT-2's initialisation (N(0, 0.02²), residual projections /√(2L)), one step size for every parameter.
-- **μP** (\`reference/mup.ts\`, base width ${s.widths[0]}, m = d_model/${s.widths[0]}): hidden matrices initialised /√m with step
-  size η/m; readout and W_Q zero-initialised, readout step size η/m; attention scaled by 1/d_k (carried by W_Q's
-  and b_Q's step sizes, ×1/√m — the same model under Adam); embeddings, biases and norm scales as SP.
+- **μP** (\`reference/mup.ts\`, base width ${base}, m = d_model/${base}; Yang et al. 2022, Table 3): hidden matrices
+  initialised /√m with step size η/m; readout initialised /m (Table 3's variance ∝ 1/fan_in², SP's at the base
+  width) with step size η/m; W_Q zero-initialised (Appendix D.2); attention scaled by 1/d_k, equal to 1/√d_k at the
+  base width (carried by W_Q's and b_Q's step sizes, ×1/√m — the same model under Adam); embeddings, biases and
+  norm scales as SP. At the base width μP is SP with W_Q = 0.
+- **μP, zero readout** (width${s.zeroReadoutWidths.length === 1 ? "" : "s"} ${s.zeroReadoutWidths.join(", ")} only): μP with Appendix D.2's zero-initialised readout.
 
 Loss: mean over ${s.evalBatches} fixed held-out batches. A run whose loss or gradient stopped being finite is marked
-diverged. Bold: each width's optimum.
+diverged (and so is its point). Cells: mean ± half the range over the ${s.seeds} seed${s.seeds === 1 ? "" : "s"}. **Bold**: each width's
+optimum, the lowest seed mean. **~**: tied with the optimum — its seed range and the optimum's, centred on their
+means, overlap (mean − best mean ≤ half-range + best's half-range). The checks use the optimum alone; the
+ties only decide whether they also say the verdict could differ within the seed spread.
 
 ![mup](mup.svg)
 
 ${tables}
 
+Best loss per width — SP: ${bestLoss("SP")}; μP: ${bestLoss("μP")}.
+${readoutGap === "" ? "" : `\nZero readout minus Table 3's readout, μP at the base width ${base} (seed means): ${readoutGap}.\n`}
 ## Checks
 
 ${checksTable(r.checks)}
 
-${runInfoLine(runInfo(startedMs))}
+${runInfoLine(runInfo(startedMs, startedCpu))}
 `;
 }
 
@@ -245,8 +464,10 @@ export const mupStudy: Study = {
   defaultSeeds: MUP_DEFAULT.seeds,
   async run(opts: StudyOptions): Promise<StudyReport> {
     const started = performance.now();
+    const startedCpu = process.cpuUsage();
     const r = runMup(opts);
     const { svg } = await renderSvg(mupPlot(r));
-    return { study: "mup", files: { "mup.csv": mupCsv(r), "mup.svg": svg }, summary: mupSummary(r, started), checks: r.checks };
+    const files = { "mup.csv": mupCsv(r), "mup-seeds.csv": mupSeedsCsv(r), "mup.svg": svg };
+    return { study: "mup", files, summary: mupSummary(r, started, startedCpu), checks: r.checks };
   },
 };

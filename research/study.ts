@@ -4,7 +4,7 @@
  * the literature leads one to expect. `writeReport` puts the files in a folder.
  */
 import { writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { makeFolders } from "../io/files.js";
 import { Progress } from "./progress.js";
@@ -76,11 +76,19 @@ export interface RunInfo {
   readonly memoryGiB: number;
   readonly node: string;
   readonly seconds: number;
+  /** CPU time (user + system, every thread of the process) since `startedCpu`, when given. */
+  readonly cpuSeconds?: number;
+  /** Load average over 1, 5 and 15 minutes when the run ended (other work on the machine). */
+  readonly load: readonly number[];
 }
 
-export function runInfo(startedMs: number): RunInfo {
+/** `startedCpu`: `process.cpuUsage()` taken when the run started. */
+export function runInfo(startedMs: number, startedCpu?: NodeJS.CpuUsage): RunInfo {
   const c = cpus();
+  const cpu = startedCpu === undefined ? undefined : process.cpuUsage(startedCpu);
   return {
+    ...(cpu === undefined ? {} : { cpuSeconds: (cpu.user + cpu.system) / 1e6 }),
+    load: loadavg(),
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     cpu: c[0]?.model.trim() ?? "unknown",
     cores: c.length,
@@ -92,7 +100,14 @@ export function runInfo(startedMs: number): RunInfo {
 
 /** The run's provenance as one Markdown line. */
 export function runInfoLine(r: RunInfo): string {
-  return `Run ${r.date} on ${r.cpu} (${r.cores} cores, ${r.memoryGiB} GiB), Node ${r.node}; ${r.seconds.toFixed(1)} s.`;
+  const cpu =
+    r.cpuSeconds === undefined
+      ? ""
+      : `, CPU ${r.cpuSeconds.toFixed(1)} s (user + system, all threads)`;
+  const load = r.load.map((x) => x.toFixed(1)).join(" / ");
+  const where = `${r.cpu} (${r.cores} cores, ${r.memoryGiB} GiB), Node ${r.node}`;
+  const wall = `wall ${r.seconds.toFixed(1)} s${cpu}`;
+  return `Run ${r.date} on ${where}; ${wall}; load average ${load} (1 / 5 / 15 min) at the end.`;
 }
 
 /** A Markdown table. */
