@@ -9,6 +9,7 @@ import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/n
 import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { fusedKernel } from "./kernels/fused.js";
+import { chainKernel, chainOps, chainText, type ChainExpr, type ChainKernel } from "./kernels/chain.js";
 import { gemm } from "./gemm.js";
 import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
 
@@ -48,11 +49,17 @@ export interface Optimizations {
   readonly inPlace: boolean;
   /** (A·B)ᵀ as Bᵀ·Aᵀ; X + concat(…) and X + scatter_add(…) added piecewise into X. */
   readonly rewrites: boolean;
+  /**
+   * Elementwise chains (unary, binary, where, constants) whose intermediate values are read once
+   * run as one generated loop, and so do row sums and maxima of such a chain (default: on with
+   * `optimize: true`, off when an object leaves it out).
+   */
+  readonly fuse?: boolean;
 }
 
 function optimizations(o: EvalOptions["optimize"]): Optimizations {
-  if (o === undefined || o === true) return { reuse: true, inPlace: true, rewrites: true };
-  if (o === false) return { reuse: false, inPlace: false, rewrites: false };
+  if (o === undefined || o === true) return { reuse: true, inPlace: true, rewrites: true, fuse: true };
+  if (o === false) return { reuse: false, inPlace: false, rewrites: false, fuse: false };
   return o;
 }
 
@@ -72,6 +79,8 @@ interface Step {
   readonly kind: "input" | "alias" | "compute";
   /** Operand positions whose buffer `run` may also write into (elementwise at identical indices). */
   readonly inPlace: readonly number[];
+  /** For a fused chain: the tree it computes (`mul(L0, sub(L1, C0))`, leaves are deps). */
+  readonly fused?: string;
   run(vals: (Arr | undefined)[], out: Arr): void;
 }
 
@@ -114,6 +123,8 @@ export class Plan {
   private readonly transposedProduct = new Set<Node>();
   /** Adds computed by adding a concat's or scatter_add's pieces into the other operand. */
   private readonly accumulations = new Map<Node, Accumulation>();
+  /** Nodes computed as a fused chain (their inlined producers get no step of their own). */
+  private readonly chains = new Map<Node, PlannedChain | undefined>();
   private readonly optimizations: Optimizations;
 
   constructor(
@@ -138,8 +149,8 @@ export class Plan {
     const uses = new Map<Node, number>();
     for (const n of postOrder(roots, baseDeps)) for (const d of baseDeps(n)) uses.set(d, (uses.get(d) ?? 0) + 1);
     const private1 = (n: Node) => uses.get(n) === 1 && !outputNodes.has(n);
-    const depsOf = (n: Node): Node[] => {
-      if (!this.optimizations.rewrites) return baseDeps(n);
+    const depsOf = (n: Node): readonly Node[] => {
+      if (!this.optimizations.rewrites) return chainDeps(n) ?? baseDeps(n);
       // (A·B)ᵀ = Bᵀ·Aᵀ: a transposed product is computed transposed, never copied
       if (isSwapLast(n) && n.x.op === "matmul" && private1(n.x) && this.shapeOf(n.x.a).length >= 2 && this.shapeOf(n.x.b).length >= 2) {
         const m = n.x;
@@ -152,7 +163,16 @@ export class Plan {
         this.accumulations.set(n, acc);
         return [acc.x, ...acc.pieces];
       }
-      return baseDeps(n);
+      return chainDeps(n) ?? baseDeps(n);
+    };
+    const fuse = this.optimizations.fuse === true && opts.checkFinite !== true;
+    // an inlined producer must not be an accumulation, which the rewrite computes better
+    const fusable = (p: Node): boolean =>
+      isElementwise(p) && private1(p) && (!this.optimizations.rewrites || accumulation(p, private1, (x) => this.shapeOf(x)) === undefined);
+    const chainDeps = (n: Node): readonly Node[] | undefined => {
+      if (!fuse) return undefined;
+      if (!this.chains.has(n)) this.chains.set(n, this.planChain(n, fusable));
+      return this.chains.get(n)?.leaves;
     };
     const order = postOrder(roots, depsOf);
     for (const n of order) {
@@ -221,6 +241,70 @@ export class Plan {
     throw new EvalError(`internal: step ${i} has no operand in buffer ${o}`);
   }
 
+  /**
+   * The chain rooted at `n`: an elementwise node with its single-use elementwise producers of
+   * the same shape inlined (constants too), or a row sum/max (trailing axes) of such a chain.
+   * Undefined when fewer than two primitives would run together.
+   */
+  private planChain(n: Node, fusable: (p: Node) => boolean): PlannedChain | undefined {
+    let top: Node;
+    let mode: "map" | "sum" | "max" = "map";
+    let reduced = 0;
+    if (isElementwise(n)) top = n;
+    else if (n.op === "reduce" && n.dtype === "float" && fusable(n.x)) {
+      const r = n.x.shape.length === 0 ? 0 : this.shapeOf(n.x).length;
+      const axes = concreteAxes(n.x.shape, n.axes, this.binding.batch.length);
+      if (axes.length === 0 || !axes.every((a, i) => a === r - axes.length + i)) return undefined;
+      top = n.x;
+      mode = n.fn;
+      reduced = axes.length;
+    } else return undefined;
+    const shape = this.shapeOf(top);
+    const same = (p: Node) => {
+      const s = this.shapeOf(p);
+      return s.length === shape.length && s.every((d, i) => d === shape[i]);
+    };
+    const leaves: Node[] = [];
+    const slots = new Map<Node, number>();
+    const consts: number[] = [];
+    const f32 = this.dtype === "f32";
+    const build = (p: Node, root: boolean): ChainExpr => {
+      if ((p.op === "const" || p.op === "dim") && p.dtype === "float") {
+        const v = p.op === "const" ? p.value : evalDim(p.dim, this.binding.dims);
+        if (v !== undefined) {
+          // the plain step stores a constant in an array of the dtype: round it the same way
+          consts.push(f32 ? Math.fround(v) : v);
+          return { kind: "const", slot: consts.length - 1 };
+        }
+      }
+      if (root || (fusable(p) && same(p))) {
+        switch (p.op) {
+          case "unary":
+            return { kind: "unary", fn: p.fn, x: build(p.x, false) };
+          case "binary":
+            return { kind: "binary", fn: p.fn, a: build(p.a, false), b: build(p.b, false) };
+          case "where":
+            return { kind: "where", cond: build(p.cond, false), a: build(p.a, false), b: build(p.b, false) };
+          default:
+            break;
+        }
+      }
+      let slot = slots.get(p);
+      if (slot === undefined) {
+        slot = leaves.length;
+        slots.set(p, slot);
+        leaves.push(p);
+      }
+      return { kind: "leaf", slot };
+    };
+    const expr = build(top, true);
+    if (chainOps(expr) + (mode === "map" ? 0 : 1) < 2) return undefined;
+    const kernel = chainKernel(expr, shape, leaves.map((l) => this.shapeOf(l)), consts, f32, mode, reduced);
+    if (kernel === undefined) return undefined;
+    const text = mode === "map" ? chainText(expr) : `${mode}(${chainText(expr)})`;
+    return { leaves, kernel, text, mode };
+  }
+
   private shapeOf(n: Node): number[] {
     return concreteShape(n.shape, this.binding);
   }
@@ -241,6 +325,17 @@ export class Plan {
     const compute = (run: Run, inPlace: readonly number[] = []): Pick<Step, "kind" | "run" | "inPlace"> => ({ kind: "compute", run, inPlace });
     const alias: Pick<Step, "kind" | "run" | "inPlace"> = { kind: "alias", run: () => {}, inPlace: [] };
     const elementwise = (k: number): readonly number[] => Array.from({ length: k }, (_, i) => i);
+    const chain = this.chains.get(n);
+    if (chain !== undefined) {
+      const leaves: Arr[] = new Array<Arr>(deps.length);
+      // a leaf of the output's size is read at the output's index, before it is written
+      const inPlace = chain.mode === "map" ? deps.map((_, k) => k).filter((k) => st[deps[k]!]!.size === size) : [];
+      const run = (v: (Arr | undefined)[], o: Arr) => {
+        for (let k = 0; k < deps.length; k++) leaves[k] = v[deps[k]!]!;
+        chain.kernel.run(leaves, o);
+      };
+      return { node: n, shape, dtype, size, deps, kind: "compute", run, inPlace, fused: chain.text };
+    }
     const how = ((): Pick<Step, "kind" | "run" | "inPlace"> => {
       switch (n.op) {
       case "input": {
@@ -462,6 +557,19 @@ interface Accumulation {
   readonly pieces: readonly Node[];
 }
 
+/** A chain planned at a node: its operands (leaves), the kernel, and its tree as text. */
+interface PlannedChain {
+  readonly leaves: readonly Node[];
+  readonly kernel: ChainKernel;
+  readonly text: string;
+  readonly mode: "map" | "sum" | "max";
+}
+
+/** A float unary, binary or where: a node a fused chain can compute. */
+function isElementwise(n: Node): boolean {
+  return (n.op === "unary" || n.op === "binary" || n.op === "where") && n.dtype === "float";
+}
+
 /** A broadcast of the constant 0 (the zero parts of a slice's cotangent). */
 function isZeroFill(n: Node): boolean {
   return n.op === "broadcast" && n.x.op === "const" && n.x.value === 0;
@@ -619,6 +727,8 @@ export interface ProfiledStep {
   readonly node: Node;
   readonly shape: readonly number[];
   readonly deps: readonly number[];
+  /** Set when the step is a fused chain: the tree it computes. */
+  readonly fused?: string;
 }
 let profiler: ((step: ProfiledStep, ms: number, inPlace: boolean) => void) | undefined;
 

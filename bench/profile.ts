@@ -44,6 +44,7 @@ const shapeOf = (p: ProfiledStep, k: number, list: readonly ProfiledStep[]) => l
 const keyOf = (s: ProfiledStep, list: readonly ProfiledStep[]): string => {
   const n = s.node;
   const out = s.shape.join("×");
+  if (s.fused !== undefined) return `chain ${s.fused} → ${out}`;
   switch (n.op) {
     case "unary":
       return `unary ${n.fn} ${out}`;
