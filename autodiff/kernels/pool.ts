@@ -16,7 +16,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule } from "./gemm-wasm.js";
+import { DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule, type GemmKernelShape } from "./gemm-wasm.js";
 import { wasm, type WasmMemory, type WasmModule } from "./wasm-api.js";
 
 /** One sub-GEMM: C += A·B on staged data. Addresses in bytes, strides in elements. */
@@ -182,8 +182,8 @@ export class GemmRuntime {
   /** Jobs run with workers, and jobs that could have used them but ran on the caller alone. */
   readonly stats = { parallelJobs: 0, serialJobs: 0 };
 
-  constructor() {
-    this.module = new wasm.Module(buildGemmModule(DEFAULT_SHAPE, MAX_PAGES));
+  constructor(readonly shape: GemmKernelShape = DEFAULT_SHAPE) {
+    this.module = new wasm.Module(buildGemmModule(shape, MAX_PAGES));
     this.memory = new wasm.Memory({ initial: Math.ceil(LAYOUT.reserved / PAGE), maximum: MAX_PAGES, shared: true });
     const exports = new wasm.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as { run: (t: number, tag: number) => void };
     this.runMain = exports.run;
@@ -406,14 +406,34 @@ function jobTag(job: number): number {
 }
 
 let runtime: GemmRuntime | undefined;
+let kernelShape: GemmKernelShape = DEFAULT_SHAPE;
 
 /** The shared runtime, created on first call with one thread per available core. */
 export function gemmRuntime(): GemmRuntime {
   if (runtime === undefined) {
-    runtime = new GemmRuntime();
+    runtime = new GemmRuntime(kernelShape);
     runtime.setThreads(Math.min(availableParallelism(), LAYOUT.maxThreads));
   }
   return runtime;
+}
+
+/**
+ * The kernel the runtime runs from now on. A started runtime with another kernel is replaced
+ * (same threads and policy); its workers are stopped in the background.
+ */
+export function setGemmKernelShape(shape: GemmKernelShape): void {
+  kernelShape = shape;
+  const old = runtime;
+  if (old === undefined || JSON.stringify(old.shape) === JSON.stringify(shape)) return;
+  runtime = new GemmRuntime(shape);
+  runtime.setThreads(old.threadCount);
+  runtime.policy = old.policy;
+  void old.shutdown().catch(() => undefined);
+}
+
+/** The kernel shape the next product runs with. */
+export function gemmKernelShape(): GemmKernelShape {
+  return kernelShape;
 }
 
 /** True once `gemmRuntime()` has been called (for tests of lazy start). */
