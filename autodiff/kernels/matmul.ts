@@ -27,7 +27,7 @@
  * (still within the K·u bound above). The small path never uses FMA.
  */
 import { TensorError } from "../tensor.js";
-import { gemmKernelShape, gemmRuntime, setGemmKernelShape, type GemmRuntime, type GemmTask } from "./pool.js";
+import { gemmKernelShape, gemmRuntime, setGemmKernelShape, shutdownGemmRuntimes, type GemmRuntime, type GemmTask } from "./pool.js";
 import { DEFAULT_SHAPE } from "./gemm-wasm.js";
 import { fmaSupport, type FmaSupport } from "./features.js";
 
@@ -165,6 +165,7 @@ export function matmulKernelInfo(): { readonly fma: boolean; readonly relaxedSim
  *  only needed to release their threads early. */
 export async function shutdownMatmulWorkers(): Promise<void> {
   await gemmRuntime().shutdown();
+  await shutdownGemmRuntimes();
 }
 
 interface Problem {

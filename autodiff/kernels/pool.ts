@@ -407,28 +407,42 @@ function jobTag(job: number): number {
 
 let runtime: GemmRuntime | undefined;
 let kernelShape: GemmKernelShape = DEFAULT_SHAPE;
+/** One runtime per kernel shape used so far, so that switching back and forth (a benchmark
+ *  interleaving FMA and mul+add) reuses the compiled module, memory and workers. */
+const runtimes = new Map<string, GemmRuntime>();
 
 /** The shared runtime, created on first call with one thread per available core. */
 export function gemmRuntime(): GemmRuntime {
   if (runtime === undefined) {
     runtime = new GemmRuntime(kernelShape);
     runtime.setThreads(Math.min(availableParallelism(), LAYOUT.maxThreads));
+    runtimes.set(JSON.stringify(kernelShape), runtime);
   }
   return runtime;
 }
 
 /**
- * The kernel the runtime runs from now on. A started runtime with another kernel is replaced
- * (same threads and policy); its workers are stopped in the background.
+ * The kernel products run with from now on. The runtime of that kernel is kept (or created
+ * with the current one's threads and policy); the other stays, idle, for a switch back.
  */
 export function setGemmKernelShape(shape: GemmKernelShape): void {
   kernelShape = shape;
   const old = runtime;
-  if (old === undefined || JSON.stringify(old.shape) === JSON.stringify(shape)) return;
-  runtime = new GemmRuntime(shape);
-  runtime.setThreads(old.threadCount);
-  runtime.policy = old.policy;
-  void old.shutdown().catch(() => undefined);
+  if (old === undefined || old.shape === shape || JSON.stringify(old.shape) === JSON.stringify(shape)) return;
+  let next = runtimes.get(JSON.stringify(shape));
+  if (next === undefined) {
+    next = new GemmRuntime(shape);
+    runtimes.set(JSON.stringify(shape), next);
+  }
+  // the thread cap and worker policy set so far carry over
+  if (next.threadCount !== old.threadCount) next.setThreads(old.threadCount);
+  next.policy = old.policy;
+  runtime = next;
+}
+
+/** Stops the workers of every runtime (they restart lazily). */
+export async function shutdownGemmRuntimes(): Promise<void> {
+  await Promise.all([...runtimes.values()].map((r) => r.shutdown()));
 }
 
 /** The kernel shape the next product runs with. */
