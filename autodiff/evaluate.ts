@@ -9,7 +9,7 @@ import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/n
 import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { fusedKernel } from "./kernels/fused.js";
-import { chainKernel, chainOps, chainText, type ChainExpr, type ChainKernel } from "./kernels/chain.js";
+import { chainKernel, chainOps, chainText, coalesce, type ChainExpr, type ChainKernel } from "./kernels/chain.js";
 import { gemm } from "./gemm.js";
 import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
 
@@ -123,6 +123,8 @@ export class Plan {
   private readonly transposedProduct = new Set<Node>();
   /** Adds computed by adding a concat's or scatter_add's pieces into the other operand. */
   private readonly accumulations = new Map<Node, Accumulation>();
+  /** Products that read permuted operands, or write a permuted result, through strides. */
+  private readonly stridedProducts = new Map<Node, StridedProduct>();
   /** Nodes computed as a fused chain (their inlined producers get no step of their own). */
   private readonly chains = new Map<Node, PlannedChain | undefined>();
   private readonly optimizations: Optimizations;
@@ -156,6 +158,17 @@ export class Plan {
         const m = n.x;
         this.transposedProduct.add(n);
         return [isSwapLast(m.b) ? m.b.x : m.b, isSwapLast(m.a) ? m.a.x : m.a];
+      }
+      // permuted operands (split heads) read in place, a permuted product (merge heads) written in place
+      // a formula call without a fused kernel is its body's value (unless calls are kept)
+      const seen = (x: Node): Node => (x.op === "call" && !opts.keepCalls && private1(x) && baseDeps(x)[0] === x.body ? seen(x.body) : x);
+      const product = n.op === "permute" ? seen(n.x) : undefined;
+      const sp = n.op === "matmul"
+        ? this.stridedProduct(n, undefined)
+        : n.op === "permute" && product?.op === "matmul" && private1(product) ? this.stridedProduct(product, n) : undefined;
+      if (sp !== undefined) {
+        this.stridedProducts.set(n, sp);
+        return [sp.a.node, sp.b.node];
       }
       // X + concat(…) and X + scatter_add(…) add the pieces into X (the backward pass of slice and gather)
       const acc = accumulation(n, private1, (x) => this.shapeOf(x));
@@ -305,6 +318,82 @@ export class Plan {
     return { leaves, kernel, text, mode };
   }
 
+  /** `o` as strides over the storage of the nearest node that is not a permute. */
+  private viewOf(o: Node): View {
+    // aliases: a formula call without a fused kernel is its body's value
+    if (o.op === "stopgrad" || o.op === "reshape") {
+      const inner = this.viewOf(o.x);
+      const contiguous = K.strides(this.shapeOf(o.x));
+      if (o.op === "stopgrad" || inner.strides.every((st, i) => st === contiguous[i])) {
+        return o.op === "stopgrad" ? inner : { node: inner.node, strides: K.strides(this.shapeOf(o)) };
+      }
+    }
+    if (o.op === "call" && !(this.opts.fused !== false && fusedKernel(o.formula, o.config) !== undefined)) return this.viewOf(o.body);
+    if (o.op === "permute") {
+      const inner = this.viewOf(o.x);
+      const perm = o.x.shape[0] === BATCH ? concretePerm(o.perm, this.binding.batch.length) : o.perm;
+      return { node: inner.node, strides: perm.map((p) => inner.strides[p]!) };
+    }
+    return { node: o, strides: K.strides(this.shapeOf(o)) };
+  }
+
+  /**
+   * Product `m` reading its operands through their permutes' strides and, with `out` (a
+   * permute of m), writing its entries where `out` keeps them. Undefined when no operand is a
+   * permute beyond a swap of the last two axes (the plain path handles those), or when a view
+   * is not a GEMM operand: unit stride along rows or columns, batch axes that merge into one.
+   * The entries are the same K products summed in the same order: values do not change.
+   */
+  private stridedProduct(m: NodeOf<"matmul">, out: NodeOf<"permute"> | undefined): StridedProduct | undefined {
+    const sa = this.shapeOf(m.a), sb = this.shapeOf(m.b), so = this.shapeOf(m);
+    if (sa.length < 2 || sb.length < 2 || so.length < 2) return undefined;
+    const a = this.viewOf(m.a), b = this.viewOf(m.b);
+    const plain = (o: Node, v: View) => v.node === (isSwapLast(o) ? o.x : o);
+    if (out === undefined && plain(m.a, a) && plain(m.b, b)) return undefined;
+    let cStrides = K.strides(so);
+    if (out !== undefined) {
+      const perm = m.shape[0] === BATCH ? concretePerm(out.perm, this.binding.batch.length) : out.perm;
+      const outSt = K.strides(this.shapeOf(out));
+      const inv: number[] = [];
+      perm.forEach((p, k) => (inv[p] = k));
+      cStrides = so.map((_, ax) => outSt[inv[ax]!]!);
+    }
+    const r = so.length;
+    const M = so[r - 2]!, N = so[r - 1]!, Kd = sa[sa.length - 1]!;
+    /** A stored matrix: unit stride along columns (plain) or rows (transposed), else none. */
+    const matrix = (st: readonly number[], shape: readonly number[]): { trans: boolean; ld: number } | undefined => {
+      const k = shape.length;
+      const rows = shape[k - 2]!, cols = shape[k - 1]!;
+      const rs = st[k - 2]!, cs = st[k - 1]!;
+      if (cols === 1 || cs === 1) return { trans: false, ld: rows === 1 ? Math.max(cols, 1) : rs };
+      if (rows === 1 || rs === 1) return { trans: true, ld: cols === 1 ? Math.max(rows, 1) : cs };
+      return undefined;
+    };
+    const ma = matrix(a.strides, sa), mb = matrix(b.strides, sb), mc = matrix(cStrides, so);
+    if (ma === undefined || mb === undefined || mc === undefined) return undefined;
+    if (ma.ld < (ma.trans ? M : Kd) || mb.ld < (mb.trans ? Kd : N) || mc.ld < (mc.trans ? M : N)) return undefined;
+    // batch axes of A and B broadcast (stride 0) to the output's, then merged into one
+    const bo = so.slice(0, -2);
+    const aligned = (st: readonly number[], shape: readonly number[]) => {
+      const bs = shape.slice(0, -2);
+      const off = bo.length - bs.length;
+      return bo.map((d, i) => (i < off || (bs[i - off] === 1 && d !== 1) ? 0 : st[i - off]!));
+    };
+    const merged = coalesce(bo, [aligned(a.strides, sa), aligned(b.strides, sb), cStrides.slice(0, -2)]);
+    if (merged.dims.length > 1) return undefined;
+    const batch = merged.dims[0] ?? 1;
+    const [sA, sB, sC] = merged.strides.map((s) => s[0] ?? 0) as [number, number, number];
+    // C stored transposed: compute Cᵀ = Bᵀ·Aᵀ (each entry the same products b·a = a·b, same order)
+    const t = mc.trans;
+    const [rows, cols] = t ? [N, M] : [M, N];
+    // the C[b] must not overlap (what matmul's own check requires)
+    if (batch > 1 && rows > 0 && cols > 0 && !(sC >= (rows - 1) * mc.ld + cols || (sC >= cols && (batch - 1) * sC + cols <= mc.ld))) return undefined;
+    if (t) {
+      return { a: b, b: a, batch, M: N, N: M, K: Kd, transA: !mb.trans, transB: !ma.trans, lda: mb.ld, ldb: ma.ld, ldc: mc.ld, sA: sB, sB: sA, sC };
+    }
+    return { a, b, batch, M, N, K: Kd, transA: ma.trans, transB: mb.trans, lda: ma.ld, ldb: mb.ld, ldc: mc.ld, sA, sB, sC };
+  }
+
   private shapeOf(n: Node): number[] {
     return concreteShape(n.shape, this.binding);
   }
@@ -325,6 +414,17 @@ export class Plan {
     const compute = (run: Run, inPlace: readonly number[] = []): Pick<Step, "kind" | "run" | "inPlace"> => ({ kind: "compute", run, inPlace });
     const alias: Pick<Step, "kind" | "run" | "inPlace"> = { kind: "alias", run: () => {}, inPlace: [] };
     const elementwise = (k: number): readonly number[] => Array.from({ length: k }, (_, i) => i);
+    const sp = this.stridedProducts.get(n);
+    if (sp !== undefined) {
+      const dtype = this.dtype;
+      const run = (v: (Arr | undefined)[], o: Arr) =>
+        gemm({
+          dtype, a: v[deps[0]!]! as Float64Array, b: v[deps[1]!]! as Float64Array, c: o as Float64Array,
+          batch: sp.batch, M: sp.M, N: sp.N, K: sp.K, transA: sp.transA, transB: sp.transB,
+          lda: sp.lda, ldb: sp.ldb, ldc: sp.ldc, aBatchStride: sp.sA, bBatchStride: sp.sB, cBatchStride: sp.sC,
+        });
+      return { node: n, shape, dtype: this.dtype, size, deps, kind: "compute", run, inPlace: [] };
+    }
     const chain = this.chains.get(n);
     if (chain !== undefined) {
       const leaves: Arr[] = new Array<Arr>(deps.length);
@@ -555,6 +655,30 @@ interface Accumulation {
   readonly x: Node;
   /** Planned operands besides x: the concat's non-zero parts, or scatter_add's updates and indices. */
   readonly pieces: readonly Node[];
+}
+
+/** An operand read through strides: element (i₀, …) at Σ iₖ·strides[k] of `node`'s array. */
+interface View {
+  readonly node: Node;
+  readonly strides: readonly number[];
+}
+
+/** A product on strided operands and output: the arguments of one `gemm` call. */
+interface StridedProduct {
+  readonly a: View;
+  readonly b: View;
+  readonly batch: number;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly transA: boolean;
+  readonly transB: boolean;
+  readonly lda: number;
+  readonly ldb: number;
+  readonly ldc: number;
+  readonly sA: number;
+  readonly sB: number;
+  readonly sC: number;
 }
 
 /** A chain planned at a node: its operands (leaves), the kernel, and its tree as text. */
