@@ -164,7 +164,8 @@ function machineInfo(): Omit<Machine, "torch" | "torchSkipped" | "tfjs" | "tfjsW
 
 function matmulKernelText(): string {
   const k = matmulKernelInfo();
-  const rs = k.relaxedSimd;
+  // what the runtime offers, the V8 flag included (setting it changes nothing else)
+  const rs = fmaSupport(true);
   const offer = rs.available
     ? `relaxed-SIMD f64x2.relaxed_madd available (${rs.via === "flag" ? "after --experimental-wasm-relaxed-simd, set at run time" : "without flags"}, ${rs.fused ? "fused: one rounding" : "not fused on this CPU"})`
     : "relaxed SIMD not available";
