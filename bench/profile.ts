@@ -50,6 +50,7 @@ const keyOf = (s: ProfiledStep, list: readonly ProfiledStep[]): string => {
   const n = s.node;
   const out = s.shape.join("×");
   if (s.fused !== undefined) return `chain ${s.fused} → ${out}`;
+  if (n.op === "permute" && s.deps.length === 2) return `matmul ${shapeOf(s, 0, list)} · ${shapeOf(s, 1, list)} → ${out} (permuted layout)`;
   switch (n.op) {
     case "unary":
       return `unary ${n.fn} ${out}`;
@@ -84,8 +85,8 @@ const kindOf = (s: ProfiledStep): string => {
     case "call":
       return "reductions, softmax, LayerNorm";
     case "permute":
-      // a transposed product computed as Bᵀ·Aᵀ is a permute node that runs a matmul
-      return n.x.op === "matmul" && s.deps.length === 2 ? "matmul" : "permute, copy";
+      // a permute with two operands is a product written in the permuted layout (Bᵀ·Aᵀ, merged heads)
+      return s.deps.length === 2 ? "matmul" : "permute, copy";
     default:
       return "permute, copy";
   }
