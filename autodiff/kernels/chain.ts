@@ -24,7 +24,12 @@ export type ChainExpr =
   | { readonly kind: "const"; readonly slot: number }
   | { readonly kind: "unary"; readonly fn: ScalarFnName; readonly x: ChainExpr }
   | { readonly kind: "binary"; readonly fn: BinaryFn; readonly a: ChainExpr; readonly b: ChainExpr }
-  | { readonly kind: "where"; readonly cond: ChainExpr; readonly a: ChainExpr; readonly b: ChainExpr };
+  | {
+      readonly kind: "where";
+      readonly cond: ChainExpr;
+      readonly a: ChainExpr;
+      readonly b: ChainExpr;
+    };
 
 /** `map`: one output element per element; `sum`/`max`: one per row of the trailing axes. */
 export type ChainMode = "map" | "sum" | "max";
@@ -134,9 +139,15 @@ function leafSlots(e: ChainExpr, into: Set<number>, consts: Set<number>): void {
  * over one rows × n block.
  */
 type Block = (
-  out: Arr, ob: number, rows: number, n: number,
-  leaves: readonly Arr[], bases: readonly number[], rowStrides: readonly number[],
-  strides: readonly number[], consts: readonly number[],
+  out: Arr,
+  ob: number,
+  rows: number,
+  n: number,
+  leaves: readonly Arr[],
+  bases: readonly number[],
+  rowStrides: readonly number[],
+  strides: readonly number[],
+  consts: readonly number[],
 ) => void;
 
 const blocks = new Map<string, Block>();
@@ -175,7 +186,10 @@ function compileBlock(e: ChainExpr, f32: boolean, mode: ChainMode, leafCount: nu
     ${head.join(" ")} ${body} };`;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
   b = new Function("erf", "SQRT1_2", "SQRT_2_PI", "INV_SQRT_2PI", src)(
-    erf, Math.SQRT1_2, Math.sqrt(2 / Math.PI), 1 / Math.sqrt(2 * Math.PI),
+    erf,
+    Math.SQRT1_2,
+    Math.sqrt(2 / Math.PI),
+    1 / Math.sqrt(2 * Math.PI),
   ) as Block;
   blocks.set(key, b);
   return b;
@@ -185,13 +199,17 @@ function compileBlock(e: ChainExpr, f32: boolean, mode: ChainMode, leafCount: nu
  * Merge adjacent axes that every operand walks contiguously (stride[i] = stride[i+1]·dim[i+1]),
  * after dropping size-1 axes. Returns the merged dims and each operand's merged strides.
  */
-export function coalesce(dims: readonly number[], strides: readonly (readonly number[])[]): { dims: number[]; strides: number[][] } {
+export function coalesce(
+  dims: readonly number[],
+  strides: readonly (readonly number[])[],
+): { dims: number[]; strides: number[][] } {
   const keep = dims.map((d, i) => (d === 1 ? -1 : i)).filter((i) => i >= 0);
   const outDims: number[] = [];
   const outStrides: number[][] = strides.map(() => []);
   for (const ax of keep) {
     const r = outDims.length;
-    const mergeable = r > 0 && strides.every((s, j) => outStrides[j]![r - 1] === s[ax]! * dims[ax]!);
+    const mergeable =
+      r > 0 && strides.every((s, j) => outStrides[j]![r - 1] === s[ax]! * dims[ax]!);
     if (mergeable) {
       outDims[r - 1] = outDims[r - 1]! * dims[ax]!;
       strides.forEach((s, j) => (outStrides[j]![r - 1] = s[ax]!));
@@ -215,8 +233,13 @@ export interface ChainKernel {
  * cannot be walked as rows × n (a leaf broadcast across part of the reduced axes only).
  */
 export function chainKernel(
-  expr: ChainExpr, shape: readonly number[], leafShapes: readonly (readonly number[])[],
-  consts: readonly number[], f32: boolean, mode: ChainMode, reduced = 0,
+  expr: ChainExpr,
+  shape: readonly number[],
+  leafShapes: readonly (readonly number[])[],
+  consts: readonly number[],
+  f32: boolean,
+  mode: ChainMode,
+  reduced = 0,
 ): ChainKernel | undefined {
   const leafStrides = leafShapes.map((s) => broadcastStrides(s, shape));
   const outStrides = broadcastStrides(shape, shape);
@@ -224,8 +247,14 @@ export function chainKernel(
   if (mode !== "map") {
     // kept axes → rows, reduced axes → n; each group must merge into one axis
     const split = shape.length - reduced;
-    const kept = coalesce(shape.slice(0, split), [outStrides.slice(0, split), ...leafStrides.map((s) => s.slice(0, split))]);
-    const red = coalesce(shape.slice(split), [outStrides.slice(split), ...leafStrides.map((s) => s.slice(split))]);
+    const kept = coalesce(shape.slice(0, split), [
+      outStrides.slice(0, split),
+      ...leafStrides.map((s) => s.slice(0, split)),
+    ]);
+    const red = coalesce(shape.slice(split), [
+      outStrides.slice(split),
+      ...leafStrides.map((s) => s.slice(split)),
+    ]);
     if (kept.dims.length > 1 || red.dims.length > 1) return undefined;
     const rows = kept.dims[0] ?? 1;
     const n = red.dims[0] ?? 1;
@@ -254,7 +283,10 @@ export function chainKernel(
   const rowStrides = ls.map((s) => (r < 2 ? 0 : s[r - 2]!));
   if (r <= 2) {
     const bases = ls.map(() => 0);
-    return { run: (leaves, out) => size > 0 && block(out, 0, rows, n, leaves, bases, rowStrides, strides, consts) };
+    return {
+      run: (leaves, out) =>
+        size > 0 && block(out, 0, rows, n, leaves, bases, rowStrides, strides, consts),
+    };
   }
   // more than two axes after merging: an odometer over the leading ones, one block per step
   const outer = dims.slice(0, r - 2);

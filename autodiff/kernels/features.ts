@@ -24,7 +24,13 @@ export interface FmaSupport {
 
 /** madd(p): memory[p + 32…] = memory[p…]·memory[p + 16…] + memory[p + 32…], two f64 lanes. */
 function maddModule(): Uint8Array {
-  const mod = new ModuleBuilder({ module: "env", name: "memory", initial: 1, maximum: 1, shared: true });
+  const mod = new ModuleBuilder({
+    module: "env",
+    name: "memory",
+    initial: 1,
+    maximum: 1,
+    shared: true,
+  });
   const f = mod.func("madd", ["i32"], []);
   const p = f.param(0);
   f.get(p);
@@ -37,7 +43,9 @@ function maddModule(): Uint8Array {
  *  separate multiply rounds the product to 1 first and gives 0. */
 function runsFused(bytes: Uint8Array): boolean {
   const memory = new wasm.Memory({ initial: 1, maximum: 1, shared: true });
-  const { madd } = new wasm.Instance(new wasm.Module(bytes), { env: { memory } }).exports as { madd: (p: number) => void };
+  const { madd } = new wasm.Instance(new wasm.Module(bytes), { env: { memory } }).exports as {
+    madd: (p: number) => void;
+  };
   const m = new Float64Array(memory.buffer, 0, 6);
   m.set([1 + 2 ** -30, 1 + 2 ** -30, 1 - 2 ** -30, 1 - 2 ** -30, -1, -1]);
   madd(0);
@@ -59,6 +67,7 @@ export function fmaSupport(enable = false): FmaSupport {
     v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
     if (wasm.validate(bytes)) via = "flag";
   }
-  detected = via === "none" ? { available: false, via } : { available: true, via, fused: runsFused(bytes) };
+  detected =
+    via === "none" ? { available: false, via } : { available: true, via, fused: runsFused(bytes) };
   return detected;
 }

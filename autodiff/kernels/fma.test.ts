@@ -34,39 +34,42 @@ describe("relaxed-SIMD FMA in the matmul kernel", () => {
   });
 
   const support = fmaSupport(true);
-  test.runIf(support.available && support.fused === true)("on: one rounding per multiply-add, within K·u of the naive loop", () => {
-    configureMatmul({ fma: true, path: "kernel" });
-    expect(matmulKernelInfo().fma).toBe(true);
-    const { a, b } = cancelling(8);
-    const c = new Float64Array(8);
-    matmul({ dtype: "f64", a, b, c, batch: 1, M: 1, N: 8, K: 2 });
-    expect(Array.from(c)).toEqual(new Array(8).fill(-(2 ** -60)));
+  test.runIf(support.available && support.fused === true)(
+    "on: one rounding per multiply-add, within K·u of the naive loop",
+    () => {
+      configureMatmul({ fma: true, path: "kernel" });
+      expect(matmulKernelInfo().fma).toBe(true);
+      const { a, b } = cancelling(8);
+      const c = new Float64Array(8);
+      matmul({ dtype: "f64", a, b, c, batch: 1, M: 1, N: 8, K: 2 });
+      expect(Array.from(c)).toEqual(new Array(8).fill(-(2 ** -60)));
 
-    // random products: |fma − naive| ≤ 2·K·u·Σ|a·b| per entry
-    const rng = new Rng(3);
-    const [M, N, K] = [37, 29, 301];
-    const A = Float64Array.from({ length: M * K }, () => rng.normal());
-    const B = Float64Array.from({ length: K * N }, () => rng.normal());
-    const got = new Float64Array(M * N);
-    const want = new Float64Array(M * N);
-    matmul({ dtype: "f64", a: A, b: B, c: got, batch: 1, M, N, K });
-    naiveMatmul(A, B, want, 1, M, N, K, false, false, 0, 0);
-    let differ = 0;
-    for (let i = 0; i < M; i++) {
-      for (let j = 0; j < N; j++) {
-        let abs = 0;
-        for (let k = 0; k < K; k++) abs += Math.abs(A[i * K + k]! * B[k * N + j]!);
-        const d = Math.abs(got[i * N + j]! - want[i * N + j]!);
-        expect(d).toBeLessThanOrEqual(2 * K * 2 ** -53 * abs);
-        if (d !== 0) differ++;
+      // random products: |fma − naive| ≤ 2·K·u·Σ|a·b| per entry
+      const rng = new Rng(3);
+      const [M, N, K] = [37, 29, 301];
+      const A = Float64Array.from({ length: M * K }, () => rng.normal());
+      const B = Float64Array.from({ length: K * N }, () => rng.normal());
+      const got = new Float64Array(M * N);
+      const want = new Float64Array(M * N);
+      matmul({ dtype: "f64", a: A, b: B, c: got, batch: 1, M, N, K });
+      naiveMatmul(A, B, want, 1, M, N, K, false, false, 0, 0);
+      let differ = 0;
+      for (let i = 0; i < M; i++) {
+        for (let j = 0; j < N; j++) {
+          let abs = 0;
+          for (let k = 0; k < K; k++) abs += Math.abs(A[i * K + k]! * B[k * N + j]!);
+          const d = Math.abs(got[i * N + j]! - want[i * N + j]!);
+          expect(d).toBeLessThanOrEqual(2 * K * 2 ** -53 * abs);
+          if (d !== 0) differ++;
+        }
       }
-    }
-    // FMA and a blocked order change the last bits of some entries
-    expect(differ).toBeGreaterThan(0);
+      // FMA and a blocked order change the last bits of some entries
+      expect(differ).toBeGreaterThan(0);
 
-    configureMatmul({ fma: false });
-    const c2 = new Float64Array(8);
-    matmul({ dtype: "f64", a, b, c: c2, batch: 1, M: 1, N: 8, K: 2 });
-    expect(Array.from(c2)).toEqual(new Array(8).fill(0));
-  });
+      configureMatmul({ fma: false });
+      const c2 = new Float64Array(8);
+      matmul({ dtype: "f64", a, b, c: c2, batch: 1, M: 1, N: 8, K: 2 });
+      expect(Array.from(c2)).toEqual(new Array(8).fill(0));
+    },
+  );
 });
