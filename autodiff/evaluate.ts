@@ -9,7 +9,9 @@ import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/n
 import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { fusedKernel } from "./kernels/fused.js";
-import { chainKernel, chainOps, chainText, coalesce, type ChainExpr, type ChainKernel } from "./kernels/chain.js";
+import {
+  chainKernel, chainOps, chainText, coalesce, type ChainExpr, type ChainKernel,
+} from "./kernels/chain.js";
 import { gemm } from "./gemm.js";
 import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
 
@@ -58,7 +60,9 @@ export interface Optimizations {
 }
 
 function optimizations(o: EvalOptions["optimize"]): Optimizations {
-  if (o === undefined || o === true) return { reuse: true, inPlace: true, rewrites: true, fuse: true };
+  if (o === undefined || o === true) {
+    return { reuse: true, inPlace: true, rewrites: true, fuse: true };
+  }
   if (o === false) return { reuse: false, inPlace: false, rewrites: false, fuse: false };
   return o;
 }
@@ -159,13 +163,18 @@ export class Plan {
         this.transposedProduct.add(n);
         return [isSwapLast(m.b) ? m.b.x : m.b, isSwapLast(m.a) ? m.a.x : m.a];
       }
-      // permuted operands (split heads) read in place, a permuted product (merge heads) written in place
-      // a formula call without a fused kernel is its body's value (unless calls are kept)
-      const seen = (x: Node): Node => (x.op === "call" && !opts.keepCalls && private1(x) && baseDeps(x)[0] === x.body ? seen(x.body) : x);
+      // permuted operands (split heads) read in place, a permuted product (merge heads) written
+      // in place; a formula call without a fused kernel is its body's value (unless calls are kept)
+      const seen = (x: Node): Node =>
+        x.op === "call" && !opts.keepCalls && private1(x) && baseDeps(x)[0] === x.body
+          ? seen(x.body)
+          : x;
       const product = n.op === "permute" ? seen(n.x) : undefined;
       const sp = n.op === "matmul"
         ? this.stridedProduct(n, undefined)
-        : n.op === "permute" && product?.op === "matmul" && private1(product) ? this.stridedProduct(product, n) : undefined;
+        : n.op === "permute" && product?.op === "matmul" && private1(product)
+          ? this.stridedProduct(product, n)
+          : undefined;
       if (sp !== undefined) {
         this.stridedProducts.set(n, sp);
         return [sp.a.node, sp.b.node];
@@ -181,7 +190,10 @@ export class Plan {
     const fuse = this.optimizations.fuse === true && opts.checkFinite !== true;
     // an inlined producer must not be an accumulation, which the rewrite computes better
     const fusable = (p: Node): boolean =>
-      isElementwise(p) && private1(p) && (!this.optimizations.rewrites || accumulation(p, private1, (x) => this.shapeOf(x)) === undefined);
+      isElementwise(p) &&
+      private1(p) &&
+      (!this.optimizations.rewrites ||
+        accumulation(p, private1, (x) => this.shapeOf(x)) === undefined);
     const chainDeps = (n: Node): readonly Node[] | undefined => {
       if (!fuse) return undefined;
       if (!this.chains.has(n)) this.chains.set(n, this.planChain(n, fusable));
@@ -297,7 +309,9 @@ export class Plan {
           case "binary":
             return { kind: "binary", fn: p.fn, a: build(p.a, false), b: build(p.b, false) };
           case "where":
-            return { kind: "where", cond: build(p.cond, false), a: build(p.a, false), b: build(p.b, false) };
+            return {
+              kind: "where", cond: build(p.cond, false), a: build(p.a, false), b: build(p.b, false),
+            };
           default:
             break;
         }
@@ -312,7 +326,8 @@ export class Plan {
     };
     const expr = build(top, true);
     if (chainOps(expr) + (mode === "map" ? 0 : 1) < 2) return undefined;
-    const kernel = chainKernel(expr, shape, leaves.map((l) => this.shapeOf(l)), consts, f32, mode, reduced);
+    const leafShapes = leaves.map((l) => this.shapeOf(l));
+    const kernel = chainKernel(expr, shape, leafShapes, consts, f32, mode, reduced);
     if (kernel === undefined) return undefined;
     const text = mode === "map" ? chainText(expr) : `${mode}(${chainText(expr)})`;
     return { leaves, kernel, text, mode };
@@ -325,13 +340,17 @@ export class Plan {
       const inner = this.viewOf(o.x);
       const contiguous = K.strides(this.shapeOf(o.x));
       if (o.op === "stopgrad" || inner.strides.every((st, i) => st === contiguous[i])) {
-        return o.op === "stopgrad" ? inner : { node: inner.node, strides: K.strides(this.shapeOf(o)) };
+        if (o.op === "stopgrad") return inner;
+        return { node: inner.node, strides: K.strides(this.shapeOf(o)) };
       }
     }
-    if (o.op === "call" && !(this.opts.fused !== false && fusedKernel(o.formula, o.config) !== undefined)) return this.viewOf(o.body);
+    const fusedCall = (c: NodeOf<"call">) =>
+      this.opts.fused !== false && fusedKernel(c.formula, c.config) !== undefined;
+    if (o.op === "call" && !fusedCall(o)) return this.viewOf(o.body);
     if (o.op === "permute") {
       const inner = this.viewOf(o.x);
-      const perm = o.x.shape[0] === BATCH ? concretePerm(o.perm, this.binding.batch.length) : o.perm;
+      const batchRank = this.binding.batch.length;
+      const perm = o.x.shape[0] === BATCH ? concretePerm(o.perm, batchRank) : o.perm;
       return { node: inner.node, strides: perm.map((p) => inner.strides[p]!) };
     }
     return { node: o, strides: K.strides(this.shapeOf(o)) };
@@ -344,7 +363,10 @@ export class Plan {
    * is not a GEMM operand: unit stride along rows or columns, batch axes that merge into one.
    * The entries are the same K products summed in the same order: values do not change.
    */
-  private stridedProduct(m: NodeOf<"matmul">, out: NodeOf<"permute"> | undefined): StridedProduct | undefined {
+  private stridedProduct(
+    m: NodeOf<"matmul">,
+    out: NodeOf<"permute"> | undefined,
+  ): StridedProduct | undefined {
     const sa = this.shapeOf(m.a), sb = this.shapeOf(m.b), so = this.shapeOf(m);
     if (sa.length < 2 || sb.length < 2 || so.length < 2) return undefined;
     const a = this.viewOf(m.a), b = this.viewOf(m.b);
@@ -352,7 +374,8 @@ export class Plan {
     if (out === undefined && plain(m.a, a) && plain(m.b, b)) return undefined;
     let cStrides = K.strides(so);
     if (out !== undefined) {
-      const perm = m.shape[0] === BATCH ? concretePerm(out.perm, this.binding.batch.length) : out.perm;
+      const batchRank = this.binding.batch.length;
+      const perm = m.shape[0] === BATCH ? concretePerm(out.perm, batchRank) : out.perm;
       const outSt = K.strides(this.shapeOf(out));
       const inv: number[] = [];
       perm.forEach((p, k) => (inv[p] = k));
@@ -361,7 +384,8 @@ export class Plan {
     const r = so.length;
     const M = so[r - 2]!, N = so[r - 1]!, Kd = sa[sa.length - 1]!;
     /** A stored matrix: unit stride along columns (plain) or rows (transposed), else none. */
-    const matrix = (st: readonly number[], shape: readonly number[]): { trans: boolean; ld: number } | undefined => {
+    type Stored = { trans: boolean; ld: number } | undefined;
+    const matrix = (st: readonly number[], shape: readonly number[]): Stored => {
       const k = shape.length;
       const rows = shape[k - 2]!, cols = shape[k - 1]!;
       const rs = st[k - 2]!, cs = st[k - 1]!;
@@ -371,7 +395,8 @@ export class Plan {
     };
     const ma = matrix(a.strides, sa), mb = matrix(b.strides, sb), mc = matrix(cStrides, so);
     if (ma === undefined || mb === undefined || mc === undefined) return undefined;
-    if (ma.ld < (ma.trans ? M : Kd) || mb.ld < (mb.trans ? Kd : N) || mc.ld < (mc.trans ? M : N)) return undefined;
+    if (ma.ld < (ma.trans ? M : Kd) || mb.ld < (mb.trans ? Kd : N)) return undefined;
+    if (mc.ld < (mc.trans ? M : N)) return undefined;
     // batch axes of A and B broadcast (stride 0) to the output's, then merged into one
     const bo = so.slice(0, -2);
     const aligned = (st: readonly number[], shape: readonly number[]) => {
@@ -379,7 +404,8 @@ export class Plan {
       const off = bo.length - bs.length;
       return bo.map((d, i) => (i < off || (bs[i - off] === 1 && d !== 1) ? 0 : st[i - off]!));
     };
-    const merged = coalesce(bo, [aligned(a.strides, sa), aligned(b.strides, sb), cStrides.slice(0, -2)]);
+    const batchStrides = [aligned(a.strides, sa), aligned(b.strides, sb), cStrides.slice(0, -2)];
+    const merged = coalesce(bo, batchStrides);
     if (merged.dims.length > 1) return undefined;
     const batch = merged.dims[0] ?? 1;
     const [sA, sB, sC] = merged.strides.map((s) => s[0] ?? 0) as [number, number, number];
@@ -387,11 +413,19 @@ export class Plan {
     const t = mc.trans;
     const [rows, cols] = t ? [N, M] : [M, N];
     // the C[b] must not overlap (what matmul's own check requires)
-    if (batch > 1 && rows > 0 && cols > 0 && !(sC >= (rows - 1) * mc.ld + cols || (sC >= cols && (batch - 1) * sC + cols <= mc.ld))) return undefined;
+    const sequential = sC >= (rows - 1) * mc.ld + cols;
+    const interleaved = sC >= cols && (batch - 1) * sC + cols <= mc.ld;
+    if (batch > 1 && rows > 0 && cols > 0 && !sequential && !interleaved) return undefined;
     if (t) {
-      return { a: b, b: a, batch, M: N, N: M, K: Kd, transA: !mb.trans, transB: !ma.trans, lda: mb.ld, ldb: ma.ld, ldc: mc.ld, sA: sB, sB: sA, sC };
+      return {
+        a: b, b: a, batch, M: N, N: M, K: Kd, transA: !mb.trans, transB: !ma.trans,
+        lda: mb.ld, ldb: ma.ld, ldc: mc.ld, sA: sB, sB: sA, sC,
+      };
     }
-    return { a, b, batch, M, N, K: Kd, transA: ma.trans, transB: mb.trans, lda: ma.ld, ldb: mb.ld, ldc: mc.ld, sA, sB, sC };
+    return {
+      a, b, batch, M, N, K: Kd, transA: ma.trans, transB: mb.trans,
+      lda: ma.ld, ldb: mb.ld, ldc: mc.ld, sA, sB, sC,
+    };
   }
 
   private shapeOf(n: Node): number[] {
@@ -419,9 +453,13 @@ export class Plan {
       const dtype = this.dtype;
       const run = (v: (Arr | undefined)[], o: Arr) =>
         gemm({
-          dtype, a: v[deps[0]!]! as Float64Array, b: v[deps[1]!]! as Float64Array, c: o as Float64Array,
+          dtype,
+          a: v[deps[0]!]! as Float64Array,
+          b: v[deps[1]!]! as Float64Array,
+          c: o as Float64Array,
           batch: sp.batch, M: sp.M, N: sp.N, K: sp.K, transA: sp.transA, transB: sp.transB,
-          lda: sp.lda, ldb: sp.ldb, ldc: sp.ldc, aBatchStride: sp.sA, bBatchStride: sp.sB, cBatchStride: sp.sC,
+          lda: sp.lda, ldb: sp.ldb, ldc: sp.ldc,
+          aBatchStride: sp.sA, bBatchStride: sp.sB, cBatchStride: sp.sC,
         });
       return { node: n, shape, dtype: this.dtype, size, deps, kind: "compute", run, inPlace: [] };
     }
@@ -429,12 +467,14 @@ export class Plan {
     if (chain !== undefined) {
       const leaves: Arr[] = new Array<Arr>(deps.length);
       // a leaf of the output's size is read at the output's index, before it is written
-      const inPlace = chain.mode === "map" ? deps.map((_, k) => k).filter((k) => st[deps[k]!]!.size === size) : [];
+      const fullSize = (k: number) => st[deps[k]!]!.size === size;
+      const inPlace = chain.mode === "map" ? deps.map((_, k) => k).filter(fullSize) : [];
       const run = (v: (Arr | undefined)[], o: Arr) => {
         for (let k = 0; k < deps.length; k++) leaves[k] = v[deps[k]!]!;
         chain.kernel.run(leaves, o);
       };
-      return { node: n, shape, dtype, size, deps, kind: "compute", run, inPlace, fused: chain.text };
+      const fused = chain.text;
+      return { node: n, shape, dtype, size, deps, kind: "compute", run, inPlace, fused };
     }
     const how = ((): Pick<Step, "kind" | "run" | "inPlace"> => {
       switch (n.op) {

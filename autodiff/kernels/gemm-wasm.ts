@@ -31,7 +31,8 @@
  * a separate multiply and add round twice, exactly as the naive loop does. With `fma` the step is
  * `acc_ij = f64x2.relaxed_madd(a_i, b_j, acc_ij)` (relaxed SIMD; Node 20 validates it only after
  * `--experimental-wasm-relaxed-simd`, see features.ts): one rounding per term where the CPU fuses,
- * so products differ from the naive loop in the last bits — opt-in only. Edge blocks (fewer than MR rows or NR columns) go through a small tile
+ * so products differ from the naive loop in the last bits — opt-in only.
+ * Edge blocks (fewer than MR rows or NR columns) go through a small tile
  * buffer so that padding lanes never reach C; padding is zeros in the packed panels and only ever
  * multiplies into discarded lanes, so a NaN or Inf in A or B reaches exactly the C entries it
  * should. Summation order per C entry: k ascending within each kc block, each block's partial
@@ -242,7 +243,10 @@ function emitPack(mod: ModuleBuilder, name: string, W: number, G: number): Funct
  * macro(mb, nb, kb, pa, pb, c, ldc, tile): C[0:mb, 0:nb] += packedA · packedB, where C's rows
  * are `ldc` bytes apart, packedA holds ⌈mb/MR⌉ panels of MR×kb and packedB ⌈nb/NR⌉ panels of kb×NR.
  */
-function emitMacro(mod: ModuleBuilder, { MR, NR, unroll, simd, fma }: GemmKernelShape): FunctionBuilder {
+function emitMacro(
+  mod: ModuleBuilder,
+  { MR, NR, unroll, simd, fma }: GemmKernelShape,
+): FunctionBuilder {
   if (fma === true && !simd) throw new RangeError("fma needs the SIMD kernel");
   const f = mod.func("macro", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], [], true);
   const [mb, nb, kb, pa, pb, c, ldc, tile] = [0, 1, 2, 3, 4, 5, 6, 7];
@@ -275,7 +279,9 @@ function emitMacro(mod: ModuleBuilder, { MR, NR, unroll, simd, fma }: GemmKernel
     for (let m = 0; m < MR; m++) {
       f.get(ap).mem(simd ? "v128.load64_splat" : "f64.load", 8 * MR * u + 8 * m).set(a);
       for (let v = 0; v < NV; v++) {
-        if (fma === true) f.get(a).get(bv[v]!).get(acc[m]![v]!).op("f64x2.relaxed_madd").set(acc[m]![v]!);
+        const sum = acc[m]![v]!;
+        // relaxed_madd(x, y, z) = x·y + z
+        if (fma === true) f.get(a).get(bv[v]!).get(sum).op("f64x2.relaxed_madd").set(sum);
         else f.get(acc[m]![v]!).get(a).get(bv[v]!).op(mul).op(add).set(acc[m]![v]!);
       }
     }

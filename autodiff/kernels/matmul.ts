@@ -27,7 +27,10 @@
  * (still within the K·u bound above). The small path never uses FMA.
  */
 import { TensorError } from "../tensor.js";
-import { gemmKernelShape, gemmRuntime, setGemmKernelShape, shutdownGemmRuntimes, type GemmRuntime, type GemmTask } from "./pool.js";
+import {
+  gemmKernelShape, gemmRuntime, setGemmKernelShape, shutdownGemmRuntimes,
+  type GemmRuntime, type GemmTask,
+} from "./pool.js";
 import { DEFAULT_SHAPE } from "./gemm-wasm.js";
 import { fmaSupport, type FmaSupport } from "./features.js";
 
@@ -149,12 +152,17 @@ export function configureMatmul(options: {
 function setFma(on: boolean): void {
   if (on) {
     const s = fmaSupport(true);
-    if (!s.available) throw new Error("matmul: this WebAssembly runtime has no relaxed-SIMD multiply-add (f64x2.relaxed_madd)");
+    if (!s.available) {
+      throw new Error(
+        "matmul: this WebAssembly runtime has no relaxed-SIMD multiply-add (f64x2.relaxed_madd)",
+      );
+    }
   }
   setGemmKernelShape({ ...DEFAULT_SHAPE, fma: on });
 }
 
-if (typeof process !== "undefined" && process.env["SPECFORMER_FMA"] === "1" && fmaSupport(true).available) setFma(true);
+const fmaAsked = typeof process !== "undefined" && process.env["SPECFORMER_FMA"] === "1";
+if (fmaAsked && fmaSupport(true).available) setFma(true);
 
 /** Which matmul kernel runs: FMA or separate multiply and add, and what the runtime offers. */
 export function matmulKernelInfo(): { readonly fma: boolean; readonly relaxedSimd: FmaSupport } {

@@ -16,7 +16,9 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule, type GemmKernelShape } from "./gemm-wasm.js";
+import {
+  DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule, type GemmKernelShape,
+} from "./gemm-wasm.js";
 import { wasm, type WasmMemory, type WasmModule } from "./wasm-api.js";
 
 /** One sub-GEMM: C += A·B on staged data. Addresses in bytes, strides in elements. */
@@ -428,7 +430,7 @@ export function gemmRuntime(): GemmRuntime {
 export function setGemmKernelShape(shape: GemmKernelShape): void {
   kernelShape = shape;
   const old = runtime;
-  if (old === undefined || old.shape === shape || JSON.stringify(old.shape) === JSON.stringify(shape)) return;
+  if (old === undefined || JSON.stringify(old.shape) === JSON.stringify(shape)) return;
   let next = runtimes.get(JSON.stringify(shape));
   if (next === undefined) {
     next = new GemmRuntime(shape);
