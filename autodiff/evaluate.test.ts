@@ -6,8 +6,8 @@
 import { describe, expect, test } from "vitest";
 import "../spec/index.js";
 import { formulaGraph, type Graph } from "./graph.js";
-import { evaluate } from "./evaluate.js";
-import { vjp } from "./grad.js";
+import { evaluate, plan } from "./evaluate.js";
+import { gradGraph, vjp } from "./grad.js";
 import { Rng, sampleInputs } from "./random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "./tensor.js";
 import { evalDim } from "../spec/dims.js";
@@ -62,6 +62,27 @@ describe("optimised evaluation equals the plain interpretation", () => {
       checkBoth(g, inputs, { loss: Tensor.scalar(1, dtype) }, dtype, "gpt");
     });
   }
+
+  test("split and merge heads: products read and write permuted heads through strides", () => {
+    const cfg = { H: 3, placement: "pre", activation: "gelu_tanh" };
+    const g = formulaGraph("block", cfg);
+    for (const batch of [[], [2]] as const) {
+      for (const dtype of ["f64", "f32"] as const) {
+        const dims = { n: 7, d_k: 5, H_kv: 3, d_ff: 11 };
+        const x = sampleInputs("block", cfg, { seed: 8, dims, batch: [...batch], dtype });
+        const y = evaluate(g, x, { dtype })["y"]!;
+        const cot = { y: new Rng(2).normalTensor(y.shape, 1, dtype) };
+        checkBoth(g, x, cot, dtype, `block, batch [${batch.join(", ")}]`);
+        if (batch.length > 0) continue;
+        // forward and backward: every permute is a product's strided read or write (two operands)
+        const gg = gradGraph(g, { of: ["y"], withValues: true });
+        const steps = plan(gg, { ...x, "cot.y": cot.y }, { dtype }).steps;
+        const copies = steps.filter((s) => s.node.op === "permute" && s.deps.length === 1);
+        expect(copies.map((s) => s.shape.join("×"))).toEqual([]);
+        expect(steps.filter((s) => s.node.op === "permute").length).toBeGreaterThan(0);
+      }
+    }
+  });
 
   test("accumulation into a sum turns −0 into +0 outside the added pieces, as the plain sum does", () => {
     const W = input("W", ["r", "c"]);

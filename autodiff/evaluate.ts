@@ -9,6 +9,9 @@ import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/n
 import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { fusedKernel } from "./kernels/fused.js";
+import {
+  chainKernel, chainOps, chainText, coalesce, type ChainExpr, type ChainKernel,
+} from "./kernels/chain.js";
 import { gemm } from "./gemm.js";
 import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
 
@@ -48,11 +51,19 @@ export interface Optimizations {
   readonly inPlace: boolean;
   /** (A·B)ᵀ as Bᵀ·Aᵀ; X + concat(…) and X + scatter_add(…) added piecewise into X. */
   readonly rewrites: boolean;
+  /**
+   * Elementwise chains (unary, binary, where, constants) whose intermediate values are read once
+   * run as one generated loop, and so do row sums and maxima of such a chain (default: on with
+   * `optimize: true`, off when an object leaves it out).
+   */
+  readonly fuse?: boolean;
 }
 
 function optimizations(o: EvalOptions["optimize"]): Optimizations {
-  if (o === undefined || o === true) return { reuse: true, inPlace: true, rewrites: true };
-  if (o === false) return { reuse: false, inPlace: false, rewrites: false };
+  if (o === undefined || o === true) {
+    return { reuse: true, inPlace: true, rewrites: true, fuse: true };
+  }
+  if (o === false) return { reuse: false, inPlace: false, rewrites: false, fuse: false };
   return o;
 }
 
@@ -72,6 +83,8 @@ interface Step {
   readonly kind: "input" | "alias" | "compute";
   /** Operand positions whose buffer `run` may also write into (elementwise at identical indices). */
   readonly inPlace: readonly number[];
+  /** For a fused chain: the tree it computes (`mul(L0, sub(L1, C0))`, leaves are deps). */
+  readonly fused?: string;
   run(vals: (Arr | undefined)[], out: Arr): void;
 }
 
@@ -114,6 +127,10 @@ export class Plan {
   private readonly transposedProduct = new Set<Node>();
   /** Adds computed by adding a concat's or scatter_add's pieces into the other operand. */
   private readonly accumulations = new Map<Node, Accumulation>();
+  /** Products that read permuted operands, or write a permuted result, through strides. */
+  private readonly stridedProducts = new Map<Node, StridedProduct>();
+  /** Nodes computed as a fused chain (their inlined producers get no step of their own). */
+  private readonly chains = new Map<Node, PlannedChain | undefined>();
   private readonly optimizations: Optimizations;
 
   constructor(
@@ -138,13 +155,29 @@ export class Plan {
     const uses = new Map<Node, number>();
     for (const n of postOrder(roots, baseDeps)) for (const d of baseDeps(n)) uses.set(d, (uses.get(d) ?? 0) + 1);
     const private1 = (n: Node) => uses.get(n) === 1 && !outputNodes.has(n);
-    const depsOf = (n: Node): Node[] => {
-      if (!this.optimizations.rewrites) return baseDeps(n);
+    const depsOf = (n: Node): readonly Node[] => {
+      if (!this.optimizations.rewrites) return chainDeps(n) ?? baseDeps(n);
       // (A·B)ᵀ = Bᵀ·Aᵀ: a transposed product is computed transposed, never copied
       if (isSwapLast(n) && n.x.op === "matmul" && private1(n.x) && this.shapeOf(n.x.a).length >= 2 && this.shapeOf(n.x.b).length >= 2) {
         const m = n.x;
         this.transposedProduct.add(n);
         return [isSwapLast(m.b) ? m.b.x : m.b, isSwapLast(m.a) ? m.a.x : m.a];
+      }
+      // permuted operands (split heads) read in place, a permuted product (merge heads) written
+      // in place; a formula call without a fused kernel is its body's value (unless calls are kept)
+      const seen = (x: Node): Node =>
+        x.op === "call" && !opts.keepCalls && private1(x) && baseDeps(x)[0] === x.body
+          ? seen(x.body)
+          : x;
+      const product = n.op === "permute" ? seen(n.x) : undefined;
+      const sp = n.op === "matmul"
+        ? this.stridedProduct(n, undefined)
+        : n.op === "permute" && product?.op === "matmul" && private1(product)
+          ? this.stridedProduct(product, n)
+          : undefined;
+      if (sp !== undefined) {
+        this.stridedProducts.set(n, sp);
+        return [sp.a.node, sp.b.node];
       }
       // X + concat(…) and X + scatter_add(…) add the pieces into X (the backward pass of slice and gather)
       const acc = accumulation(n, private1, (x) => this.shapeOf(x));
@@ -152,7 +185,19 @@ export class Plan {
         this.accumulations.set(n, acc);
         return [acc.x, ...acc.pieces];
       }
-      return baseDeps(n);
+      return chainDeps(n) ?? baseDeps(n);
+    };
+    const fuse = this.optimizations.fuse === true && opts.checkFinite !== true;
+    // an inlined producer must not be an accumulation, which the rewrite computes better
+    const fusable = (p: Node): boolean =>
+      isElementwise(p) &&
+      private1(p) &&
+      (!this.optimizations.rewrites ||
+        accumulation(p, private1, (x) => this.shapeOf(x)) === undefined);
+    const chainDeps = (n: Node): readonly Node[] | undefined => {
+      if (!fuse) return undefined;
+      if (!this.chains.has(n)) this.chains.set(n, this.planChain(n, fusable));
+      return this.chains.get(n)?.leaves;
     };
     const order = postOrder(roots, depsOf);
     for (const n of order) {
@@ -221,6 +266,168 @@ export class Plan {
     throw new EvalError(`internal: step ${i} has no operand in buffer ${o}`);
   }
 
+  /**
+   * The chain rooted at `n`: an elementwise node with its single-use elementwise producers of
+   * the same shape inlined (constants too), or a row sum/max (trailing axes) of such a chain.
+   * Undefined when fewer than two primitives would run together.
+   */
+  private planChain(n: Node, fusable: (p: Node) => boolean): PlannedChain | undefined {
+    let top: Node;
+    let mode: "map" | "sum" | "max" = "map";
+    let reduced = 0;
+    if (isElementwise(n)) top = n;
+    else if (n.op === "reduce" && n.dtype === "float" && fusable(n.x)) {
+      const r = n.x.shape.length === 0 ? 0 : this.shapeOf(n.x).length;
+      const axes = concreteAxes(n.x.shape, n.axes, this.binding.batch.length);
+      if (axes.length === 0 || !axes.every((a, i) => a === r - axes.length + i)) return undefined;
+      top = n.x;
+      mode = n.fn;
+      reduced = axes.length;
+    } else return undefined;
+    const shape = this.shapeOf(top);
+    const same = (p: Node) => {
+      const s = this.shapeOf(p);
+      return s.length === shape.length && s.every((d, i) => d === shape[i]);
+    };
+    const leaves: Node[] = [];
+    const slots = new Map<Node, number>();
+    const consts: number[] = [];
+    const f32 = this.dtype === "f32";
+    const build = (p: Node, root: boolean): ChainExpr => {
+      if ((p.op === "const" || p.op === "dim") && p.dtype === "float") {
+        const v = p.op === "const" ? p.value : evalDim(p.dim, this.binding.dims);
+        if (v !== undefined) {
+          // the plain step stores a constant in an array of the dtype: round it the same way
+          consts.push(f32 ? Math.fround(v) : v);
+          return { kind: "const", slot: consts.length - 1 };
+        }
+      }
+      if (root || (fusable(p) && same(p))) {
+        switch (p.op) {
+          case "unary":
+            return { kind: "unary", fn: p.fn, x: build(p.x, false) };
+          case "binary":
+            return { kind: "binary", fn: p.fn, a: build(p.a, false), b: build(p.b, false) };
+          case "where":
+            return {
+              kind: "where", cond: build(p.cond, false), a: build(p.a, false), b: build(p.b, false),
+            };
+          default:
+            break;
+        }
+      }
+      let slot = slots.get(p);
+      if (slot === undefined) {
+        slot = leaves.length;
+        slots.set(p, slot);
+        leaves.push(p);
+      }
+      return { kind: "leaf", slot };
+    };
+    const expr = build(top, true);
+    if (chainOps(expr) + (mode === "map" ? 0 : 1) < 2) return undefined;
+    const leafShapes = leaves.map((l) => this.shapeOf(l));
+    const kernel = chainKernel(expr, shape, leafShapes, consts, f32, mode, reduced);
+    if (kernel === undefined) return undefined;
+    const text = mode === "map" ? chainText(expr) : `${mode}(${chainText(expr)})`;
+    return { leaves, kernel, text, mode };
+  }
+
+  /** `o` as strides over the storage of the nearest node that is not a permute. */
+  private viewOf(o: Node): View {
+    // aliases: a formula call without a fused kernel is its body's value
+    if (o.op === "stopgrad" || o.op === "reshape") {
+      const inner = this.viewOf(o.x);
+      const contiguous = K.strides(this.shapeOf(o.x));
+      if (o.op === "stopgrad" || inner.strides.every((st, i) => st === contiguous[i])) {
+        if (o.op === "stopgrad") return inner;
+        return { node: inner.node, strides: K.strides(this.shapeOf(o)) };
+      }
+    }
+    const fusedCall = (c: NodeOf<"call">) =>
+      this.opts.fused !== false && fusedKernel(c.formula, c.config) !== undefined;
+    if (o.op === "call" && !fusedCall(o)) return this.viewOf(o.body);
+    if (o.op === "permute") {
+      const inner = this.viewOf(o.x);
+      const batchRank = this.binding.batch.length;
+      const perm = o.x.shape[0] === BATCH ? concretePerm(o.perm, batchRank) : o.perm;
+      return { node: inner.node, strides: perm.map((p) => inner.strides[p]!) };
+    }
+    return { node: o, strides: K.strides(this.shapeOf(o)) };
+  }
+
+  /**
+   * Product `m` reading its operands through their permutes' strides and, with `out` (a
+   * permute of m), writing its entries where `out` keeps them. Undefined when no operand is a
+   * permute beyond a swap of the last two axes (the plain path handles those), or when a view
+   * is not a GEMM operand: unit stride along rows or columns, batch axes that merge into one.
+   * The entries are the same K products summed in the same order: values do not change.
+   */
+  private stridedProduct(
+    m: NodeOf<"matmul">,
+    out: NodeOf<"permute"> | undefined,
+  ): StridedProduct | undefined {
+    const sa = this.shapeOf(m.a), sb = this.shapeOf(m.b), so = this.shapeOf(m);
+    if (sa.length < 2 || sb.length < 2 || so.length < 2) return undefined;
+    const a = this.viewOf(m.a), b = this.viewOf(m.b);
+    const plain = (o: Node, v: View) => v.node === (isSwapLast(o) ? o.x : o);
+    if (out === undefined && plain(m.a, a) && plain(m.b, b)) return undefined;
+    let cStrides = K.strides(so);
+    if (out !== undefined) {
+      const batchRank = this.binding.batch.length;
+      const perm = m.shape[0] === BATCH ? concretePerm(out.perm, batchRank) : out.perm;
+      const outSt = K.strides(this.shapeOf(out));
+      const inv: number[] = [];
+      perm.forEach((p, k) => (inv[p] = k));
+      cStrides = so.map((_, ax) => outSt[inv[ax]!]!);
+    }
+    const r = so.length;
+    const M = so[r - 2]!, N = so[r - 1]!, Kd = sa[sa.length - 1]!;
+    /** A stored matrix: unit stride along columns (plain) or rows (transposed), else none. */
+    type Stored = { trans: boolean; ld: number } | undefined;
+    const matrix = (st: readonly number[], shape: readonly number[]): Stored => {
+      const k = shape.length;
+      const rows = shape[k - 2]!, cols = shape[k - 1]!;
+      const rs = st[k - 2]!, cs = st[k - 1]!;
+      if (cols === 1 || cs === 1) return { trans: false, ld: rows === 1 ? Math.max(cols, 1) : rs };
+      if (rows === 1 || rs === 1) return { trans: true, ld: cols === 1 ? Math.max(rows, 1) : cs };
+      return undefined;
+    };
+    const ma = matrix(a.strides, sa), mb = matrix(b.strides, sb), mc = matrix(cStrides, so);
+    if (ma === undefined || mb === undefined || mc === undefined) return undefined;
+    if (ma.ld < (ma.trans ? M : Kd) || mb.ld < (mb.trans ? Kd : N)) return undefined;
+    if (mc.ld < (mc.trans ? M : N)) return undefined;
+    // batch axes of A and B broadcast (stride 0) to the output's, then merged into one
+    const bo = so.slice(0, -2);
+    const aligned = (st: readonly number[], shape: readonly number[]) => {
+      const bs = shape.slice(0, -2);
+      const off = bo.length - bs.length;
+      return bo.map((d, i) => (i < off || (bs[i - off] === 1 && d !== 1) ? 0 : st[i - off]!));
+    };
+    const batchStrides = [aligned(a.strides, sa), aligned(b.strides, sb), cStrides.slice(0, -2)];
+    const merged = coalesce(bo, batchStrides);
+    if (merged.dims.length > 1) return undefined;
+    const batch = merged.dims[0] ?? 1;
+    const [sA, sB, sC] = merged.strides.map((s) => s[0] ?? 0) as [number, number, number];
+    // C stored transposed: compute Cᵀ = Bᵀ·Aᵀ (each entry the same products b·a = a·b, same order)
+    const t = mc.trans;
+    const [rows, cols] = t ? [N, M] : [M, N];
+    // the C[b] must not overlap (what matmul's own check requires)
+    const sequential = sC >= (rows - 1) * mc.ld + cols;
+    const interleaved = sC >= cols && (batch - 1) * sC + cols <= mc.ld;
+    if (batch > 1 && rows > 0 && cols > 0 && !sequential && !interleaved) return undefined;
+    if (t) {
+      return {
+        a: b, b: a, batch, M: N, N: M, K: Kd, transA: !mb.trans, transB: !ma.trans,
+        lda: mb.ld, ldb: ma.ld, ldc: mc.ld, sA: sB, sB: sA, sC,
+      };
+    }
+    return {
+      a, b, batch, M, N, K: Kd, transA: ma.trans, transB: mb.trans,
+      lda: ma.ld, ldb: mb.ld, ldc: mc.ld, sA, sB, sC,
+    };
+  }
+
   private shapeOf(n: Node): number[] {
     return concreteShape(n.shape, this.binding);
   }
@@ -241,6 +448,34 @@ export class Plan {
     const compute = (run: Run, inPlace: readonly number[] = []): Pick<Step, "kind" | "run" | "inPlace"> => ({ kind: "compute", run, inPlace });
     const alias: Pick<Step, "kind" | "run" | "inPlace"> = { kind: "alias", run: () => {}, inPlace: [] };
     const elementwise = (k: number): readonly number[] => Array.from({ length: k }, (_, i) => i);
+    const sp = this.stridedProducts.get(n);
+    if (sp !== undefined) {
+      const dtype = this.dtype;
+      const run = (v: (Arr | undefined)[], o: Arr) =>
+        gemm({
+          dtype,
+          a: v[deps[0]!]! as Float64Array,
+          b: v[deps[1]!]! as Float64Array,
+          c: o as Float64Array,
+          batch: sp.batch, M: sp.M, N: sp.N, K: sp.K, transA: sp.transA, transB: sp.transB,
+          lda: sp.lda, ldb: sp.ldb, ldc: sp.ldc,
+          aBatchStride: sp.sA, bBatchStride: sp.sB, cBatchStride: sp.sC,
+        });
+      return { node: n, shape, dtype: this.dtype, size, deps, kind: "compute", run, inPlace: [] };
+    }
+    const chain = this.chains.get(n);
+    if (chain !== undefined) {
+      const leaves: Arr[] = new Array<Arr>(deps.length);
+      // a leaf of the output's size is read at the output's index, before it is written
+      const fullSize = (k: number) => st[deps[k]!]!.size === size;
+      const inPlace = chain.mode === "map" ? deps.map((_, k) => k).filter(fullSize) : [];
+      const run = (v: (Arr | undefined)[], o: Arr) => {
+        for (let k = 0; k < deps.length; k++) leaves[k] = v[deps[k]!]!;
+        chain.kernel.run(leaves, o);
+      };
+      const fused = chain.text;
+      return { node: n, shape, dtype, size, deps, kind: "compute", run, inPlace, fused };
+    }
     const how = ((): Pick<Step, "kind" | "run" | "inPlace"> => {
       switch (n.op) {
       case "input": {
@@ -462,6 +697,43 @@ interface Accumulation {
   readonly pieces: readonly Node[];
 }
 
+/** An operand read through strides: element (i₀, …) at Σ iₖ·strides[k] of `node`'s array. */
+interface View {
+  readonly node: Node;
+  readonly strides: readonly number[];
+}
+
+/** A product on strided operands and output: the arguments of one `gemm` call. */
+interface StridedProduct {
+  readonly a: View;
+  readonly b: View;
+  readonly batch: number;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly transA: boolean;
+  readonly transB: boolean;
+  readonly lda: number;
+  readonly ldb: number;
+  readonly ldc: number;
+  readonly sA: number;
+  readonly sB: number;
+  readonly sC: number;
+}
+
+/** A chain planned at a node: its operands (leaves), the kernel, and its tree as text. */
+interface PlannedChain {
+  readonly leaves: readonly Node[];
+  readonly kernel: ChainKernel;
+  readonly text: string;
+  readonly mode: "map" | "sum" | "max";
+}
+
+/** A float unary, binary or where: a node a fused chain can compute. */
+function isElementwise(n: Node): boolean {
+  return (n.op === "unary" || n.op === "binary" || n.op === "where") && n.dtype === "float";
+}
+
 /** A broadcast of the constant 0 (the zero parts of a slice's cotangent). */
 function isZeroFill(n: Node): boolean {
   return n.op === "broadcast" && n.x.op === "const" && n.x.value === 0;
@@ -619,6 +891,8 @@ export interface ProfiledStep {
   readonly node: Node;
   readonly shape: readonly number[];
   readonly deps: readonly number[];
+  /** Set when the step is a fused chain: the tree it computes. */
+  readonly fused?: string;
 }
 let profiler: ((step: ProfiledStep, ms: number, inPlace: boolean) => void) | undefined;
 

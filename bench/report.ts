@@ -53,6 +53,7 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
         ["Node", m.node],
         ["tfjs", `${m.tfjs ?? "?"} (CPU backend: pure JS; WebAssembly backend: SIMD ${m.tfjsWasm?.simd ? "yes" : "no"}, threads ${m.tfjsWasm?.threads ? "yes" : "no"})`],
         ["PyTorch", m.torch ? `${m.torch.version}, ${m.torch.threads} threads, NumPy ${m.torch.numpy}` : `skipped: ${m.torchSkipped}`],
+        ["matmul kernel (specformer)", m.matmulKernel ?? ""],
         ["BLAS (torch)", m.torch ? `${m.torch.blas}${m.torch.blasLibraries.length ? ` — ${m.torch.blasLibraries.join(", ")}` : ""}` : ""],
       ],
     ),
@@ -118,7 +119,7 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
   }
 
   if (res.interpreter && res.interpreter.length > 0) {
-    out.push(`## What each interpreter optimisation buys`, "", "The same specformer pass with the optimisations switched on one after another (every configuration computes bit-identical values; autodiff/evaluate.test.ts). Block configurations are timed interleaved, repetition by repetition.", "");
+    out.push(`## What each interpreter optimisation buys`, "", "The same specformer pass with the optimisations switched on one after another (every configuration computes bit-identical values — autodiff/evaluate.test.ts, autodiff/fusion.test.ts — except the FMA kernel, which rounds each multiply-add once). Block configurations are timed interleaved, repetition by repetition.", "");
     out.push(table(["workload", "configuration", "time", "peak RSS"], res.interpreter.map((x) => [x.workload, x.config, `${ms(x.timing.medianMs)} (${ms(x.timing.minMs)}–${ms(x.timing.maxMs)}, ${x.timing.reps} reps)`, gib(x.peakRssBytes)])), "");
   }
   if (res.gradcheck) {

@@ -18,7 +18,9 @@
  * test runs), `--out DIR` (default: bench/), `--only matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup`
  * (a partial run keeps the other parts of the previous bench/results.json in the report; also
  * `cli-startup` and `timings`, which print their figures only),
- * `--no-tfjs-cpu-gpt` (skip tfjs's CPU backend on the GPT-2 shape, which takes minutes).
+ * `--no-tfjs-cpu-gpt` (skip tfjs's CPU backend on the GPT-2 shape, which takes minutes),
+ * `--fma` (specformer's products with the relaxed-SIMD FMA kernel, where the runtime has it; the
+ * machine table says which kernel ran).
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
@@ -31,7 +33,8 @@ import { evaluate, type Optimizations } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import { gemm } from "../autodiff/gemm.js";
 import { gradcheckGraph } from "../autodiff/gradcheck.js";
-import { shutdownMatmulWorkers } from "../autodiff/kernels/matmul.js";
+import { configureMatmul, matmulKernelInfo, shutdownMatmulWorkers } from "../autodiff/kernels/matmul.js";
+import { fmaSupport } from "../autodiff/kernels/features.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { getPreset } from "../spec/presets.js";
 import { runLaws } from "../properties/run.js";
@@ -87,6 +90,8 @@ export interface Machine {
   readonly torchSkipped?: string;
   /** 2 cores × clock × FLOPs per cycle: SIMD128 (what WebAssembly can use) and AVX2. */
   readonly peakGflops: { readonly simd128: Record<FloatDType, number>; readonly avx2: Record<FloatDType, number> };
+  /** specformer's matmul kernel in this run (FMA or mul + add) and what the runtime offers. */
+  readonly matmulKernel?: string;
 }
 
 export interface Results {
@@ -116,6 +121,8 @@ export interface RunOptions {
   readonly outDir?: string;
   readonly only?: readonly string[];
   readonly tfjsCpuGpt?: boolean;
+  /** specformer's products with the relaxed-SIMD FMA kernel, where the runtime has it. */
+  readonly fma?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -155,7 +162,18 @@ function machineInfo(): Omit<Machine, "torch" | "torchSkipped" | "tfjs" | "tfjsW
     loadavgBefore: loadavg(),
     node: process.version,
     peakGflops: { simd128, avx2: { f64: simd128.f64 * 2, f32: simd128.f32 * 2 } },
+    matmulKernel: matmulKernelText(),
   };
+}
+
+function matmulKernelText(): string {
+  const k = matmulKernelInfo();
+  // what the runtime offers, the V8 flag included (setting it changes nothing else)
+  const rs = fmaSupport(true);
+  const offer = rs.available
+    ? `relaxed-SIMD f64x2.relaxed_madd available (${rs.via === "flag" ? "after --experimental-wasm-relaxed-simd, set at run time" : "without flags"}, ${rs.fused ? "fused: one rounding" : "not fused on this CPU"})`
+    : "relaxed SIMD not available";
+  return `WebAssembly SIMD128, ${k.fma ? "FMA (relaxed_madd)" : "separate multiply and add"}; ${offer}`;
 }
 
 function blasName(libs: readonly string[], config: string | null): string {
@@ -192,6 +210,11 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
   const smoke = mode === "smoke";
   const log = opts.log ?? ((l: string) => process.stdout.write(l + "\n"));
   const only = (w: string) => opts.only === undefined || opts.only.includes(w);
+  if (opts.fma === true && fmaSupport(true).available) {
+    configureMatmul({ fma: true });
+    // the GPT-2 child processes choose their kernel from the environment
+    process.env["SPECFORMER_FMA"] = "1";
+  }
   const base = machineInfo();
   const rows: Row[] = [];
   const notes: string[] = [];
@@ -379,22 +402,31 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       const inputs = makeTensors(inSpecs, "f64");
       const cot = { y: makeTensors([cotSpec], "f64")["cot.y"]! };
       const { warmup, reps: r } = reps(mode, 15);
-      const configs: [string, Optimizations | boolean][] = [
-        ["plain (fresh arrays)", false],
-        ["+ reuse of dead arrays", { reuse: true, inPlace: false, rewrites: false }],
-        ["+ in-place elementwise steps", { reuse: true, inPlace: true, rewrites: false }],
-        ["+ rewrites (transposed products, accumulation into sums)", true],
+      const fmaRun = matmulKernelInfo().fma;
+      const configs: [string, Optimizations | boolean, boolean][] = [
+        ["plain (fresh arrays)", false, fmaRun],
+        ["+ reuse of dead arrays", { reuse: true, inPlace: false, rewrites: false }, fmaRun],
+        ["+ in-place elementwise steps", { reuse: true, inPlace: true, rewrites: false }, fmaRun],
+        ["+ rewrites (transposed products, accumulation into sums)", { reuse: true, inPlace: true, rewrites: true, fuse: false }, fmaRun],
+        ["+ fused elementwise chains and row reductions", true, fmaRun],
       ];
+      // what the FMA kernel adds, when the runtime has it and the run did not already use it
+      if (!fmaRun && fmaSupport(true).available) configs.push(["+ relaxed-SIMD FMA in products", true, true]);
       // interleaved repetitions, so that a change in the machine's load falls on every configuration alike
       const samples = configs.map(() => [] as number[]);
-      for (const [, o] of configs) for (let i = 0; i < warmup; i++) vjp(g, inputs, cot, { optimize: o });
+      for (const [, o, fma] of configs) {
+        configureMatmul({ fma });
+        for (let i = 0; i < warmup; i++) vjp(g, inputs, cot, { optimize: o });
+      }
       for (let k = 0; k < r; k++) {
-        configs.forEach(([, o], c) => {
+        configs.forEach(([, o, fma], c) => {
+          configureMatmul({ fma });
           const t0 = performance.now();
           vjp(g, inputs, cot, { optimize: o });
           samples[c]!.push(performance.now() - t0);
         });
       }
+      configureMatmul({ fma: fmaRun });
       configs.forEach(([name], c) => interpreter.push({ workload, config: name, timing: timingOf(samples[c]!) }));
       log(`interpreter, ${workload}: ${interpreter.map((x) => `${x.config} ${x.timing.medianMs.toFixed(1)} ms`).join("; ")}`);
       // (the smoke run skips this second GPT process: its plain path is the tested block's)
@@ -657,7 +689,7 @@ function targetsOf(rows: readonly Row[], machine: Machine, transport?: Results["
 }
 
 function parseArgs(argv: readonly string[]): RunOptions {
-  const opts: { mode?: RunOptions["mode"]; outDir?: string; only?: string[]; tfjsCpuGpt?: boolean } = {};
+  const opts: { mode?: RunOptions["mode"]; outDir?: string; only?: string[]; tfjsCpuGpt?: boolean; fma?: boolean } = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--quick") opts.mode = "quick";
@@ -665,7 +697,8 @@ function parseArgs(argv: readonly string[]): RunOptions {
     else if (a === "--out") opts.outDir = argv[++i];
     else if (a === "--only") opts.only = (argv[++i] ?? "").split(",");
     else if (a === "--no-tfjs-cpu-gpt") opts.tfjsCpuGpt = false;
-    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup,cli-startup,timings, --no-tfjs-cpu-gpt`);
+    else if (a === "--fma") opts.fma = true;
+    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup,cli-startup,timings, --no-tfjs-cpu-gpt, --fma`);
   }
   const known = ["matmul", "block", "gpt", "interpreter", "gradcheck", "laws", "transport", "gpt-process", "startup", ...STANDALONE];
   for (const w of opts.only ?? []) if (!known.includes(w)) throw new Error(`--only: unknown workload "${w}"; workloads: ${known.join(", ")}`);

@@ -27,9 +27,12 @@
  *
  * The step can be unrolled (`unroll`, folding the step into the load offsets), but the default
  * is 1: unrolled ×4, V8 hoists the loads of several steps and spills (14 vs 21 GFLOP/s,
- * RESULTS.md). The cursors advance by 8·MR and 8·NR bytes per step. There is no FMA: relaxed-simd's `f64x2.relaxed_madd` is not
- * available in Node 20 without a V8 flag, and a separate multiply and add round twice, exactly as
- * the naive loop does. Edge blocks (fewer than MR rows or NR columns) go through a small tile
+ * RESULTS.md). The cursors advance by 8·MR and 8·NR bytes per step. By default there is no FMA:
+ * a separate multiply and add round twice, exactly as the naive loop does. With `fma` the step is
+ * `acc_ij = f64x2.relaxed_madd(a_i, b_j, acc_ij)` (relaxed SIMD; Node 20 validates it only after
+ * `--experimental-wasm-relaxed-simd`, see features.ts): one rounding per term where the CPU fuses,
+ * so products differ from the naive loop in the last bits — opt-in only.
+ * Edge blocks (fewer than MR rows or NR columns) go through a small tile
  * buffer so that padding lanes never reach C; padding is zeros in the packed panels and only ever
  * multiplies into discarded lanes, so a NaN or Inf in A or B reaches exactly the C entries it
  * should. Summation order per C entry: k ascending within each kc block, each block's partial
@@ -83,6 +86,8 @@ export interface GemmKernelShape {
   packGroup: number;
   /** f64x2 accumulators (true), or scalar f64 ones (a variant kept to measure what SIMD buys). */
   simd: boolean;
+  /** Multiply-add with `f64x2.relaxed_madd` (needs `simd` and a runtime that has relaxed SIMD). */
+  fma?: boolean;
 }
 
 /** The register block used by default: 4×4 keeps 8 accumulators + 2 B vectors + 1 A splat +
@@ -238,7 +243,11 @@ function emitPack(mod: ModuleBuilder, name: string, W: number, G: number): Funct
  * macro(mb, nb, kb, pa, pb, c, ldc, tile): C[0:mb, 0:nb] += packedA · packedB, where C's rows
  * are `ldc` bytes apart, packedA holds ⌈mb/MR⌉ panels of MR×kb and packedB ⌈nb/NR⌉ panels of kb×NR.
  */
-function emitMacro(mod: ModuleBuilder, { MR, NR, unroll, simd }: GemmKernelShape): FunctionBuilder {
+function emitMacro(
+  mod: ModuleBuilder,
+  { MR, NR, unroll, simd, fma }: GemmKernelShape,
+): FunctionBuilder {
+  if (fma === true && !simd) throw new RangeError("fma needs the SIMD kernel");
   const f = mod.func("macro", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], [], true);
   const [mb, nb, kb, pa, pb, c, ldc, tile] = [0, 1, 2, 3, 4, 5, 6, 7];
   const jr = f.local("i32");
@@ -270,7 +279,10 @@ function emitMacro(mod: ModuleBuilder, { MR, NR, unroll, simd }: GemmKernelShape
     for (let m = 0; m < MR; m++) {
       f.get(ap).mem(simd ? "v128.load64_splat" : "f64.load", 8 * MR * u + 8 * m).set(a);
       for (let v = 0; v < NV; v++) {
-        f.get(acc[m]![v]!).get(a).get(bv[v]!).op(mul).op(add).set(acc[m]![v]!);
+        const sum = acc[m]![v]!;
+        // relaxed_madd(x, y, z) = x·y + z
+        if (fma === true) f.get(a).get(bv[v]!).get(sum).op("f64x2.relaxed_madd").set(sum);
+        else f.get(acc[m]![v]!).get(a).get(bv[v]!).op(mul).op(add).set(acc[m]![v]!);
       }
     }
   };

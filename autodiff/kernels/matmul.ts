@@ -19,10 +19,20 @@
  * when stored (round to nearest, ties to even). With `accumulate`, C's old value is added in
  * float64 before that rounding.
  * This makes the f32 result the float32 rounding of the f64 computation on the same inputs.
+ *
+ * **FMA (opt-in).** `configureMatmul({ fma: true })`, or `SPECFORMER_FMA=1` in the environment,
+ * switches the kernel path to relaxed-SIMD multiply-adds where the runtime has them
+ * (features.ts): each term a·b is then added to the running sum with one rounding instead of
+ * two, so kernel results differ from the small path's and the naive loop's in the last bits
+ * (still within the K·u bound above). The small path never uses FMA.
  */
 import { TensorError } from "../tensor.js";
-import { gemmRuntime, type GemmRuntime, type GemmTask } from "./pool.js";
+import {
+  gemmKernelShape, gemmRuntime, setGemmKernelShape, shutdownGemmRuntimes,
+  type GemmRuntime, type GemmTask,
+} from "./pool.js";
 import { DEFAULT_SHAPE } from "./gemm-wasm.js";
+import { fmaSupport, type FmaSupport } from "./features.js";
 
 type FloatArray = Float64Array | Float32Array;
 
@@ -121,7 +131,9 @@ export function configureMatmul(options: {
   threads?: number;
   stageElements?: number;
   workers?: "adaptive" | "always";
+  fma?: boolean;
 }): void {
+  if (options.fma !== undefined) setFma(options.fma);
   if (options.path !== undefined) forcedPath = options.path;
   if (options.workers !== undefined) gemmRuntime().policy = options.workers;
   if (options.threads !== undefined) gemmRuntime().setThreads(options.threads);
@@ -133,10 +145,35 @@ export function configureMatmul(options: {
   }
 }
 
+/**
+ * FMA on or off for the kernel path. On needs relaxed SIMD (enabled through the V8 flag when
+ * Node has it only behind one); throws when the runtime has no such instruction.
+ */
+function setFma(on: boolean): void {
+  if (on) {
+    const s = fmaSupport(true);
+    if (!s.available) {
+      throw new Error(
+        "matmul: this WebAssembly runtime has no relaxed-SIMD multiply-add (f64x2.relaxed_madd)",
+      );
+    }
+  }
+  setGemmKernelShape({ ...DEFAULT_SHAPE, fma: on });
+}
+
+const fmaAsked = typeof process !== "undefined" && process.env["SPECFORMER_FMA"] === "1";
+if (fmaAsked && fmaSupport(true).available) setFma(true);
+
+/** Which matmul kernel runs: FMA or separate multiply and add, and what the runtime offers. */
+export function matmulKernelInfo(): { readonly fma: boolean; readonly relaxedSimd: FmaSupport } {
+  return { fma: gemmKernelShape().fma === true, relaxedSimd: fmaSupport(false) };
+}
+
 /** Stops the worker pool (it restarts lazily). Workers never keep the process alive, so this is
  *  only needed to release their threads early. */
 export async function shutdownMatmulWorkers(): Promise<void> {
   await gemmRuntime().shutdown();
+  await shutdownGemmRuntimes();
 }
 
 interface Problem {

@@ -16,7 +16,9 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule } from "./gemm-wasm.js";
+import {
+  DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule, type GemmKernelShape,
+} from "./gemm-wasm.js";
 import { wasm, type WasmMemory, type WasmModule } from "./wasm-api.js";
 
 /** One sub-GEMM: C += A·B on staged data. Addresses in bytes, strides in elements. */
@@ -182,8 +184,8 @@ export class GemmRuntime {
   /** Jobs run with workers, and jobs that could have used them but ran on the caller alone. */
   readonly stats = { parallelJobs: 0, serialJobs: 0 };
 
-  constructor() {
-    this.module = new wasm.Module(buildGemmModule(DEFAULT_SHAPE, MAX_PAGES));
+  constructor(readonly shape: GemmKernelShape = DEFAULT_SHAPE) {
+    this.module = new wasm.Module(buildGemmModule(shape, MAX_PAGES));
     this.memory = new wasm.Memory({ initial: Math.ceil(LAYOUT.reserved / PAGE), maximum: MAX_PAGES, shared: true });
     const exports = new wasm.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as { run: (t: number, tag: number) => void };
     this.runMain = exports.run;
@@ -406,14 +408,48 @@ function jobTag(job: number): number {
 }
 
 let runtime: GemmRuntime | undefined;
+let kernelShape: GemmKernelShape = DEFAULT_SHAPE;
+/** One runtime per kernel shape used so far, so that switching back and forth (a benchmark
+ *  interleaving FMA and mul+add) reuses the compiled module, memory and workers. */
+const runtimes = new Map<string, GemmRuntime>();
 
 /** The shared runtime, created on first call with one thread per available core. */
 export function gemmRuntime(): GemmRuntime {
   if (runtime === undefined) {
-    runtime = new GemmRuntime();
+    runtime = new GemmRuntime(kernelShape);
     runtime.setThreads(Math.min(availableParallelism(), LAYOUT.maxThreads));
+    runtimes.set(JSON.stringify(kernelShape), runtime);
   }
   return runtime;
+}
+
+/**
+ * The kernel products run with from now on. The runtime of that kernel is kept (or created
+ * with the current one's threads and policy); the other stays, idle, for a switch back.
+ */
+export function setGemmKernelShape(shape: GemmKernelShape): void {
+  kernelShape = shape;
+  const old = runtime;
+  if (old === undefined || JSON.stringify(old.shape) === JSON.stringify(shape)) return;
+  let next = runtimes.get(JSON.stringify(shape));
+  if (next === undefined) {
+    next = new GemmRuntime(shape);
+    runtimes.set(JSON.stringify(shape), next);
+  }
+  // the thread cap and worker policy set so far carry over
+  if (next.threadCount !== old.threadCount) next.setThreads(old.threadCount);
+  next.policy = old.policy;
+  runtime = next;
+}
+
+/** Stops the workers of every runtime (they restart lazily). */
+export async function shutdownGemmRuntimes(): Promise<void> {
+  await Promise.all([...runtimes.values()].map((r) => r.shutdown()));
+}
+
+/** The kernel shape the next product runs with. */
+export function gemmKernelShape(): GemmKernelShape {
+  return kernelShape;
 }
 
 /** True once `gemmRuntime()` has been called (for tests of lazy start). */

@@ -90,6 +90,8 @@ const SIMPLE: Record<string, readonly number[]> = {
   "f64x2.add": [0xfd, ...uleb(0xf0)],
   "f64x2.sub": [0xfd, ...uleb(0xf1)],
   "f64x2.mul": [0xfd, ...uleb(0xf2)],
+  // Relaxed SIMD: a·b + c, fused (one rounding) or not, as the platform does it.
+  "f64x2.relaxed_madd": [0xfd, ...uleb(0x107)],
 };
 
 /** Memory instructions: opcode bytes and natural alignment (log2 bytes). */
