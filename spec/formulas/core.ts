@@ -36,12 +36,14 @@ function safeRowMax(x: Expr): Expr {
  * counts from the front and so depends on the rank, which a formula's symbolic shape leaves open
  * (the batch prefix "..."): it is refused with the negative axis to state instead.
  */
-const axisHyper = (what: string): HyperSpec => ({
-  name: "axis",
-  kind: "number",
-  default: -1,
-  doc: `axis the ${what} runs over, counted from the end: −1 = last (PyTorch dim=-1), −2 = the one before, …; x needs at least −axis axes`,
-});
+const axisHyper = (what: string) =>
+  ({
+    name: "axis",
+    kind: "number",
+    default: -1,
+    doc: `axis the ${what} runs over, counted from the end: −1 = last (PyTorch dim=-1), −2 = the one before, …; x needs at least −axis axes`,
+    held: true,
+  }) as const satisfies HyperSpec;
 
 /** The axis hyperparameter as k ≥ 1 (the k-th axis from the end), or an error saying what to give. */
 function axisFromEnd(cfg: Config, formula: string): number {
@@ -73,7 +75,7 @@ function overAxis(xs: readonly Expr[], k: number, f: (...xs: Expr[]) => Expr): E
   return permuteExpr(f(...xs.map((x) => permuteExpr(x, perm))), inv);
 }
 
-defineFormula({
+export const softmaxFormula = defineFormula({
   name: "softmax",
   description: "softmax over one axis (default the last), max-subtracted; a row that is entirely −∞ gives zeros",
   category: "core",
@@ -96,7 +98,7 @@ defineFormula({
   notes: ["A row whose entries are all −∞ (a query that may see no key) gives an all-zero row and zero gradient, never NaN."],
 });
 
-defineFormula({
+export const logsumexpFormula = defineFormula({
   name: "logsumexp",
   description: "log Σ exp over the last axis, max-subtracted",
   category: "core",
@@ -117,7 +119,7 @@ defineFormula({
   },
 });
 
-defineFormula({
+export const logSoftmaxFormula = defineFormula({
   name: "log_softmax",
   description: "log softmax over one axis (default the last): (x − max x) − log Σ exp(x − max x)",
   category: "core",
@@ -146,7 +148,10 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // masks and attention
 
-const dimHyper = (name: string, doc: string, dflt?: number): HyperSpec => ({ name, kind: "integer", dim: true, doc, ...(dflt !== undefined ? { default: dflt } : {}) });
+/** An integer hyperparameter that is also the dim of the same name (n, m, d_model). */
+const dimHyper = <const N extends string>(name: N, doc: string) => ({ name, kind: "integer", dim: true, doc }) as const satisfies HyperSpec;
+/** The position of the first row (a KV cache's length): a dim the laws hold at 0 unless they choose it. */
+const offsetHyper = (doc: string) => ({ name: "offset", kind: "integer", dim: true, default: 0, held: true, doc }) as const satisfies HyperSpec;
 
 /** Where a causal mask puts the last key query 0 may see (docs/NAMES.md, "Attention conventions"). */
 export const CAUSAL_ALIGNMENTS = ["bottom_right", "top_left"] as const;
@@ -165,18 +170,19 @@ function causalMask(n: Dim, m: Dim, align: string = "bottom_right", window: numb
   return where(window > 0 ? mul(seen, lt(sub(pos, window), j)) : seen, 0, NEG_INF);
 }
 
-const causalHyper: readonly HyperSpec[] = [
+const causalHyper = [
   {
     name: "causal_align",
+    held: true,
     kind: "enum",
     choices: CAUSAL_ALIGNMENTS,
     default: "bottom_right",
     doc: "bottom_right: query i sees keys j ≤ i + m − n (FlashAttention ≥ 2.1, KV-cache decoding, HF with a cache); top_left: j ≤ i (PyTorch scaled_dot_product_attention is_causal, ONNX Attention without a cache); equal when n = m",
   },
-  { name: "window", kind: "integer", default: 0, doc: "sliding window w: each query sees only its w most recent visible keys, itself included (Mistral sliding_window); 0 = no window" },
-];
+  { name: "window", kind: "integer", default: 0, held: true, doc: "sliding window w: each query sees only its w most recent visible keys, itself included (Mistral sliding_window); 0 = no window" },
+] as const satisfies readonly HyperSpec[];
 
-defineFormula({
+export const causalMaskFormula = defineFormula({
   name: "causal_mask",
   example: { n: 4 },
   description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n, or j ≤ i top-left; within the window), −∞ elsewhere",
@@ -215,7 +221,7 @@ function alibiBias(H: number, n: Dim, m: Dim, form: string): Expr {
   return mul(s, sub(j, add(i, dimValue(subDim(m, n)))));
 }
 
-defineFormula({
+export const alibiBiasFormula = defineFormula({
   name: "alibi_bias",
   example: { H: 3, n: 4 },
   description: "ALiBi attention bias s_h·(j − i − (m − n)) (relative) or s_h·j (absolute; equal after softmax)",
@@ -250,19 +256,19 @@ function maskShape(pattern: string, heads: readonly string[]): string[] {
 }
 const maskNeedsHeads = (pattern: string): boolean => pattern !== "scores" && pattern.split(",").filter((t) => t !== "...").length === 3;
 
-defineFormula({
+export const attentionFormula = defineFormula({
   name: "attention",
   description: "scaled dot-product attention softmax(s·QKᵀ + B + M)V: optionally causal (aligned, windowed), masked, soft-capped, ALiBi-biased, with grouped K/V heads",
   category: "core",
   hyper: [
     { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M (causal_mask)" },
     ...causalHyper,
-    { name: "mask", kind: "enum", choices: MASK_KINDS, default: "none", doc: "mask input: boolean (i32, nonzero = attend, PyTorch's bool attn_mask) or additive (float added to the scores, −∞ = masked); none = no mask argument" },
-    { name: "mask_shape", kind: "enum", choices: MASK_SHAPES, default: "scores", doc: "the mask's shape as axes of the scores [..., (H,) n, m], broadcast by NumPy rules: scores = the same shape; 1 = an axis broadcast over; ... = Q's batch prefix (padding mask [B, 1, 1, m] = ...,1,1,m; per-head [H, n, m] = H,n,m); three explicit axes make Q's head axis explicit" },
+    { name: "mask", kind: "enum", choices: MASK_KINDS, default: "none", held: true, doc: "mask input: boolean (i32, nonzero = attend, PyTorch's bool attn_mask) or additive (float added to the scores, −∞ = masked); none = no mask argument" },
+    { name: "mask_shape", kind: "enum", choices: MASK_SHAPES, default: "scores", held: true, doc: "the mask's shape as axes of the scores [..., (H,) n, m], broadcast by NumPy rules: scores = the same shape; 1 = an axis broadcast over; ... = Q's batch prefix (padding mask [B, 1, 1, m] = ...,1,1,m; per-head [H, n, m] = H,n,m); three explicit axes make Q's head axis explicit" },
     { name: "scale", kind: "number", doc: "score scale s (default 1/√d_k)" },
-    { name: "softcap", kind: "number", default: 0, doc: "cap c: scores become c·tanh(scores/c) before masking (Gemma 2 attn_logit_softcapping); 0 = no cap (FlashAttention's softcap = 0.0)" },
+    { name: "softcap", kind: "number", default: 0, held: true, doc: "cap c: scores become c·tanh(scores/c) before masking (Gemma 2 attn_logit_softcapping); 0 = no cap (FlashAttention's softcap = 0.0)" },
     { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p (GPT-2 attn_pdrop): P becomes dropout(P, dropout_mask; p), with the keep mask an input; 0 = none" },
-        { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
+    { name: "alibi", kind: "boolean", default: false, held: true, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
     { name: "H", kind: "integer", dim: true, doc: "query heads (needed with alibi or H_kv)" },
     { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads: K, V are [..., H_kv, m, ·] and query head h uses K/V head ⌊h·H_kv/H⌋ (grouped-query); H must be a multiple" },
   ],
@@ -341,7 +347,7 @@ function attentionHeads(cfg: Config): boolean {
   return cfg["alibi"] === true || cfg["H_kv"] !== undefined || (masked && maskNeedsHeads(cfg["mask_shape"] as string));
 }
 
-defineFormula({
+export const splitHeadsFormula = defineFormula({
   name: "split_heads",
   description: "split the columns into H heads: [..., n, H·d_k] → [..., H, n, d_k], head h = columns h·d_k … (h+1)·d_k − 1",
   category: "core",
@@ -353,7 +359,7 @@ defineFormula({
   symbol: { latex: "\\mathrm{heads}", text: "heads" },
 });
 
-defineFormula({
+export const mergeHeadsFormula = defineFormula({
   name: "merge_heads",
   description: "concatenate heads as column blocks: [..., H, n, d_k] → [..., n, H·d_k] (the seed's Concat)",
   category: "core",
@@ -369,7 +375,7 @@ defineFormula({
   symbol: { latex: "\\mathrm{Concat}_h", text: "Concat_h" },
 });
 
-defineFormula({
+export const mhaFormula = defineFormula({
   name: "mha",
   example: { H: 2 },
   description: "multi-head causal self-attention: heads are column blocks of W_Q, W_K, W_V; Concat(heads) W_O",
@@ -378,16 +384,16 @@ defineFormula({
     { name: "H", kind: "integer", dim: true, doc: "query heads" },
     { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
     { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
-    { name: "window", kind: "integer", default: 0, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
-    { name: "softcap", kind: "number", default: 0, doc: "attention score cap c (Gemma 2); 0 = none" },
+    { name: "window", kind: "integer", default: 0, held: true, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
+    { name: "softcap", kind: "number", default: 0, held: true, doc: "attention score cap c (Gemma 2); 0 = none" },
     { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
-    { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
+    { name: "rope_base", kind: "number", default: 10000, values: [10000, 100], doc: "RoPE base" },
     dimHyper("rotary_dims", "RoPE on the first r dims of each head only (rope rotary_dims; GPT-NeoX rotary_ndims); default d_k"),
-    { name: "position_ids", kind: "boolean", default: false, doc: "RoPE positions from the input position_ids [..., n] (HF position_ids) instead of offset … offset + n − 1" },
-    { name: "offset", kind: "integer", dim: true, default: 0, doc: "position of the first query (KV-cache decoding)" },
+    { name: "position_ids", kind: "boolean", default: false, held: true, doc: "RoPE positions from the input position_ids [..., n] (HF position_ids) instead of offset … offset + n − 1" },
+    { name: "offset", kind: "integer", dim: true, default: 0, held: true, doc: "position of the first query (KV-cache decoding)" },
     { name: "bias", kind: "boolean", default: true, doc: "projections have biases" },
     { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p with the keep mask attn_dropout_mask [..., H, n, n] as an input (training; not with kv_cache); 0 = none" },
-    { name: "kv_cache", kind: "boolean", default: false, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
+    { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
   ],
   relations: (cfg) => ["d_model = H*d_k", `d_kv = ${cfg["H_kv"] ?? cfg["H"] ?? "H"}*d_k`],
   args: (cfg) => [
@@ -533,12 +539,12 @@ function normAxes(cfg: Config): number {
 /** The normalised shape r_1 … r_{k−1}, d (PyTorch's normalized_shape). */
 const normShape = (k: number): string[] => [...trailing(k), "d"];
 
-defineFormula({
+export const layerNormFormula = defineFormula({
   name: "layer_norm",
   description: "LayerNorm over the last axis (or the last k): γ ⊙ (x − μ)/√(σ² + ε) + β, biased variance, ε inside the square root; β optional",
   category: "core",
   hyper: [
-    { name: "eps", kind: "number", default: 1e-5, doc: "ε added to the variance (PyTorch nn.LayerNorm eps = 1e-5; HF GPT-2 layer_norm_epsilon = 1e-5)" },
+    { name: "eps", kind: "number", default: 1e-5, values: [1e-5, 1e-3, 0.1], doc: "ε added to the variance (PyTorch nn.LayerNorm eps = 1e-5; HF GPT-2 layer_norm_epsilon = 1e-5)" },
     { name: "bias", kind: "boolean", default: true, doc: "with the shift β (false: no beta argument, nanoGPT's LayerNorm(bias=False), torch ≥ 2.1 nn.LayerNorm(bias=False))" },
     { name: "normalized_axes", kind: "integer", default: 1, max: MAX_AXES, doc: "k: normalise over the last k axes together (PyTorch normalized_shape of length k); gamma and beta have those k axes' shape" },
   ],
@@ -582,13 +588,14 @@ defineFormula({
   },
 });
 
-defineFormula({
+export const rmsNormFormula = defineFormula({
   name: "rms_norm",
   description: "RMSNorm over the last axis: γ ⊙ x/√(mean(x²) + ε), ε = 1e-6 unless stated",
   category: "core",
   hyper: [
     {
       name: "eps",
+      values: [1e-5, 1e-3, 0.1],
       kind: "number",
       default: 1e-6,
       doc: "ε added to the mean square; default 1e-6 = HF LlamaRMSNorm and T5LayerNorm (some configs set rms_norm_eps = 1e-5, e.g. Llama 2); torch.nn.RMSNorm (torch ≥ 2.4) with eps=None uses torch.finfo(dtype).eps (2.2e-16 float64, 1.2e-7 float32): state eps explicitly",
@@ -611,7 +618,7 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // activations
 
-const activation = (name: "gelu" | "gelu_tanh" | "relu" | "silu", description: string) =>
+const activation = <const N extends "gelu" | "gelu_tanh" | "relu" | "silu">(name: N, description: string) =>
   defineFormula({
     name,
     description,
@@ -621,21 +628,21 @@ const activation = (name: "gelu" | "gelu_tanh" | "relu" | "silu", description: s
     outputs: () => [{ name: "y", shape: ["..."], doc: "elementwise" }],
     build: ({ x }) => ({ y: unary(name, x!) }),
   });
-activation("gelu", "GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)) (PyTorch default)");
-activation("gelu_tanh", "GELU, tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2 gelu_new)");
-activation("relu", "ReLU: max(x, 0)");
-activation("silu", "SiLU (swish): x·σ(x)");
+export const geluFormula = activation("gelu", "GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)) (PyTorch default)");
+export const geluTanhFormula = activation("gelu_tanh", "GELU, tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2 gelu_new)");
+export const reluFormula = activation("relu", "ReLU: max(x, 0)");
+export const siluFormula = activation("silu", "SiLU (swish): x·σ(x)");
 
 // ---------------------------------------------------------------------------------------------
 // dropout
 
-defineFormula({
+export const dropoutFormula = defineFormula({
   name: "dropout",
   example: { p: 0.25 },
   description: "inverted dropout with the keep mask as an input: y = m ⊙ x/(1 − p), m = 1 keeps an entry and 0 drops it; p = 1 gives zeros",
   category: "core",
   hyper: [
-    { name: "p", kind: "number", default: 0.5, doc: "drop probability p ∈ [0, 1] (PyTorch F.dropout p, default 0.5; HF GPT-2 embd_pdrop, attn_pdrop, resid_pdrop, 0.1); kept entries are scaled by 1/(1 − p)" },
+    { name: "p", kind: "number", default: 0.5, values: [0.5, 0.1, 0, 1], doc: "drop probability p ∈ [0, 1] (PyTorch F.dropout p, default 0.5; HF GPT-2 embd_pdrop, attn_pdrop, resid_pdrop, 0.1); kept entries are scaled by 1/(1 − p)" },
   ],
   args: () => [
     { name: "x", shape: ["..."], role: "input", doc: "any tensor" },
@@ -658,7 +665,7 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // linear layers
 
-defineFormula({
+export const linearFormula = defineFormula({
   name: "linear",
   description: "affine map x W + b (W stored (in, out), the GPT-2 Conv1D layout); b optional",
   category: "core",
@@ -710,7 +717,7 @@ function matmulShapes(cfg: Config): { a: string[]; b: string[]; y: string[] } {
   };
 }
 
-defineFormula({
+export const matmulFormula = defineFormula({
   name: "matmul",
   description: "matrix product a b over the last two axes with NumPy/torch.matmul broadcasting of the batch axes; a 1-D operand is a row (a) or column (b) vector whose axis is dropped",
   category: "core",
@@ -718,7 +725,7 @@ defineFormula({
   hyper: [
     { name: "a_batch", kind: "dims", default: "...", doc: "batch axes of a before its [n, d_in]: \"...\" the shared batch prefix (default), \"\" or \"none\" for none, or dims such as \"B,1\" (a 1 broadcasts against b's axis)" },
     { name: "b_batch", kind: "dims", default: "...", doc: "batch axes of b before its [d_in, d_out], as a_batch (\"none\" for a plain weight matrix)" },
-    { name: "vector", kind: "enum", choices: MATMUL_VECTORS, default: "none", doc: "1-D operands as in torch.matmul: a = a is [d_in] (a row, its axis dropped from y), b = b is [d_in] (a column), both = the dot product" },
+    { name: "vector", kind: "enum", choices: MATMUL_VECTORS, default: "none", held: true, doc: "1-D operands as in torch.matmul: a = a is [d_in] (a row, its axis dropped from y), b = b is [d_in] (a column), both = the dot product" },
   ],
   args: (cfg) => {
     const s = matmulShapes(cfg);
@@ -744,7 +751,7 @@ defineFormula({
 
 const ACTIVATIONS = ["gelu", "gelu_tanh", "relu", "silu"] as const;
 
-defineFormula({
+export const ffnFormula = defineFormula({
   name: "ffn",
   description: "position-wise feed-forward network φ(xW₁ + b₁)W₂ + b₂",
   category: "core",
@@ -773,7 +780,7 @@ function callAs(name: string, args: Record<string, Expr>, symbol: Label): Expr {
   return make({ op: "call", formula: n.formula, config: n.config, args: n.args, output: n.output, body: n.body, symbol });
 }
 
-defineFormula({
+export const swigluFormula = defineFormula({
   name: "swiglu",
   description: "SwiGLU feed-forward (LLaMA): (SiLU(x W_gate) ⊙ x W_up) W_down, no biases",
   category: "core",
@@ -795,7 +802,7 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // embeddings and positions
 
-defineFormula({
+export const embeddingFormula = defineFormula({
   name: "embedding",
   description: "token embedding e_i = E[t_i]",
   category: "core",
@@ -819,12 +826,12 @@ function sinusoid(n: Dim, d: Dim, offset: Dim): Expr {
   return where(isEven, sin(angle), cos(angle));
 }
 
-defineFormula({
+export const positionalSinusoidalFormula = defineFormula({
   name: "positional_sinusoidal",
   example: { n: 5, d_model: 6 },
   description: "fixed sinusoidal positions p_{i,2k} = sin(i/10000^{2k/d_model}), p_{i,2k+1} = cos(…)",
   category: "position",
-  hyper: [dimHyper("n", "positions"), dimHyper("d_model", "width"), dimHyper("offset", "first position", 0)],
+  hyper: [dimHyper("n", "positions"), dimHyper("d_model", "width"), offsetHyper("first position")],
   args: () => [],
   outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P" }],
   build: (_, cfg) => ({ y: sinusoid(dimOf(cfg, "n"), dimOf(cfg, "d_model"), dimOf(cfg, "offset")) }),
@@ -832,28 +839,28 @@ defineFormula({
   symbolOnly: true,
 });
 
-defineFormula({
+export const positionalLearnedFormula = defineFormula({
   name: "positional_learned",
   example: { n: 4 },
   description: "learned positions: rows offset … offset+n−1 of P",
   category: "position",
-  hyper: [dimHyper("n", "positions"), dimHyper("offset", "first position", 0)],
+  hyper: [dimHyper("n", "positions"), offsetHyper("first position")],
   args: () => [{ name: "P", shape: ["n_ctx", "d_model"], role: "param", doc: "position table (wpe)" }],
   outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P rows" }],
   build: ({ P }, cfg) => ({ y: slice(P!, 0, dimOf(cfg, "offset"), dimOf(cfg, "n")) }),
 });
 
-defineFormula({
+export const ropeFormula = defineFormula({
   name: "rope",
   exampleDims: { d_k: 4 },
   description: "rotary position embedding: rotate pairs of the first r dims of x by angle p·base^(−2i/r), p the row's position; dims r … d_k − 1 pass through",
   category: "position",
   hyper: [
-    { name: "base", kind: "number", default: 10000, doc: "frequency base" },
-    dimHyper("offset", "position of the first row (without position_ids)", 0),
+    { name: "base", kind: "number", default: 10000, values: [10000, 100], doc: "frequency base" },
+    offsetHyper("position of the first row (without position_ids)"),
     { name: "convention", kind: "enum", choices: ["half", "interleaved"], default: "half", doc: "half: pairs (i, i + r/2) (GPT-NeoX, HF); interleaved: pairs (2i, 2i+1) (RoFormer, GPT-J)" },
     dimHyper("rotary_dims", "r, the leading dims of each head that rotate (even, ≤ d_k; default d_k): GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF int(partial_rotary_factor·head_dim), GPT-J rotary_dim; the frequencies are over r"),
-    { name: "position_ids", kind: "boolean", default: false, doc: "take the rows' positions as an integer input position_ids [..., n] (HF position_ids: packed or left-padded sequences) instead of offset … offset + n − 1" },
+    { name: "position_ids", kind: "boolean", default: false, held: true, doc: "take the rows' positions as an integer input position_ids [..., n] (HF position_ids: packed or left-padded sequences) instead of offset … offset + n − 1" },
   ],
   args: (cfg) => [
     { name: "x", shape: ["...", "n", "d_k"], role: "input", doc: "queries or keys, per head" },
@@ -913,7 +920,7 @@ const dimsEqualLoose = (a: Dim, b: Dim): boolean => dimToString(a) === dimToStri
 // ---------------------------------------------------------------------------------------------
 // output
 
-defineFormula({
+export const logitsFormula = defineFormula({
   name: "logits",
   description: "vocabulary logits Z W_vocabᵀ (W_vocab = E when tied)",
   category: "core",
@@ -929,15 +936,15 @@ defineFormula({
 /** How cross_entropy reduces its per-position losses (PyTorch's `reduction`). */
 export const CE_REDUCTIONS = ["mean", "sum", "none"] as const;
 
-defineFormula({
+export const crossEntropyFormula = defineFormula({
   name: "cross_entropy",
   description: "cross-entropy of logits against target ids: per position logsumexp(z) − z[target] (weighted, label-smoothed), reduced by the (weighted) mean over the counted positions, their sum, or none; targets equal to ignore_index are not counted",
   category: "core",
   hyper: [
     { name: "ignore_index", kind: "number", default: -100, doc: "a target id that marks a position to leave out of the loss and its mean (PyTorch's default −100; HF labels use −100 for padding)" },
-    { name: "label_smoothing", kind: "number", default: 0, doc: "ε in [0, 1]: the target distribution is (1 − ε)·onehot + ε/V (PyTorch label_smoothing, HF label_smoothing_factor); each counted position adds ε/V·Σ_c w_c(logsumexp(z) − z_c)" },
-    { name: "reduction", kind: "enum", choices: CE_REDUCTIONS, default: "mean", doc: "mean: Σ losses / Σ w[target] over counted positions (the count without weights); sum: Σ losses; none: the loss of every position, 0 where ignored (PyTorch reduction)" },
-    { name: "weight", kind: "boolean", default: false, doc: "take a class-weight argument weight [V] (PyTorch weight): position i's loss is scaled by w[t_i] (the smoothing term by each w_c), and the mean divides by Σ w[t_i] over counted positions" },
+    { name: "label_smoothing", kind: "number", default: 0, held: true, doc: "ε in [0, 1]: the target distribution is (1 − ε)·onehot + ε/V (PyTorch label_smoothing, HF label_smoothing_factor); each counted position adds ε/V·Σ_c w_c(logsumexp(z) − z_c)" },
+    { name: "reduction", kind: "enum", choices: CE_REDUCTIONS, default: "mean", held: true, doc: "mean: Σ losses / Σ w[target] over counted positions (the count without weights); sum: Σ losses; none: the loss of every position, 0 where ignored (PyTorch reduction)" },
+    { name: "weight", kind: "boolean", default: false, held: true, doc: "take a class-weight argument weight [V] (PyTorch weight): position i's loss is scaled by w[t_i] (the smoothing term by each w_c), and the mean divides by Σ w[t_i] over counted positions" },
   ],
   args: (cfg) => [
     { name: "logits", shape: ["...", "n", "V"], role: "input", doc: "logits z" },

@@ -5,7 +5,7 @@
  */
 import { dimToString, type Dim } from "../dims.js";
 import { add, slice, Expr, matmul, named } from "../expr.js";
-import { call1, callFormula, defineFormula, FormulaError, type ArgSpec, type HyperSpec, type OutputSpec } from "../formula.js";
+import { call1, callFormula, defineFormula, FormulaError, omitHyper, type ArgSpec, type HyperSpec, type OutputSpec } from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 
 export const NORMS = ["layer_norm", "rms_norm"] as const;
@@ -14,25 +14,25 @@ export const BLOCK_ACTIVATIONS = ["gelu", "gelu_tanh", "relu", "swiglu"] as cons
 export const ATTN_POSITIONS = ["none", "rope", "rope_interleaved", "alibi"] as const;
 export const MODEL_POSITIONS = ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi", "none"] as const;
 
-const BLOCK_HYPER: readonly HyperSpec[] = [
+const BLOCK_HYPER = [
   { name: "H", kind: "integer", dim: true, doc: "query heads" },
   { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H)" },
-  { name: "eps", kind: "number", default: 1e-5, doc: "norm ε" },
+  { name: "eps", kind: "number", default: 1e-5, values: [1e-5, 1e-3, 0.1], doc: "norm ε" },
   { name: "causal", kind: "boolean", default: true, doc: "causal attention" },
-  { name: "window", kind: "integer", default: 0, doc: "sliding-window attention: each position sees its w most recent positions (Mistral sliding_window); 0 = none" },
-  { name: "softcap", kind: "number", default: 0, doc: "attention score cap c·tanh(s/c) (Gemma 2 attn_logit_softcapping); 0 = none" },
+  { name: "window", kind: "integer", default: 0, held: true, doc: "sliding-window attention: each position sees its w most recent positions (Mistral sliding_window); 0 = none" },
+  { name: "softcap", kind: "number", default: 0, held: true, doc: "attention score cap c·tanh(s/c) (Gemma 2 attn_logit_softcapping); 0 = none" },
   { name: "norm", kind: "enum", choices: NORMS, default: "layer_norm", doc: "normalisation" },
   { name: "placement", kind: "enum", choices: PLACEMENTS, default: "post", doc: "post-LN (seed), pre-LN (GPT-2), sandwich" },
   { name: "activation", kind: "enum", choices: BLOCK_ACTIVATIONS, default: "gelu", doc: "FFN activation (swiglu: gated FFN without biases)" },
   { name: "positions", kind: "enum", choices: ATTN_POSITIONS, default: "none", doc: "positions inside attention" },
-  { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
+  { name: "rope_base", kind: "number", default: 10000, values: [10000, 100], doc: "RoPE base" },
   { name: "rotary_dims", kind: "integer", dim: true, doc: "RoPE on the first r dims of each head only (GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF partial_rotary_factor); default d_k" },
-  { name: "position_ids", kind: "boolean", default: false, doc: "RoPE (and learned) positions from the input position_ids [..., n] (HF position_ids: left padding, packed sequences)" },
+  { name: "position_ids", kind: "boolean", default: false, held: true, doc: "RoPE (and learned) positions from the input position_ids [..., n] (HF position_ids: left padding, packed sequences)" },
   { name: "bias", kind: "boolean", default: true, doc: "linear layers have biases" },
   { name: "parallel", kind: "boolean", default: false, doc: "GPT-J form x + attn(ln_1 x) + mlp(ln_1 x) (pre placement only)" },
   { name: "dropout", kind: "number", default: 0, doc: "dropout p at GPT-2's places (attention weights, both residual branches; gpt: also the embedding) with the keep masks as inputs (training); 0 = none" },
-  { name: "kv_cache", kind: "boolean", default: false, doc: "take past_k/past_v and also return k, v" },
-];
+  { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "take past_k/past_v and also return k, v" },
+] as const satisfies readonly HyperSpec[];
 
 /** The parameters of one block, named as in a GPT-2 checkpoint (no `h.{l}.` prefix). */
 export function blockParams(cfg: Config): ArgSpec[] {
@@ -228,7 +228,7 @@ function blockBuild(name: string) {
   };
 }
 
-defineFormula({
+export const blockFormula = defineFormula({
   name: "block",
   example: { H: 2 },
   description: "one transformer block: multi-head self-attention and FFN, each with a residual connection and a norm, in the chosen placement",
@@ -240,48 +240,52 @@ defineFormula({
   build: blockBuild("block"),
 });
 
-const fixed = (placement: "post" | "pre"): readonly HyperSpec[] =>
-  BLOCK_HYPER.filter((h) => !["placement", "norm", "parallel"].includes(h.name));
+/** The hyperparameters of a block whose placement is fixed: `block` less the ones a fixed block implies. */
+const fixedHyper = omitHyper(BLOCK_HYPER, ["placement", "norm", "parallel"]);
+const POST_LN = { placement: "post", norm: "layer_norm", parallel: false } as const;
+const PRE_LN = { placement: "pre", norm: "layer_norm", parallel: false } as const;
 
-defineFormula({
+export const blockPostLnFormula = defineFormula({
   name: "block_post_ln",
   example: { H: 2 },
   description: "the seed's block: Z' = LN(Z + MHA(Z)), Z_out = LN(Z' + FFN(Z'))",
   category: "block",
-  hyper: fixed("post"),
+  hyper: fixedHyper,
+  implied: POST_LN,
   relations: blockRelations,
-  args: (cfg) => blockArgs({ ...cfg, placement: "post", norm: "layer_norm" }),
+  args: (cfg) => blockArgs({ ...cfg, ...POST_LN }),
   outputs: blockOutputs,
-  build: (a, cfg) => blockBuild("block_post_ln")(a, { ...cfg, placement: "post", norm: "layer_norm", parallel: false }),
+  build: (a, cfg) => blockBuild("block_post_ln")(a, { ...cfg, ...POST_LN }),
 });
 
-defineFormula({
+export const blockPreLnFormula = defineFormula({
   name: "block_pre_ln",
   example: { H: 2 },
   description: "GPT-2's block: Z' = Z + MHA(LN(Z)), Z_out = Z' + FFN(LN(Z'))",
   category: "block",
-  hyper: fixed("pre"),
+  hyper: fixedHyper,
+  implied: PRE_LN,
   relations: blockRelations,
-  args: (cfg) => blockArgs({ ...cfg, placement: "pre", norm: "layer_norm" }),
+  args: (cfg) => blockArgs({ ...cfg, ...PRE_LN }),
   outputs: blockOutputs,
-  build: (a, cfg) => blockBuild("block_pre_ln")(a, { ...cfg, placement: "pre", norm: "layer_norm", parallel: false }),
+  build: (a, cfg) => blockBuild("block_pre_ln")(a, { ...cfg, ...PRE_LN }),
 });
 
 // ---------------------------------------------------------------------------------------------
 // the model
 
-const GPT_HYPER: readonly HyperSpec[] = [
+const GPT_HYPER = [
   { name: "V", kind: "integer", dim: true, doc: "vocabulary size" },
   { name: "n_ctx", kind: "integer", dim: true, doc: "maximum context (rows of wpe)" },
   { name: "d_model", kind: "integer", dim: true, doc: "width" },
   // the graph, its passes and the reference model grow with L; the deepest public GPTs have ~100 blocks
-  { name: "L", kind: "integer", doc: "blocks", max: 256 },
+  { name: "L", kind: "integer", values: [1, 2], doc: "blocks", max: 256 },
   { name: "d_ff", kind: "integer", dim: true, doc: "FFN hidden size" },
-  ...BLOCK_HYPER.filter((h) => h.name !== "positions" && h.name !== "kv_cache"),
+  ...omitHyper(BLOCK_HYPER, ["positions", "kv_cache"]),
   { name: "positions", kind: "enum", choices: MODEL_POSITIONS, default: "learned", doc: "learned/sinusoidal are added to the embedding; rope/alibi act inside attention" },
   { name: "tied", kind: "boolean", default: true, doc: "logits use the embedding matrix (W_vocab = E)" },
-  { name: "kv_cache", kind: "boolean", default: false, doc: "decoding step: take past.{l}.k/v, return present.{l}.k/v, no targets or loss" },
-];
+  { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "decoding step: take past.{l}.k/v, return present.{l}.k/v, no targets or loss" },
+] as const satisfies readonly HyperSpec[];
 
 function finalNorm(cfg: Config): boolean {
   return cfg["placement"] === "pre" || cfg["placement"] === "sandwich";
@@ -307,7 +311,7 @@ function attnPositions(cfg: Config): string {
   return p === "rope" || p === "rope_interleaved" || p === "alibi" ? p : "none";
 }
 
-defineFormula({
+export const gptFormula = defineFormula({
   name: "gpt",
   example: { V: 11, n_ctx: 9, d_model: 6, L: 2, d_ff: 10, H: 2 },
   description: "the whole model: tokens → E[t] (+ P) → L blocks → (final norm) → logits Z W_vocabᵀ → mean cross-entropy against the targets",

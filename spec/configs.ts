@@ -1,0 +1,41 @@
+/**
+ * The typed configuration of every registered formula, derived from the declarations of
+ * spec/formulas/ (each exported as `…Formula`): `FormulaConfigs["layer_norm"]` is
+ * `{ eps: number; bias: boolean; normalized_axes: number }`, with no list of names or keys
+ * written anywhere but the declarations themselves.
+ */
+import type * as core from "./formulas/core.js";
+import type * as model from "./formulas/model.js";
+import { getFormula, resolveConfig, type ConfigInputOf, type ConfigOf, type HyperSpec } from "./formula.js";
+import type { Config } from "./node.js";
+
+type Exports = typeof core & typeof model;
+// Matched structurally: FormulaDef is invariant in its declarations (they type its functions' configurations).
+type Declaration = Extract<Exports[keyof Exports], { readonly name: string; readonly hyper: readonly HyperSpec[]; readonly category: string }>;
+type NameOf<D> = D extends { readonly name: infer N extends string } ? (string extends N ? never : N) : never;
+type HyperOf<D> = D extends { readonly hyper: infer Hs extends readonly HyperSpec[] } ? Hs : never;
+
+/** Formula name → the formula's hyperparameter declarations, as declared. */
+export type FormulaHypers = { [D in Declaration as NameOf<D>]: HyperOf<D> };
+/** Every formula name the declarations state. */
+export type FormulaName = keyof FormulaHypers;
+/** Formula name → its resolved configuration (defaults present, see {@link ConfigOf}). */
+export type FormulaConfigs = { [N in FormulaName]: ConfigOf<FormulaHypers[N]> };
+/** Formula name → a configuration as a caller gives it (every key optional). */
+export type FormulaConfigInputs = { [N in FormulaName]: ConfigInputOf<FormulaHypers[N]> };
+/** The resolved configuration of a formula named by a string that may or may not be a declared name. */
+export type FormulaConfigOf<N extends string> = N extends FormulaName ? FormulaConfigs[N] : Config;
+
+/**
+ * The formula's configuration with defaults filled and every value checked against its
+ * declaration, typed by the declaration.
+ * @throws FormulaError naming the formula and the key (and the closest known key, or the expected type and the value).
+ */
+export function resolveConfigOf<N extends FormulaName>(name: N, cfg: FormulaConfigInputs[N] | Config = {}): FormulaConfigs[N] {
+  return resolveConfig(getFormula(name), cfg as Config) as FormulaConfigs[N];
+}
+
+/** The hyperparameter keys a formula declares, in declaration order. */
+export function hyperKeys<N extends string>(name: N): (N extends FormulaName ? FormulaHypers[N][number]["name"] : string)[] {
+  return getFormula(name).hyper.map((h) => h.name) as never;
+}
