@@ -262,6 +262,28 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
   return out;
 }
 
+/**
+ * The part of a caller's configuration that a formula declares: how a formula passes its own
+ * switches on to a formula it calls (a block's to mha, gpt's to each block) without listing them.
+ */
+export function sharedConfig(callee: string, cfg: Config): Record<string, HyperValue> {
+  const out: Record<string, HyperValue> = {};
+  for (const h of getFormula(callee).hyper) {
+    const v = cfg[h.name];
+    if (v !== undefined) out[h.name] = v;
+  }
+  return out;
+}
+
+/**
+ * A hyperparameter without a default that a formula needs.
+ * @throws FormulaError naming the formula and the key when it is absent.
+ */
+export function required<T extends HyperValue>(v: T | undefined, formula: string, key: string): T {
+  if (v === undefined) throw new FormulaError(`formula ${formula}: hyperparameter ${key} is required`);
+  return v;
+}
+
 /** The dims of a `dims` hyperparameter, comma- or space-separated: `"..., H, 1"` → `["...", "H", "1"]`; `""` or `"none"` → `[]`. */
 export function parseDimList(v: string): string[] {
   if (v.trim() === "" || v.trim() === "none") return [];

@@ -8,7 +8,7 @@ import {
   named, neg, pow, reduce, reshape, rsqrt, sin, cos, slice, sqrt, square, stopGradient, sub, sumAll, sumLast,
   tanh, transpose, unary, where, Expr,
 } from "../expr.js";
-import { call1, defineFormula, FormulaError, parseDimList, type HyperSpec } from "../formula.js";
+import { call1, defineFormula, FormulaError, parseDimList, required, type ConfigOf, type HyperSpec } from "../formula.js";
 import type { Config } from "../node.js";
 
 const NEG_INF = Number.NEGATIVE_INFINITY;
@@ -191,7 +191,7 @@ export const causalMaskFormula = defineFormula({
   args: () => [],
   outputs: (cfg) => [{ name: "y", shape: ["n", cfg["m"] === undefined ? "n" : "m"], doc: "0 / −∞" }],
   build: (_, cfg) => ({
-    y: causalMask(dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg["causal_align"] as string, cfg["window"] as number),
+    y: causalMask(dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg.causal_align, cfg.window),
   }),
   symbol: { latex: "M", text: "M" },
   symbolOnly: true,
@@ -234,7 +234,7 @@ export const alibiBiasFormula = defineFormula({
   ],
   args: () => [],
   outputs: (cfg) => [{ name: "y", shape: ["H", "n", cfg["m"] === undefined ? "n" : "m"], doc: "bias per head" }],
-  build: (_, cfg) => ({ y: alibiBias(cfg["H"] as number, dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg["form"] as string) }),
+  build: (_, cfg) => ({ y: alibiBias(required(cfg.H, "alibi_bias", "H"), dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg.form) }),
   symbol: { latex: "B_{\\mathrm{ALiBi}}", text: "B_ALiBi" },
   symbolOnly: true,
 });
@@ -283,9 +283,9 @@ export const attentionFormula = defineFormula({
       { name: "K", shape: ["...", ...hkv, "m", "d_k"], role: "input", doc: "keys" },
       { name: "V", shape: ["...", ...hkv, "m", "d_v"], role: "input", doc: "values" },
       ...(mask
-        ? [{ name: "mask", shape: maskShape(cfg["mask_shape"] as string, h), role: "input", int: cfg["mask"] === "boolean", doc: cfg["mask"] === "boolean" ? "1 (nonzero) where query i may attend to key j, 0 where not" : "added to the scores (0 keeps, −∞ masks)", latex: "A" } as const]
+        ? [{ name: "mask", shape: maskShape(cfg.mask_shape, h), role: "input", int: cfg["mask"] === "boolean", doc: cfg["mask"] === "boolean" ? "1 (nonzero) where query i may attend to key j, 0 where not" : "added to the scores (0 keeps, −∞ masks)", latex: "A" } as const]
         : []),
-      ...((cfg["dropout"] as number) > 0 ? [{ name: "dropout_mask", shape: ["...", ...h, "n", "m"], role: "input", int: true, doc: "keep mask of the attention weights (nonzero keeps)" } as const] : []),
+      ...(cfg.dropout > 0 ? [{ name: "dropout_mask", shape: ["...", ...h, "n", "m"], role: "input", int: true, doc: "keep mask of the attention weights (nonzero keeps)" } as const] : []),
     ];
   },
   outputs: (cfg) => [{ name: "y", shape: ["...", ...(attentionHeads(cfg) ? ["H"] : []), "n", "d_v"], doc: "attended values" }],
@@ -308,8 +308,8 @@ export const attentionFormula = defineFormula({
       v = asQueryHeads(v);
     }
     const qk = matmul(Q!, transpose(k));
-    let scores: Expr = cfg["scale"] === undefined ? div(qk, sqrt(dimValue(last(Q!)))) : mul(qk, named(constant(cfg["scale"] as number), "s", "s"));
-    const cap = cfg["softcap"] as number;
+    let scores: Expr = cfg["scale"] === undefined ? div(qk, sqrt(dimValue(last(Q!)))) : mul(qk, named(constant(cfg.scale), "s", "s"));
+    const cap = cfg.softcap;
     if (cap < 0) throw new Error(`attention: softcap must be ≥ 0 (0 = no cap), got ${cap}`);
     if (cap > 0) {
       const c = named(constant(cap), "c", "c");
@@ -325,11 +325,11 @@ export const attentionFormula = defineFormula({
     if (cfg["mask"] === "additive") scores = add(scores, mask!);
     if (cfg["causal"] === true) {
       scores = add(scores, call1("causal_mask", {}, { n: dimToString(n), m: dimToString(m), causal_align: cfg["causal_align"]!, window: cfg["window"]! }));
-    } else if ((cfg["window"] as number) > 0) {
+    } else if (cfg.window > 0) {
       throw new Error("attention: a sliding window needs causal = true (it limits how far back a causal query sees)");
     }
     let P: Expr = named(call1("softmax", { x: scores }), "P", "P");
-    const pDrop = cfg["dropout"] as number;
+    const pDrop = cfg.dropout;
     if (pDrop > 0) P = call1("dropout", { x: P, keep_mask: dropout_mask! }, { p: pDrop });
     return { y: matmul(P, v) };
   },
@@ -342,9 +342,9 @@ export const attentionFormula = defineFormula({
 });
 
 /** With ALiBi, grouped heads or a mask that names a head axis, Q's head axis is an explicit axis. */
-function attentionHeads(cfg: Config): boolean {
+function attentionHeads(cfg: { readonly alibi: boolean; readonly H_kv?: number | string; readonly mask: string; readonly mask_shape: string }): boolean {
   const masked = cfg["mask"] === "boolean" || cfg["mask"] === "additive";
-  return cfg["alibi"] === true || cfg["H_kv"] !== undefined || (masked && maskNeedsHeads(cfg["mask_shape"] as string));
+  return cfg["alibi"] === true || cfg["H_kv"] !== undefined || (masked && maskNeedsHeads(cfg.mask_shape));
 }
 
 export const splitHeadsFormula = defineFormula({
@@ -375,26 +375,28 @@ export const mergeHeadsFormula = defineFormula({
   symbol: { latex: "\\mathrm{Concat}_h", text: "Concat_h" },
 });
 
+const MHA_HYPER = [
+  { name: "H", kind: "integer", dim: true, doc: "query heads" },
+  { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
+  { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
+  { name: "window", kind: "integer", default: 0, held: true, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
+  { name: "softcap", kind: "number", default: 0, held: true, doc: "attention score cap c (Gemma 2); 0 = none" },
+  { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
+  { name: "rope_base", kind: "number", default: 10000, values: [10000, 100], doc: "RoPE base" },
+  dimHyper("rotary_dims", "RoPE on the first r dims of each head only (rope rotary_dims; GPT-NeoX rotary_ndims); default d_k"),
+  { name: "position_ids", kind: "boolean", default: false, held: true, doc: "RoPE positions from the input position_ids [..., n] (HF position_ids) instead of offset … offset + n − 1" },
+  { name: "offset", kind: "integer", dim: true, default: 0, held: true, doc: "position of the first query (KV-cache decoding)" },
+  { name: "bias", kind: "boolean", default: true, doc: "projections have biases" },
+  { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p with the keep mask attn_dropout_mask [..., H, n, n] as an input (training; not with kv_cache); 0 = none" },
+  { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
+] as const satisfies readonly HyperSpec[];
+
 export const mhaFormula = defineFormula({
   name: "mha",
   example: { H: 2 },
   description: "multi-head causal self-attention: heads are column blocks of W_Q, W_K, W_V; Concat(heads) W_O",
   category: "core",
-  hyper: [
-    { name: "H", kind: "integer", dim: true, doc: "query heads" },
-    { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
-    { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
-    { name: "window", kind: "integer", default: 0, held: true, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
-    { name: "softcap", kind: "number", default: 0, held: true, doc: "attention score cap c (Gemma 2); 0 = none" },
-    { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
-    { name: "rope_base", kind: "number", default: 10000, values: [10000, 100], doc: "RoPE base" },
-    dimHyper("rotary_dims", "RoPE on the first r dims of each head only (rope rotary_dims; GPT-NeoX rotary_ndims); default d_k"),
-    { name: "position_ids", kind: "boolean", default: false, held: true, doc: "RoPE positions from the input position_ids [..., n] (HF position_ids) instead of offset … offset + n − 1" },
-    { name: "offset", kind: "integer", dim: true, default: 0, held: true, doc: "position of the first query (KV-cache decoding)" },
-    { name: "bias", kind: "boolean", default: true, doc: "projections have biases" },
-    { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p with the keep mask attn_dropout_mask [..., H, n, n] as an input (training; not with kv_cache); 0 = none" },
-    { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
-  ],
+  hyper: MHA_HYPER,
   relations: (cfg) => ["d_model = H*d_k", `d_kv = ${cfg["H_kv"] ?? cfg["H"] ?? "H"}*d_k`],
   args: (cfg) => [
     { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "token representations" },
@@ -411,7 +413,7 @@ export const mhaFormula = defineFormula({
           { name: "b_O", shape: ["d_model"], role: "param", doc: "output bias" },
         ] as const)),
     ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "RoPE position of each row", latex: "p" }] as const) : []),
-    ...(((cfg["dropout"] as number | undefined) ?? 0) > 0 ? ([{ name: "attn_dropout_mask", shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights" }] as const) : []),
+    ...(cfg.dropout > 0 ? ([{ name: "attn_dropout_mask", shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights" }] as const) : []),
     ...(cfg["kv_cache"] === true
       ? ([
           { name: "past_k", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached keys (after RoPE)" },
@@ -436,18 +438,18 @@ export const mhaFormula = defineFormula({
 });
 
 /** Shared by mha and the KV-cache step: returns y and the full K, V (heads split). */
-export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: { k: Expr; v: Expr }): { y: Expr; k: Expr; v: Expr } {
+export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: ConfigOf<typeof MHA_HYPER>, past?: { k: Expr; v: Expr }): { y: Expr; k: Expr; v: Expr } {
   const x = a["x"]!;
-  const H = cfg["H"];
+  const H = cfg.H;
   if (typeof H !== "number") throw new Error("mha needs the head count H");
-  const Hkv = typeof cfg["H_kv"] === "number" ? (cfg["H_kv"] as number) : H;
+  const Hkv = typeof cfg.H_kv === "number" ? cfg.H_kv : H;
   if (H % Hkv !== 0) throw new Error(`mha: H = ${H} is not a multiple of H_kv = ${Hkv}`);
   const lin = (W: string, b: string) => (a[b] === undefined ? matmul(x as Expr<["n", "d"]>, a[W]! as Expr<["d", "e"]>) : call1("linear", { x, W: a[W]!, b: a[b]! }, {}));
-  const positions = cfg["positions"] as string;
+  const positions = cfg.positions;
   const rope = positions === "rope" || positions === "rope_interleaved";
   const ropeCfg: Config = {
-    base: cfg["rope_base"] as number,
-    offset: cfg["offset"] as number | string,
+    base: cfg.rope_base,
+    offset: cfg.offset,
     convention: positions === "rope" ? "half" : "interleaved",
     ...(cfg["rotary_dims"] !== undefined ? { rotary_dims: cfg["rotary_dims"] } : {}),
     ...(cfg["position_ids"] === true ? { position_ids: true } : {}),
@@ -477,10 +479,10 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
     K = repeatHeads(K, H / Hkv);
     V = repeatHeads(V, H / Hkv);
   }
-  const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+  const pDrop = cfg.dropout;
   if (pDrop > 0 && past !== undefined) throw new Error("mha: dropout is a training-time switch; it does not combine with kv_cache decoding");
   const drop: Record<string, Expr> = pDrop > 0 ? { dropout_mask: a["attn_dropout_mask"]! } : {};
-  const heads = call1("attention", { Q, K, V, ...drop }, { dropout: pDrop, causal: cfg["causal"] as boolean, window: (cfg["window"] as number | undefined) ?? 0, softcap: (cfg["softcap"] as number | undefined) ?? 0, alibi: positions === "alibi", H });
+  const heads = call1("attention", { Q, K, V, ...drop }, { dropout: pDrop, causal: cfg.causal, window: cfg.window, softcap: cfg.softcap, alibi: positions === "alibi", H });
   // (..., H, n, d_k) → (..., n, d_model): heads concatenated as column blocks
   const O = call1("merge_heads", { x: heads });
   const y = a["b_O"] === undefined ? matmul(O as Expr<["n", "d"]>, a["W_O"]! as Expr<["d", "e"]>) : call1("linear", { x: O, W: a["W_O"]!, b: a["b_O"]! }, {});
@@ -530,8 +532,8 @@ function meanLastK(x: Expr, k: number): Expr {
 }
 
 /** LayerNorm's normalized_axes as k ≥ 1, or an error. */
-function normAxes(cfg: Config): number {
-  const k = (cfg["normalized_axes"] ?? 1) as number;
+function normAxes(cfg: { readonly normalized_axes: number }): number {
+  const k = cfg.normalized_axes;
   if (!Number.isInteger(k) || k < 1 || k > MAX_AXES) throw new FormulaError(`formula layer_norm: hyperparameter normalized_axes must be an integer from 1 to ${MAX_AXES} (the number of trailing axes normalised together), got ${k}`);
   return k;
 }
@@ -563,7 +565,7 @@ export const layerNormFormula = defineFormula({
     const mu = named(meanLastK(x!, k), "\\mu", "μ");
     const xc = sub(x!, mu);
     const var_ = named(meanLastK(square(xc), k), "\\sigma^2", "σ²");
-    const xhat = named(mul(xc, rsqrt(add(var_, named(constant(cfg["eps"] as number), "\\varepsilon", "ε")))), "\\hat{x}", "x̂");
+    const xhat = named(mul(xc, rsqrt(add(var_, named(constant(cfg.eps), "\\varepsilon", "ε")))), "\\hat{x}", "x̂");
     const scaled = mul(gamma!, xhat);
     return { y: beta === undefined ? scaled : add(scaled, beta) };
   },
@@ -575,7 +577,7 @@ export const layerNormFormula = defineFormula({
     const gamma = args["gamma"]!;
     const mu = named(meanLastK(x, k), "\\mu", "μ");
     const xc = sub(x, mu);
-    const rstd = named(rsqrt(add(meanLastK(square(xc), k), config["eps"] as number)), "\\frac{1}{\\sigma}", "1/σ");
+    const rstd = named(rsqrt(add(meanLastK(square(xc), k), config.eps)), "\\frac{1}{\\sigma}", "1/σ");
     const xhat = named(mul(xc, rstd), "\\hat{x}", "x̂");
     const gh = named(mul(cot, gamma), "\\hat{g}", "ĝ");
     const dx = mul(rstd, sub(sub(gh, meanLastK(gh, k)), mul(xhat, meanLastK(mul(gh, xhat), k))));
@@ -608,7 +610,7 @@ export const rmsNormFormula = defineFormula({
   outputs: () => [{ name: "y", shape: ["...", "d"], doc: "normalised rows" }],
   build: ({ x, gamma }, cfg) => {
     const ms = named(meanLast(square(x!)), "\\overline{x^2}", "mean(x²)");
-    return { y: mul(gamma!, mul(x!, rsqrt(add(ms, named(constant(cfg["eps"] as number), "\\varepsilon", "ε"))))) };
+    return { y: mul(gamma!, mul(x!, rsqrt(add(ms, named(constant(cfg.eps), "\\varepsilon", "ε"))))) };
   },
   notes: [
     "The eps default differs between libraries: 1e-6 here and in Hugging Face LlamaRMSNorm / T5LayerNorm; many configs set rms_norm_eps = 1e-5 (Llama 2, Mistral); torch.nn.RMSNorm (torch ≥ 2.4) defaults to eps = None, meaning torch.finfo(x.dtype).eps. Declare the value the port uses.",
@@ -650,7 +652,7 @@ export const dropoutFormula = defineFormula({
   ],
   outputs: () => [{ name: "y", shape: ["..."], doc: "m ⊙ x/(1 − p)" }],
   build: ({ x, keep_mask }, cfg) => {
-    const p = cfg["p"] as number;
+    const p = cfg.p;
     if (!(p >= 0 && p <= 1)) throw new Error(`dropout: p must lie in [0, 1], got ${p}`);
     // p = 1 drops every entry: the scale 1/(1 − p) = ∞ is never formed, so a kept entry gives 0, not ∞ or NaN
     const s = named(constant(p < 1 ? 1 / (1 - p) : 0), "\\tfrac{1}{1-p}", "1/(1−p)");
@@ -701,12 +703,12 @@ function broadcastDimLists(a: readonly string[], b: readonly string[]): string[]
 }
 
 /** Operand shapes and result shape of matmul under its configuration. */
-function matmulShapes(cfg: Config): { a: string[]; b: string[]; y: string[] } {
-  const vec = (cfg["vector"] ?? "none") as string;
+function matmulShapes(cfg: { readonly vector?: string; readonly a_batch?: string; readonly b_batch?: string }): { a: string[]; b: string[]; y: string[] } {
+  const vec = cfg.vector ?? "none";
   const va = vec === "a" || vec === "both";
   const vb = vec === "b" || vec === "both";
-  const ba = parseDimList((cfg["a_batch"] ?? "...") as string);
-  const bb = parseDimList((cfg["b_batch"] ?? "...") as string);
+  const ba = parseDimList(cfg.a_batch ?? "...");
+  const bb = parseDimList(cfg.b_batch ?? "...");
   if (va && ba.length > 0) throw new FormulaError(`formula matmul: a 1-D operand a (vector = ${vec}) has no batch axes; set a_batch = "" (got "${cfg["a_batch"]}")`);
   if (vb && bb.length > 0) throw new FormulaError(`formula matmul: a 1-D operand b (vector = ${vec}) has no batch axes; set b_batch = "" (got "${cfg["b_batch"]}")`);
   const batch = broadcastDimLists(ba, bb);
@@ -765,7 +767,7 @@ export const ffnFormula = defineFormula({
   ],
   outputs: () => [{ name: "y", shape: ["...", "d_model"], doc: "FFN output" }],
   build: ({ x, W_1, b_1, W_2, b_2 }, cfg) => {
-    const h = callAs(cfg["activation"] as string, { x: call1("linear", { x: x!, W: W_1!, b: b_1! }) }, { latex: "\\phi", text: "φ" });
+    const h = callAs(cfg.activation, { x: call1("linear", { x: x!, W: W_1!, b: b_1! }) }, { latex: "\\phi", text: "φ" });
     return { y: call1("linear", { x: h, W: W_2!, b: b_2! }) };
   },
 });
@@ -876,7 +878,7 @@ export const ropeFormula = defineFormula({
     if (r === 0) return { y: mul(x!, 1) };
     const h = divDim(r, 2);
     const i = iota([dimToString(h)] as const, 0);
-    const freq = named(pow(cfg["base"] as number, div(mul(-2, i), dimValue(r))), "\omega", "ω");
+    const freq = named(pow(cfg.base, div(mul(-2, i), dimValue(r))), "\omega", "ω");
     const pre = x!.shape.slice(0, -2).map(dimToString);
     let pos: Expr;
     if (position_ids === undefined) pos = reshape(add(iota([dimToString(n)] as const, 0), dimValue(dimOf(cfg, "offset"))), [dimToString(n), "1"] as const);
@@ -959,9 +961,9 @@ export const crossEntropyFormula = defineFormula({
   build: ({ logits, targets, weight }, cfg) => {
     const z = logits!;
     const t = targets!;
-    const ignoreIndex = cfg["ignore_index"] as number;
+    const ignoreIndex = cfg.ignore_index;
     if (!Number.isInteger(ignoreIndex)) throw new Error(`cross_entropy: ignore_index must be an integer, got ${ignoreIndex}`);
-    const eps = cfg["label_smoothing"] as number;
+    const eps = cfg.label_smoothing;
     if (!(eps >= 0 && eps <= 1)) throw new FormulaError(`formula cross_entropy: label_smoothing must be in [0, 1] (PyTorch's range), got ${eps}`);
     const V = dimToString(last(z));
     const rows = z.shape.slice(0, -1).map(dimToString);
@@ -987,7 +989,7 @@ export const crossEntropyFormula = defineFormula({
       perPos = add(mul(1 - eps, perPos), mul(div(eps, dimValue(V)), smooth));
     }
     const counted = mul(perPos, keep);
-    const reduction = cfg["reduction"] as string;
+    const reduction = cfg.reduction;
     if (reduction === "none") return { loss: counted };
     if (reduction === "sum") return { loss: sumAll(counted) };
     // N = number of counted positions (all of them when no target is ignore_index), or their weight

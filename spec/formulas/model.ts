@@ -5,7 +5,10 @@
  */
 import { dimToString, type Dim } from "../dims.js";
 import { add, slice, Expr, matmul, named } from "../expr.js";
-import { call1, callFormula, defineFormula, FormulaError, omitHyper, type ArgSpec, type HyperSpec, type OutputSpec } from "../formula.js";
+import {
+  call1, callFormula, defineFormula, FormulaError, omitHyper, required, sharedConfig, type ArgSpec, type ConfigOf, type HyperSpec,
+  type OutputSpec,
+} from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 
 export const NORMS = ["layer_norm", "rms_norm"] as const;
@@ -33,6 +36,8 @@ const BLOCK_HYPER = [
   { name: "dropout", kind: "number", default: 0, doc: "dropout p at GPT-2's places (attention weights, both residual branches; gpt: also the embedding) with the keep masks as inputs (training); 0 = none" },
   { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "take past_k/past_v and also return k, v" },
 ] as const satisfies readonly HyperSpec[];
+
+type BlockConfig = ConfigOf<typeof BLOCK_HYPER>;
 
 /** The parameters of one block, named as in a GPT-2 checkpoint (no `h.{l}.` prefix). */
 export function blockParams(cfg: Config): ArgSpec[] {
@@ -75,10 +80,11 @@ function checkBlockConfig(cfg: Config, where: string): void {
 }
 
 /** The block body over named parameters `p` (names without prefix). */
-export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Config, past?: { k: Expr; v: Expr }): { y: Expr; k?: Expr; v?: Expr } {
-  const H = cfg["H"] as number;
-  const Hkv = typeof cfg["H_kv"] === "number" ? (cfg["H_kv"] as number) : H;
-  const eps = cfg["eps"] as number;
+export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: BlockConfig, past?: { k: Expr; v: Expr }): { y: Expr; k?: Expr; v?: Expr } {
+  const H = cfg.H;
+  if (typeof H !== "number") throw new FormulaError("a block needs the head count H as a number");
+  const Hkv = typeof cfg.H_kv === "number" ? cfg.H_kv : H;
+  const eps = cfg.eps;
   const norm = (k: string, h: Expr): Expr =>
     cfg["norm"] === "layer_norm"
       ? call1("layer_norm", { x: h, gamma: p[`${k}.weight`]!, beta: p[`${k}.bias`]! }, { eps })
@@ -105,33 +111,18 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Confi
       args["b_V"] = cols(cAttnB, `${Ds}+${Dkv}`, Dkv);
       args["b_O"] = p["attn.c_proj.bias"]!;
     }
-    const mhaCfg: Record<string, HyperValue> = {
-      H,
-      H_kv: Hkv,
-      causal: cfg["causal"] as boolean,
-      window: cfg["window"] as number,
-      softcap: cfg["softcap"] as number,
-      positions: cfg["positions"] as string,
-      rope_base: cfg["rope_base"] as number,
-      bias: cAttnB !== undefined,
-      ...(cfg["rotary_dims"] !== undefined ? { rotary_dims: cfg["rotary_dims"]! } : {}),
-      ...(cfg["position_ids"] === true ? { position_ids: true } : {}),
-    };
+    // the block's own attention switches, as mha declares them; its projections' bias from the weights
+    const mhaCfg: Record<string, HyperValue> = { ...sharedConfig("mha", cfg), H_kv: Hkv, bias: cAttnB !== undefined };
     if (cfg["position_ids"] === true) args["position_ids"] = p["position_ids"]!;
-    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
-    if (pDrop > 0) {
-      mhaCfg["dropout"] = pDrop;
-      args["attn_dropout_mask"] = p["dropout.attn"]!;
-    }
-    if (past === undefined) return dropBranch(call1("mha", args, mhaCfg), "dropout.attn_out");
+    if (cfg.dropout > 0) args["attn_dropout_mask"] = p["dropout.attn"]!;
+    if (past === undefined) return dropBranch(call1("mha", args, { ...mhaCfg, kv_cache: false }), "dropout.attn_out");
     const outs = callFormula("mha", { ...args, past_k: past.k, past_v: past.v }, { ...mhaCfg, kv_cache: true });
     kv = { k: outs["k"]!, v: outs["v"]! };
     return outs["y"]!;
   };
   // GPT-2's resid_dropout on each branch output before the residual sum
   const dropBranch = (y: Expr, mask: string): Expr => {
-    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
-    return pDrop > 0 ? call1("dropout", { x: y, keep_mask: p[mask]! }, { p: pDrop }) : y;
+    return cfg.dropout > 0 ? call1("dropout", { x: y, keep_mask: p[mask]! }, { p: cfg.dropout }) : y;
   };
   const mlp = (h: Expr): Expr => dropBranch(mlpBody(h), "dropout.mlp_out");
   const mlpBody = (h: Expr): Expr => {
@@ -139,10 +130,10 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Confi
       return call1("swiglu", { x: h, W_gate: p["mlp.gate_proj.weight"]!, W_up: p["mlp.up_proj.weight"]!, W_down: p["mlp.down_proj.weight"]! });
     }
     if (p["mlp.c_fc.bias"] !== undefined) {
-      return call1("ffn", { x: h, W_1: p["mlp.c_fc.weight"]!, b_1: p["mlp.c_fc.bias"]!, W_2: p["mlp.c_proj.weight"]!, b_2: p["mlp.c_proj.bias"]! }, { activation: cfg["activation"] as string });
+      return call1("ffn", { x: h, W_1: p["mlp.c_fc.weight"]!, b_1: p["mlp.c_fc.bias"]!, W_2: p["mlp.c_proj.weight"]!, b_2: p["mlp.c_proj.bias"]! }, { activation: cfg.activation });
     }
     // bias-free FFN: φ(x W_1) W_2
-    const a = call1(cfg["activation"] as string, { x: matmul(h as Expr<["n", "d"]>, p["mlp.c_fc.weight"]! as Expr<["d", "f"]>) });
+    const a = call1(cfg.activation, { x: matmul(h as Expr<["n", "d"]>, p["mlp.c_fc.weight"]! as Expr<["d", "f"]>) });
     return matmul(a as Expr<["n", "f"]>, p["mlp.c_proj.weight"]! as Expr<["f", "d"]>);
   };
 
@@ -193,8 +184,8 @@ function blockOutputs(cfg: Config): OutputSpec[] {
 }
 
 /** Keep masks of a block's dropout (training): attention weights [..., H, n, n] and the two branch outputs. */
-function blockDropoutArgs(cfg: Config, prefix: string): ArgSpec[] {
-  if (!(((cfg["dropout"] as number | undefined) ?? 0) > 0)) return [];
+function blockDropoutArgs(cfg: { readonly dropout: number }, prefix: string): ArgSpec[] {
+  if (!(cfg.dropout > 0)) return [];
   return [
     { name: `${prefix}dropout.attn`, shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights (attn_pdrop)" },
     { name: `${prefix}dropout.attn_out`, shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the attention branch output (resid_pdrop)" },
@@ -202,7 +193,7 @@ function blockDropoutArgs(cfg: Config, prefix: string): ArgSpec[] {
   ];
 }
 
-function blockArgs(cfg: Config): ArgSpec[] {
+function blockArgs(cfg: BlockConfig): ArgSpec[] {
   return [
     { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "block input" },
     ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "RoPE position of each row" }] as ArgSpec[]) : []),
@@ -218,7 +209,7 @@ function blockArgs(cfg: Config): ArgSpec[] {
 }
 
 function blockBuild(name: string) {
-  return (a: Readonly<Record<string, Expr>>, cfg: Config) => {
+  return (a: Readonly<Record<string, Expr>>, cfg: BlockConfig) => {
     checkBlockConfig(cfg, `formula ${name}`);
     const past = cfg["kv_cache"] === true ? { k: a["past_k"]!, v: a["past_v"]! } : undefined;
     const r = blockBody(a["x"]!, a, cfg, past);
@@ -307,7 +298,7 @@ export function gptParams(cfg: Config): ArgSpec[] {
 }
 
 function attnPositions(cfg: Config): string {
-  const p = cfg["positions"] as string;
+  const p = cfg.positions;
   return p === "rope" || p === "rope_interleaved" || p === "alibi" ? p : "none";
 }
 
@@ -322,15 +313,15 @@ export const gptFormula = defineFormula({
     { name: "tokens", shape: ["...", "n"], role: "input", int: true, doc: "token ids t", latex: "t" },
     ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "position of each token (learned positions: the wpe row; RoPE: the angle)" }] as ArgSpec[]) : []),
     ...(cfg["kv_cache"] === true
-      ? Array.from({ length: cfg["L"] as number }, (_, l) => [
+      ? Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) => [
           { name: `past.${l}.k`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached keys` } as ArgSpec,
           { name: `past.${l}.v`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached values` } as ArgSpec,
         ]).flat()
       : [{ name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids (already shifted)" } as ArgSpec]),
-    ...(((cfg["dropout"] as number | undefined) ?? 0) > 0 && cfg["kv_cache"] !== true
+    ...(cfg.dropout > 0 && cfg["kv_cache"] !== true
       ? [
           { name: "dropout.embd", shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the embedding (embd_pdrop)" } as ArgSpec,
-          ...Array.from({ length: cfg["L"] as number }, (_, l) => blockDropoutArgs(cfg, `h.${l}.`)).flat(),
+          ...Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) => blockDropoutArgs(cfg, `h.${l}.`)).flat(),
         ]
       : []),
     ...gptParams(cfg),
@@ -339,7 +330,7 @@ export const gptFormula = defineFormula({
     cfg["kv_cache"] === true
       ? [
           { name: "logits", shape: ["...", "n", "V"], doc: "next-token logits" },
-          ...Array.from({ length: cfg["L"] as number }, (_, l) => [
+          ...Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) => [
             { name: `present.${l}.k`, shape: ["...", "H_kv", "p+n", "d_k"], doc: `block ${l} keys` },
             { name: `present.${l}.v`, shape: ["...", "H_kv", "p+n", "d_k"], doc: `block ${l} values` },
           ]).flat(),
@@ -350,7 +341,7 @@ export const gptFormula = defineFormula({
         ],
   build: (a, cfg) => {
     checkBlockConfig(cfg, "formula gpt");
-    const L = cfg["L"] as number;
+    const L = required(cfg.L, "gpt", "L");
     const cache = cfg["kv_cache"] === true;
     const tokens = a["tokens"]!;
     const n = dimToString(tokens.shape[tokens.shape.length - 1]!);
@@ -363,7 +354,7 @@ export const gptFormula = defineFormula({
     // learned positions with ids are the wpe rows the ids pick (HF GPT-2's wpe(position_ids))
     if (cfg["positions"] === "learned") x = add(x, ids ? call1("embedding", { tokens: a["position_ids"]!, E: a["wpe.weight"]! }) : call1("positional_learned", { P: a["wpe.weight"]! }, { n, offset }));
     if (cfg["positions"] === "sinusoidal") x = add(x, call1("positional_sinusoidal", {}, { n, d_model: "d_model", offset }));
-    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+    const pDrop = cfg.dropout;
     if (pDrop > 0 && cache) throw new FormulaError("formula gpt: dropout is a training-time switch; it does not combine with kv_cache decoding");
     if (pDrop > 0) x = call1("dropout", { x, keep_mask: a["dropout.embd"]! }, { p: pDrop });
         x = named(x, "Z^{(0)}", "Z⁽⁰⁾");
@@ -387,7 +378,7 @@ export const gptFormula = defineFormula({
       }
     }
     if (finalNorm(cfg)) {
-      const eps = cfg["eps"] as number;
+      const eps = cfg.eps;
       x =
         cfg["norm"] === "layer_norm"
           ? call1("layer_norm", { x, gamma: a["ln_f.weight"]!, beta: a["ln_f.bias"]! }, { eps })
