@@ -64,10 +64,11 @@ export interface HyperSpec {
   /** The laws hold it at its default unless a law chooses it (a convention with laws of its own). */
   readonly held?: boolean;
   /**
-   * A switch of one evaluation (a decoding step, position ids, a per-call dim) rather than a
-   * property of a model: left out of a model's configuration (reference/model.ts).
+   * `false`: not part of a model's configuration (reference/model.ts `GPTConfig`): a switch of one
+   * evaluation (a decoding step, position ids, training dropout) or one the model derives (the
+   * causal mask of a language model, rotary dims from rotary_pct).
    */
-  readonly perCall?: boolean;
+  readonly inModel?: false;
 }
 
 /** The value type of one declared hyperparameter. A dim may also be the caller's dim expression ("p+n"). */

@@ -21,7 +21,7 @@ const BLOCK_HYPER = [
   { name: "H", kind: "integer", dim: true, doc: "query heads" },
   { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H)" },
   { name: "eps", kind: "number", default: 1e-5, values: [1e-5, 1e-3, 0.1], doc: "norm ε" },
-  { name: "causal", kind: "boolean", default: true, doc: "causal attention" },
+  { name: "causal", kind: "boolean", default: true, inModel: false, doc: "causal attention" },
   { name: "window", kind: "integer", default: 0, held: true, doc: "sliding-window attention: each position sees its w most recent positions (Mistral sliding_window); 0 = none" },
   { name: "softcap", kind: "number", default: 0, held: true, doc: "attention score cap c·tanh(s/c) (Gemma 2 attn_logit_softcapping); 0 = none" },
   { name: "norm", kind: "enum", choices: NORMS, default: "layer_norm", doc: "normalisation" },
@@ -29,12 +29,12 @@ const BLOCK_HYPER = [
   { name: "activation", kind: "enum", choices: BLOCK_ACTIVATIONS, default: "gelu", doc: "FFN activation (swiglu: gated FFN without biases)" },
   { name: "positions", kind: "enum", choices: ATTN_POSITIONS, default: "none", doc: "positions inside attention" },
   { name: "rope_base", kind: "number", default: 10000, values: [10000, 100], doc: "RoPE base" },
-  { name: "rotary_dims", kind: "integer", dim: true, doc: "RoPE on the first r dims of each head only (GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF partial_rotary_factor); default d_k" },
-  { name: "position_ids", kind: "boolean", default: false, held: true, doc: "RoPE (and learned) positions from the input position_ids [..., n] (HF position_ids: left padding, packed sequences)" },
+  { name: "rotary_dims", kind: "integer", dim: true, inModel: false, doc: "RoPE on the first r dims of each head only (GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF partial_rotary_factor); default d_k" },
+  { name: "position_ids", kind: "boolean", default: false, held: true, inModel: false, doc: "RoPE (and learned) positions from the input position_ids [..., n] (HF position_ids: left padding, packed sequences)" },
   { name: "bias", kind: "boolean", default: true, doc: "linear layers have biases" },
   { name: "parallel", kind: "boolean", default: false, doc: "GPT-J form x + attn(ln_1 x) + mlp(ln_1 x) (pre placement only)" },
-  { name: "dropout", kind: "number", default: 0, doc: "dropout p at GPT-2's places (attention weights, both residual branches; gpt: also the embedding) with the keep masks as inputs (training); 0 = none" },
-  { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "take past_k/past_v and also return k, v" },
+  { name: "dropout", kind: "number", default: 0, inModel: false, doc: "dropout p at GPT-2's places (attention weights, both residual branches; gpt: also the embedding) with the keep masks as inputs (training); 0 = none" },
+  { name: "kv_cache", kind: "boolean", default: false, held: true, inModel: false, doc: "take past_k/past_v and also return k, v" },
 ] as const satisfies readonly HyperSpec[];
 
 type BlockConfig = ConfigOf<typeof BLOCK_HYPER>;
@@ -275,7 +275,7 @@ const GPT_HYPER = [
   ...omitHyper(BLOCK_HYPER, ["positions", "kv_cache"]),
   { name: "positions", kind: "enum", choices: MODEL_POSITIONS, default: "learned", doc: "learned/sinusoidal are added to the embedding; rope/alibi act inside attention" },
   { name: "tied", kind: "boolean", default: true, doc: "logits use the embedding matrix (W_vocab = E)" },
-  { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "decoding step: take past.{l}.k/v, return present.{l}.k/v, no targets or loss" },
+  { name: "kv_cache", kind: "boolean", default: false, held: true, inModel: false, doc: "decoding step: take past.{l}.k/v, return present.{l}.k/v, no targets or loss" },
 ] as const satisfies readonly HyperSpec[];
 
 function finalNorm(cfg: Config): boolean {
