@@ -74,15 +74,19 @@ export type ModelConfigInput = string | (Partial<GPTConfig> & { readonly preset?
 
 /** The model hyperparameters of the `gpt` declaration, in declaration order. */
 const MODEL_HYPER = getFormula("gpt").hyper.filter((h) => h.inModel !== false);
+/** The names of a model's hyperparameters: the fields of a configuration the `gpt` formula reads. */
+export const MODEL_KEYS: readonly (keyof ModelHyperConfig)[] = MODEL_HYPER.map((h) => h.name as keyof ModelHyperConfig);
+/** Model hyperparameters whose default is 0, off (a sliding window, a soft cap). */
+export const OFF_BY_DEFAULT: ReadonlySet<string> = new Set(MODEL_HYPER.filter((h) => h.default === 0).map((h) => h.name));
 /** Sizes: the integer hyperparameters without a default (V, n_ctx, d_model, L, d_ff, H, H_kv). */
 const SIZE_KEYS = MODEL_HYPER.filter((h) => h.kind === "integer" && h.default === undefined).map((h) => h.name);
 /** Fields of a model configuration: the model hyperparameters and the fields of {@link GPTConfig}'s own. */
 const CONFIG_KEYS: readonly string[] = [...MODEL_HYPER.map((h) => h.name), "dtype", "rotary_pct", "dropout"];
-/** Sizes a configuration may leave out, and how the model fills them. */
-const DERIVED_SIZES: Readonly<Record<string, (c: Config) => number>> = {
-  H_kv: (c) => c["H"] as number,
+/** Sizes a configuration may leave out, and how the model fills them from the sizes given before. */
+const DERIVED_SIZES: Readonly<Record<string, (sizes: Readonly<Record<string, number>>, c: Config) => number>> = {
+  H_kv: (s) => s["H"]!,
   // SwiGLU: LLaMA's two thirds of 4·d_model, so its three matrices hold as many weights as two
-  d_ff: (c) => (c["activation"] === "swiglu" ? llamaHiddenSize(c["d_model"] as number, SMALL_MULTIPLE_OF) : 4 * (c["d_model"] as number)),
+  d_ff: (s, c) => (c["activation"] === "swiglu" ? llamaHiddenSize(s["d_model"]!, SMALL_MULTIPLE_OF) : 4 * s["d_model"]!),
 };
 
 /**
@@ -159,7 +163,8 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     throw new ModelError((e as Error).message);
   }
   const sizes: Record<string, number> = {};
-  for (const k of SIZE_KEYS) sizes[k] = (cfg[k as keyof GptFormulaConfig] as number | undefined) ?? DERIVED_SIZES[k]!(cfg);
+  for (const k of SIZE_KEYS) if (typeof merged[k] === "number") sizes[k] = merged[k];
+  for (const k of SIZE_KEYS) sizes[k] ??= DERIVED_SIZES[k]!(sizes, cfg);
   const { d_model, H, H_kv } = sizes as { d_model: number; H: number; H_kv: number };
   if (d_model % H !== 0) throw new ModelError(`d_model = ${d_model} is not a multiple of H = ${H} (d_k = d_model / H must be an integer)`);
   if (H_kv > H || H % H_kv !== 0) throw new ModelError(`H_kv = ${H_kv} must divide H = ${H} (each key/value head serves H / H_kv query heads)`);

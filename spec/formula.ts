@@ -200,6 +200,11 @@ export function formulaNames(): string[] {
   return [...REGISTRY.keys()];
 }
 
+/** The names of the registered formulas of one category (`block`: block, block_post_ln, block_pre_ln). */
+export function formulasOf(category: FormulaDef["category"]): string[] {
+  return [...REGISTRY.values()].filter((f) => f.category === category).map((f) => f.name);
+}
+
 /** Fill defaults and validate a configuration against the formula's hyperparameters. */
 export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
   const out: Record<string, HyperValue> = {};

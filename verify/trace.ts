@@ -9,7 +9,7 @@
  * implementation's own version of that formula and compares the answer with the reference value.
  */
 import "../spec/index.js";
-import { getFormula, hasFormula } from "../spec/formula.js";
+import { formulasOf, getFormula, hasFormula } from "../spec/formula.js";
 import { dim, dimToString, evalDim } from "../spec/dims.js";
 import { Expr, input } from "../spec/expr.js";
 import type { Config, Node, NodeOf } from "../spec/node.js";
@@ -290,7 +290,7 @@ export class ReferenceTrace {
 }
 
 
-const BLOCKS = new Set(["block", "block_post_ln", "block_pre_ln"]);
+const BLOCKS = new Set(formulasOf("block"));
 const NORMS = new Set(["layer_norm", "rms_norm"]);
 
 /**
