@@ -547,7 +547,7 @@ export const layerNormFormula = defineFormula({
   category: "core",
   hyper: [
     { name: "eps", kind: "number", default: 1e-5, values: [1e-5, 1e-3, 0.1], doc: "ε added to the variance (PyTorch nn.LayerNorm eps = 1e-5; HF GPT-2 layer_norm_epsilon = 1e-5)" },
-    { name: "bias", kind: "boolean", default: true, doc: "with the shift β (false: no beta argument, nanoGPT's LayerNorm(bias=False), torch ≥ 2.1 nn.LayerNorm(bias=False))" },
+    { name: "bias", kind: "boolean", default: true, held: true, doc: "with the shift β (false: no beta argument, nanoGPT's LayerNorm(bias=False), torch ≥ 2.1 nn.LayerNorm(bias=False))" },
     { name: "normalized_axes", kind: "integer", default: 1, max: MAX_AXES, doc: "k: normalise over the last k axes together (PyTorch normalized_shape of length k); gamma and beta have those k axes' shape" },
   ],
   exampleDims: TRAILING_EXAMPLE,
@@ -671,7 +671,7 @@ export const linearFormula = defineFormula({
   name: "linear",
   description: "affine map x W + b (W stored (in, out), the GPT-2 Conv1D layout); b optional",
   category: "core",
-  hyper: [{ name: "bias", kind: "boolean", default: true, doc: "with the bias b (false: x W, no b argument; nn.Linear(bias=False), LLaMA projections)" }],
+  hyper: [{ name: "bias", kind: "boolean", default: true, held: true, doc: "with the bias b (false: x W, no b argument; nn.Linear(bias=False), LLaMA projections)" }],
   args: (cfg) => [
     { name: "x", shape: ["...", "d_in"], role: "input", doc: "rows" },
     { name: "W", shape: ["d_in", "d_out"], role: "param", doc: "weight (in, out)" },
