@@ -6,7 +6,7 @@
  */
 import type * as core from "./formulas/core.js";
 import type * as model from "./formulas/model.js";
-import { getFormula, resolveConfig, type ConfigInputOf, type ConfigOf, type HyperSpec } from "./formula.js";
+import { FormulaError, getFormula, resolveConfig, type ConfigInputOf, type ConfigOf, type HyperSpec } from "./formula.js";
 import type { Config } from "./node.js";
 
 type Exports = typeof core & typeof model;
@@ -21,6 +21,8 @@ export type FormulaHypers = { [D in Declaration as NameOf<D>]: HyperOf<D> };
 export type FormulaName = keyof FormulaHypers;
 /** Formula name → its resolved configuration (defaults present, see {@link ConfigOf}). */
 export type FormulaConfigs = { [N in FormulaName]: ConfigOf<FormulaHypers[N]> };
+/** Formula name → its resolved configuration at the top level, where every dim is a size. */
+export type TopLevelConfigs = { [N in FormulaName]: ConfigOf<FormulaHypers[N], number> };
 /** Formula name → a configuration as a caller gives it (every key optional). */
 export type FormulaConfigInputs = { [N in FormulaName]: ConfigInputOf<FormulaHypers[N]> };
 /** The resolved configuration of a formula named by a string that may or may not be a declared name. */
@@ -33,6 +35,23 @@ export type FormulaConfigOf<N extends string> = N extends FormulaName ? FormulaC
  */
 export function resolveConfigOf<N extends FormulaName>(name: N, cfg: FormulaConfigInputs[N] | Config = {}): FormulaConfigs[N] {
   return resolveConfig(getFormula(name), cfg as Config) as FormulaConfigs[N];
+}
+
+/**
+ * {@link resolveConfigOf} for a formula evaluated at the top level (not inside another formula's
+ * body), where a dim hyperparameter must be a size.
+ * @throws FormulaError naming the dim when it is given as a dim expression.
+ */
+export function resolveTopLevel<N extends FormulaName>(name: N, cfg: FormulaConfigInputs[N] | Config = {}): TopLevelConfigs[N] {
+  const def = getFormula(name);
+  const out = resolveConfig(def, cfg as Config);
+  for (const h of def.hyper) {
+    const v = out[h.name];
+    if (h.dim === true && v !== undefined && typeof v !== "number") {
+      throw new FormulaError(`formula ${name}: hyperparameter ${h.name} must be a size (a non-negative integer) here, got ${JSON.stringify(v)}`);
+    }
+  }
+  return out as TopLevelConfigs[N];
 }
 
 /** The hyperparameter keys a formula declares, in declaration order. */

@@ -71,9 +71,12 @@ export interface HyperSpec {
   readonly inModel?: false;
 }
 
-/** The value type of one declared hyperparameter. A dim may also be the caller's dim expression ("p+n"). */
-export type HyperValueOf<S extends HyperSpec> = S extends { readonly dim: true }
-  ? number | string
+/**
+ * The value type of one declared hyperparameter. A dim may also be the caller's dim expression
+ * ("p+n") inside another formula's body (`D`); at the top level it is a size (`D = number`).
+ */
+export type HyperValueOf<S extends HyperSpec, D = number | string> = S extends { readonly dim: true }
+  ? D
   : S extends { readonly kind: "enum"; readonly choices: readonly (infer C extends string)[] }
     ? C
     : S extends { readonly kind: "boolean" }
@@ -89,12 +92,12 @@ type WithoutDefault<S> = S extends { readonly default: HyperValue } ? never : S;
  * A formula's resolved configuration, typed from its declarations: a hyperparameter with a
  * default is always present (resolution fills it), one without is optional.
  */
-export type ConfigOf<Hs extends readonly HyperSpec[]> = string extends Hs[number]["name"] ? Config : KnownConfigOf<Hs>;
+export type ConfigOf<Hs extends readonly HyperSpec[], D = number | string> = string extends Hs[number]["name"] ? Config : KnownConfigOf<Hs, D>;
 
-type KnownConfigOf<Hs extends readonly HyperSpec[]> = {
-  readonly [S in WithDefault<Hs[number]> as S["name"]]: HyperValueOf<S>;
+type KnownConfigOf<Hs extends readonly HyperSpec[], D = number | string> = {
+  readonly [S in WithDefault<Hs[number]> as S["name"]]: HyperValueOf<S, D>;
 } & {
-  readonly [S in WithoutDefault<Hs[number]> as S["name"]]?: HyperValueOf<S>;
+  readonly [S in WithoutDefault<Hs[number]> as S["name"]]?: HyperValueOf<S, D>;
 };
 
 /** A configuration as a caller gives it: every hyperparameter optional (defaults fill the rest). */
