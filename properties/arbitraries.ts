@@ -289,7 +289,8 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
     if (h.kind === "enum") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, orderDefaultFirst(h.choices ?? [], h.default)));
     else if (h.kind === "boolean") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, [(h.default ?? false) as boolean, !(h.default ?? false)]));
     else if (h.kind === "number" || h.kind === "integer") {
-      const values = narrow(cap, h.name, h.values ?? (typeof h.default === "number" ? [h.default] : []));
+      const declared = h.values ?? (typeof h.default === "number" ? [h.default] : []);
+      const values = narrow(cap, h.name, declared);
       if (values.length > 0) parts[h.name] = fc.constantFrom(...values);
     }
   }

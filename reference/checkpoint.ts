@@ -17,7 +17,9 @@ import { FileAccessError, readRegularText } from "../golden/files.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { Tokenizer } from "./tokenizer/index.js";
 import { checkKnownPattern } from "./tokenizer/pretokenize.js";
-import { GPT, MODEL_KEYS, ModelError, OFF_BY_DEFAULT, parameterShapes, resolveModelConfig, type GPTConfig } from "./model.js";
+import {
+  GPT, MODEL_KEYS, ModelError, OFF_BY_DEFAULT, parameterShapes, resolveModelConfig, type GPTConfig,
+} from "./model.js";
 
 export class CheckpointError extends Error {
   override name = "CheckpointError";
@@ -32,7 +34,7 @@ const HF_ACTIVATIONS: Readonly<Record<string, GPTConfig["activation"]>> = {
 };
 const ACTIVATION_TO_HF: Readonly<Record<string, string>> = { gelu_tanh: "gelu_new", gelu: "gelu", relu: "relu" };
 
-/** Fields of our configuration stored in config.json's `specformer` section: the model hyperparameters. */
+/** Fields of our configuration in config.json's `specformer` section: the model hyperparameters. */
 const SPECFORMER_FIELDS = MODEL_KEYS;
 /** Fields written only when they differ from their default (0 = off), so older config.json files stay as they were. */
 const OPTIONAL_FIELDS = OFF_BY_DEFAULT;

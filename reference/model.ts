@@ -15,7 +15,9 @@ import "../spec/index.js";
 import { dim, evalDim } from "../spec/dims.js";
 import { closest, getFormula, type HyperValueOf } from "../spec/formula.js";
 import { resolveConfigOf, type FormulaConfigs } from "../spec/configs.js";
-import { gptParams, BLOCK_ACTIVATIONS, MODEL_POSITIONS, NORMS, PLACEMENTS, type gptFormula } from "../spec/formulas/model.js";
+import {
+  gptParams, BLOCK_ACTIVATIONS, MODEL_POSITIONS, NORMS, PLACEMENTS, type gptFormula,
+} from "../spec/formulas/model.js";
 import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import type { Config, HyperValue } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
@@ -37,7 +39,7 @@ export type Positions = (typeof MODEL_POSITIONS)[number];
 
 type GptFormulaConfig = FormulaConfigs["gpt"];
 
-/** The `gpt` formula's hyperparameters that describe a model (not those declared `inModel: false`). */
+/** The `gpt` formula's hyperparameters that describe a model (those not `inModel: false`). */
 type ModelHyper = Exclude<(typeof gptFormula.hyper)[number], { readonly inModel: false }>;
 
 /**
@@ -45,12 +47,14 @@ type ModelHyper = Exclude<(typeof gptFormula.hyper)[number], { readonly inModel:
  * formula declares them (see each one's `doc` there), resolved: every one present, sizes numbers.
  */
 export type ModelHyperConfig = {
-  readonly [S in ModelHyper as S["name"]]: S extends { readonly kind: "integer" } ? number : HyperValueOf<S>;
+  readonly [S in ModelHyper as S["name"]]: S extends { readonly kind: "integer" }
+    ? number
+    : HyperValueOf<S>;
 };
 
 /**
- * Everything that fixes a GPT: the `gpt` formula's model hyperparameters ({@link ModelHyperConfig}),
- * plus what the model states in its own terms.
+ * Everything that fixes a GPT: the `gpt` formula's model hyperparameters
+ * ({@link ModelHyperConfig}), plus what the model states in its own terms.
  */
 export interface GPTConfig extends ModelHyperConfig {
   /** Precision of every float computation (f32 is emulated faithfully). */
@@ -75,18 +79,33 @@ export type ModelConfigInput = string | (Partial<GPTConfig> & { readonly preset?
 /** The model hyperparameters of the `gpt` declaration, in declaration order. */
 const MODEL_HYPER = getFormula("gpt").hyper.filter((h) => h.inModel !== false);
 /** The names of a model's hyperparameters: the fields of a configuration the `gpt` formula reads. */
-export const MODEL_KEYS: readonly (keyof ModelHyperConfig)[] = MODEL_HYPER.map((h) => h.name as keyof ModelHyperConfig);
+export const MODEL_KEYS: readonly (keyof ModelHyperConfig)[] = MODEL_HYPER.map(
+  (h) => h.name as keyof ModelHyperConfig,
+);
 /** Model hyperparameters whose default is 0, off (a sliding window, a soft cap). */
-export const OFF_BY_DEFAULT: ReadonlySet<string> = new Set(MODEL_HYPER.filter((h) => h.default === 0).map((h) => h.name));
+export const OFF_BY_DEFAULT: ReadonlySet<string> = new Set(
+  MODEL_HYPER.filter((h) => h.default === 0).map((h) => h.name),
+);
 /** Sizes: the integer hyperparameters without a default (V, n_ctx, d_model, L, d_ff, H, H_kv). */
-const SIZE_KEYS = MODEL_HYPER.filter((h) => h.kind === "integer" && h.default === undefined).map((h) => h.name);
-/** Fields of a model configuration: the model hyperparameters and the fields of {@link GPTConfig}'s own. */
-const CONFIG_KEYS: readonly string[] = [...MODEL_HYPER.map((h) => h.name), "dtype", "rotary_pct", "dropout"];
+const SIZE_KEYS = MODEL_HYPER.filter((h) => h.kind === "integer" && h.default === undefined).map(
+  (h) => h.name,
+);
+/** Fields of a model configuration: the model hyperparameters and {@link GPTConfig}'s own. */
+const CONFIG_KEYS: readonly string[] = [
+  ...MODEL_HYPER.map((h) => h.name),
+  "dtype",
+  "rotary_pct",
+  "dropout",
+];
 /** Sizes a configuration may leave out, and how the model fills them from the sizes given before. */
-const DERIVED_SIZES: Readonly<Record<string, (sizes: Readonly<Record<string, number>>, c: Config) => number>> = {
+type DeriveSize = (sizes: Readonly<Record<string, number>>, c: Config) => number;
+const DERIVED_SIZES: Readonly<Record<string, DeriveSize>> = {
   H_kv: (s) => s["H"]!,
   // SwiGLU: LLaMA's two thirds of 4·d_model, so its three matrices hold as many weights as two
-  d_ff: (s, c) => (c["activation"] === "swiglu" ? llamaHiddenSize(s["d_model"]!, SMALL_MULTIPLE_OF) : 4 * s["d_model"]!),
+  d_ff: (s, c) =>
+    c["activation"] === "swiglu"
+      ? llamaHiddenSize(s["d_model"]!, SMALL_MULTIPLE_OF)
+      : 4 * s["d_model"]!,
 };
 
 /**
@@ -129,7 +148,8 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     if (!CONFIG_KEYS.includes(k)) {
       const close = closest(k, CONFIG_KEYS);
       const hint = close === undefined ? "" : ` (did you mean "${close}"?)`;
-      throw new ModelError(`unknown model configuration field "${k}"${hint}; fields: ${CONFIG_KEYS.join(", ")}, preset`);
+      const fields = `${CONFIG_KEYS.join(", ")}, preset`;
+      throw new ModelError(`unknown model configuration field "${k}"${hint}; fields: ${fields}`);
     }
     if (fields[k] === undefined) delete fields[k];
   }
@@ -148,7 +168,8 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
 
   for (const k of SIZE_KEYS) {
     if (merged[k] === undefined && DERIVED_SIZES[k] === undefined) {
-      throw new ModelError(`model configuration needs ${k}${presetName === undefined ? " (or a preset)" : ""}`);
+      const orPreset = presetName === undefined ? " (or a preset)" : "";
+      throw new ModelError(`model configuration needs ${k}${orPreset}`);
     }
     const v = merged[k];
     if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) {
@@ -179,12 +200,17 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     if (r % 2 !== 0) throw new ModelError(`rotary_pct = ${rotaryPct} rotates ⌊${rotaryPct}·d_k⌋ = ${r} dims of d_k = ${d_model / H}; RoPE rotates pairs, so it must be even`);
   }
   if (cfg.parallel && cfg.placement !== "pre") {
-    throw new ModelError(`parallel attention + FFN is defined for placement "pre" only (GPT-J), got "${cfg.placement}"`);
+    const why = `parallel attention + FFN is defined for placement "pre" only (GPT-J)`;
+    throw new ModelError(`${why}, got "${cfg.placement}"`);
   }
-  if (!(cfg.eps >= 0)) throw new ModelError(`eps must be a non-negative number, got ${String(cfg.eps)}`);
-  if (!(cfg.softcap >= 0)) throw new ModelError(`softcap must be ≥ 0 (0 = no cap), got ${String(cfg.softcap)}`);
+  if (!(cfg.eps >= 0)) throw new ModelError(`eps must be a non-negative number, got ${cfg.eps}`);
+  if (!(cfg.softcap >= 0)) {
+    throw new ModelError(`softcap must be ≥ 0 (0 = no cap), got ${cfg.softcap}`);
+  }
   const model: Record<string, HyperValue> = {};
-  for (const h of MODEL_HYPER) model[h.name] = sizes[h.name] ?? cfg[h.name as keyof GptFormulaConfig]!;
+  for (const h of MODEL_HYPER) {
+    model[h.name] = sizes[h.name] ?? cfg[h.name as keyof GptFormulaConfig]!;
+  }
   return {
     ...(model as ModelHyperConfig),
     dtype,

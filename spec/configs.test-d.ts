@@ -9,7 +9,8 @@ import type { FormulaConfigInputs, FormulaConfigs, FormulaName } from "./configs
 import { resolveConfigOf } from "./configs.js";
 import type { GPTConfig } from "../reference/model.js";
 
-type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Equal<A, B> =
+  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 type Expect<T extends true> = T;
 
 describe("derived configuration types", () => {
@@ -26,7 +27,7 @@ describe("derived configuration types", () => {
     resolveConfigOf("layer_norm", { epsilon: 1e-6 } satisfies FormulaConfigInputs["layer_norm"]);
   });
 
-  test("attention: enums are their choices, dims may be dim expressions, no default means optional", () => {
+  test("attention: enums are choices, dims may be expressions, no default: optional", () => {
     type C = FormulaConfigs["attention"];
     expectTypeOf<C["causal_align"]>().toEqualTypeOf<"bottom_right" | "top_left">();
     expectTypeOf<C["mask"]>().toEqualTypeOf<"none" | "boolean" | "additive">();
@@ -45,8 +46,10 @@ describe("derived configuration types", () => {
   });
 
   test("a fixed block has no placement; the registry's names are the declared ones", () => {
-    type _noPlacement = Expect<Equal<"placement" extends keyof FormulaConfigs["block_pre_ln"] ? true : false, false>>;
-    type _names = Expect<Equal<"layer_norm" | "gpt" | "gelu" extends FormulaName ? true : false, true>>;
+    type PreLn = FormulaConfigs["block_pre_ln"];
+    type _noPlacement = Expect<Equal<"placement" extends keyof PreLn ? true : false, false>>;
+    type Some = "layer_norm" | "gpt" | "gelu";
+    type _names = Expect<Equal<Some extends FormulaName ? true : false, true>>;
     // @ts-expect-error no formula is called layernorm
     type _typo = FormulaConfigs["layernorm"];
   });

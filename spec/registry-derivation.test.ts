@@ -34,12 +34,16 @@ const ALLOWED: readonly { file: string; list: string; why: string }[] = [
   {
     file: "properties/tolerance.ts",
     list: "softmax",
-    why: "the rounding-depth switch on formula names, to be replaced by an interpreter over the graph (issue 16, point 2)",
+    why:
+      "the rounding-depth switch on formula names, to be replaced by an interpreter over the " +
+      "graph (issue 16, point 2)",
   },
   {
     file: "examples/tfjs/adapter.ts",
     list: "",
-    why: "an independent port's capability declaration: what it supports is its own claim, not the registry's",
+    why:
+      "an independent port's capability declaration: what it supports is its own claim, not " +
+      "the registry's",
   },
 ];
 
@@ -53,7 +57,9 @@ interface Hit {
 function vocabulary() {
   const names = formulaNames();
   const keysOf = new Map(names.map((n) => [n, new Set(getFormula(n).hyper.map((h) => h.name))]));
-  const dims = new Set(names.flatMap((n) => getFormula(n).hyper.filter((h) => h.dim === true).map((h) => h.name)));
+  const dimsOf = (n: string) =>
+    getFormula(n).hyper.filter((h) => h.dim === true).map((h) => h.name);
+  const dims = new Set(names.flatMap(dimsOf));
   const groups = [names, ...new Set(names.map((n) => getFormula(n).category))].map((g) =>
     typeof g === "string" ? names.filter((n) => getFormula(n).category === g) : g,
   );
@@ -72,13 +78,18 @@ export function handLists(file: string, text: string, v = vocabulary()): Hit[] {
     const set = new Set(lits);
     if (lits.length < 2 || !lits.every((l) => v.names.has(l))) return false;
     // a copy of a group, or of most of the registry (a copy that has drifted: formulas added since)
-    return set.size * 2 >= v.names.size || v.groups.some((g) => g.size === set.size && [...g].every((n) => set.has(n)));
+    const isGroup = (g: ReadonlySet<string>) =>
+      g.size === set.size && [...g].every((n) => set.has(n));
+    return set.size * 2 >= v.names.size || v.groups.some(isGroup);
   };
   const visit = (node: ts.Node): void => {
     let lits: string[] | undefined;
-    if (ts.isArrayLiteralExpression(node)) lits = node.elements.filter(ts.isStringLiteralLike).map((e) => e.text);
+    if (ts.isArrayLiteralExpression(node)) {
+      lits = node.elements.filter(ts.isStringLiteralLike).map((e) => e.text);
+    }
     if (ts.isSwitchStatement(node)) {
-      lits = node.caseBlock.clauses.flatMap((c) => (ts.isCaseClause(c) && ts.isStringLiteralLike(c.expression) ? [c.expression.text] : []));
+      const cases = node.caseBlock.clauses.filter(ts.isCaseClause).map((c) => c.expression);
+      lits = cases.filter(ts.isStringLiteralLike).map((e) => e.text);
     }
     if (lits !== undefined && (isKeyList(lits) || isNameGroup(lits))) {
       const line = src.getLineAndCharacterOfPosition(node.getStart(src)).line + 1;
@@ -108,7 +119,8 @@ describe("no hand-listed formula names or hyperparameter keys", () => {
       .map((p) => relative(root, p))
       .filter((f) => !DECLARATIONS.includes(f))
       .flatMap((f) => handLists(f, readFileSync(join(root, f), "utf8"), v));
-    const allowed = (a: (typeof ALLOWED)[number], h: Hit) => a.file === h.file && h.text.includes(a.list);
+    const allowed = (a: (typeof ALLOWED)[number], h: Hit) =>
+      a.file === h.file && h.text.includes(a.list);
     const found = all.filter((h) => !ALLOWED.some((a) => allowed(a, h)));
     expect(found.map((h) => `${h.file}:${h.line}: ${h.text}`)).toEqual([]);
     // an allowance nothing needs any more is removed, so the list stays short and current
@@ -152,15 +164,23 @@ describe("hyperparameters derived from the declarations", () => {
   });
 
   test("an unknown key names the formula, the key and the closest known key", () => {
-    expect(() => resolveConfig(getFormula("attention"), { causl: false })).toThrow(/^formula attention has no hyperparameter "causl" \(did you mean "causal"\?\); it takes causal, /);
-    expect(() => resolveConfig(getFormula("layer_norm"), { zzzzzz: 1 })).toThrow(/^formula layer_norm has no hyperparameter "zzzzzz"; it takes eps, bias, normalized_axes$/);
+    expect(() => resolveConfig(getFormula("attention"), { causl: false })).toThrow(
+      /^formula attention has no hyperparameter "causl" \(did you mean "causal"\?\); it takes /,
+    );
+    expect(() => resolveConfig(getFormula("layer_norm"), { zzzzzz: 1 })).toThrow(
+      /^formula layer_norm has no hyperparameter "zzzzzz"; it takes eps, bias, normalized_axes$/,
+    );
   });
 
   test("a wrong type names the key, the expected type and the value", () => {
     const cases: [string, Record<string, unknown>, RegExp][] = [
       ["layer_norm", { eps: "small" }, /hyperparameter eps must be a finite number, got "small"/],
       ["attention", { causal: 1 }, /hyperparameter causal must be true or false, got 1/],
-      ["attention", { causal_align: "left" }, /hyperparameter causal_align must be one of bottom_right, top_left, got "left"/],
+      [
+        "attention",
+        { causal_align: "left" },
+        /hyperparameter causal_align must be one of bottom_right, top_left, got "left"/,
+      ],
       ["block", { window: 1.5 }, /hyperparameter window must be a non-negative integer, got 1.5/],
       ["split_heads", { H: -2 }, /hyperparameter H must be a non-negative integer, got -2/],
     ];
