@@ -61,7 +61,7 @@ export interface HyperSpec {
    * back to it). A number or integer without them is held at its default.
    */
   readonly values?: readonly number[];
-  /** The laws hold it at its default unless a law chooses it (a convention with laws of its own). */
+  /** The laws hold it at its default unless one chooses it (a convention with laws of its own). */
   readonly held?: boolean;
   /**
    * `false`: not part of a model's configuration (reference/model.ts `GPTConfig`): a switch of one
@@ -75,7 +75,9 @@ export interface HyperSpec {
  * The value type of one declared hyperparameter. A dim may also be the caller's dim expression
  * ("p+n") inside another formula's body (`D`); at the top level it is a size (`D = number`).
  */
-export type HyperValueOf<S extends HyperSpec, D = number | string> = S extends { readonly dim: true }
+export type HyperValueOf<S extends HyperSpec, D = number | string> = S extends {
+  readonly dim: true;
+}
   ? D
   : S extends { readonly kind: "enum"; readonly choices: readonly (infer C extends string)[] }
     ? C
@@ -92,7 +94,8 @@ type WithoutDefault<S> = S extends { readonly default: HyperValue } ? never : S;
  * A formula's resolved configuration, typed from its declarations: a hyperparameter with a
  * default is always present (resolution fills it), one without is optional.
  */
-export type ConfigOf<Hs extends readonly HyperSpec[], D = number | string> = string extends Hs[number]["name"] ? Config : KnownConfigOf<Hs, D>;
+export type ConfigOf<Hs extends readonly HyperSpec[], D = number | string> =
+  string extends Hs[number]["name"] ? Config : KnownConfigOf<Hs, D>;
 
 type KnownConfigOf<Hs extends readonly HyperSpec[], D = number | string> = {
   readonly [S in WithDefault<Hs[number]> as S["name"]]: HyperValueOf<S, D>;
@@ -101,17 +104,19 @@ type KnownConfigOf<Hs extends readonly HyperSpec[], D = number | string> = {
 };
 
 /** A configuration as a caller gives it: every hyperparameter optional (defaults fill the rest). */
-export type ConfigInputOf<Hs extends readonly HyperSpec[]> = string extends Hs[number]["name"] ? Config : Partial<KnownConfigOf<Hs>>;
+export type ConfigInputOf<Hs extends readonly HyperSpec[]> =
+  string extends Hs[number]["name"] ? Config : Partial<KnownConfigOf<Hs>>;
 
 /** The names of declared hyperparameters. */
 export type HyperName<Hs extends readonly HyperSpec[]> = Hs[number]["name"];
 
-/** Declarations without the named ones, keeping their literal types (`gpt` states `positions` its own way). */
+/** Declarations without the named ones, keeping their literal types (gpt's own `positions`). */
 export function omitHyper<const Hs extends readonly HyperSpec[], const K extends HyperName<Hs>>(
   hyper: Hs,
   names: readonly K[],
 ): Exclude<Hs[number], { readonly name: K }>[] {
-  return hyper.filter((h) => !(names as readonly string[]).includes(h.name)) as Exclude<Hs[number], { readonly name: K }>[];
+  const kept = hyper.filter((h) => !(names as readonly string[]).includes(h.name));
+  return kept as Exclude<Hs[number], { readonly name: K }>[];
 }
 
 /**
@@ -132,10 +137,13 @@ export type CustomVjp<C = Config> = (ctx: {
 /**
  * A formula's declaration: name, description, hyperparameters, arguments and outputs (as functions of the
  * resolved configuration), dim relations, and the `build` function composing primitives and other formulas.
- * `N` and `Hs` are the literal name and hyperparameter declarations ({@link defineFormula} infers them), so
- * every function of the declaration reads a typed configuration ({@link ConfigOf}).
+ * `N` and `Hs` are the literal name and hyperparameter declarations ({@link defineFormula} infers
+ * them), so every function of the declaration reads a typed configuration ({@link ConfigOf}).
  */
-export interface FormulaDef<N extends string = string, Hs extends readonly HyperSpec[] = readonly HyperSpec[]> {
+export interface FormulaDef<
+  N extends string = string,
+  Hs extends readonly HyperSpec[] = readonly HyperSpec[],
+> {
   readonly name: N;
   /** One line. */
   readonly description: string;
@@ -173,7 +181,9 @@ const REGISTRY = new Map<string, FormulaDef>();
  * Register a formula and return its declaration unchanged.
  * @throws FormulaError if a formula of the same name is already registered.
  */
-export function defineFormula<const N extends string, const Hs extends readonly HyperSpec[]>(def: FormulaDef<N, Hs>): FormulaDef<N, Hs> {
+export function defineFormula<const N extends string, const Hs extends readonly HyperSpec[]>(
+  def: FormulaDef<N, Hs>,
+): FormulaDef<N, Hs> {
   if (REGISTRY.has(def.name)) throw new FormulaError(`formula ${def.name} is defined twice`);
   REGISTRY.set(def.name, def as unknown as FormulaDef);
   return def;
@@ -203,7 +213,7 @@ export function formulaNames(): string[] {
   return [...REGISTRY.keys()];
 }
 
-/** The names of the registered formulas of one category (`block`: block, block_post_ln, block_pre_ln). */
+/** The registered formulas of one category (`block`: block, block_post_ln, block_pre_ln). */
 export function formulasOf(category: FormulaDef["category"]): string[] {
   return [...REGISTRY.values()].filter((f) => f.category === category).map((f) => f.name);
 }
@@ -217,7 +227,8 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
       const names = def.hyper.map((h) => h.name);
       const close = closest(k, names);
       const hint = close === undefined ? "" : ` (did you mean "${close}"?)`;
-      throw new FormulaError(`formula ${def.name} has no hyperparameter "${k}"${hint}; it takes ${names.join(", ") || "none"}`);
+      const takes = names.join(", ") || "none";
+      throw new FormulaError(`formula ${def.name} has no hyperparameter "${k}"${hint}; it takes ${takes}`);
     }
   }
   for (const h of def.hyper) {
@@ -289,7 +300,9 @@ export function sharedConfig(callee: string, cfg: Config): Record<string, HyperV
  * @throws FormulaError naming the formula and the key when it is absent.
  */
 export function required<T extends HyperValue>(v: T | undefined, formula: string, key: string): T {
-  if (v === undefined) throw new FormulaError(`formula ${formula}: hyperparameter ${key} is required`);
+  if (v === undefined) {
+    throw new FormulaError(`formula ${formula}: hyperparameter ${key} is required`);
+  }
   return v;
 }
 
@@ -483,7 +496,7 @@ export function exampleConfig(name: string, cfg: Config = {}): Config {
   return resolveConfig(def, { ...(def.example ?? {}), ...cfg });
 }
 
-/** The known name closest to `name` by edit distance, if any is within half its length (at least 2). */
+/** The known name closest to `name` by edit distance, if within half its length (at least 2). */
 export function closest(name: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = Math.max(2, Math.floor(name.length / 2)) + 1;

@@ -50,7 +50,7 @@ export interface CallSite {
   readonly order: number;
 }
 
-/** A request's configuration as the reference reads it (one definition, reference/implementation.ts). */
+/** A request's configuration as the reference reads it (defined in reference/implementation.ts). */
 export { knownConfig };
 
 function upcast(inputs: NamedTensors): NamedTensors {

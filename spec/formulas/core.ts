@@ -8,7 +8,9 @@ import {
   named, neg, pow, reduce, reshape, rsqrt, sin, cos, slice, sqrt, square, stopGradient, sub, sumAll, sumLast,
   tanh, transpose, unary, where, Expr,
 } from "../expr.js";
-import { call1, defineFormula, FormulaError, parseDimList, required, type ConfigOf, type HyperSpec } from "../formula.js";
+import {
+  call1, defineFormula, FormulaError, parseDimList, required, type ConfigOf, type HyperSpec,
+} from "../formula.js";
 import type { Config } from "../node.js";
 
 const NEG_INF = Number.NEGATIVE_INFINITY;
@@ -149,9 +151,11 @@ export const logSoftmaxFormula = defineFormula({
 // masks and attention
 
 /** An integer hyperparameter that is also the dim of the same name (n, m, d_model). */
-const dimHyper = <const N extends string>(name: N, doc: string) => ({ name, kind: "integer", dim: true, doc }) as const satisfies HyperSpec;
-/** The position of the first row (a KV cache's length): a dim the laws hold at 0 unless they choose it. */
-const offsetHyper = (doc: string) => ({ name: "offset", kind: "integer", dim: true, default: 0, held: true, doc }) as const satisfies HyperSpec;
+const dimHyper = <const N extends string>(name: N, doc: string) =>
+  ({ name, kind: "integer", dim: true, doc }) as const satisfies HyperSpec;
+/** The position of the first row (a KV cache's length): a dim the laws hold at 0 unless chosen. */
+const offsetHyper = (doc: string) =>
+  ({ name: "offset", kind: "integer", dim: true, default: 0, held: true, doc }) as const satisfies HyperSpec;
 
 /** Where a causal mask puts the last key query 0 may see (docs/NAMES.md, "Attention conventions"). */
 export const CAUSAL_ALIGNMENTS = ["bottom_right", "top_left"] as const;
@@ -342,7 +346,12 @@ export const attentionFormula = defineFormula({
 });
 
 /** With ALiBi, grouped heads or a mask that names a head axis, Q's head axis is an explicit axis. */
-function attentionHeads(cfg: { readonly alibi: boolean; readonly H_kv?: number | string; readonly mask: string; readonly mask_shape: string }): boolean {
+function attentionHeads(cfg: {
+  readonly alibi: boolean;
+  readonly H_kv?: number | string;
+  readonly mask: string;
+  readonly mask_shape: string;
+}): boolean {
   const masked = cfg["mask"] === "boolean" || cfg["mask"] === "additive";
   return cfg["alibi"] === true || cfg["H_kv"] !== undefined || (masked && maskNeedsHeads(cfg.mask_shape));
 }
@@ -620,7 +629,10 @@ export const rmsNormFormula = defineFormula({
 // ---------------------------------------------------------------------------------------------
 // activations
 
-const activation = <const N extends "gelu" | "gelu_tanh" | "relu" | "silu">(name: N, description: string) =>
+const activation = <const N extends "gelu" | "gelu_tanh" | "relu" | "silu">(
+  name: N,
+  description: string,
+) =>
   defineFormula({
     name,
     description,
@@ -703,7 +715,11 @@ function broadcastDimLists(a: readonly string[], b: readonly string[]): string[]
 }
 
 /** Operand shapes and result shape of matmul under its configuration. */
-function matmulShapes(cfg: { readonly vector?: string; readonly a_batch?: string; readonly b_batch?: string }): { a: string[]; b: string[]; y: string[] } {
+function matmulShapes(cfg: {
+  readonly vector?: string;
+  readonly a_batch?: string;
+  readonly b_batch?: string;
+}): { a: string[]; b: string[]; y: string[] } {
   const vec = cfg.vector ?? "none";
   const va = vec === "a" || vec === "both";
   const vb = vec === "b" || vec === "both";

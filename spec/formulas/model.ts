@@ -6,8 +6,8 @@
 import { dimToString, type Dim } from "../dims.js";
 import { add, slice, Expr, matmul, named } from "../expr.js";
 import {
-  call1, callFormula, defineFormula, FormulaError, omitHyper, required, sharedConfig, type ArgSpec, type ConfigOf, type HyperSpec,
-  type OutputSpec,
+  call1, callFormula, defineFormula, FormulaError, omitHyper, required, sharedConfig, type ArgSpec,
+  type ConfigOf, type HyperSpec, type OutputSpec,
 } from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 
@@ -111,11 +111,17 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Block
       args["b_V"] = cols(cAttnB, `${Ds}+${Dkv}`, Dkv);
       args["b_O"] = p["attn.c_proj.bias"]!;
     }
-    // the block's own attention switches, as mha declares them; its projections' bias from the weights
-    const mhaCfg: Record<string, HyperValue> = { ...sharedConfig("mha", cfg), H_kv: Hkv, bias: cAttnB !== undefined };
+    // the block's own attention switches, as mha declares them; the projections' bias: the weights'
+    const mhaCfg: Record<string, HyperValue> = {
+      ...sharedConfig("mha", cfg),
+      H_kv: Hkv,
+      bias: cAttnB !== undefined,
+    };
     if (cfg["position_ids"] === true) args["position_ids"] = p["position_ids"]!;
     if (cfg.dropout > 0) args["attn_dropout_mask"] = p["dropout.attn"]!;
-    if (past === undefined) return dropBranch(call1("mha", args, { ...mhaCfg, kv_cache: false }), "dropout.attn_out");
+    if (past === undefined) {
+      return dropBranch(call1("mha", args, { ...mhaCfg, kv_cache: false }), "dropout.attn_out");
+    }
     const outs = callFormula("mha", { ...args, past_k: past.k, past_v: past.v }, { ...mhaCfg, kv_cache: true });
     kv = { k: outs["k"]!, v: outs["v"]! };
     return outs["y"]!;
@@ -231,7 +237,7 @@ export const blockFormula = defineFormula({
   build: blockBuild("block"),
 });
 
-/** The hyperparameters of a block whose placement is fixed: `block` less the ones a fixed block implies. */
+/** The hyperparameters of a block of fixed placement: `block`'s less the ones it implies. */
 const fixedHyper = omitHyper(BLOCK_HYPER, ["placement", "norm", "parallel"]);
 const POST_LN = { placement: "post", norm: "layer_norm", parallel: false } as const;
 const PRE_LN = { placement: "pre", norm: "layer_norm", parallel: false } as const;
