@@ -223,41 +223,6 @@ export function permutationArb(n: number): fc.Arbitrary<number[]> {
 // ---------------------------------------------------------------------------------------------
 // Configurations
 
-/** Stated alternatives for numeric hyperparameters (default first). */
-export const NUMBER_CHOICES: Readonly<Record<string, readonly number[]>> = {
-  eps: [1e-5, 1e-3, 0.1],
-  rope_base: [10000, 100],
-  base: [10000, 100],
-  // dropout: the identity, GPT-2's rate, PyTorch's default, everything dropped
-  p: [0.5, 0.1, 0, 1],
-};
-
-/** Hyperparameters the generic configuration arbitrary leaves at their default unless a law chooses them. */
-const HELD: Readonly<Record<string, boolean | number | string>> = {
-  kv_cache: false,
-  alibi: false,
-  offset: 0,
-  // attention conventions: the laws of issue 13 choose them; the older laws state the defaults
-  causal_align: "bottom_right",
-  mask: "none",
-  mask_shape: "scores",
-  position_ids: false,
-  softcap: 0,
-  window: 0,
-  // loss and product conventions (issue 13): their laws choose them
-  reduction: "mean",
-  weight: false,
-  label_smoothing: 0,
-  axis: -1,
-  vector: "none",
-};
-
-/** Per formula: hyperparameters held at their default there only (`bias` varies in blocks, not in LayerNorm or linear). */
-const HELD_IN: Readonly<Record<string, Readonly<Record<string, boolean | number | string>>>> = {
-  layer_norm: { bias: true },
-  linear: { bias: true },
-};
-
 export interface ConfigArbOptions {
   /** Fixed values (win over everything). */
   readonly fixed?: FormulaConfig;
@@ -292,16 +257,19 @@ function narrow<T extends number | string | boolean>(cap: FormulaCapability | un
 }
 
 /**
- * A configuration of the formula's non-dim hyperparameters: each enum over its choices
- * (default first, so shrinking returns to it), each boolean both ways, numbers over
- * {@link NUMBER_CHOICES}, L ∈ {1, 2}. Dim hyperparameters (H, n, d_model…) are set from the
- * dims by {@link formulaCaseArb}. `parallel` is kept only with placement `pre` (GPT-J's form).
+ * A configuration of the formula's non-dim hyperparameters, as their declarations say: each enum
+ * over its choices (default first, so shrinking returns to it), each boolean both ways, each
+ * number or integer over its declared `values` (else at its default; a number without either,
+ * such as attention's scale, stays absent); a hyperparameter declared `held` stays at its default
+ * unless a law chooses it. Dim hyperparameters (H, n, d_model…) are set from the dims by
+ * {@link formulaCaseArb}. `parallel` is kept only with placement `pre` (GPT-J's form).
  */
 export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbitrary<FormulaConfig> {
   const def = getFormula(formula);
   const parts: Record<string, fc.Arbitrary<number | string | boolean>> = {};
   for (const h of def.hyper) {
-    if (h.dim === true && h.name !== "offset") continue;
+    // dims come from the dims; a held dim (the offset of a KV cache) is a choice of the laws
+    if (h.dim === true && h.held !== true) continue;
     const fixed = opts.fixed?.[h.name];
     if (fixed !== undefined) {
       parts[h.name] = fc.constant(fixed);
@@ -314,23 +282,17 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
       parts[h.name] = fc.constantFrom(...narrow(cap, h.name, chosen, true));
       continue;
     }
-    const held = HELD_IN[formula]?.[h.name];
-    if (held !== undefined) {
-      parts[h.name] = fc.constant(held);
-      continue;
-    }
-    if (h.name in HELD) {
-      if (h.default !== undefined || HELD[h.name] !== undefined) parts[h.name] = fc.constant(h.default ?? HELD[h.name]!);
+    if (h.held === true) {
+      if (h.default !== undefined) parts[h.name] = fc.constant(h.default);
       continue;
     }
     if (h.kind === "enum") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, orderDefaultFirst(h.choices ?? [], h.default)));
     else if (h.kind === "boolean") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, [(h.default ?? false) as boolean, !(h.default ?? false)]));
-    else if (h.kind === "number") {
-      // a number without a default (attention's scale: 1/√d_k when absent) stays absent unless stated
-      const values = narrow(cap, h.name, NUMBER_CHOICES[h.name] ?? (h.default !== undefined ? [h.default as number] : []));
+    else if (h.kind === "number" || h.kind === "integer") {
+      const declared = h.values ?? (typeof h.default === "number" ? [h.default] : []);
+      const values = narrow(cap, h.name, declared);
       if (values.length > 0) parts[h.name] = fc.constantFrom(...values);
     }
-    else if (h.name === "L") parts[h.name] = fc.constantFrom(1, 2);
   }
   return fc.record(parts).map((c) => {
     const out: Record<string, number | string | boolean> = { ...c };

@@ -7,6 +7,7 @@
 import "../spec/index.js";
 import type { BackwardRequest, BackwardResult, FormulaConfig, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
 import { Tensor, sizeOf, type DType, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
+import { hyperKeys } from "../spec/configs.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { gatherAxis, mapT } from "./tensor-ops.js";
 
@@ -408,7 +409,6 @@ function layerNormBug(bugs: NormBugs) {
   };
 }
 
-const BLOCK_KEYS = ["H", "H_kv", "eps", "causal", "norm", "placement", "activation", "rope_base", "bias", "parallel"] as const;
 
 /**
  * The model written out of reference sub-formulas: embedding, positions, blocks, final norm,
@@ -436,7 +436,7 @@ async function composedGpt(req: ForwardRequest, ref: Implementation, positions: 
     x = sum;
   }
   const blockCfg: Record<string, number | string | boolean> = {};
-  for (const k of BLOCK_KEYS) if (c[k] !== undefined) blockCfg[k] = c[k]!;
+  for (const k of hyperKeys("block")) if (c[k] !== undefined) blockCfg[k] = c[k]!;
   blockCfg["positions"] = pos === "rope" || pos === "rope_interleaved" || pos === "alibi" ? pos : "none";
   const res: NamedTensors = {};
   for (let l = 0; l < L; l++) {

@@ -18,7 +18,9 @@ import { SafetensorsFormatError, readSafetensorsFile, writeSafetensorsFile } fro
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { Tokenizer } from "./tokenizer/index.js";
 import { checkKnownPattern } from "./tokenizer/pretokenize.js";
-import { GPT, ModelError, parameterShapes, resolveModelConfig, type GPTConfig } from "./model.js";
+import {
+  GPT, MODEL_KEYS, ModelError, OFF_BY_DEFAULT, parameterShapes, resolveModelConfig, type GPTConfig,
+} from "./model.js";
 
 /** The error for every problem with a checkpoint: its weights, config.json or tokenizer file. */
 export class CheckpointError extends Error {
@@ -34,10 +36,10 @@ const HF_ACTIVATIONS: Readonly<Record<string, GPTConfig["activation"]>> = {
 };
 const ACTIVATION_TO_HF: Readonly<Record<string, string>> = { gelu_tanh: "gelu_new", gelu: "gelu", relu: "relu" };
 
-/** Fields of our configuration stored in config.json's `specformer` section. */
-const SPECFORMER_FIELDS = ["V", "n_ctx", "d_model", "H", "H_kv", "L", "d_ff", "eps", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias", "window", "softcap"] as const;
+/** Fields of our configuration in config.json's `specformer` section: the model hyperparameters. */
+const SPECFORMER_FIELDS = MODEL_KEYS;
 /** Fields written only when they differ from their default (0 = off), so older config.json files stay as they were. */
-const OPTIONAL_FIELDS: ReadonlySet<string> = new Set(["window", "softcap"]);
+const OPTIONAL_FIELDS = OFF_BY_DEFAULT;
 
 /** The file holding a trained model's tokenizer (the `specformer-bpe` JSON of reference/tokenizer), beside the weights. */
 export const TOKENIZER_FILE = "specformer-tokenizer.json";

@@ -5,7 +5,8 @@
  * Sampling: greedy, or temperature + top-k + top-p with a seeded generator.
  */
 import "../spec/index.js";
-import { exampleConfig, getFormula, resolveConfig } from "../spec/formula.js";
+import { exampleConfig, required, sharedConfig } from "../spec/formula.js";
+import { resolveTopLevel } from "../spec/configs.js";
 import type { Config } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
@@ -146,11 +147,10 @@ export interface DecodeStep {
  * stop token, or when learned positions run out (n_ctx). Returns how it stopped.
  */
 export function* decodeSteps(config: Config, weights: NamedTensors, prompt: readonly number[], opts: GenerateOptions): Generator<DecodeStep, GenerateResult["stopped"]> {
-  const def = getFormula("gpt");
-  const cfg = resolveConfig(def, config);
-  const V = cfg["V"] as number;
-  const nCtx = cfg["n_ctx"] as number;
-  const L = cfg["L"] as number;
+  const cfg = resolveTopLevel("gpt", config);
+  const V = required(cfg.V, "gpt", "V");
+  const nCtx = required(cfg.n_ctx, "gpt", "n_ctx");
+  const L = required(cfg.L, "gpt", "L");
   const dtype = opts.dtype ?? "f64";
   if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new GenerateError(`maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
   if (prompt.length === 0) throw new GenerateError("the prompt must hold at least one token");
@@ -164,9 +164,9 @@ export function* decodeSteps(config: Config, weights: NamedTensors, prompt: read
   const cache = opts.cache ?? true;
   const rng = new Rng(opts.seed ?? 0);
   const tokens = [...prompt];
-  const H = cfg["H"] as number;
-  const Hkv = (cfg["H_kv"] as number | undefined) ?? H;
-  const dk = (cfg["d_model"] as number) / H;
+  const H = required(cfg.H, "gpt", "H");
+  const Hkv = cfg.H_kv ?? H;
+  const dk = required(cfg.d_model, "gpt", "d_model") / H;
   let past: NamedTensors = {};
   if (cache) for (let l = 0; l < L; l++) {
     // (H_kv, 0, d_k): nothing cached yet
@@ -225,9 +225,8 @@ export function generate(config: Config, weights: NamedTensors, prompt: readonly
 export function generateGreedyCase(inputs: NamedTensors, config: Config): NamedTensors {
   const steps = config["steps"];
   if (typeof steps !== "number") throw new GenerateError("gpt_generate needs config.steps");
-  const names = new Set(getFormula("gpt").hyper.map((h) => h.name));
-  const cfg: Record<string, Config[string]> = {};
-  for (const [k, v] of Object.entries(config)) if (names.has(k) && k !== "kv_cache") cfg[k] = v;
+  // the model's hyperparameters; decoding sets kv_cache itself
+  const { kv_cache: _cache, ...cfg } = sharedConfig("gpt", config);
   const prompt = inputs["tokens"];
   if (prompt === undefined) throw new GenerateError("gpt_generate needs the prompt as input tokens");
   const weights: NamedTensors = {};
@@ -238,7 +237,7 @@ export function generateGreedyCase(inputs: NamedTensors, config: Config): NamedT
     if (v.dtype === "f32") dtype = "f32";
   }
   const r = generate(cfg, weights, Array.from(prompt.data), { maxNewTokens: steps, dtype, cache: true });
-  const V = cfg["V"] as number;
+  const V = required(resolveTopLevel("gpt", cfg).V, "gpt", "V");
   const logits = Tensor.zeros([r.stepLogits.length, V], dtype);
   r.stepLogits.forEach((row, i) => logits.data.set(row, i * V));
   return { tokens: Tensor.from(r.tokens, "i32"), step_logits: logits };

@@ -11,7 +11,7 @@ describe("the reference as an Implementation", () => {
   const impl = referenceImplementation();
   const qkv = { Q: Tensor.zeros([2, 2]), K: Tensor.zeros([2, 2]), V: Tensor.zeros([2, 2]) };
   test("a misspelt hyperparameter is an error, never the default", async () => {
-    await expect(impl.forward({ formula: "attention", config: { causl: false }, inputs: qkv })).rejects.toThrow('formula attention has no hyperparameter "causl"; it takes causal, causal_align, window, mask, mask_shape, scale, softcap, dropout, alibi, H, H_kv');
+    await expect(impl.forward({ formula: "attention", config: { causl: false }, inputs: qkv })).rejects.toThrow('formula attention has no hyperparameter "causl" (did you mean "causal"?); it takes causal, causal_align, window, mask, mask_shape, scale, softcap, dropout, alibi, H, H_kv');
   });
   test("dtype in the configuration picks the precision of formulas without float inputs", async () => {
     const y = (await impl.forward({ formula: "causal_mask", config: { n: 3, dtype: "f32" }, inputs: {} })).outputs["y"]!;

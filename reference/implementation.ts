@@ -53,28 +53,22 @@ export function referenceGraph(formula: string, config: Config): Graph {
 
 /** Keys a request's configuration may carry besides the formula's hyperparameters. */
 const REQUEST_KEYS = new Set(["dtype"]);
-/** Hyperparameters a fixed-placement block implies; a request may state them if it states them right. */
-const IMPLIED: Readonly<Record<string, Config>> = {
-  block_post_ln: { placement: "post", norm: "layer_norm", parallel: false },
-  block_pre_ln: { placement: "pre", norm: "layer_norm", parallel: false },
-};
 
 /**
- * The formula's hyperparameters from a request's configuration. An unknown key is an error, not
- * silently ignored: a misspelt `causl` must not run the default.
+ * The formula's resolved hyperparameters (defaults filled) from a request's configuration: request
+ * keys such as `dtype` are dropped, and so is a hyperparameter the formula implies (its declared
+ * `implied`: block_pre_ln's placement pre) stated at its implied value. Any other key the formula
+ * does not declare is an error naming the closest known key, not silently ignored: a misspelt
+ * `causl` must not run the default.
  */
 export function knownConfig(formula: string, config: Config): Config {
   const def = getFormula(formula);
-  const names = new Set(def.hyper.map((h) => h.name));
   const out: Record<string, Config[string]> = {};
   for (const [k, v] of Object.entries(config)) {
-    if (names.has(k)) out[k] = v;
-    else if (REQUEST_KEYS.has(k)) continue;
-    else if (IMPLIED[formula]?.[k] === v) continue;
-    else resolveConfig(def, { [k]: v }); // throws: formula F has no hyperparameter "k"; it takes …
+    if (REQUEST_KEYS.has(k) || def.implied?.[k] === v) continue;
+    out[k] = v;
   }
-  resolveConfig(def, out);
-  return out;
+  return resolveConfig(def, out);
 }
 
 /** Options of {@link referenceImplementation}. */

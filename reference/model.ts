@@ -13,8 +13,11 @@
  */
 import "../spec/index.js";
 import { dim, evalDim } from "../spec/dims.js";
-import { getFormula, resolveConfig } from "../spec/formula.js";
-import { gptParams, BLOCK_ACTIVATIONS, MODEL_POSITIONS, NORMS, PLACEMENTS } from "../spec/formulas/model.js";
+import { closest, getFormula, type HyperValueOf } from "../spec/formula.js";
+import { resolveConfigOf, type FormulaConfigs } from "../spec/configs.js";
+import {
+  gptParams, BLOCK_ACTIVATIONS, MODEL_POSITIONS, NORMS, PLACEMENTS, type gptFormula,
+} from "../spec/formulas/model.js";
 import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import type { Config, HyperValue } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
@@ -34,46 +37,32 @@ export type Placement = (typeof PLACEMENTS)[number];
 export type Activation = (typeof BLOCK_ACTIVATIONS)[number];
 export type Positions = (typeof MODEL_POSITIONS)[number];
 
+type GptFormulaConfig = FormulaConfigs["gpt"];
+
+/** The `gpt` formula's hyperparameters that describe a model (those not `inModel: false`). */
+type ModelHyper = Exclude<(typeof gptFormula.hyper)[number], { readonly inModel: false }>;
+
 /**
- * Everything that fixes a GPT: the sizes and the variant switches of the `gpt` formula
- * (docs/NAMES.md, "The whole model"), plus the precision it is evaluated in.
+ * The sizes and variant switches of the `gpt` formula (docs/NAMES.md, "The whole model"), as the
+ * formula declares them (see each one's `doc` there), resolved: every one present, sizes numbers.
  */
-export interface GPTConfig {
-  /** Vocabulary size. */
-  readonly V: number;
-  /** Maximum context (rows of `wpe` with learned positions). */
-  readonly n_ctx: number;
-  readonly d_model: number;
-  /** Query heads; d_k = d_model / H. */
-  readonly H: number;
-  /** Key/value heads: H (multi-head), 1 (multi-query) or a divisor of H (grouped-query). */
-  readonly H_kv: number;
-  /** Blocks. */
-  readonly L: number;
-  /** FFN hidden size. */
-  readonly d_ff: number;
-  /** Norm ε. */
-  readonly eps: number;
+export type ModelHyperConfig = {
+  readonly [S in ModelHyper as S["name"]]: S extends { readonly kind: "integer" }
+    ? number
+    : HyperValueOf<S>;
+};
+
+/**
+ * Everything that fixes a GPT: the `gpt` formula's model hyperparameters
+ * ({@link ModelHyperConfig}), plus what the model states in its own terms.
+ */
+export interface GPTConfig extends ModelHyperConfig {
   /** Precision of every float computation (f32 is emulated faithfully). */
   readonly dtype: FloatDType;
-  readonly norm: Norm;
-  readonly placement: Placement;
-  readonly activation: Activation;
-  readonly positions: Positions;
-  readonly rope_base: number;
-  /** Logits use the embedding matrix (W_vocab = E). */
-  readonly tied: boolean;
-  /** GPT-J's x + attn(ln_1 x) + mlp(ln_1 x) (pre placement only). */
-  readonly parallel: boolean;
-  /** Linear layers have biases. */
-  readonly bias: boolean;
-  /** Sliding-window attention: each position sees its `window` most recent positions (0 = none). */
-  readonly window: number;
-  /** Attention score cap c·tanh(s/c) (0 = none). */
-  readonly softcap: number;
   /**
    * RoPE on a fraction of each head (GPT-NeoX `rotary_pct`, HF `partial_rotary_factor`): the first
    * r = ⌊rotary_pct·d_k⌋ dims rotate (r even), the rest pass through. Absent: 1 (every dim).
+   * The formula's `rotary_dims` follows from it.
    */
   readonly rotary_pct?: number;
   /**
@@ -87,8 +76,37 @@ export interface GPTConfig {
 /** A partial configuration, optionally on top of a named preset of spec/presets.ts. */
 export type ModelConfigInput = string | (Partial<GPTConfig> & { readonly preset?: string });
 
-const SIZE_KEYS = ["V", "n_ctx", "d_model", "H", "H_kv", "L", "d_ff"] as const;
-const CONFIG_KEYS: readonly (keyof GPTConfig)[] = [...SIZE_KEYS, "eps", "dtype", "norm", "placement", "activation", "positions", "rope_base", "tied", "parallel", "bias", "window", "softcap", "rotary_pct", "dropout"];
+/** The model hyperparameters of the `gpt` declaration, in declaration order. */
+const MODEL_HYPER = getFormula("gpt").hyper.filter((h) => h.inModel !== false);
+/** The names of a model's hyperparameters: the fields of a configuration the `gpt` formula reads. */
+export const MODEL_KEYS: readonly (keyof ModelHyperConfig)[] = MODEL_HYPER.map(
+  (h) => h.name as keyof ModelHyperConfig,
+);
+/** Model hyperparameters whose default is 0, off (a sliding window, a soft cap). */
+export const OFF_BY_DEFAULT: ReadonlySet<string> = new Set(
+  MODEL_HYPER.filter((h) => h.default === 0).map((h) => h.name),
+);
+/** Sizes: the integer hyperparameters without a default (V, n_ctx, d_model, L, d_ff, H, H_kv). */
+const SIZE_KEYS = MODEL_HYPER.filter((h) => h.kind === "integer" && h.default === undefined).map(
+  (h) => h.name,
+);
+/** Fields of a model configuration: the model hyperparameters and {@link GPTConfig}'s own. */
+const CONFIG_KEYS: readonly string[] = [
+  ...MODEL_HYPER.map((h) => h.name),
+  "dtype",
+  "rotary_pct",
+  "dropout",
+];
+/** Sizes a configuration may leave out, and how the model fills them from the sizes given before. */
+type DeriveSize = (sizes: Readonly<Record<string, number>>, c: Config) => number;
+const DERIVED_SIZES: Readonly<Record<string, DeriveSize>> = {
+  H_kv: (s) => s["H"]!,
+  // SwiGLU: LLaMA's two thirds of 4·d_model, so its three matrices hold as many weights as two
+  d_ff: (s, c) =>
+    c["activation"] === "swiglu"
+      ? llamaHiddenSize(s["d_model"]!, SMALL_MULTIPLE_OF)
+      : 4 * s["d_model"]!,
+};
 
 /**
  * LLaMA's FFN hidden size for SwiGLU: two thirds of 4·d_model (so the three SwiGLU matrices hold
@@ -127,7 +145,12 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     base = preset;
   }
   for (const k of Object.keys(fields)) {
-    if (!(CONFIG_KEYS as readonly string[]).includes(k)) throw new ModelError(`unknown model configuration field "${k}"; fields: ${CONFIG_KEYS.join(", ")}, preset`);
+    if (!CONFIG_KEYS.includes(k)) {
+      const close = closest(k, CONFIG_KEYS);
+      const hint = close === undefined ? "" : ` (did you mean "${close}"?)`;
+      const fields = `${CONFIG_KEYS.join(", ")}, preset`;
+      throw new ModelError(`unknown model configuration field "${k}"${hint}; fields: ${fields}`);
+    }
     if (fields[k] === undefined) delete fields[k];
   }
   const dtype = fields["dtype"] ?? "f64";
@@ -143,30 +166,30 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
   const merged: Record<string, HyperValue> = { ...base };
   for (const [k, v] of Object.entries(fields)) merged[k] = v as HyperValue;
 
-  for (const k of ["V", "n_ctx", "d_model", "H", "L"] as const) {
-    if (merged[k] === undefined) throw new ModelError(`model configuration needs ${k}${presetName === undefined ? " (or a preset)" : ""}`);
-  }
   for (const k of SIZE_KEYS) {
+    if (merged[k] === undefined && DERIVED_SIZES[k] === undefined) {
+      const orPreset = presetName === undefined ? " (or a preset)" : "";
+      throw new ModelError(`model configuration needs ${k}${orPreset}`);
+    }
     const v = merged[k];
     if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) {
       throw new ModelError(`${k} must be a positive integer, got ${JSON.stringify(v)}`);
     }
   }
   // the registry validates the switches' values and fills their defaults
-  let cfg: Config;
+  let cfg: GptFormulaConfig;
   try {
-    cfg = resolveConfig(getFormula("gpt"), merged);
+    cfg = resolveConfigOf("gpt", merged);
   } catch (e) {
     throw new ModelError((e as Error).message);
   }
-  const d_model = cfg["d_model"] as number;
-  const H = cfg["H"] as number;
-  const H_kv = (cfg["H_kv"] as number | undefined) ?? H;
-  const activation = cfg["activation"] as Activation;
-  const d_ff = (cfg["d_ff"] as number | undefined) ?? (activation === "swiglu" ? llamaHiddenSize(d_model, SMALL_MULTIPLE_OF) : 4 * d_model);
+  const sizes: Record<string, number> = {};
+  for (const k of SIZE_KEYS) if (typeof merged[k] === "number") sizes[k] = merged[k];
+  for (const k of SIZE_KEYS) sizes[k] ??= DERIVED_SIZES[k]!(sizes, cfg);
+  const { d_model, H, H_kv } = sizes as { d_model: number; H: number; H_kv: number };
   if (d_model % H !== 0) throw new ModelError(`d_model = ${d_model} is not a multiple of H = ${H} (d_k = d_model / H must be an integer)`);
   if (H_kv > H || H % H_kv !== 0) throw new ModelError(`H_kv = ${H_kv} must divide H = ${H} (each key/value head serves H / H_kv query heads)`);
-  const positions = cfg["positions"] as Positions;
+  const positions = cfg.positions;
   if ((positions === "rope" || positions === "rope_interleaved") && (d_model / H) % 2 !== 0) {
     throw new ModelError(`positions "${positions}" rotates pairs of coordinates: d_k = d_model / H = ${d_model / H} must be even`);
   }
@@ -176,31 +199,21 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
     const r = Math.floor(rotaryPct * (d_model / H));
     if (r % 2 !== 0) throw new ModelError(`rotary_pct = ${rotaryPct} rotates ⌊${rotaryPct}·d_k⌋ = ${r} dims of d_k = ${d_model / H}; RoPE rotates pairs, so it must be even`);
   }
-  if (cfg["parallel"] === true && cfg["placement"] !== "pre") {
-    throw new ModelError(`parallel attention + FFN is defined for placement "pre" only (GPT-J), got "${String(cfg["placement"])}"`);
+  if (cfg.parallel && cfg.placement !== "pre") {
+    const why = `parallel attention + FFN is defined for placement "pre" only (GPT-J)`;
+    throw new ModelError(`${why}, got "${cfg.placement}"`);
   }
-  if (!((cfg["eps"] as number) >= 0)) throw new ModelError(`eps must be a non-negative number, got ${String(cfg["eps"])}`);
-  if (!((cfg["softcap"] as number) >= 0)) throw new ModelError(`softcap must be ≥ 0 (0 = no cap), got ${String(cfg["softcap"])}`);
+  if (!(cfg.eps >= 0)) throw new ModelError(`eps must be a non-negative number, got ${cfg.eps}`);
+  if (!(cfg.softcap >= 0)) {
+    throw new ModelError(`softcap must be ≥ 0 (0 = no cap), got ${cfg.softcap}`);
+  }
+  const model: Record<string, HyperValue> = {};
+  for (const h of MODEL_HYPER) {
+    model[h.name] = sizes[h.name] ?? cfg[h.name as keyof GptFormulaConfig]!;
+  }
   return {
-    V: cfg["V"] as number,
-    n_ctx: cfg["n_ctx"] as number,
-    d_model,
-    H,
-    H_kv,
-    L: cfg["L"] as number,
-    d_ff,
-    eps: cfg["eps"] as number,
+    ...(model as ModelHyperConfig),
     dtype,
-    norm: cfg["norm"] as Norm,
-    placement: cfg["placement"] as Placement,
-    activation,
-    positions,
-    rope_base: cfg["rope_base"] as number,
-    tied: cfg["tied"] as boolean,
-    parallel: cfg["parallel"] as boolean,
-    bias: cfg["bias"] as boolean,
-    window: cfg["window"] as number,
-    softcap: cfg["softcap"] as number,
     ...(rotaryPct !== undefined ? { rotary_pct: rotaryPct as number } : {}),
     ...(dropout !== undefined ? { dropout: dropout as number } : {}),
   };

@@ -36,11 +36,18 @@ export interface OutputSpec {
   readonly doc: string;
 }
 
-/** One hyperparameter of a formula: its kind, default, accepted values and documentation. */
+/** The value types a hyperparameter may declare. */
+export type HyperKind = "number" | "integer" | "boolean" | "enum" | "dims";
+
+/**
+ * One hyperparameter of a formula: its kind, default, accepted values and documentation. Declared
+ * once, `as const` (or inferred as constants by {@link defineFormula}), so that the formula's
+ * configuration type ({@link ConfigOf}), key list, validation and arbitraries derive from it.
+ */
 export interface HyperSpec {
   readonly name: string;
   /** `dims`: a comma- or space-separated list of dims ("B,1,H"; "" or "none": no axes; "..." the batch prefix, first only). */
-  readonly kind: "number" | "integer" | "boolean" | "enum" | "dims";
+  readonly kind: HyperKind;
   readonly default?: HyperValue;
   /** The accepted values of an `enum`. */
   readonly choices?: readonly string[];
@@ -55,6 +62,67 @@ export interface HyperSpec {
    * graph is the same for every size, and the size is bound when planning ({@link sizeFreeConfig}).
    */
   readonly sizeOnly?: boolean;
+  /**
+   * Values the property laws vary a number or integer over (default first, so a failure shrinks
+   * back to it). A number or integer without them is held at its default.
+   */
+  readonly values?: readonly number[];
+  /** The laws hold it at its default unless one chooses it (a convention with laws of its own). */
+  readonly held?: boolean;
+  /**
+   * `false`: not part of a model's configuration (reference/model.ts `GPTConfig`): a switch of one
+   * evaluation (a decoding step, position ids, training dropout) or one the model derives (the
+   * causal mask of a language model, rotary dims from rotary_pct).
+   */
+  readonly inModel?: false;
+}
+
+/**
+ * The value type of one declared hyperparameter. A dim may also be the caller's dim expression
+ * ("p+n") inside another formula's body (`D`); at the top level it is a size (`D = number`).
+ */
+export type HyperValueOf<S extends HyperSpec, D = number | string> = S extends {
+  readonly dim: true;
+}
+  ? D
+  : S extends { readonly kind: "enum"; readonly choices: readonly (infer C extends string)[] }
+    ? C
+    : S extends { readonly kind: "boolean" }
+      ? boolean
+      : S extends { readonly kind: "dims" }
+        ? string
+        : number;
+
+type WithDefault<S> = S extends { readonly default: HyperValue } ? S : never;
+type WithoutDefault<S> = S extends { readonly default: HyperValue } ? never : S;
+
+/**
+ * A formula's resolved configuration, typed from its declarations: a hyperparameter with a
+ * default is always present (resolution fills it), one without is optional.
+ */
+export type ConfigOf<Hs extends readonly HyperSpec[], D = number | string> =
+  string extends Hs[number]["name"] ? Config : KnownConfigOf<Hs, D>;
+
+type KnownConfigOf<Hs extends readonly HyperSpec[], D = number | string> = {
+  readonly [S in WithDefault<Hs[number]> as S["name"]]: HyperValueOf<S, D>;
+} & {
+  readonly [S in WithoutDefault<Hs[number]> as S["name"]]?: HyperValueOf<S, D>;
+};
+
+/** A configuration as a caller gives it: every hyperparameter optional (defaults fill the rest). */
+export type ConfigInputOf<Hs extends readonly HyperSpec[]> =
+  string extends Hs[number]["name"] ? Config : Partial<KnownConfigOf<Hs>>;
+
+/** The names of declared hyperparameters. */
+export type HyperName<Hs extends readonly HyperSpec[]> = Hs[number]["name"];
+
+/** Declarations without the named ones, keeping their literal types (gpt's own `positions`). */
+export function omitHyper<const Hs extends readonly HyperSpec[], const K extends HyperName<Hs>>(
+  hyper: Hs,
+  names: readonly K[],
+): Exclude<Hs[number], { readonly name: K }>[] {
+  const kept = hyper.filter((h) => !(names as readonly string[]).includes(h.name));
+  return kept as Exclude<Hs[number], { readonly name: K }>[];
 }
 
 /**
@@ -65,39 +133,50 @@ export interface HyperSpec {
 export const MAX_DIM_SIZE = 2 ** 20;
 
 /** A custom VJP written as spec graph (JAX's custom_vjp): gradients for each differentiable argument. */
-export type CustomVjp = (ctx: {
+export type CustomVjp<C = Config> = (ctx: {
   readonly args: Readonly<Record<string, Expr>>;
   readonly out: Expr;
   readonly cot: Expr;
-  readonly config: Config;
+  readonly config: C;
 }) => Readonly<Record<string, Expr | undefined>>;
 
 /**
  * A formula's declaration: name, description, hyperparameters, arguments and outputs (as functions of the
  * resolved configuration), dim relations, and the `build` function composing primitives and other formulas.
+ * `N` and `Hs` are the literal name and hyperparameter declarations ({@link defineFormula} infers
+ * them), so every function of the declaration reads a typed configuration ({@link ConfigOf}).
  */
-export interface FormulaDef {
-  readonly name: string;
+export interface FormulaDef<
+  N extends string = string,
+  Hs extends readonly HyperSpec[] = readonly HyperSpec[],
+> {
+  readonly name: N;
   /** One line. */
   readonly description: string;
   readonly category: "core" | "position" | "block" | "model";
-  readonly hyper: readonly HyperSpec[];
-  readonly args: (cfg: Config) => readonly ArgSpec[];
-  readonly outputs: (cfg: Config) => readonly OutputSpec[];
+  readonly hyper: Hs;
+  /**
+   * Hyperparameters of a more general formula that this one fixes (block_pre_ln is block with
+   * placement pre): not declared here, but a request may state them if it states them right.
+   */
+  readonly implied?: Config;
+  // Method syntax: a declaration with typed configurations is still a FormulaDef of the registry.
+  args(cfg: ConfigOf<Hs>): readonly ArgSpec[];
+  outputs(cfg: ConfigOf<Hs>): readonly OutputSpec[];
   /** Dim relations such as `d_model = H*d_k` (checked, and solved in either direction, at binding). */
-  readonly relations?: (cfg: Config) => readonly string[];
+  relations?(cfg: ConfigOf<Hs>): readonly string[];
   /** The formula's body: spec expressions for each output, given the argument expressions and the resolved configuration. */
-  readonly build: (args: Readonly<Record<string, Expr>>, cfg: Config) => Readonly<Record<string, Expr>>;
+  build(args: Readonly<Record<string, Expr>>, cfg: ConfigOf<Hs>): Readonly<Record<string, Expr>>;
   /** How a call to this formula is displayed (`\mathrm{softmax}`, `M`); default `\mathrm{name}`. */
   readonly symbol?: Label;
   /** Display a call as this symbol alone, without arguments (the mask `M`). */
   readonly symbolOnly?: boolean;
   /** A VJP rule in spec terms; the composition's own gradient is used when absent. */
-  readonly vjp?: CustomVjp;
+  vjp?(ctx: Parameters<CustomVjp<ConfigOf<Hs>>>[0]): ReturnType<CustomVjp>;
   /** Notes shown in rendered documents (fully-masked rows, conventions). */
   readonly notes?: readonly string[];
   /** A small configuration that runs (tests, docs, gradcheck); merged over the defaults. */
-  readonly example?: Config;
+  readonly example?: ConfigInputOf<Hs>;
   /** Sizes for the example when the defaults do not fit (RoPE needs an even d_k). */
   readonly exampleDims?: Readonly<Record<string, number>>;
 }
@@ -108,9 +187,11 @@ const REGISTRY = new Map<string, FormulaDef>();
  * Register a formula and return its declaration unchanged.
  * @throws FormulaError if a formula of the same name is already registered.
  */
-export function defineFormula(def: FormulaDef): FormulaDef {
+export function defineFormula<const N extends string, const Hs extends readonly HyperSpec[]>(
+  def: FormulaDef<N, Hs>,
+): FormulaDef<N, Hs> {
   if (REGISTRY.has(def.name)) throw new FormulaError(`formula ${def.name} is defined twice`);
-  REGISTRY.set(def.name, def);
+  REGISTRY.set(def.name, def as unknown as FormulaDef);
   return def;
 }
 
@@ -138,13 +219,22 @@ export function formulaNames(): string[] {
   return [...REGISTRY.keys()];
 }
 
+/** The registered formulas of one category (`block`: block, block_post_ln, block_pre_ln). */
+export function formulasOf(category: FormulaDef["category"]): string[] {
+  return [...REGISTRY.values()].filter((f) => f.category === category).map((f) => f.name);
+}
+
 /** Fill defaults and validate a configuration against the formula's hyperparameters. */
 export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
   const out: Record<string, HyperValue> = {};
   const known = new Map(def.hyper.map((h) => [h.name, h]));
   for (const k of Object.keys(cfg)) {
     if (!known.has(k)) {
-      throw new FormulaError(`formula ${def.name} has no hyperparameter "${k}"; it takes ${def.hyper.map((h) => h.name).join(", ") || "none"}`);
+      const names = def.hyper.map((h) => h.name);
+      const close = closest(k, names);
+      const hint = close === undefined ? "" : ` (did you mean "${close}"?)`;
+      const takes = names.join(", ") || "none";
+      throw new FormulaError(`formula ${def.name} has no hyperparameter "${k}"${hint}; it takes ${takes}`);
     }
   }
   for (const h of def.hyper) {
@@ -196,6 +286,30 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
     out[h.name] = v;
   }
   return out;
+}
+
+/**
+ * The part of a caller's configuration that a formula declares: how a formula passes its own
+ * switches on to a formula it calls (a block's to mha, gpt's to each block) without listing them.
+ */
+export function sharedConfig(callee: string, cfg: Config): Record<string, HyperValue> {
+  const out: Record<string, HyperValue> = {};
+  for (const h of getFormula(callee).hyper) {
+    const v = cfg[h.name];
+    if (v !== undefined) out[h.name] = v;
+  }
+  return out;
+}
+
+/**
+ * A hyperparameter without a default that a formula needs.
+ * @throws FormulaError naming the formula and the key when it is absent.
+ */
+export function required<T extends HyperValue>(v: T | undefined, formula: string, key: string): T {
+  if (v === undefined) {
+    throw new FormulaError(`formula ${formula}: hyperparameter ${key} is required`);
+  }
+  return v;
 }
 
 /** The dims of a `dims` hyperparameter, comma- or space-separated: `"..., H, 1"` → `["...", "H", "1"]`; `""` or `"none"` → `[]`. */
@@ -395,6 +509,17 @@ function evalDimSafe(d: Dim, env: ReadonlyMap<string, number>): number | undefin
 export function exampleConfig(name: string, cfg: Config = {}): Config {
   const def = getFormula(name);
   return resolveConfig(def, { ...(def.example ?? {}), ...cfg });
+}
+
+/** The known name closest to `name` by edit distance, if within half its length (at least 2). */
+export function closest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(2, Math.floor(name.length / 2)) + 1;
+  for (const k of known) {
+    const d = editDistance(k.toLowerCase(), name.toLowerCase());
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
 }
 
 /** Levenshtein distance (for "did you mean" suggestions). */

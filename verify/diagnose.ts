@@ -18,7 +18,7 @@
  * found, matches first.
  */
 import "../spec/index.js";
-import { callFormula, hasFormula } from "../spec/formula.js";
+import { callFormula, formulasOf, hasFormula } from "../spec/formula.js";
 import { dim, dimToString, evalDim, subDim } from "../spec/dims.js";
 import type { Dim } from "../spec/dims.js";
 import {
@@ -365,7 +365,7 @@ function variantHypotheses(s: Symptom): Hint[] {
 }
 
 const NORM_FORMULAS = new Set(["layer_norm", "rms_norm"]);
-const BLOCK_FORMULAS = new Set(["block", "block_post_ln", "block_pre_ln"]);
+const BLOCK_FORMULAS = new Set(formulasOf("block"));
 
 /**
  * A composite that skips one of its parts: a norm (every block's `ln_1`, or `ln_f`) or a block

@@ -31,6 +31,7 @@ import { depthOf, derivedTolerance } from "./tolerance.js";
 import type { DerivedTolerance } from "./tolerance.js";
 import { ReferenceTrace } from "./trace.js";
 import { sitePath, type CallSite } from "./trace.js";
+import { formulasOf } from "../spec/index.js";
 
 /**
  * `failed`: the request raised an implementation error other than an error answer (a malformed
@@ -118,7 +119,7 @@ interface Intermediate {
   readonly site?: CallSite;
 }
 
-const BLOCKS = new Set(["block", "block_post_ln", "block_pre_ln"]);
+const BLOCKS = new Set(formulasOf("block"));
 
 /** The documented intermediate values of a `gpt` trace, in pipeline order (docs/NAMES.md). */
 function gptIntermediates(trace: ReferenceTrace): Intermediate[] {

@@ -53,7 +53,7 @@ export function plantedGraphImplementation(name: string, plant: Plant, formulas?
     }
     return g;
   };
-  const declared = formulas ?? ["softmax", "logsumexp", "log_softmax", "causal_mask", "alibi_bias", "attention", "split_heads", "merge_heads", "mha", "layer_norm", "rms_norm", "gelu", "gelu_tanh", "relu", "silu", "linear", "ffn", "swiglu", "embedding", "positional_sinusoidal", "positional_learned", "rope", "logits", "cross_entropy", "block", "block_post_ln", "block_pre_ln", "gpt"];
+  const declared = formulas ?? formulaNames();
   return {
     name,
     formulas: declared,

@@ -9,7 +9,7 @@
  * implementation's own version of that formula and compares the answer with the reference value.
  */
 import "../spec/index.js";
-import { getFormula, hasFormula, resolveConfig } from "../spec/formula.js";
+import { formulasOf, getFormula, hasFormula } from "../spec/formula.js";
 import { dim, dimToString, evalDim } from "../spec/dims.js";
 import { Expr, input } from "../spec/expr.js";
 import type { Config, Node, NodeOf } from "../spec/node.js";
@@ -20,7 +20,7 @@ import type { Graph } from "../autodiff/graph.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
 import { Tensor } from "../autodiff/tensor.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
-import { knownConfig as requestConfig, referenceGraph } from "../reference/implementation.js";
+import { knownConfig, referenceGraph } from "../reference/implementation.js";
 
 export type CallNode = NodeOf<"call">;
 
@@ -50,14 +50,8 @@ export interface CallSite {
   readonly order: number;
 }
 
-/**
- * A request's configuration as the reference reads it (reference/implementation.ts: request keys
- * such as `dtype` and a fixed block's implied hyperparameters dropped, an unknown key an error),
- * with defaults filled in.
- */
-export function knownConfig(formula: string, config: FormulaConfig): Config {
-  return resolveConfig(getFormula(formula), requestConfig(formula, config as Config));
-}
+/** A request's configuration as the reference reads it (defined in reference/implementation.ts). */
+export { knownConfig };
 
 function upcast(inputs: NamedTensors): NamedTensors {
   const out: NamedTensors = {};
@@ -296,7 +290,7 @@ export class ReferenceTrace {
 }
 
 
-const BLOCKS = new Set(["block", "block_post_ln", "block_pre_ln"]);
+const BLOCKS = new Set(formulasOf("block"));
 const NORMS = new Set(["layer_norm", "rms_norm"]);
 
 /**

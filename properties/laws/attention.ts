@@ -12,8 +12,9 @@ import { concatAxis, gatherAxis, mapT, matmulLast, maxAbs, sliceAxis, toF64 } fr
 import { conditionedBound, gamma, ropeDepth, roundingDepth, underflowAllowance, unitRoundoff } from "../tolerance.js";
 import { oneOfFormulas } from "./generic.js";
 import { Rng } from "../../autodiff/random.js";
+import { formulasOf } from "../../spec/index.js";
 
-const BLOCKS = ["block", "block_post_ln", "block_pre_ln"] as const;
+const BLOCKS = formulasOf("block");
 /** Formulas whose rows are positions: attention (Q rows), mha, blocks, gpt (tokens). */
 export const SEQUENCE_FORMULAS = ["attention", "mha", ...BLOCKS, "gpt"] as const;
 

@@ -13,6 +13,7 @@ import { conditionedBound, conditionedReason, gamma, gradSensitivity, roundingDe
 import { oneOfFormulas } from "./generic.js";
 import { normEntryError, rowStats } from "./norms.js";
 import { Rng } from "../../autodiff/random.js";
+import { formulasOf } from "../../spec/index.js";
 
 // ---------------------------------------------------------------------------------------------
 // KV cache: model-based
@@ -242,7 +243,7 @@ export const tiedEmbedding: Law<TiedCase> = {
 
 // ---------------------------------------------------------------------------------------------
 
-const BLOCKS = ["block", "block_pre_ln", "block_post_ln"] as const;
+const BLOCKS = formulasOf("block");
 
 export const zeroBranches: Law<FormulaCase> = {
   name: "zero_branches",

@@ -8,7 +8,9 @@ import {
   named, neg, pow, reduce, reshape, rsqrt, sin, cos, slice, sqrt, square, stopGradient, sub, sumAll, sumLast,
   tanh, transpose, unary, where, Expr,
 } from "../expr.js";
-import { call1, defineFormula, FormulaError, parseDimList, type HyperSpec } from "../formula.js";
+import {
+  call1, defineFormula, FormulaError, parseDimList, required, type ConfigOf, type HyperSpec,
+} from "../formula.js";
 import type { Config } from "../node.js";
 
 const NEG_INF = Number.NEGATIVE_INFINITY;
@@ -36,12 +38,14 @@ function safeRowMax(x: Expr): Expr {
  * counts from the front and so depends on the rank, which a formula's symbolic shape leaves open
  * (the batch prefix "..."): it is refused with the negative axis to state instead.
  */
-const axisHyper = (what: string): HyperSpec => ({
-  name: "axis",
-  kind: "number",
-  default: -1,
-  doc: `axis the ${what} runs over, counted from the end: −1 = last (PyTorch dim=-1), −2 = the one before, …; x needs at least −axis axes`,
-});
+const axisHyper = (what: string) =>
+  ({
+    name: "axis",
+    kind: "number",
+    default: -1,
+    doc: `axis the ${what} runs over, counted from the end: −1 = last (PyTorch dim=-1), −2 = the one before, …; x needs at least −axis axes`,
+    held: true,
+  }) as const satisfies HyperSpec;
 
 /** The axis hyperparameter as k ≥ 1 (the k-th axis from the end), or an error saying what to give. */
 function axisFromEnd(cfg: Config, formula: string): number {
@@ -73,7 +77,7 @@ function overAxis(xs: readonly Expr[], k: number, f: (...xs: Expr[]) => Expr): E
   return permuteExpr(f(...xs.map((x) => permuteExpr(x, perm))), inv);
 }
 
-defineFormula({
+export const softmaxFormula = defineFormula({
   name: "softmax",
   description: "softmax over one axis (default the last), max-subtracted; a row that is entirely −∞ gives zeros",
   category: "core",
@@ -96,7 +100,7 @@ defineFormula({
   notes: ["A row whose entries are all −∞ (a query that may see no key) gives an all-zero row and zero gradient, never NaN."],
 });
 
-defineFormula({
+export const logsumexpFormula = defineFormula({
   name: "logsumexp",
   description: "log Σ exp over the last axis, max-subtracted",
   category: "core",
@@ -117,7 +121,7 @@ defineFormula({
   },
 });
 
-defineFormula({
+export const logSoftmaxFormula = defineFormula({
   name: "log_softmax",
   description: "log softmax over one axis (default the last): (x − max x) − log Σ exp(x − max x)",
   category: "core",
@@ -146,10 +150,17 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // masks and attention
 
-const dimHyper = (name: string, doc: string, dflt?: number): HyperSpec => ({ name, kind: "integer", dim: true, doc, ...(dflt !== undefined ? { default: dflt } : {}) });
+/** An integer hyperparameter that is also the dim of the same name (n, m, d_model). */
+const dimHyper = <const N extends string>(name: N, doc: string) =>
+  ({ name, kind: "integer", dim: true, doc }) as const satisfies HyperSpec;
 /** A dim hyperparameter the build uses only as a dim (HyperSpec.sizeOnly). */
-const sizeHyper = (name: string, doc: string, dflt?: number): HyperSpec =>
-  ({ ...dimHyper(name, doc, dflt), sizeOnly: true });
+const sizeHyper = <const N extends string>(name: N, doc: string) =>
+  ({ name, kind: "integer", dim: true, sizeOnly: true, doc }) as const satisfies HyperSpec;
+/** The position of the first row (a KV cache's length): a dim the laws hold at 0 unless chosen. */
+const offsetHyper = (doc: string) =>
+  ({
+    name: "offset", kind: "integer", dim: true, sizeOnly: true, default: 0, held: true, doc,
+  }) as const satisfies HyperSpec;
 
 /** Where a causal mask puts the last key query 0 may see (docs/NAMES.md, "Attention conventions"). */
 export const CAUSAL_ALIGNMENTS = ["bottom_right", "top_left"] as const;
@@ -168,18 +179,19 @@ function causalMask(n: Dim, m: Dim, align: string = "bottom_right", window: numb
   return where(window > 0 ? mul(seen, lt(sub(pos, window), j)) : seen, 0, NEG_INF);
 }
 
-const causalHyper: readonly HyperSpec[] = [
+const causalHyper = [
   {
     name: "causal_align",
+    held: true,
     kind: "enum",
     choices: CAUSAL_ALIGNMENTS,
     default: "bottom_right",
     doc: "bottom_right: query i sees keys j ≤ i + m − n (FlashAttention ≥ 2.1, KV-cache decoding, HF with a cache); top_left: j ≤ i (PyTorch scaled_dot_product_attention is_causal, ONNX Attention without a cache); equal when n = m",
   },
-  { name: "window", kind: "integer", default: 0, doc: "sliding window w: each query sees only its w most recent visible keys, itself included (Mistral sliding_window); 0 = no window" },
-];
+  { name: "window", kind: "integer", default: 0, held: true, doc: "sliding window w: each query sees only its w most recent visible keys, itself included (Mistral sliding_window); 0 = no window" },
+] as const satisfies readonly HyperSpec[];
 
-defineFormula({
+export const causalMaskFormula = defineFormula({
   name: "causal_mask",
   example: { n: 4 },
   description: "additive causal mask M: 0 where key j may be seen by query i (j ≤ i + m − n, or j ≤ i top-left; within the window), −∞ elsewhere",
@@ -192,7 +204,7 @@ defineFormula({
   args: () => [],
   outputs: (cfg) => [{ name: "y", shape: ["n", cfg["m"] === undefined ? "n" : "m"], doc: "0 / −∞" }],
   build: (_, cfg) => ({
-    y: causalMask(dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg["causal_align"] as string, cfg["window"] as number),
+    y: causalMask(dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg.causal_align, cfg.window),
   }),
   symbol: { latex: "M", text: "M" },
   symbolOnly: true,
@@ -222,7 +234,7 @@ function alibiBias(H: number, n: Dim, m: Dim, form: string): Expr {
   return mul(s, sub(j, add(i, dimValue(subDim(m, n)))));
 }
 
-defineFormula({
+export const alibiBiasFormula = defineFormula({
   name: "alibi_bias",
   example: { H: 3, n: 4 },
   description: "ALiBi attention bias s_h·(j − i − (m − n)) (relative) or s_h·j (absolute; equal after softmax)",
@@ -235,7 +247,7 @@ defineFormula({
   ],
   args: () => [],
   outputs: (cfg) => [{ name: "y", shape: ["H", "n", cfg["m"] === undefined ? "n" : "m"], doc: "bias per head" }],
-  build: (_, cfg) => ({ y: alibiBias(cfg["H"] as number, dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg["form"] as string) }),
+  build: (_, cfg) => ({ y: alibiBias(required(cfg.H, "alibi_bias", "H"), dimOf(cfg, "n"), cfg["m"] === undefined ? dimOf(cfg, "n") : dimOf(cfg, "m"), cfg.form) }),
   symbol: { latex: "B_{\\mathrm{ALiBi}}", text: "B_ALiBi" },
   symbolOnly: true,
 });
@@ -257,19 +269,19 @@ function maskShape(pattern: string, heads: readonly string[]): string[] {
 }
 const maskNeedsHeads = (pattern: string): boolean => pattern !== "scores" && pattern.split(",").filter((t) => t !== "...").length === 3;
 
-defineFormula({
+export const attentionFormula = defineFormula({
   name: "attention",
   description: "scaled dot-product attention softmax(s·QKᵀ + B + M)V: optionally causal (aligned, windowed), masked, soft-capped, ALiBi-biased, with grouped K/V heads",
   category: "core",
   hyper: [
     { name: "causal", kind: "boolean", default: true, doc: "add the causal mask M (causal_mask)" },
     ...causalHyper,
-    { name: "mask", kind: "enum", choices: MASK_KINDS, default: "none", doc: "mask input: boolean (i32, nonzero = attend, PyTorch's bool attn_mask) or additive (float added to the scores, −∞ = masked); none = no mask argument" },
-    { name: "mask_shape", kind: "enum", choices: MASK_SHAPES, default: "scores", doc: "the mask's shape as axes of the scores [..., (H,) n, m], broadcast by NumPy rules: scores = the same shape; 1 = an axis broadcast over; ... = Q's batch prefix (padding mask [B, 1, 1, m] = ...,1,1,m; per-head [H, n, m] = H,n,m); three explicit axes make Q's head axis explicit" },
+    { name: "mask", kind: "enum", choices: MASK_KINDS, default: "none", held: true, doc: "mask input: boolean (i32, nonzero = attend, PyTorch's bool attn_mask) or additive (float added to the scores, −∞ = masked); none = no mask argument" },
+    { name: "mask_shape", kind: "enum", choices: MASK_SHAPES, default: "scores", held: true, doc: "the mask's shape as axes of the scores [..., (H,) n, m], broadcast by NumPy rules: scores = the same shape; 1 = an axis broadcast over; ... = Q's batch prefix (padding mask [B, 1, 1, m] = ...,1,1,m; per-head [H, n, m] = H,n,m); three explicit axes make Q's head axis explicit" },
     { name: "scale", kind: "number", doc: "score scale s (default 1/√d_k)" },
-    { name: "softcap", kind: "number", default: 0, doc: "cap c: scores become c·tanh(scores/c) before masking (Gemma 2 attn_logit_softcapping); 0 = no cap (FlashAttention's softcap = 0.0)" },
+    { name: "softcap", kind: "number", default: 0, held: true, doc: "cap c: scores become c·tanh(scores/c) before masking (Gemma 2 attn_logit_softcapping); 0 = no cap (FlashAttention's softcap = 0.0)" },
     { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p (GPT-2 attn_pdrop): P becomes dropout(P, dropout_mask; p), with the keep mask an input; 0 = none" },
-        { name: "alibi", kind: "boolean", default: false, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
+    { name: "alibi", kind: "boolean", default: false, held: true, doc: "add the ALiBi bias (needs H and Q shaped [..., H, n, d_k])" },
     { name: "H", kind: "integer", dim: true, doc: "query heads (needed with alibi or H_kv)" },
     { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads: K, V are [..., H_kv, m, ·] and query head h uses K/V head ⌊h·H_kv/H⌋ (grouped-query); H must be a multiple" },
   ],
@@ -284,9 +296,9 @@ defineFormula({
       { name: "K", shape: ["...", ...hkv, "m", "d_k"], role: "input", doc: "keys" },
       { name: "V", shape: ["...", ...hkv, "m", "d_v"], role: "input", doc: "values" },
       ...(mask
-        ? [{ name: "mask", shape: maskShape(cfg["mask_shape"] as string, h), role: "input", int: cfg["mask"] === "boolean", doc: cfg["mask"] === "boolean" ? "1 (nonzero) where query i may attend to key j, 0 where not" : "added to the scores (0 keeps, −∞ masks)", latex: "A" } as const]
+        ? [{ name: "mask", shape: maskShape(cfg.mask_shape, h), role: "input", int: cfg["mask"] === "boolean", doc: cfg["mask"] === "boolean" ? "1 (nonzero) where query i may attend to key j, 0 where not" : "added to the scores (0 keeps, −∞ masks)", latex: "A" } as const]
         : []),
-      ...((cfg["dropout"] as number) > 0 ? [{ name: "dropout_mask", shape: ["...", ...h, "n", "m"], role: "input", int: true, doc: "keep mask of the attention weights (nonzero keeps)" } as const] : []),
+      ...(cfg.dropout > 0 ? [{ name: "dropout_mask", shape: ["...", ...h, "n", "m"], role: "input", int: true, doc: "keep mask of the attention weights (nonzero keeps)" } as const] : []),
     ];
   },
   outputs: (cfg) => [{ name: "y", shape: ["...", ...(attentionHeads(cfg) ? ["H"] : []), "n", "d_v"], doc: "attended values" }],
@@ -309,8 +321,8 @@ defineFormula({
       v = asQueryHeads(v);
     }
     const qk = matmul(Q!, transpose(k));
-    let scores: Expr = cfg["scale"] === undefined ? div(qk, sqrt(dimValue(last(Q!)))) : mul(qk, named(constant(cfg["scale"] as number), "s", "s"));
-    const cap = cfg["softcap"] as number;
+    let scores: Expr = cfg["scale"] === undefined ? div(qk, sqrt(dimValue(last(Q!)))) : mul(qk, named(constant(cfg.scale), "s", "s"));
+    const cap = cfg.softcap;
     if (cap < 0) throw new Error(`attention: softcap must be ≥ 0 (0 = no cap), got ${cap}`);
     if (cap > 0) {
       const c = named(constant(cap), "c", "c");
@@ -326,11 +338,11 @@ defineFormula({
     if (cfg["mask"] === "additive") scores = add(scores, mask!);
     if (cfg["causal"] === true) {
       scores = add(scores, call1("causal_mask", {}, { n: dimToString(n), m: dimToString(m), causal_align: cfg["causal_align"]!, window: cfg["window"]! }));
-    } else if ((cfg["window"] as number) > 0) {
+    } else if (cfg.window > 0) {
       throw new Error("attention: a sliding window needs causal = true (it limits how far back a causal query sees)");
     }
     let P: Expr = named(call1("softmax", { x: scores }), "P", "P");
-    const pDrop = cfg["dropout"] as number;
+    const pDrop = cfg.dropout;
     if (pDrop > 0) P = call1("dropout", { x: P, keep_mask: dropout_mask! }, { p: pDrop });
     return { y: matmul(P, v) };
   },
@@ -343,12 +355,17 @@ defineFormula({
 });
 
 /** With ALiBi, grouped heads or a mask that names a head axis, Q's head axis is an explicit axis. */
-function attentionHeads(cfg: Config): boolean {
+function attentionHeads(cfg: {
+  readonly alibi: boolean;
+  readonly H_kv?: number | string;
+  readonly mask: string;
+  readonly mask_shape: string;
+}): boolean {
   const masked = cfg["mask"] === "boolean" || cfg["mask"] === "additive";
-  return cfg["alibi"] === true || cfg["H_kv"] !== undefined || (masked && maskNeedsHeads(cfg["mask_shape"] as string));
+  return cfg["alibi"] === true || cfg["H_kv"] !== undefined || (masked && maskNeedsHeads(cfg.mask_shape));
 }
 
-defineFormula({
+export const splitHeadsFormula = defineFormula({
   name: "split_heads",
   description: "split the columns into H heads: [..., n, H·d_k] → [..., H, n, d_k], head h = columns h·d_k … (h+1)·d_k − 1",
   category: "core",
@@ -360,7 +377,7 @@ defineFormula({
   symbol: { latex: "\\mathrm{heads}", text: "heads" },
 });
 
-defineFormula({
+export const mergeHeadsFormula = defineFormula({
   name: "merge_heads",
   description: "concatenate heads as column blocks: [..., H, n, d_k] → [..., n, H·d_k] (the seed's Concat)",
   category: "core",
@@ -376,26 +393,28 @@ defineFormula({
   symbol: { latex: "\\mathrm{Concat}_h", text: "Concat_h" },
 });
 
-defineFormula({
+const MHA_HYPER = [
+  { name: "H", kind: "integer", dim: true, doc: "query heads" },
+  { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
+  { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
+  { name: "window", kind: "integer", default: 0, held: true, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
+  { name: "softcap", kind: "number", default: 0, held: true, doc: "attention score cap c (Gemma 2); 0 = none" },
+  { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
+  { name: "rope_base", kind: "number", default: 10000, values: [10000, 100], doc: "RoPE base" },
+  dimHyper("rotary_dims", "RoPE on the first r dims of each head only (rope rotary_dims; GPT-NeoX rotary_ndims); default d_k"),
+  { name: "position_ids", kind: "boolean", default: false, held: true, doc: "RoPE positions from the input position_ids [..., n] (HF position_ids) instead of offset … offset + n − 1" },
+  { name: "offset", kind: "integer", dim: true, default: 0, held: true, doc: "position of the first query (KV-cache decoding)" },
+  { name: "bias", kind: "boolean", default: true, doc: "projections have biases" },
+  { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p with the keep mask attn_dropout_mask [..., H, n, n] as an input (training; not with kv_cache); 0 = none" },
+  { name: "kv_cache", kind: "boolean", default: false, held: true, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
+] as const satisfies readonly HyperSpec[];
+
+export const mhaFormula = defineFormula({
   name: "mha",
   example: { H: 2 },
   description: "multi-head causal self-attention: heads are column blocks of W_Q, W_K, W_V; Concat(heads) W_O",
   category: "core",
-  hyper: [
-    { name: "H", kind: "integer", dim: true, doc: "query heads" },
-    { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H; 1 = multi-query, else grouped-query)" },
-    { name: "causal", kind: "boolean", default: true, doc: "causal mask" },
-    { name: "window", kind: "integer", default: 0, doc: "sliding window of attention (Mistral sliding_window); 0 = none" },
-    { name: "softcap", kind: "number", default: 0, doc: "attention score cap c (Gemma 2); 0 = none" },
-    { name: "positions", kind: "enum", choices: ["none", "rope", "rope_interleaved", "alibi"], default: "none", doc: "positions applied inside attention" },
-    { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
-    dimHyper("rotary_dims", "RoPE on the first r dims of each head only (rope rotary_dims; GPT-NeoX rotary_ndims); default d_k"),
-    { name: "position_ids", kind: "boolean", default: false, doc: "RoPE positions from the input position_ids [..., n] (HF position_ids) instead of offset … offset + n − 1" },
-    { name: "offset", kind: "integer", dim: true, default: 0, doc: "position of the first query (KV-cache decoding)" },
-    { name: "bias", kind: "boolean", default: true, doc: "projections have biases" },
-    { name: "dropout", kind: "number", default: 0, doc: "attention-probability dropout p with the keep mask attn_dropout_mask [..., H, n, n] as an input (training; not with kv_cache); 0 = none" },
-    { name: "kv_cache", kind: "boolean", default: false, doc: "take past keys/values (past_k, past_v) and also return the full k, v" },
-  ],
+  hyper: MHA_HYPER,
   relations: (cfg) => ["d_model = H*d_k", `d_kv = ${cfg["H_kv"] ?? cfg["H"] ?? "H"}*d_k`],
   args: (cfg) => [
     { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "token representations" },
@@ -412,7 +431,7 @@ defineFormula({
           { name: "b_O", shape: ["d_model"], role: "param", doc: "output bias" },
         ] as const)),
     ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "RoPE position of each row", latex: "p" }] as const) : []),
-    ...(((cfg["dropout"] as number | undefined) ?? 0) > 0 ? ([{ name: "attn_dropout_mask", shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights" }] as const) : []),
+    ...(cfg.dropout > 0 ? ([{ name: "attn_dropout_mask", shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights" }] as const) : []),
     ...(cfg["kv_cache"] === true
       ? ([
           { name: "past_k", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached keys (after RoPE)" },
@@ -437,18 +456,18 @@ defineFormula({
 });
 
 /** Shared by mha and the KV-cache step: returns y and the full K, V (heads split). */
-export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: { k: Expr; v: Expr }): { y: Expr; k: Expr; v: Expr } {
+export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: ConfigOf<typeof MHA_HYPER>, past?: { k: Expr; v: Expr }): { y: Expr; k: Expr; v: Expr } {
   const x = a["x"]!;
-  const H = cfg["H"];
+  const H = cfg.H;
   if (typeof H !== "number") throw new Error("mha needs the head count H");
-  const Hkv = typeof cfg["H_kv"] === "number" ? (cfg["H_kv"] as number) : H;
+  const Hkv = typeof cfg.H_kv === "number" ? cfg.H_kv : H;
   if (H % Hkv !== 0) throw new Error(`mha: H = ${H} is not a multiple of H_kv = ${Hkv}`);
   const lin = (W: string, b: string) => (a[b] === undefined ? matmul(x as Expr<["n", "d"]>, a[W]! as Expr<["d", "e"]>) : call1("linear", { x, W: a[W]!, b: a[b]! }, {}));
-  const positions = cfg["positions"] as string;
+  const positions = cfg.positions;
   const rope = positions === "rope" || positions === "rope_interleaved";
   const ropeCfg: Config = {
-    base: cfg["rope_base"] as number,
-    offset: cfg["offset"] as number | string,
+    base: cfg.rope_base,
+    offset: cfg.offset,
     convention: positions === "rope" ? "half" : "interleaved",
     ...(cfg["rotary_dims"] !== undefined ? { rotary_dims: cfg["rotary_dims"] } : {}),
     ...(cfg["position_ids"] === true ? { position_ids: true } : {}),
@@ -478,10 +497,10 @@ export function mhaBody(a: Readonly<Record<string, Expr>>, cfg: Config, past?: {
     K = repeatHeads(K, H / Hkv);
     V = repeatHeads(V, H / Hkv);
   }
-  const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+  const pDrop = cfg.dropout;
   if (pDrop > 0 && past !== undefined) throw new Error("mha: dropout is a training-time switch; it does not combine with kv_cache decoding");
   const drop: Record<string, Expr> = pDrop > 0 ? { dropout_mask: a["attn_dropout_mask"]! } : {};
-  const heads = call1("attention", { Q, K, V, ...drop }, { dropout: pDrop, causal: cfg["causal"] as boolean, window: (cfg["window"] as number | undefined) ?? 0, softcap: (cfg["softcap"] as number | undefined) ?? 0, alibi: positions === "alibi", H });
+  const heads = call1("attention", { Q, K, V, ...drop }, { dropout: pDrop, causal: cfg.causal, window: cfg.window, softcap: cfg.softcap, alibi: positions === "alibi", H });
   // (..., H, n, d_k) → (..., n, d_model): heads concatenated as column blocks
   const O = call1("merge_heads", { x: heads });
   const y = a["b_O"] === undefined ? matmul(O as Expr<["n", "d"]>, a["W_O"]! as Expr<["d", "e"]>) : call1("linear", { x: O, W: a["W_O"]!, b: a["b_O"]! }, {});
@@ -531,8 +550,8 @@ function meanLastK(x: Expr, k: number): Expr {
 }
 
 /** LayerNorm's normalized_axes as k ≥ 1, or an error. */
-function normAxes(cfg: Config): number {
-  const k = (cfg["normalized_axes"] ?? 1) as number;
+function normAxes(cfg: { readonly normalized_axes: number }): number {
+  const k = cfg.normalized_axes;
   if (!Number.isInteger(k) || k < 1 || k > MAX_AXES) throw new FormulaError(`formula layer_norm: hyperparameter normalized_axes must be an integer from 1 to ${MAX_AXES} (the number of trailing axes normalised together), got ${k}`);
   return k;
 }
@@ -540,13 +559,13 @@ function normAxes(cfg: Config): number {
 /** The normalised shape r_1 … r_{k−1}, d (PyTorch's normalized_shape). */
 const normShape = (k: number): string[] => [...trailing(k), "d"];
 
-defineFormula({
+export const layerNormFormula = defineFormula({
   name: "layer_norm",
   description: "LayerNorm over the last axis (or the last k): γ ⊙ (x − μ)/√(σ² + ε) + β, biased variance, ε inside the square root; β optional",
   category: "core",
   hyper: [
-    { name: "eps", kind: "number", default: 1e-5, doc: "ε added to the variance (PyTorch nn.LayerNorm eps = 1e-5; HF GPT-2 layer_norm_epsilon = 1e-5)" },
-    { name: "bias", kind: "boolean", default: true, doc: "with the shift β (false: no beta argument, nanoGPT's LayerNorm(bias=False), torch ≥ 2.1 nn.LayerNorm(bias=False))" },
+    { name: "eps", kind: "number", default: 1e-5, values: [1e-5, 1e-3, 0.1], doc: "ε added to the variance (PyTorch nn.LayerNorm eps = 1e-5; HF GPT-2 layer_norm_epsilon = 1e-5)" },
+    { name: "bias", kind: "boolean", default: true, held: true, doc: "with the shift β (false: no beta argument, nanoGPT's LayerNorm(bias=False), torch ≥ 2.1 nn.LayerNorm(bias=False))" },
     { name: "normalized_axes", kind: "integer", default: 1, max: MAX_AXES, doc: "k: normalise over the last k axes together (PyTorch normalized_shape of length k); gamma and beta have those k axes' shape" },
   ],
   exampleDims: TRAILING_EXAMPLE,
@@ -564,7 +583,7 @@ defineFormula({
     const mu = named(meanLastK(x!, k), "\\mu", "μ");
     const xc = sub(x!, mu);
     const var_ = named(meanLastK(square(xc), k), "\\sigma^2", "σ²");
-    const xhat = named(mul(xc, rsqrt(add(var_, named(constant(cfg["eps"] as number), "\\varepsilon", "ε")))), "\\hat{x}", "x̂");
+    const xhat = named(mul(xc, rsqrt(add(var_, named(constant(cfg.eps), "\\varepsilon", "ε")))), "\\hat{x}", "x̂");
     const scaled = mul(gamma!, xhat);
     return { y: beta === undefined ? scaled : add(scaled, beta) };
   },
@@ -576,7 +595,7 @@ defineFormula({
     const gamma = args["gamma"]!;
     const mu = named(meanLastK(x, k), "\\mu", "μ");
     const xc = sub(x, mu);
-    const rstd = named(rsqrt(add(meanLastK(square(xc), k), config["eps"] as number)), "\\frac{1}{\\sigma}", "1/σ");
+    const rstd = named(rsqrt(add(meanLastK(square(xc), k), config.eps)), "\\frac{1}{\\sigma}", "1/σ");
     const xhat = named(mul(xc, rstd), "\\hat{x}", "x̂");
     const gh = named(mul(cot, gamma), "\\hat{g}", "ĝ");
     const dx = mul(rstd, sub(sub(gh, meanLastK(gh, k)), mul(xhat, meanLastK(mul(gh, xhat), k))));
@@ -589,13 +608,14 @@ defineFormula({
   },
 });
 
-defineFormula({
+export const rmsNormFormula = defineFormula({
   name: "rms_norm",
   description: "RMSNorm over the last axis: γ ⊙ x/√(mean(x²) + ε), ε = 1e-6 unless stated",
   category: "core",
   hyper: [
     {
       name: "eps",
+      values: [1e-5, 1e-3, 0.1],
       kind: "number",
       default: 1e-6,
       doc: "ε added to the mean square; default 1e-6 = HF LlamaRMSNorm and T5LayerNorm (some configs set rms_norm_eps = 1e-5, e.g. Llama 2); torch.nn.RMSNorm (torch ≥ 2.4) with eps=None uses torch.finfo(dtype).eps (2.2e-16 float64, 1.2e-7 float32): state eps explicitly",
@@ -608,7 +628,7 @@ defineFormula({
   outputs: () => [{ name: "y", shape: ["...", "d"], doc: "normalised rows" }],
   build: ({ x, gamma }, cfg) => {
     const ms = named(meanLast(square(x!)), "\\overline{x^2}", "mean(x²)");
-    return { y: mul(gamma!, mul(x!, rsqrt(add(ms, named(constant(cfg["eps"] as number), "\\varepsilon", "ε"))))) };
+    return { y: mul(gamma!, mul(x!, rsqrt(add(ms, named(constant(cfg.eps), "\\varepsilon", "ε"))))) };
   },
   notes: [
     "The eps default differs between libraries: 1e-6 here and in Hugging Face LlamaRMSNorm / T5LayerNorm; many configs set rms_norm_eps = 1e-5 (Llama 2, Mistral); torch.nn.RMSNorm (torch ≥ 2.4) defaults to eps = None, meaning torch.finfo(x.dtype).eps. Declare the value the port uses.",
@@ -618,7 +638,10 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // activations
 
-const activation = (name: "gelu" | "gelu_tanh" | "relu" | "silu", description: string) =>
+const activation = <const N extends "gelu" | "gelu_tanh" | "relu" | "silu">(
+  name: N,
+  description: string,
+) =>
   defineFormula({
     name,
     description,
@@ -628,21 +651,21 @@ const activation = (name: "gelu" | "gelu_tanh" | "relu" | "silu", description: s
     outputs: () => [{ name: "y", shape: ["..."], doc: "elementwise" }],
     build: ({ x }) => ({ y: unary(name, x!) }),
   });
-activation("gelu", "GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)) (PyTorch default)");
-activation("gelu_tanh", "GELU, tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2 gelu_new)");
-activation("relu", "ReLU: max(x, 0)");
-activation("silu", "SiLU (swish): x·σ(x)");
+export const geluFormula = activation("gelu", "GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)) (PyTorch default)");
+export const geluTanhFormula = activation("gelu_tanh", "GELU, tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2 gelu_new)");
+export const reluFormula = activation("relu", "ReLU: max(x, 0)");
+export const siluFormula = activation("silu", "SiLU (swish): x·σ(x)");
 
 // ---------------------------------------------------------------------------------------------
 // dropout
 
-defineFormula({
+export const dropoutFormula = defineFormula({
   name: "dropout",
   example: { p: 0.25 },
   description: "inverted dropout with the keep mask as an input: y = m ⊙ x/(1 − p), m = 1 keeps an entry and 0 drops it; p = 1 gives zeros",
   category: "core",
   hyper: [
-    { name: "p", kind: "number", default: 0.5, doc: "drop probability p ∈ [0, 1] (PyTorch F.dropout p, default 0.5; HF GPT-2 embd_pdrop, attn_pdrop, resid_pdrop, 0.1); kept entries are scaled by 1/(1 − p)" },
+    { name: "p", kind: "number", default: 0.5, values: [0.5, 0.1, 0, 1], doc: "drop probability p ∈ [0, 1] (PyTorch F.dropout p, default 0.5; HF GPT-2 embd_pdrop, attn_pdrop, resid_pdrop, 0.1); kept entries are scaled by 1/(1 − p)" },
   ],
   args: () => [
     { name: "x", shape: ["..."], role: "input", doc: "any tensor" },
@@ -650,7 +673,7 @@ defineFormula({
   ],
   outputs: () => [{ name: "y", shape: ["..."], doc: "m ⊙ x/(1 − p)" }],
   build: ({ x, keep_mask }, cfg) => {
-    const p = cfg["p"] as number;
+    const p = cfg.p;
     if (!(p >= 0 && p <= 1)) throw new Error(`dropout: p must lie in [0, 1], got ${p}`);
     // p = 1 drops every entry: the scale 1/(1 − p) = ∞ is never formed, so a kept entry gives 0, not ∞ or NaN
     const s = named(constant(p < 1 ? 1 / (1 - p) : 0), "\\tfrac{1}{1-p}", "1/(1−p)");
@@ -665,11 +688,11 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // linear layers
 
-defineFormula({
+export const linearFormula = defineFormula({
   name: "linear",
   description: "affine map x W + b (W stored (in, out), the GPT-2 Conv1D layout); b optional",
   category: "core",
-  hyper: [{ name: "bias", kind: "boolean", default: true, doc: "with the bias b (false: x W, no b argument; nn.Linear(bias=False), LLaMA projections)" }],
+  hyper: [{ name: "bias", kind: "boolean", default: true, held: true, doc: "with the bias b (false: x W, no b argument; nn.Linear(bias=False), LLaMA projections)" }],
   args: (cfg) => [
     { name: "x", shape: ["...", "d_in"], role: "input", doc: "rows" },
     { name: "W", shape: ["d_in", "d_out"], role: "param", doc: "weight (in, out)" },
@@ -701,12 +724,16 @@ function broadcastDimLists(a: readonly string[], b: readonly string[]): string[]
 }
 
 /** Operand shapes and result shape of matmul under its configuration. */
-function matmulShapes(cfg: Config): { a: string[]; b: string[]; y: string[] } {
-  const vec = (cfg["vector"] ?? "none") as string;
+function matmulShapes(cfg: {
+  readonly vector?: string;
+  readonly a_batch?: string;
+  readonly b_batch?: string;
+}): { a: string[]; b: string[]; y: string[] } {
+  const vec = cfg.vector ?? "none";
   const va = vec === "a" || vec === "both";
   const vb = vec === "b" || vec === "both";
-  const ba = parseDimList((cfg["a_batch"] ?? "...") as string);
-  const bb = parseDimList((cfg["b_batch"] ?? "...") as string);
+  const ba = parseDimList(cfg.a_batch ?? "...");
+  const bb = parseDimList(cfg.b_batch ?? "...");
   if (va && ba.length > 0) throw new FormulaError(`formula matmul: a 1-D operand a (vector = ${vec}) has no batch axes; set a_batch = "" (got "${cfg["a_batch"]}")`);
   if (vb && bb.length > 0) throw new FormulaError(`formula matmul: a 1-D operand b (vector = ${vec}) has no batch axes; set b_batch = "" (got "${cfg["b_batch"]}")`);
   const batch = broadcastDimLists(ba, bb);
@@ -717,7 +744,7 @@ function matmulShapes(cfg: Config): { a: string[]; b: string[]; y: string[] } {
   };
 }
 
-defineFormula({
+export const matmulFormula = defineFormula({
   name: "matmul",
   description: "matrix product a b over the last two axes with NumPy/torch.matmul broadcasting of the batch axes; a 1-D operand is a row (a) or column (b) vector whose axis is dropped",
   category: "core",
@@ -725,7 +752,7 @@ defineFormula({
   hyper: [
     { name: "a_batch", kind: "dims", default: "...", doc: "batch axes of a before its [n, d_in]: \"...\" the shared batch prefix (default), \"\" or \"none\" for none, or dims such as \"B,1\" (a 1 broadcasts against b's axis)" },
     { name: "b_batch", kind: "dims", default: "...", doc: "batch axes of b before its [d_in, d_out], as a_batch (\"none\" for a plain weight matrix)" },
-    { name: "vector", kind: "enum", choices: MATMUL_VECTORS, default: "none", doc: "1-D operands as in torch.matmul: a = a is [d_in] (a row, its axis dropped from y), b = b is [d_in] (a column), both = the dot product" },
+    { name: "vector", kind: "enum", choices: MATMUL_VECTORS, default: "none", held: true, doc: "1-D operands as in torch.matmul: a = a is [d_in] (a row, its axis dropped from y), b = b is [d_in] (a column), both = the dot product" },
   ],
   args: (cfg) => {
     const s = matmulShapes(cfg);
@@ -751,7 +778,7 @@ defineFormula({
 
 const ACTIVATIONS = ["gelu", "gelu_tanh", "relu", "silu"] as const;
 
-defineFormula({
+export const ffnFormula = defineFormula({
   name: "ffn",
   description: "position-wise feed-forward network φ(xW₁ + b₁)W₂ + b₂",
   category: "core",
@@ -765,7 +792,7 @@ defineFormula({
   ],
   outputs: () => [{ name: "y", shape: ["...", "d_model"], doc: "FFN output" }],
   build: ({ x, W_1, b_1, W_2, b_2 }, cfg) => {
-    const h = callAs(cfg["activation"] as string, { x: call1("linear", { x: x!, W: W_1!, b: b_1! }) }, { latex: "\\phi", text: "φ" });
+    const h = callAs(cfg.activation, { x: call1("linear", { x: x!, W: W_1!, b: b_1! }) }, { latex: "\\phi", text: "φ" });
     return { y: call1("linear", { x: h, W: W_2!, b: b_2! }) };
   },
 });
@@ -780,7 +807,7 @@ function callAs(name: string, args: Record<string, Expr>, symbol: Label): Expr {
   return make({ op: "call", formula: n.formula, config: n.config, args: n.args, output: n.output, body: n.body, symbol });
 }
 
-defineFormula({
+export const swigluFormula = defineFormula({
   name: "swiglu",
   description: "SwiGLU feed-forward (LLaMA): (SiLU(x W_gate) ⊙ x W_up) W_down, no biases",
   category: "core",
@@ -802,7 +829,7 @@ defineFormula({
 // ---------------------------------------------------------------------------------------------
 // embeddings and positions
 
-defineFormula({
+export const embeddingFormula = defineFormula({
   name: "embedding",
   description: "token embedding e_i = E[t_i]",
   category: "core",
@@ -826,16 +853,12 @@ function sinusoid(n: Dim, d: Dim, offset: Dim): Expr {
   return where(isEven, sin(angle), cos(angle));
 }
 
-defineFormula({
+export const positionalSinusoidalFormula = defineFormula({
   name: "positional_sinusoidal",
   example: { n: 5, d_model: 6 },
   description: "fixed sinusoidal positions p_{i,2k} = sin(i/10000^{2k/d_model}), p_{i,2k+1} = cos(…)",
   category: "position",
-  hyper: [
-    sizeHyper("n", "positions"),
-    sizeHyper("d_model", "width"),
-    sizeHyper("offset", "first position", 0),
-  ],
+  hyper: [sizeHyper("n", "positions"), sizeHyper("d_model", "width"), offsetHyper("first position")],
   args: () => [],
   outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P" }],
   build: (_, cfg) => ({ y: sinusoid(dimOf(cfg, "n"), dimOf(cfg, "d_model"), dimOf(cfg, "offset")) }),
@@ -843,28 +866,28 @@ defineFormula({
   symbolOnly: true,
 });
 
-defineFormula({
+export const positionalLearnedFormula = defineFormula({
   name: "positional_learned",
   example: { n: 4 },
   description: "learned positions: rows offset … offset+n−1 of P",
   category: "position",
-  hyper: [sizeHyper("n", "positions"), sizeHyper("offset", "first position", 0)],
+  hyper: [sizeHyper("n", "positions"), offsetHyper("first position")],
   args: () => [{ name: "P", shape: ["n_ctx", "d_model"], role: "param", doc: "position table (wpe)" }],
   outputs: () => [{ name: "y", shape: ["n", "d_model"], doc: "P rows" }],
   build: ({ P }, cfg) => ({ y: slice(P!, 0, dimOf(cfg, "offset"), dimOf(cfg, "n")) }),
 });
 
-defineFormula({
+export const ropeFormula = defineFormula({
   name: "rope",
   exampleDims: { d_k: 4 },
   description: "rotary position embedding: rotate pairs of the first r dims of x by angle p·base^(−2i/r), p the row's position; dims r … d_k − 1 pass through",
   category: "position",
   hyper: [
-    { name: "base", kind: "number", default: 10000, doc: "frequency base" },
-    sizeHyper("offset", "position of the first row (without position_ids)", 0),
+    { name: "base", kind: "number", default: 10000, values: [10000, 100], doc: "frequency base" },
+    offsetHyper("position of the first row (without position_ids)"),
     { name: "convention", kind: "enum", choices: ["half", "interleaved"], default: "half", doc: "half: pairs (i, i + r/2) (GPT-NeoX, HF); interleaved: pairs (2i, 2i+1) (RoFormer, GPT-J)" },
     dimHyper("rotary_dims", "r, the leading dims of each head that rotate (even, ≤ d_k; default d_k): GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF int(partial_rotary_factor·head_dim), GPT-J rotary_dim; the frequencies are over r"),
-    { name: "position_ids", kind: "boolean", default: false, doc: "take the rows' positions as an integer input position_ids [..., n] (HF position_ids: packed or left-padded sequences) instead of offset … offset + n − 1" },
+    { name: "position_ids", kind: "boolean", default: false, held: true, doc: "take the rows' positions as an integer input position_ids [..., n] (HF position_ids: packed or left-padded sequences) instead of offset … offset + n − 1" },
   ],
   args: (cfg) => [
     { name: "x", shape: ["...", "n", "d_k"], role: "input", doc: "queries or keys, per head" },
@@ -880,7 +903,7 @@ defineFormula({
     if (r === 0) return { y: mul(x!, 1) };
     const h = divDim(r, 2);
     const i = iota([dimToString(h)] as const, 0);
-    const freq = named(pow(cfg["base"] as number, div(mul(-2, i), dimValue(r))), "\omega", "ω");
+    const freq = named(pow(cfg.base, div(mul(-2, i), dimValue(r))), "\omega", "ω");
     const pre = x!.shape.slice(0, -2).map(dimToString);
     let pos: Expr;
     if (position_ids === undefined) pos = reshape(add(iota([dimToString(n)] as const, 0), dimValue(dimOf(cfg, "offset"))), [dimToString(n), "1"] as const);
@@ -924,7 +947,7 @@ const dimsEqualLoose = (a: Dim, b: Dim): boolean => dimToString(a) === dimToStri
 // ---------------------------------------------------------------------------------------------
 // output
 
-defineFormula({
+export const logitsFormula = defineFormula({
   name: "logits",
   description: "vocabulary logits Z W_vocabᵀ (W_vocab = E when tied)",
   category: "core",
@@ -940,15 +963,15 @@ defineFormula({
 /** How cross_entropy reduces its per-position losses (PyTorch's `reduction`). */
 export const CE_REDUCTIONS = ["mean", "sum", "none"] as const;
 
-defineFormula({
+export const crossEntropyFormula = defineFormula({
   name: "cross_entropy",
   description: "cross-entropy of logits against target ids: per position logsumexp(z) − z[target] (weighted, label-smoothed), reduced by the (weighted) mean over the counted positions, their sum, or none; targets equal to ignore_index are not counted",
   category: "core",
   hyper: [
     { name: "ignore_index", kind: "number", default: -100, doc: "a target id that marks a position to leave out of the loss and its mean (PyTorch's default −100; HF labels use −100 for padding)" },
-    { name: "label_smoothing", kind: "number", default: 0, doc: "ε in [0, 1]: the target distribution is (1 − ε)·onehot + ε/V (PyTorch label_smoothing, HF label_smoothing_factor); each counted position adds ε/V·Σ_c w_c(logsumexp(z) − z_c)" },
-    { name: "reduction", kind: "enum", choices: CE_REDUCTIONS, default: "mean", doc: "mean: Σ losses / Σ w[target] over counted positions (the count without weights); sum: Σ losses; none: the loss of every position, 0 where ignored (PyTorch reduction)" },
-    { name: "weight", kind: "boolean", default: false, doc: "take a class-weight argument weight [V] (PyTorch weight): position i's loss is scaled by w[t_i] (the smoothing term by each w_c), and the mean divides by Σ w[t_i] over counted positions" },
+    { name: "label_smoothing", kind: "number", default: 0, held: true, doc: "ε in [0, 1]: the target distribution is (1 − ε)·onehot + ε/V (PyTorch label_smoothing, HF label_smoothing_factor); each counted position adds ε/V·Σ_c w_c(logsumexp(z) − z_c)" },
+    { name: "reduction", kind: "enum", choices: CE_REDUCTIONS, default: "mean", held: true, doc: "mean: Σ losses / Σ w[target] over counted positions (the count without weights); sum: Σ losses; none: the loss of every position, 0 where ignored (PyTorch reduction)" },
+    { name: "weight", kind: "boolean", default: false, held: true, doc: "take a class-weight argument weight [V] (PyTorch weight): position i's loss is scaled by w[t_i] (the smoothing term by each w_c), and the mean divides by Σ w[t_i] over counted positions" },
   ],
   args: (cfg) => [
     { name: "logits", shape: ["...", "n", "V"], role: "input", doc: "logits z" },
@@ -963,9 +986,9 @@ defineFormula({
   build: ({ logits, targets, weight }, cfg) => {
     const z = logits!;
     const t = targets!;
-    const ignoreIndex = cfg["ignore_index"] as number;
+    const ignoreIndex = cfg.ignore_index;
     if (!Number.isInteger(ignoreIndex)) throw new Error(`cross_entropy: ignore_index must be an integer, got ${ignoreIndex}`);
-    const eps = cfg["label_smoothing"] as number;
+    const eps = cfg.label_smoothing;
     if (!(eps >= 0 && eps <= 1)) throw new FormulaError(`formula cross_entropy: label_smoothing must be in [0, 1] (PyTorch's range), got ${eps}`);
     const V = dimToString(last(z));
     const rows = z.shape.slice(0, -1).map(dimToString);
@@ -991,7 +1014,7 @@ defineFormula({
       perPos = add(mul(1 - eps, perPos), mul(div(eps, dimValue(V)), smooth));
     }
     const counted = mul(perPos, keep);
-    const reduction = cfg["reduction"] as string;
+    const reduction = cfg.reduction;
     if (reduction === "none") return { loss: counted };
     if (reduction === "sum") return { loss: sumAll(counted) };
     // N = number of counted positions (all of them when no target is ignore_index), or their weight

@@ -5,7 +5,10 @@
  */
 import { dimToString, type Dim } from "../dims.js";
 import { add, slice, Expr, matmul, named } from "../expr.js";
-import { call1, callFormula, defineFormula, FormulaError, type ArgSpec, type HyperSpec, type OutputSpec } from "../formula.js";
+import {
+  call1, callFormula, defineFormula, FormulaError, omitHyper, required, sharedConfig, type ArgSpec,
+  type ConfigOf, type HyperSpec, type OutputSpec,
+} from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 import { LAYERS } from "../layers.js";
 
@@ -15,25 +18,27 @@ export const BLOCK_ACTIVATIONS = ["gelu", "gelu_tanh", "relu", "swiglu"] as cons
 export const ATTN_POSITIONS = ["none", "rope", "rope_interleaved", "alibi"] as const;
 export const MODEL_POSITIONS = ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi", "none"] as const;
 
-const BLOCK_HYPER: readonly HyperSpec[] = [
+const BLOCK_HYPER = [
   { name: "H", kind: "integer", dim: true, doc: "query heads" },
   { name: "H_kv", kind: "integer", dim: true, doc: "key/value heads (default H)" },
-  { name: "eps", kind: "number", default: 1e-5, doc: "norm ε" },
-  { name: "causal", kind: "boolean", default: true, doc: "causal attention" },
-  { name: "window", kind: "integer", default: 0, doc: "sliding-window attention: each position sees its w most recent positions (Mistral sliding_window); 0 = none" },
-  { name: "softcap", kind: "number", default: 0, doc: "attention score cap c·tanh(s/c) (Gemma 2 attn_logit_softcapping); 0 = none" },
+  { name: "eps", kind: "number", default: 1e-5, values: [1e-5, 1e-3, 0.1], doc: "norm ε" },
+  { name: "causal", kind: "boolean", default: true, inModel: false, doc: "causal attention" },
+  { name: "window", kind: "integer", default: 0, held: true, doc: "sliding-window attention: each position sees its w most recent positions (Mistral sliding_window); 0 = none" },
+  { name: "softcap", kind: "number", default: 0, held: true, doc: "attention score cap c·tanh(s/c) (Gemma 2 attn_logit_softcapping); 0 = none" },
   { name: "norm", kind: "enum", choices: NORMS, default: "layer_norm", doc: "normalisation" },
   { name: "placement", kind: "enum", choices: PLACEMENTS, default: "post", doc: "post-LN (seed), pre-LN (GPT-2), sandwich" },
   { name: "activation", kind: "enum", choices: BLOCK_ACTIVATIONS, default: "gelu", doc: "FFN activation (swiglu: gated FFN without biases)" },
   { name: "positions", kind: "enum", choices: ATTN_POSITIONS, default: "none", doc: "positions inside attention" },
-  { name: "rope_base", kind: "number", default: 10000, doc: "RoPE base" },
-  { name: "rotary_dims", kind: "integer", dim: true, doc: "RoPE on the first r dims of each head only (GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF partial_rotary_factor); default d_k" },
-  { name: "position_ids", kind: "boolean", default: false, doc: "RoPE (and learned) positions from the input position_ids [..., n] (HF position_ids: left padding, packed sequences)" },
+  { name: "rope_base", kind: "number", default: 10000, values: [10000, 100], doc: "RoPE base" },
+  { name: "rotary_dims", kind: "integer", dim: true, inModel: false, doc: "RoPE on the first r dims of each head only (GPT-NeoX rotary_ndims = int(rotary_pct·d_k), HF partial_rotary_factor); default d_k" },
+  { name: "position_ids", kind: "boolean", default: false, held: true, inModel: false, doc: "RoPE (and learned) positions from the input position_ids [..., n] (HF position_ids: left padding, packed sequences)" },
   { name: "bias", kind: "boolean", default: true, doc: "linear layers have biases" },
   { name: "parallel", kind: "boolean", default: false, doc: "GPT-J form x + attn(ln_1 x) + mlp(ln_1 x) (pre placement only)" },
-  { name: "dropout", kind: "number", default: 0, doc: "dropout p at GPT-2's places (attention weights, both residual branches; gpt: also the embedding) with the keep masks as inputs (training); 0 = none" },
-  { name: "kv_cache", kind: "boolean", default: false, doc: "take past_k/past_v and also return k, v" },
-];
+  { name: "dropout", kind: "number", default: 0, inModel: false, doc: "dropout p at GPT-2's places (attention weights, both residual branches; gpt: also the embedding) with the keep masks as inputs (training); 0 = none" },
+  { name: "kv_cache", kind: "boolean", default: false, held: true, inModel: false, doc: "take past_k/past_v and also return k, v" },
+] as const satisfies readonly HyperSpec[];
+
+type BlockConfig = ConfigOf<typeof BLOCK_HYPER>;
 
 /** The parameters of one block, named as in a GPT-2 checkpoint (no `h.{l}.` prefix). */
 export function blockParams(cfg: Config): ArgSpec[] {
@@ -76,10 +81,11 @@ function checkBlockConfig(cfg: Config, where: string): void {
 }
 
 /** The block body over named parameters `p` (names without prefix). */
-export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Config, past?: { k: Expr; v: Expr }): { y: Expr; k?: Expr; v?: Expr } {
-  const H = cfg["H"] as number;
-  const Hkv = typeof cfg["H_kv"] === "number" ? (cfg["H_kv"] as number) : H;
-  const eps = cfg["eps"] as number;
+export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: BlockConfig, past?: { k: Expr; v: Expr }): { y: Expr; k?: Expr; v?: Expr } {
+  const H = cfg.H;
+  if (typeof H !== "number") throw new FormulaError("a block needs the head count H as a number");
+  const Hkv = typeof cfg.H_kv === "number" ? cfg.H_kv : H;
+  const eps = cfg.eps;
   const norm = (k: string, h: Expr): Expr =>
     cfg["norm"] === "layer_norm"
       ? call1("layer_norm", { x: h, gamma: p[`${k}.weight`]!, beta: p[`${k}.bias`]! }, { eps })
@@ -106,33 +112,24 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Confi
       args["b_V"] = cols(cAttnB, `${Ds}+${Dkv}`, Dkv);
       args["b_O"] = p["attn.c_proj.bias"]!;
     }
+    // the block's own attention switches, as mha declares them; the projections' bias: the weights'
     const mhaCfg: Record<string, HyperValue> = {
-      H,
+      ...sharedConfig("mha", cfg),
       H_kv: Hkv,
-      causal: cfg["causal"] as boolean,
-      window: cfg["window"] as number,
-      softcap: cfg["softcap"] as number,
-      positions: cfg["positions"] as string,
-      rope_base: cfg["rope_base"] as number,
       bias: cAttnB !== undefined,
-      ...(cfg["rotary_dims"] !== undefined ? { rotary_dims: cfg["rotary_dims"]! } : {}),
-      ...(cfg["position_ids"] === true ? { position_ids: true } : {}),
     };
     if (cfg["position_ids"] === true) args["position_ids"] = p["position_ids"]!;
-    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
-    if (pDrop > 0) {
-      mhaCfg["dropout"] = pDrop;
-      args["attn_dropout_mask"] = p["dropout.attn"]!;
+    if (cfg.dropout > 0) args["attn_dropout_mask"] = p["dropout.attn"]!;
+    if (past === undefined) {
+      return dropBranch(call1("mha", args, { ...mhaCfg, kv_cache: false }), "dropout.attn_out");
     }
-    if (past === undefined) return dropBranch(call1("mha", args, mhaCfg), "dropout.attn_out");
     const outs = callFormula("mha", { ...args, past_k: past.k, past_v: past.v }, { ...mhaCfg, kv_cache: true });
     kv = { k: outs["k"]!, v: outs["v"]! };
     return outs["y"]!;
   };
   // GPT-2's resid_dropout on each branch output before the residual sum
   const dropBranch = (y: Expr, mask: string): Expr => {
-    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
-    return pDrop > 0 ? call1("dropout", { x: y, keep_mask: p[mask]! }, { p: pDrop }) : y;
+    return cfg.dropout > 0 ? call1("dropout", { x: y, keep_mask: p[mask]! }, { p: cfg.dropout }) : y;
   };
   const mlp = (h: Expr): Expr => dropBranch(mlpBody(h), "dropout.mlp_out");
   const mlpBody = (h: Expr): Expr => {
@@ -140,10 +137,10 @@ export function blockBody(x: Expr, p: Readonly<Record<string, Expr>>, cfg: Confi
       return call1("swiglu", { x: h, W_gate: p["mlp.gate_proj.weight"]!, W_up: p["mlp.up_proj.weight"]!, W_down: p["mlp.down_proj.weight"]! });
     }
     if (p["mlp.c_fc.bias"] !== undefined) {
-      return call1("ffn", { x: h, W_1: p["mlp.c_fc.weight"]!, b_1: p["mlp.c_fc.bias"]!, W_2: p["mlp.c_proj.weight"]!, b_2: p["mlp.c_proj.bias"]! }, { activation: cfg["activation"] as string });
+      return call1("ffn", { x: h, W_1: p["mlp.c_fc.weight"]!, b_1: p["mlp.c_fc.bias"]!, W_2: p["mlp.c_proj.weight"]!, b_2: p["mlp.c_proj.bias"]! }, { activation: cfg.activation });
     }
     // bias-free FFN: φ(x W_1) W_2
-    const a = call1(cfg["activation"] as string, { x: matmul(h as Expr<["n", "d"]>, p["mlp.c_fc.weight"]! as Expr<["d", "f"]>) });
+    const a = call1(cfg.activation, { x: matmul(h as Expr<["n", "d"]>, p["mlp.c_fc.weight"]! as Expr<["d", "f"]>) });
     return matmul(a as Expr<["n", "f"]>, p["mlp.c_proj.weight"]! as Expr<["f", "d"]>);
   };
 
@@ -194,8 +191,8 @@ function blockOutputs(cfg: Config): OutputSpec[] {
 }
 
 /** Keep masks of a block's dropout (training): attention weights [..., H, n, n] and the two branch outputs. */
-function blockDropoutArgs(cfg: Config, prefix: string): ArgSpec[] {
-  if (!(((cfg["dropout"] as number | undefined) ?? 0) > 0)) return [];
+function blockDropoutArgs(cfg: { readonly dropout: number }, prefix: string): ArgSpec[] {
+  if (!(cfg.dropout > 0)) return [];
   return [
     { name: `${prefix}dropout.attn`, shape: ["...", "H", "n", "n"], role: "input", int: true, doc: "keep mask of the attention weights (attn_pdrop)" },
     { name: `${prefix}dropout.attn_out`, shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the attention branch output (resid_pdrop)" },
@@ -203,7 +200,7 @@ function blockDropoutArgs(cfg: Config, prefix: string): ArgSpec[] {
   ];
 }
 
-function blockArgs(cfg: Config): ArgSpec[] {
+function blockArgs(cfg: BlockConfig): ArgSpec[] {
   return [
     { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "block input" },
     ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "RoPE position of each row" }] as ArgSpec[]) : []),
@@ -219,7 +216,7 @@ function blockArgs(cfg: Config): ArgSpec[] {
 }
 
 function blockBuild(name: string) {
-  return (a: Readonly<Record<string, Expr>>, cfg: Config) => {
+  return (a: Readonly<Record<string, Expr>>, cfg: BlockConfig) => {
     checkBlockConfig(cfg, `formula ${name}`);
     const past = cfg["kv_cache"] === true ? { k: a["past_k"]!, v: a["past_v"]! } : undefined;
     const r = blockBody(a["x"]!, a, cfg, past);
@@ -229,7 +226,7 @@ function blockBuild(name: string) {
   };
 }
 
-defineFormula({
+export const blockFormula = defineFormula({
   name: "block",
   example: { H: 2 },
   description: "one transformer block: multi-head self-attention and FFN, each with a residual connection and a norm, in the chosen placement",
@@ -241,50 +238,52 @@ defineFormula({
   build: blockBuild("block"),
 });
 
-const fixed = (placement: "post" | "pre"): readonly HyperSpec[] =>
-  BLOCK_HYPER.filter((h) => !["placement", "norm", "parallel"].includes(h.name));
+/** The hyperparameters of a block of fixed placement: `block`'s less the ones it implies. */
+const fixedHyper = omitHyper(BLOCK_HYPER, ["placement", "norm", "parallel"]);
+const POST_LN = { placement: "post", norm: "layer_norm", parallel: false } as const;
+const PRE_LN = { placement: "pre", norm: "layer_norm", parallel: false } as const;
 
-defineFormula({
+export const blockPostLnFormula = defineFormula({
   name: "block_post_ln",
   example: { H: 2 },
   description: "the seed's block: Z' = LN(Z + MHA(Z)), Z_out = LN(Z' + FFN(Z'))",
   category: "block",
-  hyper: fixed("post"),
+  hyper: fixedHyper,
+  implied: POST_LN,
   relations: blockRelations,
-  args: (cfg) => blockArgs({ ...cfg, placement: "post", norm: "layer_norm" }),
+  args: (cfg) => blockArgs({ ...cfg, ...POST_LN }),
   outputs: blockOutputs,
-  build: (a, cfg) => blockBuild("block_post_ln")(a, { ...cfg, placement: "post", norm: "layer_norm", parallel: false }),
+  build: (a, cfg) => blockBuild("block_post_ln")(a, { ...cfg, ...POST_LN }),
 });
 
-defineFormula({
+export const blockPreLnFormula = defineFormula({
   name: "block_pre_ln",
   example: { H: 2 },
   description: "GPT-2's block: Z' = Z + MHA(LN(Z)), Z_out = Z' + FFN(LN(Z'))",
   category: "block",
-  hyper: fixed("pre"),
+  hyper: fixedHyper,
+  implied: PRE_LN,
   relations: blockRelations,
-  args: (cfg) => blockArgs({ ...cfg, placement: "pre", norm: "layer_norm" }),
+  args: (cfg) => blockArgs({ ...cfg, ...PRE_LN }),
   outputs: blockOutputs,
-  build: (a, cfg) => blockBuild("block_pre_ln")(a, { ...cfg, placement: "pre", norm: "layer_norm", parallel: false }),
+  build: (a, cfg) => blockBuild("block_pre_ln")(a, { ...cfg, ...PRE_LN }),
 });
 
 // ---------------------------------------------------------------------------------------------
 // the model
 
-const GPT_HYPER: readonly HyperSpec[] = [
+const GPT_HYPER = [
   { name: "V", kind: "integer", dim: true, sizeOnly: true, doc: "vocabulary size" },
-  {
-    name: "n_ctx", kind: "integer", dim: true, sizeOnly: true, doc: "maximum context (rows of wpe)",
-  },
+  { name: "n_ctx", kind: "integer", dim: true, sizeOnly: true, doc: "maximum context (rows of wpe)" },
   { name: "d_model", kind: "integer", dim: true, sizeOnly: true, doc: "width" },
   // the graph, its passes and the reference model grow with L; the deepest public GPTs have ~100 blocks
-  { name: "L", kind: "integer", doc: "blocks", max: 256 },
+  { name: "L", kind: "integer", values: [1, 2], doc: "blocks", max: 256 },
   { name: "d_ff", kind: "integer", dim: true, sizeOnly: true, doc: "FFN hidden size" },
-  ...BLOCK_HYPER.filter((h) => h.name !== "positions" && h.name !== "kv_cache"),
+  ...omitHyper(BLOCK_HYPER, ["positions", "kv_cache"]),
   { name: "positions", kind: "enum", choices: MODEL_POSITIONS, default: "learned", doc: "learned/sinusoidal are added to the embedding; rope/alibi act inside attention" },
   { name: "tied", kind: "boolean", default: true, doc: "logits use the embedding matrix (W_vocab = E)" },
-  { name: "kv_cache", kind: "boolean", default: false, doc: "decoding step: take past.{l}.k/v, return present.{l}.k/v, no targets or loss" },
-];
+  { name: "kv_cache", kind: "boolean", default: false, held: true, inModel: false, doc: "decoding step: take past.{l}.k/v, return present.{l}.k/v, no targets or loss" },
+] as const satisfies readonly HyperSpec[];
 
 function finalNorm(cfg: Config): boolean {
   return cfg["placement"] === "pre" || cfg["placement"] === "sandwich";
@@ -308,11 +307,11 @@ export function gptParams(cfg: Config): ArgSpec[] {
 }
 
 function attnPositions(cfg: Config): string {
-  const p = cfg["positions"] as string;
+  const p = cfg.positions;
   return p === "rope" || p === "rope_interleaved" || p === "alibi" ? p : "none";
 }
 
-defineFormula({
+export const gptFormula = defineFormula({
   name: "gpt",
   example: { V: 11, n_ctx: 9, d_model: 6, L: 2, d_ff: 10, H: 2 },
   description: "the whole model: tokens → E[t] (+ P) → L blocks → (final norm) → logits Z W_vocabᵀ → mean cross-entropy against the targets",
@@ -323,15 +322,15 @@ defineFormula({
     { name: "tokens", shape: ["...", "n"], role: "input", int: true, doc: "token ids t", latex: "t" },
     ...(cfg["position_ids"] === true ? ([{ name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc: "position of each token (learned positions: the wpe row; RoPE: the angle)" }] as ArgSpec[]) : []),
     ...(cfg["kv_cache"] === true
-      ? Array.from({ length: cfg["L"] as number }, (_, l) => [
+      ? Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) => [
           { name: `past.${l}.k`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached keys` } as ArgSpec,
           { name: `past.${l}.v`, shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: `block ${l} cached values` } as ArgSpec,
         ]).flat()
       : [{ name: "targets", shape: ["...", "n"], role: "input", int: true, doc: "next-token ids (already shifted)" } as ArgSpec]),
-    ...(((cfg["dropout"] as number | undefined) ?? 0) > 0 && cfg["kv_cache"] !== true
+    ...(cfg.dropout > 0 && cfg["kv_cache"] !== true
       ? [
           { name: "dropout.embd", shape: ["...", "n", "d_model"], role: "input", int: true, doc: "keep mask of the embedding (embd_pdrop)" } as ArgSpec,
-          ...Array.from({ length: cfg["L"] as number }, (_, l) =>
+          ...Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) =>
             blockDropoutArgs(cfg, LAYERS.prefix(l)),
           ).flat(),
         ]
@@ -342,7 +341,7 @@ defineFormula({
     cfg["kv_cache"] === true
       ? [
           { name: "logits", shape: ["...", "n", "V"], doc: "next-token logits" },
-          ...Array.from({ length: cfg["L"] as number }, (_, l) => [
+          ...Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) => [
             { name: `present.${l}.k`, shape: ["...", "H_kv", "p+n", "d_k"], doc: `block ${l} keys` },
             { name: `present.${l}.v`, shape: ["...", "H_kv", "p+n", "d_k"], doc: `block ${l} values` },
           ]).flat(),
@@ -353,7 +352,7 @@ defineFormula({
         ],
   build: (a, cfg) => {
     checkBlockConfig(cfg, "formula gpt");
-    const L = cfg["L"] as number;
+    const L = required(cfg.L, "gpt", "L");
     const cache = cfg["kv_cache"] === true;
     const tokens = a["tokens"]!;
     const n = dimToString(tokens.shape[tokens.shape.length - 1]!);
@@ -366,7 +365,7 @@ defineFormula({
     // learned positions with ids are the wpe rows the ids pick (HF GPT-2's wpe(position_ids))
     if (cfg["positions"] === "learned") x = add(x, ids ? call1("embedding", { tokens: a["position_ids"]!, E: a["wpe.weight"]! }) : call1("positional_learned", { P: a["wpe.weight"]! }, { n, offset }));
     if (cfg["positions"] === "sinusoidal") x = add(x, call1("positional_sinusoidal", {}, { n, d_model: "d_model", offset }));
-    const pDrop = (cfg["dropout"] as number | undefined) ?? 0;
+    const pDrop = cfg.dropout;
     if (pDrop > 0 && cache) throw new FormulaError("formula gpt: dropout is a training-time switch; it does not combine with kv_cache decoding");
     if (pDrop > 0) x = call1("dropout", { x, keep_mask: a["dropout.embd"]! }, { p: pDrop });
         x = named(x, "Z^{(0)}", "Z⁽⁰⁾");
@@ -390,7 +389,7 @@ defineFormula({
       }
     }
     if (finalNorm(cfg)) {
-      const eps = cfg["eps"] as number;
+      const eps = cfg.eps;
       x =
         cfg["norm"] === "layer_norm"
           ? call1("layer_norm", { x, gamma: a["ln_f.weight"]!, beta: a["ln_f.bias"]! }, { eps })
