@@ -31,7 +31,7 @@ export function referenceGraph(formula: string, config: Config): Graph {
  * Precision of a request: `config.dtype` when given (formulas without float inputs, such as
  * causal_mask, need it), else float32 when any float input is float32.
  */
-function dtypeOf(inputs: NamedTensors, config: Config): FloatDType {
+export function dtypeOf(inputs: NamedTensors, config: Config): FloatDType {
   const d = config["dtype"];
   if (d === "f32" || d === "f64") return d;
   for (const t of Object.values(inputs)) if (t.dtype === "f32") return "f32";

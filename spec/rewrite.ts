@@ -7,9 +7,9 @@
  * the IR, never a second copy of a formula).
  */
 import { dimsEqual, shapeToString } from "./dims.js";
-import { Expr } from "./expr.js";
+import { add, Expr, stopGradient, sub } from "./expr.js";
 import { callFormula, FormulaError, getFormula } from "./formula.js";
-import { mapOperands, operands, postOrder, topoSort, type Config, type Node, type NodeOf } from "./node.js";
+import { mapOperands, operands, postOrder, type HyperValue, type Node, type NodeOf } from "./node.js";
 import { ShapeError } from "./shape.js";
 
 export type CallNode = NodeOf<"call">;
@@ -76,12 +76,18 @@ function checkReplacement(call: CallNode, by: Node): void {
  * object. A replacement must have the call's shape and dtype (checked, a ShapeError otherwise).
  */
 export function rewriteCalls(roots: readonly Node[], rewrite: CallRewrite): Node[] {
+  return rewriteWithin(roots, rewrite, new Set());
+}
+
+/** {@link rewriteCalls} that treats `leaves` as given: neither they nor what they depend on change. */
+function rewriteWithin(roots: readonly Node[], rewrite: CallRewrite, leaves: ReadonlySet<Node>): Node[] {
   const paths = callPaths(roots);
-  // call arguments are reached through the body, but list them too so they are mapped first
-  const order = topoSort([...roots, ...roots.flatMap(argNodes)]);
+  const children = (n: Node): readonly Node[] => (leaves.has(n) ? [] : n.op === "call" ? [...argNodes(n), n.body] : operands(n));
   const memo = new Map<Node, Node>();
   const m = (x: Node): Node => memo.get(x) ?? x;
-  for (const n of order) {
+  // a call's arguments come before its body, so they are mapped before the body reaches them
+  for (const n of postOrder(roots, children)) {
+    if (leaves.has(n)) continue;
     let out = mapOperands(n, m);
     if (out.op === "call") {
       const replaced = rewrite(out, { original: n as CallNode, path: paths.get(n) ?? [out.formula] });
@@ -93,6 +99,15 @@ export function rewriteCalls(roots: readonly Node[], rewrite: CallRewrite): Node
     memo.set(n, out);
   }
   return roots.map(m);
+}
+
+/**
+ * The call's own body with the calls inside it rewritten, its arguments left as they are: a
+ * mistake inside one formula (the value heads' split inside `mha`) that needs the outer call's
+ * configuration. The bare body is returned (no longer an application of the formula).
+ */
+export function rewriteBody(call: CallNode, rewrite: CallRewrite): Expr {
+  return new Expr(rewriteWithin([call.body], rewrite, new Set(argNodes(call)))[0]!);
 }
 
 /** {@link rewriteCalls} over named outputs (a built formula's or a Graph's). */
@@ -124,13 +139,27 @@ export function callArgs(call: CallNode): Record<string, Expr> {
  * The call's formula applied again, with some arguments or hyperparameters changed (the same
  * output): attention with `scale` 1, a block with the other placement, logits with W_vocab
  * under stop-gradient. `formula` applies another formula to the same arguments (gelu_tanh for
- * gelu); its configuration is then `config` alone.
+ * gelu); its configuration is then `config` alone. A hyperparameter given as undefined takes its
+ * default.
  */
-export function reapply(call: CallNode, change: { config?: Config; args?: Readonly<Record<string, Expr>>; formula?: string } = {}): Expr {
-  const args = { ...callArgs(call), ...(change.args ?? {}) };
+export function reapply(
+  call: CallNode,
+  change: { config?: Readonly<Record<string, HyperValue | undefined>>; args?: Readonly<Record<string, Expr | undefined>>; formula?: string } = {},
+): Expr {
+  const args: Record<string, Expr> = callArgs(call);
+  // an argument given as undefined is left out (a mask argument that a new configuration drops)
+  for (const [k, v] of Object.entries(change.args ?? {})) {
+    if (v === undefined) delete args[k];
+    else args[k] = v;
+  }
   const other = change.formula !== undefined && change.formula !== call.formula;
   const formula = other ? change.formula! : call.formula;
-  const outs = callFormula(formula, args, other ? (change.config ?? {}) : { ...call.config, ...(change.config ?? {}) });
+  const config: Record<string, HyperValue> = other ? {} : { ...call.config };
+  for (const [k, v] of Object.entries(change.config ?? {})) {
+    if (v === undefined) delete config[k];
+    else config[k] = v;
+  }
+  const outs = callFormula(formula, args, config);
   const y = outs[call.output];
   if (y === undefined) throw new FormulaError(`rewrite of ${call.formula}: formula ${formula} has no output ${call.output}`);
   return y;
@@ -160,4 +189,13 @@ export function onFormula(formulas: string | readonly string[], rewrite: CallRew
   const names = new Set(typeof formulas === "string" ? [formulas] : formulas);
   for (const f of names) getFormula(f);
   return (call, site) => (names.has(call.formula) ? rewrite(call, site) : undefined);
+}
+
+/**
+ * The value of `value` with the gradient of `gradient`: sg(value) + (gradient − sg(gradient)), sg
+ * stopping gradients. A backward-pass mistake is the formula rewritten this way, its forward
+ * value unchanged.
+ */
+export function withGradientOf(value: Expr, gradient: Expr): Expr {
+  return add(stopGradient(value), sub(gradient, stopGradient(gradient)));
 }
