@@ -101,6 +101,9 @@ export const headsInterleaved: CallRewrite = (call) => {
   return undefined;
 };
 
+/** The running maximum a kernel seeds its max-subtraction with instead of −∞ (llm.c's −10000.0f). */
+export const MAX_SEED = -10000;
+
 /**
  * softmax, log_softmax and logsumexp with the running maximum seeded at `seed` (llm.c's
  * −10000.0f) instead of −∞: rows entirely below it underflow to exp(x − m) = 0, giving 0/0

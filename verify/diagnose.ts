@@ -33,7 +33,8 @@ import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
 import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
 import { rewriteGraph } from "../reference/rewritten.js";
-import { layerNormVariance, maskShift, maxSeeded, sinCosSwapped, zerosOf } from "../properties/mistakes.js";
+import { layerNormVariance, MAX_SEED, maskShift, maxSeeded, sinCosSwapped, zerosOf } from "../properties/mistakes.js";
+import { causalVisibility, type Visibility } from "../properties/spec-values.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 import type { CallSite } from "./trace.js";
 
@@ -134,8 +135,6 @@ function headsOf(s: Symptom): number | undefined {
 // ---------------------------------------------------------------------------------------------
 // Named mistakes inside the call tree ("match" evidence at every level)
 
-/** The running maximum a kernel seeds its max-subtraction with instead of −∞ (llm.c's −10000.0f). */
-export const MAX_SEED = -10000;
 
 /** Sizes of the symptom's formula on its inputs: dims of the graph bound to numbers. */
 interface VariantContext {
@@ -545,7 +544,11 @@ function layoutPatterns(s: Symptom): Hint[] {
   return [];
 }
 
-/** Off-diagonal distance j − i − (m − n) of every mismatch of a causal [..., n, m] tensor. */
+/**
+ * Where the mismatches of a causal [..., n, m] tensor lie against the registry's causal mask
+ * (bottom-right): on the band one key past it (the mask shifted by +1 sees them, the mask does
+ * not), on its diagonal (the mask sees them, the mask shifted by −1 does not), or hidden by it.
+ */
 function maskPatterns(s: Symptom): Hint[] {
   const { expected: e, actual: a } = s;
   if (e.rank < 2 || !sameShape(e.shape, a.shape) || a.dtype !== e.dtype) return [];
@@ -555,27 +558,33 @@ function maskPatterns(s: Symptom): Hint[] {
   const n = e.shape[e.rank - 2]!;
   const m = e.shape[e.rank - 1]!;
   const { rtol, atol } = s.tolerance;
-  const offsets = new Set<number>();
-  let count = 0;
+  const mismatches: Array<[number, number]> = [];
   for (let k = 0; k < e.size; k++) {
     const ev = e.data[k]!;
     const av = a.data[k]!;
     const same = ev === av || (Number.isFinite(ev) && Number.isFinite(av) && Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
-    if (same) continue;
-    const j = k % m;
-    const i = Math.floor(k / m) % n;
-    offsets.add(j - i - (m - n));
-    count++;
+    if (!same) mismatches.push([Math.floor(k / m) % n, k % m]);
   }
+  const count = mismatches.length;
   if (count === 0) return [];
-  const offs = [...offsets];
-  if (offs.every((o) => o === 1)) {
+  let masks: Visibility[];
+  try {
+    masks = [-1, 0, 1].map((shift) => causalVisibility(n, m, {}, shift));
+  } catch {
+    return [];
+  }
+  const [before, mask, after] = masks as [Visibility, Visibility, Visibility];
+  const all = (p: (i: number, j: number) => boolean): boolean => mismatches.every(([i, j]) => p(i, j));
+  const band = all((i, j) => after.visible(i, j) && !mask.visible(i, j));
+  const diagonal = all((i, j) => mask.visible(i, j) && !before.visible(i, j));
+  const hidden = all((i, j) => !mask.visible(i, j));
+  if (band) {
     return [{ id: "mask-off-by-one", evidence: "pattern", message: `all ${count} mismatches lie on the band j = i + 1 + (m − n), just above the causal diagonal: query i sees key i + 1 (an off-by-one in the mask comparison, < vs ≤)` }];
   }
-  if (offs.every((o) => o === 0)) {
+  if (diagonal) {
     return [{ id: "mask-diagonal", evidence: "pattern", message: `all ${count} mismatches lie on the causal diagonal j = i + (m − n): query i is denied its own key` }];
   }
-  if (offs.every((o) => o > 0)) {
+  if (hidden) {
     return [{ id: "masked-positions", evidence: "pattern", message: `all ${count} mismatches are at masked positions (above the causal diagonal, j > i + m − n): future keys are not masked` }];
   }
   return [];

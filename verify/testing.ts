@@ -19,7 +19,7 @@ import type { Capabilities, FormulaCapability } from "../autodiff/capabilities.j
 import { dtypeOf, referenceImplementation } from "../reference/implementation.js";
 import { rewrittenImplementation } from "../reference/rewritten.js";
 import type { FloatDType } from "../autodiff/tensor.js";
-import { layerNormVariance, maskShift, maxSeeded, zerosOf } from "../properties/mistakes.js";
+import { layerNormVariance, MAX_SEED, maskShift, maxSeeded, zerosOf } from "../properties/mistakes.js";
 
 export type { CallNode } from "../spec/rewrite.js";
 
@@ -57,7 +57,7 @@ export const plantPrePlacement: Plant = onFormula("block", (call) =>
  * kernel's `float m = -10000.f;`): rows entirely below −10000 underflow to exp(x − m) = 0, giving
  * 0/0 (softmax), +∞ (log_softmax) or −∞ (logsumexp, and so cross_entropy's loss).
  */
-export const plantMaxSeed: Plant = maxSeeded(-10000);
+export const plantMaxSeed: Plant = maxSeeded(MAX_SEED);
 
 /** LayerNorm with the unbiased variance: Σ(x − μ)²/(d − 1). */
 export const plantUnbiasedVariance: Plant = layerNormVariance("unbiased");
