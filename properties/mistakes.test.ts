@@ -40,15 +40,18 @@ describe("shiftedMask", () => {
 });
 
 describe("headsInterleaved", () => {
-  test("split_heads then merge_heads is still the identity, but head h holds columns h, h + H, …", () => {
+  test("split then merge is still the identity, but head h holds columns h, h + H, …", () => {
     const H = 2;
     const dk = 3;
     const x = Tensor.from(Array.from({ length: 2 * H * dk }, (_, i) => i), "f64", [2, H * dk]);
-    const split = evaluate(rewriteGraph(formulaGraph("split_heads", { H }), headsInterleaved), { x }, { dtype: "f64" })["y"]!;
+    const run = (f: string, cfg: Record<string, number>, inputs: Record<string, Tensor>) =>
+      evaluate(rewriteGraph(formulaGraph(f, cfg), headsInterleaved), inputs, { dtype: "f64" })
+        .y!;
+    const split = run("split_heads", { H }, { x });
     // row 0 of x is 0 … 5: interleaved, head 0 takes columns 0, 2, 4 and head 1 columns 1, 3, 5
     expect(Array.from(split.data.subarray(0, dk))).toEqual([0, 2, 4]);
     expect(Array.from(split.data.subarray(2 * dk, 3 * dk))).toEqual([1, 3, 5]);
-    const merged = evaluate(rewriteGraph(formulaGraph("merge_heads", {}), headsInterleaved), { x: split }, { dtype: "f64" })["y"]!;
+    const merged = run("merge_heads", {}, { x: split });
     expect(Array.from(merged.data)).toEqual(Array.from(x.data));
   });
 });

@@ -9,11 +9,11 @@
 import "../spec/index.js";
 import { addDim, dimToString, type Dim } from "../spec/dims.js";
 import {
-  add, broadcastTo, constant, cos, dimValue, div, eq, exp, Expr, iota, log, maximum, maxLast, meanLast, mul, permute, reshape, rsqrt, sin, slice,
-  sqrt, square, sub, sumLast, where,
+  add, broadcastTo, constant, cos, dimValue, div, eq, exp, Expr, iota, log, maximum, maxLast,
+  meanLast, mul, permute, reshape, rsqrt, sin, slice, sqrt, square, sub, sumLast, where,
 } from "../spec/expr.js";
 import { call1 } from "../spec/formula.js";
-import type { Node } from "../spec/node.js";
+import type { Config, Node } from "../spec/node.js";
 import { callArgs, mapBody, type CallNode, type CallRewrite } from "../spec/rewrite.js";
 
 const lastDim = (e: Expr): Dim => e.shape[e.shape.length - 1]!;
@@ -26,34 +26,45 @@ export function zerosOf(call: CallNode): Expr {
 
 /**
  * The causal mask whose boundary is moved by `shift` keys (+1: query i also sees the next key,
- * −1: it is denied its own), as `causal_mask` itself evaluated at other sizes: bottom-right, the
- * first m columns of the mask for m + s keys (s > 0) or the first n rows of the mask for n − s
- * queries (s < 0); top-left, rows s … s + n − 1 of the mask for n + s queries (s > 0) or columns
- * −s … −s + m − 1 of the mask for m − s keys (s < 0). `config` overrides the call's (a window).
+ * −1: it is denied its own), as `causal_mask` itself evaluated at other sizes. With s = |shift|:
+ * bottom-right, the first m columns of the mask for m + s keys (shift > 0) or the first n rows
+ * of the mask for n + s queries (shift < 0); top-left, rows s … s + n − 1 of the mask for n + s
+ * queries (shift > 0) or columns s … s + m − 1 of the mask for m + s keys (shift < 0). `config`
+ * overrides the call's hyperparameters (a window).
  */
-export function shiftedMask(call: CallNode, shift: number, config: Readonly<Record<string, number | string | boolean>> = {}): Expr {
+export function shiftedMask(call: CallNode, shift: number, config: Config = {}): Expr {
   const [n, m] = call.shape as readonly [Dim, Dim];
   const cfg = { ...call.config, ...config };
-  const mask = (rows: Dim, cols: Dim): Expr => call1("causal_mask", {}, { ...cfg, n: dimToString(rows), m: dimToString(cols) });
+  const mask = (rows: Dim, cols: Dim): Expr =>
+    call1("causal_mask", {}, { ...cfg, n: dimToString(rows), m: dimToString(cols) });
   const s = Math.abs(shift);
   if (shift === 0) return mask(n, m);
   if (cfg["causal_align"] === "top_left") {
-    return shift > 0 ? slice(mask(addDim(n, s), m), 0, String(s), n) : slice(mask(n, addDim(m, s)), 1, String(s), m);
+    if (shift > 0) return slice(mask(addDim(n, s), m), 0, String(s), n);
+    return slice(mask(n, addDim(m, s)), 1, String(s), m);
   }
-  return shift > 0 ? slice(mask(n, addDim(m, s)), 1, "0", m) : slice(mask(addDim(n, s), m), 0, "0", n);
+  if (shift > 0) return slice(mask(n, addDim(m, s)), 1, "0", m);
+  return slice(mask(addDim(n, s), m), 0, "0", n);
 }
 
-/** The causal mask off by `shift` keys (see {@link shiftedMask}); sliding windows are left alone. */
+/** The causal mask off by `shift` keys ({@link shiftedMask}); sliding windows are left alone. */
 export function maskShift(shift: number): CallRewrite {
-  return (call) => (call.formula === "causal_mask" && (call.config["window"] ?? 0) === 0 ? shiftedMask(call, shift) : undefined);
+  return (call) =>
+    call.formula === "causal_mask" && (call.config["window"] ?? 0) === 0
+      ? shiftedMask(call, shift)
+      : undefined;
 }
 
 /** No causal mask: every query sees every key. */
-export const maskMissing: CallRewrite = (call) => (call.formula === "causal_mask" ? zerosOf(call) : undefined);
+export const maskMissing: CallRewrite = (call) =>
+  call.formula === "causal_mask" ? zerosOf(call) : undefined;
 
-/** sin and cos exchanged wherever the formula's own body uses them (the sinusoidal table, RoPE's rotation). */
+/** sin and cos exchanged wherever the formula's body uses them (the sinusoids, RoPE's rotation). */
 export function sinCosSwapped(call: CallNode): Expr {
-  return mapBody(call, (n: Node) => (n.op === "unary" && (n.fn === "sin" || n.fn === "cos") ? (n.fn === "sin" ? cos : sin)(new Expr(n.x)) : undefined));
+  return mapBody(call, (n: Node) => {
+    if (n.op !== "unary" || (n.fn !== "sin" && n.fn !== "cos")) return undefined;
+    return n.fn === "sin" ? cos(new Expr(n.x)) : sin(new Expr(n.x));
+  });
 }
 
 /**
@@ -65,11 +76,12 @@ export function tiledHeads(t: Expr, Hkv: number, G: number, heads: Dim): Expr {
   const s = names(t);
   const pre = s.slice(0, -3);
   const [m, d] = s.slice(-2) as [string, string];
-  const b = broadcastTo(reshape(t, [...pre, "1", String(Hkv), m, d]), [...pre, String(G), String(Hkv), m, d]);
+  const one = reshape(t, [...pre, "1", String(Hkv), m, d]);
+  const b = broadcastTo(one, [...pre, String(G), String(Hkv), m, d]);
   return reshape(b, [...pre, dimToString(heads), m, d]);
 }
 
-/** Repeated K/V heads [..., H, m, ·] (head h = K/V head ⌊h/G⌋) re-laid tiled (head h = K/V head h mod H_kv). */
+/** K/V heads [..., H, m, ·] repeated (head h = K/V head ⌊h/G⌋) re-laid tiled (h mod H_kv). */
 export function retiledHeads(t: Expr, Hkv: number, G: number): Expr {
   const s = names(t);
   const pre = s.slice(0, -3);
@@ -89,7 +101,8 @@ export const headsInterleaved: CallRewrite = (call) => {
     // (..., n, d_k·H) read as (..., n, d_k, H), column j·H + h, → (..., H, n, d_k)
     const [H, n, dk] = names(new Expr(call)).slice(-3) as [string, string, string];
     const k = x.shape.length - 2;
-    return permute(reshape(x, [...names(x).slice(0, -2), n, dk, H]), [...Array(k).keys(), k + 2, k, k + 1]);
+    const cols = reshape(x, [...names(x).slice(0, -2), n, dk, H]);
+    return permute(cols, [...Array(k).keys(), k + 2, k, k + 1]);
   }
   if (call.formula === "merge_heads") {
     // (..., H, n, d_k) → (..., n, d_k, H) → (..., n, d_k·H)
@@ -101,8 +114,10 @@ export const headsInterleaved: CallRewrite = (call) => {
   return undefined;
 };
 
-/** The running maximum a kernel seeds its max-subtraction with instead of −∞ (llm.c's −10000.0f). */
+/** The running maximum a kernel seeds its max-subtraction with, not −∞ (llm.c's −10000.0f). */
 export const MAX_SEED = -10000;
+
+const SOFTMAX_FAMILY: readonly string[] = ["softmax", "log_softmax", "logsumexp"];
 
 /**
  * softmax, log_softmax and logsumexp with the running maximum seeded at `seed` (llm.c's
@@ -113,7 +128,7 @@ export const MAX_SEED = -10000;
 export function maxSeeded(seed: number, guard = false): CallRewrite {
   return (call) => {
     const arg = call.args["x"];
-    if (arg === undefined || (call.formula !== "softmax" && call.formula !== "log_softmax" && call.formula !== "logsumexp")) return undefined;
+    if (arg === undefined || !SOFTMAX_FAMILY.includes(call.formula)) return undefined;
     if ((call.config["axis"] ?? -1) !== -1) return undefined;
     const x = new Expr(arg);
     const m = maximum(maxLast(x), constant(seed));
@@ -130,7 +145,10 @@ export function maxSeeded(seed: number, guard = false): CallRewrite {
   };
 }
 
-/** softmax over the last axis without subtracting the row maximum: exp(x)/Σ exp(x), ∞/∞ = NaN for large scores (a row of −∞ stays 0). */
+/**
+ * softmax over the last axis without subtracting the row maximum: exp(x)/Σ exp(x), ∞/∞ = NaN for
+ * large scores (a row of −∞ stays 0).
+ */
 export const softmaxUnshifted: CallRewrite = (call) => {
   if (call.formula !== "softmax" || (call.config["axis"] ?? -1) !== -1) return undefined;
   const e = exp(new Expr(call.args["x"]!));
@@ -144,7 +162,8 @@ export const softmaxUnshifted: CallRewrite = (call) => {
  */
 export function layerNormVariance(kind: "unbiased" | "eps-outside"): CallRewrite {
   return (call) => {
-    if (call.formula !== "layer_norm" || (call.config["normalized_axes"] ?? 1) !== 1) return undefined;
+    const k = call.config["normalized_axes"] ?? 1;
+    if (call.formula !== "layer_norm" || k !== 1) return undefined;
     const { x, gamma, beta } = callArgs(call) as Record<string, Expr>;
     const eps = constant(call.config["eps"] as number);
     const xc = sub(x!, meanLast(x!));

@@ -6,16 +6,25 @@
  */
 import "../spec/index.js";
 import { dim as dimOf, dimsEqual, dimToString, type Dim } from "../spec/dims.js";
-import { add, div, dimValue, eq, Expr, iota, maximum, meanLast, mul, rsqrt, square, stopGradient, sub, sumAll } from "../spec/expr.js";
+import {
+  add, div, dimValue, eq, Expr, iota, maximum, meanLast, mul, rsqrt, square, stopGradient, sub,
+  sumAll,
+} from "../spec/expr.js";
 import { call1 } from "../spec/formula.js";
-import { callArgs, mapBody, onFormula, reapply, rewriteBody, withGradientOf, type CallNode, type CallRewrite } from "../spec/rewrite.js";
+import {
+  callArgs, mapBody, onFormula, reapply, rewriteBody, withGradientOf,
+} from "../spec/rewrite.js";
+import type { CallNode, CallRewrite } from "../spec/rewrite.js";
 import { topoSort, type Node } from "../spec/node.js";
 import type { BackwardRequest, Implementation } from "../autodiff/implementation.js";
 import { Tensor, sizeOf, type NamedTensors } from "../autodiff/tensor.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { rewrittenImplementation } from "../reference/rewritten.js";
 import { gatherAxis } from "./tensor-ops.js";
-import { headsInterleaved, layerNormVariance, MAX_SEED, maskMissing, maskShift, maxSeeded, retiledHeads, shiftedMask, sinCosSwapped, softmaxUnshifted, tiledHeads, zerosOf } from "./mistakes.js";
+import {
+  headsInterleaved, layerNormVariance, MAX_SEED, maskMissing, maskShift, maxSeeded, retiledHeads,
+  shiftedMask, sinCosSwapped, softmaxUnshifted, tiledHeads, zerosOf,
+} from "./mistakes.js";
 
 /** One planted bug: which formulas it breaks and how. */
 export interface PlantedBug {
@@ -29,16 +38,19 @@ export interface PlantedBug {
    * planted.test.ts asserts that at least one of them still does.
    */
   readonly caughtBy: readonly string[];
-  /** The mistake in the forward pass; the backward pass returns the gradients of the wrong forward. */
+  /** The mistake in the forward pass; the backward pass differentiates the wrong forward. */
   readonly forward?: CallRewrite;
-  /** A mistake in the backward pass only: the gradients of this rewrite, the forward value the reference's. */
+  /** A mistake in the backward pass only: this rewrite's gradients, the reference's forward. */
   readonly backward?: CallRewrite;
   /**
    * A backward mistake no rewrite of the graph can state, over the reference (undefined: the
    * reference's gradients). Used once, for a mistake about one copy of a broadcast batch prefix,
    * which the spec's shapes (`...`, any number of leading axes) cannot index.
    */
-  readonly backwardRequest?: (req: BackwardRequest, ref: Implementation) => Promise<NamedTensors | undefined>;
+  readonly backwardRequest?: (
+    req: BackwardRequest,
+    ref: Implementation,
+  ) => Promise<NamedTensors | undefined>;
 }
 
 const axisLast = (call: CallNode): boolean => (call.config["axis"] ?? -1) === -1;
@@ -49,20 +61,29 @@ const lastDim = (e: Expr): Dim => e.shape[e.shape.length - 1]!;
 const POSITION_TABLES = ["positional_learned", "positional_sinusoidal"] as const;
 
 /** Targets counted in a mean: those other than ignore_index. */
-const counted = (call: CallNode): Expr => sumAll(sub(1, eq(arg(call, "targets"), call.config["ignore_index"] as number)));
+const counted = (call: CallNode): Expr =>
+  sumAll(sub(1, eq(arg(call, "targets"), call.config["ignore_index"] as number)));
 
-/** Inside mha with RoPE: the values' heads rotated like the keys' (the same rope configuration and position ids). */
+/** Inside mha with RoPE: the values' heads rotated like the keys' (same configuration and ids). */
 const ropeOnValues: CallRewrite = (mha) => {
-  if (mha.config["positions"] !== "rope" && mha.config["positions"] !== "rope_interleaved") return undefined;
-  const rope = topoSort([mha.body]).find((n): n is CallNode => n.op === "call" && n.formula === "rope");
+  const positions = mha.config["positions"];
+  if (positions !== "rope" && positions !== "rope_interleaved") return undefined;
+  const isRope = (n: Node): n is CallNode => n.op === "call" && n.formula === "rope";
+  const rope = topoSort([mha.body]).find(isRope);
   if (rope === undefined) return undefined;
-  const ids: Record<string, Expr> = rope.args["position_ids"] === undefined ? {} : { position_ids: arg(rope, "position_ids") };
+  const ids: Record<string, Expr> = {};
+  if (rope.args["position_ids"] !== undefined) ids["position_ids"] = arg(rope, "position_ids");
   // the split of x W_V (+ b_V) into heads
   const fromValues = (n: Node): boolean => {
-    const W = n.op === "call" && n.formula === "linear" ? n.args["W"] : n.op === "matmul" ? n.b : undefined;
+    const linear = n.op === "call" && n.formula === "linear";
+    const W = linear ? n.args["W"] : n.op === "matmul" ? n.b : undefined;
     return W !== undefined && W.op === "input" && W.name === "W_V";
   };
-  return rewriteBody(mha, onFormula("split_heads", (split) => (fromValues(split.args["x"]!) ? call1("rope", { x: new Expr(split), ...ids }, rope.config) : undefined)));
+  const rotated: CallRewrite = (split) =>
+    fromValues(split.args["x"]!)
+      ? call1("rope", { x: new Expr(split), ...ids }, rope.config)
+      : undefined;
+  return rewriteBody(mha, onFormula("split_heads", rotated));
 };
 
 /** Inside mha with H_kv < H: the K/V heads repeated for the query heads tiled instead. */
@@ -71,17 +92,24 @@ const mhaHeadsTiled: CallRewrite = (mha) => {
   const Hkv = mha.config["H_kv"];
   if (typeof H !== "number" || typeof Hkv !== "number" || Hkv === H) return undefined;
   const G = H / Hkv;
-  return rewriteBody(mha, onFormula("attention", (att) => reapply(att, { args: { K: retiledHeads(arg(att, "K"), Hkv, G), V: retiledHeads(arg(att, "V"), Hkv, G) } })));
+  const tiled: CallRewrite = (att) =>
+    reapply(att, {
+      args: { K: retiledHeads(arg(att, "K"), Hkv, G), V: retiledHeads(arg(att, "V"), Hkv, G) },
+    });
+  return rewriteBody(mha, onFormula("attention", tiled));
 };
 
-/** RoPE frequencies base^(−2i/d_k) over the whole head: the body's division by r (rotary_dims) made a division by d_k. */
+/** RoPE frequencies base^(−2i/d_k) over the whole head: the body's ÷r made ÷d_k. */
 const ropeFreqOverDk: CallRewrite = (call) => {
   const r = call.config["rotary_dims"];
   if (typeof r !== "number" && typeof r !== "string") return undefined;
   const dk = lastDim(arg(call, "x"));
   const rDim = typeof r === "number" ? r : dimOf(r);
   if (dimsEqual(rDim, dk)) return undefined;
-  return mapBody(call, (n) => (n.op === "binary" && n.fn === "div" && n.b.op === "dim" && dimsEqual(n.b.dim, rDim) ? div(new Expr(n.a), dimValue(dk)) : undefined));
+  return mapBody(call, (n) => {
+    const byR = n.op === "binary" && n.fn === "div" && n.b.op === "dim" && dimsEqual(n.b.dim, rDim);
+    return byR ? div(new Expr(n.a), dimValue(dk)) : undefined;
+  });
 };
 
 /** Every planted bug. */
@@ -105,14 +133,22 @@ export const PLANTED: readonly PlantedBug[] = [
     description: "attention: causal_align top_left is computed bottom-right aligned (query i sees j ≤ i + m − n instead of j ≤ i)",
     formulas: ["attention"],
     caughtBy: ["causal_alignment"],
-    forward: onFormula("causal_mask", (c) => (c.config["causal_align"] === "top_left" ? reapply(c, { config: { causal_align: "bottom_right" } }) : undefined)),
+    forward: onFormula("causal_mask", (c) =>
+      c.config["causal_align"] === "top_left"
+        ? reapply(c, { config: { causal_align: "bottom_right" } })
+        : undefined,
+    ),
   },
   {
     name: "boolean_mask_inverted",
     description: "attention: a boolean mask read with true = masked (nn.MultiheadAttention's key_padding_mask sense) instead of true = attend",
     formulas: ["attention"],
     caughtBy: ["mask_padding"],
-    forward: onFormula("attention", (c) => (c.config["mask"] === "boolean" ? reapply(c, { args: { mask: eq(arg(c, "mask"), 0) } }) : undefined)),
+    forward: onFormula("attention", (c) =>
+      c.config["mask"] === "boolean"
+        ? reapply(c, { args: { mask: eq(arg(c, "mask"), 0) } })
+        : undefined,
+    ),
   },
   {
     name: "window_drops_own_key",
@@ -120,7 +156,11 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["attention"],
     caughtBy: ["window_limit"],
     // the windowed mask plus the mask one key short (no window): i' − w < j ≤ i' and j ≤ i' − 1
-    forward: onFormula("causal_mask", (c) => ((c.config["window"] as number) > 0 ? add(new Expr(c), shiftedMask(c, -1, { window: 0 })) : undefined)),
+    forward: onFormula("causal_mask", (c) =>
+      (c.config["window"] as number) > 0
+        ? add(new Expr(c), shiftedMask(c, -1, { window: 0 }))
+        : undefined,
+    ),
   },
   {
     name: "softcap_without_division",
@@ -144,7 +184,8 @@ export const PLANTED: readonly PlantedBug[] = [
       const Q = arg(c, "Q");
       const heads = Q.shape[Q.shape.length - 3]!;
       const tile = (t: Expr): Expr => tiledHeads(t, H_kv, H / H_kv, heads);
-      return reapply(c, { config: { H_kv: undefined }, args: { K: tile(arg(c, "K")), V: tile(arg(c, "V")) } });
+      const args = { K: tile(arg(c, "K")), V: tile(arg(c, "V")) };
+      return reapply(c, { config: { H_kv: undefined }, args });
     }),
   },
   {
@@ -170,7 +211,11 @@ export const PLANTED: readonly PlantedBug[] = [
     description: "rope: position_ids are accepted but the rows are rotated at offset, offset + 1, … (left padding and packed sequences get the wrong positions)",
     formulas: ["rope"],
     caughtBy: ["rope_position_ids"],
-    forward: onFormula("rope", (c) => (c.config["position_ids"] === true ? reapply(c, { config: { position_ids: false }, args: { position_ids: undefined } }) : undefined)),
+    forward: onFormula("rope", (c) =>
+      c.config["position_ids"] === true
+        ? reapply(c, { config: { position_ids: false }, args: { position_ids: undefined } })
+        : undefined,
+    ),
   },
   {
     name: "dropout_unscaled",
@@ -186,7 +231,10 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["cross_entropy"],
     caughtBy: ["ignored_targets"],
     // the loss times (counted positions)/(all positions)
-    forward: onFormula("cross_entropy", (c) => mul(new Expr(c), div(counted(c), sumAll(eq(arg(c, "targets"), arg(c, "targets")))))),
+    forward: onFormula("cross_entropy", (c) => {
+      const all = sumAll(eq(arg(c, "targets"), arg(c, "targets")));
+      return mul(new Expr(c), div(counted(c), all));
+    }),
   },
   {
     name: "scale_sqrt_d_model",
@@ -194,7 +242,11 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["mha"],
     caughtBy: ["mha_decomposition"],
     // 1/√d_model = 1/√(H·d_k): the registry's attention on Q/√H
-    forward: onFormula("attention", (c) => (typeof c.config["H"] === "number" ? reapply(c, { args: { Q: mul(arg(c, "Q"), 1 / Math.sqrt(c.config["H"])) } }) : undefined)),
+    forward: onFormula("attention", (c) => {
+      const H = c.config["H"];
+      if (typeof H !== "number") return undefined;
+      return reapply(c, { args: { Q: mul(arg(c, "Q"), 1 / Math.sqrt(H)) } });
+    }),
   },
   {
     name: "softmax_no_max_subtraction",
@@ -257,7 +309,9 @@ export const PLANTED: readonly PlantedBug[] = [
     description: "cross_entropy: the loss is summed over positions instead of averaged",
     formulas: ["cross_entropy"],
     caughtBy: ["batch_independence", "cross_entropy"],
-    forward: onFormula("cross_entropy", (c) => (c.config["reduction"] === "mean" ? reapply(c, { config: { reduction: "sum" } }) : undefined)),
+    forward: onFormula("cross_entropy", (c) =>
+      c.config["reduction"] === "mean" ? reapply(c, { config: { reduction: "sum" } }) : undefined,
+    ),
   },
   {
     name: "softmax_grad_no_subtraction",
@@ -265,7 +319,11 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["softmax"],
     caughtBy: ["softmax_gradient"],
     // the gradient of sg(y) ⊙ x is y ⊙ ȳ
-    backward: onFormula("softmax", (c) => (axisLast(c) ? withGradientOf(new Expr(c), mul(stopGradient(new Expr(c)), arg(c, "x"))) : undefined)),
+    backward: onFormula("softmax", (c) =>
+      axisLast(c)
+        ? withGradientOf(new Expr(c), mul(stopGradient(new Expr(c)), arg(c, "x")))
+        : undefined,
+    ),
   },
   {
     name: "layer_norm_grad_missing_term",
@@ -277,7 +335,8 @@ export const PLANTED: readonly PlantedBug[] = [
       if ((c.config["normalized_axes"] ?? 1) !== 1) return undefined;
       const { x, gamma, beta } = callArgs(c) as Record<string, Expr>;
       const xc = sub(x!, meanLast(x!));
-      const y = mul(gamma!, mul(xc, stopGradient(rsqrt(add(meanLast(square(xc)), c.config["eps"] as number)))));
+      const rstd = rsqrt(add(meanLast(square(xc)), c.config["eps"] as number));
+      const y = mul(gamma!, mul(xc, stopGradient(rstd)));
       return withGradientOf(new Expr(c), beta === undefined ? y : add(y, beta));
     }),
   },
@@ -288,7 +347,8 @@ export const PLANTED: readonly PlantedBug[] = [
     caughtBy: ["tied_embedding"],
     backward: onFormula("logits", (c) => {
       const W = c.args["W_vocab"]!;
-      return W.op === "input" && W.name === "wte.weight" ? reapply(c, { args: { W_vocab: stopGradient(new Expr(W)) } }) : undefined;
+      const tied = W.op === "input" && W.name === "wte.weight";
+      return tied ? reapply(c, { args: { W_vocab: stopGradient(new Expr(W)) } }) : undefined;
     }),
   },
   {
@@ -303,14 +363,18 @@ export const PLANTED: readonly PlantedBug[] = [
     description: "gpt with a KV cache: the new tokens get learned/sinusoidal positions 0, 1, … instead of p, p + 1, …",
     formulas: ["gpt"],
     caughtBy: ["kv_cache"],
-    forward: onFormula(POSITION_TABLES, (c) => ((c.config["offset"] ?? 0) !== 0 ? reapply(c, { config: { offset: 0 } }) : undefined)),
+    forward: onFormula(POSITION_TABLES, (c) =>
+      (c.config["offset"] ?? 0) !== 0 ? reapply(c, { config: { offset: 0 } }) : undefined,
+    ),
   },
   {
     name: "rms_norm_centred",
     description: "rms_norm: subtracts the row mean before normalising (LayerNorm without β under RMSNorm's name)",
     formulas: ["rms_norm"],
     caughtBy: ["norm_moments", "norm_invariance", "norm_gradient", "zero_branches"],
-    forward: onFormula("rms_norm", (c) => reapply(c, { args: { x: sub(arg(c, "x"), meanLast(arg(c, "x"))) } })),
+    forward: onFormula("rms_norm", (c) =>
+      reapply(c, { args: { x: sub(arg(c, "x"), meanLast(arg(c, "x"))) } }),
+    ),
   },
   {
     name: "softmax_running_max_minus_10000",
@@ -325,7 +389,9 @@ export const PLANTED: readonly PlantedBug[] = [
     description: "softmax: the axis hyperparameter is ignored, every call normalises over the last axis",
     formulas: ["softmax"],
     caughtBy: ["softmax_axis"],
-    forward: onFormula("softmax", (c) => (axisLast(c) ? undefined : reapply(c, { config: { axis: -1 } }))),
+    forward: onFormula("softmax", (c) =>
+      axisLast(c) ? undefined : reapply(c, { config: { axis: -1 } }),
+    ),
   },
   {
     name: "label_smoothing_over_other_classes",
@@ -349,7 +415,9 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["cross_entropy"],
     caughtBy: ["loss_conventions"],
     forward: onFormula("cross_entropy", (c) =>
-      c.config["weight"] === true && c.config["reduction"] === "mean" ? div(reapply(c, { config: { reduction: "sum" } }), counted(c)) : undefined,
+      c.config["weight"] === true && c.config["reduction"] === "mean"
+        ? div(reapply(c, { config: { reduction: "sum" } }), counted(c))
+        : undefined,
     ),
   },
   {
@@ -363,7 +431,8 @@ export const PLANTED: readonly PlantedBug[] = [
       const { x, gamma, beta } = callArgs(c) as Record<string, Expr>;
       const d = dimToString(lastDim(x!));
       const ones = add(mul(iota([d], 0), 0), 1);
-      const rows = call1("layer_norm", { x: x!, gamma: ones }, { eps: c.config["eps"]!, bias: false });
+      const cfg = { eps: c.config["eps"]!, bias: false };
+      const rows = call1("layer_norm", { x: x!, gamma: ones }, cfg);
       const y = mul(gamma!, rows);
       return beta === undefined ? y : add(y, beta);
     }),
@@ -401,7 +470,10 @@ export function plantedImplementation(name: string): Implementation {
   const wrap = bug.backwardRequest;
   if (wrap === undefined) return impl;
   const ref = referenceImplementation();
-  return { ...impl, backwardPass: async (req) => ({ grads: (await wrap(req, ref)) ?? (await impl.backwardPass!(req)).grads }) };
+  const backwardPass = async (req: BackwardRequest) => ({
+    grads: (await wrap(req, ref)) ?? (await impl.backwardPass!(req)).grads,
+  });
+  return { ...impl, backwardPass };
 }
 
 /**
@@ -411,5 +483,7 @@ export function plantedImplementation(name: string): Implementation {
  */
 export function controlImplementation(): Implementation {
   const none: CallRewrite = () => undefined;
-  return rewrittenImplementation("the rewritten reference without a mistake", { forward: none, backward: none, only: [...new Set(PLANTED.flatMap((b) => b.formulas))] });
+  const only = [...new Set(PLANTED.flatMap((b) => b.formulas))];
+  const name = "the rewritten reference without a mistake";
+  return rewrittenImplementation(name, { forward: none, backward: none, only });
 }

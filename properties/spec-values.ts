@@ -31,7 +31,8 @@ export function causalVisibility(n: number, m: number, config: Config = {}, shif
   let v = cache.get(key);
   if (v !== undefined) return v;
   const g = formulaGraph("causal_mask", cfg);
-  const y = evaluate(shift === 0 ? g : rewriteGraph(g, maskShift(shift)), {}, { dtype: "f64" })["y"]!;
+  const shifted = shift === 0 ? g : rewriteGraph(g, maskShift(shift));
+  const y = evaluate(shifted, {}, { dtype: "f64" })["y"]!;
   const last = Array.from({ length: n }, (_, i) => {
     for (let j = m - 1; j >= 0; j--) if (y.data[i * m + j] === 0) return j;
     return -1;

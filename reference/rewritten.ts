@@ -11,7 +11,9 @@ import type { Config } from "../spec/node.js";
 import type { Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
-import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
+import type {
+  BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation,
+} from "../autodiff/implementation.js";
 import { dtypeOf, knownConfig, referenceGraph, referenceImplementation } from "./implementation.js";
 
 /** The graph with every call the rewrite answers replaced; the graph itself when none is. */
@@ -25,7 +27,7 @@ export function rewriteGraph(g: Graph, rewrite: CallRewrite): Graph {
 export interface RewrittenOptions {
   /** The rewrite of the forward pass; without it the forward pass is the reference's. */
   readonly forward?: CallRewrite;
-  /** The rewrite whose gradients the backward pass returns; without it, the reference's gradients. */
+  /** The rewrite whose gradients the backward pass returns; without it, the reference's. */
   readonly backward?: CallRewrite;
   /** Formulas whose requests are rewritten (default every one); others are the reference's. */
   readonly only?: readonly string[];
@@ -42,7 +44,8 @@ export function rewrittenImplementation(name: string, opts: RewrittenOptions): I
   const ref = referenceImplementation();
   const only = opts.only === undefined ? undefined : new Set(opts.only);
   const graphs = new Map<string, Graph>();
-  const graphOf = (which: "forward" | "backward", rewrite: CallRewrite, formula: string, config: Config): Graph => {
+  type Pass = "forward" | "backward";
+  const graphOf = (which: Pass, rewrite: CallRewrite, formula: string, config: Config): Graph => {
     const cfg = knownConfig(formula, config);
     const key = `${which}|${formula}|${JSON.stringify(cfg)}`;
     let g = graphs.get(key);
@@ -62,12 +65,14 @@ export function rewrittenImplementation(name: string, opts: RewrittenOptions): I
     async forward(req: ForwardRequest): Promise<ForwardResult> {
       if (opts.forward === undefined || !applies(req.formula)) return ref.forward(req);
       const g = graphOf("forward", opts.forward, req.formula, req.config);
-      return { outputs: evaluate(g, req.inputs, { dtype: dtypeOf(req.inputs, req.config), fused: false }) };
+      const dtype = dtypeOf(req.inputs, req.config);
+      return { outputs: evaluate(g, req.inputs, { dtype, fused: false }) };
     },
     async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
       if (opts.backward === undefined || !applies(req.formula)) return ref.backwardPass!(req);
       const g = graphOf("backward", opts.backward, req.formula, req.config);
-      return { grads: vjp(g, req.inputs, req.cotangents, { dtype: dtypeOf(req.inputs, req.config), fused: false }).grads };
+      const dtype = dtypeOf(req.inputs, req.config);
+      return { grads: vjp(g, req.inputs, req.cotangents, { dtype, fused: false }).grads };
     },
   };
 }

@@ -1,10 +1,15 @@
-/** rewriteCalls and its helpers: untouched graphs stay the same objects, nested calls are reached, shapes are re-checked. */
+/**
+ * rewriteCalls and its helpers: untouched graphs stay the same objects, nested calls are reached,
+ * shapes are re-checked.
+ */
 import { describe, expect, test } from "vitest";
 import "./index.js";
 import { constant, Expr, mul, sub, sumLast, unary } from "./expr.js";
 import { buildFormula, exampleConfig, FormulaError } from "./formula.js";
 import { topoSort, type Node } from "./node.js";
-import { callArgs, firstOf, mapBody, onFormula, reapply, rewriteCalls, rewriteOutputs, type CallNode } from "./rewrite.js";
+import { callArgs, firstOf, mapBody, onFormula, reapply } from "./rewrite.js";
+import { rewriteCalls, rewriteOutputs } from "./rewrite.js";
+import type { CallNode } from "./rewrite.js";
 import { ShapeError } from "./shape.js";
 
 const gpt = buildFormula("gpt", exampleConfig("gpt", { L: 2 }));
@@ -57,13 +62,17 @@ describe("rewriteCalls", () => {
   test("re-checks the shape and dtype of a replacement", () => {
     const softmax = buildFormula("softmax", {});
     // Σ over the last axis, kept as size 1: the wrong shape for a softmax
-    const wrong = () => rewriteCalls([softmax.outputs["y"]!.node], (call) => sumLast(new Expr(call)));
+    const y = softmax.outputs["y"]!.node;
+    const wrong = () => rewriteCalls([y], (call) => sumLast(new Expr(call)));
     expect(wrong).toThrow(ShapeError);
-    expect(wrong).toThrow(/rewrite of softmax \(output y\): the replacement is float \[\.\.\., 1\] but the call is float \[\.\.\., m\]/);
+    expect(wrong).toThrow(
+      "rewrite of softmax (output y): the replacement is float [..., 1] but the call is float [..., m]",
+    );
   });
 
   test("rewriteOutputs keeps untouched outputs and replaces the others", () => {
-    const outs = rewriteOutputs(gpt.outputs, onFormula("cross_entropy", (call) => mul(new Expr(call), constant(2))));
+    const doubled = onFormula("cross_entropy", (call) => mul(new Expr(call), constant(2)));
+    const outs = rewriteOutputs(gpt.outputs, doubled);
     expect(outs["logits"]).toBe(gpt.outputs["logits"]);
     expect(outs["loss"]).not.toBe(gpt.outputs["loss"]);
     // the output is still the gpt call, rebuilt around the doubled cross_entropy
@@ -84,32 +93,41 @@ describe("rewriteCalls", () => {
 });
 
 describe("reapply and mapBody", () => {
-  test("reapply: the same formula with another hyperparameter, or another formula on the same arguments", () => {
+  test("reapply: the formula with another hyperparameter, or another on its arguments", () => {
     const block = buildFormula("block", exampleConfig("block", { placement: "post" }));
-    const [out] = rewriteCalls([block.outputs["y"]!.node], onFormula("block", (call) => reapply(call, { config: { placement: "pre" } })));
+    const pre = onFormula("block", (call) => reapply(call, { config: { placement: "pre" } }));
+    const [out] = rewriteCalls([block.outputs["y"]!.node], pre);
     expect(out!.op === "call" && out!.config["placement"]).toBe("pre");
     const ffn = buildFormula("ffn", exampleConfig("ffn", { activation: "gelu" }));
-    const [g] = rewriteCalls([ffn.outputs["y"]!.node], onFormula("gelu", (call) => reapply(call, { formula: "gelu_tanh" })));
+    const tanh = onFormula("gelu", (call) => reapply(call, { formula: "gelu_tanh" }));
+    const [g] = rewriteCalls([ffn.outputs["y"]!.node], tanh);
     expect(calls([g!], "gelu").length).toBe(0);
     expect(calls([g!], "gelu_tanh").length).toBe(1);
-    expect(callArgs(calls([g!], "gelu_tanh")[0]!)["x"]!.node).toBe(calls([ffn.outputs["y"]!.node], "gelu")[0]!.args["x"]);
+    const before = calls([ffn.outputs["y"]!.node], "gelu")[0]!;
+    expect(callArgs(calls([g!], "gelu_tanh")[0]!)["x"]!.node).toBe(before.args["x"]);
   });
 
   test("mapBody changes the body's own operations and leaves its arguments alone", () => {
     const table = buildFormula("positional_sinusoidal", { n: 4, d_model: 6 });
-    const fns = (rs: readonly Node[]) => topoSort(rs).flatMap((n) => (n.op === "unary" ? [n.fn] : []));
+    const fns = (rs: readonly Node[]) =>
+      topoSort(rs).flatMap((n) => (n.op === "unary" ? [n.fn] : []));
     const [swapped] = rewriteCalls(
       [table.outputs["y"]!.node],
       onFormula("positional_sinusoidal", (call) =>
-        mapBody(call, (n) => (n.op === "unary" && (n.fn === "sin" || n.fn === "cos") ? unary(n.fn === "sin" ? "cos" : "sin", new Expr(n.x)) : undefined)),
+        mapBody(call, (n) => {
+          if (n.op !== "unary" || (n.fn !== "sin" && n.fn !== "cos")) return undefined;
+          return unary(n.fn === "sin" ? "cos" : "sin", new Expr(n.x));
+        }),
       ),
     );
     expect(swapped!.op).toBe("where");
     const w = swapped as Extract<Node, { op: "where" }>;
     const orig = table.outputs["y"]!.node as CallNode;
     const ow = orig.body as Extract<Node, { op: "where" }>;
-    expect([ow.a.op === "unary" && ow.a.fn, ow.b.op === "unary" && ow.b.fn]).toEqual(["sin", "cos"]);
-    expect([w.a.op === "unary" && w.a.fn, w.b.op === "unary" && w.b.fn]).toEqual(["cos", "sin"]);
+    const branches = (n: Extract<Node, { op: "where" }>) =>
+      [n.a, n.b].map((x) => x.op === "unary" && x.fn);
+    expect(branches(ow)).toEqual(["sin", "cos"]);
+    expect(branches(w)).toEqual(["cos", "sin"]);
     expect(fns([swapped!]).sort()).toEqual(fns([orig]).sort());
     // the arguments of a formula with arguments are the very same nodes
     const ln = buildFormula("layer_norm", {});

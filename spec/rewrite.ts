@@ -9,7 +9,8 @@
 import { dimsEqual, shapeToString } from "./dims.js";
 import { add, Expr, stopGradient, sub } from "./expr.js";
 import { callFormula, FormulaError, getFormula } from "./formula.js";
-import { mapOperands, operands, postOrder, type HyperValue, type Node, type NodeOf } from "./node.js";
+import { mapOperands, operands, postOrder } from "./node.js";
+import type { HyperValue, Node, NodeOf } from "./node.js";
 import { ShapeError } from "./shape.js";
 
 export type CallNode = NodeOf<"call">;
@@ -59,12 +60,13 @@ function callPaths(roots: readonly Node[]): Map<Node, readonly string[]> {
 
 /** `b` must stand where `a` stood: same dtype and, symbolically, the same shape. */
 function checkReplacement(call: CallNode, by: Node): void {
-  const same = by.shape.length === call.shape.length && by.shape.every((d, i) => dimsEqual(d, call.shape[i]!));
+  const sameRank = by.shape.length === call.shape.length;
+  const same = sameRank && by.shape.every((d, i) => dimsEqual(d, call.shape[i]!));
   if (!same || by.dtype !== call.dtype) {
-    throw new ShapeError(
-      `rewrite of ${call.formula} (output ${call.output}): the replacement is ${by.dtype} ${shapeToString(by.shape)} ` +
-        `but the call is ${call.dtype} ${shapeToString(call.shape)}`,
-    );
+    const was = `${call.dtype} ${shapeToString(call.shape)}`;
+    const is = `${by.dtype} ${shapeToString(by.shape)}`;
+    const what = `rewrite of ${call.formula} (output ${call.output})`;
+    throw new ShapeError(`${what}: the replacement is ${is} but the call is ${was}`);
   }
 }
 
@@ -79,18 +81,27 @@ export function rewriteCalls(roots: readonly Node[], rewrite: CallRewrite): Node
   return rewriteWithin(roots, rewrite, new Set());
 }
 
-/** {@link rewriteCalls} that treats `leaves` as given: neither they nor what they depend on change. */
-function rewriteWithin(roots: readonly Node[], rewrite: CallRewrite, leaves: ReadonlySet<Node>): Node[] {
+/** A call's arguments before its body, so that they are mapped before the body reaches them. */
+function callChildren(n: Node): readonly Node[] {
+  return n.op === "call" ? [...argNodes(n), n.body] : operands(n);
+}
+
+/** {@link rewriteCalls} that treats `leaves` as given: neither they nor their operands change. */
+function rewriteWithin(
+  roots: readonly Node[],
+  rewrite: CallRewrite,
+  leaves: ReadonlySet<Node>,
+): Node[] {
   const paths = callPaths(roots);
-  const children = (n: Node): readonly Node[] => (leaves.has(n) ? [] : n.op === "call" ? [...argNodes(n), n.body] : operands(n));
+  const children = (n: Node): readonly Node[] => (leaves.has(n) ? [] : callChildren(n));
   const memo = new Map<Node, Node>();
   const m = (x: Node): Node => memo.get(x) ?? x;
-  // a call's arguments come before its body, so they are mapped before the body reaches them
   for (const n of postOrder(roots, children)) {
     if (leaves.has(n)) continue;
     let out = mapOperands(n, m);
     if (out.op === "call") {
-      const replaced = rewrite(out, { original: n as CallNode, path: paths.get(n) ?? [out.formula] });
+      const site = { original: n as CallNode, path: paths.get(n) ?? [out.formula] };
+      const replaced = rewrite(out, site);
       if (replaced !== undefined) {
         checkReplacement(out, replaced.node);
         out = replaced.node;
@@ -111,10 +122,15 @@ export function rewriteBody(call: CallNode, rewrite: CallRewrite): Expr {
 }
 
 /** {@link rewriteCalls} over named outputs (a built formula's or a Graph's). */
-export function rewriteOutputs(outputs: Readonly<Record<string, Expr>>, rewrite: CallRewrite): Record<string, Expr> {
+export function rewriteOutputs(
+  outputs: Readonly<Record<string, Expr>>,
+  rewrite: CallRewrite,
+): Record<string, Expr> {
   const names = Object.keys(outputs);
   const nodes = rewriteCalls(names.map((k) => outputs[k]!.node), rewrite);
-  return Object.fromEntries(names.map((k, i) => [k, nodes[i] === outputs[k]!.node ? outputs[k]! : new Expr(nodes[i]!)]));
+  const kept = (k: string, i: number): Expr =>
+    nodes[i] === outputs[k]!.node ? outputs[k]! : new Expr(nodes[i]!);
+  return Object.fromEntries(names.map((k, i) => [k, kept(k, i)]));
 }
 
 /** Every rewrite in turn: the first that answers a call replaces it. */
@@ -144,7 +160,11 @@ export function callArgs(call: CallNode): Record<string, Expr> {
  */
 export function reapply(
   call: CallNode,
-  change: { config?: Readonly<Record<string, HyperValue | undefined>>; args?: Readonly<Record<string, Expr | undefined>>; formula?: string } = {},
+  change: {
+    config?: Readonly<Record<string, HyperValue | undefined>>;
+    args?: Readonly<Record<string, Expr | undefined>>;
+    formula?: string;
+  } = {},
 ): Expr {
   const args: Record<string, Expr> = callArgs(call);
   // an argument given as undefined is left out (a mask argument that a new configuration drops)
@@ -161,7 +181,10 @@ export function reapply(
   }
   const outs = callFormula(formula, args, config);
   const y = outs[call.output];
-  if (y === undefined) throw new FormulaError(`rewrite of ${call.formula}: formula ${formula} has no output ${call.output}`);
+  if (y === undefined) {
+    const what = `rewrite of ${call.formula}`;
+    throw new FormulaError(`${what}: formula ${formula} has no output ${call.output}`);
+  }
   return y;
 }
 
@@ -174,7 +197,7 @@ export function mapBody(call: CallNode, f: (n: Node) => Expr | undefined): Expr 
   const args = new Set<Node>(argNodes(call));
   const memo = new Map<Node, Node>();
   const m = (x: Node): Node => memo.get(x) ?? x;
-  for (const n of postOrder([call.body], (x) => (args.has(x) ? [] : x.op === "call" ? [...argNodes(x), x.body] : operands(x)))) {
+  for (const n of postOrder([call.body], (x) => (args.has(x) ? [] : callChildren(x)))) {
     if (args.has(n)) continue;
     const kept = mapOperands(n, m);
     const r = kept.op === "call" ? undefined : f(kept);

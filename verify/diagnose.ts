@@ -33,7 +33,9 @@ import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
 import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
 import { rewriteGraph } from "../reference/rewritten.js";
-import { layerNormVariance, MAX_SEED, maskShift, maxSeeded, sinCosSwapped, zerosOf } from "../properties/mistakes.js";
+import {
+  layerNormVariance, MAX_SEED, maskShift, maxSeeded, sinCosSwapped, zerosOf,
+} from "../properties/mistakes.js";
 import { causalVisibility, type Visibility } from "../properties/spec-values.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 import type { CallSite } from "./trace.js";
@@ -155,7 +157,10 @@ const lastDim = (e: Expr): Dim => e.shape[e.shape.length - 1]!;
 /** The causal mask with `shift` extra visible keys (null: nothing masked); sliding windows are left alone. */
 function maskVariant(shift: number | null): Plant {
   if (shift !== null) return maskShift(shift);
-  return (call) => (call.formula === "causal_mask" && (call.config["window"] ?? 0) === 0 ? zerosOf(call) : undefined);
+  return (call) =>
+    call.formula === "causal_mask" && (call.config["window"] ?? 0) === 0
+      ? zerosOf(call)
+      : undefined;
 }
 
 /**
@@ -165,7 +170,8 @@ function maskVariant(shift: number | null): Plant {
 function attentionScaled(factor: (call: CallNode) => number | undefined): Plant {
   return onFormula("attention", (call) => {
     const f = factor(call);
-    return f === undefined ? undefined : reapply(call, { args: { Q: mul(new Expr(call.args["Q"]!), f) } });
+    if (f === undefined) return undefined;
+    return reapply(call, { args: { Q: mul(new Expr(call.args["Q"]!), f) } });
   });
 }
 
@@ -173,7 +179,8 @@ function attentionScaled(factor: (call: CallNode) => number | undefined): Plant 
 function swapped(from: string, to: string, config: (cfg: Config) => Config | undefined = (c) => c): Plant {
   return onFormula(from, (call) => {
     const cfg = config(call.config);
-    return cfg === undefined ? undefined : to === from ? reapply(call, { config: cfg }) : reapply(call, { formula: to });
+    if (cfg === undefined) return undefined;
+    return to === from ? reapply(call, { config: cfg }) : reapply(call, { formula: to });
   });
 }
 
@@ -212,7 +219,8 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
   const rescaled = (s: (d_k: number) => number): Plant =>
     onFormula("attention", (call) => {
       const d_k = dk(call);
-      return d_k !== undefined && d_k > 1 && call.config["scale"] === undefined ? reapply(call, { config: { scale: s(d_k) } }) : undefined;
+      if (d_k === undefined || d_k <= 1 || call.config["scale"] !== undefined) return undefined;
+      return reapply(call, { config: { scale: s(d_k) } });
     });
   out.push(
     scale(
@@ -223,7 +231,10 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
       }),
     ),
     scale((d_k) => `unscaled scores (1 instead of 1/√d_k, d_k = ${d_k})`, rescaled(() => 1)),
-    scale((d_k) => `the scores scaled by 1/d_k instead of 1/√d_k (d_k = ${d_k})`, rescaled((d_k) => 1 / d_k)),
+    scale(
+      (d_k) => `the scores scaled by 1/d_k instead of 1/√d_k (d_k = ${d_k})`,
+      rescaled((d_k) => 1 / d_k),
+    ),
   );
   if (s.formula !== "gelu" && s.formula !== "gelu_tanh") {
     out.push(
@@ -344,7 +355,8 @@ function skippedPartHypotheses(s: Symptom): Hint[] {
   }
   for (const sites of groups.values()) {
     const nodes = new Set<Node>(sites.flatMap((x) => Object.values(x.outputs)));
-    const plant: Plant = (call, site) => (nodes.has(site.original) ? new Expr(call.args["x"]!) : undefined);
+    const plant: Plant = (call, site) =>
+      nodes.has(site.original) ? new Expr(call.args["x"]!) : undefined;
     const r = plantedOutput(trace.graph, plant, s);
     if (r === undefined || !within(r.y, s.actual, s.tolerance)) continue;
     const site = sites[0]!;
@@ -397,7 +409,9 @@ function tiedGradientHypotheses(s: Symptom, formula: string): Hint[] {
     ["embedding", "E", "its use as the token embedding lookup (E[t])"],
   ];
   for (const [f, arg, what] of uses) {
-    const plant = onFormula(f, (call) => reapply(call, { args: { [arg]: stopGradient(new Expr(call.args[arg]!)) } }));
+    const plant = onFormula(f, (call) =>
+      reapply(call, { args: { [arg]: stopGradient(new Expr(call.args[arg]!)) } }),
+    );
     try {
       const pg = rewriteGraph(g, plant);
       const grad = vjp(pg, s.inputs, s.cotangents, { dtype: s.dtype, fused: false }).grads[s.output];
@@ -453,7 +467,7 @@ function maxAbs(a: Tensor, b: Tensor): number {
   return m;
 }
 
-/** positional_sinusoidal with sin and cos exchanged in its own body: p[i, 2k] = cos, p[i, 2k+1] = sin. */
+/** positional_sinusoidal with sin and cos exchanged in its body: column 2k cos, 2k+1 sin. */
 async function sinusoidHypotheses(s: Symptom): Promise<Hint[]> {
   if (s.formula !== "positional_sinusoidal") return [];
   const gc = graphOfSymptom(s);
@@ -574,7 +588,8 @@ function maskPatterns(s: Symptom): Hint[] {
     return [];
   }
   const [before, mask, after] = masks as [Visibility, Visibility, Visibility];
-  const all = (p: (i: number, j: number) => boolean): boolean => mismatches.every(([i, j]) => p(i, j));
+  const all = (p: (i: number, j: number) => boolean): boolean =>
+    mismatches.every(([i, j]) => p(i, j));
   const band = all((i, j) => after.visible(i, j) && !mask.visible(i, j));
   const diagonal = all((i, j) => mask.visible(i, j) && !before.visible(i, j));
   const hidden = all((i, j) => !mask.visible(i, j));

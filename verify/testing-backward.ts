@@ -10,7 +10,8 @@
 import "../spec/index.js";
 import { callFormula } from "../spec/formula.js";
 import { add, constant, dimValue, Expr, meanLast, mul, rsqrt, square, stopGradient, sub } from "../spec/expr.js";
-import { callArgs, firstOf, onFormula, reapply, withGradientOf, type CallNode } from "../spec/rewrite.js";
+import { callArgs, firstOf, onFormula, reapply, withGradientOf } from "../spec/rewrite.js";
+import type { CallNode } from "../spec/rewrite.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { rewrittenImplementation } from "../reference/rewritten.js";
 import type { Plant } from "./testing.js";
@@ -28,7 +29,9 @@ export function backwardOnly(formula: string, wrong: (call: CallNode) => Expr | 
  * QKᵀ/√d_k (the registry's attention with `scale = 1`), as a backward kernel that recomputes the
  * probabilities without the scale does.
  */
-export const plantAttentionScaleBackward: Plant = backwardOnly("attention", (call) => reapply(call, { config: { scale: 1 } }));
+export const plantAttentionScaleBackward: Plant = backwardOnly("attention", (call) =>
+  reapply(call, { config: { scale: 1 } }),
+);
 
 /**
  * LayerNorm whose backward pass treats the row mean and variance as constants: x̄ = γ ȳ / σ
@@ -44,7 +47,8 @@ export const plantLayerNormStatsConstant: Plant = backwardOnly("layer_norm", (ca
 
 /** An FFN whose backward pass skips the activation's derivative (passes φ's cotangent straight through). */
 export const plantFfnActivationBackward: Plant = backwardOnly("ffn", (call) => {
-  const { x, W_1, b_1, W_2, b_2 } = callArgs(call) as Record<"x" | "W_1" | "b_1" | "W_2" | "b_2", Expr>;
+  type FfnArgs = Record<"x" | "W_1" | "b_1" | "W_2" | "b_2", Expr>;
+  const { x, W_1, b_1, W_2, b_2 } = callArgs(call) as FfnArgs;
   const h = callFormula("linear", { x, W: W_1, b: b_1 })["y"]!;
   const act = callFormula(call.config["activation"] as string, { x: h })["y"]!;
   return callFormula("linear", { x: withGradientOf(act, h), W: W_2, b: b_2 })["y"]!;

@@ -10,7 +10,9 @@
  */
 import "../spec/index.js";
 import { formulaNames, getFormula } from "../spec/formula.js";
-import { dimValue, div, eq, Expr, matmul, mul, sqrt, stopGradient, sub, sumAll, transpose } from "../spec/expr.js";
+import {
+  dimValue, div, eq, Expr, matmul, mul, sqrt, stopGradient, sub, sumAll, transpose,
+} from "../spec/expr.js";
 import { onFormula, reapply, type CallRewrite } from "../spec/rewrite.js";
 import { ImplementationError } from "../autodiff/implementation.js";
 import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
@@ -19,7 +21,8 @@ import type { Capabilities, FormulaCapability } from "../autodiff/capabilities.j
 import { dtypeOf, referenceImplementation } from "../reference/implementation.js";
 import { rewrittenImplementation } from "../reference/rewritten.js";
 import type { FloatDType } from "../autodiff/tensor.js";
-import { layerNormVariance, MAX_SEED, maskShift, maxSeeded, zerosOf } from "../properties/mistakes.js";
+import { layerNormVariance, MAX_SEED, maskShift, maxSeeded } from "../properties/mistakes.js";
+import { zerosOf } from "../properties/mistakes.js";
 
 export type { CallNode } from "../spec/rewrite.js";
 
@@ -31,16 +34,22 @@ export type Plant = CallRewrite;
  * applied (forward and backward), declaring `formulas` (default: every registry formula).
  */
 export function plantedGraphImplementation(name: string, plant: Plant, formulas?: readonly string[]): Implementation {
-  return rewrittenImplementation(name, { forward: plant, backward: plant, formulas: formulas ?? formulaNames() });
+  const declared = formulas ?? formulaNames();
+  return rewrittenImplementation(name, { forward: plant, backward: plant, formulas: declared });
 }
 
 /** The causal mask with `shift` extra visible keys (the registry's mask at shifted sizes). */
 export const plantMaskShift = maskShift;
 
 /** GELU computed with the tanh approximation wherever the erf form is asked for. */
-export const plantGeluTanh: Plant = onFormula("gelu", (call) => reapply(call, { formula: "gelu_tanh" }));
+export const plantGeluTanh: Plant = onFormula("gelu", (call) =>
+  reapply(call, { formula: "gelu_tanh" }),
+);
 
-/** Attention scores scaled by 1/√d_model = 1/√(H·d_k) instead of 1/√d_k (inside `mha`, where H is known): the registry's attention on Q/√H. */
+/**
+ * Attention scores scaled by 1/√d_model = 1/√(H·d_k) instead of 1/√d_k (inside `mha`, where H is
+ * known): the registry's attention on Q/√H.
+ */
 export const plantScaleDModel: Plant = onFormula("attention", (call) => {
   const H = call.config["H"];
   if (call.config["alibi"] === true || typeof H !== "number") return undefined;
@@ -49,7 +58,9 @@ export const plantScaleDModel: Plant = onFormula("attention", (call) => {
 
 /** A post-LN block computed with the pre-LN placement: every part right, the composition wrong. */
 export const plantPrePlacement: Plant = onFormula("block", (call) =>
-  call.config["placement"] === "post" && call.config["parallel"] !== true ? reapply(call, { config: { placement: "pre" } }) : undefined,
+  call.config["placement"] === "post" && call.config["parallel"] !== true
+    ? reapply(call, { config: { placement: "pre" } })
+    : undefined,
 );
 
 /**
@@ -69,7 +80,8 @@ export const plantEpsOutsideSqrt: Plant = layerNormVariance("eps-outside");
 export function plantDropArgument(formula: string, arg: string): Plant {
   return onFormula(formula, (call) => {
     const a = call.args[arg];
-    return a === undefined ? undefined : reapply(call, { args: { [arg]: sub(new Expr(a), new Expr(a)) } });
+    if (a === undefined) return undefined;
+    return reapply(call, { args: { [arg]: sub(new Expr(a), new Expr(a)) } });
   });
 }
 
@@ -80,10 +92,15 @@ export const plantLossSummed: Plant = onFormula("cross_entropy", (call) => {
 });
 
 /** Position embeddings computed but not added (zeros of their shape). */
-export const plantNoPositions: Plant = onFormula(["positional_learned", "positional_sinusoidal"], zerosOf);
+export const plantNoPositions: Plant = onFormula(
+  ["positional_learned", "positional_sinusoidal"],
+  zerosOf,
+);
 
 /** The token embedding multiplied by √d_model (the original Transformer's scale). */
-export const plantEmbeddingScaled: Plant = onFormula("embedding", (call) => mul(new Expr(call), sqrt(dimValue(call.shape[call.shape.length - 1]!))));
+export const plantEmbeddingScaled: Plant = onFormula("embedding", (call) =>
+  mul(new Expr(call), sqrt(dimValue(call.shape[call.shape.length - 1]!))),
+);
 
 /** Logits divided by √d_model (a rescaling before a tied output projection, as T5 does). */
 export const plantLogitsScaled: Plant = onFormula("logits", (call) => {
@@ -99,7 +116,8 @@ export const plantTiedLogitsNoGrad: Plant = onFormula("logits", (call) =>
 /** A gpt that skips its final LayerNorm (ln_f): the norm whose γ is the input `ln_f.weight` returns its input. */
 export const plantSkipFinalNorm: Plant = onFormula("layer_norm", (call) => {
   const gamma = call.args["gamma"];
-  return gamma !== undefined && gamma.op === "input" && gamma.name === "ln_f.weight" ? new Expr(call.args["x"]!) : undefined;
+  const final = gamma !== undefined && gamma.op === "input" && gamma.name === "ln_f.weight";
+  return final ? new Expr(call.args["x"]!) : undefined;
 });
 
 /** An error answer as a process's would read (the implementation declines the request and keeps running). */

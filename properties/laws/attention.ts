@@ -148,7 +148,9 @@ export const maskedZero: Law<MaskCase> = {
       const m = y.shape[1]!;
       const seen = causalVisibility(n, m, c.config);
       const want = Tensor.zeros([n, m], "f64");
-      for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) want.data[i * m + j] = seen.visible(i, j) ? 0 : -Infinity;
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < m; j++) want.data[i * m + j] = seen.visible(i, j) ? 0 : -Infinity;
+      }
       k.expectEqual("causal_mask y: 0 where j ≤ i + m − n, −∞ elsewhere", want, y, "exact");
       return;
     }
