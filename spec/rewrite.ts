@@ -16,7 +16,7 @@ import { ShapeError } from "./shape.js";
 export type CallNode = NodeOf<"call">;
 
 /** Where a call stands in the graph being rewritten. */
-export interface CallSite {
+export interface RewriteSite {
   /** The call as it is in the graph given to {@link rewriteCalls}, before any rewriting. */
   readonly original: CallNode;
   /** Formulas of the enclosing calls, outermost first, ending with this call's own formula. */
@@ -27,7 +27,7 @@ export interface CallSite {
  * A rewrite of formula applications: for a call (its arguments and body already rewritten), the
  * expression that replaces it, or undefined to keep it.
  */
-export type CallRewrite = (call: CallNode, site: CallSite) => Expr | undefined;
+export type CallRewrite = (call: CallNode, site: RewriteSite) => Expr | undefined;
 
 function argNodes(n: Node): readonly Node[] {
   return n.op === "call" ? Object.values(n.args) : [];

@@ -24,7 +24,6 @@ import type { FloatDType } from "../autodiff/tensor.js";
 import { layerNormVariance, MAX_SEED, maskShift, maxSeeded } from "../properties/mistakes.js";
 import { zerosOf } from "../properties/mistakes.js";
 
-export type { CallNode } from "../spec/rewrite.js";
 
 /** A planted mistake: a rewrite of formula applications (spec/rewrite.ts). */
 export type Plant = CallRewrite;
