@@ -11,6 +11,7 @@ export * from "./shape.js";
 export * from "./expr.js";
 export * from "./formula.js";
 export * from "./bind.js";
+export * from "./rewrite.js";
 import "./formulas/core.js";
 import "./formulas/model.js";
 export { blockParams, gptParams, NORMS, PLACEMENTS, BLOCK_ACTIVATIONS, MODEL_POSITIONS, ATTN_POSITIONS } from "./formulas/model.js";

@@ -120,11 +120,11 @@ describe("end to end: verify on a gpt-only port", () => {
 });
 
 describe("the running maximum seeded at −10000 and the unbiased variance, where they are declared", () => {
-  test("softmax (the properties' hand-written kernel): rows below −1e4 give NaN, named by match and by pattern", async () => {
+  test("softmax (a planted bug of properties/): rows below −1e4 give NaN, named by match and pattern", async () => {
     const hints = await outputHints(plantedImplementation("softmax_running_max_minus_10000"), golden("softmax/f64/below1e4_n4_m8"));
     expect(hints.map((h) => [h.id, h.evidence])).toContainEqual(["max-seed", "match"]);
   });
-  test("cross_entropy (the properties' hand-written kernel): a loss of −∞", async () => {
+  test("cross_entropy (a planted bug of properties/): a loss of −∞", async () => {
     const hints = await outputHints(plantedImplementation("softmax_running_max_minus_10000"), golden("cross_entropy/f64/below1e4_n4_V10"));
     expect(hints.map((h) => h.id)).toContain("max-seed");
   });
@@ -134,13 +134,13 @@ describe("the running maximum seeded at −10000 and the unbiased variance, wher
       expect(matchIds(hints)).toEqual(["max-seed"]);
     });
   }
-  test("layer_norm (the properties' hand-written kernel): the unbiased variance", async () => {
+  test("layer_norm (a planted bug of properties/): the unbiased variance", async () => {
     for (const c of ["layer_norm/f64/n7_d12", "layer_norm/f32/offset1e4_n3_d8"]) {
       const hints = await outputHints(plantedImplementation("layer_norm_unbiased_variance"), golden(c));
       expect(matchIds(hints), c).toEqual(["layernorm-unbiased"]);
     }
   });
-  test("layer_norm (the properties' hand-written kernel): ε outside the square root", async () => {
+  test("layer_norm (a planted bug of properties/): ε outside the square root", async () => {
     const hints = await outputHints(plantedImplementation("layer_norm_eps_outside_sqrt"), golden("layer_norm/f64/offset1e4_spread1e-6_n3_d8"));
     expect(matchIds(hints)).toEqual(["eps-outside-sqrt"]);
   });

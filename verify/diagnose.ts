@@ -18,14 +18,12 @@
  * found, matches first.
  */
 import "../spec/index.js";
-import { callFormula, formulasOf, hasFormula } from "../spec/formula.js";
-import { dim, dimToString, evalDim, subDim } from "../spec/dims.js";
+import { formulasOf, hasFormula } from "../spec/formula.js";
+import { dim, evalDim } from "../spec/dims.js";
 import type { Dim } from "../spec/dims.js";
-import {
-  add, constant, cos, dimValue, div, eq, exp, Expr, floor, iota, le, log, maximum, maxLast, meanLast, mul, pow, reshape, rsqrt, sin, sqrt, square,
-  stopGradient, sub, sumLast, where,
-} from "../spec/expr.js";
+import { dimValue, Expr, mul, sqrt, stopGradient } from "../spec/expr.js";
 import type { Config, Node } from "../spec/node.js";
+import { onFormula, reapply, type CallNode, type CallRewrite as Plant } from "../spec/rewrite.js";
 import { evaluate, plan } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import type { Graph } from "../autodiff/graph.js";
@@ -34,8 +32,11 @@ import { Tensor, sameShape, shapeToString } from "../autodiff/tensor.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
 import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
-import { plantInGraph } from "./plant.js";
-import type { CallNode, Plant } from "./plant.js";
+import { rewriteGraph } from "../reference/rewritten.js";
+import {
+  layerNormVariance, MAX_SEED, maskShift, maxSeeded, sinCosSwapped, zerosOf,
+} from "../properties/mistakes.js";
+import { causalVisibility, type Visibility } from "../properties/spec-values.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 import type { CallSite } from "./trace.js";
 
@@ -136,8 +137,6 @@ function headsOf(s: Symptom): number | undefined {
 // ---------------------------------------------------------------------------------------------
 // Named mistakes inside the call tree ("match" evidence at every level)
 
-/** The running maximum a kernel seeds its max-subtraction with instead of −∞ (llm.c's −10000.0f). */
-export const MAX_SEED = -10000;
 
 /** Sizes of the symptom's formula on its inputs: dims of the graph bound to numbers. */
 interface VariantContext {
@@ -153,80 +152,36 @@ interface Variant {
   readonly plant: Plant;
 }
 
-const NEG_INF = Number.NEGATIVE_INFINITY;
-const argExprs = (call: CallNode): Record<string, Expr> => Object.fromEntries(Object.entries(call.args).map(([k, v]) => [k, new Expr(v)]));
 const lastDim = (e: Expr): Dim => e.shape[e.shape.length - 1]!;
 
 /** The causal mask with `shift` extra visible keys (null: nothing masked); sliding windows are left alone. */
 function maskVariant(shift: number | null): Plant {
-  return (call) => {
-    if (call.formula !== "causal_mask" || (call.config["window"] ?? 0) !== 0) return undefined;
-    const [n, m] = call.shape as readonly [Dim, Dim];
-    const shape = [dimToString(n), dimToString(m)] as const;
-    const i = iota(shape, 0);
-    const j = iota(shape, 1);
-    if (shift === null) return mul(i, constant(0));
-    const align = call.config["causal_align"] === "top_left" ? constant(0) : dimValue(subDim(m, n));
-    return where(le(j, add(i, add(align, constant(shift)))), 0, NEG_INF);
-  };
+  if (shift !== null) return maskShift(shift);
+  return (call) =>
+    call.formula === "causal_mask" && (call.config["window"] ?? 0) === 0
+      ? zerosOf(call)
+      : undefined;
 }
 
-/** Attention applications with their score scale multiplied by `factor(call)` (undefined: leave the application alone). */
-function attentionScaled(ctx: VariantContext, factor: (call: CallNode) => number | undefined): Plant {
-  return (call) => {
-    if (call.formula !== "attention") return undefined;
+/**
+ * Attention applications with their score scale multiplied by `factor(call)` (undefined: leave the
+ * application alone): the registry's attention on factor·Q, whatever its scale.
+ */
+function attentionScaled(factor: (call: CallNode) => number | undefined): Plant {
+  return onFormula("attention", (call) => {
     const f = factor(call);
-    const d_k = ctx.size(lastDim(new Expr(call.args["Q"]!)));
-    if (f === undefined || d_k === undefined) return undefined;
-    const scale = typeof call.config["scale"] === "number" ? call.config["scale"] : 1 / Math.sqrt(d_k);
-    return callFormula("attention", argExprs(call), { ...call.config, scale: scale * f })[call.output];
-  };
+    if (f === undefined) return undefined;
+    return reapply(call, { args: { Q: mul(new Expr(call.args["Q"]!), f) } });
+  });
 }
 
 /** Formula applications replaced by another formula on the same arguments (or the same formula with another configuration). */
 function swapped(from: string, to: string, config: (cfg: Config) => Config | undefined = (c) => c): Plant {
-  return (call) => {
-    if (call.formula !== from) return undefined;
+  return onFormula(from, (call) => {
     const cfg = config(call.config);
-    return cfg === undefined ? undefined : callFormula(to, argExprs(call), to === from ? cfg : {})[call.output];
-  };
-}
-
-/** max(max_j x_j, −10000): the seeded running maximum, finite even where the row is far below it. */
-const seededMax = (x: Expr): Expr => maximum(maxLast(x), constant(MAX_SEED));
-
-/** softmax, logsumexp and log_softmax with a running maximum seeded at −10000; `guard`: a row whose exponentials all underflow gives 0 (llm.c's expsum == 0 ? 0 : 1/expsum). */
-function seededSoftmax(guard: boolean): Plant {
-  return (call) => {
-    const x = call.args["x"] !== undefined ? new Expr(call.args["x"]) : undefined;
-    if (x === undefined) return undefined;
-    const z = sub(x, seededMax(x));
-    const s = sumLast(exp(z));
-    switch (call.formula) {
-      case "softmax":
-        return guard ? where(eq(s, 0), 0, div(exp(z), add(s, eq(s, 0)))) : div(exp(z), s);
-      case "log_softmax":
-        return guard ? undefined : sub(z, log(s));
-      case "logsumexp":
-        return guard ? undefined : reshape(add(seededMax(x), log(s)), x.shape.slice(0, -1).map(dimToString) as string[]);
-      default:
-        return undefined;
-    }
-  };
-}
-
-/** LayerNorm with the variance divided by d − 1 (unbiased, torch.var's default) or with ε added to σ instead of σ². */
-function layerNormVariant(kind: "unbiased" | "eps-outside"): Plant {
-  return (call) => {
-    if (call.formula !== "layer_norm") return undefined;
-    const { x, gamma, beta } = argExprs(call) as Record<string, Expr>;
-    const eps = constant(call.config["eps"] as number);
-    const xc = sub(x!, meanLast(x!));
-    let xhat: Expr;
-    if (kind === "unbiased") xhat = mul(xc, rsqrt(add(div(sumLast(square(xc)), sub(dimValue(lastDim(x!)), 1)), eps)));
-    else xhat = div(xc, add(sqrt(meanLast(square(xc))), eps));
-    return add(mul(gamma!, xhat), beta!);
-  };
+    if (cfg === undefined) return undefined;
+    return to === from ? reapply(call, { config: cfg }) : reapply(call, { formula: to });
+  });
 }
 
 /** Heads H of an attention application: its own configuration (inside mha), else the symptom's. */
@@ -255,21 +210,31 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
   );
   const dk = (call: CallNode): number | undefined => ctx.size(lastDim(new Expr(call.args["Q"]!)));
   const heads = (call: CallNode): number | undefined => headsAt(ctx, call, isRoot(call));
-  const scale = (what: (d_k: number, H: number | undefined) => string, f: (call: CallNode) => number | undefined): Variant => ({
+  const scale = (what: (d_k: number, H: number | undefined) => string, plant: Plant): Variant => ({
     id: "attention-scale",
     what: (calls) => `${what(dk(calls[0]!) ?? Number.NaN, heads(calls[0]!))}: a wrong attention scale`,
-    plant: attentionScaled(ctx, f),
+    plant,
   });
+  // the configured scale replaced (default scale only, d_k known and above 1)
+  const rescaled = (s: (d_k: number) => number): Plant =>
+    onFormula("attention", (call) => {
+      const d_k = dk(call);
+      if (d_k === undefined || d_k <= 1 || call.config["scale"] !== undefined) return undefined;
+      return reapply(call, { config: { scale: s(d_k) } });
+    });
   out.push(
     scale(
       (d_k, H) => `the scores scaled by 1/√d_model (d_model = H·d_k = ${(H ?? 1) * d_k}) instead of 1/√d_k (d_k = ${d_k}): ${fmt(Math.sqrt(H ?? 1))} = √(d_model/d_k) times too small`,
-      (call) => {
+      attentionScaled((call) => {
         const H = heads(call);
-        return H !== undefined && H > 1 ? 1 / Math.sqrt(H) : undefined;
-      },
+        return H !== undefined && H > 1 && dk(call) !== undefined ? 1 / Math.sqrt(H) : undefined;
+      }),
     ),
-    scale((d_k) => `unscaled scores (1 instead of 1/√d_k, d_k = ${d_k})`, (call) => ((dk(call) ?? 1) > 1 && call.config["scale"] === undefined ? Math.sqrt(dk(call)!) : undefined)),
-    scale((d_k) => `the scores scaled by 1/d_k instead of 1/√d_k (d_k = ${d_k})`, (call) => ((dk(call) ?? 1) > 1 && call.config["scale"] === undefined ? 1 / Math.sqrt(dk(call)!) : undefined)),
+    scale((d_k) => `unscaled scores (1 instead of 1/√d_k, d_k = ${d_k})`, rescaled(() => 1)),
+    scale(
+      (d_k) => `the scores scaled by 1/d_k instead of 1/√d_k (d_k = ${d_k})`,
+      rescaled((d_k) => 1 / d_k),
+    ),
   );
   if (s.formula !== "gelu" && s.formula !== "gelu_tanh") {
     out.push(
@@ -285,14 +250,14 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
     });
   }
   out.push(
-    { id: "layernorm-unbiased", what: "LayerNorm dividing the variance by d − 1 (unbiased, torch.var's default) instead of d (biased, what LayerNorm uses)", plant: layerNormVariant("unbiased") },
-    { id: "eps-outside-sqrt", what: "LayerNorm adding ε to the standard deviation, (x − μ)/(√σ² + ε), instead of inside the square root, (x − μ)/√(σ² + ε)", plant: layerNormVariant("eps-outside") },
-    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞: rows entirely below ${MAX_SEED} underflow to exp(x − m) = 0 and give 0/0 = NaN`, plant: seededSoftmax(false) },
-    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞, with an empty sum mapped to 0: rows entirely below ${MAX_SEED} underflow and give zeros`, plant: seededSoftmax(true) },
+    { id: "layernorm-unbiased", what: "LayerNorm dividing the variance by d − 1 (unbiased, torch.var's default) instead of d (biased, what LayerNorm uses)", plant: layerNormVariance("unbiased") },
+    { id: "eps-outside-sqrt", what: "LayerNorm adding ε to the standard deviation, (x − μ)/(√σ² + ε), instead of inside the square root, (x − μ)/√(σ² + ε)", plant: layerNormVariance("eps-outside") },
+    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞: rows entirely below ${MAX_SEED} underflow to exp(x − m) = 0 and give 0/0 = NaN`, plant: maxSeeded(MAX_SEED) },
+    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞, with an empty sum mapped to 0: rows entirely below ${MAX_SEED} underflow and give zeros`, plant: maxSeeded(MAX_SEED, true) },
     {
       id: "positions-missing",
       what: "no position embedding added: the first block's input is the token embedding alone",
-      plant: (call) => (call.formula === "positional_learned" || call.formula === "positional_sinusoidal" ? mul(new Expr(call), constant(0)) : undefined),
+      plant: onFormula(["positional_learned", "positional_sinusoidal"], zerosOf),
     },
     {
       id: "scale-factor",
@@ -312,7 +277,7 @@ function plantedOutput(g: Graph, plant: Plant, s: Symptom): { y: Tensor; planted
     return e;
   };
   try {
-    const pg = plantInGraph(g, counted);
+    const pg = rewriteGraph(g, counted);
     if (planted.length === 0) return undefined;
     const y = evaluate(pg, s.inputs, { dtype: s.dtype, fused: false })[s.output];
     return y === undefined ? undefined : { y, planted };
@@ -390,7 +355,8 @@ function skippedPartHypotheses(s: Symptom): Hint[] {
   }
   for (const sites of groups.values()) {
     const nodes = new Set<Node>(sites.flatMap((x) => Object.values(x.outputs)));
-    const plant: Plant = (call, original) => (nodes.has(original) ? new Expr(call.args["x"]!) : undefined);
+    const plant: Plant = (call, site) =>
+      nodes.has(site.original) ? new Expr(call.args["x"]!) : undefined;
     const r = plantedOutput(trace.graph, plant, s);
     if (r === undefined || !within(r.y, s.actual, s.tolerance)) continue;
     const site = sites[0]!;
@@ -443,9 +409,11 @@ function tiedGradientHypotheses(s: Symptom, formula: string): Hint[] {
     ["embedding", "E", "its use as the token embedding lookup (E[t])"],
   ];
   for (const [f, arg, what] of uses) {
-    const plant: Plant = (call) => (call.formula === f ? callFormula(f, { ...argExprs(call), [arg]: stopGradient(new Expr(call.args[arg]!)) })[call.output] : undefined);
+    const plant = onFormula(f, (call) =>
+      reapply(call, { args: { [arg]: stopGradient(new Expr(call.args[arg]!)) } }),
+    );
     try {
-      const pg = plantInGraph(g, plant);
+      const pg = rewriteGraph(g, plant);
       const grad = vjp(pg, s.inputs, s.cotangents, { dtype: s.dtype, fused: false }).grads[s.output];
       if (grad !== undefined && within(grad, s.actual, s.tolerance)) {
         return [{ id: "tied-gradient", evidence: "match", message: `the gradient of the tied embedding wte.weight equals the one that misses ${what}: the two contributions of a shared weight must be added` }];
@@ -499,33 +467,14 @@ function maxAbs(a: Tensor, b: Tensor): number {
   return m;
 }
 
-/** positional_sinusoidal with sin and cos exchanged: p[i, 2k] = cos, p[i, 2k+1] = sin. */
-function sinusoidSwapped(offset: number): Graph {
-  const shape = ["n", "d_model"] as const;
-  const i = add(iota(shape, 0), constant(offset));
-  const col = iota(shape, 1);
-  const half = floor(div(col, 2));
-  const angle = div(i, pow(10000, div(mul(2, half), dimValue("d_model"))));
-  const isEven = eq(sub(col, mul(2, half)), 0);
-  const y = where(isEven, cos(angle), sin(angle));
-  return { name: "positional_sinusoidal (hypothesis)", config: {}, args: {}, outputs: { y }, relations: [], hyper: new Map() };
-}
-
+/** positional_sinusoidal with sin and cos exchanged in its body: column 2k cos, 2k+1 sin. */
 async function sinusoidHypotheses(s: Symptom): Promise<Hint[]> {
   if (s.formula !== "positional_sinusoidal") return [];
-  const n = s.expected.shape[0];
-  const d = s.expected.shape[1];
-  if (n === undefined || d === undefined) return [];
-  const g = sinusoidSwapped(typeof s.config["offset"] === "number" ? s.config["offset"] : 0);
-  try {
-    // no arguments: the sizes come from the hyperparameters
-    const p = plan({ ...g, hyper: new Map([["n", n], ["d_model", d]]) }, {}, { dtype: s.dtype });
-    const y = p.run({}).outputs.y;
-    if (y !== undefined && within(y, s.actual, s.tolerance)) {
-      return [{ id: "sin-cos-swapped", evidence: "match", message: "the output equals the sinusoidal table with sine and cosine swapped: column 2k should be sin(i/10000^(2k/d_model)) and column 2k+1 the cosine" }];
-    }
-  } catch {
-    // the hypothesis could not be evaluated: no hint
+  const gc = graphOfSymptom(s);
+  if (gc === undefined) return [];
+  const r = plantedOutput(gc.g, onFormula("positional_sinusoidal", sinCosSwapped), s);
+  if (r !== undefined && within(r.y, s.actual, s.tolerance)) {
+    return [{ id: "sin-cos-swapped", evidence: "match", message: "the output equals the sinusoidal table with sine and cosine swapped: column 2k should be sin(i/10000^(2k/d_model)) and column 2k+1 the cosine" }];
   }
   return [];
 }
@@ -609,7 +558,11 @@ function layoutPatterns(s: Symptom): Hint[] {
   return [];
 }
 
-/** Off-diagonal distance j − i − (m − n) of every mismatch of a causal [..., n, m] tensor. */
+/**
+ * Where the mismatches of a causal [..., n, m] tensor lie against the registry's causal mask
+ * (bottom-right): on the band one key past it (the mask shifted by +1 sees them, the mask does
+ * not), on its diagonal (the mask sees them, the mask shifted by −1 does not), or hidden by it.
+ */
 function maskPatterns(s: Symptom): Hint[] {
   const { expected: e, actual: a } = s;
   if (e.rank < 2 || !sameShape(e.shape, a.shape) || a.dtype !== e.dtype) return [];
@@ -619,27 +572,34 @@ function maskPatterns(s: Symptom): Hint[] {
   const n = e.shape[e.rank - 2]!;
   const m = e.shape[e.rank - 1]!;
   const { rtol, atol } = s.tolerance;
-  const offsets = new Set<number>();
-  let count = 0;
+  const mismatches: Array<[number, number]> = [];
   for (let k = 0; k < e.size; k++) {
     const ev = e.data[k]!;
     const av = a.data[k]!;
     const same = ev === av || (Number.isFinite(ev) && Number.isFinite(av) && Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
-    if (same) continue;
-    const j = k % m;
-    const i = Math.floor(k / m) % n;
-    offsets.add(j - i - (m - n));
-    count++;
+    if (!same) mismatches.push([Math.floor(k / m) % n, k % m]);
   }
+  const count = mismatches.length;
   if (count === 0) return [];
-  const offs = [...offsets];
-  if (offs.every((o) => o === 1)) {
+  let masks: Visibility[];
+  try {
+    masks = [-1, 0, 1].map((shift) => causalVisibility(n, m, {}, shift));
+  } catch {
+    return [];
+  }
+  const [before, mask, after] = masks as [Visibility, Visibility, Visibility];
+  const all = (p: (i: number, j: number) => boolean): boolean =>
+    mismatches.every(([i, j]) => p(i, j));
+  const band = all((i, j) => after.visible(i, j) && !mask.visible(i, j));
+  const diagonal = all((i, j) => mask.visible(i, j) && !before.visible(i, j));
+  const hidden = all((i, j) => !mask.visible(i, j));
+  if (band) {
     return [{ id: "mask-off-by-one", evidence: "pattern", message: `all ${count} mismatches lie on the band j = i + 1 + (m − n), just above the causal diagonal: query i sees key i + 1 (an off-by-one in the mask comparison, < vs ≤)` }];
   }
-  if (offs.every((o) => o === 0)) {
+  if (diagonal) {
     return [{ id: "mask-diagonal", evidence: "pattern", message: `all ${count} mismatches lie on the causal diagonal j = i + (m − n): query i is denied its own key` }];
   }
-  if (offs.every((o) => o > 0)) {
+  if (hidden) {
     return [{ id: "masked-positions", evidence: "pattern", message: `all ${count} mismatches are at masked positions (above the causal diagonal, j > i + m − n): future keys are not masked` }];
   }
   return [];

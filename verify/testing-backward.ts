@@ -5,42 +5,23 @@
  *
  * A mistake is planted as `sg(F(args)) + (G(args) − sg(G(args)))`, `sg` stopping gradients: its
  * value is F's, its gradient G's. The backward pass is the engine's VJP of the reference graph
- * with every application of the broken formula so replaced (verify/testing.ts's `plantInGraph`).
+ * with every application of the broken formula so replaced (spec/rewrite.ts, `withGradientOf`).
  */
 import "../spec/index.js";
 import { callFormula } from "../spec/formula.js";
 import { add, constant, dimValue, Expr, meanLast, mul, rsqrt, square, stopGradient, sub } from "../spec/expr.js";
-import type { NodeOf } from "../spec/node.js";
-import { vjp } from "../autodiff/grad.js";
-import type { Graph } from "../autodiff/graph.js";
-import type { BackwardRequest, BackwardResult, Implementation } from "../autodiff/implementation.js";
-import { requestDType } from "../autodiff/implementation.js";
-import { evaluate } from "../autodiff/evaluate.js";
-import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
-import { plantInGraph } from "./testing.js";
+import { callArgs, firstOf, onFormula, reapply, withGradientOf } from "../spec/rewrite.js";
+import type { CallNode } from "../spec/rewrite.js";
+import type { Implementation } from "../autodiff/implementation.js";
+import { rewrittenImplementation } from "../reference/rewritten.js";
 import type { Plant } from "./testing.js";
-import { knownConfig } from "./trace.js";
-
-type CallNode = NodeOf<"call">;
-
-function argsOf(call: CallNode): Record<string, Expr> {
-  const out: Record<string, Expr> = {};
-  for (const [k, v] of Object.entries(call.args)) out[k] = new Expr(v);
-  return out;
-}
-
-/** Value of `value`, gradient of `gradient`. */
-function valueWithGradientOf(value: Expr, gradient: Expr): Expr {
-  return add(stopGradient(value), sub(gradient, stopGradient(gradient)));
-}
 
 /** A plant that keeps `formula`'s value and takes its gradient from `wrong(call)`. */
 export function backwardOnly(formula: string, wrong: (call: CallNode) => Expr | undefined): Plant {
-  return (call) => {
-    if (call.formula !== formula) return undefined;
+  return onFormula(formula, (call) => {
     const g = wrong(call);
-    return g === undefined ? undefined : valueWithGradientOf(new Expr(call), g);
-  };
+    return g === undefined ? undefined : withGradientOf(new Expr(call), g);
+  });
 }
 
 /**
@@ -49,7 +30,7 @@ export function backwardOnly(formula: string, wrong: (call: CallNode) => Expr | 
  * probabilities without the scale does.
  */
 export const plantAttentionScaleBackward: Plant = backwardOnly("attention", (call) =>
-  callFormula("attention", argsOf(call), { ...call.config, scale: 1 })[call.output],
+  reapply(call, { config: { scale: 1 } }),
 );
 
 /**
@@ -57,7 +38,7 @@ export const plantAttentionScaleBackward: Plant = backwardOnly("attention", (cal
  * without the two projection terms (a classic hand-written LayerNorm backward mistake).
  */
 export const plantLayerNormStatsConstant: Plant = backwardOnly("layer_norm", (call) => {
-  const { x, gamma, beta } = argsOf(call) as { x: Expr; gamma: Expr; beta: Expr };
+  const { x, gamma, beta } = callArgs(call) as { x: Expr; gamma: Expr; beta: Expr };
   const mu = meanLast(x);
   const variance = meanLast(square(sub(x, mu)));
   const xhat = mul(sub(x, stopGradient(mu)), stopGradient(rsqrt(add(variance, constant(call.config["eps"] as number)))));
@@ -66,10 +47,11 @@ export const plantLayerNormStatsConstant: Plant = backwardOnly("layer_norm", (ca
 
 /** An FFN whose backward pass skips the activation's derivative (passes φ's cotangent straight through). */
 export const plantFfnActivationBackward: Plant = backwardOnly("ffn", (call) => {
-  const { x, W_1, b_1, W_2, b_2 } = argsOf(call) as Record<"x" | "W_1" | "b_1" | "W_2" | "b_2", Expr>;
+  type FfnArgs = Record<"x" | "W_1" | "b_1" | "W_2" | "b_2", Expr>;
+  const { x, W_1, b_1, W_2, b_2 } = callArgs(call) as FfnArgs;
   const h = callFormula("linear", { x, W: W_1, b: b_1 })["y"]!;
   const act = callFormula(call.config["activation"] as string, { x: h })["y"]!;
-  return callFormula("linear", { x: valueWithGradientOf(act, h), W: W_2, b: b_2 })["y"]!;
+  return callFormula("linear", { x: withGradientOf(act, h), W: W_2, b: b_2 })["y"]!;
 });
 
 /** A forward mistake to combine with a backward one: the loss summed over positions instead of averaged. */
@@ -86,26 +68,10 @@ export const plantLossSummed: Plant = (call) => {
  * of those wrong values).
  */
 export function backwardPlantedImplementation(name: string, plant: Plant, opts: { formulas?: readonly string[]; forwardPlant?: Plant } = {}): Implementation {
-  const ref = referenceImplementation();
   const fwd = opts.forwardPlant;
-  const both: Plant = fwd === undefined ? plant : (call, original) => fwd(call, original) ?? plant(call, original);
-  const graphs = new Map<string, Graph>();
-  const graphOf = (formula: string, config: Readonly<Record<string, number | string | boolean>>, which: "forward" | "backward"): Graph => {
-    const cfg = knownConfig(formula, config);
-    const key = `${which}|${formula}|${JSON.stringify(cfg)}`;
-    let g = graphs.get(key);
-    if (g === undefined) graphs.set(key, (g = plantInGraph(referenceGraph(formula, cfg), which === "forward" ? fwd! : both)));
-    return g;
-  };
-  return {
-    name,
-    formulas: opts.formulas ?? ref.formulas,
-    backward: true,
-    dtypes: ["f64", "f32"],
-    forward: async (req) =>
-      fwd === undefined ? ref.forward(req) : { outputs: evaluate(graphOf(req.formula, req.config, "forward"), req.inputs, { dtype: requestDType(req), fused: false }) },
-    async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
-      return { grads: vjp(graphOf(req.formula, req.config, "backward"), req.inputs, req.cotangents, { dtype: requestDType(req), fused: false }).grads };
-    },
-  };
+  return rewrittenImplementation(name, {
+    ...(fwd !== undefined ? { forward: fwd } : {}),
+    backward: fwd === undefined ? plant : firstOf(fwd, plant),
+    ...(opts.formulas !== undefined ? { formulas: opts.formulas } : {}),
+  });
 }

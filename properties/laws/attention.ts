@@ -11,6 +11,7 @@ import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
 import { concatAxis, gatherAxis, mapT, matmulLast, maxAbs, sliceAxis, toF64 } from "../tensor-ops.js";
 import { conditionedBound, gamma, ropeDepth, roundingDepth, underflowAllowance, unitRoundoff } from "../tolerance.js";
 import { oneOfFormulas } from "./generic.js";
+import { causalVisibility } from "../spec-values.js";
 import { Rng } from "../../autodiff/random.js";
 import { formulasOf } from "../../spec/index.js";
 
@@ -59,8 +60,8 @@ export const causality: Law<CausalCase> = {
   check: checked("causality", async (k: Check, c: CausalCase) => {
     const { queries, keys, axis } = rowArgs(c.formula);
     const n = c.dims.n;
-    // keys j ≤ i + (m − n) are visible to query i (bottom-right alignment)
-    const firstHiddenKey = (m: number) => Math.max(0, c.i + m - n + 1);
+    // the keys after the last one query i sees, by the registry's causal_mask
+    const firstHiddenKey = (m: number) => causalVisibility(n, m, c.config).lastVisible(c.i) + 1;
     const changed: NamedTensors = { ...c.inputs };
     for (const a of queries) changed[a] = splice(c.inputs[a]!, c.replacement[a]!, axis, c.i + 1);
     for (const a of keys) changed[a] = splice(c.inputs[a]!, c.replacement[a]!, axis, firstHiddenKey(rows(c.inputs[a]!, axis)));
@@ -146,8 +147,11 @@ export const maskedZero: Law<MaskCase> = {
     if (c.formula === "causal_mask") {
       const y = await k.output(k.request("causal_mask", c.config, {}), "y");
       const m = y.shape[1]!;
+      const seen = causalVisibility(n, m, c.config);
       const want = Tensor.zeros([n, m], "f64");
-      for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) want.data[i * m + j] = j <= i + m - n ? 0 : -Infinity;
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < m; j++) want.data[i * m + j] = seen.visible(i, j) ? 0 : -Infinity;
+      }
       k.expectEqual("causal_mask y: 0 where j ≤ i + m − n, −∞ elsewhere", want, y, "exact");
       return;
     }
@@ -168,10 +172,10 @@ export const maskedZero: Law<MaskCase> = {
       k.expectEqual(`grad ${name} rows ${from}..${len - 1} (ȳ = 0 after row ${c.i})`, Tensor.zeros(part.shape, "f64"), part, "exact: hidden positions get exp(−∞) = 0 weights, hence 0·(…) gradients");
     };
     if (c.formula === "attention") {
-      const m = rows(c.inputs["K"]!, -2);
+      const hidden = causalVisibility(n, rows(c.inputs["K"]!, -2), c.config).lastVisible(c.i) + 1;
       zeroRows("Q", c.i + 1);
-      zeroRows("K", Math.max(0, c.i + m - n + 1));
-      zeroRows("V", Math.max(0, c.i + m - n + 1));
+      zeroRows("K", hidden);
+      zeroRows("V", hidden);
     } else {
       zeroRows("x", c.i + 1);
     }
@@ -190,14 +194,15 @@ async function attentionWeights(k: Check, c: MaskCase): Promise<void> {
   const want = toF64(P);
   const sums: number[] = [];
   const sumsWant: number[] = [];
+  const seen = causalVisibility(n, m, c.config);
   for (let r = 0; r < P.size / m; r++) {
     const i = r % n;
     let s = 0;
     for (let j = 0; j < m; j++) {
-      if (j > i + m - n) want[r * m + j] = 0;
+      if (!seen.visible(i, j)) want[r * m + j] = 0;
       else s += P.data[r * m + j]!;
     }
-    if (i + m - n >= 0) {
+    if (seen.lastVisible(i) >= 0) {
       sums.push(s);
       sumsWant.push(1);
     }
@@ -671,7 +676,7 @@ export const uniformKeys: Law<FormulaCase> = {
     const d_v = V.shape.at(-1)!;
     const K = gatherAxis(K0, -2, Array(m).fill(0) as number[]);
     const y = await k.output(k.request("attention", c.config, { Q, K, V }), "y");
-    const causal = c.config["causal"] !== false;
+    const seen = c.config["causal"] !== false ? causalVisibility(n, m, c.config) : undefined;
     const B = Q.size / (n * d_k);
     const want = new Float64Array(y.size);
     const allowed = new Float64Array(y.size);
@@ -681,13 +686,14 @@ export const uniformKeys: Law<FormulaCase> = {
       let kn = 0;
       for (let j = 0; j < d_k; j++) kn += K.data[b * m * d_k + j]! ** 2;
       for (let i = 0; i < n; i++) {
-        const visible = causal ? Math.min(m, Math.max(0, i + m - n + 1)) : m;
+        const keys = [...Array(m).keys()].filter((j) => seen === undefined || seen.visible(i, j));
+        const visible = keys.length;
         let qn = 0;
         for (let j = 0; j < d_k; j++) qn += Q.data[(b * n + i) * d_k + j]! ** 2;
         const scoreSpread = 2 * gamma(d_k + 1, c.dtype) * Math.sqrt(qn) * Math.sqrt(kn / d_k);
         for (let j = 0; j < d_v; j++) {
           let s = 0;
-          for (let r = 0; r < visible; r++) s += V.data[(b * m + r) * d_v + j]!;
+          for (const r of keys) s += V.data[(b * m + r) * d_v + j]!;
           const o = (b * n + i) * d_v + j;
           want[o] = visible === 0 ? 0 : s / visible;
           allowed[o] = ((2 * visible + 4) * u + scoreSpread + visible * unitRoundoff("f64")) * vmax + underflowAllowance(c.dtype, visible + 4, 1 + vmax);
