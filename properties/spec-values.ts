@@ -8,6 +8,7 @@ import { formulaGraph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { rewriteGraph } from "../reference/rewritten.js";
 import { maskShift } from "./mistakes.js";
+import { hyperKeys } from "../spec/configs.js";
 
 /** Which keys each query sees: `visible(i, j)`, and the last key query i sees (−1: none). */
 export interface Visibility {
@@ -26,7 +27,10 @@ const cache = new Map<string, Visibility>();
  */
 export function causalVisibility(n: number, m: number, config: Config = {}, shift = 0): Visibility {
   const cfg: Record<string, Config[string]> = { n, m };
-  for (const k of ["causal_align", "window"]) if (config[k] !== undefined) cfg[k] = config[k]!;
+  // the mask's own switches (alignment, window), taken from its declaration; the sizes are n, m
+  for (const k of hyperKeys("causal_mask")) {
+    if (k !== "n" && k !== "m" && config[k] !== undefined) cfg[k] = config[k]!;
+  }
   const key = `${JSON.stringify(cfg)}|${shift}`;
   let v = cache.get(key);
   if (v !== undefined) return v;

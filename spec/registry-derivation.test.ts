@@ -32,13 +32,6 @@ const DECLARATIONS = ["spec/formula.ts", "spec/formulas/core.ts", "spec/formulas
  */
 const ALLOWED: readonly { file: string; list: string; why: string }[] = [
   {
-    file: "properties/tolerance.ts",
-    list: "softmax",
-    why:
-      "the rounding-depth switch on formula names, to be replaced by an interpreter over the " +
-      "graph (issue 16, point 2)",
-  },
-  {
     file: "examples/tfjs/adapter.ts",
     list: "",
     why:
