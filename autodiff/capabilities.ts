@@ -71,7 +71,7 @@ function configValue(formula: string, config: FormulaConfig, name: string): Conf
 const bound = new Map<string, ReturnType<typeof formulaGraph> | null>();
 
 /** Sizes of every dim of a formula bound from its arguments' shapes (undefined when they do not fit). */
-export function requestDims(formula: string, config: FormulaConfig, inputs: NamedTensors): Record<string, number> | undefined {
+function requestDims(formula: string, config: FormulaConfig, inputs: NamedTensors): Record<string, number> | undefined {
   if (!hasFormula(formula)) return undefined;
   const def = getFormula(formula);
   const known: Record<string, ConfigValue> = {};
@@ -127,7 +127,7 @@ export function outsideCapability(impl: Pick<Implementation, "capabilities">, q:
   return undefined;
 }
 
-export function describeRule(rule: ValueRule): string {
+function describeRule(rule: ValueRule): string {
   if (Array.isArray(rule)) return `∈ {${(rule as readonly ConfigValue[]).map(String).join(", ")}}`;
   const r = rule as { min?: number; max?: number };
   return r.min !== undefined && r.max !== undefined ? `in [${r.min}, ${r.max}]` : r.min !== undefined ? `≥ ${r.min}` : `≤ ${r.max}`;

@@ -5,7 +5,7 @@
  */
 import { bindDims, concreteShape, type Binding } from "../spec/bind.js";
 import { BATCH, evalDim, dimToString } from "../spec/dims.js";
-import { operands, postOrder, topoSort, type Node, type NodeOf } from "../spec/node.js";
+import { operands, postOrder, type Node, type NodeOf } from "../spec/node.js";
 import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { fusedKernel } from "./kernels/fused.js";
@@ -110,7 +110,7 @@ function concreteAxes(sym: readonly Node["shape"][number][], axes: readonly numb
   return out.sort((x, y) => x - y);
 }
 
-export class Plan {
+class Plan {
   readonly steps: Step[] = [];
   private readonly index = new Map<Node, number>();
   readonly outputIndex: Record<string, number> = {};
@@ -939,5 +939,3 @@ export function evaluate(graph: Graph, inputs: Readonly<Record<string, Tensor>>,
   }
   return plan(graph, inputs, opts).run(inputs).outputs;
 }
-
-export { topoSort };

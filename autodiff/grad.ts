@@ -5,7 +5,7 @@
  */
 import { add, Expr, input } from "../spec/expr.js";
 import { dimToString } from "../spec/dims.js";
-import { postOrder, topoSort, type Node } from "../spec/node.js";
+import { postOrder, type Node } from "../spec/node.js";
 import type { Graph } from "./graph.js";
 import { evaluate, type EvalOptions } from "./evaluate.js";
 import { gradOperands, vjpRule } from "./vjp.js";
@@ -191,7 +191,7 @@ export function grad(g: Graph, inputs: Readonly<Record<string, Tensor>>, opts: V
  * Forward mode by transposition: u ↦ Jᵀu is linear, so its VJP with cotangent v is J v.
  * Returns the outputs and their tangents for argument tangents `tangents`.
  */
-export function jvpGraph(g: Graph, wrt: readonly string[], of?: readonly string[]): Graph {
+function jvpGraph(g: Graph, wrt: readonly string[], of?: readonly string[]): Graph {
   const back = gradGraph(g, { wrt, withValues: true, ...(of ? { of } : {}) });
   const cotNames = Object.keys(back.args).filter((k) => k.startsWith("cot."));
   // differentiate grad.<w> (linear in the cotangents) w.r.t. the cotangents: cotangent v = tangent
@@ -232,7 +232,7 @@ export function jvp(g: Graph, inputs: Readonly<Record<string, Tensor>>, tangents
 }
 
 /** Hessian-vector product of a scalar output: the VJP of the gradient with cotangent v. */
-export function hvpGraph(g: Graph, wrt: readonly string[], output?: string): Graph {
+function hvpGraph(g: Graph, wrt: readonly string[], output?: string): Graph {
   const out = scalarOutput(g, output);
   const first = gradGraph(g, { wrt, of: [out] });
   return { ...gradGraph(first, { wrt, of: wrt.map((w) => `grad.${w}`) }), name: `hvp(${g.name})` };
@@ -254,5 +254,3 @@ export function hvp(g: Graph, inputs: Readonly<Record<string, Tensor>>, v: Reado
   for (const w of wrt) r[w] = res[`grad.${w}`]!;
   return r;
 }
-
-export { topoSort };

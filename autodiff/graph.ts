@@ -26,7 +26,7 @@ export interface Graph {
   readonly hyper: ReadonlyMap<string, number>;
 }
 
-export function graphOfBuilt(b: BuiltFormula): Graph {
+function graphOfBuilt(b: BuiltFormula): Graph {
   return { name: b.def.name, config: b.config, args: b.args, outputs: b.outputs, relations: b.relations, hyper: hyperDims(b.def, b.config) };
 }
 

@@ -8,7 +8,7 @@
 import { match } from "ts-pattern";
 import { BATCH, BATCH_ROWS, dimConstant, dimsEqual, subDim, addDim, mulDim, type Dim, type SymShape } from "../spec/dims.js";
 import {
-  Expr, add, constant, div, eq, exp, lt, make, mul, neg, reduce, sqrt, square, sub, tanh, unary, where, matmul, transpose,
+  Expr, add, constant, div, eq, exp, lt, make, mul, neg, reduce, square, sub, tanh, unary, where, matmul, transpose,
   cos, sin, concat, slice, gather,
 } from "../spec/expr.js";
 import { getFormula } from "../spec/formula.js";
@@ -19,7 +19,7 @@ import { explicitDims, hasBatch } from "../spec/shape.js";
 const E = (n: Node): Expr => new Expr(n);
 
 /** Sum `g` down to `target` (undoing NumPy broadcasting). */
-export function unbroadcast(g: Expr, target: SymShape): Expr {
+function unbroadcast(g: Expr, target: SymShape): Expr {
   const gs = g.shape;
   if (gs.length === target.length && gs.every((d, i) => d === target[i] || (d !== BATCH && target[i] !== BATCH && dimsEqual(d, target[i]!)))) return g;
   const gb = hasBatch(gs);
@@ -285,5 +285,3 @@ export function vjpRule(n: Node, g: Expr): (Expr | undefined)[] {
     })
     .exhaustive();
 }
-
-export { sqrt };

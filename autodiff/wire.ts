@@ -20,7 +20,7 @@ const DATA_MAPS = new Set(["config", "values", "shapes", "coverage", "law_covera
 const CAMEL = /^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+$/;
 
 /** `maxAbsErr` → `max_abs_err`; other names unchanged. */
-export function snakeName(key: string): string {
+function snakeName(key: string): string {
   return CAMEL.test(key) ? key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) : key;
 }
 

@@ -12,7 +12,7 @@
 import { Tensor, type FloatDType } from "../autodiff/tensor.js";
 
 /** FNV-1a of the UTF-8 bytes of `name`, xor the seed scrambled by the golden ratio. */
-export function nameKey(name: string, seed: number): number {
+function nameKey(name: string, seed: number): number {
   let h = 0x811c9dc5;
   for (const byte of new TextEncoder().encode(name)) {
     h ^= byte;

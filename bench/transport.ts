@@ -34,7 +34,7 @@ export interface TransportResults {
 }
 
 /** The shared libraries a running process has mapped whose names say BLAS or LAPACK. */
-export function blasLibrariesOf(pid: number): string[] {
+function blasLibrariesOf(pid: number): string[] {
   const libs = new Set<string>();
   try {
     for (const line of readFileSync(`/proc/${pid}/maps`, "utf8").split("\n")) {

@@ -13,7 +13,7 @@ import type { Config } from "../spec/node.js";
 import "../spec/index.js";
 import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
 import { formulaConfig, parameterShapes, resolveModelConfig, type GPTConfig } from "../reference/model.js";
-import { hashTokens, hashUniform, nameKey } from "./seeded.js";
+import { hashTokens, hashUniform } from "./seeded.js";
 import { gradGraph } from "../autodiff/grad.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { graphDepth } from "../spec/rounding.js";
@@ -96,7 +96,7 @@ export const GPT2_SMALL: GptSize = { name: "gpt2-small", V: 50257, n_ctx: 1024, 
  * The configuration as reference/model.ts resolves it (the formula's config and every
  * parameter's shape, read from the `gpt` formula's declaration).
  */
-export function gptModelConfig(s: GptSize): GPTConfig {
+function gptModelConfig(s: GptSize): GPTConfig {
   return resolveModelConfig({ V: s.V, n_ctx: s.n_ctx, d_model: s.d_model, H: s.H, L: s.L, d_ff: s.d_ff, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true, norm: "layer_norm", eps: 1e-5 });
 }
 
@@ -140,7 +140,7 @@ export interface Summary {
 }
 
 /** The probe for a result named `name`: uniform in (−1, 1) from the same hash. */
-export function probe(name: string, size: number, seed = SEED): Float64Array {
+function probe(name: string, size: number, seed = SEED): Float64Array {
   return hashUniform(`probe:${name}`, seed, [size], 1).data as Float64Array;
 }
 
@@ -163,7 +163,7 @@ export function summarizeAll(ts: Readonly<Record<string, Tensor>>, seed = SEED):
 }
 
 /** Unit roundoff of a dtype. */
-export function unitRoundoff(dtype: FloatDType): number {
+function unitRoundoff(dtype: FloatDType): number {
   return dtype === "f64" ? 2 ** -53 : 2 ** -24;
 }
 
@@ -225,9 +225,6 @@ export function agree(ref: Readonly<Record<string, Summary>>, other: Readonly<Re
   }
   return { ok: missing.length === 0 && worst <= tolerance, worst, worstTensor, tolerance, missing };
 }
-
-/** Stable key of a name for peers that need it (exported for the cross-language check). */
-export { nameKey };
 
 // ---------------------------------------------------------------------------------------------
 // timing

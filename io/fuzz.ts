@@ -20,7 +20,7 @@ import type { DType } from "../autodiff/tensor.js";
 import { SafetensorsFormatError, readSafetensors, readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
 
 /** A case slower than this counts as a hang (the reader is linear; real cases take well under 1 ms). */
-export const HANG_MS = 2000;
+const HANG_MS = 2000;
 
 const NAMES = ["in.x", "in.gamma", "out.y", "grad.x", "cot.y", "in.h.0.attn.c_attn.weight", "a", "ü→", ""];
 const DTYPE_SIZE: Record<string, number> = { F64: 8, F32: 4, I32: 4, I64: 8, F16: 2, BF16: 2, BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1, U16: 2, I16: 2, U32: 4, U64: 8, C64: 8 };
@@ -211,7 +211,7 @@ const mutationArb: fc.Arbitrary<(file: Uint8Array) => Uint8Array> = fc.oneof(
 );
 
 /** A valid file with 1–3 mutations applied. */
-export const mutatedFileArb: fc.Arbitrary<Uint8Array> = fc
+const mutatedFileArb: fc.Arbitrary<Uint8Array> = fc
   .tuple(fileArb(1), fc.array(mutationArb, { minLength: 1, maxLength: 3 }))
   .map(([file, muts]) => muts.reduce((f, m) => m(f), file));
 

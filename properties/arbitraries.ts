@@ -26,7 +26,7 @@ import type { FormulaConfig } from "../autodiff/implementation.js";
 import { valueAllowed, type Capabilities, type FormulaCapability } from "../autodiff/capabilities.js";
 
 /** Tensors with at most this many elements are generated (and shrunk) element by element. */
-export const ELEMENTWISE_LIMIT = 64;
+const ELEMENTWISE_LIMIT = 64;
 
 /** A seed for seeded generators and random signs. */
 export const seedArb: fc.Arbitrary<number> = fc.integer({ min: 0, max: 0x7fffffff });
@@ -176,7 +176,7 @@ function elementArb(dtype: FloatDType, r: ValueRange): fc.Arbitrary<number> {
 }
 
 /** Uniform values in the range from a seed, rounded to the dtype. */
-export function seededValues(seed: number, size: number, r: ValueRange): Float64Array {
+function seededValues(seed: number, size: number, r: ValueRange): Float64Array {
   const rng = new Rng(seed);
   const out = new Float64Array(size);
   for (let i = 0; i < size; i++) out[i] = r.min + (r.max - r.min) * rng.uniform();
@@ -199,7 +199,7 @@ export function floatTensorArb(shape: readonly number[], dtype: FloatDType, rang
 }
 
 /** An i32 tensor of ids in [0, V). */
-export function intTensorArb(shape: readonly number[], V: number): fc.Arbitrary<Tensor> {
+function intTensorArb(shape: readonly number[], V: number): fc.Arbitrary<Tensor> {
   const size = shape.reduce((a, b) => a * b, 1);
   const make = (values: ArrayLike<number>) => {
     const t = Tensor.zeros(shape, "i32");
@@ -328,7 +328,7 @@ export type RangePolicy = (arg: { name: string; role: "input" | "param"; shape: 
  * (±√(3/k)) so compositions stay O(1); norm scales in [0.5, 1.5] inside blocks and models,
  * [−2, 2] for the norm formulas themselves; biases, embeddings and position tables in [−1, 1].
  */
-export const defaultRange: RangePolicy = (arg, formula) => {
+const defaultRange: RangePolicy = (arg, formula) => {
   if (arg.role === "param") {
     if (arg.shape.length === 2) {
       const fanIn = /^(E|P|W_vocab|wte\.weight|wpe\.weight|lm_head\.weight)$/.test(arg.name) ? 3 : Math.max(1, arg.shape[0]!);
@@ -356,7 +356,7 @@ export interface FormulaCaseOptions extends ConfigArbOptions {
 }
 
 /** Set a formula's dim hyperparameters (H, H_kv, n, m, d_model, V, n_ctx, d_ff, L…) from the dims. */
-export function configWithDims(def: FormulaDef, config: FormulaConfig, dims: Dims): FormulaConfig {
+function configWithDims(def: FormulaDef, config: FormulaConfig, dims: Dims): FormulaConfig {
   const out: Record<string, number | string | boolean> = { ...config };
   for (const h of def.hyper) {
     if (h.name === "offset" || h.name === "kv_cache") continue;

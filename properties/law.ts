@@ -336,7 +336,7 @@ export function checked<C extends LawCase>(name: string, body: (k: Check, c: C) 
   };
 }
 
-export function describeShapes(ts: NamedTensors): string {
+function describeShapes(ts: NamedTensors): string {
   const parts = Object.entries(ts).map(([k, v]) => `${k} ${v.dtype}${shapeToString(v.shape)}`);
   return parts.length > 6 ? `${parts.slice(0, 6).join(", ")} … (${parts.length} tensors)` : parts.join(", ");
 }

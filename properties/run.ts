@@ -126,7 +126,7 @@ export interface LawReport {
 }
 
 /** Where a law's cases may come from for this implementation, and what was left out. */
-export function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula" | "formulas" | "dtype">): { formulas: string[]; excluded: string[]; reason?: string } {
+function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula" | "formulas" | "dtype">): { formulas: string[]; excluded: string[]; reason?: string } {
   const declared = new Set(impl.formulas);
   let candidates: string[];
   if (law.formulas === "all") candidates = formulaNames();
@@ -178,7 +178,7 @@ function describeList(xs: readonly string[]): string {
 }
 
 /** Summary of a case for reports. */
-export function summarizeCase(c: LawCase): CaseSummary {
+function summarizeCase(c: LawCase): CaseSummary {
   const shapes: Record<string, number[]> = {};
   const values: Record<string, number[]> = {};
   let elements = 0;

@@ -12,7 +12,7 @@ export function toF64(t: Tensor): Float64Array {
 
 
 /** Normalise a possibly negative axis. */
-export function axisOf(t: { shape: readonly number[] }, axis: number): number {
+function axisOf(t: { shape: readonly number[] }, axis: number): number {
   const r = t.shape.length;
   const a = axis < 0 ? r + axis : axis;
   if (a < 0 || a >= r) throw new RangeError(`axis ${axis} out of range for shape ${shapeToString(t.shape)}`);

@@ -250,7 +250,7 @@ export async function gradSensitivity(impl: Implementation, req: BackwardRequest
 }
 
 /** The probe itself, over any evaluation of named arguments to named results. */
-export async function sensitivityOf(evaluate: (inputs: NamedTensors) => Promise<NamedTensors>, inputs: NamedTensors, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
+async function sensitivityOf(evaluate: (inputs: NamedTensors) => Promise<NamedTensors>, inputs: NamedTensors, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
   const eta = probeStep(dtype);
   const rng = new Rng(seed);
   const perturbed: NamedTensors = {};

@@ -45,7 +45,7 @@ const OPTIONAL_FIELDS = OFF_BY_DEFAULT;
 export const TOKENIZER_FILE = "specformer-tokenizer.json";
 
 /** Does the configuration have GPT-2's architecture (so HF's GPT2LMHeadModel computes the same function)? */
-export function isGpt2Architecture(c: GPTConfig): boolean {
+function isGpt2Architecture(c: GPTConfig): boolean {
   return (
     c.placement === "pre" && c.norm === "layer_norm" && c.positions === "learned" && c.activation in ACTIVATION_TO_HF &&
     c.bias && c.H_kv === c.H && !c.parallel && c.tied && c.window === 0 && c.softcap === 0
@@ -182,7 +182,7 @@ function readCheckpointTensors(path: string): Map<string, Tensor> {
  * `allowNonFinite` (the error names the tensor and the index of the first NaN or ±Inf).
  * @throws CheckpointError naming the tensor.
  */
-export function weightsFromHf(tensors: ReadonlyMap<string, Tensor>, config: GPTConfig, source = "model.safetensors", opts: { allowNonFinite?: boolean } = {}): NamedTensors {
+function weightsFromHf(tensors: ReadonlyMap<string, Tensor>, config: GPTConfig, source = "model.safetensors", opts: { allowNonFinite?: boolean } = {}): NamedTensors {
   const out: NamedTensors = {};
   const stored = new Map<string, Tensor>();
   for (const [raw, t] of tensors) {

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { packageFile } from "../autodiff/assets.js";
 import { Tokenizer, trainBpe } from "./tokenizer/index.js";
 
-export const CORPUS_PATH = packageFile("reference", "data", "corpus.txt");
+const CORPUS_PATH = packageFile("reference", "data", "corpus.txt");
 
 let text: string | undefined;
 /** The corpus text (read once). */

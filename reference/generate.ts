@@ -5,7 +5,7 @@
  * Sampling: greedy, or temperature + top-k + top-p with a seeded generator.
  */
 import "../spec/index.js";
-import { exampleConfig, required, sharedConfig } from "../spec/formula.js";
+import { required, sharedConfig } from "../spec/formula.js";
 import { resolveTopLevel } from "../spec/configs.js";
 import type { Config } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
@@ -78,7 +78,7 @@ export const MIN_TEMPERATURE = 2 ** -1022;
  * integer; top-p in (0, 1].
  * @throws GenerateError naming the option and the value.
  */
-export function checkSampling(opts: SamplingOptions): void {
+function checkSampling(opts: SamplingOptions): void {
   const T = opts.temperature;
   if (T !== undefined && T !== 0) {
     if (!(T > 0) || !Number.isFinite(T)) throw new GenerateError(`temperature must be a positive number, got ${T}`);
@@ -242,5 +242,3 @@ export function generateGreedyCase(inputs: NamedTensors, config: Config): NamedT
   r.stepLogits.forEach((row, i) => logits.data.set(row, i * V));
   return { tokens: Tensor.from(r.tokens, "i32"), step_logits: logits };
 }
-
-export { exampleConfig };

@@ -123,7 +123,7 @@ export function llamaHiddenSize(d_model: number, multipleOf: number): number {
 }
 
 /** The multiple LLaMA rounds d_ff to, scaled down for the small models of this project (gives llama-tiny's 44). */
-export const SMALL_MULTIPLE_OF = 4;
+const SMALL_MULTIPLE_OF = 4;
 
 /**
  * A complete, validated configuration from a preset name, or from fields over an optional
@@ -408,7 +408,7 @@ function gptGraphs(config: GPTConfig): { forward: Graph; full: Graph } {
 }
 
 /** Check weights against the configuration: every parameter present with its shape, nothing else. */
-export function checkWeights(config: GPTConfig, weights: NamedTensors, source = "weights"): void {
+function checkWeights(config: GPTConfig, weights: NamedTensors, source = "weights"): void {
   const shapes = parameterShapes(config);
   const missing = Object.keys(shapes).filter((k) => weights[k] === undefined);
   if (missing.length > 0) throw new ModelError(`${source}: missing parameter${missing.length > 1 ? "s" : ""} ${missing.join(", ")} (the configuration needs ${Object.keys(shapes).length} tensors)`);
@@ -425,7 +425,7 @@ export function checkWeights(config: GPTConfig, weights: NamedTensors, source = 
 }
 
 /** Token ids as an i32 tensor [..., n], each checked against V. */
-export function tokenTensor(tokens: TokenInput, V: number, what = "tokens"): Tensor {
+function tokenTensor(tokens: TokenInput, V: number, what = "tokens"): Tensor {
   let t: Tensor;
   if (tokens instanceof Tensor) t = tokens;
   else if (tokens.length > 0 && Array.isArray(tokens[0])) {

@@ -43,7 +43,7 @@ export interface MupOptions {
 
 /** μP's initial readout: Table 3's std ∝ 1/m (SP's at the base width), or Appendix D.2's 0. */
 export type MupReadout = "scaled" | "zero";
-export const MUP_READOUTS: readonly MupReadout[] = ["scaled", "zero"];
+const MUP_READOUTS: readonly MupReadout[] = ["scaled", "zero"];
 
 const HIDDEN = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.[a-z_]+)\.weight$/;
 const QKV = /^h\.\d+\.attn\.c_attn\.(weight|bias)$/;

@@ -3,7 +3,7 @@
  * quotes or newlines quoted, quotes doubled, lines ending in \n) and a reader for it.
  */
 
-export class CsvError extends Error {
+class CsvError extends Error {
   override name = "CsvError";
 }
 

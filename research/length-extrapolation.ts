@@ -45,7 +45,7 @@ export interface LengthSizes {
  * core for these sizes: ≈ 6 minutes of training), each evaluated on the whole held-out split
  * (11,776 predicted tokens) at every length.
  */
-export const LENGTH_DEFAULT: LengthSizes = { d_model: 32, H: 4, L: 2, n: 64, factors: [1, 2, 4, 8], batch: 8, V: 512, steps: 300, lr: 3e-3, warmup: 30, clip: 1, evalTokens: 1 << 20, seeds: 4 };
+const LENGTH_DEFAULT: LengthSizes = { d_model: 32, H: 4, L: 2, n: 64, factors: [1, 2, 4, 8], batch: 8, V: 512, steps: 300, lr: 3e-3, warmup: 30, clip: 1, evalTokens: 1 << 20, seeds: 4 };
 /** Quick (tests): seconds. */
 export const LENGTH_QUICK: LengthSizes = { d_model: 16, H: 4, L: 1, n: 8, factors: [1, 2, 4, 8], batch: 4, V: 512, steps: 12, lr: 3e-3, warmup: 3, clip: 1, evalTokens: 256, seeds: 2 };
 
@@ -159,9 +159,9 @@ export function runLength(opts: StudyOptions & { sizes?: Partial<LengthSizes> } 
 // checks
 
 /** The band ALiBi's loss must stay in beyond L_train: at most this many nats above its loss at L_train (≈ 5% perplexity). */
-export const ALIBI_BAND = 0.05;
+const ALIBI_BAND = 0.05;
 /** What "rises" means for sinusoidal and RoPE at the longest length: more than this many nats above their own loss at L_train. */
-export const RISE_MIN = 0.1;
+const RISE_MIN = 0.1;
 
 function row(rows: readonly LengthRow[], p: Positions, f: number): LengthRow | undefined {
   return rows.find((r) => r.positions === p && r.factor === f);
@@ -169,7 +169,7 @@ function row(rows: readonly LengthRow[], p: Positions, f: number): LengthRow | u
 
 const signed = (x: number, d = 3) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(d)}`;
 /** "+0.012 [−0.004, +0.028]" */
-export function fmtRise(d: PairedInterval): string {
+function fmtRise(d: PairedInterval): string {
   return `${signed(d.mean)} [${signed(d.low)}, ${signed(d.high)}]`;
 }
 
@@ -278,7 +278,7 @@ export function lengthPlot(r: LengthResult): TopLevelSpec {
   } as unknown as TopLevelSpec;
 }
 
-export function lengthSummary(r: LengthResult, startedMs: number): string {
+function lengthSummary(r: LengthResult, startedMs: number): string {
   const s = r.sizes;
   const cell = (x: LengthRow | undefined) => {
     if (x === undefined) return "";

@@ -41,18 +41,18 @@ export interface LnPlacementSizes {
 }
 
 /** Default: every trend clear beyond its seed-to-seed error, a couple of minutes on 2 cores. */
-export const LN_PLACEMENT_DEFAULT: LnPlacementSizes = { d_model: 64, H: 4, n: 32, batch: 8, V: 256, depths: [2, 4, 8, 16, 32], perLayerDepth: 16, seeds: 12 };
+const LN_PLACEMENT_DEFAULT: LnPlacementSizes = { d_model: 64, H: 4, n: 32, batch: 8, V: 256, depths: [2, 4, 8, 16, 32], perLayerDepth: 16, seeds: 12 };
 /** Quick (tests): seconds. */
 export const LN_PLACEMENT_QUICK: LnPlacementSizes = { d_model: 32, H: 4, n: 16, batch: 4, V: 256, depths: [2, 4, 8, 16], perLayerDepth: 8, seeds: 4 };
 
 /** The two initialisations compared. */
-export const LN_INITS = [
+const LN_INITS = [
   { id: "xavier", label: "Xavier, W_Q = W_K = 0 (Xiong et al.)", init: { init: "xavier", zeroQK: true } },
   { id: "gpt2", label: "GPT-2 initialisation", init: { init: "gpt2" } },
 ] as const satisfies readonly { id: string; label: string; init: Omit<InitOptions, "seed"> }[];
 export type LnInit = (typeof LN_INITS)[number]["id"];
 
-export const LN_PLACEMENTS = ["post", "pre"] as const satisfies readonly Placement[];
+const LN_PLACEMENTS = ["post", "pre"] as const satisfies readonly Placement[];
 
 /** Columns of `ln-placement.csv`: one row per (init, placement, L, layer). */
 export const LN_PLACEMENT_COLUMNS = ["init", "placement", "L", "layer", "depth_from_top", "grad_norm_mean", "grad_norm_std", "seeds"] as const;
@@ -341,7 +341,7 @@ export function lnPlacementCsv(r: LnPlacementResult): string {
 }
 
 /** summary.md: setting, slopes, per-depth values, the checks and what they rest on. */
-export function lnPlacementSummary(r: LnPlacementResult, startedMs: number): string {
+function lnPlacementSummary(r: LnPlacementResult, startedMs: number): string {
   const s = r.sizes;
   const fitRows: (string | number)[][] = [];
   for (const init of LN_INITS) {

@@ -44,7 +44,7 @@ export interface MupSizes {
  * already use both cores, then GELU and Adam), so width 256 is about half the run; 100 steps
  * instead of 150 is what pays for the second seed.
  */
-export const MUP_DEFAULT: MupSizes = {
+const MUP_DEFAULT: MupSizes = {
   widths: [32, 64, 128, 256],
   H: 4,
   L: 2,
@@ -75,10 +75,10 @@ export const MUP_QUICK: MupSizes = {
 };
 
 /** SP; μP with Table 3's readout (std 0.02/m); μP with a zero readout (Appendix D.2). */
-export const PARAMETRISATIONS = ["SP", "μP", "μP, zero readout"] as const;
+const PARAMETRISATIONS = ["SP", "μP", "μP, zero readout"] as const;
 export type Parametrisation = (typeof PARAMETRISATIONS)[number];
 /** The two parametrisations the checks compare (Figure 1's two panels). */
-export const COMPARED = ["SP", "μP"] as const;
+const COMPARED = ["SP", "μP"] as const;
 export type Compared = (typeof COMPARED)[number];
 
 /** Columns of `mup.csv`: one row per (parametrisation, width, learning rate). */
@@ -218,9 +218,9 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
 }
 
 /** SP's optimum must move at least this many sweep steps (factors of 2) from the narrowest to the widest width. */
-export const SP_SHIFT_MIN = 2;
+const SP_SHIFT_MIN = 2;
 /** μP's optimum must stay within this many sweep steps across all widths. */
-export const MUP_SPREAD_MAX = 1;
+const MUP_SPREAD_MAX = 1;
 
 /**
  * The smallest and largest spread (max − min) of one value picked per width from each width's set.

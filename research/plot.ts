@@ -12,7 +12,7 @@ export class PlotError extends Error {
 }
 
 /** Styling shared by every study's plot. */
-export const PLOT_CONFIG = {
+const PLOT_CONFIG = {
   font: "Helvetica, Arial, sans-serif",
   view: { stroke: "#ccc" },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: "#eee" },

@@ -33,7 +33,7 @@ export interface RankCollapseSizes {
   readonly seeds: number;
 }
 
-export const RANK_COLLAPSE_DEFAULT: RankCollapseSizes = { d_model: 64, H: 4, n: 32, depth: 24, seeds: 20 };
+const RANK_COLLAPSE_DEFAULT: RankCollapseSizes = { d_model: 64, H: 4, n: 32, depth: 24, seeds: 20 };
 export const RANK_COLLAPSE_QUICK: RankCollapseSizes = { d_model: 32, H: 4, n: 16, depth: 12, seeds: 3 };
 
 /** How one layer maps X (every variant's attention is `mha` without biases). */
@@ -201,7 +201,7 @@ export interface RankCollapseResult {
  * Below this relative residual the rows of X agree to within float64 rounding of their entries
  * (u = 2⁻⁵³ ≈ 1.1e−16 per entry, so ‖res‖/‖X‖ cannot be resolved much below ~1e−15).
  */
-export const FLOAT64_FLOOR = 1e-14;
+const FLOAT64_FLOOR = 1e-14;
 
 function checkSizes(s: RankCollapseSizes): void {
   for (const k of ["d_model", "H", "n", "depth", "seeds"] as const) {
@@ -269,7 +269,7 @@ export const COLLAPSE_DEPTH = 8;
 /** Depth at which skip connections must still hold the residual above SKIP_FLOOR (same window as COLLAPSE_DEPTH's "~8–16"). */
 export const SKIP_DEPTH = 12;
 /** "Bounded away from zero": within one order of magnitude of the start (≈ 1 for Gaussian X). */
-export const SKIP_FLOOR = 0.1;
+const SKIP_FLOOR = 0.1;
 
 /** The per-layer drops −Δlog10(res) of a variant's mean curve, up to the float64 floor. */
 export function decadeDrops(rows: readonly RankCollapseRow[], variant: RankVariant): number[] {
@@ -283,7 +283,7 @@ export function decadeDrops(rows: readonly RankCollapseRow[], variant: RankVaria
 }
 
 /** Largest one-layer fall of log10 res allowed "with skips": an order below pure attention's first real drop. */
-export const SKIP_MAX_DROP = 0.25;
+const SKIP_MAX_DROP = 0.25;
 
 function rankCollapseChecks(rows: readonly RankCollapseRow[], s: RankCollapseSizes): StudyCheck[] {
   const at = (v: RankVariant, depth: number) => rows.find((r) => r.variant === v && r.depth === Math.min(depth, s.depth))!;
@@ -371,7 +371,7 @@ export function rankCollapseCsv(r: RankCollapseResult): string {
 }
 
 /** summary.md: setting, the residual table, the checks and the reading of the curves. */
-export function rankCollapseSummary(r: RankCollapseResult, startedMs: number): string {
+function rankCollapseSummary(r: RankCollapseResult, startedMs: number): string {
   const s = r.sizes;
   const shown = [1, 2, 3, 4, 6, 8, 12, 16, 24].filter((dd) => dd <= s.depth);
   const table = RANK_VARIANTS.map((v) => [

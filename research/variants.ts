@@ -121,7 +121,7 @@ export const LITERATURE: readonly LiteratureDirection[] = [
 ];
 
 /** The paired difference of a variant's held-out loss from the baseline's over the shared seeds. */
-export function pairedDelta(v: VariantResult, baseline: VariantResult): PairedInterval {
+function pairedDelta(v: VariantResult, baseline: VariantResult): PairedInterval {
   return pairedInterval(v.heldoutLoss, baseline.heldoutAllSeeds.slice(0, v.heldoutLoss.length));
 }
 
@@ -263,7 +263,7 @@ export function runVariants(opts: StudyOptions & { sizes?: Partial<VariantsSizes
 const signed = (x: number, digits = 3) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(digits)}`;
 
 /** "−0.041 [−0.060, −0.022]" (a single seed: the difference alone). */
-export function fmtDelta(d: PairedInterval): string {
+function fmtDelta(d: PairedInterval): string {
   return d.n > 1 ? `${signed(d.mean)} [${signed(d.low)}, ${signed(d.high)}]` : signed(d.mean);
 }
 

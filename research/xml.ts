@@ -4,7 +4,7 @@
  * elements with their attributes, so tests can ask what an SVG contains.
  */
 
-export class XmlError extends Error {
+class XmlError extends Error {
   override name = "XmlError";
 }
 

@@ -8,7 +8,7 @@
 import { BATCH, dimNames, dimToString, evalDim, shapeToString, solveFor, DimError, type Dim, type SymShape } from "./dims.js";
 import { topoSort, type Node } from "./node.js";
 
-export class BindError extends Error {
+class BindError extends Error {
   override name = "BindError";
 }
 

@@ -4,10 +4,10 @@
  * incompatible shapes or splitting heads on the wrong axis fails to compile; the same shapes are
  * checked again, symbolically, when the node is made and, with sizes, when it is bound.
  */
-import { BATCH, dim, dimToString, type Dim, type SymShape } from "./dims.js";
+import { dim, dimToString, type Dim, type SymShape } from "./dims.js";
 import type { BinaryFn, Label, Node, ReduceFn } from "./node.js";
 import { SCALAR_FNS, type ScalarFnName } from "./scalar.js";
-import { currentScope, explicitDims, hasBatch, normAxis, shapeRule, ShapeError, type NodeRequest } from "./shape.js";
+import { currentScope, explicitDims, normAxis, shapeRule, ShapeError, type NodeRequest } from "./shape.js";
 import type { Broadcast, CheckBroadcast, Dims, DropLast, KeepLast, Mutable, Permute, SameBatch, SwapLast, WideOnly } from "./types.js";
 
 declare const SHAPE: unique symbol;
@@ -111,15 +111,10 @@ export const exp = <S extends Dims>(x: Expr<S>) => unary("exp", x);
 export const log = <S extends Dims>(x: Expr<S>) => unary("log", x);
 export const sqrt = <S extends Dims>(x: Expr<S>) => unary("sqrt", x);
 export const rsqrt = <S extends Dims>(x: Expr<S>) => unary("rsqrt", x);
-export const recip = <S extends Dims>(x: Expr<S>) => unary("recip", x);
 export const square = <S extends Dims>(x: Expr<S>) => unary("square", x);
 export const tanh = <S extends Dims>(x: Expr<S>) => unary("tanh", x);
-export const sigmoid = <S extends Dims>(x: Expr<S>) => unary("sigmoid", x);
-export const erf = <S extends Dims>(x: Expr<S>) => unary("erf", x);
 export const sin = <S extends Dims>(x: Expr<S>) => unary("sin", x);
 export const cos = <S extends Dims>(x: Expr<S>) => unary("cos", x);
-export const abs = <S extends Dims>(x: Expr<S>) => unary("abs", x);
-export const floor = <S extends Dims>(x: Expr<S>) => unary("floor", x);
 
 export function binary<A extends Operand, B extends Operand>(
   fn: BinaryFn,
@@ -144,7 +139,6 @@ export const mul: BinaryBuilder = binaryBuilder("mul");
 export const div: BinaryBuilder = binaryBuilder("div");
 export const pow: BinaryBuilder = binaryBuilder("pow");
 export const maximum: BinaryBuilder = binaryBuilder("max");
-export const minimum: BinaryBuilder = binaryBuilder("min");
 /** 1 where a = b, else 0. */
 export const eq: BinaryBuilder = binaryBuilder("eq");
 /** 1 where a < b, else 0. */
@@ -260,11 +254,6 @@ export function gather<V extends string, D extends Dims, I extends Dims>(table: 
   return make({ op: "gather", table: table.node, indices: indices.node });
 }
 
-/** Transpose of gather: Σ of `updates` rows into a zero table of `shape`. */
-export function scatterAdd<const T extends Dims>(updates: Expr, indices: Expr, shape: T): Expr<T> {
-  return make<T>({ op: "scatter_add", updates: updates.node, indices: indices.node, target: parseShape(shape) });
-}
-
 // ---------------------------------------------------------------------------------------------
 // Heads
 
@@ -305,5 +294,3 @@ function scopeMsg(): string {
   const s = currentScope();
   return s === undefined ? "" : ` in formula ${s}`;
 }
-
-export { BATCH, hasBatch, explicitDims };

@@ -14,6 +14,3 @@ export * from "./bind.js";
 export * from "./rewrite.js";
 import "./formulas/core.js";
 import "./formulas/model.js";
-export { blockParams, gptParams, NORMS, PLACEMENTS, BLOCK_ACTIVATIONS, MODEL_POSITIONS, ATTN_POSITIONS } from "./formulas/model.js";
-export { PRESETS, presetNames, getPreset } from "./presets.js";
-export * as typed from "./typed.js";

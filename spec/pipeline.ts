@@ -18,7 +18,7 @@ export interface PipelineStep {
 
 
 /** The steps, in pipeline order. Dims stay symbolic where the formula allows it. */
-export function pipelineSteps(model: Config): PipelineStep[] {
+function pipelineSteps(model: Config): PipelineStep[] {
   const H = (model["H"] as number | undefined) ?? 12;
   return [
     {

@@ -9,7 +9,7 @@
 import { match } from "ts-pattern";
 import {
   BATCH, canonicalPoly, dim as dimFromString, dimConstant, dimNames, dimToString, evalDim,
-  type Dim, type SymShape,
+  type Dim,
 } from "./dims.js";
 import {
   buildFormula, exampleConfig, getFormula, hyperDims, latexName, parseRelations, resolveConfig,
@@ -79,21 +79,13 @@ export function dimLatex(d: Dim): string {
   }
 }
 
-export function shapeLatex(s: SymShape): string {
-  const dims = s.filter((d) => d !== BATCH);
-  const body = dims.length === 0 ? "" : dims.map(dimLatex).join(" \\times ");
-  return hasBatchPrefix(s) ? (body ? `\\ldots \\times ${body}` : "\\ldots") : body || "1";
-}
-
-const hasBatchPrefix = (s: SymShape) => s[0] === BATCH;
-
 /** A constant (or dim) that is zero for every binding. */
 function isZero(n: Node): boolean {
   return (n.op === "const" && n.value === 0) || (n.op === "dim" && dimConstant(n.dim) === 0);
 }
 
 /** `d_k/2 + d_k/2` → `d_k`, `0 + n` → `n`: the simplest equal form when it is a single term. */
-export function simplifyDim(d: Dim): Dim {
+function simplifyDim(d: Dim): Dim {
   const p = canonicalPoly(d);
   if (p === null || p.size !== 1) return d;
   const [[mono, c]] = [...p.entries()] as [[string, number]];
@@ -288,7 +280,7 @@ function argOut(a: ArgSpec): RenderedArg {
 }
 
 /** Equations of a formula's outputs in one format. */
-export function formulaEquations(def: FormulaDef, config: Config, fmt: Format): string[] {
+function formulaEquations(def: FormulaDef, config: Config, fmt: Format): string[] {
   const built = buildFormula(def.name, config);
   const r = new Renderer(fmt);
   const lines: string[] = [];
@@ -328,7 +320,7 @@ export function renderFormula(name: string, config?: Config): RenderedFormula {
 }
 
 /** Σ_params Π shape as a polynomial in the dims, with relations substituted, and its value when all dims are bound. */
-export function parameterCount(def: FormulaDef, cfg: Config): RenderedFormula["parameterCount"] {
+function parameterCount(def: FormulaDef, cfg: Config): RenderedFormula["parameterCount"] {
   const params = def.args(cfg).filter((a) => a.role === "param");
   if (params.length === 0) return null;
   const subst = derivedDims(def, cfg, params);

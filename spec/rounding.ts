@@ -66,7 +66,7 @@ export const SCALAR_ROUNDINGS: Readonly<Record<ScalarFnName, number>> = {
 };
 
 /** Roundings of each binary function: + − × ÷ round once; pow is libm; the rest are exact. */
-export const BINARY_ROUNDINGS: Readonly<Record<BinaryFn, number>> = {
+const BINARY_ROUNDINGS: Readonly<Record<BinaryFn, number>> = {
   add: 1, // fl(a + b) = (a + b)(1 + δ)
   sub: 1, // fl(a − b) = (a − b)(1 + δ)
   mul: 1, // fl(a·b) = a·b·(1 + δ)
@@ -223,7 +223,7 @@ const RANGE_RULES: { readonly [K in Op]: RangeRule<K> } = {
 };
 
 /** The interval of every node reachable from `roots` (children first, iteratively). */
-export function valueRanges(
+function valueRanges(
   roots: readonly Node[],
   env: DepthEnv,
   order: readonly Node[] = topoSort(roots),
@@ -294,7 +294,7 @@ const DEPTH_RULES: { readonly [K in Op]: DepthRule<K> } = {
  * K of every node reachable from `roots`: the roundings on the longest chain from an argument to
  * any element of the node. Integer results below 2^24 are exact (0).
  */
-export function roundingDepths(roots: readonly Node[], env: DepthEnv): Map<Node, number> {
+function roundingDepths(roots: readonly Node[], env: DepthEnv): Map<Node, number> {
   const order = topoSort(roots);
   const ranges = valueRanges(roots, env, order);
   const out = new Map<Node, number>();

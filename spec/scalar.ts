@@ -75,10 +75,6 @@ export type ScalarFnName = keyof typeof SCALAR_FNS;
 /** The names of all scalar elementwise functions, in declaration order. */
 export const SCALAR_FN_NAMES = Object.keys(SCALAR_FNS) as ScalarFnName[];
 
-export function isScalarFnName(s: string): s is ScalarFnName {
-  return Object.prototype.hasOwnProperty.call(SCALAR_FNS, s);
-}
-
 /**
  * LaTeX of the function's defining math string, via mathjs (`f(x) = ...`). mathjs loads on the
  * first call: formulas render without it, and it costs seconds to import.

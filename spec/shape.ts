@@ -85,7 +85,7 @@ export function broadcastShapes(shapes: readonly SymShape[], what: string, const
   return outBatch ? [BATCH, ...out] : out;
 }
 
-export function productDim(dims: SymShape): Dim {
+function productDim(dims: SymShape): Dim {
   let p: Dim = 1;
   for (const d of dims) p = mulDim(p, d);
   return p;
@@ -245,5 +245,3 @@ export function shapeRule(r: NodeRequest): ShapeResult {
     }
   }
 }
-
-export { dimToString };

@@ -141,7 +141,7 @@ const applied = new Map<string, ReadonlySet<string>>();
  * The formulas a formula applies at any depth, in its example configuration (mha: linear,
  * split_heads, attention, causal_mask, softmax, merge_heads). Empty outside the registry.
  */
-export function appliedFormulas(name: string): ReadonlySet<string> {
+function appliedFormulas(name: string): ReadonlySet<string> {
   const cached = applied.get(name);
   if (cached !== undefined) return cached;
   const out = new Set<string>();
@@ -208,7 +208,7 @@ function originRank(formula: string, kind: "forward" | "backward", order: readon
  * check and an origin in attention's backward pass); else it is an origin of its own. Most
  * upstream first.
  */
-export function originsOf(results: readonly VerifyResult[]): Origin[] {
+function originsOf(results: readonly VerifyResult[]): Origin[] {
   return groupByOrigin(results).map((x) => x.origin);
 }
 

@@ -24,7 +24,7 @@ import type {
   ForwardResult,
   Implementation,
 } from "../autodiff/implementation.js";
-import type { DType, NamedTensors } from "../autodiff/tensor.js";
+import type { DType } from "../autodiff/tensor.js";
 import {
   BINARY_HOST,
   KeptTensors,

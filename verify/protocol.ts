@@ -30,7 +30,7 @@ export const PROTOCOL_VERSION = 1;
 export const BINARY_HOST = endianness() === "LE";
 
 /** Bytes per element of each dtype in a binary frame. */
-export const ITEM_BYTES: Readonly<Record<DType, number>> = { f64: 8, f32: 4, i32: 4 };
+const ITEM_BYTES: Readonly<Record<DType, number>> = { f64: 8, f32: 4, i32: 4 };
 
 /** Methods a request may name. `shutdown` is optional for implementations (see `HelloResult.shutdown`). */
 export type Method = "hello" | "forward" | "backward" | "shutdown";
@@ -83,7 +83,7 @@ export class ProtocolError extends ImplementationError {
 }
 
 /** Largest count of characters quoted from an offending line in an error message. */
-export const QUOTE_CHARS = 200;
+const QUOTE_CHARS = 200;
 
 /** The first `QUOTE_CHARS` characters of a line, JSON-quoted, with the full length when cut. */
 export function quoteLine(line: string): string {
@@ -92,7 +92,7 @@ export function quoteLine(line: string): string {
 }
 
 /** A short, bounded description of any JSON value for error messages. */
-export function describeValue(v: unknown): string {
+function describeValue(v: unknown): string {
   if (v === undefined) return "nothing";
   if (v === null) return "null";
   if (Array.isArray(v)) return `an array of ${v.length}`;
@@ -296,12 +296,12 @@ export function tensorToJSON(t: Tensor): TensorJSON {
 }
 
 /** The bytes of a tensor's data as they go into a frame (a view, no copy; little-endian on a `BINARY_HOST`). */
-export function frameOf(t: Tensor): Uint8Array {
+function frameOf(t: Tensor): Uint8Array {
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
 
 /** The wire form of a tensor whose data is frame `index`. */
-export function encodeFrameTensor(t: Tensor, index: number): string {
+function encodeFrameTensor(t: Tensor, index: number): string {
   return `{"dtype":"${t.dtype}","shape":${JSON.stringify(t.shape)},"frame":${index}}`;
 }
 

@@ -28,7 +28,7 @@ export class ReportPathError extends Error {
 }
 
 /** Was the file at `path` written by specformer's report writer (its marker near the start)? */
-export function isSpecformerReport(path: string): boolean {
+function isSpecformerReport(path: string): boolean {
   let fd: number | undefined;
   try {
     fd = openSync(path, "r");

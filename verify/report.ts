@@ -27,7 +27,7 @@ const plain = (s: string): string => s;
 const ansi = (code: string) => (s: string) => `\x1b[${code}m${s}\x1b[0m`;
 
 /** ANSI colours, or none. */
-export function style(colour: boolean): Style {
+function style(colour: boolean): Style {
   return colour
     ? { green: ansi("32"), red: ansi("31"), yellow: ansi("33"), dim: ansi("2"), bold: ansi("1") }
     : { green: plain, red: plain, yellow: plain, dim: plain, bold: plain };
@@ -108,7 +108,7 @@ export function exitCodeOf(report: VerifyReport): number {
 }
 
 /** "3 of 20 checks declined (15 %)", with what that does to the run. */
-export function declinedText(report: VerifyReport): string {
+function declinedText(report: VerifyReport): string {
   const d = report.declines;
   const pct = `${Math.round(d.share * 1000) / 10} %`;
   return `${d.count} of ${d.asked} check${d.asked === 1 ? "" : "s"} declined (${pct})${d.failsRun ? " — too many: the run fails" : ""}`;
@@ -220,7 +220,7 @@ export function originWhereText(o: Origin): string {
 }
 
 /** The failures grouped by origin, the headline (most upstream) first. */
-export function originsText(origins: readonly Origin[], st: Style = style(false)): string[] {
+function originsText(origins: readonly Origin[], st: Style = style(false)): string[] {
   const lines = [st.bold(st.red(`origins of the failures (${origins.length}), most upstream first:`))];
   origins.forEach((o, i) => {
     const explains = `explains ${o.count} failing check${o.count === 1 ? "" : "s"}${o.presumed > 0 ? ` (${o.presumed} by their formula, not localised themselves)` : ""}`;
@@ -260,12 +260,6 @@ export function firstDivergenceText(d: FirstDivergence, st: Style = style(false)
 function compactTensor(t: TensorReport): string {
   if (t.problem !== null) return `${t.name}: ${t.problem}`;
   return `${t.name} ${t.mismatched}/${t.size} mismatched, max abs err ${err(t.maxAbsError)}, budget ${budgetText(t.budgetUsed)}`;
-}
-
-function tensorLine(t: TensorReport): string {
-  if (t.problem !== null) return `${t.name}: ${t.problem}`;
-  const worst = t.worst !== null ? `, worst at ${shapeToString(t.worst.index)}: expected ${formatValue(t.worst.expected, t.expectedDtype, t.worst.actual)}, actual ${formatValue(t.worst.actual, t.actualDtype, t.worst.expected)}` : "";
-  return `${t.name}: ${t.mismatched} of ${t.size} mismatched, max abs err ${err(t.maxAbsError)}, budget ${budgetText(t.budgetUsed)}${worst}`;
 }
 
 /** Outputs before gradients (a wrong output explains wrong gradients, not the reverse). */
@@ -439,7 +433,7 @@ function hintsJSON(hints: readonly Hint[]): Array<Record<string, string>> {
 }
 
 /** One origin as the JSON report holds it (`origins`, most upstream first). */
-export function originJSON(o: Origin): Record<string, unknown> {
+function originJSON(o: Origin): Record<string, unknown> {
   return {
     formula: o.formula,
     kind: o.kind,
@@ -459,7 +453,7 @@ export function originJSON(o: Origin): Record<string, unknown> {
 }
 
 /** One result as the JSON report holds it. */
-export function resultJSON(r: VerifyResult): Record<string, unknown> {
+function resultJSON(r: VerifyResult): Record<string, unknown> {
   const out: Record<string, unknown> = {
     kind: r.kind,
     formula: r.formula,

@@ -37,7 +37,7 @@ import { DECLINE_LIMIT, declineSummary, formulaOrder, inShard, percent } from ".
 import type { FailingValues, VerifyOptions, VerifyReport, VerifyResult } from "./results.js";
 
 export * from "./results.js";
-export { formulaLevel, groupByOrigin, originsOf, pickFirstDivergence } from "./divergence.js";
+export { formulaLevel } from "./divergence.js";
 
 /** The bundled golden cases (`golden/cases`). */
 export const BUNDLED_CASES = packageFile("golden", "cases");

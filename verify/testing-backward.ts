@@ -17,7 +17,7 @@ import { rewrittenImplementation } from "../reference/rewritten.js";
 import type { Plant } from "./testing.js";
 
 /** A plant that keeps `formula`'s value and takes its gradient from `wrong(call)`. */
-export function backwardOnly(formula: string, wrong: (call: CallNode) => Expr | undefined): Plant {
+function backwardOnly(formula: string, wrong: (call: CallNode) => Expr | undefined): Plant {
   return onFormula(formula, (call) => {
     const g = wrong(call);
     return g === undefined ? undefined : withGradientOf(new Expr(call), g);

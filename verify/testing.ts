@@ -121,7 +121,7 @@ export const plantSkipFinalNorm: Plant = onFormula("layer_norm", (call) => {
 });
 
 /** An error answer as a process's would read (the implementation declines the request and keeps running). */
-export function declinedError(impl: string, what: string, message: string): ImplementationError {
+function declinedError(impl: string, what: string, message: string): ImplementationError {
   return new ImplementationError(`implementation \`${impl}\` reported an error for ${what} (request 0): ${message}`, { kind: "declined" });
 }
 

@@ -29,14 +29,14 @@ export interface DerivedTolerance {
 
 const U64 = 2 ** -53;
 /** torch.testing's float32 rtol, as the golden cases use. */
-export const F32_RTOL = 1.3e-6;
+const F32_RTOL = 1.3e-6;
 
 function fmt(x: number): string {
   return Number(x.toPrecision(3)).toString();
 }
 
 /** max |a − b| over entries finite on both sides (0 for none). */
-export function maxAbsDiff(a: Tensor, b: Tensor): number {
+function maxAbsDiff(a: Tensor, b: Tensor): number {
   let m = 0;
   const n = Math.min(a.size, b.size);
   for (let i = 0; i < n; i++) {
@@ -50,7 +50,7 @@ export function maxAbsDiff(a: Tensor, b: Tensor): number {
 }
 
 /** s = max(1, max |x|) over finite entries. */
-export function scaleOf(t: Tensor): number {
+function scaleOf(t: Tensor): number {
   let s = 1;
   for (let i = 0; i < t.size; i++) {
     const v = Math.abs(t.data[i]!);
@@ -60,7 +60,7 @@ export function scaleOf(t: Tensor): number {
 }
 
 /** The float32 rule: `atol = max(1e-5·s, 8·e)`, `rtol = 1.3e-6`. */
-export function toleranceF32(ours32: Tensor, exact64: Tensor): DerivedTolerance {
+function toleranceF32(ours32: Tensor, exact64: Tensor): DerivedTolerance {
   const e = maxAbsDiff(ours32, exact64);
   const s = scaleOf(exact64);
   const atol = Math.max(1e-5 * s, 8 * e);
@@ -72,7 +72,7 @@ export function toleranceF32(ours32: Tensor, exact64: Tensor): DerivedTolerance 
 }
 
 /** The float64 rule: `rtol = max(1e-13, 64·K·u)`, `atol = rtol·s`, widened to 4× a measured second-computation difference above `atol/2`. */
-export function toleranceF64(exact64: Tensor, K: number, second: Tensor | undefined): DerivedTolerance {
+function toleranceF64(exact64: Tensor, K: number, second: Tensor | undefined): DerivedTolerance {
   const s = scaleOf(exact64);
   const rtol = Math.max(1e-13, 64 * K * U64);
   const atol = rtol * s;

@@ -75,11 +75,11 @@ const SYNC = {
  * Polling is kept short because when other processes hold one core, the caller and the worker
  * share the other, and a polling thread then steals time from the one doing the work.
  */
-export const SPIN_MS = 0.3;
-export const NAP_MS = 0.25;
-export const DEEP_SLEEP_MS = 50;
+const SPIN_MS = 0.3;
+const NAP_MS = 0.25;
+const DEEP_SLEEP_MS = 50;
 /** How long the caller polls for workers' last tasks before sleeping. */
-export const WAIT_SPIN_MS = 0.05;
+const WAIT_SPIN_MS = 0.05;
 
 /**
  * Worker body, plain CommonJS so it runs in any worker without a TypeScript loader: wait for a

@@ -10,7 +10,7 @@
  */
 
 /** Value types and their one-byte codes (spec §5.3.1). */
-export const ValType = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
+const ValType = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
 export type ValTypeName = keyof typeof ValType;
 
 /** Unsigned LEB128 (spec §5.2.2). */

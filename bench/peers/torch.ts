@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 
 /** Debian's interpreter: the one with torch and NumPy (the `python3` first on PATH may lack them). */
-export const PYTHON = "/usr/bin/python3";
+const PYTHON = "/usr/bin/python3";
 const SCRIPT = fileURLToPath(new URL("./torch_peer.py", import.meta.url));
 
 /** Why torch cannot run here, or undefined when it can. */

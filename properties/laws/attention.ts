@@ -17,7 +17,7 @@ import { formulasOf } from "../../spec/index.js";
 
 const BLOCKS = formulasOf("block");
 /** Formulas whose rows are positions: attention (Q rows), mha, blocks, gpt (tokens). */
-export const SEQUENCE_FORMULAS = ["attention", "mha", ...BLOCKS, "gpt"] as const;
+const SEQUENCE_FORMULAS = ["attention", "mha", ...BLOCKS, "gpt"] as const;
 
 /** The argument axes that index positions, per formula (rows of x, Q, K, V; tokens and targets). */
 function rowArgs(formula: string): { queries: readonly string[]; keys: readonly string[]; axis: number } {

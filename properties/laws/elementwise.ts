@@ -40,7 +40,7 @@ export const activationOddPart: Law = {
 };
 
 /** |x| beyond which the activation equals its limit (x for x → ∞, 0 for x → −∞) to within u·|x|. */
-export function saturation(formula: string, dtype: FloatDType): number {
+function saturation(formula: string, dtype: FloatDType): number {
   const u = unitRoundoff(dtype);
   // deviation at x: GELU x·Φ(−x) ≤ x·e^{−x²/2}/(x√(2π)); GELU-tanh x·(1 − tanh a)/2 ≈ x·e^{−2a}; SiLU x·σ(−x) ≤ x·e^{−x}
   const dev = (t: number): number =>

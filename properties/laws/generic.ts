@@ -39,7 +39,7 @@ function genericCase(formula: string, dtype: FloatDType, extra: { batch?: "any" 
 }
 
 /** The dims environment of a case: every dim of `Dims`, then the configuration's dim hyperparameters. */
-export function dimsEnv(formula: string, config: FormulaConfig, dims: Dims): Map<string, number> {
+function dimsEnv(formula: string, config: FormulaConfig, dims: Dims): Map<string, number> {
   const env = new Map<string, number>();
   for (const [k, v] of Object.entries(dims)) if (typeof v === "number") env.set(k, v);
   const def = getFormula(formula);
@@ -95,7 +95,7 @@ function describeBinding(shape: readonly string[], env: ReadonlyMap<string, numb
 }
 
 /** Configuration keys the formula declares (requests may carry `dtype`). */
-export function stripUnknown(formula: string, config: FormulaConfig): FormulaConfig {
+function stripUnknown(formula: string, config: FormulaConfig): FormulaConfig {
   const names = new Set(getFormula(formula).hyper.map((h) => h.name));
   const out: Record<string, number | string | boolean> = {};
   for (const [key, v] of Object.entries(config)) if (names.has(key)) out[key] = v;

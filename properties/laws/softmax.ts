@@ -20,11 +20,8 @@ import { underflowAllowance, unitRoundoff } from "../tolerance.js";
 import { oneOfFormulas } from "./generic.js";
 
 const u64 = unitRoundoff("f64");
-
-/** Per-entry absolute error bound of a computed softmax (p ≤ 1): (m + 3)u + u/e ≤ (m + 4)u. */
-export const softmaxEntryError = (m: number, dtype: FloatDType): number => (m + 4) * unitRoundoff(dtype);
 /** Error bound of a computed log-sum-exp of value y over m entries. */
-export const logsumexpError = (y: number, m: number, dtype: FloatDType): number => unitRoundoff(dtype) * (Math.abs(y) + m + 2 + 2 * Math.log(Math.max(1, m)));
+const logsumexpError = (y: number, m: number, dtype: FloatDType): number => unitRoundoff(dtype) * (Math.abs(y) + m + 2 + 2 * Math.log(Math.max(1, m)));
 
 function rowSums(t: Tensor, f: (v: number) => number = (v) => v): number[] {
   return lastAxisRows(t).map((r) => r.reduce((s, v) => s + f(v), 0));
@@ -50,10 +47,10 @@ function maxSpread(t: Tensor): number {
  * scores), where a kernel that seeds its running maximum at −10000 instead of −∞ divides 0 by 0.
  * One case in four is moved; 0 first so that shrinking returns to ordinary rows.
  */
-export const EXTREME_OFFSETS = [0, 0, 0, -3e4, -1e5] as const;
+const EXTREME_OFFSETS = [0, 0, 0, -3e4, -1e5] as const;
 
 /** The case with every float of `name` moved by `offset` (rounded to the dtype: the laws read the moved values). */
-export function offsetCase<C extends FormulaCase>(c: C, name: string, offset: number): C {
+function offsetCase<C extends FormulaCase>(c: C, name: string, offset: number): C {
   if (offset === 0) return c;
   const t = c.inputs[name]!;
   return { ...c, inputs: { ...c.inputs, [name]: mapT(t, (v) => v + offset) } };

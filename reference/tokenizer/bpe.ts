@@ -25,8 +25,6 @@ import { loadGpt2Model } from "./gpt2.js";
 import { MAX_VOCAB, mergeIds, pairKey } from "./merge.js";
 import { checkKnownPattern, compilePattern, GPT2_PATTERN } from "./pretokenize.js";
 
-export { GPT2_PATTERN };
-
 /** Everything that defines a byte-level BPE tokenizer. */
 export interface BpeModel {
   /** Pre-tokenization regex source, compiled with flags `gu`. */

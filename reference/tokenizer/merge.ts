@@ -23,7 +23,7 @@ export type MergeRanks = ReadonlyMap<number, number>;
  * which is faster on the short pieces of ordinary text but quadratic in the piece length
  * (a 100 kB run of one letter is a single pre-token).
  */
-export const LONG_PIECE = 128;
+const LONG_PIECE = 128;
 
 /**
  * The classic `bpe()` loop of GPT-2's `encoder.py`: find the adjacent pair with the lowest
