@@ -68,9 +68,21 @@ export type { EvalOptions } from "./autodiff/evaluate.js";
 /** Reverse and forward mode: gradients, vector-Jacobian and Jacobian-vector products, and the gradient graph itself. */
 export { grad, valueAndGrad, vjp, jvp, hvp, gradGraph, GradError } from "./autodiff/grad.js";
 /** Gradient checks against central differences, for graphs and for any implementation. */
-export { gradcheckGraph, gradgradcheckGraph, gradcheckFunction, graphFunction, implementationFunction, bisect } from "./autodiff/gradcheck.js";
+export {
+  gradcheckGraph,
+  gradgradcheckGraph,
+  gradcheckFunction,
+  graphFunction,
+  implementationFunction,
+  bisect,
+} from "./autodiff/gradcheck.js";
 /** Options and results of the gradient checks. */
-export type { GradcheckOptions, GradcheckResult, GradcheckFailure, DiffFunction } from "./autodiff/gradcheck.js";
+export type {
+  GradcheckOptions,
+  GradcheckResult,
+  GradcheckFailure,
+  DiffFunction,
+} from "./autodiff/gradcheck.js";
 /** Seeded random numbers and seeded inputs for a formula. */
 export { Rng, sampleInputs } from "./autodiff/random.js";
 
@@ -79,7 +91,14 @@ export { Rng, sampleInputs } from "./autodiff/random.js";
 /** An implementation under test: formula name → forward (and optionally backward). */
 export { ImplementationError, supportsBackward } from "./autodiff/implementation.js";
 /** The Implementation interface and its requests and results. */
-export type { Implementation, ForwardRequest, ForwardResult, BackwardRequest, BackwardResult, FormulaConfig } from "./autodiff/implementation.js";
+export type {
+  Implementation,
+  ForwardRequest,
+  ForwardResult,
+  BackwardRequest,
+  BackwardResult,
+  FormulaConfig,
+} from "./autodiff/implementation.js";
 
 // ── The reference model ──────────────────────────────────────────────────────────────────────
 
@@ -88,7 +107,13 @@ export { referenceImplementation } from "./reference/implementation.js";
 /** Options of the reference implementation. */
 export type { ReferenceOptions } from "./reference/implementation.js";
 /** The GPT model assembled from the formulas: configuration, seeded weights, forward, loss. */
-export { GPT, ModelError, resolveModelConfig, countParameters, initWeights } from "./reference/model.js";
+export {
+  GPT,
+  ModelError,
+  resolveModelConfig,
+  countParameters,
+  initWeights,
+} from "./reference/model.js";
 /** The model's configuration and how to ask for one. */
 export type { GPTConfig, ModelConfigInput, InitOptions } from "./reference/model.js";
 /** Autoregressive generation with the KV cache (greedy, temperature, top-k, top-p, seeded). */
@@ -101,9 +126,18 @@ export { Tokenizer, trainBpe } from "./reference/tokenizer/index.js";
 // ── Golden cases ─────────────────────────────────────────────────────────────────────────────
 
 /** Read and write safetensors files; a malformed file is a SafetensorsFormatError naming what is wrong. */
-export { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile, SafetensorsFormatError } from "./io/safetensors.js";
+export {
+  readSafetensors,
+  readSafetensorsFile,
+  writeSafetensors,
+  writeSafetensorsFile,
+  SafetensorsFormatError,
+} from "./io/safetensors.js";
 /** The contents of a safetensors file, and the reader's options (tensors to skip). */
-export type { SafetensorsContents, ReadOptions as SafetensorsReadOptions } from "./io/safetensors.js";
+export type {
+  SafetensorsContents,
+  ReadOptions as SafetensorsReadOptions,
+} from "./io/safetensors.js";
 /** The error of golden cases and their manifest (what the io layer raises, said for a golden file). */
 export { GoldenFormatError } from "./golden/error.js";
 /** Golden cases: load, list and save the PyTorch-made cases (safetensors + manifest). */
@@ -111,7 +145,14 @@ export { loadCase, listCases, saveCase, GOLDEN_FORMAT } from "./golden/cases-io.
 /** A golden case and its metadata. */
 export type { GoldenCase, CaseMeta, CaseToSave } from "./golden/cases-io.js";
 /** The comparator: one rule for every tensor (|a − e| ≤ atol + rtol·|e|) and its report. */
-export { compareTensors, compareNamed, compareCase, formatReport, reportToJSON, DEFAULT_TOLERANCE } from "./golden/compare.js";
+export {
+  compareTensors,
+  compareNamed,
+  compareCase,
+  formatReport,
+  reportToJSON,
+  DEFAULT_TOLERANCE,
+} from "./golden/compare.js";
 /** Tolerances and comparison reports. */
 export type { Tolerance, TensorReport, CaseReport, CompareOptions } from "./golden/compare.js";
 

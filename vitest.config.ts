@@ -2,7 +2,9 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["{spec,autodiff,io,reference,golden,properties,verify,cli,research,bench,examples}/**/*.test.ts"],
+    include: [
+      "{spec,autodiff,io,reference,golden,properties,verify,cli,research,bench,examples}/**/*.test.ts",
+    ],
     // The type tests (*.test-d.ts: expectTypeOf and @ts-expect-error lines) are checked by
     // `npm run typecheck` (tsconfig.json includes them), which `npm test` runs first; vitest's own
     // typecheck pass ran tsc over the same program a second time (≈ 14 s). `npm run test:types`

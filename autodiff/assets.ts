@@ -15,8 +15,15 @@ export function packageRoot(): string {
   const start = dirname(fileURLToPath(import.meta.url));
   for (let dir = start; ; dir = dirname(dir)) {
     const manifest = join(dir, "package.json");
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: unknown }).name === "specformer") return (root = dir);
-    if (dirname(dir) === dir) throw new Error(`specformer's package.json was not found in any folder above ${start}: the package is incomplete`);
+    if (
+      existsSync(manifest) &&
+      (JSON.parse(readFileSync(manifest, "utf8")) as { name?: unknown }).name === "specformer"
+    )
+      return (root = dir);
+    if (dirname(dir) === dir)
+      throw new Error(
+        `specformer's package.json was not found in any folder above ${start}: the package is incomplete`,
+      );
   }
 }
 
@@ -27,5 +34,6 @@ export function packageFile(...parts: string[]): string {
 
 /** specformer's version, from its package.json. */
 export function packageVersion(): string {
-  return (JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string }).version;
+  return (JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string })
+    .version;
 }

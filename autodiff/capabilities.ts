@@ -60,7 +60,11 @@ export function valueAllowed(rule: ValueRule, v: ConfigValue | undefined): boole
 }
 
 /** The hyperparameter's value in a request: given, or the registry's default. */
-function configValue(formula: string, config: FormulaConfig, name: string): ConfigValue | undefined {
+function configValue(
+  formula: string,
+  config: FormulaConfig,
+  name: string,
+): ConfigValue | undefined {
   const v = config[name];
   if (v !== undefined) return v;
   if (!hasFormula(formula)) return undefined;
@@ -71,7 +75,11 @@ function configValue(formula: string, config: FormulaConfig, name: string): Conf
 const bound = new Map<string, ReturnType<typeof formulaGraph> | null>();
 
 /** Sizes of every dim of a formula bound from its arguments' shapes (undefined when they do not fit). */
-function requestDims(formula: string, config: FormulaConfig, inputs: NamedTensors): Record<string, number> | undefined {
+function requestDims(
+  formula: string,
+  config: FormulaConfig,
+  inputs: NamedTensors,
+): Record<string, number> | undefined {
   if (!hasFormula(formula)) return undefined;
   const def = getFormula(formula);
   const known: Record<string, ConfigValue> = {};
@@ -100,28 +108,43 @@ function requestDims(formula: string, config: FormulaConfig, inputs: NamedTensor
  * inside (or nothing is declared). Dim hyperparameters (`H`, `H_kv`, `L`) are judged as dims too;
  * an absent `H_kv` is `H` and an absent `m` is `n` (the registry's defaults).
  */
-export function outsideCapability(impl: Pick<Implementation, "capabilities">, q: CapabilityQuery): string | undefined {
+export function outsideCapability(
+  impl: Pick<Implementation, "capabilities">,
+  q: CapabilityQuery,
+): string | undefined {
   const cap = impl.capabilities?.[q.formula];
   if (cap === undefined) return undefined;
-  if (cap.dtypes !== undefined && !cap.dtypes.includes(q.dtype)) return `${q.formula} is declared for ${cap.dtypes.join(", ")} only, not ${q.dtype}`;
+  if (cap.dtypes !== undefined && !cap.dtypes.includes(q.dtype))
+    return `${q.formula} is declared for ${cap.dtypes.join(", ")} only, not ${q.dtype}`;
   for (const [name, rule] of Object.entries(cap.config ?? {})) {
     const v = configValue(q.formula, q.config, name);
     if (v === undefined && !Array.isArray(rule)) continue;
-    if (!valueAllowed(rule, v)) return `${q.formula} is declared for ${name} ${describeRule(rule)} only, not ${name} = ${String(v)}`;
+    if (!valueAllowed(rule, v))
+      return `${q.formula} is declared for ${name} ${describeRule(rule)} only, not ${name} = ${String(v)}`;
   }
   const rules = Object.entries(cap.dims ?? {});
   if (rules.length === 0) return undefined;
-  const env: Record<string, number> = { ...(q.dims ?? (q.inputs !== undefined ? requestDims(q.formula, q.config, q.inputs) : undefined) ?? {}) };
-  for (const [k, v] of Object.entries(q.config)) if (typeof v === "number" && env[k] === undefined) env[k] = v;
+  const env: Record<string, number> = {
+    ...(q.dims ??
+      (q.inputs !== undefined ? requestDims(q.formula, q.config, q.inputs) : undefined) ??
+      {}),
+  };
+  for (const [k, v] of Object.entries(q.config))
+    if (typeof v === "number" && env[k] === undefined) env[k] = v;
   if (env["H_kv"] === undefined && env["H"] !== undefined) env["H_kv"] = env["H"];
   if (env["m"] === undefined && env["n"] !== undefined) env["m"] = env["n"]! + (env["p"] ?? 0);
   for (const [name, rule] of rules) {
     const v = env[name];
     if (v === undefined) continue;
-    if (rule.min !== undefined && v < rule.min) return `${q.formula} is declared for ${name} ≥ ${rule.min} only, not ${name} = ${v}`;
-    if (rule.max !== undefined && v > rule.max) return `${q.formula} is declared for ${name} ≤ ${rule.max} only, not ${name} = ${v}`;
+    if (rule.min !== undefined && v < rule.min)
+      return `${q.formula} is declared for ${name} ≥ ${rule.min} only, not ${name} = ${v}`;
+    if (rule.max !== undefined && v > rule.max)
+      return `${q.formula} is declared for ${name} ≤ ${rule.max} only, not ${name} = ${v}`;
     if (rule.equals !== undefined && env[rule.equals] !== undefined && env[rule.equals] !== v) {
-      return `${q.formula} is declared for ${name} = ${rule.equals} only, not ${name} = ${v} with ${rule.equals} = ${env[rule.equals]}`;
+      return (
+        `${q.formula} is declared for ${name} = ${rule.equals} only, not ` +
+        `${name} = ${v} with ${rule.equals} = ${env[rule.equals]}`
+      );
     }
   }
   return undefined;
@@ -130,5 +153,9 @@ export function outsideCapability(impl: Pick<Implementation, "capabilities">, q:
 function describeRule(rule: ValueRule): string {
   if (Array.isArray(rule)) return `∈ {${(rule as readonly ConfigValue[]).map(String).join(", ")}}`;
   const r = rule as { min?: number; max?: number };
-  return r.min !== undefined && r.max !== undefined ? `in [${r.min}, ${r.max}]` : r.min !== undefined ? `≥ ${r.min}` : `≤ ${r.max}`;
+  return r.min !== undefined && r.max !== undefined
+    ? `in [${r.min}, ${r.max}]`
+    : r.min !== undefined
+      ? `≥ ${r.min}`
+      : `≤ ${r.max}`;
 }

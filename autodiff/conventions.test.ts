@@ -37,7 +37,10 @@ const CASES: [string, Config][] = [
   ["scale 0.4", { scale: 0.4 }],
   ["softcap 1.5", { softcap: 1.5 }],
   ["grouped heads H = 4, H_kv = 2", { H: 4, H_kv: 2 }],
-  ["everything: H = 3, H_kv = 1, boolean mask, softcap, window, top-left", { H: 3, H_kv: 1, mask: "boolean", softcap: 2, window: 2, causal_align: "top_left" }],
+  [
+    "everything: H = 3, H_kv = 1, boolean mask, softcap, window, top-left",
+    { H: 3, H_kv: 1, mask: "boolean", softcap: 2, window: 2, causal_align: "top_left" },
+  ],
 ];
 
 describe("attention conventions pass gradcheck", () => {
@@ -52,20 +55,32 @@ describe("attention conventions pass gradcheck", () => {
       });
     }
   }
-  test("an additive −∞ mask: gradients of Q, K, V check, and padded keys and the empty row get exact zeros", async () => {
-    const cfg: Config = { mask: "additive", causal: false };
-    const inputs: NamedTensors = sampleInputs("attention", cfg, { seed: 4, dims, batch: [2] });
-    inputs["mask"] = paddingMask(inputs["mask"]!.shape, true);
-    const r = await gradcheckGraph(formulaGraph("attention", cfg), inputs, { mode: "full", seed: 2, wrt: ["Q", "K", "V"] });
-    expect(r.ok).toBe(true);
-    const g = formulaGraph("attention", cfg);
-    const cot = Tensor.full([2, 3, 2], 1);
-    const { outputs, grads } = vjp(g, inputs, { y: cot });
-    const y = outputs["y"]!;
-    for (let b = 0; b < 2; b++) for (let e = 0; e < 2; e++) expect(y.get(b, 2, e)).toBe(0);
-    for (let b = 0; b < 2; b++) for (let e = 0; e < 3; e++) expect(grads["Q"]!.get(b, 2, e)).toBe(0);
-    for (let b = 0; b < 2; b++) for (let e = 0; e < 3; e++) expect(grads["K"]!.get(b, 1, e)).toBe(0);
-    for (let b = 0; b < 2; b++) for (let e = 0; e < 2; e++) expect(grads["V"]!.get(b, 1, e)).toBe(0);
-    for (let f = 0; f < grads["mask"]!.size; f++) expect(Number.isNaN(grads["mask"]!.data[f])).toBe(false);
-  });
+  test(
+    "an additive −∞ mask: gradients of Q, K, V check, and padded keys and " +
+      "the empty row get exact zeros",
+    async () => {
+      const cfg: Config = { mask: "additive", causal: false };
+      const inputs: NamedTensors = sampleInputs("attention", cfg, { seed: 4, dims, batch: [2] });
+      inputs["mask"] = paddingMask(inputs["mask"]!.shape, true);
+      const r = await gradcheckGraph(formulaGraph("attention", cfg), inputs, {
+        mode: "full",
+        seed: 2,
+        wrt: ["Q", "K", "V"],
+      });
+      expect(r.ok).toBe(true);
+      const g = formulaGraph("attention", cfg);
+      const cot = Tensor.full([2, 3, 2], 1);
+      const { outputs, grads } = vjp(g, inputs, { y: cot });
+      const y = outputs["y"]!;
+      for (let b = 0; b < 2; b++) for (let e = 0; e < 2; e++) expect(y.get(b, 2, e)).toBe(0);
+      for (let b = 0; b < 2; b++)
+        for (let e = 0; e < 3; e++) expect(grads["Q"]!.get(b, 2, e)).toBe(0);
+      for (let b = 0; b < 2; b++)
+        for (let e = 0; e < 3; e++) expect(grads["K"]!.get(b, 1, e)).toBe(0);
+      for (let b = 0; b < 2; b++)
+        for (let e = 0; e < 2; e++) expect(grads["V"]!.get(b, 1, e)).toBe(0);
+      for (let f = 0; f < grads["mask"]!.size; f++)
+        expect(Number.isNaN(grads["mask"]!.data[f])).toBe(false);
+    },
+  );
 });

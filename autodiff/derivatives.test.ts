@@ -22,7 +22,8 @@ function mathjsDerivative(src: string): (x: number) => number {
   const node = parse(src);
   const erfCalls: MathNode[] = [];
   node.traverse((n) => {
-    if (n.type === "FunctionNode" && (n as unknown as { fn: { name: string } }).fn.name === "erf") erfCalls.push(n);
+    if (n.type === "FunctionNode" && (n as unknown as { fn: { name: string } }).fn.name === "erf")
+      erfCalls.push(n);
   });
   if (erfCalls.length === 0) {
     const d = derivative(node, "x").compile();
@@ -31,7 +32,11 @@ function mathjsDerivative(src: string): (x: number) => number {
   // replace each erf(u_k) by a symbol E_k: f(x, E_1..E_m); df/dx = ∂f/∂x + Σ ∂f/∂E_k · (2/√π) e^(−u_k²) u_k'
   const args = erfCalls.map((c) => (c as unknown as { args: MathNode[] }).args[0]!);
   let k = 0;
-  const replaced = node.transform((n) => (n.type === "FunctionNode" && (n as unknown as { fn: { name: string } }).fn.name === "erf" ? parse(`E${k++}`) : n));
+  const replaced = node.transform((n) =>
+    n.type === "FunctionNode" && (n as unknown as { fn: { name: string } }).fn.name === "erf"
+      ? parse(`E${k++}`)
+      : n,
+  );
   const dfdx = derivative(replaced, "x").compile();
   const dfdE = args.map((_, i) => derivative(replaced, `E${i}`).compile());
   const du = args.map((u) => derivative(u, "x").compile());
@@ -42,7 +47,11 @@ function mathjsDerivative(src: string): (x: number) => number {
     let d = dfdx.evaluate(scope) as number;
     args.forEach((_, i) => {
       const u = uc[i]!.evaluate({ x }) as number;
-      d += (dfdE[i]!.evaluate(scope) as number) * (2 / Math.sqrt(Math.PI)) * Math.exp(-u * u) * (du[i]!.evaluate({ x }) as number);
+      d +=
+        (dfdE[i]!.evaluate(scope) as number) *
+        (2 / Math.sqrt(Math.PI)) *
+        Math.exp(-u * u) *
+        (du[i]!.evaluate({ x }) as number);
     });
     return d;
   };
@@ -54,16 +63,31 @@ function ruleDerivative(fn: ScalarFnName): ((x: number) => number) | null {
   const y = input("y", ["k"]);
   const d = scalarDerivative(fn, x, y);
   if (d === null) return null;
-  const g = { name: `d ${fn}`, config: {}, args: { x, y }, outputs: { d }, relations: [], hyper: new Map() };
+  const g = {
+    name: `d ${fn}`,
+    config: {},
+    args: { x, y },
+    outputs: { d },
+    relations: [],
+    hyper: new Map(),
+  };
   const f = scalarKernel(fn);
   return (v) => evaluate(g, { x: Tensor.from([v]), y: Tensor.from([f(v)]) })["d"]!.data[0]!;
 }
 
-const DOMAIN: Partial<Record<ScalarFnName, [number, number]>> = { log: [0.05, 50], sqrt: [0.05, 50], rsqrt: [0.05, 50], recip: [0.05, 50] };
+const DOMAIN: Partial<Record<ScalarFnName, [number, number]>> = {
+  log: [0.05, 50],
+  sqrt: [0.05, 50],
+  rsqrt: [0.05, 50],
+  recip: [0.05, 50],
+};
 const points = (fn: ScalarFnName) => {
   const [lo, hi] = DOMAIN[fn] ?? [-6, 6];
   // away from 0 and from integers (the kinks of relu, abs, step and floor)
-  return fc.sample(fc.double({ min: lo, max: hi, noNaN: true }).filter((v) => Math.abs(v - Math.round(v)) > 1e-3), { numRuns: 200, seed: 7 });
+  return fc.sample(
+    fc.double({ min: lo, max: hi, noNaN: true }).filter((v) => Math.abs(v - Math.round(v)) > 1e-3),
+    { numRuns: 200, seed: 7 },
+  );
 };
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-12 + 1e-10 * Math.abs(b);
 
@@ -75,7 +99,11 @@ describe("scalar kernels agree with their math strings (mathjs evaluates them)",
     test(fn, () => {
       const k = scalarKernel(fn);
       const m = parse(SCALAR_FNS[fn].math).compile();
-      for (const x of points(fn)) expect(close(k(x), m.evaluate({ x }) as number), `${fn}(${x}) = ${k(x)} vs ${m.evaluate({ x })}`).toBe(true);
+      for (const x of points(fn))
+        expect(
+          close(k(x), m.evaluate({ x }) as number),
+          `${fn}(${x}) = ${k(x)} vs ${m.evaluate({ x })}`,
+        ).toBe(true);
     });
   }
 });
@@ -98,14 +126,21 @@ describe("derivatives used by VJP rules equal mathjs's symbolic derivatives", ()
       }
       expect(ours, fn).not.toBeNull();
       const oracle = mathjsDerivative(SCALAR_FNS[fn].math);
-      for (const x of points(fn)) expect(close(ours!(x), oracle(x)), `${fn}'(${x}) = ${ours!(x)} vs mathjs ${oracle(x)}`).toBe(true);
+      for (const x of points(fn))
+        expect(
+          close(ours!(x), oracle(x)),
+          `${fn}'(${x}) = ${ours!(x)} vs mathjs ${oracle(x)}`,
+        ).toBe(true);
     });
   }
 });
 
 describe("erf", () => {
   test("matches mathjs's erf (an independent implementation) across its range", () => {
-    for (const x of fc.sample(fc.double({ min: -7, max: 7, noNaN: true }), { numRuns: 2000, seed: 11 })) {
+    for (const x of fc.sample(fc.double({ min: -7, max: 7, noNaN: true }), {
+      numRuns: 2000,
+      seed: 11,
+    })) {
       const e = mathErf(x) as number;
       expect(Math.abs(erf(x) - e) <= 4e-16 * Math.max(1, Math.abs(e)), `erf(${x})`).toBe(true);
     }

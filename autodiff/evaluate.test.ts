@@ -20,13 +20,26 @@ function sameBits(a: NamedTensors, b: NamedTensors, what: string): void {
     expect(u.shape, `${what} ${k}`).toEqual(t.shape);
     for (let i = 0; i < t.size; i++) {
       // Object.is: NaN equals NaN, and −0 differs from +0
-      if (!Object.is(t.data[i], u.data[i])) expect.fail(`${what}: ${k}[${t.unravel(i).join(", ")}] is ${u.data[i]} optimised, ${t.data[i]} plain`);
+      if (!Object.is(t.data[i], u.data[i]))
+        expect.fail(
+          `${what}: ${k}[${t.unravel(i).join(", ")}] is ${u.data[i]} optimised, ${t.data[i]} plain`,
+        );
     }
   }
 }
 
-function checkBoth(g: Graph, inputs: NamedTensors, cot: NamedTensors, dtype: FloatDType, what: string): void {
-  sameBits(evaluate(g, inputs, { dtype, optimize: false }), evaluate(g, inputs, { dtype }), `${what} forward`);
+function checkBoth(
+  g: Graph,
+  inputs: NamedTensors,
+  cot: NamedTensors,
+  dtype: FloatDType,
+  what: string,
+): void {
+  sameBits(
+    evaluate(g, inputs, { dtype, optimize: false }),
+    evaluate(g, inputs, { dtype }),
+    `${what} forward`,
+  );
   const plain = vjp(g, inputs, cot, { dtype, optimize: false });
   const fast = vjp(g, inputs, cot, { dtype });
   sameBits(plain.outputs, fast.outputs, `${what} vjp outputs`);
@@ -40,19 +53,38 @@ describe("optimised evaluation equals the plain interpretation", () => {
     test(`GPT block, pre-LN, odd sizes (${dtype})`, () => {
       const cfg = { H: 3, placement: "pre", activation: "gelu_tanh" };
       const g = formulaGraph("block", cfg);
-      const x = sampleInputs("block", cfg, { seed: 3, dims: { n: 7, d_k: 5, H_kv: 3, d_ff: 11 }, batch: [2], dtype });
+      const x = sampleInputs("block", cfg, {
+        seed: 3,
+        dims: { n: 7, d_k: 5, H_kv: 3, d_ff: 11 },
+        batch: [2],
+        dtype,
+      });
       const y = evaluate(g, x, { dtype })["y"]!;
       checkBoth(g, x, { y: new Rng(4).normalTensor(y.shape, 1, dtype) }, dtype, "block");
     });
 
     test(`tiny GPT with repeated token ids (scatter accumulation, transposed logits product) (${dtype})`, () => {
-      const cfg = { V: 13, n_ctx: 9, d_model: 6, H: 2, H_kv: 2, L: 2, d_ff: 10, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true };
+      const cfg = {
+        V: 13,
+        n_ctx: 9,
+        d_model: 6,
+        H: 2,
+        H_kv: 2,
+        L: 2,
+        d_ff: 10,
+        placement: "pre",
+        activation: "gelu_tanh",
+        positions: "learned",
+        tied: true,
+      };
       const g = formulaGraph("gpt", cfg);
       const rng = new Rng(5);
       const inputs: NamedTensors = {};
       for (const [k, e] of Object.entries(g.args)) {
         if (k === "tokens" || k === "targets") continue;
-        const env = new Map(Object.entries({ V: 13, n_ctx: 9, d_model: 6, d_ff: 10, H: 2, H_kv: 2, d_k: 3 }));
+        const env = new Map(
+          Object.entries({ V: 13, n_ctx: 9, d_model: 6, d_ff: 10, H: 2, H_kv: 2, d_k: 3 }),
+        );
         const shape = e.shape.map((d) => evalDim(d, env)!);
         inputs[k] = rng.normalTensor(shape, 0.3, dtype);
       }
@@ -95,13 +127,25 @@ describe("optimised evaluation equals the plain interpretation", () => {
       name: "accumulation",
       config: {},
       args: { W, E, t, A, B },
-      outputs: { y1: slice(W, 1, "0", "2"), y2: slice(W, 1, "1", "2"), y3: add(E, constant(0)), y4: gather(E, t), y5: transpose(matmul(transpose(A), B)) },
+      outputs: {
+        y1: slice(W, 1, "0", "2"),
+        y2: slice(W, 1, "1", "2"),
+        y3: add(E, constant(0)),
+        y4: gather(E, t),
+        y5: transpose(matmul(transpose(A), B)),
+      },
       relations: [],
       hyper: new Map(),
     };
     const rng = new Rng(9);
     for (const dtype of ["f64", "f32"] as const) {
-      const inputs = { W: rng.normalTensor([3, 4], 1, dtype), E: rng.normalTensor([5, 4], 1, dtype), t: Tensor.from([3, 1, 3], "i32"), A: rng.normalTensor([6, 3], 1, dtype), B: rng.normalTensor([6, 4], 1, dtype) };
+      const inputs = {
+        W: rng.normalTensor([3, 4], 1, dtype),
+        E: rng.normalTensor([5, 4], 1, dtype),
+        t: Tensor.from([3, 1, 3], "i32"),
+        A: rng.normalTensor([6, 3], 1, dtype),
+        B: rng.normalTensor([6, 4], 1, dtype),
+      };
       const cot: NamedTensors = {
         y1: Tensor.full([3, 2], -0, dtype),
         y2: rng.normalTensor([3, 2], 1, dtype),
@@ -115,7 +159,11 @@ describe("optimised evaluation equals the plain interpretation", () => {
       expect(Object.is(gr["W"]!.get(0, 0), 0)).toBe(true);
       expect(Object.is(gr["E"]!.get(0, 2), 0)).toBe(true);
       // row 3 of grad E got two update rows (token 3 twice)
-      expect(gr["E"]!.get(3, 1)).toBe(dtype === "f64" ? cot["y4"]!.get(0, 1) + cot["y4"]!.get(2, 1) : Math.fround(cot["y4"]!.get(0, 1) + cot["y4"]!.get(2, 1)));
+      expect(gr["E"]!.get(3, 1)).toBe(
+        dtype === "f64"
+          ? cot["y4"]!.get(0, 1) + cot["y4"]!.get(2, 1)
+          : Math.fround(cot["y4"]!.get(0, 1) + cot["y4"]!.get(2, 1)),
+      );
     }
   });
 });

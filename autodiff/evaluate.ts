@@ -10,21 +10,40 @@ import type { Graph } from "./graph.js";
 import * as K from "./kernels/ops.js";
 import { fusedKernel } from "./kernels/fused.js";
 import {
-  chainKernel, chainOps, chainText, coalesce, type ChainExpr, type ChainKernel,
+  chainKernel,
+  chainOps,
+  chainText,
+  coalesce,
+  type ChainExpr,
+  type ChainKernel,
 } from "./kernels/chain.js";
 import { gemm } from "./gemm.js";
-import { Tensor, TensorError, arrayFor, dtypeOfArray, shapeToString, type DType, type FloatDType, type NamedTensors } from "./tensor.js";
+import {
+  Tensor,
+  TensorError,
+  arrayFor,
+  dtypeOfArray,
+  shapeToString,
+  type DType,
+  type FloatDType,
+  type NamedTensors,
+} from "./tensor.js";
 
 /**
- * Evaluation cannot proceed: an input is missing or names no argument of the graph, an integer input holds non-integers, a
- * float input is i32, inner dims of a product differ, or a slice leaves its operand. Shapes that contradict the declared
+ * Evaluation cannot proceed: an input is missing or names no argument of the graph, an integer
+ * input holds non-integers, a
+ * float input is i32, inner dims of a product differ, or a slice leaves its operand. Shapes that
+ * contradict the declared
  * dims are a `BindError` instead.
  */
 export class EvalError extends Error {
   override name = "EvalError";
 }
 
-/** Options of {@link evaluate} and of everything that evaluates a graph (gradients, gradient checks, the reference implementation). */
+/**
+ * Options of {@link evaluate} and of everything that evaluates a graph (gradients, gradient checks,
+ * the reference implementation).
+ */
 export interface EvalOptions {
   /** Float precision of every float node (default f64). */
   readonly dtype?: FloatDType;
@@ -99,7 +118,11 @@ function isSwapLast(n: Node): n is NodeOf<"permute"> {
 }
 
 /** Concrete axes of a symbolic axis list, given the batch rank. */
-function concreteAxes(sym: readonly Node["shape"][number][], axes: readonly number[], batchRank: number): number[] {
+function concreteAxes(
+  sym: readonly Node["shape"][number][],
+  axes: readonly number[],
+  batchRank: number,
+): number[] {
   const hasBatch = sym[0] === BATCH;
   const out: number[] = [];
   for (const a of axes) {
@@ -117,7 +140,10 @@ class Plan {
   readonly inputSteps: { name: string; step: number; int: boolean }[] = [];
   private readonly lastUse: number[] = [];
   private readonly keep = new Set<number>();
-  /** Step whose computation allocated the buffer a step's value lives in (itself, or an aliased or overwritten operand's owner). */
+  /**
+   * Step whose computation allocated the buffer a step's value lives in (itself, or an aliased or
+   * overwritten operand's owner).
+   */
   private readonly owner: number[] = [];
   /** For a step computed in place: the operand step whose buffer it overwrites, else −1. */
   private readonly inPlaceFrom: number[] = [];
@@ -153,12 +179,19 @@ class Plan {
     };
     // How often each value is read; a value read once by a rewritten step need not exist.
     const uses = new Map<Node, number>();
-    for (const n of postOrder(roots, baseDeps)) for (const d of baseDeps(n)) uses.set(d, (uses.get(d) ?? 0) + 1);
+    for (const n of postOrder(roots, baseDeps))
+      for (const d of baseDeps(n)) uses.set(d, (uses.get(d) ?? 0) + 1);
     const private1 = (n: Node) => uses.get(n) === 1 && !outputNodes.has(n);
     const depsOf = (n: Node): readonly Node[] => {
       if (!this.optimizations.rewrites) return chainDeps(n) ?? baseDeps(n);
       // (A·B)ᵀ = Bᵀ·Aᵀ: a transposed product is computed transposed, never copied
-      if (isSwapLast(n) && n.x.op === "matmul" && private1(n.x) && this.shapeOf(n.x.a).length >= 2 && this.shapeOf(n.x.b).length >= 2) {
+      if (
+        isSwapLast(n) &&
+        n.x.op === "matmul" &&
+        private1(n.x) &&
+        this.shapeOf(n.x.a).length >= 2 &&
+        this.shapeOf(n.x.b).length >= 2
+      ) {
         const m = n.x;
         this.transposedProduct.add(n);
         return [isSwapLast(m.b) ? m.b.x : m.b, isSwapLast(m.a) ? m.a.x : m.a];
@@ -170,11 +203,12 @@ class Plan {
           ? seen(x.body)
           : x;
       const product = n.op === "permute" ? seen(n.x) : undefined;
-      const sp = n.op === "matmul"
-        ? this.stridedProduct(n, undefined)
-        : n.op === "permute" && product?.op === "matmul" && private1(product)
-          ? this.stridedProduct(product, n)
-          : undefined;
+      const sp =
+        n.op === "matmul"
+          ? this.stridedProduct(n, undefined)
+          : n.op === "permute" && product?.op === "matmul" && private1(product)
+            ? this.stridedProduct(product, n)
+            : undefined;
       if (sp !== undefined) {
         this.stridedProducts.set(n, sp);
         return [sp.a.node, sp.b.node];
@@ -203,7 +237,12 @@ class Plan {
     for (const n of order) {
       const i = this.steps.length;
       this.index.set(n, i);
-      this.steps.push(this.makeStep(n, depsOf(n).map((d) => this.index.get(d)!)));
+      this.steps.push(
+        this.makeStep(
+          n,
+          depsOf(n).map((d) => this.index.get(d)!),
+        ),
+      );
       this.lastUse.push(i);
     }
     this.steps.forEach((s, i) => {
@@ -255,7 +294,8 @@ class Plan {
     for (let i = 0; i < n; i++) this.releaseAt.push([]);
     if (!this.optimizations.reuse) return;
     for (let o = 0; o < n; o++) {
-      if (this.owner[o] === o && this.steps[o]!.kind === "compute" && !pinned[o]) this.releaseAt[maxUse[o]!]!.push(o);
+      if (this.owner[o] === o && this.steps[o]!.kind === "compute" && !pinned[o])
+        this.releaseAt[maxUse[o]!]!.push(o);
     }
   }
 
@@ -310,7 +350,10 @@ class Plan {
             return { kind: "binary", fn: p.fn, a: build(p.a, false), b: build(p.b, false) };
           case "where":
             return {
-              kind: "where", cond: build(p.cond, false), a: build(p.a, false), b: build(p.b, false),
+              kind: "where",
+              cond: build(p.cond, false),
+              a: build(p.a, false),
+              b: build(p.b, false),
             };
           default:
             break;
@@ -367,9 +410,12 @@ class Plan {
     m: NodeOf<"matmul">,
     out: NodeOf<"permute"> | undefined,
   ): StridedProduct | undefined {
-    const sa = this.shapeOf(m.a), sb = this.shapeOf(m.b), so = this.shapeOf(m);
+    const sa = this.shapeOf(m.a),
+      sb = this.shapeOf(m.b),
+      so = this.shapeOf(m);
     if (sa.length < 2 || sb.length < 2 || so.length < 2) return undefined;
-    const a = this.viewOf(m.a), b = this.viewOf(m.b);
+    const a = this.viewOf(m.a),
+      b = this.viewOf(m.b);
     const plain = (o: Node, v: View) => v.node === (isSwapLast(o) ? o.x : o);
     if (out === undefined && plain(m.a, a) && plain(m.b, b)) return undefined;
     let cStrides = K.strides(so);
@@ -382,18 +428,24 @@ class Plan {
       cStrides = so.map((_, ax) => outSt[inv[ax]!]!);
     }
     const r = so.length;
-    const M = so[r - 2]!, N = so[r - 1]!, Kd = sa[sa.length - 1]!;
+    const M = so[r - 2]!,
+      N = so[r - 1]!,
+      Kd = sa[sa.length - 1]!;
     /** A stored matrix: unit stride along columns (plain) or rows (transposed), else none. */
     type Stored = { trans: boolean; ld: number } | undefined;
     const matrix = (st: readonly number[], shape: readonly number[]): Stored => {
       const k = shape.length;
-      const rows = shape[k - 2]!, cols = shape[k - 1]!;
-      const rs = st[k - 2]!, cs = st[k - 1]!;
+      const rows = shape[k - 2]!,
+        cols = shape[k - 1]!;
+      const rs = st[k - 2]!,
+        cs = st[k - 1]!;
       if (cols === 1 || cs === 1) return { trans: false, ld: rows === 1 ? Math.max(cols, 1) : rs };
       if (rows === 1 || rs === 1) return { trans: true, ld: cols === 1 ? Math.max(rows, 1) : cs };
       return undefined;
     };
-    const ma = matrix(a.strides, sa), mb = matrix(b.strides, sb), mc = matrix(cStrides, so);
+    const ma = matrix(a.strides, sa),
+      mb = matrix(b.strides, sb),
+      mc = matrix(cStrides, so);
     if (ma === undefined || mb === undefined || mc === undefined) return undefined;
     if (ma.ld < (ma.trans ? M : Kd) || mb.ld < (mb.trans ? Kd : N)) return undefined;
     if (mc.ld < (mc.trans ? M : N)) return undefined;
@@ -418,13 +470,37 @@ class Plan {
     if (batch > 1 && rows > 0 && cols > 0 && !sequential && !interleaved) return undefined;
     if (t) {
       return {
-        a: b, b: a, batch, M: N, N: M, K: Kd, transA: !mb.trans, transB: !ma.trans,
-        lda: mb.ld, ldb: ma.ld, ldc: mc.ld, sA: sB, sB: sA, sC,
+        a: b,
+        b: a,
+        batch,
+        M: N,
+        N: M,
+        K: Kd,
+        transA: !mb.trans,
+        transB: !ma.trans,
+        lda: mb.ld,
+        ldb: ma.ld,
+        ldc: mc.ld,
+        sA: sB,
+        sB: sA,
+        sC,
       };
     }
     return {
-      a, b, batch, M, N, K: Kd, transA: ma.trans, transB: mb.trans,
-      lda: ma.ld, ldb: mb.ld, ldc: mc.ld, sA, sB, sC,
+      a,
+      b,
+      batch,
+      M,
+      N,
+      K: Kd,
+      transA: ma.trans,
+      transB: mb.trans,
+      lda: ma.ld,
+      ldb: mb.ld,
+      ldc: mc.ld,
+      sA,
+      sB,
+      sC,
     };
   }
 
@@ -445,8 +521,15 @@ class Plan {
       return v;
     };
     type Run = (v: (Arr | undefined)[], o: Arr) => void;
-    const compute = (run: Run, inPlace: readonly number[] = []): Pick<Step, "kind" | "run" | "inPlace"> => ({ kind: "compute", run, inPlace });
-    const alias: Pick<Step, "kind" | "run" | "inPlace"> = { kind: "alias", run: () => {}, inPlace: [] };
+    const compute = (
+      run: Run,
+      inPlace: readonly number[] = [],
+    ): Pick<Step, "kind" | "run" | "inPlace"> => ({ kind: "compute", run, inPlace });
+    const alias: Pick<Step, "kind" | "run" | "inPlace"> = {
+      kind: "alias",
+      run: () => {},
+      inPlace: [],
+    };
     const elementwise = (k: number): readonly number[] => Array.from({ length: k }, (_, i) => i);
     const sp = this.stridedProducts.get(n);
     if (sp !== undefined) {
@@ -457,9 +540,18 @@ class Plan {
           a: v[deps[0]!]! as Float64Array,
           b: v[deps[1]!]! as Float64Array,
           c: o as Float64Array,
-          batch: sp.batch, M: sp.M, N: sp.N, K: sp.K, transA: sp.transA, transB: sp.transB,
-          lda: sp.lda, ldb: sp.ldb, ldc: sp.ldc,
-          aBatchStride: sp.sA, bBatchStride: sp.sB, cBatchStride: sp.sC,
+          batch: sp.batch,
+          M: sp.M,
+          N: sp.N,
+          K: sp.K,
+          transA: sp.transA,
+          transB: sp.transB,
+          lda: sp.lda,
+          ldb: sp.ldb,
+          ldc: sp.ldc,
+          aBatchStride: sp.sA,
+          bBatchStride: sp.sB,
+          cBatchStride: sp.sC,
         });
       return { node: n, shape, dtype: this.dtype, size, deps, kind: "compute", run, inPlace: [] };
     }
@@ -478,91 +570,158 @@ class Plan {
     }
     const how = ((): Pick<Step, "kind" | "run" | "inPlace"> => {
       switch (n.op) {
-      case "input": {
-        this.inputSteps.push({ name: n.name, step: st.length, int: n.dtype === "int" });
-        return { kind: "input", run: () => {}, inPlace: [] };
-      }
-      case "const": {
-        return compute((_v, o) => void (o[0] = n.value));
-      }
-      case "dim": {
-        const v = dimVal(n.dim);
-        return compute((_v, o) => void (o[0] = v));
-      }
-      case "iota": {
-        return compute((_v, o) => K.iota(o, shape, n.axis));
-      }
-      case "unary": {
-        return compute((v, o) => K.unary(n.fn, v[deps[0]!]!, o), [0]);
-      }
-      case "binary": {
-        const acc = this.accumulations.get(n);
-        if (acc !== undefined) return compute(this.accumulateStep(acc, deps), [0]);
-        return compute((v, o) => K.binary(n.fn, v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), o, shape), elementwise(2));
-      }
-      case "reduce": {
-        const axes = concreteAxes(n.x.shape, n.axes, b.batch.length);
-        return compute((v, o) => K.reduce(n.fn, v[deps[0]!]!, shp(0), axes, o));
-      }
-      case "reshape": {
-        return alias;
-      }
-      case "stopgrad": {
-        return alias;
-      }
-      case "call": {
-        const f = this.opts.fused !== false ? fusedKernel(n.formula, n.config) : undefined;
-        if (f === undefined) return alias;
-        return compute((v, o) => f.run(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), o, n.config), f.inPlace ?? []);
-      }
-      case "permute": {
-        if (this.transposedProduct.has(n)) {
-          // n = (op(A)·op(B))ᵀ = op(B)ᵀ·op(A)ᵀ with deps [B, A]; a transposed operand is read untransposed
-          const m = n.x as NodeOf<"matmul">;
-          const transA = !isSwapLast(m.b), transB = !isSwapLast(m.a);
-          return compute((v, o) => matmulStep(v[deps[0]!]!, shp(0), transA, v[deps[1]!]!, shp(1), transB, o, shape, this.dtype));
+        case "input": {
+          this.inputSteps.push({ name: n.name, step: st.length, int: n.dtype === "int" });
+          return { kind: "input", run: () => {}, inPlace: [] };
         }
-        const perm = n.x.shape[0] === BATCH ? concretePerm(n.perm, b.batch.length) : [...n.perm];
-        return compute((v, o) => K.permute(v[deps[0]!]!, shp(0), perm, o));
-      }
-      case "broadcast": {
-        return compute((v, o) => K.broadcast(v[deps[0]!]!, shp(0), o, shape));
-      }
-      case "slice": {
-        const axis = n.x.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
-        const start = dimVal(n.start);
-        return compute((v, o) => {
-          const xs = shp(0);
-          const size = shape[axis]!;
-          if (start < 0 || start + size > xs[axis]!) {
-            throw new EvalError(`slice of ${n.scope ?? "graph"}: elements ${start}…${start + size - 1} along axis ${axis} are outside [0, ${xs[axis]})`);
+        case "const": {
+          return compute((_v, o) => void (o[0] = n.value));
+        }
+        case "dim": {
+          const v = dimVal(n.dim);
+          return compute((_v, o) => void (o[0] = v));
+        }
+        case "iota": {
+          return compute((_v, o) => K.iota(o, shape, n.axis));
+        }
+        case "unary": {
+          return compute((v, o) => K.unary(n.fn, v[deps[0]!]!, o), [0]);
+        }
+        case "binary": {
+          const acc = this.accumulations.get(n);
+          if (acc !== undefined) return compute(this.accumulateStep(acc, deps), [0]);
+          return compute(
+            (v, o) => K.binary(n.fn, v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), o, shape),
+            elementwise(2),
+          );
+        }
+        case "reduce": {
+          const axes = concreteAxes(n.x.shape, n.axes, b.batch.length);
+          return compute((v, o) => K.reduce(n.fn, v[deps[0]!]!, shp(0), axes, o));
+        }
+        case "reshape": {
+          return alias;
+        }
+        case "stopgrad": {
+          return alias;
+        }
+        case "call": {
+          const f = this.opts.fused !== false ? fusedKernel(n.formula, n.config) : undefined;
+          if (f === undefined) return alias;
+          return compute(
+            (v, o) =>
+              f.run(
+                deps.map((d) => v[d]!),
+                deps.map((d) => st[d]!.shape),
+                o,
+                n.config,
+              ),
+            f.inPlace ?? [],
+          );
+        }
+        case "permute": {
+          if (this.transposedProduct.has(n)) {
+            // n = (op(A)·op(B))ᵀ = op(B)ᵀ·op(A)ᵀ with deps [B, A]; a transposed operand is read untransposed
+            const m = n.x as NodeOf<"matmul">;
+            const transA = !isSwapLast(m.b),
+              transB = !isSwapLast(m.a);
+            return compute((v, o) =>
+              matmulStep(
+                v[deps[0]!]!,
+                shp(0),
+                transA,
+                v[deps[1]!]!,
+                shp(1),
+                transB,
+                o,
+                shape,
+                this.dtype,
+              ),
+            );
           }
-          K.slice(v[deps[0]!]!, xs, axis, start, size, o);
-        });
-      }
-      case "concat": {
-        const axis = n.xs[0]!.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
-        return compute((v, o) => K.concat(deps.map((d) => v[d]!), deps.map((d) => st[d]!.shape), axis, o));
-      }
-      case "matmul": {
-        const transA = isSwapLast(n.a);
-        const transB = isSwapLast(n.b);
-        return compute((v, o) => matmulStep(v[deps[0]!]!, shp(0), transA, v[deps[1]!]!, shp(1), transB, o, shape, this.dtype));
-      }
-      case "gather": {
-        const what = `gather${n.scope ? ` in ${n.scope}` : ""}`;
-        return compute((v, o) => K.gather(v[deps[0]!]!, shp(0), v[deps[1]!]!, o, `${what} (token ids into a table of ${shp(0)[0]} rows)`));
-      }
-      case "scatter_add": {
-        return compute((v, o) => K.scatterAdd(v[deps[0]!]!, v[deps[1]!]!, o, shape, `scatter_add${n.scope ? ` in ${n.scope}` : ""}`));
-      }
-      case "where": {
-        return compute((v, o) => K.where(v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), v[deps[2]!]!, shp(2), o, shape), elementwise(3));
-      }
-      default: {
-        const unknown: never = n;
-        throw new EvalError(`no step for op ${(unknown as { op: string }).op}`);
-      }
+          const perm = n.x.shape[0] === BATCH ? concretePerm(n.perm, b.batch.length) : [...n.perm];
+          return compute((v, o) => K.permute(v[deps[0]!]!, shp(0), perm, o));
+        }
+        case "broadcast": {
+          return compute((v, o) => K.broadcast(v[deps[0]!]!, shp(0), o, shape));
+        }
+        case "slice": {
+          const axis = n.x.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
+          const start = dimVal(n.start);
+          return compute((v, o) => {
+            const xs = shp(0);
+            const size = shape[axis]!;
+            if (start < 0 || start + size > xs[axis]!) {
+              throw new EvalError(
+                `slice of ${n.scope ?? "graph"}: elements ${start}…${start + size - 1} ` +
+                  `along axis ${axis} are outside [0, ${xs[axis]})`,
+              );
+            }
+            K.slice(v[deps[0]!]!, xs, axis, start, size, o);
+          });
+        }
+        case "concat": {
+          const axis = n.xs[0]!.shape[0] === BATCH ? n.axis - 1 + b.batch.length : n.axis;
+          return compute((v, o) =>
+            K.concat(
+              deps.map((d) => v[d]!),
+              deps.map((d) => st[d]!.shape),
+              axis,
+              o,
+            ),
+          );
+        }
+        case "matmul": {
+          const transA = isSwapLast(n.a);
+          const transB = isSwapLast(n.b);
+          return compute((v, o) =>
+            matmulStep(
+              v[deps[0]!]!,
+              shp(0),
+              transA,
+              v[deps[1]!]!,
+              shp(1),
+              transB,
+              o,
+              shape,
+              this.dtype,
+            ),
+          );
+        }
+        case "gather": {
+          const what = `gather${n.scope ? ` in ${n.scope}` : ""}`;
+          return compute((v, o) =>
+            K.gather(
+              v[deps[0]!]!,
+              shp(0),
+              v[deps[1]!]!,
+              o,
+              `${what} (token ids into a table of ${shp(0)[0]} rows)`,
+            ),
+          );
+        }
+        case "scatter_add": {
+          return compute((v, o) =>
+            K.scatterAdd(
+              v[deps[0]!]!,
+              v[deps[1]!]!,
+              o,
+              shape,
+              `scatter_add${n.scope ? ` in ${n.scope}` : ""}`,
+            ),
+          );
+        }
+        case "where": {
+          return compute(
+            (v, o) =>
+              K.where(v[deps[0]!]!, shp(0), v[deps[1]!]!, shp(1), v[deps[2]!]!, shp(2), o, shape),
+            elementwise(3),
+          );
+        }
+        default: {
+          const unknown: never = n;
+          throw new EvalError(`no step for op ${(unknown as { op: string }).op}`);
+        }
       }
     })();
     return { node: n, shape, dtype, size, deps, ...how };
@@ -574,7 +733,10 @@ class Plan {
    * which only turns −0 into +0); a scatter sums each id's update rows from 0 in order, rounds
    * that sum to the dtype as scatter_add's output would be, then adds it to X's row.
    */
-  private accumulateStep(acc: Accumulation, deps: readonly number[]): (v: (Arr | undefined)[], o: Arr) => void {
+  private accumulateStep(
+    acc: Accumulation,
+    deps: readonly number[],
+  ): (v: (Arr | undefined)[], o: Arr) => void {
     const shape = this.shapeOf(acc.node);
     const f32 = this.dtype === "f32";
     if (acc.kind === "concat") {
@@ -594,7 +756,8 @@ class Plan {
       return (v, o) => {
         const x = v[deps[0]!]!;
         if (o !== x) o.set(x);
-        for (const { at, d, dep } of slabs) K.addSlab(o, dep < 0 ? undefined : v[dep]!, outer, total * inner, at * inner, d * inner);
+        for (const { at, d, dep } of slabs)
+          K.addSlab(o, dep < 0 ? undefined : v[dep]!, outer, total * inner, at * inner, d * inner);
       };
     }
     const rowShape = shape.slice(1);
@@ -608,12 +771,16 @@ class Plan {
   }
 
   /** Run the plan on named input tensors. */
-  run(inputs: Readonly<Record<string, Tensor>>): { outputs: NamedTensors; calls: Map<Node, Tensor> } {
+  run(inputs: Readonly<Record<string, Tensor>>): {
+    outputs: NamedTensors;
+    calls: Map<Node, Tensor>;
+  } {
     const vals: (Arr | undefined)[] = new Array(this.steps.length);
     for (const { name, step, int } of this.inputSteps) {
       const t = inputs[name];
       const s = this.steps[step]!;
-      if (t === undefined) throw new EvalError(`${this.graph.name}: input ${name} was not provided`);
+      if (t === undefined)
+        throw new EvalError(`${this.graph.name}: input ${name} was not provided`);
       vals[step] = coerceInput(t, s.dtype, int, name, this.graph.name);
     }
     const calls = new Map<Node, Tensor>();
@@ -624,7 +791,12 @@ class Plan {
         const s = this.steps[i]!;
         if (s.kind === "compute") {
           const from = this.inPlaceFrom[i]!;
-          const out = from >= 0 ? vals[from]! : (bufs[i] = this.optimizations.reuse ? POOL.take(s.dtype, s.size) : (arrayFor(s.dtype, s.size) as Arr));
+          const out =
+            from >= 0
+              ? vals[from]!
+              : (bufs[i] = this.optimizations.reuse
+                  ? POOL.take(s.dtype, s.size)
+                  : (arrayFor(s.dtype, s.size) as Arr));
           if (profiler !== undefined) {
             const t0 = performance.now();
             s.run(vals, out);
@@ -633,7 +805,8 @@ class Plan {
           if (this.opts.checkFinite) this.checkFinite(s, out, vals);
           vals[i] = out;
         } else if (s.kind === "alias") vals[i] = vals[s.deps[0]!];
-        if (this.opts.keepCalls && s.node.op === "call") calls.set(s.node, new Tensor(s.dtype, s.shape, vals[i]!));
+        if (this.opts.keepCalls && s.node.op === "call")
+          calls.set(s.node, new Tensor(s.dtype, s.shape, vals[i]!));
         // operands read for the last time: drop the reference; dead buffers go back to the pool
         for (const d of s.deps) if (this.lastUse[d] === i && !this.keep.has(d)) vals[d] = undefined;
         for (const o of this.releaseAt[i]!) {
@@ -659,9 +832,19 @@ class Plan {
     const opsFinite = s.deps.every((d) => firstNonFinite(vals[d]!) < 0);
     if (!opsFinite) return;
     const idx = new Tensor(s.dtype, s.shape, out).unravel(bad);
-    const what = s.node.op === "unary" ? `unary ${s.node.fn}` : s.node.op === "binary" ? `binary ${s.node.fn}` : s.node.op === "call" ? `call ${s.node.formula}` : s.node.op;
+    const what =
+      s.node.op === "unary"
+        ? `unary ${s.node.fn}`
+        : s.node.op === "binary"
+          ? `binary ${s.node.fn}`
+          : s.node.op === "call"
+            ? `call ${s.node.formula}`
+            : s.node.op;
     throw new NonFiniteError(
-      `first non-finite value: node #${s.node.id} (${what})${s.node.scope ? ` in formula ${s.node.scope}` : ""} produced ${out[bad]} at index [${idx.join(", ")}] of shape ${shapeToString(s.shape)} from finite operands`,
+      `first non-finite value: node #${s.node.id} ` +
+        `(${what})${s.node.scope ? ` in formula ${s.node.scope}` : ""} produced ` +
+        `${out[bad]} at index [${idx.join(", ")}] of shape ` +
+        `${shapeToString(s.shape)} from finite operands`,
       s.node,
     );
   }
@@ -674,7 +857,10 @@ class Plan {
 export class NonFiniteError extends Error {
   override name = "NonFiniteError";
   /** @param node The node whose result was not finite. */
-  constructor(message: string, readonly node: Node) {
+  constructor(
+    message: string,
+    readonly node: Node,
+  ) {
     super(message);
   }
 }
@@ -686,7 +872,6 @@ function firstNonFinite(a: Arr): number {
   }
   return -1;
 }
-
 
 /** An add whose operand `node` (a concat or scatter_add read only there) is added piecewise into `x`. */
 interface Accumulation {
@@ -739,7 +924,11 @@ function isZeroFill(n: Node): boolean {
   return n.op === "broadcast" && n.x.op === "const" && n.x.value === 0;
 }
 
-function accumulation(n: Node, privateUse: (n: Node) => boolean, shapeOf: (n: Node) => number[]): Accumulation | undefined {
+function accumulation(
+  n: Node,
+  privateUse: (n: Node) => boolean,
+  shapeOf: (n: Node) => number[],
+): Accumulation | undefined {
   if (n.op !== "binary" || n.fn !== "add" || n.dtype !== "float") return undefined;
   const out = shapeOf(n);
   const full = (x: Node) => {
@@ -747,14 +936,18 @@ function accumulation(n: Node, privateUse: (n: Node) => boolean, shapeOf: (n: No
     return s.length === out.length && s.every((d, i) => d === out[i]);
   };
   if (!full(n.a) || !full(n.b)) return undefined;
-  for (const [c, x] of [[n.b, n.a], [n.a, n.b]] as const) {
+  for (const [c, x] of [
+    [n.b, n.a],
+    [n.a, n.b],
+  ] as const) {
     if (!privateUse(c)) continue;
-    if (c.op === "concat" && c.xs.length > 0) return { kind: "concat", node: c, x, pieces: c.xs.filter((p) => !isZeroFill(p)) };
-    if (c.op === "scatter_add" && out.length >= 1) return { kind: "scatter_add", node: c, x, pieces: [c.updates, c.indices] };
+    if (c.op === "concat" && c.xs.length > 0)
+      return { kind: "concat", node: c, x, pieces: c.xs.filter((p) => !isZeroFill(p)) };
+    if (c.op === "scatter_add" && out.length >= 1)
+      return { kind: "scatter_add", node: c, x, pieces: [c.updates, c.indices] };
   }
   return undefined;
 }
-
 
 /** Symbolic axis 0 is the batch prefix "..." (it stays first): expand it to its concrete axes. */
 function concretePerm(perm: readonly number[], batchRank: number): number[] {
@@ -769,11 +962,15 @@ function coerceInput(t: Tensor, want: DType, int: boolean, name: string, formula
     if (t.dtype === "i32") return t.data as Arr;
     for (let i = 0; i < t.size; i++) {
       const v = t.data[i]!;
-      if (!Number.isInteger(v)) throw new EvalError(`${formula}: input ${name} must hold integer ids (i32); element [${t.unravel(i).join(", ")}] is ${v}`);
+      if (!Number.isInteger(v))
+        throw new EvalError(
+          `${formula}: input ${name} must hold integer ids (i32); element [${t.unravel(i).join(", ")}] is ${v}`,
+        );
     }
     return Int32Array.from(t.data) as Arr;
   }
-  if (t.dtype === "i32") throw new EvalError(`${formula}: input ${name} must be a float tensor (${want}), got i32`);
+  if (t.dtype === "i32")
+    throw new EvalError(`${formula}: input ${name} must be a float tensor (${want}), got i32`);
   if (t.dtype === want) return t.data as Arr;
   const out = arrayFor(want, t.size) as Arr;
   out.set(t.data);
@@ -781,42 +978,115 @@ function coerceInput(t: Tensor, want: DType, int: boolean, name: string, formula
 }
 
 /** Batched matmul with NumPy batch broadcasting; transposes arrive as flags. */
-function matmulStep(a: Arr, aShape: readonly number[],  transA: boolean, b: Arr, bShape: readonly number[], transB: boolean, out: Arr, outShape: readonly number[], dtype: FloatDType): void {
+function matmulStep(
+  a: Arr,
+  aShape: readonly number[],
+  transA: boolean,
+  b: Arr,
+  bShape: readonly number[],
+  transB: boolean,
+  out: Arr,
+  outShape: readonly number[],
+  dtype: FloatDType,
+): void {
   // a vector (its rows carried by an empty batch prefix) multiplies as one row
   if (aShape.length === 1) aShape = [1, aShape[0]!];
   // logical shapes: the operand node's shape is the permuted one; the stored one is aShape
-  const ra = aShape.length, rb = bShape.length;
+  const ra = aShape.length,
+    rb = bShape.length;
   const M = transA ? aShape[ra - 1]! : aShape[ra - 2]!;
   const Ka = transA ? aShape[ra - 2]! : aShape[ra - 1]!;
   const N = transB ? bShape[rb - 2]! : bShape[rb - 1]!;
   const Kb = transB ? bShape[rb - 1]! : bShape[rb - 2]!;
-  if (Ka !== Kb) throw new EvalError(`matmul: inner dims ${Ka} and ${Kb} differ (${shapeToString(aShape)} · ${shapeToString(bShape)})`);
-  const batchA = aShape.slice(0, -2), batchB = bShape.slice(0, -2);
+  if (Ka !== Kb)
+    throw new EvalError(
+      `matmul: inner dims ${Ka} and ${Kb} differ (${shapeToString(aShape)} · ${shapeToString(bShape)})`,
+    );
+  const batchA = aShape.slice(0, -2),
+    batchB = bShape.slice(0, -2);
   const batchO = outShape.slice(0, -2);
-  const nA = K.sizeOf(batchA), nB = K.sizeOf(batchB), nO = K.sizeOf(batchO);
-  const fa = a as Float64Array | Float32Array, fb = b as Float64Array | Float32Array, fo = out as Float64Array | Float32Array;
+  const nA = K.sizeOf(batchA),
+    nB = K.sizeOf(batchB),
+    nO = K.sizeOf(batchO);
+  const fa = a as Float64Array | Float32Array,
+    fb = b as Float64Array | Float32Array,
+    fo = out as Float64Array | Float32Array;
   if (nB === 1 && !transA) {
     // fold A's batch into rows: one (nA·M)×K · K×N product
-    gemm({ dtype, a: fa, b: fb, c: fo, batch: 1, M: nA * M, N, K: Ka, transA: false, transB, aBatchStride: 0, bBatchStride: 0 });
+    gemm({
+      dtype,
+      a: fa,
+      b: fb,
+      c: fo,
+      batch: 1,
+      M: nA * M,
+      N,
+      K: Ka,
+      transA: false,
+      transB,
+      aBatchStride: 0,
+      bBatchStride: 0,
+    });
     return;
   }
   if (nA === nO && nB === nO) {
-    gemm({ dtype, a: fa, b: fb, c: fo, batch: nO, M, N, K: Ka, transA, transB, aBatchStride: M * Ka, bBatchStride: Ka * N });
+    gemm({
+      dtype,
+      a: fa,
+      b: fb,
+      c: fo,
+      batch: nO,
+      M,
+      N,
+      K: Ka,
+      transA,
+      transB,
+      aBatchStride: M * Ka,
+      bBatchStride: Ka * N,
+    });
     return;
   }
   if (nA === nO && nB === 1) {
-    gemm({ dtype, a: fa, b: fb, c: fo, batch: nO, M, N, K: Ka, transA, transB, aBatchStride: M * Ka, bBatchStride: 0 });
+    gemm({
+      dtype,
+      a: fa,
+      b: fb,
+      c: fo,
+      batch: nO,
+      M,
+      N,
+      K: Ka,
+      transA,
+      transB,
+      aBatchStride: M * Ka,
+      bBatchStride: 0,
+    });
     return;
   }
   if (nA === 1 && nB === nO) {
-    gemm({ dtype, a: fa, b: fb, c: fo, batch: nO, M, N, K: Ka, transA, transB, aBatchStride: 0, bBatchStride: Ka * N });
+    gemm({
+      dtype,
+      a: fa,
+      b: fb,
+      c: fo,
+      batch: nO,
+      M,
+      N,
+      K: Ka,
+      transA,
+      transB,
+      aBatchStride: 0,
+      bBatchStride: Ka * N,
+    });
     return;
   }
   // general broadcast: one product per output batch index
-  const sa = K.broadcastStrides(batchA, batchO), sb = K.broadcastStrides(batchB, batchO);
+  const sa = K.broadcastStrides(batchA, batchO),
+    sb = K.broadcastStrides(batchB, batchO);
   const idx = new Array<number>(batchO.length).fill(0);
   for (let p = 0; p < nO; p++) {
-    let oa = 0, ob = 0;
+    let oa = 0,
+      ob = 0;
     for (let i = 0; i < idx.length; i++) {
       oa += idx[i]! * sa[i]!;
       ob += idx[i]! * sb[i]!;
@@ -826,7 +1096,14 @@ function matmulStep(a: Arr, aShape: readonly number[],  transA: boolean, b: Arr,
       a: fa.subarray(oa * M * Ka, (oa + 1) * M * Ka),
       b: fb.subarray(ob * Ka * N, (ob + 1) * Ka * N),
       c: fo.subarray(p * M * N, (p + 1) * M * N),
-      batch: 1, M, N, K: Ka, transA, transB, aBatchStride: 0, bBatchStride: 0,
+      batch: 1,
+      M,
+      N,
+      K: Ka,
+      transA,
+      transB,
+      aBatchStride: 0,
+      bBatchStride: 0,
     });
     for (let i = idx.length - 1; i >= 0; i--) {
       idx[i]!++;
@@ -897,7 +1174,9 @@ export interface ProfiledStep {
 let profiler: ((step: ProfiledStep, ms: number, inPlace: boolean) => void) | undefined;
 
 /** Time every computed step of every run (bench/profile.ts); undefined switches it off. */
-export function setStepProfiler(f: ((step: ProfiledStep, ms: number, inPlace: boolean) => void) | undefined): void {
+export function setStepProfiler(
+  f: ((step: ProfiledStep, ms: number, inPlace: boolean) => void) | undefined,
+): void {
   profiler = f;
 }
 
@@ -906,26 +1185,45 @@ export function setStepProfiler(f: ((step: ProfiledStep, ms: number, inPlace: bo
 const planCache = new WeakMap<Graph, Map<string, Plan>>();
 
 /** Bind the graph's dims to the given tensors and plan it (cached per graph, shapes and options). */
-export function plan(graph: Graph, inputs: Readonly<Record<string, { shape: readonly number[]; dtype: string }>>, opts: EvalOptions = {}): Plan {
+export function plan(
+  graph: Graph,
+  inputs: Readonly<Record<string, { shape: readonly number[]; dtype: string }>>,
+  opts: EvalOptions = {},
+): Plan {
   const dtype = opts.dtype ?? "f64";
-  const key = `${dtype}|${opts.fused !== false}|${opts.checkFinite === true}|${opts.keepCalls === true}|${JSON.stringify(optimizations(opts.optimize))}|${Object.entries(inputs)
-    .map(([k, t]) => `${k}:${t.shape.join("x")}`)
-    .sort()
-    .join(",")}`;
+  const key =
+    `${dtype}|${opts.fused !== false}|${opts.checkFinite === true}` +
+    `|${opts.keepCalls === true}` +
+    `|${JSON.stringify(optimizations(opts.optimize))}` +
+    `|${Object.entries(inputs)
+      .map(([k, t]) => `${k}:${t.shape.join("x")}`)
+      .sort()
+      .join(",")}`;
   let byKey = planCache.get(graph);
   if (byKey === undefined) planCache.set(graph, (byKey = new Map()));
   const cached = byKey.get(key);
   if (cached !== undefined) return cached;
   for (const [k, t] of Object.entries(inputs)) {
     if (!(k in graph.args)) {
-      throw new EvalError(`${graph.name} has no argument "${k}"; its arguments are ${Object.keys(graph.args).join(", ")}`);
+      throw new EvalError(
+        `${graph.name} has no argument "${k}"; its arguments are ${Object.keys(graph.args).join(", ")}`,
+      );
     }
     void t;
   }
   // every given argument takes part in binding, even one the outputs do not read (a zero gradient
   // still needs its shape)
-  const roots = [...Object.values(graph.outputs).map((e) => e.node), ...Object.entries(graph.args).filter(([k]) => k in inputs).map(([, e]) => e.node)];
-  const binding: Binding = bindDims(roots, inputs, { formula: graph.name, hyper: graph.hyper, relations: graph.relations });
+  const roots = [
+    ...Object.values(graph.outputs).map((e) => e.node),
+    ...Object.entries(graph.args)
+      .filter(([k]) => k in inputs)
+      .map(([, e]) => e.node),
+  ];
+  const binding: Binding = bindDims(roots, inputs, {
+    formula: graph.name,
+    hyper: graph.hyper,
+    relations: graph.relations,
+  });
   const p = new Plan(graph, binding, dtype, opts);
   if (byKey.size > 16) byKey.clear();
   byKey.set(key, p);
@@ -933,7 +1231,11 @@ export function plan(graph: Graph, inputs: Readonly<Record<string, { shape: read
 }
 
 /** Evaluate every output of a graph. Dims are bound from the actual tensors. */
-export function evaluate(graph: Graph, inputs: Readonly<Record<string, Tensor>>, opts: EvalOptions = {}): NamedTensors {
+export function evaluate(
+  graph: Graph,
+  inputs: Readonly<Record<string, Tensor>>,
+  opts: EvalOptions = {},
+): NamedTensors {
   for (const [k, t] of Object.entries(inputs)) {
     if (!(t instanceof Tensor)) throw new TensorError(`${graph.name}: input ${k} is not a Tensor`);
   }

@@ -20,7 +20,7 @@ function maxRelDiff(a: NamedTensors, b: NamedTensors, floor = 0): number {
     for (let i = 0; i < t.size; i++) scale = Math.max(scale, Math.abs(t.data[i]!));
     for (let i = 0; i < t.size; i++) {
       const d = Math.abs(t.data[i]! - u.data[i]!);
-      if (!(d === 0 || (t.data[i] === u.data[i]))) m = Math.max(m, d / Math.max(scale, 1e-300));
+      if (!(d === 0 || t.data[i] === u.data[i])) m = Math.max(m, d / Math.max(scale, 1e-300));
     }
   }
   return m;
@@ -31,8 +31,16 @@ describe("fused kernels equal their composition", () => {
     for (const dtype of ["f64", "f32"] as const) {
       test(`${name} (${dtype}): value and gradient`, () => {
         const g = formulaGraph(name);
-        for (const [seed, scale] of [[1, 1], [2, 30], [3, 1e3]] as const) {
-          const x = sampleInputs(name, {}, { seed, dims: { m: 37, d: 37 }, batch: [3], scale, dtype });
+        for (const [seed, scale] of [
+          [1, 1],
+          [2, 30],
+          [3, 1e3],
+        ] as const) {
+          const x = sampleInputs(
+            name,
+            {},
+            { seed, dims: { m: 37, d: 37 }, batch: [3], scale, dtype },
+          );
           const fused = evaluate(g, x, { dtype, fused: true });
           const plain = evaluate(g, x, { dtype, fused: false });
           // reduction of length 37: float64 ≈ 37·2⁻⁵³ ≈ 4e-15 relative to the row scale; float32 ≈ 37·2⁻²⁴ ≈ 2e-6
@@ -44,8 +52,16 @@ describe("fused kernels equal their composition", () => {
           // the gradient rules subtract terms of the cotangent's size (ȳ − Σ ȳ⊙y): measure against it,
           // since a peaked softmax leaves a gradient far smaller than the terms it cancels
           let cotScale = 0;
-          for (const c of Object.values(cot)) for (let i = 0; i < c.size; i++) cotScale = Math.max(cotScale, Math.abs(c.data[i]!));
-          expect(maxRelDiff(vjp(g, x, cot, { dtype, fused: true }).grads, vjp(g, x, cot, { dtype, fused: false }).grads, cotScale), `gradient, seed ${seed}`).toBeLessThan(tol * 4);
+          for (const c of Object.values(cot))
+            for (let i = 0; i < c.size; i++) cotScale = Math.max(cotScale, Math.abs(c.data[i]!));
+          expect(
+            maxRelDiff(
+              vjp(g, x, cot, { dtype, fused: true }).grads,
+              vjp(g, x, cot, { dtype, fused: false }).grads,
+              cotScale,
+            ),
+            `gradient, seed ${seed}`,
+          ).toBeLessThan(tol * 4);
         }
       });
     }

@@ -8,19 +8,41 @@ import { evaluate } from "./evaluate.js";
 import { Rng, sampleInputs } from "./random.js";
 import { Tensor, type NamedTensors } from "./tensor.js";
 
-const differentiable = formulaNames().filter((f) => getFormula(f).args(exampleConfig(f)).some((a) => !a.int));
+const differentiable = formulaNames().filter((f) =>
+  getFormula(f)
+    .args(exampleConfig(f))
+    .some((a) => !a.int),
+);
 
 describe("every registry formula passes gradcheck in float64", () => {
   for (const name of differentiable) {
     test(`${name}: full mode at small sizes, fast mode at larger ones`, async () => {
       const cfg = exampleConfig(name);
       const g = formulaGraph(name, cfg);
-      const full = await gradcheckGraph(g, sampleInputs(name, cfg, { seed: 1 }), { mode: "full", maxElements: 256 });
+      const full = await gradcheckGraph(g, sampleInputs(name, cfg, { seed: 1 }), {
+        mode: "full",
+        maxElements: 256,
+      });
       expect(full.error).toBeUndefined();
       expect(full.failures).toEqual([]);
       expect(full.ok).toBe(true);
-      const big: Record<string, number> = name === "gpt" ? { d_ff: 24, n: 7 } : { n: 9, m: 9, d: 13, d_k: 6, d_v: 5, d_ff: 17, V: 19, d_in: 11, d_out: 7 };
-      const fast = await gradcheckGraph(g, sampleInputs(name, cfg, { seed: 2, dims: big, batch: getFormula(name).args(cfg).some((a) => a.shape[0] === "...") ? [2] : [] }), { mode: "fast" });
+      const big: Record<string, number> =
+        name === "gpt"
+          ? { d_ff: 24, n: 7 }
+          : { n: 9, m: 9, d: 13, d_k: 6, d_v: 5, d_ff: 17, V: 19, d_in: 11, d_out: 7 };
+      const fast = await gradcheckGraph(
+        g,
+        sampleInputs(name, cfg, {
+          seed: 2,
+          dims: big,
+          batch: getFormula(name)
+            .args(cfg)
+            .some((a) => a.shape[0] === "...")
+            ? [2]
+            : [],
+        }),
+        { mode: "fast" },
+      );
       expect(fast.ok, JSON.stringify(fast.failures)).toBe(true);
     });
   }
@@ -28,7 +50,12 @@ describe("every registry formula passes gradcheck in float64", () => {
 
 describe("second order", () => {
   /** H v ≈ (∇f(x + h v) − ∇f(x − h v)) / 2h for the scalar s = Σ out ⊙ c. */
-  async function checkHvp(name: string, wrt: string, dims: Record<string, number> = {}, linear = false) {
+  async function checkHvp(
+    name: string,
+    wrt: string,
+    dims: Record<string, number> = {},
+    linear = false,
+  ) {
     const cfg = exampleConfig(name);
     const g = formulaGraph(name, cfg);
     const x = sampleInputs(name, cfg, { seed: 5, dims });
@@ -49,8 +76,10 @@ describe("second order", () => {
       return vjp(g, { ...x, [wrt]: xs }, cots, { wrt: [wrt] }).grads[wrt]!;
     };
     const h = 1e-5;
-    const gp = gradAt(h), gm = gradAt(-h);
-    let maxErr = 0, scale = 0;
+    const gp = gradAt(h),
+      gm = gradAt(-h);
+    let maxErr = 0,
+      scale = 0;
     for (let i = 0; i < Hv.size; i++) {
       const fd = (gp.data[i]! - gm.data[i]!) / (2 * h);
       maxErr = Math.max(maxErr, Math.abs(fd - Hv.data[i]!));
@@ -91,7 +120,11 @@ describe("second order", () => {
   });
   test("gradgradcheckGraph (the API form) passes for GELU-tanh and LayerNorm", async () => {
     for (const name of ["gelu_tanh", "layer_norm", "rms_norm"]) {
-      const r = await gradgradcheckGraph(formulaGraph(name, exampleConfig(name)), sampleInputs(name, {}, { seed: 6 }), { mode: "full" });
+      const r = await gradgradcheckGraph(
+        formulaGraph(name, exampleConfig(name)),
+        sampleInputs(name, {}, { seed: 6 }),
+        { mode: "full" },
+      );
       expect(r.ok, name).toBe(true);
     }
   });
@@ -109,7 +142,8 @@ describe("second order", () => {
       const p = Array.from({ length: V }, (_, j) => Math.exp(z.get(r, j) - m));
       const s = p.reduce((a, b) => a + b, 0);
       const pv = p.reduce((a, pj, j) => a + (pj / s) * v.get(r, j), 0);
-      for (let j = 0; j < V; j++) expect(hv.get(r, j)).toBeCloseTo(((p[j]! / s) * (v.get(r, j) - pv)) / N, 12);
+      for (let j = 0; j < V; j++)
+        expect(hv.get(r, j)).toBeCloseTo(((p[j]! / s) * (v.get(r, j) - pv)) / N, 12);
     }
   });
 });
@@ -126,8 +160,10 @@ describe("API", () => {
       for (let i = 0; i < xs.size; i++) xs.data[i]! += s * t.data[i]!;
       return evaluate(g, { ...x, x: xs })["y"]!;
     };
-    const p = shift(h), m = shift(-h);
-    for (let i = 0; i < p.size; i++) expect(tangents["y"]!.data[i]!).toBeCloseTo((p.data[i]! - m.data[i]!) / (2 * h), 7);
+    const p = shift(h),
+      m = shift(-h);
+    for (let i = 0; i < p.size; i++)
+      expect(tangents["y"]!.data[i]!).toBeCloseTo((p.data[i]! - m.data[i]!) / (2 * h), 7);
   });
   test("valueAndGrad needs one scalar output", () => {
     const g = formulaGraph("cross_entropy");
@@ -135,12 +171,18 @@ describe("API", () => {
     const { value, grads } = valueAndGrad(g, x);
     expect(value.shape).toEqual([]);
     expect(Object.keys(grads)).toEqual(["logits"]);
-    expect(() => grad(formulaGraph("softmax"), { x: Tensor.from([1, 2]) })).toThrow(/grad needs one scalar output/);
+    expect(() => grad(formulaGraph("softmax"), { x: Tensor.from([1, 2]) })).toThrow(
+      /grad needs one scalar output/,
+    );
   });
   test("token ids have no gradient; unknown names are reported", () => {
     const g = formulaGraph("embedding");
-    expect(() => gradGraph(g, { wrt: ["tokens"] })).toThrow(/argument tokens holds integers \(token ids\) and has no gradient/);
-    expect(() => gradGraph(g, { wrt: ["W"] })).toThrow(/embedding has no argument "W"; arguments: tokens, E/);
+    expect(() => gradGraph(g, { wrt: ["tokens"] })).toThrow(
+      /argument tokens holds integers \(token ids\) and has no gradient/,
+    );
+    expect(() => gradGraph(g, { wrt: ["W"] })).toThrow(
+      /embedding has no argument "W"; arguments: tokens, E/,
+    );
   });
   test("an argument the outputs do not depend on gets a zero gradient", () => {
     const g = formulaGraph("attention", { causal: true });

@@ -12,7 +12,8 @@ import { gradOperands, vjpRule } from "./vjp.js";
 import { Tensor, type NamedTensors } from "./tensor.js";
 
 /**
- * A gradient cannot be formed: an unknown output or argument, an integer argument (token ids have no gradient), or `grad`
+ * A gradient cannot be formed: an unknown output or argument, an integer argument (token ids have
+ * no gradient), or `grad`
  * of a graph without exactly one scalar output and no `output` option naming one.
  */
 export class GradError extends Error {
@@ -23,10 +24,16 @@ export class GradError extends Error {
  * Cotangents of `wrt` for the given output cotangents, as graph. Nodes in `wrt` that the outputs
  * do not depend on get no entry.
  */
-export function backprop(outputs: readonly { node: Node; cot: Expr }[], wrt: readonly Node[]): Map<Node, Expr> {
+export function backprop(
+  outputs: readonly { node: Node; cot: Expr }[],
+  wrt: readonly Node[],
+): Map<Node, Expr> {
   const wrtSet = new Set(wrt);
   // order over the gradient dependencies (a call with a custom VJP skips its body)
-  const order = postOrder(outputs.map((o) => o.node), gradOperands);
+  const order = postOrder(
+    outputs.map((o) => o.node),
+    gradOperands,
+  );
   const needs = new Set<Node>();
   for (const n of order) {
     if (n.dtype === "int") continue;
@@ -72,16 +79,28 @@ export interface GradGraphOptions {
 export function gradGraph(g: Graph, opts: GradGraphOptions = {}): Graph {
   const of = opts.of ?? Object.keys(g.outputs).filter((k) => g.outputs[k]!.node.dtype === "float");
   const wrt = opts.wrt ?? Object.keys(g.args).filter((k) => g.args[k]!.node.dtype === "float");
-  for (const o of of) if (!(o in g.outputs)) throw new GradError(`${g.name} has no output "${o}"; outputs: ${Object.keys(g.outputs).join(", ")}`);
+  for (const o of of)
+    if (!(o in g.outputs))
+      throw new GradError(
+        `${g.name} has no output "${o}"; outputs: ${Object.keys(g.outputs).join(", ")}`,
+      );
   for (const w of wrt) {
     const a = g.args[w];
-    if (a === undefined) throw new GradError(`${g.name} has no argument "${w}"; arguments: ${Object.keys(g.args).join(", ")}`);
-    if (a.node.dtype === "int") throw new GradError(`${g.name}: argument ${w} holds integers (token ids) and has no gradient`);
+    if (a === undefined)
+      throw new GradError(
+        `${g.name} has no argument "${w}"; arguments: ${Object.keys(g.args).join(", ")}`,
+      );
+    if (a.node.dtype === "int")
+      throw new GradError(
+        `${g.name}: argument ${w} holds integers (token ids) and has no gradient`,
+      );
   }
   const cotArgs: Record<string, Expr> = {};
   const outs = of.map((o) => {
     const node = g.outputs[o]!.node;
-    const cot = input(`cot.${o}`, node.shape.map(dimToString) as readonly string[], { label: { latex: `\\bar{${latexOf(o)}}`, text: `${o}̄` } });
+    const cot = input(`cot.${o}`, node.shape.map(dimToString) as readonly string[], {
+      label: { latex: `\\bar{${latexOf(o)}}`, text: `${o}̄` },
+    });
     cotArgs[`cot.${o}`] = cot;
     return { node, cot };
   });
@@ -158,9 +177,18 @@ export interface VjpOptions extends EvalOptions {
 }
 
 /** Outputs and the gradient of Σ out ⊙ cot w.r.t. each argument (PyTorch's `autograd.grad` with grad_outputs). */
-export function vjp(g: Graph, inputs: Readonly<Record<string, Tensor>>, cotangents: Readonly<Record<string, Tensor>>, opts: VjpOptions = {}): { outputs: NamedTensors; grads: NamedTensors } {
+export function vjp(
+  g: Graph,
+  inputs: Readonly<Record<string, Tensor>>,
+  cotangents: Readonly<Record<string, Tensor>>,
+  opts: VjpOptions = {},
+): { outputs: NamedTensors; grads: NamedTensors } {
   const of = Object.keys(cotangents);
-  for (const o of of) if (!(o in g.outputs)) throw new GradError(`${g.name} has no output "${o}" to take a cotangent for; outputs: ${Object.keys(g.outputs).join(", ")}`);
+  for (const o of of)
+    if (!(o in g.outputs))
+      throw new GradError(
+        `${g.name} has no output "${o}" to take a cotangent for; outputs: ${Object.keys(g.outputs).join(", ")}`,
+      );
   const gg = cachedGradGraph(g, { of, withValues: true, ...(opts.wrt ? { wrt: opts.wrt } : {}) });
   const all: Record<string, Tensor> = { ...inputs };
   for (const [k, v] of Object.entries(cotangents)) all[`cot.${k}`] = v;
@@ -170,12 +198,20 @@ export function vjp(g: Graph, inputs: Readonly<Record<string, Tensor>>, cotangen
 function scalarOutput(g: Graph, output?: string): string {
   if (output !== undefined) return output;
   const floats = Object.keys(g.outputs).filter((k) => g.outputs[k]!.node.shape.length === 0);
-  if (floats.length !== 1) throw new GradError(`${g.name}: grad needs one scalar output; name it with { output } (outputs: ${Object.keys(g.outputs).join(", ")})`);
+  if (floats.length !== 1)
+    throw new GradError(
+      `${g.name}: grad needs one scalar output; name it with { output } ` +
+        `(outputs: ${Object.keys(g.outputs).join(", ")})`,
+    );
   return floats[0]!;
 }
 
 /** Value and gradient of a scalar output (JAX `value_and_grad`). */
-export function valueAndGrad(g: Graph, inputs: Readonly<Record<string, Tensor>>, opts: VjpOptions & { output?: string } = {}): { value: Tensor; outputs: NamedTensors; grads: NamedTensors } {
+export function valueAndGrad(
+  g: Graph,
+  inputs: Readonly<Record<string, Tensor>>,
+  opts: VjpOptions & { output?: string } = {},
+): { value: Tensor; outputs: NamedTensors; grads: NamedTensors } {
   const out = scalarOutput(g, opts.output);
   const dtype = opts.dtype ?? "f64";
   const r = vjp(g, inputs, { [out]: Tensor.scalar(1, dtype) }, opts);
@@ -183,7 +219,11 @@ export function valueAndGrad(g: Graph, inputs: Readonly<Record<string, Tensor>>,
 }
 
 /** Gradient of a scalar output w.r.t. every float argument (or `wrt`). */
-export function grad(g: Graph, inputs: Readonly<Record<string, Tensor>>, opts: VjpOptions & { output?: string } = {}): NamedTensors {
+export function grad(
+  g: Graph,
+  inputs: Readonly<Record<string, Tensor>>,
+  opts: VjpOptions & { output?: string } = {},
+): NamedTensors {
   return valueAndGrad(g, inputs, opts).grads;
 }
 
@@ -205,7 +245,12 @@ function jvpGraph(g: Graph, wrt: readonly string[], of?: readonly string[]): Gra
  * by output name.
  * @throws GradError for an unknown output or argument, or an integer argument.
  */
-export function jvp(g: Graph, inputs: Readonly<Record<string, Tensor>>, tangents: Readonly<Record<string, Tensor>>, opts: EvalOptions & { of?: readonly string[] } = {}): { outputs: NamedTensors; tangents: NamedTensors } {
+export function jvp(
+  g: Graph,
+  inputs: Readonly<Record<string, Tensor>>,
+  tangents: Readonly<Record<string, Tensor>>,
+  opts: EvalOptions & { of?: readonly string[] } = {},
+): { outputs: NamedTensors; tangents: NamedTensors } {
   const wrt = Object.keys(tangents);
   const jg = jvpGraph(g, wrt, opts.of);
   const all: Record<string, Tensor> = { ...inputs };
@@ -243,11 +288,19 @@ function hvpGraph(g: Graph, wrt: readonly string[], output?: string): Graph {
  * shaped like each argument; the result is keyed the same way.
  * @throws GradError if the scalar output is ambiguous or missing, or an argument is unknown or integer.
  */
-export function hvp(g: Graph, inputs: Readonly<Record<string, Tensor>>, v: Readonly<Record<string, Tensor>>, opts: EvalOptions & { output?: string } = {}): NamedTensors {
+export function hvp(
+  g: Graph,
+  inputs: Readonly<Record<string, Tensor>>,
+  v: Readonly<Record<string, Tensor>>,
+  opts: EvalOptions & { output?: string } = {},
+): NamedTensors {
   const wrt = Object.keys(v);
   const hg = hvpGraph(g, wrt, opts.output);
   const out = scalarOutput(g, opts.output);
-  const all: Record<string, Tensor> = { ...inputs, [`cot.${out}`]: Tensor.scalar(1, opts.dtype ?? "f64") };
+  const all: Record<string, Tensor> = {
+    ...inputs,
+    [`cot.${out}`]: Tensor.scalar(1, opts.dtype ?? "f64"),
+  };
   for (const w of wrt) all[`cot.grad.${w}`] = v[w]!;
   const res = evaluate(hg, all, opts);
   const r: NamedTensors = {};

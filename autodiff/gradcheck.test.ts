@@ -34,7 +34,8 @@ function userLayerNorm(bug: boolean): DiffFunction {
       const gx = Tensor.zeros([n, d]);
       for (let r = 0; r < n; r++) {
         const { mu, rstd } = stats(x!, r, d);
-        let gm = 0, gxh = 0;
+        let gm = 0,
+          gxh = 0;
         for (let j = 0; j < d; j++) {
           const xh = (x!.data[r * d + j]! - mu) * rstd;
           gm += g!.data[r * d + j]!;
@@ -77,10 +78,19 @@ describe("gradcheck of plain functions", () => {
   test("a VJP that returns the wrong shape or nothing is reported, not thrown", async () => {
     const f = userLayerNorm(false);
     const wrongShape: DiffFunction = { ...f, vjp: () => ({ x: Tensor.zeros([5, 3]) }) };
-    expect((await gradcheckFunction(wrongShape, x)).error).toBe("user layer norm: gradient of x has shape [5, 3] but x has shape [3, 5]");
+    expect((await gradcheckFunction(wrongShape, x)).error).toBe(
+      "user layer norm: gradient of x has shape [5, 3] but x has shape [3, 5]",
+    );
     const missing: DiffFunction = { ...f, vjp: () => ({}) };
-    expect((await gradcheckFunction(missing, x)).error).toBe("user layer norm: the VJP returned no gradient for x");
-    const throws: DiffFunction = { ...f, vjp: () => { throw new Error("kernel crashed"); } };
+    expect((await gradcheckFunction(missing, x)).error).toBe(
+      "user layer norm: the VJP returned no gradient for x",
+    );
+    const throws: DiffFunction = {
+      ...f,
+      vjp: () => {
+        throw new Error("kernel crashed");
+      },
+    };
     expect((await gradcheckFunction(throws, x)).error).toBe("user layer norm: kernel crashed");
   });
   test("the step is chosen from the input's scale: inputs of magnitude 1e6 still check", async () => {

@@ -49,7 +49,10 @@ export interface DiffFunction {
 
 /** Options of the gradient checks. */
 export interface GradcheckOptions {
-  /** `full`: every element (sampled beyond `maxElements`); `fast` (default): random directions; `bisect`: fast, then the first wrong node (graphs only). */
+  /**
+   * `full`: every element (sampled beyond `maxElements`); `fast` (default): random directions;
+   * `bisect`: fast, then the first wrong node (graphs only).
+   */
   readonly mode?: "full" | "fast" | "bisect";
   /** Seed of the random cotangents, directions and samples (default 0). */
   readonly seed?: number;
@@ -67,9 +70,15 @@ export interface GradcheckOptions {
   readonly maxFailures?: number;
 }
 
-/** One comparison that failed: the analytic and numeric derivative, their differences, and the allowance they exceeded. */
+/**
+ * One comparison that failed: the analytic and numeric derivative, their differences, and the
+ * allowance they exceeded.
+ */
 export interface GradcheckFailure {
-  /** The argument, or the direction in fast mode (`direction over x`, `joint direction over 3 arguments`, `direction <k>`). */
+  /**
+   * The argument, or the direction in fast mode (`direction over x`, `joint direction over 3
+   * arguments`, `direction <k>`).
+   */
   readonly input: string;
   /** Multi-index of the element (full mode), or [] for a direction. */
   readonly index: readonly number[];
@@ -91,7 +100,10 @@ export interface BisectFinding {
   readonly detail: string;
 }
 
-/** The outcome of a gradient check: whether it passed, what was compared, the largest errors, and the first failures. */
+/**
+ * The outcome of a gradient check: whether it passed, what was compared, the largest errors, and
+ * the first failures.
+ */
 export interface GradcheckResult {
   /** The checked function's or graph's name. */
   readonly formula: string;
@@ -163,7 +175,11 @@ function toF64(t: Tensor): Tensor {
 }
 
 /** Check a function's VJP against central differences (full or fast mode). */
-export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, opts: GradcheckOptions = {}): Promise<GradcheckResult> {
+export async function gradcheckFunction(
+  f: DiffFunction,
+  inputs: NamedTensors,
+  opts: GradcheckOptions = {},
+): Promise<GradcheckResult> {
   const mode = opts.mode === "full" ? "full" : "fast";
   const seed = opts.seed ?? 0;
   const rng = new Rng(seed ^ 0x5eed);
@@ -172,14 +188,24 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
   const x64: NamedTensors = {};
   for (const [k, v] of Object.entries(inputs)) x64[k] = toF64(v);
   const wrt = opts.wrt ?? Object.keys(inputs).filter((k) => inputs[k]!.dtype !== "i32");
-  const base: GradcheckResult = { formula: f.name, ok: false, mode, checked: [], maxAbsErr: 0, maxRelErr: 0, failures: [], seed };
+  const base: GradcheckResult = {
+    formula: f.name,
+    ok: false,
+    mode,
+    checked: [],
+    maxAbsErr: 0,
+    maxRelErr: 0,
+    failures: [],
+    seed,
+  };
 
   let outs: NamedTensors;
   let analytic: NamedTensors;
   const cots: NamedTensors = {};
   try {
     outs = await f.value(x64);
-    for (const [k, o] of Object.entries(outs)) if (o.dtype !== "i32") cots[k] = randomCotangent(rng, o);
+    for (const [k, o] of Object.entries(outs))
+      if (o.dtype !== "i32") cots[k] = randomCotangent(rng, o);
     analytic = await f.vjp(inputs, cots);
   } catch (e) {
     return { ...base, error: `${f.name}: ${(e as Error).message}` };
@@ -194,7 +220,8 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
       if (v.dtype === "i32") nudged[k] = v;
       else {
         const c = new Tensor("f32", v.shape, Float32Array.from(v.data));
-        for (let i = 0; i < c.size; i++) c.data[i] = c.data[i]! * (1 + 2 ** -23 * (rng.uniform() < 0.5 ? -1 : 1));
+        for (let i = 0; i < c.size; i++)
+          c.data[i] = c.data[i]! * (1 + 2 ** -23 * (rng.uniform() < 0.5 ? -1 : 1));
         nudged[k] = c;
       }
     }
@@ -204,7 +231,8 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
         const h = again[k];
         if (h === undefined) continue;
         const d = Tensor.zeros(g.shape);
-        for (let i = 0; i < g.size; i++) d.data[i] = Math.abs(g.data[i]! - h.data[i]!) + 2 ** -24 * Math.abs(g.data[i]!);
+        for (let i = 0; i < g.size; i++)
+          d.data[i] = Math.abs(g.data[i]! - h.data[i]!) + 2 ** -24 * Math.abs(g.data[i]!);
         noise[k] = d;
       }
     } catch (e) {
@@ -213,9 +241,15 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
   }
   for (const w of wrt) {
     const g = analytic[w];
-    if (g === undefined) return { ...base, error: `${f.name}: the VJP returned no gradient for ${w}` };
+    if (g === undefined)
+      return { ...base, error: `${f.name}: the VJP returned no gradient for ${w}` };
     if (g.shape.length !== x64[w]!.shape.length || g.shape.some((d, i) => d !== x64[w]!.shape[i])) {
-      return { ...base, error: `${f.name}: gradient of ${w} has shape [${g.shape.join(", ")}] but ${w} has shape [${x64[w]!.shape.join(", ")}]` };
+      return {
+        ...base,
+        error:
+          `${f.name}: gradient of ${w} has shape [${g.shape.join(", ")}] but ${w} ` +
+          `has shape [${x64[w]!.shape.join(", ")}]`,
+      };
     }
   }
   const s0 = sumProduct(outs, cots);
@@ -225,19 +259,33 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
   const S = async (x: NamedTensors) => sumProduct(await f.value(x), cots).s;
 
   const failures: GradcheckFailure[] = [];
-  let maxAbs = 0, maxRel = 0, nFail = 0;
-  const compare = (input: string, index: readonly number[], a: number, n: number, trunc: number, h: number, f32noise = 0) => {
+  let maxAbs = 0,
+    maxRel = 0,
+    nFail = 0;
+  const compare = (
+    input: string,
+    index: readonly number[],
+    a: number,
+    n: number,
+    trunc: number,
+    h: number,
+    f32noise = 0,
+  ) => {
     const round = (4 * U64 * s0.abs) / h;
-    const allowed = rtol * Math.max(Math.abs(a), Math.abs(n)) + 4 * (trunc + round) + 1e-12 * s0.abs + f32noise;
+    const allowed =
+      rtol * Math.max(Math.abs(a), Math.abs(n)) + 4 * (trunc + round) + 1e-12 * s0.abs + f32noise;
     const absErr = Math.abs(a - n);
     // relative to the larger magnitude, never below the finite-difference noise floor
-    const relErr = absErr / Math.max(Math.abs(a), Math.abs(n), 4 * (trunc + round) + 1e-12 * s0.abs, Number.MIN_VALUE);
+    const relErr =
+      absErr /
+      Math.max(Math.abs(a), Math.abs(n), 4 * (trunc + round) + 1e-12 * s0.abs, Number.MIN_VALUE);
     const bad = !(absErr <= allowed);
     if (Number.isFinite(absErr)) maxAbs = Math.max(maxAbs, absErr);
     if (Number.isFinite(relErr)) maxRel = Math.max(maxRel, relErr);
     if (bad) {
       nFail++;
-      if (failures.length < maxFailures) failures.push({ input, index, analytic: a, numeric: n, absErr, relErr, allowed });
+      if (failures.length < maxFailures)
+        failures.push({ input, index, analytic: a, numeric: n, absErr, relErr, allowed });
     }
   };
 
@@ -247,13 +295,29 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
     for (const w of wrt) {
       const x = x64[w]!;
       const g = analytic[w]!;
-      const idx = x.size <= maxEl ? [...Array(x.size).keys()] : Array.from({ length: maxEl }, () => rng.int(x.size));
+      const idx =
+        x.size <= maxEl
+          ? [...Array(x.size).keys()]
+          : Array.from({ length: maxEl }, () => rng.int(x.size));
       for (const i of idx) {
         const h = 2 ** -17 * Math.max(1, Math.abs(x.data[i]!));
-        const [p1, m1, p2, m2] = await Promise.all([S(perturbed(x64, w, i, h)), S(perturbed(x64, w, i, -h)), S(perturbed(x64, w, i, 2 * h)), S(perturbed(x64, w, i, -2 * h))]);
+        const [p1, m1, p2, m2] = await Promise.all([
+          S(perturbed(x64, w, i, h)),
+          S(perturbed(x64, w, i, -h)),
+          S(perturbed(x64, w, i, 2 * h)),
+          S(perturbed(x64, w, i, -2 * h)),
+        ]);
         const d1 = (p1 - m1) / (2 * h);
         const d2 = (p2 - m2) / (4 * h);
-        compare(w, x.unravel(i), g.data[i]!, d1, Math.abs(d2 - d1) / 3, h, noise[w] === undefined ? 0 : 8 * noise[w]!.data[i]! + f32Sum);
+        compare(
+          w,
+          x.unravel(i),
+          g.data[i]!,
+          d1,
+          Math.abs(d2 - d1) / 3,
+          h,
+          noise[w] === undefined ? 0 : 8 * noise[w]!.data[i]! + f32Sum,
+        );
       }
       checked.push({ input: w, elements: idx.length });
     }
@@ -268,7 +332,11 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
     }
     for (let k = 0; k < dirSets.length; k++) {
       const d = dirSets[k]!;
-      let a = 0, scaleX = 0, scaleV = 0, n = 0, f32noise = 0;
+      let a = 0,
+        scaleX = 0,
+        scaleV = 0,
+        n = 0,
+        f32noise = 0;
       for (const [w, v] of Object.entries(d)) {
         const g = analytic[w]!;
         const x = x64[w]!;
@@ -283,11 +351,26 @@ export async function gradcheckFunction(f: DiffFunction, inputs: NamedTensors, o
       }
       if (n === 0) continue;
       const h = (2 ** -17 * Math.max(1, scaleX)) / Math.max(scaleV, 1e-300);
-      const [p1, m1, p2, m2] = await Promise.all([S(along(x64, d, h)), S(along(x64, d, -h)), S(along(x64, d, 2 * h)), S(along(x64, d, -2 * h))]);
+      const [p1, m1, p2, m2] = await Promise.all([
+        S(along(x64, d, h)),
+        S(along(x64, d, -h)),
+        S(along(x64, d, 2 * h)),
+        S(along(x64, d, -2 * h)),
+      ]);
       const d1 = (p1 - m1) / (2 * h);
       const d2 = (p2 - m2) / (4 * h);
       const names = Object.keys(d);
-      compare(names.length === 1 ? `direction over ${names[0]}` : `joint direction over ${names.length} arguments`, [], a, d1, Math.abs(d2 - d1) / 3, h * scaleV, f32noise);
+      compare(
+        names.length === 1
+          ? `direction over ${names[0]}`
+          : `joint direction over ${names.length} arguments`,
+        [],
+        a,
+        d1,
+        Math.abs(d2 - d1) / 3,
+        h * scaleV,
+        f32noise,
+      );
       checked.push({ input: names.length === 1 ? names[0]! : "joint", elements: n });
     }
   }
@@ -304,7 +387,11 @@ export function graphFunction(g: Graph, opts: EvalOptions = {}): DiffFunction {
 }
 
 /** One formula of an Implementation as a DiffFunction (values and VJP from the implementation). */
-export function implementationFunction(impl: Implementation, formula: string, config: FormulaConfig): DiffFunction {
+export function implementationFunction(
+  impl: Implementation,
+  formula: string,
+  config: FormulaConfig,
+): DiffFunction {
   if (impl.backwardPass === undefined) throw new Error(`${impl.name} has no backward pass`);
   const back = impl.backwardPass.bind(impl);
   return {
@@ -315,10 +402,17 @@ export function implementationFunction(impl: Implementation, formula: string, co
 }
 
 /** Gradcheck a graph; in bisect mode also locate the first node whose local VJP is wrong. */
-export async function gradcheckGraph(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = {}): Promise<GradcheckResult> {
+export async function gradcheckGraph(
+  g: Graph,
+  inputs: NamedTensors,
+  opts: GradcheckOptions = {},
+): Promise<GradcheckResult> {
   const dtype = opts.dtype ?? "f64";
   const f = graphFunction(g, { dtype });
-  const result = await gradcheckFunction(f, inputs, { ...opts, mode: opts.mode === "full" ? "full" : "fast" });
+  const result = await gradcheckFunction(f, inputs, {
+    ...opts,
+    mode: opts.mode === "full" ? "full" : "fast",
+  });
   if (opts.mode !== "bisect") return result;
   const finding = bisect(g, inputs, opts);
   return { ...result, mode: "bisect", ok: result.ok && finding === null, bisect: finding };
@@ -328,12 +422,17 @@ export async function gradcheckGraph(g: Graph, inputs: NamedTensors, opts: Gradc
  * Second order (PyTorch's gradgradcheck): the gradient formula itself, with its cotangents as
  * extra inputs, checked against central differences.
  */
-export async function gradgradcheckGraph(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = {}): Promise<GradcheckResult> {
+export async function gradgradcheckGraph(
+  g: Graph,
+  inputs: NamedTensors,
+  opts: GradcheckOptions = {},
+): Promise<GradcheckResult> {
   const gg = gradGraph(g);
   const out = evaluate(g, inputs);
   const rng = new Rng((opts.seed ?? 0) ^ 0x2d2);
   const all: NamedTensors = { ...inputs };
-  for (const [k, o] of Object.entries(out)) if (o.dtype !== "i32") all[`cot.${k}`] = randomCotangent(rng, o);
+  for (const [k, o] of Object.entries(out))
+    if (o.dtype !== "i32") all[`cot.${k}`] = randomCotangent(rng, o);
   return gradcheckGraph(gg, all, opts);
 }
 
@@ -347,15 +446,21 @@ function rebuild(n: Node, ops: readonly Expr[]): Expr {
     .with({ op: "input" }, { op: "const" }, { op: "dim" }, { op: "iota" }, () => new Expr(n))
     .with({ op: "unary" }, (n) => make({ op: "unary", fn: n.fn, x: o(0) }))
     .with({ op: "binary" }, (n) => make({ op: "binary", fn: n.fn, a: o(0), b: o(1) }))
-    .with({ op: "reduce" }, (n) => make({ op: "reduce", fn: n.fn, x: o(0), axes: n.axes, keepdims: n.keepdims }))
+    .with({ op: "reduce" }, (n) =>
+      make({ op: "reduce", fn: n.fn, x: o(0), axes: n.axes, keepdims: n.keepdims }),
+    )
     .with({ op: "reshape" }, (n) => make({ op: "reshape", x: o(0), target: n.shape }))
     .with({ op: "permute" }, (n) => make({ op: "permute", x: o(0), perm: n.perm }))
     .with({ op: "broadcast" }, (n) => make({ op: "broadcast", x: o(0), target: n.shape }))
-    .with({ op: "slice" }, (n) => make({ op: "slice", x: o(0), axis: n.axis, start: n.start, target: [n.shape[n.axis]!] }))
+    .with({ op: "slice" }, (n) =>
+      make({ op: "slice", x: o(0), axis: n.axis, start: n.start, target: [n.shape[n.axis]!] }),
+    )
     .with({ op: "concat" }, (n) => make({ op: "concat", xs: ops.map((e) => e.node), axis: n.axis }))
     .with({ op: "matmul" }, () => make({ op: "matmul", a: o(0), b: o(1) }))
     .with({ op: "gather" }, (n) => make({ op: "gather", table: o(0), indices: n.indices }))
-    .with({ op: "scatter_add" }, (n) => make({ op: "scatter_add", updates: o(0), indices: n.indices, target: n.shape }))
+    .with({ op: "scatter_add" }, (n) =>
+      make({ op: "scatter_add", updates: o(0), indices: n.indices, target: n.shape }),
+    )
     .with({ op: "where" }, (n) => make({ op: "where", cond: n.cond, a: o(0), b: o(1) }))
     .with({ op: "stopgrad" }, () => make({ op: "stopgrad", x: o(0) }))
     .with({ op: "call" }, (n) => {
@@ -368,7 +473,12 @@ function rebuild(n: Node, ops: readonly Expr[]): Expr {
 }
 
 function describe(n: Node): string {
-  const what = n.op === "unary" || n.op === "binary" || n.op === "reduce" ? `${n.op} ${n.fn}` : n.op === "call" ? `call ${n.formula}` : n.op;
+  const what =
+    n.op === "unary" || n.op === "binary" || n.op === "reduce"
+      ? `${n.op} ${n.fn}`
+      : n.op === "call"
+        ? `call ${n.formula}`
+        : n.op;
   return `#${n.id} ${what}`;
 }
 
@@ -377,18 +487,31 @@ function describe(n: Node): string {
  * its local VJP (the rule, or a formula's custom VJP) against central differences at those values.
  * Returns the first disagreeing node in evaluation order, or null.
  */
-export function bisect(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = {}): BisectFinding | null {
+export function bisect(
+  g: Graph,
+  inputs: NamedTensors,
+  opts: GradcheckOptions = {},
+): BisectFinding | null {
   const roots = Object.values(g.outputs).map((e) => e.node);
   const binding = plan(g, inputs, { fused: false }).binding;
   const order = topoSort(roots);
   // only nodes on a differentiable path from the float arguments, with a nonzero rule
-  const argNodes = new Set(Object.values(g.args).filter((e) => e.node.dtype === "float").map((e) => e.node));
+  const argNodes = new Set(
+    Object.values(g.args)
+      .filter((e) => e.node.dtype === "float")
+      .map((e) => e.node),
+  );
   const depends = new Set<Node>();
-  for (const n of order) if (argNodes.has(n) || (n.op !== "stopgrad" && gradOperands(n).some((o) => depends.has(o)))) depends.add(n);
+  for (const n of order)
+    if (argNodes.has(n) || (n.op !== "stopgrad" && gradOperands(n).some((o) => depends.has(o))))
+      depends.add(n);
   const piecewiseConstant = (n: Node) =>
-    (n.op === "binary" && (n.fn === "eq" || n.fn === "lt" || n.fn === "le")) || (n.op === "unary" && (n.fn === "step" || n.fn === "floor"));
+    (n.op === "binary" && (n.fn === "eq" || n.fn === "lt" || n.fn === "le")) ||
+    (n.op === "unary" && (n.fn === "step" || n.fn === "floor"));
   // values of every node: evaluate a graph whose outputs are all the nodes we need
-  const nodes = order.filter((n) => n.dtype === "float" && depends.has(n) && n.op !== "input" && !piecewiseConstant(n));
+  const nodes = order.filter(
+    (n) => n.dtype === "float" && depends.has(n) && n.op !== "input" && !piecewiseConstant(n),
+  );
   const need = new Set<Node>();
   for (const n of nodes) for (const o of localOperands(n)) if (depends.has(o)) need.add(o);
   const outs: Record<string, Expr> = {};
@@ -398,7 +521,9 @@ export function bisect(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = 
     outs[k] = new Expr(n);
     byNode.set(n, k);
   }
-  const vals = evaluate({ ...g, name: `${g.name} (bisect)`, outputs: outs }, inputs, { fused: false });
+  const vals = evaluate({ ...g, name: `${g.name} (bisect)`, outputs: outs }, inputs, {
+    fused: false,
+  });
   const dims: Record<string, number> = {};
   for (const [k, v] of binding.dims) if (k !== "...") dims[k] = v;
   for (const n of nodes) {
@@ -406,11 +531,14 @@ export function bisect(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = 
     // perturb only operands on a differentiable path (a mask of −∞ stays as it is)
     const live = (o: Node) => o.dtype === "float" && depends.has(o);
     if (!ops.some(live)) continue;
-    const leaves = ops.map((o, i) => (live(o) ? input(`operand${i}`, o.shape.map(dimToString)) : new Expr(o)));
+    const leaves = ops.map((o, i) =>
+      live(o) ? input(`operand${i}`, o.shape.map(dimToString)) : new Expr(o),
+    );
     let local: Expr;
     try {
       // rebuilt in the node's own formula scope, so messages (and planted-rule predicates) see it
-      local = n.scope === undefined ? rebuild(n, leaves) : withScope(n.scope, () => rebuild(n, leaves));
+      local =
+        n.scope === undefined ? rebuild(n, leaves) : withScope(n.scope, () => rebuild(n, leaves));
     } catch (e) {
       continue;
     }
@@ -428,7 +556,14 @@ export function bisect(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = 
       if (!(name in args)) args[name] = e;
       if (!(name in localInputs) && inputs[name] !== undefined) localInputs[name] = inputs[name]!;
     }
-    const lg: Graph = { name: `${describe(n)}`, config: {}, args, outputs: { y: local }, relations: [], hyper: new Map(Object.entries(dims)) };
+    const lg: Graph = {
+      name: `${describe(n)}`,
+      config: {},
+      args,
+      outputs: { y: local },
+      relations: [],
+      hyper: new Map(Object.entries(dims)),
+    };
     let res: GradcheckResult | undefined;
     let err: string | undefined;
     try {
@@ -444,7 +579,13 @@ export function bisect(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = 
         op: n.op,
         formula: n.scope,
         shapes: ops.map((o) => concreteShape(o.shape, binding)),
-        detail: err ?? (res?.error ?? (f ? `along ${f.input}: analytic ${f.analytic.toExponential(6)} vs numeric ${f.numeric.toExponential(6)} (allowed ${f.allowed.toExponential(2)})` : "check failed")),
+        detail:
+          err ??
+          res?.error ??
+          (f
+            ? `along ${f.input}: analytic ${f.analytic.toExponential(6)} vs numeric ` +
+              `${f.numeric.toExponential(6)} (allowed ${f.allowed.toExponential(2)})`
+            : "check failed"),
       };
     }
   }
@@ -454,7 +595,8 @@ export function bisect(g: Graph, inputs: NamedTensors, opts: GradcheckOptions = 
 /** Operands checked by bisect: the rule's own operands (a formula call with a custom VJP: its args). */
 function localOperands(n: Node): readonly Node[] {
   if (n.op === "call") return getFormula(n.formula).vjp !== undefined ? Object.values(n.args) : [];
-  if (n.op === "gather" || n.op === "scatter_add" || n.op === "where") return n.op === "where" ? [n.a, n.b] : n.op === "gather" ? [n.table] : [n.updates];
+  if (n.op === "gather" || n.op === "scatter_add" || n.op === "where")
+    return n.op === "where" ? [n.a, n.b] : n.op === "gather" ? [n.table] : [n.updates];
   return gradOperands(n);
 }
 
@@ -470,16 +612,30 @@ function runSync(g: Graph, inputs: NamedTensors, seed: number): GradcheckResult 
     const gw = grads[w]!;
     const x = inputs[w]!;
     if (gw.shape.length !== x.shape.length || gw.shape.some((d, i) => d !== x.shape[i])) {
-      return { formula: g.name, ok: false, mode: "fast", checked: [], maxAbsErr: NaN, maxRelErr: NaN, failures: [], seed, error: `VJP gives ${w} a gradient of shape [${gw.shape.join(", ")}] for an operand of shape [${x.shape.join(", ")}]` };
+      return {
+        formula: g.name,
+        ok: false,
+        mode: "fast",
+        checked: [],
+        maxAbsErr: NaN,
+        maxRelErr: NaN,
+        failures: [],
+        seed,
+        error:
+          `VJP gives ${w} a gradient of shape [${gw.shape.join(", ")}] for an ` +
+          `operand of shape [${x.shape.join(", ")}]`,
+      };
     }
   }
   const s0 = sumProduct(out, cots);
   const failures: GradcheckFailure[] = [];
-  let maxAbs = 0, maxRel = 0;
+  let maxAbs = 0,
+    maxRel = 0;
   for (let k = 0; k < 2; k++) {
     const d: NamedTensors = {};
     for (const w of wrt) d[w] = finiteDirection(rng, inputs[w]!);
-    let a = 0, sx = 0;
+    let a = 0,
+      sx = 0;
     for (const w of wrt) {
       for (let i = 0; i < d[w]!.size; i++) {
         a += grads[w]!.data[i]! * d[w]!.data[i]!;
@@ -492,11 +648,30 @@ function runSync(g: Graph, inputs: NamedTensors, seed: number): GradcheckResult 
     const d2 = (S(2 * h) - S(-2 * h)) / (4 * h);
     const trunc = Math.abs(d2 - d1) / 3;
     const round = (4 * U64 * s0.abs) / h;
-    const allowed = 1e-5 * Math.max(Math.abs(a), Math.abs(d1)) + 4 * (trunc + round) + 1e-12 * s0.abs;
+    const allowed =
+      1e-5 * Math.max(Math.abs(a), Math.abs(d1)) + 4 * (trunc + round) + 1e-12 * s0.abs;
     const absErr = Math.abs(a - d1);
     maxAbs = Math.max(maxAbs, absErr);
     maxRel = Math.max(maxRel, absErr / Math.max(Math.abs(d1), 1e-300));
-    if (!(absErr <= allowed)) failures.push({ input: `direction ${k}`, index: [], analytic: a, numeric: d1, absErr, relErr: absErr / Math.max(Math.abs(d1), 1e-300), allowed });
+    if (!(absErr <= allowed))
+      failures.push({
+        input: `direction ${k}`,
+        index: [],
+        analytic: a,
+        numeric: d1,
+        absErr,
+        relErr: absErr / Math.max(Math.abs(d1), 1e-300),
+        allowed,
+      });
   }
-  return { formula: g.name, ok: failures.length === 0, mode: "fast", checked: [], maxAbsErr: maxAbs, maxRelErr: maxRel, failures, seed };
+  return {
+    formula: g.name,
+    ok: failures.length === 0,
+    mode: "fast",
+    checked: [],
+    maxAbsErr: maxAbs,
+    maxRelErr: maxRel,
+    failures,
+    seed,
+  };
 }

@@ -9,7 +9,8 @@ import type { Dim } from "../spec/dims.js";
 import type { Config } from "../spec/node.js";
 
 /**
- * A graph to evaluate: named leaves (inputs, parameters, cotangents), named output expressions, and the dim facts that bind
+ * A graph to evaluate: named leaves (inputs, parameters, cotangents), named output expressions, and
+ * the dim facts that bind
  * sizes (relations, hyperparameter dims). A built formula is one, and so is its gradient graph.
  */
 export interface Graph {
@@ -27,7 +28,14 @@ export interface Graph {
 }
 
 function graphOfBuilt(b: BuiltFormula): Graph {
-  return { name: b.def.name, config: b.config, args: b.args, outputs: b.outputs, relations: b.relations, hyper: hyperDims(b.def, b.config) };
+  return {
+    name: b.def.name,
+    config: b.config,
+    args: b.args,
+    outputs: b.outputs,
+    relations: b.relations,
+    hyper: hyperDims(b.def, b.config),
+  };
 }
 
 /** Build a registry formula as a Graph. */

@@ -17,7 +17,8 @@ export interface ForwardRequest {
   /** Registry name, e.g. `"layer_norm"`. */
   readonly formula: string;
   /**
-   * The formula's hyperparameters; an absent one takes its docs/NAMES.md default. `dtype` (`f64`/`f32`) is present when no
+   * The formula's hyperparameters; an absent one takes its docs/NAMES.md default. `dtype`
+   * (`f64`/`f32`) is present when no
    * float argument carries the precision (`causal_mask`); otherwise compute in the float arguments' dtype.
    */
   readonly config: FormulaConfig;
@@ -105,7 +106,13 @@ export function supportsBackward(impl: Implementation, formula: string): boolean
  *   cannot take).
  * All but `declined` are faults.
  */
-export type ImplementationErrorKind = "declined" | "protocol" | "crash" | "timeout" | "stopped" | "failed";
+export type ImplementationErrorKind =
+  | "declined"
+  | "protocol"
+  | "crash"
+  | "timeout"
+  | "stopped"
+  | "failed";
 
 export interface ImplementationErrorDetail {
   readonly kind?: ImplementationErrorKind;
@@ -118,7 +125,10 @@ export class ImplementationError extends Error {
   override name = "ImplementationError";
   /** How the request failed; `failed` unless the raiser says otherwise. */
   readonly kind: ImplementationErrorKind;
-  constructor(message: string, readonly detail?: ImplementationErrorDetail) {
+  constructor(
+    message: string,
+    readonly detail?: ImplementationErrorDetail,
+  ) {
     super(message);
     this.kind = detail?.kind ?? "failed";
   }

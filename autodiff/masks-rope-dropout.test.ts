@@ -15,7 +15,10 @@ import type { Config } from "../spec/node.js";
 
 const dims = { n: 3, m: 5, d_k: 3, d_v: 2, H: 2 };
 
-/** A mask of `shape` whose last axis is the keys: key 1 hidden everywhere, query row 2 (when the mask has query rows) hides every key. */
+/**
+ * A mask of `shape` whose last axis is the keys: key 1 hidden everywhere, query row 2 (when the
+ * mask has query rows) hides every key.
+ */
 function broadcastMask(shape: readonly number[], additive: boolean, rowsAxis: boolean): Tensor {
   const t = Tensor.zeros(shape, additive ? "f64" : "i32");
   const m = shape.at(-1)!;
@@ -52,7 +55,11 @@ describe("broadcast attention masks pass gradcheck and keep their zeros", () => 
         inputs["mask"] = broadcastMask(inputs["mask"]!.shape, kind === "additive", rowsAxis);
         const wrt = ["Q", "K", "V"];
         for (const mode of ["full", "fast"] as const) {
-          const r = await gradcheckGraph(formulaGraph("attention", cfg), inputs, { mode, seed: 1, wrt });
+          const r = await gradcheckGraph(formulaGraph("attention", cfg), inputs, {
+            mode,
+            seed: 1,
+            wrt,
+          });
           expect(r.failures).toEqual([]);
           expect(r.ok).toBe(true);
         }
@@ -65,16 +72,19 @@ describe("broadcast attention masks pass gradcheck and keep their zeros", () => 
         for (const a of ["K", "V"]) {
           const t = grads[a]!;
           const w = t.shape.at(-1)!;
-          for (let o = 0; o < t.size; o += m * w) for (let e = 0; e < w; e++) expect(t.data[o + w + e]).toBe(0);
+          for (let o = 0; o < t.size; o += m * w)
+            for (let e = 0; e < w; e++) expect(t.data[o + w + e]).toBe(0);
         }
         if (rowsAxis) {
           // query row 2 sees no key: output 0 and ∂Q 0, in every batch row and head
           const n = y.shape.at(-2)!;
           const w = y.shape.at(-1)!;
-          for (let o = 0; o < y.size; o += n * w) for (let e = 0; e < w; e++) expect(y.data[o + 2 * w + e]).toBe(0);
+          for (let o = 0; o < y.size; o += n * w)
+            for (let e = 0; e < w; e++) expect(y.data[o + 2 * w + e]).toBe(0);
           const q = grads["Q"]!;
           const wq = q.shape.at(-1)!;
-          for (let o = 0; o < q.size; o += n * wq) for (let e = 0; e < wq; e++) expect(q.data[o + 2 * wq + e]).toBe(0);
+          for (let o = 0; o < q.size; o += n * wq)
+            for (let e = 0; e < wq; e++) expect(q.data[o + 2 * wq + e]).toBe(0);
         }
         if (kind === "additive") {
           const gm = grads["mask"]!;
@@ -88,15 +98,22 @@ describe("broadcast attention masks pass gradcheck and keep their zeros", () => 
   test("a finite additive broadcast mask gets the gradient of the scores summed over its broadcast axes", async () => {
     const cfg: Config = { mask: "additive", mask_shape: "...,1,1,m", causal: true };
     const inputs: NamedTensors = sampleInputs("attention", cfg, { seed: 6, dims, batch: [2] });
-    const r = await gradcheckGraph(formulaGraph("attention", cfg), inputs, { mode: "full", seed: 2 });
+    const r = await gradcheckGraph(formulaGraph("attention", cfg), inputs, {
+      mode: "full",
+      seed: 2,
+    });
     expect(r.failures).toEqual([]);
   });
 
   test("mask_shape without a mask input is refused, naming both", () => {
-    expect(() => formulaGraph("attention", { mask_shape: "m" })).toThrow("attention: mask_shape m describes a mask input, but mask is none");
+    expect(() => formulaGraph("attention", { mask_shape: "m" })).toThrow(
+      "attention: mask_shape m describes a mask input, but mask is none",
+    );
   });
   test("an unknown mask_shape is refused with the list of shapes", () => {
-    expect(() => formulaGraph("attention", { mask: "boolean", mask_shape: "m,n" })).toThrow(/hyperparameter mask_shape must be one of scores, m, n,m/);
+    expect(() => formulaGraph("attention", { mask: "boolean", mask_shape: "m,n" })).toThrow(
+      /hyperparameter mask_shape must be one of scores, m, n,m/,
+    );
   });
 });
 
@@ -106,21 +123,36 @@ describe("partial RoPE and position_ids pass gradcheck", () => {
     ["rotary_dims 4 of 6, interleaved", { rotary_dims: 4, convention: "interleaved" }, { d_k: 6 }],
     ["rotary_dims 0", { rotary_dims: 0 }, { d_k: 5 }],
     ["position_ids, half", { position_ids: true }, { d_k: 4 }],
-    ["position_ids, rotary_dims 2 of 5, interleaved", { position_ids: true, rotary_dims: 2, convention: "interleaved" }, { d_k: 5 }],
+    [
+      "position_ids, rotary_dims 2 of 5, interleaved",
+      { position_ids: true, rotary_dims: 2, convention: "interleaved" },
+      { d_k: 5 },
+    ],
   ];
   for (const [what, cfg, d] of CASES) {
     for (const mode of ["full", "fast"] as const) {
       test(`${what} (${mode})`, async () => {
-        const inputs: NamedTensors = sampleInputs("rope", cfg, { seed: 7, dims: { n: 4, ...d }, batch: [2] });
-        if (cfg["position_ids"] === true) inputs["position_ids"] = Tensor.from([0, 0, 1, 2, 7, 8, 9, 10], "i32", [2, 4]);
-        const r = await gradcheckGraph(formulaGraph("rope", cfg), inputs, { mode, seed: 1, wrt: ["x"] });
+        const inputs: NamedTensors = sampleInputs("rope", cfg, {
+          seed: 7,
+          dims: { n: 4, ...d },
+          batch: [2],
+        });
+        if (cfg["position_ids"] === true)
+          inputs["position_ids"] = Tensor.from([0, 0, 1, 2, 7, 8, 9, 10], "i32", [2, 4]);
+        const r = await gradcheckGraph(formulaGraph("rope", cfg), inputs, {
+          mode,
+          seed: 1,
+          wrt: ["x"],
+        });
         expect(r.failures).toEqual([]);
         expect(r.ok).toBe(true);
       });
     }
   }
   test("an odd rotary_dims is refused", () => {
-    expect(() => formulaGraph("rope", { rotary_dims: 3 })).toThrow("rope: rotary_dims must be even (dims rotate in pairs), got 3");
+    expect(() => formulaGraph("rope", { rotary_dims: 3 })).toThrow(
+      "rope: rotary_dims must be even (dims rotate in pairs), got 3",
+    );
   });
 });
 
@@ -128,9 +160,17 @@ describe("dropout", () => {
   for (const p of [0, 0.25, 0.9, 1]) {
     for (const mode of ["full", "fast"] as const) {
       test(`p = ${p} passes gradcheck (${mode})`, async () => {
-        const inputs: NamedTensors = sampleInputs("dropout", { p }, { seed: 8, dims: {}, batch: [3, 4] });
+        const inputs: NamedTensors = sampleInputs(
+          "dropout",
+          { p },
+          { seed: 8, dims: {}, batch: [3, 4] },
+        );
         inputs["keep_mask"] = Tensor.from([1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0], "i32", [3, 4]);
-        const r = await gradcheckGraph(formulaGraph("dropout", { p }), inputs, { mode, seed: 1, wrt: ["x"] });
+        const r = await gradcheckGraph(formulaGraph("dropout", { p }), inputs, {
+          mode,
+          seed: 1,
+          wrt: ["x"],
+        });
         expect(r.failures).toEqual([]);
         expect(r.ok).toBe(true);
       });
@@ -139,26 +179,43 @@ describe("dropout", () => {
   test("p = 1 gives zeros in value and gradient, never NaN, whatever the mask", () => {
     const x = Tensor.from([1, -2, 1e300, -0.5], "f64", [4]);
     const keep = Tensor.from([1, 1, 0, 1], "i32", [4]);
-    const { outputs, grads } = vjp(formulaGraph("dropout", { p: 1 }), { x, keep_mask: keep }, { y: Tensor.full([4], 1) });
+    const { outputs, grads } = vjp(
+      formulaGraph("dropout", { p: 1 }),
+      { x, keep_mask: keep },
+      { y: Tensor.full([4], 1) },
+    );
     // ±0 both: 0·(−2) = −0, as PyTorch's x·0 gives
-    for (const t of [outputs["y"]!, grads["x"]!]) expect(Array.from(t.data).map((v) => v === 0)).toEqual([true, true, true, true]);
+    for (const t of [outputs["y"]!, grads["x"]!])
+      expect(Array.from(t.data).map((v) => v === 0)).toEqual([true, true, true, true]);
   });
   test("p = 0 with a mask of ones is the identity, exactly", () => {
     const x = Tensor.from([1.5, -2, 3e-300, 7, Number.MAX_VALUE, -0.25], "f64", [2, 3]);
-    const y = evaluate(formulaGraph("dropout", { p: 0 }), { x, keep_mask: Tensor.full([2, 3], 1, "i32") })["y"]!;
+    const y = evaluate(formulaGraph("dropout", { p: 0 }), {
+      x,
+      keep_mask: Tensor.full([2, 3], 1, "i32"),
+    })["y"]!;
     expect(Array.from(y.data)).toEqual(Array.from(x.data));
   });
   test("p = 0.75 scales kept entries by 4 (1/(1 − 0.75), exact in binary) and zeroes dropped ones", () => {
     const x = Tensor.from([1, -2, 3, 0.5], "f64", [4]);
-    const y = evaluate(formulaGraph("dropout", { p: 0.75 }), { x, keep_mask: Tensor.from([1, 0, 1, 0], "i32", [4]) })["y"]!;
+    const y = evaluate(formulaGraph("dropout", { p: 0.75 }), {
+      x,
+      keep_mask: Tensor.from([1, 0, 1, 0], "i32", [4]),
+    })["y"]!;
     expect(Array.from(y.data)).toEqual([4, 0, 12, 0]);
   });
   test("p outside [0, 1] is refused with its value", () => {
-    expect(() => formulaGraph("dropout", { p: 1.5 })).toThrow("dropout: p must lie in [0, 1], got 1.5");
-    expect(() => formulaGraph("dropout", { p: -0.1 })).toThrow("dropout: p must lie in [0, 1], got -0.1");
+    expect(() => formulaGraph("dropout", { p: 1.5 })).toThrow(
+      "dropout: p must lie in [0, 1], got 1.5",
+    );
+    expect(() => formulaGraph("dropout", { p: -0.1 })).toThrow(
+      "dropout: p must lie in [0, 1], got -0.1",
+    );
   });
   test("a keep mask of another shape than x is refused", () => {
     const g = formulaGraph("dropout", { p: 0.5 });
-    expect(() => evaluate(g, { x: Tensor.zeros([2, 3], "f64"), keep_mask: Tensor.zeros([3, 2], "i32") })).toThrow(/keep_mask/);
+    expect(() =>
+      evaluate(g, { x: Tensor.zeros([2, 3], "f64"), keep_mask: Tensor.zeros([3, 2], "i32") }),
+    ).toThrow(/keep_mask/);
   });
 });

@@ -17,7 +17,11 @@ describe("numerics a reference must get right", () => {
     // so the row's gradient is 0. The second row: x̄ = softmax([1, −∞, 2]) = [1/(1+e), 0, e/(1+e)].
     for (const dtype of ["f64", "f32"] as const) {
       const A = dtype === "f64" ? Float64Array : Float32Array;
-      const x = new Tensor(dtype, [2, 3], A.from([-Infinity, -Infinity, -Infinity, 1, -Infinity, 2]));
+      const x = new Tensor(
+        dtype,
+        [2, 3],
+        A.from([-Infinity, -Infinity, -Infinity, 1, -Infinity, 2]),
+      );
       const cot = { y: new Tensor(dtype, [2], A.from([1, 1])) };
       for (const fused of [true, false]) {
         const { outputs, grads } = vjp(formulaGraph("logsumexp"), { x }, cot, { dtype, fused });
@@ -50,14 +54,20 @@ describe("numerics a reference must get right", () => {
     expect(value.data[0]).toBeCloseTo(expected / 4, 6);
     const ls = evaluate(formulaGraph("log_softmax"), { x: z })["y"]!;
     expect(allFinite(ls)).toBe(true);
-    const lse = evaluate(formulaGraph("logsumexp"), { x: Tensor.from([[1e4, 1e4 - 1, -1e4]]) })["y"]!;
+    const lse = evaluate(formulaGraph("logsumexp"), { x: Tensor.from([[1e4, 1e4 - 1, -1e4]]) })[
+      "y"
+    ]!;
     expect(lse.data[0]).toBeCloseTo(1e4 + Math.log(1 + Math.exp(-1)), 9);
   });
   test("fully masked attention rows (n > m): zero weights, zero output, zero gradients, no NaN", () => {
     const rng = new Rng(2);
     const g = formulaGraph("attention", { causal: true });
     // 5 queries, 3 keys, bottom-right aligned: queries 0 and 1 see no key
-    const x = { Q: rng.normalTensor([5, 4]), K: rng.normalTensor([3, 4]), V: rng.normalTensor([3, 2]) };
+    const x = {
+      Q: rng.normalTensor([5, 4]),
+      K: rng.normalTensor([3, 4]),
+      V: rng.normalTensor([3, 2]),
+    };
     const y = evaluate(g, x)["y"]!;
     expect(Array.from(y.data.subarray(0, 4))).toEqual([0, 0, 0, 0]);
     expect(allFinite(y)).toBe(true);
@@ -67,8 +77,20 @@ describe("numerics a reference must get right", () => {
   });
   test("log_softmax of a fully masked row follows softmax's choice: −∞ entries (log 0), gradient ȳ, never NaN", () => {
     for (const dtype of ["f64", "f32"] as const) {
-      const x = Tensor.from([[-Infinity, -Infinity, -Infinity], [-Infinity, 0, 1]], dtype);
-      const cot = Tensor.from([[1, 2, 3], [1, 2, 3]], dtype);
+      const x = Tensor.from(
+        [
+          [-Infinity, -Infinity, -Infinity],
+          [-Infinity, 0, 1],
+        ],
+        dtype,
+      );
+      const cot = Tensor.from(
+        [
+          [1, 2, 3],
+          [1, 2, 3],
+        ],
+        dtype,
+      );
       const { outputs, grads } = vjp(formulaGraph("log_softmax"), { x }, { y: cot }, { dtype });
       const y = outputs["y"]!;
       expect(Array.from(y.data.subarray(0, 3)), dtype).toEqual([-Infinity, -Infinity, -Infinity]);
@@ -77,20 +99,36 @@ describe("numerics a reference must get right", () => {
       expect(y.data[3]).toBe(-Infinity);
       expect(y.data[4]).toBeCloseTo(-Math.log(1 + Math.E), dtype === "f64" ? 14 : 6);
       expect(grads["x"]!.data[3]).toBe(1);
-      expect(grads["x"]!.data[5]).toBeCloseTo(3 - 6 * Math.E / (1 + Math.E), dtype === "f64" ? 14 : 5);
+      expect(grads["x"]!.data[5]).toBeCloseTo(
+        3 - (6 * Math.E) / (1 + Math.E),
+        dtype === "f64" ? 14 : 5,
+      );
       expect(Array.from(grads["x"]!.data).some(Number.isNaN)).toBe(false);
       // the same row through softmax: zeros, zero gradient; exp(log_softmax) = softmax there too
       const sm = evaluate(formulaGraph("softmax"), { x }, { dtype })["y"]!;
-      expect(Array.from(sm.data.subarray(0, 3))).toEqual(Array.from(y.data.subarray(0, 3)).map(Math.exp));
+      expect(Array.from(sm.data.subarray(0, 3))).toEqual(
+        Array.from(y.data.subarray(0, 3)).map(Math.exp),
+      );
     }
   });
 
   test("checkFinite names the first node that produced a NaN or Inf from finite operands", () => {
     const x = input("x", ["n"]);
     const y = sub(call1("softmax", { x }), log(x));
-    const g = { name: "demo", config: {}, args: { x }, outputs: { y }, relations: [], hyper: new Map() };
-    expect(() => evaluate(g, { x: Tensor.from([1, -2, 3]) }, { checkFinite: true })).toThrow(NonFiniteError);
-    expect(() => evaluate(g, { x: Tensor.from([1, -2, 3]) }, { checkFinite: true })).toThrow(/first non-finite value: node #\d+ \(unary log\) produced NaN at index \[1\] of shape \[3\] from finite operands/);
+    const g = {
+      name: "demo",
+      config: {},
+      args: { x },
+      outputs: { y },
+      relations: [],
+      hyper: new Map(),
+    };
+    expect(() => evaluate(g, { x: Tensor.from([1, -2, 3]) }, { checkFinite: true })).toThrow(
+      NonFiniteError,
+    );
+    expect(() => evaluate(g, { x: Tensor.from([1, -2, 3]) }, { checkFinite: true })).toThrow(
+      /first non-finite value: node #\d+ \(unary log\) produced NaN at index \[1\] of shape \[3\] from finite operands/,
+    );
     // without the option, the NaN simply flows out
     expect(evaluate(g, { x: Tensor.from([1, -2, 3]) })["y"]!.data[1]).toBeNaN();
   });
@@ -112,15 +150,28 @@ describe("numerics a reference must get right", () => {
 describe("bad input", () => {
   test("token ids outside the table are named with their position", () => {
     const g = formulaGraph("embedding");
-    expect(() => evaluate(g, { tokens: Tensor.from([1, 11, 2], "i32"), E: Tensor.zeros([11, 3]) })).toThrow(/index 11 at position 1 is outside the table's 11 rows/);
+    expect(() =>
+      evaluate(g, { tokens: Tensor.from([1, 11, 2], "i32"), E: Tensor.zeros([11, 3]) }),
+    ).toThrow(/index 11 at position 1 is outside the table's 11 rows/);
   });
   test("float token ids must be integers; float inputs must not be i32", () => {
     const g = formulaGraph("embedding");
-    expect(() => evaluate(g, { tokens: Tensor.from([1.5]), E: Tensor.zeros([11, 3]) })).toThrow(/input tokens must hold integer ids \(i32\); element \[0\] is 1.5/);
-    expect(() => evaluate(formulaGraph("softmax"), { x: Tensor.from([1, 2], "i32") })).toThrow(/input x must be a float tensor \(f64\), got i32/);
+    expect(() => evaluate(g, { tokens: Tensor.from([1.5]), E: Tensor.zeros([11, 3]) })).toThrow(
+      /input tokens must hold integer ids \(i32\); element \[0\] is 1.5/,
+    );
+    expect(() => evaluate(formulaGraph("softmax"), { x: Tensor.from([1, 2], "i32") })).toThrow(
+      /input x must be a float tensor \(f64\), got i32/,
+    );
   });
   test("unknown and missing inputs", () => {
-    expect(() => evaluate(formulaGraph("softmax"), { x: Tensor.from([1]), z: Tensor.from([1]) })).toThrow(/softmax has no argument "z"; its arguments are x/);
-    expect(() => evaluate(formulaGraph("layer_norm"), { x: Tensor.from([[1, 2]]), gamma: Tensor.from([1, 1]) })).toThrow(/needs param beta of shape \[d\], but it was not given/);
+    expect(() =>
+      evaluate(formulaGraph("softmax"), { x: Tensor.from([1]), z: Tensor.from([1]) }),
+    ).toThrow(/softmax has no argument "z"; its arguments are x/);
+    expect(() =>
+      evaluate(formulaGraph("layer_norm"), {
+        x: Tensor.from([[1, 2]]),
+        gamma: Tensor.from([1, 1]),
+      }),
+    ).toThrow(/needs param beta of shape \[d\], but it was not given/);
   });
 });

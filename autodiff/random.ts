@@ -102,13 +102,22 @@ export interface SampleOptions {
 }
 
 /** Random arguments for a registry formula at its example sizes (or `dims`). */
-export function sampleInputs(name: string, cfg: Config = {}, opts: SampleOptions = {}): NamedTensors {
+export function sampleInputs(
+  name: string,
+  cfg: Config = {},
+  opts: SampleOptions = {},
+): NamedTensors {
   const def = getFormula(name);
   const config = exampleConfig(name, cfg);
   const shapes = exampleShapes(name, config, opts.dims ?? {});
   const rng = new Rng(opts.seed ?? 0);
   const out: NamedTensors = {};
-  const vocab = shapes["E"]?.[0] ?? shapes["wte.weight"]?.[0] ?? shapes["logits"]?.at(-1) ?? (config["V"] as number | undefined) ?? 11;
+  const vocab =
+    shapes["E"]?.[0] ??
+    shapes["wte.weight"]?.[0] ??
+    shapes["logits"]?.at(-1) ??
+    (config["V"] as number | undefined) ??
+    11;
   for (const a of def.args(config)) {
     const base = shapes[a.name]!;
     const shape = a.shape[0] === "..." ? [...(opts.batch ?? []), ...base] : base;
@@ -119,7 +128,8 @@ export function sampleInputs(name: string, cfg: Config = {}, opts: SampleOptions
       const scale = opts.scale ?? (isMatrix ? 1 / Math.sqrt(base[0]!) : 1);
       const t = rng.normalTensor(shape, scale, opts.dtype ?? "f64");
       // norm scales near 1, so LayerNorm/RMSNorm stay well conditioned
-      if (a.role === "param" && /(^|\.)(gamma|weight)$/.test(a.name) && base.length === 1) for (let i = 0; i < t.size; i++) t.data[i] = 1 + 0.1 * t.data[i]!;
+      if (a.role === "param" && /(^|\.)(gamma|weight)$/.test(a.name) && base.length === 1)
+        for (let i = 0; i < t.size; i++) t.data[i] = 1 + 0.1 * t.data[i]!;
       out[a.name] = t;
     }
   }

@@ -10,7 +10,12 @@ import { formulaGraph } from "./graph.js";
 import { gradGraph } from "./grad.js";
 
 /** Equations of the backward pass of a formula (every differentiable argument). */
-export function renderGradient(formula: string, config: Config, fmt: Format, wrt?: readonly string[]): string[] {
+export function renderGradient(
+  formula: string,
+  config: Config,
+  fmt: Format,
+  wrt?: readonly string[],
+): string[] {
   const g = formulaGraph(formula, config);
   const gg = gradGraph(g, wrt ? { wrt } : {});
   const r = new Renderer(fmt);
@@ -25,5 +30,8 @@ export function renderGradient(formula: string, config: Config, fmt: Format, wrt
     const arg = name.slice("grad.".length);
     lines.push([fmt === "latex" ? `\\bar{${latexName(arg)}}` : `${arg}̄`, r.render(e.node)]);
   }
-  return [...r.equations.map((q) => `${q.lhs} = ${q.rhs}`), ...lines.map(([l, rhs]) => `${l} = ${rhs}`)];
+  return [
+    ...r.equations.map((q) => `${q.lhs} = ${q.rhs}`),
+    ...lines.map(([l, rhs]) => `${l} = ${rhs}`),
+  ];
 }

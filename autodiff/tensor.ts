@@ -61,7 +61,10 @@ function checkShape(shape: Shape, where: string): void {
   for (let i = 0; i < shape.length; i++) {
     const d = shape[i]!;
     if (!Number.isInteger(d) || d < 0) {
-      throw new TensorError(`${where}: axis ${i} has size ${String(d)}; sizes must be non-negative integers (shape ${shapeToString(shape)})`);
+      throw new TensorError(
+        `${where}: axis ${i} has size ${String(d)}; sizes must be non-negative ` +
+          `integers (shape ${shapeToString(shape)})`,
+      );
     }
   }
 }
@@ -89,10 +92,14 @@ export class Tensor {
     } else {
       const actual = dtypeOfArray(data);
       if (actual !== dtype) {
-        throw new TensorError(`Tensor: dtype ${dtype} declared but data is a ${data.constructor.name} (${actual})`);
+        throw new TensorError(
+          `Tensor: dtype ${dtype} declared but data is a ${data.constructor.name} (${actual})`,
+        );
       }
       if (data.length !== size) {
-        throw new TensorError(`Tensor: shape ${shapeToString(shape)} needs ${size} elements but data has ${data.length}`);
+        throw new TensorError(
+          `Tensor: shape ${shapeToString(shape)} needs ${size} elements but data has ${data.length}`,
+        );
       }
     }
     this.dtype = dtype;
@@ -115,14 +122,18 @@ export class Tensor {
 
   offset(index: readonly number[]): number {
     if (index.length !== this.shape.length) {
-      throw new TensorError(`index ${JSON.stringify(index)} has ${index.length} axes but the tensor has shape ${shapeToString(this.shape)}`);
+      throw new TensorError(
+        `index ${JSON.stringify(index)} has ${index.length} axes but the tensor has shape ${shapeToString(this.shape)}`,
+      );
     }
     let off = 0;
     for (let i = 0; i < index.length; i++) {
       const k = index[i]!;
       const d = this.shape[i]!;
       if (!Number.isInteger(k) || k < 0 || k >= d) {
-        throw new TensorError(`index ${JSON.stringify(index)} is out of bounds at axis ${i} for shape ${shapeToString(this.shape)}`);
+        throw new TensorError(
+          `index ${JSON.stringify(index)} is out of bounds at axis ${i} for shape ${shapeToString(this.shape)}`,
+        );
       }
       off = off * d + k;
     }
@@ -143,7 +154,10 @@ export class Tensor {
   /** A tensor with the same data viewed under another shape of equal size. */
   reshape(shape: Shape): Tensor {
     if (sizeOf(shape) !== this.size) {
-      throw new TensorError(`reshape: cannot view ${shapeToString(this.shape)} (${this.size} elements) as ${shapeToString(shape)} (${sizeOf(shape)} elements)`);
+      throw new TensorError(
+        `reshape: cannot view ${shapeToString(this.shape)} (${this.size} ` +
+          `elements) as ${shapeToString(shape)} (${sizeOf(shape)} elements)`,
+      );
     }
     return new Tensor(this.dtype, shape, this.data);
   }
@@ -155,7 +169,9 @@ export class Tensor {
       for (let i = 0; i < this.size; i++) {
         const v = this.data[i]!;
         if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
-          throw new TensorError(`to(i32): element ${JSON.stringify(this.unravel(i))} is ${v}, not a 32-bit integer`);
+          throw new TensorError(
+            `to(i32): element ${JSON.stringify(this.unravel(i))} is ${v}, not a 32-bit integer`,
+          );
         }
       }
     }
@@ -212,12 +228,16 @@ export class Tensor {
         const arr = v as ArrayLike<unknown>;
         if (inferred.length === depth) inferred.push(arr.length);
         else if (inferred[depth] !== arr.length) {
-          throw new TensorError(`Tensor.from: ragged nested array at depth ${depth} (${arr.length} vs ${inferred[depth]})`);
+          throw new TensorError(
+            `Tensor.from: ragged nested array at depth ${depth} (${arr.length} vs ${inferred[depth]})`,
+          );
         }
         for (let i = 0; i < arr.length; i++) walk(arr[i], depth + 1);
       } else if (typeof v === "number") {
         if (depth !== inferred.length && shape === undefined) {
-          throw new TensorError(`Tensor.from: ragged nested array (a number at depth ${depth}, expected depth ${inferred.length})`);
+          throw new TensorError(
+            `Tensor.from: ragged nested array (a number at depth ${depth}, expected depth ${inferred.length})`,
+          );
         }
         flat.push(v);
       } else {
@@ -236,8 +256,16 @@ export class Tensor {
 export type NamedTensors = Record<string, Tensor>;
 
 /** Count NaN, +/-Inf and -0 (reports never mask these). */
-export function specialCounts(t: Tensor): { nan: number; posInf: number; negInf: number; negZero: number } {
-  let nan = 0, posInf = 0, negInf = 0, negZero = 0;
+export function specialCounts(t: Tensor): {
+  nan: number;
+  posInf: number;
+  negInf: number;
+  negZero: number;
+} {
+  let nan = 0,
+    posInf = 0,
+    negInf = 0,
+    negZero = 0;
   const d = t.data;
   for (let i = 0; i < d.length; i++) {
     const v = d[i]!;

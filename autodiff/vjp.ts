@@ -6,10 +6,41 @@
  * gradient). Broadcast operands get their cotangent summed back to their shape (`unbroadcast`).
  */
 import { match } from "ts-pattern";
-import { BATCH, BATCH_ROWS, dimConstant, dimsEqual, subDim, addDim, mulDim, type Dim, type SymShape } from "../spec/dims.js";
 import {
-  Expr, add, constant, div, eq, exp, lt, make, mul, neg, reduce, square, sub, tanh, unary, where, matmul, transpose,
-  cos, sin, concat, slice, gather,
+  BATCH,
+  BATCH_ROWS,
+  dimConstant,
+  dimsEqual,
+  subDim,
+  addDim,
+  mulDim,
+  type Dim,
+  type SymShape,
+} from "../spec/dims.js";
+import {
+  Expr,
+  add,
+  constant,
+  div,
+  eq,
+  exp,
+  lt,
+  make,
+  mul,
+  neg,
+  reduce,
+  square,
+  sub,
+  tanh,
+  unary,
+  where,
+  matmul,
+  transpose,
+  cos,
+  sin,
+  concat,
+  slice,
+  gather,
 } from "../spec/expr.js";
 import { getFormula } from "../spec/formula.js";
 import { operands, type Node, type NodeOf } from "../spec/node.js";
@@ -21,7 +52,13 @@ const E = (n: Node): Expr => new Expr(n);
 /** Sum `g` down to `target` (undoing NumPy broadcasting). */
 function unbroadcast(g: Expr, target: SymShape): Expr {
   const gs = g.shape;
-  if (gs.length === target.length && gs.every((d, i) => d === target[i] || (d !== BATCH && target[i] !== BATCH && dimsEqual(d, target[i]!)))) return g;
+  if (
+    gs.length === target.length &&
+    gs.every(
+      (d, i) => d === target[i] || (d !== BATCH && target[i] !== BATCH && dimsEqual(d, target[i]!)),
+    )
+  )
+    return g;
   const gb = hasBatch(gs);
   const tb = hasBatch(target);
   const ge = explicitDims(gs);
@@ -75,7 +112,8 @@ const DERIVATIVE: Record<ScalarFnName, ((x: Expr, y: Expr) => Expr) | null> = {
   floor: null,
   gelu: (x) => unary("gelu_grad", x),
   // GELU''(x) = φ(x)(2 − x²), φ(x) = e^(−x²/2)/√(2π)
-  gelu_grad: (x) => mul(mul(1 / Math.sqrt(2 * Math.PI), exp(mul(-0.5, square(x)))), sub(2, square(x))),
+  gelu_grad: (x) =>
+    mul(mul(1 / Math.sqrt(2 * Math.PI), exp(mul(-0.5, square(x)))), sub(2, square(x))),
   gelu_tanh: (x) => unary("gelu_tanh_grad", x),
   // f'' = (1 − t²)(u' + ½x(u'' − 2t u'²)), t = tanh u, u = c(x + a x³), u' = c(1 + 3a x²), u'' = 6 a c x
   gelu_tanh_grad: (x) => {
@@ -188,100 +226,127 @@ export function vjpRule(n: Node, g: Expr): (Expr | undefined)[] {
     if (r !== undefined) return r;
   }
   const y = E(n);
-  return match<Node, (Expr | undefined)[]>(n)
-    .with({ op: "input" }, { op: "const" }, { op: "dim" }, { op: "iota" }, { op: "stopgrad" }, () => [])
-    // x̄ = ȳ · f'(x)
-    .with({ op: "unary" }, (n) => {
-      if (n.fn === "neg") return [neg(g)];
-      const d = scalarDerivative(n.fn, E(n.x), y);
-      return [d === null ? undefined : mul(g, d)];
-    })
-    .with({ op: "binary" }, (n) => {
-      const a = E(n.a), b = E(n.b);
-      const ua = (e: Expr) => unbroadcast(e, n.a.shape);
-      const ub = (e: Expr) => unbroadcast(e, n.b.shape);
-      return match(n.fn)
-        .with("add", () => [ua(g), ub(g)]) // ā = ȳ, b̄ = ȳ
-        .with("sub", () => [ua(g), ub(neg(g))]) // ā = ȳ, b̄ = −ȳ
-        .with("mul", () => [ua(mul(g, b)), ub(mul(g, a))]) // ā = ȳ b, b̄ = ȳ a
-        .with("div", () => [ua(div(g, b)), ub(neg(mul(g, div(y, b))))]) // ā = ȳ/b, b̄ = −ȳ a/b² = −ȳ y/b
-        .with("pow", () => [ua(mul(g, mul(b, div(y, a)))), ub(mul(g, mul(y, unary("log", a))))]) // ā = ȳ b a^(b−1), b̄ = ȳ y log a
-        .with("max", () => {
-          const tie = mul(0.5, eq(a, b)); // ties split the gradient evenly
-          return [ua(mul(g, add(lt(b, a), tie))), ub(mul(g, add(lt(a, b), tie)))];
-        })
-        .with("min", () => {
-          const tie = mul(0.5, eq(a, b));
-          return [ua(mul(g, add(lt(a, b), tie))), ub(mul(g, add(lt(b, a), tie)))];
-        })
-        .with("eq", "lt", "le", () => [undefined, undefined])
-        .exhaustive();
-    })
-    .with({ op: "reduce" }, (n) => {
-      const x = E(n.x);
-      const ge = expandReduced(g, n);
-      if (n.fn === "sum") return [broadcastTo(ge, n.x.shape)]; // x̄ = ȳ broadcast
-      // max: the gradient goes to the maxima, split evenly among ties
-      const mask = eq(x, expandReduced(y, n));
-      const count = expandReduced(reduce("sum", mask, n.axes, n.keepdims), n);
-      return [mul(mask, div(ge, count))];
-    })
-    .with({ op: "reshape" }, (n) => [reshapeTo(g, n.x.shape)])
-    .with({ op: "permute" }, (n) => [make({ op: "permute", x: g.node, perm: invertPerm(n.perm) })])
-    .with({ op: "broadcast" }, (n) => [unbroadcast(g, n.x.shape)])
-    // x̄ = [0 … 0, ȳ, 0 … 0] along the sliced axis
-    .with({ op: "slice" }, (n) => {
-      const xs = n.x.shape;
-      const size = n.shape[n.axis]!;
-      const before = n.start;
-      const after = subDim(xs[n.axis]!, addDim(n.start, size));
-      const part = (d: Dim) => {
-        const s = [...xs];
-        s[n.axis] = d;
-        return zeros(s);
-      };
-      const parts: Expr[] = [];
-      if (dimConstant(before) !== 0) parts.push(part(before));
-      parts.push(g);
-      if (dimConstant(after) !== 0) parts.push(part(after));
-      return [parts.length === 1 ? g : concat(parts, n.axis)];
-    })
-    .with({ op: "concat" }, (n) => {
-      let at: Dim = 0;
-      return n.xs.map((x) => {
-        const d = x.shape[n.axis]!;
-        const s = slice(g, n.axis, at, d);
-        at = addDim(at, d);
-        return s;
-      });
-    })
-    .with({ op: "matmul" }, (n) => {
-      const a = E(n.a), b = E(n.b);
-      // ā = ȳ bᵀ
-      const ga = unbroadcast(matmul(g, transpose(b)), n.a.shape);
-      // b̄ = aᵀ ȳ; a weight shared over batch rows folds those rows into one product
-      let gb: Expr;
-      if (explicitDims(n.b.shape).length === 2 && !hasBatch(n.b.shape) && (n.a.shape.length > 2 || hasBatch(n.a.shape))) {
-        const N = leadingProduct(n.a.shape);
-        const aFlat = reshapeTo(a, [N, n.a.shape[n.a.shape.length - 1]!]);
-        const gFlat = reshapeTo(g, [N, n.shape[n.shape.length - 1]!]);
-        gb = matmul(transpose(aFlat), gFlat);
-      } else gb = unbroadcast(matmul(transpose(a), g), n.b.shape);
-      return [ga, gb];
-    })
-    .with({ op: "gather" }, (n) => [make({ op: "scatter_add", updates: g.node, indices: n.indices, target: n.table.shape })]) // Ē = Σ ȳ rows into E's rows
-    .with({ op: "scatter_add" }, (n) => [gather(g as Expr<readonly [string, ...string[]]>, E(n.indices))])
-    .with({ op: "where" }, (n) => [unbroadcast(where(E(n.cond), g, 0), n.a.shape), unbroadcast(where(E(n.cond), 0, g), n.b.shape)])
-    .with({ op: "call" }, (n) => {
-      const def = getFormula(n.formula);
-      if (def.vjp === undefined) return [g];
-      const args: Record<string, Expr> = {};
-      for (const [k, v] of Object.entries(n.args)) args[k] = E(v);
-      const grads = def.vjp({ args, out: y, cot: g, config: n.config });
-      return Object.keys(n.args).map((k) => {
-        const gk = grads[k];
-        return gk === undefined ? undefined : unbroadcast(gk, n.args[k]!.shape);
-      });
-    })
-    .exhaustive();
+  return (
+    match<Node, (Expr | undefined)[]>(n)
+      .with(
+        { op: "input" },
+        { op: "const" },
+        { op: "dim" },
+        { op: "iota" },
+        { op: "stopgrad" },
+        () => [],
+      )
+      // x̄ = ȳ · f'(x)
+      .with({ op: "unary" }, (n) => {
+        if (n.fn === "neg") return [neg(g)];
+        const d = scalarDerivative(n.fn, E(n.x), y);
+        return [d === null ? undefined : mul(g, d)];
+      })
+      .with({ op: "binary" }, (n) => {
+        const a = E(n.a),
+          b = E(n.b);
+        const ua = (e: Expr) => unbroadcast(e, n.a.shape);
+        const ub = (e: Expr) => unbroadcast(e, n.b.shape);
+        return (
+          match(n.fn)
+            .with("add", () => [ua(g), ub(g)]) // ā = ȳ, b̄ = ȳ
+            .with("sub", () => [ua(g), ub(neg(g))]) // ā = ȳ, b̄ = −ȳ
+            .with("mul", () => [ua(mul(g, b)), ub(mul(g, a))]) // ā = ȳ b, b̄ = ȳ a
+            .with("div", () => [ua(div(g, b)), ub(neg(mul(g, div(y, b))))]) // ā = ȳ/b, b̄ = −ȳ a/b² = −ȳ y/b
+            // ā = ȳ b a^(b−1), b̄ = ȳ y log a
+            .with("pow", () => [ua(mul(g, mul(b, div(y, a)))), ub(mul(g, mul(y, unary("log", a))))])
+            .with("max", () => {
+              const tie = mul(0.5, eq(a, b)); // ties split the gradient evenly
+              return [ua(mul(g, add(lt(b, a), tie))), ub(mul(g, add(lt(a, b), tie)))];
+            })
+            .with("min", () => {
+              const tie = mul(0.5, eq(a, b));
+              return [ua(mul(g, add(lt(a, b), tie))), ub(mul(g, add(lt(b, a), tie)))];
+            })
+            .with("eq", "lt", "le", () => [undefined, undefined])
+            .exhaustive()
+        );
+      })
+      .with({ op: "reduce" }, (n) => {
+        const x = E(n.x);
+        const ge = expandReduced(g, n);
+        if (n.fn === "sum") return [broadcastTo(ge, n.x.shape)]; // x̄ = ȳ broadcast
+        // max: the gradient goes to the maxima, split evenly among ties
+        const mask = eq(x, expandReduced(y, n));
+        const count = expandReduced(reduce("sum", mask, n.axes, n.keepdims), n);
+        return [mul(mask, div(ge, count))];
+      })
+      .with({ op: "reshape" }, (n) => [reshapeTo(g, n.x.shape)])
+      .with({ op: "permute" }, (n) => [
+        make({ op: "permute", x: g.node, perm: invertPerm(n.perm) }),
+      ])
+      .with({ op: "broadcast" }, (n) => [unbroadcast(g, n.x.shape)])
+      // x̄ = [0 … 0, ȳ, 0 … 0] along the sliced axis
+      .with({ op: "slice" }, (n) => {
+        const xs = n.x.shape;
+        const size = n.shape[n.axis]!;
+        const before = n.start;
+        const after = subDim(xs[n.axis]!, addDim(n.start, size));
+        const part = (d: Dim) => {
+          const s = [...xs];
+          s[n.axis] = d;
+          return zeros(s);
+        };
+        const parts: Expr[] = [];
+        if (dimConstant(before) !== 0) parts.push(part(before));
+        parts.push(g);
+        if (dimConstant(after) !== 0) parts.push(part(after));
+        return [parts.length === 1 ? g : concat(parts, n.axis)];
+      })
+      .with({ op: "concat" }, (n) => {
+        let at: Dim = 0;
+        return n.xs.map((x) => {
+          const d = x.shape[n.axis]!;
+          const s = slice(g, n.axis, at, d);
+          at = addDim(at, d);
+          return s;
+        });
+      })
+      .with({ op: "matmul" }, (n) => {
+        const a = E(n.a),
+          b = E(n.b);
+        // ā = ȳ bᵀ
+        const ga = unbroadcast(matmul(g, transpose(b)), n.a.shape);
+        // b̄ = aᵀ ȳ; a weight shared over batch rows folds those rows into one product
+        let gb: Expr;
+        if (
+          explicitDims(n.b.shape).length === 2 &&
+          !hasBatch(n.b.shape) &&
+          (n.a.shape.length > 2 || hasBatch(n.a.shape))
+        ) {
+          const N = leadingProduct(n.a.shape);
+          const aFlat = reshapeTo(a, [N, n.a.shape[n.a.shape.length - 1]!]);
+          const gFlat = reshapeTo(g, [N, n.shape[n.shape.length - 1]!]);
+          gb = matmul(transpose(aFlat), gFlat);
+        } else gb = unbroadcast(matmul(transpose(a), g), n.b.shape);
+        return [ga, gb];
+      })
+      .with({ op: "gather" }, (n) => [
+        make({ op: "scatter_add", updates: g.node, indices: n.indices, target: n.table.shape }),
+      ]) // Ē = Σ ȳ rows into E's rows
+      .with({ op: "scatter_add" }, (n) => [
+        gather(g as Expr<readonly [string, ...string[]]>, E(n.indices)),
+      ])
+      .with({ op: "where" }, (n) => [
+        unbroadcast(where(E(n.cond), g, 0), n.a.shape),
+        unbroadcast(where(E(n.cond), 0, g), n.b.shape),
+      ])
+      .with({ op: "call" }, (n) => {
+        const def = getFormula(n.formula);
+        if (def.vjp === undefined) return [g];
+        const args: Record<string, Expr> = {};
+        for (const [k, v] of Object.entries(n.args)) args[k] = E(v);
+        const grads = def.vjp({ args, out: y, cot: g, config: n.config });
+        return Object.keys(n.args).map((k) => {
+          const gk = grads[k];
+          return gk === undefined ? undefined : unbroadcast(gk, n.args[k]!.shape);
+        });
+      })
+      .exhaustive()
+  );
 }

@@ -15,7 +15,16 @@ export const SCHEMA_VERSION = 1;
  * Keys whose children are names from the data (hyperparameters such as `d_model` or `V`,
  * argument names such as `W_Q`, formula names), kept as they are; their values are still converted.
  */
-const DATA_MAPS = new Set(["config", "values", "shapes", "coverage", "law_coverage", "choices", "defaults", "dims"]);
+const DATA_MAPS = new Set([
+  "config",
+  "values",
+  "shapes",
+  "coverage",
+  "law_coverage",
+  "choices",
+  "defaults",
+  "dims",
+]);
 
 const CAMEL = /^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+$/;
 
@@ -29,11 +38,16 @@ function snakeName(key: string): string {
  * non-finite numbers as the strings "NaN", "Infinity", "-Infinity" (JSON has no such numbers),
  * undefined fields left out.
  */
-export function toWire(value: unknown, number: (n: number) => unknown = finiteOrString, dataMap = false): unknown {
+export function toWire(
+  value: unknown,
+  number: (n: number) => unknown = finiteOrString,
+  dataMap = false,
+): unknown {
   if (typeof value === "number") return number(value);
   if (value === null || typeof value !== "object") return value;
   if (Array.isArray(value)) return value.map((v) => toWire(v, number));
-  if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>, (v) => toWire(v, number));
+  if (ArrayBuffer.isView(value))
+    return Array.from(value as unknown as ArrayLike<number>, (v) => toWire(v, number));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     if (v === undefined || typeof v === "function") continue;
@@ -51,6 +65,13 @@ export function finiteOrString(n: number): number | string {
  * `{ schema_version, ...document }` as indented JSON text (no trailing newline).
  * @param number how a number goes on the wire (default {@link finiteOrString}).
  */
-export function wireJSON(document: object, number: (n: number) => unknown = finiteOrString): string {
-  return JSON.stringify({ schema_version: SCHEMA_VERSION, ...(toWire(document, number) as object) }, null, 2);
+export function wireJSON(
+  document: object,
+  number: (n: number) => unknown = finiteOrString,
+): string {
+  return JSON.stringify(
+    { schema_version: SCHEMA_VERSION, ...(toWire(document, number) as object) },
+    null,
+    2,
+  );
 }

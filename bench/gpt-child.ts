@@ -7,7 +7,14 @@
 import { formulaGraph } from "../autodiff/graph.js";
 import { vjp } from "../autodiff/grad.js";
 import { Tensor, type FloatDType } from "../autodiff/tensor.js";
-import { gptConfig, gptTensors, makeTensors, summarize, type GptSize, type Summary } from "./workloads.js";
+import {
+  gptConfig,
+  gptTensors,
+  makeTensors,
+  summarize,
+  type GptSize,
+  type Summary,
+} from "./workloads.js";
 
 export interface GptJob {
   readonly engine: "specformer" | "tfjs-cpu" | "tfjs-wasm";
@@ -36,7 +43,8 @@ async function main(job: GptJob): Promise<GptChildResult> {
   const specs = gptTensors(job.size);
   const inputs = makeTensors(specs, job.dtype);
   const initMs = performance.now() - t0;
-  let heapUsed = 0, arrayBuffers = 0;
+  let heapUsed = 0,
+    arrayBuffers = 0;
   const sample = () => {
     const m = process.memoryUsage();
     heapUsed = Math.max(heapUsed, m.heapUsed);
@@ -77,7 +85,15 @@ async function main(job: GptJob): Promise<GptChildResult> {
   for (const [k, v] of Object.entries(last)) summaries[k] = summarize(k, v);
   const loss = Number(last["loss"]![0]);
   dispose();
-  return { timesMs, summaries, loss, initMs, peakRssBytes: process.resourceUsage().maxRSS * 1024, heapUsedBytes: heapUsed, arrayBuffersBytes: arrayBuffers };
+  return {
+    timesMs,
+    summaries,
+    loss,
+    initMs,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    heapUsedBytes: heapUsed,
+    arrayBuffersBytes: arrayBuffers,
+  };
 }
 
 const arg = process.argv[2];

@@ -3,7 +3,8 @@
  * `gpt` formula at full size (d_model 768, 12 layers, 12 heads, V 50257, 64 tokens) in float32,
  * forward and backward, answered by examples/numpy/impl.py over binary frames. The weights
  * (~500 MB) go with the forward request and are kept by the program (docs/PROTOCOL.md, "Kept
- * tensors"), so the backward request references them; its answer brings ~500 MB of gradients. Reports the wall time and the transport's share of it (`ProcessImplementation.
+ * tensors"), so the backward request references them; its answer brings ~500 MB of gradients.
+ * Reports the wall time and the transport's share of it (`ProcessImplementation.
  * lastTiming`: encoding, writing until the program has read the request, receiving and decoding
  * the answer), and (in bench/run.ts) checks the loss and every gradient against PyTorch's float64 result.
  */
@@ -12,7 +13,14 @@ import { fileURLToPath } from "node:url";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 import { ProcessImplementation, type RequestTiming } from "../verify/process.js";
 import { PYTHON } from "./transport.js";
-import { gptConfig, gptTensors, makeTensors, summarize, type GptSize, type Summary } from "./workloads.js";
+import {
+  gptConfig,
+  gptTensors,
+  makeTensors,
+  summarize,
+  type GptSize,
+  type Summary,
+} from "./workloads.js";
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -32,26 +40,58 @@ export interface GptProcessResult {
 const transportOf = (t: RequestTiming): number => t.encodeMs + t.writeMs + t.readMs + t.decodeMs;
 
 /** One forward and one backward pass of the `gpt` formula through the NumPy example. */
-export async function gptThroughProcess(size: GptSize, log: (l: string) => void): Promise<GptProcessResult> {
+export async function gptThroughProcess(
+  size: GptSize,
+  log: (l: string) => void,
+): Promise<GptProcessResult> {
   const inputs: NamedTensors = makeTensors(gptTensors(size), "f32");
   const config = gptConfig(size);
-  const impl = await ProcessImplementation.start(`${PYTHON} examples/numpy/impl.py`, { timeoutMs: 1_800_000, cwd: ROOT });
+  const impl = await ProcessImplementation.start(`${PYTHON} examples/numpy/impl.py`, {
+    timeoutMs: 1_800_000,
+    cwd: ROOT,
+  });
   try {
     const t0 = performance.now();
     const { outputs } = await impl.forward({ formula: "gpt", config, inputs });
     const fwdWall = performance.now() - t0;
     const forward = { ...impl.lastTiming!, wallMs: fwdWall };
-    log(`gpt through numpy (${impl.transport}): forward ${fwdWall.toFixed(0)} ms, transport ${transportOf(forward).toFixed(0)} ms, ${(forward.requestBytes / 2 ** 20).toFixed(0)} MiB sent, ${(forward.answerBytes / 2 ** 20).toFixed(0)} MiB back`);
+    log(
+      `gpt through numpy (${impl.transport}): forward ${fwdWall.toFixed(0)} ` +
+        `ms, transport ${transportOf(forward).toFixed(0)} ms, ` +
+        `${(forward.requestBytes / 2 ** 20).toFixed(0)} MiB sent, ` +
+        `${(forward.answerBytes / 2 ** 20).toFixed(0)} MiB back`,
+    );
     const t1 = performance.now();
-    const { grads } = await impl.backwardPass({ formula: "gpt", config, inputs, cotangents: { loss: Tensor.scalar(1, "f32") } });
+    const { grads } = await impl.backwardPass({
+      formula: "gpt",
+      config,
+      inputs,
+      cotangents: { loss: Tensor.scalar(1, "f32") },
+    });
     const bwdWall = performance.now() - t1;
     const backward = { ...impl.lastTiming!, wallMs: bwdWall };
-    log(`gpt through numpy (${impl.transport}): backward ${bwdWall.toFixed(0)} ms, transport ${transportOf(backward).toFixed(0)} ms, ${(backward.requestBytes / 2 ** 20).toFixed(0)} MiB sent, ${(backward.answerBytes / 2 ** 20).toFixed(0)} MiB back`);
+    log(
+      `gpt through numpy (${impl.transport}): backward ${bwdWall.toFixed(0)} ` +
+        `ms, transport ${transportOf(backward).toFixed(0)} ms, ` +
+        `${(backward.requestBytes / 2 ** 20).toFixed(0)} MiB sent, ` +
+        `${(backward.answerBytes / 2 ** 20).toFixed(0)} MiB back`,
+    );
     const summaries: Record<string, Summary> = { loss: summarize("loss", outputs["loss"]!.data) };
-    for (const [k, t] of Object.entries(grads)) summaries[`grad.${k}`] = summarize(`grad.${k}`, t.data);
+    for (const [k, t] of Object.entries(grads))
+      summaries[`grad.${k}`] = summarize(`grad.${k}`, t.data);
     const wallMs = fwdWall + bwdWall;
     const transportMs = transportOf(forward) + transportOf(backward);
-    return { transport: impl.transport, kept: impl.hello.keep, forward, backward, wallMs, transportMs, transportShare: transportMs / wallMs, summaries, loss: Number(outputs["loss"]!.data[0]) };
+    return {
+      transport: impl.transport,
+      kept: impl.hello.keep,
+      forward,
+      backward,
+      wallMs,
+      transportMs,
+      transportShare: transportMs / wallMs,
+      summaries,
+      loss: Number(outputs["loss"]!.data[0]),
+    };
   } finally {
     await impl.close();
   }

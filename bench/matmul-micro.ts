@@ -17,8 +17,18 @@
  */
 import { readFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
-import { DEFAULT_SHAPE, LAYOUT, buildGemmModule, type GemmKernelShape } from "../autodiff/kernels/gemm-wasm.js";
-import { configureMatmul, matmul, shutdownMatmulWorkers, type MatmulArgs } from "../autodiff/kernels/matmul.js";
+import {
+  DEFAULT_SHAPE,
+  LAYOUT,
+  buildGemmModule,
+  type GemmKernelShape,
+} from "../autodiff/kernels/gemm-wasm.js";
+import {
+  configureMatmul,
+  matmul,
+  shutdownMatmulWorkers,
+  type MatmulArgs,
+} from "../autodiff/kernels/matmul.js";
 import { BLOCKING, gemmRuntime } from "../autodiff/kernels/pool.js";
 import { wasm } from "../autodiff/kernels/wasm-api.js";
 
@@ -49,7 +59,9 @@ function naive(p: MatmulArgs): void {
       for (let j = 0; j < N; j++) {
         let s = 0;
         for (let k = 0; k < K; k++) {
-          s += a[aOff + (p.transA ? k * M + i : i * K + k)]! * b[bOff + (p.transB ? j * K + k : k * N + j)]!;
+          s +=
+            a[aOff + (p.transA ? k * M + i : i * K + k)]! *
+            b[bOff + (p.transB ? j * K + k : k * N + j)]!;
         }
         c[cOff + i * N + j] = s;
       }
@@ -81,7 +93,12 @@ function args(s: Shape, dtype: "f64" | "f32"): MatmulArgs {
 /** Busy CPU time of the whole machine so far, in ms (Linux /proc/stat; undefined elsewhere). */
 function machineBusyMs(): number | undefined {
   try {
-    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const fields = readFileSync("/proc/stat", "utf8")
+      .split("\n")[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
     // user nice system idle iowait irq softirq steal …; jiffies of 10 ms (USER_HZ = 100)
     const busy = fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!;
     return busy * 10;
@@ -124,8 +141,15 @@ function measure(fn: () => void, flops: number, warm: number, reps = REPS): numb
  */
 function kernelSteps(): void {
   const n = 512;
-  const variants: { label: string; shape: GemmKernelShape; blocking?: { mc: number; kc: number; nc: number } }[] = [
-    { label: "scalar f64, 2×2 register block", shape: { ...DEFAULT_SHAPE, MR: 2, NR: 2, simd: false } },
+  const variants: {
+    label: string;
+    shape: GemmKernelShape;
+    blocking?: { mc: number; kc: number; nc: number };
+  }[] = [
+    {
+      label: "scalar f64, 2×2 register block",
+      shape: { ...DEFAULT_SHAPE, MR: 2, NR: 2, simd: false },
+    },
     { label: "scalar f64, 4×4 register block", shape: { ...DEFAULT_SHAPE, simd: false } },
     { label: "SIMD f64x2, 2×2", shape: { ...DEFAULT_SHAPE, MR: 2, NR: 2 } },
     { label: "SIMD f64x2, 4×4, k unrolled ×4", shape: { ...DEFAULT_SHAPE, unroll: 4 } },
@@ -133,14 +157,19 @@ function kernelSteps(): void {
     { label: "SIMD f64x2, 2×8", shape: { ...DEFAULT_SHAPE, MR: 2, NR: 8 } },
     { label: "SIMD f64x2, 6×4", shape: { ...DEFAULT_SHAPE, MR: 6, NR: 4 } },
     { label: "SIMD f64x2, 4×8", shape: { ...DEFAULT_SHAPE, MR: 4, NR: 8 } },
-    { label: "default, no cache blocking (mc = kc = nc = 4096)", shape: DEFAULT_SHAPE, blocking: { mc: 4096, kc: 4096, nc: 4096 } },
+    {
+      label: "default, no cache blocking (mc = kc = nc = 4096)",
+      shape: DEFAULT_SHAPE,
+      blocking: { mc: 4096, kc: 4096, nc: 4096 },
+    },
   ];
   console.log(`## kernel variants, ${n}³ f64 A·B on one thread, data already in wasm memory\n`);
   console.log("| variant | GFLOP/s |");
   console.log("|---|---:|");
   const instantiate = (shape: GemmKernelShape) => {
     const memory = new wasm.Memory({ initial: 2048, maximum: 32768, shared: true });
-    const exports = new wasm.Instance(new wasm.Module(buildGemmModule(shape)), { env: { memory } }).exports;
+    const exports = new wasm.Instance(new wasm.Module(buildGemmModule(shape)), { env: { memory } })
+      .exports;
     return { memory, exports: exports as Record<string, (...args: number[]) => void> };
   };
   for (const v of variants) {
@@ -159,7 +188,11 @@ function kernelSteps(): void {
     const f64 = new Float64Array(memory.buffer);
     for (let i = 0; i < 2 * n * n; i++) f64[A / 8 + i] = (i % 1001) / 1000 - 0.5;
     const gemm = exports.gemm!;
-    const gflops = measure(() => gemm(n, n, n, A, n, 1, B, n, 1, C, n, pa, pb, tile), 2 * n ** 3, 8);
+    const gflops = measure(
+      () => gemm(n, n, n, A, n, 1, B, n, 1, C, n, pa, pb, tile),
+      2 * n ** 3,
+      8,
+    );
     console.log(`| ${v.label} | ${gflops.toFixed(2)} |`);
   }
 
@@ -171,7 +204,12 @@ function kernelSteps(): void {
   console.log("|---|---:|");
   const cases: { label: string; group: number; ws: number; ls: number }[] = [
     { label: "B row-major, v128 copies, one panel per pass", group: 1, ws: 8, ls: 2304 * 8 },
-    { label: "B row-major, v128 copies, 4 panels per pass (default)", group: 4, ws: 8, ls: 2304 * 8 },
+    {
+      label: "B row-major, v128 copies, 4 panels per pass (default)",
+      group: 4,
+      ws: 8,
+      ls: 2304 * 8,
+    },
     { label: "B transposed, 2×2 shuffle transpose", group: 4, ws: 768 * 8, ls: 8 },
     { label: "any stride (scalar loop)", group: 4, ws: 16, ls: 4608 * 8 },
   ];
@@ -213,11 +251,35 @@ const GPT_BLOCK: Shape[] = (() => {
   ];
   const backward = forward.flatMap((f): Shape[] => [
     // dA (M×K) = dY (M×N) · Bᵀ: B is K×N as stored (or N×K when f.transB).
-    { name: `d${f.name} dA`, batch: f.batch, M: f.M, N: f.K, K: f.N, transA: false, transB: !f.transB },
+    {
+      name: `d${f.name} dA`,
+      batch: f.batch,
+      M: f.M,
+      N: f.K,
+      K: f.N,
+      transA: false,
+      transB: !f.transB,
+    },
     // dB (K×N) = Aᵀ (K×M) · dY (M×N); when f.transB, dBᵀ (N×K) = dYᵀ · A instead.
     f.transB
-      ? { name: `d${f.name} dB`, batch: f.batch, M: f.N, N: f.K, K: f.M, transA: true, transB: false }
-      : { name: `d${f.name} dB`, batch: f.batch, M: f.K, N: f.N, K: f.M, transA: true, transB: false },
+      ? {
+          name: `d${f.name} dB`,
+          batch: f.batch,
+          M: f.N,
+          N: f.K,
+          K: f.M,
+          transA: true,
+          transB: false,
+        }
+      : {
+          name: `d${f.name} dB`,
+          batch: f.batch,
+          M: f.K,
+          N: f.N,
+          K: f.M,
+          transA: true,
+          transB: false,
+        },
   ]);
   return [...forward, ...backward];
 })();
@@ -228,8 +290,15 @@ function gptBlock(): void {
   const all = (): void => {
     for (const p of mats) matmul(p);
   };
-  console.log(`load average: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-  console.log(`\n## one GPT block, forward + backward products (${GPT_BLOCK.length} calls, ${(flops / 1e6).toFixed(0)} MFLOP, f64)\n`);
+  console.log(
+    `load average: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")}`,
+  );
+  console.log(
+    `\n## one GPT block, forward + backward products (${GPT_BLOCK.length} ` +
+      `calls, ${(flops / 1e6).toFixed(0)} MFLOP, f64)\n`,
+  );
   console.log("| path | ms | GFLOP/s |");
   console.log("|---|---:|---:|");
   for (const [label, options] of [
@@ -245,7 +314,9 @@ function gptBlock(): void {
 
 async function main(): Promise<void> {
   console.log(`# matmul micro-benchmark, ${new Date().toISOString().slice(0, 10)}`);
-  console.log(`node ${process.version}, ${cpus()[0]?.model ?? "unknown cpu"}, ${threads} threads available`);
+  console.log(
+    `node ${process.version}, ${cpus()[0]?.model ?? "unknown cpu"}, ${threads} threads available`,
+  );
   console.log(`GFLOP/s, median of ${REPS} after warm-up\n`);
   if (!blockOnly) kernelSteps();
   if (stepsOnly) return;
@@ -253,10 +324,14 @@ async function main(): Promise<void> {
   // Start the workers and wait until they have booted, so the threaded column measures work.
   configureMatmul({ threads });
   // Warm-up: V8 first runs WebAssembly with its baseline compiler and tiers hot functions up.
-  const warmup = args({ name: "", batch: 1, M: 256, N: 256, K: 256, transA: false, transB: false }, "f64");
+  const warmup = args(
+    { name: "", batch: 1, M: 256, N: 256, K: 256, transA: false, transB: false },
+    "f64",
+  );
   for (let i = 0; i < 20; i++) matmul(warmup);
   const rt = gemmRuntime();
-  for (let waited = 0; rt.readyWorkers < threads - 1 && waited < 10_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+  for (let waited = 0; rt.readyWorkers < threads - 1 && waited < 10_000; waited += 10)
+    await new Promise((r) => setTimeout(r, 10));
 
   const shapes: Shape[] = [];
   for (const n of [64, 128, 256, 512]) {
@@ -269,10 +344,42 @@ async function main(): Promise<void> {
     }
   }
   if (!quick) {
-    shapes.push({ name: "64×768 · 768×2304 (QKV)", batch: 1, M: 64, N: 2304, K: 768, transA: false, transB: false });
-    shapes.push({ name: "64×768 · (50257×768)ᵀ (logits)", batch: 1, M: 64, N: 50257, K: 768, transA: false, transB: true });
-    shapes.push({ name: "128×256 · 256×768", batch: 1, M: 128, N: 768, K: 256, transA: false, transB: false });
-    shapes.push({ name: "8 × 128×32 · 32×128 (scores)", batch: 8, M: 128, N: 128, K: 32, transA: false, transB: false });
+    shapes.push({
+      name: "64×768 · 768×2304 (QKV)",
+      batch: 1,
+      M: 64,
+      N: 2304,
+      K: 768,
+      transA: false,
+      transB: false,
+    });
+    shapes.push({
+      name: "64×768 · (50257×768)ᵀ (logits)",
+      batch: 1,
+      M: 64,
+      N: 50257,
+      K: 768,
+      transA: false,
+      transB: true,
+    });
+    shapes.push({
+      name: "128×256 · 256×768",
+      batch: 1,
+      M: 128,
+      N: 768,
+      K: 256,
+      transA: false,
+      transB: false,
+    });
+    shapes.push({
+      name: "8 × 128×32 · 32×128 (scores)",
+      batch: 8,
+      M: 128,
+      N: 128,
+      K: 32,
+      transA: false,
+      transB: false,
+    });
   }
 
   if (blockOnly) {
@@ -280,7 +387,11 @@ async function main(): Promise<void> {
     await shutdownMatmulWorkers();
     return;
   }
-  console.log(`load average before: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  console.log(
+    `load average before: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")}`,
+  );
   console.log("(others: cores busy with other processes during the row, from /proc/stat)\n");
   const header = `| shape | dtype | naive | js | kernel×1 | kernel×${threads} | auto | others |`;
   console.log(header);

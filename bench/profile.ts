@@ -11,9 +11,21 @@ import "../spec/index.js";
 import { formulaGraph } from "../autodiff/graph.js";
 import { gradGraph, vjp } from "../autodiff/grad.js";
 import { plan, setStepProfiler, type ProfiledStep } from "../autodiff/evaluate.js";
-import { configureMatmul, matmulKernelInfo, shutdownMatmulWorkers } from "../autodiff/kernels/matmul.js";
+import {
+  configureMatmul,
+  matmulKernelInfo,
+  shutdownMatmulWorkers,
+} from "../autodiff/kernels/matmul.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
-import { BLOCK_SIZES, GPT2_SMALL, blockConfig, blockTensors, gptConfig, gptTensors, makeTensors } from "./workloads.js";
+import {
+  BLOCK_SIZES,
+  GPT2_SMALL,
+  blockConfig,
+  blockTensors,
+  gptConfig,
+  gptTensors,
+  makeTensors,
+} from "./workloads.js";
 
 const argv = process.argv.slice(2);
 const which = argv.find((a) => !a.startsWith("--")) ?? "block";
@@ -23,7 +35,9 @@ const opt = (name: string, d: number) => {
 };
 const reps = opt("--reps", which === "gpt2" ? 2 : 10);
 const top = opt("--top", 40);
-const evalOpts = argv.includes("--no-fuse") ? { optimize: { reuse: true, inPlace: true, rewrites: true, fuse: false } } : {};
+const evalOpts = argv.includes("--no-fuse")
+  ? { optimize: { reuse: true, inPlace: true, rewrites: true, fuse: false } }
+  : {};
 if (argv.includes("--fma")) configureMatmul({ fma: true });
 
 let g, inputs: NamedTensors, cot: NamedTensors;
@@ -45,12 +59,14 @@ const all: NamedTensors = { ...inputs };
 for (const [k, v] of Object.entries(cot)) all[`cot.${k}`] = v;
 
 const acc = new Map<string, { ms: number; count: number; inPlace: number }>();
-const shapeOf = (p: ProfiledStep, k: number, list: readonly ProfiledStep[]) => list[p.deps[k]!]?.shape.join("×") ?? "?";
+const shapeOf = (p: ProfiledStep, k: number, list: readonly ProfiledStep[]) =>
+  list[p.deps[k]!]?.shape.join("×") ?? "?";
 const keyOf = (s: ProfiledStep, list: readonly ProfiledStep[]): string => {
   const n = s.node;
   const out = s.shape.join("×");
   if (s.fused !== undefined) return `chain ${s.fused} → ${out}`;
-  if (n.op === "permute" && s.deps.length === 2) return `matmul ${shapeOf(s, 0, list)} · ${shapeOf(s, 1, list)} → ${out} (permuted layout)`;
+  if (n.op === "permute" && s.deps.length === 2)
+    return `matmul ${shapeOf(s, 0, list)} · ${shapeOf(s, 1, list)} → ${out} (permuted layout)`;
   switch (n.op) {
     case "unary":
       return `unary ${n.fn} ${out}`;
@@ -59,7 +75,10 @@ const keyOf = (s: ProfiledStep, list: readonly ProfiledStep[]): string => {
     case "call":
       return `fused ${n.formula} ${out}`;
     case "matmul":
-      return `matmul ${shapeOf(s, 0, list)}${n.a.op === "permute" ? "ᵀ" : ""} · ${shapeOf(s, 1, list)}${n.b.op === "permute" ? "ᵀ" : ""} → ${out}`;
+      return (
+        `matmul ${shapeOf(s, 0, list)}${n.a.op === "permute" ? "ᵀ" : ""} · ` +
+        `${shapeOf(s, 1, list)}${n.b.op === "permute" ? "ᵀ" : ""} → ${out}`
+      );
     case "reduce":
       return `reduce ${n.fn} ${shapeOf(s, 0, list)} → ${out}`;
     default:
@@ -70,7 +89,10 @@ const planned = plan(gg, all, evalOpts).steps as readonly ProfiledStep[];
 /** The kind a step's time counts under in the summary. */
 const kindOf = (s: ProfiledStep): string => {
   const n = s.node;
-  if (s.fused !== undefined) return s.fused.startsWith("sum(") || s.fused.startsWith("max(") ? "reductions, softmax, LayerNorm" : "elementwise";
+  if (s.fused !== undefined)
+    return s.fused.startsWith("sum(") || s.fused.startsWith("max(")
+      ? "reductions, softmax, LayerNorm"
+      : "elementwise";
   switch (n.op) {
     case "matmul":
       return "matmul";
@@ -114,16 +136,32 @@ const wall = (performance.now() - t0) / reps;
 setStepProfiler(undefined);
 await new Promise((r) => setTimeout(r, 0)); // deliver the last GC entries
 gcObserver.disconnect();
-console.log(`${which}: ${wall.toFixed(1)} ms per forward + backward (wall, with profiling), ${total.toFixed(1)} ms in steps, ${planned.length} planned steps`);
+console.log(
+  `${which}: ${wall.toFixed(1)} ms per forward + backward (wall, with ` +
+    `profiling), ${total.toFixed(1)} ms in steps, ${planned.length} planned steps`,
+);
 const rows = [...acc.entries()].sort((a, b) => b[1].ms - a[1].ms);
 const mm = matmulKernelInfo();
-console.log(`matmul kernel: ${mm.fma ? "relaxed-SIMD FMA" : "mul + add"} (relaxed SIMD ${mm.relaxedSimd.available ? `available via ${mm.relaxedSimd.via}` : "unavailable"}); fused chains ${"optimize" in evalOpts ? "off" : "on"}`);
+console.log(
+  `matmul kernel: ${mm.fma ? "relaxed-SIMD FMA" : "mul + add"} (relaxed ` +
+    `SIMD ${mm.relaxedSimd.available ? `available via ${mm.relaxedSimd.via}` : "unavailable"}); ` +
+    `fused chains ${"optimize" in evalOpts ? "off" : "on"}`,
+);
 console.log("| kind | ms per pass | share of wall |");
 console.log("| --- | ---: | ---: |");
 const share = (ms: number) => `${((100 * ms) / wall).toFixed(0)} %`;
-for (const [k, ms] of [...kinds.entries()].sort((a, b) => b[1] - a[1])) console.log(`| ${k} | ${ms.toFixed(1)} | ${share(ms)} |`);
+for (const [k, ms] of [...kinds.entries()].sort((a, b) => b[1] - a[1]))
+  console.log(`| ${k} | ${ms.toFixed(1)} | ${share(ms)} |`);
 // GC pauses fall inside steps (allocation) or between them; shown apart, not subtracted
-console.log(`| outside steps (planning lookup, pool, GC between steps, profiler) | ${(wall - total).toFixed(1)} | ${share(wall - total)} |`);
+console.log(
+  `| outside steps (planning lookup, pool, GC between steps, profiler) | ` +
+    `${(wall - total).toFixed(1)} | ${share(wall - total)} |`,
+);
 console.log(`| (of which garbage collection, anywhere) | ${gcMs.toFixed(1)} | ${share(gcMs)} |`);
-for (const [k, e] of rows.slice(0, top)) console.log(`${e.ms.toFixed(2).padStart(9)} ms ${String(Math.round(e.count)).padStart(4)}× ${e.inPlace > 0 ? `(${Math.round(e.inPlace)} in place) ` : ""}${k}`);
+for (const [k, e] of rows.slice(0, top))
+  console.log(
+    `${e.ms.toFixed(2).padStart(9)} ms ` +
+      `${String(Math.round(e.count)).padStart(4)}× ` +
+      `${e.inPlace > 0 ? `(${Math.round(e.inPlace)} in place) ` : ""}${k}`,
+  );
 await shutdownMatmulWorkers();

@@ -15,7 +15,8 @@
  * verify` on the reference; needs `npm run build`).
  *
  * Options: `--quick` (fewer repetitions), `--smoke` (every workload at a tiny size, once; what the
- * test runs), `--out DIR` (default: bench/), `--only matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup`
+ * test runs), `--out DIR` (default: bench/), `--only
+ * matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup`
  * (a partial run keeps the other parts of the previous bench/results.json in the report; also
  * `cli-startup` and `timings`, which print their figures only),
  * `--no-tfjs-cpu-gpt` (skip tfjs's CPU backend on the GPT-2 shape, which takes minutes),
@@ -33,7 +34,11 @@ import { evaluate, type Optimizations } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import { gemm } from "../autodiff/gemm.js";
 import { gradcheckGraph } from "../autodiff/gradcheck.js";
-import { configureMatmul, matmulKernelInfo, shutdownMatmulWorkers } from "../autodiff/kernels/matmul.js";
+import {
+  configureMatmul,
+  matmulKernelInfo,
+  shutdownMatmulWorkers,
+} from "../autodiff/kernels/matmul.js";
 import { fmaSupport } from "../autodiff/kernels/features.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
 import { getPreset } from "../spec/presets.js";
@@ -41,9 +46,28 @@ import { runLaws } from "../properties/run.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { hashUniform } from "./seeded.js";
 import {
-  BLOCK_SIZES, GPT2_SMALL, SEED, agree, agreementTolerance, blockConfig, blockLabel, blockTensors, gptConfig, gptTensors, makeTensors, summarize,
-  fwdBwdDepth, gptDepth,
-  summarizeAll, timeIt, timingOf, type Agreement, type BlockSize, type GptSize, type Summary, type Timing,
+  BLOCK_SIZES,
+  GPT2_SMALL,
+  SEED,
+  agree,
+  agreementTolerance,
+  blockConfig,
+  blockLabel,
+  blockTensors,
+  gptConfig,
+  gptTensors,
+  makeTensors,
+  summarize,
+  fwdBwdDepth,
+  gptDepth,
+  summarizeAll,
+  timeIt,
+  timingOf,
+  type Agreement,
+  type BlockSize,
+  type GptSize,
+  type Summary,
+  type Timing,
 } from "./workloads.js";
 import { TorchPeer, torchUnavailable } from "./peers/torch.js";
 import type { GptChildResult, GptJob } from "./gpt-child.js";
@@ -86,10 +110,19 @@ export interface Machine {
   readonly node: string;
   readonly tfjs?: string;
   readonly tfjsWasm?: { simd: boolean; threads: boolean };
-  readonly torch?: { version: string; threads: number; blas: string; blasLibraries: readonly string[]; numpy: string };
+  readonly torch?: {
+    version: string;
+    threads: number;
+    blas: string;
+    blasLibraries: readonly string[];
+    numpy: string;
+  };
   readonly torchSkipped?: string;
   /** 2 cores × clock × FLOPs per cycle: SIMD128 (what WebAssembly can use) and AVX2. */
-  readonly peakGflops: { readonly simd128: Record<FloatDType, number>; readonly avx2: Record<FloatDType, number> };
+  readonly peakGflops: {
+    readonly simd128: Record<FloatDType, number>;
+    readonly avx2: Record<FloatDType, number>;
+  };
   /** specformer's matmul kernel in this run (FMA or mul + add) and what the runtime offers. */
   readonly matmulKernel?: string;
 }
@@ -99,20 +132,66 @@ export interface Results {
   readonly mode: "full" | "quick" | "smoke";
   readonly machine: Machine;
   readonly rows: Row[];
-  readonly gradcheck?: { readonly formula: string; readonly tokens: number; readonly ok: boolean; readonly timing: Timing; readonly directions: number };
+  readonly gradcheck?: {
+    readonly formula: string;
+    readonly tokens: number;
+    readonly ok: boolean;
+    readonly timing: Timing;
+    readonly directions: number;
+  };
   /** The same pass with the interpreter's optimisations switched on one by one (what each buys). */
-  readonly interpreter?: readonly { readonly workload: string; readonly config: string; readonly timing: Timing; readonly peakRssBytes?: number }[];
+  readonly interpreter?: readonly {
+    readonly workload: string;
+    readonly config: string;
+    readonly timing: Timing;
+    readonly peakRssBytes?: number;
+  }[];
   /** The process protocol's transport: JSON numbers against binary frames (bench/transport.ts). */
-  readonly transport?: TransportResults & { readonly date: string; readonly loadavg: readonly number[] };
+  readonly transport?: TransportResults & {
+    readonly date: string;
+    readonly loadavg: readonly number[];
+  };
   /** GPT-2-small shape verified through the process protocol with examples/numpy as the peer (bench/gpt-process.ts). */
   readonly gptProcess?: {
-    readonly date: string; readonly loadavg: readonly number[]; readonly transport?: string; readonly wallMs?: number; readonly forwardMs?: number; readonly backwardMs?: number;
-    readonly transportMs?: number; readonly transportShare?: number; readonly kept?: boolean; readonly requestMiB?: number; readonly answerMiB?: number; readonly agreement?: Agreement; readonly loss?: number; readonly skipped?: string;
+    readonly date: string;
+    readonly loadavg: readonly number[];
+    readonly transport?: string;
+    readonly wallMs?: number;
+    readonly forwardMs?: number;
+    readonly backwardMs?: number;
+    readonly transportMs?: number;
+    readonly transportShare?: number;
+    readonly kept?: boolean;
+    readonly requestMiB?: number;
+    readonly answerMiB?: number;
+    readonly agreement?: Agreement;
+    readonly loss?: number;
+    readonly skipped?: string;
   };
   /** Wall time of `npm start` (`node bin/specformer.mjs verify`, compiled). */
-  readonly startup?: { readonly date: string; readonly loadavg: readonly number[]; readonly timing?: Timing; readonly summary?: string; readonly skipped?: string };
-  readonly laws?: { readonly available: boolean; readonly note?: string; readonly runs?: number; readonly timeMs?: number; readonly perSecond?: number; readonly passed?: number; readonly failed?: number; readonly skipped?: number };
-  readonly targets: { readonly name: string; readonly value: number | undefined; readonly goal: string; readonly met: boolean | undefined }[];
+  readonly startup?: {
+    readonly date: string;
+    readonly loadavg: readonly number[];
+    readonly timing?: Timing;
+    readonly summary?: string;
+    readonly skipped?: string;
+  };
+  readonly laws?: {
+    readonly available: boolean;
+    readonly note?: string;
+    readonly runs?: number;
+    readonly timeMs?: number;
+    readonly perSecond?: number;
+    readonly passed?: number;
+    readonly failed?: number;
+    readonly skipped?: number;
+  };
+  readonly targets: {
+    readonly name: string;
+    readonly value: number | undefined;
+    readonly goal: string;
+    readonly met: boolean | undefined;
+  }[];
   readonly notes: string[];
 }
 
@@ -130,7 +209,16 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 // tiny sizes for the smoke run
 const SMOKE_BLOCK: BlockSize = { d_model: 8, n: 5, H: 2, d_ff: 12 };
-const SMOKE_GPT: GptSize = { name: "gpt-smoke", V: 40, n_ctx: 12, d_model: 8, H: 2, L: 2, d_ff: 12, tokens: 6 };
+const SMOKE_GPT: GptSize = {
+  name: "gpt-smoke",
+  V: 40,
+  n_ctx: 12,
+  d_model: 8,
+  H: 2,
+  L: 2,
+  d_ff: 12,
+  tokens: 6,
+};
 
 function reps(mode: RunOptions["mode"], full: number): { warmup: number; reps: number } {
   if (mode === "smoke") return { warmup: 0, reps: 1 };
@@ -138,7 +226,10 @@ function reps(mode: RunOptions["mode"], full: number): { warmup: number; reps: n
   return { warmup: 3, reps: full };
 }
 
-function machineInfo(): Omit<Machine, "torch" | "torchSkipped" | "tfjs" | "tfjsWasm" | "loadavgAfter"> {
+function machineInfo(): Omit<
+  Machine,
+  "torch" | "torchSkipped" | "tfjs" | "tfjsWasm" | "loadavgAfter"
+> {
   let cpu = cpus()[0]?.model ?? "unknown";
   let mhz = cpus()[0]?.speed ?? 0;
   try {
@@ -171,7 +262,9 @@ function matmulKernelText(): string {
   // what the runtime offers, the V8 flag included (setting it changes nothing else)
   const rs = fmaSupport(true);
   const offer = rs.available
-    ? `relaxed-SIMD f64x2.relaxed_madd available (${rs.via === "flag" ? "after --experimental-wasm-relaxed-simd, set at run time" : "without flags"}, ${rs.fused ? "fused: one rounding" : "not fused on this CPU"})`
+    ? `relaxed-SIMD f64x2.relaxed_madd available ` +
+      `(${rs.via === "flag" ? "after --experimental-wasm-relaxed-simd, set at run time" : "without flags"}, ` +
+      `${rs.fused ? "fused: one rounding" : "not fused on this CPU"})`
     : "relaxed SIMD not available";
   return `WebAssembly SIMD128, ${k.fma ? "FMA (relaxed_madd)" : "separate multiply and add"}; ${offer}`;
 }
@@ -187,8 +280,11 @@ async function runChild(job: GptJob): Promise<GptChildResult> {
   const tsx = path.join(HERE, "..", "node_modules", ".bin", "tsx");
   const cmd = existsSync(tsx) ? tsx : "tsx";
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, [path.join(HERE, "gpt-child.ts"), JSON.stringify(job)], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "", err = "";
+    const child = spawn(cmd, [path.join(HERE, "gpt-child.ts"), JSON.stringify(job)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "",
+      err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
     child.on("exit", (code) => {
@@ -204,7 +300,10 @@ async function runChild(job: GptJob): Promise<GptChildResult> {
   });
 }
 
-/** Run the benchmark; returns the results and writes results.json and RESULTS.md (not in smoke mode unless outDir is given). */
+/**
+ * Run the benchmark; returns the results and writes results.json and RESULTS.md (not in smoke mode
+ * unless outDir is given).
+ */
 export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
   const mode = opts.mode ?? "full";
   const smoke = mode === "smoke";
@@ -223,8 +322,19 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
   const torch = noTorch === undefined ? new TorchPeer() : undefined;
   let torchInfo: Machine["torch"];
   if (torch) {
-    const info = await torch.request<{ torch: string; numpy: string; threads: number; blas: { libraries: string[]; openblas_config: string | null } }>({ kind: "info", threads: base.cores });
-    torchInfo = { version: info.torch, threads: info.threads, blas: blasName(info.blas.libraries, info.blas.openblas_config), blasLibraries: info.blas.libraries, numpy: info.numpy };
+    const info = await torch.request<{
+      torch: string;
+      numpy: string;
+      threads: number;
+      blas: { libraries: string[]; openblas_config: string | null };
+    }>({ kind: "info", threads: base.cores });
+    torchInfo = {
+      version: info.torch,
+      threads: info.threads,
+      blas: blasName(info.blas.libraries, info.blas.openblas_config),
+      blasLibraries: info.blas.libraries,
+      numpy: info.numpy,
+    };
     log(`torch ${info.torch}, ${info.threads} threads, BLAS: ${torchInfo.blas}`);
   } else {
     notes.push(`PyTorch skipped: ${noTorch}`);
@@ -256,14 +366,34 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
             const b = hashUniform("B", SEED, [m, m], 1, dtype).data as Float64Array | Float32Array;
             const c = dtype === "f64" ? new Float64Array(m * m) : new Float32Array(m * m);
             const { warmup, reps: r } = reps(mode, 15);
-            const run = () => gemm({ dtype, a, b, c, batch: 1, M: m, N: m, K: m, transA: v.transA, transB: v.transB });
+            const run = () =>
+              gemm({
+                dtype,
+                a,
+                b,
+                c,
+                batch: 1,
+                M: m,
+                N: m,
+                K: m,
+                transA: v.transA,
+                transB: v.transB,
+              });
             run();
             const ref = { C: summarize("C", c) };
             const tol = agreementTolerance(dtype, dtype, m);
             const timing = await timeIt(run, warmup, r);
             const peak = base.peakGflops.simd128[dtype];
             const gf = (t: Timing) => flops / (t.medianMs * 1e6);
-            rows.push({ workload, engine: "specformer", dtype, timing, gflops: gf(timing), peakShare: gf(timing) / peak, agreement: agree(ref, ref, tol) });
+            rows.push({
+              workload,
+              engine: "specformer",
+              dtype,
+              timing,
+              gflops: gf(timing),
+              peakShare: gf(timing) / peak,
+              agreement: agree(ref, ref, tol),
+            });
             const specMs = timing.medianMs;
             log(`${workload} ${dtype} specformer ${gf(timing).toFixed(1)} GFLOP/s`);
             for (const { engine, backend } of tfBackends) {
@@ -272,17 +402,48 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
                 continue;
               }
               await tfp.useBackend(backend);
-              const p = tfp.prepareMatmul(a as Float32Array, b as Float32Array, m, v.transA, v.transB);
+              const p = tfp.prepareMatmul(
+                a as Float32Array,
+                b as Float32Array,
+                m,
+                v.transA,
+                v.transB,
+              );
               const agreement = agree(ref, { C: summarize("C", p.run()) }, tol);
-              const t = await timeIt(() => p.run(), warmup, backend === "cpu" ? Math.max(1, Math.ceil(r / 3)) : r);
+              const t = await timeIt(
+                () => p.run(),
+                warmup,
+                backend === "cpu" ? Math.max(1, Math.ceil(r / 3)) : r,
+              );
               p.dispose();
-              rows.push({ workload, engine, dtype, timing: t, gflops: gf(t), peakShare: gf(t) / peak, agreement, ratioToSpecformer: t.medianMs / specMs });
+              rows.push({
+                workload,
+                engine,
+                dtype,
+                timing: t,
+                gflops: gf(t),
+                peakShare: gf(t) / peak,
+                agreement,
+                ratioToSpecformer: t.medianMs / specMs,
+              });
               log(`${workload} ${dtype} ${engine} ${gf(t).toFixed(1)} GFLOP/s`);
             }
             if (torch) {
-              const res = await torch.request<{ timesMs: number[]; summaries: Record<string, Summary> }>({ kind: "matmul", size: m, dtype, variant: v.key, seed: SEED, warmup, reps: r });
+              const res = await torch.request<{
+                timesMs: number[];
+                summaries: Record<string, Summary>;
+              }>({ kind: "matmul", size: m, dtype, variant: v.key, seed: SEED, warmup, reps: r });
               const t = timingOf(res.timesMs);
-              rows.push({ workload, engine: "torch", dtype, timing: t, gflops: gf(t), peakShare: gf(t) / peak, agreement: agree(ref, res.summaries, tol), ratioToSpecformer: t.medianMs / specMs });
+              rows.push({
+                workload,
+                engine: "torch",
+                dtype,
+                timing: t,
+                gflops: gf(t),
+                peakShare: gf(t) / peak,
+                agreement: agree(ref, res.summaries, tol),
+                ratioToSpecformer: t.medianMs / specMs,
+              });
               log(`${workload} ${dtype} torch ${gf(t).toFixed(1)} GFLOP/s`);
             } else rows.push({ workload, engine: "torch", dtype, skipped: noTorch! });
           }
@@ -314,34 +475,90 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
           const timing = await timeIt(run, warmup, r);
           const forward = await timeIt(() => evaluate(g, inputs, { dtype }), warmup, r);
           if (dtype === "f64") specMs = timing.medianMs;
-          rows.push({ workload, engine: "specformer", dtype, timing, forward, agreement: agree(ref, sums, agreementTolerance("f64", dtype, K, depth)), ratioToSpecformer: timing.medianMs / specMs });
-          log(`${workload} ${dtype} specformer ${timing.medianMs.toFixed(1)} ms (fwd ${forward.medianMs.toFixed(1)} ms)`);
+          rows.push({
+            workload,
+            engine: "specformer",
+            dtype,
+            timing,
+            forward,
+            agreement: agree(ref, sums, agreementTolerance("f64", dtype, K, depth)),
+            ratioToSpecformer: timing.medianMs / specMs,
+          });
+          log(
+            `${workload} ${dtype} specformer ${timing.medianMs.toFixed(1)} ms (fwd ${forward.medianMs.toFixed(1)} ms)`,
+          );
         }
         const f32In = makeTensors(inSpecs, "f32");
         const f32Cot = makeTensors([cotSpec], "f32");
         for (const { engine, backend } of tfBackends) {
           await tfp.useBackend(backend);
           const p = tfp.prepareBlock(size, f32In, f32Cot, eps);
-          const agreement = agree(ref!, summarizeAll32(p.run().values), agreementTolerance("f64", "f32", K, depth));
+          const agreement = agree(
+            ref!,
+            summarizeAll32(p.run().values),
+            agreementTolerance("f64", "f32", K, depth),
+          );
           const slow = backend === "cpu" && !smoke;
-          const timing = await timeIt(() => p.run(), slow ? 1 : warmup, slow ? Math.max(3, Math.ceil(r / 3)) : r);
-          const forward = await timeIt(() => p.forward(), slow ? 1 : warmup, slow ? Math.max(3, Math.ceil(r / 3)) : r);
+          const timing = await timeIt(
+            () => p.run(),
+            slow ? 1 : warmup,
+            slow ? Math.max(3, Math.ceil(r / 3)) : r,
+          );
+          const forward = await timeIt(
+            () => p.forward(),
+            slow ? 1 : warmup,
+            slow ? Math.max(3, Math.ceil(r / 3)) : r,
+          );
           p.dispose();
-          rows.push({ workload, engine, dtype: "f32", timing, forward, agreement, ratioToSpecformer: timing.medianMs / specMs });
-          log(`${workload} f32 ${engine} ${timing.medianMs.toFixed(1)} ms (agreement ${agreement.worst.toExponential(1)})`);
+          rows.push({
+            workload,
+            engine,
+            dtype: "f32",
+            timing,
+            forward,
+            agreement,
+            ratioToSpecformer: timing.medianMs / specMs,
+          });
+          log(
+            `${workload} f32 ${engine} ${timing.medianMs.toFixed(1)} ms (agreement ` +
+              `${agreement.worst.toExponential(1)})`,
+          );
         }
         for (const dtype of ["f64", "f32"] as const) {
           if (!torch) {
             rows.push({ workload, engine: "torch", dtype, skipped: noTorch! });
             continue;
           }
-          const res = await torch.request<{ timesMs: number[]; forwardMs: number[]; summaries: Record<string, Summary> }>({
-            kind: "block", size, dtype, inputs: inSpecs, cot: cotSpec, eps, seed: SEED, warmup, reps: r,
+          const res = await torch.request<{
+            timesMs: number[];
+            forwardMs: number[];
+            summaries: Record<string, Summary>;
+          }>({
+            kind: "block",
+            size,
+            dtype,
+            inputs: inSpecs,
+            cot: cotSpec,
+            eps,
+            seed: SEED,
+            warmup,
+            reps: r,
           });
           const timing = timingOf(res.timesMs);
           const agreement = agree(ref!, res.summaries, agreementTolerance("f64", dtype, K, depth));
-          rows.push({ workload, engine: "torch", dtype, timing, forward: timingOf(res.forwardMs), agreement, ratioToSpecformer: timing.medianMs / specMs });
-          log(`${workload} ${dtype} torch ${timing.medianMs.toFixed(1)} ms (agreement ${agreement.worst.toExponential(1)})`);
+          rows.push({
+            workload,
+            engine: "torch",
+            dtype,
+            timing,
+            forward: timingOf(res.forwardMs),
+            agreement,
+            ratioToSpecformer: timing.medianMs / specMs,
+          });
+          log(
+            `${workload} ${dtype} torch ${timing.medianMs.toFixed(1)} ms (agreement ` +
+              `${agreement.worst.toExponential(1)})`,
+          );
         }
       }
     }
@@ -350,15 +567,32 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     if (only("gpt")) {
       const size = smoke ? SMOKE_GPT : GPT2_SMALL;
       const workload = `${size.name} (${size.tokens} tokens) fwd+bwd`;
-      const { warmup, reps: r } = smoke ? { warmup: 0, reps: 1 } : mode === "quick" ? { warmup: 1, reps: 2 } : { warmup: 1, reps: 3 };
+      const { warmup, reps: r } = smoke
+        ? { warmup: 0, reps: 1 }
+        : mode === "quick"
+          ? { warmup: 1, reps: 2 }
+          : { warmup: 1, reps: 3 };
       // the roundings on the longest chain of the loss's forward and backward pass
       const K = gptDepth(size);
       const depth = 1;
       const spec = await runChild({ engine: "specformer", size, dtype: "f64", warmup, reps: r });
       const ref = spec.summaries;
       const specT = timingOf(spec.timesMs);
-      rows.push({ workload, engine: "specformer", dtype: "f64", timing: specT, agreement: agree(ref, ref, 0), ratioToSpecformer: 1, peakRssBytes: spec.peakRssBytes, heapUsedBytes: spec.heapUsedBytes, arrayBuffersBytes: spec.arrayBuffersBytes });
-      log(`${workload} f64 specformer ${specT.medianMs.toFixed(0)} ms, peak RSS ${(spec.peakRssBytes / 2 ** 30).toFixed(2)} GiB, loss ${spec.loss}`);
+      rows.push({
+        workload,
+        engine: "specformer",
+        dtype: "f64",
+        timing: specT,
+        agreement: agree(ref, ref, 0),
+        ratioToSpecformer: 1,
+        peakRssBytes: spec.peakRssBytes,
+        heapUsedBytes: spec.heapUsedBytes,
+        arrayBuffersBytes: spec.arrayBuffersBytes,
+      });
+      log(
+        `${workload} f64 specformer ${specT.medianMs.toFixed(0)} ms, peak RSS ` +
+          `${(spec.peakRssBytes / 2 ** 30).toFixed(2)} GiB, loss ${spec.loss}`,
+      );
       for (const engine of ["tfjs-wasm", "tfjs-cpu"] as const) {
         if (engine === "tfjs-cpu" && !smoke && opts.tfjsCpuGpt === false) {
           rows.push({ workload, engine, dtype: "f32", skipped: "skipped with --no-tfjs-cpu-gpt" });
@@ -366,9 +600,25 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
         }
         try {
           const slow = engine === "tfjs-cpu" && !smoke;
-          const res = await runChild({ engine, size, dtype: "f32", warmup: slow ? 0 : warmup, reps: slow ? 1 : r });
+          const res = await runChild({
+            engine,
+            size,
+            dtype: "f32",
+            warmup: slow ? 0 : warmup,
+            reps: slow ? 1 : r,
+          });
           const t = timingOf(res.timesMs);
-          rows.push({ workload, engine, dtype: "f32", timing: t, agreement: agree(ref, res.summaries, agreementTolerance("f64", "f32", K, depth)), ratioToSpecformer: t.medianMs / specT.medianMs, peakRssBytes: res.peakRssBytes, heapUsedBytes: res.heapUsedBytes, arrayBuffersBytes: res.arrayBuffersBytes });
+          rows.push({
+            workload,
+            engine,
+            dtype: "f32",
+            timing: t,
+            agreement: agree(ref, res.summaries, agreementTolerance("f64", "f32", K, depth)),
+            ratioToSpecformer: t.medianMs / specT.medianMs,
+            peakRssBytes: res.peakRssBytes,
+            heapUsedBytes: res.heapUsedBytes,
+            arrayBuffersBytes: res.arrayBuffersBytes,
+          });
           log(`${workload} f32 ${engine} ${t.medianMs.toFixed(0)} ms`);
         } catch (e) {
           rows.push({ workload, engine, dtype: "f32", skipped: `failed: ${(e as Error).message}` });
@@ -380,12 +630,35 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
         const peer = new TorchPeer();
         try {
           await peer.request({ kind: "info", threads: base.cores });
-          const res = await peer.request<{ timesMs: number[]; summaries: Record<string, Summary>; peakRssBytes: number; loss: number }>({
-            kind: "gpt", size, dtype: "f64", tensors: gptTensors(size), eps: gptConfig(size)["eps"], seed: SEED, warmup, reps: r,
+          const res = await peer.request<{
+            timesMs: number[];
+            summaries: Record<string, Summary>;
+            peakRssBytes: number;
+            loss: number;
+          }>({
+            kind: "gpt",
+            size,
+            dtype: "f64",
+            tensors: gptTensors(size),
+            eps: gptConfig(size)["eps"],
+            seed: SEED,
+            warmup,
+            reps: r,
           });
           const t = timingOf(res.timesMs);
-          rows.push({ workload, engine: "torch", dtype: "f64", timing: t, agreement: agree(ref, res.summaries, agreementTolerance("f64", "f64", K, depth)), ratioToSpecformer: t.medianMs / specT.medianMs, peakRssBytes: res.peakRssBytes });
-          log(`${workload} f64 torch ${t.medianMs.toFixed(0)} ms, peak RSS ${(res.peakRssBytes / 2 ** 30).toFixed(2)} GiB, loss ${res.loss}`);
+          rows.push({
+            workload,
+            engine: "torch",
+            dtype: "f64",
+            timing: t,
+            agreement: agree(ref, res.summaries, agreementTolerance("f64", "f64", K, depth)),
+            ratioToSpecformer: t.medianMs / specT.medianMs,
+            peakRssBytes: res.peakRssBytes,
+          });
+          log(
+            `${workload} f64 torch ${t.medianMs.toFixed(0)} ms, peak RSS ` +
+              `${(res.peakRssBytes / 2 ** 30).toFixed(2)} GiB, loss ${res.loss}`,
+          );
         } finally {
           await peer.close();
         }
@@ -393,7 +666,12 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     }
 
     // -------------------------------------------------------------------------------- interpreter steps
-    const interpreter: { workload: string; config: string; timing: Timing; peakRssBytes?: number }[] = [];
+    const interpreter: {
+      workload: string;
+      config: string;
+      timing: Timing;
+      peakRssBytes?: number;
+    }[] = [];
     if (only("interpreter")) {
       const size = smoke ? SMOKE_BLOCK : BLOCK_SIZES[1]!;
       const workload = `${blockLabel(size)} fwd+bwd f64`;
@@ -407,11 +685,16 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
         ["plain (fresh arrays)", false, fmaRun],
         ["+ reuse of dead arrays", { reuse: true, inPlace: false, rewrites: false }, fmaRun],
         ["+ in-place elementwise steps", { reuse: true, inPlace: true, rewrites: false }, fmaRun],
-        ["+ rewrites (transposed products, accumulation into sums)", { reuse: true, inPlace: true, rewrites: true, fuse: false }, fmaRun],
+        [
+          "+ rewrites (transposed products, accumulation into sums)",
+          { reuse: true, inPlace: true, rewrites: true, fuse: false },
+          fmaRun,
+        ],
         ["+ fused elementwise chains and row reductions", true, fmaRun],
       ];
       // what the FMA kernel adds, when the runtime has it and the run did not already use it
-      if (!fmaRun && fmaSupport(true).available) configs.push(["+ relaxed-SIMD FMA in products", true, true]);
+      if (!fmaRun && fmaSupport(true).available)
+        configs.push(["+ relaxed-SIMD FMA in products", true, true]);
       // interleaved repetitions, so that a change in the machine's load falls on every configuration alike
       const samples = configs.map(() => [] as number[]);
       for (const [, o, fma] of configs) {
@@ -427,17 +710,46 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
         });
       }
       configureMatmul({ fma: fmaRun });
-      configs.forEach(([name], c) => interpreter.push({ workload, config: name, timing: timingOf(samples[c]!) }));
-      log(`interpreter, ${workload}: ${interpreter.map((x) => `${x.config} ${x.timing.medianMs.toFixed(1)} ms`).join("; ")}`);
+      configs.forEach(([name], c) =>
+        interpreter.push({ workload, config: name, timing: timingOf(samples[c]!) }),
+      );
+      log(
+        `interpreter, ${workload}: ` +
+          `${interpreter.map((x) => `${x.config} ${x.timing.medianMs.toFixed(1)} ms`).join("; ")}`,
+      );
       // (the smoke run skips this second GPT process: its plain path is the tested block's)
       if (only("gpt") && !smoke) {
         const gsize = GPT2_SMALL;
         const { warmup: w, reps: rr } = { warmup: 1, reps: 2 };
-        const plain = await runChild({ engine: "specformer", size: gsize, dtype: "f64", warmup: w, reps: rr, optimize: false });
-        interpreter.push({ workload: `${gsize.name} (${gsize.tokens} tokens) fwd+bwd f64`, config: "plain (fresh arrays)", timing: timingOf(plain.timesMs), peakRssBytes: plain.peakRssBytes });
-        const gptRow = rows.find((x) => x.workload.startsWith(gsize.name) && x.engine === "specformer");
-        if (gptRow?.timing) interpreter.push({ workload: `${gsize.name} (${gsize.tokens} tokens) fwd+bwd f64`, config: "all optimisations", timing: gptRow.timing, ...(gptRow.peakRssBytes ? { peakRssBytes: gptRow.peakRssBytes } : {}) });
-        log(`interpreter, ${gsize.name}: plain ${timingOf(plain.timesMs).medianMs.toFixed(0)} ms, peak RSS ${(plain.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
+        const plain = await runChild({
+          engine: "specformer",
+          size: gsize,
+          dtype: "f64",
+          warmup: w,
+          reps: rr,
+          optimize: false,
+        });
+        interpreter.push({
+          workload: `${gsize.name} (${gsize.tokens} tokens) fwd+bwd f64`,
+          config: "plain (fresh arrays)",
+          timing: timingOf(plain.timesMs),
+          peakRssBytes: plain.peakRssBytes,
+        });
+        const gptRow = rows.find(
+          (x) => x.workload.startsWith(gsize.name) && x.engine === "specformer",
+        );
+        if (gptRow?.timing)
+          interpreter.push({
+            workload: `${gsize.name} (${gsize.tokens} tokens) fwd+bwd f64`,
+            config: "all optimisations",
+            timing: gptRow.timing,
+            ...(gptRow.peakRssBytes ? { peakRssBytes: gptRow.peakRssBytes } : {}),
+          });
+        log(
+          `interpreter, ${gsize.name}: plain ` +
+            `${timingOf(plain.timesMs).medianMs.toFixed(0)} ms, peak RSS ` +
+            `${(plain.peakRssBytes / 2 ** 30).toFixed(2)} GiB`,
+        );
       }
     }
 
@@ -446,7 +758,13 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     if (only("gradcheck")) {
       const tiny = getPreset("tiny");
       const size: GptSize = {
-        name: "tiny", V: tiny["V"] as number, n_ctx: tiny["n_ctx"] as number, d_model: tiny["d_model"] as number, H: tiny["H"] as number, L: tiny["L"] as number, d_ff: tiny["d_ff"] as number,
+        name: "tiny",
+        V: tiny["V"] as number,
+        n_ctx: tiny["n_ctx"] as number,
+        d_model: tiny["d_model"] as number,
+        H: tiny["H"] as number,
+        L: tiny["L"] as number,
+        d_ff: tiny["d_ff"] as number,
         tokens: smoke ? 4 : 16,
       };
       const g = formulaGraph("gpt", gptConfig(size));
@@ -454,12 +772,22 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       let ok = true;
       let directions = 0;
       const { warmup, reps: r } = reps(mode, 5);
-      const timing = await timeIt(async () => {
-        const res = await gradcheckGraph(g, inputs, { mode: "fast", seed: 1 });
-        ok &&= res.ok;
-        directions = res.checked.length;
-      }, Math.min(warmup, 1), r);
-      gradcheck = { formula: `gpt (preset tiny, ${size.tokens} tokens)`, tokens: size.tokens, ok, timing, directions };
+      const timing = await timeIt(
+        async () => {
+          const res = await gradcheckGraph(g, inputs, { mode: "fast", seed: 1 });
+          ok &&= res.ok;
+          directions = res.checked.length;
+        },
+        Math.min(warmup, 1),
+        r,
+      );
+      gradcheck = {
+        formula: `gpt (preset tiny, ${size.tokens} tokens)`,
+        tokens: size.tokens,
+        ok,
+        timing,
+        directions,
+      };
       log(`gradcheck fast, tiny GPT: ${timing.medianMs.toFixed(0)} ms, ok ${ok}`);
     }
 
@@ -481,7 +809,10 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       });
       transport = { ...res, date: new Date().toISOString(), loadavg: before };
       if (res.numpyBlas?.netlib) {
-        const w = `WARNING: the NumPy peer runs on the reference netlib BLAS (${res.numpyBlas.libraries.join(", ")}), about 10× slower than OpenBLAS: install libopenblas0-openmp (see bench/README.md) for a fair peer.`;
+        const w =
+          `WARNING: the NumPy peer runs on the reference netlib BLAS ` +
+          `(${res.numpyBlas.libraries.join(", ")}), about 10× slower than ` +
+          `OpenBLAS: install libopenblas0-openmp (see bench/README.md) for a fair peer.`;
         notes.push(w);
         log(w);
       }
@@ -493,7 +824,8 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
       const before = loadavg();
       const date = new Date().toISOString();
       const size = smoke ? SMOKE_GPT : GPT2_SMALL;
-      if (!pythonHasNumpy()) gptProcess = { date, loadavg: before, skipped: `${PYTHON} with numpy not available` };
+      if (!pythonHasNumpy())
+        gptProcess = { date, loadavg: before, skipped: `${PYTHON} with numpy not available` };
       else {
         try {
           const res = await gptThroughProcess(size, log);
@@ -506,19 +838,60 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
             const peer = new TorchPeer();
             try {
               await peer.request({ kind: "info", threads: base.cores });
-              const ref = await peer.request<{ summaries: Record<string, Summary> }>({ kind: "gpt", size, dtype: "f64", tensors: gptTensors(size), eps: gptConfig(size)["eps"], seed: SEED, warmup: 0, reps: 1 });
-              agreement = agree(ref.summaries, res.summaries, agreementTolerance("f64", "f32", K, depth));
+              const ref = await peer.request<{ summaries: Record<string, Summary> }>({
+                kind: "gpt",
+                size,
+                dtype: "f64",
+                tensors: gptTensors(size),
+                eps: gptConfig(size)["eps"],
+                seed: SEED,
+                warmup: 0,
+                reps: 1,
+              });
+              agreement = agree(
+                ref.summaries,
+                res.summaries,
+                agreementTolerance("f64", "f32", K, depth),
+              );
             } finally {
               await peer.close();
             }
-          } else notes.push(`GPT-2 small through the process protocol: not checked against PyTorch (${noTorch})`);
+          } else
+            notes.push(
+              `GPT-2 small through the process protocol: not checked against PyTorch (${noTorch})`,
+            );
           gptProcess = {
-            date, loadavg: before, transport: res.transport, wallMs: res.wallMs, forwardMs: res.forward.wallMs, backwardMs: res.backward.wallMs, transportMs: res.transportMs, transportShare: res.transportShare,
-            kept: res.kept, requestMiB: (res.forward.requestBytes + res.backward.requestBytes) / 2 ** 20, answerMiB: (res.forward.answerBytes + res.backward.answerBytes) / 2 ** 20, ...(agreement ? { agreement } : {}), loss: res.loss,
+            date,
+            loadavg: before,
+            transport: res.transport,
+            wallMs: res.wallMs,
+            forwardMs: res.forward.wallMs,
+            backwardMs: res.backward.wallMs,
+            transportMs: res.transportMs,
+            transportShare: res.transportShare,
+            kept: res.kept,
+            requestMiB: (res.forward.requestBytes + res.backward.requestBytes) / 2 ** 20,
+            answerMiB: (res.forward.answerBytes + res.backward.answerBytes) / 2 ** 20,
+            ...(agreement ? { agreement } : {}),
+            loss: res.loss,
           };
-          log(`gpt through numpy: ${res.wallMs.toFixed(0)} ms wall, transport ${(100 * res.transportShare).toFixed(1)} %, agreement with PyTorch f64 ${agreement === undefined ? "not checked" : `${agreement.ok ? "ok" : "DISAGREES"} (${agreement.worst.toExponential(1)} ≤ ${agreement.tolerance.toExponential(1)})`}`);
+          log(
+            `gpt through numpy: ${res.wallMs.toFixed(0)} ms wall, transport ` +
+              `${(100 * res.transportShare).toFixed(1)} %, agreement with PyTorch f64 ` +
+              `${
+                agreement === undefined
+                  ? "not checked"
+                  : `${agreement.ok ? "ok" : "DISAGREES"} ` +
+                    `(${agreement.worst.toExponential(1)} ≤ ` +
+                    `${agreement.tolerance.toExponential(1)})`
+              }`,
+          );
         } catch (e) {
-          gptProcess = { date, loadavg: before, skipped: `failed: ${(e as Error).message.split("\n")[0]}` };
+          gptProcess = {
+            date,
+            loadavg: before,
+            skipped: `failed: ${(e as Error).message.split("\n")[0]}`,
+          };
           log(`gpt through numpy failed: ${(e as Error).message}`);
         }
       }
@@ -526,31 +899,67 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
 
     // -------------------------------------------------------------------------------- startup
     let startup: Results["startup"];
-    if (only("startup")) startup = await startupTiming(smoke ? 1 : mode === "quick" ? 2 : 3, smoke, log);
+    if (only("startup"))
+      startup = await startupTiming(smoke ? 1 : mode === "quick" ? 2 : 3, smoke, log);
 
     const after = loadavg();
     const tfjsVersion = tfp.tfjsVersion();
     await tfp.useBackend("wasm");
-    const machine: Machine = { ...base, loadavgAfter: after, tfjs: tfjsVersion, tfjsWasm: tfp.wasmInfo(), ...(torchInfo ? { torch: torchInfo } : {}), ...(noTorch ? { torchSkipped: noTorch } : {}) };
+    const machine: Machine = {
+      ...base,
+      loadavgAfter: after,
+      tfjs: tfjsVersion,
+      tfjsWasm: tfp.wasmInfo(),
+      ...(torchInfo ? { torch: torchInfo } : {}),
+      ...(noTorch ? { torchSkipped: noTorch } : {}),
+    };
     if (after[0]! > base.cores * 0.75 || base.loadavgBefore[0]! > base.cores * 0.75) {
-      notes.push(`The machine was busy (load average ${base.loadavgBefore[0]!.toFixed(1)} before, ${after[0]!.toFixed(1)} after, on ${base.cores} cores): other processes competed for the cores, so times are slower and noisier than on an idle machine; the ranges show how much.`);
+      notes.push(
+        `The machine was busy (load average ` +
+          `${base.loadavgBefore[0]!.toFixed(1)} before, ${after[0]!.toFixed(1)} ` +
+          `after, on ${base.cores} cores): other processes competed for the cores, ` +
+          `so times are slower and noisier than on an idle machine; the ranges ` +
+          `show how much.`,
+      );
     }
     if (torchInfo && isNetlibName(torchInfo.blasLibraries)) {
-      const w = `WARNING: PyTorch runs on the reference netlib BLAS (${torchInfo.blasLibraries.join(", ")}), about 10× slower than OpenBLAS: install libopenblas0-openmp (see bench/README.md) for a fair peer.`;
+      const w =
+        `WARNING: PyTorch runs on the reference netlib BLAS ` +
+        `(${torchInfo.blasLibraries.join(", ")}), about 10× slower than ` +
+        `OpenBLAS: install libopenblas0-openmp (see bench/README.md) for a fair peer.`;
       notes.push(w);
       log(w);
     }
     let results: Results = {
-      date: new Date().toISOString(), mode, machine, rows, ...(gradcheck ? { gradcheck } : {}), ...(interpreter.length > 0 ? { interpreter } : {}), ...(laws ? { laws } : {}),
-      ...(transport ? { transport } : {}), ...(gptProcess ? { gptProcess } : {}), ...(startup ? { startup } : {}), targets: targetsOf(rows, machine, transport, startup, gptProcess), notes,
+      date: new Date().toISOString(),
+      mode,
+      machine,
+      rows,
+      ...(gradcheck ? { gradcheck } : {}),
+      ...(interpreter.length > 0 ? { interpreter } : {}),
+      ...(laws ? { laws } : {}),
+      ...(transport ? { transport } : {}),
+      ...(gptProcess ? { gptProcess } : {}),
+      ...(startup ? { startup } : {}),
+      targets: targetsOf(rows, machine, transport, startup, gptProcess),
+      notes,
     };
     if (opts.outDir !== undefined || !smoke) {
       const out = opts.outDir ?? HERE;
       mkdirSync(out, { recursive: true });
-      if (opts.only !== undefined && existsSync(path.join(out, "results.json"))) results = mergeWithPrevious(JSON.parse(readFileSync(path.join(out, "results.json"), "utf8")) as Results, results, opts.only);
+      if (opts.only !== undefined && existsSync(path.join(out, "results.json")))
+        results = mergeWithPrevious(
+          JSON.parse(readFileSync(path.join(out, "results.json"), "utf8")) as Results,
+          results,
+          opts.only,
+        );
       writeFileSync(path.join(out, "results.json"), JSON.stringify(results, null, 1) + "\n");
       // hand-written notes appended to the generated report
-      const notesText = ["OPTIMISATION.md", "STARTUP.md", "TRANSPORT.md"].map((f) => path.join(HERE, f)).filter((f) => existsSync(f)).map((f) => readFileSync(f, "utf8")).join("\n");
+      const notesText = ["OPTIMISATION.md", "STARTUP.md", "TRANSPORT.md"]
+        .map((f) => path.join(HERE, f))
+        .filter((f) => existsSync(f))
+        .map((f) => readFileSync(f, "utf8"))
+        .join("\n");
       writeFileSync(path.join(out, "RESULTS.md"), renderMarkdown(results, notesText));
     }
     return results;
@@ -570,10 +979,23 @@ const ROW_WORKLOADS = ["matmul", "block", "gpt"];
  */
 export function mergeWithPrevious(prev: Results, cur: Results, only: readonly string[]): Results {
   const ranRows = only.some((w) => ROW_WORKLOADS.includes(w));
-  const pick = <K extends "gradcheck" | "interpreter" | "laws" | "transport" | "gptProcess" | "startup">(k: K, w: string): Partial<Results> =>
-    (only.includes(w) ? (cur[k] !== undefined ? { [k]: cur[k] } : {}) : prev[k] !== undefined ? { [k]: prev[k] } : {}) as Partial<Results>;
+  const pick = <
+    K extends "gradcheck" | "interpreter" | "laws" | "transport" | "gptProcess" | "startup",
+  >(
+    k: K,
+    w: string,
+  ): Partial<Results> =>
+    (only.includes(w)
+      ? cur[k] !== undefined
+        ? { [k]: cur[k] }
+        : {}
+      : prev[k] !== undefined
+        ? { [k]: prev[k] }
+        : {}) as Partial<Results>;
   const rows = ranRows ? cur.rows : prev.rows;
-  const machine = ranRows ? cur.machine : { ...cur.machine, ...(prev.machine.torch ? { torch: prev.machine.torch } : {}) };
+  const machine = ranRows
+    ? cur.machine
+    : { ...cur.machine, ...(prev.machine.torch ? { torch: prev.machine.torch } : {}) };
   const merged: Results = {
     ...cur,
     date: ranRows ? cur.date : prev.date,
@@ -587,10 +1009,26 @@ export function mergeWithPrevious(prev: Results, cur: Results, only: readonly st
     ...pick("gptProcess", "gpt-process"),
     ...pick("startup", "startup"),
     // a note of an earlier run of the same parts goes with the figures it was about
-    notes: [...(ranRows ? [] : prev.notes.filter((n) => !cur.notes.includes(n) && !n.includes(`(--only ${only.join(",")}): `))), ...cur.notes.map((n) => `${cur.date.slice(0, 16)}Z (--only ${only.join(",")}): ${n}`)],
+    notes: [
+      ...(ranRows
+        ? []
+        : prev.notes.filter(
+            (n) => !cur.notes.includes(n) && !n.includes(`(--only ${only.join(",")}): `),
+          )),
+      ...cur.notes.map((n) => `${cur.date.slice(0, 16)}Z (--only ${only.join(",")}): ${n}`),
+    ],
     targets: [],
   };
-  return { ...merged, targets: targetsOf(merged.rows, merged.machine, merged.transport, merged.startup, merged.gptProcess) };
+  return {
+    ...merged,
+    targets: targetsOf(
+      merged.rows,
+      merged.machine,
+      merged.transport,
+      merged.startup,
+      merged.gptProcess,
+    ),
+  };
 }
 
 function isNetlibName(libs: readonly string[]): boolean {
@@ -608,7 +1046,11 @@ function pythonHasNumpy(): boolean {
 }
 
 /** Wall time of `node bin/specformer.mjs verify` (what `npm start` runs) on the compiled dist/. */
-async function startupTiming(runs: number, smoke: boolean, log: (l: string) => void): Promise<Results["startup"]> {
+async function startupTiming(
+  runs: number,
+  smoke: boolean,
+  log: (l: string) => void,
+): Promise<Results["startup"]> {
   const before = loadavg();
   const date = new Date().toISOString();
   const root = path.join(HERE, "..");
@@ -617,22 +1059,40 @@ async function startupTiming(runs: number, smoke: boolean, log: (l: string) => v
     log(`startup skipped: ${skipped}`);
     return { date, loadavg: before, skipped };
   }
-  const args = [path.join(root, "bin", "specformer.mjs"), "verify", ...(smoke ? ["--formulas", "softmax"] : [])];
+  const args = [
+    path.join(root, "bin", "specformer.mjs"),
+    "verify",
+    ...(smoke ? ["--formulas", "softmax"] : []),
+  ];
   const times: number[] = [];
   let summary = "";
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
     const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SPECFORMER_SOURCE: "" } });
+      const child = spawn(process.execPath, args, {
+        cwd: root,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, SPECFORMER_SOURCE: "" },
+      });
       let text = "";
       child.stdout.on("data", (d: Buffer) => (text += d.toString()));
-      child.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`specformer verify exited with code ${code}: ${text.trim().split("\n").at(-1) ?? ""}`))));
+      child.on("exit", (code) =>
+        code === 0
+          ? resolve(text)
+          : reject(
+              new Error(
+                `specformer verify exited with code ${code}: ${text.trim().split("\n").at(-1) ?? ""}`,
+              ),
+            ),
+      );
     });
     times.push(performance.now() - t0);
     summary = out.trim().split("\n").at(-1) ?? "";
   }
   const timing = timingOf(times);
-  log(`npm start (specformer verify): ${timing.medianMs.toFixed(0)} ms median of ${runs}; ${summary}`);
+  log(
+    `npm start (specformer verify): ${timing.medianMs.toFixed(0)} ms median of ${runs}; ${summary}`,
+  );
   return { date, loadavg: before, timing, summary };
 }
 
@@ -653,43 +1113,119 @@ async function lawsPerSecond(runs: number, log: (l: string) => void): Promise<Re
   const report = await runLaws(referenceImplementation(), { runs, seed: 1 });
   const total = report.results.reduce((s, r) => s + r.runs, 0);
   const perSecond = total / (report.timeMs / 1000);
-  log(`laws: ${total} cases in ${report.timeMs.toFixed(0)} ms = ${perSecond.toFixed(1)} cases/s (${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped)`);
-  return { available: true, runs: total, timeMs: report.timeMs, perSecond, passed: report.passed, failed: report.failed, skipped: report.skipped };
+  log(
+    `laws: ${total} cases in ${report.timeMs.toFixed(0)} ms = ` +
+      `${perSecond.toFixed(1)} cases/s (${report.passed} passed, ` +
+      `${report.failed} failed, ${report.skipped} skipped)`,
+  );
+  return {
+    available: true,
+    runs: total,
+    timeMs: report.timeMs,
+    perSecond,
+    passed: report.passed,
+    failed: report.failed,
+    skipped: report.skipped,
+  };
 }
 
-function targetsOf(rows: readonly Row[], machine: Machine, transport?: Results["transport"], startup?: Results["startup"], gptProcess?: Results["gptProcess"]): Results["targets"] {
-  const find = (w: (s: string) => boolean, engine: Engine, dtype: FloatDType) => rows.find((r) => w(r.workload) && r.engine === engine && r.dtype === dtype && r.timing);
+function targetsOf(
+  rows: readonly Row[],
+  machine: Machine,
+  transport?: Results["transport"],
+  startup?: Results["startup"],
+  gptProcess?: Results["gptProcess"],
+): Results["targets"] {
+  const find = (w: (s: string) => boolean, engine: Engine, dtype: FloatDType) =>
+    rows.find((r) => w(r.workload) && r.engine === engine && r.dtype === dtype && r.timing);
   const bigBlock = (s: string) => s.startsWith("block d_model=256 n=128 H=8");
   const spec = find(bigBlock, "specformer", "f64");
   const wasm = find(bigBlock, "tfjs-wasm", "f32");
   const torch = find(bigBlock, "torch", "f64");
   const gptSpec = find((s) => s.startsWith("gpt2-small"), "specformer", "f64");
   const gptTorch = find((s) => s.startsWith("gpt2-small"), "torch", "f64");
-  const mm = rows.filter((r) => r.workload.startsWith("matmul 512") && r.engine === "specformer" && r.dtype === "f64" && r.gflops !== undefined);
-  const ratio = (a: Row | undefined, b: Row | undefined) => (a?.timing && b?.timing ? b.timing.medianMs / a.timing.medianMs : undefined);
+  const mm = rows.filter(
+    (r) =>
+      r.workload.startsWith("matmul 512") &&
+      r.engine === "specformer" &&
+      r.dtype === "f64" &&
+      r.gflops !== undefined,
+  );
+  const ratio = (a: Row | undefined, b: Row | undefined) =>
+    a?.timing && b?.timing ? b.timing.medianMs / a.timing.medianMs : undefined;
   const vsWasm = ratio(spec, wasm);
   const vsTorch = ratio(spec, torch);
-  const gptRatio = gptSpec && gptTorch ? gptSpec.timing!.medianMs / gptTorch.timing!.medianMs : undefined;
+  const gptRatio =
+    gptSpec && gptTorch ? gptSpec.timing!.medianMs / gptTorch.timing!.medianMs : undefined;
   const mmMin = mm.length > 0 ? Math.min(...mm.map((r) => r.gflops!)) : undefined;
   const mem = gptSpec?.peakRssBytes;
   void machine;
   return [
-    { name: "GPT block (256, 128, 8) f64 fwd+bwd: tfjs-wasm (f32) time / specformer time", value: vsWasm, goal: "≥ 5", met: vsWasm === undefined ? undefined : vsWasm >= 5 },
-    { name: "GPT block (256, 128, 8) f64 fwd+bwd: torch f64 time / specformer time", value: vsTorch, goal: "≥ 0.5 (within 2×)", met: vsTorch === undefined ? undefined : vsTorch >= 0.5 },
-    { name: "matmul 512 f64 (slowest of A·B, A·Bᵀ, Aᵀ·B), GFLOP/s", value: mmMin, goal: "≥ 10", met: mmMin === undefined ? undefined : mmMin >= 10 },
-    { name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer time / torch time", value: gptRatio, goal: "≤ 3", met: gptRatio === undefined ? undefined : gptRatio <= 3 },
-    { name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer peak RSS, GiB", value: mem === undefined ? undefined : mem / 2 ** 30, goal: "< 3", met: mem === undefined ? undefined : mem < 3 * 2 ** 30 },
+    {
+      name: "GPT block (256, 128, 8) f64 fwd+bwd: tfjs-wasm (f32) time / specformer time",
+      value: vsWasm,
+      goal: "≥ 5",
+      met: vsWasm === undefined ? undefined : vsWasm >= 5,
+    },
+    {
+      name: "GPT block (256, 128, 8) f64 fwd+bwd: torch f64 time / specformer time",
+      value: vsTorch,
+      goal: "≥ 0.5 (within 2×)",
+      met: vsTorch === undefined ? undefined : vsTorch >= 0.5,
+    },
+    {
+      name: "matmul 512 f64 (slowest of A·B, A·Bᵀ, Aᵀ·B), GFLOP/s",
+      value: mmMin,
+      goal: "≥ 10",
+      met: mmMin === undefined ? undefined : mmMin >= 10,
+    },
+    {
+      name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer time / torch time",
+      value: gptRatio,
+      goal: "≤ 3",
+      met: gptRatio === undefined ? undefined : gptRatio <= 3,
+    },
+    {
+      name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer peak RSS, GiB",
+      value: mem === undefined ? undefined : mem / 2 ** 30,
+      goal: "< 3",
+      met: mem === undefined ? undefined : mem < 3 * 2 ** 30,
+    },
     ...(["node-echo", "numpy"] as const).map((peer) => {
       const v = transport?.speedup[peer];
-      return { name: `1.25 M float64 round trip through ${peer === "node-echo" ? "the Node echo program" : "examples/numpy (relu)"}: JSON time / binary time`, value: v, goal: "≥ 10", met: v === undefined ? undefined : v >= 10 };
+      return {
+        name:
+          `1.25 M float64 round trip through ` +
+          `${peer === "node-echo" ? "the Node echo program" : "examples/numpy (relu)"}: ` +
+          `JSON time / binary time`,
+        value: v,
+        goal: "≥ 10",
+        met: v === undefined ? undefined : v >= 10,
+      };
     }),
-    { name: "GPT-2 small through the process protocol (NumPy peer, f32 fwd+bwd): transport share of wall time", value: gptProcess?.transportShare, goal: "≤ 0.25", met: gptProcess?.transportShare === undefined ? undefined : gptProcess.transportShare <= 0.25 },
-    { name: "npm start (specformer verify on the reference), wall s", value: startup?.timing ? startup.timing.medianMs / 1000 : undefined, goal: "≤ 5", met: startup?.timing ? startup.timing.medianMs <= 5000 : undefined },
+    {
+      name: "GPT-2 small through the process protocol (NumPy peer, f32 fwd+bwd): transport share of wall time",
+      value: gptProcess?.transportShare,
+      goal: "≤ 0.25",
+      met: gptProcess?.transportShare === undefined ? undefined : gptProcess.transportShare <= 0.25,
+    },
+    {
+      name: "npm start (specformer verify on the reference), wall s",
+      value: startup?.timing ? startup.timing.medianMs / 1000 : undefined,
+      goal: "≤ 5",
+      met: startup?.timing ? startup.timing.medianMs <= 5000 : undefined,
+    },
   ];
 }
 
 function parseArgs(argv: readonly string[]): RunOptions {
-  const opts: { mode?: RunOptions["mode"]; outDir?: string; only?: string[]; tfjsCpuGpt?: boolean; fma?: boolean } = {};
+  const opts: {
+    mode?: RunOptions["mode"];
+    outDir?: string;
+    only?: string[];
+    tfjsCpuGpt?: boolean;
+    fma?: boolean;
+  } = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--quick") opts.mode = "quick";
@@ -698,10 +1234,28 @@ function parseArgs(argv: readonly string[]): RunOptions {
     else if (a === "--only") opts.only = (argv[++i] ?? "").split(",");
     else if (a === "--no-tfjs-cpu-gpt") opts.tfjsCpuGpt = false;
     else if (a === "--fma") opts.fma = true;
-    else throw new Error(`unknown option ${a}; options: --quick, --smoke, --out DIR, --only matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup,cli-startup,timings, --no-tfjs-cpu-gpt, --fma`);
+    else
+      throw new Error(
+        `unknown option ${a}; options: --quick, --smoke, --out DIR, --only ` +
+          `matmul,block,gpt,interpreter,gradcheck,laws,transport,gpt-process,startup,cli-startup,timings, ` +
+          `--no-tfjs-cpu-gpt, --fma`,
+      );
   }
-  const known = ["matmul", "block", "gpt", "interpreter", "gradcheck", "laws", "transport", "gpt-process", "startup", ...STANDALONE];
-  for (const w of opts.only ?? []) if (!known.includes(w)) throw new Error(`--only: unknown workload "${w}"; workloads: ${known.join(", ")}`);
+  const known = [
+    "matmul",
+    "block",
+    "gpt",
+    "interpreter",
+    "gradcheck",
+    "laws",
+    "transport",
+    "gpt-process",
+    "startup",
+    ...STANDALONE,
+  ];
+  for (const w of opts.only ?? [])
+    if (!known.includes(w))
+      throw new Error(`--only: unknown workload "${w}"; workloads: ${known.join(", ")}`);
   return opts;
 }
 
@@ -722,7 +1276,10 @@ async function runStandalone(only: readonly string[]): Promise<number> {
   return code;
 }
 
-if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (
+  process.argv[1] !== undefined &&
+  path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)
+) {
   let opts: RunOptions;
   try {
     opts = parseArgs(process.argv.slice(2));
@@ -738,7 +1295,11 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
   }
   runBenchmarks(opts).then(
     (r) => {
-      process.stdout.write(`wrote ${path.join(opts.outDir ?? HERE, "results.json")} and RESULTS.md (${r.rows.length} rows); free memory ${(freemem() / 2 ** 30).toFixed(1)} GiB\n`);
+      process.stdout.write(
+        `wrote ${path.join(opts.outDir ?? HERE, "results.json")} and RESULTS.md ` +
+          `(${r.rows.length} rows); free memory ` +
+          `${(freemem() / 2 ** 30).toFixed(1)} GiB\n`,
+      );
       process.exit(0);
     },
     (e: unknown) => {

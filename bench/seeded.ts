@@ -32,7 +32,11 @@ function mix(x: number): number {
 }
 
 /** u_i ∈ (0, 1) for i < size, written through `f(u)` into `out`. */
-function fill(out: Float64Array | Float32Array | Int32Array, key: number, f: (u: number) => number): void {
+function fill(
+  out: Float64Array | Float32Array | Int32Array,
+  key: number,
+  f: (u: number) => number,
+): void {
   for (let i = 0; i < out.length; i++) {
     const x = mix((Math.imul(i, 0x9e3779b1) + key) >>> 0);
     out[i] = f((x + 0.5) / 4294967296);
@@ -43,14 +47,26 @@ function fill(out: Float64Array | Float32Array | Int32Array, key: number, f: (u:
  * Uniform values in (center − halfWidth, center + halfWidth): `center + halfWidth·(2u − 1)`,
  * computed in float64 and rounded once for f32.
  */
-export function hashUniform(name: string, seed: number, shape: readonly number[], halfWidth: number, dtype: FloatDType = "f64", center = 0): Tensor {
+export function hashUniform(
+  name: string,
+  seed: number,
+  shape: readonly number[],
+  halfWidth: number,
+  dtype: FloatDType = "f64",
+  center = 0,
+): Tensor {
   const t = Tensor.zeros(shape, dtype);
   fill(t.data, nameKey(name, seed), (u) => center + halfWidth * (2 * u - 1));
   return t;
 }
 
 /** Integer ids in [0, V): ⌊u·V⌋. */
-export function hashTokens(name: string, seed: number, shape: readonly number[], V: number): Tensor {
+export function hashTokens(
+  name: string,
+  seed: number,
+  shape: readonly number[],
+  V: number,
+): Tensor {
   const t = Tensor.zeros(shape, "i32");
   fill(t.data, nameKey(name, seed), (u) => Math.floor(u * V));
   return t;

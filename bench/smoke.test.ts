@@ -18,9 +18,27 @@ const noTorch = torchUnavailable();
 
 describe("bench transport and partial runs", () => {
   test("a partial run replaces only the parts it ran, and keeps the rest of the report", () => {
-    const base = { date: "2026-01-01T00:00:00.000Z", mode: "full", machine: { cores: 2 }, rows: [{ workload: "matmul 512", engine: "specformer", dtype: "f64" }], targets: [], notes: ["old note"] };
-    const prev = { ...base, laws: { available: true, runs: 10 }, startup: { date: "x", loadavg: [0], skipped: "old" } } as unknown as Results;
-    const cur = { ...base, date: "2026-02-02T00:00:00.000Z", mode: "quick", rows: [], notes: ["new note"], startup: { date: "y", loadavg: [1], skipped: "new" } } as unknown as Results;
+    const base = {
+      date: "2026-01-01T00:00:00.000Z",
+      mode: "full",
+      machine: { cores: 2 },
+      rows: [{ workload: "matmul 512", engine: "specformer", dtype: "f64" }],
+      targets: [],
+      notes: ["old note"],
+    };
+    const prev = {
+      ...base,
+      laws: { available: true, runs: 10 },
+      startup: { date: "x", loadavg: [0], skipped: "old" },
+    } as unknown as Results;
+    const cur = {
+      ...base,
+      date: "2026-02-02T00:00:00.000Z",
+      mode: "quick",
+      rows: [],
+      notes: ["new note"],
+      startup: { date: "y", loadavg: [1], skipped: "new" },
+    } as unknown as Results;
     const m = mergeWithPrevious(prev, cur, ["startup"]);
     expect(m.rows).toEqual(prev.rows);
     expect(m.date).toBe(prev.date);
@@ -72,14 +90,30 @@ describe("bench smoke run", () => {
     expect([...workloads].filter((w) => w.startsWith("block"))).toHaveLength(1);
     expect([...workloads].filter((w) => w.startsWith("gpt"))).toHaveLength(1);
     for (const w of workloads) {
-      for (const e of ENGINES) expect(onDisk.rows.some((r) => r.workload === w && r.engine === e), `${w}: a row for ${e}`).toBe(true);
+      for (const e of ENGINES)
+        expect(
+          onDisk.rows.some((r) => r.workload === w && r.engine === e),
+          `${w}: a row for ${e}`,
+        ).toBe(true);
     }
     expect(onDisk.gradcheck?.ok).toBe(true);
     expect(onDisk.laws).toBeDefined();
     // 5 engine targets, 2 transport speed-ups (Node echo, NumPy), GPT through the protocol, npm start's wall time
     expect(onDisk.targets.map((t) => t.name)).toHaveLength(9);
     const md = readFileSync(path.join(dir, "RESULTS.md"), "utf8");
-    for (const h of ["## Machine", "## Targets", "## Matrix multiply", "## GPT block forward + backward", "## GPT-2-small-shaped model", "## Gradient check", "## Laws", "## Process protocol transport", "## GPT-2 small verified through the process protocol", "## `npm start`"]) expect(md).toContain(h);
+    for (const h of [
+      "## Machine",
+      "## Targets",
+      "## Matrix multiply",
+      "## GPT block forward + backward",
+      "## GPT-2-small-shaped model",
+      "## Gradient check",
+      "## Laws",
+      "## Process protocol transport",
+      "## GPT-2 small verified through the process protocol",
+      "## `npm start`",
+    ])
+      expect(md).toContain(h);
   });
 
   test("every engine that ran agrees with specformer's float64 result; skips say why", () => {
@@ -87,13 +121,19 @@ describe("bench smoke run", () => {
       const what = `${r.workload} ${r.engine} ${r.dtype}`;
       if (r.skipped !== undefined) {
         // only tfjs's missing float64, or torch where it is absent
-        expect(r.skipped === "tfjs has no float64" || (r.engine === "torch" && r.skipped === noTorch), `${what}: ${r.skipped}`).toBe(true);
+        expect(
+          r.skipped === "tfjs has no float64" || (r.engine === "torch" && r.skipped === noTorch),
+          `${what}: ${r.skipped}`,
+        ).toBe(true);
         continue;
       }
       expect(r.timing!.medianMs, what).toBeGreaterThan(0);
       expect(r.agreement, what).toBeDefined();
       expect(r.agreement!.missing, what).toEqual([]);
-      expect(r.agreement!.ok, `${what}: ${r.agreement!.worst} > ${r.agreement!.tolerance} at ${r.agreement!.worstTensor}`).toBe(true);
+      expect(
+        r.agreement!.ok,
+        `${what}: ${r.agreement!.worst} > ${r.agreement!.tolerance} at ${r.agreement!.worstTensor}`,
+      ).toBe(true);
     }
   });
 });
@@ -125,9 +165,20 @@ describe.skipIf(noTorch !== undefined)("seeded values are the same in Python", (
     await peer.close();
   });
   test("hash_u in torch_peer.py equals hashUniform bit for bit", async () => {
-    for (const [name, seed, hw, center] of [["attn.c_attn.weight", 20240601, 0.108, 0], ["ln_1.weight", 7, 0.1, 1], ["ü-name", 0, 1, 0]] as const) {
+    for (const [name, seed, hw, center] of [
+      ["attn.c_attn.weight", 20240601, 0.108, 0],
+      ["ln_1.weight", 7, 0.1, 1],
+      ["ü-name", 0, 1, 0],
+    ] as const) {
       const js = hashUniform(name, seed, [257], hw, "f64", center).data;
-      const py = await peer.request<{ values: number[] }>({ kind: "hash", name, seed, size: 257, halfWidth: hw, center });
+      const py = await peer.request<{ values: number[] }>({
+        kind: "hash",
+        name,
+        seed,
+        size: 257,
+        halfWidth: hw,
+        center,
+      });
       expect(py.values).toEqual([...js]);
     }
   });

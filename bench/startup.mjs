@@ -16,7 +16,9 @@ if (!existsSync(new URL("../dist/cli/main.js", import.meta.url))) {
 const runsArg = process.argv.indexOf("--runs");
 const runs = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 7;
 if (!Number.isInteger(runs) || runs < 1) {
-  console.error(`bench/startup.mjs: --runs must be a positive integer, got "${process.argv[runsArg + 1]}"`);
+  console.error(
+    `bench/startup.mjs: --runs must be a positive integer, got "${process.argv[runsArg + 1]}"`,
+  );
   process.exit(2);
 }
 const env = { ...process.env, SPECFORMER_SOURCE: "" };
@@ -25,7 +27,12 @@ function time(args) {
   const t = process.hrtime.bigint();
   let out = "";
   try {
-    out = execFileSync(process.execPath, args, { cwd: root, env, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    out = execFileSync(process.execPath, args, {
+      cwd: root,
+      env,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
   } catch (e) {
     out = e.stdout ?? "";
   }
@@ -52,9 +59,20 @@ for (let r = 0; r < Math.max(3, Math.ceil(runs / 2)); r++) {
   const checking = JSON.parse(out).time_ms;
   verifySamples.push({ ms, checking, overhead: ms - checking });
 }
-const v = verifySamples.sort((a, b) => a.overhead - b.overhead)[Math.floor(verifySamples.length / 2)];
+const v = verifySamples.sort((a, b) => a.overhead - b.overhead)[
+  Math.floor(verifySamples.length / 2)
+];
 
 const node = rows[0].ms;
-console.log(`start-up, median of ${runs} interleaved runs (verify: ${verifySamples.length}), node ${process.version}`);
-for (const r of rows) console.log(`${r.name.padEnd(26)} ${r.ms.toFixed(0).padStart(6)} ms   ${(r.ms / node).toFixed(2)}× node`);
-console.log(`${"specformer verify softmax".padEnd(26)} ${v.ms.toFixed(0).padStart(6)} ms   checks ${v.checking.toFixed(0)} ms, overhead ${v.overhead.toFixed(0)} ms`);
+console.log(
+  `start-up, median of ${runs} interleaved runs (verify: ${verifySamples.length}), node ${process.version}`,
+);
+for (const r of rows)
+  console.log(
+    `${r.name.padEnd(26)} ${r.ms.toFixed(0).padStart(6)} ms   ${(r.ms / node).toFixed(2)}× node`,
+  );
+console.log(
+  `${"specformer verify softmax".padEnd(26)} ` +
+    `${v.ms.toFixed(0).padStart(6)} ms   checks ${v.checking.toFixed(0)} ms, ` +
+    `overhead ${v.overhead.toFixed(0)} ms`,
+);

@@ -53,7 +53,10 @@ function blasLibrariesOf(pid: number): string[] {
  */
 export function isNetlib(libs: readonly string[]): boolean {
   const blas = libs.filter((l) => /blas/i.test(path.basename(l)));
-  return blas.length > 0 && blas.every((l) => !/openblas|blis|mkl|atlas/i.test(l) && /\/libblas\.so/.test(realpath(l)));
+  return (
+    blas.length > 0 &&
+    blas.every((l) => !/openblas|blis|mkl|atlas/i.test(l) && /\/libblas\.so/.test(realpath(l)))
+  );
 }
 
 /** BLAS libraries of a process or, when it is the shell that started the program, of its children. */
@@ -62,7 +65,11 @@ function blasOfTree(pid: number): string[] {
   if (own.length > 0) return own;
   let children: number[] = [];
   try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -90,14 +97,29 @@ function sameBits(a: Float64Array | Float32Array | Int32Array, b: Float64Array):
 }
 
 async function measure(
-  peer: TransportRow["peer"], transport: TransportRow["transport"], x: Tensor, reps: number, log: (l: string) => void,
+  peer: TransportRow["peer"],
+  transport: TransportRow["transport"],
+  x: Tensor,
+  reps: number,
+  log: (l: string) => void,
 ): Promise<{ row: TransportRow; blas?: string[] }> {
-  const cmd = peer === "node-echo" ? `${JSON.stringify(process.execPath)} verify/fixtures/echo.mjs` : `${PYTHON} examples/numpy/impl.py`;
+  const cmd =
+    peer === "node-echo"
+      ? `${JSON.stringify(process.execPath)} verify/fixtures/echo.mjs`
+      : `${PYTHON} examples/numpy/impl.py`;
   const formula = peer === "node-echo" ? "identity" : "relu";
-  const expected = peer === "node-echo" ? (x.data as Float64Array) : Float64Array.from(x.data, (v) => (v > 0 ? v : 0));
-  const impl = await ProcessImplementation.start(cmd, { timeoutMs: 600_000, cwd: ROOT, binary: transport === "binary" });
+  const expected =
+    peer === "node-echo"
+      ? (x.data as Float64Array)
+      : Float64Array.from(x.data, (v) => (v > 0 ? v : 0));
+  const impl = await ProcessImplementation.start(cmd, {
+    timeoutMs: 600_000,
+    cwd: ROOT,
+    binary: transport === "binary",
+  });
   try {
-    if (impl.transport !== transport) throw new Error(`${peer} answered hello with transport ${impl.transport}, not ${transport}`);
+    if (impl.transport !== transport)
+      throw new Error(`${peer} answered hello with transport ${impl.transport}, not ${transport}`);
     const blas = peer === "numpy" && impl.pid !== undefined ? blasOfTree(impl.pid) : undefined;
     const times: number[] = [];
     for (let r = 0; r < reps; r++) {
@@ -105,10 +127,16 @@ async function measure(
       const y = (await impl.forward({ formula, config: {}, inputs: { x } })).outputs["y"]!;
       times.push(performance.now() - t0);
       // relu of -0 and of positive values are exact in both; compare bits, not tolerances
-      if (!sameBits(y.data, expected)) throw new Error(`${peer} ${transport}: the answer differs from what was expected, bit for bit`);
+      if (!sameBits(y.data, expected))
+        throw new Error(
+          `${peer} ${transport}: the answer differs from what was expected, bit for bit`,
+        );
     }
     const timing = timingOf(times);
-    log(`transport ${peer} ${transport}: ${timing.medianMs.toFixed(0)} ms for ${x.size} float64 there and back (${reps} runs)`);
+    log(
+      `transport ${peer} ${transport}: ${timing.medianMs.toFixed(0)} ms for ` +
+        `${x.size} float64 there and back (${reps} runs)`,
+    );
     return { row: { peer, transport, elements: x.size, timing }, ...(blas ? { blas } : {}) };
   } finally {
     await impl.close();
@@ -116,22 +144,45 @@ async function measure(
 }
 
 /** Round trips of `elements` float64 (default 1.25 M) through each peer, JSON then binary. */
-export async function transportBench(opts: { elements?: number; repsJson: number; repsBinary: number; numpy: boolean; log: (l: string) => void }): Promise<TransportResults> {
+export async function transportBench(opts: {
+  elements?: number;
+  repsJson: number;
+  repsBinary: number;
+  numpy: boolean;
+  log: (l: string) => void;
+}): Promise<TransportResults> {
   const x = payload(opts.elements ?? 1_250_000);
   const rows: TransportRow[] = [];
   let numpyBlas: TransportResults["numpyBlas"];
   for (const peer of ["node-echo", "numpy"] as const) {
     if (peer === "numpy" && !opts.numpy) {
-      rows.push({ peer, transport: "json", elements: x.size, skipped: `${PYTHON} with numpy not available` });
+      rows.push({
+        peer,
+        transport: "json",
+        elements: x.size,
+        skipped: `${PYTHON} with numpy not available`,
+      });
       continue;
     }
     for (const transport of ["json", "binary"] as const) {
       try {
-        const { row, blas } = await measure(peer, transport, x, transport === "json" ? opts.repsJson : opts.repsBinary, opts.log);
+        const { row, blas } = await measure(
+          peer,
+          transport,
+          x,
+          transport === "json" ? opts.repsJson : opts.repsBinary,
+          opts.log,
+        );
         rows.push(row);
-        if (blas !== undefined && numpyBlas === undefined) numpyBlas = { libraries: blas, netlib: isNetlib(blas) };
+        if (blas !== undefined && numpyBlas === undefined)
+          numpyBlas = { libraries: blas, netlib: isNetlib(blas) };
       } catch (e) {
-        rows.push({ peer, transport, elements: x.size, skipped: `failed: ${(e as Error).message.split("\n")[0]}` });
+        rows.push({
+          peer,
+          transport,
+          elements: x.size,
+          skipped: `failed: ${(e as Error).message.split("\n")[0]}`,
+        });
         opts.log(`transport ${peer} ${transport} failed: ${(e as Error).message}`);
       }
     }

@@ -12,7 +12,12 @@ import { exampleShapes } from "../spec/formula.js";
 import type { Config } from "../spec/node.js";
 import "../spec/index.js";
 import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
-import { formulaConfig, parameterShapes, resolveModelConfig, type GPTConfig } from "../reference/model.js";
+import {
+  formulaConfig,
+  parameterShapes,
+  resolveModelConfig,
+  type GPTConfig,
+} from "../reference/model.js";
 import { hashTokens, hashUniform } from "./seeded.js";
 import { gradGraph } from "../autodiff/grad.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
@@ -45,7 +50,14 @@ export const BLOCK_SIZES: readonly BlockSize[] = [
 
 /** Block configuration of the `block` formula (eps as GPT-2's). */
 export function blockConfig(s: BlockSize): Config {
-  return { H: s.H, placement: "pre", activation: "gelu_tanh", norm: "layer_norm", causal: true, eps: 1e-5 };
+  return {
+    H: s.H,
+    placement: "pre",
+    activation: "gelu_tanh",
+    norm: "layer_norm",
+    causal: true,
+    eps: 1e-5,
+  };
 }
 
 export function blockLabel(s: BlockSize): string {
@@ -59,8 +71,10 @@ export function blockLabel(s: BlockSize): string {
  */
 function specFor(name: string, shape: readonly number[]): TensorSpec {
   const unit = Math.sqrt(3);
-  if (name === "wte.weight" || name === "wpe.weight") return { name, shape, halfWidth: 0.02 * unit, center: 0 };
-  if (shape.length === 2 && name !== "x" && !name.startsWith("cot.")) return { name, shape, halfWidth: Math.sqrt(3 / shape[0]!), center: 0 };
+  if (name === "wte.weight" || name === "wpe.weight")
+    return { name, shape, halfWidth: 0.02 * unit, center: 0 };
+  if (shape.length === 2 && name !== "x" && !name.startsWith("cot."))
+    return { name, shape, halfWidth: Math.sqrt(3 / shape[0]!), center: 0 };
   if (/(^|\.)ln_\w+\.weight$/.test(name)) return { name, shape, halfWidth: 0.1, center: 1 };
   if (name.endsWith(".bias")) return { name, shape, halfWidth: 0.1, center: 0 };
   return { name, shape, halfWidth: unit, center: 0 };
@@ -69,7 +83,12 @@ function specFor(name: string, shape: readonly number[]): TensorSpec {
 /** Inputs (x, the twelve parameters in the formula's order) and the output cotangent of a block. */
 export function blockTensors(s: BlockSize): { inputs: TensorSpec[]; cot: TensorSpec } {
   const cfg = blockConfig(s);
-  const shapes = exampleShapes("block", cfg, { n: s.n, d_k: s.d_model / s.H, H_kv: s.H, d_ff: s.d_ff });
+  const shapes = exampleShapes("block", cfg, {
+    n: s.n,
+    d_k: s.d_model / s.H,
+    H_kv: s.H,
+    d_ff: s.d_ff,
+  });
   const inputs = Object.entries(shapes)
     .filter(([k]) => k !== "y")
     .map(([k, shape]) => specFor(k, shape));
@@ -89,15 +108,36 @@ export interface GptSize {
   readonly tokens: number;
 }
 
-export const GPT2_SMALL: GptSize = { name: "gpt2-small", V: 50257, n_ctx: 1024, d_model: 768, H: 12, L: 12, d_ff: 3072, tokens: 64 };
-
+export const GPT2_SMALL: GptSize = {
+  name: "gpt2-small",
+  V: 50257,
+  n_ctx: 1024,
+  d_model: 768,
+  H: 12,
+  L: 12,
+  d_ff: 3072,
+  tokens: 64,
+};
 
 /**
  * The configuration as reference/model.ts resolves it (the formula's config and every
  * parameter's shape, read from the `gpt` formula's declaration).
  */
 function gptModelConfig(s: GptSize): GPTConfig {
-  return resolveModelConfig({ V: s.V, n_ctx: s.n_ctx, d_model: s.d_model, H: s.H, L: s.L, d_ff: s.d_ff, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true, norm: "layer_norm", eps: 1e-5 });
+  return resolveModelConfig({
+    V: s.V,
+    n_ctx: s.n_ctx,
+    d_model: s.d_model,
+    H: s.H,
+    L: s.L,
+    d_ff: s.d_ff,
+    placement: "pre",
+    activation: "gelu_tanh",
+    positions: "learned",
+    tied: true,
+    norm: "layer_norm",
+    eps: 1e-5,
+  });
 }
 
 export function gptConfig(s: GptSize): Config {
@@ -116,15 +156,23 @@ export function gptTensors(s: GptSize): TensorSpec[] {
     { name: "tokens", shape: [s.tokens], halfWidth: 0, center: 0, V: s.V },
     { name: "targets", shape: [s.tokens], halfWidth: 0, center: 0, V: s.V },
   ];
-  for (const [k, shape] of Object.entries(parameterShapes(gptModelConfig(s)))) out.push(specFor(k, shape));
+  for (const [k, shape] of Object.entries(parameterShapes(gptModelConfig(s))))
+    out.push(specFor(k, shape));
   return out;
 }
 
 /** Materialise tensors from their specs (floats in `dtype`). */
-export function makeTensors(specs: readonly TensorSpec[], dtype: FloatDType, seed = SEED): NamedTensors {
+export function makeTensors(
+  specs: readonly TensorSpec[],
+  dtype: FloatDType,
+  seed = SEED,
+): NamedTensors {
   const out: NamedTensors = {};
   for (const sp of specs) {
-    out[sp.name] = sp.V !== undefined ? hashTokens(sp.name, seed, sp.shape, sp.V) : hashUniform(sp.name, seed, sp.shape, sp.halfWidth, dtype, sp.center);
+    out[sp.name] =
+      sp.V !== undefined
+        ? hashTokens(sp.name, seed, sp.shape, sp.V)
+        : hashUniform(sp.name, seed, sp.shape, sp.halfWidth, dtype, sp.center);
   }
   return out;
 }
@@ -146,7 +194,9 @@ function probe(name: string, size: number, seed = SEED): Float64Array {
 
 export function summarize(name: string, t: ArrayLike<number>, seed = SEED): Summary {
   const r = probe(name, t.length, seed);
-  let ss = 0, p = 0, rr = 0;
+  let ss = 0,
+    p = 0,
+    rr = 0;
   for (let i = 0; i < t.length; i++) {
     const v = t[i]!;
     ss += v * v;
@@ -156,7 +206,10 @@ export function summarize(name: string, t: ArrayLike<number>, seed = SEED): Summ
   return { norm: Math.sqrt(ss), proj: p, probeRms: t.length === 0 ? 0 : Math.sqrt(rr / t.length) };
 }
 
-export function summarizeAll(ts: Readonly<Record<string, Tensor>>, seed = SEED): Record<string, Summary> {
+export function summarizeAll(
+  ts: Readonly<Record<string, Tensor>>,
+  seed = SEED,
+): Record<string, Summary> {
   const out: Record<string, Summary> = {};
   for (const [k, t] of Object.entries(ts)) out[k] = summarize(k, t.data, seed);
   return out;
@@ -173,7 +226,12 @@ function unitRoundoff(dtype: FloatDType): number {
  * with u the roundoff of the less precise engine. With K from {@link fwdBwdDepth} (the roundings
  * on the longest chain, every stage's sum included) depth is 1.
  */
-export function agreementTolerance(dtypeA: FloatDType, dtypeB: FloatDType, K: number, depth = 1): number {
+export function agreementTolerance(
+  dtypeA: FloatDType,
+  dtypeB: FloatDType,
+  K: number,
+  depth = 1,
+): number {
   return depth * K * Math.max(unitRoundoff(dtypeA), unitRoundoff(dtypeB));
 }
 
@@ -204,7 +262,11 @@ export interface Agreement {
 }
 
 /** Compare an engine's summaries with the reference's. */
-export function agree(ref: Readonly<Record<string, Summary>>, other: Readonly<Record<string, Summary>>, tolerance: number): Agreement {
+export function agree(
+  ref: Readonly<Record<string, Summary>>,
+  other: Readonly<Record<string, Summary>>,
+  tolerance: number,
+): Agreement {
   let worst = 0;
   let worstTensor = "";
   const missing: string[] = [];
@@ -241,7 +303,13 @@ export function timingOf(samples: readonly number[]): Timing {
   const s = [...samples].sort((a, b) => a - b);
   const m = s.length;
   const median = m === 0 ? NaN : m % 2 === 1 ? s[(m - 1) / 2]! : (s[m / 2 - 1]! + s[m / 2]!) / 2;
-  return { medianMs: median, minMs: s[0] ?? NaN, maxMs: s[m - 1] ?? NaN, reps: m, samplesMs: samples };
+  return {
+    medianMs: median,
+    minMs: s[0] ?? NaN,
+    maxMs: s[m - 1] ?? NaN,
+    reps: m,
+    samplesMs: samples,
+  };
 }
 
 /** Warm up, then time `reps` calls (ms each). */

@@ -15,7 +15,10 @@ if (process.env.SPECFORMER_SOURCE === "1" && existsSync(sources)) {
 } else if (existsSync(compiled)) {
   ({ main } = await import(compiled.href));
 } else {
-  process.stderr.write("specformer: dist/ is missing: run `npm run build` in this checkout (or set SPECFORMER_SOURCE=1 to run the sources through tsx)\n");
+  process.stderr.write(
+    "specformer: dist/ is missing: run `npm run build` in this checkout (or " +
+      "set SPECFORMER_SOURCE=1 to run the sources through tsx)\n",
+  );
   process.exit(2);
 }
 process.exitCode = await main(process.argv.slice(2));

@@ -18,7 +18,10 @@ const BIN = join(__dirname, "..", "bin", "specformer.mjs");
 
 function runBin(args: string[]): { code: number; out: string; err: string } {
   try {
-    const out = execFileSync(process.execPath, [BIN, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    const out = execFileSync(process.execPath, [BIN, ...args], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     return { code: 0, out, err: "" };
   } catch (e) {
     const x = e as { status: number; stdout: string; stderr: string };
@@ -29,7 +32,11 @@ function runBin(args: string[]): { code: number; out: string; err: string } {
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const code = await main(args, { out: (t) => void (out += t.endsWith("\n") ? t : `${t}\n`), err: (t) => void (err += t.endsWith("\n") ? t : `${t}\n`), tty: false });
+  const code = await main(args, {
+    out: (t) => void (out += t.endsWith("\n") ? t : `${t}\n`),
+    err: (t) => void (err += t.endsWith("\n") ? t : `${t}\n`),
+    tty: false,
+  });
   return { code, out, err };
 }
 
@@ -43,10 +50,41 @@ describe("specformer spec", () => {
   test("--format json parses and lists every formula with its arguments", async () => {
     const r = await run(["spec", "--format", "json"]);
     expect(r.code).toBe(0);
-    const j = JSON.parse(r.out) as { formulas: { name: string; inputs: unknown[]; parameters: unknown[]; outputs: unknown[]; hyperparameters: unknown[] }[] };
+    const j = JSON.parse(r.out) as {
+      formulas: {
+        name: string;
+        inputs: unknown[];
+        parameters: unknown[];
+        outputs: unknown[];
+        hyperparameters: unknown[];
+      }[];
+    };
     const names = j.formulas.map((f) => f.name);
     for (const f of formulaNames()) expect(names).toContain(f);
-    for (const f of ["softmax", "log_softmax", "causal_mask", "attention", "mha", "layer_norm", "rms_norm", "gelu", "gelu_tanh", "relu", "silu", "linear", "ffn", "embedding", "positional_sinusoidal", "positional_learned", "block_post_ln", "block_pre_ln", "logits", "cross_entropy", "gpt"]) expect(names).toContain(f);
+    for (const f of [
+      "softmax",
+      "log_softmax",
+      "causal_mask",
+      "attention",
+      "mha",
+      "layer_norm",
+      "rms_norm",
+      "gelu",
+      "gelu_tanh",
+      "relu",
+      "silu",
+      "linear",
+      "ffn",
+      "embedding",
+      "positional_sinusoidal",
+      "positional_learned",
+      "block_post_ln",
+      "block_pre_ln",
+      "logits",
+      "cross_entropy",
+      "gpt",
+    ])
+      expect(names).toContain(f);
   }, 60_000);
   test("--config gpt2-small reports 124,439,808 parameters", async () => {
     const r = await run(["spec", "--config", "gpt2-small"]);
@@ -59,12 +97,18 @@ describe("specformer spec", () => {
     expect(j.parameters.map((a: { name: string }) => a.name)).toEqual(["gamma", "beta"]);
     expect(j.outputs.map((a: { name: string }) => a.name)).toEqual(["y"]);
     const hp = j.hyperparameters as { name: string; kind: string; default: unknown; doc: string }[];
-    expect(hp.map((h) => [h.name, h.kind, h.default])).toEqual([["eps", "number", 1e-5], ["bias", "boolean", true], ["normalized_axes", "integer", 1]]);
+    expect(hp.map((h) => [h.name, h.kind, h.default])).toEqual([
+      ["eps", "number", 1e-5],
+      ["bias", "boolean", true],
+      ["normalized_axes", "integer", 1],
+    ]);
     expect(hp[0]!.doc).toMatch(/^ε added to the variance/);
   });
   test("--grad renders the backward pass: softmax's is y ⊙ (ȳ − Σ ȳ⊙y)", async () => {
     const r = await run(["spec", "softmax", "--grad", "--format", "latex"]);
-    expect(r.out).toContain("\\bar{x} = y \\odot \\left(\\bar{y} - \\sum_{j} \\bar{y} \\odot y\\right)");
+    expect(r.out).toContain(
+      "\\bar{x} = y \\odot \\left(\\bar{y} - \\sum_{j} \\bar{y} \\odot y\\right)",
+    );
   });
   test("an unknown formula or bad dims exit 2 with a clear message", async () => {
     const a = await run(["spec", "atention"]);
@@ -119,7 +163,18 @@ describe("other commands", () => {
     expect(r.out).toContain("layer_norm/f64/n7_d12");
   });
   test("generate is deterministic for a seed and streams text", async () => {
-    const args = ["generate", "--preset", "tiny", "--seed", "7", "--prompt", "Hello", "--max-tokens", "8", "--json"];
+    const args = [
+      "generate",
+      "--preset",
+      "tiny",
+      "--seed",
+      "7",
+      "--prompt",
+      "Hello",
+      "--max-tokens",
+      "8",
+      "--json",
+    ];
     const a = runBin(args);
     const b = runBin(args);
     expect(a.code).toBe(0);
@@ -128,15 +183,60 @@ describe("other commands", () => {
     expect((await run(["generate", "--prompt", "Hello", "--preset", "nope"])).code).toBe(2);
   }, 60_000);
   test("generate: --config NAME is --preset NAME, --config NAME,k=v overrides the preset", async () => {
-    const old = await run(["generate", "--preset", "tiny", "--seed", "7", "--prompt", "Hello", "--max-tokens", "4", "--json"]);
-    const now = await run(["generate", "--config", "tiny", "--seed", "7", "--prompt", "Hello", "--max-tokens", "4", "--json"]);
+    const old = await run([
+      "generate",
+      "--preset",
+      "tiny",
+      "--seed",
+      "7",
+      "--prompt",
+      "Hello",
+      "--max-tokens",
+      "4",
+      "--json",
+    ]);
+    const now = await run([
+      "generate",
+      "--config",
+      "tiny",
+      "--seed",
+      "7",
+      "--prompt",
+      "Hello",
+      "--max-tokens",
+      "4",
+      "--json",
+    ]);
     expect(now.code).toBe(0);
     expect(now.out).toBe(old.out);
-    const one = JSON.parse((await run(["generate", "--config", "tiny,L=1", "--prompt", "Hello", "--max-tokens", "2", "--json"])).out);
+    const one = JSON.parse(
+      (
+        await run([
+          "generate",
+          "--config",
+          "tiny,L=1",
+          "--prompt",
+          "Hello",
+          "--max-tokens",
+          "2",
+          "--json",
+        ])
+      ).out,
+    );
     expect(one.config.L).toBe(1);
-    const bad = await run(["generate", "--config", "tiny,L=1", "--weights", "x.safetensors", "--prompt", "Hello"]);
+    const bad = await run([
+      "generate",
+      "--config",
+      "tiny,L=1",
+      "--weights",
+      "x.safetensors",
+      "--prompt",
+      "Hello",
+    ]);
     expect(bad.code).toBe(2);
-    expect(bad.err).toBe("specformer generate: give --config or --weights, not both: a checkpoint brings its own configuration\n");
+    expect(bad.err).toBe(
+      "specformer generate: give --config or --weights, not both: a checkpoint brings its own configuration\n",
+    );
   }, 60_000);
   test("an unknown command exits 2", () => {
     expect(runBin(["frobnicate"]).code).toBe(2);

@@ -8,9 +8,14 @@ describe("specformer compare", () => {
     const out: string[] = [];
     const err: string[] = [];
     const io: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), tty: false };
-    const code = await main(["compare", "/nonexistent/a.safetensors", "/nonexistent/b.safetensors"], io);
+    const code = await main(
+      ["compare", "/nonexistent/a.safetensors", "/nonexistent/b.safetensors"],
+      io,
+    );
     expect(code).toBe(2);
     expect(out).toEqual([]);
-    expect(err.join("")).toBe("specformer compare: /nonexistent/a.safetensors: cannot read: no such file\n");
+    expect(err.join("")).toBe(
+      "specformer compare: /nonexistent/a.safetensors: cannot read: no such file\n",
+    );
   });
 });

@@ -19,10 +19,17 @@ export interface ConfigFlag {
  */
 export function configFlag(v: string | undefined, flag = "--config"): ConfigFlag {
   if (v === undefined) return { presetValues: {}, overrides: {} };
-  const parts = v.split(",").map((p) => p.trim()).filter(Boolean);
-  if (parts.length === 0) throw new UsageError(`${flag} needs a preset name or name=value pairs, e.g. ${flag} gpt2-small or ${flag} d_model=8,H=2`);
+  const parts = v
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  if (parts.length === 0)
+    throw new UsageError(
+      `${flag} needs a preset name or name=value pairs, e.g. ${flag} gpt2-small or ${flag} d_model=8,H=2`,
+    );
   const names = parts.filter((p) => !p.includes("="));
-  if (names.length > 1) throw new UsageError(`${flag}: at most one preset, got ${names.join(", ")}`);
+  if (names.length > 1)
+    throw new UsageError(`${flag}: at most one preset, got ${names.join(", ")}`);
   const preset = names[0];
   let presetValues: Record<string, number | string | boolean> = {};
   if (preset !== undefined) {

@@ -18,12 +18,18 @@ const COMPARE_USAGE = `usage: specformer compare EXPECTED.safetensors ACTUAL.saf
   2 unreadable input.`;
 
 export async function goldenCli(argv: readonly string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { dir: { type: "string" }, json: { type: "boolean" } }, GOLDEN_USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { dir: { type: "string" }, json: { type: "boolean" } },
+    GOLDEN_USAGE,
+  );
   const dir = values.dir ?? BUNDLED_GOLDEN;
   const [sub, ...rest] = positionals;
   try {
-    if (sub === "list" && rest.length === 0) io.out(goldenList(dir, { json: values.json === true }));
-    else if (sub === "show" && rest.length === 1) io.out(goldenShow(rest[0]!, dir, { json: values.json === true }));
+    if (sub === "list" && rest.length === 0)
+      io.out(goldenList(dir, { json: values.json === true }));
+    else if (sub === "show" && rest.length === 1)
+      io.out(goldenShow(rest[0]!, dir, { json: values.json === true }));
     else throw new UsageError(GOLDEN_USAGE);
   } catch (e) {
     if (e instanceof UsageError) throw e;
@@ -33,7 +39,11 @@ export async function goldenCli(argv: readonly string[], io: Io): Promise<number
 }
 
 export async function compareCli(argv: readonly string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { rtol: { type: "string" }, atol: { type: "string" }, json: { type: "boolean" } }, COMPARE_USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { rtol: { type: "string" }, atol: { type: "string" }, json: { type: "boolean" } },
+    COMPARE_USAGE,
+  );
   if (positionals.length !== 2) throw new UsageError(COMPARE_USAGE);
   const opts: { rtol?: number; atol?: number; json: boolean } = { json: values.json === true };
   const rtol = numFlag(values.rtol, "--rtol");
@@ -42,7 +52,8 @@ export async function compareCli(argv: readonly string[], io: Io): Promise<numbe
   if (atol !== undefined) opts.atol = atol;
   const r = compareFiles(positionals[0]!, positionals[1]!, opts);
   // unreadable input: on stderr, prefixed with the command like every other command's errors
-  if (r.exitCode === 2 && !opts.json) io.err(`specformer compare: ${r.text.replace(/^error: /, "")}`);
+  if (r.exitCode === 2 && !opts.json)
+    io.err(`specformer compare: ${r.text.replace(/^error: /, "")}`);
   else (r.exitCode === 2 ? io.err : io.out)(r.text);
   return r.exitCode;
 }

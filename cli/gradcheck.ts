@@ -1,6 +1,15 @@
-/** `specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode full|fast|bisect] [--dtype f64|f32] [--seed N] [--config NAME,k=v,...] [--json]` */
+/**
+ * `specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode full|fast|bisect] [--dtype
+ * f64|f32] [--seed N] [--config NAME,k=v,...] [--json]`
+ */
 import "../spec/index.js";
-import { exampleConfig, exampleShapes, formulaNames, getFormula, hasFormula } from "../spec/formula.js";
+import {
+  exampleConfig,
+  exampleShapes,
+  formulaNames,
+  getFormula,
+  hasFormula,
+} from "../spec/formula.js";
 import { formulaGraph } from "../autodiff/graph.js";
 import { gradcheckGraph, type GradcheckResult } from "../autodiff/gradcheck.js";
 import { Rng, sampleInputs } from "../autodiff/random.js";
@@ -8,7 +17,10 @@ import { wireJSON } from "../autodiff/wire.js";
 import { configFlag } from "./config.js";
 import { DEFAULT_SEED, formulasFlag, parse, seedFlag, UsageError, type Io } from "./io.js";
 
-const GRADCHECK_USAGE = `usage: specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode full|fast|bisect] [--dtype f64|f32]
+const GRADCHECK_USAGE =
+  `usage: specformer gradcheck [FORMULA...|all | --formulas a,b] [--mode ` +
+  `full|fast|bisect] [--dtype ` +
+  `f64|f32]
                             [--seed N] [--config NAME,k=v,...] [--json]
 
   Checks each formula's gradient (its VJP rules, as the engine composes them) against central
@@ -24,7 +36,19 @@ const GRADCHECK_USAGE = `usage: specformer gradcheck [FORMULA...|all | --formula
 function randomDims(rng: Rng, scale: number): Record<string, number> {
   const r = (lo: number, hi: number) => lo + rng.int(hi - lo + 1);
   const n = r(1, 4) * scale;
-  return { n, m: n, d: r(2, 6) * scale, d_k: 2 * r(1, 2) * scale, d_v: r(1, 4) * scale, d_in: r(1, 5) * scale, d_out: r(1, 5) * scale, d_ff: r(2, 6) * scale, V: r(5, 9) * scale, n_ctx: n + 4, p: r(1, 3) };
+  return {
+    n,
+    m: n,
+    d: r(2, 6) * scale,
+    d_k: 2 * r(1, 2) * scale,
+    d_v: r(1, 4) * scale,
+    d_in: r(1, 5) * scale,
+    d_out: r(1, 5) * scale,
+    d_ff: r(2, 6) * scale,
+    V: r(5, 9) * scale,
+    n_ctx: n + 4,
+    p: r(1, 3),
+  };
 }
 
 interface Row {
@@ -36,16 +60,33 @@ interface Row {
 }
 
 export async function gradcheckCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { mode: { type: "string" }, dtype: { type: "string" }, seed: { type: "string" }, json: { type: "boolean" }, config: { type: "string" }, formulas: { type: "string" } }, GRADCHECK_USAGE);
-  const chosen = formulasFlag([{ flag: "--formulas", value: values.formulas }], positionals.length === 1 && positionals[0] === "all" ? [] : positionals);
+  const { values, positionals } = parse(
+    argv,
+    {
+      mode: { type: "string" },
+      dtype: { type: "string" },
+      seed: { type: "string" },
+      json: { type: "boolean" },
+      config: { type: "string" },
+      formulas: { type: "string" },
+    },
+    GRADCHECK_USAGE,
+  );
+  const chosen = formulasFlag(
+    [{ flag: "--formulas", value: values.formulas }],
+    positionals.length === 1 && positionals[0] === "all" ? [] : positionals,
+  );
   const mode = values.mode;
-  if (mode !== undefined && !["full", "fast", "bisect"].includes(mode)) throw new UsageError(`--mode must be full, fast or bisect, got "${mode}"`);
+  if (mode !== undefined && !["full", "fast", "bisect"].includes(mode))
+    throw new UsageError(`--mode must be full, fast or bisect, got "${mode}"`);
   const dtype = values.dtype ?? "f64";
-  if (dtype !== "f64" && dtype !== "f32") throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
+  if (dtype !== "f64" && dtype !== "f32")
+    throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
   const seed = seedFlag(values.seed);
   const config = configFlag(values.config);
   for (const f of chosen ?? []) {
-    if (f === "all") throw new UsageError(`"all" stands alone: give it, or formula names, not both`);
+    if (f === "all")
+      throw new UsageError(`"all" stands alone: give it, or formula names, not both`);
     if (hasFormula(f)) continue;
     try {
       getFormula(f);
@@ -61,7 +102,9 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
     try {
       // a preset names model hyperparameters: a formula takes the ones it has
       const known = new Set(getFormula(name).hyper.map((h) => h.name));
-      const fromPreset = Object.fromEntries(Object.entries(config.presetValues).filter(([k]) => known.has(k)));
+      const fromPreset = Object.fromEntries(
+        Object.entries(config.presetValues).filter(([k]) => known.has(k)),
+      );
       cfg = exampleConfig(name, { ...fromPreset, ...config.overrides });
     } catch (e) {
       throw new UsageError((e as Error).message);
@@ -80,38 +123,53 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
       // a context length the configuration fixes bounds the sequence (learned positions hold n_ctx rows)
       const nCtx = cfg["n_ctx"];
       if (typeof nCtx === "number" && dims["n"]! > nCtx) dims["n"] = dims["m"] = nCtx;
-      if (name === "rope" || (typeof cfg["positions"] === "string" && (cfg["positions"] as string).startsWith("rope"))) dims["d_k"] = 2 * Math.max(1, Math.round(dims["d_k"]! / 2));
+      if (
+        name === "rope" ||
+        (typeof cfg["positions"] === "string" && (cfg["positions"] as string).startsWith("rope"))
+      )
+        dims["d_k"] = 2 * Math.max(1, Math.round(dims["d_k"]! / 2));
       const shapes = exampleShapes(name, cfg, dims);
       const inputs = sampleInputs(name, cfg, { seed: seed + rows.length, dims });
-      const result = await gradcheckGraph(formulaGraph(name, cfg), inputs, { mode: m, dtype, seed, maxElements: 512 });
-      rows.push({ formula: name, mode: m, sizes: Object.entries(shapes).slice(0, 3).map(([k, s]) => `${k}[${s.join(",")}]`).join(" "), result });
+      const result = await gradcheckGraph(formulaGraph(name, cfg), inputs, {
+        mode: m,
+        dtype,
+        seed,
+        maxElements: 512,
+      });
+      rows.push({
+        formula: name,
+        mode: m,
+        sizes: Object.entries(shapes)
+          .slice(0, 3)
+          .map(([k, s]) => `${k}[${s.join(",")}]`)
+          .join(" "),
+        result,
+      });
     }
   }
   const ok = rows.every((r) => r.skipped !== undefined || r.result!.ok);
   if (values.json) {
     io.out(
-      wireJSON(
-        {
-          ok,
-          dtype,
-          seed,
-          results: rows.map((r) =>
-            r.skipped
-              ? { formula: r.formula, ok: true, skipped: r.skipped }
-              : {
-                  formula: r.formula,
-                  ok: r.result!.ok,
-                  mode: r.result!.mode,
-                  max_abs_err: r.result!.maxAbsErr,
-                  max_rel_err: r.result!.maxRelErr,
-                  checked: r.result!.checked,
-                  failures: r.result!.failures,
-                  ...(r.result!.error ? { error: r.result!.error } : {}),
-                  ...(r.result!.bisect !== undefined ? { bisect: r.result!.bisect } : {}),
-                },
-          ),
-        },
-      ),
+      wireJSON({
+        ok,
+        dtype,
+        seed,
+        results: rows.map((r) =>
+          r.skipped
+            ? { formula: r.formula, ok: true, skipped: r.skipped }
+            : {
+                formula: r.formula,
+                ok: r.result!.ok,
+                mode: r.result!.mode,
+                max_abs_err: r.result!.maxAbsErr,
+                max_rel_err: r.result!.maxRelErr,
+                checked: r.result!.checked,
+                failures: r.result!.failures,
+                ...(r.result!.error ? { error: r.result!.error } : {}),
+                ...(r.result!.bisect !== undefined ? { bisect: r.result!.bisect } : {}),
+              },
+        ),
+      }),
     );
     return ok ? 0 : 1;
   }
@@ -122,25 +180,46 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
       : [
           r.formula,
           r.mode,
-          r.result!.checked.reduce((a, c) => a + c.elements, 0) + (r.mode === "full" ? " elements" : " in " + r.result!.checked.length + " directions"),
+          r.result!.checked.reduce((a, c) => a + c.elements, 0) +
+            (r.mode === "full" ? " elements" : " in " + r.result!.checked.length + " directions"),
           r.result!.maxAbsErr.toExponential(2),
           r.result!.maxRelErr.toExponential(2),
           r.result!.ok ? "pass" : "FAIL",
         ],
   );
   const widths = head.map((h, i) => Math.max(h.length, ...table.map((t) => t[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
   const out = [line(head), line(widths.map((w) => "-".repeat(w))), ...table.map(line)];
   for (const r of rows) {
     if (!r.result || r.result.ok) continue;
     out.push("", `${r.formula} (${r.mode}, seed ${seed}):`);
     if (r.result.error) out.push(`  error: ${r.result.error}`);
     for (const f of r.result.failures) {
-      out.push(`  ${f.input}${f.index.length ? ` at [${f.index.join(", ")}]` : ""}: analytic ${f.analytic.toExponential(6)}, numeric ${f.numeric.toExponential(6)}, abs err ${f.absErr.toExponential(2)}, rel err ${f.relErr.toExponential(2)} (allowed ${f.allowed.toExponential(2)})`);
+      out.push(
+        `  ${f.input}${f.index.length ? ` at [${f.index.join(", ")}]` : ""}: ` +
+          `analytic ${f.analytic.toExponential(6)}, numeric ` +
+          `${f.numeric.toExponential(6)}, abs err ${f.absErr.toExponential(2)}, ` +
+          `rel err ${f.relErr.toExponential(2)} (allowed ` +
+          `${f.allowed.toExponential(2)})`,
+      );
     }
-    if (r.result.bisect) out.push(`  first wrong local VJP: ${r.result.bisect.node}${r.result.bisect.formula ? ` in formula ${r.result.bisect.formula}` : ""} — ${r.result.bisect.detail}`);
+    if (r.result.bisect)
+      out.push(
+        `  first wrong local VJP: ` +
+          `${r.result.bisect.node}${r.result.bisect.formula ? ` in formula ${r.result.bisect.formula}` : ""} ` +
+          `— ${r.result.bisect.detail}`,
+      );
   }
-  out.push("", ok ? `all ${rows.filter((r) => !r.skipped).length} checks pass (dtype ${dtype}, seed ${seed})` : `${rows.filter((r) => r.result && !r.result.ok).length} check(s) FAILED`);
+  out.push(
+    "",
+    ok
+      ? `all ${rows.filter((r) => !r.skipped).length} checks pass (dtype ${dtype}, seed ${seed})`
+      : `${rows.filter((r) => r.result && !r.result.ok).length} check(s) FAILED`,
+  );
   io.out(out.join("\n"));
   return ok ? 0 : 1;
 }

@@ -17,7 +17,11 @@ const TINY = join(__dirname, "..", "golden", "checkpoints", "tiny-gpt2");
 function run(args: string[]): { code: number; out: string; err: string; ms: number } {
   const start = performance.now();
   try {
-    const out = execFileSync(process.execPath, [BIN, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    const out = execFileSync(process.execPath, [BIN, ...args], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 60_000,
+    });
     return { code: 0, out, err: "", ms: performance.now() - start };
   } catch (e) {
     const x = e as { status: number; stdout: string; stderr: string };
@@ -27,7 +31,11 @@ function run(args: string[]): { code: number; out: string; err: string; ms: numb
 
 async function runInProcess(args: string[]): Promise<{ code: number; err: string }> {
   let err = "";
-  const io: Io = { out: () => undefined, err: (s) => void (err += s.endsWith("\n") ? s : `${s}\n`), tty: false };
+  const io: Io = {
+    out: () => undefined,
+    err: (s) => void (err += s.endsWith("\n") ? s : `${s}\n`),
+    tty: false,
+  };
   const code = await main(args, io);
   return { code, err };
 }
@@ -38,23 +46,65 @@ mkdirSync(join(configFolder, "config.json"), { recursive: true });
 copyFileSync(join(TINY, "model.safetensors"), join(configFolder, "model.safetensors"));
 
 const cases: Array<[string, string[], string]> = [
-  ["compare /dev/zero /dev/zero", ["compare", "/dev/zero", "/dev/zero"], "specformer compare: /dev/zero: cannot read: is a character device, not a regular file (only regular files are read)\n"],
-  ["generate --temperature 1e-310", ["generate", "--prompt", "hi", "--temperature", "1e-310"], "specformer generate: --temperature 1e-310 is below the smallest normal number 2.2250738585072014e-308 (2^-1022), where every probability becomes NaN; use 0 for greedy decoding\n"],
-  ["generate --weights with config.json a folder", ["generate", "--prompt", "hi", "--weights", configFolder], `specformer generate: ${join(configFolder, "config.json")}: cannot read: is a directory, not a file\n`],
-  ["generate --preset __proto__", ["generate", "--prompt", "hi", "--preset", "__proto__"], 'specformer generate: --preset: unknown preset "__proto__"; presets: tiny, seed-post-ln, gpt2-small, llama-tiny\n'],
-  ["spec --config __proto__", ["spec", "--config", "__proto__"], 'specformer spec: --config: unknown preset "__proto__"; presets: tiny, seed-post-ln, gpt2-small, llama-tiny\n'],
+  [
+    "compare /dev/zero /dev/zero",
+    ["compare", "/dev/zero", "/dev/zero"],
+    "specformer compare: /dev/zero: cannot read: is a character device, not " +
+      "a regular file (only regular files are read)\n",
+  ],
+  [
+    "generate --temperature 1e-310",
+    ["generate", "--prompt", "hi", "--temperature", "1e-310"],
+    "specformer generate: --temperature 1e-310 is below the smallest normal " +
+      "number 2.2250738585072014e-308 (2^-1022), where every probability " +
+      "becomes NaN; use 0 for greedy decoding\n",
+  ],
+  [
+    "generate --weights with config.json a folder",
+    ["generate", "--prompt", "hi", "--weights", configFolder],
+    `specformer generate: ${join(configFolder, "config.json")}: cannot read: is a directory, not a file\n`,
+  ],
+  [
+    "generate --preset __proto__",
+    ["generate", "--prompt", "hi", "--preset", "__proto__"],
+    'specformer generate: --preset: unknown preset "__proto__"; presets: tiny, seed-post-ln, gpt2-small, llama-tiny\n',
+  ],
+  [
+    "spec --config __proto__",
+    ["spec", "--config", "__proto__"],
+    'specformer spec: --config: unknown preset "__proto__"; presets: tiny, seed-post-ln, gpt2-small, llama-tiny\n',
+  ],
   ["spec constructor", ["spec", "constructor"], 'specformer spec: unknown formula "constructor"'],
-  ["spec gpt --dims L=3200", ["spec", "gpt", "--dims", "L=3200"], "specformer spec: formula gpt: hyperparameter L (blocks) is 3200, above the limit of 256\n"],
-  ["spec gpt --dims L=100000", ["spec", "gpt", "--dims", "L=100000"], "specformer spec: formula gpt: hyperparameter L (blocks) is 100000, above the limit of 256\n"],
-  ["research constructor", ["research", "constructor"], 'specformer research: unknown study "constructor"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup\n'],
-  ["research --out /proc/nope/x", ["research", "rank-collapse", "--quick", "--out", "/proc/nope/x"], "specformer research: --out /proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)\n"],
+  [
+    "spec gpt --dims L=3200",
+    ["spec", "gpt", "--dims", "L=3200"],
+    "specformer spec: formula gpt: hyperparameter L (blocks) is 3200, above the limit of 256\n",
+  ],
+  [
+    "spec gpt --dims L=100000",
+    ["spec", "gpt", "--dims", "L=100000"],
+    "specformer spec: formula gpt: hyperparameter L (blocks) is 100000, above the limit of 256\n",
+  ],
+  [
+    "research constructor",
+    ["research", "constructor"],
+    'specformer research: unknown study "constructor"; studies: ' +
+      "ln-placement, length-extrapolation, rank-collapse, variants, mup\n",
+  ],
+  [
+    "research --out /proc/nope/x",
+    ["research", "rank-collapse", "--quick", "--out", "/proc/nope/x"],
+    "specformer research: --out /proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)\n",
+  ],
 ];
 
 describe("hostile input exits 2 with a clear message", () => {
   test.each(cases)("%s", async (_label, args, message) => {
     const r = await runInProcess(args);
     expect(r.code).toBe(2);
-    expect(r.err.startsWith(message.replace(/^error: /, "")) || r.err.startsWith(message)).toBe(true);
+    expect(r.err.startsWith(message.replace(/^error: /, "")) || r.err.startsWith(message)).toBe(
+      true,
+    );
     expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
   });
 

@@ -18,12 +18,17 @@ import { validate, type Schema } from "./json-schema.js";
 import { main } from "./main.js";
 
 const ROOT = join(__dirname, "..");
-const schema = (name: string): Schema => JSON.parse(readFileSync(join(ROOT, "docs", "schema", `${name}.schema.json`), "utf8")) as Schema;
+const schema = (name: string): Schema =>
+  JSON.parse(readFileSync(join(ROOT, "docs", "schema", `${name}.schema.json`), "utf8")) as Schema;
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s), tty: false });
+  const code = await main(args, {
+    out: (s) => void (out += s),
+    err: (s) => void (err += s),
+    tty: false,
+  });
   return { code, out, err };
 }
 
@@ -31,21 +36,42 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
  * Names from the data (hyperparameters such as `V`, dimensions such as `H_kv`, arguments such as
  * `W_Q`, formulas, a golden file's own metadata fields) sit under these keys.
  */
-const DATA_MAPS = new Set(["config", "values", "shapes", "coverage", "law_coverage", "choices", "dims", "extra"]);
+const DATA_MAPS = new Set([
+  "config",
+  "values",
+  "shapes",
+  "coverage",
+  "law_coverage",
+  "choices",
+  "dims",
+  "extra",
+]);
 
 /**
  * Data maps of one document only, by path: golden show's tolerances are keyed by tensor name
  * (`out.y`), while elsewhere (compare, verify, properties) `tolerance` is a record of fixed fields.
  */
-const DATA_MAP_PATHS: Readonly<Record<string, readonly string[]>> = { "golden-show": ["$.tolerance", "$.meta.tolerance"] };
+const DATA_MAP_PATHS: Readonly<Record<string, readonly string[]>> = {
+  "golden-show": ["$.tolerance", "$.meta.tolerance"],
+};
 
 /** Keys outside the data maps that are not snake_case (lower case, digits, underscores). */
-function notSnake(v: unknown, dataPaths: readonly string[] = [], path = "$", dataMap = false): string[] {
+function notSnake(
+  v: unknown,
+  dataPaths: readonly string[] = [],
+  path = "$",
+  dataMap = false,
+): string[] {
   if (Array.isArray(v)) return v.flatMap((x, i) => notSnake(x, dataPaths, `${path}[${i}]`));
   if (v === null || typeof v !== "object") return [];
   return Object.entries(v).flatMap(([k, x]) => [
     ...(dataMap || /^[a-z][a-z0-9_]*$/.test(k) ? [] : [`${path}.${k}`]),
-    ...notSnake(x, dataPaths, `${path}.${k}`, DATA_MAPS.has(k) || dataPaths.includes(`${path}.${k}`)),
+    ...notSnake(
+      x,
+      dataPaths,
+      `${path}.${k}`,
+      DATA_MAPS.has(k) || dataPaths.includes(`${path}.${k}`),
+    ),
   ]);
 }
 
@@ -58,24 +84,55 @@ function conforms(text: string, name: string): Record<string, unknown> {
 }
 
 describe("the schema validator", () => {
-  const s: Schema = { $defs: { n: { type: "integer", minimum: 0 } }, type: "object", properties: { a: { $ref: "#/$defs/n" }, b: { enum: ["x", "y"] }, c: { anyOf: [{ type: "null" }, { type: "array", items: { type: "string" } }] } }, required: ["a"], additionalProperties: false };
+  const s: Schema = {
+    $defs: { n: { type: "integer", minimum: 0 } },
+    type: "object",
+    properties: {
+      a: { $ref: "#/$defs/n" },
+      b: { enum: ["x", "y"] },
+      c: { anyOf: [{ type: "null" }, { type: "array", items: { type: "string" } }] },
+    },
+    required: ["a"],
+    additionalProperties: false,
+  };
   it("accepts a conforming document", () => {
     expect(validate({ a: 3, b: "x", c: null }, s)).toEqual([]);
     expect(validate({ a: 0, c: ["p"] }, s)).toEqual([]);
   });
   it("names every violation with its path", () => {
-    expect(validate({ b: "z", d: 1 }, s)).toEqual(['$: missing required "a"', '$.b: "z" is not one of ["x","y"]', '$: unexpected property "d"']);
+    expect(validate({ b: "z", d: 1 }, s)).toEqual([
+      '$: missing required "a"',
+      '$.b: "z" is not one of ["x","y"]',
+      '$: unexpected property "d"',
+    ]);
     expect(validate({ a: -1 }, s)).toEqual(["$.a: -1 is below the minimum 0"]);
     expect(validate({ a: 1.5 }, s)).toEqual(["$.a: expected integer, got number"]);
-    expect(validate({ a: 1, c: [2] }, s)).toEqual(["$.c: matches none of anyOf ($.c: expected null, got array | $.c[0]: expected string, got integer)"]);
+    expect(validate({ a: 1, c: [2] }, s)).toEqual([
+      "$.c: matches none of anyOf ($.c: expected null, got array | $.c[0]: expected string, got integer)",
+    ]);
   });
   it("refuses keywords outside its subset rather than ignore them", () => {
-    expect(() => validate("x", { pattern: "^a" })).toThrow('keyword "pattern" at $ is outside the supported subset');
-    expect(() => validate(1, { $ref: "#/$defs/nope" })).toThrow('$ref "#/$defs/nope" at $ names no definition');
+    expect(() => validate("x", { pattern: "^a" })).toThrow(
+      'keyword "pattern" at $ is outside the supported subset',
+    );
+    expect(() => validate(1, { $ref: "#/$defs/nope" })).toThrow(
+      '$ref "#/$defs/nope" at $ names no definition',
+    );
   });
   it("the shipped schemas use only that subset", () => {
     // validating an empty object walks the top-level keywords of each schema; the real documents below walk the rest
-    for (const name of ["verify", "properties", "gradcheck", "compare", "spec", "tokenize", "generate", "golden-list", "golden-show"]) expect(() => validate({}, schema(name))).not.toThrow();
+    for (const name of [
+      "verify",
+      "properties",
+      "gradcheck",
+      "compare",
+      "spec",
+      "tokenize",
+      "generate",
+      "golden-list",
+      "golden-show",
+    ])
+      expect(() => validate({}, schema(name))).not.toThrow();
   });
 });
 
@@ -91,7 +148,13 @@ describe("real outputs conform to docs/schema/", () => {
     expect(conforms(r.out, "verify")["error"]).toEqual(expect.any(String));
   });
   it("verifyReportToJSON of a failing run (localised, with law failures) has the CLI's shape", async () => {
-    const report = await verify(plantedImplementation("causal_mask_missing"), { formulas: ["attention", "mha"], dtype: "f64", properties: true, lawRuns: 10, seed: 1 });
+    const report = await verify(plantedImplementation("causal_mask_missing"), {
+      formulas: ["attention", "mha"],
+      dtype: "f64",
+      properties: true,
+      lawRuns: 10,
+      seed: 1,
+    });
     expect(report.ok).toBe(false);
     const doc = conforms(verifyReportToJSON(report), "verify");
     const results = doc["results"] as { status: string; kind: string }[];
@@ -102,11 +165,27 @@ describe("real outputs conform to docs/schema/", () => {
     const pass = await run(["properties", "--law", "softmax_simplex", "--runs", "3", "--json"]);
     expect(pass.code).toBe(0);
     conforms(pass.out, "properties");
-    const fail = await run(["properties", "--law", "cross_entropy", "--runs", "30", "--planted", "cross_entropy_summed", "--json"]);
+    const fail = await run([
+      "properties",
+      "--law",
+      "cross_entropy",
+      "--runs",
+      "30",
+      "--planted",
+      "cross_entropy_summed",
+      "--json",
+    ]);
     expect(fail.code).toBe(1);
     const doc = conforms(fail.out, "properties");
-    expect((doc["results"] as { replay?: { num_shrinks: number } }[])[0]!.replay!.num_shrinks).toEqual(expect.any(Number));
-    const direct = await runLaws(plantedImplementation("cross_entropy_summed"), { law: "cross_entropy", runs: 30, seed: 1, implementationArgs: "--planted cross_entropy_summed" });
+    expect(
+      (doc["results"] as { replay?: { num_shrinks: number } }[])[0]!.replay!.num_shrinks,
+    ).toEqual(expect.any(Number));
+    const direct = await runLaws(plantedImplementation("cross_entropy_summed"), {
+      law: "cross_entropy",
+      runs: 30,
+      seed: 1,
+      implementationArgs: "--planted cross_entropy_summed",
+    });
     const same = conforms(lawReportToJSON(direct), "properties");
     expect(Object.keys(same)).toEqual(Object.keys(doc));
   });
@@ -149,30 +228,56 @@ describe("real outputs conform to docs/schema/", () => {
     expect(doc["count"]).toBe(cases.length);
     expect(cases.map((c) => c.case)).toContain("layer_norm/f64/n7_d12");
     expect(cases.some((c) => "H_kv" in c.dims)).toBe(true); // dimension names as the cases spell them
-    const empty = await run(["golden", "list", "--dir", mkdtempSync(join(tmpdir(), "golden-empty-")), "--json"]);
+    const empty = await run([
+      "golden",
+      "list",
+      "--dir",
+      mkdtempSync(join(tmpdir(), "golden-empty-")),
+      "--json",
+    ]);
     expect(empty.code).toBe(0);
     expect(conforms(empty.out, "golden-list")["cases"]).toEqual([]);
   });
-  it("golden show --json: a case with a config, a generation case with steps, a case with extra metadata, non-finite tensors", async () => {
-    const shown: Record<string, Record<string, unknown>> = {};
-    for (const name of ["layer_norm/f64/n7_d12", "gpt_generate/f64/gpt2_pre_ln_V64_d16_h4_L2_prompt4", "gpt/f32/checkpoint-tiny-gpt2", "causal_mask/f32/n5_m5"]) {
-      const r = await run(["golden", "show", name, "--json"]);
+  it(
+    "golden show --json: a case with a config, a generation case with " +
+      "steps, a case with extra metadata, non-finite tensors",
+    async () => {
+      const shown: Record<string, Record<string, unknown>> = {};
+      for (const name of [
+        "layer_norm/f64/n7_d12",
+        "gpt_generate/f64/gpt2_pre_ln_V64_d16_h4_L2_prompt4",
+        "gpt/f32/checkpoint-tiny-gpt2",
+        "causal_mask/f32/n5_m5",
+      ]) {
+        const r = await run(["golden", "show", name, "--json"]);
+        expect(r.code).toBe(0);
+        shown[name] = conforms(r.out, "golden-show")["meta"] as Record<string, unknown>;
+      }
+      expect(shown["layer_norm/f64/n7_d12"]!["config"]).toEqual({ eps: expect.any(Number) });
+      expect(shown["gpt_generate/f64/gpt2_pre_ln_V64_d16_h4_L2_prompt4"]!["steps"]).toEqual(
+        expect.any(Array),
+      );
+      expect(shown["gpt/f32/checkpoint-tiny-gpt2"]!["extra"]).toEqual({
+        checkpoint: expect.any(String),
+      });
+      // a tensor without a finite value: min, max and mean as strings
+      const dir = mkdtempSync(join(tmpdir(), "golden-show-"));
+      const c = loadCase(join(ROOT, "golden", "cases", "causal_mask", "f32", "n5_m5.safetensors"));
+      const y = c.outputs["y"]!.clone();
+      y.data.fill(-Infinity);
+      const file = join(dir, "all-inf.safetensors");
+      saveCase(file, { meta: { ...c.meta, tolerance: {} }, inputs: c.inputs, outputs: { y } });
+      const r = await run(["golden", "show", file, "--json"]);
       expect(r.code).toBe(0);
-      shown[name] = conforms(r.out, "golden-show")["meta"] as Record<string, unknown>;
-    }
-    expect(shown["layer_norm/f64/n7_d12"]!["config"]).toEqual({ eps: expect.any(Number) });
-    expect(shown["gpt_generate/f64/gpt2_pre_ln_V64_d16_h4_L2_prompt4"]!["steps"]).toEqual(expect.any(Array));
-    expect(shown["gpt/f32/checkpoint-tiny-gpt2"]!["extra"]).toEqual({ checkpoint: expect.any(String) });
-    // a tensor without a finite value: min, max and mean as strings
-    const dir = mkdtempSync(join(tmpdir(), "golden-show-"));
-    const c = loadCase(join(ROOT, "golden", "cases", "causal_mask", "f32", "n5_m5.safetensors"));
-    const y = c.outputs["y"]!.clone();
-    y.data.fill(-Infinity);
-    const file = join(dir, "all-inf.safetensors");
-    saveCase(file, { meta: { ...c.meta, tolerance: {} }, inputs: c.inputs, outputs: { y } });
-    const r = await run(["golden", "show", file, "--json"]);
-    expect(r.code).toBe(0);
-    const t = (conforms(r.out, "golden-show")["tensors"] as Record<string, unknown>[]).find((x) => x["name"] === "out.y")!;
-    expect([t["min"], t["max"], t["mean"], t["neg_inf"]]).toEqual(["Infinity", "-Infinity", "NaN", 25]);
-  });
+      const t = (conforms(r.out, "golden-show")["tensors"] as Record<string, unknown>[]).find(
+        (x) => x["name"] === "out.y",
+      )!;
+      expect([t["min"], t["max"], t["mean"], t["neg_inf"]]).toEqual([
+        "Infinity",
+        "-Infinity",
+        "NaN",
+        25,
+      ]);
+    },
+  );
 });

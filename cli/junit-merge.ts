@@ -11,12 +11,15 @@ const JUNIT_MERGE_USAGE = `usage: specformer junit-merge SHARD.xml... [--out FIL
 
 export async function junitMergeCommand(argv: readonly string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { out: { type: "string" } }, JUNIT_MERGE_USAGE);
-  if (positionals.length === 0) throw new UsageError(`name the JUnit reports to merge\n\n${JUNIT_MERGE_USAGE}`);
+  if (positionals.length === 0)
+    throw new UsageError(`name the JUnit reports to merge\n\n${JUNIT_MERGE_USAGE}`);
   const documents = positionals.map((source) => {
     try {
       return { source, xml: readFileSync(source, "utf8") };
     } catch (e) {
-      throw new UsageError(`${source}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new UsageError(
+        `${source}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
   });
   let merged: string;

@@ -1,9 +1,15 @@
-/** `specformer properties [--impl COMMAND] [--formulas a,b] [--law L] [--runs N] [--seed S] [--path P] [--dtype f64|f32] [--planted BUG] [--json] [--list]` */
+/**
+ * `specformer properties [--impl COMMAND] [--formulas a,b] [--law L] [--runs N] [--seed S] [--path
+ * P] [--dtype f64|f32] [--planted BUG] [--json] [--list]`
+ */
 import type { Implementation } from "../autodiff/implementation.js";
 import { ImplementationError } from "../autodiff/implementation.js";
 import { DEFAULT_SEED, formulasFlag, intFlag, parse, seedFlag, UsageError, type Io } from "./io.js";
 
-const PROPERTIES_USAGE = `usage: specformer properties [--impl COMMAND] [--formulas a,b] [--law L] [--runs N] [--seed S] [--path P]
+const PROPERTIES_USAGE =
+  `usage: specformer properties [--impl COMMAND] [--formulas a,b] [--law ` +
+  `L] [--runs N] [--seed S] [--path ` +
+  `P]
                              [--dtype f64|f32] [--planted BUG] [--json] [--list]
 
   Runs the invariant laws (causality, prefix consistency, KV cache = recomputation, softmax
@@ -41,7 +47,12 @@ export async function propertiesCli(argv: readonly string[], io: Io): Promise<nu
     },
     PROPERTIES_USAGE,
   );
-  if (positionals.length > 0) throw new UsageError(`unexpected argument${positionals.length > 1 ? "s" : ""} ${positionals.map((p) => JSON.stringify(p)).join(", ")} (formulas are chosen with --formulas a,b)\n\n${PROPERTIES_USAGE}`);
+  if (positionals.length > 0)
+    throw new UsageError(
+      `unexpected argument${positionals.length > 1 ? "s" : ""} ` +
+        `${positionals.map((p) => JSON.stringify(p)).join(", ")} (formulas are ` +
+        `chosen with --formulas a,b)\n\n${PROPERTIES_USAGE}`,
+    );
   const run = await import("../properties/run.js");
   if (values.list === true) {
     io.out(run.formatLawList());
@@ -52,20 +63,32 @@ export async function propertiesCli(argv: readonly string[], io: Io): Promise<nu
     { flag: "--formula", value: values.formula },
   ]);
   const runs = values.runs === undefined ? undefined : intFlag(values.runs, "--runs", 0);
-  if (runs !== undefined && (runs < 1 || !/^\d+$/.test(String(values.runs).trim()))) throw new UsageError(`--runs must be a positive integer, got "${values.runs}"`);
+  if (runs !== undefined && (runs < 1 || !/^\d+$/.test(String(values.runs).trim())))
+    throw new UsageError(`--runs must be a positive integer, got "${values.runs}"`);
   const dtype = values.dtype;
-  if (dtype !== undefined && dtype !== "f64" && dtype !== "f32") throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
+  if (dtype !== undefined && dtype !== "f64" && dtype !== "f32")
+    throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
   const seed = seedFlag(values.seed);
   const command = values.impl;
-  if (command !== undefined && command.trim() === "") throw new UsageError(`--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`);
-  if (values.path !== undefined && values.seed === undefined) throw new UsageError("--path replays a counterexample from its seed: give --seed too");
+  if (command !== undefined && command.trim() === "")
+    throw new UsageError(
+      `--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`,
+    );
+  if (values.path !== undefined && values.seed === undefined)
+    throw new UsageError("--path replays a counterexample from its seed: give --seed too");
 
   let impl: Implementation;
   let implementationArgs: string | undefined;
   if (values.planted !== undefined) {
-    if (command !== undefined) throw new UsageError("--planted cannot be combined with --impl: it names the implementation itself");
+    if (command !== undefined)
+      throw new UsageError(
+        "--planted cannot be combined with --impl: it names the implementation itself",
+      );
     const { PLANTED, plantedImplementation } = await import("../properties/planted.js");
-    if (!PLANTED.some((p) => p.name === values.planted)) throw new UsageError(`unknown planted bug "${values.planted}"; planted bugs: ${PLANTED.map((p) => p.name).join(", ")}`);
+    if (!PLANTED.some((p) => p.name === values.planted))
+      throw new UsageError(
+        `unknown planted bug "${values.planted}"; planted bugs: ${PLANTED.map((p) => p.name).join(", ")}`,
+      );
     impl = plantedImplementation(values.planted);
     implementationArgs = `--planted ${values.planted}`;
   } else if (command !== undefined) {

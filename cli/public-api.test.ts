@@ -12,14 +12,22 @@ const ROOT = join(__dirname, "..");
 /** The exported names of index.ts whose declarations have no documentation comment. */
 function undocumentedExports(): { names: string[]; checked: number } {
   const entry = join(ROOT, "index.ts");
-  const program = ts.createProgram([entry], { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, noEmit: true, skipLibCheck: true, allowJs: false });
+  const program = ts.createProgram([entry], {
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+    noEmit: true,
+    skipLibCheck: true,
+    allowJs: false,
+  });
   const checker = program.getTypeChecker();
   const source = program.getSourceFile(entry)!;
   const moduleSymbol = checker.getSymbolAtLocation(source)!;
   const names: string[] = [];
   let checked = 0;
   for (const exported of checker.getExportsOfModule(moduleSymbol)) {
-    const symbol = exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
+    const symbol =
+      exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
     // a namespace re-export (`export * as typed`) is documented by its module's own comment
     if (symbol.flags & ts.SymbolFlags.ValueModule) continue;
     checked++;

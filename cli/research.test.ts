@@ -41,18 +41,34 @@ const tmp = () => mkdtempSync(join(tmpdir(), "specformer-research-"));
 
 describe("specformer research: bad input exits 2 with a message", () => {
   it.each([
-    [["lnplacement"], 'unknown study "lnplacement" (did you mean ln-placement?); studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
+    [
+      ["lnplacement"],
+      'unknown study "lnplacement" (did you mean ln-placement?); studies: ' +
+        "ln-placement, length-extrapolation, rank-collapse, variants, mup",
+    ],
     [["attention-collapse"], 'unknown study "attention-collapse"'],
-    [[], "which study? name one of ln-placement, length-extrapolation, rank-collapse, variants, mup"],
+    [
+      [],
+      "which study? name one of ln-placement, length-extrapolation, rank-collapse, variants, mup",
+    ],
     [["rank-collapse", "variants"], "research takes one study, got 2: rank-collapse variants"],
     [["rank-collapse", "--seeds", "0"], '--seeds must be a positive integer, got "0"'],
     [["rank-collapse", "--seeds", "2.5"], '--seeds must be a positive integer, got "2.5"'],
     [["rank-collapse", "--seeds", "many"], '--seeds must be a positive integer, got "many"'],
     [["rank-collapse", "--sedes", "3"], "Unknown option '--sedes'"],
     [["rank-collapse", "--quick=yes"], "Option '--quick' does not take an argument"],
-    [["constructor"], 'unknown study "constructor"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
-    [["__proto__"], 'unknown study "__proto__"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
-    [["toString"], 'unknown study "toString"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup'],
+    [
+      ["constructor"],
+      'unknown study "constructor"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup',
+    ],
+    [
+      ["__proto__"],
+      'unknown study "__proto__"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup',
+    ],
+    [
+      ["toString"],
+      'unknown study "toString"; studies: ln-placement, length-extrapolation, rank-collapse, variants, mup',
+    ],
   ])("%j", async (args, message) => {
     const r = await run(args);
     expect(r.code).toBe(2);
@@ -78,14 +94,17 @@ describe("specformer research: bad input exits 2 with a message", () => {
     const start = performance.now();
     const r = await run(["rank-collapse", "--quick", "--out", "/proc/nope/x"]);
     expect(r.code).toBe(2);
-    expect(r.err).toBe("specformer research: --out /proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)\n");
+    expect(r.err).toBe(
+      "specformer research: --out /proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)\n",
+    );
     expect(performance.now() - start).toBeLessThan(5000);
   });
   it("--help lists the studies and exits 0", async () => {
     const r = await run(["--help"]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("usage: specformer research STUDY [--seeds N] [--out DIR] [--quick]");
-    for (const s of ["ln-placement", "length-extrapolation", "rank-collapse", "variants", "mup"]) expect(r.out).toContain(`  ${s}`);
+    for (const s of ["ln-placement", "length-extrapolation", "rank-collapse", "variants", "mup"])
+      expect(r.out).toContain(`  ${s}`);
   });
 });
 
@@ -114,7 +133,12 @@ describe("exit code 1 when a check fails", () => {
     name: "fake",
     description: "a study whose check is set",
     defaultSeeds: 1,
-    run: async () => ({ study: "fake", files: { "fake.csv": "a\n1\n" }, summary: "# fake\n", checks: [{ name: "the slope", expected: "−1/2", measured: "0.1", ok }] }),
+    run: async () => ({
+      study: "fake",
+      files: { "fake.csv": "a\n1\n" },
+      summary: "# fake\n",
+      checks: [{ name: "the slope", expected: "−1/2", measured: "0.1", ok }],
+    }),
   });
   it("returns 1, still writes the files and names the failing check", async () => {
     const out = tmp();
@@ -134,13 +158,21 @@ describe("as users run it", () => {
   it("npx specformer research ln-placement --quick --out DIR writes the CSV, the SVG and the summary", () => {
     const out = tmp();
     const bin = join(__dirname, "..", "bin", "specformer.mjs");
-    const stdout = execFileSync(process.execPath, [bin, "research", "ln-placement", "--quick", "--out", out], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    const stdout = execFileSync(
+      process.execPath,
+      [bin, "research", "ln-placement", "--quick", "--out", out],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+    );
     expect(stdout).toContain("ln-placement: all 4 checks pass");
     const csv = parseCsv(readFileSync(join(out, "ln-placement.csv"), "utf8"));
     expect(csv.columns).toEqual([...LN_PLACEMENT_COLUMNS]);
     const svg = parseXml(readFileSync(join(out, "ln-placement.svg"), "utf8"));
-    expect(svg.elements.some((e) => (e.attrs["class"] ?? "").includes("mark-symbol role-mark"))).toBe(true);
+    expect(
+      svg.elements.some((e) => (e.attrs["class"] ?? "").includes("mark-symbol role-mark")),
+    ).toBe(true);
     const summary = readFileSync(join(out, "summary.md"), "utf8");
-    expect(summary).toMatch(/\| pre-LN: last layer's ‖∇W_2‖ against L \(log-log slope\) \| .* \| −0\.\d\d ± 0\.\d\d \| ✓ \|/);
+    expect(summary).toMatch(
+      /\| pre-LN: last layer's ‖∇W_2‖ against L \(log-log slope\) \| .* \| −0\.\d\d ± 0\.\d\d \| ✓ \|/,
+    );
   }, 60_000);
 });

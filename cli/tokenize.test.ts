@@ -31,16 +31,23 @@ describe("specformer tokenize", () => {
 
   test("- reads standard input", () => {
     const bin = join(__dirname, "..", "bin", "specformer.mjs");
-    const out = execFileSync(process.execPath, [bin, "tokenize", "--json", "-"], { input: "Hello, world!", encoding: "utf8" });
+    const out = execFileSync(process.execPath, [bin, "tokenize", "--json", "-"], {
+      input: "Hello, world!",
+      encoding: "utf8",
+    });
     expect(ids(out)).toEqual([15496, 11, 995, 0]);
   }, 60_000);
 
   test("bad input says what was wrong, prefixed with the command", async () => {
     const missing = await run(["tokenize", "--file", "/nonexistent/t.txt"]);
     expect(missing.code).toBe(2);
-    expect(missing.err).toContain("specformer tokenize: --file /nonexistent/t.txt: cannot read (ENOENT)");
+    expect(missing.err).toContain(
+      "specformer tokenize: --file /nonexistent/t.txt: cannot read (ENOENT)",
+    );
     const both = await run(["tokenize", "--file", "/x", "text"]);
-    expect(both.err).toContain("specformer tokenize: give the text either with --file or as an argument, not both");
+    expect(both.err).toContain(
+      "specformer tokenize: give the text either with --file or as an argument, not both",
+    );
     const none = await run(["tokenize"]);
     expect(none.code).toBe(2);
     expect(none.err).toContain("specformer tokenize: tokenize takes exactly one TEXT argument");

@@ -11,19 +11,32 @@ const TOKENIZE_USAGE = `usage: specformer tokenize TEXT [--json]
   The GPT-2 byte-level BPE tokens of TEXT: index, id and piece (whitespace made visible).`;
 
 export async function tokenizeCli(argv: readonly string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { json: { type: "boolean" }, file: { type: "string" } }, TOKENIZE_USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { json: { type: "boolean" }, file: { type: "string" } },
+    TOKENIZE_USAGE,
+  );
   let text: string;
   if (values.file !== undefined) {
-    if (positionals.length > 0) throw new UsageError(`give the text either with --file or as an argument, not both\n\n${TOKENIZE_USAGE}`);
+    if (positionals.length > 0)
+      throw new UsageError(
+        `give the text either with --file or as an argument, not both\n\n${TOKENIZE_USAGE}`,
+      );
     try {
       text = readFileSync(String(values.file), "utf8");
     } catch (e) {
-      throw new UsageError(`--file ${String(values.file)}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new UsageError(
+        `--file ${String(values.file)}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
   } else if (positionals.length === 1 && positionals[0] === "-" && !argv.includes("--")) {
     text = readFileSync(0, "utf8");
   } else if (positionals.length === 1) text = positionals[0]!;
-  else throw new UsageError(`tokenize takes exactly one TEXT argument (quote it; "-" reads standard input, --file FILE a file)\n\n${TOKENIZE_USAGE}`);
+  else
+    throw new UsageError(
+      `tokenize takes exactly one TEXT argument (quote it; "-" reads standard ` +
+        `input, --file FILE a file)\n\n${TOKENIZE_USAGE}`,
+    );
   try {
     io.out(tokenizeCommand(text, { json: values.json === true }));
   } catch (e) {

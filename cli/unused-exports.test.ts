@@ -121,8 +121,12 @@ function unusedExports(
       // export of the module is read through the namespace (spec/configs.ts derives the
       // formulas' configurations so), so a namespace import counts as a use of each
       // `export * as typed from "./typed.js"` (index.ts): each export is public as `typed.x`
-      if (ts.isExportDeclaration(node) && node.exportClause !== undefined &&
-        ts.isNamespaceExport(node.exportClause) && node.moduleSpecifier !== undefined) {
+      if (
+        ts.isExportDeclaration(node) &&
+        node.exportClause !== undefined &&
+        ts.isNamespaceExport(node.exportClause) &&
+        node.moduleSpecifier !== undefined
+      ) {
         const ns = checker.getSymbolAtLocation(node.moduleSpecifier);
         if (ns !== undefined) for (const e of checker.getExportsOfModule(ns)) mark(e, from);
       }
@@ -178,7 +182,7 @@ describe("unused exports", () => {
           'import { used, type UsedType } from "./a.js";',
           'export { unused as renamed } from "./a.js";',
           "export const v: UsedType = used;",
-          'export async function f(): Promise<number> {',
+          "export async function f(): Promise<number> {",
           '  const m = await import("./a.js");',
           '  const { alsoLazy } = await import("./a.js");',
           "  return m.lazy + alsoLazy;",
@@ -190,11 +194,7 @@ describe("unused exports", () => {
     write("package.json", JSON.stringify({ type: "module" }));
     const found = unusedExports(dir, files, { index: "index.ts", entries: { "a.ts": ["run"] } });
     // `unused` is re-exported by b.ts (so a.ts's export is used), but nobody uses b's `renamed`
-    expect(found).toEqual([
-      "a.ts: UnusedClass",
-      "a.ts: inFileOnly",
-      "b.ts: renamed",
-    ]);
+    expect(found).toEqual(["a.ts: UnusedClass", "a.ts: inFileOnly", "b.ts: renamed"]);
   }, 60_000);
 
   test("no module of the tree exports a value nobody else uses", () => {

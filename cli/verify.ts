@@ -17,10 +17,26 @@ import type { ReportTarget } from "../verify/report-files.js";
 import { SCHEMA_VERSION } from "../autodiff/wire.js";
 import { renderHtmlReport } from "../verify/html.js";
 import { verifyJUnit } from "../verify/junit.js";
-import { exitCodeOf, formatVerifyReport, progressLine, verifyReportToJSON, wantColour } from "../verify/report.js";
+import {
+  exitCodeOf,
+  formatVerifyReport,
+  progressLine,
+  verifyReportToJSON,
+  wantColour,
+} from "../verify/report.js";
 import { knownFormula, verify } from "../verify/run.js";
 import type { Shard, VerifyOptions, VerifyReport } from "../verify/run.js";
-import { DEFAULT_SEED, formulasFlag, intFlag, numFlag, parse, processIo, seedFlag, UsageError, type Io } from "./io.js";
+import {
+  DEFAULT_SEED,
+  formulasFlag,
+  intFlag,
+  numFlag,
+  parse,
+  processIo,
+  seedFlag,
+  UsageError,
+  type Io,
+} from "./io.js";
 
 const VERIFY_USAGE = `usage: specformer verify [--impl "COMMAND"] [--cases PATH...] [--formulas a,b] [--dtype f64|f32]
                          [--properties] [--runs N] [--seed S] [--law NAME [--path P]] [--timeout S]
@@ -66,7 +82,8 @@ function parseShard(v: string): Shard {
   const m = /^(\d+)\/(\d+)$/.exec(v.trim());
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!(count >= 1 && index >= 1 && index <= count)) throw new UsageError(`--shard must be K/N with 1 ≤ K ≤ N (e.g. --shard 2/4), got "${v}"`);
+  if (!(count >= 1 && index >= 1 && index <= count))
+    throw new UsageError(`--shard must be K/N with 1 ≤ K ≤ N (e.g. --shard 2/4), got "${v}"`);
   return { index, count };
 }
 
@@ -80,7 +97,11 @@ function stderrIsTty(io: Io): boolean {
  * print the report (and write the JUnit/HTML files asked for); returns the exit code.
  * @throws UsageError for bad arguments and unreadable golden files (the caller prints it, exit 2).
  */
-export async function verifyCommand(argv: readonly string[], io: Io, processOverrides: Partial<ProcessOptions> = {}): Promise<number> {
+export async function verifyCommand(
+  argv: readonly string[],
+  io: Io,
+  processOverrides: Partial<ProcessOptions> = {},
+): Promise<number> {
   const { values, positionals } = parse(
     argv,
     {
@@ -112,12 +133,19 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
   // `--cases a b c`: the paths after --cases are positionals
   const casePaths: string[] = [...((values.cases as string[] | undefined) ?? [])];
   if (positionals.length > 0) {
-    if (casePaths.length === 0) throw new UsageError(`unexpected argument${positionals.length > 1 ? "s" : ""} ${positionals.map((p) => JSON.stringify(p)).join(", ")}\n\n${VERIFY_USAGE}`);
+    if (casePaths.length === 0)
+      throw new UsageError(
+        `unexpected argument${positionals.length > 1 ? "s" : ""} ` +
+          `${positionals.map((p) => JSON.stringify(p)).join(", ")}\n\n${VERIFY_USAGE}`,
+      );
     casePaths.push(...positionals);
   }
   const dtype = values.dtype as string | undefined;
-  if (dtype !== undefined && dtype !== "f64" && dtype !== "f32") throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
-  const formulas = formulasFlag([{ flag: "--formulas", value: values.formulas as string | undefined }]);
+  if (dtype !== undefined && dtype !== "f64" && dtype !== "f32")
+    throw new UsageError(`--dtype must be f64 or f32, got "${dtype}"`);
+  const formulas = formulasFlag([
+    { flag: "--formulas", value: values.formulas as string | undefined },
+  ]);
   if (formulas !== undefined) {
     // custom golden sets may name formulas outside the registry
     if (casePaths.length === 0) {
@@ -132,34 +160,79 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
     }
   }
   const timeout = numFlag(values.timeout as string | undefined, "--timeout") ?? 60;
-  if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got "${String(values.timeout)}"`);
+  if (!(timeout > 0))
+    throw new UsageError(
+      `--timeout must be a positive number of seconds, got "${String(values.timeout)}"`,
+    );
   // Node fires a longer timer after 1 ms: refuse it rather than time out at once
   const maxTimeout = Math.floor(MAX_TIMER_MS / 1000);
-  if (timeout > maxTimeout) throw new UsageError(`--timeout must be at most ${maxTimeout} seconds (Node's timer limit, 2^31 − 1 ms), got "${String(values.timeout)}"`);
+  if (timeout > maxTimeout)
+    throw new UsageError(
+      `--timeout must be at most ${maxTimeout} seconds (Node's timer limit, ` +
+        `2^31 − 1 ms), got "${String(values.timeout)}"`,
+    );
   const runs = intFlag(values.runs as string | undefined, "--runs", 50);
-  if (runs < 1) throw new UsageError(`--runs must be a positive integer, got "${String(values.runs)}"`);
+  if (runs < 1)
+    throw new UsageError(`--runs must be a positive integer, got "${String(values.runs)}"`);
   const seed = seedFlag(values.seed as string | undefined);
   const law = values.law as string | undefined;
   const lawPath = values.path as string | undefined;
-  if (lawPath !== undefined && (law === undefined || values.seed === undefined)) throw new UsageError(`--path replays one law's counterexample: give --law and --seed too (the report's replay command has all three)`);
-  if (lawPath !== undefined && !/^\d+(:\d+)*$/.test(lawPath)) throw new UsageError(`--path must look like 12:0:3 (fast-check's counterexample path), got "${lawPath}"`);
+  if (lawPath !== undefined && (law === undefined || values.seed === undefined))
+    throw new UsageError(
+      `--path replays one law's counterexample: give --law and --seed too (the report's replay command has all three)`,
+    );
+  if (lawPath !== undefined && !/^\d+(:\d+)*$/.test(lawPath))
+    throw new UsageError(
+      `--path must look like 12:0:3 (fast-check's counterexample path), got "${lawPath}"`,
+    );
   const shard = values.shard === undefined ? undefined : parseShard(String(values.shard));
   const command = values.impl as string | undefined;
-  if (command !== undefined && command.trim() === "") throw new UsageError(`--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`);
+  if (command !== undefined && command.trim() === "")
+    throw new UsageError(
+      `--impl needs a shell command, e.g. --impl "python3 examples/numpy/impl.py"`,
+    );
 
-  const reports: Array<ReportTarget & { readonly render: (r: VerifyReport) => string | Promise<string>; readonly what: string }> = [];
-  if (values.junit !== undefined) reports.push({ flag: "--junit", path: String(values.junit), what: "JUnit report", render: verifyJUnit });
-  if (values.html !== undefined) reports.push({ flag: "--html", path: String(values.html), what: "HTML report", render: renderHtmlReport });
-  if (values["json-file"] !== undefined) reports.push({ flag: "--json-file", path: String(values["json-file"]), what: "JSON report", render: verifyReportToJSON });
+  const reports: Array<
+    ReportTarget & {
+      readonly render: (r: VerifyReport) => string | Promise<string>;
+      readonly what: string;
+    }
+  > = [];
+  if (values.junit !== undefined)
+    reports.push({
+      flag: "--junit",
+      path: String(values.junit),
+      what: "JUnit report",
+      render: verifyJUnit,
+    });
+  if (values.html !== undefined)
+    reports.push({
+      flag: "--html",
+      path: String(values.html),
+      what: "HTML report",
+      render: renderHtmlReport,
+    });
+  if (values["json-file"] !== undefined)
+    reports.push({
+      flag: "--json-file",
+      path: String(values["json-file"]),
+      what: "JSON report",
+      render: verifyReportToJSON,
+    });
   try {
     checkReportPaths(reports, { force: values.force === true });
   } catch (e) {
-    if (e instanceof ReportPathError) throw new UsageError(`report files:\n  ${e.message.split("\n").join("\n  ")}`);
+    if (e instanceof ReportPathError)
+      throw new UsageError(`report files:\n  ${e.message.split("\n").join("\n  ")}`);
     throw e;
   }
 
   const start = async (): Promise<Implementation> =>
-    ProcessImplementation.start(command!, { timeoutMs: timeout * 1000, startupTimeoutMs: Math.min(Math.max(timeout * 1000, 30_000), MAX_TIMER_MS), ...processOverrides });
+    ProcessImplementation.start(command!, {
+      timeoutMs: timeout * 1000,
+      startupTimeoutMs: Math.min(Math.max(timeout * 1000, 30_000), MAX_TIMER_MS),
+      ...processOverrides,
+    });
   let impl: Implementation;
   if (command === undefined) impl = referenceImplementation();
   else {
@@ -168,15 +241,36 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
     } catch (e) {
       if (!(e instanceof ImplementationError)) throw e;
       const tail = e.detail?.stderrTail?.trim();
-      const text = `specformer verify: the implementation could not be started: ${e.message}${tail !== undefined && tail !== "" && !e.message.includes(tail.slice(-40)) ? `\nstderr:\n${tail}` : ""}`;
+      const text =
+        `specformer verify: the implementation could not be started: ` +
+        `${e.message}` +
+        `${tail !== undefined && tail !== "" && !e.message.includes(tail.slice(-40)) ? `\nstderr:\n${tail}` : ""}`;
       if (values.json === true) {
-        io.out(JSON.stringify({ schema_version: SCHEMA_VERSION, ok: false, exit_code: 2, implementation: { name: null, command }, error: e.message, stderr_tail: tail ?? null, results: [], first_divergence: null }, null, 2));
+        io.out(
+          JSON.stringify(
+            {
+              schema_version: SCHEMA_VERSION,
+              ok: false,
+              exit_code: 2,
+              implementation: { name: null, command },
+              error: e.message,
+              stderr_tail: tail ?? null,
+              results: [],
+              first_divergence: null,
+            },
+            null,
+            2,
+          ),
+        );
       } else io.err(text);
       return 2;
     }
   }
 
-  const progress = stderrIsTty(io) && values.json !== true ? progressLine((s) => void process.stderr.write(s)) : undefined;
+  const progress =
+    stderrIsTty(io) && values.json !== true
+      ? progressLine((s) => void process.stderr.write(s))
+      : undefined;
   const opts: VerifyOptions = {
     ...(casePaths.length > 0 ? { cases: casePaths } : {}),
     ...(formulas !== undefined ? { formulas } : {}),
@@ -195,7 +289,8 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
   try {
     report = await verify(impl, opts);
   } catch (e) {
-    if (e instanceof GoldenFormatError || (e instanceof Error && e.name === "LawUsageError")) throw new UsageError(e.message);
+    if (e instanceof GoldenFormatError || (e instanceof Error && e.name === "LawUsageError"))
+      throw new UsageError(e.message);
     throw e;
   } finally {
     progress?.clear();
@@ -212,7 +307,9 @@ export async function verifyCommand(argv: readonly string[], io: Io, processOver
       io.err(`specformer verify: wrote ${r.what} ${r.path}`);
     } catch (e) {
       unwritten++;
-      io.err(`specformer verify: could not write the ${r.what} ${r.flag} ${JSON.stringify(r.path)}: ${(e as Error).message}`);
+      io.err(
+        `specformer verify: could not write the ${r.what} ${r.flag} ${JSON.stringify(r.path)}: ${(e as Error).message}`,
+      );
     }
   }
   return unwritten > 0 ? 2 : exitCodeOf(report);

@@ -100,7 +100,19 @@ export interface CaseToSave {
 // ---------------------------------------------------------------------------------------------
 // Metadata validation
 
-const REQUIRED = ["format", "case", "formula", "config", "dims", "dtype", "seed", "torch_version", "generator", "oracle", "tolerance"] as const;
+const REQUIRED = [
+  "format",
+  "case",
+  "formula",
+  "config",
+  "dims",
+  "dtype",
+  "seed",
+  "torch_version",
+  "generator",
+  "oracle",
+  "tolerance",
+] as const;
 const KNOWN = new Set<string>([...REQUIRED, "notes", "steps"]);
 
 function kind(v: unknown): string {
@@ -120,28 +132,44 @@ function validateMeta(raw: JsonValue, source: string): CaseMeta {
   };
   if (!isJsonObject(raw)) return fail(`must be a JSON object, found ${kind(raw)}`);
   const missing = REQUIRED.filter((k) => !(k in raw));
-  if (missing.length > 0) fail(`lacks the required field${missing.length > 1 ? "s" : ""} ${missing.map((k) => `"${k}"`).join(", ")}`);
+  if (missing.length > 0)
+    fail(
+      `lacks the required field${missing.length > 1 ? "s" : ""} ${missing.map((k) => `"${k}"`).join(", ")}`,
+    );
   const str = (k: string): string => {
     const v = raw[k];
     if (typeof v !== "string") return fail(`field "${k}" must be a string, found ${kind(v)}`);
     if (v === "") return fail(`field "${k}" must not be empty`);
     return v;
   };
-  if (raw.format !== GOLDEN_FORMAT) fail(`field "format" is ${JSON.stringify(raw.format)}, expected "${GOLDEN_FORMAT}"`);
+  if (raw.format !== GOLDEN_FORMAT)
+    fail(`field "format" is ${JSON.stringify(raw.format)}, expected "${GOLDEN_FORMAT}"`);
   const caseName = str("case");
   const formula = str("formula");
   const generator = str("generator");
   const oracle = str("oracle");
   const tv = raw.torch_version;
-  if (tv !== null && typeof tv !== "string") fail(`field "torch_version" must be a string (or null), found ${kind(tv)}`);
+  if (tv !== null && typeof tv !== "string")
+    fail(`field "torch_version" must be a string (or null), found ${kind(tv)}`);
   const dtype = raw.dtype;
-  if (dtype !== "f64" && dtype !== "f32") fail(`field "dtype" must be "f64" or "f32", found ${kind(dtype)}`);
+  if (dtype !== "f64" && dtype !== "f32")
+    fail(`field "dtype" must be "f64" or "f32", found ${kind(dtype)}`);
   const parts = caseName.split("/");
-  if (parts.length !== 3 || parts[0] !== formula || parts[1] !== dtype || !/^[A-Za-z0-9_.-]+$/.test(parts[2]!)) {
-    fail(`field "case" is ${JSON.stringify(caseName)}; it must be "<formula>/<dtype>/<slug>" = "${formula}/${String(dtype)}/<slug>" (slug: letters, digits, _ . -)`);
+  if (
+    parts.length !== 3 ||
+    parts[0] !== formula ||
+    parts[1] !== dtype ||
+    !/^[A-Za-z0-9_.-]+$/.test(parts[2]!)
+  ) {
+    fail(
+      `field "case" is ${JSON.stringify(caseName)}; it must be ` +
+        `"<formula>/<dtype>/<slug>" = "${formula}/${String(dtype)}/<slug>" ` +
+        `(slug: letters, digits, _ . -)`,
+    );
   }
   const seed = raw.seed;
-  if (typeof seed !== "number" || !Number.isSafeInteger(seed)) fail(`field "seed" must be an integer, found ${kind(seed)}`);
+  if (typeof seed !== "number" || !Number.isSafeInteger(seed))
+    fail(`field "seed" must be an integer, found ${kind(seed)}`);
 
   const config = raw.config;
   if (!isJsonObject(config)) return fail(`field "config" must be an object, found ${kind(config)}`);
@@ -158,7 +186,8 @@ function validateMeta(raw: JsonValue, source: string): CaseMeta {
   const d: Record<string, number> = {};
   for (const k of Object.keys(dims)) {
     const v = dims[k];
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) fail(`dims value "${k}" must be a non-negative integer, found ${kind(v)}`);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+      fail(`dims value "${k}" must be a non-negative integer, found ${kind(v)}`);
     d[k] = v as number;
   }
   const tol = raw.tolerance;
@@ -166,20 +195,27 @@ function validateMeta(raw: JsonValue, source: string): CaseMeta {
   const tolerance: Record<string, StatedTolerance> = {};
   for (const k of Object.keys(tol)) {
     const t = tol[k];
-    if (!isJsonObject(t)) return fail(`tolerance for "${k}" must be an object {rtol, atol, reason}, found ${kind(t)}`);
+    if (!isJsonObject(t))
+      return fail(`tolerance for "${k}" must be an object {rtol, atol, reason}, found ${kind(t)}`);
     for (const f of ["rtol", "atol"] as const) {
       const v = t[f];
-      if (typeof v !== "number" || !Number.isFinite(v) || v < 0) fail(`tolerance for "${k}": "${f}" must be a finite number >= 0, found ${kind(v)}`);
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0)
+        fail(`tolerance for "${k}": "${f}" must be a finite number >= 0, found ${kind(v)}`);
     }
-    if (typeof t.reason !== "string" || t.reason.trim() === "") fail(`tolerance for "${k}": "reason" must be a non-empty string saying how it was derived, found ${kind(t.reason)}`);
+    if (typeof t.reason !== "string" || t.reason.trim() === "")
+      fail(
+        `tolerance for "${k}": "reason" must be a non-empty string saying how it was derived, found ${kind(t.reason)}`,
+      );
     for (const f of Object.keys(t)) {
-      if (f !== "rtol" && f !== "atol" && f !== "reason") fail(`tolerance for "${k}" has unexpected key "${f}" (allowed: rtol, atol, reason)`);
+      if (f !== "rtol" && f !== "atol" && f !== "reason")
+        fail(`tolerance for "${k}" has unexpected key "${f}" (allowed: rtol, atol, reason)`);
     }
     tolerance[k] = { rtol: t.rtol as number, atol: t.atol as number, reason: t.reason as string };
   }
   let notes: string | undefined;
   if ("notes" in raw) {
-    if (typeof raw.notes !== "string") fail(`field "notes" must be a string, found ${kind(raw.notes)}`);
+    if (typeof raw.notes !== "string")
+      fail(`field "notes" must be a string, found ${kind(raw.notes)}`);
     notes = raw.notes as string;
   }
   const extra: Record<string, JsonValue> = {};
@@ -214,7 +250,10 @@ function validateMeta(raw: JsonValue, source: string): CaseMeta {
 export function parseCase(contents: SafetensorsContents, source: string): GoldenCase {
   const text = contents.metadata.specformer;
   if (text === undefined) {
-    throw new GoldenFormatError(source, `not a specformer golden case: __metadata__ has no "specformer" entry`);
+    throw new GoldenFormatError(
+      source,
+      `not a specformer golden case: __metadata__ has no "specformer" entry`,
+    );
   }
   const meta = validateMeta(parseJson(text, source, "__metadata__.specformer"), source);
   const byRole: Record<Role, NamedTensors> = { in: {}, out: {}, cot: {}, grad: {} };
@@ -232,13 +271,19 @@ export function parseCase(contents: SafetensorsContents, source: string): Golden
   if (unknown.length > 0) {
     throw new GoldenFormatError(
       source,
-      `tensor name${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")} ${unknown.length > 1 ? "have" : "has"} no known prefix (in., out., cot., grad.)`,
+      `tensor name${unknown.length > 1 ? "s" : ""} ` +
+        `${unknown.map((n) => JSON.stringify(n)).join(", ")} ` +
+        `${unknown.length > 1 ? "have" : "has"} no known prefix (in., out., cot., grad.)`,
     );
   }
   for (const [name, t] of contents.tensors) {
     const role = name.slice(0, name.indexOf(".")) as Role;
     if (t.dtype !== "i32" && t.dtype !== meta.dtype) {
-      throw new GoldenFormatError(source, `is ${t.dtype} in a ${meta.dtype} case (float tensors must have the case dtype)`, name);
+      throw new GoldenFormatError(
+        source,
+        `is ${t.dtype} in a ${meta.dtype} case (float tensors must have the case dtype)`,
+        name,
+      );
     }
     if (t.dtype === "i32" && (role === "cot" || role === "grad")) {
       throw new GoldenFormatError(source, `is i32, but cotangents and gradients are floats`, name);
@@ -246,29 +291,55 @@ export function parseCase(contents: SafetensorsContents, source: string): Golden
   }
   for (const [o, c] of Object.entries(byRole.cot)) {
     const out = byRole.out[o];
-    if (out === undefined) throw new GoldenFormatError(source, `has no matching output "out.${o}"`, `cot.${o}`);
-    if (out.dtype === "i32") throw new GoldenFormatError(source, `is given for the integer output "out.${o}", which has no cotangent`, `cot.${o}`);
+    if (out === undefined)
+      throw new GoldenFormatError(source, `has no matching output "out.${o}"`, `cot.${o}`);
+    if (out.dtype === "i32")
+      throw new GoldenFormatError(
+        source,
+        `is given for the integer output "out.${o}", which has no cotangent`,
+        `cot.${o}`,
+      );
     if (!sameShape(c.shape, out.shape)) {
-      throw new GoldenFormatError(source, `has shape ${shapeToString(c.shape)} but "out.${o}" has ${shapeToString(out.shape)}`, `cot.${o}`);
+      throw new GoldenFormatError(
+        source,
+        `has shape ${shapeToString(c.shape)} but "out.${o}" has ${shapeToString(out.shape)}`,
+        `cot.${o}`,
+      );
     }
   }
   for (const [a, g] of Object.entries(byRole.grad)) {
     const arg = byRole.in[a];
-    if (arg === undefined) throw new GoldenFormatError(source, `has no matching argument "in.${a}"`, `grad.${a}`);
-    if (arg.dtype === "i32") throw new GoldenFormatError(source, `is given for the integer argument "in.${a}" (token ids have no gradient)`, `grad.${a}`);
+    if (arg === undefined)
+      throw new GoldenFormatError(source, `has no matching argument "in.${a}"`, `grad.${a}`);
+    if (arg.dtype === "i32")
+      throw new GoldenFormatError(
+        source,
+        `is given for the integer argument "in.${a}" (token ids have no gradient)`,
+        `grad.${a}`,
+      );
     if (!sameShape(g.shape, arg.shape)) {
-      throw new GoldenFormatError(source, `has shape ${shapeToString(g.shape)} but "in.${a}" has ${shapeToString(arg.shape)}`, `grad.${a}`);
+      throw new GoldenFormatError(
+        source,
+        `has shape ${shapeToString(g.shape)} but "in.${a}" has ${shapeToString(arg.shape)}`,
+        `grad.${a}`,
+      );
     }
   }
   if (Object.keys(byRole.grad).length > 0 && Object.keys(byRole.cot).length === 0) {
-    throw new GoldenFormatError(source, `has gradients but no cotangents: a gradient is defined only by the cot.* tensors that produced it`);
+    throw new GoldenFormatError(
+      source,
+      `has gradients but no cotangents: a gradient is defined only by the cot.* tensors that produced it`,
+    );
   }
-  const checked = [...contents.tensors.keys()].filter((n) => n.startsWith("out.") || n.startsWith("grad."));
+  const checked = [...contents.tensors.keys()].filter(
+    (n) => n.startsWith("out.") || n.startsWith("grad."),
+  );
   for (const k of Object.keys(meta.tolerance)) {
     if (!checked.includes(k)) {
       throw new GoldenFormatError(
         source,
-        `metadata states a tolerance for "${k}", which is not an out.* or grad.* tensor of the file (those are: ${checked.join(", ") || "none"})`,
+        `metadata states a tolerance for "${k}", which is not an out.* or ` +
+          `grad.* tensor of the file (those are: ${checked.join(", ") || "none"})`,
       );
     }
   }
@@ -278,10 +349,23 @@ export function parseCase(contents: SafetensorsContents, source: string): Golden
     if (stated !== undefined) tolerance[k] = { ...stated, source: "case" };
     else {
       const d = defaultTolerance(contents.tensors.get(k)!.dtype);
-      tolerance[k] = { rtol: d.rtol, atol: d.atol, reason: `${d.reason} (the case states none)`, source: "default" };
+      tolerance[k] = {
+        rtol: d.rtol,
+        atol: d.atol,
+        reason: `${d.reason} (the case states none)`,
+        source: "default",
+      };
     }
   }
-  return { path: source, meta, inputs: byRole.in, outputs: byRole.out, cotangents: byRole.cot, grads: byRole.grad, tolerance };
+  return {
+    path: source,
+    meta,
+    inputs: byRole.in,
+    outputs: byRole.out,
+    cotangents: byRole.cot,
+    grads: byRole.grad,
+    tolerance,
+  };
 }
 
 /**
@@ -297,7 +381,8 @@ function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
   if (typeof v === "object" && v !== null) {
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v).sort(compareCodePoints)) out[k] = sortKeys((v as Record<string, unknown>)[k]);
+    for (const k of Object.keys(v).sort(compareCodePoints))
+      out[k] = sortKeys((v as Record<string, unknown>)[k]);
     return out;
   }
   return v;
@@ -308,7 +393,11 @@ export function metaToJSON(meta: CaseMeta): string {
   const { extra, ...rest } = meta;
   const obj: Record<string, unknown> = { ...(extra ?? {}), ...rest };
   for (const [k, v] of Object.entries(obj)) {
-    if (typeof v === "number" && !Number.isFinite(v)) throw new GoldenFormatError("<metaToJSON>", `metadata field "${k}" is ${v}, which JSON cannot hold`);
+    if (typeof v === "number" && !Number.isFinite(v))
+      throw new GoldenFormatError(
+        "<metaToJSON>",
+        `metadata field "${k}" is ${v}, which JSON cannot hold`,
+      );
   }
   return JSON.stringify(sortKeys(obj));
 }
@@ -372,12 +461,18 @@ export function summarizeCase(path: string): CaseSummary {
   const bytes = readBytes(path);
   const h = readingGolden(() => readSafetensorsHeader(bytes, path));
   const text = h.metadata.specformer;
-  if (text === undefined) throw new GoldenFormatError(path, `not a specformer golden case: __metadata__ has no "specformer" entry`);
+  if (text === undefined)
+    throw new GoldenFormatError(
+      path,
+      `not a specformer golden case: __metadata__ has no "specformer" entry`,
+    );
   const meta = validateMeta(parseJson(text, path, "__metadata__.specformer"), path);
   return {
     path,
     meta,
-    tensors: [...h.entries].sort((a, b) => compareCodePoints(a.name, b.name)).map((e) => ({ name: e.name, dtype: e.dtype, shape: e.shape })),
+    tensors: [...h.entries]
+      .sort((a, b) => compareCodePoints(a.name, b.name))
+      .map((e) => ({ name: e.name, dtype: e.dtype, shape: e.shape })),
     bytes: bytes.length,
   };
 }
@@ -416,9 +511,11 @@ export function loadManifest(goldenDir: string): Manifest {
     throw new GoldenFormatError(path, problem);
   };
   if (!isJsonObject(raw)) return fail(`must be a JSON object, found ${kind(raw)}`);
-  if (raw.format !== GOLDEN_FORMAT) fail(`"format" is ${JSON.stringify(raw.format ?? null)}, expected "${GOLDEN_FORMAT}"`);
+  if (raw.format !== GOLDEN_FORMAT)
+    fail(`"format" is ${JSON.stringify(raw.format ?? null)}, expected "${GOLDEN_FORMAT}"`);
   const tv = raw.torch_version;
-  if (tv !== null && typeof tv !== "string") fail(`"torch_version" must be a string (or null), found ${kind(tv)}`);
+  if (tv !== null && typeof tv !== "string")
+    fail(`"torch_version" must be a string (or null), found ${kind(tv)}`);
   if (!Array.isArray(raw.cases)) return fail(`"cases" must be an array, found ${kind(raw.cases)}`);
   const entries: ManifestEntry[] = [];
   const files = new Set<string>();
@@ -426,24 +523,44 @@ export function loadManifest(goldenDir: string): Manifest {
     const at = `cases[${i}]`;
     if (!isJsonObject(e)) return fail(`${at} must be an object, found ${kind(e)}`);
     for (const k of ["case", "file", "formula", "sha256"]) {
-      if (typeof e[k] !== "string" || e[k] === "") fail(`${at}."${k}" must be a non-empty string, found ${kind(e[k])}`);
+      if (typeof e[k] !== "string" || e[k] === "")
+        fail(`${at}."${k}" must be a non-empty string, found ${kind(e[k])}`);
     }
-    if (e.dtype !== "f64" && e.dtype !== "f32") fail(`${at}."dtype" must be "f64" or "f32", found ${kind(e.dtype)}`);
-    if (typeof e.bytes !== "number" || !Number.isSafeInteger(e.bytes) || e.bytes < 0) fail(`${at}."bytes" must be a non-negative integer, found ${kind(e.bytes)}`);
+    if (e.dtype !== "f64" && e.dtype !== "f32")
+      fail(`${at}."dtype" must be "f64" or "f32", found ${kind(e.dtype)}`);
+    if (typeof e.bytes !== "number" || !Number.isSafeInteger(e.bytes) || e.bytes < 0)
+      fail(`${at}."bytes" must be a non-negative integer, found ${kind(e.bytes)}`);
     const file = e.file as string;
-    if (file.startsWith("/") || file.includes("\\") || file.split("/").some((p) => p === ".." || p === "." || p === "")) {
-      fail(`${at}."file" ${JSON.stringify(file)} must be a relative path inside the golden folder, with "/" separators`);
+    if (
+      file.startsWith("/") ||
+      file.includes("\\") ||
+      file.split("/").some((p) => p === ".." || p === "." || p === "")
+    ) {
+      fail(
+        `${at}."file" ${JSON.stringify(file)} must be a relative path inside the golden folder, with "/" separators`,
+      );
     }
-    if (!/^[0-9a-f]{64}$/.test(e.sha256 as string)) fail(`${at}."sha256" must be 64 lower-case hex digits, found ${JSON.stringify(e.sha256)}`);
+    if (!/^[0-9a-f]{64}$/.test(e.sha256 as string))
+      fail(`${at}."sha256" must be 64 lower-case hex digits, found ${JSON.stringify(e.sha256)}`);
     const prev = entries[entries.length - 1];
     if (prev !== undefined) {
       const order = compareCodePoints(prev.case, e.case as string);
       if (order === 0) fail(`${at}: case ${JSON.stringify(e.case)} is listed twice`);
-      if (order > 0) fail(`${at}: cases must be sorted by name, but ${JSON.stringify(e.case)} follows ${JSON.stringify(prev.case)}`);
+      if (order > 0)
+        fail(
+          `${at}: cases must be sorted by name, but ${JSON.stringify(e.case)} follows ${JSON.stringify(prev.case)}`,
+        );
     }
     if (files.has(file)) fail(`${at}: file ${JSON.stringify(file)} is listed twice`);
     files.add(file);
-    entries.push({ case: e.case as string, file, formula: e.formula as string, dtype: e.dtype as FloatDType, bytes: e.bytes as number, sha256: e.sha256 as string });
+    entries.push({
+      case: e.case as string,
+      file,
+      formula: e.formula as string,
+      dtype: e.dtype as FloatDType,
+      bytes: e.bytes as number,
+      sha256: e.sha256 as string,
+    });
   });
   return { format: GOLDEN_FORMAT, torch_version: tv as string | null, cases: entries };
 }
@@ -471,16 +588,32 @@ export function buildManifest(goldenDir: string): Manifest {
     const c = parseCase(readContents(bytes, f), f);
     const rel = relPath(goldenDir, f);
     const other = seen.get(c.meta.case);
-    if (other !== undefined) throw new GoldenFormatError(f, `case ${JSON.stringify(c.meta.case)} is also in ${other}`);
+    if (other !== undefined)
+      throw new GoldenFormatError(f, `case ${JSON.stringify(c.meta.case)} is also in ${other}`);
     seen.set(c.meta.case, rel);
     versions.add(c.meta.torch_version);
-    entries.push({ case: c.meta.case, file: rel, formula: c.meta.formula, dtype: c.meta.dtype, bytes: bytes.length, sha256: sha256(bytes) });
+    entries.push({
+      case: c.meta.case,
+      file: rel,
+      formula: c.meta.formula,
+      dtype: c.meta.dtype,
+      bytes: bytes.length,
+      sha256: sha256(bytes),
+    });
   }
   if (versions.size > 1) {
-    throw new GoldenFormatError(goldenDir, `cases come from different torch versions (${[...versions].map((v) => JSON.stringify(v)).join(", ")}); regenerate them with one`);
+    throw new GoldenFormatError(
+      goldenDir,
+      `cases come from different torch versions ` +
+        `(${[...versions].map((v) => JSON.stringify(v)).join(", ")}); regenerate them with one`,
+    );
   }
   entries.sort((a, b) => compareCodePoints(a.case, b.case));
-  return { format: GOLDEN_FORMAT, torch_version: versions.size === 0 ? null : [...versions][0]!, cases: entries };
+  return {
+    format: GOLDEN_FORMAT,
+    torch_version: versions.size === 0 ? null : [...versions][0]!,
+    cases: entries,
+  };
 }
 
 /** The manifest's canonical text: `json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"`. */
@@ -488,7 +621,14 @@ export function manifestToText(m: Manifest): string {
   const ordered = {
     format: m.format,
     torch_version: m.torch_version,
-    cases: m.cases.map((e) => ({ case: e.case, file: e.file, formula: e.formula, dtype: e.dtype, bytes: e.bytes, sha256: e.sha256 })),
+    cases: m.cases.map((e) => ({
+      case: e.case,
+      file: e.file,
+      formula: e.formula,
+      dtype: e.dtype,
+      bytes: e.bytes,
+      sha256: e.sha256,
+    })),
   };
   return JSON.stringify(ordered, null, 2) + "\n";
 }
@@ -526,10 +666,13 @@ export function verifyManifest(goldenDir: string): ManifestCheck {
     }
     const bytes = readBytes(path);
     total += bytes.length;
-    if (bytes.length !== e.bytes) problems.push(`${e.file}: stale: ${bytes.length} bytes on disk, ${e.bytes} in the manifest`);
+    if (bytes.length !== e.bytes)
+      problems.push(`${e.file}: stale: ${bytes.length} bytes on disk, ${e.bytes} in the manifest`);
     const digest = sha256(bytes);
     if (digest !== e.sha256) {
-      problems.push(`${e.file}: stale: sha256 ${digest.slice(0, 12)}… on disk, ${e.sha256.slice(0, 12)}… in the manifest`);
+      problems.push(
+        `${e.file}: stale: sha256 ${digest.slice(0, 12)}… on disk, ${e.sha256.slice(0, 12)}… in the manifest`,
+      );
     }
     try {
       const c = parseCase(readContents(bytes, path), path);
@@ -538,13 +681,21 @@ export function verifyManifest(goldenDir: string): ManifestCheck {
         ["formula", e.formula, c.meta.formula],
         ["dtype", e.dtype, c.meta.dtype],
       ] as const) {
-        if (want !== got) problems.push(`${e.file}: the manifest says ${field} ${JSON.stringify(want)} but the file says ${JSON.stringify(got)}`);
+        if (want !== got)
+          problems.push(
+            `${e.file}: the manifest says ${field} ${JSON.stringify(want)} but the file says ${JSON.stringify(got)}`,
+          );
       }
       if (e.file !== `cases/${c.meta.case}.safetensors`) {
-        problems.push(`${e.file}: case ${JSON.stringify(c.meta.case)} belongs at cases/${c.meta.case}.safetensors`);
+        problems.push(
+          `${e.file}: case ${JSON.stringify(c.meta.case)} belongs at cases/${c.meta.case}.safetensors`,
+        );
       }
       if (c.meta.torch_version !== m.torch_version) {
-        problems.push(`${e.file}: made with torch ${JSON.stringify(c.meta.torch_version)}, the manifest says ${JSON.stringify(m.torch_version)}`);
+        problems.push(
+          `${e.file}: made with torch ${JSON.stringify(c.meta.torch_version)}, ` +
+            `the manifest says ${JSON.stringify(m.torch_version)}`,
+        );
       }
     } catch (err) {
       if (!(err instanceof GoldenFormatError)) throw err;
@@ -559,7 +710,8 @@ export function verifyManifest(goldenDir: string): ManifestCheck {
   if (problems.length > 0) {
     throw new GoldenFormatError(
       join(goldenDir, MANIFEST_FILE),
-      `${problems.length} problem${problems.length > 1 ? "s" : ""} (regenerate the goldens or the manifest):\n  ${problems.join("\n  ")}`,
+      `${problems.length} problem${problems.length > 1 ? "s" : ""} ` +
+        `(regenerate the goldens or the manifest):\n  ${problems.join("\n  ")}`,
     );
   }
   return { cases: m.cases.length, bytes: total };

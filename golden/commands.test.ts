@@ -33,7 +33,12 @@ function golden(): { dir: string; path: string; c: CaseToSave } {
       tolerance: { "out.y": { rtol: 1e-12, atol: 1e-12, reason: "K = d = 5" } },
       notes: "illustration",
     },
-    inputs: { x: ramp([3, 5]), gamma: ramp([5], 2), beta: ramp([5], 3), tokens: Tensor.from([3, 1, 4], "i32") },
+    inputs: {
+      x: ramp([3, 5]),
+      gamma: ramp([5], 2),
+      beta: ramp([5], 3),
+      tokens: Tensor.from([3, 1, 4], "i32"),
+    },
     outputs: { y: ramp([3, 5], 5) },
     cotangents: { y: ramp([3, 5], 7) },
     grads: { x: ramp([3, 5], 11), gamma: ramp([5], 13), beta: ramp([5], 17) },
@@ -41,7 +46,14 @@ function golden(): { dir: string; path: string; c: CaseToSave } {
   const path = join(dir, "cases/layer_norm/f64/n3_d5.safetensors");
   saveCase(path, c);
   saveCase(join(dir, "cases/relu/f64/n2.safetensors"), {
-    meta: { ...c.meta, case: "relu/f64/n2", formula: "relu", dims: { n: 2 }, tolerance: {}, notes: "x" },
+    meta: {
+      ...c.meta,
+      case: "relu/f64/n2",
+      formula: "relu",
+      dims: { n: 2 },
+      tolerance: {},
+      notes: "x",
+    },
     inputs: { x: ramp([2]) },
     outputs: { y: ramp([2]) },
   });
@@ -56,17 +68,30 @@ describe("compareFiles", () => {
     const y = c.outputs.y!.clone();
     y.data[7] = y.data[7]! + 1e-4; // [1, 2] of a [3, 5] tensor
     const actual = join(dir, "actual.safetensors");
-    writeSafetensorsFile(actual, { "out.y": y, "grad.x": c.grads.x!, "grad.gamma": c.grads.gamma!, "grad.beta": c.grads.beta! });
+    writeSafetensorsFile(actual, {
+      "out.y": y,
+      "grad.x": c.grads.x!,
+      "grad.gamma": c.grads.gamma!,
+      "grad.beta": c.grads.beta!,
+    });
     const r = compareFiles(path, actual);
     expect(r.exitCode).toBe(1);
     expect(r.text).toContain("layer_norm/f64/n3_d5");
-    expect(r.text).toContain("out.y: 1 of 15 elements (6.67 %) outside |a - e| <= atol + rtol*|e| (rtol 1.000000e-12, atol 1.000000e-12: K = d = 5)");
+    expect(r.text).toContain(
+      "out.y: 1 of 15 elements (6.67 %) outside |a - e| <= atol + rtol*|e| " +
+        "(rtol 1.000000e-12, atol 1.000000e-12: K = d = 5)",
+    );
     const worst = r.text.split("\n").find((l) => l.trim().startsWith("[1, 2]"));
     expect(worst).toBeDefined();
     expect(worst).toContain("1.000000e-04");
-    const json = JSON.parse(compareFiles(path, actual, { json: true }).text) as { ok: boolean; tensors: Array<{ name: string; first_mismatches: Array<{ index: number[] }> }> };
+    const json = JSON.parse(compareFiles(path, actual, { json: true }).text) as {
+      ok: boolean;
+      tensors: Array<{ name: string; first_mismatches: Array<{ index: number[] }> }>;
+    };
     expect(json.ok).toBe(false);
-    expect(json.tensors.find((t) => t.name === "out.y")!.first_mismatches.map((m) => m.index)).toEqual([[1, 2]]);
+    expect(
+      json.tensors.find((t) => t.name === "out.y")!.first_mismatches.map((m) => m.index),
+    ).toEqual([[1, 2]]);
     // a caller tolerance wide enough makes it pass
     expect(compareFiles(path, actual, { atol: 2e-4 }).exitCode).toBe(0);
   });
@@ -82,7 +107,9 @@ describe("compareFiles", () => {
     writeSafetensorsFile(onlyY, { "out.y": loadCase(path).outputs.y! });
     const r = compareFiles(path, onlyY);
     expect(r.exitCode).toBe(1);
-    expect(r.text).toContain('grad.x: missing: expected f64 [3, 5], but the actual set has no tensor "grad.x"');
+    expect(r.text).toContain(
+      'grad.x: missing: expected f64 [3, 5], but the actual set has no tensor "grad.x"',
+    );
     expect(r.text).not.toContain("in.x"); // inputs are compared only when the result file has them
   });
 
@@ -99,9 +126,19 @@ describe("compareFiles", () => {
     const { dir, path } = golden();
     const bad = join(dir, "bad.safetensors");
     writeFileSync(bad, new Uint8Array([1, 2, 3]));
-    expect(compareFiles(path, bad)).toEqual({ exitCode: 2, text: `error: ${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix\n` });
-    expect(compareFiles(join(dir, "none.safetensors"), path)).toEqual({ exitCode: 2, text: `error: ${join(dir, "none.safetensors")}: cannot read: no such file\n` });
-    expect(JSON.parse(compareFiles(path, bad, { json: true }).text)).toEqual({ schema_version: 1, ok: false, error: `${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix` });
+    expect(compareFiles(path, bad)).toEqual({
+      exitCode: 2,
+      text: `error: ${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix\n`,
+    });
+    expect(compareFiles(join(dir, "none.safetensors"), path)).toEqual({
+      exitCode: 2,
+      text: `error: ${join(dir, "none.safetensors")}: cannot read: no such file\n`,
+    });
+    expect(JSON.parse(compareFiles(path, bad, { json: true }).text)).toEqual({
+      schema_version: 1,
+      ok: false,
+      error: `${bad}: file is 3 bytes long, shorter than the 8-byte header length prefix`,
+    });
     expect(compareFiles(path, path, { rtol: -1 }).exitCode).toBe(2);
   });
 
@@ -113,7 +150,10 @@ describe("compareFiles", () => {
       text: "error: /dev/zero: cannot read: is a character device, not a regular file (only regular files are read)\n",
     });
     expect(performance.now() - start).toBeLessThan(1000);
-    expect(compareFiles(dir, dir)).toEqual({ exitCode: 2, text: `error: ${dir}: cannot read: is a directory, not a file\n` });
+    expect(compareFiles(dir, dir)).toEqual({
+      exitCode: 2,
+      text: `error: ${dir}: cannot read: is a directory, not a file\n`,
+    });
   });
 });
 
@@ -123,22 +163,42 @@ describe("goldenList and goldenShow", () => {
     const text = goldenList(dir);
     const lines = text.split("\n");
     expect(lines[0]).toMatch(/^case\s+formula\s+dtype\s+dims\s+tensors\s+size$/);
-    expect(lines[2]).toMatch(/^layer_norm\/f64\/n3_d5\s+layer_norm\s+f64\s+d=5 n=3\s+9\s+\d+\.\d KiB$/);
+    expect(lines[2]).toMatch(
+      /^layer_norm\/f64\/n3_d5\s+layer_norm\s+f64\s+d=5 n=3\s+9\s+\d+\.\d KiB$/,
+    );
     expect(lines[3]).toMatch(/^relu\/f64\/n2\s+relu\s+f64\s+n=2\s+2\s+\d+ B$/);
     expect(text).toContain("2 cases");
-    const json = JSON.parse(goldenList(dir, { json: true })) as { schema_version: number; dir: string; count: number; cases: Array<{ case: string; file: string; dims: object; tensors: string[] }> };
+    const json = JSON.parse(goldenList(dir, { json: true })) as {
+      schema_version: number;
+      dir: string;
+      count: number;
+      cases: Array<{ case: string; file: string; dims: object; tensors: string[] }>;
+    };
     expect(Object.keys(json)).toEqual(["schema_version", "dir", "count", "cases"]);
     expect(json.schema_version).toBe(SCHEMA_VERSION);
     expect(json.dir).toBe(dir);
     expect(json.count).toBe(2);
     expect(json.cases.map((c) => c.case)).toEqual(["layer_norm/f64/n3_d5", "relu/f64/n2"]);
-    expect(Object.keys(json.cases[0]!)).toEqual(["case", "file", "formula", "dtype", "dims", "tensors", "bytes"]);
+    expect(Object.keys(json.cases[0]!)).toEqual([
+      "case",
+      "file",
+      "formula",
+      "dtype",
+      "dims",
+      "tensors",
+      "bytes",
+    ]);
     expect(json.cases[0]!.file).toBe(join(dir, "cases/layer_norm/f64/n3_d5.safetensors"));
     expect(json.cases[0]!.dims).toEqual({ d: 5, n: 3 });
     expect(json.cases[1]!.tensors).toEqual(["in.x", "out.y"]);
     const empty = mkdtempSync(join(tmpdir(), "empty-"));
     expect(goldenList(empty)).toMatch(/^no golden cases under /);
-    expect(JSON.parse(goldenList(empty, { json: true }))).toEqual({ schema_version: SCHEMA_VERSION, dir: empty, count: 0, cases: [] });
+    expect(JSON.parse(goldenList(empty, { json: true }))).toEqual({
+      schema_version: SCHEMA_VERSION,
+      dir: empty,
+      count: 0,
+      cases: [],
+    });
   });
 
   it("shows metadata, tensor statistics and tolerances, found by name or path", () => {
@@ -159,12 +219,31 @@ describe("goldenList and goldenShow", () => {
     expect(Number(cells[5])).toBeCloseTo(Array.from(x.data).reduce((s, v) => s + v, 0) / 15, 6);
     expect(text).toMatch(/^in\.tokens\s+i32\s+\[3\]\s+1\s+4\s+2\.667$/m);
     expect(text).toMatch(/^out\.y\s+1\.000000e-12\s+1\.000000e-12\s+case\s+K = d = 5$/m);
-    expect(text).toMatch(/^grad\.x\s+1\.000000e-07\s+1\.000000e-07\s+default\s+torch\.testing default for float64 \(the case states none\)$/m);
-    const json = JSON.parse(goldenShow("relu/f64/n2", dir, { json: true })) as { meta: { case: string }; tensors: Array<{ name: string }> };
+    expect(text).toMatch(
+      new RegExp(
+        String.raw`^grad\.x\s+1\.000000e-07\s+1\.000000e-07\s+default\s+torch\.` +
+          String.raw`testing default for float64 \(the case states none\)$`,
+        "m",
+      ),
+    );
+    const json = JSON.parse(goldenShow("relu/f64/n2", dir, { json: true })) as {
+      meta: { case: string };
+      tensors: Array<{ name: string }>;
+    };
     expect(Object.keys(json)).toEqual(["schema_version", "path", "meta", "tensors", "tolerance"]);
     expect(json.meta.case).toBe("relu/f64/n2");
     expect(json.tensors.map((t) => t.name)).toEqual(["in.x", "out.y"]);
-    expect(Object.keys(json.tensors[0]!)).toEqual(["name", "dtype", "shape", "min", "max", "mean", "nan", "pos_inf", "neg_inf"]);
+    expect(Object.keys(json.tensors[0]!)).toEqual([
+      "name",
+      "dtype",
+      "shape",
+      "min",
+      "max",
+      "mean",
+      "nan",
+      "pos_inf",
+      "neg_inf",
+    ]);
   });
 
   it("shows non-finite statistics as strings and the metadata as the file holds it", () => {
@@ -173,9 +252,33 @@ describe("goldenList and goldenShow", () => {
     x.data.set([NaN, Infinity, -Infinity, NaN]);
     const path = join(dir, "odd.safetensors");
     const steps = [{ step: 0, runnerUp: 3 }];
-    saveCase(path, { meta: { ...c.meta, case: "relu/f64/odd", formula: "relu", tolerance: {}, steps, extra: { sourceModel: "m", checkpoint: "x/y" } }, inputs: { x }, outputs: { y: ramp([2]) } });
-    const json = JSON.parse(goldenShow(path, dir, { json: true })) as { meta: Record<string, unknown>; tensors: Array<Record<string, unknown>> };
-    expect(json.tensors[0]).toEqual({ name: "in.x", dtype: "f64", shape: [2, 2], min: "Infinity", max: "-Infinity", mean: "NaN", nan: 2, pos_inf: 1, neg_inf: 1 });
+    saveCase(path, {
+      meta: {
+        ...c.meta,
+        case: "relu/f64/odd",
+        formula: "relu",
+        tolerance: {},
+        steps,
+        extra: { sourceModel: "m", checkpoint: "x/y" },
+      },
+      inputs: { x },
+      outputs: { y: ramp([2]) },
+    });
+    const json = JSON.parse(goldenShow(path, dir, { json: true })) as {
+      meta: Record<string, unknown>;
+      tensors: Array<Record<string, unknown>>;
+    };
+    expect(json.tensors[0]).toEqual({
+      name: "in.x",
+      dtype: "f64",
+      shape: [2, 2],
+      min: "Infinity",
+      max: "-Infinity",
+      mean: "NaN",
+      nan: 2,
+      pos_inf: 1,
+      neg_inf: 1,
+    });
     // names inside extra and steps are the file's data: not converted to snake_case
     expect(json.meta["extra"]).toEqual({ checkpoint: "x/y", sourceModel: "m" });
     expect(json.meta["steps"]).toEqual(steps);
@@ -185,10 +288,16 @@ describe("goldenList and goldenShow", () => {
   it("says what it tried when a case is not found", () => {
     const { dir } = golden();
     expect(() => goldenShow("layer_norm/f64/n9", dir)).toThrow(GoldenFormatError);
-    expect(() => goldenShow("layer_norm/f64/n9", dir)).toThrow(`layer_norm/f64/n9: no such file, and no case of that name in ${dir} (similar: layer_norm/f64/n3_d5)`);
+    expect(() => goldenShow("layer_norm/f64/n9", dir)).toThrow(
+      `layer_norm/f64/n9: no such file, and no case of that name in ${dir} (similar: layer_norm/f64/n3_d5)`,
+    );
   });
 
   it("formats sizes", () => {
-    expect([formatBytes(812), formatBytes(3482), formatBytes(5 * 1024 * 1024)]).toEqual(["812 B", "3.4 KiB", "5.0 MiB"]);
+    expect([formatBytes(812), formatBytes(3482), formatBytes(5 * 1024 * 1024)]).toEqual([
+      "812 B",
+      "3.4 KiB",
+      "5.0 MiB",
+    ]);
   });
 });

@@ -11,16 +11,33 @@ import type { Tensor } from "../autodiff/tensor.js";
 import { SCHEMA_VERSION, toWire, wireJSON } from "../autodiff/wire.js";
 import { compareNamed, formatError, formatReport, reportToJSON } from "./compare.js";
 import type { Tolerance } from "./compare.js";
-import { MANIFEST_FILE, listCases, loadCase, loadManifest, parseCase, summarizeCase } from "./cases-io.js";
+import {
+  MANIFEST_FILE,
+  listCases,
+  loadCase,
+  loadManifest,
+  parseCase,
+  summarizeCase,
+} from "./cases-io.js";
 import type { GoldenCase } from "./cases-io.js";
-import { SafetensorsFormatError, compareCodePoints, readSafetensorsFile } from "../io/safetensors.js";
+import {
+  SafetensorsFormatError,
+  compareCodePoints,
+  readSafetensorsFile,
+} from "../io/safetensors.js";
 import type { SafetensorsContents } from "../io/safetensors.js";
 import { GoldenFormatError } from "./error.js";
 
 function table(header: string[], rows: string[][]): string[] {
   // a reduce, not Math.max(...rows): a spread of many rows overflows the call stack
-  const widths = header.map((h, c) => rows.reduce((w, r) => Math.max(w, (r[c] ?? "").length), h.length));
-  const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
+  const widths = header.map((h, c) =>
+    rows.reduce((w, r) => Math.max(w, (r[c] ?? "").length), h.length),
+  );
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join("  ")
+      .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
@@ -38,7 +55,9 @@ function dimsText(dims: Readonly<Record<string, number>>): string {
 }
 
 function configText(config: Readonly<Record<string, number | string | boolean>>): string {
-  const parts = Object.entries(config).map(([k, v]) => `${k}=${typeof v === "string" ? v : String(v)}`);
+  const parts = Object.entries(config).map(
+    ([k, v]) => `${k}=${typeof v === "string" ? v : String(v)}`,
+  );
   return parts.length === 0 ? "(none)" : parts.join(" ");
 }
 
@@ -55,7 +74,9 @@ function casesRoot(goldenDir: string): string {
  */
 export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): string {
   const files = listCases([casesRoot(goldenDir)]);
-  const cases = files.map(summarizeCase).sort((a, b) => compareCodePoints(a.meta.case, b.meta.case));
+  const cases = files
+    .map(summarizeCase)
+    .sort((a, b) => compareCodePoints(a.meta.case, b.meta.case));
   if (opts.json === true) {
     return (
       wireJSON({
@@ -74,9 +95,22 @@ export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): st
     );
   }
   if (cases.length === 0) return `no golden cases under ${goldenDir}\n`;
-  const rows = cases.map((c) => [c.meta.case, c.meta.formula, c.meta.dtype, dimsText(c.meta.dims), String(c.tensors.length), formatBytes(c.bytes)]);
+  const rows = cases.map((c) => [
+    c.meta.case,
+    c.meta.formula,
+    c.meta.dtype,
+    dimsText(c.meta.dims),
+    String(c.tensors.length),
+    formatBytes(c.bytes),
+  ]);
   const total = cases.reduce((s, c) => s + c.bytes, 0);
-  return [...table(["case", "formula", "dtype", "dims", "tensors", "size"], rows), "", `${cases.length} cases, ${formatBytes(total)}`].join("\n") + "\n";
+  return (
+    [
+      ...table(["case", "formula", "dtype", "dims", "tensors", "size"], rows),
+      "",
+      `${cases.length} cases, ${formatBytes(total)}`,
+    ].join("\n") + "\n"
+  );
 }
 
 /**
@@ -91,11 +125,16 @@ function resolveCase(caseNameOrPath: string, goldenDir: string): string {
     const hit = loadManifest(goldenDir).cases.find((e) => e.case === caseNameOrPath);
     if (hit !== undefined) return join(goldenDir, ...hit.file.split("/"));
   }
-  const known = existsSync(goldenDir) ? listCases([casesRoot(goldenDir)]).map((p) => summarizeCase(p).meta.case) : [];
-  const similar = known.filter((k) => k.includes(caseNameOrPath) || caseNameOrPath.includes(k.split("/")[0]!)).slice(0, 8);
+  const known = existsSync(goldenDir)
+    ? listCases([casesRoot(goldenDir)]).map((p) => summarizeCase(p).meta.case)
+    : [];
+  const similar = known
+    .filter((k) => k.includes(caseNameOrPath) || caseNameOrPath.includes(k.split("/")[0]!))
+    .slice(0, 8);
   throw new GoldenFormatError(
     caseNameOrPath,
-    `no such file, and no case of that name in ${goldenDir}${similar.length > 0 ? ` (similar: ${similar.join(", ")})` : ""}`,
+    `no such file, and no case of that name in ` +
+      `${goldenDir}${similar.length > 0 ? ` (similar: ${similar.join(", ")})` : ""}`,
   );
 }
 
@@ -124,14 +163,28 @@ function stats(t: Tensor): TensorStats {
     if (v > max) max = v;
   }
   const s = specialCounts(t);
-  return { min, max, mean: finite > 0 ? sum / finite : NaN, finite, nan: s.nan, posInf: s.posInf, negInf: s.negInf };
+  return {
+    min,
+    max,
+    mean: finite > 0 ? sum / finite : NaN,
+    finite,
+    nan: s.nan,
+    posInf: s.posInf,
+    negInf: s.negInf,
+  };
 }
 
 function tensorRows(tensors: Iterable<[string, Tensor]>): string[][] {
   return [...tensors].map(([name, t]) => {
     const s = stats(t);
     const none = s.finite === 0;
-    const nonFinite = [s.nan > 0 ? `NaN ${s.nan}` : "", s.posInf > 0 ? `+Inf ${s.posInf}` : "", s.negInf > 0 ? `-Inf ${s.negInf}` : ""].filter(Boolean).join(", ");
+    const nonFinite = [
+      s.nan > 0 ? `NaN ${s.nan}` : "",
+      s.posInf > 0 ? `+Inf ${s.posInf}` : "",
+      s.negInf > 0 ? `-Inf ${s.negInf}` : "",
+    ]
+      .filter(Boolean)
+      .join(", ");
     return [
       name,
       t.dtype,
@@ -146,7 +199,12 @@ function tensorRows(tensors: Iterable<[string, Tensor]>): string[][] {
 
 function caseTensors(c: GoldenCase): Array<[string, Tensor]> {
   const all: Array<[string, Tensor]> = [];
-  for (const [prefix, set] of [["in", c.inputs], ["out", c.outputs], ["cot", c.cotangents], ["grad", c.grads]] as const) {
+  for (const [prefix, set] of [
+    ["in", c.inputs],
+    ["out", c.outputs],
+    ["cot", c.cotangents],
+    ["grad", c.grads],
+  ] as const) {
     for (const [k, t] of Object.entries(set)) all.push([`${prefix}.${k}`, t]);
   }
   return all.sort((a, b) => compareCodePoints(a[0], b[0]));
@@ -158,7 +216,11 @@ function caseTensors(c: GoldenCase): Array<[string, Tensor]> {
  * (docs/schema/golden-show.schema.json).
  * @throws GoldenFormatError when the case cannot be found or read.
  */
-export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { json?: boolean } = {}): string {
+export function goldenShow(
+  caseNameOrPath: string,
+  goldenDir: string,
+  opts: { json?: boolean } = {},
+): string {
   const path = resolveCase(caseNameOrPath, goldenDir);
   const c = loadCase(path);
   const tensors = caseTensors(c);
@@ -166,7 +228,17 @@ export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { js
     const document = toWire({
       tensors: tensors.map(([name, t]) => {
         const s = stats(t);
-        return { name, dtype: t.dtype, shape: t.shape, min: s.min, max: s.max, mean: s.mean, nan: s.nan, pos_inf: s.posInf, neg_inf: s.negInf };
+        return {
+          name,
+          dtype: t.dtype,
+          shape: t.shape,
+          min: s.min,
+          max: s.max,
+          mean: s.mean,
+          nan: s.nan,
+          pos_inf: s.posInf,
+          neg_inf: s.negInf,
+        };
       }),
       tolerance: c.tolerance,
     }) as object;
@@ -174,7 +246,10 @@ export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { js
     // by the format (golden/FORMAT.md), and the names inside `extra` (the file's other fields) and
     // `steps` (free-form) are the file's data, which toWire would convert. Read from JSON, it holds
     // no non-finite numbers.
-    return JSON.stringify({ schema_version: SCHEMA_VERSION, path, meta: c.meta, ...document }, null, 2) + "\n";
+    return (
+      JSON.stringify({ schema_version: SCHEMA_VERSION, path, meta: c.meta, ...document }, null, 2) +
+      "\n"
+    );
   }
   const m = c.meta;
   const fields: Array<[string, string]> = [
@@ -190,16 +265,26 @@ export function goldenShow(caseNameOrPath: string, goldenDir: string, opts: { js
     ["generator", m.generator],
   ];
   if (m.notes !== undefined) fields.push(["notes", m.notes]);
-  if (m.steps !== undefined) fields.push(["steps", Array.isArray(m.steps) ? `${m.steps.length} recorded` : "recorded"]);
+  if (m.steps !== undefined)
+    fields.push(["steps", Array.isArray(m.steps) ? `${m.steps.length} recorded` : "recorded"]);
   for (const [k, v] of Object.entries(m.extra ?? {})) fields.push([k, JSON.stringify(v)]);
   const w = Math.max(...fields.map(([k]) => k.length));
   const lines = fields.map(([k, v]) => `${k.padEnd(w)}  ${v}`);
-  lines.push("", ...table(["tensor", "dtype", "shape", "min", "max", "mean", "non-finite"], tensorRows(tensors)));
+  lines.push(
+    "",
+    ...table(["tensor", "dtype", "shape", "min", "max", "mean", "non-finite"], tensorRows(tensors)),
+  );
   lines.push(
     "",
     ...table(
       ["tolerance", "rtol", "atol", "source", "reason"],
-      Object.entries(c.tolerance).map(([k, t]) => [k, formatError(t.rtol), formatError(t.atol), t.source, t.reason]),
+      Object.entries(c.tolerance).map(([k, t]) => [
+        k,
+        formatError(t.rtol),
+        formatError(t.atol),
+        t.source,
+        t.reason,
+      ]),
     ),
   );
   return lines.join("\n") + "\n";
@@ -218,11 +303,21 @@ export interface CompareFilesResult {
  * and its `in.*`/`cot.*` tensors are compared only when ACTUAL has them (an implementation's
  * result file usually holds only `out.*` and `grad.*`). `rtol`/`atol` override every tolerance.
  */
-export function compareFiles(expectedPath: string, actualPath: string, opts: { rtol?: number; atol?: number; json?: boolean } = {}): CompareFilesResult {
+export function compareFiles(
+  expectedPath: string,
+  actualPath: string,
+  opts: { rtol?: number; atol?: number; json?: boolean } = {},
+): CompareFilesResult {
   const unreadable = (err: unknown): CompareFilesResult => {
     const bad = err instanceof GoldenFormatError || err instanceof SafetensorsFormatError;
     if (bad || err instanceof RangeError) {
-      return { exitCode: 2, text: opts.json === true ? wireJSON({ ok: false, error: err.message }) + "\n" : `error: ${err.message}\n` };
+      return {
+        exitCode: 2,
+        text:
+          opts.json === true
+            ? wireJSON({ ok: false, error: err.message }) + "\n"
+            : `error: ${err.message}\n`,
+      };
     }
     throw err;
   };
@@ -245,14 +340,23 @@ export function compareFiles(expectedPath: string, actualPath: string, opts: { r
       return unreadable(err);
     }
     title = `${golden.meta.case} (${title})`;
-    for (const [k, t] of Object.entries(golden.tolerance)) if (t.source === "case") tolerances[k] = t;
+    for (const [k, t] of Object.entries(golden.tolerance))
+      if (t.source === "case") tolerances[k] = t;
     for (const name of [...exp.keys()]) {
-      if ((name.startsWith("in.") || name.startsWith("cot.")) && !actual.tensors.has(name)) exp.delete(name);
+      if ((name.startsWith("in.") || name.startsWith("cot.")) && !actual.tensors.has(name))
+        exp.delete(name);
     }
   }
   try {
-    const report = compareNamed(exp, actual.tensors, tolerances, { rtol: opts.rtol, atol: opts.atol, title });
-    return { exitCode: report.ok ? 0 : 1, text: opts.json === true ? reportToJSON(report) + "\n" : formatReport(report) };
+    const report = compareNamed(exp, actual.tensors, tolerances, {
+      rtol: opts.rtol,
+      atol: opts.atol,
+      title,
+    });
+    return {
+      exitCode: report.ok ? 0 : 1,
+      text: opts.json === true ? reportToJSON(report) + "\n" : formatReport(report),
+    };
   } catch (err) {
     return unreadable(err);
   }

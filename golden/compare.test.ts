@@ -119,7 +119,9 @@ describe("compareTensors: planted single-element changes", () => {
     const e = Tensor.from([0, 4]);
     const a = Tensor.from([0.5, 5]);
     expect(compareTensors(e, a, { rtol: 0.125, atol: 0.5 }).ok).toBe(true); // 0.5 ≤ 0.5, 1 ≤ 0.5 + 0.5
-    expect(compareTensors(e, a, { rtol: 0.124, atol: 0.5 }).firstMismatches.map((m) => m.index)).toEqual([[1]]);
+    expect(
+      compareTensors(e, a, { rtol: 0.124, atol: 0.5 }).firstMismatches.map((m) => m.index),
+    ).toEqual([[1]]);
   });
 
   it("reports worst by budget share, not by absolute error, and lists the first mismatches in order", () => {
@@ -140,12 +142,21 @@ describe("compareTensors: planted single-element changes", () => {
     const a = Tensor.from([1, 2, 4], "i32");
     const r = compareTensors(e, a);
     expect(r.tolerance).toMatchObject({ rtol: 0, atol: 0, source: "default" });
-    expect(r.firstMismatches[0]).toMatchObject({ index: [2], expected: 3, actual: 4, absError: 1, ulp: 1, budget: Infinity });
+    expect(r.firstMismatches[0]).toMatchObject({
+      index: [2],
+      expected: 3,
+      actual: 4,
+      absError: 1,
+      ulp: 1,
+      budget: Infinity,
+    });
     expect(compareTensors(e, e.clone()).ok).toBe(true);
   });
 
   it("compares scalars and empty tensors", () => {
-    expect(compareTensors(Tensor.scalar(2), Tensor.scalar(2.5)).firstMismatches[0]!.index).toEqual([]);
+    expect(compareTensors(Tensor.scalar(2), Tensor.scalar(2.5)).firstMismatches[0]!.index).toEqual(
+      [],
+    );
     const empty = compareTensors(new Tensor("f64", [0, 3]), new Tensor("f64", [0, 3]));
     expect(empty).toMatchObject({ ok: true, size: 0, mismatchedPercent: 0, worst: null });
   });
@@ -166,7 +177,10 @@ describe("compareTensors: NaN, infinities, zeros", () => {
   });
 
   it("NaN on one side only is a mismatch with infinite error, whichever side", () => {
-    const r = compareTensors(Tensor.from([1, NaN, 3]), Tensor.from([NaN, 2, 3]), { rtol: 1, atol: 1 });
+    const r = compareTensors(Tensor.from([1, NaN, 3]), Tensor.from([NaN, 2, 3]), {
+      rtol: 1,
+      atol: 1,
+    });
     expect(r.mismatched).toBe(2);
     expect(r.firstMismatches.map((m) => [m.index, m.absError, m.ulp])).toEqual([
       [[0], Infinity, Infinity],
@@ -186,13 +200,19 @@ describe("compareTensors: NaN, infinities, zeros", () => {
   });
 
   it("errors that overflow to infinity are mismatches", () => {
-    const r = compareTensors(Tensor.from([1.7e308]), Tensor.from([-1.7e308]), { rtol: 1.5, atol: 0 });
+    const r = compareTensors(Tensor.from([1.7e308]), Tensor.from([-1.7e308]), {
+      rtol: 1.5,
+      atol: 0,
+    });
     expect(r.ok).toBe(false);
     expect(r.maxAbsError).toBe(Infinity);
   });
 
   it("leaves e = 0 out of the maximum relative error (atol governs it)", () => {
-    const r = compareTensors(Tensor.from([0, 2]), Tensor.from([1e-8, 2.000001]), { rtol: 1e-5, atol: 1e-7 });
+    const r = compareTensors(Tensor.from([0, 2]), Tensor.from([1e-8, 2.000001]), {
+      rtol: 1e-5,
+      atol: 1e-7,
+    });
     expect(r.ok).toBe(true);
     expect(r.maxRelError).toBeCloseTo(5e-7, 12);
     expect(r.maxAbsError).toBeCloseTo(1e-6, 12);
@@ -202,7 +222,15 @@ describe("compareTensors: NaN, infinities, zeros", () => {
 describe("compareTensors: dtype and shape first", () => {
   it("reports a shape mismatch with both shapes and compares no values", () => {
     const r = compareTensors(base([2, 3]), base([3, 2]), { name: "out.y" });
-    expect(r).toMatchObject({ ok: false, status: "shape", size: 0, worst: null, specials: null, expectedShape: [2, 3], actualShape: [3, 2] });
+    expect(r).toMatchObject({
+      ok: false,
+      status: "shape",
+      size: 0,
+      worst: null,
+      specials: null,
+      expectedShape: [2, 3],
+      actualShape: [3, 2],
+    });
     expect(r.problem).toBe("shape mismatch: expected [2, 3], actual [3, 2] (6 vs 6 elements)");
     expect(formatReport(r)).toContain("out.y: shape mismatch: expected [2, 3], actual [3, 2]");
   });
@@ -210,29 +238,50 @@ describe("compareTensors: dtype and shape first", () => {
   it("reports a dtype mismatch with both dtypes and shapes", () => {
     const r = compareTensors(base([4]), base([4, 1], "f32"), { name: "grad.x" });
     expect(r.status).toBe("dtype");
-    expect(r.problem).toBe("dtype mismatch: expected f64 [4], actual f32 [4, 1] (the shapes differ too)");
+    expect(r.problem).toBe(
+      "dtype mismatch: expected f64 [4], actual f32 [4, 1] (the shapes differ too)",
+    );
   });
 
   it("refuses nonsensical tolerances with a clear error", () => {
-    expect(() => compareTensors(base([2]), base([2]), { name: "out.y", rtol: -1 })).toThrow('compare "out.y": rtol must be a finite number ≥ 0, got -1');
-    expect(() => compareTensors(base([2]), base([2]), { atol: NaN })).toThrow('compare "tensor": atol must be a finite number ≥ 0, got NaN');
+    expect(() => compareTensors(base([2]), base([2]), { name: "out.y", rtol: -1 })).toThrow(
+      'compare "out.y": rtol must be a finite number ≥ 0, got -1',
+    );
+    expect(() => compareTensors(base([2]), base([2]), { atol: NaN })).toThrow(
+      'compare "tensor": atol must be a finite number ≥ 0, got NaN',
+    );
   });
 });
 
 describe("compareNamed and compareCase", () => {
   it("reports missing and extra tensors by name", () => {
-    const r = compareNamed({ "out.y": base([2]), "out.loss": Tensor.scalar(1) }, { "out.y": base([2]), "out.z": base([3]) });
+    const r = compareNamed(
+      { "out.y": base([2]), "out.loss": Tensor.scalar(1) },
+      { "out.y": base([2]), "out.z": base([3]) },
+    );
     expect(r.ok).toBe(false);
     expect(r.tensors.map((t) => [t.name, t.status, t.ok])).toEqual([
       ["out.loss", "missing", false],
       ["out.y", "ok", true],
       ["out.z", "extra", false],
     ]);
-    expect(r.tensors[0]!.problem).toBe('missing: expected f64 [], but the actual set has no tensor "out.loss"');
-    expect(r.tensors[2]!.problem).toBe('extra: the actual set has "out.z" (f64 [3]), which the expected set lacks');
-    const allowed = compareNamed({ "out.y": base([2]) }, { "out.y": base([2]), "h.0.y": base([3]) }, {}, { allowExtra: true });
+    expect(r.tensors[0]!.problem).toBe(
+      'missing: expected f64 [], but the actual set has no tensor "out.loss"',
+    );
+    expect(r.tensors[2]!.problem).toBe(
+      'extra: the actual set has "out.z" (f64 [3]), which the expected set lacks',
+    );
+    const allowed = compareNamed(
+      { "out.y": base([2]) },
+      { "out.y": base([2]), "h.0.y": base([3]) },
+      {},
+      { allowExtra: true },
+    );
     expect(allowed.ok).toBe(true);
-    expect(allowed.tensors.map((t) => [t.name, t.status, t.ok])).toEqual([["out.y", "ok", true], ["h.0.y", "extra", true]]);
+    expect(allowed.tensors.map((t) => [t.name, t.status, t.ok])).toEqual([
+      ["out.y", "ok", true],
+      ["h.0.y", "extra", true],
+    ]);
   });
 
   it("takes tolerances from the caller, then the case, then the dtype default", () => {
@@ -245,8 +294,18 @@ describe("compareNamed and compareCase", () => {
       { ...DEFAULT_TOLERANCE.f32, source: "default" },
     ]);
     const c = compareNamed(e, e, caseTol, { rtol: 0.5 });
-    expect(c.tensors[0]!.tolerance).toEqual({ rtol: 0.5, atol: 0.2, reason: "rtol given by the caller; atol from the case", source: "caller" });
-    expect(c.tensors[1]!.tolerance).toEqual({ rtol: 0.5, atol: 1e-7, reason: "rtol given by the caller; atol default", source: "caller" });
+    expect(c.tensors[0]!.tolerance).toEqual({
+      rtol: 0.5,
+      atol: 0.2,
+      reason: "rtol given by the caller; atol from the case",
+      source: "caller",
+    });
+    expect(c.tensors[1]!.tolerance).toEqual({
+      rtol: 0.5,
+      atol: 1e-7,
+      reason: "rtol given by the caller; atol default",
+      source: "caller",
+    });
   });
 
   it("compares a case's outputs and, when given, its gradients", () => {
@@ -276,10 +335,19 @@ describe("formatReport and reportToJSON", () => {
     const e = base([2, 6]);
     const a = e.clone();
     a.data[9] = e.data[9]! * (1 + 1e-6);
-    const text = formatReport(compareNamed({ "out.y": e, "grad.x": e }, { "out.y": a, "grad.x": e }, {}, { title: "demo/f64/n2" }));
+    const text = formatReport(
+      compareNamed(
+        { "out.y": e, "grad.x": e },
+        { "out.y": a, "grad.x": e },
+        {},
+        { title: "demo/f64/n2" },
+      ),
+    );
     const lines = text.split("\n");
     expect(lines[0]).toBe("demo/f64/n2: FAIL (1 of 2 tensors pass)");
-    expect(lines[2]).toMatch(/^tensor\s+status\s+dtype\s+shape\s+rtol\s+atol\s+max abs err\s+max rel err\s+max ULP\s+budget\s+mismatched$/);
+    expect(lines[2]).toMatch(
+      /^tensor\s+status\s+dtype\s+shape\s+rtol\s+atol\s+max abs err\s+max rel err\s+max ULP\s+budget\s+mismatched$/,
+    );
     // columns line up: every table row starts its status column at the same place
     const col = lines[2]!.indexOf("status");
     expect(lines[4]!.slice(col, col + 2)).toBe("ok");
@@ -304,16 +372,27 @@ describe("formatReport and reportToJSON", () => {
   });
 
   it("never masks NaN, infinities or −0 in the report", () => {
-    const r = compareTensors(Tensor.from([NaN, -0, 1]), Tensor.from([1, -0, Infinity]), { name: "out.y" });
+    const r = compareTensors(Tensor.from([NaN, -0, 1]), Tensor.from([1, -0, Infinity]), {
+      name: "out.y",
+    });
     const json = JSON.parse(reportToJSON(r)) as Record<string, unknown>;
     expect(json.max_abs_error).toBe("Infinity");
     expect(json.schema_version).toBe(1);
-    expect(json.specials).toEqual({ expected: { nan: 1, pos_inf: 0, neg_inf: 0, neg_zero: 1 }, actual: { nan: 0, pos_inf: 1, neg_inf: 0, neg_zero: 1 } });
-    expect((json.first_mismatches as Array<Record<string, unknown>>)[0]).toMatchObject({ index: [0], expected: "NaN", actual: 1 });
+    expect(json.specials).toEqual({
+      expected: { nan: 1, pos_inf: 0, neg_inf: 0, neg_zero: 1 },
+      actual: { nan: 0, pos_inf: 1, neg_inf: 0, neg_zero: 1 },
+    });
+    expect((json.first_mismatches as Array<Record<string, unknown>>)[0]).toMatchObject({
+      index: [0],
+      expected: "NaN",
+      actual: 1,
+    });
     const text = formatReport(r);
     expect(text).toContain("specials  expected: NaN 1, +Inf 0, -Inf 0, -0 1");
     expect(text).toContain("actual:   NaN 0, +Inf 1, -Inf 0, -0 1");
-    const z = JSON.parse(reportToJSON(compareTensors(Tensor.from([-0]), Tensor.from([1])))) as { worst: { expected: unknown } };
+    const z = JSON.parse(reportToJSON(compareTensors(Tensor.from([-0]), Tensor.from([1])))) as {
+      worst: { expected: unknown };
+    };
     expect(z.worst.expected).toBe("-0");
   });
 });

@@ -69,7 +69,8 @@ export type TensorStatus = "ok" | "values" | "dtype" | "shape" | "missing" | "ex
 
 /**
  * The comparison of one tensor: status, dtypes and shapes on both sides, the tolerance used and where it came from, and
- * error statistics (absolute, relative, ULP, share of the tolerance budget) with the worst and first mismatching elements.
+ * error statistics (absolute, relative, ULP, share of the tolerance budget) with the worst and
+ * first mismatching elements.
  */
 export interface TensorReport {
   readonly name: string;
@@ -81,7 +82,12 @@ export interface TensorReport {
   readonly actualDtype: DType | null;
   readonly expectedShape: readonly number[] | null;
   readonly actualShape: readonly number[] | null;
-  readonly tolerance: { readonly rtol: number; readonly atol: number; readonly reason: string; readonly source: ToleranceSource };
+  readonly tolerance: {
+    readonly rtol: number;
+    readonly atol: number;
+    readonly reason: string;
+    readonly source: ToleranceSource;
+  };
   /** Elements compared (0 when the values were not compared). */
   readonly size: number;
   /** Elements outside tolerance. */
@@ -119,7 +125,10 @@ export interface CaseReport {
   readonly failed: number;
 }
 
-/** Options of {@link compareTensors}: tolerance overrides (the caller's win over the case's, which win over the dtype defaults) and the report's name. */
+/**
+ * Options of {@link compareTensors}: tolerance overrides (the caller's win over the case's, which
+ * win over the dtype defaults) and the report's name.
+ */
 export interface CompareOptions {
   /** Overrides the case's and the default rtol. */
   readonly rtol?: number;
@@ -187,7 +196,9 @@ export function defaultTolerance(dtype: DType): Required<Tolerance> {
 
 function checkTol(value: number | undefined, what: string, name: string): void {
   if (value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value >= 0)) {
-    throw new RangeError(`compare ${JSON.stringify(name)}: ${what} must be a finite number ≥ 0, got ${String(value)}`);
+    throw new RangeError(
+      `compare ${JSON.stringify(name)}: ${what} must be a finite number ≥ 0, got ${String(value)}`,
+    );
   }
 }
 
@@ -206,16 +217,22 @@ function resolveTolerance(
   }
   const base = fromCase ?? DEFAULT_TOLERANCE[dtype];
   const baseSource: ToleranceSource = fromCase === undefined ? "default" : "case";
-  const baseReason = base.reason ?? (fromCase === undefined ? DEFAULT_TOLERANCE[dtype].reason : "stated by the case");
+  const baseReason =
+    base.reason ??
+    (fromCase === undefined ? DEFAULT_TOLERANCE[dtype].reason : "stated by the case");
   if (caller.rtol === undefined && caller.atol === undefined) {
     return { rtol: base.rtol, atol: base.atol, reason: baseReason, source: baseSource };
   }
-  const parts = [caller.rtol !== undefined ? "rtol" : "", caller.atol !== undefined ? "atol" : ""].filter(Boolean).join(" and ");
+  const parts = [caller.rtol !== undefined ? "rtol" : "", caller.atol !== undefined ? "atol" : ""]
+    .filter(Boolean)
+    .join(" and ");
   const kept = caller.rtol === undefined ? "rtol" : caller.atol === undefined ? "atol" : "";
   return {
     rtol: caller.rtol ?? base.rtol,
     atol: caller.atol ?? base.atol,
-    reason: `${parts} given by the caller${kept === "" ? "" : `; ${kept} ${baseSource === "case" ? "from the case" : "default"}`}`,
+    reason:
+      `${parts} given by the ` +
+      `caller${kept === "" ? "" : `; ${kept} ${baseSource === "case" ? "from the case" : "default"}`}`,
     source: "caller",
   };
 }
@@ -271,20 +288,33 @@ function describe(t: Tensor): string {
  *
  * @example compareTensors(Tensor.from([1, 2]), Tensor.from([1, 2.5])).firstMismatches[0]?.index // [1]
  */
-export function compareTensors(expected: Tensor, actual: Tensor, opts: CompareOptions = {}): TensorReport {
+export function compareTensors(
+  expected: Tensor,
+  actual: Tensor,
+  opts: CompareOptions = {},
+): TensorReport {
   const name = opts.name ?? "tensor";
   const dtype = opts.dtype ?? expected.dtype;
   const tolerance = resolveTolerance(dtype, name, opts, opts.caseTolerance);
   if (expected.dtype !== actual.dtype) {
     const shapes = sameShape(expected.shape, actual.shape) ? "" : " (the shapes differ too)";
-    return emptyReport(name, "dtype", false, `dtype mismatch: expected ${describe(expected)}, actual ${describe(actual)}${shapes}`, expected, actual, tolerance);
+    return emptyReport(
+      name,
+      "dtype",
+      false,
+      `dtype mismatch: expected ${describe(expected)}, actual ${describe(actual)}${shapes}`,
+      expected,
+      actual,
+      tolerance,
+    );
   }
   if (!sameShape(expected.shape, actual.shape)) {
     return emptyReport(
       name,
       "shape",
       false,
-      `shape mismatch: expected ${shapeToString(expected.shape)}, actual ${shapeToString(actual.shape)} (${expected.size} vs ${actual.size} elements)`,
+      `shape mismatch: expected ${shapeToString(expected.shape)}, actual ` +
+        `${shapeToString(actual.shape)} (${expected.size} vs ${actual.size} elements)`,
       expected,
       actual,
       tolerance,
@@ -295,9 +325,13 @@ export function compareTensors(expected: Tensor, actual: Tensor, opts: CompareOp
   const a = actual.data;
   const n = e.length;
   // bit views for the ULP distance in the expected dtype's format
-  const eb64 = dtype === "f64" && expected.dtype === "f64" ? new BigInt64Array(e.buffer, e.byteOffset, n) : null;
+  const eb64 =
+    dtype === "f64" && expected.dtype === "f64"
+      ? new BigInt64Array(e.buffer, e.byteOffset, n)
+      : null;
   const ab64 = eb64 !== null ? new BigInt64Array(a.buffer, a.byteOffset, n) : null;
-  const eb32 = expected.dtype === "f32" && dtype === "f32" ? new Int32Array(e.buffer, e.byteOffset, n) : null;
+  const eb32 =
+    expected.dtype === "f32" && dtype === "f32" ? new Int32Array(e.buffer, e.byteOffset, n) : null;
   const ab32 = eb32 !== null ? new Int32Array(a.buffer, a.byteOffset, n) : null;
 
   let mismatched = 0;
@@ -324,7 +358,14 @@ export function compareTensors(expected: Tensor, actual: Tensor, opts: CompareOp
     let rel: number;
     let budget: number;
     let pass: boolean;
-    if (ev !== ev || av !== av || ev === Infinity || ev === -Infinity || av === Infinity || av === -Infinity) {
+    if (
+      ev !== ev ||
+      av !== av ||
+      ev === Infinity ||
+      ev === -Infinity ||
+      av === Infinity ||
+      av === -Infinity
+    ) {
       // NaN matches only NaN; an infinity matches only the same infinity
       pass = ev === av || (ev !== ev && av !== av);
       abs = pass ? 0 : Infinity;
@@ -367,7 +408,14 @@ export function compareTensors(expected: Tensor, actual: Tensor, opts: CompareOp
       absError: abs,
       relError: nonfinite ? abs : ev !== 0 ? abs / Math.abs(ev) : abs === 0 ? 0 : Infinity,
       ulp: elementUlp(i, ev, av),
-      budget: nonfinite || abs === Infinity ? abs : allowed > 0 ? abs / allowed : abs === 0 ? 0 : Infinity,
+      budget:
+        nonfinite || abs === Infinity
+          ? abs
+          : allowed > 0
+            ? abs / allowed
+            : abs === 0
+              ? 0
+              : Infinity,
     };
   };
   return {
@@ -414,31 +462,60 @@ export function compareNamed(
   tolerances: Readonly<Record<string, Tolerance>> = {},
   opts: CompareNamedOptions = {},
 ): CaseReport {
-  const exp = expected instanceof Map ? expected : new Map(Object.entries(expected as NamedTensors));
+  const exp =
+    expected instanceof Map ? expected : new Map(Object.entries(expected as NamedTensors));
   const act = actual instanceof Map ? actual : new Map(Object.entries(actual as NamedTensors));
   const caller = { rtol: opts.rtol, atol: opts.atol };
   const reports: TensorReport[] = [];
   for (const name of [...exp.keys()].sort(compareCodePoints)) {
     const e = exp.get(name)!;
     const a = act.get(name);
-    const caseTol = Object.prototype.hasOwnProperty.call(tolerances, name) ? tolerances[name] : undefined;
+    const caseTol = Object.prototype.hasOwnProperty.call(tolerances, name)
+      ? tolerances[name]
+      : undefined;
     if (a === undefined) {
       const tol = resolveTolerance(e.dtype, name, caller, caseTol);
-      reports.push(emptyReport(name, "missing", false, `missing: expected ${describe(e)}, but the actual set has no tensor ${JSON.stringify(name)}`, e, undefined, tol));
+      reports.push(
+        emptyReport(
+          name,
+          "missing",
+          false,
+          `missing: expected ${describe(e)}, but the actual set has no tensor ${JSON.stringify(name)}`,
+          e,
+          undefined,
+          tol,
+        ),
+      );
       continue;
     }
-    reports.push(compareTensors(e, a, { name, rtol: opts.rtol, atol: opts.atol, caseTolerance: caseTol }));
+    reports.push(
+      compareTensors(e, a, { name, rtol: opts.rtol, atol: opts.atol, caseTolerance: caseTol }),
+    );
   }
   for (const name of [...act.keys()].filter((k) => !exp.has(k)).sort(compareCodePoints)) {
     const a = act.get(name)!;
     const tol = resolveTolerance(a.dtype, name, caller);
     const allow = opts.allowExtra === true;
     reports.push(
-      emptyReport(name, "extra", allow, `extra: the actual set has ${JSON.stringify(name)} (${describe(a)}), which the expected set lacks`, undefined, a, tol),
+      emptyReport(
+        name,
+        "extra",
+        allow,
+        `extra: the actual set has ${JSON.stringify(name)} (${describe(a)}), which the expected set lacks`,
+        undefined,
+        a,
+        tol,
+      ),
     );
   }
   const failed = reports.filter((r) => !r.ok).length;
-  return { name: opts.title ?? "comparison", ok: failed === 0, tensors: reports, passed: reports.length - failed, failed };
+  return {
+    name: opts.title ?? "comparison",
+    ok: failed === 0,
+    tensors: reports,
+    passed: reports.length - failed,
+    failed,
+  };
 }
 
 /** The parts of a golden case the comparison needs (see cases-io.ts `GoldenCase`). */
@@ -460,7 +537,8 @@ export function compareCase(
   actual: { readonly outputs: NamedTensors; readonly grads?: NamedTensors },
   opts: CompareNamedOptions = {},
 ): CaseReport {
-  const prefix = (p: string, t: NamedTensors): Map<string, Tensor> => new Map(Object.entries(t).map(([k, v]) => [`${p}.${k}`, v]));
+  const prefix = (p: string, t: NamedTensors): Map<string, Tensor> =>
+    new Map(Object.entries(t).map(([k, v]) => [`${p}.${k}`, v]));
   const expected = prefix("out", golden.outputs);
   const got = prefix("out", actual.outputs);
   if (actual.grads !== undefined) {
@@ -497,7 +575,13 @@ export function formatValue(x: number, dtype: DType | null = "f64", other?: numb
   for (let p = 7; p <= 17; p++) {
     const s = roundTrips(x, dtype, p);
     if (s === "") continue;
-    if (other !== undefined && Number.isFinite(other) && other !== x && other.toExponential(p - 1) === s) continue;
+    if (
+      other !== undefined &&
+      Number.isFinite(other) &&
+      other !== x &&
+      other.toExponential(p - 1) === s
+    )
+      continue;
     return cStyle(s);
   }
   return cStyle(x.toExponential(16));
@@ -522,8 +606,14 @@ function formatPercent(x: number): string {
 
 function table(header: string[], rows: string[][]): string[] {
   // a reduce, not Math.max(...rows): a spread of many rows overflows the call stack
-  const widths = header.map((h, c) => rows.reduce((w, r) => Math.max(w, (r[c] ?? "").length), h.length));
-  const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
+  const widths = header.map((h, c) =>
+    rows.reduce((w, r) => Math.max(w, (r[c] ?? "").length), h.length),
+  );
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join("  ")
+      .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
@@ -545,8 +635,20 @@ function elementRow(el: ElementReport, dtype: DType | null): string[] {
 
 /** A readable fixed-width report: a summary table, then the story of each failing tensor. */
 export function formatReport(report: CaseReport | TensorReport): string {
-  const c: CaseReport = "tensors" in report ? report : { name: report.name, ok: report.ok, tensors: [report], passed: report.ok ? 1 : 0, failed: report.ok ? 0 : 1 };
-  const out: string[] = [`${c.name}: ${c.ok ? "PASS" : "FAIL"} (${c.passed} of ${c.tensors.length} tensors pass)`, ""];
+  const c: CaseReport =
+    "tensors" in report
+      ? report
+      : {
+          name: report.name,
+          ok: report.ok,
+          tensors: [report],
+          passed: report.ok ? 1 : 0,
+          failed: report.ok ? 0 : 1,
+        };
+  const out: string[] = [
+    `${c.name}: ${c.ok ? "PASS" : "FAIL"} (${c.passed} of ${c.tensors.length} tensors pass)`,
+    "",
+  ];
   const rows = c.tensors.map((r) => [
     r.name,
     r.ok ? "ok" : r.status === "values" ? "MISMATCH" : r.status.toUpperCase(),
@@ -558,13 +660,34 @@ export function formatReport(report: CaseReport | TensorReport): string {
     r.size === 0 && r.status !== "ok" ? "-" : formatError(r.maxRelError),
     r.size === 0 && r.status !== "ok" ? "-" : r.maxUlp === Infinity ? "inf" : String(r.maxUlp),
     r.size === 0 && r.status !== "ok" ? "-" : formatBudget(r.budgetUsed),
-    r.status === "ok" || r.status === "values" ? `${r.mismatched} (${formatPercent(r.mismatchedPercent)})` : "-",
+    r.status === "ok" || r.status === "values"
+      ? `${r.mismatched} (${formatPercent(r.mismatchedPercent)})`
+      : "-",
   ]);
-  out.push(...table(["tensor", "status", "dtype", "shape", "rtol", "atol", "max abs err", "max rel err", "max ULP", "budget", "mismatched"], rows));
+  out.push(
+    ...table(
+      [
+        "tensor",
+        "status",
+        "dtype",
+        "shape",
+        "rtol",
+        "atol",
+        "max abs err",
+        "max rel err",
+        "max ULP",
+        "budget",
+        "mismatched",
+      ],
+      rows,
+    ),
+  );
   for (const r of c.tensors) {
     const specials = r.specials;
     const hasSpecials =
-      specials !== null && (Object.values(specials.expected).some((v) => v > 0) || Object.values(specials.actual).some((v) => v > 0));
+      specials !== null &&
+      (Object.values(specials.expected).some((v) => v > 0) ||
+        Object.values(specials.actual).some((v) => v > 0));
     if (r.ok && !hasSpecials) continue;
     out.push("");
     if (r.problem !== null) {
@@ -574,7 +697,8 @@ export function formatReport(report: CaseReport | TensorReport): string {
     const dtype = r.expectedDtype;
     if (!r.ok) {
       out.push(
-        `${r.name}: ${r.mismatched} of ${r.size} elements (${formatPercent(r.mismatchedPercent)}) outside |a - e| <= atol + rtol*|e| ` +
+        `${r.name}: ${r.mismatched} of ${r.size} elements ` +
+          `(${formatPercent(r.mismatchedPercent)}) outside |a - e| <= atol + rtol*|e| ` +
           `(rtol ${formatError(r.tolerance.rtol)}, atol ${formatError(r.tolerance.atol)}: ${r.tolerance.reason})`,
       );
       const head = ["index", "expected", "actual", "abs err", "rel err", "ULP", "budget"];
@@ -583,7 +707,12 @@ export function formatReport(report: CaseReport | TensorReport): string {
         out.push(...table(head, [elementRow(r.worst, dtype)]).map((l) => `    ${l}`));
       }
       out.push(`  mismatches (first ${r.firstMismatches.length} of ${r.mismatched}):`);
-      out.push(...table(head, r.firstMismatches.map((el) => elementRow(el, dtype))).map((l) => `    ${l}`));
+      out.push(
+        ...table(
+          head,
+          r.firstMismatches.map((el) => elementRow(el, dtype)),
+        ).map((l) => `    ${l}`),
+      );
     } else {
       out.push(`${r.name}: ok`);
     }

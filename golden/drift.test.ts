@@ -7,11 +7,16 @@ const python = "/usr/bin/python3";
 const hasNumpy = spawnSync(python, ["-c", "import numpy"], { encoding: "utf8" }).status === 0;
 
 describe("golden/check_drift.py", () => {
-  it.skipIf(!hasNumpy)("plants each kind of violation in a tiny golden folder and reports it (--self-test)", () => {
-    const r = spawnSync(python, [`${here}check_drift.py`, "--self-test"], { encoding: "utf8", timeout: 60_000 });
-    expect(r.stdout).toContain("drift scenarios passed");
-    expect(r.stdout).toMatch(/\d+ examples, 0 failures/);
-    expect(r.status).toBe(0);
-  });
-
+  it.skipIf(!hasNumpy)(
+    "plants each kind of violation in a tiny golden folder and reports it (--self-test)",
+    () => {
+      const r = spawnSync(python, [`${here}check_drift.py`, "--self-test"], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(r.stdout).toContain("drift scenarios passed");
+      expect(r.stdout).toMatch(/\d+ examples, 0 failures/);
+      expect(r.status).toBe(0);
+    },
+  );
 });

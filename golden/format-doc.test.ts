@@ -48,7 +48,10 @@ const reluMeta: CaseMeta = {
   torch_version: "1.13.0",
   generator: "FORMAT.md example",
   oracle: "torch.relu",
-  tolerance: { "out.y": { rtol: 0, atol: 0, reason: "exact" }, "grad.x": { rtol: 0, atol: 0, reason: "exact" } },
+  tolerance: {
+    "out.y": { rtol: 0, atol: 0, reason: "exact" },
+    "grad.x": { rtol: 0, atol: 0, reason: "exact" },
+  },
 };
 const relu: CaseToSave = {
   meta: reluMeta,
@@ -60,9 +63,35 @@ const relu: CaseToSave = {
 
 /** A second case exercising F32 and I32 in the readers. */
 const embedding: CaseToSave = {
-  meta: { ...reluMeta, case: "embedding/f32/n3", formula: "embedding", dtype: "f32", dims: { n: 3, V: 3, d_model: 2 }, tolerance: {} },
-  inputs: { tokens: Tensor.from([2, 0, -7], "i32"), E: Tensor.from([[0.1, -2], [3.5, 1e-30], [Math.fround(1 / 3), 65504]], "f32") },
-  outputs: { y: Tensor.from([[0.1, -2], [3.5, 1e-30], [1, 2]], "f32") },
+  meta: {
+    ...reluMeta,
+    case: "embedding/f32/n3",
+    formula: "embedding",
+    dtype: "f32",
+    dims: { n: 3, V: 3, d_model: 2 },
+    tolerance: {},
+  },
+  inputs: {
+    tokens: Tensor.from([2, 0, -7], "i32"),
+    E: Tensor.from(
+      [
+        [0.1, -2],
+        [3.5, 1e-30],
+        [Math.fround(1 / 3), 65504],
+      ],
+      "f32",
+    ),
+  },
+  outputs: {
+    y: Tensor.from(
+      [
+        [0.1, -2],
+        [3.5, 1e-30],
+        [1, 2],
+      ],
+      "f32",
+    ),
+  },
 };
 
 function hexdump(bytes: Uint8Array): string {
@@ -70,7 +99,9 @@ function hexdump(bytes: Uint8Array): string {
   for (let o = 0; o < bytes.length; o += 16) {
     const row = bytes.subarray(o, o + 16);
     const hex = Array.from(row, (b) => b.toString(16).padStart(2, "0")).join(" ");
-    const ascii = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
+    const ascii = Array.from(row, (b) =>
+      b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".",
+    ).join("");
     lines.push(`${o.toString(16).padStart(4, "0")}  ${hex.padEnd(47)}  ${ascii}`);
   }
   return lines.join("\n") + "\n";
@@ -83,7 +114,10 @@ saveCase(reluPath, relu);
 saveCase(embPath, embedding);
 
 /** dtype, shape and values of a tensor as our reader sees them. */
-function expectedPrint(path: string, name: string): { dtype: string; shape: string; values: number[] } {
+function expectedPrint(
+  path: string,
+  name: string,
+): { dtype: string; shape: string; values: number[] } {
   const t = readSafetensorsFile(path).tensors.get(name)!;
   return { dtype: t.dtype.toUpperCase(), shape: t.shape.join(" "), values: Array.from(t.data) };
 }
@@ -91,7 +125,11 @@ function expectedPrint(path: string, name: string): { dtype: string; shape: stri
 /** Parse a reader's output; float32 values printed with float32's shortest digits are rounded back. */
 function parsePrint(out: string): { dtype: string; shape: string; values: number[] } {
   const [dtype, shape, ...values] = out.trimEnd().split("\n");
-  return { dtype: dtype!, shape: shape!, values: values.map((v) => (dtype === "F32" ? Math.fround(Number(v)) : Number(v))) };
+  return {
+    dtype: dtype!,
+    shape: shape!,
+    values: values.map((v) => (dtype === "F32" ? Math.fround(Number(v)) : Number(v))),
+  };
 }
 
 const PROBES: Array<[string, string]> = [
@@ -122,23 +160,34 @@ describe("FORMAT.md", () => {
     }
   });
 
-  it.skipIf(CC === null)("C reader compiles without warnings and prints what our reader reads", () => {
-    const src = join(dir, "read_tensor.c");
-    const bin = join(dir, "read_tensor_c");
-    writeFileSync(src, example("c"));
-    execFileSync(CC!, ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-o", bin, src]);
-    for (const [path, name] of PROBES) {
-      expect(parsePrint(execFileSync(bin, [path, name]).toString())).toEqual(expectedPrint(path, name));
-    }
-  });
+  it.skipIf(CC === null)(
+    "C reader compiles without warnings and prints what our reader reads",
+    () => {
+      const src = join(dir, "read_tensor.c");
+      const bin = join(dir, "read_tensor_c");
+      writeFileSync(src, example("c"));
+      execFileSync(CC!, ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-o", bin, src]);
+      for (const [path, name] of PROBES) {
+        expect(parsePrint(execFileSync(bin, [path, name]).toString())).toEqual(
+          expectedPrint(path, name),
+        );
+      }
+    },
+  );
 
-  it.skipIf(RUSTC === null)("Rust reader compiles and prints what our reader reads", () => {
-    const src = join(dir, "read_tensor.rs");
-    const bin = join(dir, "read_tensor_rs");
-    writeFileSync(src, example("rust"));
-    execFileSync(RUSTC!, ["--edition", "2021", "-o", bin, src], { stdio: "pipe" });
-    for (const [path, name] of PROBES) {
-      expect(parsePrint(execFileSync(bin, [path, name]).toString())).toEqual(expectedPrint(path, name));
-    }
-  }, 60_000);
+  it.skipIf(RUSTC === null)(
+    "Rust reader compiles and prints what our reader reads",
+    () => {
+      const src = join(dir, "read_tensor.rs");
+      const bin = join(dir, "read_tensor_rs");
+      writeFileSync(src, example("rust"));
+      execFileSync(RUSTC!, ["--edition", "2021", "-o", bin, src], { stdio: "pipe" });
+      for (const [path, name] of PROBES) {
+        expect(parsePrint(execFileSync(bin, [path, name]).toString())).toEqual(
+          expectedPrint(path, name),
+        );
+      }
+    },
+    60_000,
+  );
 });

@@ -24,19 +24,33 @@ describe("the reference matches every golden case", () => {
     const config = { ...g.meta.config, dtype: g.meta.dtype };
     const { outputs } = await impl.forward({ formula: g.meta.formula, config, inputs: g.inputs });
     const actual: { outputs: typeof outputs; grads?: typeof outputs } = { outputs: {} };
-    for (const k of Object.keys(g.outputs)) (actual.outputs as Record<string, unknown>)[k] = outputs[k];
+    for (const k of Object.keys(g.outputs))
+      (actual.outputs as Record<string, unknown>)[k] = outputs[k];
     if (Object.keys(g.grads).length > 0 && supportsBackward(impl, g.meta.formula)) {
-      actual.grads = (await impl.backwardPass!({ formula: g.meta.formula, config, inputs: g.inputs, cotangents: g.cotangents })).grads;
+      actual.grads = (
+        await impl.backwardPass!({
+          formula: g.meta.formula,
+          config,
+          inputs: g.inputs,
+          cotangents: g.cotangents,
+        })
+      ).grads;
     }
     const report = compareCase(g, actual);
     expect(report.ok, formatReport(report)).toBe(true);
     if (g.meta.dtype === "f64") {
       for (const t of report.tensors) {
-        const e = (t.name.startsWith("out.") ? g.outputs : g.grads)[t.name.slice(t.name.indexOf(".") + 1)]!;
+        const e = (t.name.startsWith("out.") ? g.outputs : g.grads)[
+          t.name.slice(t.name.indexOf(".") + 1)
+        ]!;
         let scale = 1;
-        for (let i = 0; i < e.size; i++) if (Number.isFinite(e.data[i]!)) scale = Math.max(scale, Math.abs(e.data[i]!));
+        for (let i = 0; i < e.size; i++)
+          if (Number.isFinite(e.data[i]!)) scale = Math.max(scale, Math.abs(e.data[i]!));
         const stated = g.meta.tolerance[t.name]?.rtol ?? 0;
-        expect(t.maxAbsError / scale, `${t.name}: ${t.maxAbsError} at scale ${scale}`).toBeLessThanOrEqual(Math.max(1e-9, stated));
+        expect(
+          t.maxAbsError / scale,
+          `${t.name}: ${t.maxAbsError} at scale ${scale}`,
+        ).toBeLessThanOrEqual(Math.max(1e-9, stated));
       }
     }
   });

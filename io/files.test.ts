@@ -25,7 +25,9 @@ describe("readRegularFile", () => {
   it("checks the size before reading, naming the bound", () => {
     const dir = mkdtempSync(join(tmpdir(), "files-"));
     writeFileSync(join(dir, "big"), Buffer.alloc(2048));
-    expect(message(() => readRegularFile(join(dir, "big"), { maxBytes: 1024, what: "config" }))).toBe(
+    expect(
+      message(() => readRegularFile(join(dir, "big"), { maxBytes: 1024, what: "config" })),
+    ).toBe(
       `${join(dir, "big")}: cannot read: 2048 bytes is larger than the 1024 bytes a config may be`,
     );
   });
@@ -34,10 +36,18 @@ describe("readRegularFile", () => {
     const dir = mkdtempSync(join(tmpdir(), "files-"));
     const fifo = join(dir, "fifo");
     execFileSync("mkfifo", [fifo]);
-    expect(message(() => readRegularFile(fifo))).toBe(`${fifo}: cannot read: is a FIFO (named pipe), not a regular file (only regular files are read)`);
-    expect(message(() => readRegularFile("/dev/zero"))).toBe("/dev/zero: cannot read: is a character device, not a regular file (only regular files are read)");
-    expect(message(() => readRegularFile(dir))).toBe(`${dir}: cannot read: is a directory, not a file`);
-    expect(message(() => readRegularFile(join(dir, "none")))).toBe(`${join(dir, "none")}: cannot read: no such file`);
+    expect(message(() => readRegularFile(fifo))).toBe(
+      `${fifo}: cannot read: is a FIFO (named pipe), not a regular file (only regular files are read)`,
+    );
+    expect(message(() => readRegularFile("/dev/zero"))).toBe(
+      "/dev/zero: cannot read: is a character device, not a regular file (only regular files are read)",
+    );
+    expect(message(() => readRegularFile(dir))).toBe(
+      `${dir}: cannot read: is a directory, not a file`,
+    );
+    expect(message(() => readRegularFile(join(dir, "none")))).toBe(
+      `${join(dir, "none")}: cannot read: no such file`,
+    );
   });
 });
 
@@ -54,15 +64,25 @@ describe("checkFolderTarget and makeFolders", () => {
   it("refuses a path through a file, naming the file", () => {
     const dir = mkdtempSync(join(tmpdir(), "files-"));
     writeFileSync(join(dir, "f"), "x");
-    expect(message(() => checkFolderTarget(join(dir, "f")))).toBe(`${join(dir, "f")}: exists and is not a folder`);
-    expect(message(() => checkFolderTarget(join(dir, "f", "x")))).toBe(`${join(dir, "f", "x")}: cannot create this folder: ${join(dir, "f")} is a file, not a folder`);
-    expect(message(() => makeFolders(join(dir, "f", "x")))).toBe(`${join(dir, "f", "x")}: cannot create this folder: ${join(dir, "f")} is a file, not a folder`);
+    expect(message(() => checkFolderTarget(join(dir, "f")))).toBe(
+      `${join(dir, "f")}: exists and is not a folder`,
+    );
+    expect(message(() => checkFolderTarget(join(dir, "f", "x")))).toBe(
+      `${join(dir, "f", "x")}: cannot create this folder: ${join(dir, "f")} is a file, not a folder`,
+    );
+    expect(message(() => makeFolders(join(dir, "f", "x")))).toBe(
+      `${join(dir, "f", "x")}: cannot create this folder: ${join(dir, "f")} is a file, not a folder`,
+    );
   });
 
   it("fails fast under /proc, where Node's recursive mkdir loops forever", () => {
     const start = performance.now();
-    expect(message(() => checkFolderTarget("/proc/nope/x"))).toBe("/proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)");
-    expect(message(() => makeFolders("/proc/nope/x"))).toBe("/proc/nope/x: cannot create this folder: mkdir /proc/nope failed (ENOENT)");
+    expect(message(() => checkFolderTarget("/proc/nope/x"))).toBe(
+      "/proc/nope/x: cannot write there: /proc does not accept new entries (ENOENT)",
+    );
+    expect(message(() => makeFolders("/proc/nope/x"))).toBe(
+      "/proc/nope/x: cannot create this folder: mkdir /proc/nope failed (ENOENT)",
+    );
     expect(existsSync("/proc/nope")).toBe(false);
     expect(performance.now() - start).toBeLessThan(1000);
   });

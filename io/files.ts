@@ -7,7 +7,17 @@
  * that many bytes. {@link makeFolders} creates a folder one level at a time: Node's
  * `mkdirSync(p, { recursive: true })` loops forever on some paths (`/proc/nope/x`).
  */
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, rmdirSync, statSync, type Stats } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmdirSync,
+  statSync,
+  type Stats,
+} from "node:fs";
 import { dirname, resolve } from "node:path";
 
 /** The error for a path that cannot be read or written as asked; the message names the path. */
@@ -60,7 +70,10 @@ function errnoText(err: unknown): string {
  * @param what  names the file in messages ("config", "checkpoint"); default "file".
  * @throws FileAccessError naming the path and what is wrong.
  */
-export function readRegularFile(path: string, opts: { maxBytes?: number; what?: string } = {}): Buffer {
+export function readRegularFile(
+  path: string,
+  opts: { maxBytes?: number; what?: string } = {},
+): Buffer {
   const maxBytes = opts.maxBytes ?? MAX_FILE_BYTES;
   const what = opts.what ?? "file";
   let st: Stats;
@@ -71,8 +84,16 @@ export function readRegularFile(path: string, opts: { maxBytes?: number; what?: 
   }
   const check = (s: Stats): void => {
     if (s.isDirectory()) throw new FileAccessError(path, `cannot read: is a directory, not a file`);
-    if (!s.isFile()) throw new FileAccessError(path, `cannot read: is ${kindOf(s)}, not a regular file (only regular files are read)`);
-    if (s.size > maxBytes) throw new FileAccessError(path, `cannot read: ${sizeText(s.size)} is larger than the ${sizeText(maxBytes)} a ${what} may be`);
+    if (!s.isFile())
+      throw new FileAccessError(
+        path,
+        `cannot read: is ${kindOf(s)}, not a regular file (only regular files are read)`,
+      );
+    if (s.size > maxBytes)
+      throw new FileAccessError(
+        path,
+        `cannot read: ${sizeText(s.size)} is larger than the ${sizeText(maxBytes)} a ${what} may be`,
+      );
   };
   check(st);
   let fd: number;
@@ -91,7 +112,11 @@ export function readRegularFile(path: string, opts: { maxBytes?: number; what?: 
       if (n === 0) break;
       at += n;
     }
-    if (at !== buf.length) throw new FileAccessError(path, `cannot read: the file shrank from ${now.size} to ${at} bytes while it was read`);
+    if (at !== buf.length)
+      throw new FileAccessError(
+        path,
+        `cannot read: the file shrank from ${now.size} to ${at} bytes while it was read`,
+      );
     return buf;
   } catch (err) {
     if (err instanceof FileAccessError) throw err;
@@ -102,7 +127,10 @@ export function readRegularFile(path: string, opts: { maxBytes?: number; what?: 
 }
 
 /** A regular file's UTF-8 text, with the checks of {@link readRegularFile}. */
-export function readRegularText(path: string, opts: { maxBytes?: number; what?: string } = {}): string {
+export function readRegularText(
+  path: string,
+  opts: { maxBytes?: number; what?: string } = {},
+): string {
   return readRegularFile(path, opts).toString("utf8");
 }
 
@@ -112,7 +140,10 @@ export function readRegularText(path: string, opts: { maxBytes?: number; what?: 
  * @throws FileAccessError when a level exists but is not a folder, or cannot be examined
  * (`statFailure` starts that message).
  */
-function nearestExistingFolder(dir: string, statFailure: string): { existing: string; missing: string[] } {
+function nearestExistingFolder(
+  dir: string,
+  statFailure: string,
+): { existing: string; missing: string[] } {
   const abs = resolve(dir);
   const missing: string[] = [];
   let p = abs;
@@ -122,10 +153,17 @@ function nearestExistingFolder(dir: string, statFailure: string): { existing: st
       st = statSync(p);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw new FileAccessError(dir, `${statFailure}: ${p}: ${errnoText(err)}`);
+      if (code !== "ENOENT" && code !== "ENOTDIR")
+        throw new FileAccessError(dir, `${statFailure}: ${p}: ${errnoText(err)}`);
     }
     if (st !== undefined) {
-      if (!st.isDirectory()) throw new FileAccessError(dir, p === abs ? "exists and is not a folder" : `cannot create this folder: ${p} is ${kindOf(st)}, not a folder`);
+      if (!st.isDirectory())
+        throw new FileAccessError(
+          dir,
+          p === abs
+            ? "exists and is not a folder"
+            : `cannot create this folder: ${p} is ${kindOf(st)}, not a folder`,
+        );
       return { existing: p, missing };
     }
     const up = dirname(p);
@@ -149,7 +187,10 @@ export function checkFolderTarget(dir: string): void {
     mkdirSync(probe);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new FileAccessError(dir, `cannot write there: ${p} does not accept new entries (${code})`);
+    throw new FileAccessError(
+      dir,
+      `cannot write there: ${p} does not accept new entries (${code})`,
+    );
   }
   rmdirSync(probe);
 }
@@ -166,7 +207,11 @@ export function makeFolders(dir: string): void {
       mkdirSync(m);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EEXIST" && statSync(m).isDirectory()) continue;
-      throw new FileAccessError(dir, `cannot create this folder: mkdir ${m} failed (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new FileAccessError(
+        dir,
+        `cannot create this folder: mkdir ${m} failed ` +
+          `(${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
     }
   }
 }

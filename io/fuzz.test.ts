@@ -5,7 +5,10 @@ import { checkFile, fuzzProperty, newStats, validFileArb } from "./fuzz.js";
 describe("safetensors reader under mutation fuzzing", () => {
   it("valid files from the generator parse consistently", () => {
     const stats = newStats();
-    fc.assert(fc.property(validFileArb, (bytes) => checkFile(bytes, stats)), { numRuns: 100 });
+    fc.assert(
+      fc.property(validFileArb, (bytes) => checkFile(bytes, stats)),
+      { numRuns: 100 },
+    );
     expect(stats.parsed).toBe(100);
     expect(stats.rejected).toBe(0);
   });

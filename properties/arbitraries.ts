@@ -23,7 +23,11 @@ import { getFormula, type FormulaDef } from "../spec/formula.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
-import { valueAllowed, type Capabilities, type FormulaCapability } from "../autodiff/capabilities.js";
+import {
+  valueAllowed,
+  type Capabilities,
+  type FormulaCapability,
+} from "../autodiff/capabilities.js";
 
 /** Tensors with at most this many elements are generated (and shrunk) element by element. */
 const ELEMENTWISE_LIMIT = 64;
@@ -100,7 +104,10 @@ export function dimsArb(opts: DimsOptions = {}): fc.Arbitrary<Dims> {
       : opts.batch === "any"
         ? fc.constantFrom<readonly number[]>([], [1], [2], [2, 1])
         : fc.constant(opts.batch);
-  const dkArb = opts.evenDk === true ? fc.integer({ min: Math.max(1, Math.ceil((opts.minDk ?? 2) / 2)), max: 2 }).map((h) => 2 * h) : fc.integer({ min: opts.minDk ?? 1, max: 4 });
+  const dkArb =
+    opts.evenDk === true
+      ? fc.integer({ min: Math.max(1, Math.ceil((opts.minDk ?? 2) / 2)), max: 2 }).map((h) => 2 * h)
+      : fc.integer({ min: opts.minDk ?? 1, max: 4 });
   return fc
     .record({
       n: fc.integer({ min: minN, max: maxN }),
@@ -167,12 +174,20 @@ export interface TensorArbOptions {
  * the failure does not need extremes.
  */
 function elementArb(dtype: FloatDType, r: ValueRange): fc.Arbitrary<number> {
-  if (!(r.min <= r.max) || !Number.isFinite(r.min) || !Number.isFinite(r.max)) throw new RangeError(`value range [${r.min}, ${r.max}] must be finite with min ≤ max`);
-  const any = dtype === "f64" ? fc.double({ min: r.min, max: r.max, noNaN: true }) : fc.float({ min: Math.fround(r.min), max: Math.fround(r.max), noNaN: true });
+  if (!(r.min <= r.max) || !Number.isFinite(r.min) || !Number.isFinite(r.max))
+    throw new RangeError(`value range [${r.min}, ${r.max}] must be finite with min ≤ max`);
+  const any =
+    dtype === "f64"
+      ? fc.double({ min: r.min, max: r.max, noNaN: true })
+      : fc.float({ min: Math.fround(r.min), max: Math.fround(r.max), noNaN: true });
   const lo = Math.ceil(r.min * 4);
   const hi = Math.floor(r.max * 4);
   if (hi < lo) return any;
-  return fc.oneof({ withCrossShrink: true }, fc.integer({ min: lo, max: hi }).map((i) => i / 4), any);
+  return fc.oneof(
+    { withCrossShrink: true },
+    fc.integer({ min: lo, max: hi }).map((i) => i / 4),
+    any,
+  );
 }
 
 /** Uniform values in the range from a seed, rounded to the dtype. */
@@ -184,7 +199,12 @@ function seededValues(seed: number, size: number, r: ValueRange): Float64Array {
 }
 
 /** A float tensor of a fixed shape with values in the range (see the module comment). */
-export function floatTensorArb(shape: readonly number[], dtype: FloatDType, range: ValueRange, opts: TensorArbOptions = {}): fc.Arbitrary<Tensor> {
+export function floatTensorArb(
+  shape: readonly number[],
+  dtype: FloatDType,
+  range: ValueRange,
+  opts: TensorArbOptions = {},
+): fc.Arbitrary<Tensor> {
   const size = shape.reduce((a, b) => a * b, 1);
   const make = (values: ArrayLike<number>) => {
     const t = Tensor.zeros(shape, dtype);
@@ -194,7 +214,8 @@ export function floatTensorArb(shape: readonly number[], dtype: FloatDType, rang
     }
     return t;
   };
-  if (size <= ELEMENTWISE_LIMIT) return fc.array(elementArb(dtype, range), { minLength: size, maxLength: size }).map(make);
+  if (size <= ELEMENTWISE_LIMIT)
+    return fc.array(elementArb(dtype, range), { minLength: size, maxLength: size }).map(make);
   return seedArb.map((s) => make(seededValues(s, size, range)));
 }
 
@@ -207,7 +228,10 @@ function intTensorArb(shape: readonly number[], V: number): fc.Arbitrary<Tensor>
     return t;
   };
   if (V < 1) throw new RangeError(`ids need V ≥ 1, got ${V}`);
-  if (size <= ELEMENTWISE_LIMIT) return fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: size, maxLength: size }).map(make);
+  if (size <= ELEMENTWISE_LIMIT)
+    return fc
+      .array(fc.integer({ min: 0, max: V - 1 }), { minLength: size, maxLength: size })
+      .map(make);
   return seedArb.map((s) => {
     const rng = new Rng(s);
     return make(Array.from({ length: size }, () => rng.int(V)));
@@ -243,14 +267,21 @@ export interface ConfigArbOptions {
  * capability may narrow but never replace — a law that needs positions ≠ none on a port declaring
  * only none gets cases outside the capability (not sent), not cases that defeat the law.
  */
-function narrow<T extends number | string | boolean>(cap: FormulaCapability | undefined, name: string, values: readonly T[], required = false): readonly T[] {
+function narrow<T extends number | string | boolean>(
+  cap: FormulaCapability | undefined,
+  name: string,
+  values: readonly T[],
+  required = false,
+): readonly T[] {
   const rule = cap?.config?.[name];
   if (rule === undefined) return values;
   const kept = values.filter((v) => valueAllowed(rule, v));
   if (kept.length > 0 || required) return kept.length > 0 ? kept : values;
   // a numeric hyperparameter declared at values outside the stated choices: generate those
   if (Array.isArray(rule)) {
-    const own = (rule as readonly (number | string | boolean)[]).filter((v) => typeof v === typeof values[0]) as T[];
+    const own = (rule as readonly (number | string | boolean)[]).filter(
+      (v) => typeof v === typeof values[0],
+    ) as T[];
     if (own.length > 0) return own;
   }
   return values;
@@ -264,7 +295,10 @@ function narrow<T extends number | string | boolean>(cap: FormulaCapability | un
  * unless a law chooses it. Dim hyperparameters (H, n, d_model…) are set from the dims by
  * {@link formulaCaseArb}. `parallel` is kept only with placement `pre` (GPT-J's form).
  */
-export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbitrary<FormulaConfig> {
+export function configArb(
+  formula: string,
+  opts: ConfigArbOptions = {},
+): fc.Arbitrary<FormulaConfig> {
   const def = getFormula(formula);
   const parts: Record<string, fc.Arbitrary<number | string | boolean>> = {};
   for (const h of def.hyper) {
@@ -278,7 +312,8 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
     const cap = opts.capabilities?.[formula];
     const chosen = opts.choose?.[h.name];
     if (chosen !== undefined) {
-      if (chosen.length === 0) throw new RangeError(`configArb(${formula}): no values to choose for ${h.name}`);
+      if (chosen.length === 0)
+        throw new RangeError(`configArb(${formula}): no values to choose for ${h.name}`);
       parts[h.name] = fc.constantFrom(...narrow(cap, h.name, chosen, true));
       continue;
     }
@@ -286,8 +321,14 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
       if (h.default !== undefined) parts[h.name] = fc.constant(h.default);
       continue;
     }
-    if (h.kind === "enum") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, orderDefaultFirst(h.choices ?? [], h.default)));
-    else if (h.kind === "boolean") parts[h.name] = fc.constantFrom(...narrow(cap, h.name, [(h.default ?? false) as boolean, !(h.default ?? false)]));
+    if (h.kind === "enum")
+      parts[h.name] = fc.constantFrom(
+        ...narrow(cap, h.name, orderDefaultFirst(h.choices ?? [], h.default)),
+      );
+    else if (h.kind === "boolean")
+      parts[h.name] = fc.constantFrom(
+        ...narrow(cap, h.name, [(h.default ?? false) as boolean, !(h.default ?? false)]),
+      );
     else if (h.kind === "number" || h.kind === "integer") {
       const declared = h.values ?? (typeof h.default === "number" ? [h.default] : []);
       const values = narrow(cap, h.name, declared);
@@ -296,13 +337,16 @@ export function configArb(formula: string, opts: ConfigArbOptions = {}): fc.Arbi
   }
   return fc.record(parts).map((c) => {
     const out: Record<string, number | string | boolean> = { ...c };
-    if (out["parallel"] === true && "placement" in out && out["placement"] !== "pre") out["parallel"] = false;
+    if (out["parallel"] === true && "placement" in out && out["placement"] !== "pre")
+      out["parallel"] = false;
     return out;
   });
 }
 
 function orderDefaultFirst(choices: readonly string[], dflt: unknown): string[] {
-  return typeof dflt === "string" && choices.includes(dflt) ? [dflt, ...choices.filter((c) => c !== dflt)] : [...choices];
+  return typeof dflt === "string" && choices.includes(dflt)
+    ? [dflt, ...choices.filter((c) => c !== dflt)]
+    : [...choices];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -319,7 +363,10 @@ export interface FormulaCase {
 }
 
 /** The magnitude policy for an argument (see {@link defaultRange}). */
-export type RangePolicy = (arg: { name: string; role: "input" | "param"; shape: readonly number[] }, formula: string) => ValueRange;
+export type RangePolicy = (
+  arg: { name: string; role: "input" | "param"; shape: readonly number[] },
+  formula: string,
+) => ValueRange;
 
 /**
  * Default magnitudes: inputs in [−3, 3] (softmax-family scores in [−1000, 1000] so that an
@@ -331,16 +378,23 @@ export type RangePolicy = (arg: { name: string; role: "input" | "param"; shape: 
 const defaultRange: RangePolicy = (arg, formula) => {
   if (arg.role === "param") {
     if (arg.shape.length === 2) {
-      const fanIn = /^(E|P|W_vocab|wte\.weight|wpe\.weight|lm_head\.weight)$/.test(arg.name) ? 3 : Math.max(1, arg.shape[0]!);
+      const fanIn = /^(E|P|W_vocab|wte\.weight|wpe\.weight|lm_head\.weight)$/.test(arg.name)
+        ? 3
+        : Math.max(1, arg.shape[0]!);
       const b = Math.sqrt(3 / fanIn);
       return { min: -b, max: b };
     }
-    if (/(^|\.)(gamma|weight)$/.test(arg.name)) return formula === "layer_norm" || formula === "rms_norm" ? { min: -2, max: 2 } : { min: 0.5, max: 1.5 };
+    if (/(^|\.)(gamma|weight)$/.test(arg.name))
+      return formula === "layer_norm" || formula === "rms_norm"
+        ? { min: -2, max: 2 }
+        : { min: 0.5, max: 1.5 };
     return { min: -1, max: 1 };
   }
-  if (formula === "softmax" || formula === "log_softmax" || formula === "logsumexp") return { min: -1000, max: 1000 };
+  if (formula === "softmax" || formula === "log_softmax" || formula === "logsumexp")
+    return { min: -1000, max: 1000 };
   if (formula === "cross_entropy") return { min: -50, max: 50 };
-  if (formula === "gelu" || formula === "gelu_tanh" || formula === "relu" || formula === "silu") return { min: -12, max: 12 };
+  if (formula === "gelu" || formula === "gelu_tanh" || formula === "relu" || formula === "silu")
+    return { min: -12, max: 12 };
   if (formula === "layer_norm" || formula === "rms_norm") return { min: -100, max: 100 };
   return { min: -3, max: 3 };
 };
@@ -349,7 +403,10 @@ export interface FormulaCaseOptions extends ConfigArbOptions {
   readonly dtype: FloatDType;
   readonly dims?: DimsOptions;
   /** Magnitudes (default {@link defaultRange}); return undefined to fall back to the default. */
-  readonly range?: (arg: { name: string; role: "input" | "param"; shape: readonly number[] }, formula: string) => ValueRange | undefined;
+  readonly range?: (
+    arg: { name: string; role: "input" | "param"; shape: readonly number[] },
+    formula: string,
+  ) => ValueRange | undefined;
   /** Extra configuration computed from the dims (e.g. `offset`). */
   readonly configFromDims?: (dims: Dims, config: FormulaConfig) => FormulaConfig;
   readonly tensor?: TensorArbOptions;
@@ -378,7 +435,8 @@ function configWithDims(def: FormulaDef, config: FormulaConfig, dims: Dims): For
       if (typeof v === "number") out[h.name] = v;
     }
   }
-  if (def.name === "alibi_bias" || (def.name === "attention" && out["alibi"] === true)) out["H"] = dims.H;
+  if (def.name === "alibi_bias" || (def.name === "attention" && out["alibi"] === true))
+    out["H"] = dims.H;
   return out;
 }
 
@@ -387,7 +445,11 @@ function configWithDims(def: FormulaDef, config: FormulaConfig, dims: Dims): For
  * symbolic dim is evaluated in the dims' binding (with the configuration's dim hyperparameters
  * on top), so the shapes agree with the dims the law reasons about.
  */
-export function argShapes(formula: string, config: FormulaConfig, dims: Dims): Record<string, number[]> {
+export function argShapes(
+  formula: string,
+  config: FormulaConfig,
+  dims: Dims,
+): Record<string, number[]> {
   const def = getFormula(formula);
   const env = new Map<string, number>();
   for (const [k, v] of Object.entries(dims)) if (typeof v === "number") env.set(k, v);
@@ -401,7 +463,11 @@ export function argShapes(formula: string, config: FormulaConfig, dims: Dims): R
       .filter((d) => d !== "...")
       .map((d) => {
         const v = evalDim(dim(d), env);
-        if (v === undefined) throw new RangeError(`argShapes(${formula}): cannot size ${d} of ${a.name} from ${[...env].map(([k, x]) => `${k}=${x}`).join(" ")}`);
+        if (v === undefined)
+          throw new RangeError(
+            `argShapes(${formula}): cannot size ${d} of ${a.name} from ` +
+              `${[...env].map(([k, x]) => `${k}=${x}`).join(" ")}`,
+          );
         return v;
       });
     out[a.name] = a.shape[0] === "..." ? [...dims.batch, ...s] : s;
@@ -413,7 +479,8 @@ function configForArgs(def: FormulaDef, config: FormulaConfig): FormulaConfig {
   const known = new Set(def.hyper.map((h) => h.name));
   const out: Record<string, number | string | boolean> = {};
   for (const [k, v] of Object.entries(config)) if (known.has(k)) out[k] = v;
-  for (const h of def.hyper) if (out[h.name] === undefined && h.default !== undefined) out[h.name] = h.default;
+  for (const h of def.hyper)
+    if (out[h.name] === undefined && h.default !== undefined) out[h.name] = h.default;
   return out;
 }
 
@@ -443,21 +510,42 @@ function withinDims(cap: FormulaCapability | undefined, o: DimsOptions): DimsOpt
  * A whole case of one formula: a configuration (variants from the registry), dims (n = 1, H = 1
  * and odd d_k included; even d_k when RoPE is on) and every argument.
  */
-export function formulaCaseArb(formula: string, opts: FormulaCaseOptions): fc.Arbitrary<FormulaCase> {
+export function formulaCaseArb(
+  formula: string,
+  opts: FormulaCaseOptions,
+): fc.Arbitrary<FormulaCase> {
   const def = getFormula(formula);
   return configArb(formula, opts).chain((cfg0) => {
-    const rope = formula === "rope" || cfg0["positions"] === "rope" || cfg0["positions"] === "rope_interleaved";
-    const dimsOpts: DimsOptions = withinDims(opts.capabilities?.[formula], { ...(opts.dims ?? {}), ...(rope ? { evenDk: true } : {}) });
+    const rope =
+      formula === "rope" ||
+      cfg0["positions"] === "rope" ||
+      cfg0["positions"] === "rope_interleaved";
+    const dimsOpts: DimsOptions = withinDims(opts.capabilities?.[formula], {
+      ...(opts.dims ?? {}),
+      ...(rope ? { evenDk: true } : {}),
+    });
     return dimsArb(dimsOpts).chain((dims) => {
       let config = configWithDims(def, cfg0, dims);
-      if (opts.configFromDims !== undefined) config = { ...config, ...opts.configFromDims(dims, config) };
-      return inputsArb(formula, config, dims, opts).map((inputs) => ({ formula, config, dtype: opts.dtype, dims, inputs }));
+      if (opts.configFromDims !== undefined)
+        config = { ...config, ...opts.configFromDims(dims, config) };
+      return inputsArb(formula, config, dims, opts).map((inputs) => ({
+        formula,
+        config,
+        dtype: opts.dtype,
+        dims,
+        inputs,
+      }));
     });
   });
 }
 
 /** Every argument of a formula for a configuration and dims (see {@link defaultRange}). */
-export function inputsArb(formula: string, config: FormulaConfig, dims: Dims, opts: Pick<FormulaCaseOptions, "dtype" | "range" | "tensor">): fc.Arbitrary<NamedTensors> {
+export function inputsArb(
+  formula: string,
+  config: FormulaConfig,
+  dims: Dims,
+  opts: Pick<FormulaCaseOptions, "dtype" | "range" | "tensor">,
+): fc.Arbitrary<NamedTensors> {
   const def = getFormula(formula);
   const shapes = argShapes(formula, config, dims);
   const parts: Record<string, fc.Arbitrary<Tensor>> = {};
@@ -467,7 +555,9 @@ export function inputsArb(formula: string, config: FormulaConfig, dims: Dims, op
       const V = formula === "cross_entropy" ? shapes["logits"]!.at(-1)! : dims.V;
       parts[a.name] = intTensorArb(shape, V);
     } else {
-      const range = opts.range?.({ name: a.name, role: a.role, shape }, formula) ?? defaultRange({ name: a.name, role: a.role, shape }, formula);
+      const range =
+        opts.range?.({ name: a.name, role: a.role, shape }, formula) ??
+        defaultRange({ name: a.name, role: a.role, shape }, formula);
       parts[a.name] = floatTensorArb(shape, opts.dtype, range, opts.tensor);
     }
   }
@@ -480,7 +570,13 @@ export function inputsArb(formula: string, config: FormulaConfig, dims: Dims, op
  * Laws that need non-degenerate values (a negative law must see an effect: weights that are all
  * zero would hide any position signal) use these; only the seed, dims and configuration shrink.
  */
-export function seededInputs(formula: string, config: FormulaConfig, dims: Dims, dtype: FloatDType, seed: number): NamedTensors {
+export function seededInputs(
+  formula: string,
+  config: FormulaConfig,
+  dims: Dims,
+  dtype: FloatDType,
+  seed: number,
+): NamedTensors {
   const def = getFormula(formula);
   const shapes = argShapes(formula, config, dims);
   const rng = new Rng(seed);
@@ -497,7 +593,12 @@ export function seededInputs(formula: string, config: FormulaConfig, dims: Dims,
     const isMatrix = a.role === "param" && base.length === 2;
     const isScale = a.role === "param" && base.length === 1 && /(^|\.)(gamma|weight)$/.test(a.name);
     const isBias = a.role === "param" && base.length === 1 && !isScale;
-    const sd = isMatrix && !/^(E|P|W_vocab|wte\.weight|wpe\.weight|lm_head\.weight)$/.test(a.name) ? 1 / Math.sqrt(Math.max(1, base[0]!)) : isScale || isBias ? 0.1 : 1;
+    const sd =
+      isMatrix && !/^(E|P|W_vocab|wte\.weight|wpe\.weight|lm_head\.weight)$/.test(a.name)
+        ? 1 / Math.sqrt(Math.max(1, base[0]!))
+        : isScale || isBias
+          ? 0.1
+          : 1;
     for (let i = 0; i < t.size; i++) t.data[i] = (isScale ? 1 : 0) + sd * rng.normal();
     out[a.name] = t;
   }
@@ -505,15 +606,31 @@ export function seededInputs(formula: string, config: FormulaConfig, dims: Dims,
 }
 
 /** {@link formulaCaseArb} with seeded arguments ({@link seededInputs}). */
-export function seededCaseArb(formula: string, opts: Omit<FormulaCaseOptions, "range" | "tensor">): fc.Arbitrary<FormulaCase> {
+export function seededCaseArb(
+  formula: string,
+  opts: Omit<FormulaCaseOptions, "range" | "tensor">,
+): fc.Arbitrary<FormulaCase> {
   const def = getFormula(formula);
   return configArb(formula, opts).chain((cfg0) => {
-    const rope = formula === "rope" || cfg0["positions"] === "rope" || cfg0["positions"] === "rope_interleaved";
-    const dimsOpts: DimsOptions = withinDims(opts.capabilities?.[formula], { ...(opts.dims ?? {}), ...(rope ? { evenDk: true } : {}) });
+    const rope =
+      formula === "rope" ||
+      cfg0["positions"] === "rope" ||
+      cfg0["positions"] === "rope_interleaved";
+    const dimsOpts: DimsOptions = withinDims(opts.capabilities?.[formula], {
+      ...(opts.dims ?? {}),
+      ...(rope ? { evenDk: true } : {}),
+    });
     return fc.tuple(dimsArb(dimsOpts), seedArb).map(([dims, seed]) => {
       let config = configWithDims(def, cfg0, dims);
-      if (opts.configFromDims !== undefined) config = { ...config, ...opts.configFromDims(dims, config) };
-      return { formula, config, dtype: opts.dtype, dims, inputs: seededInputs(formula, config, dims, opts.dtype, seed) };
+      if (opts.configFromDims !== undefined)
+        config = { ...config, ...opts.configFromDims(dims, config) };
+      return {
+        formula,
+        config,
+        dtype: opts.dtype,
+        dims,
+        inputs: seededInputs(formula, config, dims, opts.dtype, seed),
+      };
     });
   });
 }

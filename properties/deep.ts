@@ -23,20 +23,27 @@ interface Options {
 
 function parse(argv: readonly string[]): Options {
   const here = dirname(fileURLToPath(import.meta.url));
-  const o: Options = { runs: 1000, seed: Date.now() % 0x7fffffff, dtypes: ["f64", "f32"], out: join(here, "RESULTS.md") };
+  const o: Options = {
+    runs: 1000,
+    seed: Date.now() % 0x7fffffff,
+    dtypes: ["f64", "f32"],
+    out: join(here, "RESULTS.md"),
+  };
   for (let i = 0; i < argv.length; i += 2) {
     const v = argv[i + 1];
     if (v === undefined) throw new Error(`${argv[i]} needs a value`);
     switch (argv[i]) {
       case "--runs":
         o.runs = Number(v);
-        if (!Number.isInteger(o.runs) || o.runs < 1) throw new Error(`--runs must be a positive integer, got ${v}`);
+        if (!Number.isInteger(o.runs) || o.runs < 1)
+          throw new Error(`--runs must be a positive integer, got ${v}`);
         break;
       case "--seed":
         o.seed = Number(v);
         break;
       case "--dtype":
-        if (v !== "f64" && v !== "f32" && v !== "both") throw new Error(`--dtype must be f64, f32 or both, got ${v}`);
+        if (v !== "f64" && v !== "f32" && v !== "both")
+          throw new Error(`--dtype must be f64, f32 or both, got ${v}`);
         o.dtypes = v === "both" ? ["f64", "f32"] : [v];
         break;
       case "--law":
@@ -62,29 +69,52 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const results: LawResult[] = [];
     for (const law of laws) {
-      const r = await runLaw(impl, law, { runs: o.runs, seed: o.seed, dtype, shrinkTimeMs: 60_000 });
+      const r = await runLaw(impl, law, {
+        runs: o.runs,
+        seed: o.seed,
+        dtype,
+        shrinkTimeMs: 60_000,
+      });
       results.push(r);
-      process.stderr.write(`${dtype} ${law.name}: ${r.status} (${r.runs} cases, ${(r.timeMs / 1000).toFixed(1)} s)\n`);
+      process.stderr.write(
+        `${dtype} ${law.name}: ${r.status} (${r.runs} cases, ${(r.timeMs / 1000).toFixed(1)} s)\n`,
+      );
     }
     failed += results.filter((r) => r.status === "failed").length;
     const total = (performance.now() - t0) / 1000;
     const lines = [
-      `## ${new Date().toISOString().slice(0, 19).replace("T", " ")} UTC — reference, ${dtype}, ${o.runs} cases per law, seed ${o.seed}`,
+      `## ${new Date().toISOString().slice(0, 19).replace("T", " ")} UTC — ` +
+        `reference, ${dtype}, ${o.runs} cases per law, seed ${o.seed}`,
       "",
-      `Node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}); ${results.filter((r) => r.status === "passed").length} passed, ${results.filter((r) => r.status === "failed").length} failed, ${results.filter((r) => r.status === "skipped").length} skipped in ${total.toFixed(0)} s.`,
+      `Node ${process.version}, ${cpus().length} CPUs ` +
+        `(${cpus()[0]?.model ?? "unknown"}); ` +
+        `${results.filter((r) => r.status === "passed").length} passed, ` +
+        `${results.filter((r) => r.status === "failed").length} failed, ` +
+        `${results.filter((r) => r.status === "skipped").length} skipped in ` +
+        `${total.toFixed(0)} s.`,
       "",
       "| law | formulas | cases | result | time |",
       "|---|---|---|---|---|",
-      ...results.map((r) => `| \`${r.law}\` | ${r.formulas.length > 6 ? `${r.formulas.length} formulas` : r.formulas.join(", ")} | ${r.runs} | ${r.status} | ${(r.timeMs / 1000).toFixed(1)} s |`),
+      ...results.map(
+        (r) =>
+          `| \`${r.law}\` | ${r.formulas.length > 6 ? `${r.formulas.length} formulas` : r.formulas.join(", ")} ` +
+          `| ${r.runs} | ${r.status} | ${(r.timeMs / 1000).toFixed(1)} s |`,
+      ),
       "",
     ];
-    for (const r of results) if (r.status === "failed") lines.push("```", ...formatFailure(r), "```", "");
+    for (const r of results)
+      if (r.status === "failed") lines.push("```", ...formatFailure(r), "```", "");
     sections.push(lines.join("\n"));
   }
   if (!existsSync(o.out)) {
     writeFileSync(
       o.out,
-      "# Deep runs of the laws\n\nAppended by `npx tsx properties/deep.ts` (≥ 1,000 cases per law against the reference). `npm test` runs the same laws with a few cases each; these runs are the evidence that the derived tolerances hold far into the distribution of generated cases. A failure lists its seed and path; `npx specformer properties --law L --seed S --path P [--dtype f32]` replays it.\n\n",
+      "# Deep runs of the laws\n\nAppended by `npx tsx properties/deep.ts` (≥ " +
+        "1,000 cases per law against the reference). `npm test` runs the same " +
+        "laws with a few cases each; these runs are the evidence that the " +
+        "derived tolerances hold far into the distribution of generated cases. A " +
+        "failure lists its seed and path; `npx specformer properties --law L " +
+        "--seed S --path P [--dtype f32]` replays it.\n\n",
     );
   }
   appendFileSync(o.out, sections.join("\n"));

@@ -10,12 +10,27 @@
  * names (max |V|, ‖q‖·‖k‖, the measured conditioning κ̂ — see tolerance.ts).
  */
 import type fc from "fast-check";
-import { ImplementationError, supportsBackward, type BackwardRequest, type FormulaConfig, type ForwardRequest, type Implementation, type ImplementationErrorKind } from "../autodiff/implementation.js";
+import {
+  ImplementationError,
+  supportsBackward,
+  type BackwardRequest,
+  type FormulaConfig,
+  type ForwardRequest,
+  type Implementation,
+  type ImplementationErrorKind,
+} from "../autodiff/implementation.js";
 import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
 import { compareTensors } from "../golden/compare.js";
 import type { FormulaCase } from "./arbitraries.js";
 import type { Capabilities } from "../autodiff/capabilities.js";
-import { cancelledMagnitude, conditionedBound, conditionedReason, roundingDepth, sensitivity, type OutputScale } from "./tolerance.js";
+import {
+  cancelledMagnitude,
+  conditionedBound,
+  conditionedReason,
+  roundingDepth,
+  sensitivity,
+  type OutputScale,
+} from "./tolerance.js";
 import { shapesOf } from "./tensor-ops.js";
 
 /** Every law case names its formula, configuration, dtype, dims and arguments. */
@@ -45,7 +60,10 @@ export interface LawFailure {
   readonly toleranceReason?: string;
   /** Small excerpts of the offending values (an input row, the weights of a row…). */
   readonly values?: Readonly<Record<string, unknown>>;
-  /** Set when the check stopped because the implementation raised an error: that error's kind (`declined` says nothing about the law). */
+  /**
+   * Set when the check stopped because the implementation raised an error: that error's kind
+   * (`declined` says nothing about the law).
+   */
   readonly errorKind?: ImplementationErrorKind;
   /**
    * Set when the check had requested a backward pass since its last forward request: the failing
@@ -54,7 +72,9 @@ export interface LawFailure {
   readonly afterBackward?: boolean;
 }
 
-export type LawVerdict = { readonly ok: true } | { readonly ok: false; readonly failure: LawFailure };
+export type LawVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly failure: LawFailure };
 
 export interface LawTolerance {
   /** How the bound is derived: what c is and why. */
@@ -119,7 +139,10 @@ export class LawUsageError extends Error {
   override name = "LawUsageError";
 }
 
-type FailureDetail = Omit<LawFailure, "law" | "formula" | "config" | "dtype" | "shapes" | "message">;
+type FailureDetail = Omit<
+  LawFailure,
+  "law" | "formula" | "config" | "dtype" | "shapes" | "message"
+>;
 
 /**
  * The context of one check: calls the implementation with `dtype` in every request's config,
@@ -152,9 +175,14 @@ export class Check {
     try {
       outs = (await this.impl.forward(req)).outputs;
     } catch (e) {
-      this.fail(`${what}: the implementation threw on ${req.formula} with inputs ${describeShapes(req.inputs)}: ${errorText(e)}`, errorDetail(e));
+      this.fail(
+        `${what}: the implementation threw on ${req.formula} with inputs ` +
+          `${describeShapes(req.inputs)}: ${errorText(e)}`,
+        errorDetail(e),
+      );
     }
-    if (outs === undefined || outs === null || typeof outs !== "object") this.fail(`${what}: ${req.formula} returned no outputs`);
+    if (outs === undefined || outs === null || typeof outs !== "object")
+      this.fail(`${what}: ${req.formula} returned no outputs`);
     return outs;
   }
 
@@ -166,18 +194,28 @@ export class Check {
 
   pick(outs: NamedTensors, name: string, formula: string, what: string): Tensor {
     const t = outs[name];
-    if (!(t instanceof Tensor)) this.fail(`${what}: ${formula} did not return output "${name}" (it returned ${Object.keys(outs).join(", ") || "nothing"})`);
+    if (!(t instanceof Tensor))
+      this.fail(
+        `${what}: ${formula} did not return output "${name}" (it returned ` +
+          `${Object.keys(outs).join(", ") || "nothing"})`,
+      );
     return t;
   }
 
   /** Backward; a throw or a missing gradient becomes a failure. */
   async backward(req: BackwardRequest, what = "backward"): Promise<NamedTensors> {
     this.afterBackward = true;
-    if (this.impl.backwardPass === undefined) this.fail(`${what}: the implementation has no backwardPass`);
+    if (this.impl.backwardPass === undefined)
+      this.fail(`${what}: the implementation has no backwardPass`);
     try {
       return (await this.impl.backwardPass(req)).grads;
     } catch (e) {
-      this.fail(`${what}: the implementation threw on the backward pass of ${req.formula} with inputs ${describeShapes(req.inputs)}: ${errorText(e)}`, errorDetail(e));
+      this.fail(
+        `${what}: the implementation threw on the backward pass of ` +
+          `${req.formula} with inputs ${describeShapes(req.inputs)}: ` +
+          `${errorText(e)}`,
+        errorDetail(e),
+      );
     }
   }
 
@@ -203,33 +241,72 @@ export class Check {
    * |actual − expected| ≤ allowed element-wise (values compared in float64; −0 = +0; NaN or ±∞
    * where a finite value is expected always fails). `allowed` is a number or one bound per element.
    */
-  expectClose(quantity: string, expected: Tensor | ArrayLike<number>, actual: Tensor | ArrayLike<number>, allowed: number | ArrayLike<number>, reason: string, values?: Record<string, unknown>): void {
-    const e = expected instanceof Tensor ? expected : Tensor.from(Array.from(expected), "f64", [expected.length]);
-    const a = actual instanceof Tensor ? actual : Tensor.from(Array.from(actual), "f64", [actual.length]);
-    if (e.size !== a.size || (e.shape.length === a.shape.length && e.shape.some((d, i) => d !== a.shape[i]))) {
-      this.fail(`${quantity}: shape ${shapeToString(a.shape)} where ${shapeToString(e.shape)} was expected`, { quantity });
+  expectClose(
+    quantity: string,
+    expected: Tensor | ArrayLike<number>,
+    actual: Tensor | ArrayLike<number>,
+    allowed: number | ArrayLike<number>,
+    reason: string,
+    values?: Record<string, unknown>,
+  ): void {
+    const e =
+      expected instanceof Tensor
+        ? expected
+        : Tensor.from(Array.from(expected), "f64", [expected.length]);
+    const a =
+      actual instanceof Tensor ? actual : Tensor.from(Array.from(actual), "f64", [actual.length]);
+    if (
+      e.size !== a.size ||
+      (e.shape.length === a.shape.length && e.shape.some((d, i) => d !== a.shape[i]))
+    ) {
+      this.fail(
+        `${quantity}: shape ${shapeToString(a.shape)} where ${shapeToString(e.shape)} was expected`,
+        { quantity },
+      );
     }
     if (typeof allowed === "number") {
-      if (!(allowed >= 0) || !Number.isFinite(allowed)) this.fail(`${quantity}: the derived bound is not a finite number (${allowed}); ${reason}`, { quantity });
-      const r = compareTensors(e.dtype === "f64" ? e : e.to("f64"), a.to("f64"), { atol: allowed, rtol: 0, name: quantity });
+      if (!(allowed >= 0) || !Number.isFinite(allowed))
+        this.fail(`${quantity}: the derived bound is not a finite number (${allowed}); ${reason}`, {
+          quantity,
+        });
+      const r = compareTensors(e.dtype === "f64" ? e : e.to("f64"), a.to("f64"), {
+        atol: allowed,
+        rtol: 0,
+        name: quantity,
+      });
       if (!r.ok) {
         // the element using the largest share of the bound (compareTensors' worst)
         const worst = r.worst ?? r.firstMismatches[0];
-        this.fail(`${quantity}: ${r.mismatched} of ${r.size} elements differ by more than the bound ${fmt(allowed)}`, {
-          quantity,
-          ...(worst !== null && worst !== undefined
-            ? { index: worst.index, expected: worst.expected, actual: worst.actual, absError: worst.absError, relError: worst.relError }
-            : {}),
-          allowed,
-          toleranceReason: reason,
-          ...(values !== undefined ? { values } : {}),
-        });
+        this.fail(
+          `${quantity}: ${r.mismatched} of ${r.size} elements differ by more than the bound ${fmt(allowed)}`,
+          {
+            quantity,
+            ...(worst !== null && worst !== undefined
+              ? {
+                  index: worst.index,
+                  expected: worst.expected,
+                  actual: worst.actual,
+                  absError: worst.absError,
+                  relError: worst.relError,
+                }
+              : {}),
+            allowed,
+            toleranceReason: reason,
+            ...(values !== undefined ? { values } : {}),
+          },
+        );
       }
       return;
     }
     // one bound per element: find the element using the largest share of its bound
     for (let i = 0; i < e.size; i++) {
-      if (!(allowed[i]! >= 0)) this.fail(`${quantity}: the derived bound at element ${JSON.stringify(e.unravel(i))} is ${allowed[i]} (it depends on values that are not finite); ${reason}`, { quantity, index: e.unravel(i) });
+      if (!(allowed[i]! >= 0))
+        this.fail(
+          `${quantity}: the derived bound at element ` +
+            `${JSON.stringify(e.unravel(i))} is ${allowed[i]} (it depends on values ` +
+            `that are not finite); ${reason}`,
+          { quantity, index: e.unravel(i) },
+        );
     }
     let worst = -1;
     let worstShare = 1;
@@ -268,7 +345,13 @@ export class Check {
   }
 
   /** Values must be exactly equal (as IEEE values: −0 = +0). */
-  expectEqual(quantity: string, expected: Tensor | ArrayLike<number>, actual: Tensor | ArrayLike<number>, reason: string, values?: Record<string, unknown>): void {
+  expectEqual(
+    quantity: string,
+    expected: Tensor | ArrayLike<number>,
+    actual: Tensor | ArrayLike<number>,
+    reason: string,
+    values?: Record<string, unknown>,
+  ): void {
     this.expectClose(quantity, expected, actual, 0, reason, values);
   }
 
@@ -277,14 +360,18 @@ export class Check {
     for (let i = 0; i < t.size; i++) {
       const v = t.data[i]!;
       if (!Number.isFinite(v)) {
-        this.fail(`${quantity}: element ${JSON.stringify(t.unravel(i))} is ${v} for finite, bounded inputs`, { quantity, index: t.unravel(i), actual: v });
+        this.fail(
+          `${quantity}: element ${JSON.stringify(t.unravel(i))} is ${v} for finite, bounded inputs`,
+          { quantity, index: t.unravel(i), actual: v },
+        );
       }
     }
   }
 
   /** The dtype the implementation must answer in. */
   expectDtype(quantity: string, t: Tensor): void {
-    if (t.dtype !== this.c.dtype) this.fail(`${quantity}: dtype ${t.dtype} where ${this.c.dtype} was requested`, { quantity });
+    if (t.dtype !== this.c.dtype)
+      this.fail(`${quantity}: dtype ${t.dtype} where ${this.c.dtype} was requested`, { quantity });
   }
 
   /** The measured output scales of a request (one probe per request object; see tolerance.ts). */
@@ -294,7 +381,12 @@ export class Check {
       try {
         s = await sensitivity(this.impl, req, base, this.c.dtype);
       } catch (e) {
-        this.fail(`sensitivity probe: the implementation threw on ${req.formula} with slightly perturbed inputs ${describeShapes(req.inputs)}: ${errorText(e)}`, errorDetail(e));
+        this.fail(
+          `sensitivity probe: the implementation threw on ${req.formula} with ` +
+            `slightly perturbed inputs ${describeShapes(req.inputs)}: ` +
+            `${errorText(e)}`,
+          errorDetail(e),
+        );
       }
       this.scales.set(req, s);
     }
@@ -305,31 +397,63 @@ export class Check {
    * Two evaluations of the same quantity agree within the conditioned bound 2·γ_K·(S + κ̂ + Z) of
    * `req` (whose outputs `base` are the reference point of the probe; Z its cancelled magnitude).
    */
-  async expectTwin(quantity: string, expected: Tensor, actual: Tensor, req: ForwardRequest, base: NamedTensors, output: string, values?: Record<string, unknown>): Promise<void> {
+  async expectTwin(
+    quantity: string,
+    expected: Tensor,
+    actual: Tensor,
+    req: ForwardRequest,
+    base: NamedTensors,
+    output: string,
+    values?: Record<string, unknown>,
+  ): Promise<void> {
     const scale = (await this.scaleOf(req, base))[output];
     if (scale === undefined) this.fail(`${quantity}: output ${output} is missing`);
     const ctx = { formula: req.formula, config: req.config, inputs: req.inputs };
     const K = roundingDepth(ctx);
     const Z = cancelledMagnitude(ctx, base)[output] ?? 0;
-    this.expectClose(quantity, expected, actual, conditionedBound(this.c.dtype, K, scale, Z), conditionedReason(this.c.dtype, K, scale, Z), values);
+    this.expectClose(
+      quantity,
+      expected,
+      actual,
+      conditionedBound(this.c.dtype, K, scale, Z),
+      conditionedReason(this.c.dtype, K, scale, Z),
+      values,
+    );
   }
 }
 
 /** Run a law's check, turning violations and unexpected errors into verdicts. */
-export async function runCheck<C extends LawCase>(law: Law<C>, impl: Implementation, c: C): Promise<LawVerdict> {
+export async function runCheck<C extends LawCase>(
+  law: Law<C>,
+  impl: Implementation,
+  c: C,
+): Promise<LawVerdict> {
   try {
     const v = await law.check(impl, c);
     return v;
   } catch (e) {
     if (e instanceof Violation) return { ok: false, failure: e.failure };
-    const base = { law: law.name, formula: c.formula, config: c.config, dtype: c.dtype, shapes: shapesOf(c.inputs) };
-    if (e instanceof ImplementationError) return { ok: false, failure: { ...base, message: `the implementation failed: ${e.message}`, errorKind: e.kind } };
+    const base = {
+      law: law.name,
+      formula: c.formula,
+      config: c.config,
+      dtype: c.dtype,
+      shapes: shapesOf(c.inputs),
+    };
+    if (e instanceof ImplementationError)
+      return {
+        ok: false,
+        failure: { ...base, message: `the implementation failed: ${e.message}`, errorKind: e.kind },
+      };
     return { ok: false, failure: { ...base, message: `the check raised ${errorText(e)}` } };
   }
 }
 
 /** A check body that throws Violation, wrapped as a law's `check`. */
-export function checked<C extends LawCase>(name: string, body: (k: Check, c: C) => Promise<void>): (impl: Implementation, c: C) => Promise<LawVerdict> {
+export function checked<C extends LawCase>(
+  name: string,
+  body: (k: Check, c: C) => Promise<void>,
+): (impl: Implementation, c: C) => Promise<LawVerdict> {
   return async (impl, c) => {
     await body(new Check(name, impl, c), c);
     return { ok: true };
@@ -338,7 +462,9 @@ export function checked<C extends LawCase>(name: string, body: (k: Check, c: C) 
 
 function describeShapes(ts: NamedTensors): string {
   const parts = Object.entries(ts).map(([k, v]) => `${k} ${v.dtype}${shapeToString(v.shape)}`);
-  return parts.length > 6 ? `${parts.slice(0, 6).join(", ")} … (${parts.length} tensors)` : parts.join(", ");
+  return parts.length > 6
+    ? `${parts.slice(0, 6).join(", ")} … (${parts.length} tensors)`
+    : parts.join(", ");
 }
 
 /** The kind of an implementation error, carried into the failure it causes. */
@@ -357,4 +483,3 @@ export function fmt(x: number): string {
   const a = Math.abs(x);
   return a >= 1e-3 && a < 1e5 ? String(Number(x.toPrecision(6))) : x.toExponential(3);
 }
-

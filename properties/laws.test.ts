@@ -12,11 +12,18 @@ const RUNS = 15;
 describe("every law on the reference", () => {
   for (const dtype of ["f64", "f32"] as const) {
     it(`passes every law in ${dtype} (${RUNS} cases each)`, async () => {
-      const report = await runLaws(referenceImplementation(), { runs: RUNS, seed: dtype === "f64" ? 101 : 202, dtype, shrinkTimeMs: 0 });
+      const report = await runLaws(referenceImplementation(), {
+        runs: RUNS,
+        seed: dtype === "f64" ? 101 : 202,
+        dtype,
+        shrinkTimeMs: 0,
+      });
       const failures = report.results.filter((r) => r.status === "failed").flatMap(formatFailure);
       expect(failures.join("\n")).toBe("");
       // the reference declares every formula and every backward pass: no law may be skipped
-      expect(report.results.filter((r) => r.status === "skipped").map((r) => `${r.law}: ${r.skipped}`)).toEqual([]);
+      expect(
+        report.results.filter((r) => r.status === "skipped").map((r) => `${r.law}: ${r.skipped}`),
+      ).toEqual([]);
       expect(report.passed).toBe(LAWS.length);
       for (const r of report.results) expect(r.runs).toBe(RUNS);
     });
@@ -52,7 +59,9 @@ describe("the registry", () => {
   });
 
   it("names the known laws when asked for an unknown one", () => {
-    expect(() => getLaw("causal")).toThrow(/unknown law "causal" \(did you mean causality, causal_alignment\?\); laws: causality, prefix_consistency/);
+    expect(() => getLaw("causal")).toThrow(
+      /unknown law "causal" \(did you mean causality, causal_alignment\?\); laws: causality, prefix_consistency/,
+    );
   });
 });
 
@@ -61,7 +70,25 @@ describe("Check", () => {
     formula: "softmax",
     config: {},
     dtype: "f64",
-    dims: { n: 1, m: 2, p: 0, d: 1, d_k: 1, d_v: 1, d_in: 1, d_out: 1, H: 1, H_kv: 1, d_model: 1, d_kv: 1, d_ff: 1, V: 2, n_ctx: 1, L: 1, batch: [] },
+    dims: {
+      n: 1,
+      m: 2,
+      p: 0,
+      d: 1,
+      d_k: 1,
+      d_v: 1,
+      d_in: 1,
+      d_out: 1,
+      H: 1,
+      H_kv: 1,
+      d_model: 1,
+      d_kv: 1,
+      d_ff: 1,
+      V: 2,
+      n_ctx: 1,
+      L: 1,
+      batch: [],
+    },
     inputs: { x: Tensor.from([1, 2]) },
   };
   const impl = referenceImplementation();
@@ -78,8 +105,32 @@ describe("Check", () => {
 
   it("reports the worst element with expected, actual, errors and the bound's reason", () => {
     const k = new Check("demo", impl, c);
-    const f = failureOf(() => k.expectClose("q", Tensor.from([[1, 2], [3, 4]]), Tensor.from([[1, 2], [3, 4.5]]), 0.1, "because"));
-    expect(f).toMatchObject({ law: "demo", formula: "softmax", quantity: "q", index: [1, 1], expected: 4, actual: 4.5, absError: 0.5, allowed: 0.1, toleranceReason: "because" });
+    const f = failureOf(() =>
+      k.expectClose(
+        "q",
+        Tensor.from([
+          [1, 2],
+          [3, 4],
+        ]),
+        Tensor.from([
+          [1, 2],
+          [3, 4.5],
+        ]),
+        0.1,
+        "because",
+      ),
+    );
+    expect(f).toMatchObject({
+      law: "demo",
+      formula: "softmax",
+      quantity: "q",
+      index: [1, 1],
+      expected: 4,
+      actual: 4.5,
+      absError: 0.5,
+      allowed: 0.1,
+      toleranceReason: "because",
+    });
     expect(f.message).toBe("q: 1 of 4 elements differ by more than the bound 0.1");
     expect(f.shapes).toEqual({ x: [2] });
   });
@@ -92,16 +143,29 @@ describe("Check", () => {
   });
 
   it("turns a throwing implementation into a failure that names the formula and the inputs", async () => {
-    const broken: Implementation = { ...impl, name: "broken", forward: () => Promise.reject(new Error("out of memory")) };
-    const v = await runCheck(getLaw("softmax_simplex"), broken, { ...c, inputs: { x: Tensor.from([[1, 2]]) } });
+    const broken: Implementation = {
+      ...impl,
+      name: "broken",
+      forward: () => Promise.reject(new Error("out of memory")),
+    };
+    const v = await runCheck(getLaw("softmax_simplex"), broken, {
+      ...c,
+      inputs: { x: Tensor.from([[1, 2]]) },
+    });
     expect(v.ok).toBe(false);
-    if (!v.ok) expect(v.failure.message).toBe("forward: the implementation threw on softmax with inputs x f64[1, 2]: Error: out of memory");
+    if (!v.ok)
+      expect(v.failure.message).toBe(
+        "forward: the implementation threw on softmax with inputs x f64[1, 2]: Error: out of memory",
+      );
   });
 
   it("fails an implementation that omits an output", async () => {
     const empty: Implementation = { ...impl, forward: async () => ({ outputs: {} }) };
     const v = await runCheck(getLaw("softmax_simplex"), empty, c);
     expect(v.ok).toBe(false);
-    if (!v.ok) expect(v.failure.message).toBe('forward: softmax did not return output "y" (it returned nothing)');
+    if (!v.ok)
+      expect(v.failure.message).toBe(
+        'forward: softmax did not return output "y" (it returned nothing)',
+      );
   });
 });

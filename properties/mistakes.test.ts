@@ -13,7 +13,12 @@ describe("shiftedMask", () => {
   // sees none or all of them has its boundary outside [0, m): only a bound on the shifted count
   test.each(["bottom_right", "top_left"])("%s: the rows see s more keys, a prefix", (align) => {
     let exact = 0;
-    for (const [n, m] of [[3, 3], [2, 5], [5, 2], [4, 6]] as const) {
+    for (const [n, m] of [
+      [3, 3],
+      [2, 5],
+      [5, 2],
+      [4, 6],
+    ] as const) {
       const mask = causalVisibility(n, m, { causal_align: align });
       for (const s of [-2, -1, 1, 2]) {
         const shifted = causalVisibility(n, m, { causal_align: align }, s);
@@ -43,10 +48,13 @@ describe("headsInterleaved", () => {
   test("split then merge is still the identity, but head h holds columns h, h + H, …", () => {
     const H = 2;
     const dk = 3;
-    const x = Tensor.from(Array.from({ length: 2 * H * dk }, (_, i) => i), "f64", [2, H * dk]);
+    const x = Tensor.from(
+      Array.from({ length: 2 * H * dk }, (_, i) => i),
+      "f64",
+      [2, H * dk],
+    );
     const run = (f: string, cfg: Record<string, number>, inputs: Record<string, Tensor>) =>
-      evaluate(rewriteGraph(formulaGraph(f, cfg), headsInterleaved), inputs, { dtype: "f64" })
-        .y!;
+      evaluate(rewriteGraph(formulaGraph(f, cfg), headsInterleaved), inputs, { dtype: "f64" }).y!;
     const split = run("split_heads", { H }, { x });
     // row 0 of x is 0 … 5: interleaved, head 0 takes columns 0, 2, 4 and head 1 columns 1, 3, 5
     expect(Array.from(split.data.subarray(0, dk))).toEqual([0, 2, 4]);

@@ -9,8 +9,31 @@
 import "../spec/index.js";
 import { addDim, dimToString, type Dim } from "../spec/dims.js";
 import {
-  add, broadcastTo, constant, cos, dimValue, div, eq, exp, Expr, iota, log, maximum, maxLast,
-  meanLast, mul, permute, reshape, rsqrt, sin, slice, sqrt, square, sub, sumLast, where,
+  add,
+  broadcastTo,
+  constant,
+  cos,
+  dimValue,
+  div,
+  eq,
+  exp,
+  Expr,
+  iota,
+  log,
+  maximum,
+  maxLast,
+  meanLast,
+  mul,
+  permute,
+  reshape,
+  rsqrt,
+  sin,
+  slice,
+  sqrt,
+  square,
+  sub,
+  sumLast,
+  where,
 } from "../spec/expr.js";
 import { call1 } from "../spec/formula.js";
 import type { Config, Node } from "../spec/node.js";

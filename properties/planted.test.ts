@@ -18,7 +18,12 @@ describe("planted bugs", () => {
 
   it("the reference rewritten with no mistake, as bugs are run, passes every law", async () => {
     const report = await runLaws(controlImplementation(), { runs: 8, seed: 11, shrinkTimeMs: 0 });
-    expect(report.results.filter((r) => r.status === "failed").flatMap(formatFailure).join("\n")).toBe("");
+    expect(
+      report.results
+        .filter((r) => r.status === "failed")
+        .flatMap(formatFailure)
+        .join("\n"),
+    ).toBe("");
     expect(report.passed).toBe(LAWS.length);
   });
 

@@ -7,12 +7,29 @@
 import "../spec/index.js";
 import { dim as dimOf, dimsEqual, dimToString, type Dim } from "../spec/dims.js";
 import {
-  add, div, dimValue, eq, Expr, iota, maximum, meanLast, mul, rsqrt, square, stopGradient, sub,
+  add,
+  div,
+  dimValue,
+  eq,
+  Expr,
+  iota,
+  maximum,
+  meanLast,
+  mul,
+  rsqrt,
+  square,
+  stopGradient,
+  sub,
   sumAll,
 } from "../spec/expr.js";
 import { call1 } from "../spec/formula.js";
 import {
-  callArgs, mapBody, onFormula, reapply, rewriteBody, withGradientOf,
+  callArgs,
+  mapBody,
+  onFormula,
+  reapply,
+  rewriteBody,
+  withGradientOf,
 } from "../spec/rewrite.js";
 import type { CallNode, CallRewrite } from "../spec/rewrite.js";
 import { topoSort, type Node } from "../spec/node.js";
@@ -22,8 +39,18 @@ import { referenceImplementation } from "../reference/implementation.js";
 import { rewrittenImplementation } from "../reference/rewritten.js";
 import { gatherAxis } from "./tensor-ops.js";
 import {
-  headsInterleaved, layerNormVariance, MAX_SEED, maskMissing, maskShift, maxSeeded, retiledHeads,
-  shiftedMask, sinCosSwapped, softmaxUnshifted, tiledHeads, zerosOf,
+  headsInterleaved,
+  layerNormVariance,
+  MAX_SEED,
+  maskMissing,
+  maskShift,
+  maxSeeded,
+  retiledHeads,
+  shiftedMask,
+  sinCosSwapped,
+  softmaxUnshifted,
+  tiledHeads,
+  zerosOf,
 } from "./mistakes.js";
 
 /** One planted bug: which formulas it breaks and how. */
@@ -118,19 +145,32 @@ export const PLANTED: readonly PlantedBug[] = [
     name: "causal_mask_off_by_one",
     description: "attention: query i also sees key i + 1 (mask j > i + 1 instead of j > i)",
     formulas: ["attention"],
-    caughtBy: ["causality", "prefix_consistency", "masked_zero", "mha_decomposition", "uniform_keys"],
+    caughtBy: [
+      "causality",
+      "prefix_consistency",
+      "masked_zero",
+      "mha_decomposition",
+      "uniform_keys",
+    ],
     forward: maskShift(1),
   },
   {
     name: "causal_mask_missing",
     description: "attention: the causal mask is never applied",
     formulas: ["attention"],
-    caughtBy: ["causality", "prefix_consistency", "masked_zero", "mha_decomposition", "uniform_keys"],
+    caughtBy: [
+      "causality",
+      "prefix_consistency",
+      "masked_zero",
+      "mha_decomposition",
+      "uniform_keys",
+    ],
     forward: maskMissing,
   },
   {
     name: "top_left_as_bottom_right",
-    description: "attention: causal_align top_left is computed bottom-right aligned (query i sees j ≤ i + m − n instead of j ≤ i)",
+    description:
+      "attention: causal_align top_left is computed bottom-right aligned (query i sees j ≤ i + m − n instead of j ≤ i)",
     formulas: ["attention"],
     caughtBy: ["causal_alignment"],
     forward: onFormula("causal_mask", (c) =>
@@ -141,7 +181,9 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "boolean_mask_inverted",
-    description: "attention: a boolean mask read with true = masked (nn.MultiheadAttention's key_padding_mask sense) instead of true = attend",
+    description:
+      "attention: a boolean mask read with true = masked " +
+      "(nn.MultiheadAttention's key_padding_mask sense) instead of true = attend",
     formulas: ["attention"],
     caughtBy: ["mask_padding"],
     forward: onFormula("attention", (c) =>
@@ -152,7 +194,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "window_drops_own_key",
-    description: "attention with a sliding window: each query sees i' − w < j < i', dropping its own key",
+    description:
+      "attention with a sliding window: each query sees i' − w < j < i', dropping its own key",
     formulas: ["attention"],
     caughtBy: ["window_limit"],
     // the windowed mask plus the mask one key short (no window): i' − w < j ≤ i' and j ≤ i' − 1
@@ -175,7 +218,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "attention_kv_heads_tiled",
-    description: "attention with H_kv < H: query head h uses K/V head h mod H_kv (tiled) instead of ⌊h/(H/H_kv)⌋ (repeated)",
+    description:
+      "attention with H_kv < H: query head h uses K/V head h mod H_kv (tiled) instead of ⌊h/(H/H_kv)⌋ (repeated)",
     formulas: ["attention"],
     caughtBy: ["grouped_heads"],
     forward: onFormula("attention", (c) => {
@@ -190,7 +234,9 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "broadcast_mask_ignored",
-    description: "attention: a mask of another shape than the scores (a padding mask [B, 1, 1, m], a key row [m]) is silently skipped; only full-shape masks are applied",
+    description:
+      "attention: a mask of another shape than the scores (a padding mask [B, " +
+      "1, 1, m], a key row [m]) is silently skipped; only full-shape masks are applied",
     formulas: ["attention"],
     caughtBy: ["mask_padding"],
     forward: onFormula("attention", (c) =>
@@ -201,14 +247,19 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "rope_partial_freq_over_dk",
-    description: "rope with rotary_dims r < d_k: the frequencies base^(−2i/d_k) are taken over the whole head instead of over the r rotated dims (HF GPT-NeoX uses r)",
+    description:
+      "rope with rotary_dims r < d_k: the frequencies base^(−2i/d_k) are " +
+      "taken over the whole head instead of over the r rotated dims (HF " +
+      "GPT-NeoX uses r)",
     formulas: ["rope"],
     caughtBy: ["rope_fraction"],
     forward: onFormula("rope", ropeFreqOverDk),
   },
   {
     name: "position_ids_ignored",
-    description: "rope: position_ids are accepted but the rows are rotated at offset, offset + 1, … (left padding and packed sequences get the wrong positions)",
+    description:
+      "rope: position_ids are accepted but the rows are rotated at offset, " +
+      "offset + 1, … (left padding and packed sequences get the wrong positions)",
     formulas: ["rope"],
     caughtBy: ["rope_position_ids"],
     forward: onFormula("rope", (c) =>
@@ -219,7 +270,9 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "dropout_unscaled",
-    description: "dropout: kept entries are not scaled by 1/(1 − p) (the non-inverted dropout of the original paper, whose eval pass must scale by 1 − p instead)",
+    description:
+      "dropout: kept entries are not scaled by 1/(1 − p) (the non-inverted " +
+      "dropout of the original paper, whose eval pass must scale by 1 − p instead)",
     formulas: ["dropout"],
     caughtBy: ["dropout_scaling"],
     // p = 0 keeps the mask and drops the scale
@@ -227,7 +280,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "ignored_targets_counted",
-    description: "cross_entropy: positions with target = ignore_index add nothing to the sum but are still counted in the mean",
+    description:
+      "cross_entropy: positions with target = ignore_index add nothing to the sum but are still counted in the mean",
     formulas: ["cross_entropy"],
     caughtBy: ["ignored_targets"],
     // the loss times (counted positions)/(all positions)
@@ -250,7 +304,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "softmax_no_max_subtraction",
-    description: "softmax: exp(x)/Σexp(x) without subtracting the row max (overflows to ∞/∞ = NaN for large scores)",
+    description:
+      "softmax: exp(x)/Σexp(x) without subtracting the row max (overflows to ∞/∞ = NaN for large scores)",
     formulas: ["softmax"],
     caughtBy: ["softmax_simplex", "softmax_shift"],
     forward: softmaxUnshifted,
@@ -271,14 +326,16 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "heads_interleaved",
-    description: "mha: head h takes columns h, h + H, h + 2H, … instead of the column block h·d_k … (h+1)·d_k − 1",
+    description:
+      "mha: head h takes columns h, h + H, h + 2H, … instead of the column block h·d_k … (h+1)·d_k − 1",
     formulas: ["mha"],
     caughtBy: ["heads_permutation", "mha_decomposition", "grouped_query"],
     forward: headsInterleaved,
   },
   {
     name: "positions_not_added",
-    description: "gpt: learned/sinusoidal position vectors are computed but never added to the embeddings",
+    description:
+      "gpt: learned/sinusoidal position vectors are computed but never added to the embeddings",
     formulas: ["gpt"],
     caughtBy: ["positions_break_equivariance"],
     forward: onFormula(POSITION_TABLES, zerosOf),
@@ -299,7 +356,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "gqa_heads_tiled",
-    description: "mha with H_kv < H: query head h uses KV head h mod H_kv (tiled) instead of ⌊h/(H/H_kv)⌋ (repeated)",
+    description:
+      "mha with H_kv < H: query head h uses KV head h mod H_kv (tiled) instead of ⌊h/(H/H_kv)⌋ (repeated)",
     formulas: ["mha"],
     caughtBy: ["grouped_query"],
     forward: onFormula("mha", mhaHeadsTiled),
@@ -342,7 +400,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "tied_grad_one_use",
-    description: "gpt backward with tied embeddings: ∂L/∂E keeps the embedding use only and drops the logits use (x W_vocabᵀ)",
+    description:
+      "gpt backward with tied embeddings: ∂L/∂E keeps the embedding use only and drops the logits use (x W_vocabᵀ)",
     formulas: ["gpt"],
     caughtBy: ["tied_embedding"],
     backward: onFormula("logits", (c) => {
@@ -353,14 +412,16 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "rope_sin_cos_swapped",
-    description: "rope: sin and cos exchanged in the rotation (still orthogonal, but position 0 is no longer the identity)",
+    description:
+      "rope: sin and cos exchanged in the rotation (still orthogonal, but position 0 is no longer the identity)",
     formulas: ["rope"],
     caughtBy: ["mha_decomposition", "rope_relative"],
     forward: onFormula("rope", sinCosSwapped),
   },
   {
     name: "kv_positions_from_zero",
-    description: "gpt with a KV cache: the new tokens get learned/sinusoidal positions 0, 1, … instead of p, p + 1, …",
+    description:
+      "gpt with a KV cache: the new tokens get learned/sinusoidal positions 0, 1, … instead of p, p + 1, …",
     formulas: ["gpt"],
     caughtBy: ["kv_cache"],
     forward: onFormula(POSITION_TABLES, (c) =>
@@ -369,7 +430,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "rms_norm_centred",
-    description: "rms_norm: subtracts the row mean before normalising (LayerNorm without β under RMSNorm's name)",
+    description:
+      "rms_norm: subtracts the row mean before normalising (LayerNorm without β under RMSNorm's name)",
     formulas: ["rms_norm"],
     caughtBy: ["norm_moments", "norm_invariance", "norm_gradient", "zero_branches"],
     forward: onFormula("rms_norm", (c) =>
@@ -378,7 +440,9 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "softmax_running_max_minus_10000",
-    description: "softmax and cross_entropy: the running maximum starts at −10000 instead of −∞ (rows entirely below −1e4 give 0/0, a loss of −∞)",
+    description:
+      "softmax and cross_entropy: the running maximum starts at −10000 " +
+      "instead of −∞ (rows entirely below −1e4 give 0/0, a loss of −∞)",
     formulas: ["softmax", "cross_entropy"],
     caughtBy: ["softmax_simplex", "cross_entropy"],
     // cross_entropy's logsumexp is seeded too
@@ -386,7 +450,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "softmax_axis_ignored",
-    description: "softmax: the axis hyperparameter is ignored, every call normalises over the last axis",
+    description:
+      "softmax: the axis hyperparameter is ignored, every call normalises over the last axis",
     formulas: ["softmax"],
     caughtBy: ["softmax_axis"],
     forward: onFormula("softmax", (c) =>
@@ -395,7 +460,9 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "label_smoothing_over_other_classes",
-    description: "cross_entropy: label smoothing spreads ε over the V − 1 other classes (ε/(V − 1) each) instead of ε/V over all V, as some hand-written losses do",
+    description:
+      "cross_entropy: label smoothing spreads ε over the V − 1 other classes " +
+      "(ε/(V − 1) each) instead of ε/V over all V, as some hand-written losses do",
     formulas: ["cross_entropy"],
     caughtBy: ["loss_conventions"],
     forward: onFormula("cross_entropy", (c) => {
@@ -411,7 +478,8 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "weighted_mean_by_count",
-    description: "cross_entropy: with class weights the mean divides by the number of counted positions instead of Σ w[t_i]",
+    description:
+      "cross_entropy: with class weights the mean divides by the number of counted positions instead of Σ w[t_i]",
     formulas: ["cross_entropy"],
     caughtBy: ["loss_conventions"],
     forward: onFormula("cross_entropy", (c) =>
@@ -422,7 +490,9 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "layer_norm_last_axis_only",
-    description: "layer_norm: normalized_axes is ignored, each last-axis row is normalised on its own (γ and β still applied over the k axes)",
+    description:
+      "layer_norm: normalized_axes is ignored, each last-axis row is " +
+      "normalised on its own (γ and β still applied over the k axes)",
     formulas: ["layer_norm"],
     caughtBy: ["affine_options"],
     // γ ⊙ layer_norm over the last axis alone (γ = 1, no β) + β
@@ -439,17 +509,31 @@ export const PLANTED: readonly PlantedBug[] = [
   },
   {
     name: "matmul_broadcast_grad_first_copy",
-    description: "matmul: the gradient of an operand broadcast over batch axes is the gradient of its first copy, not the sum over the copies",
+    description:
+      "matmul: the gradient of an operand broadcast over batch axes is the " +
+      "gradient of its first copy, not the sum over the copies",
     formulas: ["matmul"],
     caughtBy: ["matmul_broadcast"],
     backwardRequest: async (req, ref) => {
       const a = req.inputs["a"];
       const b = req.inputs["b"];
-      if (req.formula !== "matmul" || a === undefined || b === undefined || a.shape.length !== 2 || b.shape.length <= 2 || req.config["a_batch"] !== "none") return undefined;
+      if (
+        req.formula !== "matmul" ||
+        a === undefined ||
+        b === undefined ||
+        a.shape.length !== 2 ||
+        b.shape.length <= 2 ||
+        req.config["a_batch"] !== "none"
+      )
+        return undefined;
       const copies = sizeOf(b.shape.slice(0, -2));
-      const repeated = gatherAxis(a.reshape([1, ...a.shape]), 0, Array(copies).fill(0)).reshape([...b.shape.slice(0, -2), ...a.shape]);
+      const repeated = gatherAxis(a.reshape([1, ...a.shape]), 0, Array(copies).fill(0)).reshape([
+        ...b.shape.slice(0, -2),
+        ...a.shape,
+      ]);
       const { a_batch: _, ...rest } = req.config;
-      const g = (await ref.backwardPass!({ ...req, config: rest, inputs: { a: repeated, b } })).grads;
+      const g = (await ref.backwardPass!({ ...req, config: rest, inputs: { a: repeated, b } }))
+        .grads;
       const first = Tensor.zeros(a.shape, a.dtype);
       for (let i = 0; i < first.size; i++) first.data[i] = g["a"]!.data[i]!;
       return { a: first, b: g["b"]! };
@@ -460,7 +544,10 @@ export const PLANTED: readonly PlantedBug[] = [
 /** The implementation with the named bug planted (everything else is the reference). */
 export function plantedImplementation(name: string): Implementation {
   const bug = PLANTED.find((b) => b.name === name);
-  if (bug === undefined) throw new RangeError(`unknown planted bug "${name}"; planted bugs: ${PLANTED.map((b) => b.name).join(", ")}`);
+  if (bug === undefined)
+    throw new RangeError(
+      `unknown planted bug "${name}"; planted bugs: ${PLANTED.map((b) => b.name).join(", ")}`,
+    );
   const backward = bug.backward ?? bug.forward;
   const impl = rewrittenImplementation(`planted bug ${bug.name}`, {
     ...(bug.forward !== undefined ? { forward: bug.forward } : {}),

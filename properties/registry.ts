@@ -2,10 +2,44 @@
  * The registry of laws, in the order reports list them.
  */
 import { LawUsageError, type Law, type LawCase } from "./law.js";
-import { alibiForms, causality, groupedQuery, headsPermutation, maskedZero, mhaDecomposition, permutationEquivariance, positionsBreakEquivariance, prefixConsistency, ropeRelative, uniformKeys } from "./laws/attention.js";
-import { affineOptions, causalAlignment, groupedHeads, ignoredTargets, lossConventions, maskPadding, matmulBroadcast, softcapLimit, softmaxAxis, windowLimit } from "./laws/conventions.js";
-import { activationLimits, activationOddPart, exactLookups, headsLayout, sinusoidalRotation } from "./laws/elementwise.js";
-import { batchIndependence, determinism, referenceErrorBound, shapeAlgebra } from "./laws/generic.js";
+import {
+  alibiForms,
+  causality,
+  groupedQuery,
+  headsPermutation,
+  maskedZero,
+  mhaDecomposition,
+  permutationEquivariance,
+  positionsBreakEquivariance,
+  prefixConsistency,
+  ropeRelative,
+  uniformKeys,
+} from "./laws/attention.js";
+import {
+  affineOptions,
+  causalAlignment,
+  groupedHeads,
+  ignoredTargets,
+  lossConventions,
+  maskPadding,
+  matmulBroadcast,
+  softcapLimit,
+  softmaxAxis,
+  windowLimit,
+} from "./laws/conventions.js";
+import {
+  activationLimits,
+  activationOddPart,
+  exactLookups,
+  headsLayout,
+  sinusoidalRotation,
+} from "./laws/elementwise.js";
+import {
+  batchIndependence,
+  determinism,
+  referenceErrorBound,
+  shapeAlgebra,
+} from "./laws/generic.js";
 import { kvCache, tiedEmbedding, zeroBranches } from "./laws/model.js";
 import { normGradient, normInvariance, normMoments } from "./laws/norms.js";
 import { dropoutScaling, ropeFraction, ropePositionIds } from "./laws/rope-dropout.js";
@@ -67,6 +101,11 @@ export function lawNames(): string[] {
 export function getLaw(name: string): Law<LawCase> {
   const law = LAWS.find((l) => l.name === name);
   if (law !== undefined) return law;
-  const close = LAWS.filter((l) => l.name.includes(name) || name.includes(l.name)).map((l) => l.name);
-  throw new LawUsageError(`unknown law "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; laws: ${lawNames().join(", ")}`);
+  const close = LAWS.filter((l) => l.name.includes(name) || name.includes(l.name)).map(
+    (l) => l.name,
+  );
+  throw new LawUsageError(
+    `unknown law "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; ` +
+      `laws: ${lawNames().join(", ")}`,
+  );
 }

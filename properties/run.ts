@@ -19,7 +19,10 @@ import { getLaw, LAWS } from "./registry.js";
 import { isBatched } from "./laws/generic.js";
 import { wireJSON } from "../autodiff/wire.js";
 
-/** Options of a law run (exported as `LawRunOptions`): which laws and formulas, how many cases, the seed, the dtype, shrinking. */
+/**
+ * Options of a law run (exported as `LawRunOptions`): which laws and formulas, how many cases, the
+ * seed, the dtype, shrinking.
+ */
 export interface RunOptions {
   /** Only cases of these formulas. */
   readonly formulas?: readonly string[];
@@ -68,7 +71,10 @@ export interface ReplayInfo {
   readonly command: string;
 }
 
-/** The outcome of one law: passed, failed (with the shrunk counterexample and the command that replays it) or skipped (with why). */
+/**
+ * The outcome of one law: passed, failed (with the shrunk counterexample and the command that
+ * replays it) or skipped (with why).
+ */
 export interface LawResult {
   readonly law: string;
   /** The law in words. */
@@ -126,7 +132,11 @@ export interface LawReport {
 }
 
 /** Where a law's cases may come from for this implementation, and what was left out. */
-function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formula" | "formulas" | "dtype">): { formulas: string[]; excluded: string[]; reason?: string } {
+function lawScope(
+  law: Law,
+  impl: Implementation,
+  opts: Pick<RunOptions, "formula" | "formulas" | "dtype">,
+): { formulas: string[]; excluded: string[]; reason?: string } {
   const declared = new Set(impl.formulas);
   let candidates: string[];
   if (law.formulas === "all") candidates = formulaNames();
@@ -135,7 +145,12 @@ function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formul
   const only = chosenFormulas(opts);
   if (only !== undefined) {
     const applicable = candidates.filter((f) => only.includes(f));
-    if (applicable.length === 0) return { formulas: [], excluded: [], reason: `the law does not apply to ${describeList(only)} (it applies to ${describeList(candidates)})` };
+    if (applicable.length === 0)
+      return {
+        formulas: [],
+        excluded: [],
+        reason: `the law does not apply to ${describeList(only)} (it applies to ${describeList(candidates)})`,
+      };
     candidates = applicable;
   }
   const excluded: string[] = [];
@@ -161,14 +176,18 @@ function lawScope(law: Law, impl: Implementation, opts: Pick<RunOptions, "formul
   }
   if (formulas.length === 0) {
     const declaredNone = candidates.every((f) => !declared.has(f));
-    const reason = declaredNone ? `the implementation declares none of ${describeList(candidates)}` : `no applicable formula (${excluded.join("; ")})`;
+    const reason = declaredNone
+      ? `the implementation declares none of ${describeList(candidates)}`
+      : `no applicable formula (${excluded.join("; ")})`;
     return { formulas, excluded, reason };
   }
   return { formulas, excluded };
 }
 
 /** `formulas` and `formula` together, or undefined when neither restricts the run. */
-function chosenFormulas(opts: Pick<RunOptions, "formula" | "formulas">): readonly string[] | undefined {
+function chosenFormulas(
+  opts: Pick<RunOptions, "formula" | "formulas">,
+): readonly string[] | undefined {
   if (opts.formula === undefined) return opts.formulas;
   return [...(opts.formulas ?? []), opts.formula];
 }
@@ -193,7 +212,15 @@ function summarizeCase(c: LawCase): CaseSummary {
     const text = describeValue(v);
     choices[k] = text.length > 300 ? `${text.slice(0, 300)}…` : text;
   }
-  return { formula: c.formula, config: c.config, dtype: c.dtype, shapes, values, elements, choices };
+  return {
+    formula: c.formula,
+    config: c.config,
+    dtype: c.dtype,
+    shapes,
+    values,
+    elements,
+    choices,
+  };
 }
 
 function replayCommand(law: string, seed: number, path: string, opts: RunOptions): string {
@@ -201,24 +228,49 @@ function replayCommand(law: string, seed: number, path: string, opts: RunOptions
   const only = chosenFormulas(opts);
   if (only !== undefined) parts.push(`--formulas ${only.join(",")}`);
   if ((opts.dtype ?? "f64") !== "f64") parts.push(`--dtype ${opts.dtype}`);
-  if (opts.implementationArgs !== undefined && opts.implementationArgs !== "") parts.push(opts.implementationArgs);
+  if (opts.implementationArgs !== undefined && opts.implementationArgs !== "")
+    parts.push(opts.implementationArgs);
   return parts.join(" ");
 }
 
 /** Run one law (see {@link runLaws}). */
-export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & { seed: number }): Promise<LawResult> {
+export async function runLaw(
+  impl: Implementation,
+  law: Law,
+  opts: RunOptions & { seed: number },
+): Promise<LawResult> {
   const t0 = performance.now();
   const dtype = opts.dtype ?? "f64";
-  const base = { law: law.name, statement: law.statement, tolerance: { derivation: law.tolerance.derivation, scale: law.tolerance.scale } };
+  const base = {
+    law: law.name,
+    statement: law.statement,
+    tolerance: { derivation: law.tolerance.derivation, scale: law.tolerance.scale },
+  };
   if (!impl.dtypes.includes(dtype)) {
-    return { ...base, status: "skipped", formulas: [], runs: 0, timeMs: 0, skipped: `the implementation does not compute ${dtype} (it declares ${impl.dtypes.join(", ")})` };
+    return {
+      ...base,
+      status: "skipped",
+      formulas: [],
+      runs: 0,
+      timeMs: 0,
+      skipped: `the implementation does not compute ${dtype} (it declares ${impl.dtypes.join(", ")})`,
+    };
   }
   const scope = lawScope(law, impl, { ...opts, dtype });
   if (scope.formulas.length === 0) {
-    return { ...base, status: "skipped", formulas: [], runs: 0, timeMs: 0, skipped: scope.reason ?? "no applicable formula", excluded: scope.excluded };
+    return {
+      ...base,
+      status: "skipped",
+      formulas: [],
+      runs: 0,
+      timeMs: 0,
+      skipped: scope.reason ?? "no applicable formula",
+      excluded: scope.excluded,
+    };
   }
   // a path may carry fc.commands' replay hint after "@" (model-based laws shrink by the commands that ran)
-  const [fcPath, commandsReplay] = opts.path === undefined ? [undefined, undefined] : splitPath(opts.path);
+  const [fcPath, commandsReplay] =
+    opts.path === undefined ? [undefined, undefined] : splitPath(opts.path);
   const arb = law.arbitrary({
     formulas: scope.formulas,
     dtype,
@@ -230,20 +282,30 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
   // cases outside the declared capability, or declined, are preconditions that did not hold
   // (fc.pre): fast-check draws another case, up to skipBudget rejections per run
   const coverage: Record<string, FormulaCoverage> = {};
-  const cover = (f: string): FormulaCoverage => (coverage[f] ??= { ran: 0, declined: 0, outside: 0 });
+  const cover = (f: string): FormulaCoverage =>
+    (coverage[f] ??= { ran: 0, declined: 0, outside: 0 });
   let counting = true;
   const filtering = impl.capabilities !== undefined || opts.declined !== undefined;
   const property = fc.asyncProperty(arb, async (c) => {
-    const outside = outsideCapability(impl, { formula: c.formula, config: c.config, dtype: c.dtype, dims: numericDims(c.dims) });
+    const outside = outsideCapability(impl, {
+      formula: c.formula,
+      config: c.config,
+      dtype: c.dtype,
+      dims: numericDims(c.dims),
+    });
     if (outside !== undefined) {
       if (counting) (cover(c.formula).outside++, (cover(c.formula).reason ??= outside));
       fc.pre(false);
     }
     let declined: unknown;
-    const target = opts.declined === undefined ? impl : watchDeclines(impl, opts.declined, (e) => (declined ??= e));
+    const target =
+      opts.declined === undefined
+        ? impl
+        : watchDeclines(impl, opts.declined, (e) => (declined ??= e));
     const verdict = await runCheck(law, target, c);
     if (!verdict.ok && declined !== undefined) {
-      if (counting) (cover(c.formula).declined++, (cover(c.formula).reason ??= (declined as Error).message));
+      if (counting)
+        (cover(c.formula).declined++, (cover(c.formula).reason ??= (declined as Error).message));
       fc.pre(false);
     }
     if (counting) cover(c.formula).ran++;
@@ -254,13 +316,32 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
   let details: fc.RunDetails<[LawCase]>;
   let shrinkInterrupted = false;
   if (fcPath !== undefined) {
-    details = await fc.check(property, { seed: opts.seed, path: fcPath, numRuns: runs, endOnFailure: true, ...budget });
+    details = await fc.check(property, {
+      seed: opts.seed,
+      path: fcPath,
+      numRuns: runs,
+      endOnFailure: true,
+      ...budget,
+    });
   } else {
-    details = await fc.check(property, { seed: opts.seed, numRuns: runs, endOnFailure: true, ...budget });
+    details = await fc.check(property, {
+      seed: opts.seed,
+      numRuns: runs,
+      endOnFailure: true,
+      ...budget,
+    });
     counting = false;
-    if (details.failed && details.counterexamplePath !== null && (opts.shrinkTimeMs ?? 10_000) > 0) {
+    if (
+      details.failed &&
+      details.counterexamplePath !== null &&
+      (opts.shrinkTimeMs ?? 10_000) > 0
+    ) {
       const firstRuns = details.numRuns;
-      const shrunk = await fc.check(property, { seed: opts.seed, path: details.counterexamplePath, plugins: [fc.interruptAfterTimeLimit(opts.shrinkTimeMs ?? 10_000)] });
+      const shrunk = await fc.check(property, {
+        seed: opts.seed,
+        path: details.counterexamplePath,
+        plugins: [fc.interruptAfterTimeLimit(opts.shrinkTimeMs ?? 10_000)],
+      });
       if (shrunk.failed && shrunk.counterexamplePath !== null) {
         shrinkInterrupted = shrunk.interrupted;
         details = { ...shrunk, numRuns: firstRuns } as fc.RunDetails<[LawCase]>;
@@ -269,26 +350,72 @@ export async function runLaw(impl: Implementation, law: Law, opts: RunOptions & 
   }
   counting = false;
   const timeMs = performance.now() - t0;
-  const extra = { ...(scope.excluded.length > 0 ? { excluded: scope.excluded } : {}), ...(filtering ? { coverage } : {}) };
-  if (!details.failed) return { ...base, ...extra, status: "passed", formulas: scope.formulas, runs: details.numRuns, timeMs };
+  const extra = {
+    ...(scope.excluded.length > 0 ? { excluded: scope.excluded } : {}),
+    ...(filtering ? { coverage } : {}),
+  };
+  if (!details.failed)
+    return {
+      ...base,
+      ...extra,
+      status: "passed",
+      formulas: scope.formulas,
+      runs: details.numRuns,
+      timeMs,
+    };
   const ran = Object.values(coverage).reduce((s, x) => s + x.ran, 0);
   if (filtering && details.counterexample === null && !details.interrupted) {
     // the rejection budget ran out: what ran passed; when nothing ran, the law was not checked
     const rejected = Object.entries(coverage).filter(([, x]) => x.declined + x.outside > 0);
-    const why = rejected.map(([f, x]) => `${f}: ${x.declined} declined, ${x.outside} outside the declared capability${x.reason !== undefined ? ` (${x.reason.split("\n")[0]})` : ""}`).join("; ");
-    if (ran > 0) return { ...base, ...extra, status: "passed", formulas: scope.formulas, runs: ran, timeMs };
-    return { ...base, ...extra, status: "skipped", formulas: scope.formulas, runs: 0, timeMs, skipped: `no generated case could be run: ${why || "every case was rejected"}` };
+    const why = rejected
+      .map(
+        ([f, x]) =>
+          `${f}: ${x.declined} declined, ${x.outside} outside the declared ` +
+          `capability${x.reason !== undefined ? ` (${x.reason.split("\n")[0]})` : ""}`,
+      )
+      .join("; ");
+    if (ran > 0)
+      return { ...base, ...extra, status: "passed", formulas: scope.formulas, runs: ran, timeMs };
+    return {
+      ...base,
+      ...extra,
+      status: "skipped",
+      formulas: scope.formulas,
+      runs: 0,
+      timeMs,
+      skipped: `no generated case could be run: ${why || "every case was rejected"}`,
+    };
   }
   if (details.counterexample === null || details.counterexamplePath === null) {
-    const why = details.interrupted ? "the run was interrupted before a case ran" : `too many cases were rejected by preconditions (${details.numSkips})`;
-    return { ...base, ...extra, status: "failed", formulas: scope.formulas, runs: details.numRuns, timeMs, failure: { law: law.name, formula: "", config: {}, dtype, shapes: {}, message: why } };
+    const why = details.interrupted
+      ? "the run was interrupted before a case ran"
+      : `too many cases were rejected by preconditions (${details.numSkips})`;
+    return {
+      ...base,
+      ...extra,
+      status: "failed",
+      formulas: scope.formulas,
+      runs: details.numRuns,
+      timeMs,
+      failure: { law: law.name, formula: "", config: {}, dtype, shapes: {}, message: why },
+    };
   }
   const c = details.counterexample[0];
   const hint = commandsReplayOf(c);
-  const path = hint === undefined ? details.counterexamplePath : `${details.counterexamplePath}@${hint}`;
+  const path =
+    hint === undefined ? details.counterexamplePath : `${details.counterexamplePath}@${hint}`;
   const verdict = await runCheck(law, impl, c);
   const failure: LawFailure = verdict.ok
-    ? { law: law.name, formula: c.formula, config: c.config, dtype, shapes: shapesOf(c.inputs), message: "the counterexample passed when checked again: the implementation is not deterministic (see the determinism law)" }
+    ? {
+        law: law.name,
+        formula: c.formula,
+        config: c.config,
+        dtype,
+        shapes: shapesOf(c.inputs),
+        message:
+          "the counterexample passed when checked again: the implementation is " +
+          "not deterministic (see the determinism law)",
+      }
     : verdict.failure;
   return {
     ...base,
@@ -317,7 +444,11 @@ function numericDims(d: LawCase["dims"]): Record<string, number> {
 }
 
 /** The implementation with every error it raises shown to `seen` first when `declined` recognises it. */
-function watchDeclines(impl: Implementation, declined: (e: unknown) => boolean, seen: (e: unknown) => void): Implementation {
+function watchDeclines(
+  impl: Implementation,
+  declined: (e: unknown) => boolean,
+  seen: (e: unknown) => void,
+): Implementation {
   const watch = async <T>(p: Promise<T>): Promise<T> => {
     try {
       return await p;
@@ -336,20 +467,30 @@ function watchDeclines(impl: Implementation, declined: (e: unknown) => boolean, 
   };
   if (impl.backwardPass !== undefined) {
     const bw = impl.backwardPass.bind(impl);
-    (out as { backwardPass?: Implementation["backwardPass"] }).backwardPass = (req) => watch(bw(req));
+    (out as { backwardPass?: Implementation["backwardPass"] }).backwardPass = (req) =>
+      watch(bw(req));
   }
   return out;
 }
 
-/** A law's extra case value as text: small tensors by value, records of tensors by shape, commands by their own text. */
+/**
+ * A law's extra case value as text: small tensors by value, records of tensors by shape, commands
+ * by their own text.
+ */
 function describeValue(v: unknown): string {
-  if (v instanceof Tensor) return v.size <= 16 ? JSON.stringify(Array.from(v.data)) : `${v.dtype}${shapeToString(v.shape)}`;
+  if (v instanceof Tensor)
+    return v.size <= 16
+      ? JSON.stringify(Array.from(v.data))
+      : `${v.dtype}${shapeToString(v.shape)}`;
   if (v === null || typeof v !== "object") return JSON.stringify(v) ?? String(v);
   if (Array.isArray(v)) return JSON.stringify(v);
   const own = (v as { toString?: unknown }).toString;
   if (typeof own === "function" && own !== Object.prototype.toString) return String(v);
   return `{${Object.entries(v as Record<string, unknown>)
-    .map(([k, x]) => `${k}: ${x instanceof Tensor ? `${x.dtype}${shapeToString(x.shape)}` : describeValue(x)}`)
+    .map(
+      ([k, x]) =>
+        `${k}: ${x instanceof Tensor ? `${x.dtype}${shapeToString(x.shape)}` : describeValue(x)}`,
+    )
     .join(", ")}}`;
 }
 
@@ -381,12 +522,23 @@ function shapesOf(ts: NamedTensors): Record<string, number[]> {
  * reported as skipped, not passed.
  */
 export async function runLaws(impl: Implementation, opts: RunOptions = {}): Promise<LawReport> {
-  for (const f of chosenFormulas(opts) ?? []) if (!hasFormula(f)) throw new LawUsageError(`unknown formula "${f}"; known formulas: ${formulaNames().join(", ")}`);
-  if (opts.runs !== undefined && (!Number.isInteger(opts.runs) || opts.runs < 1)) throw new LawUsageError(`runs must be a positive integer, got ${opts.runs}`);
+  for (const f of chosenFormulas(opts) ?? [])
+    if (!hasFormula(f))
+      throw new LawUsageError(
+        `unknown formula "${f}"; known formulas: ${formulaNames().join(", ")}`,
+      );
+  if (opts.runs !== undefined && (!Number.isInteger(opts.runs) || opts.runs < 1))
+    throw new LawUsageError(`runs must be a positive integer, got ${opts.runs}`);
   if (opts.path !== undefined) {
-    if (opts.law === undefined) throw new LawUsageError("--path replays one law's counterexample: give --law too");
-    if (opts.seed === undefined) throw new LawUsageError("--path replays a counterexample from its seed: give --seed too");
-    if (!/^\d+(:\d+)*(@[A-Za-z0-9+/=:]*)?$/.test(opts.path)) throw new LawUsageError(`--path must look like 12:0:3 (fast-check's counterexample path, with @hint for model-based laws), got "${opts.path}"`);
+    if (opts.law === undefined)
+      throw new LawUsageError("--path replays one law's counterexample: give --law too");
+    if (opts.seed === undefined)
+      throw new LawUsageError("--path replays a counterexample from its seed: give --seed too");
+    if (!/^\d+(:\d+)*(@[A-Za-z0-9+/=:]*)?$/.test(opts.path))
+      throw new LawUsageError(
+        `--path must look like 12:0:3 (fast-check's counterexample path, with ` +
+          `@hint for model-based laws), got "${opts.path}"`,
+      );
   }
   const laws = opts.law !== undefined ? [getLaw(opts.law)] : LAWS;
   const seed = opts.seed ?? (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 1;
@@ -413,7 +565,11 @@ export async function runLaws(impl: Implementation, opts: RunOptions = {}): Prom
 
 function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
-  const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join("  ")
+      .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
@@ -426,24 +582,45 @@ export function formatFailure(r: LawResult): string[] {
   const f = r.failure;
   if (f === undefined) return [];
   const lines = [`FAILED ${r.law}: ${r.statement}`, `  ${f.message}`];
-  if (f.formula !== "") lines.push(`  formula: ${f.formula}  dtype: ${f.dtype}  config: ${configText(f.config)}`);
+  if (f.formula !== "")
+    lines.push(`  formula: ${f.formula}  dtype: ${f.dtype}  config: ${configText(f.config)}`);
   const shapes = Object.entries(f.shapes).map(([k, s]) => `${k}${shapeToString(s)}`);
-  if (shapes.length > 0) lines.push(`  shapes: ${shapes.length > 12 ? `${shapes.slice(0, 12).join(" ")} … (${shapes.length} arguments)` : shapes.join(" ")}`);
+  if (shapes.length > 0)
+    lines.push(
+      `  shapes: ` +
+        (shapes.length > 12
+          ? `${shapes.slice(0, 12).join(" ")} … (${shapes.length} arguments)`
+          : shapes.join(" ")),
+    );
   if (f.quantity !== undefined) {
     const where = f.index !== undefined ? ` at ${JSON.stringify(f.index)}` : "";
-    lines.push(`  ${f.quantity}${where}: expected ${f.expected !== undefined ? fmt(f.expected) : "?"}, actual ${f.actual !== undefined ? fmt(f.actual) : "?"}`);
-    if (f.absError !== undefined) lines.push(`  abs error ${fmt(f.absError)}, rel error ${f.relError !== undefined ? fmt(f.relError) : "?"}, allowed ${f.allowed !== undefined ? fmt(f.allowed) : "?"}`);
+    lines.push(
+      `  ${f.quantity}${where}: expected ` +
+        `${f.expected !== undefined ? fmt(f.expected) : "?"}, actual ` +
+        `${f.actual !== undefined ? fmt(f.actual) : "?"}`,
+    );
+    if (f.absError !== undefined)
+      lines.push(
+        `  abs error ${fmt(f.absError)}, rel error ` +
+          `${f.relError !== undefined ? fmt(f.relError) : "?"}, allowed ` +
+          `${f.allowed !== undefined ? fmt(f.allowed) : "?"}`,
+      );
   }
   if (f.toleranceReason !== undefined) lines.push(`  bound: ${f.toleranceReason}`);
-  if (f.values !== undefined) for (const [k, v] of Object.entries(f.values)) lines.push(`  ${k}: ${JSON.stringify(v)}`);
+  if (f.values !== undefined)
+    for (const [k, v] of Object.entries(f.values)) lines.push(`  ${k}: ${JSON.stringify(v)}`);
   if (r.counterexample !== undefined) {
     const small = Object.entries(r.counterexample.values).filter(([, v]) => v.length <= 16);
-    for (const [k, v] of small.slice(0, 8)) lines.push(`  ${k} = ${JSON.stringify(v.map((x) => Number(fmt(x)) || x))}`);
+    for (const [k, v] of small.slice(0, 8))
+      lines.push(`  ${k} = ${JSON.stringify(v.map((x) => Number(fmt(x)) || x))}`);
     for (const [k, v] of Object.entries(r.counterexample.choices)) lines.push(`  ${k}: ${v}`);
     lines.push(`  counterexample size: ${r.counterexample.elements} elements`);
   }
   if (r.replay !== undefined) {
-    lines.push(`  seed ${r.replay.seed}, path ${r.replay.path}, ${r.replay.numShrinks} shrinks${r.replay.shrinkInterrupted ? " (shrinking stopped at its time budget)" : ""}`);
+    lines.push(
+      `  seed ${r.replay.seed}, path ${r.replay.path}, ${r.replay.numShrinks} ` +
+        `shrinks${r.replay.shrinkInterrupted ? " (shrinking stopped at its time budget)" : ""}`,
+    );
     lines.push(`  replay: ${r.replay.command}`);
   }
   return lines;
@@ -484,6 +661,10 @@ export function lawReportToJSON(report: LawReport): string {
 
 /** The laws as a table: name, the formulas they apply to, statement. */
 export function formatLawList(): string {
-  const rows = LAWS.map((l) => [l.name, typeof l.formulas === "string" ? l.formulas : describeList(l.formulas), l.statement]);
+  const rows = LAWS.map((l) => [
+    l.name,
+    typeof l.formulas === "string" ? l.formulas : describeList(l.formulas),
+    l.statement,
+  ]);
   return table(["law", "formulas", "statement"], rows).join("\n") + "\n";
 }

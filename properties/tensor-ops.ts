@@ -3,19 +3,25 @@
  * stacks, repeated head blocks) and to inspect results (row sums, norms). They never compute a
  * formula of the model: what a law knows about the model it learns from the implementation.
  */
-import { Tensor, shapeToString, sizeOf, type DType, type NamedTensors } from "../autodiff/tensor.js";
+import {
+  Tensor,
+  shapeToString,
+  sizeOf,
+  type DType,
+  type NamedTensors,
+} from "../autodiff/tensor.js";
 
 /** Float64 copy of a tensor's values (ints included). */
 export function toF64(t: Tensor): Float64Array {
   return Float64Array.from(t.data);
 }
 
-
 /** Normalise a possibly negative axis. */
 function axisOf(t: { shape: readonly number[] }, axis: number): number {
   const r = t.shape.length;
   const a = axis < 0 ? r + axis : axis;
-  if (a < 0 || a >= r) throw new RangeError(`axis ${axis} out of range for shape ${shapeToString(t.shape)}`);
+  if (a < 0 || a >= r)
+    throw new RangeError(`axis ${axis} out of range for shape ${shapeToString(t.shape)}`);
   return a;
 }
 
@@ -28,7 +34,11 @@ export function gatherAxis(t: Tensor, axis: number, idx: readonly number[]): Ten
   const outer = sizeOf(t.shape.slice(0, a));
   const inner = sizeOf(t.shape.slice(a + 1));
   const len = t.shape[a]!;
-  for (const k of idx) if (!Number.isInteger(k) || k < 0 || k >= len) throw new RangeError(`gatherAxis: index ${k} out of range 0..${len - 1} on axis ${a} of ${shapeToString(t.shape)}`);
+  for (const k of idx)
+    if (!Number.isInteger(k) || k < 0 || k >= len)
+      throw new RangeError(
+        `gatherAxis: index ${k} out of range 0..${len - 1} on axis ${a} of ${shapeToString(t.shape)}`,
+      );
   const shape = [...t.shape];
   shape[a] = idx.length;
   const out = Tensor.zeros(shape, t.dtype);
@@ -44,7 +54,11 @@ export function gatherAxis(t: Tensor, axis: number, idx: readonly number[]): Ten
 
 /** `t[..., start : start + len, ...]` along `axis`. */
 export function sliceAxis(t: Tensor, axis: number, start: number, len: number): Tensor {
-  return gatherAxis(t, axis, Array.from({ length: len }, (_, i) => start + i));
+  return gatherAxis(
+    t,
+    axis,
+    Array.from({ length: len }, (_, i) => start + i),
+  );
 }
 
 /** Concatenate along an axis (all other sizes equal, same dtype). */
@@ -90,7 +104,11 @@ export function unstackAt(t: Tensor, b: number): Tensor {
 }
 
 /** Elementwise map in float64, stored in `dtype` (default the input's). */
-export function mapT(t: Tensor, f: (v: number, i: number) => number, dtype: DType = t.dtype): Tensor {
+export function mapT(
+  t: Tensor,
+  f: (v: number, i: number) => number,
+  dtype: DType = t.dtype,
+): Tensor {
   const out = Tensor.zeros(t.shape, dtype);
   for (let i = 0; i < t.size; i++) out.data[i] = f(t.data[i]!, i);
   return out;
@@ -116,14 +134,14 @@ export function lastAxisRows(t: Tensor): Float64Array[] {
   return rows;
 }
 
-
 /**
  * `a [..., n, k] · b [k, m] → [..., n, m]` in float64 (the law's own arithmetic when it must
  * build an input such as a projected query; never used to produce an expected output).
  */
 export function matmulLast(a: Tensor, b: Tensor, dtype: DType = "f64"): Tensor {
   const k = a.shape[a.shape.length - 1]!;
-  if (b.shape.length !== 2 || b.shape[0] !== k) throw new RangeError(`matmulLast: ${shapeToString(a.shape)} · ${shapeToString(b.shape)}`);
+  if (b.shape.length !== 2 || b.shape[0] !== k)
+    throw new RangeError(`matmulLast: ${shapeToString(a.shape)} · ${shapeToString(b.shape)}`);
   const m = b.shape[1]!;
   const rows = k === 0 ? sizeOf(a.shape.slice(0, -1)) : a.size / k;
   const out = Tensor.zeros([...a.shape.slice(0, -1), m], dtype);
@@ -136,7 +154,6 @@ export function matmulLast(a: Tensor, b: Tensor, dtype: DType = "f64"): Tensor {
   }
   return out;
 }
-
 
 /** Shapes of named tensors, for reports. */
 export function shapesOf(ts: NamedTensors): Record<string, number[]> {
@@ -156,4 +173,3 @@ export function firstBitDifference(a: Tensor, b: Tensor): number {
   }
   return -1;
 }
-

@@ -5,7 +5,15 @@ import { referenceImplementation } from "../reference/implementation.js";
 import { sampleInputs } from "../autodiff/random.js";
 import { getLaw } from "./registry.js";
 import { runLaw } from "./run.js";
-import { conditionedBound, gamma, probeStep, roundingDepth, sensitivity, underflowAllowance, unitRoundoff } from "./tolerance.js";
+import {
+  conditionedBound,
+  gamma,
+  probeStep,
+  roundingDepth,
+  sensitivity,
+  underflowAllowance,
+  unitRoundoff,
+} from "./tolerance.js";
 
 describe("unit roundoff and γ_k", () => {
   it("uses u = 2^-53 (f64) and 2^-24 (f32)", () => {
@@ -20,7 +28,9 @@ describe("unit roundoff and γ_k", () => {
   });
 
   it("refuses a depth for which the first-order bound is meaningless", () => {
-    expect(() => gamma(2 ** 23, "f32")).toThrow("gamma: k = 8388608 roundings is too many for f32 (k·u = 0.5 ≥ 1/2): the first-order bound is meaningless");
+    expect(() => gamma(2 ** 23, "f32")).toThrow(
+      "gamma: k = 8388608 roundings is too many for f32 (k·u = 0.5 ≥ 1/2): the first-order bound is meaningless",
+    );
   });
 
   it("allows the smallest normal per operation below the normal range", () => {
@@ -99,7 +109,15 @@ describe("the sensitivity probe", () => {
     dtypes: ["f64"],
     async forward(req) {
       const x = req.inputs["x"]!;
-      return { outputs: { y: new Tensor("f64", x.shape, Float64Array.from(x.data, (v) => 3 * v)) } };
+      return {
+        outputs: {
+          y: new Tensor(
+            "f64",
+            x.shape,
+            Float64Array.from(x.data, (v) => 3 * v),
+          ),
+        },
+      };
     },
   };
 
@@ -116,7 +134,9 @@ describe("the sensitivity probe", () => {
   });
 
   it("gives the conditioned bound 2·γ_K·(S + κ̂) plus K smallest normals", () => {
-    expect(conditionedBound("f64", 4, { S: 2, kappa: 1, perturbed: 1 })).toBe(2 * gamma(4, "f64") * 3 + 4 * 2 ** -1022);
+    expect(conditionedBound("f64", 4, { S: 2, kappa: 1, perturbed: 1 })).toBe(
+      2 * gamma(4, "f64") * 3 + 4 * 2 ** -1022,
+    );
   });
 
   it("adds the cancelled magnitude Z to the scale of the conditioned bound: 2·γ_K·(S + κ̂ + Z)", () => {
@@ -125,7 +145,9 @@ describe("the sensitivity probe", () => {
     const scale = { S: 0.008194, kappa: 0.08571, perturbed: 1 };
     expect(conditionedBound("f32", 8, scale)).toBeLessThan(1.64e-7);
     expect(conditionedBound("f32", 8, scale, 2.75)).toBeGreaterThan(1.64e-7);
-    expect(conditionedBound("f32", 8, scale, 2.75)).toBe(2 * gamma(8, "f32") * (scale.S + scale.kappa + 2.75) + 8 * 2 ** -126);
+    expect(conditionedBound("f32", 8, scale, 2.75)).toBe(
+      2 * gamma(8, "f32") * (scale.S + scale.kappa + 2.75) + 8 * 2 ** -126,
+    );
   });
 });
 
@@ -138,8 +160,10 @@ describe("the cancelled magnitudes Z of the oracle law still catch the smallest 
     name: "float64 requests computed in float32",
     async forward(req) {
       const inputs: Record<string, Tensor> = {};
-      for (const [k, t] of Object.entries(req.inputs)) inputs[k] = t.dtype === "f64" ? t.to("f32") : t;
-      const outs = (await ref.forward({ ...req, config: { ...req.config, dtype: "f32" }, inputs })).outputs;
+      for (const [k, t] of Object.entries(req.inputs))
+        inputs[k] = t.dtype === "f64" ? t.to("f32") : t;
+      const outs = (await ref.forward({ ...req, config: { ...req.config, dtype: "f32" }, inputs }))
+        .outputs;
       const back: Record<string, Tensor> = {};
       for (const [k, t] of Object.entries(outs)) back[k] = t.dtype === "f32" ? t.to("f64") : t;
       return { outputs: back };
@@ -147,7 +171,13 @@ describe("the cancelled magnitudes Z of the oracle law still catch the smallest 
   };
   for (const formula of ["cross_entropy", "layer_norm", "gelu"]) {
     it(`fails reference_error_bound on ${formula}`, async () => {
-      const r = await runLaw(inFloat32, getLaw("reference_error_bound"), { formula, runs: 40, seed: 7, shrinkTimeMs: 0, dtype: "f64" });
+      const r = await runLaw(inFloat32, getLaw("reference_error_bound"), {
+        formula,
+        runs: 40,
+        seed: 7,
+        shrinkTimeMs: 0,
+        dtype: "f64",
+      });
       expect(r.status, formula).toBe("failed");
       expect(r.failure!.message).toContain("vs the float64 reference");
     });

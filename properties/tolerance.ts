@@ -46,7 +46,12 @@
  */
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "../autodiff/tensor.js";
-import type { BackwardRequest, FormulaConfig, ForwardRequest, Implementation } from "../autodiff/implementation.js";
+import type {
+  BackwardRequest,
+  FormulaConfig,
+  ForwardRequest,
+  Implementation,
+} from "../autodiff/implementation.js";
 import { hasFormula } from "../spec/formula.js";
 import { graphDepth, type ValueRange } from "../spec/rounding.js";
 import { knownConfig, referenceGraph } from "../reference/implementation.js";
@@ -59,7 +64,10 @@ export function unitRoundoff(dtype: FloatDType): number {
 /** γ_k = k·u/(1 − k·u): the relative error bound of k roundings in sequence. */
 export function gamma(k: number, dtype: FloatDType): number {
   const ku = k * unitRoundoff(dtype);
-  if (ku >= 0.5) throw new RangeError(`gamma: k = ${k} roundings is too many for ${dtype} (k·u = ${ku} ≥ 1/2): the first-order bound is meaningless`);
+  if (ku >= 0.5)
+    throw new RangeError(
+      `gamma: k = ${k} roundings is too many for ${dtype} (k·u = ${ku} ≥ 1/2): the first-order bound is meaningless`,
+    );
   return ku / (1 - ku);
 }
 
@@ -83,7 +91,8 @@ export function smallestNormal(dtype: FloatDType): number {
 // ---------------------------------------------------------------------------------------------
 // Rounding depth K of each formula
 
-const last = (t: Tensor | undefined): number => (t === undefined ? 0 : t.shape[t.shape.length - 1] ?? 1);
+const last = (t: Tensor | undefined): number =>
+  t === undefined ? 0 : (t.shape[t.shape.length - 1] ?? 1);
 
 /**
  * An activation: the libm function (erf, tanh, exp: ≤ 1 ulp each, counted 2) and at most five
@@ -176,14 +185,20 @@ const depths = new Map<string, number>();
  *
  * Returns 0 for outputs without such a cancellation. `outputs` are the float64 reference's.
  */
-export function cancelledMagnitude(ctx: DepthContext, outputs: NamedTensors): Record<string, number> {
+export function cancelledMagnitude(
+  ctx: DepthContext,
+  outputs: NamedTensors,
+): Record<string, number> {
   const { formula, config: cfg, inputs: a } = ctx;
   const maxAbsOf = (t: Tensor | undefined): number => {
     let m = 0;
-    if (t !== undefined) for (let i = 0; i < t.size; i++) if (Number.isFinite(t.data[i]!)) m = Math.max(m, Math.abs(t.data[i]!));
+    if (t !== undefined)
+      for (let i = 0; i < t.size; i++)
+        if (Number.isFinite(t.data[i]!)) m = Math.max(m, Math.abs(t.data[i]!));
     return m;
   };
-  const lossOf = (z: Tensor | undefined): number => 2 * maxAbsOf(z) + Math.log(Math.max(1, last(z)));
+  const lossOf = (z: Tensor | undefined): number =>
+    2 * maxAbsOf(z) + Math.log(Math.max(1, last(z)));
   switch (formula) {
     case "cross_entropy":
       return { loss: lossOf(a["logits"]) };
@@ -238,19 +253,49 @@ export interface OutputScale {
  * perturbations of its float arguments (see the module comment). `base` are the outputs of the
  * unperturbed request. The random signs are seeded, so a replay measures the same κ̂.
  */
-export async function sensitivity(impl: Implementation, req: ForwardRequest, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
-  return sensitivityOf(async (inputs) => (await impl.forward({ ...req, inputs })).outputs, req.inputs, base, dtype, seed);
+export async function sensitivity(
+  impl: Implementation,
+  req: ForwardRequest,
+  base: NamedTensors,
+  dtype: FloatDType,
+  seed = 0x5eed,
+): Promise<Record<string, OutputScale>> {
+  return sensitivityOf(
+    async (inputs) => (await impl.forward({ ...req, inputs })).outputs,
+    req.inputs,
+    base,
+    dtype,
+    seed,
+  );
 }
 
 /** {@link sensitivity} of a backward pass: the gradients' response to perturbed arguments (cotangents fixed). */
-export async function gradSensitivity(impl: Implementation, req: BackwardRequest, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
+export async function gradSensitivity(
+  impl: Implementation,
+  req: BackwardRequest,
+  base: NamedTensors,
+  dtype: FloatDType,
+  seed = 0x5eed,
+): Promise<Record<string, OutputScale>> {
   const run = impl.backwardPass;
   if (run === undefined) throw new Error(`${impl.name} has no backward pass`);
-  return sensitivityOf(async (inputs) => (await run.call(impl, { ...req, inputs })).grads, req.inputs, base, dtype, seed);
+  return sensitivityOf(
+    async (inputs) => (await run.call(impl, { ...req, inputs })).grads,
+    req.inputs,
+    base,
+    dtype,
+    seed,
+  );
 }
 
 /** The probe itself, over any evaluation of named arguments to named results. */
-async function sensitivityOf(evaluate: (inputs: NamedTensors) => Promise<NamedTensors>, inputs: NamedTensors, base: NamedTensors, dtype: FloatDType, seed = 0x5eed): Promise<Record<string, OutputScale>> {
+async function sensitivityOf(
+  evaluate: (inputs: NamedTensors) => Promise<NamedTensors>,
+  inputs: NamedTensors,
+  base: NamedTensors,
+  dtype: FloatDType,
+  seed = 0x5eed,
+): Promise<Record<string, OutputScale>> {
   const eta = probeStep(dtype);
   const rng = new Rng(seed);
   const perturbed: NamedTensors = {};
@@ -303,9 +348,17 @@ export function conditionedBound(dtype: FloatDType, K: number, scale: OutputScal
 export function conditionedReason(dtype: FloatDType, K: number, scale: OutputScale, Z = 0): string {
   const z = Z > 0 ? ` + Z` : "";
   const zText = Z > 0 ? `, Z = ${fmt(Z)} (cancelled magnitude)` : "";
-  return `2·γ_K·(S + κ̂${z}) with ${dtype} u = 2^${Math.log2(unitRoundoff(dtype))}, K = ${K}, S = ${fmt(scale.S)}, κ̂ = √(2N)·Δ/η = ${fmt(scale.kappa)} (N = ${scale.perturbed})${zText}`;
+  return (
+    `2·γ_K·(S + κ̂${z}) with ${dtype} u = ` +
+    `2^${Math.log2(unitRoundoff(dtype))}, K = ${K}, S = ${fmt(scale.S)}, κ̂ ` +
+    `= √(2N)·Δ/η = ${fmt(scale.kappa)} (N = ${scale.perturbed})${zText}`
+  );
 }
 
 function fmt(x: number): string {
-  return x === 0 ? "0" : Math.abs(x) >= 1e-3 && Math.abs(x) < 1e4 ? x.toPrecision(4) : x.toExponential(3);
+  return x === 0
+    ? "0"
+    : Math.abs(x) >= 1e-3 && Math.abs(x) < 1e4
+      ? x.toPrecision(4)
+      : x.toExponential(3);
 }

@@ -80,8 +80,17 @@ const GPT2_V = 50257;
 /** The tokenizer of a preset of vocabulary V, and the V the model is built with. */
 export function presetTokenizer(V: number): { tokenizer: Tokenizer; name: string; V: number } {
   if (V === GPT2_V) return { tokenizer: Tokenizer.gpt2(), name: "gpt2", V };
-  if (V < 256) return { tokenizer: corpusTokenizer(256), name: `bytes (256 ids; the preset's V = ${V} cannot hold every byte)`, V: 256 };
-  return { tokenizer: corpusTokenizer(V), name: `corpus BPE (${V} ids, trained on reference/data/corpus.txt)`, V };
+  if (V < 256)
+    return {
+      tokenizer: corpusTokenizer(256),
+      name: `bytes (256 ids; the preset's V = ${V} cannot hold every byte)`,
+      V: 256,
+    };
+  return {
+    tokenizer: corpusTokenizer(V),
+    name: `corpus BPE (${V} ids, trained on reference/data/corpus.txt)`,
+    V,
+  };
 }
 
 /**
@@ -91,15 +100,26 @@ export function presetTokenizer(V: number): { tokenizer: Tokenizer; name: string
 export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneration {
   if (typeof opts.prompt !== "string") fail("--prompt TEXT is required");
   const seed = opts.seed ?? 0;
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) fail(`--seed must be an integer in 0 … 4294967295, got ${opts.seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    fail(`--seed must be an integer in 0 … 4294967295, got ${opts.seed}`);
   const maxTokens = opts.maxTokens ?? 32;
-  if (!Number.isInteger(maxTokens) || maxTokens < 0) fail(`--max-tokens must be a non-negative integer, got ${opts.maxTokens}`);
+  if (!Number.isInteger(maxTokens) || maxTokens < 0)
+    fail(`--max-tokens must be a non-negative integer, got ${opts.maxTokens}`);
   const temperature = opts.temperature ?? 1;
-  if (!Number.isFinite(temperature) || temperature < 0) fail(`--temperature must be a number ≥ 0 (0 is greedy), got ${opts.temperature}`);
-  if (temperature > 0 && temperature < MIN_TEMPERATURE) fail(`--temperature ${temperature} is below the smallest normal number ${MIN_TEMPERATURE} (2^-1022), where every probability becomes NaN; use 0 for greedy decoding`);
-  if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1)) fail(`--top-k must be a positive integer, got ${opts.topK}`);
-  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) fail(`--top-p must be in (0, 1], got ${opts.topP}`);
-  if (opts.preset !== undefined && opts.weights !== undefined) fail("give --preset or --weights, not both");
+  if (!Number.isFinite(temperature) || temperature < 0)
+    fail(`--temperature must be a number ≥ 0 (0 is greedy), got ${opts.temperature}`);
+  if (temperature > 0 && temperature < MIN_TEMPERATURE)
+    fail(
+      `--temperature ${temperature} is below the smallest normal number ` +
+        `${MIN_TEMPERATURE} (2^-1022), where every probability becomes NaN; use ` +
+        `0 for greedy decoding`,
+    );
+  if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1))
+    fail(`--top-k must be a positive integer, got ${opts.topK}`);
+  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1))
+    fail(`--top-p must be in (0, 1], got ${opts.topP}`);
+  if (opts.preset !== undefined && opts.weights !== undefined)
+    fail("give --preset or --weights, not both");
 
   let model: GPT;
   let modelSource: string;
@@ -116,30 +136,42 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
         tokenizer = Tokenizer.gpt2();
         tokenizerName = "gpt2";
       } else {
-        return fail(`${opts.weights}: no tokenizer for V = ${model.config.V}: put ${TOKENIZER_FILE} beside the weights (saveCheckpoint writes it), or use GPT-2's vocabulary (V = ${GPT2_V})`);
+        return fail(
+          `${opts.weights}: no tokenizer for V = ${model.config.V}: put ` +
+            `${TOKENIZER_FILE} beside the weights (saveCheckpoint writes it), or use ` +
+            `GPT-2's vocabulary (V = ${GPT2_V})`,
+        );
       }
     } catch (e) {
       if (e instanceof CheckpointError || e instanceof ModelError) fail(e.message);
       throw e;
     }
-    if (tokenizer.vocabSize !== model.config.V) fail(`${opts.weights}: the tokenizer has ${tokenizer.vocabSize} ids but the model's V = ${model.config.V}`);
+    if (tokenizer.vocabSize !== model.config.V)
+      fail(
+        `${opts.weights}: the tokenizer has ${tokenizer.vocabSize} ids but the model's V = ${model.config.V}`,
+      );
     modelSource = opts.weights;
   } else {
     const name = opts.preset ?? "tiny";
     const preset = findPreset(name);
     if (preset === undefined) return fail(unknownPresetMessage(name));
     const asked = { ...preset, ...(opts.config ?? {}) };
-    if (typeof asked["V"] !== "number" || !Number.isInteger(asked["V"]) || asked["V"] < 1) fail(`V must be a positive integer, got ${JSON.stringify(asked["V"])}`);
+    if (typeof asked["V"] !== "number" || !Number.isInteger(asked["V"]) || asked["V"] < 1)
+      fail(`V must be a positive integer, got ${JSON.stringify(asked["V"])}`);
     const t = presetTokenizer(asked["V"] as number);
     tokenizer = t.tokenizer;
     tokenizerName = t.name;
     try {
-      model = GPT.init(resolveModelConfig({ preset: name, ...(opts.config ?? {}), V: t.V }), { seed });
+      model = GPT.init(resolveModelConfig({ preset: name, ...(opts.config ?? {}), V: t.V }), {
+        seed,
+      });
     } catch (e) {
       if (e instanceof ModelError) return fail(e.message);
       throw e;
     }
-    const changed = Object.entries(opts.config ?? {}).filter(([k]) => k !== "V").map(([k, v]) => `${k} = ${String(v)}`);
+    const changed = Object.entries(opts.config ?? {})
+      .filter(([k]) => k !== "V")
+      .map(([k, v]) => `${k} = ${String(v)}`);
     if (t.V !== preset["V"]) changed.push(`V = ${t.V}`);
     modelSource = `preset ${name}${changed.length > 0 ? ` with ${changed.join(", ")}` : ""}`;
   }
@@ -157,10 +189,20 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
     promptIds = [eot!];
   }
   if (model.config.positions === "learned" && promptIds.length > model.config.n_ctx) {
-    fail(`the prompt is ${promptIds.length} tokens long but the model's context holds n_ctx = ${model.config.n_ctx}`);
+    fail(
+      `the prompt is ${promptIds.length} tokens long but the model's context holds n_ctx = ${model.config.n_ctx}`,
+    );
   }
   return {
-    model, modelSource, tokenizer, tokenizerName, promptIds, stop, seed, maxTokens, temperature,
+    model,
+    modelSource,
+    tokenizer,
+    tokenizerName,
+    promptIds,
+    stop,
+    seed,
+    maxTokens,
+    temperature,
     ...(opts.topK !== undefined ? { topK: opts.topK } : {}),
     ...(opts.topP !== undefined ? { topP: opts.topP } : {}),
   };
@@ -225,18 +267,32 @@ export async function* generateCommand(opts: GenerateCommandOptions): AsyncGener
     config: p.model.config,
     tokenizer: p.tokenizerName,
     seed: p.seed,
-    sampling: { max_tokens: p.maxTokens, temperature: p.temperature, top_k: p.topK ?? null, top_p: p.topP ?? null },
+    sampling: {
+      max_tokens: p.maxTokens,
+      temperature: p.temperature,
+      top_k: p.topK ?? null,
+      top_p: p.topP ?? null,
+    },
   }) + "\n";
 }
 
 /** {@link generateCommand} collected: the whole output and the exit code (2 with `error: …` for bad input). */
-export async function runGenerateCommand(opts: GenerateCommandOptions): Promise<{ text: string; exitCode: 0 | 2 }> {
+export async function runGenerateCommand(
+  opts: GenerateCommandOptions,
+): Promise<{ text: string; exitCode: 0 | 2 }> {
   let text = "";
   try {
     for await (const piece of generateCommand(opts)) text += piece;
     return { text, exitCode: 0 };
   } catch (e) {
-    if (e instanceof CommandError) return { text: opts.json === true ? JSON.stringify({ schema_version: SCHEMA_VERSION, error: e.message }) + "\n" : `error: ${e.message}\n`, exitCode: 2 };
+    if (e instanceof CommandError)
+      return {
+        text:
+          opts.json === true
+            ? JSON.stringify({ schema_version: SCHEMA_VERSION, error: e.message }) + "\n"
+            : `error: ${e.message}\n`,
+        exitCode: 2,
+      };
     throw e;
   }
 }

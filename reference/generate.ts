@@ -53,7 +53,10 @@ export interface GenerateResult {
   readonly tokens: number[];
   /** The logits that chose each new token, [steps, V]. */
   readonly stepLogits: Float64Array[];
-  /** `max_tokens`: maxNewTokens were generated; `stop_token`: a stop id was emitted; `context`: learned positions ran out (n_ctx). */
+  /**
+   * `max_tokens`: maxNewTokens were generated; `stop_token`: a stop id was emitted; `context`:
+   * learned positions ran out (n_ctx).
+   */
   readonly stopped: "max_tokens" | "stop_token" | "context";
 }
 
@@ -81,11 +84,17 @@ export const MIN_TEMPERATURE = 2 ** -1022;
 function checkSampling(opts: SamplingOptions): void {
   const T = opts.temperature;
   if (T !== undefined && T !== 0) {
-    if (!(T > 0) || !Number.isFinite(T)) throw new GenerateError(`temperature must be a positive number, got ${T}`);
-    if (T < MIN_TEMPERATURE) throw new GenerateError(`temperature ${T} is below the smallest normal number ${MIN_TEMPERATURE} (2^-1022); use 0 for greedy decoding`);
+    if (!(T > 0) || !Number.isFinite(T))
+      throw new GenerateError(`temperature must be a positive number, got ${T}`);
+    if (T < MIN_TEMPERATURE)
+      throw new GenerateError(
+        `temperature ${T} is below the smallest normal number ${MIN_TEMPERATURE} (2^-1022); use 0 for greedy decoding`,
+      );
   }
-  if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1)) throw new GenerateError(`top-k must be a positive integer, got ${opts.topK}`);
-  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new GenerateError(`top-p must be in (0, 1], got ${opts.topP}`);
+  if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1))
+    throw new GenerateError(`top-k must be a positive integer, got ${opts.topK}`);
+  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1))
+    throw new GenerateError(`top-p must be in (0, 1], got ${opts.topP}`);
 }
 
 /**
@@ -101,10 +110,14 @@ export function chooseToken(logits: ArrayLike<number>, opts: SamplingOptions, rn
   let best = -1;
   for (let i = 0; i < V; i++) {
     const z = logits[i]!;
-    if (Number.isNaN(z) || z === Infinity) throw new GenerateError(`the logit of id ${i} is ${z}: the probabilities would be NaN`);
+    if (Number.isNaN(z) || z === Infinity)
+      throw new GenerateError(`the logit of id ${i} is ${z}: the probabilities would be NaN`);
     if (z !== -Infinity && (best < 0 || z > logits[best]!)) best = i;
   }
-  if (best < 0) throw new GenerateError(`every logit is −Infinity (or there are none, V = ${V}): no token can be chosen`);
+  if (best < 0)
+    throw new GenerateError(
+      `every logit is −Infinity (or there are none, V = ${V}): no token can be chosen`,
+    );
   const greedy = opts.temperature === undefined || opts.temperature === 0;
   if (greedy) return best;
   const T = opts.temperature!;
@@ -124,7 +137,10 @@ export function chooseToken(logits: ArrayLike<number>, opts: SamplingOptions, rn
     s = p.reduce((a, b) => a + b, 0);
     p = p.map((x) => x / s);
   }
-  if (!(s > 0) || p.some((x) => Number.isNaN(x))) throw new GenerateError(`the sampling probabilities are not a distribution (sum ${s}) at temperature ${T}`);
+  if (!(s > 0) || p.some((x) => Number.isNaN(x)))
+    throw new GenerateError(
+      `the sampling probabilities are not a distribution (sum ${s}) at temperature ${T}`,
+    );
   let u = rng.uniform();
   for (let k = 0; k < ids.length; k++) {
     u -= p[k]!;
@@ -146,21 +162,37 @@ export interface DecodeStep {
  * whole sequence; picks a token with {@link chooseToken}; stops after `maxNewTokens`, after a
  * stop token, or when learned positions run out (n_ctx). Returns how it stopped.
  */
-export function* decodeSteps(config: Config, weights: NamedTensors, prompt: readonly number[], opts: GenerateOptions): Generator<DecodeStep, GenerateResult["stopped"]> {
+export function* decodeSteps(
+  config: Config,
+  weights: NamedTensors,
+  prompt: readonly number[],
+  opts: GenerateOptions,
+): Generator<DecodeStep, GenerateResult["stopped"]> {
   const cfg = resolveTopLevel("gpt", config);
   const V = required(cfg.V, "gpt", "V");
   const nCtx = required(cfg.n_ctx, "gpt", "n_ctx");
   const L = required(cfg.L, "gpt", "L");
   const dtype = opts.dtype ?? "f64";
-  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new GenerateError(`maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0)
+    throw new GenerateError(
+      `maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`,
+    );
   if (prompt.length === 0) throw new GenerateError("the prompt must hold at least one token");
   for (const [i, t] of prompt.entries()) {
-    if (!Number.isInteger(t) || t < 0 || t >= V) throw new GenerateError(`prompt token ${t} at position ${i} is outside the vocabulary of ${V}`);
+    if (!Number.isInteger(t) || t < 0 || t >= V)
+      throw new GenerateError(
+        `prompt token ${t} at position ${i} is outside the vocabulary of ${V}`,
+      );
   }
-  for (const t of opts.stop ?? []) if (!Number.isInteger(t) || t < 0 || t >= V) throw new GenerateError(`stop token ${t} is outside the vocabulary of ${V}`);
+  for (const t of opts.stop ?? [])
+    if (!Number.isInteger(t) || t < 0 || t >= V)
+      throw new GenerateError(`stop token ${t} is outside the vocabulary of ${V}`);
   checkSampling(opts);
   const learned = cfg["positions"] === "learned";
-  if (learned && prompt.length > nCtx) throw new GenerateError(`the prompt has ${prompt.length} tokens but learned positions hold n_ctx = ${nCtx}`);
+  if (learned && prompt.length > nCtx)
+    throw new GenerateError(
+      `the prompt has ${prompt.length} tokens but learned positions hold n_ctx = ${nCtx}`,
+    );
   const cache = opts.cache ?? true;
   const rng = new Rng(opts.seed ?? 0);
   const tokens = [...prompt];
@@ -168,18 +200,23 @@ export function* decodeSteps(config: Config, weights: NamedTensors, prompt: read
   const Hkv = cfg.H_kv ?? H;
   const dk = required(cfg.d_model, "gpt", "d_model") / H;
   let past: NamedTensors = {};
-  if (cache) for (let l = 0; l < L; l++) {
-    // (H_kv, 0, d_k): nothing cached yet
-    past[`past.${l}.k`] = Tensor.zeros([Hkv, 0, dk], dtype);
-    past[`past.${l}.v`] = Tensor.zeros([Hkv, 0, dk], dtype);
-  }
+  if (cache)
+    for (let l = 0; l < L; l++) {
+      // (H_kv, 0, d_k): nothing cached yet
+      past[`past.${l}.k`] = Tensor.zeros([Hkv, 0, dk], dtype);
+      past[`past.${l}.v`] = Tensor.zeros([Hkv, 0, dk], dtype);
+    }
   let fed = 0; // tokens already in the cache
   for (let step = 0; step < opts.maxNewTokens; step++) {
     if (learned && tokens.length > nCtx) return "context";
     let row: Float64Array;
     if (cache) {
       const fresh = tokens.slice(fed);
-      const out = evaluate(graphFor(cfg, true), { tokens: Tensor.from(fresh, "i32"), ...past, ...weights }, { dtype });
+      const out = evaluate(
+        graphFor(cfg, true),
+        { tokens: Tensor.from(fresh, "i32"), ...past, ...weights },
+        { dtype },
+      );
       const logits = out["logits"]!; // (fresh, V)
       row = Float64Array.from(logits.data.subarray((fresh.length - 1) * V, fresh.length * V));
       past = {};
@@ -190,14 +227,19 @@ export function* decodeSteps(config: Config, weights: NamedTensors, prompt: read
       }
       fed = tokens.length;
     } else {
-      const logits = evaluate(graphFor(cfg, false), { tokens: Tensor.from(tokens, "i32"), ...weights }, { dtype })["logits"]!; // (n, V)
+      const logits = evaluate(
+        graphFor(cfg, false),
+        { tokens: Tensor.from(tokens, "i32"), ...weights },
+        { dtype },
+      )["logits"]!; // (n, V)
       row = Float64Array.from(logits.data.subarray((tokens.length - 1) * V, tokens.length * V));
     }
     let next: number;
     try {
       next = chooseToken(row, opts, rng);
     } catch (e) {
-      if (e instanceof GenerateError) throw new GenerateError(`step ${step} (position ${tokens.length}): ${e.message}`);
+      if (e instanceof GenerateError)
+        throw new GenerateError(`step ${step} (position ${tokens.length}): ${e.message}`);
       throw e;
     }
     tokens.push(next);
@@ -208,7 +250,12 @@ export function* decodeSteps(config: Config, weights: NamedTensors, prompt: read
 }
 
 /** Generate from a prompt with the model `config` and its weights (parameter names of `gpt`). */
-export function generate(config: Config, weights: NamedTensors, prompt: readonly number[], opts: GenerateOptions): GenerateResult {
+export function generate(
+  config: Config,
+  weights: NamedTensors,
+  prompt: readonly number[],
+  opts: GenerateOptions,
+): GenerateResult {
   const tokens = [...prompt];
   const stepLogits: Float64Array[] = [];
   const it = decodeSteps(config, weights, prompt, opts);
@@ -228,7 +275,8 @@ export function generateGreedyCase(inputs: NamedTensors, config: Config): NamedT
   // the model's hyperparameters; decoding sets kv_cache itself
   const { kv_cache: _cache, ...cfg } = sharedConfig("gpt", config);
   const prompt = inputs["tokens"];
-  if (prompt === undefined) throw new GenerateError("gpt_generate needs the prompt as input tokens");
+  if (prompt === undefined)
+    throw new GenerateError("gpt_generate needs the prompt as input tokens");
   const weights: NamedTensors = {};
   let dtype: FloatDType = "f64";
   for (const [k, v] of Object.entries(inputs)) {
@@ -236,7 +284,11 @@ export function generateGreedyCase(inputs: NamedTensors, config: Config): NamedT
     weights[k] = v;
     if (v.dtype === "f32") dtype = "f32";
   }
-  const r = generate(cfg, weights, Array.from(prompt.data), { maxNewTokens: steps, dtype, cache: true });
+  const r = generate(cfg, weights, Array.from(prompt.data), {
+    maxNewTokens: steps,
+    dtype,
+    cache: true,
+  });
   const V = required(resolveTopLevel("gpt", cfg).V, "gpt", "V");
   const logits = Tensor.zeros([r.stepLogits.length, V], dtype);
   r.stepLogits.forEach((row, i) => logits.data.set(row, i * V));

@@ -5,13 +5,23 @@
  */
 import "../spec/index.js";
 import {
-  formulaNames, getFormula, hyperDims, resolveConfig, sizeFreeConfig,
+  formulaNames,
+  getFormula,
+  hyperDims,
+  resolveConfig,
+  sizeFreeConfig,
 } from "../spec/formula.js";
 import type { Config } from "../spec/node.js";
 import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
-import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
+import type {
+  BackwardRequest,
+  BackwardResult,
+  ForwardRequest,
+  ForwardResult,
+  Implementation,
+} from "../autodiff/implementation.js";
 import { requestDType } from "../autodiff/implementation.js";
 import { generateGreedyCase } from "./generate.js";
 
@@ -90,13 +100,21 @@ export function referenceImplementation(opts: ReferenceOptions = {}): Implementa
     backward: formulaNames(),
     dtypes: ["f64", "f32"],
     async forward(req: ForwardRequest): Promise<ForwardResult> {
-      if (req.formula === "gpt_generate") return { outputs: generateGreedyCase(req.inputs, req.config) };
+      if (req.formula === "gpt_generate")
+        return { outputs: generateGreedyCase(req.inputs, req.config) };
       const g = referenceGraph(req.formula, knownConfig(req.formula, req.config));
-      return { outputs: evaluate(g, req.inputs, { dtype: requestDType(req), fused: opts.fused ?? true }) };
+      return {
+        outputs: evaluate(g, req.inputs, { dtype: requestDType(req), fused: opts.fused ?? true }),
+      };
     },
     async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
       const g = referenceGraph(req.formula, knownConfig(req.formula, req.config));
-      return { grads: vjp(g, req.inputs, req.cotangents, { dtype: requestDType(req), fused: opts.fused ?? true }).grads };
+      return {
+        grads: vjp(g, req.inputs, req.cotangents, {
+          dtype: requestDType(req),
+          fused: opts.fused ?? true,
+        }).grads,
+      };
     },
   };
 }

@@ -16,7 +16,12 @@ import { dim, evalDim } from "../spec/dims.js";
 import { closest, getFormula, type HyperValueOf } from "../spec/formula.js";
 import { resolveConfigOf, type FormulaConfigs } from "../spec/configs.js";
 import {
-  gptParams, BLOCK_ACTIVATIONS, MODEL_POSITIONS, NORMS, PLACEMENTS, type gptFormula,
+  gptParams,
+  BLOCK_ACTIVATIONS,
+  MODEL_POSITIONS,
+  NORMS,
+  PLACEMENTS,
+  type gptFormula,
 } from "../spec/formulas/model.js";
 import { findPreset, unknownPresetMessage } from "../spec/presets.js";
 import type { Config, HyperValue } from "../spec/node.js";
@@ -116,8 +121,12 @@ const DERIVED_SIZES: Readonly<Record<string, DeriveSize>> = {
  * @example llamaHiddenSize(4096, 256) // 11008 (LLaMA-7B's intermediate_size)
  */
 export function llamaHiddenSize(d_model: number, multipleOf: number): number {
-  if (!Number.isInteger(d_model) || d_model < 1) throw new ModelError(`llamaHiddenSize: d_model must be a positive integer, got ${d_model}`);
-  if (!Number.isInteger(multipleOf) || multipleOf < 1) throw new ModelError(`llamaHiddenSize: multipleOf must be a positive integer, got ${multipleOf}`);
+  if (!Number.isInteger(d_model) || d_model < 1)
+    throw new ModelError(`llamaHiddenSize: d_model must be a positive integer, got ${d_model}`);
+  if (!Number.isInteger(multipleOf) || multipleOf < 1)
+    throw new ModelError(
+      `llamaHiddenSize: multipleOf must be a positive integer, got ${multipleOf}`,
+    );
   const hidden = Math.floor((2 * 4 * d_model) / 3);
   return multipleOf * Math.ceil(hidden / multipleOf);
 }
@@ -135,7 +144,8 @@ const SMALL_MULTIPLE_OF = 4;
  * @example resolveModelConfig("gpt2-small").d_ff // 3072
  */
 export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
-  const fields: Record<string, unknown> = typeof input === "string" ? { preset: input } : { ...input };
+  const fields: Record<string, unknown> =
+    typeof input === "string" ? { preset: input } : { ...input };
   const presetName = fields["preset"];
   delete fields["preset"];
   let base: Config = {};
@@ -160,9 +170,12 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
   const dropout = fields["dropout"];
   delete fields["dropout"];
   if (dropout !== undefined && (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1))) {
-    throw new ModelError(`dropout must be a number in [0, 1) (1 would drop every activation), got ${JSON.stringify(dropout)}`);
+    throw new ModelError(
+      `dropout must be a number in [0, 1) (1 would drop every activation), got ${JSON.stringify(dropout)}`,
+    );
   }
-  if (dtype !== "f64" && dtype !== "f32") throw new ModelError(`dtype must be "f64" or "f32", got ${JSON.stringify(dtype)}`);
+  if (dtype !== "f64" && dtype !== "f32")
+    throw new ModelError(`dtype must be "f64" or "f32", got ${JSON.stringify(dtype)}`);
   const merged: Record<string, HyperValue> = { ...base };
   for (const [k, v] of Object.entries(fields)) merged[k] = v as HyperValue;
 
@@ -187,17 +200,33 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
   for (const k of SIZE_KEYS) if (typeof merged[k] === "number") sizes[k] = merged[k];
   for (const k of SIZE_KEYS) sizes[k] ??= DERIVED_SIZES[k]!(sizes, cfg);
   const { d_model, H, H_kv } = sizes as { d_model: number; H: number; H_kv: number };
-  if (d_model % H !== 0) throw new ModelError(`d_model = ${d_model} is not a multiple of H = ${H} (d_k = d_model / H must be an integer)`);
-  if (H_kv > H || H % H_kv !== 0) throw new ModelError(`H_kv = ${H_kv} must divide H = ${H} (each key/value head serves H / H_kv query heads)`);
+  if (d_model % H !== 0)
+    throw new ModelError(
+      `d_model = ${d_model} is not a multiple of H = ${H} (d_k = d_model / H must be an integer)`,
+    );
+  if (H_kv > H || H % H_kv !== 0)
+    throw new ModelError(
+      `H_kv = ${H_kv} must divide H = ${H} (each key/value head serves H / H_kv query heads)`,
+    );
   const positions = cfg.positions;
   if ((positions === "rope" || positions === "rope_interleaved") && (d_model / H) % 2 !== 0) {
-    throw new ModelError(`positions "${positions}" rotates pairs of coordinates: d_k = d_model / H = ${d_model / H} must be even`);
+    throw new ModelError(
+      `positions "${positions}" rotates pairs of coordinates: d_k = d_model / H = ${d_model / H} must be even`,
+    );
   }
   if (rotaryPct !== undefined) {
-    if (typeof rotaryPct !== "number" || !(rotaryPct >= 0 && rotaryPct <= 1)) throw new ModelError(`rotary_pct must be a number in [0, 1], got ${JSON.stringify(rotaryPct)}`);
-    if (positions !== "rope" && positions !== "rope_interleaved") throw new ModelError(`rotary_pct applies to RoPE positions, but positions is "${positions}"`);
+    if (typeof rotaryPct !== "number" || !(rotaryPct >= 0 && rotaryPct <= 1))
+      throw new ModelError(
+        `rotary_pct must be a number in [0, 1], got ${JSON.stringify(rotaryPct)}`,
+      );
+    if (positions !== "rope" && positions !== "rope_interleaved")
+      throw new ModelError(`rotary_pct applies to RoPE positions, but positions is "${positions}"`);
     const r = Math.floor(rotaryPct * (d_model / H));
-    if (r % 2 !== 0) throw new ModelError(`rotary_pct = ${rotaryPct} rotates ⌊${rotaryPct}·d_k⌋ = ${r} dims of d_k = ${d_model / H}; RoPE rotates pairs, so it must be even`);
+    if (r % 2 !== 0)
+      throw new ModelError(
+        `rotary_pct = ${rotaryPct} rotates ⌊${rotaryPct}·d_k⌋ = ${r} dims of ` +
+          `d_k = ${d_model / H}; RoPE rotates pairs, so it must be even`,
+      );
   }
   if (cfg.parallel && cfg.placement !== "pre") {
     const why = `parallel attention + FFN is defined for placement "pre" only (GPT-J)`;
@@ -318,7 +347,10 @@ export type InitScheme = "gpt2" | "xavier";
 
 /** Options of {@link initWeights}: the seed and the initialisation scheme. */
 export interface InitOptions {
-  /** Seed of every draw (default 0). Each parameter has its own stream, so a variant that adds or drops parameters leaves the others' values unchanged. */
+  /**
+   * Seed of every draw (default 0). Each parameter has its own stream, so a variant that adds or
+   * drops parameters leaves the others' values unchanged.
+   */
   readonly seed?: number;
   /** The scheme (default `gpt2`); see {@link InitScheme}. */
   readonly init?: InitScheme;
@@ -341,8 +373,12 @@ const NORM_SCALE = /(^|\.)ln_(\d|f)\.weight$/;
 export function initWeights(config: GPTConfig, opts: InitOptions = {}): NamedTensors {
   const seed = opts.seed ?? 0;
   const scheme = opts.init ?? "gpt2";
-  if (scheme !== "gpt2" && scheme !== "xavier") throw new ModelError(`init must be "gpt2" or "xavier", got ${JSON.stringify(scheme)}`);
-  if (opts.zeroQK === true && scheme !== "xavier") throw new ModelError(`zeroQK belongs to the xavier initialisation (Xiong et al. 2020); init is "${scheme}"`);
+  if (scheme !== "gpt2" && scheme !== "xavier")
+    throw new ModelError(`init must be "gpt2" or "xavier", got ${JSON.stringify(scheme)}`);
+  if (opts.zeroQK === true && scheme !== "xavier")
+    throw new ModelError(
+      `zeroQK belongs to the xavier initialisation (Xiong et al. 2020); init is "${scheme}"`,
+    );
   const out: NamedTensors = {};
   const d_k = config.d_model / config.H;
   for (const [name, shape] of Object.entries(parameterShapes(config))) {
@@ -370,15 +406,27 @@ export function initWeights(config: GPTConfig, opts: InitOptions = {}): NamedTen
     const blocks = name.endsWith("attn.c_attn.weight")
       ? [
           { label: "W_Q", from: 0, width: config.H * d_k, zero: opts.zeroQK === true },
-          { label: "W_K", from: config.H * d_k, width: config.H_kv * d_k, zero: opts.zeroQK === true },
-          { label: "W_V", from: (config.H + config.H_kv) * d_k, width: config.H_kv * d_k, zero: false },
+          {
+            label: "W_K",
+            from: config.H * d_k,
+            width: config.H_kv * d_k,
+            zero: opts.zeroQK === true,
+          },
+          {
+            label: "W_V",
+            from: (config.H + config.H_kv) * d_k,
+            width: config.H_kv * d_k,
+            zero: false,
+          },
         ]
       : [{ label: "", from: 0, width: cols, zero: false }];
     for (const b of blocks) {
       if (b.zero) continue;
       const r = b.label === "" ? rng : new Rng(streamSeed(seed, `${name}/${b.label}`));
       const a = Math.sqrt(6 / (rows + b.width));
-      for (let i = 0; i < rows; i++) for (let c = b.from; c < b.from + b.width; c++) t.data[i * cols + c] = a * (2 * r.uniform() - 1);
+      for (let i = 0; i < rows; i++)
+        for (let c = b.from; c < b.from + b.width; c++)
+          t.data[i * cols + c] = a * (2 * r.uniform() - 1);
     }
   }
   return out;
@@ -392,7 +440,10 @@ export type TokenInput = readonly number[] | readonly (readonly number[])[] | Te
 
 const graphs = new Map<string, { forward: Graph; full: Graph }>();
 
-/** The `gpt` formula's graph for a configuration (cached; the engine caches plans and gradient graphs per graph object). */
+/**
+ * The `gpt` formula's graph for a configuration (cached; the engine caches plans and gradient
+ * graphs per graph object).
+ */
 function gptGraphs(config: GPTConfig): { forward: Graph; full: Graph } {
   const fc = formulaConfig(config);
   const key = JSON.stringify(fc);
@@ -411,15 +462,27 @@ function gptGraphs(config: GPTConfig): { forward: Graph; full: Graph } {
 function checkWeights(config: GPTConfig, weights: NamedTensors, source = "weights"): void {
   const shapes = parameterShapes(config);
   const missing = Object.keys(shapes).filter((k) => weights[k] === undefined);
-  if (missing.length > 0) throw new ModelError(`${source}: missing parameter${missing.length > 1 ? "s" : ""} ${missing.join(", ")} (the configuration needs ${Object.keys(shapes).length} tensors)`);
+  if (missing.length > 0)
+    throw new ModelError(
+      `${source}: missing parameter${missing.length > 1 ? "s" : ""} ` +
+        `${missing.join(", ")} (the configuration needs ` +
+        `${Object.keys(shapes).length} tensors)`,
+    );
   const extra = Object.keys(weights).filter((k) => shapes[k] === undefined);
-  if (extra.length > 0) throw new ModelError(`${source}: unexpected tensor${extra.length > 1 ? "s" : ""} ${extra.join(", ")} (not a parameter of this configuration)`);
+  if (extra.length > 0)
+    throw new ModelError(
+      `${source}: unexpected tensor${extra.length > 1 ? "s" : ""} ` +
+        `${extra.join(", ")} (not a parameter of this configuration)`,
+    );
   for (const [k, s] of Object.entries(shapes)) {
     const t = weights[k]!;
     if (!(t instanceof Tensor)) throw new ModelError(`${source}: ${k} is not a Tensor`);
-    if (t.dtype === "i32") throw new ModelError(`${source}: ${k} holds integers (i32); parameters are float tensors`);
+    if (t.dtype === "i32")
+      throw new ModelError(`${source}: ${k} holds integers (i32); parameters are float tensors`);
     if (t.shape.length !== s.length || t.shape.some((d, i) => d !== s[i])) {
-      throw new ModelError(`${source}: ${k} has shape ${shapeToString(t.shape)} but the configuration needs ${shapeToString(s)}`);
+      throw new ModelError(
+        `${source}: ${k} has shape ${shapeToString(t.shape)} but the configuration needs ${shapeToString(s)}`,
+      );
     }
   }
 }
@@ -432,18 +495,28 @@ function tokenTensor(tokens: TokenInput, V: number, what = "tokens"): Tensor {
     const rows = tokens as readonly (readonly number[])[];
     const n = rows[0]!.length;
     rows.forEach((r, b) => {
-      if (!Array.isArray(r) || r.length !== n) throw new ModelError(`${what}: sequence ${b} has ${Array.isArray(r) ? r.length : "no"} tokens but sequence 0 has ${n}; a batch needs equal lengths`);
+      if (!Array.isArray(r) || r.length !== n)
+        throw new ModelError(
+          `${what}: sequence ${b} has ${Array.isArray(r) ? r.length : "no"} ` +
+            `tokens but sequence 0 has ${n}; a batch needs equal lengths`,
+        );
     });
     t = new Tensor("i32", [rows.length, n], Int32Array.from(rows.flat()));
   } else {
     const ids = tokens as readonly number[];
-    for (const [i, v] of ids.entries()) if (!Number.isInteger(v)) throw new ModelError(`${what}: position ${i} holds ${v}, not an integer token id`);
+    for (const [i, v] of ids.entries())
+      if (!Number.isInteger(v))
+        throw new ModelError(`${what}: position ${i} holds ${v}, not an integer token id`);
     t = new Tensor("i32", [ids.length], Int32Array.from(ids));
   }
-  if (t.shape.length < 1) throw new ModelError(`${what}: expected ids of shape [..., n], got a scalar`);
+  if (t.shape.length < 1)
+    throw new ModelError(`${what}: expected ids of shape [..., n], got a scalar`);
   for (let i = 0; i < t.size; i++) {
     const v = t.data[i]!;
-    if (!Number.isInteger(v) || v < 0 || v >= V) throw new ModelError(`${what}: id ${v} at index [${t.unravel(i).join(", ")}] is outside the vocabulary 0…${V - 1}`);
+    if (!Number.isInteger(v) || v < 0 || v >= V)
+      throw new ModelError(
+        `${what}: id ${v} at index [${t.unravel(i).join(", ")}] is outside the vocabulary 0…${V - 1}`,
+      );
   }
   return t.dtype === "i32" ? t : t.to("i32");
 }
@@ -451,7 +524,10 @@ function tokenTensor(tokens: TokenInput, V: number, what = "tokens"): Tensor {
 /** Split [..., n+1] ids into inputs [..., n] and next-token targets [..., n]. */
 export function shiftTargets(t: Tensor): { tokens: Tensor; targets: Tensor } {
   const n1 = t.shape[t.shape.length - 1]!;
-  if (n1 < 2) throw new ModelError(`the loss needs at least 2 tokens per sequence (inputs 0…n−2 predict 1…n−1), got ${n1}`);
+  if (n1 < 2)
+    throw new ModelError(
+      `the loss needs at least 2 tokens per sequence (inputs 0…n−2 predict 1…n−1), got ${n1}`,
+    );
   const rows = t.size / n1;
   const lead = t.shape.slice(0, -1);
   // (..., n+1) → (..., n) inputs [0, n) and (..., n) targets [1, n+1)
@@ -498,7 +574,9 @@ export class GPT {
     const n = t.shape[t.shape.length - 1]!;
     if (n === 0) throw new ModelError(`${what}: a sequence needs at least one token`);
     if (this.config.positions === "learned" && n > this.config.n_ctx) {
-      throw new ModelError(`${what}: ${n} positions exceed n_ctx = ${this.config.n_ctx} (the rows of wpe.weight, learned positions)`);
+      throw new ModelError(
+        `${what}: ${n} positions exceed n_ctx = ${this.config.n_ctx} (the rows of wpe.weight, learned positions)`,
+      );
     }
   }
 
@@ -506,7 +584,11 @@ export class GPT {
   forward(tokens: TokenInput): Tensor {
     const t = tokenTensor(tokens, this.config.V);
     this.checkLength(t, "forward");
-    return evaluate(gptGraphs(this.config).forward, { tokens: t, ...this.weights }, { dtype: this.config.dtype })["logits"]!;
+    return evaluate(
+      gptGraphs(this.config).forward,
+      { tokens: t, ...this.weights },
+      { dtype: this.config.dtype },
+    )["logits"]!;
   }
 
   /** Logits and mean cross-entropy against explicit (already shifted) targets, as the `gpt` formula states them. */
@@ -515,9 +597,15 @@ export class GPT {
     const y = tokenTensor(targets, this.config.V, "targets");
     this.checkLength(t, "evaluate");
     if (y.shape.length !== t.shape.length || y.shape.some((d, i) => d !== t.shape[i])) {
-      throw new ModelError(`targets have shape ${shapeToString(y.shape)} but tokens have ${shapeToString(t.shape)}`);
+      throw new ModelError(
+        `targets have shape ${shapeToString(y.shape)} but tokens have ${shapeToString(t.shape)}`,
+      );
     }
-    const out = evaluate(gptGraphs(this.config).full, { tokens: t, targets: y, ...this.weights }, { dtype: this.config.dtype });
+    const out = evaluate(
+      gptGraphs(this.config).full,
+      { tokens: t, targets: y, ...this.weights },
+      { dtype: this.config.dtype },
+    );
     return { logits: out["logits"]!, loss: out["loss"]!.data[0]! };
   }
 
@@ -527,7 +615,10 @@ export class GPT {
     return this.evaluate(x, targets).loss;
   }
 
-  /** The loss of {@link loss} and its gradient with respect to every parameter (by name); with `rng`, a training step (dropout on). */
+  /**
+   * The loss of {@link loss} and its gradient with respect to every parameter (by name); with
+   * `rng`, a training step (dropout on).
+   */
   lossAndGrads(tokens: TokenInput, rng?: Rng): { loss: number; grads: NamedTensors } {
     const { tokens: x, targets } = shiftTargets(tokenTensor(tokens, this.config.V));
     return this.lossAndGradsFor(x, targets, rng);
@@ -538,18 +629,26 @@ export class GPT {
    * the configuration and a generator `rng` (training), keep masks are drawn from it and the loss
    * is that of the dropped-out model; without `rng` nothing is dropped.
    */
-  lossAndGradsFor(tokens: TokenInput, targets: TokenInput, rng?: Rng): { loss: number; grads: NamedTensors } {
+  lossAndGradsFor(
+    tokens: TokenInput,
+    targets: TokenInput,
+    rng?: Rng,
+  ): { loss: number; grads: NamedTensors } {
     const t = tokenTensor(tokens, this.config.V);
     const y = tokenTensor(targets, this.config.V, "targets");
     this.checkLength(t, "lossAndGrads");
     const train = rng !== undefined && (this.config.dropout ?? 0) > 0;
     const graph = train ? trainingGraph(this.config) : gptGraphs(this.config).full;
     const masks = train ? dropoutMasks(this.config, t.shape, rng) : {};
-    const r = valueAndGrad(graph, { tokens: t, targets: y, ...masks, ...this.weights }, {
-      output: "loss",
-      dtype: this.config.dtype,
-      wrt: Object.keys(this.weights),
-    });
+    const r = valueAndGrad(
+      graph,
+      { tokens: t, targets: y, ...masks, ...this.weights },
+      {
+        output: "loss",
+        dtype: this.config.dtype,
+        wrt: Object.keys(this.weights),
+      },
+    );
     return { loss: r.value.data[0]!, grads: r.grads };
   }
 
@@ -557,21 +656,32 @@ export class GPT {
    * Outputs (`logits`, `loss`) and the parameter gradients of Σ out ⊙ cot for cotangents of
    * either or both outputs — the backward pass a golden case with random cotangents checks.
    */
-  vjp(tokens: TokenInput, targets: TokenInput, cotangents: Readonly<{ logits?: Tensor; loss?: Tensor }>): { outputs: NamedTensors; grads: NamedTensors } {
+  vjp(
+    tokens: TokenInput,
+    targets: TokenInput,
+    cotangents: Readonly<{ logits?: Tensor; loss?: Tensor }>,
+  ): { outputs: NamedTensors; grads: NamedTensors } {
     const t = tokenTensor(tokens, this.config.V);
     const y = tokenTensor(targets, this.config.V, "targets");
     this.checkLength(t, "vjp");
     const cots: NamedTensors = {};
     for (const [k, v] of Object.entries(cotangents)) {
-      if (k !== "logits" && k !== "loss") throw new ModelError(`vjp: the model's outputs are logits and loss, not ${k}`);
+      if (k !== "logits" && k !== "loss")
+        throw new ModelError(`vjp: the model's outputs are logits and loss, not ${k}`);
       if (v !== undefined) cots[k] = v;
     }
-    return vjp(gptGraphs(this.config).full, { tokens: t, targets: y, ...this.weights }, cots, { dtype: this.config.dtype, wrt: Object.keys(this.weights) });
+    return vjp(gptGraphs(this.config).full, { tokens: t, targets: y, ...this.weights }, cots, {
+      dtype: this.config.dtype,
+      wrt: Object.keys(this.weights),
+    });
   }
 
   /** Autoregressive decoding from `prompt` (see generate.ts); computes in the model's dtype. */
   generate(prompt: readonly number[], opts: Omit<GenerateOptions, "dtype">): GenerateResult {
-    return generate(this.formulaConfig, this.weights, prompt, { ...opts, dtype: this.config.dtype });
+    return generate(this.formulaConfig, this.weights, prompt, {
+      ...opts,
+      dtype: this.config.dtype,
+    });
   }
 
   /** The same configuration with other weights (checked). */

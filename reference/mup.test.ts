@@ -8,7 +8,8 @@ import { initWeights, resolveModelConfig } from "./model.js";
 import { mupInit, mupLrScale } from "./mup.js";
 import { Adam } from "./train.js";
 
-const cfg = (d_model: number) => resolveModelConfig({ V: 40, n_ctx: 8, d_model, H: 2, L: 2, tied: false });
+const cfg = (d_model: number) =>
+  resolveModelConfig({ V: 40, n_ctx: 8, d_model, H: 2, L: 2, tied: false });
 const rms = (t: Tensor) => Math.sqrt(Array.from(t.data).reduce((a, x) => a + x * x, 0) / t.size);
 
 describe("mupInit", () => {
@@ -64,7 +65,14 @@ describe("mupLrScale", () => {
     expect(s["h.0.attn.c_proj.weight"]).toBe(0.25);
     expect(s["h.1.mlp.c_fc.weight"]).toBe(0.25);
     expect(s["lm_head.weight"]).toBe(0.25);
-    for (const k of ["wte.weight", "wpe.weight", "h.0.ln_1.weight", "h.0.mlp.c_fc.bias", "ln_f.bias"]) expect(s[k], k).toBeUndefined();
+    for (const k of [
+      "wte.weight",
+      "wpe.weight",
+      "h.0.ln_1.weight",
+      "h.0.mlp.c_fc.bias",
+      "ln_f.bias",
+    ])
+      expect(s[k], k).toBeUndefined();
     const w = s["h.0.attn.c_attn.weight"] as Float64Array;
     expect(w.length).toBe(32 * 96);
     expect([w[0], w[31], w[32], w[95], w[96]]).toEqual([0.125, 0.125, 0.25, 0.25, 0.125]);
@@ -73,22 +81,32 @@ describe("mupLrScale", () => {
   });
   it("is all ones at the base width (m = 1: μP's step sizes are SP's there)", () => {
     const s = mupLrScale(cfg(16), { baseWidth: 16 });
-    for (const v of Object.values(s)) for (const x of typeof v === "number" ? [v] : Array.from(v)) expect(x).toBe(1);
+    for (const v of Object.values(s))
+      for (const x of typeof v === "number" ? [v] : Array.from(v)) expect(x).toBe(1);
   });
 });
 
 describe("Adam lrScale", () => {
   it("scales each element's step: Adam's first step moves every element by its step size", () => {
-    const p = { a: new Tensor("f64", [2], Float64Array.from([0, 0])), b: new Tensor("f64", [2], Float64Array.from([0, 0])) };
-    const g = { a: new Tensor("f64", [2], Float64Array.from([3, -5])), b: new Tensor("f64", [2], Float64Array.from([1, 1])) };
+    const p = {
+      a: new Tensor("f64", [2], Float64Array.from([0, 0])),
+      b: new Tensor("f64", [2], Float64Array.from([0, 0])),
+    };
+    const g = {
+      a: new Tensor("f64", [2], Float64Array.from([3, -5])),
+      b: new Tensor("f64", [2], Float64Array.from([1, 1])),
+    };
     new Adam({ lr: 0.1, eps: 0, lrScale: { a: 0.5, b: Float64Array.from([1, 0.25]) } }).step(p, g);
-    const close = (xs: Float64Array | Float32Array | Int32Array, want: number[]) => want.forEach((w, i) => expect(xs[i]).toBeCloseTo(w, 15));
+    const close = (xs: Float64Array | Float32Array | Int32Array, want: number[]) =>
+      want.forEach((w, i) => expect(xs[i]).toBeCloseTo(w, 15));
     close(p.a.data, [-0.05, 0.05]);
     close(p.b.data, [-0.1, -0.025]);
   });
   it("refuses a per-element scale of the wrong length", () => {
     const p = { a: new Tensor("f64", [2], Float64Array.from([0, 0])) };
     const g = { a: new Tensor("f64", [2], Float64Array.from([1, 1])) };
-    expect(() => new Adam({ lr: 0.1, lrScale: { a: Float64Array.from([1]) } }).step(p, g)).toThrow("lrScale of a has 1 factors but the parameter has 2 elements");
+    expect(() => new Adam({ lr: 0.1, lrScale: { a: Float64Array.from([1]) } }).step(p, g)).toThrow(
+      "lrScale of a has 1 factors but the parameter has 2 elements",
+    );
   });
 });

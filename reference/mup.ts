@@ -49,8 +49,12 @@ const HIDDEN = /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.[a-z_]+)\.weight$/;
 const QKV = /^h\.\d+\.attn\.c_attn\.(weight|bias)$/;
 
 function widthMultiplier(config: GPTConfig, baseWidth: number): number {
-  if (config.tied) throw new ModelError("μP needs untied embeddings (tied: false): the readout takes a smaller step size than the input embedding");
-  if (!(baseWidth > 0) || config.d_model % config.H !== 0) throw new ModelError(`μP: base width must be positive, got ${baseWidth}`);
+  if (config.tied)
+    throw new ModelError(
+      "μP needs untied embeddings (tied: false): the readout takes a smaller step size than the input embedding",
+    );
+  if (!(baseWidth > 0) || config.d_model % config.H !== 0)
+    throw new ModelError(`μP: base width must be positive, got ${baseWidth}`);
   return config.d_model / baseWidth;
 }
 
@@ -74,8 +78,8 @@ export function mupInit(config: GPTConfig, opts: MupOptions): NamedTensors {
     if (name === "lm_head.weight") {
       if (readout === "zero") t.data.fill(0);
       else for (let i = 0; i < t.size; i++) t.data[i] = t.data[i]! / m;
-    }
-    else if (HIDDEN.test(name)) for (let i = 0; i < t.size; i++) t.data[i] = t.data[i]! / Math.sqrt(m);
+    } else if (HIDDEN.test(name))
+      for (let i = 0; i < t.size; i++) t.data[i] = t.data[i]! / Math.sqrt(m);
     if (QKV.test(name)) {
       const cols = t.shape[t.shape.length - 1]!;
       for (let i = 0; i < t.size; i++) if (isQueryColumn(config, i % cols)) t.data[i] = 0;
@@ -85,7 +89,10 @@ export function mupInit(config: GPTConfig, opts: MupOptions): NamedTensors {
 }
 
 /** μP's step-size multipliers for {@link AdamOptions.lrScale} (1 for everything not listed in the table above). */
-export function mupLrScale(config: GPTConfig, opts: MupOptions): Record<string, number | Float64Array> {
+export function mupLrScale(
+  config: GPTConfig,
+  opts: MupOptions,
+): Record<string, number | Float64Array> {
   const m = widthMultiplier(config, opts.baseWidth);
   const q = 1 / Math.sqrt(m);
   const out: Record<string, number | Float64Array> = {};

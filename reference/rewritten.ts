@@ -12,7 +12,11 @@ import type { Graph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { vjp } from "../autodiff/grad.js";
 import type {
-  BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation,
+  BackwardRequest,
+  BackwardResult,
+  ForwardRequest,
+  ForwardResult,
+  Implementation,
 } from "../autodiff/implementation.js";
 import { knownConfig, referenceGraph, referenceImplementation } from "./implementation.js";
 import { requestDType } from "../autodiff/implementation.js";

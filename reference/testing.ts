@@ -13,7 +13,8 @@ export function livelyWeights(config: GPTConfig, seed: number): NamedTensors {
   const rng = new Rng(seed + 1000);
   for (const [k, t] of Object.entries(w)) {
     if (k.endsWith(".bias")) for (let i = 0; i < t.size; i++) t.data[i] = 0.1 * rng.normal();
-    if (/ln_(\d|f)\.weight$/.test(k)) for (let i = 0; i < t.size; i++) t.data[i] = 1 + 0.1 * rng.normal();
+    if (/ln_(\d|f)\.weight$/.test(k))
+      for (let i = 0; i < t.size; i++) t.data[i] = 1 + 0.1 * rng.normal();
   }
   return w;
 }

@@ -44,8 +44,13 @@ const peak = num("lr");
 const warmup = num("warmup");
 const seqLen = values.seq === undefined ? config.n_ctx : num("seq");
 // linear warmup, then cosine from the peak to peak/10
-const lr = (s: number): number => (s < warmup ? (peak * (s + 1)) / warmup : peak * (0.1 + 0.45 * (1 + Math.cos((Math.PI * (s - warmup)) / Math.max(1, steps - warmup)))));
-console.log(`corpus: ${ids.length} tokens (BPE of ${tokenizer.vocabSize} ids); model: ${JSON.stringify(config)}`);
+const lr = (s: number): number =>
+  s < warmup
+    ? (peak * (s + 1)) / warmup
+    : peak * (0.1 + 0.45 * (1 + Math.cos((Math.PI * (s - warmup)) / Math.max(1, steps - warmup))));
+console.log(
+  `corpus: ${ids.length} tokens (BPE of ${tokenizer.vocabSize} ids); model: ${JSON.stringify(config)}`,
+);
 let window = 0;
 const r = train(config, ids, {
   steps,
@@ -57,11 +62,19 @@ const r = train(config, ids, {
   onStep: (s) => {
     window += s.loss;
     if ((s.step + 1) % 50 === 0) {
-      console.log(`step ${s.step + 1}: loss ${(window / 50).toFixed(3)}, lr ${s.lr.toExponential(2)}, |g| ${s.gradNorm.toFixed(2)}, ${s.ms.toFixed(0)} ms/step`);
+      console.log(
+        `step ${s.step + 1}: loss ${(window / 50).toFixed(3)}, lr ` +
+          `${s.lr.toExponential(2)}, |g| ${s.gradNorm.toFixed(2)}, ` +
+          `${s.ms.toFixed(0)} ms/step`,
+      );
       window = 0;
     }
   },
 });
-console.log(`held-out-style loss over fixed windows: ${evalLoss(r.model, ids, { batches: 16, batch: 32, seqLen }).toFixed(3)} (ln V = ${Math.log(config.V).toFixed(3)})`);
+console.log(
+  `held-out-style loss over fixed windows: ` +
+    `${evalLoss(r.model, ids, { batches: 16, batch: 32, seqLen }).toFixed(3)} ` +
+    `(ln V = ${Math.log(config.V).toFixed(3)})`,
+);
 const saved = saveCheckpoint(values.out!, r.model, { tokenizer });
 console.log(`saved ${saved.weights} and ${saved.config}`);

@@ -9,21 +9,31 @@ import { Adam, clipGradNorm, evalLoss, TokenWindows, train, TrainError } from ".
 
 const U64 = 2 ** -53;
 const PYTHON = "/usr/bin/python3";
-const hasTorch = existsSync(PYTHON) && (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import torch"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasTorch =
+  existsSync(PYTHON) &&
+  (() => {
+    try {
+      execFileSync(PYTHON, ["-c", "import torch"], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
 
 /** torch.optim.AdamW (float64) over the same parameters and gradients, decay on matrices only. */
-function torchAdamW(params: NamedTensors, gradSteps: NamedTensors[], lrs: number[], o: { beta1: number; beta2: number; eps: number; wd: number }): Record<string, number[]> {
-  const script = `
+function torchAdamW(
+  params: NamedTensors,
+  gradSteps: NamedTensors[],
+  lrs: number[],
+  o: { beta1: number; beta2: number; eps: number; wd: number },
+): Record<string, number[]> {
+  const script =
+    `
 import json, sys, torch
 a = json.load(sys.stdin)
-ps = {k: torch.tensor(v["data"], dtype=torch.float64).reshape(v["shape"]).requires_grad_() for k, v in a["params"].items()}
+ps = {k: torch.tensor(v["data"], ` +
+    `dtype=torch.float64).reshape(v["shape"]).requires_grad_() for k, v in ` +
+    `a["params"].items()}
 mats = [p for p in ps.values() if p.dim() >= 2]
 vecs = [p for p in ps.values() if p.dim() < 2]
 opt = torch.optim.AdamW([{"params": mats, "weight_decay": a["wd"]}, {"params": vecs, "weight_decay": 0.0}],
@@ -37,54 +47,103 @@ for g, lr in zip(a["grads"], a["lrs"]):
 json.dump({k: p.detach().reshape(-1).tolist() for k, p in ps.items()}, sys.stdout)
 `;
   const input = JSON.stringify({
-    params: Object.fromEntries(Object.entries(params).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.data) }])),
-    grads: gradSteps.map((g) => Object.fromEntries(Object.entries(g).map(([k, t]) => [k, Array.from(t.data)]))),
-    lrs, ...o,
+    params: Object.fromEntries(
+      Object.entries(params).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.data) }]),
+    ),
+    grads: gradSteps.map((g) =>
+      Object.fromEntries(Object.entries(g).map(([k, t]) => [k, Array.from(t.data)])),
+    ),
+    lrs,
+    ...o,
   });
-  return JSON.parse(execFileSync(PYTHON, ["-c", script], { input, encoding: "utf8" })) as Record<string, number[]>;
+  return JSON.parse(execFileSync(PYTHON, ["-c", script], { input, encoding: "utf8" })) as Record<
+    string,
+    number[]
+  >;
 }
 
 describe("Adam", () => {
-  it.skipIf(!hasTorch)("follows torch.optim.AdamW step for step (bias correction, decoupled decay on matrices, a schedule)", () => {
-    const rng = new Rng(1);
-    const init: NamedTensors = { W: rng.normalTensor([3, 4]), b: rng.normalTensor([4]), gamma: rng.normalTensor([4]) };
-    const steps = 12;
-    const grads = Array.from({ length: steps }, (_, t) => ({ W: rng.normalTensor([3, 4], 1 + t), b: rng.normalTensor([4], 0.01), gamma: rng.normalTensor([4], 100) }));
-    const lrs = Array.from({ length: steps }, (_, t) => 0.05 * (1 - t / steps));
-    const o = { beta1: 0.8, beta2: 0.99, eps: 1e-6, wd: 0.1 };
-    const want = torchAdamW(init, grads, lrs, o);
-    const params: NamedTensors = Object.fromEntries(Object.entries(init).map(([k, t]) => [k, t.clone()]));
-    const adam = new Adam({ lr: 1, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.wd });
-    grads.forEach((g, t) => adam.step(params, g, lrs[t]));
-    expect(adam.t).toBe(steps);
-    for (const [k, t] of Object.entries(params)) {
-      // the same formula with other roundings (torch: m.mul(β₁).add(g·(1−β₁)), √v/√bc₂): a few ulps of
-      // |θ| + |Δθ| (≤ 1 + 2) per step; 12 steps × 8u × 3 ≈ 6e-14
-      for (let i = 0; i < t.size; i++) expect(Math.abs(t.data[i]! - want[k]![i]!), `${k}[${i}]`).toBeLessThanOrEqual(steps * 8 * U64 * 3 * Math.max(1, Math.abs(want[k]![i]!)));
-    }
-    // a planted mistake (no bias correction of v) is far outside that
-    const wrong: NamedTensors = Object.fromEntries(Object.entries(init).map(([k, t]) => [k, t.clone()]));
-    const bad = new Adam({ lr: 1, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: 0 });
-    grads.forEach((g, t) => bad.step(wrong, g, lrs[t]));
-    expect(Math.abs(wrong["W"]!.data[0]! - want["W"]![0]!)).toBeGreaterThan(1e-6);
-  });
+  it.skipIf(!hasTorch)(
+    "follows torch.optim.AdamW step for step (bias correction, decoupled decay on matrices, a schedule)",
+    () => {
+      const rng = new Rng(1);
+      const init: NamedTensors = {
+        W: rng.normalTensor([3, 4]),
+        b: rng.normalTensor([4]),
+        gamma: rng.normalTensor([4]),
+      };
+      const steps = 12;
+      const grads = Array.from({ length: steps }, (_, t) => ({
+        W: rng.normalTensor([3, 4], 1 + t),
+        b: rng.normalTensor([4], 0.01),
+        gamma: rng.normalTensor([4], 100),
+      }));
+      const lrs = Array.from({ length: steps }, (_, t) => 0.05 * (1 - t / steps));
+      const o = { beta1: 0.8, beta2: 0.99, eps: 1e-6, wd: 0.1 };
+      const want = torchAdamW(init, grads, lrs, o);
+      const params: NamedTensors = Object.fromEntries(
+        Object.entries(init).map(([k, t]) => [k, t.clone()]),
+      );
+      const adam = new Adam({
+        lr: 1,
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weightDecay: o.wd,
+      });
+      grads.forEach((g, t) => adam.step(params, g, lrs[t]));
+      expect(adam.t).toBe(steps);
+      for (const [k, t] of Object.entries(params)) {
+        // the same formula with other roundings (torch: m.mul(β₁).add(g·(1−β₁)), √v/√bc₂): a few ulps of
+        // |θ| + |Δθ| (≤ 1 + 2) per step; 12 steps × 8u × 3 ≈ 6e-14
+        for (let i = 0; i < t.size; i++)
+          expect(Math.abs(t.data[i]! - want[k]![i]!), `${k}[${i}]`).toBeLessThanOrEqual(
+            steps * 8 * U64 * 3 * Math.max(1, Math.abs(want[k]![i]!)),
+          );
+      }
+      // a planted mistake (no bias correction of v) is far outside that
+      const wrong: NamedTensors = Object.fromEntries(
+        Object.entries(init).map(([k, t]) => [k, t.clone()]),
+      );
+      const bad = new Adam({ lr: 1, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: 0 });
+      grads.forEach((g, t) => bad.step(wrong, g, lrs[t]));
+      expect(Math.abs(wrong["W"]!.data[0]! - want["W"]![0]!)).toBeGreaterThan(1e-6);
+    },
+  );
 
   it("moves every coordinate by lr·g/(|g| + ε) on its first step (m̂ = g, v̂ = g²)", () => {
     const p: NamedTensors = { x: Tensor.from([1, -2, 3, 0]) };
     const g: NamedTensors = { x: Tensor.from([0.5, -1e-3, 0, 40]) };
     new Adam({ lr: 0.1 }).step(p, g);
-    const expected = [1 - 0.1 * (0.5 / (0.5 + 1e-8)), -2 + 0.1 * (1e-3 / (1e-3 + 1e-8)), 3, 0 - 0.1 * (40 / (40 + 1e-8))];
-    p["x"]!.data.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThanOrEqual(4 * U64 * Math.max(1, Math.abs(expected[i]!))));
+    const expected = [
+      1 - 0.1 * (0.5 / (0.5 + 1e-8)),
+      -2 + 0.1 * (1e-3 / (1e-3 + 1e-8)),
+      3,
+      0 - 0.1 * (40 / (40 + 1e-8)),
+    ];
+    p["x"]!.data.forEach((v, i) =>
+      expect(Math.abs(v - expected[i]!)).toBeLessThanOrEqual(
+        4 * U64 * Math.max(1, Math.abs(expected[i]!)),
+      ),
+    );
   });
 
   it("rejects bad options and mismatched gradients", () => {
     expect(() => new Adam({ lr: 0 })).toThrow("Adam: lr must be a positive number, got 0");
     expect(() => new Adam({ lr: 1, beta2: 1 })).toThrow("Adam: beta2 must be in [0, 1), got 1");
-    expect(() => new Adam({ lr: 1, weightDecay: -1 })).toThrow("Adam: weightDecay must be a non-negative number, got -1");
+    expect(() => new Adam({ lr: 1, weightDecay: -1 })).toThrow(
+      "Adam: weightDecay must be a non-negative number, got -1",
+    );
     const p = { x: Tensor.from([1, 2]) };
-    expect(() => new Adam({ lr: 1 }).step(p, { y: Tensor.from([1, 2]) })).toThrow("Adam: gradient for y, which is not a parameter");
-    expect(() => new Adam({ lr: 1 }).step(p, { x: Tensor.from([1]) })).toThrow("Adam: gradient of x has 1 elements but the parameter has 2");
-    expect(() => new Adam({ lr: 1 }).step(p, { x: Tensor.from([1, Number.NaN]) })).toThrow("Adam: gradient of x is NaN at index [1] (step 1)");
+    expect(() => new Adam({ lr: 1 }).step(p, { y: Tensor.from([1, 2]) })).toThrow(
+      "Adam: gradient for y, which is not a parameter",
+    );
+    expect(() => new Adam({ lr: 1 }).step(p, { x: Tensor.from([1]) })).toThrow(
+      "Adam: gradient of x has 1 elements but the parameter has 2",
+    );
+    expect(() => new Adam({ lr: 1 }).step(p, { x: Tensor.from([1, Number.NaN]) })).toThrow(
+      "Adam: gradient of x is NaN at index [1] (step 1)",
+    );
   });
 });
 
@@ -116,17 +175,27 @@ describe("TokenWindows", () => {
     expect(Math.min(...starts)).toBe(0);
     expect(Math.max(...starts)).toBe(45); // the last window ends at the last id
     expect(new TokenWindows(ids, 5, 3).next(400).data).toEqual(b.data);
-    expect(() => new TokenWindows([1, 2], 3)).toThrow("TokenWindows: 2 tokens cannot fill one window of 3");
-    expect(() => new TokenWindows(ids, 1)).toThrow("TokenWindows: window length must be an integer ≥ 2, got 1");
+    expect(() => new TokenWindows([1, 2], 3)).toThrow(
+      "TokenWindows: 2 tokens cannot fill one window of 3",
+    );
+    expect(() => new TokenWindows(ids, 1)).toThrow(
+      "TokenWindows: window length must be an integer ≥ 2, got 1",
+    );
     expect(() => w.next(0)).toThrow("TokenWindows: batch must be a positive integer, got 0");
   });
 });
 
 describe("train", () => {
   it("rejects ids outside the vocabulary and bad options", () => {
-    expect(() => train("tiny", [1, 2, 96], { steps: 1, lr: 1e-3, batch: 1 })).toThrow("train: token 96 at position 2 is outside the vocabulary 0…95");
-    expect(() => train("tiny", [1, 2, 3], { steps: 1, lr: 1e-3, batch: 1, seqLen: 40 })).toThrow("train: seqLen 40 exceeds n_ctx = 32 (learned positions)");
-    expect(() => train("tiny", [1, 2, 3], { steps: -1, lr: 1e-3, batch: 1 })).toThrow("train: steps must be a non-negative integer, got -1");
+    expect(() => train("tiny", [1, 2, 96], { steps: 1, lr: 1e-3, batch: 1 })).toThrow(
+      "train: token 96 at position 2 is outside the vocabulary 0…95",
+    );
+    expect(() => train("tiny", [1, 2, 3], { steps: 1, lr: 1e-3, batch: 1, seqLen: 40 })).toThrow(
+      "train: seqLen 40 exceeds n_ctx = 32 (learned positions)",
+    );
+    expect(() => train("tiny", [1, 2, 3], { steps: -1, lr: 1e-3, batch: 1 })).toThrow(
+      "train: steps must be a non-negative integer, got -1",
+    );
   });
 
   it("is reproducible from its seed and continues a given model", () => {
@@ -136,7 +205,14 @@ describe("train", () => {
     expect(a.losses).toEqual(b.losses);
     expect(a.stepMs.length).toBe(3);
     const seen: number[] = [];
-    const c = train("tiny", ids, { steps: 2, lr: (s) => 1e-2 / (s + 1), batch: 2, seqLen: 8, model: a.model, onStep: (s) => seen.push(s.lr) });
+    const c = train("tiny", ids, {
+      steps: 2,
+      lr: (s) => 1e-2 / (s + 1),
+      batch: 2,
+      seqLen: 8,
+      model: a.model,
+      onStep: (s) => seen.push(s.lr),
+    });
     expect(c.model).toBe(a.model);
     expect(seen).toEqual([1e-2, 5e-3]);
   });
@@ -146,7 +222,17 @@ describe("train", () => {
     // needs a little more than bigram statistics (the corpus's bigram entropy is ≈ 2.58 nats)
     const tok = corpusTokenizer(264);
     const ids = tok.encode(corpusText());
-    const config = resolveModelConfig({ V: 264, n_ctx: 16, d_model: 32, H: 4, L: 1, d_ff: 128, placement: "pre", activation: "gelu_tanh", positions: "learned" });
+    const config = resolveModelConfig({
+      V: 264,
+      n_ctx: 16,
+      d_model: 32,
+      H: 4,
+      L: 1,
+      d_ff: 128,
+      placement: "pre",
+      activation: "gelu_tanh",
+      positions: "learned",
+    });
     const fresh = GPT.init(config, { seed: 1 });
     const evalOpts = { batches: 8, batch: 32, seed: 99 };
     const before = evalLoss(fresh, ids, evalOpts);
@@ -156,7 +242,11 @@ describe("train", () => {
     const seconds = (performance.now() - t0) / 1000;
     const after = evalLoss(r.model, ids, evalOpts);
     const ms = r.stepMs.reduce((a, b) => a + b, 0) / r.stepMs.length;
-    console.log(`train: loss ${before.toFixed(3)} → ${after.toFixed(3)} (ratio ${(after / before).toFixed(3)}) in 500 steps, ${ms.toFixed(1)} ms/step, ${seconds.toFixed(1)} s`);
+    console.log(
+      `train: loss ${before.toFixed(3)} → ${after.toFixed(3)} (ratio ` +
+        `${(after / before).toFixed(3)}) in 500 steps, ${ms.toFixed(1)} ms/step, ` +
+        `${seconds.toFixed(1)} s`,
+    );
     expect(after).toBeLessThan(before / 2);
   }, 120_000);
 });

@@ -4,7 +4,14 @@
  * gradients come from the engine (`GPT.lossAndGrads`), so training exercises the same formulas
  * that the goldens check.
  */
-import { GPT, ModelError, resolveModelConfig, type GPTConfig, type InitOptions, type ModelConfigInput } from "./model.js";
+import {
+  GPT,
+  ModelError,
+  resolveModelConfig,
+  type GPTConfig,
+  type InitOptions,
+  type ModelConfigInput,
+} from "./model.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 
@@ -66,16 +73,26 @@ export class Adam {
     check("beta1", this.beta1, this.beta1 >= 0 && this.beta1 < 1, "in [0, 1)");
     check("beta2", this.beta2, this.beta2 >= 0 && this.beta2 < 1, "in [0, 1)");
     check("eps", this.eps, this.eps >= 0 && Number.isFinite(this.eps), "a non-negative number");
-    check("weightDecay", this.weightDecay, this.weightDecay >= 0 && Number.isFinite(this.weightDecay), "a non-negative number");
+    check(
+      "weightDecay",
+      this.weightDecay,
+      this.weightDecay >= 0 && Number.isFinite(this.weightDecay),
+      "a non-negative number",
+    );
   }
 
   /** Update `params` in place from `grads` (same names and shapes); `lr` overrides the step size for this step. */
   step(params: NamedTensors, grads: NamedTensors, lr: number = this.lr): void {
-    if (!(lr >= 0) || !Number.isFinite(lr)) throw new TrainError(`Adam: step size must be a non-negative number, got ${lr}`);
+    if (!(lr >= 0) || !Number.isFinite(lr))
+      throw new TrainError(`Adam: step size must be a non-negative number, got ${lr}`);
     for (const [k, g] of Object.entries(grads)) {
       const p = params[k];
-      if (p === undefined) throw new TrainError(`Adam: gradient for ${k}, which is not a parameter`);
-      if (g.size !== p.size) throw new TrainError(`Adam: gradient of ${k} has ${g.size} elements but the parameter has ${p.size}`);
+      if (p === undefined)
+        throw new TrainError(`Adam: gradient for ${k}, which is not a parameter`);
+      if (g.size !== p.size)
+        throw new TrainError(
+          `Adam: gradient of ${k} has ${g.size} elements but the parameter has ${p.size}`,
+        );
     }
     this.t++;
     const bc1 = 1 - this.beta1 ** this.t;
@@ -92,14 +109,20 @@ export class Adam {
         this.v.set(k, v);
       }
       const scale = this.lrScale[k] ?? 1;
-      if (typeof scale !== "number" && scale.length !== p.size) throw new TrainError(`Adam: lrScale of ${k} has ${scale.length} factors but the parameter has ${p.size} elements`);
+      if (typeof scale !== "number" && scale.length !== p.size)
+        throw new TrainError(
+          `Adam: lrScale of ${k} has ${scale.length} factors but the parameter has ${p.size} elements`,
+        );
       const pd = p.data;
       const gd = g.data;
       for (let i = 0; i < pd.length; i++) {
         const lr_i = typeof scale === "number" ? lr * scale : lr * scale[i]!;
         const decay = p.shape.length >= 2 ? 1 - lr_i * this.weightDecay : 1;
         const gi = gd[i]!;
-        if (!Number.isFinite(gi)) throw new TrainError(`Adam: gradient of ${k} is ${gi} at index [${p.unravel(i).join(", ")}] (step ${this.t})`);
+        if (!Number.isFinite(gi))
+          throw new TrainError(
+            `Adam: gradient of ${k} is ${gi} at index [${p.unravel(i).join(", ")}] (step ${this.t})`,
+          );
         const mi = (m[i] = this.beta1 * m[i]! + (1 - this.beta1) * gi);
         const vi = (v[i] = this.beta2 * v[i]! + (1 - this.beta2) * gi * gi);
         pd[i] = pd[i]! * decay - (lr_i * (mi / bc1)) / (Math.sqrt(vi / bc2) + this.eps);
@@ -114,13 +137,16 @@ export class Adam {
  * Returns the norm before clipping.
  */
 export function clipGradNorm(grads: NamedTensors, maxNorm: number): number {
-  if (!(maxNorm > 0)) throw new TrainError(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
+  if (!(maxNorm > 0))
+    throw new TrainError(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
   let sq = 0;
-  for (const g of Object.values(grads)) for (let i = 0; i < g.size; i++) sq += g.data[i]! * g.data[i]!;
+  for (const g of Object.values(grads))
+    for (let i = 0; i < g.size; i++) sq += g.data[i]! * g.data[i]!;
   const norm = Math.sqrt(sq);
   if (norm > maxNorm) {
     const f = maxNorm / (norm + 1e-6);
-    for (const g of Object.values(grads)) for (let i = 0; i < g.size; i++) g.data[i] = g.data[i]! * f;
+    for (const g of Object.values(grads))
+      for (let i = 0; i < g.size; i++) g.data[i] = g.data[i]! * f;
   }
   return norm;
 }
@@ -134,16 +160,25 @@ export class TokenWindows {
   private readonly rng: Rng;
   readonly tokens: Int32Array;
 
-  constructor(tokens: ArrayLike<number>, readonly length: number, seed = 0) {
-    if (!Number.isInteger(length) || length < 2) throw new TrainError(`TokenWindows: window length must be an integer ≥ 2, got ${length}`);
-    if (tokens.length < length) throw new TrainError(`TokenWindows: ${tokens.length} tokens cannot fill one window of ${length}`);
+  constructor(
+    tokens: ArrayLike<number>,
+    readonly length: number,
+    seed = 0,
+  ) {
+    if (!Number.isInteger(length) || length < 2)
+      throw new TrainError(`TokenWindows: window length must be an integer ≥ 2, got ${length}`);
+    if (tokens.length < length)
+      throw new TrainError(
+        `TokenWindows: ${tokens.length} tokens cannot fill one window of ${length}`,
+      );
     this.tokens = Int32Array.from(tokens);
     this.rng = new Rng(seed);
   }
 
   /** Start offsets are uniform over 0 … N − length. */
   next(batch: number): Tensor {
-    if (!Number.isInteger(batch) || batch < 1) throw new TrainError(`TokenWindows: batch must be a positive integer, got ${batch}`);
+    if (!Number.isInteger(batch) || batch < 1)
+      throw new TrainError(`TokenWindows: batch must be a positive integer, got ${batch}`);
     const out = Tensor.zeros([batch, this.length], "i32");
     const starts = this.tokens.length - this.length + 1;
     for (let b = 0; b < batch; b++) {
@@ -203,17 +238,27 @@ export interface TrainResult {
  * Train a GPT with Adam on random windows of `tokens` (next-token cross-entropy).
  * @throws TrainError for bad options or a non-finite gradient; ModelError for ids outside V.
  */
-export function train(config: ModelConfigInput | GPTConfig, tokens: ArrayLike<number>, opts: TrainOptions): TrainResult {
+export function train(
+  config: ModelConfigInput | GPTConfig,
+  tokens: ArrayLike<number>,
+  opts: TrainOptions,
+): TrainResult {
   const seed = opts.seed ?? 0;
   const model = opts.model ?? GPT.init(resolveModelConfig(config), { ...(opts.init ?? {}), seed });
   const c = model.config;
   const seqLen = opts.seqLen ?? c.n_ctx;
-  if (!Number.isInteger(opts.steps) || opts.steps < 0) throw new TrainError(`train: steps must be a non-negative integer, got ${opts.steps}`);
-  if (!Number.isInteger(seqLen) || seqLen < 1) throw new TrainError(`train: seqLen must be a positive integer, got ${seqLen}`);
-  if (c.positions === "learned" && seqLen > c.n_ctx) throw new TrainError(`train: seqLen ${seqLen} exceeds n_ctx = ${c.n_ctx} (learned positions)`);
+  if (!Number.isInteger(opts.steps) || opts.steps < 0)
+    throw new TrainError(`train: steps must be a non-negative integer, got ${opts.steps}`);
+  if (!Number.isInteger(seqLen) || seqLen < 1)
+    throw new TrainError(`train: seqLen must be a positive integer, got ${seqLen}`);
+  if (c.positions === "learned" && seqLen > c.n_ctx)
+    throw new TrainError(`train: seqLen ${seqLen} exceeds n_ctx = ${c.n_ctx} (learned positions)`);
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
-    if (!Number.isInteger(t) || t < 0 || t >= c.V) throw new ModelError(`train: token ${t} at position ${i} is outside the vocabulary 0…${c.V - 1}`);
+    if (!Number.isInteger(t) || t < 0 || t >= c.V)
+      throw new ModelError(
+        `train: token ${t} at position ${i} is outside the vocabulary 0…${c.V - 1}`,
+      );
   }
   const data = new TokenWindows(tokens, seqLen + 1, seed ^ 0x7a11);
   // dropout masks (when the configuration has dropout) come from their own seeded stream
@@ -249,12 +294,17 @@ export function train(config: ModelConfigInput | GPTConfig, tokens: ArrayLike<nu
 
 function globalNorm(grads: NamedTensors): number {
   let sq = 0;
-  for (const g of Object.values(grads)) for (let i = 0; i < g.size; i++) sq += g.data[i]! * g.data[i]!;
+  for (const g of Object.values(grads))
+    for (let i = 0; i < g.size; i++) sq += g.data[i]! * g.data[i]!;
   return Math.sqrt(sq);
 }
 
 /** Mean loss over `batches` fixed windows (seeded), for before/after comparisons. */
-export function evalLoss(model: GPT, tokens: ArrayLike<number>, opts: { batches?: number; batch?: number; seqLen?: number; seed?: number } = {}): number {
+export function evalLoss(
+  model: GPT,
+  tokens: ArrayLike<number>,
+  opts: { batches?: number; batch?: number; seqLen?: number; seed?: number } = {},
+): number {
   const seqLen = opts.seqLen ?? model.config.n_ctx;
   const data = new TokenWindows(tokens, seqLen + 1, opts.seed ?? 12345);
   const n = opts.batches ?? 4;

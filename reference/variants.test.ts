@@ -11,7 +11,13 @@ import { evaluate } from "../autodiff/evaluate.js";
 import { gradcheckGraph } from "../autodiff/gradcheck.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
-import { countParameters, formulaConfig, GPT, resolveModelConfig, type GPTConfig } from "./model.js";
+import {
+  countParameters,
+  formulaConfig,
+  GPT,
+  resolveModelConfig,
+  type GPTConfig,
+} from "./model.js";
 import { livelyWeights } from "./testing.js";
 
 const U64 = 2 ** -53;
@@ -36,14 +42,17 @@ type Choice = Partial<Record<Factor, string | boolean>>;
 const NAMES = Object.keys(FACTORS) as Factor[];
 
 /** parallel (GPT-J) is defined for pre placement only. */
-const allowed = (c: Choice): boolean => !(c.parallel === true && c.placement !== undefined && c.placement !== "pre");
+const allowed = (c: Choice): boolean =>
+  !(c.parallel === true && c.placement !== undefined && c.placement !== "pre");
 
 function pairsOf(c: Choice): string[] {
   const out: string[] = [];
   for (let i = 0; i < NAMES.length; i++) {
     for (let j = i + 1; j < NAMES.length; j++) {
-      const a = NAMES[i]!, b = NAMES[j]!;
-      if (c[a] !== undefined && c[b] !== undefined) out.push(`${a}=${String(c[a])}|${b}=${String(c[b])}`);
+      const a = NAMES[i]!,
+        b = NAMES[j]!;
+      if (c[a] !== undefined && c[b] !== undefined)
+        out.push(`${a}=${String(c[a])}|${b}=${String(c[b])}`);
     }
   }
   return out;
@@ -54,10 +63,11 @@ function allPairs(): Set<string> {
   const s = new Set<string>();
   for (let i = 0; i < NAMES.length; i++) {
     for (let j = i + 1; j < NAMES.length; j++) {
-      for (const va of FACTORS[NAMES[i]!]) for (const vb of FACTORS[NAMES[j]!]) {
-        const c: Choice = { [NAMES[i]!]: va, [NAMES[j]!]: vb };
-        if (allowed(c)) s.add(pairsOf(c)[0]!);
-      }
+      for (const va of FACTORS[NAMES[i]!])
+        for (const vb of FACTORS[NAMES[j]!]) {
+          const c: Choice = { [NAMES[i]!]: va, [NAMES[j]!]: vb };
+          if (allowed(c)) s.add(pairsOf(c)[0]!);
+        }
     }
   }
   return s;
@@ -98,7 +108,13 @@ function coveringSet(): Choice[] {
 function configOf(c: Choice): GPTConfig {
   const H = 4;
   return resolveModelConfig({
-    V: 11, n_ctx: 7, d_model: 16, H, L: 2, d_ff: 12, eps: 1e-5,
+    V: 11,
+    n_ctx: 7,
+    d_model: 16,
+    H,
+    L: 2,
+    d_ff: 12,
+    eps: 1e-5,
     H_kv: c.heads === "multi-head" ? H : c.heads === "multi-query" ? 1 : 2,
     placement: c.placement as GPTConfig["placement"],
     norm: c.norm as GPTConfig["norm"],
@@ -116,7 +132,12 @@ describe("every variant switch of gpt", () => {
   it("the covering set holds every allowed pair of switch values, and so every value", () => {
     const covered = new Set(set.flatMap(pairsOf));
     for (const p of allPairs()) expect(covered.has(p), p).toBe(true);
-    for (const f of NAMES) for (const v of FACTORS[f]) expect(set.some((c) => c[f] === v), `${f}=${String(v)}`).toBe(true);
+    for (const f of NAMES)
+      for (const v of FACTORS[f])
+        expect(
+          set.some((c) => c[f] === v),
+          `${f}=${String(v)}`,
+        ).toBe(true);
     expect(set.length).toBeLessThanOrEqual(30); // 6 positions × 4 activations = 24 at least
   });
 
@@ -128,13 +149,20 @@ describe("every variant switch of gpt", () => {
       const rng = new Rng(100 + i);
       // odd combinations of batch and length: [2, 5] for even cases, [5] (n < n_ctx) for odd
       const shape = i % 2 === 0 ? [2, 5] : [5];
-      const inputs: NamedTensors = { tokens: rng.intTensor(shape, config.V), targets: rng.intTensor(shape, config.V), ...lively(config, i) };
+      const inputs: NamedTensors = {
+        tokens: rng.intTensor(shape, config.V),
+        targets: rng.intTensor(shape, config.V),
+        ...lively(config, i),
+      };
       const r = await gradcheckGraph(g, inputs, { mode: "fast", seed: i });
-      if (!r.ok) throw new Error(`${JSON.stringify(c)}: ${r.error ?? JSON.stringify(r.failures, null, 1)}`);
+      if (!r.ok)
+        throw new Error(`${JSON.stringify(c)}: ${r.error ?? JSON.stringify(r.failures, null, 1)}`);
       expect(r.checked.length).toBe(Object.keys(inputs).length - 2 + 1); // one direction per parameter, one joint
       const rendered = renderFormula("gpt", formulaConfig(config));
       expect(rendered.latex.length).toBeGreaterThan(0);
-      expect(rendered.latex.join("\n")).toMatch(config.tied ? /E\^\\top|\\mathtt\{wte\.weight\}\^\\top|E\[t\]/ : /lm\\_head\.weight/);
+      expect(rendered.latex.join("\n")).toMatch(
+        config.tied ? /E\^\\top|\\mathtt\{wte\.weight\}\^\\top|E\[t\]/ : /lm\\_head\.weight/,
+      );
       expect(rendered.parameterCount?.value).toBe(countParameters(config));
     },
   );
@@ -166,7 +194,10 @@ function halfToInterleaved(config: GPTConfig, w: NamedTensors): NamedTensors {
   const cols = (config.H + 2 * config.H_kv) * dk;
   // destination column → source column, over the Q block (H heads) then the K block (H_kv heads)
   const src = Array.from({ length: cols }, (_, j) => j);
-  for (const [start, heads] of [[0, config.H], [config.H * dk, config.H_kv]] as const) {
+  for (const [start, heads] of [
+    [0, config.H],
+    [config.H * dk, config.H_kv],
+  ] as const) {
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < dk / 2; i++) {
         src[start + h * dk + 2 * i] = start + h * dk + i;
@@ -179,7 +210,8 @@ function halfToInterleaved(config: GPTConfig, w: NamedTensors): NamedTensors {
     if (!/attn\.c_attn\.(weight|bias)$/.test(k)) continue;
     const p = Tensor.zeros(t.shape, t.dtype);
     const rows = t.size / cols;
-    for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) p.data[r * cols + j] = t.data[r * cols + src[j]!]!;
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < cols; j++) p.data[r * cols + j] = t.data[r * cols + src[j]!]!;
     out[k] = p;
   }
   return out;
@@ -188,15 +220,28 @@ function halfToInterleaved(config: GPTConfig, w: NamedTensors): NamedTensors {
 describe("RoPE: half-split and interleaved", () => {
   it("agree after permuting the W_Q/W_K columns within each head (grouped KV heads, biases on)", () => {
     for (const rope_base of [10000, 500]) {
-      const half = resolveModelConfig({ preset: "tiny", V: 31, d_model: 24, H: 4, H_kv: 2, positions: "rope", rope_base, L: 2 });
+      const half = resolveModelConfig({
+        preset: "tiny",
+        V: 31,
+        d_model: 24,
+        H: 4,
+        H_kv: 2,
+        positions: "rope",
+        rope_base,
+        L: 2,
+      });
       const inter: GPTConfig = { ...half, positions: "rope_interleaved" };
       const w = lively(half, 17);
-      const ids = [[3, 14, 15, 9, 26, 5, 3, 5, 8, 9, 7], [2, 7, 1, 8, 2, 8, 18, 28, 18, 28, 4]];
+      const ids = [
+        [3, 14, 15, 9, 26, 5, 3, 5, 8, 9, 7],
+        [2, 7, 1, 8, 2, 8, 18, 28, 18, 28, 4],
+      ];
       const a = new GPT(half, w).forward(ids);
       const b = new GPT(inter, halfToInterleaved(half, w)).forward(ids);
       const scale = Math.max(...Array.from(a.data, Math.abs));
       let maxDiff = 0;
-      for (let i = 0; i < a.size; i++) maxDiff = Math.max(maxDiff, Math.abs(a.data[i]! - b.data[i]!));
+      for (let i = 0; i < a.size; i++)
+        maxDiff = Math.max(maxDiff, Math.abs(a.data[i]! - b.data[i]!));
       // only the summation order inside q·k differs (d_k = 6 terms): rounding, a few ulps of the scale
       expect(maxDiff).toBeLessThanOrEqual(1e3 * U64 * scale);
       // without the permutation the conventions give another function
@@ -229,7 +274,12 @@ function pressSlopes(n: number): number[] {
   };
   if (Number.isInteger(Math.log2(n))) return powerOf2(n);
   const c = 2 ** Math.floor(Math.log2(n));
-  return [...powerOf2(c), ...pressSlopes(2 * c).filter((_, i) => i % 2 === 0).slice(0, n - c)];
+  return [
+    ...powerOf2(c),
+    ...pressSlopes(2 * c)
+      .filter((_, i) => i % 2 === 0)
+      .slice(0, n - c),
+  ];
 }
 
 /** The slopes the spec's alibi_bias uses: with the absolute form, y[h, 0, 1] = s_h · 1. */
@@ -251,7 +301,10 @@ describe("ALiBi slopes", () => {
       const got = specSlopes(H);
       expect(got.length).toBe(H);
       // the reference multiplies up to H times (H roundings); the spec takes one power
-      for (let h = 0; h < H; h++) expect(Math.abs(got[h]! - want[h]!), `H=${H} h=${h}`).toBeLessThanOrEqual(2 * H * U64 * want[h]!);
+      for (let h = 0; h < H; h++)
+        expect(Math.abs(got[h]! - want[h]!), `H=${H} h=${h}`).toBeLessThanOrEqual(
+          2 * H * U64 * want[h]!,
+        );
     }
   });
 });

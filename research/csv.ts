@@ -33,7 +33,9 @@ export function toCsv(columns: readonly string[], rows: readonly CsvRow[]): stri
   const known = new Set(columns);
   const lines = [columns.map((c, i) => formatCell(c, `#${i}`, 0)).join(",")];
   rows.forEach((r, i) => {
-    for (const k of Object.keys(r)) if (!known.has(k)) throw new CsvError(`row ${i}: column "${k}" is not one of ${columns.join(", ")}`);
+    for (const k of Object.keys(r))
+      if (!known.has(k))
+        throw new CsvError(`row ${i}: column "${k}" is not one of ${columns.join(", ")}`);
     lines.push(
       columns
         .map((c) => {
@@ -96,7 +98,8 @@ export function parseCsv(text: string): { columns: string[]; rows: Record<string
   const [header, ...body] = records;
   if (header === undefined) throw new CsvError("empty CSV: no header row");
   const rows = body.map((r, i) => {
-    if (r.length !== header.length) throw new CsvError(`line ${i + 2}: ${r.length} fields but the header has ${header.length}`);
+    if (r.length !== header.length)
+      throw new CsvError(`line ${i + 2}: ${r.length} fields but the header has ${header.length}`);
     const o: Record<string, string> = {};
     header.forEach((h, j) => (o[h] = r[j]!));
     return o;

@@ -24,7 +24,6 @@ export const STUDIES: Readonly<Record<string, Study>> = {
   mup: mupStudy,
 };
 
-
 /**
  * A study by name.
  * @throws StudyError naming the unknown study, the closest names and every study.
@@ -33,6 +32,11 @@ export function getStudy(name: string): Study {
   // own keys only: "constructor" or "__proto__" is no study
   if (Object.hasOwn(STUDIES, name)) return STUDIES[name]!;
   const names = Object.keys(STUDIES);
-  const close = names.filter((k) => editDistance(k, name) <= 3 || k.includes(name) || (name.length > 0 && name.includes(k)));
-  throw new StudyError(`unknown study "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; studies: ${names.join(", ")}`);
+  const close = names.filter(
+    (k) => editDistance(k, name) <= 3 || k.includes(name) || (name.length > 0 && name.includes(k)),
+  );
+  throw new StudyError(
+    `unknown study "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; ` +
+      `studies: ${names.join(", ")}`,
+  );
 }

@@ -9,7 +9,19 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { corpusText, corpusTokenizer } from "../reference/corpus.js";
 import { GPT } from "../reference/model.js";
 import { parseCsv } from "./csv.js";
-import { LENGTH_COLUMNS, LENGTH_POSITIONS, LENGTH_QUICK, lengthChecks, lengthConfig, lengthCsv, lengthPlot, runLength, tiledLoss, type LengthResult, type LengthRow } from "./length-extrapolation.js";
+import {
+  LENGTH_COLUMNS,
+  LENGTH_POSITIONS,
+  LENGTH_QUICK,
+  lengthChecks,
+  lengthConfig,
+  lengthCsv,
+  lengthPlot,
+  runLength,
+  tiledLoss,
+  type LengthResult,
+  type LengthRow,
+} from "./length-extrapolation.js";
 import { renderSvg } from "./plot.js";
 import { pairedInterval } from "./stats.js";
 import { parseXml } from "./xml.js";
@@ -24,7 +36,11 @@ describe("length-extrapolation: models and evaluation", () => {
     const base = lengthConfig("learned", LENGTH_QUICK);
     for (const p of LENGTH_POSITIONS) {
       const c = lengthConfig(p.id, LENGTH_QUICK);
-      const diff = Object.keys(c).filter((k) => (c as unknown as Record<string, unknown>)[k] !== (base as unknown as Record<string, unknown>)[k]);
+      const diff = Object.keys(c).filter(
+        (k) =>
+          (c as unknown as Record<string, unknown>)[k] !==
+          (base as unknown as Record<string, unknown>)[k],
+      );
       expect(diff).toEqual(p.id === "learned" ? [] : ["positions"]);
     }
   });
@@ -40,10 +56,14 @@ describe("length-extrapolation: models and evaluation", () => {
   it("learned positions are evaluated at L_train only; the others at every length", () => {
     for (const row of r.rows) {
       const evaluable = row.positions !== "learned" || row.factor === 1;
-      expect(row.perSeed.length, `${row.positions} ${row.factor}×`).toBe(evaluable ? LENGTH_QUICK.seeds : 0);
+      expect(row.perSeed.length, `${row.positions} ${row.factor}×`).toBe(
+        evaluable ? LENGTH_QUICK.seeds : 0,
+      );
       expect(row.rise === undefined).toBe(!evaluable);
     }
-    expect(() => GPT.init(lengthConfig("learned", LENGTH_QUICK)).forward(new Array(16).fill(1))).toThrow("16 positions exceed n_ctx = 8");
+    expect(() =>
+      GPT.init(lengthConfig("learned", LENGTH_QUICK)).forward(new Array(16).fill(1)),
+    ).toThrow("16 positions exceed n_ctx = 8");
   });
   it("each rise is the paired interval of the loss at that length against the loss at L_train", () => {
     for (const p of ["sinusoidal", "rope", "alibi", "none"] as const) {
@@ -59,19 +79,40 @@ describe("length-extrapolation: checks", () => {
   const fake = (rise: Record<string, number[]>): LengthRow[] =>
     LENGTH_POSITIONS.flatMap((p) =>
       LENGTH_QUICK.factors.map((f, k) => {
-        const perSeed = p.id === "learned" && f > 1 ? [] : [4, 4.1, 4.2].map((x, s) => x + (k === 0 ? 0 : (rise[p.id]?.[k - 1] ?? 0) + 0.001 * s));
+        const perSeed =
+          p.id === "learned" && f > 1
+            ? []
+            : [4, 4.1, 4.2].map(
+                (x, s) => x + (k === 0 ? 0 : (rise[p.id]?.[k - 1] ?? 0) + 0.001 * s),
+              );
         const first = [4, 4.1, 4.2];
-        return { positions: p.id, factor: f, length: f * 8, perSeed, rise: perSeed.length === 0 ? undefined : pairedInterval(perSeed, first) };
+        return {
+          positions: p.id,
+          factor: f,
+          length: f * 8,
+          perSeed,
+          rise: perSeed.length === 0 ? undefined : pairedInterval(perSeed, first),
+        };
       }),
     );
   it("pass on Press et al.'s picture: ALiBi level, sinusoidal and RoPE rising, NoPE below sinusoidal", () => {
-    const rows = fake({ sinusoidal: [0.3, 0.6, 1], rope: [0.1, 0.2, 0.4], alibi: [0, -0.01, -0.01], none: [0.05, 0.1, 0.2] });
+    const rows = fake({
+      sinusoidal: [0.3, 0.6, 1],
+      rope: [0.1, 0.2, 0.4],
+      alibi: [0, -0.01, -0.01],
+      none: [0.05, 0.1, 0.2],
+    });
     const c = lengthChecks({ ...LENGTH_QUICK, seeds: 3 }, rows);
     expect(c).toHaveLength(4);
     for (const x of c) expect(x.ok, `${x.name}: ${x.measured}`).toBe(true);
   });
   it("fail when ALiBi rises beyond the band or RoPE stays level", () => {
-    const rows = fake({ sinusoidal: [0.3, 0.6, 1], rope: [0, 0, 0], alibi: [0.02, 0.08, 0.2], none: [0.05, 0.1, 0.2] });
+    const rows = fake({
+      sinusoidal: [0.3, 0.6, 1],
+      rope: [0, 0, 0],
+      alibi: [0.02, 0.08, 0.2],
+      none: [0.05, 0.1, 0.2],
+    });
     const c = lengthChecks({ ...LENGTH_QUICK, seeds: 3 }, rows);
     expect(c.find((x) => x.name.startsWith("ALiBi"))!.ok).toBe(false);
     expect(c.find((x) => x.name.startsWith("RoPE"))!.ok).toBe(false);
@@ -84,16 +125,23 @@ describe("length-extrapolation: files", () => {
     const { columns, rows } = parseCsv(lengthCsv(r));
     expect(columns).toEqual([...LENGTH_COLUMNS]);
     expect(rows).toHaveLength(LENGTH_POSITIONS.length * LENGTH_QUICK.factors.length);
-    expect(rows.filter((x) => x["evaluable"] === "false").map((x) => `${x["positions"]} ${x["factor"]}`)).toEqual(["learned 2", "learned 4", "learned 8"]);
-    expect(rows.find((x) => x["positions"] === "learned" && x["factor"] === "2")!["loss_mean"]).toBe("NaN");
+    expect(
+      rows.filter((x) => x["evaluable"] === "false").map((x) => `${x["positions"]} ${x["factor"]}`),
+    ).toEqual(["learned 2", "learned 4", "learned 8"]);
+    expect(
+      rows.find((x) => x["positions"] === "learned" && x["factor"] === "2")!["loss_mean"],
+    ).toBe("NaN");
   });
   it("plots well-formed SVG: a line per position encoding, L_train marked", async () => {
     const { svg, warnings } = await renderSvg(lengthPlot(r));
     expect(warnings).toEqual([]);
     const { elements } = parseXml(svg);
-    const cls = (e: { attrs: Readonly<Record<string, string>> }) => (e.attrs["class"] ?? "").split(" ");
+    const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
+      (e.attrs["class"] ?? "").split(" ");
     // one line group per position encoding (learned: a single point at L_train)
-    expect(elements.filter((e) => cls(e).includes("mark-line") && cls(e).includes("role-mark"))).toHaveLength(LENGTH_POSITIONS.length);
+    expect(
+      elements.filter((e) => cls(e).includes("mark-line") && cls(e).includes("role-mark")),
+    ).toHaveLength(LENGTH_POSITIONS.length);
     for (const p of LENGTH_POSITIONS) expect(svg).toContain(p.label.replace(/&/g, "&amp;"));
   });
 });

@@ -18,7 +18,19 @@ import { toCsv } from "./csv.js";
 import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, pairedInterval, std, type PairedInterval } from "./stats.js";
-import { checksTable, mdTable, runInfo, runInfoLine, seedCount, sig, StudyError, type Study, type StudyCheck, type StudyOptions, type StudyReport } from "./study.js";
+import {
+  checksTable,
+  mdTable,
+  runInfo,
+  runInfoLine,
+  seedCount,
+  sig,
+  StudyError,
+  type Study,
+  type StudyCheck,
+  type StudyOptions,
+  type StudyReport,
+} from "./study.js";
 import { HELD_OUT_FRACTION, schedule, VARIANTS_DEFAULT } from "./variants.js";
 
 export interface LengthSizes {
@@ -45,9 +57,37 @@ export interface LengthSizes {
  * core for these sizes: ≈ 6 minutes of training), each evaluated on the whole held-out split
  * (11,776 predicted tokens) at every length.
  */
-const LENGTH_DEFAULT: LengthSizes = { d_model: 32, H: 4, L: 2, n: 64, factors: [1, 2, 4, 8], batch: 8, V: 512, steps: 300, lr: 3e-3, warmup: 30, clip: 1, evalTokens: 1 << 20, seeds: 4 };
+const LENGTH_DEFAULT: LengthSizes = {
+  d_model: 32,
+  H: 4,
+  L: 2,
+  n: 64,
+  factors: [1, 2, 4, 8],
+  batch: 8,
+  V: 512,
+  steps: 300,
+  lr: 3e-3,
+  warmup: 30,
+  clip: 1,
+  evalTokens: 1 << 20,
+  seeds: 4,
+};
 /** Quick (tests): seconds. */
-export const LENGTH_QUICK: LengthSizes = { d_model: 16, H: 4, L: 1, n: 8, factors: [1, 2, 4, 8], batch: 4, V: 512, steps: 12, lr: 3e-3, warmup: 3, clip: 1, evalTokens: 256, seeds: 2 };
+export const LENGTH_QUICK: LengthSizes = {
+  d_model: 16,
+  H: 4,
+  L: 1,
+  n: 8,
+  factors: [1, 2, 4, 8],
+  batch: 4,
+  V: 512,
+  steps: 12,
+  lr: 3e-3,
+  warmup: 3,
+  clip: 1,
+  evalTokens: 256,
+  seeds: 2,
+};
 
 /**
  * Mean next-token loss over the first `tokens` predictions of `ids` (a multiple of `length`), cut
@@ -55,13 +95,22 @@ export const LENGTH_QUICK: LengthSizes = { d_model: 16, H: 4, L: 1, n: 8, factor
  * from the context its window gives it — so every length scores the same targets and differs only
  * in how much context precedes them (Press et al.'s non-overlapping evaluation).
  */
-export function tiledLoss(model: GPT, ids: ArrayLike<number>, length: number, tokens: number): number {
-  if (tokens % length !== 0 || tokens + 1 > ids.length) throw new StudyError(`tiledLoss: ${tokens} predictions must be a multiple of ${length} within ${ids.length - 1}`);
+export function tiledLoss(
+  model: GPT,
+  ids: ArrayLike<number>,
+  length: number,
+  tokens: number,
+): number {
+  if (tokens % length !== 0 || tokens + 1 > ids.length)
+    throw new StudyError(
+      `tiledLoss: ${tokens} predictions must be a multiple of ${length} within ${ids.length - 1}`,
+    );
   const windows = tokens / length;
   let sum = 0;
   for (let w0 = 0; w0 < windows; w0 += 8) {
     const batch: number[][] = [];
-    for (let w = w0; w < Math.min(windows, w0 + 8); w++) batch.push(Array.from({ length: length + 1 }, (_, i) => ids[w * length + i]!));
+    for (let w = w0; w < Math.min(windows, w0 + 8); w++)
+      batch.push(Array.from({ length: length + 1 }, (_, i) => ids[w * length + i]!));
     sum += model.loss(batch) * batch.length;
   }
   return sum / windows;
@@ -77,7 +126,18 @@ export const LENGTH_POSITIONS: readonly { id: Positions; label: string }[] = [
 ];
 
 /** Columns of `length-extrapolation.csv`: one row per (positions, factor). */
-export const LENGTH_COLUMNS = ["positions", "factor", "length", "loss_mean", "loss_std", "rise_mean", "rise_low", "rise_high", "seeds", "evaluable"] as const;
+export const LENGTH_COLUMNS = [
+  "positions",
+  "factor",
+  "length",
+  "loss_mean",
+  "loss_std",
+  "rise_mean",
+  "rise_low",
+  "rise_high",
+  "seeds",
+  "evaluable",
+] as const;
 
 export interface LengthRow {
   readonly positions: Positions;
@@ -101,25 +161,62 @@ export interface LengthResult {
 }
 
 function checkSizes(s: LengthSizes): void {
-  for (const k of ["d_model", "H", "L", "n", "batch", "V", "steps", "evalTokens", "seeds"] as const) {
-    if (!Number.isInteger(s[k]) || s[k] < 1) throw new StudyError(`length-extrapolation: ${k} must be a positive integer, got ${s[k]}`);
+  for (const k of [
+    "d_model",
+    "H",
+    "L",
+    "n",
+    "batch",
+    "V",
+    "steps",
+    "evalTokens",
+    "seeds",
+  ] as const) {
+    if (!Number.isInteger(s[k]) || s[k] < 1)
+      throw new StudyError(`length-extrapolation: ${k} must be a positive integer, got ${s[k]}`);
   }
-  if (s.factors.length < 2 || s.factors[0] !== 1 || s.factors.some((f, i) => !Number.isInteger(f) || (i > 0 && f <= s.factors[i - 1]!))) {
-    throw new StudyError(`length-extrapolation: factors must start at 1 and increase (integers), got ${s.factors.join(", ")}`);
+  if (
+    s.factors.length < 2 ||
+    s.factors[0] !== 1 ||
+    s.factors.some((f, i) => !Number.isInteger(f) || (i > 0 && f <= s.factors[i - 1]!))
+  ) {
+    throw new StudyError(
+      `length-extrapolation: factors must start at 1 and increase (integers), got ${s.factors.join(", ")}`,
+    );
   }
-  if ((s.d_model / s.H) % 2 !== 0) throw new StudyError(`length-extrapolation: RoPE needs an even head size; d_model / H = ${s.d_model / s.H}`);
-  if (s.seeds < 2) throw new StudyError("length-extrapolation: the bands need a seed spread: seeds must be ≥ 2");
+  if ((s.d_model / s.H) % 2 !== 0)
+    throw new StudyError(
+      `length-extrapolation: RoPE needs an even head size; d_model / H = ${s.d_model / s.H}`,
+    );
+  if (s.seeds < 2)
+    throw new StudyError("length-extrapolation: the bands need a seed spread: seeds must be ≥ 2");
 }
 
 /** A model with these positions at the study's sizes (n_ctx = L_train). */
 export function lengthConfig(positions: Positions, s: LengthSizes): GPTConfig {
-  return resolveModelConfig({ V: s.V, n_ctx: s.n, d_model: s.d_model, H: s.H, L: s.L, placement: "pre", norm: "layer_norm", activation: "gelu", positions });
+  return resolveModelConfig({
+    V: s.V,
+    n_ctx: s.n,
+    d_model: s.d_model,
+    H: s.H,
+    L: s.L,
+    placement: "pre",
+    norm: "layer_norm",
+    activation: "gelu",
+    positions,
+  });
 }
 
 /** Train each position encoding at L_train and evaluate it at every factor × L_train. */
-export function runLength(opts: StudyOptions & { sizes?: Partial<LengthSizes> } = {}): LengthResult {
+export function runLength(
+  opts: StudyOptions & { sizes?: Partial<LengthSizes> } = {},
+): LengthResult {
   const base = opts.quick ? LENGTH_QUICK : LENGTH_DEFAULT;
-  const sizes: LengthSizes = { ...base, ...opts.sizes, seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds) };
+  const sizes: LengthSizes = {
+    ...base,
+    ...opts.sizes,
+    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
+  };
   checkSizes(sizes);
   const progress = opts.progress ?? Progress.silent();
   const ids = corpusTokenizer(sizes.V).encode(corpusText());
@@ -128,19 +225,39 @@ export function runLength(opts: StudyOptions & { sizes?: Partial<LengthSizes> } 
   const heldIds = ids.slice(cut);
   const longest = sizes.n * sizes.factors[sizes.factors.length - 1]!;
   const evalTokens = Math.floor(Math.min(sizes.evalTokens, heldIds.length - 1) / longest) * longest;
-  if (evalTokens === 0) throw new StudyError(`length-extrapolation: ${heldIds.length} held-out tokens cannot fill a window of ${longest + 1}`);
-  const lr = schedule({ ...VARIANTS_DEFAULT, lr: sizes.lr, warmup: sizes.warmup, steps: sizes.steps });
+  if (evalTokens === 0)
+    throw new StudyError(
+      `length-extrapolation: ${heldIds.length} held-out tokens cannot fill a window of ${longest + 1}`,
+    );
+  const lr = schedule({
+    ...VARIANTS_DEFAULT,
+    lr: sizes.lr,
+    warmup: sizes.warmup,
+    steps: sizes.steps,
+  });
   const rows: LengthRow[] = [];
   const params: Record<string, number> = {};
   for (const pos of LENGTH_POSITIONS) {
     const config = lengthConfig(pos.id, sizes);
     const evaluable = sizes.factors.map((f) => pos.id !== "learned" || f * sizes.n <= config.n_ctx);
-    progress.stage(`${pos.id} positions`, sizes.seeds * (sizes.steps + evaluable.filter(Boolean).length));
+    progress.stage(
+      `${pos.id} positions`,
+      sizes.seeds * (sizes.steps + evaluable.filter(Boolean).length),
+    );
     const losses: number[][] = sizes.factors.map(() => []);
     for (let seed = 0; seed < sizes.seeds; seed++) {
       const model = GPT.init(config, { seed });
       params[pos.id] = model.parameterCount;
-      train(config, trainIds, { model, steps: sizes.steps, lr, batch: sizes.batch, seqLen: sizes.n, seed, clip: sizes.clip, onStep: (i) => progress.tick(`seed ${seed}, loss ${i.loss.toFixed(3)}`) });
+      train(config, trainIds, {
+        model,
+        steps: sizes.steps,
+        lr,
+        batch: sizes.batch,
+        seqLen: sizes.n,
+        seed,
+        clip: sizes.clip,
+        onStep: (i) => progress.tick(`seed ${seed}, loss ${i.loss.toFixed(3)}`),
+      });
       sizes.factors.forEach((f, k) => {
         if (!evaluable[k]) return;
         losses[k]!.push(tiledLoss(model, heldIds, f * sizes.n, evalTokens));
@@ -148,19 +265,39 @@ export function runLength(opts: StudyOptions & { sizes?: Partial<LengthSizes> } 
       });
     }
     sizes.factors.forEach((f, k) => {
-      rows.push({ positions: pos.id, factor: f, length: f * sizes.n, perSeed: losses[k]!, rise: evaluable[k] ? pairedInterval(losses[k]!, losses[0]!) : undefined });
+      rows.push({
+        positions: pos.id,
+        factor: f,
+        length: f * sizes.n,
+        perSeed: losses[k]!,
+        rise: evaluable[k] ? pairedInterval(losses[k]!, losses[0]!) : undefined,
+      });
     });
   }
   progress.end();
-  return { sizes, rows, params, trainTokens: trainIds.length, heldoutTokens: heldIds.length, evalTokens, checks: lengthChecks(sizes, rows) };
+  return {
+    sizes,
+    rows,
+    params,
+    trainTokens: trainIds.length,
+    heldoutTokens: heldIds.length,
+    evalTokens,
+    checks: lengthChecks(sizes, rows),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
 // checks
 
-/** The band ALiBi's loss must stay in beyond L_train: at most this many nats above its loss at L_train (≈ 5% perplexity). */
+/**
+ * The band ALiBi's loss must stay in beyond L_train: at most this many nats above its loss at
+ * L_train (≈ 5% perplexity).
+ */
 const ALIBI_BAND = 0.05;
-/** What "rises" means for sinusoidal and RoPE at the longest length: more than this many nats above their own loss at L_train. */
+/**
+ * What "rises" means for sinusoidal and RoPE at the longest length: more than this many nats above
+ * their own loss at L_train.
+ */
 const RISE_MIN = 0.1;
 
 function row(rows: readonly LengthRow[], p: Positions, f: number): LengthRow | undefined {
@@ -183,12 +320,18 @@ export function lengthChecks(s: LengthSizes, rows: readonly LengthRow[]): StudyC
   const top = s.factors[s.factors.length - 1]!;
   const beyond = s.factors.filter((f) => f > 1);
   const checks: StudyCheck[] = [];
-  const alibi = beyond.map((f) => row(rows, "alibi", f)?.rise).filter((d): d is PairedInterval => d !== undefined);
+  const alibi = beyond
+    .map((f) => row(rows, "alibi", f)?.rise)
+    .filter((d): d is PairedInterval => d !== undefined);
   if (alibi.length === beyond.length) {
     const worst = Math.max(...alibi.map((d) => d.high));
     checks.push({
-      name: `ALiBi: loss at ${beyond.map((f) => `${f}×`).join(", ")} L_train minus its loss at L_train (upper end of the 95% CI over seeds)`,
-      expected: `≤ +${ALIBI_BAND} nats, a band of ≈ 5% perplexity — Press et al. 2022, Figure 1: ALiBi's perplexity stays level or falls beyond L_train`,
+      name:
+        `ALiBi: loss at ${beyond.map((f) => `${f}×`).join(", ")} L_train minus ` +
+        `its loss at L_train (upper end of the 95% CI over seeds)`,
+      expected:
+        `≤ +${ALIBI_BAND} nats, a band of ≈ 5% perplexity — Press et al. 2022, ` +
+        `Figure 1: ALiBi's perplexity stays level or falls beyond L_train`,
       measured: alibi.map((d, i) => `${beyond[i]}×: ${fmtRise(d)}`).join("; "),
       ok: worst <= ALIBI_BAND,
     });
@@ -203,8 +346,17 @@ export function lengthChecks(s: LengthSizes, rows: readonly LengthRow[]): StudyC
       a.perSeed.map((x, i) => x - row(rows, "alibi", 1)!.perSeed[i]!),
     );
     checks.push({
-      name: `${p === "rope" ? "RoPE" : "sinusoidal"}: rise at ${top}× L_train, and that rise minus ALiBi's (paired over seeds)`,
-      expected: `rise > +${RISE_MIN} nats and above ALiBi's (95% CI > 0) — Press et al. 2022, Figure 1: ${p === "rope" ? "the rotary model's perplexity climbs beyond L_train" : "the sinusoidal model's perplexity explodes beyond L_train"}`,
+      name:
+        `${p === "rope" ? "RoPE" : "sinusoidal"}: rise at ${top}× L_train, and ` +
+        `that rise minus ALiBi's (paired over seeds)`,
+      expected:
+        `rise > +${RISE_MIN} nats and above ALiBi's (95% CI > 0) — Press et al. ` +
+        `2022, Figure 1: ` +
+        String(
+          p === "rope"
+            ? "the rotary model's perplexity climbs beyond L_train"
+            : "the sinusoidal model's perplexity explodes beyond L_train",
+        ),
       measured: `rise ${fmtRise(d)}; minus ALiBi's ${fmtRise(vsAlibi)}`,
       ok: d.mean > RISE_MIN && vsAlibi.low > 0,
     });
@@ -218,7 +370,8 @@ export function lengthChecks(s: LengthSizes, rows: readonly LengthRow[]): StudyC
     );
     checks.push({
       name: `no positions: rise at ${top}× L_train minus the sinusoidal model's (paired over seeds)`,
-      expected: "< 0 (95% CI below 0) — Kazemnejad et al. 2023, §4: NoPE extrapolates better than absolute position encodings",
+      expected:
+        "< 0 (95% CI below 0) — Kazemnejad et al. 2023, §4: NoPE extrapolates better than absolute position encodings",
       measured: `NoPE rise ${fmtRise(none)}; minus sinusoidal's ${fmtRise(diff)}`,
       ok: diff.high < 0,
     });
@@ -253,25 +406,69 @@ export function lengthPlot(r: LengthResult): TopLevelSpec {
   const s = r.sizes;
   const pts = r.rows
     .filter((x) => x.perSeed.length > 0)
-    .map((x) => ({ positions: LENGTH_POSITIONS.find((p) => p.id === x.positions)!.label, length: x.length, loss: mean(x.perSeed), low: mean(x.perSeed) - std(x.perSeed), high: mean(x.perSeed) + std(x.perSeed) }));
+    .map((x) => ({
+      positions: LENGTH_POSITIONS.find((p) => p.id === x.positions)!.label,
+      length: x.length,
+      loss: mean(x.perSeed),
+      low: mean(x.perSeed) - std(x.perSeed),
+      high: mean(x.perSeed) + std(x.perSeed),
+    }));
   const domain = LENGTH_POSITIONS.map((p) => p.label);
-  const color = { field: "positions", type: "nominal", title: "positions", scale: { domain, scheme: "category10" } } as const;
-  const x = { field: "length", type: "quantitative", title: "inference length (tokens)", scale: { type: "log", base: 2 }, axis: { values: s.factors.map((f) => f * s.n) } } as const;
+  const color = {
+    field: "positions",
+    type: "nominal",
+    title: "positions",
+    scale: { domain, scheme: "category10" },
+  } as const;
+  const x = {
+    field: "length",
+    type: "quantitative",
+    title: "inference length (tokens)",
+    scale: { type: "log", base: 2 },
+    axis: { values: s.factors.map((f) => f * s.n) },
+  } as const;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title: {
       text: "Length extrapolation: trained at L_train, evaluated on longer held-out windows",
-      subtitle: `L_train = ${s.n} (dashed); d_model = ${s.d_model}, H = ${s.H}, L = ${s.L}, ${s.steps} Adam steps of ${s.batch}×${s.n} tokens; mean ± std over ${s.seeds} seeds`,
+      subtitle:
+        `L_train = ${s.n} (dashed); d_model = ${s.d_model}, H = ${s.H}, L = ` +
+        `${s.L}, ${s.steps} Adam steps of ${s.batch}×${s.n} tokens; mean ± std ` +
+        `over ${s.seeds} seeds`,
     },
     width: 420,
     height: 280,
     layer: [
-      { data: { values: [{ length: s.n }] }, mark: { type: "rule", color: "#888", strokeDash: [4, 4] }, encoding: { x } },
+      {
+        data: { values: [{ length: s.n }] },
+        mark: { type: "rule", color: "#888", strokeDash: [4, 4] },
+        encoding: { x },
+      },
       {
         data: { values: pts },
         layer: [
-          { mark: { type: "line", point: true }, encoding: { x, y: { field: "loss", type: "quantitative", title: "held-out loss (nats)", scale: { zero: false } }, color } },
-          { mark: { type: "rule" }, encoding: { x, y: { field: "low", type: "quantitative" }, y2: { field: "high" }, color } },
+          {
+            mark: { type: "line", point: true },
+            encoding: {
+              x,
+              y: {
+                field: "loss",
+                type: "quantitative",
+                title: "held-out loss (nats)",
+                scale: { zero: false },
+              },
+              color,
+            },
+          },
+          {
+            mark: { type: "rule" },
+            encoding: {
+              x,
+              y: { field: "low", type: "quantitative" },
+              y2: { field: "high" },
+              color,
+            },
+          },
         ],
       },
     ],
@@ -285,7 +482,11 @@ function lengthSummary(r: LengthResult, startedMs: number): string {
     if (x.perSeed.length === 0) return `— (wpe has ${s.n} rows)`;
     return `${sig(mean(x.perSeed), 4)} ± ${sig(std(x.perSeed), 2)}`;
   };
-  const lossRows = LENGTH_POSITIONS.map((p) => [p.label, r.params[p.id]?.toLocaleString("en-US") ?? "", ...s.factors.map((f) => cell(row(r.rows, p.id, f)))]);
+  const lossRows = LENGTH_POSITIONS.map((p) => [
+    p.label,
+    r.params[p.id]?.toLocaleString("en-US") ?? "",
+    ...s.factors.map((f) => cell(row(r.rows, p.id, f))),
+  ]);
   const riseRows = LENGTH_POSITIONS.map((p) => [
     p.label,
     ...s.factors.slice(1).map((f) => {
@@ -293,14 +494,21 @@ function lengthSummary(r: LengthResult, startedMs: number): string {
       return x?.rise === undefined ? "cannot" : fmtRise(x.rise);
     }),
   ]);
-  return `# length-extrapolation — Press, Smith & Lewis 2022, Figure 1
+  return (
+    `# length-extrapolation — Press, Smith & Lewis 2022, Figure 1
 
 Five \`gpt\` models that differ only in \`positions\` (learned, sinusoidal, RoPE, ALiBi, none), pre-LN,
 LayerNorm, GELU, d_model = ${s.d_model}, H = ${s.H}, L = ${s.L}, tied embeddings, corpus BPE with V = ${s.V}
-(${r.trainTokens.toLocaleString("en-US")} training tokens, the last ${Math.round(HELD_OUT_FRACTION * 100)}% — ${r.heldoutTokens.toLocaleString("en-US")} tokens — held out).
+(${r.trainTokens.toLocaleString("en-US")} training tokens, the last ` +
+    `${Math.round(HELD_OUT_FRACTION * 100)}% — ` +
+    `${r.heldoutTokens.toLocaleString("en-US")} tokens — held ` +
+    `out).
 Each is trained by \`reference/train.ts\` from GPT-2's initialisation for ${s.steps} Adam steps of ${s.batch} windows
-of L_train = ${s.n} tokens (step size warmed up over ${s.warmup} steps to ${sig(s.lr)}, cosine-decayed to ${sig(s.lr / 10)}, gradient
-norm clipped at ${s.clip}), seeds 0 … ${s.seeds - 1} (weights and data order). Evaluation: the first ${r.evalTokens.toLocaleString("en-US")} held-out
+of L_train = ${s.n} tokens (step size warmed up over ${s.warmup} steps ` +
+    `to ${sig(s.lr)}, cosine-decayed to ${sig(s.lr / 10)}, gradient
+norm clipped at ${s.clip}), seeds 0 … ${s.seeds - 1} (weights and data ` +
+    `order). Evaluation: the first ${r.evalTokens.toLocaleString("en-US")} ` +
+    `held-out
 tokens as targets, cut into windows of the evaluation length (each window's first input is the previous window's
 last target): every length scores the same targets, for every model and seed, and differs only in the context
 that precedes them — Press et al.'s non-overlapping evaluation.
@@ -323,17 +531,24 @@ refuses longer inputs rather than inventing rows.
 ${checksTable(r.checks)}
 
 ${runInfoLine(runInfo(startedMs))}
-`;
+`
+  );
 }
 
 export const lengthExtrapolationStudy: Study = {
   name: "length-extrapolation",
-  description: "Press et al. 2022 Fig. 1: train at L_train, evaluate at 1-8x L_train (learned, sinusoidal, RoPE, ALiBi, none)",
+  description:
+    "Press et al. 2022 Fig. 1: train at L_train, evaluate at 1-8x L_train (learned, sinusoidal, RoPE, ALiBi, none)",
   defaultSeeds: LENGTH_DEFAULT.seeds,
   async run(opts: StudyOptions): Promise<StudyReport> {
     const started = performance.now();
     const r = runLength(opts);
     const { svg } = await renderSvg(lengthPlot(r));
-    return { study: "length-extrapolation", files: { "length-extrapolation.csv": lengthCsv(r), "length-extrapolation.svg": svg }, summary: lengthSummary(r, started), checks: r.checks };
+    return {
+      study: "length-extrapolation",
+      files: { "length-extrapolation.csv": lengthCsv(r), "length-extrapolation.svg": svg },
+      summary: lengthSummary(r, started),
+      checks: r.checks,
+    };
   },
 };

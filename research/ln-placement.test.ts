@@ -15,7 +15,16 @@ import { GPT } from "../reference/model.js";
 import { corpusText, corpusTokenizer } from "../reference/corpus.js";
 import { TokenWindows } from "../reference/train.js";
 import { parseCsv } from "./csv.js";
-import { LN_EXPECTED, LN_PLACEMENT_COLUMNS, LN_PLACEMENT_QUICK, lnPlacementConfig, lnPlacementCsv, lnPlacementPlot, runLnPlacement, type LnPlacementResult } from "./ln-placement.js";
+import {
+  LN_EXPECTED,
+  LN_PLACEMENT_COLUMNS,
+  LN_PLACEMENT_QUICK,
+  lnPlacementConfig,
+  lnPlacementCsv,
+  lnPlacementPlot,
+  runLnPlacement,
+  type LnPlacementResult,
+} from "./ln-placement.js";
 import { renderSvg } from "./plot.js";
 import { parseXml } from "./xml.js";
 
@@ -50,12 +59,17 @@ describe("ln-placement: slopes against Xiong et al. 2020 (Xavier, W_Q = W_K = 0,
   });
   it("reports the same verdicts as its checks", () => {
     expect(r.checks).toHaveLength(4);
-    for (const c of r.checks) expect(c.ok, `${c.name}: ${c.measured}, expected ${c.expected}`).toBe(true);
+    for (const c of r.checks)
+      expect(c.ok, `${c.name}: ${c.measured}, expected ${c.expected}`).toBe(true);
   });
-  it("GPT-2's initialisation, whose residual projections shrink as 1/√(2L), keeps the pre-LN last-layer gradient level", () => {
-    // GPT-2's scaling keeps ‖x_L‖ from growing with L, which is what made pre-LN's gradient fall
-    expect(Math.abs(r.fits.gpt2.pre.lastVsDepth.fit.slope)).toBeLessThan(0.2);
-  });
+  it(
+    "GPT-2's initialisation, whose residual projections shrink as 1/√(2L), " +
+      "keeps the pre-LN last-layer gradient level",
+    () => {
+      // GPT-2's scaling keeps ‖x_L‖ from growing with L, which is what made pre-LN's gradient fall
+      expect(Math.abs(r.fits.gpt2.pre.lastVsDepth.fit.slope)).toBeLessThan(0.2);
+    },
+  );
 });
 
 describe("ln-placement: the measurement", () => {
@@ -67,7 +81,9 @@ describe("ln-placement: the measurement", () => {
     const batch = new TokenWindows(ids, s.n + 1, 0x1a7e).next(s.batch);
     const g = model.lossAndGrads(batch).grads["h.1.mlp.c_proj.weight"]!;
     const norm = Math.sqrt(Array.from(g.data).reduce((a, v) => a + v * v, 0));
-    const row = r.rows.find((x) => x.init === "xavier" && x.placement === "pre" && x.L === 2 && x.layer === 2)!;
+    const row = r.rows.find(
+      (x) => x.init === "xavier" && x.placement === "pre" && x.L === 2 && x.layer === 2,
+    )!;
     // same graph and inputs, different wrt lists: equal up to float64 summation order
     expect(Math.abs(row.perSeed[0]! - norm) / norm).toBeLessThan(1e-12);
   });
@@ -87,7 +103,14 @@ describe("ln-placement: the measurement", () => {
     expect(warnings).toEqual([]);
     const { root, elements } = parseXml(svg);
     expect(root.name).toBe("svg");
-    const marks = (kind: string) => elements.map((e, i) => ({ e, i })).filter(({ e }) => (e.attrs["class"] ?? "").split(" ").includes(`mark-${kind}`) && (e.attrs["class"] ?? "").includes("role-mark"));
+    const marks = (kind: string) =>
+      elements
+        .map((e, i) => ({ e, i }))
+        .filter(
+          ({ e }) =>
+            (e.attrs["class"] ?? "").split(" ").includes(`mark-${kind}`) &&
+            (e.attrs["class"] ?? "").includes("role-mark"),
+        );
     const children = (i: number) => elements.filter((e) => e.parent === i).length;
     const { depths, perLayerDepth } = LN_PLACEMENT_QUICK;
     // panels in order: (xavier: last, per layer), (gpt2: last, per layer); 2 placements each
@@ -100,7 +123,11 @@ describe("ln-placement: the measurement", () => {
     expect(svg).toContain("pre-LN");
   });
   it("with one seed the sign decides the per-layer checks, and the report says there is no standard error", () => {
-    const one = runLnPlacement({ quick: true, seeds: 1, sizes: { depths: [2, 4, 8], perLayerDepth: 8 } });
+    const one = runLnPlacement({
+      quick: true,
+      seeds: 1,
+      sizes: { depths: [2, 4, 8], perLayerDepth: 8 },
+    });
     expect(Number.isNaN(one.fits.xavier.post.perLayerVsFromTop.se)).toBe(true);
     const perLayer = one.checks.filter((c) => c.name.includes("depth from the top"));
     expect(perLayer).toHaveLength(2);
@@ -111,9 +138,17 @@ describe("ln-placement: the measurement", () => {
     expect(perLayer[0]!.ok).toBe(one.fits.xavier.post.perLayerVsFromTop.fit.slope < 0);
   });
   it("names bad sizes", () => {
-    expect(() => runLnPlacement({ quick: true, sizes: { perLayerDepth: 5 } })).toThrow("perLayerDepth 5 is not one of the depths 2, 4, 8, 16");
-    expect(() => runLnPlacement({ quick: true, sizes: { depths: [4] } })).toThrow("a slope against depth needs at least 2 depths, got 1");
-    expect(() => runLnPlacement({ quick: true, sizes: { d_model: 30 } })).toThrow("d_model = 30 is not a multiple of H = 4");
-    expect(() => runLnPlacement({ quick: true, seeds: 0 })).toThrow("seeds must be a positive integer, got 0");
+    expect(() => runLnPlacement({ quick: true, sizes: { perLayerDepth: 5 } })).toThrow(
+      "perLayerDepth 5 is not one of the depths 2, 4, 8, 16",
+    );
+    expect(() => runLnPlacement({ quick: true, sizes: { depths: [4] } })).toThrow(
+      "a slope against depth needs at least 2 depths, got 1",
+    );
+    expect(() => runLnPlacement({ quick: true, sizes: { d_model: 30 } })).toThrow(
+      "d_model = 30 is not a multiple of H = 4",
+    );
+    expect(() => runLnPlacement({ quick: true, seeds: 0 })).toThrow(
+      "seeds must be a positive integer, got 0",
+    );
   });
 });

@@ -16,13 +16,34 @@ import { formulaGraph, type Graph } from "../autodiff/graph.js";
 import { valueAndGrad } from "../autodiff/grad.js";
 import type { Tensor } from "../autodiff/tensor.js";
 import { corpusText, corpusTokenizer } from "../reference/corpus.js";
-import { formulaConfig, initWeights, resolveModelConfig, shiftTargets, type GPTConfig, type InitOptions, type Placement } from "../reference/model.js";
+import {
+  formulaConfig,
+  initWeights,
+  resolveModelConfig,
+  shiftTargets,
+  type GPTConfig,
+  type InitOptions,
+  type Placement,
+} from "../reference/model.js";
 import { TokenWindows } from "../reference/train.js";
 import { toCsv } from "./csv.js";
 import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { logLogFit, mean, std, type LineFit } from "./stats.js";
-import { checksTable, mdTable, runInfo, runInfoLine, seedCount, sig, StudyError, withSE, type Study, type StudyCheck, type StudyOptions, type StudyReport } from "./study.js";
+import {
+  checksTable,
+  mdTable,
+  runInfo,
+  runInfoLine,
+  seedCount,
+  sig,
+  StudyError,
+  withSE,
+  type Study,
+  type StudyCheck,
+  type StudyOptions,
+  type StudyReport,
+} from "./study.js";
 
 /** Sizes of one run. */
 export interface LnPlacementSizes {
@@ -41,13 +62,35 @@ export interface LnPlacementSizes {
 }
 
 /** Default: every trend clear beyond its seed-to-seed error, a couple of minutes on 2 cores. */
-const LN_PLACEMENT_DEFAULT: LnPlacementSizes = { d_model: 64, H: 4, n: 32, batch: 8, V: 256, depths: [2, 4, 8, 16, 32], perLayerDepth: 16, seeds: 12 };
+const LN_PLACEMENT_DEFAULT: LnPlacementSizes = {
+  d_model: 64,
+  H: 4,
+  n: 32,
+  batch: 8,
+  V: 256,
+  depths: [2, 4, 8, 16, 32],
+  perLayerDepth: 16,
+  seeds: 12,
+};
 /** Quick (tests): seconds. */
-export const LN_PLACEMENT_QUICK: LnPlacementSizes = { d_model: 32, H: 4, n: 16, batch: 4, V: 256, depths: [2, 4, 8, 16], perLayerDepth: 8, seeds: 4 };
+export const LN_PLACEMENT_QUICK: LnPlacementSizes = {
+  d_model: 32,
+  H: 4,
+  n: 16,
+  batch: 4,
+  V: 256,
+  depths: [2, 4, 8, 16],
+  perLayerDepth: 8,
+  seeds: 4,
+};
 
 /** The two initialisations compared. */
 const LN_INITS = [
-  { id: "xavier", label: "Xavier, W_Q = W_K = 0 (Xiong et al.)", init: { init: "xavier", zeroQK: true } },
+  {
+    id: "xavier",
+    label: "Xavier, W_Q = W_K = 0 (Xiong et al.)",
+    init: { init: "xavier", zeroQK: true },
+  },
   { id: "gpt2", label: "GPT-2 initialisation", init: { init: "gpt2" } },
 ] as const satisfies readonly { id: string; label: string; init: Omit<InitOptions, "seed"> }[];
 export type LnInit = (typeof LN_INITS)[number]["id"];
@@ -55,7 +98,16 @@ export type LnInit = (typeof LN_INITS)[number]["id"];
 const LN_PLACEMENTS = ["post", "pre"] as const satisfies readonly Placement[];
 
 /** Columns of `ln-placement.csv`: one row per (init, placement, L, layer). */
-export const LN_PLACEMENT_COLUMNS = ["init", "placement", "L", "layer", "depth_from_top", "grad_norm_mean", "grad_norm_std", "seeds"] as const;
+export const LN_PLACEMENT_COLUMNS = [
+  "init",
+  "placement",
+  "L",
+  "layer",
+  "depth_from_top",
+  "grad_norm_mean",
+  "grad_norm_std",
+  "seeds",
+] as const;
 
 export interface LayerGradRow {
   readonly init: LnInit;
@@ -102,19 +154,39 @@ export interface LnPlacementResult {
 
 function checkSizes(s: LnPlacementSizes): void {
   const posInt = (k: keyof LnPlacementSizes, v: number) => {
-    if (!Number.isInteger(v) || v < 1) throw new StudyError(`ln-placement: ${k} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new StudyError(`ln-placement: ${k} must be a positive integer, got ${v}`);
   };
-  for (const k of ["d_model", "H", "n", "batch", "V", "perLayerDepth", "seeds"] as const) posInt(k, s[k]);
-  if (s.depths.length < 2) throw new StudyError(`ln-placement: a slope against depth needs at least 2 depths, got ${s.depths.length}`);
+  for (const k of ["d_model", "H", "n", "batch", "V", "perLayerDepth", "seeds"] as const)
+    posInt(k, s[k]);
+  if (s.depths.length < 2)
+    throw new StudyError(
+      `ln-placement: a slope against depth needs at least 2 depths, got ${s.depths.length}`,
+    );
   s.depths.forEach((L) => posInt("depths", L));
-  if (!s.depths.includes(s.perLayerDepth)) throw new StudyError(`ln-placement: perLayerDepth ${s.perLayerDepth} is not one of the depths ${s.depths.join(", ")}`);
-  if (s.perLayerDepth < 2) throw new StudyError(`ln-placement: a per-layer slope needs perLayerDepth ≥ 2, got ${s.perLayerDepth}`);
-  if (s.d_model % s.H !== 0) throw new StudyError(`ln-placement: d_model = ${s.d_model} is not a multiple of H = ${s.H}`);
+  if (!s.depths.includes(s.perLayerDepth))
+    throw new StudyError(
+      `ln-placement: perLayerDepth ${s.perLayerDepth} is not one of the depths ${s.depths.join(", ")}`,
+    );
+  if (s.perLayerDepth < 2)
+    throw new StudyError(
+      `ln-placement: a per-layer slope needs perLayerDepth ≥ 2, got ${s.perLayerDepth}`,
+    );
+  if (s.d_model % s.H !== 0)
+    throw new StudyError(`ln-placement: d_model = ${s.d_model} is not a multiple of H = ${s.H}`);
 }
 
 /** The configuration of one model of the study (ReLU FFN, as in the paper's analysis). */
 export function lnPlacementConfig(s: LnPlacementSizes, placement: Placement, L: number): GPTConfig {
-  return resolveModelConfig({ V: s.V, n_ctx: s.n, d_model: s.d_model, H: s.H, L, placement, activation: "relu" });
+  return resolveModelConfig({
+    V: s.V,
+    n_ctx: s.n,
+    d_model: s.d_model,
+    H: s.H,
+    L,
+    placement,
+    activation: "relu",
+  });
 }
 
 const w2 = (l: number) => `h.${l}.mlp.c_proj.weight`;
@@ -125,25 +197,41 @@ function frobenius(t: Tensor): number {
   return Math.sqrt(s);
 }
 
-function slopeFit(xs: readonly number[], meanYs: readonly number[], seedYs: readonly (readonly number[])[]): SlopeFit {
+function slopeFit(
+  xs: readonly number[],
+  meanYs: readonly number[],
+  seedYs: readonly (readonly number[])[],
+): SlopeFit {
   const fit = logLogFit(xs, meanYs);
   const perSeed = seedYs.map((ys) => logLogFit(xs, ys).slope);
-  return { fit, perSeed, se: perSeed.length > 1 ? std(perSeed) / Math.sqrt(perSeed.length) : Number.NaN };
+  return {
+    fit,
+    perSeed,
+    se: perSeed.length > 1 ? std(perSeed) / Math.sqrt(perSeed.length) : Number.NaN,
+  };
 }
 
 /**
  * Measure every layer's ‖∂loss/∂W_2‖_F at initialisation for both placements, both
  * initialisations and every depth, and fit the slopes.
  */
-export function runLnPlacement(opts: StudyOptions & { sizes?: Partial<LnPlacementSizes> } = {}): LnPlacementResult {
+export function runLnPlacement(
+  opts: StudyOptions & { sizes?: Partial<LnPlacementSizes> } = {},
+): LnPlacementResult {
   const started = performance.now();
   const base = opts.quick ? LN_PLACEMENT_QUICK : LN_PLACEMENT_DEFAULT;
-  const sizes: LnPlacementSizes = { ...base, ...opts.sizes, seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds) };
+  const sizes: LnPlacementSizes = {
+    ...base,
+    ...opts.sizes,
+    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
+  };
   checkSizes(sizes);
   const progress = opts.progress ?? Progress.silent();
   const ids = corpusTokenizer(sizes.V).encode(corpusText());
   // one batch per seed, shared by every model of that seed (paired comparisons)
-  const batches = Array.from({ length: sizes.seeds }, (_, s) => shiftTargets(new TokenWindows(ids, sizes.n + 1, 0x1a7e + s).next(sizes.batch)));
+  const batches = Array.from({ length: sizes.seeds }, (_, s) =>
+    shiftTargets(new TokenWindows(ids, sizes.n + 1, 0x1a7e + s).next(sizes.batch)),
+  );
   const graphs = new Map<string, Graph>();
   const perSeed = new Map<string, number[][]>(); // key init/placement/L → [layer][seed]
   const losses: number[] = [];
@@ -151,7 +239,11 @@ export function runLnPlacement(opts: StudyOptions & { sizes?: Partial<LnPlacemen
   for (const init of LN_INITS) {
     for (const placement of LN_PLACEMENTS) {
       progress.stage(`${placement}-LN, ${init.label}`, sizes.seeds * layersPerSeed);
-      for (const L of sizes.depths) perSeed.set(`${init.id}/${placement}/${L}`, Array.from({ length: L }, () => []));
+      for (const L of sizes.depths)
+        perSeed.set(
+          `${init.id}/${placement}/${L}`,
+          Array.from({ length: L }, () => []),
+        );
       for (let seed = 0; seed < sizes.seeds; seed++) {
         const { tokens, targets } = batches[seed]!;
         for (const L of sizes.depths) {
@@ -161,12 +253,19 @@ export function runLnPlacement(opts: StudyOptions & { sizes?: Partial<LnPlacemen
           if (g === undefined) graphs.set(key, (g = formulaGraph("gpt", formulaConfig(config))));
           const weights = initWeights(config, { ...init.init, seed });
           const wrt = Array.from({ length: L }, (_, l) => w2(l));
-          const r = valueAndGrad(g, { tokens, targets, ...weights }, { output: "loss", wrt, dtype: config.dtype });
+          const r = valueAndGrad(
+            g,
+            { tokens, targets, ...weights },
+            { output: "loss", wrt, dtype: config.dtype },
+          );
           losses.push(r.value.data[0]!);
           const acc = perSeed.get(`${init.id}/${placement}/${L}`)!;
           for (let l = 0; l < L; l++) {
             const v = frobenius(r.grads[w2(l)]!);
-            if (!(v > 0) || !Number.isFinite(v)) throw new StudyError(`ln-placement: ‖∇W_2‖ of layer ${l + 1} is ${v} (${placement}-LN, L = ${L}, ${init.id}, seed ${seed})`);
+            if (!(v > 0) || !Number.isFinite(v))
+              throw new StudyError(
+                `ln-placement: ‖∇W_2‖ of layer ${l + 1} is ${v} (${placement}-LN, L = ${L}, ${init.id}, seed ${seed})`,
+              );
             acc[l]!.push(v);
           }
           for (let l = 0; l < L; l++) progress.tick(`L = ${L}, seed ${seed}`);
@@ -181,7 +280,16 @@ export function runLnPlacement(opts: StudyOptions & { sizes?: Partial<LnPlacemen
     for (const placement of LN_PLACEMENTS) {
       for (const L of sizes.depths) {
         perSeed.get(`${init.id}/${placement}/${L}`)!.forEach((vals, l) => {
-          rows.push({ init: init.id, placement, L, layer: l + 1, depth_from_top: L - l, perSeed: vals, grad_norm_mean: mean(vals), grad_norm_std: std(vals) });
+          rows.push({
+            init: init.id,
+            placement,
+            L,
+            layer: l + 1,
+            depth_from_top: L - l,
+            perSeed: vals,
+            grad_norm_mean: mean(vals),
+            grad_norm_std: std(vals),
+          });
         });
       }
     }
@@ -213,7 +321,14 @@ export function runLnPlacement(opts: StudyOptions & { sizes?: Partial<LnPlacemen
     xavier: { post: fitsFor("xavier", "post"), pre: fitsFor("xavier", "pre") },
     gpt2: { post: fitsFor("gpt2", "post"), pre: fitsFor("gpt2", "pre") },
   };
-  return { sizes, rows, fits, checks: lnPlacementChecks(fits.xavier, sizes), initialLoss: mean(losses), seconds: (performance.now() - started) / 1000 };
+  return {
+    sizes,
+    rows,
+    fits,
+    checks: lnPlacementChecks(fits.xavier, sizes),
+    initialLoss: mean(losses),
+    seconds: (performance.now() - started) / 1000,
+  };
 }
 
 /** Expected ranges, from Theorem 1 and Figure 3 of Xiong et al. (see docs/RESEARCH.md for the derivation). */
@@ -224,7 +339,10 @@ export const LN_EXPECTED = {
   postLast: [-0.2, 0.2],
 } as const;
 
-function lnPlacementChecks(f: Readonly<Record<"post" | "pre", LnPlacementFits>>, s: LnPlacementSizes): StudyCheck[] {
+function lnPlacementChecks(
+  f: Readonly<Record<"post" | "pre", LnPlacementFits>>,
+  s: LnPlacementSizes,
+): StudyCheck[] {
   const inRange = (x: number, [lo, hi]: readonly [number, number]) => x >= lo && x <= hi;
   const range = ([lo, hi]: readonly [number, number]) => `[${lo}, ${hi}]`.replace(/-/g, "−");
   const preLast = f.pre.lastVsDepth;
@@ -257,7 +375,9 @@ function lnPlacementChecks(f: Readonly<Record<"post" | "pre", LnPlacementFits>>,
     },
     {
       name: `per-layer slope against depth from the top, post-LN minus pre-LN (L = ${s.perLayerDepth})`,
-      expected: "negative by more than 2 standard errors (Figure 3: post-LN's gradient is concentrated near the output, pre-LN's is not)",
+      expected:
+        "negative by more than 2 standard errors (Figure 3: post-LN's gradient " +
+        "is concentrated near the output, pre-LN's is not)",
       measured: withSE(diff, diffSE) + oneSeed,
       ok: diff + margin(diffSE) < 0,
     },
@@ -268,7 +388,9 @@ function lnPlacementChecks(f: Readonly<Record<"post" | "pre", LnPlacementFits>>,
 // report
 
 const PLACEMENT_LABEL = { post: "post-LN", pre: "pre-LN" } as const;
-const INIT_LABEL: Record<LnInit, string> = Object.fromEntries(LN_INITS.map((i) => [i.id, i.label])) as Record<LnInit, string>;
+const INIT_LABEL: Record<LnInit, string> = Object.fromEntries(
+  LN_INITS.map((i) => [i.id, i.label]),
+) as Record<LnInit, string>;
 
 /** The plot: last layer against L (left) and per layer at one depth (right), one row per initialisation. */
 export function lnPlacementPlot(r: LnPlacementResult): TopLevelSpec {
@@ -286,25 +408,80 @@ export function lnPlacementPlot(r: LnPlacementResult): TopLevelSpec {
   for (const init of LN_INITS) {
     for (const placement of LN_PLACEMENTS) {
       const f = r.fits[init.id][placement];
-      for (const L of r.sizes.depths) fitLines.push({ panel: "last", init: init.label, placement: PLACEMENT_LABEL[placement], x: L, y: Math.exp(f.lastVsDepth.fit.intercept + f.lastVsDepth.fit.slope * Math.log(L)) });
-      for (let l = 1; l <= r.sizes.perLayerDepth; l++) fitLines.push({ panel: "layer", init: init.label, placement: PLACEMENT_LABEL[placement], x: l, y: Math.exp(f.perLayerVsIndex.fit.intercept + f.perLayerVsIndex.fit.slope * Math.log(l)) });
+      for (const L of r.sizes.depths)
+        fitLines.push({
+          panel: "last",
+          init: init.label,
+          placement: PLACEMENT_LABEL[placement],
+          x: L,
+          y: Math.exp(f.lastVsDepth.fit.intercept + f.lastVsDepth.fit.slope * Math.log(L)),
+        });
+      for (let l = 1; l <= r.sizes.perLayerDepth; l++)
+        fitLines.push({
+          panel: "layer",
+          init: init.label,
+          placement: PLACEMENT_LABEL[placement],
+          x: l,
+          y: Math.exp(f.perLayerVsIndex.fit.intercept + f.perLayerVsIndex.fit.slope * Math.log(l)),
+        });
     }
   }
-  const color = { field: "placement", type: "nominal", title: "placement", scale: { domain: ["post-LN", "pre-LN"], range: ["#d62728", "#1f77b4"] } } as const;
-  const yAxis = { type: "quantitative", scale: { type: "log" }, title: "‖∂loss/∂W₂‖_F (mean over seeds)" } as const;
-  const panel = (which: "last" | "layer", init: string, xField: string, xTitle: string, xMax: number, filter: string) => {
-    const x = { type: "quantitative", scale: { type: "log", base: 2, domain: [1, xMax], nice: false }, axis: { values: powersOfTwo(xMax) }, title: xTitle } as const;
+  const color = {
+    field: "placement",
+    type: "nominal",
+    title: "placement",
+    scale: { domain: ["post-LN", "pre-LN"], range: ["#d62728", "#1f77b4"] },
+  } as const;
+  const yAxis = {
+    type: "quantitative",
+    scale: { type: "log" },
+    title: "‖∂loss/∂W₂‖_F (mean over seeds)",
+  } as const;
+  const panel = (
+    which: "last" | "layer",
+    init: string,
+    xField: string,
+    xTitle: string,
+    xMax: number,
+    filter: string,
+  ) => {
+    const x = {
+      type: "quantitative",
+      scale: { type: "log", base: 2, domain: [1, xMax], nice: false },
+      axis: { values: powersOfTwo(xMax) },
+      title: xTitle,
+    } as const;
     return {
       width: 260,
       height: 190,
       layer: [
-        { data: { values: points }, transform: [{ filter }], mark: { type: "rule", strokeWidth: 1.5 }, encoding: { x: { ...x, field: xField }, y: { ...yAxis, field: "lo" }, y2: { field: "hi" }, color } },
-        { data: { values: points }, transform: [{ filter }], mark: { type: "point", filled: true, size: 40, opacity: 1 }, encoding: { x: { ...x, field: xField }, y: { ...yAxis, field: "mean" }, color } },
+        {
+          data: { values: points },
+          transform: [{ filter }],
+          mark: { type: "rule", strokeWidth: 1.5 },
+          encoding: {
+            x: { ...x, field: xField },
+            y: { ...yAxis, field: "lo" },
+            y2: { field: "hi" },
+            color,
+          },
+        },
+        {
+          data: { values: points },
+          transform: [{ filter }],
+          mark: { type: "point", filled: true, size: 40, opacity: 1 },
+          encoding: { x: { ...x, field: xField }, y: { ...yAxis, field: "mean" }, color },
+        },
         {
           data: { values: fitLines },
           transform: [{ filter: `datum.panel === '${which}' && datum.init === '${init}'` }],
           mark: { type: "line", strokeDash: [4, 3], strokeWidth: 1.2 },
-          encoding: { x: { ...x, field: "x" }, y: { ...yAxis, field: "y" }, color, order: { field: "x", type: "quantitative" } },
+          encoding: {
+            x: { ...x, field: "x" },
+            y: { ...yAxis, field: "y" },
+            color,
+            order: { field: "x", type: "quantitative" },
+          },
         },
       ],
     };
@@ -313,12 +490,38 @@ export function lnPlacementPlot(r: LnPlacementResult): TopLevelSpec {
   const layerTitle = `each layer at L = ${r.sizes.perLayerDepth}`;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: { text: "Gradient of the FFN output weight W₂ at initialisation (Xiong et al. 2020)", subtitle: `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, ReLU FFN, ${r.sizes.batch}×${r.sizes.n} tokens, ${r.sizes.seeds} seeds; bars ±1 std; dashed: log-log fit` },
+    title: {
+      text: "Gradient of the FFN output weight W₂ at initialisation (Xiong et al. 2020)",
+      subtitle:
+        `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, ReLU FFN, ` +
+        `${r.sizes.batch}×${r.sizes.n} tokens, ${r.sizes.seeds} seeds; bars ±1 ` +
+        `std; dashed: log-log fit`,
+    },
     vconcat: LN_INITS.map((init) => ({
       title: init.label,
       hconcat: [
-        { title: lastTitle, ...panel("last", init.label, "L", "depth L", Math.max(...r.sizes.depths), `datum.init === '${init.label}' && datum.last`) },
-        { title: layerTitle, ...panel("layer", init.label, "layer", "layer index l", r.sizes.perLayerDepth, `datum.init === '${init.label}' && datum.L === ${r.sizes.perLayerDepth}`) },
+        {
+          title: lastTitle,
+          ...panel(
+            "last",
+            init.label,
+            "L",
+            "depth L",
+            Math.max(...r.sizes.depths),
+            `datum.init === '${init.label}' && datum.last`,
+          ),
+        },
+        {
+          title: layerTitle,
+          ...panel(
+            "layer",
+            init.label,
+            "layer",
+            "layer index l",
+            r.sizes.perLayerDepth,
+            `datum.init === '${init.label}' && datum.L === ${r.sizes.perLayerDepth}`,
+          ),
+        },
       ],
     })),
     resolve: { scale: { color: "shared" } },
@@ -336,7 +539,16 @@ function powersOfTwo(max: number): number[] {
 export function lnPlacementCsv(r: LnPlacementResult): string {
   return toCsv(
     LN_PLACEMENT_COLUMNS,
-    r.rows.map((row) => ({ init: row.init, placement: row.placement, L: row.L, layer: row.layer, depth_from_top: row.depth_from_top, grad_norm_mean: row.grad_norm_mean, grad_norm_std: row.grad_norm_std, seeds: row.perSeed.length })),
+    r.rows.map((row) => ({
+      init: row.init,
+      placement: row.placement,
+      L: row.L,
+      layer: row.layer,
+      depth_from_top: row.depth_from_top,
+      grad_norm_mean: row.grad_norm_mean,
+      grad_norm_std: row.grad_norm_std,
+      seeds: row.perSeed.length,
+    })),
   );
 }
 
@@ -347,13 +559,26 @@ function lnPlacementSummary(r: LnPlacementResult, startedMs: number): string {
   for (const init of LN_INITS) {
     for (const placement of LN_PLACEMENTS) {
       const f = r.fits[init.id][placement];
-      fitRows.push([init.label, PLACEMENT_LABEL[placement], withSE(f.lastVsDepth.fit.slope, f.lastVsDepth.se), withSE(f.perLayerVsIndex.fit.slope, f.perLayerVsIndex.se), withSE(f.perLayerVsFromTop.fit.slope, f.perLayerVsFromTop.se)]);
+      fitRows.push([
+        init.label,
+        PLACEMENT_LABEL[placement],
+        withSE(f.lastVsDepth.fit.slope, f.lastVsDepth.se),
+        withSE(f.perLayerVsIndex.fit.slope, f.perLayerVsIndex.se),
+        withSE(f.perLayerVsFromTop.fit.slope, f.perLayerVsFromTop.se),
+      ]);
     }
   }
   const lastRows = (init: LnInit) =>
     s.depths.map((L) => {
-      const get = (p: "post" | "pre") => r.rows.find((x) => x.init === init && x.placement === p && x.L === L && x.depth_from_top === 1)!;
-      return [L, `${sig(get("post").grad_norm_mean)} ± ${sig(get("post").grad_norm_std, 2)}`, `${sig(get("pre").grad_norm_mean)} ± ${sig(get("pre").grad_norm_std, 2)}`];
+      const get = (p: "post" | "pre") =>
+        r.rows.find(
+          (x) => x.init === init && x.placement === p && x.L === L && x.depth_from_top === 1,
+        )!;
+      return [
+        L,
+        `${sig(get("post").grad_norm_mean)} ± ${sig(get("post").grad_norm_std, 2)}`,
+        `${sig(get("pre").grad_norm_mean)} ± ${sig(get("pre").grad_norm_std, 2)}`,
+      ];
     });
   const profile = (init: LnInit, p: "post" | "pre") =>
     r.rows
@@ -363,11 +588,23 @@ function lnPlacementSummary(r: LnPlacementResult, startedMs: number): string {
   const pre = r.fits.xavier.pre;
   const minL = Math.min(...s.depths);
   const maxL = Math.max(...s.depths);
-  const grad = (p: "post" | "pre", L: number, layer: (L: number) => number) => r.rows.find((x) => x.init === "xavier" && x.placement === p && x.L === L && x.layer === layer(L))!.grad_norm_mean;
+  const grad = (p: "post" | "pre", L: number, layer: (L: number) => number) =>
+    r.rows.find(
+      (x) => x.init === "xavier" && x.placement === p && x.L === L && x.layer === layer(L),
+    )!.grad_norm_mean;
   const firstRatio = grad("pre", maxL, () => 1) / grad("pre", minL, () => 1);
   const lastRatio = grad("pre", maxL, (L) => L) / grad("pre", minL, (L) => L);
-  const postLastText = s.depths.map((L) => `${sig(grad("post", L, (x) => x), 3)} at L = ${L}`).join(", ");
-  return `# ln-placement — gradient of W₂ at initialisation, post-LN vs pre-LN
+  const postLastText = s.depths
+    .map(
+      (L) =>
+        `${sig(
+          grad("post", L, (x) => x),
+          3,
+        )} at L = ${L}`,
+    )
+    .join(", ");
+  return (
+    `# ln-placement — gradient of W₂ at initialisation, post-LN vs pre-LN
 
 Reproduces Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture" (ICML),
 Theorem 1 and Figure 3: the Frobenius norm of ∂loss/∂W₂ of each FFN layer (\`h.{l}.mlp.c_proj.weight\`)
@@ -381,23 +618,42 @@ layer-l weights are the same at every depth). Two initialisations: the paper's (
 weights, W_Q = W_K = 0 so every attention row starts uniform, embeddings N(0, 1/d_model)) and
 GPT-2's (N(0, 0.02²), residual projections N(0, 0.02²/(2L))) on the same architecture.
 Slopes are least squares on (log x, log ‖∇W₂‖) of the seed means; ± is the standard error of the
-same slope fitted to each seed separately (std/√seeds). Mean loss at initialisation: ${sig(r.initialLoss, 4)} (ln V = ${sig(Math.log(s.V), 4)}).
+same slope fitted to each seed separately (std/√seeds). Mean loss at ` +
+    `initialisation: ${sig(r.initialLoss, 4)} (ln V = ` +
+    `${sig(Math.log(s.V), 4)}).
 
 ![gradient norms](ln-placement.svg)
 
 ## Slopes
 
-${mdTable(["initialisation", "placement", `last layer vs L`, `per layer vs layer index (L = ${s.perLayerDepth})`, `per layer vs depth from top (L = ${s.perLayerDepth})`], fitRows)}
+` +
+    mdTable(
+      [
+        "initialisation",
+        "placement",
+        `last layer vs L`,
+        `per layer vs layer index (L = ${s.perLayerDepth})`,
+        `per layer vs depth from top (L = ${s.perLayerDepth})`,
+      ],
+      fitRows,
+    ) +
+    `
 
 Last layer's ‖∇W₂‖ (mean ± std over seeds), Xavier with W_Q = W_K = 0:
 
-${mdTable(["L", "post-LN", "pre-LN"], lastRows("xavier"))}
+` +
+    mdTable(["L", "post-LN", "pre-LN"], lastRows("xavier")) +
+    `
 
 GPT-2 initialisation:
 
-${mdTable(["L", "post-LN", "pre-LN"], lastRows("gpt2"))}
+` +
+    mdTable(["L", "post-LN", "pre-LN"], lastRows("gpt2")) +
+    `
 
-Per layer at L = ${s.perLayerDepth} (layer 1 … ${s.perLayerDepth}), Xavier: post-LN ${profile("xavier", "post")}; pre-LN ${profile("xavier", "pre")}.
+Per layer at L = ${s.perLayerDepth} (layer 1 … ${s.perLayerDepth}), ` +
+    `Xavier: post-LN ${profile("xavier", "post")}; pre-LN ` +
+    `${profile("xavier", "pre")}.
 
 ## Checks against the paper
 
@@ -409,16 +665,27 @@ so E‖x_L‖² grows linearly in L (a lemma of the paper), and the final LayerN
 reaching every block by ‖x_L‖ ∝ √L. So the log-log slope against L is 0 for post-LN and −1/2 for
 pre-LN. The ranges allow ±1/4 (pre-LN) and ±0.2 (post-LN) around these for what a finite sweep adds:
 a slope fitted over L = ${minL} … ${maxL} carries the small-L corrections the O(·) hides (the embedding's and the
-first blocks' share of ‖x_L‖²), and a slope fitted to one seed's curve scatters by ${sig(std(pre.lastVsDepth.perSeed), 2)} (pre-LN) and ${sig(std(r.fits.xavier.post.lastVsDepth.perSeed), 2)} (post-LN) between seeds in this run. Figure 3 has the
+first blocks' share of ‖x_L‖²), and a slope fitted to one seed's curve ` +
+    `scatters by ${sig(std(pre.lastVsDepth.perSeed), 2)} (pre-LN) and ` +
+    `${sig(std(r.fits.xavier.post.lastVsDepth.perSeed), 2)} (post-LN) ` +
+    `between seeds in this run. Figure 3 has ` +
+    `the
 post-LN gradient growing with the layer index, i.e. falling with the depth from the top: the per-layer
 slope against depth-from-top must be negative, and more negative than pre-LN's.
 
 **Post-LN last layer.** Its gradient is not exactly flat in L here: ${postLastText} (slope
-${withSE(r.fits.xavier.post.lastVsDepth.fit.slope, r.fits.xavier.post.lastVsDepth.se)}). Theorem 1 bounds it by a constant; it does not say the gradient is constant below that bound.
+${withSE(r.fits.xavier.post.lastVsDepth.fit.slope, r.fits.xavier.post.lastVsDepth.se)}). ` +
+    `Theorem 1 bounds it by a constant; it does not say the gradient is ` +
+    `constant below that ` +
+    `bound.
 
 **Pre-LN per layer.** The paper's Figure 3 shows pre-LN's per-layer gradient level. Here it is not:
-at L = ${s.perLayerDepth} it falls with the layer index, slope ${withSE(pre.perLayerVsIndex.fit.slope, pre.perLayerVsIndex.se)} against l. Across depths the
-gradient of a given layer hardly moves — layer 1's changes by ×${sig(firstRatio, 3)} from L = ${minL} to L = ${maxL}, the last
+at L = ${s.perLayerDepth} it falls with the layer index, slope ` +
+    `${withSE(pre.perLayerVsIndex.fit.slope, pre.perLayerVsIndex.se)} ` +
+    `against l. Across depths the
+gradient of a given layer hardly moves — layer 1's changes by ` +
+    `×${sig(firstRatio, 3)} from L = ${minL} to L = ${maxL}, the ` +
+    `last
 layer's by ×${sig(lastRatio, 3)} — so the last layer's L^(−1/2) is this profile read at l = L. A heuristic in the
 spirit of Theorem 1 gives l^(−1/2): the gradient entering the stream is scaled by the final norm's
 1/‖x_L‖, and on the way down each later block adds its branch Jacobian, which is ∝ 1/‖x_k‖ because the
@@ -430,17 +697,24 @@ Shleifer et al. 2021 (NormFormer) report the same mismatch for pre-LN models in 
 get much larger gradients than late ones.
 
 ${runInfoLine(runInfo(startedMs))}
-`;
+`
+  );
 }
 
 export const lnPlacementStudy: Study = {
   name: "ln-placement",
-  description: "Xiong et al. 2020: ‖∇W₂‖ at initialisation, post-LN vs pre-LN, against depth and layer",
+  description:
+    "Xiong et al. 2020: ‖∇W₂‖ at initialisation, post-LN vs pre-LN, against depth and layer",
   defaultSeeds: LN_PLACEMENT_DEFAULT.seeds,
   async run(opts: StudyOptions): Promise<StudyReport> {
     const started = performance.now();
     const r = runLnPlacement(opts);
     const { svg } = await renderSvg(lnPlacementPlot(r));
-    return { study: "ln-placement", files: { "ln-placement.csv": lnPlacementCsv(r), "ln-placement.svg": svg }, summary: lnPlacementSummary(r, started), checks: r.checks };
+    return {
+      study: "ln-placement",
+      files: { "ln-placement.csv": lnPlacementCsv(r), "ln-placement.svg": svg },
+      summary: lnPlacementSummary(r, started),
+      checks: r.checks,
+    };
   },
 };

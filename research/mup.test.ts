@@ -98,13 +98,19 @@ describe("mup: ties within the seed spread", () => {
 });
 
 describe("mup: checks", () => {
-  const sizes = { ...MUP_QUICK, widths: [32, 64, 128, 256], log2Lrs: [-12, -11, -10, -9, -8, -7, -6, -5] };
+  const sizes = {
+    ...MUP_QUICK,
+    widths: [32, 64, 128, 256],
+    log2Lrs: [-12, -11, -10, -9, -8, -7, -6, -5],
+  };
   it("pass when SP's optimum falls by ≥ 2 steps and μP's stays within one step, inside the sweep", () => {
     const c = mupChecks(sizes, { SP: [-6, -7, -8, -9], μP: [-7, -7, -8, -7] });
     expect(c.map((x) => x.ok)).toEqual([true, true]);
   });
   it("fail when SP's optimum does not move, or μP's drifts or sits at the sweep's edge", () => {
-    expect(mupChecks(sizes, { SP: [-7, -7, -8, -8], μP: [-7, -9, -8, -7] }).map((x) => x.ok)).toEqual([false, false]);
+    expect(
+      mupChecks(sizes, { SP: [-7, -7, -8, -8], μP: [-7, -9, -8, -7] }).map((x) => x.ok),
+    ).toEqual([false, false]);
     expect(mupChecks(sizes, { SP: [-6, -7, -8, -9], μP: [-5, -5, -5, -5] })[1]!.ok).toBe(false);
   });
   it("say whether a choice within the ties would change the verdict, without changing it", () => {
@@ -162,7 +168,8 @@ describe("mup: files", () => {
     const { svg, warnings } = await renderSvg(mupPlot(r));
     expect(warnings).toEqual([]);
     const { elements } = parseXml(svg);
-    const cls = (e: { attrs: Readonly<Record<string, string>> }) => (e.attrs["class"] ?? "").split(" ");
+    const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
+      (e.attrs["class"] ?? "").split(" ");
     const marks = (kind: string) =>
       elements.filter((e) => cls(e).includes(kind) && cls(e).includes("role-mark"));
     expect(marks("mark-line")).toHaveLength(nLines);

@@ -17,7 +17,19 @@ import { toCsv } from "./csv.js";
 import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean } from "./stats.js";
-import { checksTable, mdTable, runInfo, runInfoLine, seedCount, sig, StudyError, type Study, type StudyCheck, type StudyOptions, type StudyReport } from "./study.js";
+import {
+  checksTable,
+  mdTable,
+  runInfo,
+  runInfoLine,
+  seedCount,
+  sig,
+  StudyError,
+  type Study,
+  type StudyCheck,
+  type StudyOptions,
+  type StudyReport,
+} from "./study.js";
 import { HELD_OUT_FRACTION, schedule, VARIANTS_DEFAULT } from "./variants.js";
 
 export interface MupSizes {
@@ -127,7 +139,18 @@ export interface MupResult {
 
 /** The model at one width (untied: μP's readout and input embedding take different step sizes). */
 export function mupConfig(width: number, s: MupSizes): GPTConfig {
-  return resolveModelConfig({ V: s.V, n_ctx: s.n, d_model: width, H: s.H, L: s.L, placement: "pre", norm: "layer_norm", activation: "gelu", positions: "learned", tied: false });
+  return resolveModelConfig({
+    V: s.V,
+    n_ctx: s.n,
+    d_model: width,
+    H: s.H,
+    L: s.L,
+    placement: "pre",
+    norm: "layer_norm",
+    activation: "gelu",
+    positions: "learned",
+    tied: false,
+  });
 }
 
 /** The widths a parametrisation is swept at. */
@@ -153,9 +176,15 @@ export function tiedWithOptimum(row: readonly MupPoint[]): number[] {
 
 export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}): MupResult {
   const base = opts.quick ? MUP_QUICK : MUP_DEFAULT;
-  const sizes: MupSizes = { ...base, ...opts.sizes, seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds) };
-  if (sizes.widths.length < 2 || sizes.log2Lrs.length < 3) throw new StudyError("mup: needs at least 2 widths and 3 learning rates");
-  if (sizes.widths.some((w) => w % sizes.H !== 0)) throw new StudyError(`mup: every width must be a multiple of H = ${sizes.H}`);
+  const sizes: MupSizes = {
+    ...base,
+    ...opts.sizes,
+    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
+  };
+  if (sizes.widths.length < 2 || sizes.log2Lrs.length < 3)
+    throw new StudyError("mup: needs at least 2 widths and 3 learning rates");
+  if (sizes.widths.some((w) => w % sizes.H !== 0))
+    throw new StudyError(`mup: every width must be a multiple of H = ${sizes.H}`);
   if (sizes.zeroReadoutWidths.some((w) => !sizes.widths.includes(w))) {
     throw new StudyError("mup: the zero-readout widths must be among the widths");
   }
@@ -180,7 +209,12 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
             param === "SP"
               ? GPT.init(config, { seed })
               : new GPT(config, mupInit(config, { baseWidth, seed, readout }));
-          const lr = schedule({ ...VARIANTS_DEFAULT, lr: 2 ** log2Lr, warmup: sizes.warmup, steps: sizes.steps });
+          const lr = schedule({
+            ...VARIANTS_DEFAULT,
+            lr: 2 ** log2Lr,
+            warmup: sizes.warmup,
+            steps: sizes.steps,
+          });
           try {
             train(config, trainIds, {
               model,
@@ -190,9 +224,15 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
               seqLen: sizes.n,
               seed,
               ...(param === "SP" ? {} : { lrScale: mupLrScale(config, { baseWidth }) }),
-              onStep: (i) => progress.tick(`lr 2^${log2Lr}, seed ${seed}, loss ${i.loss.toFixed(3)}`),
+              onStep: (i) =>
+                progress.tick(`lr 2^${log2Lr}, seed ${seed}, loss ${i.loss.toFixed(3)}`),
             });
-            const l = evalLoss(model, heldIds, { batches: sizes.evalBatches, batch: sizes.batch, seqLen: sizes.n, seed: 0x4e1d });
+            const l = evalLoss(model, heldIds, {
+              batches: sizes.evalBatches,
+              batch: sizes.batch,
+              seqLen: sizes.n,
+              seed: 0x4e1d,
+            });
             seedLosses.push(Number.isFinite(l) ? l : Number.POSITIVE_INFINITY);
           } catch (e) {
             if (!(e instanceof TrainError)) throw e;
@@ -282,13 +322,17 @@ export function mupChecks(
   return [
     {
       name: `SP: loss-optimal learning rate, narrowest minus widest (sweep steps of ×2)`,
-      expected: `≥ ${SP_SHIFT_MIN} (falls with width; Yang et al. 2022, Figure 1 left: η ∝ 1/width for Adam's hidden matrices)`,
+      expected:
+        `≥ ${SP_SHIFT_MIN} (falls with width; Yang et al. 2022, Figure 1 left: ` +
+        `η ∝ 1/width for Adam's hidden matrices)`,
       measured: `${spShift} (${at(sp)})${edgeNote(sp)}${spTies}`,
       ok: spOk,
     },
     {
       name: `μP: spread of the loss-optimal learning rate over widths (sweep steps)`,
-      expected: `≤ ${MUP_SPREAD_MAX} and not at the sweep's edge (Yang et al. 2022, Figure 1 right: the optimum stays put)`,
+      expected:
+        `≤ ${MUP_SPREAD_MAX} and not at the sweep's edge (Yang et al. 2022, ` +
+        `Figure 1 right: the optimum stays put)`,
       measured: `${muSpread} (${at(mu)})${edgeNote(mu)}${muTies}`,
       ok: muOk,
     },
@@ -361,18 +405,44 @@ export function mupPlot(r: MupResult): TopLevelSpec {
       return { parametrisation: p, width: w, log2_lr: l, loss: c(at(p, w, l)?.loss ?? cap) };
     }),
   );
-  const color = { field: "width", type: "ordinal", title: "d_model", scale: { scheme: "viridis" } } as const;
+  const color = {
+    field: "width",
+    type: "ordinal",
+    title: "d_model",
+    scale: { scheme: "viridis" },
+  } as const;
   const x = { field: "log2_lr", type: "quantitative", title: "log2 learning rate" } as const;
-  const y = { field: "loss", type: "quantitative", title: `held-out loss (nats, capped at ${sig(cap, 3)})`, scale: { zero: false } } as const;
+  const y = {
+    field: "loss",
+    type: "quantitative",
+    title: `held-out loss (nats, capped at ${sig(cap, 3)})`,
+    scale: { zero: false },
+  } as const;
   const seeds = r.sizes.seeds;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title: {
       text: "Learning-rate sweeps across widths: standard parametrisation vs μP",
-      subtitle: `H = ${r.sizes.H}, L = ${r.sizes.L}, ${r.sizes.steps} Adam steps of ${r.sizes.batch}×${r.sizes.n} tokens; μP base width ${r.sizes.widths[0]}; mean of ${seeds} seed${seeds === 1 ? "" : "s"}, bars: their range; circles: each width's optimum`,
+      subtitle:
+        `H = ${r.sizes.H}, L = ${r.sizes.L}, ${r.sizes.steps} Adam steps of ` +
+        `${r.sizes.batch}×${r.sizes.n} tokens; μP base width ` +
+        `${r.sizes.widths[0]}; mean of ${seeds} seed${seeds === 1 ? "" : "s"}, ` +
+        `bars: their range; circles: each width's optimum`,
     },
-    facet: { column: { field: "parametrisation", type: "nominal", title: null, sort: [...PARAMETRISATIONS] } },
-    data: { values: [...values.map((v) => ({ ...v, kind: "sweep" })), ...best.map((b) => ({ ...b, kind: "best" }))] },
+    facet: {
+      column: {
+        field: "parametrisation",
+        type: "nominal",
+        title: null,
+        sort: [...PARAMETRISATIONS],
+      },
+    },
+    data: {
+      values: [
+        ...values.map((v) => ({ ...v, kind: "sweep" })),
+        ...best.map((b) => ({ ...b, kind: "best" })),
+      ],
+    },
     spec: {
       width: 220,
       height: 220,
@@ -387,7 +457,11 @@ export function mupPlot(r: MupResult): TopLevelSpec {
             },
           ],
         },
-        { transform: [{ filter: "datum.kind === 'best'" }], mark: { type: "point", size: 120, strokeWidth: 2 }, encoding: { x, y, color } },
+        {
+          transform: [{ filter: "datum.kind === 'best'" }],
+          mark: { type: "point", size: 120, strokeWidth: 2 },
+          encoding: { x, y, color },
+        },
       ],
     },
   } as unknown as TopLevelSpec;
@@ -405,7 +479,10 @@ export function mupSummary(r: MupResult, startedMs: number, startedCpu?: NodeJS.
   };
   const header = ["d_model", ...s.log2Lrs.map((l) => `2^${l}`)];
   const table = (p: Parametrisation) =>
-    mdTable(header, widthsOf(p, s).map((w) => [String(w), ...s.log2Lrs.map((l) => cell(p, w, l))]));
+    mdTable(
+      header,
+      widthsOf(p, s).map((w) => [String(w), ...s.log2Lrs.map((l) => cell(p, w, l))]),
+    );
   const tables = PARAMETRISATIONS.map((p) => `### ${p}\n\n${table(p)}`).join("\n\n");
   const point = (p: Parametrisation, w: number, l: number) =>
     r.points.find((x) => x.param === p && x.width === w && x.log2Lr === l);
@@ -422,12 +499,20 @@ export function mupSummary(r: MupResult, startedMs: number, startedCpu?: NodeJS.
         .map((l) => `2^${l}: ${signed(gap(l))}`)
         .join(", ")
     : "";
-  return `# mup — Yang et al. 2022 (μTransfer), Figure 1
+  return (
+    `# mup — Yang et al. 2022 (μTransfer), Figure 1
 
-\`gpt\` models of width d_model ∈ {${s.widths.join(", ")}}, H = ${s.H} (d_k = d_model / ${s.H}), L = ${s.L}, d_ff = 4·d_model, pre-LN,
+\`gpt\` models of width d_model ∈ {${s.widths.join(", ")}}, H = ${s.H} ` +
+    `(d_k = d_model / ${s.H}), L = ${s.L}, d_ff = 4·d_model, ` +
+    `pre-LN,
 GELU, learned positions, **untied** embeddings, byte-level corpus tokens (V = ${s.V}). Each is trained by
-\`reference/train.ts\` for ${s.steps} Adam steps of ${s.batch} × ${s.n} tokens (no clipping; peak step size η warmed up over ${s.warmup}
-steps, cosine-decayed to η/10) at η = 2^k for k ∈ {${s.log2Lrs.join(", ")}}, seed${s.seeds === 1 ? " 0" : `s 0 … ${s.seeds - 1}`} (seed k: the same
+\`reference/train.ts\` for ${s.steps} Adam steps of ${s.batch} × ` +
+    `${s.n} tokens (no clipping; peak step size η warmed up over ` +
+    `${s.warmup}
+steps, cosine-decayed to η/10) at η = 2^k for k ∈ ` +
+    `{${s.log2Lrs.join(", ")}}, ` +
+    `seed${s.seeds === 1 ? " 0" : `s 0 … ${s.seeds - 1}`} (seed k: the ` +
+    `same
 initial weights — up to μP's rescaling — and data windows at every learning rate), in three parametrisations:
 
 - **SP**: GPT-2's initialisation (N(0, 0.02²), residual projections /√(2L)), one step size for every parameter.
@@ -436,10 +521,15 @@ initial weights — up to μP's rescaling — and data windows at every learning
   width) with step size η/m; W_Q zero-initialised (Appendix D.2); attention scaled by 1/d_k, equal to 1/√d_k at the
   base width (carried by W_Q's and b_Q's step sizes, ×1/√m — the same model under Adam); embeddings, biases and
   norm scales as SP. At the base width μP is SP with W_Q = 0.
-- **μP, zero readout** (width${s.zeroReadoutWidths.length === 1 ? "" : "s"} ${s.zeroReadoutWidths.join(", ")} only): μP with Appendix D.2's zero-initialised readout.
+- **μP, zero readout** ` +
+    `(width${s.zeroReadoutWidths.length === 1 ? "" : "s"} ` +
+    `${s.zeroReadoutWidths.join(", ")} only): μP with Appendix D.2's ` +
+    `zero-initialised readout.
 
 Loss: mean over ${s.evalBatches} fixed held-out batches. A run whose loss or gradient stopped being finite is marked
-diverged (and so is its point). Cells: mean ± half the range over the ${s.seeds} seed${s.seeds === 1 ? "" : "s"}. **Bold**: each width's
+diverged (and so is its point). Cells: mean ± half the range over the ` +
+    `${s.seeds} seed${s.seeds === 1 ? "" : "s"}. **Bold**: each ` +
+    `width's
 optimum, the lowest seed mean. **~**: tied with the optimum — its seed range and the optimum's, centred on their
 means, overlap (mean − best mean ≤ half-range + best's half-range). The checks use the optimum alone; the
 ties only decide whether they also say the verdict could differ within the seed spread.
@@ -449,18 +539,25 @@ ties only decide whether they also say the verdict could differ within the seed 
 ${tables}
 
 Best loss per width — SP: ${bestLoss("SP")}; μP: ${bestLoss("μP")}.
-${readoutGap === "" ? "" : `\nZero readout minus Table 3's readout, μP at the base width ${base} (seed means): ${readoutGap}.\n`}
+${
+  readoutGap === ""
+    ? ""
+    : `\nZero readout minus Table 3's readout, μP at the base width ${base} ` +
+      `(seed means): ${readoutGap}.\n`
+}
 ## Checks
 
 ${checksTable(r.checks)}
 
 ${runInfoLine(runInfo(startedMs, startedCpu))}
-`;
+`
+  );
 }
 
 export const mupStudy: Study = {
   name: "mup",
-  description: "Yang et al. 2022 Fig. 1: learning-rate sweeps over widths, standard parametrisation vs muP",
+  description:
+    "Yang et al. 2022 Fig. 1: learning-rate sweeps over widths, standard parametrisation vs muP",
   defaultSeeds: MUP_DEFAULT.seeds,
   async run(opts: StudyOptions): Promise<StudyReport> {
     const started = performance.now();

@@ -60,7 +60,9 @@ export async function renderSvg(spec: TopLevelSpec): Promise<RenderedPlot> {
   const [{ parse, View }, { compile }] = await Promise.all([import("vega"), import("vega-lite")]);
   let vg;
   try {
-    vg = compile({ config: PLOT_CONFIG, ...spec } as TopLevelSpec, { logger: logger as never }).spec;
+    vg = compile({ config: PLOT_CONFIG, ...spec } as TopLevelSpec, {
+      logger: logger as never,
+    }).spec;
   } catch (e) {
     throw new PlotError(`the plot specification does not compile: ${(e as Error).message}`);
   }

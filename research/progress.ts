@@ -72,8 +72,14 @@ export class Progress {
     const frac = this.total === 0 ? 1 : this.done / this.total;
     const full = Math.round(frac * this.width);
     const elapsed = (now - this.started) / 1000;
-    const eta = this.done > 0 && this.done < this.total ? ` ~${Math.ceil((elapsed / this.done) * (this.total - this.done))} s left` : "";
+    const eta =
+      this.done > 0 && this.done < this.total
+        ? ` ~${Math.ceil((elapsed / this.done) * (this.total - this.done))} s left`
+        : "";
     const bar = `${"█".repeat(full)}${"░".repeat(this.width - full)}`;
-    this.sink.write(`\r\x1b[2K${this.prefix}: ${this.stageName} ${bar} ${this.done}/${this.total}${eta}${this.detail !== "" ? `  ${this.detail}` : ""}`);
+    this.sink.write(
+      `\r\x1b[2K${this.prefix}: ${this.stageName} ${bar} ` +
+        `${this.done}/${this.total}${eta}${this.detail !== "" ? `  ${this.detail}` : ""}`,
+    );
   }
 }

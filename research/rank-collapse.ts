@@ -21,7 +21,19 @@ import { toCsv } from "./csv.js";
 import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, std } from "./stats.js";
-import { checksTable, mdTable, runInfo, runInfoLine, seedCount, sig, StudyError, type Study, type StudyCheck, type StudyOptions, type StudyReport } from "./study.js";
+import {
+  checksTable,
+  mdTable,
+  runInfo,
+  runInfoLine,
+  seedCount,
+  sig,
+  StudyError,
+  type Study,
+  type StudyCheck,
+  type StudyOptions,
+  type StudyReport,
+} from "./study.js";
 
 export interface RankCollapseSizes {
   readonly d_model: number;
@@ -34,24 +46,91 @@ export interface RankCollapseSizes {
 }
 
 const RANK_COLLAPSE_DEFAULT: RankCollapseSizes = { d_model: 64, H: 4, n: 32, depth: 24, seeds: 20 };
-export const RANK_COLLAPSE_QUICK: RankCollapseSizes = { d_model: 32, H: 4, n: 16, depth: 12, seeds: 3 };
+export const RANK_COLLAPSE_QUICK: RankCollapseSizes = {
+  d_model: 32,
+  H: 4,
+  n: 16,
+  depth: 12,
+  seeds: 3,
+};
 
 /** How one layer maps X (every variant's attention is `mha` without biases). */
 export const RANK_VARIANTS = [
-  { id: "attention", label: "attention only", causal: false, skip: false, doc: "X ← SA(X) (Dong et al.'s pure self-attention network)" },
-  { id: "attention+ffn", label: "attention → FFN", causal: false, skip: false, doc: "X ← FFN(SA(X)), ReLU FFN, no skip" },
-  { id: "attention+layernorm", label: "attention → LayerNorm", causal: false, skip: false, doc: "X ← LN(SA(X)), no skip" },
-  { id: "attention+skip", label: "attention + skip", causal: false, skip: true, doc: "X ← X + SA(X)" },
-  { id: "pre-ln-attention+skip", label: "attention + skip, pre-LN", causal: false, skip: true, doc: "X ← X + SA(LN(X))" },
-  { id: "pre-ln-block", label: "pre-LN block (attention, FFN, skips)", causal: false, skip: true, doc: "X' = X + SA(LN(X)), X ← X' + FFN(LN(X'))" },
-  { id: "causal-attention", label: "causal attention only", causal: true, skip: false, doc: "X ← SA(X) with the causal mask" },
-  { id: "causal-attention+skip", label: "causal attention + skip", causal: true, skip: true, doc: "X ← X + SA(X) with the causal mask" },
+  {
+    id: "attention",
+    label: "attention only",
+    causal: false,
+    skip: false,
+    doc: "X ← SA(X) (Dong et al.'s pure self-attention network)",
+  },
+  {
+    id: "attention+ffn",
+    label: "attention → FFN",
+    causal: false,
+    skip: false,
+    doc: "X ← FFN(SA(X)), ReLU FFN, no skip",
+  },
+  {
+    id: "attention+layernorm",
+    label: "attention → LayerNorm",
+    causal: false,
+    skip: false,
+    doc: "X ← LN(SA(X)), no skip",
+  },
+  {
+    id: "attention+skip",
+    label: "attention + skip",
+    causal: false,
+    skip: true,
+    doc: "X ← X + SA(X)",
+  },
+  {
+    id: "pre-ln-attention+skip",
+    label: "attention + skip, pre-LN",
+    causal: false,
+    skip: true,
+    doc: "X ← X + SA(LN(X))",
+  },
+  {
+    id: "pre-ln-block",
+    label: "pre-LN block (attention, FFN, skips)",
+    causal: false,
+    skip: true,
+    doc: "X' = X + SA(LN(X)), X ← X' + FFN(LN(X'))",
+  },
+  {
+    id: "causal-attention",
+    label: "causal attention only",
+    causal: true,
+    skip: false,
+    doc: "X ← SA(X) with the causal mask",
+  },
+  {
+    id: "causal-attention+skip",
+    label: "causal attention + skip",
+    causal: true,
+    skip: true,
+    doc: "X ← X + SA(X) with the causal mask",
+  },
 ] as const;
 export type RankVariant = (typeof RANK_VARIANTS)[number]["id"];
-const LABEL: Record<RankVariant, string> = Object.fromEntries(RANK_VARIANTS.map((v) => [v.id, v.label])) as Record<RankVariant, string>;
+const LABEL: Record<RankVariant, string> = Object.fromEntries(
+  RANK_VARIANTS.map((v) => [v.id, v.label]),
+) as Record<RankVariant, string>;
 
 /** Columns of `rank-collapse.csv`: one row per (variant, depth). */
-export const RANK_COLLAPSE_COLUMNS = ["variant", "depth", "residual_geomean", "log10_residual_mean", "log10_residual_std", "residual_min", "residual_max", "centred_norm_geomean", "common_norm_geomean", "seeds"] as const;
+export const RANK_COLLAPSE_COLUMNS = [
+  "variant",
+  "depth",
+  "residual_geomean",
+  "log10_residual_mean",
+  "log10_residual_std",
+  "residual_min",
+  "residual_max",
+  "centred_norm_geomean",
+  "common_norm_geomean",
+  "seeds",
+] as const;
 
 /**
  * Relative residual ‖X − 1x̄ᵀ‖_F / ‖X‖_F of each matrix in a [..., n, d] tensor, averaged (as
@@ -60,7 +139,10 @@ export const RANK_COLLAPSE_COLUMNS = ["variant", "depth", "residual_geomean", "l
  * @throws StudyError for X = 0 (no direction to compare with).
  */
 export function relativeResidual(X: Tensor): number {
-  if (X.shape.length < 2) throw new StudyError(`relativeResidual: X must be [n, d] (or batched), got shape [${X.shape.join(", ")}]`);
+  if (X.shape.length < 2)
+    throw new StudyError(
+      `relativeResidual: X must be [n, d] (or batched), got shape [${X.shape.join(", ")}]`,
+    );
   const d = X.shape[X.shape.length - 1]!;
   const n = X.shape[X.shape.length - 2]!;
   const mats = X.size / (n * d);
@@ -68,7 +150,8 @@ export function relativeResidual(X: Tensor): number {
   for (let b = 0; b < mats; b++) {
     const off = b * n * d;
     const colMean = new Float64Array(d);
-    for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) colMean[j]! += X.data[off + i * d + j]! / n;
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < d; j++) colMean[j]! += X.data[off + i * d + j]! / n;
     let res = 0;
     let all = 0;
     for (let i = 0; i < n; i++) {
@@ -78,7 +161,10 @@ export function relativeResidual(X: Tensor): number {
         all += v * v;
       }
     }
-    if (!(all > 0)) throw new StudyError(`relativeResidual: matrix ${b} is all zeros (or not finite); its residual relative to its norm is undefined`);
+    if (!(all > 0))
+      throw new StudyError(
+        `relativeResidual: matrix ${b} is all zeros (or not finite); its residual relative to its norm is undefined`,
+      );
     logSum += Math.log10(Math.sqrt(res / all));
   }
   return 10 ** (logSum / mats);
@@ -89,21 +175,26 @@ export function relativeResidual(X: Tensor): number {
  * tokens); ‖X‖_F² is the sum of their squares.
  */
 export function rowParts(X: Tensor): { common: number; centred: number } {
-  if (X.shape.length !== 2) throw new StudyError(`rowParts: X must be [n, d], got shape [${X.shape.join(", ")}]`);
+  if (X.shape.length !== 2)
+    throw new StudyError(`rowParts: X must be [n, d], got shape [${X.shape.join(", ")}]`);
   const [n, d] = X.shape as [number, number];
   const colMean = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) colMean[j]! += X.data[i * d + j]! / n;
   let res = 0;
   let m = 0;
   for (let j = 0; j < d; j++) m += colMean[j]! ** 2;
-  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) res += (X.data[i * d + j]! - colMean[j]!) ** 2;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < d; j++) res += (X.data[i * d + j]! - colMean[j]!) ** 2;
   return { common: Math.sqrt(n * m), centred: Math.sqrt(res) };
 }
 
 /** One layer of a variant as a graph over x [n, d_model] and that layer's parameters. */
 export function rankLayerGraph(variant: RankVariant, H: number): Graph {
   const v = RANK_VARIANTS.find((r) => r.id === variant);
-  if (v === undefined) throw new StudyError(`unknown rank-collapse variant "${variant}"; variants: ${RANK_VARIANTS.map((r) => r.id).join(", ")}`);
+  if (v === undefined)
+    throw new StudyError(
+      `unknown rank-collapse variant "${variant}"; variants: ${RANK_VARIANTS.map((r) => r.id).join(", ")}`,
+    );
   const x = input("x", ["n", "d_model"]);
   const p = {
     W_Q: param("W_Q", ["d_model", "d_model"]),
@@ -117,9 +208,15 @@ export function rankLayerGraph(variant: RankVariant, H: number): Graph {
     W_2: param("W_2", ["d_ff", "d_model"]),
     b_2: param("b_2", ["d_model"]),
   };
-  const sa = (h: Expr) => call1("mha", { x: h, W_Q: p.W_Q, W_K: p.W_K, W_V: p.W_V, W_O: p.W_O }, { H, causal: v.causal, bias: false });
+  const sa = (h: Expr) =>
+    call1(
+      "mha",
+      { x: h, W_Q: p.W_Q, W_K: p.W_K, W_V: p.W_V, W_O: p.W_O },
+      { H, causal: v.causal, bias: false },
+    );
   const ln = (h: Expr) => call1("layer_norm", { x: h, gamma: p.gamma, beta: p.beta });
-  const ffn = (h: Expr) => call1("ffn", { x: h, W_1: p.W_1, b_1: p.b_1, W_2: p.W_2, b_2: p.b_2 }, { activation: "relu" });
+  const ffn = (h: Expr) =>
+    call1("ffn", { x: h, W_1: p.W_1, b_1: p.b_1, W_2: p.W_2, b_2: p.b_2 }, { activation: "relu" });
   let y: Expr;
   switch (variant) {
     case "attention":
@@ -149,9 +246,18 @@ export function rankLayerGraph(variant: RankVariant, H: number): Graph {
   const used: Record<string, Expr> = { x };
   const reads = (k: keyof typeof p) => (used[k] = p[k]);
   (["W_Q", "W_K", "W_V", "W_O"] as const).forEach(reads);
-  if (variant.includes("ffn") || variant === "pre-ln-block") (["W_1", "b_1", "W_2", "b_2"] as const).forEach(reads);
-  if (variant.includes("layernorm") || variant.startsWith("pre-ln")) (["gamma", "beta"] as const).forEach(reads);
-  return { name: `rank-collapse layer (${variant})`, config: { H }, args: used, outputs: { y }, relations: [], hyper: new Map([["H", H]]) };
+  if (variant.includes("ffn") || variant === "pre-ln-block")
+    (["W_1", "b_1", "W_2", "b_2"] as const).forEach(reads);
+  if (variant.includes("layernorm") || variant.startsWith("pre-ln"))
+    (["gamma", "beta"] as const).forEach(reads);
+  return {
+    name: `rank-collapse layer (${variant})`,
+    config: { H },
+    args: used,
+    outputs: { y },
+    relations: [],
+    hyper: new Map([["H", H]]),
+  };
 }
 
 /**
@@ -205,17 +311,28 @@ const FLOAT64_FLOOR = 1e-14;
 
 function checkSizes(s: RankCollapseSizes): void {
   for (const k of ["d_model", "H", "n", "depth", "seeds"] as const) {
-    if (!Number.isInteger(s[k]) || s[k] < 1) throw new StudyError(`rank-collapse: ${k} must be a positive integer, got ${s[k]}`);
+    if (!Number.isInteger(s[k]) || s[k] < 1)
+      throw new StudyError(`rank-collapse: ${k} must be a positive integer, got ${s[k]}`);
   }
-  if (s.n < 2) throw new StudyError(`rank-collapse: n must be at least 2 (one token is always rank one), got ${s.n}`);
-  if (s.d_model % s.H !== 0) throw new StudyError(`rank-collapse: d_model = ${s.d_model} is not a multiple of H = ${s.H}`);
+  if (s.n < 2)
+    throw new StudyError(
+      `rank-collapse: n must be at least 2 (one token is always rank one), got ${s.n}`,
+    );
+  if (s.d_model % s.H !== 0)
+    throw new StudyError(`rank-collapse: d_model = ${s.d_model} is not a multiple of H = ${s.H}`);
 }
 
 /** Apply `depth` random layers of every variant to seeded Gaussian inputs and record the residual after each. */
-export function runRankCollapse(opts: StudyOptions & { sizes?: Partial<RankCollapseSizes> } = {}): RankCollapseResult {
+export function runRankCollapse(
+  opts: StudyOptions & { sizes?: Partial<RankCollapseSizes> } = {},
+): RankCollapseResult {
   const started = performance.now();
   const base = opts.quick ? RANK_COLLAPSE_QUICK : RANK_COLLAPSE_DEFAULT;
-  const sizes: RankCollapseSizes = { ...base, ...opts.sizes, seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds) };
+  const sizes: RankCollapseSizes = {
+    ...base,
+    ...opts.sizes,
+    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
+  };
   checkSizes(sizes);
   const progress = opts.progress ?? Progress.silent();
   const d = sizes.d_model;
@@ -225,7 +342,10 @@ export function runRankCollapse(opts: StudyOptions & { sizes?: Partial<RankColla
     progress.stage(v.label, sizes.seeds * sizes.depth);
     const g = rankLayerGraph(v.id, sizes.H);
     const perDepth: number[][] = Array.from({ length: sizes.depth + 1 }, () => []);
-    const parts: { common: number; centred: number }[][] = Array.from({ length: sizes.depth + 1 }, () => []);
+    const parts: { common: number; centred: number }[][] = Array.from(
+      { length: sizes.depth + 1 },
+      () => [],
+    );
     for (let seed = 0; seed < sizes.seeds; seed++) {
       // the same input and the same weights for every variant of a seed
       const rng = new Rng(0x5ca1e + seed);
@@ -245,7 +365,8 @@ export function runRankCollapse(opts: StudyOptions & { sizes?: Partial<RankColla
     perDepth.forEach((vals, depth) => {
       const logs = vals.map((r) => Math.log10(r));
       // a norm of exactly 0 (the common row of a centred input) has no logarithm: floor it at the smallest double
-      const geo = (xs: number[]) => 10 ** mean(xs.map((x) => Math.log10(Math.max(x, Number.MIN_VALUE))));
+      const geo = (xs: number[]) =>
+        10 ** mean(xs.map((x) => Math.log10(Math.max(x, Number.MIN_VALUE))));
       rows.push({
         variant: v.id,
         depth,
@@ -261,12 +382,20 @@ export function runRankCollapse(opts: StudyOptions & { sizes?: Partial<RankColla
     });
   }
   progress.end();
-  return { sizes, rows, checks: rankCollapseChecks(rows, sizes), seconds: (performance.now() - started) / 1000 };
+  return {
+    sizes,
+    rows,
+    checks: rankCollapseChecks(rows, sizes),
+    seconds: (performance.now() - started) / 1000,
+  };
 }
 
 /** Depth by which pure attention must have collapsed ("orders of magnitude by depth ~8"). */
 export const COLLAPSE_DEPTH = 8;
-/** Depth at which skip connections must still hold the residual above SKIP_FLOOR (same window as COLLAPSE_DEPTH's "~8–16"). */
+/**
+ * Depth at which skip connections must still hold the residual above SKIP_FLOOR (same window as
+ * COLLAPSE_DEPTH's "~8–16").
+ */
 export const SKIP_DEPTH = 12;
 /** "Bounded away from zero": within one order of magnitude of the start (≈ 1 for Gaussian X). */
 const SKIP_FLOOR = 0.1;
@@ -286,7 +415,8 @@ export function decadeDrops(rows: readonly RankCollapseRow[], variant: RankVaria
 const SKIP_MAX_DROP = 0.25;
 
 function rankCollapseChecks(rows: readonly RankCollapseRow[], s: RankCollapseSizes): StudyCheck[] {
-  const at = (v: RankVariant, depth: number) => rows.find((r) => r.variant === v && r.depth === Math.min(depth, s.depth))!;
+  const at = (v: RankVariant, depth: number) =>
+    rows.find((r) => r.variant === v && r.depth === Math.min(depth, s.depth))!;
   const pure = at("attention", COLLAPSE_DEPTH);
   const drops = decadeDrops(rows, "attention");
   const first = drops[0] ?? 0;
@@ -300,7 +430,10 @@ function rankCollapseChecks(rows: readonly RankCollapseRow[], s: RankCollapseSiz
     },
     {
       name: "attention only: largest one-layer drop ÷ first layer's drop (decades of res)",
-      expected: "≥ 3: the fall accelerates — doubly exponential, the bound's exponent of res(X_0) triples per layer (Dong et al., Sec. 2); an exponential decay drops the same amount every layer",
+      expected:
+        "≥ 3: the fall accelerates — doubly exponential, the bound's exponent " +
+        "of res(X_0) triples per layer (Dong et al., Sec. 2); an exponential " +
+        "decay drops the same amount every layer",
       measured: `${sig(biggest, 3)} ÷ ${sig(first, 2)} = ${sig(biggest / first, 3)}`,
       ok: first > 0 && biggest >= 3 * first,
     },
@@ -309,7 +442,10 @@ function rankCollapseChecks(rows: readonly RankCollapseRow[], s: RankCollapseSiz
       const worstDrop = Math.max(...decadeDrops(rows, v).slice(0, row.depth));
       return {
         name: `${LABEL[v]}: residual at depth ${row.depth}; largest one-layer drop up to there`,
-        expected: `≥ ${SKIP_FLOOR} (within a decade of the start) and ≤ ${SKIP_MAX_DROP} decade per layer: skips keep the rank (Dong et al., Sec. 3: the identity path carries X through)`,
+        expected:
+          `≥ ${SKIP_FLOOR} (within a decade of the start) and ≤ ${SKIP_MAX_DROP} ` +
+          `decade per layer: skips keep the rank (Dong et al., Sec. 3: the ` +
+          `identity path carries X through)`,
         measured: `${sig(row.residual_geomean, 3)}; ${sig(worstDrop, 2)} decade`,
         ok: row.residual_geomean >= SKIP_FLOOR && worstDrop <= SKIP_MAX_DROP,
       };
@@ -332,21 +468,52 @@ export function rankCollapsePlot(r: RankCollapseResult): TopLevelSpec {
   }));
   const order = RANK_VARIANTS.map((v) => v.label);
   // the legend is shared with the faint bands: draw its swatches as opaque line strokes
-  const color = { field: "variant", type: "nominal", title: "layer", scale: { domain: order, scheme: "tableau10" }, legend: { symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 2 } } as const;
-  const x = { field: "depth", type: "quantitative", title: "depth (layers applied)", scale: { domain: [0, r.sizes.depth], nice: false } } as const;
-  const y = { type: "quantitative", scale: { type: "log", domain: [1e-17, 1] }, axis: { format: ".0e" }, title: "‖X − 1x̄ᵀ‖_F / ‖X‖_F" } as const;
+  const color = {
+    field: "variant",
+    type: "nominal",
+    title: "layer",
+    scale: { domain: order, scheme: "tableau10" },
+    legend: { symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 2 },
+  } as const;
+  const x = {
+    field: "depth",
+    type: "quantitative",
+    title: "depth (layers applied)",
+    scale: { domain: [0, r.sizes.depth], nice: false },
+  } as const;
+  const y = {
+    type: "quantitative",
+    scale: { type: "log", domain: [1e-17, 1] },
+    axis: { format: ".0e" },
+    title: "‖X − 1x̄ᵀ‖_F / ‖X‖_F",
+  } as const;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title: {
       text: "Rank collapse of random attention stacks (Dong et al. 2021)",
-      subtitle: `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, n = ${r.sizes.n} tokens, Xavier-normal weights, ${r.sizes.seeds} seeds; geometric mean, band ±1 std of log10; grey line: float64 floor`,
+      subtitle:
+        `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, n = ${r.sizes.n} ` +
+        `tokens, Xavier-normal weights, ${r.sizes.seeds} seeds; geometric mean, ` +
+        `band ±1 std of log10; grey line: float64 floor`,
     },
     width: 520,
     height: 320,
     layer: [
-      { data: { values }, mark: { type: "area", opacity: 0.15 }, encoding: { x, y: { ...y, field: "lo" }, y2: { field: "hi" }, color } },
-      { data: { values }, mark: { type: "line", point: { size: 18 }, strokeWidth: 1.6 }, encoding: { x, y: { ...y, field: "residual" }, color } },
-      { data: { values: [{ floor: FLOAT64_FLOOR }] }, mark: { type: "rule", color: "#888", strokeDash: [2, 2] }, encoding: { y: { field: "floor", type: "quantitative" } } },
+      {
+        data: { values },
+        mark: { type: "area", opacity: 0.15 },
+        encoding: { x, y: { ...y, field: "lo" }, y2: { field: "hi" }, color },
+      },
+      {
+        data: { values },
+        mark: { type: "line", point: { size: 18 }, strokeWidth: 1.6 },
+        encoding: { x, y: { ...y, field: "residual" }, color },
+      },
+      {
+        data: { values: [{ floor: FLOAT64_FLOOR }] },
+        mark: { type: "rule", color: "#888", strokeDash: [2, 2] },
+        encoding: { y: { field: "floor", type: "quantitative" } },
+      },
     ],
   } as unknown as TopLevelSpec;
 }
@@ -379,7 +546,9 @@ function rankCollapseSummary(r: RankCollapseResult, startedMs: number): string {
     v.doc,
     ...shown.map((dd) => {
       const row = r.rows.find((x) => x.variant === v.id && x.depth === dd)!;
-      return row.residual_geomean <= FLOAT64_FLOOR ? `${sig(row.residual_geomean, 2)}*` : sig(row.residual_geomean, 2);
+      return row.residual_geomean <= FLOAT64_FLOOR
+        ? `${sig(row.residual_geomean, 2)}*`
+        : sig(row.residual_geomean, 2);
     }),
   ]);
   const half = Math.floor(s.depth / 2);
@@ -388,21 +557,30 @@ function rankCollapseSummary(r: RankCollapseResult, startedMs: number): string {
     const d = decadeDrops(r.rows, v).slice(half);
     return d.length === 0 ? Number.NaN : mean(d);
   };
-  const floorDepth = (v: RankVariant) => r.rows.find((x) => x.variant === v && x.residual_geomean <= FLOAT64_FLOOR)?.depth;
+  const floorDepth = (v: RankVariant) =>
+    r.rows.find((x) => x.variant === v && x.residual_geomean <= FLOAT64_FLOOR)?.depth;
   const floorText = (v: RankVariant) => {
     const dd = floorDepth(v);
-    return dd === undefined ? `above the floor at depth ${s.depth} (${sig(r.rows.find((x) => x.variant === v && x.depth === s.depth)!.residual_geomean, 2)})` : `at the floor by depth ${dd}`;
+    return dd === undefined
+      ? `above the floor at depth ${s.depth} ` +
+          `(${sig(r.rows.find((x) => x.variant === v && x.depth === s.depth)!.residual_geomean, 2)})`
+      : `at the floor by depth ${dd}`;
   };
   const drops = decadeDrops(r.rows, "attention");
-  const skipRates = RANK_VARIANTS.filter((v) => v.skip).map((v) => `${v.label} ${sig(rate(v.id), 2)}`);
+  const skipRates = RANK_VARIANTS.filter((v) => v.skip).map(
+    (v) => `${v.label} ${sig(rate(v.id), 2)}`,
+  );
   const causalDrops = decadeDrops(r.rows, "causal-attention");
   const growth = (v: RankVariant, k: "centred_norm_geomean" | "common_norm_geomean") => {
     const a = r.rows.find((x) => x.variant === v && x.depth === half)!;
     const b = r.rows.find((x) => x.variant === v && x.depth === s.depth)!;
     return (b[k] / a[k]) ** (1 / (s.depth - half));
   };
-  const partsText = (v: RankVariant) => `common row ×${sig(growth(v, "common_norm_geomean"), 3)}, centred part ×${sig(growth(v, "centred_norm_geomean"), 3)} per layer`;
-  return `# rank-collapse — pure attention loses rank, skips keep it
+  const partsText = (v: RankVariant) =>
+    `common row ×${sig(growth(v, "common_norm_geomean"), 3)}, centred part ` +
+    `×${sig(growth(v, "centred_norm_geomean"), 3)} per layer`;
+  return (
+    `# rank-collapse — pure attention loses rank, skips keep it
 
 Reproduces Dong, Cordonnier & Loukas 2021, "Attention is not all you need: pure attention loses
 rank doubly exponentially with depth" (ICML). Random stacks of layers built from the registry's
@@ -425,7 +603,9 @@ ${checksTable(r.checks)}
 
 ## Reading
 
-- **Pure attention** collapses doubly exponentially: log10 res falls by ${drops.map((x) => sig(x, 2)).join(", ")} decades in layers 1, 2, … —
+- **Pure attention** collapses doubly exponentially: log10 res falls ` +
+    `by ${drops.map((x) => sig(x, 2)).join(", ")} decades in layers 1, 2, … ` +
+    `—
   each drop several times the last — and reaches the float64 floor by depth ${floorDepth("attention") ?? "—"}.
 - **An FFN or a LayerNorm after each attention layer does not stop it** at random initialisation:
   attention → FFN is ${floorText("attention+ffn")}, attention → LayerNorm ${floorText("attention+layernorm")}.
@@ -436,23 +616,35 @@ ${checksTable(r.checks)}
   ${half}…${s.depth}: ${skipRates.join("; ")} decades. The norms of the two parts of X = 1x̄ᵀ + R
   over the same depths say why: with X ← X + SA(X) (unit-gain W_V·W_O) the near-rank-one attention
   output feeds the common row through W every layer — ${partsText("attention+skip")} —
-  while with the branch input normalised (pre-LN) the common row nearly stops outgrowing the rest: ${partsText("pre-ln-attention+skip")}.
+  while with the branch input normalised (pre-LN) the common row ` +
+    `nearly stops outgrowing the rest: ` +
+    `${partsText("pre-ln-attention+skip")}.
 - **Causal attention** (outside the paper's analysis) collapses only exponentially: its per-layer drops
-  stay about one size (${causalDrops.slice(0, 8).map((x) => sig(x, 2)).join(", ")}, … decades). The first token attends only to
+  stay about one size (${causalDrops
+    .slice(0, 8)
+    .map((x) => sig(x, 2))
+    .join(", ")}, … decades). The first token attends only to
   itself, so the rows cannot all be averaged into one in a single step; they converge towards the first.
 
 ${runInfoLine(runInfo(startedMs))}
-`;
+`
+  );
 }
 
 export const rankCollapseStudy: Study = {
   name: "rank-collapse",
-  description: "Dong et al. 2021: pure attention loses rank doubly exponentially with depth; skips prevent it",
+  description:
+    "Dong et al. 2021: pure attention loses rank doubly exponentially with depth; skips prevent it",
   defaultSeeds: RANK_COLLAPSE_DEFAULT.seeds,
   async run(opts: StudyOptions): Promise<StudyReport> {
     const started = performance.now();
     const r = runRankCollapse(opts);
     const { svg } = await renderSvg(rankCollapsePlot(r));
-    return { study: "rank-collapse", files: { "rank-collapse.csv": rankCollapseCsv(r), "rank-collapse.svg": svg }, summary: rankCollapseSummary(r, started), checks: r.checks };
+    return {
+      study: "rank-collapse",
+      files: { "rank-collapse.csv": rankCollapseCsv(r), "rank-collapse.svg": svg },
+      summary: rankCollapseSummary(r, started),
+      checks: r.checks,
+    };
   },
 };

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { linearFit, logLogFit, mean, median, pairedInterval, std, StatsError, tQuantile975 } from "./stats.js";
+import {
+  linearFit,
+  logLogFit,
+  mean,
+  median,
+  pairedInterval,
+  std,
+  StatsError,
+  tQuantile975,
+} from "./stats.js";
 
 describe("mean, std, median", () => {
   it("match hand-computed values", () => {
@@ -40,7 +49,9 @@ describe("linearFit", () => {
   it("names what is wrong with bad input", () => {
     expect(() => linearFit([1], [1])).toThrow("a line needs at least 2 points, got 1");
     expect(() => linearFit([1, 2], [1])).toThrow("2 x values but 1 y values");
-    expect(() => linearFit([2, 2, 2], [1, 2, 3])).toThrow("every x equals 2; the slope is undefined");
+    expect(() => linearFit([2, 2, 2], [1, 2, 3])).toThrow(
+      "every x equals 2; the slope is undefined",
+    );
     expect(() => linearFit([1, 2], [1, Number.NaN])).toThrow("linearFit y: value 1 is NaN");
   });
 });
@@ -48,8 +59,18 @@ describe("linearFit", () => {
 describe("logLogFit", () => {
   it("recovers the exponent of a power law", () => {
     const xs = [2, 4, 8, 16, 32];
-    expect(logLogFit(xs, xs.map((x) => 3 * x ** -0.5)).slope).toBeCloseTo(-0.5, 12);
-    expect(logLogFit(xs, xs.map(() => 1.7)).slope).toBeCloseTo(0, 12);
+    expect(
+      logLogFit(
+        xs,
+        xs.map((x) => 3 * x ** -0.5),
+      ).slope,
+    ).toBeCloseTo(-0.5, 12);
+    expect(
+      logLogFit(
+        xs,
+        xs.map(() => 1.7),
+      ).slope,
+    ).toBeCloseTo(0, 12);
   });
   it("refuses values a power law cannot have", () => {
     expect(() => logLogFit([1, 0], [1, 1])).toThrow(StatsError);

@@ -10,7 +10,8 @@ export class StatsError extends Error {
 
 function checkFinite(xs: readonly number[], what: string): void {
   xs.forEach((v, i) => {
-    if (!Number.isFinite(v)) throw new StatsError(`${what}: value ${i} is ${v}, not a finite number`);
+    if (!Number.isFinite(v))
+      throw new StatsError(`${what}: value ${i} is ${v}, not a finite number`);
   });
 }
 
@@ -64,8 +65,10 @@ export interface LineFit {
  * @example linearFit([0, 1, 2], [1, 3, 5]).slope // 2
  */
 export function linearFit(xs: readonly number[], ys: readonly number[]): LineFit {
-  if (xs.length !== ys.length) throw new StatsError(`linearFit: ${xs.length} x values but ${ys.length} y values`);
-  if (xs.length < 2) throw new StatsError(`linearFit: a line needs at least 2 points, got ${xs.length}`);
+  if (xs.length !== ys.length)
+    throw new StatsError(`linearFit: ${xs.length} x values but ${ys.length} y values`);
+  if (xs.length < 2)
+    throw new StatsError(`linearFit: a line needs at least 2 points, got ${xs.length}`);
   checkFinite(xs, "linearFit x");
   checkFinite(ys, "linearFit y");
   const n = xs.length;
@@ -115,8 +118,13 @@ export function logLogFit(xs: readonly number[], ys: readonly number[]): LineFit
  * @example tQuantile975(4) // 2.776
  */
 export function tQuantile975(df: number): number {
-  if (!Number.isInteger(df) || df < 1) throw new StatsError(`tQuantile975: degrees of freedom must be a positive integer, got ${df}`);
-  const table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
+  if (!Number.isInteger(df) || df < 1)
+    throw new StatsError(`tQuantile975: degrees of freedom must be a positive integer, got ${df}`);
+  const table = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16,
+    2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052,
+    2.048, 2.045, 2.042,
+  ];
   if (df <= table.length) return table[df - 1]!;
   const z = 1.959964;
   return z + (z ** 3 + z) / (4 * df);
@@ -145,7 +153,10 @@ export interface PairedInterval {
  * @example pairedInterval([2, 3, 4], [1, 1, 1]).mean // 2
  */
 export function pairedInterval(a: readonly number[], b: readonly number[]): PairedInterval {
-  if (a.length !== b.length) throw new StatsError(`pairedInterval: ${a.length} values against ${b.length}; pairs need equal lengths`);
+  if (a.length !== b.length)
+    throw new StatsError(
+      `pairedInterval: ${a.length} values against ${b.length}; pairs need equal lengths`,
+    );
   if (a.length === 0) throw new StatsError("pairedInterval: no pairs");
   checkFinite(a, "pairedInterval a");
   checkFinite(b, "pairedInterval b");
@@ -154,5 +165,13 @@ export function pairedInterval(a: readonly number[], b: readonly number[]): Pair
   const n = d.length;
   const sd = std(d);
   const halfWidth = n > 1 ? (tQuantile975(n - 1) * sd) / Math.sqrt(n) : Number.NaN;
-  return { mean: m, halfWidth, low: m - halfWidth, high: m + halfWidth, sd, n, significant: n > 1 && (m - halfWidth > 0 || m + halfWidth < 0) };
+  return {
+    mean: m,
+    halfWidth,
+    low: m - halfWidth,
+    high: m + halfWidth,
+    sd,
+    n,
+    significant: n > 1 && (m - halfWidth > 0 || m + halfWidth < 0),
+  };
 }

@@ -50,7 +50,8 @@ export interface Study {
 /** Number of seeds from the options, validated (a positive integer). */
 export function seedCount(opts: StudyOptions, dflt: number): number {
   const s = opts.seeds ?? dflt;
-  if (!Number.isInteger(s) || s < 1) throw new StudyError(`seeds must be a positive integer, got ${s}`);
+  if (!Number.isInteger(s) || s < 1)
+    throw new StudyError(`seeds must be a positive integer, got ${s}`);
   return s;
 }
 
@@ -60,7 +61,8 @@ export function writeReport(dir: string, report: StudyReport): string[] {
 
   const paths: string[] = [];
   for (const [name, content] of Object.entries({ ...report.files, "summary.md": report.summary })) {
-    if (name.includes("/") || name.includes("\\") || name.startsWith(".")) throw new StudyError(`report file name "${name}" must be a plain file name`);
+    if (name.includes("/") || name.includes("\\") || name.startsWith("."))
+      throw new StudyError(`report file name "${name}" must be a plain file name`);
     const p = join(dir, name);
     writeFileSync(p, content);
     paths.push(p);
@@ -111,9 +113,16 @@ export function runInfoLine(r: RunInfo): string {
 }
 
 /** A Markdown table. */
-export function mdTable(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
+export function mdTable(
+  header: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): string {
   const esc = (v: string | number) => String(v).replace(/\|/g, "\\|");
-  return [`| ${header.map(esc).join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.map(esc).join(" | ")} |`)].join("\n");
+  return [
+    `| ${header.map(esc).join(" | ")} |`,
+    `|${header.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.map(esc).join(" | ")} |`),
+  ].join("\n");
 }
 
 /** The checks as a Markdown table with ✓ / ✗. */

@@ -6,7 +6,26 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseCsv } from "./csv.js";
 import { renderSvg } from "./plot.js";
 import { pairedInterval } from "./stats.js";
-import { BASELINE_SEEDS, CURVE_COLUMNS, curvesCsv, LITERATURE, runVariants, schedule, SEED_COLUMNS, seedsCsv, smooth, variantConfig, VARIANTS, VARIANTS_COLUMNS, VARIANTS_QUICK, variantsCsv, variantsPlot, variantsSummary, verdict, type VariantsResult } from "./variants.js";
+import {
+  BASELINE_SEEDS,
+  CURVE_COLUMNS,
+  curvesCsv,
+  LITERATURE,
+  runVariants,
+  schedule,
+  SEED_COLUMNS,
+  seedsCsv,
+  smooth,
+  variantConfig,
+  VARIANTS,
+  VARIANTS_COLUMNS,
+  VARIANTS_QUICK,
+  variantsCsv,
+  variantsPlot,
+  variantsSummary,
+  verdict,
+  type VariantsResult,
+} from "./variants.js";
 import { parseXml } from "./xml.js";
 
 let r: VariantsResult;
@@ -18,10 +37,18 @@ const byId = (id: string) => r.variants.find((v) => v.spec.id === id)!;
 describe("variants: configurations", () => {
   it("each variant changes exactly the switch it names", () => {
     const base = variantConfig(VARIANTS[0]!, VARIANTS_QUICK);
-    expect(base).toMatchObject({ placement: "pre", norm: "layer_norm", activation: "gelu", positions: "learned", H_kv: base.H });
+    expect(base).toMatchObject({
+      placement: "pre",
+      norm: "layer_norm",
+      activation: "gelu",
+      positions: "learned",
+      H_kv: base.H,
+    });
     const diff = (id: string) => {
       const c = variantConfig(VARIANTS.find((v) => v.id === id)!, VARIANTS_QUICK);
-      return Object.fromEntries(Object.entries(c).filter(([k, v]) => (base as unknown as Record<string, unknown>)[k] !== v));
+      return Object.fromEntries(
+        Object.entries(c).filter(([k, v]) => (base as unknown as Record<string, unknown>)[k] !== v),
+      );
     };
     expect(diff("post-ln")).toEqual({ placement: "post" });
     expect(diff("sandwich")).toEqual({ placement: "sandwich" });
@@ -45,7 +72,8 @@ describe("variants: configurations", () => {
     expect(base - byId("mqa").params).toBe(kv(1));
     expect(base - byId("gqa").params).toBe(kv(2));
     // positions inside attention or none: no wpe [n_ctx, d]
-    for (const id of ["rope", "alibi", "nope", "sinusoidal"]) expect(base - byId(id).params).toBe(n * d);
+    for (const id of ["rope", "alibi", "nope", "sinusoidal"])
+      expect(base - byId(id).params).toBe(n * d);
     // RMSNorm: no β in ln_1, ln_2 (per layer) and ln_f
     expect(base - byId("rmsnorm").params).toBe((2 * L + 1) * d);
     // post-LN has no final norm
@@ -80,7 +108,8 @@ describe("variants: training", () => {
     for (const c of r.checks) expect(c.ok, `${c.name}: ${c.measured}`).toBe(true);
   });
   it("starts every variant near ln V (GPT-2's small initial weights give near-uniform logits)", () => {
-    for (const v of r.variants) expect(Math.abs(v.initialLoss - Math.log(VARIANTS_QUICK.V))).toBeLessThan(0.05);
+    for (const v of r.variants)
+      expect(Math.abs(v.initialLoss - Math.log(VARIANTS_QUICK.V))).toBeLessThan(0.05);
   });
   it(`trains the baseline from ${BASELINE_SEEDS} seeds, as a yardstick of seed noise`, () => {
     expect(byId("baseline").heldoutAllSeeds).toHaveLength(BASELINE_SEEDS);
@@ -89,8 +118,12 @@ describe("variants: training", () => {
   });
   it("names bad sizes and unknown variants", () => {
     expect(() => runVariants({ quick: true, sizes: { H: 3 } })).toThrow("H must be even and ≥ 2");
-    expect(() => runVariants({ quick: true, sizes: { d_model: 20, H: 4 } })).toThrow("RoPE needs an even head size; d_model / H = 5");
-    expect(() => runVariants({ quick: true, sizes: { warmup: 12 } })).toThrow("warmup must be an integer in [0, steps), got 12");
+    expect(() => runVariants({ quick: true, sizes: { d_model: 20, H: 4 } })).toThrow(
+      "RoPE needs an even head size; d_model / H = 5",
+    );
+    expect(() => runVariants({ quick: true, sizes: { warmup: 12 } })).toThrow(
+      "warmup must be an integer in [0, steps), got 12",
+    );
     expect(() => runVariants({ quick: true, only: ["gelu"] })).toThrow('unknown variant "gelu"');
   });
 });
@@ -114,19 +147,30 @@ describe("variants: files", () => {
     expect(Number(first["loss"])).toBe(byId("baseline").curve[0]);
     expect(Number(first["loss_smoothed"])).toBe(Number(first["loss"]));
   });
-  it("plots well-formed SVG: a curve per variant in its group's panel (the baseline in all five) and a bar per variant", async () => {
-    const { svg, warnings } = await renderSvg(variantsPlot(r));
-    expect(warnings).toEqual([]);
-    const { elements } = parseXml(svg);
-    const cls = (e: { attrs: Readonly<Record<string, string>> }) => (e.attrs["class"] ?? "").split(" ");
-    const lines = elements.filter((e) => cls(e).includes("mark-line") && cls(e).includes("role-mark"));
-    // 11 variants in one panel each + the baseline in 5 panels
-    expect(lines).toHaveLength(VARIANTS.length - 1 + 5);
-    // bars (held-out) and ticks (train) are both drawn as rects: one of each per variant
-    const rects = elements.filter((e) => cls(e).includes("mark-rect") && cls(e).includes("role-mark"));
-    expect(rects.map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length)).toEqual([VARIANTS.length, VARIANTS.length]);
-    for (const v of VARIANTS) expect(svg).toContain(`>${v.id}<`);
-  });
+  it(
+    "plots well-formed SVG: a curve per variant in its group's panel (the " +
+      "baseline in all five) and a bar per variant",
+    async () => {
+      const { svg, warnings } = await renderSvg(variantsPlot(r));
+      expect(warnings).toEqual([]);
+      const { elements } = parseXml(svg);
+      const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
+        (e.attrs["class"] ?? "").split(" ");
+      const lines = elements.filter(
+        (e) => cls(e).includes("mark-line") && cls(e).includes("role-mark"),
+      );
+      // 11 variants in one panel each + the baseline in 5 panels
+      expect(lines).toHaveLength(VARIANTS.length - 1 + 5);
+      // bars (held-out) and ticks (train) are both drawn as rects: one of each per variant
+      const rects = elements.filter(
+        (e) => cls(e).includes("mark-rect") && cls(e).includes("role-mark"),
+      );
+      expect(
+        rects.map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length),
+      ).toEqual([VARIANTS.length, VARIANTS.length]);
+      for (const v of VARIANTS) expect(svg).toContain(`>${v.id}<`);
+    },
+  );
 });
 
 describe("variants: paired differences over seeds", () => {
@@ -138,7 +182,8 @@ describe("variants: paired differences over seeds", () => {
     const seeds = parseCsv(seedsCsv(p));
     expect(seeds.columns).toEqual([...SEED_COLUMNS]);
     expect(seeds.rows).toHaveLength(4 * 3);
-    const held = (id: string) => seeds.rows.filter((x) => x["variant"] === id).map((x) => Number(x["heldout_loss"]));
+    const held = (id: string) =>
+      seeds.rows.filter((x) => x["variant"] === id).map((x) => Number(x["heldout_loss"]));
     const table = parseCsv(variantsCsv(p)).rows;
     for (const id of ["swiglu", "rmsnorm", "post-ln"]) {
       const row = table.find((x) => x["variant"] === id)!;
@@ -149,11 +194,15 @@ describe("variants: paired differences over seeds", () => {
       expect(row["significant"]).toBe(String(d.significant));
     }
     const base = table.find((x) => x["variant"] === "baseline")!;
-    expect([Number(base["delta"]), Number(base["delta_low"]), Number(base["delta_high"])]).toEqual([0, 0, 0]);
+    expect([Number(base["delta"]), Number(base["delta_low"]), Number(base["delta_high"])]).toEqual([
+      0, 0, 0,
+    ]);
   });
   it("checks each literature direction it has the variant for, and says which way the interval points", () => {
     const names = p.checks.map((c) => c.name);
-    for (const lit of LITERATURE.filter((l) => ["swiglu", "rmsnorm", "post-ln"].includes(l.variant))) {
+    for (const lit of LITERATURE.filter((l) =>
+      ["swiglu", "rmsnorm", "post-ln"].includes(l.variant),
+    )) {
       expect(names.some((n) => n.startsWith(`${lit.variant} vs baseline`))).toBe(true);
     }
     expect(names.some((n) => n.startsWith("relu"))).toBe(false);
@@ -162,7 +211,15 @@ describe("variants: paired differences over seeds", () => {
     expect(summary).toContain("Shazeer 2020, Table 1");
   });
   it("reads an interval against a direction: agrees, unresolved or disagrees", () => {
-    const iv = (low: number, high: number) => ({ mean: (low + high) / 2, halfWidth: (high - low) / 2, low, high, sd: 1, n: 5, significant: low > 0 || high < 0 });
+    const iv = (low: number, high: number) => ({
+      mean: (low + high) / 2,
+      halfWidth: (high - low) / 2,
+      low,
+      high,
+      sd: 1,
+      n: 5,
+      significant: low > 0 || high < 0,
+    });
     expect(verdict(iv(-0.3, -0.1), "lower")).toBe("agrees");
     expect(verdict(iv(-0.3, 0.1), "lower")).toBe("unresolved");
     expect(verdict(iv(0.1, 0.3), "lower")).toBe("disagrees");
@@ -175,8 +232,12 @@ describe("variants: paired differences over seeds", () => {
     const { svg, warnings } = await renderSvg(variantsPlot(p));
     expect(warnings).toEqual([]);
     const { elements } = parseXml(svg);
-    const cls = (e: { attrs: Readonly<Record<string, string>> }) => (e.attrs["class"] ?? "").split(" ");
-    const kids = (kind: string) => elements.filter((e) => cls(e).includes(kind) && cls(e).includes("role-mark")).map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length);
+    const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
+      (e.attrs["class"] ?? "").split(" ");
+    const kids = (kind: string) =>
+      elements
+        .filter((e) => cls(e).includes(kind) && cls(e).includes("role-mark"))
+        .map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length);
     expect(kids("mark-symbol")).toEqual([3]);
     // the zero line (one) and the intervals (three)
     expect(kids("mark-rule").sort()).toEqual([1, 3]);

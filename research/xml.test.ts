@@ -3,10 +3,13 @@ import { parseXml } from "./xml.js";
 
 describe("parseXml", () => {
   it("reads a small SVG: root, nesting, attributes, entities, comments", () => {
-    const { root, elements } = parseXml(`<?xml version="1.0"?>
+    const { root, elements } = parseXml(
+      `<?xml version="1.0"?>
 <!-- a plot -->
-<svg xmlns="http://www.w3.org/2000/svg" width="10"><g class="mark-line role-mark"><path d="M0,0L1,1"/><text>a &amp; b &#955;</text></g></svg>
-`);
+<svg xmlns="http://www.w3.org/2000/svg" width="10"><g class="mark-line ` +
+        `role-mark"><path d="M0,0L1,1"/><text>a &amp; b &#955;</text></g></svg>
+`,
+    );
     expect(root.name).toBe("svg");
     expect(root.attrs["width"]).toBe("10");
     expect(elements.map((e) => e.name)).toEqual(["svg", "g", "path", "text"]);

@@ -71,7 +71,8 @@ export function parseXml(text: string): { root: XmlElement; elements: XmlElement
     } else if (text.startsWith("<?", i)) {
       const end = text.indexOf("?>", i + 2);
       if (end < 0) fail("unterminated processing instruction");
-      if (text.slice(i + 2, i + 5).toLowerCase() === "xml" && i !== 0) fail("XML declaration not at the start");
+      if (text.slice(i + 2, i + 5).toLowerCase() === "xml" && i !== 0)
+        fail("XML declaration not at the start");
       i = end + 2;
     } else if (text.startsWith("<![CDATA[", i)) {
       if (stack.length === 0) fail("CDATA outside the root element");
@@ -96,7 +97,8 @@ export function parseXml(text: string): { root: XmlElement; elements: XmlElement
       const at = i;
       i++;
       const name = readName();
-      if (stack.length === 0 && (root !== undefined || rootClosed)) fail(`a second root element <${name}>`, at);
+      if (stack.length === 0 && (root !== undefined || rootClosed))
+        fail(`a second root element <${name}>`, at);
       const attrs: Record<string, string> = {};
       for (;;) {
         const hadSpace = /\s/.test(text[i] ?? "");
@@ -115,13 +117,19 @@ export function parseXml(text: string): { root: XmlElement; elements: XmlElement
         const end = text.indexOf(q!, i + 1);
         if (end < 0) fail(`attribute ${an} of <${name}> is never closed`);
         const value = text.slice(i + 1, end);
-        if (value.includes("<")) fail(`"<" in the value of attribute ${an}`, i + 1 + value.indexOf("<"));
+        if (value.includes("<"))
+          fail(`"<" in the value of attribute ${an}`, i + 1 + value.indexOf("<"));
         checkEntities(value, i + 1);
         if (an in attrs) fail(`attribute ${an} appears twice on <${name}>`, attrAt);
         attrs[an] = value;
         i = end + 1;
       }
-      const el: XmlElement = { name, attrs, path: [...stack], parent: openIdx[openIdx.length - 1] ?? -1 };
+      const el: XmlElement = {
+        name,
+        attrs,
+        path: [...stack],
+        parent: openIdx[openIdx.length - 1] ?? -1,
+      };
       elements.push(el);
       if (stack.length === 0) root = el;
       if (text.startsWith("/>", i)) {

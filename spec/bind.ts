@@ -5,7 +5,17 @@
  *
  *   d_k = 48 (from d_model = H*d_k with d_model = 384, H = 8) but input K of formula attention has 64 at axis 1
  */
-import { BATCH, dimNames, dimToString, evalDim, shapeToString, solveFor, DimError, type Dim, type SymShape } from "./dims.js";
+import {
+  BATCH,
+  dimNames,
+  dimToString,
+  evalDim,
+  shapeToString,
+  solveFor,
+  DimError,
+  type Dim,
+  type SymShape,
+} from "./dims.js";
 import { topoSort, type Node } from "./node.js";
 
 class BindError extends Error {
@@ -42,7 +52,11 @@ export interface BindOptions {
 }
 
 /** Bind every dim reachable from `roots` given the tensors for their inputs. */
-export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string, TensorInfo>>, opts: BindOptions = {}): Binding {
+export function bindDims(
+  roots: readonly Node[],
+  tensors: Readonly<Record<string, TensorInfo>>,
+  opts: BindOptions = {},
+): Binding {
   const f = opts.formula === undefined ? "" : ` of formula ${opts.formula}`;
   const env = new Map<string, number>();
   const sources = new Map<string, string>();
@@ -53,10 +67,16 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
   const set = (name: string, value: number, source: string): void => {
     const prev = env.get(name);
     if (prev !== undefined) {
-      if (prev !== value) throw new BindError(`${name} = ${prev} (${sources.get(name)}) but ${source} gives ${value}`);
+      if (prev !== value)
+        throw new BindError(
+          `${name} = ${prev} (${sources.get(name)}) but ${source} gives ${value}`,
+        );
       return;
     }
-    if (!Number.isInteger(value) || value < 0) throw new BindError(`${name} would be ${value} (${source}); sizes must be non-negative integers`);
+    if (!Number.isInteger(value) || value < 0)
+      throw new BindError(
+        `${name} would be ${value} (${source}); sizes must be non-negative integers`,
+      );
     env.set(name, value);
     sources.set(name, source);
   };
@@ -70,7 +90,8 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
   const unifyValue = (d: Dim, value: number, what: string): boolean => {
     if (typeof d === "string") {
       const prev = env.get(d);
-      if (prev !== undefined && prev !== value) throw new BindError(`${d} = ${prev} (${sources.get(d)}) but ${what} has ${value}`);
+      if (prev !== undefined && prev !== value)
+        throw new BindError(`${d} = ${prev} (${sources.get(d)}) but ${what} has ${value}`);
       set(d, value, what);
       return true;
     }
@@ -81,7 +102,10 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
       throw new BindError(`${what}: ${(e as Error).message}`);
     }
     if (v !== undefined) {
-      if (v !== value) throw new BindError(`${dimToString(d)} = ${v} (with ${describe(d)}) but ${what} has ${value}`);
+      if (v !== value)
+        throw new BindError(
+          `${dimToString(d)} = ${v} (with ${describe(d)}) but ${what} has ${value}`,
+        );
       return true;
     }
     let solved: [string, number] | undefined;
@@ -92,7 +116,11 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
     }
     if (solved === undefined) return false;
     const known = describe(d);
-    set(solved[0], solved[1], `from ${dimToString(d)} = ${value}${known ? ` with ${known}` : ""}, ${what}`);
+    set(
+      solved[0],
+      solved[1],
+      `from ${dimToString(d)} = ${value}${known ? ` with ${known}` : ""}, ${what}`,
+    );
     return true;
   };
 
@@ -102,7 +130,11 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
   const deriveFrom = (side: Dim, value: number, a: Dim, b: Dim): boolean => {
     if (typeof side === "string" && !env.has(side)) {
       const other = side === a ? b : a;
-      set(side, value, `from ${dimToString(side)} = ${dimToString(other)}${describe(other) ? ` with ${describe(other)}` : ""}`);
+      set(
+        side,
+        value,
+        `from ${dimToString(side)} = ${dimToString(other)}${describe(other) ? ` with ${describe(other)}` : ""}`,
+      );
       return true;
     }
     let solved: [string, number] | undefined;
@@ -113,13 +145,16 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
     }
     if (solved === undefined) return false;
     const known = [describe(a), describe(b)].filter(Boolean).join(", ");
-    set(solved[0], solved[1], `from ${dimToString(a)} = ${dimToString(b)}${known ? ` with ${known}` : ""}`);
+    set(
+      solved[0],
+      solved[1],
+      `from ${dimToString(a)} = ${dimToString(b)}${known ? ` with ${known}` : ""}`,
+    );
     return true;
   };
 
   /** Solve the pending equations until nothing changes (relations first: they were pushed first). */
   const solvePending = (): void => {
-
     let progress = true;
     while (pending.length > 0 && progress) {
       progress = false;
@@ -136,7 +171,14 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
         let done = false;
         if (va !== undefined && vb !== undefined) {
           if (va !== vb) {
-            throw new BindError(`${why}: ${dimToString(a)} = ${va} but ${dimToString(b)} = ${vb} (${[...new Set([...dimNames(a), ...dimNames(b)])].map((k) => `${k} = ${env.get(k)} from ${sources.get(k)}`).join("; ")})`);
+            throw new BindError(
+              `${why}: ${dimToString(a)} = ${va} but ${dimToString(b)} = ${vb} ` +
+                `(` +
+                [...new Set([...dimNames(a), ...dimNames(b)])]
+                  .map((k) => `${k} = ${env.get(k)} from ${sources.get(k)}`)
+                  .join("; ") +
+                `)`,
+            );
           }
           done = true;
         } else if (va !== undefined) done = deriveFrom(b, va, a, b);
@@ -150,7 +192,6 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
     }
   };
 
-
   const nodes = topoSort(roots);
   for (const n of nodes) for (const c of n.constraints ?? []) pending.push(c);
   solvePending();
@@ -159,14 +200,20 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
     if (n.op !== "input") continue;
     const t = tensors[n.name];
     if (t === undefined) {
-      throw new BindError(`formula${f.replace(" of formula", "")} needs ${n.role} ${n.name} of shape ${shapeToString(n.shape)}, but it was not given`);
+      throw new BindError(
+        `formula${f.replace(" of formula", "")} needs ${n.role} ${n.name} of ` +
+          `shape ${shapeToString(n.shape)}, but it was not given`,
+      );
     }
     const declared = n.shape;
     const hasBatch = declared[0] === BATCH;
     const explicit = hasBatch ? declared.slice(1) : declared;
     const actual = t.shape;
     if (hasBatch ? actual.length < explicit.length : actual.length !== explicit.length) {
-      throw new BindError(`${n.role} ${n.name}${f} has shape [${actual.join(", ")}] (rank ${actual.length}) but the formula declares ${shapeToString(declared)}`);
+      throw new BindError(
+        `${n.role} ${n.name}${f} has shape [${actual.join(", ")}] (rank ` +
+          `${actual.length}) but the formula declares ${shapeToString(declared)}`,
+      );
     }
     const lead = actual.length - explicit.length;
     if (hasBatch) {
@@ -175,7 +222,10 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
         batch = [...b];
         batchSource = `${n.role} ${n.name}`;
       } else if (b.length !== batch.length || b.some((x, i) => x !== batch![i])) {
-        throw new BindError(`batch prefix "..." is [${batch.join(", ")}] (from ${batchSource}) but ${n.role} ${n.name}${f} has [${b.join(", ")}]`);
+        throw new BindError(
+          `batch prefix "..." is [${batch.join(", ")}] (from ${batchSource}) but ` +
+            `${n.role} ${n.name}${f} has [${b.join(", ")}]`,
+        );
       }
     }
     explicit.forEach((d, i) => {
@@ -199,10 +249,16 @@ export function bindDims(roots: readonly Node[], tensors: Readonly<Record<string
   env.delete(BATCH);
   const missing = [...need].filter((k) => !env.has(k)).sort();
   if (missing.length > 0) {
-    throw new BindError(`cannot determine ${missing.join(", ")}${f}: give ${missing.length > 1 ? "them" : "it"} as hyperparameters or through the inputs`);
+    throw new BindError(
+      `cannot determine ${missing.join(", ")}${f}: give ` +
+        `${missing.length > 1 ? "them" : "it"} as hyperparameters or through the inputs`,
+    );
   }
   // "..." as a dim stands for the number of batch rows (the product of the prefix sizes).
-  env.set(BATCH, (batch ?? []).reduce((a, b) => a * b, 1));
+  env.set(
+    BATCH,
+    (batch ?? []).reduce((a, b) => a * b, 1),
+  );
   return { dims: env, sources, batch: batch ?? [] };
 }
 

@@ -7,7 +7,12 @@
 import type * as core from "./formulas/core.js";
 import type * as model from "./formulas/model.js";
 import {
-  FormulaError, getFormula, resolveConfig, type ConfigInputOf, type ConfigOf, type HyperSpec,
+  FormulaError,
+  getFormula,
+  resolveConfig,
+  type ConfigInputOf,
+  type ConfigOf,
+  type HyperSpec,
 } from "./formula.js";
 import type { Config } from "./node.js";
 

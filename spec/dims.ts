@@ -29,7 +29,8 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Parse `"d_model/H"`, `"offset+n"`, `"2*d_k"`; names and integers pass through. */
 export function dim(src: string | number): Dim {
   if (typeof src === "number") {
-    if (!Number.isInteger(src) || src < 0) throw new DimError(`dim ${src}: constant dims must be non-negative integers`);
+    if (!Number.isInteger(src) || src < 0)
+      throw new DimError(`dim ${src}: constant dims must be non-negative integers`);
     return src;
   }
   const s = src.trim();
@@ -256,7 +257,10 @@ export function evalDim(d: Dim, env: ReadonlyMap<string, number>): number | unde
       return a * b;
     case "/":
       if (b === 0 || a % b !== 0) {
-        throw new DimError(`${dimToString(d)} = ${a}/${b} is not an integer (${dimToString(d.a)} must be divisible by ${dimToString(d.b)})`);
+        throw new DimError(
+          `${dimToString(d)} = ${a}/${b} is not an integer (${dimToString(d.a)} ` +
+            `must be divisible by ${dimToString(d.b)})`,
+        );
       }
       return a / b;
   }
@@ -267,7 +271,11 @@ export function evalDim(d: Dim, env: ReadonlyMap<string, number>): number | unde
  * (`d_model/H = 8` with d_model bound, `H*d_k = 384` with H bound, `offset + n = 9`).
  * Returns [name, value] or undefined when not solvable that way.
  */
-export function solveFor(d: Dim, value: number, env: ReadonlyMap<string, number>): [string, number] | undefined {
+export function solveFor(
+  d: Dim,
+  value: number,
+  env: ReadonlyMap<string, number>,
+): [string, number] | undefined {
   const unknown = [...dimNames(d)].filter((n) => !env.has(n));
   if (unknown.length !== 1) return undefined;
   const name = unknown[0]!;
@@ -286,11 +294,15 @@ export function solveFor(d: Dim, value: number, env: ReadonlyMap<string, number>
         return invert(sub, aHas ? target + other : other - target);
       case "*":
         if (other === 0) return undefined;
-        if (target % other !== 0) throw new DimError(`${dimToString(e)} = ${target} has no integer solution: ${target} is not divisible by ${other}`);
+        if (target % other !== 0)
+          throw new DimError(
+            `${dimToString(e)} = ${target} has no integer solution: ${target} is not divisible by ${other}`,
+          );
         return invert(sub, target / other);
       case "/":
         if (aHas) return invert(sub, target * other);
-        if (target === 0 || other % target !== 0) throw new DimError(`${dimToString(e)} = ${target} has no integer solution`);
+        if (target === 0 || other % target !== 0)
+          throw new DimError(`${dimToString(e)} = ${target} has no integer solution`);
         return invert(sub, other / target);
     }
   };

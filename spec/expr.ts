@@ -7,8 +7,26 @@
 import { dim, dimToString, type Dim, type SymShape } from "./dims.js";
 import type { BinaryFn, Label, Node, ReduceFn } from "./node.js";
 import { SCALAR_FNS, type ScalarFnName } from "./scalar.js";
-import { currentScope, explicitDims, normAxis, shapeRule, ShapeError, type NodeRequest } from "./shape.js";
-import type { Broadcast, CheckBroadcast, Dims, DropLast, KeepLast, Mutable, Permute, SameBatch, SwapLast, WideOnly } from "./types.js";
+import {
+  currentScope,
+  explicitDims,
+  normAxis,
+  shapeRule,
+  ShapeError,
+  type NodeRequest,
+} from "./shape.js";
+import type {
+  Broadcast,
+  CheckBroadcast,
+  Dims,
+  DropLast,
+  KeepLast,
+  Mutable,
+  Permute,
+  SameBatch,
+  SwapLast,
+  WideOnly,
+} from "./types.js";
 
 declare const SHAPE: unique symbol;
 
@@ -39,8 +57,14 @@ export function make<S extends Dims = Dims>(req: NodeRequest, label?: Label): Ex
   if (req.op === "permute") {
     // permute ∘ permute composes; the identity permutation is no node at all (Kᵀᵀ = K)
     const inner = req.x;
-    if (inner.op === "permute" && inner.label === undefined) return make({ op: "permute", x: inner.x, perm: req.perm.map((p) => inner.perm[p]!) }, label);
-    if (label === undefined && req.perm.every((p, i) => p === i) && req.perm.length === req.x.shape.length) return new Expr<S>(req.x);
+    if (inner.op === "permute" && inner.label === undefined)
+      return make({ op: "permute", x: inner.x, perm: req.perm.map((p) => inner.perm[p]!) }, label);
+    if (
+      label === undefined &&
+      req.perm.every((p, i) => p === i) &&
+      req.perm.length === req.x.shape.length
+    )
+      return new Expr<S>(req.x);
   }
   const { shape, dtype, constraints } = shapeRule(req);
   const { target: _t, elem: _e, ...fields } = req;
@@ -67,20 +91,41 @@ export function named<S extends Dims>(x: Expr<S>, latex: string, text: string = 
   return new Expr<S>({ ...x.node, label: { latex, text } } as Node);
 }
 
-const parseShape = (shape: readonly (string | number | Dim)[]): SymShape => shape.map((d) => (typeof d === "object" ? d : dim(d)));
+const parseShape = (shape: readonly (string | number | Dim)[]): SymShape =>
+  shape.map((d) => (typeof d === "object" ? d : dim(d)));
 const lift = (x: Operand): Expr => (typeof x === "number" ? constant(x) : x);
 
 // ---------------------------------------------------------------------------------------------
 // Leaves
 
 /** A named formula input, e.g. `input("x", ["...", "n", "d_model"])`. */
-export function input<const S extends Dims>(name: string, shape: S, opts: { int?: boolean; label?: Label } = {}): Expr<Mutable<S>> {
-  return make<Mutable<S>>({ op: "input", name, role: "input", target: parseShape(shape), elem: opts.int ? "int" : "float" }, opts.label);
+export function input<const S extends Dims>(
+  name: string,
+  shape: S,
+  opts: { int?: boolean; label?: Label } = {},
+): Expr<Mutable<S>> {
+  return make<Mutable<S>>(
+    {
+      op: "input",
+      name,
+      role: "input",
+      target: parseShape(shape),
+      elem: opts.int ? "int" : "float",
+    },
+    opts.label,
+  );
 }
 
 /** A named parameter (weights), e.g. `param("W_Q", ["d_model", "d_model"])`. */
-export function param<const S extends Dims>(name: string, shape: S, opts: { label?: Label } = {}): Expr<Mutable<S>> {
-  return make<Mutable<S>>({ op: "input", name, role: "param", target: parseShape(shape), elem: "float" }, opts.label);
+export function param<const S extends Dims>(
+  name: string,
+  shape: S,
+  opts: { label?: Label } = {},
+): Expr<Mutable<S>> {
+  return make<Mutable<S>>(
+    { op: "input", name, role: "param", target: parseShape(shape), elem: "float" },
+    opts.label,
+  );
 }
 
 export function constant(value: number): Expr<[]> {
@@ -129,7 +174,10 @@ type BinaryBuilder = <A extends Operand, B extends Operand>(
   b: B & CheckBroadcast<ShapeOf<A>, ShapeOf<B>>,
 ) => Expr<Broadcast<ShapeOf<A>, ShapeOf<B>>>;
 
-const binaryBuilder = (fn: BinaryFn): BinaryBuilder => (a, b) => binary(fn, a, b as Operand) as never;
+const binaryBuilder =
+  (fn: BinaryFn): BinaryBuilder =>
+  (a, b) =>
+    binary(fn, a, b as Operand) as never;
 
 /** Elementwise a + b with NumPy broadcasting. */
 export const add: BinaryBuilder = binaryBuilder("add");
@@ -164,7 +212,13 @@ export function stopGradient<S extends Dims>(x: Expr<S>): Expr<S> {
 
 /** Reduce over axes (negative axes count from the end). */
 export function reduce(fn: ReduceFn, x: Expr, axes: readonly number[], keepdims = false): Expr {
-  return make({ op: "reduce", fn, x: x.node, axes: axes.map((a) => normAxis(x.shape, a)), keepdims });
+  return make({
+    op: "reduce",
+    fn,
+    x: x.node,
+    axes: axes.map((a) => normAxis(x.shape, a)),
+    keepdims,
+  });
 }
 
 /** Σ over the last axis, keeping it as size 1 (so the result broadcasts against x). */
@@ -189,7 +243,12 @@ export function meanLast<S extends Dims>(x: Expr<S>): Expr<KeepLast<S>> {
 
 /** Σ over every axis (the batch prefix included) to a scalar. */
 export function sumAll(x: Expr): Expr<[]> {
-  return reduce("sum", x, x.shape.map((_, i) => i), false) as Expr<[]>;
+  return reduce(
+    "sum",
+    x,
+    x.shape.map((_, i) => i),
+    false,
+  ) as Expr<[]>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,14 +258,18 @@ export function reshape<const T extends Dims>(x: Expr, shape: T): Expr<T> {
   return make<T>({ op: "reshape", x: x.node, target: parseShape(shape) });
 }
 
-export function permute<S extends Dims, const P extends readonly number[]>(x: Expr<S>, perm: P): Expr<Permute<S, P>> {
+export function permute<S extends Dims, const P extends readonly number[]>(
+  x: Expr<S>,
+  perm: P,
+): Expr<Permute<S, P>> {
   return make({ op: "permute", x: x.node, perm: perm.map((p) => normAxis(x.shape, p)) });
 }
 
 /** Swap the last two axes (Kᵀ). */
 export function transpose<S extends Dims>(x: Expr<S>): Expr<SwapLast<S>> {
   const r = x.shape.length;
-  if (explicitDims(x.shape).length < 2) throw new ShapeError(`transpose${scopeMsg()}: ${x} has fewer than 2 axes`);
+  if (explicitDims(x.shape).length < 2)
+    throw new ShapeError(`transpose${scopeMsg()}: ${x} has fewer than 2 axes`);
   const perm = x.shape.map((_, i) => i);
   perm[r - 1] = r - 2;
   perm[r - 2] = r - 1;
@@ -240,17 +303,29 @@ export function matmul<B extends Dims, I extends string, J extends string, K ext
   a: Expr<readonly [...B, I, J]>,
   b: Expr<readonly [NoInfer<J>, K]>,
 ): Expr<[...B, I, K]>;
-export function matmul<B extends Dims, B2 extends Dims, I extends string, J extends string, K extends string>(
+export function matmul<
+  B extends Dims,
+  B2 extends Dims,
+  I extends string,
+  J extends string,
+  K extends string,
+>(
   a: Expr<readonly [...B, I, J]>,
   b: Expr<readonly [...B2, NoInfer<J>, K]> & SameBatch<B, B2>,
 ): Expr<[...B, I, K]>;
-export function matmul<A extends Dims, B extends Dims>(a: Expr<A> & WideOnly<A, B>, b: Expr<B>): Expr<Dims>;
+export function matmul<A extends Dims, B extends Dims>(
+  a: Expr<A> & WideOnly<A, B>,
+  b: Expr<B>,
+): Expr<Dims>;
 export function matmul(a: Expr, b: Expr): Expr {
   return make({ op: "matmul", a: a.node, b: b.node });
 }
 
 /** Rows of `table` picked by integer ids: E[t] for each token id t. */
-export function gather<V extends string, D extends Dims, I extends Dims>(table: Expr<readonly [V, ...D]>, indices: Expr<I>): Expr<[...I, ...D]> {
+export function gather<V extends string, D extends Dims, I extends Dims>(
+  table: Expr<readonly [V, ...D]>,
+  indices: Expr<I>,
+): Expr<[...I, ...D]> {
   return make({ op: "gather", table: table.node, indices: indices.node });
 }
 
@@ -261,7 +336,13 @@ export function gather<V extends string, D extends Dims, I extends Dims>(table: 
  * [..., n, D] → [..., heads, n, size] with D = heads·size: columns h·size … (h+1)·size−1 form head h.
  * `from` must name the last axis, so splitting the wrong axis is a compile error.
  */
-export function splitHeads<B extends Dims, N extends string, D extends string, const HN extends string, const DK extends string>(
+export function splitHeads<
+  B extends Dims,
+  N extends string,
+  D extends string,
+  const HN extends string,
+  const DK extends string,
+>(
   x: Expr<readonly [...B, N, D]>,
   axes: { from: NoInfer<D>; heads: HN; size: DK },
 ): Expr<[...B, HN, N, DK]> {
@@ -269,25 +350,39 @@ export function splitHeads<B extends Dims, N extends string, D extends string, c
   const n = s[s.length - 2]!;
   const last = s[s.length - 1]!;
   if (dimToString(last) !== axes.from) {
-    throw new ShapeError(`splitHeads${scopeMsg()}: the last axis of ${x} is ${dimToString(last)}, not ${axes.from}`);
+    throw new ShapeError(
+      `splitHeads${scopeMsg()}: the last axis of ${x} is ${dimToString(last)}, not ${axes.from}`,
+    );
   }
   const prefix = s.slice(0, -2);
-  const r = reshape(x, [...prefix.map(dimToString), dimToString(n), axes.heads, axes.size] as string[]);
+  const r = reshape(x, [
+    ...prefix.map(dimToString),
+    dimToString(n),
+    axes.heads,
+    axes.size,
+  ] as string[]);
   const k = prefix.length;
   const perm = [...prefix.map((_, i) => i), k + 1, k, k + 2];
   return permute(r, perm) as never;
 }
 
 /** [..., heads, n, size] → [..., n, D]: concatenate heads as column blocks (the inverse of splitHeads). */
-export function mergeHeads<B extends Dims, HN extends string, N extends string, DK extends string, const D extends string>(
-  x: Expr<readonly [...B, HN, N, DK]>,
-  to: D,
-): Expr<[...B, N, D]> {
+export function mergeHeads<
+  B extends Dims,
+  HN extends string,
+  N extends string,
+  DK extends string,
+  const D extends string,
+>(x: Expr<readonly [...B, HN, N, DK]>, to: D): Expr<[...B, N, D]> {
   const s = x.shape;
   const k = s.length - 3;
   const perm = [...s.slice(0, k).map((_, i) => i), k + 1, k, k + 2];
   const p = permute(x, perm);
-  return reshape(p, [...s.slice(0, k).map(dimToString), dimToString(s[k + 1]!), to] as string[]) as never;
+  return reshape(p, [
+    ...s.slice(0, k).map(dimToString),
+    dimToString(s[k + 1]!),
+    to,
+  ] as string[]) as never;
 }
 
 function scopeMsg(): string {

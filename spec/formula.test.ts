@@ -10,9 +10,19 @@ describe("resolveConfig bounds sizes before any graph is built", () => {
   it.each([
     [{ L: 3200 }, "formula gpt: hyperparameter L (blocks) is 3200, above the limit of 256"],
     [{ L: 100_000 }, "formula gpt: hyperparameter L (blocks) is 100000, above the limit of 256"],
-    [{ d_model: 1e9 }, `formula gpt: hyperparameter d_model (width) is 1000000000, above the limit of ${MAX_DIM_SIZE} for any dim`],
-    [{ V: 2 ** 20 + 1 }, `formula gpt: hyperparameter V (vocabulary size) is 1048577, above the limit of ${MAX_DIM_SIZE} for any dim`],
-    [{ n_ctx: 1e7 }, `formula gpt: hyperparameter n_ctx (maximum context (rows of wpe)) is 10000000, above the limit of ${MAX_DIM_SIZE} for any dim`],
+    [
+      { d_model: 1e9 },
+      `formula gpt: hyperparameter d_model (width) is 1000000000, above the limit of ${MAX_DIM_SIZE} for any dim`,
+    ],
+    [
+      { V: 2 ** 20 + 1 },
+      `formula gpt: hyperparameter V (vocabulary size) is 1048577, above the limit of ${MAX_DIM_SIZE} for any dim`,
+    ],
+    [
+      { n_ctx: 1e7 },
+      `formula gpt: hyperparameter n_ctx (maximum context (rows of wpe)) is ` +
+        `10000000, above the limit of ${MAX_DIM_SIZE} for any dim`,
+    ],
   ])("%j", (over, message) => {
     const start = performance.now();
     expect(() => resolveConfig(gpt, { ...base, ...over })).toThrow(message);
@@ -27,11 +37,15 @@ describe("resolveConfig bounds sizes before any graph is built", () => {
 describe("preset lookup takes own keys only", () => {
   it.each(["__proto__", "constructor", "toString", "hasOwnProperty"])("%s is no preset", (name) => {
     expect(findPreset(name)).toBeUndefined();
-    expect(() => getPreset(name)).toThrow(`unknown preset "${name}"; presets: tiny, seed-post-ln, gpt2-small, llama-tiny`);
+    expect(() => getPreset(name)).toThrow(
+      `unknown preset "${name}"; presets: tiny, seed-post-ln, gpt2-small, llama-tiny`,
+    );
   });
 
   it("suggests close names", () => {
-    expect(unknownPresetMessage("tiy")).toBe('unknown preset "tiy" (did you mean tiny?); presets: tiny, seed-post-ln, gpt2-small, llama-tiny');
+    expect(unknownPresetMessage("tiy")).toBe(
+      'unknown preset "tiy" (did you mean tiny?); presets: tiny, seed-post-ln, gpt2-small, llama-tiny',
+    );
     expect(findPreset("tiny")).toBe(getPreset("tiny"));
   });
 });

@@ -9,7 +9,10 @@ import { Expr, input, make, param } from "./expr.js";
 import type { Config, HyperValue, Label, Node } from "./node.js";
 import { withScope } from "./shape.js";
 
-/** A formula declaration or call is invalid: unknown formula or hyperparameter, bad value, missing or unknown argument, malformed relation. */
+/**
+ * A formula declaration or call is invalid: unknown formula or hyperparameter, bad value, missing
+ * or unknown argument, malformed relation.
+ */
 export class FormulaError extends Error {
   override name = "FormulaError";
 }
@@ -46,7 +49,10 @@ export type HyperKind = "number" | "integer" | "boolean" | "enum" | "dims";
  */
 export interface HyperSpec {
   readonly name: string;
-  /** `dims`: a comma- or space-separated list of dims ("B,1,H"; "" or "none": no axes; "..." the batch prefix, first only). */
+  /**
+   * `dims`: a comma- or space-separated list of dims ("B,1,H"; "" or "none": no axes; "..." the
+   * batch prefix, first only).
+   */
   readonly kind: HyperKind;
   readonly default?: HyperValue;
   /** The accepted values of an `enum`. */
@@ -100,8 +106,10 @@ type WithoutDefault<S> = S extends { readonly default: HyperValue } ? never : S;
  * A formula's resolved configuration, typed from its declarations: a hyperparameter with a
  * default is always present (resolution fills it), one without is optional.
  */
-export type ConfigOf<Hs extends readonly HyperSpec[], D = number | string> =
-  string extends Hs[number]["name"] ? Config : KnownConfigOf<Hs, D>;
+export type ConfigOf<
+  Hs extends readonly HyperSpec[],
+  D = number | string,
+> = string extends Hs[number]["name"] ? Config : KnownConfigOf<Hs, D>;
 
 type KnownConfigOf<Hs extends readonly HyperSpec[], D = number | string> = {
   readonly [S in WithDefault<Hs[number]> as S["name"]]: HyperValueOf<S, D>;
@@ -110,8 +118,9 @@ type KnownConfigOf<Hs extends readonly HyperSpec[], D = number | string> = {
 };
 
 /** A configuration as a caller gives it: every hyperparameter optional (defaults fill the rest). */
-export type ConfigInputOf<Hs extends readonly HyperSpec[]> =
-  string extends Hs[number]["name"] ? Config : Partial<KnownConfigOf<Hs>>;
+export type ConfigInputOf<Hs extends readonly HyperSpec[]> = string extends Hs[number]["name"]
+  ? Config
+  : Partial<KnownConfigOf<Hs>>;
 
 /** The names of declared hyperparameters. */
 export type HyperName<Hs extends readonly HyperSpec[]> = Hs[number]["name"];
@@ -165,7 +174,10 @@ export interface FormulaDef<
   outputs(cfg: ConfigOf<Hs>): readonly OutputSpec[];
   /** Dim relations such as `d_model = H*d_k` (checked, and solved in either direction, at binding). */
   relations?(cfg: ConfigOf<Hs>): readonly string[];
-  /** The formula's body: spec expressions for each output, given the argument expressions and the resolved configuration. */
+  /**
+   * The formula's body: spec expressions for each output, given the argument expressions and the
+   * resolved configuration.
+   */
   build(args: Readonly<Record<string, Expr>>, cfg: ConfigOf<Hs>): Readonly<Record<string, Expr>>;
   /** How a call to this formula is displayed (`\mathrm{softmax}`, `M`); default `\mathrm{name}`. */
   readonly symbol?: Label;
@@ -203,8 +215,13 @@ export function getFormula(name: string): FormulaDef {
   const f = REGISTRY.get(name);
   if (f === undefined) {
     const known = [...REGISTRY.keys()].sort();
-    const close = known.filter((k) => k.includes(name) || name.includes(k) || editDistance(k, name) <= 2);
-    throw new FormulaError(`unknown formula "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; known formulas: ${known.join(", ")}`);
+    const close = known.filter(
+      (k) => k.includes(name) || name.includes(k) || editDistance(k, name) <= 2,
+    );
+    throw new FormulaError(
+      `unknown formula "${name}"${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; ` +
+        `known formulas: ${known.join(", ")}`,
+    );
   }
   return f;
 }
@@ -234,13 +251,18 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
       const close = closest(k, names);
       const hint = close === undefined ? "" : ` (did you mean "${close}"?)`;
       const takes = names.join(", ") || "none";
-      throw new FormulaError(`formula ${def.name} has no hyperparameter "${k}"${hint}; it takes ${takes}`);
+      throw new FormulaError(
+        `formula ${def.name} has no hyperparameter "${k}"${hint}; it takes ${takes}`,
+      );
     }
   }
   for (const h of def.hyper) {
     const v = cfg[h.name] ?? h.default;
     if (v === undefined) continue;
-    const bad = (want: string) => new FormulaError(`formula ${def.name}: hyperparameter ${h.name} must be ${want}, got ${JSON.stringify(v)}`);
+    const bad = (want: string) =>
+      new FormulaError(
+        `formula ${def.name}: hyperparameter ${h.name} must be ${want}, got ${JSON.stringify(v)}`,
+      );
     if (h.dim === true && typeof v === "string") {
       // Inside another formula's body a dim hyperparameter may name the caller's dim ("n", "p+n").
       try {
@@ -256,10 +278,14 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
         if (typeof v !== "number" || !Number.isFinite(v)) throw bad("a finite number");
         break;
       case "integer": {
-        if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw bad("a non-negative integer");
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 0)
+          throw bad("a non-negative integer");
         const max = h.max ?? (h.dim === true ? MAX_DIM_SIZE : undefined);
         if (max !== undefined && v > max) {
-          throw new FormulaError(`formula ${def.name}: hyperparameter ${h.name} (${h.doc}) is ${v}, above the limit of ${max}${h.max === undefined ? " for any dim" : ""}`);
+          throw new FormulaError(
+            `formula ${def.name}: hyperparameter ${h.name} (${h.doc}) is ${v}, ` +
+              `above the limit of ${max}${h.max === undefined ? " for any dim" : ""}`,
+          );
         }
         break;
       }
@@ -267,7 +293,8 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
         if (typeof v !== "boolean") throw bad("true or false");
         break;
       case "enum":
-        if (typeof v !== "string" || !(h.choices ?? []).includes(v)) throw bad(`one of ${(h.choices ?? []).join(", ")}`);
+        if (typeof v !== "string" || !(h.choices ?? []).includes(v))
+          throw bad(`one of ${(h.choices ?? []).join(", ")}`);
         break;
       case "dims":
         // a single size given as a number on a command line ("a_batch=1") is that dim
@@ -275,11 +302,17 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
           out[h.name] = String(v);
           continue;
         }
-        if (typeof v !== "string") throw bad(`a comma-separated list of dims ("B,1,H", "..." first for the batch prefix, "" or "none" for none)`);
+        if (typeof v !== "string")
+          throw bad(
+            `a comma-separated list of dims ("B,1,H", "..." first for the batch prefix, "" or "none" for none)`,
+          );
         try {
           parseDimList(v);
         } catch (e) {
-          throw bad(`a comma-separated list of dims ("B,1,H", "..." first for the batch prefix, "" or "none" for none): ${(e as Error).message}`);
+          throw bad(
+            `a comma-separated list of dims ("B,1,H", "..." first for the batch ` +
+              `prefix, "" or "none" for none): ${(e as Error).message}`,
+          );
         }
         break;
     }
@@ -312,7 +345,10 @@ export function required<T extends HyperValue>(v: T | undefined, formula: string
   return v;
 }
 
-/** The dims of a `dims` hyperparameter, comma- or space-separated: `"..., H, 1"` → `["...", "H", "1"]`; `""` or `"none"` → `[]`. */
+/**
+ * The dims of a `dims` hyperparameter, comma- or space-separated: `"..., H, 1"` → `["...", "H",
+ * "1"]`; `""` or `"none"` → `[]`.
+ */
 export function parseDimList(v: string): string[] {
   if (v.trim() === "" || v.trim() === "none") return [];
   const items = v.trim().split(/\s*,\s*|\s+/);
@@ -350,7 +386,10 @@ export function sizeFreeConfig(def: FormulaDef, cfg: Config): Config {
   return out;
 }
 
-/** A formula's graph built by {@link buildFormula}: its declaration, resolved configuration, leaves, outputs and parsed dim relations. */
+/**
+ * A formula's graph built by {@link buildFormula}: its declaration, resolved configuration, leaves,
+ * outputs and parsed dim relations.
+ */
 export interface BuiltFormula {
   readonly def: FormulaDef;
   readonly config: Config;
@@ -370,7 +409,10 @@ export function buildFormula(name: string, cfg: Config = {}): BuiltFormula {
     const args: Record<string, Expr> = {};
     for (const a of def.args(config)) {
       const label = { latex: a.latex ?? latexName(a.name), text: a.name };
-      args[a.name] = a.role === "param" ? param(a.name, a.shape, { label }) : input(a.name, a.shape, { int: a.int === true, label });
+      args[a.name] =
+        a.role === "param"
+          ? param(a.name, a.shape, { label })
+          : input(a.name, a.shape, { int: a.int === true, label });
     }
     // Each output is a call of the formula on its leaves, so its custom VJP and fused kernel apply
     // at the top level too; renderers print the call's body as the definition.
@@ -378,7 +420,15 @@ export function buildFormula(name: string, cfg: Config = {}): BuiltFormula {
     const argNodes: Record<string, Node> = {};
     for (const [k, v] of Object.entries(args)) argNodes[k] = v.node;
     const outputs: Record<string, Expr> = {};
-    for (const [o, b] of Object.entries(body)) outputs[o] = make({ op: "call", formula: name, config, args: argNodes, output: o, body: b.node });
+    for (const [o, b] of Object.entries(body))
+      outputs[o] = make({
+        op: "call",
+        formula: name,
+        config,
+        args: argNodes,
+        output: o,
+        body: b.node,
+      });
     return { def, config, args, outputs, relations: parseRelations(def, config) };
   });
 }
@@ -386,7 +436,8 @@ export function buildFormula(name: string, cfg: Config = {}): BuiltFormula {
 export function parseRelations(def: FormulaDef, cfg: Config): { a: Dim; b: Dim; why: string }[] {
   return (def.relations?.(cfg) ?? []).map((r) => {
     const [l, rhs, ...rest] = r.split("=");
-    if (l === undefined || rhs === undefined || rest.length > 0) throw new FormulaError(`formula ${def.name}: relation "${r}" must be "a = b"`);
+    if (l === undefined || rhs === undefined || rest.length > 0)
+      throw new FormulaError(`formula ${def.name}: relation "${r}" must be "a = b"`);
     return { a: dim(l), b: dim(rhs), why: `relation ${r.trim()} of formula ${def.name}` };
   });
 }
@@ -395,7 +446,11 @@ export function parseRelations(def: FormulaDef, cfg: Config): { a: Dim; b: Dim; 
  * Apply a formula inside another formula's body: builds the callee's graph over the given
  * argument expressions and wraps each output in a `call` node.
  */
-export function callFormula(name: string, args: Readonly<Record<string, Expr>>, cfg: Config = {}): Record<string, Expr> {
+export function callFormula(
+  name: string,
+  args: Readonly<Record<string, Expr>>,
+  cfg: Config = {},
+): Record<string, Expr> {
   const def = getFormula(name);
   const config = resolveConfig(def, cfg);
   const specs = def.args(config);
@@ -403,7 +458,10 @@ export function callFormula(name: string, args: Readonly<Record<string, Expr>>, 
     if (!(s.name in args)) throw new FormulaError(`call to ${name}: missing argument ${s.name}`);
   }
   for (const k of Object.keys(args)) {
-    if (!specs.some((s) => s.name === k)) throw new FormulaError(`call to ${name}: unknown argument ${k}; it takes ${specs.map((s) => s.name).join(", ")}`);
+    if (!specs.some((s) => s.name === k))
+      throw new FormulaError(
+        `call to ${name}: unknown argument ${k}; it takes ${specs.map((s) => s.name).join(", ")}`,
+      );
   }
   return withScope(name, () => {
     const outs = def.build(args, config);
@@ -411,21 +469,44 @@ export function callFormula(name: string, args: Readonly<Record<string, Expr>>, 
     for (const [k, v] of Object.entries(args)) argNodes[k] = v.node;
     const wrapped: Record<string, Expr> = {};
     for (const [o, body] of Object.entries(outs)) {
-      wrapped[o] = make({ op: "call", formula: name, config, args: argNodes, output: o, body: body.node });
+      wrapped[o] = make({
+        op: "call",
+        formula: name,
+        config,
+        args: argNodes,
+        output: o,
+        body: body.node,
+      });
     }
     return wrapped;
   });
 }
 
 /** `callFormula` for single-output formulas. */
-export function call1<S extends readonly string[] = readonly string[]>(name: string, args: Readonly<Record<string, Expr>>, cfg: Config = {}): Expr<S> {
+export function call1<S extends readonly string[] = readonly string[]>(
+  name: string,
+  args: Readonly<Record<string, Expr>>,
+  cfg: Config = {},
+): Expr<S> {
   const outs = callFormula(name, args, cfg);
   const vals = Object.values(outs);
-  if (vals.length !== 1) throw new FormulaError(`formula ${name} has ${vals.length} outputs; use callFormula`);
+  if (vals.length !== 1)
+    throw new FormulaError(`formula ${name} has ${vals.length} outputs; use callFormula`);
   return vals[0] as Expr<S>;
 }
 
-const GREEK = new Set(["alpha", "beta", "gamma", "delta", "epsilon", "mu", "sigma", "phi", "theta", "lambda"]);
+const GREEK = new Set([
+  "alpha",
+  "beta",
+  "gamma",
+  "delta",
+  "epsilon",
+  "mu",
+  "sigma",
+  "phi",
+  "theta",
+  "lambda",
+]);
 
 /** `W_Q` → `W_Q`, `gamma` → `\gamma`, `b_1` → `b_1`, `h.0.ln_1.weight` → `\mathtt{h.0.ln\_1.weight}`. */
 export function latexName(name: string): string {
@@ -438,14 +519,29 @@ export function latexName(name: string): string {
 
 /** Sizes used for examples when nothing else fixes a dim: small, odd where allowed. */
 export const EXAMPLE_DIMS: Readonly<Record<string, number>> = {
-  n: 5, m: 5, d: 7, d_k: 3, d_v: 3, d_in: 5, d_out: 4, V: 11, n_ctx: 9, p: 3, d_ff: 10, H: 2,
+  n: 5,
+  m: 5,
+  d: 7,
+  d_k: 3,
+  d_v: 3,
+  d_in: 5,
+  d_out: 4,
+  V: 11,
+  n_ctx: 9,
+  p: 3,
+  d_ff: 10,
+  H: 2,
 };
 
 /**
  * Concrete argument shapes for a formula: dims from the configuration, then `dims`, then the
  * declared relations (d_model = H*d_k), then EXAMPLE_DIMS.
  */
-export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Record<string, number>> = {}): Record<string, number[]> {
+export function exampleShapes(
+  name: string,
+  cfg: Config = {},
+  dims: Readonly<Record<string, number>> = {},
+): Record<string, number[]> {
   const def = getFormula(name);
   const config = resolveConfig(def, { ...(def.example ?? {}), ...cfg });
   // sizes fixed by the configuration win over requested example dims
@@ -466,7 +562,12 @@ export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Rec
         const va = evalDimSafe(r.a, env);
         const vb = evalDimSafe(r.b, env);
         try {
-          const s = va !== undefined && vb === undefined ? solveFor(r.b, va, env) : vb !== undefined && va === undefined ? solveFor(r.a, vb, env) : undefined;
+          const s =
+            va !== undefined && vb === undefined
+              ? solveFor(r.b, va, env)
+              : vb !== undefined && va === undefined
+                ? solveFor(r.a, vb, env)
+                : undefined;
           if (s !== undefined) env.set(s[0], s[1]);
         } catch {
           // an indivisible example size: leave it to the defaults (binding will report it)
@@ -489,7 +590,8 @@ export function exampleShapes(name: string, cfg: Config = {}, dims: Readonly<Rec
       .filter((d) => d !== "...")
       .map((d) => {
         const v = evalDimSafe(dim(d), env);
-        if (v === undefined) throw new FormulaError(`exampleShapes(${name}): cannot size ${d} of ${a.name}`);
+        if (v === undefined)
+          throw new FormulaError(`exampleShapes(${name}): cannot size ${d} of ${a.name}`);
         return v;
       });
   }

@@ -18,7 +18,23 @@ describe("mapOperands", () => {
   // broadcast, scatter_add and stopgrad appear in gradient graphs (autodiff/), not in the forward ones
   test("the registry's forward graphs hold every other op", () => {
     const ops = new Set(nodes.map((n) => n.op));
-    for (const op of ["input", "const", "dim", "iota", "unary", "binary", "reduce", "reshape", "permute", "slice", "concat", "matmul", "gather", "where", "call"]) {
+    for (const op of [
+      "input",
+      "const",
+      "dim",
+      "iota",
+      "unary",
+      "binary",
+      "reduce",
+      "reshape",
+      "permute",
+      "slice",
+      "concat",
+      "matmul",
+      "gather",
+      "where",
+      "call",
+    ]) {
       expect(ops.has(op as Node["op"]), op).toBe(true);
     }
   });

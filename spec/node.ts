@@ -60,7 +60,13 @@ export type Node =
   | (Base & { readonly op: "unary"; readonly fn: ScalarFnName; readonly x: Node })
   | (Base & { readonly op: "binary"; readonly fn: BinaryFn; readonly a: Node; readonly b: Node })
   /** Reduce over symbolic axes (index 0 may be the batch prefix). */
-  | (Base & { readonly op: "reduce"; readonly fn: ReduceFn; readonly x: Node; readonly axes: readonly number[]; readonly keepdims: boolean })
+  | (Base & {
+      readonly op: "reduce";
+      readonly fn: ReduceFn;
+      readonly x: Node;
+      readonly axes: readonly number[];
+      readonly keepdims: boolean;
+    })
   | (Base & { readonly op: "reshape"; readonly x: Node })
   | (Base & { readonly op: "permute"; readonly x: Node; readonly perm: readonly number[] })
   | (Base & { readonly op: "broadcast"; readonly x: Node })
@@ -149,11 +155,17 @@ export function mapOperands(n: Node, m: (x: Node) => Node): Node {
     case "concat":
       return n.xs.every((x) => m(x) === x) ? n : { ...n, xs: n.xs.map(m) };
     case "gather":
-      return m(n.table) === n.table && m(n.indices) === n.indices ? n : { ...n, table: m(n.table), indices: m(n.indices) };
+      return m(n.table) === n.table && m(n.indices) === n.indices
+        ? n
+        : { ...n, table: m(n.table), indices: m(n.indices) };
     case "scatter_add":
-      return m(n.updates) === n.updates && m(n.indices) === n.indices ? n : { ...n, updates: m(n.updates), indices: m(n.indices) };
+      return m(n.updates) === n.updates && m(n.indices) === n.indices
+        ? n
+        : { ...n, updates: m(n.updates), indices: m(n.indices) };
     case "where":
-      return m(n.cond) === n.cond && m(n.a) === n.a && m(n.b) === n.b ? n : { ...n, cond: m(n.cond), a: m(n.a), b: m(n.b) };
+      return m(n.cond) === n.cond && m(n.a) === n.a && m(n.b) === n.b
+        ? n
+        : { ...n, cond: m(n.cond), a: m(n.a), b: m(n.b) };
     case "call": {
       const args: Record<string, Node> = {};
       let changed = m(n.body) !== n.body;
@@ -198,4 +210,3 @@ export function postOrder(roots: readonly Node[], children: (n: Node) => readonl
 export function topoSort(roots: readonly Node[]): Node[] {
   return postOrder(roots, operands);
 }
-

@@ -11,19 +11,27 @@ export interface PolyText {
 }
 
 /** Canonical polynomial of `d` after substituting `subst`, printed. */
-export function polynomial(d: Dim, subst: ReadonlyMap<string, Dim> = new Map(), _keep?: ReadonlyMap<string, number>): PolyText {
+export function polynomial(
+  d: Dim,
+  subst: ReadonlyMap<string, Dim> = new Map(),
+  _keep?: ReadonlyMap<string, number>,
+): PolyText {
   const p = canonicalPoly(substituteDims(d, subst));
   if (p === null) return { text: String(d), latex: String(d) };
   const terms = [...p.entries()].map(([mono, c]) => {
-    const factors = mono === "" ? [] : mono.split("*").map((f) => {
-      const [n, e] = f.split("^") as [string, string];
-      return { n, e: Number(e) };
-    });
+    const factors =
+      mono === ""
+        ? []
+        : mono.split("*").map((f) => {
+            const [n, e] = f.split("^") as [string, string];
+            return { n, e: Number(e) };
+          });
     const degree = factors.reduce((a, f) => a + f.e, 0);
     return { c, factors, degree, mono };
   });
   terms.sort((a, b) => b.degree - a.degree || (a.mono < b.mono ? -1 : 1));
-  const fmtCoef = (c: number) => (Number.isInteger(c) ? String(c) : c.toPrecision(6).replace(/0+$/, ""));
+  const fmtCoef = (c: number) =>
+    Number.isInteger(c) ? String(c) : c.toPrecision(6).replace(/0+$/, "");
   const one = (fmt: "text" | "latex") =>
     terms
       .map((t, i) => {

@@ -8,13 +8,61 @@ import type { Config } from "./node.js";
 /** The model presets, by name: hyperparameters of the `gpt` formula (unset ones take the formula's defaults). */
 export const PRESETS: Readonly<Record<string, Config>> = {
   /** A model small enough for tests and gradient checks. */
-  tiny: { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 64, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true },
+  tiny: {
+    V: 96,
+    n_ctx: 32,
+    d_model: 16,
+    H: 2,
+    L: 2,
+    d_ff: 64,
+    placement: "pre",
+    activation: "gelu_tanh",
+    positions: "learned",
+    tied: true,
+  },
   /** The seed's model: post-LN blocks, sinusoidal positions, GELU, tied logits. */
-  "seed-post-ln": { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 64, placement: "post", activation: "gelu", positions: "sinusoidal", tied: true },
+  "seed-post-ln": {
+    V: 96,
+    n_ctx: 32,
+    d_model: 16,
+    H: 2,
+    L: 2,
+    d_ff: 64,
+    placement: "post",
+    activation: "gelu",
+    positions: "sinusoidal",
+    tied: true,
+  },
   /** GPT-2 small's shape: 124,439,808 parameters with tied embeddings. */
-  "gpt2-small": { V: 50257, n_ctx: 1024, d_model: 768, H: 12, L: 12, d_ff: 3072, placement: "pre", activation: "gelu_tanh", positions: "learned", tied: true, eps: 1e-5 },
+  "gpt2-small": {
+    V: 50257,
+    n_ctx: 1024,
+    d_model: 768,
+    H: 12,
+    L: 12,
+    d_ff: 3072,
+    placement: "pre",
+    activation: "gelu_tanh",
+    positions: "learned",
+    tied: true,
+    eps: 1e-5,
+  },
   /** A LLaMA-style small model: RMSNorm, SwiGLU, RoPE, no biases, untied. */
-  "llama-tiny": { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2, d_ff: 44, placement: "pre", norm: "rms_norm", activation: "swiglu", positions: "rope", bias: false, tied: false, eps: 1e-6 },
+  "llama-tiny": {
+    V: 96,
+    n_ctx: 32,
+    d_model: 16,
+    H: 2,
+    L: 2,
+    d_ff: 44,
+    placement: "pre",
+    norm: "rms_norm",
+    activation: "swiglu",
+    positions: "rope",
+    bias: false,
+    tied: false,
+    eps: 1e-6,
+  },
 };
 
 /** The names of the presets, in declaration order. */
@@ -31,8 +79,13 @@ export function findPreset(name: unknown): Config | undefined {
 export function unknownPresetMessage(name: unknown): string {
   const names = presetNames();
   const s = typeof name === "string" ? name : "";
-  const close = s === "" ? [] : names.filter((k) => k.includes(s) || s.includes(k) || editDistance(k, s) <= 2);
-  return `unknown preset ${JSON.stringify(name) ?? String(name)}${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; presets: ${names.join(", ")}`;
+  const close =
+    s === "" ? [] : names.filter((k) => k.includes(s) || s.includes(k) || editDistance(k, s) <= 2);
+  return (
+    `unknown preset ${JSON.stringify(name) ?? String(name)}` +
+    `${close.length > 0 ? ` (did you mean ${close.join(", ")}?)` : ""}; ` +
+    `presets: ${names.join(", ")}`
+  );
 }
 
 /**

@@ -51,7 +51,9 @@ function vocabulary() {
   const names = formulaNames();
   const keysOf = new Map(names.map((n) => [n, new Set(getFormula(n).hyper.map((h) => h.name))]));
   const dimsOf = (n: string) =>
-    getFormula(n).hyper.filter((h) => h.dim === true).map((h) => h.name);
+    getFormula(n)
+      .hyper.filter((h) => h.dim === true)
+      .map((h) => h.name);
   const dims = new Set(names.flatMap(dimsOf));
   const groups = [names, ...new Set(names.map((n) => getFormula(n).category))].map((g) =>
     typeof g === "string" ? names.filter((n) => getFormula(n).category === g) : g,

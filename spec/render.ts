@@ -8,12 +8,25 @@
  */
 import { match } from "ts-pattern";
 import {
-  BATCH, canonicalPoly, dim as dimFromString, dimConstant, dimNames, dimToString, evalDim,
+  BATCH,
+  canonicalPoly,
+  dim as dimFromString,
+  dimConstant,
+  dimNames,
+  dimToString,
+  evalDim,
   type Dim,
 } from "./dims.js";
 import {
-  buildFormula, exampleConfig, getFormula, hyperDims, latexName, parseRelations, resolveConfig,
-  type ArgSpec, type FormulaDef,
+  buildFormula,
+  exampleConfig,
+  getFormula,
+  hyperDims,
+  latexName,
+  parseRelations,
+  resolveConfig,
+  type ArgSpec,
+  type FormulaDef,
 } from "./formula.js";
 import { LAYERS } from "./layers.js";
 import type { Config, HyperValue, Node } from "./node.js";
@@ -66,7 +79,8 @@ export function dimLatex(d: Dim): string {
   }
   const a = dimLatex(d.a);
   const b = dimLatex(d.b);
-  const wrap = (x: Dim, s: string) => (typeof x === "object" && (x.op === "+" || x.op === "-") ? `(${s})` : s);
+  const wrap = (x: Dim, s: string) =>
+    typeof x === "object" && (x.op === "+" || x.op === "-") ? `(${s})` : s;
   switch (d.op) {
     case "+":
       return `${a} + ${b}`;
@@ -154,17 +168,30 @@ export class Renderer {
   private raw(n: Node): R {
     const L = this.L;
     return match<Node, R>(n)
-      .with({ op: "input" }, (n) => ({ s: n.label ? L(n.label.latex, n.label.text) : L(latexName(n.name), n.name), p: 3 }))
+      .with({ op: "input" }, (n) => ({
+        s: n.label ? L(n.label.latex, n.label.text) : L(latexName(n.name), n.name),
+        p: 3,
+      }))
       .with({ op: "const" }, (n) => ({ s: num(n.value, this.fmt), p: n.value < 0 ? 0 : 3 }))
-      .with({ op: "dim" }, (n) => ({ s: L(dimLatex(n.dim), dimToString(n.dim).replace("...", "B")), p: typeof n.dim === "object" ? 0 : 3 }))
-      .with({ op: "iota" }, (n) => ({ s: ["i", "j", "k", "l"][n.axis] ?? `\\iota_{${n.axis}}`, p: 3 }))
+      .with({ op: "dim" }, (n) => ({
+        s: L(dimLatex(n.dim), dimToString(n.dim).replace("...", "B")),
+        p: typeof n.dim === "object" ? 0 : 3,
+      }))
+      .with({ op: "iota" }, (n) => ({
+        s: ["i", "j", "k", "l"][n.axis] ?? `\\iota_{${n.axis}}`,
+        p: 3,
+      }))
       .with({ op: "unary" }, (n) => {
         const f = SCALAR_FNS[n.fn];
         if (n.fn === "neg") {
           const x = this.r(n.x);
           return { s: `-${this.paren(x, 1)}`, p: 0 };
         }
-        if (n.fn === "square") return { s: L(`${this.paren(this.r(n.x), 3)}^{2}`, `${this.paren(this.r(n.x), 3)}²`), p: 2 };
+        if (n.fn === "square")
+          return {
+            s: L(`${this.paren(this.r(n.x), 3)}^{2}`, `${this.paren(this.r(n.x), 3)}²`),
+            p: 2,
+          };
         if (n.fn === "exp" && this.fmt === "latex") return { s: `e^{${this.r(n.x).s}}`, p: 2 };
         const arg = this.r(n.x).s;
         return { s: this.fmt === "latex" ? f.latex(arg) : f.text(arg), p: 3 };
@@ -178,16 +205,33 @@ export class Renderer {
           .with("sub", () => (isZero(n.b) ? a : { s: `${a.s} - ${this.paren(b, 1)}`, p: 0 }))
           .with("mul", () => {
             const op = scalar(n.a) || scalar(n.b) ? L(" \\cdot ", "·") : L(" \\odot ", " ⊙ ");
-            if (n.a.op === "binary" && n.a.fn === "div" && n.a.a.op === "const" && n.a.a.value === 1) {
+            if (
+              n.a.op === "binary" &&
+              n.a.fn === "div" &&
+              n.a.a.op === "const" &&
+              n.a.a.value === 1
+            ) {
               // (1/d) Σ … renders as \frac{1}{d} \sum …
               return { s: `${this.r(n.a).s}${L(" ", "·")}${this.paren(b, 1)}`, p: 1 };
             }
             return { s: `${this.paren(a, 1)}${op}${this.paren(b, 1)}`, p: 1 };
           })
-          .with("div", () => ({ s: L(`\\frac{${a.s}}{${b.s}}`, `${this.paren(a, 2)}/${this.paren(b, 2)}`), p: this.fmt === "latex" ? 3 : 1 }))
-          .with("pow", () => ({ s: L(`${this.paren(a, 3)}^{${b.s}}`, `${this.paren(a, 3)}^(${b.s})`), p: 2 }))
-          .with("max", () => ({ s: L(`\\max\\left(${a.s}, ${b.s}\\right)`, `max(${a.s}, ${b.s})`), p: 3 }))
-          .with("min", () => ({ s: L(`\\min\\left(${a.s}, ${b.s}\\right)`, `min(${a.s}, ${b.s})`), p: 3 }))
+          .with("div", () => ({
+            s: L(`\\frac{${a.s}}{${b.s}}`, `${this.paren(a, 2)}/${this.paren(b, 2)}`),
+            p: this.fmt === "latex" ? 3 : 1,
+          }))
+          .with("pow", () => ({
+            s: L(`${this.paren(a, 3)}^{${b.s}}`, `${this.paren(a, 3)}^(${b.s})`),
+            p: 2,
+          }))
+          .with("max", () => ({
+            s: L(`\\max\\left(${a.s}, ${b.s}\\right)`, `max(${a.s}, ${b.s})`),
+            p: 3,
+          }))
+          .with("min", () => ({
+            s: L(`\\min\\left(${a.s}, ${b.s}\\right)`, `min(${a.s}, ${b.s})`),
+            p: 3,
+          }))
           .with("eq", () => ({ s: L(`[${a.s} = ${b.s}]`, `[${a.s} = ${b.s}]`), p: 3 }))
           .with("lt", () => ({ s: L(`[${a.s} < ${b.s}]`, `[${a.s} < ${b.s}]`), p: 3 }))
           .with("le", () => ({ s: L(`[${a.s} \\le ${b.s}]`, `[${a.s} ≤ ${b.s}]`), p: 3 }))
@@ -204,9 +248,16 @@ export class Renderer {
       .with({ op: "reshape" }, { op: "broadcast" }, { op: "stopgrad" }, (n) => this.r(n.x))
       .with({ op: "permute" }, (n) => {
         const r = n.perm.length;
-        const swap = r >= 2 && n.perm[r - 1] === r - 2 && n.perm[r - 2] === r - 1 && n.perm.slice(0, -2).every((p, i) => p === i);
+        const swap =
+          r >= 2 &&
+          n.perm[r - 1] === r - 2 &&
+          n.perm[r - 2] === r - 1 &&
+          n.perm.slice(0, -2).every((p, i) => p === i);
         if (!swap) return this.r(n.x);
-        return { s: L(`${this.paren(this.r(n.x), 3)}^\\top`, `${this.paren(this.r(n.x), 3)}ᵀ`), p: 2 };
+        return {
+          s: L(`${this.paren(this.r(n.x), 3)}^\\top`, `${this.paren(this.r(n.x), 3)}ᵀ`),
+          p: 2,
+        };
       })
       .with({ op: "slice" }, (n) => {
         const size = n.shape[n.axis]!;
@@ -214,16 +265,41 @@ export class Renderer {
         const end = dimConstant(from) === 0 ? size : ({ op: "+", a: from, b: size } as Dim);
         const lo = L(dimLatex(simplifyDim(from)), dimToString(simplifyDim(from)));
         const hi = L(dimLatex(simplifyDim(end)), dimToString(simplifyDim(end)));
-        const pre = n.axis === n.x.shape.length - 1 && n.x.shape.length > 1 ? L(":,\\,", ":, ") : "";
-        return { s: `${this.paren(this.r(n.x), 3)}_{[${pre}${lo}:${hi}]}`.replace("_{", L("_{", "[")).replace(/\]}$/, L("]}", "]")), p: 2 };
+        const pre =
+          n.axis === n.x.shape.length - 1 && n.x.shape.length > 1 ? L(":,\\,", ":, ") : "";
+        return {
+          s: `${this.paren(this.r(n.x), 3)}_{[${pre}${lo}:${hi}]}`
+            .replace("_{", L("_{", "["))
+            .replace(/\]}$/, L("]}", "]")),
+          p: 2,
+        };
       })
-      .with({ op: "concat" }, (n) => ({ s: L(`\\left[${n.xs.map((x) => this.r(x).s).join(";\\,")}\\right]`, `[${n.xs.map((x) => this.r(x).s).join("; ")}]`), p: 3 }))
-      .with({ op: "matmul" }, (n) => ({ s: `${this.paren(this.r(n.a), 1)}${L(" ", "·")}${this.paren(this.r(n.b), 2)}`, p: 1 }))
-      .with({ op: "gather" }, (n) => ({ s: `${this.paren(this.r(n.table), 3)}[${this.r(n.indices).s}]`, p: 2 }))
-      .with({ op: "scatter_add" }, (n) => ({ s: L(`\\mathrm{scatter}\\left(${this.r(n.updates).s}, ${this.r(n.indices).s}\\right)`, `scatter(${this.r(n.updates).s}, ${this.r(n.indices).s})`), p: 3 }))
+      .with({ op: "concat" }, (n) => ({
+        s: L(
+          `\\left[${n.xs.map((x) => this.r(x).s).join(";\\,")}\\right]`,
+          `[${n.xs.map((x) => this.r(x).s).join("; ")}]`,
+        ),
+        p: 3,
+      }))
+      .with({ op: "matmul" }, (n) => ({
+        s: `${this.paren(this.r(n.a), 1)}${L(" ", "·")}${this.paren(this.r(n.b), 2)}`,
+        p: 1,
+      }))
+      .with({ op: "gather" }, (n) => ({
+        s: `${this.paren(this.r(n.table), 3)}[${this.r(n.indices).s}]`,
+        p: 2,
+      }))
+      .with({ op: "scatter_add" }, (n) => ({
+        s: L(
+          `\\mathrm{scatter}\\left(${this.r(n.updates).s}, ${this.r(n.indices).s}\\right)`,
+          `scatter(${this.r(n.updates).s}, ${this.r(n.indices).s})`,
+        ),
+        p: 3,
+      }))
       .with({ op: "where" }, (n) => ({
         s: L(
-          `\\begin{cases} ${this.r(n.a).s} & \\text{if } ${this.r(n.cond).s} \\\\ ${this.r(n.b).s} & \\text{otherwise} \\end{cases}`,
+          `\\begin{cases} ${this.r(n.a).s} & \\text{if } ${this.r(n.cond).s} ` +
+            `\\\\ ${this.r(n.b).s} & \\text{otherwise} \\end{cases}`,
           `(${this.r(n.a).s} if ${this.r(n.cond).s} else ${this.r(n.b).s})`,
         ),
         p: 3,
@@ -235,9 +311,16 @@ export class Renderer {
   private call(n: Extract<Node, { op: "call" }>): R {
     const def = getFormula(n.formula);
     if (INLINE.has(n.formula)) return this.r(n.body);
-    const sym = n.symbol ?? def.symbol ?? CALL_SYMBOLS[n.formula] ?? { latex: `\\mathrm{${n.formula.replace(/_/g, "\\_")}}`, text: n.formula };
+    const sym = n.symbol ??
+      def.symbol ??
+      CALL_SYMBOLS[n.formula] ?? {
+        latex: `\\mathrm{${n.formula.replace(/_/g, "\\_")}}`,
+        text: n.formula,
+      };
     if (def.symbolOnly) return { s: this.L(sym.latex, sym.text), p: 3 };
-    const inputs = def.args(n.config).filter((a) => a.role === "input" && n.args[a.name] !== undefined);
+    const inputs = def
+      .args(n.config)
+      .filter((a) => a.role === "input" && n.args[a.name] !== undefined);
     const args = inputs.map((a) => this.r(n.args[a.name]!).s).join(", ");
     return { s: this.L(`${sym.latex}\\left(${args}\\right)`, `${sym.text}(${args})`), p: 3 };
   }
@@ -246,7 +329,10 @@ export class Renderer {
 // ---------------------------------------------------------------------------------------------
 // Formula documents
 
-/** A formula rendered for documents: its signature, arguments, hyperparameters, equations (LaTeX and Unicode text) and parameter count. */
+/**
+ * A formula rendered for documents: its signature, arguments, hyperparameters, equations (LaTeX and
+ * Unicode text) and parameter count.
+ */
 export interface RenderedFormula {
   readonly name: string;
   readonly description: string;
@@ -256,7 +342,13 @@ export interface RenderedFormula {
   readonly inputs: readonly RenderedArg[];
   readonly parameters: readonly RenderedArg[];
   readonly outputs: readonly { name: string; shape: string[]; doc: string }[];
-  readonly hyperparameters: readonly { name: string; kind: string; default?: unknown; choices?: readonly string[]; doc: string }[];
+  readonly hyperparameters: readonly {
+    name: string;
+    kind: string;
+    default?: unknown;
+    choices?: readonly string[];
+    doc: string;
+  }[];
   readonly relations: readonly string[];
   readonly notes: readonly string[];
   /** Equations, the last one(s) defining the outputs. */
@@ -264,10 +356,17 @@ export interface RenderedFormula {
   /** The same equations as Unicode text. */
   readonly text: readonly string[];
   /** Σ over parameters of Π shape, symbolically (null when there are none). */
-  readonly parameterCount: { readonly symbolic: string; readonly latex: string; readonly value?: number } | null;
+  readonly parameterCount: {
+    readonly symbolic: string;
+    readonly latex: string;
+    readonly value?: number;
+  } | null;
 }
 
-/** One argument of a rendered formula: its symbolic shape, whether it holds floats or integer ids, and its description. */
+/**
+ * One argument of a rendered formula: its symbolic shape, whether it holds floats or integer ids,
+ * and its description.
+ */
 export interface RenderedArg {
   readonly name: string;
   readonly shape: string[];
@@ -286,7 +385,13 @@ function formulaEquations(def: FormulaDef, config: Config, fmt: Format): string[
   const lines: string[] = [];
   const outs = Object.entries(built.outputs);
   // the outputs are calls of this formula: its definition is their body
-  const rhs = outs.map(([name, e]) => [name, r.render(e.node.op === "call" && e.node.formula === def.name ? e.node.body : e.node)] as const);
+  const rhs = outs.map(
+    ([name, e]) =>
+      [
+        name,
+        r.render(e.node.op === "call" && e.node.formula === def.name ? e.node.body : e.node),
+      ] as const,
+  );
   for (const eq of r.equations) lines.push(`${eq.lhs} = ${eq.rhs}`);
   for (const [name, s] of rhs) lines.push(`${fmt === "latex" ? latexName(name) : name} = ${s}`);
   return lines;
@@ -301,7 +406,16 @@ export function renderFormula(name: string, config?: Config): RenderedFormula {
   const params = args.filter((a) => a.role === "param");
   const outputs = def.outputs(cfg);
   const hp = def.hyper.filter((h) => cfg[h.name] !== undefined || h.default !== undefined);
-  const sig = `${name}(${inputs.map((a) => a.name).join(", ")}${params.length ? `${inputs.length ? ", " : ""}${params.length > 6 ? `…${params.length} parameters` : params.map((a) => a.name).join(", ")}` : ""}${hp.length ? `; ${hp.map((h) => h.name).join(", ")}` : ""}) → ${outputs.map((o) => o.name).join(", ")}`;
+  const sig =
+    `${name}(${inputs.map((a) => a.name).join(", ")}` +
+    `${
+      params.length
+        ? `${inputs.length ? ", " : ""}` +
+          `${params.length > 6 ? `…${params.length} parameters` : params.map((a) => a.name).join(", ")}`
+        : ""
+    }` +
+    `${hp.length ? `; ${hp.map((h) => h.name).join(", ")}` : ""}) ` +
+    `→ ${outputs.map((o) => o.name).join(", ")}`;
   return {
     name,
     description: def.description,
@@ -310,7 +424,17 @@ export function renderFormula(name: string, config?: Config): RenderedFormula {
     inputs: inputs.map(argOut),
     parameters: params.map(argOut),
     outputs: outputs.map((o) => ({ name: o.name, shape: [...o.shape], doc: o.doc })),
-    hyperparameters: def.hyper.map((h) => ({ name: h.name, kind: h.kind, ...(cfg[h.name] !== undefined ? { default: cfg[h.name] } : h.default !== undefined ? { default: h.default } : {}), ...(h.choices ? { choices: h.choices } : {}), doc: h.doc })),
+    hyperparameters: def.hyper.map((h) => ({
+      name: h.name,
+      kind: h.kind,
+      ...(cfg[h.name] !== undefined
+        ? { default: cfg[h.name] }
+        : h.default !== undefined
+          ? { default: h.default }
+          : {}),
+      ...(h.choices ? { choices: h.choices } : {}),
+      doc: h.doc,
+    })),
     relations: def.relations?.(cfg) ?? [],
     notes: def.notes ?? [],
     latex: formulaEquations(def, cfg, "latex"),
@@ -325,7 +449,8 @@ function parameterCount(def: FormulaDef, cfg: Config): RenderedFormula["paramete
   if (params.length === 0) return null;
   const subst = derivedDims(def, cfg, params);
   const resolve = (d: Dim): Dim => substituteAll(d, subst);
-  const prod = (p: ArgSpec): Dim => p.shape.reduce<Dim>((acc, d) => ({ op: "*", a: acc, b: dimFromString(d) }), 1);
+  const prod = (p: ArgSpec): Dim =>
+    p.shape.reduce<Dim>((acc, d) => ({ op: "*", a: acc, b: dimFromString(d) }), 1);
   const sum = (ds: Dim[]): Dim => ds.reduce<Dim>((a, b) => ({ op: "+", a, b }), 0);
   // the L blocks of a model count once, times the symbol L
   const L = cfg[LAYERS.count];

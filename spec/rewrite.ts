@@ -127,7 +127,10 @@ export function rewriteOutputs(
   rewrite: CallRewrite,
 ): Record<string, Expr> {
   const names = Object.keys(outputs);
-  const nodes = rewriteCalls(names.map((k) => outputs[k]!.node), rewrite);
+  const nodes = rewriteCalls(
+    names.map((k) => outputs[k]!.node),
+    rewrite,
+  );
   const kept = (k: string, i: number): Expr =>
     nodes[i] === outputs[k]!.node ? outputs[k]! : new Expr(nodes[i]!);
   return Object.fromEntries(names.map((k, i) => [k, kept(k, i)]));

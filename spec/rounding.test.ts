@@ -139,7 +139,11 @@ describe("a newly registered formula", () => {
     const b = build("toy_rounding_depth");
     const g = { ...b, name: b.def.name, hyper: hyper(b.def, b.config) };
     // x W: d; exp: 2; the sum of e terms: e − 1
-    for (const [d, e] of [[1, 1], [3, 5], [8, 2]] as const) {
+    for (const [d, e] of [
+      [1, 1],
+      [3, 5],
+      [8, 2],
+    ] as const) {
       expect(rounding.graphDepth(g, { x: info([2, d]), W: info([d, e]) })).toBe(d + 2 + e - 1);
     }
   });

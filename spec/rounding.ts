@@ -184,7 +184,7 @@ function countOf(n: Node, axes: readonly number[], env: DepthEnv): number {
   let k = 1;
   for (const a of axes) {
     const d = n.shape[a < 0 ? n.shape.length + a : a]!;
-    k *= d === BATCH ? env.binding.dims.get(BATCH) ?? 1 : sizeOfDim(d, env);
+    k *= d === BATCH ? (env.binding.dims.get(BATCH) ?? 1) : sizeOfDim(d, env);
   }
   return k;
 }
@@ -195,7 +195,12 @@ type RangeRule<K extends Op> = (
   env: DepthEnv,
 ) => ValueRange;
 /** The number of elements of a node (its every axis). */
-const sizeOf = (n: Node, env: DepthEnv): number => countOf(n, n.shape.map((_, i) => i), env);
+const sizeOf = (n: Node, env: DepthEnv): number =>
+  countOf(
+    n,
+    n.shape.map((_, i) => i),
+    env,
+  );
 
 /** The value-range rule of each primitive, one line each. */
 const RANGE_RULES: { readonly [K in Op]: RangeRule<K> } = {
@@ -342,4 +347,3 @@ export function graphDepth(
 ): number {
   return Math.max(0, ...Object.values(outputDepths(g, tensors, inputs)));
 }
-

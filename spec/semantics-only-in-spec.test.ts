@@ -67,7 +67,7 @@ describe("formula semantics only in spec/", () => {
       "const hidden = o.causal && j > i + (m - n) + o.peek;",
       "const firstHiddenKey = (m: number) => Math.max(0, c.i + m - n + 1);",
       "offsets.add(j - i - (m - n));",
-      "const shift = c.causal_align === \"top_left\" ? 0 : m - n;",
+      'const shift = c.causal_align === "top_left" ? 0 : m - n;',
       "return where(le(j, add(i, add(dimValue(subDim(m, n)), constant(shift)))), 0, NEG_INF);",
       "const angle = (offset + i) / 10000 ** ((2 * k) / d);",
       "const angle = div(i, pow(10000, div(mul(2, half), dimValue(d))));",

@@ -13,7 +13,26 @@ test("a mismatched matmul fails to compile", () => {
   let output = "";
   let failed = false;
   try {
-    execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "--noEmit", "--strict", "--noUncheckedIndexedAccess", "--module", "NodeNext", "--moduleResolution", "NodeNext", "--target", "ES2022", "--skipLibCheck", "--types", "node", join(root, "spec/fixtures/must-not-compile.ts")], { cwd: root, encoding: "utf8", stdio: "pipe" });
+    execFileSync(
+      process.execPath,
+      [
+        join(root, "node_modules/typescript/bin/tsc"),
+        "--noEmit",
+        "--strict",
+        "--noUncheckedIndexedAccess",
+        "--module",
+        "NodeNext",
+        "--moduleResolution",
+        "NodeNext",
+        "--target",
+        "ES2022",
+        "--skipLibCheck",
+        "--types",
+        "node",
+        join(root, "spec/fixtures/must-not-compile.ts"),
+      ],
+      { cwd: root, encoding: "utf8", stdio: "pipe" },
+    );
   } catch (e) {
     failed = true;
     output = String((e as { stdout?: string }).stdout ?? "");

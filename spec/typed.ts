@@ -23,7 +23,15 @@ export function logSoftmax<S extends Dims>(x: Expr<S>): Expr<S> {
 }
 
 /** softmax(QKᵀ/√d_k + M)V: Q's head size must equal K's, K and V must have the same length. */
-export function attention<B extends Dims, BK extends Dims, BV extends Dims, N extends string, M extends string, DK extends string, DV extends string>(
+export function attention<
+  B extends Dims,
+  BK extends Dims,
+  BV extends Dims,
+  N extends string,
+  M extends string,
+  DK extends string,
+  DV extends string,
+>(
   Q: Expr<readonly [...B, N, DK]>,
   K: Expr<readonly [...BK, M, NoInfer<DK>]> & SameBatch<B, BK>,
   V: Expr<readonly [...BV, NoInfer<M>, DV]> & SameBatch<B, BV>,
@@ -42,7 +50,11 @@ export function layerNorm<B extends Dims, D extends string>(
   return call1("layer_norm", { x, gamma, beta }, config as Config) as never;
 }
 
-export function rmsNorm<B extends Dims, D extends string>(x: Expr<readonly [...B, D]>, gamma: Expr<readonly [NoInfer<D>]>, config: { eps?: number } = {}): Expr<[...B, D]> {
+export function rmsNorm<B extends Dims, D extends string>(
+  x: Expr<readonly [...B, D]>,
+  gamma: Expr<readonly [NoInfer<D>]>,
+  config: { eps?: number } = {},
+): Expr<[...B, D]> {
   return call1("rms_norm", { x, gamma }, config as Config) as never;
 }
 
@@ -68,12 +80,18 @@ export function ffn<B extends Dims, D extends string, F extends string>(
 }
 
 /** e_i = E[t_i]. */
-export function embedding<B extends Dims, V extends string, D extends string>(tokens: Expr<B>, E: Expr<readonly [V, D]>): Expr<[...B, D]> {
+export function embedding<B extends Dims, V extends string, D extends string>(
+  tokens: Expr<B>,
+  E: Expr<readonly [V, D]>,
+): Expr<[...B, D]> {
   return call1("embedding", { tokens, E }) as never;
 }
 
 /** Z W_vocabᵀ. */
-export function logits<B extends Dims, D extends string, V extends string>(x: Expr<readonly [...B, D]>, W_vocab: Expr<readonly [V, NoInfer<D>]>): Expr<[...B, V]> {
+export function logits<B extends Dims, D extends string, V extends string>(
+  x: Expr<readonly [...B, D]>,
+  W_vocab: Expr<readonly [V, NoInfer<D>]>,
+): Expr<[...B, V]> {
   return call1("logits", { x, W_vocab }) as never;
 }
 

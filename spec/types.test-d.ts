@@ -4,7 +4,20 @@
  * to compile, so these cannot pass vacuously.
  */
 import { describe, expectTypeOf, test } from "vitest";
-import { add, input, matmul, mergeHeads, mul, param, shapeOf, splitHeads, sumLast, transpose, where, constant } from "./index.js";
+import {
+  add,
+  input,
+  matmul,
+  mergeHeads,
+  mul,
+  param,
+  shapeOf,
+  splitHeads,
+  sumLast,
+  transpose,
+  where,
+  constant,
+} from "./index.js";
 import { attention, embedding, ffn, layerNorm, linear, logits, softmax } from "./typed.js";
 
 const x = input("x", ["n", "d_model"]);

@@ -6,7 +6,11 @@
  * cases, so stating the convention is what makes the check meaningful.
  */
 import { describe, expect, test } from "vitest";
-import { ImplementationError, type ForwardRequest, type Implementation } from "../autodiff/implementation.js";
+import {
+  ImplementationError,
+  type ForwardRequest,
+  type Implementation,
+} from "../autodiff/implementation.js";
 import { Tensor, sizeOf } from "../autodiff/tensor.js";
 import { countsOf } from "./report.js";
 import { verify } from "./run.js";
@@ -22,10 +26,18 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
       const c = req.config;
       for (const k of ["window", "softcap", "H_kv", "alibi"]) {
         const v = c[k];
-        if (v !== undefined && v !== 0 && v !== false) throw new ImplementationError(`${name} reported an error for forward attention: ${k} is not implemented`, { kind: "declined" });
+        if (v !== undefined && v !== 0 && v !== false)
+          throw new ImplementationError(
+            `${name} reported an error for forward attention: ${k} is not implemented`,
+            { kind: "declined" },
+          );
       }
       // masks of the scores' own shape only: a broadcast mask is declined, not indexed as a full one
-      if ((c["mask_shape"] ?? "scores") !== "scores") throw new ImplementationError(`${name} reported an error for forward attention: mask_shape ${String(c["mask_shape"])} is not implemented`, { kind: "declined" });
+      if ((c["mask_shape"] ?? "scores") !== "scores")
+        throw new ImplementationError(
+          `${name} reported an error for forward attention: mask_shape ${String(c["mask_shape"])} is not implemented`,
+          { kind: "declined" },
+        );
       const { Q, K, V, mask } = req.inputs as Record<string, Tensor | undefined>;
       const n = Q!.shape.at(-2)!;
       const d = Q!.shape.at(-1)!;
@@ -41,7 +53,8 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
           let mx = -Infinity;
           for (let j = 0; j < m; j++) {
             let dot = 0;
-            for (let k = 0; k < d; k++) dot += Q!.data[(b * n + i) * d + k]! * K!.data[(b * m + j) * d + k]!;
+            for (let k = 0; k < d; k++)
+              dot += Q!.data[(b * n + i) * d + k]! * K!.data[(b * m + j) * d + k]!;
             let v = scale * dot;
             const mk = mask?.data[(b * n + i) * m + j];
             if (c["mask"] === "boolean" && mk === 0) v = -Infinity;
@@ -53,7 +66,10 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
           if (mx === -Infinity) continue; // no visible key: a zero row
           let sum = 0;
           for (let j = 0; j < m; j++) sum += s[j] = Math.exp(s[j]! - mx);
-          for (let j = 0; j < m; j++) for (let e = 0; e < dv; e++) y[(b * n + i) * dv + e] = y[(b * n + i) * dv + e]! + (s[j]! / sum) * V!.data[(b * m + j) * dv + e]!;
+          for (let j = 0; j < m; j++)
+            for (let e = 0; e < dv; e++)
+              y[(b * n + i) * dv + e] =
+                y[(b * n + i) * dv + e]! + (s[j]! / sum) * V!.data[(b * m + j) * dv + e]!;
         }
       const out = new Tensor("f64", [...Q!.shape.slice(0, -1), dv], y);
       return { outputs: { y: Q!.dtype === "f32" ? out.to("f32") : out } };
@@ -61,7 +77,10 @@ function attentionPort(name: string, opts: { alwaysTopLeft: boolean }): Implemen
   };
 }
 
-/** Mean cross-entropy over the positions whose target is not `ignore_index` (config, default −100), or over all when `honourIgnore` is false. */
+/**
+ * Mean cross-entropy over the positions whose target is not `ignore_index` (config, default −100),
+ * or over all when `honourIgnore` is false.
+ */
 function crossEntropyPort(name: string, honourIgnore: boolean): Implementation {
   return {
     name,
@@ -71,11 +90,18 @@ function crossEntropyPort(name: string, honourIgnore: boolean): Implementation {
     async forward(req: ForwardRequest) {
       const { logits: z, targets: t } = req.inputs as Record<string, Tensor>;
       const V = z!.shape.at(-1)!;
-      const ignore = typeof req.config["ignore_index"] === "number" ? req.config["ignore_index"] : -100;
+      const ignore =
+        typeof req.config["ignore_index"] === "number" ? req.config["ignore_index"] : -100;
       // this port computes the plain mean only: other conventions are declined, not answered wrongly
       const c = req.config;
-      if ((c["label_smoothing"] ?? 0) !== 0 || (c["reduction"] ?? "mean") !== "mean" || c["weight"] === true) {
-        throw new ImplementationError(`${name} computes the unweighted, unsmoothed mean only`, { kind: "declined" });
+      if (
+        (c["label_smoothing"] ?? 0) !== 0 ||
+        (c["reduction"] ?? "mean") !== "mean" ||
+        c["weight"] === true
+      ) {
+        throw new ImplementationError(`${name} computes the unweighted, unsmoothed mean only`, {
+          kind: "declined",
+        });
       }
       let sum = 0;
       let count = 0;
@@ -97,9 +123,17 @@ function crossEntropyPort(name: string, honourIgnore: boolean): Implementation {
 
 describe("a port verified by stating its cross-entropy convention", () => {
   test("ignore_index = −100 (and −1) pass when the port leaves those positions out of the mean", async () => {
-    const r = await verify(crossEntropyPort("port", true), { formulas: ["cross_entropy"], dtype: "f64", gradients: false });
-    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status).toBe("pass");
-    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_minus1_n6_V9")?.status).toBe("pass");
+    const r = await verify(crossEntropyPort("port", true), {
+      formulas: ["cross_entropy"],
+      dtype: "f64",
+      gradients: false,
+    });
+    expect(
+      r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status,
+    ).toBe("pass");
+    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_minus1_n6_V9")?.status).toBe(
+      "pass",
+    );
     // every case it computes passes; the smoothing, summed, per-position and weighted cases are
     // declined (more than half of them, so the run itself does not pass: the decline limit)
     for (const x of r.results) {
@@ -109,32 +143,52 @@ describe("a port verified by stating its cross-entropy convention", () => {
     expect(r.results.filter((x) => x.status === "pass").length).toBeGreaterThanOrEqual(8);
   });
   test("a port that averages over every position fails the ignore_index cases", async () => {
-    const r = await verify(crossEntropyPort("no ignore_index", false), { formulas: ["cross_entropy"], dtype: "f64", gradients: false });
-    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status).toBe("fail");
+    const r = await verify(crossEntropyPort("no ignore_index", false), {
+      formulas: ["cross_entropy"],
+      dtype: "f64",
+      gradients: false,
+    });
+    expect(
+      r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status,
+    ).toBe("fail");
     expect(r.results.find((x) => x.case === "cross_entropy/f64/n7_V11")?.status).toBe("pass");
   });
 });
 
 describe("a port verified by stating its attention conventions", () => {
-  test("top-left with n ≠ m, padding masks and additive masks pass; conventions the port lacks are declined", async () => {
-    const r = await verify(attentionPort("port", { alwaysTopLeft: false }), { formulas: ["attention"], dtype: "f64", gradients: false });
-    const status = (slug: string) => r.results.find((x) => x.case === `attention/f64/${slug}`)?.status;
-    expect(status("top_left_n3_m7_dk4")).toBe("pass");
-    expect(status("top_left_b2_n6_m4_dk3")).toBe("pass");
-    expect(status("mask_bool_padding_b2_n5_dk4")).toBe("pass");
-    expect(status("mask_bool_causal_b2_h2_n4_m6_dk3")).toBe("pass");
-    expect(status("mask_additive_b2_n4_m6_dk3")).toBe("pass");
-    expect(status("n3_m8_dk4_causal_kvcache")).toBe("pass");
-    expect(status("window3_n7_dk4")).toBe("declined");
-    expect(status("softcap2_n5_dk4")).toBe("declined");
-    const counts = countsOf(r.results, "golden");
-    expect(counts.fail + counts.fault).toBe(0);
-    expect(r.ok).toBe(true);
-  });
+  test(
+    "top-left with n ≠ m, padding masks and additive masks pass; " +
+      "conventions the port lacks are declined",
+    async () => {
+      const r = await verify(attentionPort("port", { alwaysTopLeft: false }), {
+        formulas: ["attention"],
+        dtype: "f64",
+        gradients: false,
+      });
+      const status = (slug: string) =>
+        r.results.find((x) => x.case === `attention/f64/${slug}`)?.status;
+      expect(status("top_left_n3_m7_dk4")).toBe("pass");
+      expect(status("top_left_b2_n6_m4_dk3")).toBe("pass");
+      expect(status("mask_bool_padding_b2_n5_dk4")).toBe("pass");
+      expect(status("mask_bool_causal_b2_h2_n4_m6_dk3")).toBe("pass");
+      expect(status("mask_additive_b2_n4_m6_dk3")).toBe("pass");
+      expect(status("n3_m8_dk4_causal_kvcache")).toBe("pass");
+      expect(status("window3_n7_dk4")).toBe("declined");
+      expect(status("softcap2_n5_dk4")).toBe("declined");
+      const counts = countsOf(r.results, "golden");
+      expect(counts.fail + counts.fault).toBe(0);
+      expect(r.ok).toBe(true);
+    },
+  );
 
   test("the same port reading every causal request as top-left fails the bottom-right cases with n ≠ m", async () => {
-    const r = await verify(attentionPort("top-left only", { alwaysTopLeft: true }), { formulas: ["attention"], dtype: "f64", gradients: false });
-    const status = (slug: string) => r.results.find((x) => x.case === `attention/f64/${slug}`)?.status;
+    const r = await verify(attentionPort("top-left only", { alwaysTopLeft: true }), {
+      formulas: ["attention"],
+      dtype: "f64",
+      gradients: false,
+    });
+    const status = (slug: string) =>
+      r.results.find((x) => x.case === `attention/f64/${slug}`)?.status;
     expect(status("n3_m8_dk4_causal_kvcache")).toBe("fail");
     expect(status("top_left_n3_m7_dk4")).toBe("pass");
     // n = m: the alignments agree

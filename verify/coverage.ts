@@ -38,7 +38,10 @@ const zero = (): KindCount => ({ ran: 0, declined: 0, outside: 0, faults: 0, app
  * Count the results of the declared formulas (`formulas`, in report order). Law results count per
  * (law, formula) pair from the law runner's per-formula coverage.
  */
-export function coverageOf(results: readonly VerifyResult[], formulas: readonly string[]): CoverageSummary {
+export function coverageOf(
+  results: readonly VerifyResult[],
+  formulas: readonly string[],
+): CoverageSummary {
   const rows = new Map<string, { golden: KindCount; gradient: KindCount; property: KindCount }>();
   for (const f of formulas) rows.set(f, { golden: zero(), gradient: zero(), property: zero() });
   const pairs = new Map<string, "ran" | "declined" | "outside" | "fault" | "other">();
@@ -55,10 +58,29 @@ export function coverageOf(results: readonly VerifyResult[], formulas: readonly 
         for (const f of law.formulas) {
           const c = law.coverage[f];
           const failedHere = law.status === "failed" && law.failure?.formula === f;
-          note(`${law.law}|${f}`, failedHere || (c?.ran ?? 0) > 0 ? "ran" : (c?.declined ?? 0) > 0 ? "declined" : (c?.outside ?? 0) > 0 ? "outside" : "other");
+          note(
+            `${law.law}|${f}`,
+            failedHere || (c?.ran ?? 0) > 0
+              ? "ran"
+              : (c?.declined ?? 0) > 0
+                ? "declined"
+                : (c?.outside ?? 0) > 0
+                  ? "outside"
+                  : "other",
+          );
         }
       } else {
-        for (const f of law.formulas) note(`${law.law}|${f}`, r.status === "pass" || r.status === "fail" ? "ran" : r.status === "declined" ? "declined" : r.status === "fault" ? "fault" : "other");
+        for (const f of law.formulas)
+          note(
+            `${law.law}|${f}`,
+            r.status === "pass" || r.status === "fail"
+              ? "ran"
+              : r.status === "declined"
+                ? "declined"
+                : r.status === "fault"
+                  ? "fault"
+                  : "other",
+          );
       }
       continue;
     }
@@ -66,7 +88,12 @@ export function coverageOf(results: readonly VerifyResult[], formulas: readonly 
     if (row === undefined) continue;
     const k = row[r.kind];
     // a golden case of a dtype the implementation does not compute does not apply to it
-    if (r.status === "skipped" && r.outside !== true && /computes .* only|does not declare/.test(r.message ?? "")) continue;
+    if (
+      r.status === "skipped" &&
+      r.outside !== true &&
+      /computes .* only|does not declare/.test(r.message ?? "")
+    )
+      continue;
     if (r.outside === true) {
       k.outside++;
       continue;
@@ -96,7 +123,9 @@ export function coverageOf(results: readonly VerifyResult[], formulas: readonly 
   }
   const out: FormulaCoverage[] = [];
   for (const [formula, row] of rows) {
-    const unchecked = (["golden", "gradient", "property"] as const).filter((k) => row[k].applicable + row[k].outside > 0 && row[k].ran === 0);
+    const unchecked = (["golden", "gradient", "property"] as const).filter(
+      (k) => row[k].applicable + row[k].outside > 0 && row[k].ran === 0,
+    );
     out.push({ formula, ...row, unchecked });
   }
   return { formulas: out, lawPairs: { applicable, ran } };
@@ -106,10 +135,18 @@ export function coverageOf(results: readonly VerifyResult[], formulas: readonly 
 export function uncheckedLines(c: CoverageSummary): string[] {
   return c.formulas
     .filter((f) => f.unchecked.length > 0)
-    .map((f) => `${f.formula}: no ${f.unchecked.map((k) => (k === "property" ? "law" : k)).join(", no ")} check ran (${f.unchecked.map((k) => describe(f[k])).join("; ")})`);
+    .map(
+      (f) =>
+        `${f.formula}: no ${f.unchecked.map((k) => (k === "property" ? "law" : k)).join(", no ")} ` +
+        `check ran (${f.unchecked.map((k) => describe(f[k])).join("; ")})`,
+    );
 }
 
 function describe(k: KindCount): string {
-  const parts = [k.declined > 0 ? `${k.declined} declined` : "", k.outside > 0 ? `${k.outside} outside the declared capability` : "", k.faults > 0 ? `${k.faults} faulted` : ""].filter((x) => x !== "");
+  const parts = [
+    k.declined > 0 ? `${k.declined} declined` : "",
+    k.outside > 0 ? `${k.outside} outside the declared capability` : "",
+    k.faults > 0 ? `${k.faults} faulted` : "",
+  ].filter((x) => x !== "");
   return parts.length > 0 ? parts.join(", ") : `${k.applicable} not run`;
 }

@@ -18,7 +18,17 @@ const golden = (name: string): GoldenCase => loadCase(join(BUNDLED_CASES, `${nam
 
 function symptom(c: GoldenCase, actual: Tensor, output = "y"): Symptom {
   const tol = c.tolerance[`out.${output}`]!;
-  return { formula: c.meta.formula, config: c.meta.config, inputs: c.inputs, dtype: c.meta.dtype, output, expected: c.outputs[output]!, actual, tolerance: tol, dims: c.meta.dims };
+  return {
+    formula: c.meta.formula,
+    config: c.meta.config,
+    inputs: c.inputs,
+    dtype: c.meta.dtype,
+    output,
+    expected: c.outputs[output]!,
+    actual,
+    tolerance: tol,
+    dims: c.meta.dims,
+  };
 }
 
 async function ids(s: Symptom): Promise<HintId[]> {
@@ -26,13 +36,19 @@ async function ids(s: Symptom): Promise<HintId[]> {
 }
 
 /** A tensor of `like`'s dtype and shape from float64 values. */
-function fill(like: { dtype: Tensor["dtype"]; shape: readonly number[] }, values: ArrayLike<number>): Tensor {
+function fill(
+  like: { dtype: Tensor["dtype"]; shape: readonly number[] },
+  values: ArrayLike<number>,
+): Tensor {
   const t = new Tensor(like.dtype, like.shape);
   for (let i = 0; i < t.size; i++) t.data[i] = values[i]!;
   return t;
 }
 
-/** softmax(s·QKᵀ/√d_k + mask) V over leading axes; key j visible to query i iff j ≤ i + (m − n) + shift (shift null: no mask). */
+/**
+ * softmax(s·QKᵀ/√d_k + mask) V over leading axes; key j visible to query i iff j ≤ i + (m − n) +
+ * shift (shift null: no mask).
+ */
 function attention(Q: Tensor, K: Tensor, V: Tensor, shift: number | null, factor = 1): Tensor {
   const n = Q.shape.at(-2)!;
   const dk = Q.shape.at(-1)!;
@@ -45,15 +61,19 @@ function attention(Q: Tensor, K: Tensor, V: Tensor, shift: number | null, factor
       const s: number[] = [];
       for (let j = 0; j < m; j++) {
         let d = 0;
-        for (let k = 0; k < dk; k++) d += Q.data[(b * n + i) * dk + k]! * K.data[(b * m + j) * dk + k]!;
-        s.push(shift !== null && j > i + (m - n) + shift ? -Infinity : (d / Math.sqrt(dk)) * factor);
+        for (let k = 0; k < dk; k++)
+          d += Q.data[(b * n + i) * dk + k]! * K.data[(b * m + j) * dk + k]!;
+        s.push(
+          shift !== null && j > i + (m - n) + shift ? -Infinity : (d / Math.sqrt(dk)) * factor,
+        );
       }
       const mx = Math.max(...s);
       const e = s.map((v) => (mx === -Infinity ? 0 : Math.exp(v - mx)));
       const z = e.reduce((a, c) => a + c, 0);
       for (let c = 0; c < dv; c++) {
         let acc = 0;
-        for (let j = 0; j < m; j++) acc += (z === 0 ? 0 : e[j]! / z) * V.data[(b * m + j) * dv + c]!;
+        for (let j = 0; j < m; j++)
+          acc += (z === 0 ? 0 : e[j]! / z) * V.data[(b * m + j) * dv + c]!;
         y[(b * n + i) * dv + c] = acc;
       }
     }
@@ -61,11 +81,16 @@ function attention(Q: Tensor, K: Tensor, V: Tensor, shift: number | null, factor
   return fill({ dtype: Q.dtype, shape: [...Q.shape.slice(0, -1), dv] }, y);
 }
 
-const geluTanh = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+const geluTanh = (x: number): number =>
+  0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 /** erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7): enough against a float32 tolerance. */
 function erfApprox(x: number): number {
   const t = 1 / (1 + 0.3275911 * Math.abs(x));
-  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  const y =
+    1 -
+    ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) *
+      t *
+      Math.exp(-x * x);
   return x < 0 ? -y : y;
 }
 const geluErf = (x: number): number => 0.5 * x * (1 + erfApprox(x / Math.SQRT2));
@@ -78,7 +103,8 @@ function matmulRows(x: Tensor, W: Tensor, b: Tensor | undefined, transposeW = fa
   for (let r = 0; r < rows; r++) {
     for (let o = 0; o < dout; o++) {
       let acc = b === undefined ? 0 : b.data[o]!;
-      for (let k = 0; k < din; k++) acc += x.data[r * din + k]! * (transposeW ? W.data[o * din + k]! : W.data[k * dout + o]!);
+      for (let k = 0; k < din; k++)
+        acc += x.data[r * din + k]! * (transposeW ? W.data[o * din + k]! : W.data[k * dout + o]!);
       y[r * dout + o] = acc;
     }
   }
@@ -91,7 +117,8 @@ describe("attention: alternatives that the actual output equals", () => {
   test("the planted attention without mistakes matches the golden (the harness is right)", () => {
     const y = attention(Q!, K!, V!, 0);
     let worst = 0;
-    for (let i = 0; i < y.size; i++) worst = Math.max(worst, Math.abs(y.data[i]! - c.outputs["y"]!.data[i]!));
+    for (let i = 0; i < y.size; i++)
+      worst = Math.max(worst, Math.abs(y.data[i]! - c.outputs["y"]!.data[i]!));
     expect(worst).toBeLessThan(1e-12);
   });
   test("off by one: query i also sees key i + 1", async () => {
@@ -145,7 +172,8 @@ describe("the causal mask's own pattern", () => {
   const mask = (shift: number | null) => {
     const [n, m] = [5, 5];
     const v: number[] = [];
-    for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) v.push(shift !== null && j > i + (m - n) + shift ? -Infinity : 0);
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < m; j++) v.push(shift !== null && j > i + (m - n) + shift ? -Infinity : 0);
     return fill({ dtype: "f64", shape: [n, m] }, v);
   };
   test("the off-by-one band", async () => {
@@ -179,11 +207,16 @@ describe("GELU: erf against tanh", () => {
   test("inside the FFN: activation gelu computed with tanh", async () => {
     const c = golden("ffn/f64/gelu_n7_d12_dff20");
     const { x, W_1, b_1, W_2, b_2 } = c.inputs as Record<string, Tensor>;
-    const h = fill({ dtype: "f64", shape: [7, 20] }, Array.from(matmulRows(x!, W_1!, b_1!), geluTanh));
+    const h = fill(
+      { dtype: "f64", shape: [7, 20] },
+      Array.from(matmulRows(x!, W_1!, b_1!), geluTanh),
+    );
     const y = fill(c.outputs["y"]!, matmulRows(h, W_2!, b_2!));
     const hints = await diagnose(symptom(c, y));
     expect(hints.map((x) => x.id)).toContain("gelu-tanh");
-    expect(hints.find((x) => x.id === "gelu-tanh")!.message).toContain("ffn with GELU's tanh approximation");
+    expect(hints.find((x) => x.id === "gelu-tanh")!.message).toContain(
+      "ffn with GELU's tanh approximation",
+    );
   });
 });
 
@@ -203,7 +236,15 @@ describe("patterns of the error", () => {
   test("a factor √(d_model/d_k) = √H on an MHA output names the attention scale", async () => {
     const c = golden("mha/f64/n6_d12_h4_noncausal");
     const y = c.outputs["y"]!;
-    const hints = await diagnose(symptom(c, fill(y, Array.from(y.data, (v) => 2 * v))));
+    const hints = await diagnose(
+      symptom(
+        c,
+        fill(
+          y,
+          Array.from(y.data, (v) => 2 * v),
+        ),
+      ),
+    );
     const h = hints.find((x) => x.id === "attention-scale");
     expect(h?.evidence).toBe("pattern");
     expect(h?.message).toContain("c = 2");
@@ -212,7 +253,15 @@ describe("patterns of the error", () => {
   test("any other constant factor", async () => {
     const c = golden("layer_norm/f64/n7_d12");
     const y = c.outputs["y"]!;
-    const hints = await diagnose(symptom(c, fill(y, Array.from(y.data, (v) => 1.5 * v))));
+    const hints = await diagnose(
+      symptom(
+        c,
+        fill(
+          y,
+          Array.from(y.data, (v) => 1.5 * v),
+        ),
+      ),
+    );
     expect(hints.map((h) => h.id)).toEqual(["constant-factor"]);
     expect(hints[0]!.message).toContain("c = 1.5");
   });
@@ -232,7 +281,15 @@ describe("patterns of the error", () => {
   test("one constant offset everywhere", async () => {
     const c = golden("layer_norm/f64/n7_d12");
     const y = c.outputs["y"]!;
-    const hints = await diagnose(symptom(c, fill(y, Array.from(y.data, (v) => v + 0.25))));
+    const hints = await diagnose(
+      symptom(
+        c,
+        fill(
+          y,
+          Array.from(y.data, (v) => v + 0.25),
+        ),
+      ),
+    );
     expect(hints.map((h) => h.id)).toEqual(["row-offset"]);
     expect(hints[0]!.message).toContain("the same constant 0.25 everywhere");
   });
@@ -244,22 +301,49 @@ describe("patterns of the error", () => {
     expect(hints[0]!.message).toContain(`shaped [${y.shape.at(-1)}, ${y.shape.at(-2)}]`);
   });
   test("a square output transposed, and data in column-major order", async () => {
-    const e = fill({ dtype: "f64", shape: [4, 4] }, Array.from({ length: 16 }, (_, i) => Math.sin(i + 1)));
-    const base = { formula: "custom", config: {}, inputs: {}, dtype: "f64" as FloatDType, output: "y", expected: e, tolerance: { rtol: 1e-12, atol: 1e-12 } };
+    const e = fill(
+      { dtype: "f64", shape: [4, 4] },
+      Array.from({ length: 16 }, (_, i) => Math.sin(i + 1)),
+    );
+    const base = {
+      formula: "custom",
+      config: {},
+      inputs: {},
+      dtype: "f64" as FloatDType,
+      output: "y",
+      expected: e,
+      tolerance: { rtol: 1e-12, atol: 1e-12 },
+    };
     expect(await ids({ ...base, actual: transposeLast(e) })).toEqual(["transposed"]);
-    const r = fill({ dtype: "f64", shape: [3, 5] }, Array.from({ length: 15 }, (_, i) => Math.cos(i)));
+    const r = fill(
+      { dtype: "f64", shape: [3, 5] },
+      Array.from({ length: 15 }, (_, i) => Math.cos(i)),
+    );
     const colMajor = new Float64Array(15);
-    for (let i = 0; i < 3; i++) for (let j = 0; j < 5; j++) colMajor[j * 3 + i] = r.data[i * 5 + j]!;
-    expect(await ids({ ...base, expected: r, actual: fill(r, colMajor) })).toEqual(["column-major"]);
+    for (let i = 0; i < 3; i++)
+      for (let j = 0; j < 5; j++) colMajor[j * 3 + i] = r.data[i * 5 + j]!;
+    expect(await ids({ ...base, expected: r, actual: fill(r, colMajor) })).toEqual([
+      "column-major",
+    ]);
   });
   test("a square weight used transposed (torch.nn.Linear's layout)", async () => {
-    const rnd = (n: number, s: number) => Array.from({ length: n }, (_, i) => Math.sin(s * (i + 1)));
+    const rnd = (n: number, s: number) =>
+      Array.from({ length: n }, (_, i) => Math.sin(s * (i + 1)));
     const x = fill({ dtype: "f64", shape: [5, 4] }, rnd(20, 1.3));
     const W = fill({ dtype: "f64", shape: [4, 4] }, rnd(16, 2.1));
     const b = fill({ dtype: "f64", shape: [4] }, rnd(4, 0.7));
     const expected = fill({ dtype: "f64", shape: [5, 4] }, matmulRows(x, W, b));
     const actual = fill({ dtype: "f64", shape: [5, 4] }, matmulRows(x, W, b, true));
-    const hints = await diagnose({ formula: "linear", config: {}, inputs: { x, W, b }, dtype: "f64", output: "y", expected, actual, tolerance: { rtol: 1e-13, atol: 1e-13 } });
+    const hints = await diagnose({
+      formula: "linear",
+      config: {},
+      inputs: { x, W, b },
+      dtype: "f64",
+      output: "y",
+      expected,
+      actual,
+      tolerance: { rtol: 1e-13, atol: 1e-13 },
+    });
     expect(hints.map((h) => h.id)).toContain("weight-transposed");
     expect(hints.find((h) => h.id === "weight-transposed")!.message).toContain("with W transposed");
   });
@@ -269,12 +353,24 @@ describe("composites: configuration swaps", () => {
   const ref = referenceImplementation();
   test("a post-LN block computed with pre-LN placement", async () => {
     const c = golden("block/f64/post_n7_d12_h3");
-    const pre = (await ref.forward({ formula: "block", config: { ...c.meta.config, placement: "pre", dtype: "f64" }, inputs: c.inputs })).outputs["y"]!;
+    const pre = (
+      await ref.forward({
+        formula: "block",
+        config: { ...c.meta.config, placement: "pre", dtype: "f64" },
+        inputs: c.inputs,
+      })
+    ).outputs["y"]!;
     expect(await ids(symptom(c, pre))).toContain("placement");
   });
   test("mha without the causal mask", async () => {
     const c = golden("mha/f64/n7_d12_h3_causal");
-    const y = (await ref.forward({ formula: "mha", config: { ...c.meta.config, causal: false, dtype: "f64" }, inputs: c.inputs })).outputs["y"]!;
+    const y = (
+      await ref.forward({
+        formula: "mha",
+        config: { ...c.meta.config, causal: false, dtype: "f64" },
+        inputs: c.inputs,
+      })
+    ).outputs["y"]!;
     expect(await ids(symptom(c, y))).toContain("mask-missing");
   });
 });

@@ -34,7 +34,12 @@ import { compareTensors } from "../golden/compare.js";
 import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
 import { rewriteGraph } from "../reference/rewritten.js";
 import {
-  layerNormVariance, MAX_SEED, maskShift, maxSeeded, sinCosSwapped, zerosOf,
+  layerNormVariance,
+  MAX_SEED,
+  maskShift,
+  maxSeeded,
+  sinCosSwapped,
+  zerosOf,
 } from "../properties/mistakes.js";
 import { causalVisibility, type Visibility } from "../properties/spec-values.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
@@ -99,7 +104,9 @@ export interface Symptom {
 }
 
 function fmt(x: number): string {
-  return Math.abs(x) >= 1e5 || (x !== 0 && Math.abs(x) < 1e-4) ? x.toExponential(2) : Number(x.toPrecision(4)).toString();
+  return Math.abs(x) >= 1e5 || (x !== 0 && Math.abs(x) < 1e-4)
+    ? x.toExponential(2)
+    : Number(x.toPrecision(4)).toString();
 }
 
 function within(expected: Tensor, actual: Tensor, tol: { rtol: number; atol: number }): boolean {
@@ -113,16 +120,27 @@ function within(expected: Tensor, actual: Tensor, tol: { rtol: number; atol: num
 let reference: ReturnType<typeof referenceImplementation> | undefined;
 
 /** The reference's output `output` of `formula` on `inputs` under `config`, or undefined if it cannot run. */
-async function referenceOutput(formula: string, config: FormulaConfig, inputs: NamedTensors, dtype: FloatDType, output: string): Promise<Tensor | undefined> {
+async function referenceOutput(
+  formula: string,
+  config: FormulaConfig,
+  inputs: NamedTensors,
+  dtype: FloatDType,
+  output: string,
+): Promise<Tensor | undefined> {
   reference ??= referenceImplementation();
   try {
-    return (await reference.forward({ formula, config: { ...config, dtype }, inputs })).outputs[output];
+    return (await reference.forward({ formula, config: { ...config, dtype }, inputs })).outputs[
+      output
+    ];
   } catch {
     return undefined;
   }
 }
 
-/** Heads H for the scale hypothesis: the config's (attention inside MHA carries it), the case's, or Q's head axis of [b, H, n, d_k]. */
+/**
+ * Heads H for the scale hypothesis: the config's (attention inside MHA carries it), the case's, or
+ * Q's head axis of [b, H, n, d_k].
+ */
 function headsOf(s: Symptom): number | undefined {
   const h = s.config["H"] ?? s.dims?.["H"];
   if (typeof h === "number") return h > 1 ? h : undefined;
@@ -136,7 +154,6 @@ function headsOf(s: Symptom): number | undefined {
 
 // ---------------------------------------------------------------------------------------------
 // Named mistakes inside the call tree ("match" evidence at every level)
-
 
 /** Sizes of the symptom's formula on its inputs: dims of the graph bound to numbers. */
 interface VariantContext {
@@ -175,8 +192,15 @@ function attentionScaled(factor: (call: CallNode) => number | undefined): Plant 
   });
 }
 
-/** Formula applications replaced by another formula on the same arguments (or the same formula with another configuration). */
-function swapped(from: string, to: string, config: (cfg: Config) => Config | undefined = (c) => c): Plant {
+/**
+ * Formula applications replaced by another formula on the same arguments (or the same formula with
+ * another configuration).
+ */
+function swapped(
+  from: string,
+  to: string,
+  config: (cfg: Config) => Config | undefined = (c) => c,
+): Plant {
   return onFormula(from, (call) => {
     const cfg = config(call.config);
     if (cfg === undefined) return undefined;
@@ -198,21 +222,43 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
   const isRoot = (call: CallNode): boolean => roots.has(call);
   const out: Variant[] = [];
   // the mask's own cases: the pattern of its mismatches says more than the mask's variant
-  if (s.formula !== "causal_mask") out.push(
-    { id: "mask-off-by-one", what: "a causal mask that lets query i also see key i + 1 (one future token): an off-by-one in the mask (j ≤ i + 1 + m − n instead of j ≤ i + m − n)", plant: maskVariant(1) },
-    { id: "mask-missing", what: "no causal mask: every query sees every key, including future ones", plant: maskVariant(null) },
-    { id: "mask-diagonal", what: "a mask that also hides the diagonal: query i cannot see its own key (j < i + m − n instead of j ≤ i + m − n)", plant: maskVariant(-1) },
-    {
-      id: "mask-unexpected",
-      what: "the causal mask, but the attention here is non-causal (causal = false): the mask is applied regardless of the configuration",
-      plant: swapped("attention", "attention", (c) => (c["causal"] === false && c["window"] === 0 ? { ...c, causal: true } : undefined)),
-    },
-  );
+  if (s.formula !== "causal_mask")
+    out.push(
+      {
+        id: "mask-off-by-one",
+        what:
+          "a causal mask that lets query i also see key i + 1 (one future token): " +
+          "an off-by-one in the mask (j ≤ i + 1 + m − n instead of j ≤ i + m − n)",
+        plant: maskVariant(1),
+      },
+      {
+        id: "mask-missing",
+        what: "no causal mask: every query sees every key, including future ones",
+        plant: maskVariant(null),
+      },
+      {
+        id: "mask-diagonal",
+        what:
+          "a mask that also hides the diagonal: query i cannot see its own key (j " +
+          "< i + m − n instead of j ≤ i + m − n)",
+        plant: maskVariant(-1),
+      },
+      {
+        id: "mask-unexpected",
+        what:
+          "the causal mask, but the attention here is non-causal (causal = " +
+          "false): the mask is applied regardless of the configuration",
+        plant: swapped("attention", "attention", (c) =>
+          c["causal"] === false && c["window"] === 0 ? { ...c, causal: true } : undefined,
+        ),
+      },
+    );
   const dk = (call: CallNode): number | undefined => ctx.size(lastDim(new Expr(call.args["Q"]!)));
   const heads = (call: CallNode): number | undefined => headsAt(ctx, call, isRoot(call));
   const scale = (what: (d_k: number, H: number | undefined) => string, plant: Plant): Variant => ({
     id: "attention-scale",
-    what: (calls) => `${what(dk(calls[0]!) ?? Number.NaN, heads(calls[0]!))}: a wrong attention scale`,
+    what: (calls) =>
+      `${what(dk(calls[0]!) ?? Number.NaN, heads(calls[0]!))}: a wrong attention scale`,
     plant,
   });
   // the configured scale replaced (default scale only, d_k known and above 1)
@@ -224,13 +270,19 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
     });
   out.push(
     scale(
-      (d_k, H) => `the scores scaled by 1/√d_model (d_model = H·d_k = ${(H ?? 1) * d_k}) instead of 1/√d_k (d_k = ${d_k}): ${fmt(Math.sqrt(H ?? 1))} = √(d_model/d_k) times too small`,
+      (d_k, H) =>
+        `the scores scaled by 1/√d_model (d_model = H·d_k = ${(H ?? 1) * d_k}) ` +
+        `instead of 1/√d_k (d_k = ${d_k}): ${fmt(Math.sqrt(H ?? 1))} = ` +
+        `√(d_model/d_k) times too small`,
       attentionScaled((call) => {
         const H = heads(call);
         return H !== undefined && H > 1 && dk(call) !== undefined ? 1 / Math.sqrt(H) : undefined;
       }),
     ),
-    scale((d_k) => `unscaled scores (1 instead of 1/√d_k, d_k = ${d_k})`, rescaled(() => 1)),
+    scale(
+      (d_k) => `unscaled scores (1 instead of 1/√d_k, d_k = ${d_k})`,
+      rescaled(() => 1),
+    ),
     scale(
       (d_k) => `the scores scaled by 1/d_k instead of 1/√d_k (d_k = ${d_k})`,
       rescaled((d_k) => 1 / d_k),
@@ -238,22 +290,62 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
   );
   if (s.formula !== "gelu" && s.formula !== "gelu_tanh") {
     out.push(
-      { id: "gelu-tanh", what: "GELU's tanh approximation (GPT-2's gelu_new) where the erf form is configured (activation = gelu)", plant: swapped("gelu", "gelu_tanh") },
-      { id: "gelu-erf", what: "the erf form of GELU where the tanh approximation is configured (activation = gelu_tanh)", plant: swapped("gelu_tanh", "gelu") },
+      {
+        id: "gelu-tanh",
+        what: "GELU's tanh approximation (GPT-2's gelu_new) where the erf form is configured (activation = gelu)",
+        plant: swapped("gelu", "gelu_tanh"),
+      },
+      {
+        id: "gelu-erf",
+        what: "the erf form of GELU where the tanh approximation is configured (activation = gelu_tanh)",
+        plant: swapped("gelu_tanh", "gelu"),
+      },
     );
   }
-  for (const [from, to] of [["post", "pre"], ["pre", "post"]] as const) {
+  for (const [from, to] of [
+    ["post", "pre"],
+    ["pre", "post"],
+  ] as const) {
     out.push({
       id: "placement",
       what: `${to}-LN blocks where placement = ${from}: LayerNorm is applied at the other place`,
-      plant: swapped("block", "block", (c) => (c["placement"] === from && c["parallel"] !== true && c["kv_cache"] !== true ? { ...c, placement: to } : undefined)),
+      plant: swapped("block", "block", (c) =>
+        c["placement"] === from && c["parallel"] !== true && c["kv_cache"] !== true
+          ? { ...c, placement: to }
+          : undefined,
+      ),
     });
   }
   out.push(
-    { id: "layernorm-unbiased", what: "LayerNorm dividing the variance by d − 1 (unbiased, torch.var's default) instead of d (biased, what LayerNorm uses)", plant: layerNormVariance("unbiased") },
-    { id: "eps-outside-sqrt", what: "LayerNorm adding ε to the standard deviation, (x − μ)/(√σ² + ε), instead of inside the square root, (x − μ)/√(σ² + ε)", plant: layerNormVariance("eps-outside") },
-    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞: rows entirely below ${MAX_SEED} underflow to exp(x − m) = 0 and give 0/0 = NaN`, plant: maxSeeded(MAX_SEED) },
-    { id: "max-seed", what: `softmax whose running maximum starts at ${MAX_SEED} instead of −∞, with an empty sum mapped to 0: rows entirely below ${MAX_SEED} underflow and give zeros`, plant: maxSeeded(MAX_SEED, true) },
+    {
+      id: "layernorm-unbiased",
+      what:
+        "LayerNorm dividing the variance by d − 1 (unbiased, torch.var's " +
+        "default) instead of d (biased, what LayerNorm uses)",
+      plant: layerNormVariance("unbiased"),
+    },
+    {
+      id: "eps-outside-sqrt",
+      what:
+        "LayerNorm adding ε to the standard deviation, (x − μ)/(√σ² + ε), " +
+        "instead of inside the square root, (x − μ)/√(σ² + ε)",
+      plant: layerNormVariance("eps-outside"),
+    },
+    {
+      id: "max-seed",
+      what:
+        `softmax whose running maximum starts at ${MAX_SEED} instead of −∞: ` +
+        `rows entirely below ${MAX_SEED} underflow to exp(x − m) = 0 and give 0/0 = NaN`,
+      plant: maxSeeded(MAX_SEED),
+    },
+    {
+      id: "max-seed",
+      what:
+        `softmax whose running maximum starts at ${MAX_SEED} instead of −∞, ` +
+        `with an empty sum mapped to 0: rows entirely below ${MAX_SEED} ` +
+        `underflow and give zeros`,
+      plant: maxSeeded(MAX_SEED, true),
+    },
     {
       id: "positions-missing",
       what: "no position embedding added: the first block's input is the token embedding alone",
@@ -261,15 +353,27 @@ function variants(ctx: VariantContext, g: Graph): Variant[] {
     },
     {
       id: "scale-factor",
-      what: "the token embedding multiplied by √d_model (the original Transformer's embedding scale, which GPT does not use)",
-      plant: (call) => (call.formula === "embedding" && !isRoot(call) ? mul(new Expr(call), sqrt(dimValue(call.shape[call.shape.length - 1]!))) : undefined),
+      what:
+        "the token embedding multiplied by √d_model (the original Transformer's " +
+        "embedding scale, which GPT does not use)",
+      plant: (call) =>
+        call.formula === "embedding" && !isRoot(call)
+          ? mul(new Expr(call), sqrt(dimValue(call.shape[call.shape.length - 1]!)))
+          : undefined,
     },
   );
   return out;
 }
 
-/** The symptom's formula computed with `plant`; undefined when the plant applies nowhere or the variant cannot be evaluated. */
-function plantedOutput(g: Graph, plant: Plant, s: Symptom): { y: Tensor; planted: CallNode[] } | undefined {
+/**
+ * The symptom's formula computed with `plant`; undefined when the plant applies nowhere or the
+ * variant cannot be evaluated.
+ */
+function plantedOutput(
+  g: Graph,
+  plant: Plant,
+  s: Symptom,
+): { y: Tensor; planted: CallNode[] } | undefined {
   const planted: CallNode[] = [];
   const counted: Plant = (call, original) => {
     const e = plant(call, original);
@@ -317,14 +421,21 @@ function variantHypotheses(s: Symptom): Hint[] {
     if (r === undefined || !within(r.y, s.actual, s.tolerance)) continue;
     matched.add(v.id);
     const what = typeof v.what === "string" ? v.what : v.what(r.planted);
-    hints.push({ id: v.id, evidence: "match", message: `the output equals ${s.formula} with ${what}${whereText(s, r.planted)}` });
+    hints.push({
+      id: v.id,
+      evidence: "match",
+      message: `the output equals ${s.formula} with ${what}${whereText(s, r.planted)}`,
+    });
   }
   // the mask: an off-by-one that at these sizes equals no mask at all is named once, as the off-by-one
   if (matched.has("mask-off-by-one") && matched.has("mask-missing")) {
     const i = hints.findIndex((h) => h.id === "mask-missing");
     hints.splice(i, 1);
     const j = hints.findIndex((h) => h.id === "mask-off-by-one");
-    hints[j] = { ...hints[j]!, message: `${hints[j]!.message}; at these sizes that is the same as no mask at all` };
+    hints[j] = {
+      ...hints[j]!,
+      message: `${hints[j]!.message}; at these sizes that is the same as no mask at all`,
+    };
   }
   return hints;
 }
@@ -350,7 +461,12 @@ function skippedPartHypotheses(s: Symptom): Hint[] {
   for (const site of trace.sites.slice(1)) {
     const one = Object.keys(site.outputs).length === 1 && site.args["x"] !== undefined;
     if (!one || !(NORM_FORMULAS.has(site.formula) || BLOCK_FORMULAS.has(site.formula))) continue;
-    const key = NORM_FORMULAS.has(site.formula) ? site.path.slice(1).map((p) => (/^h\.\d+$/.test(p) ? "h.*" : p)).join("/") : site.path.slice(1).join("/");
+    const key = NORM_FORMULAS.has(site.formula)
+      ? site.path
+          .slice(1)
+          .map((p) => (/^h\.\d+$/.test(p) ? "h.*" : p))
+          .join("/")
+      : site.path.slice(1).join("/");
     groups.set(key, [...(groups.get(key) ?? []), site]);
   }
   for (const sites of groups.values()) {
@@ -362,21 +478,33 @@ function skippedPartHypotheses(s: Symptom): Hint[] {
     const site = sites[0]!;
     const parent = site.path[site.path.length - 2]!;
     const parentFormula = parent.startsWith("h.") ? `the block ${parent}` : parent;
-    const which = sites.length > 1 ? `${site.name} in every block (${sites.map((x) => x.path.slice(1).join("/")).join(", ")})` : `${site.path.slice(1).join("/")} (${site.formula})`;
+    const which =
+      sites.length > 1
+        ? `${site.name} in every block (${sites.map((x) => x.path.slice(1).join("/")).join(", ")})`
+        : `${site.path.slice(1).join("/")} (${site.formula})`;
     const owner = sites.length > 1 ? "the block" : parentFormula;
-    return [{
-      id: "part-skipped",
-      evidence: "match",
-      message: `the output equals ${s.formula} with ${which} skipped, its output equal to its input: ${owner} does not apply this part — the mistake is in ${owner}, not in ${site.formula}`,
-    }];
+    return [
+      {
+        id: "part-skipped",
+        evidence: "match",
+        message:
+          `the output equals ${s.formula} with ${which} skipped, its output equal ` +
+          `to its input: ${owner} does not apply this part — the mistake is in ` +
+          `${owner}, not in ${site.formula}`,
+      },
+    ];
   }
   return [];
 }
 
-/** A bias (or LayerNorm β) left out: the formula with one bias parameter zero (the same one in every block) equals the actual output. */
+/**
+ * A bias (or LayerNorm β) left out: the formula with one bias parameter zero (the same one in every
+ * block) equals the actual output.
+ */
 async function biasHypotheses(s: Symptom): Promise<Hint[]> {
   if (!hasFormula(s.formula)) return [];
-  const isBias = (name: string, t: Tensor): boolean => t.rank === 1 && t.dtype !== "i32" && /(^|\.)(bias|beta|b|b_[A-Za-z0-9]+)$/.test(name);
+  const isBias = (name: string, t: Tensor): boolean =>
+    t.rank === 1 && t.dtype !== "i32" && /(^|\.)(bias|beta|b|b_[A-Za-z0-9]+)$/.test(name);
   const groups = new Map<string, string[]>();
   for (const [name, t] of Object.entries(s.inputs)) {
     if (!isBias(name, t)) continue;
@@ -390,14 +518,30 @@ async function biasHypotheses(s: Symptom): Promise<Hint[]> {
     const y = await referenceOutput(s.formula, s.config, inputs, s.dtype, s.output);
     if (y === undefined || !within(y, s.actual, s.tolerance)) continue;
     const where = names.length > 1 ? ` in every block (${names.length} of them)` : "";
-    return [{ id: "bias-dropped", evidence: "match", message: `the output equals ${s.formula} with ${role} left out (zero)${where}: a bias dropped` }];
+    return [
+      {
+        id: "bias-dropped",
+        evidence: "match",
+        message: `the output equals ${s.formula} with ${role} left out (zero)${where}: a bias dropped`,
+      },
+    ];
   }
   return [];
 }
 
-/** A tied embedding (gpt, tied = true) whose gradient misses one of its two uses: the token lookup or the output projection. */
+/**
+ * A tied embedding (gpt, tied = true) whose gradient misses one of its two uses: the token lookup
+ * or the output projection.
+ */
 function tiedGradientHypotheses(s: Symptom, formula: string): Hint[] {
-  if (formula !== "gpt" || s.cotangents === undefined || s.config["tied"] === false || s.output !== "wte.weight" || !hasFormula(formula)) return [];
+  if (
+    formula !== "gpt" ||
+    s.cotangents === undefined ||
+    s.config["tied"] === false ||
+    s.output !== "wte.weight" ||
+    !hasFormula(formula)
+  )
+    return [];
   let g: Graph;
   try {
     g = referenceGraph(formula, knownConfig(formula, s.config));
@@ -414,9 +558,19 @@ function tiedGradientHypotheses(s: Symptom, formula: string): Hint[] {
     );
     try {
       const pg = rewriteGraph(g, plant);
-      const grad = vjp(pg, s.inputs, s.cotangents, { dtype: s.dtype, fused: false }).grads[s.output];
+      const grad = vjp(pg, s.inputs, s.cotangents, { dtype: s.dtype, fused: false }).grads[
+        s.output
+      ];
       if (grad !== undefined && within(grad, s.actual, s.tolerance)) {
-        return [{ id: "tied-gradient", evidence: "match", message: `the gradient of the tied embedding wte.weight equals the one that misses ${what}: the two contributions of a shared weight must be added` }];
+        return [
+          {
+            id: "tied-gradient",
+            evidence: "match",
+            message:
+              `the gradient of the tied embedding wte.weight equals the one that ` +
+              `misses ${what}: the two contributions of a shared weight must be added`,
+          },
+        ];
       }
     } catch {
       // the variant could not be evaluated: no hint
@@ -424,7 +578,6 @@ function tiedGradientHypotheses(s: Symptom, formula: string): Hint[] {
   }
   return [];
 }
-
 
 /** Config and formula swaps the reference can evaluate directly. */
 async function swapHypotheses(s: Symptom): Promise<Hint[]> {
@@ -438,16 +591,43 @@ async function swapHypotheses(s: Symptom): Promise<Hint[]> {
   const cfg = s.config;
   // GELU: erf (PyTorch's default) against tanh (GPT-2's gelu_new)
   if (f === "gelu" && (await tryVariant("gelu_tanh", {}))) {
-    hints.push({ id: "gelu-tanh", evidence: "match", message: `the output equals GELU's tanh approximation (GPT-2's gelu_new, formula gelu_tanh) where the erf form ${gapText(s)} is expected` });
+    hints.push({
+      id: "gelu-tanh",
+      evidence: "match",
+      message:
+        `the output equals GELU's tanh approximation (GPT-2's gelu_new, formula ` +
+        `gelu_tanh) where the erf form ${gapText(s)} is expected`,
+    });
   }
   if (f === "gelu_tanh" && (await tryVariant("gelu", {}))) {
-    hints.push({ id: "gelu-erf", evidence: "match", message: `the output equals the erf form of GELU (PyTorch's default, formula gelu) where the tanh approximation ${gapText(s)} is expected` });
+    hints.push({
+      id: "gelu-erf",
+      evidence: "match",
+      message:
+        `the output equals the erf form of GELU (PyTorch's default, formula ` +
+        `gelu) where the tanh approximation ${gapText(s)} is expected`,
+    });
   }
   const placements: Array<[string, FormulaConfig, string]> = [];
-  if (f === "block_post_ln") placements.push(["block_pre_ln", cfg, "pre-LN (GPT-2's) block where the post-LN (the seed's) block"]);
-  if (f === "block_pre_ln") placements.push(["block_post_ln", cfg, "post-LN (the seed's) block where the pre-LN (GPT-2's) block"]);
+  if (f === "block_post_ln")
+    placements.push([
+      "block_pre_ln",
+      cfg,
+      "pre-LN (GPT-2's) block where the post-LN (the seed's) block",
+    ]);
+  if (f === "block_pre_ln")
+    placements.push([
+      "block_post_ln",
+      cfg,
+      "post-LN (the seed's) block where the pre-LN (GPT-2's) block",
+    ]);
   for (const [pf, pc, what] of placements) {
-    if (await tryVariant(pf, pc)) hints.push({ id: "placement", evidence: "match", message: `the output equals the ${what} is expected: LayerNorm is applied at the other place` });
+    if (await tryVariant(pf, pc))
+      hints.push({
+        id: "placement",
+        evidence: "match",
+        message: `the output equals the ${what} is expected: LayerNorm is applied at the other place`,
+      });
   }
   return hints;
 }
@@ -455,7 +635,10 @@ async function swapHypotheses(s: Symptom): Promise<Hint[]> {
 /** The largest |gelu − gelu_tanh| over this input, for context in GELU hints. */
 function gapText(s: Symptom): string {
   const d = maxAbs(s.expected, s.actual);
-  return `(they differ here by up to ${fmt(d)}, ${fmt(d / Math.max(s.tolerance.atol, Number.MIN_VALUE))}× the absolute tolerance)`;
+  return (
+    `(they differ here by up to ${fmt(d)}, ` +
+    `${fmt(d / Math.max(s.tolerance.atol, Number.MIN_VALUE))}× the absolute tolerance)`
+  );
 }
 
 function maxAbs(a: Tensor, b: Tensor): number {
@@ -474,7 +657,15 @@ async function sinusoidHypotheses(s: Symptom): Promise<Hint[]> {
   if (gc === undefined) return [];
   const r = plantedOutput(gc.g, onFormula("positional_sinusoidal", sinCosSwapped), s);
   if (r !== undefined && within(r.y, s.actual, s.tolerance)) {
-    return [{ id: "sin-cos-swapped", evidence: "match", message: "the output equals the sinusoidal table with sine and cosine swapped: column 2k should be sin(i/10000^(2k/d_model)) and column 2k+1 the cosine" }];
+    return [
+      {
+        id: "sin-cos-swapped",
+        evidence: "match",
+        message:
+          "the output equals the sinusoidal table with sine and cosine swapped: " +
+          "column 2k should be sin(i/10000^(2k/d_model)) and column 2k+1 the cosine",
+      },
+    ];
   }
   return [];
 }
@@ -484,13 +675,29 @@ async function weightHypotheses(s: Symptom): Promise<Hint[]> {
   if (!["linear", "ffn", "mha", "swiglu", "logits"].includes(s.formula)) return [];
   const hints: Hint[] = [];
   for (const [name, t] of Object.entries(s.inputs)) {
-    if (t.rank !== 2 || t.dtype === "i32" || t.shape[0] !== t.shape[1] || t.shape[0]! < 2 || name === "x") continue;
-    const y = await referenceOutput(s.formula, s.config, { ...s.inputs, [name]: transposeLast(t) }, s.dtype, s.output);
+    if (
+      t.rank !== 2 ||
+      t.dtype === "i32" ||
+      t.shape[0] !== t.shape[1] ||
+      t.shape[0]! < 2 ||
+      name === "x"
+    )
+      continue;
+    const y = await referenceOutput(
+      s.formula,
+      s.config,
+      { ...s.inputs, [name]: transposeLast(t) },
+      s.dtype,
+      s.output,
+    );
     if (y !== undefined && within(y, s.actual, s.tolerance)) {
       hints.push({
         id: "weight-transposed",
         evidence: "match",
-        message: `the output equals ${s.formula} with ${name} transposed: weights multiply from the right (x ${name}, ${name} [d_in, d_out]); torch.nn.Linear stores the transpose`,
+        message:
+          `the output equals ${s.formula} with ${name} transposed: weights ` +
+          `multiply from the right (x ${name}, ${name} [d_in, d_out]); ` +
+          `torch.nn.Linear stores the transpose`,
       });
     }
     if (hints.length >= 2) break;
@@ -511,7 +718,8 @@ export function transposeLast(t: Tensor): Tensor {
   const out = new Tensor(t.dtype, shape);
   const block = a * b;
   for (let base = 0; base < t.size; base += block) {
-    for (let i = 0; i < a; i++) for (let j = 0; j < b; j++) out.data[base + j * a + i] = t.data[base + i * b + j]!;
+    for (let i = 0; i < a; i++)
+      for (let j = 0; j < b; j++) out.data[base + j * a + i] = t.data[base + i * b + j]!;
   }
   return out;
 }
@@ -543,8 +751,17 @@ function layoutPatterns(s: Symptom): Hint[] {
   const square = e.shape[r - 1] === e.shape[r - 2];
   if (sameShape(a.shape, swapped) && (!square || sameShape(a.shape, e.shape))) {
     if (within(e, transposeLast(a), s.tolerance)) {
-      const what = square ? "the transpose of the expected one (last two axes swapped)" : `shaped ${shapeToString(a.shape)} instead of ${shapeToString(e.shape)} and equals the expected values transposed`;
-      return [{ id: "transposed", evidence: "pattern", message: `the output is ${what}: rows and columns are exchanged (tokens are rows: x [n, d_model])` }];
+      const what = square
+        ? "the transpose of the expected one (last two axes swapped)"
+        : `shaped ${shapeToString(a.shape)} instead of ${shapeToString(e.shape)} ` +
+          `and equals the expected values transposed`;
+      return [
+        {
+          id: "transposed",
+          evidence: "pattern",
+          message: `the output is ${what}: rows and columns are exchanged (tokens are rows: x [n, d_model])`,
+        },
+      ];
     }
   }
   const reversed = [...e.shape].reverse();
@@ -552,7 +769,15 @@ function layoutPatterns(s: Symptom): Hint[] {
     if (!sameShape(a.shape, shape)) continue;
     const asRowMajor = fromColumnMajor(a, e.shape);
     if (within(e, asRowMajor, s.tolerance)) {
-      return [{ id: "column-major", evidence: "pattern", message: "the output holds the expected values in column-major (Fortran) order: tensors on the wire and in golden files are row-major (C order)" }];
+      return [
+        {
+          id: "column-major",
+          evidence: "pattern",
+          message:
+            "the output holds the expected values in column-major (Fortran) order: " +
+            "tensors on the wire and in golden files are row-major (C order)",
+        },
+      ];
     }
   }
   return [];
@@ -576,7 +801,11 @@ function maskPatterns(s: Symptom): Hint[] {
   for (let k = 0; k < e.size; k++) {
     const ev = e.data[k]!;
     const av = a.data[k]!;
-    const same = ev === av || (Number.isFinite(ev) && Number.isFinite(av) && Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
+    const same =
+      ev === av ||
+      (Number.isFinite(ev) &&
+        Number.isFinite(av) &&
+        Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
     if (!same) mismatches.push([Math.floor(k / m) % n, k % m]);
   }
   const count = mismatches.length;
@@ -594,13 +823,36 @@ function maskPatterns(s: Symptom): Hint[] {
   const diagonal = all((i, j) => mask.visible(i, j) && !before.visible(i, j));
   const hidden = all((i, j) => !mask.visible(i, j));
   if (band) {
-    return [{ id: "mask-off-by-one", evidence: "pattern", message: `all ${count} mismatches lie on the band j = i + 1 + (m − n), just above the causal diagonal: query i sees key i + 1 (an off-by-one in the mask comparison, < vs ≤)` }];
+    return [
+      {
+        id: "mask-off-by-one",
+        evidence: "pattern",
+        message:
+          `all ${count} mismatches lie on the band j = i + 1 + (m − n), just ` +
+          `above the causal diagonal: query i sees key i + 1 (an off-by-one in the ` +
+          `mask comparison, < vs ≤)`,
+      },
+    ];
   }
   if (diagonal) {
-    return [{ id: "mask-diagonal", evidence: "pattern", message: `all ${count} mismatches lie on the causal diagonal j = i + (m − n): query i is denied its own key` }];
+    return [
+      {
+        id: "mask-diagonal",
+        evidence: "pattern",
+        message: `all ${count} mismatches lie on the causal diagonal j = i + (m − n): query i is denied its own key`,
+      },
+    ];
   }
   if (hidden) {
-    return [{ id: "masked-positions", evidence: "pattern", message: `all ${count} mismatches are at masked positions (above the causal diagonal, j > i + m − n): future keys are not masked` }];
+    return [
+      {
+        id: "masked-positions",
+        evidence: "pattern",
+        message:
+          `all ${count} mismatches are at masked positions (above the causal ` +
+          `diagonal, j > i + m − n): future keys are not masked`,
+      },
+    ];
   }
   return [];
 }
@@ -609,7 +861,8 @@ function maskPatterns(s: Symptom): Hint[] {
 function factorPattern(s: Symptom, formula: string): Hint[] {
   const { expected: e, actual: a } = s;
   if (!sameShape(e.shape, a.shape) || e.size < 2) return [];
-  let ea = 0, ee = 0;
+  let ea = 0,
+    ee = 0;
   for (let k = 0; k < e.size; k++) {
     const ev = e.data[k]!;
     const av = a.data[k]!;
@@ -632,9 +885,18 @@ function factorPattern(s: Symptom, formula: string): Hint[] {
     if (Math.abs(av - c * ev) > 2 * (atol + rtol * Math.abs(c * ev))) return [];
   }
   const { H, d_k, d_model } = sizesOf(s);
-  const named: Array<[number, string, HintId]> = [[-1, "the sign is flipped", "constant-factor"], [2, "a factor 2", "constant-factor"], [0.5, "a factor 1/2", "constant-factor"]];
+  const named: Array<[number, string, HintId]> = [
+    [-1, "the sign is flipped", "constant-factor"],
+    [2, "a factor 2", "constant-factor"],
+    [0.5, "a factor 1/2", "constant-factor"],
+  ];
   const scaling = (v: number, what: string): void => {
-    if (v !== 1) named.push([v, `${what}: a scaling mistake (a scale applied where it does not belong, or missing where it does)`, "scale-factor"]);
+    if (v !== 1)
+      named.push([
+        v,
+        `${what}: a scaling mistake (a scale applied where it does not belong, or missing where it does)`,
+        "scale-factor",
+      ]);
   };
   if (d_k !== undefined) {
     scaling(Math.sqrt(d_k), `√d_k = ${fmt(Math.sqrt(d_k))} (d_k = ${d_k})`);
@@ -642,30 +904,72 @@ function factorPattern(s: Symptom, formula: string): Hint[] {
   }
   if (d_model !== undefined) {
     scaling(Math.sqrt(d_model), `√d_model = ${fmt(Math.sqrt(d_model))} (d_model = ${d_model})`);
-    scaling(1 / Math.sqrt(d_model), `1/√d_model = ${fmt(1 / Math.sqrt(d_model))} (d_model = ${d_model})`);
+    scaling(
+      1 / Math.sqrt(d_model),
+      `1/√d_model = ${fmt(1 / Math.sqrt(d_model))} (d_model = ${d_model})`,
+    );
   }
   if (H !== undefined && H > 1) {
-    named.unshift([Math.sqrt(H), `√(d_model/d_k) = √H = ${fmt(Math.sqrt(H))}: the attention scale 1/√d_k was replaced by 1/√d_model (or the reverse)`, "attention-scale"]);
-    named.unshift([1 / Math.sqrt(H), `√(d_k/d_model) = 1/√H = ${fmt(1 / Math.sqrt(H))}: the attention scale 1/√d_model was used instead of 1/√d_k`, "attention-scale"]);
+    named.unshift([
+      Math.sqrt(H),
+      `√(d_model/d_k) = √H = ${fmt(Math.sqrt(H))}: the attention scale 1/√d_k ` +
+        `was replaced by 1/√d_model (or the reverse)`,
+      "attention-scale",
+    ]);
+    named.unshift([
+      1 / Math.sqrt(H),
+      `√(d_k/d_model) = 1/√H = ${fmt(1 / Math.sqrt(H))}: the attention scale 1/√d_model was used instead of 1/√d_k`,
+      "attention-scale",
+    ]);
   }
   // the gradient of a summed loss is the averaged one's times the number of counted targets
   const N = countedTargets(s, formula);
-  if (N !== undefined && N > 1) named.unshift([N, `N = ${N}, the number of counted targets: the loss is summed instead of averaged`, "loss-summed"]);
+  if (N !== undefined && N > 1)
+    named.unshift([
+      N,
+      `N = ${N}, the number of counted targets: the loss is summed instead of averaged`,
+      "loss-summed",
+    ]);
   const hit = named.find(([v]) => Math.abs(c - v) <= 1e-3 * Math.abs(v));
   const id: HintId = hit?.[2] ?? "constant-factor";
-  return [{ id, evidence: "pattern", message: `the output is the expected one times a constant c = ${fmt(c)}${hit !== undefined ? ` — ${hit[1]}` : ""}` }];
+  return [
+    {
+      id,
+      evidence: "pattern",
+      message:
+        `the output is the expected one times a constant c = ` +
+        `${fmt(c)}${hit !== undefined ? ` — ${hit[1]}` : ""}`,
+    },
+  ];
 }
 
-/** Sizes a factor can be named by: heads H, head width d_k and model width d_model, from the configuration, the case or the inputs. */
+/**
+ * Sizes a factor can be named by: heads H, head width d_k and model width d_model, from the
+ * configuration, the case or the inputs.
+ */
 function sizesOf(s: Symptom): { H?: number; d_k?: number; d_model?: number } {
   const num = (v: unknown): number | undefined => (typeof v === "number" && v > 0 ? v : undefined);
   const H = num(s.config["H"]) ?? num(s.dims?.["H"]) ?? headsOf(s);
   const x = s.inputs["x"];
   const d_model =
-    num(s.config["d_model"]) ?? num(s.dims?.["d_model"]) ?? (x !== undefined && ["mha", "block", "block_post_ln", "block_pre_ln"].includes(s.formula) ? x.shape[x.rank - 1] : undefined);
+    num(s.config["d_model"]) ??
+    num(s.dims?.["d_model"]) ??
+    (x !== undefined && ["mha", "block", "block_post_ln", "block_pre_ln"].includes(s.formula)
+      ? x.shape[x.rank - 1]
+      : undefined);
   const Q = s.inputs["Q"];
-  const d_k = num(s.dims?.["d_k"]) ?? (Q !== undefined ? Q.shape[Q.rank - 1] : d_model !== undefined && H !== undefined && d_model % H === 0 ? d_model / H : undefined);
-  return { ...(H !== undefined ? { H } : {}), ...(d_k !== undefined ? { d_k } : {}), ...(d_model !== undefined ? { d_model } : {}) };
+  const d_k =
+    num(s.dims?.["d_k"]) ??
+    (Q !== undefined
+      ? Q.shape[Q.rank - 1]
+      : d_model !== undefined && H !== undefined && d_model % H === 0
+        ? d_model / H
+        : undefined);
+  return {
+    ...(H !== undefined ? { H } : {}),
+    ...(d_k !== undefined ? { d_k } : {}),
+    ...(d_model !== undefined ? { d_model } : {}),
+  };
 }
 
 /** Targets a mean loss is taken over (cross_entropy, gpt): those other than ignore_index. */
@@ -682,18 +986,31 @@ function countedTargets(s: Symptom, formula: string): number | undefined {
 function lossSumPattern(s: Symptom, formula: string): Hint[] {
   const { expected: e, actual: a } = s;
   const N = countedTargets(s, formula);
-  if (N === undefined || N < 2 || e.size !== 1 || a.size !== 1 || s.formula.startsWith("grad(")) return [];
+  if (N === undefined || N < 2 || e.size !== 1 || a.size !== 1 || s.formula.startsWith("grad("))
+    return [];
   const ev = e.data[0]!;
   const av = a.data[0]!;
   const { rtol, atol } = s.tolerance;
   const rows = t2rows(s.inputs["targets"]!);
   const factors: Array<[number, string]> = [[N, `N = ${N}, the number of counted targets`]];
-  if (rows.n !== N) factors.push([rows.n, `n = ${rows.n} (summed over positions, averaged over the ${rows.b} sequences)`]);
+  if (rows.n !== N)
+    factors.push([
+      rows.n,
+      `n = ${rows.n} (summed over positions, averaged over the ${rows.b} sequences)`,
+    ]);
   for (const [k, what] of factors) {
     if (k < 2) continue;
     // both the actual value and k·expected carry rounding: twice the tolerance of the scaled value
     if (Number.isFinite(av) && Math.abs(av - k * ev) <= 2 * k * (atol + rtol * Math.abs(ev))) {
-      return [{ id: "loss-summed", evidence: "pattern", message: `the loss is ${fmt(av)}, the expected ${fmt(ev)} times ${what}: the loss is summed instead of averaged` }];
+      return [
+        {
+          id: "loss-summed",
+          evidence: "pattern",
+          message:
+            `the loss is ${fmt(av)}, the expected ${fmt(ev)} times ${what}: the ` +
+            `loss is summed instead of averaged`,
+        },
+      ];
     }
   }
   return [];
@@ -728,7 +1045,9 @@ function columnOffsetPattern(s: Symptom): Hint[] {
     const j = k % m;
     if (Math.abs(a.data[k]! - e.data[k]! - v[j]!) > 2 * (atol + rtol * emax[j]!)) return [];
   }
-  let lo = Infinity, hi = -Infinity, off = 0;
+  let lo = Infinity,
+    hi = -Infinity,
+    off = 0;
   for (let j = 0; j < m; j++) {
     lo = Math.min(lo, v[j]!);
     hi = Math.max(hi, v[j]!);
@@ -736,28 +1055,43 @@ function columnOffsetPattern(s: Symptom): Hint[] {
   }
   // nothing off, or one constant everywhere (the row-offset pattern says that)
   if (off === 0 || hi - lo <= 2 * (atol + rtol * Math.max(Math.abs(lo), Math.abs(hi)))) return [];
-  return [{
-    id: "bias-dropped",
-    evidence: "pattern",
-    message: `actual − expected is the same vector in every one of the ${rows} rows (entries from ${fmt(lo)} to ${fmt(hi)}, ${off} of ${m} columns off): a bias vector left out or added twice`,
-  }];
+  return [
+    {
+      id: "bias-dropped",
+      evidence: "pattern",
+      message:
+        `actual − expected is the same vector in every one of the ${rows} rows ` +
+        `(entries from ${fmt(lo)} to ${fmt(hi)}, ${off} of ${m} columns off): a ` +
+        `bias vector left out or added twice`,
+    },
+  ];
 }
 
-/** Softmax-family formulas (softmax, log_softmax, logsumexp): every mismatch lies in a row whose entries all lie below −10000. */
+/**
+ * Softmax-family formulas (softmax, log_softmax, logsumexp): every mismatch lies in a row whose
+ * entries all lie below −10000.
+ */
 function maxSeedPattern(s: Symptom): Hint[] {
   const x = s.inputs["x"];
   const { expected: e, actual: a } = s;
-  if (!["softmax", "log_softmax", "logsumexp"].includes(s.formula) || x === undefined || x.rank < 1) return [];
+  if (!["softmax", "log_softmax", "logsumexp"].includes(s.formula) || x === undefined || x.rank < 1)
+    return [];
   const m = x.shape[x.rank - 1]!;
   const rows = x.size / Math.max(m, 1);
   const perRow = e.size / Math.max(rows, 1);
   if (m < 1 || !Number.isInteger(perRow) || e.size !== a.size) return [];
   const { rtol, atol } = s.tolerance;
-  let bad = 0, worst = -Infinity;
+  let bad = 0,
+    worst = -Infinity;
   for (let k = 0; k < e.size; k++) {
     const ev = e.data[k]!;
     const av = a.data[k]!;
-    const same = ev === av || (Number.isNaN(ev) && Number.isNaN(av)) || (Number.isFinite(ev) && Number.isFinite(av) && Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
+    const same =
+      ev === av ||
+      (Number.isNaN(ev) && Number.isNaN(av)) ||
+      (Number.isFinite(ev) &&
+        Number.isFinite(av) &&
+        Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
     if (same) continue;
     const r = Math.floor(k / perRow);
     let max = -Infinity;
@@ -767,11 +1101,17 @@ function maxSeedPattern(s: Symptom): Hint[] {
     worst = Math.max(worst, max);
   }
   if (bad === 0) return [];
-  return [{
-    id: "max-seed",
-    evidence: "pattern",
-    message: `all ${bad} mismatches lie in rows whose entries are all below ${MAX_SEED} (the largest row maximum among them is ${fmt(worst)}): a running maximum seeded at a finite floor such as ${MAX_SEED} instead of −∞ makes exp(x − m) underflow there`,
-  }];
+  return [
+    {
+      id: "max-seed",
+      evidence: "pattern",
+      message:
+        `all ${bad} mismatches lie in rows whose entries are all below ` +
+        `${MAX_SEED} (the largest row maximum among them is ${fmt(worst)}): a ` +
+        `running maximum seeded at a finite floor such as ${MAX_SEED} instead of ` +
+        `−∞ makes exp(x − m) underflow there`,
+    },
+  ];
 }
 
 /** actual − expected constant along the last axis (per row), but not zero. */
@@ -782,9 +1122,14 @@ function rowOffsetPattern(s: Symptom): Hint[] {
   if (m < 2) return [];
   const rows = e.size / m;
   const { rtol, atol } = s.tolerance;
-  let lo = Infinity, hi = -Infinity, offRows = 0;
+  let lo = Infinity,
+    hi = -Infinity,
+    offRows = 0;
   for (let r = 0; r < rows; r++) {
-    let dmin = Infinity, dmax = -Infinity, emax = 0, sum = 0;
+    let dmin = Infinity,
+      dmax = -Infinity,
+      emax = 0,
+      sum = 0;
     for (let j = 0; j < m; j++) {
       const ev = e.data[r * m + j]!;
       const av = a.data[r * m + j]!;
@@ -808,13 +1153,26 @@ function rowOffsetPattern(s: Symptom): Hint[] {
   }
   if (offRows === 0) return [];
   if (hi - lo <= 2 * (atol + rtol * Math.abs(hi))) {
-    return [{ id: "row-offset", evidence: "pattern", message: `actual − expected is the same constant ${fmt((lo + hi) / 2)} everywhere: a constant offset (a bias or a shift added or missing)` }];
+    return [
+      {
+        id: "row-offset",
+        evidence: "pattern",
+        message:
+          `actual − expected is the same constant ${fmt((lo + hi) / 2)} ` +
+          `everywhere: a constant offset (a bias or a shift added or missing)`,
+      },
+    ];
   }
-  return [{
-    id: "row-offset",
-    evidence: "pattern",
-    message: `actual − expected is constant within each row of the last axis (offsets from ${fmt(lo)} to ${fmt(hi)} across ${rows} rows): a per-row normaliser — the max, mean or log Σ exp of the row — is missing or extra`,
-  }];
+  return [
+    {
+      id: "row-offset",
+      evidence: "pattern",
+      message:
+        `actual − expected is constant within each row of the last axis ` +
+        `(offsets from ${fmt(lo)} to ${fmt(hi)} across ${rows} rows): a per-row ` +
+        `normaliser — the max, mean or log Σ exp of the row — is missing or extra`,
+    },
+  ];
 }
 
 /**

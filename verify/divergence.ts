@@ -52,7 +52,9 @@ export function formulaLevel(name: string): number {
         }
         return best;
       };
-      level = Math.max(...Object.values(g.outputs).map((e) => (e.node.op === "call" ? nested(e.node) : 0)));
+      level = Math.max(
+        ...Object.values(g.outputs).map((e) => (e.node.op === "call" ? nested(e.node) : 0)),
+      );
     } catch {
       level = 99;
     }
@@ -60,7 +62,6 @@ export function formulaLevel(name: string): number {
   levels.set(name, level);
   return level;
 }
-
 
 /**
  * The first divergence of the run: among failing checks, forward values before gradients before
@@ -80,27 +81,64 @@ export function pickFirstDivergence(results: readonly VerifyResult[]): FirstDive
       const d: FirstDivergence =
         div !== null && div !== undefined
           ? {
-              formula: div.formula, case: r.case, tensor: div.tensor, kind: "golden", origin: div.origin, path: div.path, explanation: div.explanation,
-              maxAbsErr: div.report?.maxAbsError ?? r.maxAbsErr, budget: div.report?.budgetUsed ?? r.budget, hints: div.hints, report: div.report,
+              formula: div.formula,
+              case: r.case,
+              tensor: div.tensor,
+              kind: "golden",
+              origin: div.origin,
+              path: div.path,
+              explanation: div.explanation,
+              maxAbsErr: div.report?.maxAbsError ?? r.maxAbsErr,
+              budget: div.report?.budgetUsed ?? r.budget,
+              hints: div.hints,
+              report: div.report,
               ...(div.values !== undefined ? { values: div.values } : {}),
             }
           : {
-              formula: r.formula, case: r.case, tensor: failing?.name ?? "?", kind: "golden", origin: "local", path: [r.formula],
+              formula: r.formula,
+              case: r.case,
+              tensor: failing?.name ?? "?",
+              kind: "golden",
+              origin: "local",
+              path: [r.formula],
               explanation: forward
-                ? `${r.formula}'s output ${failing?.name ?? ""} diverges (not localised further: earlier cases of this formula were)`
-                : `the outputs of ${r.formula} match but ${failing?.name ?? "a gradient"} diverges: the backward pass is wrong`,
-              maxAbsErr: failing?.maxAbsError ?? r.maxAbsErr, budget: failing?.budgetUsed ?? r.budget, hints: r.hints ?? [], report: failing ?? null,
+                ? `${r.formula}'s output ${failing?.name ?? ""} diverges (not localised ` +
+                  `further: earlier cases of this formula were)`
+                : `the outputs of ${r.formula} match but ${failing?.name ?? "a gradient"} ` +
+                  `diverges: the backward pass is wrong`,
+              maxAbsErr: failing?.maxAbsError ?? r.maxAbsErr,
+              budget: failing?.budgetUsed ?? r.budget,
+              hints: r.hints ?? [],
+              report: failing ?? null,
               ...valuesFor(r, failing?.name),
             };
-      const key = [forward ? 0 : 1, div === undefined ? 1 : 0, formulaLevel(d.formula), d.origin === "local" ? 0 : 1, formulaLevel(r.formula), r.dtype === "f64" ? 0 : 1, r.case];
+      const key = [
+        forward ? 0 : 1,
+        div === undefined ? 1 : 0,
+        formulaLevel(d.formula),
+        d.origin === "local" ? 0 : 1,
+        formulaLevel(r.formula),
+        r.dtype === "f64" ? 0 : 1,
+        r.case,
+      ];
       candidates.push({ key, d });
     } else if (r.kind === "gradient") {
       const f = r.gradcheck?.failures[0];
       candidates.push({
         key: [2, 0, formulaLevel(r.formula), 0, 0, 0, r.case],
         d: {
-          formula: r.formula, case: r.case, tensor: f !== undefined ? `grad (${f.input})` : "grad", kind: "gradient", origin: "local", path: [r.formula],
-          explanation: r.message ?? `the backward pass of ${r.formula} disagrees with central differences`, maxAbsErr: r.maxAbsErr, budget: r.budget, hints: [], report: null,
+          formula: r.formula,
+          case: r.case,
+          tensor: f !== undefined ? `grad (${f.input})` : "grad",
+          kind: "gradient",
+          origin: "local",
+          path: [r.formula],
+          explanation:
+            r.message ?? `the backward pass of ${r.formula} disagrees with central differences`,
+          maxAbsErr: r.maxAbsErr,
+          budget: r.budget,
+          hints: [],
+          report: null,
         },
       });
     } else {
@@ -108,9 +146,17 @@ export function pickFirstDivergence(results: readonly VerifyResult[]): FirstDive
       candidates.push({
         key: [3, 0, formulaLevel(f?.formula ?? r.formula), 0, 0, r.dtype === "f64" ? 0 : 1, r.case],
         d: {
-          formula: f?.formula || r.formula, case: r.case, tensor: f?.quantity ?? "law", kind: "property", origin: "local", path: [f?.formula || r.formula],
+          formula: f?.formula || r.formula,
+          case: r.case,
+          tensor: f?.quantity ?? "law",
+          kind: "property",
+          origin: "local",
+          path: [f?.formula || r.formula],
           explanation: `law ${r.case} fails: ${f?.message ?? r.message ?? ""}`,
-          maxAbsErr: r.maxAbsErr, budget: r.budget, hints: [], report: null,
+          maxAbsErr: r.maxAbsErr,
+          budget: r.budget,
+          hints: [],
+          report: null,
           ...(r.replay !== undefined ? { replay: r.replay } : {}),
         },
       });
@@ -130,7 +176,10 @@ export function pickFirstDivergence(results: readonly VerifyResult[]): FirstDive
   return candidates[0]!.d;
 }
 
-function valuesFor(r: VerifyResult, name: string | undefined): { values?: { expected: Tensor; actual: Tensor } } {
+function valuesFor(
+  r: VerifyResult,
+  name: string | undefined,
+): { values?: { expected: Tensor; actual: Tensor } } {
   const v = r.values?.find((x) => x.name === name);
   return v !== undefined ? { values: { expected: v.expected, actual: v.actual } } : {};
 }
@@ -170,7 +219,10 @@ function appliedFormulas(name: string): ReadonlySet<string> {
 /** What a failing check says about its origin before grouping. */
 interface Claim {
   readonly result: VerifyResult;
-  /** The check's own formula and kind (a law checks values unless it needs the backward pass; a gradient check gradients). */
+  /**
+   * The check's own formula and kind (a law checks values unless it needs the backward pass; a
+   * gradient check gradients).
+   */
   readonly own: { readonly formula: string; readonly kind: "forward" | "backward" };
   /** Where localisation put it, when it was localised. */
   readonly divergence?: Divergence;
@@ -180,23 +232,40 @@ function claimOf(r: VerifyResult): Claim {
   if (r.kind === "golden") {
     const forward = (r.tensors ?? []).some((t) => !t.ok && t.name.startsWith("out."));
     const div = r.localisation?.divergence ?? undefined;
-    return { result: r, own: { formula: r.formula, kind: forward ? "forward" : "backward" }, ...(div !== undefined && div !== null ? { divergence: div } : {}) };
+    return {
+      result: r,
+      own: { formula: r.formula, kind: forward ? "forward" : "backward" },
+      ...(div !== undefined && div !== null ? { divergence: div } : {}),
+    };
   }
   if (r.kind === "gradient") return { result: r, own: { formula: r.formula, kind: "backward" } };
   const f = r.law?.failure?.formula;
-  return { result: r, own: { formula: f !== undefined && f !== "" ? f : r.formula, kind: r.checksGradients === true ? "backward" : "forward" } };
+  return {
+    result: r,
+    own: {
+      formula: f !== undefined && f !== "" ? f : r.formula,
+      kind: r.checksGradients === true ? "backward" : "forward",
+    },
+  };
 }
 
 /** Does `c` (localised) name an origin better than its current first case? */
 function preferredFirst(c: Claim, current: Claim, currentLocalised: boolean): boolean {
   if (!currentLocalised) return true;
-  const rank = (x: Claim): number[] => [x.result.dtype === "f64" ? 0 : 1, formulaLevel(x.result.formula)];
+  const rank = (x: Claim): number[] => [
+    x.result.dtype === "f64" ? 0 : 1,
+    formulaLevel(x.result.formula),
+  ];
   const [a, b] = [rank(c), rank(current)];
   return a[0]! < b[0]! || (a[0] === b[0] && a[1]! < b[1]!);
 }
 
 /** Pipeline rank of an origin: the registry's formula order, a formula's forward before its backward. */
-function originRank(formula: string, kind: "forward" | "backward", order: readonly string[]): number {
+function originRank(
+  formula: string,
+  kind: "forward" | "backward",
+  order: readonly string[],
+): number {
   return order.indexOf(formula) * 2 + (kind === "forward" ? 0 : 1);
 }
 
@@ -213,14 +282,32 @@ function originsOf(results: readonly VerifyResult[]): Origin[] {
 }
 
 /** {@link originsOf} with the failing checks each origin explains. */
-export function groupByOrigin(results: readonly VerifyResult[]): Array<{ origin: Origin; results: VerifyResult[] }> {
+export function groupByOrigin(
+  results: readonly VerifyResult[],
+): Array<{ origin: Origin; results: VerifyResult[] }> {
   const claims = results.filter((r) => r.status === "fail").map(claimOf);
   const key = (formula: string, kind: string): string => `${formula}\u0000${kind}`;
-  const groups = new Map<string, { formula: string; kind: "forward" | "backward"; first: Claim; localised: number; presumed: number; members: VerifyResult[] }>();
-  const add = (formula: string, kind: "forward" | "backward", c: Claim, localised: boolean): void => {
+  const groups = new Map<
+    string,
+    {
+      formula: string;
+      kind: "forward" | "backward";
+      first: Claim;
+      localised: number;
+      presumed: number;
+      members: VerifyResult[];
+    }
+  >();
+  const add = (
+    formula: string,
+    kind: "forward" | "backward",
+    c: Claim,
+    localised: boolean,
+  ): void => {
     const k = key(formula, kind);
     let g = groups.get(k);
-    if (g === undefined) groups.set(k, (g = { formula, kind, first: c, localised: 0, presumed: 0, members: [] }));
+    if (g === undefined)
+      groups.set(k, (g = { formula, kind, first: c, localised: 0, presumed: 0, members: [] }));
     // its first case: a localised one before a presumed one, float64 first, the least nested case formula
     else if (localised && preferredFirst(c, g.first, g.localised > 0)) g.first = c;
     g.members.push(c.result);
@@ -234,42 +321,91 @@ export function groupByOrigin(results: readonly VerifyResult[]): Array<{ origin:
     add(c.divergence.formula, c.divergence.kind, c, true);
     const k = key(c.own.formula, c.own.kind);
     const list = pointsTo.get(k) ?? [];
-    if (!list.some((x) => x.formula === c.divergence!.formula && x.kind === c.divergence!.kind)) list.push({ formula: c.divergence.formula, kind: c.divergence.kind });
+    if (!list.some((x) => x.formula === c.divergence!.formula && x.kind === c.divergence!.kind))
+      list.push({ formula: c.divergence.formula, kind: c.divergence.kind });
     pointsTo.set(k, list);
   }
-  const order = formulaOrder([...claims.map((c) => c.own.formula), ...claims.flatMap((c) => (c.divergence !== undefined ? [c.divergence.formula] : []))]);
+  const order = formulaOrder([
+    ...claims.map((c) => c.own.formula),
+    ...claims.flatMap((c) => (c.divergence !== undefined ? [c.divergence.formula] : [])),
+  ]);
   for (const c of claims) {
     if (c.divergence !== undefined) continue;
     const inside = appliedFormulas(c.own.formula);
     const targets = [
       ...(pointsTo.get(key(c.own.formula, c.own.kind)) ?? []),
-      ...[...groups.values()].filter((g) => g.localised > 0 && g.kind === c.own.kind && (g.formula === c.own.formula || inside.has(g.formula))),
+      ...[...groups.values()].filter(
+        (g) =>
+          g.localised > 0 &&
+          g.kind === c.own.kind &&
+          (g.formula === c.own.formula || inside.has(g.formula)),
+      ),
     ];
-    const target = [...targets].sort((a, b) => originRank(a.formula, a.kind, order) - originRank(b.formula, b.kind, order))[0] ?? c.own;
+    const target =
+      [...targets].sort(
+        (a, b) => originRank(a.formula, a.kind, order) - originRank(b.formula, b.kind, order),
+      )[0] ?? c.own;
     add(target.formula, target.kind, c, false);
   }
-  const origins = [...groups.values()].map((g): { origin: Origin; results: VerifyResult[] } => ({ origin: originOf(g), results: g.members }));
-  return origins.sort((a, b) => originRank(a.origin.formula, a.origin.kind, order) - originRank(b.origin.formula, b.origin.kind, order));
+  const origins = [...groups.values()].map((g): { origin: Origin; results: VerifyResult[] } => ({
+    origin: originOf(g),
+    results: g.members,
+  }));
+  return origins.sort(
+    (a, b) =>
+      originRank(a.origin.formula, a.origin.kind, order) -
+      originRank(b.origin.formula, b.origin.kind, order),
+  );
 }
 
-function originOf(g: { formula: string; kind: "forward" | "backward"; first: Claim; localised: number; presumed: number }): Origin {
+function originOf(g: {
+  formula: string;
+  kind: "forward" | "backward";
+  first: Claim;
+  localised: number;
+  presumed: number;
+}): Origin {
   {
     const c = g.first;
     const r = c.result;
     const d = c.divergence;
     if (d !== undefined && d.formula === g.formula && d.kind === g.kind) {
       return {
-        formula: g.formula, kind: g.kind, firstCase: r.case, path: d.path, tensor: d.tensor, ...(d.input !== undefined ? { input: d.input } : {}),
-        explanation: d.explanation, count: g.localised + g.presumed, presumed: g.presumed, report: d.report, hints: d.hints,
+        formula: g.formula,
+        kind: g.kind,
+        firstCase: r.case,
+        path: d.path,
+        tensor: d.tensor,
+        ...(d.input !== undefined ? { input: d.input } : {}),
+        explanation: d.explanation,
+        count: g.localised + g.presumed,
+        presumed: g.presumed,
+        report: d.report,
+        hints: d.hints,
       };
     }
     // an origin no check was localised to: the check's own failure is all there is to say
-    const failing = (r.tensors ?? []).find((t) => !t.ok && (g.kind === "forward") === t.name.startsWith("out."));
-    const what = r.kind === "golden" ? `golden case ${r.case}` : r.kind === "gradient" ? `the gradient check of ${r.formula} (${r.case})` : `law ${r.case}`;
+    const failing = (r.tensors ?? []).find(
+      (t) => !t.ok && (g.kind === "forward") === t.name.startsWith("out."),
+    );
+    const what =
+      r.kind === "golden"
+        ? `golden case ${r.case}`
+        : r.kind === "gradient"
+          ? `the gradient check of ${r.formula} (${r.case})`
+          : `law ${r.case}`;
     return {
-      formula: g.formula, kind: g.kind, firstCase: r.case, path: [g.formula], tensor: failing?.name ?? (r.kind === "property" ? (r.law?.failure?.quantity ?? "law") : "grad"),
+      formula: g.formula,
+      kind: g.kind,
+      firstCase: r.case,
+      path: [g.formula],
+      tensor:
+        failing?.name ?? (r.kind === "property" ? (r.law?.failure?.quantity ?? "law") : "grad"),
       explanation: `${what} fails${r.message !== undefined ? `: ${r.message}` : ""} (not localised)`,
-      count: g.localised + g.presumed, presumed: g.presumed, report: failing ?? null, hints: r.hints ?? [],
+      count: g.localised + g.presumed,
+      presumed: g.presumed,
+      report: failing ?? null,
+      hints: r.hints ?? [],
     };
   }
 }

@@ -4,13 +4,19 @@
  * once it cannot be, every later check is skipped with the reason.
  */
 import { ImplementationError } from "../autodiff/implementation.js";
-import type { BackwardRequest, ForwardRequest, Implementation } from "../autodiff/implementation.js";
+import type {
+  BackwardRequest,
+  ForwardRequest,
+  Implementation,
+} from "../autodiff/implementation.js";
 import type { FaultInfo, VerifyOptions } from "./results.js";
 
 export function faultInfo(e: ImplementationError): FaultInfo {
   return {
     message: e.message,
-    ...(e.detail?.stderrTail !== undefined && e.detail.stderrTail !== "" ? { stderrTail: e.detail.stderrTail } : {}),
+    ...(e.detail?.stderrTail !== undefined && e.detail.stderrTail !== ""
+      ? { stderrTail: e.detail.stderrTail }
+      : {}),
     ...(e.detail?.line !== undefined ? { line: e.detail.line } : {}),
   };
 }
@@ -45,7 +51,10 @@ export class Driver {
   lateFault: ImplementationError | undefined;
   readonly notes: string[] = [];
 
-  constructor(impl: Implementation, private readonly opts: VerifyOptions) {
+  constructor(
+    impl: Implementation,
+    private readonly opts: VerifyOptions,
+  ) {
     this.impl = impl;
   }
 
@@ -55,7 +64,11 @@ export class Driver {
       return await f(this.impl).catch((e: unknown) => {
         // an in-process implementation's own exception is its fault, reported like a process's
         if (e instanceof ImplementationError) throw e;
-        throw new ImplementationError(`${this.impl.name} threw ${e instanceof Error ? `${e.name}: ${e.message}` : `a non-Error value: ${String(e)}`}`, { kind: "failed" });
+        throw new ImplementationError(
+          `${this.impl.name} threw ` +
+            `${e instanceof Error ? `${e.name}: ${e.message}` : `a non-Error value: ${String(e)}`}`,
+          { kind: "failed" },
+        );
       });
     } catch (e) {
       if (!isStopped(e)) throw e;
@@ -64,7 +77,9 @@ export class Driver {
         this.dead =
           this.opts.restart === undefined
             ? `the implementation was stopped by an earlier fault and cannot be restarted: ${(e as Error).message}`
-            : `the implementation was stopped by an earlier fault and was not restarted again (${max} restart${max === 1 ? "" : "s"} already): ${(e as Error).message}`;
+            : `the implementation was stopped by an earlier fault and was not ` +
+              `restarted again (${max} restart${max === 1 ? "" : "s"} already): ` +
+              `${(e as Error).message}`;
         this.notes.push(this.dead);
         throw new StoppedForGood(this.dead);
       }
@@ -78,7 +93,9 @@ export class Driver {
         this.notes.push(this.dead);
         throw new StoppedForGood(this.dead);
       }
-      this.notes.push(`restarted the implementation after it was stopped (${(e as Error).message.split("\n")[0]})`);
+      this.notes.push(
+        `restarted the implementation after it was stopped (${(e as Error).message.split("\n")[0]})`,
+      );
       return await f(this.impl);
     }
   }
@@ -96,9 +113,12 @@ export class Driver {
       forward: (req: ForwardRequest) => self.call((i) => i.forward(req)),
     };
     if (base.backwardPass !== undefined) {
-      (out as { backwardPass?: Implementation["backwardPass"] }).backwardPass = (req: BackwardRequest) =>
+      (out as { backwardPass?: Implementation["backwardPass"] }).backwardPass = (
+        req: BackwardRequest,
+      ) =>
         self.call((i) => {
-          if (i.backwardPass === undefined) throw new ImplementationError(`${i.name} has no backward pass`);
+          if (i.backwardPass === undefined)
+            throw new ImplementationError(`${i.name} has no backward pass`);
           return i.backwardPass(req);
         });
     }

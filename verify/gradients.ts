@@ -27,7 +27,9 @@ function elements(ts: NamedTensors): number {
 
 /** The output names a formula's gradient is taken of (intermediate outputs are excluded). */
 function differentiableOutputs(c: GoldenCase): string[] {
-  return Object.entries(c.outputs).filter(([, t]) => t.dtype !== "i32").map(([k]) => k);
+  return Object.entries(c.outputs)
+    .filter(([, t]) => t.dtype !== "i32")
+    .map(([k]) => k);
 }
 
 export async function gradientChecks(
@@ -49,13 +51,33 @@ export async function gradientChecks(
     list.push(c);
     byFormula.set(c.meta.formula, list);
   }
-  for (const list of byFormula.values()) list.sort((a, b) => elements(a.inputs) - elements(b.inputs) || (a.meta.case < b.meta.case ? -1 : 1));
-  const formulas = inShard(formulaOrder(byFormula.keys()).filter((f) => wanted(f) && driver.impl.formulas.includes(f) && supportsBackward(driver.impl, f)), opts.shard);
+  for (const list of byFormula.values())
+    list.sort(
+      (a, b) => elements(a.inputs) - elements(b.inputs) || (a.meta.case < b.meta.case ? -1 : 1),
+    );
+  const formulas = inShard(
+    formulaOrder(byFormula.keys()).filter(
+      (f) => wanted(f) && driver.impl.formulas.includes(f) && supportsBackward(driver.impl, f),
+    ),
+    opts.shard,
+  );
   if (formulas.length > 0 && !driver.impl.dtypes.includes("f64")) {
     for (const f of formulas) {
       results.push({
-        kind: "gradient", formula: f, case: byFormula.get(f)![0]!.meta.case, dtype: null, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0,
-        message: `finite differences need float64 values and the implementation computes ${driver.impl.dtypes.join(", ")} only; its gradients are still checked against the golden grad.* tensors`,
+        kind: "gradient",
+        formula: f,
+        case: byFormula.get(f)![0]!.meta.case,
+        dtype: null,
+        status: "skipped",
+        ok: true,
+        maxAbsErr: null,
+        maxRelErr: null,
+        budget: null,
+        timeMs: 0,
+        message:
+          `finite differences need float64 values and the implementation computes ` +
+          `${driver.impl.dtypes.join(", ")} only; its gradients are still checked ` +
+          `against the golden grad.* tensors`,
       });
     }
     return;
@@ -64,10 +86,38 @@ export async function gradientChecks(
   for (const f of formulas) {
     progress({ phase: "gradient", done: done++, total: formulas.length, label: f });
     const candidates = byFormula.get(f)!;
-    const inside = candidates.filter((c) => outsideCapability(driver.impl, { formula: f, config: c.meta.config, dtype: "f64", dims: c.meta.dims, inputs: c.inputs }) === undefined);
+    const inside = candidates.filter(
+      (c) =>
+        outsideCapability(driver.impl, {
+          formula: f,
+          config: c.meta.config,
+          dtype: "f64",
+          dims: c.meta.dims,
+          inputs: c.inputs,
+        }) === undefined,
+    );
     if (inside.length === 0) {
-      const why = outsideCapability(driver.impl, { formula: f, config: candidates[0]!.meta.config, dtype: "f64", dims: candidates[0]!.meta.dims, inputs: candidates[0]!.inputs })!;
-      results.push({ kind: "gradient", formula: f, case: candidates[0]!.meta.case, dtype: "f64", status: "skipped", outside: true, ok: true, maxAbsErr: null, maxRelErr: null, budget: null, timeMs: 0, message: `no float64 case lies inside the declared capability (${candidates.length} tried; e.g. ${why})` });
+      const why = outsideCapability(driver.impl, {
+        formula: f,
+        config: candidates[0]!.meta.config,
+        dtype: "f64",
+        dims: candidates[0]!.meta.dims,
+        inputs: candidates[0]!.inputs,
+      })!;
+      results.push({
+        kind: "gradient",
+        formula: f,
+        case: candidates[0]!.meta.case,
+        dtype: "f64",
+        status: "skipped",
+        outside: true,
+        ok: true,
+        maxAbsErr: null,
+        maxRelErr: null,
+        budget: null,
+        timeMs: 0,
+        message: `no float64 case lies inside the declared capability (${candidates.length} tried; e.g. ${why})`,
+      });
       continue;
     }
     let declinedTries = 0;
@@ -78,16 +128,56 @@ export async function gradientChecks(
       declinedTries++;
     }
     const skippedOutside = candidates.length - inside.length;
-    const tried = declinedTries > 0 || skippedOutside > 0 ? ` (${[declinedTries > 0 && last!.status !== "declined" ? `${declinedTries} smaller case${declinedTries > 1 ? "s" : ""} declined` : "", skippedOutside > 0 ? `${skippedOutside} outside the declared capability` : ""].filter((x) => x !== "").join(", ")})` : "";
-    if (last!.status === "declined") results.push({ ...last!, message: `every float64 case was declined (${declinedTries} tried): ${last!.message ?? ""}` });
-    else results.push(tried === "" ? last! : { ...last!, message: `${last!.message ?? (last!.status === "pass" ? "checked" : "")}${tried}`.trim() });
+    const tried =
+      declinedTries > 0 || skippedOutside > 0
+        ? ` (` +
+          [
+            declinedTries > 0 && last!.status !== "declined"
+              ? `${declinedTries} smaller case${declinedTries > 1 ? "s" : ""} declined`
+              : "",
+            skippedOutside > 0 ? `${skippedOutside} outside the declared capability` : "",
+          ]
+            .filter((x) => x !== "")
+            .join(", ") +
+          `)`
+        : "";
+    if (last!.status === "declined")
+      results.push({
+        ...last!,
+        message: `every float64 case was declined (${declinedTries} tried): ${last!.message ?? ""}`,
+      });
+    else
+      results.push(
+        tried === ""
+          ? last!
+          : {
+              ...last!,
+              message:
+                `${last!.message ?? (last!.status === "pass" ? "checked" : "")}${tried}`.trim(),
+            },
+      );
   }
 }
 
 /** The finite-difference check of one formula on one case's inputs. */
-async function gradientCheck(driver: Driver, c: GoldenCase, f: string, seed: number): Promise<VerifyResult> {
+async function gradientCheck(
+  driver: Driver,
+  c: GoldenCase,
+  f: string,
+  seed: number,
+): Promise<VerifyResult> {
   const base = { kind: "gradient" as const, formula: f, case: c.meta.case, dtype: "f64" as const };
-  if (driver.dead !== undefined) return { ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: driver.dead, timeMs: 0 };
+  if (driver.dead !== undefined)
+    return {
+      ...base,
+      status: "skipped",
+      ok: true,
+      maxAbsErr: null,
+      maxRelErr: null,
+      budget: null,
+      message: driver.dead,
+      timeMs: 0,
+    };
   const t = performance.now();
   const outs = differentiableOutputs(c);
   let lastError: ImplementationError | undefined;
@@ -116,20 +206,57 @@ async function gradientCheck(driver: Driver, c: GoldenCase, f: string, seed: num
   try {
     // one direction per argument (names the wrong gradient) up to 8 arguments, else 4 joint ones
     const args = Object.values(c.inputs).filter((x) => x.dtype !== "i32").length;
-    g = await gradcheckFunction(fn, c.inputs, { mode: "fast", seed, ...(args > 8 ? { directions: 4 } : {}) });
+    g = await gradcheckFunction(fn, c.inputs, {
+      mode: "fast",
+      seed,
+      ...(args > 8 ? { directions: 4 } : {}),
+    });
   } catch (e) {
     if (!(e instanceof ImplementationError)) throw e;
     lastError = e;
-    g = { formula: f, ok: false, mode: "fast", checked: [], maxAbsErr: 0, maxRelErr: 0, failures: [], error: e.message, seed };
+    g = {
+      formula: f,
+      ok: false,
+      mode: "fast",
+      checked: [],
+      maxAbsErr: 0,
+      maxRelErr: 0,
+      failures: [],
+      error: e.message,
+      seed,
+    };
   }
   if (g.error !== undefined && lastError instanceof StoppedForGood) {
-    return { ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: lastError.message, timeMs: performance.now() - t };
+    return {
+      ...base,
+      status: "skipped",
+      ok: true,
+      maxAbsErr: null,
+      maxRelErr: null,
+      budget: null,
+      message: lastError.message,
+      timeMs: performance.now() - t,
+    };
   }
   if (g.error !== undefined && lastError !== undefined) {
     const declined = isDeclined(lastError);
-    return { ...base, status: declined ? "declined" : "fault", ok: declined, maxAbsErr: null, maxRelErr: null, budget: null, message: lastError.message, fault: faultInfo(lastError), gradcheck: g, timeMs: performance.now() - t };
+    return {
+      ...base,
+      status: declined ? "declined" : "fault",
+      ok: declined,
+      maxAbsErr: null,
+      maxRelErr: null,
+      budget: null,
+      message: lastError.message,
+      fault: faultInfo(lastError),
+      gradcheck: g,
+      timeMs: performance.now() - t,
+    };
   }
-  const worst = g.failures.reduce((b, x) => Math.max(b, x.allowed > 0 ? x.absErr / x.allowed : Infinity), 0);
+  const worst = g.failures.reduce(
+    (b, x) => Math.max(b, x.allowed > 0 ? x.absErr / x.allowed : Infinity),
+    0,
+  );
   return {
     ...base,
     status: g.ok ? "pass" : "fail",
@@ -137,7 +264,15 @@ async function gradientCheck(driver: Driver, c: GoldenCase, f: string, seed: num
     maxAbsErr: g.maxAbsErr,
     maxRelErr: g.maxRelErr,
     budget: g.ok ? null : worst,
-    ...(g.error !== undefined ? { message: g.error } : g.ok ? {} : { message: `the backward pass disagrees with central differences along ${g.failures.map((x) => x.input).join(", ")}` }),
+    ...(g.error !== undefined
+      ? { message: g.error }
+      : g.ok
+        ? {}
+        : {
+            message:
+              `the backward pass disagrees with central differences along ` +
+              `${g.failures.map((x) => x.input).join(", ")}`,
+          }),
     gradcheck: g,
     timeMs: performance.now() - t,
   };

@@ -22,18 +22,29 @@ declare function getComputedStyle(e: unknown): any;
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) console.warn(`verify/html.test.ts: browser test skipped — ${CHROMIUM} is absent (CI installs Debian's chromium)`);
+if (!hasChromium)
+  console.warn(
+    `verify/html.test.ts: browser test skipped — ${CHROMIUM} is absent (CI installs Debian's chromium)`,
+  );
 
 describe("charts rendered in Node", () => {
   test("a heatmap has one rect mark per cell; big tensors are max-pooled", async () => {
-    const e = Tensor.from([[1, 2, 3], [4, 5, 6]]);
-    const a = Tensor.from([[1, 2.5, 3], [4, 5, Number.NEGATIVE_INFINITY]]);
+    const e = Tensor.from([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    const a = Tensor.from([
+      [1, 2.5, 3],
+      [4, 5, Number.NEGATIVE_INFINITY],
+    ]);
     const svg = await heatmapSvg(e, a, 1e-7, 1e-7, "y");
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg.match(/aria-roledescription="rect mark"/g)?.length).toBe(6);
     const big = Tensor.zeros([200, 130]);
     const pooled = await heatmapSvg(big, big, 1e-7, 1e-7, "big");
-    expect(pooled.match(/aria-roledescription="rect mark"/g)?.length).toBe(Math.ceil(200 / 4) * Math.ceil(130 / 3));
+    expect(pooled.match(/aria-roledescription="rect mark"/g)?.length).toBe(
+      Math.ceil(200 / 4) * Math.ceil(130 / 3),
+    );
     expect(pooled).toContain("max over 4×3 blocks");
   });
   test("a histogram of log10 relative error with the rtol line", async () => {
@@ -44,8 +55,12 @@ describe("charts rendered in Node", () => {
     expect(svg).toContain("1 with e = 0 or non-finite not shown");
     // a 0/−∞ mask: absolute error over the finite pairs; nothing finite left: no histogram
     const mask = Tensor.from([0, Number.NEGATIVE_INFINITY, 0]);
-    expect(await histogramSvg(mask, Tensor.from([0, 0, 0]), 1e-7, "m")).toContain("log10 |a − e| (no element has a finite e ≠ 0)");
-    expect(await histogramSvg(Tensor.from([Number.NEGATIVE_INFINITY]), Tensor.from([0]), 1e-7, "m")).toBeNull();
+    expect(await histogramSvg(mask, Tensor.from([0, 0, 0]), 1e-7, "m")).toContain(
+      "log10 |a − e| (no element has a finite e ≠ 0)",
+    );
+    expect(
+      await histogramSvg(Tensor.from([Number.NEGATIVE_INFINITY]), Tensor.from([0]), 1e-7, "m"),
+    ).toBeNull();
   });
   test("escaping", () => {
     expect(esc(`<a href="x">&</a>`)).toBe("&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
@@ -55,8 +70,16 @@ describe("charts rendered in Node", () => {
 describe.skipIf(!hasChromium)("the page in headless Chromium", () => {
   test("no console errors, no network, heatmaps render, the first divergence is highlighted; screenshot", async () => {
     // block_pre_ln is not declared: the report collapses it to one line
-    const impl = plantedGraphImplementation("GPT port with an off-by-one causal mask", plantMaskShift(1), ["causal_mask", "softmax", "attention"]);
-    const report = await verify(impl, { formulas: ["softmax", "causal_mask", "attention", "block_pre_ln"], dtype: "f64", gradients: false });
+    const impl = plantedGraphImplementation(
+      "GPT port with an off-by-one causal mask",
+      plantMaskShift(1),
+      ["causal_mask", "softmax", "attention"],
+    );
+    const report = await verify(impl, {
+      formulas: ["softmax", "causal_mask", "attention", "block_pre_ln"],
+      dtype: "f64",
+      gradients: false,
+    });
     const html = await renderHtmlReport(report);
     // nothing to fetch: no script, stylesheet link, source or external url(); SVG-internal url(#id) only
     expect(html).not.toMatch(/<script|<link|src=|@import|url\((?!#)/i);
@@ -70,7 +93,15 @@ describe.skipIf(!hasChromium)("the page in headless Chromium", () => {
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
     });
     try {
       const page = await browser.newPage({ viewport: { width: 1200, height: 1500 } });
@@ -88,8 +119,14 @@ describe.skipIf(!hasChromium)("the page in headless Chromium", () => {
 
       const sizes = await page.evaluate(() =>
         [...document.querySelectorAll("figure.heatmap svg")].map((svg: any) => {
-          const cells: Array<{ width: number; height: number }> = [...svg.querySelectorAll('path[aria-roledescription="rect mark"]')].map((p: any) => p.getBoundingClientRect());
-          return { cells: cells.length, minWidth: Math.min(...cells.map((r) => r.width)), minHeight: Math.min(...cells.map((r) => r.height)) };
+          const cells: Array<{ width: number; height: number }> = [
+            ...svg.querySelectorAll('path[aria-roledescription="rect mark"]'),
+          ].map((p: any) => p.getBoundingClientRect());
+          return {
+            cells: cells.length,
+            minWidth: Math.min(...cells.map((r) => r.width)),
+            minHeight: Math.min(...cells.map((r) => r.height)),
+          };
         }),
       );
       expect(sizes.length).toBeGreaterThan(2);
@@ -102,7 +139,12 @@ describe.skipIf(!hasChromium)("the page in headless Chromium", () => {
         const box = document.querySelector("section.first-divergence");
         if (box === null) return null;
         const style = getComputedStyle(box);
-        return { text: box.textContent ?? "", border: style.borderTopColor, heatmaps: box.querySelectorAll("figure.heatmap svg").length, top: box.getBoundingClientRect().top };
+        return {
+          text: box.textContent ?? "",
+          border: style.borderTopColor,
+          heatmaps: box.querySelectorAll("figure.heatmap svg").length,
+          top: box.getBoundingClientRect().top,
+        };
       });
       expect(first).not.toBeNull();
       expect(first!.text).toContain("First divergence: causal_mask");
@@ -112,10 +154,18 @@ describe.skipIf(!hasChromium)("the page in headless Chromium", () => {
       // laid out as the terminal report: origins at the top, then the formula table (undeclared
       // formulas on one line, the legend), then the headline's details, all in the first screen
       const layout = await page.evaluate(() => {
-        const top = (sel: string) => document.querySelector(sel)?.getBoundingClientRect().top ?? null;
+        const top = (sel: string) =>
+          document.querySelector(sel)?.getBoundingClientRect().top ?? null;
         const headline = document.querySelector("section.origins li.headline");
         const okCells = [...document.querySelectorAll("table.formulas tr:not(.bad) td.ok")].length;
-        return { origins: top("section.origins"), table: top("table.formulas"), undeclared: top("p.undeclared"), legend: top("p.legend"), headline: headline?.textContent ?? "", okCells };
+        return {
+          origins: top("section.origins"),
+          table: top("table.formulas"),
+          undeclared: top("p.undeclared"),
+          legend: top("p.legend"),
+          headline: headline?.textContent ?? "",
+          okCells,
+        };
       });
       expect(layout.origins).not.toBeNull();
       expect(layout.origins!).toBeLessThan(200);

@@ -12,7 +12,8 @@ import { verify } from "./run.js";
 import { plantedGraphImplementation, plantMaskShift } from "./testing.js";
 
 /** Parse with Python's ElementTree and summarise: suites with their attributes and children. */
-const PARSE = `
+const PARSE =
+  `
 import json, sys
 import xml.etree.ElementTree as ET
 root = ET.fromstring(sys.stdin.buffer.read())
@@ -23,7 +24,9 @@ for s in root:
     out["suites"].append({
         "tag": s.tag, "attrs": attrs(s),
         "properties": {p.get("name"): p.get("value") for p in s.iter("property")},
-        "cases": [{"attrs": attrs(c), "children": [{"tag": k.tag, "attrs": attrs(k), "text": k.text or ""} for k in c]} for c in cases],
+        "cases": [{"attrs": attrs(c), "children": [{"tag": k.tag, ` +
+  `"attrs": attrs(k), "text": k.text or ""} for k in c]} for c in ` +
+  `cases],
         "other": [k.tag for k in s if k.tag not in ("testcase", "properties")],
     })
 print(json.dumps(out))
@@ -32,11 +35,22 @@ print(json.dumps(out))
 interface Parsed {
   tag: string;
   attrs: Record<string, string>;
-  suites: Array<{ tag: string; attrs: Record<string, string>; properties: Record<string, string>; cases: Array<{ attrs: Record<string, string>; children: Array<{ tag: string; attrs: Record<string, string>; text: string }> }>; other: string[] }>;
+  suites: Array<{
+    tag: string;
+    attrs: Record<string, string>;
+    properties: Record<string, string>;
+    cases: Array<{
+      attrs: Record<string, string>;
+      children: Array<{ tag: string; attrs: Record<string, string>; text: string }>;
+    }>;
+    other: string[];
+  }>;
 }
 
 function parse(xml: string): Parsed {
-  return JSON.parse(execFileSync("/usr/bin/python3", ["-c", PARSE], { input: xml, encoding: "utf8" })) as Parsed;
+  return JSON.parse(
+    execFileSync("/usr/bin/python3", ["-c", PARSE], { input: xml, encoding: "utf8" }),
+  ) as Parsed;
 }
 
 describe("JUnit XML", () => {
@@ -46,16 +60,26 @@ describe("JUnit XML", () => {
       ...planted,
       name: "mask off by one & <friends>",
       forward: async (req) => {
-        if (req.formula === "relu") throw new ImplementationError("implementation `x` reported an error for forward relu (request 4): relu <not> \"here\" \u0007", { kind: "declined" });
+        if (req.formula === "relu")
+          throw new ImplementationError(
+            'implementation `x` reported an error for forward relu (request 4): relu <not> "here" \u0007',
+            { kind: "declined" },
+          );
         if (req.formula === "silu") throw new RangeError("index 9 out of range \u0000");
         return planted.forward(req);
       },
     };
-    const report = await verify(impl, { formulas: ["causal_mask", "attention", "relu", "silu"], dtype: "f64" });
+    const report = await verify(impl, {
+      formulas: ["causal_mask", "attention", "relu", "silu"],
+      dtype: "f64",
+    });
     const xml = verifyJUnit(report);
     const doc = parse(xml);
     expect(doc.tag).toBe("testsuites");
-    let tests = 0, failures = 0, errors = 0, skipped = 0;
+    let tests = 0,
+      failures = 0,
+      errors = 0,
+      skipped = 0;
     for (const s of doc.suites) {
       expect(s.tag).toBe("testsuite");
       expect(s.other).toEqual([]);
@@ -70,13 +94,20 @@ describe("JUnit XML", () => {
       errors += Number(s.attrs["errors"]);
       skipped += Number(s.attrs["skipped"]);
     }
-    expect([Number(doc.attrs["tests"]), Number(doc.attrs["failures"]), Number(doc.attrs["errors"]), Number(doc.attrs["skipped"])]).toEqual([tests, failures, errors, skipped]);
+    expect([
+      Number(doc.attrs["tests"]),
+      Number(doc.attrs["failures"]),
+      Number(doc.attrs["errors"]),
+      Number(doc.attrs["skipped"]),
+    ]).toEqual([tests, failures, errors, skipped]);
     expect(tests).toBe(report.results.length);
     expect(failures).toBe(report.results.filter((r) => r.status === "fail").length);
     expect(errors).toBe(report.results.filter((r) => r.status === "fault").length);
 
     const suite = (name: string) => doc.suites.find((s) => s.attrs["name"] === name)!;
-    const mask = suite("golden.causal_mask").cases.find((c) => c.attrs["name"] === "causal_mask/f64/n5_m5")!;
+    const mask = suite("golden.causal_mask").cases.find(
+      (c) => c.attrs["name"] === "causal_mask/f64/n5_m5",
+    )!;
     expect(mask.children[0]!.tag).toBe("failure");
     expect(mask.children[0]!.text).toContain("out.y: 4 of 25 elements outside");
     expect(mask.children[0]!.text).toContain("just above the causal diagonal");
@@ -85,12 +116,18 @@ describe("JUnit XML", () => {
     expect(relu.children[0]!.attrs["message"]).toContain('relu <not> "here" \uFFFD');
     const silu = suite("golden.silu").cases[0]!;
     expect(silu.children[0]!.tag).toBe("error");
-    expect(silu.children[0]!.attrs["message"]).toContain("threw RangeError: index 9 out of range \uFFFD");
+    expect(silu.children[0]!.attrs["message"]).toContain(
+      "threw RangeError: index 9 out of range \uFFFD",
+    );
     expect(suite("gradient.attention").cases[0]!.attrs["name"]).toMatch(/^gradcheck attention/);
     expect(Number(suite("golden.causal_mask").attrs["time"])).toBeGreaterThanOrEqual(0);
   });
   test("a passing run: testcases without children", async () => {
-    const doc = parse(verifyJUnit(await verify(referenceImplementation(), { formulas: ["relu"], gradients: false })));
+    const doc = parse(
+      verifyJUnit(
+        await verify(referenceImplementation(), { formulas: ["relu"], gradients: false }),
+      ),
+    );
     expect(doc.suites.map((s) => s.attrs["name"])).toEqual(["golden.relu"]);
     expect(doc.suites[0]!.cases.every((c) => c.children.length === 0)).toBe(true);
     expect(doc.attrs["failures"]).toBe("0");

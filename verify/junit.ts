@@ -34,8 +34,18 @@ function detail(r: VerifyResult): string {
   if (r.message !== undefined) lines.push(r.message);
   for (const t of r.tensors ?? []) {
     if (t.ok) continue;
-    lines.push(t.problem ?? `${t.name}: ${t.mismatched} of ${t.size} elements outside |a - e| <= atol + rtol*|e| (rtol ${formatError(t.tolerance.rtol)}, atol ${formatError(t.tolerance.atol)}); max abs err ${formatError(t.maxAbsError)}, max rel err ${formatError(t.maxRelError)}`);
-    if (t.worst !== null) lines.push(`  worst element [${t.worst.index.join(", ")}]: expected ${t.worst.expected}, actual ${t.worst.actual}`);
+    lines.push(
+      t.problem ??
+        `${t.name}: ${t.mismatched} of ${t.size} elements outside |a - e| <= ` +
+          `atol + rtol*|e| (rtol ${formatError(t.tolerance.rtol)}, atol ` +
+          `${formatError(t.tolerance.atol)}); max abs err ` +
+          `${formatError(t.maxAbsError)}, max rel err ` +
+          `${formatError(t.maxRelError)}`,
+    );
+    if (t.worst !== null)
+      lines.push(
+        `  worst element [${t.worst.index.join(", ")}]: expected ${t.worst.expected}, actual ${t.worst.actual}`,
+      );
   }
   const d = r.localisation?.divergence;
   if (d !== null && d !== undefined) {
@@ -46,39 +56,68 @@ function detail(r: VerifyResult): string {
   if (r.law?.failure !== undefined) {
     const f = r.law.failure;
     lines.push(`${f.formula} ${JSON.stringify(f.config)} ${f.dtype}`);
-    if (f.quantity !== undefined) lines.push(`${f.quantity}: expected ${f.expected}, actual ${f.actual}, abs err ${f.absError}, allowed ${f.allowed}`);
+    if (f.quantity !== undefined)
+      lines.push(
+        `${f.quantity}: expected ${f.expected}, actual ${f.actual}, abs err ${f.absError}, allowed ${f.allowed}`,
+      );
   }
   if (r.replay !== undefined) lines.push(`replay: ${r.replay}`);
-  for (const f of r.gradcheck?.failures ?? []) lines.push(`${f.input}: analytic ${f.analytic}, numeric ${f.numeric}, abs err ${f.absErr}, allowed ${f.allowed}`);
+  for (const f of r.gradcheck?.failures ?? [])
+    lines.push(
+      `${f.input}: analytic ${f.analytic}, numeric ${f.numeric}, abs err ${f.absErr}, allowed ${f.allowed}`,
+    );
   if (r.fault?.line !== undefined) lines.push(`line: ${r.fault.line}`);
   if (r.fault?.stderrTail !== undefined) lines.push("stderr:", r.fault.stderrTail);
   return lines.join("\n");
 }
 
 function testcase(r: VerifyResult, classname: string): string {
-  const name = r.kind === "golden" ? r.case : r.kind === "gradient" ? `gradcheck ${r.formula} (${r.case})` : `law ${r.case}${r.dtype !== null ? ` (${r.dtype})` : ""}`;
-  const open = `    <testcase classname="${xmlEscape(classname)}" name="${xmlEscape(name)}" time="${seconds(r.timeMs)}"`;
+  const name =
+    r.kind === "golden"
+      ? r.case
+      : r.kind === "gradient"
+        ? `gradcheck ${r.formula} (${r.case})`
+        : `law ${r.case}${r.dtype !== null ? ` (${r.dtype})` : ""}`;
+  const open =
+    `    <testcase classname="${xmlEscape(classname)}" ` +
+    `name="${xmlEscape(name)}" time="${seconds(r.timeMs)}"`;
   const firstLine = (s: string) => s.split("\n")[0]!.slice(0, 300);
   switch (r.status) {
     case "pass":
       return `${open}/>`;
     case "fail": {
       const text = detail(r);
-      return `${open}>\n      <failure type="mismatch" message="${xmlEscape(firstLine(text || "failed"))}">${xmlEscape(text)}</failure>\n    </testcase>`;
+      return (
+        `${open}>\n      <failure type="mismatch" ` +
+        `message="${xmlEscape(firstLine(text || "failed"))}">${xmlEscape(text)}</failure>\n ` +
+        `   </testcase>`
+      );
     }
     case "fault": {
       const text = detail(r);
-      return `${open}>\n      <error type="ImplementationError" message="${xmlEscape(firstLine(r.fault?.message ?? r.message ?? "fault"))}">${xmlEscape(text)}</error>\n    </testcase>`;
+      return (
+        `${open}>\n      <error type="ImplementationError" ` +
+        `message="${xmlEscape(firstLine(r.fault?.message ?? r.message ?? "fault"))}">${xmlEscape(text)}</error>\n ` +
+        `   </testcase>`
+      );
     }
     case "declined":
     case "skipped":
-      return `${open}>\n      <skipped message="${xmlEscape(`${r.status}: ${firstLine(r.message ?? "")}`)}"/>\n    </testcase>`;
+      return (
+        `${open}>\n      <skipped ` +
+        `message="${xmlEscape(`${r.status}: ${firstLine(r.message ?? "")}`)}"/>\n ` +
+        `   </testcase>`
+      );
   }
 }
 
-/** Suite names (`kind.formula`, `law.name`): golden suites in pipeline order, then gradient checks, then laws by name. */
+/**
+ * Suite names (`kind.formula`, `law.name`): golden suites in pipeline order, then gradient checks,
+ * then laws by name.
+ */
 function sortSuiteNames(names: readonly string[]): string[] {
-  const order = (name: string): number => ["golden", "gradient", "law"].indexOf(name.slice(0, name.indexOf(".")));
+  const order = (name: string): number =>
+    ["golden", "gradient", "law"].indexOf(name.slice(0, name.indexOf(".")));
   const rest = (name: string) => name.slice(name.indexOf(".") + 1);
   const byFormula = formulaOrder(names.filter((n) => !n.startsWith("law.")).map(rest));
   return [...names].sort((a, b) => {
@@ -86,7 +125,13 @@ function sortSuiteNames(names: readonly string[]): string[] {
     if (d !== 0) return d;
     const fa = rest(a);
     const fb = rest(b);
-    return a.startsWith("law.") ? (fa < fb ? -1 : fa > fb ? 1 : 0) : byFormula.indexOf(fa) - byFormula.indexOf(fb);
+    return a.startsWith("law.")
+      ? fa < fb
+        ? -1
+        : fa > fb
+          ? 1
+          : 0
+      : byFormula.indexOf(fa) - byFormula.indexOf(fb);
   });
 }
 
@@ -110,14 +155,25 @@ export function verifyJUnit(report: VerifyReport): string {
     ["implementation", impl.name],
     ["command", impl.command ?? "(built-in reference)"],
     ["seed", String(report.seed)],
-    ...(report.firstDivergence !== null ? [["first_divergence", firstDivergenceText(report.firstDivergence).join("\n")]] : []),
+    ...(report.firstDivergence !== null
+      ? [["first_divergence", firstDivergenceText(report.firstDivergence).join("\n")]]
+      : []),
   ];
-  const properties = `    <properties>\n${props.map(([k, v]) => `      <property name="${xmlEscape(k!)}" value="${xmlEscape(v!)}"/>`).join("\n")}\n    </properties>`;
+  const properties =
+    `    <properties>\n` +
+    props
+      .map(([k, v]) => `      <property name="${xmlEscape(k!)}" value="${xmlEscape(v!)}"/>`)
+      .join("\n") +
+    `\n ` +
+    `   </properties>`;
   const suites = keys.map((name) => {
     const rs = groups.get(name)!;
     const time = rs.reduce((s, r) => s + r.timeMs, 0);
     return (
-      `  <testsuite name="${xmlEscape(name)}" tests="${rs.length}" failures="${count(rs, "fail")}" errors="${count(rs, "fault")}" skipped="${count(rs, "skipped") + count(rs, "declined")}" time="${seconds(time)}">\n` +
+      `  <testsuite name="${xmlEscape(name)}" tests="${rs.length}" ` +
+      `failures="${count(rs, "fail")}" errors="${count(rs, "fault")}" ` +
+      `skipped="${count(rs, "skipped") + count(rs, "declined")}" ` +
+      `time="${seconds(time)}">\n` +
       `${properties}\n` +
       rs.map((r) => testcase(r, `specformer.verify.${name}`)).join("\n") +
       `\n  </testsuite>`
@@ -126,7 +182,10 @@ export function verifyJUnit(report: VerifyReport): string {
   const all = report.results;
   return (
     `<?xml version="1.0" encoding="UTF-8"?>\n${REPORT_MARKER_COMMENT}\n` +
-    `<testsuites name="specformer verify" tests="${all.length}" failures="${count(all, "fail")}" errors="${count(all, "fault")}" skipped="${count(all, "skipped") + count(all, "declined")}" time="${seconds(report.timeMs)}">\n` +
+    `<testsuites name="specformer verify" tests="${all.length}" ` +
+    `failures="${count(all, "fail")}" errors="${count(all, "fault")}" ` +
+    `skipped="${count(all, "skipped") + count(all, "declined")}" ` +
+    `time="${seconds(report.timeMs)}">\n` +
     suites.map((x) => `${x}\n`).join("") +
     `</testsuites>\n`
   );
@@ -137,7 +196,12 @@ export class JUnitMergeError extends Error {
   override name = "JUnitMergeError";
 }
 
-const SUITE = /<testsuite name="([^"]*)" tests="(\d+)" failures="(\d+)" errors="(\d+)" skipped="(\d+)" time="([\d.]+)">\n( {4}<properties>[\s\S]*?<\/properties>)\n([\s\S]*?)\n? {2}<\/testsuite>/g;
+const SUITE = new RegExp(
+  String.raw`<testsuite name="([^"]*)" tests="(\d+)" failures="(\d+)" err` +
+    String.raw`ors="(\d+)" skipped="(\d+)" time="([\d.]+)">\n( {4}<properti` +
+    String.raw`es>[\s\S]*?<\/properties>)\n([\s\S]*?)\n? {2}<\/testsuite>`,
+  "g",
+);
 
 /**
  * Merge the JUnit reports of `verify --shard K/N` runs into one document: suites of the same name
@@ -145,19 +209,44 @@ const SUITE = /<testsuite name="([^"]*)" tests="(\d+)" failures="(\d+)" errors="
  * shard's test cases, with the counts and times summed; the root's counts are recomputed.
  * @throws JUnitMergeError naming the document that is not a `verify --junit` report.
  */
-export function mergeJUnit(documents: readonly { readonly source: string; readonly xml: string }[]): string {
+export function mergeJUnit(
+  documents: readonly { readonly source: string; readonly xml: string }[],
+): string {
   if (documents.length === 0) throw new JUnitMergeError("no JUnit reports to merge");
-  interface Suite { tests: number; failures: number; errors: number; skipped: number; time: number; properties: string; cases: string[] }
+  interface Suite {
+    tests: number;
+    failures: number;
+    errors: number;
+    skipped: number;
+    time: number;
+    properties: string;
+    cases: string[];
+  }
   const suites = new Map<string, Suite>();
   let time = 0;
   for (const { source, xml } of documents) {
-    const root = /<testsuites name="specformer verify" tests="(\d+)" failures="\d+" errors="\d+" skipped="\d+" time="([\d.]+)">/.exec(xml);
-    if (root === null || !xml.trimEnd().endsWith("</testsuites>")) throw new JUnitMergeError(`${source}: not a JUnit report of specformer verify (no <testsuites name="specformer verify" …> … </testsuites>)`);
+    const root = new RegExp(
+      String.raw`<testsuites name="specformer verify" tests="(\d+)" failures=` +
+        String.raw`"\d+" errors="\d+" skipped="\d+" time="([\d.]+)">`,
+    ).exec(xml);
+    if (root === null || !xml.trimEnd().endsWith("</testsuites>"))
+      throw new JUnitMergeError(
+        `${source}: not a JUnit report of specformer verify (no <testsuites ` +
+          `name="specformer verify" …> … </testsuites>)`,
+      );
     time = Math.max(time, Number(root[2]));
     let n = 0;
     for (const m of xml.matchAll(SUITE)) {
       const [, name, tests, failures, errors, skipped, t, properties, body] = m;
-      const s = suites.get(name!) ?? { tests: 0, failures: 0, errors: 0, skipped: 0, time: 0, properties: properties!, cases: [] };
+      const s = suites.get(name!) ?? {
+        tests: 0,
+        failures: 0,
+        errors: 0,
+        skipped: 0,
+        time: 0,
+        properties: properties!,
+        cases: [],
+      };
       s.tests += Number(tests);
       s.failures += Number(failures);
       s.errors += Number(errors);
@@ -167,18 +256,29 @@ export function mergeJUnit(documents: readonly { readonly source: string; readon
       suites.set(name!, s);
       n += Number(tests);
     }
-    if (n !== Number(root[1])) throw new JUnitMergeError(`${source}: its root counts ${root[1]} tests but its suites hold ${n}: the file was cut short or edited`);
+    if (n !== Number(root[1]))
+      throw new JUnitMergeError(
+        `${source}: its root counts ${root[1]} tests but its suites hold ${n}: the file was cut short or edited`,
+      );
   }
   const names = sortSuiteNames([...suites.keys()]);
-  const total = (k: "tests" | "failures" | "errors" | "skipped") => names.reduce((a, n) => a + suites.get(n)![k], 0);
+  const total = (k: "tests" | "failures" | "errors" | "skipped") =>
+    names.reduce((a, n) => a + suites.get(n)![k], 0);
   return (
     `<?xml version="1.0" encoding="UTF-8"?>\n` +
     // the shards ran in parallel: the wall time is the slowest shard's
-    `<testsuites name="specformer verify" tests="${total("tests")}" failures="${total("failures")}" errors="${total("errors")}" skipped="${total("skipped")}" time="${time.toFixed(3)}">\n` +
+    `<testsuites name="specformer verify" tests="${total("tests")}" ` +
+    `failures="${total("failures")}" errors="${total("errors")}" ` +
+    `skipped="${total("skipped")}" time="${time.toFixed(3)}">\n` +
     names
       .map((name) => {
         const s = suites.get(name)!;
-        return `  <testsuite name="${name}" tests="${s.tests}" failures="${s.failures}" errors="${s.errors}" skipped="${s.skipped}" time="${s.time.toFixed(3)}">\n${s.properties}\n${s.cases.map((c) => `${c}\n`).join("")}  </testsuite>\n`;
+        return (
+          `  <testsuite name="${name}" tests="${s.tests}" ` +
+          `failures="${s.failures}" errors="${s.errors}" skipped="${s.skipped}" ` +
+          `time="${s.time.toFixed(3)}">\n${s.properties}\n${s.cases.map((c) => `${c}\n`).join("")} ` +
+          ` </testsuite>\n`
+        );
       })
       .join("") +
     `</testsuites>\n`

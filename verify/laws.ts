@@ -22,10 +22,23 @@ export async function lawChecks(
   wanted: (f: string) => boolean,
   progress: (e: ProgressEvent) => void,
 ): Promise<void> {
-  const dtypes: FloatDType[] = opts.dtype !== undefined ? [opts.dtype] : driver.impl.dtypes.includes("f64") ? ["f64"] : driver.impl.dtypes.includes("f32") ? ["f32"] : [];
-  const formulas = opts.formulas === undefined ? [undefined] : opts.formulas.filter((f) => hasFormula(f) && wanted(f));
+  const dtypes: FloatDType[] =
+    opts.dtype !== undefined
+      ? [opts.dtype]
+      : driver.impl.dtypes.includes("f64")
+        ? ["f64"]
+        : driver.impl.dtypes.includes("f32")
+          ? ["f32"]
+          : [];
+  const formulas =
+    opts.formulas === undefined
+      ? [undefined]
+      : opts.formulas.filter((f) => hasFormula(f) && wanted(f));
   // sharded: each law by itself (same seed, so the same cases as in one run of all laws)
-  const laws: (string | undefined)[] = opts.shard === undefined || opts.law !== undefined ? [opts.law] : inShard(lawNames(), opts.shard);
+  const laws: (string | undefined)[] =
+    opts.shard === undefined || opts.law !== undefined
+      ? [opts.law]
+      : inShard(lawNames(), opts.shard);
   const impl = driver.asImplementation();
   const lawOpts = (dtype: FloatDType) => ({
     runs: opts.lawRuns ?? 50,
@@ -38,7 +51,11 @@ export async function lawChecks(
   });
   // a law's counterexample is replayed by the same generator: the same law, seed, path, dtype
   // and formula scope, against the same implementation
-  const replayOf = (r: LawResult, dtype: FloatDType, formula: string | undefined): string | undefined =>
+  const replayOf = (
+    r: LawResult,
+    dtype: FloatDType,
+    formula: string | undefined,
+  ): string | undefined =>
     r.replay === undefined
       ? undefined
       : [
@@ -61,19 +78,39 @@ export async function lawChecks(
   };
   const push = (r: LawResult, dtype: FloatDType, formula: string | undefined): void => {
     const f = r.failure;
-    const budget = f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0 ? f.absError / f.allowed : null;
+    const budget =
+      f?.absError !== undefined && f.allowed !== undefined && f.allowed > 0
+        ? f.absError / f.allowed
+        : null;
     // a case the implementation answered with an error (a configuration it does not support)
     // says nothing about the law: declined, like a golden case it declines
-    const declined = (r.status === "failed" && f?.errorKind === "declined") || (r.status === "skipped" && Object.values(r.coverage ?? {}).some((x) => x.declined > 0));
+    const declined =
+      (r.status === "failed" && f?.errorKind === "declined") ||
+      (r.status === "skipped" && Object.values(r.coverage ?? {}).some((x) => x.declined > 0));
     // a case the implementation could not be driven through (crash, timeout, garbage) is a fault
     const fault = r.status === "failed" && f?.errorKind !== undefined && f.errorKind !== "declined";
-    const outside = r.status === "skipped" && !declined && Object.values(r.coverage ?? {}).some((x) => x.outside > 0);
+    const outside =
+      r.status === "skipped" &&
+      !declined &&
+      Object.values(r.coverage ?? {}).some((x) => x.outside > 0);
     results.push({
       kind: "property",
-      formula: f !== undefined && f.formula !== "" ? f.formula : formula ?? (r.formulas.join(", ") || "-"),
+      formula:
+        f !== undefined && f.formula !== ""
+          ? f.formula
+          : (formula ?? (r.formulas.join(", ") || "-")),
       case: r.law,
       dtype,
-      status: r.status === "passed" ? "pass" : declined ? "declined" : fault ? "fault" : r.status === "failed" ? "fail" : "skipped",
+      status:
+        r.status === "passed"
+          ? "pass"
+          : declined
+            ? "declined"
+            : fault
+              ? "fault"
+              : r.status === "failed"
+                ? "fail"
+                : "skipped",
       ok: r.status !== "failed" || declined,
       maxAbsErr: declined ? null : (f?.absError ?? null),
       maxRelErr: declined ? null : (f?.relError ?? null),
@@ -88,44 +125,69 @@ export async function lawChecks(
               ? (f?.message ?? "failed")
               : r.statement,
       law: r,
-      ...(r.status === "failed" && (needsBackward(r.law, f !== undefined && f.formula !== "" ? f.formula : (formula ?? r.formulas[0] ?? "")) || f?.afterBackward === true)
+      ...(r.status === "failed" &&
+      (needsBackward(
+        r.law,
+        f !== undefined && f.formula !== "" ? f.formula : (formula ?? r.formulas[0] ?? ""),
+      ) ||
+        f?.afterBackward === true)
         ? { checksGradients: true }
         : {}),
-      ...(replayOf(r, dtype, formula) !== undefined ? { replay: replayOf(r, dtype, formula)! } : {}),
+      ...(replayOf(r, dtype, formula) !== undefined
+        ? { replay: replayOf(r, dtype, formula)! }
+        : {}),
       timeMs: r.timeMs,
     });
   };
   let done = 0;
   for (const dtype of dtypes) {
-    for (const formula of formulas) for (const law of laws) {
-      progress({ phase: "property", done: done++, total: dtypes.length * formulas.length * laws.length, label: `${law !== undefined ? `${law}, ` : ""}${formula ?? "all formulas"} (${dtype})` });
-      let report: LawReport;
-      try {
-        report = await runLaws(impl, { ...lawOpts(dtype), ...(law !== undefined ? { law } : {}), ...(formula !== undefined ? { formula } : {}) });
-      } catch (e) {
-        // an unknown law or a malformed replay path is bad input, not a finding
-        if (e instanceof Error && e.name === "LawUsageError") throw e;
-        notes.push(`the laws${formula !== undefined ? ` of ${formula}` : ""} could not be run: ${(e as Error).message}`);
-        continue;
-      }
-      for (const r of report.results) {
-        if (formula !== undefined && r.status === "skipped") continue;
-        push(r, dtype, formula);
-        // a law stops at its first failing case, and a formula whose cases were mostly declined
-        // may get none run in a joint run: run the law again on each formula that got no case,
-        // so what the implementation does support is still checked
-        if (r.status === "skipped" || formula !== undefined || opts.lawPath !== undefined) continue;
-        for (const g of r.formulas) {
-          if (g === r.failure?.formula || (r.coverage?.[g]?.ran ?? 0) > 0) continue;
-          progress({ phase: "property", done: done - 1, total: dtypes.length * formulas.length * laws.length, label: `${r.law} on ${g} (${dtype})` });
-          try {
-            const again = await runLaws(impl, { ...lawOpts(dtype), law: r.law, formula: g });
-            for (const x of again.results) push(x, dtype, g);
-          } catch (e) {
-            notes.push(`law ${r.law} on ${g} could not be run: ${(e as Error).message}`);
+    for (const formula of formulas)
+      for (const law of laws) {
+        progress({
+          phase: "property",
+          done: done++,
+          total: dtypes.length * formulas.length * laws.length,
+          label: `${law !== undefined ? `${law}, ` : ""}${formula ?? "all formulas"} (${dtype})`,
+        });
+        let report: LawReport;
+        try {
+          report = await runLaws(impl, {
+            ...lawOpts(dtype),
+            ...(law !== undefined ? { law } : {}),
+            ...(formula !== undefined ? { formula } : {}),
+          });
+        } catch (e) {
+          // an unknown law or a malformed replay path is bad input, not a finding
+          if (e instanceof Error && e.name === "LawUsageError") throw e;
+          notes.push(
+            `the laws${formula !== undefined ? ` of ${formula}` : ""} could not be run: ${(e as Error).message}`,
+          );
+          continue;
+        }
+        for (const r of report.results) {
+          if (formula !== undefined && r.status === "skipped") continue;
+          push(r, dtype, formula);
+          // a law stops at its first failing case, and a formula whose cases were mostly declined
+          // may get none run in a joint run: run the law again on each formula that got no case,
+          // so what the implementation does support is still checked
+          if (r.status === "skipped" || formula !== undefined || opts.lawPath !== undefined)
+            continue;
+          for (const g of r.formulas) {
+            if (g === r.failure?.formula || (r.coverage?.[g]?.ran ?? 0) > 0) continue;
+            progress({
+              phase: "property",
+              done: done - 1,
+              total: dtypes.length * formulas.length * laws.length,
+              label: `${r.law} on ${g} (${dtype})`,
+            });
+            try {
+              const again = await runLaws(impl, { ...lawOpts(dtype), law: r.law, formula: g });
+              for (const x of again.results) push(x, dtype, g);
+            } catch (e) {
+              notes.push(`law ${r.law} on ${g} could not be run: ${(e as Error).message}`);
+            }
           }
         }
       }
-    }
   }
 }

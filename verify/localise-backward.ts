@@ -66,7 +66,13 @@ function upcast(ts: NamedTensors): NamedTensors {
 }
 
 /** The reference's VJP of one formula on given arguments and cotangents, the three ways tolerances need. */
-function referenceVjp(formula: string, config: FormulaConfig, inputs: NamedTensors, cotangents: NamedTensors, dtype: FloatDType): Expected {
+function referenceVjp(
+  formula: string,
+  config: FormulaConfig,
+  inputs: NamedTensors,
+  cotangents: NamedTensors,
+  dtype: FloatDType,
+): Expected {
   const g = referenceGraph(formula, knownConfig(formula, config));
   const request = vjp(g, inputs, cotangents, { dtype }).grads;
   const [in64, cot64] = [upcast(inputs), upcast(cotangents)];
@@ -80,12 +86,19 @@ function referenceVjp(formula: string, config: FormulaConfig, inputs: NamedTenso
  * backward pass retraces the same reductions), plus, for a parameter, the rows its gradient
  * sums over (golden/GENERATOR.md: "a parameter's gradient sums over every row").
  */
-function gradientDepth(formula: string, config: FormulaConfig, inputs: NamedTensors, arg: string): number {
+function gradientDepth(
+  formula: string,
+  config: FormulaConfig,
+  inputs: NamedTensors,
+  arg: string,
+): number {
   const K = depthOf(formula, config, inputs);
   const def = getFormula(formula);
   const args = def.args(knownConfig(formula, config));
   if (args.find((a) => a.name === arg)?.role !== "param") return K;
-  const first = args.find((a) => a.role === "input" && inputs[a.name] !== undefined && inputs[a.name]!.dtype !== "i32");
+  const first = args.find(
+    (a) => a.role === "input" && inputs[a.name] !== undefined && inputs[a.name]!.dtype !== "i32",
+  );
   const x = first === undefined ? undefined : inputs[first.name];
   const rows = x === undefined || x.rank === 0 ? 1 : x.size / x.shape[x.rank - 1]!;
   return K + rows;
@@ -117,24 +130,55 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
   try {
     trace = ReferenceTrace.build(input.formula, input.config, input.inputs, input.dtype);
   } catch (e) {
-    return { steps, requests, divergence: caseLevel(`the reference cannot trace ${input.formula} (${(e as Error).message}); only the case's gradients were compared`) };
+    return {
+      steps,
+      requests,
+      divergence: caseLevel(
+        `the reference cannot trace ${input.formula} (${(e as Error).message}); ` +
+          `only the case's gradients were compared`,
+      ),
+    };
   }
 
   // the case's cotangents must name outputs of the formula (a malformed case is reported, not thrown)
   try {
     trace.siteCotangents(trace.root, input.cotangents, "request");
   } catch (e) {
-    return { steps, requests, divergence: caseLevel(`the reference cannot back-propagate the case's cotangents through ${input.formula} (${(e as Error).message}); only the case's gradients were compared`) };
+    return {
+      steps,
+      requests,
+      divergence: caseLevel(
+        `the reference cannot back-propagate the case's cotangents through ` +
+          `${input.formula} (${(e as Error).message}); only the case's gradients were compared`,
+      ),
+    };
   }
 
-  let deepest: { site: CallSite; arg: string; report: TensorReport; tolerance: DerivedTolerance; actual?: Tensor; expected: Tensor; inputs: NamedTensors; checkedParts: string[] } | undefined;
+  let deepest:
+    | {
+        site: CallSite;
+        arg: string;
+        report: TensorReport;
+        tolerance: DerivedTolerance;
+        actual?: Tensor;
+        expected: Tensor;
+        inputs: NamedTensors;
+        checkedParts: string[];
+      }
+    | undefined;
   let fault: ImplementationError | undefined;
   const descend = async (site: CallSite): Promise<boolean> => {
     // backwards: the last application's VJP runs first in a backward pass
     for (const child of [...site.children].reverse()) {
       const tensor = sitePath(child);
       if (!input.declaresBackward(child.formula, input.dtype)) {
-        steps.push({ how: "isolated", formula: child.formula, tensor, status: "not declared", message: `the implementation declares no backward pass of ${child.formula} (in ${input.dtype})` });
+        steps.push({
+          how: "isolated",
+          formula: child.formula,
+          tensor,
+          status: "not declared",
+          message: `the implementation declares no backward pass of ${child.formula} (in ${input.dtype})`,
+        });
         continue;
       }
       const cotangents = trace.siteCotangents(child, input.cotangents, "request");
@@ -153,10 +197,21 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
       let answer: BackwardResult;
       try {
         requests++;
-        answer = await input.backward({ formula: child.formula, config: { ...child.config, dtype: input.dtype }, inputs, cotangents });
+        answer = await input.backward({
+          formula: child.formula,
+          config: { ...child.config, dtype: input.dtype },
+          inputs,
+          cotangents,
+        });
       } catch (e) {
         if (isDeclined(e)) {
-          steps.push({ how: "isolated", formula: child.formula, tensor: `${tensor}:grad`, status: "declined", message: e.message });
+          steps.push({
+            how: "isolated",
+            formula: child.formula,
+            tensor: `${tensor}:grad`,
+            status: "declined",
+            message: e.message,
+          });
           continue;
         }
         if (!(e instanceof ImplementationError)) throw e;
@@ -164,27 +219,68 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
           fault = e;
           return false;
         }
-        steps.push({ how: "isolated", formula: child.formula, tensor: `${tensor}:grad`, status: "failed", message: e.message });
+        steps.push({
+          how: "isolated",
+          formula: child.formula,
+          tensor: `${tensor}:grad`,
+          status: "failed",
+          message: e.message,
+        });
         continue;
       }
-      let diverged: { arg: string; report: TensorReport; tolerance: DerivedTolerance; actual?: Tensor } | undefined;
+      let diverged:
+        | { arg: string; report: TensorReport; tolerance: DerivedTolerance; actual?: Tensor }
+        | undefined;
       for (const [arg, want] of Object.entries(expected.request)) {
         const name = `${tensor}:grad.${arg}`;
         const K = gradientDepth(child.formula, child.config, inputs, arg);
-        const tolerance = derivedTolerance(input.dtype, want, expected.f64[arg]!, K, expected.unfused?.[arg]);
+        const tolerance = derivedTolerance(
+          input.dtype,
+          want,
+          expected.f64[arg]!,
+          K,
+          expected.unfused?.[arg],
+        );
         const got = answer.grads[arg];
         // a gradient left out of the answer is reported as missing (the comparator's own words)
-        const report = got === undefined ? compareNamed({ [name]: want }, {}).tensors[0]! : compareTensors(want, got, { name, caseTolerance: tolerance });
-        steps.push({ how: "isolated", formula: child.formula, tensor: name, status: report.ok ? "match" : "diverges", ...(report.ok ? {} : { origin: "local" as const }), report });
-        if (!report.ok) diverged ??= { arg, report, tolerance, ...(got !== undefined ? { actual: got } : {}) };
+        const report =
+          got === undefined
+            ? compareNamed({ [name]: want }, {}).tensors[0]!
+            : compareTensors(want, got, { name, caseTolerance: tolerance });
+        steps.push({
+          how: "isolated",
+          formula: child.formula,
+          tensor: name,
+          status: report.ok ? "match" : "diverges",
+          ...(report.ok ? {} : { origin: "local" as const }),
+          report,
+        });
+        if (!report.ok)
+          diverged ??= { arg, report, tolerance, ...(got !== undefined ? { actual: got } : {}) };
       }
       if (diverged === undefined) continue;
       const before = steps.length;
       const deeper = await descend(child);
       if (fault !== undefined) return false;
       if (!deeper) {
-        const checkedParts = [...new Set(steps.slice(before).filter((s) => s.status === "match").map((s) => s.tensor.split(":")[0]!))];
-        deepest = { site: child, arg: diverged.arg, report: diverged.report, tolerance: diverged.tolerance, ...(diverged.actual !== undefined ? { actual: diverged.actual } : {}), expected: expected.request[diverged.arg]!, inputs, checkedParts };
+        const checkedParts = [
+          ...new Set(
+            steps
+              .slice(before)
+              .filter((s) => s.status === "match")
+              .map((s) => s.tensor.split(":")[0]!),
+          ),
+        ];
+        deepest = {
+          site: child,
+          arg: diverged.arg,
+          report: diverged.report,
+          tolerance: diverged.tolerance,
+          ...(diverged.actual !== undefined ? { actual: diverged.actual } : {}),
+          expected: expected.request[diverged.arg]!,
+          inputs,
+          checkedParts,
+        };
       }
       return true;
     }
@@ -195,18 +291,26 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
   let divergence: Divergence;
   if (deepest !== undefined) {
     const d = deepest;
-    const hints = d.actual === undefined ? [] : await diagnose({
-      formula: `grad(${d.site.formula})`,
-      config: d.site.config,
-      inputs: d.inputs,
-      dtype: input.dtype,
-      output: d.arg,
-      expected: d.expected,
-      actual: d.actual,
-      tolerance: d.tolerance,
-      ...(input.dims !== undefined ? { dims: input.dims } : {}),
-    });
-    const parts = d.checkedParts.length > 0 ? `; the backward passes of its parts ${d.checkedParts.map((p) => p.split("/").pop()).join(", ")} match in isolation, so the error is in ${d.site.formula}'s own backward pass` : "";
+    const hints =
+      d.actual === undefined
+        ? []
+        : await diagnose({
+            formula: `grad(${d.site.formula})`,
+            config: d.site.config,
+            inputs: d.inputs,
+            dtype: input.dtype,
+            output: d.arg,
+            expected: d.expected,
+            actual: d.actual,
+            tolerance: d.tolerance,
+            ...(input.dims !== undefined ? { dims: input.dims } : {}),
+          });
+    const parts =
+      d.checkedParts.length > 0
+        ? `; the backward passes of its parts ` +
+          `${d.checkedParts.map((p) => p.split("/").pop()).join(", ")} match in ` +
+          `isolation, so the error is in ${d.site.formula}'s own backward pass`
+        : "";
     divergence = {
       formula: d.site.formula,
       tensor: `${sitePath(d.site)}:grad.${d.arg}`,
@@ -215,7 +319,10 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
       how: "isolated",
       kind: "backward",
       input: d.arg,
-      explanation: `${d.site.formula} (at ${d.site.path.join(" › ")}) gives a wrong gradient of ${d.arg} when fed the reference's arguments and output cotangents: its vector-Jacobian product is wrong${parts}`,
+      explanation:
+        `${d.site.formula} (at ${d.site.path.join(" › ")}) gives a wrong ` +
+        `gradient of ${d.arg} when fed the reference's arguments and output ` +
+        `cotangents: its vector-Jacobian product is wrong${parts}`,
       report: d.report,
       hints: hints.map((h) => ({ ...h, message: `grad.${d.arg}: ${h.message}` })),
       ...(d.actual !== undefined ? { values: { expected: d.expected, actual: d.actual } } : {}),
@@ -223,19 +330,48 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
   } else {
     const direct = new Set(trace.root.children.map((c) => sitePath(c)));
     const own = steps.filter((s) => direct.has(s.tensor.split(":")[0]!));
-    const matched = [...new Set(own.filter((s) => s.status === "match").map((s) => s.tensor.split(":")[0]!))];
-    const unchecked = [...new Set(own.filter((s) => s.status !== "match" && s.status !== "diverges").map((s) => `${s.tensor.split(":")[0]!} (${s.status})`))];
+    const matched = [
+      ...new Set(own.filter((s) => s.status === "match").map((s) => s.tensor.split(":")[0]!)),
+    ];
+    const unchecked = [
+      ...new Set(
+        own
+          .filter((s) => s.status !== "match" && s.status !== "diverges")
+          .map((s) => `${s.tensor.split(":")[0]!} (${s.status})`),
+      ),
+    ];
     let explanation: string;
-    if (trace.root.children.length === 0) explanation = `the outputs of ${input.formula} match but ${failingGrad?.name ?? "a gradient"} diverges, and ${input.formula} applies no other formula: the backward pass is wrong in ${input.formula} itself`;
-    else if (matched.length > 0 && unchecked.length === 0) explanation = `the backward pass of every part of ${input.formula} matches in isolation (${matched.join(", ")}): the error is in how ${input.formula}'s own backward pass combines them`;
-    else if (matched.length > 0) explanation = `the backward passes of the parts of ${input.formula} that could be checked match in isolation (${matched.join(", ")}); not checked: ${unchecked.join(", ")}: the error is in one of those or in how ${input.formula}'s backward pass combines its parts`;
-    else explanation = `no part of ${input.formula}'s backward pass could be checked in isolation${unchecked.length > 0 ? ` (${unchecked.join(", ")})` : ""}: the error is somewhere inside it`;
+    if (trace.root.children.length === 0)
+      explanation =
+        `the outputs of ${input.formula} match but ` +
+        `${failingGrad?.name ?? "a gradient"} diverges, and ${input.formula} ` +
+        `applies no other formula: the backward pass is wrong in ` +
+        `${input.formula} itself`;
+    else if (matched.length > 0 && unchecked.length === 0)
+      explanation =
+        `the backward pass of every part of ${input.formula} matches in ` +
+        `isolation (${matched.join(", ")}): the error is in how ` +
+        `${input.formula}'s own backward pass combines them`;
+    else if (matched.length > 0)
+      explanation =
+        `the backward passes of the parts of ${input.formula} that could be ` +
+        `checked match in isolation (${matched.join(", ")}); not checked: ` +
+        `${unchecked.join(", ")}: the error is in one of those or in how ` +
+        `${input.formula}'s backward pass combines its parts`;
+    else
+      explanation =
+        `no part of ${input.formula}'s backward pass could be checked in ` +
+        `isolation${unchecked.length > 0 ? ` (${unchecked.join(", ")})` : ""}: ` +
+        `the error is somewhere inside it`;
     divergence = caseLevel(explanation);
   }
   return { steps, divergence, requests, ...(fault !== undefined ? { fault } : {}) };
 }
 
-function gradValues(input: LocaliseBackwardInput, name: string | undefined): { values?: { expected: Tensor; actual: Tensor } } {
+function gradValues(
+  input: LocaliseBackwardInput,
+  name: string | undefined,
+): { values?: { expected: Tensor; actual: Tensor } } {
   if (name === undefined) return {};
   const arg = name.slice("grad.".length);
   const e = input.expectedGrads[arg];

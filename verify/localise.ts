@@ -104,7 +104,10 @@ export interface LocaliseInput {
   readonly dims?: Readonly<Record<string, number>>;
 }
 
-/** An error answer: the implementation declined the request and keeps running (read from the error's kind, never its text). */
+/**
+ * An error answer: the implementation declined the request and keeps running (read from the error's
+ * kind, never its text).
+ */
 export function isDeclined(e: unknown): e is ImplementationError {
   return e instanceof ImplementationError && e.kind === "declined";
 }
@@ -126,7 +129,14 @@ function gptIntermediates(trace: ReferenceTrace): Intermediate[] {
   const out: Intermediate[] = [];
   const kids = trace.root.children;
   const embedding = kids.find((s) => s.formula === "embedding");
-  if (embedding !== undefined) out.push({ name: "embed", node: embedding.outputs["y"]!, formula: "embedding", feeds: [], site: embedding });
+  if (embedding !== undefined)
+    out.push({
+      name: "embed",
+      node: embedding.outputs["y"]!,
+      formula: "embedding",
+      feeds: [],
+      site: embedding,
+    });
   let prev = "embed";
   for (const b of kids.filter((s) => BLOCKS.has(s.formula))) {
     const l = b.name; // h.{l}
@@ -136,20 +146,51 @@ function gptIntermediates(trace: ReferenceTrace): Intermediate[] {
     const parallel = b.config["parallel"] === true;
     if (adds.length === 2) {
       const [a1, a2] = adds as [Extract<Node, { op: "binary" }>, Extract<Node, { op: "binary" }>];
-      const site = (node: Node): CallSite | undefined => b.children.find((c) => Object.values(c.outputs).includes(node as never));
+      const site = (node: Node): CallSite | undefined =>
+        b.children.find((c) => Object.values(c.outputs).includes(node as never));
       const attnSite = site(a1.b);
       const mlpSite = site(a2.b);
-      out.push({ name: `${l}.attn`, node: a1.b, formula: attnSite?.formula ?? "mha", feeds: [`${l}.x`], ...(attnSite ? { site: attnSite } : {}) });
-      out.push({ name: `${l}.mlp`, node: a2.b, formula: mlpSite?.formula ?? "ffn", feeds: parallel ? [`${l}.x`] : [`${l}.x`, `${l}.attn`], ...(mlpSite ? { site: mlpSite } : {}) });
-      out.push({ name: `${l}.y`, node: b.outputs["y"]!, formula: b.formula, feeds: [`${l}.x`, `${l}.attn`, `${l}.mlp`], site: b });
+      out.push({
+        name: `${l}.attn`,
+        node: a1.b,
+        formula: attnSite?.formula ?? "mha",
+        feeds: [`${l}.x`],
+        ...(attnSite ? { site: attnSite } : {}),
+      });
+      out.push({
+        name: `${l}.mlp`,
+        node: a2.b,
+        formula: mlpSite?.formula ?? "ffn",
+        feeds: parallel ? [`${l}.x`] : [`${l}.x`, `${l}.attn`],
+        ...(mlpSite ? { site: mlpSite } : {}),
+      });
+      out.push({
+        name: `${l}.y`,
+        node: b.outputs["y"]!,
+        formula: b.formula,
+        feeds: [`${l}.x`, `${l}.attn`, `${l}.mlp`],
+        site: b,
+      });
     } else {
-      out.push({ name: `${l}.y`, node: b.outputs["y"]!, formula: b.formula, feeds: [`${l}.x`], site: b });
+      out.push({
+        name: `${l}.y`,
+        node: b.outputs["y"]!,
+        formula: b.formula,
+        feeds: [`${l}.x`],
+        site: b,
+      });
     }
     prev = `${l}.y`;
   }
   const lnf = kids.find((s) => s.name === "ln_f");
   if (lnf !== undefined) {
-    out.push({ name: "ln_f", node: lnf.outputs["y"]!, formula: lnf.formula, feeds: [prev], site: lnf });
+    out.push({
+      name: "ln_f",
+      node: lnf.outputs["y"]!,
+      formula: lnf.formula,
+      feeds: [prev],
+      site: lnf,
+    });
     prev = "ln_f";
   }
   return out.map((x) => ({ ...x })).concat(finalOutputs(trace, prev));
@@ -160,8 +201,10 @@ function finalOutputs(trace: ReferenceTrace, prev: string): Intermediate[] {
   const logits = trace.root.outputs["logits"];
   const loss = trace.root.outputs["loss"];
   const out: Intermediate[] = [];
-  if (logits !== undefined) out.push({ name: "logits", node: logits, formula: "logits", feeds: [prev] });
-  if (loss !== undefined) out.push({ name: "loss", node: loss, formula: "cross_entropy", feeds: ["logits"] });
+  if (logits !== undefined)
+    out.push({ name: "logits", node: logits, formula: "logits", feeds: [prev] });
+  if (loss !== undefined)
+    out.push({ name: "loss", node: loss, formula: "cross_entropy", feeds: ["logits"] });
   return out;
 }
 
@@ -190,7 +233,9 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
         origin: "local",
         how: "output",
         kind: "forward",
-        explanation: `the reference cannot trace ${input.formula} (${(e as Error).message}); only the case's outputs were compared`,
+        explanation:
+          `the reference cannot trace ${input.formula} (${(e as Error).message}); ` +
+          `only the case's outputs were compared`,
         report: firstFailing ?? null,
         hints,
         ...valuesOf(input, outputName),
@@ -199,10 +244,18 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
   }
   const K = depthOf(input.formula, trace.config as FormulaConfig, input.inputs);
   const toleranceOf = (node: Node, depth: number): DerivedTolerance =>
-    derivedTolerance(input.dtype, trace.value(node, "request"), trace.value(node, "f64"), depth, input.dtype === "f64" ? trace.value(node, "f64-unfused") : undefined);
+    derivedTolerance(
+      input.dtype,
+      trace.value(node, "request"),
+      trace.value(node, "f64"),
+      depth,
+      input.dtype === "f64" ? trace.value(node, "f64-unfused") : undefined,
+    );
 
   // 1. the implementation's own intermediate values
-  let firstIntermediate: { step: LocalisationStep; item: Intermediate; tolerance: DerivedTolerance } | undefined;
+  let firstIntermediate:
+    | { step: LocalisationStep; item: Intermediate; tolerance: DerivedTolerance }
+    | undefined;
   if (input.formula === "gpt") {
     const items = gptIntermediates(trace);
     trace.track(items.map((x) => x.node));
@@ -225,37 +278,75 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       if (final) report = input.reports[`out.${item.name}`];
       else if (actual !== undefined) {
         tolerance = toleranceOf(item.node, K);
-        report = compareTensors(trace.value(item.node, "request"), actual, { name: item.name, rtol: tolerance.rtol, atol: tolerance.atol });
+        report = compareTensors(trace.value(item.node, "request"), actual, {
+          name: item.name,
+          rtol: tolerance.rtol,
+          atol: tolerance.atol,
+        });
       }
       if (report === undefined) continue;
       const ok = report.ok;
       status.set(item.name, ok ? "match" : "diverges");
       const feeders = resolve(item.feeds);
       const origin = feeders.some((f) => status.get(f) === "diverges") ? "inherited" : "local";
-      const step: LocalisationStep = { how: "intermediate", formula: item.formula, tensor: item.name, status: ok ? "match" : "diverges", ...(ok ? {} : { origin }), report };
+      const step: LocalisationStep = {
+        how: "intermediate",
+        formula: item.formula,
+        tensor: item.name,
+        status: ok ? "match" : "diverges",
+        ...(ok ? {} : { origin }),
+        report,
+      };
       steps.push(step);
-      if (!ok && firstIntermediate === undefined && !final && tolerance !== undefined) firstIntermediate = { step, item, tolerance };
+      if (!ok && firstIntermediate === undefined && !final && tolerance !== undefined)
+        firstIntermediate = { step, item, tolerance };
     }
   }
 
   // 2. the declared parts, fed the reference's inputs, descending into the first that diverges
-  let deepest: { site: CallSite; output: string; actual: Tensor; report: TensorReport; tolerance: DerivedTolerance; inputs: NamedTensors; checkedParts: string[] } | undefined;
+  let deepest:
+    | {
+        site: CallSite;
+        output: string;
+        actual: Tensor;
+        report: TensorReport;
+        tolerance: DerivedTolerance;
+        inputs: NamedTensors;
+        checkedParts: string[];
+      }
+    | undefined;
   let fault: ImplementationError | undefined;
   const descend = async (site: CallSite): Promise<boolean> => {
     for (const child of site.children) {
       const tensor = `${sitePath(child)}`;
       if (!input.declares(child.formula, input.dtype)) {
-        steps.push({ how: "isolated", formula: child.formula, tensor, status: "not declared", message: `the implementation does not declare ${child.formula} (in ${input.dtype})` });
+        steps.push({
+          how: "isolated",
+          formula: child.formula,
+          tensor,
+          status: "not declared",
+          message: `the implementation does not declare ${child.formula} (in ${input.dtype})`,
+        });
         continue;
       }
       const inputs = trace.argValues(child, "request");
       let answer: ForwardResult;
       try {
         requests++;
-        answer = await input.forward({ formula: child.formula, config: { ...child.config, dtype: input.dtype }, inputs });
+        answer = await input.forward({
+          formula: child.formula,
+          config: { ...child.config, dtype: input.dtype },
+          inputs,
+        });
       } catch (e) {
         if (isDeclined(e)) {
-          steps.push({ how: "isolated", formula: child.formula, tensor, status: "declined", message: e.message });
+          steps.push({
+            how: "isolated",
+            formula: child.formula,
+            tensor,
+            status: "declined",
+            message: e.message,
+          });
           continue;
         }
         if (!(e instanceof ImplementationError)) throw e;
@@ -263,10 +354,18 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
           fault = e;
           return false;
         }
-        steps.push({ how: "isolated", formula: child.formula, tensor, status: "failed", message: e.message });
+        steps.push({
+          how: "isolated",
+          formula: child.formula,
+          tensor,
+          status: "failed",
+          message: e.message,
+        });
         continue;
       }
-      let diverged: { output: string; report: TensorReport; tolerance: DerivedTolerance } | undefined;
+      let diverged:
+        | { output: string; report: TensorReport; tolerance: DerivedTolerance }
+        | undefined;
       const depth = depthOf(child.formula, child.config, inputs);
       for (const [o, node] of Object.entries(child.outputs)) {
         const tolerance = toleranceOf(node, depth);
@@ -274,18 +373,49 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
         const name = `${tensor}:${o}`;
         if (got === undefined) {
           const missing = compareNamed({ [name]: trace.value(node, "request") }, {}).tensors[0]!;
-          steps.push({ how: "isolated", formula: child.formula, tensor: name, status: "diverges", origin: "local", report: missing });
+          steps.push({
+            how: "isolated",
+            formula: child.formula,
+            tensor: name,
+            status: "diverges",
+            origin: "local",
+            report: missing,
+          });
           diverged ??= { output: o, report: missing, tolerance };
           continue;
         }
-        const report = compareTensors(trace.value(node, "request"), got, { name, rtol: tolerance.rtol, atol: tolerance.atol });
-        if (!report.ok && onlyWhereRowsUndefined(trace.value(node, "request"), got, inputs["x"], tolerance)) {
+        const report = compareTensors(trace.value(node, "request"), got, {
+          name,
+          rtol: tolerance.rtol,
+          atol: tolerance.atol,
+        });
+        if (
+          !report.ok &&
+          onlyWhereRowsUndefined(trace.value(node, "request"), got, inputs["x"], tolerance)
+        ) {
           // softmax of a row that is all −∞ (a query that sees no key): the spec defines 0, torch
           // gives NaN; the case's own formula decides what such rows become, so it is no divergence
-          steps.push({ how: "isolated", formula: child.formula, tensor: name, status: "match", report, message: "differs only in rows whose arguments are all ±∞ or NaN (e.g. fully masked attention rows), where the spec defines the value and many implementations give NaN" });
+          steps.push({
+            how: "isolated",
+            formula: child.formula,
+            tensor: name,
+            status: "match",
+            report,
+            message:
+              "differs only in rows whose arguments are all ±∞ or NaN (e.g. fully " +
+              "masked attention rows), where the spec defines the value and many " +
+              "implementations give NaN",
+          });
           continue;
         }
-        steps.push({ how: "isolated", formula: child.formula, tensor: `${tensor}:${o}`, status: report.ok ? "match" : "diverges", ...(report.ok ? {} : { origin: "local" as const }), report });
+        steps.push({
+          how: "isolated",
+          formula: child.formula,
+          tensor: `${tensor}:${o}`,
+          status: report.ok ? "match" : "diverges",
+          ...(report.ok ? {} : { origin: "local" as const }),
+          report,
+        });
         if (!report.ok) diverged ??= { output: o, report, tolerance };
       }
       if (diverged === undefined) continue;
@@ -294,8 +424,19 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       const deeper = await descend(child);
       if (fault !== undefined) return false;
       if (!deeper && actual !== undefined) {
-        const checkedParts = steps.slice(before).filter((s) => s.status === "match").map((s) => s.tensor);
-        deepest = { site: child, output: diverged.output, actual, report: diverged.report, tolerance: diverged.tolerance, inputs, checkedParts };
+        const checkedParts = steps
+          .slice(before)
+          .filter((s) => s.status === "match")
+          .map((s) => s.tensor);
+        deepest = {
+          site: child,
+          output: diverged.output,
+          actual,
+          report: diverged.report,
+          tolerance: diverged.tolerance,
+          inputs,
+          checkedParts,
+        };
       }
       return true;
     }
@@ -318,7 +459,11 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       tolerance: d.tolerance,
       ...(input.dims !== undefined ? { dims: input.dims } : {}),
     });
-    const parts = d.checkedParts.length > 0 ? `; its parts ${d.checkedParts.map((p) => p.split("/").pop()).join(", ")} match in isolation, so the error is in ${d.site.formula} itself` : "";
+    const parts =
+      d.checkedParts.length > 0
+        ? `; its parts ${d.checkedParts.map((p) => p.split("/").pop()).join(", ")} ` +
+          `match in isolation, so the error is in ${d.site.formula} itself`
+        : "";
     divergence = {
       formula: d.site.formula,
       tensor: `${sitePath(d.site)}:${d.output}`,
@@ -326,7 +471,10 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       origin: "local",
       how: "isolated",
       kind: "forward",
-      explanation: `${d.site.formula} (at ${d.site.path.join(" › ")}) gives a wrong ${d.output} when fed the reference's values of its arguments: the error is local to it${parts}`,
+      explanation:
+        `${d.site.formula} (at ${d.site.path.join(" › ")}) gives a wrong ` +
+        `${d.output} when fed the reference's values of its arguments: the error ` +
+        `is local to it${parts}`,
       report: d.report,
       hints,
       values: { expected: trace.value(node, "request"), actual: d.actual },
@@ -359,8 +507,11 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       kind: "forward",
       explanation:
         step.origin === "inherited"
-          ? `${item.name} is the first intermediate value that diverges, but a tensor it is computed from already diverged`
-          : `${item.name} (${item.formula}) is the first intermediate value that diverges while what it is computed from (${feeds}) still matches: the error is local to it`,
+          ? `${item.name} is the first intermediate value that diverges, but a ` +
+            `tensor it is computed from already diverged`
+          : `${item.name} (${item.formula}) is the first intermediate value that ` +
+            `diverges while what it is computed from (${feeds}) still matches: the ` +
+            `error is local to it`,
       report: step.report ?? null,
       hints,
       values: { expected: trace.value(item.node, "request"), actual },
@@ -369,20 +520,42 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
     // the case formula's own parts (its direct children) decide what can be said
     const direct = new Set(trace.root.children.map((c) => sitePath(c)));
     const own = steps.filter((s) => s.how === "isolated" && direct.has(s.tensor.split(":")[0]!));
-    const matched = [...new Set(own.filter((s) => s.status === "match").map((s) => s.tensor.split(":")[0]!))];
-    const unchecked = own.filter((s) => s.status === "declined" || s.status === "failed").map((s) => `${s.tensor} (${s.status})`);
+    const matched = [
+      ...new Set(own.filter((s) => s.status === "match").map((s) => s.tensor.split(":")[0]!)),
+    ];
+    const unchecked = own
+      .filter((s) => s.status === "declined" || s.status === "failed")
+      .map((s) => `${s.tensor} (${s.status})`);
     const notDeclared = own.filter((s) => s.status === "not declared").map((s) => s.tensor);
     const hints = await outputHints(input, outputName);
     let explanation: string;
-    if (trace.root.children.length === 0) explanation = `${input.formula} is computed directly from the case's inputs, so the error is local to it`;
+    if (trace.root.children.length === 0)
+      explanation = `${input.formula} is computed directly from the case's inputs, so the error is local to it`;
     else if (matched.length > 0 && unchecked.length === 0 && notDeclared.length === 0) {
-      explanation = `every part of ${input.formula} matches in isolation (${matched.join(", ")}): the error is in how ${input.formula} combines them (residuals, norm placement, head layout)`;
+      explanation =
+        `every part of ${input.formula} matches in isolation ` +
+        `(${matched.join(", ")}): the error is in how ${input.formula} combines ` +
+        `them (residuals, norm placement, head layout)`;
     } else if (matched.length > 0) {
-      explanation = `the parts of ${input.formula} that could be checked match in isolation (${matched.join(", ")}); not checked: ${[...unchecked, ...notDeclared.map((x) => `${x} (not declared)`)].join(", ")}: the error is in one of those or in how ${input.formula} combines its parts`;
-    } else if (firstIntermediate === undefined && input.formula === "gpt" && !steps.some((s) => s.how === "intermediate" && s.tensor !== "logits" && s.tensor !== "loss")) {
-      explanation = `the implementation declares no part of gpt it could be checked by and returns no intermediate values (embed, h.{l}.x, h.{l}.attn, h.{l}.mlp, h.{l}.y, ln_f): the error is somewhere inside gpt`;
+      explanation =
+        `the parts of ${input.formula} that could be checked match in isolation ` +
+        `(${matched.join(", ")}); not checked: ` +
+        `${[...unchecked, ...notDeclared.map((x) => `${x} (not declared)`)].join(", ")}: ` +
+        `the error is in one of those or in how ${input.formula} combines its parts`;
+    } else if (
+      firstIntermediate === undefined &&
+      input.formula === "gpt" &&
+      !steps.some((s) => s.how === "intermediate" && s.tensor !== "logits" && s.tensor !== "loss")
+    ) {
+      explanation =
+        `the implementation declares no part of gpt it could be checked by and ` +
+        `returns no intermediate values (embed, h.{l}.x, h.{l}.attn, h.{l}.mlp, ` +
+        `h.{l}.y, ln_f): the error is somewhere inside gpt`;
     } else {
-      explanation = `no part of ${input.formula} could be checked in isolation${unchecked.length > 0 ? ` (${unchecked.join(", ")})` : " (the implementation declares none)"}: the error is somewhere inside ${input.formula}`;
+      explanation =
+        `no part of ${input.formula} could be checked in ` +
+        `isolation${unchecked.length > 0 ? ` (${unchecked.join(", ")})` : " (the implementation declares none)"}: ` +
+        `the error is somewhere inside ${input.formula}`;
     }
     divergence = {
       formula: input.formula,
@@ -400,7 +573,10 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
   return { steps, divergence, requests, ...(fault !== undefined ? { fault } : {}) };
 }
 
-function valuesOf(input: LocaliseInput, output: string): { values?: { expected: Tensor; actual: Tensor } } {
+function valuesOf(
+  input: LocaliseInput,
+  output: string,
+): { values?: { expected: Tensor; actual: Tensor } } {
   const expected = input.expected[output];
   const actual = input.actual[output];
   return expected !== undefined && actual !== undefined ? { values: { expected, actual } } : {};
@@ -429,14 +605,30 @@ async function outputHints(input: LocaliseInput, output: string): Promise<Hint[]
  * Every mismatch lies in a row (last axis) of `x` that holds no finite value. Such rows are
  * ill-defined for softmax-like formulas; the formula that produced them handles them itself.
  */
-function onlyWhereRowsUndefined(expected: Tensor, actual: Tensor, x: Tensor | undefined, tol: { rtol: number; atol: number }): boolean {
-  if (x === undefined || x.size !== expected.size || actual.size !== expected.size || expected.rank === 0) return false;
+function onlyWhereRowsUndefined(
+  expected: Tensor,
+  actual: Tensor,
+  x: Tensor | undefined,
+  tol: { rtol: number; atol: number },
+): boolean {
+  if (
+    x === undefined ||
+    x.size !== expected.size ||
+    actual.size !== expected.size ||
+    expected.rank === 0
+  )
+    return false;
   const m = expected.shape[expected.rank - 1]!;
   if (m === 0) return false;
   for (let i = 0; i < expected.size; i++) {
     const e = expected.data[i]!;
     const a = actual.data[i]!;
-    const ok = e === a || (Number.isNaN(e) && Number.isNaN(a)) || (Number.isFinite(e) && Number.isFinite(a) && Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e));
+    const ok =
+      e === a ||
+      (Number.isNaN(e) && Number.isNaN(a)) ||
+      (Number.isFinite(e) &&
+        Number.isFinite(a) &&
+        Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e));
     if (ok) continue;
     const row = Math.floor(i / m) * m;
     for (let j = 0; j < m; j++) if (Number.isFinite(x.data[row + j]!)) return false;

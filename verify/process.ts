@@ -53,7 +53,10 @@ export interface ProcessOptions {
   readonly cwd?: string;
   /** Variables added to (or, with value `undefined`, removed from) this process's environment. */
   readonly env?: Readonly<Record<string, string | undefined>>;
-  /** How long `close()` waits for the program to exit after stdin is closed, and again after SIGTERM, before SIGKILL. Default 2000 ms. */
+  /**
+   * How long `close()` waits for the program to exit after stdin is closed, and again after
+   * SIGTERM, before SIGKILL. Default 2000 ms.
+   */
   readonly graceMs?: number;
   /** Longest response line accepted, in bytes. Default `DEFAULT_MAX_LINE_BYTES` (256 MiB). */
   readonly maxLineBytes?: number;
@@ -80,7 +83,10 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function checkDelay(ms: number, name: string): void {
   if (!(Number.isFinite(ms) && ms > 0 && ms <= MAX_TIMER_MS)) {
-    throw new ImplementationError(`ProcessImplementation.start: ${name} must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's timer limit), got ${String(ms)}`);
+    throw new ImplementationError(
+      `ProcessImplementation.start: ${name} must be a positive number of ` +
+        `milliseconds up to ${MAX_TIMER_MS} (Node's timer limit), got ${String(ms)}`,
+    );
   }
 }
 const DEFAULT_STDERR_TAIL = 4096;
@@ -149,7 +155,10 @@ interface Pending {
   readonly resolve: (reply: Reply) => void;
   readonly reject: (e: ImplementationError) => void;
   timer: NodeJS.Timeout | undefined;
-  /** performance.now() when the request was sent, its last byte taken by the pipe, and the answer's first byte arrived. */
+  /**
+   * performance.now() when the request was sent, its last byte taken by the pipe, and the answer's
+   * first byte arrived.
+   */
   readonly sentAt: number;
   writtenAt?: number;
   firstByteAt?: number;
@@ -167,7 +176,10 @@ export class ProcessImplementation implements Implementation {
   /** The validated `hello` answer (with every field the program sent under `raw`). */
   readonly hello: HelloResult;
 
-  private constructor(private readonly conn: Connection, hello: HelloResult) {
+  private constructor(
+    private readonly conn: Connection,
+    hello: HelloResult,
+  ) {
     this.hello = hello;
     this.name = hello.name;
     this.formulas = hello.formulas;
@@ -188,12 +200,18 @@ export class ProcessImplementation implements Implementation {
    */
   static async start(command: string, opts: ProcessOptions): Promise<ProcessImplementation> {
     if (typeof command !== "string" || command.trim().length === 0) {
-      throw new ImplementationError(`ProcessImplementation.start: command must be a non-empty shell command string, got ${JSON.stringify(command)}`);
+      throw new ImplementationError(
+        `ProcessImplementation.start: command must be a non-empty shell command string, got ${JSON.stringify(command)}`,
+      );
     }
     checkDelay(opts.timeoutMs, "timeoutMs");
     if (opts.startupTimeoutMs !== undefined) checkDelay(opts.startupTimeoutMs, "startupTimeoutMs");
     if (opts.graceMs !== undefined) checkDelay(opts.graceMs, "graceMs");
-    if (isStopping()) throw new ImplementationError(`ProcessImplementation.start: not starting ${command}: this process is stopping (it received a signal)`, { kind: "stopped" });
+    if (isStopping())
+      throw new ImplementationError(
+        `ProcessImplementation.start: not starting ${command}: this process is stopping (it received a signal)`,
+        { kind: "stopped" },
+      );
     const conn = new Connection(command, opts);
     const startup = opts.startupTimeoutMs ?? Math.max(opts.timeoutMs, MIN_STARTUP_MS);
     let hello: HelloResult;
@@ -201,7 +219,9 @@ export class ProcessImplementation implements Implementation {
     try {
       const protocol = String(PROTOCOL_VERSION);
       // kept tensors ride on binary frames, so they are offered with them
-      const params: Record<string, string> = offerBinary ? { protocol, binary: "true", keep: "true" } : { protocol };
+      const params: Record<string, string> = offerBinary
+        ? { protocol, binary: "true", keep: "true" }
+        : { protocol };
       const { result } = await conn.request("hello", params, "hello", startup);
       hello = checkHello(result, `${conn.label}: answer to hello`);
     } catch (e) {
@@ -266,7 +286,12 @@ export class ProcessImplementation implements Implementation {
     const reply = await this.conn.requestKeeping("forward", params, `forward ${req.formula}`, sent);
     const t1 = performance.now();
     const outputs = this.conn.decode(() =>
-      namedTensorsFromJSON(reply.result["outputs"], `${this.conn.label}: "outputs" of ${where}`, (n) => `${this.conn.label}: output ${n} of ${where}`, this.conn.binary ? reply.frames : undefined),
+      namedTensorsFromJSON(
+        reply.result["outputs"],
+        `${this.conn.label}: "outputs" of ${where}`,
+        (n) => `${this.conn.label}: output ${n} of ${where}`,
+        this.conn.binary ? reply.frames : undefined,
+      ),
     );
     this.lastTiming = { encodeMs, ...reply.timing, decodeMs: performance.now() - t1 };
     return { outputs };
@@ -282,10 +307,20 @@ export class ProcessImplementation implements Implementation {
       formula: JSON.stringify(req.formula),
       config: encodeConfig(req.config, where),
       inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent, this.conn.kept),
-      cotangents: encodeNamedTensors(req.cotangents, (n) => `cotangent ${n} of ${where}`, sent, this.conn.kept),
+      cotangents: encodeNamedTensors(
+        req.cotangents,
+        (n) => `cotangent ${n} of ${where}`,
+        sent,
+        this.conn.kept,
+      ),
     }));
     const encodeMs = performance.now() - t0;
-    const reply = await this.conn.requestKeeping("backward", params, `backward ${req.formula}`, sent);
+    const reply = await this.conn.requestKeeping(
+      "backward",
+      params,
+      `backward ${req.formula}`,
+      sent,
+    );
     const t1 = performance.now();
     const grads = this.conn.decode(() =>
       namedTensorsFromJSON(
@@ -310,16 +345,27 @@ export class ProcessImplementation implements Implementation {
 
   private checkRequest(req: ForwardRequest, method: "forward" | "backward"): void {
     if (!this.formulas.includes(req.formula)) {
-      throw new ImplementationError(`${this.conn.label} does not implement formula ${JSON.stringify(req.formula)} (its hello lists: ${this.formulas.join(", ") || "nothing"})`);
+      throw new ImplementationError(
+        `${this.conn.label} does not implement formula ` +
+          `${JSON.stringify(req.formula)} (its hello lists: ` +
+          `${this.formulas.join(", ") || "nothing"})`,
+      );
     }
     if (method === "backward") {
-      const ok = this.backward === true || (Array.isArray(this.backward) && this.backward.includes(req.formula));
-      if (!ok) throw new ImplementationError(`${this.conn.label} declares no backward for formula ${req.formula} (hello "backward": ${JSON.stringify(this.backward)})`);
+      const ok =
+        this.backward === true ||
+        (Array.isArray(this.backward) && this.backward.includes(req.formula));
+      if (!ok)
+        throw new ImplementationError(
+          `${this.conn.label} declares no backward for formula ${req.formula} ` +
+            `(hello "backward": ${JSON.stringify(this.backward)})`,
+        );
     }
     for (const [name, t] of Object.entries(req.inputs)) {
       if (t !== undefined && t.dtype !== "i32" && !this.dtypes.includes(t.dtype)) {
         throw new ImplementationError(
-          `${this.conn.label} computes in ${this.dtypes.join(", ")} only; input ${name} of formula ${req.formula} is ${t.dtype}`,
+          `${this.conn.label} computes in ${this.dtypes.join(", ")} only; input ` +
+            `${name} of formula ${req.formula} is ${t.dtype}`,
         );
       }
     }
@@ -373,7 +419,10 @@ class Connection {
     this.timeoutMs = opts.timeoutMs;
     this.graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
     this.maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-    this.maxFrameBytes = Math.min(opts.maxFrameBytes ?? bufferConstants.MAX_LENGTH, bufferConstants.MAX_LENGTH);
+    this.maxFrameBytes = Math.min(
+      opts.maxFrameBytes ?? bufferConstants.MAX_LENGTH,
+      bufferConstants.MAX_LENGTH,
+    );
     this.stderrLimit = opts.stderrTailBytes ?? DEFAULT_STDERR_TAIL;
 
     const env: NodeJS.ProcessEnv = { ...process.env };
@@ -383,7 +432,13 @@ class Connection {
     }
     // detached: the program leads its own process group, so it can be stopped with everything
     // it started and does not receive the terminal's Ctrl-C meant for specformer.
-    this.child = spawn(command, { shell: true, cwd: opts.cwd, env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+    this.child = spawn(command, {
+      shell: true,
+      cwd: opts.cwd,
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
     if (this.child.pid !== undefined) trackGroup(this.child.pid, this.graceMs);
 
     let onExited!: () => void;
@@ -397,7 +452,9 @@ class Connection {
     this.child.stderr!.on("error", () => {});
     this.child.on("error", (err: NodeJS.ErrnoException) => {
       // spawn itself failed (e.g. cwd does not exist): no exit event will follow.
-      const message = `${this.label} could not be started: ${err.message}${opts.cwd !== undefined ? ` (cwd ${JSON.stringify(opts.cwd)})` : ""}`;
+      const message =
+        `${this.label} could not be started: ` +
+        `${err.message}${opts.cwd !== undefined ? ` (cwd ${JSON.stringify(opts.cwd)})` : ""}`;
       if (this.exitInfo === undefined) this.exitInfo = { code: null, signal: null };
       this.fail({ kind: "spawn", message }, false);
       this.releaseHandles();
@@ -407,7 +464,9 @@ class Connection {
       this.exitInfo = { code, signal };
       // stdout may still hold a last answer and stderr the crash message: let both drain
       // (bounded: a grandchild may keep the pipes open) before reporting.
-      const drained = (stream: NodeJS.ReadableStream & { readableEnded: boolean; destroyed: boolean }): Promise<void> =>
+      const drained = (
+        stream: NodeJS.ReadableStream & { readableEnded: boolean; destroyed: boolean },
+      ): Promise<void> =>
         new Promise<void>((resolve) => {
           if (stream.readableEnded || stream.destroyed) return resolve();
           const t = setTimeout(resolve, STDERR_DRAIN_MS);
@@ -450,13 +509,25 @@ class Connection {
         if (this.stopped !== undefined) return reject(this.stoppedError(what));
         const id = this.nextId++;
         const described = `${what} (request ${id})`;
-        const pending: Pending = { id, method, what: described, resolve, reject, timer: undefined, sentAt: performance.now(), requestBytes: 0, answerBytes: 0 };
+        const pending: Pending = {
+          id,
+          method,
+          what: described,
+          resolve,
+          reject,
+          timer: undefined,
+          sentAt: performance.now(),
+          requestBytes: 0,
+          answerBytes: 0,
+        };
         this.pending = pending;
         pending.timer = setTimeout(() => {
           this.fail(
             {
               kind: "timeout",
-              message: `${this.label} did not answer ${described} within ${timeoutMs} ms${this.cutSuffix()}; the process was stopped${this.tailSuffix()}`,
+              message:
+                `${this.label} did not answer ${described} within ${timeoutMs} ` +
+                `ms${this.cutSuffix()}; the process was stopped${this.tailSuffix()}`,
             },
             true,
           );
@@ -513,7 +584,8 @@ class Connection {
     try {
       return f();
     } catch (e) {
-      if (e instanceof ProtocolError) throw new ProtocolError(e.message, { stderrTail: this.stderrTail() });
+      if (e instanceof ProtocolError)
+        throw new ProtocolError(e.message, { stderrTail: this.stderrTail() });
       throw e;
     }
   }
@@ -572,7 +644,9 @@ class Connection {
     while (w.frames.length < w.lengths.length) {
       const len = w.lengths[w.frames.length]!;
       // a buffer of its own (not from Node's pool): tensors view it at offset 0
-      w.frames.push(len === 0 ? new Uint8Array(0) : new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len));
+      w.frames.push(
+        len === 0 ? new Uint8Array(0) : new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len),
+      );
       if (len > 0) return;
     }
   }
@@ -587,7 +661,10 @@ class Connection {
       this.fail(
         {
           kind: "protocol",
-          message: `${this.label} sent a line longer than ${this.maxLineBytes} bytes (the limit; see docs/PROTOCOL.md, "Message size") while answering ${this.pending?.what ?? "nothing"}; it starts ${quoteLine(head)}`,
+          message:
+            `${this.label} sent a line longer than ${this.maxLineBytes} bytes (the ` +
+            `limit; see docs/PROTOCOL.md, "Message size") while answering ` +
+            `${this.pending?.what ?? "nothing"}; it starts ${quoteLine(head)}`,
         },
         true,
       );
@@ -600,28 +677,42 @@ class Connection {
     if (this.stopped !== undefined) return; // the stream is no longer trusted (or no longer wanted)
     const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
     if (line.trim().length === 0) return; // blank lines carry nothing; tolerated
-    const waiting = this.pending === undefined ? "while no request was pending" : `while waiting for ${this.pending.what}`;
+    const waiting =
+      this.pending === undefined
+        ? "while no request was pending"
+        : `while waiting for ${this.pending.what}`;
     let parsed: unknown;
     try {
       parsed = JSON.parse(line);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       return this.protocolFault(
-        `${this.label} printed a line on stdout that is not JSON (${why}) ${waiting}: ${quoteLine(line)}. stdout must carry only protocol lines; print logs to stderr`,
+        `${this.label} printed a line on stdout that is not JSON (${why}) ` +
+          `${waiting}: ${quoteLine(line)}. stdout must carry only protocol lines; ` +
+          `print logs to stderr`,
         line,
       );
     }
-    const declared = typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)["frames"] : undefined;
+    const declared =
+      typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+        ? (parsed as Record<string, unknown>)["frames"]
+        : undefined;
     if (declared !== undefined) {
       if (!this.binary) {
         return this.protocolFault(
-          `${this.label} sent a line declaring binary "frames" ${waiting}, but binary tensors were not negotiated in hello (it must answer hello with "binary": true first): ${quoteLine(line)}`,
+          `${this.label} sent a line declaring binary "frames" ${waiting}, but ` +
+            `binary tensors were not negotiated in hello (it must answer hello with ` +
+            `"binary": true first): ${quoteLine(line)}`,
           line,
         );
       }
       let lengths: number[];
       try {
-        lengths = checkFrameLengths(declared, `${this.label} sent a line ${waiting} whose`, this.maxFrameBytes);
+        lengths = checkFrameLengths(
+          declared,
+          `${this.label} sent a line ${waiting} whose`,
+          this.maxFrameBytes,
+        );
       } catch (e) {
         return this.protocolFault(`${(e as Error).message}: ${quoteLine(line)}`, line);
       }
@@ -632,7 +723,11 @@ class Connection {
         this.frameWait = w;
         return;
       }
-      return this.onResponse(parsed, line, lengths.map(() => new Uint8Array(0)));
+      return this.onResponse(
+        parsed,
+        line,
+        lengths.map(() => new Uint8Array(0)),
+      );
     }
     this.onResponse(parsed, line, []);
   }
@@ -640,16 +735,28 @@ class Connection {
   /** A complete response: its parsed line and the frames that followed it. */
   private onResponse(parsed: unknown, line: string, frames: readonly Uint8Array[]): void {
     if (this.stopped !== undefined) return;
-    const waiting = this.pending === undefined ? "while no request was pending" : `while waiting for ${this.pending.what}`;
+    const waiting =
+      this.pending === undefined
+        ? "while no request was pending"
+        : `while waiting for ${this.pending.what}`;
     const checked = checkResponse(parsed);
     if ("problem" in checked) {
-      return this.protocolFault(`${this.label} printed a line that is not a protocol response (${checked.problem}) ${waiting}: ${quoteLine(line)}`, line);
+      return this.protocolFault(
+        `${this.label} printed a line that is not a protocol response ` +
+          `(${checked.problem}) ${waiting}: ${quoteLine(line)}`,
+        line,
+      );
     }
     const { response } = checked;
     const pending = this.pending;
     if (pending === undefined) {
-      const what = this.answered.has(response.id) ? `answered request ${response.id} twice` : `sent response id ${response.id}, which no request has`;
-      return this.protocolFault(`${this.label} ${what} (arrived while no request was pending): ${quoteLine(line)}`, line);
+      const what = this.answered.has(response.id)
+        ? `answered request ${response.id} twice`
+        : `sent response id ${response.id}, which no request has`;
+      return this.protocolFault(
+        `${this.label} ${what} (arrived while no request was pending): ${quoteLine(line)}`,
+        line,
+      );
     }
     if (response.id !== pending.id) {
       const what = this.answered.has(response.id)
@@ -662,11 +769,14 @@ class Connection {
     this.answered.add(response.id);
     if ("error" in response) {
       pending.reject(
-        new ImplementationError(`${this.label} reported an error for ${pending.what}: ${response.error.message}`, {
-          kind: "declined",
-          stderrTail: this.stderrTail(),
-          line: line.slice(0, 200),
-        }),
+        new ImplementationError(
+          `${this.label} reported an error for ${pending.what}: ${response.error.message}`,
+          {
+            kind: "declined",
+            stderrTail: this.stderrTail(),
+            line: line.slice(0, 200),
+          },
+        ),
       );
     } else {
       const now = performance.now();
@@ -675,7 +785,13 @@ class Connection {
       pending.resolve({
         result: response.result,
         frames,
-        timing: { writeMs: written - pending.sentAt, waitMs: Math.max(0, first - written), readMs: now - first, requestBytes: pending.requestBytes, answerBytes: pending.answerBytes },
+        timing: {
+          writeMs: written - pending.sentAt,
+          waitMs: Math.max(0, first - written),
+          readMs: now - first,
+          requestBytes: pending.requestBytes,
+          answerBytes: pending.answerBytes,
+        },
       });
     }
   }
@@ -684,7 +800,10 @@ class Connection {
     this.stderrChunks.push(chunk);
     this.stderrBytes += chunk.length;
     // keep at least the last stderrLimit bytes, dropping whole old chunks
-    while (this.stderrChunks.length > 1 && this.stderrBytes - this.stderrChunks[0]!.length >= this.stderrLimit) {
+    while (
+      this.stderrChunks.length > 1 &&
+      this.stderrBytes - this.stderrChunks[0]!.length >= this.stderrLimit
+    ) {
       this.stderrBytes -= this.stderrChunks.shift()!.length;
     }
   }
@@ -699,14 +818,27 @@ class Connection {
   private fail(stopped: Stopped, terminate: boolean, line?: string): void {
     if (this.stopped === undefined) this.stopped = stopped; // the first fault is the reason
     const pending = this.pending;
-    if (pending === undefined && stopped.kind !== "closed" && !this.closeRequested && this.unreported === undefined) {
-      this.unreported = new ImplementationError(stopped.message, { kind: ERROR_KIND[stopped.kind], stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) });
+    if (
+      pending === undefined &&
+      stopped.kind !== "closed" &&
+      !this.closeRequested &&
+      this.unreported === undefined
+    ) {
+      this.unreported = new ImplementationError(stopped.message, {
+        kind: ERROR_KIND[stopped.kind],
+        stderrTail: this.stderrTail(),
+        ...(line !== undefined ? { line: line.slice(0, 200) } : {}),
+      });
     }
     if (pending !== undefined) {
       this.pending = undefined;
       clearTimeout(pending.timer);
       pending.reject(
-        new ImplementationError(stopped.message, { kind: ERROR_KIND[stopped.kind], stderrTail: this.stderrTail(), ...(line !== undefined ? { line: line.slice(0, 200) } : {}) }),
+        new ImplementationError(stopped.message, {
+          kind: ERROR_KIND[stopped.kind],
+          stderrTail: this.stderrTail(),
+          ...(line !== undefined ? { line: line.slice(0, 200) } : {}),
+        }),
       );
     }
     if (terminate) void this.terminate();
@@ -715,19 +847,43 @@ class Connection {
   private stoppedError(what: string): ImplementationError {
     const s = this.stopped!;
     const after =
-      s.kind === "timeout" ? "a timeout" : s.kind === "exit" ? "it exited" : s.kind === "protocol" ? "a protocol error" : s.kind === "spawn" ? "it failed to start" : "close()";
-    return new ImplementationError(`${this.label}: cannot send ${what}: implementation was stopped after ${after}: ${s.message}`, {
-      kind: "stopped",
-      stderrTail: this.stderrTail(),
-    });
+      s.kind === "timeout"
+        ? "a timeout"
+        : s.kind === "exit"
+          ? "it exited"
+          : s.kind === "protocol"
+            ? "a protocol error"
+            : s.kind === "spawn"
+              ? "it failed to start"
+              : "close()";
+    return new ImplementationError(
+      `${this.label}: cannot send ${what}: implementation was stopped after ${after}: ${s.message}`,
+      {
+        kind: "stopped",
+        stderrTail: this.stderrTail(),
+      },
+    );
   }
 
   private exitMessage(): string {
     const { code, signal } = this.exitInfo!;
-    const how = signal !== null ? `was killed by signal ${signal}` : `exited with code ${String(code)}`;
+    const how =
+      signal !== null ? `was killed by signal ${signal}` : `exited with code ${String(code)}`;
     const p = this.pending;
-    const when = p === undefined ? (this.answered.size === 0 ? " before answering hello" : "") : p.method === "hello" ? " before answering hello" : ` while computing ${p.what}`;
-    const hint = code === 127 ? " (the shell could not find the command)" : code === 126 ? " (the command is not executable)" : signalHint(code);
+    const when =
+      p === undefined
+        ? this.answered.size === 0
+          ? " before answering hello"
+          : ""
+        : p.method === "hello"
+          ? " before answering hello"
+          : ` while computing ${p.what}`;
+    const hint =
+      code === 127
+        ? " (the shell could not find the command)"
+        : code === 126
+          ? " (the command is not executable)"
+          : signalHint(code);
     return `${this.label} ${how}${when}${hint}${this.cutSuffix()}${this.tailSuffix()}`;
   }
 
@@ -735,7 +891,11 @@ class Connection {
   private cutSuffix(): string {
     const w = this.frameWait;
     if (w === undefined) return "";
-    return `; its answer was cut short: ${w.received} of the ${w.total} bytes of binary frames its line declared arrived (frame ${w.frames.length - 1} of ${w.lengths.length} incomplete)`;
+    return (
+      `; its answer was cut short: ${w.received} of the ${w.total} bytes of ` +
+      `binary frames its line declared arrived (frame ${w.frames.length - 1} ` +
+      `of ${w.lengths.length} incomplete)`
+    );
   }
 
   private tailSuffix(): string {
@@ -754,7 +914,13 @@ class Connection {
     this.closeRequested = true;
     if (this.pending !== undefined) {
       // close() does not wait for work in flight: that request fails now, the program is stopped
-      this.fail({ kind: "closed", message: `${this.label} was closed while computing ${this.pending.what}` }, false);
+      this.fail(
+        {
+          kind: "closed",
+          message: `${this.label} was closed while computing ${this.pending.what}`,
+        },
+        false,
+      );
     } else if (polite && this.supportsShutdown && this.stopped === undefined) {
       await this.request("shutdown", {}, "shutdown", this.graceMs).catch(() => undefined);
       // how the program ended its shutdown (exit, or no answer) is no fault of a later request
@@ -781,7 +947,9 @@ class Connection {
         if (await this.waitExit(this.graceMs)) return;
         if (pid !== undefined) await signalTree(pid, "SIGKILL");
         await this.exited;
-      })().then(() => (this.child.pid !== undefined ? stopGroup(this.child.pid, this.graceMs) : undefined));
+      })().then(() =>
+        this.child.pid !== undefined ? stopGroup(this.child.pid, this.graceMs) : undefined,
+      );
     }
     return this.terminating;
   }

@@ -18,7 +18,12 @@ import { ImplementationError } from "../autodiff/implementation.js";
 import type { FormulaConfig } from "../autodiff/implementation.js";
 import { DTYPES, Tensor, arrayFor, isDType, shapeToString } from "../autodiff/tensor.js";
 import type { DType, FloatDType, NamedTensors } from "../autodiff/tensor.js";
-import type { Capabilities, DimRule, FormulaCapability, ValueRule } from "../autodiff/capabilities.js";
+import type {
+  Capabilities,
+  DimRule,
+  FormulaCapability,
+  ValueRule,
+} from "../autodiff/capabilities.js";
 
 /** The protocol version this client speaks; sent in `hello` as `{"protocol": 1}`. */
 export const PROTOCOL_VERSION = 1;
@@ -100,7 +105,8 @@ function describeValue(v: unknown): string {
     const text = JSON.stringify(v);
     return `an object ${text.length > 80 ? `${text.slice(0, 80)}…` : text}`;
   }
-  if (typeof v === "string") return `the string ${v.length > 80 ? `${JSON.stringify(v.slice(0, 80))}…` : JSON.stringify(v)}`;
+  if (typeof v === "string")
+    return `the string ${v.length > 80 ? `${JSON.stringify(v.slice(0, 80))}…` : JSON.stringify(v)}`;
   return `${typeof v} ${String(v)}`;
 }
 
@@ -126,15 +132,28 @@ const FRAME_TENSOR_KEYS = new Set(["dtype", "shape", "data", "frame"]);
  *
  * @example tensorFromJSON({ dtype: "f64", shape: [2], data: [1, "NaN"] }, "input x").data // Float64Array [1, NaN]
  */
-export function tensorFromJSON(obj: unknown, where: string, frames?: readonly Uint8Array[]): Tensor {
+export function tensorFromJSON(
+  obj: unknown,
+  where: string,
+  frames?: readonly Uint8Array[],
+): Tensor {
   if (!isPlainObject(obj)) {
-    throw new ProtocolError(`${where}: a tensor must be an object {"dtype", "shape", "data"${frames ? ' or "frame"' : ""}}, got ${describeValue(obj)}`);
+    throw new ProtocolError(
+      `${where}: a tensor must be an object {"dtype", "shape", ` +
+        `"data"${frames ? ' or "frame"' : ""}}, got ${describeValue(obj)}`,
+    );
   }
   const keys = frames ? FRAME_TENSOR_KEYS : TENSOR_KEYS;
   for (const key of Object.keys(obj)) {
     if (!keys.has(key)) {
-      const hint = key === "frame" ? ' ("frame" needs binary tensors, which were not negotiated in hello)' : "";
-      throw new ProtocolError(`${where}: unknown key ${JSON.stringify(key)} in a tensor (allowed: ${[...keys].map((k) => `"${k}"`).join(", ")})${hint}`);
+      const hint =
+        key === "frame"
+          ? ' ("frame" needs binary tensors, which were not negotiated in hello)'
+          : "";
+      throw new ProtocolError(
+        `${where}: unknown key ${JSON.stringify(key)} in a tensor (allowed: ` +
+          `${[...keys].map((k) => `"${k}"`).join(", ")})${hint}`,
+      );
     }
   }
   const { dtype, shape, data } = obj;
@@ -144,33 +163,49 @@ export function tensorFromJSON(obj: unknown, where: string, frames?: readonly Ui
     throw new ProtocolError(`${where}: dtype ${got}; it must be one of ${allowed}`);
   }
   if (!Array.isArray(shape)) {
-    throw new ProtocolError(`${where}: shape must be a list of non-negative integers, got ${describeValue(shape)}`);
+    throw new ProtocolError(
+      `${where}: shape must be a list of non-negative integers, got ${describeValue(shape)}`,
+    );
   }
   let size = 1;
   for (let i = 0; i < shape.length; i++) {
     const d: unknown = shape[i];
     if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) {
-      throw new ProtocolError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers (axis ${i} is ${describeValue(d)})`);
+      throw new ProtocolError(
+        `${where}: shape ${JSON.stringify(shape)} is not a list of non-negative ` +
+          `integers (axis ${i} is ${describeValue(d)})`,
+      );
     }
     size *= d;
   }
   if (frames !== undefined && "frame" in obj) {
-    if (data !== undefined) throw new ProtocolError(`${where}: a tensor has either "data" or "frame", not both`);
+    if (data !== undefined)
+      throw new ProtocolError(`${where}: a tensor has either "data" or "frame", not both`);
     return tensorFromFrame(obj["frame"], dtype, shape as number[], size, frames, where);
   }
   if (!Array.isArray(data)) {
-    throw new ProtocolError(`${where}: data must be a flat list of numbers (row-major), got ${describeValue(data)}`);
+    throw new ProtocolError(
+      `${where}: data must be a flat list of numbers (row-major), got ${describeValue(data)}`,
+    );
   }
   if (data.length !== size) {
-    const nested = data.length > 0 && Array.isArray(data[0]) ? " (data must be flat, row-major; nested lists are not accepted)" : "";
-    throw new ProtocolError(`${where}: data has ${data.length} numbers but shape ${shapeToString(shape as number[])} needs ${size}${nested}`);
+    const nested =
+      data.length > 0 && Array.isArray(data[0])
+        ? " (data must be flat, row-major; nested lists are not accepted)"
+        : "";
+    throw new ProtocolError(
+      `${where}: data has ${data.length} numbers but shape ${shapeToString(shape as number[])} needs ${size}${nested}`,
+    );
   }
   const out = arrayFor(dtype, size);
   if (dtype === "i32") {
     for (let i = 0; i < size; i++) {
       const v: unknown = data[i];
       if (typeof v !== "number" || !Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
-        throw new ProtocolError(`${where}: i32 data entry ${i} is ${describeValue(v)}; i32 tensors hold integers in [-2147483648, 2147483647]`);
+        throw new ProtocolError(
+          `${where}: i32 data entry ${i} is ${describeValue(v)}; i32 tensors hold ` +
+            `integers in [-2147483648, 2147483647]`,
+        );
       }
       out[i] = v;
     }
@@ -183,7 +218,9 @@ export function tensorFromJSON(obj: unknown, where: string, frames?: readonly Ui
       else if (v === "-Infinity") out[i] = -Infinity;
       else {
         throw new ProtocolError(
-          `${where}: data entry ${i} is ${describeValue(v)}; entries must be numbers or one of "NaN", "Infinity", "-Infinity"${Array.isArray(v) ? " (data must be flat, row-major)" : ""}`,
+          `${where}: data entry ${i} is ${describeValue(v)}; entries must be ` +
+            `numbers or one of "NaN", "Infinity", ` +
+            `"-Infinity"${Array.isArray(v) ? " (data must be flat, row-major)" : ""}`,
         );
       }
     }
@@ -196,16 +233,34 @@ export function tensorFromJSON(obj: unknown, where: string, frames?: readonly Ui
  * `size × ITEM_BYTES[dtype]` long. The bits are kept as sent (NaN payloads included). The
  * tensor's data is a view on the frame when it is aligned, else a copy.
  */
-function tensorFromFrame(index: unknown, dtype: DType, shape: number[], size: number, frames: readonly Uint8Array[], where: string): Tensor {
-  if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 0 || index >= frames.length) {
-    const have = frames.length === 0 ? "the message has no frames" : `the message has frames 0 to ${frames.length - 1}`;
-    throw new ProtocolError(`${where}: "frame" is ${describeValue(index)}; it must be the index of a frame that follows the line (${have})`);
+function tensorFromFrame(
+  index: unknown,
+  dtype: DType,
+  shape: number[],
+  size: number,
+  frames: readonly Uint8Array[],
+  where: string,
+): Tensor {
+  if (
+    typeof index !== "number" ||
+    !Number.isSafeInteger(index) ||
+    index < 0 ||
+    index >= frames.length
+  ) {
+    const have =
+      frames.length === 0
+        ? "the message has no frames"
+        : `the message has frames 0 to ${frames.length - 1}`;
+    throw new ProtocolError(
+      `${where}: "frame" is ${describeValue(index)}; it must be the index of a frame that follows the line (${have})`,
+    );
   }
   const bytes = frames[index]!;
   const item = ITEM_BYTES[dtype];
   if (bytes.byteLength !== size * item) {
     throw new ProtocolError(
-      `${where}: frame ${index} has ${bytes.byteLength} bytes but ${dtype} shape ${shapeToString(shape)} needs ${size * item} (${size} × ${item})`,
+      `${where}: frame ${index} has ${bytes.byteLength} bytes but ${dtype} ` +
+        `shape ${shapeToString(shape)} needs ${size * item} (${size} × ${item})`,
     );
   }
   let buffer = bytes.buffer;
@@ -216,7 +271,12 @@ function tensorFromFrame(index: unknown, dtype: DType, shape: number[], size: nu
     buffer = copy.buffer;
     offset = 0;
   }
-  const data = dtype === "f64" ? new Float64Array(buffer, offset, size) : dtype === "f32" ? new Float32Array(buffer, offset, size) : new Int32Array(buffer, offset, size);
+  const data =
+    dtype === "f64"
+      ? new Float64Array(buffer, offset, size)
+      : dtype === "f32"
+        ? new Float32Array(buffer, offset, size)
+        : new Int32Array(buffer, offset, size);
   return new Tensor(dtype, shape, data);
 }
 
@@ -225,10 +285,17 @@ function tensorFromFrame(index: unknown, dtype: DType, shape: number[], size: nu
  * `what` names the object itself in errors (e.g. `"outputs of formula softmax"`). With `frames`
  * (binary tensors negotiated), a tensor may take its data from a frame.
  */
-export function namedTensorsFromJSON(obj: unknown, what: string, where: (name: string) => string, frames?: readonly Uint8Array[]): NamedTensors {
-  if (!isPlainObject(obj)) throw new ProtocolError(`${what} must be an object {name: tensor}, got ${describeValue(obj)}`);
+export function namedTensorsFromJSON(
+  obj: unknown,
+  what: string,
+  where: (name: string) => string,
+  frames?: readonly Uint8Array[],
+): NamedTensors {
+  if (!isPlainObject(obj))
+    throw new ProtocolError(`${what} must be an object {name: tensor}, got ${describeValue(obj)}`);
   const out: NamedTensors = {};
-  for (const [name, value] of Object.entries(obj)) out[name] = tensorFromJSON(value, where(name), frames);
+  for (const [name, value] of Object.entries(obj))
+    out[name] = tensorFromJSON(value, where(name), frames);
   return out;
 }
 
@@ -237,12 +304,20 @@ export function namedTensorsFromJSON(obj: unknown, what: string, where: (name: s
  * no larger than `maxFrameBytes`. `where` starts the error message.
  */
 export function checkFrameLengths(v: unknown, where: string, maxFrameBytes: number): number[] {
-  if (!Array.isArray(v)) throw new ProtocolError(`${where}: "frames" must be a list of byte counts, got ${describeValue(v)}`);
+  if (!Array.isArray(v))
+    throw new ProtocolError(
+      `${where}: "frames" must be a list of byte counts, got ${describeValue(v)}`,
+    );
   v.forEach((n: unknown, i) => {
     if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
-      throw new ProtocolError(`${where}: "frames" entry ${i} is ${describeValue(n)}; it must be a byte count (a non-negative integer)`);
+      throw new ProtocolError(
+        `${where}: "frames" entry ${i} is ${describeValue(n)}; it must be a byte count (a non-negative integer)`,
+      );
     }
-    if (n > maxFrameBytes) throw new ProtocolError(`${where}: "frames" entry ${i} is ${n} bytes, more than the limit of ${maxFrameBytes} bytes per frame`);
+    if (n > maxFrameBytes)
+      throw new ProtocolError(
+        `${where}: "frames" entry ${i} is ${n} bytes, more than the limit of ${maxFrameBytes} bytes per frame`,
+      );
   });
   return v as number[];
 }
@@ -271,7 +346,8 @@ function needsSpelling(data: Float64Array | Float32Array): boolean {
 function encodeData(t: Tensor): string {
   const data = t.data;
   // JSON.stringify of a plain number array is V8's fast path (shortest round-trip digits).
-  if (t.dtype === "i32" || !needsSpelling(data as Float64Array | Float32Array)) return JSON.stringify(Array.from(data));
+  if (t.dtype === "i32" || !needsSpelling(data as Float64Array | Float32Array))
+    return JSON.stringify(Array.from(data));
   const parts = new Array<string>(data.length);
   for (let i = 0; i < data.length; i++) parts[i] = wireFloat(data[i]!);
   return `[${parts.join(",")}]`;
@@ -321,7 +397,8 @@ export function encodeNamedTensors(
   const parts: string[] = ["{"];
   let first = true;
   for (const [name, t] of Object.entries(tensors)) {
-    if (!(t instanceof Tensor)) throw new ProtocolError(`${where(name)}: expected a Tensor, got ${describeValue(t)}`);
+    if (!(t instanceof Tensor))
+      throw new ProtocolError(`${where(name)}: expected a Tensor, got ${describeValue(t)}`);
     let text: string;
     if (frames !== undefined && kept !== undefined) text = kept.encode(t, frames);
     else if (frames !== undefined) {
@@ -369,7 +446,11 @@ export class KeptTensors {
     const shape = JSON.stringify(t.shape);
     const digest = contentDigest(t.data);
     const prev = this.seen.get(t.data);
-    const same = prev !== undefined && prev.dtype === t.dtype && prev.shape === shape && prev.digest === digest;
+    const same =
+      prev !== undefined &&
+      prev.dtype === t.dtype &&
+      prev.shape === shape &&
+      prev.digest === digest;
     if (same && this.held.has(prev.id)) {
       this.using.add(prev.id);
       return `{"dtype":"${t.dtype}","shape":${shape},"ref":"${prev.id}"}`;
@@ -397,7 +478,8 @@ export const KEEP_MIN_BYTES = 1 << 20;
 /** A 64-bit digest (two 32-bit multiplicative hashes) of an array's bytes, as 16 hex digits. */
 function contentDigest(a: ArrayBufferView): string {
   const w = new Int32Array(a.buffer, a.byteOffset, a.byteLength >>> 2);
-  let h1 = 0x811c9dc5 ^ a.byteLength, h2 = 0x9e3779b9;
+  let h1 = 0x811c9dc5 ^ a.byteLength,
+    h2 = 0x9e3779b9;
   for (let i = 0; i < w.length; i++) {
     const x = w[i]!;
     h1 = Math.imul(h1 ^ x, 0x01000193);
@@ -408,13 +490,20 @@ function contentDigest(a: ArrayBufferView): string {
 
 /** The JSON text of a config, refusing values JSON cannot carry (NaN, ±Infinity, non-scalars). */
 export function encodeConfig(config: FormulaConfig, where: string): string {
-  if (!isPlainObject(config)) throw new ProtocolError(`${where}: config must be an object of numbers, strings and booleans, got ${describeValue(config)}`);
+  if (!isPlainObject(config))
+    throw new ProtocolError(
+      `${where}: config must be an object of numbers, strings and booleans, got ${describeValue(config)}`,
+    );
   for (const [k, v] of Object.entries(config)) {
     if (typeof v === "number" && !Number.isFinite(v)) {
-      throw new ProtocolError(`${where}: config ${k} is ${String(v)}; hyperparameters must be finite numbers, strings or booleans`);
+      throw new ProtocolError(
+        `${where}: config ${k} is ${String(v)}; hyperparameters must be finite numbers, strings or booleans`,
+      );
     }
     if (typeof v !== "number" && typeof v !== "string" && typeof v !== "boolean") {
-      throw new ProtocolError(`${where}: config ${k} is ${describeValue(v)}; hyperparameters must be numbers, strings or booleans`);
+      throw new ProtocolError(
+        `${where}: config ${k} is ${describeValue(v)}; hyperparameters must be numbers, strings or booleans`,
+      );
     }
   }
   return JSON.stringify(config);
@@ -424,9 +513,17 @@ export function encodeConfig(config: FormulaConfig, where: string): string {
  * The pieces of one request line (without the newline). With `frames`, the line declares their
  * byte counts (`"frames": [...]`); the frames themselves follow the newline.
  */
-export function encodeRequest(id: number, method: Method, params: { readonly [key: string]: string | readonly string[] }, frames?: readonly Uint8Array[]): string[] {
+export function encodeRequest(
+  id: number,
+  method: Method,
+  params: { readonly [key: string]: string | readonly string[] },
+  frames?: readonly Uint8Array[],
+): string[] {
   // params values are already JSON text (or pieces of it): tensors are large, the rest is small.
-  const declared = frames !== undefined && frames.length > 0 ? `"frames":${JSON.stringify(frames.map((f) => f.byteLength))},` : "";
+  const declared =
+    frames !== undefined && frames.length > 0
+      ? `"frames":${JSON.stringify(frames.map((f) => f.byteLength))},`
+      : "";
   const parts: string[] = [`{"id":${id},${declared}"method":${JSON.stringify(method)},"params":{`];
   let first = true;
   for (const [key, value] of Object.entries(params)) {
@@ -444,29 +541,40 @@ export function encodeRequest(id: number, method: Method, params: { readonly [ke
 /** A parsed response line: exactly one of `result` and `error`. */
 export type Response =
   | { readonly id: number; readonly result: Record<string, unknown> }
-  | { readonly id: number; readonly error: { readonly message: string; readonly [key: string]: unknown } };
+  | {
+      readonly id: number;
+      readonly error: { readonly message: string; readonly [key: string]: unknown };
+    };
 
 /**
  * The structure of a response line already parsed as JSON; `undefined` plus a reason when it is
  * not `{"id": integer, "result": {...}}` or `{"id": integer, "error": {"message": string}}`.
  */
 export function checkResponse(v: unknown): { response: Response } | { problem: string } {
-  if (!isPlainObject(v)) return { problem: `a response must be a JSON object, got ${describeValue(v)}` };
+  if (!isPlainObject(v))
+    return { problem: `a response must be a JSON object, got ${describeValue(v)}` };
   const id = v["id"];
-  if (typeof id !== "number" || !Number.isSafeInteger(id)) return { problem: `a response needs an integer "id", got ${describeValue(id)}` };
+  if (typeof id !== "number" || !Number.isSafeInteger(id))
+    return { problem: `a response needs an integer "id", got ${describeValue(id)}` };
   const hasResult = "result" in v;
   const hasError = "error" in v;
   if (hasResult === hasError) {
-    return { problem: `response ${id} must have exactly one of "result" and "error" (it has ${hasResult ? "both" : "neither"})` };
+    return {
+      problem:
+        `response ${id} must have exactly one of "result" and "error" (it has ` +
+        `${hasResult ? "both" : "neither"})`,
+    };
   }
   if (hasError) {
     const e = v["error"];
-    if (isPlainObject(e) && typeof e["message"] === "string") return { response: { id, error: e as { message: string } } };
+    if (isPlainObject(e) && typeof e["message"] === "string")
+      return { response: { id, error: e as { message: string } } };
     // A malformed error is still an error: pass on whatever it says.
     return { response: { id, error: { message: typeof e === "string" ? e : JSON.stringify(e) } } };
   }
   const result = v["result"];
-  if (!isPlainObject(result)) return { problem: `response ${id}: "result" must be an object, got ${describeValue(result)}` };
+  if (!isPlainObject(result))
+    return { problem: `response ${id}: "result" must be an object, got ${describeValue(result)}` };
   return { response: { id, result } };
 }
 
@@ -476,21 +584,33 @@ export function checkResponse(v: unknown): { response: Response } | { problem: s
  * `protocol` (when present) equal to `PROTOCOL_VERSION`, `shutdown` (when present) a boolean.
  */
 export function checkHello(result: Record<string, unknown>, where: string): HelloResult {
-  const { name, formulas, backward, dtypes, protocol, shutdown, capabilities, binary, keep } = result;
+  const { name, formulas, backward, dtypes, protocol, shutdown, capabilities, binary, keep } =
+    result;
   if (protocol !== undefined && protocol !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`${where}: protocol ${describeValue(protocol)} is not supported (this client speaks protocol ${PROTOCOL_VERSION})`);
+    throw new ProtocolError(
+      `${where}: protocol ${describeValue(protocol)} is not supported (this ` +
+        `client speaks protocol ${PROTOCOL_VERSION})`,
+    );
   }
   if (typeof name !== "string" || name.length === 0) {
-    throw new ProtocolError(`${where}: "name" must be a non-empty string, got ${describeValue(name)}`);
+    throw new ProtocolError(
+      `${where}: "name" must be a non-empty string, got ${describeValue(name)}`,
+    );
   }
   const stringList = (v: unknown, field: string): string[] => {
-    if (!Array.isArray(v)) throw new ProtocolError(`${where}: "${field}" must be a list of formula names (strings), got ${describeValue(v)}`);
+    if (!Array.isArray(v))
+      throw new ProtocolError(
+        `${where}: "${field}" must be a list of formula names (strings), got ${describeValue(v)}`,
+      );
     const seen = new Set<string>();
     v.forEach((s: unknown, i) => {
       if (typeof s !== "string" || s.length === 0) {
-        throw new ProtocolError(`${where}: "${field}" must be a list of formula names (strings); entry ${i} is ${describeValue(s)}`);
+        throw new ProtocolError(
+          `${where}: "${field}" must be a list of formula names (strings); entry ${i} is ${describeValue(s)}`,
+        );
       }
-      if (seen.has(s)) throw new ProtocolError(`${where}: "${field}" lists ${JSON.stringify(s)} twice`);
+      if (seen.has(s))
+        throw new ProtocolError(`${where}: "${field}" lists ${JSON.stringify(s)} twice`);
       seen.add(s);
     });
     return v as string[];
@@ -502,34 +622,55 @@ export function checkHello(result: Record<string, unknown>, where: string): Hell
     backwardValue = stringList(backward, "backward");
     const missing = backwardValue.filter((f) => !formulaList.includes(f));
     if (missing.length > 0) {
-      throw new ProtocolError(`${where}: "backward" lists ${missing.map((f) => JSON.stringify(f)).join(", ")}, not in "formulas"`);
+      throw new ProtocolError(
+        `${where}: "backward" lists ${missing.map((f) => JSON.stringify(f)).join(", ")}, not in "formulas"`,
+      );
     }
   } else {
-    throw new ProtocolError(`${where}: "backward" must be true, false or a list of formula names, got ${describeValue(backward)}`);
+    throw new ProtocolError(
+      `${where}: "backward" must be true, false or a list of formula names, got ${describeValue(backward)}`,
+    );
   }
   if (!Array.isArray(dtypes) || dtypes.length === 0) {
-    throw new ProtocolError(`${where}: "dtypes" must be a non-empty list of dtype names (${DTYPES.map((d) => `"${d}"`).join(", ")}), got ${describeValue(dtypes)}`);
+    throw new ProtocolError(
+      `${where}: "dtypes" must be a non-empty list of dtype names ` +
+        `(${DTYPES.map((d) => `"${d}"`).join(", ")}), got ` +
+        `${describeValue(dtypes)}`,
+    );
   }
   dtypes.forEach((d: unknown, i) => {
     if (!isDType(d)) {
-      throw new ProtocolError(`${where}: "dtypes" entry ${i} is ${describeValue(d)}, not a dtype name (${DTYPES.map((x) => `"${x}"`).join(", ")})`);
+      throw new ProtocolError(
+        `${where}: "dtypes" entry ${i} is ${describeValue(d)}, not a dtype name ` +
+          `(${DTYPES.map((x) => `"${x}"`).join(", ")})`,
+      );
     }
   });
   if (shutdown !== undefined && typeof shutdown !== "boolean") {
-    throw new ProtocolError(`${where}: "shutdown" must be a boolean when present, got ${describeValue(shutdown)}`);
+    throw new ProtocolError(
+      `${where}: "shutdown" must be a boolean when present, got ${describeValue(shutdown)}`,
+    );
   }
   if (binary !== undefined && typeof binary !== "boolean") {
-    throw new ProtocolError(`${where}: "binary" must be a boolean when present, got ${describeValue(binary)}`);
+    throw new ProtocolError(
+      `${where}: "binary" must be a boolean when present, got ${describeValue(binary)}`,
+    );
   }
   if (keep !== undefined && typeof keep !== "boolean") {
-    throw new ProtocolError(`${where}: "keep" must be a boolean when present, got ${describeValue(keep)}`);
+    throw new ProtocolError(
+      `${where}: "keep" must be a boolean when present, got ${describeValue(keep)}`,
+    );
   }
-  const caps = capabilities === undefined ? undefined : checkCapabilities(capabilities, formulaList, dtypes as DType[], where);
+  const caps =
+    capabilities === undefined
+      ? undefined
+      : checkCapabilities(capabilities, formulaList, dtypes as DType[], where);
   return {
     name,
     ...(caps !== undefined ? { capabilities: caps } : {}),
     formulas: Object.freeze([...formulaList]),
-    backward: typeof backwardValue === "boolean" ? backwardValue : Object.freeze([...backwardValue]),
+    backward:
+      typeof backwardValue === "boolean" ? backwardValue : Object.freeze([...backwardValue]),
     dtypes: Object.freeze([...(dtypes as DType[])]),
     shutdown: shutdown === true,
     binary: binary === true,
@@ -543,51 +684,108 @@ export function checkHello(result: Record<string, unknown>, where: string): Hell
  * `{"dtypes": [...], "config": {name: [values] | {"min", "max"}}, "dims": {dim: {"min", "max", "equals"}}}`,
  * every part optional (docs/PROTOCOL.md).
  */
-function checkCapabilities(v: unknown, formulas: readonly string[], dtypes: readonly DType[], where: string): Capabilities {
+function checkCapabilities(
+  v: unknown,
+  formulas: readonly string[],
+  dtypes: readonly DType[],
+  where: string,
+): Capabilities {
   const at = `${where}: "capabilities"`;
-  if (!isPlainObject(v)) throw new ProtocolError(`${at} must be an object from formula names to capabilities, got ${describeValue(v)}`);
+  if (!isPlainObject(v))
+    throw new ProtocolError(
+      `${at} must be an object from formula names to capabilities, got ${describeValue(v)}`,
+    );
   const out: Record<string, FormulaCapability> = {};
   const range = (r: Record<string, unknown>, what: string, keys: readonly string[]): void => {
-    for (const k of Object.keys(r)) if (!keys.includes(k)) throw new ProtocolError(`${what} has an unknown field ${JSON.stringify(k)} (known: ${keys.join(", ")})`);
+    for (const k of Object.keys(r))
+      if (!keys.includes(k))
+        throw new ProtocolError(
+          `${what} has an unknown field ${JSON.stringify(k)} (known: ${keys.join(", ")})`,
+        );
     for (const k of ["min", "max"]) {
-      if (r[k] !== undefined && (typeof r[k] !== "number" || !Number.isFinite(r[k]))) throw new ProtocolError(`${what}: "${k}" must be a finite number, got ${describeValue(r[k])}`);
+      if (r[k] !== undefined && (typeof r[k] !== "number" || !Number.isFinite(r[k])))
+        throw new ProtocolError(
+          `${what}: "${k}" must be a finite number, got ${describeValue(r[k])}`,
+        );
     }
   };
   for (const [f, c] of Object.entries(v)) {
     const fat = `${at}.${f}`;
-    if (!formulas.includes(f)) throw new ProtocolError(`${at} names ${JSON.stringify(f)}, not in "formulas"`);
-    if (!isPlainObject(c)) throw new ProtocolError(`${fat} must be an object with "dtypes", "config" and/or "dims", got ${describeValue(c)}`);
-    for (const k of Object.keys(c)) if (!["dtypes", "config", "dims"].includes(k)) throw new ProtocolError(`${fat} has an unknown field ${JSON.stringify(k)} (known: dtypes, config, dims)`);
-    const cap: { dtypes?: FloatDType[]; config?: Record<string, ValueRule>; dims?: Record<string, DimRule> } = {};
+    if (!formulas.includes(f))
+      throw new ProtocolError(`${at} names ${JSON.stringify(f)}, not in "formulas"`);
+    if (!isPlainObject(c))
+      throw new ProtocolError(
+        `${fat} must be an object with "dtypes", "config" and/or "dims", got ${describeValue(c)}`,
+      );
+    for (const k of Object.keys(c))
+      if (!["dtypes", "config", "dims"].includes(k))
+        throw new ProtocolError(
+          `${fat} has an unknown field ${JSON.stringify(k)} (known: dtypes, config, dims)`,
+        );
+    const cap: {
+      dtypes?: FloatDType[];
+      config?: Record<string, ValueRule>;
+      dims?: Record<string, DimRule>;
+    } = {};
     if (c["dtypes"] !== undefined) {
       const ds = c["dtypes"];
-      if (!Array.isArray(ds) || ds.length === 0 || !ds.every((d) => (d === "f64" || d === "f32") && dtypes.includes(d))) {
-        throw new ProtocolError(`${fat}.dtypes must be a non-empty list of dtypes from "dtypes" (${dtypes.join(", ")}), got ${describeValue(ds)}`);
+      if (
+        !Array.isArray(ds) ||
+        ds.length === 0 ||
+        !ds.every((d) => (d === "f64" || d === "f32") && dtypes.includes(d))
+      ) {
+        throw new ProtocolError(
+          `${fat}.dtypes must be a non-empty list of dtypes from "dtypes" ` +
+            `(${dtypes.join(", ")}), got ${describeValue(ds)}`,
+        );
       }
       cap.dtypes = ds as FloatDType[];
     }
     if (c["config"] !== undefined) {
-      if (!isPlainObject(c["config"])) throw new ProtocolError(`${fat}.config must be an object from hyperparameter names to value lists or ranges, got ${describeValue(c["config"])}`);
+      if (!isPlainObject(c["config"]))
+        throw new ProtocolError(
+          `${fat}.config must be an object from hyperparameter names to value ` +
+            `lists or ranges, got ${describeValue(c["config"])}`,
+        );
       cap.config = {};
       for (const [k, rule] of Object.entries(c["config"])) {
         if (Array.isArray(rule)) {
-          if (rule.length === 0 || !rule.every((x) => typeof x === "number" || typeof x === "string" || typeof x === "boolean")) {
-            throw new ProtocolError(`${fat}.config.${k} must be a non-empty list of numbers, strings or booleans, got ${describeValue(rule)}`);
+          if (
+            rule.length === 0 ||
+            !rule.every(
+              (x) => typeof x === "number" || typeof x === "string" || typeof x === "boolean",
+            )
+          ) {
+            throw new ProtocolError(
+              `${fat}.config.${k} must be a non-empty list of numbers, strings or booleans, got ${describeValue(rule)}`,
+            );
           }
           cap.config[k] = rule as ValueRule;
         } else if (isPlainObject(rule)) {
           range(rule, `${fat}.config.${k}`, ["min", "max"]);
           cap.config[k] = rule as ValueRule;
-        } else throw new ProtocolError(`${fat}.config.${k} must be a list of values or {"min", "max"}, got ${describeValue(rule)}`);
+        } else
+          throw new ProtocolError(
+            `${fat}.config.${k} must be a list of values or {"min", "max"}, got ${describeValue(rule)}`,
+          );
       }
     }
     if (c["dims"] !== undefined) {
-      if (!isPlainObject(c["dims"])) throw new ProtocolError(`${fat}.dims must be an object from dim names to {"min", "max", "equals"}, got ${describeValue(c["dims"])}`);
+      if (!isPlainObject(c["dims"]))
+        throw new ProtocolError(
+          `${fat}.dims must be an object from dim names to {"min", "max", "equals"}, got ${describeValue(c["dims"])}`,
+        );
       cap.dims = {};
       for (const [k, rule] of Object.entries(c["dims"])) {
-        if (!isPlainObject(rule)) throw new ProtocolError(`${fat}.dims.${k} must be an object {"min", "max", "equals"}, got ${describeValue(rule)}`);
+        if (!isPlainObject(rule))
+          throw new ProtocolError(
+            `${fat}.dims.${k} must be an object {"min", "max", "equals"}, got ${describeValue(rule)}`,
+          );
         range(rule, `${fat}.dims.${k}`, ["min", "max", "equals"]);
-        if (rule["equals"] !== undefined && typeof rule["equals"] !== "string") throw new ProtocolError(`${fat}.dims.${k}: "equals" must be a dim name, got ${describeValue(rule["equals"])}`);
+        if (rule["equals"] !== undefined && typeof rule["equals"] !== "string")
+          throw new ProtocolError(
+            `${fat}.dims.${k}: "equals" must be a dim name, got ${describeValue(rule["equals"])}`,
+          );
         cap.dims[k] = rule as DimRule;
       }
     }

@@ -6,14 +6,28 @@
  * not write — unless `force` is given. Every report format carries `REPORT_MARKER` near its
  * start (a comment in XML and HTML, a field in JSON), which is how an earlier report is known.
  */
-import { accessSync, closeSync, constants, fsyncSync, lstatSync, openSync, readSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fsyncSync,
+  lstatSync,
+  openSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 
 /** The text every report file carries within its first `MARKER_WINDOW` bytes. */
 export const REPORT_MARKER = "specformer-report";
 /** An XML/HTML comment holding the marker, placed right after the XML declaration or doctype. */
 // no "--" inside: XML comments cannot hold it
-export const REPORT_MARKER_COMMENT = `<!-- ${REPORT_MARKER}: written by specformer verify, which may replace this file -->`;
+export const REPORT_MARKER_COMMENT =
+  `<!-- ${REPORT_MARKER}: written by specformer verify, which may replace ` + `this file -->`;
 const MARKER_WINDOW = 4096;
 
 /** A report file the command was asked to write: the flag that named it and its path. */
@@ -46,7 +60,10 @@ function isSpecformerReport(path: string): boolean {
  * Check report paths before anything runs; throws `ReportPathError` naming each bad one.
  * `force` allows replacing an existing regular file that is not a specformer report.
  */
-export function checkReportPaths(targets: readonly ReportTarget[], opts: { readonly force?: boolean } = {}): void {
+export function checkReportPaths(
+  targets: readonly ReportTarget[],
+  opts: { readonly force?: boolean } = {},
+): void {
   const problems: string[] = [];
   const seen = new Map<string, string>();
   for (const { flag, path } of targets) {
@@ -56,7 +73,9 @@ export function checkReportPaths(targets: readonly ReportTarget[], opts: { reado
       continue;
     }
     if (/\.safetensors$/i.test(path)) {
-      problems.push(`${where}: a .safetensors file is a golden case or tensor file, not a report; choose another name`);
+      problems.push(
+        `${where}: a .safetensors file is a golden case or tensor file, not a report; choose another name`,
+      );
       continue;
     }
     const abs = resolve(path);
@@ -101,15 +120,22 @@ export function checkReportPaths(targets: readonly ReportTarget[], opts: { reado
       continue;
     }
     if (st.isDirectory()) {
-      problems.push(`${where}: is a folder; give a file path inside it, e.g. ${JSON.stringify(join(path, "report" + extensionOf(flag)))}`);
+      problems.push(
+        `${where}: is a folder; give a file path inside it, e.g. ` +
+          `${JSON.stringify(join(path, "report" + extensionOf(flag)))}`,
+      );
       continue;
     }
     if (!st.isFile()) {
-      problems.push(`${where}: is not a regular file (a device, FIFO or socket); reports are written only to regular files`);
+      problems.push(
+        `${where}: is not a regular file (a device, FIFO or socket); reports are written only to regular files`,
+      );
       continue;
     }
     if (!opts.force && !isSpecformerReport(abs)) {
-      problems.push(`${where}: the file exists and is not a specformer report; give --force to replace it`);
+      problems.push(
+        `${where}: the file exists and is not a specformer report; give --force to replace it`,
+      );
     }
   }
   if (problems.length > 0) throw new ReportPathError(problems.join("\n"));
@@ -126,7 +152,10 @@ function extensionOf(flag: string): string {
  */
 export function writeFileAtomically(path: string, text: string): void {
   const abs = resolve(path);
-  const tmp = join(dirname(abs), `.${basename(abs)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
+  const tmp = join(
+    dirname(abs),
+    `.${basename(abs)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`,
+  );
   let fd: number | undefined;
   try {
     fd = openSync(tmp, "wx", 0o644);

@@ -9,7 +9,14 @@ import { shapeToString } from "../autodiff/tensor.js";
 import { formatError, formatValue } from "../golden/compare.js";
 import type { TensorReport } from "../golden/compare.js";
 import type { Hint } from "./diagnose.js";
-import type { FirstDivergence, Origin, ResultKind, ResultStatus, VerifyReport, VerifyResult } from "./run.js";
+import type {
+  FirstDivergence,
+  Origin,
+  ResultKind,
+  ResultStatus,
+  VerifyReport,
+  VerifyResult,
+} from "./run.js";
 import { DECLINE_LIMIT, formulaOrder } from "./run.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -57,7 +64,11 @@ function pad(s: string, w: number): string {
 
 function table(header: string[], rows: string[][], st: Style): string[] {
   const widths = header.map((h, c) => Math.max(width(h), ...rows.map((r) => width(r[c] ?? ""))));
-  const line = (r: string[]) => r.map((cell, c) => pad(cell, widths[c]!)).join("  ").trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => pad(cell, widths[c]!))
+      .join("  ")
+      .trimEnd();
   return [st.bold(line(header)), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
@@ -111,7 +122,10 @@ export function exitCodeOf(report: VerifyReport): number {
 function declinedText(report: VerifyReport): string {
   const d = report.declines;
   const pct = `${Math.round(d.share * 1000) / 10} %`;
-  return `${d.count} of ${d.asked} check${d.asked === 1 ? "" : "s"} declined (${pct})${d.failsRun ? " — too many: the run fails" : ""}`;
+  return (
+    `${d.count} of ${d.asked} check${d.asked === 1 ? "" : "s"} declined ` +
+    `(${pct})${d.failsRun ? " — too many: the run fails" : ""}`
+  );
 }
 
 export interface FormulaRow {
@@ -136,7 +150,15 @@ export function formulaRows(report: VerifyReport): FormulaRow[] {
   const row = (f: string): FormulaRow => {
     let r = rows.get(f);
     if (r === undefined) {
-      r = { formula: f, golden: { pass: 0, fail: 0, declined: 0, fault: 0, skipped: 0 }, maxAbs: null, maxRel: null, budget: null, gradient: null, laws: { pass: 0, fail: 0 } };
+      r = {
+        formula: f,
+        golden: { pass: 0, fail: 0, declined: 0, fault: 0, skipped: 0 },
+        maxAbs: null,
+        maxRel: null,
+        budget: null,
+        gradient: null,
+        laws: { pass: 0, fail: 0 },
+      };
       rows.set(f, r);
     }
     return r;
@@ -171,17 +193,27 @@ export function formulaRows(report: VerifyReport): FormulaRow[] {
  * The table's rows: formulas the implementation declares (or that ran a golden case), and the
  * rest, which reports collapse to one line.
  */
-export function splitDeclared(report: VerifyReport): { declared: FormulaRow[]; undeclared: FormulaRow[] } {
+export function splitDeclared(report: VerifyReport): {
+  declared: FormulaRow[];
+  undeclared: FormulaRow[];
+} {
   const all = formulaRows(report);
-  const declared = all.filter((r) => report.implementation.formulas.includes(r.formula) || r.golden.pass + r.golden.fail + r.golden.declined + r.golden.fault > 0);
+  const declared = all.filter(
+    (r) =>
+      report.implementation.formulas.includes(r.formula) ||
+      r.golden.pass + r.golden.fail + r.golden.declined + r.golden.fault > 0,
+  );
   return { declared, undeclared: all.filter((r) => !declared.includes(r)) };
 }
 
 /** What the formula table's columns mean (terminal and HTML reports). */
 export const LEGEND: readonly string[] = [
-  "golden: cases within tolerance / run. budget: the largest share of its tolerance any element used, |a − e| / (atol + rtol·|e|); > 100 % fails.",
-  "max abs / rel err: of the failing cases only (\"ok\": every element within tolerance). gradient: backward pass vs central differences of the forward",
-  "pass, on the smallest supported float64 case, one random direction per argument (fast mode). laws: laws passed / run on the formula.",
+  "golden: cases within tolerance / run. budget: the largest share of its " +
+    "tolerance any element used, |a − e| / (atol + rtol·|e|); > 100 % fails.",
+  'max abs / rel err: of the failing cases only ("ok": every element ' +
+    "within tolerance). gradient: backward pass vs central differences of the forward",
+  "pass, on the smallest supported float64 case, one random direction per " +
+    "argument (fast mode). laws: laws passed / run on the formula.",
 ];
 
 function statusWord(s: ResultStatus | null, st: Style): string {
@@ -202,7 +234,9 @@ function statusWord(s: ResultStatus | null, st: Style): string {
 }
 
 function hintLines(hints: readonly Hint[], indent: string, st: Style): string[] {
-  return hints.map((h) => `${indent}${st.yellow(h.evidence === "match" ? "hint (match):" : "hint:")} ${h.message}`);
+  return hints.map(
+    (h) => `${indent}${st.yellow(h.evidence === "match" ? "hint (match):" : "hint:")} ${h.message}`,
+  );
 }
 
 /** One origin's error against its tolerance: `×4.1e+3 of its tolerance (max abs err …, rtol …, atol …)`. */
@@ -210,21 +244,36 @@ export function originErrorText(o: Origin): string {
   const r = o.report;
   if (r === null) return "";
   if (r.problem !== null) return r.problem;
-  return `error ${budgetText(r.budgetUsed)} of its tolerance (max abs err ${err(r.maxAbsError)}; rtol ${formatError(r.tolerance.rtol)}, atol ${formatError(r.tolerance.atol)})`;
+  return (
+    `error ${budgetText(r.budgetUsed)} of its tolerance (max abs err ` +
+    `${err(r.maxAbsError)}; rtol ${formatError(r.tolerance.rtol)}, atol ` +
+    `${formatError(r.tolerance.atol)})`
+  );
 }
 
 /** Where an origin was found, in words: `grad.Q of attention at gpt › h.0 › mha › attention`. */
 export function originWhereText(o: Origin): string {
-  const what = o.kind === "backward" ? `its gradient of ${o.input ?? "an argument"}` : `its output (${o.tensor})`;
+  const what =
+    o.kind === "backward"
+      ? `its gradient of ${o.input ?? "an argument"}`
+      : `its output (${o.tensor})`;
   return o.path.length > 1 ? `${what}, at ${o.path.join(" › ")}` : what;
 }
 
 /** The failures grouped by origin, the headline (most upstream) first. */
 function originsText(origins: readonly Origin[], st: Style = style(false)): string[] {
-  const lines = [st.bold(st.red(`origins of the failures (${origins.length}), most upstream first:`))];
+  const lines = [
+    st.bold(st.red(`origins of the failures (${origins.length}), most upstream first:`)),
+  ];
   origins.forEach((o, i) => {
-    const explains = `explains ${o.count} failing check${o.count === 1 ? "" : "s"}${o.presumed > 0 ? ` (${o.presumed} by their formula, not localised themselves)` : ""}`;
-    lines.push(`  ${i + 1}. ${st.bold(`${o.formula} (${o.kind})`)} — ${originWhereText(o)}; first in ${o.firstCase}; ${explains}`);
+    const explains =
+      `explains ${o.count} failing ` +
+      `check${o.count === 1 ? "" : "s"}` +
+      `${o.presumed > 0 ? ` (${o.presumed} by their formula, not localised themselves)` : ""}`;
+    lines.push(
+      `  ${i + 1}. ${st.bold(`${o.formula} (${o.kind})`)} — ` +
+        `${originWhereText(o)}; first in ${o.firstCase}; ${explains}`,
+    );
     const e = originErrorText(o);
     if (e !== "") lines.push(`     ${e}`);
     lines.push(`     ${o.explanation}`);
@@ -236,7 +285,9 @@ function originsText(origins: readonly Origin[], st: Style = style(false)): stri
 /** The first divergence in a few lines. */
 export function firstDivergenceText(d: FirstDivergence, st: Style = style(false)): string[] {
   const lines = [
-    st.bold(st.red(`first divergence: ${d.formula}`)) + ` — ${d.kind === "golden" ? "golden case" : d.kind === "gradient" ? "gradient check on" : "law"} ${d.case}, tensor ${d.tensor}`,
+    st.bold(st.red(`first divergence: ${d.formula}`)) +
+      ` — ${d.kind === "golden" ? "golden case" : d.kind === "gradient" ? "gradient check on" : "law"} ` +
+      `${d.case}, tensor ${d.tensor}`,
     `  ${d.explanation}`,
   ];
   if (d.path.length > 1) lines.push(`  where: ${d.path.join(" › ")} (${d.origin})`);
@@ -245,12 +296,22 @@ export function firstDivergenceText(d: FirstDivergence, st: Style = style(false)
   if (r !== null) {
     if (r.problem !== null) lines.push(`  ${r.problem}`);
     else {
-      lines.push(`  ${r.mismatched} of ${r.size} elements outside tolerance; max abs err ${err(r.maxAbsError)}, max rel err ${err(r.maxRelError)}, budget ${budgetText(r.budgetUsed)} (rtol ${formatError(r.tolerance.rtol)}, atol ${formatError(r.tolerance.atol)})`);
+      lines.push(
+        `  ${r.mismatched} of ${r.size} elements outside tolerance; max abs err ` +
+          `${err(r.maxAbsError)}, max rel err ${err(r.maxRelError)}, budget ` +
+          `${budgetText(r.budgetUsed)} (rtol ${formatError(r.tolerance.rtol)}, ` +
+          `atol ${formatError(r.tolerance.atol)})`,
+      );
       if (r.worst !== null) {
-        lines.push(`  worst element ${shapeToString(r.worst.index)}: expected ${formatValue(r.worst.expected, r.expectedDtype, r.worst.actual)}, actual ${formatValue(r.worst.actual, r.actualDtype, r.worst.expected)}`);
+        lines.push(
+          `  worst element ${shapeToString(r.worst.index)}: expected ` +
+            `${formatValue(r.worst.expected, r.expectedDtype, r.worst.actual)}, ` +
+            `actual ${formatValue(r.worst.actual, r.actualDtype, r.worst.expected)}`,
+        );
       }
     }
-  } else if (d.maxAbsErr !== null) lines.push(`  max abs err ${err(d.maxAbsErr)}, budget ${budgetText(d.budget)}`);
+  } else if (d.maxAbsErr !== null)
+    lines.push(`  max abs err ${err(d.maxAbsErr)}, budget ${budgetText(d.budget)}`);
   lines.push(...hintLines(d.hints, "  ", st));
   if (d.replay !== undefined) lines.push(`  replay: ${d.replay}`);
   return lines;
@@ -259,12 +320,17 @@ export function firstDivergenceText(d: FirstDivergence, st: Style = style(false)
 /** One failing tensor in a few words: `out.y 96/120 mismatched, max abs err 1.4e+00, budget ×5.0e+4`. */
 function compactTensor(t: TensorReport): string {
   if (t.problem !== null) return `${t.name}: ${t.problem}`;
-  return `${t.name} ${t.mismatched}/${t.size} mismatched, max abs err ${err(t.maxAbsError)}, budget ${budgetText(t.budgetUsed)}`;
+  return (
+    `${t.name} ${t.mismatched}/${t.size} mismatched, max abs err ` +
+    `${err(t.maxAbsError)}, budget ${budgetText(t.budgetUsed)}`
+  );
 }
 
 /** Outputs before gradients (a wrong output explains wrong gradients, not the reverse). */
 export function outputsFirst(ts: readonly TensorReport[]): TensorReport[] {
-  return [...ts].sort((a, b) => Number(b.name.startsWith("out.")) - Number(a.name.startsWith("out.")));
+  return [...ts].sort(
+    (a, b) => Number(b.name.startsWith("out.")) - Number(a.name.startsWith("out.")),
+  );
 }
 
 export interface TextOptions {
@@ -280,8 +346,15 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
   const out: string[] = [];
   out.push(st.bold(`specformer verify: ${impl.name}`));
   if (impl.command !== undefined) out.push(`  command: ${impl.command}`);
-  const back = impl.backward === true ? "all" : impl.backward === false ? "none" : `${impl.backward.length} formulas`;
-  out.push(`  declares ${impl.formulas.length} formulas, dtypes ${impl.dtypes.join(", ")}, backward: ${back}`);
+  const back =
+    impl.backward === true
+      ? "all"
+      : impl.backward === false
+        ? "none"
+        : `${impl.backward.length} formulas`;
+  out.push(
+    `  declares ${impl.formulas.length} formulas, dtypes ${impl.dtypes.join(", ")}, backward: ${back}`,
+  );
   out.push("");
 
   const origins = report.origins ?? [];
@@ -291,18 +364,56 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
   const rows = declared.map((r) => {
     const g = r.golden;
     const ran = g.pass + g.fail;
-    const golden = ran + g.fault === 0 ? st.dim("-") : g.fail + g.fault > 0 ? st.red(`${g.pass}/${ran + g.fault}`) : st.green(`${g.pass}/${ran}`);
-    const other = [g.declined > 0 ? st.yellow(`${g.declined} declined`) : "", g.fault > 0 ? st.red(`${g.fault} fault`) : "", g.skipped > 0 ? st.dim(`${g.skipped} skipped`) : ""].filter(Boolean).join(", ");
-    const laws = r.laws.pass + r.laws.fail === 0 ? st.dim("-") : r.laws.fail > 0 ? st.red(`${r.laws.pass}/${r.laws.pass + r.laws.fail}`) : st.green(`${r.laws.pass}/${r.laws.pass}`);
-    const bad = g.fail + g.fault > 0 || r.gradient === "fail" || r.gradient === "fault" || r.laws.fail > 0;
-    const budget = r.budget === null ? st.dim("-") : r.budget > 1 ? st.red(budgetText(r.budget)) : budgetText(r.budget);
+    const golden =
+      ran + g.fault === 0
+        ? st.dim("-")
+        : g.fail + g.fault > 0
+          ? st.red(`${g.pass}/${ran + g.fault}`)
+          : st.green(`${g.pass}/${ran}`);
+    const other = [
+      g.declined > 0 ? st.yellow(`${g.declined} declined`) : "",
+      g.fault > 0 ? st.red(`${g.fault} fault`) : "",
+      g.skipped > 0 ? st.dim(`${g.skipped} skipped`) : "",
+    ]
+      .filter(Boolean)
+      .join(", ");
+    const laws =
+      r.laws.pass + r.laws.fail === 0
+        ? st.dim("-")
+        : r.laws.fail > 0
+          ? st.red(`${r.laws.pass}/${r.laws.pass + r.laws.fail}`)
+          : st.green(`${r.laws.pass}/${r.laws.pass}`);
+    const bad =
+      g.fail + g.fault > 0 || r.gradient === "fail" || r.gradient === "fault" || r.laws.fail > 0;
+    const budget =
+      r.budget === null
+        ? st.dim("-")
+        : r.budget > 1
+          ? st.red(budgetText(r.budget))
+          : budgetText(r.budget);
     // a passing row's errors are within their tolerances (its budget says how far): the raw
     // relative error of a near-zero element would only alarm
     const failing = g.fail > 0;
-    return [bad ? st.red(r.formula) : r.formula, golden, other, failing ? err(r.maxAbs) : st.dim("ok"), failing ? err(r.maxRel) : st.dim("ok"), budget, statusWord(r.gradient, st), laws];
+    return [
+      bad ? st.red(r.formula) : r.formula,
+      golden,
+      other,
+      failing ? err(r.maxAbs) : st.dim("ok"),
+      failing ? err(r.maxRel) : st.dim("ok"),
+      budget,
+      statusWord(r.gradient, st),
+      laws,
+    ];
   });
-  out.push(...table(["formula", "golden", "not run", "max abs err", "max rel err", "budget", "gradient", "laws"], rows, st));
-  if (undeclared.length > 0) out.push(st.dim(`not declared (not checked): ${undeclared.map((r) => r.formula).join(", ")}`));
+  out.push(
+    ...table(
+      ["formula", "golden", "not run", "max abs err", "max rel err", "budget", "gradient", "laws"],
+      rows,
+      st,
+    ),
+  );
+  if (undeclared.length > 0)
+    out.push(st.dim(`not declared (not checked): ${undeclared.map((r) => r.formula).join(", ")}`));
   out.push(...LEGEND.map((l) => st.dim(l)));
   out.push("");
 
@@ -320,13 +431,23 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
       if (r.kind === "golden") {
         const bad = outputsFirst((r.tensors ?? []).filter((x) => !x.ok));
         const first = bad[0];
-        const more = bad.length > 1 ? `; +${bad.length - 1} more tensor${bad.length > 2 ? "s" : ""}` : "";
+        const more =
+          bad.length > 1 ? `; +${bad.length - 1} more tensor${bad.length > 2 ? "s" : ""}` : "";
         const div = r.localisation?.divergence;
-        const where = div !== null && div !== undefined && (div.formula !== r.formula || div.how !== "output") ? ` → ${div.tensor} (${div.formula}${div.kind === "backward" ? ", backward" : ""}, ${div.origin})` : "";
-        goldenRows.push([`  ${st.red("FAIL")} ${r.case}`, `${first === undefined ? "" : compactTensor(first)}${more}${where}`]);
+        const where =
+          div !== null && div !== undefined && (div.formula !== r.formula || div.how !== "output")
+            ? ` → ${div.tensor} (${div.formula}${div.kind === "backward" ? ", backward" : ""}, ${div.origin})`
+            : "";
+        goldenRows.push([
+          `  ${st.red("FAIL")} ${r.case}`,
+          `${first === undefined ? "" : compactTensor(first)}${more}${where}`,
+        ]);
         continue;
       }
-      const what = r.kind === "gradient" ? `gradient check of ${r.formula} (${r.case})` : `law ${r.case} (${r.formula}, ${r.dtype ?? ""})`;
+      const what =
+        r.kind === "gradient"
+          ? `gradient check of ${r.formula} (${r.case})`
+          : `law ${r.case} (${r.formula}, ${r.dtype ?? ""})`;
       others.push(`  ${st.red("FAIL")} ${what}`);
       if (r.kind === "gradient") others.push(`       ${r.message ?? ""}`);
       if (r.kind === "property" && r.law !== undefined) {
@@ -337,14 +458,23 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
     }
     const w = Math.max(0, ...goldenRows.map((x) => width(x[0]!)));
     out.push(...goldenRows.map(([a, b]) => `${pad(a!, w)}  ${b}`), ...others);
-    if (failing.length > maxListed) out.push(`  … and ${failing.length - maxListed} more (--json, --junit or --html list them all)`);
+    if (failing.length > maxListed)
+      out.push(
+        `  … and ${failing.length - maxListed} more (--json, --junit or --html list them all)`,
+      );
     // where the localised failures point
     const at = new Map<string, number>();
     for (const r of failing) {
       const d = r.localisation?.divergence;
       if (d !== null && d !== undefined) at.set(d.formula, (at.get(d.formula) ?? 0) + 1);
     }
-    if (at.size > 0 && (report.origins ?? []).length === 0) out.push(`  localised failures diverge first at: ${[...at].sort((a, b) => b[1] - a[1]).map(([f, n]) => `${f} (${n} case${n > 1 ? "s" : ""})`).join(", ")}`);
+    if (at.size > 0 && (report.origins ?? []).length === 0)
+      out.push(
+        `  localised failures diverge first at: ${[...at]
+          .sort((a, b) => b[1] - a[1])
+          .map(([f, n]) => `${f} (${n} case${n > 1 ? "s" : ""})`)
+          .join(", ")}`,
+      );
     out.push("");
   }
 
@@ -353,7 +483,8 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
     out.push(st.bold(st.red(`faults: the implementation could not be driven (${faults.length}):`)));
     for (const r of faults.slice(0, maxListed)) {
       out.push(`  ${st.red("FAULT")} ${r.kind} ${r.case}: ${r.fault?.message ?? r.message ?? ""}`);
-      if (r.fault?.line !== undefined && !(r.fault.message.includes(r.fault.line.slice(0, 40)))) out.push(`       line: ${r.fault.line}`);
+      if (r.fault?.line !== undefined && !r.fault.message.includes(r.fault.line.slice(0, 40)))
+        out.push(`       line: ${r.fault.line}`);
       const tail = r.fault?.stderrTail;
       if (tail !== undefined && !r.fault!.message.includes(tail.trim().slice(-40))) {
         out.push("       stderr (last lines):");
@@ -366,16 +497,27 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
 
   const declined = report.results.filter((r) => r.status === "declined");
   if (declined.length > 0) {
-    out.push(st.bold(st.yellow(`declined by the implementation (${declined.length}; error answers, not counted as failures):`)));
+    out.push(
+      st.bold(
+        st.yellow(
+          `declined by the implementation (${declined.length}; error answers, not counted as failures):`,
+        ),
+      ),
+    );
     const byMessage = new Map<string, string[]>();
     for (const r of declined) {
-      const msg = (r.message ?? "").replace(/ \(request \d+\)/, "").replace(/^implementation `[^`]*` reported an error for /, "");
+      const msg = (r.message ?? "")
+        .replace(/ \(request \d+\)/, "")
+        .replace(/^implementation `[^`]*` reported an error for /, "");
       const k = msg.replace(/^(forward|backward) \S+: /, "").slice(0, 160);
       const list = byMessage.get(k) ?? [];
       list.push(r.case);
       byMessage.set(k, list);
     }
-    for (const [msg, list] of byMessage) out.push(`  ${list.length} × ${msg}  ${st.dim(`(${list.slice(0, 3).join(", ")}${list.length > 3 ? ", …" : ""})`)}`);
+    for (const [msg, list] of byMessage)
+      out.push(
+        `  ${list.length} × ${msg}  ${st.dim(`(${list.slice(0, 3).join(", ")}${list.length > 3 ? ", …" : ""})`)}`,
+      );
     out.push("");
   }
 
@@ -387,14 +529,33 @@ export function formatVerifyReport(report: VerifyReport, opts: TextOptions = {})
     const c = countsOf(report.results, kind);
     const total = c.pass + c.fail + c.declined + c.fault + c.skipped;
     if (total === 0) continue;
-    const name = kind === "golden" ? "golden cases" : kind === "gradient" ? "gradient checks" : "laws";
-    const bits = [`${c.pass} pass`, c.fail > 0 ? st.red(`${c.fail} fail`) : "", c.fault > 0 ? st.red(`${c.fault} fault`) : "", c.declined > 0 ? st.yellow(`${c.declined} declined`) : "", c.skipped > 0 ? `${c.skipped} skipped` : ""].filter(Boolean);
+    const name =
+      kind === "golden" ? "golden cases" : kind === "gradient" ? "gradient checks" : "laws";
+    const bits = [
+      `${c.pass} pass`,
+      c.fail > 0 ? st.red(`${c.fail} fail`) : "",
+      c.fault > 0 ? st.red(`${c.fault} fault`) : "",
+      c.declined > 0 ? st.yellow(`${c.declined} declined`) : "",
+      c.skipped > 0 ? `${c.skipped} skipped` : "",
+    ].filter(Boolean);
     parts.push(`${name}: ${bits.join(", ")}`);
   }
   const code = exitCodeOf(report);
-  const verdict = code === 0 ? st.green(st.bold("OK")) : code === 1 ? st.red(st.bold("FAILED")) : st.red(st.bold("COULD NOT VERIFY"));
-  if (report.declines.count > 0) parts.push(report.declines.failsRun ? st.red(declinedText(report)) : st.yellow(declinedText(report)));
-  out.push(`${parts.join("; ")} — ${verdict} in ${(report.timeMs / 1000).toFixed(1)} s${report.restarts > 0 ? ` (${report.restarts} restart${report.restarts > 1 ? "s" : ""})` : ""}`);
+  const verdict =
+    code === 0
+      ? st.green(st.bold("OK"))
+      : code === 1
+        ? st.red(st.bold("FAILED"))
+        : st.red(st.bold("COULD NOT VERIFY"));
+  if (report.declines.count > 0)
+    parts.push(
+      report.declines.failsRun ? st.red(declinedText(report)) : st.yellow(declinedText(report)),
+    );
+  out.push(
+    `${parts.join("; ")} — ${verdict} in ` +
+      `${(report.timeMs / 1000).toFixed(1)} ` +
+      `s${report.restarts > 0 ? ` (${report.restarts} restart${report.restarts > 1 ? "s" : ""})` : ""}`,
+  );
   return out.join("\n") + "\n";
 }
 
@@ -424,7 +585,15 @@ function tensorJSON(t: TensorReport): Record<string, unknown> {
     atol: t.tolerance.atol,
     tolerance_reason: t.tolerance.reason,
     ...(t.problem !== null ? { problem: t.problem } : {}),
-    ...(t.worst !== null ? { worst: { index: t.worst.index, expected: num(t.worst.expected), actual: num(t.worst.actual) } } : {}),
+    ...(t.worst !== null
+      ? {
+          worst: {
+            index: t.worst.index,
+            expected: num(t.worst.expected),
+            actual: num(t.worst.actual),
+          },
+        }
+      : {}),
   };
 }
 
@@ -470,7 +639,12 @@ function resultJSON(r: VerifyResult): Record<string, unknown> {
   if (r.outside === true) out["outside"] = true;
   if (r.law?.coverage !== undefined) out["law_coverage"] = r.law.coverage;
   if (r.tensors !== undefined) out["tensors"] = r.tensors.map(tensorJSON);
-  if (r.fault !== undefined) out["fault"] = { message: r.fault.message, stderr_tail: r.fault.stderrTail ?? null, line: r.fault.line ?? null };
+  if (r.fault !== undefined)
+    out["fault"] = {
+      message: r.fault.message,
+      stderr_tail: r.fault.stderrTail ?? null,
+      line: r.fault.line ?? null,
+    };
   if (r.hints !== undefined) out["hints"] = hintsJSON(r.hints);
   if (r.localisation !== undefined) {
     const l = r.localisation;
@@ -500,7 +674,14 @@ function resultJSON(r: VerifyResult): Record<string, unknown> {
         tensor: s.tensor,
         status: s.status,
         ...(s.origin !== undefined ? { origin: s.origin } : {}),
-        ...(s.report !== undefined ? { max_abs_err: num(s.report.maxAbsError), budget: num(s.report.budgetUsed), rtol: s.report.tolerance.rtol, atol: s.report.tolerance.atol } : {}),
+        ...(s.report !== undefined
+          ? {
+              max_abs_err: num(s.report.maxAbsError),
+              budget: num(s.report.budgetUsed),
+              rtol: s.report.tolerance.rtol,
+              atol: s.report.tolerance.atol,
+            }
+          : {}),
         ...(s.message !== undefined ? { message: s.message } : {}),
       })),
       ...(l.fault !== undefined ? { fault: l.fault.message } : {}),
@@ -519,7 +700,13 @@ function resultJSON(r: VerifyResult): Record<string, unknown> {
     };
   }
   if (r.gradcheck !== undefined) {
-    out["gradcheck"] = { mode: r.gradcheck.mode, seed: r.gradcheck.seed, checked: r.gradcheck.checked, failures: r.gradcheck.failures, ...(r.gradcheck.error !== undefined ? { error: r.gradcheck.error } : {}) };
+    out["gradcheck"] = {
+      mode: r.gradcheck.mode,
+      seed: r.gradcheck.seed,
+      checked: r.gradcheck.checked,
+      failures: r.gradcheck.failures,
+      ...(r.gradcheck.error !== undefined ? { error: r.gradcheck.error } : {}),
+    };
   }
   return out;
 }
@@ -547,7 +734,13 @@ export function verifyReportToJSON(report: VerifyReport): string {
       golden: countsOf(report.results, "golden"),
       gradient: countsOf(report.results, "gradient"),
       property: countsOf(report.results, "property"),
-      declined: { count: report.declines.count, asked: report.declines.asked, share: report.declines.share, limit: DECLINE_LIMIT, fails_run: report.declines.failsRun },
+      declined: {
+        count: report.declines.count,
+        asked: report.declines.asked,
+        share: report.declines.share,
+        limit: DECLINE_LIMIT,
+        fails_run: report.declines.failsRun,
+      },
     },
     results: report.results.map(resultJSON),
     first_divergence:
@@ -568,8 +761,12 @@ export function verifyReportToJSON(report: VerifyReport): string {
             ...(d.replay !== undefined ? { replay: d.replay } : {}),
           },
     ...(report.origins !== undefined ? { origins: report.origins.map(originJSON) } : {}),
-    ...(report.coverage !== undefined ? { coverage: { law_pairs: report.coverage.lawPairs, formulas: report.coverage.formulas } } : {}),
-    ...(report.unchecked !== undefined && report.unchecked.length > 0 ? { unchecked: report.unchecked } : {}),
+    ...(report.coverage !== undefined
+      ? { coverage: { law_pairs: report.coverage.lawPairs, formulas: report.coverage.formulas } }
+      : {}),
+    ...(report.unchecked !== undefined && report.unchecked.length > 0
+      ? { unchecked: report.unchecked }
+      : {}),
     notes: report.notes,
     restarts: report.restarts,
     seed: report.seed,
@@ -586,7 +783,10 @@ export function verifyReportToJSON(report: VerifyReport): string {
 export function progressLine(
   write: (s: string) => void,
   clock: () => number = Date.now,
-): { update: (e: { phase: string; done: number; total: number; label: string }) => void; clear: () => void } {
+): {
+  update: (e: { phase: string; done: number; total: number; label: string }) => void;
+  clear: () => void;
+} {
   let shown = false;
   let last = -Infinity;
   return {

@@ -41,7 +41,8 @@ export interface FailingValues {
 }
 
 /**
- * The result of one check of a verify run: a golden case, a gradient check or a law, for one formula and dtype, with its
+ * The result of one check of a verify run: a golden case, a gradient check or a law, for one
+ * formula and dtype, with its
  * status, error statistics and the details of its kind (tensor reports, gradcheck result, law result, localisation).
  */
 export interface VerifyResult {
@@ -139,7 +140,8 @@ export interface ImplementationInfo {
 
 /**
  * The report of a verify run: every check's result, the origins of the failures, faults, declines and coverage. It is
- * `ok` when some check ran, none failed or faulted, declines stay within their limit, and (under `strict`) every declared
+ * `ok` when some check ran, none failed or faulted, declines stay within their limit, and (under
+ * `strict`) every declared
  * formula was checked.
  */
 export interface VerifyReport {
@@ -255,10 +257,11 @@ export interface Shard {
   readonly count: number;
 }
 
-
 /** The items of `list` that belong to `shard` (every item when there is no shard). */
 export function inShard<T>(list: readonly T[], shard: Shard | undefined): T[] {
-  return shard === undefined ? [...list] : list.filter((_, i) => i % shard.count === shard.index - 1);
+  return shard === undefined
+    ? [...list]
+    : list.filter((_, i) => i % shard.count === shard.index - 1);
 }
 /** The formula order of reports: the registry's (pipeline) order, then others by name. */
 export function formulaOrder(names: Iterable<string>): string[] {

@@ -47,8 +47,14 @@ function ordinal(n: number): string {
   return `${n}${t >= 11 && t <= 13 ? "th" : (["th", "st", "nd", "rd"][n % 10] ?? "th")}`;
 }
 
-function metrics(reports: readonly TensorReport[]): { maxAbsErr: number; maxRelErr: number; budget: number } {
-  let a = 0, r = 0, b = 0;
+function metrics(reports: readonly TensorReport[]): {
+  maxAbsErr: number;
+  maxRelErr: number;
+  budget: number;
+} {
+  let a = 0,
+    r = 0,
+    b = 0;
   for (const t of reports) {
     a = Math.max(a, t.maxAbsError);
     r = Math.max(r, t.maxRelError);
@@ -56,8 +62,6 @@ function metrics(reports: readonly TensorReport[]): { maxAbsErr: number; maxRelE
   }
   return { maxAbsErr: a, maxRelErr: r, budget: b };
 }
-
-
 
 /** Failing results whose tensors are kept for heatmaps (memory stays bounded on large failures). */
 const KEPT_VALUES = 40;
@@ -75,7 +79,11 @@ export function loadCases(paths: readonly string[]): GoldenCase[] {
       problems.push(e.message);
     }
   }
-  if (problems.length > 0) throw new GoldenFormatError(paths.join(", "), `${problems.length} unreadable golden case${problems.length > 1 ? "s" : ""}:\n  ${problems.join("\n  ")}`);
+  if (problems.length > 0)
+    throw new GoldenFormatError(
+      paths.join(", "),
+      `${problems.length} unreadable golden case${problems.length > 1 ? "s" : ""}:\n  ${problems.join("\n  ")}`,
+    );
   return cases;
 }
 
@@ -84,7 +92,10 @@ export function loadCases(paths: readonly string[]): GoldenCase[] {
  * throws `GoldenFormatError` for unreadable golden files and `LawUsageError` for an unknown law
  * or a malformed replay path.
  */
-export async function verify(impl: Implementation, opts: VerifyOptions = {}): Promise<VerifyReport> {
+export async function verify(
+  impl: Implementation,
+  opts: VerifyOptions = {},
+): Promise<VerifyReport> {
   const t0 = performance.now();
   const seed = opts.seed ?? 1;
   const driver = new Driver(impl, opts);
@@ -96,8 +107,16 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
   const computes = (d: FloatDType) => driver.impl.dtypes.includes(d);
 
   const replaying = opts.law !== undefined;
-  const allCases = replaying ? [] : loadCases(opts.cases ?? [BUNDLED_CASES]).filter((c) => wanted(c.meta.formula) && (opts.dtype === undefined || c.meta.dtype === opts.dtype));
-  allCases.sort((a, b) => formulaLevel(a.meta.formula) - formulaLevel(b.meta.formula) || (a.meta.case < b.meta.case ? -1 : 1));
+  const allCases = replaying
+    ? []
+    : loadCases(opts.cases ?? [BUNDLED_CASES]).filter(
+        (c) => wanted(c.meta.formula) && (opts.dtype === undefined || c.meta.dtype === opts.dtype),
+      );
+  allCases.sort(
+    (a, b) =>
+      formulaLevel(a.meta.formula) - formulaLevel(b.meta.formula) ||
+      (a.meta.case < b.meta.case ? -1 : 1),
+  );
   const cases = inShard(allCases, opts.shard);
   const localised = new Map<string, number>();
   let kept = 0;
@@ -109,7 +128,17 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
       const m = c.meta;
       progress({ phase: "golden", done: done++, total: cases.length, label: m.case });
       const base = { kind: "golden" as const, formula: m.formula, case: m.case, dtype: m.dtype };
-      const skip = (message: string): void => void results.push({ ...base, status: "skipped", ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message, timeMs: 0 });
+      const skip = (message: string): void =>
+        void results.push({
+          ...base,
+          status: "skipped",
+          ok: true,
+          maxAbsErr: null,
+          maxRelErr: null,
+          budget: null,
+          message,
+          timeMs: 0,
+        });
       if (!declares(m.formula)) {
         skip(`the implementation does not declare ${m.formula}`);
         continue;
@@ -118,9 +147,25 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
         skip(`the implementation computes ${driver.impl.dtypes.join(", ")} only`);
         continue;
       }
-      const outside = outsideCapability(driver.impl, { formula: m.formula, config: m.config, dtype: m.dtype, dims: m.dims, inputs: c.inputs });
+      const outside = outsideCapability(driver.impl, {
+        formula: m.formula,
+        config: m.config,
+        dtype: m.dtype,
+        dims: m.dims,
+        inputs: c.inputs,
+      });
       if (outside !== undefined) {
-        results.push({ ...base, status: "skipped", outside: true, ok: true, maxAbsErr: null, maxRelErr: null, budget: null, message: `outside the declared capability: ${outside}`, timeMs: 0 });
+        results.push({
+          ...base,
+          status: "skipped",
+          outside: true,
+          ok: true,
+          maxAbsErr: null,
+          maxRelErr: null,
+          budget: null,
+          message: `outside the declared capability: ${outside}`,
+          timeMs: 0,
+        });
         continue;
       }
       if (driver.dead !== undefined) {
@@ -133,8 +178,20 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
       let actual: NamedTensors;
       let grads: NamedTensors | undefined;
       try {
-        actual = (await driver.call((i) => i.forward({ formula: m.formula, config, inputs: c.inputs }))).outputs;
-        if (wantGrads) grads = (await driver.call((i) => i.backwardPass!({ formula: m.formula, config, inputs: c.inputs, cotangents: c.cotangents }))).grads;
+        actual = (
+          await driver.call((i) => i.forward({ formula: m.formula, config, inputs: c.inputs }))
+        ).outputs;
+        if (wantGrads)
+          grads = (
+            await driver.call((i) =>
+              i.backwardPass!({
+                formula: m.formula,
+                config,
+                inputs: c.inputs,
+                cotangents: c.cotangents,
+              }),
+            )
+          ).grads;
       } catch (e) {
         if (!(e instanceof ImplementationError)) throw e;
         if (e instanceof StoppedForGood) {
@@ -155,7 +212,10 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
         });
         continue;
       }
-      const report = compareCase(c, { outputs: only(actual, Object.keys(c.outputs)), ...(grads !== undefined ? { grads } : {}) });
+      const report = compareCase(c, {
+        outputs: only(actual, Object.keys(c.outputs)),
+        ...(grads !== undefined ? { grads } : {}),
+      });
       const mt = metrics(report.tensors);
       const failing = report.tensors.filter((r) => !r.ok);
       const result: VerifyResult = {
@@ -164,7 +224,14 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
         ok: report.ok,
         ...mt,
         tensors: report.tensors,
-        ...(wantGrads ? {} : Object.keys(c.grads).length > 0 ? { message: "outputs only: the implementation declares no backward pass for this formula" } : {}),
+        ...(wantGrads
+          ? {}
+          : Object.keys(c.grads).length > 0
+            ? {
+                message:
+                  "outputs only: the implementation declares no backward pass for this formula",
+              }
+            : {}),
         timeMs: performance.now() - t,
       };
       if (report.ok) {
@@ -190,18 +257,27 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
           reports: Object.fromEntries(report.tensors.map((r) => [r.name, r])),
           dims: m.dims,
         });
-        if (localisation.fault !== undefined) notes.push(`localising ${m.case} was cut short: ${localisation.fault.message.split("\n")[0]}`);
-      } else if (!outputsFail && grads !== undefined && (localised.get(`${key}/backward`) ?? 0) < (opts.localiseLimit ?? 2)) {
+        if (localisation.fault !== undefined)
+          notes.push(
+            `localising ${m.case} was cut short: ${localisation.fault.message.split("\n")[0]}`,
+          );
+      } else if (
+        !outputsFail &&
+        grads !== undefined &&
+        (localised.get(`${key}/backward`) ?? 0) < (opts.localiseLimit ?? 2)
+      ) {
         // right values, wrong gradients: walk the call tree backwards to the first wrong VJP
         localised.set(`${key}/backward`, (localised.get(`${key}/backward`) ?? 0) + 1);
         progress({ phase: "localise", done: done - 1, total: cases.length, label: m.case });
         localisation = await localiseBackward({
           backward: (req) =>
             driver.call((i) => {
-              if (i.backwardPass === undefined) throw new ImplementationError(`${i.name} has no backward pass`);
+              if (i.backwardPass === undefined)
+                throw new ImplementationError(`${i.name} has no backward pass`);
               return i.backwardPass(req);
             }),
-          declaresBackward: (f, d) => declares(f) && computes(d) && supportsBackward(driver.impl, f),
+          declaresBackward: (f, d) =>
+            declares(f) && computes(d) && supportsBackward(driver.impl, f),
           formula: m.formula,
           config: m.config,
           inputs: c.inputs,
@@ -212,7 +288,10 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
           expectedGrads: c.grads,
           dims: m.dims,
         });
-        if (localisation.fault !== undefined) notes.push(`localising the gradients of ${m.case} was cut short: ${localisation.fault.message.split("\n")[0]}`);
+        if (localisation.fault !== undefined)
+          notes.push(
+            `localising the gradients of ${m.case} was cut short: ${localisation.fault.message.split("\n")[0]}`,
+          );
       }
       const hints: Hint[] = [];
       if (!outputsFail) {
@@ -222,7 +301,18 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
           const got = grads?.[name];
           if (expected === undefined || got === undefined) continue;
           // gradients: the patterns of the error, and the gradient alternatives (given the cotangents)
-          for (const h of await diagnose({ formula: `grad(${m.formula})`, config: m.config, inputs: c.inputs, dtype: m.dtype, output: name, expected, actual: got, tolerance: r.tolerance, dims: m.dims, cotangents: c.cotangents })) {
+          for (const h of await diagnose({
+            formula: `grad(${m.formula})`,
+            config: m.config,
+            inputs: c.inputs,
+            dtype: m.dtype,
+            output: name,
+            expected,
+            actual: got,
+            tolerance: r.tolerance,
+            dims: m.dims,
+            cotangents: c.cotangents,
+          })) {
             hints.push({ ...h, message: `${r.name}: ${h.message}` });
           }
         }
@@ -232,22 +322,37 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
         for (const r of failing) {
           if (r.status !== "values") continue;
           const dot = r.name.indexOf(".");
-          const [exp, got] = r.name.startsWith("out.") ? [c.outputs, actual] : [c.grads, grads ?? {}];
+          const [exp, got] = r.name.startsWith("out.")
+            ? [c.outputs, actual]
+            : [c.grads, grads ?? {}];
           const e = exp[r.name.slice(dot + 1)];
           const a = got[r.name.slice(dot + 1)];
-          if (e !== undefined && a !== undefined) values.push({ name: r.name, expected: e, actual: a, rtol: r.tolerance.rtol, atol: r.tolerance.atol });
+          if (e !== undefined && a !== undefined)
+            values.push({
+              name: r.name,
+              expected: e,
+              actual: a,
+              rtol: r.tolerance.rtol,
+              atol: r.tolerance.atol,
+            });
         }
       }
-      results.push({ ...result, ...(localisation !== undefined ? { localisation } : {}), ...(hints.length > 0 ? { hints } : {}), ...(values.length > 0 ? { values } : {}) });
+      results.push({
+        ...result,
+        ...(localisation !== undefined ? { localisation } : {}),
+        ...(hints.length > 0 ? { hints } : {}),
+        ...(values.length > 0 ? { values } : {}),
+      });
     }
     progress({ phase: "golden", done: cases.length, total: cases.length, label: "" });
 
     // ------------------------------------------------------------------ gradient checks
-    if (opts.gradients !== false && !replaying) await gradientChecks(driver, allCases, opts, seed, results, wanted, progress);
+    if (opts.gradients !== false && !replaying)
+      await gradientChecks(driver, allCases, opts, seed, results, wanted, progress);
 
     // ------------------------------------------------------------------ laws
-    if (opts.properties === true || replaying) await lawChecks(driver, opts, seed, results, notes, wanted, progress);
-
+    if (opts.properties === true || replaying)
+      await lawChecks(driver, opts, seed, results, notes, wanted, progress);
   } finally {
     // a fault that no request met (an exit or a stray line after the last answer) still counts
     const late = lateFault(driver.impl);
@@ -255,32 +360,70 @@ export async function verify(impl: Implementation, opts: VerifyOptions = {}): Pr
     // the caller closes the implementation it passed in; restarted copies are the run's to close
     if (driver.impl !== impl) await driver.impl.close?.().catch(() => undefined);
   }
-  if (driver.lateFault !== undefined) notes.push(`the implementation faulted while no request was waiting: ${driver.lateFault.message.split("\n")[0]}`);
+  if (driver.lateFault !== undefined)
+    notes.push(
+      `the implementation faulted while no request was waiting: ${driver.lateFault.message.split("\n")[0]}`,
+    );
   notes.push(...driver.notes);
-  if (opts.shard !== undefined) notes.push(`shard ${opts.shard.index}/${opts.shard.count}: this run holds every ${opts.shard.count === 1 ? "" : `${ordinal(opts.shard.count)} `}golden case, gradient check and law, from the ${ordinal(opts.shard.index)}`);
+  if (opts.shard !== undefined)
+    notes.push(
+      `shard ${opts.shard.index}/${opts.shard.count}: this run holds every ` +
+        `${opts.shard.count === 1 ? "" : `${ordinal(opts.shard.count)} `}golden ` +
+        `case, gradient check and law, from the ${ordinal(opts.shard.index)}`,
+    );
   // the first divergence is the headline origin's (the most upstream), chosen among its checks
   const grouped = groupByOrigin(results);
   const firstDivergence = grouped.length > 0 ? pickFirstDivergence(grouped[0]!.results) : null;
   const checked = results.filter((r) => r.status === "pass" || r.status === "fail").length;
   // a restart follows a fault, even when every check after it passed
-  const faulted = results.some((r) => r.status === "fault") || driver.dead !== undefined || driver.restarts > 0 || driver.lateFault !== undefined;
-  if (checked === 0) notes.push("nothing was checked: no golden case, gradient check or law applies to the formulas and dtypes the implementation declares");
+  const faulted =
+    results.some((r) => r.status === "fault") ||
+    driver.dead !== undefined ||
+    driver.restarts > 0 ||
+    driver.lateFault !== undefined;
+  if (checked === 0)
+    notes.push(
+      "nothing was checked: no golden case, gradient check or law applies to " +
+        "the formulas and dtypes the implementation declares",
+    );
   const declines = declineSummary(results, opts.strict === true);
   if (declines.failsRun) {
     notes.push(
       opts.strict === true
-        ? `--strict: the implementation declined ${declines.count} of the ${declines.asked} checks sent to it; any decline fails the run`
-        : `the implementation declined ${declines.count} of the ${declines.asked} checks sent to it (${percent(declines.share)}); more than ${percent(DECLINE_LIMIT)} fails the run`,
+        ? `--strict: the implementation declined ${declines.count} of the ` +
+            `${declines.asked} checks sent to it; any decline fails the run`
+        : `the implementation declined ${declines.count} of the ${declines.asked} ` +
+            `checks sent to it (${percent(declines.share)}); more than ` +
+            `${percent(DECLINE_LIMIT)} fails the run`,
     );
   }
-  const coverage = coverageOf(results, formulaOrder(driver.impl.formulas.filter((f) => wanted(f) && knownFormula(f))));
+  const coverage = coverageOf(
+    results,
+    formulaOrder(driver.impl.formulas.filter((f) => wanted(f) && knownFormula(f))),
+  );
   const unchecked = uncheckedLines(coverage);
-  if (unchecked.length > 0) notes.push(`${opts.strict === true ? "strict: " : ""}${unchecked.length} declared formula${unchecked.length > 1 ? "s were" : " was"} left with no check of some kind: ${unchecked.join("; ")}`);
-  const ok = checked > 0 && results.every((r) => r.ok) && !faulted && !declines.failsRun && !(opts.strict === true && unchecked.length > 0);
+  if (unchecked.length > 0)
+    notes.push(
+      `${opts.strict === true ? "strict: " : ""}${unchecked.length} declared ` +
+        `formula${unchecked.length > 1 ? "s were" : " was"} left with no check ` +
+        `of some kind: ${unchecked.join("; ")}`,
+    );
+  const ok =
+    checked > 0 &&
+    results.every((r) => r.ok) &&
+    !faulted &&
+    !declines.failsRun &&
+    !(opts.strict === true && unchecked.length > 0);
   const cur = driver.impl;
   return {
     ok,
-    implementation: { name: cur.name, ...(opts.command !== undefined ? { command: opts.command } : {}), formulas: cur.formulas, dtypes: cur.dtypes, backward: cur.backward },
+    implementation: {
+      name: cur.name,
+      ...(opts.command !== undefined ? { command: opts.command } : {}),
+      formulas: cur.formulas,
+      dtypes: cur.dtypes,
+      backward: cur.backward,
+    },
     results,
     firstDivergence,
     origins: grouped.map((g) => g.origin),

@@ -9,7 +9,18 @@
  */
 import "../spec/index.js";
 import { callFormula } from "../spec/formula.js";
-import { add, constant, dimValue, Expr, meanLast, mul, rsqrt, square, stopGradient, sub } from "../spec/expr.js";
+import {
+  add,
+  constant,
+  dimValue,
+  Expr,
+  meanLast,
+  mul,
+  rsqrt,
+  square,
+  stopGradient,
+  sub,
+} from "../spec/expr.js";
 import { callArgs, firstOf, onFormula, reapply, withGradientOf } from "../spec/rewrite.js";
 import type { CallNode } from "../spec/rewrite.js";
 import type { Implementation } from "../autodiff/implementation.js";
@@ -41,7 +52,10 @@ export const plantLayerNormStatsConstant: Plant = backwardOnly("layer_norm", (ca
   const { x, gamma, beta } = callArgs(call) as { x: Expr; gamma: Expr; beta: Expr };
   const mu = meanLast(x);
   const variance = meanLast(square(sub(x, mu)));
-  const xhat = mul(sub(x, stopGradient(mu)), stopGradient(rsqrt(add(variance, constant(call.config["eps"] as number)))));
+  const xhat = mul(
+    sub(x, stopGradient(mu)),
+    stopGradient(rsqrt(add(variance, constant(call.config["eps"] as number)))),
+  );
   return add(mul(gamma, xhat), beta);
 });
 
@@ -67,7 +81,11 @@ export const plantLossSummed: Plant = (call) => {
  * `forwardPlant`, a second, independent mistake in both passes (forward values and the gradients
  * of those wrong values).
  */
-export function backwardPlantedImplementation(name: string, plant: Plant, opts: { formulas?: readonly string[]; forwardPlant?: Plant } = {}): Implementation {
+export function backwardPlantedImplementation(
+  name: string,
+  plant: Plant,
+  opts: { formulas?: readonly string[]; forwardPlant?: Plant } = {},
+): Implementation {
   const fwd = opts.forwardPlant;
   return rewrittenImplementation(name, {
     ...(fwd !== undefined ? { forward: fwd } : {}),

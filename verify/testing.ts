@@ -11,11 +11,27 @@
 import "../spec/index.js";
 import { formulaNames, getFormula } from "../spec/formula.js";
 import {
-  dimValue, div, eq, Expr, matmul, mul, sqrt, stopGradient, sub, sumAll, transpose,
+  dimValue,
+  div,
+  eq,
+  Expr,
+  matmul,
+  mul,
+  sqrt,
+  stopGradient,
+  sub,
+  sumAll,
+  transpose,
 } from "../spec/expr.js";
 import { onFormula, reapply, type CallRewrite } from "../spec/rewrite.js";
 import { ImplementationError } from "../autodiff/implementation.js";
-import type { BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, Implementation } from "../autodiff/implementation.js";
+import type {
+  BackwardRequest,
+  BackwardResult,
+  ForwardRequest,
+  ForwardResult,
+  Implementation,
+} from "../autodiff/implementation.js";
 import { outsideCapability } from "../autodiff/capabilities.js";
 import type { Capabilities, FormulaCapability } from "../autodiff/capabilities.js";
 import { referenceImplementation } from "../reference/implementation.js";
@@ -25,7 +41,6 @@ import type { FloatDType } from "../autodiff/tensor.js";
 import { layerNormVariance, MAX_SEED, maskShift, maxSeeded } from "../properties/mistakes.js";
 import { zerosOf } from "../properties/mistakes.js";
 
-
 /** A planted mistake: a rewrite of formula applications (spec/rewrite.ts). */
 export type Plant = CallRewrite;
 
@@ -33,7 +48,11 @@ export type Plant = CallRewrite;
  * An Implementation computing every registry formula through the reference with `plant`
  * applied (forward and backward), declaring `formulas` (default: every registry formula).
  */
-export function plantedGraphImplementation(name: string, plant: Plant, formulas?: readonly string[]): Implementation {
+export function plantedGraphImplementation(
+  name: string,
+  plant: Plant,
+  formulas?: readonly string[],
+): Implementation {
   const declared = formulas ?? formulaNames();
   return rewrittenImplementation(name, { forward: plant, backward: plant, formulas: declared });
 }
@@ -87,7 +106,9 @@ export function plantDropArgument(formula: string, arg: string): Plant {
 
 /** cross_entropy summed over the counted targets instead of averaged. */
 export const plantLossSummed: Plant = onFormula("cross_entropy", (call) => {
-  const counted = sumAll(sub(1, eq(new Expr(call.args["targets"]!), call.config["ignore_index"] as number)));
+  const counted = sumAll(
+    sub(1, eq(new Expr(call.args["targets"]!), call.config["ignore_index"] as number)),
+  );
   return mul(new Expr(call), counted);
 });
 
@@ -122,7 +143,10 @@ export const plantSkipFinalNorm: Plant = onFormula("layer_norm", (call) => {
 
 /** An error answer as a process's would read (the implementation declines the request and keeps running). */
 function declinedError(impl: string, what: string, message: string): ImplementationError {
-  return new ImplementationError(`implementation \`${impl}\` reported an error for ${what} (request 0): ${message}`, { kind: "declined" });
+  return new ImplementationError(
+    `implementation \`${impl}\` reported an error for ${what} (request 0): ${message}`,
+    { kind: "declined" },
+  );
 }
 
 /**
@@ -131,12 +155,19 @@ function declinedError(impl: string, what: string, message: string): Implementat
  * for the formulas with a causal switch) and no grouped heads (H_kv = H).
  */
 export function oneConfigurationCapabilities(): Capabilities {
-  const overrides: Readonly<Record<string, number | string | boolean>> = { activation: "gelu_tanh", placement: "pre" };
+  const overrides: Readonly<Record<string, number | string | boolean>> = {
+    activation: "gelu_tanh",
+    placement: "pre",
+  };
   const out: Record<string, FormulaCapability> = {};
   for (const f of formulaNames()) {
     const config: Record<string, readonly (number | string | boolean)[]> = {};
     for (const h of getFormula(f).hyper) {
-      const v = overrides[h.name] !== undefined && (h.choices === undefined || h.choices.includes(String(overrides[h.name]))) ? overrides[h.name] : h.default;
+      const v =
+        overrides[h.name] !== undefined &&
+        (h.choices === undefined || h.choices.includes(String(overrides[h.name])))
+          ? overrides[h.name]
+          : h.default;
       if (v !== undefined) config[h.name] = [v];
     }
     // self-attention only: for the formulas with a causal switch (softmax's m is its row length)
@@ -151,13 +182,20 @@ export function oneConfigurationCapabilities(): Capabilities {
  * that supports one configuration per formula does. With `declare: false` it does not say so in
  * advance (every limit shows up only as a decline).
  */
-export function restrictedImplementation(capabilities: Capabilities = oneConfigurationCapabilities(), opts: { declare?: boolean; dtypes?: readonly FloatDType[] } = {}): Implementation {
+export function restrictedImplementation(
+  capabilities: Capabilities = oneConfigurationCapabilities(),
+  opts: { declare?: boolean; dtypes?: readonly FloatDType[] } = {},
+): Implementation {
   const ref = referenceImplementation();
   const name = "restricted";
   const check = (req: ForwardRequest, what: string): void => {
     const dtype = requestDType(req);
-    if (opts.dtypes !== undefined && !opts.dtypes.includes(dtype)) throw declinedError(name, `${what} ${req.formula}`, `${dtype} is not supported`);
-    const why = outsideCapability({ capabilities }, { formula: req.formula, config: req.config, dtype, inputs: req.inputs });
+    if (opts.dtypes !== undefined && !opts.dtypes.includes(dtype))
+      throw declinedError(name, `${what} ${req.formula}`, `${dtype} is not supported`);
+    const why = outsideCapability(
+      { capabilities },
+      { formula: req.formula, config: req.config, dtype, inputs: req.inputs },
+    );
     if (why !== undefined) throw declinedError(name, `${what} ${req.formula}`, why);
   };
   return {

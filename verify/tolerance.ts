@@ -67,22 +67,39 @@ function toleranceF32(ours32: Tensor, exact64: Tensor): DerivedTolerance {
   return {
     rtol: F32_RTOL,
     atol,
-    reason: `float32 rule: e = max|reference f32 − reference f64| = ${fmt(e)}, s = ${fmt(s)}; atol = max(1e-5·s, 8·e) = ${fmt(atol)}, rtol = 1.3e-6`,
+    reason:
+      `float32 rule: e = max|reference f32 − reference f64| = ${fmt(e)}, s = ` +
+      `${fmt(s)}; atol = max(1e-5·s, 8·e) = ${fmt(atol)}, rtol = 1.3e-6`,
   };
 }
 
-/** The float64 rule: `rtol = max(1e-13, 64·K·u)`, `atol = rtol·s`, widened to 4× a measured second-computation difference above `atol/2`. */
+/**
+ * The float64 rule: `rtol = max(1e-13, 64·K·u)`, `atol = rtol·s`, widened to 4× a measured
+ * second-computation difference above `atol/2`.
+ */
 function toleranceF64(exact64: Tensor, K: number, second: Tensor | undefined): DerivedTolerance {
   const s = scaleOf(exact64);
   const rtol = Math.max(1e-13, 64 * K * U64);
   const atol = rtol * s;
-  const base = `float64 rule: K = ${K}, rtol = max(1e-13, 64·K·2^-53) = ${fmt(rtol)}, s = ${fmt(s)}, atol = rtol·s = ${fmt(atol)}`;
+  const base =
+    `float64 rule: K = ${K}, rtol = max(1e-13, 64·K·2^-53) = ${fmt(rtol)}, ` +
+    `s = ${fmt(s)}, atol = rtol·s = ${fmt(atol)}`;
   const obs = second === undefined ? 0 : maxAbsDiff(exact64, second);
   if (obs > atol / 2) {
     const wide = 4 * obs;
-    return { rtol: wide / s, atol: wide, reason: `${base}; the reference without fused kernels differs by ${fmt(obs)} > atol/2, so atol = 4·${fmt(obs)} = ${fmt(wide)}, rtol = atol/s` };
+    return {
+      rtol: wide / s,
+      atol: wide,
+      reason:
+        `${base}; the reference without fused kernels differs by ${fmt(obs)} > ` +
+        `atol/2, so atol = 4·${fmt(obs)} = ${fmt(wide)}, rtol = atol/s`,
+    };
   }
-  return { rtol, atol, reason: `${base}; the reference without fused kernels differs by ${fmt(obs)} (within atol/2)` };
+  return {
+    rtol,
+    atol,
+    reason: `${base}; the reference without fused kernels differs by ${fmt(obs)} (within atol/2)`,
+  };
 }
 
 /** K of a formula applied to these arguments (see `properties/tolerance.ts`). */
@@ -94,6 +111,12 @@ export function depthOf(formula: string, config: FormulaConfig, inputs: NamedTen
  * The tolerance for one value the reference computed three ways: in the request's precision
  * (`ours`), exactly (`exact64`) and, for float64, a second time without fused kernels.
  */
-export function derivedTolerance(dtype: FloatDType, ours: Tensor, exact64: Tensor, K: number, second?: Tensor): DerivedTolerance {
+export function derivedTolerance(
+  dtype: FloatDType,
+  ours: Tensor,
+  exact64: Tensor,
+  K: number,
+  second?: Tensor,
+): DerivedTolerance {
   return dtype === "f32" ? toleranceF32(ours, exact64) : toleranceF64(exact64, K, second);
 }

@@ -86,7 +86,8 @@ export class ReferenceTrace {
     this.orderMap = order;
     this.dims = plan(graph, inputs, { dtype }).binding.dims;
     const rootCalls = roots.filter((n): n is CallNode => n.op === "call");
-    if (rootCalls.length !== roots.length || rootCalls.length === 0) throw new Error(`ReferenceTrace: the outputs of ${formula} are not formula calls`);
+    if (rootCalls.length !== roots.length || rootCalls.length === 0)
+      throw new Error(`ReferenceTrace: the outputs of ${formula} are not formula calls`);
     this.root = this.site(rootCalls, [], order, undefined);
     const all: CallSite[] = [];
     const walk = (s: CallSite): void => {
@@ -102,8 +103,14 @@ export class ReferenceTrace {
    * Trace `formula` on `inputs`. `dtype` is the request's precision (float inputs must have it).
    * @throws when the formula is unknown or the inputs do not fit it (the reference's own message).
    */
-  static build(formula: string, config: FormulaConfig, inputs: NamedTensors, dtype: FloatDType): ReferenceTrace {
-    if (!hasFormula(formula)) throw new Error(`ReferenceTrace: ${formula} is not a registry formula`);
+  static build(
+    formula: string,
+    config: FormulaConfig,
+    inputs: NamedTensors,
+    dtype: FloatDType,
+  ): ReferenceTrace {
+    if (!hasFormula(formula))
+      throw new Error(`ReferenceTrace: ${formula} is not a registry formula`);
     const cfg = knownConfig(formula, config);
     return new ReferenceTrace(formula, cfg, referenceGraph(formula, cfg), inputs, dtype);
   }
@@ -139,7 +146,8 @@ export class ReferenceTrace {
       return precision === "request" || t.dtype !== "f32" ? t : t.to("f64");
     }
     const key = this.keys.get(node);
-    if (key === undefined) throw new Error(`ReferenceTrace: node #${node.id} (${node.op}) is not traced`);
+    if (key === undefined)
+      throw new Error(`ReferenceTrace: node #${node.id} (${node.op}) is not traced`);
     return this.evaluate(precision)[key]!;
   }
 
@@ -167,7 +175,11 @@ export class ReferenceTrace {
    * precision. A site inside a formula that the reference differentiates as one piece (a custom
    * VJP: softmax, layer_norm) gets none; neither does an output the case's outputs do not depend on.
    */
-  siteCotangents(site: CallSite, cotangents: NamedTensors, precision: Precision = "request"): NamedTensors {
+  siteCotangents(
+    site: CallSite,
+    cotangents: NamedTensors,
+    precision: Precision = "request",
+  ): NamedTensors {
     const all = this.cotangentValues(cotangents, precision);
     const out: NamedTensors = {};
     for (const [o, node] of Object.entries(site.outputs)) {
@@ -177,17 +189,26 @@ export class ReferenceTrace {
     return out;
   }
 
-  private readonly cotangentCache = new Map<string, { cots: NamedTensors; values: Map<Node, Tensor> }>();
+  private readonly cotangentCache = new Map<
+    string,
+    { cots: NamedTensors; values: Map<Node, Tensor> }
+  >();
 
   private cotangentValues(cotangents: NamedTensors, precision: Precision): Map<Node, Tensor> {
     const hit = this.cotangentCache.get(precision);
     if (hit !== undefined && hit.cots === cotangents) return hit.values;
     const args: Record<string, Expr> = { ...this.graph.args };
     const outs: { node: Node; cot: Expr }[] = [];
-    const feed: Record<string, Tensor> = { ...(precision === "request" ? this.inputs : upcast(this.inputs)) };
+    const feed: Record<string, Tensor> = {
+      ...(precision === "request" ? this.inputs : upcast(this.inputs)),
+    };
     for (const [name, t] of Object.entries(cotangents)) {
       const out = this.graph.outputs[name];
-      if (out === undefined) throw new Error(`ReferenceTrace: ${this.formula} has no output "${name}" to take a cotangent for; outputs: ${Object.keys(this.graph.outputs).join(", ")}`);
+      if (out === undefined)
+        throw new Error(
+          `ReferenceTrace: ${this.formula} has no output "${name}" to take a ` +
+            `cotangent for; outputs: ${Object.keys(this.graph.outputs).join(", ")}`,
+        );
       const cot = input(`cot.${name}`, out.node.shape.map(dimToString) as readonly string[]);
       args[`cot.${name}`] = cot;
       outs.push({ node: out.node, cot });
@@ -204,7 +225,12 @@ export class ReferenceTrace {
     }
     const values = new Map<Node, Tensor>();
     if (names.size > 0) {
-      const aux: Graph = { ...this.graph, name: `${this.graph.name} (cotangents)`, args, outputs: keyed };
+      const aux: Graph = {
+        ...this.graph,
+        name: `${this.graph.name} (cotangents)`,
+        args,
+        outputs: keyed,
+      };
       const dtype = precision === "request" ? this.dtype : "f64";
       const got = plan(aux, feed, { dtype, fused: precision !== "f64-unfused" }).run(feed).outputs;
       for (const [node, k] of names) values.set(node, got[k]!);
@@ -240,14 +266,22 @@ export class ReferenceTrace {
       const h = def.hyper.find((x) => x.name === k);
       if (h?.dim === true && typeof v === "string") {
         const size = evalDim(dim(v), this.dims);
-        if (size === undefined) throw new Error(`ReferenceTrace: hyperparameter ${k} = "${v}" of ${formula} names an unbound dim`);
+        if (size === undefined)
+          throw new Error(
+            `ReferenceTrace: hyperparameter ${k} = "${v}" of ${formula} names an unbound dim`,
+          );
         out[k] = size;
       } else out[k] = v;
     }
     return out;
   }
 
-  private site(calls: readonly CallNode[], parentPath: readonly string[], order: ReadonlyMap<Node, number>, name: string | undefined): CallSite {
+  private site(
+    calls: readonly CallNode[],
+    parentPath: readonly string[],
+    order: ReadonlyMap<Node, number>,
+    name: string | undefined,
+  ): CallSite {
     const first = calls[0]!;
     const args = first.args;
     const path = [...parentPath, name ?? first.formula];
@@ -270,7 +304,9 @@ export class ReferenceTrace {
       }
       stack.push(...operands(n));
     }
-    const groups = [...found.values()].map((g) => g.sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0)));
+    const groups = [...found.values()].map((g) =>
+      g.sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0)),
+    );
     groups.sort((a, b) => (order.get(a[0]!) ?? 0) - (order.get(b[0]!) ?? 0));
     const names = siblingNames(first, groups);
     const children = groups.map((g, i) => this.site(g, path, order, names[i]));
@@ -288,7 +324,6 @@ export class ReferenceTrace {
     };
   }
 }
-
 
 const BLOCKS = new Set(formulasOf("block"));
 const NORMS = new Set(["layer_norm", "rms_norm"]);
@@ -308,7 +343,8 @@ function siblingNames(parent: CallNode, groups: readonly CallNode[][]): string[]
   const names = groups.map((g, i) => {
     const f = formulas[i]!;
     if (parent.formula === "gpt" && BLOCKS.has(f)) return `h.${block++}`;
-    if (parent.formula === "gpt" && NORMS.has(f) && formulas.slice(0, i).some((x) => BLOCKS.has(x))) return "ln_f";
+    if (parent.formula === "gpt" && NORMS.has(f) && formulas.slice(0, i).some((x) => BLOCKS.has(x)))
+      return "ln_f";
     if (formulas.filter((x) => x === f).length === 1) return f;
     const taken = Object.entries(g[0]!.args)
       .filter(([name]) => name !== "x")
@@ -327,7 +363,10 @@ function siblingNames(parent: CallNode, groups: readonly CallNode[][]): string[]
   });
 }
 
-/** Dot-separated common prefix of parameter names: `ln_1.weight`, `ln_1.bias` → `ln_1`; one name → itself without `.weight`. */
+/**
+ * Dot-separated common prefix of parameter names: `ln_1.weight`, `ln_1.bias` → `ln_1`; one name →
+ * itself without `.weight`.
+ */
 function commonPrefix(names: readonly string[]): string {
   if (names.length === 0) return "";
   if (names.length === 1) return names[0]!.replace(/\.(weight|bias)$/, "");

@@ -78,7 +78,9 @@ export const FUSED: Readonly<Record<string, FusedKernel>> = {
   layer_norm: {
     args: ["x", "gamma", "beta"],
     inPlace: [0],
-    applies: (config) => config["bias"] !== false && (config["normalized_axes"] === undefined || config["normalized_axes"] === 1),
+    applies: (config) =>
+      config["bias"] !== false &&
+      (config["normalized_axes"] === undefined || config["normalized_axes"] === 1),
     run([x, gamma, beta], [shape], out, config) {
       const d = shape![shape!.length - 1]!;
       if (d === 0) return;
@@ -96,7 +98,8 @@ export const FUSED: Readonly<Record<string, FusedKernel>> = {
           v += c * c;
         }
         const rstd = 1 / Math.sqrt(inv * v + eps);
-        for (let i = 0; i < d; i++) out[o + i] = gamma![i]! * ((x![o + i]! - mu) * rstd) + beta![i]!;
+        for (let i = 0; i < d; i++)
+          out[o + i] = gamma![i]! * ((x![o + i]! - mu) * rstd) + beta![i]!;
       }
     },
   },

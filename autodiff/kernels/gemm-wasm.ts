@@ -73,7 +73,19 @@ export const LAYOUT = {
 } as const;
 
 /** Fields of one task record, in order (addresses in bytes, strides in elements). */
-export const TASK_FIELDS = ["M", "N", "K", "A", "rsA", "csA", "B", "rsB", "csB", "C", "ldc"] as const;
+export const TASK_FIELDS = [
+  "M",
+  "N",
+  "K",
+  "A",
+  "rsA",
+  "csA",
+  "B",
+  "rsB",
+  "csB",
+  "C",
+  "ldc",
+] as const;
 
 export interface GemmKernelShape {
   /** Rows of the register block. */
@@ -95,15 +107,28 @@ export interface GemmKernelShape {
 export const DEFAULT_SHAPE: GemmKernelShape = { MR: 4, NR: 4, unroll: 1, packGroup: 4, simd: true };
 
 /** Emits the kernel module. Its memory is imported as `env.memory` (shared, up to `maxPages`). */
-export function buildGemmModule(shape: GemmKernelShape = DEFAULT_SHAPE, maxPages = 32768): Uint8Array {
+export function buildGemmModule(
+  shape: GemmKernelShape = DEFAULT_SHAPE,
+  maxPages = 32768,
+): Uint8Array {
   const { MR, NR, unroll, packGroup } = shape;
   // Packing copies members in pairs (v128 = two f64), so both block dimensions are even.
-  if (!Number.isInteger(MR) || MR < 2 || MR > 8 || MR % 2 !== 0) throw new RangeError(`MR must be 2, 4, 6 or 8, got ${MR}`);
-  if (!Number.isInteger(NR) || NR < 2 || NR > 8 || NR % 2 !== 0) throw new RangeError(`NR must be 2, 4, 6 or 8, got ${NR}`);
-  if (!Number.isInteger(unroll) || unroll < 1 || unroll > 8) throw new RangeError(`unroll must be an integer in [1, 8], got ${unroll}`);
-  if (!Number.isInteger(packGroup) || packGroup < 1 || packGroup > 8) throw new RangeError(`packGroup must be an integer in [1, 8], got ${packGroup}`);
+  if (!Number.isInteger(MR) || MR < 2 || MR > 8 || MR % 2 !== 0)
+    throw new RangeError(`MR must be 2, 4, 6 or 8, got ${MR}`);
+  if (!Number.isInteger(NR) || NR < 2 || NR > 8 || NR % 2 !== 0)
+    throw new RangeError(`NR must be 2, 4, 6 or 8, got ${NR}`);
+  if (!Number.isInteger(unroll) || unroll < 1 || unroll > 8)
+    throw new RangeError(`unroll must be an integer in [1, 8], got ${unroll}`);
+  if (!Number.isInteger(packGroup) || packGroup < 1 || packGroup > 8)
+    throw new RangeError(`packGroup must be an integer in [1, 8], got ${packGroup}`);
 
-  const mod = new ModuleBuilder({ module: "env", name: "memory", initial: 1, maximum: maxPages, shared: true });
+  const mod = new ModuleBuilder({
+    module: "env",
+    name: "memory",
+    initial: 1,
+    maximum: maxPages,
+    shared: true,
+  });
   const packA = emitPack(mod, "pack_a", MR, packGroup);
   const packB = emitPack(mod, "pack_b", NR, packGroup);
   const macro = emitMacro(mod, shape);
@@ -163,79 +188,145 @@ function emitPack(mod: ModuleBuilder, name: string, W: number, G: number): Funct
   f.if(() => {
     // G panels at a time: each step of l reads G·W adjacent values (whole cache lines) and
     // deals W of them to each of the G panels, which are W·len·8 bytes apart.
-    f.get(len).i32(8 * W).op("i32.mul").set(panelBytes);
-    whileLoop(f, () => f.get(count).get(p).op("i32.sub").i32(G * W).op("i32.ge_s"), () => {
-      f.get(src).get(p).i32(3).op("i32.shl").op("i32.add").set(q);
-      for (let g = 0; g < G; g++) f.get(dst).get(panelBytes).i32(g).op("i32.mul").op("i32.add").set(ptr[g]!);
-      f.get(len).set(l);
-      whileLoop(f, () => f.get(l).i32(0).op("i32.gt_s"), () => {
-        for (let g = 0; g < G; g++) {
-          for (let v = 0; v < W / 2; v++) f.get(ptr[g]!).get(q).mem("v128.load", 8 * W * g + 16 * v).mem("v128.store", 16 * v);
-          f.inc(ptr[g]!, 8 * W);
-        }
-        f.inc(q, { local: ls });
-        f.inc(l, -1);
-      });
-      f.inc(p, G * W);
-      f.get(dst).get(panelBytes).i32(G).op("i32.mul").op("i32.add").set(dst);
-    });
-  });
-  whileLoop(f, () => f.get(p).get(count).op("i32.lt_s"), () => {
-    f.get(count).get(p).op("i32.sub").i32(W).op("i32.ge_s");
-    f.if(
+    f.get(len)
+      .i32(8 * W)
+      .op("i32.mul")
+      .set(panelBytes);
+    whileLoop(
+      f,
+      () =>
+        f
+          .get(count)
+          .get(p)
+          .op("i32.sub")
+          .i32(G * W)
+          .op("i32.ge_s"),
       () => {
-        for (let m = 0; m < W; m++) {
-          f.get(src).get(p).i32(m).op("i32.add").get(ws).op("i32.mul").op("i32.add").set(ptr[m]!);
-        }
+        f.get(src).get(p).i32(3).op("i32.shl").op("i32.add").set(q);
+        for (let g = 0; g < G; g++)
+          f.get(dst).get(panelBytes).i32(g).op("i32.mul").op("i32.add").set(ptr[g]!);
         f.get(len).set(l);
-        f.get(ls).i32(8).op("i32.eq");
-        f.if(() => {
-          // x = (m,l),(m,l+1) and y = (m+1,l),(m+1,l+1) become (m,l),(m+1,l) = low lanes of x
-          // and y, and (m,l+1),(m+1,l+1) = high lanes.
-          whileLoop(f, () => f.get(l).i32(2).op("i32.ge_s"), () => {
-            for (let m = 0; m < W; m += 2) {
-              f.get(dst).get(ptr[m]!).mem("v128.load").get(ptr[m + 1]!).mem("v128.load").shuffle(LOW_LANES).mem("v128.store", 8 * m);
-              f.get(dst).get(ptr[m]!).mem("v128.load").get(ptr[m + 1]!).mem("v128.load").shuffle(HIGH_LANES).mem("v128.store", 8 * (W + m));
+        whileLoop(
+          f,
+          () => f.get(l).i32(0).op("i32.gt_s"),
+          () => {
+            for (let g = 0; g < G; g++) {
+              for (let v = 0; v < W / 2; v++)
+                f.get(ptr[g]!)
+                  .get(q)
+                  .mem("v128.load", 8 * W * g + 16 * v)
+                  .mem("v128.store", 16 * v);
+              f.inc(ptr[g]!, 8 * W);
             }
-            for (let m = 0; m < W; m++) f.inc(ptr[m]!, 16);
-            f.inc(dst, 16 * W);
-            f.inc(l, -2);
-          });
-        });
-        // Any stride (and the odd last step of the transposing copy): one value at a time.
-        whileLoop(f, () => f.get(l).i32(0).op("i32.gt_s"), () => {
-          for (let m = 0; m < W; m++) {
-            f.get(dst).get(ptr[m]!).mem("f64.load").mem("f64.store", 8 * m);
-            f.inc(ptr[m]!, { local: ls });
-          }
-          f.inc(dst, 8 * W);
-          f.inc(l, -1);
-        });
-      },
-      () => {
-        // Partial panel: zero it, then copy the members that exist.
-        f.get(dst).get(len).i32(8 * W).op("i32.mul").op("i32.add").set(end);
-        f.get(dst).set(d);
-        whileLoop(f, () => f.get(d).get(end).op("i32.lt_u"), () => {
-          f.get(d).f64(0).mem("f64.store");
-          f.inc(d, 8);
-        });
-        f.i32(0).set(r);
-        whileLoop(f, () => f.get(r).get(count).get(p).op("i32.sub").op("i32.lt_s"), () => {
-          f.get(src).get(p).get(r).op("i32.add").get(ws).op("i32.mul").op("i32.add").set(q);
-          f.get(dst).get(r).i32(3).op("i32.shl").op("i32.add").set(d);
-          whileLoop(f, () => f.get(d).get(end).op("i32.lt_u"), () => {
-            f.get(d).get(q).mem("f64.load").mem("f64.store");
             f.inc(q, { local: ls });
-            f.inc(d, 8 * W);
-          });
-          f.inc(r, 1);
-        });
-        f.get(end).set(dst);
+            f.inc(l, -1);
+          },
+        );
+        f.inc(p, G * W);
+        f.get(dst).get(panelBytes).i32(G).op("i32.mul").op("i32.add").set(dst);
       },
     );
-    f.inc(p, W);
   });
+  whileLoop(
+    f,
+    () => f.get(p).get(count).op("i32.lt_s"),
+    () => {
+      f.get(count).get(p).op("i32.sub").i32(W).op("i32.ge_s");
+      f.if(
+        () => {
+          for (let m = 0; m < W; m++) {
+            f.get(src).get(p).i32(m).op("i32.add").get(ws).op("i32.mul").op("i32.add").set(ptr[m]!);
+          }
+          f.get(len).set(l);
+          f.get(ls).i32(8).op("i32.eq");
+          f.if(() => {
+            // x = (m,l),(m,l+1) and y = (m+1,l),(m+1,l+1) become (m,l),(m+1,l) = low lanes of x
+            // and y, and (m,l+1),(m+1,l+1) = high lanes.
+            whileLoop(
+              f,
+              () => f.get(l).i32(2).op("i32.ge_s"),
+              () => {
+                for (let m = 0; m < W; m += 2) {
+                  f.get(dst)
+                    .get(ptr[m]!)
+                    .mem("v128.load")
+                    .get(ptr[m + 1]!)
+                    .mem("v128.load")
+                    .shuffle(LOW_LANES)
+                    .mem("v128.store", 8 * m);
+                  f.get(dst)
+                    .get(ptr[m]!)
+                    .mem("v128.load")
+                    .get(ptr[m + 1]!)
+                    .mem("v128.load")
+                    .shuffle(HIGH_LANES)
+                    .mem("v128.store", 8 * (W + m));
+                }
+                for (let m = 0; m < W; m++) f.inc(ptr[m]!, 16);
+                f.inc(dst, 16 * W);
+                f.inc(l, -2);
+              },
+            );
+          });
+          // Any stride (and the odd last step of the transposing copy): one value at a time.
+          whileLoop(
+            f,
+            () => f.get(l).i32(0).op("i32.gt_s"),
+            () => {
+              for (let m = 0; m < W; m++) {
+                f.get(dst)
+                  .get(ptr[m]!)
+                  .mem("f64.load")
+                  .mem("f64.store", 8 * m);
+                f.inc(ptr[m]!, { local: ls });
+              }
+              f.inc(dst, 8 * W);
+              f.inc(l, -1);
+            },
+          );
+        },
+        () => {
+          // Partial panel: zero it, then copy the members that exist.
+          f.get(dst)
+            .get(len)
+            .i32(8 * W)
+            .op("i32.mul")
+            .op("i32.add")
+            .set(end);
+          f.get(dst).set(d);
+          whileLoop(
+            f,
+            () => f.get(d).get(end).op("i32.lt_u"),
+            () => {
+              f.get(d).f64(0).mem("f64.store");
+              f.inc(d, 8);
+            },
+          );
+          f.i32(0).set(r);
+          whileLoop(
+            f,
+            () => f.get(r).get(count).get(p).op("i32.sub").op("i32.lt_s"),
+            () => {
+              f.get(src).get(p).get(r).op("i32.add").get(ws).op("i32.mul").op("i32.add").set(q);
+              f.get(dst).get(r).i32(3).op("i32.shl").op("i32.add").set(d);
+              whileLoop(
+                f,
+                () => f.get(d).get(end).op("i32.lt_u"),
+                () => {
+                  f.get(d).get(q).mem("f64.load").mem("f64.store");
+                  f.inc(q, { local: ls });
+                  f.inc(d, 8 * W);
+                },
+              );
+              f.inc(r, 1);
+            },
+          );
+          f.get(end).set(dst);
+        },
+      );
+      f.inc(p, W);
+    },
+  );
   return f;
 }
 
@@ -268,16 +359,25 @@ function emitMacro(
   const T = simd ? "v128" : "f64";
   const load = simd ? "v128.load" : "f64.load";
   const store = simd ? "v128.store" : "f64.store";
-  const [mul, add] = simd ? (["f64x2.mul", "f64x2.add"] as const) : (["f64.mul", "f64.add"] as const);
-  const acc: number[][] = Array.from({ length: MR }, () => Array.from({ length: NV }, () => f.local(T)));
+  const [mul, add] = simd
+    ? (["f64x2.mul", "f64x2.add"] as const)
+    : (["f64.mul", "f64.add"] as const);
+  const acc: number[][] = Array.from({ length: MR }, () =>
+    Array.from({ length: NV }, () => f.local(T)),
+  );
   const bv = Array.from({ length: NV }, () => f.local(T));
   const a = f.local(T);
 
   /** One step of k: B row loads, then for each row of A a splat and NR/V multiply-adds. */
   const step = (u: number): void => {
-    for (let v = 0; v < NV; v++) f.get(bp).mem(load, 8 * NR * u + 8 * V * v).set(bv[v]!);
+    for (let v = 0; v < NV; v++)
+      f.get(bp)
+        .mem(load, 8 * NR * u + 8 * V * v)
+        .set(bv[v]!);
     for (let m = 0; m < MR; m++) {
-      f.get(ap).mem(simd ? "v128.load64_splat" : "f64.load", 8 * MR * u + 8 * m).set(a);
+      f.get(ap)
+        .mem(simd ? "v128.load64_splat" : "f64.load", 8 * MR * u + 8 * m)
+        .set(a);
       for (let v = 0; v < NV; v++) {
         const sum = acc[m]![v]!;
         // relaxed_madd(x, y, z) = x·y + z
@@ -288,68 +388,115 @@ function emitMacro(
   };
 
   f.i32(0).set(jr);
-  whileLoop(f, () => f.get(jr).get(nb).op("i32.lt_s"), () => {
-    f.get(nb).get(jr).op("i32.sub").set(cols);
-    f.get(pb).get(jr).get(kb).op("i32.mul").i32(3).op("i32.shl").op("i32.add").set(bpanel);
-    f.i32(0).set(ir);
-    whileLoop(f, () => f.get(ir).get(mb).op("i32.lt_s"), () => {
-      f.get(mb).get(ir).op("i32.sub").set(rows);
-      f.get(pa).get(ir).get(kb).op("i32.mul").i32(3).op("i32.shl").op("i32.add").set(ap);
-      f.get(bpanel).set(bp);
-      for (const row of acc) for (const x of row) (simd ? f.f64x2(0) : f.f64(0)).set(x);
-      f.get(kb).set(kk);
-      if (unroll > 1) {
-        whileLoop(f, () => f.get(kk).i32(unroll).op("i32.ge_s"), () => {
-          for (let u = 0; u < unroll; u++) step(u);
-          f.inc(ap, 8 * MR * unroll);
-          f.inc(bp, 8 * NR * unroll);
-          f.inc(kk, -unroll);
-        });
-      }
-      whileLoop(f, () => f.get(kk).i32(0).op("i32.gt_s"), () => {
-        step(0);
-        f.inc(ap, 8 * MR);
-        f.inc(bp, 8 * NR);
-        f.inc(kk, -1);
-      });
+  whileLoop(
+    f,
+    () => f.get(jr).get(nb).op("i32.lt_s"),
+    () => {
+      f.get(nb).get(jr).op("i32.sub").set(cols);
+      f.get(pb).get(jr).get(kb).op("i32.mul").i32(3).op("i32.shl").op("i32.add").set(bpanel);
+      f.i32(0).set(ir);
+      whileLoop(
+        f,
+        () => f.get(ir).get(mb).op("i32.lt_s"),
+        () => {
+          f.get(mb).get(ir).op("i32.sub").set(rows);
+          f.get(pa).get(ir).get(kb).op("i32.mul").i32(3).op("i32.shl").op("i32.add").set(ap);
+          f.get(bpanel).set(bp);
+          for (const row of acc) for (const x of row) (simd ? f.f64x2(0) : f.f64(0)).set(x);
+          f.get(kb).set(kk);
+          if (unroll > 1) {
+            whileLoop(
+              f,
+              () => f.get(kk).i32(unroll).op("i32.ge_s"),
+              () => {
+                for (let u = 0; u < unroll; u++) step(u);
+                f.inc(ap, 8 * MR * unroll);
+                f.inc(bp, 8 * NR * unroll);
+                f.inc(kk, -unroll);
+              },
+            );
+          }
+          whileLoop(
+            f,
+            () => f.get(kk).i32(0).op("i32.gt_s"),
+            () => {
+              step(0);
+              f.inc(ap, 8 * MR);
+              f.inc(bp, 8 * NR);
+              f.inc(kk, -1);
+            },
+          );
 
-      f.get(c).get(ir).get(ldc).op("i32.mul").op("i32.add").get(jr).i32(3).op("i32.shl").op("i32.add").set(cp);
-      f.get(rows).i32(MR).op("i32.ge_s").get(cols).i32(NR).op("i32.ge_s").op("i32.and");
-      f.if(
-        () => {
-          // Full block: C row m, vector v += acc[m][v].
-          for (let m = 0; m < MR; m++) {
-            for (let v = 0; v < NV; v++) {
-              f.get(cp).get(cp).mem(load, 8 * V * v).get(acc[m]![v]!).op(add).mem(store, 8 * V * v);
-            }
-            if (m < MR - 1) f.inc(cp, { local: ldc });
-          }
-        },
-        () => {
-          // Edge block: spill the accumulators to the tile, add only the rows and columns that exist.
-          for (let m = 0; m < MR; m++) {
-            for (let v = 0; v < NV; v++) f.get(tile).get(acc[m]![v]!).mem(store, 8 * (m * NR + V * v));
-          }
-          f.i32(0).set(i);
-          whileLoop(f, () => f.get(i).get(rows).op("i32.lt_s").get(i).i32(MR).op("i32.lt_s").op("i32.and"), () => {
-            f.get(tile).get(i).i32(8 * NR).op("i32.mul").op("i32.add").set(t);
-            f.i32(0).set(j);
-            whileLoop(f, () => f.get(j).get(cols).op("i32.lt_s").get(j).i32(NR).op("i32.lt_s").op("i32.and"), () => {
-              f.get(cp).get(j).i32(3).op("i32.shl").op("i32.add");
-              f.get(cp).get(j).i32(3).op("i32.shl").op("i32.add").mem("f64.load");
-              f.get(t).get(j).i32(3).op("i32.shl").op("i32.add").mem("f64.load");
-              f.op("f64.add").mem("f64.store");
-              f.inc(j, 1);
-            });
-            f.inc(cp, { local: ldc });
-            f.inc(i, 1);
-          });
+          f.get(c)
+            .get(ir)
+            .get(ldc)
+            .op("i32.mul")
+            .op("i32.add")
+            .get(jr)
+            .i32(3)
+            .op("i32.shl")
+            .op("i32.add")
+            .set(cp);
+          f.get(rows).i32(MR).op("i32.ge_s").get(cols).i32(NR).op("i32.ge_s").op("i32.and");
+          f.if(
+            () => {
+              // Full block: C row m, vector v += acc[m][v].
+              for (let m = 0; m < MR; m++) {
+                for (let v = 0; v < NV; v++) {
+                  f.get(cp)
+                    .get(cp)
+                    .mem(load, 8 * V * v)
+                    .get(acc[m]![v]!)
+                    .op(add)
+                    .mem(store, 8 * V * v);
+                }
+                if (m < MR - 1) f.inc(cp, { local: ldc });
+              }
+            },
+            () => {
+              // Edge block: spill the accumulators to the tile, add only the rows and columns that exist.
+              for (let m = 0; m < MR; m++) {
+                for (let v = 0; v < NV; v++)
+                  f.get(tile)
+                    .get(acc[m]![v]!)
+                    .mem(store, 8 * (m * NR + V * v));
+              }
+              f.i32(0).set(i);
+              whileLoop(
+                f,
+                () => f.get(i).get(rows).op("i32.lt_s").get(i).i32(MR).op("i32.lt_s").op("i32.and"),
+                () => {
+                  f.get(tile)
+                    .get(i)
+                    .i32(8 * NR)
+                    .op("i32.mul")
+                    .op("i32.add")
+                    .set(t);
+                  f.i32(0).set(j);
+                  whileLoop(
+                    f,
+                    () =>
+                      f.get(j).get(cols).op("i32.lt_s").get(j).i32(NR).op("i32.lt_s").op("i32.and"),
+                    () => {
+                      f.get(cp).get(j).i32(3).op("i32.shl").op("i32.add");
+                      f.get(cp).get(j).i32(3).op("i32.shl").op("i32.add").mem("f64.load");
+                      f.get(t).get(j).i32(3).op("i32.shl").op("i32.add").mem("f64.load");
+                      f.op("f64.add").mem("f64.store");
+                      f.inc(j, 1);
+                    },
+                  );
+                  f.inc(cp, { local: ldc });
+                  f.inc(i, 1);
+                },
+              );
+            },
+          );
+          f.inc(ir, MR);
         },
       );
-      f.inc(ir, MR);
-    });
-    f.inc(jr, NR);
-  });
+      f.inc(jr, NR);
+    },
+  );
   return f;
 }
 
@@ -358,10 +505,31 @@ function emitMacro(
  * A + 8(i·rsA + k·csA), B[k,j] at B + 8(k·rsB + j·csB), C[i,j] at C + 8(i·ldc + j); block sizes
  * mc, kc, nc read from the layout header; pa, pb, tile are this thread's buffers.
  */
-function emitGemm(mod: ModuleBuilder, packA: FunctionBuilder, packB: FunctionBuilder, macro: FunctionBuilder): FunctionBuilder {
+function emitGemm(
+  mod: ModuleBuilder,
+  packA: FunctionBuilder,
+  packB: FunctionBuilder,
+  macro: FunctionBuilder,
+): FunctionBuilder {
   const f = mod.func("gemm", Array<"i32">(14).fill("i32"), [], true);
-  const [M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, pa, pb, tile] = Array.from({ length: 14 }, (_, k) => k) as [
-    number, number, number, number, number, number, number, number, number, number, number, number, number, number,
+  const [M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, pa, pb, tile] = Array.from(
+    { length: 14 },
+    (_, k) => k,
+  ) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
   ];
   const mc = f.local("i32");
   const kc = f.local("i32");
@@ -381,33 +549,69 @@ function emitGemm(mod: ModuleBuilder, packA: FunctionBuilder, packB: FunctionBui
   for (const s of [rsA, csA, rsB, csB, ldc]) f.get(s).i32(3).op("i32.shl").set(s);
 
   f.i32(0).set(jc);
-  whileLoop(f, () => f.get(jc).get(N).op("i32.lt_s"), () => {
-    f.get(N).get(jc).op("i32.sub").set(rem);
-    min(f, nc, rem).set(nbk);
-    f.i32(0).set(pc);
-    whileLoop(f, () => f.get(pc).get(K).op("i32.lt_s"), () => {
-      f.get(K).get(pc).op("i32.sub").set(rem);
-      min(f, kc, rem).set(kbk);
-      // pack_b(B + pc·rsB + jc·csB, ws = csB, ls = rsB, count = nb, len = kb, pb)
-      f.get(B).get(pc).get(rsB).op("i32.mul").op("i32.add").get(jc).get(csB).op("i32.mul").op("i32.add");
-      f.get(csB).get(rsB).get(nbk).get(kbk).get(pb).call(packB);
-      f.i32(0).set(ic);
-      whileLoop(f, () => f.get(ic).get(M).op("i32.lt_s"), () => {
-        f.get(M).get(ic).op("i32.sub").set(rem);
-        min(f, mc, rem).set(mbk);
-        // pack_a(A + ic·rsA + pc·csA, ws = rsA, ls = csA, count = mb, len = kb, pa)
-        f.get(A).get(ic).get(rsA).op("i32.mul").op("i32.add").get(pc).get(csA).op("i32.mul").op("i32.add");
-        f.get(rsA).get(csA).get(mbk).get(kbk).get(pa).call(packA);
-        // macro(mb, nb, kb, pa, pb, C + ic·ldc + 8·jc, ldc, tile)
-        f.get(mbk).get(nbk).get(kbk).get(pa).get(pb);
-        f.get(C).get(ic).get(ldc).op("i32.mul").op("i32.add").get(jc).i32(3).op("i32.shl").op("i32.add");
-        f.get(ldc).get(tile).call(macro);
-        f.get(ic).get(mc).op("i32.add").set(ic);
-      });
-      f.get(pc).get(kc).op("i32.add").set(pc);
-    });
-    f.get(jc).get(nc).op("i32.add").set(jc);
-  });
+  whileLoop(
+    f,
+    () => f.get(jc).get(N).op("i32.lt_s"),
+    () => {
+      f.get(N).get(jc).op("i32.sub").set(rem);
+      min(f, nc, rem).set(nbk);
+      f.i32(0).set(pc);
+      whileLoop(
+        f,
+        () => f.get(pc).get(K).op("i32.lt_s"),
+        () => {
+          f.get(K).get(pc).op("i32.sub").set(rem);
+          min(f, kc, rem).set(kbk);
+          // pack_b(B + pc·rsB + jc·csB, ws = csB, ls = rsB, count = nb, len = kb, pb)
+          f.get(B)
+            .get(pc)
+            .get(rsB)
+            .op("i32.mul")
+            .op("i32.add")
+            .get(jc)
+            .get(csB)
+            .op("i32.mul")
+            .op("i32.add");
+          f.get(csB).get(rsB).get(nbk).get(kbk).get(pb).call(packB);
+          f.i32(0).set(ic);
+          whileLoop(
+            f,
+            () => f.get(ic).get(M).op("i32.lt_s"),
+            () => {
+              f.get(M).get(ic).op("i32.sub").set(rem);
+              min(f, mc, rem).set(mbk);
+              // pack_a(A + ic·rsA + pc·csA, ws = rsA, ls = csA, count = mb, len = kb, pa)
+              f.get(A)
+                .get(ic)
+                .get(rsA)
+                .op("i32.mul")
+                .op("i32.add")
+                .get(pc)
+                .get(csA)
+                .op("i32.mul")
+                .op("i32.add");
+              f.get(rsA).get(csA).get(mbk).get(kbk).get(pa).call(packA);
+              // macro(mb, nb, kb, pa, pb, C + ic·ldc + 8·jc, ldc, tile)
+              f.get(mbk).get(nbk).get(kbk).get(pa).get(pb);
+              f.get(C)
+                .get(ic)
+                .get(ldc)
+                .op("i32.mul")
+                .op("i32.add")
+                .get(jc)
+                .i32(3)
+                .op("i32.shl")
+                .op("i32.add");
+              f.get(ldc).get(tile).call(macro);
+              f.get(ic).get(mc).op("i32.add").set(ic);
+            },
+          );
+          f.get(pc).get(kc).op("i32.add").set(pc);
+        },
+      );
+      f.get(jc).get(nc).op("i32.add").set(jc);
+    },
+  );
   return f;
 }
 
@@ -424,7 +628,12 @@ function emitRun(mod: ModuleBuilder, gemm: FunctionBuilder): void {
   const t = f.local("i32");
   const rec = f.local("i32");
   const buf = f.local("i32");
-  f.i32(LAYOUT.threadBuffers).get(thread).i32(LAYOUT.threadBufferStride).op("i32.mul").op("i32.add").set(buf);
+  f.i32(LAYOUT.threadBuffers)
+    .get(thread)
+    .i32(LAYOUT.threadBufferStride)
+    .op("i32.mul")
+    .op("i32.add")
+    .set(buf);
   f.loop((top) => {
     f.i32(0).mem("i32.atomic.load", LAYOUT.nextTask).set(w);
     f.get(w).i32(16).op("i32.shr_u").get(tag).op("i32.ne");
@@ -433,9 +642,25 @@ function emitRun(mod: ModuleBuilder, gemm: FunctionBuilder): void {
     f.i32(0).mem("i32.load", LAYOUT.taskCount).op("i32.ge_u");
     f.if(() => f.op("return"));
     // Claim index t: nextTask w → w + 1, or retry if another thread moved it first.
-    f.i32(0).get(w).get(w).i32(1).op("i32.add").mem("i32.atomic.rmw.cmpxchg", LAYOUT.nextTask).get(w).op("i32.ne").brIf(top);
+    f.i32(0)
+      .get(w)
+      .get(w)
+      .i32(1)
+      .op("i32.add")
+      .mem("i32.atomic.rmw.cmpxchg", LAYOUT.nextTask)
+      .get(w)
+      .op("i32.ne")
+      .brIf(top);
     // tasksRun[thread] += 1 (each thread owns its word, so no atomic is needed)
-    f.get(thread).i32(2).op("i32.shl").get(thread).i32(2).op("i32.shl").mem("i32.load", LAYOUT.tasksRun).i32(1).op("i32.add");
+    f.get(thread)
+      .i32(2)
+      .op("i32.shl")
+      .get(thread)
+      .i32(2)
+      .op("i32.shl")
+      .mem("i32.load", LAYOUT.tasksRun)
+      .i32(1)
+      .op("i32.add");
     f.mem("i32.store", LAYOUT.tasksRun);
     f.i32(LAYOUT.tasks).get(t).i32(LAYOUT.taskStride).op("i32.mul").op("i32.add").set(rec);
     for (let k = 0; k < TASK_FIELDS.length; k++) f.get(rec).mem("i32.load", 4 * k);

@@ -2,7 +2,17 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TensorError } from "../tensor.js";
 import { LAYOUT } from "./gemm-wasm.js";
-import { PARALLEL_WORK, SMALL_WORK, STAGE_ELEMENTS, configureMatmul, matmul, shutdownMatmulWorkers, stageBlocks, taskGrid, type MatmulArgs } from "./matmul.js";
+import {
+  PARALLEL_WORK,
+  SMALL_WORK,
+  STAGE_ELEMENTS,
+  configureMatmul,
+  matmul,
+  shutdownMatmulWorkers,
+  stageBlocks,
+  taskGrid,
+  type MatmulArgs,
+} from "./matmul.js";
 import { THREAD_BUFFER_BYTES, gemmRuntime } from "./pool.js";
 
 /** Unit roundoff of float64 and the smallest subnormal (the absolute error floor of a product). */
@@ -73,15 +83,35 @@ function build(c: Case): Built {
   // matrix shows it.
   const a = new Arr(aLen).fill(NaN);
   const b = new Arr(bLen).fill(NaN);
-  for (let bi = 0; bi < (sA === 0 ? 1 : c.batch); bi++) for (let r = 0; r < rowsA; r++) for (let x = 0; x < colsA; x++) a[bi * sA + r * lda + x] = next();
-  for (let bi = 0; bi < (sB === 0 ? 1 : c.batch); bi++) for (let r = 0; r < rowsB; r++) for (let x = 0; x < colsB; x++) b[bi * sB + r * ldb + x] = next();
+  for (let bi = 0; bi < (sA === 0 ? 1 : c.batch); bi++)
+    for (let r = 0; r < rowsA; r++)
+      for (let x = 0; x < colsA; x++) a[bi * sA + r * lda + x] = next();
+  for (let bi = 0; bi < (sB === 0 ? 1 : c.batch); bi++)
+    for (let r = 0; r < rowsB; r++)
+      for (let x = 0; x < colsB; x++) b[bi * sB + r * ldb + x] = next();
   const cArr = new Arr(c.batch * sC).fill(SENTINEL);
   const cAt = (bi: number, i: number, j: number): number => bi * sC + i * ldc + j;
-  for (let bi = 0; bi < c.batch; bi++) for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) cArr[cAt(bi, i, j)] = c.accumulate ? next() : NaN;
+  for (let bi = 0; bi < c.batch; bi++)
+    for (let i = 0; i < c.M; i++)
+      for (let j = 0; j < c.N; j++) cArr[cAt(bi, i, j)] = c.accumulate ? next() : NaN;
   const cOld = Float64Array.from(cArr);
-  const A = (bi: number, i: number, k: number): number => a[bi * sA + (c.transA ? k * lda + i : i * lda + k)]!;
-  const B = (bi: number, k: number, j: number): number => b[bi * sB + (c.transB ? j * ldb + k : k * ldb + j)]!;
-  const args: MatmulArgs = { dtype: c.dtype, a, b, c: cArr, batch: c.batch, M: c.M, N: c.N, K: c.K, transA: c.transA, transB: c.transB, accumulate: c.accumulate };
+  const A = (bi: number, i: number, k: number): number =>
+    a[bi * sA + (c.transA ? k * lda + i : i * lda + k)]!;
+  const B = (bi: number, k: number, j: number): number =>
+    b[bi * sB + (c.transB ? j * ldb + k : k * ldb + j)]!;
+  const args: MatmulArgs = {
+    dtype: c.dtype,
+    a,
+    b,
+    c: cArr,
+    batch: c.batch,
+    M: c.M,
+    N: c.N,
+    K: c.K,
+    transA: c.transA,
+    transB: c.transB,
+    accumulate: c.accumulate,
+  };
   if (c.aStride !== undefined) args.aBatchStride = sA;
   if (c.bStride !== undefined) args.bBatchStride = sB;
   if (pad > 0) Object.assign(args, { lda, ldb, ldc });
@@ -115,13 +145,17 @@ function check(c: Case, built: Built): string | undefined {
         const got = out[at]!;
         const ok = Number.isNaN(s) ? Number.isNaN(got) : Math.abs(got - s) <= bound || got === s;
         if (!ok) {
-          return `${JSON.stringify(c)}: C[${bi}][${i}][${j}] = ${got}, naive ${s}, |Δ| = ${Math.abs(got - s)} > bound ${bound}`;
+          return (
+            `${JSON.stringify(c)}: C[${bi}][${i}][${j}] = ${got}, naive ${s}, |Δ| = ` +
+            `${Math.abs(got - s)} > bound ${bound}`
+          );
         }
       }
     }
   }
   for (let x = 0; x < out.length; x++) {
-    if (built.cOld[x] === SENTINEL && out[x] !== SENTINEL) return `${JSON.stringify(c)}: C element ${x} outside every C[b] was written (${out[x]})`;
+    if (built.cOld[x] === SENTINEL && out[x] !== SENTINEL)
+      return `${JSON.stringify(c)}: C element ${x} outside every C[b] was written (${out[x]})`;
   }
   return undefined;
 }
@@ -137,7 +171,19 @@ function run(c: Case, path: Path): string | undefined {
   return check(c, built);
 }
 
-const base: Case = { dtype: "f64", batch: 1, M: 1, N: 1, K: 1, transA: false, transB: false, aStride: undefined, bStride: undefined, accumulate: false, seed: 1 };
+const base: Case = {
+  dtype: "f64",
+  batch: 1,
+  M: 1,
+  N: 1,
+  K: 1,
+  transA: false,
+  transB: false,
+  aStride: undefined,
+  bStride: undefined,
+  accumulate: false,
+  seed: 1,
+};
 const flags: [boolean, boolean][] = [
   [false, false],
   [false, true],
@@ -211,12 +257,40 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
       const q = Float64Array.from({ length: n * d }, next);
       const k = Float64Array.from({ length: n * d }, next);
       const v = Float64Array.from({ length: n * d }, next);
-      for (let i = 0; i < n; i++) for (const x of [q, k, v]) x.fill(NaN, i * d + H * dk, (i + 1) * d);
+      for (let i = 0; i < n; i++)
+        for (const x of [q, k, v]) x.fill(NaN, i * d + H * dk, (i + 1) * d);
       const scores = new Float64Array(H * n * n);
       const out = new Float64Array(n * d).fill(7);
       configureMatmul({ path });
-      matmul({ dtype: "f64", a: q, b: k, c: scores, batch: H, M: n, N: n, K: dk, transB: true, lda: d, ldb: d, aBatchStride: dk, bBatchStride: dk });
-      matmul({ dtype: "f64", a: scores, b: v, c: out, batch: H, M: n, N: dk, K: n, ldb: d, bBatchStride: dk, ldc: d, cBatchStride: dk });
+      matmul({
+        dtype: "f64",
+        a: q,
+        b: k,
+        c: scores,
+        batch: H,
+        M: n,
+        N: n,
+        K: dk,
+        transB: true,
+        lda: d,
+        ldb: d,
+        aBatchStride: dk,
+        bBatchStride: dk,
+      });
+      matmul({
+        dtype: "f64",
+        a: scores,
+        b: v,
+        c: out,
+        batch: H,
+        M: n,
+        N: dk,
+        K: n,
+        ldb: d,
+        bBatchStride: dk,
+        ldc: d,
+        cBatchStride: dk,
+      });
       configureMatmul({ path: "auto" });
       for (let h = 0; h < H; h++) {
         for (let i = 0; i < n; i++) {
@@ -228,7 +302,10 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
               s += p;
               mag += Math.abs(p);
             }
-            expect(Math.abs(scores[(h * n + i) * n + j]! - s), `${path} n=${n} scores[${h}][${i}][${j}]`).toBeLessThanOrEqual(dk * u * mag);
+            expect(
+              Math.abs(scores[(h * n + i) * n + j]! - s),
+              `${path} n=${n} scores[${h}][${i}][${j}]`,
+            ).toBeLessThanOrEqual(dk * u * mag);
           }
           for (let j = 0; j < dk; j++) {
             let s = 0;
@@ -238,12 +315,16 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
               s += p;
               mag += Math.abs(p);
             }
-            expect(Math.abs(out[i * d + h * dk + j]! - s), `${path} n=${n} out[${i}][${h * dk + j}]`).toBeLessThanOrEqual(n * u * mag);
+            expect(
+              Math.abs(out[i * d + h * dk + j]! - s),
+              `${path} n=${n} out[${i}][${h * dk + j}]`,
+            ).toBeLessThanOrEqual(n * u * mag);
           }
         }
       }
       // The two columns past the heads are untouched.
-      for (let i = 0; i < n; i++) expect([out[i * d + H * dk], out[i * d + H * dk + 1]]).toEqual([7, 7]);
+      for (let i = 0; i < n; i++)
+        expect([out[i * d + H * dk], out[i * d + H * dk + 1]]).toEqual([7, 7]);
     }
   });
 
@@ -285,14 +366,32 @@ describe("matmul agrees with the naive float64 loop within the summation-order b
       for (const dtype of ["f64", "f32"] as const) {
         for (const [transA, transB] of flags) {
           for (const accumulate of [false, true]) {
-            const c = { ...base, dtype, M: 100, N: 90, K: 150, transA, transB, accumulate, seed: seed++, pad: accumulate ? 3 : 0 };
+            const c = {
+              ...base,
+              dtype,
+              M: 100,
+              N: 90,
+              K: 150,
+              transA,
+              transB,
+              accumulate,
+              seed: seed++,
+              pad: accumulate ? 3 : 0,
+            };
             expect(run(c, "kernel")).toBeUndefined();
           }
         }
       }
       // Batched with broadcast B, several items per round.
-      expect(run({ ...base, batch: 5, M: 20, N: 20, K: 20, bStride: 0, seed: 3 }, "kernel")).toBeUndefined();
-      expect(run({ ...base, batch: 5, M: 20, N: 20, K: 20, aStride: 0, accumulate: true, seed: 4 }, "kernel")).toBeUndefined();
+      expect(
+        run({ ...base, batch: 5, M: 20, N: 20, K: 20, bStride: 0, seed: 3 }, "kernel"),
+      ).toBeUndefined();
+      expect(
+        run(
+          { ...base, batch: 5, M: 20, N: 20, K: 20, aStride: 0, accumulate: true, seed: 4 },
+          "kernel",
+        ),
+      ).toBeUndefined();
     } finally {
       configureMatmul({ stageElements: 4 * 1024 * 1024 });
     }
@@ -304,7 +403,8 @@ describe("threads", () => {
     const rt = gemmRuntime();
     // The first parallel call starts the worker; it joins later calls once booted.
     run({ ...base, M: 130, N: 130, K: 70, seed: 9 }, "kernel");
-    for (let waited = 0; rt.readyWorkers < 1 && waited < 20_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    for (let waited = 0; rt.readyWorkers < 1 && waited < 20_000; waited += 10)
+      await new Promise((r) => setTimeout(r, 10));
     expect(rt.readyWorkers).toBe(1);
     const before = rt.tasksRunBy(1);
     let seed = 20;
@@ -313,16 +413,38 @@ describe("threads", () => {
         // 131·133·67 > PARALLEL_WORK multiply-adds, so the round is split into tiles.
         expect(131 * 133 * 67).toBeGreaterThan(PARALLEL_WORK);
         const pad = seed % 3 === 0 ? 5 : 0;
-        expect(run({ ...base, dtype, M: 131, N: 133, K: 67, transA, transB, accumulate: seed % 2 === 0, seed: seed++, pad }, "kernel")).toBeUndefined();
+        expect(
+          run(
+            {
+              ...base,
+              dtype,
+              M: 131,
+              N: 133,
+              K: 67,
+              transA,
+              transB,
+              accumulate: seed % 2 === 0,
+              seed: seed++,
+              pad,
+            },
+            "kernel",
+          ),
+        ).toBeUndefined();
       }
     }
     // Batched: 8 × 65×67×33 splits by batch item.
-    expect(run({ ...base, batch: 8, M: 65, N: 67, K: 33, aStride: "gap", seed: 30 }, "kernel")).toBeUndefined();
-    expect(run({ ...base, batch: 8, M: 65, N: 67, K: 33, bStride: 0, transB: true, seed: 31 }, "kernel")).toBeUndefined();
+    expect(
+      run({ ...base, batch: 8, M: 65, N: 67, K: 33, aStride: "gap", seed: 30 }, "kernel"),
+    ).toBeUndefined();
+    expect(
+      run({ ...base, batch: 8, M: 65, N: 67, K: 33, bStride: 0, transB: true, seed: 31 }, "kernel"),
+    ).toBeUndefined();
     // The products above are short enough that a napping worker may find every task taken.
     // Longer ones, until it has taken part (the first, unless other processes hold the CPUs).
     for (let seed = 32; seed < 132 && rt.tasksRunBy(1) === before; seed++) {
-      expect(run({ ...base, M: 400, N: 300, K: 200, transA: true, seed }, "kernel")).toBeUndefined();
+      expect(
+        run({ ...base, M: 400, N: 300, K: 200, transA: true, seed }, "kernel"),
+      ).toBeUndefined();
     }
     expect(rt.tasksRunBy(1)).toBeGreaterThan(before);
   });
@@ -379,7 +501,9 @@ describe("GPT-2-small-sized operands", () => {
         }
         const delta = K * u * mag + K * eta;
         const bound = delta + 2 ** -24 * (Math.abs(sum) + delta) + 2 ** -150;
-        expect(Math.abs(c[i * N + j]! - sum), `${M}×${N}×${K} C[${i}][${j}]`).toBeLessThanOrEqual(bound);
+        expect(Math.abs(c[i * N + j]! - sum), `${M}×${N}×${K} C[${i}][${j}]`).toBeLessThanOrEqual(
+          bound,
+        );
       }
     }
     const rt = gemmRuntime();
@@ -394,10 +518,29 @@ describe("edge cases", () => {
     for (const path of ["js", "kernel"] as const) {
       configureMatmul({ path });
       const c = new Float64Array([NaN, -0, 5, Infinity, 1, 2]);
-      matmul({ dtype: "f64", a: new Float64Array(0), b: new Float64Array(0), c, batch: 2, M: 1, N: 3, K: 0 });
+      matmul({
+        dtype: "f64",
+        a: new Float64Array(0),
+        b: new Float64Array(0),
+        c,
+        batch: 2,
+        M: 1,
+        N: 3,
+        K: 0,
+      });
       expect(Array.from(c)).toEqual([0, 0, 0, 0, 0, 0]);
       const d = new Float32Array([NaN, -0, 5, Infinity]);
-      matmul({ dtype: "f32", a: new Float32Array(0), b: new Float32Array(0), c: d, batch: 1, M: 2, N: 2, K: 0, accumulate: true });
+      matmul({
+        dtype: "f32",
+        a: new Float32Array(0),
+        b: new Float32Array(0),
+        c: d,
+        batch: 1,
+        M: 2,
+        N: 2,
+        K: 0,
+        accumulate: true,
+      });
       expect(Object.is(d[1], -0)).toBe(true);
       expect(Array.from(d)).toEqual([NaN, -0, 5, Infinity]);
     }
@@ -406,9 +549,36 @@ describe("edge cases", () => {
 
   it("M, N or batch = 0 leaves C untouched", () => {
     const c = new Float64Array([7, 8]);
-    matmul({ dtype: "f64", a: new Float64Array(0), b: new Float64Array(6), c, batch: 1, M: 0, N: 2, K: 3 });
-    matmul({ dtype: "f64", a: new Float64Array(6), b: new Float64Array(0), c, batch: 1, M: 2, N: 0, K: 3 });
-    matmul({ dtype: "f64", a: new Float64Array(0), b: new Float64Array(0), c, batch: 0, M: 1, N: 2, K: 3 });
+    matmul({
+      dtype: "f64",
+      a: new Float64Array(0),
+      b: new Float64Array(6),
+      c,
+      batch: 1,
+      M: 0,
+      N: 2,
+      K: 3,
+    });
+    matmul({
+      dtype: "f64",
+      a: new Float64Array(6),
+      b: new Float64Array(0),
+      c,
+      batch: 1,
+      M: 2,
+      N: 0,
+      K: 3,
+    });
+    matmul({
+      dtype: "f64",
+      a: new Float64Array(0),
+      b: new Float64Array(0),
+      c,
+      batch: 0,
+      M: 1,
+      N: 2,
+      K: 3,
+    });
     expect(Array.from(c)).toEqual([7, 8]);
   });
 
@@ -449,7 +619,8 @@ describe("edge cases", () => {
           for (let j = 0; j < N; j++) {
             const v = out[i * N + j]!;
             const where = `${path} ${M}×${N}×${K} transA=${transA} transB=${transB} C[${i}][${j}] = ${v}`;
-            if (i === r || j === col || (i === 0 && j === 2)) expect(Number.isNaN(v), where).toBe(true);
+            if (i === r || j === col || (i === 0 && j === 2))
+              expect(Number.isNaN(v), where).toBe(true);
             else if (i === 0) expect(v, where).toBe(Infinity);
             else expect(Number.isFinite(v), where).toBe(true);
           }
@@ -499,23 +670,48 @@ describe("edge cases", () => {
 });
 
 describe("bad input", () => {
-  const ok = (): MatmulArgs => ({ dtype: "f64", a: new Float64Array(6), b: new Float64Array(12), c: new Float64Array(8), batch: 1, M: 2, N: 4, K: 3 });
+  const ok = (): MatmulArgs => ({
+    dtype: "f64",
+    a: new Float64Array(6),
+    b: new Float64Array(12),
+    c: new Float64Array(8),
+    batch: 1,
+    M: 2,
+    N: 4,
+    K: 3,
+  });
 
   it("names the array whose type does not match the dtype", () => {
-    expect(() => matmul({ ...ok(), b: new Float32Array(12) })).toThrow(new TensorError('matmul: dtype is "f64" so b must be a Float64Array, got Float32Array'));
-    expect(() => matmul({ ...ok(), dtype: "f32" })).toThrow('matmul: dtype is "f32" so a must be a Float32Array, got Float64Array');
-    expect(() => matmul({ ...ok(), dtype: "i32" as "f64" })).toThrow('matmul: dtype must be "f64" or "f32", got "i32"');
+    expect(() => matmul({ ...ok(), b: new Float32Array(12) })).toThrow(
+      new TensorError('matmul: dtype is "f64" so b must be a Float64Array, got Float32Array'),
+    );
+    expect(() => matmul({ ...ok(), dtype: "f32" })).toThrow(
+      'matmul: dtype is "f32" so a must be a Float32Array, got Float64Array',
+    );
+    expect(() => matmul({ ...ok(), dtype: "i32" as "f64" })).toThrow(
+      'matmul: dtype must be "f64" or "f32", got "i32"',
+    );
   });
 
   it("rejects negative, fractional and non-number sizes", () => {
-    expect(() => matmul({ ...ok(), M: -1 })).toThrow("matmul: M must be a non-negative integer, got -1");
-    expect(() => matmul({ ...ok(), K: 1.5 })).toThrow("matmul: K must be a non-negative integer, got 1.5");
-    expect(() => matmul({ ...ok(), batch: NaN })).toThrow("matmul: batch must be a non-negative integer, got NaN");
-    expect(() => matmul({ ...ok(), aBatchStride: -6 })).toThrow("matmul: aBatchStride must be a non-negative integer, got -6");
+    expect(() => matmul({ ...ok(), M: -1 })).toThrow(
+      "matmul: M must be a non-negative integer, got -1",
+    );
+    expect(() => matmul({ ...ok(), K: 1.5 })).toThrow(
+      "matmul: K must be a non-negative integer, got 1.5",
+    );
+    expect(() => matmul({ ...ok(), batch: NaN })).toThrow(
+      "matmul: batch must be a non-negative integer, got NaN",
+    );
+    expect(() => matmul({ ...ok(), aBatchStride: -6 })).toThrow(
+      "matmul: aBatchStride must be a non-negative integer, got -6",
+    );
   });
 
   it("says how many elements each operand needs", () => {
-    expect(() => matmul({ ...ok(), a: new Float64Array(5) })).toThrow("matmul: a has 5 elements, but batch 1 × (2×3) with lda 3 and aBatchStride 6 needs 6");
+    expect(() => matmul({ ...ok(), a: new Float64Array(5) })).toThrow(
+      "matmul: a has 5 elements, but batch 1 × (2×3) with lda 3 and aBatchStride 6 needs 6",
+    );
     expect(() => matmul({ ...ok(), transB: true, b: new Float64Array(11) })).toThrow(
       "matmul: b has 11 elements, but batch 1 × (4×3) with ldb 3 and bBatchStride 12 needs 12",
     );
@@ -523,26 +719,40 @@ describe("bad input", () => {
       "matmul: c has 8 elements, but batch 2 × (2×4) with ldc 4 and cBatchStride 8 needs 16",
     );
     // A strided view needs (rows − 1)·ld + cols elements, not rows·ld.
-    expect(() => matmul({ ...ok(), lda: 5, a: new Float64Array(7) })).toThrow("matmul: a has 7 elements, but batch 1 × (2×3) with lda 5 and aBatchStride 10 needs 8");
+    expect(() => matmul({ ...ok(), lda: 5, a: new Float64Array(7) })).toThrow(
+      "matmul: a has 7 elements, but batch 1 × (2×3) with lda 5 and aBatchStride 10 needs 8",
+    );
     expect(() => matmul({ ...ok(), lda: 5, a: new Float64Array(8) })).not.toThrow();
   });
 
   it("rejects leading dimensions shorter than a row, and C[b] that overlap", () => {
-    expect(() => matmul({ ...ok(), lda: 2 })).toThrow("matmul: lda (2) must be at least the row length of the stored A, K (3)");
-    expect(() => matmul({ ...ok(), transB: true, ldb: 2 })).toThrow("matmul: ldb (2) must be at least the row length of the stored Bᵀ, K (3)");
-    expect(() => matmul({ ...ok(), ldc: 3 })).toThrow("matmul: ldc (3) must be at least the row length of the stored C, N (4)");
+    expect(() => matmul({ ...ok(), lda: 2 })).toThrow(
+      "matmul: lda (2) must be at least the row length of the stored A, K (3)",
+    );
+    expect(() => matmul({ ...ok(), transB: true, ldb: 2 })).toThrow(
+      "matmul: ldb (2) must be at least the row length of the stored Bᵀ, K (3)",
+    );
+    expect(() => matmul({ ...ok(), ldc: 3 })).toThrow(
+      "matmul: ldc (3) must be at least the row length of the stored C, N (4)",
+    );
     const c = new Float64Array(64);
     const b = new Float64Array(24);
     expect(() => matmul({ ...ok(), b, c, batch: 2, aBatchStride: 0, cBatchStride: 4 })).toThrow(
       "matmul: the C[b] overlap: with cBatchStride 4, ldc 4 and M×N = 2×4, batch 2 outputs would share elements",
     );
     // Interleaved within rows (two heads side by side) is fine.
-    expect(() => matmul({ ...ok(), b, c, batch: 2, aBatchStride: 0, cBatchStride: 4, ldc: 8 })).not.toThrow();
+    expect(() =>
+      matmul({ ...ok(), b, c, batch: 2, aBatchStride: 0, cBatchStride: 4, ldc: 8 }),
+    ).not.toThrow();
   });
 
   it("refuses an output that aliases an input", () => {
     const buf = new Float64Array(20);
-    expect(() => matmul({ ...ok(), a: buf.subarray(0, 6), c: buf.subarray(4, 12) })).toThrow("matmul: c overlaps a (same buffer); the output must not alias an input");
-    expect(() => matmul({ ...ok(), b: buf.subarray(0, 12), c: buf.subarray(12, 20) })).not.toThrow();
+    expect(() => matmul({ ...ok(), a: buf.subarray(0, 6), c: buf.subarray(4, 12) })).toThrow(
+      "matmul: c overlaps a (same buffer); the output must not alias an input",
+    );
+    expect(() =>
+      matmul({ ...ok(), b: buf.subarray(0, 12), c: buf.subarray(12, 20) }),
+    ).not.toThrow();
   });
 });

@@ -28,8 +28,12 @@
  */
 import { TensorError } from "../tensor.js";
 import {
-  gemmKernelShape, gemmRuntime, setGemmKernelShape, shutdownGemmRuntimes,
-  type GemmRuntime, type GemmTask,
+  gemmKernelShape,
+  gemmRuntime,
+  setGemmKernelShape,
+  shutdownGemmRuntimes,
+  type GemmRuntime,
+  type GemmTask,
 } from "./pool.js";
 import { DEFAULT_SHAPE } from "./gemm-wasm.js";
 import { fmaSupport, type FmaSupport } from "./features.js";
@@ -105,7 +109,8 @@ export function matmul(args: MatmulArgs): void {
   if (batch === 0 || M === 0 || N === 0) return;
   if (K === 0) {
     if (!p.accumulate) {
-      for (let bi = 0; bi < batch; bi++) for (let i = 0; i < M; i++) p.c.fill(0, bi * p.sC + i * p.ldc, bi * p.sC + i * p.ldc + N);
+      for (let bi = 0; bi < batch; bi++)
+        for (let i = 0; i < M; i++) p.c.fill(0, bi * p.sC + i * p.ldc, bi * p.sC + i * p.ldc + N);
     }
     return;
   }
@@ -198,12 +203,20 @@ interface Problem {
 
 function validate(args: MatmulArgs): Problem {
   const { dtype, a, b, c } = args;
-  if (dtype !== "f64" && dtype !== "f32") throw new TensorError(`matmul: dtype must be "f64" or "f32", got ${JSON.stringify(dtype)}`);
+  if (dtype !== "f64" && dtype !== "f32")
+    throw new TensorError(`matmul: dtype must be "f64" or "f32", got ${JSON.stringify(dtype)}`);
   const want = dtype === "f64" ? Float64Array : Float32Array;
-  for (const [name, arr] of [["a", a], ["b", b], ["c", c]] as const) {
+  for (const [name, arr] of [
+    ["a", a],
+    ["b", b],
+    ["c", c],
+  ] as const) {
     if (!(arr instanceof want)) {
-      const got = arr === null || typeof arr !== "object" ? String(arr) : (arr as object).constructor.name;
-      throw new TensorError(`matmul: dtype is "${dtype}" so ${name} must be a ${want.name}, got ${got}`);
+      const got =
+        arr === null || typeof arr !== "object" ? String(arr) : (arr as object).constructor.name;
+      throw new TensorError(
+        `matmul: dtype is "${dtype}" so ${name} must be a ${want.name}, got ${got}`,
+      );
     }
   }
   const dim = (name: string, v: unknown): number => {
@@ -223,7 +236,10 @@ function validate(args: MatmulArgs): Problem {
   const [rowsB, colsB] = transB ? [N, K] : [K, N];
   const ld = (name: string, v: unknown, cols: number, what: string): number => {
     const x = dim(name, v ?? cols);
-    if (x < cols) throw new TensorError(`matmul: ${name} (${x}) must be at least the row length of the stored ${what} (${cols})`);
+    if (x < cols)
+      throw new TensorError(
+        `matmul: ${name} (${x}) must be at least the row length of the stored ${what} (${cols})`,
+      );
     return x;
   };
   const lda = ld("lda", args.lda, colsA, transA ? "Aᵀ, M" : "A, K");
@@ -232,11 +248,22 @@ function validate(args: MatmulArgs): Problem {
   const sA = dim("aBatchStride", args.aBatchStride ?? rowsA * lda);
   const sB = dim("bBatchStride", args.bBatchStride ?? rowsB * ldb);
   const sC = dim("cBatchStride", args.cBatchStride ?? M * ldc);
-  const need = (name: string, arr: FloatArray, stride: number, rows: number, cols: number, ldName: string, ldv: number, strideName: string): void => {
-    const n = batch === 0 || rows === 0 || cols === 0 ? 0 : (batch - 1) * stride + (rows - 1) * ldv + cols;
+  const need = (
+    name: string,
+    arr: FloatArray,
+    stride: number,
+    rows: number,
+    cols: number,
+    ldName: string,
+    ldv: number,
+    strideName: string,
+  ): void => {
+    const n =
+      batch === 0 || rows === 0 || cols === 0 ? 0 : (batch - 1) * stride + (rows - 1) * ldv + cols;
     if (arr.length < n) {
       throw new TensorError(
-        `matmul: ${name} has ${arr.length} elements, but batch ${batch} × (${rows}×${cols}) with ${ldName} ${ldv} and ${strideName} ${stride} needs ${n}`,
+        `matmul: ${name} has ${arr.length} elements, but batch ${batch} × ` +
+          `(${rows}×${cols}) with ${ldName} ${ldv} and ${strideName} ${stride} needs ${n}`,
       );
     }
   };
@@ -249,17 +276,44 @@ function validate(args: MatmulArgs): Problem {
     const interleaved = sC >= N && (batch - 1) * sC + N <= ldc;
     if (!sequential && !interleaved) {
       throw new TensorError(
-        `matmul: the C[b] overlap: with cBatchStride ${sC}, ldc ${ldc} and M×N = ${M}×${N}, batch ${batch} outputs would share elements`,
+        `matmul: the C[b] overlap: with cBatchStride ${sC}, ldc ${ldc} and M×N ` +
+          `= ${M}×${N}, batch ${batch} outputs would share elements`,
       );
     }
   }
   const overlaps = (x: FloatArray, y: FloatArray): boolean =>
-    x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+    x.buffer === y.buffer &&
+    x.byteOffset < y.byteOffset + y.byteLength &&
+    y.byteOffset < x.byteOffset + x.byteLength;
   if (batch > 0 && M * N > 0 && K > 0) {
-    if (overlaps(c, a)) throw new TensorError("matmul: c overlaps a (same buffer); the output must not alias an input");
-    if (overlaps(c, b)) throw new TensorError("matmul: c overlaps b (same buffer); the output must not alias an input");
+    if (overlaps(c, a))
+      throw new TensorError(
+        "matmul: c overlaps a (same buffer); the output must not alias an input",
+      );
+    if (overlaps(c, b))
+      throw new TensorError(
+        "matmul: c overlaps b (same buffer); the output must not alias an input",
+      );
   }
-  return { dtype, a, b, c, batch, M, N, K, transA, transB, sA, sB, sC, lda, ldb, ldc, accumulate: args.accumulate === true };
+  return {
+    dtype,
+    a,
+    b,
+    c,
+    batch,
+    M,
+    N,
+    K,
+    transA,
+    transB,
+    sA,
+    sB,
+    sC,
+    lda,
+    ldb,
+    ldc,
+    accumulate: args.accumulate === true,
+  };
 }
 
 /**
@@ -302,7 +356,12 @@ function matmulJS(p: Problem): void {
 }
 
 /** Block sizes for staging one batch item: Ms·Ks + Ks·Ns + Ms·Ns ≤ budget, halving the largest. */
-export function stageBlocks(M: number, N: number, K: number, budget: number): { Ms: number; Ns: number; Ks: number } {
+export function stageBlocks(
+  M: number,
+  N: number,
+  K: number,
+  budget: number,
+): { Ms: number; Ns: number; Ks: number } {
   let Ms = M;
   let Ns = N;
   let Ks = K;
@@ -319,7 +378,17 @@ export function stageBlocks(M: number, N: number, K: number, budget: number): { 
  * starting at `srcOff`) to `dst[at…]` as a contiguous rows×cols matrix. Float32 sources are
  * widened exactly by `TypedArray.set`.
  */
-function stageIn(src: FloatArray, srcOff: number, ld: number, r0: number, rows: number, c0: number, cols: number, dst: Float64Array, at: number): void {
+function stageIn(
+  src: FloatArray,
+  srcOff: number,
+  ld: number,
+  r0: number,
+  rows: number,
+  c0: number,
+  cols: number,
+  dst: Float64Array,
+  at: number,
+): void {
   if (cols === ld) {
     dst.set(src.subarray(srcOff + r0 * ld, srcOff + (r0 + rows) * ld), at);
     return;
@@ -331,12 +400,23 @@ function stageIn(src: FloatArray, srcOff: number, ld: number, r0: number, rows: 
 }
 
 /** The inverse of `stageIn`; a Float32Array destination rounds each element once (ties to even). */
-function stageOut(src: Float64Array, at: number, dst: FloatArray, dstOff: number, ld: number, r0: number, rows: number, c0: number, cols: number): void {
+function stageOut(
+  src: Float64Array,
+  at: number,
+  dst: FloatArray,
+  dstOff: number,
+  ld: number,
+  r0: number,
+  rows: number,
+  c0: number,
+  cols: number,
+): void {
   if (cols === ld) {
     dst.set(src.subarray(at, at + rows * cols), dstOff + r0 * ld);
     return;
   }
-  for (let r = 0; r < rows; r++) dst.set(src.subarray(at + r * cols, at + (r + 1) * cols), dstOff + (r0 + r) * ld + c0);
+  for (let r = 0; r < rows; r++)
+    dst.set(src.subarray(at + r * cols, at + (r + 1) * cols), dstOff + (r0 + r) * ld + c0);
 }
 
 function matmulKernel(p: Problem, rt: GemmRuntime): void {
@@ -348,8 +428,11 @@ function matmulKernel(p: Problem, rt: GemmRuntime): void {
   // Whole matrices fit: stage as many batch items per round as the budget holds.
   const sharedElems = (aShared ? M * K : 0) + (bShared ? K * N : 0);
   const itemElems = (aShared ? 0 : M * K) + (bShared ? 0 : K * N) + M * N;
-  const perRound = whole ? Math.max(1, Math.min(batch, Math.floor((stageElements - sharedElems) / itemElems))) : 1;
-  const roundElems = perRound * Ms * Ns + (aShared ? 1 : perRound) * Ms * Ks + (bShared ? 1 : perRound) * Ks * Ns;
+  const perRound = whole
+    ? Math.max(1, Math.min(batch, Math.floor((stageElements - sharedElems) / itemElems)))
+    : 1;
+  const roundElems =
+    perRound * Ms * Ns + (aShared ? 1 : perRound) * Ms * Ks + (bShared ? 1 : perRound) * Ks * Ns;
   rt.reserve(roundElems * 8);
   const base = rt.heapStart;
   const threads = rt.threadCount;
@@ -419,7 +502,8 @@ function matmulKernel(p: Problem, rt: GemmRuntime): void {
           rt.execute(tasks, parallel);
         }
         f64 = rt.f64;
-        for (let t = 0; t < items; t++) stageOut(f64, cAt + t * ms * ns, p.c, (b0 + t) * p.sC, p.ldc, i0, ms, j0, ns);
+        for (let t = 0; t < items; t++)
+          stageOut(f64, cAt + t * ms * ns, p.c, (b0 + t) * p.sC, p.ldc, i0, ms, j0, ns);
       }
     }
   }

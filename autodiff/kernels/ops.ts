@@ -32,7 +32,8 @@ export function broadcastStrides(shape: readonly number[], out: readonly number[
   const st = strides(shape);
   const r = new Array<number>(out.length).fill(0);
   const off = out.length - shape.length;
-  for (let i = 0; i < shape.length; i++) r[off + i] = shape[i] === 1 && out[off + i] !== 1 ? 0 : st[i]!;
+  for (let i = 0; i < shape.length; i++)
+    r[off + i] = shape[i] === 1 && out[off + i] !== 1 ? 0 : st[i]!;
   return r;
 }
 
@@ -43,7 +44,18 @@ export function unary(fn: ScalarFnName, x: Arr, out: Arr): void {
 // ---------------------------------------------------------------------------------------------
 // binary with broadcasting
 
-function binaryRow(fn: BinaryFn, a: Arr, ao: number, as: number, b: Arr, bo: number, bs: number, out: Arr, oo: number, n: number): void {
+function binaryRow(
+  fn: BinaryFn,
+  a: Arr,
+  ao: number,
+  as: number,
+  b: Arr,
+  bo: number,
+  bs: number,
+  out: Arr,
+  oo: number,
+  n: number,
+): void {
   switch (fn) {
     case "add":
       for (let i = 0; i < n; i++) out[oo + i] = a[ao + i * as]! + b[bo + i * bs]!;
@@ -90,7 +102,11 @@ function binaryRow(fn: BinaryFn, a: Arr, ao: number, as: number, b: Arr, bo: num
  * Iterate over all rows (last axis) of `outShape`, calling `row(offsets, n)`. Offsets of each
  * operand follow its (possibly zero) strides.
  */
-function forEachRow(outShape: readonly number[], opStrides: readonly (readonly number[])[], row: (offs: number[], oo: number) => void): void {
+function forEachRow(
+  outShape: readonly number[],
+  opStrides: readonly (readonly number[])[],
+  row: (offs: number[], oo: number) => void,
+): void {
   const r = outShape.length;
   const n = r === 0 ? 1 : outShape[r - 1]!;
   const rows = n === 0 ? 0 : sizeOf(outShape) / n;
@@ -109,7 +125,15 @@ function forEachRow(outShape: readonly number[], opStrides: readonly (readonly n
   }
 }
 
-export function binary(fn: BinaryFn, a: Arr, aShape: readonly number[], b: Arr, bShape: readonly number[], out: Arr, outShape: readonly number[]): void {
+export function binary(
+  fn: BinaryFn,
+  a: Arr,
+  aShape: readonly number[],
+  b: Arr,
+  bShape: readonly number[],
+  out: Arr,
+  outShape: readonly number[],
+): void {
   const n = out.length;
   if (a.length === n && b.length === n) return binaryRow(fn, a, 0, 1, b, 0, 1, out, 0, n);
   if (b.length === 1 && a.length === n) return binaryRow(fn, a, 0, 1, b, 0, 0, out, 0, n);
@@ -120,10 +144,21 @@ export function binary(fn: BinaryFn, a: Arr, aShape: readonly number[], b: Arr, 
   const last = r === 0 ? 1 : outShape[r - 1]!;
   const la = r === 0 ? 0 : sa[r - 1]!;
   const lb = r === 0 ? 0 : sb[r - 1]!;
-  forEachRow(outShape, [sa, sb], (offs, oo) => binaryRow(fn, a, offs[0]!, la, b, offs[1]!, lb, out, oo, last));
+  forEachRow(outShape, [sa, sb], (offs, oo) =>
+    binaryRow(fn, a, offs[0]!, la, b, offs[1]!, lb, out, oo, last),
+  );
 }
 
-export function where(c: Arr, cShape: readonly number[], a: Arr, aShape: readonly number[], b: Arr, bShape: readonly number[], out: Arr, outShape: readonly number[]): void {
+export function where(
+  c: Arr,
+  cShape: readonly number[],
+  a: Arr,
+  aShape: readonly number[],
+  b: Arr,
+  bShape: readonly number[],
+  out: Arr,
+  outShape: readonly number[],
+): void {
   const sc = broadcastStrides(cShape, outShape);
   const sa = broadcastStrides(aShape, outShape);
   const sb = broadcastStrides(bShape, outShape);
@@ -133,13 +168,21 @@ export function where(c: Arr, cShape: readonly number[], a: Arr, aShape: readonl
   const la = r === 0 ? 0 : sa[r - 1]!;
   const lb = r === 0 ? 0 : sb[r - 1]!;
   forEachRow(outShape, [sc, sa, sb], (o, oo) => {
-    const co = o[0]!, ao = o[1]!, bo = o[2]!;
-    for (let i = 0; i < last; i++) out[oo + i] = c[co + i * lc] !== 0 ? a[ao + i * la]! : b[bo + i * lb]!;
+    const co = o[0]!,
+      ao = o[1]!,
+      bo = o[2]!;
+    for (let i = 0; i < last; i++)
+      out[oo + i] = c[co + i * lc] !== 0 ? a[ao + i * la]! : b[bo + i * lb]!;
   });
 }
 
 /** Copy `x` broadcast to `outShape`. */
-export function broadcast(x: Arr, xShape: readonly number[], out: Arr, outShape: readonly number[]): void {
+export function broadcast(
+  x: Arr,
+  xShape: readonly number[],
+  out: Arr,
+  outShape: readonly number[],
+): void {
   if (x.length === out.length) {
     out.set(x);
     return;
@@ -173,7 +216,13 @@ export function iota(out: Arr, shape: readonly number[], axis: number): void {
  * Reduce over `axes` (sorted, concrete). Fast paths: the last axis only (rows) and a leading
  * block of axes (column sums, bias gradients); otherwise a general odometer.
  */
-export function reduce(fn: ReduceFn, x: Arr, shape: readonly number[], axes: readonly number[], out: Arr): void {
+export function reduce(
+  fn: ReduceFn,
+  x: Arr,
+  shape: readonly number[],
+  axes: readonly number[],
+  out: Arr,
+): void {
   const r = shape.length;
   const isMax = fn === "max";
   const init = isMax ? -Infinity : 0;
@@ -266,7 +315,8 @@ export function permute(x: Arr, shape: readonly number[], perm: readonly number[
     const B = 32;
     for (let i0 = 0; i0 < R; i0 += B) {
       for (let j0 = 0; j0 < C; j0 += B) {
-        const iM = Math.min(i0 + B, R), jM = Math.min(j0 + B, C);
+        const iM = Math.min(i0 + B, R),
+          jM = Math.min(j0 + B, C);
         for (let i = i0; i < iM; i++) for (let j = j0; j < jM; j++) out[j * R + i] = x[i * C + j]!;
       }
     }
@@ -282,7 +332,14 @@ export function permute(x: Arr, shape: readonly number[], perm: readonly number[
 }
 
 /** out = x[..., start:start+size, ...] along axis. */
-export function slice(x: Arr, shape: readonly number[], axis: number, start: number, size: number, out: Arr): void {
+export function slice(
+  x: Arr,
+  shape: readonly number[],
+  axis: number,
+  start: number,
+  size: number,
+  out: Arr,
+): void {
   const outer = sizeOf(shape.slice(0, axis));
   const inner = sizeOf(shape.slice(axis + 1));
   const d = shape[axis]!;
@@ -292,7 +349,12 @@ export function slice(x: Arr, shape: readonly number[], axis: number, start: num
   }
 }
 
-export function concat(xs: readonly Arr[], shapes: readonly (readonly number[])[], axis: number, out: Arr): void {
+export function concat(
+  xs: readonly Arr[],
+  shapes: readonly (readonly number[])[],
+  axis: number,
+  out: Arr,
+): void {
   const s0 = shapes[0]!;
   const outer = sizeOf(s0.slice(0, axis));
   const inner = sizeOf(s0.slice(axis + 1));
@@ -301,7 +363,8 @@ export function concat(xs: readonly Arr[], shapes: readonly (readonly number[])[
   xs.forEach((x, k) => {
     const d = shapes[k]![axis]!;
     const block = d * inner;
-    for (let o = 0; o < outer; o++) out.set(x.subarray(o * block, o * block + block), (o * total + at) * inner);
+    for (let o = 0; o < outer; o++)
+      out.set(x.subarray(o * block, o * block + block), (o * total + at) * inner);
     at += d;
   });
 }
@@ -317,7 +380,13 @@ function checkIndex(v: number, V: number, i: number, what: string): number {
 }
 
 /** out[i, :] = table[idx[i], :]. */
-export function gather(table: Arr, tableShape: readonly number[], idx: Arr, out: Arr, what = "gather"): void {
+export function gather(
+  table: Arr,
+  tableShape: readonly number[],
+  idx: Arr,
+  out: Arr,
+  what = "gather",
+): void {
   const V = tableShape[0]!;
   const row = sizeOf(tableShape.slice(1));
   for (let i = 0; i < idx.length; i++) {
@@ -327,7 +396,13 @@ export function gather(table: Arr, tableShape: readonly number[], idx: Arr, out:
 }
 
 /** out = 0; out[idx[i], :] += upd[i, :]. */
-export function scatterAdd(upd: Arr, idx: Arr, out: Arr, outShape: readonly number[], what = "scatter_add"): void {
+export function scatterAdd(
+  upd: Arr,
+  idx: Arr,
+  out: Arr,
+  outShape: readonly number[],
+  what = "scatter_add",
+): void {
   const V = outShape[0]!;
   const row = sizeOf(outShape.slice(1));
   out.fill(0);
@@ -354,7 +429,14 @@ export function scatterAdd(upd: Arr, idx: Arr, out: Arr, outShape: readonly numb
  * out[o·stride + offset + j] += part[o·len + j] for o < outer, j < len: one concat part added
  * into its slab. Without a part (a zero part) adds +0, which changes only −0 into +0.
  */
-export function addSlab(out: Arr, part: Arr | undefined, outer: number, stride: number, offset: number, len: number): void {
+export function addSlab(
+  out: Arr,
+  part: Arr | undefined,
+  outer: number,
+  stride: number,
+  offset: number,
+  len: number,
+): void {
   for (let o = 0; o < outer; o++) {
     const base = o * stride + offset;
     if (part === undefined) {
@@ -371,7 +453,15 @@ export function addSlab(out: Arr, part: Arr | undefined, outer: number, stride: 
  * order in float64, rounded to float32 once when `f32` (as scatterAdd stores them), then added.
  * Rows no id names get +0 (only −0 changes).
  */
-export function addScatter(out: Arr, upd: Arr, idx: Arr, V: number, row: number, f32: boolean, what = "scatter_add"): void {
+export function addScatter(
+  out: Arr,
+  upd: Arr,
+  idx: Arr,
+  V: number,
+  row: number,
+  f32: boolean,
+  what = "scatter_add",
+): void {
   const first = new Map<number, number[]>();
   for (let i = 0; i < idx.length; i++) {
     const t = checkIndex(idx[i]!, V, i, what);
@@ -399,13 +489,23 @@ export function addScatter(out: Arr, upd: Arr, idx: Arr, V: number, row: number,
 
 /** C[b] = op(A[b]) op(B[b]) with row-major M×K / K×N; f64 accumulation, one rounding on store. */
 export function naiveMatmul(
-  a: Arr, b: Arr, c: Arr,
-  batch: number, M: number, N: number, K: number,
-  transA: boolean, transB: boolean, aStride: number, bStride: number,
+  a: Arr,
+  b: Arr,
+  c: Arr,
+  batch: number,
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+  aStride: number,
+  bStride: number,
 ): void {
   const row = new Float64Array(N);
   for (let p = 0; p < batch; p++) {
-    const ao = p * aStride, bo = p * bStride, co = p * M * N;
+    const ao = p * aStride,
+      bo = p * bStride,
+      co = p * M * N;
     for (let i = 0; i < M; i++) {
       row.fill(0);
       for (let k = 0; k < K; k++) {

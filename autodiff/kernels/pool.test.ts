@@ -18,7 +18,8 @@ const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 async function untilReady(workers: number): Promise<void> {
   const rt = gemmRuntime();
-  for (let waited = 0; rt.readyWorkers < workers && waited < 20_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+  for (let waited = 0; rt.readyWorkers < workers && waited < 20_000; waited += 10)
+    await new Promise((r) => setTimeout(r, 10));
 }
 
 function square(n: number, value: number): Float64Array {
@@ -98,7 +99,19 @@ describe("worker pool", () => {
   it("reports a trap inside the kernel as an error and keeps working afterwards", () => {
     const rt = gemmRuntime();
     const outside = rt.memory.buffer.byteLength; // first byte past the memory
-    const bad = { M: 4, N: 4, K: 4, A: outside, rsA: 4, csA: 1, B: outside, rsB: 4, csB: 1, C: rt.heapStart, ldc: 4 };
+    const bad = {
+      M: 4,
+      N: 4,
+      K: 4,
+      A: outside,
+      rsA: 4,
+      csA: 1,
+      B: outside,
+      rsB: 4,
+      csB: 1,
+      C: rt.heapStart,
+      ldc: 4,
+    };
     expect(() => rt.execute([bad, bad, bad, bad], true)).toThrow(/out of bounds/);
     const n = 300;
     const c = new Float64Array(n * n);
@@ -120,8 +133,12 @@ describe("worker pool", () => {
   });
 
   it("rejects a thread count outside [1, 16]", () => {
-    expect(() => configureMatmul({ threads: 0 })).toThrow("matmul threads must be an integer in [1, 16], got 0");
-    expect(() => configureMatmul({ threads: 2.5 })).toThrow("matmul threads must be an integer in [1, 16], got 2.5");
+    expect(() => configureMatmul({ threads: 0 })).toThrow(
+      "matmul threads must be an integer in [1, 16], got 0",
+    );
+    expect(() => configureMatmul({ threads: 2.5 })).toThrow(
+      "matmul threads must be an integer in [1, 16], got 2.5",
+    );
   });
 
   it("never keeps a process alive: a script that used the workers exits by itself", () => {
@@ -144,7 +161,11 @@ console.log("done", c[0]);
 `,
       );
       const t0 = Date.now();
-      const child = spawnSync(process.execPath, ["--import", "tsx", script], { cwd: repoRoot, timeout: 30_000, encoding: "utf8" });
+      const child = spawnSync(process.execPath, ["--import", "tsx", script], {
+        cwd: repoRoot,
+        timeout: 30_000,
+        encoding: "utf8",
+      });
       expect(child.stderr).toBe("");
       expect(child.status).toBe(0);
       expect(child.stdout.trim()).toBe("done 300");

@@ -17,7 +17,11 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import {
-  DEFAULT_SHAPE, LAYOUT, TASK_FIELDS, buildGemmModule, type GemmKernelShape,
+  DEFAULT_SHAPE,
+  LAYOUT,
+  TASK_FIELDS,
+  buildGemmModule,
+  type GemmKernelShape,
 } from "./gemm-wasm.js";
 import { wasm, type WasmMemory, type WasmModule } from "./wasm-api.js";
 
@@ -45,7 +49,9 @@ const MAX_PAGES = 32768; // 2 GiB of address space reserved; pages are committed
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 /** Bytes of packing buffers each thread owns. */
 export const THREAD_BUFFER_BYTES =
-  align64(BLOCKING.mc * BLOCKING.kc * 8) + align64(BLOCKING.kc * BLOCKING.nc * 8) + align64(DEFAULT_SHAPE.MR * DEFAULT_SHAPE.NR * 8);
+  align64(BLOCKING.mc * BLOCKING.kc * 8) +
+  align64(BLOCKING.kc * BLOCKING.nc * 8) +
+  align64(DEFAULT_SHAPE.MR * DEFAULT_SHAPE.NR * 8);
 
 /** i32 word indices of the synchronisation area (per thread t ≥ 1). */
 const SYNC = {
@@ -88,9 +94,12 @@ const WAIT_SPIN_MS = 0.05;
  * mailbox before waiting; the caller writes the mailbox and then reads `sleeping`, so one of
  * them always sees the other (all accesses sequentially consistent).
  */
-const WORKER_SOURCE = `
+const WORKER_SOURCE =
+  `
 const { workerData } = require("node:worker_threads");
-const { module, memory, thread, JOB, BUSY, READY, ERROR, SLEEPING, DONE, TEXT_AT, TEXT_BYTES, SPIN_MS, NAP_MS, DEEP_SLEEP_MS } = workerData;
+const { module, memory, thread, JOB, BUSY, READY, ERROR, SLEEPING, ` +
+  `DONE, TEXT_AT, TEXT_BYTES, SPIN_MS, NAP_MS, DEEP_SLEEP_MS } = ` +
+  `workerData;
 const ctl = new Int32Array(memory.buffer, 0, ${LAYOUT.tasks / 4});
 const run = new WebAssembly.Instance(module, { env: { memory } }).exports.run;
 // The caller set JOB to 0 before starting this worker and changes it only after READY is set.
@@ -186,8 +195,13 @@ export class GemmRuntime {
 
   constructor(readonly shape: GemmKernelShape = DEFAULT_SHAPE) {
     this.module = new wasm.Module(buildGemmModule(shape, MAX_PAGES));
-    this.memory = new wasm.Memory({ initial: Math.ceil(LAYOUT.reserved / PAGE), maximum: MAX_PAGES, shared: true });
-    const exports = new wasm.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as { run: (t: number, tag: number) => void };
+    this.memory = new wasm.Memory({
+      initial: Math.ceil(LAYOUT.reserved / PAGE),
+      maximum: MAX_PAGES,
+      shared: true,
+    });
+    const exports = new wasm.Instance(this.module, { env: { memory: this.memory } })
+      .exports as unknown as { run: (t: number, tag: number) => void };
     this.runMain = exports.run;
     this.ctl = new Int32Array(this.memory.buffer, 0, LAYOUT.reserved / 4);
     this.view = new Float64Array(this.memory.buffer);
@@ -204,7 +218,8 @@ export class GemmRuntime {
 
   /** A Float64Array over the whole memory (renewed after growth). */
   get f64(): Float64Array {
-    if (this.view.buffer.byteLength !== this.memory.buffer.byteLength) this.view = new Float64Array(this.memory.buffer);
+    if (this.view.buffer.byteLength !== this.memory.buffer.byteLength)
+      this.view = new Float64Array(this.memory.buffer);
     return this.view;
   }
 
@@ -214,7 +229,10 @@ export class GemmRuntime {
     const have = this.memory.buffer.byteLength;
     if (need > have) {
       const pages = Math.ceil((need - have) / PAGE);
-      if (have / PAGE + pages > MAX_PAGES) throw new RangeError(`matmul: staging needs ${need} bytes, more than the ${MAX_PAGES * PAGE}-byte kernel memory`);
+      if (have / PAGE + pages > MAX_PAGES)
+        throw new RangeError(
+          `matmul: staging needs ${need} bytes, more than the ${MAX_PAGES * PAGE}-byte kernel memory`,
+        );
       this.memory.grow(pages);
     }
   }
@@ -222,7 +240,9 @@ export class GemmRuntime {
   /** Number of threads (caller included) jobs may use; workers beyond the first job start lazily. */
   setThreads(threads: number): void {
     if (!Number.isInteger(threads) || threads < 1 || threads > LAYOUT.maxThreads) {
-      throw new RangeError(`matmul threads must be an integer in [1, ${LAYOUT.maxThreads}], got ${threads}`);
+      throw new RangeError(
+        `matmul threads must be an integer in [1, ${LAYOUT.maxThreads}], got ${threads}`,
+      );
     }
     this.layThreadBuffers(threads);
   }
@@ -234,7 +254,8 @@ export class GemmRuntime {
   /** Workers (not counting the caller) that have booted and take jobs. */
   get readyWorkers(): number {
     let n = 0;
-    for (let t = 1; t < this.threads; t++) if (this.workers[t] !== undefined && Atomics.load(this.ctl, SYNC.ready(t)) === 1) n++;
+    for (let t = 1; t < this.threads; t++)
+      if (this.workers[t] !== undefined && Atomics.load(this.ctl, SYNC.ready(t)) === 1) n++;
     return n;
   }
 
@@ -298,7 +319,8 @@ export class GemmRuntime {
           failed = true;
           break;
         }
-        if (spins > 100 && performance.now() > until) Atomics.wait(ctl, LAYOUT.tasksDone / 4, done, 100);
+        if (spins > 100 && performance.now() > until)
+          Atomics.wait(ctl, LAYOUT.tasksDone / 4, done, 100);
       }
     }
     // Close the counter: a worker still in `run` can then claim nothing (its compare-and-swap
@@ -322,7 +344,9 @@ export class GemmRuntime {
       const bytes = new Uint8Array(this.memory.buffer, SYNC.textAt(t), SYNC.textBytes).slice();
       const end = bytes.indexOf(0);
       Atomics.store(ctl, SYNC.error(t), 0);
-      workerError ??= new Error(`matmul worker ${t} failed: ${new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end))}`);
+      workerError ??= new Error(
+        `matmul worker ${t} failed: ${new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end))}`,
+      );
     }
     if (mainError !== undefined) throw mainError;
     if (workerError !== undefined) throw workerError;
@@ -387,7 +411,8 @@ export class GemmRuntime {
   private layThreadBuffers(threads: number): void {
     this.threads = threads;
     const end = LAYOUT.reserved + threads * THREAD_BUFFER_BYTES;
-    if (end > this.memory.buffer.byteLength) this.memory.grow(Math.ceil((end - this.memory.buffer.byteLength) / PAGE));
+    if (end > this.memory.buffer.byteLength)
+      this.memory.grow(Math.ceil((end - this.memory.buffer.byteLength) / PAGE));
     for (let t = 0; t < threads; t++) {
       const base = LAYOUT.reserved + t * THREAD_BUFFER_BYTES;
       const pa = base;

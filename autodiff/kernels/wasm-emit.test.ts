@@ -32,7 +32,13 @@ const memory = () => new wasm.Memory({ initial: 1, maximum: 1, shared: true });
 
 describe("ModuleBuilder", () => {
   it("emits a loop that the engine validates and runs: Σ_{i=1}^{n} i", () => {
-    const mod = new ModuleBuilder({ module: "env", name: "memory", initial: 1, maximum: 1, shared: true });
+    const mod = new ModuleBuilder({
+      module: "env",
+      name: "memory",
+      initial: 1,
+      maximum: 1,
+      shared: true,
+    });
     const f = mod.func("sum", ["i32"], ["i32"]);
     const n = f.param(0);
     const s = f.local("i32");
@@ -47,20 +53,36 @@ describe("ModuleBuilder", () => {
     f.get(s);
     const bytes = mod.encode();
     expect(wasm.validate(bytes)).toBe(true);
-    const sum = new wasm.Instance(new wasm.Module(bytes), { env: { memory: memory() } }).exports.sum as (n: number) => number;
+    const sum = new wasm.Instance(new wasm.Module(bytes), { env: { memory: memory() } }).exports
+      .sum as (n: number) => number;
     expect(sum(100)).toBe(5050);
     expect(sum(0)).toBe(0);
   });
 
   it("emits SIMD: an f64x2 multiply-add and a lane shuffle, checked through memory", () => {
-    const mod = new ModuleBuilder({ module: "env", name: "memory", initial: 1, maximum: 1, shared: true });
+    const mod = new ModuleBuilder({
+      module: "env",
+      name: "memory",
+      initial: 1,
+      maximum: 1,
+      shared: true,
+    });
     const f = mod.func("fma2", []);
     // mem[32..48) = mem[0..16) * mem[16..32) + (0.5, 0.5);  mem[48..64) = high(mem[0]) ++ high(mem[16])
-    f.i32(0).i32(0).mem("v128.load").i32(0).mem("v128.load", 16).op("f64x2.mul").f64x2(0.5).op("f64x2.add").mem("v128.store", 32);
+    f.i32(0)
+      .i32(0)
+      .mem("v128.load")
+      .i32(0)
+      .mem("v128.load", 16)
+      .op("f64x2.mul")
+      .f64x2(0.5)
+      .op("f64x2.add")
+      .mem("v128.store", 32);
     f.i32(0).i32(0).mem("v128.load").i32(0).mem("v128.load", 16);
     f.shuffle([8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]).mem("v128.store", 48);
     const mem = memory();
-    const run = new wasm.Instance(new wasm.Module(mod.encode()), { env: { memory: mem } }).exports.fma2 as () => void;
+    const run = new wasm.Instance(new wasm.Module(mod.encode()), { env: { memory: mem } }).exports
+      .fma2 as () => void;
     const view = new Float64Array(mem.buffer, 0, 8);
     view.set([1.5, -2, 4, 8]);
     run();
@@ -68,7 +90,13 @@ describe("ModuleBuilder", () => {
   });
 
   it("says what is wrong with a malformed function", () => {
-    const mod = new ModuleBuilder({ module: "env", name: "memory", initial: 1, maximum: 1, shared: true });
+    const mod = new ModuleBuilder({
+      module: "env",
+      name: "memory",
+      initial: 1,
+      maximum: 1,
+      shared: true,
+    });
     const f = mod.func("bad", []);
     let outside: Parameters<typeof f.br>[0] | undefined;
     f.block((l) => {
@@ -83,10 +111,17 @@ describe("ModuleBuilder", () => {
 describe("buildGemmModule", () => {
   it("validates for every supported register block, and rejects unsupported ones", () => {
     for (const MR of [2, 4, 6, 8]) {
-      for (const NR of [2, 4, 6, 8]) expect(wasm.validate(buildGemmModule({ ...DEFAULT_SHAPE, MR, NR }))).toBe(true);
+      for (const NR of [2, 4, 6, 8])
+        expect(wasm.validate(buildGemmModule({ ...DEFAULT_SHAPE, MR, NR }))).toBe(true);
     }
-    expect(() => buildGemmModule({ ...DEFAULT_SHAPE, MR: 3 })).toThrow("MR must be 2, 4, 6 or 8, got 3");
-    expect(() => buildGemmModule({ ...DEFAULT_SHAPE, NR: 5 })).toThrow("NR must be 2, 4, 6 or 8, got 5");
-    expect(() => buildGemmModule({ ...DEFAULT_SHAPE, unroll: 0 })).toThrow("unroll must be an integer in [1, 8], got 0");
+    expect(() => buildGemmModule({ ...DEFAULT_SHAPE, MR: 3 })).toThrow(
+      "MR must be 2, 4, 6 or 8, got 3",
+    );
+    expect(() => buildGemmModule({ ...DEFAULT_SHAPE, NR: 5 })).toThrow(
+      "NR must be 2, 4, 6 or 8, got 5",
+    );
+    expect(() => buildGemmModule({ ...DEFAULT_SHAPE, unroll: 0 })).toThrow(
+      "unroll must be an integer in [1, 8], got 0",
+    );
   });
 });

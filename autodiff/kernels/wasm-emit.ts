@@ -15,7 +15,8 @@ export type ValTypeName = keyof typeof ValType;
 
 /** Unsigned LEB128 (spec §5.2.2). */
 export function uleb(n: number): number[] {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`uleb: ${n} is not an unsigned 32-bit integer`);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff)
+    throw new RangeError(`uleb: ${n} is not an unsigned 32-bit integer`);
   const out: number[] = [];
   do {
     let byte = n & 0x7f;
@@ -28,7 +29,8 @@ export function uleb(n: number): number[] {
 
 /** Signed LEB128 for i32 immediates. */
 export function sleb(n: number): number[] {
-  if (!Number.isInteger(n) || n < -0x80000000 || n > 0x7fffffff) throw new RangeError(`sleb: ${n} is not a signed 32-bit integer`);
+  if (!Number.isInteger(n) || n < -0x80000000 || n > 0x7fffffff)
+    throw new RangeError(`sleb: ${n} is not a signed 32-bit integer`);
   const out: number[] = [];
   for (;;) {
     const byte = n & 0x7f;
@@ -302,8 +304,14 @@ export class ModuleBuilder {
 
   constructor(private readonly memory: MemoryImport) {}
 
-  func(name: string, params: readonly ValTypeName[], results: readonly ValTypeName[] = [], exported = true): FunctionBuilder {
-    if (this.functions.some((f) => f.name === name)) throw new Error(`module already has a function named ${name}`);
+  func(
+    name: string,
+    params: readonly ValTypeName[],
+    results: readonly ValTypeName[] = [],
+    exported = true,
+  ): FunctionBuilder {
+    if (this.functions.some((f) => f.name === name))
+      throw new Error(`module already has a function named ${name}`);
     const f = new FunctionBuilder(name, params, results, this.functions.length);
     this.functions.push(f);
     if (exported) this.exported.add(name);
@@ -323,14 +331,29 @@ export class ModuleBuilder {
       const [p, r] = key.split("->") as [string, string];
       const ps = p === "" ? [] : (p.split(",") as ValTypeName[]);
       const rs = r === "" ? [] : (r.split(",") as ValTypeName[]);
-      return [0x60, ...uleb(ps.length), ...ps.map((t) => ValType[t]), ...uleb(rs.length), ...rs.map((t) => ValType[t])];
+      return [
+        0x60,
+        ...uleb(ps.length),
+        ...ps.map((t) => ValType[t]),
+        ...uleb(rs.length),
+        ...rs.map((t) => ValType[t]),
+      ];
     });
     const m = this.memory;
     const limits = [m.shared ? 0x03 : 0x01, ...uleb(m.initial), ...uleb(m.maximum)];
     const imports = [[...utf8(m.module), ...utf8(m.name), 0x02, ...limits]];
-    const exports = this.functions.filter((f) => this.exported.has(f.name)).map((f) => [...utf8(f.name), 0x00, ...uleb(f.index)]);
+    const exports = this.functions
+      .filter((f) => this.exported.has(f.name))
+      .map((f) => [...utf8(f.name), 0x00, ...uleb(f.index)]);
     const bytes = [
-      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+      0x00,
+      0x61,
+      0x73,
+      0x6d,
+      0x01,
+      0x00,
+      0x00,
+      0x00,
       ...section(1, vec(types)),
       ...section(2, vec(imports)),
       ...section(3, vec(typeIndex.map((i) => uleb(i)))),

@@ -18,7 +18,9 @@ let wasmPathSet = false;
 export async function useBackend(backend: TfBackend): Promise<void> {
   if (backend === "wasm" && !wasmPathSet) {
     const require = createRequire(import.meta.url);
-    setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")) + "/dist/");
+    setWasmPaths(
+      path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")) + "/dist/",
+    );
     wasmPathSet = true;
   }
   // tfjs prints a hint to install tfjs-node on first use in Node; it is not an error
@@ -28,7 +30,8 @@ export async function useBackend(backend: TfBackend): Promise<void> {
   console.log = () => {};
   try {
     const ok = await tf.setBackend(backend);
-    if (!ok || tf.getBackend() !== backend) throw new Error(`tfjs backend ${backend} could not be initialised`);
+    if (!ok || tf.getBackend() !== backend)
+      throw new Error(`tfjs backend ${backend} could not be initialised`);
     await tf.ready();
     // the CPU backend's first write prints a hint to install tfjs-node; let it happen here
     tf.tensor([0]).dispose();
@@ -43,13 +46,19 @@ export function tfjsVersion(): string {
 }
 
 export function wasmInfo(): { simd: boolean; threads: boolean } {
-  return { simd: tf.env().getBool("WASM_HAS_SIMD_SUPPORT"), threads: tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT") };
+  return {
+    simd: tf.env().getBool("WASM_HAS_SIMD_SUPPORT"),
+    threads: tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT"),
+  };
 }
 
 function toTf(ts: NamedTensors): Record<string, tf.Tensor> {
   const out: Record<string, tf.Tensor> = {};
   for (const [k, t] of Object.entries(ts)) {
-    out[k] = t.dtype === "i32" ? tf.tensor(Int32Array.from(t.data), [...t.shape], "int32") : tf.tensor(Float32Array.from(t.data), [...t.shape], "float32");
+    out[k] =
+      t.dtype === "i32"
+        ? tf.tensor(Int32Array.from(t.data), [...t.shape], "int32")
+        : tf.tensor(Float32Array.from(t.data), [...t.shape], "float32");
   }
   return out;
 }
@@ -63,7 +72,10 @@ function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps: number): tf.Te
 /** GELU, tanh form: ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
 function geluTanh(x: tf.Tensor): tf.Tensor {
   const c = Math.sqrt(2 / Math.PI);
-  return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(tf.mul(c, tf.add(x, tf.mul(0.044715, tf.pow(x, 3)))))));
+  return tf.mul(
+    tf.mul(0.5, x),
+    tf.add(1, tf.tanh(tf.mul(c, tf.add(x, tf.mul(0.044715, tf.pow(x, 3)))))),
+  );
 }
 
 /** 0 on and below the diagonal, −∞ above: added to the scores. */
@@ -74,7 +86,13 @@ function causalBias(n: number): tf.Tensor {
 }
 
 /** GPT-2's pre-LN block (p: parameters named without the `h.{l}.` prefix). */
-function block(x: tf.Tensor, p: Readonly<Record<string, tf.Tensor>>, H: number, eps: number, mask: tf.Tensor): tf.Tensor {
+function block(
+  x: tf.Tensor,
+  p: Readonly<Record<string, tf.Tensor>>,
+  H: number,
+  eps: number,
+  mask: tf.Tensor,
+): tf.Tensor {
   const [n, d] = x.shape as [number, number];
   const dk = d / H;
   const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [n, H, dk]), [1, 0, 2]); // (H, n, dk)
@@ -98,7 +116,12 @@ export interface PeerResult {
  * A block forward + backward prepared once: `run()` computes y and every input's gradient for the
  * output cotangent; `forward()` computes y only.
  */
-export function prepareBlock(size: BlockSize, inputs: NamedTensors, cot: NamedTensors, eps: number): { run(): PeerResult; forward(): void; dispose(): void } {
+export function prepareBlock(
+  size: BlockSize,
+  inputs: NamedTensors,
+  cot: NamedTensors,
+  eps: number,
+): { run(): PeerResult; forward(): void; dispose(): void } {
   const ts = toTf(inputs);
   const dy = toTf(cot)["cot.y"]!;
   const names = Object.keys(ts);
@@ -134,7 +157,11 @@ export function prepareBlock(size: BlockSize, inputs: NamedTensors, cot: NamedTe
 }
 
 /** The whole GPT-2-shaped model: loss and the gradient of every parameter. */
-export function prepareGpt(size: GptSize, tensors: NamedTensors, eps: number): { run(): PeerResult; dispose(): void } {
+export function prepareGpt(
+  size: GptSize,
+  tensors: NamedTensors,
+  eps: number,
+): { run(): PeerResult; dispose(): void } {
   const ts = toTf(tensors);
   const tokens = ts["tokens"]!;
   const targets = ts["targets"]!;
@@ -147,7 +174,10 @@ export function prepareGpt(size: GptSize, tensors: NamedTensors, eps: number): {
   const rows = tf.reshape(tokens, [n, 1]);
   const embed = tf.customGrad((...args: unknown[]) => {
     const table = args[0] as tf.Tensor;
-    return { value: tf.gather(table, tokens), gradFunc: (dy: tf.Tensor) => tf.scatterND(rows, dy, table.shape) };
+    return {
+      value: tf.gather(table, tokens),
+      gradFunc: (dy: tf.Tensor) => tf.scatterND(rows, dy, table.shape),
+    };
   });
   const lossOf = (...args: tf.Tensor[]): tf.Tensor => {
     const p: Record<string, tf.Tensor> = {};
@@ -184,7 +214,13 @@ export function prepareGpt(size: GptSize, tensors: NamedTensors, eps: number): {
 }
 
 /** C = op(A)·op(B) for square float32 operands; returns a runner that reads C back. */
-export function prepareMatmul(a: Float32Array, b: Float32Array, m: number, transA: boolean, transB: boolean): { run(): Float32Array; dispose(): void } {
+export function prepareMatmul(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  transA: boolean,
+  transB: boolean,
+): { run(): Float32Array; dispose(): void } {
   const ta = tf.tensor(a, [m, m]);
   const tb = tf.tensor(b, [m, m]);
   return {

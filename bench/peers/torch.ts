@@ -15,7 +15,8 @@ const SCRIPT = fileURLToPath(new URL("./torch_peer.py", import.meta.url));
 export function torchUnavailable(): string | undefined {
   if (!existsSync(PYTHON)) return `${PYTHON} not found`;
   const r = spawnSync(PYTHON, ["-c", "import torch, numpy"], { encoding: "utf8", timeout: 60_000 });
-  if (r.status !== 0) return `${PYTHON} cannot import torch and numpy: ${(r.stderr || r.error?.message || "").trim().split("\n").at(-1)}`;
+  if (r.status !== 0)
+    return `${PYTHON} cannot import torch and numpy: ${(r.stderr || r.error?.message || "").trim().split("\n").at(-1)}`;
   return undefined;
 }
 
@@ -27,8 +28,13 @@ export class TorchPeer {
 
   constructor() {
     this.child = spawn(PYTHON, [SCRIPT], { stdio: ["pipe", "pipe", "pipe"] });
-    createInterface({ input: this.child.stdout }).on("line", (line) => this.pending.shift()?.(line));
-    this.child.stderr.on("data", (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
+    createInterface({ input: this.child.stdout }).on("line", (line) =>
+      this.pending.shift()?.(line),
+    );
+    this.child.stderr.on(
+      "data",
+      (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)),
+    );
     this.child.on("exit", (code, signal) => {
       this.exited = `torch peer exited (${signal ?? `code ${code}`})${this.stderr ? `: ${this.stderr.trim()}` : ""}`;
       for (const p of this.pending.splice(0)) p(JSON.stringify({ error: this.exited }));

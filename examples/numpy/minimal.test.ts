@@ -33,25 +33,51 @@ describe.skipIf(skip !== undefined)("pip install ./python, then a 20-line NumPy 
   beforeAll(() => {
     venv = join(mkdtempSync(join(tmpdir(), "specformer-venv-")), "venv");
     execFileSync(PYTHON, ["-m", "venv", "--system-site-packages", venv], { stdio: "pipe" });
-    execFileSync(join(venv, "bin", "pip"), ["install", "--no-index", "--no-build-isolation", "--quiet", join(ROOT, "python")], { stdio: "pipe", cwd: tmpdir() });
+    execFileSync(
+      join(venv, "bin", "pip"),
+      ["install", "--no-index", "--no-build-isolation", "--quiet", join(ROOT, "python")],
+      { stdio: "pipe", cwd: tmpdir() },
+    );
   }, 180_000);
 
   test("the package is installed in the venv, not read from the checkout", () => {
-    const where = execFileSync(join(venv, "bin", "python"), ["-c", "import specformer; print(specformer.__file__)"], { encoding: "utf8", cwd: tmpdir() }).trim();
+    const where = execFileSync(
+      join(venv, "bin", "python"),
+      ["-c", "import specformer; print(specformer.__file__)"],
+      { encoding: "utf8", cwd: tmpdir() },
+    ).trim();
     expect(where.startsWith(join(venv, "lib"))).toBe(true);
   });
 
   test("examples/numpy/minimal.py (20 lines of math and one serve call) passes specformer verify", async () => {
-    expect(readFileSync(join(ROOT, "examples", "numpy", "minimal.py"), "utf8").trimEnd().split("\n").length).toBeLessThanOrEqual(30);
+    expect(
+      readFileSync(join(ROOT, "examples", "numpy", "minimal.py"), "utf8")
+        .trimEnd()
+        .split("\n").length,
+    ).toBeLessThanOrEqual(30);
     const out: string[] = [];
     const err: string[] = [];
     const io: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), tty: false };
-    const code = await main(["verify", "--impl", `${join(venv, "bin", "python")} ${join(ROOT, "examples", "numpy", "minimal.py")}`, "--json"], io);
+    const code = await main(
+      [
+        "verify",
+        "--impl",
+        `${join(venv, "bin", "python")} ${join(ROOT, "examples", "numpy", "minimal.py")}`,
+        "--json",
+      ],
+      io,
+    );
     expect(err.join("")).toBe("");
     expect(code).toBe(0);
-    const report = JSON.parse(out.join("")) as { ok: boolean; implementation: { name: string }; results: { kind: string; formula: string; status: string }[] };
+    const report = JSON.parse(out.join("")) as {
+      ok: boolean;
+      implementation: { name: string };
+      results: { kind: string; formula: string; status: string }[];
+    };
     expect(report.implementation.name).toBe("minimal numpy");
-    const passed = (kind: string, formula: string) => report.results.filter((r) => r.kind === kind && r.formula === formula && r.status === "pass").length;
+    const passed = (kind: string, formula: string) =>
+      report.results.filter((r) => r.kind === kind && r.formula === formula && r.status === "pass")
+        .length;
     expect(passed("golden", "softmax")).toBeGreaterThan(0);
     expect(passed("golden", "layer_norm")).toBeGreaterThan(0);
     expect(passed("gradient", "softmax")).toBe(1);
@@ -59,7 +85,11 @@ describe.skipIf(skip !== undefined)("pip install ./python, then a 20-line NumPy 
   }, 180_000);
 
   test("the package's tests and doctests pass against the installed copy", () => {
-    const r = execFileSync(join(venv, "bin", "python"), ["-m", "unittest", "discover", "-s", join(ROOT, "python", "tests")], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd: tmpdir() });
+    const r = execFileSync(
+      join(venv, "bin", "python"),
+      ["-m", "unittest", "discover", "-s", join(ROOT, "python", "tests")],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd: tmpdir() },
+    );
     expect(r).toContain("specformer.golden: ");
   }, 180_000);
 });

@@ -41,42 +41,70 @@ class FormulaError extends Error {}
  * (docs/PROTOCOL.md: a top-left request answered bottom-right is a wrong answer). `keys`: the
  * convention hyperparameters the formula takes (docs/NAMES.md).
  */
-function onlyDefaultConventions(cfg: FormulaConfig, formula: string, keys: readonly string[]): void {
-  const defaults: Record<string, unknown> = { causal_align: "bottom_right", window: 0, mask: "none", softcap: 0, kv_cache: false };
+function onlyDefaultConventions(
+  cfg: FormulaConfig,
+  formula: string,
+  keys: readonly string[],
+): void {
+  const defaults: Record<string, unknown> = {
+    causal_align: "bottom_right",
+    window: 0,
+    mask: "none",
+    softcap: 0,
+    kv_cache: false,
+  };
   for (const key of keys) {
     if (key in defaults) {
-      if (cfg[key] !== undefined && cfg[key] !== defaults[key]) throw new FormulaError(`${formula}: ${key} = ${JSON.stringify(cfg[key])} is not implemented here`);
-    } else if (cfg[key] !== undefined) throw new FormulaError(`${formula}: ${key} is not implemented here`);
+      if (cfg[key] !== undefined && cfg[key] !== defaults[key])
+        throw new FormulaError(
+          `${formula}: ${key} = ${JSON.stringify(cfg[key])} is not implemented here`,
+        );
+    } else if (cfg[key] !== undefined)
+      throw new FormulaError(`${formula}: ${key} is not implemented here`);
   }
 }
 
 function num(cfg: FormulaConfig, key: string, fallback?: number): number {
   const v = cfg[key] ?? fallback;
-  if (typeof v !== "number") throw new FormulaError(`hyperparameter ${key} must be a number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number")
+    throw new FormulaError(`hyperparameter ${key} must be a number, got ${JSON.stringify(v)}`);
   return v;
 }
 
 function int(cfg: FormulaConfig, key: string, fallback?: number): number {
   const v = num(cfg, key, fallback);
-  if (!Number.isInteger(v)) throw new FormulaError(`hyperparameter ${key} must be an integer, got ${v}`);
+  if (!Number.isInteger(v))
+    throw new FormulaError(`hyperparameter ${key} must be an integer, got ${v}`);
   return v;
 }
 
 function flag(cfg: FormulaConfig, key: string, fallback: boolean): boolean {
   const v = cfg[key] ?? fallback;
-  if (typeof v !== "boolean") throw new FormulaError(`hyperparameter ${key} must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== "boolean")
+    throw new FormulaError(`hyperparameter ${key} must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
-function choice<T extends string>(cfg: FormulaConfig, key: string, choices: readonly T[], fallback: T): T {
+function choice<T extends string>(
+  cfg: FormulaConfig,
+  key: string,
+  choices: readonly T[],
+  fallback: T,
+): T {
   const v = cfg[key] ?? fallback;
-  if (!choices.includes(v as T)) throw new FormulaError(`hyperparameter ${key} = ${JSON.stringify(v)} is not supported here (supported: ${choices.join(", ")})`);
+  if (!choices.includes(v as T))
+    throw new FormulaError(
+      `hyperparameter ${key} = ${JSON.stringify(v)} is not supported here (supported: ${choices.join(", ")})`,
+    );
   return v as T;
 }
 
 function need(a: Args, name: string): TF.Tensor {
   const t = a[name];
-  if (t === undefined) throw new FormulaError(`missing argument ${name} (given: ${Object.keys(a).sort().join(", ") || "none"})`);
+  if (t === undefined)
+    throw new FormulaError(
+      `missing argument ${name} (given: ${Object.keys(a).sort().join(", ") || "none"})`,
+    );
   return t;
 }
 
@@ -85,7 +113,10 @@ function need(a: Args, name: string): TF.Tensor {
 /** x W + b over the last axis of x, any leading axes. */
 function linear(x: TF.Tensor, W: TF.Tensor, b?: TF.Tensor): TF.Tensor {
   const [dIn, dOut] = W.shape as [number, number];
-  if (x.shape[x.rank - 1] !== dIn) throw new FormulaError(`x has ${x.shape[x.rank - 1]} features (shape [${x.shape.join(", ")}]) but W has ${dIn} rows`);
+  if (x.shape[x.rank - 1] !== dIn)
+    throw new FormulaError(
+      `x has ${x.shape[x.rank - 1]} features (shape [${x.shape.join(", ")}]) but W has ${dIn} rows`,
+    );
   const y = tf.matMul(x.reshape([-1, dIn]), W);
   return (b === undefined ? y : y.add(b)).reshape([...x.shape.slice(0, -1), dOut]);
 }
@@ -93,7 +124,11 @@ function linear(x: TF.Tensor, W: TF.Tensor, b?: TF.Tensor): TF.Tensor {
 /** (x − μ)/√(σ² + ε) γ + β with tf.moments (biased variance). */
 function layerNorm(x: TF.Tensor, gamma: TF.Tensor, beta: TF.Tensor, eps: number): TF.Tensor {
   const { mean, variance } = tf.moments(x, -1, true);
-  return x.sub(mean).mul(tf.rsqrt(variance.add(eps))).mul(gamma).add(beta);
+  return x
+    .sub(mean)
+    .mul(tf.rsqrt(variance.add(eps)))
+    .mul(gamma)
+    .add(beta);
 }
 
 function rmsNorm(x: TF.Tensor, gamma: TF.Tensor, eps: number): TF.Tensor {
@@ -107,7 +142,8 @@ const ACTIVATIONS = {
   // ½ x (1 + erf(x/√2))
   gelu: (x: TF.Tensor) => x.mul(tf.erf(x.mul(SQRT1_2)).add(1)).mul(0.5),
   // ½ x (1 + tanh(√(2/π)(x + 0.044715 x³)))
-  gelu_tanh: (x: TF.Tensor) => x.mul(tf.tanh(x.add(x.pow(3).mul(0.044715)).mul(GELU_C)).add(1)).mul(0.5),
+  gelu_tanh: (x: TF.Tensor) =>
+    x.mul(tf.tanh(x.add(x.pow(3).mul(0.044715)).mul(GELU_C)).add(1)).mul(0.5),
   relu: (x: TF.Tensor) => tf.relu(x),
   silu: (x: TF.Tensor) => x.mul(tf.sigmoid(x)),
 } as const;
@@ -122,7 +158,8 @@ function attention(Q: TF.Tensor, K: TF.Tensor, V: TF.Tensor, causal: boolean): T
   const n = Q.shape[Q.rank - 2]!;
   const m = K.shape[K.rank - 2]!;
   const dK = Q.shape[Q.rank - 1]!;
-  if (K.shape[K.rank - 1] !== dK) throw new FormulaError(`Q has d_k = ${dK} but K has ${K.shape[K.rank - 1]} columns`);
+  if (K.shape[K.rank - 1] !== dK)
+    throw new FormulaError(`Q has d_k = ${dK} but K has ${K.shape[K.rank - 1]} columns`);
   const S = tf.matMul(Q, K, false, true).div(Math.sqrt(dK));
   if (!causal) return tf.matMul(tf.softmax(S), V);
   const M = new Float32Array(n * m);
@@ -155,7 +192,14 @@ function mergeHeads(t: TF.Tensor): TF.Tensor {
 }
 
 /** Heads of projected q [..., n, H·d_k], k and v [..., n, H_kv·d_k]; query head h uses KV head ⌊h/(H/H_kv)⌋. */
-function headsAttention(q: TF.Tensor, k: TF.Tensor, v: TF.Tensor, H: number, H_kv: number, causal: boolean): TF.Tensor {
+function headsAttention(
+  q: TF.Tensor,
+  k: TF.Tensor,
+  v: TF.Tensor,
+  H: number,
+  H_kv: number,
+  causal: boolean,
+): TF.Tensor {
   const group = H / H_kv;
   const repeat = (t: TF.Tensor): TF.Tensor => {
     const th = splitHeads(t, H_kv); // [..., H_kv, n, d_k]
@@ -163,30 +207,52 @@ function headsAttention(q: TF.Tensor, k: TF.Tensor, v: TF.Tensor, H: number, H_k
     const L = th.rank - 3;
     const reps = th.shape.map(() => 1);
     reps.splice(L + 1, 0, group);
-    return th.expandDims(L + 1).tile(reps).reshape([...th.shape.slice(0, L), H, ...th.shape.slice(L + 1)]);
+    return th
+      .expandDims(L + 1)
+      .tile(reps)
+      .reshape([...th.shape.slice(0, L), H, ...th.shape.slice(L + 1)]);
   };
   return mergeHeads(attention(splitHeads(q, H), repeat(k), repeat(v), causal));
 }
 
 function checkHeads(dModel: number, H: number, H_kv: number): void {
-  if (H < 1 || dModel % H !== 0) throw new FormulaError(`d_model = ${dModel} is not divisible by H = ${H}`);
-  if (H_kv < 1 || H % H_kv !== 0) throw new FormulaError(`H = ${H} is not divisible by H_kv = ${H_kv}`);
+  if (H < 1 || dModel % H !== 0)
+    throw new FormulaError(`d_model = ${dModel} is not divisible by H = ${H}`);
+  if (H_kv < 1 || H % H_kv !== 0)
+    throw new FormulaError(`H = ${H} is not divisible by H_kv = ${H_kv}`);
 }
 
 function checkIds(ids: Int32Array, V: number, what: string): void {
   const i = ids.findIndex((t) => t < 0 || t >= V);
-  if (i >= 0) throw new FormulaError(`${what} entry ${i} is ${ids[i]}, not a token id in [0, ${V})`);
+  if (i >= 0)
+    throw new FormulaError(`${what} entry ${i} is ${ids[i]}, not a token id in [0, ${V})`);
 }
 
 /** The attention branch of a block from Hugging Face GPT-2 names (c_attn holds Q | K | V columns). */
-function blockAttention(x: TF.Tensor, a: Args, prefix: string, H: number, H_kv: number, causal: boolean, bias: boolean): TF.Tensor {
+function blockAttention(
+  x: TF.Tensor,
+  a: Args,
+  prefix: string,
+  H: number,
+  H_kv: number,
+  causal: boolean,
+  bias: boolean,
+): TF.Tensor {
   const dModel = x.shape[x.rank - 1]!;
   checkHeads(dModel, H, H_kv);
   const dKv = H_kv * (dModel / H);
-  const qkv = linear(x, need(a, `${prefix}attn.c_attn.weight`), bias ? need(a, `${prefix}attn.c_attn.bias`) : undefined);
+  const qkv = linear(
+    x,
+    need(a, `${prefix}attn.c_attn.weight`),
+    bias ? need(a, `${prefix}attn.c_attn.bias`) : undefined,
+  );
   const [q, k, v] = tf.split(qkv, [dModel, dKv, dKv], -1) as [TF.Tensor, TF.Tensor, TF.Tensor];
   const o = headsAttention(q, k, v, H, H_kv, causal);
-  return linear(o, need(a, `${prefix}attn.c_proj.weight`), bias ? need(a, `${prefix}attn.c_proj.bias`) : undefined);
+  return linear(
+    o,
+    need(a, `${prefix}attn.c_proj.weight`),
+    bias ? need(a, `${prefix}attn.c_proj.bias`) : undefined,
+  );
 }
 
 interface Formula {
@@ -200,9 +266,13 @@ const FORMULAS: Record<string, Formula> = {
   log_softmax: { run: (a) => ({ y: tf.logSoftmax(need(a, "x")) }) },
   logsumexp: { run: (a) => ({ y: tf.logSumExp(need(a, "x"), -1) }) },
   layer_norm: {
-    run: (a, cfg) => ({ y: layerNorm(need(a, "x"), need(a, "gamma"), need(a, "beta"), num(cfg, "eps", 1e-5)) }),
+    run: (a, cfg) => ({
+      y: layerNorm(need(a, "x"), need(a, "gamma"), need(a, "beta"), num(cfg, "eps", 1e-5)),
+    }),
   },
-  rms_norm: { run: (a, cfg) => ({ y: rmsNorm(need(a, "x"), need(a, "gamma"), num(cfg, "eps", 1e-6)) }) },
+  rms_norm: {
+    run: (a, cfg) => ({ y: rmsNorm(need(a, "x"), need(a, "gamma"), num(cfg, "eps", 1e-6)) }),
+  },
   gelu: { run: (a) => ({ y: ACTIVATIONS.gelu(need(a, "x")) }) },
   gelu_tanh: { run: (a) => ({ y: ACTIVATIONS.gelu_tanh(need(a, "x")) }) },
   relu: { run: (a) => ({ y: ACTIVATIONS.relu(need(a, "x")) }) },
@@ -211,7 +281,9 @@ const FORMULAS: Record<string, Formula> = {
   ffn: {
     run: (a, cfg) => {
       const act = ACTIVATIONS[choice(cfg, "activation", ACTIVATION_NAMES, "gelu")];
-      return { y: linear(act(linear(need(a, "x"), need(a, "W_1"), a["b_1"])), need(a, "W_2"), a["b_2"]) };
+      return {
+        y: linear(act(linear(need(a, "x"), need(a, "W_1"), a["b_1"])), need(a, "W_2"), a["b_2"]),
+      };
     },
   },
   embedding: {
@@ -221,9 +293,16 @@ const FORMULAS: Record<string, Formula> = {
   attention: {
     run: (a, cfg) => {
       if (flag(cfg, "alibi", false)) throw new FormulaError("alibi = true is not implemented here");
-      onlyDefaultConventions(cfg, "attention", ["causal_align", "window", "mask", "softcap", "scale"]);
+      onlyDefaultConventions(cfg, "attention", [
+        "causal_align",
+        "window",
+        "mask",
+        "softcap",
+        "scale",
+      ]);
       // the heads are a batch axis here: grouped K/V heads (H_kv < H) would need repeating
-      if (cfg["H_kv"] !== undefined && cfg["H_kv"] !== cfg["H"]) throw new FormulaError("attention: H_kv ≠ H (grouped K/V heads) is not implemented here");
+      if (cfg["H_kv"] !== undefined && cfg["H_kv"] !== cfg["H"])
+        throw new FormulaError("attention: H_kv ≠ H (grouped K/V heads) is not implemented here");
       return { y: attention(need(a, "Q"), need(a, "K"), need(a, "V"), flag(cfg, "causal", true)) };
     },
   },
@@ -233,7 +312,8 @@ const FORMULAS: Record<string, Formula> = {
       const H_kv = int(cfg, "H_kv", H);
       choice(cfg, "positions", ["none"], "none");
       onlyDefaultConventions(cfg, "mha", ["window", "softcap"]);
-      if (flag(cfg, "kv_cache", false) || int(cfg, "offset", 0) !== 0) throw new FormulaError("KV-cache decoding is not implemented here");
+      if (flag(cfg, "kv_cache", false) || int(cfg, "offset", 0) !== 0)
+        throw new FormulaError("KV-cache decoding is not implemented here");
       const bias = flag(cfg, "bias", true);
       const x = need(a, "x");
       checkHeads(x.shape[x.rank - 1]!, H, H_kv);
@@ -241,7 +321,13 @@ const FORMULAS: Record<string, Formula> = {
       const q = linear(x, need(a, "W_Q"), b("b_Q"));
       const k = linear(x, need(a, "W_K"), b("b_K"));
       const v = linear(x, need(a, "W_V"), b("b_V"));
-      return { y: linear(headsAttention(q, k, v, H, H_kv, flag(cfg, "causal", true)), need(a, "W_O"), b("b_O")) };
+      return {
+        y: linear(
+          headsAttention(q, k, v, H, H_kv, flag(cfg, "causal", true)),
+          need(a, "W_O"),
+          b("b_O"),
+        ),
+      };
     },
   },
   cross_entropy: {
@@ -250,7 +336,10 @@ const FORMULAS: Record<string, Formula> = {
       const logits = need(a, "logits");
       const targets = need(a, "targets");
       const V = logits.shape[logits.rank - 1]!;
-      if (targets.size * V !== logits.size) throw new FormulaError(`targets have shape [${targets.shape.join(", ")}] but logits [${logits.shape.join(", ")}]`);
+      if (targets.size * V !== logits.size)
+        throw new FormulaError(
+          `targets have shape [${targets.shape.join(", ")}] but logits [${logits.shape.join(", ")}]`,
+        );
       // mean over all positions of −log softmax(logits)[target] (reduction SUM_BY_NONZERO_WEIGHTS = mean)
       const onehot = tf.oneHot(targets.reshape([-1]), V).toFloat();
       return { loss: tf.losses.softmaxCrossEntropy(onehot, logits.reshape([-1, V])) };
@@ -265,16 +354,30 @@ const FORMULAS: Record<string, Formula> = {
       const bias = flag(cfg, "bias", true);
       const causal = flag(cfg, "causal", true);
       const norm = choice(cfg, "norm", ["layer_norm", "rms_norm"], "layer_norm");
-      const act = ACTIVATIONS[choice(cfg, "activation", ["gelu", "gelu_tanh", "relu"] as const, "gelu")];
+      const act =
+        ACTIVATIONS[choice(cfg, "activation", ["gelu", "gelu_tanh", "relu"] as const, "gelu")];
       choice(cfg, "positions", ["none"], "none");
-      if (flag(cfg, "parallel", false)) throw new FormulaError("parallel = true is not implemented here");
+      if (flag(cfg, "parallel", false))
+        throw new FormulaError("parallel = true is not implemented here");
       onlyDefaultConventions(cfg, "block_pre_ln", ["window", "softcap", "kv_cache"]);
       const N = (t: TF.Tensor, name: string): TF.Tensor =>
-        norm === "layer_norm" ? layerNorm(t, need(a, `${name}.weight`), need(a, `${name}.bias`), eps) : rmsNorm(t, need(a, `${name}.weight`), eps);
+        norm === "layer_norm"
+          ? layerNorm(t, need(a, `${name}.weight`), need(a, `${name}.bias`), eps)
+          : rmsNorm(t, need(a, `${name}.weight`), eps);
       const x = need(a, "x");
       const x1 = x.add(blockAttention(N(x, "ln_1"), a, "", H, H_kv, causal, bias));
-      const h = act(linear(N(x1, "ln_2"), need(a, "mlp.c_fc.weight"), bias ? need(a, "mlp.c_fc.bias") : undefined));
-      return { y: x1.add(linear(h, need(a, "mlp.c_proj.weight"), bias ? need(a, "mlp.c_proj.bias") : undefined)) };
+      const h = act(
+        linear(
+          N(x1, "ln_2"),
+          need(a, "mlp.c_fc.weight"),
+          bias ? need(a, "mlp.c_fc.bias") : undefined,
+        ),
+      );
+      return {
+        y: x1.add(
+          linear(h, need(a, "mlp.c_proj.weight"), bias ? need(a, "mlp.c_proj.bias") : undefined),
+        ),
+      };
     },
   },
 };
@@ -282,8 +385,13 @@ const FORMULAS: Record<string, Formula> = {
 // ------------------------------------------------------------------------------ requests
 
 function toTf(t: Tensor, name: string): TF.Tensor {
-  if (t.dtype === "f64") throw new FormulaError(`argument ${name} is f64; this implementation computes in float32 only`);
-  return tf.tensor(t.data as Float32Array | Int32Array, [...t.shape], t.dtype === "i32" ? "int32" : "float32");
+  if (t.dtype === "f64")
+    throw new FormulaError(`argument ${name} is f64; this implementation computes in float32 only`);
+  return tf.tensor(
+    t.data as Float32Array | Int32Array,
+    [...t.shape],
+    t.dtype === "i32" ? "int32" : "float32",
+  );
 }
 
 function fromTf(t: TF.Tensor): Tensor {
@@ -292,12 +400,17 @@ function fromTf(t: TF.Tensor): Tensor {
 }
 
 function decodeAll(obj: unknown, what: string): Record<string, Tensor> {
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new FormulaError(`${what} must be an object {name: tensor}`);
-  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, tensorFromJSON(v, `${what.replace(/s$/, "")} ${k}`)]));
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj))
+    throw new FormulaError(`${what} must be an object {name: tensor}`);
+  return Object.fromEntries(
+    Object.entries(obj).map(([k, v]) => [k, tensorFromJSON(v, `${what.replace(/s$/, "")} ${k}`)]),
+  );
 }
 
 function encodeAll(tensors: Record<string, Tensor>): string {
-  return `{${Object.entries(tensors).map(([k, t]) => `${JSON.stringify(k)}:${encodeTensor(t)}`).join(",")}}`;
+  return `{${Object.entries(tensors)
+    .map(([k, t]) => `${JSON.stringify(k)}:${encodeTensor(t)}`)
+    .join(",")}}`;
 }
 
 /** The JSON text of a request's result. */
@@ -315,17 +428,20 @@ function handle(method: unknown, params: Record<string, unknown>): string {
     });
   }
   if (method === "shutdown") return "{}";
-  if (method !== "forward" && method !== "backward") throw new FormulaError(`unknown method ${JSON.stringify(method)}`);
+  if (method !== "forward" && method !== "backward")
+    throw new FormulaError(`unknown method ${JSON.stringify(method)}`);
   const name = params["formula"];
   const formula = typeof name === "string" ? FORMULAS[name] : undefined;
-  if (formula === undefined) throw new FormulaError(`formula ${JSON.stringify(name)} is not implemented here`);
+  if (formula === undefined)
+    throw new FormulaError(`formula ${JSON.stringify(name)} is not implemented here`);
   const cfg = (params["config"] ?? {}) as FormulaConfig;
   const inputs = decodeAll(params["inputs"] ?? {}, "inputs");
   return tf.tidy(() => {
     const args: Args = Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, toTf(t, k)]));
     for (const [k, size] of Object.entries(formula.ids ?? {})) {
       const ids = inputs[k];
-      if (ids === undefined || ids.dtype !== "i32") throw new FormulaError(`argument ${k} must be an i32 tensor of token ids`);
+      if (ids === undefined || ids.dtype !== "i32")
+        throw new FormulaError(`argument ${k} must be an i32 tensor of token ids`);
       checkIds(ids.data as Int32Array, size(args, cfg), k);
     }
     if (method === "forward") {
@@ -333,7 +449,9 @@ function handle(method: unknown, params: Record<string, unknown>): string {
       return `{"outputs":${encodeAll(Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, fromTf(t)])))}}`;
     }
     const cotangents = decodeAll(params["cotangents"] ?? {}, "cotangents");
-    const cot: Args = Object.fromEntries(Object.entries(cotangents).map(([k, t]) => [k, toTf(t, `cotangent ${k}`)]));
+    const cot: Args = Object.fromEntries(
+      Object.entries(cotangents).map(([k, t]) => [k, toTf(t, `cotangent ${k}`)]),
+    );
     const floatNames = Object.keys(args).filter((k) => args[k]!.dtype === "float32");
     // the gradient of Σ_out Σ(out ⊙ cot) with respect to every float argument, by tfjs autodiff
     const objective = (...xs: TF.Tensor[]): TF.Scalar => {
@@ -343,8 +461,14 @@ function handle(method: unknown, params: Record<string, unknown>): string {
       let total: TF.Tensor = tf.scalar(0);
       for (const [k, c] of Object.entries(cot)) {
         const o = outs[k];
-        if (o === undefined) throw new FormulaError(`cotangent ${k} names no output (outputs: ${Object.keys(outs).join(", ")})`);
-        if (o.shape.join() !== c.shape.join()) throw new FormulaError(`cotangent ${k} has shape [${c.shape.join(", ")}] but output ${k} has [${o.shape.join(", ")}]`);
+        if (o === undefined)
+          throw new FormulaError(
+            `cotangent ${k} names no output (outputs: ${Object.keys(outs).join(", ")})`,
+          );
+        if (o.shape.join() !== c.shape.join())
+          throw new FormulaError(
+            `cotangent ${k} has shape [${c.shape.join(", ")}] but output ${k} has [${o.shape.join(", ")}]`,
+          );
         total = total.add(o.mul(c).sum());
       }
       return total as TF.Scalar;
@@ -364,9 +488,16 @@ for await (const line of rl) {
     text = `{"id":${JSON.stringify(req.id ?? null)},"result":${handle(req.method, req.params ?? {})}}`;
   } catch (e) {
     // bad input is answered; anything else is a bug here, so its stack goes to stderr too
-    if (!(e instanceof FormulaError || (e instanceof Error && e.name === "ProtocolError"))) console.error(e);
-    const where = [req.method, req.params?.["formula"]].filter((s) => typeof s === "string" && s !== "").join(" ") || "request";
-    text = JSON.stringify({ id: req.id ?? null, error: { message: `${where}: ${e instanceof Error ? e.message : String(e)}` } });
+    if (!(e instanceof FormulaError || (e instanceof Error && e.name === "ProtocolError")))
+      console.error(e);
+    const where =
+      [req.method, req.params?.["formula"]]
+        .filter((s) => typeof s === "string" && s !== "")
+        .join(" ") || "request";
+    text = JSON.stringify({
+      id: req.id ?? null,
+      error: { message: `${where}: ${e instanceof Error ? e.message : String(e)}` },
+    });
   }
   writeProtocol(`${text}\n`);
   if (req.method === "shutdown") break;

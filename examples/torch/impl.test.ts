@@ -30,7 +30,19 @@ interface Row {
 
 function verify(env: string): { code: number; rows: Row[] } {
   const cmd = `${env}${PYTHON} examples/torch/impl.py`;
-  const r = spawnSync(process.execPath, ["bin/specformer.mjs", "verify", "--impl", cmd, "--formulas", "softmax,attention,cross_entropy", "--json"], { cwd: repo, encoding: "utf8", timeout: 240_000 });
+  const r = spawnSync(
+    process.execPath,
+    [
+      "bin/specformer.mjs",
+      "verify",
+      "--impl",
+      cmd,
+      "--formulas",
+      "softmax,attention,cross_entropy",
+      "--json",
+    ],
+    { cwd: repo, encoding: "utf8", timeout: 240_000 },
+  );
   const report = JSON.parse(r.stdout) as { results: Row[] };
   return { code: r.status ?? -1, rows: report.results.filter((x) => x.kind === "golden") };
 }
@@ -50,7 +62,8 @@ describe.skipIf(skip !== undefined)("examples/torch", () => {
     expect(code).toBe(1);
     expect(extreme.length).toBeGreaterThanOrEqual(10);
     // the plant replaces softmax (attention's included) and nothing else: those rows turn into 0/0
-    for (const c of extreme.filter((c) => c.startsWith("softmax/") || c.startsWith("attention/"))) expect(failed, c).toContain(c);
+    for (const c of extreme.filter((c) => c.startsWith("softmax/") || c.startsWith("attention/")))
+      expect(failed, c).toContain(c);
     expect(failed.every((c) => c.includes("below1e4"))).toBe(true);
   }, 300_000);
 });

@@ -6,10 +6,32 @@
  */
 import fc from "fast-check";
 import { Tensor, sizeOf, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
-import { formulaCaseArb, inputsArb, permutationArb, seedArb, seededCaseArb, type FormulaCase } from "../arbitraries.js";
+import {
+  formulaCaseArb,
+  inputsArb,
+  permutationArb,
+  seedArb,
+  seededCaseArb,
+  type FormulaCase,
+} from "../arbitraries.js";
 import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
-import { concatAxis, gatherAxis, mapT, matmulLast, maxAbs, sliceAxis, toF64 } from "../tensor-ops.js";
-import { conditionedBound, gamma, ropeDepth, roundingDepth, underflowAllowance, unitRoundoff } from "../tolerance.js";
+import {
+  concatAxis,
+  gatherAxis,
+  mapT,
+  matmulLast,
+  maxAbs,
+  sliceAxis,
+  toF64,
+} from "../tensor-ops.js";
+import {
+  conditionedBound,
+  gamma,
+  ropeDepth,
+  roundingDepth,
+  underflowAllowance,
+  unitRoundoff,
+} from "../tolerance.js";
 import { oneOfFormulas } from "./generic.js";
 import { causalVisibility } from "../spec-values.js";
 import { Rng } from "../../autodiff/random.js";
@@ -20,7 +42,11 @@ const BLOCKS = formulasOf("block");
 const SEQUENCE_FORMULAS = ["attention", "mha", ...BLOCKS, "gpt"] as const;
 
 /** The argument axes that index positions, per formula (rows of x, Q, K, V; tokens and targets). */
-function rowArgs(formula: string): { queries: readonly string[]; keys: readonly string[]; axis: number } {
+function rowArgs(formula: string): {
+  queries: readonly string[];
+  keys: readonly string[];
+  axis: number;
+} {
   if (formula === "attention") return { queries: ["Q"], keys: ["K", "V"], axis: -2 };
   if (formula === "gpt") return { queries: ["tokens", "targets"], keys: [], axis: -1 };
   return { queries: ["x"], keys: [], axis: -2 };
@@ -45,16 +71,29 @@ interface CausalCase extends FormulaCase {
 export const causality: Law<CausalCase> = {
   name: "causality",
   formulas: SEQUENCE_FORMULAS,
-  statement: "changing rows (tokens) after position i leaves outputs at positions ≤ i unchanged: f(x)[:i+1] = f(x')[:i+1] when x[:i+1] = x'[:i+1]",
+  statement:
+    "changing rows (tokens) after position i leaves outputs at positions ≤ " +
+    "i unchanged: f(x)[:i+1] = f(x')[:i+1] when x[:i+1] = x'[:i+1]",
   tolerance: {
-    derivation: "two evaluations of the same rows: 2·γ_K·(S + κ̂) (tolerance.ts). Masked keys enter as exp(−∞) = 0 weights, so in exact arithmetic nothing leaks; an implementation may only round differently (e.g. a row max taken before masking)",
+    derivation:
+      "two evaluations of the same rows: 2·γ_K·(S + κ̂) (tolerance.ts). " +
+      "Masked keys enter as exp(−∞) = 0 weights, so in exact arithmetic " +
+      "nothing leaks; an implementation may only round differently (e.g. a row " +
+      "max taken before masking)",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: true }, dims: { minN: 2, batch: "any", crossM: f === "attention" } }).chain((c) =>
-        fc.tuple(fc.nat(), inputsArb(f, c.config, c.dims, { dtype: scope.dtype })).map(([i, replacement]) => ({ ...c, i: i % (c.dims.n - 1), replacement })),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        fixed: { causal: true },
+        dims: { minN: 2, batch: "any", crossM: f === "attention" },
+      }).chain((c) =>
+        fc
+          .tuple(fc.nat(), inputsArb(f, c.config, c.dims, { dtype: scope.dtype }))
+          .map(([i, replacement]) => ({ ...c, i: i % (c.dims.n - 1), replacement })),
       ),
     ),
   check: checked("causality", async (k: Check, c: CausalCase) => {
@@ -64,14 +103,31 @@ export const causality: Law<CausalCase> = {
     const firstHiddenKey = (m: number) => causalVisibility(n, m, c.config).lastVisible(c.i) + 1;
     const changed: NamedTensors = { ...c.inputs };
     for (const a of queries) changed[a] = splice(c.inputs[a]!, c.replacement[a]!, axis, c.i + 1);
-    for (const a of keys) changed[a] = splice(c.inputs[a]!, c.replacement[a]!, axis, firstHiddenKey(rows(c.inputs[a]!, axis)));
+    for (const a of keys)
+      changed[a] = splice(
+        c.inputs[a]!,
+        c.replacement[a]!,
+        axis,
+        firstHiddenKey(rows(c.inputs[a]!, axis)),
+      );
     const req = k.request(c.formula, c.config, c.inputs);
     const out = await k.forward(req, "forward of x");
-    const out2 = await k.forward(k.request(c.formula, c.config, changed), "forward of x with rows after i replaced");
+    const out2 = await k.forward(
+      k.request(c.formula, c.config, changed),
+      "forward of x with rows after i replaced",
+    );
     const name = mainOutput(c.formula);
     const y = k.pick(out, name, c.formula, "forward");
     const y2 = k.pick(out2, name, c.formula, "forward");
-    await k.expectTwin(`${name} rows 0..${c.i} after changing rows ${c.i + 1}..${n - 1}`, sliceAxis(y, -2, 0, c.i + 1), sliceAxis(y2, -2, 0, c.i + 1), req, out, name, { i: c.i });
+    await k.expectTwin(
+      `${name} rows 0..${c.i} after changing rows ${c.i + 1}..${n - 1}`,
+      sliceAxis(y, -2, 0, c.i + 1),
+      sliceAxis(y2, -2, 0, c.i + 1),
+      req,
+      out,
+      name,
+      { i: c.i },
+    );
   }),
 };
 
@@ -92,15 +148,24 @@ interface PrefixCase extends FormulaCase {
 export const prefixConsistency: Law<PrefixCase> = {
   name: "prefix_consistency",
   formulas: SEQUENCE_FORMULAS,
-  statement: "f(x[:t]) = f(x)[:t] for causal sequence formulas (a prefix is computed as if the rest did not exist)",
+  statement:
+    "f(x[:t]) = f(x)[:t] for causal sequence formulas (a prefix is computed as if the rest did not exist)",
   tolerance: {
-    derivation: "two evaluations of the same rows with m = t and m = n keys: 2·γ_K·(S + κ̂) of the full request (tolerance.ts); the extra keys contribute exact zeros but may change the order of the sums",
+    derivation:
+      "two evaluations of the same rows with m = t and m = n keys: 2·γ_K·(S + " +
+      "κ̂) of the full request (tolerance.ts); the extra keys contribute exact " +
+      "zeros but may change the order of the sums",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: true }, dims: { batch: "any" } }).chain((c) => fc.nat().map((t) => ({ ...c, t: 1 + (t % c.dims.n) }))),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        fixed: { causal: true },
+        dims: { batch: "any" },
+      }).chain((c) => fc.nat().map((t) => ({ ...c, t: 1 + (t % c.dims.n) }))),
     ),
   check: checked("prefix_consistency", async (k: Check, c: PrefixCase) => {
     const { queries, keys, axis } = rowArgs(c.formula);
@@ -111,7 +176,15 @@ export const prefixConsistency: Law<PrefixCase> = {
     const part = await k.forward(k.request(c.formula, c.config, prefix), `forward of x[:${c.t}]`);
     const name = mainOutput(c.formula);
     const y = k.pick(full, name, c.formula, "forward");
-    await k.expectTwin(`${name} of x[:${c.t}] vs ${name}(x)[:${c.t}]`, sliceAxis(y, -2, 0, c.t), k.pick(part, name, c.formula, "forward"), req, full, name, { t: c.t });
+    await k.expectTwin(
+      `${name} of x[:${c.t}] vs ${name}(x)[:${c.t}]`,
+      sliceAxis(y, -2, 0, c.t),
+      k.pick(part, name, c.formula, "forward"),
+      req,
+      full,
+      name,
+      { t: c.t },
+    );
   }),
 };
 
@@ -128,17 +201,30 @@ export const maskedZero: Law<MaskCase> = {
   name: "masked_zero",
   formulas: MASK_FORMULAS,
   statement:
-    "masked attention weights are exactly 0 (attention with V = I_m returns the weights P; rows without a visible key are 0), visible weights sum to 1, and masked scores get exactly zero gradient (ȳ = 0 after row i ⇒ ∂/∂ of every later row and of every key hidden from rows ≤ i is exactly 0)",
+    "masked attention weights are exactly 0 (attention with V = I_m returns " +
+    "the weights P; rows without a visible key are 0), visible weights sum " +
+    "to 1, and masked scores get exactly zero gradient (ȳ = 0 after row i ⇒ " +
+    "∂/∂ of every later row and of every key hidden from rows ≤ i is exactly 0)",
   tolerance: {
     derivation:
-      "exact for the zeros: exp(−∞) = 0 and 0·v = 0 in IEEE arithmetic, so a masked weight or gradient is 0, not small. Row sums of visible weights: |Σ_j P_ij − 1| ≤ 2(m + 2)u (see softmax_simplex); P·I_m adds exact zeros to P_ij",
+      "exact for the zeros: exp(−∞) = 0 and 0·v = 0 in IEEE arithmetic, so a " +
+      "masked weight or gradient is 0, not small. Row sums of visible weights: " +
+      "|Σ_j P_ij − 1| ≤ 2(m + 2)u (see softmax_simplex); P·I_m adds exact zeros to P_ij",
     bound: (dtype, s) => 2 * ((s["m"] ?? 1) + 2) * unitRoundoff(dtype),
     scale: "1 (the zeros: 0)",
   },
   backward: (f) => (f === "attention" || f === "causal_mask" ? "optional" : "required"),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: true }, dims: { batch: f === "causal_mask" ? "none" : "any", crossM: f === "attention" || f === "causal_mask" } }).chain((c) =>
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        fixed: { causal: true },
+        dims: {
+          batch: f === "causal_mask" ? "none" : "any",
+          crossM: f === "attention" || f === "causal_mask",
+        },
+      }).chain((c) =>
         fc.tuple(fc.nat(), seedArb).map(([i, seed]) => ({ ...c, i: i % c.dims.n, seed })),
       ),
     ),
@@ -161,15 +247,23 @@ export const maskedZero: Law<MaskCase> = {
     const req = k.request(c.formula, c.config, c.inputs);
     const y = await k.output(req, "y");
     const rng = new Rng(c.seed);
-    const cot = mapT(y, (_, flat) => (Math.floor(flat / y.shape.at(-1)!) % n <= c.i ? rng.normal() : 0));
+    const cot = mapT(y, (_, flat) =>
+      Math.floor(flat / y.shape.at(-1)!) % n <= c.i ? rng.normal() : 0,
+    );
     const grads = await k.backward({ ...req, cotangents: { y: cot } });
     const zeroRows = (name: string, from: number) => {
       const g = grads[name];
-      if (g === undefined) k.fail(`backward returned no gradient for ${name}`, { quantity: `grad ${name}` });
+      if (g === undefined)
+        k.fail(`backward returned no gradient for ${name}`, { quantity: `grad ${name}` });
       const len = rows(g, -2);
       if (from >= len) return;
       const part = sliceAxis(g, -2, from, len - from);
-      k.expectEqual(`grad ${name} rows ${from}..${len - 1} (ȳ = 0 after row ${c.i})`, Tensor.zeros(part.shape, "f64"), part, "exact: hidden positions get exp(−∞) = 0 weights, hence 0·(…) gradients");
+      k.expectEqual(
+        `grad ${name} rows ${from}..${len - 1} (ȳ = 0 after row ${c.i})`,
+        Tensor.zeros(part.shape, "f64"),
+        part,
+        "exact: hidden positions get exp(−∞) = 0 weights, hence 0·(…) gradients",
+      );
     };
     if (c.formula === "attention") {
       const hidden = causalVisibility(n, rows(c.inputs["K"]!, -2), c.config).lastVisible(c.i) + 1;
@@ -189,7 +283,8 @@ async function attentionWeights(k: Check, c: MaskCase): Promise<void> {
   const batch = K.shape.slice(0, -2);
   // V = I_m in every batch member: y = P V = P
   const eye = Tensor.zeros([...batch, m, m], c.dtype);
-  for (let b = 0; b < sizeOf(batch); b++) for (let j = 0; j < m; j++) eye.data[b * m * m + j * m + j] = 1;
+  for (let b = 0; b < sizeOf(batch); b++)
+    for (let j = 0; j < m; j++) eye.data[b * m * m + j * m + j] = 1;
   const P = await k.output(k.request("attention", c.config, { Q: c.inputs["Q"]!, K, V: eye }), "y");
   const want = toF64(P);
   const sums: number[] = [];
@@ -207,9 +302,20 @@ async function attentionWeights(k: Check, c: MaskCase): Promise<void> {
       sumsWant.push(1);
     }
   }
-  k.expectEqual("attention weights P = attention(Q, K, I_m) at masked positions", Tensor.from(want, "f64", P.shape), P, "exact: exp(−∞) = 0");
+  k.expectEqual(
+    "attention weights P = attention(Q, K, I_m) at masked positions",
+    Tensor.from(want, "f64", P.shape),
+    P,
+    "exact: exp(−∞) = 0",
+  );
   const u = unitRoundoff(c.dtype);
-  k.expectClose("Σ_j P_ij over visible keys", sumsWant, sums, 2 * (m + 2) * u + m * unitRoundoff("f64"), `2(m + 2)u with m = ${m} (softmax_simplex), plus the law's own float64 sum`);
+  k.expectClose(
+    "Σ_j P_ij over visible keys",
+    sumsWant,
+    sums,
+    2 * (m + 2) * u + m * unitRoundoff("f64"),
+    `2(m + 2)u with m = ${m} (softmax_simplex), plus the law's own float64 sum`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -222,16 +328,27 @@ interface PermCase extends FormulaCase {
 export const permutationEquivariance: Law<PermCase> = {
   name: "permutation_equivariance",
   formulas: SEQUENCE_FORMULAS,
-  statement: "without a mask or positions, f(P x) = P f(x) for every permutation P of the rows (for attention, permuting keys and values together changes nothing)",
+  statement:
+    "without a mask or positions, f(P x) = P f(x) for every permutation P " +
+    "of the rows (for attention, permuting keys and values together changes nothing)",
   tolerance: {
-    derivation: "two evaluations of the same rows in another order: 2·γ_K·(S + κ̂) (tolerance.ts); sums over keys run in another order",
+    derivation:
+      "two evaluations of the same rows in another order: 2·γ_K·(S + κ̂) " +
+      "(tolerance.ts); sums over keys run in another order",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { causal: false, positions: "none" }, dims: { batch: "any", crossM: f === "attention" } }).chain((c) =>
-        fc.tuple(permutationArb(c.dims.n), permutationArb(c.dims.m)).map(([perm, keyPerm]) => ({ ...c, perm, keyPerm })),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        fixed: { causal: false, positions: "none" },
+        dims: { batch: "any", crossM: f === "attention" },
+      }).chain((c) =>
+        fc
+          .tuple(permutationArb(c.dims.n), permutationArb(c.dims.m))
+          .map(([perm, keyPerm]) => ({ ...c, perm, keyPerm })),
       ),
     ),
   check: checked("permutation_equivariance", async (k: Check, c: PermCase) => {
@@ -244,7 +361,15 @@ export const permutationEquivariance: Law<PermCase> = {
     const outP = await k.forward(k.request(c.formula, c.config, moved), "forward of P x");
     const name = mainOutput(c.formula);
     const y = k.pick(out, name, c.formula, "forward");
-    await k.expectTwin(`${name}(P x) vs P ${name}(x)`, gatherAxis(y, -2, c.perm), k.pick(outP, name, c.formula, "forward"), req, out, name, { perm: c.perm, keyPerm: c.keyPerm });
+    await k.expectTwin(
+      `${name}(P x) vs P ${name}(x)`,
+      gatherAxis(y, -2, c.perm),
+      k.pick(outP, name, c.formula, "forward"),
+      req,
+      out,
+      name,
+      { perm: c.perm, keyPerm: c.keyPerm },
+    );
   }),
 };
 
@@ -255,10 +380,17 @@ const POSITIONED = ["mha", ...BLOCKS, "gpt"] as const;
 export const positionsBreakEquivariance: Law<FormulaCase> = {
   name: "positions_break_equivariance",
   formulas: POSITIONED,
-  statement: "NEGATIVE: with positions (learned, sinusoidal, RoPE, ALiBi) swapping the first and last rows must change f beyond P f(x): max|f(P x) − P f(x)| > the two-evaluation bound",
+  statement:
+    "NEGATIVE: with positions (learned, sinusoidal, RoPE, ALiBi) swapping " +
+    "the first and last rows must change f beyond P f(x): max|f(P x) − P " +
+    "f(x)| > the two-evaluation bound",
   tolerance: {
     derivation:
-      "the bound of permutation_equivariance, 2·γ_K·(S + κ̂), must be EXCEEDED: a difference within it means the positions had no effect. Arguments are seeded normals (inputs N(0,1), matrices N(0,1/fan-in)) with distinct ids at the swapped positions, so a correct implementation moves the output by O(slope·n) for ALiBi and O(1) otherwise",
+      "the bound of permutation_equivariance, 2·γ_K·(S + κ̂), must be " +
+      "EXCEEDED: a difference within it means the positions had no effect. " +
+      "Arguments are seeded normals (inputs N(0,1), matrices N(0,1/fan-in)) " +
+      "with distinct ids at the swapped positions, so a correct implementation " +
+      "moves the output by O(slope·n) for ALiBi and O(1) otherwise",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂ (to be exceeded)",
   },
@@ -268,7 +400,12 @@ export const positionsBreakEquivariance: Law<FormulaCase> = {
         dtype: scope.dtype,
         capabilities: scope.capabilities,
         fixed: { causal: false },
-        choose: { positions: f === "gpt" ? ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi"] : ["rope", "rope_interleaved", "alibi"] },
+        choose: {
+          positions:
+            f === "gpt"
+              ? ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi"]
+              : ["rope", "rope_interleaved", "alibi"],
+        },
         dims: { minN: 3, maxN: 5, batch: "none", minV: 5 },
         // d_model = 2 is degenerate: LayerNorm maps every row to ±(1, −1), so rows lose their content;
         // ALiBi with H = 1 has the single slope 2⁻⁸, whose effect can sit inside a float32 bound: H ≥ 2
@@ -290,7 +427,10 @@ export const positionsBreakEquivariance: Law<FormulaCase> = {
     for (const a of queries) moved[a] = gatherAxis(inputs[a]!, axis, swap);
     const req = k.request(c.formula, c.config, inputs);
     const out = await k.forward(req, "forward of x");
-    const outP = await k.forward(k.request(c.formula, c.config, moved), "forward of x with rows 0 and n−1 swapped");
+    const outP = await k.forward(
+      k.request(c.formula, c.config, moved),
+      "forward of x with rows 0 and n−1 swapped",
+    );
     const name = mainOutput(c.formula);
     const y = gatherAxis(k.pick(out, name, c.formula, "forward"), -2, swap);
     const yP = k.pick(outP, name, c.formula, "forward");
@@ -300,12 +440,17 @@ export const positionsBreakEquivariance: Law<FormulaCase> = {
     const K = roundingDepth({ formula: req.formula, config: req.config, inputs: req.inputs });
     const bound = conditionedBound(c.dtype, K, scale);
     if (!(diff > bound)) {
-      k.fail(`swapping rows 0 and ${n - 1} only permuted the output (max |f(P x) − P f(x)| = ${fmt(diff)} ≤ ${fmt(bound)}): positions = ${String(c.config["positions"])} seem not to be applied`, {
-        quantity: `${name}(P x) − P ${name}(x)`,
-        actual: diff,
-        allowed: bound,
-        toleranceReason: `must exceed 2·γ_K·(S + κ̂), K = ${K}, S = ${fmt(scale.S)}, κ̂ = ${fmt(scale.kappa)}`,
-      });
+      k.fail(
+        `swapping rows 0 and ${n - 1} only permuted the output (max |f(P x) − P ` +
+          `f(x)| = ${fmt(diff)} ≤ ${fmt(bound)}): positions = ` +
+          `${String(c.config["positions"])} seem not to be applied`,
+        {
+          quantity: `${name}(P x) − P ${name}(x)`,
+          actual: diff,
+          allowed: bound,
+          toleranceReason: `must exceed 2·γ_K·(S + κ̂), K = ${K}, S = ${fmt(scale.S)}, κ̂ = ${fmt(scale.kappa)}`,
+        },
+      );
     }
   }),
 };
@@ -329,16 +474,28 @@ function permuteBlocks(t: Tensor, axis: number, order: readonly number[], size: 
 export const headsPermutation: Law<HeadPermCase> = {
   name: "heads_permutation",
   formulas: ["mha"],
-  statement: "permuting the heads (column blocks of W_Q, W_K, W_V and their biases, KV groups kept together) with the matching row blocks of W_O leaves mha unchanged",
+  statement:
+    "permuting the heads (column blocks of W_Q, W_K, W_V and their biases, " +
+    "KV groups kept together) with the matching row blocks of W_O leaves mha unchanged",
   tolerance: {
-    derivation: "two evaluations of the same sum over heads in another order: 2·γ_K·(S + κ̂) (tolerance.ts). ALiBi is excluded: its slopes belong to head positions, so permuting heads changes the model",
+    derivation:
+      "two evaluations of the same sum over heads in another order: 2·γ_K·(S " +
+      "+ κ̂) (tolerance.ts). ALiBi is excluded: its slopes belong to head " +
+      "positions, so permuting heads changes the model",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { positions: ["none", "rope", "rope_interleaved"] }, dims: { minH: 2, batch: "any" } }).chain((c) =>
-        fc.tuple(permutationArb(c.dims.H_kv), permutationArb(c.dims.H / c.dims.H_kv)).map(([groups, within]) => ({ ...c, groups, within })),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        choose: { positions: ["none", "rope", "rope_interleaved"] },
+        dims: { minH: 2, batch: "any" },
+      }).chain((c) =>
+        fc
+          .tuple(permutationArb(c.dims.H_kv), permutationArb(c.dims.H / c.dims.H_kv))
+          .map(([groups, within]) => ({ ...c, groups, within })),
       ),
     ),
   check: checked("heads_permutation", async (k: Check, c: HeadPermCase) => {
@@ -359,7 +516,15 @@ export const headsPermutation: Law<HeadPermCase> = {
     const req = k.request("mha", c.config, c.inputs);
     const out = await k.forward(req, "forward");
     const y2 = await k.output(k.request("mha", c.config, p), "y", "forward with heads permuted");
-    await k.expectTwin("mha y with heads permuted vs y", k.pick(out, "y", "mha", "forward"), y2, req, out, "y", { headOrder: qOrder, kvOrder: c.groups });
+    await k.expectTwin(
+      "mha y with heads permuted vs y",
+      k.pick(out, "y", "mha", "forward"),
+      y2,
+      req,
+      out,
+      "y",
+      { headOrder: qOrder, kvOrder: c.groups },
+    );
   }),
 };
 
@@ -384,7 +549,11 @@ function splitHeads(t: Tensor, H: number): Tensor {
   const pre = s.slice(0, -2);
   const out = Tensor.zeros([...pre, H, n, d], t.dtype);
   const B = sizeOf(pre);
-  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) out.data[((b * H + h) * n + i) * d + j] = t.data[(b * n + i) * D + h * d + j]!;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < d; j++)
+          out.data[((b * H + h) * n + i) * d + j] = t.data[(b * n + i) * D + h * d + j]!;
   return out;
 }
 
@@ -395,14 +564,22 @@ function mergeHeads(t: Tensor): Tensor {
   const pre = s.slice(0, -3);
   const out = Tensor.zeros([...pre, n, H * d], t.dtype);
   const B = sizeOf(pre);
-  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) out.data[(b * n + i) * H * d + h * d + j] = t.data[((b * H + h) * n + i) * d + j]!;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < d; j++)
+          out.data[(b * n + i) * H * d + h * d + j] = t.data[((b * H + h) * n + i) * d + j]!;
   return out;
 }
 
 /** Head axis (-3) repeated: query head h uses KV head ⌊h / G⌋. */
 function repeatHeads(t: Tensor, G: number): Tensor {
   const Hkv = t.shape[t.shape.length - 3]!;
-  return gatherAxis(t, -3, Array.from({ length: Hkv * G }, (_, h) => Math.floor(h / G)));
+  return gatherAxis(
+    t,
+    -3,
+    Array.from({ length: Hkv * G }, (_, h) => Math.floor(h / G)),
+  );
 }
 
 const round = (t: Tensor, dtype: FloatDType) => (t.dtype === dtype ? t : t.to(dtype));
@@ -410,10 +587,17 @@ const round = (t: Tensor, dtype: FloatDType) => (t.dtype === dtype ? t : t.to(dt
 export const mhaDecomposition: Law<FormulaCase> = {
   name: "mha_decomposition",
   formulas: ["mha"],
-  statement: "mha(x) = Concat_h attention(x W_Q^h + b_Q^h, x W_K^g + b_K^g, x W_V^g + b_V^g) W_O + b_O with head h = column block h, g = ⌊h/(H/H_kv)⌋, and the scale 1/√d_k of attention",
+  statement:
+    "mha(x) = Concat_h attention(x W_Q^h + b_Q^h, x W_K^g + b_K^g, x W_V^g " +
+    "+ b_V^g) W_O + b_O with head h = column block h, g = ⌊h/(H/H_kv)⌋, and " +
+    "the scale 1/√d_k of attention",
   tolerance: {
     derivation:
-      "the same quantity computed two ways (mha in one call; projections by the law in float64, rounded to the dtype, then the implementation's attention, then W_O in float64): within the conditioned bound 2·γ_K·(S + κ̂) of the mha request (tolerance.ts); the law's float64 steps are more accurate than the dtype's",
+      "the same quantity computed two ways (mha in one call; projections by " +
+      "the law in float64, rounded to the dtype, then the implementation's " +
+      "attention, then W_O in float64): within the conditioned bound 2·γ_K·(S " +
+      "+ κ̂) of the mha request (tolerance.ts); the law's float64 steps are " +
+      "more accurate than the dtype's",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂",
   },
@@ -422,7 +606,16 @@ export const mhaDecomposition: Law<FormulaCase> = {
     oneOfFormulas(scope, (f) =>
       // ALiBi is left out: the registry's attention formula with alibi: true cannot be evaluated on
       // its own ([H, n, m] bias against [..., n, m] scores is rejected by the shape rules)
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { positions: scope.declared.includes("rope") ? ["none", "rope", "rope_interleaved"] : ["none"] }, dims: { batch: "any" } }),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        choose: {
+          positions: scope.declared.includes("rope")
+            ? ["none", "rope", "rope_interleaved"]
+            : ["none"],
+        },
+        dims: { batch: "any" },
+      }),
     ),
   check: checked("mha_decomposition", async (k: Check, c: FormulaCase) => {
     const { H, H_kv } = c.dims;
@@ -434,18 +627,39 @@ export const mhaDecomposition: Law<FormulaCase> = {
     Q = round(Q, c.dtype);
     K = round(K, c.dtype);
     if (positions === "rope" || positions === "rope_interleaved") {
-      const ropeCfg = { base: c.config["rope_base"] ?? 10000, offset: 0, convention: positions === "rope" ? "half" : "interleaved" };
+      const ropeCfg = {
+        base: c.config["rope_base"] ?? 10000,
+        offset: 0,
+        convention: positions === "rope" ? "half" : "interleaved",
+      };
       Q = await k.output(k.request("rope", ropeCfg, { x: Q }), "y", "rope of the queries");
       K = await k.output(k.request("rope", ropeCfg, { x: K }), "y", "rope of the keys");
     }
     const G = H / H_kv;
-    const attnCfg: Record<string, number | string | boolean> = { causal: c.config["causal"] ?? true };
+    const attnCfg: Record<string, number | string | boolean> = {
+      causal: c.config["causal"] ?? true,
+    };
     if (positions === "alibi") Object.assign(attnCfg, { alibi: true, H });
-    const heads = await k.output(k.request("attention", attnCfg, { Q, K: repeatHeads(K, G), V: round(repeatHeads(V, G), c.dtype) }), "y", "attention of the heads");
+    const heads = await k.output(
+      k.request("attention", attnCfg, {
+        Q,
+        K: repeatHeads(K, G),
+        V: round(repeatHeads(V, G), c.dtype),
+      }),
+      "y",
+      "attention of the heads",
+    );
     const composed = project(mergeHeads(heads), c.inputs["W_O"]!, c.inputs["b_O"]);
     const req = k.request("mha", c.config, c.inputs);
     const out = await k.forward(req, "mha forward");
-    await k.expectTwin("mha y vs Concat_h attention(…) W_O + b_O", composed, k.pick(out, "y", "mha", "forward"), req, out, "y");
+    await k.expectTwin(
+      "mha y vs Concat_h attention(…) W_O + b_O",
+      composed,
+      k.pick(out, "y", "mha", "forward"),
+      req,
+      out,
+      "y",
+    );
   }),
 };
 
@@ -462,42 +676,92 @@ export const ropeRelative: Law<RopeCase> = {
   name: "rope_relative",
   formulas: ["rope", "mha"],
   statement:
-    "RoPE: position 0 is the identity, rotations preserve row norms, and ⟨R_{a+i} q_i, R_{b+i} k_i⟩ = ⟨R_{a+s+i} q_i, R_{b+s+i} k_i⟩ (scores depend on the offset only); mha with RoPE is invariant to shifting every position by s",
+    "RoPE: position 0 is the identity, rotations preserve row norms, and " +
+    "⟨R_{a+i} q_i, R_{b+i} k_i⟩ = ⟨R_{a+s+i} q_i, R_{b+s+i} k_i⟩ (scores " +
+    "depend on the offset only); mha with RoPE is invariant to shifting " +
+    "every position by s",
   tolerance: {
     derivation:
-      "each rotated entry is within γ_R·(|x_j| + |x_j'|) of exact, γ_R = ropeDepth(p_max)·u (angle θ = p·ω with relative error 3u, hence absolute 3u·p_max, then two products and a sum). Norms: |‖ŷ‖² − ‖x‖²| ≤ 2‖x‖‖e‖ + ‖e‖² ≤ 3γ_R‖x‖² (‖e‖ ≤ √2γ_R‖x‖), plus the law's float64 sums 2γ_{d_k}. Dot products: each side within 2√2γ_R‖q‖‖k‖ + O(γ²) of exact, so the two sides within 6γ_R‖q‖‖k‖. Entries below the normal range add up to 3 smallest normals each (underflowAllowance, times ‖·‖₁ of the other factor). Position 0: exact (cos 0 = 1, sin 0 = 0). mha: 2·γ_K·(S + κ̂) of the shifted request",
+      "each rotated entry is within γ_R·(|x_j| + |x_j'|) of exact, γ_R = " +
+      "ropeDepth(p_max)·u (angle θ = p·ω with relative error 3u, hence " +
+      "absolute 3u·p_max, then two products and a sum). Norms: |‖ŷ‖² − ‖x‖²| ≤ " +
+      "2‖x‖‖e‖ + ‖e‖² ≤ 3γ_R‖x‖² (‖e‖ ≤ √2γ_R‖x‖), plus the law's float64 sums " +
+      "2γ_{d_k}. Dot products: each side within 2√2γ_R‖q‖‖k‖ + O(γ²) of exact, " +
+      "so the two sides within 6γ_R‖q‖‖k‖. Entries below the normal range add " +
+      "up to 3 smallest normals each (underflowAllowance, times ‖·‖₁ of the " +
+      "other factor). Position 0: exact (cos 0 = 1, sin 0 = 0). mha: 2·γ_K·(S " +
+      "+ κ̂) of the shifted request",
     bound: (dtype, s) => 6 * ropeDepth(s["p_max"] ?? 1) * unitRoundoff(dtype),
     scale: "‖q‖·‖k‖ (norms: ‖x‖²)",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
       f === "rope"
-        ? formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { offset: [0] }, dims: { batch: "any" } }).chain((c) =>
+        ? formulaCaseArb(f, {
+            dtype: scope.dtype,
+            capabilities: scope.capabilities,
+            choose: { offset: [0] },
+            dims: { batch: "any" },
+          }).chain((c) =>
             fc
-              .tuple(inputsArb(f, c.config, c.dims, { dtype: scope.dtype }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 40 }))
+              .tuple(
+                inputsArb(f, c.config, c.dims, { dtype: scope.dtype }),
+                fc.integer({ min: 0, max: 40 }),
+                fc.integer({ min: 0, max: 40 }),
+                fc.integer({ min: 1, max: 40 }),
+              )
               .map(([z, a, b, s]) => ({ ...c, z: z["x"]!, a, b, s })),
           )
-        : formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { positions: ["rope", "rope_interleaved"] }, dims: { batch: "any" } }).chain((c) =>
-            fc.integer({ min: 1, max: 40 }).map((s) => ({ ...c, z: c.inputs["x"]!, a: 0, b: 0, s })),
+        : formulaCaseArb(f, {
+            dtype: scope.dtype,
+            capabilities: scope.capabilities,
+            choose: { positions: ["rope", "rope_interleaved"] },
+            dims: { batch: "any" },
+          }).chain((c) =>
+            fc
+              .integer({ min: 1, max: 40 })
+              .map((s) => ({ ...c, z: c.inputs["x"]!, a: 0, b: 0, s })),
           ),
     ),
   check: checked("rope_relative", async (k: Check, c: RopeCase) => {
     if (c.formula === "mha") {
       const req = k.request("mha", { ...c.config, offset: c.s }, c.inputs);
       const out = await k.forward(req, `mha with offset ${c.s}`);
-      const y0 = await k.output(k.request("mha", { ...c.config, offset: 0 }, c.inputs), "y", "mha with offset 0");
-      await k.expectTwin(`mha y with every position shifted by ${c.s} vs unshifted`, y0, k.pick(out, "y", "mha", "forward"), req, out, "y", { shift: c.s });
+      const y0 = await k.output(
+        k.request("mha", { ...c.config, offset: 0 }, c.inputs),
+        "y",
+        "mha with offset 0",
+      );
+      await k.expectTwin(
+        `mha y with every position shifted by ${c.s} vs unshifted`,
+        y0,
+        k.pick(out, "y", "mha", "forward"),
+        req,
+        out,
+        "y",
+        { shift: c.s },
+      );
       return;
     }
     const x = c.inputs["x"]!;
     const n = rows(x, -2);
     const d = x.shape.at(-1)!;
-    const rope = (t: Tensor, offset: number) => k.output(k.request("rope", { ...c.config, offset }, { x: t }), "y", `rope with offset ${offset}`);
+    const rope = (t: Tensor, offset: number) =>
+      k.output(
+        k.request("rope", { ...c.config, offset }, { x: t }),
+        "y",
+        `rope with offset ${offset}`,
+      );
     const u = unitRoundoff(c.dtype);
     const u64 = unitRoundoff("f64");
     // position 0 is the identity
     const r0 = await rope(x, 0);
-    k.expectEqual("rope(x, offset 0) row 0 = x row 0", rowSlice(x, 0), rowSlice(r0, 0), "exact: cos 0 = 1, sin 0 = 0");
+    k.expectEqual(
+      "rope(x, offset 0) row 0 = x row 0",
+      rowSlice(x, 0),
+      rowSlice(r0, 0),
+      "exact: cos 0 = 1, sin 0 = 0",
+    );
     const pMax = Math.max(c.a, c.b) + c.s + n;
     const gR = ropeDepth(pMax) * u;
     // norms
@@ -508,15 +772,36 @@ export const ropeRelative: Law<RopeCase> = {
     const sp = underflowAllowance(c.dtype, 3) + underflowAllowance("f64", 2 * d);
     const l1x = rowL1(x);
     const l1z = rowL1(c.z);
-    k.expectClose("‖rope(x)_i‖² vs ‖x_i‖²", nx, nr, Array.from(nx, (v, i) => (3 * gR + 2 * (d + 1) * u64) * v + 4 * sp * (l1x[i]! + 1)), `(3γ_R + 2γ_{d_k}(f64))·‖x_i‖² + 4·(3 smallest normals)·‖x_i‖₁, γ_R = ${ropeDepth(pMax)}u`);
+    k.expectClose(
+      "‖rope(x)_i‖² vs ‖x_i‖²",
+      nx,
+      nr,
+      Array.from(nx, (v, i) => (3 * gR + 2 * (d + 1) * u64) * v + 4 * sp * (l1x[i]! + 1)),
+      `(3γ_R + 2γ_{d_k}(f64))·‖x_i‖² + 4·(3 smallest normals)·‖x_i‖₁, γ_R = ${ropeDepth(pMax)}u`,
+    );
     // relative positions
-    const [qa, kb, qas, kbs] = await Promise.all([rope(x, c.a), rope(c.z, c.b), rope(x, c.a + c.s), rope(c.z, c.b + c.s)]);
+    const [qa, kb, qas, kbs] = await Promise.all([
+      rope(x, c.a),
+      rope(c.z, c.b),
+      rope(x, c.a + c.s),
+      rope(c.z, c.b + c.s),
+    ]);
     const d1 = rowDots(qa, kb);
     const d2 = rowDots(qas, kbs);
     const qn = rowNorms(x);
     const kn = rowNorms(c.z);
-    const allowed = Array.from(qn, (v, i) => (6 * gR + 4 * (d + 1) * u64) * v * kn[i]! + 4 * sp * (l1x[i]! + l1z[i]! + 1));
-    k.expectClose(`⟨R q, R k⟩ at offsets (${c.a}, ${c.b}) vs (${c.a + c.s}, ${c.b + c.s})`, d1, d2, allowed, `(6γ_R + 4γ_{d_k}(f64))·‖q_i‖‖k_i‖ + 4·(3 smallest normals)·(‖q_i‖₁ + ‖k_i‖₁ + 1), γ_R = ${ropeDepth(pMax)}u`, { a: c.a, b: c.b, shift: c.s });
+    const allowed = Array.from(
+      qn,
+      (v, i) => (6 * gR + 4 * (d + 1) * u64) * v * kn[i]! + 4 * sp * (l1x[i]! + l1z[i]! + 1),
+    );
+    k.expectClose(
+      `⟨R q, R k⟩ at offsets (${c.a}, ${c.b}) vs (${c.a + c.s}, ${c.b + c.s})`,
+      d1,
+      d2,
+      allowed,
+      `(6γ_R + 4γ_{d_k}(f64))·‖q_i‖‖k_i‖ + 4·(3 smallest normals)·(‖q_i‖₁ + ‖k_i‖₁ + 1), γ_R = ${ropeDepth(pMax)}u`,
+      { a: c.a, b: c.b, shift: c.s },
+    );
   }),
 };
 
@@ -552,7 +837,8 @@ function rowNorms(t: Tensor): Float64Array {
 function rowL1(t: Tensor): Float64Array {
   const d = t.shape.at(-1)!;
   const out = new Float64Array(t.size / d);
-  for (let r = 0; r < out.length; r++) for (let j = 0; j < d; j++) out[r] = out[r]! + Math.abs(t.data[r * d + j]!);
+  for (let r = 0; r < out.length; r++)
+    for (let j = 0; j < d; j++) out[r] = out[r]! + Math.abs(t.data[r * d + j]!);
   return out;
 }
 
@@ -576,35 +862,73 @@ interface AlibiCase extends FormulaCase {
 export const alibiForms: Law<AlibiCase> = {
   name: "alibi_forms",
   formulas: ["alibi_bias"],
-  statement: "softmax(S + B_relative) = softmax(S + B_absolute): the two ALiBi forms differ by s_h·(i + m − n), a constant per row",
+  statement:
+    "softmax(S + B_relative) = softmax(S + B_absolute): the two ALiBi forms " +
+    "differ by s_h·(i + m − n), a constant per row",
   tolerance: {
     derivation:
-      "the two score rows differ by a per-row constant up to δ ≤ u·|S + B| (the law's rounding of each sum, in the dtype) + γ_B·|B| (the bias values, γ_B = (4 + 2m)u: slope by pow and a product); softmax moves by |Δp_j| ≤ 2p_j·max|δ| ≤ 2max|δ|, and each softmax evaluation is within (m + 3)u + u/e of exact (softmax_simplex): allowed 2max|δ| + 2((m + 3)u + u)",
+      "the two score rows differ by a per-row constant up to δ ≤ u·|S + B| " +
+      "(the law's rounding of each sum, in the dtype) + γ_B·|B| (the bias " +
+      "values, γ_B = (4 + 2m)u: slope by pow and a product); softmax moves by " +
+      "|Δp_j| ≤ 2p_j·max|δ| ≤ 2max|δ|, and each softmax evaluation is within " +
+      "(m + 3)u + u/e of exact (softmax_simplex): allowed 2max|δ| + 2((m + 3)u + u)",
     bound: (dtype, s) => 2 * ((s["m"] ?? 1) + 4) * unitRoundoff(dtype),
     scale: "1 (+ 2·max|δ|)",
   },
   requires: () => ["softmax"],
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { crossM: true, maxH: 8 } }).chain((c) =>
-        fc.tuple(fc.constant(c), floatScores(c, scope.dtype)).map(([cc, scores]) => ({ ...cc, scores })),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        dims: { crossM: true, maxH: 8 },
+      }).chain((c) =>
+        fc
+          .tuple(fc.constant(c), floatScores(c, scope.dtype))
+          .map(([cc, scores]) => ({ ...cc, scores })),
       ),
     ),
   check: checked("alibi_forms", async (k: Check, c: AlibiCase) => {
-    const rel = await k.output(k.request("alibi_bias", { ...c.config, form: "relative" }, {}), "y", "alibi_bias relative");
-    const abs = await k.output(k.request("alibi_bias", { ...c.config, form: "absolute" }, {}), "y", "alibi_bias absolute");
-    if (rel.size !== c.scores.size || abs.size !== c.scores.size) k.fail(`alibi_bias returned ${rel.size} and ${abs.size} elements for [H, n, m] = ${c.scores.size}`);
+    const rel = await k.output(
+      k.request("alibi_bias", { ...c.config, form: "relative" }, {}),
+      "y",
+      "alibi_bias relative",
+    );
+    const abs = await k.output(
+      k.request("alibi_bias", { ...c.config, form: "absolute" }, {}),
+      "y",
+      "alibi_bias absolute",
+    );
+    if (rel.size !== c.scores.size || abs.size !== c.scores.size)
+      k.fail(
+        `alibi_bias returned ${rel.size} and ${abs.size} elements for [H, n, m] = ${c.scores.size}`,
+      );
     const add = (b: Tensor) => mapT(c.scores, (v, i) => v + b.data[i]!, c.dtype);
     const sRel = add(rel);
     const sAbs = add(abs);
-    const pRel = await k.output(k.request("softmax", {}, { x: sRel }), "y", "softmax(S + B_relative)");
-    const pAbs = await k.output(k.request("softmax", {}, { x: sAbs }), "y", "softmax(S + B_absolute)");
+    const pRel = await k.output(
+      k.request("softmax", {}, { x: sRel }),
+      "y",
+      "softmax(S + B_relative)",
+    );
+    const pAbs = await k.output(
+      k.request("softmax", {}, { x: sAbs }),
+      "y",
+      "softmax(S + B_absolute)",
+    );
     const u = unitRoundoff(c.dtype);
     const m = c.scores.shape.at(-1)!;
     const gB = (4 + 2 * m) * u;
-    const delta = u * Math.max(maxAbs(sRel), maxAbs(sAbs)) + gB * Math.max(maxAbs(rel), maxAbs(abs));
+    const delta =
+      u * Math.max(maxAbs(sRel), maxAbs(sAbs)) + gB * Math.max(maxAbs(rel), maxAbs(abs));
     const allowed = 2 * delta + 2 * ((m + 3) * u + u);
-    k.expectClose("softmax(S + B_relative) vs softmax(S + B_absolute)", pRel, pAbs, allowed, `2·max|δ| + 2((m + 3)u + u), max|δ| = ${fmt(delta)}, m = ${m}`);
+    k.expectClose(
+      "softmax(S + B_relative) vs softmax(S + B_absolute)",
+      pRel,
+      pAbs,
+      allowed,
+      `2·max|δ| + 2((m + 3)u + u), max|δ| = ${fmt(delta)}, m = ${m}`,
+    );
   }),
 };
 
@@ -612,7 +936,12 @@ function floatScores(c: FormulaCase, dtype: FloatDType): fc.Arbitrary<Tensor> {
   const H = Number(c.config["H"]);
   const n = Number(c.config["n"]);
   const m = typeof c.config["m"] === "number" ? Number(c.config["m"]) : n;
-  return inputsArb("softmax", {}, { ...c.dims, m, batch: [H, n] }, { dtype, range: () => ({ min: -20, max: 20 }) }).map((r) => r["x"]!);
+  return inputsArb(
+    "softmax",
+    {},
+    { ...c.dims, m, batch: [H, n] },
+    { dtype, range: () => ({ min: -20, max: 20 }) },
+  ).map((r) => r["x"]!);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,15 +949,23 @@ function floatScores(c: FormulaCase, dtype: FloatDType): fc.Arbitrary<Tensor> {
 export const groupedQuery: Law<FormulaCase> = {
   name: "grouped_query",
   formulas: ["mha"],
-  statement: "mha with H_kv KV heads = mha with H_kv = H whose W_K, W_V (and biases) repeat each KV head's column block H/H_kv times; and H_kv = H given explicitly = H_kv left at its default",
+  statement:
+    "mha with H_kv KV heads = mha with H_kv = H whose W_K, W_V (and biases) " +
+    "repeat each KV head's column block H/H_kv times; and H_kv = H given " +
+    "explicitly = H_kv left at its default",
   tolerance: {
-    derivation: "the same arithmetic on the same values (repeated blocks): 2·γ_K·(S + κ̂) of the grouped request (tolerance.ts)",
+    derivation:
+      "the same arithmetic on the same values (repeated blocks): 2·γ_K·(S + κ̂) of the grouped request (tolerance.ts)",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { minH: 2, maxH: 4, batch: "any" } }).filter((c) => c.dims.H_kv < c.dims.H || c.dims.H === 1),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        dims: { minH: 2, maxH: 4, batch: "any" },
+      }).filter((c) => c.dims.H_kv < c.dims.H || c.dims.H === 1),
     ),
   check: checked("grouped_query", async (k: Check, c: FormulaCase) => {
     const { H, H_kv, d_k } = c.dims;
@@ -646,9 +983,21 @@ export const groupedQuery: Law<FormulaCase> = {
     const mhaCfg: Record<string, number | string | boolean> = { ...c.config };
     delete mhaCfg["H_kv"];
     const yMha = await k.output(k.request("mha", mhaCfg, rep), "y", "mha with K/V heads repeated");
-    const yExplicit = await k.output(k.request("mha", { ...mhaCfg, H_kv: H }, rep), "y", "mha with H_kv = H given explicitly");
+    const yExplicit = await k.output(
+      k.request("mha", { ...mhaCfg, H_kv: H }, rep),
+      "y",
+      "mha with H_kv = H given explicitly",
+    );
     const y = k.pick(out, "y", "mha", "forward");
-    await k.expectTwin(`mha(H_kv = ${H_kv}) vs mha(H_kv = H) with K/V blocks repeated per group`, yMha, y, req, out, "y", { kvHeadOfQueryHead: order });
+    await k.expectTwin(
+      `mha(H_kv = ${H_kv}) vs mha(H_kv = H) with K/V blocks repeated per group`,
+      yMha,
+      y,
+      req,
+      out,
+      "y",
+      { kvHeadOfQueryHead: order },
+    );
     await k.expectTwin("mha with H_kv = H explicit vs default", yMha, yExplicit, req, out, "y");
   }),
 };
@@ -658,14 +1007,27 @@ export const groupedQuery: Law<FormulaCase> = {
 export const uniformKeys: Law<FormulaCase> = {
   name: "uniform_keys",
   formulas: ["attention"],
-  statement: "identical keys give uniform weights: attention(Q, 1kᵀ, V)_i = mean of the V rows visible to query i",
+  statement:
+    "identical keys give uniform weights: attention(Q, 1kᵀ, V)_i = mean of the V rows visible to query i",
   tolerance: {
     derivation:
-      "equal scores make every weight 1/c (c visible keys) up to (c + 2)u (sum of c equal terms, a division); y_i = Σ p_j V_j adds γ_c·max|V|; a kernel that computes the equal scores in different instruction paths may differ by γ_{d_k}·|q||k|/√d_k, which moves weights by twice that: allowed (2c + 4)u·max|V| + 2γ_{d_k+1}·|q||k|/√d_k·max|V| + c·u₆₄·max|V| (the law's own mean)",
+      "equal scores make every weight 1/c (c visible keys) up to (c + 2)u " +
+      "(sum of c equal terms, a division); y_i = Σ p_j V_j adds γ_c·max|V|; a " +
+      "kernel that computes the equal scores in different instruction paths " +
+      "may differ by γ_{d_k}·|q||k|/√d_k, which moves weights by twice that: " +
+      "allowed (2c + 4)u·max|V| + 2γ_{d_k+1}·|q||k|/√d_k·max|V| + c·u₆₄·max|V| " +
+      "(the law's own mean)",
     bound: (dtype, s) => (2 * (s["m"] ?? 1) + 4) * unitRoundoff(dtype),
     scale: "max|V|",
   },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, dims: { batch: "any", crossM: true } })),
+  arbitrary: (scope) =>
+    oneOfFormulas(scope, (f) =>
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        dims: { batch: "any", crossM: true },
+      }),
+    ),
   check: checked("uniform_keys", async (k: Check, c: FormulaCase) => {
     const Q = c.inputs["Q"]!;
     const K0 = c.inputs["K"]!;
@@ -696,11 +1058,18 @@ export const uniformKeys: Law<FormulaCase> = {
           for (const r of keys) s += V.data[(b * m + r) * d_v + j]!;
           const o = (b * n + i) * d_v + j;
           want[o] = visible === 0 ? 0 : s / visible;
-          allowed[o] = ((2 * visible + 4) * u + scoreSpread + visible * unitRoundoff("f64")) * vmax + underflowAllowance(c.dtype, visible + 4, 1 + vmax);
+          allowed[o] =
+            ((2 * visible + 4) * u + scoreSpread + visible * unitRoundoff("f64")) * vmax +
+            underflowAllowance(c.dtype, visible + 4, 1 + vmax);
         }
       }
     }
-    k.expectClose("attention with identical keys vs the mean of the visible V rows", Tensor.from(want, "f64", y.shape), y, allowed, "(2c + 4)u·max|V| + 2γ_{d_k+1}|q||k|/√d_k·max|V| + c·u₆₄·max|V|, c = visible keys");
+    k.expectClose(
+      "attention with identical keys vs the mean of the visible V rows",
+      Tensor.from(want, "f64", y.shape),
+      y,
+      allowed,
+      "(2c + 4)u·max|V| + 2γ_{d_k+1}|q||k|/√d_k·max|V| + c·u₆₄·max|V|, c = visible keys",
+    );
   }),
 };
-

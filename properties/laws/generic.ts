@@ -6,20 +6,35 @@ import fc from "fast-check";
 import { dim, evalDim } from "../../spec/dims.js";
 import { exampleConfig, getFormula } from "../../spec/formula.js";
 import type { FormulaConfig, Implementation } from "../../autodiff/implementation.js";
-import { Tensor, shapeToString, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
+import {
+  Tensor,
+  shapeToString,
+  type FloatDType,
+  type NamedTensors,
+} from "../../autodiff/tensor.js";
 import { referenceGraph, referenceImplementation } from "../../reference/implementation.js";
 import { topoSort } from "../../spec/node.js";
 import type { Capabilities } from "../../autodiff/capabilities.js";
 import { formulaCaseArb, inputsArb, type Dims, type FormulaCase } from "../arbitraries.js";
 import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
 import { firstBitDifference, stack, unstackAt } from "../tensor-ops.js";
-import { cancelledMagnitude, gamma, roundingDepth, sensitivity, smallestNormal, unitRoundoff } from "../tolerance.js";
+import {
+  cancelledMagnitude,
+  gamma,
+  roundingDepth,
+  sensitivity,
+  smallestNormal,
+  unitRoundoff,
+} from "../tolerance.js";
 
 /** Hyperparameter values the generic laws add to the registry's choices. */
 const KV_CHOICES = { kv_cache: [false, true] } as const;
 
 /** Formulas of the scope, each with equal weight. */
-export function oneOfFormulas<C>(scope: LawScope, arb: (formula: string) => fc.Arbitrary<C>): fc.Arbitrary<C> {
+export function oneOfFormulas<C>(
+  scope: LawScope,
+  arb: (formula: string) => fc.Arbitrary<C>,
+): fc.Arbitrary<C> {
   if (scope.formulas.length === 0) throw new RangeError("no formula to generate cases for");
   return fc.oneof(...scope.formulas.map((f) => arb(f)));
 }
@@ -28,13 +43,25 @@ function hasKvCache(formula: string): boolean {
   return getFormula(formula).hyper.some((h) => h.name === "kv_cache");
 }
 
-/** Dim options a formula needs for its generic cases (keys independent of queries for attention, a cache for kv formulas). */
-function genericCase(formula: string, dtype: FloatDType, extra: { batch?: "any" | "none" } = {}, capabilities?: Capabilities): fc.Arbitrary<FormulaCase> {
+/**
+ * Dim options a formula needs for its generic cases (keys independent of queries for attention, a
+ * cache for kv formulas).
+ */
+function genericCase(
+  formula: string,
+  dtype: FloatDType,
+  extra: { batch?: "any" | "none" } = {},
+  capabilities?: Capabilities,
+): fc.Arbitrary<FormulaCase> {
   return formulaCaseArb(formula, {
     dtype,
     capabilities,
     ...(hasKvCache(formula) ? { choose: KV_CHOICES } : {}),
-    dims: { batch: extra.batch ?? "any", crossM: formula === "attention", maxP: hasKvCache(formula) ? 3 : 0 },
+    dims: {
+      batch: extra.batch ?? "any",
+      crossM: formula === "attention",
+      maxP: hasKvCache(formula) ? 3 : 0,
+    },
   });
 }
 
@@ -47,7 +74,12 @@ function dimsEnv(formula: string, config: FormulaConfig, dims: Dims): Map<string
     const v = config[h.name];
     if (h.dim === true && typeof v === "number") env.set(h.name, v);
   }
-  if (config["m"] === undefined && env.has("n") && (formula === "causal_mask" || formula === "alibi_bias")) env.set("m", env.get("n")!);
+  if (
+    config["m"] === undefined &&
+    env.has("n") &&
+    (formula === "causal_mask" || formula === "alibi_bias")
+  )
+    env.set("m", env.get("n")!);
   return env;
 }
 
@@ -56,9 +88,15 @@ function dimsEnv(formula: string, config: FormulaConfig, dims: Dims): Map<string
 export const shapeAlgebra: Law = {
   name: "shape_algebra",
   formulas: "all",
-  statement: "shape(f(x)) = the spec's symbolic output shapes at the dim binding (batch axes, n = 1, H = 1, odd d_k included)",
-  tolerance: { derivation: "exact: shapes and dtypes are integers and names", bound: () => 0, scale: "1" },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
+  statement:
+    "shape(f(x)) = the spec's symbolic output shapes at the dim binding (batch axes, n = 1, H = 1, odd d_k included)",
+  tolerance: {
+    derivation: "exact: shapes and dtypes are integers and names",
+    bound: () => 0,
+    scale: "1",
+  },
+  arbitrary: (scope) =>
+    oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
   check: checked("shape_algebra", async (k: Check, c: FormulaCase) => {
     const def = getFormula(c.formula);
     const outs = await k.forward(k.request(c.formula, c.config, c.inputs));
@@ -72,21 +110,34 @@ export const shapeAlgebra: Law = {
           continue;
         }
         const v = evalDim(dim(s), env);
-        if (v === undefined) k.fail(`output ${o.name}: the law cannot size dim ${s} from ${[...env].map(([a, b]) => `${a}=${b}`).join(" ")}`);
+        if (v === undefined)
+          k.fail(
+            `output ${o.name}: the law cannot size dim ${s} from ${[...env].map(([a, b]) => `${a}=${b}`).join(" ")}`,
+          );
         want.push(v);
       }
       if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-        k.fail(`output ${o.name} has shape ${shapeToString(t.shape)}; the spec's [${o.shape.join(", ")}] at ${describeBinding(o.shape, env, c.dims.batch)} is ${shapeToString(want)}`, {
-          quantity: o.name,
-          values: { actualShape: [...t.shape], expectedShape: want, symbolic: [...o.shape] },
-        });
+        k.fail(
+          `output ${o.name} has shape ${shapeToString(t.shape)}; the spec's ` +
+            `[${o.shape.join(", ")}] at ` +
+            `${describeBinding(o.shape, env, c.dims.batch)} is ` +
+            `${shapeToString(want)}`,
+          {
+            quantity: o.name,
+            values: { actualShape: [...t.shape], expectedShape: want, symbolic: [...o.shape] },
+          },
+        );
       }
       k.expectDtype(o.name, t);
     }
   }),
 };
 
-function describeBinding(shape: readonly string[], env: ReadonlyMap<string, number>, batch: readonly number[]): string {
+function describeBinding(
+  shape: readonly string[],
+  env: ReadonlyMap<string, number>,
+  batch: readonly number[],
+): string {
   const names = new Set<string>();
   for (const s of shape) for (const m of s.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)) names.add(m[0]);
   const parts = [...names].filter((n) => env.has(n)).map((n) => `${n} = ${env.get(n)}`);
@@ -107,9 +158,15 @@ function stripUnknown(formula: string, config: FormulaConfig): FormulaConfig {
 export const determinism: Law = {
   name: "determinism",
   formulas: "all",
-  statement: "f(x) computed twice is bitwise identical (−0 ≠ +0), and f never modifies its arguments",
-  tolerance: { derivation: "exact: the same operations on the same operands round the same way", bound: () => 0, scale: "1" },
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
+  statement:
+    "f(x) computed twice is bitwise identical (−0 ≠ +0), and f never modifies its arguments",
+  tolerance: {
+    derivation: "exact: the same operations on the same operands round the same way",
+    bound: () => 0,
+    scale: "1",
+  },
+  arbitrary: (scope) =>
+    oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
   check: checked("determinism", async (k: Check, c: FormulaCase) => {
     const keep: NamedTensors = {};
     for (const [name, t] of Object.entries(c.inputs)) keep[name] = t.clone();
@@ -117,12 +174,17 @@ export const determinism: Law = {
     for (const [name, t] of Object.entries(keep)) {
       const i = firstBitDifference(t, c.inputs[name]!);
       if (i >= 0) {
-        k.fail(`the implementation modified its argument ${name} (element ${JSON.stringify(t.unravel(i))} was ${t.data[i]}, is ${c.inputs[name]!.data[i]})`, {
-          quantity: name,
-          index: t.unravel(i),
-          expected: t.data[i]!,
-          actual: c.inputs[name]!.data[i]!,
-        });
+        k.fail(
+          `the implementation modified its argument ${name} (element ` +
+            `${JSON.stringify(t.unravel(i))} was ${t.data[i]}, is ` +
+            `${c.inputs[name]!.data[i]})`,
+          {
+            quantity: name,
+            index: t.unravel(i),
+            expected: t.data[i]!,
+            actual: c.inputs[name]!.data[i]!,
+          },
+        );
       }
     }
     const again: NamedTensors = {};
@@ -130,20 +192,28 @@ export const determinism: Law = {
     const second = await k.forward(k.request(c.formula, c.config, again), "second forward");
     for (const [name, a] of Object.entries(first)) {
       const b = second[name];
-      if (b === undefined) k.fail(`output ${name} is present in the first evaluation only`, { quantity: name });
+      if (b === undefined)
+        k.fail(`output ${name} is present in the first evaluation only`, { quantity: name });
       if (a.dtype !== b.dtype || shapeToString(a.shape) !== shapeToString(b.shape)) {
-        k.fail(`output ${name}: ${a.dtype}${shapeToString(a.shape)} then ${b.dtype}${shapeToString(b.shape)}`, { quantity: name });
+        k.fail(
+          `output ${name}: ${a.dtype}${shapeToString(a.shape)} then ${b.dtype}${shapeToString(b.shape)}`,
+          { quantity: name },
+        );
       }
       const i = firstBitDifference(a, b);
       if (i >= 0) {
-        k.fail(`output ${name} differs between two evaluations of the same inputs at ${JSON.stringify(a.unravel(i))}: ${a.data[i]} then ${b.data[i]}`, {
-          quantity: name,
-          index: a.unravel(i),
-          expected: a.data[i]!,
-          actual: b.data[i]!,
-          absError: Math.abs(a.data[i]! - b.data[i]!),
-          allowed: 0,
-        });
+        k.fail(
+          `output ${name} differs between two evaluations of the same inputs at ` +
+            `${JSON.stringify(a.unravel(i))}: ${a.data[i]} then ${b.data[i]}`,
+          {
+            quantity: name,
+            index: a.unravel(i),
+            expected: a.data[i]!,
+            actual: b.data[i]!,
+            absError: Math.abs(a.data[i]! - b.data[i]!),
+            allowed: 0,
+          },
+        );
       }
     }
   }),
@@ -166,26 +236,49 @@ export function isBatched(formula: string): boolean {
 export const batchIndependence: Law<BatchCase> = {
   name: "batch_independence",
   formulas: "batched",
-  statement: "f(stack_b x_b)[b] = f(x_b) for every batch member b (and a mean over positions is the mean of the members' means)",
+  statement:
+    "f(stack_b x_b)[b] = f(x_b) for every batch member b (and a mean over positions is the mean of the members' means)",
   tolerance: {
     derivation:
-      "two evaluations of the same quantity (batched and alone): 2·γ_K·(S + κ̂), K the formula's rounding depth, κ̂ measured on the member's own request (tolerance.ts); a batched kernel may sum in another order, nothing else may change",
+      "two evaluations of the same quantity (batched and alone): 2·γ_K·(S + " +
+      "κ̂), K the formula's rounding depth, κ̂ measured on the member's own " +
+      "request (tolerance.ts); a batched kernel may sum in another order, " +
+      "nothing else may change",
     bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
     scale: "S + κ̂",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, ...(hasKvCache(f) ? { choose: KV_CHOICES } : {}), dims: { batch: "none", crossM: f === "attention", maxP: hasKvCache(f) ? 2 : 0 } }).chain((c) =>
-        fc.array(inputsArb(c.formula, c.config, c.dims, { dtype: c.dtype }), { minLength: 1, maxLength: 2 }).map((others) => ({ ...c, others })),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        ...(hasKvCache(f) ? { choose: KV_CHOICES } : {}),
+        dims: { batch: "none", crossM: f === "attention", maxP: hasKvCache(f) ? 2 : 0 },
+      }).chain((c) =>
+        fc
+          .array(inputsArb(c.formula, c.config, c.dims, { dtype: c.dtype }), {
+            minLength: 1,
+            maxLength: 2,
+          })
+          .map((others) => ({ ...c, others })),
       ),
     ),
   check: checked("batch_independence", async (k: Check, c: BatchCase) => {
     const def = getFormula(c.formula);
     const cfg = exampleConfig(c.formula, stripUnknown(c.formula, c.config));
-    const batched = new Set(def.args(cfg).filter((a) => a.shape[0] === "...").map((a) => a.name));
-    const members: NamedTensors[] = [c.inputs, ...c.others.map((o) => ({ ...c.inputs, ...pickBatched(o, batched) }))];
+    const batched = new Set(
+      def
+        .args(cfg)
+        .filter((a) => a.shape[0] === "...")
+        .map((a) => a.name),
+    );
+    const members: NamedTensors[] = [
+      c.inputs,
+      ...c.others.map((o) => ({ ...c.inputs, ...pickBatched(o, batched) })),
+    ];
     const stacked: NamedTensors = {};
-    for (const [name, t] of Object.entries(c.inputs)) stacked[name] = batched.has(name) ? stack(members.map((m) => m[name]!)) : t;
+    for (const [name, t] of Object.entries(c.inputs))
+      stacked[name] = batched.has(name) ? stack(members.map((m) => m[name]!)) : t;
     const bReq = k.request(c.formula, c.config, stacked);
     const bOut = await k.forward(bReq, `forward with batch [${members.length}]`);
     const outSpecs = def.outputs(cfg);
@@ -197,16 +290,38 @@ export const batchIndependence: Law<BatchCase> = {
       for (const o of outSpecs) {
         if (o.shape[0] !== "...") continue;
         const y = k.pick(bOut, o.name, c.formula, "batched forward");
-        if (y.shape[0] !== members.length) k.fail(`output ${o.name} of the batched call has shape ${shapeToString(y.shape)}: no leading batch axis of size ${members.length}`, { quantity: o.name });
-        await k.expectTwin(`${o.name}[${b}] (batched) vs ${o.name} of member ${b} alone`, k.pick(out, o.name, c.formula, "forward"), unstackAt(y, b), req, out, o.name);
+        if (y.shape[0] !== members.length)
+          k.fail(
+            `output ${o.name} of the batched call has shape ` +
+              `${shapeToString(y.shape)}: no leading batch axis of size ` +
+              `${members.length}`,
+            { quantity: o.name },
+          );
+        await k.expectTwin(
+          `${o.name}[${b}] (batched) vs ${o.name} of member ${b} alone`,
+          k.pick(out, o.name, c.formula, "forward"),
+          unstackAt(y, b),
+          req,
+          out,
+          o.name,
+        );
       }
     }
     // outputs without batch axes are means over every position: the batched mean is the mean of the members' means
     for (const o of outSpecs) {
       if (o.shape[0] === "..." || o.shape.length !== 0) continue;
       const y = k.pick(bOut, o.name, c.formula, "batched forward");
-      const mean = alone.reduce((s, out) => s + k.pick(out, o.name, c.formula, "forward").data[0]!, 0) / members.length;
-      await k.expectTwin(`${o.name} of the batch vs the mean of the members' ${o.name}`, Tensor.scalar(mean), y, bReq, bOut, o.name);
+      const mean =
+        alone.reduce((s, out) => s + k.pick(out, o.name, c.formula, "forward").data[0]!, 0) /
+        members.length;
+      await k.expectTwin(
+        `${o.name} of the batch vs the mean of the members' ${o.name}`,
+        Tensor.scalar(mean),
+        y,
+        bReq,
+        bOut,
+        o.name,
+      );
     }
   }),
 };
@@ -226,7 +341,9 @@ function pickBatched(o: NamedTensors, names: ReadonlySet<string>): NamedTensors 
 function normalisesModelWidth(c: FormulaCase): boolean {
   if (c.formula === "layer_norm") return false;
   const g = referenceGraph(c.formula, stripUnknown(c.formula, c.config));
-  return topoSort(Object.values(g.outputs).map((e) => e.node)).some((n) => n.op === "call" && n.formula === "layer_norm");
+  return topoSort(Object.values(g.outputs).map((e) => e.node)).some(
+    (n) => n.op === "call" && n.formula === "layer_norm",
+  );
 }
 
 let oracle: Implementation | undefined;
@@ -239,40 +356,71 @@ function reference(): Implementation {
 export const referenceErrorBound: Law = {
   name: "reference_error_bound",
   formulas: "all",
-  statement: "|f_impl,dtype(x) − f_ref,f64(x)| ≤ (γ_K(dtype) + γ_K(f64))·(S + κ̂ + Z): the implementation is as accurate as its dtype allows",
+  statement:
+    "|f_impl,dtype(x) − f_ref,f64(x)| ≤ (γ_K(dtype) + γ_K(f64))·(S + κ̂ + " +
+    "Z): the implementation is as accurate as its dtype allows",
   tolerance: {
     derivation:
-      "ORACLE LAW (the only one): the comparison point is the specformer reference evaluated in float64 on the same argument values. Each of the two is within γ_K·(S + κ̂ + Z) of exact arithmetic (tolerance.ts: K the formula's rounding depth, S = max|y_ref|, κ̂ the float64 reference's measured conditioning, Z the magnitude of intermediates the last stages cancel where κ̂ cannot see it — cross-entropy's logsumexp − z_t is an absolute u·(2max|z| + ln V) per rounding however small the loss, a fused LayerNorm's x·s + (β − μ·s) an absolute u·|x|·rstd·|γ|), so their difference is within the sum of the two bounds. Cases of a model or block whose LayerNorms normalise a single entry (d_model = 1: the output is β whatever the input, so neither κ̂ nor a row-level Z sees the u·|x|/√ε a fused kernel leaves, which the rest of the model then carries) are not generated: the smallest LayerNorm that normalises has d = 2, and layer_norm itself still runs at d = 1 with its Z",
+      "ORACLE LAW (the only one): the comparison point is the specformer " +
+      "reference evaluated in float64 on the same argument values. Each of the " +
+      "two is within γ_K·(S + κ̂ + Z) of exact arithmetic (tolerance.ts: K the " +
+      "formula's rounding depth, S = max|y_ref|, κ̂ the float64 reference's " +
+      "measured conditioning, Z the magnitude of intermediates the last stages " +
+      "cancel where κ̂ cannot see it — cross-entropy's logsumexp − z_t is an " +
+      "absolute u·(2max|z| + ln V) per rounding however small the loss, a " +
+      "fused LayerNorm's x·s + (β − μ·s) an absolute u·|x|·rstd·|γ|), so their " +
+      "difference is within the sum of the two bounds. Cases of a model or " +
+      "block whose LayerNorms normalise a single entry (d_model = 1: the " +
+      "output is β whatever the input, so neither κ̂ nor a row-level Z sees " +
+      "the u·|x|/√ε a fused kernel leaves, which the rest of the model then " +
+      "carries) are not generated: the smallest LayerNorm that normalises has " +
+      "d = 2, and layer_norm itself still runs at d = 1 with its Z",
     bound: (dtype, s) => gamma(s["K"] ?? 1, dtype) + gamma(s["K"] ?? 1, "f64"),
     scale: "S + κ̂ + Z",
   },
   requires: () => [],
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities).filter((c) => !(c.dims.d_model === 1 && normalisesModelWidth(c)))),
+  arbitrary: (scope) =>
+    oneOfFormulas(scope, (f) =>
+      genericCase(f, scope.dtype, {}, scope.capabilities).filter(
+        (c) => !(c.dims.d_model === 1 && normalisesModelWidth(c)),
+      ),
+    ),
   check: checked("reference_error_bound", async (k: Check, c: FormulaCase) => {
     const ref = reference();
     if (!ref.formulas.includes(c.formula)) k.fail(`the reference does not compute ${c.formula}`);
     const out = await k.forward(k.request(c.formula, c.config, c.inputs));
     const inputs64: NamedTensors = {};
-    for (const [name, t] of Object.entries(c.inputs)) inputs64[name] = t.dtype === "i32" ? t : t.to("f64");
-    const refReq = { formula: c.formula, config: { ...c.config, dtype: "f64" as const }, inputs: inputs64 };
+    for (const [name, t] of Object.entries(c.inputs))
+      inputs64[name] = t.dtype === "i32" ? t : t.to("f64");
+    const refReq = {
+      formula: c.formula,
+      config: { ...c.config, dtype: "f64" as const },
+      inputs: inputs64,
+    };
     const refOut = (await ref.forward(refReq)).outputs;
     const scales = await sensitivity(ref, refReq, refOut, "f64");
     const K = roundingDepth({ formula: c.formula, config: c.config, inputs: c.inputs });
-    const cancelled = cancelledMagnitude({ formula: c.formula, config: c.config, inputs: inputs64 }, refOut);
+    const cancelled = cancelledMagnitude(
+      { formula: c.formula, config: c.config, inputs: inputs64 },
+      refOut,
+    );
     for (const [name, expected] of Object.entries(refOut)) {
       const actual = k.pick(out, name, c.formula, "forward");
       k.expectDtype(name, actual);
       const sc = scales[name]!;
       const Z = cancelled[name] ?? 0;
-      const allowed = (gamma(K, c.dtype) + gamma(K, "f64")) * (sc.S + sc.kappa + Z) + K * smallestNormal(c.dtype);
+      const allowed =
+        (gamma(K, c.dtype) + gamma(K, "f64")) * (sc.S + sc.kappa + Z) + K * smallestNormal(c.dtype);
       k.expectClose(
         `${name} (${c.dtype}) vs the float64 reference`,
         expected,
         actual,
         allowed,
-        `(γ_K(${c.dtype}) + γ_K(f64))·(S + κ̂ + Z) with K = ${K}, u = ${fmt(unitRoundoff(c.dtype))}, S = ${fmt(sc.S)}, κ̂ = ${fmt(sc.kappa)} (the float64 reference's, N = ${sc.perturbed}), Z = ${fmt(Z)} (cancelled magnitude, tolerance.ts)`,
+        `(γ_K(${c.dtype}) + γ_K(f64))·(S + κ̂ + Z) with K = ${K}, u = ` +
+          `${fmt(unitRoundoff(c.dtype))}, S = ${fmt(sc.S)}, κ̂ = ${fmt(sc.kappa)} ` +
+          `(the float64 reference's, N = ${sc.perturbed}), Z = ${fmt(Z)} ` +
+          `(cancelled magnitude, tolerance.ts)`,
       );
     }
   }),
 };
-

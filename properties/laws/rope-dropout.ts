@@ -25,7 +25,11 @@ function rowL1PerEntry(t: Tensor): Float64Array {
 }
 
 const TWO_ROPES =
-  "two evaluations of the same rotations: each rotated entry is within γ_R·(|x_a| + |x_b|) ≤ γ_R·‖x_row‖₁ of exact (γ_R = ropeDepth(p_max)·u: the angle p·ω with relative error 3u, hence absolute 3u·p_max, then two products and a sum), so the two within 2γ_R·‖x_row‖₁, plus 3 smallest normals per entry below the normal range; entries that do not rotate are exact";
+  "two evaluations of the same rotations: each rotated entry is within " +
+  "γ_R·(|x_a| + |x_b|) ≤ γ_R·‖x_row‖₁ of exact (γ_R = ropeDepth(p_max)·u: " +
+  "the angle p·ω with relative error 3u, hence absolute 3u·p_max, then two " +
+  "products and a sum), so the two within 2γ_R·‖x_row‖₁, plus 3 smallest " +
+  "normals per entry below the normal range; entries that do not rotate are exact";
 
 // ---------------------------------------------------------------------------------------------
 
@@ -38,7 +42,9 @@ export const ropeFraction: Law<FractionCase> = {
   name: "rope_fraction",
   formulas: ["rope"],
   statement:
-    "partial RoPE: rotary_dims 0 is the identity (y = x exactly); with r rotated dims, y[..., r:] = x[..., r:] exactly and y[..., :r] equals RoPE over a head of r dims applied to x[..., :r] (the frequencies are over r)",
+    "partial RoPE: rotary_dims 0 is the identity (y = x exactly); with r " +
+    "rotated dims, y[..., r:] = x[..., r:] exactly and y[..., :r] equals " +
+    "RoPE over a head of r dims applied to x[..., :r] (the frequencies are over r)",
   tolerance: {
     derivation: TWO_ROPES,
     bound: (dtype, s) => 2 * ropeDepth(s["p_max"] ?? 1) * unitRoundoff(dtype),
@@ -48,7 +54,12 @@ export const ropeFraction: Law<FractionCase> = {
     oneOfFormulas(scope, (f) =>
       // the head is two drawn heads side by side (d_k up to 8), so that r can stop short of d_k
       // with at least two rotating pairs, where the frequencies over r and over d_k differ
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { offset: [0, 5] }, dims: { batch: "any", minDk: 2 } }).chain((c) =>
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        choose: { offset: [0, 5] },
+        dims: { batch: "any", minDk: 2 },
+      }).chain((c) =>
         fc.tuple(inputsArb(f, c.config, c.dims, { dtype: scope.dtype }), fc.nat()).map(([z, v]) => {
           const x = concatAxis([c.inputs["x"]!, z["x"]!], -1);
           return { ...c, inputs: { ...c.inputs, x }, r: 2 * (v % (x.shape.at(-1)! / 2 + 1)) };
@@ -59,15 +70,29 @@ export const ropeFraction: Law<FractionCase> = {
     const x = c.inputs["x"]!;
     const d = x.shape.at(-1)!;
     const n = x.shape.at(-2)!;
-    const y0 = await k.output(k.request("rope", { ...c.config, rotary_dims: 0 }, c.inputs), "y", "rope with rotary_dims 0");
+    const y0 = await k.output(
+      k.request("rope", { ...c.config, rotary_dims: 0 }, c.inputs),
+      "y",
+      "rope with rotary_dims 0",
+    );
     k.expectEqual("rope(x) with rotary_dims 0 vs x", x, y0, "exact: no dim rotates");
     if (c.r === 0) return;
     const req = k.request("rope", { ...c.config, rotary_dims: c.r }, c.inputs);
     const y = await k.output(req, "y", `rope with rotary_dims ${c.r}`);
-    if (c.r < d) k.expectEqual(`dims ${c.r}…${d - 1} of rope(x) with rotary_dims ${c.r} vs x`, sliceAxis(x, -1, c.r, d - c.r), sliceAxis(y, -1, c.r, d - c.r), "exact: these dims pass through");
+    if (c.r < d)
+      k.expectEqual(
+        `dims ${c.r}…${d - 1} of rope(x) with rotary_dims ${c.r} vs x`,
+        sliceAxis(x, -1, c.r, d - c.r),
+        sliceAxis(y, -1, c.r, d - c.r),
+        "exact: these dims pass through",
+      );
     const head = sliceAxis(x, -1, 0, c.r);
     const { rotary_dims: _r, ...full } = c.config;
-    const yFull = await k.output(k.request("rope", full, { x: head }), "y", `rope over a head of ${c.r} dims`);
+    const yFull = await k.output(
+      k.request("rope", full, { x: head }),
+      "y",
+      `rope over a head of ${c.r} dims`,
+    );
     const pMax = Number(c.config["offset"] ?? 0) + n;
     const gR = ropeDepth(pMax) * unitRoundoff(c.dtype);
     const l1 = rowL1PerEntry(head);
@@ -103,7 +128,8 @@ function rowScores(a: Tensor, b: Tensor): Float64Array {
     for (let i = 0; i < n; i++)
       for (let j = 0; j < n; j++) {
         let s = 0;
-        for (let e = 0; e < d; e++) s += a.data[(q * n + i) * d + e]! * b.data[(q * n + j) * d + e]!;
+        for (let e = 0; e < d; e++)
+          s += a.data[(q * n + i) * d + e]! * b.data[(q * n + j) * d + e]!;
         out[(q * n + i) * n + j] = s;
       }
   return out;
@@ -113,7 +139,8 @@ function rowScores(a: Tensor, b: Tensor): Float64Array {
 function rowNorms(t: Tensor): Float64Array {
   const d = t.shape.at(-1)!;
   const out = new Float64Array(t.size / d);
-  for (let r = 0; r < out.length; r++) out[r] = Math.hypot(...Array.from(t.data.subarray(r * d, (r + 1) * d)));
+  for (let r = 0; r < out.length; r++)
+    out[r] = Math.hypot(...Array.from(t.data.subarray(r * d, (r + 1) * d)));
   return out;
 }
 
@@ -121,17 +148,34 @@ export const ropePositionIds: Law<IdsCase> = {
   name: "rope_position_ids",
   formulas: ["rope"],
   statement:
-    "position_ids = offset + (0, 1, …, n − 1) equals RoPE at that offset without ids; and for any position_ids P the scores depend only on position differences: ⟨R_{P_i + s} q_i, R_{P_j + s} k_j⟩ = ⟨R_{P_i} q_i, R_{P_j} k_j⟩ for every pair of rows i, j of a sequence and every shift s",
+    "position_ids = offset + (0, 1, …, n − 1) equals RoPE at that offset " +
+    "without ids; and for any position_ids P the scores depend only on " +
+    "position differences: ⟨R_{P_i + s} q_i, R_{P_j + s} k_j⟩ = ⟨R_{P_i} " +
+    "q_i, R_{P_j} k_j⟩ for every pair of rows i, j of a sequence and every shift s",
   tolerance: {
-    derivation: `the first part: ${TWO_ROPES}. The scores: each side within 2√2γ_R‖q_i‖‖k_j‖ + O(γ²) of exact, so the two within 6γ_R‖q_i‖‖k_j‖, plus the law's float64 sums 4γ_{d_k}`,
+    derivation:
+      `the first part: ${TWO_ROPES}. The scores: each side within ` +
+      `2√2γ_R‖q_i‖‖k_j‖ + O(γ²) of exact, so the two within 6γ_R‖q_i‖‖k_j‖, ` +
+      `plus the law's float64 sums 4γ_{d_k}`,
     bound: (dtype, s) => 6 * ropeDepth(s["p_max"] ?? 1) * unitRoundoff(dtype),
     scale: "‖q_i‖·‖k_j‖ (the first part: ‖x_row‖₁)",
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, fixed: { position_ids: false }, choose: { offset: [0] }, dims: { batch: "any" } }).chain((c) =>
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        fixed: { position_ids: false },
+        choose: { offset: [0] },
+        dims: { batch: "any" },
+      }).chain((c) =>
         fc
-          .tuple(inputsArb(f, c.config, c.dims, { dtype: scope.dtype }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 40 }), seedArb)
+          .tuple(
+            inputsArb(f, c.config, c.dims, { dtype: scope.dtype }),
+            fc.integer({ min: 0, max: 40 }),
+            fc.integer({ min: 1, max: 40 }),
+            seedArb,
+          )
           .map(([z, offset, shift, seed]) => ({ ...c, z: z["x"]!, offset, shift, seed })),
       ),
     ),
@@ -141,7 +185,8 @@ export const ropePositionIds: Law<IdsCase> = {
     const d = x.shape.at(-1)!;
     const idsShape = x.shape.slice(0, -1);
     const cfg = { ...c.config, position_ids: true };
-    const rope = (t: Tensor, ids: Tensor, what: string) => k.output(k.request("rope", cfg, { x: t, position_ids: ids } as NamedTensors), "y", what);
+    const rope = (t: Tensor, ids: Tensor, what: string) =>
+      k.output(k.request("rope", cfg, { x: t, position_ids: ids } as NamedTensors), "y", what);
     // 1. ids offset + arange = the offset
     const arange = mapT(Tensor.zeros(idsShape, "i32"), (_, f) => c.offset + (f % n), "i32");
     const req = k.request("rope", { ...c.config, offset: c.offset }, { x });
@@ -150,12 +195,24 @@ export const ropePositionIds: Law<IdsCase> = {
     const u = unitRoundoff(c.dtype);
     const sp = underflowAllowance(c.dtype, 3);
     const g1 = ropeDepth(c.offset + n) * u;
-    k.expectClose(`rope with position_ids ${c.offset} + (0 … ${n - 1}) vs rope at offset ${c.offset}`, yOffset, yIds, Array.from(rowL1PerEntry(x), (v) => 2 * g1 * v + 2 * sp), `2γ_R·‖x_row‖₁ + 2·(3 smallest normals), γ_R = ${ropeDepth(c.offset + n)}u`, { offset: c.offset });
+    k.expectClose(
+      `rope with position_ids ${c.offset} + (0 … ${n - 1}) vs rope at offset ${c.offset}`,
+      yOffset,
+      yIds,
+      Array.from(rowL1PerEntry(x), (v) => 2 * g1 * v + 2 * sp),
+      `2γ_R·‖x_row‖₁ + 2·(3 smallest normals), γ_R = ${ropeDepth(c.offset + n)}u`,
+      { offset: c.offset },
+    );
     // 2. scores under arbitrary ids depend on differences only
     const rng = new Rng(c.seed);
     const P = mapT(Tensor.zeros(idsShape, "i32"), () => rng.int(41), "i32");
     const Ps = mapT(P, (v) => v + c.shift, "i32");
-    const [qa, ka, qs, ks] = await Promise.all([rope(x, P, "rope(q) at position_ids P"), rope(c.z, P, "rope(k) at position_ids P"), rope(x, Ps, `rope(q) at P + ${c.shift}`), rope(c.z, Ps, `rope(k) at P + ${c.shift}`)]);
+    const [qa, ka, qs, ks] = await Promise.all([
+      rope(x, P, "rope(q) at position_ids P"),
+      rope(c.z, P, "rope(k) at position_ids P"),
+      rope(x, Ps, `rope(q) at P + ${c.shift}`),
+      rope(c.z, Ps, `rope(k) at P + ${c.shift}`),
+    ]);
     const s1 = rowScores(qa, ka);
     const s2 = rowScores(qs, ks);
     const pMax = 40 + c.shift + 1;
@@ -167,9 +224,17 @@ export const ropePositionIds: Law<IdsCase> = {
       const b = Math.floor(f / (n * n));
       const i = Math.floor(f / n) % n;
       const j = f % n;
-      allowed[f] = (6 * gR + 4 * gamma(d + 1, "f64")) * qn[b * n + i]! * kn[b * n + j]! + 4 * sp * d;
+      allowed[f] =
+        (6 * gR + 4 * gamma(d + 1, "f64")) * qn[b * n + i]! * kn[b * n + j]! + 4 * sp * d;
     }
-    k.expectClose(`⟨R q_i, R k_j⟩ at position_ids P vs P + ${c.shift}`, s1, s2, allowed, `(6γ_R + 4γ_{d_k}(f64))·‖q_i‖‖k_j‖ + 4·(3 smallest normals)·d_k, γ_R = ${ropeDepth(pMax)}u`, { shift: c.shift });
+    k.expectClose(
+      `⟨R q_i, R k_j⟩ at position_ids P vs P + ${c.shift}`,
+      s1,
+      s2,
+      allowed,
+      `(6γ_R + 4γ_{d_k}(f64))·‖q_i‖‖k_j‖ + 4·(3 smallest normals)·d_k, γ_R = ${ropeDepth(pMax)}u`,
+      { shift: c.shift },
+    );
   }),
 };
 
@@ -193,10 +258,17 @@ export const dropoutScaling: Law<DropoutCase> = {
   name: "dropout_scaling",
   formulas: ["dropout"],
   statement:
-    "dropout with keep mask m: y = 0 exactly where m = 0, (1 − p)·y = x where m ≠ 0 (the kept entries are scaled by 1/(1 − p)), p = 0 with m = 1 is the identity, p = 1 gives zeros; the gradient is ∂x = m ⊙ ȳ/(1 − p) (0 for p = 1)",
+    "dropout with keep mask m: y = 0 exactly where m = 0, (1 − p)·y = x " +
+    "where m ≠ 0 (the kept entries are scaled by 1/(1 − p)), p = 0 with m = " +
+    "1 is the identity, p = 1 gives zeros; the gradient is ∂x = m ⊙ ȳ/(1 − " +
+    "p) (0 for p = 1)",
   tolerance: {
     derivation:
-      "exact for the zeros and for p = 0; a kept entry is x·s with s = 1/(1 − p): p held in the working dtype is off by u·p, which moves 1 − p by u·p/(1 − p) relative; then 1 − p, 1/(1 − p) and the product (or one division) round once each: |y − x/(1 − p)| ≤ γ_{3 + ⌈p/(1 − p)⌉}·|x|/(1 − p), plus γ_1(f64) for the law's float64 reference",
+      "exact for the zeros and for p = 0; a kept entry is x·s with s = 1/(1 − " +
+      "p): p held in the working dtype is off by u·p, which moves 1 − p by " +
+      "u·p/(1 − p) relative; then 1 − p, 1/(1 − p) and the product (or one " +
+      "division) round once each: |y − x/(1 − p)| ≤ γ_{3 + ⌈p/(1 − p)⌉}·|x|/(1 " +
+      "− p), plus γ_1(f64) for the law's float64 reference",
     // stated at p = 0.9, the largest generated p below 1 (each case uses its own p)
     bound: (dtype) => dropoutBound(dtype, 0.9),
     scale: "|x_i| (gradients: |ȳ_i|)",
@@ -204,7 +276,12 @@ export const dropoutScaling: Law<DropoutCase> = {
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, { dtype: scope.dtype, capabilities: scope.capabilities, choose: { p: [0.5, 0.1, 0.75, 0.9, 0, 1] }, dims: { batch: "any" } }).chain((c) => seedArb.map((seed) => ({ ...c, seed }))),
+      formulaCaseArb(f, {
+        dtype: scope.dtype,
+        capabilities: scope.capabilities,
+        choose: { p: [0.5, 0.1, 0.75, 0.9, 0, 1] },
+        dims: { batch: "any" },
+      }).chain((c) => seedArb.map((seed) => ({ ...c, seed }))),
     ),
   check: checked("dropout_scaling", async (k: Check, c: DropoutCase) => {
     const x = c.inputs["x"]!;
@@ -224,12 +301,18 @@ export const dropoutScaling: Law<DropoutCase> = {
       expected,
       y,
       Array.from(x.data, (v, i) => (exactWhere(v, i) ? 0 : bound * Math.abs(v) * scale + tiny)),
-      "exact where m = 0, for p = 0 and for p = 1; elsewhere (γ_{3 + ⌈p/(1 − p)⌉} + γ_1(f64))·|x_i|/(1 − p) + 2·(smallest normal)/(1 − p) (subnormal results round absolutely)",
+      "exact where m = 0, for p = 0 and for p = 1; elsewhere (γ_{3 + ⌈p/(1 − " +
+        "p)⌉} + γ_1(f64))·|x_i|/(1 − p) + 2·(smallest normal)/(1 − p) (subnormal " +
+        "results round absolutely)",
       { p },
     );
     if (p === 0) {
       const ones = mapT(keep, () => 1, "i32");
-      const y1 = await k.output(k.request("dropout", c.config, { x, keep_mask: ones }), "y", "dropout p = 0, mask of ones");
+      const y1 = await k.output(
+        k.request("dropout", c.config, { x, keep_mask: ones }),
+        "y",
+        "dropout p = 0, mask of ones",
+      );
       k.expectEqual("dropout(x, 1; p = 0) vs x", x, y1, "exact: the identity");
     }
     if (!k.supportsBackward("dropout")) return;
@@ -242,8 +325,11 @@ export const dropoutScaling: Law<DropoutCase> = {
       `∂x of dropout p = ${p} vs m ⊙ ȳ/(1 − p)`,
       expectedG,
       g,
-      Array.from(cot.data, (v, i) => (keep.data[i] === 0 || p === 0 || p === 1 ? 0 : bound * Math.abs(v) * scale + tiny)),
-      "exact where m = 0, for p = 0 and for p = 1; elsewhere (γ_{3 + ⌈p/(1 − p)⌉} + γ_1(f64))·|ȳ_i|/(1 − p) + 2·(smallest normal)/(1 − p)",
+      Array.from(cot.data, (v, i) =>
+        keep.data[i] === 0 || p === 0 || p === 1 ? 0 : bound * Math.abs(v) * scale + tiny,
+      ),
+      "exact where m = 0, for p = 0 and for p = 1; elsewhere (γ_{3 + ⌈p/(1 − " +
+        "p)⌉} + γ_1(f64))·|ȳ_i|/(1 − p) + 2·(smallest normal)/(1 − p)",
       { p },
     );
   }),

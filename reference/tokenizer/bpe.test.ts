@@ -5,7 +5,13 @@ import { describe, expect, it } from "vitest";
 import { bytesToUnicode } from "./bytes.js";
 import { Tokenizer } from "./bpe.js";
 import type { BpeModelJSON } from "./bpe.js";
-import { GPT2_RANKS_PATH, base64ToBytes, loadGpt2Model, mergesFromRanks, parseTiktokenRanks } from "./gpt2.js";
+import {
+  GPT2_RANKS_PATH,
+  base64ToBytes,
+  loadGpt2Model,
+  mergesFromRanks,
+  parseTiktokenRanks,
+} from "./gpt2.js";
 
 const tok = Tokenizer.gpt2();
 const tiktoken = getEncoding("gpt2");
@@ -34,16 +40,24 @@ describe("Tokenizer.gpt2()", () => {
     expect(tok.tokenString(50256)).toBe("<|endoftext|>");
   });
 
-  it("ships reference/data/gpt2-ranks.json equal to js-tiktoken's ranks/gpt2 (the oracle is only a dev dependency)", () => {
-    const oracle = createRequire(import.meta.url)("js-tiktoken/ranks/gpt2") as Record<string, unknown>;
-    const shipped = JSON.parse(readFileSync(GPT2_RANKS_PATH, "utf8")) as Record<string, unknown>;
-    expect(shipped).toEqual({ ...oracle });
-  });
+  it(
+    "ships reference/data/gpt2-ranks.json equal to js-tiktoken's ranks/gpt2 " +
+      "(the oracle is only a dev dependency)",
+    () => {
+      const oracle = createRequire(import.meta.url)("js-tiktoken/ranks/gpt2") as Record<
+        string,
+        unknown
+      >;
+      const shipped = JSON.parse(readFileSync(GPT2_RANKS_PATH, "utf8")) as Record<string, unknown>;
+      expect(shipped).toEqual({ ...oracle });
+    },
+  );
 
   it("derives merges whose tokens are js-tiktoken's tokens, byte for byte", () => {
     const data = createRequire(import.meta.url)("js-tiktoken/ranks/gpt2") as { bpe_ranks: string };
     const ranks = parseTiktokenRanks(data.bpe_ranks);
-    const same = (a: Uint8Array, b: Uint8Array | undefined): boolean => b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+    const same = (a: Uint8Array, b: Uint8Array | undefined): boolean =>
+      b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
     const mismatches: string[] = [];
     let checkedAgainstTiktoken = 0;
     for (let id = 0; id < 50256; id++) {
@@ -54,7 +68,8 @@ describe("Tokenizer.gpt2()", () => {
       const text = tiktoken.decode([id]);
       if (!text.includes("\uFFFD")) {
         checkedAgainstTiktoken++;
-        if (!same(mine, new TextEncoder().encode(text))) mismatches.push(`id ${id}: differs from js-tiktoken's decode`);
+        if (!same(mine, new TextEncoder().encode(text)))
+          mismatches.push(`id ${id}: differs from js-tiktoken's decode`);
       }
     }
     expect(mismatches).toEqual([]);
@@ -87,7 +102,8 @@ describe("special tokens (tiktoken's allowedSpecial / disallowedSpecial)", () =>
   it("rejects a special token in the text by default, naming it and its index", () => {
     expect(() => tok.encode(text)).toThrow(
       'encode: the text contains the special token "<|endoftext|>" at index 1, which is not allowed; ' +
-        'pass { allowedSpecial: ["<|endoftext|>"] } to encode it as id 50256, or { disallowedSpecial: [] } to encode it as ordinary text',
+        'pass { allowedSpecial: ["<|endoftext|>"] } to encode it as id 50256, ' +
+        "or { disallowedSpecial: [] } to encode it as ordinary text",
     );
     expect(() => tiktoken.encode(text)).toThrow(); // the oracle agrees that this is an error
   });
@@ -98,7 +114,9 @@ describe("special tokens (tiktoken's allowedSpecial / disallowedSpecial)", () =>
     expect(ids).toContain(50256);
     expect(tok.encode(text, { allowedSpecial: "all" })).toEqual(ids);
     expect(tok.decode(ids)).toBe(text);
-    expect(tok.encode("<|endoftext|><|endoftext|>", { allowedSpecial: "all" })).toEqual([50256, 50256]);
+    expect(tok.encode("<|endoftext|><|endoftext|>", { allowedSpecial: "all" })).toEqual([
+      50256, 50256,
+    ]);
   });
 
   it("encodes it as ordinary text when neither allowed nor disallowed, like js-tiktoken", () => {
@@ -111,7 +129,8 @@ describe("special tokens (tiktoken's allowedSpecial / disallowedSpecial)", () =>
 
   it("rejects names that are not special tokens", () => {
     expect(() => tok.encode("x", { allowedSpecial: ["<|im_start|>"] })).toThrow(
-      'encode: allowedSpecial names "<|im_start|>", which is not a special token of this tokenizer (known: "<|endoftext|>")',
+      'encode: allowedSpecial names "<|im_start|>", which is not a special ' +
+        'token of this tokenizer (known: "<|endoftext|>")',
     );
   });
 });
@@ -121,13 +140,19 @@ describe("bad input", () => {
     expect(() => tok.decode([15496, 11, 50257, 0])).toThrow(
       "decode: id 50257 at position 2 is outside the vocabulary (valid ids are 0 … 50256)",
     );
-    expect(() => tok.decode([-1])).toThrow("decode: id -1 at position 0 is outside the vocabulary (valid ids are 0 … 50256)");
-    expect(() => tok.decodePieces([0, 1e9])).toThrow("decodePieces: id 1000000000 at position 1 is outside the vocabulary");
+    expect(() => tok.decode([-1])).toThrow(
+      "decode: id -1 at position 0 is outside the vocabulary (valid ids are 0 … 50256)",
+    );
+    expect(() => tok.decodePieces([0, 1e9])).toThrow(
+      "decodePieces: id 1000000000 at position 1 is outside the vocabulary",
+    );
   });
 
   it("decode names an id that is not an integer", () => {
     expect(() => tok.decode([1, 2.5])).toThrow("decode: id 2.5 at position 1 is not an integer");
-    expect(() => tok.decode([Number.NaN])).toThrow("decode: id NaN at position 0 is not an integer");
+    expect(() => tok.decode([Number.NaN])).toThrow(
+      "decode: id NaN at position 0 is not an integer",
+    );
   });
 
   it("encodes lone surrogates as U+FFFD by default, like js-tiktoken, and rejects them on request", () => {
@@ -144,9 +169,12 @@ describe("bad input", () => {
     const t = new Tokenizer({ pattern: "[a-z]+", merges: [] });
     expect(t.encode("ab")).toEqual([97, 98]);
     expect(() => t.encode("ab cd")).toThrow(
-      'encode: the pre-tokenization pattern "[a-z]+" leaves " c" at index 2 unmatched or matches the empty string; it must tile the text',
+      'encode: the pre-tokenization pattern "[a-z]+" leaves " c" at index 2 ' +
+        "unmatched or matches the empty string; it must tile the text",
     );
-    expect(() => t.encode("ab ")).toThrow('encode: the pre-tokenization pattern "[a-z]+" leaves " " at index 2 unmatched; it must tile the text');
+    expect(() => t.encode("ab ")).toThrow(
+      'encode: the pre-tokenization pattern "[a-z]+" leaves " " at index 2 unmatched; it must tile the text',
+    );
   });
 });
 
@@ -156,7 +184,9 @@ describe("toJSON / fromJSON", () => {
     const back = Tokenizer.fromJSON(json);
     expect(back.vocabSize).toBe(50257);
     const text = "The quick brown fox — 素早い茶色の狐 — jumps over 13 lazy dogs.\n<|endoftext|>";
-    expect(back.encode(text, { allowedSpecial: "all" })).toEqual(tok.encode(text, { allowedSpecial: "all" }));
+    expect(back.encode(text, { allowedSpecial: "all" })).toEqual(
+      tok.encode(text, { allowedSpecial: "all" }),
+    );
     expect(back.toJSON()).toEqual(tok.toJSON());
   });
 
@@ -181,16 +211,43 @@ describe("toJSON / fromJSON", () => {
   const bad: Array<[string, (j: BpeModelJSON) => unknown, string]> = [
     ["not JSON", () => "{merges:", "Tokenizer.fromJSON: not valid JSON:"],
     ["not an object", () => [1, 2], "Tokenizer.fromJSON: expected an object, got [1,2]"],
-    ["wrong format", (j) => ({ ...j, format: "tiktoken" }), 'Tokenizer.fromJSON: "format" is "tiktoken", expected "specformer-bpe"'],
-    ["wrong version", (j) => ({ ...j, version: 2 }), 'Tokenizer.fromJSON: "version" is 2, this reader knows version 1'],
-    ["missing pattern", (j) => ({ ...j, pattern: undefined }), 'Tokenizer.fromJSON: "pattern" is missing, expected a string'],
-    ["a merge that is not a pair", (j) => ({ ...j, merges: [[1, 2], [3]] }), "Tokenizer.fromJSON: merges[1] is [3], expected a pair of ids [a, b]"],
+    [
+      "wrong format",
+      (j) => ({ ...j, format: "tiktoken" }),
+      'Tokenizer.fromJSON: "format" is "tiktoken", expected "specformer-bpe"',
+    ],
+    [
+      "wrong version",
+      (j) => ({ ...j, version: 2 }),
+      'Tokenizer.fromJSON: "version" is 2, this reader knows version 1',
+    ],
+    [
+      "missing pattern",
+      (j) => ({ ...j, pattern: undefined }),
+      'Tokenizer.fromJSON: "pattern" is missing, expected a string',
+    ],
+    [
+      "a merge that is not a pair",
+      (j) => ({ ...j, merges: [[1, 2], [3]] }),
+      "Tokenizer.fromJSON: merges[1] is [3], expected a pair of ids [a, b]",
+    ],
     [
       "a merge using an id it does not precede",
       (j) => ({ ...j, merges: [[104, 256]] }),
       "BPE model: merge 0 = [104, 256] uses id 256, but merge 0 may only join ids 0 … 255 (it creates id 256)",
     ],
-    ["a repeated merge", (j) => ({ ...j, merges: [[1, 2], [1, 2]], specialTokens: {} }), "BPE model: merges 0 and 1 both join [1, 2]"],
+    [
+      "a repeated merge",
+      (j) => ({
+        ...j,
+        merges: [
+          [1, 2],
+          [1, 2],
+        ],
+        specialTokens: {},
+      }),
+      "BPE model: merges 0 and 1 both join [1, 2]",
+    ],
     [
       "a special token id that is not right after the merges",
       (j) => ({ ...j, specialTokens: { "<eos>": 300 } }),
@@ -201,18 +258,28 @@ describe("toJSON / fromJSON", () => {
       (j) => ({ ...j, byteIds: Array.from({ length: 256 }, (_, b) => (b === 1 ? 0 : b)) }),
       "BPE model: bytes 0 and 1 both have id 0; byteIds must be a permutation of 0 … 255",
     ],
-    ["byteIds of the wrong length", (j) => ({ ...j, byteIds: [0, 1] }), "BPE model: byteIds has 2 entries, not 256"],
+    [
+      "byteIds of the wrong length",
+      (j) => ({ ...j, byteIds: [0, 1] }),
+      "BPE model: byteIds has 2 entries, not 256",
+    ],
     [
       "an invalid pattern",
       (j) => ({ ...j, pattern: "[" }),
-      'Tokenizer.fromJSON: the pattern "[" is not one of the known pre-tokenization patterns (gpt2, whitespace, lines); a tokenizer file may not bring its own regular expression',
+      'Tokenizer.fromJSON: the pattern "[" is not one of the known ' +
+        "pre-tokenization patterns (gpt2, whitespace, lines); a tokenizer file " +
+        "may not bring its own regular expression",
     ],
     [
       "a pattern with catastrophic backtracking (data, not code: never compiled)",
       (j) => ({ ...j, pattern: "(?:a+)+b|[\\s\\S]" }),
       'Tokenizer.fromJSON: the pattern "(?:a+)+b|[\\\\s\\\\S]" is not one of the known pre-tokenization patterns',
     ],
-    ["a pattern that does not cover the text", (j) => ({ ...j, pattern: "[a-z]+" }), 'Tokenizer.fromJSON: the pattern "[a-z]+" is not one of the known pre-tokenization patterns'],
+    [
+      "a pattern that does not cover the text",
+      (j) => ({ ...j, pattern: "[a-z]+" }),
+      'Tokenizer.fromJSON: the pattern "[a-z]+" is not one of the known pre-tokenization patterns',
+    ],
   ];
   for (const [what, make, message] of bad) {
     it(`rejects ${what}`, () => {
@@ -226,22 +293,33 @@ describe("gpt2 data helpers", () => {
     for (const s of ["", "IQ==", "IHQ=", "aGVsbG8=", "/w==", "+/+/"]) {
       expect(Array.from(base64ToBytes(s))).toEqual(Array.from(Buffer.from(s, "base64")));
     }
-    expect(() => base64ToBytes("abc")).toThrow('base64 token "abc": length 3 is not a multiple of 4');
-    expect(() => base64ToBytes("ab!d")).toThrow('base64 token "ab!d": invalid character at index 2');
+    expect(() => base64ToBytes("abc")).toThrow(
+      'base64 token "abc": length 3 is not a multiple of 4',
+    );
+    expect(() => base64ToBytes("ab!d")).toThrow(
+      'base64 token "ab!d": invalid character at index 2',
+    );
   });
 
   it("parseTiktokenRanks names a missing or repeated rank", () => {
-    expect(() => parseTiktokenRanks("! 1 IQ==")).toThrow("tiktoken ranks: rank 0 is missing (ranks must be 0 … 1)");
-    expect(() => parseTiktokenRanks("! 0 IQ== Ig==\n! 1 Iw==")).toThrow("tiktoken ranks: rank 1 is defined twice");
+    expect(() => parseTiktokenRanks("! 1 IQ==")).toThrow(
+      "tiktoken ranks: rank 0 is missing (ranks must be 0 … 1)",
+    );
+    expect(() => parseTiktokenRanks("! 0 IQ== Ig==\n! 1 Iw==")).toThrow(
+      "tiktoken ranks: rank 1 is defined twice",
+    );
   });
 
   it("mergesFromRanks rejects a token no single merge can make", () => {
     const bytes = Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
     // "abc" with no "ab" or "bc" token before it: BPE leaves 3 parts
     expect(() => mergesFromRanks([...bytes, Uint8Array.of(97, 98, 99)])).toThrow(
-      "tiktoken ranks: the token of rank 256 (bytes 61 62 63) is 3 part(s) [97, 98, 99] after the merges of lower rank, not the 2 a single merge needs",
+      "tiktoken ranks: the token of rank 256 (bytes 61 62 63) is 3 part(s) " +
+        "[97, 98, 99] after the merges of lower rank, not the 2 a single merge needs",
     );
-    expect(mergesFromRanks([...bytes, Uint8Array.of(97, 98), Uint8Array.of(97, 98, 99)]).merges).toEqual([
+    expect(
+      mergesFromRanks([...bytes, Uint8Array.of(97, 98), Uint8Array.of(97, 98, 99)]).merges,
+    ).toEqual([
       [97, 98],
       [256, 99],
     ]);

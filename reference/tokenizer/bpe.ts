@@ -20,7 +20,13 @@
  * Lone surrogates in the input (a JS string need not be valid UTF-16) are encoded as U+FFFD
  * like `TextEncoder` does, or rejected with `{ loneSurrogates: "error" }`.
  */
-import { bytesToDisplay, bytesToGpt2String, firstLoneSurrogate, utf8Decode, utf8Encode } from "./bytes.js";
+import {
+  bytesToDisplay,
+  bytesToGpt2String,
+  firstLoneSurrogate,
+  utf8Decode,
+  utf8Encode,
+} from "./bytes.js";
 import { loadGpt2Model } from "./gpt2.js";
 import { MAX_VOCAB, mergeIds, pairKey } from "./merge.js";
 import { checkKnownPattern, compilePattern, GPT2_PATTERN } from "./pretokenize.js";
@@ -101,7 +107,9 @@ export class Tokenizer {
     const specials = Object.entries(model.specialTokens ?? {});
     this.vocabSize = 256 + M + specials.length;
     if (this.vocabSize > MAX_VOCAB) {
-      throw new Error(`BPE model: vocabulary of ${this.vocabSize} ids exceeds the supported ${MAX_VOCAB}`);
+      throw new Error(
+        `BPE model: vocabulary of ${this.vocabSize} ids exceeds the supported ${MAX_VOCAB}`,
+      );
     }
 
     this.bytesOf = new Array<Uint8Array>(256 + M);
@@ -111,12 +119,16 @@ export class Tokenizer {
       const id = 256 + r;
       for (const x of [a, b]) {
         if (!Number.isInteger(x) || x < 0 || x >= id) {
-          throw new Error(`BPE model: merge ${r} = [${a}, ${b}] uses id ${x}, but merge ${r} may only join ids 0 … ${id - 1} (it creates id ${id})`);
+          throw new Error(
+            `BPE model: merge ${r} = [${a}, ${b}] uses id ${x}, but merge ${r} may ` +
+              `only join ids 0 … ${id - 1} (it creates id ${id})`,
+          );
         }
       }
       const key = pairKey(a, b);
       const earlier = this.ranks.get(key);
-      if (earlier !== undefined) throw new Error(`BPE model: merges ${earlier} and ${r} both join [${a}, ${b}]`);
+      if (earlier !== undefined)
+        throw new Error(`BPE model: merges ${earlier} and ${r} both join [${a}, ${b}]`);
       this.ranks.set(key, r);
       const ba = this.bytesOf[a]!;
       const bb = this.bytesOf[b]!;
@@ -132,11 +144,16 @@ export class Tokenizer {
       if (text === "") throw new Error("BPE model: a special token is the empty string");
       if (!Number.isInteger(id) || id < 256 + M || id >= this.vocabSize) {
         throw new Error(
-          `BPE model: special token ${JSON.stringify(text)} has id ${id}; special tokens must use the ids ${256 + M} … ${this.vocabSize - 1} right after the ${M} merges`,
+          `BPE model: special token ${JSON.stringify(text)} has id ${id}; special ` +
+            `tokens must use the ids ${256 + M} … ${this.vocabSize - 1} right after ` +
+            `the ${M} merges`,
         );
       }
       const other = byId.get(id);
-      if (other !== undefined) throw new Error(`BPE model: special tokens ${JSON.stringify(other)} and ${JSON.stringify(text)} share id ${id}`);
+      if (other !== undefined)
+        throw new Error(
+          `BPE model: special tokens ${JSON.stringify(other)} and ${JSON.stringify(text)} share id ${id}`,
+        );
       byId.set(id, text);
     }
     this.specialOf = byId;
@@ -196,7 +213,9 @@ export class Tokenizer {
       const at = firstLoneSurrogate(text);
       if (at >= 0) {
         const code = text.charCodeAt(at).toString(16).toUpperCase();
-        throw new Error(`encode: lone surrogate U+${code} at index ${at}; the text is not valid UTF-16 and has no UTF-8 encoding`);
+        throw new Error(
+          `encode: lone surrogate U+${code} at index ${at}; the text is not valid UTF-16 and has no UTF-8 encoding`,
+        );
       }
     }
     const allowed = this.specialSet(allowedSpecial, "allowedSpecial", new Set());
@@ -263,7 +282,8 @@ export class Tokenizer {
   /** Concatenated bytes of `ids` (special tokens as the UTF-8 of their text). */
   decodeBytes(ids: ArrayLike<number>): Uint8Array {
     const parts: Uint8Array[] = [];
-    for (let i = 0; i < ids.length; i++) parts.push(this.tokenBytes(this.checkId(ids[i]!, i, "decodeBytes")));
+    for (let i = 0; i < ids.length; i++)
+      parts.push(this.tokenBytes(this.checkId(ids[i]!, i, "decodeBytes")));
     return concatBytes(parts);
   }
 
@@ -305,7 +325,9 @@ export class Tokenizer {
       const piece = m[0];
       if (m.index !== expected || piece.length === 0) {
         throw new Error(
-          `encode: the pre-tokenization pattern ${JSON.stringify(this.pattern)} leaves ${JSON.stringify(text.slice(expected, m.index + 1))} at index ${expected} unmatched or matches the empty string; it must tile the text`,
+          `encode: the pre-tokenization pattern ${JSON.stringify(this.pattern)} ` +
+            `leaves ${JSON.stringify(text.slice(expected, m.index + 1))} at index ` +
+            `${expected} unmatched or matches the empty string; it must tile the text`,
         );
       }
       expected += piece.length;
@@ -322,18 +344,28 @@ export class Tokenizer {
     }
     if (expected !== text.length) {
       throw new Error(
-        `encode: the pre-tokenization pattern ${JSON.stringify(this.pattern)} leaves ${JSON.stringify(text.slice(expected, expected + 10))} at index ${expected} unmatched; it must tile the text`,
+        `encode: the pre-tokenization pattern ${JSON.stringify(this.pattern)} ` +
+          `leaves ${JSON.stringify(text.slice(expected, expected + 10))} at index ` +
+          `${expected} unmatched; it must tile the text`,
       );
     }
   }
 
-  private specialSet(spec: "all" | Iterable<string>, name: string, minus: Set<string>): Set<string> {
+  private specialSet(
+    spec: "all" | Iterable<string>,
+    name: string,
+    minus: Set<string>,
+  ): Set<string> {
     if (spec === "all") return new Set([...this.specialTokens.keys()].filter((s) => !minus.has(s)));
     const set = new Set<string>();
     for (const s of spec) {
       if (!this.specialTokens.has(s)) {
-        const known = [...this.specialTokens.keys()].map((k) => JSON.stringify(k)).join(", ") || "none";
-        throw new Error(`encode: ${name} names ${JSON.stringify(s)}, which is not a special token of this tokenizer (known: ${known})`);
+        const known =
+          [...this.specialTokens.keys()].map((k) => JSON.stringify(k)).join(", ") || "none";
+        throw new Error(
+          `encode: ${name} names ${JSON.stringify(s)}, which is not a special ` +
+            `token of this tokenizer (known: ${known})`,
+        );
       }
       set.add(s);
     }
@@ -341,9 +373,13 @@ export class Tokenizer {
   }
 
   private checkId(id: number, position: number, where: string): number {
-    if (!Number.isInteger(id)) throw new Error(`${where}: id ${id} at position ${position} is not an integer`);
+    if (!Number.isInteger(id))
+      throw new Error(`${where}: id ${id} at position ${position} is not an integer`);
     if (id < 0 || id >= this.vocabSize) {
-      throw new Error(`${where}: id ${id} at position ${position} is outside the vocabulary (valid ids are 0 … ${this.vocabSize - 1})`);
+      throw new Error(
+        `${where}: id ${id} at position ${position} is outside the vocabulary ` +
+          `(valid ids are 0 … ${this.vocabSize - 1})`,
+      );
     }
     return id;
   }
@@ -355,12 +391,17 @@ function checkByteIds(byteIds: readonly number[] | undefined): Int32Array {
     for (let b = 0; b < 256; b++) out[b] = b;
     return out;
   }
-  if (byteIds.length !== 256) throw new Error(`BPE model: byteIds has ${byteIds.length} entries, not 256`);
+  if (byteIds.length !== 256)
+    throw new Error(`BPE model: byteIds has ${byteIds.length} entries, not 256`);
   const seen = new Map<number, number>();
   byteIds.forEach((id, b) => {
-    if (!Number.isInteger(id) || id < 0 || id > 255) throw new Error(`BPE model: byteIds[${b}] = ${id} is not an id in 0 … 255`);
+    if (!Number.isInteger(id) || id < 0 || id > 255)
+      throw new Error(`BPE model: byteIds[${b}] = ${id} is not an id in 0 … 255`);
     const other = seen.get(id);
-    if (other !== undefined) throw new Error(`BPE model: bytes ${other} and ${b} both have id ${id}; byteIds must be a permutation of 0 … 255`);
+    if (other !== undefined)
+      throw new Error(
+        `BPE model: bytes ${other} and ${b} both have id ${id}; byteIds must be a permutation of 0 … 255`,
+      );
     seen.set(id, b);
     out[b] = id;
   });
@@ -394,13 +435,20 @@ function parseJSONText(text: string): unknown {
 /** Validates the shape of {@link BpeModelJSON}; the constructor then checks consistency. */
 function parseModelJSON(json: unknown): BpeModel {
   const where = "Tokenizer.fromJSON";
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error(`${where}: expected an object, got ${describe(json)}`);
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new Error(`${where}: expected an object, got ${describe(json)}`);
   const o = json as Record<string, unknown>;
-  if (o.format !== "specformer-bpe") throw new Error(`${where}: "format" is ${describe(o.format)}, expected "specformer-bpe"`);
-  if (o.version !== 1) throw new Error(`${where}: "version" is ${describe(o.version)}, this reader knows version 1`);
-  if (typeof o.pattern !== "string") throw new Error(`${where}: "pattern" is ${describe(o.pattern)}, expected a string`);
+  if (o.format !== "specformer-bpe")
+    throw new Error(`${where}: "format" is ${describe(o.format)}, expected "specformer-bpe"`);
+  if (o.version !== 1)
+    throw new Error(`${where}: "version" is ${describe(o.version)}, this reader knows version 1`);
+  if (typeof o.pattern !== "string")
+    throw new Error(`${where}: "pattern" is ${describe(o.pattern)}, expected a string`);
   checkKnownPattern(o.pattern, where);
-  if (!Array.isArray(o.merges)) throw new Error(`${where}: "merges" is ${describe(o.merges)}, expected an array of [a, b] pairs`);
+  if (!Array.isArray(o.merges))
+    throw new Error(
+      `${where}: "merges" is ${describe(o.merges)}, expected an array of [a, b] pairs`,
+    );
   const merges = o.merges.map((m: unknown, r: number): [number, number] => {
     if (!Array.isArray(m) || m.length !== 2 || !m.every((x) => typeof x === "number")) {
       throw new Error(`${where}: merges[${r}] is ${describe(m)}, expected a pair of ids [a, b]`);
@@ -410,17 +458,28 @@ function parseModelJSON(json: unknown): BpeModel {
   let byteIds: number[] | undefined;
   if (o.byteIds !== undefined) {
     if (!Array.isArray(o.byteIds) || !o.byteIds.every((x) => typeof x === "number")) {
-      throw new Error(`${where}: "byteIds" is ${describe(o.byteIds)}, expected an array of 256 ids`);
+      throw new Error(
+        `${where}: "byteIds" is ${describe(o.byteIds)}, expected an array of 256 ids`,
+      );
     }
     byteIds = o.byteIds as number[];
   }
   const specialTokens: Record<string, number> = {};
   if (o.specialTokens !== undefined) {
-    if (typeof o.specialTokens !== "object" || o.specialTokens === null || Array.isArray(o.specialTokens)) {
-      throw new Error(`${where}: "specialTokens" is ${describe(o.specialTokens)}, expected an object {text: id}`);
+    if (
+      typeof o.specialTokens !== "object" ||
+      o.specialTokens === null ||
+      Array.isArray(o.specialTokens)
+    ) {
+      throw new Error(
+        `${where}: "specialTokens" is ${describe(o.specialTokens)}, expected an object {text: id}`,
+      );
     }
     for (const [k, v] of Object.entries(o.specialTokens)) {
-      if (typeof v !== "number") throw new Error(`${where}: specialTokens[${JSON.stringify(k)}] is ${describe(v)}, expected an id`);
+      if (typeof v !== "number")
+        throw new Error(
+          `${where}: specialTokens[${JSON.stringify(k)}] is ${describe(v)}, expected an id`,
+        );
       specialTokens[k] = v;
     }
   }

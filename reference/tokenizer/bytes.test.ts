@@ -34,7 +34,8 @@ describe("bytesToUnicode (GPT-2's byte ↔ printable character map)", () => {
     const { byteToChar } = bytesToUnicode();
     for (let b = 0; b < 256; b++) {
       const ch = byteToChar[b]!;
-      const printableLatin1 = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+      const printableLatin1 =
+        (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
       expect(ch === String.fromCharCode(b)).toBe(printableLatin1);
       expect(/[\s\p{Cc}\p{Cf}]/u.test(ch)).toBe(false);
     }
@@ -70,12 +71,21 @@ describe("bytesToUnicode (GPT-2's byte ↔ printable character map)", () => {
 
 describe("utf8Encode", () => {
   it("equals TextEncoder on any string, lone surrogates included (both give U+FFFD)", () => {
-    const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
-    const unit = fc.oneof(fc.string({ unit: "binary", maxLength: 3 }), loneSurrogate, fc.constantFrom("😀", "é", "\u0000"));
+    const loneSurrogate = fc
+      .integer({ min: 0xd800, max: 0xdfff })
+      .map((c) => String.fromCharCode(c));
+    const unit = fc.oneof(
+      fc.string({ unit: "binary", maxLength: 3 }),
+      loneSurrogate,
+      fc.constantFrom("😀", "é", "\u0000"),
+    );
     fc.assert(
-      fc.property(fc.array(unit, { maxLength: 20 }).map((parts) => parts.join("")), (s) => {
-        expect(utf8Encode(s)).toEqual(new TextEncoder().encode(s));
-      }),
+      fc.property(
+        fc.array(unit, { maxLength: 20 }).map((parts) => parts.join("")),
+        (s) => {
+          expect(utf8Encode(s)).toEqual(new TextEncoder().encode(s));
+        },
+      ),
       { seed: SEED, numRuns: 500 },
     );
   });
@@ -86,14 +96,19 @@ describe("utf8Encode", () => {
   });
 
   it("firstLoneSurrogate agrees with String.prototype.isWellFormed", () => {
-    const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
+    const loneSurrogate = fc
+      .integer({ min: 0xd800, max: 0xdfff })
+      .map((c) => String.fromCharCode(c));
     const unit = fc.oneof(fc.string({ unit: "binary", maxLength: 2 }), loneSurrogate);
     fc.assert(
-      fc.property(fc.array(unit, { maxLength: 10 }).map((p) => p.join("")), (s) => {
-        const at = firstLoneSurrogate(s);
-        expect(at < 0).toBe((s as WellFormedString).isWellFormed());
-        if (at >= 0) expect((s.slice(0, at) as WellFormedString).isWellFormed()).toBe(true);
-      }),
+      fc.property(
+        fc.array(unit, { maxLength: 10 }).map((p) => p.join("")),
+        (s) => {
+          const at = firstLoneSurrogate(s);
+          expect(at < 0).toBe((s as WellFormedString).isWellFormed());
+          if (at >= 0) expect((s.slice(0, at) as WellFormedString).isWellFormed()).toBe(true);
+        },
+      ),
       { seed: SEED, numRuns: 300 },
     );
     expect(firstLoneSurrogate("ab\uDC00")).toBe(2);
@@ -106,29 +121,39 @@ describe("utf8Decode", () => {
     expect(utf8Decode(utf8Encode("\uFEFFabc"))).toBe("\uFEFFabc");
   });
 
-  it.skipIf(!existsSync(PYTHON))("replaces ill-formed bytes exactly as Python's decode(errors='replace')", () => {
-    const cases = fc.sample(
-      fc.oneof(
-        fc.uint8Array({ maxLength: 12 }),
-        // prefixes and damaged copies of multi-byte characters
-        fc.tuple(fc.string({ unit: "binary", maxLength: 4 }), fc.nat(), fc.nat(), fc.nat(255)).map(([s, cut, at, b]) => {
-          const bytes = Array.from(new TextEncoder().encode(s));
-          const kept = bytes.slice(0, bytes.length === 0 ? 0 : cut % (bytes.length + 1));
-          if (kept.length > 0) kept[at % kept.length] = b;
-          return Uint8Array.from(kept);
+  it.skipIf(!existsSync(PYTHON))(
+    "replaces ill-formed bytes exactly as Python's decode(errors='replace')",
+    () => {
+      const cases = fc.sample(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 12 }),
+          // prefixes and damaged copies of multi-byte characters
+          fc
+            .tuple(fc.string({ unit: "binary", maxLength: 4 }), fc.nat(), fc.nat(), fc.nat(255))
+            .map(([s, cut, at, b]) => {
+              const bytes = Array.from(new TextEncoder().encode(s));
+              const kept = bytes.slice(0, bytes.length === 0 ? 0 : cut % (bytes.length + 1));
+              if (kept.length > 0) kept[at % kept.length] = b;
+              return Uint8Array.from(kept);
+            }),
+        ),
+        { seed: SEED, numRuns: 400 },
+      );
+      const script =
+        "import json,sys\n" +
+        "cases=json.load(sys.stdin)\n" +
+        "print(json.dumps([bytes(c).decode('utf-8', errors='replace') for c in cases]))";
+      const expected = JSON.parse(
+        execFileSync(PYTHON, ["-c", script], {
+          input: JSON.stringify(cases.map((c) => Array.from(c))),
+          encoding: "utf8",
         }),
-      ),
-      { seed: SEED, numRuns: 400 },
-    );
-    const script =
-      "import json,sys\n" +
-      "cases=json.load(sys.stdin)\n" +
-      "print(json.dumps([bytes(c).decode('utf-8', errors='replace') for c in cases]))";
-    const expected = JSON.parse(
-      execFileSync(PYTHON, ["-c", script], { input: JSON.stringify(cases.map((c) => Array.from(c))), encoding: "utf8" }),
-    ) as string[];
-    cases.forEach((c, i) => expect(utf8Decode(c), `bytes ${Array.from(c).join(",")}`).toBe(expected[i]));
-  });
+      ) as string[];
+      cases.forEach((c, i) =>
+        expect(utf8Decode(c), `bytes ${Array.from(c).join(",")}`).toBe(expected[i]),
+      );
+    },
+  );
 });
 
 describe("utf8SequenceLength and bytesToDisplay", () => {

@@ -83,7 +83,8 @@ export function gpt2StringToBytes(s: string): Uint8Array {
     if (b === undefined) {
       const cp = ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
       throw new Error(
-        `gpt2StringToBytes: character U+${cp} at index ${i} of ${JSON.stringify(s)} is not in GPT-2's byte-to-unicode map`,
+        `gpt2StringToBytes: character U+${cp} at index ${i} of ` +
+          `${JSON.stringify(s)} is not in GPT-2's byte-to-unicode map`,
       );
     }
     out[i] = b;

@@ -10,7 +10,9 @@ describe("visibleWhitespace", () => {
   });
 
   it("shows other whitespace, control and format characters as code points", () => {
-    expect(visibleWhitespace("a\u00a0b\u200dc\u0000\u3000")).toBe("a<U+00A0>b<U+200D>c<U+0000><U+3000>");
+    expect(visibleWhitespace("a\u00a0b\u200dc\u0000\u3000")).toBe(
+      "a<U+00A0>b<U+200D>c<U+0000><U+3000>",
+    );
   });
 
   it("leaves other text alone", () => {
@@ -27,7 +29,11 @@ describe("tokenizeCommand", () => {
 
   it("renders JSON pieces that decode back to the text", () => {
     const text = "Tabs\tand\r\nnewlines, 😀 and 中文.";
-    const out = JSON.parse(tokenizeCommand(text, { json: true })) as { text: string; ids: number[]; pieces: string[] };
+    const out = JSON.parse(tokenizeCommand(text, { json: true })) as {
+      text: string;
+      ids: number[];
+      pieces: string[];
+    };
     expect(out.text).toBe(text);
     expect(out.ids).toEqual(Tokenizer.gpt2().encode(text));
     expect(out.pieces).toEqual(Tokenizer.gpt2().decodePieces(out.ids));
@@ -56,12 +62,18 @@ describe("tokenizeCommand", () => {
   });
 
   it("renders empty text", () => {
-    expect(tokenizeCommand("", { json: false })).toBe("index  id  piece\n0 tokens, 0 characters, 0 bytes");
-    expect(tokenizeCommand("", { json: true })).toBe('{"schema_version":1,"text":"","ids":[],"pieces":[]}');
+    expect(tokenizeCommand("", { json: false })).toBe(
+      "index  id  piece\n0 tokens, 0 characters, 0 bytes",
+    );
+    expect(tokenizeCommand("", { json: true })).toBe(
+      '{"schema_version":1,"text":"","ids":[],"pieces":[]}',
+    );
   });
 
   it("passes special-token handling through", () => {
-    expect(() => tokenizeCommand("<|endoftext|>", { json: true })).toThrow('the special token "<|endoftext|>" at index 0, which is not allowed');
+    expect(() => tokenizeCommand("<|endoftext|>", { json: true })).toThrow(
+      'the special token "<|endoftext|>" at index 0, which is not allowed',
+    );
     expect(tokenizeCommand("<|endoftext|>", { json: true, allowedSpecial: "all" })).toBe(
       '{"schema_version":1,"text":"<|endoftext|>","ids":[50256],"pieces":["<|endoftext|>"]}',
     );
@@ -69,6 +81,8 @@ describe("tokenizeCommand", () => {
 
   it("uses another tokenizer when given one", () => {
     const t = trainBpe("aaabdaaabac", 259);
-    expect(tokenizeCommand("aaab", { json: true, tokenizer: t })).toBe('{"schema_version":1,"text":"aaab","ids":[258],"pieces":["aaab"]}');
+    expect(tokenizeCommand("aaab", { json: true, tokenizer: t })).toBe(
+      '{"schema_version":1,"text":"aaab","ids":[258],"pieces":["aaab"]}',
+    );
   });
 });

@@ -45,19 +45,25 @@ export function visibleWhitespace(piece: string): string {
  */
 export function tokenizeCommand(text: string, opts: TokenizeCommandOptions): string {
   const tokenizer = opts.tokenizer ?? Tokenizer.gpt2();
-  const ids = tokenizer.encode(text, opts.allowedSpecial !== undefined ? { allowedSpecial: opts.allowedSpecial } : {});
+  const ids = tokenizer.encode(
+    text,
+    opts.allowedSpecial !== undefined ? { allowedSpecial: opts.allowedSpecial } : {},
+  );
   const pieces = tokenizer.decodePieces(ids);
   if (opts.json) return JSON.stringify({ schema_version: SCHEMA_VERSION, text, ids, pieces });
 
   const header = ["index", "id", "piece"] as const;
   const indexWidth = Math.max(header[0].length, String(Math.max(ids.length - 1, 0)).length);
   const idWidth = Math.max(header[1].length, ...ids.map((id) => String(id).length));
-  const row = (a: string, b: string, c: string): string => `${a.padStart(indexWidth)}  ${b.padStart(idWidth)}  ${c}`;
+  const row = (a: string, b: string, c: string): string =>
+    `${a.padStart(indexWidth)}  ${b.padStart(idWidth)}  ${c}`;
   const lines = [row(header[0], header[1], header[2])];
   ids.forEach((id, i) => lines.push(row(String(i), String(id), visibleWhitespace(pieces[i]!))));
   const chars = Array.from(text).length;
   const bytes = new TextEncoder().encode(text).length;
   const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? "" : "s"}`;
-  lines.push(`${plural(ids.length, "token")}, ${plural(chars, "character")}, ${plural(bytes, "byte")}`);
+  lines.push(
+    `${plural(ids.length, "token")}, ${plural(chars, "character")}, ${plural(bytes, "byte")}`,
+  );
   return lines.join("\n");
 }

@@ -39,7 +39,8 @@ for (let i = 0; i < BASE64.length; i++) BASE64_VALUE[BASE64.charCodeAt(i)] = i;
 
 /** Decodes standard padded base64; throws naming the offending string. */
 export function base64ToBytes(s: string): Uint8Array {
-  if (s.length % 4 !== 0) throw new Error(`base64 token ${JSON.stringify(s)}: length ${s.length} is not a multiple of 4`);
+  if (s.length % 4 !== 0)
+    throw new Error(`base64 token ${JSON.stringify(s)}: length ${s.length} is not a multiple of 4`);
   const pad = s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0;
   const out = new Uint8Array((s.length / 4) * 3 - pad);
   let k = 0;
@@ -48,7 +49,8 @@ export function base64ToBytes(s: string): Uint8Array {
     for (let j = 0; j < 4; j++) {
       const c = s.charCodeAt(i + j);
       const d = c === 61 && i + j >= s.length - pad ? 0 : c < 128 ? BASE64_VALUE[c]! : -1;
-      if (d < 0) throw new Error(`base64 token ${JSON.stringify(s)}: invalid character at index ${i + j}`);
+      if (d < 0)
+        throw new Error(`base64 token ${JSON.stringify(s)}: invalid character at index ${i + j}`);
       v = (v << 6) | d;
     }
     // 4 sextets → 3 bytes (the last 1–2 are padding when `=` was present)
@@ -70,16 +72,22 @@ export function parseTiktokenRanks(bpeRanks: string): Uint8Array[] {
     const fields = line.split(" ");
     const offset = Number(fields[1]);
     if (!Number.isInteger(offset) || offset < 0) {
-      throw new Error(`tiktoken ranks, line ${lineNo + 1}: offset ${JSON.stringify(fields[1])} is not a non-negative integer`);
+      throw new Error(
+        `tiktoken ranks, line ${lineNo + 1}: offset ${JSON.stringify(fields[1])} is not a non-negative integer`,
+      );
     }
     for (let i = 2; i < fields.length; i++) {
       const rank = offset + i - 2;
-      if (tokens[rank] !== undefined) throw new Error(`tiktoken ranks: rank ${rank} is defined twice`);
+      if (tokens[rank] !== undefined)
+        throw new Error(`tiktoken ranks: rank ${rank} is defined twice`);
       tokens[rank] = base64ToBytes(fields[i]!);
     }
   }
   for (let r = 0; r < tokens.length; r++) {
-    if (tokens[r] === undefined) throw new Error(`tiktoken ranks: rank ${r} is missing (ranks must be 0 … ${tokens.length - 1})`);
+    if (tokens[r] === undefined)
+      throw new Error(
+        `tiktoken ranks: rank ${r} is missing (ranks must be 0 … ${tokens.length - 1})`,
+      );
   }
   return tokens;
 }
@@ -88,24 +96,38 @@ export function parseTiktokenRanks(bpeRanks: string): Uint8Array[] {
  * Byte ids and merges from tiktoken-style token ranks (see the module comment). `tokens[r]`
  * holds the bytes of the token of rank `r`.
  */
-export function mergesFromRanks(tokens: readonly Uint8Array[]): { byteIds: number[]; merges: Array<[number, number]> } {
-  const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
-  if (tokens.length < 256) throw new Error(`tiktoken ranks: ${tokens.length} tokens, fewer than the 256 single bytes`);
+export function mergesFromRanks(tokens: readonly Uint8Array[]): {
+  byteIds: number[];
+  merges: Array<[number, number]>;
+} {
+  const hex = (b: Uint8Array): string =>
+    Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
+  if (tokens.length < 256)
+    throw new Error(`tiktoken ranks: ${tokens.length} tokens, fewer than the 256 single bytes`);
   const byteIds = new Array<number>(256).fill(-1);
   for (let r = 0; r < 256; r++) {
     const t = tokens[r]!;
-    if (t.length !== 1) throw new Error(`tiktoken ranks: rank ${r} is ${t.length} bytes (${hex(t)}); ranks 0 … 255 must be the single bytes`);
-    if (byteIds[t[0]!] !== -1) throw new Error(`tiktoken ranks: byte 0x${hex(t)} has ranks ${byteIds[t[0]!]} and ${r}`);
+    if (t.length !== 1)
+      throw new Error(
+        `tiktoken ranks: rank ${r} is ${t.length} bytes (${hex(t)}); ranks 0 … 255 must be the single bytes`,
+      );
+    if (byteIds[t[0]!] !== -1)
+      throw new Error(`tiktoken ranks: byte 0x${hex(t)} has ranks ${byteIds[t[0]!]} and ${r}`);
     byteIds[t[0]!] = r;
   }
   const ranks = new Map<number, number>();
   const merges: Array<[number, number]> = [];
   for (let r = 256; r < tokens.length; r++) {
     const t = tokens[r]!;
-    const parts = mergeClassic(Array.from(t, (b) => byteIds[b]!), ranks);
+    const parts = mergeClassic(
+      Array.from(t, (b) => byteIds[b]!),
+      ranks,
+    );
     if (parts.length !== 2) {
       throw new Error(
-        `tiktoken ranks: the token of rank ${r} (bytes ${hex(t)}) is ${parts.length} part(s) [${parts.join(", ")}] after the merges of lower rank, not the 2 a single merge needs`,
+        `tiktoken ranks: the token of rank ${r} (bytes ${hex(t)}) is ` +
+          `${parts.length} part(s) [${parts.join(", ")}] after the merges of lower ` +
+          `rank, not the 2 a single merge needs`,
       );
     }
     const [a, b] = parts as [number, number];
@@ -124,11 +146,22 @@ export const GPT2_RANKS_PATH = packageFile("reference", "data", "gpt2-ranks.json
  */
 export function loadGpt2Model(): BpeModel {
   const data = JSON.parse(readFileSync(GPT2_RANKS_PATH, "utf8")) as Partial<TiktokenRanks> | null;
-  if (data === null || typeof data.bpe_ranks !== "string" || typeof data.pat_str !== "string" || typeof data.special_tokens !== "object") {
-    throw new Error(`${GPT2_RANKS_PATH} does not have the expected {pat_str, special_tokens, bpe_ranks} shape`);
+  if (
+    data === null ||
+    typeof data.bpe_ranks !== "string" ||
+    typeof data.pat_str !== "string" ||
+    typeof data.special_tokens !== "object"
+  ) {
+    throw new Error(
+      `${GPT2_RANKS_PATH} does not have the expected {pat_str, special_tokens, bpe_ranks} shape`,
+    );
   }
   if (data.pat_str !== GPT2_PATTERN) {
-    throw new Error(`the GPT-2 pattern of ${GPT2_RANKS_PATH}, ${JSON.stringify(data.pat_str)}, differs from GPT2_PATTERN ${JSON.stringify(GPT2_PATTERN)}`);
+    throw new Error(
+      `the GPT-2 pattern of ${GPT2_RANKS_PATH}, ` +
+        `${JSON.stringify(data.pat_str)}, differs from GPT2_PATTERN ` +
+        `${JSON.stringify(GPT2_PATTERN)}`,
+    );
   }
   const { byteIds, merges } = mergesFromRanks(parseTiktokenRanks(data.bpe_ranks));
   return { pattern: GPT2_PATTERN, byteIds, merges, specialTokens: { ...data.special_tokens } };

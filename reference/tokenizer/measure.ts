@@ -20,15 +20,25 @@ const kB = (s: string): number => new TextEncoder().encode(s).length / 1000;
 
 const [model, loadMs] = time(() => loadGpt2Model());
 const [gpt2, buildMs] = time(() => new Tokenizer(model));
-console.log(`GPT-2 load: ${(loadMs + buildMs).toFixed(0)} ms (read + derive merges ${loadMs.toFixed(0)} ms, build ${buildMs.toFixed(0)} ms)`);
+console.log(
+  `GPT-2 load: ${(loadMs + buildMs).toFixed(0)} ms (read + derive merges ` +
+    `${loadMs.toFixed(0)} ms, build ${buildMs.toFixed(0)} ms)`,
+);
 
 const [ids100k, cold100k] = time(() => gpt2.encode(english100k));
-console.log(`encode 100 kB English, cold cache: ${cold100k.toFixed(1)} ms (${ids100k.length} tokens, ${(kB(english100k) / cold100k).toFixed(2)} MB/s)`);
+console.log(
+  `encode 100 kB English, cold cache: ${cold100k.toFixed(1)} ms ` +
+    `(${ids100k.length} tokens, ${(kB(english100k) / cold100k).toFixed(2)} MB/s)`,
+);
 const runs = 10;
 const [, warm] = time(() => {
   for (let i = 0; i < runs; i++) gpt2.encode(corpus);
 });
-console.log(`encode corpus (${kB(corpus).toFixed(0)} kB), warm cache: ${(warm / runs).toFixed(1)} ms (${((kB(corpus) * runs) / warm).toFixed(1)} MB/s)`);
+console.log(
+  `encode corpus (${kB(corpus).toFixed(0)} kB), warm cache: ` +
+    `${(warm / runs).toFixed(1)} ms ` +
+    `(${((kB(corpus) * runs) / warm).toFixed(1)} MB/s)`,
+);
 const [, decodeMs] = time(() => gpt2.decode(ids100k));
 console.log(`decode ${ids100k.length} tokens: ${decodeMs.toFixed(1)} ms`);
 
@@ -42,5 +52,7 @@ for (const [name, text] of [
 
 for (const size of [512, 1024, 4096]) {
   const [t, ms] = time(() => trainBpe(corpus, size));
-  console.log(`trainBpe(corpus, ${size}): ${ms.toFixed(0)} ms, corpus → ${t.encode(corpus).length} tokens`);
+  console.log(
+    `trainBpe(corpus, ${size}): ${ms.toFixed(0)} ms, corpus → ${t.encode(corpus).length} tokens`,
+  );
 }

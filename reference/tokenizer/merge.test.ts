@@ -30,7 +30,9 @@ describe("mergeHeap equals the classic bpe() loop", () => {
       const ranks = ranksOf(tok);
       const byteIds = byteIdsOf(tok);
       // Letters, repeats and spaces, so that many merges apply and equal-rank pairs overlap.
-      const byte = fc.constantFrom(...Array.from(new TextEncoder().encode(" aaabeehinorstt\n\n.'1é😀")));
+      const byte = fc.constantFrom(
+        ...Array.from(new TextEncoder().encode(" aaabeehinorstt\n\n.'1é😀")),
+      );
       fc.assert(
         fc.property(fc.array(byte, { maxLength: 300 }), (bytes) => {
           const ids = bytes.map((b) => byteIds[b]!);

@@ -40,12 +40,16 @@ const FIXED: Record<string, string> = {
   "Russian (seed document, whole)": seedDoc,
   "TypeScript source": ownSource,
   "Python source": pythonSource,
-  "JSON and markup": '{"a": [1, 2.5e-3, null], "b": "x\\ny"}\n<div class="x">&amp; <b>bold</b></div>',
-  contractions: "it's IT'S It's they're THEY'RE we've I'm you'll he'd don't can't 's 't 're 've 'm 'll 'd ’s it’s O'Neil",
-  numbers: "0 7 42 3.14159 1,000,000 -12 1e10 0x1F ２０２４ ١٢٣ ⅫⅣ ½ 10⁻³ 2024-01-01 12:30:45 $9.99 99%",
+  "JSON and markup":
+    '{"a": [1, 2.5e-3, null], "b": "x\\ny"}\n<div class="x">&amp; <b>bold</b></div>',
+  contractions:
+    "it's IT'S It's they're THEY'RE we've I'm you'll he'd don't can't 's 't 're 've 'm 'll 'd ’s it’s O'Neil",
+  numbers:
+    "0 7 42 3.14159 1,000,000 -12 1e10 0x1F ２０２４ ١٢٣ ⅫⅣ ½ 10⁻³ 2024-01-01 12:30:45 $9.99 99%",
   emoji: "😀 👍🏽 🇺🇦🇯🇵 👨‍👩‍👧‍👦 🏳️‍🌈 🧑🏿‍💻 ❤️‍🔥 *️⃣ 1️⃣ 👁️‍🗨️ 🫠🫶",
   CJK: "東京は日本の首都です。中华人民共和国。한국어 텍스트입니다. カタカナとひらがな、漢字。",
-  "other scripts": "Ελληνικά العربية עִבְרִית हिन्दी ภาษาไทย ქართული Ελλάδα Tiếng Việt e\u0301 a\u0308 ﬁ ǅ",
+  "other scripts":
+    "Ελληνικά العربية עִבְרִית हिन्दी ภาษาไทย ქართული Ελλάδα Tiếng Việt e\u0301 a\u0308 ﬁ ǅ",
   "whitespace runs": [
     "a b",
     "a  b",
@@ -84,7 +88,9 @@ const FIXED: Record<string, string> = {
   ].join("|"),
   "whitespace before symbols and numbers": "x  !  ?\t1\t 2  3\n(4)\n\n[5] \"6\" ' 7'",
   "control characters": "\u0000\u0001\u001b[31mred\u001b[0m\u007f\u0080\u009f",
-  "long runs": `${"a".repeat(500)} ${"-".repeat(300)} ${" ".repeat(400)}x ${"\n".repeat(200)}${"9".repeat(301)} ${"😀".repeat(100)}`,
+  "long runs":
+    `${"a".repeat(500)} ${"-".repeat(300)} ${" ".repeat(400)}x ` +
+    `${"\n".repeat(200)}${"9".repeat(301)} ${"😀".repeat(100)}`,
   "private use and unassigned": "\ue000\uf8ff\u{f0000}\u{10ffff}\u0378\u{e0001}",
 };
 
@@ -104,9 +110,19 @@ describe("GPT-2 ids equal js-tiktoken's", () => {
   });
 
   it("on text with lone surrogates (both encode them as U+FFFD)", () => {
-    for (const s of ["\uD800", "a\uDC00b", "\uDBFF\uDBFF", "x \uD83D", "\uDE00😀", "'\uD800s", " \uDFFF1"]) {
+    for (const s of [
+      "\uD800",
+      "a\uDC00b",
+      "\uDBFF\uDBFF",
+      "x \uD83D",
+      "\uDE00😀",
+      "'\uD800s",
+      " \uDFFF1",
+    ]) {
       expectSameAsOracle(s);
-      expect(tok.decode(tok.encode(s))).toBe((s as string & { toWellFormed(): string }).toWellFormed());
+      expect(tok.decode(tok.encode(s))).toBe(
+        (s as string & { toWellFormed(): string }).toWellFormed(),
+      );
     }
   });
 });
@@ -116,17 +132,76 @@ describe(`GPT-2 ids equal js-tiktoken's on ${4 * RUNS_PER_ARBITRARY} random stri
   console.info(`oracle.test.ts: fast-check seed ${SEED}, ${RUNS_PER_ARBITRARY} runs per arbitrary`);
 
   const whitespaceAndPunctuation = fc.constantFrom(
-    " ", "  ", "\t", "\n", "\r\n", "\r", "\u000b", "\u000c", "\u00a0", "\u2003", "\u3000", "\u2028", "\u0085", "\ufeff",
-    ".", ",", "!", "?", ";", "-", "—", "(", ")", '"', "“", "”", "'", "’", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S",
-    "a", "Z", "é", "e\u0301", "ß", "1", "42", "٣", "中", "한", "😀", "👍🏽", "\u200d", "\u0301", "_", "$", "#",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\r",
+    "\u000b",
+    "\u000c",
+    "\u00a0",
+    "\u2003",
+    "\u3000",
+    "\u2028",
+    "\u0085",
+    "\ufeff",
+    ".",
+    ",",
+    "!",
+    "?",
+    ";",
+    "-",
+    "—",
+    "(",
+    ")",
+    '"',
+    "“",
+    "”",
+    "'",
+    "’",
+    "'s",
+    "'t",
+    "'re",
+    "'ve",
+    "'m",
+    "'ll",
+    "'d",
+    "'S",
+    "a",
+    "Z",
+    "é",
+    "e\u0301",
+    "ß",
+    "1",
+    "42",
+    "٣",
+    "中",
+    "한",
+    "😀",
+    "👍🏽",
+    "\u200d",
+    "\u0301",
+    "_",
+    "$",
+    "#",
   );
   const arbitraries: Array<[string, fc.Arbitrary<string>]> = [
     ["graphemes", fc.string({ unit: "grapheme", maxLength: 40 })],
     ["full Unicode code points", fc.string({ unit: "binary", maxLength: 40 })],
-    ["whitespace, punctuation, contractions", fc.string({ unit: whitespaceAndPunctuation, maxLength: 40 })],
+    [
+      "whitespace, punctuation, contractions",
+      fc.string({ unit: whitespaceAndPunctuation, maxLength: 40 }),
+    ],
     [
       "ASCII incl. control characters, mixed with words",
-      fc.string({ unit: fc.oneof(fc.string({ unit: "binary-ascii", minLength: 1, maxLength: 3 }), fc.constantFrom(" the", " of", "ing", " 2024", "\n\n")), maxLength: 30 }),
+      fc.string({
+        unit: fc.oneof(
+          fc.string({ unit: "binary-ascii", minLength: 1, maxLength: 3 }),
+          fc.constantFrom(" the", " of", "ing", " 2024", "\n\n"),
+        ),
+        maxLength: 30,
+      }),
     ],
   ];
 

@@ -1,7 +1,14 @@
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { assertCovers, checkKnownPattern, compilePattern, GPT2_PATTERN, KNOWN_PATTERNS, pretokenize } from "./pretokenize.js";
+import {
+  assertCovers,
+  checkKnownPattern,
+  compilePattern,
+  GPT2_PATTERN,
+  KNOWN_PATTERNS,
+  pretokenize,
+} from "./pretokenize.js";
 
 const gpt2 = compilePattern(GPT2_PATTERN);
 
@@ -17,7 +24,16 @@ describe("GPT2_PATTERN", () => {
   });
 
   it("matches only lower-case contractions", () => {
-    expect(pretokenize("it's they're I'm we'll", gpt2)).toEqual(["it", "'s", " they", "'re", " I", "'m", " we", "'ll"]);
+    expect(pretokenize("it's they're I'm we'll", gpt2)).toEqual([
+      "it",
+      "'s",
+      " they",
+      "'re",
+      " I",
+      "'m",
+      " we",
+      "'ll",
+    ]);
     expect(pretokenize("IT'S", gpt2)).toEqual(["IT", "'", "S"]);
     expect(pretokenize("it’s", gpt2)).toEqual(["it", "’", "s"]); // the typographic apostrophe is a symbol
   });
@@ -59,9 +75,29 @@ describe("KNOWN_PATTERNS (the patterns a tokenizer file may use)", () => {
     for (const pattern of KNOWN_PATTERNS.values()) {
       const re = compilePattern(pattern);
       fc.assert(
-        fc.property(fc.string({ unit: fc.constantFrom("a", " ", "\n", "\r", "\t", "7", "é", "😀", "\uD800", "\uDC00", "\u0085", "\uFEFF", "!", "'s") }), (text) => {
-          assertCovers(text, re);
-        }),
+        fc.property(
+          fc.string({
+            unit: fc.constantFrom(
+              "a",
+              " ",
+              "\n",
+              "\r",
+              "\t",
+              "7",
+              "é",
+              "😀",
+              "\uD800",
+              "\uDC00",
+              "\u0085",
+              "\uFEFF",
+              "!",
+              "'s",
+            ),
+          }),
+          (text) => {
+            assertCovers(text, re);
+          },
+        ),
         { seed: 15, numRuns: 300 },
       );
     }
@@ -80,18 +116,24 @@ describe("KNOWN_PATTERNS (the patterns a tokenizer file may use)", () => {
     expect(() => checkKnownPattern(GPT2_PATTERN)).not.toThrow();
     expect(() => checkKnownPattern("[^\\n]+|\\n")).not.toThrow();
     expect(() => checkKnownPattern(" ?\\p{L}+", "here")).toThrow(
-      'here: the pattern " ?\\\\p{L}+" is not one of the known pre-tokenization patterns (gpt2, whitespace, lines); a tokenizer file may not bring its own regular expression',
+      'here: the pattern " ?\\\\p{L}+" is not one of the known ' +
+        "pre-tokenization patterns (gpt2, whitespace, lines); a tokenizer file " +
+        "may not bring its own regular expression",
     );
   });
 });
 
 describe("compilePattern / assertCovers errors", () => {
   it("rejects an invalid regex, naming the pattern", () => {
-    expect(() => compilePattern("(a")).toThrow(/^pre-tokenization pattern "\(a" is not a valid regular expression with the "u" flag/);
+    expect(() => compilePattern("(a")).toThrow(
+      /^pre-tokenization pattern "\(a" is not a valid regular expression with the "u" flag/,
+    );
   });
 
   it("rejects a pattern that matches the empty string", () => {
-    expect(() => compilePattern("a|b*")).toThrow('pre-tokenization pattern "a|b*" matches the empty string');
+    expect(() => compilePattern("a|b*")).toThrow(
+      'pre-tokenization pattern "a|b*" matches the empty string',
+    );
   });
 
   it("names the first index a pattern leaves unmatched", () => {

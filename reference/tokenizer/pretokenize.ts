@@ -14,8 +14,10 @@
  * | `` ?\p{L}+`` | a run of letters with at most one leading space |
  * | `` ?\p{N}+`` | a run of digits/numerals with at most one leading space |
  * | `` ?[^\s\p{L}\p{N}]+`` | a run of other symbols with at most one leading space |
- * | `\s+(?!\S)` | whitespace not followed by non-space: all of a trailing run; before a word, the run minus its last character, which then joins the word as its leading space |
- * | `\s+` | the last character of a whitespace run before a non-space when it is not a space (a space joins the word instead): `"\n"` in `"\nfoo"`, the last `"\n"` of `"\r\n\r\nfoo"` |
+ * | `\s+(?!\S)` | whitespace not followed by non-space: all of a trailing run; before a word, the
+ * run minus its last character, which then joins the word as its leading space |
+ * | `\s+` | the last character of a whitespace run before a non-space when it is not a space (a
+ * space joins the word instead): `"\n"` in `"\nfoo"`, the last `"\n"` of `"\r\n\r\nfoo"` |
  *
  * Evaluated as an ECMAScript regex with the `u` flag (code points, Unicode properties), as
  * js-tiktoken does. ECMAScript's `\s` is not Unicode's `White_Space` (which Rust's `regex`,
@@ -54,9 +56,16 @@ export const KNOWN_PATTERNS: ReadonlyMap<string, string> = new Map([
  */
 export function checkKnownPattern(pattern: unknown, where = "pre-tokenization pattern"): void {
   for (const known of KNOWN_PATTERNS.values()) if (pattern === known) return;
-  const shown = typeof pattern === "string" ? (pattern.length > 80 ? `${JSON.stringify(pattern.slice(0, 77))}...` : JSON.stringify(pattern)) : String(pattern);
+  const shown =
+    typeof pattern === "string"
+      ? pattern.length > 80
+        ? `${JSON.stringify(pattern.slice(0, 77))}...`
+        : JSON.stringify(pattern)
+      : String(pattern);
   throw new Error(
-    `${where}: the pattern ${shown} is not one of the known pre-tokenization patterns (${[...KNOWN_PATTERNS.keys()].join(", ")}); a tokenizer file may not bring its own regular expression`,
+    `${where}: the pattern ${shown} is not one of the known ` +
+      `pre-tokenization patterns (${[...KNOWN_PATTERNS.keys()].join(", ")}); a ` +
+      `tokenizer file may not bring its own regular expression`,
   );
 }
 
@@ -72,12 +81,14 @@ export function compilePattern(pattern: string): RegExp {
     re = new RegExp(pattern, "gu");
   } catch (e) {
     throw new Error(
-      `pre-tokenization pattern ${JSON.stringify(pattern)} is not a valid regular expression with the "u" flag: ${(e as Error).message}`,
+      `pre-tokenization pattern ${JSON.stringify(pattern)} is not a valid ` +
+        `regular expression with the "u" flag: ${(e as Error).message}`,
     );
   }
   if (new RegExp(`^(?:${pattern})$`, "u").test("")) {
     throw new Error(
-      `pre-tokenization pattern ${JSON.stringify(pattern)} matches the empty string; every alternative must consume at least one character`,
+      `pre-tokenization pattern ${JSON.stringify(pattern)} matches the empty ` +
+        `string; every alternative must consume at least one character`,
     );
   }
   return re;
@@ -111,7 +122,9 @@ export function assertCovers(text: string, pattern: RegExp): void {
   }
   if (at !== text.length) {
     throw new Error(
-      `pre-tokenization pattern ${JSON.stringify(pattern.source)} does not match the text at index ${at} (${JSON.stringify(text.slice(at, at + 10))}); such characters would be dropped`,
+      `pre-tokenization pattern ${JSON.stringify(pattern.source)} does not ` +
+        `match the text at index ${at} ` +
+        `(${JSON.stringify(text.slice(at, at + 10))}); such characters would be dropped`,
     );
   }
 }

@@ -15,7 +15,8 @@ const corpus = readFileSync(new URL("../data/corpus.txt", import.meta.url), "utf
  */
 function naiveTrain(text: string, merges: number): Array<[number, number]> {
   const counts = new Map<string, number>();
-  for (const w of pretokenize(text, compilePattern(GPT2_PATTERN))) counts.set(w, (counts.get(w) ?? 0) + 1);
+  for (const w of pretokenize(text, compilePattern(GPT2_PATTERN)))
+    counts.set(w, (counts.get(w) ?? 0) + 1);
   const words = [...counts].map(([w, c]) => ({ ids: Array.from(new TextEncoder().encode(w)), c }));
   const out: Array<[number, number]> = [];
   while (out.length < merges) {
@@ -30,7 +31,10 @@ function naiveTrain(text: string, merges: number): Array<[number, number]> {
     let bestCount = 0;
     for (const [k, c] of pairs) {
       const [a, b] = k.split(",").map(Number) as [number, number];
-      if (c > bestCount || (c === bestCount && best !== undefined && (a < best[0] || (a === best[0] && b < best[1])))) {
+      if (
+        c > bestCount ||
+        (c === bestCount && best !== undefined && (a < best[0] || (a === best[0] && b < best[1])))
+      ) {
         best = [a, b];
         bestCount = c;
       }
@@ -89,17 +93,40 @@ describe("trainBpe", () => {
   });
 
   it("equals the textbook recount-everything trainer on random texts", () => {
-    const word = fc.constantFrom("the", " the", " a", "an", " and", "aaa", " ab", "ba", "\n", "  ", "it's", "1", "22", "é", "😀", ".");
+    const word = fc.constantFrom(
+      "the",
+      " the",
+      " a",
+      "an",
+      " and",
+      "aaa",
+      " ab",
+      "ba",
+      "\n",
+      "  ",
+      "it's",
+      "1",
+      "22",
+      "é",
+      "😀",
+      ".",
+    );
     fc.assert(
-      fc.property(fc.array(word, { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 40 }), (words, wanted) => {
-        const text = words.join("");
-        const reference = naiveTrain(text, wanted);
-        if (reference.length < wanted) {
-          expect(() => trainBpe(text, 256 + wanted)).toThrow(`trainBpe: the text allows only ${reference.length} merges`);
-        } else {
-          expect(trainBpe(text, 256 + wanted).mergeList()).toEqual(reference);
-        }
-      }),
+      fc.property(
+        fc.array(word, { minLength: 1, maxLength: 60 }),
+        fc.integer({ min: 1, max: 40 }),
+        (words, wanted) => {
+          const text = words.join("");
+          const reference = naiveTrain(text, wanted);
+          if (reference.length < wanted) {
+            expect(() => trainBpe(text, 256 + wanted)).toThrow(
+              `trainBpe: the text allows only ${reference.length} merges`,
+            );
+          } else {
+            expect(trainBpe(text, 256 + wanted).mergeList()).toEqual(reference);
+          }
+        },
+      ),
       { seed: SEED, numRuns: 150 },
     );
   });
@@ -122,9 +149,15 @@ describe("trainBpe", () => {
     expect(t.decode(t.encode(corpus))).toBe(corpus);
     expect(t.encode(corpus).length).toBeLessThan(new TextEncoder().encode(corpus).length / 2);
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: "grapheme", maxLength: 30 }), fc.string({ unit: "binary", maxLength: 30 })), (s) => {
-        expect(t.decode(t.encode(s))).toBe(s);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: "grapheme", maxLength: 30 }),
+          fc.string({ unit: "binary", maxLength: 30 }),
+        ),
+        (s) => {
+          expect(t.decode(t.encode(s))).toBe(s);
+        },
+      ),
       { seed: SEED, numRuns: 300 },
     );
   });
@@ -133,15 +166,22 @@ describe("trainBpe", () => {
     // "ab ab": words "ab" and " ab"; merges (a,b)=2 → [ab],[ ,ab] → ( ,ab) 1 → done: 2 merges.
     expect(trainBpe("ab ab", 258).vocabSize).toBe(258);
     expect(() => trainBpe("ab ab", 259)).toThrow(
-      "trainBpe: the text allows only 2 merges (a vocabulary of 258), but vocabSize 259 needs 3: every pre-token of the text is already a single token. " +
+      "trainBpe: the text allows only 2 merges (a vocabulary of 258), but " +
+        "vocabSize 259 needs 3: every pre-token of the text is already a single token. " +
         "Use a longer or more varied text, or vocabSize ≤ 258",
     );
-    expect(() => trainBpe("", 257)).toThrow("trainBpe: the text allows only 0 merges (a vocabulary of 256)");
+    expect(() => trainBpe("", 257)).toThrow(
+      "trainBpe: the text allows only 0 merges (a vocabulary of 256)",
+    );
   });
 
   it("rejects a vocabSize below the byte and special tokens, or not an integer", () => {
-    expect(() => trainBpe("abc", 255)).toThrow("trainBpe: vocabSize 255 must be an integer ≥ 256 (256 byte tokens)");
-    expect(() => trainBpe("abc", 256.5)).toThrow("trainBpe: vocabSize 256.5 must be an integer ≥ 256");
+    expect(() => trainBpe("abc", 255)).toThrow(
+      "trainBpe: vocabSize 255 must be an integer ≥ 256 (256 byte tokens)",
+    );
+    expect(() => trainBpe("abc", 256.5)).toThrow(
+      "trainBpe: vocabSize 256.5 must be an integer ≥ 256",
+    );
     expect(() => trainBpe("abc", 256, { specialTokens: ["<eos>"] })).toThrow(
       "trainBpe: vocabSize 256 must be an integer ≥ 257 (256 byte tokens + 1 special tokens)",
     );
@@ -152,7 +192,9 @@ describe("trainBpe", () => {
     expect(t.mergeCount).toBe(4);
     expect([...t.specialTokens]).toEqual([["<eos>", 260]]);
     expect(t.encode("ac<eos>", { allowedSpecial: "all" })).toEqual([259, 260]);
-    expect(() => trainBpe("aaab", 258, { specialTokens: ["<x>", "<x>"] })).toThrow('trainBpe: special token "<x>" is listed twice');
+    expect(() => trainBpe("aaab", 258, { specialTokens: ["<x>", "<x>"] })).toThrow(
+      'trainBpe: special token "<x>" is listed twice',
+    );
   });
 
   it("uses a custom pattern for training and encoding", () => {
@@ -167,7 +209,9 @@ describe("trainBpe", () => {
       [256, 257],
     ]);
     expect(t.encode("ab ab")).toEqual([258]);
-    expect(() => trainBpe("ab", 300, { pattern: "a" })).toThrow('pre-tokenization pattern "a" does not match the text at index 1');
+    expect(() => trainBpe("ab", 300, { pattern: "a" })).toThrow(
+      'pre-tokenization pattern "a" does not match the text at index 1',
+    );
   });
 
   it("serialises to JSON and back", () => {
@@ -175,7 +219,9 @@ describe("trainBpe", () => {
     const back = Tokenizer.fromJSON(JSON.stringify(t));
     expect(back.toJSON()).toEqual(t.toJSON());
     const sample = corpus.slice(20_000, 25_000) + "<|endoftext|>";
-    expect(back.encode(sample, { allowedSpecial: "all" })).toEqual(t.encode(sample, { allowedSpecial: "all" }));
+    expect(back.encode(sample, { allowedSpecial: "all" })).toEqual(
+      t.encode(sample, { allowedSpecial: "all" }),
+    );
     expect(t.toJSON().byteIds).toBeUndefined(); // identity byte order is left implicit
   });
 });

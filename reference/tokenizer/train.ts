@@ -46,7 +46,8 @@ export function trainBpe(text: string, vocabSize: number, options: TrainOptions 
   const minimum = 256 + specials.length;
   if (!Number.isInteger(vocabSize) || vocabSize < minimum) {
     throw new Error(
-      `trainBpe: vocabSize ${vocabSize} must be an integer ≥ ${minimum} (256 byte tokens${specials.length > 0 ? ` + ${specials.length} special tokens` : ""})`,
+      `trainBpe: vocabSize ${vocabSize} must be an integer ≥ ${minimum} (256 ` +
+        `byte tokens${specials.length > 0 ? ` + ${specials.length} special tokens` : ""})`,
     );
   }
   const target = vocabSize - minimum;
@@ -106,8 +107,10 @@ export function trainBpe(text: string, vocabSize: number, options: TrainOptions 
     if (top === undefined) {
       const reached = minimum + merges.length;
       throw new Error(
-        `trainBpe: the text allows only ${merges.length} merges (a vocabulary of ${reached}), but vocabSize ${vocabSize} needs ${target}: ` +
-          `every pre-token of the text is already a single token. Use a longer or more varied text, or vocabSize ≤ ${reached}`,
+        `trainBpe: the text allows only ${merges.length} merges (a vocabulary ` +
+          `of ${reached}), but vocabSize ${vocabSize} needs ${target}: ` +
+          `every pre-token of the text is already a single token. Use a longer or ` +
+          `more varied text, or vocabSize ≤ ${reached}`,
       );
     }
     if (pairCount.get(top.key) !== top.count) continue; // stale: the count changed since this entry
@@ -134,7 +137,8 @@ export function trainBpe(text: string, vocabSize: number, options: TrainOptions 
 
   const specialTokens: Record<string, number> = {};
   specials.forEach((s, i) => {
-    if (s in specialTokens) throw new Error(`trainBpe: special token ${JSON.stringify(s)} is listed twice`);
+    if (s in specialTokens)
+      throw new Error(`trainBpe: special token ${JSON.stringify(s)} is listed twice`);
     specialTokens[s] = 256 + merges.length + i;
   });
   return new Tokenizer({ pattern, merges, specialTokens });
