@@ -1029,7 +1029,8 @@ function matmulStep(
     });
     return;
   }
-  if (nA === nO && nB === nO) {
+  if ((nA === nO || nA === 1) && (nB === nO || nB === 1)) {
+    // each operand either has every output batch or one shared by all (batch stride 0)
     gemm({
       dtype,
       a: fa,
@@ -1041,42 +1042,8 @@ function matmulStep(
       K: Ka,
       transA,
       transB,
-      aBatchStride: M * Ka,
-      bBatchStride: Ka * N,
-    });
-    return;
-  }
-  if (nA === nO && nB === 1) {
-    gemm({
-      dtype,
-      a: fa,
-      b: fb,
-      c: fo,
-      batch: nO,
-      M,
-      N,
-      K: Ka,
-      transA,
-      transB,
-      aBatchStride: M * Ka,
-      bBatchStride: 0,
-    });
-    return;
-  }
-  if (nA === 1 && nB === nO) {
-    gemm({
-      dtype,
-      a: fa,
-      b: fb,
-      c: fo,
-      batch: nO,
-      M,
-      N,
-      K: Ka,
-      transA,
-      transB,
-      aBatchStride: 0,
-      bBatchStride: Ka * N,
+      aBatchStride: nA === 1 ? 0 : M * Ka,
+      bBatchStride: nB === 1 ? 0 : Ka * N,
     });
     return;
   }
