@@ -1690,12 +1690,13 @@ export const crossEntropyFormula = defineFormula({
     const rows = z.shape.slice(0, -1).map(dimToString);
     const ignored = eq(t, ignoreIndex);
     const keep = named(sub(1, ignored), "\\kappa", "κ");
-    // one-hot rows of the identity, gathered by target: an id outside [0, V) other than ignore_index
-    // is refused by the gather with its position and value (ignored positions pick row 0, weighted 0)
-    const eye = eq(iota([V, V] as const, 0), iota([V, V] as const, 1));
+    // the targets read through a V-row table of their own ids: an id outside [0, V) other than
+    // ignore_index is refused by the gather with its position and value (ignored positions read row
+    // 0 and are weighted 0). O(V) memory: an identity table would be V² (20 GB for GPT-2's vocab).
     const ids = where(ignored, sub(t, t), t);
+    const checked = gather(iota([V, "1"] as const, 0), ids);
     const onehot = named(
-      reshape(gather(eye as Expr<["V", "V"]>, ids), [...rows, V] as string[]),
+      eq(iota([V] as const, 0), reshape(checked, [...rows, "1"] as string[])),
       "\\mathbb{1}_{t}",
       "onehot(t)",
     );
