@@ -10,6 +10,17 @@ const ms = (v: number): string =>
 const gib = (b: number | undefined): string =>
   b === undefined ? "" : `${(b / 2 ** 30).toFixed(2)} GiB`;
 
+/**
+ * A note when the machine was loaded before a part ran: more runnable tasks, on the 1-minute
+ * average, than cores. The bench's own previous part (PyTorch's two threads) can leave up to the
+ * core count behind, which is not load from elsewhere.
+ */
+function loaded(loadavg: readonly number[], cores: number): string {
+  return loadavg[0]! > cores
+    ? ` (**a loaded machine**: the 1-minute load average exceeded the ${cores} cores)`
+    : "";
+}
+
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   // a cell's own "|" (an error message) would split the row
   const line = (r: readonly string[]) =>
@@ -291,7 +302,7 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
       "",
       `Run ${t.date.slice(0, 16)}Z, load average ` +
         `${t.loadavg.map((v) => v.toFixed(1)).join(", ")} before ` +
-        `it${t.loadavg[0]! > 1 ? " (**a loaded machine**: other processes shared the cores)" : ""}. ` +
+        `it${loaded(t.loadavg, res.machine.cores)}. ` +
         `${(t.rows[0]?.elements ?? 0).toLocaleString("en")} float64 sent to the ` +
         `program and answered back, the answer compared bit for bit before its ` +
         `time counts: the Node echo fixture answers \`identity\` (transport ` +
@@ -336,7 +347,7 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
         ? `Skipped: ${g.skipped}.`
         : `Run ${g.date.slice(0, 16)}Z, load average ` +
             `${g.loadavg.map((v) => v.toFixed(1)).join(", ")} before ` +
-            `it${g.loadavg[0]! > 1 ? " (**a loaded machine**)" : ""}. The \`gpt\` ` +
+            `it${loaded(g.loadavg, res.machine.cores)}. The \`gpt\` ` +
             `formula at GPT-2-small size (d_model 768, 12 layers, 12 heads, V 50257, ` +
             `64 tokens), float32, forward then backward (cotangent 1 on the loss), ` +
             `answered by examples/numpy/impl.py over ${g.transport} tensors; ` +
@@ -367,7 +378,7 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
         ? `\`node bin/specformer.mjs verify\` (compiled dist/: every golden case, ` +
             `gradient check and law on the reference), run ${st.date.slice(0, 16)}Z, ` +
             `load average ${st.loadavg.map((v) => v.toFixed(1)).join(", ")} before ` +
-            `it${st.loadavg[0]! > 1 ? " (**a loaded machine**)" : ""}: ` +
+            `it${loaded(st.loadavg, res.machine.cores)}: ` +
             `**${ms(st.timing.medianMs)}** median ` +
             `(${ms(st.timing.minMs)}–${ms(st.timing.maxMs)}, ${st.timing.reps} ` +
             `runs). Its last line: \`${st.summary ?? ""}\`.`

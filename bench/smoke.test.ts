@@ -98,8 +98,9 @@ describe("bench smoke run", () => {
     }
     expect(onDisk.gradcheck?.ok).toBe(true);
     expect(onDisk.laws).toBeDefined();
-    // 5 engine targets, 2 transport speed-ups (Node echo, NumPy), GPT through the protocol, npm start's wall time
-    expect(onDisk.targets.map((t) => t.name)).toHaveLength(9);
+    // 6 engine targets (two block sizes), 2 transport speed-ups (Node echo, NumPy), GPT through
+    // the protocol, npm start's wall time
+    expect(onDisk.targets.map((t) => t.name)).toHaveLength(10);
     const md = readFileSync(path.join(dir, "RESULTS.md"), "utf8");
     for (const h of [
       "## Machine",

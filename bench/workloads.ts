@@ -8,6 +8,7 @@
  * |r·(a − b)| / (rms(r)·‖a‖) estimates the relative error ‖a − b‖/‖a‖ without shipping whole
  * tensors between processes (GPT-2-small's gradients are a gigabyte).
  */
+import { resolveTopLevel, type TopLevelConfigs } from "../spec/configs.js";
 import { exampleShapes } from "../spec/formula.js";
 import type { Config } from "../spec/node.js";
 import "../spec/index.js";
@@ -49,15 +50,15 @@ export const BLOCK_SIZES: readonly BlockSize[] = [
 ];
 
 /** Block configuration of the `block` formula (eps as GPT-2's). */
-export function blockConfig(s: BlockSize): Config {
-  return {
+export function blockConfig(s: BlockSize): TopLevelConfigs["block"] {
+  return resolveTopLevel("block", {
     H: s.H,
     placement: "pre",
     activation: "gelu_tanh",
     norm: "layer_norm",
     causal: true,
     eps: 1e-5,
-  };
+  });
 }
 
 export function blockLabel(s: BlockSize): string {
