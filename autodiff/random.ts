@@ -116,7 +116,7 @@ export function sampleInputs(
     shapes["E"]?.[0] ??
     shapes["wte.weight"]?.[0] ??
     shapes["logits"]?.at(-1) ??
-    (config["V"] as number | undefined) ??
+    (typeof config["V"] === "number" ? config["V"] : undefined) ??
     11;
   for (const a of def.args(config)) {
     const base = shapes[a.name]!;

@@ -123,10 +123,8 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
       // a context length the configuration fixes bounds the sequence (learned positions hold n_ctx rows)
       const nCtx = cfg["n_ctx"];
       if (typeof nCtx === "number" && dims["n"]! > nCtx) dims["n"] = dims["m"] = nCtx;
-      if (
-        name === "rope" ||
-        (typeof cfg["positions"] === "string" && (cfg["positions"] as string).startsWith("rope"))
-      )
+      const positions = cfg["positions"];
+      if (name === "rope" || (typeof positions === "string" && positions.startsWith("rope")))
         dims["d_k"] = 2 * Math.max(1, Math.round(dims["d_k"]! / 2));
       const shapes = exampleShapes(name, cfg, dims);
       const inputs = sampleInputs(name, cfg, { seed: seed + rows.length, dims });

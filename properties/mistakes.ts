@@ -37,7 +37,7 @@ import {
 } from "../spec/expr.js";
 import { call1 } from "../spec/formula.js";
 import type { Config, Node } from "../spec/node.js";
-import { callArgs, mapBody, type CallNode, type CallRewrite } from "../spec/rewrite.js";
+import { callArgs, mapBody, onFormula, type CallNode, type CallRewrite } from "../spec/rewrite.js";
 
 const lastDim = (e: Expr): Dim => e.shape[e.shape.length - 1]!;
 const names = (e: Expr): string[] => e.shape.map(dimToString);
@@ -184,11 +184,10 @@ export const softmaxUnshifted: CallRewrite = (call) => {
  * default) or with ε added to the standard deviation, (x − μ)/(σ + ε), instead of inside the root.
  */
 export function layerNormVariance(kind: "unbiased" | "eps-outside"): CallRewrite {
-  return (call) => {
-    const k = call.config["normalized_axes"] ?? 1;
-    if (call.formula !== "layer_norm" || k !== 1) return undefined;
+  return onFormula("layer_norm", (call) => {
+    if (call.config.normalized_axes !== 1) return undefined;
     const { x, gamma, beta } = callArgs(call) as Record<string, Expr>;
-    const eps = constant(call.config["eps"] as number);
+    const eps = constant(call.config.eps);
     const xc = sub(x!, meanLast(x!));
     const xhat =
       kind === "unbiased"
@@ -196,5 +195,5 @@ export function layerNormVariance(kind: "unbiased" | "eps-outside"): CallRewrite
         : div(xc, add(sqrt(meanLast(square(xc))), eps));
     const scaled = mul(gamma!, xhat);
     return beta === undefined ? scaled : add(scaled, beta);
-  };
+  });
 }

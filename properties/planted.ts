@@ -31,7 +31,7 @@ import {
   rewriteBody,
   withGradientOf,
 } from "../spec/rewrite.js";
-import type { CallNode, CallRewrite } from "../spec/rewrite.js";
+import type { CallNode, CallOf, CallRewrite } from "../spec/rewrite.js";
 import { topoSort, type Node } from "../spec/node.js";
 import type { BackwardRequest, Implementation } from "../autodiff/implementation.js";
 import { Tensor, sizeOf, type NamedTensors } from "../autodiff/tensor.js";
@@ -88,8 +88,8 @@ const lastDim = (e: Expr): Dim => e.shape[e.shape.length - 1]!;
 const POSITION_TABLES = ["positional_learned", "positional_sinusoidal"] as const;
 
 /** Targets counted in a mean: those other than ignore_index. */
-const counted = (call: CallNode): Expr =>
-  sumAll(sub(1, eq(arg(call, "targets"), call.config["ignore_index"] as number)));
+const counted = (call: CallOf<"cross_entropy">): Expr =>
+  sumAll(sub(1, eq(arg(call, "targets"), call.config.ignore_index)));
 
 /** Inside mha with RoPE: the values' heads rotated like the keys' (same configuration and ids). */
 const ropeOnValues: CallRewrite = (mha) => {
@@ -200,9 +200,7 @@ export const PLANTED: readonly PlantedBug[] = [
     caughtBy: ["window_limit"],
     // the windowed mask plus the mask one key short (no window): i' − w < j ≤ i' and j ≤ i' − 1
     forward: onFormula("causal_mask", (c) =>
-      (c.config["window"] as number) > 0
-        ? add(new Expr(c), shiftedMask(c, -1, { window: 0 }))
-        : undefined,
+      c.config.window > 0 ? add(new Expr(c), shiftedMask(c, -1, { window: 0 })) : undefined,
     ),
   },
   {
@@ -212,7 +210,7 @@ export const PLANTED: readonly PlantedBug[] = [
     caughtBy: ["softcap_limit"],
     // c·tanh(s·QKᵀ) = c·tanh(s·(cQ)Kᵀ/c): the registry's attention on c·Q
     forward: onFormula("attention", (c) => {
-      const cap = c.config["softcap"] as number;
+      const cap = c.config.softcap;
       return cap > 0 ? reapply(c, { args: { Q: mul(arg(c, "Q"), cap) } }) : undefined;
     }),
   },
@@ -393,7 +391,7 @@ export const PLANTED: readonly PlantedBug[] = [
       if ((c.config["normalized_axes"] ?? 1) !== 1) return undefined;
       const { x, gamma, beta } = callArgs(c) as Record<string, Expr>;
       const xc = sub(x!, meanLast(x!));
-      const rstd = rsqrt(add(meanLast(square(xc)), c.config["eps"] as number));
+      const rstd = rsqrt(add(meanLast(square(xc)), c.config.eps));
       const y = mul(gamma!, mul(xc, stopGradient(rstd)));
       return withGradientOf(new Expr(c), beta === undefined ? y : add(y, beta));
     }),
@@ -466,7 +464,7 @@ export const PLANTED: readonly PlantedBug[] = [
     formulas: ["cross_entropy"],
     caughtBy: ["loss_conventions"],
     forward: onFormula("cross_entropy", (c) => {
-      const eps = c.config["label_smoothing"] as number;
+      const eps = c.config.label_smoothing;
       if (eps === 0) return undefined;
       // L0 = w_t·nll, L1 = (1/V)·Σ_c w_c·nll_c (per position, or reduced alike): the bug is
       // (1 − ε)·L0 + ε/(V − 1)·(Σ_c w_c·nll_c − w_t·nll), V − 1 floored at 1

@@ -52,7 +52,7 @@ import type {
   ForwardRequest,
   Implementation,
 } from "../autodiff/implementation.js";
-import { hasFormula } from "../spec/formula.js";
+import { getFormula, hasFormula } from "../spec/formula.js";
 import { graphDepth, type ValueRange } from "../spec/rounding.js";
 import { knownConfig, referenceGraph } from "../reference/implementation.js";
 
@@ -90,9 +90,6 @@ export function smallestNormal(dtype: FloatDType): number {
 
 // ---------------------------------------------------------------------------------------------
 // Rounding depth K of each formula
-
-const last = (t: Tensor | undefined): number =>
-  t === undefined ? 0 : (t.shape[t.shape.length - 1] ?? 1);
 
 /**
  * An activation: the libm function (erf, tanh, exp: ≤ 1 ulp each, counted 2) and at most five
@@ -161,74 +158,20 @@ const depths = new Map<string, number>();
  * Z per output: the magnitude of intermediate terms that the formula's last stages subtract from
  * each other, when that cancellation is invisible to the probe of {@link sensitivity}. The probe
  * perturbs the *arguments*; a rounding of an intermediate is not such a perturbation when the
- * output does not respond to the intermediate's inputs but the intermediate itself is large. Two
- * cases of the registry, each with its derivation (u the dtype's unit roundoff):
- *
- * - **cross_entropy** (and the `loss` of `gpt`): per row ℓ = logsumexp(z) − z_t. When the target
- *   dominates the row, ℓ ≈ 0 while logsumexp ≈ z_t: a relative perturbation of z_t moves both
- *   terms alike (κ̂ ≈ 0), but computing logsumexp rounds at u·|logsumexp| ≤ u·(max|z| + ln V) and
- *   z_t is read at |z_t| ≤ max|z|, so the difference carries an *absolute* error of
- *   u·(2·max|z| + ln V) per rounding on the path, whatever the size of ℓ (PyTorch's
- *   `F.cross_entropy` forms x − (m + log Σ): 2.5e-16 on a loss of ~1e-16 in float64). Z =
- *   2·max|z| + ln V; multiplied by γ_K it allows K such roundings (K includes the V-term sum and
- *   the N-row mean).
- * - **layer_norm**: fused kernels (PyTorch's CPU kernel) compute y = x·s + (β − μ·s) with
- *   s = γ·rstd, rstd = 1/√(σ² + ε): the two products of magnitude |x|·rstd·|γ| cancel down to
- *   γ·x̂. The probe sees this amplification when the row has two or more entries (a relative
- *   perturbation of x_j moves x − μ), but not for d = 1, where x − μ ≡ 0 and y ≡ β whatever x
- *   is: Z = max over rows of max|x_r|·rstd_r·max|γ|.
- *
- * - **gelu**, **gelu_tanh**: ½x·(1 + erf(x/√2)) (or 1 + tanh(…)) in the left tail: 1 + erf ≈ 0
- *   is formed from two terms of magnitude 1, an absolute u that the factor ½|x| carries into y
- *   (NumPy's float32 gelu at x = −3.8: 2.4e-8 on y = −1.9e-3, while the probe sees only the
- *   response to x). Z = max|x|.
- *
- * Returns 0 for outputs without such a cancellation. `outputs` are the float64 reference's.
+ * output does not respond to the intermediate's inputs but the intermediate itself is large.
+ * Multiplied by γ_K it allows K such roundings. Each formula declares its own, with the derivation
+ * (`cancelled` in spec/formulas: cross_entropy and gpt's loss, layer_norm at d = 1, GELU's left
+ * tail); outputs without one, and names outside the registry, get 0. `outputs` are the float64
+ * reference's.
  */
 export function cancelledMagnitude(
   ctx: DepthContext,
   outputs: NamedTensors,
 ): Record<string, number> {
-  const { formula, config: cfg, inputs: a } = ctx;
-  const maxAbsOf = (t: Tensor | undefined): number => {
-    let m = 0;
-    if (t !== undefined)
-      for (let i = 0; i < t.size; i++)
-        if (Number.isFinite(t.data[i]!)) m = Math.max(m, Math.abs(t.data[i]!));
-    return m;
-  };
-  const lossOf = (z: Tensor | undefined): number =>
-    2 * maxAbsOf(z) + Math.log(Math.max(1, last(z)));
-  switch (formula) {
-    case "cross_entropy":
-      return { loss: lossOf(a["logits"]) };
-    case "gpt":
-      return cfg["kv_cache"] === true ? {} : { loss: lossOf(outputs["logits"]) };
-    case "gelu":
-    case "gelu_tanh":
-      return { y: maxAbsOf(a["x"]) };
-    case "layer_norm": {
-      const x = a["x"];
-      const eps = typeof cfg["eps"] === "number" ? cfg["eps"] : 1e-5;
-      const d = last(x);
-      if (x === undefined || d === 0) return {};
-      let z = 0;
-      for (let o = 0; o < x.size; o += d) {
-        let mu = 0;
-        let big = 0;
-        for (let j = 0; j < d; j++) {
-          mu += x.data[o + j]! / d;
-          big = Math.max(big, Math.abs(x.data[o + j]!));
-        }
-        let v = 0;
-        for (let j = 0; j < d; j++) v += (x.data[o + j]! - mu) ** 2 / d;
-        z = Math.max(z, big / Math.sqrt(v + eps));
-      }
-      return { y: z * maxAbsOf(a["gamma"]) };
-    }
-    default:
-      return {};
-  }
+  if (!hasFormula(ctx.formula)) return {};
+  const def = getFormula(ctx.formula);
+  if (def.cancelled === undefined) return {};
+  return { ...def.cancelled({ args: ctx.inputs, outputs }, knownConfig(ctx.formula, ctx.config)) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ export function configFromHf(
   if (hf["add_cross_attention"] === true)
     fail(`add_cross_attention = true (an encoder-decoder GPT-2) is not supported`);
 
-  const sizes: Record<string, unknown> = {};
+  const sizes: Partial<Record<keyof GPTConfig, number>> = {};
   const map: [string, keyof GPTConfig][] = [
     ["vocab_size", "V"],
     ["n_positions", "n_ctx"],
@@ -168,7 +168,7 @@ export function configFromHf(
       );
     fields = {
       ...sizes,
-      d_ff: inner ?? 4 * (sizes["d_model"] as number),
+      d_ff: inner ?? 4 * sizes.d_model!,
       eps: typeof eps === "number" ? eps : 1e-5,
       norm: "layer_norm",
       placement: "pre",

@@ -156,9 +156,10 @@ export function prepareGenerate(opts: GenerateCommandOptions): PreparedGeneratio
     const preset = findPreset(name);
     if (preset === undefined) return fail(unknownPresetMessage(name));
     const asked = { ...preset, ...(opts.config ?? {}) };
-    if (typeof asked["V"] !== "number" || !Number.isInteger(asked["V"]) || asked["V"] < 1)
-      fail(`V must be a positive integer, got ${JSON.stringify(asked["V"])}`);
-    const t = presetTokenizer(asked["V"] as number);
+    const V = asked["V"];
+    if (typeof V !== "number" || !Number.isInteger(V) || V < 1)
+      return fail(`V must be a positive integer, got ${JSON.stringify(V)}`);
+    const t = presetTokenizer(V);
     tokenizer = t.tokenizer;
     tokenizerName = t.name;
     try {

@@ -228,10 +228,6 @@ export function resolveModelConfig(input: ModelConfigInput): GPTConfig {
           `d_k = ${d_model / H}; RoPE rotates pairs, so it must be even`,
       );
   }
-  if (cfg.parallel && cfg.placement !== "pre") {
-    const why = `parallel attention + FFN is defined for placement "pre" only (GPT-J)`;
-    throw new ModelError(`${why}, got "${cfg.placement}"`);
-  }
   if (!(cfg.eps >= 0)) throw new ModelError(`eps must be a non-negative number, got ${cfg.eps}`);
   if (!(cfg.softcap >= 0)) {
     throw new ModelError(`softcap must be ≥ 0 (0 = no cap), got ${cfg.softcap}`);

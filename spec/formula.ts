@@ -149,6 +149,18 @@ export type CustomVjp<C = Config> = (ctx: {
   readonly config: C;
 }) => Readonly<Record<string, Expr | undefined>>;
 
+/** A value a formula computed or was given: its shape and row-major entries. */
+export interface ValueView {
+  readonly shape: readonly number[];
+  readonly data: ArrayLike<number>;
+}
+
+/** A formula's argument values and its float64 output values, by name. */
+export interface FormulaValues {
+  readonly args: Readonly<Record<string, ValueView | undefined>>;
+  readonly outputs: Readonly<Record<string, ValueView | undefined>>;
+}
+
 /**
  * A formula's declaration: name, description, hyperparameters, arguments and outputs (as functions of the
  * resolved configuration), dim relations, and the `build` function composing primitives and other formulas.
@@ -175,6 +187,12 @@ export interface FormulaDef<
   /** Dim relations such as `d_model = H*d_k` (checked, and solved in either direction, at binding). */
   relations?(cfg: ConfigOf<Hs>): readonly string[];
   /**
+   * A constraint between switches that each hyperparameter's own check cannot see (parallel
+   * attention + FFN needs pre-LN placement): what is wrong, or undefined. {@link resolveConfig}
+   * runs it on the resolved configuration, so every caller of the registry gets the same error.
+   */
+  check?(cfg: ConfigOf<Hs>): string | undefined;
+  /**
    * The formula's body: spec expressions for each output, given the argument expressions and the
    * resolved configuration.
    */
@@ -183,6 +201,13 @@ export interface FormulaDef<
   readonly symbol?: Label;
   /** Display a call as this symbol alone, without arguments (the mask `M`). */
   readonly symbolOnly?: boolean;
+  /**
+   * Z per output: the magnitude of intermediate terms the formula's last stages subtract from each
+   * other where a probe of the arguments cannot see the cancellation (a tolerance allows an
+   * absolute γ_K·u·Z on top of what the probe measures, properties/tolerance.ts). Declared with
+   * its derivation beside the formula; outputs without such a cancellation are left out.
+   */
+  cancelled?(values: FormulaValues, cfg: ConfigOf<Hs>): Readonly<Record<string, number>>;
   /** A VJP rule in spec terms; the composition's own gradient is used when absent. */
   vjp?(ctx: Parameters<CustomVjp<ConfigOf<Hs>>>[0]): ReturnType<CustomVjp>;
   /** Notes shown in rendered documents (fully-masked rows, conventions). */
@@ -318,6 +343,8 @@ export function resolveConfig(def: FormulaDef, cfg: Config = {}): Config {
     }
     out[h.name] = v;
   }
+  const wrong = def.check?.(out);
+  if (wrong !== undefined) throw new FormulaError(`formula ${def.name}: ${wrong}`);
   return out;
 }
 

@@ -4,7 +4,7 @@
  * with input/output shapes, parameters and a symbolic parameter count, and the count evaluated
  * for a named configuration.
  */
-import { getFormula, resolveConfig } from "./formula.js";
+import { resolveConfigOf, type FormulaConfigs } from "./configs.js";
 import type { Config } from "./node.js";
 import { renderFormula, type RenderedFormula } from "./render.js";
 
@@ -17,8 +17,8 @@ export interface PipelineStep {
 }
 
 /** The steps, in pipeline order. Dims stay symbolic where the formula allows it. */
-function pipelineSteps(model: Config): PipelineStep[] {
-  const H = (model["H"] as number | undefined) ?? 12;
+function pipelineSteps(model: FormulaConfigs["gpt"]): PipelineStep[] {
+  const H = model.H ?? 12;
   return [
     {
       title: "1. Text → tokens",
@@ -123,8 +123,7 @@ export interface PipelineDocument {
  * @throws FormulaError if `model` is not a valid configuration of the `gpt` formula.
  */
 export function pipelineDocument(configName: string, model: Config): PipelineDocument {
-  const gpt = getFormula("gpt");
-  const cfg = resolveConfig(gpt, model);
+  const cfg = resolveConfigOf("gpt", model);
   const steps = pipelineSteps(cfg).map((s) => ({
     title: s.title,
     prose: s.prose,

@@ -3,10 +3,13 @@
  * the comments are what `specformer spec --config NAME` reports from the formula's arguments.
  */
 import { editDistance } from "./formula.js";
-import type { Config } from "./node.js";
+import type { FormulaConfigInputs } from "./configs.js";
+
+/** A preset: hyperparameters of the `gpt` formula, typed by its declarations. */
+type Preset = FormulaConfigInputs["gpt"];
 
 /** The model presets, by name: hyperparameters of the `gpt` formula (unset ones take the formula's defaults). */
-export const PRESETS: Readonly<Record<string, Config>> = {
+export const PRESETS: Readonly<Record<string, Preset>> = {
   /** A model small enough for tests and gradient checks. */
   tiny: {
     V: 96,
@@ -71,7 +74,7 @@ export function presetNames(): string[] {
 }
 
 /** The preset of that name, or undefined: own keys only, so `__proto__` or `constructor` is no preset. */
-export function findPreset(name: unknown): Config | undefined {
+export function findPreset(name: unknown): Preset | undefined {
   return typeof name === "string" && Object.hasOwn(PRESETS, name) ? PRESETS[name] : undefined;
 }
 
@@ -92,7 +95,7 @@ export function unknownPresetMessage(name: unknown): string {
  * The preset of that name.
  * @throws Error if there is none; the message suggests close names and lists the presets.
  */
-export function getPreset(name: string): Config {
+export function getPreset(name: string): Preset {
   const p = findPreset(name);
   if (p === undefined) throw new Error(unknownPresetMessage(name));
   return p;

@@ -12,8 +12,16 @@ import { callFormula, FormulaError, getFormula } from "./formula.js";
 import { mapOperands, operands, postOrder } from "./node.js";
 import type { HyperValue, Node, NodeOf } from "./node.js";
 import { ShapeError } from "./shape.js";
+import type { FormulaConfigOf } from "./configs.js";
 
 export type CallNode = NodeOf<"call">;
+
+/**
+ * A call of the formula named `N`, its configuration typed by the formula's declarations
+ * (`CallOf<"layer_norm">["config"]["eps"]` is a number): what {@link onFormula} hands its rewrite.
+ */
+export type CallOf<N extends string> = CallNode & { readonly config: FormulaConfigOf<N> };
+
 
 /** Where a call stands in the graph being rewritten. */
 export interface RewriteSite {
@@ -211,10 +219,14 @@ export function mapBody(call: CallNode, f: (n: Node) => Expr | undefined): Expr 
 }
 
 /** A rewrite of the applications of `formulas` only (by name; each must be registered). */
-export function onFormula(formulas: string | readonly string[], rewrite: CallRewrite): CallRewrite {
+export function onFormula<N extends string>(
+  formulas: N | readonly N[],
+  rewrite: (call: CallOf<N>, site: RewriteSite) => Expr | undefined,
+): CallRewrite {
   const names = new Set(typeof formulas === "string" ? [formulas] : formulas);
   for (const f of names) getFormula(f);
-  return (call, site) => (names.has(call.formula) ? rewrite(call, site) : undefined);
+  return (call, site) =>
+    names.has(call.formula as N) ? rewrite(call as CallOf<N>, site) : undefined;
 }
 
 /**

@@ -22,13 +22,16 @@ import {
   sub,
 } from "../spec/expr.js";
 import { callArgs, firstOf, onFormula, reapply, withGradientOf } from "../spec/rewrite.js";
-import type { CallNode } from "../spec/rewrite.js";
+import type { CallOf } from "../spec/rewrite.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { rewrittenImplementation } from "../reference/rewritten.js";
 import type { Plant } from "./testing.js";
 
 /** A plant that keeps `formula`'s value and takes its gradient from `wrong(call)`. */
-function backwardOnly(formula: string, wrong: (call: CallNode) => Expr | undefined): Plant {
+function backwardOnly<N extends string>(
+  formula: N,
+  wrong: (call: CallOf<N>) => Expr | undefined,
+): Plant {
   return onFormula(formula, (call) => {
     const g = wrong(call);
     return g === undefined ? undefined : withGradientOf(new Expr(call), g);
@@ -54,7 +57,7 @@ export const plantLayerNormStatsConstant: Plant = backwardOnly("layer_norm", (ca
   const variance = meanLast(square(sub(x, mu)));
   const xhat = mul(
     sub(x, stopGradient(mu)),
-    stopGradient(rsqrt(add(variance, constant(call.config["eps"] as number)))),
+    stopGradient(rsqrt(add(variance, constant(call.config.eps)))),
   );
   return add(mul(gamma, xhat), beta);
 });
@@ -64,7 +67,7 @@ export const plantFfnActivationBackward: Plant = backwardOnly("ffn", (call) => {
   type FfnArgs = Record<"x" | "W_1" | "b_1" | "W_2" | "b_2", Expr>;
   const { x, W_1, b_1, W_2, b_2 } = callArgs(call) as FfnArgs;
   const h = callFormula("linear", { x, W: W_1, b: b_1 })["y"]!;
-  const act = callFormula(call.config["activation"] as string, { x: h })["y"]!;
+  const act = callFormula(call.config.activation, { x: h })["y"]!;
   return callFormula("linear", { x: withGradientOf(act, h), W: W_2, b: b_2 })["y"]!;
 });
 

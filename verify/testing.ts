@@ -106,9 +106,7 @@ export function plantDropArgument(formula: string, arg: string): Plant {
 
 /** cross_entropy summed over the counted targets instead of averaged. */
 export const plantLossSummed: Plant = onFormula("cross_entropy", (call) => {
-  const counted = sumAll(
-    sub(1, eq(new Expr(call.args["targets"]!), call.config["ignore_index"] as number)),
-  );
+  const counted = sumAll(sub(1, eq(new Expr(call.args["targets"]!), call.config.ignore_index)));
   return mul(new Expr(call), counted);
 });
 

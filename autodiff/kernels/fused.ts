@@ -4,25 +4,26 @@
  * primitives in value, and the formula's custom VJP (spec) never reads the body's internals.
  * Arithmetic is float64; a Float32Array output rounds once on store.
  */
+import type { FormulaConfigs, FormulaName } from "../../spec/configs.js";
 import type { Config } from "../../spec/node.js";
 import type { Arr } from "./ops.js";
 
-export interface FusedKernel {
+export interface FusedKernel<C extends Config = Config> {
   /** Argument names, in the order `run` receives them. */
   readonly args: readonly string[];
-  run(args: readonly Arr[], shapes: readonly (readonly number[])[], out: Arr, config: Config): void;
+  run(args: readonly Arr[], shapes: readonly (readonly number[])[], out: Arr, config: C): void;
   /**
    * Argument positions whose buffer may also be the output: the kernel reads each element (or
    * the whole row) of that argument before writing the output at the same place.
    */
   readonly inPlace?: readonly number[];
   /** Configurations the kernel computes (default all): softmax over another axis, LayerNorm without β. */
-  readonly applies?: (config: Config) => boolean;
+  readonly applies?: (config: C) => boolean;
 }
 
 /** The fused kernel of a call of `formula` with `config`, if one exists and computes that configuration. */
 export function fusedKernel(formula: string, config: Config): FusedKernel | undefined {
-  const f = FUSED[formula];
+  const f = (FUSED as Readonly<Record<string, FusedKernel | undefined>>)[formula];
   return f !== undefined && (f.applies === undefined || f.applies(config)) ? f : undefined;
 }
 
@@ -37,7 +38,8 @@ function safeMax(x: Arr, o: number, m: number): number {
   return mx === -Infinity ? 0 : mx;
 }
 
-export const FUSED: Readonly<Record<string, FusedKernel>> = {
+/** Fused kernels by formula, each typed by its formula's configuration. */
+export const FUSED: { readonly [N in FormulaName]?: FusedKernel<FormulaConfigs[N]> } = {
   softmax: {
     args: ["x"],
     inPlace: [0],
@@ -78,13 +80,11 @@ export const FUSED: Readonly<Record<string, FusedKernel>> = {
   layer_norm: {
     args: ["x", "gamma", "beta"],
     inPlace: [0],
-    applies: (config) =>
-      config["bias"] !== false &&
-      (config["normalized_axes"] === undefined || config["normalized_axes"] === 1),
+    applies: (config) => config.bias && config.normalized_axes === 1,
     run([x, gamma, beta], [shape], out, config) {
       const d = shape![shape!.length - 1]!;
       if (d === 0) return;
-      const eps = config["eps"] as number;
+      const eps = config.eps;
       const rows = x!.length / d;
       const inv = 1 / d;
       for (let r = 0; r < rows; r++) {

@@ -50,10 +50,34 @@ import {
   required,
   type ConfigOf,
   type HyperSpec,
+  type FormulaValues,
+  type ValueView,
 } from "../formula.js";
 import type { Config } from "../node.js";
 
 const NEG_INF = Number.NEGATIVE_INFINITY;
+
+/** The largest |entry| among the finite entries of a value (0 for none): a cancelled magnitude. */
+function maxAbs(t: ValueView | undefined): number {
+  let m = 0;
+  if (t !== undefined)
+    for (let i = 0; i < t.data.length; i++)
+      if (Number.isFinite(t.data[i]!)) m = Math.max(m, Math.abs(t.data[i]!));
+  return m;
+}
+
+/**
+ * Z of the loss computed from logits z: per row ℓ = logsumexp(z) − z_t. When the target dominates
+ * the row, ℓ ≈ 0 while logsumexp ≈ z_t: a relative perturbation of z_t moves both terms alike (the
+ * probe's κ̂ ≈ 0), but computing logsumexp rounds at u·|logsumexp| ≤ u·(max|z| + ln V) and z_t is
+ * read at |z_t| ≤ max|z|, so the difference carries an absolute error of u·(2·max|z| + ln V) per
+ * rounding on the path, whatever the size of ℓ (PyTorch's `F.cross_entropy` forms x − (m + log Σ):
+ * 2.5e-16 on a loss of ~1e-16 in float64). Z = 2·max|z| + ln V.
+ */
+export function lossCancelled(logits: ValueView | undefined): number {
+  const V = logits === undefined ? 0 : (logits.shape[logits.shape.length - 1] ?? 1);
+  return 2 * maxAbs(logits) + Math.log(Math.max(1, V));
+}
 const last = (x: Expr): Dim => x.shape[x.shape.length - 1]!;
 const at = (x: Expr, i: number): Dim => x.shape[x.shape.length + i]!;
 /** A dim hyperparameter's value as a Dim (a number, or the caller's dim expression). */
@@ -1013,6 +1037,29 @@ export const layerNormFormula = defineFormula({
   outputs: (cfg) => [
     { name: "y", shape: ["...", ...normShape(normAxes(cfg))], doc: "normalised rows" },
   ],
+  // Fused kernels (PyTorch's CPU kernel) compute y = x·s + (β − μ·s) with s = γ·rstd, rstd =
+  // 1/√(σ² + ε): two products of magnitude |x|·rstd·|γ| cancel down to γ·x̂. A probe of the
+  // arguments sees this amplification when a row has two or more entries (a relative perturbation
+  // of x_j moves x − μ), but not for d = 1, where x − μ ≡ 0 and y ≡ β whatever x is:
+  // Z = max over rows r of max|x_r|·rstd_r·max|γ|.
+  cancelled: ({ args }, cfg): Record<string, number> => {
+    const x = args["x"];
+    const d = x === undefined ? 0 : (x.shape[x.shape.length - 1] ?? 1);
+    if (x === undefined || d === 0) return {};
+    let z = 0;
+    for (let o = 0; o < x.data.length; o += d) {
+      let mu = 0;
+      let big = 0;
+      for (let j = 0; j < d; j++) {
+        mu += x.data[o + j]! / d;
+        big = Math.max(big, Math.abs(x.data[o + j]!));
+      }
+      let v = 0;
+      for (let j = 0; j < d; j++) v += (x.data[o + j]! - mu) ** 2 / d;
+      z = Math.max(z, big / Math.sqrt(v + cfg.eps));
+    }
+    return { y: z * maxAbs(args["gamma"]) };
+  },
   build: ({ x, gamma, beta }, cfg) => {
     const k = normAxes(cfg);
     const mu = named(meanLastK(x!, k), "\\mu", "μ");
@@ -1093,12 +1140,17 @@ export const rmsNormFormula = defineFormula({
 const activation = <const N extends "gelu" | "gelu_tanh" | "relu" | "silu">(
   name: N,
   description: string,
+  leftTail = false,
 ) =>
   defineFormula({
     name,
     description,
     category: "core",
     hyper: [],
+    // ½x·(1 + erf(x/√2)) (or 1 + tanh(…)) in the left tail: 1 + erf ≈ 0 is formed from two terms of
+    // magnitude 1, an absolute u that the factor ½|x| carries into y (NumPy's float32 gelu at
+    // x = −3.8: 2.4e-8 on y = −1.9e-3, while the probe sees only the response to x). Z = max|x|.
+    ...(leftTail ? { cancelled: ({ args }: FormulaValues) => ({ y: maxAbs(args["x"]) }) } : {}),
     args: () => [{ name: "x", shape: ["..."], role: "input", doc: "any tensor" }],
     outputs: () => [{ name: "y", shape: ["..."], doc: "elementwise" }],
     build: ({ x }) => ({ y: unary(name, x!) }),
@@ -1106,10 +1158,12 @@ const activation = <const N extends "gelu" | "gelu_tanh" | "relu" | "silu">(
 export const geluFormula = activation(
   "gelu",
   "GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)) (PyTorch default)",
+  true,
 );
 export const geluTanhFormula = activation(
   "gelu_tanh",
   "GELU, tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2 gelu_new)",
+  true,
 );
 export const reluFormula = activation("relu", "ReLU: max(x, 0)");
 export const siluFormula = activation("silu", "SiLU (swish): x·σ(x)");
@@ -1675,6 +1729,8 @@ export const crossEntropyFormula = defineFormula({
               : "mean negative log-likelihood over the counted positions",
         },
   ],
+  // the loss cancels logsumexp(z) against z_t (lossCancelled)
+  cancelled: ({ args }) => ({ loss: lossCancelled(args["logits"]) }),
   build: ({ logits, targets, weight }, cfg) => {
     const z = logits!;
     const t = targets!;

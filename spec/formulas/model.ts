@@ -20,6 +20,7 @@ import {
 } from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 import { LAYERS } from "../layers.js";
+import { lossCancelled } from "./core.js";
 
 export const NORMS = ["layer_norm", "rms_norm"] as const;
 export const PLACEMENTS = ["post", "pre", "sandwich"] as const;
@@ -175,13 +176,15 @@ export function blockParams(cfg: Config): ArgSpec[] {
   return out;
 }
 
+/** The switches of a block (and of gpt, which passes them on) that only hold together. */
+function checkBlockSwitches(cfg: Config): string | undefined {
+  return cfg["parallel"] === true && cfg["placement"] !== "pre"
+    ? `parallel attention + FFN is defined for placement "pre" only (GPT-J), ` +
+        `got "${String(cfg["placement"])}"`
+    : undefined;
+}
+
 function checkBlockConfig(cfg: Config, where: string): void {
-  if (cfg["parallel"] === true && cfg["placement"] !== "pre") {
-    throw new FormulaError(
-      `${where}: parallel attention + FFN is defined for placement "pre" only ` +
-        `(GPT-J), got "${String(cfg["placement"])}"`,
-    );
-  }
   if (typeof cfg["H"] !== "number")
     throw new FormulaError(`${where}: hyperparameter H (heads) is required`);
 }
@@ -405,6 +408,7 @@ export const blockFormula = defineFormula({
   category: "block",
   hyper: BLOCK_HYPER,
   relations: blockRelations,
+  check: checkBlockSwitches,
   args: blockArgs,
   outputs: blockOutputs,
   build: blockBuild("block"),
@@ -538,6 +542,7 @@ export const gptFormula = defineFormula({
   category: "model",
   hyper: GPT_HYPER,
   relations: blockRelations,
+  check: checkBlockSwitches,
   args: (cfg) => [
     {
       name: "tokens",
@@ -619,6 +624,9 @@ export const gptFormula = defineFormula({
           { name: "logits", shape: ["...", "n", "V"], doc: "next-token logits" },
           { name: "loss", shape: [], doc: "mean cross-entropy" },
         ],
+  // the loss cancels like cross_entropy's, on the logits the model computed
+  cancelled: ({ outputs }, cfg): Record<string, number> =>
+    cfg.kv_cache === true ? {} : { loss: lossCancelled(outputs["logits"]) },
   build: (a, cfg) => {
     checkBlockConfig(cfg, "formula gpt");
     const L = required(cfg.L, "gpt", "L");
