@@ -22,7 +22,6 @@ export type CallNode = NodeOf<"call">;
  */
 export type CallOf<N extends string> = CallNode & { readonly config: FormulaConfigOf<N> };
 
-
 /** Where a call stands in the graph being rewritten. */
 export interface RewriteSite {
   /** The call as it is in the graph given to {@link rewriteCalls}, before any rewriting. */
