@@ -590,7 +590,12 @@ def block_param_shapes(cfg: dict[str, Any], d_model: int, d_ff: int) -> dict[str
 
 # ---------------------------------------------------------------------------- gpt
 
-GPT_DEFAULTS: dict[str, Any] = dict(BLOCK_DEFAULTS, tied=True, positions="learned")
+GPT_DEFAULTS: dict[str, Any] = dict(BLOCK_DEFAULTS, tied=True, positions="learned", final_softcap=0.0)
+
+
+def soft_cap(z: torch.Tensor, c: float) -> torch.Tensor:
+    """Gemma 2's final logit soft cap: c·tanh(z/c) (HF Gemma2ForCausalLM, final_logit_softcapping); 0 = none."""
+    return z if c == 0 else c * torch.tanh(z / c)
 
 
 def gpt_config(*, V: int, n_ctx: int, d_model: int, L: int, d_ff: int, H: int, **kw: Any) -> dict[str, Any]:
@@ -652,7 +657,7 @@ def gpt_logits(tokens: torch.Tensor, p: Args, cfg: dict[str, Any], use_module: b
     if has_ln_f(cfg):
         x = (_norm_alt if use_module else norm)(x, p, "ln_f", cfg)
     W_vocab = wte if cfg["tied"] else p["lm_head.weight"]
-    return F.linear(x, W_vocab) if use_module else x @ W_vocab.T
+    return soft_cap(F.linear(x, W_vocab) if use_module else x @ W_vocab.T, cfg["final_softcap"])
 
 
 def gpt_forward(a: Args, cfg: dict[str, Any], use_module: bool = False) -> Args:
@@ -663,8 +668,9 @@ def gpt_forward(a: Args, cfg: dict[str, Any], use_module: bool = False) -> Args:
 def gpt_K(cfg: dict[str, Any], n: int, rows: int, with_loss: bool = True) -> tuple[int, str]:
     d, d_k = cfg["d_model"], cfg["d_model"] // cfg["H"]
     kb, why = block_K(gpt_block_config(cfg), d, d_k, n, cfg["d_ff"])
-    K = cfg["L"] * kb + (d if has_ln_f(cfg) else 0) + d
-    text = f"L·({why}) + {'ln_f d_model + ' if has_ln_f(cfg) else ''}logits d_model"
+    cap = 3 if cfg["final_softcap"] else 0
+    K = cfg["L"] * kb + (d if has_ln_f(cfg) else 0) + d + cap
+    text = f"L·({why}) + {'ln_f d_model + ' if has_ln_f(cfg) else ''}logits d_model" + (" + 3 (soft cap)" if cap else "")
     if with_loss:
         K += cfg["V"] + rows
         text += " + V + positions averaged"
@@ -1369,6 +1375,18 @@ def linear_family() -> None:
              oracle=lambda a: F.linear(a["x"], a["W_vocab"]), oracle_name="torch.nn.functional.linear(x, W_vocab)",
              K=(d, f"d_model = {d}"), params=("W_vocab",), rows=math.prod(lead),
              alt=lambda a: (a["x"][..., None, :] * a["W_vocab"]).sum(-1), alt_name="broadcast multiply and sum")
+    for slug, lead, d, V, c in [("softcap1_n7_d12_V11", (7,), 12, 11, 1.0), ("softcap30_b2_n3_d8_V13", (2, 3), 8, 13, 30.0)]:
+        def make(r: Draw, lead=lead, d=d, V=V, c=c) -> Args:
+            # logits of size ~c, so that the cap bends them
+            return {"x": r.normal(*lead, d, scale=c), "W_vocab": r.normal(V, d, scale=0.3)}
+
+        spec(formula="logits", slug=slug, dims={**lead_dims(lead[:-1], "B"), "n": lead[-1], "d_model": d, "V": V},
+             config={"final_softcap": c}, make=make,
+             oracle=lambda a, c=c: soft_cap(F.linear(a["x"], a["W_vocab"]), c),
+             oracle_name="torch.nn.functional.linear(x, W_vocab), then c·tanh(z/c) (HF Gemma 2 final_logit_softcapping)",
+             K=(d + 3, f"d_model + 3 (soft cap) = {d} + 3"), params=("W_vocab",), rows=math.prod(lead),
+             alt=lambda a, c=c: c * torch.tanh((a["x"][..., None, :] * a["W_vocab"]).sum(-1) / c),
+             alt_name="broadcast multiply and sum, then the cap")
 
 
 def embedding_family() -> None:
@@ -1793,6 +1811,8 @@ GPTS: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "gqa_V64_d16_h4_kv2_L2_n8": (gpt_config(V=64, n_ctx=16, d_model=16, L=2, d_ff=48, H=4, H_kv=2), (8,)),
     "sandwich_V50_d16_h2_L2_n8": (gpt_config(V=50, n_ctx=16, d_model=16, L=2, d_ff=48, H=2, placement="sandwich"), (8,)),
     "parallel_V50_d16_h4_L2_n8": (gpt_config(V=50, n_ctx=16, d_model=16, L=2, d_ff=48, H=4, parallel=True), (8,)),
+    # Gemma 2's final logit soft cap, at c = 1 so that tanh bends the logits of these weights
+    "final_softcap1_V50_d16_h4_L2_n8": (gpt_config(V=50, n_ctx=16, d_model=16, L=2, d_ff=48, H=4, final_softcap=1.0), (8,)),
 }
 
 

@@ -67,6 +67,7 @@ describe("loading the Hugging Face GPT-2 layout", () => {
       bias: true,
       window: 0,
       softcap: 0,
+      final_softcap: 0,
     });
     const g = loadCase(join(golden, "cases", "gpt", "f32", "checkpoint-tiny-gpt2.safetensors"));
     const report = compareCase(

@@ -788,7 +788,13 @@ def f_mha(a, cfg, dtype):
     return {"y": y}, back
 
 
+def no_final_softcap(cfg: Config, formula: str) -> None:
+    if cfg.num("final_softcap", 0.0) != 0:
+        raise FormulaError(f"{formula}: final_softcap = {cfg['final_softcap']!r} is not implemented by this implementation")
+
+
 def f_logits(a, cfg, dtype):
+    no_final_softcap(cfg, "logits")
     x, W = need(a, "x"), need(a, "W_vocab")
     y = x @ W.T
 
@@ -846,6 +852,7 @@ def block_formula(placement: Optional[str]) -> Formula:
 def f_gpt(a, cfg, dtype):
     if cfg.bool("kv_cache", False):
         raise FormulaError("kv_cache = true is not implemented by this implementation")
+    no_final_softcap(cfg, "gpt")
     return gpt(a, cfg, dtype)
 
 
@@ -953,7 +960,8 @@ CAPABILITIES = {
     "block": {"config": {"positions": ["none"], **NO_KV_CACHE}},
     "block_pre_ln": {"config": {"positions": ["none"], **NO_KV_CACHE}},
     "block_post_ln": {"config": {"positions": ["none"], **NO_KV_CACHE}},
-    "gpt": {"config": {"positions": ["learned", "sinusoidal", "none"], **NO_KV_CACHE}},
+    "logits": {"config": {"final_softcap": [0]}},
+    "gpt": {"config": {"positions": ["learned", "sinusoidal", "none"], "final_softcap": [0], **NO_KV_CACHE}},
 }
 
 

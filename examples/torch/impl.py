@@ -568,11 +568,19 @@ def f_embedding(a: Args, cfg: Config) -> Args:
     return {"y": embedding(need(a, "tokens"), need(a, "E"))}
 
 
+def soft_cap(z: T, cfg: Config) -> T:
+    """Gemma 2's final_logit_softcapping: c·tanh(z/c); 0 = none."""
+    c = cfg.num("final_softcap", 0.0)
+    if c < 0:
+        raise FormulaError(f"final_softcap must be >= 0 (0 = no cap), got {c}")
+    return z if c == 0 else c * torch.tanh(z / c)
+
+
 def f_logits(a: Args, cfg: Config) -> Args:
     x, W = need(a, "x"), need(a, "W_vocab")
     if x.shape[-1] != W.shape[-1]:
         raise FormulaError(f"x has {x.shape[-1]} features but W_vocab has {W.shape[-1]} columns")
-    return {"y": F.linear(x, W)}  # x W_vocabᵀ: the tied lm_head of HF GPT-2
+    return {"y": soft_cap(F.linear(x, W), cfg)}  # x W_vocabᵀ: the tied lm_head of HF GPT-2
 
 
 # ============================================================================ blocks
@@ -693,7 +701,7 @@ def f_gpt(a: Args, cfg: Config) -> Args:
         g = need(a, "ln_f.weight")
         x = layer_norm(x, g, need(a, "ln_f.bias"), cfg.num("eps", 1e-5)) if norm == "layer_norm" else rms_norm(x, g, cfg.num("eps", 1e-5))
     W_vocab = wte if cfg.bool("tied", True) else need(a, "lm_head.weight")
-    logits = F.linear(x, W_vocab)
+    logits = soft_cap(F.linear(x, W_vocab), cfg)
     res: Args = {"logits": logits}
     if not cache:
         res.update(f_cross_entropy({"logits": logits, "targets": need(a, "targets")}, cfg))

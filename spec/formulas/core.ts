@@ -1618,11 +1618,23 @@ const dimsEqualLoose = (a: Dim, b: Dim): boolean => dimToString(a) === dimToStri
 // ---------------------------------------------------------------------------------------------
 // output
 
+/** The logits' hyperparameters (gpt takes them too and passes them on). */
+export const LOGITS_HYPER = [
+  {
+    name: "final_softcap",
+    kind: "number",
+    default: 0,
+    values: [0, 5],
+    doc: "cap c: logits become c·tanh(z/c) (Gemma 2 uses 30); 0 = no cap",
+  },
+] as const satisfies readonly HyperSpec[];
+
 export const logitsFormula = defineFormula({
   name: "logits",
-  description: "vocabulary logits Z W_vocabᵀ (W_vocab = E when tied)",
+  description:
+    "vocabulary logits Z W_vocabᵀ (W_vocab = E when tied), optionally soft-capped c·tanh(z/c)",
   category: "core",
-  hyper: [],
+  hyper: LOGITS_HYPER,
   args: () => [
     { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "final representations Z" },
     {
@@ -1634,9 +1646,15 @@ export const logitsFormula = defineFormula({
     },
   ],
   outputs: () => [{ name: "y", shape: ["...", "n", "V"], doc: "logits" }],
-  build: ({ x, W_vocab }) => ({
-    y: matmul(x! as Expr<["n", "d"]>, transpose(W_vocab! as Expr<["V", "d"]>)),
-  }),
+  build: ({ x, W_vocab }, cfg) => {
+    const z = matmul(x! as Expr<["n", "d"]>, transpose(W_vocab! as Expr<["V", "d"]>));
+    const cap = cfg.final_softcap;
+    if (cap < 0)
+      throw new FormulaError(`formula logits: final_softcap must be ≥ 0 (0 = no cap), got ${cap}`);
+    if (cap === 0) return { y: z };
+    const c = named(constant(cap), "c", "c");
+    return { y: mul(c, tanh(div(z, c))) };
+  },
 });
 
 /** How cross_entropy reduces its per-position losses (PyTorch's `reduction`). */

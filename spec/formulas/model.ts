@@ -20,7 +20,7 @@ import {
 } from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 import { LAYERS } from "../layers.js";
-import { lossCancelled } from "./core.js";
+import { LOGITS_HYPER, lossCancelled } from "./core.js";
 
 export const NORMS = ["layer_norm", "rms_norm"] as const;
 export const PLACEMENTS = ["post", "pre", "sandwich"] as const;
@@ -475,6 +475,7 @@ const GPT_HYPER = [
     default: true,
     doc: "logits use the embedding matrix (W_vocab = E)",
   },
+  ...LOGITS_HYPER,
   {
     name: "kv_cache",
     kind: "boolean",
@@ -698,10 +699,11 @@ export const gptFormula = defineFormula({
           ? call1("layer_norm", { x, gamma: a["ln_f.weight"]!, beta: a["ln_f.bias"]! }, { eps })
           : call1("rms_norm", { x, gamma: a["ln_f.weight"]! }, { eps });
     }
-    const logits = call1("logits", {
-      x,
-      W_vocab: cfg["tied"] === false ? a["lm_head.weight"]! : a["wte.weight"]!,
-    });
+    const logits = call1(
+      "logits",
+      { x, W_vocab: cfg["tied"] === false ? a["lm_head.weight"]! : a["wte.weight"]! },
+      sharedConfig("logits", cfg),
+    );
     if (cache) return { logits, ...outs } as Record<string, Expr>;
     return { logits, loss: call1("cross_entropy", { logits, targets: a["targets"]! }) };
   },
