@@ -15,7 +15,7 @@ import { corpusText, corpusTokenizer } from "../reference/corpus.js";
 import { GPT, resolveModelConfig, type GPTConfig, type Positions } from "../reference/model.js";
 import { train } from "../reference/train.js";
 import { toCsv } from "./csv.js";
-import { renderSvg, type TopLevelSpec } from "./plot.js";
+import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, pairedInterval, std, type PairedInterval } from "./stats.js";
 import {
@@ -29,7 +29,7 @@ import {
   type Study,
   type StudyCheck,
   type StudyOptions,
-  type StudyReport,
+  plottedStudy,
 } from "./study.js";
 import { HELD_OUT_FRACTION, schedule, VARIANTS_DEFAULT } from "./variants.js";
 
@@ -535,20 +535,13 @@ ${runInfoLine(runInfo(startedMs))}
   );
 }
 
-export const lengthExtrapolationStudy: Study = {
+export const lengthExtrapolationStudy: Study = plottedStudy({
   name: "length-extrapolation",
   description:
     "Press et al. 2022 Fig. 1: train at L_train, evaluate at 1-8x L_train (learned, sinusoidal, RoPE, ALiBi, none)",
   defaultSeeds: LENGTH_DEFAULT.seeds,
-  async run(opts: StudyOptions): Promise<StudyReport> {
-    const started = performance.now();
-    const r = runLength(opts);
-    const { svg } = await renderSvg(lengthPlot(r));
-    return {
-      study: "length-extrapolation",
-      files: { "length-extrapolation.csv": lengthCsv(r), "length-extrapolation.svg": svg },
-      summary: lengthSummary(r, started),
-      checks: r.checks,
-    };
-  },
-};
+  compute: runLength,
+  tables: (r) => ({ "length-extrapolation.csv": lengthCsv(r) }),
+  plot: lengthPlot,
+  summary: (r, t) => lengthSummary(r, t.wallMs),
+});

@@ -27,7 +27,7 @@ import {
 } from "../reference/model.js";
 import { TokenWindows } from "../reference/train.js";
 import { toCsv } from "./csv.js";
-import { renderSvg, type TopLevelSpec } from "./plot.js";
+import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { logLogFit, mean, std, type LineFit } from "./stats.js";
 import {
@@ -42,7 +42,7 @@ import {
   type Study,
   type StudyCheck,
   type StudyOptions,
-  type StudyReport,
+  plottedStudy,
 } from "./study.js";
 
 /** Sizes of one run. */
@@ -701,20 +701,13 @@ ${runInfoLine(runInfo(startedMs))}
   );
 }
 
-export const lnPlacementStudy: Study = {
+export const lnPlacementStudy: Study = plottedStudy({
   name: "ln-placement",
   description:
     "Xiong et al. 2020: ‖∇W₂‖ at initialisation, post-LN vs pre-LN, against depth and layer",
   defaultSeeds: LN_PLACEMENT_DEFAULT.seeds,
-  async run(opts: StudyOptions): Promise<StudyReport> {
-    const started = performance.now();
-    const r = runLnPlacement(opts);
-    const { svg } = await renderSvg(lnPlacementPlot(r));
-    return {
-      study: "ln-placement",
-      files: { "ln-placement.csv": lnPlacementCsv(r), "ln-placement.svg": svg },
-      summary: lnPlacementSummary(r, started),
-      checks: r.checks,
-    };
-  },
-};
+  compute: runLnPlacement,
+  tables: (r) => ({ "ln-placement.csv": lnPlacementCsv(r) }),
+  plot: lnPlacementPlot,
+  summary: (r, t) => lnPlacementSummary(r, t.wallMs),
+});

@@ -14,7 +14,7 @@ import { GPT, resolveModelConfig, type GPTConfig } from "../reference/model.js";
 import { mupInit, mupLrScale } from "../reference/mup.js";
 import { evalLoss, train, TrainError } from "../reference/train.js";
 import { toCsv } from "./csv.js";
-import { renderSvg, type TopLevelSpec } from "./plot.js";
+import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean } from "./stats.js";
 import {
@@ -28,7 +28,7 @@ import {
   type Study,
   type StudyCheck,
   type StudyOptions,
-  type StudyReport,
+  plottedStudy,
 } from "./study.js";
 import { HELD_OUT_FRACTION, schedule, VARIANTS_DEFAULT } from "./variants.js";
 
@@ -554,17 +554,13 @@ ${runInfoLine(runInfo(startedMs, startedCpu))}
   );
 }
 
-export const mupStudy: Study = {
+export const mupStudy: Study = plottedStudy({
   name: "mup",
   description:
     "Yang et al. 2022 Fig. 1: learning-rate sweeps over widths, standard parametrisation vs muP",
   defaultSeeds: MUP_DEFAULT.seeds,
-  async run(opts: StudyOptions): Promise<StudyReport> {
-    const started = performance.now();
-    const startedCpu = process.cpuUsage();
-    const r = runMup(opts);
-    const { svg } = await renderSvg(mupPlot(r));
-    const files = { "mup.csv": mupCsv(r), "mup-seeds.csv": mupSeedsCsv(r), "mup.svg": svg };
-    return { study: "mup", files, summary: mupSummary(r, started, startedCpu), checks: r.checks };
-  },
-};
+  compute: runMup,
+  tables: (r) => ({ "mup.csv": mupCsv(r), "mup-seeds.csv": mupSeedsCsv(r) }),
+  plot: mupPlot,
+  summary: (r, t) => mupSummary(r, t.wallMs, t.cpu),
+});

@@ -18,7 +18,7 @@ import type { Graph } from "../autodiff/graph.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 import { toCsv } from "./csv.js";
-import { renderSvg, type TopLevelSpec } from "./plot.js";
+import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, std } from "./stats.js";
 import {
@@ -32,7 +32,7 @@ import {
   type Study,
   type StudyCheck,
   type StudyOptions,
-  type StudyReport,
+  plottedStudy,
 } from "./study.js";
 
 export interface RankCollapseSizes {
@@ -631,20 +631,13 @@ ${runInfoLine(runInfo(startedMs))}
   );
 }
 
-export const rankCollapseStudy: Study = {
+export const rankCollapseStudy: Study = plottedStudy({
   name: "rank-collapse",
   description:
     "Dong et al. 2021: pure attention loses rank doubly exponentially with depth; skips prevent it",
   defaultSeeds: RANK_COLLAPSE_DEFAULT.seeds,
-  async run(opts: StudyOptions): Promise<StudyReport> {
-    const started = performance.now();
-    const r = runRankCollapse(opts);
-    const { svg } = await renderSvg(rankCollapsePlot(r));
-    return {
-      study: "rank-collapse",
-      files: { "rank-collapse.csv": rankCollapseCsv(r), "rank-collapse.svg": svg },
-      summary: rankCollapseSummary(r, started),
-      checks: r.checks,
-    };
-  },
-};
+  compute: runRankCollapse,
+  tables: (r) => ({ "rank-collapse.csv": rankCollapseCsv(r) }),
+  plot: rankCollapsePlot,
+  summary: (r, t) => rankCollapseSummary(r, t.wallMs),
+});

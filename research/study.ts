@@ -7,6 +7,7 @@ import { writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { makeFolders } from "../io/files.js";
+import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 
 export class StudyError extends Error {
@@ -45,6 +46,44 @@ export interface Study {
   readonly description: string;
   readonly defaultSeeds: number;
   run(opts: StudyOptions): Promise<StudyReport>;
+}
+
+/** When a study's run started: wall clock (ms, `performance.now()`) and process CPU time. */
+export interface StudyStart {
+  readonly wallMs: number;
+  readonly cpu: NodeJS.CpuUsage;
+}
+
+/**
+ * A study made of one computation, its tables, one plot (`NAME.svg`, after the tables) and a
+ * summary: the shape every study here has.
+ */
+export function plottedStudy<R extends { readonly checks: readonly StudyCheck[] }>(d: {
+  readonly name: string;
+  readonly description: string;
+  readonly defaultSeeds: number;
+  compute(opts: StudyOptions): R;
+  /** File name → CSV text. */
+  tables(r: R): Readonly<Record<string, string>>;
+  plot(r: R): TopLevelSpec;
+  summary(r: R, started: StudyStart): string;
+}): Study {
+  return {
+    name: d.name,
+    description: d.description,
+    defaultSeeds: d.defaultSeeds,
+    async run(opts: StudyOptions): Promise<StudyReport> {
+      const started = { wallMs: performance.now(), cpu: process.cpuUsage() };
+      const r = d.compute(opts);
+      const { svg } = await renderSvg(d.plot(r));
+      return {
+        study: d.name,
+        files: { ...d.tables(r), [`${d.name}.svg`]: svg },
+        summary: d.summary(r, started),
+        checks: r.checks,
+      };
+    },
+  };
 }
 
 /** Number of seeds from the options, validated (a positive integer). */

@@ -15,7 +15,7 @@ import {
 } from "../reference/model.js";
 import { evalLoss, train } from "../reference/train.js";
 import { toCsv } from "./csv.js";
-import { renderSvg, type TopLevelSpec } from "./plot.js";
+import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, median, pairedInterval, std, type PairedInterval } from "./stats.js";
 import {
@@ -29,7 +29,7 @@ import {
   type Study,
   type StudyCheck,
   type StudyOptions,
-  type StudyReport,
+  plottedStudy,
 } from "./study.js";
 
 export interface VariantsSizes {
@@ -853,25 +853,17 @@ ${runInfoLine(runInfo(startedMs))}
   );
 }
 
-export const variantsStudy: Study = {
+export const variantsStudy: Study = plottedStudy({
   name: "variants",
   description:
     "train tiny GPTs that differ in one switch (placement, norm, activation, positions, MHA/MQA/GQA) and compare",
   defaultSeeds: VARIANTS_DEFAULT.seeds,
-  async run(opts: StudyOptions): Promise<StudyReport> {
-    const started = performance.now();
-    const r = runVariants(opts);
-    const { svg } = await renderSvg(variantsPlot(r));
-    return {
-      study: "variants",
-      files: {
-        "variants.csv": variantsCsv(r),
-        "variants-seeds.csv": seedsCsv(r),
-        "variants-curves.csv": curvesCsv(r),
-        "variants.svg": svg,
-      },
-      summary: variantsSummary(r, started),
-      checks: r.checks,
-    };
-  },
-};
+  compute: runVariants,
+  tables: (r) => ({
+    "variants.csv": variantsCsv(r),
+    "variants-seeds.csv": seedsCsv(r),
+    "variants-curves.csv": curvesCsv(r),
+  }),
+  plot: variantsPlot,
+  summary: (r, t) => variantsSummary(r, t.wallMs),
+});
