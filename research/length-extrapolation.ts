@@ -23,7 +23,8 @@ import {
   mdTable,
   runInfo,
   runInfoLine,
-  seedCount,
+  requirePositiveInteger,
+  studySizes,
   sig,
   StudyError,
   type Study,
@@ -161,20 +162,8 @@ export interface LengthResult {
 }
 
 function checkSizes(s: LengthSizes): void {
-  for (const k of [
-    "d_model",
-    "H",
-    "L",
-    "n",
-    "batch",
-    "V",
-    "steps",
-    "evalTokens",
-    "seeds",
-  ] as const) {
-    if (!Number.isInteger(s[k]) || s[k] < 1)
-      throw new StudyError(`length-extrapolation: ${k} must be a positive integer, got ${s[k]}`);
-  }
+  for (const k of ["d_model", "H", "L", "n", "batch", "V", "steps", "evalTokens", "seeds"] as const)
+    requirePositiveInteger("length-extrapolation", k, s[k]);
   if (
     s.factors.length < 2 ||
     s.factors[0] !== 1 ||
@@ -211,12 +200,7 @@ export function lengthConfig(positions: Positions, s: LengthSizes): GPTConfig {
 export function runLength(
   opts: StudyOptions & { sizes?: Partial<LengthSizes> } = {},
 ): LengthResult {
-  const base = opts.quick ? LENGTH_QUICK : LENGTH_DEFAULT;
-  const sizes: LengthSizes = {
-    ...base,
-    ...opts.sizes,
-    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
-  };
+  const sizes = studySizes(opts, LENGTH_QUICK, LENGTH_DEFAULT);
   checkSizes(sizes);
   const progress = opts.progress ?? Progress.silent();
   const ids = corpusTokenizer(sizes.V).encode(corpusText());

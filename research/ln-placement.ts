@@ -35,7 +35,8 @@ import {
   mdTable,
   runInfo,
   runInfoLine,
-  seedCount,
+  requirePositiveInteger,
+  studySizes,
   sig,
   StudyError,
   withSE,
@@ -153,17 +154,13 @@ export interface LnPlacementResult {
 }
 
 function checkSizes(s: LnPlacementSizes): void {
-  const posInt = (k: keyof LnPlacementSizes, v: number) => {
-    if (!Number.isInteger(v) || v < 1)
-      throw new StudyError(`ln-placement: ${k} must be a positive integer, got ${v}`);
-  };
   for (const k of ["d_model", "H", "n", "batch", "V", "perLayerDepth", "seeds"] as const)
-    posInt(k, s[k]);
+    requirePositiveInteger("ln-placement", k, s[k]);
   if (s.depths.length < 2)
     throw new StudyError(
       `ln-placement: a slope against depth needs at least 2 depths, got ${s.depths.length}`,
     );
-  s.depths.forEach((L) => posInt("depths", L));
+  s.depths.forEach((L) => requirePositiveInteger("ln-placement", "depths", L));
   if (!s.depths.includes(s.perLayerDepth))
     throw new StudyError(
       `ln-placement: perLayerDepth ${s.perLayerDepth} is not one of the depths ${s.depths.join(", ")}`,
@@ -219,12 +216,7 @@ export function runLnPlacement(
   opts: StudyOptions & { sizes?: Partial<LnPlacementSizes> } = {},
 ): LnPlacementResult {
   const started = performance.now();
-  const base = opts.quick ? LN_PLACEMENT_QUICK : LN_PLACEMENT_DEFAULT;
-  const sizes: LnPlacementSizes = {
-    ...base,
-    ...opts.sizes,
-    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
-  };
+  const sizes = studySizes(opts, LN_PLACEMENT_QUICK, LN_PLACEMENT_DEFAULT);
   checkSizes(sizes);
   const progress = opts.progress ?? Progress.silent();
   const ids = corpusTokenizer(sizes.V).encode(corpusText());

@@ -22,7 +22,7 @@ import {
   mdTable,
   runInfo,
   runInfoLine,
-  seedCount,
+  studySizes,
   sig,
   StudyError,
   type Study,
@@ -175,12 +175,7 @@ export function tiedWithOptimum(row: readonly MupPoint[]): number[] {
 }
 
 export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}): MupResult {
-  const base = opts.quick ? MUP_QUICK : MUP_DEFAULT;
-  const sizes: MupSizes = {
-    ...base,
-    ...opts.sizes,
-    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
-  };
+  const sizes = studySizes(opts, MUP_QUICK, MUP_DEFAULT);
   if (sizes.widths.length < 2 || sizes.log2Lrs.length < 3)
     throw new StudyError("mup: needs at least 2 widths and 3 learning rates");
   if (sizes.widths.some((w) => w % sizes.H !== 0))

@@ -26,7 +26,8 @@ import {
   mdTable,
   runInfo,
   runInfoLine,
-  seedCount,
+  requirePositiveInteger,
+  studySizes,
   sig,
   StudyError,
   type Study,
@@ -310,10 +311,8 @@ export interface RankCollapseResult {
 const FLOAT64_FLOOR = 1e-14;
 
 function checkSizes(s: RankCollapseSizes): void {
-  for (const k of ["d_model", "H", "n", "depth", "seeds"] as const) {
-    if (!Number.isInteger(s[k]) || s[k] < 1)
-      throw new StudyError(`rank-collapse: ${k} must be a positive integer, got ${s[k]}`);
-  }
+  for (const k of ["d_model", "H", "n", "depth", "seeds"] as const)
+    requirePositiveInteger("rank-collapse", k, s[k]);
   if (s.n < 2)
     throw new StudyError(
       `rank-collapse: n must be at least 2 (one token is always rank one), got ${s.n}`,
@@ -327,12 +326,7 @@ export function runRankCollapse(
   opts: StudyOptions & { sizes?: Partial<RankCollapseSizes> } = {},
 ): RankCollapseResult {
   const started = performance.now();
-  const base = opts.quick ? RANK_COLLAPSE_QUICK : RANK_COLLAPSE_DEFAULT;
-  const sizes: RankCollapseSizes = {
-    ...base,
-    ...opts.sizes,
-    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
-  };
+  const sizes = studySizes(opts, RANK_COLLAPSE_QUICK, RANK_COLLAPSE_DEFAULT);
   checkSizes(sizes);
   const progress = opts.progress ?? Progress.silent();
   const d = sizes.d_model;

@@ -94,6 +94,28 @@ export function seedCount(opts: StudyOptions, dflt: number): number {
   return s;
 }
 
+/**
+ * The sizes of one run: the study's quick or default sizes, overridden by `opts.sizes`, with the
+ * seed count from `opts.seeds` (else from the sizes), validated by {@link seedCount}.
+ */
+export function studySizes<S extends { readonly seeds: number }>(
+  opts: StudyOptions & { readonly sizes?: Partial<S> },
+  quick: S,
+  dflt: S,
+): S {
+  const base = opts.quick ? quick : dflt;
+  return { ...base, ...opts.sizes, seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds) };
+}
+
+/**
+ * @throws StudyError "STUDY: NAME must be a positive integer, got VALUE" unless `value` is an
+ * integer ≥ 1.
+ */
+export function requirePositiveInteger(study: string, name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1)
+    throw new StudyError(`${study}: ${name} must be a positive integer, got ${value}`);
+}
+
 /** Write the report's files and `summary.md` into `dir` (created if missing); returns the paths written. */
 export function writeReport(dir: string, report: StudyReport): string[] {
   makeFolders(dir); // one level at a time: a recursive mkdir can loop forever under /proc

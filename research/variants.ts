@@ -23,7 +23,8 @@ import {
   mdTable,
   runInfo,
   runInfoLine,
-  seedCount,
+  requirePositiveInteger,
+  studySizes,
   sig,
   StudyError,
   type Study,
@@ -267,10 +268,8 @@ function checkSizes(s: VariantsSizes): void {
     "steps",
     "evalBatches",
     "seeds",
-  ] as const) {
-    if (!Number.isInteger(s[k]) || s[k] < 1)
-      throw new StudyError(`variants: ${k} must be a positive integer, got ${s[k]}`);
-  }
+  ] as const)
+    requirePositiveInteger("variants", k, s[k]);
   if (!Number.isInteger(s.warmup) || s.warmup < 0 || s.warmup >= s.steps)
     throw new StudyError(`variants: warmup must be an integer in [0, steps), got ${s.warmup}`);
   if (!(s.lr > 0)) throw new StudyError(`variants: lr must be positive, got ${s.lr}`);
@@ -330,12 +329,7 @@ export function runVariants(
   opts: StudyOptions & { sizes?: Partial<VariantsSizes>; only?: readonly string[] } = {},
 ): VariantsResult {
   const started = performance.now();
-  const base = opts.quick ? VARIANTS_QUICK : VARIANTS_DEFAULT;
-  const sizes: VariantsSizes = {
-    ...base,
-    ...opts.sizes,
-    seeds: seedCount(opts, opts.sizes?.seeds ?? base.seeds),
-  };
+  const sizes = studySizes(opts, VARIANTS_QUICK, VARIANTS_DEFAULT);
   checkSizes(sizes);
   const specs =
     opts.only === undefined ? VARIANTS : VARIANTS.filter((v) => opts.only!.includes(v.id));
