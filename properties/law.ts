@@ -27,6 +27,7 @@ import {
   cancelledMagnitude,
   conditionedBound,
   conditionedReason,
+  gamma,
   roundingDepth,
   sensitivity,
   type OutputScale,
@@ -83,6 +84,28 @@ export interface LawTolerance {
   readonly bound: (dtype: FloatDType, sizes: Readonly<Record<string, number>>) => number;
   /** What the bound multiplies (`1`, `max|V|`, `S + κ̂`). */
   readonly scale: string;
+}
+
+/**
+ * The bound of a law that compares two evaluations of the same quantity ({@link Check.expectTwin}):
+ * 2·γ_K with K the rounding depth (`sizes.K`), multiplying S + κ̂ (tolerance.ts).
+ */
+export function twinBound(dtype: FloatDType, sizes: Readonly<Record<string, number>>): number {
+  return 2 * gamma(sizes["K"] ?? 1, dtype);
+}
+
+/**
+ * The tolerance of a law whose check compares two evaluations of the same quantity: the bound
+ * {@link twinBound}, with the law's own `derivation` (why the two agree in exact arithmetic) and
+ * what the bound multiplies (`S + κ̂` unless the law says more).
+ */
+export function twinTolerance(derivation: string, scale = "S + κ̂"): LawTolerance {
+  return { derivation, bound: twinBound, scale };
+}
+
+/** The tolerance of a law whose relations hold exactly (bound 0): `derivation` says why. */
+export function exactTolerance(derivation: string): LawTolerance {
+  return { derivation, bound: () => 0, scale: "1" };
 }
 
 /** What a law's cases may use: the formulas it may target (declared by the implementation) and the dtype. */

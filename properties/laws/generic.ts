@@ -6,17 +6,26 @@ import fc from "fast-check";
 import { dim, evalDim } from "../../spec/dims.js";
 import { exampleConfig, getFormula } from "../../spec/formula.js";
 import type { FormulaConfig, Implementation } from "../../autodiff/implementation.js";
-import {
-  Tensor,
-  shapeToString,
-  type FloatDType,
-  type NamedTensors,
-} from "../../autodiff/tensor.js";
+import { Tensor, shapeToString, type NamedTensors } from "../../autodiff/tensor.js";
 import { referenceGraph, referenceImplementation } from "../../reference/implementation.js";
 import { topoSort } from "../../spec/node.js";
-import type { Capabilities } from "../../autodiff/capabilities.js";
-import { formulaCaseArb, inputsArb, type Dims, type FormulaCase } from "../arbitraries.js";
-import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
+import {
+  formulaCaseArb,
+  inputsArb,
+  seededCaseArb,
+  type Dims,
+  type FormulaCase,
+  type FormulaCaseOptions,
+} from "../arbitraries.js";
+import {
+  Check,
+  checked,
+  exactTolerance,
+  fmt,
+  twinTolerance,
+  type Law,
+  type LawScope,
+} from "../law.js";
 import { firstBitDifference, stack, unstackAt } from "../tensor-ops.js";
 import {
   cancelledMagnitude,
@@ -39,29 +48,47 @@ export function oneOfFormulas<C>(
   return fc.oneof(...scope.formulas.map((f) => arb(f)));
 }
 
+/** What a law chooses of a case's generation; the scope gives the dtype and the capabilities. */
+export type ScopedCaseOptions = Omit<FormulaCaseOptions, "dtype" | "capabilities">;
+
+/**
+ * {@link formulaCaseArb} inside the scope: cases in the scope's dtype, generated within what the
+ * implementation declares it supports (`scope.capabilities`), with the law's own options.
+ */
+export function scopedCaseArb(
+  scope: LawScope,
+  formula: string,
+  opts: ScopedCaseOptions,
+): fc.Arbitrary<FormulaCase> {
+  return formulaCaseArb(formula, { dtype: scope.dtype, capabilities: scope.capabilities, ...opts });
+}
+
+/** {@link seededCaseArb} inside the scope, as {@link scopedCaseArb}. */
+export function scopedSeededCaseArb(
+  scope: LawScope,
+  formula: string,
+  opts: Omit<ScopedCaseOptions, "range" | "tensor">,
+): fc.Arbitrary<FormulaCase> {
+  return seededCaseArb(formula, { dtype: scope.dtype, capabilities: scope.capabilities, ...opts });
+}
+
 function hasKvCache(formula: string): boolean {
   return getFormula(formula).hyper.some((h) => h.name === "kv_cache");
 }
 
 /**
- * Dim options a formula needs for its generic cases (keys independent of queries for attention, a
- * cache for kv formulas).
+ * A generic case of a formula inside the scope: keys independent of queries for attention, and for
+ * kv formulas both kv_cache settings with up to `maxPast` cached positions.
  */
 function genericCase(
+  scope: LawScope,
   formula: string,
-  dtype: FloatDType,
-  extra: { batch?: "any" | "none" } = {},
-  capabilities?: Capabilities,
+  batch: "any" | "none" = "any",
+  maxPast = 3,
 ): fc.Arbitrary<FormulaCase> {
-  return formulaCaseArb(formula, {
-    dtype,
-    capabilities,
+  return scopedCaseArb(scope, formula, {
     ...(hasKvCache(formula) ? { choose: KV_CHOICES } : {}),
-    dims: {
-      batch: extra.batch ?? "any",
-      crossM: formula === "attention",
-      maxP: hasKvCache(formula) ? 3 : 0,
-    },
+    dims: { batch, crossM: formula === "attention", maxP: hasKvCache(formula) ? maxPast : 0 },
   });
 }
 
@@ -90,13 +117,8 @@ export const shapeAlgebra: Law = {
   formulas: "all",
   statement:
     "shape(f(x)) = the spec's symbolic output shapes at the dim binding (batch axes, n = 1, H = 1, odd d_k included)",
-  tolerance: {
-    derivation: "exact: shapes and dtypes are integers and names",
-    bound: () => 0,
-    scale: "1",
-  },
-  arbitrary: (scope) =>
-    oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
+  tolerance: exactTolerance("exact: shapes and dtypes are integers and names"),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(scope, f)),
   check: checked("shape_algebra", async (k: Check, c: FormulaCase) => {
     const def = getFormula(c.formula);
     const outs = await k.forward(k.request(c.formula, c.config, c.inputs));
@@ -160,13 +182,8 @@ export const determinism: Law = {
   formulas: "all",
   statement:
     "f(x) computed twice is bitwise identical (−0 ≠ +0), and f never modifies its arguments",
-  tolerance: {
-    derivation: "exact: the same operations on the same operands round the same way",
-    bound: () => 0,
-    scale: "1",
-  },
-  arbitrary: (scope) =>
-    oneOfFormulas(scope, (f) => genericCase(f, scope.dtype, {}, scope.capabilities)),
+  tolerance: exactTolerance("exact: the same operations on the same operands round the same way"),
+  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(scope, f)),
   check: checked("determinism", async (k: Check, c: FormulaCase) => {
     const keep: NamedTensors = {};
     for (const [name, t] of Object.entries(c.inputs)) keep[name] = t.clone();
@@ -238,23 +255,15 @@ export const batchIndependence: Law<BatchCase> = {
   formulas: "batched",
   statement:
     "f(stack_b x_b)[b] = f(x_b) for every batch member b (and a mean over positions is the mean of the members' means)",
-  tolerance: {
-    derivation:
-      "two evaluations of the same quantity (batched and alone): 2·γ_K·(S + " +
+  tolerance: twinTolerance(
+    "two evaluations of the same quantity (batched and alone): 2·γ_K·(S + " +
       "κ̂), K the formula's rounding depth, κ̂ measured on the member's own " +
       "request (tolerance.ts); a batched kernel may sum in another order, " +
       "nothing else may change",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        ...(hasKvCache(f) ? { choose: KV_CHOICES } : {}),
-        dims: { batch: "none", crossM: f === "attention", maxP: hasKvCache(f) ? 2 : 0 },
-      }).chain((c) =>
+      genericCase(scope, f, "none", 2).chain((c) =>
         fc
           .array(inputsArb(c.formula, c.config, c.dims, { dtype: c.dtype }), {
             minLength: 1,
@@ -381,9 +390,7 @@ export const referenceErrorBound: Law = {
   requires: () => [],
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      genericCase(f, scope.dtype, {}, scope.capabilities).filter(
-        (c) => !(c.dims.d_model === 1 && normalisesModelWidth(c)),
-      ),
+      genericCase(scope, f).filter((c) => !(c.dims.d_model === 1 && normalisesModelWidth(c))),
     ),
   check: checked("reference_error_bound", async (k: Check, c: FormulaCase) => {
     const ref = reference();
