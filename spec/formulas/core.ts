@@ -48,6 +48,7 @@ import {
   FormulaError,
   parseDimList,
   required,
+  type ArgSpec,
   type ConfigOf,
   type HyperSpec,
   type FormulaValues,
@@ -137,6 +138,12 @@ const MAX_AXES = 8;
 
 /** Names of the k − 1 axes after the reduced one: r_1 … r_{k−1} (sized by exampleDims). */
 const trailing = (k: number): string[] => Array.from({ length: k - 1 }, (_, i) => `r_${i + 1}`);
+/** The shape [..., m, r_1 … r_{k−1}] of a softmax-family tensor, m the axis the formula runs over. */
+const axisShape = (cfg: Config, formula: string): string[] => [
+  "...",
+  "m",
+  ...trailing(axisFromEnd(cfg, formula)),
+];
 const TRAILING_EXAMPLE: Readonly<Record<string, number>> = {
   r_1: 2,
   r_2: 3,
@@ -168,18 +175,11 @@ export const softmaxFormula = defineFormula({
   category: "core",
   hyper: [axisHyper("softmax")],
   exampleDims: TRAILING_EXAMPLE,
-  args: (cfg) => [
-    {
-      name: "x",
-      shape: ["...", "m", ...trailing(axisFromEnd(cfg, "softmax"))],
-      role: "input",
-      doc: "scores",
-    },
-  ],
+  args: (cfg) => [{ name: "x", shape: axisShape(cfg, "softmax"), role: "input", doc: "scores" }],
   outputs: (cfg) => [
     {
       name: "y",
-      shape: ["...", "m", ...trailing(axisFromEnd(cfg, "softmax"))],
+      shape: axisShape(cfg, "softmax"),
       doc: "probabilities; rows along the axis sum to 1",
     },
   ],
@@ -232,20 +232,9 @@ export const logSoftmaxFormula = defineFormula({
   hyper: [axisHyper("log softmax")],
   exampleDims: TRAILING_EXAMPLE,
   args: (cfg) => [
-    {
-      name: "x",
-      shape: ["...", "m", ...trailing(axisFromEnd(cfg, "log_softmax"))],
-      role: "input",
-      doc: "scores",
-    },
+    { name: "x", shape: axisShape(cfg, "log_softmax"), role: "input", doc: "scores" },
   ],
-  outputs: (cfg) => [
-    {
-      name: "y",
-      shape: ["...", "m", ...trailing(axisFromEnd(cfg, "log_softmax"))],
-      doc: "log-probabilities",
-    },
-  ],
+  outputs: (cfg) => [{ name: "y", shape: axisShape(cfg, "log_softmax"), doc: "log-probabilities" }],
   // Shift first, then subtract the (small) log-sum: never forms x − logsumexp(x) from two large
   // numbers, which in float32 would lose the ulp of |max x| (6e-5 at 1e3) in every entry.
   build: ({ x }, cfg) => {
@@ -693,6 +682,28 @@ export const mergeHeadsFormula = defineFormula({
   symbol: { latex: "\\mathrm{Concat}_h", text: "Concat_h" },
 });
 
+/**
+ * The integer input position_ids [..., n] (HF position_ids: each row's position) when the formula's
+ * position_ids switch is on, else none: arguments to spread into a formula's args.
+ */
+export function positionIdsArgs(on: boolean, doc: string, latex?: string): ArgSpec[] {
+  if (!on) return [];
+  const arg: ArgSpec = { name: "position_ids", shape: ["...", "n"], role: "input", int: true, doc };
+  return [latex === undefined ? arg : { ...arg, latex }];
+}
+
+/** A KV cache's inputs: the cached keys and values, [..., H_kv, p, d_k] each (p cached rows). */
+export function pastKvArgs(
+  names: readonly [keys: string, values: string],
+  docs: readonly [keys: string, values: string],
+): ArgSpec[] {
+  const shape = ["...", "H_kv", "p", "d_k"];
+  return [
+    { name: names[0], shape, role: "input", doc: docs[0] },
+    { name: names[1], shape, role: "input", doc: docs[1] },
+  ];
+}
+
 const MHA_HYPER = [
   { name: "H", kind: "integer", dim: true, doc: "query heads" },
   {
@@ -793,18 +804,7 @@ export const mhaFormula = defineFormula({
           { name: "b_V", shape: ["d_kv"], role: "param", doc: "value bias" },
           { name: "b_O", shape: ["d_model"], role: "param", doc: "output bias" },
         ] as const)),
-    ...(cfg["position_ids"] === true
-      ? ([
-          {
-            name: "position_ids",
-            shape: ["...", "n"],
-            role: "input",
-            int: true,
-            doc: "RoPE position of each row",
-            latex: "p",
-          },
-        ] as const)
-      : []),
+    ...positionIdsArgs(cfg["position_ids"] === true, "RoPE position of each row", "p"),
     ...(cfg.dropout > 0
       ? ([
           {
@@ -817,20 +817,7 @@ export const mhaFormula = defineFormula({
         ] as const)
       : []),
     ...(cfg["kv_cache"] === true
-      ? ([
-          {
-            name: "past_k",
-            shape: ["...", "H_kv", "p", "d_k"],
-            role: "input",
-            doc: "cached keys (after RoPE)",
-          },
-          {
-            name: "past_v",
-            shape: ["...", "H_kv", "p", "d_k"],
-            role: "input",
-            doc: "cached values",
-          },
-        ] as const)
+      ? pastKvArgs(["past_k", "past_v"], ["cached keys (after RoPE)", "cached values"])
       : []),
   ],
   outputs: (cfg) => [
@@ -1533,18 +1520,7 @@ export const ropeFormula = defineFormula({
   ],
   args: (cfg) => [
     { name: "x", shape: ["...", "n", "d_k"], role: "input", doc: "queries or keys, per head" },
-    ...(cfg["position_ids"] === true
-      ? ([
-          {
-            name: "position_ids",
-            shape: ["...", "n"],
-            role: "input",
-            int: true,
-            doc: "position of each row",
-            latex: "p",
-          },
-        ] as const)
-      : []),
+    ...positionIdsArgs(cfg["position_ids"] === true, "position of each row", "p"),
   ],
   outputs: () => [{ name: "y", shape: ["...", "n", "d_k"], doc: "rotated" }],
   build: ({ x, position_ids }, cfg) => {

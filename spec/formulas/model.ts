@@ -20,7 +20,7 @@ import {
 } from "../formula.js";
 import type { Config, HyperValue } from "../node.js";
 import { LAYERS } from "../layers.js";
-import { LOGITS_HYPER, lossCancelled } from "./core.js";
+import { LOGITS_HYPER, lossCancelled, pastKvArgs, positionIdsArgs } from "./core.js";
 
 export const NORMS = ["layer_norm", "rms_norm"] as const;
 export const PLACEMENTS = ["post", "pre", "sandwich"] as const;
@@ -361,28 +361,10 @@ function blockDropoutArgs(cfg: { readonly dropout: number }, prefix: string): Ar
 function blockArgs(cfg: BlockConfig): ArgSpec[] {
   return [
     { name: "x", shape: ["...", "n", "d_model"], role: "input", doc: "block input" },
-    ...(cfg["position_ids"] === true
-      ? ([
-          {
-            name: "position_ids",
-            shape: ["...", "n"],
-            role: "input",
-            int: true,
-            doc: "RoPE position of each row",
-          },
-        ] as ArgSpec[])
-      : []),
+    ...positionIdsArgs(cfg["position_ids"] === true, "RoPE position of each row"),
     ...blockDropoutArgs(cfg, ""),
     ...(cfg["kv_cache"] === true
-      ? ([
-          { name: "past_k", shape: ["...", "H_kv", "p", "d_k"], role: "input", doc: "cached keys" },
-          {
-            name: "past_v",
-            shape: ["...", "H_kv", "p", "d_k"],
-            role: "input",
-            doc: "cached values",
-          },
-        ] as ArgSpec[])
+      ? pastKvArgs(["past_k", "past_v"], ["cached keys", "cached values"])
       : []),
     ...blockParams(cfg),
   ];
@@ -553,32 +535,17 @@ export const gptFormula = defineFormula({
       doc: "token ids t",
       latex: "t",
     },
-    ...(cfg["position_ids"] === true
-      ? ([
-          {
-            name: "position_ids",
-            shape: ["...", "n"],
-            role: "input",
-            int: true,
-            doc: "position of each token (learned positions: the wpe row; RoPE: the angle)",
-          },
-        ] as ArgSpec[])
-      : []),
+    ...positionIdsArgs(
+      cfg["position_ids"] === true,
+      "position of each token (learned positions: the wpe row; RoPE: the angle)",
+    ),
     ...(cfg["kv_cache"] === true
-      ? Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) => [
-          {
-            name: `past.${l}.k`,
-            shape: ["...", "H_kv", "p", "d_k"],
-            role: "input",
-            doc: `block ${l} cached keys`,
-          } as ArgSpec,
-          {
-            name: `past.${l}.v`,
-            shape: ["...", "H_kv", "p", "d_k"],
-            role: "input",
-            doc: `block ${l} cached values`,
-          } as ArgSpec,
-        ]).flat()
+      ? Array.from({ length: required(cfg.L, "gpt", "L") }, (_, l) =>
+          pastKvArgs(
+            [`past.${l}.k`, `past.${l}.v`],
+            [`block ${l} cached keys`, `block ${l} cached values`],
+          ),
+        ).flat()
       : [
           {
             name: "targets",
