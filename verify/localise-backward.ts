@@ -17,7 +17,6 @@
  * formula's rounding depth K, plus the rows summed into a parameter's gradient (batch ×
  * positions), widened to 4× the difference of a second computation without fused kernels.
  */
-import { ImplementationError } from "../autodiff/implementation.js";
 import type { BackwardRequest, BackwardResult, FormulaConfig } from "../autodiff/implementation.js";
 import { vjp } from "../autodiff/grad.js";
 import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
@@ -27,8 +26,8 @@ import { getFormula } from "../spec/formula.js";
 import { referenceGraph } from "../reference/implementation.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint } from "./diagnose.js";
-import { isDeclined } from "./localise.js";
-import type { Divergence, Localisation, LocalisationStep } from "./localise.js";
+import { PartSearch, partRequest } from "./localise.js";
+import type { Divergence, Localisation } from "./localise.js";
 import { depthOf, derivedTolerance } from "./tolerance.js";
 import type { DerivedTolerance } from "./tolerance.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
@@ -109,8 +108,8 @@ function gradientDepth(
  * comment). Never throws for an implementation fault: it is returned in `fault` with the steps so far.
  */
 export async function localiseBackward(input: LocaliseBackwardInput): Promise<Localisation> {
-  const steps: LocalisationStep[] = [];
-  let requests = 0;
+  const search = new PartSearch();
+  const { steps } = search;
   const failingGrad = Object.values(input.reports).find((r) => !r.ok && r.name.startsWith("grad."));
   const caseLevel = (explanation: string, hints: readonly Hint[] = []): Divergence => ({
     formula: input.formula,
@@ -130,28 +129,24 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
   try {
     trace = ReferenceTrace.build(input.formula, input.config, input.inputs, input.dtype);
   } catch (e) {
-    return {
-      steps,
-      requests,
-      divergence: caseLevel(
+    return search.result(
+      caseLevel(
         `the reference cannot trace ${input.formula} (${(e as Error).message}); ` +
           `only the case's gradients were compared`,
       ),
-    };
+    );
   }
 
   // the case's cotangents must name outputs of the formula (a malformed case is reported, not thrown)
   try {
     trace.siteCotangents(trace.root, input.cotangents, "request");
   } catch (e) {
-    return {
-      steps,
-      requests,
-      divergence: caseLevel(
+    return search.result(
+      caseLevel(
         `the reference cannot back-propagate the case's cotangents through ` +
           `${input.formula} (${(e as Error).message}); only the case's gradients were compared`,
       ),
-    };
+    );
   }
 
   let deepest:
@@ -166,19 +161,16 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
         checkedParts: string[];
       }
     | undefined;
-  let fault: ImplementationError | undefined;
   const descend = async (site: CallSite): Promise<boolean> => {
     // backwards: the last application's VJP runs first in a backward pass
     for (const child of [...site.children].reverse()) {
       const tensor = sitePath(child);
       if (!input.declaresBackward(child.formula, input.dtype)) {
-        steps.push({
-          how: "isolated",
-          formula: child.formula,
+        search.notDeclared(
+          child.formula,
           tensor,
-          status: "not declared",
-          message: `the implementation declares no backward pass of ${child.formula} (in ${input.dtype})`,
-        });
+          `the implementation declares no backward pass of ${child.formula} (in ${input.dtype})`,
+        );
         continue;
       }
       const cotangents = trace.siteCotangents(child, input.cotangents, "request");
@@ -194,40 +186,11 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
       }
       // nothing differentiable to ask about (a mask computed from sizes alone)
       if (Object.keys(expected.request).length === 0) continue;
-      let answer: BackwardResult;
-      try {
-        requests++;
-        answer = await input.backward({
-          formula: child.formula,
-          config: { ...child.config, dtype: input.dtype },
-          inputs,
-          cotangents,
-        });
-      } catch (e) {
-        if (isDeclined(e)) {
-          steps.push({
-            how: "isolated",
-            formula: child.formula,
-            tensor: `${tensor}:grad`,
-            status: "declined",
-            message: e.message,
-          });
-          continue;
-        }
-        if (!(e instanceof ImplementationError)) throw e;
-        if (e.kind === "stopped") {
-          fault = e;
-          return false;
-        }
-        steps.push({
-          how: "isolated",
-          formula: child.formula,
-          tensor: `${tensor}:grad`,
-          status: "failed",
-          message: e.message,
-        });
-        continue;
-      }
+      const answer = await search.ask(child.formula, `${tensor}:grad`, () =>
+        input.backward({ ...partRequest(child, inputs, input.dtype), cotangents }),
+      );
+      if (search.fault !== undefined) return false;
+      if (answer === undefined) continue;
       let diverged:
         | { arg: string; report: TensorReport; tolerance: DerivedTolerance; actual?: Tensor }
         | undefined;
@@ -261,7 +224,7 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
       if (diverged === undefined) continue;
       const before = steps.length;
       const deeper = await descend(child);
-      if (fault !== undefined) return false;
+      if (search.fault !== undefined) return false;
       if (!deeper) {
         const checkedParts = [
           ...new Set(
@@ -365,7 +328,7 @@ export async function localiseBackward(input: LocaliseBackwardInput): Promise<Lo
         `the error is somewhere inside it`;
     divergence = caseLevel(explanation);
   }
-  return { steps, divergence, requests, ...(fault !== undefined ? { fault } : {}) };
+  return search.result(divergence);
 }
 
 function gradValues(

@@ -112,6 +112,56 @@ export function isDeclined(e: unknown): e is ImplementationError {
   return e instanceof ImplementationError && e.kind === "declined";
 }
 
+/**
+ * The record of a search through parts in isolation: the steps taken, the requests sent and the
+ * fault that cut it short.
+ */
+export class PartSearch {
+  readonly steps: LocalisationStep[] = [];
+  requests = 0;
+  fault: ImplementationError | undefined;
+
+  /** A part the implementation does not declare: recorded, not asked about. */
+  notDeclared(formula: string, tensor: string, message: string): void {
+    this.steps.push({ how: "isolated", formula, tensor, status: "not declared", message });
+  }
+
+  /**
+   * Sends one request about a part (`send`). `undefined` when there is no answer to check: an
+   * error answer or a failed request, recorded as a `declined` or `failed` step of `tensor`, or a
+   * stopped implementation, kept in `fault` (the search stops). Other errors are thrown.
+   */
+  async ask<T>(formula: string, tensor: string, send: () => Promise<T>): Promise<T | undefined> {
+    try {
+      this.requests++;
+      return await send();
+    } catch (e) {
+      if (!(e instanceof ImplementationError)) throw e;
+      if (e.kind === "stopped") this.fault = e;
+      else {
+        const status = isDeclined(e) ? "declined" : "failed";
+        this.steps.push({ how: "isolated", formula, tensor, status, message: e.message });
+      }
+      return undefined;
+    }
+  }
+
+  /** The localisation: the steps and requests so far, the divergence found and any fault. */
+  result(divergence: Divergence | null): Localisation {
+    const { steps, requests, fault } = this;
+    return { steps, divergence, requests, ...(fault !== undefined ? { fault } : {}) };
+  }
+}
+
+/** The request about a part `site` fed `inputs`, computed in `dtype`. */
+export function partRequest(
+  site: CallSite,
+  inputs: NamedTensors,
+  dtype: FloatDType,
+): ForwardRequest {
+  return { formula: site.formula, config: { ...site.config, dtype }, inputs };
+}
+
 interface Intermediate {
   readonly name: string;
   readonly node: Node;
@@ -213,8 +263,8 @@ function finalOutputs(trace: ReferenceTrace, prev: string): Intermediate[] {
  * Never throws for an implementation fault: it is returned in `fault` with the steps so far.
  */
 export async function localise(input: LocaliseInput): Promise<Localisation> {
-  const steps: LocalisationStep[] = [];
-  let requests = 0;
+  const search = new PartSearch();
+  const { steps } = search;
   const firstFailing = Object.values(input.reports).find((r) => !r.ok && r.name.startsWith("out."));
   const outputName = firstFailing?.name.slice(4) ?? Object.keys(input.expected)[0] ?? "y";
 
@@ -223,24 +273,20 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
     trace = ReferenceTrace.build(input.formula, input.config, input.inputs, input.dtype);
   } catch (e) {
     const hints = await outputHints(input, outputName);
-    return {
-      steps,
-      requests,
-      divergence: {
-        formula: input.formula,
-        tensor: `out.${outputName}`,
-        path: [input.formula],
-        origin: "local",
-        how: "output",
-        kind: "forward",
-        explanation:
-          `the reference cannot trace ${input.formula} (${(e as Error).message}); ` +
-          `only the case's outputs were compared`,
-        report: firstFailing ?? null,
-        hints,
-        ...valuesOf(input, outputName),
-      },
-    };
+    return search.result({
+      formula: input.formula,
+      tensor: `out.${outputName}`,
+      path: [input.formula],
+      origin: "local",
+      how: "output",
+      kind: "forward",
+      explanation:
+        `the reference cannot trace ${input.formula} (${(e as Error).message}); ` +
+        `only the case's outputs were compared`,
+      report: firstFailing ?? null,
+      hints,
+      ...valuesOf(input, outputName),
+    });
   }
   const K = depthOf(input.formula, trace.config as FormulaConfig, input.inputs);
   const toleranceOf = (node: Node, depth: number): DerivedTolerance =>
@@ -315,54 +361,23 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
         checkedParts: string[];
       }
     | undefined;
-  let fault: ImplementationError | undefined;
   const descend = async (site: CallSite): Promise<boolean> => {
     for (const child of site.children) {
       const tensor = `${sitePath(child)}`;
       if (!input.declares(child.formula, input.dtype)) {
-        steps.push({
-          how: "isolated",
-          formula: child.formula,
+        search.notDeclared(
+          child.formula,
           tensor,
-          status: "not declared",
-          message: `the implementation does not declare ${child.formula} (in ${input.dtype})`,
-        });
+          `the implementation does not declare ${child.formula} (in ${input.dtype})`,
+        );
         continue;
       }
       const inputs = trace.argValues(child, "request");
-      let answer: ForwardResult;
-      try {
-        requests++;
-        answer = await input.forward({
-          formula: child.formula,
-          config: { ...child.config, dtype: input.dtype },
-          inputs,
-        });
-      } catch (e) {
-        if (isDeclined(e)) {
-          steps.push({
-            how: "isolated",
-            formula: child.formula,
-            tensor,
-            status: "declined",
-            message: e.message,
-          });
-          continue;
-        }
-        if (!(e instanceof ImplementationError)) throw e;
-        if (e.kind === "stopped") {
-          fault = e;
-          return false;
-        }
-        steps.push({
-          how: "isolated",
-          formula: child.formula,
-          tensor,
-          status: "failed",
-          message: e.message,
-        });
-        continue;
-      }
+      const answer = await search.ask(child.formula, tensor, () =>
+        input.forward(partRequest(child, inputs, input.dtype)),
+      );
+      if (search.fault !== undefined) return false;
+      if (answer === undefined) continue;
       let diverged:
         | { output: string; report: TensorReport; tolerance: DerivedTolerance }
         | undefined;
@@ -422,7 +437,7 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       const actual = answer.outputs[diverged.output];
       const before = steps.length;
       const deeper = await descend(child);
-      if (fault !== undefined) return false;
+      if (search.fault !== undefined) return false;
       if (!deeper && actual !== undefined) {
         const checkedParts = steps
           .slice(before)
@@ -570,7 +585,7 @@ export async function localise(input: LocaliseInput): Promise<Localisation> {
       ...valuesOf(input, outputName),
     };
   }
-  return { steps, divergence, requests, ...(fault !== undefined ? { fault } : {}) };
+  return search.result(divergence);
 }
 
 function valuesOf(
