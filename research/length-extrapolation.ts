@@ -11,9 +11,7 @@
  * corpus, then evaluated on held-out windows of 1×, 2×, 4× and 8× L_train. Learned positions
  * cannot go beyond L_train: `wpe` has L_train rows, and the model refuses longer inputs.
  */
-import { corpusText, corpusTokenizer } from "../reference/corpus.js";
 import { GPT, resolveModelConfig, type GPTConfig, type Positions } from "../reference/model.js";
-import { train } from "../reference/train.js";
 import { toCsv } from "./csv.js";
 import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
@@ -32,7 +30,7 @@ import {
   type StudyOptions,
   plottedStudy,
 } from "./study.js";
-import { HELD_OUT_FRACTION, schedule, VARIANTS_DEFAULT } from "./variants.js";
+import { corpusSplit, HELD_OUT_FRACTION, schedule, trainSeed } from "./training.js";
 
 export interface LengthSizes {
   readonly d_model: number;
@@ -203,22 +201,14 @@ export function runLength(
   const sizes = studySizes(opts, LENGTH_QUICK, LENGTH_DEFAULT);
   checkSizes(sizes);
   const progress = opts.progress ?? Progress.silent();
-  const ids = corpusTokenizer(sizes.V).encode(corpusText());
-  const cut = Math.floor(ids.length * (1 - HELD_OUT_FRACTION));
-  const trainIds = ids.slice(0, cut);
-  const heldIds = ids.slice(cut);
+  const { trainIds, heldIds } = corpusSplit(sizes.V);
   const longest = sizes.n * sizes.factors[sizes.factors.length - 1]!;
   const evalTokens = Math.floor(Math.min(sizes.evalTokens, heldIds.length - 1) / longest) * longest;
   if (evalTokens === 0)
     throw new StudyError(
       `length-extrapolation: ${heldIds.length} held-out tokens cannot fill a window of ${longest + 1}`,
     );
-  const lr = schedule({
-    ...VARIANTS_DEFAULT,
-    lr: sizes.lr,
-    warmup: sizes.warmup,
-    steps: sizes.steps,
-  });
+  const lr = schedule(sizes);
   const rows: LengthRow[] = [];
   const params: Record<string, number> = {};
   for (const pos of LENGTH_POSITIONS) {
@@ -232,16 +222,7 @@ export function runLength(
     for (let seed = 0; seed < sizes.seeds; seed++) {
       const model = GPT.init(config, { seed });
       params[pos.id] = model.parameterCount;
-      train(config, trainIds, {
-        model,
-        steps: sizes.steps,
-        lr,
-        batch: sizes.batch,
-        seqLen: sizes.n,
-        seed,
-        clip: sizes.clip,
-        onStep: (i) => progress.tick(`seed ${seed}, loss ${i.loss.toFixed(3)}`),
-      });
+      trainSeed(model, trainIds, sizes, { seed, lr, progress });
       sizes.factors.forEach((f, k) => {
         if (!evaluable[k]) return;
         losses[k]!.push(tiledLoss(model, heldIds, f * sizes.n, evalTokens));

@@ -9,10 +9,9 @@
  * step size (SP) and once with μP's initialisation and per-layer step sizes (`reference/mup.ts`,
  * base width = the narrowest), on the same data; the final held-out loss is recorded.
  */
-import { corpusText, corpusTokenizer } from "../reference/corpus.js";
 import { GPT, resolveModelConfig, type GPTConfig } from "../reference/model.js";
 import { mupInit, mupLrScale } from "../reference/mup.js";
-import { evalLoss, train, TrainError } from "../reference/train.js";
+import { evalLoss, TrainError } from "../reference/train.js";
 import { toCsv } from "./csv.js";
 import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
@@ -30,7 +29,7 @@ import {
   type StudyOptions,
   plottedStudy,
 } from "./study.js";
-import { HELD_OUT_FRACTION, schedule, VARIANTS_DEFAULT } from "./variants.js";
+import { corpusSplit, schedule, trainSeed } from "./training.js";
 
 export interface MupSizes {
   readonly widths: readonly number[];
@@ -184,10 +183,7 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
     throw new StudyError("mup: the zero-readout widths must be among the widths");
   }
   const progress = opts.progress ?? Progress.silent();
-  const ids = corpusTokenizer(sizes.V).encode(corpusText());
-  const cut = Math.floor(ids.length * (1 - HELD_OUT_FRACTION));
-  const trainIds = ids.slice(0, cut);
-  const heldIds = ids.slice(cut);
+  const { trainIds, heldIds } = corpusSplit(sizes.V);
   const baseWidth = sizes.widths[0]!;
   const points: MupPoint[] = [];
   for (const param of PARAMETRISATIONS) {
@@ -204,23 +200,14 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
             param === "SP"
               ? GPT.init(config, { seed })
               : new GPT(config, mupInit(config, { baseWidth, seed, readout }));
-          const lr = schedule({
-            ...VARIANTS_DEFAULT,
-            lr: 2 ** log2Lr,
-            warmup: sizes.warmup,
-            steps: sizes.steps,
-          });
+          const lr = schedule({ lr: 2 ** log2Lr, warmup: sizes.warmup, steps: sizes.steps });
           try {
-            train(config, trainIds, {
-              model,
-              steps: sizes.steps,
-              lr,
-              batch: sizes.batch,
-              seqLen: sizes.n,
+            trainSeed(model, trainIds, sizes, {
               seed,
+              lr,
               ...(param === "SP" ? {} : { lrScale: mupLrScale(config, { baseWidth }) }),
-              onStep: (i) =>
-                progress.tick(`lr 2^${log2Lr}, seed ${seed}, loss ${i.loss.toFixed(3)}`),
+              progress,
+              tickPrefix: `lr 2^${log2Lr}, `,
             });
             const l = evalLoss(model, heldIds, {
               batches: sizes.evalBatches,

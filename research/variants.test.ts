@@ -6,13 +6,13 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseCsv } from "./csv.js";
 import { renderSvg } from "./plot.js";
 import { pairedInterval } from "./stats.js";
+import { schedule } from "./training.js";
 import {
   BASELINE_SEEDS,
   CURVE_COLUMNS,
   curvesCsv,
   LITERATURE,
   runVariants,
-  schedule,
   SEED_COLUMNS,
   seedsCsv,
   smooth,

@@ -5,7 +5,6 @@
  * schedule, and compare their loss curves, final losses (train and held-out), time per step and
  * parameter counts. Training is `reference/train.ts` (the engine's gradients of the `gpt` formula).
  */
-import { corpusText, corpusTokenizer } from "../reference/corpus.js";
 import {
   countParameters,
   GPT,
@@ -13,7 +12,7 @@ import {
   type GPTConfig,
   type ModelConfigInput,
 } from "../reference/model.js";
-import { evalLoss, train } from "../reference/train.js";
+import { evalLoss } from "../reference/train.js";
 import { toCsv } from "./csv.js";
 import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
@@ -32,6 +31,7 @@ import {
   type StudyOptions,
   plottedStudy,
 } from "./study.js";
+import { corpusSplit, HELD_OUT_FRACTION, schedule, trainSeed } from "./training.js";
 
 export interface VariantsSizes {
   readonly d_model: number;
@@ -91,9 +91,6 @@ export const VARIANTS_QUICK: VariantsSizes = {
 
 /** The baseline is trained with at least this many seeds: its spread is the yardstick for every difference. */
 export const BASELINE_SEEDS = 3;
-
-/** Fraction of the corpus tokens (its end) held out from training. */
-export const HELD_OUT_FRACTION = 0.1;
 
 export interface VariantSpec {
   readonly id: string;
@@ -286,15 +283,6 @@ function checkSizes(s: VariantsSizes): void {
     throw new StudyError(`variants: the byte-level corpus tokenizer needs V ≥ 256, got ${s.V}`);
 }
 
-/** Linear warm-up to `lr`, then cosine decay to lr/10 at the last step. */
-export function schedule(s: VariantsSizes): (step: number) => number {
-  return (t) => {
-    if (t < s.warmup) return (s.lr * (t + 1)) / s.warmup;
-    const p = s.steps - s.warmup <= 1 ? 1 : (t - s.warmup) / (s.steps - s.warmup - 1);
-    return s.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * p)));
-  };
-}
-
 /** The configuration of a variant at the study's sizes. */
 export function variantConfig(spec: VariantSpec, s: VariantsSizes): GPTConfig {
   const input: ModelConfigInput = {
@@ -339,10 +327,7 @@ export function runVariants(
         `unknown variant "${id}"; variants: ${VARIANTS.map((v) => v.id).join(", ")}`,
       );
   const progress = opts.progress ?? Progress.silent();
-  const ids = corpusTokenizer(sizes.V).encode(corpusText());
-  const cut = Math.floor(ids.length * (1 - HELD_OUT_FRACTION));
-  const trainIds = ids.slice(0, cut);
-  const heldIds = ids.slice(cut);
+  const { trainIds, heldIds } = corpusSplit(sizes.V);
   const lr = schedule(sizes);
   const evalOpts = { batches: sizes.evalBatches, batch: sizes.batch, seqLen: sizes.n };
   const results: VariantResult[] = [];
@@ -358,16 +343,7 @@ export function runVariants(
     for (let seed = 0; seed < seeds; seed++) {
       const model = GPT.init(config, { seed });
       initial.push(evalLoss(model, heldIds, { ...evalOpts, seed: 0x4e1d }));
-      const r = train(config, trainIds, {
-        model,
-        steps: sizes.steps,
-        lr,
-        batch: sizes.batch,
-        seqLen: sizes.n,
-        seed,
-        clip: sizes.clip,
-        onStep: (i) => progress.tick(`seed ${seed}, loss ${i.loss.toFixed(3)}`),
-      });
+      const r = trainSeed(model, trainIds, sizes, { seed, lr, progress });
       curves.push(r.losses);
       ms.push(...r.stepMs.slice(1));
       trainLoss.push(evalLoss(r.model, trainIds, { ...evalOpts, seed: 0x7a1 }));
