@@ -401,31 +401,37 @@ const fixedHyper = omitHyper(BLOCK_HYPER, ["placement", "norm", "parallel"]);
 const POST_LN = { placement: "post", norm: "layer_norm", parallel: false } as const;
 const PRE_LN = { placement: "pre", norm: "layer_norm", parallel: false } as const;
 
-export const blockPostLnFormula = defineFormula({
-  name: "block_post_ln",
-  example: { H: 2 },
-  description: "the seed's block: Z' = LN(Z + MHA(Z)), Z_out = LN(Z' + FFN(Z'))",
-  category: "block",
-  hyper: fixedHyper,
-  implied: POST_LN,
-  relations: blockRelations,
-  args: (cfg) => blockArgs({ ...cfg, ...POST_LN }),
-  outputs: blockOutputs,
-  build: (a, cfg) => blockBuild("block_post_ln")(a, { ...cfg, ...POST_LN }),
-});
+/** A block of fixed placement: `block` with the switches of `implied` set, no longer hyperparameters. */
+function fixedBlock<const N extends string>(
+  name: N,
+  description: string,
+  implied: typeof POST_LN | typeof PRE_LN,
+) {
+  return defineFormula({
+    name,
+    example: { H: 2 },
+    description,
+    category: "block",
+    hyper: fixedHyper,
+    implied,
+    relations: blockRelations,
+    args: (cfg) => blockArgs({ ...cfg, ...implied }),
+    outputs: blockOutputs,
+    build: (a, cfg) => blockBuild(name)(a, { ...cfg, ...implied }),
+  });
+}
 
-export const blockPreLnFormula = defineFormula({
-  name: "block_pre_ln",
-  example: { H: 2 },
-  description: "GPT-2's block: Z' = Z + MHA(LN(Z)), Z_out = Z' + FFN(LN(Z'))",
-  category: "block",
-  hyper: fixedHyper,
-  implied: PRE_LN,
-  relations: blockRelations,
-  args: (cfg) => blockArgs({ ...cfg, ...PRE_LN }),
-  outputs: blockOutputs,
-  build: (a, cfg) => blockBuild("block_pre_ln")(a, { ...cfg, ...PRE_LN }),
-});
+export const blockPostLnFormula = fixedBlock(
+  "block_post_ln",
+  "the seed's block: Z' = LN(Z + MHA(Z)), Z_out = LN(Z' + FFN(Z'))",
+  POST_LN,
+);
+
+export const blockPreLnFormula = fixedBlock(
+  "block_pre_ln",
+  "GPT-2's block: Z' = Z + MHA(LN(Z)), Z_out = Z' + FFN(LN(Z'))",
+  PRE_LN,
+);
 
 // ---------------------------------------------------------------------------------------------
 // the model
