@@ -6,15 +6,8 @@
  */
 import fc from "fast-check";
 import { Tensor, sizeOf, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
-import {
-  formulaCaseArb,
-  inputsArb,
-  permutationArb,
-  seedArb,
-  seededCaseArb,
-  type FormulaCase,
-} from "../arbitraries.js";
-import { Check, checked, fmt, type Law, type LawScope } from "../law.js";
+import { inputsArb, permutationArb, seedArb, type FormulaCase } from "../arbitraries.js";
+import { Check, checked, fmt, twinTolerance, type Law, type LawScope } from "../law.js";
 import {
   concatAxis,
   gatherAxis,
@@ -32,7 +25,7 @@ import {
   underflowAllowance,
   unitRoundoff,
 } from "../tolerance.js";
-import { oneOfFormulas } from "./generic.js";
+import { oneOfFormulas, scopedCaseArb, scopedSeededCaseArb } from "./generic.js";
 import { causalVisibility } from "../spec-values.js";
 import { Rng } from "../../autodiff/random.js";
 import { formulasOf } from "../../spec/index.js";
@@ -74,20 +67,15 @@ export const causality: Law<CausalCase> = {
   statement:
     "changing rows (tokens) after position i leaves outputs at positions ≤ " +
     "i unchanged: f(x)[:i+1] = f(x')[:i+1] when x[:i+1] = x'[:i+1]",
-  tolerance: {
-    derivation:
-      "two evaluations of the same rows: 2·γ_K·(S + κ̂) (tolerance.ts). " +
+  tolerance: twinTolerance(
+    "two evaluations of the same rows: 2·γ_K·(S + κ̂) (tolerance.ts). " +
       "Masked keys enter as exp(−∞) = 0 weights, so in exact arithmetic " +
       "nothing leaks; an implementation may only round differently (e.g. a row " +
       "max taken before masking)",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         fixed: { causal: true },
         dims: { minN: 2, batch: "any", crossM: f === "attention" },
       }).chain((c) =>
@@ -150,22 +138,16 @@ export const prefixConsistency: Law<PrefixCase> = {
   formulas: SEQUENCE_FORMULAS,
   statement:
     "f(x[:t]) = f(x)[:t] for causal sequence formulas (a prefix is computed as if the rest did not exist)",
-  tolerance: {
-    derivation:
-      "two evaluations of the same rows with m = t and m = n keys: 2·γ_K·(S + " +
+  tolerance: twinTolerance(
+    "two evaluations of the same rows with m = t and m = n keys: 2·γ_K·(S + " +
       "κ̂) of the full request (tolerance.ts); the extra keys contribute exact " +
       "zeros but may change the order of the sums",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        fixed: { causal: true },
-        dims: { batch: "any" },
-      }).chain((c) => fc.nat().map((t) => ({ ...c, t: 1 + (t % c.dims.n) }))),
+      scopedCaseArb(scope, f, { fixed: { causal: true }, dims: { batch: "any" } }).chain((c) =>
+        fc.nat().map((t) => ({ ...c, t: 1 + (t % c.dims.n) })),
+      ),
     ),
   check: checked("prefix_consistency", async (k: Check, c: PrefixCase) => {
     const { queries, keys, axis } = rowArgs(c.formula);
@@ -216,9 +198,7 @@ export const maskedZero: Law<MaskCase> = {
   backward: (f) => (f === "attention" || f === "causal_mask" ? "optional" : "required"),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         fixed: { causal: true },
         dims: {
           batch: f === "causal_mask" ? "none" : "any",
@@ -331,18 +311,13 @@ export const permutationEquivariance: Law<PermCase> = {
   statement:
     "without a mask or positions, f(P x) = P f(x) for every permutation P " +
     "of the rows (for attention, permuting keys and values together changes nothing)",
-  tolerance: {
-    derivation:
-      "two evaluations of the same rows in another order: 2·γ_K·(S + κ̂) " +
+  tolerance: twinTolerance(
+    "two evaluations of the same rows in another order: 2·γ_K·(S + κ̂) " +
       "(tolerance.ts); sums over keys run in another order",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         fixed: { causal: false, positions: "none" },
         dims: { batch: "any", crossM: f === "attention" },
       }).chain((c) =>
@@ -384,21 +359,17 @@ export const positionsBreakEquivariance: Law<FormulaCase> = {
     "NEGATIVE: with positions (learned, sinusoidal, RoPE, ALiBi) swapping " +
     "the first and last rows must change f beyond P f(x): max|f(P x) − P " +
     "f(x)| > the two-evaluation bound",
-  tolerance: {
-    derivation:
-      "the bound of permutation_equivariance, 2·γ_K·(S + κ̂), must be " +
+  tolerance: twinTolerance(
+    "the bound of permutation_equivariance, 2·γ_K·(S + κ̂), must be " +
       "EXCEEDED: a difference within it means the positions had no effect. " +
       "Arguments are seeded normals (inputs N(0,1), matrices N(0,1/fan-in)) " +
       "with distinct ids at the swapped positions, so a correct implementation " +
       "moves the output by O(slope·n) for ALiBi and O(1) otherwise",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂ (to be exceeded)",
-  },
+    "S + κ̂ (to be exceeded)",
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      seededCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedSeededCaseArb(scope, f, {
         fixed: { causal: false },
         choose: {
           positions:
@@ -477,19 +448,14 @@ export const headsPermutation: Law<HeadPermCase> = {
   statement:
     "permuting the heads (column blocks of W_Q, W_K, W_V and their biases, " +
     "KV groups kept together) with the matching row blocks of W_O leaves mha unchanged",
-  tolerance: {
-    derivation:
-      "two evaluations of the same sum over heads in another order: 2·γ_K·(S " +
+  tolerance: twinTolerance(
+    "two evaluations of the same sum over heads in another order: 2·γ_K·(S " +
       "+ κ̂) (tolerance.ts). ALiBi is excluded: its slopes belong to head " +
       "positions, so permuting heads changes the model",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         choose: { positions: ["none", "rope", "rope_interleaved"] },
         dims: { minH: 2, batch: "any" },
       }).chain((c) =>
@@ -591,24 +557,19 @@ export const mhaDecomposition: Law<FormulaCase> = {
     "mha(x) = Concat_h attention(x W_Q^h + b_Q^h, x W_K^g + b_K^g, x W_V^g " +
     "+ b_V^g) W_O + b_O with head h = column block h, g = ⌊h/(H/H_kv)⌋, and " +
     "the scale 1/√d_k of attention",
-  tolerance: {
-    derivation:
-      "the same quantity computed two ways (mha in one call; projections by " +
+  tolerance: twinTolerance(
+    "the same quantity computed two ways (mha in one call; projections by " +
       "the law in float64, rounded to the dtype, then the implementation's " +
       "attention, then W_O in float64): within the conditioned bound 2·γ_K·(S " +
       "+ κ̂) of the mha request (tolerance.ts); the law's float64 steps are " +
       "more accurate than the dtype's",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   requires: () => ["attention"],
   arbitrary: (scope: LawScope) =>
     oneOfFormulas(scope, (f) =>
       // ALiBi is left out: the registry's attention formula with alibi: true cannot be evaluated on
       // its own ([H, n, m] bias against [..., n, m] scores is rejected by the shape rules)
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         choose: {
           positions: scope.declared.includes("rope")
             ? ["none", "rope", "rope_interleaved"]
@@ -697,12 +658,7 @@ export const ropeRelative: Law<RopeCase> = {
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
       f === "rope"
-        ? formulaCaseArb(f, {
-            dtype: scope.dtype,
-            capabilities: scope.capabilities,
-            choose: { offset: [0] },
-            dims: { batch: "any" },
-          }).chain((c) =>
+        ? scopedCaseArb(scope, f, { choose: { offset: [0] }, dims: { batch: "any" } }).chain((c) =>
             fc
               .tuple(
                 inputsArb(f, c.config, c.dims, { dtype: scope.dtype }),
@@ -712,9 +668,7 @@ export const ropeRelative: Law<RopeCase> = {
               )
               .map(([z, a, b, s]) => ({ ...c, z: z["x"]!, a, b, s })),
           )
-        : formulaCaseArb(f, {
-            dtype: scope.dtype,
-            capabilities: scope.capabilities,
+        : scopedCaseArb(scope, f, {
             choose: { positions: ["rope", "rope_interleaved"] },
             dims: { batch: "any" },
           }).chain((c) =>
@@ -878,11 +832,7 @@ export const alibiForms: Law<AlibiCase> = {
   requires: () => ["softmax"],
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        dims: { crossM: true, maxH: 8 },
-      }).chain((c) =>
+      scopedCaseArb(scope, f, { dims: { crossM: true, maxH: 8 } }).chain((c) =>
         fc
           .tuple(fc.constant(c), floatScores(c, scope.dtype))
           .map(([cc, scores]) => ({ ...cc, scores })),
@@ -953,19 +903,14 @@ export const groupedQuery: Law<FormulaCase> = {
     "mha with H_kv KV heads = mha with H_kv = H whose W_K, W_V (and biases) " +
     "repeat each KV head's column block H/H_kv times; and H_kv = H given " +
     "explicitly = H_kv left at its default",
-  tolerance: {
-    derivation:
-      "the same arithmetic on the same values (repeated blocks): 2·γ_K·(S + κ̂) of the grouped request (tolerance.ts)",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  tolerance: twinTolerance(
+    "the same arithmetic on the same values (repeated blocks): 2·γ_K·(S + κ̂) of the grouped request (tolerance.ts)",
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        dims: { minH: 2, maxH: 4, batch: "any" },
-      }).filter((c) => c.dims.H_kv < c.dims.H || c.dims.H === 1),
+      scopedCaseArb(scope, f, { dims: { minH: 2, maxH: 4, batch: "any" } }).filter(
+        (c) => c.dims.H_kv < c.dims.H || c.dims.H === 1,
+      ),
     ),
   check: checked("grouped_query", async (k: Check, c: FormulaCase) => {
     const { H, H_kv, d_k } = c.dims;
@@ -1021,13 +966,7 @@ export const uniformKeys: Law<FormulaCase> = {
     scale: "max|V|",
   },
   arbitrary: (scope) =>
-    oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        dims: { batch: "any", crossM: true },
-      }),
-    ),
+    oneOfFormulas(scope, (f) => scopedCaseArb(scope, f, { dims: { batch: "any", crossM: true } })),
   check: checked("uniform_keys", async (k: Check, c: FormulaCase) => {
     const Q = c.inputs["Q"]!;
     const K0 = c.inputs["K"]!;

@@ -7,7 +7,7 @@
 import fc from "fast-check";
 import { Tensor, sizeOf, type NamedTensors } from "../../autodiff/tensor.js";
 import { formulaCaseArb, inputsArb, seedArb, type FormulaCase } from "../arbitraries.js";
-import { Check, checked, fmt, type Law } from "../law.js";
+import { Check, checked, fmt, twinTolerance, type Law } from "../law.js";
 import { gatherAxis, mapT, sliceAxis } from "../tensor-ops.js";
 import {
   conditionedBound,
@@ -16,7 +16,7 @@ import {
   roundingDepth,
   unitRoundoff,
 } from "../tolerance.js";
-import { oneOfFormulas } from "./generic.js";
+import { oneOfFormulas, scopedCaseArb } from "./generic.js";
 import { Rng } from "../../autodiff/random.js";
 import type { FormulaConfig } from "../../autodiff/implementation.js";
 import { MASK_SHAPES } from "../../spec/formulas/core.js";
@@ -30,16 +30,12 @@ function without(config: FormulaConfig, ...keys: string[]): FormulaConfig {
   return out;
 }
 
-const TWIN = {
-  derivation:
-    "two evaluations of the same attention rows: 2·γ_K·(S + κ̂) " +
+const TWIN = twinTolerance(
+  "two evaluations of the same attention rows: 2·γ_K·(S + κ̂) " +
     "(tolerance.ts); the keys one convention hides enter as exp(−∞) = 0 " +
     "weights, so in exact arithmetic the two agree and an implementation may " +
     "only round differently",
-  bound: (dtype: "f64" | "f32", s: Readonly<Record<string, number>>) =>
-    2 * gamma(s["K"] ?? 1, dtype),
-  scale: "S + κ̂",
-};
+);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -124,20 +120,16 @@ export const maskPadding: Law<MaskCase> = {
     "exactly; a boolean mask equals the additive mask 0 / −∞; all of it for " +
     "masks of every mask_shape, broadcast over batch, heads or queries (a " +
     "padding mask [B, 1, 1, m], a key row [m], per-head [H, n, m])",
-  tolerance: {
-    derivation:
-      "exact for the zeros (exp(−∞) = 0, 0·v = 0); the replacement and the " +
+  tolerance: twinTolerance(
+    "exact for the zeros (exp(−∞) = 0, 0·v = 0); the replacement and the " +
       "boolean/additive pair are two evaluations of the same rows: 2·γ_K·(S + " +
       "κ̂) (tolerance.ts)",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂ (the zeros: 0)",
-  },
+    "S + κ̂ (the zeros: 0)",
+  ),
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         fixed: { mask: "boolean" },
         choose: { causal_align: ["bottom_right", "top_left"], mask_shape: MASK_SHAPES },
         dims: { batch: "any", crossM: true },
@@ -305,16 +297,14 @@ export const softcapLimit: Law<CapCase> = {
     "soft-capping tends to no cap: attention with c → ∞ (c = 1e12) equals " +
     "attention with softcap 0; and a cap c bounds every row's weights " +
     "without a mask: max_j P_ij ≤ e^{2c}·min_j P_ij",
-  tolerance: {
-    derivation:
-      "the limit: two evaluations of the same rows, 2·γ_K·(S + κ̂), since " +
+  tolerance: twinTolerance(
+    "the limit: two evaluations of the same rows, 2·γ_K·(S + κ̂), since " +
       "c·tanh(s/c) − s = O(s³/c²) is below 10⁻¹⁵·|s| for |s| < 10³. The bound: " +
       "the capped scores lie in (−c, c), so exp(s_j − s_k) ≤ e^{2c}; each " +
       "weight carries ≤ (m + 2)u relative rounding (softmax_simplex), hence " +
       "the factor 1 + 2(m + 2)u",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂ (the bound: relative)",
-  },
+    "S + κ̂ (the bound: relative)",
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
       fc.constantFrom(0.5, 1, 2).chain((cap) =>
@@ -433,14 +423,12 @@ export const ignoredTargets: Law<IgnoreCase> = {
     "positions whose target is ignore_index contribute nothing: the loss " +
     "equals the loss over the other positions alone (their mean, not over " +
     "all positions), and the logits of ignored positions get exactly zero gradient",
-  tolerance: {
-    derivation:
-      "two evaluations of the same counted rows, summed in another order and " +
+  tolerance: twinTolerance(
+    "two evaluations of the same counted rows, summed in another order and " +
       "divided by the same count: 2·γ_K·(S + κ̂) (tolerance.ts); the zero " +
       "gradients are exact (weight 0)",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂ (the zeros: 0)",
-  },
+    "S + κ̂ (the zeros: 0)",
+  ),
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
@@ -544,13 +532,10 @@ export const softmaxAxis: Law<AxisCase> = {
     "softmax (log_softmax) over axis −k equals the last-axis softmax of the " +
     "tensor with that axis moved last, moved back: f(x; axis = −k) = " +
     "movedim(f(movedim(x, −k, −1)), −1, −k), values and gradients",
-  tolerance: {
-    derivation:
-      "the same rows in another memory order: 2·γ_K·(S + κ̂) (tolerance.ts); " +
+  tolerance: twinTolerance(
+    "the same rows in another memory order: 2·γ_K·(S + κ̂) (tolerance.ts); " +
       "gradients likewise, against the gradient of the last-axis evaluation",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
@@ -622,15 +607,13 @@ export const lossConventions: Law<LossCase> = {
     "mean = sum / Σ w[t_i] over counted positions (their count without " +
     "weights), none = 0 at ignored positions; ignored positions' logits get " +
     "exactly zero gradient, with weights and smoothing",
-  tolerance: {
-    derivation:
-      "every relation compares evaluations of the same per-position terms " +
+  tolerance: twinTolerance(
+    "every relation compares evaluations of the same per-position terms " +
       "summed or scaled differently: 2·γ_K·(S + κ̂) (tolerance.ts) for the " +
       "twin, with K the rounding depth of the request; the affine relation " +
       "adds the three evaluations' errors (factor 3); zeros are exact",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂ (zeros: 0)",
-  },
+    "S + κ̂ (zeros: 0)",
+  ),
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>

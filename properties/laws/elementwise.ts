@@ -5,17 +5,11 @@
  */
 import fc from "fast-check";
 import { Tensor, type FloatDType } from "../../autodiff/tensor.js";
-import {
-  dimsArb,
-  floatTensorArb,
-  formulaCaseArb,
-  permutationArb,
-  type FormulaCase,
-} from "../arbitraries.js";
-import { Check, checked, type Law } from "../law.js";
+import { dimsArb, floatTensorArb, permutationArb, type FormulaCase } from "../arbitraries.js";
+import { Check, checked, exactTolerance, type Law } from "../law.js";
 import { gatherAxis, mapT, sliceAxis } from "../tensor-ops.js";
 import { activationDepth, angleDepth, underflowAllowance, unitRoundoff } from "../tolerance.js";
-import { oneOfFormulas } from "./generic.js";
+import { oneOfFormulas, scopedCaseArb } from "./generic.js";
 
 const u64 = unitRoundoff("f64");
 const ACTIVATIONS = ["gelu", "gelu_tanh", "silu", "relu"] as const;
@@ -39,13 +33,7 @@ export const activationOddPart: Law = {
     scale: "|x|",
   },
   arbitrary: (scope) =>
-    oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        dims: { batch: "any" },
-      }),
-    ),
+    oneOfFormulas(scope, (f) => scopedCaseArb(scope, f, { dims: { batch: "any" } })),
   check: checked("activation_odd_part", async (k: Check, c: FormulaCase) => {
     const x = c.inputs["x"]!;
     const f = async (t: Tensor, what: string) =>
@@ -165,11 +153,9 @@ export const sinusoidalRotation: Law<SinCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        dims: { maxN: 6 },
-      }).chain((c) => fc.integer({ min: 0, max: 30 }).map((offset) => ({ ...c, offset }))),
+      scopedCaseArb(scope, f, { dims: { maxN: 6 } }).chain((c) =>
+        fc.integer({ min: 0, max: 30 }).map((offset) => ({ ...c, offset })),
+      ),
     ),
   check: checked("sinusoidal_rotation", async (k: Check, c: SinCase) => {
     const n = Number(c.config["n"]);
@@ -250,24 +236,12 @@ export const exactLookups: Law<LookupCase> = {
   formulas: ["embedding", "positional_learned"],
   statement:
     "embedding(t, E)[…, i, :] = E[t_i, :] and positional_learned(P; offset o)[i, :] = P[o + i, :], bit for bit",
-  tolerance: {
-    derivation: "exact: a lookup copies values, it does not round them",
-    bound: () => 0,
-    scale: "1",
-  },
+  tolerance: exactTolerance("exact: a lookup copies values, it does not round them"),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
       f === "embedding"
-        ? formulaCaseArb(f, {
-            dtype: scope.dtype,
-            capabilities: scope.capabilities,
-            dims: { batch: "any" },
-          }).map((c) => ({ ...c, offset: 0 }))
-        : formulaCaseArb(f, {
-            dtype: scope.dtype,
-            capabilities: scope.capabilities,
-            dims: {},
-          }).chain((c) =>
+        ? scopedCaseArb(scope, f, { dims: { batch: "any" } }).map((c) => ({ ...c, offset: 0 }))
+        : scopedCaseArb(scope, f, { dims: {} }).chain((c) =>
             fc.nat({ max: 3 }).map((extra) => {
               // n_ctx ≥ offset + n: grow the table to fit
               const offset = extra;
@@ -324,18 +298,12 @@ export const headsLayout: Law<HeadsCase> = {
     "heads are column blocks: split_heads(x ⋅ Π_blocks)[h] = " +
     "split_heads(x)[π(h)], merge_heads permutes column blocks the same way, " +
     "and merge_heads(split_heads(x)) = x, bit for bit",
-  tolerance: {
-    derivation: "exact: splitting and merging move values without arithmetic",
-    bound: () => 0,
-    scale: "1",
-  },
+  tolerance: exactTolerance("exact: splitting and merging move values without arithmetic"),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        dims: { batch: "any" },
-      }).chain((c) => permutationArb(c.dims.H).map((perm) => ({ ...c, perm }))),
+      scopedCaseArb(scope, f, { dims: { batch: "any" } }).chain((c) =>
+        permutationArb(c.dims.H).map((perm) => ({ ...c, perm })),
+      ),
     ),
   check: checked("heads_layout", async (k: Check, c: HeadsCase) => {
     const { H, d_k } = c.dims;

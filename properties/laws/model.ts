@@ -6,8 +6,8 @@
 import fc from "fast-check";
 import { Tensor, type NamedTensors } from "../../autodiff/tensor.js";
 import type { FormulaConfig } from "../../autodiff/implementation.js";
-import { formulaCaseArb, seededCaseArb, type FormulaCase } from "../arbitraries.js";
-import { Check, Violation, checked, type Law, type LawScope } from "../law.js";
+import type { FormulaCase } from "../arbitraries.js";
+import { Check, Violation, checked, twinTolerance, type Law, type LawScope } from "../law.js";
 import { firstBitDifference, lastAxisRows, maxAbs, sliceAxis } from "../tensor-ops.js";
 import {
   conditionedBound,
@@ -17,7 +17,7 @@ import {
   roundingDepth,
   unitRoundoff,
 } from "../tolerance.js";
-import { oneOfFormulas } from "./generic.js";
+import { oneOfFormulas, scopedCaseArb, scopedSeededCaseArb } from "./generic.js";
 import { normEntryError, rowStats } from "./norms.js";
 import { Rng } from "../../autodiff/random.js";
 import { formulasOf } from "../../spec/index.js";
@@ -204,19 +204,14 @@ export const kvCache: Law<KvCase> = {
     "append(ids) / greedy decode() / truncate(t) steps, the cached step's " +
     "logits equal the uncached model's logits of the same positions, and " +
     "present.{l}.k/v grow append-only and equal the keys/values computed from scratch",
-  tolerance: {
-    derivation:
-      "two evaluations of the same positions (cached and recomputed): " +
+  tolerance: twinTolerance(
+    "two evaluations of the same positions (cached and recomputed): " +
       "2·γ_K·(S + κ̂) of the recomputation (tolerance.ts); the cached past is " +
       "copied, not recomputed, so the kept positions must be bitwise equal",
-    bound: (dtype, s) => 2 * gamma(s["K"] ?? 1, dtype),
-    scale: "S + κ̂",
-  },
+  ),
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      seededCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedSeededCaseArb(scope, f, {
         fixed: { causal: true, kv_cache: false },
         dims: { batch: "none", maxN: 1, minV: 3 },
         configFromDims: (d) => ({ n_ctx: d.n_ctx + 5 }),
@@ -280,9 +275,7 @@ export const tiedEmbedding: Law<TiedCase> = {
   backward: "required",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      seededCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedSeededCaseArb(scope, f, {
         fixed: { tied: true, kv_cache: false },
         dims: { batch: "any" },
       }).chain((c) =>
@@ -385,12 +378,7 @@ export const zeroBranches: Law<FormulaCase> = {
         f === "block"
           ? { placement: placements, norm: norms.length > 0 ? norms : ["layer_norm", "rms_norm"] }
           : {};
-      return formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        choose,
-        dims: { batch: "any" },
-      }).filter(
+      return scopedCaseArb(scope, f, { choose, dims: { batch: "any" } }).filter(
         (c) =>
           (c.formula !== "block_post_ln" || scope.declared.includes("layer_norm")) &&
           !(

@@ -14,11 +14,11 @@
  */
 import fc from "fast-check";
 import { Tensor, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
-import { floatTensorArb, formulaCaseArb, type FormulaCase } from "../arbitraries.js";
+import { floatTensorArb, type FormulaCase } from "../arbitraries.js";
 import { Check, checked, fmt, type Law } from "../law.js";
 import { lastAxisRows, mapT, maxAbs } from "../tensor-ops.js";
 import { underflowAllowance, unitRoundoff } from "../tolerance.js";
-import { oneOfFormulas } from "./generic.js";
+import { oneOfFormulas, scopedCaseArb } from "./generic.js";
 
 const u64 = unitRoundoff("f64");
 
@@ -93,13 +93,7 @@ export const normMoments: Law = {
     scale: "1 + A² (A = max|x|/√(v + ε))",
   },
   arbitrary: (scope) =>
-    oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
-        dims: { batch: "any" },
-      }),
-    ),
+    oneOfFormulas(scope, (f) => scopedCaseArb(scope, f, { dims: { batch: "any" } })),
   check: checked("norm_moments", async (k: Check, c: FormulaCase) => {
     const rms = c.formula === "rms_norm";
     const eps = Number(c.config["eps"]);
@@ -201,9 +195,7 @@ export const normInvariance: Law<ScaleCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         choose: { eps: [0, 1e-5, 0.1] },
         dims: { batch: "any", minD: 2 },
       }).chain((c) =>
@@ -330,9 +322,7 @@ export const normGradient: Law<NormGradCase> = {
   backward: "required",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         dims: { batch: "any" },
         range: (a) => (a.name === "x" ? { min: -10, max: 10 } : undefined),
       }).chain((c) =>

@@ -5,11 +5,11 @@
  */
 import fc from "fast-check";
 import { Tensor, type FloatDType, type NamedTensors } from "../../autodiff/tensor.js";
-import { formulaCaseArb, inputsArb, seedArb, type FormulaCase } from "../arbitraries.js";
+import { inputsArb, seedArb, type FormulaCase } from "../arbitraries.js";
 import { Check, checked, type Law } from "../law.js";
 import { concatAxis, mapT, sliceAxis } from "../tensor-ops.js";
 import { gamma, ropeDepth, underflowAllowance, unitRoundoff } from "../tolerance.js";
-import { oneOfFormulas } from "./generic.js";
+import { oneOfFormulas, scopedCaseArb } from "./generic.js";
 import { Rng } from "../../autodiff/random.js";
 
 /** Per-row ‖·‖₁ of the last axis, repeated for every entry of the row. */
@@ -54,9 +54,7 @@ export const ropeFraction: Law<FractionCase> = {
     oneOfFormulas(scope, (f) =>
       // the head is two drawn heads side by side (d_k up to 8), so that r can stop short of d_k
       // with at least two rotating pairs, where the frequencies over r and over d_k differ
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         choose: { offset: [0, 5] },
         dims: { batch: "any", minDk: 2 },
       }).chain((c) =>
@@ -162,9 +160,7 @@ export const ropePositionIds: Law<IdsCase> = {
   },
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         fixed: { position_ids: false },
         choose: { offset: [0] },
         dims: { batch: "any" },
@@ -276,9 +272,7 @@ export const dropoutScaling: Law<DropoutCase> = {
   backward: "optional",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         choose: { p: [0.5, 0.1, 0.75, 0.9, 0, 1] },
         dims: { batch: "any" },
       }).chain((c) => seedArb.map((seed) => ({ ...c, seed }))),

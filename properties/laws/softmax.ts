@@ -17,7 +17,7 @@ import { formulaCaseArb, floatTensorArb, type FormulaCase } from "../arbitraries
 import { Check, checked, fmt, type Law } from "../law.js";
 import { lastAxisRows, mapT, maxAbs } from "../tensor-ops.js";
 import { underflowAllowance, unitRoundoff } from "../tolerance.js";
-import { oneOfFormulas } from "./generic.js";
+import { oneOfFormulas, scopedCaseArb } from "./generic.js";
 
 const u64 = unitRoundoff("f64");
 /** Error bound of a computed log-sum-exp of value y over m entries. */
@@ -85,11 +85,7 @@ export const softmaxSimplex: Law = {
     oneOfFormulas(scope, (f) =>
       fc
         .tuple(
-          formulaCaseArb(f, {
-            dtype: scope.dtype,
-            capabilities: scope.capabilities,
-            dims: { batch: "any", crossM: true },
-          }),
+          scopedCaseArb(scope, f, { dims: { batch: "any", crossM: true } }),
           fc.constantFrom(...EXTREME_OFFSETS),
         )
         .map(([c, o]) => offsetCase(c, "x", o)),
@@ -260,9 +256,7 @@ export const softmaxGradient: Law<GradCase> = {
   backward: "required",
   arbitrary: (scope) =>
     oneOfFormulas(scope, (f) =>
-      formulaCaseArb(f, {
-        dtype: scope.dtype,
-        capabilities: scope.capabilities,
+      scopedCaseArb(scope, f, {
         dims: { batch: "any", crossM: true },
         range: () => ({ min: -60, max: 60 }),
       }).chain((c) => {
@@ -390,11 +384,7 @@ export const crossEntropy: Law<CeCase> = {
     oneOfFormulas(scope, (f) =>
       fc
         .tuple(
-          formulaCaseArb(f, {
-            dtype: scope.dtype,
-            capabilities: scope.capabilities,
-            dims: { batch: "any", minV: 2 },
-          }),
+          scopedCaseArb(scope, f, { dims: { batch: "any", minV: 2 } }),
           fc.constantFrom(...EXTREME_OFFSETS),
         )
         .chain(([c0, o]) => {
