@@ -18,40 +18,29 @@ const bind = (
   );
 };
 
+/** Shapes of mha's input x (`rows` rows) and its weights and biases, at width d = d_model = d_kv. */
+const mhaShapes = (rows: number, d: number) => ({
+  x: [rows, d],
+  W_Q: [d, d],
+  W_K: [d, d],
+  W_V: [d, d],
+  W_O: [d, d],
+  b_Q: [d],
+  b_K: [d],
+  b_V: [d],
+  b_O: [d],
+});
+
 describe("binding dims", () => {
   test("d_k is derived from d_model = H·d_k", () => {
     const d = 384;
-    const b = bind(
-      "mha",
-      { H: 8 },
-      {
-        x: [5, d],
-        W_Q: [d, d],
-        W_K: [d, d],
-        W_V: [d, d],
-        W_O: [d, d],
-        b_Q: [d],
-        b_K: [d],
-        b_V: [d],
-        b_O: [d],
-      },
-    );
+    const b = bind("mha", { H: 8 }, mhaShapes(5, d));
     expect(b.dims.get("d_k")).toBe(48);
     expect(b.sources.get("d_k")).toMatch(/d_model = 384/);
   });
   test("a conflicting size names the formula, the tensor, the axis and where each size came from", () => {
     const d = 384;
-    const p = {
-      x: [5, d],
-      W_Q: [d, d],
-      W_K: [d, d],
-      W_V: [d, d],
-      W_O: [d, d],
-      b_Q: [d],
-      b_K: [d],
-      b_V: [d],
-      b_O: [d],
-    };
+    const p = mhaShapes(5, d);
     expect(() =>
       bind("mha", { H: 8, kv_cache: true }, { ...p, past_k: [8, 3, 64], past_v: [8, 3, 64] }),
     ).toThrow(
@@ -86,23 +75,9 @@ describe("binding dims", () => {
   });
   test("indivisible widths are reported", () => {
     const d = 10;
-    expect(() =>
-      bind(
-        "mha",
-        { H: 3 },
-        {
-          x: [2, d],
-          W_Q: [d, d],
-          W_K: [d, d],
-          W_V: [d, d],
-          W_O: [d, d],
-          b_Q: [d],
-          b_K: [d],
-          b_V: [d],
-          b_O: [d],
-        },
-      ),
-    ).toThrow(/no integer solution|not divisible|not an integer/);
+    expect(() => bind("mha", { H: 3 }, mhaShapes(2, d))).toThrow(
+      /no integer solution|not divisible|not an integer/,
+    );
   });
   test("concrete shapes expand the batch prefix", () => {
     const b = bind("softmax", {}, { x: [2, 3, 7] });

@@ -8,15 +8,14 @@ import type { FormulaConfigInputs } from "./configs.js";
 /** A preset: hyperparameters of the `gpt` formula, typed by its declarations. */
 type Preset = FormulaConfigInputs["gpt"];
 
+/** The sizes of tiny, seed-post-ln and llama-tiny: 2 layers of 2 heads, width 16, 96 tokens. */
+const SMALL = { V: 96, n_ctx: 32, d_model: 16, H: 2, L: 2 } as const;
+
 /** The model presets, by name: hyperparameters of the `gpt` formula (unset ones take the formula's defaults). */
 export const PRESETS: Readonly<Record<string, Preset>> = {
   /** A model small enough for tests and gradient checks. */
   tiny: {
-    V: 96,
-    n_ctx: 32,
-    d_model: 16,
-    H: 2,
-    L: 2,
+    ...SMALL,
     d_ff: 64,
     placement: "pre",
     activation: "gelu_tanh",
@@ -25,11 +24,7 @@ export const PRESETS: Readonly<Record<string, Preset>> = {
   },
   /** The seed's model: post-LN blocks, sinusoidal positions, GELU, tied logits. */
   "seed-post-ln": {
-    V: 96,
-    n_ctx: 32,
-    d_model: 16,
-    H: 2,
-    L: 2,
+    ...SMALL,
     d_ff: 64,
     placement: "post",
     activation: "gelu",
@@ -52,11 +47,7 @@ export const PRESETS: Readonly<Record<string, Preset>> = {
   },
   /** A LLaMA-style small model: RMSNorm, SwiGLU, RoPE, no biases, untied. */
   "llama-tiny": {
-    V: 96,
-    n_ctx: 32,
-    d_model: 16,
-    H: 2,
-    L: 2,
+    ...SMALL,
     d_ff: 44,
     placement: "pre",
     norm: "rms_norm",

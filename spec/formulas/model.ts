@@ -401,7 +401,7 @@ const fixedHyper = omitHyper(BLOCK_HYPER, ["placement", "norm", "parallel"]);
 const POST_LN = { placement: "post", norm: "layer_norm", parallel: false } as const;
 const PRE_LN = { placement: "pre", norm: "layer_norm", parallel: false } as const;
 
-/** A block of fixed placement: `block` with the switches of `implied` set, no longer hyperparameters. */
+/** A fixed-placement block: `block` with the switches of `implied` set, not hyperparameters. */
 function fixedBlock<const N extends string>(
   name: N,
   description: string,
