@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseCsv, toCsv } from "./csv.js";
+import { columnsCsv, parseCsv, toCsv } from "./csv.js";
 
 describe("toCsv / parseCsv", () => {
   it("quotes what needs quoting and reads it back", () => {
@@ -36,8 +36,21 @@ describe("toCsv / parseCsv", () => {
   });
 });
 
-describe("the TSDoc example", () => {
-  it("holds as written", () => {
+describe("columnsCsv", () => {
+  it("writes the named fields in column order and leaves the others out", () => {
+    const rows = [{ b: "x", a: 1, perSeed: [1, 2] }];
+    expect(columnsCsv(["a", "b"], rows)).toBe("a,b\n1,x\n");
+  });
+  it("names a missing column", () => {
+    const rows = [{ a: 1 }] as unknown as { a: number; b: number }[];
+    expect(() => columnsCsv(["a", "b"], rows)).toThrow('row 0: no value for column "b"');
+  });
+});
+
+describe("the TSDoc examples", () => {
+  it("hold as written", () => {
     expect(toCsv(["a", "b"], [{ a: 1, b: "x,y" }])).toBe('a,b\n1,"x,y"\n');
+    const runs = [{ a: 1, perSeed: [1, 2] }];
+    expect(columnsCsv(["a"], runs)).toBe("a\n1\n");
   });
 });

@@ -50,6 +50,24 @@ export function toCsv(columns: readonly string[], rows: readonly CsvRow[]): stri
 }
 
 /**
+ * Records as CSV with exactly `columns`: each record's fields of those names, in that order; its
+ * other fields (per-seed arrays and the like) are left out.
+ * @throws CsvError when a record lacks a column.
+ * @example
+ * const runs = [{ a: 1, perSeed: [1, 2] }];
+ * columnsCsv(["a"], runs); // 'a\n1\n'
+ */
+export function columnsCsv<C extends string>(
+  columns: readonly C[],
+  records: readonly Readonly<Record<C, Cell>>[],
+): string {
+  return toCsv(
+    columns,
+    records.map((r) => Object.fromEntries(columns.map((c) => [c, r[c]]))),
+  );
+}
+
+/**
  * Parse CSV text into its header and rows of strings (keyed by column).
  * @throws CsvError naming the line of an unterminated quote or a row with the wrong number of fields.
  */

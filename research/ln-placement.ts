@@ -26,7 +26,7 @@ import {
   type Placement,
 } from "../reference/model.js";
 import { TokenWindows } from "../reference/train.js";
-import { toCsv } from "./csv.js";
+import { columnsCsv } from "./csv.js";
 import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { logLogFit, mean, std, type LineFit } from "./stats.js";
@@ -529,18 +529,9 @@ function powersOfTwo(max: number): number[] {
 
 /** The CSV of {@link LN_PLACEMENT_COLUMNS}. */
 export function lnPlacementCsv(r: LnPlacementResult): string {
-  return toCsv(
+  return columnsCsv(
     LN_PLACEMENT_COLUMNS,
-    r.rows.map((row) => ({
-      init: row.init,
-      placement: row.placement,
-      L: row.L,
-      layer: row.layer,
-      depth_from_top: row.depth_from_top,
-      grad_norm_mean: row.grad_norm_mean,
-      grad_norm_std: row.grad_norm_std,
-      seeds: row.perSeed.length,
-    })),
+    r.rows.map((row) => ({ ...row, seeds: row.perSeed.length })),
   );
 }
 

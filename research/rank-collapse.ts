@@ -17,7 +17,7 @@ import { evaluate } from "../autodiff/evaluate.js";
 import type { Graph } from "../autodiff/graph.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
-import { toCsv } from "./csv.js";
+import { columnsCsv } from "./csv.js";
 import type { TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, std } from "./stats.js";
@@ -514,20 +514,9 @@ export function rankCollapsePlot(r: RankCollapseResult): TopLevelSpec {
 
 /** The CSV of {@link RANK_COLLAPSE_COLUMNS}. */
 export function rankCollapseCsv(r: RankCollapseResult): string {
-  return toCsv(
+  return columnsCsv(
     RANK_COLLAPSE_COLUMNS,
-    r.rows.map((row) => ({
-      variant: row.variant,
-      depth: row.depth,
-      residual_geomean: row.residual_geomean,
-      log10_residual_mean: row.log10_residual_mean,
-      log10_residual_std: row.log10_residual_std,
-      residual_min: row.residual_min,
-      residual_max: row.residual_max,
-      centred_norm_geomean: row.centred_norm_geomean,
-      common_norm_geomean: row.common_norm_geomean,
-      seeds: row.perSeed.length,
-    })),
+    r.rows.map((row) => ({ ...row, seeds: row.perSeed.length })),
   );
 }
 
