@@ -12,6 +12,7 @@ import type { FloatDType } from "../autodiff/tensor.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { LAWS, getLaw } from "./registry.js";
 import { formatFailure, runLaw, type LawResult } from "./run.js";
+import { dtypesOption, parseOptionPairs } from "./script-options.js";
 
 interface Options {
   runs: number;
@@ -29,33 +30,17 @@ function parse(argv: readonly string[]): Options {
     dtypes: ["f64", "f32"],
     out: join(here, "RESULTS.md"),
   };
-  for (let i = 0; i < argv.length; i += 2) {
-    const v = argv[i + 1];
-    if (v === undefined) throw new Error(`${argv[i]} needs a value`);
-    switch (argv[i]) {
-      case "--runs":
-        o.runs = Number(v);
-        if (!Number.isInteger(o.runs) || o.runs < 1)
-          throw new Error(`--runs must be a positive integer, got ${v}`);
-        break;
-      case "--seed":
-        o.seed = Number(v);
-        break;
-      case "--dtype":
-        if (v !== "f64" && v !== "f32" && v !== "both")
-          throw new Error(`--dtype must be f64, f32 or both, got ${v}`);
-        o.dtypes = v === "both" ? ["f64", "f32"] : [v];
-        break;
-      case "--law":
-        o.law = v;
-        break;
-      case "--out":
-        o.out = v;
-        break;
-      default:
-        throw new Error(`unknown option ${argv[i]}`);
-    }
-  }
+  parseOptionPairs(argv, {
+    "--runs": (v) => {
+      o.runs = Number(v);
+      if (!Number.isInteger(o.runs) || o.runs < 1)
+        throw new Error(`--runs must be a positive integer, got ${v}`);
+    },
+    "--seed": (v) => (o.seed = Number(v)),
+    "--dtype": (v) => (o.dtypes = dtypesOption(v)),
+    "--law": (v) => (o.law = v),
+    "--out": (v) => (o.out = v),
+  });
   return o;
 }
 

@@ -16,6 +16,7 @@ import type { FloatDType } from "../autodiff/tensor.js";
 import { LAWS } from "./registry.js";
 import { PLANTED, controlImplementation, plantedImplementation } from "./planted.js";
 import { runLaw, type LawResult } from "./run.js";
+import { dtypesOption, parseOptionPairs } from "./script-options.js";
 
 interface Options {
   runs: number;
@@ -35,34 +36,14 @@ function parse(argv: readonly string[]): Options {
     dtypes: ["f64", "f32"],
     out: join(here, "..", "docs", "PLANTED-BUGS.md"),
   };
-  for (let i = 0; i < argv.length; i += 2) {
-    const v = argv[i + 1];
-    if (v === undefined) throw new Error(`${argv[i]} needs a value`);
-    switch (argv[i]) {
-      case "--runs":
-        o.runs = Number(v);
-        break;
-      case "--seed":
-        o.seed = Number(v);
-        break;
-      case "--shrink-ms":
-        o.shrinkMs = Number(v);
-        break;
-      case "--dtype":
-        if (v !== "f64" && v !== "f32" && v !== "both")
-          throw new Error(`--dtype must be f64, f32 or both, got ${v}`);
-        o.dtypes = v === "both" ? ["f64", "f32"] : [v];
-        break;
-      case "--out":
-        o.out = v;
-        break;
-      case "--only":
-        o.only = v.split(",");
-        break;
-      default:
-        throw new Error(`unknown option ${argv[i]}`);
-    }
-  }
+  parseOptionPairs(argv, {
+    "--runs": (v) => (o.runs = Number(v)),
+    "--seed": (v) => (o.seed = Number(v)),
+    "--shrink-ms": (v) => (o.shrinkMs = Number(v)),
+    "--dtype": (v) => (o.dtypes = dtypesOption(v)),
+    "--out": (v) => (o.out = v),
+    "--only": (v) => (o.only = v.split(",")),
+  });
   return o;
 }
 
