@@ -5,17 +5,16 @@
  * the way a gpt-only port's failure is (its output is all there is). The expected values are
  * the goldens.
  */
-import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import type { Implementation } from "../autodiff/implementation.js";
 import type { Tensor } from "../autodiff/tensor.js";
-import { loadCase } from "../golden/cases-io.js";
 import type { GoldenCase } from "../golden/cases-io.js";
 import { compareCase } from "../golden/compare.js";
 import { plantedImplementation } from "../properties/planted.js";
+import { forwardChecked, golden } from "./cases.testing.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint, HintId } from "./diagnose.js";
-import { BUNDLED_CASES, verify } from "./run.js";
+import { verify } from "./run.js";
 import {
   plantDropArgument,
   plantedGraphImplementation,
@@ -35,23 +34,13 @@ import {
 } from "./testing.js";
 import type { Plant } from "./testing.js";
 
-const golden = (name: string): GoldenCase => loadCase(join(BUNDLED_CASES, `${name}.safetensors`));
 const PRE = "gpt/f64/gpt2_pre_ln_V64_d16_h4_L2_n8"; // GPT-2: pre-LN, tanh GELU, learned positions, ln_f
 const POST = "gpt/f64/seed_post_ln_V50_d16_h2_L2_n8"; // the seed: post-LN, erf GELU, sinusoidal positions
 
 /** The hints for the first failing output of `c` computed by `impl` (how a gpt-only port's failure is explained). */
 async function outputHints(impl: Implementation, c: GoldenCase): Promise<Hint[]> {
   const m = c.meta;
-  const actual = (
-    await impl.forward({
-      formula: m.formula,
-      config: { ...m.config, dtype: m.dtype },
-      inputs: c.inputs,
-    })
-  ).outputs;
-  const report = compareCase(c, {
-    outputs: Object.fromEntries(Object.entries(actual).filter(([k]) => k in c.outputs)),
-  });
+  const { actual, report } = await forwardChecked(impl, c);
   const failing = report.tensors.find((r) => !r.ok && r.name.startsWith("out."));
   expect(failing, "the planted bug must make the case fail").toBeDefined();
   const o = failing!.name.slice(4);

@@ -3,18 +3,14 @@
  * TypeScript written from the math (not by the reference the hints use), on the inputs of
  * committed PyTorch golden cases; the expected values are the goldens.
  */
-import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import type { FloatDType } from "../autodiff/tensor.js";
-import { loadCase } from "../golden/cases-io.js";
 import type { GoldenCase } from "../golden/cases-io.js";
 import { referenceImplementation } from "../reference/implementation.js";
+import { golden } from "./cases.testing.js";
 import { diagnose, transposeLast } from "./diagnose.js";
 import type { HintId, Symptom } from "./diagnose.js";
-import { BUNDLED_CASES } from "./run.js";
-
-const golden = (name: string): GoldenCase => loadCase(join(BUNDLED_CASES, `${name}.safetensors`));
 
 function symptom(c: GoldenCase, actual: Tensor, output = "y"): Symptom {
   const tol = c.tolerance[`out.${output}`]!;

@@ -6,13 +6,8 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Implementation } from "../autodiff/implementation.js";
-import { loadCase } from "../golden/cases-io.js";
-import type { GoldenCase } from "../golden/cases-io.js";
-import { compareCase } from "../golden/compare.js";
-import { localise } from "./localise.js";
-import type { Localisation } from "./localise.js";
+import { golden, localiseChecked } from "./cases.testing.js";
 import { ProcessImplementation } from "./process.js";
-import { BUNDLED_CASES } from "./run.js";
 
 const ROOT = join(__dirname, "..");
 const hasNumpy = (() => {
@@ -25,38 +20,6 @@ const hasNumpy = (() => {
 })();
 if (!hasNumpy)
   console.warn("verify/examples.test.ts: skipped — /usr/bin/python3 cannot import numpy");
-
-const golden = (name: string): GoldenCase => loadCase(join(BUNDLED_CASES, `${name}.safetensors`));
-
-async function localiseCase(
-  impl: Implementation,
-  c: GoldenCase,
-): Promise<{ ok: boolean; loc: Localisation }> {
-  const m = c.meta;
-  const actual = (
-    await impl.forward({
-      formula: m.formula,
-      config: { ...m.config, dtype: m.dtype },
-      inputs: c.inputs,
-    })
-  ).outputs;
-  const report = compareCase(c, {
-    outputs: Object.fromEntries(Object.entries(actual).filter(([k]) => k in c.outputs)),
-  });
-  const loc = await localise({
-    forward: (req) => impl.forward(req),
-    declares: (f, d) => impl.formulas.includes(f) && impl.dtypes.includes(d),
-    formula: m.formula,
-    config: m.config,
-    inputs: c.inputs,
-    dtype: m.dtype,
-    actual,
-    expected: c.outputs,
-    reports: Object.fromEntries(report.tensors.map((r) => [r.name, r])),
-    dims: m.dims,
-  });
-  return { ok: report.ok, loc };
-}
 
 describe.skipIf(!hasNumpy)("examples/numpy", () => {
   let good: ProcessImplementation;
@@ -85,7 +48,7 @@ describe.skipIf(!hasNumpy)("examples/numpy", () => {
         "mha/f32/b2_n5_d8_h2_causal",
       ];
       for (const name of names) {
-        const { ok, loc } = await localiseCase(good, golden(name));
+        const { ok, loc } = await localiseChecked(good, golden(name));
         expect(ok, name).toBe(true);
         const wrong = loc.steps
           .filter((s) => s.status === "diverges")
@@ -99,7 +62,10 @@ describe.skipIf(!hasNumpy)("examples/numpy", () => {
   );
 
   test("the planted off-by-one mask, found from the gpt case down to causal_mask", async () => {
-    const { ok, loc } = await localiseCase(buggy, golden("gpt/f32/seed_post_ln_V50_d16_h2_L2_n8"));
+    const { ok, loc } = await localiseChecked(
+      buggy,
+      golden("gpt/f32/seed_post_ln_V50_d16_h2_L2_n8"),
+    );
     expect(ok).toBe(false);
     expect(loc.divergence?.formula).toBe("causal_mask");
     expect(loc.divergence?.path).toEqual(["gpt", "h.0", "mha", "attention", "causal_mask"]);
@@ -117,7 +83,7 @@ describe.skipIf(!hasNumpy)("examples/numpy", () => {
         dtypes: buggy.dtypes,
         forward: (req) => buggy.forward(req),
       };
-      const { ok, loc } = await localiseCase(
+      const { ok, loc } = await localiseChecked(
         gptOnly,
         golden("gpt/f64/gpt2_pre_ln_V64_d16_h4_L2_n8"),
       );

@@ -4,17 +4,16 @@
  * composite case whose gradients fail, the walk must end at the planted formula, name the
  * argument whose gradient is wrong, and say its error against its tolerance.
  */
-import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import type { Implementation } from "../autodiff/implementation.js";
-import { loadCase } from "../golden/cases-io.js";
 import type { GoldenCase } from "../golden/cases-io.js";
 import { compareCase } from "../golden/compare.js";
 import { vjp } from "../autodiff/grad.js";
 import { referenceGraph, referenceImplementation } from "../reference/implementation.js";
 import { localiseBackward } from "./localise-backward.js";
+import { golden } from "./cases.testing.js";
+import { failingCase } from "./localise.js";
 import type { Localisation } from "./localise.js";
-import { BUNDLED_CASES } from "./run.js";
 import {
   backwardPlantedImplementation,
   plantAttentionScaleBackward,
@@ -23,8 +22,6 @@ import {
 } from "./testing-backward.js";
 import type { Plant } from "./testing.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
-
-const golden = (name: string): GoldenCase => loadCase(join(BUNDLED_CASES, `${name}.safetensors`));
 
 async function localiseGrads(impl: Implementation, c: GoldenCase): Promise<Localisation> {
   const m = c.meta;
@@ -46,17 +43,12 @@ async function localiseGrads(impl: Implementation, c: GoldenCase): Promise<Local
   expect(report.tensors.filter((t) => t.name.startsWith("out.")).every((t) => t.ok)).toBe(true);
   expect(report.ok).toBe(false);
   return localiseBackward({
+    ...failingCase(c, report),
     backward: (req) => impl.backwardPass!(req),
     declaresBackward: (f, d) => impl.formulas.includes(f) && impl.dtypes.includes(d),
-    formula: m.formula,
-    config: m.config,
-    inputs: c.inputs,
     cotangents: c.cotangents,
-    dtype: m.dtype,
-    reports: Object.fromEntries(report.tensors.map((r) => [r.name, r])),
     actualGrads: grads,
     expectedGrads: c.grads,
-    dims: m.dims,
   });
 }
 

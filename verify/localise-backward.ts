@@ -27,29 +27,22 @@ import { referenceGraph } from "../reference/implementation.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint } from "./diagnose.js";
 import { PartSearch, partRequest } from "./localise.js";
-import type { Divergence, Localisation } from "./localise.js";
+import type { Divergence, FailingCase, Localisation } from "./localise.js";
 import { depthOf, derivedTolerance } from "./tolerance.js";
 import type { DerivedTolerance } from "./tolerance.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 import { sitePath, type CallSite } from "./trace.js";
 
 /** What backward localisation needs to know about one case whose gradients fail. */
-export interface LocaliseBackwardInput {
+export interface LocaliseBackwardInput extends FailingCase {
   /** Sends one backward request to the implementation (the runner's, which survives restarts). */
   readonly backward: (req: BackwardRequest) => Promise<BackwardResult>;
   /** Does the implementation compute this formula's backward pass in this dtype? */
   readonly declaresBackward: (formula: string, dtype: FloatDType) => boolean;
-  readonly formula: string;
-  readonly config: FormulaConfig;
-  readonly inputs: NamedTensors;
   readonly cotangents: NamedTensors;
-  readonly dtype: FloatDType;
-  /** The comparator's report of each of the case's tensors (`out.*`, `grad.*`). */
-  readonly reports: Readonly<Record<string, TensorReport>>;
   /** The implementation's and the golden gradients of the case (for the case-level divergence). */
   readonly actualGrads: NamedTensors;
   readonly expectedGrads: NamedTensors;
-  readonly dims?: Readonly<Record<string, number>>;
 }
 
 interface Expected {

@@ -3,17 +3,13 @@
  * that contains it (verify/testing.ts), on committed golden cases: the first divergence must be
  * the planted formula, found where it first acts, with the right hint.
  */
-import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { ImplementationError } from "../autodiff/implementation.js";
 import type { ForwardRequest, Implementation } from "../autodiff/implementation.js";
-import { loadCase } from "../golden/cases-io.js";
 import type { GoldenCase } from "../golden/cases-io.js";
-import { compareCase } from "../golden/compare.js";
 import { referenceImplementation } from "../reference/implementation.js";
-import { localise } from "./localise.js";
+import { golden, localiseChecked } from "./cases.testing.js";
 import type { Localisation } from "./localise.js";
-import { BUNDLED_CASES } from "./run.js";
 import {
   plantedGraphImplementation,
   plantGeluTanh,
@@ -23,37 +19,14 @@ import {
 } from "./testing.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 
-const golden = (name: string): GoldenCase => loadCase(join(BUNDLED_CASES, `${name}.safetensors`));
-
 async function localiseCase(
   impl: Implementation,
   c: GoldenCase,
-  forward: (req: ForwardRequest) => ReturnType<Implementation["forward"]> = (r) => impl.forward(r),
+  forward?: (req: ForwardRequest) => ReturnType<Implementation["forward"]>,
 ): Promise<Localisation> {
-  const m = c.meta;
-  const actual = (
-    await impl.forward({
-      formula: m.formula,
-      config: { ...m.config, dtype: m.dtype },
-      inputs: c.inputs,
-    })
-  ).outputs;
-  const report = compareCase(c, {
-    outputs: Object.fromEntries(Object.entries(actual).filter(([k]) => k in c.outputs)),
-  });
-  expect(report.ok).toBe(false);
-  return localise({
-    forward,
-    declares: (f, d) => impl.formulas.includes(f) && impl.dtypes.includes(d),
-    formula: m.formula,
-    config: m.config,
-    inputs: c.inputs,
-    dtype: m.dtype,
-    actual,
-    expected: c.outputs,
-    reports: Object.fromEntries(report.tensors.map((r) => [r.name, r])),
-    dims: m.dims,
-  });
+  const { ok, loc } = await localiseChecked(impl, c, forward);
+  expect(ok).toBe(false);
+  return loc;
 }
 
 describe("the reference trace", () => {

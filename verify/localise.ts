@@ -23,7 +23,8 @@ import { ImplementationError } from "../autodiff/implementation.js";
 import type { FormulaConfig, ForwardRequest, ForwardResult } from "../autodiff/implementation.js";
 import type { FloatDType, NamedTensors, Tensor } from "../autodiff/tensor.js";
 import { compareNamed, compareTensors } from "../golden/compare.js";
-import type { TensorReport } from "../golden/compare.js";
+import type { CaseReport, TensorReport } from "../golden/compare.js";
+import type { GoldenCase } from "../golden/cases-io.js";
 import type { Node } from "../spec/node.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint } from "./diagnose.js";
@@ -85,23 +86,41 @@ export interface Localisation {
   readonly fault?: ImplementationError;
 }
 
-/** What localisation needs to know about one failing case. */
-export interface LocaliseInput {
-  /** Sends one forward request to the implementation (the runner's, which survives restarts). */
-  readonly forward: (req: ForwardRequest) => Promise<ForwardResult>;
-  /** Does the implementation compute this formula in this dtype? */
-  readonly declares: (formula: string, dtype: FloatDType) => boolean;
+/** The case a localisation starts from, and what its golden check found. */
+export interface FailingCase {
   readonly formula: string;
   readonly config: FormulaConfig;
   readonly inputs: NamedTensors;
   readonly dtype: FloatDType;
-  /** Everything the implementation's forward answer held (outputs and intermediates). */
-  readonly actual: NamedTensors;
-  /** The golden outputs, and the comparator's report of each (from the golden check). */
-  readonly expected: NamedTensors;
+  /** The comparator's report of each of the case's tensors (`out.*`, `grad.*`). */
   readonly reports: Readonly<Record<string, TensorReport>>;
   /** Case sizes (`H`, `d_model`), for diagnosis. */
   readonly dims?: Readonly<Record<string, number>>;
+}
+
+/** A golden case and the report of its check, as a localisation reads them. */
+export function failingCase(c: GoldenCase, report: CaseReport): FailingCase {
+  const m = c.meta;
+  return {
+    formula: m.formula,
+    config: m.config,
+    inputs: c.inputs,
+    dtype: m.dtype,
+    reports: Object.fromEntries(report.tensors.map((r) => [r.name, r])),
+    dims: m.dims,
+  };
+}
+
+/** What localisation needs to know about one failing case. */
+export interface LocaliseInput extends FailingCase {
+  /** Sends one forward request to the implementation (the runner's, which survives restarts). */
+  readonly forward: (req: ForwardRequest) => Promise<ForwardResult>;
+  /** Does the implementation compute this formula in this dtype? */
+  readonly declares: (formula: string, dtype: FloatDType) => boolean;
+  /** Everything the implementation's forward answer held (outputs and intermediates). */
+  readonly actual: NamedTensors;
+  /** The golden outputs. */
+  readonly expected: NamedTensors;
 }
 
 /**

@@ -30,7 +30,7 @@ import { formulaLevel, groupByOrigin, pickFirstDivergence } from "./divergence.j
 import { Driver, faultInfo, lateFault, StoppedForGood } from "./driver.js";
 import { gradientChecks, only } from "./gradients.js";
 import { lawChecks } from "./laws.js";
-import { isDeclined, localise } from "./localise.js";
+import { failingCase, isDeclined, localise } from "./localise.js";
 import { localiseBackward } from "./localise-backward.js";
 import type { Localisation } from "./localise.js";
 import { DECLINE_LIMIT, declineSummary, formulaOrder, inShard, percent } from "./results.js";
@@ -246,16 +246,11 @@ export async function verify(
         localised.set(key, (localised.get(key) ?? 0) + 1);
         progress({ phase: "localise", done: done - 1, total: cases.length, label: m.case });
         localisation = await localise({
+          ...failingCase(c, report),
           forward: (req) => driver.call((i) => i.forward(req)),
           declares: (f, d) => declares(f) && computes(d),
-          formula: m.formula,
-          config: m.config,
-          inputs: c.inputs,
-          dtype: m.dtype,
           actual,
           expected: c.outputs,
-          reports: Object.fromEntries(report.tensors.map((r) => [r.name, r])),
-          dims: m.dims,
         });
         if (localisation.fault !== undefined)
           notes.push(
@@ -270,6 +265,7 @@ export async function verify(
         localised.set(`${key}/backward`, (localised.get(`${key}/backward`) ?? 0) + 1);
         progress({ phase: "localise", done: done - 1, total: cases.length, label: m.case });
         localisation = await localiseBackward({
+          ...failingCase(c, report),
           backward: (req) =>
             driver.call((i) => {
               if (i.backwardPass === undefined)
@@ -278,15 +274,9 @@ export async function verify(
             }),
           declaresBackward: (f, d) =>
             declares(f) && computes(d) && supportsBackward(driver.impl, f),
-          formula: m.formula,
-          config: m.config,
-          inputs: c.inputs,
           cotangents: c.cotangents,
-          dtype: m.dtype,
-          reports: Object.fromEntries(report.tensors.map((r) => [r.name, r])),
           actualGrads: grads,
           expectedGrads: c.grads,
-          dims: m.dims,
         });
         if (localisation.fault !== undefined)
           notes.push(
