@@ -14,6 +14,7 @@ import { formulaGraph } from "../autodiff/graph.js";
 import { gradcheckGraph, type GradcheckResult } from "../autodiff/gradcheck.js";
 import { Rng, sampleInputs } from "../autodiff/random.js";
 import { wireJSON } from "../autodiff/wire.js";
+import { textTable } from "../io/text.js";
 import { configFlag } from "./config.js";
 import { DEFAULT_SEED, formulasFlag, parse, seedFlag, UsageError, type Io } from "./io.js";
 
@@ -185,13 +186,7 @@ export async function gradcheckCommand(argv: readonly string[], io: Io): Promise
           r.result!.ok ? "pass" : "FAIL",
         ],
   );
-  const widths = head.map((h, i) => Math.max(h.length, ...table.map((t) => t[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join("  ")
-      .trimEnd();
-  const out = [line(head), line(widths.map((w) => "-".repeat(w))), ...table.map(line)];
+  const out = textTable(head, table);
   for (const r of rows) {
     if (!r.result || r.result.ok) continue;
     out.push("", `${r.formula} (${r.mode}, seed ${seed}):`);

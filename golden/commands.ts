@@ -4,6 +4,7 @@
  * They never print and never exit; bad input comes back as a GoldenFormatError (list, show)
  * or as exit code 2 with the reader's message (compare).
  */
+import { textTable } from "../io/text.js";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { shapeToString, specialCounts } from "../autodiff/tensor.js";
@@ -27,19 +28,6 @@ import {
 } from "../io/safetensors.js";
 import type { SafetensorsContents } from "../io/safetensors.js";
 import { GoldenFormatError } from "./error.js";
-
-function table(header: string[], rows: string[][]): string[] {
-  // a reduce, not Math.max(...rows): a spread of many rows overflows the call stack
-  const widths = header.map((h, c) =>
-    rows.reduce((w, r) => Math.max(w, (r[c] ?? "").length), h.length),
-  );
-  const line = (r: string[]) =>
-    r
-      .map((cell, c) => cell.padEnd(widths[c]!))
-      .join("  ")
-      .trimEnd();
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
-}
 
 /** Bytes as `812 B`, `3.4 KiB`, `1.2 MiB`. */
 export function formatBytes(n: number): string {
@@ -106,7 +94,7 @@ export function goldenList(goldenDir: string, opts: { json?: boolean } = {}): st
   const total = cases.reduce((s, c) => s + c.bytes, 0);
   return (
     [
-      ...table(["case", "formula", "dtype", "dims", "tensors", "size"], rows),
+      ...textTable(["case", "formula", "dtype", "dims", "tensors", "size"], rows),
       "",
       `${cases.length} cases, ${formatBytes(total)}`,
     ].join("\n") + "\n"
@@ -272,11 +260,14 @@ export function goldenShow(
   const lines = fields.map(([k, v]) => `${k.padEnd(w)}  ${v}`);
   lines.push(
     "",
-    ...table(["tensor", "dtype", "shape", "min", "max", "mean", "non-finite"], tensorRows(tensors)),
+    ...textTable(
+      ["tensor", "dtype", "shape", "min", "max", "mean", "non-finite"],
+      tensorRows(tensors),
+    ),
   );
   lines.push(
     "",
-    ...table(
+    ...textTable(
       ["tolerance", "rtol", "atol", "source", "reason"],
       Object.entries(c.tolerance).map(([k, t]) => [
         k,

@@ -11,6 +11,7 @@
  * Dtype and shape are checked first; a mismatch there skips the value comparison. The
  * arithmetic of the rule is done in float64 for every dtype.
  */
+import { textTable } from "../io/text.js";
 import { finiteOrString, wireJSON } from "../autodiff/wire.js";
 import { sameShape, shapeToString, specialCounts } from "../autodiff/tensor.js";
 import type { DType, NamedTensors, Tensor } from "../autodiff/tensor.js";
@@ -604,19 +605,6 @@ function formatPercent(x: number): string {
   return x === 0 ? "0 %" : x < 0.01 ? `${x.toExponential(1)} %` : `${x.toFixed(2)} %`;
 }
 
-function table(header: string[], rows: string[][]): string[] {
-  // a reduce, not Math.max(...rows): a spread of many rows overflows the call stack
-  const widths = header.map((h, c) =>
-    rows.reduce((w, r) => Math.max(w, (r[c] ?? "").length), h.length),
-  );
-  const line = (r: string[]) =>
-    r
-      .map((cell, c) => cell.padEnd(widths[c]!))
-      .join("  ")
-      .trimEnd();
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
-}
-
 function specialsText(s: SpecialCounts): string {
   return `NaN ${s.nan}, +Inf ${s.posInf}, -Inf ${s.negInf}, -0 ${s.negZero}`;
 }
@@ -665,7 +653,7 @@ export function formatReport(report: CaseReport | TensorReport): string {
       : "-",
   ]);
   out.push(
-    ...table(
+    ...textTable(
       [
         "tensor",
         "status",
@@ -704,11 +692,11 @@ export function formatReport(report: CaseReport | TensorReport): string {
       const head = ["index", "expected", "actual", "abs err", "rel err", "ULP", "budget"];
       if (r.worst !== null) {
         out.push("  worst element:");
-        out.push(...table(head, [elementRow(r.worst, dtype)]).map((l) => `    ${l}`));
+        out.push(...textTable(head, [elementRow(r.worst, dtype)]).map((l) => `    ${l}`));
       }
       out.push(`  mismatches (first ${r.firstMismatches.length} of ${r.mismatched}):`);
       out.push(
-        ...table(
+        ...textTable(
           head,
           r.firstMismatches.map((el) => elementRow(el, dtype)),
         ).map((l) => `    ${l}`),
