@@ -20,10 +20,8 @@ import {
   type Io,
 } from "./io.js";
 
-const GENERATE_USAGE =
-  `usage: specformer generate --prompt TEXT [--config NAME,k=v,... | ` +
-  `--weights FILE] [--seed N] [--max-tokens ` +
-  `N]
+const GENERATE_USAGE = `usage: specformer generate --prompt TEXT [--config NAME,k=v,... | --weights FILE] [--seed N]
+                           [--max-tokens N]
                            [--temperature T] [--top-k K] [--top-p P] [--json] [--allow-non-finite]
 
   Autoregressive generation with the reference model (KV cache), streaming tokens as they come.
