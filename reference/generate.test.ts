@@ -13,34 +13,15 @@ import {
   GenerateError,
   MIN_TEMPERATURE,
 } from "./generate.js";
-import { GPT, resolveModelConfig, type GPTConfig } from "./model.js";
-import { livelyWeights as lively } from "./testing.js";
+import type { GPT, GPTConfig } from "./model.js";
+import { livelyModel, maxRelDiff as relDiff } from "./testing.js";
 
 const POSITIONS = ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi", "none"] as const;
 
-function model(fields: Partial<GPTConfig>, seed = 1): GPT {
-  const c = resolveModelConfig({
-    preset: "tiny",
-    V: 37,
-    n_ctx: 16,
-    d_model: 16,
-    H: 4,
-    L: 2,
-    d_ff: 24,
-    ...fields,
-  });
-  return new GPT(c, lively(c, seed));
-}
+const BASE: Partial<GPTConfig> = { V: 37, n_ctx: 16, d_model: 16, H: 4, L: 2, d_ff: 24 };
 
-/** max_i |a_i − b_i| / max_i |b_i|. */
-function relDiff(a: Float64Array, b: Float64Array): number {
-  let d = 0,
-    s = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
+function model(fields: Partial<GPTConfig>, seed = 1): GPT {
+  return livelyModel({ ...BASE, ...fields }, seed);
 }
 
 describe("KV-cache decoding", () => {

@@ -8,33 +8,21 @@ import { formulaGraph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 import { GPT, formulaConfig, resolveModelConfig, type GPTConfig } from "./model.js";
-import { livelyWeights as lively } from "./testing.js";
+import { livelyModel, maxRelDiff as relDiff } from "./testing.js";
+
+const BASE: Partial<GPTConfig> = {
+  V: 37,
+  n_ctx: 16,
+  d_model: 16,
+  H: 2,
+  L: 2,
+  d_ff: 24,
+  positions: "rope",
+  placement: "pre",
+};
 
 function model(fields: Partial<GPTConfig>, seed = 1): GPT {
-  const c = resolveModelConfig({
-    preset: "tiny",
-    V: 37,
-    n_ctx: 16,
-    d_model: 16,
-    H: 2,
-    L: 2,
-    d_ff: 24,
-    positions: "rope",
-    placement: "pre",
-    ...fields,
-  });
-  return new GPT(c, lively(c, seed));
-}
-
-/** max_i |a_i − b_i| / max_i |b_i|. */
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0,
-    s = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
+  return livelyModel({ ...BASE, ...fields }, seed);
 }
 
 describe("partial RoPE in the model", () => {
