@@ -5,16 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { Tokenizer } from "../reference/tokenizer/index.js";
-import type { Io } from "./io.js";
-import { main } from "./main.js";
+import { runMain } from "./testing.js";
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), tty: false };
-  const code = await main(args, io);
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+const run = runMain;
 const ids = (json: string) => (JSON.parse(json) as { ids: number[] }).ids;
 
 describe("specformer tokenize", () => {

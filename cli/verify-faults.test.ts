@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import { GOLDEN_FORMAT, saveCase } from "../golden/cases-io.js";
-import type { Io } from "./io.js";
+import { recordingIo } from "./testing.js";
 import { verifyCommand } from "./verify.js";
 
 const ROOT = join(__dirname, "..");
@@ -88,9 +88,7 @@ interface Run {
 /** `specformer verify --impl "misbehave MODE MARKER" --json` with short timeouts; the leftovers counted right after. */
 async function runMode(mode: string, timeoutS = 2, startupMs = 4000, cases = CASES): Promise<Run> {
   const marker = markerFor(mode);
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), tty: false };
+  const { io, out, err } = recordingIo();
   const code = await verifyCommand(
     [
       "--impl",

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import type { Io } from "../../cli/io.js";
+import { recordingIo } from "../../cli/testing.js";
 import { main } from "../../cli/main.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -55,9 +55,7 @@ describe.skipIf(skip !== undefined)("pip install ./python, then a 20-line NumPy 
         .trimEnd()
         .split("\n").length,
     ).toBeLessThanOrEqual(30);
-    const out: string[] = [];
-    const err: string[] = [];
-    const io: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), tty: false };
+    const { io, out, err } = recordingIo();
     const code = await main(
       [
         "verify",
