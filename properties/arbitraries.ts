@@ -514,6 +514,31 @@ export function formulaCaseArb(
   formula: string,
   opts: FormulaCaseOptions,
 ): fc.Arbitrary<FormulaCase> {
+  return withConfig(formula, opts, (dimsOpts, caseConfig) =>
+    dimsArb(dimsOpts).chain((dims) => {
+      const config = caseConfig(dims);
+      return inputsArb(formula, config, dims, opts).map((inputs) => ({
+        formula,
+        config,
+        dtype: opts.dtype,
+        dims,
+        inputs,
+      }));
+    }),
+  );
+}
+
+/**
+ * The start every whole case shares ({@link formulaCaseArb}, {@link seededCaseArb}): a
+ * configuration, then `body` with the dims options for it (within the capabilities; even d_k when
+ * RoPE is on) and the case's configuration once the dims are drawn (dim hyperparameters set from
+ * them, then `configFromDims`).
+ */
+function withConfig<T>(
+  formula: string,
+  opts: Omit<FormulaCaseOptions, "range" | "tensor">,
+  body: (dimsOpts: DimsOptions, caseConfig: (dims: Dims) => FormulaConfig) => fc.Arbitrary<T>,
+): fc.Arbitrary<T> {
   const def = getFormula(formula);
   return configArb(formula, opts).chain((cfg0) => {
     const rope =
@@ -524,17 +549,11 @@ export function formulaCaseArb(
       ...(opts.dims ?? {}),
       ...(rope ? { evenDk: true } : {}),
     });
-    return dimsArb(dimsOpts).chain((dims) => {
-      let config = configWithDims(def, cfg0, dims);
-      if (opts.configFromDims !== undefined)
-        config = { ...config, ...opts.configFromDims(dims, config) };
-      return inputsArb(formula, config, dims, opts).map((inputs) => ({
-        formula,
-        config,
-        dtype: opts.dtype,
-        dims,
-        inputs,
-      }));
+    return body(dimsOpts, (dims) => {
+      const config = configWithDims(def, cfg0, dims);
+      return opts.configFromDims !== undefined
+        ? { ...config, ...opts.configFromDims(dims, config) }
+        : config;
     });
   });
 }
@@ -610,20 +629,9 @@ export function seededCaseArb(
   formula: string,
   opts: Omit<FormulaCaseOptions, "range" | "tensor">,
 ): fc.Arbitrary<FormulaCase> {
-  const def = getFormula(formula);
-  return configArb(formula, opts).chain((cfg0) => {
-    const rope =
-      formula === "rope" ||
-      cfg0["positions"] === "rope" ||
-      cfg0["positions"] === "rope_interleaved";
-    const dimsOpts: DimsOptions = withinDims(opts.capabilities?.[formula], {
-      ...(opts.dims ?? {}),
-      ...(rope ? { evenDk: true } : {}),
-    });
-    return fc.tuple(dimsArb(dimsOpts), seedArb).map(([dims, seed]) => {
-      let config = configWithDims(def, cfg0, dims);
-      if (opts.configFromDims !== undefined)
-        config = { ...config, ...opts.configFromDims(dims, config) };
+  return withConfig(formula, opts, (dimsOpts, caseConfig) =>
+    fc.tuple(dimsArb(dimsOpts), seedArb).map(([dims, seed]) => {
+      const config = caseConfig(dims);
       return {
         formula,
         config,
@@ -631,6 +639,6 @@ export function seededCaseArb(
         dims,
         inputs: seededInputs(formula, config, dims, opts.dtype, seed),
       };
-    });
-  });
+    }),
+  );
 }
