@@ -24,7 +24,7 @@ import {
 } from "./length-extrapolation.js";
 import { renderSvg } from "./plot.js";
 import { pairedInterval } from "./stats.js";
-import { parseXml } from "./xml.js";
+import { markGroups, parseXml } from "./xml.js";
 
 let r: LengthResult;
 beforeAll(() => {
@@ -136,12 +136,8 @@ describe("length-extrapolation: files", () => {
     const { svg, warnings } = await renderSvg(lengthPlot(r));
     expect(warnings).toEqual([]);
     const { elements } = parseXml(svg);
-    const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
-      (e.attrs["class"] ?? "").split(" ");
     // one line group per position encoding (learned: a single point at L_train)
-    expect(
-      elements.filter((e) => cls(e).includes("mark-line") && cls(e).includes("role-mark")),
-    ).toHaveLength(LENGTH_POSITIONS.length);
+    expect(markGroups(elements, "line")).toHaveLength(LENGTH_POSITIONS.length);
     for (const p of LENGTH_POSITIONS) expect(svg).toContain(p.label.replace(/&/g, "&amp;"));
   });
 });

@@ -26,7 +26,7 @@ import {
   type LnPlacementResult,
 } from "./ln-placement.js";
 import { renderSvg } from "./plot.js";
-import { parseXml } from "./xml.js";
+import { childCounts, markGroups, parseXml } from "./xml.js";
 
 let r: LnPlacementResult;
 beforeAll(() => {
@@ -103,22 +103,14 @@ describe("ln-placement: the measurement", () => {
     expect(warnings).toEqual([]);
     const { root, elements } = parseXml(svg);
     expect(root.name).toBe("svg");
-    const marks = (kind: string) =>
-      elements
-        .map((e, i) => ({ e, i }))
-        .filter(
-          ({ e }) =>
-            (e.attrs["class"] ?? "").split(" ").includes(`mark-${kind}`) &&
-            (e.attrs["class"] ?? "").includes("role-mark"),
-        );
-    const children = (i: number) => elements.filter((e) => e.parent === i).length;
+    const marks = (type: string) => childCounts(elements, markGroups(elements, type));
     const { depths, perLayerDepth } = LN_PLACEMENT_QUICK;
     // panels in order: (xavier: last, per layer), (gpt2: last, per layer); 2 placements each
     const perPanel = [2 * depths.length, 2 * perLayerDepth, 2 * depths.length, 2 * perLayerDepth];
-    expect(marks("symbol").map(({ i }) => children(i))).toEqual(perPanel);
-    expect(marks("rule").map(({ i }) => children(i))).toEqual(perPanel);
+    expect(marks("symbol")).toEqual(perPanel);
+    expect(marks("rule")).toEqual(perPanel);
     // one dashed fit line per placement in each panel (vega draws each series as its own mark group)
-    expect(marks("line").map(({ i }) => children(i))).toEqual(Array(8).fill(1));
+    expect(marks("line")).toEqual(Array(8).fill(1));
     expect(svg).toContain("post-LN");
     expect(svg).toContain("pre-LN");
   });

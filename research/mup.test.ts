@@ -27,7 +27,7 @@ import {
   type MupResult,
 } from "./mup.js";
 import { renderSvg } from "./plot.js";
-import { parseXml } from "./xml.js";
+import { markGroups, parseXml } from "./xml.js";
 
 let r: MupResult;
 beforeAll(() => {
@@ -168,12 +168,8 @@ describe("mup: files", () => {
     const { svg, warnings } = await renderSvg(mupPlot(r));
     expect(warnings).toEqual([]);
     const { elements } = parseXml(svg);
-    const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
-      (e.attrs["class"] ?? "").split(" ");
-    const marks = (kind: string) =>
-      elements.filter((e) => cls(e).includes(kind) && cls(e).includes("role-mark"));
-    expect(marks("mark-line")).toHaveLength(nLines);
-    expect(marks("mark-rule").length).toBeGreaterThanOrEqual(3);
+    expect(markGroups(elements, "line")).toHaveLength(nLines);
+    expect(markGroups(elements, "rule").length).toBeGreaterThanOrEqual(3);
     expect(svg).toContain(">μP<");
     expect(svg).toContain(">μP, zero readout<");
   });

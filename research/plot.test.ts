@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PlotError, renderSvg, type TopLevelSpec } from "./plot.js";
-import { parseXml } from "./xml.js";
+import { markGroups, parseXml } from "./xml.js";
 
 describe("renderSvg", () => {
   it("renders a line chart headless as well-formed SVG with one path per series", async () => {
@@ -22,12 +22,7 @@ describe("renderSvg", () => {
     expect(warnings).toEqual([]);
     const { root, elements } = parseXml(svg);
     expect(root.name).toBe("svg");
-    const lineGroups = elements.filter(
-      (e) =>
-        /\bmark-line\b/.test(e.attrs["class"] ?? "") &&
-        /\brole-mark\b/.test(e.attrs["class"] ?? ""),
-    );
-    expect(lineGroups).toHaveLength(2);
+    expect(markGroups(elements, "line")).toHaveLength(2);
     expect(svg).toContain(">alpha<");
     expect(svg).toContain(">beta<");
   });

@@ -26,7 +26,7 @@ import {
   verdict,
   type VariantsResult,
 } from "./variants.js";
-import { parseXml } from "./xml.js";
+import { childCounts, markGroups, parseXml } from "./xml.js";
 
 let r: VariantsResult;
 beforeAll(() => {
@@ -154,20 +154,13 @@ describe("variants: files", () => {
       const { svg, warnings } = await renderSvg(variantsPlot(r));
       expect(warnings).toEqual([]);
       const { elements } = parseXml(svg);
-      const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
-        (e.attrs["class"] ?? "").split(" ");
-      const lines = elements.filter(
-        (e) => cls(e).includes("mark-line") && cls(e).includes("role-mark"),
-      );
       // 11 variants in one panel each + the baseline in 5 panels
-      expect(lines).toHaveLength(VARIANTS.length - 1 + 5);
+      expect(markGroups(elements, "line")).toHaveLength(VARIANTS.length - 1 + 5);
       // bars (held-out) and ticks (train) are both drawn as rects: one of each per variant
-      const rects = elements.filter(
-        (e) => cls(e).includes("mark-rect") && cls(e).includes("role-mark"),
-      );
-      expect(
-        rects.map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length),
-      ).toEqual([VARIANTS.length, VARIANTS.length]);
+      expect(childCounts(elements, markGroups(elements, "rect"))).toEqual([
+        VARIANTS.length,
+        VARIANTS.length,
+      ]);
       for (const v of VARIANTS) expect(svg).toContain(`>${v.id}<`);
     },
   );
@@ -232,14 +225,9 @@ describe("variants: paired differences over seeds", () => {
     const { svg, warnings } = await renderSvg(variantsPlot(p));
     expect(warnings).toEqual([]);
     const { elements } = parseXml(svg);
-    const cls = (e: { attrs: Readonly<Record<string, string>> }) =>
-      (e.attrs["class"] ?? "").split(" ");
-    const kids = (kind: string) =>
-      elements
-        .filter((e) => cls(e).includes(kind) && cls(e).includes("role-mark"))
-        .map((g) => elements.filter((e) => e.parent === elements.indexOf(g)).length);
-    expect(kids("mark-symbol")).toEqual([3]);
+    const kids = (type: string) => childCounts(elements, markGroups(elements, type));
+    expect(kids("symbol")).toEqual([3]);
     // the zero line (one) and the intervals (three)
-    expect(kids("mark-rule").sort()).toEqual([1, 3]);
+    expect(kids("rule").sort()).toEqual([1, 3]);
   });
 });

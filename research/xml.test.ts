@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseXml } from "./xml.js";
+import { childCounts, markGroups, parseXml } from "./xml.js";
 
 describe("parseXml", () => {
   it("reads a small SVG: root, nesting, attributes, entities, comments", () => {
@@ -15,6 +15,18 @@ describe("parseXml", () => {
     expect(elements.map((e) => e.name)).toEqual(["svg", "g", "path", "text"]);
     expect(elements[2]!.path).toEqual(["svg", "g"]);
     expect(elements.map((e) => e.parent)).toEqual([-1, 0, 1, 1]);
+  });
+  it("finds vega's mark groups of a type and counts their children", () => {
+    const { elements } = parseXml(
+      `<svg><g class="mark-line role-mark"><path/></g>` +
+        `<g class="mark-rule role-mark"><line/><line/></g>` +
+        `<g class="mark-rule role-axis-tick"><line/></g><g class="mark-rules role-mark"/></svg>`,
+    );
+    const rules = markGroups(elements, "rule");
+    expect(rules).toHaveLength(1);
+    expect(childCounts(elements, rules)).toEqual([2]);
+    expect(childCounts(elements, markGroups(elements, "line"))).toEqual([1]);
+    expect(markGroups(elements, "symbol")).toEqual([]);
   });
   it.each([
     ["<svg><g></svg>", "closing tag </svg> does not match <g> at line 1, column 9"],

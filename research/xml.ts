@@ -146,3 +146,26 @@ export function parseXml(text: string): { root: XmlElement; elements: XmlElement
   if (root === undefined) fail("no root element");
   return { root: root!, elements };
 }
+
+/**
+ * The groups vega drew for the marks of one type (`"line"`, `"rule"`, `"symbol"`, `"rect"`, …):
+ * the elements whose classes include `mark-TYPE` and `role-mark`. A line mark has one group per
+ * series; the other marks one group with an element per datum.
+ */
+export function markGroups(elements: readonly XmlElement[], type: string): XmlElement[] {
+  return elements.filter((e) => {
+    const classes = (e.attrs["class"] ?? "").split(" ");
+    return classes.includes(`mark-${type}`) && classes.includes("role-mark");
+  });
+}
+
+/** How many child elements each of `groups` has among `elements` (a mark group: its datums). */
+export function childCounts(
+  elements: readonly XmlElement[],
+  groups: readonly XmlElement[],
+): number[] {
+  return groups.map((g) => {
+    const i = elements.indexOf(g);
+    return elements.filter((e) => e.parent === i).length;
+  });
+}
