@@ -246,28 +246,23 @@ export async function runLaw(
     statement: law.statement,
     tolerance: { derivation: law.tolerance.derivation, scale: law.tolerance.scale },
   };
-  if (!impl.dtypes.includes(dtype)) {
-    return {
-      ...base,
-      status: "skipped",
-      formulas: [],
-      runs: 0,
-      timeMs: 0,
-      skipped: `the implementation does not compute ${dtype} (it declares ${impl.dtypes.join(", ")})`,
-    };
-  }
+  /** The law skipped before any case was generated: why, and the formulas left out. */
+  const notRun = (skipped: string, excluded?: readonly string[]): LawResult => ({
+    ...base,
+    status: "skipped",
+    formulas: [],
+    runs: 0,
+    timeMs: 0,
+    skipped,
+    ...(excluded !== undefined ? { excluded } : {}),
+  });
+  if (!impl.dtypes.includes(dtype))
+    return notRun(
+      `the implementation does not compute ${dtype} (it declares ${impl.dtypes.join(", ")})`,
+    );
   const scope = lawScope(law, impl, { ...opts, dtype });
-  if (scope.formulas.length === 0) {
-    return {
-      ...base,
-      status: "skipped",
-      formulas: [],
-      runs: 0,
-      timeMs: 0,
-      skipped: scope.reason ?? "no applicable formula",
-      excluded: scope.excluded,
-    };
-  }
+  if (scope.formulas.length === 0)
+    return notRun(scope.reason ?? "no applicable formula", scope.excluded);
   // a path may carry fc.commands' replay hint after "@" (model-based laws shrink by the commands that ran)
   const [fcPath, commandsReplay] =
     opts.path === undefined ? [undefined, undefined] : splitPath(opts.path);
@@ -354,15 +349,21 @@ export async function runLaw(
     ...(scope.excluded.length > 0 ? { excluded: scope.excluded } : {}),
     ...(filtering ? { coverage } : {}),
   };
-  if (!details.failed)
-    return {
-      ...base,
-      ...extra,
-      status: "passed",
-      formulas: scope.formulas,
-      runs: details.numRuns,
-      timeMs,
-    };
+  /** The law's result once cases were generated: its status, the cases counted, and the rest. */
+  const result = (
+    status: LawResult["status"],
+    runs: number,
+    rest: Partial<LawResult> = {},
+  ): LawResult => ({
+    ...base,
+    ...extra,
+    status,
+    formulas: scope.formulas,
+    runs,
+    timeMs,
+    ...rest,
+  });
+  if (!details.failed) return result("passed", details.numRuns);
   const ran = Object.values(coverage).reduce((s, x) => s + x.ran, 0);
   if (filtering && details.counterexample === null && !details.interrupted) {
     // the rejection budget ran out: what ran passed; when nothing ran, the law was not checked
@@ -374,31 +375,18 @@ export async function runLaw(
           `capability${x.reason !== undefined ? ` (${x.reason.split("\n")[0]})` : ""}`,
       )
       .join("; ");
-    if (ran > 0)
-      return { ...base, ...extra, status: "passed", formulas: scope.formulas, runs: ran, timeMs };
-    return {
-      ...base,
-      ...extra,
-      status: "skipped",
-      formulas: scope.formulas,
-      runs: 0,
-      timeMs,
+    if (ran > 0) return result("passed", ran);
+    return result("skipped", 0, {
       skipped: `no generated case could be run: ${why || "every case was rejected"}`,
-    };
+    });
   }
   if (details.counterexample === null || details.counterexamplePath === null) {
     const why = details.interrupted
       ? "the run was interrupted before a case ran"
       : `too many cases were rejected by preconditions (${details.numSkips})`;
-    return {
-      ...base,
-      ...extra,
-      status: "failed",
-      formulas: scope.formulas,
-      runs: details.numRuns,
-      timeMs,
+    return result("failed", details.numRuns, {
       failure: { law: law.name, formula: "", config: {}, dtype, shapes: {}, message: why },
-    };
+    });
   }
   const c = details.counterexample[0];
   const hint = commandsReplayOf(c);
@@ -417,13 +405,7 @@ export async function runLaw(
           "not deterministic (see the determinism law)",
       }
     : verdict.failure;
-  return {
-    ...base,
-    ...extra,
-    status: "failed",
-    formulas: scope.formulas,
-    runs: details.numRuns,
-    timeMs,
+  return result("failed", details.numRuns, {
     failure,
     counterexample: summarizeCase(c),
     replay: {
@@ -433,7 +415,7 @@ export async function runLaw(
       shrinkInterrupted,
       command: replayCommand(law.name, details.seed, path, opts),
     },
-  };
+  });
 }
 
 /** The numeric dims of a law case (batch axes left out). */
