@@ -8,9 +8,8 @@ import { ImplementationError, supportsBackward } from "../autodiff/implementatio
 import { outsideCapability } from "../autodiff/capabilities.js";
 import type { NamedTensors } from "../autodiff/tensor.js";
 import type { GoldenCase } from "../golden/cases-io.js";
-import { Driver, faultInfo, StoppedForGood } from "./driver.js";
-import { isDeclined } from "./localise.js";
-import { formulaOrder, inShard } from "./results.js";
+import { Driver, StoppedForGood } from "./driver.js";
+import { erroredResult, formulaOrder, inShard, skippedResult } from "./results.js";
 import type { ProgressEvent, VerifyOptions, VerifyResult } from "./results.js";
 
 /** Only the named outputs. */
@@ -63,22 +62,14 @@ export async function gradientChecks(
   );
   if (formulas.length > 0 && !driver.impl.dtypes.includes("f64")) {
     for (const f of formulas) {
-      results.push({
-        kind: "gradient",
-        formula: f,
-        case: byFormula.get(f)![0]!.meta.case,
-        dtype: null,
-        status: "skipped",
-        ok: true,
-        maxAbsErr: null,
-        maxRelErr: null,
-        budget: null,
-        timeMs: 0,
-        message:
+      results.push(
+        skippedResult(
+          { kind: "gradient", formula: f, case: byFormula.get(f)![0]!.meta.case, dtype: null },
           `finite differences need float64 values and the implementation computes ` +
-          `${driver.impl.dtypes.join(", ")} only; its gradients are still checked ` +
-          `against the golden grad.* tensors`,
-      });
+            `${driver.impl.dtypes.join(", ")} only; its gradients are still checked ` +
+            `against the golden grad.* tensors`,
+        ),
+      );
     }
     return;
   }
@@ -105,18 +96,12 @@ export async function gradientChecks(
         inputs: candidates[0]!.inputs,
       })!;
       results.push({
-        kind: "gradient",
-        formula: f,
-        case: candidates[0]!.meta.case,
-        dtype: "f64",
-        status: "skipped",
+        ...skippedResult(
+          { kind: "gradient", formula: f, case: candidates[0]!.meta.case, dtype: "f64" },
+          `no float64 case lies inside the declared capability ` +
+            `(${candidates.length} tried; e.g. ${why})`,
+        ),
         outside: true,
-        ok: true,
-        maxAbsErr: null,
-        maxRelErr: null,
-        budget: null,
-        timeMs: 0,
-        message: `no float64 case lies inside the declared capability (${candidates.length} tried; e.g. ${why})`,
       });
       continue;
     }
@@ -167,17 +152,7 @@ async function gradientCheck(
   seed: number,
 ): Promise<VerifyResult> {
   const base = { kind: "gradient" as const, formula: f, case: c.meta.case, dtype: "f64" as const };
-  if (driver.dead !== undefined)
-    return {
-      ...base,
-      status: "skipped",
-      ok: true,
-      maxAbsErr: null,
-      maxRelErr: null,
-      budget: null,
-      message: driver.dead,
-      timeMs: 0,
-    };
+  if (driver.dead !== undefined) return skippedResult(base, driver.dead);
   const t = performance.now();
   const outs = differentiableOutputs(c);
   let lastError: ImplementationError | undefined;
@@ -226,33 +201,10 @@ async function gradientCheck(
       seed,
     };
   }
-  if (g.error !== undefined && lastError instanceof StoppedForGood) {
-    return {
-      ...base,
-      status: "skipped",
-      ok: true,
-      maxAbsErr: null,
-      maxRelErr: null,
-      budget: null,
-      message: lastError.message,
-      timeMs: performance.now() - t,
-    };
-  }
-  if (g.error !== undefined && lastError !== undefined) {
-    const declined = isDeclined(lastError);
-    return {
-      ...base,
-      status: declined ? "declined" : "fault",
-      ok: declined,
-      maxAbsErr: null,
-      maxRelErr: null,
-      budget: null,
-      message: lastError.message,
-      fault: faultInfo(lastError),
-      gradcheck: g,
-      timeMs: performance.now() - t,
-    };
-  }
+  if (g.error !== undefined && lastError instanceof StoppedForGood)
+    return skippedResult(base, lastError.message, performance.now() - t);
+  if (g.error !== undefined && lastError !== undefined)
+    return { ...erroredResult(base, lastError, performance.now() - t), gradcheck: g };
   const worst = g.failures.reduce(
     (b, x) => Math.max(b, x.allowed > 0 ? x.absErr / x.allowed : Infinity),
     0,

@@ -6,12 +6,14 @@
 import "../spec/index.js";
 import { formulaNames } from "../spec/formula.js";
 import type { FloatDType, Tensor } from "../autodiff/tensor.js";
-import type { Implementation } from "../autodiff/implementation.js";
+import type { Implementation, ImplementationError } from "../autodiff/implementation.js";
 import type { TensorReport } from "../golden/compare.js";
 import type { GradcheckResult } from "../autodiff/gradcheck.js";
 import type { LawResult } from "../properties/run.js";
 import type { CoverageSummary } from "./coverage.js";
 import type { Hint } from "./diagnose.js";
+import { faultInfo } from "./driver.js";
+import { isDeclined } from "./localise.js";
 import type { Localisation } from "./localise.js";
 
 export type ResultKind = "golden" | "property" | "gradient";
@@ -79,6 +81,38 @@ export interface VerifyResult {
   readonly values?: readonly FailingValues[];
   /** Wall-clock time of the check, in milliseconds. */
   readonly timeMs: number;
+}
+
+/** Which check a result is of. */
+export type CheckOf = Pick<VerifyResult, "kind" | "formula" | "case" | "dtype">;
+
+/** The error measures of a check that measured nothing. */
+const UNMEASURED = { maxAbsErr: null, maxRelErr: null, budget: null } as const;
+
+/** A check that was not run, saying why (skipped fails nothing). */
+export function skippedResult(check: CheckOf, message: string, timeMs = 0): VerifyResult {
+  return { ...check, status: "skipped", ok: true, ...UNMEASURED, message, timeMs };
+}
+
+/**
+ * A check the implementation answered with an error: `declined` for an error answer (which fails
+ * nothing), `fault` for any other.
+ */
+export function erroredResult(
+  check: CheckOf,
+  e: ImplementationError,
+  timeMs: number,
+): VerifyResult {
+  const declined = isDeclined(e);
+  return {
+    ...check,
+    status: declined ? "declined" : "fault",
+    ok: declined,
+    ...UNMEASURED,
+    message: e.message,
+    fault: faultInfo(e),
+    timeMs,
+  };
 }
 
 /** The run's answer to "which formula went wrong first, where, and by how much". */

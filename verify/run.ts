@@ -27,13 +27,14 @@ import { coverageOf, uncheckedLines } from "./coverage.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint } from "./diagnose.js";
 import { formulaLevel, groupByOrigin, pickFirstDivergence } from "./divergence.js";
-import { Driver, faultInfo, lateFault, StoppedForGood } from "./driver.js";
+import { Driver, lateFault, StoppedForGood } from "./driver.js";
 import { gradientChecks, only } from "./gradients.js";
 import { lawChecks } from "./laws.js";
-import { failingCase, isDeclined, localise } from "./localise.js";
+import { failingCase, localise } from "./localise.js";
 import { localiseBackward } from "./localise-backward.js";
 import type { Localisation } from "./localise.js";
-import { DECLINE_LIMIT, declineSummary, formulaOrder, inShard, percent } from "./results.js";
+import { DECLINE_LIMIT, declineSummary, erroredResult, formulaOrder, inShard } from "./results.js";
+import { percent, skippedResult } from "./results.js";
 import type { FailingValues, VerifyOptions, VerifyReport, VerifyResult } from "./results.js";
 
 export * from "./results.js";
@@ -128,17 +129,7 @@ export async function verify(
       const m = c.meta;
       progress({ phase: "golden", done: done++, total: cases.length, label: m.case });
       const base = { kind: "golden" as const, formula: m.formula, case: m.case, dtype: m.dtype };
-      const skip = (message: string): void =>
-        void results.push({
-          ...base,
-          status: "skipped",
-          ok: true,
-          maxAbsErr: null,
-          maxRelErr: null,
-          budget: null,
-          message,
-          timeMs: 0,
-        });
+      const skip = (message: string): void => void results.push(skippedResult(base, message));
       if (!declares(m.formula)) {
         skip(`the implementation does not declare ${m.formula}`);
         continue;
@@ -156,15 +147,8 @@ export async function verify(
       });
       if (outside !== undefined) {
         results.push({
-          ...base,
-          status: "skipped",
+          ...skippedResult(base, `outside the declared capability: ${outside}`),
           outside: true,
-          ok: true,
-          maxAbsErr: null,
-          maxRelErr: null,
-          budget: null,
-          message: `outside the declared capability: ${outside}`,
-          timeMs: 0,
         });
         continue;
       }
@@ -198,18 +182,7 @@ export async function verify(
           skip(e.message);
           continue;
         }
-        const declined = isDeclined(e);
-        results.push({
-          ...base,
-          status: declined ? "declined" : "fault",
-          ok: declined,
-          maxAbsErr: null,
-          maxRelErr: null,
-          budget: null,
-          message: e.message,
-          fault: faultInfo(e),
-          timeMs: performance.now() - t,
-        });
+        results.push(erroredResult(base, e, performance.now() - t));
         continue;
       }
       const report = compareCase(c, {
