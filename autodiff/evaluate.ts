@@ -531,6 +531,21 @@ class Plan {
       inPlace: [],
     };
     const elementwise = (k: number): readonly number[] => Array.from({ length: k }, (_, i) => i);
+    /** The product op(deps[0])·op(deps[1]), each operand read transposed or not. */
+    const product = (transA: boolean, transB: boolean) =>
+      compute((v, o) =>
+        matmulStep(
+          v[deps[0]!]!,
+          shp(0),
+          transA,
+          v[deps[1]!]!,
+          shp(1),
+          transB,
+          o,
+          shape,
+          this.dtype,
+        ),
+      );
     const sp = this.stridedProducts.get(n);
     if (sp !== undefined) {
       const dtype = this.dtype;
@@ -623,21 +638,7 @@ class Plan {
           if (this.transposedProduct.has(n)) {
             // n = (op(A)·op(B))ᵀ = op(B)ᵀ·op(A)ᵀ with deps [B, A]; a transposed operand is read untransposed
             const m = n.x as NodeOf<"matmul">;
-            const transA = !isSwapLast(m.b),
-              transB = !isSwapLast(m.a);
-            return compute((v, o) =>
-              matmulStep(
-                v[deps[0]!]!,
-                shp(0),
-                transA,
-                v[deps[1]!]!,
-                shp(1),
-                transB,
-                o,
-                shape,
-                this.dtype,
-              ),
-            );
+            return product(!isSwapLast(m.b), !isSwapLast(m.a));
           }
           const perm = n.x.shape[0] === BATCH ? concretePerm(n.perm, b.batch.length) : [...n.perm];
           return compute((v, o) => K.permute(v[deps[0]!]!, shp(0), perm, o));
@@ -672,21 +673,7 @@ class Plan {
           );
         }
         case "matmul": {
-          const transA = isSwapLast(n.a);
-          const transB = isSwapLast(n.b);
-          return compute((v, o) =>
-            matmulStep(
-              v[deps[0]!]!,
-              shp(0),
-              transA,
-              v[deps[1]!]!,
-              shp(1),
-              transB,
-              o,
-              shape,
-              this.dtype,
-            ),
-          );
+          return product(isSwapLast(n.a), isSwapLast(n.b));
         }
         case "gather": {
           const what = `gather${n.scope ? ` in ${n.scope}` : ""}`;

@@ -125,6 +125,21 @@ function forEachRow(
   }
 }
 
+/**
+ * How a row loop ({@link forEachRow}) reads broadcast operands: each operand's broadcast strides
+ * into `outShape`, the row length (the last axis; 1 for a scalar) and each operand's stride along
+ * a row (0 for a scalar).
+ */
+function rowLayout(
+  shapes: readonly (readonly number[])[],
+  outShape: readonly number[],
+): { strides: number[][]; last: number; along: number[] } {
+  const r = outShape.length;
+  const strides = shapes.map((s) => broadcastStrides(s, outShape));
+  const along = strides.map((s) => (r === 0 ? 0 : s[r - 1]!));
+  return { strides, last: r === 0 ? 1 : outShape[r - 1]!, along };
+}
+
 export function binary(
   fn: BinaryFn,
   a: Arr,
@@ -138,13 +153,10 @@ export function binary(
   if (a.length === n && b.length === n) return binaryRow(fn, a, 0, 1, b, 0, 1, out, 0, n);
   if (b.length === 1 && a.length === n) return binaryRow(fn, a, 0, 1, b, 0, 0, out, 0, n);
   if (a.length === 1 && b.length === n) return binaryRow(fn, a, 0, 0, b, 0, 1, out, 0, n);
-  const sa = broadcastStrides(aShape, outShape);
-  const sb = broadcastStrides(bShape, outShape);
-  const r = outShape.length;
-  const last = r === 0 ? 1 : outShape[r - 1]!;
-  const la = r === 0 ? 0 : sa[r - 1]!;
-  const lb = r === 0 ? 0 : sb[r - 1]!;
-  forEachRow(outShape, [sa, sb], (offs, oo) =>
+  const { strides, last, along } = rowLayout([aShape, bShape], outShape);
+  const la = along[0]!,
+    lb = along[1]!;
+  forEachRow(outShape, strides, (offs, oo) =>
     binaryRow(fn, a, offs[0]!, la, b, offs[1]!, lb, out, oo, last),
   );
 }
@@ -159,15 +171,11 @@ export function where(
   out: Arr,
   outShape: readonly number[],
 ): void {
-  const sc = broadcastStrides(cShape, outShape);
-  const sa = broadcastStrides(aShape, outShape);
-  const sb = broadcastStrides(bShape, outShape);
-  const r = outShape.length;
-  const last = r === 0 ? 1 : outShape[r - 1]!;
-  const lc = r === 0 ? 0 : sc[r - 1]!;
-  const la = r === 0 ? 0 : sa[r - 1]!;
-  const lb = r === 0 ? 0 : sb[r - 1]!;
-  forEachRow(outShape, [sc, sa, sb], (o, oo) => {
+  const { strides, last, along } = rowLayout([cShape, aShape, bShape], outShape);
+  const lc = along[0]!,
+    la = along[1]!,
+    lb = along[2]!;
+  forEachRow(outShape, strides, (o, oo) => {
     const co = o[0]!,
       ao = o[1]!,
       bo = o[2]!;
