@@ -11,7 +11,7 @@
  */
 import v8 from "node:v8";
 import { wasm } from "./wasm-api.js";
-import { ModuleBuilder } from "./wasm-emit.js";
+import { ModuleBuilder, ONE_SHARED_PAGE } from "./wasm-emit.js";
 
 export interface FmaSupport {
   /** `f64x2.relaxed_madd` validates in this process. */
@@ -24,13 +24,7 @@ export interface FmaSupport {
 
 /** madd(p): memory[p + 32…] = memory[p…]·memory[p + 16…] + memory[p + 32…], two f64 lanes. */
 function maddModule(): Uint8Array {
-  const mod = new ModuleBuilder({
-    module: "env",
-    name: "memory",
-    initial: 1,
-    maximum: 1,
-    shared: true,
-  });
+  const mod = new ModuleBuilder(ONE_SHARED_PAGE);
   const f = mod.func("madd", ["i32"], []);
   const p = f.param(0);
   f.get(p);

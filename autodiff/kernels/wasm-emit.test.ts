@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SHAPE, buildGemmModule } from "./gemm-wasm.js";
 import { wasm } from "./wasm-api.js";
-import { ModuleBuilder, sleb, uleb } from "./wasm-emit.js";
+import { ModuleBuilder, ONE_SHARED_PAGE, sleb, uleb } from "./wasm-emit.js";
 
 describe("LEB128", () => {
   it("matches the format's published examples", () => {
@@ -32,13 +32,7 @@ const memory = () => new wasm.Memory({ initial: 1, maximum: 1, shared: true });
 
 describe("ModuleBuilder", () => {
   it("emits a loop that the engine validates and runs: Σ_{i=1}^{n} i", () => {
-    const mod = new ModuleBuilder({
-      module: "env",
-      name: "memory",
-      initial: 1,
-      maximum: 1,
-      shared: true,
-    });
+    const mod = new ModuleBuilder(ONE_SHARED_PAGE);
     const f = mod.func("sum", ["i32"], ["i32"]);
     const n = f.param(0);
     const s = f.local("i32");
@@ -60,13 +54,7 @@ describe("ModuleBuilder", () => {
   });
 
   it("emits SIMD: an f64x2 multiply-add and a lane shuffle, checked through memory", () => {
-    const mod = new ModuleBuilder({
-      module: "env",
-      name: "memory",
-      initial: 1,
-      maximum: 1,
-      shared: true,
-    });
+    const mod = new ModuleBuilder(ONE_SHARED_PAGE);
     const f = mod.func("fma2", []);
     // mem[32..48) = mem[0..16) * mem[16..32) + (0.5, 0.5);  mem[48..64) = high(mem[0]) ++ high(mem[16])
     f.i32(0)
@@ -90,13 +78,7 @@ describe("ModuleBuilder", () => {
   });
 
   it("says what is wrong with a malformed function", () => {
-    const mod = new ModuleBuilder({
-      module: "env",
-      name: "memory",
-      initial: 1,
-      maximum: 1,
-      shared: true,
-    });
+    const mod = new ModuleBuilder(ONE_SHARED_PAGE);
     const f = mod.func("bad", []);
     let outside: Parameters<typeof f.br>[0] | undefined;
     f.block((l) => {

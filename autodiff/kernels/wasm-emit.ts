@@ -297,12 +297,21 @@ export interface MemoryImport {
   shared: boolean;
 }
 
+/** One shared page (64 KiB) imported as `env.memory`: enough for a probe or a test module. */
+export const ONE_SHARED_PAGE: Readonly<MemoryImport> = {
+  module: "env",
+  name: "memory",
+  initial: 1,
+  maximum: 1,
+  shared: true,
+};
+
 /** A module with one imported memory and any number of functions. */
 export class ModuleBuilder {
   private readonly functions: FunctionBuilder[] = [];
   private readonly exported = new Set<string>();
 
-  constructor(private readonly memory: MemoryImport) {}
+  constructor(private readonly memory: Readonly<MemoryImport>) {}
 
   func(
     name: string,
