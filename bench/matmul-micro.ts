@@ -28,6 +28,7 @@ import {
   matmul,
   shutdownMatmulWorkers,
   type MatmulArgs,
+  type MatmulSizes,
 } from "../autodiff/kernels/matmul.js";
 import { BLOCKING, gemmRuntime } from "../autodiff/kernels/pool.js";
 import { wasm } from "../autodiff/kernels/wasm-api.js";
@@ -39,12 +40,8 @@ const blockOnly = process.argv.includes("--block");
 const REPS = 5;
 const threads = availableParallelism();
 
-interface Shape {
+interface Shape extends MatmulSizes {
   name: string;
-  batch: number;
-  M: number;
-  N: number;
-  K: number;
   transA: boolean;
   transB: boolean;
 }

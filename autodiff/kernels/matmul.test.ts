@@ -12,6 +12,7 @@ import {
   stageBlocks,
   taskGrid,
   type MatmulArgs,
+  type MatmulSizes,
 } from "./matmul.js";
 import { THREAD_BUFFER_BYTES, gemmRuntime } from "./pool.js";
 
@@ -21,12 +22,8 @@ const eta = 2 ** -1074;
 
 type Path = "js" | "kernel";
 
-interface Case {
+interface Case extends MatmulSizes {
   dtype: "f64" | "f32";
-  batch: number;
-  M: number;
-  N: number;
-  K: number;
   transA: boolean;
   transB: boolean;
   /** undefined: default stride; 0: broadcast; "gap": default + 3 with NaN in the gaps. */

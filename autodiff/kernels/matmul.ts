@@ -40,16 +40,20 @@ import { fmaSupport, type FmaSupport } from "./features.js";
 
 type FloatArray = Float64Array | Float32Array;
 
-/** Arguments of `matmul`; see its TSDoc. */
-export interface MatmulArgs {
-  dtype: "f64" | "f32";
-  a: FloatArray;
-  b: FloatArray;
-  c: FloatArray;
+/** The sizes of a batched product: `batch` products of op(A[b]) (M×K) and op(B[b]) (K×N). */
+export interface MatmulSizes {
   batch: number;
   M: number;
   N: number;
   K: number;
+}
+
+/** Arguments of `matmul`; see its TSDoc. */
+export interface MatmulArgs extends MatmulSizes {
+  dtype: "f64" | "f32";
+  a: FloatArray;
+  b: FloatArray;
+  c: FloatArray;
   transA?: boolean;
   transB?: boolean;
   /** Elements between consecutive A[b]; 0 broadcasts one A over the batch. Default: rows·lda. */
@@ -181,15 +185,12 @@ export async function shutdownMatmulWorkers(): Promise<void> {
   await shutdownGemmRuntimes();
 }
 
-interface Problem {
+/** A validated call of `matmul`: every default resolved, batch strides as sA, sB, sC. */
+interface Problem extends MatmulSizes {
   dtype: "f64" | "f32";
   a: FloatArray;
   b: FloatArray;
   c: FloatArray;
-  batch: number;
-  M: number;
-  N: number;
-  K: number;
   transA: boolean;
   transB: boolean;
   sA: number;
