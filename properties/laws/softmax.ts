@@ -407,6 +407,11 @@ export const crossEntropy: Law<CeCase> = {
     const lnV = Math.log(V);
     const E = (zz: Tensor, loss: number) =>
       u * (3 * maxAbs(zz) + 2 * lnV) + (V + 2 + 2 * lnV) * u + N * u * Math.abs(loss) + N * u64;
+    /** The loss of other logits for the same targets. */
+    const lossOf = async (logits: Tensor, what: string): Promise<number> => {
+      const r = k.request("cross_entropy", c.config, { logits, targets: t });
+      return (await k.output(r, "loss", what)).data[0]!;
+    };
     const req = k.request("cross_entropy", c.config, c.inputs);
     const lossT = await k.output(req, "loss", "forward");
     if (lossT.size !== 1)
@@ -424,13 +429,7 @@ export const crossEntropy: Law<CeCase> = {
       });
     // shift invariance
     const z2 = shifted(z, c.shifts);
-    const loss2 = (
-      await k.output(
-        k.request("cross_entropy", c.config, { logits: z2, targets: t }),
-        "loss",
-        "forward of z + c",
-      )
-    ).data[0]!;
+    const loss2 = await lossOf(z2, "forward of z + c");
     k.expectClose(
       "CE(z + c·1) vs CE(z)",
       [loss],
@@ -440,13 +439,7 @@ export const crossEntropy: Law<CeCase> = {
     );
     // uniform rows
     const flat = mapT(z, (_, i) => c.levels.data[Math.floor(i / V)]!);
-    const lossU = (
-      await k.output(
-        k.request("cross_entropy", c.config, { logits: flat, targets: t }),
-        "loss",
-        "forward of uniform logits",
-      )
-    ).data[0]!;
+    const lossU = await lossOf(flat, "forward of uniform logits");
     k.expectClose(
       "CE of uniform logits vs ln V",
       [lnV],
