@@ -139,32 +139,29 @@ const ropeFreqOverDk: CallRewrite = (call) => {
   });
 };
 
+/** The laws that catch a causal mask that lets a query see later keys (one too many, or all). */
+const CAUGHT_WHEN_LATER_KEYS_SHOW = [
+  "causality",
+  "prefix_consistency",
+  "masked_zero",
+  "mha_decomposition",
+  "uniform_keys",
+];
+
 /** Every planted bug. */
 export const PLANTED: readonly PlantedBug[] = [
   {
     name: "causal_mask_off_by_one",
     description: "attention: query i also sees key i + 1 (mask j > i + 1 instead of j > i)",
     formulas: ["attention"],
-    caughtBy: [
-      "causality",
-      "prefix_consistency",
-      "masked_zero",
-      "mha_decomposition",
-      "uniform_keys",
-    ],
+    caughtBy: CAUGHT_WHEN_LATER_KEYS_SHOW,
     forward: maskShift(1),
   },
   {
     name: "causal_mask_missing",
     description: "attention: the causal mask is never applied",
     formulas: ["attention"],
-    caughtBy: [
-      "causality",
-      "prefix_consistency",
-      "masked_zero",
-      "mha_decomposition",
-      "uniform_keys",
-    ],
+    caughtBy: CAUGHT_WHEN_LATER_KEYS_SHOW,
     forward: maskMissing,
   },
   {
