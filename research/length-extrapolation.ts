@@ -13,7 +13,7 @@
  */
 import { GPT, resolveModelConfig, type GPTConfig, type Positions } from "../reference/model.js";
 import { toCsv } from "./csv.js";
-import type { TopLevelSpec } from "./plot.js";
+import { plotSpec, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, pairedInterval, std, type PairedInterval } from "./stats.js";
 import {
@@ -392,52 +392,50 @@ export function lengthPlot(r: LengthResult): TopLevelSpec {
     scale: { type: "log", base: 2 },
     axis: { values: s.factors.map((f) => f * s.n) },
   } as const;
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: {
-      text: "Length extrapolation: trained at L_train, evaluated on longer held-out windows",
-      subtitle:
-        `L_train = ${s.n} (dashed); d_model = ${s.d_model}, H = ${s.H}, L = ` +
-        `${s.L}, ${s.steps} Adam steps of ${s.batch}×${s.n} tokens; mean ± std ` +
-        `over ${s.seeds} seeds`,
-    },
-    width: 420,
-    height: 280,
-    layer: [
-      {
-        data: { values: [{ length: s.n }] },
-        mark: { type: "rule", color: "#888", strokeDash: [4, 4] },
-        encoding: { x },
-      },
-      {
-        data: { values: pts },
-        layer: [
-          {
-            mark: { type: "line", point: true },
-            encoding: {
-              x,
-              y: {
-                field: "loss",
-                type: "quantitative",
-                title: "held-out loss (nats)",
-                scale: { zero: false },
+  return plotSpec(
+    "Length extrapolation: trained at L_train, evaluated on longer held-out windows",
+    `L_train = ${s.n} (dashed); d_model = ${s.d_model}, H = ${s.H}, L = ` +
+      `${s.L}, ${s.steps} Adam steps of ${s.batch}×${s.n} tokens; mean ± std ` +
+      `over ${s.seeds} seeds`,
+    {
+      width: 420,
+      height: 280,
+      layer: [
+        {
+          data: { values: [{ length: s.n }] },
+          mark: { type: "rule", color: "#888", strokeDash: [4, 4] },
+          encoding: { x },
+        },
+        {
+          data: { values: pts },
+          layer: [
+            {
+              mark: { type: "line", point: true },
+              encoding: {
+                x,
+                y: {
+                  field: "loss",
+                  type: "quantitative",
+                  title: "held-out loss (nats)",
+                  scale: { zero: false },
+                },
+                color,
               },
-              color,
             },
-          },
-          {
-            mark: { type: "rule" },
-            encoding: {
-              x,
-              y: { field: "low", type: "quantitative" },
-              y2: { field: "high" },
-              color,
+            {
+              mark: { type: "rule" },
+              encoding: {
+                x,
+                y: { field: "low", type: "quantitative" },
+                y2: { field: "high" },
+                color,
+              },
             },
-          },
-        ],
-      },
-    ],
-  } as unknown as TopLevelSpec;
+          ],
+        },
+      ],
+    },
+  );
 }
 
 function lengthSummary(r: LengthResult, startedMs: number): string {

@@ -27,7 +27,7 @@ import {
 } from "../reference/model.js";
 import { TokenWindows } from "../reference/train.js";
 import { columnsCsv } from "./csv.js";
-import type { TopLevelSpec } from "./plot.js";
+import { plotSpec, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { logLogFit, mean, std, type LineFit } from "./stats.js";
 import {
@@ -480,44 +480,42 @@ export function lnPlacementPlot(r: LnPlacementResult): TopLevelSpec {
   };
   const lastTitle = "last layer against depth L";
   const layerTitle = `each layer at L = ${r.sizes.perLayerDepth}`;
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: {
-      text: "Gradient of the FFN output weight W₂ at initialisation (Xiong et al. 2020)",
-      subtitle:
-        `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, ReLU FFN, ` +
-        `${r.sizes.batch}×${r.sizes.n} tokens, ${r.sizes.seeds} seeds; bars ±1 ` +
-        `std; dashed: log-log fit`,
+  return plotSpec(
+    "Gradient of the FFN output weight W₂ at initialisation (Xiong et al. 2020)",
+    `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, ReLU FFN, ` +
+      `${r.sizes.batch}×${r.sizes.n} tokens, ${r.sizes.seeds} seeds; bars ±1 ` +
+      `std; dashed: log-log fit`,
+    {
+      vconcat: LN_INITS.map((init) => ({
+        title: init.label,
+        hconcat: [
+          {
+            title: lastTitle,
+            ...panel(
+              "last",
+              init.label,
+              "L",
+              "depth L",
+              Math.max(...r.sizes.depths),
+              `datum.init === '${init.label}' && datum.last`,
+            ),
+          },
+          {
+            title: layerTitle,
+            ...panel(
+              "layer",
+              init.label,
+              "layer",
+              "layer index l",
+              r.sizes.perLayerDepth,
+              `datum.init === '${init.label}' && datum.L === ${r.sizes.perLayerDepth}`,
+            ),
+          },
+        ],
+      })),
+      resolve: { scale: { color: "shared" } },
     },
-    vconcat: LN_INITS.map((init) => ({
-      title: init.label,
-      hconcat: [
-        {
-          title: lastTitle,
-          ...panel(
-            "last",
-            init.label,
-            "L",
-            "depth L",
-            Math.max(...r.sizes.depths),
-            `datum.init === '${init.label}' && datum.last`,
-          ),
-        },
-        {
-          title: layerTitle,
-          ...panel(
-            "layer",
-            init.label,
-            "layer",
-            "layer index l",
-            r.sizes.perLayerDepth,
-            `datum.init === '${init.label}' && datum.L === ${r.sizes.perLayerDepth}`,
-          ),
-        },
-      ],
-    })),
-    resolve: { scale: { color: "shared" } },
-  } as unknown as TopLevelSpec;
+  );
 }
 
 /** 1, 2, 4, … up to `max` (axis ticks of a base-2 log axis). */

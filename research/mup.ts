@@ -11,9 +11,9 @@
  */
 import { GPT, resolveModelConfig, type GPTConfig } from "../reference/model.js";
 import { mupInit, mupLrScale } from "../reference/mup.js";
-import { evalLoss, TrainError } from "../reference/train.js";
+import { TrainError } from "../reference/train.js";
 import { toCsv } from "./csv.js";
-import type { TopLevelSpec } from "./plot.js";
+import { plotSpec, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean } from "./stats.js";
 import {
@@ -29,7 +29,7 @@ import {
   type StudyOptions,
   plottedStudy,
 } from "./study.js";
-import { corpusSplit, schedule, trainSeed } from "./training.js";
+import { corpusSplit, EVAL_WINDOWS, fixedWindowsLoss, schedule, trainSeed } from "./training.js";
 
 export interface MupSizes {
   readonly widths: readonly number[];
@@ -209,12 +209,7 @@ export function runMup(opts: StudyOptions & { sizes?: Partial<MupSizes> } = {}):
               progress,
               tickPrefix: `lr 2^${log2Lr}, `,
             });
-            const l = evalLoss(model, heldIds, {
-              batches: sizes.evalBatches,
-              batch: sizes.batch,
-              seqLen: sizes.n,
-              seed: 0x4e1d,
-            });
+            const l = fixedWindowsLoss(model, heldIds, sizes, EVAL_WINDOWS.heldout);
             seedLosses.push(Number.isFinite(l) ? l : Number.POSITIVE_INFINITY);
           } catch (e) {
             if (!(e instanceof TrainError)) throw e;
@@ -401,52 +396,50 @@ export function mupPlot(r: MupResult): TopLevelSpec {
     scale: { zero: false },
   } as const;
   const seeds = r.sizes.seeds;
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: {
-      text: "Learning-rate sweeps across widths: standard parametrisation vs μP",
-      subtitle:
-        `H = ${r.sizes.H}, L = ${r.sizes.L}, ${r.sizes.steps} Adam steps of ` +
-        `${r.sizes.batch}×${r.sizes.n} tokens; μP base width ` +
-        `${r.sizes.widths[0]}; mean of ${seeds} seed${seeds === 1 ? "" : "s"}, ` +
-        `bars: their range; circles: each width's optimum`,
-    },
-    facet: {
-      column: {
-        field: "parametrisation",
-        type: "nominal",
-        title: null,
-        sort: [...PARAMETRISATIONS],
+  return plotSpec(
+    "Learning-rate sweeps across widths: standard parametrisation vs μP",
+    `H = ${r.sizes.H}, L = ${r.sizes.L}, ${r.sizes.steps} Adam steps of ` +
+      `${r.sizes.batch}×${r.sizes.n} tokens; μP base width ` +
+      `${r.sizes.widths[0]}; mean of ${seeds} seed${seeds === 1 ? "" : "s"}, ` +
+      `bars: their range; circles: each width's optimum`,
+    {
+      facet: {
+        column: {
+          field: "parametrisation",
+          type: "nominal",
+          title: null,
+          sort: [...PARAMETRISATIONS],
+        },
+      },
+      data: {
+        values: [
+          ...values.map((v) => ({ ...v, kind: "sweep" })),
+          ...best.map((b) => ({ ...b, kind: "best" })),
+        ],
+      },
+      spec: {
+        width: 220,
+        height: 220,
+        layer: [
+          {
+            transform: [{ filter: "datum.kind === 'sweep'" }],
+            layer: [
+              { mark: { type: "line", point: { size: 20 } }, encoding: { x, y, color } },
+              {
+                mark: { type: "rule" },
+                encoding: { x, y: { ...y, field: "low" }, y2: { field: "high" }, color },
+              },
+            ],
+          },
+          {
+            transform: [{ filter: "datum.kind === 'best'" }],
+            mark: { type: "point", size: 120, strokeWidth: 2 },
+            encoding: { x, y, color },
+          },
+        ],
       },
     },
-    data: {
-      values: [
-        ...values.map((v) => ({ ...v, kind: "sweep" })),
-        ...best.map((b) => ({ ...b, kind: "best" })),
-      ],
-    },
-    spec: {
-      width: 220,
-      height: 220,
-      layer: [
-        {
-          transform: [{ filter: "datum.kind === 'sweep'" }],
-          layer: [
-            { mark: { type: "line", point: { size: 20 } }, encoding: { x, y, color } },
-            {
-              mark: { type: "rule" },
-              encoding: { x, y: { ...y, field: "low" }, y2: { field: "high" }, color },
-            },
-          ],
-        },
-        {
-          transform: [{ filter: "datum.kind === 'best'" }],
-          mark: { type: "point", size: 120, strokeWidth: 2 },
-          encoding: { x, y, color },
-        },
-      ],
-    },
-  } as unknown as TopLevelSpec;
+  );
 }
 
 export function mupSummary(r: MupResult, startedMs: number, startedCpu?: NodeJS.CpuUsage): string {

@@ -21,6 +21,18 @@ const PLOT_CONFIG = {
   title: { fontSize: 14, anchor: "start" },
 } as const;
 
+/**
+ * A study's plot: the Vega-Lite schema, the title and subtitle, and `body` — the view (layers,
+ * concatenations or a facet) with its data and encodings.
+ */
+export function plotSpec(text: string, subtitle: string, body: object): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title: { text, subtitle },
+    ...body,
+  } as unknown as TopLevelSpec;
+}
+
 /** The SVG and whatever vega-lite or vega warned about while making it (a clean plot has none). */
 export interface RenderedPlot {
   readonly svg: string;

@@ -18,7 +18,7 @@ import type { Graph } from "../autodiff/graph.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 import { columnsCsv } from "./csv.js";
-import type { TopLevelSpec } from "./plot.js";
+import { plotSpec, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, std } from "./stats.js";
 import {
@@ -481,35 +481,33 @@ export function rankCollapsePlot(r: RankCollapseResult): TopLevelSpec {
     axis: { format: ".0e" },
     title: "‖X − 1x̄ᵀ‖_F / ‖X‖_F",
   } as const;
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: {
-      text: "Rank collapse of random attention stacks (Dong et al. 2021)",
-      subtitle:
-        `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, n = ${r.sizes.n} ` +
-        `tokens, Xavier-normal weights, ${r.sizes.seeds} seeds; geometric mean, ` +
-        `band ±1 std of log10; grey line: float64 floor`,
+  return plotSpec(
+    "Rank collapse of random attention stacks (Dong et al. 2021)",
+    `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, n = ${r.sizes.n} ` +
+      `tokens, Xavier-normal weights, ${r.sizes.seeds} seeds; geometric mean, ` +
+      `band ±1 std of log10; grey line: float64 floor`,
+    {
+      width: 520,
+      height: 320,
+      layer: [
+        {
+          data: { values },
+          mark: { type: "area", opacity: 0.15 },
+          encoding: { x, y: { ...y, field: "lo" }, y2: { field: "hi" }, color },
+        },
+        {
+          data: { values },
+          mark: { type: "line", point: { size: 18 }, strokeWidth: 1.6 },
+          encoding: { x, y: { ...y, field: "residual" }, color },
+        },
+        {
+          data: { values: [{ floor: FLOAT64_FLOOR }] },
+          mark: { type: "rule", color: "#888", strokeDash: [2, 2] },
+          encoding: { y: { field: "floor", type: "quantitative" } },
+        },
+      ],
     },
-    width: 520,
-    height: 320,
-    layer: [
-      {
-        data: { values },
-        mark: { type: "area", opacity: 0.15 },
-        encoding: { x, y: { ...y, field: "lo" }, y2: { field: "hi" }, color },
-      },
-      {
-        data: { values },
-        mark: { type: "line", point: { size: 18 }, strokeWidth: 1.6 },
-        encoding: { x, y: { ...y, field: "residual" }, color },
-      },
-      {
-        data: { values: [{ floor: FLOAT64_FLOOR }] },
-        mark: { type: "rule", color: "#888", strokeDash: [2, 2] },
-        encoding: { y: { field: "floor", type: "quantitative" } },
-      },
-    ],
-  } as unknown as TopLevelSpec;
+  );
 }
 
 /** The CSV of {@link RANK_COLLAPSE_COLUMNS}. */

@@ -1,11 +1,12 @@
 /**
  * What the studies that train models (variants, mup, length-extrapolation) share: the bundled
- * corpus split into training and held-out tokens, the step-size schedule, and one seeded training
- * run of `reference/train.ts` that ticks the progress bar at every step.
+ * corpus split into training and held-out tokens, the step-size schedule, one seeded training run
+ * of `reference/train.ts` that ticks the progress bar at every step, and the fixed windows the
+ * trained models are scored on.
  */
 import { corpusText, corpusTokenizer } from "../reference/corpus.js";
 import type { GPT } from "../reference/model.js";
-import { train, type TrainOptions, type TrainResult } from "../reference/train.js";
+import { evalLoss, train, type TrainOptions, type TrainResult } from "../reference/train.js";
 import type { Progress } from "./progress.js";
 
 /** Fraction of the corpus tokens (its end) held out from training. */
@@ -83,5 +84,36 @@ export function trainSeed(
     ...(s.clip === undefined ? {} : { clip: s.clip }),
     ...(run.lrScale === undefined ? {} : { lrScale: run.lrScale }),
     onStep: (i) => progress.tick(`${run.tickPrefix ?? ""}seed ${seed}, loss ${i.loss.toFixed(3)}`),
+  });
+}
+
+/**
+ * Seeds of the fixed evaluation windows: every model of every study that trains is scored on the
+ * same held-out windows (and, where a study reports it, the same training windows).
+ */
+export const EVAL_WINDOWS = { heldout: 0x4e1d, train: 0x7a1 } as const;
+
+/** The sizes a fixed-windows loss reads. */
+export interface EvalSizes {
+  /** Batches of windows. */
+  readonly evalBatches: number;
+  /** Windows per batch. */
+  readonly batch: number;
+  /** Tokens per window (one more id for the last target). */
+  readonly n: number;
+}
+
+/** Mean loss of `model` over `s.evalBatches` batches of `ids` windows drawn by `windowsSeed`. */
+export function fixedWindowsLoss(
+  model: GPT,
+  ids: ArrayLike<number>,
+  s: EvalSizes,
+  windowsSeed: number,
+): number {
+  return evalLoss(model, ids, {
+    batches: s.evalBatches,
+    batch: s.batch,
+    seqLen: s.n,
+    seed: windowsSeed,
   });
 }

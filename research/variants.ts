@@ -12,9 +12,8 @@ import {
   type GPTConfig,
   type ModelConfigInput,
 } from "../reference/model.js";
-import { evalLoss } from "../reference/train.js";
 import { toCsv } from "./csv.js";
-import type { TopLevelSpec } from "./plot.js";
+import { plotSpec, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
 import { mean, median, pairedInterval, std, type PairedInterval } from "./stats.js";
 import {
@@ -31,7 +30,14 @@ import {
   type StudyOptions,
   plottedStudy,
 } from "./study.js";
-import { corpusSplit, HELD_OUT_FRACTION, schedule, trainSeed } from "./training.js";
+import {
+  corpusSplit,
+  EVAL_WINDOWS,
+  fixedWindowsLoss,
+  HELD_OUT_FRACTION,
+  schedule,
+  trainSeed,
+} from "./training.js";
 
 export interface VariantsSizes {
   readonly d_model: number;
@@ -329,7 +335,6 @@ export function runVariants(
   const progress = opts.progress ?? Progress.silent();
   const { trainIds, heldIds } = corpusSplit(sizes.V);
   const lr = schedule(sizes);
-  const evalOpts = { batches: sizes.evalBatches, batch: sizes.batch, seqLen: sizes.n };
   const results: VariantResult[] = [];
   for (const spec of specs) {
     const config = variantConfig(spec, sizes);
@@ -342,12 +347,12 @@ export function runVariants(
     const ms: number[] = [];
     for (let seed = 0; seed < seeds; seed++) {
       const model = GPT.init(config, { seed });
-      initial.push(evalLoss(model, heldIds, { ...evalOpts, seed: 0x4e1d }));
+      initial.push(fixedWindowsLoss(model, heldIds, sizes, EVAL_WINDOWS.heldout));
       const r = trainSeed(model, trainIds, sizes, { seed, lr, progress });
       curves.push(r.losses);
       ms.push(...r.stepMs.slice(1));
-      trainLoss.push(evalLoss(r.model, trainIds, { ...evalOpts, seed: 0x7a1 }));
-      heldoutLoss.push(evalLoss(r.model, heldIds, { ...evalOpts, seed: 0x4e1d }));
+      trainLoss.push(fixedWindowsLoss(r.model, trainIds, sizes, EVAL_WINDOWS.train));
+      heldoutLoss.push(fixedWindowsLoss(r.model, heldIds, sizes, EVAL_WINDOWS.heldout));
     }
     // the curve and the final losses of the shared seeds 0 … seeds−1, so every variant is compared on the same runs
     const shared = sizes.seeds;
@@ -536,129 +541,127 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
   const lo = Math.min(...bars.map((b) => Math.min(b.heldout, b.train)));
   const hi = Math.max(...bars.map((b) => Math.max(b.heldout, b.train)));
   const pad = Math.max(0.05, (hi - lo) * 0.15);
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: {
-      text: "Tiny GPT variants trained on the bundled corpus (same seed, data, steps and schedule)",
-      subtitle:
-        `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, L = ${r.sizes.L}, ` +
-        `${r.sizes.batch}×${r.sizes.n} tokens per step, ${r.sizes.steps} Adam ` +
-        `steps, V = ${r.sizes.V}; curves: batch loss, mean of the last ${w} steps`,
-    },
-    vconcat: [
-      {
-        data: { values: curves },
-        facet: { field: "panel", type: "nominal", title: null, sort: [...groups] },
-        columns: 3,
-        spec: {
-          width: 230,
-          height: 150,
-          mark: { type: "line", strokeWidth: 1.4 },
-          encoding: {
-            x: { field: "step", type: "quantitative", title: "step" },
-            y: {
-              field: "loss",
-              type: "quantitative",
-              title: "loss (nats)",
-              scale: { zero: false },
-            },
-            color,
-          },
-        },
-      },
-      {
-        data: { values: bars },
-        title: "final loss on fixed windows: held-out (bar) and train (tick)",
-        width: 520,
-        height: 18 * bars.length,
-        layer: [
-          {
-            mark: { type: "bar" },
+  return plotSpec(
+    "Tiny GPT variants trained on the bundled corpus (same seed, data, steps and schedule)",
+    `d_model = ${r.sizes.d_model}, H = ${r.sizes.H}, L = ${r.sizes.L}, ` +
+      `${r.sizes.batch}×${r.sizes.n} tokens per step, ${r.sizes.steps} Adam ` +
+      `steps, V = ${r.sizes.V}; curves: batch loss, mean of the last ${w} steps`,
+    {
+      vconcat: [
+        {
+          data: { values: curves },
+          facet: { field: "panel", type: "nominal", title: null, sort: [...groups] },
+          columns: 3,
+          spec: {
+            width: 230,
+            height: 150,
+            mark: { type: "line", strokeWidth: 1.4 },
             encoding: {
+              x: { field: "step", type: "quantitative", title: "step" },
               y: {
-                field: "variant",
-                type: "nominal",
-                sort: { field: "heldout", op: "min", order: "ascending" },
-                title: null,
-              },
-              x: {
-                field: "heldout",
+                field: "loss",
                 type: "quantitative",
                 title: "loss (nats)",
-                scale: { domain: [lo - pad, hi + pad], clamp: true, zero: false },
+                scale: { zero: false },
               },
               color,
             },
           },
-          {
-            mark: { type: "tick", color: "black", thickness: 2 },
-            encoding: {
-              y: {
-                field: "variant",
-                type: "nominal",
-                sort: { field: "heldout", op: "min", order: "ascending" },
-              },
-              x: { field: "train", type: "quantitative" },
-            },
-          },
-        ],
-      },
-      ...(deltas.length === 0
-        ? []
-        : [
+        },
+        {
+          data: { values: bars },
+          title: "final loss on fixed windows: held-out (bar) and train (tick)",
+          width: 520,
+          height: 18 * bars.length,
+          layer: [
             {
-              data: { values: deltas },
-              title:
-                `held-out loss minus the baseline's, paired over ${r.sizes.seeds} ` +
-                `seeds: mean and 95% CI (filled: excludes 0)`,
-              width: 520,
-              height: 18 * deltas.length,
-              layer: [
-                {
-                  data: { values: [{ zero: 0 }] },
-                  mark: { type: "rule", color: "#888", strokeDash: [3, 3] },
-                  encoding: { x: { field: "zero", type: "quantitative" } },
+              mark: { type: "bar" },
+              encoding: {
+                y: {
+                  field: "variant",
+                  type: "nominal",
+                  sort: { field: "heldout", op: "min", order: "ascending" },
+                  title: null,
                 },
-                {
-                  mark: { type: "rule", strokeWidth: 1.5 },
-                  encoding: {
-                    y: {
-                      field: "variant",
-                      type: "nominal",
-                      sort: { field: "delta", op: "min", order: "ascending" },
-                      title: null,
-                    },
-                    x: { field: "low", type: "quantitative", title: "Δ loss (nats)" },
-                    x2: { field: "high" },
-                    color,
+                x: {
+                  field: "heldout",
+                  type: "quantitative",
+                  title: "loss (nats)",
+                  scale: { domain: [lo - pad, hi + pad], clamp: true, zero: false },
+                },
+                color,
+              },
+            },
+            {
+              mark: { type: "tick", color: "black", thickness: 2 },
+              encoding: {
+                y: {
+                  field: "variant",
+                  type: "nominal",
+                  sort: { field: "heldout", op: "min", order: "ascending" },
+                },
+                x: { field: "train", type: "quantitative" },
+              },
+            },
+          ],
+        },
+        ...(deltas.length === 0
+          ? []
+          : [
+              {
+                data: { values: deltas },
+                title:
+                  `held-out loss minus the baseline's, paired over ${r.sizes.seeds} ` +
+                  `seeds: mean and 95% CI (filled: excludes 0)`,
+                width: 520,
+                height: 18 * deltas.length,
+                layer: [
+                  {
+                    data: { values: [{ zero: 0 }] },
+                    mark: { type: "rule", color: "#888", strokeDash: [3, 3] },
+                    encoding: { x: { field: "zero", type: "quantitative" } },
                   },
-                },
-                {
-                  mark: { type: "point", size: 50 },
-                  encoding: {
-                    y: {
-                      field: "variant",
-                      type: "nominal",
-                      sort: { field: "delta", op: "min", order: "ascending" },
-                    },
-                    x: { field: "delta", type: "quantitative" },
-                    color,
-                    fill: {
-                      condition: {
-                        test: "datum.significant",
+                  {
+                    mark: { type: "rule", strokeWidth: 1.5 },
+                    encoding: {
+                      y: {
                         field: "variant",
                         type: "nominal",
-                        scale: { domain, scheme: "tableau20" },
+                        sort: { field: "delta", op: "min", order: "ascending" },
+                        title: null,
                       },
-                      value: "white",
+                      x: { field: "low", type: "quantitative", title: "Δ loss (nats)" },
+                      x2: { field: "high" },
+                      color,
                     },
                   },
-                },
-              ],
-            },
-          ]),
-    ],
-  } as unknown as TopLevelSpec;
+                  {
+                    mark: { type: "point", size: 50 },
+                    encoding: {
+                      y: {
+                        field: "variant",
+                        type: "nominal",
+                        sort: { field: "delta", op: "min", order: "ascending" },
+                      },
+                      x: { field: "delta", type: "quantitative" },
+                      color,
+                      fill: {
+                        condition: {
+                          test: "datum.significant",
+                          field: "variant",
+                          type: "nominal",
+                          scale: { domain, scheme: "tableau20" },
+                        },
+                        value: "white",
+                      },
+                    },
+                  },
+                ],
+              },
+            ]),
+      ],
+    },
+  );
 }
 
 /** summary.md: setting, the table sorted by held-out loss, the check, seed noise and the scale reading. */
