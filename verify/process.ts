@@ -24,7 +24,7 @@ import type {
   ForwardResult,
   Implementation,
 } from "../autodiff/implementation.js";
-import type { DType } from "../autodiff/tensor.js";
+import type { DType, NamedTensors } from "../autodiff/tensor.js";
 import {
   BINARY_HOST,
   KeptTensors,
@@ -273,65 +273,12 @@ export class ProcessImplementation implements Implementation {
 
   /** Compute a formula's outputs. Unknown extra outputs in the answer are kept. */
   async forward(req: ForwardRequest): Promise<ForwardResult> {
-    const where = `formula ${req.formula}`;
-    this.checkRequest(req, "forward");
-    const t0 = performance.now();
-    const sent = this.conn.binary ? [] : undefined;
-    const params = this.conn.encoding(() => ({
-      formula: JSON.stringify(req.formula),
-      config: encodeConfig(req.config, where),
-      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent, this.conn.kept),
-    }));
-    const encodeMs = performance.now() - t0;
-    const reply = await this.conn.requestKeeping("forward", params, `forward ${req.formula}`, sent);
-    const t1 = performance.now();
-    const outputs = this.conn.decode(() =>
-      namedTensorsFromJSON(
-        reply.result["outputs"],
-        `${this.conn.label}: "outputs" of ${where}`,
-        (n) => `${this.conn.label}: output ${n} of ${where}`,
-        this.conn.binary ? reply.frames : undefined,
-      ),
-    );
-    this.lastTiming = { encodeMs, ...reply.timing, decodeMs: performance.now() - t1 };
-    return { outputs };
+    return { outputs: await this.exchange("forward", req, null) };
   }
 
   /** Gradient of Σ_out Σ(out ⊙ cotangent) with respect to each float argument. */
   async backwardPass(req: BackwardRequest): Promise<BackwardResult> {
-    const where = `formula ${req.formula}`;
-    this.checkRequest(req, "backward");
-    const t0 = performance.now();
-    const sent = this.conn.binary ? [] : undefined;
-    const params = this.conn.encoding(() => ({
-      formula: JSON.stringify(req.formula),
-      config: encodeConfig(req.config, where),
-      inputs: encodeNamedTensors(req.inputs, (n) => `input ${n} of ${where}`, sent, this.conn.kept),
-      cotangents: encodeNamedTensors(
-        req.cotangents,
-        (n) => `cotangent ${n} of ${where}`,
-        sent,
-        this.conn.kept,
-      ),
-    }));
-    const encodeMs = performance.now() - t0;
-    const reply = await this.conn.requestKeeping(
-      "backward",
-      params,
-      `backward ${req.formula}`,
-      sent,
-    );
-    const t1 = performance.now();
-    const grads = this.conn.decode(() =>
-      namedTensorsFromJSON(
-        reply.result["grads"],
-        `${this.conn.label}: "grads" of ${where} (backward)`,
-        (n) => `${this.conn.label}: grad ${n} of ${where} (backward)`,
-        this.conn.binary ? reply.frames : undefined,
-      ),
-    );
-    this.lastTiming = { encodeMs, ...reply.timing, decodeMs: performance.now() - t1 };
-    return { grads };
+    return { grads: await this.exchange("backward", req, req.cotangents) };
   }
 
   /**
@@ -341,6 +288,45 @@ export class ProcessImplementation implements Implementation {
    */
   close(): Promise<void> {
     return this.conn.close(true);
+  }
+
+  /**
+   * One `forward` or `backward` request: the formula, its config and tensors encoded (the
+   * cotangents only for `backward`), then the answer's `outputs` or `grads` decoded; the time each
+   * step took is kept in `lastTiming`.
+   */
+  private async exchange(
+    method: "forward" | "backward",
+    req: ForwardRequest,
+    cotangents: NamedTensors | null,
+  ): Promise<NamedTensors> {
+    const where = `formula ${req.formula}`;
+    this.checkRequest(req, method);
+    const t0 = performance.now();
+    const sent = this.conn.binary ? [] : undefined;
+    const encode = (ts: NamedTensors, role: string) =>
+      encodeNamedTensors(ts, (n) => `${role} ${n} of ${where}`, sent, this.conn.kept);
+    const params = this.conn.encoding(() => ({
+      formula: JSON.stringify(req.formula),
+      config: encodeConfig(req.config, where),
+      inputs: encode(req.inputs, "input"),
+      ...(cotangents !== null ? { cotangents: encode(cotangents, "cotangent") } : {}),
+    }));
+    const encodeMs = performance.now() - t0;
+    const reply = await this.conn.requestKeeping(method, params, `${method} ${req.formula}`, sent);
+    const t1 = performance.now();
+    const [key, each, asked] =
+      method === "forward" ? ["outputs", "output", ""] : ["grads", "grad", " (backward)"];
+    const answer = this.conn.decode(() =>
+      namedTensorsFromJSON(
+        reply.result[key],
+        `${this.conn.label}: "${key}" of ${where}${asked}`,
+        (n) => `${this.conn.label}: ${each} ${n} of ${where}${asked}`,
+        this.conn.binary ? reply.frames : undefined,
+      ),
+    );
+    this.lastTiming = { encodeMs, ...reply.timing, decodeMs: performance.now() - t1 };
+    return answer;
   }
 
   private checkRequest(req: ForwardRequest, method: "forward" | "backward"): void {
