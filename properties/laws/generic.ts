@@ -92,6 +92,11 @@ function genericCase(
   });
 }
 
+/** Generic cases of every formula of the scope, each formula with equal weight. */
+function genericCases(scope: LawScope): fc.Arbitrary<FormulaCase> {
+  return oneOfFormulas(scope, (f) => genericCase(scope, f));
+}
+
 /** The dims environment of a case: every dim of `Dims`, then the configuration's dim hyperparameters. */
 function dimsEnv(formula: string, config: FormulaConfig, dims: Dims): Map<string, number> {
   const env = new Map<string, number>();
@@ -118,7 +123,7 @@ export const shapeAlgebra: Law = {
   statement:
     "shape(f(x)) = the spec's symbolic output shapes at the dim binding (batch axes, n = 1, H = 1, odd d_k included)",
   tolerance: exactTolerance("exact: shapes and dtypes are integers and names"),
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(scope, f)),
+  arbitrary: genericCases,
   check: checked("shape_algebra", async (k: Check, c: FormulaCase) => {
     const def = getFormula(c.formula);
     const outs = await k.forward(k.request(c.formula, c.config, c.inputs));
@@ -183,7 +188,7 @@ export const determinism: Law = {
   statement:
     "f(x) computed twice is bitwise identical (−0 ≠ +0), and f never modifies its arguments",
   tolerance: exactTolerance("exact: the same operations on the same operands round the same way"),
-  arbitrary: (scope) => oneOfFormulas(scope, (f) => genericCase(scope, f)),
+  arbitrary: genericCases,
   check: checked("determinism", async (k: Check, c: FormulaCase) => {
     const keep: NamedTensors = {};
     for (const [name, t] of Object.entries(c.inputs)) keep[name] = t.clone();
