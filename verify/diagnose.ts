@@ -42,6 +42,7 @@ import {
   zerosOf,
 } from "../properties/mistakes.js";
 import { causalVisibility, type Visibility } from "../properties/spec-values.js";
+import { elementMatches } from "./tolerance.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 import type { CallSite } from "./trace.js";
 
@@ -1080,19 +1081,10 @@ function maxSeedPattern(s: Symptom): Hint[] {
   const rows = x.size / Math.max(m, 1);
   const perRow = e.size / Math.max(rows, 1);
   if (m < 1 || !Number.isInteger(perRow) || e.size !== a.size) return [];
-  const { rtol, atol } = s.tolerance;
   let bad = 0,
     worst = -Infinity;
   for (let k = 0; k < e.size; k++) {
-    const ev = e.data[k]!;
-    const av = a.data[k]!;
-    const same =
-      ev === av ||
-      (Number.isNaN(ev) && Number.isNaN(av)) ||
-      (Number.isFinite(ev) &&
-        Number.isFinite(av) &&
-        Math.abs(av - ev) <= atol + rtol * Math.abs(ev));
-    if (same) continue;
+    if (elementMatches(e.data[k]!, a.data[k]!, s.tolerance)) continue;
     const r = Math.floor(k / perRow);
     let max = -Infinity;
     for (let j = 0; j < m; j++) max = Math.max(max, x.data[r * m + j]!);

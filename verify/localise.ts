@@ -28,7 +28,7 @@ import type { GoldenCase } from "../golden/cases-io.js";
 import type { Node } from "../spec/node.js";
 import { diagnose } from "./diagnose.js";
 import type { Hint } from "./diagnose.js";
-import { depthOf, derivedTolerance } from "./tolerance.js";
+import { depthOf, derivedTolerance, elementMatches } from "./tolerance.js";
 import type { DerivedTolerance } from "./tolerance.js";
 import { ReferenceTrace } from "./trace.js";
 import { sitePath, type CallSite } from "./trace.js";
@@ -655,15 +655,7 @@ function onlyWhereRowsUndefined(
   const m = expected.shape[expected.rank - 1]!;
   if (m === 0) return false;
   for (let i = 0; i < expected.size; i++) {
-    const e = expected.data[i]!;
-    const a = actual.data[i]!;
-    const ok =
-      e === a ||
-      (Number.isNaN(e) && Number.isNaN(a)) ||
-      (Number.isFinite(e) &&
-        Number.isFinite(a) &&
-        Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e));
-    if (ok) continue;
+    if (elementMatches(expected.data[i]!, actual.data[i]!, tol)) continue;
     const row = Math.floor(i / m) * m;
     for (let j = 0; j < m; j++) if (Number.isFinite(x.data[row + j]!)) return false;
   }

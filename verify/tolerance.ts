@@ -102,6 +102,24 @@ function toleranceF64(exact64: Tensor, K: number, second: Tensor | undefined): D
   };
 }
 
+/**
+ * One element matches: the same value, both NaN, or both finite and `actual` within
+ * `atol + rtol·|expected|` of `expected`.
+ */
+export function elementMatches(
+  expected: number,
+  actual: number,
+  tol: { readonly rtol: number; readonly atol: number },
+): boolean {
+  return (
+    expected === actual ||
+    (Number.isNaN(expected) && Number.isNaN(actual)) ||
+    (Number.isFinite(expected) &&
+      Number.isFinite(actual) &&
+      Math.abs(actual - expected) <= tol.atol + tol.rtol * Math.abs(expected))
+  );
+}
+
 /** K of a formula applied to these arguments (see `properties/tolerance.ts`). */
 export function depthOf(formula: string, config: FormulaConfig, inputs: NamedTensors): number {
   return roundingDepth({ formula, config, inputs });
