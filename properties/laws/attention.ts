@@ -54,6 +54,26 @@ function rows(t: Tensor, axis: number): number {
   return t.shape[t.shape.length + axis]!;
 }
 
+/**
+ * The case's formula on `inputs` ("forward of x") and then on `changed` rows (`what`): the request
+ * and outputs of the first (the reference point of {@link Check.expectTwin}), the name of the
+ * output whose rows are positions, and that output of each.
+ */
+async function mainOutputs(
+  k: Check,
+  c: FormulaCase,
+  inputs: NamedTensors,
+  changed: NamedTensors,
+  what: string,
+) {
+  const req = k.request(c.formula, c.config, inputs);
+  const out = await k.forward(req, "forward of x");
+  const outChanged = await k.forward(k.request(c.formula, c.config, changed), what);
+  const name = mainOutput(c.formula);
+  const y = k.pick(out, name, c.formula, "forward");
+  return { req, out, name, y, yChanged: k.pick(outChanged, name, c.formula, "forward") };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 interface CausalCase extends FormulaCase {
@@ -98,19 +118,12 @@ export const causality: Law<CausalCase> = {
         axis,
         firstHiddenKey(rows(c.inputs[a]!, axis)),
       );
-    const req = k.request(c.formula, c.config, c.inputs);
-    const out = await k.forward(req, "forward of x");
-    const out2 = await k.forward(
-      k.request(c.formula, c.config, changed),
-      "forward of x with rows after i replaced",
-    );
-    const name = mainOutput(c.formula);
-    const y = k.pick(out, name, c.formula, "forward");
-    const y2 = k.pick(out2, name, c.formula, "forward");
+    const what = "forward of x with rows after i replaced";
+    const { req, out, name, y, yChanged } = await mainOutputs(k, c, c.inputs, changed, what);
     await k.expectTwin(
       `${name} rows 0..${c.i} after changing rows ${c.i + 1}..${n - 1}`,
       sliceAxis(y, -2, 0, c.i + 1),
-      sliceAxis(y2, -2, 0, c.i + 1),
+      sliceAxis(yChanged, -2, 0, c.i + 1),
       req,
       out,
       name,
@@ -153,17 +166,19 @@ export const prefixConsistency: Law<PrefixCase> = {
     const { queries, keys, axis } = rowArgs(c.formula);
     const prefix: NamedTensors = { ...c.inputs };
     for (const a of [...queries, ...keys]) prefix[a] = sliceAxis(c.inputs[a]!, axis, 0, c.t);
-    const req = k.request(c.formula, c.config, c.inputs);
-    const full = await k.forward(req, "forward of x");
-    const part = await k.forward(k.request(c.formula, c.config, prefix), `forward of x[:${c.t}]`);
-    const name = mainOutput(c.formula);
-    const y = k.pick(full, name, c.formula, "forward");
+    const { req, out, name, y, yChanged } = await mainOutputs(
+      k,
+      c,
+      c.inputs,
+      prefix,
+      `forward of x[:${c.t}]`,
+    );
     await k.expectTwin(
       `${name} of x[:${c.t}] vs ${name}(x)[:${c.t}]`,
       sliceAxis(y, -2, 0, c.t),
-      k.pick(part, name, c.formula, "forward"),
+      yChanged,
       req,
-      full,
+      out,
       name,
       { t: c.t },
     );
@@ -331,15 +346,17 @@ export const permutationEquivariance: Law<PermCase> = {
     const moved: NamedTensors = { ...c.inputs };
     for (const a of queries) moved[a] = gatherAxis(c.inputs[a]!, axis, c.perm);
     for (const a of keys) moved[a] = gatherAxis(c.inputs[a]!, axis, c.keyPerm);
-    const req = k.request(c.formula, c.config, c.inputs);
-    const out = await k.forward(req, "forward of x");
-    const outP = await k.forward(k.request(c.formula, c.config, moved), "forward of P x");
-    const name = mainOutput(c.formula);
-    const y = k.pick(out, name, c.formula, "forward");
+    const { req, out, name, y, yChanged } = await mainOutputs(
+      k,
+      c,
+      c.inputs,
+      moved,
+      "forward of P x",
+    );
     await k.expectTwin(
       `${name}(P x) vs P ${name}(x)`,
       gatherAxis(y, -2, c.perm),
-      k.pick(outP, name, c.formula, "forward"),
+      yChanged,
       req,
       out,
       name,
@@ -396,15 +413,11 @@ export const positionsBreakEquivariance: Law<FormulaCase> = {
     }
     const moved: NamedTensors = { ...inputs };
     for (const a of queries) moved[a] = gatherAxis(inputs[a]!, axis, swap);
-    const req = k.request(c.formula, c.config, inputs);
-    const out = await k.forward(req, "forward of x");
-    const outP = await k.forward(
-      k.request(c.formula, c.config, moved),
-      "forward of x with rows 0 and n−1 swapped",
-    );
-    const name = mainOutput(c.formula);
-    const y = gatherAxis(k.pick(out, name, c.formula, "forward"), -2, swap);
-    const yP = k.pick(outP, name, c.formula, "forward");
+    const what = "forward of x with rows 0 and n−1 swapped";
+    const main = await mainOutputs(k, c, inputs, moved, what);
+    const { req, out, name } = main;
+    const y = gatherAxis(main.y, -2, swap);
+    const yP = main.yChanged;
     let diff = 0;
     for (let i = 0; i < y.size; i++) diff = Math.max(diff, Math.abs(y.data[i]! - yP.data[i]!));
     const scale = (await k.scaleOf(req, out))[name]!;
