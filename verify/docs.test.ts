@@ -11,6 +11,7 @@ import { describe, expect, test } from "vitest";
 import { referenceImplementation } from "../reference/implementation.js";
 import { HINT_IDS } from "./diagnose.js";
 import { ProcessImplementation } from "./process.js";
+import { PYTHON, pythonCanImport } from "./python.testing.js";
 import { countsOf } from "./report.js";
 import { verify } from "./run.js";
 
@@ -23,14 +24,7 @@ function example(name: string): string {
   return m[1]!;
 }
 
-const hasTorch = (() => {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import torch, numpy"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasTorch = pythonCanImport("torch, numpy");
 if (!hasTorch)
   console.warn(
     "verify/docs.test.ts: the golden-making example is skipped — /usr/bin/python3 cannot import torch and numpy",
@@ -44,7 +38,7 @@ describe("docs/VERIFY.md", () => {
       const script = join(dir, "make_goldens.py");
       writeFileSync(script, example("goldens"));
       const out = join(dir, "my-goldens");
-      const printed = execFileSync("/usr/bin/python3", [script, out], {
+      const printed = execFileSync(PYTHON, [script, out], {
         cwd: ROOT,
         encoding: "utf8",
       });

@@ -2,22 +2,15 @@
  * Localisation on a real, independent implementation: examples/numpy (hand-written NumPy, its
  * own backward passes) and its planted-bug twin. Skipped, saying why, without NumPy.
  */
-import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Implementation } from "../autodiff/implementation.js";
 import { golden, localiseChecked } from "./cases.testing.js";
 import { ProcessImplementation } from "./process.js";
+import { pythonCanImport } from "./python.testing.js";
 
 const ROOT = join(__dirname, "..");
-const hasNumpy = (() => {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import numpy"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasNumpy = pythonCanImport("numpy");
 if (!hasNumpy)
   console.warn("verify/examples.test.ts: skipped — /usr/bin/python3 cannot import numpy");
 

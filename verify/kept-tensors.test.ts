@@ -3,25 +3,18 @@
  * while the program keeps it; a changed tensor is sent again; references the program does not
  * hold, and keeps it never negotiated, are refused with messages that say so.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import { ProcessImplementation } from "./process.js";
 import { KEEP_MIN_BYTES, checkHello } from "./protocol.js";
+import { PYTHON, pythonCanImport } from "./python.testing.js";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
-const PYTHON = "/usr/bin/python3";
 const IMPL = join("examples", "numpy", "impl.py");
-const numpy = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import numpy"], { stdio: "pipe" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const numpy = pythonCanImport("numpy");
 
 /** Feed raw bytes to the NumPy example, close its stdin, and return its answer lines and stderr. */
 function raw(

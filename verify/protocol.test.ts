@@ -19,19 +19,13 @@ import {
   tensorToJSON,
   wireFloat,
 } from "./protocol.js";
+import { PYTHON, pythonCanImport } from "./python.testing.js";
 
 const W = "output y of formula softmax";
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
-const PYTHON = "/usr/bin/python3";
-const numpyAvailable = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import numpy"], { stdio: "pipe" });
-    return true;
-  } catch {
-    console.warn(`docs/PROTOCOL.md replay skipped: \`${PYTHON} -c "import numpy"\` failed`);
-    return false;
-  }
-})();
+const numpyAvailable = pythonCanImport("numpy");
+if (!numpyAvailable)
+  console.warn(`docs/PROTOCOL.md replay skipped: \`${PYTHON} -c "import numpy"\` failed`);
 
 function problem(obj: unknown): string {
   try {
