@@ -11,7 +11,7 @@
  * corpus, then evaluated on held-out windows of 1×, 2×, 4× and 8× L_train. Learned positions
  * cannot go beyond L_train: `wpe` has L_train rows, and the model refuses longer inputs.
  */
-import { GPT, resolveModelConfig, type GPTConfig, type Positions } from "../reference/model.js";
+import { GPT, type GPTConfig, type Positions } from "../reference/model.js";
 import { toCsv } from "./csv.js";
 import { plotSpec, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
@@ -30,7 +30,14 @@ import {
   type StudyOptions,
   plottedStudy,
 } from "./study.js";
-import { corpusSplit, HELD_OUT_FRACTION, schedule, trainSeed } from "./training.js";
+import {
+  baselineConfig,
+  corpusSplit,
+  HELD_OUT_FRACTION,
+  requireEvenHeadSize,
+  schedule,
+  trainSeed,
+} from "./training.js";
 
 export interface LengthSizes {
   readonly d_model: number;
@@ -171,27 +178,14 @@ function checkSizes(s: LengthSizes): void {
       `length-extrapolation: factors must start at 1 and increase (integers), got ${s.factors.join(", ")}`,
     );
   }
-  if ((s.d_model / s.H) % 2 !== 0)
-    throw new StudyError(
-      `length-extrapolation: RoPE needs an even head size; d_model / H = ${s.d_model / s.H}`,
-    );
+  requireEvenHeadSize("length-extrapolation", s);
   if (s.seeds < 2)
     throw new StudyError("length-extrapolation: the bands need a seed spread: seeds must be ≥ 2");
 }
 
 /** A model with these positions at the study's sizes (n_ctx = L_train). */
 export function lengthConfig(positions: Positions, s: LengthSizes): GPTConfig {
-  return resolveModelConfig({
-    V: s.V,
-    n_ctx: s.n,
-    d_model: s.d_model,
-    H: s.H,
-    L: s.L,
-    placement: "pre",
-    norm: "layer_norm",
-    activation: "gelu",
-    positions,
-  });
+  return baselineConfig(s, { positions });
 }
 
 /** Train each position encoding at L_train and evaluate it at every factor × L_train. */

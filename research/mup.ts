@@ -9,7 +9,7 @@
  * step size (SP) and once with μP's initialisation and per-layer step sizes (`reference/mup.ts`,
  * base width = the narrowest), on the same data; the final held-out loss is recorded.
  */
-import { GPT, resolveModelConfig, type GPTConfig } from "../reference/model.js";
+import { GPT, type GPTConfig } from "../reference/model.js";
 import { mupInit, mupLrScale } from "../reference/mup.js";
 import { TrainError } from "../reference/train.js";
 import { toCsv } from "./csv.js";
@@ -29,7 +29,14 @@ import {
   type StudyOptions,
   plottedStudy,
 } from "./study.js";
-import { corpusSplit, EVAL_WINDOWS, fixedWindowsLoss, schedule, trainSeed } from "./training.js";
+import {
+  baselineConfig,
+  corpusSplit,
+  EVAL_WINDOWS,
+  fixedWindowsLoss,
+  schedule,
+  trainSeed,
+} from "./training.js";
 
 export interface MupSizes {
   readonly widths: readonly number[];
@@ -138,18 +145,7 @@ export interface MupResult {
 
 /** The model at one width (untied: μP's readout and input embedding take different step sizes). */
 export function mupConfig(width: number, s: MupSizes): GPTConfig {
-  return resolveModelConfig({
-    V: s.V,
-    n_ctx: s.n,
-    d_model: width,
-    H: s.H,
-    L: s.L,
-    placement: "pre",
-    norm: "layer_norm",
-    activation: "gelu",
-    positions: "learned",
-    tied: false,
-  });
+  return baselineConfig({ ...s, d_model: width }, { tied: false });
 }
 
 /** The widths a parametrisation is swept at. */

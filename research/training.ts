@@ -1,13 +1,52 @@
 /**
- * What the studies that train models (variants, mup, length-extrapolation) share: the bundled
- * corpus split into training and held-out tokens, the step-size schedule, one seeded training run
- * of `reference/train.ts` that ticks the progress bar at every step, and the fixed windows the
- * trained models are scored on.
+ * What the studies that train models (variants, mup, length-extrapolation) share: the baseline
+ * model they vary, the bundled corpus split into training and held-out tokens, the step-size
+ * schedule, one seeded training run of `reference/train.ts` that ticks the progress bar at every
+ * step, and the fixed windows the trained models are scored on.
  */
 import { corpusText, corpusTokenizer } from "../reference/corpus.js";
-import type { GPT } from "../reference/model.js";
+import { resolveModelConfig, type GPT, type GPTConfig } from "../reference/model.js";
 import { evalLoss, train, type TrainOptions, type TrainResult } from "../reference/train.js";
 import type { Progress } from "./progress.js";
+import { StudyError } from "./study.js";
+
+/** The sizes of a baseline model. */
+export interface ModelSizes {
+  /** Corpus BPE vocabulary. */
+  readonly V: number;
+  /** Tokens per training sequence (= n_ctx). */
+  readonly n: number;
+  readonly d_model: number;
+  readonly H: number;
+  readonly L: number;
+}
+
+/**
+ * The baseline the training studies vary — pre-LN, LayerNorm, GELU, learned positions — at sizes
+ * `s`, with `change` (what a study varies) in place of the baseline's switches.
+ */
+export function baselineConfig(s: ModelSizes, change: Partial<GPTConfig> = {}): GPTConfig {
+  return resolveModelConfig({
+    V: s.V,
+    n_ctx: s.n,
+    d_model: s.d_model,
+    H: s.H,
+    L: s.L,
+    placement: "pre",
+    norm: "layer_norm",
+    activation: "gelu",
+    positions: "learned",
+    ...change,
+  });
+}
+
+/** @throws StudyError unless d_model / H is even (RoPE rotates pairs of a head's dimensions). */
+export function requireEvenHeadSize(study: string, s: { d_model: number; H: number }): void {
+  if ((s.d_model / s.H) % 2 !== 0)
+    throw new StudyError(
+      `${study}: RoPE needs an even head size; d_model / H = ${s.d_model / s.H}`,
+    );
+}
 
 /** Fraction of the corpus tokens (its end) held out from training. */
 export const HELD_OUT_FRACTION = 0.1;

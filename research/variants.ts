@@ -5,13 +5,7 @@
  * schedule, and compare their loss curves, final losses (train and held-out), time per step and
  * parameter counts. Training is `reference/train.ts` (the engine's gradients of the `gpt` formula).
  */
-import {
-  countParameters,
-  GPT,
-  resolveModelConfig,
-  type GPTConfig,
-  type ModelConfigInput,
-} from "../reference/model.js";
+import { countParameters, GPT, type GPTConfig } from "../reference/model.js";
 import { toCsv } from "./csv.js";
 import { plotSpec, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
@@ -31,10 +25,12 @@ import {
   plottedStudy,
 } from "./study.js";
 import {
+  baselineConfig,
   corpusSplit,
   EVAL_WINDOWS,
   fixedWindowsLoss,
   HELD_OUT_FRACTION,
+  requireEvenHeadSize,
   schedule,
   trainSeed,
 } from "./training.js";
@@ -281,29 +277,14 @@ function checkSizes(s: VariantsSizes): void {
     throw new StudyError(
       `variants: H must be even and ≥ 2 so grouped-query attention (H_kv = H/2) differs from MQA and MHA, got ${s.H}`,
     );
-  if ((s.d_model / s.H) % 2 !== 0)
-    throw new StudyError(
-      `variants: RoPE needs an even head size; d_model / H = ${s.d_model / s.H}`,
-    );
+  requireEvenHeadSize("variants", s);
   if (s.V < 256)
     throw new StudyError(`variants: the byte-level corpus tokenizer needs V ≥ 256, got ${s.V}`);
 }
 
 /** The configuration of a variant at the study's sizes. */
 export function variantConfig(spec: VariantSpec, s: VariantsSizes): GPTConfig {
-  const input: ModelConfigInput = {
-    V: s.V,
-    n_ctx: s.n,
-    d_model: s.d_model,
-    H: s.H,
-    L: s.L,
-    placement: "pre",
-    norm: "layer_norm",
-    activation: "gelu",
-    positions: "learned",
-    ...spec.config(s),
-  };
-  return resolveModelConfig(input);
+  return baselineConfig(s, spec.config(s));
 }
 
 /** Moving average over the last `w` values (shorter at the start). */
