@@ -87,6 +87,19 @@ export function concatAxis(ts: readonly Tensor[], axis: number): Tensor {
   return out;
 }
 
+/**
+ * Values V = I_m for keys `K` [..., m, d_k]: an m×m identity in every batch member (and K/V head),
+ * so that attention(Q, K, V) = P V returns the attention weights P.
+ */
+export function identityValues(K: Tensor, dtype: DType): Tensor {
+  const m = K.shape.at(-2)!;
+  const batch = K.shape.slice(0, -2);
+  const eye = Tensor.zeros([...batch, m, m], dtype);
+  for (let b = 0; b < sizeOf(batch); b++)
+    for (let j = 0; j < m; j++) eye.data[b * m * m + j * m + j] = 1;
+  return eye;
+}
+
 /** Stack equal-shaped tensors along a new leading axis. */
 export function stack(ts: readonly Tensor[]): Tensor {
   const first = ts[0];

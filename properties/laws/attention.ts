@@ -11,6 +11,7 @@ import { Check, checked, fmt, twinTolerance, type Law, type LawScope } from "../
 import {
   concatAxis,
   gatherAxis,
+  identityValues,
   mapT,
   matmulLast,
   maxAbs,
@@ -275,11 +276,8 @@ async function attentionWeights(k: Check, c: MaskCase): Promise<void> {
   const K = c.inputs["K"]!;
   const m = rows(K, -2);
   const n = c.dims.n;
-  const batch = K.shape.slice(0, -2);
   // V = I_m in every batch member: y = P V = P
-  const eye = Tensor.zeros([...batch, m, m], c.dtype);
-  for (let b = 0; b < sizeOf(batch); b++)
-    for (let j = 0; j < m; j++) eye.data[b * m * m + j * m + j] = 1;
+  const eye = identityValues(K, c.dtype);
   const P = await k.output(k.request("attention", c.config, { Q: c.inputs["Q"]!, K, V: eye }), "y");
   const want = toF64(P);
   const sums: number[] = [];

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { Tensor, sizeOf, type NamedTensors } from "../../autodiff/tensor.js";
 import { formulaCaseArb, inputsArb, seedArb, type FormulaCase } from "../arbitraries.js";
 import { Check, checked, fmt, twinTolerance, type Law } from "../law.js";
-import { gatherAxis, mapT, sliceAxis } from "../tensor-ops.js";
+import { gatherAxis, identityValues, mapT, sliceAxis } from "../tensor-ops.js";
 import {
   conditionedBound,
   conditionedReason,
@@ -328,10 +328,7 @@ export const softcapLimit: Law<CapCase> = {
     // the weights: V = I_m in every batch member (and K/V head) gives y = P
     const K = c.inputs["K"]!;
     const m = rows(K, -2);
-    const batch = K.shape.slice(0, -2);
-    const eye = Tensor.zeros([...batch, m, m], c.dtype);
-    for (let b = 0; b < sizeOf(batch); b++)
-      for (let j = 0; j < m; j++) eye.data[b * m * m + j * m + j] = 1;
+    const eye = identityValues(K, c.dtype);
     const cfg = { ...c.config, softcap: c.cap, causal: false };
     const P = await k.output(
       k.request(c.formula, cfg, { ...c.inputs, V: eye }),
