@@ -11,7 +11,7 @@ import {
   gptConfig,
   gptTensors,
   makeTensors,
-  summarize,
+  summarizeArrays,
   type GptSize,
   type Summary,
 } from "./workloads.js";
@@ -81,8 +81,7 @@ async function main(job: GptJob): Promise<GptChildResult> {
     timesMs.push(performance.now() - s);
     sample();
   }
-  const summaries: Record<string, Summary> = {};
-  for (const [k, v] of Object.entries(last)) summaries[k] = summarize(k, v);
+  const summaries = summarizeArrays(last);
   const loss = Number(last["loss"]![0]);
   dispose();
   return {

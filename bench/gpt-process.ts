@@ -16,8 +16,9 @@ import { PYTHON } from "./transport.js";
 import {
   gptConfig,
   gptTensors,
+  gradsNamed,
   makeTensors,
-  summarize,
+  summarizeAll,
   type GptSize,
   type Summary,
 } from "./workloads.js";
@@ -51,35 +52,37 @@ export async function gptThroughProcess(
     cwd: ROOT,
   });
   try {
-    const t0 = performance.now();
-    const { outputs } = await impl.forward({ formula: "gpt", config, inputs });
-    const fwdWall = performance.now() - t0;
-    const forward = { ...impl.lastTiming!, wallMs: fwdWall };
-    log(
-      `gpt through numpy (${impl.transport}): forward ${fwdWall.toFixed(0)} ` +
-        `ms, transport ${transportOf(forward).toFixed(0)} ms, ` +
-        `${(forward.requestBytes / 2 ** 20).toFixed(0)} MiB sent, ` +
-        `${(forward.answerBytes / 2 ** 20).toFixed(0)} MiB back`,
+    /** One request, timed: its answer and its timing with the wall time, logged. */
+    const timed = async <A>(what: "forward" | "backward", request: () => Promise<A>) => {
+      const t0 = performance.now();
+      const answer = await request();
+      const wallMs = performance.now() - t0;
+      const timing = { ...impl.lastTiming!, wallMs };
+      log(
+        `gpt through numpy (${impl.transport}): ${what} ${wallMs.toFixed(0)} ` +
+          `ms, transport ${transportOf(timing).toFixed(0)} ms, ` +
+          `${(timing.requestBytes / 2 ** 20).toFixed(0)} MiB sent, ` +
+          `${(timing.answerBytes / 2 ** 20).toFixed(0)} MiB back`,
+      );
+      return { answer, timing };
+    };
+    const {
+      answer: { outputs },
+      timing: forward,
+    } = await timed("forward", () => impl.forward({ formula: "gpt", config, inputs }));
+    const {
+      answer: { grads },
+      timing: backward,
+    } = await timed("backward", () =>
+      impl.backwardPass({
+        formula: "gpt",
+        config,
+        inputs,
+        cotangents: { loss: Tensor.scalar(1, "f32") },
+      }),
     );
-    const t1 = performance.now();
-    const { grads } = await impl.backwardPass({
-      formula: "gpt",
-      config,
-      inputs,
-      cotangents: { loss: Tensor.scalar(1, "f32") },
-    });
-    const bwdWall = performance.now() - t1;
-    const backward = { ...impl.lastTiming!, wallMs: bwdWall };
-    log(
-      `gpt through numpy (${impl.transport}): backward ${bwdWall.toFixed(0)} ` +
-        `ms, transport ${transportOf(backward).toFixed(0)} ms, ` +
-        `${(backward.requestBytes / 2 ** 20).toFixed(0)} MiB sent, ` +
-        `${(backward.answerBytes / 2 ** 20).toFixed(0)} MiB back`,
-    );
-    const summaries: Record<string, Summary> = { loss: summarize("loss", outputs["loss"]!.data) };
-    for (const [k, t] of Object.entries(grads))
-      summaries[`grad.${k}`] = summarize(`grad.${k}`, t.data);
-    const wallMs = fwdWall + bwdWall;
+    const summaries = summarizeAll({ loss: outputs["loss"]!, ...gradsNamed(grads) });
+    const wallMs = forward.wallMs + backward.wallMs;
     const transportMs = transportOf(forward) + transportOf(backward);
     return {
       transport: impl.transport,

@@ -20,11 +20,11 @@ import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 import {
   BLOCK_SIZES,
   GPT2_SMALL,
-  blockConfig,
-  blockTensors,
+  blockPass,
   gptConfig,
   gptTensors,
   makeTensors,
+  type Pass,
 } from "./workloads.js";
 
 const argv = process.argv.slice(2);
@@ -40,18 +40,14 @@ const evalOpts = argv.includes("--no-fuse")
   : {};
 if (argv.includes("--fma")) configureMatmul({ fma: true });
 
-let g, inputs: NamedTensors, cot: NamedTensors;
-if (which === "gpt2") {
-  g = formulaGraph("gpt", gptConfig(GPT2_SMALL));
-  inputs = makeTensors(gptTensors(GPT2_SMALL), "f64");
-  cot = { loss: Tensor.scalar(1) };
-} else {
-  const size = which === "block-small" ? BLOCK_SIZES[0]! : BLOCK_SIZES[1]!;
-  g = formulaGraph("block", blockConfig(size));
-  const t = blockTensors(size);
-  inputs = makeTensors(t.inputs, "f64");
-  cot = { y: makeTensors([t.cot], "f64")["cot.y"]! };
-}
+const { g, inputs, cot }: Pass =
+  which === "gpt2"
+    ? {
+        g: formulaGraph("gpt", gptConfig(GPT2_SMALL)),
+        inputs: makeTensors(gptTensors(GPT2_SMALL), "f64"),
+        cot: { loss: Tensor.scalar(1) },
+      }
+    : blockPass(which === "block-small" ? BLOCK_SIZES[0]! : BLOCK_SIZES[1]!, "f64");
 vjp(g, inputs, cot, evalOpts); // plan and warm up
 vjp(g, inputs, cot, evalOpts);
 const gg = gradGraph(g, { of: Object.keys(cot), withValues: true });

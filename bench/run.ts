@@ -42,8 +42,6 @@ import {
 } from "../autodiff/kernels/matmul.js";
 import { fmaSupport } from "../autodiff/kernels/features.js";
 import type { FloatDType, NamedTensors } from "../autodiff/tensor.js";
-import { resolveTopLevel } from "../spec/configs.js";
-import { getPreset } from "../spec/presets.js";
 import { runLaws } from "../properties/run.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { hashUniform } from "./seeded.js";
@@ -55,14 +53,18 @@ import {
   agreementTolerance,
   blockConfig,
   blockLabel,
+  blockPass,
   blockTensors,
   gptConfig,
   gptTensors,
   makeTensors,
+  presetSize,
   summarize,
   fwdBwdDepth,
   gptDepth,
   summarizeAll,
+  summarizeArrays,
+  gradsNamed,
   timeIt,
   timingOf,
   type Agreement,
@@ -221,6 +223,20 @@ const SMOKE_GPT: GptSize = {
   d_ff: 12,
   tokens: 6,
 };
+
+/** The torch peer's job for a GPT forward + backward pass in f64 on the seeded values. */
+function torchGptJob(size: GptSize, warmup: number, reps: number): Record<string, unknown> {
+  return {
+    kind: "gpt",
+    size,
+    dtype: "f64",
+    tensors: gptTensors(size),
+    eps: gptConfig(size)["eps"],
+    seed: SEED,
+    warmup,
+    reps,
+  };
+}
 
 function reps(mode: RunOptions["mode"], full: number): { warmup: number; reps: number } {
   if (mode === "smoke") return { warmup: 0, reps: 1 };
@@ -472,7 +488,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
           const cot = makeTensors([cotSpec], dtype);
           const run = () => vjp(g, inputs, { y: cot["cot.y"]! }, { dtype });
           const res = run();
-          const sums = summarizeAll({ y: res.outputs["y"]!, ...prefixed(res.grads) });
+          const sums = summarizeAll({ y: res.outputs["y"]!, ...gradsNamed(res.grads) });
           ref ??= sums;
           const timing = await timeIt(run, warmup, r);
           const forward = await timeIt(() => evaluate(g, inputs, { dtype }), warmup, r);
@@ -497,7 +513,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
           const p = tfp.prepareBlock(size, f32In, f32Cot, eps);
           const agreement = agree(
             ref!,
-            summarizeAll32(p.run().values),
+            summarizeArrays(p.run().values),
             agreementTolerance("f64", "f32", K, depth),
           );
           const slow = backend === "cpu" && !smoke;
@@ -637,16 +653,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
             summaries: Record<string, Summary>;
             peakRssBytes: number;
             loss: number;
-          }>({
-            kind: "gpt",
-            size,
-            dtype: "f64",
-            tensors: gptTensors(size),
-            eps: gptConfig(size)["eps"],
-            seed: SEED,
-            warmup,
-            reps: r,
-          });
+          }>(torchGptJob(size, warmup, r));
           const t = timingOf(res.timesMs);
           rows.push({
             workload,
@@ -677,10 +684,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     if (only("interpreter")) {
       const size = smoke ? SMOKE_BLOCK : BLOCK_SIZES[1]!;
       const workload = `${blockLabel(size)} fwd+bwd f64`;
-      const { inputs: inSpecs, cot: cotSpec } = blockTensors(size);
-      const g = formulaGraph("block", blockConfig(size));
-      const inputs = makeTensors(inSpecs, "f64");
-      const cot = { y: makeTensors([cotSpec], "f64")["cot.y"]! };
+      const { g, inputs, cot } = blockPass(size, "f64");
       const { warmup, reps: r } = reps(mode, 15);
       const fmaRun = matmulKernelInfo().fma;
       const configs: [string, Optimizations | boolean, boolean][] = [
@@ -758,20 +762,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
     // -------------------------------------------------------------------------------- gradcheck
     let gradcheck: Results["gradcheck"];
     if (only("gradcheck")) {
-      const { V, n_ctx, d_model, H, L, d_ff } = resolveTopLevel("gpt", getPreset("tiny"));
-      if (V === undefined || n_ctx === undefined || d_model === undefined || H === undefined)
-        throw new Error("the tiny preset must fix V, n_ctx, d_model and H");
-      if (L === undefined) throw new Error("the tiny preset must fix L");
-      const size: GptSize = {
-        name: "tiny",
-        V,
-        n_ctx,
-        d_model,
-        H,
-        L,
-        d_ff: d_ff ?? 4 * d_model,
-        tokens: smoke ? 4 : 16,
-      };
+      const size = presetSize("tiny", smoke ? 4 : 16);
       const g = formulaGraph("gpt", gptConfig(size));
       const inputs = makeTensors(gptTensors(size), "f64");
       let ok = true;
@@ -843,16 +834,9 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<Results> {
             const peer = new TorchPeer();
             try {
               await peer.request({ kind: "info", threads: base.cores });
-              const ref = await peer.request<{ summaries: Record<string, Summary> }>({
-                kind: "gpt",
-                size,
-                dtype: "f64",
-                tensors: gptTensors(size),
-                eps: gptConfig(size)["eps"],
-                seed: SEED,
-                warmup: 0,
-                reps: 1,
-              });
+              const ref = await peer.request<{ summaries: Record<string, Summary> }>(
+                torchGptJob(size, 0, 1),
+              );
               agreement = agree(
                 ref.summaries,
                 res.summaries,
@@ -1094,18 +1078,6 @@ async function startupTiming(
   return { date, loadavg: before, timing, summary };
 }
 
-function prefixed(grads: NamedTensors): NamedTensors {
-  const out: NamedTensors = {};
-  for (const [k, v] of Object.entries(grads)) out[`grad.${k}`] = v;
-  return out;
-}
-
-function summarizeAll32(values: Readonly<Record<string, Float32Array>>): Record<string, Summary> {
-  const out: Record<string, Summary> = {};
-  for (const [k, v] of Object.entries(values)) out[k] = summarize(k, v);
-  return out;
-}
-
 /** Laws checked per second by properties/run.ts's runLaws on the reference. */
 async function lawsPerSecond(runs: number, log: (l: string) => void): Promise<Results["laws"]> {
   const report = await runLaws(referenceImplementation(), { runs, seed: 1 });
@@ -1163,61 +1135,61 @@ function targetsOf(
   const mmMin = mm.length > 0 ? Math.min(...mm.map((r) => r.gflops!)) : undefined;
   const mem = gptSpec?.peakRssBytes;
   void machine;
+  /** A target: `value` against `goal`, met when `ok(value)`; undefined when not measured. */
+  const target = (
+    name: string,
+    value: number | undefined,
+    goal: string,
+    ok: (v: number) => boolean,
+  ) => ({ name, value, goal, met: value === undefined ? undefined : ok(value) });
   return [
-    {
-      name: "GPT block (256, 128, 8) f64 fwd+bwd: tfjs-wasm (f32) time / specformer time",
-      value: vsWasm,
-      goal: "≥ 5",
-      met: vsWasm === undefined ? undefined : vsWasm >= 5,
-    },
-    {
-      name: "GPT block (256, 128, 8) f64 fwd+bwd: torch f64 time / specformer time",
-      value: vsTorch,
-      goal: "≥ 0.5 (within 2×)",
-      met: vsTorch === undefined ? undefined : vsTorch >= 0.5,
-    },
-    {
-      name: "GPT block (128, 64, 4) f64 fwd+bwd: torch f64 time / specformer time",
-      value: vsTorchSmall,
-      goal: "≥ 0.4 (within 2.5×)",
-      met: vsTorchSmall === undefined ? undefined : vsTorchSmall >= 0.4,
-    },
-    {
-      name: "matmul 512 f64 (slowest of A·B, A·Bᵀ, Aᵀ·B), GFLOP/s",
-      value: mmMin,
-      goal: "≥ 10",
-      met: mmMin === undefined ? undefined : mmMin >= 10,
-    },
-    {
-      name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer time / torch time",
-      value: gptRatio,
-      goal: "≤ 1.5",
-      met: gptRatio === undefined ? undefined : gptRatio <= 1.5,
-    },
-    {
-      name: "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer peak RSS, GiB",
-      value: mem === undefined ? undefined : mem / 2 ** 30,
-      goal: "≤ 2",
-      met: mem === undefined ? undefined : mem <= 2 * 2 ** 30,
-    },
+    target(
+      "GPT block (256, 128, 8) f64 fwd+bwd: tfjs-wasm (f32) time / specformer time",
+      vsWasm,
+      "≥ 5",
+      (v) => v >= 5,
+    ),
+    target(
+      "GPT block (256, 128, 8) f64 fwd+bwd: torch f64 time / specformer time",
+      vsTorch,
+      "≥ 0.5 (within 2×)",
+      (v) => v >= 0.5,
+    ),
+    target(
+      "GPT block (128, 64, 4) f64 fwd+bwd: torch f64 time / specformer time",
+      vsTorchSmall,
+      "≥ 0.4 (within 2.5×)",
+      (v) => v >= 0.4,
+    ),
+    target("matmul 512 f64 (slowest of A·B, A·Bᵀ, Aᵀ·B), GFLOP/s", mmMin, "≥ 10", (v) => v >= 10),
+    target(
+      "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer time / torch time",
+      gptRatio,
+      "≤ 1.5",
+      (v) => v <= 1.5,
+    ),
+    // mem / 2³⁰ is exact, so v ≤ 2 is mem ≤ 2 GiB
+    target(
+      "GPT-2 small, 64 tokens, f64 fwd+bwd: specformer peak RSS, GiB",
+      mem === undefined ? undefined : mem / 2 ** 30,
+      "≤ 2",
+      (v) => v <= 2,
+    ),
     ...(["node-echo", "numpy"] as const).map((peer) => {
-      const v = transport?.speedup[peer];
-      return {
-        name:
-          `1.25 M float64 round trip through ` +
-          `${peer === "node-echo" ? "the Node echo program" : "examples/numpy (relu)"}: ` +
-          `JSON time / binary time`,
-        value: v,
-        goal: "≥ 10",
-        met: v === undefined ? undefined : v >= 10,
-      };
+      const through = peer === "node-echo" ? "the Node echo program" : "examples/numpy (relu)";
+      return target(
+        `1.25 M float64 round trip through ${through}: JSON time / binary time`,
+        transport?.speedup[peer],
+        "≥ 10",
+        (v) => v >= 10,
+      );
     }),
-    {
-      name: "GPT-2 small through the process protocol (NumPy peer, f32 fwd+bwd): transport share of wall time",
-      value: gptProcess?.transportShare,
-      goal: "≤ 0.25",
-      met: gptProcess?.transportShare === undefined ? undefined : gptProcess.transportShare <= 0.25,
-    },
+    target(
+      "GPT-2 small through the process protocol (NumPy peer, f32 fwd+bwd): transport share of wall time",
+      gptProcess?.transportShare,
+      "≤ 0.25",
+      (v) => v <= 0.25,
+    ),
     {
       name: "npm start (specformer verify on the reference), wall s",
       value: startup?.timing ? startup.timing.medianMs / 1000 : undefined,

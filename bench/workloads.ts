@@ -9,6 +9,7 @@
  * tensors between processes (GPT-2-small's gradients are a gigabyte).
  */
 import { resolveTopLevel, type TopLevelConfigs } from "../spec/configs.js";
+import { getPreset } from "../spec/presets.js";
 import { exampleShapes } from "../spec/formula.js";
 import type { Config } from "../spec/node.js";
 import "../spec/index.js";
@@ -96,6 +97,23 @@ export function blockTensors(s: BlockSize): { inputs: TensorSpec[]; cot: TensorS
   return { inputs, cot: specFor("cot.y", [s.n, s.d_model]) };
 }
 
+/** A forward + backward pass to time: the graph, its seeded inputs and the output cotangents. */
+export interface Pass {
+  readonly g: Graph;
+  readonly inputs: NamedTensors;
+  readonly cot: NamedTensors;
+}
+
+/** One block's forward + backward pass at these sizes, every value seeded in `dtype`. */
+export function blockPass(s: BlockSize, dtype: FloatDType): Pass {
+  const t = blockTensors(s);
+  return {
+    g: formulaGraph("block", blockConfig(s)),
+    inputs: makeTensors(t.inputs, dtype),
+    cot: { y: makeTensors([t.cot], dtype)["cot.y"]! },
+  };
+}
+
 /** A GPT-shaped model and the tokens it runs on. */
 export interface GptSize {
   readonly name: string;
@@ -109,16 +127,19 @@ export interface GptSize {
   readonly tokens: number;
 }
 
-export const GPT2_SMALL: GptSize = {
-  name: "gpt2-small",
-  V: 50257,
-  n_ctx: 1024,
-  d_model: 768,
-  H: 12,
-  L: 12,
-  d_ff: 3072,
-  tokens: 64,
-};
+/**
+ * The sizes of a model preset (spec/presets.ts; d_ff defaults to 4·d_model) on `tokens` tokens.
+ * @throws Error if the preset leaves a size open.
+ */
+export function presetSize(name: string, tokens: number): GptSize {
+  const { V, n_ctx, d_model, H, L, d_ff } = resolveTopLevel("gpt", getPreset(name));
+  if (V === undefined || n_ctx === undefined || d_model === undefined || H === undefined)
+    throw new Error(`the ${name} preset must fix V, n_ctx, d_model and H`);
+  if (L === undefined) throw new Error(`the ${name} preset must fix L`);
+  return { name, V, n_ctx, d_model, H, L, d_ff: d_ff ?? 4 * d_model, tokens };
+}
+
+export const GPT2_SMALL: GptSize = presetSize("gpt2-small", 64);
 
 /**
  * The configuration as reference/model.ts resolves it (the formula's config and every
@@ -207,12 +228,30 @@ export function summarize(name: string, t: ArrayLike<number>, seed = SEED): Summ
   return { norm: Math.sqrt(ss), proj: p, probeRms: t.length === 0 ? 0 : Math.sqrt(rr / t.length) };
 }
 
+/** {@link summarize} of each named array, under its name. */
+export function summarizeArrays(
+  values: Readonly<Record<string, ArrayLike<number>>>,
+  seed = SEED,
+): Record<string, Summary> {
+  const out: Record<string, Summary> = {};
+  for (const [k, v] of Object.entries(values)) out[k] = summarize(k, v, seed);
+  return out;
+}
+
+/** {@link summarize} of each named tensor's values, under its name. */
 export function summarizeAll(
   ts: Readonly<Record<string, Tensor>>,
   seed = SEED,
 ): Record<string, Summary> {
   const out: Record<string, Summary> = {};
   for (const [k, t] of Object.entries(ts)) out[k] = summarize(k, t.data, seed);
+  return out;
+}
+
+/** Gradients by the names results compare them under: `grad.<argument>`. */
+export function gradsNamed(grads: NamedTensors): NamedTensors {
+  const out: NamedTensors = {};
+  for (const [k, v] of Object.entries(grads)) out[`grad.${k}`] = v;
   return out;
 }
 
