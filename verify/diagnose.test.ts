@@ -41,6 +41,11 @@ function fill(
   return t;
 }
 
+/** `t` with `f` applied to each of its values (same dtype and shape). */
+function mapped(t: Tensor, f: (v: number) => number): Tensor {
+  return fill(t, Array.from(t.data, f));
+}
+
 /**
  * softmax(s·QKᵀ/√d_k + mask) V over leading axes; key j visible to query i iff j ≤ i + (m − n) +
  * shift (shift null: no mask).
@@ -191,14 +196,14 @@ describe("GELU: erf against tanh", () => {
   test("the tanh form where erf is expected", async () => {
     const c = golden("gelu/f64/n7_d12");
     const x = c.inputs["x"]!;
-    const hints = await diagnose(symptom(c, fill(x, Array.from(x.data, geluTanh))));
+    const hints = await diagnose(symptom(c, mapped(x, geluTanh)));
     expect(hints[0]?.id).toBe("gelu-tanh");
     expect(hints[0]?.message).toContain("gelu_new");
   });
   test("the erf form where tanh is expected (float32 case, erf to 1.5e-7)", async () => {
     const c = golden("gelu_tanh/f32/n7_d12");
     const x = c.inputs["x"]!;
-    expect(await ids(symptom(c, fill(x, Array.from(x.data, geluErf))))).toContain("gelu-erf");
+    expect(await ids(symptom(c, mapped(x, geluErf)))).toContain("gelu-erf");
   });
   test("inside the FFN: activation gelu computed with tanh", async () => {
     const c = golden("ffn/f64/gelu_n7_d12_dff20");
@@ -235,10 +240,7 @@ describe("patterns of the error", () => {
     const hints = await diagnose(
       symptom(
         c,
-        fill(
-          y,
-          Array.from(y.data, (v) => 2 * v),
-        ),
+        mapped(y, (v) => 2 * v),
       ),
     );
     const h = hints.find((x) => x.id === "attention-scale");
@@ -252,10 +254,7 @@ describe("patterns of the error", () => {
     const hints = await diagnose(
       symptom(
         c,
-        fill(
-          y,
-          Array.from(y.data, (v) => 1.5 * v),
-        ),
+        mapped(y, (v) => 1.5 * v),
       ),
     );
     expect(hints.map((h) => h.id)).toEqual(["constant-factor"]);
@@ -280,10 +279,7 @@ describe("patterns of the error", () => {
     const hints = await diagnose(
       symptom(
         c,
-        fill(
-          y,
-          Array.from(y.data, (v) => v + 0.25),
-        ),
+        mapped(y, (v) => v + 0.25),
       ),
     );
     expect(hints.map((h) => h.id)).toEqual(["row-offset"]);
