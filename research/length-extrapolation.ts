@@ -18,6 +18,7 @@ import { Progress } from "./progress.js";
 import { mean, pairedInterval, std, type PairedInterval } from "./stats.js";
 import {
   checksTable,
+  intervalText,
   mdTable,
   runInfo,
   runInfoLine,
@@ -263,12 +264,6 @@ function row(rows: readonly LengthRow[], p: Positions, f: number): LengthRow | u
   return rows.find((r) => r.positions === p && r.factor === f);
 }
 
-const signed = (x: number, d = 3) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(d)}`;
-/** "+0.012 [−0.004, +0.028]" */
-function fmtRise(d: PairedInterval): string {
-  return `${signed(d.mean)} [${signed(d.low)}, ${signed(d.high)}]`;
-}
-
 /**
  * Press et al. 2022, Figure 1 (WikiText-103, L_train = 512 and 1024, inference up to 16k tokens):
  * ALiBi's perplexity beyond L_train stays within a few percent of its value at L_train or falls,
@@ -291,7 +286,7 @@ export function lengthChecks(s: LengthSizes, rows: readonly LengthRow[]): StudyC
       expected:
         `≤ +${ALIBI_BAND} nats, a band of ≈ 5% perplexity — Press et al. 2022, ` +
         `Figure 1: ALiBi's perplexity stays level or falls beyond L_train`,
-      measured: alibi.map((d, i) => `${beyond[i]}×: ${fmtRise(d)}`).join("; "),
+      measured: alibi.map((d, i) => `${beyond[i]}×: ${intervalText(d)}`).join("; "),
       ok: worst <= ALIBI_BAND,
     });
   }
@@ -316,7 +311,7 @@ export function lengthChecks(s: LengthSizes, rows: readonly LengthRow[]): StudyC
             ? "the rotary model's perplexity climbs beyond L_train"
             : "the sinusoidal model's perplexity explodes beyond L_train",
         ),
-      measured: `rise ${fmtRise(d)}; minus ALiBi's ${fmtRise(vsAlibi)}`,
+      measured: `rise ${intervalText(d)}; minus ALiBi's ${intervalText(vsAlibi)}`,
       ok: d.mean > RISE_MIN && vsAlibi.low > 0,
     });
   }
@@ -331,7 +326,7 @@ export function lengthChecks(s: LengthSizes, rows: readonly LengthRow[]): StudyC
       name: `no positions: rise at ${top}× L_train minus the sinusoidal model's (paired over seeds)`,
       expected:
         "< 0 (95% CI below 0) — Kazemnejad et al. 2023, §4: NoPE extrapolates better than absolute position encodings",
-      measured: `NoPE rise ${fmtRise(none)}; minus sinusoidal's ${fmtRise(diff)}`,
+      measured: `NoPE rise ${intervalText(none)}; minus sinusoidal's ${intervalText(diff)}`,
       ok: diff.high < 0,
     });
   }
@@ -448,7 +443,7 @@ function lengthSummary(r: LengthResult, startedMs: number): string {
     p.label,
     ...s.factors.slice(1).map((f) => {
       const x = row(r.rows, p.id, f);
-      return x?.rise === undefined ? "cannot" : fmtRise(x.rise);
+      return x?.rise === undefined ? "cannot" : intervalText(x.rise);
     }),
   ]);
   return (

@@ -18,6 +18,7 @@ import { Progress } from "./progress.js";
 import { mean } from "./stats.js";
 import {
   checksTable,
+  signed,
   mdTable,
   runInfo,
   runInfoLine,
@@ -463,7 +464,6 @@ export function mupSummary(r: MupResult, startedMs: number, startedCpu?: NodeJS.
       .join(", ");
   const base = s.widths[0]!;
   const gap = (l: number) => point("μP, zero readout", base, l)!.loss - point("μP", base, l)!.loss;
-  const signed = (x: number) => (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(3);
   const readoutGap = s.zeroReadoutWidths.includes(base)
     ? s.log2Lrs
         .filter((l) => Number.isFinite(gap(l)))

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { makeFolders } from "../io/files.js";
 import { renderSvg, type TopLevelSpec } from "./plot.js";
 import { Progress } from "./progress.js";
+import type { PairedInterval } from "./stats.js";
 
 export class StudyError extends Error {
   override name = "StudyError";
@@ -204,4 +205,14 @@ export function sig(x: number, digits = 3): string {
 export function withSE(x: number, se: number, digits = 2): string {
   const f = (v: number) => v.toFixed(digits).replace(/^-/, "−");
   return Number.isFinite(se) ? `${f(x)} ± ${Math.abs(se).toFixed(digits)}` : f(x);
+}
+
+/** `x` with its sign always written and `digits` after the point: "+0.012", "−0.004". */
+export function signed(x: number, digits = 3): string {
+  return `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(digits)}`;
+}
+
+/** A paired difference and its 95% interval: "+0.012 [−0.004, +0.028]". */
+export function intervalText(d: PairedInterval): string {
+  return `${signed(d.mean)} [${signed(d.low)}, ${signed(d.high)}]`;
 }

@@ -12,6 +12,8 @@ import { Progress } from "./progress.js";
 import { mean, median, pairedInterval, std, type PairedInterval } from "./stats.js";
 import {
   checksTable,
+  intervalText,
+  signed,
   mdTable,
   runInfo,
   runInfoLine,
@@ -397,11 +399,9 @@ export function runVariants(
 // ---------------------------------------------------------------------------------------------
 // report
 
-const signed = (x: number, digits = 3) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(digits)}`;
-
 /** "−0.041 [−0.060, −0.022]" (a single seed: the difference alone). */
 function fmtDelta(d: PairedInterval): string {
-  return d.n > 1 ? `${signed(d.mean)} [${signed(d.low)}, ${signed(d.high)}]` : signed(d.mean);
+  return d.n > 1 ? intervalText(d) : signed(d.mean);
 }
 
 function smoothWindow(s: VariantsSizes): number {
