@@ -121,19 +121,22 @@ function crossEntropyPort(name: string, honourIgnore: boolean): Implementation {
   };
 }
 
+/**
+ * `port` verified on the float64 golden cases of `formula` (values only), and the status of its
+ * case `{formula}/f64/{slug}`.
+ */
+async function verifyCases(port: Implementation, formula: string) {
+  const r = await verify(port, { formulas: [formula], dtype: "f64", gradients: false });
+  const status = (slug: string) =>
+    r.results.find((x) => x.case === `${formula}/f64/${slug}`)?.status;
+  return { r, status };
+}
+
 describe("a port verified by stating its cross-entropy convention", () => {
   test("ignore_index = −100 (and −1) pass when the port leaves those positions out of the mean", async () => {
-    const r = await verify(crossEntropyPort("port", true), {
-      formulas: ["cross_entropy"],
-      dtype: "f64",
-      gradients: false,
-    });
-    expect(
-      r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status,
-    ).toBe("pass");
-    expect(r.results.find((x) => x.case === "cross_entropy/f64/ignore_minus1_n6_V9")?.status).toBe(
-      "pass",
-    );
+    const { r, status } = await verifyCases(crossEntropyPort("port", true), "cross_entropy");
+    expect(status("ignore_default_b2_n5_V7")).toBe("pass");
+    expect(status("ignore_minus1_n6_V9")).toBe("pass");
     // every case it computes passes; the smoothing, summed, per-position and weighted cases are
     // declined (more than half of them, so the run itself does not pass: the decline limit)
     for (const x of r.results) {
@@ -143,15 +146,12 @@ describe("a port verified by stating its cross-entropy convention", () => {
     expect(r.results.filter((x) => x.status === "pass").length).toBeGreaterThanOrEqual(8);
   });
   test("a port that averages over every position fails the ignore_index cases", async () => {
-    const r = await verify(crossEntropyPort("no ignore_index", false), {
-      formulas: ["cross_entropy"],
-      dtype: "f64",
-      gradients: false,
-    });
-    expect(
-      r.results.find((x) => x.case === "cross_entropy/f64/ignore_default_b2_n5_V7")?.status,
-    ).toBe("fail");
-    expect(r.results.find((x) => x.case === "cross_entropy/f64/n7_V11")?.status).toBe("pass");
+    const { status } = await verifyCases(
+      crossEntropyPort("no ignore_index", false),
+      "cross_entropy",
+    );
+    expect(status("ignore_default_b2_n5_V7")).toBe("fail");
+    expect(status("n7_V11")).toBe("pass");
   });
 });
 
@@ -160,13 +160,8 @@ describe("a port verified by stating its attention conventions", () => {
     "top-left with n ≠ m, padding masks and additive masks pass; " +
       "conventions the port lacks are declined",
     async () => {
-      const r = await verify(attentionPort("port", { alwaysTopLeft: false }), {
-        formulas: ["attention"],
-        dtype: "f64",
-        gradients: false,
-      });
-      const status = (slug: string) =>
-        r.results.find((x) => x.case === `attention/f64/${slug}`)?.status;
+      const port = attentionPort("port", { alwaysTopLeft: false });
+      const { r, status } = await verifyCases(port, "attention");
       expect(status("top_left_n3_m7_dk4")).toBe("pass");
       expect(status("top_left_b2_n6_m4_dk3")).toBe("pass");
       expect(status("mask_bool_padding_b2_n5_dk4")).toBe("pass");
@@ -182,13 +177,8 @@ describe("a port verified by stating its attention conventions", () => {
   );
 
   test("the same port reading every causal request as top-left fails the bottom-right cases with n ≠ m", async () => {
-    const r = await verify(attentionPort("top-left only", { alwaysTopLeft: true }), {
-      formulas: ["attention"],
-      dtype: "f64",
-      gradients: false,
-    });
-    const status = (slug: string) =>
-      r.results.find((x) => x.case === `attention/f64/${slug}`)?.status;
+    const port = attentionPort("top-left only", { alwaysTopLeft: true });
+    const { r, status } = await verifyCases(port, "attention");
     expect(status("n3_m8_dk4_causal_kvcache")).toBe("fail");
     expect(status("top_left_n3_m7_dk4")).toBe("pass");
     // n = m: the alignments agree
