@@ -82,31 +82,31 @@ function testcase(r: VerifyResult, classname: string): string {
     `    <testcase classname="${xmlEscape(classname)}" ` +
     `name="${xmlEscape(name)}" time="${seconds(r.timeMs)}"`;
   const firstLine = (s: string) => s.split("\n")[0]!.slice(0, 300);
+  const holding = (element: string) => `${open}>\n      ${element}\n    </testcase>`;
+  // a <failure> or <error>: the first line of `message` as its message, every detail as its text
+  const reporting = (tag: "failure" | "error", type: string, message: string, text: string) =>
+    holding(
+      `<${tag} type="${type}" message="${xmlEscape(firstLine(message))}">` +
+        `${xmlEscape(text)}</${tag}>`,
+    );
   switch (r.status) {
     case "pass":
       return `${open}/>`;
     case "fail": {
       const text = detail(r);
-      return (
-        `${open}>\n      <failure type="mismatch" ` +
-        `message="${xmlEscape(firstLine(text || "failed"))}">${xmlEscape(text)}</failure>\n ` +
-        `   </testcase>`
-      );
+      return reporting("failure", "mismatch", text || "failed", text);
     }
-    case "fault": {
-      const text = detail(r);
-      return (
-        `${open}>\n      <error type="ImplementationError" ` +
-        `message="${xmlEscape(firstLine(r.fault?.message ?? r.message ?? "fault"))}">${xmlEscape(text)}</error>\n ` +
-        `   </testcase>`
+    case "fault":
+      return reporting(
+        "error",
+        "ImplementationError",
+        r.fault?.message ?? r.message ?? "fault",
+        detail(r),
       );
-    }
     case "declined":
     case "skipped":
-      return (
-        `${open}>\n      <skipped ` +
-        `message="${xmlEscape(`${r.status}: ${firstLine(r.message ?? "")}`)}"/>\n ` +
-        `   </testcase>`
+      return holding(
+        `<skipped message="${xmlEscape(`${r.status}: ${firstLine(r.message ?? "")}`)}"/>`,
       );
   }
 }
