@@ -90,7 +90,7 @@ export interface LawTolerance {
  * The bound of a law that compares two evaluations of the same quantity ({@link Check.expectTwin}):
  * 2·γ_K with K the rounding depth (`sizes.K`), multiplying S + κ̂ (tolerance.ts).
  */
-export function twinBound(dtype: FloatDType, sizes: Readonly<Record<string, number>>): number {
+function twinBound(dtype: FloatDType, sizes: Readonly<Record<string, number>>): number {
   return 2 * gamma(sizes["K"] ?? 1, dtype);
 }
 
