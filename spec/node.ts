@@ -97,36 +97,47 @@ export type Node =
 export type Op = Node["op"];
 export type NodeOf<K extends Op> = Extract<Node, { op: K }>;
 
+/** The fields of a node type that hold one operand each. */
+type OperandField<N> = Exclude<
+  { [F in keyof N]: N[F] extends Node ? F : never }[keyof N],
+  undefined
+>;
+
+/**
+ * Where each op keeps its operands, in their fixed order: the fields holding one operand each.
+ * concat keeps its operands as the list `xs`; a call's operand is its body (its arguments are the
+ * body's leaves).
+ */
+const OPERAND_FIELDS: {
+  readonly [K in Exclude<Op, "concat">]: readonly OperandField<NodeOf<K>>[];
+} = {
+  input: [],
+  const: [],
+  dim: [],
+  iota: [],
+  unary: ["x"],
+  reduce: ["x"],
+  reshape: ["x"],
+  permute: ["x"],
+  broadcast: ["x"],
+  slice: ["x"],
+  stopgrad: ["x"],
+  binary: ["a", "b"],
+  matmul: ["a", "b"],
+  gather: ["table", "indices"],
+  scatter_add: ["updates", "indices"],
+  where: ["cond", "a", "b"],
+  call: ["body"],
+};
+
+/** A node's fields by name, for the operand fields {@link OPERAND_FIELDS} names. */
+const fieldsOf = (n: Node) => n as unknown as Readonly<Record<string, Node>>;
+
 /** Direct operands of a node, in a fixed order. */
 export function operands(n: Node): readonly Node[] {
-  switch (n.op) {
-    case "input":
-    case "const":
-    case "dim":
-    case "iota":
-      return [];
-    case "unary":
-    case "reduce":
-    case "reshape":
-    case "permute":
-    case "broadcast":
-    case "slice":
-    case "stopgrad":
-      return [n.x];
-    case "binary":
-    case "matmul":
-      return [n.a, n.b];
-    case "concat":
-      return n.xs;
-    case "gather":
-      return [n.table, n.indices];
-    case "scatter_add":
-      return [n.updates, n.indices];
-    case "where":
-      return [n.cond, n.a, n.b];
-    case "call":
-      return [n.body];
-  }
+  if (n.op === "concat") return n.xs;
+  const fields = fieldsOf(n);
+  return OPERAND_FIELDS[n.op].map((f) => fields[f]!);
 }
 
 /**
@@ -135,47 +146,23 @@ export function operands(n: Node): readonly Node[] {
  * {@link operands}: graph rewrites (planted mistakes, diagnosis hypotheses) map a graph with it.
  */
 export function mapOperands(n: Node, m: (x: Node) => Node): Node {
-  switch (n.op) {
-    case "input":
-    case "const":
-    case "dim":
-    case "iota":
-      return n;
-    case "unary":
-    case "reduce":
-    case "reshape":
-    case "permute":
-    case "broadcast":
-    case "slice":
-    case "stopgrad":
-      return m(n.x) === n.x ? n : { ...n, x: m(n.x) };
-    case "binary":
-    case "matmul":
-      return m(n.a) === n.a && m(n.b) === n.b ? n : { ...n, a: m(n.a), b: m(n.b) };
-    case "concat":
-      return n.xs.every((x) => m(x) === x) ? n : { ...n, xs: n.xs.map(m) };
-    case "gather":
-      return m(n.table) === n.table && m(n.indices) === n.indices
-        ? n
-        : { ...n, table: m(n.table), indices: m(n.indices) };
-    case "scatter_add":
-      return m(n.updates) === n.updates && m(n.indices) === n.indices
-        ? n
-        : { ...n, updates: m(n.updates), indices: m(n.indices) };
-    case "where":
-      return m(n.cond) === n.cond && m(n.a) === n.a && m(n.b) === n.b
-        ? n
-        : { ...n, cond: m(n.cond), a: m(n.a), b: m(n.b) };
-    case "call": {
-      const args: Record<string, Node> = {};
-      let changed = m(n.body) !== n.body;
-      for (const [k, v] of Object.entries(n.args)) {
-        args[k] = m(v);
-        if (args[k] !== v) changed = true;
-      }
-      return changed ? { ...n, args, body: m(n.body) } : n;
+  if (n.op === "concat") return n.xs.every((x) => m(x) === x) ? n : { ...n, xs: n.xs.map(m) };
+  if (n.op === "call") {
+    const args: Record<string, Node> = {};
+    let changed = m(n.body) !== n.body;
+    for (const [k, v] of Object.entries(n.args)) {
+      args[k] = m(v);
+      if (args[k] !== v) changed = true;
     }
+    return changed ? { ...n, args, body: m(n.body) } : n;
   }
+  const fields = fieldsOf(n);
+  let out: Record<string, Node> | undefined;
+  for (const f of OPERAND_FIELDS[n.op]) {
+    const x = m(fields[f]!);
+    if (x !== fields[f]) (out ??= { ...fields })[f] = x;
+  }
+  return out === undefined ? n : (out as unknown as Node);
 }
 
 /**
