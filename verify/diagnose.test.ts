@@ -10,7 +10,7 @@ import type { GoldenCase } from "../golden/cases-io.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { golden } from "./cases.testing.js";
 import { diagnose, transposeLast } from "./diagnose.js";
-import type { HintId, Symptom } from "./diagnose.js";
+import type { Hint, HintId, Symptom } from "./diagnose.js";
 
 function symptom(c: GoldenCase, actual: Tensor, output = "y"): Symptom {
   const tol = c.tolerance[`out.${output}`]!;
@@ -44,6 +44,11 @@ function fill(
 /** `t` with `f` applied to each of its values (same dtype and shape). */
 function mapped(t: Tensor, f: (v: number) => number): Tensor {
   return fill(t, Array.from(t.data, f));
+}
+
+/** The hints for `c` when its output `y` is the golden one with `f` applied to each value. */
+async function hintsWhenMapped(c: GoldenCase, f: (v: number) => number): Promise<Hint[]> {
+  return diagnose(symptom(c, mapped(c.outputs["y"]!, f)));
 }
 
 /**
@@ -236,13 +241,7 @@ describe("patterns of the error", () => {
   });
   test("a factor √(d_model/d_k) = √H on an MHA output names the attention scale", async () => {
     const c = golden("mha/f64/n6_d12_h4_noncausal");
-    const y = c.outputs["y"]!;
-    const hints = await diagnose(
-      symptom(
-        c,
-        mapped(y, (v) => 2 * v),
-      ),
-    );
+    const hints = await hintsWhenMapped(c, (v) => 2 * v);
     const h = hints.find((x) => x.id === "attention-scale");
     expect(h?.evidence).toBe("pattern");
     expect(h?.message).toContain("c = 2");
@@ -250,13 +249,7 @@ describe("patterns of the error", () => {
   });
   test("any other constant factor", async () => {
     const c = golden("layer_norm/f64/n7_d12");
-    const y = c.outputs["y"]!;
-    const hints = await diagnose(
-      symptom(
-        c,
-        mapped(y, (v) => 1.5 * v),
-      ),
-    );
+    const hints = await hintsWhenMapped(c, (v) => 1.5 * v);
     expect(hints.map((h) => h.id)).toEqual(["constant-factor"]);
     expect(hints[0]!.message).toContain("c = 1.5");
   });
@@ -275,13 +268,7 @@ describe("patterns of the error", () => {
   });
   test("one constant offset everywhere", async () => {
     const c = golden("layer_norm/f64/n7_d12");
-    const y = c.outputs["y"]!;
-    const hints = await diagnose(
-      symptom(
-        c,
-        mapped(y, (v) => v + 0.25),
-      ),
-    );
+    const hints = await hintsWhenMapped(c, (v) => v + 0.25);
     expect(hints.map((h) => h.id)).toEqual(["row-offset"]);
     expect(hints[0]!.message).toContain("the same constant 0.25 everywhere");
   });
