@@ -47,22 +47,18 @@ function parseDimExpr(src: string): Dim {
   }
   let i = 0;
   const peek = (): string | undefined => toks[i];
-  const expr = (): Dim => {
-    let left = term();
-    while (peek() === "+" || peek() === "-") {
-      const op = toks[i++] as "+" | "-";
-      left = { op, a: left, b: term() };
+  type Op = "+" | "-" | "*" | "/";
+  /** A left-associative run `operand (op operand)*` of the operators `ops`. */
+  const run = (ops: readonly Op[], operand: () => Dim) => (): Dim => {
+    let left = operand();
+    while (ops.includes(peek() as Op)) {
+      const op = toks[i++] as Op;
+      left = { op, a: left, b: operand() };
     }
     return left;
   };
-  const term = (): Dim => {
-    let left = atom();
-    while (peek() === "*" || peek() === "/") {
-      const op = toks[i++] as "*" | "/";
-      left = { op, a: left, b: atom() };
-    }
-    return left;
-  };
+  const term = run(["*", "/"], () => atom());
+  const expr = run(["+", "-"], term);
   const atom = (): Dim => {
     const t = toks[i++];
     if (t === undefined) throw new DimError(`dim expression "${src}" ends early`);
