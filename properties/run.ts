@@ -7,6 +7,7 @@
  * replays the shrunk counterexample exactly: `fc.check(..., { seed, path, endOnFailure })`
  * regenerates the same case from the same seed, and the laws' checks are deterministic.
  */
+import { textTable } from "../io/text.js";
 import fc from "fast-check";
 import "../spec/index.js";
 import { formulaNames, hasFormula } from "../spec/formula.js";
@@ -545,16 +546,6 @@ export async function runLaws(impl: Implementation, opts: RunOptions = {}): Prom
 // ---------------------------------------------------------------------------------------------
 // Reports
 
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
-  const line = (r: string[]) =>
-    r
-      .map((cell, c) => cell.padEnd(widths[c]!))
-      .join("  ")
-      .trimEnd();
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
-}
-
 function seconds(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
@@ -625,7 +616,7 @@ export function formatLawReport(report: LawReport): string {
   const lines = [
     `laws against ${report.implementation} (${report.dtype}, seed ${report.seed}, ${report.runs} runs per law)`,
     "",
-    ...table(["law", "formulas", "runs", "result", "time / reason"], rows),
+    ...textTable(["law", "formulas", "runs", "result", "time / reason"], rows),
     "",
     `${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped in ${seconds(report.timeMs)}`,
   ];
@@ -648,5 +639,5 @@ export function formatLawList(): string {
     typeof l.formulas === "string" ? l.formulas : describeList(l.formulas),
     l.statement,
   ]);
-  return table(["law", "formulas", "statement"], rows).join("\n") + "\n";
+  return textTable(["law", "formulas", "statement"], rows).join("\n") + "\n";
 }

@@ -88,7 +88,7 @@ export function plottedStudy<R extends { readonly checks: readonly StudyCheck[] 
 }
 
 /** Number of seeds from the options, validated (a positive integer). */
-export function seedCount(opts: StudyOptions, dflt: number): number {
+function seedCount(opts: StudyOptions, dflt: number): number {
   const s = opts.seeds ?? dflt;
   if (!Number.isInteger(s) || s < 1)
     throw new StudyError(`seeds must be a positive integer, got ${s}`);

@@ -64,7 +64,7 @@ export interface VariantsSizes {
  * what a paired interval needs to resolve differences of a few hundredths of a nat (see the
  * summary's noise paragraph).
  */
-export const VARIANTS_DEFAULT: VariantsSizes = {
+const VARIANTS_DEFAULT: VariantsSizes = {
   d_model: 32,
   H: 4,
   L: 2,
