@@ -18,7 +18,7 @@ const bind = (
   );
 };
 
-/** Shapes of mha's input x (`rows` rows) and its weights and biases, at width d = d_model = d_kv. */
+/** Shapes of mha's input x (`rows` rows), weights and biases at width d = d_model = d_kv. */
 const mhaShapes = (rows: number, d: number) => ({
   x: [rows, d],
   W_Q: [d, d],

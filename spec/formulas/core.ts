@@ -138,7 +138,7 @@ const MAX_AXES = 8;
 
 /** Names of the k − 1 axes after the reduced one: r_1 … r_{k−1} (sized by exampleDims). */
 const trailing = (k: number): string[] => Array.from({ length: k - 1 }, (_, i) => `r_${i + 1}`);
-/** The shape [..., m, r_1 … r_{k−1}] of a softmax-family tensor, m the axis the formula runs over. */
+/** The shape [..., m, r_1 … r_{k−1}] of a softmax-family tensor, m the axis it runs over. */
 const axisShape = (cfg: Config, formula: string): string[] => [
   "...",
   "m",
