@@ -5,8 +5,7 @@
  */
 import { buildFormula, hyperDims, type BuiltFormula } from "../spec/formula.js";
 import type { Expr } from "../spec/expr.js";
-import type { Dim } from "../spec/dims.js";
-import type { Config } from "../spec/node.js";
+import type { Config, Constraint } from "../spec/node.js";
 
 /**
  * A graph to evaluate: named leaves (inputs, parameters, cotangents), named output expressions, and
@@ -22,7 +21,7 @@ export interface Graph {
   readonly args: Readonly<Record<string, Expr>>;
   readonly outputs: Readonly<Record<string, Expr>>;
   /** Pairs of dims that must be equal (`why` says where the relation comes from, for messages). */
-  readonly relations: readonly { a: Dim; b: Dim; why: string }[];
+  readonly relations: readonly Constraint[];
   /** Dims fixed by hyperparameters. */
   readonly hyper: ReadonlyMap<string, number>;
 }

@@ -6,7 +6,7 @@
  */
 import { dim, type Dim } from "./dims.js";
 import { Expr, input, make, param } from "./expr.js";
-import type { Config, HyperValue, Label, Node } from "./node.js";
+import type { Config, Constraint, HyperValue, Label, Node } from "./node.js";
 import { withScope } from "./shape.js";
 
 /**
@@ -425,7 +425,7 @@ export interface BuiltFormula {
   /** Output expressions, by output name; each is a `call` node of the formula on its leaves. */
   readonly outputs: Readonly<Record<string, Expr>>;
   /** The declared dim relations, as pairs of dims that must be equal. */
-  readonly relations: readonly { a: Dim; b: Dim; why: string }[];
+  readonly relations: readonly Constraint[];
 }
 
 /** Build a formula's graph over fresh input leaves. */
@@ -460,7 +460,7 @@ export function buildFormula(name: string, cfg: Config = {}): BuiltFormula {
   });
 }
 
-export function parseRelations(def: FormulaDef, cfg: Config): { a: Dim; b: Dim; why: string }[] {
+export function parseRelations(def: FormulaDef, cfg: Config): Constraint[] {
   return (def.relations?.(cfg) ?? []).map((r) => {
     const [l, rhs, ...rest] = r.split("=");
     if (l === undefined || rhs === undefined || rest.length > 0)

@@ -26,7 +26,14 @@
  */
 import { BATCH, evalDim, type Dim } from "./dims.js";
 import { bindDims, type Binding, type TensorInfo } from "./bind.js";
-import { topoSort, type BinaryFn, type Node, type NodeOf, type Op } from "./node.js";
+import {
+  topoSort,
+  type BinaryFn,
+  type Constraint,
+  type Node,
+  type NodeOf,
+  type Op,
+} from "./node.js";
 import type { ScalarFnName } from "./scalar.js";
 import type { Expr } from "./expr.js";
 
@@ -316,7 +323,7 @@ function roundingDepths(roots: readonly Node[], env: DepthEnv): Map<Node, number
 export interface DepthGraph {
   readonly name: string;
   readonly outputs: Readonly<Record<string, Expr>>;
-  readonly relations: readonly { a: Dim; b: Dim; why: string }[];
+  readonly relations: readonly Constraint[];
   readonly hyper: ReadonlyMap<string, number>;
 }
 
