@@ -10,22 +10,13 @@ import { evaluate, plan } from "./evaluate.js";
 import { gradGraph, vjp } from "./grad.js";
 import { Rng, sampleInputs } from "./random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "./tensor.js";
+import { bitDifference } from "./bits.testing.js";
 import { evalDim } from "../spec/dims.js";
 import { add, constant, gather, input, matmul, slice, transpose } from "../spec/expr.js";
 
+/** `b` (optimised) holds the same tensors as `a` (plain), bit for bit. */
 function sameBits(a: NamedTensors, b: NamedTensors, what: string): void {
-  expect(Object.keys(a).sort(), what).toEqual(Object.keys(b).sort());
-  for (const [k, t] of Object.entries(a)) {
-    const u = b[k]!;
-    expect(u.shape, `${what} ${k}`).toEqual(t.shape);
-    for (let i = 0; i < t.size; i++) {
-      // Object.is: NaN equals NaN, and −0 differs from +0
-      if (!Object.is(t.data[i], u.data[i]))
-        expect.fail(
-          `${what}: ${k}[${t.unravel(i).join(", ")}] is ${u.data[i]} optimised, ${t.data[i]} plain`,
-        );
-    }
-  }
+  expect(bitDifference(a, b, what, "optimised")).toBeUndefined();
 }
 
 function checkBoth(

@@ -11,6 +11,7 @@ import { evaluate, plan, type EvalOptions } from "./evaluate.js";
 import { vjp } from "./grad.js";
 import { Rng } from "./random.js";
 import { Tensor, type FloatDType, type NamedTensors } from "./tensor.js";
+import { bitDifference } from "./bits.testing.js";
 import {
   binary,
   constant,
@@ -33,20 +34,9 @@ const UNFUSED: EvalOptions["optimize"] = {
   fuse: false,
 };
 
+/** `got` (fused) holds the same tensors as `want` (plain), bit for bit. */
 function sameBits(want: NamedTensors, got: NamedTensors, what: string): void {
-  expect(Object.keys(got).sort(), what).toEqual(Object.keys(want).sort());
-  for (const [k, t] of Object.entries(want)) {
-    const u = got[k]!;
-    expect(u.shape, `${what} ${k}`).toEqual(t.shape);
-    for (let i = 0; i < t.size; i++) {
-      // Object.is: NaN equals NaN, and −0 differs from +0
-      if (!Object.is(t.data[i], u.data[i])) {
-        expect.fail(
-          `${what}: ${k}[${t.unravel(i).join(", ")}] is ${u.data[i]} fused, ${t.data[i]} plain`,
-        );
-      }
-    }
-  }
+  expect(bitDifference(want, got, what, "fused")).toBeUndefined();
 }
 
 /** Normal values with NaN, ±∞, −0, 0 and large magnitudes sprinkled in (about 1 in 12). */
