@@ -182,66 +182,54 @@ export function renderMarkdown(res: Results, optimisationLog: string): string {
     );
   }
 
-  const blocks = [...byWorkload.entries()].filter(([w]) => w.startsWith("block"));
-  if (blocks.length > 0) {
-    out.push(
-      `## GPT block forward + backward`,
-      "",
-      "GPT-2's block: pre-LN, causal attention, GELU (tanh), biases. " +
-        "Gradients of x and all 12 parameters for a seeded output cotangent.",
-      "",
-    );
-    for (const [w, rs] of blocks) {
-      out.push(`### ${w}`, "");
-      out.push(
-        table(
-          ["engine", "dtype", "forward + backward", "forward", "ratio", "agreement"],
-          rs.map((r) => [
-            r.engine,
-            r.dtype,
-            timeCell(r),
-            r.forward ? ms(r.forward.medianMs) : "",
-            ratioCell(r),
-            agreeCell(r),
-          ]),
-        ),
-        "",
-      );
-    }
-  }
-
-  const gpt = [...byWorkload.entries()].filter(([w]) => w.startsWith("gpt"));
-  if (gpt.length > 0) {
-    out.push(
-      `## GPT-2-small-shaped model forward + backward`,
-      "",
-      "124,439,808 parameters (V 50257, n_ctx 1024, d_model 768, H 12, L 12, " +
-        "d_ff 3072, pre-LN, tied), one sequence, loss and every parameter's " +
-        "gradient. Each engine in a process of its own: peak RSS is the kernel's " +
-        "maxrss of that process (weights included); heap and array buffers are " +
-        "the largest seen after a pass.",
-      "",
-    );
-    for (const [w, rs] of gpt) {
-      out.push(`### ${w}`, "");
-      out.push(
-        table(
-          ["engine", "dtype", "time", "ratio", "peak RSS", "JS heap", "array buffers", "agreement"],
-          rs.map((r) => [
-            r.engine,
-            r.dtype,
-            timeCell(r),
-            ratioCell(r),
-            gib(r.peakRssBytes),
-            gib(r.heapUsedBytes),
-            gib(r.arrayBuffersBytes),
-            agreeCell(r),
-          ]),
-        ),
-        "",
-      );
-    }
-  }
+  /** A section of one table per workload whose name starts with `prefix`, if there are any. */
+  const perWorkload = (
+    prefix: string,
+    heading: string,
+    intro: string,
+    columns: string[],
+    cells: (r: Row) => string[],
+  ): void => {
+    const workloads = [...byWorkload.entries()].filter(([w]) => w.startsWith(prefix));
+    if (workloads.length === 0) return;
+    out.push(heading, "", intro, "");
+    for (const [w, rs] of workloads) out.push(`### ${w}`, "", table(columns, rs.map(cells)), "");
+  };
+  perWorkload(
+    "block",
+    `## GPT block forward + backward`,
+    "GPT-2's block: pre-LN, causal attention, GELU (tanh), biases. " +
+      "Gradients of x and all 12 parameters for a seeded output cotangent.",
+    ["engine", "dtype", "forward + backward", "forward", "ratio", "agreement"],
+    (r) => [
+      r.engine,
+      r.dtype,
+      timeCell(r),
+      r.forward ? ms(r.forward.medianMs) : "",
+      ratioCell(r),
+      agreeCell(r),
+    ],
+  );
+  perWorkload(
+    "gpt",
+    `## GPT-2-small-shaped model forward + backward`,
+    "124,439,808 parameters (V 50257, n_ctx 1024, d_model 768, H 12, L 12, " +
+      "d_ff 3072, pre-LN, tied), one sequence, loss and every parameter's " +
+      "gradient. Each engine in a process of its own: peak RSS is the kernel's " +
+      "maxrss of that process (weights included); heap and array buffers are " +
+      "the largest seen after a pass.",
+    ["engine", "dtype", "time", "ratio", "peak RSS", "JS heap", "array buffers", "agreement"],
+    (r) => [
+      r.engine,
+      r.dtype,
+      timeCell(r),
+      ratioCell(r),
+      gib(r.peakRssBytes),
+      gib(r.heapUsedBytes),
+      gib(r.arrayBuffersBytes),
+      agreeCell(r),
+    ],
+  );
 
   if (res.interpreter && res.interpreter.length > 0) {
     out.push(
