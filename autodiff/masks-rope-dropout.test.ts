@@ -15,6 +15,19 @@ import type { Config } from "../spec/node.js";
 
 const dims = { n: 3, m: 5, d_k: 3, d_v: 2, H: 2 };
 
+/** Gradcheck (seed 1) of the formula's gradients of `wrt` in `mode` passes, with no failures. */
+async function expectGradcheck(
+  formula: string,
+  cfg: Config,
+  inputs: NamedTensors,
+  mode: "full" | "fast",
+  wrt: string[],
+): Promise<void> {
+  const r = await gradcheckGraph(formulaGraph(formula, cfg), inputs, { mode, seed: 1, wrt });
+  expect(r.failures).toEqual([]);
+  expect(r.ok).toBe(true);
+}
+
 /**
  * A mask of `shape` whose last axis is the keys: key 1 hidden everywhere, query row 2 (when the
  * mask has query rows) hides every key.
@@ -55,13 +68,7 @@ describe("broadcast attention masks pass gradcheck and keep their zeros", () => 
         inputs["mask"] = broadcastMask(inputs["mask"]!.shape, kind === "additive", rowsAxis);
         const wrt = ["Q", "K", "V"];
         for (const mode of ["full", "fast"] as const) {
-          const r = await gradcheckGraph(formulaGraph("attention", cfg), inputs, {
-            mode,
-            seed: 1,
-            wrt,
-          });
-          expect(r.failures).toEqual([]);
-          expect(r.ok).toBe(true);
+          await expectGradcheck("attention", cfg, inputs, mode, wrt);
         }
         const g = formulaGraph("attention", cfg);
         const yShape = evaluate(g, inputs)["y"]!.shape;
@@ -139,13 +146,7 @@ describe("partial RoPE and position_ids pass gradcheck", () => {
         });
         if (cfg["position_ids"] === true)
           inputs["position_ids"] = Tensor.from([0, 0, 1, 2, 7, 8, 9, 10], "i32", [2, 4]);
-        const r = await gradcheckGraph(formulaGraph("rope", cfg), inputs, {
-          mode,
-          seed: 1,
-          wrt: ["x"],
-        });
-        expect(r.failures).toEqual([]);
-        expect(r.ok).toBe(true);
+        await expectGradcheck("rope", cfg, inputs, mode, ["x"]);
       });
     }
   }
@@ -166,13 +167,7 @@ describe("dropout", () => {
           { seed: 8, dims: {}, batch: [3, 4] },
         );
         inputs["keep_mask"] = Tensor.from([1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0], "i32", [3, 4]);
-        const r = await gradcheckGraph(formulaGraph("dropout", { p }), inputs, {
-          mode,
-          seed: 1,
-          wrt: ["x"],
-        });
-        expect(r.failures).toEqual([]);
-        expect(r.ok).toBe(true);
+        await expectGradcheck("dropout", { p }, inputs, mode, ["x"]);
       });
     }
   }
