@@ -3,12 +3,15 @@ import { textTable } from "./text.js";
 
 describe("textTable", () => {
   test("pads each column to its widest cell, two spaces apart, with a rule under the header", () => {
-    expect(textTable(["name", "n"], [["layer_norm", "12"], ["gelu", "3"]])).toEqual([
-      "name        n",
-      "----------  --",
-      "layer_norm  12",
-      "gelu        3",
-    ]);
+    expect(
+      textTable(
+        ["name", "n"],
+        [
+          ["layer_norm", "12"],
+          ["gelu", "3"],
+        ],
+      ),
+    ).toEqual(["name        n", "----------  --", "layer_norm  12", "gelu        3"]);
   });
   test("a missing cell is empty, a header wider than its cells sets the width", () => {
     expect(textTable(["a", "column"], [["x"]])).toEqual(["a  column", "-  ------", "x"]);
