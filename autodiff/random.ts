@@ -91,6 +91,21 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
+/**
+ * `count` fractions s/(2³¹ − 1) in (0, 1) of the Park–Miller "minimal standard" sequence
+ * s ← 48271·s mod (2³¹ − 1), started from `seed` (1 ≤ seed < 2³¹ − 1). Exact in float64 and
+ * trivial to reproduce in any language: fixed test inputs with no structure.
+ */
+export function parkMiller(count: number, seed: number): number[] {
+  const out: number[] = [];
+  let s = seed;
+  for (let i = 0; i < count; i++) {
+    s = (s * 48271) % 2147483647;
+    out.push(s / 2147483647);
+  }
+  return out;
+}
+
 export interface SampleOptions {
   readonly seed?: number;
   readonly dims?: Readonly<Record<string, number>>;

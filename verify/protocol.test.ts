@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ImplementationError } from "../autodiff/implementation.js";
+import { parkMiller } from "../autodiff/random.js";
 import { Tensor } from "../autodiff/tensor.js";
 import {
   ProtocolError,
@@ -270,12 +271,8 @@ describe("large tensors", () => {
   // the throughput (MB/s) is measured by bench/timings.ts (npm run bench -- --only timings), not asserted here
   it("encodes and decodes 10 MB of float64 (1.25 M numbers) exactly, with and without non-finite values", () => {
     const n = 1_250_000;
-    const data = new Float64Array(n);
-    let s = 7;
-    for (let i = 0; i < n; i++) {
-      s = (s * 48271) % 2147483647;
-      data[i] = (s / 2147483647 - 0.5) * 10 ** ((i % 7) - 3);
-    }
+    // 1.25 M values over seven decades, from a fixed sequence
+    const data = Float64Array.from(parkMiller(n, 7), (u, i) => (u - 0.5) * 10 ** ((i % 7) - 3));
     const x = new Tensor("f64", [n], data);
     const text = encodeTensor(x);
     const back = tensorFromJSON(JSON.parse(text), W);

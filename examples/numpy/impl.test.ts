@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Tensor } from "../../autodiff/tensor.js";
+import { parkMiller } from "../../autodiff/random.js";
 import type { FloatDType } from "../../autodiff/tensor.js";
 import { ProcessImplementation } from "../../verify/process.js";
 import { outsideCapability } from "../../autodiff/capabilities.js";
@@ -116,13 +117,7 @@ function causalAttention(Q: number[], K: number[], V: number[], n: number, d: nu
 
 /** Deterministic values in (−2, 2) with no structure, from a linear congruential sequence. */
 function values(count: number, seed: number): number[] {
-  const out: number[] = [];
-  let s = seed;
-  for (let i = 0; i < count; i++) {
-    s = (s * 48271) % 2147483647;
-    out.push((s / 2147483647) * 4 - 2);
-  }
-  return out;
+  return parkMiller(count, seed).map((u) => u * 4 - 2);
 }
 
 const tensor = (dtype: FloatDType, shape: number[], data: number[]): Tensor =>

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImplementationError } from "../../autodiff/implementation.js";
 import { Tensor } from "../../autodiff/tensor.js";
+import { parkMiller } from "../../autodiff/random.js";
 import { ProcessImplementation } from "../../verify/process.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -23,13 +24,7 @@ const U32 = 2 ** -24;
 const tol = (K: number, scale: number): number => 2 * K * U32 * scale;
 
 function values(count: number, seed: number): number[] {
-  const out: number[] = [];
-  let s = seed;
-  for (let i = 0; i < count; i++) {
-    s = (s * 48271) % 2147483647;
-    out.push((s / 2147483647) * 4 - 2);
-  }
-  return out;
+  return parkMiller(count, seed).map((u) => u * 4 - 2);
 }
 
 const f32 = (shape: number[], data: number[]): Tensor => Tensor.from(data, "f32", shape);
