@@ -513,6 +513,13 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
             };
           });
   const domain = r.variants.map((v) => v.spec.id);
+  /** The variants along y, in the order of their smallest `sortField`; `title: null` hides it. */
+  const variantAxis = (sortField: string, title?: null) => ({
+    field: "variant",
+    type: "nominal",
+    sort: { field: sortField, op: "min", order: "ascending" },
+    ...(title === null ? { title } : {}),
+  });
   const color = {
     field: "variant",
     type: "nominal",
@@ -558,12 +565,7 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
             {
               mark: { type: "bar" },
               encoding: {
-                y: {
-                  field: "variant",
-                  type: "nominal",
-                  sort: { field: "heldout", op: "min", order: "ascending" },
-                  title: null,
-                },
+                y: variantAxis("heldout", null),
                 x: {
                   field: "heldout",
                   type: "quantitative",
@@ -576,11 +578,7 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
             {
               mark: { type: "tick", color: "black", thickness: 2 },
               encoding: {
-                y: {
-                  field: "variant",
-                  type: "nominal",
-                  sort: { field: "heldout", op: "min", order: "ascending" },
-                },
+                y: variantAxis("heldout"),
                 x: { field: "train", type: "quantitative" },
               },
             },
@@ -605,12 +603,7 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
                   {
                     mark: { type: "rule", strokeWidth: 1.5 },
                     encoding: {
-                      y: {
-                        field: "variant",
-                        type: "nominal",
-                        sort: { field: "delta", op: "min", order: "ascending" },
-                        title: null,
-                      },
+                      y: variantAxis("delta", null),
                       x: { field: "low", type: "quantitative", title: "Δ loss (nats)" },
                       x2: { field: "high" },
                       color,
@@ -619,11 +612,7 @@ export function variantsPlot(r: VariantsResult): TopLevelSpec {
                   {
                     mark: { type: "point", size: 50 },
                     encoding: {
-                      y: {
-                        field: "variant",
-                        type: "nominal",
-                        sort: { field: "delta", op: "min", order: "ascending" },
-                      },
+                      y: variantAxis("delta"),
                       x: { field: "delta", type: "quantitative" },
                       color,
                       fill: {
