@@ -1,6 +1,6 @@
 /** `specformer compare` errors carry the command's prefix, like every other command's. */
 import { describe, expect, test } from "vitest";
-import { recordingIo } from "./testing.js";
+import { recordingIo } from "./main.testing.js";
 import { main } from "./main.js";
 
 describe("specformer compare", () => {

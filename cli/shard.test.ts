@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { runMain } from "./testing.js";
+import { runMain } from "./main.testing.js";
 
 const run = runMain;
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { Tokenizer } from "../reference/tokenizer/index.js";
-import { runMain } from "./testing.js";
+import { runMain } from "./main.testing.js";
 
 const run = runMain;
 const ids = (json: string) => (JSON.parse(json) as { ids: number[] }).ids;

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import { GOLDEN_FORMAT, saveCase } from "../golden/cases-io.js";
-import { recordingIo } from "./testing.js";
+import { recordingIo } from "./main.testing.js";
 import { verifyCommand } from "./verify.js";
 
 const ROOT = join(__dirname, "..");

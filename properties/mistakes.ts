@@ -1,7 +1,7 @@
 /**
  * Named mistakes of real ports, each a rewrite of formula applications (spec/rewrite.ts): "formula
  * X computed as X′", X′ built from the registry's own formulas wherever it can be. Planted bugs
- * (properties/planted.ts), verify's test mutations (verify/testing.ts) and diagnosis hypotheses
+ * (properties/planted.ts), verify's test mutations (verify/planted.testing.ts) and diagnosis hypotheses
  * (verify/diagnose.ts) share them. A mistake about a formula's semantics is stated through that
  * formula: the mask off by one is `causal_mask` evaluated at shifted sizes, never the rule
  * `j ≤ i + (m − n)` written again.

@@ -10,7 +10,7 @@ import { gradcheckGraph } from "../autodiff/gradcheck.js";
 import { Tensor } from "../autodiff/tensor.js";
 import { GPT, dropoutMasks, resolveModelConfig } from "./model.js";
 import { evalLoss, train } from "./train.js";
-import { livelyWeights } from "./testing.js";
+import { livelyWeights } from "./lively.testing.js";
 
 const small = { preset: "tiny", V: 24, n_ctx: 12, d_model: 12, H: 2, L: 2, d_ff: 16 } as const;
 

@@ -14,7 +14,7 @@ import {
   MIN_TEMPERATURE,
 } from "./generate.js";
 import type { GPT, GPTConfig } from "./model.js";
-import { livelyModel, maxRelDiff as relDiff } from "./testing.js";
+import { livelyModel, maxRelDiff as relDiff } from "./lively.testing.js";
 
 const POSITIONS = ["learned", "sinusoidal", "rope", "rope_interleaved", "alibi", "none"] as const;
 

@@ -8,7 +8,7 @@ import { formulaGraph } from "../autodiff/graph.js";
 import { evaluate } from "../autodiff/evaluate.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 import { GPT, formulaConfig, resolveModelConfig, type GPTConfig } from "./model.js";
-import { livelyModel, maxRelDiff as relDiff } from "./testing.js";
+import { livelyModel, maxRelDiff as relDiff } from "./lively.testing.js";
 
 const BASE: Partial<GPTConfig> = {
   V: 37,

@@ -18,7 +18,7 @@ import {
   resolveModelConfig,
   type GPTConfig,
 } from "./model.js";
-import { livelyWeights } from "./testing.js";
+import { livelyWeights } from "./lively.testing.js";
 
 const U64 = 2 ** -53;
 

@@ -9,7 +9,7 @@ import { outsideCapability } from "../autodiff/capabilities.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { checkHello } from "./protocol.js";
 import { BUNDLED_CASES, loadCases, verify } from "./run.js";
-import { oneConfigurationCapabilities, restrictedImplementation } from "./testing.js";
+import { oneConfigurationCapabilities, restrictedImplementation } from "./planted.testing.js";
 
 describe("hello capabilities", () => {
   const hello = {

@@ -1,6 +1,6 @@
 /**
  * Hints at every level: each named mistake planted consistently through the call tree
- * (verify/testing.ts, written apart from the variants verify/diagnose.ts evaluates) in a port
+ * (verify/planted.testing.ts, written apart from the variants verify/diagnose.ts evaluates) in a port
  * that declares only `gpt`, diagnosed from the failing output of a committed PyTorch golden case
  * the way a gpt-only port's failure is (its output is all there is). The expected values are
  * the goldens.
@@ -31,8 +31,8 @@ import {
   plantSkipFinalNorm,
   plantTiedLogitsNoGrad,
   plantUnbiasedVariance,
-} from "./testing.js";
-import type { Plant } from "./testing.js";
+} from "./planted.testing.js";
+import type { Plant } from "./planted.testing.js";
 
 const PRE = "gpt/f64/gpt2_pre_ln_V64_d16_h4_L2_n8"; // GPT-2: pre-LN, tanh GELU, learned positions, ln_f
 const POST = "gpt/f64/seed_post_ln_V50_d16_h2_L2_n8"; // the seed: post-LN, erf GELU, sinusoidal positions

@@ -13,7 +13,7 @@ import { describe, expect, test } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import { esc, heatmapSvg, histogramSvg, renderHtmlReport } from "./html.js";
 import { verify } from "./run.js";
-import { plantedGraphImplementation, plantMaskShift } from "./testing.js";
+import { plantedGraphImplementation, plantMaskShift } from "./planted.testing.js";
 
 // the browser-side functions of page.evaluate run in the page (the project compiles without DOM types)
 /* eslint-disable @typescript-eslint/no-explicit-any */

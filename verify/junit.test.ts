@@ -9,7 +9,7 @@ import type { Implementation } from "../autodiff/implementation.js";
 import { referenceImplementation } from "../reference/implementation.js";
 import { verifyJUnit, xmlEscape } from "./junit.js";
 import { verify } from "./run.js";
-import { plantedGraphImplementation, plantMaskShift } from "./testing.js";
+import { plantedGraphImplementation, plantMaskShift } from "./planted.testing.js";
 
 /** Parse with Python's ElementTree and summarise: suites with their attributes and children. */
 const PARSE =

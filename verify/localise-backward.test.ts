@@ -1,6 +1,6 @@
 /**
  * Backward localisation on implementations whose forward pass is right and whose backward pass
- * carries one planted mistake (verify/testing-backward.ts), on committed golden cases: from a
+ * carries one planted mistake (verify/planted-backward.testing.ts), on committed golden cases: from a
  * composite case whose gradients fail, the walk must end at the planted formula, name the
  * argument whose gradient is wrong, and say its error against its tolerance.
  */
@@ -19,8 +19,8 @@ import {
   plantAttentionScaleBackward,
   plantFfnActivationBackward,
   plantLayerNormStatsConstant,
-} from "./testing-backward.js";
-import type { Plant } from "./testing.js";
+} from "./planted-backward.testing.js";
+import type { Plant } from "./planted.testing.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 
 async function localiseGrads(impl: Implementation, c: GoldenCase): Promise<Localisation> {

@@ -1,6 +1,6 @@
 /**
  * Localisation on implementations with one mistake planted consistently through every formula
- * that contains it (verify/testing.ts), on committed golden cases: the first divergence must be
+ * that contains it (verify/planted.testing.ts), on committed golden cases: the first divergence must be
  * the planted formula, found where it first acts, with the right hint.
  */
 import { describe, expect, test } from "vitest";
@@ -16,7 +16,7 @@ import {
   plantMaskShift,
   plantPrePlacement,
   plantScaleDModel,
-} from "./testing.js";
+} from "./planted.testing.js";
 import { knownConfig, ReferenceTrace } from "./trace.js";
 
 async function localiseCase(

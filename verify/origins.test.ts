@@ -13,7 +13,7 @@ import {
   backwardPlantedImplementation,
   plantAttentionScaleBackward,
   plantLossSummed,
-} from "./testing-backward.js";
+} from "./planted-backward.testing.js";
 
 describe("two independent planted mistakes", () => {
   let report: VerifyReport;

@@ -26,7 +26,7 @@ function committedCases(formula: string, dtype: "f64" | "f32"): number {
   };
   return m.cases.filter((c) => c.case.startsWith(`${formula}/${dtype}/`)).length;
 }
-import { plantedGraphImplementation, plantMaskShift } from "./testing.js";
+import { plantedGraphImplementation, plantMaskShift } from "./planted.testing.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixture = (name: string, ...args: string[]): string =>

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { recordingIo } from "../../cli/testing.js";
+import { recordingIo } from "../../cli/main.testing.js";
 import { main } from "../../cli/main.js";
 
 const ROOT = join(__dirname, "..", "..");

@@ -25,7 +25,7 @@ import { callArgs, firstOf, onFormula, reapply, withGradientOf } from "../spec/r
 import type { CallOf } from "../spec/rewrite.js";
 import type { Implementation } from "../autodiff/implementation.js";
 import { rewrittenImplementation } from "../reference/rewritten.js";
-import type { Plant } from "./testing.js";
+import type { Plant } from "./planted.testing.js";
 
 /** A plant that keeps `formula`'s value and takes its gradient from `wrong(call)`. */
 function backwardOnly<N extends string>(
