@@ -3,6 +3,7 @@
  * a terminal), the first divergence spelled out, faults with the program's own words, and the
  * same facts as JSON. JUnit XML and HTML live in junit.ts and html.ts.
  */
+import { textTable } from "../io/text.js";
 import { REPORT_MARKER } from "./report-files.js";
 import { SCHEMA_VERSION, toWire } from "../autodiff/wire.js";
 import { shapeToString } from "../autodiff/tensor.js";
@@ -62,14 +63,9 @@ function pad(s: string, w: number): string {
   return s + " ".repeat(Math.max(0, w - width(s)));
 }
 
+/** A text table whose cells may carry ANSI colours (measured without them), bold header. */
 function table(header: string[], rows: string[][], st: Style): string[] {
-  const widths = header.map((h, c) => Math.max(width(h), ...rows.map((r) => width(r[c] ?? ""))));
-  const line = (r: string[]) =>
-    r
-      .map((cell, c) => pad(cell, widths[c]!))
-      .join("  ")
-      .trimEnd();
-  return [st.bold(line(header)), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+  return textTable(header, rows, { width, header: st.bold });
 }
 
 // ---------------------------------------------------------------------------------------------
