@@ -5,6 +5,7 @@
  * bin/specformer.mjs as a child process, as `npx specformer` does.
  */
 import { execFile, execFileSync } from "node:child_process";
+import { pythonCanImport } from "../io/python.testing.js";
 import {
   mkdtempSync,
   readFileSync,
@@ -73,14 +74,7 @@ function runBin(
   });
 }
 
-const hasNumpy = (() => {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import numpy"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasNumpy = pythonCanImport("numpy");
 
 const node = JSON.stringify(process.execPath);
 

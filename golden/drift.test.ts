@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
+import { pythonCanImport } from "../io/python.testing.js";
 import { fileURLToPath } from "node:url";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const python = "/usr/bin/python3";
-const hasNumpy = spawnSync(python, ["-c", "import numpy"], { encoding: "utf8" }).status === 0;
+const hasNumpy = pythonCanImport("numpy");
 
 describe("golden/check_drift.py", () => {
   it.skipIf(!hasNumpy)(

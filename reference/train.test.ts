@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { PYTHON, pythonCanImport } from "../io/python.testing.js";
 import { Rng } from "../autodiff/random.js";
 import { Tensor, type NamedTensors } from "../autodiff/tensor.js";
 import { corpusText, corpusTokenizer } from "./corpus.js";
@@ -8,17 +8,7 @@ import { GPT, resolveModelConfig } from "./model.js";
 import { Adam, clipGradNorm, evalLoss, TokenWindows, train, TrainError } from "./train.js";
 
 const U64 = 2 ** -53;
-const PYTHON = "/usr/bin/python3";
-const hasTorch =
-  existsSync(PYTHON) &&
-  (() => {
-    try {
-      execFileSync(PYTHON, ["-c", "import torch"], { stdio: "ignore" });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+const hasTorch = pythonCanImport("torch");
 
 /** torch.optim.AdamW (float64) over the same parameters and gradients, decay on matrices only. */
 function torchAdamW(

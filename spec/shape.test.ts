@@ -2,6 +2,7 @@
  * Shape algebra, tested as algebra with fast-check over random dim bindings.
  */
 import { execFileSync } from "node:child_process";
+import { pythonCanImport } from "../io/python.testing.js";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import "./index.js";
@@ -30,14 +31,7 @@ print(json.dumps(out))`;
   ) as (number[] | null)[];
 }
 
-function hasNumpy(): boolean {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import numpy"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const hasNumpy = (): boolean => pythonCanImport("numpy");
 
 describe("broadcasting", () => {
   const pairs = fc.sample(fc.tuple(dims, dims), { numRuns: 300, seed: SEED });

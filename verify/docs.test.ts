@@ -11,7 +11,7 @@ import { describe, expect, test } from "vitest";
 import { referenceImplementation } from "../reference/implementation.js";
 import { HINT_IDS } from "./diagnose.js";
 import { ProcessImplementation } from "./process.js";
-import { PYTHON, pythonCanImport } from "./python.testing.js";
+import { PYTHON, pythonCanImport } from "../io/python.testing.js";
 import { countsOf } from "./report.js";
 import { verify } from "./run.js";
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Implementation } from "../autodiff/implementation.js";
 import { golden, localiseChecked } from "./cases.testing.js";
 import { ProcessImplementation } from "./process.js";
-import { pythonCanImport } from "./python.testing.js";
+import { pythonCanImport } from "../io/python.testing.js";
 
 const ROOT = join(__dirname, "..");
 const hasNumpy = pythonCanImport("numpy");

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { Tensor } from "../autodiff/tensor.js";
 import { ProcessImplementation } from "./process.js";
 import { KEEP_MIN_BYTES, checkHello } from "./protocol.js";
-import { PYTHON, pythonCanImport } from "./python.testing.js";
+import { PYTHON, pythonCanImport } from "../io/python.testing.js";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const IMPL = join("examples", "numpy", "impl.py");

@@ -20,7 +20,7 @@ import {
   tensorToJSON,
   wireFloat,
 } from "./protocol.js";
-import { PYTHON, pythonCanImport } from "./python.testing.js";
+import { PYTHON, pythonCanImport } from "../io/python.testing.js";
 
 const W = "output y of formula softmax";
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
